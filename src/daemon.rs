@@ -1,0 +1,335 @@
+//! Startup: checks, configuration, daemonising, pid file, FIFO, privilege separation.
+//!
+//! Everything that can be wrong with the installation is found here, before the fork, and
+//! reported on stderr (as well as the log) with exit status 1: a bad configuration file or
+//! its permissions, a missing privsep user or jail, a pid file of a running daemon, a path
+//! in the FIFO's place that is not a FIFO.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::args::Options;
+use crate::conf::Conf;
+use crate::event::{apply_debug, Daemon};
+use crate::fifo::Fifo;
+use crate::monitor::{self, Client, Server, PRIVSEP_DIR, PRIVSEP_USER};
+use crate::signal::{self, SignalPipe};
+
+fn fatal(msg: &str) -> i32 {
+    log::error!("{msg}");
+    // Under syslog the message would be invisible to whoever ran the command.
+    if !crate::log_to_stderr() {
+        eprintln!("isakmpd: {msg}");
+    }
+    1
+}
+
+/// Reads and parses the configuration at startup. A missing file means isakmpd's defaults
+/// alone (as conf.c does); a file with bad permissions or syntax stops the daemon.
+pub fn load_config(path: &str) -> Result<Conf, String> {
+    let fd = match monitor::open_config(path) {
+        Ok(fd) => fd,
+        Err(e) if !std::path::Path::new(path).exists() => {
+            log::warn!("{e}; running with the default configuration");
+            return Ok(Conf::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let parsed = Conf::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    for w in &parsed.warnings {
+        log::warn!("{path}: {w}");
+    }
+    Ok(parsed.conf)
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{s}: path contains NUL"))
+}
+
+/// Refuses to start over a running daemon's pid file, then writes ours.
+fn write_pid_file(path: &str) -> Result<(), String> {
+    if let Ok(old) = std::fs::read_to_string(path) {
+        if let Ok(pid) = old.trim().parse::<i32>() {
+            // SAFETY: kill with signal 0 only checks for existence.
+            if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 && pid != unsafe { libc::getpid() } {
+                return Err(format!("{path}: isakmpd already running as pid {pid}"));
+            }
+        }
+    }
+    // SAFETY: getpid cannot fail.
+    let pid = unsafe { libc::getpid() };
+    std::fs::write(path, format!("{pid}\n")).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Creates (or reuses) the FIFO, mode 0600, and opens it read-write and non-blocking so
+/// that it never reports end of file when a writer goes away.
+fn open_fifo(path: &str) -> Result<OwnedFd, String> {
+    let c = cstring(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !m.file_type().is_fifo() {
+                return Err(format!("{path}: exists and is not a FIFO"));
+            }
+        }
+        Err(_) => {
+            // SAFETY: c is a valid C string.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } < 0 {
+                return Err(format!(
+                    "{path}: mkfifo: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+    }
+    // SAFETY: c is valid; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("{path}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is valid; make the mode exact whatever the umask or an old FIFO said.
+    unsafe { libc::fchmod(fd, 0o600) };
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Runs the daemon; returns the exit status.
+pub fn run(opts: Options) -> i32 {
+    crate::set_log_to_stderr(opts.foreground);
+    crate::log::init(!opts.foreground, opts.verbose);
+    for &(sel, level) in &opts.debug {
+        apply_debug(sel, level);
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return fatal("need root privileges");
+    }
+    let conf = match load_config(&opts.config) {
+        Ok(c) => c,
+        Err(e) => return fatal(&e),
+    };
+    let user = match monitor::lookup_user(PRIVSEP_USER)
+        .and_then(|u| monitor::check_jail(PRIVSEP_DIR).map(|_| u))
+    {
+        Ok(u) => u,
+        Err(e) => return fatal(&e),
+    };
+    if !opts.foreground {
+        // SAFETY: daemon(3) forks and detaches; nothing else runs yet.
+        if unsafe { libc::daemon(0, 0) } < 0 {
+            return fatal(&format!("daemon: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if let Err(e) = write_pid_file(&opts.pid_file) {
+        return fatal(&e);
+    }
+    let fifo_fd = if opts.fifo == "-" {
+        None
+    } else {
+        match open_fifo(&opts.fifo) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let _ = std::fs::remove_file(&opts.pid_file);
+                return fatal(&e);
+            }
+        }
+    };
+    let cleanup = |opts: &Options| {
+        if opts.fifo != "-" {
+            let _ = std::fs::remove_file(&opts.fifo);
+        }
+        let _ = std::fs::remove_file(&opts.pid_file);
+    };
+    let (parent_end, child_end) = match monitor::socketpair() {
+        Ok(p) => p,
+        Err(e) => {
+            cleanup(&opts);
+            return fatal(&format!("socketpair: {e}"));
+        }
+    };
+    let forwarded = [
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGCHLD,
+    ];
+    let parent_signals = match SignalPipe::install(&forwarded) {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup(&opts);
+            return fatal(&format!("signals: {e}"));
+        }
+    };
+    // SAFETY: single-threaded at this point; the child continues with its own copy.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        cleanup(&opts);
+        return fatal(&format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        drop(parent_signals);
+        for s in forwarded {
+            signal::reset(s);
+        }
+        std::process::exit(child_main(
+            opts,
+            conf,
+            Client::new(child_end),
+            fifo_fd,
+            user,
+        ));
+    }
+    drop(child_end);
+    drop(fifo_fd);
+    let server = Server {
+        sock: parent_end,
+        config_path: opts.config.clone(),
+        report_path: opts.report_file.clone(),
+    };
+    let status = parent_loop(&server, &parent_signals, pid);
+    cleanup(&opts);
+    status
+}
+
+fn child_main(
+    opts: Options,
+    conf: Conf,
+    client: Client,
+    fifo_fd: Option<OwnedFd>,
+    user: monitor::PrivsepUser,
+) -> i32 {
+    let signals =
+        match SignalPipe::install(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT]) {
+            Ok(s) => s,
+            Err(e) => return fatal(&format!("signals: {e}")),
+        };
+    if let Err(e) = monitor::drop_privileges(user, PRIVSEP_DIR) {
+        return fatal(&e);
+    }
+    let fifo = match fifo_fd {
+        Some(fd) => Some(Fifo::new(fd.into_raw())),
+        None => {
+            // -f -: commands come from stdin.
+            // SAFETY: fcntl on fd 0 with valid flags.
+            unsafe {
+                let fl = libc::fcntl(0, libc::F_GETFL);
+                libc::fcntl(0, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            }
+            Some(Fifo::new(0))
+        }
+    };
+    let mut d = Daemon::new(opts, conf, client, fifo, signals);
+    if let Err(e) = d.open_transports() {
+        return fatal(&e);
+    }
+    log::info!("isakmpd started");
+    d.run()
+}
+
+trait IntoRaw {
+    fn into_raw(self) -> i32;
+}
+
+impl IntoRaw for OwnedFd {
+    fn into_raw(self) -> i32 {
+        use std::os::fd::IntoRawFd;
+        self.into_raw_fd()
+    }
+}
+
+/// The privileged parent: serve the child, forward signals, and leave when it does.
+fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32 {
+    let mut fds = [
+        libc::pollfd {
+            fd: server.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: signals.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        for f in fds.iter_mut() {
+            f.revents = 0;
+        }
+        // SAFETY: fds is a valid array of two pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if fds[1].revents != 0 {
+            let mut exited = false;
+            signals.drain(|s| {
+                if s == libc::SIGCHLD {
+                    exited = true;
+                } else {
+                    // SAFETY: forwarding a signal to our own child.
+                    unsafe { libc::kill(child, s) };
+                }
+            });
+            if exited {
+                if let Some(status) = reap(child) {
+                    return status;
+                }
+            }
+        }
+        if fds[0].revents != 0 {
+            match server.serve_one() {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    // The child closed its end: it is exiting (or gone).
+                    return wait_child(child);
+                }
+            }
+        }
+    }
+    wait_child(child)
+}
+
+fn reap(child: libc::pid_t) -> Option<i32> {
+    let mut st = 0;
+    // SAFETY: st is a valid out-pointer.
+    let r = unsafe { libc::waitpid(child, &mut st, libc::WNOHANG) };
+    (r == child).then(|| exit_status(st))
+}
+
+fn wait_child(child: libc::pid_t) -> i32 {
+    let mut st = 0;
+    loop {
+        // SAFETY: st is a valid out-pointer.
+        let r = unsafe { libc::waitpid(child, &mut st, 0) };
+        if r == child {
+            return exit_status(st);
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return 1;
+        }
+    }
+}
+
+fn exit_status(st: i32) -> i32 {
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else {
+        log::error!("unprivileged child died of signal {}", libc::WTERMSIG(st));
+        1
+    }
+}

@@ -1,0 +1,34 @@
+//! isakmpd: an ISAKMP/IKEv1 key management daemon, after OpenBSD's isakmpd(8).
+//!
+//! Layout (see STYLE §10.1): `event` is the poll loop and the only clock reader; `timer`
+//! the wheel; `ike` the sans-IO protocol engine; `udp`, `fifo`, `monitor`, `pfkey` the
+//! descriptors it multiplexes; `conf` isakmpd.conf(5); `report` the report and result
+//! files; `daemon` startup and the privileged parent.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub mod args;
+pub mod conf;
+pub mod daemon;
+pub mod event;
+pub mod fifo;
+pub mod ike;
+pub mod log;
+pub mod monitor;
+pub mod pcap;
+pub mod pfkey;
+pub mod report;
+pub mod signal;
+pub mod timer;
+pub mod udp;
+
+static STDERR_LOG: AtomicBool = AtomicBool::new(false);
+
+/// True when log lines already go to stderr (-d).
+pub fn log_to_stderr() -> bool {
+    STDERR_LOG.load(Ordering::Relaxed)
+}
+
+pub fn set_log_to_stderr(v: bool) {
+    STDERR_LOG.store(v, Ordering::Relaxed);
+}

@@ -1,0 +1,568 @@
+//! Privilege separation (isakmpd's monitor.c).
+//!
+//! At startup the daemon forks. The privileged parent keeps root, and does on the child's
+//! behalf the few things that need it: opening the configuration file (after checking that
+//! no group or other user can read it), opening the report, result and capture files under
+//! /var/run, and binding UDP ports (500, 4500 or above 1024 only). Descriptors travel back
+//! over a SOCK_SEQPACKET socketpair with SCM_RIGHTS. The child chroots to /var/empty, drops
+//! to the `_isakmpd` user and never opens a path itself.
+//!
+//! The parent also owns the pid file and the FIFO path: it forwards SIGHUP, SIGUSR1,
+//! SIGTERM and SIGINT to the child, and when the child exits it removes both and exits with
+//! the child's status.
+//!
+//! Messages are tiny: a request byte with fixed fields, and a reply of one status byte, a
+//! text (the error, or empty) and at most one descriptor.
+
+use std::ffi::CString;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::args::{is_run_path, RESULT_FILE};
+
+/// The unprivileged user and its jail.
+pub const PRIVSEP_USER: &str = "_isakmpd";
+pub const PRIVSEP_DIR: &str = "/var/empty";
+
+const REQ_BIND: u8 = 1;
+const REQ_OPEN_CONFIG: u8 = 2;
+const REQ_OPEN_WRITE: u8 = 3;
+const REQ_SHUTDOWN: u8 = 4;
+
+/// Which file the child wants written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Report = 1,
+    Result = 2,
+    Capture = 3,
+}
+
+/// Only the standard ports and unprivileged ones may be bound (isakmpd(8) CAVEATS).
+pub fn port_allowed(port: u16) -> bool {
+    port == 500 || port == 4500 || port > 1024
+}
+
+/// isakmpd's `check_file_secrecy`: owned by root or by us, no access for group or others.
+pub fn check_secrecy(path: &str, uid: u32, mode: u32, my_uid: u32) -> Result<(), String> {
+    if uid != 0 && uid != my_uid {
+        return Err(format!(
+            "{path}: not owned by uid 0 or uid {my_uid} (owner is uid {uid})"
+        ));
+    }
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{path}: bad permissions {:04o}: the file must not be accessible by group or others (chmod 600)",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Descriptor passing.
+
+fn send_msg(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut _,
+        iov_len: data.len(),
+    };
+    // Room for one descriptor, aligned for cmsghdr.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at cbuf, which is large enough for one cmsghdr
+        // carrying one int; CMSG_FIRSTHDR therefore returns a valid pointer into it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        }
+    }
+    loop {
+        // SAFETY: msg and everything it points to are valid for the call.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one message; returns its length (0 = peer closed) and a passed descriptor.
+fn recv_msg(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: zeroed msghdr is valid; we fill the pointers below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = loop {
+        // SAFETY: msg points at live buffers of the declared sizes.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fd = None;
+    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR/NXTHDR walk only within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
+                if fd.is_none() {
+                    fd = Some(OwnedFd::from_raw_fd(raw));
+                } else {
+                    libc::close(raw);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n, fd))
+}
+
+// ---------------------------------------------------------------------------------------
+// Child side.
+
+/// The child's handle on the monitor.
+pub struct Client {
+    sock: OwnedFd,
+}
+
+impl Client {
+    pub fn new(sock: OwnedFd) -> Client {
+        Client { sock }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    fn call(&self, req: &[u8]) -> Result<Option<OwnedFd>, String> {
+        send_msg(self.fd(), req, None).map_err(|e| format!("monitor: {e}"))?;
+        let mut buf = [0u8; 1024];
+        let (n, fd) = recv_msg(self.fd(), &mut buf).map_err(|e| format!("monitor: {e}"))?;
+        if n == 0 {
+            return Err("monitor: privileged process is gone".into());
+        }
+        let text = String::from_utf8_lossy(&buf[1..n]).into_owned();
+        if buf[0] == 0 {
+            Ok(fd)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// A bound, non-blocking UDP socket.
+    pub fn bind(&self, addr: SocketAddr) -> Result<OwnedFd, String> {
+        let mut req = vec![REQ_BIND];
+        match addr.ip() {
+            IpAddr::V4(a) => {
+                req.push(4);
+                req.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                req.push(6);
+                req.extend_from_slice(&a.octets());
+            }
+        }
+        req.extend_from_slice(&addr.port().to_be_bytes());
+        self.call(&req)?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
+    /// The configuration file, checked for secrecy, opened read-only.
+    pub fn open_config(&self) -> Result<OwnedFd, String> {
+        self.call(&[REQ_OPEN_CONFIG])?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
+    /// A file under /var/run, created or truncated, mode 0600.
+    pub fn open_write(&self, kind: WriteKind, path: &str) -> Result<OwnedFd, String> {
+        let mut req = vec![REQ_OPEN_WRITE, kind as u8];
+        req.extend_from_slice(path.as_bytes());
+        self.call(&req)?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
+    /// Tells the parent this is a clean exit.
+    pub fn shutdown(&self) {
+        let _ = self.call(&[REQ_SHUTDOWN]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parent side.
+
+/// What the parent needs to serve requests.
+pub struct Server {
+    pub sock: OwnedFd,
+    pub config_path: String,
+    pub report_path: String,
+}
+
+/// Everything the server answers with: Ok(fd) or Err(reason).
+pub type Answer = Result<Option<OwnedFd>, String>;
+
+impl Server {
+    /// Reads one request and answers it. Returns false when the child closed its end.
+    pub fn serve_one(&self) -> io::Result<bool> {
+        let mut buf = [0u8; 4200];
+        let (n, stray) = recv_msg(self.sock.as_raw_fd(), &mut buf)?;
+        drop(stray); // the child never sends descriptors
+        if n == 0 {
+            return Ok(false);
+        }
+        let answer = self.answer(&buf[..n]);
+        let (status, text, fd) = match &answer {
+            Ok(fd) => (0u8, String::new(), fd.as_ref().map(|f| f.as_raw_fd())),
+            Err(e) => (1u8, e.clone(), None),
+        };
+        let mut reply = vec![status];
+        reply.extend_from_slice(&text.as_bytes()[..text.len().min(1000)]);
+        send_msg(self.sock.as_raw_fd(), &reply, fd)?;
+        Ok(true)
+    }
+
+    fn answer(&self, req: &[u8]) -> Answer {
+        match req.first() {
+            Some(&REQ_BIND) => {
+                let addr = decode_bind(&req[1..]).ok_or("monitor: malformed bind request")?;
+                bind_udp(addr).map(Some)
+            }
+            Some(&REQ_OPEN_CONFIG) => open_config(&self.config_path).map(Some),
+            Some(&REQ_OPEN_WRITE) if req.len() >= 2 => {
+                let path =
+                    std::str::from_utf8(&req[2..]).map_err(|_| "monitor: path is not UTF-8")?;
+                let allowed = match req[1] {
+                    1 => path == self.report_path,
+                    2 => path == RESULT_FILE,
+                    3 => is_run_path(path),
+                    _ => false,
+                };
+                if !allowed {
+                    return Err(format!("monitor: refusing to open '{path}' for writing"));
+                }
+                open_run_file(path).map(Some)
+            }
+            Some(&REQ_SHUTDOWN) => Ok(None),
+            _ => Err("monitor: unknown request".into()),
+        }
+    }
+}
+
+fn decode_bind(b: &[u8]) -> Option<SocketAddr> {
+    match b.first()? {
+        4 if b.len() == 1 + 4 + 2 => {
+            let a = Ipv4Addr::new(b[1], b[2], b[3], b[4]);
+            Some(SocketAddr::new(a.into(), u16::from_be_bytes([b[5], b[6]])))
+        }
+        6 if b.len() == 1 + 16 + 2 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&b[1..17]);
+            Some(SocketAddr::new(
+                Ipv6Addr::from(o).into(),
+                u16::from_be_bytes([b[17], b[18]]),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Creates and binds a UDP socket, after the port check.
+pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
+    if !port_allowed(addr.port()) {
+        return Err(format!(
+            "monitor: refusing to bind {addr}: only port 500, 4500 or ports above 1024 are allowed"
+        ));
+    }
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+        .map_err(|e| format!("socket: {e}"))?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let setopt = |level, name| {
+        // SAFETY: `one` is a valid c_int for the duration of the call.
+        cvt(unsafe { libc::setsockopt(fd, level, name, (&one as *const libc::c_int).cast(), 4) })
+    };
+    setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+    let r = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sin is a valid sockaddr_in of the stated size.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sin) as u32,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
+                .map_err(|e| format!("IPV6_V6ONLY: {e}"))?;
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sin6 is a valid sockaddr_in6 of the stated size.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of_val(&sin6) as u32,
+                )
+            }
+        }
+    };
+    cvt(r).map_err(|e| format!("bind {addr}: {e}"))?;
+    Ok(owned)
+}
+
+fn cstr(path: &str) -> Result<CString, String> {
+    CString::new(path).map_err(|_| format!("{path}: path contains NUL"))
+}
+
+/// Opens the configuration file read-only and checks its owner and mode.
+pub fn open_config(path: &str) -> Result<OwnedFd, String> {
+    let c = cstr(path)?;
+    // SAFETY: c is a valid C string.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    })
+    .map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: fd was just opened by us.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: st is a valid out-pointer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstat(fd, &mut st) }).map_err(|e| format!("{path}: {e}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(format!("{path}: not a regular file"));
+    }
+    // SAFETY: getuid cannot fail.
+    check_secrecy(path, st.st_uid, st.st_mode, unsafe { libc::getuid() })?;
+    Ok(owned)
+}
+
+/// Creates or truncates a file under /var/run, mode 0600, refusing symlinks and any path
+/// whose real directory is not /var/run's.
+pub fn open_run_file(path: &str) -> Result<OwnedFd, String> {
+    if !is_run_path(path) {
+        return Err(format!(
+            "{path}: only paths beginning with /var/run/ are allowed"
+        ));
+    }
+    let dir = std::path::Path::new(path).parent().ok_or("no directory")?;
+    let real_dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let real_run = std::fs::canonicalize("/var/run").map_err(|e| format!("/var/run: {e}"))?;
+    if !real_dir.starts_with(&real_run) {
+        return Err(format!("{path}: resolves outside /var/run"));
+    }
+    let c = cstr(path)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: c is a valid C string.
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) })
+        .map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: fd was just opened by us.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // An existing file keeps its old mode through O_CREAT; make sure it is private.
+    // SAFETY: fd is valid.
+    unsafe { libc::fchmod(fd, 0o600) };
+    Ok(owned)
+}
+
+/// The privsep user's ids, looked up before the fork.
+#[derive(Debug, Clone, Copy)]
+pub struct PrivsepUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub fn lookup_user(name: &str) -> Result<PrivsepUser, String> {
+    let c = cstr(name)?;
+    // SAFETY: getpwnam returns a pointer to static storage or NULL; we copy out at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!(
+            "privilege separation: user '{name}' does not exist (create it, e.g. useradd -r -d {PRIVSEP_DIR} -s /usr/sbin/nologin {name})"
+        ));
+    }
+    // SAFETY: pw is non-null and points at a valid passwd struct.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    if uid == 0 {
+        return Err(format!(
+            "privilege separation: user '{name}' must not be root"
+        ));
+    }
+    Ok(PrivsepUser { uid, gid })
+}
+
+pub fn check_jail(dir: &str) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("privilege separation: {dir} is not a directory")),
+        Err(e) => Err(format!(
+            "privilege separation: {dir}: {e} (create it: mkdir -p {dir})"
+        )),
+    }
+}
+
+/// In the child: chroot to the jail and become the unprivileged user, for good.
+pub fn drop_privileges(user: PrivsepUser, dir: &str) -> Result<(), String> {
+    let c = cstr(dir)?;
+    // SAFETY: plain system calls with valid arguments; each result is checked.
+    unsafe {
+        cvt(libc::chroot(c.as_ptr())).map_err(|e| format!("chroot {dir}: {e}"))?;
+        cvt(libc::chdir(c"/".as_ptr())).map_err(|e| format!("chdir /: {e}"))?;
+        let groups = [user.gid];
+        cvt(libc::setgroups(1, groups.as_ptr())).map_err(|e| format!("setgroups: {e}"))?;
+        cvt(libc::setresgid(user.gid, user.gid, user.gid))
+            .map_err(|e| format!("setresgid: {e}"))?;
+        cvt(libc::setresuid(user.uid, user.uid, user.uid))
+            .map_err(|e| format!("setresuid: {e}"))?;
+        if libc::setuid(0) == 0 {
+            return Err("privilege separation: could regain root after dropping it".into());
+        }
+    }
+    Ok(())
+}
+
+/// A connected pair: (parent end, child end).
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert!(port_allowed(500));
+        assert!(port_allowed(4500));
+        assert!(port_allowed(1025));
+        assert!(port_allowed(65535));
+        assert!(!port_allowed(1024));
+        assert!(!port_allowed(22));
+        assert!(!port_allowed(501));
+    }
+
+    #[test]
+    fn secrecy() {
+        assert!(check_secrecy("f", 0, 0o100600, 0).is_ok());
+        assert!(check_secrecy("f", 1000, 0o100400, 1000).is_ok());
+        let e = check_secrecy("f", 0, 0o100644, 0).unwrap_err();
+        assert!(e.contains("0644") && e.contains("group or others"), "{e}");
+        assert!(check_secrecy("f", 0, 0o100620, 0).is_err());
+        assert!(check_secrecy("f", 0, 0o100601, 0).is_err());
+        assert!(check_secrecy("f", 1000, 0o100600, 0)
+            .unwrap_err()
+            .contains("owner"));
+    }
+
+    #[test]
+    fn bind_requests_round_trip() {
+        for a in ["192.0.2.1:500", "[2001:db8::1]:4500", "0.0.0.0:1500"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut req = Vec::new();
+            match addr.ip() {
+                IpAddr::V4(v) => {
+                    req.push(4);
+                    req.extend_from_slice(&v.octets())
+                }
+                IpAddr::V6(v) => {
+                    req.push(6);
+                    req.extend_from_slice(&v.octets())
+                }
+            }
+            req.extend_from_slice(&addr.port().to_be_bytes());
+            assert_eq!(decode_bind(&req), Some(addr));
+        }
+        assert_eq!(decode_bind(&[4, 1, 2, 3]), None);
+        assert_eq!(decode_bind(&[]), None);
+        assert_eq!(decode_bind(&[5, 0, 0, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn descriptors_cross_the_socketpair() {
+        let (a, b) = socketpair().unwrap();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        send_msg(a.as_raw_fd(), b"hi", Some(f.as_raw_fd())).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, fd) = recv_msg(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        assert!(fd.is_some());
+        drop(a);
+        let (n, fd) = recv_msg(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((n, fd.is_none()), (0, true));
+    }
+
+    #[test]
+    fn refuses_bad_ports_before_binding() {
+        let e = bind_udp("127.0.0.1:600".parse().unwrap()).unwrap_err();
+        assert!(e.contains("refusing"), "{e}");
+    }
+}
