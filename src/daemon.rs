@@ -114,6 +114,18 @@ pub fn run(opts: Options) -> i32 {
     if unsafe { libc::geteuid() } != 0 {
         return fatal("need root privileges");
     }
+    // The monitor enforces this for every bind; checking here too reports it before
+    // daemonising, where the user can see it.
+    for (flag, port, used) in [
+        ("-p", opts.listen_port, true),
+        ("-N", opts.udpencap_port, !opts.no_nat_t),
+    ] {
+        if used && !monitor::port_allowed(port) {
+            return fatal(&format!(
+                "{flag} {port}: only port 500, 4500 or ports above 1024 are allowed"
+            ));
+        }
+    }
     let conf = match load_config(&opts.config) {
         Ok(c) => c,
         Err(e) => return fatal(&e),

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing isakmpd needs on a fresh Debian 12 machine, as root:
+# the C toolchain and OpenSSL headers for the openssl crate, the tools the tests drive
+# (iproute2, util-linux for unshare/nsenter, tshark), and the privilege-separation user
+# and jail the daemon drops into (_isakmpd, /var/empty).
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (the daemon needs root for privilege separation)" >&2
+    exit 1
+fi
+
+need=()
+for p in build-essential pkg-config libssl-dev iproute2 util-linux procps; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup.sh: cargo not found; install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+
+mkdir -p /var/empty
+chmod 755 /var/empty
+if ! getent passwd _isakmpd >/dev/null; then
+    useradd --system --home-dir /var/empty --no-create-home --shell /usr/sbin/nologin _isakmpd
+fi

@@ -1,0 +1,266 @@
+//! Runs the real `isakmpd` binary for integration tests.
+//!
+//! Each daemon runs as root with privilege separation on, inside its own mount and network
+//! namespace (`unshare -m -n`): a fresh directory of the test's is bind-mounted over
+//! /var/run, so the pid file, FIFO, report, result and capture files land there at their
+//! manual paths (the only paths the daemon allows), and the UDP ports of parallel tests do
+//! not collide. Needs root, `unshare`, the `_isakmpd` user and /var/empty (scripts/setup.sh).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_isakmpd");
+
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the daemon tests start isakmpd with privilege separation and need root (run scripts/test.sh)"
+    );
+    assert!(
+        Path::new("/var/empty").is_dir(),
+        "/var/empty is missing: run scripts/setup.sh"
+    );
+}
+
+/// A scratch directory for one test, removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("isakmpd-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("run")).unwrap();
+        Scratch { dir }
+    }
+
+    /// Writes a file with the given mode.
+    pub fn write(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    pub fn run(&self, name: &str) -> PathBuf {
+        self.dir.join("run").join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The real directory behind /var/run (on Debian, /run).
+pub fn real_run() -> PathBuf {
+    fs::canonicalize("/var/run").unwrap()
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub pid: i32,
+    pub scratch: Scratch,
+    pub conf: PathBuf,
+    log: PathBuf,
+}
+
+/// Shell run inside the namespaces: bind the scratch run dir over /var/run, bring up
+/// loopback, then become isakmpd.
+const WRAP: &str = r#"mount --bind "$1" "$2" && ip link set lo up && shift 2 && exec "$@""#;
+
+/// Starts `isakmpd -d` on `conf_text` (written with mode 0600) with extra flags.
+pub fn start(name: &str, conf_text: &str, extra: &[&str]) -> Daemon {
+    require_root();
+    let scratch = Scratch::new(name);
+    let conf = scratch.write("isakmpd.conf", conf_text, 0o600);
+    let (child, log) = spawn(&scratch, &conf, extra);
+    let pid = child.id() as i32;
+    let d = Daemon {
+        child: Some(child),
+        pid,
+        scratch,
+        conf,
+        log,
+    };
+    d.wait_for(
+        || d.run_file("isakmpd.fifo").exists() && d.child_pid().is_some(),
+        "daemon start",
+    );
+    d.wait_for(
+        || d.log().contains("isakmpd started") || !d.alive(),
+        "listening",
+    );
+    d
+}
+
+pub fn spawn(scratch: &Scratch, conf: &Path, extra: &[&str]) -> (Child, PathBuf) {
+    let log = scratch.dir.join("daemon.log");
+    let logf = fs::File::create(&log).unwrap();
+    let child = Command::new("unshare")
+        .args([
+            "-m",
+            "-n",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            WRAP,
+            "sh",
+        ])
+        .arg(scratch.dir.join("run"))
+        .arg(real_run())
+        .arg(BIN)
+        .args(["-d", "-v", "-n", "-c"])
+        .arg(conf)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .expect("unshare");
+    (child, log)
+}
+
+impl Daemon {
+    pub fn run_file(&self, name: &str) -> PathBuf {
+        self.scratch.run(name)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+            && !fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    }
+
+    /// The unprivileged child's pid.
+    pub fn child_pid(&self) -> Option<i32> {
+        let s = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid)).ok()?;
+        s.split_whitespace().next()?.parse().ok()
+    }
+
+    pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "timed out waiting for {what}\n--- daemon log ---\n{}",
+            self.log()
+        );
+    }
+
+    /// Writes lines to the FIFO.
+    pub fn fifo(&self, lines: &str) {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.run_file("isakmpd.fifo"))
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
+
+    /// Sends `cmds` followed by `r`, and returns once the report is complete: FIFO lines
+    /// are handled in order, so every earlier command's effect is in place by then.
+    pub fn fifo_sync(&self, cmds: &str) -> String {
+        let rep = self.run_file("isakmpd.report");
+        let _ = fs::remove_file(&rep);
+        self.fifo(&format!("{cmds}r\n"));
+        let mut text = String::new();
+        self.wait_for(
+            || {
+                text = fs::read_to_string(&rep).unwrap_or_default();
+                text.contains("resolved on demand")
+            },
+            "report after FIFO commands",
+        );
+        text
+    }
+
+    /// `C get` through the FIFO.
+    pub fn conf_get(&self, section_tag: &str) -> String {
+        let _ = fs::remove_file(self.run_file("isakmpd.result"));
+        self.fifo_sync(&format!("C get {section_tag}\n"));
+        fs::read_to_string(self.run_file("isakmpd.result")).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.pid, sig) };
+    }
+
+    /// Waits for the daemon to exit; returns its status code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let mut child = self.child.take().expect("already waited");
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("daemon did not exit\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A /proc/<pid>/status field of the child, as a number.
+    pub fn child_status_field(&self, field: &str) -> u64 {
+        let pid = self.child_pid().expect("child");
+        let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{field} not in status"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid, libc::SIGTERM) };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs the binary directly (no daemon expected to stay up) and returns (status, stderr).
+pub fn run_once(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
