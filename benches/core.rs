@@ -41,7 +41,12 @@ fn main() {
     assert_eq!(fired, 4000);
 
     let conf = Conf::parse("[General]\nRetransmits=5\n").unwrap().conf;
-    let names = ["AES-256-SHA2-256-GRP14-RSA_SIG", "3DES-SHA", "QM-ESP-TRP-AESGCM-256-PFS-GRP19-XF", "QM-ESP-AES-SHA-PFS-SUITE"];
+    let names = [
+        "AES-256-SHA2-256-GRP14-RSA_SIG",
+        "3DES-SHA",
+        "QM-ESP-TRP-AESGCM-256-PFS-GRP19-XF",
+        "QM-ESP-AES-SHA-PFS-SUITE",
+    ];
     per_op("conf get of a generated default", 400_000, || {
         for i in 0..400_000usize {
             black_box(conf.get(names[i % 4], "GROUP_DESCRIPTION"));

@@ -3,7 +3,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
 use common::*;
@@ -420,5 +420,144 @@ fn sample_configs_load_unchanged() {
     assert_eq!(
         d.conf_get("[QM-ESP-AES-SHA-PFS-SUITE]:Protocols"),
         "QM-ESP-AES-SHA-PFS\n"
+    );
+}
+
+/// Without -d the daemon detaches and logs to syslog(3), facility daemon. The test gives
+/// it a /dev of its own (in its mount namespace) whose /dev/log is a socket we read.
+#[test]
+fn detaches_and_logs_to_syslog_without_d() {
+    use std::os::unix::net::UnixDatagram;
+    require_root();
+    let s = Scratch::new("syslog");
+    let conf = s.write("isakmpd.conf", "[General]\nRetransmits=x\n", 0o600);
+    let sock_path = s.dir.join("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let wrap = r#"mount --bind "$1" "$2" && mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && ln -s "$3" /dev/log && shift 3 && exec "$@""#;
+    let run = |conf: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "-n",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                wrap,
+                "sh",
+            ])
+            .arg(s.dir.join("run"))
+            .arg(real_run())
+            .arg(&sock_path)
+            .arg(BIN)
+            .args(["-v", "-n", "-T", "-p", "1500", "-c"])
+            .arg(conf)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // A broken file: exit 1, the reason on stderr and in syslog.
+    let out = run(&conf, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("line 2: [General]:Retransmits must be a number"));
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <27> = facility daemon (3 << 3) | LOG_ERR (3).
+    assert!(msg.starts_with("<27>"), "{msg}");
+    assert!(
+        msg.contains("isakmpd[") && msg.contains("must be a number"),
+        "{msg}"
+    );
+
+    // A good file: the command returns at once (detached), the daemon keeps running.
+    let conf = s.write(
+        "isakmpd.conf",
+        &CONF.replace("Listen-on=\t127.0.0.1\n", ""),
+        0o600,
+    );
+    let out = run(&conf, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut started = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.contains("isakmpd started") {
+            // <29> = daemon | LOG_NOTICE, the -v lines.
+            assert!(msg.starts_with("<29>"), "{msg}");
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "no start message in syslog");
+    let pid: i32 = fs::read_to_string(s.run("isakmpd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The pid file names the detached parent, not our (exited) child.
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    fs::OpenOptions::new()
+        .write(true)
+        .open(s.run("isakmpd.fifo"))
+        .unwrap();
+    // SAFETY: stopping the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t0 = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !s.run("isakmpd.pid").exists(),
+        "pid file left after SIGTERM"
+    );
+}
+
+/// `-f -`: commands come from standard input.
+#[test]
+fn commands_from_stdin() {
+    use std::io::Write as _;
+    require_root();
+    let s = Scratch::new("stdin");
+    let conf = s.write("isakmpd.conf", CONF, 0o600);
+    let log = s.dir.join("daemon.log");
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "-n",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#,
+            "sh",
+        ])
+        .arg(s.dir.join("run"))
+        .arg(real_run())
+        .arg(BIN)
+        .args(["-d", "-v", "-n", "-T", "-p", "1500", "-f", "-", "-c"])
+        .arg(&conf)
+        .stdin(std::process::Stdio::piped())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"C get [General]:Retransmits\nQ\n")
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{}", fs::read_to_string(&log).unwrap());
+    assert_eq!(fs::read_to_string(s.run("isakmpd.result")).unwrap(), "5\n");
+    assert!(
+        !s.run("isakmpd.fifo").exists(),
+        "-f - must not create a FIFO"
     );
 }
