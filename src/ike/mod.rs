@@ -13,6 +13,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod wire;
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
