@@ -126,6 +126,19 @@ pub fn run(opts: Options) -> i32 {
             ));
         }
     }
+    // OpenSSL loads its providers from disk: do it before the child is jailed, and say
+    // which phase 1 ciphers this build of OpenSSL cannot do.
+    let missing: Vec<&str> = crate::ike::crypto::init()
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(c, _)| c.name())
+        .collect();
+    if !missing.is_empty() {
+        log::warn!(
+            "unavailable in the linked OpenSSL, never offered or accepted: {}",
+            missing.join(", ")
+        );
+    }
     let conf = match load_config(&opts.config) {
         Ok(c) => c,
         Err(e) => return fatal(&e),

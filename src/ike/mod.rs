@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod wire;
 
 use std::collections::VecDeque;

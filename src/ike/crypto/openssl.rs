@@ -1,0 +1,441 @@
+//! The OpenSSL binding: the only file of the engine that names `openssl`.
+//!
+//! Hashes and HMAC PRFs; CBC ciphers without padding (IKE pads itself); Diffie-Hellman over
+//! the MODP groups of RFC 2409/3526, the ECP groups of RFC 5903 (public value x|y, shared
+//! secret x) and Curve25519 (RFC 8031); RSA signatures as IKEv1 makes them (PKCS#1 v1.5
+//! type 1 padding over the raw HASH, no DigestInfo: RFC 2409 §5.1, isakmpd's
+//! `RSA_private_encrypt`).
+//!
+//! [`init`] runs before the privileged fork and chroot: it loads OpenSSL's legacy provider
+//! (DES, Blowfish and CAST live there in OpenSSL 3) while the module files are reachable,
+//! and probes every cipher so that the daemon can say at startup which are unavailable.
+
+use std::sync::OnceLock;
+
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::derive::Deriver;
+use openssl::dh::Dh;
+use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::Signer;
+use openssl::symm::{Cipher, Crypter, Mode};
+
+use super::{CipherAlg, CryptoError, Group, HashAlg, Key, Random, SharedSecret};
+
+fn lib(e: openssl::error::ErrorStack) -> CryptoError {
+    CryptoError::Library(e.to_string())
+}
+
+static PROVIDERS: OnceLock<()> = OnceLock::new();
+
+/// Loads the providers and returns each phase 1 cipher with whether it works here.
+pub fn init() -> Vec<(CipherAlg, bool)> {
+    openssl::init();
+    PROVIDERS.get_or_init(|| {
+        // The default provider must be loaded explicitly once another one is. Both stay
+        // loaded for the life of the process (the handles are deliberately leaked).
+        for name in ["default", "legacy"] {
+            if let Ok(p) = openssl::provider::Provider::try_load(None, name, true) {
+                std::mem::forget(p);
+            }
+        }
+    });
+    available_ciphers()
+}
+
+/// Probes each cipher with a one-block encryption.
+pub fn available_ciphers() -> Vec<(CipherAlg, bool)> {
+    [
+        CipherAlg::Des,
+        CipherAlg::TripleDes,
+        CipherAlg::Aes(16),
+        CipherAlg::Aes(24),
+        CipherAlg::Aes(32),
+        CipherAlg::Blowfish(16),
+        CipherAlg::Cast(16),
+    ]
+    .into_iter()
+    .map(|c| {
+        let key = [0x55u8; 56];
+        let iv = [0u8; 16];
+        let mut block = [0u8; 16];
+        let ok = cbc_encrypt(
+            c,
+            &key[..c.key_len()],
+            &iv[..c.block_len()],
+            &mut block[..c.block_len()],
+        )
+        .is_ok();
+        (c, ok)
+    })
+    .collect()
+}
+
+/// Fills `buf` from OpenSSL's generator.
+pub fn random(buf: &mut [u8]) {
+    // NOTE(expect): a failing system generator leaves nothing safe to do; isakmpd aborts too.
+    openssl::rand::rand_bytes(buf).expect("OpenSSL random generator failed");
+}
+
+fn md(h: HashAlg) -> MessageDigest {
+    match h {
+        HashAlg::Md5 => MessageDigest::md5(),
+        HashAlg::Sha1 => MessageDigest::sha1(),
+        HashAlg::Sha256 => MessageDigest::sha256(),
+        HashAlg::Sha384 => MessageDigest::sha384(),
+        HashAlg::Sha512 => MessageDigest::sha512(),
+    }
+}
+
+/// hash(parts[0] | parts[1] | ...).
+pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Key {
+    let run = || -> Result<Key, openssl::error::ErrorStack> {
+        let mut hs = Hasher::new(md(h))?;
+        for p in parts {
+            hs.update(p)?;
+        }
+        let d = hs.finish()?;
+        Ok(Key::from_slice(&d).unwrap_or_default())
+    };
+    // NOTE(expect): these digests are always present in OpenSSL's default provider.
+    run().expect("digest failed")
+}
+
+/// prf(key, parts[0] | parts[1] | ...) = HMAC with the negotiated hash (RFC 2409 §4).
+pub fn prf(h: HashAlg, key: &[u8], parts: &[&[u8]]) -> Key {
+    let run = || -> Result<Key, openssl::error::ErrorStack> {
+        let pkey = PKey::hmac(key)?;
+        let mut s = Signer::new(md(h), &pkey)?;
+        for p in parts {
+            s.update(p)?;
+        }
+        let mut out = [0u8; 64];
+        let n = s.sign(&mut out)?;
+        Ok(Key::from_slice(&out[..n]).unwrap_or_default())
+    };
+    // NOTE(expect): HMAC over a built-in digest cannot fail for lack of support.
+    run().expect("HMAC failed")
+}
+
+fn cipher(c: CipherAlg) -> Cipher {
+    match c {
+        CipherAlg::Des => Cipher::des_cbc(),
+        CipherAlg::TripleDes => Cipher::des_ede3_cbc(),
+        CipherAlg::Aes(16) => Cipher::aes_128_cbc(),
+        CipherAlg::Aes(24) => Cipher::aes_192_cbc(),
+        CipherAlg::Aes(_) => Cipher::aes_256_cbc(),
+        CipherAlg::Blowfish(_) => Cipher::bf_cbc(),
+        CipherAlg::Cast(_) => Cipher::cast5_cbc(),
+    }
+}
+
+fn cbc(
+    c: CipherAlg,
+    mode: Mode,
+    key: &[u8],
+    iv: &[u8],
+    data: &mut [u8],
+) -> Result<(), CryptoError> {
+    let bs = c.block_len();
+    if key.len() != c.key_len() || iv.len() != bs || data.len() % bs != 0 {
+        return Err(CryptoError::BadLength);
+    }
+    let mut cr = Crypter::new(cipher(c), mode, key, Some(iv))
+        .map_err(|_| CryptoError::Unavailable(c.name()))?;
+    cr.pad(false);
+    // In place through a fixed buffer: with padding off, CBC update emits exactly as many
+    // bytes as it takes, so each chunk maps back onto itself.
+    let mut out = [0u8; 4096 + 16];
+    for chunk in data.chunks_mut(4096) {
+        let n = cr.update(chunk, &mut out).map_err(lib)?;
+        if n != chunk.len() {
+            return Err(CryptoError::Library("short CBC update".into()));
+        }
+        chunk.copy_from_slice(&out[..n]);
+    }
+    let n = cr.finalize(&mut out).map_err(lib)?;
+    if n != 0 {
+        return Err(CryptoError::Library("unexpected CBC trailer".into()));
+    }
+    Ok(())
+}
+
+/// Encrypts whole blocks in place.
+pub fn cbc_encrypt(
+    c: CipherAlg,
+    key: &[u8],
+    iv: &[u8],
+    data: &mut [u8],
+) -> Result<(), CryptoError> {
+    cbc(c, Mode::Encrypt, key, iv, data)
+}
+
+/// Decrypts whole blocks in place.
+pub fn cbc_decrypt(
+    c: CipherAlg,
+    key: &[u8],
+    iv: &[u8],
+    data: &mut [u8],
+) -> Result<(), CryptoError> {
+    cbc(c, Mode::Decrypt, key, iv, data)
+}
+
+fn modp_prime(n: u16) -> Result<BigNum, CryptoError> {
+    match n {
+        1 => BigNum::get_rfc2409_prime_768(),
+        2 => BigNum::get_rfc2409_prime_1024(),
+        5 => BigNum::get_rfc3526_prime_1536(),
+        14 => BigNum::get_rfc3526_prime_2048(),
+        15 => BigNum::get_rfc3526_prime_3072(),
+        16 => BigNum::get_rfc3526_prime_4096(),
+        17 => BigNum::get_rfc3526_prime_6144(),
+        18 => BigNum::get_rfc3526_prime_8192(),
+        _ => return Err(CryptoError::Unavailable("MODP group")),
+    }
+    .map_err(lib)
+}
+
+fn ec_group(n: u16) -> Result<EcGroup, CryptoError> {
+    let nid = match n {
+        19 => Nid::X9_62_PRIME256V1,
+        20 => Nid::SECP384R1,
+        21 => Nid::SECP521R1,
+        _ => return Err(CryptoError::Unavailable("ECP group")),
+    };
+    EcGroup::from_curve_name(nid).map_err(lib)
+}
+
+/// Our half of a Diffie-Hellman exchange.
+pub struct DhPrivate {
+    group: Group,
+    key: PKey<Private>,
+    public: SharedSecret,
+}
+
+impl std::fmt::Debug for DhPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DhPrivate(group {})", self.group.number())
+    }
+}
+
+impl DhPrivate {
+    /// A fresh private value from `rng` (so `-r seed` makes it reproducible).
+    pub fn generate(group: Group, rng: &mut dyn Random) -> Result<DhPrivate, CryptoError> {
+        let mut buf = SharedSecret::new();
+        let len = match group {
+            Group::Modp(_) => group.public_len(),
+            Group::Ecp(n) => match n {
+                19 => 32,
+                20 => 48,
+                _ => 66,
+            },
+            Group::X25519 => 32,
+        };
+        for _ in 0..64 {
+            let mut b = [0u8; 1024];
+            rng.fill(&mut b[..len]);
+            match group {
+                // Below the prime: a clear top byte keeps x < p for these primes.
+                Group::Modp(_) => b[0] = 0,
+                // P-521's order has 521 bits: keep the top byte to one bit.
+                Group::Ecp(21) => b[0] &= 0x01,
+                _ => {}
+            }
+            buf = SharedSecret::from_slice(&b[..len]).unwrap_or_default();
+            zeroize::Zeroize::zeroize(&mut b[..]);
+            match DhPrivate::from_private(group, buf.as_bytes()) {
+                Ok(k) => return Ok(k),
+                Err(CryptoError::BadPublicValue) => continue, // out of range: draw again
+                Err(e) => return Err(e),
+            }
+        }
+        drop(buf);
+        Err(CryptoError::Library(
+            "could not draw a private value".into(),
+        ))
+    }
+
+    /// From a given private value (big-endian exponent or scalar; raw bytes for X25519).
+    /// An out-of-range value is `BadPublicValue`.
+    pub fn from_private(group: Group, private: &[u8]) -> Result<DhPrivate, CryptoError> {
+        let mut public = SharedSecret::new();
+        let key = match group {
+            Group::Modp(n) => {
+                let p = modp_prime(n)?;
+                let x = BigNum::from_slice(private).map_err(lib)?;
+                if x.num_bits() < 2 || x >= p {
+                    return Err(CryptoError::BadPublicValue);
+                }
+                let dh = Dh::from_pqg(p, None, BigNum::from_u32(2).map_err(lib)?).map_err(lib)?;
+                let dh = dh.set_private_key(x).map_err(lib)?;
+                let y = dh
+                    .public_key()
+                    .to_vec_padded(group.public_len() as i32)
+                    .map_err(lib)?;
+                public.extend(&y);
+                PKey::from_dh(dh).map_err(lib)?
+            }
+            Group::Ecp(n) => {
+                let g = ec_group(n)?;
+                let mut ctx = BigNumContext::new().map_err(lib)?;
+                let mut order = BigNum::new().map_err(lib)?;
+                g.order(&mut order, &mut ctx).map_err(lib)?;
+                let d = BigNum::from_slice(private).map_err(lib)?;
+                if d.num_bits() == 0 || d >= order {
+                    return Err(CryptoError::BadPublicValue);
+                }
+                let mut q = EcPoint::new(&g).map_err(lib)?;
+                q.mul_generator2(&g, &d, &mut ctx).map_err(lib)?;
+                let (mut x, mut y) = (BigNum::new().map_err(lib)?, BigNum::new().map_err(lib)?);
+                q.affine_coordinates(&g, &mut x, &mut y, &mut ctx)
+                    .map_err(lib)?;
+                let half = group.public_len() as i32 / 2;
+                public.extend(&x.to_vec_padded(half).map_err(lib)?);
+                public.extend(&y.to_vec_padded(half).map_err(lib)?);
+                let ec = EcKey::from_private_components(&g, &d, &q).map_err(lib)?;
+                PKey::from_ec_key(ec).map_err(lib)?
+            }
+            Group::X25519 => {
+                if private.len() != 32 {
+                    return Err(CryptoError::BadLength);
+                }
+                let k = PKey::private_key_from_raw_bytes(private, Id::X25519).map_err(lib)?;
+                public.extend(&k.raw_public_key().map_err(lib)?);
+                k
+            }
+        };
+        Ok(DhPrivate { group, key, public })
+    }
+
+    pub fn group(&self) -> Group {
+        self.group
+    }
+
+    /// The public value as it goes into the KE payload.
+    pub fn public_value(&self) -> &[u8] {
+        self.public.as_bytes()
+    }
+
+    /// g^xy from the peer's KE payload data. A value of the wrong length or outside the
+    /// group is `BadPublicValue` (INVALID-KEY-INFORMATION; cf. CVE-2015-3240, g^x = 0).
+    pub fn shared_secret(&self, peer: &[u8]) -> Result<SharedSecret, CryptoError> {
+        if peer.len() != self.group.public_len() {
+            return Err(CryptoError::BadPublicValue);
+        }
+        let peer_key = match self.group {
+            Group::Modp(n) => {
+                let p = modp_prime(n)?;
+                let y = BigNum::from_slice(peer).map_err(lib)?;
+                let mut pm1 = BigNum::new().map_err(lib)?;
+                pm1.checked_sub(&p, BigNum::from_u32(1).map_err(lib)?.as_ref())
+                    .map_err(lib)?;
+                if y.num_bits() < 2 || y >= pm1 {
+                    return Err(CryptoError::BadPublicValue);
+                }
+                let dh = Dh::from_pqg(p, None, BigNum::from_u32(2).map_err(lib)?).map_err(lib)?;
+                PKey::from_dh(dh.set_public_key(y).map_err(lib)?).map_err(lib)?
+            }
+            Group::Ecp(n) => {
+                let g = ec_group(n)?;
+                let mut ctx = BigNumContext::new().map_err(lib)?;
+                let mut enc = [0u8; 1 + 132];
+                enc[0] = 0x04;
+                enc[1..1 + peer.len()].copy_from_slice(peer);
+                let pt = EcPoint::from_bytes(&g, &enc[..1 + peer.len()], &mut ctx)
+                    .map_err(|_| CryptoError::BadPublicValue)?;
+                let ec =
+                    EcKey::from_public_key(&g, &pt).map_err(|_| CryptoError::BadPublicValue)?;
+                ec.check_key().map_err(|_| CryptoError::BadPublicValue)?;
+                PKey::from_ec_key(ec).map_err(lib)?
+            }
+            Group::X25519 => PKey::public_key_from_raw_bytes(peer, Id::X25519)
+                .map_err(|_| CryptoError::BadPublicValue)?,
+        };
+        let mut d = Deriver::new(&self.key).map_err(lib)?;
+        d.set_peer(&peer_key)
+            .map_err(|_| CryptoError::BadPublicValue)?;
+        let mut out = [0u8; 1024];
+        let n = d
+            .derive(&mut out)
+            .map_err(|_| CryptoError::BadPublicValue)?;
+        // Fixed length: left-pad MODP results that lost leading zero bytes.
+        let want = match self.group {
+            Group::Modp(_) => self.group.public_len(),
+            _ => n,
+        };
+        let mut s = SharedSecret::new();
+        for _ in n..want {
+            s.extend(&[0]);
+        }
+        s.extend(&out[..n]);
+        zeroize::Zeroize::zeroize(&mut out[..]);
+        if self.group == Group::X25519 && s.as_bytes().iter().all(|&b| b == 0) {
+            return Err(CryptoError::BadPublicValue);
+        }
+        Ok(s)
+    }
+}
+
+/// An RSA private key for RSA_SIG authentication.
+pub struct RsaPrivate(Rsa<Private>);
+
+/// An RSA public key (from a certificate or a pubkeys/ file).
+pub struct RsaPublic(Rsa<openssl::pkey::Public>);
+
+impl RsaPrivate {
+    /// From PEM (PKCS#1 or PKCS#8).
+    pub fn from_pem(pem: &[u8]) -> Result<RsaPrivate, CryptoError> {
+        let k = PKey::private_key_from_pem(pem).map_err(lib)?;
+        Ok(RsaPrivate(k.rsa().map_err(lib)?))
+    }
+
+    pub fn public(&self) -> Result<RsaPublic, CryptoError> {
+        let n = self.0.n().to_owned().map_err(lib)?;
+        let e = self.0.e().to_owned().map_err(lib)?;
+        Ok(RsaPublic(Rsa::from_public_components(n, e).map_err(lib)?))
+    }
+
+    /// The SIG payload: PKCS#1 v1.5 type 1 padding over the raw hash.
+    pub fn sign_raw(&self, data: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
+        let size = self.0.size() as usize;
+        if out.len() < size || data.len() + 11 > size {
+            return Err(CryptoError::BadLength);
+        }
+        self.0
+            .private_encrypt(data, out, Padding::PKCS1)
+            .map_err(lib)
+    }
+}
+
+impl RsaPublic {
+    /// From a PEM public key (SubjectPublicKeyInfo or PKCS#1), as in pubkeys/ files.
+    pub fn from_pem(pem: &[u8]) -> Result<RsaPublic, CryptoError> {
+        if let Ok(k) = PKey::public_key_from_pem(pem) {
+            return Ok(RsaPublic(k.rsa().map_err(lib)?));
+        }
+        Ok(RsaPublic(Rsa::public_key_from_pem_pkcs1(pem).map_err(lib)?))
+    }
+
+    pub fn size(&self) -> usize {
+        self.0.size() as usize
+    }
+
+    /// Checks a SIG payload against the expected hash, in constant time.
+    pub fn verify_raw(&self, data: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if sig.len() != self.size() {
+            return Err(CryptoError::BadSignature);
+        }
+        let mut out = [0u8; 1024];
+        let n = self
+            .0
+            .public_decrypt(sig, &mut out[..self.size().max(data.len())], Padding::PKCS1)
+            .map_err(|_| CryptoError::BadSignature)?;
+        if n != data.len() || !openssl::memcmp::eq(&out[..n], data) {
+            return Err(CryptoError::BadSignature);
+        }
+        Ok(())
+    }
+}
