@@ -12,6 +12,7 @@ pub mod conf;
 pub mod daemon;
 pub mod event;
 pub mod fifo;
+pub mod fuzzing;
 pub mod ike;
 pub mod log;
 pub mod monitor;

@@ -187,6 +187,9 @@ impl<'a> Payload<'a> {
                 if b.len() < 4 {
                     return Err(Error::malformed("ATTRIBUTE payload truncated"));
                 }
+                if b[1] != 0 {
+                    return Err(Error::malformed("ATTRIBUTE reserved field not zero"));
+                }
                 Payload::Attr(AttrPayload {
                     ty: CfgType(b[0]),
                     identifier: be16(&b[2..]),
@@ -199,6 +202,9 @@ impl<'a> Payload<'a> {
             PayloadType::NAT_OA | PayloadType::NAT_OA_DRAFT => {
                 if b.len() < 4 {
                     return Err(Error::malformed("NAT-OA payload truncated"));
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(Error::malformed("NAT-OA reserved field not zero"));
                 }
                 let id_type = IdType(b[0]);
                 let address = &b[4..];
