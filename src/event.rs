@@ -102,6 +102,7 @@ impl Daemon {
                 no_kernel: opts.no_kernel,
                 no_nat_t: opts.no_nat_t,
                 acquire_only: opts.acquire_only,
+                port: Some(opts.listen_port),
             },
             &conf,
             Time(0),

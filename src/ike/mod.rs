@@ -3,25 +3,43 @@
 //! Everything the engine knows arrives as an argument: datagrams with their addresses
 //! ([`Engine::handle_datagram`]), administrative commands ([`Engine::handle_command`]) and
 //! the time ([`Time`], from the event loop, the only place that reads a clock). What it
-//! wants done leaves through `poll_*` calls: datagrams to send ([`Engine::poll_transmit`])
-//! and the next deadline ([`Engine::poll_timeout`]). It never touches a socket, a clock or
-//! the OS random generator, which keeps it deterministic under test and under `-r seed`.
+//! wants done leaves through `poll_*` calls: datagrams to send ([`Engine::poll_transmit`]),
+//! kernel requests ([`Engine::poll_kernel`]), cleartext copies of IKE messages for the
+//! capture file ([`Engine::poll_capture`]) and the next deadline ([`Engine::poll_timeout`]).
+//! It never touches a socket, a clock or the OS random generator, which keeps it
+//! deterministic under test and under `-r seed`.
 //!
-//! This is the foundation stage: the engine keeps its timer wheel and the configured
-//! connections, counts and drops datagrams, and answers the SA commands with "no such SA".
-//! Exchanges, SAs and their tables come with the wire format and exchange work.
+//! Layout, after isakmpd's files: `exchange.rs` (exchanges in flight), `sa.rs` (the SA
+//! tables), `main_mode.rs` (phase 1, RFC 2409 §5), `quick_mode.rs` (phase 2, §5.5),
+//! `informational.rs` (notifications and DELETE, §5.7), `policy.rs` (the configuration).
+//!
+//! Tables have a fixed capacity set at startup; a full table drops the packet and counts
+//! it. XXX: the byte fields of an exchange (nonces, KE values, the last message) are
+//! heap vectors sized per exchange, not per packet; fixed buffers would remove even that.
 
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod exchange;
+mod informational;
+mod main_mode;
+pub mod policy;
+mod quick_mode;
+pub mod sa;
 pub mod wire;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, OsRandom, Random, SeededRandom};
+use self::exchange::{retransmit_delay_secs, Exchange};
+use self::policy::Policy;
+use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelReq, Slab};
+use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
 use crate::fifo::Phase;
+use crate::log::DebugClass;
 use crate::timer::{Time, TimerWheel};
 
 /// What the engine needs from the command line.
@@ -32,6 +50,8 @@ pub struct EngineConfig {
     pub no_kernel: bool,
     pub no_nat_t: bool,
     pub acquire_only: bool,
+    /// Our IKE port (-p), for peers that do not name one.
+    pub port: Option<u16>,
 }
 
 /// Administrative requests routed to the engine (from the FIFO).
@@ -50,11 +70,12 @@ pub enum Request {
     },
 }
 
-/// Engine timers. None are armed yet; the wheel is in place for the exchanges.
+/// Engine timers: hints into the tables; the entries' own deadlines are the truth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerKind {
-    /// Retransmission of an exchange's last message.
-    Retransmit(u32),
+    Exchange(Handle),
+    IsakmpExpire(Handle),
+    IpsecExpire(Handle),
 }
 
 /// A datagram for the event loop to send.
@@ -65,46 +86,125 @@ pub struct Transmit {
     pub len: usize,
 }
 
+/// A cleartext IKE message for the capture file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub datagrams_received: u64,
     pub datagrams_dropped: u64,
     pub bytes_received: u64,
+    pub phase1_done: u64,
+    pub phase2_done: u64,
+    pub failed: u64,
 }
 
 /// Maximum number of armed timers.
-pub const TIMER_CAPACITY: usize = 1024;
-
-pub struct Engine {
-    cfg: EngineConfig,
-    timers: TimerWheel<TimerKind>,
-    connections: Vec<String>,
-    passive_connections: Vec<String>,
-    outbox: VecDeque<(Transmit, Vec<u8>)>,
-    stats: Stats,
-}
+pub const TIMER_CAPACITY: usize = 4096;
+/// Exchanges in flight at once.
+pub const EXCHANGE_CAPACITY: usize = 256;
+/// ISAKMP SAs.
+pub const ISAKMP_SA_CAPACITY: usize = 512;
+/// IPsec SAs (one per protocol per negotiation).
+pub const IPSEC_SA_CAPACITY: usize = 1024;
 
 /// The smallest ISAKMP message: the fixed header (RFC 2408 3.1).
 pub const ISAKMP_HEADER_LEN: usize = 28;
 
+/// Which local address the kernel would use to reach a remote one (a routing lookup
+/// supplied by the event loop; tests give a closure).
+pub type RouteLookup = Box<dyn FnMut(IpAddr) -> Option<IpAddr>>;
+
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) policy: Policy,
+    pub(crate) timers: TimerWheel<TimerKind>,
+    pub(crate) exchanges: Slab<Exchange>,
+    pub(crate) isakmp_sas: Slab<IsakmpSa>,
+    pub(crate) ipsec_sas: Slab<IpsecSa>,
+    outbox: VecDeque<(Transmit, Vec<u8>)>,
+    kernel: VecDeque<KernelReq>,
+    capture: VecDeque<Captured>,
+    pub(crate) capture_on: bool,
+    pub(crate) rng: Box<dyn Random>,
+    route: RouteLookup,
+    pub(crate) stats: Stats,
+    /// Connections to (re)start when nothing carries them: started at load and by `c`.
+    wanted: Vec<String>,
+}
+
 impl Engine {
     pub fn new(cfg: EngineConfig, conf: &Conf, now: Time) -> Engine {
+        let rng: Box<dyn Random> = match cfg.seed {
+            Some(s) => Box::new(SeededRandom::new(s)),
+            None => Box::new(OsRandom),
+        };
         let mut e = Engine {
             cfg,
+            policy: Policy::default(),
             timers: TimerWheel::new(TIMER_CAPACITY, now),
-            connections: Vec::new(),
-            passive_connections: Vec::new(),
+            exchanges: Slab::with_capacity(EXCHANGE_CAPACITY),
+            isakmp_sas: Slab::with_capacity(ISAKMP_SA_CAPACITY),
+            ipsec_sas: Slab::with_capacity(IPSEC_SA_CAPACITY),
             outbox: VecDeque::new(),
+            kernel: VecDeque::new(),
+            capture: VecDeque::new(),
+            capture_on: false,
+            rng,
+            route: Box::new(|_| None),
             stats: Stats::default(),
+            wanted: Vec::new(),
         };
         e.configure(conf);
         e
     }
 
-    /// Takes a new configuration (startup, SIGHUP, FIFO `R` and `C` edits).
+    /// Sets the routing lookup used to pick our address for IDs and sockets.
+    pub fn set_route_lookup(&mut self, f: RouteLookup) {
+        self.route = f;
+    }
+
+    /// Takes a new configuration (startup, SIGHUP, FIFO `R` and `C` edits). Active
+    /// connections not yet up are started by the next [`Engine::start_connections`].
     pub fn configure(&mut self, conf: &Conf) {
-        self.connections = conf.get_list("Phase 2", "Connections");
-        self.passive_connections = conf.get_list("Phase 2", "Passive-connections");
+        self.policy = Policy::load(conf);
+        for e in &self.policy.errors {
+            log::warn!("conf: {e}: section skipped");
+        }
+        self.wanted = self
+            .policy
+            .connections
+            .iter()
+            .filter(|c| !c.passive)
+            .map(|c| c.name.clone())
+            .collect();
+    }
+
+    /// Starts every configured active connection that has no phase 2 SA or exchange.
+    pub fn start_connections(&mut self, now: Time) {
+        if self.cfg.passive {
+            return;
+        }
+        for name in self.wanted.clone() {
+            if !self.connection_busy(&name) {
+                if let Err(e) = self.connect(now, &name) {
+                    log::warn!("connection {name}: {e}");
+                }
+            }
+        }
+    }
+
+    fn connection_busy(&self, name: &str) -> bool {
+        self.ipsec_sas.iter().any(|(_, s)| s.name == name)
+            || self
+                .exchanges
+                .iter()
+                .any(|(_, x)| !x.done && x.connection.as_deref() == Some(name))
     }
 
     pub fn set_passive(&mut self, passive: bool) {
@@ -115,82 +215,408 @@ impl Engine {
         self.cfg.passive
     }
 
+    pub fn set_capture(&mut self, on: bool) {
+        self.capture_on = on;
+        if !on {
+            self.capture.clear();
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         self.stats
     }
 
-    /// One received datagram. Without the exchange machinery every message is dropped;
-    /// the header-length check already follows message.c (`len < 28` is dropped silently).
-    pub fn handle_datagram(
-        &mut self,
-        _now: Time,
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
+    /// The IPsec SAs in force (for tests and the report).
+    pub fn ipsec_sas(&self) -> impl Iterator<Item = &IpsecSa> {
+        self.ipsec_sas.iter().map(|(_, s)| s)
+    }
+
+    pub fn isakmp_sas(&self) -> impl Iterator<Item = &IsakmpSa> {
+        self.isakmp_sas.iter().map(|(_, s)| s)
+    }
+
+    pub fn exchanges_in_flight(&self) -> usize {
+        self.exchanges.iter().filter(|(_, x)| !x.done).count()
+    }
+
+    /// One received datagram.
+    pub fn handle_datagram(&mut self, now: Time, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
-        self.stats.datagrams_dropped += 1;
         if data.len() < ISAKMP_HEADER_LEN {
+            self.stats.datagrams_dropped += 1;
             crate::ike_debug!(
-                crate::log::DebugClass::Message,
+                DebugClass::Message,
                 10,
                 "drop {}-byte datagram from {remote} to {local}: shorter than an ISAKMP header",
                 data.len()
             );
-        } else {
-            crate::ike_debug!(
-                crate::log::DebugClass::Message,
-                10,
-                "drop {}-byte message from {remote} to {local}: no exchange handling yet",
-                data.len()
-            );
+            return;
+        }
+        let header = match Header::parse(data) {
+            Ok(h) => h,
+            Err(e) => {
+                // message.c: a bad length is dropped without a reply.
+                self.drop_msg(remote, &format!("{}", e.reason));
+                return;
+            }
+        };
+        if let Err(e) = header.check() {
+            self.drop_msg(remote, e.reason);
+            if header.rcookie == [0; 8] {
+                return;
+            }
+            self.notify_unprotected(local, remote, &header, e.notify);
+            return;
+        }
+        let local = self.local_for(local, remote);
+        let r = match header.exchange {
+            wire::ExchangeType::ID_PROT => self.main_mode_input(now, local, remote, &header, data),
+            wire::ExchangeType::QUICK_MODE => self.quick_mode_input(now, local, remote, &header, data),
+            wire::ExchangeType::INFO => self.info_input(now, local, remote, &header, data),
+            _ => Err(Drop::Notify(
+                NotifyType::UNSUPPORTED_EXCHANGE_TYPE,
+                "unsupported exchange type".into(),
+            )),
+        };
+        if let Err(d) = r {
+            self.stats.datagrams_dropped += 1;
+            match d {
+                Drop::Silent(why) => self.drop_msg(remote, &why),
+                Drop::Notify(n, why) => {
+                    self.drop_msg(remote, &why);
+                    if header.rcookie != [0; 8] || header.exchange == wire::ExchangeType::ID_PROT {
+                        self.notify_unprotected(local, remote, &header, n);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_msg(&mut self, remote: SocketAddr, why: &str) {
+        log::warn!("dropped message from {remote}: {why}");
+    }
+
+    /// Our address towards `remote` when the socket is bound to a wildcard.
+    pub(crate) fn local_for(&mut self, local: SocketAddr, remote: SocketAddr) -> SocketAddr {
+        if !local.ip().is_unspecified() {
+            return local;
+        }
+        match (self.route)(remote.ip()) {
+            Some(ip) => SocketAddr::new(ip, local.port()),
+            None => local,
         }
     }
 
     /// A FIFO request. The answer is the line to log.
-    pub fn handle_command(&mut self, _now: Time, req: Request) -> Result<String, String> {
+    pub fn handle_command(&mut self, now: Time, req: Request) -> Result<String, String> {
         match req {
             Request::Connect(name) => {
-                if self
-                    .connections
-                    .iter()
-                    .chain(&self.passive_connections)
-                    .any(|c| c == &name)
-                {
-                    Err(format!(
-                        "connection {name}: cannot be started, no IKE exchanges in this build"
-                    ))
-                } else {
-                    Err(format!("connection {name}: no such connection"))
+                if self.policy.connection(&name).is_none() {
+                    return Err(format!("connection {name}: no such connection"));
                 }
+                if self.connection_busy(&name) {
+                    return Ok(format!("connection {name}: already up or being negotiated"));
+                }
+                self.connect(now, &name)
+                    .map(|_| format!("connection {name}: negotiation started"))
+                    .map_err(|e| format!("connection {name}: {e}"))
             }
-            Request::Teardown { phase, name } => Err(format!(
-                "no such {} SA: {name}",
-                if phase == Phase::Main {
-                    "phase 1"
-                } else {
-                    "phase 2"
+            Request::Teardown { phase, name } => self.teardown(now, phase, &name),
+            Request::TeardownAll => {
+                let n = self.ipsec_sas.len();
+                let all: Vec<Handle> = self.ipsec_sas.iter().map(|(h, _)| h).collect();
+                for h in all {
+                    self.delete_ipsec_sa(now, h, true);
                 }
-            )),
-            Request::TeardownAll => Ok("no active connections to tear down".into()),
+                Ok(format!("tore down {n} phase 2 SAs"))
+            }
             Request::Delete {
                 icookie,
                 rcookie,
                 msgid,
-            } => Err(format!(
-                "no such SA: {}{} {}",
-                hex(&icookie),
-                hex(&rcookie),
-                msgid.map_or("-".to_string(), |m| hex(&m))
-            )),
+            } => {
+                let sa = self
+                    .isakmp_sas
+                    .find(|s| s.icookie == icookie && s.rcookie == rcookie);
+                match (sa, msgid) {
+                    (Some(h), None) => {
+                        self.delete_isakmp_sa(now, h, true);
+                        Ok(format!("deleted phase 1 SA {}{}", hex(&icookie), hex(&rcookie)))
+                    }
+                    (Some(_), Some(_)) => {
+                        let hs: Vec<Handle> = self
+                            .ipsec_sas
+                            .iter()
+                            .filter(|(_, s)| s.icookie == icookie && s.rcookie == rcookie)
+                            .map(|(h, _)| h)
+                            .collect();
+                        let n = hs.len();
+                        for h in hs {
+                            self.delete_ipsec_sa(now, h, true);
+                        }
+                        Ok(format!("deleted {n} phase 2 SAs of {}{}", hex(&icookie), hex(&rcookie)))
+                    }
+                    (None, _) => Err(format!(
+                        "no such SA: {}{} {}",
+                        hex(&icookie),
+                        hex(&rcookie),
+                        msgid.map_or("-".to_string(), |m| hex(&m))
+                    )),
+                }
+            }
+        }
+    }
+
+    fn teardown(&mut self, now: Time, phase: Phase, name: &str) -> Result<String, String> {
+        match phase {
+            Phase::Main => {
+                let addr: Option<IpAddr> = name.parse().ok();
+                let hs: Vec<Handle> = self
+                    .isakmp_sas
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.peer.eq_ignore_ascii_case(name) || Some(s.remote.ip()) == addr
+                    })
+                    .map(|(h, _)| h)
+                    .collect();
+                if hs.is_empty() {
+                    return Err(format!("no such phase 1 SA: {name}"));
+                }
+                for h in hs {
+                    self.delete_isakmp_sa(now, h, true);
+                }
+                Ok(format!("phase 1 SA {name} torn down"))
+            }
+            _ => {
+                let hs: Vec<Handle> = self
+                    .ipsec_sas
+                    .iter()
+                    .filter(|(_, s)| s.name.eq_ignore_ascii_case(name))
+                    .map(|(h, _)| h)
+                    .collect();
+                if hs.is_empty() {
+                    return Err(format!("no such phase 2 SA: {name}"));
+                }
+                self.wanted.retain(|w| !w.eq_ignore_ascii_case(name));
+                for h in hs {
+                    self.delete_ipsec_sa(now, h, true);
+                }
+                Ok(format!("phase 2 SA {name} torn down"))
+            }
         }
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
-        self.timers.expire(now, |_, kind| match kind {
-            TimerKind::Retransmit(_) => {}
-        });
+        let mut fired = Vec::new();
+        self.timers.expire(now, |_, kind| fired.push(kind));
+        for k in fired {
+            match k {
+                TimerKind::Exchange(h) => self.exchange_timer(now, h),
+                TimerKind::IsakmpExpire(h) => {
+                    if let Some(sa) = self.isakmp_sas.get(h) {
+                        if sa.hard_expiry.is_some_and(|t| t <= now) {
+                            log::info!(
+                                "phase 1 SA {}{} with {} expired",
+                                hex(&sa.icookie),
+                                hex(&sa.rcookie),
+                                sa.remote
+                            );
+                            self.delete_isakmp_sa(now, h, true);
+                        }
+                    }
+                }
+                TimerKind::IpsecExpire(h) => {
+                    if let Some(sa) = self.ipsec_sas.get(h) {
+                        if sa.hard_expiry.is_some_and(|t| t <= now) {
+                            log::info!("phase 2 SA {} expired", sa.name);
+                            self.delete_ipsec_sa(now, h, true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn exchange_timer(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        x.timer = None;
+        if now >= x.deadline {
+            if !x.done {
+                log::warn!(
+                    "{} with {}: exchange timed out (Exchange-max-time)",
+                    x.name(),
+                    x.remote
+                );
+                self.stats.failed += 1;
+            }
+            self.exchanges.remove(h);
+            return;
+        }
+        if let Some(t) = x.next_retransmit {
+            if now >= t {
+                if x.xmits >= self.policy.retransmits {
+                    log::warn!(
+                        "{} with {}: no answer after {} retransmissions, giving up",
+                        x.name(),
+                        x.remote,
+                        x.xmits
+                    );
+                    self.stats.failed += 1;
+                    self.exchanges.remove(h);
+                    return;
+                }
+                x.xmits += 1;
+                x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
+                let (local, remote, msg) = (x.local, x.remote, x.last_sent.clone());
+                crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {remote}");
+                self.send_raw(local, remote, msg);
+            }
+        }
+        self.arm(h);
+    }
+
+    /// (Re)arms an exchange's timer at its earliest deadline.
+    pub(crate) fn arm(&mut self, h: Handle) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        if let Some(t) = x.timer.take() {
+            self.timers.cancel(t);
+        }
+        let when = x.next_deadline();
+        match self.timers.insert(when, TimerKind::Exchange(h)) {
+            Ok(t) => x.timer = Some(t),
+            Err(_) => log::error!("timer table full; exchange {} has no timer", x.name()),
+        }
+    }
+
+    /// Frees an exchange and its timer.
+    pub(crate) fn free_exchange(&mut self, h: Handle) {
+        if let Some(x) = self.exchanges.remove(h) {
+            if let Some(t) = x.timer {
+                self.timers.cancel(t);
+            }
+        }
+    }
+
+    /// Marks an exchange finished: it lingers to answer duplicates.
+    pub(crate) fn finish_exchange(&mut self, now: Time, h: Handle) {
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.done = true;
+            x.next_retransmit = None;
+            x.deadline = now.add_secs(exchange::LINGER_SECS);
+            x.dh = None;
+        }
+        self.arm(h);
+    }
+
+    /// Queues a datagram (already encrypted if it should be).
+    pub(crate) fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
+        if self.cfg.passive {
+            return;
+        }
+        let t = Transmit {
+            local: Some(local),
+            remote,
+            len: data.len(),
+        };
+        self.outbox.push_back((t, data));
+    }
+
+    pub(crate) fn capture_msg(&mut self, src: SocketAddr, dst: SocketAddr, clear: &[u8]) {
+        if self.capture_on && self.capture.len() < 1024 {
+            self.capture.push_back(Captured {
+                src,
+                dst,
+                data: clear.to_vec(),
+            });
+        }
+    }
+
+    pub(crate) fn kernel_req(&mut self, r: KernelReq) {
+        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {r:?}");
+        self.kernel.push_back(r);
+    }
+
+    /// Pads `msg` (header + payloads) to the cipher block, encrypts it in place after the
+    /// header with `iv`, sets the length, and returns the new IV (the last cipher block).
+    pub(crate) fn encrypt(
+        cipher: CipherAlg,
+        ka: &Key,
+        iv: &Key,
+        msg: &mut Vec<u8>,
+    ) -> Result<Key, String> {
+        let bl = cipher.block_len();
+        let body = msg.len() - HEADER_LEN;
+        let pad = (bl - body % bl) % bl;
+        msg.resize(msg.len() + pad, 0);
+        msg[19] |= wire::FLAG_ENCRYPTION;
+        let n = msg.len() as u32;
+        msg[24..28].copy_from_slice(&n.to_be_bytes());
+        cbc_encrypt(cipher, ka.as_bytes(), iv.as_bytes(), &mut msg[HEADER_LEN..])
+            .map_err(|e| format!("encryption failed: {e}"))?;
+        Ok(Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default())
+    }
+
+    /// Decrypts a received message in place; returns the IV for the next message.
+    pub(crate) fn decrypt(
+        cipher: CipherAlg,
+        ka: &Key,
+        iv: &Key,
+        msg: &mut [u8],
+    ) -> Result<Key, Drop> {
+        let bl = cipher.block_len();
+        let body = msg.len() - HEADER_LEN;
+        if body == 0 || body % bl != 0 {
+            return Err(Drop::Silent(
+                "encrypted message is not a whole number of cipher blocks".into(),
+            ));
+        }
+        let next = Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default();
+        cbc_decrypt(cipher, ka.as_bytes(), iv.as_bytes(), &mut msg[HEADER_LEN..])
+            .map_err(|e| Drop::Silent(format!("decryption failed: {e}")))?;
+        Ok(next)
+    }
+
+    /// An unprotected notification about a message we could not accept (message.c
+    /// `message_drop` with a notify): only before keys exist, so it carries no hash.
+    pub(crate) fn notify_unprotected(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        about: &Header,
+        ty: NotifyType,
+    ) {
+        let mut buf = [0u8; 256];
+        let h = Header {
+            icookie: about.icookie,
+            rcookie: about.rcookie,
+            major: 1,
+            minor: 0,
+            exchange: wire::ExchangeType::INFO,
+            ..Header::default()
+        };
+        let n = (|| {
+            let mut b = wire::MessageBuilder::new(&mut buf, &h)?;
+            b.payload(wire::PayloadType::NOTIFY, |w| {
+                w.u32(wire::Doi::IPSEC.0)?;
+                w.u8(wire::ProtocolId::ISAKMP.0)?;
+                w.u8(16)?;
+                w.u16(ty.0)?;
+                w.bytes(&about.icookie)?;
+                w.bytes(&about.rcookie)
+            })?;
+            b.finish()
+        })();
+        if let Ok(n) = n {
+            log::info!("sending notification {ty} to {remote}");
+            let msg = buf[..n].to_vec();
+            self.capture_msg(local, remote, &msg);
+            self.send_raw(local, remote, msg);
+        }
     }
 
     /// The next datagram to send, copied into `buf`.
@@ -207,20 +633,149 @@ impl Engine {
         Some(t)
     }
 
+    /// The next kernel request (with `-n`, the event loop only logs them).
+    pub fn poll_kernel(&mut self) -> Option<KernelReq> {
+        self.kernel.pop_front()
+    }
+
+    /// The next cleartext message for the capture file.
+    pub fn poll_capture(&mut self) -> Option<Captured> {
+        self.capture.pop_front()
+    }
+
     pub fn poll_timeout(&self) -> Option<Time> {
         self.timers.next_deadline()
     }
 
-    /// Starts a clean shutdown (DELETE for every SA unless passive, once SAs exist).
-    pub fn shutdown(&mut self, _now: Time) {}
+    /// Starts a clean shutdown: DELETE for every SA to its peer, unless passive.
+    pub fn shutdown(&mut self, now: Time) {
+        let p2: Vec<Handle> = self.ipsec_sas.iter().map(|(h, _)| h).collect();
+        for h in p2 {
+            self.delete_ipsec_sa(now, h, true);
+        }
+        let p1: Vec<Handle> = self.isakmp_sas.iter().map(|(h, _)| h).collect();
+        for h in p1 {
+            self.delete_isakmp_sa(now, h, true);
+        }
+        self.wanted.clear();
+    }
 
     /// True once nothing is left to send.
     pub fn is_drained(&self) -> bool {
         self.outbox.is_empty()
     }
 
-    /// `S`: every SA, in isakmpd's result-file layout. No SAs yet, so nothing.
-    pub fn sa_report(&self, _out: &mut String) {}
+    /// Removes an IPsec SA, telling the kernel and (if `tell`) the peer.
+    pub(crate) fn delete_ipsec_sa(&mut self, now: Time, h: Handle, tell: bool) {
+        let Some(sa) = self.ipsec_sas.remove(h) else {
+            return;
+        };
+        log::info!(
+            "phase 2 SA {} deleted: {} spi in {} out {} with {}",
+            sa.name,
+            sa.protocol,
+            hex(&sa.spi_in),
+            hex(&sa.spi_out),
+            sa.remote
+        );
+        self.kernel_req(KernelReq::DeleteSa {
+            protocol: sa.protocol,
+            dst: sa.local,
+            spi: sa.spi_in,
+        });
+        self.kernel_req(KernelReq::DeleteSa {
+            protocol: sa.protocol,
+            dst: sa.remote,
+            spi: sa.spi_out,
+        });
+        if tell {
+            if let Some(p1) = self
+                .isakmp_sas
+                .find(|s| s.icookie == sa.icookie && s.rcookie == sa.rcookie)
+            {
+                self.send_delete(now, p1, sa.protocol, &sa.spi_in);
+            }
+        }
+    }
+
+    /// Removes an ISAKMP SA (telling the peer if `tell`).
+    pub(crate) fn delete_isakmp_sa(&mut self, now: Time, h: Handle, tell: bool) {
+        let Some(sa) = self.isakmp_sas.get(h) else {
+            return;
+        };
+        let mut cookies = [0u8; 16];
+        cookies[..8].copy_from_slice(&sa.icookie);
+        cookies[8..].copy_from_slice(&sa.rcookie);
+        if tell {
+            self.send_delete(now, h, wire::ProtocolId::ISAKMP, &cookies);
+        }
+        if let Some(sa) = self.isakmp_sas.remove(h) {
+            log::info!(
+                "phase 1 SA {}{} with {} deleted",
+                hex(&sa.icookie),
+                hex(&sa.rcookie),
+                sa.remote
+            );
+        }
+    }
+
+    /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_report_all`).
+    pub fn sa_report(&self, out: &mut String) {
+        let now_ms = |t: Time| t.millis() / 1000;
+        for (_, s) in self.isakmp_sas.iter() {
+            let _ = writeln!(
+                out,
+                "SA name: {} (Phase 1/{})",
+                s.peer,
+                if s.initiator { "Initiator" } else { "Responder" }
+            );
+            let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
+            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+            let _ = writeln!(out, "icookie {} rcookie {}", hex(&s.icookie), hex(&s.rcookie));
+            let _ = writeln!(
+                out,
+                "Transform: {} {} group {}",
+                s.cipher.name(),
+                s.hash.name(),
+                s.group.number()
+            );
+            let _ = writeln!(out, "Established: {} s", now_ms(s.established));
+            let _ = writeln!(out);
+        }
+        for (_, s) in self.ipsec_sas.iter() {
+            let _ = writeln!(
+                out,
+                "SA name: {} (Phase 2/{})",
+                s.name,
+                if s.initiator { "Initiator" } else { "Responder" }
+            );
+            let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
+            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+            let _ = writeln!(out, "icookie {} rcookie {}", hex(&s.icookie), hex(&s.rcookie));
+            let _ = writeln!(out, "SPI 0: {}", hex(&s.spi_out));
+            let _ = writeln!(out, "SPI 1: {}", hex(&s.spi_in));
+            let _ = writeln!(
+                out,
+                "Transform: IPsec {}",
+                if s.protocol == wire::ProtocolId::IPSEC_AH {
+                    "AH"
+                } else {
+                    "ESP"
+                }
+            );
+            let _ = writeln!(out, "Encryption key length: {}", s.enc_key_len);
+            let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
+            let _ = writeln!(
+                out,
+                "Encryption algorithm: {}",
+                quick_mode::esp_name(s.protocol, s.transform)
+            );
+            if let Some(a) = s.auth {
+                let _ = writeln!(out, "Authentication algorithm: {}", quick_mode::auth_name(a));
+            }
+            let _ = writeln!(out);
+        }
+    }
 
     /// The engine's part of the SIGUSR1 report.
     pub fn report(&self, now: Time, out: &mut String) {
@@ -228,13 +783,54 @@ impl Engine {
         let _ = writeln!(out, "datagrams-received: {}", s.datagrams_received);
         let _ = writeln!(out, "datagrams-dropped: {}", s.datagrams_dropped);
         let _ = writeln!(out, "bytes-received: {}", s.bytes_received);
-        let _ = writeln!(out, "exchanges: 0");
-        let _ = writeln!(out, "sas: 0");
-        for c in &self.connections {
-            let _ = writeln!(out, "connection: {c} (not established)");
+        let _ = writeln!(out, "phase1-done: {}", s.phase1_done);
+        let _ = writeln!(out, "phase2-done: {}", s.phase2_done);
+        let _ = writeln!(out, "exchanges-failed: {}", s.failed);
+        let _ = writeln!(out, "exchanges: {}", self.exchanges.len());
+        for (_, x) in self.exchanges.iter() {
+            let _ = writeln!(
+                out,
+                "exchange: {} {} step {} peer {}{}",
+                x.name(),
+                if x.initiator { "initiator" } else { "responder" },
+                x.step,
+                x.remote,
+                if x.done { " (finished)" } else { "" }
+            );
         }
-        for c in &self.passive_connections {
-            let _ = writeln!(out, "passive-connection: {c}");
+        let _ = writeln!(out, "sas: {}", self.isakmp_sas.len() + self.ipsec_sas.len());
+        for (_, sa) in self.isakmp_sas.iter() {
+            let _ = writeln!(
+                out,
+                "sa: phase 1 {} icookie {} rcookie {} peer {} life {} s",
+                sa.peer,
+                hex(&sa.icookie),
+                hex(&sa.rcookie),
+                sa.remote,
+                sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
+            );
+        }
+        for (_, sa) in self.ipsec_sas.iter() {
+            let _ = writeln!(
+                out,
+                "sa: phase 2 {} {} spi in {} out {} peer {} life {} s",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out),
+                sa.remote,
+                sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
+            );
+        }
+        for c in &self.policy.connections {
+            let up = self.ipsec_sas.iter().any(|(_, s)| s.name == c.name);
+            let _ = writeln!(
+                out,
+                "{}connection: {} ({})",
+                if c.passive { "passive-" } else { "" },
+                c.name,
+                if up { "established" } else { "not established" }
+            );
         }
         for (deadline, kind) in self.timers.iter() {
             let _ = writeln!(out, "timer: {kind:?} in {} ms", now.until(deadline));
@@ -248,10 +844,69 @@ impl Engine {
             }
         );
     }
+
+    /// Fresh random bytes.
+    pub(crate) fn random(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.rng.fill(&mut v);
+        v
+    }
+
+    pub(crate) fn new_cookie(&mut self) -> [u8; 8] {
+        loop {
+            let mut c = [0u8; 8];
+            self.rng.fill(&mut c);
+            if c != [0; 8] {
+                return c;
+            }
+        }
+    }
+
+    /// A fresh SPI: 4 random bytes above the reserved range 0-255 (RFC 4303 §2.1).
+    pub(crate) fn new_spi(&mut self) -> [u8; 4] {
+        loop {
+            let mut s = [0u8; 4];
+            self.rng.fill(&mut s);
+            if u32::from_be_bytes(s) > 255
+                && !self.ipsec_sas.iter().any(|(_, x)| x.spi_in == s)
+            {
+                return s;
+            }
+        }
+    }
+
+    /// The peer's socket address for a peer section.
+    pub(crate) fn peer_addr(&self, p: &policy::Peer) -> Option<SocketAddr> {
+        p.address.map(|a| SocketAddr::new(a, p.port))
+    }
+
+    /// Our socket address towards `remote`, from the peer's Local-address, the routing
+    /// lookup, or the unspecified address.
+    pub(crate) fn our_addr(&mut self, p: &policy::Peer, remote: SocketAddr) -> SocketAddr {
+        let port = self.cfg.port.unwrap_or(500);
+        let ip = p
+            .local_address
+            .or_else(|| (self.route)(remote.ip()))
+            .unwrap_or_else(|| policy::unspecified(remote.is_ipv6()));
+        SocketAddr::new(ip, port)
+    }
+
+    /// Parses a (decrypted) message.
+    pub(crate) fn parse<'a>(buf: &'a [u8], padded: bool) -> Result<Message<'a>, Drop> {
+        let m = Message::parse(buf, padded).map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
+        m.check_payload_types()
+            .map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
+        Ok(m)
+    }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Why an incoming message was not accepted.
+#[derive(Debug)]
+pub(crate) enum Drop {
+    /// Log and drop.
+    Silent(String),
+    /// Log, drop, and tell the peer (unprotected, only where isakmpd does).
+    Notify(NotifyType, String),
 }
 
 #[cfg(test)]

@@ -128,6 +128,16 @@ impl HashAlg {
         })
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Md5 => "MD5",
+            HashAlg::Sha1 => "SHA1",
+            HashAlg::Sha256 => "SHA2-256",
+            HashAlg::Sha384 => "SHA2-384",
+            HashAlg::Sha512 => "SHA2-512",
+        }
+    }
+
     pub fn output_len(self) -> usize {
         match self {
             HashAlg::Md5 => 16,

@@ -1,0 +1,173 @@
+//! Exchanges in flight (isakmpd exchange.c): one entry per Main Mode or Quick Mode
+//! negotiation, with the state it has reached, the material it has gathered, and what it
+//! needs to retransmit or to answer a duplicate.
+//!
+//! Retransmission follows isakmpd: the side that waits for a reply resends its last
+//! message after 7, 9, 11 ... seconds up to [General]:Retransmits times; a message that is
+//! an exact copy of the last one received is not processed again but answered with our
+//! last message; every exchange dies at [General]:Exchange-max-time. A finished exchange
+//! lingers for a short while, only to answer a retransmission of the peer's last message
+//! (our final message may have been lost).
+
+use std::net::SocketAddr;
+
+use super::crypto::{CipherAlg, DhPrivate, Group, HashAlg, Key};
+use super::policy::OwnedId;
+use super::sa::Handle;
+use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
+use crate::timer::{Time, TimerHandle};
+
+/// How long a finished exchange stays to answer duplicates.
+pub const LINGER_SECS: u64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Main,
+    Quick,
+}
+
+/// The phase 1 transform both sides agreed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct P1Choice {
+    pub cipher: CipherAlg,
+    pub hash: HashAlg,
+    pub auth: AuthMethod,
+    pub group: Group,
+    pub lifetime: u64,
+}
+
+/// One protocol of the phase 2 proposal both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P2Choice {
+    pub protocol: ProtocolId,
+    pub transform: u8,
+    pub auth: Option<AuthAlgorithm>,
+    pub encapsulation: EncapsulationMode,
+    pub key_bits: Option<u16>,
+    pub lifetime: u64,
+    pub spi_in: [u8; 4],
+    pub spi_out: [u8; 4],
+}
+
+/// Quick Mode material.
+#[derive(Default)]
+pub struct QmState {
+    /// Initiator: our SPI per (proposal number, protocol) as offered.
+    pub offered_spis: Vec<(u8, ProtocolId, [u8; 4])>,
+    pub chosen: Vec<P2Choice>,
+    /// The client IDs as sent (initiator) or received (responder), bodies.
+    pub idci: Option<Vec<u8>>,
+    pub idcr: Option<Vec<u8>>,
+    pub local_id: Option<OwnedId>,
+    pub remote_id: Option<OwnedId>,
+    pub pfs: Option<Group>,
+}
+
+pub struct Exchange {
+    pub kind: Kind,
+    pub initiator: bool,
+    /// The number of the last message sent or received (1-based, as the RFC numbers them).
+    pub step: u8,
+    pub icookie: [u8; 8],
+    pub rcookie: [u8; 8],
+    pub msgid: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The ISAKMP-peer section.
+    pub peer: String,
+    /// The IPsec-connection to start (initiator) or that matched (responder).
+    pub connection: Option<String>,
+    /// Quick Mode: the ISAKMP SA that protects it.
+    pub sa: Option<Handle>,
+    pub p1: Option<P1Choice>,
+    pub sai_b: Vec<u8>,
+    pub dh: Option<DhPrivate>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub gxi: Vec<u8>,
+    pub gxr: Vec<u8>,
+    pub skeyid: Key,
+    pub skeyid_d: Key,
+    pub skeyid_a: Key,
+    pub ka: Key,
+    /// The CBC IV for the next message of this exchange.
+    pub iv: Key,
+    pub qm: QmState,
+    pub last_sent: Vec<u8>,
+    pub last_recv: Vec<u8>,
+    pub xmits: u32,
+    pub next_retransmit: Option<Time>,
+    pub deadline: Time,
+    /// Finished: only answers duplicates until `deadline`.
+    pub done: bool,
+    /// Our last message answered the peer's last one and has no retransmission timer
+    /// (responder's message 2 and 6, initiator's Quick Mode 3): resent when the peer
+    /// repeats the message it answered.
+    pub resend_on_dup: bool,
+    pub timer: Option<TimerHandle>,
+}
+
+impl Exchange {
+    pub fn new(kind: Kind, initiator: bool, local: SocketAddr, remote: SocketAddr) -> Exchange {
+        Exchange {
+            kind,
+            initiator,
+            step: 0,
+            icookie: [0; 8],
+            rcookie: [0; 8],
+            msgid: 0,
+            local,
+            remote,
+            peer: String::new(),
+            connection: None,
+            sa: None,
+            p1: None,
+            sai_b: Vec::new(),
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            gxi: Vec::new(),
+            gxr: Vec::new(),
+            skeyid: Key::new(),
+            skeyid_d: Key::new(),
+            skeyid_a: Key::new(),
+            ka: Key::new(),
+            iv: Key::new(),
+            qm: QmState::default(),
+            last_sent: Vec::new(),
+            last_recv: Vec::new(),
+            xmits: 0,
+            next_retransmit: None,
+            deadline: Time(0),
+            done: false,
+            resend_on_dup: false,
+            timer: None,
+        }
+    }
+
+    /// The earliest of this exchange's deadlines (retransmission, max time or linger).
+    pub fn next_deadline(&self) -> Time {
+        match self.next_retransmit {
+            Some(r) if r < self.deadline => r,
+            _ => self.deadline,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}{} {:08x}",
+            match self.kind {
+                Kind::Main => "main mode",
+                Kind::Quick => "quick mode",
+            },
+            super::sa::hex(&self.icookie),
+            super::sa::hex(&self.rcookie),
+            self.msgid
+        )
+    }
+}
+
+/// isakmpd transport.c: the delay before retransmission number `xmits` (0-based).
+pub fn retransmit_delay_secs(xmits: u32) -> u64 {
+    u64::from(xmits + 1) * 2 + 5
+}

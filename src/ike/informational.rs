@@ -1,0 +1,212 @@
+//! Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7; isakmpd exchange.c
+//! `exchange_establish_p2` for INFO and ipsec.c `ipsec_handle_leftover_payload`):
+//! protected notifications and DELETE payloads after phase 1, unprotected notifications
+//! before it.
+//!
+//! A protected message is `HDR*, HASH(1), N/D` with a fresh message ID, the IV derived
+//! from the last phase 1 block and that ID, and HASH(1) = prf(SKEYID_a, M-ID | N/D).
+
+use std::net::SocketAddr;
+
+use super::crypto::derive;
+use super::exchange::Kind;
+use super::main_mode::same;
+use super::sa::{hex, Handle};
+use super::wire::{
+    Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
+    Writer, HEADER_LEN,
+};
+use super::{Drop, Engine};
+use crate::timer::Time;
+
+impl Engine {
+    /// Sends one protected informational payload over ISAKMP SA `sa`.
+    fn send_protected_info(
+        &mut self,
+        sa: Handle,
+        ty: PayloadType,
+        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+    ) {
+        let Some(s) = self.isakmp_sas.get(sa) else {
+            return;
+        };
+        let (icookie, rcookie, local, remote, hash, cipher) =
+            (s.icookie, s.rcookie, s.local, s.remote, s.hash, s.cipher);
+        let (last, skeyid_a, ka) = (s.last_block.clone(), s.skeyid_a.clone(), s.ka.clone());
+        let mut b4 = [0u8; 4];
+        self.rng.fill(&mut b4);
+        let msgid = u32::from_be_bytes(b4).max(1);
+        let hd = Header {
+            icookie,
+            rcookie,
+            major: 1,
+            exchange: ExchangeType::INFO,
+            msgid,
+            ..Header::default()
+        };
+        let hlen = hash.output_len();
+        let mut buf = vec![0u8; 2048];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &hd)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
+            b.payload(ty, body)?;
+            b.finish()
+        })();
+        let Ok(n) = n else {
+            return;
+        };
+        buf.truncate(n);
+        let start = HEADER_LEN + 4 + hlen;
+        let h1 = derive::info_hash(hash, skeyid_a.as_bytes(), msgid, &buf[start..]);
+        buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
+        let clear = buf.clone();
+        let iv = derive::phase2_iv(hash, last.as_bytes(), msgid, cipher.block_len());
+        if let Err(e) = Self::encrypt(cipher, &ka, &iv, &mut buf) {
+            log::error!("informational to {remote}: {e}");
+            return;
+        }
+        self.capture_msg(local, remote, &clear);
+        self.send_raw(local, remote, buf);
+    }
+
+    /// DELETE for SPIs of `protocol` (for ISAKMP: the 16 bytes of both cookies).
+    pub(crate) fn send_delete(&mut self, _now: Time, sa: Handle, protocol: ProtocolId, spi: &[u8]) {
+        let spi = spi.to_vec();
+        if let Some(s) = self.isakmp_sas.get(sa) {
+            log::info!("sending DELETE {protocol} {} to {}", hex(&spi), s.remote);
+        }
+        self.send_protected_info(sa, PayloadType::DELETE, |w| {
+            w.u32(Doi::IPSEC.0)?;
+            w.u8(protocol.0)?;
+            w.u8(spi.len() as u8)?;
+            w.u16(1)?;
+            w.bytes(&spi)
+        });
+    }
+
+    /// A protected notification about phase 1 SA `sa` itself.
+    pub(crate) fn send_notify(&mut self, _now: Time, sa: Handle, ty: NotifyType) {
+        let Some(s) = self.isakmp_sas.get(sa) else {
+            return;
+        };
+        let mut cookies = [0u8; 16];
+        cookies[..8].copy_from_slice(&s.icookie);
+        cookies[8..].copy_from_slice(&s.rcookie);
+        log::info!("sending notification {ty} to {}", s.remote);
+        self.send_protected_info(sa, PayloadType::NOTIFY, |w| {
+            w.u32(Doi::IPSEC.0)?;
+            w.u8(ProtocolId::ISAKMP.0)?;
+            w.u8(16)?;
+            w.u16(ty.0)?;
+            w.bytes(&cookies)
+        });
+    }
+
+    pub(crate) fn info_input(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        if !hd.encrypted() {
+            // Before keys exist: only notifications, believed as far as aborting the
+            // exchange they name (isakmpd logs them and lets the exchange time out; we
+            // end it at once so that both sides agree there is no SA).
+            let m = Self::parse(data, false)?;
+            self.capture_msg(remote, local, data);
+            for p in &m.payloads {
+                if let Payload::Notify(n) = p.payload {
+                    log::warn!("peer {remote} says {} (unprotected)", n.ty);
+                    if n.ty.0 < 8192 {
+                        if let Some(h) = self.exchanges.find(|x| {
+                            x.kind == Kind::Main
+                                && !x.done
+                                && x.icookie == hd.icookie
+                                && (x.rcookie == hd.rcookie || x.rcookie == [0; 8])
+                                && x.remote.ip() == remote.ip()
+                        }) {
+                            log::warn!("main mode with {remote} ended by the peer's notification");
+                            self.stats.failed += 1;
+                            self.free_exchange(h);
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some(sa) = self
+            .isakmp_sas
+            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
+        else {
+            return Err(Drop::Silent("encrypted informational for no known phase 1 SA".into()));
+        };
+        let (hash, cipher, last, skeyid_a) = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
+            (s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone())
+        };
+        let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
+        let (clear, _, range, got) = self.open_protected(sa, &iv, data)?;
+        let want = derive::info_hash(hash, skeyid_a.as_bytes(), hd.msgid, &clear[range]);
+        if !same(want.as_bytes(), &got) {
+            return Err(Drop::Silent("informational HASH(1) does not verify".into()));
+        }
+        self.capture_msg(remote, local, &clear);
+        let m = Self::parse(&clear, true)?;
+        let mut delete_p1 = false;
+        let mut delete_p2 = Vec::new();
+        for p in &m.payloads {
+            match p.payload {
+                Payload::Delete(d) => {
+                    if d.protocol == ProtocolId::ISAKMP {
+                        for spi in d.spis() {
+                            if spi.len() == 16 && spi[..8] == hd.icookie && spi[8..] == hd.rcookie {
+                                delete_p1 = true;
+                            }
+                        }
+                    } else {
+                        for spi in d.spis() {
+                            if let Some(h) = self.ipsec_sas.find(|s| {
+                                s.protocol == d.protocol
+                                    && s.remote.ip() == remote.ip()
+                                    && (s.spi_out[..] == *spi || s.spi_in[..] == *spi)
+                            }) {
+                                delete_p2.push(h);
+                            } else {
+                                log::info!("peer {remote} deletes unknown {} SPI {}", d.protocol, hex(spi));
+                            }
+                        }
+                    }
+                }
+                Payload::Notify(n) => {
+                    log::warn!("peer {remote} says {}", n.ty);
+                    // A failed quick mode: end our side of it.
+                    if n.ty == NotifyType::NO_PROPOSAL_CHOSEN || n.ty == NotifyType::INVALID_ID_INFORMATION {
+                        let qs: Vec<Handle> = self
+                            .exchanges
+                            .iter()
+                            .filter(|(_, x)| {
+                                x.kind == Kind::Quick && !x.done && x.icookie == hd.icookie && x.rcookie == hd.rcookie
+                            })
+                            .map(|(h, _)| h)
+                            .collect();
+                        for q in qs {
+                            self.stats.failed += 1;
+                            self.free_exchange(q);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for h in delete_p2 {
+            self.delete_ipsec_sa(now, h, false);
+        }
+        if delete_p1 {
+            log::info!("peer {remote} deletes phase 1 SA {}{}", hex(&hd.icookie), hex(&hd.rcookie));
+            self.delete_isakmp_sa(now, sa, false);
+        }
+        Ok(())
+    }
+}

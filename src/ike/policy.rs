@@ -1,0 +1,618 @@
+//! The configuration as the engine uses it: isakmpd.conf(5) sections resolved into typed
+//! peers, phase 1 transforms, connections and phase 2 suites (isakmpd's ike_phase_1.c,
+//! ipsec.c `ipsec_add_proposals`, connection.c), once per load instead of per packet.
+//!
+//! Names follow the manual: a [Phase 1] `<address>=<peer>` binding or `Default` finds the
+//! ISAKMP-peer section; its `Configuration` names the exchange type and `Transforms`; an
+//! IPsec-connection names its `ISAKMP-peer`, `Configuration` (Suites -> Protocols ->
+//! Transforms), `Local-ID` and `Remote-ID`. A section that does not resolve is logged with
+//! its name and reason and left out; the rest of the configuration still works.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::conf::{parse_range, Conf};
+
+use super::wire::{
+    AuthAlgorithm, AuthMethod, EncapsulationMode, EncryptionAlgorithm, EspTransform,
+    ExchangeType, GroupDescription, HashAlgorithm, IdType, LifeType, ProtocolId,
+};
+
+/// A number with its accepted range, as `128,128:256` (offer, min:max).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub offer: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Range {
+    fn parse(v: &str) -> Option<Range> {
+        let (offer, r) = parse_range(v)?;
+        let (min, max) = r.unwrap_or((offer, offer));
+        Some(Range { offer, min, max })
+    }
+
+    pub fn accepts(&self, v: u64) -> bool {
+        self.min <= v && v <= self.max
+    }
+}
+
+/// A lifetime from a Lifetime section: LIFE_TYPE and LIFE_DURATION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Life {
+    pub ty: LifeType,
+    pub duration: Range,
+}
+
+/// One ISAKMP-transform section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P1Transform {
+    pub name: String,
+    pub encryption: EncryptionAlgorithm,
+    pub key_length: Option<Range>,
+    pub hash: HashAlgorithm,
+    pub auth: AuthMethod,
+    pub group: GroupDescription,
+    pub lives: Vec<Life>,
+}
+
+/// An identity to send or match: an ID section resolved, or an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedId {
+    pub ty: IdType,
+    pub protocol: u8,
+    pub port: u16,
+    pub data: Vec<u8>,
+}
+
+impl OwnedId {
+    pub fn address(a: IpAddr) -> OwnedId {
+        match a {
+            IpAddr::V4(a) => OwnedId {
+                ty: IdType::IPV4_ADDR,
+                protocol: 0,
+                port: 0,
+                data: a.octets().to_vec(),
+            },
+            IpAddr::V6(a) => OwnedId {
+                ty: IdType::IPV6_ADDR,
+                protocol: 0,
+                port: 0,
+                data: a.octets().to_vec(),
+            },
+        }
+    }
+
+    /// The ID payload body: type, protocol, port, data.
+    pub fn body(&self) -> Vec<u8> {
+        let mut b = vec![self.ty.0, self.protocol];
+        b.extend_from_slice(&self.port.to_be_bytes());
+        b.extend_from_slice(&self.data);
+        b
+    }
+}
+
+/// An ISAKMP-peer section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub address: Option<IpAddr>,
+    pub port: u16,
+    pub local_address: Option<IpAddr>,
+    pub exchange: ExchangeType,
+    pub transforms: Vec<P1Transform>,
+    /// The pre-shared key (`Authentication`), `0x...` hex or text.
+    pub psk: Option<Vec<u8>>,
+    pub id: Option<OwnedId>,
+    pub remote_id: Option<OwnedId>,
+}
+
+/// One IPsec-transform section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P2Transform {
+    pub name: String,
+    /// ESP or AH transform number.
+    pub id: u8,
+    pub encapsulation: EncapsulationMode,
+    pub auth: Option<AuthAlgorithm>,
+    pub group: Option<GroupDescription>,
+    pub key_length: Option<Range>,
+    pub lives: Vec<Life>,
+}
+
+/// One IPsec-protocol section of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P2Protocol {
+    pub protocol: ProtocolId,
+    pub transforms: Vec<P2Transform>,
+}
+
+/// An IPsec-suite: the protocols one proposal carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suite {
+    pub name: String,
+    pub protocols: Vec<P2Protocol>,
+}
+
+/// An IPsec-connection section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub name: String,
+    pub peer: String,
+    pub suites: Vec<Suite>,
+    pub local_id: Option<OwnedId>,
+    pub remote_id: Option<OwnedId>,
+    pub passive: bool,
+}
+
+/// Everything the engine reads from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub peers: Vec<Peer>,
+    /// [Phase 1] address bindings: (address, index into `peers`).
+    pub by_address: Vec<(IpAddr, usize)>,
+    /// [Phase 1] Default.
+    pub default_peer: Option<usize>,
+    pub connections: Vec<Connection>,
+    pub retransmits: u32,
+    pub exchange_max_time: u32,
+    /// Names of sections that did not resolve, with the reason (for the log and report).
+    pub errors: Vec<String>,
+}
+
+impl Policy {
+    pub fn load(conf: &Conf) -> Policy {
+        let mut p = Policy {
+            retransmits: conf.get_num("General", "Retransmits", 3).min(100) as u32,
+            exchange_max_time: conf.get_num("General", "Exchange-max-time", 120).clamp(1, 3600)
+                as u32,
+            ..Policy::default()
+        };
+        let peer_index = |p: &mut Policy, name: &str| -> Option<usize> {
+            if let Some(i) = p.peers.iter().position(|x| x.name.eq_ignore_ascii_case(name)) {
+                return Some(i);
+            }
+            match peer(conf, name) {
+                Ok(x) => {
+                    p.peers.push(x);
+                    Some(p.peers.len() - 1)
+                }
+                Err(e) => {
+                    p.errors.push(format!("[{name}]: {e}"));
+                    None
+                }
+            }
+        };
+        if let Some(s) = conf
+            .sections()
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case("Phase 1"))
+        {
+            for b in &s.bindings {
+                if b.tag.eq_ignore_ascii_case("Default") {
+                    continue;
+                }
+                match b.tag.parse::<IpAddr>() {
+                    Ok(a) => {
+                        if let Some(i) = peer_index(&mut p, &b.value) {
+                            p.by_address.push((a, i));
+                        }
+                    }
+                    Err(_) => p
+                        .errors
+                        .push(format!("[Phase 1]:{}: not an address", b.tag)),
+                }
+            }
+        }
+        if let Some(d) = conf.get("Phase 1", "Default") {
+            let d = d.into_owned();
+            p.default_peer = peer_index(&mut p, &d);
+        }
+        let active = conf.get_list("Phase 2", "Connections");
+        let passive = conf.get_list("Phase 2", "Passive-connections");
+        for (name, is_passive) in active
+            .iter()
+            .map(|n| (n, false))
+            .chain(passive.iter().map(|n| (n, true)))
+        {
+            match connection(conf, name, is_passive) {
+                Ok(c) => {
+                    if peer_index(&mut p, &c.peer).is_some() {
+                        p.connections.push(c);
+                    }
+                }
+                Err(e) => p.errors.push(format!("[{name}]: {e}")),
+            }
+        }
+        p
+    }
+
+    /// The peer section for a remote address: its [Phase 1] binding, else Default.
+    pub fn peer_for(&self, addr: IpAddr) -> Option<&Peer> {
+        let addr = canonical(addr);
+        self.by_address
+            .iter()
+            .find(|(a, _)| canonical(*a) == addr)
+            .map(|(_, i)| *i)
+            .or(self.default_peer)
+            .map(|i| &self.peers[i])
+            .or_else(|| self.peers.iter().find(|p| p.address.map(canonical) == Some(addr)))
+    }
+
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        _ => a,
+    }
+}
+
+fn get(conf: &Conf, s: &str, t: &str) -> Option<String> {
+    conf.get(s, t).map(|v| v.trim().to_string())
+}
+
+fn need(conf: &Conf, s: &str, t: &str) -> Result<String, String> {
+    get(conf, s, t).ok_or_else(|| format!("no {t}"))
+}
+
+/// A constant name (or its number) of one of the wire's open types.
+fn constant<T>(v: &str, from_name: fn(&str) -> Option<T>, mk: fn(u16) -> Option<T>) -> Option<T> {
+    from_name(v)
+        .or_else(|| from_name(&v.to_ascii_uppercase()))
+        .or_else(|| v.parse::<u16>().ok().and_then(mk))
+}
+
+fn lives(conf: &Conf, section: &str) -> Result<Vec<Life>, String> {
+    let mut out = Vec::new();
+    for l in conf.get_list(section, "Life") {
+        if l.eq_ignore_ascii_case("ANY") {
+            continue;
+        }
+        let ty = need(conf, &l, "LIFE_TYPE")?;
+        let ty = constant(&ty, LifeType::from_name, |n| Some(LifeType(n)))
+            .ok_or_else(|| format!("[{l}]: bad LIFE_TYPE {ty}"))?;
+        let d = need(conf, &l, "LIFE_DURATION")?;
+        let duration = if d.eq_ignore_ascii_case("ANY") {
+            Range {
+                offer: 0,
+                min: 0,
+                max: u64::from(u32::MAX),
+            }
+        } else {
+            Range::parse(&d).ok_or_else(|| format!("[{l}]: bad LIFE_DURATION {d}"))?
+        };
+        out.push(Life { ty, duration });
+    }
+    Ok(out)
+}
+
+fn p1_transform(conf: &Conf, name: &str) -> Result<P1Transform, String> {
+    let enc = need(conf, name, "ENCRYPTION_ALGORITHM")?;
+    let hash = need(conf, name, "HASH_ALGORITHM")?;
+    let auth = need(conf, name, "AUTHENTICATION_METHOD")?;
+    let group = need(conf, name, "GROUP_DESCRIPTION")?;
+    Ok(P1Transform {
+        name: name.to_string(),
+        encryption: constant(&enc, EncryptionAlgorithm::from_name, |n| {
+            Some(EncryptionAlgorithm(n))
+        })
+        .ok_or(format!("unknown ENCRYPTION_ALGORITHM {enc}"))?,
+        key_length: match get(conf, name, "KEY_LENGTH") {
+            Some(k) => Some(Range::parse(&k).ok_or(format!("bad KEY_LENGTH {k}"))?),
+            None => None,
+        },
+        hash: constant(&hash, HashAlgorithm::from_name, |n| Some(HashAlgorithm(n)))
+            .ok_or(format!("unknown HASH_ALGORITHM {hash}"))?,
+        auth: constant(&auth, AuthMethod::from_name, |n| Some(AuthMethod(n)))
+            .ok_or(format!("unknown AUTHENTICATION_METHOD {auth}"))?,
+        group: constant(&group, GroupDescription::from_name, |n| {
+            Some(GroupDescription(n))
+        })
+        .ok_or(format!("unknown GROUP_DESCRIPTION {group}"))?,
+        lives: lives(conf, name)?,
+    })
+}
+
+/// A Phase1-ID or IPsec-ID section (isakmpd ipsec.c `ipsec_get_id`).
+pub fn id_section(conf: &Conf, name: &str) -> Result<OwnedId, String> {
+    let ty = need(conf, name, "ID-type")?;
+    let ty = IdType::from_name(&ty.to_ascii_uppercase())
+        .or(match ty.to_ascii_uppercase().as_str() {
+            "IPV4_ADDR_RANGE" => Some(IdType::IPV4_ADDR_RANGE),
+            "IPV6_ADDR_RANGE" => Some(IdType::IPV6_ADDR_RANGE),
+            _ => None,
+        })
+        .ok_or(format!("[{name}]: unknown ID-type {ty}"))?;
+    let addr = |tag: &str| -> Result<IpAddr, String> {
+        let v = need(conf, name, tag).map_err(|e| format!("[{name}]: {e}"))?;
+        v.parse::<IpAddr>()
+            .map_err(|_| format!("[{name}]: {tag} {v} is not an address"))
+    };
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => Ok(a.octets().to_vec()),
+        _ => Err(format!("[{name}]: IPv6 address for an IPv4 ID")),
+    };
+    let v6 = |a: IpAddr| -> Result<Vec<u8>, String> { match a {
+        IpAddr::V6(a) => Ok(a.octets().to_vec()),
+        IpAddr::V4(a) => Ok(a.to_ipv6_mapped().octets().to_vec()),
+    }};
+    let data = match ty {
+        IdType::IPV4_ADDR => v4(addr("Address")?)?,
+        IdType::IPV6_ADDR => v6(addr("Address")?)?,
+        IdType::IPV4_ADDR_SUBNET => [v4(addr("Network")?)?, v4(addr("Netmask")?)?].concat(),
+        IdType::IPV6_ADDR_SUBNET => [v6(addr("Network")?)?, v6(addr("Netmask")?)?].concat(),
+        IdType::IPV4_ADDR_RANGE => [v4(addr("Address")?)?, v4(addr("Address-end")?)?].concat(),
+        IdType::IPV6_ADDR_RANGE => [v6(addr("Address")?)?, v6(addr("Address-end")?)?].concat(),
+        IdType::FQDN | IdType::USER_FQDN | IdType::KEY_ID => need(conf, name, "Name")
+            .map_err(|e| format!("[{name}]: {e}"))?
+            .into_bytes(),
+        _ => return Err(format!("[{name}]: ID-type not supported here")),
+    };
+    let protocol = match get(conf, name, "Protocol") {
+        None => 0,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .or(match p.to_ascii_lowercase().as_str() {
+                "tcp" => Some(6),
+                "udp" => Some(17),
+                "icmp" => Some(1),
+                _ => None,
+            })
+            .ok_or(format!("[{name}]: bad Protocol {p}"))?,
+    };
+    let port = match get(conf, name, "Port") {
+        None => 0,
+        Some(p) => p.parse().map_err(|_| format!("[{name}]: bad Port {p}"))?,
+    };
+    Ok(OwnedId {
+        ty,
+        protocol,
+        port,
+        data,
+    })
+}
+
+fn peer(conf: &Conf, name: &str) -> Result<Peer, String> {
+    let address = match get(conf, name, "Address") {
+        Some(a) => Some(
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("Address {a} is not an address"))?,
+        ),
+        None => None,
+    };
+    let local_address = match get(conf, name, "Local-address") {
+        Some(a) => Some(
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("Local-address {a} is not an address"))?,
+        ),
+        None => None,
+    };
+    let cfg = get(conf, name, "Configuration")
+        .unwrap_or_else(|| "Default-phase-1-configuration".to_string());
+    let exchange = match get(conf, &cfg, "EXCHANGE_TYPE") {
+        None => ExchangeType::ID_PROT,
+        Some(x) => match x.to_ascii_uppercase().as_str() {
+            "ID_PROT" => ExchangeType::ID_PROT,
+            "AGGRESSIVE" => ExchangeType::AGGRESSIVE,
+            _ => return Err(format!("[{cfg}]: EXCHANGE_TYPE {x} not supported")),
+        },
+    };
+    let mut transforms = Vec::new();
+    for t in conf.get_list(&cfg, "Transforms") {
+        transforms.push(p1_transform(conf, &t).map_err(|e| format!("[{t}]: {e}"))?);
+    }
+    if transforms.is_empty() {
+        return Err(format!("[{cfg}]: no Transforms"));
+    }
+    let psk = get(conf, name, "Authentication").map(|a| {
+        match a.strip_prefix("0x").and_then(|h| unhex(h)) {
+            Some(b) => b,
+            None => a.into_bytes(),
+        }
+    });
+    let id = match get(conf, name, "ID") {
+        Some(s) => Some(id_section(conf, &s)?),
+        None => None,
+    };
+    let remote_id = match get(conf, name, "Remote-ID") {
+        Some(s) => Some(id_section(conf, &s)?),
+        None => None,
+    };
+    let port = match get(conf, name, "Port") {
+        Some(p) => p.parse().map_err(|_| format!("bad Port {p}"))?,
+        None => 500,
+    };
+    Ok(Peer {
+        name: name.to_string(),
+        address,
+        port,
+        local_address,
+        exchange,
+        transforms,
+        psk,
+        id,
+        remote_id,
+    })
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 || h.is_empty() {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn p2_transform(conf: &Conf, name: &str, protocol: ProtocolId) -> Result<P2Transform, String> {
+    let tid = need(conf, name, "TRANSFORM_ID")?;
+    let id = if protocol == ProtocolId::IPSEC_ESP {
+        constant(&tid, |s| EspTransform::from_name(s), |n| u8::try_from(n).ok().map(EspTransform))
+            .map(|t| t.0)
+    } else {
+        constant(
+            &tid,
+            |s| super::wire::AhTransform::from_name(s),
+            |n| u8::try_from(n).ok().map(super::wire::AhTransform),
+        )
+        .map(|t| t.0)
+    }
+    .ok_or(format!("unknown TRANSFORM_ID {tid}"))?;
+    let encapsulation = match get(conf, name, "ENCAPSULATION_MODE") {
+        Some(m) => constant(&m, EncapsulationMode::from_name, |n| Some(EncapsulationMode(n)))
+            .ok_or(format!("unknown ENCAPSULATION_MODE {m}"))?,
+        None => EncapsulationMode::TUNNEL,
+    };
+    let auth = match get(conf, name, "AUTHENTICATION_ALGORITHM") {
+        Some(a) => Some(
+            constant(&a, AuthAlgorithm::from_name, |n| Some(AuthAlgorithm(n)))
+                .ok_or(format!("unknown AUTHENTICATION_ALGORITHM {a}"))?,
+        ),
+        None => None,
+    };
+    let group = match get(conf, name, "GROUP_DESCRIPTION") {
+        Some(g) => Some(
+            constant(&g, GroupDescription::from_name, |n| Some(GroupDescription(n)))
+                .ok_or(format!("unknown GROUP_DESCRIPTION {g}"))?,
+        ),
+        None => None,
+    };
+    let key_length = match get(conf, name, "KEY_LENGTH") {
+        Some(k) => Some(Range::parse(&k).ok_or(format!("bad KEY_LENGTH {k}"))?),
+        None => None,
+    };
+    Ok(P2Transform {
+        name: name.to_string(),
+        id,
+        encapsulation,
+        auth,
+        group,
+        key_length,
+        lives: lives(conf, name)?,
+    })
+}
+
+fn connection(conf: &Conf, name: &str, passive: bool) -> Result<Connection, String> {
+    let peer = need(conf, name, "ISAKMP-peer")?;
+    let cfg = need(conf, name, "Configuration")?;
+    let mut suites = Vec::new();
+    for s in conf.get_list(&cfg, "Suites") {
+        let mut protocols = Vec::new();
+        for pname in conf.get_list(&s, "Protocols") {
+            let pid = need(conf, &pname, "PROTOCOL_ID").map_err(|e| format!("[{pname}]: {e}"))?;
+            let protocol = ProtocolId::from_name(&pid.to_ascii_uppercase())
+                .filter(|p| *p == ProtocolId::IPSEC_ESP || *p == ProtocolId::IPSEC_AH)
+                .ok_or(format!("[{pname}]: PROTOCOL_ID {pid} not supported"))?;
+            let mut transforms = Vec::new();
+            for t in conf.get_list(&pname, "Transforms") {
+                transforms.push(p2_transform(conf, &t, protocol).map_err(|e| format!("[{t}]: {e}"))?);
+            }
+            if transforms.is_empty() {
+                return Err(format!("[{pname}]: no Transforms"));
+            }
+            protocols.push(P2Protocol {
+                protocol,
+                transforms,
+            });
+        }
+        if protocols.is_empty() {
+            return Err(format!("[{s}]: no Protocols"));
+        }
+        suites.push(Suite {
+            name: s.clone(),
+            protocols,
+        });
+    }
+    if suites.is_empty() {
+        return Err(format!("[{cfg}]: no Suites"));
+    }
+    let local_id = match get(conf, name, "Local-ID") {
+        Some(s) => Some(id_section(conf, &s)?),
+        None => None,
+    };
+    let remote_id = match get(conf, name, "Remote-ID") {
+        Some(s) => Some(id_section(conf, &s)?),
+        None => None,
+    };
+    Ok(Connection {
+        name: name.to_string(),
+        peer,
+        suites,
+        local_id,
+        remote_id,
+        passive,
+    })
+}
+
+/// The unspecified address of a family (for IDs built from an unknown local address).
+pub fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_conf_resolves() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/isakmpd.conf"
+        ))
+        .unwrap();
+        let conf = Conf::parse(&text).unwrap().conf;
+        let p = Policy::load(&conf);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let peer = p.peer_for("192.0.2.2".parse().unwrap()).unwrap();
+        assert_eq!(peer.name, "ISAKMP-peer-east");
+        assert_eq!(peer.psk.as_deref(), Some(&b"mekmitasdigoat"[..]));
+        let t = &peer.transforms[0];
+        assert_eq!(t.encryption, EncryptionAlgorithm::AES_CBC);
+        assert_eq!(t.hash, HashAlgorithm::SHA2_256);
+        assert_eq!(t.group, GroupDescription::MODP_2048);
+        assert_eq!(t.key_length.unwrap().offer, 128);
+        assert_eq!(t.lives[0].duration.offer, 3600);
+        let c = p.connection("IPsec-west-east").unwrap();
+        let x = &c.suites[0].protocols[0].transforms[0];
+        assert_eq!(c.suites[0].protocols[0].protocol, ProtocolId::IPSEC_ESP);
+        assert_eq!(x.id, EspTransform::AES.0);
+        assert_eq!(x.auth, Some(AuthAlgorithm::HMAC_SHA2_256));
+        assert_eq!(x.group, Some(GroupDescription::MODP_2048));
+        assert_eq!(c.local_id.as_ref().unwrap().ty, IdType::IPV4_ADDR_SUBNET);
+    }
+
+    #[test]
+    fn sample_configs_resolve() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if !path.to_string_lossy().contains(".conf") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let conf = Conf::parse(&text).unwrap().conf;
+            let p = Policy::load(&conf);
+            // Samples refer to certificates and interface names we do not resolve here,
+            // but every connection they list must resolve or be named with a reason.
+            for e in &p.errors {
+                assert!(e.starts_with('['), "{}: {e}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,858 @@
+//! Quick Mode (RFC 2409 §5.5), as initiator and responder (isakmpd ike_quick_mode.c):
+//!
+//! ```text
+//!  1 I>R  HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr]
+//!  2 R>I  HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr]
+//!  3 I>R  HDR*, HASH(3)
+//! ```
+//!
+//! Each suite of the connection's Configuration is one proposal number; each of its
+//! protocols a proposal payload with our SPI and the protocol's transforms. The responder
+//! finds the connection by the peer and the client IDs, takes the first offered proposal
+//! one of its suites accepts, and echoes the chosen transforms with its own SPIs. Both
+//! sides derive KEYMAT per SA (the SPI is the receiver's) and hand both directions to the
+//! kernel: the initiator after sending message 3, the responder after receiving it.
+
+use std::net::SocketAddr;
+
+use super::crypto::{derive, DhPrivate, Group, HashAlg, Key, SharedSecret};
+use super::exchange::{Exchange, Kind, P2Choice};
+use super::main_mode::{attr, same, NONCE_LEN};
+use super::policy::{OwnedId, P2Transform, Suite};
+use super::sa::{hex, Handle, IpsecSa, KernelReq};
+use super::wire::{
+    AuthAlgorithm, EncapsulationMode, EspTransform, ExchangeType, GroupDescription, Header,
+    IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId,
+    Transform, Writer, HEADER_LEN,
+};
+use super::{Drop, Engine, TimerKind};
+use crate::timer::Time;
+
+/// The key lengths of an ESP transform: (encryption bytes, from KEY_LENGTH or the fixed
+/// size; plus the 4-byte salt/nonce of CTR and GCM, RFC 3686/4106).
+fn enc_key_len(protocol: ProtocolId, id: u8, key_bits: Option<u16>) -> Option<usize> {
+    if protocol != ProtocolId::IPSEC_ESP {
+        return Some(0);
+    }
+    let bits = |default: u16| usize::from(key_bits.unwrap_or(default)) / 8;
+    Some(match EspTransform(id) {
+        EspTransform::TRIPLEDES => 24,
+        EspTransform::AES => bits(128),
+        EspTransform::AES_CTR | EspTransform::AES_GCM_16 | EspTransform::AES_GMAC => bits(128) + 4,
+        EspTransform::BLOWFISH => bits(128),
+        EspTransform::CAST => bits(128),
+        EspTransform::NULL => 0,
+        _ => return None,
+    })
+}
+
+fn auth_key_len(protocol: ProtocolId, id: u8, auth: Option<AuthAlgorithm>) -> Option<usize> {
+    let from_auth = |a: AuthAlgorithm| match a {
+        AuthAlgorithm::HMAC_MD5 => Some(16),
+        AuthAlgorithm::HMAC_SHA => Some(20),
+        AuthAlgorithm::HMAC_RIPEMD => Some(20),
+        AuthAlgorithm::HMAC_SHA2_256 => Some(32),
+        AuthAlgorithm::HMAC_SHA2_384 => Some(48),
+        AuthAlgorithm::HMAC_SHA2_512 => Some(64),
+        _ => None,
+    };
+    match auth {
+        Some(a) => from_auth(a),
+        None if protocol == ProtocolId::IPSEC_AH => from_auth(match id {
+            2 => AuthAlgorithm::HMAC_MD5,
+            3 => AuthAlgorithm::HMAC_SHA,
+            5 => AuthAlgorithm::HMAC_SHA2_256,
+            6 => AuthAlgorithm::HMAC_SHA2_384,
+            7 => AuthAlgorithm::HMAC_SHA2_512,
+            8 => AuthAlgorithm::HMAC_RIPEMD,
+            _ => return None,
+        }),
+        None => Some(0),
+    }
+}
+
+/// isakmpd sa.c report names.
+pub(crate) fn esp_name(protocol: ProtocolId, id: u8) -> &'static str {
+    if protocol == ProtocolId::IPSEC_AH {
+        return "none";
+    }
+    match EspTransform(id) {
+        EspTransform::TRIPLEDES => "3DES",
+        EspTransform::AES => "AES (CBC)",
+        EspTransform::AES_CTR => "AES (CTR)",
+        EspTransform::AES_GCM_16 => "AES (GCM)",
+        EspTransform::AES_GMAC => "AES (GMAC)",
+        EspTransform::CAST => "Cast-128",
+        EspTransform::BLOWFISH => "Blowfish",
+        EspTransform::NULL => "NULL",
+        _ => "unknown",
+    }
+}
+
+pub(crate) fn auth_name(a: AuthAlgorithm) -> &'static str {
+    match a {
+        AuthAlgorithm::HMAC_MD5 => "HMAC-MD5",
+        AuthAlgorithm::HMAC_SHA => "HMAC-SHA1",
+        AuthAlgorithm::HMAC_RIPEMD => "HMAC-RIPEMD-160",
+        AuthAlgorithm::HMAC_SHA2_256 => "HMAC-SHA2-256",
+        AuthAlgorithm::HMAC_SHA2_384 => "HMAC-SHA2-384",
+        AuthAlgorithm::HMAC_SHA2_512 => "HMAC-SHA2-512",
+        _ => "unknown",
+    }
+}
+
+fn write_transform(w: &mut Writer<'_>, num: u8, last: bool, t: &P2Transform) -> Result<(), super::wire::NoRoom> {
+    let ts = w.pos();
+    w.u8(if last { 0 } else { PayloadType::TRANSFORM.0 })?;
+    w.u8(0)?;
+    w.u16(0)?;
+    w.u8(num)?;
+    w.u8(t.id)?;
+    w.u16(0)?;
+    for l in &t.lives {
+        attr(w, IpsecAttr::SA_LIFE_TYPE.0, l.ty.0.into())?;
+        attr(w, IpsecAttr::SA_LIFE_DURATION.0, l.duration.offer)?;
+    }
+    if let Some(g) = t.group {
+        attr(w, IpsecAttr::GROUP_DESCRIPTION.0, g.0.into())?;
+    }
+    attr(w, IpsecAttr::ENCAPSULATION_MODE.0, t.encapsulation.0.into())?;
+    if let Some(a) = t.auth {
+        attr(w, IpsecAttr::AUTHENTICATION_ALGORITHM.0, a.0.into())?;
+    }
+    if let Some(k) = t.key_length {
+        attr(w, IpsecAttr::KEY_LENGTH.0, k.offer)?;
+    }
+    let len = (w.pos() - ts) as u16;
+    w.patch_u16(ts + 2, len)
+}
+
+/// What an offered IPsec transform asks for, if one of ours accepts it.
+struct Matched {
+    auth: Option<AuthAlgorithm>,
+    encapsulation: EncapsulationMode,
+    key_bits: Option<u16>,
+    group: Option<GroupDescription>,
+    lifetime: u64,
+}
+
+fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
+    if t.id != ours.id {
+        return None;
+    }
+    let mut m = Matched {
+        auth: None,
+        encapsulation: EncapsulationMode::TUNNEL,
+        key_bits: None,
+        group: None,
+        lifetime: 0,
+    };
+    let mut life_type = None;
+    for a in t.attributes.iter() {
+        let v = a.as_u64()?;
+        match IpsecAttr(a.ty) {
+            IpsecAttr::SA_LIFE_TYPE => life_type = Some(v),
+            IpsecAttr::SA_LIFE_DURATION => {
+                if life_type == Some(u64::from(LifeType::SECONDS.0)) {
+                    m.lifetime = v;
+                }
+            }
+            IpsecAttr::GROUP_DESCRIPTION => m.group = Some(GroupDescription(v as u16)),
+            IpsecAttr::ENCAPSULATION_MODE => m.encapsulation = EncapsulationMode(v as u16),
+            IpsecAttr::AUTHENTICATION_ALGORITHM => m.auth = Some(AuthAlgorithm(v as u16)),
+            IpsecAttr::KEY_LENGTH => m.key_bits = Some(v as u16),
+            IpsecAttr::EXTENDED_SEQUENCE_NUMBER if v == 0 => {}
+            _ => return None, // ECN, key rounds, compression: isakmpd refuses them
+        }
+    }
+    if m.encapsulation != ours.encapsulation || m.auth != ours.auth || m.group != ours.group {
+        return None;
+    }
+    match (ours.key_length, m.key_bits) {
+        (Some(r), Some(k)) if !r.accepts(k.into()) => return None,
+        (Some(r), None) => m.key_bits = Some(r.offer as u16),
+        (None, Some(_)) => return None,
+        _ => {}
+    }
+    if let (Some(l), true) = (
+        ours.lives.iter().find(|l| l.ty == LifeType::SECONDS),
+        m.lifetime > 0,
+    ) {
+        if m.lifetime > l.duration.max {
+            m.lifetime = l.duration.max;
+        }
+    }
+    Some(m)
+}
+
+fn protocol_choice(p: &Proposal<'_>, ours: &[P2Transform]) -> Option<(Transform<'static>, Matched)> {
+    let _ = (p, ours);
+    None
+}
+
+impl Engine {
+    pub(crate) fn start_quick_mode(&mut self, now: Time, sa: Handle, name: &str) -> Result<(), String> {
+        let conn = self.policy.connection(name).ok_or("no such connection")?.clone();
+        let (icookie, rcookie, local, remote, hash, cipher, last, skeyid_a) = {
+            let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
+            (s.icookie, s.rcookie, s.local, s.remote, s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone())
+        };
+        let msgid = loop {
+            let mut b = [0u8; 4];
+            self.rng.fill(&mut b);
+            let m = u32::from_be_bytes(b);
+            if m != 0 && !self.exchanges.iter().any(|(_, x)| x.icookie == icookie && x.msgid == m) {
+                break m;
+            }
+        };
+        let mut x = Exchange::new(Kind::Quick, true, local, remote);
+        x.icookie = icookie;
+        x.rcookie = rcookie;
+        x.msgid = msgid;
+        x.sa = Some(sa);
+        x.peer = conn.peer.clone();
+        x.connection = Some(conn.name.clone());
+        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
+        x.iv = derive::phase2_iv(hash, last.as_bytes(), msgid, cipher.block_len());
+        x.ni = self.random(NONCE_LEN);
+        // PFS: the group of the first suite's first transform that names one.
+        let pfs = conn.suites[0]
+            .protocols
+            .iter()
+            .flat_map(|p| p.transforms.iter())
+            .find_map(|t| t.group);
+        if let Some(g) = pfs {
+            let g = Group::from_ike(g).ok_or("PFS group not supported")?;
+            let dh = DhPrivate::generate(g, &mut *self.rng).map_err(|e| e.to_string())?;
+            x.gxi = dh.public_value().to_vec();
+            x.dh = Some(dh);
+            x.qm.pfs = Some(g);
+        }
+        let mut spis = Vec::new();
+        for (i, s) in conn.suites.iter().enumerate() {
+            for p in &s.protocols {
+                spis.push((i as u8 + 1, p.protocol, self.new_spi()));
+            }
+        }
+        x.qm.offered_spis = spis.clone();
+        x.qm.local_id = conn.local_id.clone();
+        x.qm.remote_id = conn.remote_id.clone();
+        let ids = match (&conn.local_id, &conn.remote_id) {
+            (Some(l), Some(r)) => Some((l.body(), r.body())),
+            _ => None,
+        };
+        x.qm.idci = ids.as_ref().map(|i| i.0.clone());
+        x.qm.idcr = ids.as_ref().map(|i| i.1.clone());
+        let h = Header {
+            icookie,
+            rcookie,
+            major: 1,
+            exchange: ExchangeType::QUICK_MODE,
+            msgid,
+            ..Header::default()
+        };
+        let hlen = hash.output_len();
+        let mut buf = vec![0u8; 8192];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &h)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
+            b.payload(PayloadType::SA, |w| write_offer(w, &conn.suites, &spis))?;
+            b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
+            if x.qm.pfs.is_some() {
+                b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
+            }
+            if let Some((ci, cr)) = &ids {
+                b.payload(PayloadType::ID, |w| w.bytes(ci))?;
+                b.payload(PayloadType::ID, |w| w.bytes(cr))?;
+            }
+            b.finish()
+        })()
+        .map_err(|_| "quick mode message 1 too large")?;
+        buf.truncate(n);
+        let start = HEADER_LEN + 4 + hlen;
+        let h1 = derive::qm_hash1(hash, skeyid_a.as_bytes(), msgid, &buf[start..]);
+        buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
+        let clear = buf.clone();
+        x.iv = Self::encrypt(cipher, &self.isakmp_sas.get(sa).ok_or("gone")?.ka, &x.iv, &mut buf)?;
+        x.step = 1;
+        let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
+        log::info!("quick mode {name} with {remote} started as initiator");
+        self.send_step_captured(now, handle, clear, buf, true);
+        Ok(())
+    }
+
+    /// Decrypts a protected message of an exchange or an SA and checks that HASH comes
+    /// first; returns the cleartext, the hash and where the hashed data starts and ends.
+    pub(crate) fn open_protected(
+        &mut self,
+        sa: Handle,
+        iv: &Key,
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
+        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+        if data[19] & super::wire::FLAG_ENCRYPTION == 0 {
+            return Err(Drop::Silent("cleartext message where encryption is required".into()));
+        }
+        let mut buf = data.to_vec();
+        let next = Self::decrypt(s.cipher, &s.ka, iv, &mut buf)?;
+        let (hash, trailing) = {
+            let m = Self::parse(&buf, true)?;
+            let first = m
+                .payloads
+                .first()
+                .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "empty message".into()))?;
+            let Payload::Hash(hash) = first.payload else {
+                return Err(Drop::Notify(NotifyType::INVALID_HASH_INFORMATION, "first payload is not HASH".into()));
+            };
+            (hash.to_vec(), m.trailing.len())
+        };
+        let start = HEADER_LEN + 4 + hash.len();
+        let end = buf.len() - trailing;
+        Ok((buf, next, start..end, hash))
+    }
+
+    pub(crate) fn quick_mode_input(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        let Some(sa) = self
+            .isakmp_sas
+            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
+        else {
+            return Err(Drop::Silent("quick mode for no known phase 1 SA".into()));
+        };
+        if hd.msgid == 0 {
+            return Err(Drop::Silent("quick mode with message ID 0".into()));
+        }
+        match self.lookup_exchange(Kind::Quick, remote, hd, data) {
+            Some(Err(())) => Ok(()),
+            Some(Ok(h)) => {
+                let (initiator, step) = {
+                    let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+                    (x.initiator, x.step)
+                };
+                let r = match (initiator, step) {
+                    (true, 1) => self.qm_i2(now, h, data),
+                    (false, 2) => self.qm_r3(now, h, data),
+                    _ => Err(Drop::Silent(format!("unexpected quick mode message at step {step}"))),
+                };
+                match &r {
+                    Ok(()) => {
+                        if let Some(x) = self.exchanges.get_mut(h) {
+                            x.last_recv = data.to_vec();
+                        }
+                    }
+                    Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
+                        log::warn!("quick mode with {remote}: {why}");
+                        self.stats.failed += 1;
+                        self.free_exchange(h);
+                        self.send_notify(now, sa, *n);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                r
+            }
+            None => {
+                let r = self.qm_r1(now, local, remote, sa, hd, data);
+                if let Err(Drop::Notify(n, why)) = &r {
+                    log::warn!("quick mode with {remote}: {why}");
+                    self.stats.failed += 1;
+                    self.send_notify(now, sa, *n);
+                    return Ok(());
+                }
+                r
+            }
+        }
+    }
+
+    /// Responder, message 1.
+    fn qm_r1(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        sa: Handle,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        let (hash, cipher, last, skeyid_a, peer_name) = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
+            (s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone(), s.peer.clone())
+        };
+        let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
+        let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
+        let want = derive::qm_hash1(hash, skeyid_a.as_bytes(), hd.msgid, &clear[range]);
+        if !same(want.as_bytes(), &got) {
+            return Err(Drop::Silent("quick mode HASH(1) does not verify".into()));
+        }
+        self.capture_msg(remote, local, &clear);
+        let m = Self::parse(&clear, true)?;
+        let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload".into()));
+        };
+        let Some(Payload::Nonce(ni)) = m.find(PayloadType::NONCE) else {
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no NONCE payload".into()));
+        };
+        let ke = match m.find(PayloadType::KE) {
+            Some(Payload::Ke(k)) => Some(k.to_vec()),
+            _ => None,
+        };
+        let ids: Vec<Vec<u8>> = m
+            .payloads
+            .iter()
+            .filter_map(|p| match p.payload {
+                Payload::Id(id) => {
+                    let mut b = vec![id.id_type.0, id.protocol];
+                    b.extend_from_slice(&id.port.to_be_bytes());
+                    b.extend_from_slice(id.data);
+                    Some(b)
+                }
+                _ => None,
+            })
+            .collect();
+        let (idci, idcr) = match ids.len() {
+            0 => (None, None),
+            2 => (Some(ids[0].clone()), Some(ids[1].clone())),
+            _ => {
+                return Err(Drop::Notify(NotifyType::INVALID_ID_INFORMATION, "quick mode needs two client IDs or none".into()))
+            }
+        };
+        // The connection: same peer, and client IDs equal to its Remote-ID/Local-ID (or
+        // the peers' addresses when no IDs were sent).
+        let addr_id = |a: SocketAddr| OwnedId::address(a.ip()).body();
+        let want_ci = idci.clone().unwrap_or_else(|| addr_id(remote));
+        let want_cr = idcr.clone().unwrap_or_else(|| addr_id(local));
+        let conn = self
+            .policy
+            .connections
+            .iter()
+            .find(|c| {
+                c.peer.eq_ignore_ascii_case(&peer_name)
+                    && c.remote_id.as_ref().map_or_else(|| addr_id(remote), |i| i.body()) == want_ci
+                    && c.local_id.as_ref().map_or_else(|| addr_id(local), |i| i.body()) == want_cr
+            })
+            .cloned()
+            .ok_or_else(|| {
+                Drop::Notify(
+                    NotifyType::INVALID_ID_INFORMATION,
+                    format!("no connection with [{peer_name}] for these client IDs"),
+                )
+            })?;
+        // Proposals: group the payloads by number, take the first a suite accepts.
+        let props: Vec<Proposal<'_>> = offer.proposals().collect();
+        let mut chosen: Option<(u8, Vec<(Proposal<'_>, Transform<'_>, Matched)>)> = None;
+        let mut i = 0;
+        while i < props.len() && chosen.is_none() {
+            let num = props[i].number;
+            let group: Vec<Proposal<'_>> = props[i..].iter().take_while(|p| p.number == num).copied().collect();
+            i += group.len();
+            for suite in &conn.suites {
+                if let Some(c) = accept_suite(suite, &group) {
+                    chosen = Some((num, c));
+                    break;
+                }
+            }
+        }
+        let (pnum, chosen) = chosen.ok_or_else(|| {
+            Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!("no proposal chosen for connection {}", conn.name),
+            )
+        })?;
+        let pfs_group = chosen.iter().find_map(|(_, _, m)| m.group);
+        let pfs = match (pfs_group, &ke) {
+            (Some(g), Some(k)) => {
+                let g = Group::from_ike(g).ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS group not supported".into()))?;
+                if k.len() != g.public_len() {
+                    return Err(Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, "KE length does not match the PFS group".into()));
+                }
+                Some(g)
+            }
+            (None, None) => None,
+            _ => return Err(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS group and KE payload disagree".into())),
+        };
+        let mut x = Exchange::new(Kind::Quick, false, local, remote);
+        x.icookie = hd.icookie;
+        x.rcookie = hd.rcookie;
+        x.msgid = hd.msgid;
+        x.sa = Some(sa);
+        x.peer = peer_name.clone();
+        x.connection = Some(conn.name.clone());
+        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
+        x.iv = next_iv;
+        x.ni = ni.to_vec();
+        x.nr = self.random(NONCE_LEN);
+        x.qm.idci = idci.clone();
+        x.qm.idcr = idcr.clone();
+        x.qm.local_id = Some(OwnedId { ty: super::wire::IdType(want_cr[0]), protocol: want_cr[1], port: u16::from_be_bytes([want_cr[2], want_cr[3]]), data: want_cr[4..].to_vec() });
+        x.qm.remote_id = Some(OwnedId { ty: super::wire::IdType(want_ci[0]), protocol: want_ci[1], port: u16::from_be_bytes([want_ci[2], want_ci[3]]), data: want_ci[4..].to_vec() });
+        x.qm.pfs = pfs;
+        if let (Some(g), Some(k)) = (pfs, &ke) {
+            let dh = DhPrivate::generate(g, &mut *self.rng).map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+            x.gxi = k.clone();
+            x.gxr = dh.public_value().to_vec();
+            x.dh = Some(dh);
+        }
+        let mut raw = Vec::new();
+        for (p, t, m) in &chosen {
+            let spi_in = self.new_spi();
+            let mut spi_out = [0u8; 4];
+            if p.spi.len() != 4 {
+                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes".into()));
+            }
+            spi_out.copy_from_slice(p.spi);
+            x.qm.chosen.push(P2Choice {
+                protocol: p.protocol,
+                transform: t.id,
+                auth: m.auth,
+                encapsulation: m.encapsulation,
+                key_bits: m.key_bits,
+                lifetime: m.lifetime,
+                spi_in,
+                spi_out,
+            });
+            raw.push((p.protocol, spi_in, t.number, t.id, t.attributes.raw().to_vec()));
+        }
+        let h = Header {
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            major: 1,
+            exchange: ExchangeType::QUICK_MODE,
+            msgid: x.msgid,
+            ..Header::default()
+        };
+        let hlen = hash.output_len();
+        let mut buf = vec![0u8; 8192];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &h)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
+            b.payload(PayloadType::SA, |w| {
+                w.u32(offer.doi.0)?;
+                w.u32(offer.situation)?;
+                for (i, (proto, spi, tnum, tid, attrs)) in raw.iter().enumerate() {
+                    let ps = w.pos();
+                    w.u8(if i + 1 < raw.len() { PayloadType::PROPOSAL.0 } else { 0 })?;
+                    w.u8(0)?;
+                    w.u16(0)?;
+                    w.u8(pnum)?;
+                    w.u8(proto.0)?;
+                    w.u8(4)?;
+                    w.u8(1)?;
+                    w.bytes(spi)?;
+                    w.u8(0)?;
+                    w.u8(0)?;
+                    w.u16((8 + attrs.len()) as u16)?;
+                    w.u8(*tnum)?;
+                    w.u8(*tid)?;
+                    w.u16(0)?;
+                    w.bytes(attrs)?;
+                    let len = (w.pos() - ps) as u16;
+                    w.patch_u16(ps + 2, len)?;
+                }
+                Ok(())
+            })?;
+            b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+            if x.dh.is_some() {
+                b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
+            }
+            if let (Some(ci), Some(cr)) = (&idci, &idcr) {
+                b.payload(PayloadType::ID, |w| w.bytes(ci))?;
+                b.payload(PayloadType::ID, |w| w.bytes(cr))?;
+            }
+            b.finish()
+        })()
+        .map_err(|_| Drop::Silent("quick mode message 2 too large".into()))?;
+        buf.truncate(n);
+        let start = HEADER_LEN + 4 + hlen;
+        let h2 = derive::qm_hash2(hash, skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
+        buf[HEADER_LEN + 4..start].copy_from_slice(h2.as_bytes());
+        let clear = buf.clone();
+        let ka = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?.ka.clone();
+        x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.step = 2;
+        x.last_recv = data.to_vec();
+        let handle = self.exchanges.insert(x).ok_or(Drop::Silent("exchange table full".into()))?;
+        log::info!("quick mode {} with {remote} started as responder", conn.name);
+        self.send_step_captured(now, handle, clear, buf, true);
+        Ok(())
+    }
+
+    /// Initiator, message 2: verify, take the responder's choice, send message 3, install.
+    fn qm_i2(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        let (sa, iv, msgid) = {
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            (x.sa.ok_or(Drop::Silent("no SA".into()))?, x.iv.clone(), x.msgid)
+        };
+        let (hash, cipher, skeyid_a, ka) = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
+        };
+        let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
+        let ni = self.exchanges.get(h).map(|x| x.ni.clone()).unwrap_or_default();
+        let want = derive::qm_hash2(hash, skeyid_a.as_bytes(), msgid, &ni, &clear[range]);
+        if !same(want.as_bytes(), &got) {
+            return Err(Drop::Silent("quick mode HASH(2) does not verify".into()));
+        }
+        let m = Self::parse(&clear, true)?;
+        let Some(Payload::Sa(sa_p)) = m.find(PayloadType::SA) else {
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload".into()));
+        };
+        let Some(Payload::Nonce(nr)) = m.find(PayloadType::NONCE) else {
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no NONCE payload".into()));
+        };
+        let ke = match m.find(PayloadType::KE) {
+            Some(Payload::Ke(k)) => Some(k.to_vec()),
+            _ => None,
+        };
+        let conn_name = self.exchanges.get(h).and_then(|x| x.connection.clone()).unwrap_or_default();
+        let conn = self.policy.connection(&conn_name).cloned().ok_or(Drop::Silent("connection gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let props: Vec<Proposal<'_>> = sa_p.proposals().collect();
+        let pnum = props.first().map(|p| p.number).ok_or(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "no proposal".into()))?;
+        if props.iter().any(|p| p.number != pnum) {
+            return Err(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "responder chose more than one proposal".into()));
+        }
+        let suite = conn
+            .suites
+            .get(usize::from(pnum).wrapping_sub(1))
+            .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "responder chose a proposal we did not offer".into()))?;
+        let chosen = accept_suite(suite, &props)
+            .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "responder chose transforms we did not offer".into()))?;
+        x.qm.chosen.clear();
+        for (p, t, m) in &chosen {
+            let spi_in = x
+                .qm
+                .offered_spis
+                .iter()
+                .find(|(n, pr, _)| *n == pnum && *pr == p.protocol)
+                .map(|s| s.2)
+                .ok_or(Drop::Notify(NotifyType::INVALID_SPI, "no SPI offered for that protocol".into()))?;
+            if p.spi.len() != 4 {
+                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes".into()));
+            }
+            let mut spi_out = [0u8; 4];
+            spi_out.copy_from_slice(p.spi);
+            x.qm.chosen.push(P2Choice {
+                protocol: p.protocol,
+                transform: t.id,
+                auth: m.auth,
+                encapsulation: m.encapsulation,
+                key_bits: m.key_bits,
+                lifetime: m.lifetime,
+                spi_in,
+                spi_out,
+            });
+        }
+        if x.qm.pfs.is_some() != ke.is_some() {
+            return Err(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS KE missing or unexpected".into()));
+        }
+        x.nr = nr.to_vec();
+        if let Some(k) = ke {
+            x.gxr = k;
+        }
+        x.iv = next_iv;
+        let (local, remote) = (x.local, x.remote);
+        self.capture_msg(remote, local, &clear);
+        // Message 3.
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let h3 = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &x.ni, &x.nr);
+        let hd = Header {
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            major: 1,
+            exchange: ExchangeType::QUICK_MODE,
+            msgid,
+            ..Header::default()
+        };
+        let mut buf = vec![0u8; 256];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &hd)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(h3.as_bytes()))?;
+            b.finish()
+        })()
+        .map_err(|_| Drop::Silent("message 3 too large".into()))?;
+        buf.truncate(n);
+        let clear = buf.clone();
+        x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.step = 3;
+        x.resend_on_dup = true;
+        self.send_step_captured(now, h, clear, buf, false);
+        self.phase2_done(now, h)?;
+        Ok(())
+    }
+
+    /// Responder, message 3: verify HASH(3), install.
+    fn qm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        let (sa, iv, msgid, ni, nr) = {
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            (x.sa.ok_or(Drop::Silent("no SA".into()))?, x.iv.clone(), x.msgid, x.ni.clone(), x.nr.clone())
+        };
+        let (hash, skeyid_a) = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            (s.hash, s.skeyid_a.clone())
+        };
+        let (clear, next_iv, _, got) = self.open_protected(sa, &iv, data)?;
+        let want = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &ni, &nr);
+        if !same(want.as_bytes(), &got) {
+            return Err(Drop::Silent("quick mode HASH(3) does not verify".into()));
+        }
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        x.iv = next_iv;
+        x.step = 3;
+        x.last_sent.clear(); // nothing to resend for a duplicate of message 3
+        let (local, remote) = (x.local, x.remote);
+        self.capture_msg(remote, local, &clear);
+        self.phase2_done(now, h)
+    }
+
+    /// Both sides: KEYMAT, the SAs to the kernel, the log line, the exchange finished.
+    fn phase2_done(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let sa = x.sa.ok_or(Drop::Silent("no SA".into()))?;
+        let gxy: Option<SharedSecret> = match &x.dh {
+            Some(dh) => {
+                let peer = if x.initiator { &x.gxr } else { &x.gxi };
+                Some(dh.shared_secret(peer).map_err(|e| {
+                    Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, format!("PFS KE: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        x.dh = None;
+        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+        let hash: HashAlg = s.hash;
+        let name = x.connection.clone().unwrap_or_default();
+        let mut made = Vec::new();
+        for c in &x.qm.chosen {
+            let el = enc_key_len(c.protocol, c.transform, c.key_bits)
+                .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "transform not supported".into()))?;
+            let al = auth_key_len(c.protocol, c.transform, c.auth)
+                .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "authentication algorithm not supported".into()))?;
+            let g = gxy.as_ref().map(|g| g.as_bytes());
+            let km = |spi: &[u8; 4]| {
+                derive::keymat(hash, s.skeyid_d.as_bytes(), g, c.protocol.0, spi, &x.ni, &x.nr, el + al)
+            };
+            let (kin, kout) = (km(&c.spi_in), km(&c.spi_out));
+            let (Some(kin), Some(kout)) = (kin, kout) else {
+                return Err(Drop::Silent("KEYMAT too long".into()));
+            };
+            made.push(IpsecSa {
+                name: name.clone(),
+                icookie: x.icookie,
+                rcookie: x.rcookie,
+                initiator: x.initiator,
+                local: x.local,
+                remote: x.remote,
+                protocol: c.protocol,
+                transform: c.transform,
+                auth: c.auth,
+                encapsulation: c.encapsulation,
+                key_bits: c.key_bits,
+                pfs: x.qm.pfs,
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+                keymat_in: kin,
+                keymat_out: kout,
+                enc_key_len: el,
+                auth_key_len: al,
+                local_id: x.qm.local_id.clone().unwrap_or_else(|| OwnedId::address(x.local.ip())),
+                remote_id: x.qm.remote_id.clone().unwrap_or_else(|| OwnedId::address(x.remote.ip())),
+                established: now,
+                lifetime: c.lifetime,
+                hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
+            });
+        }
+        let (initiator, local, remote) = (x.initiator, x.local, x.remote);
+        for sa in made {
+            let hard = sa.hard_expiry;
+            log::info!(
+                "phase 2 SA {} up: {} spi in {} out {} with {}",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out),
+                sa.remote
+            );
+            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone())));
+            match self.ipsec_sas.insert(sa) {
+                Some(ih) => {
+                    if let Some(t) = hard {
+                        let _ = self.timers.insert(t, TimerKind::IpsecExpire(ih));
+                    }
+                }
+                None => log::error!("IPsec SA table full: SA of {name} not kept"),
+            }
+        }
+        self.stats.phase2_done += 1;
+        let line = format!(
+            "isakmpd: quick mode done (as {}): src: {} dst: {}",
+            if initiator { "initiator" } else { "responder" },
+            local.ip(),
+            remote.ip()
+        );
+        if crate::log::verbose() {
+            log::info!("{line}");
+        } else {
+            crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
+        }
+        self.finish_exchange(now, h);
+        Ok(())
+    }
+}
+
+/// The SA body of a Quick Mode offer: one proposal number per suite.
+fn write_offer(w: &mut Writer<'_>, suites: &[Suite], spis: &[(u8, ProtocolId, [u8; 4])]) -> Result<(), super::wire::NoRoom> {
+    w.u32(super::wire::Doi::IPSEC.0)?;
+    w.u32(super::wire::SIT_IDENTITY_ONLY)?;
+    let total: usize = suites.iter().map(|s| s.protocols.len()).sum();
+    let mut k = 0;
+    for (i, s) in suites.iter().enumerate() {
+        for p in &s.protocols {
+            k += 1;
+            let spi = spis
+                .iter()
+                .find(|(n, pr, _)| *n == i as u8 + 1 && *pr == p.protocol)
+                .map_or([0; 4], |s| s.2);
+            let ps = w.pos();
+            w.u8(if k < total { PayloadType::PROPOSAL.0 } else { 0 })?;
+            w.u8(0)?;
+            w.u16(0)?;
+            w.u8(i as u8 + 1)?;
+            w.u8(p.protocol.0)?;
+            w.u8(4)?;
+            w.u8(u8::try_from(p.transforms.len()).map_err(|_| super::wire::NoRoom)?)?;
+            w.bytes(&spi)?;
+            for (j, t) in p.transforms.iter().enumerate() {
+                write_transform(w, j as u8 + 1, j + 1 == p.transforms.len(), t)?;
+            }
+            let len = (w.pos() - ps) as u16;
+            w.patch_u16(ps + 2, len)?;
+        }
+    }
+    Ok(())
+}
+
+/// Does `suite` accept this group of proposal payloads (same protocols in order, one
+/// acceptable transform each)?
+fn accept_suite<'a>(suite: &Suite, group: &[Proposal<'a>]) -> Option<Vec<(Proposal<'a>, Transform<'a>, Matched)>> {
+    if suite.protocols.len() != group.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (ours, p) in suite.protocols.iter().zip(group) {
+        if ours.protocol != p.protocol {
+            return None;
+        }
+        let found = p
+            .transforms()
+            .find_map(|t| ours.transforms.iter().find_map(|o| match_p2(o, &t)).map(|m| (t, m)))?;
+        out.push((*p, found.0, found.1));
+    }
+    let _ = protocol_choice;
+    Some(out)
+}

@@ -1,0 +1,221 @@
+//! Security associations: the ISAKMP SA of phase 1 and the IPsec SAs of phase 2 (isakmpd
+//! sa.c), kept in fixed-capacity tables addressed by generation-checked handles.
+//!
+//! A [`Slab`] allocates its slots once; a full table refuses the insert (the caller drops
+//! the packet and counts it), and a handle whose generation no longer matches its slot
+//! finds nothing, so a stale timer or a late packet cannot touch a reused slot.
+
+use std::net::SocketAddr;
+
+use super::crypto::{CipherAlg, Group, HashAlg, Key, Keymat};
+use super::policy::OwnedId;
+use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
+use crate::timer::Time;
+
+/// A slot reference: index plus the generation it was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle {
+    pub idx: u32,
+    pub gen: u32,
+}
+
+struct Slot<T> {
+    gen: u32,
+    val: Option<T>,
+}
+
+/// A table of at most `capacity` values, allocated up front.
+pub struct Slab<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    pub fn with_capacity(n: usize) -> Slab<T> {
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            slots.push(Slot { gen: 0, val: None });
+        }
+        Slab {
+            slots,
+            free: (0..n as u32).rev().collect(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores `v`; `None` when the table is full.
+    pub fn insert(&mut self, v: T) -> Option<Handle> {
+        let idx = self.free.pop()?;
+        let s = &mut self.slots[idx as usize];
+        s.gen = s.gen.wrapping_add(1);
+        s.val = Some(v);
+        Some(Handle { idx, gen: s.gen })
+    }
+
+    pub fn get(&self, h: Handle) -> Option<&T> {
+        let s = self.slots.get(h.idx as usize)?;
+        if s.gen == h.gen {
+            s.val.as_ref()
+        } else {
+            None
+        }
+    }
+
+    pub fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
+        let s = self.slots.get_mut(h.idx as usize)?;
+        if s.gen == h.gen {
+            s.val.as_mut()
+        } else {
+            None
+        }
+    }
+
+    pub fn remove(&mut self, h: Handle) -> Option<T> {
+        let s = self.slots.get_mut(h.idx as usize)?;
+        if s.gen != h.gen {
+            return None;
+        }
+        let v = s.val.take()?;
+        self.free.push(h.idx);
+        Some(v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.val.as_ref().map(|v| {
+                (
+                    Handle {
+                        idx: i as u32,
+                        gen: s.gen,
+                    },
+                    v,
+                )
+            })
+        })
+    }
+
+    pub fn find(&self, mut f: impl FnMut(&T) -> bool) -> Option<Handle> {
+        self.iter().find(|(_, v)| f(v)).map(|(h, _)| h)
+    }
+}
+
+/// The phase 1 SA: what protects phase 2 and informational exchanges with one peer.
+pub struct IsakmpSa {
+    pub icookie: [u8; 8],
+    pub rcookie: [u8; 8],
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The ISAKMP-peer section.
+    pub peer: String,
+    pub hash: HashAlg,
+    pub cipher: CipherAlg,
+    pub group: Group,
+    pub auth: AuthMethod,
+    pub skeyid_d: Key,
+    pub skeyid_a: Key,
+    pub ka: Key,
+    /// The last CBC block of phase 1, from which phase 2 IVs are derived.
+    pub last_block: Key,
+    pub id_local: Vec<u8>,
+    pub id_remote: Vec<u8>,
+    pub established: Time,
+    /// Seconds; 0 = none negotiated.
+    pub lifetime: u64,
+    pub hard_expiry: Option<Time>,
+}
+
+/// One IPsec SA pair (inbound and outbound) for one protocol of a phase 2 negotiation.
+#[derive(Clone)]
+pub struct IpsecSa {
+    /// The IPsec-connection section, or a generated name for a passive match.
+    pub name: String,
+    pub icookie: [u8; 8],
+    pub rcookie: [u8; 8],
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub protocol: ProtocolId,
+    pub transform: u8,
+    pub auth: Option<AuthAlgorithm>,
+    pub encapsulation: EncapsulationMode,
+    pub key_bits: Option<u16>,
+    pub pfs: Option<Group>,
+    pub spi_in: [u8; 4],
+    pub spi_out: [u8; 4],
+    pub keymat_in: Keymat,
+    pub keymat_out: Keymat,
+    pub enc_key_len: usize,
+    pub auth_key_len: usize,
+    pub local_id: OwnedId,
+    pub remote_id: OwnedId,
+    pub established: Time,
+    pub lifetime: u64,
+    pub hard_expiry: Option<Time>,
+}
+
+/// What the engine asks of the kernel. With `-n` the event loop only records these.
+#[derive(Clone)]
+pub enum KernelReq {
+    /// Install both directions of an IPsec SA (and, unless -a, its flows).
+    AddSa(Box<IpsecSa>),
+    /// Remove an SA by protocol, destination and SPI.
+    DeleteSa {
+        protocol: ProtocolId,
+        dst: SocketAddr,
+        spi: [u8; 4],
+    },
+}
+
+impl std::fmt::Debug for KernelReq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelReq::AddSa(sa) => write!(
+                f,
+                "AddSa {} {} spi in {} out {}",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out)
+            ),
+            KernelReq::DeleteSa { protocol, dst, spi } => {
+                write!(f, "DeleteSa {protocol} {dst} {}", hex(spi))
+            }
+        }
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slab_generations_and_capacity() {
+        let mut s: Slab<u32> = Slab::with_capacity(2);
+        let a = s.insert(1).unwrap();
+        let b = s.insert(2).unwrap();
+        assert!(s.insert(3).is_none(), "full table refuses");
+        assert_eq!(s.remove(a), Some(1));
+        let c = s.insert(4).unwrap();
+        assert_eq!(c.idx, a.idx);
+        assert_eq!(s.get(a), None, "stale handle finds nothing");
+        assert_eq!(s.get(c), Some(&4));
+        assert_eq!(s.get(b), Some(&2));
+        assert_eq!(s.len(), 2);
+    }
+}

@@ -1,0 +1,282 @@
+//! Two engines negotiating in memory: a virtual clock that jumps to the next deadline,
+//! seeded randomness, and a network between them that can lose, duplicate and reorder
+//! datagrams. Both sides must end with matching SAs and keys; a wrong pre-shared key must
+//! end with no SA on either side.
+
+use std::net::SocketAddr;
+
+use isakmpd::conf::Conf;
+use isakmpd::ike::sa::IpsecSa;
+use isakmpd::ike::{Engine, EngineConfig, Request};
+use isakmpd::timer::Time;
+
+const WEST: &str = "192.0.2.1";
+const EAST: &str = "192.0.2.2";
+
+fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Conf {
+    let (lnet, rnet) = if me == WEST {
+        ("198.51.100.0", "203.0.113.0")
+    } else {
+        ("203.0.113.0", "198.51.100.0")
+    };
+    let text = format!(
+        "[General]\nRetransmits=3\nExchange-max-time=60\n\
+         [Phase 1]\n{peer}=peer\n\
+         [Phase 2]\n{}=conn\n\
+         [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication={psk}\n\
+         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms={mm}\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=lnet\nRemote-ID=rnet\n\
+         [qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
+         [lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
+         [rnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={rnet}\nNetmask=255.255.255.0\n",
+        if active { "Connections" } else { "Passive-connections" }
+    );
+    Conf::parse(&text).unwrap().conf
+}
+
+struct Node {
+    e: Engine,
+    addr: SocketAddr,
+}
+
+fn node(me: &str, c: &Conf, seed: u64) -> Node {
+    let mut e = Engine::new(
+        EngineConfig {
+            seed: Some(seed),
+            no_kernel: true,
+            ..Default::default()
+        },
+        c,
+        Time(0),
+    );
+    let ip: std::net::IpAddr = me.parse().unwrap();
+    e.set_route_lookup(Box::new(move |_| Some(ip)));
+    Node {
+        e,
+        addr: SocketAddr::new(ip, 500),
+    }
+}
+
+/// What the network does to each datagram: deliver, drop, duplicate, or hold back and
+/// deliver after the next one (reorder).
+#[derive(Clone, Copy, PartialEq)]
+enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+    Delay,
+}
+
+/// Runs both engines until nothing is in flight and no timer is due within `limit`;
+/// returns the final time. `fate(n)` decides for the n-th datagram.
+fn drive(a: &mut Node, b: &mut Node, mut now: Time, limit: u64, fate: &mut dyn FnMut(usize) -> Fate) -> Time {
+    let mut n = 0;
+    let mut held: Vec<(bool, Vec<u8>)> = Vec::new();
+    let end = now.add_secs(limit);
+    for _ in 0..10_000 {
+        let mut moved = false;
+        for dir in [true, false] {
+            let (from, to) = if dir { (&mut *a, &mut *b) } else { (&mut *b, &mut *a) };
+            let mut buf = [0u8; 65535];
+            let mut out = Vec::new();
+            while let Some(t) = from.e.poll_transmit(&mut buf) {
+                assert_eq!(t.remote, to.addr);
+                out.push(buf[..t.len].to_vec());
+            }
+            for d in out {
+                moved = true;
+                n += 1;
+                match fate(n) {
+                    Fate::Deliver => to.e.handle_datagram(now, to.addr, from.addr, &d),
+                    Fate::Drop => {}
+                    Fate::Duplicate => {
+                        to.e.handle_datagram(now, to.addr, from.addr, &d);
+                        to.e.handle_datagram(now, to.addr, from.addr, &d);
+                    }
+                    Fate::Delay => held.push((dir, d)),
+                }
+                // Release held datagrams after a later one went through.
+                if !held.is_empty() && fate(0) == Fate::Deliver {
+                    for (hdir, hd) in held.drain(..) {
+                        let (hf, ht) = if hdir { (a.addr, &mut b.e) } else { (b.addr, &mut a.e) };
+                        let to_addr = if hdir { SocketAddr::new(EAST.parse().unwrap(), 500) } else { SocketAddr::new(WEST.parse().unwrap(), 500) };
+                        ht.handle_datagram(now, to_addr, hf, &hd);
+                    }
+                    break;
+                }
+            }
+            if moved {
+                break;
+            }
+        }
+        if moved {
+            continue;
+        }
+        let next = [a.e.poll_timeout(), b.e.poll_timeout()].into_iter().flatten().min();
+        match next {
+            Some(t) if t <= end => {
+                now = now.max(t);
+                a.e.handle_timeout(now);
+                b.e.handle_timeout(now);
+            }
+            _ => return now,
+        }
+    }
+    panic!("did not settle");
+}
+
+fn pair(mm: &str, qm: &str) -> (Node, Node) {
+    let w = node(WEST, &conf(WEST, EAST, "mekmitasdigoat", true, mm, qm), 1);
+    let e = node(EAST, &conf(EAST, WEST, "mekmitasdigoat", false, mm, qm), 2);
+    (w, e)
+}
+
+fn check_matching(a: &Engine, b: &Engine) -> usize {
+    let sa: Vec<&IpsecSa> = a.ipsec_sas().collect();
+    let sb: Vec<&IpsecSa> = b.ipsec_sas().collect();
+    assert!(!sa.is_empty(), "no IPsec SA");
+    assert_eq!(sa.len(), sb.len());
+    for x in &sa {
+        let y = sb
+            .iter()
+            .find(|y| y.spi_in == x.spi_out && y.spi_out == x.spi_in)
+            .expect("peer SA with swapped SPIs");
+        assert_eq!(x.protocol, y.protocol);
+        assert_eq!(x.keymat_in.as_bytes(), y.keymat_out.as_bytes(), "inbound key = peer's outbound key");
+        assert_eq!(x.keymat_out.as_bytes(), y.keymat_in.as_bytes());
+        assert_ne!(x.keymat_in.as_bytes(), x.keymat_out.as_bytes());
+        assert_eq!(x.keymat_in.len(), x.enc_key_len + x.auth_key_len);
+    }
+    assert_eq!(a.isakmp_sas().count(), 1);
+    assert_eq!(b.isakmp_sas().count(), 1);
+    sa.len()
+}
+
+#[test]
+fn main_and_quick_mode_psk_with_and_without_pfs() {
+    isakmpd::ike::crypto::init();
+    let cases = [
+        ("AES-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE", 16 + 32),
+        ("3DES-SHA", "QM-ESP-3DES-SHA-SUITE", 24 + 20),
+        ("AES-256-SHA-GRP19", "QM-ESP-AES-256-SHA2-512-PFS-GRP19-SUITE", 32 + 64),
+        ("AES-128-SHA2-512-GRP5", "QM-AH-SHA2-256-SUITE", 32),
+        ("AES-SHA2-384-GRP20", "QM-ESP-AESGCM-256-SUITE", 36),
+    ];
+    for (mm, qm, keylen) in cases {
+        let (mut w, mut e) = pair(mm, qm);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+        assert_eq!(check_matching(&w.e, &e.e), 1, "{mm} {qm}");
+        let s = w.e.ipsec_sas().next().unwrap();
+        assert_eq!(s.keymat_in.len(), keylen, "{qm}");
+        assert_eq!(s.name, "conn");
+        assert_eq!(w.e.stats().phase1_done, 1);
+        assert_eq!(e.e.stats().phase2_done, 1);
+        assert_eq!(w.e.exchanges_in_flight(), 0);
+        assert_eq!(e.e.exchanges_in_flight(), 0);
+        let mut kw = Vec::new();
+        while let Some(r) = w.e.poll_kernel() {
+            kw.push(format!("{r:?}"));
+        }
+        assert_eq!(kw.len(), 1, "one AddSa: {kw:?}");
+        assert!(kw[0].starts_with("AddSa conn"));
+    }
+}
+
+#[test]
+fn survives_loss_duplication_and_reordering() {
+    isakmpd::ike::crypto::init();
+    // Every message of Main Mode and Quick Mode (1..=9), lost, duplicated, or delayed
+    // behind the next one.
+    for pattern in 0..27usize {
+        let (mut w, mut e) = pair("AES-SHA", "QM-ESP-AES-SHA-PFS-SUITE");
+        w.e.start_connections(Time(0));
+        let target = pattern % 9 + 1;
+        let what = [Fate::Drop, Fate::Duplicate, Fate::Delay][pattern / 9];
+        let mut fate = move |n: usize| {
+            if n == target {
+                what
+            } else {
+                Fate::Deliver
+            }
+        };
+        drive(&mut w, &mut e, Time(0), 100, &mut fate);
+        eprintln!("pattern {pattern}: west {} SAs, east {} SAs", w.e.ipsec_sas().count(), e.e.ipsec_sas().count());
+        check_matching(&w.e, &e.e);
+    }
+}
+
+#[test]
+fn wrong_psk_ends_with_no_sa_on_either_side() {
+    isakmpd::ike::crypto::init();
+    let mut w = node(WEST, &conf(WEST, EAST, "right-key", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 3);
+    let mut e = node(EAST, &conf(EAST, WEST, "wrong-key", false, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 4);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.isakmp_sas().count(), 0);
+    assert_eq!(e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.ipsec_sas().count(), 0);
+    assert_eq!(e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight(), 0, "initiator gave up");
+    assert!(w.e.stats().failed >= 1);
+}
+
+#[test]
+fn no_common_proposal_fails_cleanly() {
+    isakmpd::ike::crypto::init();
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 5);
+    let mut e = node(EAST, &conf(EAST, WEST, "k", false, "3DES-MD5", "QM-ESP-AES-SHA-SUITE"), 6);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    // Phase 2 mismatch: phase 1 comes up, phase 2 does not.
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 7);
+    let mut e = node(EAST, &conf(EAST, WEST, "k", false, "AES-SHA", "QM-ESP-3DES-MD5-SUITE"), 8);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.isakmp_sas().count(), 1);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+}
+
+#[test]
+fn teardown_deletes_on_both_sides() {
+    isakmpd::ike::crypto::init();
+    let (mut w, mut e) = pair("AES-SHA2-256", "QM-ESP-AES-SHA2-256-SUITE");
+    w.e.start_connections(Time(0));
+    let t = drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    // `t quick conn` on the responder: phase 2 DELETE to the initiator.
+    let r = e.e.handle_command(t, Request::Teardown { phase: isakmpd::fifo::Phase::Quick, name: "conn".into() });
+    assert!(r.is_ok(), "{r:?}");
+    let t = drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.ipsec_sas().count(), 0, "initiator honoured DELETE");
+    assert_eq!(e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.isakmp_sas().count(), 1);
+    // `t main <peer>` on the initiator: phase 1 DELETE.
+    let r = w.e.handle_command(t, Request::Teardown { phase: isakmpd::fifo::Phase::Main, name: "peer".into() });
+    assert!(r.is_ok(), "{r:?}");
+    drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.isakmp_sas().count(), 0);
+    assert_eq!(e.e.isakmp_sas().count(), 0, "responder honoured phase 1 DELETE");
+}
+
+#[test]
+fn seeded_runs_repeat_packet_for_packet() {
+    isakmpd::ike::crypto::init();
+    let run = || {
+        let (mut w, mut e) = pair("AES-SHA", "QM-ESP-AES-SHA-PFS-SUITE");
+        w.e.set_capture(true);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+        let mut pkts = Vec::new();
+        while let Some(c) = w.e.poll_capture() {
+            pkts.push(c.data);
+        }
+        pkts
+    };
+    let a = run();
+    assert!(a.len() >= 9, "captured {} messages", a.len());
+    assert_eq!(a, run());
+}
