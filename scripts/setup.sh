@@ -11,7 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for p in build-essential pkg-config libssl-dev iproute2 util-linux procps; do
+# tshark decodes our capture files; strongSwan (charon with kernel-libipsec, swanctl) is
+# the interop peer of tests/interop; iputils-ping checks the namespaces' links.
+for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
+         strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins \
+         strongswan-swanctl iputils-ping; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -83,6 +83,8 @@ pub struct Daemon {
     counters: Counters,
     limiter: RateLimit,
     quit: bool,
+    /// The configuration changed: check the connections at once.
+    reinit: bool,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -124,6 +126,7 @@ impl Daemon {
                 suppressed: 0,
             },
             quit: false,
+            reinit: false,
             buf: Box::new([0; MAX_DATAGRAM]),
         }
     }
@@ -204,6 +207,9 @@ impl Daemon {
         if let Some(path) = self.opts.pcap.clone() {
             self.start_capture(path);
         }
+        self.engine.set_route_lookup(Box::new(route_lookup));
+        self.engine.start_connections(self.now());
+        let mut next_check = self.now();
         let mut shutdown_deadline: Option<Time> = None;
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4 + self.transports.len());
         loop {
@@ -217,10 +223,27 @@ impl Daemon {
                     break;
                 }
             }
-            let next = [self.engine.poll_timeout(), shutdown_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            if std::mem::take(&mut self.reinit) {
+                next_check = now;
+            }
+            // isakmpd's connection checker: bring up configured connections that are down.
+            if now >= next_check && shutdown_deadline.is_none() {
+                self.engine.start_connections(now);
+                let every = self
+                    .conf
+                    .get_num("General", "Check-interval", 60)
+                    .clamp(1, 86400);
+                next_check = now.add_secs(every);
+                self.flush_transmit();
+            }
+            let next = [
+                self.engine.poll_timeout(),
+                shutdown_deadline,
+                shutdown_deadline.is_none().then_some(next_check),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout: libc::c_int = match next {
                 // Round up so that a deadline never wakes us a millisecond early.
                 Some(t) => now.until(t).min(i32::MAX as u64) as libc::c_int,
@@ -293,10 +316,20 @@ impl Daemon {
     fn flush_transmit(&mut self) {
         let mut out = [0u8; MAX_DATAGRAM];
         while let Some(t) = self.engine.poll_transmit(&mut out) {
-            let sock = self.transports.iter().find(|s| {
-                Some(s.local) == t.local
-                    || (t.local.is_none() && s.local.is_ipv4() == t.remote.is_ipv4())
-            });
+            // The socket bound to the message's source address, else the wildcard socket
+            // of its port and family, else any IKE socket of the family.
+            let family = |s: &&Transport| s.local.is_ipv4() == t.remote.is_ipv4();
+            let sock = self
+                .transports
+                .iter()
+                .find(|s| Some(s.local) == t.local)
+                .or_else(|| {
+                    self.transports.iter().filter(family).find(|s| {
+                        s.local.ip().is_unspecified()
+                            && t.local.map_or(!s.encap, |l| l.port() == s.local.port())
+                    })
+                })
+                .or_else(|| self.transports.iter().filter(family).find(|s| !s.encap));
             match sock {
                 Some(s) => {
                     if let Err(e) = s.send(t.remote, &out[..t.len]) {
@@ -304,6 +337,29 @@ impl Daemon {
                     }
                 }
                 None => log::warn!("no socket to send to {}", t.remote),
+            }
+        }
+        while let Some(r) = self.engine.poll_kernel() {
+            if self.opts.no_kernel {
+                crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
+            } else {
+                // XXX: the PF_KEY/XFRM backends are the kernel issue's work.
+                log::warn!("no kernel backend in this build, not installed: {r:?}");
+            }
+        }
+        while let Some(c) = self.engine.poll_capture() {
+            if let Some(cap) = self.capture.as_mut() {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                if let Err(e) = cap.record(
+                    (wall.as_secs() as u32, wall.subsec_micros()),
+                    c.src,
+                    c.dst,
+                    &c.data,
+                ) {
+                    log::error!("packet capture: {e}");
+                }
             }
         }
     }
@@ -451,6 +507,7 @@ impl Daemon {
                 crate::ike_debug!(DebugClass::Ui, 10, "ui: {what}: done");
                 if !matches!(c, ConfCmd::Get { .. }) {
                     self.engine.configure(&self.conf);
+                    self.reinit = true;
                 }
             }
             Err(e) => log::warn!("ui: {what}: {e}"),
@@ -471,6 +528,7 @@ impl Daemon {
                 }
                 self.conf = p.conf;
                 self.engine.configure(&self.conf);
+                self.reinit = true;
                 self.counters.reloads += 1;
                 log::info!("reloaded configuration from {path}");
             }
@@ -609,16 +667,31 @@ impl Daemon {
             Ok(c) => {
                 log::info!("packet capture to {path} started");
                 self.capture = Some(c);
+                self.engine.set_capture(true);
             }
             Err(e) => log::error!("packet capture: {e}"),
         }
     }
 
     fn stop_capture(&mut self) {
+        self.engine.set_capture(false);
         if let Some(c) = self.capture.take() {
             log::info!("packet capture to {} stopped", c.path);
         }
     }
+}
+
+/// Which local address the kernel would use towards `dst`: a connected UDP socket tells
+/// without sending anything.
+fn route_lookup(dst: IpAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if dst.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect((dst, 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
 }
 
 pub fn apply_debug(sel: DebugSelector, level: u8) {

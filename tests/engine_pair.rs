@@ -29,7 +29,11 @@ fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Co
          [qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
          [lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
          [rnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={rnet}\nNetmask=255.255.255.0\n",
-        if active { "Connections" } else { "Passive-connections" }
+        if active {
+            "Connections"
+        } else {
+            "Passive-connections"
+        }
     );
     Conf::parse(&text).unwrap().conf
 }
@@ -69,14 +73,24 @@ enum Fate {
 
 /// Runs both engines until nothing is in flight and no timer is due within `limit`;
 /// returns the final time. `fate(n)` decides for the n-th datagram.
-fn drive(a: &mut Node, b: &mut Node, mut now: Time, limit: u64, fate: &mut dyn FnMut(usize) -> Fate) -> Time {
+fn drive(
+    a: &mut Node,
+    b: &mut Node,
+    mut now: Time,
+    limit: u64,
+    fate: &mut dyn FnMut(usize) -> Fate,
+) -> Time {
     let mut n = 0;
     let mut held: Vec<(bool, Vec<u8>)> = Vec::new();
     let end = now.add_secs(limit);
     for _ in 0..10_000 {
         let mut moved = false;
         for dir in [true, false] {
-            let (from, to) = if dir { (&mut *a, &mut *b) } else { (&mut *b, &mut *a) };
+            let (from, to) = if dir {
+                (&mut *a, &mut *b)
+            } else {
+                (&mut *b, &mut *a)
+            };
             let mut buf = [0u8; 65535];
             let mut out = Vec::new();
             while let Some(t) = from.e.poll_transmit(&mut buf) {
@@ -98,8 +112,16 @@ fn drive(a: &mut Node, b: &mut Node, mut now: Time, limit: u64, fate: &mut dyn F
                 // Release held datagrams after a later one went through.
                 if !held.is_empty() && fate(0) == Fate::Deliver {
                     for (hdir, hd) in held.drain(..) {
-                        let (hf, ht) = if hdir { (a.addr, &mut b.e) } else { (b.addr, &mut a.e) };
-                        let to_addr = if hdir { SocketAddr::new(EAST.parse().unwrap(), 500) } else { SocketAddr::new(WEST.parse().unwrap(), 500) };
+                        let (hf, ht) = if hdir {
+                            (a.addr, &mut b.e)
+                        } else {
+                            (b.addr, &mut a.e)
+                        };
+                        let to_addr = if hdir {
+                            SocketAddr::new(EAST.parse().unwrap(), 500)
+                        } else {
+                            SocketAddr::new(WEST.parse().unwrap(), 500)
+                        };
                         ht.handle_datagram(now, to_addr, hf, &hd);
                     }
                     break;
@@ -112,7 +134,10 @@ fn drive(a: &mut Node, b: &mut Node, mut now: Time, limit: u64, fate: &mut dyn F
         if moved {
             continue;
         }
-        let next = [a.e.poll_timeout(), b.e.poll_timeout()].into_iter().flatten().min();
+        let next = [a.e.poll_timeout(), b.e.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         match next {
             Some(t) if t <= end => {
                 now = now.max(t);
@@ -142,7 +167,11 @@ fn check_matching(a: &Engine, b: &Engine) -> usize {
             .find(|y| y.spi_in == x.spi_out && y.spi_out == x.spi_in)
             .expect("peer SA with swapped SPIs");
         assert_eq!(x.protocol, y.protocol);
-        assert_eq!(x.keymat_in.as_bytes(), y.keymat_out.as_bytes(), "inbound key = peer's outbound key");
+        assert_eq!(
+            x.keymat_in.as_bytes(),
+            y.keymat_out.as_bytes(),
+            "inbound key = peer's outbound key"
+        );
         assert_eq!(x.keymat_out.as_bytes(), y.keymat_in.as_bytes());
         assert_ne!(x.keymat_in.as_bytes(), x.keymat_out.as_bytes());
         assert_eq!(x.keymat_in.len(), x.enc_key_len + x.auth_key_len);
@@ -156,9 +185,17 @@ fn check_matching(a: &Engine, b: &Engine) -> usize {
 fn main_and_quick_mode_psk_with_and_without_pfs() {
     isakmpd::ike::crypto::init();
     let cases = [
-        ("AES-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE", 16 + 32),
+        (
+            "AES-SHA2-256-GRP14",
+            "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE",
+            16 + 32,
+        ),
         ("3DES-SHA", "QM-ESP-3DES-SHA-SUITE", 24 + 20),
-        ("AES-256-SHA-GRP19", "QM-ESP-AES-256-SHA2-512-PFS-GRP19-SUITE", 32 + 64),
+        (
+            "AES-256-SHA-GRP19",
+            "QM-ESP-AES-256-SHA2-512-PFS-GRP19-SUITE",
+            32 + 64,
+        ),
         ("AES-128-SHA2-512-GRP5", "QM-AH-SHA2-256-SUITE", 32),
         ("AES-SHA2-384-GRP20", "QM-ESP-AESGCM-256-SUITE", 36),
     ];
@@ -201,7 +238,11 @@ fn survives_loss_duplication_and_reordering() {
             }
         };
         drive(&mut w, &mut e, Time(0), 100, &mut fate);
-        eprintln!("pattern {pattern}: west {} SAs, east {} SAs", w.e.ipsec_sas().count(), e.e.ipsec_sas().count());
+        eprintln!(
+            "pattern {pattern}: west {} SAs, east {} SAs",
+            w.e.ipsec_sas().count(),
+            e.e.ipsec_sas().count()
+        );
         check_matching(&w.e, &e.e);
     }
 }
@@ -209,8 +250,30 @@ fn survives_loss_duplication_and_reordering() {
 #[test]
 fn wrong_psk_ends_with_no_sa_on_either_side() {
     isakmpd::ike::crypto::init();
-    let mut w = node(WEST, &conf(WEST, EAST, "right-key", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 3);
-    let mut e = node(EAST, &conf(EAST, WEST, "wrong-key", false, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 4);
+    let mut w = node(
+        WEST,
+        &conf(
+            WEST,
+            EAST,
+            "right-key",
+            true,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-SUITE",
+        ),
+        3,
+    );
+    let mut e = node(
+        EAST,
+        &conf(
+            EAST,
+            WEST,
+            "wrong-key",
+            false,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-SUITE",
+        ),
+        4,
+    );
     w.e.start_connections(Time(0));
     drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
     assert_eq!(w.e.isakmp_sas().count(), 0);
@@ -224,15 +287,31 @@ fn wrong_psk_ends_with_no_sa_on_either_side() {
 #[test]
 fn no_common_proposal_fails_cleanly() {
     isakmpd::ike::crypto::init();
-    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 5);
-    let mut e = node(EAST, &conf(EAST, WEST, "k", false, "3DES-MD5", "QM-ESP-AES-SHA-SUITE"), 6);
+    let mut w = node(
+        WEST,
+        &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"),
+        5,
+    );
+    let mut e = node(
+        EAST,
+        &conf(EAST, WEST, "k", false, "3DES-MD5", "QM-ESP-AES-SHA-SUITE"),
+        6,
+    );
     w.e.start_connections(Time(0));
     drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
     assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
     assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
     // Phase 2 mismatch: phase 1 comes up, phase 2 does not.
-    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"), 7);
-    let mut e = node(EAST, &conf(EAST, WEST, "k", false, "AES-SHA", "QM-ESP-3DES-MD5-SUITE"), 8);
+    let mut w = node(
+        WEST,
+        &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"),
+        7,
+    );
+    let mut e = node(
+        EAST,
+        &conf(EAST, WEST, "k", false, "AES-SHA", "QM-ESP-3DES-MD5-SUITE"),
+        8,
+    );
     w.e.start_connections(Time(0));
     drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
     assert_eq!(w.e.isakmp_sas().count(), 1);
@@ -248,18 +327,34 @@ fn teardown_deletes_on_both_sides() {
     let t = drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
     check_matching(&w.e, &e.e);
     // `t quick conn` on the responder: phase 2 DELETE to the initiator.
-    let r = e.e.handle_command(t, Request::Teardown { phase: isakmpd::fifo::Phase::Quick, name: "conn".into() });
+    let r = e.e.handle_command(
+        t,
+        Request::Teardown {
+            phase: isakmpd::fifo::Phase::Quick,
+            name: "conn".into(),
+        },
+    );
     assert!(r.is_ok(), "{r:?}");
     let t = drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
     assert_eq!(w.e.ipsec_sas().count(), 0, "initiator honoured DELETE");
     assert_eq!(e.e.ipsec_sas().count(), 0);
     assert_eq!(w.e.isakmp_sas().count(), 1);
     // `t main <peer>` on the initiator: phase 1 DELETE.
-    let r = w.e.handle_command(t, Request::Teardown { phase: isakmpd::fifo::Phase::Main, name: "peer".into() });
+    let r = w.e.handle_command(
+        t,
+        Request::Teardown {
+            phase: isakmpd::fifo::Phase::Main,
+            name: "peer".into(),
+        },
+    );
     assert!(r.is_ok(), "{r:?}");
     drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
     assert_eq!(w.e.isakmp_sas().count(), 0);
-    assert_eq!(e.e.isakmp_sas().count(), 0, "responder honoured phase 1 DELETE");
+    assert_eq!(
+        e.e.isakmp_sas().count(),
+        0,
+        "responder honoured phase 1 DELETE"
+    );
 }
 
 #[test]

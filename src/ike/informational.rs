@@ -140,7 +140,9 @@ impl Engine {
             .isakmp_sas
             .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
         else {
-            return Err(Drop::Silent("encrypted informational for no known phase 1 SA".into()));
+            return Err(Drop::Silent(
+                "encrypted informational for no known phase 1 SA".into(),
+            ));
         };
         let (hash, cipher, last, skeyid_a) = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
@@ -174,7 +176,11 @@ impl Engine {
                             }) {
                                 delete_p2.push(h);
                             } else {
-                                log::info!("peer {remote} deletes unknown {} SPI {}", d.protocol, hex(spi));
+                                log::info!(
+                                    "peer {remote} deletes unknown {} SPI {}",
+                                    d.protocol,
+                                    hex(spi)
+                                );
                             }
                         }
                     }
@@ -182,12 +188,17 @@ impl Engine {
                 Payload::Notify(n) => {
                     log::warn!("peer {remote} says {}", n.ty);
                     // A failed quick mode: end our side of it.
-                    if n.ty == NotifyType::NO_PROPOSAL_CHOSEN || n.ty == NotifyType::INVALID_ID_INFORMATION {
+                    if n.ty == NotifyType::NO_PROPOSAL_CHOSEN
+                        || n.ty == NotifyType::INVALID_ID_INFORMATION
+                    {
                         let qs: Vec<Handle> = self
                             .exchanges
                             .iter()
                             .filter(|(_, x)| {
-                                x.kind == Kind::Quick && !x.done && x.icookie == hd.icookie && x.rcookie == hd.rcookie
+                                x.kind == Kind::Quick
+                                    && !x.done
+                                    && x.icookie == hd.icookie
+                                    && x.rcookie == hd.rcookie
                             })
                             .map(|(h, _)| h)
                             .collect();
@@ -204,7 +215,11 @@ impl Engine {
             self.delete_ipsec_sa(now, h, false);
         }
         if delete_p1 {
-            log::info!("peer {remote} deletes phase 1 SA {}{}", hex(&hd.icookie), hex(&hd.rcookie));
+            log::info!(
+                "peer {remote} deletes phase 1 SA {}{}",
+                hex(&hd.icookie),
+                hex(&hd.rcookie)
+            );
             self.delete_isakmp_sa(now, sa, false);
         }
         Ok(())

@@ -68,7 +68,11 @@ fn offer_body(peer: &Peer) -> Result<Vec<u8>, wire::NoRoom> {
         w.u8(i as u8 + 1)?;
         w.u8(KEY_IKE)?;
         w.u16(0)?;
-        attr(&mut w, IkeAttr::ENCRYPTION_ALGORITHM.0, t.encryption.0.into())?;
+        attr(
+            &mut w,
+            IkeAttr::ENCRYPTION_ALGORITHM.0,
+            t.encryption.0.into(),
+        )?;
         attr(&mut w, IkeAttr::HASH_ALGORITHM.0, t.hash.0.into())?;
         attr(&mut w, IkeAttr::AUTHENTICATION_METHOD.0, t.auth.0.into())?;
         attr(&mut w, IkeAttr::GROUP_DESCRIPTION.0, t.group.0.into())?;
@@ -147,7 +151,9 @@ fn accept_transform(ours: &[P1Transform], t: &Transform<'_>) -> Option<P1Choice>
                 continue;
             }
         }
-        let kb = key_bits.map(|k| k as u16).or(o.key_length.map(|r| r.offer as u16));
+        let kb = key_bits
+            .map(|k| k as u16)
+            .or(o.key_length.map(|r| r.offer as u16));
         let cipher = CipherAlg::from_ike(enc, kb)?;
         let hash = HashAlg::from_ike(hash)?;
         let group = Group::from_ike(group)?;
@@ -253,7 +259,10 @@ impl Engine {
         buf.truncate(n);
         x.step = 1;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
-        log::info!("main mode with {remote} ({}) started as initiator", peer.name);
+        log::info!(
+            "main mode with {remote} ({}) started as initiator",
+            peer.name
+        );
         self.send_step(now, handle, buf, true);
         Ok(())
     }
@@ -342,9 +351,14 @@ impl Engine {
         match self.lookup_exchange(Kind::Main, remote, hd, data) {
             Some(Err(())) => return Ok(()),
             Some(Ok(h)) => {
-                let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+                let x = self
+                    .exchanges
+                    .get_mut(h)
+                    .ok_or(Drop::Silent("gone".into()))?;
                 if x.remote.ip() != remote.ip() {
-                    return Err(Drop::Silent("message for an exchange with another peer".into()));
+                    return Err(Drop::Silent(
+                        "message for an exchange with another peer".into(),
+                    ));
                 }
                 x.last_recv = data.to_vec();
                 let (initiator, step) = (x.initiator, x.step);
@@ -397,16 +411,28 @@ impl Engine {
     ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload in main mode message 1".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload in main mode message 1".into(),
+            ));
         };
         if sa.doi != Doi::IPSEC {
-            return Err(Drop::Notify(NotifyType::DOI_NOT_SUPPORTED, "DOI is not IPSEC".into()));
+            return Err(Drop::Notify(
+                NotifyType::DOI_NOT_SUPPORTED,
+                "DOI is not IPSEC".into(),
+            ));
         }
         if sa.situation != wire::SIT_IDENTITY_ONLY {
-            return Err(Drop::Notify(NotifyType::SITUATION_NOT_SUPPORTED, "situation not supported".into()));
+            return Err(Drop::Notify(
+                NotifyType::SITUATION_NOT_SUPPORTED,
+                "situation not supported".into(),
+            ));
         }
         let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
-            Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, format!("no [Phase 1] peer for {}", remote.ip()))
+            Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!("no [Phase 1] peer for {}", remote.ip()),
+            )
         })?;
         if peer.psk.is_none() {
             return Err(Drop::Notify(
@@ -429,7 +455,10 @@ impl Engine {
         let Some((pnum, t, choice)) = chosen else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("no proposal chosen: none of the offered transforms matches [{}]", peer.name),
+                format!(
+                    "no proposal chosen: none of the offered transforms matches [{}]",
+                    peer.name
+                ),
             ));
         };
         let mut x = Exchange::new(Kind::Main, false, local, remote);
@@ -477,7 +506,10 @@ impl Engine {
             .insert(x)
             .ok_or(Drop::Silent("exchange table full".into()))?;
         self.capture_msg(remote, local, data);
-        log::info!("main mode with {remote} ({}) started as responder", peer.name);
+        log::info!(
+            "main mode with {remote} ({}) started as responder",
+            peer.name
+        );
         // isakmpd: the responder never retransmits message 2 on a timer (MSG_DONTRETRANSMIT).
         self.send_step(now, handle, buf, false);
         Ok(())
@@ -488,18 +520,30 @@ impl Engine {
         let m = Self::parse(data, false)?;
         let peer = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
-            self.policy.peer(&x.peer).cloned().ok_or(Drop::Silent("peer section gone".into()))?
+            self.policy
+                .peer(&x.peer)
+                .cloned()
+                .ok_or(Drop::Silent("peer section gone".into()))?
         };
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload in main mode message 2".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload in main mode message 2".into(),
+            ));
         };
         let mut props = sa.proposals();
         let (Some(p), None) = (props.next(), props.next()) else {
-            return Err(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "responder must choose exactly one proposal".into()));
+            return Err(Drop::Notify(
+                NotifyType::BAD_PROPOSAL_SYNTAX,
+                "responder must choose exactly one proposal".into(),
+            ));
         };
         let mut ts = p.transforms();
         let (Some(t), None) = (ts.next(), ts.next()) else {
-            return Err(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "responder must choose exactly one transform".into()));
+            return Err(Drop::Notify(
+                NotifyType::BAD_PROPOSAL_SYNTAX,
+                "responder must choose exactly one transform".into(),
+            ));
         };
         let choice = accept_transform(&peer.transforms, &t).ok_or(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
@@ -508,7 +552,10 @@ impl Engine {
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
             .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
         let ni = self.random(NONCE_LEN);
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         x.rcookie = hd.rcookie;
         x.p1 = Some(choice);
         x.gxi = dh.public_value().to_vec();
@@ -535,10 +582,16 @@ impl Engine {
     fn ke_nonce(&self, data: &[u8], group: Group) -> Result<(Vec<u8>, Vec<u8>), Drop> {
         let m = Self::parse(data, false)?;
         let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no KE payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no KE payload".into(),
+            ));
         };
         let Some(Payload::Nonce(n)) = m.find(PayloadType::NONCE) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no NONCE payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no NONCE payload".into(),
+            ));
         };
         if ke.len() != group.public_len() {
             return Err(Drop::Notify(
@@ -547,19 +600,28 @@ impl Engine {
             ));
         }
         if n.len() < 8 || n.len() > 256 {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "nonce length outside 8-256".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "nonce length outside 8-256".into(),
+            ));
         }
         Ok((ke.to_vec(), n.to_vec()))
     }
 
     /// Computes g^xy, SKEYID and its children, Ka and the first IV.
     fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
         let peer_ke = if x.initiator { &x.gxr } else { &x.gxi };
         let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH".into()))?;
         let gxy = dh.shared_secret(peer_ke).map_err(|e| {
-            Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, format!("peer's KE: {e}"))
+            Drop::Notify(
+                NotifyType::INVALID_KEY_INFORMATION,
+                format!("peer's KE: {e}"),
+            )
         })?;
         let psk = self
             .policy
@@ -567,7 +629,13 @@ impl Engine {
             .and_then(|p| p.psk.clone())
             .ok_or(Drop::Silent("no pre-shared key".into()))?;
         x.skeyid = derive::skeyid_psk(c.hash, &psk, &x.ni, &x.nr);
-        let k = derive::phase1_keys(c.hash, x.skeyid.as_bytes(), gxy.as_bytes(), &x.icookie, &x.rcookie);
+        let k = derive::phase1_keys(
+            c.hash,
+            x.skeyid.as_bytes(),
+            gxy.as_bytes(),
+            &x.icookie,
+            &x.rcookie,
+        );
         x.ka = derive::encryption_key(c.hash, k.e.as_bytes(), c.cipher.key_len());
         x.skeyid_d = k.d;
         x.skeyid_a = k.a;
@@ -578,12 +646,21 @@ impl Engine {
 
     /// Responder, message 3: KE and Ni in, KE and Nr out, keys computed.
     fn mm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let group = self.exchanges.get(h).and_then(|x| x.p1).ok_or(Drop::Silent("gone".into()))?.group;
+        let group = self
+            .exchanges
+            .get(h)
+            .and_then(|x| x.p1)
+            .ok_or(Drop::Silent("gone".into()))?
+            .group;
         let (ke, ni) = self.ke_nonce(data, group)?;
-        let dh = DhPrivate::generate(group, &mut *self.rng).map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+        let dh = DhPrivate::generate(group, &mut *self.rng)
+            .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
         let nr = self.random(NONCE_LEN);
         {
-            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self
+                .exchanges
+                .get_mut(h)
+                .ok_or(Drop::Silent("gone".into()))?;
             x.resend_on_dup = false;
             x.gxi = ke;
             x.ni = ni;
@@ -592,7 +669,10 @@ impl Engine {
             x.nr = nr;
         }
         self.phase1_keys(h)?;
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let mut buf = vec![0u8; 2048];
         let hh = header(x, ExchangeType::ID_PROT);
         let n = (|| {
@@ -619,17 +699,42 @@ impl Engine {
     }
 
     /// Builds and encrypts message 5 or 6 (ID, HASH [, INITIAL-CONTACT]).
-    fn mm_auth_message(&mut self, h: Handle, initial_contact: bool) -> Result<(Vec<u8>, Vec<u8>), Drop> {
+    fn mm_auth_message(
+        &mut self,
+        h: Handle,
+        initial_contact: bool,
+    ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
         let id = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
             self.our_id(x)
         };
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
         let hash = if x.initiator {
-            derive::hash_i(c.hash, x.skeyid.as_bytes(), &x.gxi, &x.gxr, &x.icookie, &x.rcookie, &x.sai_b, &id)
+            derive::hash_i(
+                c.hash,
+                x.skeyid.as_bytes(),
+                &x.gxi,
+                &x.gxr,
+                &x.icookie,
+                &x.rcookie,
+                &x.sai_b,
+                &id,
+            )
         } else {
-            derive::hash_r(c.hash, x.skeyid.as_bytes(), &x.gxi, &x.gxr, &x.icookie, &x.rcookie, &x.sai_b, &id)
+            derive::hash_r(
+                c.hash,
+                x.skeyid.as_bytes(),
+                &x.gxi,
+                &x.gxr,
+                &x.icookie,
+                &x.rcookie,
+                &x.sai_b,
+                &id,
+            )
         };
         let mut buf = vec![0u8; 2048];
         let hh = header(x, ExchangeType::ID_PROT);
@@ -659,10 +764,18 @@ impl Engine {
 
     /// Initiator, message 4: keys, then message 5.
     fn mm_i4(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let group = self.exchanges.get(h).and_then(|x| x.p1).ok_or(Drop::Silent("gone".into()))?.group;
+        let group = self
+            .exchanges
+            .get(h)
+            .and_then(|x| x.p1)
+            .ok_or(Drop::Silent("gone".into()))?
+            .group;
         let (ke, nr) = self.ke_nonce(data, group)?;
         {
-            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self
+                .exchanges
+                .get_mut(h)
+                .ok_or(Drop::Silent("gone".into()))?;
             x.gxr = ke;
             x.nr = nr;
         }
@@ -672,7 +785,10 @@ impl Engine {
             (x.local, x.remote)
         };
         self.capture_msg(remote, local, data);
-        let initial_contact = !self.isakmp_sas.iter().any(|(_, s)| s.remote.ip() == remote.ip());
+        let initial_contact = !self
+            .isakmp_sas
+            .iter()
+            .any(|(_, s)| s.remote.ip() == remote.ip());
         let (clear, msg) = self.mm_auth_message(h, initial_contact)?;
         if let Some(x) = self.exchanges.get_mut(h) {
             x.step = 5;
@@ -684,29 +800,61 @@ impl Engine {
     /// Decrypts message 5 or 6 and checks the peer's HASH; returns the peer's ID body and
     /// whether it carried INITIAL-CONTACT.
     fn mm_verify(&mut self, h: Handle, data: &[u8]) -> Result<(Vec<u8>, bool), Drop> {
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
         let mut buf = data.to_vec();
         if buf[19] & wire::FLAG_ENCRYPTION == 0 {
-            return Err(Drop::Notify(NotifyType::INVALID_FLAGS, "cleartext where encryption is required".into()));
+            return Err(Drop::Notify(
+                NotifyType::INVALID_FLAGS,
+                "cleartext where encryption is required".into(),
+            ));
         }
         let next_iv = Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
         let m = Self::parse(&buf, true).map_err(|_| {
-            Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)".into())
+            Drop::Silent(
+                "message does not decrypt to a valid message (wrong pre-shared key?)".into(),
+            )
         })?;
         let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no ID payload".into(),
+            ));
         };
         let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no HASH payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no HASH payload".into(),
+            ));
         };
         let mut idb = vec![id.id_type.0, id.protocol];
         idb.extend_from_slice(&id.port.to_be_bytes());
         idb.extend_from_slice(id.data);
         let want = if x.initiator {
-            derive::hash_r(c.hash, x.skeyid.as_bytes(), &x.gxi, &x.gxr, &x.icookie, &x.rcookie, &x.sai_b, &idb)
+            derive::hash_r(
+                c.hash,
+                x.skeyid.as_bytes(),
+                &x.gxi,
+                &x.gxr,
+                &x.icookie,
+                &x.rcookie,
+                &x.sai_b,
+                &idb,
+            )
         } else {
-            derive::hash_i(c.hash, x.skeyid.as_bytes(), &x.gxi, &x.gxr, &x.icookie, &x.rcookie, &x.sai_b, &idb)
+            derive::hash_i(
+                c.hash,
+                x.skeyid.as_bytes(),
+                &x.gxi,
+                &x.gxr,
+                &x.icookie,
+                &x.rcookie,
+                &x.sai_b,
+                &idb,
+            )
         };
         if !same(want.as_bytes(), hash) {
             return Err(Drop::Notify(
@@ -717,9 +865,9 @@ impl Engine {
                 ),
             ));
         }
-        let ic = m.payloads.iter().any(|p| {
-            matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT)
-        });
+        let ic = m.payloads.iter().any(
+            |p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT),
+        );
         x.iv = next_iv;
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &buf);
@@ -792,8 +940,13 @@ impl Engine {
             lifetime,
             hard_expiry: (lifetime > 0).then(|| now.add_secs(lifetime)),
         };
-        let (initiator, local, remote, connection, peer) =
-            (x.initiator, x.local, x.remote, x.connection.clone(), x.peer.clone());
+        let (initiator, local, remote, connection, peer) = (
+            x.initiator,
+            x.local,
+            x.remote,
+            x.connection.clone(),
+            x.peer.clone(),
+        );
         if initial_contact {
             // RFC 2407 §4.6.3.3: the peer rebooted; what we hold with it is stale.
             let old: Vec<Handle> = self
@@ -853,7 +1006,11 @@ impl Engine {
         if initiator {
             let mut names: Vec<String> = connection.into_iter().collect();
             for c in &self.policy.connections {
-                if !c.passive && c.peer == peer && !names.contains(&c.name) && self.wanted.contains(&c.name) {
+                if !c.passive
+                    && c.peer == peer
+                    && !names.contains(&c.name)
+                    && self.wanted.contains(&c.name)
+                {
                     names.push(c.name.clone());
                 }
             }

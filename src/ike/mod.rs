@@ -240,7 +240,13 @@ impl Engine {
     }
 
     /// One received datagram.
-    pub fn handle_datagram(&mut self, now: Time, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
         if data.len() < ISAKMP_HEADER_LEN {
@@ -257,11 +263,13 @@ impl Engine {
             Ok(h) => h,
             Err(e) => {
                 // message.c: a bad length is dropped without a reply.
-                self.drop_msg(remote, &format!("{}", e.reason));
+                self.stats.datagrams_dropped += 1;
+                self.drop_msg(remote, e.reason);
                 return;
             }
         };
         if let Err(e) = header.check() {
+            self.stats.datagrams_dropped += 1;
             self.drop_msg(remote, e.reason);
             if header.rcookie == [0; 8] {
                 return;
@@ -272,7 +280,9 @@ impl Engine {
         let local = self.local_for(local, remote);
         let r = match header.exchange {
             wire::ExchangeType::ID_PROT => self.main_mode_input(now, local, remote, &header, data),
-            wire::ExchangeType::QUICK_MODE => self.quick_mode_input(now, local, remote, &header, data),
+            wire::ExchangeType::QUICK_MODE => {
+                self.quick_mode_input(now, local, remote, &header, data)
+            }
             wire::ExchangeType::INFO => self.info_input(now, local, remote, &header, data),
             _ => Err(Drop::Notify(
                 NotifyType::UNSUPPORTED_EXCHANGE_TYPE,
@@ -313,7 +323,18 @@ impl Engine {
         match req {
             Request::Connect(name) => {
                 if self.policy.connection(&name).is_none() {
+                    if let Some((_, _, Some(why))) = self
+                        .policy
+                        .listed
+                        .iter()
+                        .find(|(n, _, _)| n.eq_ignore_ascii_case(&name))
+                    {
+                        return Err(format!("connection {name}: cannot be started: {why}"));
+                    }
                     return Err(format!("connection {name}: no such connection"));
+                }
+                if !self.wanted.iter().any(|w| w.eq_ignore_ascii_case(&name)) {
+                    self.wanted.push(name.clone());
                 }
                 if self.connection_busy(&name) {
                     return Ok(format!("connection {name}: already up or being negotiated"));
@@ -342,7 +363,11 @@ impl Engine {
                 match (sa, msgid) {
                     (Some(h), None) => {
                         self.delete_isakmp_sa(now, h, true);
-                        Ok(format!("deleted phase 1 SA {}{}", hex(&icookie), hex(&rcookie)))
+                        Ok(format!(
+                            "deleted phase 1 SA {}{}",
+                            hex(&icookie),
+                            hex(&rcookie)
+                        ))
                     }
                     (Some(_), Some(_)) => {
                         let hs: Vec<Handle> = self
@@ -355,7 +380,11 @@ impl Engine {
                         for h in hs {
                             self.delete_ipsec_sa(now, h, true);
                         }
-                        Ok(format!("deleted {n} phase 2 SAs of {}{}", hex(&icookie), hex(&rcookie)))
+                        Ok(format!(
+                            "deleted {n} phase 2 SAs of {}{}",
+                            hex(&icookie),
+                            hex(&rcookie)
+                        ))
                     }
                     (None, _) => Err(format!(
                         "no such SA: {}{} {}",
@@ -727,11 +756,20 @@ impl Engine {
                 out,
                 "SA name: {} (Phase 1/{})",
                 s.peer,
-                if s.initiator { "Initiator" } else { "Responder" }
+                if s.initiator {
+                    "Initiator"
+                } else {
+                    "Responder"
+                }
             );
             let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-            let _ = writeln!(out, "icookie {} rcookie {}", hex(&s.icookie), hex(&s.rcookie));
+            let _ = writeln!(
+                out,
+                "icookie {} rcookie {}",
+                hex(&s.icookie),
+                hex(&s.rcookie)
+            );
             let _ = writeln!(
                 out,
                 "Transform: {} {} group {}",
@@ -747,11 +785,20 @@ impl Engine {
                 out,
                 "SA name: {} (Phase 2/{})",
                 s.name,
-                if s.initiator { "Initiator" } else { "Responder" }
+                if s.initiator {
+                    "Initiator"
+                } else {
+                    "Responder"
+                }
             );
             let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-            let _ = writeln!(out, "icookie {} rcookie {}", hex(&s.icookie), hex(&s.rcookie));
+            let _ = writeln!(
+                out,
+                "icookie {} rcookie {}",
+                hex(&s.icookie),
+                hex(&s.rcookie)
+            );
             let _ = writeln!(out, "SPI 0: {}", hex(&s.spi_out));
             let _ = writeln!(out, "SPI 1: {}", hex(&s.spi_in));
             let _ = writeln!(
@@ -771,7 +818,11 @@ impl Engine {
                 quick_mode::esp_name(s.protocol, s.transform)
             );
             if let Some(a) = s.auth {
-                let _ = writeln!(out, "Authentication algorithm: {}", quick_mode::auth_name(a));
+                let _ = writeln!(
+                    out,
+                    "Authentication algorithm: {}",
+                    quick_mode::auth_name(a)
+                );
             }
             let _ = writeln!(out);
         }
@@ -792,7 +843,11 @@ impl Engine {
                 out,
                 "exchange: {} {} step {} peer {}{}",
                 x.name(),
-                if x.initiator { "initiator" } else { "responder" },
+                if x.initiator {
+                    "initiator"
+                } else {
+                    "responder"
+                },
                 x.step,
                 x.remote,
                 if x.done { " (finished)" } else { "" }
@@ -822,14 +877,17 @@ impl Engine {
                 sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
             );
         }
-        for c in &self.policy.connections {
-            let up = self.ipsec_sas.iter().any(|(_, s)| s.name == c.name);
+        for (name, passive, why) in &self.policy.listed {
+            let up = self.ipsec_sas.iter().any(|(_, s)| &s.name == name);
+            let state = match why {
+                Some(w) => format!("not usable: {w}"),
+                None if up => "established".into(),
+                None => "not established".into(),
+            };
             let _ = writeln!(
                 out,
-                "{}connection: {} ({})",
-                if c.passive { "passive-" } else { "" },
-                c.name,
-                if up { "established" } else { "not established" }
+                "{}connection: {name} ({state})",
+                if *passive { "passive-" } else { "" },
             );
         }
         for (deadline, kind) in self.timers.iter() {
@@ -867,9 +925,7 @@ impl Engine {
         loop {
             let mut s = [0u8; 4];
             self.rng.fill(&mut s);
-            if u32::from_be_bytes(s) > 255
-                && !self.ipsec_sas.iter().any(|(_, x)| x.spi_in == s)
-            {
+            if u32::from_be_bytes(s) > 255 && !self.ipsec_sas.iter().any(|(_, x)| x.spi_in == s) {
                 return s;
             }
         }
@@ -893,7 +949,8 @@ impl Engine {
 
     /// Parses a (decrypted) message.
     pub(crate) fn parse<'a>(buf: &'a [u8], padded: bool) -> Result<Message<'a>, Drop> {
-        let m = Message::parse(buf, padded).map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
+        let m = Message::parse(buf, padded)
+            .map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
         m.check_payload_types()
             .map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
         Ok(m)
@@ -940,7 +997,8 @@ mod tests {
             Stats {
                 datagrams_received: 2,
                 datagrams_dropped: 2,
-                bytes_received: 70
+                bytes_received: 70,
+                ..Stats::default()
             }
         );
         let mut buf = [0u8; 1500];
@@ -950,13 +1008,15 @@ mod tests {
             .handle_command(Time(2), Request::Connect("zz".into()))
             .unwrap_err()
             .contains("no such connection"));
-        assert!(e
-            .handle_command(Time(2), Request::Connect("b".into()))
-            .unwrap_err()
-            .contains("cannot be started"));
+        assert!(
+            e.handle_command(Time(2), Request::Connect("b".into()))
+                .unwrap_err()
+                .contains("cannot be started"),
+            "b is listed but does not resolve"
+        );
         let mut r = String::new();
         e.report(Time(3), &mut r);
-        assert!(r.contains("connection: a"));
-        assert!(r.contains("passive-connection: p"));
+        assert!(r.contains("exchanges: 0"));
+        assert!(r.contains("datagrams-dropped: 2"));
     }
 }

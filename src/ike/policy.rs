@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::conf::{parse_range, Conf};
 
 use super::wire::{
-    AuthAlgorithm, AuthMethod, EncapsulationMode, EncryptionAlgorithm, EspTransform,
-    ExchangeType, GroupDescription, HashAlgorithm, IdType, LifeType, ProtocolId,
+    AuthAlgorithm, AuthMethod, EncapsulationMode, EncryptionAlgorithm, EspTransform, ExchangeType,
+    GroupDescription, HashAlgorithm, IdType, LifeType, ProtocolId,
 };
 
 /// A number with its accepted range, as `128,128:256` (offer, min:max).
@@ -158,18 +158,26 @@ pub struct Policy {
     pub exchange_max_time: u32,
     /// Names of sections that did not resolve, with the reason (for the log and report).
     pub errors: Vec<String>,
+    /// Every name of [Phase 2] Connections and Passive-connections: (name, passive,
+    /// why it cannot be used).
+    pub listed: Vec<(String, bool, Option<String>)>,
 }
 
 impl Policy {
     pub fn load(conf: &Conf) -> Policy {
         let mut p = Policy {
             retransmits: conf.get_num("General", "Retransmits", 3).min(100) as u32,
-            exchange_max_time: conf.get_num("General", "Exchange-max-time", 120).clamp(1, 3600)
-                as u32,
+            exchange_max_time: conf
+                .get_num("General", "Exchange-max-time", 120)
+                .clamp(1, 3600) as u32,
             ..Policy::default()
         };
         let peer_index = |p: &mut Policy, name: &str| -> Option<usize> {
-            if let Some(i) = p.peers.iter().position(|x| x.name.eq_ignore_ascii_case(name)) {
+            if let Some(i) = p
+                .peers
+                .iter()
+                .position(|x| x.name.eq_ignore_ascii_case(name))
+            {
                 return Some(i);
             }
             match peer(conf, name) {
@@ -219,9 +227,16 @@ impl Policy {
                 Ok(c) => {
                     if peer_index(&mut p, &c.peer).is_some() {
                         p.connections.push(c);
+                        p.listed.push((name.clone(), is_passive, None));
+                    } else {
+                        let why = format!("ISAKMP-peer [{}] does not resolve", c.peer);
+                        p.listed.push((name.clone(), is_passive, Some(why)));
                     }
                 }
-                Err(e) => p.errors.push(format!("[{name}]: {e}")),
+                Err(e) => {
+                    p.errors.push(format!("[{name}]: {e}"));
+                    p.listed.push((name.clone(), is_passive, Some(e)));
+                }
             }
         }
         p
@@ -236,11 +251,17 @@ impl Policy {
             .map(|(_, i)| *i)
             .or(self.default_peer)
             .map(|i| &self.peers[i])
-            .or_else(|| self.peers.iter().find(|p| p.address.map(canonical) == Some(addr)))
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|p| p.address.map(canonical) == Some(addr))
+            })
     }
 
     pub fn peer(&self, name: &str) -> Option<&Peer> {
-        self.peers.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+        self.peers
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
     }
 
     pub fn connection(&self, name: &str) -> Option<&Connection> {
@@ -342,10 +363,12 @@ pub fn id_section(conf: &Conf, name: &str) -> Result<OwnedId, String> {
         IpAddr::V4(a) => Ok(a.octets().to_vec()),
         _ => Err(format!("[{name}]: IPv6 address for an IPv4 ID")),
     };
-    let v6 = |a: IpAddr| -> Result<Vec<u8>, String> { match a {
-        IpAddr::V6(a) => Ok(a.octets().to_vec()),
-        IpAddr::V4(a) => Ok(a.to_ipv6_mapped().octets().to_vec()),
-    }};
+    let v6 = |a: IpAddr| -> Result<Vec<u8>, String> {
+        match a {
+            IpAddr::V6(a) => Ok(a.octets().to_vec()),
+            IpAddr::V4(a) => Ok(a.to_ipv6_mapped().octets().to_vec()),
+        }
+    };
     let data = match ty {
         IdType::IPV4_ADDR => v4(addr("Address")?)?,
         IdType::IPV6_ADDR => v6(addr("Address")?)?,
@@ -459,8 +482,12 @@ fn unhex(h: &str) -> Option<Vec<u8>> {
 fn p2_transform(conf: &Conf, name: &str, protocol: ProtocolId) -> Result<P2Transform, String> {
     let tid = need(conf, name, "TRANSFORM_ID")?;
     let id = if protocol == ProtocolId::IPSEC_ESP {
-        constant(&tid, |s| EspTransform::from_name(s), |n| u8::try_from(n).ok().map(EspTransform))
-            .map(|t| t.0)
+        constant(
+            &tid,
+            |s| EspTransform::from_name(s),
+            |n| u8::try_from(n).ok().map(EspTransform),
+        )
+        .map(|t| t.0)
     } else {
         constant(
             &tid,
@@ -471,8 +498,10 @@ fn p2_transform(conf: &Conf, name: &str, protocol: ProtocolId) -> Result<P2Trans
     }
     .ok_or(format!("unknown TRANSFORM_ID {tid}"))?;
     let encapsulation = match get(conf, name, "ENCAPSULATION_MODE") {
-        Some(m) => constant(&m, EncapsulationMode::from_name, |n| Some(EncapsulationMode(n)))
-            .ok_or(format!("unknown ENCAPSULATION_MODE {m}"))?,
+        Some(m) => constant(&m, EncapsulationMode::from_name, |n| {
+            Some(EncapsulationMode(n))
+        })
+        .ok_or(format!("unknown ENCAPSULATION_MODE {m}"))?,
         None => EncapsulationMode::TUNNEL,
     };
     let auth = match get(conf, name, "AUTHENTICATION_ALGORITHM") {
@@ -484,8 +513,10 @@ fn p2_transform(conf: &Conf, name: &str, protocol: ProtocolId) -> Result<P2Trans
     };
     let group = match get(conf, name, "GROUP_DESCRIPTION") {
         Some(g) => Some(
-            constant(&g, GroupDescription::from_name, |n| Some(GroupDescription(n)))
-                .ok_or(format!("unknown GROUP_DESCRIPTION {g}"))?,
+            constant(&g, GroupDescription::from_name, |n| {
+                Some(GroupDescription(n))
+            })
+            .ok_or(format!("unknown GROUP_DESCRIPTION {g}"))?,
         ),
         None => None,
     };
@@ -517,7 +548,8 @@ fn connection(conf: &Conf, name: &str, passive: bool) -> Result<Connection, Stri
                 .ok_or(format!("[{pname}]: PROTOCOL_ID {pid} not supported"))?;
             let mut transforms = Vec::new();
             for t in conf.get_list(&pname, "Transforms") {
-                transforms.push(p2_transform(conf, &t, protocol).map_err(|e| format!("[{t}]: {e}"))?);
+                transforms
+                    .push(p2_transform(conf, &t, protocol).map_err(|e| format!("[{t}]: {e}"))?);
             }
             if transforms.is_empty() {
                 return Err(format!("[{pname}]: no Transforms"));

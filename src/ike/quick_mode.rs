@@ -101,7 +101,12 @@ pub(crate) fn auth_name(a: AuthAlgorithm) -> &'static str {
     }
 }
 
-fn write_transform(w: &mut Writer<'_>, num: u8, last: bool, t: &P2Transform) -> Result<(), super::wire::NoRoom> {
+fn write_transform(
+    w: &mut Writer<'_>,
+    num: u8,
+    last: bool,
+    t: &P2Transform,
+) -> Result<(), super::wire::NoRoom> {
     let ts = w.pos();
     w.u8(if last { 0 } else { PayloadType::TRANSFORM.0 })?;
     w.u8(0)?;
@@ -185,23 +190,49 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
     Some(m)
 }
 
-fn protocol_choice(p: &Proposal<'_>, ours: &[P2Transform]) -> Option<(Transform<'static>, Matched)> {
+fn protocol_choice(
+    p: &Proposal<'_>,
+    ours: &[P2Transform],
+) -> Option<(Transform<'static>, Matched)> {
     let _ = (p, ours);
     None
 }
 
 impl Engine {
-    pub(crate) fn start_quick_mode(&mut self, now: Time, sa: Handle, name: &str) -> Result<(), String> {
-        let conn = self.policy.connection(name).ok_or("no such connection")?.clone();
+    pub(crate) fn start_quick_mode(
+        &mut self,
+        now: Time,
+        sa: Handle,
+        name: &str,
+    ) -> Result<(), String> {
+        let conn = self
+            .policy
+            .connection(name)
+            .ok_or("no such connection")?
+            .clone();
         let (icookie, rcookie, local, remote, hash, cipher, last, skeyid_a) = {
             let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
-            (s.icookie, s.rcookie, s.local, s.remote, s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone())
+            (
+                s.icookie,
+                s.rcookie,
+                s.local,
+                s.remote,
+                s.hash,
+                s.cipher,
+                s.last_block.clone(),
+                s.skeyid_a.clone(),
+            )
         };
         let msgid = loop {
             let mut b = [0u8; 4];
             self.rng.fill(&mut b);
             let m = u32::from_be_bytes(b);
-            if m != 0 && !self.exchanges.iter().any(|(_, x)| x.icookie == icookie && x.msgid == m) {
+            if m != 0
+                && !self
+                    .exchanges
+                    .iter()
+                    .any(|(_, x)| x.icookie == icookie && x.msgid == m)
+            {
                 break m;
             }
         };
@@ -273,7 +304,12 @@ impl Engine {
         let h1 = derive::qm_hash1(hash, skeyid_a.as_bytes(), msgid, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
         let clear = buf.clone();
-        x.iv = Self::encrypt(cipher, &self.isakmp_sas.get(sa).ok_or("gone")?.ka, &x.iv, &mut buf)?;
+        x.iv = Self::encrypt(
+            cipher,
+            &self.isakmp_sas.get(sa).ok_or("gone")?.ka,
+            &x.iv,
+            &mut buf,
+        )?;
         x.step = 1;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
         log::info!("quick mode {name} with {remote} started as initiator");
@@ -289,20 +325,28 @@ impl Engine {
         iv: &Key,
         data: &[u8],
     ) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
-        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+        let s = self
+            .isakmp_sas
+            .get(sa)
+            .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
         if data[19] & super::wire::FLAG_ENCRYPTION == 0 {
-            return Err(Drop::Silent("cleartext message where encryption is required".into()));
+            return Err(Drop::Silent(
+                "cleartext message where encryption is required".into(),
+            ));
         }
         let mut buf = data.to_vec();
         let next = Self::decrypt(s.cipher, &s.ka, iv, &mut buf)?;
         let (hash, trailing) = {
             let m = Self::parse(&buf, true)?;
-            let first = m
-                .payloads
-                .first()
-                .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "empty message".into()))?;
+            let first = m.payloads.first().ok_or(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "empty message".into(),
+            ))?;
             let Payload::Hash(hash) = first.payload else {
-                return Err(Drop::Notify(NotifyType::INVALID_HASH_INFORMATION, "first payload is not HASH".into()));
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_HASH_INFORMATION,
+                    "first payload is not HASH".into(),
+                ));
             };
             (hash.to_vec(), m.trailing.len())
         };
@@ -338,7 +382,9 @@ impl Engine {
                 let r = match (initiator, step) {
                     (true, 1) => self.qm_i2(now, h, data),
                     (false, 2) => self.qm_r3(now, h, data),
-                    _ => Err(Drop::Silent(format!("unexpected quick mode message at step {step}"))),
+                    _ => Err(Drop::Silent(format!(
+                        "unexpected quick mode message at step {step}"
+                    ))),
                 };
                 match &r {
                     Ok(()) => {
@@ -382,7 +428,13 @@ impl Engine {
     ) -> Result<(), Drop> {
         let (hash, cipher, last, skeyid_a, peer_name) = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone(), s.peer.clone())
+            (
+                s.hash,
+                s.cipher,
+                s.last_block.clone(),
+                s.skeyid_a.clone(),
+                s.peer.clone(),
+            )
         };
         let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
         let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
@@ -393,10 +445,16 @@ impl Engine {
         self.capture_msg(remote, local, &clear);
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload".into(),
+            ));
         };
         let Some(Payload::Nonce(ni)) = m.find(PayloadType::NONCE) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no NONCE payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no NONCE payload".into(),
+            ));
         };
         let ke = match m.find(PayloadType::KE) {
             Some(Payload::Ke(k)) => Some(k.to_vec()),
@@ -419,7 +477,10 @@ impl Engine {
             0 => (None, None),
             2 => (Some(ids[0].clone()), Some(ids[1].clone())),
             _ => {
-                return Err(Drop::Notify(NotifyType::INVALID_ID_INFORMATION, "quick mode needs two client IDs or none".into()))
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_ID_INFORMATION,
+                    "quick mode needs two client IDs or none".into(),
+                ))
             }
         };
         // The connection: same peer, and client IDs equal to its Remote-ID/Local-ID (or
@@ -433,8 +494,14 @@ impl Engine {
             .iter()
             .find(|c| {
                 c.peer.eq_ignore_ascii_case(&peer_name)
-                    && c.remote_id.as_ref().map_or_else(|| addr_id(remote), |i| i.body()) == want_ci
-                    && c.local_id.as_ref().map_or_else(|| addr_id(local), |i| i.body()) == want_cr
+                    && c.remote_id
+                        .as_ref()
+                        .map_or_else(|| addr_id(remote), |i| i.body())
+                        == want_ci
+                    && c.local_id
+                        .as_ref()
+                        .map_or_else(|| addr_id(local), |i| i.body())
+                        == want_cr
             })
             .cloned()
             .ok_or_else(|| {
@@ -449,7 +516,11 @@ impl Engine {
         let mut i = 0;
         while i < props.len() && chosen.is_none() {
             let num = props[i].number;
-            let group: Vec<Proposal<'_>> = props[i..].iter().take_while(|p| p.number == num).copied().collect();
+            let group: Vec<Proposal<'_>> = props[i..]
+                .iter()
+                .take_while(|p| p.number == num)
+                .copied()
+                .collect();
             i += group.len();
             for suite in &conn.suites {
                 if let Some(c) = accept_suite(suite, &group) {
@@ -467,14 +538,25 @@ impl Engine {
         let pfs_group = chosen.iter().find_map(|(_, _, m)| m.group);
         let pfs = match (pfs_group, &ke) {
             (Some(g), Some(k)) => {
-                let g = Group::from_ike(g).ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS group not supported".into()))?;
+                let g = Group::from_ike(g).ok_or(Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "PFS group not supported".into(),
+                ))?;
                 if k.len() != g.public_len() {
-                    return Err(Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, "KE length does not match the PFS group".into()));
+                    return Err(Drop::Notify(
+                        NotifyType::INVALID_KEY_INFORMATION,
+                        "KE length does not match the PFS group".into(),
+                    ));
                 }
                 Some(g)
             }
             (None, None) => None,
-            _ => return Err(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS group and KE payload disagree".into())),
+            _ => {
+                return Err(Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "PFS group and KE payload disagree".into(),
+                ))
+            }
         };
         let mut x = Exchange::new(Kind::Quick, false, local, remote);
         x.icookie = hd.icookie;
@@ -489,11 +571,22 @@ impl Engine {
         x.nr = self.random(NONCE_LEN);
         x.qm.idci = idci.clone();
         x.qm.idcr = idcr.clone();
-        x.qm.local_id = Some(OwnedId { ty: super::wire::IdType(want_cr[0]), protocol: want_cr[1], port: u16::from_be_bytes([want_cr[2], want_cr[3]]), data: want_cr[4..].to_vec() });
-        x.qm.remote_id = Some(OwnedId { ty: super::wire::IdType(want_ci[0]), protocol: want_ci[1], port: u16::from_be_bytes([want_ci[2], want_ci[3]]), data: want_ci[4..].to_vec() });
+        x.qm.local_id = Some(OwnedId {
+            ty: super::wire::IdType(want_cr[0]),
+            protocol: want_cr[1],
+            port: u16::from_be_bytes([want_cr[2], want_cr[3]]),
+            data: want_cr[4..].to_vec(),
+        });
+        x.qm.remote_id = Some(OwnedId {
+            ty: super::wire::IdType(want_ci[0]),
+            protocol: want_ci[1],
+            port: u16::from_be_bytes([want_ci[2], want_ci[3]]),
+            data: want_ci[4..].to_vec(),
+        });
         x.qm.pfs = pfs;
         if let (Some(g), Some(k)) = (pfs, &ke) {
-            let dh = DhPrivate::generate(g, &mut *self.rng).map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+            let dh = DhPrivate::generate(g, &mut *self.rng)
+                .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
             x.gxi = k.clone();
             x.gxr = dh.public_value().to_vec();
             x.dh = Some(dh);
@@ -503,7 +596,10 @@ impl Engine {
             let spi_in = self.new_spi();
             let mut spi_out = [0u8; 4];
             if p.spi.len() != 4 {
-                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes".into()));
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_SPI,
+                    "SPI is not 4 bytes".into(),
+                ));
             }
             spi_out.copy_from_slice(p.spi);
             x.qm.chosen.push(P2Choice {
@@ -516,7 +612,13 @@ impl Engine {
                 spi_in,
                 spi_out,
             });
-            raw.push((p.protocol, spi_in, t.number, t.id, t.attributes.raw().to_vec()));
+            raw.push((
+                p.protocol,
+                spi_in,
+                t.number,
+                t.id,
+                t.attributes.raw().to_vec(),
+            ));
         }
         let h = Header {
             icookie: x.icookie,
@@ -536,7 +638,11 @@ impl Engine {
                 w.u32(offer.situation)?;
                 for (i, (proto, spi, tnum, tid, attrs)) in raw.iter().enumerate() {
                     let ps = w.pos();
-                    w.u8(if i + 1 < raw.len() { PayloadType::PROPOSAL.0 } else { 0 })?;
+                    w.u8(if i + 1 < raw.len() {
+                        PayloadType::PROPOSAL.0
+                    } else {
+                        0
+                    })?;
                     w.u8(0)?;
                     w.u16(0)?;
                     w.u8(pnum)?;
@@ -572,12 +678,23 @@ impl Engine {
         let h2 = derive::qm_hash2(hash, skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h2.as_bytes());
         let clear = buf.clone();
-        let ka = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?.ka.clone();
+        let ka = self
+            .isakmp_sas
+            .get(sa)
+            .ok_or(Drop::Silent("gone".into()))?
+            .ka
+            .clone();
         x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
         x.step = 2;
         x.last_recv = data.to_vec();
-        let handle = self.exchanges.insert(x).ok_or(Drop::Silent("exchange table full".into()))?;
-        log::info!("quick mode {} with {remote} started as responder", conn.name);
+        let handle = self
+            .exchanges
+            .insert(x)
+            .ok_or(Drop::Silent("exchange table full".into()))?;
+        log::info!(
+            "quick mode {} with {remote} started as responder",
+            conn.name
+        );
         self.send_step_captured(now, handle, clear, buf, true);
         Ok(())
     }
@@ -586,54 +703,98 @@ impl Engine {
     fn qm_i2(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let (sa, iv, msgid) = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
-            (x.sa.ok_or(Drop::Silent("no SA".into()))?, x.iv.clone(), x.msgid)
+            (
+                x.sa.ok_or(Drop::Silent("no SA".into()))?,
+                x.iv.clone(),
+                x.msgid,
+            )
         };
         let (hash, cipher, skeyid_a, ka) = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            let s = self
+                .isakmp_sas
+                .get(sa)
+                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
             (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
         };
         let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
-        let ni = self.exchanges.get(h).map(|x| x.ni.clone()).unwrap_or_default();
+        let ni = self
+            .exchanges
+            .get(h)
+            .map(|x| x.ni.clone())
+            .unwrap_or_default();
         let want = derive::qm_hash2(hash, skeyid_a.as_bytes(), msgid, &ni, &clear[range]);
         if !same(want.as_bytes(), &got) {
             return Err(Drop::Silent("quick mode HASH(2) does not verify".into()));
         }
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Sa(sa_p)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload".into(),
+            ));
         };
         let Some(Payload::Nonce(nr)) = m.find(PayloadType::NONCE) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no NONCE payload".into()));
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no NONCE payload".into(),
+            ));
         };
         let ke = match m.find(PayloadType::KE) {
             Some(Payload::Ke(k)) => Some(k.to_vec()),
             _ => None,
         };
-        let conn_name = self.exchanges.get(h).and_then(|x| x.connection.clone()).unwrap_or_default();
-        let conn = self.policy.connection(&conn_name).cloned().ok_or(Drop::Silent("connection gone".into()))?;
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let conn_name = self
+            .exchanges
+            .get(h)
+            .and_then(|x| x.connection.clone())
+            .unwrap_or_default();
+        let conn = self
+            .policy
+            .connection(&conn_name)
+            .cloned()
+            .ok_or(Drop::Silent("connection gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let props: Vec<Proposal<'_>> = sa_p.proposals().collect();
-        let pnum = props.first().map(|p| p.number).ok_or(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "no proposal".into()))?;
+        let pnum = props.first().map(|p| p.number).ok_or(Drop::Notify(
+            NotifyType::BAD_PROPOSAL_SYNTAX,
+            "no proposal".into(),
+        ))?;
         if props.iter().any(|p| p.number != pnum) {
-            return Err(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "responder chose more than one proposal".into()));
+            return Err(Drop::Notify(
+                NotifyType::BAD_PROPOSAL_SYNTAX,
+                "responder chose more than one proposal".into(),
+            ));
         }
         let suite = conn
             .suites
             .get(usize::from(pnum).wrapping_sub(1))
-            .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "responder chose a proposal we did not offer".into()))?;
-        let chosen = accept_suite(suite, &props)
-            .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "responder chose transforms we did not offer".into()))?;
+            .ok_or(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "responder chose a proposal we did not offer".into(),
+            ))?;
+        let chosen = accept_suite(suite, &props).ok_or(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "responder chose transforms we did not offer".into(),
+        ))?;
         x.qm.chosen.clear();
         for (p, t, m) in &chosen {
-            let spi_in = x
-                .qm
-                .offered_spis
-                .iter()
-                .find(|(n, pr, _)| *n == pnum && *pr == p.protocol)
-                .map(|s| s.2)
-                .ok_or(Drop::Notify(NotifyType::INVALID_SPI, "no SPI offered for that protocol".into()))?;
+            let spi_in =
+                x.qm.offered_spis
+                    .iter()
+                    .find(|(n, pr, _)| *n == pnum && *pr == p.protocol)
+                    .map(|s| s.2)
+                    .ok_or(Drop::Notify(
+                        NotifyType::INVALID_SPI,
+                        "no SPI offered for that protocol".into(),
+                    ))?;
             if p.spi.len() != 4 {
-                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes".into()));
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_SPI,
+                    "SPI is not 4 bytes".into(),
+                ));
             }
             let mut spi_out = [0u8; 4];
             spi_out.copy_from_slice(p.spi);
@@ -649,7 +810,10 @@ impl Engine {
             });
         }
         if x.qm.pfs.is_some() != ke.is_some() {
-            return Err(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "PFS KE missing or unexpected".into()));
+            return Err(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "PFS KE missing or unexpected".into(),
+            ));
         }
         x.nr = nr.to_vec();
         if let Some(k) = ke {
@@ -659,7 +823,10 @@ impl Engine {
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &clear);
         // Message 3.
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let h3 = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &x.ni, &x.nr);
         let hd = Header {
             icookie: x.icookie,
@@ -690,10 +857,19 @@ impl Engine {
     fn qm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let (sa, iv, msgid, ni, nr) = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
-            (x.sa.ok_or(Drop::Silent("no SA".into()))?, x.iv.clone(), x.msgid, x.ni.clone(), x.nr.clone())
+            (
+                x.sa.ok_or(Drop::Silent("no SA".into()))?,
+                x.iv.clone(),
+                x.msgid,
+                x.ni.clone(),
+                x.nr.clone(),
+            )
         };
         let (hash, skeyid_a) = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            let s = self
+                .isakmp_sas
+                .get(sa)
+                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
             (s.hash, s.skeyid_a.clone())
         };
         let (clear, next_iv, _, got) = self.open_protected(sa, &iv, data)?;
@@ -701,7 +877,10 @@ impl Engine {
         if !same(want.as_bytes(), &got) {
             return Err(Drop::Silent("quick mode HASH(3) does not verify".into()));
         }
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         x.iv = next_iv;
         x.step = 3;
         x.last_sent.clear(); // nothing to resend for a duplicate of message 3
@@ -712,7 +891,10 @@ impl Engine {
 
     /// Both sides: KEYMAT, the SAs to the kernel, the log line, the exchange finished.
     fn phase2_done(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
         let sa = x.sa.ok_or(Drop::Silent("no SA".into()))?;
         let gxy: Option<SharedSecret> = match &x.dh {
             Some(dh) => {
@@ -724,18 +906,34 @@ impl Engine {
             None => None,
         };
         x.dh = None;
-        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+        let s = self
+            .isakmp_sas
+            .get(sa)
+            .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
         let hash: HashAlg = s.hash;
         let name = x.connection.clone().unwrap_or_default();
         let mut made = Vec::new();
         for c in &x.qm.chosen {
-            let el = enc_key_len(c.protocol, c.transform, c.key_bits)
-                .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "transform not supported".into()))?;
-            let al = auth_key_len(c.protocol, c.transform, c.auth)
-                .ok_or(Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "authentication algorithm not supported".into()))?;
+            let el = enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "transform not supported".into(),
+            ))?;
+            let al = auth_key_len(c.protocol, c.transform, c.auth).ok_or(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "authentication algorithm not supported".into(),
+            ))?;
             let g = gxy.as_ref().map(|g| g.as_bytes());
             let km = |spi: &[u8; 4]| {
-                derive::keymat(hash, s.skeyid_d.as_bytes(), g, c.protocol.0, spi, &x.ni, &x.nr, el + al)
+                derive::keymat(
+                    hash,
+                    s.skeyid_d.as_bytes(),
+                    g,
+                    c.protocol.0,
+                    spi,
+                    &x.ni,
+                    &x.nr,
+                    el + al,
+                )
             };
             let (kin, kout) = (km(&c.spi_in), km(&c.spi_out));
             let (Some(kin), Some(kout)) = (kin, kout) else {
@@ -760,8 +958,16 @@ impl Engine {
                 keymat_out: kout,
                 enc_key_len: el,
                 auth_key_len: al,
-                local_id: x.qm.local_id.clone().unwrap_or_else(|| OwnedId::address(x.local.ip())),
-                remote_id: x.qm.remote_id.clone().unwrap_or_else(|| OwnedId::address(x.remote.ip())),
+                local_id: x
+                    .qm
+                    .local_id
+                    .clone()
+                    .unwrap_or_else(|| OwnedId::address(x.local.ip())),
+                remote_id: x
+                    .qm
+                    .remote_id
+                    .clone()
+                    .unwrap_or_else(|| OwnedId::address(x.remote.ip())),
                 established: now,
                 lifetime: c.lifetime,
                 hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
@@ -806,7 +1012,11 @@ impl Engine {
 }
 
 /// The SA body of a Quick Mode offer: one proposal number per suite.
-fn write_offer(w: &mut Writer<'_>, suites: &[Suite], spis: &[(u8, ProtocolId, [u8; 4])]) -> Result<(), super::wire::NoRoom> {
+fn write_offer(
+    w: &mut Writer<'_>,
+    suites: &[Suite],
+    spis: &[(u8, ProtocolId, [u8; 4])],
+) -> Result<(), super::wire::NoRoom> {
     w.u32(super::wire::Doi::IPSEC.0)?;
     w.u32(super::wire::SIT_IDENTITY_ONLY)?;
     let total: usize = suites.iter().map(|s| s.protocols.len()).sum();
@@ -819,7 +1029,11 @@ fn write_offer(w: &mut Writer<'_>, suites: &[Suite], spis: &[(u8, ProtocolId, [u
                 .find(|(n, pr, _)| *n == i as u8 + 1 && *pr == p.protocol)
                 .map_or([0; 4], |s| s.2);
             let ps = w.pos();
-            w.u8(if k < total { PayloadType::PROPOSAL.0 } else { 0 })?;
+            w.u8(if k < total {
+                PayloadType::PROPOSAL.0
+            } else {
+                0
+            })?;
             w.u8(0)?;
             w.u16(0)?;
             w.u8(i as u8 + 1)?;
@@ -839,7 +1053,10 @@ fn write_offer(w: &mut Writer<'_>, suites: &[Suite], spis: &[(u8, ProtocolId, [u
 
 /// Does `suite` accept this group of proposal payloads (same protocols in order, one
 /// acceptable transform each)?
-fn accept_suite<'a>(suite: &Suite, group: &[Proposal<'a>]) -> Option<Vec<(Proposal<'a>, Transform<'a>, Matched)>> {
+fn accept_suite<'a>(
+    suite: &Suite,
+    group: &[Proposal<'a>],
+) -> Option<Vec<(Proposal<'a>, Transform<'a>, Matched)>> {
     if suite.protocols.len() != group.len() {
         return None;
     }
@@ -848,9 +1065,12 @@ fn accept_suite<'a>(suite: &Suite, group: &[Proposal<'a>]) -> Option<Vec<(Propos
         if ours.protocol != p.protocol {
             return None;
         }
-        let found = p
-            .transforms()
-            .find_map(|t| ours.transforms.iter().find_map(|o| match_p2(o, &t)).map(|m| (t, m)))?;
+        let found = p.transforms().find_map(|t| {
+            ours.transforms
+                .iter()
+                .find_map(|o| match_p2(o, &t))
+                .map(|m| (t, m))
+        })?;
         out.push((*p, found.0, found.1));
     }
     let _ = protocol_choice;

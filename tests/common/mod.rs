@@ -81,10 +81,16 @@ const WRAP: &str = r#"mount --bind "$1" "$2" && ip link set lo up && shift 2 && 
 
 /// Starts `isakmpd -d` on `conf_text` (written with mode 0600) with extra flags.
 pub fn start(name: &str, conf_text: &str, extra: &[&str]) -> Daemon {
+    start_in(name, conf_text, extra, None)
+}
+
+/// Like [`start`], but in the existing network namespace `netns` (only the mount
+/// namespace is private then), for tests where daemons talk to each other.
+pub fn start_in(name: &str, conf_text: &str, extra: &[&str], netns: Option<&str>) -> Daemon {
     require_root();
     let scratch = Scratch::new(name);
     let conf = scratch.write("isakmpd.conf", conf_text, 0o600);
-    let (child, log) = spawn(&scratch, &conf, extra);
+    let (child, log) = spawn_in(&scratch, &conf, extra, netns);
     let pid = child.id() as i32;
     let d = Daemon {
         child: Some(child),
@@ -105,19 +111,31 @@ pub fn start(name: &str, conf_text: &str, extra: &[&str]) -> Daemon {
 }
 
 pub fn spawn(scratch: &Scratch, conf: &Path, extra: &[&str]) -> (Child, PathBuf) {
+    spawn_in(scratch, conf, extra, None)
+}
+
+pub fn spawn_in(
+    scratch: &Scratch,
+    conf: &Path,
+    extra: &[&str],
+    netns: Option<&str>,
+) -> (Child, PathBuf) {
     let log = scratch.dir.join("daemon.log");
     let logf = fs::File::create(&log).unwrap();
-    let child = Command::new("unshare")
-        .args([
-            "-m",
-            "-n",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            WRAP,
-            "sh",
-        ])
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "unshare", "-m"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "-n"]);
+            c
+        }
+    };
+    let child = cmd
+        .args(["--propagation", "private", "sh", "-c", WRAP, "sh"])
         .arg(scratch.dir.join("run"))
         .arg(real_run())
         .arg(BIN)

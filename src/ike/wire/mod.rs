@@ -28,8 +28,8 @@ use std::fmt;
 pub use attr::{Attribute, Attributes};
 pub use consts::*;
 pub use header::Header;
-pub use id::{IdPayload, Identity};
 pub use header::HEADER_LEN;
+pub use id::{IdPayload, Identity};
 pub use payload::{Message, MessageBuilder, Payload, PayloadEntry};
 pub use sa::{Proposal, SaPayload, Transform};
 
