@@ -8,44 +8,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{start_in, Daemon};
-
-/// A veth pair between two namespaces made for one test, removed on drop.
-struct Link {
-    a: String,
-    b: String,
-}
-
-impl Link {
-    fn new(tag: &str) -> Link {
-        let a = format!("isk{}{tag}a", std::process::id() % 100000);
-        let b = format!("isk{}{tag}b", std::process::id() % 100000);
-        let sh = |args: &str| {
-            let st = Command::new("sh").arg("-c").arg(args).status().unwrap();
-            assert!(st.success(), "{args}");
-        };
-        for n in [&a, &b] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", n])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        sh(&format!("ip netns add {a} && ip netns add {b}"));
-        sh(&format!(
-            "ip link add va netns {a} type veth peer name vb netns {b}"
-        ));
-        sh(&format!("ip -n {a} addr add 192.0.2.1/24 dev va && ip -n {a} link set va up && ip -n {a} link set lo up"));
-        sh(&format!("ip -n {b} addr add 192.0.2.2/24 dev vb && ip -n {b} link set vb up && ip -n {b} link set lo up"));
-        Link { a, b }
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
-    }
-}
+use common::{start_in, Daemon, Link};
 
 fn conf(me: &str, peer: &str, lnet: &str, rnet: &str, connections: &str) -> String {
     format!(

@@ -282,3 +282,40 @@ pub fn run_once(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A veth pair between two namespaces made for one test, removed on drop.
+pub struct Link {
+    pub a: String,
+    pub b: String,
+}
+
+impl Link {
+    pub fn new(tag: &str) -> Link {
+        let a = format!("isk{}{tag}a", std::process::id() % 100000);
+        let b = format!("isk{}{tag}b", std::process::id() % 100000);
+        let sh = |args: &str| {
+            let st = Command::new("sh").arg("-c").arg(args).status().unwrap();
+            assert!(st.success(), "{args}");
+        };
+        for n in [&a, &b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", n])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        sh(&format!("ip netns add {a} && ip netns add {b}"));
+        sh(&format!(
+            "ip link add v{tag}a netns {a} type veth peer name v{tag}b netns {b}"
+        ));
+        sh(&format!("ip -n {a} addr add 192.0.2.1/24 dev v{tag}a && ip -n {a} link set v{tag}a up && ip -n {a} link set lo up"));
+        sh(&format!("ip -n {b} addr add 192.0.2.2/24 dev v{tag}b && ip -n {b} link set v{tag}b up && ip -n {b} link set lo up"));
+        Link { a, b }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+    }
+}

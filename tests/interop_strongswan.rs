@@ -1,0 +1,317 @@
+//! Interop with strongSwan 5.9 (Debian's charon) in network namespaces: our daemon as
+//! initiator and as responder, Main Mode with a pre-shared key, Quick Mode with and
+//! without PFS, MODP2048 and ECP256, AES-CBC with SHA2; deletes both ways.
+//!
+//! This host kernel has no ESP, so charon runs its userspace ESP (kernel-libipsec). That
+//! backend insists on UDP encapsulation, which needs NAT-T (not in this build yet): charon
+//! completes every exchange, computes its keys and then fails to *install* the CHILD_SA
+//! ("failed to create SAD entry"), after which it deletes it. The tests therefore check the
+//! negotiation itself: both phase 1 SAs up, charon selecting our proposal, accepting our
+//! HASH(1..3), and agreeing on the SPIs, and both sides honouring each other's DELETEs.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{start_in, Daemon, Link, Scratch};
+
+const CHARON: &str = "/usr/lib/ipsec/charon";
+const PSK: &str = "interop-test-psk-0123";
+
+struct Charon {
+    dir: PathBuf,
+    child: Child,
+    _scratch: Scratch,
+}
+
+impl Charon {
+    /// charon in `netns` as 192.0.2.2, peer 192.0.2.1.
+    fn start(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
+        assert!(
+            Path::new(CHARON).exists(),
+            "strongSwan is not installed (scripts/setup.sh installs it)"
+        );
+        let scratch = Scratch::new(name);
+        let dir = scratch.dir.clone();
+        fs::create_dir_all(dir.join("swanctl")).unwrap();
+        fs::write(
+            dir.join("strongswan.conf"),
+            format!(
+                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
+                 install_virtual_ip = no\n retransmit_tries = 2\n \
+                 filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
+                 plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("swanctl/swanctl.conf"),
+            format!(
+                "connections {{\n v1 {{\n  version = 1\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = 0\n  \
+                 local {{\n   auth = psk\n   id = 192.0.2.2\n  }}\n  remote {{\n   auth = psk\n   id = 192.0.2.1\n  }}\n  \
+                 children {{\n   net {{\n    mode = tunnel\n    esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
+                 secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        fs::create_dir_all(dir.join("run")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "mount --bind {}/run /run && exec {CHARON}",
+                dir.display()
+            ))
+            .env("STRONGSWAN_CONF", dir.join("strongswan.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = Charon {
+            dir,
+            child,
+            _scratch: scratch,
+        };
+        let t0 = Instant::now();
+        while !c.dir.join("charon.vici").exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "charon did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = c.swanctl(&["--load-all", "--noprompt"]);
+        assert!(out.contains("loaded connection 'v1'"), "{out}");
+        c
+    }
+
+    fn swanctl(&self, args: &[&str]) -> String {
+        let out = Command::new("swanctl")
+            .arg(args[0])
+            .arg("--uri")
+            .arg(format!("unix://{}/charon.vici", self.dir.display()))
+            .args(&args[1..])
+            .env("SWANCTL_DIR", self.dir.join("swanctl"))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    fn wait_log(&self, what: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let l = self.log();
+            if l.contains(what) {
+                return l;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "charon never logged {what:?}:\n{l}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Charon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn our_conf(active: bool, mm: &str, qm: &str) -> String {
+    format!(
+        "[General]\nRetransmits=2\nExchange-max-time=30\nCheck-interval=3600\n\
+[Phase 1]\n192.0.2.2=peer\n\
+[Phase 2]\n{}=tun\n\
+[peer]\nPhase=1\nAddress=192.0.2.2\nConfiguration=mm\nAuthentication={PSK}\n\
+[mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms={mm}\n\
+[tun]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=l\nRemote-ID=r\n\
+[qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
+[l]\nID-type=IPV4_ADDR_SUBNET\nNetwork=198.51.100.0\nNetmask=255.255.255.0\n\
+[r]\nID-type=IPV4_ADDR_SUBNET\nNetwork=203.0.113.0\nNetmask=255.255.255.0\n",
+        if active {
+            "Connections"
+        } else {
+            "Passive-connections"
+        }
+    )
+}
+
+fn sas(d: &Daemon) -> String {
+    let res = d.run_file("isakmpd.result");
+    let _ = fs::remove_file(&res);
+    d.fifo_sync("S\n");
+    fs::read_to_string(res).unwrap_or_default()
+}
+
+fn wait_log(d: &Daemon, what: &str) {
+    d.wait_for(|| d.log().contains(what), what);
+}
+
+fn tshark_clean(pcap: &Path) {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "isakmp.exchangetype",
+            "-e",
+            "_ws.malformed",
+        ])
+        .output()
+        .expect("tshark (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().count() >= 9, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.split('\t').nth(1).map_or(true, str::is_empty)),
+        "malformed: {text}"
+    );
+}
+
+#[test]
+fn we_initiate_main_and_quick_mode_with_pfs() {
+    let link = Link::new("si");
+    let charon = Charon::start(
+        "swan-r",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256-modp2048",
+    );
+    let ours = start_in(
+        "swan-i",
+        &our_conf(
+            true,
+            "AES-256-SHA2-256-GRP14",
+            "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE",
+        ),
+        &["-L"],
+        Some(&link.a),
+    );
+    wait_log(&ours, "quick mode done (as initiator)");
+    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    assert!(
+        log.contains(
+            "IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1[192.0.2.1]"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "selected proposal: IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("selected proposal: ESP:AES_CBC_128/HMAC_SHA2_256_128/MODP_2048"),
+        "{log}"
+    );
+    assert!(
+        log.contains("parsed QUICK_MODE request") && log.contains("[ HASH ]"),
+        "charon took our HASH(3): {log}"
+    );
+    // charon's inbound SPI is our outbound one and the other way round.
+    let ol = ours.log();
+    let up = ol
+        .lines()
+        .find(|l| l.contains("phase 2 SA tun up:"))
+        .expect("phase 2 up line");
+    let words: Vec<&str> = up.split_whitespace().collect();
+    let at = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let (spi_in, spi_out) = (at("in"), at("out"));
+    assert!(
+        log.contains(&format!("SPI 0x{spi_out}, src 192.0.2.1 dst 192.0.2.2")),
+        "SPI {spi_out} not in\n{log}"
+    );
+    assert!(
+        log.contains(&format!("SPI 0x{spi_in}, src 192.0.2.2 dst 192.0.2.1")),
+        "SPI {spi_in} not in\n{log}"
+    );
+    // charon cannot install the SA here and deletes it; we must honour its DELETE.
+    charon.wait_log("sending DELETE for ESP CHILD_SA");
+    ours.wait_for(
+        || !sas(&ours).contains("Phase 2"),
+        "phase 2 SA deleted by the peer's DELETE",
+    );
+    assert!(sas(&ours).contains("(Phase 1/Initiator)"));
+    // Phase 1 DELETE from us.
+    ours.fifo("t main 192.0.2.2\n");
+    charon.wait_log("received DELETE for IKE_SA v1[1]");
+    ours.fifo("p off\n");
+    std::thread::sleep(Duration::from_millis(300));
+    tshark_clean(&ours.run_file("isakmpd.pcap"));
+}
+
+#[test]
+fn strongswan_initiates_ecp256_without_pfs() {
+    let link = Link::new("sr");
+    let charon = Charon::start("swan-i2", &link.b, "aes128-sha256-ecp256", "aes256-sha256");
+    let ours = start_in(
+        "swan-r2",
+        &our_conf(
+            false,
+            "AES-128-SHA2-256-GRP19",
+            "QM-ESP-AES-256-SHA2-256-SUITE",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    let out = charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "10",
+    ]);
+    wait_log(&ours, "phase 1 done (as responder)");
+    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    assert!(log.contains("IKE_SA v1[1] established"), "{log}\n{out}");
+    assert!(
+        log.contains("selected proposal: ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ"),
+        "charon took our HASH(2) and choice: {log}"
+    );
+    assert!(sas(&ours).contains("(Phase 1/Responder)"));
+    // strongSwan deletes its IKE_SA: ours goes too.
+    charon.swanctl(&["--terminate", "--ike", "v1", "--timeout", "5"]);
+    ours.wait_for(
+        || !sas(&ours).contains("Phase 1"),
+        "phase 1 SA deleted by the peer's DELETE",
+    );
+    assert!(ours.log().contains("deletes phase 1 SA"), "{}", ours.log());
+}
