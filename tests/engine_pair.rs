@@ -14,6 +14,10 @@ const WEST: &str = "192.0.2.1";
 const EAST: &str = "192.0.2.2";
 
 fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Conf {
+    conf_x(me, peer, psk, active, mm, qm, "ID_PROT")
+}
+
+fn conf_x(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str, exch: &str) -> Conf {
     let (lnet, rnet) = if me == WEST {
         ("198.51.100.0", "203.0.113.0")
     } else {
@@ -24,7 +28,7 @@ fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Co
          [Phase 1]\n{peer}=peer\n\
          [Phase 2]\n{}=conn\n\
          [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication={psk}\n\
-         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms={mm}\n\
+         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE={exch}\nTransforms={mm}\n\
          [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=lnet\nRemote-ID=rnet\n\
          [qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
          [lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
@@ -374,4 +378,68 @@ fn seeded_runs_repeat_packet_for_packet() {
     let a = run();
     assert!(a.len() >= 9, "captured {} messages", a.len());
     assert_eq!(a, run());
+}
+
+#[test]
+fn aggressive_mode_psk_with_loss_and_wrong_key() {
+    isakmpd::ike::crypto::init();
+    let mk = |psk_e: &str, seed: u64| {
+        let w = node(
+            WEST,
+            &conf_x(
+                WEST,
+                EAST,
+                "am-key",
+                true,
+                "AES-SHA2-256-GRP14,3DES-SHA-GRP14",
+                "QM-ESP-AES-SHA-PFS-GRP14-SUITE",
+                "AGGRESSIVE",
+            ),
+            seed,
+        );
+        let e = node(
+            EAST,
+            &conf_x(
+                EAST,
+                WEST,
+                psk_e,
+                false,
+                "3DES-SHA-GRP14",
+                "QM-ESP-AES-SHA-PFS-GRP14-SUITE",
+                "AGGRESSIVE",
+            ),
+            seed + 1,
+        );
+        (w, e)
+    };
+    for target in 0..=6usize {
+        for what in [Fate::Drop, Fate::Duplicate, Fate::Delay] {
+            let (mut w, mut e) = mk("am-key", 10);
+            w.e.start_connections(Time(0));
+            drive(&mut w, &mut e, Time(0), 100, &mut |n| {
+                if n == target {
+                    what
+                } else {
+                    Fate::Deliver
+                }
+            });
+            eprintln!(
+                "am target {target}: w {} e {}",
+                w.e.ipsec_sas().count(),
+                e.e.ipsec_sas().count()
+            );
+            check_matching(&w.e, &e.e);
+            let s = w.e.isakmp_sas().next().unwrap();
+            assert_eq!(
+                s.cipher.name(),
+                e.e.isakmp_sas().next().unwrap().cipher.name()
+            );
+        }
+    }
+    let (mut w, mut e) = mk("other-key", 20);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.isakmp_sas().count(), 0, "initiator rejects HASH_R");
+    assert_eq!(e.e.isakmp_sas().count(), 0, "responder never sees HASH_I");
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
 }

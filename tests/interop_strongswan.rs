@@ -30,6 +30,10 @@ struct Charon {
 impl Charon {
     /// charon in `netns` as 192.0.2.2, peer 192.0.2.1.
     fn start(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
+        Charon::start_x(name, netns, ike, esp, false)
+    }
+
+    fn start_x(name: &str, netns: &str, ike: &str, esp: &str, aggressive: bool) -> Charon {
         assert!(
             Path::new(CHARON).exists(),
             "strongSwan is not installed (scripts/setup.sh installs it)"
@@ -41,7 +45,7 @@ impl Charon {
             dir.join("strongswan.conf"),
             format!(
                 "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
-                 install_virtual_ip = no\n retransmit_tries = 2\n \
+                 install_virtual_ip = no\n retransmit_tries = 2\n i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n \
                  filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
                  plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
                 d = dir.display()
@@ -51,10 +55,11 @@ impl Charon {
         fs::write(
             dir.join("swanctl/swanctl.conf"),
             format!(
-                "connections {{\n v1 {{\n  version = 1\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = 0\n  \
+                "connections {{\n v1 {{\n  version = 1\n  aggressive = {agg}\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = 0\n  \
                  local {{\n   auth = psk\n   id = 192.0.2.2\n  }}\n  remote {{\n   auth = psk\n   id = 192.0.2.1\n  }}\n  \
                  children {{\n   net {{\n    mode = tunnel\n    esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
-                 secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n"
+                 secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n",
+                agg = if aggressive { "yes" } else { "no" }
             ),
         )
         .unwrap();
@@ -151,12 +156,16 @@ impl Drop for Charon {
 }
 
 fn our_conf(active: bool, mm: &str, qm: &str) -> String {
+    our_conf_x(active, mm, qm, "ID_PROT")
+}
+
+fn our_conf_x(active: bool, mm: &str, qm: &str, exch: &str) -> String {
     format!(
         "[General]\nRetransmits=2\nExchange-max-time=30\nCheck-interval=3600\n\
 [Phase 1]\n192.0.2.2=peer\n\
 [Phase 2]\n{}=tun\n\
 [peer]\nPhase=1\nAddress=192.0.2.2\nConfiguration=mm\nAuthentication={PSK}\n\
-[mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms={mm}\n\
+[mm]\nEXCHANGE_TYPE={exch}\nTransforms={mm}\n\
 [tun]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=l\nRemote-ID=r\n\
 [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
 [l]\nID-type=IPV4_ADDR_SUBNET\nNetwork=198.51.100.0\nNetmask=255.255.255.0\n\
@@ -313,4 +322,71 @@ fn strongswan_initiates_ecp256_without_pfs() {
         "phase 1 SA deleted by the peer's DELETE",
     );
     assert!(ours.log().contains("deletes phase 1 SA"), "{}", ours.log());
+}
+
+#[test]
+fn aggressive_mode_both_ways() {
+    // We initiate.
+    let link = Link::new("sa");
+    let charon = Charon::start_x(
+        "swan-ar",
+        &link.b,
+        "aes128-sha1-modp2048",
+        "aes128-sha1",
+        true,
+    );
+    let ours = start_in(
+        "swan-ai",
+        &our_conf_x(
+            true,
+            "AES-128-SHA-GRP14",
+            "QM-ESP-AES-128-SHA-SUITE",
+            "AGGRESSIVE",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    wait_log(&ours, "quick mode done (as initiator)");
+    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID ]"),
+        "{log}"
+    );
+    assert!(log.contains("IKE_SA v1[1] established"), "{log}");
+    drop(ours);
+    drop(charon);
+    drop(link);
+    // strongSwan initiates.
+    let link = Link::new("sb");
+    let charon = Charon::start_x(
+        "swan-ai2",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+        true,
+    );
+    let ours = start_in(
+        "swan-ar2",
+        &our_conf_x(
+            false,
+            "AES-256-SHA2-256-GRP14",
+            "QM-ESP-AES-128-SHA2-256-SUITE",
+            "AGGRESSIVE",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "10",
+    ]);
+    wait_log(&ours, "phase 1 done (as responder)");
+    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    assert!(log.contains("parsed AGGRESSIVE response 0"), "{log}");
+    assert!(sas(&ours).contains("(Phase 1/Responder)"));
 }

@@ -23,6 +23,7 @@ pub const LINGER_SECS: u64 = 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Main,
+    Aggressive,
     Quick,
 }
 
@@ -158,6 +159,7 @@ impl Exchange {
             "{} {}{} {:08x}",
             match self.kind {
                 Kind::Main => "main mode",
+                Kind::Aggressive => "aggressive mode",
                 Kind::Quick => "quick mode",
             },
             super::sa::hex(&self.icookie),

@@ -121,7 +121,7 @@ impl Engine {
                     log::warn!("peer {remote} says {} (unprotected)", n.ty);
                     if n.ty.0 < 8192 {
                         if let Some(h) = self.exchanges.find(|x| {
-                            x.kind == Kind::Main
+                            x.kind != Kind::Quick
                                 && !x.done
                                 && x.icookie == hd.icookie
                                 && (x.rcookie == hd.rcookie || x.rcookie == [0; 8])

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{derive, CipherAlg, DhPrivate, Group, HashAlg, Key};
+use super::crypto::{derive, CipherAlg, DhPrivate, Group, HashAlg};
 use super::exchange::{retransmit_delay_secs, Exchange, Kind, P1Choice};
 use super::policy::{OwnedId, P1Transform, Peer};
 use super::sa::{hex, Handle, IsakmpSa};
@@ -43,7 +43,7 @@ pub(crate) fn attr(w: &mut Writer<'_>, ty: u16, v: u64) -> Result<(), wire::NoRo
 }
 
 /// The SA body of an offer (DOI, situation, one ISAKMP proposal with our transforms).
-fn offer_body(peer: &Peer) -> Result<Vec<u8>, wire::NoRoom> {
+pub(crate) fn offer_body(peer: &Peer) -> Result<Vec<u8>, wire::NoRoom> {
     let mut buf = vec![0u8; 4096];
     let mut w = Writer::new(&mut buf);
     w.u32(Doi::IPSEC.0)?;
@@ -94,7 +94,7 @@ fn offer_body(peer: &Peer) -> Result<Vec<u8>, wire::NoRoom> {
 }
 
 /// Does one of our transforms accept the offered one? Returns the choice.
-fn accept_transform(ours: &[P1Transform], t: &Transform<'_>) -> Option<P1Choice> {
+pub(crate) fn accept_transform(ours: &[P1Transform], t: &Transform<'_>) -> Option<P1Choice> {
     if t.id != KEY_IKE {
         return None;
     }
@@ -181,7 +181,7 @@ pub(crate) fn sa_body(sa: &SaPayload<'_>) -> Vec<u8> {
     b
 }
 
-fn header(x: &Exchange, exchange: ExchangeType) -> Header {
+pub(crate) fn header(x: &Exchange, exchange: ExchangeType) -> Header {
     Header {
         icookie: x.icookie,
         rcookie: x.rcookie,
@@ -224,7 +224,7 @@ impl Engine {
         if self
             .exchanges
             .iter()
-            .any(|(_, x)| !x.done && x.kind == Kind::Main && x.peer == peer.name)
+            .any(|(_, x)| !x.done && x.kind != Kind::Quick && x.peer == peer.name)
         {
             return Ok(()); // phase 1 in progress; the connection starts when it is done
         }
@@ -238,8 +238,8 @@ impl Engine {
         remote: SocketAddr,
         connection: Option<String>,
     ) -> Result<(), String> {
-        if peer.exchange != ExchangeType::ID_PROT {
-            return Err("only Main Mode (ID_PROT) can be initiated in this build".into());
+        if peer.exchange == ExchangeType::AGGRESSIVE {
+            return self.start_aggressive(now, peer, remote, connection);
         }
         let local = self.our_addr(peer, remote);
         let mut x = Exchange::new(Kind::Main, true, local, remote);
@@ -269,7 +269,7 @@ impl Engine {
 
     /// Sends a cleartext or already-encrypted message of an exchange, remembering it for
     /// retransmission. `clear` is the capture copy when the message went out encrypted.
-    fn send_step(&mut self, now: Time, h: Handle, msg: Vec<u8>, retransmit: bool) {
+    pub(crate) fn send_step(&mut self, now: Time, h: Handle, msg: Vec<u8>, retransmit: bool) {
         self.send_step_captured(now, h, msg.clone(), msg, retransmit);
     }
 
@@ -579,7 +579,7 @@ impl Engine {
     }
 
     /// KE and nonce of message 3 or 4.
-    fn ke_nonce(&self, data: &[u8], group: Group) -> Result<(Vec<u8>, Vec<u8>), Drop> {
+    pub(crate) fn ke_nonce(&self, data: &[u8], group: Group) -> Result<(Vec<u8>, Vec<u8>), Drop> {
         let m = Self::parse(data, false)?;
         let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
             return Err(Drop::Notify(
@@ -609,7 +609,7 @@ impl Engine {
     }
 
     /// Computes g^xy, SKEYID and its children, Ka and the first IV.
-    fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
+    pub(crate) fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
         let x = self
             .exchanges
             .get_mut(h)
@@ -690,7 +690,7 @@ impl Engine {
         Ok(())
     }
 
-    fn our_id(&self, x: &Exchange) -> Vec<u8> {
+    pub(crate) fn our_id(&self, x: &Exchange) -> Vec<u8> {
         self.policy
             .peer(&x.peer)
             .and_then(|p| p.id.clone())
@@ -910,7 +910,13 @@ impl Engine {
         Ok(())
     }
 
-    fn phase1_done(&mut self, now: Time, h: Handle, peer_id: Vec<u8>, initial_contact: bool) {
+    pub(crate) fn phase1_done(
+        &mut self,
+        now: Time,
+        h: Handle,
+        peer_id: Vec<u8>,
+        initial_contact: bool,
+    ) {
         let Some(x) = self.exchanges.get(h) else {
             return;
         };
@@ -1024,6 +1030,3 @@ impl Engine {
         }
     }
 }
-
-/// Names for the log.
-pub(crate) fn _unused(_: Key) {}

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aggressive;
 pub mod crypto;
 pub mod exchange;
 mod informational;
@@ -280,6 +281,9 @@ impl Engine {
         let local = self.local_for(local, remote);
         let r = match header.exchange {
             wire::ExchangeType::ID_PROT => self.main_mode_input(now, local, remote, &header, data),
+            wire::ExchangeType::AGGRESSIVE => {
+                self.aggressive_input(now, local, remote, &header, data)
+            }
             wire::ExchangeType::QUICK_MODE => {
                 self.quick_mode_input(now, local, remote, &header, data)
             }
@@ -295,7 +299,10 @@ impl Engine {
                 Drop::Silent(why) => self.drop_msg(remote, &why),
                 Drop::Notify(n, why) => {
                     self.drop_msg(remote, &why);
-                    if header.rcookie != [0; 8] || header.exchange == wire::ExchangeType::ID_PROT {
+                    if header.rcookie != [0; 8]
+                        || header.exchange == wire::ExchangeType::ID_PROT
+                        || header.exchange == wire::ExchangeType::AGGRESSIVE
+                    {
                         self.notify_unprotected(local, remote, &header, n);
                     }
                 }

@@ -1,0 +1,515 @@
+//! Aggressive Mode with pre-shared keys (RFC 2409 §5, isakmpd ike_aggressive_mode.c):
+//!
+//! ```text
+//!  1 I>R  HDR, SA, KE, Ni, IDii
+//!  2 R>I  HDR, SA, KE, Nr, IDir, HASH_R
+//!  3 I>R  HDR*, HASH_I
+//! ```
+//!
+//! The KE goes out with the offer, so every offered transform must use the group of the
+//! first one, and the responder may only choose a transform of that group. Message 3 is
+//! sent encrypted (as isakmpd, strongSwan and most vendors do); a cleartext message 3, as
+//! the RFC's figure shows it, is accepted too.
+
+use std::net::SocketAddr;
+
+use super::crypto::{derive, DhPrivate, Group};
+use super::exchange::{Exchange, Kind};
+use super::main_mode::{accept_transform, header, offer_body, sa_body, same, NONCE_LEN};
+use super::policy::Peer;
+use super::sa::Handle;
+use super::wire::{
+    self, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
+};
+use super::{Drop, Engine};
+use crate::timer::Time;
+
+fn id_body(p: &Payload<'_>) -> Option<Vec<u8>> {
+    match p {
+        Payload::Id(id) => {
+            let mut b = vec![id.id_type.0, id.protocol];
+            b.extend_from_slice(&id.port.to_be_bytes());
+            b.extend_from_slice(id.data);
+            Some(b)
+        }
+        _ => None,
+    }
+}
+
+impl Engine {
+    pub(crate) fn start_aggressive(
+        &mut self,
+        now: Time,
+        peer: &Peer,
+        remote: SocketAddr,
+        connection: Option<String>,
+    ) -> Result<(), String> {
+        let first = peer.transforms.first().ok_or("no transforms")?;
+        let group = Group::from_ike(first.group).ok_or("group not supported")?;
+        if peer.transforms.iter().any(|t| t.group != first.group) {
+            return Err("aggressive mode: all Transforms must use the same group".into());
+        }
+        let local = self.our_addr(peer, remote);
+        let mut x = Exchange::new(Kind::Aggressive, true, local, remote);
+        x.icookie = self.new_cookie();
+        x.peer = peer.name.clone();
+        x.connection = connection;
+        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
+        x.sai_b = offer_body(peer).map_err(|_| "proposal too large")?;
+        let dh = DhPrivate::generate(group, &mut *self.rng).map_err(|e| e.to_string())?;
+        x.gxi = dh.public_value().to_vec();
+        x.dh = Some(dh);
+        x.ni = self.random(NONCE_LEN);
+        let id = self.our_id(&x);
+        let h = header(&x, ExchangeType::AGGRESSIVE);
+        let mut buf = vec![0u8; 8192];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &h)?;
+            b.payload(PayloadType::SA, |w| w.bytes(&x.sai_b))?;
+            b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
+            b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
+            b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+            b.finish()
+        })()
+        .map_err(|_| "message too large")?;
+        buf.truncate(n);
+        x.step = 1;
+        let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
+        log::info!(
+            "aggressive mode with {remote} ({}) started as initiator",
+            peer.name
+        );
+        self.send_step(now, handle, buf, true);
+        Ok(())
+    }
+
+    pub(crate) fn aggressive_input(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        if hd.msgid != 0 {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_MESSAGE_ID,
+                "aggressive mode message with a message ID".into(),
+            ));
+        }
+        match self.lookup_exchange(Kind::Aggressive, remote, hd, data) {
+            Some(Err(())) => Ok(()),
+            Some(Ok(h)) => {
+                let (initiator, step) = {
+                    let x = self
+                        .exchanges
+                        .get_mut(h)
+                        .ok_or(Drop::Silent("gone".into()))?;
+                    x.last_recv = data.to_vec();
+                    (x.initiator, x.step)
+                };
+                let r = match (initiator, step) {
+                    (true, 1) => self.am_i2(now, h, hd, data),
+                    (false, 2) => self.am_r3(now, h, data),
+                    _ => Err(Drop::Silent(format!(
+                        "unexpected aggressive mode message at step {step}"
+                    ))),
+                };
+                if let Err(Drop::Notify(n, why)) = &r {
+                    if *n != NotifyType::PAYLOAD_MALFORMED {
+                        log::warn!("aggressive mode with {remote}: {why}");
+                        self.stats.failed += 1;
+                        self.free_exchange(h);
+                    }
+                }
+                if r.is_err() {
+                    if let Some(x) = self.exchanges.get_mut(h) {
+                        x.last_recv.clear();
+                    }
+                }
+                r
+            }
+            None => {
+                if hd.rcookie != [0; 8] {
+                    return Err(Drop::Notify(
+                        NotifyType::INVALID_COOKIE,
+                        "aggressive mode message for no known exchange".into(),
+                    ));
+                }
+                self.am_r1(now, local, remote, hd, data)
+            }
+        }
+    }
+
+    /// Responder, message 1: choose, compute the keys, answer with message 2.
+    fn am_r1(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        let m = Self::parse(data, false)?;
+        let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload".into(),
+            ));
+        };
+        let (Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) =
+            (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
+        else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no KE or NONCE payload".into(),
+            ));
+        };
+        let idii = m
+            .find(PayloadType::ID)
+            .and_then(id_body)
+            .ok_or(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no ID payload".into(),
+            ))?;
+        if sa.doi != Doi::IPSEC {
+            return Err(Drop::Notify(
+                NotifyType::DOI_NOT_SUPPORTED,
+                "DOI is not IPSEC".into(),
+            ));
+        }
+        if ni.len() < 8 || ni.len() > 256 {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "nonce length outside 8-256".into(),
+            ));
+        }
+        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
+            Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!("no [Phase 1] peer for {}", remote.ip()),
+            )
+        })?;
+        if peer.psk.is_none() {
+            return Err(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!("[{}] has no Authentication (pre-shared key)", peer.name),
+            ));
+        }
+        let mut chosen = None;
+        'outer: for p in sa.proposals() {
+            if p.protocol != ProtocolId::ISAKMP {
+                continue;
+            }
+            for t in p.transforms() {
+                if let Some(c) = accept_transform(&peer.transforms, &t) {
+                    if c.group.public_len() == ke.len() {
+                        chosen = Some((p.number, t, c));
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        let Some((pnum, t, choice)) = chosen else {
+            return Err(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!(
+                    "no proposal chosen: no offered transform of the KE's group matches [{}]",
+                    peer.name
+                ),
+            ));
+        };
+        let dh = DhPrivate::generate(choice.group, &mut *self.rng)
+            .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+        let mut x = Exchange::new(Kind::Aggressive, false, local, remote);
+        x.icookie = hd.icookie;
+        x.rcookie = self.new_cookie();
+        x.peer = peer.name.clone();
+        x.p1 = Some(choice);
+        x.sai_b = sa_body(&sa);
+        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
+        x.last_recv = data.to_vec();
+        x.gxi = ke.to_vec();
+        x.ni = ni.to_vec();
+        x.gxr = dh.public_value().to_vec();
+        x.dh = Some(dh);
+        x.nr = self.random(NONCE_LEN);
+        x.qm.idci = Some(idii);
+        let handle = self
+            .exchanges
+            .insert(x)
+            .ok_or(Drop::Silent("exchange table full".into()))?;
+        if let Err(e) = self.phase1_keys(handle) {
+            self.free_exchange(handle);
+            return Err(e);
+        }
+        let x = self
+            .exchanges
+            .get(handle)
+            .ok_or(Drop::Silent("gone".into()))?;
+        let id = self.our_id(x);
+        let hash_r = derive::hash_r(
+            choice.hash,
+            x.skeyid.as_bytes(),
+            &x.gxi,
+            &x.gxr,
+            &x.icookie,
+            &x.rcookie,
+            &x.sai_b,
+            &id,
+        );
+        let h = header(x, ExchangeType::AGGRESSIVE);
+        let mut buf = vec![0u8; 8192];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &h)?;
+            b.payload(PayloadType::SA, |w| {
+                w.u32(Doi::IPSEC.0)?;
+                w.u32(wire::SIT_IDENTITY_ONLY)?;
+                let ps = w.pos();
+                w.u8(0)?;
+                w.u8(0)?;
+                w.u16(0)?;
+                w.u8(pnum)?;
+                w.u8(ProtocolId::ISAKMP.0)?;
+                w.u8(0)?;
+                w.u8(1)?;
+                w.u8(0)?;
+                w.u8(0)?;
+                w.u16((8 + t.attributes.raw().len()) as u16)?;
+                w.u8(t.number)?;
+                w.u8(t.id)?;
+                w.u16(0)?;
+                w.bytes(t.attributes.raw())?;
+                let len = (w.pos() - ps) as u16;
+                w.patch_u16(ps + 2, len)
+            })?;
+            b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
+            b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+            b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+            b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
+            b.finish()
+        })()
+        .map_err(|_| Drop::Silent("message 2 too large".into()))?;
+        buf.truncate(n);
+        if let Some(x) = self.exchanges.get_mut(handle) {
+            x.step = 2;
+            x.resend_on_dup = true;
+        }
+        self.capture_msg(remote, local, data);
+        log::info!(
+            "aggressive mode with {remote} ({}) started as responder",
+            peer.name
+        );
+        // Unlike Main Mode's message 2, this one is retransmitted: it is the only message
+        // that can make a lost message 3 be sent again, and the DH work is already done.
+        self.send_step(now, handle, buf, true);
+        Ok(())
+    }
+
+    /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
+    fn am_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
+        let m = Self::parse(data, false)?;
+        let peer = {
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            self.policy
+                .peer(&x.peer)
+                .cloned()
+                .ok_or(Drop::Silent("peer section gone".into()))?
+        };
+        let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SA payload".into(),
+            ));
+        };
+        let mut props = sa.proposals();
+        let (Some(p), None) = (props.next(), props.next()) else {
+            return Err(Drop::Notify(
+                NotifyType::BAD_PROPOSAL_SYNTAX,
+                "responder must choose exactly one proposal".into(),
+            ));
+        };
+        let mut ts = p.transforms();
+        let (Some(t), None) = (ts.next(), ts.next()) else {
+            return Err(Drop::Notify(
+                NotifyType::BAD_PROPOSAL_SYNTAX,
+                "responder must choose exactly one transform".into(),
+            ));
+        };
+        let choice = accept_transform(&peer.transforms, &t).ok_or(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "responder chose a transform we did not offer".into(),
+        ))?;
+        let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
+            (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
+        else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no KE or NONCE payload".into(),
+            ));
+        };
+        let idir = m
+            .find(PayloadType::ID)
+            .and_then(id_body)
+            .ok_or(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no ID payload".into(),
+            ))?;
+        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no HASH payload".into(),
+            ));
+        };
+        if ke.len() != choice.group.public_len() {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_KEY_INFORMATION,
+                "KE length does not match the group".into(),
+            ));
+        }
+        {
+            let x = self
+                .exchanges
+                .get_mut(h)
+                .ok_or(Drop::Silent("gone".into()))?;
+            if x.dh.as_ref().map(|d| d.group()) != Some(choice.group) {
+                return Err(Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "responder chose another group than our KE's".into(),
+                ));
+            }
+            x.rcookie = hd.rcookie;
+            x.p1 = Some(choice);
+            x.gxr = ke.to_vec();
+            x.nr = nr.to_vec();
+        }
+        self.phase1_keys(h)?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
+        let want = derive::hash_r(
+            choice.hash,
+            x.skeyid.as_bytes(),
+            &x.gxi,
+            &x.gxr,
+            &x.icookie,
+            &x.rcookie,
+            &x.sai_b,
+            &idir,
+        );
+        if !same(want.as_bytes(), hash) {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_HASH_INFORMATION,
+                "authentication failed: HASH_R does not verify (pre-shared keys differ?)".into(),
+            ));
+        }
+        let (local, remote) = (x.local, x.remote);
+        self.capture_msg(remote, local, data);
+        let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+        let id = self.our_id(x);
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
+        let hash_i = derive::hash_i(
+            choice.hash,
+            x.skeyid.as_bytes(),
+            &x.gxi,
+            &x.gxr,
+            &x.icookie,
+            &x.rcookie,
+            &x.sai_b,
+            &id,
+        );
+        let hh = header(x, ExchangeType::AGGRESSIVE);
+        let mut buf = vec![0u8; 512];
+        let n = (|| {
+            let mut b = MessageBuilder::new(&mut buf, &hh)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(hash_i.as_bytes()))?;
+            b.finish()
+        })()
+        .map_err(|_| Drop::Silent("message 3 too large".into()))?;
+        buf.truncate(n);
+        let clear = buf.clone();
+        x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.step = 3;
+        x.resend_on_dup = true;
+        self.send_step_captured(now, h, clear, buf, false);
+        self.phase1_done(now, h, idir, false);
+        Ok(())
+    }
+
+    /// Responder, message 3: verify HASH_I, done.
+    fn am_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
+        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
+        let mut buf = data.to_vec();
+        let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
+        let next_iv = if encrypted {
+            Some(Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?)
+        } else {
+            None
+        };
+        let m = Self::parse(&buf, encrypted).map_err(|_| {
+            Drop::Silent(
+                "message 3 does not decrypt to a valid message (wrong pre-shared key?)".into(),
+            )
+        })?;
+        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no HASH payload".into(),
+            ));
+        };
+        let idii = x.qm.idci.clone().unwrap_or_default();
+        let want = derive::hash_i(
+            c.hash,
+            x.skeyid.as_bytes(),
+            &x.gxi,
+            &x.gxr,
+            &x.icookie,
+            &x.rcookie,
+            &x.sai_b,
+            &idii,
+        );
+        if !same(want.as_bytes(), hash) {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_HASH_INFORMATION,
+                "authentication failed: HASH_I does not verify (pre-shared keys differ?)".into(),
+            ));
+        }
+        if let Some(iv) = next_iv {
+            x.iv = iv;
+        }
+        x.step = 3;
+        x.resend_on_dup = false;
+        x.last_sent.clear();
+        x.qm.idci = None;
+        let (local, remote) = (x.local, x.remote);
+        self.capture_msg(remote, local, &buf);
+        if let Some(want) = self
+            .policy
+            .peer(
+                &self
+                    .exchanges
+                    .get(h)
+                    .map(|x| x.peer.clone())
+                    .unwrap_or_default(),
+            )
+            .and_then(|p| p.remote_id.clone())
+        {
+            if want.body() != idii {
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_ID_INFORMATION,
+                    "peer's ID differs from its configured Remote-ID".into(),
+                ));
+            }
+        }
+        self.phase1_done(now, h, idii, false);
+        Ok(())
+    }
+}
