@@ -208,6 +208,7 @@ impl Daemon {
             self.start_capture(path);
         }
         self.engine.set_route_lookup(Box::new(route_lookup));
+        self.load_credentials();
         self.engine.start_connections(self.now());
         let mut next_check = self.now();
         let mut shutdown_deadline: Option<Time> = None;
@@ -528,6 +529,7 @@ impl Daemon {
                 }
                 self.conf = p.conf;
                 self.engine.configure(&self.conf);
+                self.load_credentials();
                 self.reinit = true;
                 self.counters.reloads += 1;
                 log::info!("reloaded configuration from {path}");
@@ -536,6 +538,70 @@ impl Daemon {
                 self.counters.reload_failures += 1;
                 log::error!("reload failed, keeping the running configuration: {e}");
             }
+        }
+    }
+
+    /// Reads our private key, our certificates and the CA certificates through the
+    /// monitor ([X509-certificates] Private-key, Cert-directory, CA-directory; all under
+    /// /etc/isakmpd) and hands them to the engine for RSA_SIG authentication.
+    pub fn load_credentials(&mut self) {
+        let get = |tag: &str, default: &str| {
+            self.conf
+                .get("X509-certificates", tag)
+                .map_or(default.to_string(), |v| v.trim().to_string())
+        };
+        let key_path = get("Private-key", "/etc/isakmpd/private/local.key");
+        let read = |path: &str| -> Result<Vec<u8>, String> {
+            let fd = self.monitor.open_pki(path)?;
+            let mut b = Vec::new();
+            File::from(fd)
+                .read_to_end(&mut b)
+                .map_err(|e| format!("{path}: {e}"))?;
+            Ok(b)
+        };
+        let read_dir = |dir: &str| -> Vec<Vec<u8>> {
+            let dir = dir.trim_end_matches('/');
+            match self.monitor.list_pki(dir) {
+                Ok(names) => names
+                    .iter()
+                    .filter_map(|n| match read(&format!("{dir}/{n}")) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            log::warn!("x509: {e}");
+                            None
+                        }
+                    })
+                    .collect(),
+                Err(e) => {
+                    crate::ike_debug!(DebugClass::Crypto, 10, "x509: {e}");
+                    Vec::new()
+                }
+            }
+        };
+        let key = match read(&key_path) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                crate::ike_debug!(DebugClass::Crypto, 10, "x509: no private key: {e}");
+                None
+            }
+        };
+        let certs = read_dir(&get("Cert-directory", "/etc/isakmpd/certs/"));
+        let cas = read_dir(&get("CA-directory", "/etc/isakmpd/ca/"));
+        match crate::ike::Credentials::load(key.as_deref(), &certs, &cas) {
+            Ok(c) => {
+                if key.is_some() || !certs.is_empty() || !cas.is_empty() {
+                    log::info!(
+                        "x509: {} CA certificate(s), our certificate: {}",
+                        c.cas.len(),
+                        c.cert.as_ref().map_or_else(
+                            || "none matching the private key".to_string(),
+                            |c| format!("\"{}\"", c.subject())
+                        )
+                    );
+                }
+                self.engine.set_credentials(c);
+            }
+            Err(e) => log::error!("x509: {e}; RSA signature authentication disabled"),
         }
     }
 

@@ -29,6 +29,11 @@ const REQ_BIND: u8 = 1;
 const REQ_OPEN_CONFIG: u8 = 2;
 const REQ_OPEN_WRITE: u8 = 3;
 const REQ_SHUTDOWN: u8 = 4;
+const REQ_LIST_PKI: u8 = 5;
+const REQ_OPEN_PKI: u8 = 6;
+
+/// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
+pub const PKI_ROOT: &str = "/etc/isakmpd/";
 
 /// Which file the child wants written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +213,35 @@ impl Client {
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
+    /// The regular files of a directory under /etc/isakmpd (names only).
+    pub fn list_pki(&self, dir: &str) -> Result<Vec<String>, String> {
+        let mut req = vec![REQ_LIST_PKI];
+        req.extend_from_slice(dir.as_bytes());
+        send_msg(self.fd(), &req, None).map_err(|e| format!("monitor: {e}"))?;
+        let mut buf = [0u8; 4096];
+        let (n, _) = recv_msg(self.fd(), &mut buf).map_err(|e| format!("monitor: {e}"))?;
+        if n == 0 {
+            return Err("monitor: privileged process is gone".into());
+        }
+        let text = String::from_utf8_lossy(&buf[1..n]).into_owned();
+        if buf[0] != 0 {
+            return Err(text);
+        }
+        Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// A file under /etc/isakmpd, opened read-only.
+    pub fn open_pki(&self, path: &str) -> Result<OwnedFd, String> {
+        let mut req = vec![REQ_OPEN_PKI];
+        req.extend_from_slice(path.as_bytes());
+        self.call(&req)?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
     /// Tells the parent this is a clean exit.
     pub fn shutdown(&self) {
         let _ = self.call(&[REQ_SHUTDOWN]);
@@ -235,6 +269,17 @@ impl Server {
         drop(stray); // the child never sends descriptors
         if n == 0 {
             return Ok(false);
+        }
+        if buf[0] == REQ_LIST_PKI {
+            // Answered with text, not a descriptor.
+            let (status, text) = match list_pki(&buf[1..n]) {
+                Ok(names) => (0u8, names.join("\n")),
+                Err(e) => (1u8, e),
+            };
+            let mut reply = vec![status];
+            reply.extend_from_slice(&text.as_bytes()[..text.len().min(4000)]);
+            send_msg(self.sock.as_raw_fd(), &reply, None)?;
+            return Ok(true);
         }
         let answer = self.answer(&buf[..n]);
         let (status, text, fd) = match &answer {
@@ -269,9 +314,47 @@ impl Server {
                 open_run_file(path).map(Some)
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
+            Some(&REQ_OPEN_PKI) => {
+                let path = pki_path(&req[1..])?;
+                if !path.is_file() {
+                    return Err(format!("monitor: {} is not a regular file", path.display()));
+                }
+                std::fs::File::open(&path)
+                    .map(|f| Some(OwnedFd::from(f)))
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
             _ => Err("monitor: unknown request".into()),
         }
     }
+}
+
+/// A path the child may read: it must resolve (symlinks and `..` followed) to something
+/// under [`PKI_ROOT`] (isakmpd monitor.c `m_priv_check_path`).
+fn pki_path(raw: &[u8]) -> Result<std::path::PathBuf, String> {
+    let p = std::str::from_utf8(raw).map_err(|_| "monitor: path is not UTF-8")?;
+    let real = std::fs::canonicalize(p).map_err(|e| format!("{p}: {e}"))?;
+    let root = std::fs::canonicalize(PKI_ROOT).map_err(|e| format!("{PKI_ROOT}: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "monitor: refusing to read '{p}': not under {PKI_ROOT}"
+        ));
+    }
+    Ok(real)
+}
+
+fn list_pki(raw: &[u8]) -> Result<Vec<String>, String> {
+    let dir = pki_path(raw)?;
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        if e.path().is_file() {
+            if let Some(n) = e.file_name().to_str() {
+                names.push(n.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 fn decode_bind(b: &[u8]) -> Option<SocketAddr> {

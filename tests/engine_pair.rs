@@ -3,11 +3,14 @@
 //! datagrams. Both sides must end with matching SAs and keys; a wrong pre-shared key must
 //! end with no SA on either side.
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::net::SocketAddr;
 
 use isakmpd::conf::Conf;
 use isakmpd::ike::sa::IpsecSa;
-use isakmpd::ike::{Engine, EngineConfig, Request};
+use isakmpd::ike::{Credentials, Engine, EngineConfig, Request};
 use isakmpd::timer::Time;
 
 const WEST: &str = "192.0.2.1";
@@ -442,4 +445,76 @@ fn aggressive_mode_psk_with_loss_and_wrong_key() {
     assert_eq!(w.e.isakmp_sas().count(), 0, "initiator rejects HASH_R");
     assert_eq!(e.e.isakmp_sas().count(), 0, "responder never sees HASH_I");
     assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+}
+
+fn creds(dir: &std::path::Path, host: &str, ca: &str) -> Credentials {
+    let rd = |n: String| std::fs::read(dir.join(n)).unwrap();
+    Credentials::load(
+        Some(&rd(format!("{host}.key"))),
+        &[rd(format!("{host}.crt"))],
+        &[rd(format!("{ca}.crt"))],
+    )
+    .unwrap()
+}
+
+#[test]
+fn main_mode_rsa_signatures_and_an_untrusted_certificate() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-pki-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::ca(&dir, "otherca");
+    pki::host(&dir, "ca", "west", WEST);
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "otherca", "mallory", EAST);
+    let mk = |east_host: &str, east_ca: &str| {
+        let mut w = node(
+            WEST,
+            &conf(
+                WEST,
+                EAST,
+                "unused",
+                true,
+                "AES-SHA2-256-GRP14-RSA_SIG",
+                "QM-ESP-AES-SHA2-256-SUITE",
+            ),
+            30,
+        );
+        let mut e = node(
+            EAST,
+            &conf(
+                EAST,
+                WEST,
+                "unused",
+                false,
+                "AES-SHA2-256-GRP14-RSA_SIG",
+                "QM-ESP-AES-SHA2-256-SUITE",
+            ),
+            31,
+        );
+        w.e.set_credentials(creds(&dir, "west", "ca"));
+        e.e.set_credentials(creds(&dir, east_host, east_ca));
+        (w, e)
+    };
+    let (mut w, mut e) = mk("east", "ca");
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    // East presents a certificate from a CA west does not trust.
+    let (mut w, mut e) = mk("mallory", "ca");
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+    assert_eq!(
+        w.e.isakmp_sas().count(),
+        0,
+        "initiator refused the untrusted certificate"
+    );
+    assert_eq!(
+        e.e.isakmp_sas().count(),
+        0,
+        "and told the responder to delete its SA"
+    );
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight(), 0);
+    assert!(w.e.stats().failed >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

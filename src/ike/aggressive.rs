@@ -202,7 +202,7 @@ impl Engine {
                 continue;
             }
             for t in p.transforms() {
-                if let Some(c) = accept_transform(&peer.transforms, &t) {
+                if let Some(c) = accept_transform(&peer.transforms, &t, false) {
                     if c.group.public_len() == ke.len() {
                         chosen = Some((p.number, t, c));
                         break 'outer;
@@ -336,7 +336,7 @@ impl Engine {
                 "responder must choose exactly one transform".into(),
             ));
         };
-        let choice = accept_transform(&peer.transforms, &t).ok_or(Drop::Notify(
+        let choice = accept_transform(&peer.transforms, &t, false).ok_or(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
             "responder chose a transform we did not offer".into(),
         ))?;

@@ -14,14 +14,16 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{derive, CipherAlg, DhPrivate, Group, HashAlg};
+use super::crypto::{
+    derive, Certificate, CipherAlg, DhPrivate, Group, HashAlg, RsaPrivate, TrustStore,
+};
 use super::exchange::{retransmit_delay_secs, Exchange, Kind, P1Choice};
 use super::policy::{OwnedId, P1Transform, Peer};
 use super::sa::{hex, Handle, IsakmpSa};
 use super::wire::{
-    self, AuthMethod, Doi, EncryptionAlgorithm, ExchangeType, GroupDescription, HashAlgorithm,
-    Header, IkeAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
-    SaPayload, Transform, Writer,
+    self, AuthMethod, CertEncoding, Doi, EncryptionAlgorithm, ExchangeType, GroupDescription,
+    HashAlgorithm, Header, IkeAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType,
+    ProtocolId, SaPayload, Transform, Writer,
 };
 use super::{Drop, Engine, TimerKind};
 use crate::timer::Time;
@@ -94,7 +96,11 @@ pub(crate) fn offer_body(peer: &Peer) -> Result<Vec<u8>, wire::NoRoom> {
 }
 
 /// Does one of our transforms accept the offered one? Returns the choice.
-pub(crate) fn accept_transform(ours: &[P1Transform], t: &Transform<'_>) -> Option<P1Choice> {
+pub(crate) fn accept_transform(
+    ours: &[P1Transform],
+    t: &Transform<'_>,
+    rsa_ok: bool,
+) -> Option<P1Choice> {
     if t.id != KEY_IKE {
         return None;
     }
@@ -157,8 +163,9 @@ pub(crate) fn accept_transform(ours: &[P1Transform], t: &Transform<'_>) -> Optio
         let cipher = CipherAlg::from_ike(enc, kb)?;
         let hash = HashAlg::from_ike(hash)?;
         let group = Group::from_ike(group)?;
-        if auth != AuthMethod::PRE_SHARED {
-            // XXX: RSA signatures are not wired into the exchange yet.
+        if auth != AuthMethod::PRE_SHARED && !(auth == AuthMethod::RSA_SIG && rsa_ok) {
+            // DSS and the encryption methods are compiled out in isakmpd too; RSA_SIG
+            // needs our key and certificate.
             continue;
         }
         return Some(P1Choice {
@@ -196,6 +203,84 @@ pub(crate) fn header(x: &Exchange, exchange: ExchangeType) -> Header {
 /// Constant-time comparison for hashes.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Does the certificate name this identity (isakmpd x509.c `x509_check_subjectaltname`)?
+fn cert_names_id(c: &Certificate, id: &wire::Identity<'_>) -> bool {
+    let n = c.names();
+    match id {
+        wire::Identity::Ipv4(a) => n.ips.contains(&std::net::IpAddr::V4(*a)),
+        wire::Identity::Ipv6(a) => n.ips.contains(&std::net::IpAddr::V6(*a)),
+        wire::Identity::Fqdn(f) => n.dns.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(f)),
+        wire::Identity::UserFqdn(u) => n
+            .emails
+            .iter()
+            .any(|e| e.as_bytes().eq_ignore_ascii_case(u)),
+        wire::Identity::DerAsn1Dn(dn) => n.subject_der == *dn,
+        _ => false,
+    }
+}
+
+/// Our key, certificate and the CAs we trust, for RSA_SIG (read through the monitor from
+/// [X509-certificates]'s directories; given directly by tests).
+#[derive(Default)]
+pub struct Credentials {
+    pub key: Option<RsaPrivate>,
+    pub cert: Option<Certificate>,
+    pub cas: Vec<Certificate>,
+    pub trust: Option<TrustStore>,
+}
+
+impl Credentials {
+    /// From PEM/DER blobs: the private key, our certificates (the one holding the key is
+    /// ours) and the CA certificates.
+    pub fn load(
+        key: Option<&[u8]>,
+        certs: &[Vec<u8>],
+        cas: &[Vec<u8>],
+    ) -> Result<Credentials, String> {
+        let key = match key {
+            Some(k) => Some(RsaPrivate::from_pem(k).map_err(|e| format!("private key: {e}"))?),
+            None => None,
+        };
+        let certs: Vec<Certificate> = certs
+            .iter()
+            .filter_map(|c| Certificate::parse(c).ok())
+            .collect();
+        let cert = key
+            .as_ref()
+            .and_then(|k| certs.iter().find(|c| c.matches_key(k)).cloned());
+        let cas: Vec<Certificate> = cas
+            .iter()
+            .filter_map(|c| Certificate::parse(c).ok())
+            .collect();
+        let trust = if cas.is_empty() {
+            None
+        } else {
+            Some(TrustStore::new(&cas).map_err(|e| format!("CA store: {e}"))?)
+        };
+        Ok(Credentials {
+            key,
+            cert,
+            cas,
+            trust,
+        })
+    }
+
+    /// RSA_SIG can be offered and accepted.
+    pub fn usable(&self) -> bool {
+        self.key.is_some() && self.cert.is_some()
+    }
+
+    /// The CA names for CERT_REQ payloads (one empty request when we have no CAs).
+    pub fn cert_requests(&self) -> Vec<Vec<u8>> {
+        let v: Vec<Vec<u8>> = self.cas.iter().map(|c| c.names().subject_der).collect();
+        if v.is_empty() {
+            vec![Vec::new()]
+        } else {
+            v
+        }
+    }
 }
 
 impl Engine {
@@ -367,7 +452,15 @@ impl Engine {
                     (false, 2) => self.mm_r3(now, h, data),
                     (true, 3) => self.mm_i4(now, h, data),
                     (false, 4) => self.mm_r5(now, h, data),
-                    (true, 5) => self.mm_i6(now, h, data),
+                    (true, 5) => {
+                        let r = self.mm_i6(now, h, data);
+                        if let Err(Drop::Notify(n, _)) = &r {
+                            if *n != NotifyType::PAYLOAD_MALFORMED {
+                                self.delete_unauthenticated(now, h);
+                            }
+                        }
+                        r
+                    }
                     _ => Err(Drop::Silent(format!("unexpected message at step {step}"))),
                 };
                 if let Err(e) = &r {
@@ -434,19 +527,13 @@ impl Engine {
                 format!("no [Phase 1] peer for {}", remote.ip()),
             )
         })?;
-        if peer.psk.is_none() {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("[{}] has no Authentication (pre-shared key)", peer.name),
-            ));
-        }
         let mut chosen = None;
         'outer: for p in sa.proposals() {
             if p.protocol != ProtocolId::ISAKMP {
                 continue;
             }
             for t in p.transforms() {
-                if let Some(c) = accept_transform(&peer.transforms, &t) {
+                if let Some(c) = accept_transform(&peer.transforms, &t, self.creds.usable()) {
                     chosen = Some((p.number, t, c));
                     break 'outer;
                 }
@@ -461,6 +548,12 @@ impl Engine {
                 ),
             ));
         };
+        if choice.auth == AuthMethod::PRE_SHARED && peer.psk.is_none() {
+            return Err(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                format!("[{}] has no Authentication (pre-shared key)", peer.name),
+            ));
+        }
         let mut x = Exchange::new(Kind::Main, false, local, remote);
         x.icookie = hd.icookie;
         x.rcookie = self.new_cookie();
@@ -545,13 +638,15 @@ impl Engine {
                 "responder must choose exactly one transform".into(),
             ));
         };
-        let choice = accept_transform(&peer.transforms, &t).ok_or(Drop::Notify(
-            NotifyType::NO_PROPOSAL_CHOSEN,
-            "responder chose a transform we did not offer".into(),
-        ))?;
+        let choice =
+            accept_transform(&peer.transforms, &t, self.creds.usable()).ok_or(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "responder chose a transform we did not offer".into(),
+            ))?;
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
             .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
         let ni = self.random(NONCE_LEN);
+        let crs = self.creds.cert_requests();
         let x = self
             .exchanges
             .get_mut(h)
@@ -567,6 +662,14 @@ impl Engine {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
+            if choice.auth == AuthMethod::RSA_SIG {
+                for ca in &crs {
+                    b.payload(PayloadType::CERT_REQ, |w| {
+                        w.u8(CertEncoding::X509_SIG.0)?;
+                        w.bytes(ca)
+                    })?;
+                }
+            }
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 3 too large".into()))?;
@@ -623,12 +726,17 @@ impl Engine {
                 format!("peer's KE: {e}"),
             )
         })?;
-        let psk = self
-            .policy
-            .peer(&x.peer)
-            .and_then(|p| p.psk.clone())
-            .ok_or(Drop::Silent("no pre-shared key".into()))?;
-        x.skeyid = derive::skeyid_psk(c.hash, &psk, &x.ni, &x.nr);
+        x.skeyid = if c.auth == AuthMethod::RSA_SIG {
+            // RFC 2409 §5.1: SKEYID = prf(Ni_b | Nr_b, g^xy) for signatures.
+            derive::skeyid_sig(c.hash, &x.ni, &x.nr, gxy.as_bytes())
+        } else {
+            let psk = self
+                .policy
+                .peer(&x.peer)
+                .and_then(|p| p.psk.clone())
+                .ok_or(Drop::Silent("no pre-shared key".into()))?;
+            derive::skeyid_psk(c.hash, &psk, &x.ni, &x.nr)
+        };
         let k = derive::phase1_keys(
             c.hash,
             x.skeyid.as_bytes(),
@@ -669,16 +777,26 @@ impl Engine {
             x.nr = nr;
         }
         self.phase1_keys(h)?;
+        let crs = self.creds.cert_requests();
         let x = self
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
-        let mut buf = vec![0u8; 2048];
+        let rsa = x.p1.map(|c| c.auth) == Some(AuthMethod::RSA_SIG);
+        let mut buf = vec![0u8; 4096];
         let hh = header(x, ExchangeType::ID_PROT);
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+            if rsa {
+                for ca in &crs {
+                    b.payload(PayloadType::CERT_REQ, |w| {
+                        w.u8(CertEncoding::X509_SIG.0)?;
+                        w.bytes(ca)
+                    })?;
+                }
+            }
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 4 too large".into()))?;
@@ -736,13 +854,46 @@ impl Engine {
                 &id,
             )
         };
-        let mut buf = vec![0u8; 2048];
+        // RSA_SIG: our certificate and SIG = the hash, PKCS#1-padded and signed.
+        let rsa = c.auth == AuthMethod::RSA_SIG;
+        let mut sig = vec![0u8; 1024];
+        let mut cert = Vec::new();
+        if rsa {
+            let key = self
+                .creds
+                .key
+                .as_ref()
+                .ok_or(Drop::Silent("no private key".into()))?;
+            let n = key
+                .sign_raw(hash.as_bytes(), &mut sig)
+                .map_err(|e| Drop::Silent(format!("signing: {e}")))?;
+            sig.truncate(n);
+            cert = self
+                .creds
+                .cert
+                .as_ref()
+                .and_then(|c| c.der().ok())
+                .ok_or(Drop::Silent("no certificate".into()))?;
+        }
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
+        let mut buf = vec![0u8; 8192];
         let hh = header(x, ExchangeType::ID_PROT);
         let (ic, rc) = (x.icookie, x.rcookie);
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-            b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
+            if rsa {
+                b.payload(PayloadType::CERT, |w| {
+                    w.u8(CertEncoding::X509_SIG.0)?;
+                    w.bytes(&cert)
+                })?;
+                b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
+            } else {
+                b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
+            }
             if initial_contact {
                 b.payload(PayloadType::NOTIFY, |w| {
                     w.u32(Doi::IPSEC.0)?;
@@ -800,6 +951,18 @@ impl Engine {
     /// Decrypts message 5 or 6 and checks the peer's HASH; returns the peer's ID body and
     /// whether it carried INITIAL-CONTACT.
     fn mm_verify(&mut self, h: Handle, data: &[u8]) -> Result<(Vec<u8>, bool), Drop> {
+        let creds = std::mem::take(&mut self.creds);
+        let r = self.mm_verify_with(h, data, &creds);
+        self.creds = creds;
+        r
+    }
+
+    fn mm_verify_with(
+        &mut self,
+        h: Handle,
+        data: &[u8],
+        creds: &Credentials,
+    ) -> Result<(Vec<u8>, bool), Drop> {
         let x = self
             .exchanges
             .get_mut(h)
@@ -818,16 +981,13 @@ impl Engine {
                 "message does not decrypt to a valid message (wrong pre-shared key?)".into(),
             )
         })?;
+        // It decrypted to a well-formed message: the CBC chain moves on even if what it
+        // says does not authenticate (a DELETE may follow under these keys).
+        x.iv = next_iv.clone();
         let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
                 "no ID payload".into(),
-            ));
-        };
-        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no HASH payload".into(),
             ));
         };
         let mut idb = vec![id.id_type.0, id.protocol];
@@ -856,19 +1016,95 @@ impl Engine {
                 &idb,
             )
         };
-        if !same(want.as_bytes(), hash) {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_HASH_INFORMATION,
-                format!(
-                    "authentication failed: {} does not verify (pre-shared keys differ?)",
-                    if x.initiator { "HASH_R" } else { "HASH_I" }
-                ),
-            ));
+        let which = if x.initiator { "HASH_R" } else { "HASH_I" };
+        if c.auth == AuthMethod::RSA_SIG {
+            // The peer's certificate: it must chain to one of our CAs, name the peer's ID
+            // in its subjectAltName (or subject, for a DN), and its key must verify SIG.
+            let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
+                return Err(Drop::Notify(
+                    NotifyType::PAYLOAD_MALFORMED,
+                    "no SIG payload".into(),
+                ));
+            };
+            let certs: Vec<Certificate> = m
+                .payloads
+                .iter()
+                .filter_map(|p| match p.payload {
+                    Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
+                        Certificate::parse(data).ok()
+                    }
+                    _ => None,
+                })
+                .collect();
+            let identity = id
+                .identity()
+                .map_err(|e| Drop::Notify(e.notify, e.reason.into()))?;
+            let cert = certs
+                .iter()
+                .find(|c| cert_names_id(c, &identity))
+                .ok_or_else(|| {
+                    Drop::Notify(
+                        NotifyType::INVALID_ID_INFORMATION,
+                        format!(
+                            "authentication failed: no certificate from the peer names its ID {identity}{}",
+                            if certs.is_empty() { " (it sent none)" } else { "" }
+                        ),
+                    )
+                })?;
+            let trust = creds.trust.as_ref().ok_or(Drop::Notify(
+                NotifyType::INVALID_CERTIFICATE,
+                "authentication failed: no CA certificates configured".into(),
+            ))?;
+            let others: Vec<Certificate> = certs
+                .iter()
+                .filter(|c| !std::ptr::eq(*c, cert))
+                .cloned()
+                .collect();
+            trust.verify(cert, &others).map_err(|e| {
+                Drop::Notify(
+                    NotifyType::INVALID_CERTIFICATE,
+                    format!(
+                        "authentication failed: certificate \"{}\" not trusted: {e}",
+                        cert.subject()
+                    ),
+                )
+            })?;
+            let key = cert.public_key().map_err(|e| {
+                Drop::Notify(
+                    NotifyType::INVALID_CERTIFICATE,
+                    format!("certificate key: {e}"),
+                )
+            })?;
+            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+                Drop::Notify(
+                    NotifyType::INVALID_SIGNATURE,
+                    format!("authentication failed: signature over {which} does not verify"),
+                )
+            })?;
+            log::info!(
+                "peer {} authenticated by certificate \"{}\"",
+                x.remote,
+                cert.subject()
+            );
+        } else {
+            let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+                return Err(Drop::Notify(
+                    NotifyType::PAYLOAD_MALFORMED,
+                    "no HASH payload".into(),
+                ));
+            };
+            if !same(want.as_bytes(), hash) {
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_HASH_INFORMATION,
+                    format!(
+                        "authentication failed: {which} does not verify (pre-shared keys differ?)"
+                    ),
+                ));
+            }
         }
         let ic = m.payloads.iter().any(
             |p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT),
         );
-        x.iv = next_iv;
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &buf);
         Ok((idb, ic))
@@ -908,6 +1144,43 @@ impl Engine {
         }
         self.phase1_done(now, h, peer_id, ic);
         Ok(())
+    }
+
+    /// The responder finished phase 1 when it sent message 6, but message 6 did not
+    /// authenticate it to us: DELETE its ISAKMP SA under the exchange's keys, so that
+    /// neither side keeps an SA.
+    fn delete_unauthenticated(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get(h) else {
+            return;
+        };
+        let Some(c) = x.p1 else {
+            return;
+        };
+        let sa = IsakmpSa {
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            initiator: true,
+            local: x.local,
+            remote: x.remote,
+            peer: x.peer.clone(),
+            hash: c.hash,
+            cipher: c.cipher,
+            group: c.group,
+            auth: c.auth,
+            skeyid_d: x.skeyid_d.clone(),
+            skeyid_a: x.skeyid_a.clone(),
+            ka: x.ka.clone(),
+            last_block: x.iv.clone(),
+            id_local: Vec::new(),
+            id_remote: Vec::new(),
+            established: now,
+            lifetime: 0,
+            hard_expiry: None,
+        };
+        if let Some(sh) = self.isakmp_sas.insert(sa) {
+            log::info!("telling {} to delete the phase 1 SA it holds", x.remote);
+            self.delete_isakmp_sa(now, sh, true);
+        }
     }
 
     pub(crate) fn phase1_done(

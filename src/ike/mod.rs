@@ -24,6 +24,7 @@ pub mod crypto;
 pub mod exchange;
 mod informational;
 mod main_mode;
+pub use self::main_mode::Credentials;
 pub mod policy;
 mod quick_mode;
 pub mod sa;
@@ -137,6 +138,7 @@ pub struct Engine {
     pub(crate) stats: Stats,
     /// Connections to (re)start when nothing carries them: started at load and by `c`.
     wanted: Vec<String>,
+    pub(crate) creds: main_mode::Credentials,
 }
 
 impl Engine {
@@ -160,9 +162,15 @@ impl Engine {
             route: Box::new(|_| None),
             stats: Stats::default(),
             wanted: Vec::new(),
+            creds: main_mode::Credentials::default(),
         };
         e.configure(conf);
         e
+    }
+
+    /// Our key, certificate and trusted CAs (RSA_SIG).
+    pub fn set_credentials(&mut self, c: Credentials) {
+        self.creds = c;
     }
 
     /// Sets the routing lookup used to pick our address for IDs and sockets.

@@ -16,7 +16,8 @@ use std::fmt;
 use zeroize::Zeroize;
 
 pub use self::openssl::{
-    available_ciphers, cbc_decrypt, cbc_encrypt, hash, init, prf, DhPrivate, RsaPrivate, RsaPublic,
+    available_ciphers, cbc_decrypt, cbc_encrypt, hash, init, prf, CertNames, Certificate,
+    DhPrivate, RsaPrivate, RsaPublic, TrustStore,
 };
 
 use super::wire::{EncryptionAlgorithm, GroupDescription, HashAlgorithm};

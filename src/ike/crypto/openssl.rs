@@ -439,3 +439,131 @@ impl RsaPublic {
         Ok(())
     }
 }
+
+/// An X.509 certificate (CERT payloads, the certs/ and ca/ directories).
+#[derive(Clone)]
+pub struct Certificate(openssl::x509::X509);
+
+/// What a certificate says about its holder, for matching against an ID payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertNames {
+    pub subject_der: Vec<u8>,
+    pub ips: Vec<std::net::IpAddr>,
+    pub dns: Vec<String>,
+    pub emails: Vec<String>,
+}
+
+impl Certificate {
+    /// From DER (as in a CERT payload) or PEM (as in files).
+    pub fn parse(b: &[u8]) -> Result<Certificate, CryptoError> {
+        openssl::x509::X509::from_der(b)
+            .or_else(|_| openssl::x509::X509::from_pem(b))
+            .map(Certificate)
+            .map_err(lib)
+    }
+
+    pub fn der(&self) -> Result<Vec<u8>, CryptoError> {
+        self.0.to_der().map_err(lib)
+    }
+
+    pub fn names(&self) -> CertNames {
+        let mut n = CertNames {
+            subject_der: self.0.subject_name().to_der().unwrap_or_default(),
+            ..CertNames::default()
+        };
+        if let Some(sans) = self.0.subject_alt_names() {
+            for g in sans.iter() {
+                if let Some(ip) = g.ipaddress() {
+                    match ip.len() {
+                        4 => n.ips.push(std::net::IpAddr::from(
+                            <[u8; 4]>::try_from(ip).unwrap_or_default(),
+                        )),
+                        16 => n.ips.push(std::net::IpAddr::from(
+                            <[u8; 16]>::try_from(ip).unwrap_or_default(),
+                        )),
+                        _ => {}
+                    }
+                }
+                if let Some(d) = g.dnsname() {
+                    n.dns.push(d.to_string());
+                }
+                if let Some(e) = g.email() {
+                    n.emails.push(e.to_string());
+                }
+            }
+        }
+        n
+    }
+
+    /// The subject, one line, for logs.
+    pub fn subject(&self) -> String {
+        self.0
+            .subject_name()
+            .entries()
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e.object().nid().short_name().unwrap_or("?"),
+                    e.data().to_string().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn public_key(&self) -> Result<RsaPublic, CryptoError> {
+        let k = self.0.public_key().map_err(lib)?;
+        Ok(RsaPublic(k.rsa().map_err(|_| {
+            CryptoError::Unavailable("non-RSA certificate key")
+        })?))
+    }
+
+    /// Does this certificate hold the public half of `key`?
+    pub fn matches_key(&self, key: &RsaPrivate) -> bool {
+        match (
+            self.0.public_key().ok().and_then(|k| k.rsa().ok()),
+            key.public(),
+        ) {
+            (Some(a), Ok(b)) => a.n() == b.0.n() && a.e() == b.0.e(),
+            _ => false,
+        }
+    }
+}
+
+/// The CA certificates a peer's certificate must chain to.
+pub struct TrustStore(openssl::x509::store::X509Store);
+
+impl TrustStore {
+    pub fn new(cas: &[Certificate]) -> Result<TrustStore, CryptoError> {
+        let mut b = openssl::x509::store::X509StoreBuilder::new().map_err(lib)?;
+        for c in cas {
+            b.add_cert(c.0.clone()).map_err(lib)?;
+        }
+        Ok(TrustStore(b.build()))
+    }
+
+    /// Verifies `cert` (with `chain` as untrusted intermediates) against the CAs.
+    /// XXX: validity is checked against the system clock, inside OpenSSL.
+    pub fn verify(&self, cert: &Certificate, chain: &[Certificate]) -> Result<(), String> {
+        let mut st = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
+        for c in chain {
+            st.push(c.0.clone()).map_err(|e| e.to_string())?;
+        }
+        let mut ctx = openssl::x509::X509StoreContext::new().map_err(|e| e.to_string())?;
+        let mut why = String::new();
+        let ok = ctx
+            .init(&self.0, &cert.0, &st, |c| {
+                let ok = c.verify_cert()?;
+                if !ok {
+                    why = c.error().error_string().to_string();
+                }
+                Ok(ok)
+            })
+            .map_err(|e| e.to_string())?;
+        if ok {
+            Ok(())
+        } else {
+            Err(why)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Test certificates made with the openssl command line: a CA and host certificates
+//! whose subjectAltName carries the host's address (as isakmpd matches it against the
+//! peer's ID).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `ca` in `dir` (ca.key, ca.crt).
+pub fn ca(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    run(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/C=CH/O=isakmpd test/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    dir.join(format!("{name}.crt"))
+}
+
+/// A host key and certificate signed by CA `ca`: `<host>.key`, `<host>.crt`.
+pub fn host(dir: &Path, ca: &str, host: &str, ip: &str) {
+    run(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{host}.key"),
+            "-out",
+            &format!("{host}.csr"),
+            "-subj",
+            &format!("/C=CH/O=isakmpd test/CN={host}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{host}.ext")),
+        format!("subjectAltName=IP:{ip},DNS:{host}\nkeyUsage=digitalSignature\n"),
+    )
+    .unwrap();
+    run(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{host}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            &format!("{host}.ext"),
+            "-out",
+            &format!("{host}.crt"),
+        ],
+    );
+}
