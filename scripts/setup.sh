@@ -29,7 +29,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-mkdir -p /var/empty
+mkdir -p /var/empty /etc/isakmpd
 chmod 755 /var/empty
 if ! getent passwd _isakmpd >/dev/null; then
     useradd --system --home-dir /var/empty --no-create-home --shell /usr/sbin/nologin _isakmpd

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{start_in, Daemon, Link, Scratch};
+#[path = "common/pki.rs"]
+mod pki;
+
+use common::{start_in, start_with_etc, Daemon, Link, Scratch};
 
 const CHARON: &str = "/usr/lib/ipsec/charon";
 const PSK: &str = "interop-test-psk-0123";
@@ -30,10 +33,18 @@ struct Charon {
 impl Charon {
     /// charon in `netns` as 192.0.2.2, peer 192.0.2.1.
     fn start(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
-        Charon::start_x(name, netns, ike, esp, false)
+        Charon::start_x(name, netns, ike, esp, false, None)
     }
 
-    fn start_x(name: &str, netns: &str, ike: &str, esp: &str, aggressive: bool) -> Charon {
+    /// `pki`: a directory with ca.crt, east.crt and east.key for certificate auth.
+    fn start_x(
+        name: &str,
+        netns: &str,
+        ike: &str,
+        esp: &str,
+        aggressive: bool,
+        pki: Option<&Path>,
+    ) -> Charon {
         assert!(
             Path::new(CHARON).exists(),
             "strongSwan is not installed (scripts/setup.sh installs it)"
@@ -44,7 +55,7 @@ impl Charon {
         fs::write(
             dir.join("strongswan.conf"),
             format!(
-                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
+                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
                  install_virtual_ip = no\n retransmit_tries = 2\n i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n \
                  filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
                  plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
@@ -56,14 +67,29 @@ impl Charon {
             dir.join("swanctl/swanctl.conf"),
             format!(
                 "connections {{\n v1 {{\n  version = 1\n  aggressive = {agg}\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = 0\n  \
-                 local {{\n   auth = psk\n   id = 192.0.2.2\n  }}\n  remote {{\n   auth = psk\n   id = 192.0.2.1\n  }}\n  \
+                 {auth}\
                  children {{\n   net {{\n    mode = tunnel\n    esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
                  secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n",
-                agg = if aggressive { "yes" } else { "no" }
+                agg = if aggressive { "yes" } else { "no" },
+                auth = if pki.is_some() {
+                    "send_certreq = yes\n  send_cert = always\n  local {\n   auth = pubkey\n   certs = east.crt\n   id = 192.0.2.2\n  }\n  remote {\n   auth = pubkey\n   id = 192.0.2.1\n   cacerts = ca.crt\n  }\n  "
+                } else {
+                    "local {\n   auth = psk\n   id = 192.0.2.2\n  }\n  remote {\n   auth = psk\n   id = 192.0.2.1\n  }\n  "
+                }
             ),
         )
         .unwrap();
         fs::create_dir_all(dir.join("run")).unwrap();
+        if let Some(p) = pki {
+            for (sub, f) in [
+                ("x509ca", "ca.crt"),
+                ("x509", "east.crt"),
+                ("private", "east.key"),
+            ] {
+                fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
+                fs::copy(p.join(f), dir.join("swanctl").join(sub).join(f)).unwrap();
+            }
+        }
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -334,6 +360,7 @@ fn aggressive_mode_both_ways() {
         "aes128-sha1-modp2048",
         "aes128-sha1",
         true,
+        None,
     );
     let ours = start_in(
         "swan-ai",
@@ -364,6 +391,7 @@ fn aggressive_mode_both_ways() {
         "aes256-sha256-modp2048",
         "aes128-sha256",
         true,
+        None,
     );
     let ours = start_in(
         "swan-ar2",
@@ -389,4 +417,76 @@ fn aggressive_mode_both_ways() {
     let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
     assert!(log.contains("parsed AGGRESSIVE response 0"), "{log}");
     assert!(sas(&ours).contains("(Phase 1/Responder)"));
+}
+
+#[test]
+fn main_mode_with_x509_certificates_both_ways() {
+    let pkidir = std::env::temp_dir().join(format!("isakmpd-swan-pki-{}", std::process::id()));
+    pki::ca(&pkidir, "ca");
+    pki::host(&pkidir, "ca", "west", "192.0.2.1");
+    pki::host(&pkidir, "ca", "east", "192.0.2.2");
+    let etc = pkidir.join("etc");
+    for d in ["ca", "certs", "private"] {
+        fs::create_dir_all(etc.join(d)).unwrap();
+    }
+    fs::copy(pkidir.join("ca.crt"), etc.join("ca/ca.crt")).unwrap();
+    fs::copy(pkidir.join("west.crt"), etc.join("certs/west.crt")).unwrap();
+    fs::copy(pkidir.join("west.key"), etc.join("private/local.key")).unwrap();
+    for (tag, we_start) in [("xi", true), ("xr", false)] {
+        let link = Link::new(tag);
+        let charon = Charon::start_x(
+            &format!("swan-{tag}c"),
+            &link.b,
+            "aes256-sha256-modp2048",
+            "aes128-sha256",
+            false,
+            Some(&pkidir),
+        );
+        let ours = start_with_etc(
+            &format!("swan-{tag}o"),
+            &our_conf(
+                we_start,
+                "AES-256-SHA2-256-GRP14-RSA_SIG",
+                "QM-ESP-AES-128-SHA2-256-SUITE",
+            ),
+            &[],
+            Some(&link.a),
+            Some(&etc),
+        );
+        if !we_start {
+            charon.swanctl(&[
+                "--initiate",
+                "--ike",
+                "v1",
+                "--child",
+                "net",
+                "--timeout",
+                "10",
+            ]);
+        }
+        wait_log(
+            &ours,
+            if we_start {
+                "phase 1 done (as initiator)"
+            } else {
+                "phase 1 done (as responder)"
+            },
+        );
+        let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+        assert!(
+            log.contains("authentication of '192.0.2.1' with RSA_EMSA_PKCS1_NULL successful"),
+            "{log}"
+        );
+        assert!(log.contains("IKE_SA v1[1] established"), "{log}");
+        let ol = ours.log();
+        assert!(
+            ol.contains("authenticated by certificate") && ol.contains("CN=east"),
+            "{ol}"
+        );
+        assert!(
+            ol.contains("x509: 1 CA certificate(s), our certificate:"),
+            "{ol}"
+        );
+    }
+    let _ = fs::remove_dir_all(&pkidir);
 }

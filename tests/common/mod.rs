@@ -77,7 +77,9 @@ pub struct Daemon {
 
 /// Shell run inside the namespaces: bind the scratch run dir over /var/run, bring up
 /// loopback, then become isakmpd.
-const WRAP: &str = r#"mount --bind "$1" "$2" && ip link set lo up && shift 2 && exec "$@""#;
+/// With `ISAKMPD_TEST_ETC` set, that directory is bind-mounted over /etc/isakmpd too (the
+/// PKI tree the monitor serves).
+const WRAP: &str = r#"mount --bind "$1" "$2" && { [ -z "$ISAKMPD_TEST_ETC" ] || mount --bind "$ISAKMPD_TEST_ETC" /etc/isakmpd; } && ip link set lo up && shift 2 && exec "$@""#;
 
 /// Starts `isakmpd -d` on `conf_text` (written with mode 0600) with extra flags.
 pub fn start(name: &str, conf_text: &str, extra: &[&str]) -> Daemon {
@@ -87,10 +89,24 @@ pub fn start(name: &str, conf_text: &str, extra: &[&str]) -> Daemon {
 /// Like [`start`], but in the existing network namespace `netns` (only the mount
 /// namespace is private then), for tests where daemons talk to each other.
 pub fn start_in(name: &str, conf_text: &str, extra: &[&str], netns: Option<&str>) -> Daemon {
+    start_with_etc(name, conf_text, extra, netns, None)
+}
+
+/// Like [`start_in`], with `etc` bind-mounted over /etc/isakmpd (ca/, certs/, private/).
+pub fn start_with_etc(
+    name: &str,
+    conf_text: &str,
+    extra: &[&str],
+    netns: Option<&str>,
+    etc: Option<&Path>,
+) -> Daemon {
     require_root();
     let scratch = Scratch::new(name);
     let conf = scratch.write("isakmpd.conf", conf_text, 0o600);
-    let (child, log) = spawn_in(&scratch, &conf, extra, netns);
+    if etc.is_some() {
+        fs::create_dir_all("/etc/isakmpd").unwrap();
+    }
+    let (child, log) = spawn_etc(&scratch, &conf, extra, netns, etc);
     let pid = child.id() as i32;
     let d = Daemon {
         child: Some(child),
@@ -120,6 +136,16 @@ pub fn spawn_in(
     extra: &[&str],
     netns: Option<&str>,
 ) -> (Child, PathBuf) {
+    spawn_etc(scratch, conf, extra, netns, None)
+}
+
+pub fn spawn_etc(
+    scratch: &Scratch,
+    conf: &Path,
+    extra: &[&str],
+    netns: Option<&str>,
+    etc: Option<&Path>,
+) -> (Child, PathBuf) {
     let log = scratch.dir.join("daemon.log");
     let logf = fs::File::create(&log).unwrap();
     let mut cmd = match netns {
@@ -134,6 +160,10 @@ pub fn spawn_in(
             c
         }
     };
+    cmd.env(
+        "ISAKMPD_TEST_ETC",
+        etc.map(|p| p.as_os_str().to_owned()).unwrap_or_default(),
+    );
     let child = cmd
         .args(["--propagation", "private", "sh", "-c", WRAP, "sh"])
         .arg(scratch.dir.join("run"))
