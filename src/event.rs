@@ -423,7 +423,7 @@ impl Daemon {
             Command::Report => self.write_report(now),
             Command::SaReport => {
                 let mut out = String::new();
-                self.engine.sa_report(&mut out);
+                self.engine.sa_report(now, &mut out);
                 self.write_result(&out);
             }
             Command::Debug(DebugCmd::Toggle) => ilog::toggle_debug(),

@@ -518,3 +518,40 @@ fn main_mode_rsa_signatures_and_an_untrusted_certificate() {
     assert!(w.e.stats().failed >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn responder_takes_the_first_suite_it_accepts_among_several() {
+    isakmpd::ike::crypto::init();
+    // West offers three suites (3 proposal numbers), east accepts only the third.
+    let mut w = node(
+        WEST,
+        &conf(
+            WEST,
+            EAST,
+            "k",
+            true,
+            "AES-SHA",
+            "QM-ESP-3DES-MD5-SUITE,QM-AH-SHA-SUITE,QM-ESP-AES-256-SHA2-384-PFS-GRP5-SUITE",
+        ),
+        40,
+    );
+    let mut e = node(
+        EAST,
+        &conf(
+            EAST,
+            WEST,
+            "k",
+            false,
+            "AES-SHA",
+            "QM-ESP-AES-256-SHA2-384-PFS-GRP5-SUITE",
+        ),
+        41,
+    );
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    let s = w.e.ipsec_sas().next().unwrap();
+    assert_eq!(s.enc_key_len, 32);
+    assert_eq!(s.auth_key_len, 48);
+    assert!(s.pfs.is_some());
+}

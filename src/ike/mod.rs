@@ -764,8 +764,9 @@ impl Engine {
     }
 
     /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_report_all`).
-    pub fn sa_report(&self, out: &mut String) {
+    pub fn sa_report(&self, now: Time, out: &mut String) {
         let now_ms = |t: Time| t.millis() / 1000;
+        let left = |t: Option<Time>| t.map_or(0, |t| now.until(t) / 1000);
         for (_, s) in self.isakmp_sas.iter() {
             let _ = writeln!(
                 out,
@@ -779,6 +780,9 @@ impl Engine {
             );
             let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+            if s.hard_expiry.is_some() {
+                let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+            }
             let _ = writeln!(
                 out,
                 "icookie {} rcookie {}",
@@ -808,6 +812,9 @@ impl Engine {
             );
             let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+            if s.hard_expiry.is_some() {
+                let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+            }
             let _ = writeln!(
                 out,
                 "icookie {} rcookie {}",

@@ -246,10 +246,12 @@ impl Engine {
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.iv = derive::phase2_iv(hash, last.as_bytes(), msgid, cipher.block_len());
         x.ni = self.random(NONCE_LEN);
-        // PFS: the group of the first suite's first transform that names one.
-        let pfs = conn.suites[0]
-            .protocols
+        // PFS: one KE for the whole offer, of the first group any transform names
+        // (isakmpd refuses offers whose transforms name differing groups; we offer ours).
+        let pfs = conn
+            .suites
             .iter()
+            .flat_map(|s| s.protocols.iter())
             .flat_map(|p| p.transforms.iter())
             .find_map(|t| t.group);
         if let Some(g) = pfs {
