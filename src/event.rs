@@ -587,8 +587,32 @@ impl Daemon {
         };
         let certs = read_dir(&get("Cert-directory", "/etc/isakmpd/certs/"));
         let cas = read_dir(&get("CA-directory", "/etc/isakmpd/ca/"));
+        let pubdir = self
+            .conf
+            .get("General", "Pubkey-directory")
+            .map_or("/etc/isakmpd/pubkeys".to_string(), |v| v.trim().trim_end_matches('/').to_string());
+        let mut pubkeys = Vec::new();
+        for kind in ["ipv4", "ipv6", "fqdn", "ufqdn"] {
+            let dir = format!("{pubdir}/{kind}");
+            if let Ok(names) = self.monitor.list_pki(&dir) {
+                for n in names {
+                    match read(&format!("{dir}/{n}")) {
+                        Ok(b) => pubkeys.push((kind, n, b)),
+                        Err(e) => log::warn!("pubkeys: {e}"),
+                    }
+                }
+            }
+        }
         match crate::ike::Credentials::load(key.as_deref(), &certs, &cas) {
-            Ok(c) => {
+            Ok(mut c) => {
+                for (kind, n, b) in &pubkeys {
+                    if let Err(e) = c.add_pubkey(kind, n, b) {
+                        log::warn!("{e}");
+                    }
+                }
+                if !pubkeys.is_empty() {
+                    log::info!("pubkeys: {} raw public key(s) of peers", c.pubkeys.len());
+                }
                 if key.is_some() || !certs.is_empty() || !cas.is_empty() {
                     log::info!(
                         "x509: {} CA certificate(s), our certificate: {}",

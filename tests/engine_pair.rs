@@ -555,3 +555,33 @@ fn responder_takes_the_first_suite_it_accepts_among_several() {
     assert_eq!(s.auth_key_len, 48);
     assert!(s.pfs.is_some());
 }
+
+#[test]
+fn main_mode_rsa_signatures_with_raw_public_keys() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-raw-{}", std::process::id()));
+    pki::raw_key(&dir, "west");
+    pki::raw_key(&dir, "east");
+    pki::raw_key(&dir, "other");
+    let rd = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    let run = |east_knows: &str| {
+        let mut w = node(WEST, &conf(WEST, EAST, "unused", true, "3DES-SHA-RSA_SIG", "QM-ESP-3DES-SHA-SUITE"), 50);
+        let mut e = node(EAST, &conf(EAST, WEST, "unused", false, "3DES-SHA-RSA_SIG", "QM-ESP-3DES-SHA-SUITE"), 51);
+        let mut cw = Credentials::load(Some(&rd("west.key")), &[], &[]).unwrap();
+        cw.add_pubkey("ipv4", EAST, &rd("east.pub")).unwrap();
+        let mut ce = Credentials::load(Some(&rd("east.key")), &[], &[]).unwrap();
+        ce.add_pubkey("ipv4", WEST, &rd(east_knows)).unwrap();
+        w.e.set_credentials(cw);
+        e.e.set_credentials(ce);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+        (w, e)
+    };
+    let (w, e) = run("west.pub");
+    check_matching(&w.e, &e.e);
+    // East holds the wrong key for west: west's signature does not verify, no SA anywhere.
+    let (w, e) = run("other.pub");
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 
 use super::crypto::{
-    derive, Certificate, CipherAlg, DhPrivate, Group, HashAlg, RsaPrivate, TrustStore,
+    derive, Certificate, CipherAlg, DhPrivate, Group, HashAlg, RsaPrivate, RsaPublic, TrustStore,
 };
 use super::exchange::{retransmit_delay_secs, Exchange, Kind, P1Choice};
 use super::policy::{OwnedId, P1Transform, Peer};
@@ -229,9 +229,35 @@ pub struct Credentials {
     pub cert: Option<Certificate>,
     pub cas: Vec<Certificate>,
     pub trust: Option<TrustStore>,
+    /// Raw public keys of peers, from the pubkeys/ directory: (kind, name, key) where kind
+    /// is the subdirectory (ipv4, ipv6, fqdn, ufqdn) and name the file, i.e. the peer's ID.
+    pub pubkeys: Vec<(String, String, RsaPublic)>,
 }
 
 impl Credentials {
+    /// Adds the raw public key in `pem` for the ID `name` of kind `kind` (isakmpd(8):
+    /// /etc/isakmpd/pubkeys/{ipv4,ipv6,fqdn,ufqdn}/<ID>).
+    pub fn add_pubkey(&mut self, kind: &str, name: &str, pem: &[u8]) -> Result<(), String> {
+        let k = RsaPublic::from_pem(pem).map_err(|e| format!("pubkeys/{kind}/{name}: {e}"))?;
+        self.pubkeys.push((kind.to_string(), name.to_string(), k));
+        Ok(())
+    }
+
+    /// The raw public key for a peer's ID, if pubkeys/ has one.
+    fn pubkey_for(&self, id: &wire::Identity<'_>) -> Option<&RsaPublic> {
+        let (kind, name) = match id {
+            wire::Identity::Ipv4(a) => ("ipv4", a.to_string()),
+            wire::Identity::Ipv6(a) => ("ipv6", a.to_string()),
+            wire::Identity::Fqdn(f) => ("fqdn", String::from_utf8_lossy(f).into_owned()),
+            wire::Identity::UserFqdn(u) => ("ufqdn", String::from_utf8_lossy(u).into_owned()),
+            _ => return None,
+        };
+        self.pubkeys
+            .iter()
+            .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
+            .map(|(_, _, key)| key)
+    }
+
     /// From PEM/DER blobs: the private key, our certificates (the one holding the key is
     /// ours) and the CA certificates.
     pub fn load(
@@ -264,12 +290,14 @@ impl Credentials {
             cert,
             cas,
             trust,
+            pubkeys: Vec::new(),
         })
     }
 
     /// RSA_SIG can be offered and accepted.
     pub fn usable(&self) -> bool {
-        self.key.is_some() && self.cert.is_some()
+        // Without a certificate of ours the peer needs our public key (pubkeys/).
+        self.key.is_some()
     }
 
     /// The CA names for CERT_REQ payloads (one empty request when we have no CAs).
@@ -873,7 +901,7 @@ impl Engine {
                 .cert
                 .as_ref()
                 .and_then(|c| c.der().ok())
-                .ok_or(Drop::Silent("no certificate".into()))?;
+                .unwrap_or_default();
         }
         let x = self
             .exchanges
@@ -886,10 +914,12 @@ impl Engine {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
             if rsa {
-                b.payload(PayloadType::CERT, |w| {
-                    w.u8(CertEncoding::X509_SIG.0)?;
-                    w.bytes(&cert)
-                })?;
+                if !cert.is_empty() {
+                    b.payload(PayloadType::CERT, |w| {
+                        w.u8(CertEncoding::X509_SIG.0)?;
+                        w.bytes(&cert)
+                    })?;
+                }
                 b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
             } else {
                 b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
@@ -1039,6 +1069,17 @@ impl Engine {
             let identity = id
                 .identity()
                 .map_err(|e| Drop::Notify(e.notify, e.reason.into()))?;
+            if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
+                // No certificate: the peer's raw public key from pubkeys/, by its ID.
+                let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone".into()))?;
+                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+                    Drop::Notify(
+                        NotifyType::INVALID_SIGNATURE,
+                        format!("authentication failed: signature over {which} does not verify with the public key of {identity}"),
+                    )
+                })?;
+                log::info!("peer {} authenticated by its public key for {identity}", x.remote);
+            } else {
             let cert = certs
                 .iter()
                 .find(|c| cert_names_id(c, &identity))
@@ -1086,6 +1127,7 @@ impl Engine {
                 x.remote,
                 cert.subject()
             );
+            }
         } else {
             let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
                 return Err(Drop::Notify(
