@@ -590,7 +590,9 @@ impl Daemon {
         let pubdir = self
             .conf
             .get("General", "Pubkey-directory")
-            .map_or("/etc/isakmpd/pubkeys".to_string(), |v| v.trim().trim_end_matches('/').to_string());
+            .map_or("/etc/isakmpd/pubkeys".to_string(), |v| {
+                v.trim().trim_end_matches('/').to_string()
+            });
         let mut pubkeys = Vec::new();
         for kind in ["ipv4", "ipv6", "fqdn", "ufqdn"] {
             let dir = format!("{pubdir}/{kind}");

@@ -21,13 +21,27 @@ fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Co
 }
 
 fn conf_x(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str, exch: &str) -> Conf {
+    conf_g(me, peer, psk, active, mm, qm, exch, "")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conf_g(
+    me: &str,
+    peer: &str,
+    psk: &str,
+    active: bool,
+    mm: &str,
+    qm: &str,
+    exch: &str,
+    general: &str,
+) -> Conf {
     let (lnet, rnet) = if me == WEST {
         ("198.51.100.0", "203.0.113.0")
     } else {
         ("203.0.113.0", "198.51.100.0")
     };
     let text = format!(
-        "[General]\nRetransmits=3\nExchange-max-time=60\n\
+        "[General]\nRetransmits=3\nExchange-max-time=60\n{general}\
          [Phase 1]\n{peer}=peer\n\
          [Phase 2]\n{}=conn\n\
          [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication={psk}\n\
@@ -554,6 +568,29 @@ fn responder_takes_the_first_suite_it_accepts_among_several() {
     assert_eq!(s.enc_key_len, 32);
     assert_eq!(s.auth_key_len, 48);
     assert!(s.pfs.is_some());
+    // West sends a KE for its PFS suite; east picks the suite without PFS.
+    let mut w = node(
+        WEST,
+        &conf(
+            WEST,
+            EAST,
+            "k",
+            true,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE,QM-ESP-3DES-SHA-SUITE",
+        ),
+        42,
+    );
+    let mut e = node(
+        EAST,
+        &conf(EAST, WEST, "k", false, "AES-SHA", "QM-ESP-3DES-SHA-SUITE"),
+        43,
+    );
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    assert!(w.e.ipsec_sas().next().unwrap().pfs.is_none());
+    assert_eq!(w.e.ipsec_sas().next().unwrap().enc_key_len, 24);
 }
 
 #[test]
@@ -565,8 +602,30 @@ fn main_mode_rsa_signatures_with_raw_public_keys() {
     pki::raw_key(&dir, "other");
     let rd = |n: &str| std::fs::read(dir.join(n)).unwrap();
     let run = |east_knows: &str| {
-        let mut w = node(WEST, &conf(WEST, EAST, "unused", true, "3DES-SHA-RSA_SIG", "QM-ESP-3DES-SHA-SUITE"), 50);
-        let mut e = node(EAST, &conf(EAST, WEST, "unused", false, "3DES-SHA-RSA_SIG", "QM-ESP-3DES-SHA-SUITE"), 51);
+        let mut w = node(
+            WEST,
+            &conf(
+                WEST,
+                EAST,
+                "unused",
+                true,
+                "3DES-SHA-RSA_SIG",
+                "QM-ESP-3DES-SHA-SUITE",
+            ),
+            50,
+        );
+        let mut e = node(
+            EAST,
+            &conf(
+                EAST,
+                WEST,
+                "unused",
+                false,
+                "3DES-SHA-RSA_SIG",
+                "QM-ESP-3DES-SHA-SUITE",
+            ),
+            51,
+        );
         let mut cw = Credentials::load(Some(&rd("west.key")), &[], &[]).unwrap();
         cw.add_pubkey("ipv4", EAST, &rd("east.pub")).unwrap();
         let mut ce = Credentials::load(Some(&rd("east.key")), &[], &[]).unwrap();
@@ -584,4 +643,44 @@ fn main_mode_rsa_signatures_with_raw_public_keys() {
     assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
     assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn responder_lifetime_shortens_phase_2() {
+    isakmpd::ike::crypto::init();
+    let mut w = node(
+        WEST,
+        &conf(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE"),
+        60,
+    );
+    let mut e = node(
+        EAST,
+        &conf_g(
+            EAST,
+            WEST,
+            "k",
+            false,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-SUITE",
+            "ID_PROT",
+            "Default-phase-2-lifetime=300,60:600\n",
+        ),
+        61,
+    );
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    assert_eq!(
+        e.e.ipsec_sas().next().unwrap().lifetime,
+        600,
+        "responder caps the offered 1200 s"
+    );
+    assert_eq!(
+        w.e.ipsec_sas().next().unwrap().lifetime,
+        600,
+        "initiator took RESPONDER-LIFETIME"
+    );
+    // At the hard lifetime both sides drop the SAs (rekeying before it is issue 5's work).
+    drive(&mut w, &mut e, Time(0), 700, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
 }

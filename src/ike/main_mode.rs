@@ -1071,16 +1071,21 @@ impl Engine {
                 .map_err(|e| Drop::Notify(e.notify, e.reason.into()))?;
             if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
                 // No certificate: the peer's raw public key from pubkeys/, by its ID.
-                let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone".into()))?;
+                let key = creds
+                    .pubkey_for(&identity)
+                    .ok_or(Drop::Silent("gone".into()))?;
                 key.verify_raw(want.as_bytes(), sig).map_err(|_| {
                     Drop::Notify(
                         NotifyType::INVALID_SIGNATURE,
                         format!("authentication failed: signature over {which} does not verify with the public key of {identity}"),
                     )
                 })?;
-                log::info!("peer {} authenticated by its public key for {identity}", x.remote);
+                log::info!(
+                    "peer {} authenticated by its public key for {identity}",
+                    x.remote
+                );
             } else {
-            let cert = certs
+                let cert = certs
                 .iter()
                 .find(|c| cert_names_id(c, &identity))
                 .ok_or_else(|| {
@@ -1092,41 +1097,41 @@ impl Engine {
                         ),
                     )
                 })?;
-            let trust = creds.trust.as_ref().ok_or(Drop::Notify(
-                NotifyType::INVALID_CERTIFICATE,
-                "authentication failed: no CA certificates configured".into(),
-            ))?;
-            let others: Vec<Certificate> = certs
-                .iter()
-                .filter(|c| !std::ptr::eq(*c, cert))
-                .cloned()
-                .collect();
-            trust.verify(cert, &others).map_err(|e| {
-                Drop::Notify(
+                let trust = creds.trust.as_ref().ok_or(Drop::Notify(
                     NotifyType::INVALID_CERTIFICATE,
-                    format!(
-                        "authentication failed: certificate \"{}\" not trusted: {e}",
-                        cert.subject()
-                    ),
-                )
-            })?;
-            let key = cert.public_key().map_err(|e| {
-                Drop::Notify(
-                    NotifyType::INVALID_CERTIFICATE,
-                    format!("certificate key: {e}"),
-                )
-            })?;
-            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                Drop::Notify(
-                    NotifyType::INVALID_SIGNATURE,
-                    format!("authentication failed: signature over {which} does not verify"),
-                )
-            })?;
-            log::info!(
-                "peer {} authenticated by certificate \"{}\"",
-                x.remote,
-                cert.subject()
-            );
+                    "authentication failed: no CA certificates configured".into(),
+                ))?;
+                let others: Vec<Certificate> = certs
+                    .iter()
+                    .filter(|c| !std::ptr::eq(*c, cert))
+                    .cloned()
+                    .collect();
+                trust.verify(cert, &others).map_err(|e| {
+                    Drop::Notify(
+                        NotifyType::INVALID_CERTIFICATE,
+                        format!(
+                            "authentication failed: certificate \"{}\" not trusted: {e}",
+                            cert.subject()
+                        ),
+                    )
+                })?;
+                let key = cert.public_key().map_err(|e| {
+                    Drop::Notify(
+                        NotifyType::INVALID_CERTIFICATE,
+                        format!("certificate key: {e}"),
+                    )
+                })?;
+                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+                    Drop::Notify(
+                        NotifyType::INVALID_SIGNATURE,
+                        format!("authentication failed: signature over {which} does not verify"),
+                    )
+                })?;
+                log::info!(
+                    "peer {} authenticated by certificate \"{}\"",
+                    x.remote,
+                    cert.subject()
+                );
             }
         } else {
             let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {

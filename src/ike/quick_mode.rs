@@ -139,6 +139,8 @@ struct Matched {
     key_bits: Option<u16>,
     group: Option<GroupDescription>,
     lifetime: u64,
+    /// The lifetime the initiator asked for, when we shortened it.
+    shortened_from: Option<u64>,
 }
 
 fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
@@ -151,6 +153,7 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
         key_bits: None,
         group: None,
         lifetime: 0,
+        shortened_from: None,
     };
     let mut life_type = None;
     for a in t.attributes.iter() {
@@ -184,6 +187,7 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
         m.lifetime > 0,
     ) {
         if m.lifetime > l.duration.max {
+            m.shortened_from = Some(m.lifetime);
             m.lifetime = l.duration.max;
         }
     }
@@ -594,6 +598,7 @@ impl Engine {
             x.dh = Some(dh);
         }
         let mut raw = Vec::new();
+        let mut shortened: Vec<(ProtocolId, [u8; 4], u64)> = Vec::new();
         for (p, t, m) in &chosen {
             let spi_in = self.new_spi();
             let mut spi_out = [0u8; 4];
@@ -621,6 +626,9 @@ impl Engine {
                 t.id,
                 t.attributes.raw().to_vec(),
             ));
+            if m.shortened_from.is_some() {
+                shortened.push((p.protocol, spi_out, m.lifetime));
+            }
         }
         let h = Header {
             icookie: x.icookie,
@@ -665,6 +673,18 @@ impl Engine {
                 Ok(())
             })?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+            for (proto, spi, life) in &shortened {
+                // RESPONDER-LIFETIME about the initiator's SPI, with our lifetime.
+                b.payload(PayloadType::NOTIFY, |w| {
+                    w.u32(super::wire::Doi::IPSEC.0)?;
+                    w.u8(proto.0)?;
+                    w.u8(4)?;
+                    w.u16(NotifyType::RESPONDER_LIFETIME.0)?;
+                    w.bytes(spi)?;
+                    attr(w, IpsecAttr::SA_LIFE_TYPE.0, LifeType::SECONDS.0.into())?;
+                    attr(w, IpsecAttr::SA_LIFE_DURATION.0, *life)
+                })?;
+            }
             if x.dh.is_some() {
                 b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
             }
@@ -741,6 +761,26 @@ impl Engine {
                 "no NONCE payload".into(),
             ));
         };
+        let responder_lifetimes: Vec<(Vec<u8>, u64)> = m
+            .payloads
+            .iter()
+            .filter_map(|p| match p.payload {
+                Payload::Notify(n) if n.ty == NotifyType::RESPONDER_LIFETIME => {
+                    let attrs = super::wire::Attributes::parse(n.data).ok()?;
+                    let mut secs = None;
+                    let mut ty = None;
+                    for a in attrs.iter() {
+                        match IpsecAttr(a.ty) {
+                            IpsecAttr::SA_LIFE_TYPE => ty = a.as_u64(),
+                            IpsecAttr::SA_LIFE_DURATION if ty == Some(1) => secs = a.as_u64(),
+                            _ => {}
+                        }
+                    }
+                    Some((n.spi.to_vec(), secs?))
+                }
+                _ => None,
+            })
+            .collect();
         let ke = match m.find(PayloadType::KE) {
             Some(Payload::Ke(k)) => Some(k.to_vec()),
             _ => None,
@@ -811,11 +851,35 @@ impl Engine {
                 spi_out,
             });
         }
-        if x.qm.pfs.is_some() != ke.is_some() {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "PFS KE missing or unexpected".into(),
-            ));
+        let chosen_group = chosen
+            .iter()
+            .find_map(|(_, _, m)| m.group)
+            .and_then(Group::from_ike);
+        match (chosen_group, &ke) {
+            (Some(g), Some(_)) if x.qm.pfs == Some(g) => {}
+            (None, _) => {
+                // A suite without PFS was chosen: our KE goes unused.
+                x.qm.pfs = None;
+                x.dh = None;
+            }
+            _ => {
+                return Err(Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "PFS KE missing or of another group".into(),
+                ))
+            }
+        }
+        let ke = if x.qm.pfs.is_some() { ke } else { None };
+        // RFC 2407 §4.6.3.1: the responder may shorten the lifetime it accepted.
+        for (spi, life) in &responder_lifetimes {
+            for c in x.qm.chosen.iter_mut() {
+                if c.spi_in[..] == spi[..] && *life > 0 && (c.lifetime == 0 || *life < c.lifetime) {
+                    log::info!(
+                        "peer shortens the phase 2 lifetime to {life} seconds (RESPONDER-LIFETIME)"
+                    );
+                    c.lifetime = *life;
+                }
+            }
         }
         x.nr = nr.to_vec();
         if let Some(k) = ke {

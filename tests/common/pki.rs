@@ -94,6 +94,27 @@ pub fn host(dir: &Path, ca: &str, host: &str, ip: &str) {
 /// A bare RSA key pair: `<name>.key` (private, PEM) and `<name>.pub` (public, PEM).
 pub fn raw_key(dir: &Path, name: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    run(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &format!("{name}.key")]);
-    run(dir, &["pkey", "-in", &format!("{name}.key"), "-pubout", "-out", &format!("{name}.pub")]);
+    run(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+    run(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            &format!("{name}.key"),
+            "-pubout",
+            "-out",
+            &format!("{name}.pub"),
+        ],
+    );
 }
