@@ -556,11 +556,12 @@ impl Engine {
                 }
                 Some(g)
             }
-            (None, None) => None,
-            _ => {
+            // The chosen suite has no PFS: the initiator's KE (for another suite) is unused.
+            (None, _) => None,
+            (Some(_), None) => {
                 return Err(Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "PFS group and KE payload disagree".into(),
+                    "PFS suite chosen but no KE payload".into(),
                 ))
             }
         };
