@@ -225,8 +225,16 @@ impl DhPrivate {
     /// A fresh private value from `rng` (so `-r seed` makes it reproducible).
     pub fn generate(group: Group, rng: &mut dyn Random) -> Result<DhPrivate, CryptoError> {
         let mut buf = SharedSecret::new();
+        // MODP: a private exponent of twice the group's strength or more (RFC 3526 §8,
+        // as OpenSSL does for its named groups), not the full modulus length: three
+        // times cheaper per handshake, and the peer's value check still costs one full
+        // exponentiation.
         let len = match group {
-            Group::Modp(_) => group.public_len(),
+            Group::Modp(n) => match n {
+                1 | 2 | 5 | 14 | 15 => 32,
+                16 | 17 => 48,
+                _ => 64,
+            },
             Group::Ecp(n) => match n {
                 19 => 32,
                 20 => 48,
@@ -238,8 +246,8 @@ impl DhPrivate {
             let mut b = [0u8; 1024];
             rng.fill(&mut b[..len]);
             match group {
-                // Below the prime: a clear top byte keeps x < p for these primes.
-                Group::Modp(_) => b[0] = 0,
+                // Full length ensures x > 1; x is far below p.
+                Group::Modp(_) => b[0] |= 0x80,
                 // P-521's order has 521 bits: keep the top byte to one bit.
                 Group::Ecp(21) => b[0] &= 0x01,
                 _ => {}
