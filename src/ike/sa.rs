@@ -24,26 +24,26 @@ struct Slot<T> {
     val: Option<T>,
 }
 
-/// A table of at most `capacity` values, allocated up front.
+/// A table of at most `capacity` values. The storage is reserved up front (one
+/// allocation, never grown past it) but its pages are only touched as slots come into use,
+/// so an idle daemon does not pay for its full tables in resident memory.
 pub struct Slab<T> {
     slots: Vec<Slot<T>>,
+    cap: usize,
     free: Vec<u32>,
 }
 
 impl<T> Slab<T> {
     pub fn with_capacity(n: usize) -> Slab<T> {
-        let mut slots = Vec::with_capacity(n);
-        for _ in 0..n {
-            slots.push(Slot { gen: 0, val: None });
-        }
         Slab {
-            slots,
-            free: (0..n as u32).rev().collect(),
+            slots: Vec::with_capacity(n),
+            cap: n,
+            free: Vec::with_capacity(n),
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.cap
     }
 
     pub fn len(&self) -> usize {
@@ -56,7 +56,14 @@ impl<T> Slab<T> {
 
     /// Stores `v`; `None` when the table is full.
     pub fn insert(&mut self, v: T) -> Option<Handle> {
-        let idx = self.free.pop()?;
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < self.cap => {
+                self.slots.push(Slot { gen: 0, val: None });
+                (self.slots.len() - 1) as u32
+            }
+            None => return None,
+        };
         let s = &mut self.slots[idx as usize];
         s.gen = s.gen.wrapping_add(1);
         s.val = Some(v);
