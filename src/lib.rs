@@ -22,6 +22,7 @@ pub mod report;
 pub mod signal;
 pub mod timer;
 pub mod udp;
+pub mod xfrm;
 
 static STDERR_LOG: AtomicBool = AtomicBool::new(false);
 

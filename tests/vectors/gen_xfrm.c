@@ -1,0 +1,101 @@
+/* Builds XFRM netlink messages with the kernel's own struct definitions (linux/xfrm.h)
+ * and prints them as hex: the byte fixtures for src/xfrm.rs (tests/vectors/xfrm.txt).
+ * cc -o gen_xfrm gen_xfrm.c && ./gen_xfrm > xfrm.txt */
+#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+#include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
+
+static unsigned char buf[4096];
+static size_t len;
+
+static void *put(size_t n) { void *p = buf + len; memset(p, 0, NLMSG_ALIGN(n)); len += NLMSG_ALIGN(n); return p; }
+static void hdr(int type, int flags, int seq) {
+	len = 0;
+	struct nlmsghdr *h = put(sizeof *h);
+	h->nlmsg_type = type; h->nlmsg_flags = flags; h->nlmsg_seq = seq; h->nlmsg_pid = 0;
+}
+static void *attr(int type, size_t n) {
+	struct nlattr *a = put(NLA_HDRLEN + n);
+	a->nla_type = type; a->nla_len = NLA_HDRLEN + n;
+	return (char *)a + NLA_HDRLEN;
+}
+static void done(const char *name) {
+	((struct nlmsghdr *)buf)->nlmsg_len = len;
+	printf("%s = ", name);
+	for (size_t i = 0; i < len; i++) printf("%02x", buf[i]);
+	printf("\n");
+}
+static void v4(xfrm_address_t *a, const char *s) { inet_pton(AF_INET, s, &a->a4); }
+
+int main(void) {
+	/* ESP tunnel SA 192.0.2.1 -> 192.0.2.2, SPI 0x11223344, reqid 7, AES-CBC-128 +
+	 * HMAC-SHA2-256 truncated to 128 bits, lifetimes soft 1080 / hard 1200 s. */
+	hdr(XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 1);
+	struct xfrm_usersa_info *sa = put(sizeof *sa);
+	sa->sel.family = AF_INET;
+	v4(&sa->id.daddr, "192.0.2.2");
+	sa->id.spi = htonl(0x11223344);
+	sa->id.proto = IPPROTO_ESP;
+	v4(&sa->saddr, "192.0.2.1");
+	sa->lft.soft_byte_limit = XFRM_INF; sa->lft.hard_byte_limit = XFRM_INF;
+	sa->lft.soft_packet_limit = XFRM_INF; sa->lft.hard_packet_limit = XFRM_INF;
+	sa->lft.soft_add_expires_seconds = 1080; sa->lft.hard_add_expires_seconds = 1200;
+	sa->reqid = 7; sa->family = AF_INET; sa->mode = XFRM_MODE_TUNNEL; sa->replay_window = 32;
+	struct xfrm_algo *c = attr(XFRMA_ALG_CRYPT, sizeof *c + 16);
+	strcpy(c->alg_name, "cbc(aes)"); c->alg_key_len = 128;
+	for (int i = 0; i < 16; i++) c->alg_key[i] = i;
+	struct xfrm_algo_auth *au = attr(XFRMA_ALG_AUTH_TRUNC, sizeof *au + 32);
+	strcpy(au->alg_name, "hmac(sha256)"); au->alg_key_len = 256; au->alg_trunc_len = 128;
+	for (int i = 0; i < 32; i++) au->alg_key[i] = 0x80 + i;
+	done("newsa_esp_tunnel_aes_sha256");
+
+	/* AES-GCM-16 (128-bit key + salt) inbound SA 192.0.2.2 -> 192.0.2.1, UDP-encapsulated
+	 * 4500 <-> 4500, reqid 9. */
+	hdr(XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 2);
+	sa = put(sizeof *sa);
+	sa->sel.family = AF_INET;
+	v4(&sa->id.daddr, "192.0.2.1");
+	sa->id.spi = htonl(0xcafe0001);
+	sa->id.proto = IPPROTO_ESP;
+	v4(&sa->saddr, "192.0.2.2");
+	sa->lft.soft_byte_limit = XFRM_INF; sa->lft.hard_byte_limit = XFRM_INF;
+	sa->lft.soft_packet_limit = XFRM_INF; sa->lft.hard_packet_limit = XFRM_INF;
+	sa->reqid = 9; sa->family = AF_INET; sa->mode = XFRM_MODE_TUNNEL; sa->replay_window = 32;
+	struct xfrm_algo_aead *ae = attr(XFRMA_ALG_AEAD, sizeof *ae + 20);
+	strcpy(ae->alg_name, "rfc4106(gcm(aes))"); ae->alg_key_len = 160; ae->alg_icv_len = 128;
+	for (int i = 0; i < 20; i++) ae->alg_key[i] = 0x40 + i;
+	struct xfrm_encap_tmpl *en = attr(XFRMA_ENCAP, sizeof *en);
+	en->encap_type = 2; /* UDP_ENCAP_ESPINUDP */
+	en->encap_sport = htons(4500); en->encap_dport = htons(4500);
+	done("newsa_esp_gcm_udpencap");
+
+	hdr(XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK, 3);
+	struct xfrm_usersa_id *id = put(sizeof *id);
+	v4(&id->daddr, "192.0.2.2"); id->spi = htonl(0x11223344); id->family = AF_INET; id->proto = IPPROTO_ESP;
+	done("delsa");
+
+	/* Outbound tunnel policy 198.51.100.0/24 -> 203.0.113.0/24 via 192.0.2.1 -> 192.0.2.2. */
+	hdr(XFRM_MSG_NEWPOLICY, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 4);
+	struct xfrm_userpolicy_info *p = put(sizeof *p);
+	v4(&p->sel.saddr, "198.51.100.0"); v4(&p->sel.daddr, "203.0.113.0");
+	p->sel.prefixlen_s = 24; p->sel.prefixlen_d = 24; p->sel.family = AF_INET;
+	p->lft.soft_byte_limit = XFRM_INF; p->lft.hard_byte_limit = XFRM_INF;
+	p->lft.soft_packet_limit = XFRM_INF; p->lft.hard_packet_limit = XFRM_INF;
+	p->priority = 2000; p->dir = XFRM_POLICY_OUT; p->action = XFRM_POLICY_ALLOW;
+	struct xfrm_user_tmpl *t = attr(XFRMA_TMPL, sizeof *t);
+	v4(&t->id.daddr, "192.0.2.2"); t->id.proto = IPPROTO_ESP; t->family = AF_INET;
+	v4(&t->saddr, "192.0.2.1"); t->reqid = 7; t->mode = XFRM_MODE_TUNNEL;
+	t->aalgos = ~0u; t->ealgos = ~0u; t->calgos = ~0u;
+	done("newpolicy_out_tunnel");
+
+	hdr(XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, 5);
+	struct xfrm_userpolicy_id *pid = put(sizeof *pid);
+	v4(&pid->sel.saddr, "198.51.100.0"); v4(&pid->sel.daddr, "203.0.113.0");
+	pid->sel.prefixlen_s = 24; pid->sel.prefixlen_d = 24; pid->sel.family = AF_INET;
+	pid->dir = XFRM_POLICY_OUT;
+	done("delpolicy_out");
+	return 0;
+}
