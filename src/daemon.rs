@@ -222,6 +222,7 @@ pub fn run(opts: Options) -> i32 {
         sock: parent_end,
         config_path: opts.config.clone(),
         report_path: opts.report_file.clone(),
+        xfrm: std::cell::RefCell::new(None),
     };
     let status = parent_loop(&server, &parent_signals, pid);
     cleanup(&opts);

@@ -85,6 +85,8 @@ pub struct Daemon {
     quit: bool,
     /// The configuration changed: check the connections at once.
     reinit: bool,
+    /// The XFRM socket, unless -n.
+    kernel: Option<crate::kernel::Kernel>,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -127,6 +129,7 @@ impl Daemon {
             },
             quit: false,
             reinit: false,
+            kernel: None,
             buf: Box::new([0; MAX_DATAGRAM]),
         }
     }
@@ -209,6 +212,17 @@ impl Daemon {
         }
         self.engine.set_route_lookup(Box::new(route_lookup));
         self.load_credentials();
+        if !self.opts.no_kernel {
+            log::info!(
+                "kernel: XFRM netlink{}",
+                if self.opts.acquire_only {
+                    " (-a: no flows)"
+                } else {
+                    ""
+                }
+            );
+            self.kernel = Some(crate::kernel::Kernel::new(!self.opts.acquire_only));
+        }
         self.engine.start_connections(self.now());
         let mut next_check = self.now();
         let mut shutdown_deadline: Option<Time> = None;
@@ -341,11 +355,15 @@ impl Daemon {
             }
         }
         while let Some(r) = self.engine.poll_kernel() {
-            if self.opts.no_kernel {
-                crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
-            } else {
-                // XXX: the PF_KEY/XFRM backends are the kernel issue's work.
-                log::warn!("no kernel backend in this build, not installed: {r:?}");
+            match self.kernel.as_mut() {
+                Some(k) => {
+                    let m = &self.monitor;
+                    k.submit(&r, &mut |b| m.xfrm(b))
+                }
+                None if self.opts.no_kernel => {
+                    crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
+                }
+                None => log::warn!("kernel: no backend, not installed: {r:?}"),
             }
         }
         while let Some(c) = self.engine.poll_capture() {

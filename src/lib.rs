@@ -14,6 +14,7 @@ pub mod event;
 pub mod fifo;
 pub mod fuzzing;
 pub mod ike;
+pub mod kernel;
 pub mod log;
 pub mod monitor;
 pub mod pcap;

@@ -31,6 +31,7 @@ const REQ_OPEN_WRITE: u8 = 3;
 const REQ_SHUTDOWN: u8 = 4;
 const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
+const REQ_XFRM: u8 = 7;
 
 /// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
 pub const PKI_ROOT: &str = "/etc/isakmpd/";
@@ -242,6 +243,17 @@ impl Client {
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
+    /// Has the parent send one XFRM netlink request and returns the kernel's errno (0 for
+    /// success). Linux checks CAP_NET_ADMIN of the *sending* task for XFRM, so the
+    /// unprivileged child cannot talk to it itself; the parent forwards only the request
+    /// types the daemon needs.
+    pub fn xfrm(&self, msg: &[u8]) -> Result<i32, String> {
+        let mut req = vec![REQ_XFRM];
+        req.extend_from_slice(msg);
+        self.call(&req)?;
+        Ok(0)
+    }
+
     /// Tells the parent this is a clean exit.
     pub fn shutdown(&self) {
         let _ = self.call(&[REQ_SHUTDOWN]);
@@ -256,12 +268,77 @@ pub struct Server {
     pub sock: OwnedFd,
     pub config_path: String,
     pub report_path: String,
+    /// The parent's XFRM socket, opened on first use.
+    pub xfrm: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 /// Everything the server answers with: Ok(fd) or Err(reason).
 pub type Answer = Result<Option<OwnedFd>, String>;
 
 impl Server {
+    /// Forwards one XFRM request from the child after checking that it is one of the
+    /// kinds the daemon sends, and waits for the kernel's ack. `Err` carries the errno.
+    fn xfrm(&self, msg: &[u8]) -> Result<(), String> {
+        use crate::xfrm::*;
+        if msg.len() < 16 || msg.len() > 4096 {
+            return Err("monitor: malformed XFRM request".into());
+        }
+        let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
+        let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+        let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        if len != msg.len()
+            || ![
+                XFRM_MSG_NEWSA,
+                XFRM_MSG_DELSA,
+                XFRM_MSG_NEWPOLICY,
+                XFRM_MSG_DELPOLICY,
+            ]
+            .contains(&ty)
+        {
+            return Err(format!("monitor: refusing XFRM message type {ty}"));
+        }
+        let mut slot = self.xfrm.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(open_xfrm()?);
+        }
+        let fd = slot.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        // SAFETY: sending a buffer we own on our netlink socket.
+        if unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+            return Err(format!(
+                "errno {}",
+                io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            ));
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
+                return Err("monitor: no answer from the kernel".into());
+            }
+            // SAFETY: receiving into a buffer we own.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return Err("monitor: XFRM socket read failed".into());
+            }
+            for r in replies(&buf[..n as usize]) {
+                if let Reply::Ack { seq: s, errno } = r {
+                    if s == seq {
+                        return if errno == 0 {
+                            Ok(())
+                        } else {
+                            Err(format!("errno {errno}"))
+                        };
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads one request and answers it. Returns false when the child closed its end.
     pub fn serve_one(&self) -> io::Result<bool> {
         let mut buf = [0u8; 4200];
@@ -314,6 +391,7 @@ impl Server {
                 open_run_file(path).map(Some)
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
+            Some(&REQ_XFRM) => self.xfrm(&req[1..]).map(|()| None),
             Some(&REQ_OPEN_PKI) => {
                 let path = pki_path(&req[1..])?;
                 if !path.is_file() {
@@ -326,6 +404,41 @@ impl Server {
             _ => Err("monitor: unknown request".into()),
         }
     }
+}
+
+/// A bound NETLINK_XFRM socket. Netlink checks CAP_NET_ADMIN against the credentials of
+/// whoever opened the socket, so the unprivileged child can use this one.
+pub fn open_xfrm() -> Result<OwnedFd, String> {
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            crate::xfrm::NETLINK_XFRM,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "XFRM netlink socket: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed sockaddr_nl is valid; we set the family and bind with its size.
+    let r = unsafe {
+        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(format!("XFRM netlink bind: {}", io::Error::last_os_error()));
+    }
+    Ok(fd)
 }
 
 /// A path the child may read: it must resolve (symlinks and `..` followed) to something

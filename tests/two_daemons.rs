@@ -179,3 +179,87 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
         panic!("tshark is not installed (scripts/setup.sh installs it)");
     }
 }
+
+/// Without -n: the daemons install their flows through XFRM netlink from the unprivileged
+/// child. This host kernel has no ESP, so the states themselves are refused (and logged);
+/// the VM test (tests/vm) proves them with traffic.
+#[test]
+fn flows_go_to_the_kernel_through_xfrm() {
+    let link = Link::new("k");
+    let east = start_in(
+        "xfrm-east",
+        &conf(
+            "192.0.2.2",
+            "192.0.2.1",
+            "203.0.113.0",
+            "198.51.100.0",
+            "Passive-connections",
+        ),
+        &["+kernel"],
+        Some(&link.b),
+    );
+    let west = start_in(
+        "xfrm-west",
+        &conf(
+            "192.0.2.1",
+            "192.0.2.2",
+            "198.51.100.0",
+            "203.0.113.0",
+            "Connections",
+        ),
+        &["+kernel"],
+        Some(&link.a),
+    );
+    wait_until(&west, "phase 2 on west", |s| {
+        s.contains("(Phase 2/Initiator)")
+    });
+    wait_until(&east, "phase 2 on east", |s| {
+        s.contains("(Phase 2/Responder)")
+    });
+    let policies = |ns: &str| {
+        let out = Command::new("ip")
+            .args(["-n", ns, "xfrm", "policy"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let t0 = Instant::now();
+    let mut p = policies(&link.a);
+    while p.matches("dir ").count() < 3 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+        p = policies(&link.a);
+    }
+    assert!(
+        p.contains("src 198.51.100.0/24 dst 203.0.113.0/24"),
+        "{p}\n{}",
+        west.log()
+    );
+    assert!(
+        p.contains("dir out") && p.contains("dir in") && p.contains("dir fwd"),
+        "{p}"
+    );
+    assert!(
+        p.contains("tmpl src 192.0.2.1 dst 192.0.2.2") && p.contains("mode tunnel"),
+        "{p}"
+    );
+    let e = policies(&link.b);
+    assert!(
+        e.contains("src 203.0.113.0/24 dst 198.51.100.0/24") && e.contains("dir out"),
+        "{e}"
+    );
+    assert!(
+        west.log().contains("kernel: XFRM netlink"),
+        "{}",
+        west.log()
+    );
+    // Teardown removes the flows again.
+    west.fifo("t quick IPsec-tunnel\n");
+    let t0 = Instant::now();
+    while (policies(&link.a).contains("dir") || policies(&link.b).contains("dir"))
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!policies(&link.a).contains("dir"), "{}", policies(&link.a));
+    assert!(!policies(&link.b).contains("dir"), "{}", policies(&link.b));
+}

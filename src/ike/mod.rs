@@ -706,7 +706,7 @@ impl Engine {
 
     /// True once nothing is left to send.
     pub fn is_drained(&self) -> bool {
-        self.outbox.is_empty()
+        self.outbox.is_empty() && self.kernel.is_empty()
     }
 
     /// Removes an IPsec SA, telling the kernel and (if `tell`) the peer.
@@ -722,16 +722,7 @@ impl Engine {
             hex(&sa.spi_out),
             sa.remote
         );
-        self.kernel_req(KernelReq::DeleteSa {
-            protocol: sa.protocol,
-            dst: sa.local,
-            spi: sa.spi_in,
-        });
-        self.kernel_req(KernelReq::DeleteSa {
-            protocol: sa.protocol,
-            dst: sa.remote,
-            spi: sa.spi_out,
-        });
+        self.kernel_req(KernelReq::DeleteSa(Box::new(sa.clone())));
         if tell {
             if let Some(p1) = self
                 .isakmp_sas

@@ -177,12 +177,8 @@ pub struct IpsecSa {
 pub enum KernelReq {
     /// Install both directions of an IPsec SA (and, unless -a, its flows).
     AddSa(Box<IpsecSa>),
-    /// Remove an SA by protocol, destination and SPI.
-    DeleteSa {
-        protocol: ProtocolId,
-        dst: SocketAddr,
-        spi: [u8; 4],
-    },
+    /// Remove both directions of an IPsec SA (and the flows installed with it).
+    DeleteSa(Box<IpsecSa>),
 }
 
 impl std::fmt::Debug for KernelReq {
@@ -196,9 +192,14 @@ impl std::fmt::Debug for KernelReq {
                 hex(&sa.spi_in),
                 hex(&sa.spi_out)
             ),
-            KernelReq::DeleteSa { protocol, dst, spi } => {
-                write!(f, "DeleteSa {protocol} {dst} {}", hex(spi))
-            }
+            KernelReq::DeleteSa(sa) => write!(
+                f,
+                "DeleteSa {} {} spi in {} out {}",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out)
+            ),
         }
     }
 }

@@ -169,9 +169,16 @@ pub fn spawn_etc(
         .arg(scratch.dir.join("run"))
         .arg(real_run())
         .arg(BIN)
-        .args(["-d", "-v", "-n", "-c"])
+        // "+kernel" in `extra` means: talk to the kernel (no -n).
+        .args(["-d", "-v"])
+        .args(if extra.contains(&"+kernel") {
+            &[][..]
+        } else {
+            &["-n"][..]
+        })
+        .arg("-c")
         .arg(conf)
-        .args(extra)
+        .args(extra.iter().filter(|a| **a != "+kernel"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(logf)
