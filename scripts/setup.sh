@@ -15,13 +15,22 @@ need=()
 # the interop peer of tests/interop; iputils-ping checks the namespaces' links.
 for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
          strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins \
-         strongswan-swanctl iputils-ping; do
+         strongswan-swanctl iputils-ping \
+         qemu-system-x86 linux-image-amd64 busybox-static udev kmod; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# virtme-ng boots Debian's kernel for the VM test (tests/vm) with the host's root file
+# system shared read-only.
+if ! command -v vng >/dev/null 2>&1; then
+    python3 -m pip install --quiet virtme-ng==1.42 ||
+        python3 -m pip install --quiet --break-system-packages virtme-ng==1.42
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

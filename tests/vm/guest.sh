@@ -1,0 +1,127 @@
+#!/bin/bash
+# Runs INSIDE the VM (tests/vm/run.sh boots Debian's kernel with the host's root file
+# system read-only and tmpfs overlays). Two network namespaces joined by veth, one isakmpd
+# in each talking to the kernel through XFRM netlink: tunnel 198.51.100.0/24 <->
+# 203.0.113.0/24 between 192.0.2.1 and 192.0.2.2, ping through it, ESP counters rising on
+# both sides, teardown removing every state and policy.
+#   $1 = OUT (host directory shared read-write), $2 = the isakmpd binary
+OUT=$1; BIN=$2
+exec > >(tee -a "$OUT/guest.log") 2>&1
+export LC_ALL=C
+up() { cut -d' ' -f1 /proc/uptime; }
+ok()  { echo "PASS $*"; echo "PASS $*" >> "$OUT/results"; }
+bad() { echo "FAIL $*"; echo "FAIL $*" >> "$OUT/results"; }
+echo "GUEST-READY uptime $(up) kernel $(uname -r)"
+
+nics=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2}' | tr '\n' ' ')
+[ -z "$nics" ] && ok "no network device besides lo" || bad "unexpected devices: $nics"
+modprobe -a esp4 xfrm_user veth && ok "modprobe esp4 xfrm_user veth" || bad "modprobe"
+
+W=/tmp/isakmpd-vm-guest; rm -rf $W; mkdir -p $W; mount -t tmpfs isakmpd-vm $W
+for ns in left right; do ip netns del $ns 2>/dev/null; ip netns add $ns; ip -n $ns link set lo up; done
+ip link add vl netns left type veth peer name vr netns right
+ip -n left addr add 192.0.2.1/24 dev vl; ip -n left link set vl up
+ip -n right addr add 192.0.2.2/24 dev vr; ip -n right link set vr up
+ip -n left addr add 198.51.100.1/24 dev lo
+ip -n right addr add 203.0.113.1/24 dev lo
+ip -n left route add 203.0.113.0/24 via 192.0.2.2 src 198.51.100.1
+ip -n right route add 198.51.100.0/24 via 192.0.2.1 src 203.0.113.1
+
+conf() { # me peer lnet rnet which
+cat <<EOT
+[General]
+Retransmits=		3
+Check-interval=		5
+[Phase 1]
+$2=			peer
+[Phase 2]
+$5=			tun
+[peer]
+Phase=			1
+Address=		$2
+Local-address=		$1
+Configuration=		mm
+Authentication=		vm-test-psk-0123456789
+[mm]
+EXCHANGE_TYPE=		ID_PROT
+Transforms=		AES-256-SHA2-256-GRP14
+[tun]
+Phase=			2
+ISAKMP-peer=		peer
+Configuration=		qm
+Local-ID=		lnet
+Remote-ID=		rnet
+[qm]
+EXCHANGE_TYPE=		QUICK_MODE
+Suites=			QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE
+[lnet]
+ID-type=		IPV4_ADDR_SUBNET
+Network=		$3
+Netmask=		255.255.255.0
+[rnet]
+ID-type=		IPV4_ADDR_SUBNET
+Network=		$4
+Netmask=		255.255.255.0
+EOT
+}
+start() { # name ns conf-args...
+    local n=$1 ns=$2; shift 2
+    mkdir -p $W/$n/run
+    conf "$@" > $W/$n/isakmpd.conf; chmod 600 $W/$n/isakmpd.conf
+    ip netns exec $ns unshare -m --propagation private sh -c \
+        "mount --bind $W/$n/run /run && exec $BIN -d -v -D 5=20 -c $W/$n/isakmpd.conf" > $W/$n/log 2>&1 &
+}
+start east right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
+sleep 1
+T0=$(up)
+start west left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections
+for i in $(seq 1 100); do
+    grep -q "quick mode done" $W/west/log && grep -q "quick mode done" $W/east/log && break
+    sleep 0.2
+done
+if grep -q "quick mode done" $W/west/log && grep -q "quick mode done" $W/east/log; then
+    ok "tunnel negotiated in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s"
+else
+    bad "no tunnel"
+fi
+# wait_kernel NS STATES POLICIES: up to 10 s for the kernel to hold exactly that many.
+wait_kernel() {
+    for i in $(seq 1 50); do
+        [ "$(ip -n $1 xfrm state | grep -c '^src')" = $2 ] && [ "$(ip -n $1 xfrm policy | grep -c '^src')" = $3 ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+for ns in left right; do
+    wait_kernel $ns 2 3
+    st=$(ip -n $ns xfrm state | grep -c "^src")
+    po=$(ip -n $ns xfrm policy | grep -c "^src")
+    [ "$st" = 2 ] && [ "$po" = 3 ] && ok "$ns: 2 ESP states and 3 policies in the kernel" || bad "$ns: $st states, $po policies"
+done
+ip -n left xfrm state | grep -q "auth-trunc hmac(sha256) 0x[0-9a-f]* 128" && ok "hmac(sha256) with a 128-bit ICV" || bad "ICV length: $(ip -n left xfrm state | grep auth)"
+ip netns exec left ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping.txt 2>&1
+grep -q " 0% packet loss" $W/ping.txt && ok "ping 198.51.100.1 -> 203.0.113.1 through the tunnel" || bad "ping: $(tail -2 $W/ping.txt | tr '\n' ' ')"
+counts() { ip -n $1 -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '; }
+for ns in left right; do
+    c=$(counts $ns)
+    set -- $c
+    [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "$ns: ESP packet counters $c" || bad "$ns: ESP counters '$c'"
+done
+# Teardown through the FIFO, then shutdown: nothing of ours may remain in the kernel.
+echo "t quick tun" > $W/west/run/isakmpd.fifo
+for ns in left right; do
+    wait_kernel $ns 0 0
+    st=$(ip -n $ns xfrm state | grep -c "^src"); po=$(ip -n $ns xfrm policy | grep -c "^src")
+    [ "$st" = 0 ] && [ "$po" = 0 ] && ok "$ns: teardown removed every state and policy" || bad "$ns: after teardown $st states, $po policies"
+done
+echo "c tun" > $W/west/run/isakmpd.fifo
+wait_kernel right 2 3; wait_kernel left 2 3
+[ "$(ip -n left xfrm state | grep -c '^src')" = 2 ] && ok "c brings the tunnel back" || bad "c: $(ip -n left xfrm state | grep -c '^src') states"
+echo Q > $W/west/run/isakmpd.fifo; echo Q > $W/east/run/isakmpd.fifo
+for ns in left right; do
+    wait_kernel $ns 0 0
+    st=$(ip -n $ns xfrm state | grep -c "^src"); po=$(ip -n $ns xfrm policy | grep -c "^src")
+    [ "$st" = 0 ] && [ "$po" = 0 ] && ok "$ns: shutdown removed every state and policy" || bad "$ns: after shutdown $st states, $po policies"
+done
+cp $W/west/log "$OUT/west.log"; cp $W/east/log "$OUT/east.log"; cp $W/ping.txt "$OUT/" 2>/dev/null
+echo "GUEST-DONE uptime $(up)"

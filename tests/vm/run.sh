@@ -1,0 +1,35 @@
+#!/bin/bash
+# Boots Debian's own kernel (linux-image-amd64: esp4, xfrm_user, af_key as modules) under
+# qemu with virtme-ng: the host's root file system read-only with tmpfs overlays, no
+# network device at all (-net none, checked), and runs tests/vm/guest.sh inside. TCG: this
+# host's /dev/kvm cannot run a Debian kernel. Exits 0 only if every check passed; prints
+# how long it took.   usage: run.sh /path/to/isakmpd
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+BIN=$(readlink -f "${1:-$here/../../target/release/isakmpd}")
+KERNEL=${VM_KERNEL:-$(ls -v /boot/vmlinuz-* 2>/dev/null | tail -1)}
+[ -n "$KERNEL" ] && [ -f "$KERNEL" ] || { echo "vm: no kernel in /boot (apt-get install linux-image-amd64)"; exit 2; }
+command -v vng >/dev/null || { echo "vm: vng missing (pip install virtme-ng)"; exit 2; }
+[ -x "$BIN" ] || { echo "vm: $BIN missing"; exit 2; }
+OUT=$(mktemp -d /tmp/isakmpd-vm.XXXXXX)
+ACCEL=(--disable-kvm)
+[ "${VM_KVM:-0}" = 1 ] && ACCEL=()
+VNG=(vng --run "$KERNEL" "${ACCEL[@]}" --memory 1G --cpus 2 --rwdir="$OUT" --exec "bash $here/guest.sh $OUT $BIN")
+"${VNG[@]}" --dry-run > "$OUT/qemu-cmdline.txt" 2>&1 </dev/null
+grep -q -- ' -net none' "$OUT/qemu-cmdline.txt" || { echo "vm: qemu command line lacks -net none"; cat "$OUT/qemu-cmdline.txt"; exit 2; }
+if grep -Eq -- ' -netdev | -nic | -net user|hostfwd' "$OUT/qemu-cmdline.txt"; then echo "vm: network device on the qemu command line"; exit 2; fi
+t0=$(date +%s)
+timeout -k 15 "${VM_TIMEOUT:-600}" "${VNG[@]}" </dev/null > "$OUT/console.log" 2>&1
+rc=$?
+t1=$(date +%s)
+echo "vm: kernel $(basename "$KERNEL"), TCG, $((t1 - t0)) s from qemu launch to poweroff (rc $rc)"
+cat "$OUT/results" 2>/dev/null
+pass=$(grep -c '^PASS' "$OUT/results" 2>/dev/null); fail=$(grep -c '^FAIL' "$OUT/results" 2>/dev/null)
+echo "vm: ${pass:-0} passed, ${fail:-0} failed (logs in $OUT)"
+if [ "${fail:-0}" != 0 ] || [ "${pass:-0}" = 0 ] || ! grep -q GUEST-DONE "$OUT/guest.log" 2>/dev/null; then
+    tail -40 "$OUT/console.log"
+    for f in west.log east.log; do [ -f "$OUT/$f" ] && { echo "--- $f"; tail -30 "$OUT/$f"; }; done
+    exit 1
+fi
+rm -rf "$OUT"
+exit 0
