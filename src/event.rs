@@ -107,6 +107,11 @@ impl Daemon {
                 no_nat_t: opts.no_nat_t,
                 acquire_only: opts.acquire_only,
                 port: Some(opts.listen_port),
+                backend: if opts.no_kernel {
+                    crate::ike::Backend::Record
+                } else {
+                    crate::ike::Backend::Xfrm
+                },
             },
             &conf,
             Time(0),

@@ -684,3 +684,72 @@ fn responder_lifetime_shortens_phase_2() {
     drive(&mut w, &mut e, Time(0), 700, &mut |_| Fate::Deliver);
     assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
 }
+
+#[test]
+fn only_what_the_kernel_backend_installs_is_offered_or_accepted() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::Backend;
+    let mk = |wb: Backend, eb: Backend, qw: &str, qe: &str| {
+        let mut w = Engine::new(
+            EngineConfig {
+                seed: Some(70),
+                no_kernel: true,
+                backend: wb,
+                ..Default::default()
+            },
+            &conf(WEST, EAST, "k", true, "AES-SHA", qw),
+            Time(0),
+        );
+        let mut e = Engine::new(
+            EngineConfig {
+                seed: Some(71),
+                no_kernel: true,
+                backend: eb,
+                ..Default::default()
+            },
+            &conf(EAST, WEST, "k", false, "AES-SHA", qe),
+            Time(0),
+        );
+        let (wi, ei): (std::net::IpAddr, std::net::IpAddr) =
+            (WEST.parse().unwrap(), EAST.parse().unwrap());
+        w.set_route_lookup(Box::new(move |_| Some(wi)));
+        e.set_route_lookup(Box::new(move |_| Some(ei)));
+        let mut w = Node {
+            e: w,
+            addr: SocketAddr::new(wi, 500),
+        };
+        let mut e = Node {
+            e,
+            addr: SocketAddr::new(ei, 500),
+        };
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 60, &mut |_| Fate::Deliver);
+        (w, e)
+    };
+    // A PF_KEY responder on Linux refuses HMAC-SHA2 (its 96-bit ICV trap) and takes the
+    // SHA1 suite the initiator also offers.
+    let (w, e) = mk(
+        Backend::Xfrm,
+        Backend::PfkeyLinux,
+        "QM-ESP-AES-SHA2-256-SUITE,QM-ESP-AES-SHA-SUITE",
+        "QM-ESP-AES-SHA2-256-SUITE,QM-ESP-AES-SHA-SUITE",
+    );
+    check_matching(&w.e, &e.e);
+    assert_eq!(e.e.ipsec_sas().next().unwrap().auth_key_len, 20);
+    // A PF_KEY initiator does not even offer AES-GCM; with nothing else, no SA.
+    let (w, e) = mk(
+        Backend::PfkeyLinux,
+        Backend::Xfrm,
+        "QM-ESP-AESGCM-128-SUITE",
+        "QM-ESP-AESGCM-128-SUITE",
+    );
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    // XFRM installs AES-GCM.
+    let (w, e) = mk(
+        Backend::Xfrm,
+        Backend::Xfrm,
+        "QM-ESP-AESGCM-128-SUITE",
+        "QM-ESP-AESGCM-128-SUITE",
+    );
+    check_matching(&w.e, &e.e);
+}

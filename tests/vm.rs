@@ -15,5 +15,8 @@ fn tunnel_with_real_esp_in_a_vm() {
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "VM test failed:\n{text}");
-    assert!(text.contains("PASS ping 198.51.100.1 -> 203.0.113.1 through the tunnel"), "{text}");
+    assert!(
+        text.contains("PASS ping 198.51.100.1 -> 203.0.113.1 through the tunnel"),
+        "{text}"
+    );
 }

@@ -529,7 +529,7 @@ impl Engine {
                 .collect();
             i += group.len();
             for suite in &conn.suites {
-                if let Some(c) = accept_suite(suite, &group) {
+                if let Some(c) = accept_suite(suite, &group, self.cfg.backend) {
                     chosen = Some((num, c));
                     break;
                 }
@@ -811,14 +811,14 @@ impl Engine {
                 "responder chose more than one proposal".into(),
             ));
         }
-        let suite = conn
-            .suites
+        let offered = installable_suites(&conn.suites, self.cfg.backend);
+        let suite = offered
             .get(usize::from(pnum).wrapping_sub(1))
             .ok_or(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "responder chose a proposal we did not offer".into(),
             ))?;
-        let chosen = accept_suite(suite, &props).ok_or(Drop::Notify(
+        let chosen = accept_suite(suite, &props, self.cfg.backend).ok_or(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
             "responder chose transforms we did not offer".into(),
         ))?;
@@ -1118,11 +1118,27 @@ fn write_offer(
     Ok(())
 }
 
+/// The suites with only the transforms `backend` can install; suites left with an empty
+/// protocol are dropped. Proposal numbers are positions in this list, on both ends.
+fn installable_suites(suites: &[Suite], backend: super::Backend) -> Vec<Suite> {
+    let mut v: Vec<Suite> = suites.to_vec();
+    for s in v.iter_mut() {
+        for p in s.protocols.iter_mut() {
+            let proto = p.protocol;
+            p.transforms
+                .retain(|t| backend.installable(proto, t.id, t.auth));
+        }
+    }
+    v.retain(|s| s.protocols.iter().all(|p| !p.transforms.is_empty()));
+    v
+}
+
 /// Does `suite` accept this group of proposal payloads (same protocols in order, one
 /// acceptable transform each)?
 fn accept_suite<'a>(
     suite: &Suite,
     group: &[Proposal<'a>],
+    backend: super::Backend,
 ) -> Option<Vec<(Proposal<'a>, Transform<'a>, Matched)>> {
     if suite.protocols.len() != group.len() {
         return None;
@@ -1136,6 +1152,7 @@ fn accept_suite<'a>(
             ours.transforms
                 .iter()
                 .find_map(|o| match_p2(o, &t))
+                .filter(|m| backend.installable(p.protocol, t.id, m.auth))
                 .map(|m| (t, m))
         })?;
         out.push((*p, found.0, found.1));
