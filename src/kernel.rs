@@ -57,9 +57,24 @@ fn prefix(id: &OwnedId) -> Option<(IpAddr, u8)> {
     }
 }
 
-/// The reqid tying an SA pair to its policies.
+/// The reqid tying SA pairs to their policies: one per connection and flow, so that the
+/// replacement of a rekeyed SA pair is picked up by the same policies (the kernel prefers
+/// the newest state for a template).
 pub fn reqid(sa: &IpsecSa) -> u32 {
-    u32::from_be_bytes(sa.spi_in) & 0x3fff_ffff | 0x4000_0000
+    // FNV-1a over the connection's name and client IDs.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in sa
+        .name
+        .as_bytes()
+        .iter()
+        .chain(&sa.local_id.data)
+        .chain(&sa.remote_id.data)
+        .chain(&[sa.protocol.0])
+    {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h & 0x3fff_ffff | 0x4000_0000
 }
 
 /// The kernel's algorithms and keys for one direction's KEYMAT.
@@ -243,7 +258,8 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 }
             }
         }
-        KernelReq::DeleteSa(sa) => {
+        KernelReq::DeleteSa(sa, keep_flows) => {
+            let flows_too = flows_too && !keep_flows;
             let proto = ipproto(sa.protocol);
             for (dst, spi) in [(sa.local.ip(), sa.spi_in), (sa.remote.ip(), sa.spi_out)] {
                 let mut b = Vec::new();
@@ -366,6 +382,8 @@ mod tests {
             established: crate::timer::Time(0),
             lifetime: 1200,
             hard_expiry: None,
+            soft_expiry: None,
+            rekeyed: false,
         }
     }
 
@@ -389,7 +407,7 @@ mod tests {
         let crypt = out.windows(8).position(|w| w == b"cbc(aes)").unwrap();
         assert_eq!(&out[crypt + 68..crypt + 84], &[2; 16]);
         assert!(out.windows(12).any(|w| w == b"hmac(sha256)"));
-        let m = messages(&KernelReq::DeleteSa(Box::new(sa())), &mut seq, false).unwrap();
+        let m = messages(&KernelReq::DeleteSa(Box::new(sa()), false), &mut seq, false).unwrap();
         assert_eq!(m.len(), 2, "-a: no flows to remove");
         assert_eq!(seq, 7);
     }

@@ -680,9 +680,12 @@ fn responder_lifetime_shortens_phase_2() {
         600,
         "initiator took RESPONDER-LIFETIME"
     );
-    // At the hard lifetime both sides drop the SAs (rekeying before it is issue 5's work).
+    // Before 600 s the initiator renegotiates, and the first pair goes at its hard expiry.
+    let first = w.e.ipsec_sas().next().unwrap().spi_in;
     drive(&mut w, &mut e, Time(0), 700, &mut |_| Fate::Deliver);
-    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert!(w.e.ipsec_sas().all(|s| s.spi_in != first));
+    assert_eq!(w.e.ipsec_sas().count(), 1);
+    assert_eq!(w.e.ipsec_sas().next().unwrap().lifetime, 600);
 }
 
 #[test]
@@ -752,4 +755,71 @@ fn only_what_the_kernel_backend_installs_is_offered_or_accepted() {
         "QM-ESP-AESGCM-128-SUITE",
     );
     check_matching(&w.e, &e.e);
+}
+
+#[test]
+fn phase_2_is_rekeyed_before_it_expires_without_a_gap() {
+    isakmpd::ike::crypto::init();
+    let g = "Default-phase-2-lifetime=60,60:60\n";
+    let mut w = node(
+        WEST,
+        &conf_g(
+            WEST,
+            EAST,
+            "k",
+            true,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        ),
+        80,
+    );
+    let mut e = node(
+        EAST,
+        &conf_g(
+            EAST,
+            WEST,
+            "k",
+            false,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        ),
+        81,
+    );
+    w.e.start_connections(Time(0));
+    let mut now = drive(&mut w, &mut e, Time(0), 2, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    let first = w.e.ipsec_sas().next().unwrap().spi_in;
+    // Walk 4 lifetimes in 1 s steps: there is always an SA pair on both sides.
+    for _ in 0..240 {
+        now = drive(&mut w, &mut e, now, 1, &mut |_| Fate::Deliver).max(now.add_secs(1));
+        assert!(
+            w.e.ipsec_sas().count() >= 1 && e.e.ipsec_sas().count() >= 1,
+            "gap at {now}"
+        );
+        assert!(
+            w.e.ipsec_sas().count() <= 2,
+            "old SAs are removed at their hard expiry"
+        );
+    }
+    assert!(
+        w.e.stats().phase2_done >= 4,
+        "rekeyed {} times",
+        w.e.stats().phase2_done
+    );
+    assert!(
+        w.e.ipsec_sas().all(|s| s.spi_in != first),
+        "the first SA is gone"
+    );
+    // Whatever is in force matches on both sides.
+    for x in w.e.ipsec_sas() {
+        let y =
+            e.e.ipsec_sas()
+                .find(|y| y.spi_in == x.spi_out)
+                .expect("peer has the pair");
+        assert_eq!(x.keymat_in.as_bytes(), y.keymat_out.as_bytes());
+    }
 }

@@ -126,6 +126,7 @@ pub enum TimerKind {
     Exchange(Handle),
     IsakmpExpire(Handle),
     IpsecExpire(Handle),
+    IpsecSoft(Handle),
 }
 
 /// A datagram for the event loop to send.
@@ -526,6 +527,7 @@ impl Engine {
                         }
                     }
                 }
+                TimerKind::IpsecSoft(h) => self.rekey(now, h),
             }
         }
     }
@@ -770,7 +772,13 @@ impl Engine {
             hex(&sa.spi_out),
             sa.remote
         );
-        self.kernel_req(KernelReq::DeleteSa(Box::new(sa.clone())));
+        let keep_flows = self.ipsec_sas.iter().any(|(_, o)| {
+            o.name == sa.name
+                && o.protocol == sa.protocol
+                && o.local_id == sa.local_id
+                && o.remote_id == sa.remote_id
+        });
+        self.kernel_req(KernelReq::DeleteSa(Box::new(sa.clone()), keep_flows));
         if tell {
             if let Some(p1) = self
                 .isakmp_sas
@@ -778,6 +786,36 @@ impl Engine {
             {
                 self.send_delete(now, p1, sa.protocol, &sa.spi_in);
             }
+        }
+    }
+
+    /// Soft expiry of an IPsec SA: negotiate its replacement while it still carries
+    /// traffic (isakmpd renegotiates connections it is configured to keep up; a SA we
+    /// only accepted is left to its initiator). The old SA stays until its hard expiry,
+    /// so there is no gap.
+    fn rekey(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.ipsec_sas.get_mut(h) else {
+            return;
+        };
+        if sa.rekeyed || !sa.soft_expiry.is_some_and(|t| t <= now) {
+            return;
+        }
+        sa.rekeyed = true;
+        let name = sa.name.clone();
+        let wanted = self.wanted.iter().any(|w| w.eq_ignore_ascii_case(&name));
+        if !wanted || !sa.initiator || self.cfg.passive {
+            return;
+        }
+        if self
+            .exchanges
+            .iter()
+            .any(|(_, x)| !x.done && x.connection.as_deref() == Some(name.as_str()))
+        {
+            return;
+        }
+        log::info!("phase 2 SA {name}: soft lifetime reached, renegotiating");
+        if let Err(e) = self.connect(now, &name) {
+            log::warn!("connection {name}: rekey: {e}");
         }
     }
 

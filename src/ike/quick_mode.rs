@@ -1038,11 +1038,21 @@ impl Engine {
                 established: now,
                 lifetime: c.lifetime,
                 hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
+                soft_expiry: None,
+                rekeyed: false,
             });
         }
         let (initiator, local, remote) = (x.initiator, x.local, x.remote);
-        for sa in made {
-            let hard = sa.hard_expiry;
+        for mut sa in made {
+            // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
+            // that the two peers do not both rekey at the same instant.
+            if sa.lifetime > 0 {
+                let mut r = [0u8; 2];
+                self.rng.fill(&mut r);
+                let permille = 850 + u64::from(u16::from_be_bytes(r) % 100);
+                sa.soft_expiry = Some(now.add_millis(sa.lifetime * permille));
+            }
+            let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
             log::info!(
                 "phase 2 SA {} up: {} spi in {} out {} with {}",
                 sa.name,
@@ -1056,6 +1066,9 @@ impl Engine {
                 Some(ih) => {
                     if let Some(t) = hard {
                         let _ = self.timers.insert(t, TimerKind::IpsecExpire(ih));
+                    }
+                    if let Some(t) = soft {
+                        let _ = self.timers.insert(t, TimerKind::IpsecSoft(ih));
                     }
                 }
                 None => log::error!("IPsec SA table full: SA of {name} not kept"),

@@ -170,6 +170,10 @@ pub struct IpsecSa {
     pub established: Time,
     pub lifetime: u64,
     pub hard_expiry: Option<Time>,
+    /// When to negotiate the replacement (isakmpd: 85-95 % of the lifetime).
+    pub soft_expiry: Option<Time>,
+    /// A replacement has been started; the SA stays until its hard expiry.
+    pub rekeyed: bool,
 }
 
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
@@ -177,8 +181,9 @@ pub struct IpsecSa {
 pub enum KernelReq {
     /// Install both directions of an IPsec SA (and, unless -a, its flows).
     AddSa(Box<IpsecSa>),
-    /// Remove both directions of an IPsec SA (and the flows installed with it).
-    DeleteSa(Box<IpsecSa>),
+    /// Remove both directions of an IPsec SA, and its flows unless `keep_flows` (another
+    /// SA of the same connection, e.g. its replacement after a rekey, still uses them).
+    DeleteSa(Box<IpsecSa>, bool),
 }
 
 impl std::fmt::Debug for KernelReq {
@@ -192,7 +197,7 @@ impl std::fmt::Debug for KernelReq {
                 hex(&sa.spi_in),
                 hex(&sa.spi_out)
             ),
-            KernelReq::DeleteSa(sa) => write!(
+            KernelReq::DeleteSa(sa, _) => write!(
                 f,
                 "DeleteSa {} {} spi in {} out {}",
                 sa.name,

@@ -27,11 +27,12 @@ ip -n right addr add 203.0.113.1/24 dev lo
 ip -n left route add 203.0.113.0/24 via 192.0.2.2 src 198.51.100.1
 ip -n right route add 198.51.100.0/24 via 192.0.2.1 src 203.0.113.1
 
-conf() { # me peer lnet rnet which
+conf() { # me peer lnet rnet which [extra General line]
 cat <<EOT
 [General]
 Retransmits=		3
 Check-interval=		5
+${6:-}
 [Phase 1]
 $2=			peer
 [Phase 2]
@@ -211,4 +212,18 @@ wait_kernel left 0 0 && ok "we honoured charon's phase 2 DELETE" || bad "we kept
 echo Q > $W/west2/run/isakmpd.fifo
 kill %% 2>/dev/null
 cp $W/west2/log "$OUT/west2.log"; cp $S/charon.log "$OUT/charon.log" 2>/dev/null
+
+# ---- rekeying: a 40 s phase 2 lifetime, 90 s of pings, not one lost
+start east3 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Default-phase-2-lifetime=40,10:40"
+sleep 1
+start west3 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west3/log && break; sleep 0.2; done
+wait_kernel left 2 3
+ip netns exec left ping -c 180 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping3.txt 2>&1
+n=$(grep -c "quick mode done" $W/west3/log)
+[ "$n" -ge 3 ] && ok "phase 2 rekeyed $((n - 1)) times in 90 s" || bad "only $n quick modes in 90 s"
+grep -q " 0% packet loss" $W/ping3.txt && ok "no ping lost across the rekeys ($(grep transmitted $W/ping3.txt))" || bad "pings lost across rekeys: $(grep transmitted $W/ping3.txt)"
+echo Q > $W/west3/run/isakmpd.fifo; echo Q > $W/east3/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "rekeyed SAs all removed at shutdown" || bad "left over after rekeys: $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west3/log "$OUT/west3.log"; cp $W/east3/log "$OUT/east3.log"
 echo "GUEST-DONE uptime $(up)"
