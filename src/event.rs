@@ -87,6 +87,8 @@ pub struct Daemon {
     reinit: bool,
     /// The XFRM socket, unless -n.
     kernel: Option<crate::kernel::Kernel>,
+    /// The XFRM ACQUIRE/EXPIRE subscription, unless -n.
+    kernel_events: Option<std::os::fd::OwnedFd>,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -135,6 +137,7 @@ impl Daemon {
             quit: false,
             reinit: false,
             kernel: None,
+            kernel_events: None,
             buf: Box::new([0; MAX_DATAGRAM]),
         }
     }
@@ -227,6 +230,18 @@ impl Daemon {
                 }
             );
             self.kernel = Some(crate::kernel::Kernel::new(!self.opts.acquire_only));
+            match self.monitor.xfrm_events() {
+                Ok(fd) => {
+                    // SAFETY: fcntl on a descriptor we own.
+                    unsafe {
+                        use std::os::fd::AsRawFd;
+                        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+                        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+                    }
+                    self.kernel_events = Some(fd);
+                }
+                Err(e) => log::warn!("kernel: no ACQUIRE/EXPIRE messages: {e}"),
+            }
         }
         self.engine.start_connections(self.now());
         let mut next_check = self.now();
@@ -284,6 +299,11 @@ impl Daemon {
                 }
                 _ => None,
             };
+            let events_idx = self.kernel_events.as_ref().map(|f| {
+                use std::os::fd::AsRawFd;
+                pfds.push(pfd(f.as_raw_fd()));
+                pfds.len() - 1
+            });
             let first_sock = pfds.len();
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
@@ -314,6 +334,9 @@ impl Daemon {
                 if pfds[i].revents != 0 {
                     self.read_fifo(now);
                 }
+            }
+            if events_idx.is_some_and(|i| pfds[i].revents != 0) {
+                self.read_kernel_events(now);
             }
             for (k, t) in self.transports.iter().enumerate() {
                 if pfds[first_sock + k].revents != 0 {
@@ -560,6 +583,25 @@ impl Daemon {
             Err(e) => {
                 self.counters.reload_failures += 1;
                 log::error!("reload failed, keeping the running configuration: {e}");
+            }
+        }
+    }
+
+    /// ACQUIREs start negotiations; a bounded number of datagrams per wake-up.
+    fn read_kernel_events(&mut self, now: Time) {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = self.kernel_events.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let mut buf = [0u8; 8192];
+        for _ in 0..64 {
+            // SAFETY: receiving into a buffer we own.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return;
+            }
+            for a in crate::xfrm::acquires(&buf[..n as usize]) {
+                self.engine.handle_acquire(now, a.sel.src, a.sel.dst, a.dst);
             }
         }
     }

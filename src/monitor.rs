@@ -32,6 +32,7 @@ const REQ_SHUTDOWN: u8 = 4;
 const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
 const REQ_XFRM: u8 = 7;
+const REQ_XFRM_EVENTS: u8 = 8;
 
 /// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
 pub const PKI_ROOT: &str = "/etc/isakmpd/";
@@ -254,6 +255,13 @@ impl Client {
         Ok(0)
     }
 
+    /// A netlink socket subscribed to the XFRM ACQUIRE and EXPIRE groups (joining needs
+    /// CAP_NET_ADMIN, reading the joined socket does not).
+    pub fn xfrm_events(&self) -> Result<OwnedFd, String> {
+        self.call(&[REQ_XFRM_EVENTS])?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
     /// Tells the parent this is a clean exit.
     pub fn shutdown(&self) {
         let _ = self.call(&[REQ_SHUTDOWN]);
@@ -392,6 +400,7 @@ impl Server {
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
             Some(&REQ_XFRM) => self.xfrm(&req[1..]).map(|()| None),
+            Some(&REQ_XFRM_EVENTS) => open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE).map(Some),
             Some(&REQ_OPEN_PKI) => {
                 let path = pki_path(&req[1..])?;
                 if !path.is_file() {
@@ -409,6 +418,11 @@ impl Server {
 /// A bound NETLINK_XFRM socket. Netlink checks CAP_NET_ADMIN against the credentials of
 /// whoever opened the socket, so the unprivileged child can use this one.
 pub fn open_xfrm() -> Result<OwnedFd, String> {
+    open_xfrm_groups(0)
+}
+
+/// A NETLINK_XFRM socket bound to the multicast `groups`.
+pub fn open_xfrm_groups(groups: u32) -> Result<OwnedFd, String> {
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = unsafe {
         libc::socket(
@@ -429,6 +443,7 @@ pub fn open_xfrm() -> Result<OwnedFd, String> {
     let r = unsafe {
         let mut sa: libc::sockaddr_nl = std::mem::zeroed();
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups = groups;
         libc::bind(
             fd.as_raw_fd(),
             (&sa as *const libc::sockaddr_nl).cast(),

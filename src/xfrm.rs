@@ -19,6 +19,8 @@ pub const XFRM_MSG_NEWPOLICY: u16 = 0x13;
 pub const XFRM_MSG_DELPOLICY: u16 = 0x14;
 pub const XFRM_MSG_ACQUIRE: u16 = 0x17;
 pub const XFRM_MSG_EXPIRE: u16 = 0x18;
+/// Multicast groups (bit masks for nl_groups): XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE.
+pub const GROUPS_ACQUIRE_EXPIRE: u32 = 0x1 | 0x2;
 
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
@@ -307,6 +309,65 @@ pub fn replies(buf: &[u8]) -> Vec<Reply> {
     out
 }
 
+/// An XFRM_MSG_ACQUIRE: the kernel has traffic for a policy without a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquire {
+    /// The tunnel endpoints the policy's template names.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The selector of the policy (the flow).
+    pub sel: Selector,
+}
+
+fn ip_at(b: &[u8], family: u16) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::from(<[u8; 4]>::try_from(b.get(..4)?).ok()?)),
+        AF_INET6 => Some(IpAddr::from(<[u8; 16]>::try_from(b.get(..16)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// The ACQUIREs among the messages of one datagram from the ACQUIRE multicast group.
+pub fn acquires(buf: &[u8]) -> Vec<Acquire> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while buf.len() - off >= 16 {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || len > buf.len() - off {
+            break;
+        }
+        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        // struct xfrm_user_acquire: id (24), saddr (16), sel (56), policy (168), ...
+        let body = &buf[off + 16..off + len];
+        if ty == XFRM_MSG_ACQUIRE && body.len() >= 96 {
+            let sel = &body[40..96];
+            let family = u16::from_ne_bytes([sel[40], sel[41]]);
+            if let (Some(dst), Some(src), Some(sd), Some(ss)) = (
+                ip_at(&body[0..16], family),
+                ip_at(&body[24..40], family),
+                ip_at(&sel[0..16], family),
+                ip_at(&sel[16..32], family),
+            ) {
+                out.push(Acquire {
+                    src,
+                    dst,
+                    sel: Selector {
+                        src: ss,
+                        src_prefix: sel[43],
+                        dst: sd,
+                        dst_prefix: sel[42],
+                        proto: sel[44],
+                        sport: u16::from_be_bytes([sel[36], sel[37]]),
+                        dport: u16::from_be_bytes([sel[32], sel[33]]),
+                    },
+                });
+            }
+        }
+        off += align4(len);
+    }
+    out
+}
+
 /// The kernel's name for an ESP cipher by IPsec DOI transform ID, and whether it is an
 /// AEAD (GCM) whose ICV goes with it.
 pub fn esp_cipher(id: u8) -> Option<(&'static str, bool)> {
@@ -436,6 +497,23 @@ mod tests {
         let mut out = Vec::new();
         del_policy(&mut out, 5, &sel, XFRM_POLICY_OUT);
         assert_eq!(out, fixture("delpolicy_out"));
+    }
+
+    #[test]
+    fn acquire_from_the_kernel_headers() {
+        let b = fixture("acquire");
+        let a = acquires(&b);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].src, ip("192.0.2.1"));
+        assert_eq!(a[0].dst, ip("192.0.2.2"));
+        assert_eq!(a[0].sel.src, ip("198.51.100.7"));
+        assert_eq!(a[0].sel.src_prefix, 32);
+        assert_eq!(a[0].sel.dst, ip("203.0.113.0"));
+        assert_eq!(a[0].sel.dst_prefix, 24);
+        assert_eq!(a[0].sel.proto, 1);
+        for n in 0..b.len() {
+            let _ = acquires(&b[..n]);
+        }
     }
 
     #[test]

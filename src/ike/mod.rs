@@ -789,6 +789,36 @@ impl Engine {
         }
     }
 
+    /// A kernel ACQUIRE: traffic from `src` to `dst` hit a policy with no SA, towards the
+    /// peer `peer`. Starts the configured connection (active or passive) whose client IDs
+    /// include the two addresses (isakmpd pf_key_v2.c `pf_key_v2_acquire`).
+    pub fn handle_acquire(&mut self, now: Time, src: IpAddr, dst: IpAddr, peer: IpAddr) {
+        if self.cfg.passive {
+            return;
+        }
+        let found = self.policy.connections.iter().find(|c| {
+            let peer_ok = self
+                .policy
+                .peer(&c.peer)
+                .and_then(|p| p.address)
+                .map_or(true, |a| a == peer);
+            let l = c.local_id.as_ref().map_or(false, |i| i.covers(src));
+            let r = c.remote_id.as_ref().map_or(false, |i| i.covers(dst));
+            peer_ok && l && r
+        });
+        let Some(name) = found.map(|c| c.name.clone()) else {
+            log::warn!("kernel ACQUIRE for {src} -> {dst} (peer {peer}): no connection covers it");
+            return;
+        };
+        if self.connection_busy(&name) {
+            return;
+        }
+        log::info!("kernel ACQUIRE for {src} -> {dst}: starting connection {name}");
+        if let Err(e) = self.connect(now, &name) {
+            log::warn!("connection {name}: {e}");
+        }
+    }
+
     /// Soft expiry of an IPsec SA: negotiate its replacement while it still carries
     /// traffic (isakmpd renegotiates connections it is configured to keep up; a SA we
     /// only accepted is left to its initiator). The old SA stays until its hard expiry,

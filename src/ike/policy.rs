@@ -83,6 +83,33 @@ impl OwnedId {
         }
     }
 
+    /// Does this (client) ID include address `a`? Addresses, subnets and ranges.
+    pub fn covers(&self, a: IpAddr) -> bool {
+        let bytes: Vec<u8> = match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        let n = bytes.len();
+        let fits = matches!(
+            (self.ty, n),
+            (IdType::IPV4_ADDR | IdType::IPV4_ADDR_SUBNET | IdType::IPV4_ADDR_RANGE, 4)
+                | (IdType::IPV6_ADDR | IdType::IPV6_ADDR_SUBNET | IdType::IPV6_ADDR_RANGE, 16)
+        );
+        if !fits {
+            return false;
+        }
+        match self.ty {
+            IdType::IPV4_ADDR | IdType::IPV6_ADDR => self.data == bytes,
+            IdType::IPV4_ADDR_SUBNET | IdType::IPV6_ADDR_SUBNET if self.data.len() == 2 * n => {
+                (0..n).all(|i| bytes[i] & self.data[n + i] == self.data[i] & self.data[n + i])
+            }
+            IdType::IPV4_ADDR_RANGE | IdType::IPV6_ADDR_RANGE if self.data.len() == 2 * n => {
+                self.data[..n] <= bytes[..] && bytes[..] <= self.data[n..]
+            }
+            _ => false,
+        }
+    }
+
     /// The ID payload body: type, protocol, port, data.
     pub fn body(&self) -> Vec<u8> {
         let mut b = vec![self.ty.0, self.protocol];

@@ -97,5 +97,17 @@ int main(void) {
 	pid->sel.prefixlen_s = 24; pid->sel.prefixlen_d = 24; pid->sel.family = AF_INET;
 	pid->dir = XFRM_POLICY_OUT;
 	done("delpolicy_out");
+
+	/* What the kernel multicasts on XFRMNLGRP_ACQUIRE: ICMP from 198.51.100.7 to the
+	 * 203.0.113.0/24 policy, template 192.0.2.1 -> 192.0.2.2. */
+	hdr(XFRM_MSG_ACQUIRE, 0, 0);
+	struct xfrm_user_acquire *aq = put(sizeof *aq);
+	v4(&aq->id.daddr, "192.0.2.2"); aq->id.proto = IPPROTO_ESP;
+	v4(&aq->saddr, "192.0.2.1");
+	v4(&aq->sel.saddr, "198.51.100.7"); v4(&aq->sel.daddr, "203.0.113.0");
+	aq->sel.prefixlen_s = 32; aq->sel.prefixlen_d = 24; aq->sel.family = AF_INET; aq->sel.proto = 1;
+	aq->policy.dir = XFRM_POLICY_OUT;
+	aq->aalgos = ~0u; aq->ealgos = ~0u; aq->calgos = ~0u; aq->seq = 99;
+	done("acquire");
 	return 0;
 }

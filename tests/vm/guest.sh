@@ -65,12 +65,12 @@ Network=		$4
 Netmask=		255.255.255.0
 EOT
 }
-start() { # name ns conf-args...
+start() { # name ns conf-args...   ($FLAGS: extra isakmpd flags)
     local n=$1 ns=$2; shift 2
     mkdir -p $W/$n/run
     conf "$@" > $W/$n/isakmpd.conf; chmod 600 $W/$n/isakmpd.conf
     ip netns exec $ns unshare -m --propagation private sh -c \
-        "mount --bind $W/$n/run /run && exec $BIN -d -v -D 5=20 -c $W/$n/isakmpd.conf" > $W/$n/log 2>&1 &
+        "mount --bind $W/$n/run /run && exec $BIN -d -v -D 5=20 ${FLAGS:-} -c $W/$n/isakmpd.conf" > $W/$n/log 2>&1 &
 }
 start east right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
 sleep 1
@@ -226,4 +226,25 @@ grep -q " 0% packet loss" $W/ping3.txt && ok "no ping lost across the rekeys ($(
 echo Q > $W/west3/run/isakmpd.fifo; echo Q > $W/east3/run/isakmpd.fifo
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "rekeyed SAs all removed at shutdown" || bad "left over after rekeys: $(ip -n left xfrm state | grep -c '^src') states"
 cp $W/west3/log "$OUT/west3.log"; cp $W/east3/log "$OUT/east3.log"
+
+# ---- kernel-triggered: flows set up by hand (as ipsecctl would), the daemon with -a
+# (installs no flows) and the connection passive: the first ping's ACQUIRE starts it.
+ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir fwd \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+start east4 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
+FLAGS=-a start west4 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections
+sleep 2
+grep -q "quick mode done" $W/west4/log && bad "passive connection started without traffic" || ok "nothing negotiated before traffic"
+ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping4.txt 2>&1
+grep -q "kernel ACQUIRE for 198.51.100.1 -> 203.0.113.1: starting connection tun" $W/west4/log \
+    && ok "kernel ACQUIRE started the connection" || bad "no ACQUIRE start: $(grep -i acquire $W/west4/log | head -2)"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping4.txt)
+[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the ACQUIRE ($rcv of 15)" || bad "after ACQUIRE only ${rcv:-0} of 15 pings"
+[ "$(npol left)" = 3 ] && ok "-a: the daemon added no flows of its own" || bad "-a: $(npol left) policies"
+echo Q > $W/west4/run/isakmpd.fifo; echo Q > $W/east4/run/isakmpd.fifo
+cp $W/west4/log "$OUT/west4.log"
 echo "GUEST-DONE uptime $(up)"
