@@ -223,6 +223,7 @@ pub fn run(opts: Options) -> i32 {
         config_path: opts.config.clone(),
         report_path: opts.report_file.clone(),
         xfrm: std::cell::RefCell::new(None),
+        pfkey: std::cell::RefCell::new(None),
     };
     let status = parent_loop(&server, &parent_signals, pid);
     cleanup(&opts);

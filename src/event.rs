@@ -85,8 +85,10 @@ pub struct Daemon {
     quit: bool,
     /// The configuration changed: check the connections at once.
     reinit: bool,
-    /// The XFRM socket, unless -n.
+    /// What talks to the kernel, unless -n.
     kernel: Option<crate::kernel::Kernel>,
+    /// The interface chosen at startup (`None` with -n).
+    dialect: Option<crate::kernel::Dialect>,
     /// The XFRM ACQUIRE/EXPIRE subscription, unless -n.
     kernel_events: Option<std::os::fd::OwnedFd>,
     buf: Box<[u8; MAX_DATAGRAM]>,
@@ -101,6 +103,7 @@ impl Daemon {
         signals: SignalPipe,
     ) -> Daemon {
         let start = Instant::now();
+        let dialect = choose_kernel(&conf, opts.no_kernel);
         let engine = Engine::new(
             EngineConfig {
                 passive: opts.passive,
@@ -109,10 +112,15 @@ impl Daemon {
                 no_nat_t: opts.no_nat_t,
                 acquire_only: opts.acquire_only,
                 port: Some(opts.listen_port),
-                backend: if opts.no_kernel {
-                    crate::ike::Backend::Record
-                } else {
-                    crate::ike::Backend::Xfrm
+                backend: match dialect {
+                    None => crate::ike::Backend::Record,
+                    Some(crate::kernel::Dialect::Xfrm) => crate::ike::Backend::Xfrm,
+                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => {
+                        crate::ike::Backend::PfkeyLinux
+                    }
+                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => {
+                        crate::ike::Backend::PfkeyOpenBsd
+                    }
                 },
             },
             &conf,
@@ -137,6 +145,7 @@ impl Daemon {
             quit: false,
             reinit: false,
             kernel: None,
+            dialect,
             kernel_events: None,
             buf: Box::new([0; MAX_DATAGRAM]),
         }
@@ -220,16 +229,17 @@ impl Daemon {
         }
         self.engine.set_route_lookup(Box::new(route_lookup));
         self.load_credentials();
-        if !self.opts.no_kernel {
+        if let Some(dialect) = self.dialect {
             log::info!(
-                "kernel: XFRM netlink{}",
+                "kernel: {}{}",
+                dialect_name(Some(dialect)),
                 if self.opts.acquire_only {
                     " (-a: no flows)"
                 } else {
                     ""
                 }
             );
-            self.kernel = Some(crate::kernel::Kernel::new(!self.opts.acquire_only));
+            self.kernel = Some(crate::kernel::Kernel::new(!self.opts.acquire_only, dialect));
             match self.monitor.xfrm_events() {
                 Ok(fd) => {
                     // SAFETY: fcntl on a descriptor we own.
@@ -251,6 +261,7 @@ impl Daemon {
             let now = self.now();
             if self.quit && shutdown_deadline.is_none() {
                 self.engine.shutdown(now);
+                self.flush_transmit();
                 shutdown_deadline = Some(now.add_millis(SHUTDOWN_GRACE_MS));
             }
             if let Some(d) = shutdown_deadline {
@@ -357,6 +368,23 @@ impl Daemon {
     }
 
     fn flush_transmit(&mut self) {
+        // The kernel first: an SA is in place before the message that lets the peer
+        // use it leaves (see ike::sa::Part).
+        while let Some(r) = self.engine.poll_kernel() {
+            match self.kernel.as_mut() {
+                Some(k) => {
+                    let m = &self.monitor;
+                    match k.dialect {
+                        crate::kernel::Dialect::Xfrm => k.submit(&r, &mut |b| m.xfrm(b)),
+                        crate::kernel::Dialect::Pfkey(_) => k.submit(&r, &mut |b| m.pfkey(b)),
+                    }
+                }
+                None if self.opts.no_kernel => {
+                    crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
+                }
+                None => log::warn!("kernel: no backend, not installed: {r:?}"),
+            }
+        }
         let mut out = [0u8; MAX_DATAGRAM];
         while let Some(t) = self.engine.poll_transmit(&mut out) {
             // The socket bound to the message's source address, else the wildcard socket
@@ -380,18 +408,6 @@ impl Daemon {
                     }
                 }
                 None => log::warn!("no socket to send to {}", t.remote),
-            }
-        }
-        while let Some(r) = self.engine.poll_kernel() {
-            match self.kernel.as_mut() {
-                Some(k) => {
-                    let m = &self.monitor;
-                    k.submit(&r, &mut |b| m.xfrm(b))
-                }
-                None if self.opts.no_kernel => {
-                    crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
-                }
-                None => log::warn!("kernel: no backend, not installed: {r:?}"),
             }
         }
         while let Some(c) = self.engine.poll_capture() {
@@ -600,8 +616,15 @@ impl Daemon {
             if n <= 0 {
                 return;
             }
-            for a in crate::xfrm::acquires(&buf[..n as usize]) {
-                self.engine.handle_acquire(now, a.sel.src, a.sel.dst, a.dst);
+            for ev in crate::xfrm::events(&buf[..n as usize]) {
+                match ev {
+                    crate::xfrm::Event::Acquire(a) => {
+                        self.engine.handle_acquire(now, a.sel.src, a.sel.dst, a.dst)
+                    }
+                    crate::xfrm::Event::Expire(x) => self
+                        .engine
+                        .handle_expire(now, x.dst, x.spi, x.proto, x.hard),
+                }
             }
         }
     }
@@ -749,11 +772,7 @@ impl Daemon {
             }
         );
         let _ = writeln!(o, "config: {}", self.opts.config);
-        let _ = writeln!(
-            o,
-            "kernel: {}",
-            crate::pfkey::Backend::select(self.opts.no_kernel).describe()
-        );
+        let _ = writeln!(o, "kernel: {}", dialect_name(self.dialect));
         let _ = writeln!(
             o,
             "flows: {}",
@@ -835,6 +854,69 @@ impl Daemon {
         if let Some(c) = self.capture.take() {
             log::info!("packet capture to {} stopped", c.path);
         }
+    }
+}
+
+/// The kernel interface: `[General] Kernel-interface` (XFRM or PF_KEY) if set, else XFRM
+/// netlink on Linux when the kernel has it (PF_KEY otherwise) and PF_KEY on OpenBSD;
+/// none with -n.
+fn choose_kernel(conf: &Conf, no_kernel: bool) -> Option<crate::kernel::Dialect> {
+    use crate::kernel::Dialect;
+    if no_kernel {
+        return None;
+    }
+    #[cfg(target_os = "openbsd")]
+    let (native, pfkey) = (
+        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
+        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
+    );
+    #[cfg(not(target_os = "openbsd"))]
+    let (native, pfkey) = (Dialect::Xfrm, Dialect::Pfkey(crate::pfkey::Platform::Linux));
+    match conf.get("General", "Kernel-interface").as_deref() {
+        Some(v) if v.eq_ignore_ascii_case("XFRM") && native == Dialect::Xfrm => {
+            return Some(Dialect::Xfrm)
+        }
+        Some(v) if v.eq_ignore_ascii_case("PF_KEY") || v.eq_ignore_ascii_case("PFKEY") => {
+            return Some(pfkey)
+        }
+        Some(v) => log::warn!(
+            "[General]:Kernel-interface={v}: not XFRM or PF_KEY (or not on this system); \
+             using {}",
+            dialect_name(Some(native))
+        ),
+        None => {}
+    }
+    if native == Dialect::Xfrm && !xfrm_present() {
+        log::warn!("kernel: no XFRM netlink here, using PF_KEY");
+        return Some(pfkey);
+    }
+    Some(native)
+}
+
+/// Whether the kernel speaks XFRM netlink (creating the socket needs no privilege).
+fn xfrm_present() -> bool {
+    // SAFETY: plain socket(2) call; a descriptor we get is closed at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            crate::xfrm::NETLINK_XFRM,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: closing the descriptor we just opened.
+    unsafe { libc::close(fd) };
+    true
+}
+
+fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
+    match d {
+        None => "none (SAs are recorded, not installed)",
+        Some(crate::kernel::Dialect::Xfrm) => "XFRM netlink",
+        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => "PF_KEY v2 (Linux)",
+        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
     }
 }
 

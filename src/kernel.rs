@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use crate::ike::policy::OwnedId;
 use crate::ike::sa::{hex, IpsecSa, KernelReq};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
+use crate::pfkey;
 use crate::xfrm::{self, PolicySpec, SaSpec, Selector};
 
 /// Seconds the kernel's hard lifetime outlasts the engine's.
@@ -188,7 +189,12 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
         *seq
     };
     match req {
-        KernelReq::AddSa(sa) => {
+        KernelReq::AddSa(sa, part) => {
+            // With -a the flows are the administrator's (ipsecctl, ip xfrm policy): their
+            // templates carry no reqid, and the kernel matches an outbound template only
+            // to a state of the same reqid, so the states get none either.
+            let state_reqid = if flows_too { reqid(sa) } else { 0 };
+            let flows_too = flows_too && part.outbound();
             let proto = ipproto(sa.protocol);
             let hard = if sa.lifetime > 0 {
                 sa.lifetime + KERNEL_LIFETIME_MARGIN
@@ -199,6 +205,13 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 (true, sa.spi_in, sa.keymat_in.as_bytes()),
                 (false, sa.spi_out, sa.keymat_out.as_bytes()),
             ] {
+                if !(if inbound {
+                    part.inbound()
+                } else {
+                    part.outbound()
+                }) {
+                    continue;
+                }
                 let (enc, auth, aead) = algorithms(sa, km)?;
                 let (src, dst) = if inbound {
                     (sa.remote.ip(), sa.local.ip())
@@ -215,7 +228,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         spi,
                         proto,
                         mode: mode(sa.encapsulation),
-                        reqid: reqid(sa),
+                        reqid: state_reqid,
                         enc,
                         auth,
                         aead,
@@ -258,16 +271,28 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 }
             }
         }
-        KernelReq::DeleteSa(sa, keep_flows) => {
-            let flows_too = flows_too && !keep_flows;
+        KernelReq::DeleteSa(sa, part, keep_flows) => {
+            let flows_too = flows_too && !keep_flows && part.outbound();
             let proto = ipproto(sa.protocol);
-            for (dst, spi) in [(sa.local.ip(), sa.spi_in), (sa.remote.ip(), sa.spi_out)] {
+            for (inbound, dst, spi) in [
+                (true, sa.local.ip(), sa.spi_in),
+                (false, sa.remote.ip(), sa.spi_out),
+            ] {
+                if !(if inbound {
+                    part.inbound()
+                } else {
+                    part.outbound()
+                }) {
+                    continue;
+                }
                 let mut b = Vec::new();
                 xfrm::del_sa(&mut b, next(), dst, spi, proto);
+                // Quiet when already gone: the kernel removes a state itself at its hard
+                // expiry.
                 out.push(Message {
                     what: format!("delete SA {dst} spi {}", hex(&spi)),
                     bytes: b,
-                    quiet: false,
+                    quiet: true,
                 });
             }
             if flows_too {
@@ -289,28 +314,212 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
     Ok(out)
 }
 
+/// The PF_KEY v2 messages for one request (Linux af_key or OpenBSD), numbered from
+/// `seq`: an SADB_ADD or SADB_DELETE per direction, and the flows as SPD entries (Linux)
+/// or flows (OpenBSD; no forward direction there).
+pub fn pfkey_messages(
+    req: &KernelReq,
+    seq: &mut u32,
+    flows_too: bool,
+    platform: pfkey::Platform,
+) -> Result<Vec<Message>, String> {
+    let pid = std::process::id();
+    let mut out = Vec::new();
+    let mut next = || {
+        *seq = seq.wrapping_add(1).max(1);
+        *seq
+    };
+    let (sa, part, adding, keep_flows) = match req {
+        KernelReq::AddSa(sa, part) => (sa, *part, true, false),
+        KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
+    };
+    let state_reqid = if flows_too { reqid(sa) } else { 0 };
+    let proto = ipproto(sa.protocol);
+    let tunnel = mode(sa.encapsulation) == xfrm::MODE_TUNNEL;
+    let (enc, auth) = pfkey_algorithms(sa, platform)?;
+    let hard = if sa.lifetime > 0 {
+        sa.lifetime + KERNEL_LIFETIME_MARGIN
+    } else {
+        0
+    };
+    let el = sa.enc_key_len;
+    for (inbound, spi, km) in [
+        (true, sa.spi_in, sa.keymat_in.as_bytes()),
+        (false, sa.spi_out, sa.keymat_out.as_bytes()),
+    ] {
+        if !(if inbound {
+            part.inbound()
+        } else {
+            part.outbound()
+        }) {
+            continue;
+        }
+        let (src, dst) = if inbound {
+            (sa.remote.ip(), sa.local.ip())
+        } else {
+            (sa.local.ip(), sa.remote.ip())
+        };
+        let mut b = Vec::new();
+        if adding {
+            if km.len() < el + sa.auth_key_len {
+                return Err("KEYMAT shorter than the keys".into());
+            }
+            pfkey::add_sa(
+                &mut b,
+                platform,
+                next(),
+                pid,
+                &pfkey::SaParams {
+                    src,
+                    dst,
+                    spi,
+                    proto,
+                    enc,
+                    auth,
+                    enc_key: &km[..el],
+                    auth_key: &km[el..el + sa.auth_key_len],
+                    tunnel,
+                    reqid: state_reqid,
+                    hard_secs: hard,
+                    // Never reached before the engine's own rekey and expiry; PF_KEY
+                    // wants a soft limit whenever there is a hard one.
+                    soft_secs: if hard > 0 {
+                        sa.lifetime + KERNEL_LIFETIME_MARGIN / 2
+                    } else {
+                        0
+                    },
+                },
+            )?;
+            out.push(Message {
+                what: format!("add SA {src}->{dst} spi {}", hex(&spi)),
+                bytes: b,
+                quiet: false,
+            });
+        } else {
+            pfkey::delete_sa(&mut b, platform, next(), pid, src, dst, spi, proto)?;
+            out.push(Message {
+                what: format!("delete SA {dst} spi {}", hex(&spi)),
+                bytes: b,
+                quiet: true,
+            });
+        }
+    }
+    if flows_too && part.outbound() && !(keep_flows && !adding) {
+        for (sel, dir, src, dst) in flows(sa) {
+            let dir = match (platform, dir) {
+                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_OUT) => pfkey::IPSEC_DIR_OUTBOUND,
+                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_IN) => pfkey::IPSEC_DIR_INBOUND,
+                (pfkey::Platform::Linux, _) => pfkey::IPSEC_DIR_FWD,
+                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_OUT) => pfkey::OBSD_DIRECTION_OUT,
+                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_IN) => pfkey::OBSD_DIRECTION_IN,
+                (pfkey::Platform::OpenBsd, _) => continue,
+            };
+            let mut b = Vec::new();
+            pfkey::flow(
+                &mut b,
+                platform,
+                adding,
+                next(),
+                pid,
+                &pfkey::Flow {
+                    src: sel.src,
+                    src_prefix: sel.src_prefix,
+                    dst: sel.dst,
+                    dst_prefix: sel.dst_prefix,
+                    proto: sel.proto,
+                    sport: sel.sport,
+                    dport: sel.dport,
+                    dir,
+                    tmpl_src: src,
+                    tmpl_dst: dst,
+                    tunnel,
+                    sa_proto: proto,
+                    reqid: reqid(sa),
+                    priority: POLICY_PRIORITY,
+                },
+            )?;
+            out.push(Message {
+                what: format!(
+                    "{} flow {}/{} -> {}/{} dir {dir}",
+                    if adding { "add" } else { "delete" },
+                    sel.src,
+                    sel.src_prefix,
+                    sel.dst,
+                    sel.dst_prefix
+                ),
+                bytes: b,
+                quiet: true,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// PF_KEY's numbers for an SA's cipher and authentication (0: none).
+fn pfkey_algorithms(sa: &IpsecSa, platform: pfkey::Platform) -> Result<(u8, u8), String> {
+    let auth_id = if sa.protocol == ProtocolId::IPSEC_AH {
+        match (sa.auth, sa.transform) {
+            (Some(a), _) => Some(a.0),
+            (None, 2) => Some(1),
+            (None, 3) => Some(2),
+            (None, t @ 5..=8) => Some(u16::from(t)),
+            (None, t) => return Err(format!("AH transform {t} not supported")),
+        }
+    } else {
+        sa.auth.map(|a| a.0)
+    };
+    if platform == pfkey::Platform::Linux && matches!(auth_id, Some(5..=7)) {
+        // af_key would install a 96-bit ICV where RFC 4868 wants 128: never mismatch.
+        return Err("HMAC-SHA2 through Linux PF_KEY gets a 96-bit ICV; use XFRM".into());
+    }
+    let auth = match auth_id {
+        Some(a) => pfkey::auth_alg(a)
+            .ok_or_else(|| format!("authentication algorithm {a} not supported by PF_KEY"))?,
+        None => 0,
+    };
+    if sa.protocol == ProtocolId::IPSEC_AH {
+        return Ok((0, auth));
+    }
+    let enc = pfkey::esp_alg(sa.transform)
+        .ok_or_else(|| format!("ESP transform {} not supported by PF_KEY", sa.transform))?;
+    Ok((enc, auth))
+}
+
 /// Sends the engine's requests and keeps count. The messages go through the privileged
 /// parent (Linux checks the sending task's CAP_NET_ADMIN for XFRM), which forwards only
 /// these request types and answers with the kernel's errno.
 pub struct Kernel {
     seq: u32,
     pub flows: bool,
+    pub dialect: Dialect,
     pub errors: u64,
     pub installed: u64,
 }
 
+/// Which interface the requests are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Xfrm,
+    Pfkey(pfkey::Platform),
+}
+
 impl Kernel {
-    pub fn new(flows: bool) -> Kernel {
+    pub fn new(flows: bool, dialect: Dialect) -> Kernel {
         Kernel {
             seq: 0,
             flows,
+            dialect,
             errors: 0,
             installed: 0,
         }
     }
 
     pub fn submit(&mut self, req: &KernelReq, send: &mut dyn FnMut(&[u8]) -> Result<i32, String>) {
-        let msgs = match messages(req, &mut self.seq, self.flows) {
+        let made = match self.dialect {
+            Dialect::Xfrm => messages(req, &mut self.seq, self.flows),
+            Dialect::Pfkey(p) => pfkey_messages(req, &mut self.seq, self.flows, p),
+        };
+        let msgs = match made {
             Ok(m) => m,
             Err(e) => {
                 log::error!("kernel: {req:?}: {e}");
@@ -328,7 +537,7 @@ impl Kernel {
                     let errno = e.strip_prefix("errno ").and_then(|n| n.parse::<i32>().ok());
                     let text =
                         errno.map_or(e.clone(), |n| io::Error::from_raw_os_error(n).to_string());
-                    if m.quiet && matches!(errno, Some(libc::EEXIST) | Some(libc::ENOENT)) {
+                    if m.quiet && matches!(errno, Some(libc::EEXIST | libc::ENOENT | libc::ESRCH)) {
                         crate::ike_debug!(
                             crate::log::DebugClass::Sysdep,
                             10,
@@ -349,6 +558,7 @@ impl Kernel {
 mod tests {
     use super::*;
     use crate::ike::crypto::Keymat;
+    use crate::ike::sa::Part;
     use crate::ike::wire::AuthAlgorithm;
 
     fn sa() -> IpsecSa {
@@ -390,7 +600,12 @@ mod tests {
     #[test]
     fn an_sa_pair_becomes_two_states_and_three_tunnel_policies() {
         let mut seq = 0;
-        let m = messages(&KernelReq::AddSa(Box::new(sa())), &mut seq, true).unwrap();
+        let m = messages(
+            &KernelReq::AddSa(Box::new(sa()), Part::Both),
+            &mut seq,
+            true,
+        )
+        .unwrap();
         let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
         assert_eq!(
             what,
@@ -407,15 +622,106 @@ mod tests {
         let crypt = out.windows(8).position(|w| w == b"cbc(aes)").unwrap();
         assert_eq!(&out[crypt + 68..crypt + 84], &[2; 16]);
         assert!(out.windows(12).any(|w| w == b"hmac(sha256)"));
-        let m = messages(&KernelReq::DeleteSa(Box::new(sa()), false), &mut seq, false).unwrap();
+        let m = messages(
+            &KernelReq::DeleteSa(Box::new(sa()), Part::Both, false),
+            &mut seq,
+            false,
+        )
+        .unwrap();
         assert_eq!(m.len(), 2, "-a: no flows to remove");
         assert_eq!(seq, 7);
+    }
+
+    #[test]
+    fn a_responder_installs_inbound_first_then_outbound_with_flows() {
+        let mut seq = 0;
+        let m = messages(
+            &KernelReq::AddSa(Box::new(sa()), Part::Inbound),
+            &mut seq,
+            true,
+        )
+        .unwrap();
+        let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+        assert_eq!(what, ["add SA 192.0.2.2->192.0.2.1 spi 00000102"]);
+        let m = messages(
+            &KernelReq::AddSa(Box::new(sa()), Part::Outbound),
+            &mut seq,
+            true,
+        )
+        .unwrap();
+        let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+        assert_eq!(what[0], "add SA 192.0.2.1->192.0.2.2 spi 00000304");
+        assert_eq!(what.len(), 4, "outbound brings the flows: {what:?}");
+        // An exchange that never got message 3 takes back only what it installed.
+        let m = messages(
+            &KernelReq::DeleteSa(Box::new(sa()), Part::Inbound, false),
+            &mut seq,
+            true,
+        )
+        .unwrap();
+        let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+        assert_eq!(what, ["delete SA 192.0.2.1 spi 00000102"]);
     }
 
     #[test]
     fn unsupported_transforms_are_refused_not_mangled() {
         let mut s = sa();
         s.transform = 99;
-        assert!(messages(&KernelReq::AddSa(Box::new(s)), &mut 0, true).is_err());
+        assert!(messages(&KernelReq::AddSa(Box::new(s), Part::Both), &mut 0, true).is_err());
+    }
+
+    #[test]
+    fn pfkey_translation_for_linux_and_openbsd() {
+        use crate::pfkey::{parse, Platform};
+        let mut seq = 0;
+        // HMAC-SHA2-256 through Linux af_key would get a 96-bit ICV: refused, not sent.
+        let e = pfkey_messages(
+            &KernelReq::AddSa(Box::new(sa()), Part::Both),
+            &mut seq,
+            true,
+            Platform::Linux,
+        );
+        assert!(e.err().is_some_and(|e| e.contains("96-bit")));
+        let mut s = sa();
+        s.auth = Some(AuthAlgorithm(2)); // HMAC-SHA1
+        s.auth_key_len = 20;
+        s.keymat_in = Keymat::from_slice(&[1; 36]).unwrap();
+        s.keymat_out = Keymat::from_slice(&[2; 36]).unwrap();
+        let m = pfkey_messages(
+            &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+            &mut seq,
+            true,
+            Platform::Linux,
+        )
+        .unwrap();
+        let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+        assert_eq!(
+            types,
+            [3, 3, 14, 14, 14],
+            "two SADB_ADD, three SADB_X_SPDADD"
+        );
+        assert!(m[1].what.ends_with("spi 00000304"));
+        let out = parse(&m[1].bytes).unwrap();
+        // The outbound SA carries the outbound keys: AES key then the HMAC key.
+        let k = out.ext(crate::pfkey::SADB_EXT_KEY_ENCRYPT).unwrap();
+        assert_eq!(&k[8..24], &[2; 16]);
+        let m = pfkey_messages(
+            &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+            &mut seq,
+            true,
+            Platform::OpenBsd,
+        )
+        .unwrap();
+        let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+        assert_eq!(types, [3, 3, 12, 12], "OpenBSD: ADDFLOW out and in, no fwd");
+        let m = pfkey_messages(
+            &KernelReq::DeleteSa(Box::new(s), Part::Both, true),
+            &mut seq,
+            true,
+            Platform::Linux,
+        )
+        .unwrap();
+        let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+        assert_eq!(types, [4, 4], "flows kept for the SA that replaced it");
     }
 }

@@ -33,6 +33,7 @@ const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
 const REQ_XFRM: u8 = 7;
 const REQ_XFRM_EVENTS: u8 = 8;
+const REQ_PFKEY: u8 = 9;
 
 /// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
 pub const PKI_ROOT: &str = "/etc/isakmpd/";
@@ -255,6 +256,15 @@ impl Client {
         Ok(0)
     }
 
+    /// Has the parent send one PF_KEY v2 message (SA add/delete, flow add/delete only)
+    /// and returns once the kernel accepted it; `Err("errno N")` when it refused.
+    pub fn pfkey(&self, msg: &[u8]) -> Result<i32, String> {
+        let mut req = vec![REQ_PFKEY];
+        req.extend_from_slice(msg);
+        self.call(&req)?;
+        Ok(0)
+    }
+
     /// A netlink socket subscribed to the XFRM ACQUIRE and EXPIRE groups (joining needs
     /// CAP_NET_ADMIN, reading the joined socket does not).
     pub fn xfrm_events(&self) -> Result<OwnedFd, String> {
@@ -278,6 +288,8 @@ pub struct Server {
     pub report_path: String,
     /// The parent's XFRM socket, opened on first use.
     pub xfrm: std::cell::RefCell<Option<OwnedFd>>,
+    /// The parent's PF_KEY socket, opened on first use.
+    pub pfkey: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 /// Everything the server answers with: Ok(fd) or Err(reason).
@@ -347,6 +359,65 @@ impl Server {
         }
     }
 
+    /// Forwards one PF_KEY message from the child after checking its header (version,
+    /// length, one of the types the daemon sends) and waits for the kernel's answer with
+    /// the same sequence number and type. PF_KEY checks privilege when the socket is
+    /// created, not per message, so the socket never leaves the parent.
+    fn pfkey(&self, msg: &[u8]) -> Result<(), String> {
+        use crate::pfkey::*;
+        #[cfg(target_os = "openbsd")]
+        const ALLOWED: [u8; 4] = [SADB_ADD, SADB_DELETE, SADB_X_ADDFLOW, SADB_X_DELFLOW];
+        #[cfg(not(target_os = "openbsd"))]
+        const ALLOWED: [u8; 4] = [SADB_ADD, SADB_DELETE, SADB_X_SPDADD, SADB_X_SPDDELETE];
+        let Some(m) = parse(msg) else {
+            return Err("monitor: malformed PF_KEY request".into());
+        };
+        if usize::from(u16::from_ne_bytes([msg[4], msg[5]])) * 8 != msg.len()
+            || !ALLOWED.contains(&m.ty)
+        {
+            return Err(format!("monitor: refusing PF_KEY message type {}", m.ty));
+        }
+        let (ty, seq) = (m.ty, m.seq);
+        let mut slot = self.pfkey.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(open_pfkey()?);
+        }
+        let fd = slot.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        // SAFETY: writing a buffer we own to our PF_KEY socket.
+        if unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) } < 0 {
+            return Err(format!(
+                "errno {}",
+                io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            ));
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
+                return Err("monitor: no answer from the kernel".into());
+            }
+            // SAFETY: reading into a buffer we own.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return Err("monitor: PF_KEY socket read failed".into());
+            }
+            if let Some(r) = parse(&buf[..n as usize]) {
+                if r.seq == seq && r.ty == ty {
+                    return if r.errno == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("errno {}", r.errno))
+                    };
+                }
+            }
+        }
+    }
+
     /// Reads one request and answers it. Returns false when the child closed its end.
     pub fn serve_one(&self) -> io::Result<bool> {
         let mut buf = [0u8; 4200];
@@ -400,7 +471,10 @@ impl Server {
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
             Some(&REQ_XFRM) => self.xfrm(&req[1..]).map(|()| None),
-            Some(&REQ_XFRM_EVENTS) => open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE).map(Some),
+            Some(&REQ_PFKEY) => self.pfkey(&req[1..]).map(|()| None),
+            Some(&REQ_XFRM_EVENTS) => {
+                open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE).map(Some)
+            }
             Some(&REQ_OPEN_PKI) => {
                 let path = pki_path(&req[1..])?;
                 if !path.is_file() {
@@ -419,6 +493,23 @@ impl Server {
 /// whoever opened the socket, so the unprivileged child can use this one.
 pub fn open_xfrm() -> Result<OwnedFd, String> {
     open_xfrm_groups(0)
+}
+
+/// A PF_KEY v2 socket (needs CAP_NET_ADMIN on Linux, root on OpenBSD).
+pub fn open_pfkey() -> Result<OwnedFd, String> {
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::PF_KEY,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(crate::pfkey::PF_KEY_V2),
+        )
+    };
+    if fd < 0 {
+        return Err(format!("PF_KEY socket: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A NETLINK_XFRM socket bound to the multicast `groups`.

@@ -327,8 +327,26 @@ fn ip_at(b: &[u8], family: u16) -> Option<IpAddr> {
     }
 }
 
-/// The ACQUIREs among the messages of one datagram from the ACQUIRE multicast group.
-pub fn acquires(buf: &[u8]) -> Vec<Acquire> {
+/// An XFRM_MSG_EXPIRE: a state's soft or hard lifetime ran out (after a hard expiry the
+/// kernel has already removed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expire {
+    pub dst: IpAddr,
+    pub spi: [u8; 4],
+    pub proto: u8,
+    pub hard: bool,
+}
+
+/// What the kernel multicasts to the ACQUIRE and EXPIRE groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Acquire(Acquire),
+    Expire(Expire),
+}
+
+/// The ACQUIREs and EXPIREs among the messages of one datagram from the multicast groups;
+/// anything else, or anything truncated, is skipped.
+pub fn events(buf: &[u8]) -> Vec<Event> {
     let mut out = Vec::new();
     let mut off = 0;
     while buf.len() - off >= 16 {
@@ -337,9 +355,9 @@ pub fn acquires(buf: &[u8]) -> Vec<Acquire> {
             break;
         }
         let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-        // struct xfrm_user_acquire: id (24), saddr (16), sel (56), policy (168), ...
         let body = &buf[off + 16..off + len];
         if ty == XFRM_MSG_ACQUIRE && body.len() >= 96 {
+            // struct xfrm_user_acquire: id (24), saddr (16), sel (56), policy (168), ...
             let sel = &body[40..96];
             let family = u16::from_ne_bytes([sel[40], sel[41]]);
             if let (Some(dst), Some(src), Some(sd), Some(ss)) = (
@@ -348,7 +366,7 @@ pub fn acquires(buf: &[u8]) -> Vec<Acquire> {
                 ip_at(&sel[0..16], family),
                 ip_at(&sel[16..32], family),
             ) {
-                out.push(Acquire {
+                out.push(Event::Acquire(Acquire {
                     src,
                     dst,
                     sel: Selector {
@@ -360,7 +378,20 @@ pub fn acquires(buf: &[u8]) -> Vec<Acquire> {
                         sport: u16::from_be_bytes([sel[36], sel[37]]),
                         dport: u16::from_be_bytes([sel[32], sel[33]]),
                     },
-                });
+                }));
+            }
+        } else if ty == XFRM_MSG_EXPIRE && body.len() >= 225 {
+            // struct xfrm_user_expire: state (struct xfrm_usersa_info: sel 56, id 24
+            // (daddr, spi, proto), saddr 16, lft, curlft, stats, seq, reqid, family at
+            // 212, ...; 224 bytes), hard.
+            let family = u16::from_ne_bytes([body[212], body[213]]);
+            if let Some(dst) = ip_at(&body[56..72], family) {
+                out.push(Event::Expire(Expire {
+                    dst,
+                    spi: [body[72], body[73], body[74], body[75]],
+                    proto: body[76],
+                    hard: body[224] != 0,
+                }));
             }
         }
         off += align4(len);
@@ -502,7 +533,13 @@ mod tests {
     #[test]
     fn acquire_from_the_kernel_headers() {
         let b = fixture("acquire");
-        let a = acquires(&b);
+        let a: Vec<Acquire> = events(&b)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Acquire(a) => Some(a),
+                Event::Expire(_) => None,
+            })
+            .collect();
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].src, ip("192.0.2.1"));
         assert_eq!(a[0].dst, ip("192.0.2.2"));
@@ -512,7 +549,24 @@ mod tests {
         assert_eq!(a[0].sel.dst_prefix, 24);
         assert_eq!(a[0].sel.proto, 1);
         for n in 0..b.len() {
-            let _ = acquires(&b[..n]);
+            assert!(events(&b[..n]).is_empty(), "truncated at {n}");
+        }
+    }
+
+    #[test]
+    fn expire_from_the_kernel_headers() {
+        let b = fixture("expire_hard");
+        assert_eq!(
+            events(&b),
+            vec![Event::Expire(Expire {
+                dst: ip("192.0.2.2"),
+                spi: [0x11, 0x22, 0x33, 0x44],
+                proto: 50,
+                hard: true,
+            })]
+        );
+        for n in 0..b.len() {
+            assert!(events(&b[..n]).is_empty(), "truncated at {n}");
         }
     }
 

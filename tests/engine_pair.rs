@@ -823,3 +823,134 @@ fn phase_2_is_rekeyed_before_it_expires_without_a_gap() {
         assert_eq!(x.keymat_in.as_bytes(), y.keymat_out.as_bytes());
     }
 }
+
+/// A node's kernel as far as SAs go: the SPIs it can decrypt and those it sends on.
+#[derive(Default)]
+struct KernelModel {
+    inbound: std::collections::HashSet<[u8; 4]>,
+    outbound: std::collections::HashSet<[u8; 4]>,
+    log: Vec<String>,
+}
+
+/// Applies what `n` asked of its kernel, as the event loop does before it sends anything;
+/// an outbound SA may only appear once the peer's kernel can decrypt it.
+fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
+    use isakmpd::ike::sa::KernelReq;
+    while let Some(r) = n.e.poll_kernel() {
+        k.log.push(format!("{r:?}"));
+        match r {
+            KernelReq::AddSa(sa, part) => {
+                if part.inbound() {
+                    k.inbound.insert(sa.spi_in);
+                }
+                if part.outbound() {
+                    assert!(
+                        peer.inbound.contains(&sa.spi_out),
+                        "{} sends on {:02x?} before the peer can decrypt it",
+                        n.addr,
+                        sa.spi_out
+                    );
+                    k.outbound.insert(sa.spi_out);
+                }
+            }
+            KernelReq::DeleteSa(sa, part, _) => {
+                if part.inbound() {
+                    k.inbound.remove(&sa.spi_in);
+                }
+                if part.outbound() {
+                    k.outbound.remove(&sa.spi_out);
+                }
+            }
+        }
+    }
+}
+
+/// Delivers everything in flight, in order, applying kernel requests after every input.
+fn settle(w: &mut Node, e: &mut Node, kw: &mut KernelModel, ke: &mut KernelModel, now: Time) {
+    let mut buf = [0u8; 65535];
+    for _ in 0..1000 {
+        apply_kernel(w, kw, ke);
+        apply_kernel(e, ke, kw);
+        let mut moved = false;
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+            apply_kernel(e, ke, kw);
+            moved = true;
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+            apply_kernel(w, kw, ke);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("did not settle");
+}
+
+#[test]
+fn neither_side_sends_on_an_sa_its_peer_cannot_yet_decrypt() {
+    isakmpd::ike::crypto::init();
+    let g = "Default-phase-2-lifetime=60,60:60\n";
+    let c = |me, peer, active| {
+        conf_g(
+            me,
+            peer,
+            "k",
+            active,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        )
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true), 90);
+    let mut e = node(EAST, &c(EAST, WEST, false), 91);
+    let (mut kw, mut ke) = (KernelModel::default(), KernelModel::default());
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    // The first negotiation and three rekeys, one second at a time.
+    for _ in 0..200 {
+        settle(&mut w, &mut e, &mut kw, &mut ke, now);
+        now = now.add_secs(1);
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+    }
+    assert!(w.e.stats().phase2_done >= 4, "{:?}", kw.log);
+    assert!(
+        ke.log.iter().any(|l| l.starts_with("AddSa conn Inbound")),
+        "the responder installs its inbound half first: {:?}",
+        ke.log
+    );
+    // What is left in the kernels pairs up.
+    assert_eq!(kw.inbound, ke.outbound);
+    assert_eq!(ke.inbound, kw.outbound);
+}
+
+#[test]
+fn a_responder_that_never_gets_message_3_takes_its_inbound_sa_back() {
+    isakmpd::ike::crypto::init();
+    let (mut w, mut e) = pair("AES-SHA", "QM-ESP-AES-SHA-PFS-SUITE");
+    w.e.start_connections(Time(0));
+    // Main Mode is messages 1-6, Quick Mode 7-9: message 3 of Quick Mode is lost, and so
+    // is everything after it (the responder's retransmissions of message 2 and the
+    // initiator's answers).
+    drive(&mut w, &mut e, Time(0), 120, &mut |n| {
+        if n >= 9 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    let mut log = Vec::new();
+    while let Some(r) = e.e.poll_kernel() {
+        log.push(format!("{r:?}"));
+    }
+    assert_eq!(e.e.ipsec_sas().count(), 0, "{log:?}");
+    assert_eq!(e.e.exchanges_in_flight(), 0);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].starts_with("AddSa conn Inbound"), "{log:?}");
+    assert!(log[1].starts_with("DeleteSa conn Inbound"), "{log:?}");
+    assert_eq!(log[0][18..], log[1][21..], "the same SA: {log:?}");
+}

@@ -11,9 +11,9 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{CipherAlg, DhPrivate, Group, HashAlg, Key};
+use super::crypto::{CipherAlg, DhPrivate, Group, HashAlg, Key, SharedSecret};
 use super::policy::OwnedId;
-use super::sa::Handle;
+use super::sa::{Handle, IpsecSa};
 use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
 use crate::timer::{Time, TimerHandle};
 
@@ -62,6 +62,11 @@ pub struct QmState {
     pub local_id: Option<OwnedId>,
     pub remote_id: Option<OwnedId>,
     pub pfs: Option<Group>,
+    /// The PFS shared secret, once computed (the responder needs it twice).
+    pub gxy: Option<SharedSecret>,
+    /// Responder: the SAs whose inbound half is in the kernel, waiting for message 3.
+    /// Taken back if the exchange dies without it.
+    pub pending_in: Vec<IpsecSa>,
 }
 
 pub struct Exchange {

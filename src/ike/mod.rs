@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, OsRandom, Random, SeededRandom};
 use self::exchange::{retransmit_delay_secs, Exchange};
 use self::policy::Policy;
-use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelReq, Slab};
+use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelReq, Part, Slab};
 use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
 use crate::fifo::Phase;
@@ -70,6 +70,9 @@ pub enum Backend {
     Xfrm,
     /// Linux PF_KEY v2 (af_key): no AEAD, and HMAC-SHA2 would get a 96-bit ICV.
     PfkeyLinux,
+    /// OpenBSD PF_KEY v2: the RFC 2367 algorithms and HMAC-SHA2 (no AEAD through this
+    /// daemon yet).
+    PfkeyOpenBsd,
 }
 
 impl Backend {
@@ -90,6 +93,13 @@ impl Backend {
                     matches!(transform, 2 | 3 | 5..=8)
                 } else {
                     crate::xfrm::esp_cipher(transform).is_some() && auth_ok(auth)
+                }
+            }
+            Backend::PfkeyOpenBsd => {
+                if protocol == wire::ProtocolId::IPSEC_AH {
+                    matches!(transform, 2 | 3 | 5..=8)
+                } else {
+                    matches!(transform, 3 | 6 | 7 | 11 | 12 | 13) && auth_ok(auth)
                 }
             }
             Backend::PfkeyLinux => {
@@ -546,7 +556,7 @@ impl Engine {
                 );
                 self.stats.failed += 1;
             }
-            self.exchanges.remove(h);
+            self.free_exchange(h);
             return;
         }
         if let Some(t) = x.next_retransmit {
@@ -559,7 +569,7 @@ impl Engine {
                         x.xmits
                     );
                     self.stats.failed += 1;
-                    self.exchanges.remove(h);
+                    self.free_exchange(h);
                     return;
                 }
                 x.xmits += 1;
@@ -588,10 +598,21 @@ impl Engine {
     }
 
     /// Frees an exchange and its timer.
+    /// Frees an exchange and its timer; a Quick Mode responder that never saw message 3
+    /// takes back the inbound SAs it installed.
     pub(crate) fn free_exchange(&mut self, h: Handle) {
         if let Some(x) = self.exchanges.remove(h) {
             if let Some(t) = x.timer {
                 self.timers.cancel(t);
+            }
+            for sa in x.qm.pending_in {
+                log::info!(
+                    "quick mode {} with {}: no message 3, inbound SA {} removed",
+                    sa.name,
+                    sa.remote,
+                    hex(&sa.spi_in)
+                );
+                self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Inbound, false));
             }
         }
     }
@@ -778,7 +799,11 @@ impl Engine {
                 && o.local_id == sa.local_id
                 && o.remote_id == sa.remote_id
         });
-        self.kernel_req(KernelReq::DeleteSa(Box::new(sa.clone()), keep_flows));
+        self.kernel_req(KernelReq::DeleteSa(
+            Box::new(sa.clone()),
+            Part::Both,
+            keep_flows,
+        ));
         if tell {
             if let Some(p1) = self
                 .isakmp_sas
@@ -816,6 +841,53 @@ impl Engine {
         log::info!("kernel ACQUIRE for {src} -> {dst}: starting connection {name}");
         if let Err(e) = self.connect(now, &name) {
             log::warn!("connection {name}: {e}");
+        }
+    }
+
+    /// A kernel EXPIRE for the state `spi` towards `dst` (IP protocol `proto`). Soft: the
+    /// kernel's byte or time limit came before ours, rekey now. Hard: the kernel has removed
+    /// that state; the pair goes, and the peer is told so that it does not keep sending on
+    /// an SA that is gone here (isakmpd pf_key_v2.c `pf_key_v2_expire`).
+    pub fn handle_expire(&mut self, now: Time, dst: IpAddr, spi: [u8; 4], proto: u8, hard: bool) {
+        let ours = |sa: &IpsecSa| {
+            let p = match sa.protocol {
+                wire::ProtocolId::IPSEC_AH => 51,
+                wire::ProtocolId::IPCOMP => 108,
+                _ => 50,
+            };
+            p == proto
+                && ((sa.spi_in == spi && sa.local.ip() == dst)
+                    || (sa.spi_out == spi && sa.remote.ip() == dst))
+        };
+        let Some(h) = self.ipsec_sas.find(ours) else {
+            crate::ike_debug!(
+                DebugClass::Sysdep,
+                10,
+                "kernel EXPIRE for spi {} to {dst}: not ours",
+                hex(&spi)
+            );
+            return;
+        };
+        let name = self
+            .ipsec_sas
+            .get(h)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        if hard {
+            log::info!(
+                "phase 2 SA {name}: kernel hard expiry of spi {} to {dst}",
+                hex(&spi)
+            );
+            self.delete_ipsec_sa(now, h, true);
+        } else {
+            log::info!(
+                "phase 2 SA {name}: kernel soft expiry of spi {} to {dst}",
+                hex(&spi)
+            );
+            if let Some(sa) = self.ipsec_sas.get_mut(h) {
+                sa.soft_expiry = Some(now);
+            }
+            self.rekey(now, h);
         }
     }
 

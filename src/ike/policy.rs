@@ -92,8 +92,13 @@ impl OwnedId {
         let n = bytes.len();
         let fits = matches!(
             (self.ty, n),
-            (IdType::IPV4_ADDR | IdType::IPV4_ADDR_SUBNET | IdType::IPV4_ADDR_RANGE, 4)
-                | (IdType::IPV6_ADDR | IdType::IPV6_ADDR_SUBNET | IdType::IPV6_ADDR_RANGE, 16)
+            (
+                IdType::IPV4_ADDR | IdType::IPV4_ADDR_SUBNET | IdType::IPV4_ADDR_RANGE,
+                4
+            ) | (
+                IdType::IPV6_ADDR | IdType::IPV6_ADDR_SUBNET | IdType::IPV6_ADDR_RANGE,
+                16
+            )
         );
         if !fits {
             return false;

@@ -15,11 +15,11 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{derive, DhPrivate, Group, HashAlg, Key, SharedSecret};
+use super::crypto::{derive, DhPrivate, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P2Choice};
 use super::main_mode::{attr, same, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
-use super::sa::{hex, Handle, IpsecSa, KernelReq};
+use super::sa::{hex, Handle, IpsecSa, KernelReq, Part};
 use super::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, ExchangeType, GroupDescription, Header,
     IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId,
@@ -718,6 +718,10 @@ impl Engine {
             "quick mode {} with {remote} started as responder",
             conn.name
         );
+        if let Err(e) = self.install_inbound(now, handle) {
+            self.free_exchange(handle);
+            return Err(e);
+        }
         self.send_step_captured(now, handle, clear, buf, true);
         Ok(())
     }
@@ -956,23 +960,24 @@ impl Engine {
         self.phase2_done(now, h)
     }
 
-    /// Both sides: KEYMAT, the SAs to the kernel, the log line, the exchange finished.
-    fn phase2_done(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+    /// KEYMAT and the IPsec SAs an exchange has agreed on (both sides; the responder
+    /// calls it for message 2 and again for message 3).
+    fn agreed_sas(&mut self, now: Time, h: Handle) -> Result<Vec<IpsecSa>, Drop> {
         let x = self
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
         let sa = x.sa.ok_or(Drop::Silent("no SA".into()))?;
-        let gxy: Option<SharedSecret> = match &x.dh {
-            Some(dh) => {
+        if x.qm.gxy.is_none() {
+            if let Some(dh) = &x.dh {
                 let peer = if x.initiator { &x.gxr } else { &x.gxi };
-                Some(dh.shared_secret(peer).map_err(|e| {
+                x.qm.gxy = Some(dh.shared_secret(peer).map_err(|e| {
                     Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, format!("PFS KE: {e}"))
-                })?)
+                })?);
             }
-            None => None,
-        };
+        }
         x.dh = None;
+        let gxy = x.qm.gxy.as_ref();
         let s = self
             .isakmp_sas
             .get(sa)
@@ -1042,6 +1047,37 @@ impl Engine {
                 rekeyed: false,
             });
         }
+        Ok(made)
+    }
+
+    /// Responder, as it sends message 2: the inbound halves to the kernel, so that the
+    /// initiator, which may send on the new SAs as soon as message 2 arrives, never
+    /// sends what we cannot decrypt.
+    pub(crate) fn install_inbound(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+        let made = self.agreed_sas(now, h)?;
+        for sa in &made {
+            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone()), Part::Inbound));
+        }
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.pending_in = made;
+        }
+        Ok(())
+    }
+
+    /// Both sides: KEYMAT, the SAs to the kernel, the log line, the exchange finished.
+    fn phase2_done(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+        let made = self.agreed_sas(now, h)?;
+        let x = self
+            .exchanges
+            .get_mut(h)
+            .ok_or(Drop::Silent("gone".into()))?;
+        x.qm.gxy = None;
+        let part = if std::mem::take(&mut x.qm.pending_in).is_empty() {
+            Part::Both
+        } else {
+            Part::Outbound
+        };
+        let name = x.connection.clone().unwrap_or_default();
         let (initiator, local, remote) = (x.initiator, x.local, x.remote);
         for mut sa in made {
             // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
@@ -1061,7 +1097,7 @@ impl Engine {
                 hex(&sa.spi_out),
                 sa.remote
             );
-            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone())));
+            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone()), part));
             match self.ipsec_sas.insert(sa) {
                 Some(ih) => {
                     if let Some(t) = hard {

@@ -179,27 +179,50 @@ pub struct IpsecSa {
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
 #[derive(Clone)]
 pub enum KernelReq {
-    /// Install both directions of an IPsec SA (and, unless -a, its flows).
-    AddSa(Box<IpsecSa>),
-    /// Remove both directions of an IPsec SA, and its flows unless `keep_flows` (another
-    /// SA of the same connection, e.g. its replacement after a rekey, still uses them).
-    DeleteSa(Box<IpsecSa>, bool),
+    /// Install the given directions of an IPsec SA; with the outbound one go its flows
+    /// (unless -a).
+    AddSa(Box<IpsecSa>, Part),
+    /// Remove the given directions of an IPsec SA, and with the outbound one its flows
+    /// unless `keep_flows` (another SA of the same connection, e.g. its replacement
+    /// after a rekey, still uses them).
+    DeleteSa(Box<IpsecSa>, Part, bool),
+}
+
+/// Which directions of an IPsec SA a kernel request is about. A Quick Mode responder
+/// installs its inbound SA before it sends message 2 and the rest on message 3, and an
+/// initiator installs both before it sends message 3: then neither side ever sends on a
+/// new SA its peer cannot yet decrypt (RFC 2409 5.5 leaves this timing to the
+/// implementation; the COMMIT bit is its heavier answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Both,
+    Inbound,
+    Outbound,
+}
+
+impl Part {
+    pub fn inbound(self) -> bool {
+        self != Part::Outbound
+    }
+    pub fn outbound(self) -> bool {
+        self != Part::Inbound
+    }
 }
 
 impl std::fmt::Debug for KernelReq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KernelReq::AddSa(sa) => write!(
+            KernelReq::AddSa(sa, part) => write!(
                 f,
-                "AddSa {} {} spi in {} out {}",
+                "AddSa {} {part:?} {} spi in {} out {}",
                 sa.name,
                 sa.protocol,
                 hex(&sa.spi_in),
                 hex(&sa.spi_out)
             ),
-            KernelReq::DeleteSa(sa, _) => write!(
+            KernelReq::DeleteSa(sa, part, _) => write!(
                 f,
-                "DeleteSa {} {} spi in {} out {}",
+                "DeleteSa {} {part:?} {} spi in {} out {}",
                 sa.name,
                 sa.protocol,
                 hex(&sa.spi_in),

@@ -109,5 +109,17 @@ int main(void) {
 	aq->policy.dir = XFRM_POLICY_OUT;
 	aq->aalgos = ~0u; aq->ealgos = ~0u; aq->calgos = ~0u; aq->seq = 99;
 	done("acquire");
+
+	/* What the kernel multicasts on XFRMNLGRP_EXPIRE: the hard lifetime of the ESP SA
+	 * 192.0.2.1 -> 192.0.2.2, SPI 0x11223344, ran out. */
+	hdr(XFRM_MSG_EXPIRE, 0, 0);
+	struct xfrm_user_expire *ex = put(sizeof *ex);
+	ex->state.sel.family = AF_INET;
+	v4(&ex->state.id.daddr, "192.0.2.2"); ex->state.id.spi = htonl(0x11223344);
+	ex->state.id.proto = IPPROTO_ESP;
+	v4(&ex->state.saddr, "192.0.2.1"); ex->state.family = AF_INET; ex->state.reqid = 7;
+	ex->state.mode = XFRM_MODE_TUNNEL;
+	ex->hard = 1;
+	done("expire_hard");
 	return 0;
 }
