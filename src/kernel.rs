@@ -333,7 +333,10 @@ pub fn pfkey_messages(
         KernelReq::AddSa(sa, part) => (sa, *part, true, false),
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
     };
-    let state_reqid = if flows_too { reqid(sa) } else { 0 };
+    // af_key replaces a policy reqid above IPSEC_MANUAL_REQID_MAX (0x3fff) with one of its
+    // own, which no state of ours would carry: PF_KEY reqids stay in 1..=0x3fff.
+    let pf_reqid = reqid(sa) % 0x3fff + 1;
+    let state_reqid = if flows_too { pf_reqid } else { 0 };
     let proto = ipproto(sa.protocol);
     let tunnel = mode(sa.encapsulation) == xfrm::MODE_TUNNEL;
     let (enc, auth) = pfkey_algorithms(sa, platform)?;
@@ -434,7 +437,7 @@ pub fn pfkey_messages(
                     tmpl_dst: dst,
                     tunnel,
                     sa_proto: proto,
-                    reqid: reqid(sa),
+                    reqid: pf_reqid,
                     priority: POLICY_PRIORITY,
                 },
             )?;
@@ -700,6 +703,17 @@ mod tests {
             [3, 3, 14, 14, 14],
             "two SADB_ADD, three SADB_X_SPDADD"
         );
+        // The SA's reqid (sadb_x_sa2, last 4 bytes) is the policy's (ipsecrequest at
+        // offset 16 of the policy extension, reqid at +8), and af_key keeps it only
+        // up to 0x3fff.
+        let add = parse(&m[0].bytes).unwrap();
+        let sa2 = add.ext(crate::pfkey::LINUX_EXT_X_SA2).unwrap();
+        let sa_reqid = u32::from_ne_bytes(sa2[12..16].try_into().unwrap());
+        let pol = parse(&m[2].bytes).unwrap();
+        let x = pol.ext(crate::pfkey::LINUX_EXT_X_POLICY).unwrap();
+        let pol_reqid = u32::from_ne_bytes(x[24..28].try_into().unwrap());
+        assert_eq!(sa_reqid, pol_reqid);
+        assert!((1..=0x3fff).contains(&sa_reqid), "{sa_reqid:#x}");
         assert!(m[1].what.ends_with("spi 00000304"));
         let out = parse(&m[1].bytes).unwrap();
         // The outbound SA carries the outbound keys: AES key then the HMAC key.
