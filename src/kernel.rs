@@ -14,7 +14,7 @@ use std::io;
 use std::net::IpAddr;
 
 use crate::ike::policy::OwnedId;
-use crate::ike::sa::{hex, IpsecSa, KernelReq};
+use crate::ike::sa::{hex, IpsecSa, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
 use crate::pfkey;
 use crate::xfrm::{self, PolicySpec, SaSpec, Selector};
@@ -181,6 +181,45 @@ fn host_bits(a: IpAddr) -> u8 {
     }
 }
 
+/// One direction of an SA pair as the kernel sees it: a state from `src` to `dst`.
+struct Half<'a> {
+    spi: [u8; 4],
+    keymat: &'a [u8],
+    src: IpAddr,
+    dst: IpAddr,
+}
+
+/// The directions of `sa` that `part` names, inbound first.
+fn halves(sa: &IpsecSa, part: Part) -> impl Iterator<Item = Half<'_>> {
+    let inbound = Half {
+        spi: sa.spi_in,
+        keymat: sa.keymat_in.as_bytes(),
+        src: sa.remote.ip(),
+        dst: sa.local.ip(),
+    };
+    let outbound = Half {
+        spi: sa.spi_out,
+        keymat: sa.keymat_out.as_bytes(),
+        src: sa.local.ip(),
+        dst: sa.remote.ip(),
+    };
+    [
+        part.inbound().then_some(inbound),
+        part.outbound().then_some(outbound),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The kernel's hard lifetime: the engine's plus the margin (0: none).
+fn kernel_hard_secs(sa: &IpsecSa) -> u64 {
+    if sa.lifetime > 0 {
+        sa.lifetime + KERNEL_LIFETIME_MARGIN
+    } else {
+        0
+    }
+}
+
 /// The XFRM messages for one request, numbered from `seq`.
 pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<Message>, String> {
     let mut out = Vec::new();
@@ -196,28 +235,15 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
             let state_reqid = if flows_too { reqid(sa) } else { 0 };
             let flows_too = flows_too && part.outbound();
             let proto = ipproto(sa.protocol);
-            let hard = if sa.lifetime > 0 {
-                sa.lifetime + KERNEL_LIFETIME_MARGIN
-            } else {
-                0
-            };
-            for (inbound, spi, km) in [
-                (true, sa.spi_in, sa.keymat_in.as_bytes()),
-                (false, sa.spi_out, sa.keymat_out.as_bytes()),
-            ] {
-                if !(if inbound {
-                    part.inbound()
-                } else {
-                    part.outbound()
-                }) {
-                    continue;
-                }
+            let hard = kernel_hard_secs(sa);
+            for Half {
+                spi,
+                keymat: km,
+                src,
+                dst,
+            } in halves(sa, *part)
+            {
                 let (enc, auth, aead) = algorithms(sa, km)?;
-                let (src, dst) = if inbound {
-                    (sa.remote.ip(), sa.local.ip())
-                } else {
-                    (sa.local.ip(), sa.remote.ip())
-                };
                 let mut b = Vec::new();
                 xfrm::new_sa(
                     &mut b,
@@ -274,17 +300,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
         KernelReq::DeleteSa(sa, part, keep_flows) => {
             let flows_too = flows_too && !keep_flows && part.outbound();
             let proto = ipproto(sa.protocol);
-            for (inbound, dst, spi) in [
-                (true, sa.local.ip(), sa.spi_in),
-                (false, sa.remote.ip(), sa.spi_out),
-            ] {
-                if !(if inbound {
-                    part.inbound()
-                } else {
-                    part.outbound()
-                }) {
-                    continue;
-                }
+            for Half { dst, spi, .. } in halves(sa, *part) {
                 let mut b = Vec::new();
                 xfrm::del_sa(&mut b, next(), dst, spi, proto);
                 // Quiet when already gone: the kernel removes a state itself at its hard
@@ -340,28 +356,15 @@ pub fn pfkey_messages(
     let proto = ipproto(sa.protocol);
     let tunnel = mode(sa.encapsulation) == xfrm::MODE_TUNNEL;
     let (enc, auth) = pfkey_algorithms(sa, platform)?;
-    let hard = if sa.lifetime > 0 {
-        sa.lifetime + KERNEL_LIFETIME_MARGIN
-    } else {
-        0
-    };
+    let hard = kernel_hard_secs(sa);
     let el = sa.enc_key_len;
-    for (inbound, spi, km) in [
-        (true, sa.spi_in, sa.keymat_in.as_bytes()),
-        (false, sa.spi_out, sa.keymat_out.as_bytes()),
-    ] {
-        if !(if inbound {
-            part.inbound()
-        } else {
-            part.outbound()
-        }) {
-            continue;
-        }
-        let (src, dst) = if inbound {
-            (sa.remote.ip(), sa.local.ip())
-        } else {
-            (sa.local.ip(), sa.remote.ip())
-        };
+    for Half {
+        spi,
+        keymat: km,
+        src,
+        dst,
+    } in halves(sa, part)
+    {
         let mut b = Vec::new();
         if adding {
             if km.len() < el + sa.auth_key_len {
@@ -561,7 +564,6 @@ impl Kernel {
 mod tests {
     use super::*;
     use crate::ike::crypto::Keymat;
-    use crate::ike::sa::Part;
     use crate::ike::wire::AuthAlgorithm;
 
     fn sa() -> IpsecSa {
