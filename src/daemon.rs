@@ -222,8 +222,7 @@ pub fn run(opts: Options) -> i32 {
         sock: parent_end,
         config_path: opts.config.clone(),
         report_path: opts.report_file.clone(),
-        xfrm: std::cell::RefCell::new(None),
-        pfkey: std::cell::RefCell::new(None),
+        relay: std::cell::RefCell::new(None),
     };
     let status = parent_loop(&server, &parent_signals, pid);
     cleanup(&opts);
@@ -278,29 +277,42 @@ impl IntoRaw for OwnedFd {
 
 /// The privileged parent: serve the child, forward signals, and leave when it does.
 fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32 {
-    let mut fds = [
-        libc::pollfd {
-            fd: server.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: signals.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let pfd = |fd, events| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
     loop {
-        for f in fds.iter_mut() {
-            f.revents = 0;
+        let mut fds = vec![
+            pfd(server.sock.as_raw_fd(), libc::POLLIN),
+            pfd(signals.fd(), libc::POLLIN),
+        ];
+        let relay = server.relay_fds();
+        if let Some((chan, writing, sock)) = relay {
+            let out = if writing { libc::POLLOUT } else { 0 };
+            fds.push(pfd(chan, libc::POLLIN | out));
+            fds.push(pfd(sock, libc::POLLIN));
         }
-        // SAFETY: fds is a valid array of two pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
             break;
+        }
+        if relay.is_some() {
+            // The kernel traffic first: a child that is exiting has sent its last
+            // deletions before it closes the monitor socket.
+            if fds[2].revents & libc::POLLIN != 0 {
+                server.relay_from_child();
+            }
+            if fds[2].revents & libc::POLLOUT != 0 {
+                server.flush_pending();
+            }
+            if fds[3].revents != 0 {
+                server.relay_from_kernel();
+            }
         }
         if fds[1].revents != 0 {
             let mut exited = false;
@@ -323,6 +335,7 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     // The child closed its end: it is exiting (or gone).
+                    server.relay_from_child();
                     return wait_child(child);
                 }
             }

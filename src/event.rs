@@ -90,7 +90,8 @@ pub struct Daemon {
     /// The interface chosen at startup (`None` with -n).
     dialect: Option<crate::kernel::Dialect>,
     /// The XFRM ACQUIRE/EXPIRE subscription, unless -n.
-    kernel_events: Option<std::os::fd::OwnedFd>,
+    /// The channel to the kernel through the parent (see monitor::Client::kernel_channel).
+    kernel_chan: Option<std::os::fd::OwnedFd>,
     buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -146,7 +147,7 @@ impl Daemon {
             reinit: false,
             kernel: None,
             dialect,
-            kernel_events: None,
+            kernel_chan: None,
             buf: Box::new([0; MAX_DATAGRAM]),
         }
     }
@@ -240,7 +241,8 @@ impl Daemon {
                 }
             );
             self.kernel = Some(crate::kernel::Kernel::new(!self.opts.acquire_only, dialect));
-            match self.monitor.xfrm_events() {
+            let pfkey = matches!(dialect, crate::kernel::Dialect::Pfkey(_));
+            match self.monitor.kernel_channel(pfkey) {
                 Ok(fd) => {
                     // SAFETY: fcntl on a descriptor we own.
                     unsafe {
@@ -248,9 +250,11 @@ impl Daemon {
                         let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
                         libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
                     }
-                    self.kernel_events = Some(fd);
+                    self.kernel_chan = Some(fd);
                 }
-                Err(e) => log::warn!("kernel: no ACQUIRE/EXPIRE messages: {e}"),
+                Err(e) => {
+                    log::error!("kernel: no channel to the kernel, nothing will be installed: {e}")
+                }
             }
         }
         self.engine.start_connections(self.now());
@@ -265,7 +269,8 @@ impl Daemon {
                 shutdown_deadline = Some(now.add_millis(SHUTDOWN_GRACE_MS));
             }
             if let Some(d) = shutdown_deadline {
-                if self.engine.is_drained() || now >= d {
+                let kernel_idle = self.kernel.as_ref().map_or(true, |k| k.idle());
+                if (self.engine.is_drained() && kernel_idle) || now >= d {
                     break;
                 }
             }
@@ -284,6 +289,7 @@ impl Daemon {
             }
             let next = [
                 self.engine.poll_timeout(),
+                self.kernel.as_ref().and_then(|k| k.next_deadline()),
                 shutdown_deadline,
                 shutdown_deadline.is_none().then_some(next_check),
             ]
@@ -310,7 +316,7 @@ impl Daemon {
                 }
                 _ => None,
             };
-            let events_idx = self.kernel_events.as_ref().map(|f| {
+            let events_idx = self.kernel_chan.as_ref().map(|f| {
                 use std::os::fd::AsRawFd;
                 pfds.push(pfd(f.as_raw_fd()));
                 pfds.len() - 1
@@ -347,7 +353,7 @@ impl Daemon {
                 }
             }
             if events_idx.is_some_and(|i| pfds[i].revents != 0) {
-                self.read_kernel_events(now);
+                self.read_kernel(now);
             }
             for (k, t) in self.transports.iter().enumerate() {
                 if pfds[first_sock + k].revents != 0 {
@@ -356,6 +362,13 @@ impl Daemon {
                     t.recv_bounded(&mut self.buf[..], |from, data| {
                         engine.handle_datagram(now, local, from, data)
                     });
+                }
+            }
+            if let Some(k) = self.kernel.as_mut() {
+                let mut done = Vec::new();
+                k.expire(now, &mut done);
+                for (ticket, reply) in done {
+                    self.engine.kernel_reply(now, ticket, reply);
                 }
             }
             self.engine.handle_timeout(now);
@@ -368,21 +381,43 @@ impl Daemon {
     }
 
     fn flush_transmit(&mut self) {
-        // The kernel first: an SA is in place before the message that lets the peer
-        // use it leaves (see ike::sa::Part).
-        while let Some(r) = self.engine.poll_kernel() {
-            match self.kernel.as_mut() {
-                Some(k) => {
-                    let m = &self.monitor;
-                    match k.dialect {
-                        crate::kernel::Dialect::Xfrm => k.submit(&r, &mut |b| m.xfrm(b)),
-                        crate::kernel::Dialect::Pfkey(_) => k.submit(&r, &mut |b| m.pfkey(b)),
+        // The kernel first: an exchange whose next message announces SAs holds it until
+        // the kernel has confirmed them (see ike::sa::Part).
+        let now = self.now();
+        let mut done = Vec::new();
+        loop {
+            while let Some(op) = self.engine.poll_kernel() {
+                match (self.kernel.as_mut(), self.kernel_chan.as_ref()) {
+                    (Some(k), Some(chan)) => {
+                        use std::os::fd::AsRawFd;
+                        let fd = chan.as_raw_fd();
+                        k.submit(now, &op, &mut |b| send_to_parent(fd, b), &mut done);
                     }
+                    (Some(_), None) => {
+                        log::error!("kernel: no channel, not installed: {:?}", op.req);
+                        if op.ticket != 0 {
+                            done.push((
+                                op.ticket,
+                                crate::ike::sa::KernelReply::Failed("no kernel channel".into()),
+                            ));
+                        }
+                    }
+                    (None, _) if self.opts.no_kernel => {
+                        crate::ike_debug!(
+                            DebugClass::Sysdep,
+                            10,
+                            "kernel (-n, not installed): {:?}",
+                            op.req
+                        );
+                    }
+                    (None, _) => log::warn!("kernel: no backend, not installed: {:?}", op.req),
                 }
-                None if self.opts.no_kernel => {
-                    crate::ike_debug!(DebugClass::Sysdep, 10, "kernel (-n, not installed): {r:?}");
-                }
-                None => log::warn!("kernel: no backend, not installed: {r:?}"),
+            }
+            if done.is_empty() {
+                break;
+            }
+            for (ticket, reply) in std::mem::take(&mut done) {
+                self.engine.kernel_reply(now, ticket, reply);
             }
         }
         let mut out = [0u8; MAX_DATAGRAM];
@@ -603,28 +638,40 @@ impl Daemon {
         }
     }
 
-    /// ACQUIREs start negotiations; a bounded number of datagrams per wake-up.
-    fn read_kernel_events(&mut self, now: Time) {
+    /// What the kernel said, through the parent: answers resume exchanges, ACQUIREs start
+    /// negotiations, EXPIREs rekey or delete; a bounded number of datagrams per wake-up.
+    fn read_kernel(&mut self, now: Time) {
         use std::os::fd::AsRawFd;
-        let Some(fd) = self.kernel_events.as_ref().map(|f| f.as_raw_fd()) else {
+        let Some(fd) = self.kernel_chan.as_ref().map(|f| f.as_raw_fd()) else {
             return;
         };
-        let mut buf = [0u8; 8192];
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let mut buf = vec![0u8; 65536];
+        let (mut done, mut events) = (Vec::new(), Vec::new());
         for _ in 0..64 {
             // SAFETY: receiving into a buffer we own.
             let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
-                return;
+                break;
             }
-            for ev in crate::xfrm::events(&buf[..n as usize]) {
-                match ev {
-                    crate::xfrm::Event::Acquire(a) => {
-                        self.engine.handle_acquire(now, a.sel.src, a.sel.dst, a.dst)
-                    }
-                    crate::xfrm::Event::Expire(x) => self
-                        .engine
-                        .handle_expire(now, x.dst, x.spi, x.proto, x.hard),
+            k.receive(&buf[..n as usize], &mut done, &mut events);
+        }
+        for (ticket, reply) in done {
+            self.engine.kernel_reply(now, ticket, reply);
+        }
+        for ev in events {
+            match ev {
+                crate::kernel::Event::Acquire { flow, peer } => {
+                    self.engine.handle_acquire(now, flow, peer)
                 }
+                crate::kernel::Event::Expire {
+                    dst,
+                    spi,
+                    proto,
+                    hard,
+                } => self.engine.handle_expire(now, dst, spi, proto, hard),
             }
         }
     }
@@ -918,6 +965,31 @@ fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
         Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => "PF_KEY v2 (Linux)",
         Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
     }
+}
+
+/// Writes one kernel request to the parent. The channel holds only a few messages (a
+/// socketpair's datagram queue); when it is full the parent is busy relaying, so we wait
+/// for room, a second at most.
+fn send_to_parent(fd: std::os::fd::RawFd, msg: &[u8]) -> Result<(), String> {
+    for _ in 0..2 {
+        // SAFETY: sending a buffer we own.
+        let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(format!("kernel channel: {e}"));
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 1000) };
+    }
+    Err("kernel channel: the privileged process does not take requests".into())
 }
 
 /// Which local address the kernel would use towards `dst`: a connected UDP socket tells

@@ -14,14 +14,18 @@ use std::io;
 use std::net::IpAddr;
 
 use crate::ike::policy::OwnedId;
-use crate::ike::sa::{hex, IpsecSa, KernelReq, Part};
+use crate::ike::sa::{hex, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
 use crate::pfkey;
+use crate::timer::Time;
 use crate::xfrm::{self, PolicySpec, SaSpec, Selector};
 
 /// Seconds the kernel's hard lifetime outlasts the engine's.
 const KERNEL_LIFETIME_MARGIN: u64 = 60;
 const POLICY_PRIORITY: u32 = 2000;
+/// The SPIs the kernel may hand us: above the range RFC 4303 reserves.
+const SPI_MIN: u32 = 0x100;
+const SPI_MAX: u32 = u32::MAX;
 
 fn ipproto(p: ProtocolId) -> u8 {
     if p == ProtocolId::IPSEC_AH {
@@ -183,6 +187,7 @@ fn host_bits(a: IpAddr) -> u8 {
 
 /// One direction of an SA pair as the kernel sees it: a state from `src` to `dst`.
 struct Half<'a> {
+    inbound: bool,
     spi: [u8; 4],
     keymat: &'a [u8],
     src: IpAddr,
@@ -192,12 +197,14 @@ struct Half<'a> {
 /// The directions of `sa` that `part` names, inbound first.
 fn halves(sa: &IpsecSa, part: Part) -> impl Iterator<Item = Half<'_>> {
     let inbound = Half {
+        inbound: true,
         spi: sa.spi_in,
         keymat: sa.keymat_in.as_bytes(),
         src: sa.remote.ip(),
         dst: sa.local.ip(),
     };
     let outbound = Half {
+        inbound: false,
         spi: sa.spi_out,
         keymat: sa.keymat_out.as_bytes(),
         src: sa.local.ip(),
@@ -228,6 +235,34 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
         *seq
     };
     match req {
+        KernelReq::GetSpi { protocol, src, dst } => {
+            let mut b = Vec::new();
+            xfrm::alloc_spi(
+                &mut b,
+                next(),
+                *src,
+                *dst,
+                ipproto(*protocol),
+                SPI_MIN,
+                SPI_MAX,
+            );
+            out.push(Message {
+                what: format!("reserve SPI {src}->{dst}"),
+                bytes: b,
+                quiet: false,
+            });
+        }
+        KernelReq::DeleteSpi {
+            protocol, dst, spi, ..
+        } => {
+            let mut b = Vec::new();
+            xfrm::del_sa(&mut b, next(), *dst, *spi, ipproto(*protocol));
+            out.push(Message {
+                what: format!("release SPI {dst} {}", hex(spi)),
+                bytes: b,
+                quiet: true,
+            });
+        }
         KernelReq::AddSa(sa, part) => {
             // With -a the flows are the administrator's (ipsecctl, ip xfrm policy): their
             // templates carry no reqid, and the kernel matches an outbound template only
@@ -237,6 +272,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
             let proto = ipproto(sa.protocol);
             let hard = kernel_hard_secs(sa);
             for Half {
+                inbound,
                 spi,
                 keymat: km,
                 src,
@@ -261,6 +297,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         soft_secs: 0,
                         hard_secs: hard,
                         encap: None,
+                        update: inbound && sa.spi_from_kernel,
                     },
                 );
                 out.push(Message {
@@ -348,6 +385,43 @@ pub fn pfkey_messages(
     let (sa, part, adding, keep_flows) = match req {
         KernelReq::AddSa(sa, part) => (sa, *part, true, false),
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
+        KernelReq::GetSpi { protocol, src, dst } => {
+            let mut b = Vec::new();
+            let proto = ipproto(*protocol);
+            pfkey::getspi(
+                &mut b,
+                platform,
+                next(),
+                pid,
+                *src,
+                *dst,
+                proto,
+                SPI_MIN,
+                SPI_MAX,
+            )?;
+            out.push(Message {
+                what: format!("reserve SPI {src}->{dst}"),
+                bytes: b,
+                quiet: false,
+            });
+            return Ok(out);
+        }
+        KernelReq::DeleteSpi {
+            protocol,
+            src,
+            dst,
+            spi,
+        } => {
+            let mut b = Vec::new();
+            let proto = ipproto(*protocol);
+            pfkey::delete_sa(&mut b, platform, next(), pid, *src, *dst, *spi, proto)?;
+            out.push(Message {
+                what: format!("release SPI {dst} {}", hex(spi)),
+                bytes: b,
+                quiet: true,
+            });
+            return Ok(out);
+        }
     };
     // af_key replaces a policy reqid above IPSEC_MANUAL_REQID_MAX (0x3fff) with one of its
     // own, which no state of ours would carry: PF_KEY reqids stay in 1..=0x3fff.
@@ -359,6 +433,7 @@ pub fn pfkey_messages(
     let hard = kernel_hard_secs(sa);
     let el = sa.enc_key_len;
     for Half {
+        inbound,
         spi,
         keymat: km,
         src,
@@ -394,6 +469,7 @@ pub fn pfkey_messages(
                     } else {
                         0
                     },
+                    update: inbound && sa.spi_from_kernel,
                 },
             )?;
             out.push(Message {
@@ -491,15 +567,62 @@ fn pfkey_algorithms(sa: &IpsecSa, platform: pfkey::Platform) -> Result<(u8, u8),
     Ok((enc, auth))
 }
 
-/// Sends the engine's requests and keeps count. The messages go through the privileged
-/// parent (Linux checks the sending task's CAP_NET_ADMIN for XFRM), which forwards only
-/// these request types and answers with the kernel's errno.
+/// How long a kernel request may go unanswered before the exchange waiting for it is
+/// told it failed.
+pub const ANSWER_TIMEOUT_MS: u64 = 5000;
+
+/// The engine's requests in flight to the kernel, and what comes back. Messages go
+/// through the privileged parent (Linux checks the sending task's CAP_NET_ADMIN for
+/// XFRM; PF_KEY sockets need it to be opened), which relays only the request types the
+/// daemon sends and passes back everything the kernel answers or announces. Nothing here
+/// blocks: [`Kernel::submit`] sends, [`Kernel::receive`] matches answers to requests by
+/// sequence number, [`Kernel::expire`] fails what went unanswered.
 pub struct Kernel {
     seq: u32,
     pub flows: bool,
     pub dialect: Dialect,
     pub errors: u64,
     pub installed: u64,
+    /// Our PF_KEY sadb_msg_pid: answers to our requests carry it.
+    pid: u32,
+    pending: Vec<Pending>,
+    tickets: Vec<TicketState>,
+}
+
+/// One message sent and not yet answered.
+struct Pending {
+    seq: u32,
+    /// PF_KEY: the message type the answer carries.
+    ty: u8,
+    ticket: u32,
+    what: String,
+    quiet: bool,
+    deadline: Time,
+}
+
+/// An engine request (ticket) whose messages are not all answered yet.
+struct TicketState {
+    ticket: u32,
+    left: usize,
+    spi: Option<[u8; 4]>,
+    error: Option<String>,
+}
+
+/// What the kernel announces unasked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Traffic hit a policy without an SA: the flow (when the message names it) and the
+    /// SA's destination, our peer.
+    Acquire {
+        flow: Option<(IpAddr, IpAddr)>,
+        peer: IpAddr,
+    },
+    Expire {
+        dst: IpAddr,
+        spi: [u8; 4],
+        proto: u8,
+        hard: bool,
+    },
 }
 
 /// Which interface the requests are written for.
@@ -517,45 +640,244 @@ impl Kernel {
             dialect,
             errors: 0,
             installed: 0,
+            pid: std::process::id(),
+            pending: Vec::new(),
+            tickets: Vec::new(),
         }
     }
 
-    pub fn submit(&mut self, req: &KernelReq, send: &mut dyn FnMut(&[u8]) -> Result<i32, String>) {
+    /// True when nothing is waiting for the kernel.
+    pub fn idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// When the oldest unanswered message times out.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.pending.iter().map(|p| p.deadline).min()
+    }
+
+    /// Translates and sends one engine request; answers for the engine that are already
+    /// known (the translation or the send failed, nothing to send) go to `done`.
+    pub fn submit(
+        &mut self,
+        now: Time,
+        op: &KernelOp,
+        send: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+        done: &mut Vec<(u32, KernelReply)>,
+    ) {
         let made = match self.dialect {
-            Dialect::Xfrm => messages(req, &mut self.seq, self.flows),
-            Dialect::Pfkey(p) => pfkey_messages(req, &mut self.seq, self.flows, p),
+            Dialect::Xfrm => messages(&op.req, &mut self.seq, self.flows),
+            Dialect::Pfkey(p) => pfkey_messages(&op.req, &mut self.seq, self.flows, p),
         };
         let msgs = match made {
             Ok(m) => m,
             Err(e) => {
-                log::error!("kernel: {req:?}: {e}");
+                log::error!("kernel: {:?}: {e}", op.req);
                 self.errors += 1;
+                if op.ticket != 0 {
+                    done.push((op.ticket, KernelReply::Failed(e)));
+                }
                 return;
             }
         };
+        let mut sent = 0;
+        let mut failure = None;
         for m in msgs {
-            match send(&m.bytes) {
-                Ok(_) => {
-                    self.installed += 1;
-                    crate::ike_debug!(crate::log::DebugClass::Sysdep, 20, "kernel: {}", m.what);
-                }
-                Err(e) => {
-                    let errno = e.strip_prefix("errno ").and_then(|n| n.parse::<i32>().ok());
-                    let text =
-                        errno.map_or(e.clone(), |n| io::Error::from_raw_os_error(n).to_string());
-                    if m.quiet && matches!(errno, Some(libc::EEXIST | libc::ENOENT | libc::ESRCH)) {
-                        crate::ike_debug!(
-                            crate::log::DebugClass::Sysdep,
-                            10,
-                            "kernel: {}: {text}",
-                            m.what
-                        );
-                    } else {
-                        self.errors += 1;
-                        log::error!("kernel: {}: {text}", m.what);
+            if let Err(e) = send(&m.bytes) {
+                self.errors += 1;
+                log::error!("kernel: {}: {e}", m.what);
+                failure.get_or_insert(e);
+                continue;
+            }
+            crate::ike_debug!(
+                crate::log::DebugClass::Sysdep,
+                30,
+                "kernel: sent {}",
+                m.what
+            );
+            let (seq, ty) = match self.dialect {
+                Dialect::Xfrm => (
+                    u32::from_ne_bytes([m.bytes[8], m.bytes[9], m.bytes[10], m.bytes[11]]),
+                    0,
+                ),
+                Dialect::Pfkey(_) => (
+                    u32::from_ne_bytes([m.bytes[8], m.bytes[9], m.bytes[10], m.bytes[11]]),
+                    m.bytes[1],
+                ),
+            };
+            self.pending.push(Pending {
+                seq,
+                ty,
+                ticket: op.ticket,
+                what: m.what,
+                quiet: m.quiet,
+                deadline: now.add_millis(ANSWER_TIMEOUT_MS),
+            });
+            sent += 1;
+        }
+        if op.ticket == 0 {
+            return;
+        }
+        if sent == 0 {
+            let why = failure.unwrap_or_default();
+            done.push((
+                op.ticket,
+                if why.is_empty() {
+                    KernelReply::Done
+                } else {
+                    KernelReply::Failed(why)
+                },
+            ));
+            return;
+        }
+        self.tickets.push(TicketState {
+            ticket: op.ticket,
+            left: sent,
+            spi: None,
+            error: failure,
+        });
+    }
+
+    /// One datagram from the kernel (through the parent): answers to our requests go to
+    /// `done` once a request is complete, announcements to `events`.
+    pub fn receive(
+        &mut self,
+        buf: &[u8],
+        done: &mut Vec<(u32, KernelReply)>,
+        events: &mut Vec<Event>,
+    ) {
+        match self.dialect {
+            Dialect::Xfrm => {
+                for r in xfrm::replies(buf) {
+                    match r {
+                        xfrm::Reply::Ack { seq, errno } => self.answered(seq, 0, errno, done),
+                        xfrm::Reply::Sa { seq, spi } => self.spi_for(seq, spi),
+                        xfrm::Reply::Other(_) => {}
                     }
                 }
+                for ev in xfrm::events(buf) {
+                    events.push(match ev {
+                        xfrm::Event::Acquire(a) => Event::Acquire {
+                            flow: Some((a.sel.src, a.sel.dst)),
+                            peer: a.dst,
+                        },
+                        xfrm::Event::Expire(x) => Event::Expire {
+                            dst: x.dst,
+                            spi: x.spi,
+                            proto: x.proto,
+                            hard: x.hard,
+                        },
+                    });
+                }
             }
+            Dialect::Pfkey(platform) => {
+                let Some(m) = pfkey::parse(buf) else {
+                    crate::ike_debug!(
+                        crate::log::DebugClass::Sysdep,
+                        10,
+                        "kernel: malformed PF_KEY message"
+                    );
+                    return;
+                };
+                if m.pid == self.pid && self.pending.iter().any(|p| p.seq == m.seq && p.ty == m.ty)
+                {
+                    if let Some(spi) = pfkey::getspi_answer(&m) {
+                        self.spi_for(m.seq, spi);
+                    }
+                    self.answered(m.seq, m.ty, i32::from(m.errno), done);
+                } else if let Some(a) = pfkey::acquire(platform, &m) {
+                    // af_key names the SA's endpoints, not the flow.
+                    events.push(Event::Acquire {
+                        flow: None,
+                        peer: a.dst,
+                    });
+                } else if let Some(x) = pfkey::expire(platform, &m) {
+                    events.push(Event::Expire {
+                        dst: x.dst,
+                        spi: x.spi,
+                        proto: x.proto,
+                        hard: x.hard,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Fails every message unanswered past its deadline.
+    pub fn expire(&mut self, now: Time, done: &mut Vec<(u32, KernelReply)>) {
+        while let Some(p) = self.pending.iter().find(|p| p.deadline <= now) {
+            let (seq, ty) = (p.seq, p.ty);
+            self.answered(seq, ty, -1, done);
+        }
+    }
+
+    fn spi_for(&mut self, seq: u32, spi: [u8; 4]) {
+        let Some(p) = self.pending.iter().find(|p| p.seq == seq) else {
+            return;
+        };
+        let ticket = p.ticket;
+        if let Some(t) = self.tickets.iter_mut().find(|t| t.ticket == ticket) {
+            t.spi = Some(spi);
+        }
+    }
+
+    /// The answer to message `seq` (errno 0: accepted; -1: no answer in time).
+    fn answered(&mut self, seq: u32, ty: u8, errno: i32, done: &mut Vec<(u32, KernelReply)>) {
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.seq == seq && (ty == 0 || p.ty == ty))
+        else {
+            return;
+        };
+        let p = self.pending.swap_remove(i);
+        let failure = match errno {
+            0 => {
+                self.installed += 1;
+                crate::ike_debug!(crate::log::DebugClass::Sysdep, 20, "kernel: {}", p.what);
+                None
+            }
+            -1 => {
+                self.errors += 1;
+                log::error!("kernel: {}: no answer", p.what);
+                Some("no answer from the kernel".to_string())
+            }
+            n => {
+                let text = io::Error::from_raw_os_error(n).to_string();
+                if p.quiet && matches!(n, libc::EEXIST | libc::ENOENT | libc::ESRCH) {
+                    crate::ike_debug!(
+                        crate::log::DebugClass::Sysdep,
+                        10,
+                        "kernel: {}: {text}",
+                        p.what
+                    );
+                    None
+                } else {
+                    self.errors += 1;
+                    log::error!("kernel: {}: {text}", p.what);
+                    Some(format!("{}: {text}", p.what))
+                }
+            }
+        };
+        if p.ticket == 0 {
+            return;
+        }
+        let Some(k) = self.tickets.iter().position(|t| t.ticket == p.ticket) else {
+            return;
+        };
+        let t = &mut self.tickets[k];
+        t.left -= 1;
+        if t.error.is_none() {
+            t.error = failure;
+        }
+        if t.left == 0 {
+            let t = self.tickets.swap_remove(k);
+            let reply = match (t.error, t.spi) {
+                (Some(e), _) => KernelReply::Failed(e),
+                (None, Some(spi)) => KernelReply::Spi(spi),
+                (None, None) => KernelReply::Done,
+            };
+            done.push((t.ticket, reply));
         }
     }
 }
@@ -599,6 +921,7 @@ mod tests {
             hard_expiry: None,
             soft_expiry: None,
             rekeyed: false,
+            spi_from_kernel: false,
         }
     }
 
@@ -739,5 +1062,180 @@ mod tests {
         .unwrap();
         let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
         assert_eq!(types, [4, 4], "flows kept for the SA that replaced it");
+    }
+
+    /// An XFRM ack (or error) for request `seq`, as the kernel sends it.
+    fn ack(seq: u32, errno: i32) -> Vec<u8> {
+        let mut req = vec![0u8; 16];
+        req[8..12].copy_from_slice(&seq.to_ne_bytes());
+        xfrm::error_reply(&req, errno)
+    }
+
+    #[test]
+    fn requests_are_answered_asynchronously_by_sequence_number() {
+        let now = Time(0);
+        let mut k = Kernel::new(true, Dialect::Xfrm);
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut done = Vec::new();
+        let mut s = sa();
+        s.spi_from_kernel = true;
+        let add = KernelOp {
+            ticket: 7,
+            req: KernelReq::AddSa(Box::new(s), Part::Both),
+        };
+        k.submit(
+            now,
+            &add,
+            &mut |b| {
+                sent.push(b.to_vec());
+                Ok(())
+            },
+            &mut done,
+        );
+        assert!(done.is_empty() && !k.idle());
+        // The inbound state updates the larval one, the outbound is new; three policies.
+        let types: Vec<u16> = sent
+            .iter()
+            .map(|m| u16::from_ne_bytes([m[4], m[5]]))
+            .collect();
+        assert_eq!(
+            types,
+            [xfrm::XFRM_MSG_UPDSA, xfrm::XFRM_MSG_NEWSA, 0x13, 0x13, 0x13]
+        );
+        let seqs: Vec<u32> = sent
+            .iter()
+            .map(|m| u32::from_ne_bytes([m[8], m[9], m[10], m[11]]))
+            .collect();
+        // Answers in any order; a policy another pair installed already (EEXIST) is no
+        // failure; the request is done with its last answer.
+        let mut events = Vec::new();
+        for &q in seqs.iter().skip(1).rev() {
+            let errno = if q == seqs[2] { libc::EEXIST } else { 0 };
+            k.receive(&ack(q, errno), &mut done, &mut events);
+        }
+        assert!(done.is_empty());
+        k.receive(&ack(seqs[0], 0), &mut done, &mut events);
+        assert_eq!(done, vec![(7, KernelReply::Done)]);
+        assert!(k.idle() && events.is_empty());
+
+        // ALLOCSPI: the state with the SPI, then the ack.
+        done.clear();
+        sent.clear();
+        let get = KernelOp {
+            ticket: 8,
+            req: KernelReq::GetSpi {
+                protocol: ProtocolId::IPSEC_ESP,
+                src: "192.0.2.2".parse().unwrap(),
+                dst: "192.0.2.1".parse().unwrap(),
+            },
+        };
+        k.submit(
+            now,
+            &get,
+            &mut |b| {
+                sent.push(b.to_vec());
+                Ok(())
+            },
+            &mut done,
+        );
+        let q = u32::from_ne_bytes([sent[0][8], sent[0][9], sent[0][10], sent[0][11]]);
+        let mut answer = vec![0u8; 16 + 224];
+        answer[..4].copy_from_slice(&240u32.to_ne_bytes());
+        answer[4..6].copy_from_slice(&xfrm::XFRM_MSG_NEWSA.to_ne_bytes());
+        answer[8..12].copy_from_slice(&q.to_ne_bytes());
+        answer[16 + 72..16 + 76].copy_from_slice(&[0, 0, 0xc0, 0xde]);
+        k.receive(&answer, &mut done, &mut events);
+        k.receive(&ack(q, 0), &mut done, &mut events);
+        assert_eq!(done, vec![(8, KernelReply::Spi([0, 0, 0xc0, 0xde]))]);
+
+        // A refusal fails the request; silence fails it after the timeout.
+        done.clear();
+        k.submit(
+            now,
+            &get,
+            &mut |b| {
+                sent.push(b.to_vec());
+                Ok(())
+            },
+            &mut done,
+        );
+        let q = u32::from_ne_bytes([sent[1][8], sent[1][9], sent[1][10], sent[1][11]]);
+        k.receive(&ack(q, libc::ENOENT), &mut done, &mut events);
+        assert!(
+            matches!(&done[..], [(8, KernelReply::Failed(_))]),
+            "{done:?}"
+        );
+        done.clear();
+        k.submit(now, &get, &mut |_| Ok(()), &mut done);
+        assert_eq!(k.next_deadline(), Some(now.add_millis(ANSWER_TIMEOUT_MS)));
+        k.expire(now.add_millis(ANSWER_TIMEOUT_MS - 1), &mut done);
+        assert!(done.is_empty());
+        k.expire(now.add_millis(ANSWER_TIMEOUT_MS), &mut done);
+        assert!(
+            matches!(&done[..], [(8, KernelReply::Failed(_))]),
+            "{done:?}"
+        );
+        assert!(k.idle());
+        // A channel that will not take the request fails it at once.
+        done.clear();
+        k.submit(now, &get, &mut |_| Err("full".into()), &mut done);
+        assert!(
+            matches!(&done[..], [(8, KernelReply::Failed(_))]),
+            "{done:?}"
+        );
+        assert!(k.idle());
+    }
+
+    #[test]
+    fn pfkey_answers_match_by_pid_seq_and_type_and_acquires_become_events() {
+        let now = Time(0);
+        let mut k = Kernel::new(true, Dialect::Pfkey(pfkey::Platform::Linux));
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut done = Vec::new();
+        let mut events = Vec::new();
+        let get = KernelOp {
+            ticket: 3,
+            req: KernelReq::GetSpi {
+                protocol: ProtocolId::IPSEC_ESP,
+                src: "192.0.2.2".parse().unwrap(),
+                dst: "192.0.2.1".parse().unwrap(),
+            },
+        };
+        k.submit(
+            now,
+            &get,
+            &mut |b| {
+                sent.push(b.to_vec());
+                Ok(())
+            },
+            &mut done,
+        );
+        // Someone else's message with our seq is not our answer.
+        let mut other = pfkey::error_reply(&sent[0], 0);
+        other[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        k.receive(&other, &mut done, &mut events);
+        assert!(done.is_empty());
+        // The kernel's answer: our header, the SA extension with the SPI.
+        let mut answer = pfkey::error_reply(&sent[0], 0);
+        answer.extend_from_slice(&2u16.to_ne_bytes());
+        answer.extend_from_slice(&pfkey::SADB_EXT_SA.to_ne_bytes());
+        answer.extend_from_slice(&[0, 0, 0x12, 0x34]);
+        answer.extend_from_slice(&[0; 8]);
+        answer[4..6].copy_from_slice(&4u16.to_ne_bytes());
+        k.receive(&answer, &mut done, &mut events);
+        assert_eq!(done, vec![(3, KernelReply::Spi([0, 0, 0x12, 0x34]))]);
+        let acquire = include_str!("../tests/vectors/pfkey.txt")
+            .lines()
+            .find_map(|l| l.strip_prefix("linux_acquire = "))
+            .unwrap();
+        let acquire: Vec<u8> = (0..acquire.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&acquire[i..i + 2], 16).unwrap())
+            .collect();
+        k.receive(&acquire, &mut done, &mut events);
+        assert!(
+            matches!(events[..], [Event::Acquire { flow: None, .. }]),
+            "{events:?}"
+        );
     }
 }

@@ -31,9 +31,10 @@ const REQ_OPEN_WRITE: u8 = 3;
 const REQ_SHUTDOWN: u8 = 4;
 const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
-const REQ_XFRM: u8 = 7;
-const REQ_XFRM_EVENTS: u8 = 8;
-const REQ_PFKEY: u8 = 9;
+const REQ_KERNEL: u8 = 10;
+
+/// Messages the relay holds for a child that is not reading, at most.
+const RELAY_QUEUE: usize = 1024;
 
 /// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
 pub const PKI_ROOT: &str = "/etc/isakmpd/";
@@ -245,30 +246,14 @@ impl Client {
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
-    /// Has the parent send one XFRM netlink request and returns the kernel's errno (0 for
-    /// success). Linux checks CAP_NET_ADMIN of the *sending* task for XFRM, so the
-    /// unprivileged child cannot talk to it itself; the parent forwards only the request
-    /// types the daemon needs.
-    pub fn xfrm(&self, msg: &[u8]) -> Result<i32, String> {
-        let mut req = vec![REQ_XFRM];
-        req.extend_from_slice(msg);
-        self.call(&req)?;
-        Ok(0)
-    }
-
-    /// Has the parent send one PF_KEY v2 message (SA add/delete, flow add/delete only)
-    /// and returns once the kernel accepted it; `Err("errno N")` when it refused.
-    pub fn pfkey(&self, msg: &[u8]) -> Result<i32, String> {
-        let mut req = vec![REQ_PFKEY];
-        req.extend_from_slice(msg);
-        self.call(&req)?;
-        Ok(0)
-    }
-
-    /// A netlink socket subscribed to the XFRM ACQUIRE and EXPIRE groups (joining needs
-    /// CAP_NET_ADMIN, reading the joined socket does not).
-    pub fn xfrm_events(&self) -> Result<OwnedFd, String> {
-        self.call(&[REQ_XFRM_EVENTS])?
+    /// The channel to the kernel: a socket on which each message written is one kernel
+    /// request (XFRM netlink if `pfkey` is false, else PF_KEY v2) that the parent relays
+    /// after checking its type, and each message read is one datagram from the kernel
+    /// (answers to our requests, ACQUIREs, EXPIREs). Linux checks CAP_NET_ADMIN of the
+    /// task that sends an XFRM request and of whoever opens a PF_KEY socket, so the
+    /// unprivileged child cannot hold either socket itself.
+    pub fn kernel_channel(&self, pfkey: bool) -> Result<OwnedFd, String> {
+        self.call(&[REQ_KERNEL, if pfkey { b'P' } else { b'X' }])?
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
@@ -286,135 +271,220 @@ pub struct Server {
     pub sock: OwnedFd,
     pub config_path: String,
     pub report_path: String,
-    /// The parent's XFRM socket, opened on first use.
-    pub xfrm: std::cell::RefCell<Option<OwnedFd>>,
-    /// The parent's PF_KEY socket, opened on first use.
-    pub pfkey: std::cell::RefCell<Option<OwnedFd>>,
+    /// The kernel relay, once the child asked for it.
+    pub relay: std::cell::RefCell<Option<Relay>>,
+}
+
+/// The parent's side of the kernel channel: the kernel socket, our end of the channel,
+/// and what the child has not yet read.
+pub struct Relay {
+    pub chan: OwnedFd,
+    pub sock: OwnedFd,
+    pub pfkey: bool,
+    pub queue: std::collections::VecDeque<Vec<u8>>,
 }
 
 /// Everything the server answers with: Ok(fd) or Err(reason).
 pub type Answer = Result<Option<OwnedFd>, String>;
 
+/// Why the parent will not pass an XFRM request on, if it will not: only well-formed
+/// messages of the types the daemon sends.
+fn check_xfrm(msg: &[u8]) -> Result<(), String> {
+    use crate::xfrm::*;
+    if msg.len() < 16 || msg.len() > 4096 {
+        return Err("malformed XFRM request".into());
+    }
+    let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
+    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+    if len != msg.len()
+        || ![
+            XFRM_MSG_NEWSA,
+            XFRM_MSG_UPDSA,
+            XFRM_MSG_DELSA,
+            XFRM_MSG_ALLOCSPI,
+            XFRM_MSG_NEWPOLICY,
+            XFRM_MSG_DELPOLICY,
+        ]
+        .contains(&ty)
+    {
+        return Err(format!("refusing XFRM message type {ty}"));
+    }
+    Ok(())
+}
+
+/// The same for PF_KEY: a whole message (version, length) of an SA or flow type.
+fn check_pfkey(msg: &[u8]) -> Result<(), String> {
+    use crate::pfkey::*;
+    #[cfg(target_os = "openbsd")]
+    const FLOWS: [u8; 2] = [SADB_X_ADDFLOW, SADB_X_DELFLOW];
+    #[cfg(not(target_os = "openbsd"))]
+    const FLOWS: [u8; 2] = [SADB_X_SPDADD, SADB_X_SPDDELETE];
+    let Some(m) = parse(msg) else {
+        return Err("malformed PF_KEY request".into());
+    };
+    if usize::from(u16::from_ne_bytes([msg[4], msg[5]])) * 8 != msg.len()
+        || !([SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE].contains(&m.ty)
+            || FLOWS.contains(&m.ty))
+    {
+        return Err(format!("refusing PF_KEY message type {}", m.ty));
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
 impl Server {
-    /// Forwards one XFRM request from the child after checking that it is one of the
-    /// kinds the daemon sends, and waits for the kernel's ack. `Err` carries the errno.
-    fn xfrm(&self, msg: &[u8]) -> Result<(), String> {
-        use crate::xfrm::*;
-        if msg.len() < 16 || msg.len() > 4096 {
-            return Err("monitor: malformed XFRM request".into());
+    /// Opens the kernel socket and the channel for the child (once).
+    fn open_relay(&self, kind: u8) -> Answer {
+        let mut slot = self.relay.borrow_mut();
+        if slot.is_some() {
+            return Err("monitor: the kernel channel is already open".into());
         }
-        let len = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
-        let ty = u16::from_ne_bytes([msg[4], msg[5]]);
-        let seq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
-        if len != msg.len()
-            || ![
-                XFRM_MSG_NEWSA,
-                XFRM_MSG_DELSA,
-                XFRM_MSG_NEWPOLICY,
-                XFRM_MSG_DELPOLICY,
-            ]
-            .contains(&ty)
-        {
-            return Err(format!("monitor: refusing XFRM message type {ty}"));
-        }
-        let mut slot = self.xfrm.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(open_xfrm()?);
-        }
-        let fd = slot.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-        // SAFETY: sending a buffer we own on our netlink socket.
-        if unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) } < 0 {
-            return Err(format!(
-                "errno {}",
-                io::Error::last_os_error().raw_os_error().unwrap_or(0)
-            ));
-        }
+        let pfkey = match kind {
+            b'X' => false,
+            b'P' => true,
+            _ => return Err("monitor: unknown kernel interface".into()),
+        };
+        let sock = if pfkey {
+            let fd = open_pfkey()?;
+            // ACQUIREs go only to sockets registered for the SA type.
+            #[cfg(target_os = "openbsd")]
+            let platform = crate::pfkey::Platform::OpenBsd;
+            #[cfg(not(target_os = "openbsd"))]
+            let platform = crate::pfkey::Platform::Linux;
+            for (seq, proto) in [(1u32, 50u8), (2, 51)] {
+                let mut m = Vec::new();
+                crate::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
+                // SAFETY: writing a buffer we own to our PF_KEY socket.
+                unsafe { libc::write(fd.as_raw_fd(), m.as_ptr().cast(), m.len()) };
+            }
+            fd
+        } else {
+            open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE)?
+        };
+        let (ours, theirs) = socketpair().map_err(|e| format!("socketpair: {e}"))?;
+        set_nonblocking(sock.as_raw_fd());
+        set_nonblocking(ours.as_raw_fd());
+        *slot = Some(Relay {
+            chan: ours,
+            sock,
+            pfkey,
+            queue: std::collections::VecDeque::new(),
+        });
+        Ok(Some(theirs))
+    }
+
+    /// The descriptors the parent loop polls for the relay: (channel, wants to write),
+    /// kernel socket.
+    pub fn relay_fds(&self) -> Option<(RawFd, bool, RawFd)> {
+        self.relay
+            .borrow()
+            .as_ref()
+            .map(|r| (r.chan.as_raw_fd(), !r.queue.is_empty(), r.sock.as_raw_fd()))
+    }
+
+    /// Passes the child's requests to the kernel (a bounded number per call). A request
+    /// of a type the daemon never sends, or one the kernel socket refuses, is answered
+    /// with an error in the kernel's own format so that the child's exchange does not
+    /// wait in vain.
+    pub fn relay_from_child(&self) {
+        let mut slot = self.relay.borrow_mut();
+        let Some(r) = slot.as_mut() else {
+            return;
+        };
         let mut buf = [0u8; 8192];
-        loop {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
-                return Err("monitor: no answer from the kernel".into());
-            }
+        for _ in 0..256 {
             // SAFETY: receiving into a buffer we own.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(r.chan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
-                return Err("monitor: XFRM socket read failed".into());
+                break;
             }
-            for r in replies(&buf[..n as usize]) {
-                if let Reply::Ack { seq: s, errno } = r {
-                    if s == seq {
-                        return if errno == 0 {
-                            Ok(())
-                        } else {
-                            Err(format!("errno {errno}"))
-                        };
+            let msg = &buf[..n as usize];
+            let checked = if r.pfkey {
+                check_pfkey(msg)
+            } else {
+                check_xfrm(msg)
+            };
+            let errno = match checked {
+                Ok(()) => {
+                    // SAFETY: writing a buffer we own to our kernel socket.
+                    let w =
+                        unsafe { libc::write(r.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+                    if w < 0 {
+                        io::Error::last_os_error()
+                            .raw_os_error()
+                            .unwrap_or(libc::EIO)
+                    } else {
+                        0
                     }
                 }
+                Err(e) => {
+                    log::warn!("monitor: {e}");
+                    libc::EPERM
+                }
+            };
+            if errno != 0 {
+                let reply = if r.pfkey {
+                    crate::pfkey::error_reply(msg, errno as u8)
+                } else {
+                    crate::xfrm::error_reply(msg, errno)
+                };
+                if r.queue.len() < RELAY_QUEUE {
+                    r.queue.push_back(reply);
+                }
             }
+        }
+        Self::flush_relay(r);
+    }
+
+    /// Passes what the kernel says to the child (a bounded number per call).
+    pub fn relay_from_kernel(&self) {
+        let mut slot = self.relay.borrow_mut();
+        let Some(r) = slot.as_mut() else {
+            return;
+        };
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..256 {
+            // SAFETY: reading into a buffer we own.
+            let n = unsafe { libc::read(r.sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            if r.queue.len() < RELAY_QUEUE {
+                r.queue.push_back(buf[..n as usize].to_vec());
+            } else {
+                log::warn!("monitor: child not reading; kernel message dropped");
+            }
+        }
+        Self::flush_relay(r);
+    }
+
+    /// Writes queued kernel messages to the child while it takes them.
+    pub fn flush_pending(&self) {
+        if let Some(r) = self.relay.borrow_mut().as_mut() {
+            Self::flush_relay(r);
         }
     }
 
-    /// Forwards one PF_KEY message from the child after checking its header (version,
-    /// length, one of the types the daemon sends) and waits for the kernel's answer with
-    /// the same sequence number and type. PF_KEY checks privilege when the socket is
-    /// created, not per message, so the socket never leaves the parent.
-    fn pfkey(&self, msg: &[u8]) -> Result<(), String> {
-        use crate::pfkey::*;
-        #[cfg(target_os = "openbsd")]
-        const ALLOWED: [u8; 4] = [SADB_ADD, SADB_DELETE, SADB_X_ADDFLOW, SADB_X_DELFLOW];
-        #[cfg(not(target_os = "openbsd"))]
-        const ALLOWED: [u8; 4] = [SADB_ADD, SADB_DELETE, SADB_X_SPDADD, SADB_X_SPDDELETE];
-        let Some(m) = parse(msg) else {
-            return Err("monitor: malformed PF_KEY request".into());
-        };
-        if usize::from(u16::from_ne_bytes([msg[4], msg[5]])) * 8 != msg.len()
-            || !ALLOWED.contains(&m.ty)
-        {
-            return Err(format!("monitor: refusing PF_KEY message type {}", m.ty));
-        }
-        let (ty, seq) = (m.ty, m.seq);
-        let mut slot = self.pfkey.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(open_pfkey()?);
-        }
-        let fd = slot.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-        // SAFETY: writing a buffer we own to our PF_KEY socket.
-        if unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) } < 0 {
-            return Err(format!(
-                "errno {}",
-                io::Error::last_os_error().raw_os_error().unwrap_or(0)
-            ));
-        }
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
-                return Err("monitor: no answer from the kernel".into());
-            }
-            // SAFETY: reading into a buffer we own.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return Err("monitor: PF_KEY socket read failed".into());
-            }
-            if let Some(r) = parse(&buf[..n as usize]) {
-                if r.seq == seq && r.ty == ty {
-                    return if r.errno == 0 {
-                        Ok(())
-                    } else {
-                        Err(format!("errno {}", r.errno))
-                    };
+    fn flush_relay(r: &mut Relay) {
+        while let Some(m) = r.queue.front() {
+            // SAFETY: sending a buffer we own on our end of the channel.
+            let n = unsafe { libc::send(r.chan.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    r.queue.clear();
                 }
+                return;
             }
+            r.queue.pop_front();
         }
     }
 
@@ -470,11 +540,7 @@ impl Server {
                 open_run_file(path).map(Some)
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
-            Some(&REQ_XFRM) => self.xfrm(&req[1..]).map(|()| None),
-            Some(&REQ_PFKEY) => self.pfkey(&req[1..]).map(|()| None),
-            Some(&REQ_XFRM_EVENTS) => {
-                open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE).map(Some)
-            }
+            Some(&REQ_KERNEL) if req.len() == 2 => self.open_relay(req[1]),
             Some(&REQ_OPEN_PKI) => {
                 let path = pki_path(&req[1..])?;
                 if !path.is_file() {

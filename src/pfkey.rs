@@ -142,6 +142,8 @@ pub struct SaParams<'a> {
     pub reqid: u32,
     pub hard_secs: u64,
     pub soft_secs: u64,
+    /// SADB_UPDATE: fill in the larval SA a GETSPI left with this SPI.
+    pub update: bool,
 }
 
 /// A flow (Linux: an SPD entry; OpenBSD: a flow).
@@ -333,7 +335,7 @@ fn prefix_mask(a: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// SADB_ADD of one SA (one direction).
+/// SADB_ADD (or SADB_UPDATE, see [`SaParams::update`]) of one SA (one direction).
 pub fn add_sa(
     out: &mut Vec<u8>,
     platform: Platform,
@@ -344,7 +346,8 @@ pub fn add_sa(
     let satype = platform
         .satype(p.proto)
         .ok_or_else(|| format!("PF_KEY: no SA type for IP protocol {}", p.proto))?;
-    let mut w = Writer::new(out, SADB_ADD, satype, seq, pid);
+    let ty = if p.update { SADB_UPDATE } else { SADB_ADD };
+    let mut w = Writer::new(out, ty, satype, seq, pid);
     w.sa(p.spi, p.auth, p.enc);
     // Both or neither: Linux refuses one without the other (EINVAL).
     if p.hard_secs > 0 || p.soft_secs > 0 {
@@ -683,6 +686,26 @@ pub fn acquire(platform: Platform, m: &Parsed<'_>) -> Option<Acquire> {
     })
 }
 
+/// The SPI of an SADB_GETSPI answer.
+pub fn getspi_answer(m: &Parsed<'_>) -> Option<[u8; 4]> {
+    if m.ty != SADB_GETSPI || m.errno != 0 {
+        return None;
+    }
+    m.ext(SADB_EXT_SA)?.get(4..8)?.try_into().ok()
+}
+
+/// An error answer to request `req` (its header with `errno`, no extensions), for a
+/// request the relay could not pass on.
+pub fn error_reply(req: &[u8], errno: u8) -> Vec<u8> {
+    let mut out = [0u8; 16];
+    let n = req.len().min(16);
+    out[..n].copy_from_slice(&req[..n]);
+    out[0] = PF_KEY_V2;
+    out[2] = errno;
+    out[4..6].copy_from_slice(&2u16.to_ne_bytes());
+    out.to_vec()
+}
+
 /// Which backend the daemon uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -736,6 +759,7 @@ mod tests {
             reqid: 7,
             hard_secs: 1200,
             soft_secs: 1080,
+            update: false,
         }
     }
 
@@ -772,6 +796,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b, fixture("linux_getspi"));
+        let answer = fixture("linux_getspi_answer");
+        let m = parse(&answer).unwrap();
+        assert_eq!((m.seq, m.pid), (3, 77));
+        assert_eq!(getspi_answer(&m), Some([0, 0, 0xc0, 0xde]));
+        let refused = error_reply(&b, 22);
+        let m = parse(&refused).unwrap();
+        assert_eq!((m.ty, m.errno, m.seq, m.pid), (SADB_GETSPI, 22, 3, 77));
+        assert_eq!(getspi_answer(&m), None);
+        let mut b = Vec::new();
+        let update = SaParams {
+            update: true,
+            ..esp_sa(&ek, &ak)
+        };
+        add_sa(&mut b, Platform::Linux, 1, 77, &update).unwrap();
+        assert_eq!(b, fixture("linux_update_esp"));
         let mut b = Vec::new();
         register(&mut b, Platform::Linux, 4, 77, 50);
         assert_eq!(b, fixture("linux_register_esp"));

@@ -17,6 +17,8 @@ pub const XFRM_MSG_NEWSA: u16 = 0x10;
 pub const XFRM_MSG_DELSA: u16 = 0x11;
 pub const XFRM_MSG_NEWPOLICY: u16 = 0x13;
 pub const XFRM_MSG_DELPOLICY: u16 = 0x14;
+pub const XFRM_MSG_ALLOCSPI: u16 = 0x16;
+pub const XFRM_MSG_UPDSA: u16 = 0x1a;
 pub const XFRM_MSG_ACQUIRE: u16 = 0x17;
 pub const XFRM_MSG_EXPIRE: u16 = 0x18;
 /// Multicast groups (bit masks for nl_groups): XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE.
@@ -83,6 +85,8 @@ pub struct SaSpec<'a> {
     pub hard_secs: u64,
     /// UDP encapsulation (NAT-T): source and destination ports.
     pub encap: Option<(u16, u16)>,
+    /// XFRM_MSG_UPDSA: fill in the larval state an ALLOCSPI left with this SPI.
+    pub update: bool,
 }
 
 /// A policy: selector, direction and the SA template it requires.
@@ -193,14 +197,18 @@ fn put_algo(m: &mut Msg<'_>, ty: u16, name: &str, key: &[u8], extra: Option<u32>
     m.put(at + head, key);
 }
 
-/// XFRM_MSG_NEWSA for one direction.
+/// XFRM_MSG_NEWSA (or UPDSA, see [`SaSpec::update`]) for one direction.
 pub fn new_sa(out: &mut Vec<u8>, seq: u32, sa: &SaSpec<'_>) {
-    let mut m = Msg::new(
-        out,
-        XFRM_MSG_NEWSA,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        seq,
-    );
+    let mut m = if sa.update {
+        Msg::new(out, XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK, seq)
+    } else {
+        Msg::new(
+            out,
+            XFRM_MSG_NEWSA,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        )
+    };
     let at = m.block(USERSA_INFO_LEN);
     // The selector stays empty but for the family: the policies do the selecting.
     m.put(at + 40, &family(sa.src).to_ne_bytes());
@@ -228,6 +236,48 @@ pub fn new_sa(out: &mut Vec<u8>, seq: u32, sa: &SaSpec<'_>) {
         m.put(at + 4, &dport.to_be_bytes());
     }
     m.finish();
+}
+
+/// XFRM_MSG_ALLOCSPI (struct xfrm_userspi_info): a larval state from `src` to `dst`
+/// with an SPI the kernel picks in [min, max]; the answer is an XFRM_MSG_NEWSA with the
+/// request's sequence number, then the ack.
+pub fn alloc_spi(
+    out: &mut Vec<u8>,
+    seq: u32,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    min: u32,
+    max: u32,
+) {
+    let mut m = Msg::new(out, XFRM_MSG_ALLOCSPI, NLM_F_REQUEST | NLM_F_ACK, seq);
+    let at = m.block(USERSA_INFO_LEN + 8);
+    m.put(at + 40, &family(src).to_ne_bytes());
+    addr(&mut m.out[at + 56..at + 72], dst);
+    m.put(at + 76, &[proto]);
+    addr(&mut m.out[at + 80..at + 96], src);
+    m.put(at + 212, &family(src).to_ne_bytes());
+    m.put(at + USERSA_INFO_LEN, &min.to_ne_bytes());
+    m.put(at + USERSA_INFO_LEN + 4, &max.to_ne_bytes());
+    m.finish();
+}
+
+/// An error answer to request `req` (what the kernel would send), for a request the
+/// relay could not pass on.
+pub fn error_reply(req: &[u8], errno: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(36);
+    out.extend_from_slice(&36u32.to_ne_bytes());
+    out.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+    out.extend_from_slice(&0u16.to_ne_bytes());
+    let seq = req.get(8..12).unwrap_or(&[0; 4]);
+    out.extend_from_slice(seq);
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&(-errno).to_ne_bytes());
+    let mut head = [0u8; 16];
+    let n = req.len().min(16);
+    head[..n].copy_from_slice(&req[..n]);
+    out.extend_from_slice(&head);
+    out
 }
 
 /// XFRM_MSG_DELSA.
@@ -281,6 +331,8 @@ pub fn del_policy(out: &mut Vec<u8>, seq: u32, sel: &Selector, dir: u8) {
 pub enum Reply {
     /// An ack (errno 0) or an error for request `seq`.
     Ack { seq: u32, errno: i32 },
+    /// A state, in answer to request `seq` (ALLOCSPI's answer): its SPI.
+    Sa { seq: u32, spi: [u8; 4] },
     /// Something else (acquire, expire, ...): its type.
     Other(u16),
 }
@@ -301,6 +353,13 @@ pub fn replies(buf: &[u8]) -> Vec<Reply> {
             let errno = rd32(&buf[off + 16..]) as i32;
             let seq = rd32(&buf[off + 20 + 8..]);
             out.push(Reply::Ack { seq, errno: -errno });
+        } else if ty == XFRM_MSG_NEWSA && len >= 16 + USERSA_INFO_LEN {
+            let seq = rd32(&buf[off + 8..]);
+            let b = &buf[off + 16 + 72..off + 16 + 76];
+            out.push(Reply::Sa {
+                seq,
+                spi: [b[0], b[1], b[2], b[3]],
+            });
         } else {
             out.push(Reply::Other(ty));
         }
@@ -469,6 +528,7 @@ mod tests {
                 soft_secs: 1080,
                 hard_secs: 1200,
                 encap: None,
+                update: false,
             },
         );
         assert_eq!(out, fixture("newsa_esp_tunnel_aes_sha256"));
@@ -490,6 +550,7 @@ mod tests {
                 soft_secs: 0,
                 hard_secs: 0,
                 encap: Some((4500, 4500)),
+                update: false,
             },
         );
         assert_eq!(out, fixture("newsa_esp_gcm_udpencap"));
@@ -568,6 +629,33 @@ mod tests {
         for n in 0..b.len() {
             assert!(events(&b[..n]).is_empty(), "truncated at {n}");
         }
+    }
+
+    #[test]
+    fn allocspi_and_its_answer_match_the_kernel_headers() {
+        let mut b = Vec::new();
+        alloc_spi(
+            &mut b,
+            5,
+            ip("192.0.2.2"),
+            ip("192.0.2.1"),
+            50,
+            0x100,
+            u32::MAX,
+        );
+        assert_eq!(b, fixture("allocspi"));
+        let answer = fixture("allocspi_answer");
+        assert_eq!(
+            replies(&answer),
+            vec![Reply::Sa {
+                seq: 5,
+                spi: [0, 0, 0xc0, 0xde]
+            }]
+        );
+        assert_eq!(
+            replies(&error_reply(&b, 22)),
+            vec![Reply::Ack { seq: 5, errno: 22 }]
+        );
     }
 
     #[test]

@@ -62,6 +62,59 @@ fn conf_g(
 struct Node {
     e: Engine,
     addr: SocketAddr,
+    /// A kernel that answers the engine's requests (for a backend other than Record).
+    kernel: Option<KernelSim>,
+}
+
+/// A kernel that answers: SPIs from a counter, installs accepted unless `refuse` says
+/// otherwise. Answers come back after every step of `drive`, as they would from the
+/// event loop a little later.
+#[derive(Default)]
+struct KernelSim {
+    next_spi: u32,
+    refuse: Option<fn(&isakmpd::ike::sa::KernelReq) -> bool>,
+    log: Vec<String>,
+}
+
+impl KernelSim {
+    fn new(first_spi: u32) -> KernelSim {
+        KernelSim {
+            next_spi: first_spi,
+            ..Default::default()
+        }
+    }
+}
+
+/// Answers every request `n` has made of its kernel (and those the answers cause).
+fn service(n: &mut Node, now: Time) {
+    use isakmpd::ike::sa::{KernelReply, KernelReq};
+    let Some(k) = n.kernel.as_mut() else {
+        return;
+    };
+    loop {
+        let mut answers = Vec::new();
+        while let Some(op) = n.e.poll_kernel() {
+            k.log.push(format!("{:?}", op.req));
+            if op.ticket == 0 {
+                continue;
+            }
+            let reply = if k.refuse.is_some_and(|f| f(&op.req)) {
+                KernelReply::Failed("Invalid argument".into())
+            } else if let KernelReq::GetSpi { .. } = op.req {
+                k.next_spi += 1;
+                KernelReply::Spi(k.next_spi.to_be_bytes())
+            } else {
+                KernelReply::Done
+            };
+            answers.push((op.ticket, reply));
+        }
+        if answers.is_empty() {
+            return;
+        }
+        for (t, r) in answers {
+            n.e.kernel_reply(now, t, r);
+        }
+    }
 }
 
 fn node(me: &str, c: &Conf, seed: u64) -> Node {
@@ -79,6 +132,7 @@ fn node(me: &str, c: &Conf, seed: u64) -> Node {
     Node {
         e,
         addr: SocketAddr::new(ip, 500),
+        kernel: None,
     }
 }
 
@@ -106,6 +160,8 @@ fn drive(
     let end = now.add_secs(limit);
     for _ in 0..10_000 {
         let mut moved = false;
+        service(a, now);
+        service(b, now);
         for dir in [true, false] {
             let (from, to) = if dir {
                 (&mut *a, &mut *b)
@@ -234,7 +290,7 @@ fn main_and_quick_mode_psk_with_and_without_pfs() {
         assert_eq!(e.e.exchanges_in_flight(), 0);
         let mut kw = Vec::new();
         while let Some(r) = w.e.poll_kernel() {
-            kw.push(format!("{r:?}"));
+            kw.push(format!("{:?}", r.req));
         }
         assert_eq!(kw.len(), 1, "one AddSa: {kw:?}");
         assert!(kw[0].starts_with("AddSa conn"));
@@ -720,10 +776,12 @@ fn only_what_the_kernel_backend_installs_is_offered_or_accepted() {
         let mut w = Node {
             e: w,
             addr: SocketAddr::new(wi, 500),
+            kernel: Some(KernelSim::new(0x1000)),
         };
         let mut e = Node {
             e,
             addr: SocketAddr::new(ei, 500),
+            kernel: Some(KernelSim::new(0x2000)),
         };
         w.e.start_connections(Time(0));
         drive(&mut w, &mut e, Time(0), 60, &mut |_| Fate::Deliver);
@@ -836,7 +894,8 @@ struct KernelModel {
 /// an outbound SA may only appear once the peer's kernel can decrypt it.
 fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
     use isakmpd::ike::sa::KernelReq;
-    while let Some(r) = n.e.poll_kernel() {
+    while let Some(op) = n.e.poll_kernel() {
+        let r = op.req;
         k.log.push(format!("{r:?}"));
         match r {
             KernelReq::AddSa(sa, part) => {
@@ -861,6 +920,7 @@ fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
                     k.outbound.remove(&sa.spi_out);
                 }
             }
+            KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } => {}
         }
     }
 }
@@ -945,7 +1005,7 @@ fn a_responder_that_never_gets_message_3_takes_its_inbound_sa_back() {
     });
     let mut log = Vec::new();
     while let Some(r) = e.e.poll_kernel() {
-        log.push(format!("{r:?}"));
+        log.push(format!("{:?}", r.req));
     }
     assert_eq!(e.e.ipsec_sas().count(), 0, "{log:?}");
     assert_eq!(e.e.exchanges_in_flight(), 0);
@@ -953,4 +1013,144 @@ fn a_responder_that_never_gets_message_3_takes_its_inbound_sa_back() {
     assert!(log[0].starts_with("AddSa conn Inbound"), "{log:?}");
     assert!(log[1].starts_with("DeleteSa conn Inbound"), "{log:?}");
     assert_eq!(log[0][18..], log[1][21..], "the same SA: {log:?}");
+}
+
+/// A node whose engine believes in an XFRM kernel, with `kernel` answering for it.
+fn knode(me: &str, c: &Conf, seed: u64, kernel: Option<KernelSim>) -> Node {
+    let mut e = Engine::new(
+        EngineConfig {
+            seed: Some(seed),
+            backend: isakmpd::ike::Backend::Xfrm,
+            ..Default::default()
+        },
+        c,
+        Time(0),
+    );
+    let ip: std::net::IpAddr = me.parse().unwrap();
+    e.set_route_lookup(Box::new(move |_| Some(ip)));
+    Node {
+        e,
+        addr: SocketAddr::new(ip, 500),
+        kernel,
+    }
+}
+
+fn kpair(wk: Option<KernelSim>, ek: Option<KernelSim>) -> (Node, Node) {
+    let qm = "QM-ESP-AES-SHA-PFS-SUITE";
+    let w = knode(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", qm), 101, wk);
+    let e = knode(EAST, &conf(EAST, WEST, "k", false, "AES-SHA", qm), 102, ek);
+    (w, e)
+}
+
+#[test]
+fn spis_come_from_the_kernel_and_sas_update_their_larval_states() {
+    isakmpd::ike::crypto::init();
+    let (mut w, mut e) = kpair(Some(KernelSim::new(0x1000)), Some(KernelSim::new(0x2000)));
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 60, &mut |_| Fate::Deliver);
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let ws = w.e.ipsec_sas().next().unwrap();
+    let es = e.e.ipsec_sas().next().unwrap();
+    assert_eq!(
+        ws.spi_in,
+        0x1001u32.to_be_bytes(),
+        "the initiator's kernel chose it"
+    );
+    assert_eq!(
+        es.spi_in,
+        0x2001u32.to_be_bytes(),
+        "the responder's kernel chose it"
+    );
+    assert!(ws.spi_from_kernel && es.spi_from_kernel);
+    let wl = &w.kernel.as_ref().unwrap().log;
+    let el = &e.kernel.as_ref().unwrap().log;
+    assert!(
+        wl[0].starts_with("GetSpi IPSEC_ESP from 192.0.2.2 to 192.0.2.1"),
+        "{wl:?}"
+    );
+    assert!(wl[1].starts_with("AddSa conn Both"), "{wl:?}");
+    assert!(
+        el[0].starts_with("GetSpi IPSEC_ESP from 192.0.2.1 to 192.0.2.2"),
+        "{el:?}"
+    );
+    assert!(el[1].starts_with("AddSa conn Inbound"), "{el:?}");
+    assert!(el[2].starts_with("AddSa conn Outbound"), "{el:?}");
+    assert_eq!((wl.len(), el.len()), (2, 3), "{wl:?} {el:?}");
+}
+
+#[test]
+fn an_exchange_waiting_on_a_silent_kernel_sends_nothing_and_ends() {
+    isakmpd::ike::crypto::init();
+    // The responder's kernel never answers its GETSPI: no message 2 ever leaves, the
+    // initiator gives up, and the responder's exchange dies at Exchange-max-time.
+    let (mut w, mut e) = kpair(Some(KernelSim::new(0x1000)), None);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 400, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.stats().phase1_done, 1);
+    assert!(
+        w.e.stats().failed >= 1,
+        "the initiator gave up on quick mode"
+    );
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    let mut log = Vec::new();
+    while let Some(op) = e.e.poll_kernel() {
+        log.push(format!("{:?}", op.req));
+    }
+    assert!(log[0].starts_with("GetSpi"), "{log:?}");
+    assert!(log.iter().all(|l| !l.starts_with("AddSa")), "{log:?}");
+}
+
+#[test]
+fn a_kernel_that_refuses_the_inbound_sa_keeps_message_2_back() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::sa::{KernelReq, Part};
+    let mut ek = KernelSim::new(0x2000);
+    ek.refuse = Some(|r| matches!(r, KernelReq::AddSa(_, Part::Inbound)));
+    let (mut w, mut e) = kpair(Some(KernelSim::new(0x1000)), Some(ek));
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 400, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert_eq!(w.e.stats().phase2_done + e.e.stats().phase2_done, 0);
+    let wl = &w.kernel.as_ref().unwrap().log;
+    // The initiator's reserved SPI goes back when its exchange gives up.
+    assert!(
+        wl.iter()
+            .any(|l| l.starts_with("DeleteSpi IPSEC_ESP 00001001")),
+        "{wl:?}"
+    );
+    assert!(wl.iter().all(|l| !l.starts_with("AddSa")), "{wl:?}");
+}
+
+#[test]
+fn an_initiator_whose_kernel_refuses_sends_no_message_3() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::sa::{KernelReq, Part};
+    let mut wk = KernelSim::new(0x1000);
+    wk.refuse = Some(|r| matches!(r, KernelReq::AddSa(_, Part::Both)));
+    let (mut w, mut e) = kpair(Some(wk), Some(KernelSim::new(0x2000)));
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 400, &mut |_| Fate::Deliver);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    let wl = &w.kernel.as_ref().unwrap().log;
+    assert!(
+        wl.iter().any(|l| l.starts_with("DeleteSa conn Both")),
+        "{wl:?}"
+    );
+    // The responder never heard message 3 and took its inbound SA back.
+    let el = &e.kernel.as_ref().unwrap().log;
+    assert!(
+        el.iter().any(|l| l.starts_with("AddSa conn Inbound")),
+        "{el:?}"
+    );
+    assert!(
+        el.iter().any(|l| l.starts_with("DeleteSa conn Inbound")),
+        "{el:?}"
+    );
+    assert!(
+        el.iter().all(|l| !l.starts_with("AddSa conn Outbound")),
+        "{el:?}"
+    );
 }

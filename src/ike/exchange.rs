@@ -67,6 +67,58 @@ pub struct QmState {
     /// Responder: the SAs whose inbound half is in the kernel, waiting for message 3.
     /// Taken back if the exchange dies without it.
     pub pending_in: Vec<IpsecSa>,
+    /// Kernel requests this exchange waits for, by ticket.
+    pub waiting: Vec<(u32, Wait)>,
+    /// What to do once `waiting` is empty.
+    pub resume: Option<Resume>,
+    /// The first failure the kernel reported while we waited.
+    pub kernel_error: Option<String>,
+    /// A message (cleartext for the capture, and as sent) held until the kernel has
+    /// installed what it announces.
+    pub held: Option<(Vec<u8>, Vec<u8>)>,
+    /// IPsec SAs entered in the table whose installation the kernel has not yet confirmed.
+    pub committed: Vec<Handle>,
+    /// Inbound SPIs the kernel reserved for us that no SA uses yet (given back if the
+    /// exchange ends without using them).
+    pub reserved: Vec<(ProtocolId, [u8; 4])>,
+    /// Responder: what message 2 echoes of the chosen proposal.
+    pub reply: Option<Reply>,
+}
+
+/// What a Quick Mode exchange waits for from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// An SPI for entry `n` of the offer (initiator) or of the choice (responder).
+    Spi(usize),
+    /// An SA installation.
+    Install,
+}
+
+/// Where a Quick Mode exchange continues once the kernel has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Initiator: the SPIs are reserved; send message 1.
+    SendMessage1,
+    /// Responder: the SPIs are reserved; build message 2, install the inbound SAs.
+    BuildMessage2,
+    /// Responder: the inbound SAs are in; send message 2.
+    SendMessage2,
+    /// Initiator: both directions are in; send message 3, done.
+    SendMessage3,
+    /// Responder: the outbound SAs and flows are in; done.
+    Finish,
+}
+
+/// The responder's copy of the proposal it chose, for message 2.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub pnum: u8,
+    pub doi: u32,
+    pub situation: u32,
+    /// Per chosen protocol: transform number, transform ID, raw attributes.
+    pub transforms: Vec<(u8, u8, Vec<u8>)>,
+    /// RESPONDER-LIFETIME notifications: protocol, the initiator's SPI, seconds.
+    pub shortened: Vec<(ProtocolId, [u8; 4], u64)>,
 }
 
 pub struct Exchange {

@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, OsRandom, Random, SeededRandom};
 use self::exchange::{retransmit_delay_secs, Exchange};
 use self::policy::Policy;
-use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelReq, Part, Slab};
+use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part, Slab};
 use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
 use crate::fifo::Phase;
@@ -189,7 +189,9 @@ pub struct Engine {
     pub(crate) isakmp_sas: Slab<IsakmpSa>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
     outbox: VecDeque<(Transmit, Vec<u8>)>,
-    kernel: VecDeque<KernelReq>,
+    kernel: VecDeque<KernelOp>,
+    /// The last ticket handed out with a kernel request.
+    ticket: u32,
     capture: VecDeque<Captured>,
     pub(crate) capture_on: bool,
     pub(crate) rng: Box<dyn Random>,
@@ -215,6 +217,7 @@ impl Engine {
             ipsec_sas: Slab::with_capacity(IPSEC_SA_CAPACITY),
             outbox: VecDeque::new(),
             kernel: VecDeque::new(),
+            ticket: 0,
             capture: VecDeque::new(),
             capture_on: false,
             rng,
@@ -597,7 +600,6 @@ impl Engine {
         }
     }
 
-    /// Frees an exchange and its timer.
     /// Frees an exchange and its timer; a Quick Mode responder that never saw message 3
     /// takes back the inbound SAs it installed.
     pub(crate) fn free_exchange(&mut self, h: Handle) {
@@ -613,6 +615,21 @@ impl Engine {
                     hex(&sa.spi_in)
                 );
                 self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Inbound, false));
+            }
+            // SAs entered while the kernel had not yet confirmed them.
+            for ih in x.qm.committed {
+                if let Some(sa) = self.ipsec_sas.remove(ih) {
+                    self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, true));
+                }
+            }
+            let (src, dst) = (x.remote.ip(), x.local.ip());
+            for (protocol, spi) in x.qm.reserved {
+                self.kernel_req(KernelReq::DeleteSpi {
+                    protocol,
+                    src,
+                    dst,
+                    spi,
+                });
             }
         }
     }
@@ -651,9 +668,32 @@ impl Engine {
         }
     }
 
-    pub(crate) fn kernel_req(&mut self, r: KernelReq) {
-        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {r:?}");
-        self.kernel.push_back(r);
+    /// A kernel request nobody waits for (deletions).
+    pub(crate) fn kernel_req(&mut self, req: KernelReq) {
+        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?}");
+        self.kernel.push_back(KernelOp { ticket: 0, req });
+    }
+
+    /// Whether a kernel answers our requests (reserves SPIs, confirms installs), so that
+    /// exchanges wait for it; with `-n` nothing answers and the engine picks SPIs itself.
+    pub(crate) fn kernel_answers(&self) -> bool {
+        self.cfg.backend != Backend::Record
+    }
+
+    /// A kernel request exchange `h` waits for; without a kernel that answers, it counts
+    /// as done at once.
+    pub(crate) fn kernel_wait(&mut self, h: Handle, wait: exchange::Wait, req: KernelReq) {
+        if !self.kernel_answers() {
+            self.kernel_req(req);
+            return;
+        }
+        self.ticket = self.ticket.wrapping_add(1).max(1);
+        let ticket = self.ticket;
+        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?} (ticket {ticket})");
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.waiting.push((ticket, wait));
+        }
+        self.kernel.push_back(KernelOp { ticket, req });
     }
 
     /// Pads `msg` (header + payloads) to the cipher block, encrypts it in place after the
@@ -748,8 +788,9 @@ impl Engine {
         Some(t)
     }
 
-    /// The next kernel request (with `-n`, the event loop only logs them).
-    pub fn poll_kernel(&mut self) -> Option<KernelReq> {
+    /// The next kernel request (with `-n`, the event loop only logs them). A request
+    /// with a ticket is answered with [`Engine::kernel_reply`].
+    pub fn poll_kernel(&mut self) -> Option<KernelOp> {
         self.kernel.pop_front()
     }
 
@@ -817,30 +858,46 @@ impl Engine {
     /// A kernel ACQUIRE: traffic from `src` to `dst` hit a policy with no SA, towards the
     /// peer `peer`. Starts the configured connection (active or passive) whose client IDs
     /// include the two addresses (isakmpd pf_key_v2.c `pf_key_v2_acquire`).
-    pub fn handle_acquire(&mut self, now: Time, src: IpAddr, dst: IpAddr, peer: IpAddr) {
+    pub fn handle_acquire(&mut self, now: Time, flow: Option<(IpAddr, IpAddr)>, peer: IpAddr) {
         if self.cfg.passive {
             return;
         }
-        let found = self.policy.connections.iter().find(|c| {
-            let peer_ok = self
-                .policy
-                .peer(&c.peer)
-                .and_then(|p| p.address)
-                .map_or(true, |a| a == peer);
-            let l = c.local_id.as_ref().map_or(false, |i| i.covers(src));
-            let r = c.remote_id.as_ref().map_or(false, |i| i.covers(dst));
-            peer_ok && l && r
-        });
-        let Some(name) = found.map(|c| c.name.clone()) else {
-            log::warn!("kernel ACQUIRE for {src} -> {dst} (peer {peer}): no connection covers it");
-            return;
+        // Without the flow (Linux PF_KEY names only the SA's endpoints), every
+        // connection to that peer that is down is started.
+        let found: Vec<String> = self
+            .policy
+            .connections
+            .iter()
+            .filter(|c| {
+                let addr = self.policy.peer(&c.peer).and_then(|p| p.address);
+                match flow {
+                    Some((src, dst)) => {
+                        addr.map_or(true, |a| a == peer)
+                            && c.local_id.as_ref().map_or(false, |i| i.covers(src))
+                            && c.remote_id.as_ref().map_or(false, |i| i.covers(dst))
+                    }
+                    None => addr == Some(peer),
+                }
+            })
+            .map(|c| c.name.clone())
+            .take(if flow.is_some() { 1 } else { usize::MAX })
+            .collect();
+        let what = match flow {
+            Some((src, dst)) => format!("{src} -> {dst}"),
+            None => format!("peer {peer}"),
         };
-        if self.connection_busy(&name) {
+        if found.is_empty() {
+            log::warn!("kernel ACQUIRE for {what} (peer {peer}): no connection covers it");
             return;
         }
-        log::info!("kernel ACQUIRE for {src} -> {dst}: starting connection {name}");
-        if let Err(e) = self.connect(now, &name) {
-            log::warn!("connection {name}: {e}");
+        for name in found {
+            if self.connection_busy(&name) {
+                continue;
+            }
+            log::info!("kernel ACQUIRE for {what}: starting connection {name}");
+            if let Err(e) = self.connect(now, &name) {
+                log::warn!("connection {name}: {e}");
+            }
         }
     }
 

@@ -17,9 +17,10 @@ use std::net::SocketAddr;
 
 use super::crypto::{derive, DhPrivate, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P2Choice};
+use super::exchange::{Reply, Resume, Wait};
 use super::main_mode::{attr, same, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
-use super::sa::{hex, Handle, IpsecSa, KernelReq, Part};
+use super::sa::{hex, Handle, IpsecSa, KernelReply, KernelReq, Part};
 use super::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, ExchangeType, GroupDescription, Header,
     IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId,
@@ -214,7 +215,7 @@ impl Engine {
             .connection(name)
             .ok_or("no such connection")?
             .clone();
-        let (icookie, rcookie, local, remote, hash, cipher, last, skeyid_a) = {
+        let (icookie, rcookie, local, remote, hash, cipher, last) = {
             let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
             (
                 s.icookie,
@@ -224,7 +225,6 @@ impl Engine {
                 s.hash,
                 s.cipher,
                 s.last_block.clone(),
-                s.skeyid_a.clone(),
             )
         };
         let msgid = loop {
@@ -252,8 +252,13 @@ impl Engine {
         x.ni = self.random(NONCE_LEN);
         // PFS: one KE for the whole offer, of the first group any transform names
         // (isakmpd refuses offers whose transforms name differing groups; we offer ours).
-        let pfs = conn
-            .suites
+        let suites = installable_suites(&conn.suites, self.cfg.backend);
+        if suites.is_empty() {
+            return Err(format!(
+                "no suite of {name} can be installed by this kernel interface"
+            ));
+        }
+        let pfs = suites
             .iter()
             .flat_map(|s| s.protocols.iter())
             .flat_map(|p| p.transforms.iter())
@@ -266,20 +271,76 @@ impl Engine {
             x.qm.pfs = Some(g);
         }
         let mut spis = Vec::new();
-        for (i, s) in conn.suites.iter().enumerate() {
+        for (i, s) in suites.iter().enumerate() {
             for p in &s.protocols {
-                spis.push((i as u8 + 1, p.protocol, self.new_spi()));
+                spis.push((i as u8 + 1, p.protocol, [0u8; 4]));
             }
         }
-        x.qm.offered_spis = spis.clone();
         x.qm.local_id = conn.local_id.clone();
         x.qm.remote_id = conn.remote_id.clone();
-        let ids = match (&conn.local_id, &conn.remote_id) {
-            (Some(l), Some(r)) => Some((l.body(), r.body())),
-            _ => None,
+        if let (Some(l), Some(r)) = (&conn.local_id, &conn.remote_id) {
+            x.qm.idci = Some(l.body());
+            x.qm.idcr = Some(r.body());
+        }
+        let from_kernel = self.kernel_answers();
+        if !from_kernel {
+            for s in spis.iter_mut() {
+                s.2 = self.new_spi();
+            }
+        }
+        x.qm.offered_spis = spis;
+        x.step = 0;
+        let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
+        log::info!("quick mode {name} with {remote} started as initiator");
+        if from_kernel {
+            self.reserve_spis(now, handle, Resume::SendMessage1);
+            return Ok(());
+        }
+        self.qm_send_1(now, handle)
+    }
+
+    /// Asks the kernel for an inbound SPI per entry of the offer (initiator) or of the
+    /// choice (responder); the exchange continues at `then` when all have come.
+    fn reserve_spis(&mut self, now: Time, h: Handle, then: Resume) {
+        let Some(x) = self.exchanges.get(h) else {
+            return;
         };
-        x.qm.idci = ids.as_ref().map(|i| i.0.clone());
-        x.qm.idcr = ids.as_ref().map(|i| i.1.clone());
+        let protocols: Vec<ProtocolId> = if x.initiator {
+            x.qm.offered_spis.iter().map(|s| s.1).collect()
+        } else {
+            x.qm.chosen.iter().map(|c| c.protocol).collect()
+        };
+        let (src, dst) = (x.remote.ip(), x.local.ip());
+        for (i, protocol) in protocols.into_iter().enumerate() {
+            self.kernel_wait(h, Wait::Spi(i), KernelReq::GetSpi { protocol, src, dst });
+        }
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.resume = Some(then);
+        }
+        self.arm(h);
+        let _ = now;
+    }
+
+    /// Initiator, message 1, once its SPIs are known.
+    fn qm_send_1(&mut self, now: Time, handle: Handle) -> Result<(), String> {
+        let x = self.exchanges.get(handle).ok_or("exchange gone")?;
+        let (sa, icookie, rcookie, msgid, name) = (
+            x.sa.ok_or("no phase 1 SA")?,
+            x.icookie,
+            x.rcookie,
+            x.msgid,
+            x.connection.clone().unwrap_or_default(),
+        );
+        let conn = self
+            .policy
+            .connection(&name)
+            .ok_or("connection gone")?
+            .clone();
+        let suites = installable_suites(&conn.suites, self.cfg.backend);
+        let (hash, cipher, skeyid_a, ka) = {
+            let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
+            (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
+        };
         let h = Header {
             icookie,
             rcookie,
@@ -293,12 +354,14 @@ impl Engine {
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
             b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
-            b.payload(PayloadType::SA, |w| write_offer(w, &conn.suites, &spis))?;
+            b.payload(PayloadType::SA, |w| {
+                write_offer(w, &suites, &x.qm.offered_spis)
+            })?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
             if x.qm.pfs.is_some() {
                 b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             }
-            if let Some((ci, cr)) = &ids {
+            if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
                 b.payload(PayloadType::ID, |w| w.bytes(ci))?;
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
             }
@@ -310,15 +373,10 @@ impl Engine {
         let h1 = derive::qm_hash1(hash, skeyid_a.as_bytes(), msgid, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
         let clear = buf.clone();
-        x.iv = Self::encrypt(
-            cipher,
-            &self.isakmp_sas.get(sa).ok_or("gone")?.ka,
-            &x.iv,
-            &mut buf,
-        )?;
+        let iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf)?;
+        let x = self.exchanges.get_mut(handle).ok_or("exchange gone")?;
+        x.iv = iv;
         x.step = 1;
-        let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
-        log::info!("quick mode {name} with {remote} started as initiator");
         self.send_step_captured(now, handle, clear, buf, true);
         Ok(())
     }
@@ -598,10 +656,13 @@ impl Engine {
             x.gxr = dh.public_value().to_vec();
             x.dh = Some(dh);
         }
-        let mut raw = Vec::new();
-        let mut shortened: Vec<(ProtocolId, [u8; 4], u64)> = Vec::new();
+        let mut reply = Reply {
+            pnum,
+            doi: offer.doi.0,
+            situation: offer.situation,
+            ..Reply::default()
+        };
         for (p, t, m) in &chosen {
-            let spi_in = self.new_spi();
             let mut spi_out = [0u8; 4];
             if p.spi.len() != 4 {
                 return Err(Drop::Notify(
@@ -617,20 +678,58 @@ impl Engine {
                 encapsulation: m.encapsulation,
                 key_bits: m.key_bits,
                 lifetime: m.lifetime,
-                spi_in,
+                spi_in: [0; 4],
                 spi_out,
             });
-            raw.push((
-                p.protocol,
-                spi_in,
-                t.number,
-                t.id,
-                t.attributes.raw().to_vec(),
-            ));
+            reply
+                .transforms
+                .push((t.number, t.id, t.attributes.raw().to_vec()));
             if m.shortened_from.is_some() {
-                shortened.push((p.protocol, spi_out, m.lifetime));
+                reply.shortened.push((p.protocol, spi_out, m.lifetime));
             }
         }
+        x.qm.reply = Some(reply);
+        x.step = 1;
+        x.last_recv = data.to_vec();
+        let from_kernel = self.kernel_answers();
+        if !from_kernel {
+            for i in 0..x.qm.chosen.len() {
+                x.qm.chosen[i].spi_in = self.new_spi();
+            }
+        }
+        let handle = self
+            .exchanges
+            .insert(x)
+            .ok_or(Drop::Silent("exchange table full".into()))?;
+        log::info!(
+            "quick mode {} with {remote} started as responder",
+            conn.name
+        );
+        if from_kernel {
+            self.reserve_spis(now, handle, Resume::BuildMessage2);
+            return Ok(());
+        }
+        let r = self.qm_send_2(now, handle);
+        if r.is_err() {
+            self.free_exchange(handle);
+        }
+        r
+    }
+
+    /// Responder, message 2, once its SPIs are known: built, and sent once the inbound
+    /// SAs are in the kernel.
+    fn qm_send_2(&mut self, now: Time, handle: Handle) -> Result<(), Drop> {
+        let gone = || Drop::Silent("exchange gone".into());
+        let x = self.exchanges.get(handle).ok_or_else(gone)?;
+        let sa = x.sa.ok_or_else(gone)?;
+        let (hash, cipher, skeyid_a, ka) = {
+            let s = self
+                .isakmp_sas
+                .get(sa)
+                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
+        };
+        let reply = x.qm.reply.clone().unwrap_or_default();
         let h = Header {
             icookie: x.icookie,
             rcookie: x.rcookie,
@@ -645,22 +744,25 @@ impl Engine {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
             b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
             b.payload(PayloadType::SA, |w| {
-                w.u32(offer.doi.0)?;
-                w.u32(offer.situation)?;
-                for (i, (proto, spi, tnum, tid, attrs)) in raw.iter().enumerate() {
+                w.u32(reply.doi)?;
+                w.u32(reply.situation)?;
+                let n = reply.transforms.len();
+                for (i, ((tnum, tid, attrs), c)) in
+                    reply.transforms.iter().zip(&x.qm.chosen).enumerate()
+                {
                     let ps = w.pos();
-                    w.u8(if i + 1 < raw.len() {
+                    w.u8(if i + 1 < n {
                         PayloadType::PROPOSAL.0
                     } else {
                         0
                     })?;
                     w.u8(0)?;
                     w.u16(0)?;
-                    w.u8(pnum)?;
-                    w.u8(proto.0)?;
+                    w.u8(reply.pnum)?;
+                    w.u8(c.protocol.0)?;
                     w.u8(4)?;
                     w.u8(1)?;
-                    w.bytes(spi)?;
+                    w.bytes(&c.spi_in)?;
                     w.u8(0)?;
                     w.u8(0)?;
                     w.u16((8 + attrs.len()) as u16)?;
@@ -674,7 +776,7 @@ impl Engine {
                 Ok(())
             })?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
-            for (proto, spi, life) in &shortened {
+            for (proto, spi, life) in &reply.shortened {
                 // RESPONDER-LIFETIME about the initiator's SPI, with our lifetime.
                 b.payload(PayloadType::NOTIFY, |w| {
                     w.u32(super::wire::Doi::IPSEC.0)?;
@@ -689,7 +791,7 @@ impl Engine {
             if x.dh.is_some() {
                 b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
             }
-            if let (Some(ci), Some(cr)) = (&idci, &idcr) {
+            if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
                 b.payload(PayloadType::ID, |w| w.bytes(ci))?;
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
             }
@@ -701,29 +803,51 @@ impl Engine {
         let h2 = derive::qm_hash2(hash, skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h2.as_bytes());
         let clear = buf.clone();
-        let ka = self
-            .isakmp_sas
-            .get(sa)
-            .ok_or(Drop::Silent("gone".into()))?
-            .ka
-            .clone();
-        x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        let iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        let x = self.exchanges.get_mut(handle).ok_or_else(gone)?;
+        x.iv = iv;
         x.step = 2;
-        x.last_recv = data.to_vec();
-        let handle = self
-            .exchanges
-            .insert(x)
-            .ok_or(Drop::Silent("exchange table full".into()))?;
-        log::info!(
-            "quick mode {} with {remote} started as responder",
-            conn.name
-        );
-        if let Err(e) = self.install_inbound(now, handle) {
-            self.free_exchange(handle);
-            return Err(e);
-        }
-        self.send_step_captured(now, handle, clear, buf, true);
+        self.install_inbound(now, handle)?;
+        self.send_when_installed(now, handle, clear, buf, Resume::SendMessage2);
         Ok(())
+    }
+
+    /// Sends a message that announces SAs at once if nothing is pending in the kernel,
+    /// else holds it until the kernel confirms (then [`Self::kernel_reply`] sends it).
+    fn send_when_installed(
+        &mut self,
+        now: Time,
+        h: Handle,
+        clear: Vec<u8>,
+        msg: Vec<u8>,
+        then: Resume,
+    ) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        if x.qm.waiting.is_empty() {
+            self.send_held(now, h, then, clear, msg);
+        } else {
+            x.qm.held = Some((clear, msg));
+            x.qm.resume = Some(then);
+            x.next_retransmit = None;
+            self.arm(h);
+        }
+    }
+
+    /// Sends message 2 or 3 once what it announces is installed.
+    fn send_held(&mut self, now: Time, h: Handle, then: Resume, clear: Vec<u8>, msg: Vec<u8>) {
+        match then {
+            Resume::SendMessage2 => self.send_step_captured(now, h, clear, msg, true),
+            _ => {
+                if let Some(x) = self.exchanges.get_mut(h) {
+                    x.step = 3;
+                    x.resend_on_dup = true;
+                }
+                self.send_step_captured(now, h, clear, msg, false);
+                self.phase2_up(now, h);
+            }
+        }
     }
 
     /// Initiator, message 2: verify, take the responder's choice, send message 3, install.
@@ -917,10 +1041,30 @@ impl Engine {
         buf.truncate(n);
         let clear = buf.clone();
         x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
-        x.step = 3;
-        x.resend_on_dup = true;
-        self.send_step_captured(now, h, clear, buf, false);
-        self.phase2_done(now, h)?;
+        // Message 2 is in: no more retransmissions of message 1, and a repeat of
+        // message 2 while the kernel works is dropped.
+        x.step = 2;
+        x.next_retransmit = None;
+        // The SPIs of the proposals the responder did not choose go back.
+        let used: Vec<[u8; 4]> = x.qm.chosen.iter().map(|c| c.spi_in).collect();
+        let (src, dst) = (x.remote.ip(), x.local.ip());
+        let unused: Vec<(ProtocolId, [u8; 4])> =
+            x.qm.reserved
+                .iter()
+                .filter(|(_, s)| !used.contains(s))
+                .copied()
+                .collect();
+        x.qm.reserved.retain(|(_, s)| used.contains(s));
+        for (protocol, spi) in unused {
+            self.kernel_req(KernelReq::DeleteSpi {
+                protocol,
+                src,
+                dst,
+                spi,
+            });
+        }
+        self.phase2_commit(now, h)?;
+        self.send_when_installed(now, h, clear, buf, Resume::SendMessage3);
         Ok(())
     }
 
@@ -954,15 +1098,25 @@ impl Engine {
             .ok_or(Drop::Silent("gone".into()))?;
         x.iv = next_iv;
         x.step = 3;
+        x.next_retransmit = None;
         x.last_sent.clear(); // nothing to resend for a duplicate of message 3
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &clear);
-        self.phase2_done(now, h)
+        self.phase2_commit(now, h)?;
+        match self.exchanges.get_mut(h) {
+            Some(x) if !x.qm.waiting.is_empty() => {
+                x.qm.resume = Some(Resume::Finish);
+                self.arm(h);
+            }
+            _ => self.phase2_up(now, h),
+        }
+        Ok(())
     }
 
     /// KEYMAT and the IPsec SAs an exchange has agreed on (both sides; the responder
     /// calls it for message 2 and again for message 3).
     fn agreed_sas(&mut self, now: Time, h: Handle) -> Result<Vec<IpsecSa>, Drop> {
+        let spi_from_kernel = self.kernel_answers();
         let x = self
             .exchanges
             .get_mut(h)
@@ -1045,6 +1199,7 @@ impl Engine {
                 hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
                 soft_expiry: None,
                 rekeyed: false,
+                spi_from_kernel,
             });
         }
         Ok(made)
@@ -1056,29 +1211,35 @@ impl Engine {
     pub(crate) fn install_inbound(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
         let made = self.agreed_sas(now, h)?;
         for sa in &made {
-            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone()), Part::Inbound));
+            self.kernel_wait(
+                h,
+                Wait::Install,
+                KernelReq::AddSa(Box::new(sa.clone()), Part::Inbound),
+            );
         }
         if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.reserved.clear();
             x.qm.pending_in = made;
         }
         Ok(())
     }
 
-    /// Both sides: KEYMAT, the SAs to the kernel, the log line, the exchange finished.
-    fn phase2_done(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+    /// Both sides, on the last message: KEYMAT, the SAs into the table and to the kernel
+    /// (the exchange waits for the kernel's confirmation when it gives one).
+    fn phase2_commit(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
         let made = self.agreed_sas(now, h)?;
         let x = self
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
         x.qm.gxy = None;
+        x.qm.reserved.clear();
         let part = if std::mem::take(&mut x.qm.pending_in).is_empty() {
             Part::Both
         } else {
             Part::Outbound
         };
         let name = x.connection.clone().unwrap_or_default();
-        let (initiator, local, remote) = (x.initiator, x.local, x.remote);
         for mut sa in made {
             // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
             // that the two peers do not both rekey at the same instant.
@@ -1089,15 +1250,11 @@ impl Engine {
                 sa.soft_expiry = Some(now.add_millis(sa.lifetime * permille));
             }
             let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
-            log::info!(
-                "phase 2 SA {} up: {} spi in {} out {} with {}",
-                sa.name,
-                sa.protocol,
-                hex(&sa.spi_in),
-                hex(&sa.spi_out),
-                sa.remote
+            self.kernel_wait(
+                h,
+                Wait::Install,
+                KernelReq::AddSa(Box::new(sa.clone()), part),
             );
-            self.kernel_req(KernelReq::AddSa(Box::new(sa.clone()), part));
             match self.ipsec_sas.insert(sa) {
                 Some(ih) => {
                     if let Some(t) = hard {
@@ -1106,8 +1263,33 @@ impl Engine {
                     if let Some(t) = soft {
                         let _ = self.timers.insert(t, TimerKind::IpsecSoft(ih));
                     }
+                    if let Some(x) = self.exchanges.get_mut(h) {
+                        x.qm.committed.push(ih);
+                    }
                 }
                 None => log::error!("IPsec SA table full: SA of {name} not kept"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Both sides, once the kernel holds the SAs: the log lines, the exchange finished.
+    pub(crate) fn phase2_up(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let committed = std::mem::take(&mut x.qm.committed);
+        let (initiator, local, remote) = (x.initiator, x.local, x.remote);
+        for ih in committed {
+            if let Some(sa) = self.ipsec_sas.get(ih) {
+                log::info!(
+                    "phase 2 SA {} up: {} spi in {} out {} with {}",
+                    sa.name,
+                    sa.protocol,
+                    hex(&sa.spi_in),
+                    hex(&sa.spi_out),
+                    sa.remote
+                );
             }
         }
         self.stats.phase2_done += 1;
@@ -1123,7 +1305,122 @@ impl Engine {
             crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
         }
         self.finish_exchange(now, h);
-        Ok(())
+    }
+
+    /// The kernel's answer to a request an exchange waits for: the exchange continues
+    /// once every answer is in, or fails on the first refusal (see
+    /// [`Self::kernel_refused`]). An answer nobody waits for any more is ignored.
+    pub fn kernel_reply(&mut self, now: Time, ticket: u32, reply: KernelReply) {
+        let Some(h) = self
+            .exchanges
+            .find(|x| x.qm.waiting.iter().any(|(t, _)| *t == ticket))
+        else {
+            crate::ike_debug!(
+                crate::log::DebugClass::Sysdep,
+                30,
+                "kernel: answer {ticket} for no exchange: {reply:?}"
+            );
+            if let KernelReply::Spi(_) = reply {
+                // An SPI reserved for an exchange that has gone: the kernel drops the
+                // larval state by itself (its acquire timeout).
+            }
+            return;
+        };
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let Some(pos) = x.qm.waiting.iter().position(|(t, _)| *t == ticket) else {
+            return;
+        };
+        let (_, wait) = x.qm.waiting.remove(pos);
+        match (wait, reply) {
+            (Wait::Spi(i), KernelReply::Spi(spi)) => {
+                let protocol = if x.initiator {
+                    x.qm.offered_spis.get_mut(i).map(|s| {
+                        s.2 = spi;
+                        s.1
+                    })
+                } else {
+                    x.qm.chosen.get_mut(i).map(|c| {
+                        c.spi_in = spi;
+                        c.protocol
+                    })
+                };
+                match protocol {
+                    Some(p) => x.qm.reserved.push((p, spi)),
+                    None => {
+                        x.qm.kernel_error
+                            .get_or_insert("SPI for no proposal".into());
+                    }
+                }
+            }
+            (Wait::Install, KernelReply::Done) => {}
+            (_, KernelReply::Failed(e)) => {
+                x.qm.kernel_error.get_or_insert(e);
+            }
+            (w, r) => {
+                x.qm.kernel_error
+                    .get_or_insert(format!("kernel answered {r:?} to {w:?}"));
+            }
+        }
+        if !x.qm.waiting.is_empty() {
+            return;
+        }
+        if let Some(e) = x.qm.kernel_error.take() {
+            self.kernel_refused(now, h, &e);
+            return;
+        }
+        let held = x.qm.held.take();
+        match (x.qm.resume.take(), held) {
+            (Some(Resume::SendMessage1), _) => {
+                if let Err(e) = self.qm_send_1(now, h) {
+                    log::warn!("quick mode: {e}");
+                    self.stats.failed += 1;
+                    self.free_exchange(h);
+                }
+            }
+            (Some(Resume::BuildMessage2), _) => {
+                if let Err(e) = self.qm_send_2(now, h) {
+                    let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
+                    log::warn!("quick mode: {e}");
+                    self.stats.failed += 1;
+                    self.free_exchange(h);
+                }
+            }
+            (Some(then @ (Resume::SendMessage2 | Resume::SendMessage3)), Some((c, m))) => {
+                self.send_held(now, h, then, c, m)
+            }
+            (Some(Resume::Finish), _) => self.phase2_up(now, h),
+            (r, _) => {
+                crate::ike_debug!(
+                    crate::log::DebugClass::Sysdep,
+                    10,
+                    "kernel: nothing to resume ({r:?})"
+                );
+            }
+        }
+    }
+
+    /// The kernel refused (or never answered) something an exchange needs: the exchange
+    /// ends without sending the message that would make the peer believe in SAs we do
+    /// not have. SAs already entered go (the responder of a finished exchange tells its
+    /// peer, which believes in them); whatever reached the kernel is taken back.
+    fn kernel_refused(&mut self, now: Time, h: Handle, why: &str) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        log::error!(
+            "{} with {}: kernel: {why}; exchange abandoned",
+            x.name(),
+            x.remote
+        );
+        let committed = std::mem::take(&mut x.qm.committed);
+        let tell = !x.initiator;
+        self.stats.failed += 1;
+        for ih in committed {
+            self.delete_ipsec_sa(now, ih, tell);
+        }
+        self.free_exchange(h);
     }
 }
 

@@ -5,7 +5,7 @@
 //! the packet and counts it), and a handle whose generation no longer matches its slot
 //! finds nothing, so a stale timer or a late packet cannot touch a reused slot.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::crypto::{CipherAlg, Group, HashAlg, Key, Keymat};
 use super::policy::OwnedId;
@@ -174,11 +174,28 @@ pub struct IpsecSa {
     pub soft_expiry: Option<Time>,
     /// A replacement has been started; the SA stays until its hard expiry.
     pub rekeyed: bool,
+    /// The kernel chose `spi_in` (GETSPI/ALLOCSPI): the inbound SA updates the larval
+    /// state that reserved it instead of adding a new one.
+    pub spi_from_kernel: bool,
 }
 
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
 #[derive(Clone)]
 pub enum KernelReq {
+    /// Reserve an inbound SPI for `protocol` on SAs from `src` (the peer) to `dst` (us):
+    /// SADB_GETSPI or XFRM_MSG_ALLOCSPI. Answered with [`KernelReply::Spi`].
+    GetSpi {
+        protocol: ProtocolId,
+        src: IpAddr,
+        dst: IpAddr,
+    },
+    /// Give back a reserved SPI that no SA came to use.
+    DeleteSpi {
+        protocol: ProtocolId,
+        src: IpAddr,
+        dst: IpAddr,
+        spi: [u8; 4],
+    },
     /// Install the given directions of an IPsec SA; with the outbound one go its flows
     /// (unless -a).
     AddSa(Box<IpsecSa>, Part),
@@ -186,6 +203,25 @@ pub enum KernelReq {
     /// unless `keep_flows` (another SA of the same connection, e.g. its replacement
     /// after a rekey, still uses them).
     DeleteSa(Box<IpsecSa>, Part, bool),
+}
+
+/// A kernel request with the ticket its answer will carry; 0 when no exchange waits for
+/// the answer (deletions: the host only logs their failures).
+#[derive(Clone, Debug)]
+pub struct KernelOp {
+    pub ticket: u32,
+    pub req: KernelReq,
+}
+
+/// The kernel's answer to a [`KernelOp`], handed back by [`super::Engine::kernel_reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelReply {
+    /// Every message of the request was accepted.
+    Done,
+    /// The SPI a GetSpi reserved.
+    Spi([u8; 4]),
+    /// The kernel refused, or did not answer in time.
+    Failed(String),
 }
 
 /// Which directions of an IPsec SA a kernel request is about. A Quick Mode responder
@@ -212,6 +248,15 @@ impl Part {
 impl std::fmt::Debug for KernelReq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            KernelReq::GetSpi { protocol, src, dst } => {
+                write!(f, "GetSpi {protocol} from {src} to {dst}")
+            }
+            KernelReq::DeleteSpi {
+                protocol,
+                src,
+                dst,
+                spi,
+            } => write!(f, "DeleteSpi {protocol} {} from {src} to {dst}", hex(spi)),
             KernelReq::AddSa(sa, part) => write!(
                 f,
                 "AddSa {} {part:?} {} spi in {} out {}",

@@ -87,6 +87,29 @@ int main(void) {
 	r->sadb_spirange_min = 0x100; r->sadb_spirange_max = 0xffffffff;
 	done("linux_getspi");
 
+	/* The kernel's answer (af_key pfkey_getspi -> pfkey_xfrm_state2msg): the larval SA
+	 * with SPI 0x0000c0de, then its addresses; the header echoes seq and pid. */
+	msg(SADB_GETSPI, SADB_SATYPE_ESP, 3);
+	sa(0xc0de, 0, 0);
+	((struct sadb_sa *)(buf + sizeof(struct sadb_msg)))->sadb_sa_state = SADB_SASTATE_LARVAL;
+	addr(SADB_EXT_ADDRESS_SRC, "192.0.2.2", 0, 32);
+	addr(SADB_EXT_ADDRESS_DST, "192.0.2.1", 0, 32);
+	done("linux_getspi_answer");
+
+	/* SADB_UPDATE: the same message as the SADB_ADD above but its type. */
+	msg(SADB_UPDATE, SADB_SATYPE_ESP, 1);
+	sa(0x11223344, SADB_AALG_SHA1HMAC, SADB_X_EALG_AESCBC);
+	lifetime(SADB_EXT_LIFETIME_HARD, 1200);
+	lifetime(SADB_EXT_LIFETIME_SOFT, 1080);
+	addr(SADB_EXT_ADDRESS_SRC, "192.0.2.1", IPSEC_ULPROTO_ANY, 32);
+	addr(SADB_EXT_ADDRESS_DST, "192.0.2.2", IPSEC_ULPROTO_ANY, 32);
+	key(SADB_EXT_KEY_AUTH, 0xbb, 20);
+	key(SADB_EXT_KEY_ENCRYPT, 0xaa, 16);
+	s2 = put(sizeof *s2);
+	s2->sadb_x_sa2_len = sizeof *s2 / 8; s2->sadb_x_sa2_exttype = SADB_X_EXT_SA2;
+	s2->sadb_x_sa2_mode = IPSEC_MODE_TUNNEL; s2->sadb_x_sa2_reqid = 7;
+	done("linux_update_esp");
+
 	msg(SADB_REGISTER, SADB_SATYPE_ESP, 4);
 	done("linux_register_esp");
 	msg(SADB_FLUSH, SADB_SATYPE_UNSPEC, 5);

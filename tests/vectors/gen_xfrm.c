@@ -121,5 +121,23 @@ int main(void) {
 	ex->state.mode = XFRM_MODE_TUNNEL;
 	ex->hard = 1;
 	done("expire_hard");
+
+	/* XFRM_MSG_ALLOCSPI: a larval ESP state 192.0.2.2 -> 192.0.2.1 (inbound for .1),
+	 * SPI in [0x100, 0xffffffff]. */
+	hdr(XFRM_MSG_ALLOCSPI, NLM_F_REQUEST | NLM_F_ACK, 5);
+	struct xfrm_userspi_info *us = put(sizeof *us);
+	us->info.sel.family = AF_INET;
+	v4(&us->info.id.daddr, "192.0.2.1"); us->info.id.proto = IPPROTO_ESP;
+	v4(&us->info.saddr, "192.0.2.2"); us->info.family = AF_INET;
+	us->min = 0x100; us->max = 0xffffffff;
+	done("allocspi");
+
+	/* The kernel's answer to it: the larval state with its SPI (0x0000c0de), same seq. */
+	hdr(XFRM_MSG_NEWSA, 0, 5);
+	struct xfrm_usersa_info *ls = put(sizeof *ls);
+	ls->sel.family = AF_INET;
+	v4(&ls->id.daddr, "192.0.2.1"); ls->id.spi = htonl(0xc0de); ls->id.proto = IPPROTO_ESP;
+	v4(&ls->saddr, "192.0.2.2"); ls->family = AF_INET;
+	done("allocspi_answer");
 	return 0;
 }
