@@ -1,11 +1,14 @@
-//! The kernel side of the engine's requests on Linux: each [`KernelReq`] becomes XFRM
-//! netlink messages (src/xfrm.rs), which the privileged parent sends for us.
+//! The kernel side of the engine's requests: each [`KernelReq`] becomes XFRM netlink
+//! messages (src/xfrm.rs) or PF_KEY v2 messages (src/pfkey.rs), which the privileged
+//! parent relays for us.
 //!
-//! An SA pair becomes two XFRM states (inbound with our SPI and keys, outbound with the
+//! An SA pair becomes two states (inbound with our SPI and keys, outbound with the
 //! peer's) and, unless -a, its flows: for tunnel mode an `out`, an `in` and a `fwd` policy
 //! between the client IDs, for transport mode `out` and `in` between the peers, each
-//! requiring the state by reqid. Deleting removes the same. The translation is a pure
-//! function ([`messages`]); the socket part only sends and logs the kernel's answers.
+//! requiring the state by reqid. Deleting removes the same. Our inbound SPI is reserved
+//! first (ALLOCSPI, GETSPI), so the inbound state updates that larval state. The
+//! translation is a pure function ([`messages`], [`pfkey_messages`]); [`Kernel`] sends
+//! without waiting and matches the answers to the engine's tickets as they come back.
 //!
 //! Lifetimes: the engine expires SAs itself; the kernel gets the hard lifetime plus a
 //! margin as a backstop, so that a daemon that died does not leave keys in force forever.

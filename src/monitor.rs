@@ -7,6 +7,11 @@
 //! over a SOCK_SEQPACKET socketpair with SCM_RIGHTS. The child chroots to /var/empty, drops
 //! to the `_isakmpd` user and never opens a path itself.
 //!
+//! For the kernel the parent opens one socket (XFRM netlink joined to the ACQUIRE and
+//! EXPIRE groups, or PF_KEY registered for ESP and AH) and relays between it and a second
+//! socketpair: the child's requests go in, after a check of their type, and everything the
+//! kernel sends comes back, so that the child waits for nothing.
+//!
 //! The parent also owns the pid file and the FIFO path: it forwards SIGHUP, SIGUSR1,
 //! SIGTERM and SIGINT to the child, and when the child exits it removes both and exits with
 //! the child's status.
@@ -282,6 +287,8 @@ pub struct Relay {
     pub sock: OwnedFd,
     pub pfkey: bool,
     pub queue: std::collections::VecDeque<Vec<u8>>,
+    /// PF_KEY: SADB_REGISTER not yet sent.
+    pub unregistered: bool,
 }
 
 /// Everything the server answers with: Ok(fd) or Err(reason).
@@ -352,19 +359,7 @@ impl Server {
             _ => return Err("monitor: unknown kernel interface".into()),
         };
         let sock = if pfkey {
-            let fd = open_pfkey()?;
-            // ACQUIREs go only to sockets registered for the SA type.
-            #[cfg(target_os = "openbsd")]
-            let platform = crate::pfkey::Platform::OpenBsd;
-            #[cfg(not(target_os = "openbsd"))]
-            let platform = crate::pfkey::Platform::Linux;
-            for (seq, proto) in [(1u32, 50u8), (2, 51)] {
-                let mut m = Vec::new();
-                crate::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
-                // SAFETY: writing a buffer we own to our PF_KEY socket.
-                unsafe { libc::write(fd.as_raw_fd(), m.as_ptr().cast(), m.len()) };
-            }
-            fd
+            open_pfkey()?
         } else {
             open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE)?
         };
@@ -376,8 +371,37 @@ impl Server {
             sock,
             pfkey,
             queue: std::collections::VecDeque::new(),
+            unregistered: pfkey,
         });
+        drop(slot);
+        self.register_relay();
         Ok(Some(theirs))
+    }
+
+    /// Registers the PF_KEY socket for ESP and AH, without which the kernel sends it no
+    /// ACQUIRE. Linux probes every algorithm it knows on SADB_REGISTER (loading modules),
+    /// which can take seconds on a slow machine, and serialises all PF_KEY traffic
+    /// meanwhile: the daemon is not ready before this is done, so it is done first.
+    fn register_relay(&self) {
+        let mut slot = self.relay.borrow_mut();
+        let Some(r) = slot.as_mut().filter(|r| r.unregistered) else {
+            return;
+        };
+        r.unregistered = false;
+        #[cfg(target_os = "openbsd")]
+        let platform = crate::pfkey::Platform::OpenBsd;
+        #[cfg(not(target_os = "openbsd"))]
+        let platform = crate::pfkey::Platform::Linux;
+        for (seq, proto) in [(1u32, 50u8), (2, 51)] {
+            let mut m = Vec::new();
+            crate::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
+            // SAFETY: writing a buffer we own to our PF_KEY socket.
+            if unsafe { libc::write(r.sock.as_raw_fd(), m.as_ptr().cast(), m.len()) } < 0 {
+                log::warn!("kernel: PF_KEY register: {}", io::Error::last_os_error());
+                return;
+            }
+        }
+        log::info!("kernel: PF_KEY socket registered for ESP and AH (ACQUIREs)");
     }
 
     /// The descriptors the parent loop polls for the relay: (channel, wants to write),

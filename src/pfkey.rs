@@ -396,10 +396,40 @@ pub fn delete_sa(
     spi: [u8; 4],
     proto: u8,
 ) -> Result<(), String> {
+    sa_by_id(out, SADB_DELETE, platform, (seq, pid), src, dst, spi, proto)
+}
+
+/// SADB_GET of one SA (the kernel answers with the SA and its current lifetime).
+#[allow(clippy::too_many_arguments)]
+pub fn get_sa(
+    out: &mut Vec<u8>,
+    platform: Platform,
+    seq: u32,
+    pid: u32,
+    src: IpAddr,
+    dst: IpAddr,
+    spi: [u8; 4],
+    proto: u8,
+) -> Result<(), String> {
+    sa_by_id(out, SADB_GET, platform, (seq, pid), src, dst, spi, proto)
+}
+
+/// A message naming one SA by SPI and addresses (DELETE, GET).
+#[allow(clippy::too_many_arguments)]
+fn sa_by_id(
+    out: &mut Vec<u8>,
+    ty: u8,
+    platform: Platform,
+    (seq, pid): (u32, u32),
+    src: IpAddr,
+    dst: IpAddr,
+    spi: [u8; 4],
+    proto: u8,
+) -> Result<(), String> {
     let satype = platform
         .satype(proto)
         .ok_or_else(|| format!("PF_KEY: no SA type for IP protocol {proto}"))?;
-    let mut w = Writer::new(out, SADB_DELETE, satype, seq, pid);
+    let mut w = Writer::new(out, ty, satype, seq, pid);
     w.sa(spi, 0, 0);
     w.sa_address(platform, SADB_EXT_ADDRESS_SRC, src);
     w.sa_address(platform, SADB_EXT_ADDRESS_DST, dst);
@@ -782,6 +812,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b, fixture("linux_delete_esp"));
+        let mut b = Vec::new();
+        get_sa(
+            &mut b,
+            Platform::Linux,
+            6,
+            77,
+            ip("192.0.2.1"),
+            ip("192.0.2.2"),
+            [0x11, 0x22, 0x33, 0x44],
+            50,
+        )
+        .unwrap();
+        assert_eq!(b, fixture("linux_get_esp"));
         let mut b = Vec::new();
         getspi(
             &mut b,

@@ -286,4 +286,31 @@ wait_kernel left 2 3 && wait_kernel right 2 3 && ok "PF_KEY: c brings it back" |
 echo Q > $W/west5/run/isakmpd.fifo; echo Q > $W/east5/run/isakmpd.fifo
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY: shutdown removed every state and policy" || bad "PF_KEY shutdown: $(ip -n left xfrm state | grep -c '^src') states left"
 cp $W/west5/log "$OUT/west5.log"; cp $W/east5/log "$OUT/east5.log"
+
+# ---- ACQUIRE over PF_KEY: the parent's PF_KEY socket is registered for ESP, so the
+# kernel's SADB_ACQUIRE for a hand-made policy reaches the daemon and starts the passive
+# connection to that peer.
+ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+SUITE=QM-ESP-AES-SHA-PFS-SUITE start east6 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Kernel-interface=PF_KEY"
+sleep 1
+SUITE=QM-ESP-AES-SHA-PFS-SUITE FLAGS=-a start west6 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections "Kernel-interface=PF_KEY"
+# SADB_REGISTER makes af_key probe (modprobe) every algorithm it knows: seconds under TCG,
+# before the daemon is ready.
+T0=$(up)
+for i in $(seq 1 150); do grep -q "PF_KEY socket registered" $W/west6/log && break; sleep 0.2; done
+grep -q "PF_KEY socket registered" $W/west6/log && ok "PF_KEY socket registered in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "PF_KEY socket not registered"
+ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping6.txt 2>&1
+grep -q "kernel ACQUIRE for peer 192.0.2.2: starting connection tun" $W/west6/log \
+    && ok "PF_KEY ACQUIRE started the connection" || bad "no PF_KEY ACQUIRE start: $(grep -i acquire $W/west6/log | head -2)"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping6.txt)
+[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the PF_KEY ACQUIRE ($rcv of 15)" || bad "after the PF_KEY ACQUIRE only ${rcv:-0} of 15 pings"
+echo Q > $W/west6/run/isakmpd.fifo; echo Q > $W/east6/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "exiting" $W/west6/log && grep -q "exiting" $W/east6/log && break; sleep 0.2; done
+for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
+    ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west6/log "$OUT/west6.log"; cp $W/east6/log "$OUT/east6.log"
 echo "GUEST-DONE uptime $(up)"

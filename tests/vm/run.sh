@@ -31,5 +31,5 @@ if [ "${fail:-0}" != 0 ] || [ "${pass:-0}" = 0 ] || ! grep -q GUEST-DONE "$OUT/g
     for f in west.log east.log; do [ -f "$OUT/$f" ] && { echo "--- $f"; tail -30 "$OUT/$f"; }; done
     exit 1
 fi
-rm -rf "$OUT"
+[ -n "${VM_KEEP:-}" ] || rm -rf "$OUT"
 exit 0
