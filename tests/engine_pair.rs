@@ -1154,3 +1154,109 @@ fn an_initiator_whose_kernel_refuses_sends_no_message_3() {
         "{el:?}"
     );
 }
+
+/// Moves every datagram between the two (those from `e` only if `e_alive`), one second
+/// of virtual time per call.
+fn tick(w: &mut Node, e: &mut Node, now: Time, e_alive: bool) {
+    let mut buf = [0u8; 65535];
+    for _ in 0..100 {
+        let mut moved = false;
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            if e_alive {
+                e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+            }
+            moved = true;
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            if e_alive {
+                w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+            }
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    w.e.handle_timeout(now);
+    if e_alive {
+        e.e.handle_timeout(now);
+    }
+}
+
+#[test]
+fn dead_peer_detection_keeps_a_live_peer_and_buries_a_silent_one() {
+    isakmpd::ike::crypto::init();
+    let qm = "QM-ESP-AES-SHA-PFS-SUITE";
+    let g = "DPD-check-interval=10\n";
+    let mut w = node(
+        WEST,
+        &conf_g(WEST, EAST, "k", true, "AES-SHA", qm, "ID_PROT", g),
+        110,
+    );
+    // The responder has DPD off: it still answers R-U-THERE, and says it does.
+    let mut e = node(EAST, &conf(EAST, WEST, "k", false, "AES-SHA", qm), 111);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..60 {
+        tick(&mut w, &mut e, now, true);
+        now = now.add_secs(1);
+    }
+    let s = w.e.stats();
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    assert!(s.dpd_sent >= 4, "one R-U-THERE per quiet interval: {s:?}");
+    assert!(s.dpd_acked + 1 >= s.dpd_sent, "{s:?}");
+    assert_eq!(e.e.stats().dpd_sent, 0, "DPD is off on the responder");
+    // The responder falls silent: 10 s of quiet, then 5 R-U-THEREs 5 s apart, then the
+    // verdict: its SAs go and the connection is tried again.
+    let sent = s.dpd_sent;
+    for _ in 0..45 {
+        tick(&mut w, &mut e, now, false);
+        now = now.add_secs(1);
+    }
+    let s = w.e.stats();
+    assert_eq!(s.dpd_dead, 1, "{s:?}");
+    assert!(s.dpd_sent >= sent + 5, "{s:?}");
+    assert_eq!(w.e.ipsec_sas().count(), 0);
+    assert_eq!(
+        w.e.isakmp_sas().count(),
+        0,
+        "the dead peer's phase 1 SA is gone too"
+    );
+    assert_eq!(
+        w.e.exchanges_in_flight(),
+        1,
+        "and the connection is being tried again"
+    );
+    let mut log = Vec::new();
+    while let Some(op) = w.e.poll_kernel() {
+        log.push(format!("{:?}", op.req));
+    }
+    assert!(
+        log.iter().any(|l| l.starts_with("DeleteSa conn Both")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn dead_peer_detection_both_ways_after_aggressive_mode() {
+    isakmpd::ike::crypto::init();
+    // Aggressive Mode announces DPD too; with the interval set on both sides both ask,
+    // and both answer.
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let g = "DPD-check-interval=5\n";
+    let c = |me, peer, active| conf_g(me, peer, "k", active, "AES-SHA", qm, "AGGRESSIVE", g);
+    let mut w = node(WEST, &c(WEST, EAST, true), 120);
+    let mut e = node(EAST, &c(EAST, WEST, false), 121);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..30 {
+        tick(&mut w, &mut e, now, true);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let (ws, es) = (w.e.stats(), e.e.stats());
+    assert!(ws.dpd_sent >= 3 && es.dpd_sent >= 3, "{ws:?} {es:?}");
+    // The last R-U-THERE may still be on its way.
+    assert!(ws.dpd_acked + 1 >= ws.dpd_sent && es.dpd_acked + 1 >= es.dpd_sent);
+    assert_eq!((ws.dpd_dead, es.dpd_dead), (0, 0));
+}

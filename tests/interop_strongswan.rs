@@ -33,7 +33,7 @@ struct Charon {
 impl Charon {
     /// charon in `netns` as 192.0.2.2, peer 192.0.2.1.
     fn start(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
-        Charon::start_x(name, netns, ike, esp, false, None)
+        Charon::start_x(name, netns, ike, esp, false, None, 0)
     }
 
     /// `pki`: a directory with ca.crt, east.crt and east.key for certificate auth.
@@ -44,6 +44,7 @@ impl Charon {
         esp: &str,
         aggressive: bool,
         pki: Option<&Path>,
+        dpd_delay: u32,
     ) -> Charon {
         assert!(
             Path::new(CHARON).exists(),
@@ -66,7 +67,7 @@ impl Charon {
         fs::write(
             dir.join("swanctl/swanctl.conf"),
             format!(
-                "connections {{\n v1 {{\n  version = 1\n  aggressive = {agg}\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = 0\n  \
+                "connections {{\n v1 {{\n  version = 1\n  aggressive = {agg}\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = {dpd_delay}\n  \
                  {auth}\
                  children {{\n   net {{\n    mode = tunnel\n    esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
                  secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n",
@@ -258,7 +259,7 @@ fn we_initiate_main_and_quick_mode_with_pfs() {
         Some(&link.a),
     );
     wait_log(&ours, "quick mode done (as initiator)");
-    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
         log.contains(
             "IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1[192.0.2.1]"
@@ -334,7 +335,7 @@ fn strongswan_initiates_ecp256_without_pfs() {
         "10",
     ]);
     wait_log(&ours, "phase 1 done (as responder)");
-    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(log.contains("IKE_SA v1[1] established"), "{log}\n{out}");
     assert!(
         log.contains("selected proposal: ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ"),
@@ -361,6 +362,7 @@ fn aggressive_mode_both_ways() {
         "aes128-sha1",
         true,
         None,
+        0,
     );
     let ours = start_in(
         "swan-ai",
@@ -374,9 +376,9 @@ fn aggressive_mode_both_ways() {
         Some(&link.a),
     );
     wait_log(&ours, "quick mode done (as initiator)");
-    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
-        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID ]"),
+        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID V ]"),
         "{log}"
     );
     assert!(log.contains("IKE_SA v1[1] established"), "{log}");
@@ -392,6 +394,7 @@ fn aggressive_mode_both_ways() {
         "aes128-sha256",
         true,
         None,
+        0,
     );
     let ours = start_in(
         "swan-ar2",
@@ -414,7 +417,7 @@ fn aggressive_mode_both_ways() {
         "10",
     ]);
     wait_log(&ours, "phase 1 done (as responder)");
-    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(log.contains("parsed AGGRESSIVE response 0"), "{log}");
     assert!(sas(&ours).contains("(Phase 1/Responder)"));
 }
@@ -441,6 +444,7 @@ fn main_mode_with_x509_certificates_both_ways() {
             "aes128-sha256",
             false,
             Some(&pkidir),
+            0,
         );
         let ours = start_with_etc(
             &format!("swan-{tag}o"),
@@ -472,7 +476,7 @@ fn main_mode_with_x509_certificates_both_ways() {
                 "phase 1 done (as responder)"
             },
         );
-        let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+        let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
         assert!(
             log.contains("authentication of '192.0.2.1' with RSA_EMSA_PKCS1_NULL successful"),
             "{log}"
@@ -489,4 +493,60 @@ fn main_mode_with_x509_certificates_both_ways() {
         );
     }
     let _ = fs::remove_dir_all(&pkidir);
+}
+
+/// Dead peer detection (RFC 3706) with charon: we answer its R-U-THEREs, it answers ours,
+/// and when it is killed (no DELETE) we notice within DPD-check-interval + 5 x 5 s, drop
+/// its SAs and start the connection again.
+#[test]
+fn dead_peer_detection_with_charon() {
+    let link = Link::new("sd");
+    let mut charon = Charon::start_x(
+        "swan-dpd",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+        false,
+        None,
+        1,
+    );
+    let conf = our_conf(true, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE").replace(
+        "Check-interval=3600\n",
+        "Check-interval=3600\nDPD-check-interval=3\n",
+    );
+    let ours = start_in("ours-dpd", &conf, &[], Some(&link.a));
+    wait_log(&ours, "quick mode done (as initiator)");
+    // charon asks after 1 s of quiet; we answer.
+    let log = charon.wait_log("[ HASH N(DPD_ACK) ]");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("parsed INFORMATIONAL_V1") && l.contains("N(DPD_ACK)")),
+        "{log}"
+    );
+    // charon killed: no DELETE, no more answers.
+    let _ = charon.child.kill();
+    let _ = charon.child.wait();
+    let t0 = Instant::now();
+    while !ours.log().contains("did not answer 5 R-U-THERE") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(45),
+            "no DPD verdict:\n{}",
+            ours.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let l = ours.log();
+    assert!(l.contains("R-U-THERE"), "{l}");
+    assert!(l.contains("phase 2 SA tun deleted"), "{l}");
+    assert!(!sas(&ours).contains("Phase 2"), "{}", sas(&ours));
+    // The connection is tried again.
+    ours.wait_for(
+        || {
+            ours.log()
+                .matches("main mode with 192.0.2.2:500 (peer) started as initiator")
+                .count()
+                >= 2
+        },
+        "a new main mode after the verdict",
+    );
 }

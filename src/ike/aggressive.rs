@@ -69,6 +69,7 @@ impl Engine {
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+            b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
             b.finish()
         })()
         .map_err(|_| "message too large")?;
@@ -222,6 +223,7 @@ impl Engine {
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
             .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
         let mut x = Exchange::new(Kind::Aggressive, false, local, remote);
+        x.peer_dpd = super::dpd::offers_dpd(&m);
         x.icookie = hd.icookie;
         x.rcookie = self.new_cookie();
         x.peer = peer.name.clone();
@@ -287,6 +289,7 @@ impl Engine {
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
             b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
+            b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 2 too large".into()))?;
@@ -309,6 +312,9 @@ impl Engine {
     /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
     fn am_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.peer_dpd = super::dpd::offers_dpd(&m);
+        }
         let peer = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
             self.policy

@@ -163,6 +163,8 @@ pub struct Exchange {
     /// repeats the message it answered.
     pub resend_on_dup: bool,
     pub timer: Option<TimerHandle>,
+    /// The peer sent the DPD vendor ID (RFC 3706).
+    pub peer_dpd: bool,
 }
 
 impl Exchange {
@@ -200,6 +202,7 @@ impl Exchange {
             done: false,
             resend_on_dup: false,
             timer: None,
+            peer_dpd: false,
         }
     }
 

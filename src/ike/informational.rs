@@ -102,6 +102,24 @@ impl Engine {
         });
     }
 
+    /// A protected notification about phase 1 SA `sa` with notification data (DPD).
+    pub(crate) fn send_notify_data(&mut self, sa: Handle, ty: NotifyType, data: &[u8]) {
+        let Some(s) = self.isakmp_sas.get(sa) else {
+            return;
+        };
+        let mut cookies = [0u8; 16];
+        cookies[..8].copy_from_slice(&s.icookie);
+        cookies[8..].copy_from_slice(&s.rcookie);
+        self.send_protected_info(sa, PayloadType::NOTIFY, |w| {
+            w.u32(Doi::IPSEC.0)?;
+            w.u8(ProtocolId::ISAKMP.0)?;
+            w.u8(16)?;
+            w.u16(ty.0)?;
+            w.bytes(&cookies)?;
+            w.bytes(data)
+        });
+    }
+
     pub(crate) fn info_input(
         &mut self,
         now: Time,
@@ -155,6 +173,7 @@ impl Engine {
             return Err(Drop::Silent("informational HASH(1) does not verify".into()));
         }
         self.capture_msg(remote, local, &clear);
+        self.dpd_heard(now, sa);
         let m = Self::parse(&clear, true)?;
         let mut delete_p1 = false;
         let mut delete_p2 = Vec::new();
@@ -186,6 +205,9 @@ impl Engine {
                     }
                 }
                 Payload::Notify(n) => {
+                    if self.dpd_notify(now, sa, n.ty, n.data) {
+                        continue;
+                    }
                     log::warn!("peer {remote} says {}", n.ty);
                     // A failed quick mode: end our side of it.
                     if n.ty == NotifyType::NO_PROPOSAL_CHOSEN

@@ -366,6 +366,7 @@ impl Engine {
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
             b.payload(PayloadType::SA, |w| w.bytes(&x.sai_b))?;
+            b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
             b.finish()
         })()
         .map_err(|_| "message too large")?;
@@ -590,6 +591,7 @@ impl Engine {
         x.sai_b = sa_body(&sa);
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.last_recv = data.to_vec();
+        x.peer_dpd = super::dpd::offers_dpd(&m);
         // Message 2: the chosen transform, echoed.
         let h = header(&x, ExchangeType::ID_PROT);
         let mut buf = vec![0u8; 2048];
@@ -616,6 +618,7 @@ impl Engine {
                 let len = (w.pos() - ps) as u16;
                 w.patch_u16(ps + 2, len)
             })?;
+            b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 2 too large".into()))?;
@@ -639,6 +642,9 @@ impl Engine {
     /// Initiator, message 2: check the chosen transform, send KE and Ni.
     fn mm_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.peer_dpd = super::dpd::offers_dpd(&m);
+        }
         let peer = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
             self.policy
@@ -1223,6 +1229,7 @@ impl Engine {
             established: now,
             lifetime: 0,
             hard_expiry: None,
+            dpd: Default::default(),
         };
         if let Some(sh) = self.isakmp_sas.insert(sa) {
             log::info!("telling {} to delete the phase 1 SA it holds", x.remote);
@@ -1265,6 +1272,11 @@ impl Engine {
             established: now,
             lifetime,
             hard_expiry: (lifetime > 0).then(|| now.add_secs(lifetime)),
+            dpd: super::sa::Dpd {
+                peer: x.peer_dpd,
+                heard: now,
+                ..Default::default()
+            },
         };
         let (initiator, local, remote, connection, peer) = (
             x.initiator,
@@ -1303,6 +1315,7 @@ impl Engine {
         if let Some(t) = hard {
             let _ = self.timers.insert(t, TimerKind::IsakmpExpire(sh));
         }
+        self.dpd_start(now, sh);
         self.stats.phase1_done += 1;
         let show = |b: &[u8]| {
             wire::IdPayload::parse(b)

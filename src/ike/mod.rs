@@ -21,6 +21,7 @@
 
 mod aggressive;
 pub mod crypto;
+pub mod dpd;
 pub mod exchange;
 mod informational;
 mod main_mode;
@@ -137,6 +138,7 @@ pub enum TimerKind {
     IsakmpExpire(Handle),
     IpsecExpire(Handle),
     IpsecSoft(Handle),
+    Dpd(Handle),
 }
 
 /// A datagram for the event loop to send.
@@ -163,6 +165,11 @@ pub struct Stats {
     pub phase1_done: u64,
     pub phase2_done: u64,
     pub failed: u64,
+    /// R-U-THEREs sent, and ACKs that answered one.
+    pub dpd_sent: u64,
+    pub dpd_acked: u64,
+    /// Peers declared dead.
+    pub dpd_dead: u64,
 }
 
 /// Maximum number of armed timers.
@@ -541,6 +548,7 @@ impl Engine {
                     }
                 }
                 TimerKind::IpsecSoft(h) => self.rekey(now, h),
+                TimerKind::Dpd(h) => self.dpd_timer(now, h),
             }
         }
     }

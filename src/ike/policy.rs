@@ -188,6 +188,8 @@ pub struct Policy {
     pub connections: Vec<Connection>,
     pub retransmits: u32,
     pub exchange_max_time: u32,
+    /// [General] DPD-check-interval: seconds of silence before R-U-THERE (0: off).
+    pub dpd_interval: u64,
     /// Names of sections that did not resolve, with the reason (for the log and report).
     pub errors: Vec<String>,
     /// Every name of [Phase 2] Connections and Passive-connections: (name, passive,
@@ -202,6 +204,7 @@ impl Policy {
             exchange_max_time: conf
                 .get_num("General", "Exchange-max-time", 120)
                 .clamp(1, 3600) as u32,
+            dpd_interval: conf.get_num("General", "DPD-check-interval", 0).min(86400),
             ..Policy::default()
         };
         let peer_index = |p: &mut Policy, name: &str| -> Option<usize> {

@@ -455,6 +455,7 @@ impl Engine {
                         if let Some(x) = self.exchanges.get_mut(h) {
                             x.last_recv = data.to_vec();
                         }
+                        self.dpd_heard(now, sa);
                     }
                     Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
                         log::warn!("quick mode with {remote}: {why}");
@@ -469,6 +470,9 @@ impl Engine {
             }
             None => {
                 let r = self.qm_r1(now, local, remote, sa, hd, data);
+                if r.is_ok() {
+                    self.dpd_heard(now, sa);
+                }
                 if let Err(Drop::Notify(n, why)) = &r {
                     log::warn!("quick mode with {remote}: {why}");
                     self.stats.failed += 1;

@@ -141,6 +141,21 @@ pub struct IsakmpSa {
     /// Seconds; 0 = none negotiated.
     pub lifetime: u64,
     pub hard_expiry: Option<Time>,
+    /// Dead peer detection (RFC 3706) on this SA.
+    pub dpd: Dpd,
+}
+
+/// Dead peer detection state of an ISAKMP SA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dpd {
+    /// The peer sent the DPD vendor ID: it answers R-U-THERE.
+    pub peer: bool,
+    /// The last protected message from the peer.
+    pub heard: Time,
+    /// The sequence number of our last R-U-THERE.
+    pub seq: u32,
+    /// R-U-THEREs sent without an ACK (0: none outstanding).
+    pub tries: u8,
 }
 
 /// One IPsec SA pair (inbound and outbound) for one protocol of a phase 2 negotiation.
