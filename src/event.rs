@@ -108,6 +108,7 @@ impl Daemon {
         let engine = Engine::new(
             EngineConfig {
                 passive: opts.passive,
+                keep_sas_at_exit: opts.passive,
                 seed: opts.seed,
                 no_kernel: opts.no_kernel,
                 no_nat_t: opts.no_nat_t,

@@ -1260,3 +1260,60 @@ fn dead_peer_detection_both_ways_after_aggressive_mode() {
     assert!(ws.dpd_acked + 1 >= ws.dpd_sent && es.dpd_acked + 1 >= es.dpd_sent);
     assert_eq!((ws.dpd_dead, es.dpd_dead), (0, 0));
 }
+
+#[test]
+fn passive_mode_and_delete_sas_no_leave_the_sas_in_place_at_shutdown() {
+    isakmpd::ike::crypto::init();
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let mk = |g: &str| {
+        let mut w = node(
+            WEST,
+            &conf_g(WEST, EAST, "k", true, "AES-SHA", qm, "ID_PROT", g),
+            130,
+        );
+        let mut e = node(EAST, &conf(EAST, WEST, "k", false, "AES-SHA", qm), 131);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+        assert_eq!(check_matching(&w.e, &e.e), 1);
+        while w.e.poll_kernel().is_some() {}
+        (w, e)
+    };
+    let drained = |w: &mut Node| {
+        let mut buf = [0u8; 65535];
+        let mut sent = 0;
+        while w.e.poll_transmit(&mut buf).is_some() {
+            sent += 1;
+        }
+        let mut kernel = Vec::new();
+        while let Some(op) = w.e.poll_kernel() {
+            kernel.push(format!("{:?}", op.req));
+        }
+        (sent, kernel)
+    };
+    // Active: DELETE for the phase 2 and the phase 1 SA, and the kernel cleared.
+    let (mut w, _e) = mk("");
+    w.e.shutdown(Time(1000));
+    let (sent, kernel) = drained(&mut w);
+    assert_eq!(sent, 2, "{kernel:?}");
+    assert!(kernel[0].starts_with("DeleteSa conn Both"), "{kernel:?}");
+    // `M passive` (or -S): nothing sent, nothing deleted; incoming traffic ignored.
+    let (mut w, mut e) = mk("");
+    w.e.set_passive(true);
+    e.e.handle_command(Time(500), Request::TeardownAll).unwrap();
+    let mut buf = [0u8; 65535];
+    while let Some(t) = e.e.poll_transmit(&mut buf) {
+        w.e.handle_datagram(Time(500), w.addr, e.addr, &buf[..t.len]);
+    }
+    assert_eq!(
+        w.e.ipsec_sas().count(),
+        1,
+        "a passive daemon ignores the peer's DELETE"
+    );
+    w.e.shutdown(Time(1000));
+    assert_eq!(drained(&mut w), (0, vec![]));
+    assert_eq!(w.e.ipsec_sas().count(), 1);
+    // [General] Delete-SAs=no, active: the same at shutdown.
+    let (mut w, _e) = mk("Delete-SAs=no\n");
+    w.e.shutdown(Time(1000));
+    assert_eq!(drained(&mut w), (0, vec![]));
+}

@@ -64,6 +64,14 @@ impl Engine {
             sa.dpd.tries = 0;
             return;
         }
+        if self.cfg.passive {
+            // A carp backup neither asks nor buries anybody; look again later.
+            sa.dpd.tries = 0;
+            let _ = self
+                .timers
+                .insert(now.add_secs(interval), TimerKind::Dpd(h));
+            return;
+        }
         let quiet_since = sa.dpd.heard.add_secs(interval);
         if sa.dpd.tries == 0 && now < quiet_since {
             // Heard from recently: look again when the interval has passed since.

@@ -49,6 +49,8 @@ use crate::timer::{Time, TimerWheel};
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     pub passive: bool,
+    /// -S: SAs are left in place at shutdown even after `M active`.
+    pub keep_sas_at_exit: bool,
     pub seed: Option<u64>,
     pub no_kernel: bool,
     pub no_nat_t: bool,
@@ -327,6 +329,16 @@ impl Engine {
     ) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
+        if self.cfg.passive {
+            // isakmpd(8) -S: no incoming traffic is processed until `M active`.
+            self.stats.datagrams_dropped += 1;
+            crate::ike_debug!(
+                DebugClass::Message,
+                30,
+                "passive: datagram from {remote} ignored"
+            );
+            return;
+        }
         if data.len() < ISAKMP_HEADER_LEN {
             self.stats.datagrams_dropped += 1;
             crate::ike_debug!(
@@ -811,8 +823,25 @@ impl Engine {
         self.timers.next_deadline()
     }
 
-    /// Starts a clean shutdown: DELETE for every SA to its peer, unless passive.
+    /// Starts a clean shutdown: every SA out of the kernel and a DELETE for it to its
+    /// peer (isakmpd `daemon_shutdown`), unless the daemon is passive, was started with
+    /// -S, or `[General] Delete-SAs` is "no": then the SAs stay in force, as a carp backup
+    /// taking over from us needs them.
     pub fn shutdown(&mut self, now: Time) {
+        self.wanted.clear();
+        if self.cfg.passive || self.cfg.keep_sas_at_exit || !self.policy.delete_sas {
+            log::info!(
+                "shutdown: {} phase 1 and {} phase 2 SAs left in place ({})",
+                self.isakmp_sas.len(),
+                self.ipsec_sas.len(),
+                if self.policy.delete_sas {
+                    "passive"
+                } else {
+                    "Delete-SAs=no"
+                }
+            );
+            return;
+        }
         let p2: Vec<Handle> = self.ipsec_sas.iter().map(|(h, _)| h).collect();
         for h in p2 {
             self.delete_ipsec_sa(now, h, true);
@@ -821,7 +850,6 @@ impl Engine {
         for h in p1 {
             self.delete_isakmp_sa(now, h, true);
         }
-        self.wanted.clear();
     }
 
     /// True once nothing is left to send.
