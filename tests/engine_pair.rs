@@ -1317,3 +1317,48 @@ fn passive_mode_and_delete_sas_no_leave_the_sas_in_place_at_shutdown() {
     w.e.shutdown(Time(1000));
     assert_eq!(drained(&mut w), (0, vec![]));
 }
+
+#[test]
+fn phase_1_expires_and_is_negotiated_again_under_a_running_tunnel() {
+    isakmpd::ike::crypto::init();
+    // Phase 1 lives 30 s, phase 2 60 s: as in isakmpd, an expired ISAKMP SA is deleted
+    // and the next phase 2 rekey negotiates a new one first; the IPsec SAs never lapse.
+    let g = "Default-phase-1-lifetime=30,30:30\nDefault-phase-2-lifetime=60,60:60\n";
+    let c = |me, peer, active| {
+        conf_g(
+            me,
+            peer,
+            "k",
+            active,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        )
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true), 140);
+    let mut e = node(EAST, &c(EAST, WEST, false), 141);
+    let (mut kw, mut ke) = (KernelModel::default(), KernelModel::default());
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..200 {
+        settle(&mut w, &mut e, &mut kw, &mut ke, now);
+        assert!(
+            now < Time(5000) || !kw.outbound.is_empty(),
+            "west has an SA to send on at {now:?}: {:?} {:?} {:?}",
+            w.e.stats(),
+            e.e.stats(),
+            kw.log
+        );
+        now = now.add_secs(1);
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+    }
+    let (ws, es) = (w.e.stats(), e.e.stats());
+    assert!(ws.phase1_done >= 3, "phase 1 negotiated again: {ws:?}");
+    assert!(ws.phase2_done >= 3, "{ws:?}");
+    assert_eq!(ws.failed + es.failed, 0, "{ws:?} {es:?}");
+    assert!(w.e.isakmp_sas().count() <= 1 && e.e.isakmp_sas().count() <= 1);
+    assert_eq!(kw.inbound, ke.outbound);
+    assert_eq!(ke.inbound, kw.outbound);
+}

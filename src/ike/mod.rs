@@ -279,8 +279,12 @@ impl Engine {
         }
     }
 
+    /// Whether a connection is up or coming up: an IPsec SA that is not being replaced
+    /// (one past its soft lifetime counts as gone), or an exchange for it.
     fn connection_busy(&self, name: &str) -> bool {
-        self.ipsec_sas.iter().any(|(_, s)| s.name == name)
+        self.ipsec_sas
+            .iter()
+            .any(|(_, s)| s.name == name && !s.rekeyed)
             || self
                 .exchanges
                 .iter()
