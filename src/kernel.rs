@@ -221,6 +221,13 @@ fn halves(sa: &IpsecSa, part: Part) -> impl Iterator<Item = Half<'_>> {
     .flatten()
 }
 
+/// The kernel's byte limits for an SA: (soft, hard); the soft one at 90 % so that the
+/// replacement is negotiated (on the kernel's soft EXPIRE) before the hard one removes it.
+fn byte_limits(sa: &IpsecSa) -> (u64, u64) {
+    let hard = sa.kbytes.saturating_mul(1024);
+    (hard / 10 * 9, hard)
+}
+
 /// The kernel's hard lifetime: the engine's plus the margin (0: none).
 fn kernel_hard_secs(sa: &IpsecSa) -> u64 {
     if sa.lifetime > 0 {
@@ -301,6 +308,8 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         hard_secs: hard,
                         encap: None,
                         update: inbound && sa.spi_from_kernel,
+                        soft_bytes: byte_limits(sa).0,
+                        hard_bytes: byte_limits(sa).1,
                     },
                 );
                 out.push(Message {
@@ -473,6 +482,8 @@ pub fn pfkey_messages(
                         0
                     },
                     update: inbound && sa.spi_from_kernel,
+                    soft_bytes: byte_limits(sa).0,
+                    hard_bytes: byte_limits(sa).1,
                 },
             )?;
             out.push(Message {
@@ -921,6 +932,7 @@ mod tests {
             remote_id: id([203, 0, 113, 0]),
             established: crate::timer::Time(0),
             lifetime: 1200,
+            kbytes: 0,
             hard_expiry: None,
             soft_expiry: None,
             rekeyed: false,
@@ -1239,6 +1251,41 @@ mod tests {
         assert!(
             matches!(events[..], [Event::Acquire { flow: None, .. }]),
             "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_kilobyte_lifetime_becomes_the_kernels_byte_limits() {
+        let mut s = sa();
+        s.kbytes = 100;
+        s.auth = Some(AuthAlgorithm::HMAC_SHA);
+        s.auth_key_len = 20;
+        let m = messages(
+            &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+            &mut 0,
+            true,
+        )
+        .unwrap();
+        let u64_at = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+        // struct xfrm_usersa_info after the netlink header: lft at 96, soft then hard bytes.
+        assert_eq!(u64_at(&m[0].bytes, 16 + 96), 92_160);
+        assert_eq!(u64_at(&m[0].bytes, 16 + 104), 102_400);
+        let m = pfkey_messages(
+            &KernelReq::AddSa(Box::new(s), Part::Both),
+            &mut 0,
+            true,
+            pfkey::Platform::Linux,
+        )
+        .unwrap();
+        let p = pfkey::parse(&m[0].bytes).unwrap();
+        // struct sadb_lifetime: header, allocations, then bytes.
+        assert_eq!(
+            u64_at(p.ext(pfkey::SADB_EXT_LIFETIME_HARD).unwrap(), 8),
+            102_400
+        );
+        assert_eq!(
+            u64_at(p.ext(pfkey::SADB_EXT_LIFETIME_SOFT).unwrap(), 8),
+            92_160
         );
     }
 }

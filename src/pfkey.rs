@@ -142,6 +142,9 @@ pub struct SaParams<'a> {
     pub reqid: u32,
     pub hard_secs: u64,
     pub soft_secs: u64,
+    /// Byte limits (0: none).
+    pub hard_bytes: u64,
+    pub soft_bytes: u64,
     /// SADB_UPDATE: fill in the larval SA a GETSPI left with this SPI.
     pub update: bool,
 }
@@ -291,10 +294,10 @@ impl<'a> Writer<'a> {
         self.close(at);
     }
 
-    fn lifetime(&mut self, ty: u16, secs: u64) {
+    fn lifetime(&mut self, ty: u16, secs: u64, bytes: u64) {
         let at = self.ext(ty);
         self.u32(0);
-        self.u64(0);
+        self.u64(bytes);
         self.u64(secs);
         self.u64(0);
         self.close(at);
@@ -350,9 +353,9 @@ pub fn add_sa(
     let mut w = Writer::new(out, ty, satype, seq, pid);
     w.sa(p.spi, p.auth, p.enc);
     // Both or neither: Linux refuses one without the other (EINVAL).
-    if p.hard_secs > 0 || p.soft_secs > 0 {
-        w.lifetime(SADB_EXT_LIFETIME_HARD, p.hard_secs);
-        w.lifetime(SADB_EXT_LIFETIME_SOFT, p.soft_secs);
+    if p.hard_secs > 0 || p.soft_secs > 0 || p.hard_bytes > 0 {
+        w.lifetime(SADB_EXT_LIFETIME_HARD, p.hard_secs, p.hard_bytes);
+        w.lifetime(SADB_EXT_LIFETIME_SOFT, p.soft_secs, p.soft_bytes);
     }
     w.sa_address(platform, SADB_EXT_ADDRESS_SRC, p.src);
     w.sa_address(platform, SADB_EXT_ADDRESS_DST, p.dst);
@@ -789,6 +792,8 @@ mod tests {
             reqid: 7,
             hard_secs: 1200,
             soft_secs: 1080,
+            hard_bytes: 0,
+            soft_bytes: 0,
             update: false,
         }
     }

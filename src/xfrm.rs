@@ -83,6 +83,10 @@ pub struct SaSpec<'a> {
     pub aead: Option<(&'static str, &'a [u8], u32)>,
     pub soft_secs: u64,
     pub hard_secs: u64,
+    /// Byte limits (0: none): the soft one makes the kernel send EXPIRE, the hard one
+    /// removes the state.
+    pub soft_bytes: u64,
+    pub hard_bytes: u64,
     /// UDP encapsulation (NAT-T): source and destination ports.
     pub encap: Option<(u16, u16)>,
     /// XFRM_MSG_UPDSA: fill in the larval state an ALLOCSPI left with this SPI.
@@ -217,6 +221,13 @@ pub fn new_sa(out: &mut Vec<u8>, seq: u32, sa: &SaSpec<'_>) {
     m.put(at + 76, &[sa.proto]);
     addr(&mut m.out[at + 80..at + 96], sa.src);
     put_infinite_lifetimes(&mut m, at + 96, sa.soft_secs, sa.hard_secs);
+    // struct xfrm_lifetime_cfg: soft_byte_limit, hard_byte_limit first.
+    if sa.soft_bytes > 0 {
+        m.put(at + 96, &sa.soft_bytes.to_ne_bytes());
+    }
+    if sa.hard_bytes > 0 {
+        m.put(at + 104, &sa.hard_bytes.to_ne_bytes());
+    }
     m.put(at + 208, &sa.reqid.to_ne_bytes());
     m.put(at + 212, &family(sa.src).to_ne_bytes());
     m.put(at + 214, &[sa.mode, 32]);
@@ -529,6 +540,8 @@ mod tests {
                 hard_secs: 1200,
                 encap: None,
                 update: false,
+                soft_bytes: 0,
+                hard_bytes: 0,
             },
         );
         assert_eq!(out, fixture("newsa_esp_tunnel_aes_sha256"));
@@ -551,6 +564,8 @@ mod tests {
                 hard_secs: 0,
                 encap: Some((4500, 4500)),
                 update: false,
+                soft_bytes: 0,
+                hard_bytes: 0,
             },
         );
         assert_eq!(out, fixture("newsa_esp_gcm_udpencap"));

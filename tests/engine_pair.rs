@@ -1362,3 +1362,30 @@ fn phase_1_expires_and_is_negotiated_again_under_a_running_tunnel() {
     assert_eq!(kw.inbound, ke.outbound);
     assert_eq!(ke.inbound, kw.outbound);
 }
+
+#[test]
+fn kilobyte_lifetimes_are_negotiated_and_go_to_the_kernel() {
+    isakmpd::ike::crypto::init();
+    // A suite of our own whose transform carries LIFE_TYPE KILOBYTES; the responder
+    // allows at most 500 KB and holds the initiator's 1000 to that.
+    let sections = |max: u32, offer: u32| {
+        format!(
+            "[kb-suite]\nProtocols=kb-esp\n[kb-esp]\nPROTOCOL_ID=IPSEC_ESP\nTransforms=kb-xf\n\
+             [kb-xf]\nTRANSFORM_ID=AES\nKEY_LENGTH=128,128:256\nENCAPSULATION_MODE=TUNNEL\n\
+             AUTHENTICATION_ALGORITHM=HMAC_SHA\nLife=LIFE_KB,LIFE_S\n\
+             [LIFE_KB]\nLIFE_TYPE=KILOBYTES\nLIFE_DURATION={offer},10:{max}\n\
+             [LIFE_S]\nLIFE_TYPE=SECONDS\nLIFE_DURATION=3600,60:86400\n"
+        )
+    };
+    let c = |me, peer, active, s: &str| {
+        conf_g(me, peer, "k", active, "AES-SHA", "kb-suite", "ID_PROT", s)
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true, &sections(100_000, 1000)), 150);
+    let mut e = node(EAST, &c(EAST, WEST, false, &sections(500, 100)), 151);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    assert_eq!(w.e.ipsec_sas().next().unwrap().kbytes, 1000);
+    assert_eq!(e.e.ipsec_sas().next().unwrap().kbytes, 500);
+    assert_eq!(w.e.ipsec_sas().next().unwrap().lifetime, 3600);
+}

@@ -46,6 +46,8 @@ pub struct P2Choice {
     pub encapsulation: EncapsulationMode,
     pub key_bits: Option<u16>,
     pub lifetime: u64,
+    /// Kilobytes (0: no traffic limit).
+    pub kbytes: u64,
     pub spi_in: [u8; 4],
     pub spi_out: [u8; 4],
 }

@@ -142,6 +142,8 @@ struct Matched {
     lifetime: u64,
     /// The lifetime the initiator asked for, when we shortened it.
     shortened_from: Option<u64>,
+    /// LIFE_TYPE KILOBYTES: the traffic limit (0: none).
+    kbytes: u64,
 }
 
 fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
@@ -155,6 +157,7 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
         group: None,
         lifetime: 0,
         shortened_from: None,
+        kbytes: 0,
     };
     let mut life_type = None;
     for a in t.attributes.iter() {
@@ -164,6 +167,8 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
             IpsecAttr::SA_LIFE_DURATION => {
                 if life_type == Some(u64::from(LifeType::SECONDS.0)) {
                     m.lifetime = v;
+                } else if life_type == Some(u64::from(LifeType::KILOBYTES.0)) {
+                    m.kbytes = v;
                 }
             }
             IpsecAttr::GROUP_DESCRIPTION => m.group = Some(GroupDescription(v as u16)),
@@ -191,6 +196,13 @@ fn match_p2(ours: &P2Transform, t: &Transform<'_>) -> Option<Matched> {
             m.shortened_from = Some(m.lifetime);
             m.lifetime = l.duration.max;
         }
+    }
+    // A traffic limit above ours is held to ours (both sides count their own bytes).
+    if let (Some(l), true) = (
+        ours.lives.iter().find(|l| l.ty == LifeType::KILOBYTES),
+        m.kbytes > 0,
+    ) {
+        m.kbytes = m.kbytes.min(l.duration.max);
     }
     Some(m)
 }
@@ -682,6 +694,7 @@ impl Engine {
                 encapsulation: m.encapsulation,
                 key_bits: m.key_bits,
                 lifetime: m.lifetime,
+                kbytes: m.kbytes,
                 spi_in: [0; 4],
                 spi_out,
             });
@@ -980,6 +993,7 @@ impl Engine {
                 encapsulation: m.encapsulation,
                 key_bits: m.key_bits,
                 lifetime: m.lifetime,
+                kbytes: m.kbytes,
                 spi_in,
                 spi_out,
             });
@@ -1200,6 +1214,7 @@ impl Engine {
                     .unwrap_or_else(|| OwnedId::address(x.remote.ip())),
                 established: now,
                 lifetime: c.lifetime,
+                kbytes: c.kbytes,
                 hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
                 soft_expiry: None,
                 rekeyed: false,

@@ -184,6 +184,8 @@ pub struct IpsecSa {
     pub remote_id: OwnedId,
     pub established: Time,
     pub lifetime: u64,
+    /// The negotiated traffic limit in kilobytes (0: none); the kernel counts it.
+    pub kbytes: u64,
     pub hard_expiry: Option<Time>,
     /// When to negotiate the replacement (isakmpd: 85-95 % of the lifetime).
     pub soft_expiry: Option<Time>,

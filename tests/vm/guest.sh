@@ -313,4 +313,23 @@ for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113
     ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
 cp $W/west6/log "$OUT/west6.log"; cp $W/east6/log "$OUT/east6.log"
+
+# ---- a kilobyte lifetime: 200 KB per SA, counted by the kernel; its soft EXPIRE (at
+# 90 %) makes the initiator rekey before the hard limit removes the state.
+KB=$'[kb-suite]\nProtocols=kb-esp\n[kb-esp]\nPROTOCOL_ID=IPSEC_ESP\nTransforms=kb-xf\n[kb-xf]\nTRANSFORM_ID=AES\nKEY_LENGTH=128,128:256\nENCAPSULATION_MODE=TUNNEL\nAUTHENTICATION_ALGORITHM=HMAC_SHA2_256\nLife=LIFE_KB\n[LIFE_KB]\nLIFE_TYPE=KILOBYTES\nLIFE_DURATION=200,10:200'
+SUITE=kb-suite start east7 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "$KB"
+sleep 1
+SUITE=kb-suite start west7 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "$KB"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west7/log && break; sleep 0.2; done
+wait_kernel left 2 3
+ip -n left -s xfrm state | grep -q "soft 184320(bytes), hard 204800(bytes)" && ok "KILOBYTES: byte limits in the kernel" || bad "byte limits: $(ip -n left -s xfrm state | grep -i limit | head -2)"
+ip netns exec left ping -c 250 -i 0.08 -s 1200 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping7.txt 2>&1
+grep -q "kernel soft expiry" $W/west7/log && ok "KILOBYTES: the kernel's soft EXPIRE came" || bad "no soft EXPIRE: $(grep -i expir $W/west7/log | head -2)"
+n=$(grep -c "quick mode done" $W/west7/log)
+[ "$n" -ge 2 ] && ok "KILOBYTES: rekeyed on the byte count ($n quick modes)" || bad "KILOBYTES: only $n quick modes"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping7.txt)
+[ "${rcv:-0}" -ge 245 ] && ok "KILOBYTES: pings across the rekey ($rcv of 250)" || bad "KILOBYTES: only ${rcv:-0} of 250 pings"
+echo Q > $W/west7/run/isakmpd.fifo; echo Q > $W/east7/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "KILOBYTES: shutdown left nothing" || bad "KILOBYTES: left $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west7/log "$OUT/west7.log"; cp $W/east7/log "$OUT/east7.log"
 echo "GUEST-DONE uptime $(up)"
