@@ -114,6 +114,7 @@ impl Daemon {
                 no_nat_t: opts.no_nat_t,
                 acquire_only: opts.acquire_only,
                 port: Some(opts.listen_port),
+                nat_t_port: Some(opts.udpencap_port),
                 backend: match dialect {
                     None => crate::ike::Backend::Record,
                     Some(crate::kernel::Dialect::Xfrm) => crate::ike::Backend::Xfrm,

@@ -306,7 +306,8 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         aead,
                         soft_secs: 0,
                         hard_secs: hard,
-                        encap: None,
+                        // The state's own direction: the peer's port to ours inbound.
+                        encap: sa.encap.map(|(l, r)| if inbound { (r, l) } else { (l, r) }),
                         update: inbound && sa.spi_from_kernel,
                         soft_bytes: byte_limits(sa).0,
                         hard_bytes: byte_limits(sa).1,
@@ -437,6 +438,9 @@ pub fn pfkey_messages(
     };
     // af_key replaces a policy reqid above IPSEC_MANUAL_REQID_MAX (0x3fff) with one of its
     // own, which no state of ours would carry: PF_KEY reqids stay in 1..=0x3fff.
+    if adding && sa.encap.is_some() {
+        return Err("UDP-encapsulated (NAT-T) SAs go through XFRM, not PF_KEY".into());
+    }
     let pf_reqid = reqid(sa) % 0x3fff + 1;
     let state_reqid = if flows_too { pf_reqid } else { 0 };
     let proto = ipproto(sa.protocol);
@@ -933,6 +937,7 @@ mod tests {
             established: crate::timer::Time(0),
             lifetime: 1200,
             kbytes: 0,
+            encap: None,
             hard_expiry: None,
             soft_expiry: None,
             rekeyed: false,

@@ -26,6 +26,33 @@ impl Transport {
         let sock = UdpSocket::from(fd);
         sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
+        if encap {
+            // UDP_ENCAP_ESPINUDP: the kernel takes the ESP-in-UDP packets of our NAT-T
+            // SAs off this socket and leaves us the IKE ones (non-ESP marker) and
+            // keepalives (RFC 3948).
+            #[cfg(target_os = "linux")]
+            {
+                const UDP_ENCAP: libc::c_int = 100;
+                const UDP_ENCAP_ESPINUDP: libc::c_int = 2;
+                let v = UDP_ENCAP_ESPINUDP;
+                // SAFETY: setsockopt on our socket with a valid int.
+                let r = unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&sock),
+                        libc::IPPROTO_UDP,
+                        UDP_ENCAP,
+                        (&v as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if r < 0 {
+                    log::warn!(
+                        "{local}: UDP_ENCAP: {}; ESP-in-UDP will not be decapsulated",
+                        io::Error::last_os_error()
+                    );
+                }
+            }
+        }
         Ok(Transport { sock, local, encap })
     }
 

@@ -1389,3 +1389,82 @@ fn kilobyte_lifetimes_are_negotiated_and_go_to_the_kernel() {
     assert_eq!(e.e.ipsec_sas().next().unwrap().kbytes, 500);
     assert_eq!(w.e.ipsec_sas().next().unwrap().lifetime, 3600);
 }
+
+/// The NAT in front of west: its public address, and its port mapping (port + 40000).
+const NAT_IP: &str = "198.51.100.200";
+
+/// One round of traffic through the NAT: west's datagrams leave with the NAT's address
+/// and a mapped port, east's answers to that are mapped back; returns west's keepalives.
+fn nat_tick(w: &mut Node, e: &mut Node, now: Time) -> usize {
+    let nat: std::net::IpAddr = NAT_IP.parse().unwrap();
+    let mut keepalives = 0;
+    let mut buf = [0u8; 65535];
+    for _ in 0..100 {
+        let mut moved = false;
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            let src = t.local.unwrap();
+            if t.len == 1 && buf[0] == 0xff {
+                keepalives += 1;
+            }
+            let public = SocketAddr::new(nat, src.port() + 40000);
+            e.e.handle_datagram(now, t.remote, public, &buf[..t.len]);
+            moved = true;
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            assert_eq!(t.remote.ip(), nat, "east answers the NAT");
+            let inside = SocketAddr::new(w.addr.ip(), t.remote.port() - 40000);
+            w.e.handle_datagram(now, inside, t.local.unwrap(), &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    w.e.handle_timeout(now);
+    e.e.handle_timeout(now);
+    keepalives
+}
+
+#[test]
+fn nat_traversal_floats_to_4500_and_encapsulates() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::wire::EncapsulationMode;
+    let qm = "QM-ESP-AES-SHA-PFS-SUITE";
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", qm), 160);
+    let mut e = node(EAST, &conf(EAST, NAT_IP, "k", false, "AES-SHA", qm), 161);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    let mut keepalives = 0;
+    for _ in 0..45 {
+        keepalives += nat_tick(&mut w, &mut e, now);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let ws = w.e.isakmp_sas().next().unwrap();
+    let es = e.e.isakmp_sas().next().unwrap();
+    let (wn, en) = (ws.nat_t.unwrap(), es.nat_t.unwrap());
+    assert!(wn.rfc && wn.local_behind && !wn.peer_behind, "{wn:?}");
+    assert!(en.rfc && !en.local_behind && en.peer_behind, "{en:?}");
+    assert_eq!((ws.local.port(), ws.remote.port()), (4500, 4500));
+    assert_eq!(es.remote, format!("{NAT_IP}:44500").parse().unwrap());
+    let wi = w.e.ipsec_sas().next().unwrap();
+    let ei = e.e.ipsec_sas().next().unwrap();
+    assert_eq!(wi.encapsulation, EncapsulationMode::UDP_ENCAP_TUNNEL);
+    assert_eq!(ei.encapsulation, EncapsulationMode::UDP_ENCAP_TUNNEL);
+    assert_eq!(wi.encap, Some((4500, 4500)));
+    assert_eq!(ei.encap, Some((4500, 44500)));
+    assert!(
+        keepalives >= 2,
+        "west keeps the mapping alive every 20 s: {keepalives}"
+    );
+    assert_eq!(e.e.stats().datagrams_dropped, 0);
+    // Without a NAT nothing floats and nothing is encapsulated.
+    let (mut w, mut e) = pair("AES-SHA", qm);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    let ws = w.e.isakmp_sas().next().unwrap();
+    let n = ws.nat_t.unwrap();
+    assert!(!n.detected(), "{n:?}");
+    assert_eq!(ws.remote.port(), 500);
+    assert_eq!(w.e.ipsec_sas().next().unwrap().encap, None);
+}

@@ -167,6 +167,8 @@ pub struct Exchange {
     pub timer: Option<TimerHandle>,
     /// The peer sent the DPD vendor ID (RFC 3706).
     pub peer_dpd: bool,
+    /// NAT traversal, once both sides announced it (phase 1).
+    pub nat_t: Option<super::nat_t::NatT>,
 }
 
 impl Exchange {
@@ -205,6 +207,7 @@ impl Exchange {
             resend_on_dup: false,
             timer: None,
             peer_dpd: false,
+            nat_t: None,
         }
     }
 

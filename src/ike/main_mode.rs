@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 
+use super::crypto::Key;
 use super::crypto::{
     derive, Certificate, CipherAlg, DhPrivate, Group, HashAlg, RsaPrivate, RsaPublic, TrustStore,
 };
@@ -361,12 +362,18 @@ impl Engine {
         x.connection = connection;
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.sai_b = offer_body(peer).map_err(|_| "proposal too large")?;
+        let nat_t_on = self.nat_t_on();
         let h = header(&x, ExchangeType::ID_PROT);
         let mut buf = vec![0u8; 4096];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
             b.payload(PayloadType::SA, |w| w.bytes(&x.sai_b))?;
             b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
+            if nat_t_on {
+                for v in &super::nat_t::OUR_VIDS {
+                    b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+                }
+            }
             b.finish()
         })()
         .map_err(|_| "message too large")?;
@@ -462,6 +469,7 @@ impl Engine {
                 "main mode message with a message ID".into(),
             ));
         }
+        let nat_port = self.nat_port();
         match self.lookup_exchange(Kind::Main, remote, hd, data) {
             Some(Err(())) => return Ok(()),
             Some(Ok(h)) => {
@@ -473,6 +481,12 @@ impl Engine {
                     return Err(Drop::Silent(
                         "message for an exchange with another peer".into(),
                     ));
+                }
+                if x.nat_t.is_some_and(|n| n.detected()) && local.port() == nat_port {
+                    // The initiator floated to the NAT-T port (the NAT may have mapped it
+                    // to any port of its own).
+                    x.local = local;
+                    x.remote = remote;
                 }
                 x.last_recv = data.to_vec();
                 let (initiator, step) = (x.initiator, x.step);
@@ -592,6 +606,13 @@ impl Engine {
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.last_recv = data.to_vec();
         x.peer_dpd = super::dpd::offers_dpd(&m);
+        if self.nat_t_on() {
+            x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
+                rfc,
+                ..Default::default()
+            });
+        }
+        let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
         // Message 2: the chosen transform, echoed.
         let h = header(&x, ExchangeType::ID_PROT);
         let mut buf = vec![0u8; 2048];
@@ -619,6 +640,9 @@ impl Engine {
                 w.patch_u16(ps + 2, len)
             })?;
             b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
+            if let Some(v) = &nat_vid {
+                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+            }
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 2 too large".into()))?;
@@ -642,8 +666,15 @@ impl Engine {
     /// Initiator, message 2: check the chosen transform, send KE and Ni.
     fn mm_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        let nat_t_on = self.nat_t_on();
         if let Some(x) = self.exchanges.get_mut(h) {
             x.peer_dpd = super::dpd::offers_dpd(&m);
+            if nat_t_on {
+                x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
+                    rfc,
+                    ..Default::default()
+                });
+            }
         }
         let peer = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
@@ -690,12 +721,16 @@ impl Engine {
         x.gxi = dh.public_value().to_vec();
         x.dh = Some(dh);
         x.ni = ni;
+        let nat_d = nat_d_payloads(x, choice.hash);
         let mut buf = vec![0u8; 2048];
         let hh = header(x, ExchangeType::ID_PROT);
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
+            for (ty, d) in &nat_d {
+                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+            }
             if choice.auth == AuthMethod::RSA_SIG {
                 for ca in &crs {
                     b.payload(PayloadType::CERT_REQ, |w| {
@@ -811,18 +846,26 @@ impl Engine {
             x.nr = nr;
         }
         self.phase1_keys(h)?;
+        self.nat_detect(h, data)?;
         let crs = self.creds.cert_requests();
         let x = self
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
         let rsa = x.p1.map(|c| c.auth) == Some(AuthMethod::RSA_SIG);
+        let nat_d = match x.p1 {
+            Some(c) => nat_d_payloads(x, c.hash),
+            None => Vec::new(),
+        };
         let mut buf = vec![0u8; 4096];
         let hh = header(x, ExchangeType::ID_PROT);
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+            for (ty, d) in &nat_d {
+                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+            }
             if rsa {
                 for ca in &crs {
                     b.payload(PayloadType::CERT_REQ, |w| {
@@ -967,11 +1010,24 @@ impl Engine {
             x.nr = nr;
         }
         self.phase1_keys(h)?;
+        self.nat_detect(h, data)?;
         let (local, remote) = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
             (x.local, x.remote)
         };
         self.capture_msg(remote, local, data);
+        // RFC 3947 §4: through a NAT, the rest goes over the NAT-T port.
+        let nat_port = self.nat_port();
+        if let Some(x) = self.exchanges.get_mut(h) {
+            if x.nat_t.is_some_and(|n| n.detected()) {
+                x.local.set_port(nat_port);
+                x.remote.set_port(4500);
+                log::info!(
+                    "NAT detected; main mode with {} continues on port 4500",
+                    x.remote.ip()
+                );
+            }
+        }
         let initial_contact = !self
             .isakmp_sas
             .iter()
@@ -1230,6 +1286,7 @@ impl Engine {
             lifetime: 0,
             hard_expiry: None,
             dpd: Default::default(),
+            nat_t: None,
         };
         if let Some(sh) = self.isakmp_sas.insert(sa) {
             log::info!("telling {} to delete the phase 1 SA it holds", x.remote);
@@ -1277,6 +1334,7 @@ impl Engine {
                 heard: now,
                 ..Default::default()
             },
+            nat_t: x.nat_t,
         };
         let (initiator, local, remote, connection, peer) = (
             x.initiator,
@@ -1316,6 +1374,18 @@ impl Engine {
             let _ = self.timers.insert(t, TimerKind::IsakmpExpire(sh));
         }
         self.dpd_start(now, sh);
+        if self
+            .isakmp_sas
+            .get(sh)
+            .is_some_and(|s| s.nat_t.is_some_and(|n| n.local_behind))
+        {
+            let every = self.policy.nat_t_keepalive;
+            if every > 0 {
+                let _ = self
+                    .timers
+                    .insert(now.add_secs(every), TimerKind::Keepalive(sh));
+            }
+        }
         self.stats.phase1_done += 1;
         let show = |b: &[u8]| {
             wire::IdPayload::parse(b)
@@ -1361,5 +1431,58 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// Our NAT-D payloads for a message of exchange `x`: the hash of where it goes, then of
+/// where it comes from (none unless both sides announced NAT-T).
+fn nat_d_payloads(x: &Exchange, h: HashAlg) -> Vec<(PayloadType, Key)> {
+    let Some(n) = x.nat_t else {
+        return Vec::new();
+    };
+    let ty = n.nat_d_type();
+    vec![
+        (ty, super::nat_t::nat_d(h, &x.icookie, &x.rcookie, x.remote)),
+        (ty, super::nat_t::nat_d(h, &x.icookie, &x.rcookie, x.local)),
+    ]
+}
+
+impl Engine {
+    /// The peer's NAT-D payloads in message 3 or 4: who is behind a NAT.
+    fn nat_detect(&mut self, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        let Some(x) = self.exchanges.get(h) else {
+            return Ok(());
+        };
+        let (Some(mut n), Some(c)) = (x.nat_t, x.p1) else {
+            return Ok(());
+        };
+        let m = Self::parse(data, false)?;
+        match super::nat_t::detect(&m, c.hash, &x.icookie, &x.rcookie, x.local, x.remote) {
+            Some((local_behind, peer_behind)) => {
+                n.local_behind = local_behind;
+                n.peer_behind = peer_behind;
+                if n.detected() {
+                    log::info!(
+                        "NAT-T: {} behind a NAT",
+                        match (local_behind, peer_behind) {
+                            (true, true) => "both sides are",
+                            (true, false) => "we are",
+                            _ => "the peer is",
+                        }
+                    );
+                }
+            }
+            None => {
+                // Announced but no NAT-D: no NAT-T after all.
+                if let Some(x) = self.exchanges.get_mut(h) {
+                    x.nat_t = None;
+                }
+                return Ok(());
+            }
+        }
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.nat_t = Some(n);
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ pub mod dpd;
 pub mod exchange;
 mod informational;
 mod main_mode;
+pub mod nat_t;
 pub use self::main_mode::Credentials;
 pub mod policy;
 mod quick_mode;
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub acquire_only: bool,
     /// Our IKE port (-p), for peers that do not name one.
     pub port: Option<u16>,
+    /// Our NAT-T port (-N; 4500 when unset).
+    pub nat_t_port: Option<u16>,
     /// What the kernel backend can install; proposals are filtered by it.
     pub backend: Backend,
 }
@@ -141,6 +144,7 @@ pub enum TimerKind {
     IpsecExpire(Handle),
     IpsecSoft(Handle),
     Dpd(Handle),
+    Keepalive(Handle),
 }
 
 /// A datagram for the event loop to send.
@@ -343,6 +347,26 @@ impl Engine {
             );
             return;
         }
+        let data = if local.port() == self.nat_port() {
+            // RFC 3948: IKE after the non-ESP marker; a lone 0xFF is a keepalive.
+            if data == nat_t::KEEPALIVE {
+                return;
+            }
+            match data.strip_prefix(&nat_t::NON_ESP_MARKER) {
+                Some(d) => d,
+                None => {
+                    self.stats.datagrams_dropped += 1;
+                    crate::ike_debug!(
+                        DebugClass::Message,
+                        10,
+                        "drop datagram from {remote} on the NAT-T port without the non-ESP marker"
+                    );
+                    return;
+                }
+            }
+        } else {
+            data
+        };
         if data.len() < ISAKMP_HEADER_LEN {
             self.stats.datagrams_dropped += 1;
             crate::ike_debug!(
@@ -565,6 +589,7 @@ impl Engine {
                 }
                 TimerKind::IpsecSoft(h) => self.rekey(now, h),
                 TimerKind::Dpd(h) => self.dpd_timer(now, h),
+                TimerKind::Keepalive(h) => self.keepalive_timer(now, h),
             }
         }
     }
@@ -674,6 +699,11 @@ impl Engine {
         if self.cfg.passive {
             return;
         }
+        let data = if local.port() == self.nat_port() {
+            [&nat_t::NON_ESP_MARKER[..], &data].concat()
+        } else {
+            data
+        };
         let t = Transmit {
             local: Some(local),
             remote,
@@ -1216,6 +1246,38 @@ impl Engine {
                 return c;
             }
         }
+    }
+
+    /// Our NAT-T port.
+    pub(crate) fn nat_port(&self) -> u16 {
+        self.cfg.nat_t_port.unwrap_or(4500)
+    }
+
+    /// NAT-T on: we announce it and answer it.
+    pub(crate) fn nat_t_on(&self) -> bool {
+        !self.cfg.no_nat_t
+    }
+
+    /// A NAT-keepalive towards the peer of ISAKMP SA `h` while we are behind a NAT.
+    fn keepalive_timer(&mut self, now: Time, h: Handle) {
+        let every = self.policy.nat_t_keepalive;
+        let Some(s) = self.isakmp_sas.get(h) else {
+            return;
+        };
+        if every == 0 || !s.nat_t.is_some_and(|n| n.local_behind) {
+            return;
+        }
+        if !self.cfg.passive {
+            let t = Transmit {
+                local: Some(s.local),
+                remote: s.remote,
+                len: 1,
+            };
+            self.outbox.push_back((t, nat_t::KEEPALIVE.to_vec()));
+        }
+        let _ = self
+            .timers
+            .insert(now.add_secs(every), TimerKind::Keepalive(h));
     }
 
     /// A fresh SPI: 4 random bytes above the reserved range 0-255 (RFC 4303 §2.1).

@@ -190,6 +190,8 @@ pub struct Policy {
     pub exchange_max_time: u32,
     /// [General] DPD-check-interval: seconds of silence before R-U-THERE (0: off).
     pub dpd_interval: u64,
+    /// [General] NAT-T-Keepalive: seconds between keepalives behind a NAT (default 20).
+    pub nat_t_keepalive: u64,
     /// [General] Delete-SAs: DELETE every SA at shutdown (default yes).
     pub delete_sas: bool,
     /// Names of sections that did not resolve, with the reason (for the log and report).
@@ -207,6 +209,7 @@ impl Policy {
                 .get_num("General", "Exchange-max-time", 120)
                 .clamp(1, 3600) as u32,
             dpd_interval: conf.get_num("General", "DPD-check-interval", 0).min(86400),
+            nat_t_keepalive: conf.get_num("General", "NAT-T-Keepalive", 20).min(86400),
             delete_sas: !conf
                 .get("General", "Delete-SAs")
                 .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("no")),

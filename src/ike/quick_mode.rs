@@ -264,7 +264,7 @@ impl Engine {
         x.ni = self.random(NONCE_LEN);
         // PFS: one KE for the whole offer, of the first group any transform names
         // (isakmpd refuses offers whose transforms name differing groups; we offer ours).
-        let suites = installable_suites(&conn.suites, self.cfg.backend);
+        let suites = self.qm_suites(&conn.suites, sa, true);
         if suites.is_empty() {
             return Err(format!(
                 "no suite of {name} can be installed by this kernel interface"
@@ -348,7 +348,7 @@ impl Engine {
             .connection(&name)
             .ok_or("connection gone")?
             .clone();
-        let suites = installable_suites(&conn.suites, self.cfg.backend);
+        let suites = self.qm_suites(&conn.suites, sa, true);
         let (hash, cipher, skeyid_a, ka) = {
             let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
             (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
@@ -602,7 +602,7 @@ impl Engine {
                 .copied()
                 .collect();
             i += group.len();
-            for suite in &conn.suites {
+            for suite in &self.qm_suites(&conn.suites, sa, false) {
                 if let Some(c) = accept_suite(suite, &group, self.cfg.backend) {
                     chosen = Some((num, c));
                     break;
@@ -941,6 +941,7 @@ impl Engine {
             .connection(&conn_name)
             .cloned()
             .ok_or(Drop::Silent("connection gone".into()))?;
+        let offered = self.qm_suites(&conn.suites, sa, true);
         let x = self
             .exchanges
             .get_mut(h)
@@ -956,7 +957,6 @@ impl Engine {
                 "responder chose more than one proposal".into(),
             ));
         }
-        let offered = installable_suites(&conn.suites, self.cfg.backend);
         let suite = offered
             .get(usize::from(pnum).wrapping_sub(1))
             .ok_or(Drop::Notify(
@@ -1140,6 +1140,12 @@ impl Engine {
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
         let sa = x.sa.ok_or(Drop::Silent("no SA".into()))?;
+        let encap = self
+            .isakmp_sas
+            .get(sa)
+            .and_then(|s| s.nat_t)
+            .filter(|n| n.detected())
+            .map(|_| (x.local.port(), x.remote.port()));
         if x.qm.gxy.is_none() {
             if let Some(dh) = &x.dh {
                 let peer = if x.initiator { &x.gxr } else { &x.gxi };
@@ -1219,6 +1225,7 @@ impl Engine {
                 soft_expiry: None,
                 rekeyed: false,
                 spi_from_kernel,
+                encap,
             });
         }
         Ok(made)
@@ -1440,6 +1447,34 @@ impl Engine {
             self.delete_ipsec_sa(now, ih, tell);
         }
         self.free_exchange(h);
+    }
+}
+
+impl Engine {
+    /// The suites of a connection as negotiated over ISAKMP SA `sa`: through a NAT with
+    /// the UDP-encapsulated modes (RFC 3947 §5.1), and, for an offer, only what the kernel
+    /// backend installs.
+    fn qm_suites(&self, suites: &[Suite], sa: Handle, installable_only: bool) -> Vec<Suite> {
+        let mut v = if installable_only {
+            installable_suites(suites, self.cfg.backend)
+        } else {
+            suites.to_vec()
+        };
+        let nat = self
+            .isakmp_sas
+            .get(sa)
+            .and_then(|s| s.nat_t)
+            .filter(|n| n.detected());
+        if let Some(n) = nat {
+            for s in v.iter_mut() {
+                for p in s.protocols.iter_mut() {
+                    for t in p.transforms.iter_mut() {
+                        t.encapsulation = n.encapsulation(t.encapsulation);
+                    }
+                }
+            }
+        }
+        v
     }
 }
 

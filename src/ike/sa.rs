@@ -143,6 +143,8 @@ pub struct IsakmpSa {
     pub hard_expiry: Option<Time>,
     /// Dead peer detection (RFC 3706) on this SA.
     pub dpd: Dpd,
+    /// NAT traversal with this peer, if both support it.
+    pub nat_t: Option<super::nat_t::NatT>,
 }
 
 /// Dead peer detection state of an ISAKMP SA.
@@ -194,6 +196,8 @@ pub struct IpsecSa {
     /// The kernel chose `spi_in` (GETSPI/ALLOCSPI): the inbound SA updates the larval
     /// state that reserved it instead of adding a new one.
     pub spi_from_kernel: bool,
+    /// UDP encapsulation (NAT-T): our port and the peer's.
+    pub encap: Option<(u16, u16)>,
 }
 
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
