@@ -12,11 +12,12 @@ fi
 
 need=()
 # tshark decodes our capture files; strongSwan (charon with kernel-libipsec, swanctl) is
-# the interop peer of tests/interop; iputils-ping checks the namespaces' links.
+# the interop peer of tests/interop; iputils-ping checks the namespaces' links; nftables
+# is the NAT (masquerade) of the VM test's NAT-T scenario.
 for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
          strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins \
          strongswan-swanctl iputils-ping \
-         qemu-system-x86 linux-image-amd64 busybox-static udev kmod; do
+         qemu-system-x86 linux-image-amd64 busybox-static udev kmod nftables; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -550,3 +550,91 @@ fn dead_peer_detection_with_charon() {
         "a new main mode after the verdict",
     );
 }
+
+/// NAT traversal with charon: our daemon sits behind a masquerading NAT (nftables in the
+/// namespace that owns 192.0.2.1), charon in front of it. Both must see the NAT from the
+/// NAT-D hashes, move to port 4500 and agree on a UDP-encapsulated tunnel.
+#[test]
+fn nat_traversal_with_charon_through_a_masquerading_nat() {
+    let link = Link::new("sn");
+    let inside = format!("{}in", link.a);
+    let sh = |args: &str| {
+        let st = Command::new("sh").arg("-c").arg(args).status().unwrap();
+        assert!(st.success(), "{args}");
+    };
+    let _ = Command::new("ip").args(["netns", "del", &inside]).status();
+    sh(&format!("ip netns add {inside}"));
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _gone = Gone(inside.clone());
+    let a = &link.a;
+    sh(&format!(
+        "ip link add vsni netns {inside} type veth peer name vsno netns {a}"
+    ));
+    sh(&format!(
+        "ip -n {inside} addr add 198.51.100.129/25 dev vsni && ip -n {inside} link set vsni up && \
+         ip -n {inside} link set lo up && ip -n {a} addr add 198.51.100.130/25 dev vsno && \
+         ip -n {a} link set vsno up && ip -n {inside} route add default via 198.51.100.130 && \
+         ip netns exec {a} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    sh(&format!(
+        "printf 'table ip nat {{\\n chain post {{ type nat hook postrouting priority srcnat; \
+         oifname \"vsna\" masquerade; }}\\n}}\\n' | ip netns exec {a} nft -f -"
+    ));
+    let charon = Charon::start(
+        "swan-nat",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+    );
+    let ours = start_in(
+        "ours-nat",
+        // charon knows us by the NAT's address: our phase 1 ID says so.
+        &format!(
+            "{}[natid]\nID-type=IPV4_ADDR\nAddress=192.0.2.1\n",
+            our_conf(true, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE")
+                .replace("[peer]\nPhase=1\n", "[peer]\nPhase=1\nID=natid\n")
+        ),
+        &[],
+        Some(&inside),
+    );
+    let t0 = Instant::now();
+    while !ours.log().contains("quick mode done (as initiator)") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no tunnel through the NAT:\n{}\n--- charon ---\n{}",
+            ours.log(),
+            charon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let l = ours.log();
+    // charon with kernel-libipsec fakes its own NAT-D (it wants UDP encapsulation
+    // anyway), so we see both sides behind a NAT.
+    assert!(
+        l.contains("NAT-T: we are behind a NAT")
+            || l.contains("NAT-T: both sides are behind a NAT"),
+        "{l}"
+    );
+    assert!(l.contains("continues on port 4500"), "{l}");
+    let log = charon.wait_log("CHILD_SA net{1} state change: CREATED => INSTALLING");
+    assert!(log.contains("remote host is behind NAT"), "{log}");
+    assert!(
+        log.contains("received packet: from 192.0.2.1[4500]"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1[198.51.100.129]"
+        ) || log.contains("IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1["),
+        "{log}"
+    );
+    assert!(
+        log.contains("selected proposal: ESP:AES_CBC_128/HMAC_SHA2_256_128"),
+        "{log}"
+    );
+}

@@ -332,4 +332,41 @@ rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping7.txt)
 echo Q > $W/west7/run/isakmpd.fifo; echo Q > $W/east7/run/isakmpd.fifo
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "KILOBYTES: shutdown left nothing" || bad "KILOBYTES: left $(ip -n left xfrm state | grep -c '^src') states"
 cp $W/west7/log "$OUT/west7.log"; cp $W/east7/log "$OUT/east7.log"
+
+# ---- NAT-T: west behind a masquerading NAT (nftables in namespace "nat"), real
+# ESP-in-UDP on port 4500. nl 192.0.2.65 -- .66 nat .129 -- .130 nr.
+ip netns add nl; ip netns add nat; ip netns add nr
+ip link add n-in type veth peer name n-l; ip link set n-l netns nl; ip link set n-in netns nat
+ip link add n-out type veth peer name n-r; ip link set n-r netns nr; ip link set n-out netns nat
+ip -n nl addr add 192.0.2.65/26 dev n-l; ip -n nl link set n-l up; ip -n nl link set lo up
+ip -n nat addr add 192.0.2.66/26 dev n-in; ip -n nat addr add 192.0.2.129/26 dev n-out
+ip -n nat link set n-in up; ip -n nat link set n-out up; ip -n nat link set lo up
+ip -n nr addr add 192.0.2.130/26 dev n-r; ip -n nr link set n-r up; ip -n nr link set lo up
+ip -n nl addr add 198.51.100.1/24 dev lo; ip -n nr addr add 203.0.113.1/24 dev lo
+ip -n nl route add default via 192.0.2.66
+ip -n nr route add 198.51.100.0/24 via 192.0.2.129 src 203.0.113.1
+ip netns exec nat sysctl -qw net.ipv4.ip_forward=1
+ip netns exec nat nft -f - <<'NFT' && ok "NAT: nftables masquerade in place" || bad "NAT: nft failed"
+table ip nat {
+  chain post { type nat hook postrouting priority srcnat; oifname "n-out" masquerade; }
+}
+NFT
+start east8 nr 192.0.2.130 192.0.2.129 203.0.113.0 198.51.100.0 Passive-connections
+sleep 1
+start west8 nl 192.0.2.65 192.0.2.130 198.51.100.0 203.0.113.0 Connections
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west8/log && grep -q "quick mode done" $W/east8/log && break; sleep 0.2; done
+grep -q "NAT-T: we are behind a NAT" $W/west8/log && grep -q "NAT-T: the peer is behind a NAT" $W/east8/log \
+    && ok "NAT-T: both sides saw the NAT" || bad "NAT-T detection: $(grep -h 'NAT' $W/west8/log $W/east8/log | head -3)"
+grep -q "quick mode done" $W/east8/log && ok "NAT-T: tunnel negotiated through the NAT" || bad "NAT-T: no tunnel: $(tail -3 $W/west8/log)"
+ip -n nl xfrm state | grep -q "encap type espinudp sport 4500 dport 4500" \
+    && ok "NAT-T: west's SAs are UDP-encapsulated (4500)" || bad "NAT-T encap: $(ip -n nl xfrm state | grep -i encap | head -2)"
+ip netns exec nl ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping8.txt 2>&1
+grep -q " 0% packet loss" $W/ping8.txt && ok "NAT-T: ping through the NAT in ESP-in-UDP" || bad "NAT-T ping: $(tail -2 $W/ping8.txt | tr '\n' ' ')"
+c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '); set -- $c
+[ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T: east's ESP counters $c" || bad "NAT-T: east's ESP counters '$c'"
+echo Q > $W/west8/run/isakmpd.fifo; echo Q > $W/east8/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "exiting" $W/west8/log && grep -q "exiting" $W/east8/log && break; sleep 0.2; done
+[ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
+    && ok "NAT-T: shutdown left nothing" || bad "NAT-T: states left"
+cp $W/west8/log "$OUT/west8.log"; cp $W/east8/log "$OUT/east8.log"
 echo "GUEST-DONE uptime $(up)"
