@@ -246,12 +246,8 @@ impl Daemon {
             let pfkey = matches!(dialect, crate::kernel::Dialect::Pfkey(_));
             match self.monitor.kernel_channel(pfkey) {
                 Ok(fd) => {
-                    // SAFETY: fcntl on a descriptor we own.
-                    unsafe {
-                        use std::os::fd::AsRawFd;
-                        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-                        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-                    }
+                    use std::os::fd::AsRawFd;
+                    crate::monitor::set_nonblocking(fd.as_raw_fd());
                     self.kernel_chan = Some(fd);
                 }
                 Err(e) => {
@@ -944,20 +940,7 @@ fn choose_kernel(conf: &Conf, no_kernel: bool) -> Option<crate::kernel::Dialect>
 
 /// Whether the kernel speaks XFRM netlink (creating the socket needs no privilege).
 fn xfrm_present() -> bool {
-    // SAFETY: plain socket(2) call; a descriptor we get is closed at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            crate::xfrm::NETLINK_XFRM,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: closing the descriptor we just opened.
-    unsafe { libc::close(fd) };
-    true
+    crate::monitor::open_xfrm().is_ok()
 }
 
 fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {

@@ -281,6 +281,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
             let flows_too = flows_too && part.outbound();
             let proto = ipproto(sa.protocol);
             let hard = kernel_hard_secs(sa);
+            let (soft_bytes, hard_bytes) = byte_limits(sa);
             for Half {
                 inbound,
                 spi,
@@ -309,8 +310,8 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         // The state's own direction: the peer's port to ours inbound.
                         encap: sa.encap.map(|(l, r)| if inbound { (r, l) } else { (l, r) }),
                         update: inbound && sa.spi_from_kernel,
-                        soft_bytes: byte_limits(sa).0,
-                        hard_bytes: byte_limits(sa).1,
+                        soft_bytes,
+                        hard_bytes,
                     },
                 );
                 out.push(Message {
@@ -447,6 +448,7 @@ pub fn pfkey_messages(
     let tunnel = mode(sa.encapsulation) == xfrm::MODE_TUNNEL;
     let (enc, auth) = pfkey_algorithms(sa, platform)?;
     let hard = kernel_hard_secs(sa);
+    let (soft_bytes, hard_bytes) = byte_limits(sa);
     let el = sa.enc_key_len;
     for Half {
         inbound,
@@ -486,8 +488,8 @@ pub fn pfkey_messages(
                         0
                     },
                     update: inbound && sa.spi_from_kernel,
-                    soft_bytes: byte_limits(sa).0,
-                    hard_bytes: byte_limits(sa).1,
+                    soft_bytes,
+                    hard_bytes,
                 },
             )?;
             out.push(Message {
@@ -713,15 +715,12 @@ impl Kernel {
                 "kernel: sent {}",
                 m.what
             );
-            let (seq, ty) = match self.dialect {
-                Dialect::Xfrm => (
-                    u32::from_ne_bytes([m.bytes[8], m.bytes[9], m.bytes[10], m.bytes[11]]),
-                    0,
-                ),
-                Dialect::Pfkey(_) => (
-                    u32::from_ne_bytes([m.bytes[8], m.bytes[9], m.bytes[10], m.bytes[11]]),
-                    m.bytes[1],
-                ),
+            // Both headers keep the sequence number at bytes 8..12; PF_KEY answers also
+            // carry the request's type (byte 1).
+            let seq = u32::from_ne_bytes([m.bytes[8], m.bytes[9], m.bytes[10], m.bytes[11]]);
+            let ty = match self.dialect {
+                Dialect::Xfrm => 0,
+                Dialect::Pfkey(_) => m.bytes[1],
             };
             self.pending.push(Pending {
                 seq,
@@ -1084,6 +1083,14 @@ mod tests {
         assert_eq!(types, [4, 4], "flows kept for the SA that replaced it");
     }
 
+    /// A channel that keeps what is sent.
+    fn sending(sent: &mut Vec<Vec<u8>>) -> impl FnMut(&[u8]) -> Result<(), String> + '_ {
+        |b| {
+            sent.push(b.to_vec());
+            Ok(())
+        }
+    }
+
     /// An XFRM ack (or error) for request `seq`, as the kernel sends it.
     fn ack(seq: u32, errno: i32) -> Vec<u8> {
         let mut req = vec![0u8; 16];
@@ -1103,15 +1110,7 @@ mod tests {
             ticket: 7,
             req: KernelReq::AddSa(Box::new(s), Part::Both),
         };
-        k.submit(
-            now,
-            &add,
-            &mut |b| {
-                sent.push(b.to_vec());
-                Ok(())
-            },
-            &mut done,
-        );
+        k.submit(now, &add, &mut sending(&mut sent), &mut done);
         assert!(done.is_empty() && !k.idle());
         // The inbound state updates the larval one, the outbound is new; three policies.
         let types: Vec<u16> = sent
@@ -1149,15 +1148,7 @@ mod tests {
                 dst: "192.0.2.1".parse().unwrap(),
             },
         };
-        k.submit(
-            now,
-            &get,
-            &mut |b| {
-                sent.push(b.to_vec());
-                Ok(())
-            },
-            &mut done,
-        );
+        k.submit(now, &get, &mut sending(&mut sent), &mut done);
         let q = u32::from_ne_bytes([sent[0][8], sent[0][9], sent[0][10], sent[0][11]]);
         let mut answer = vec![0u8; 16 + 224];
         answer[..4].copy_from_slice(&240u32.to_ne_bytes());
@@ -1170,15 +1161,7 @@ mod tests {
 
         // A refusal fails the request; silence fails it after the timeout.
         done.clear();
-        k.submit(
-            now,
-            &get,
-            &mut |b| {
-                sent.push(b.to_vec());
-                Ok(())
-            },
-            &mut done,
-        );
+        k.submit(now, &get, &mut sending(&mut sent), &mut done);
         let q = u32::from_ne_bytes([sent[1][8], sent[1][9], sent[1][10], sent[1][11]]);
         k.receive(&ack(q, libc::ENOENT), &mut done, &mut events);
         assert!(
@@ -1221,15 +1204,7 @@ mod tests {
                 dst: "192.0.2.1".parse().unwrap(),
             },
         };
-        k.submit(
-            now,
-            &get,
-            &mut |b| {
-                sent.push(b.to_vec());
-                Ok(())
-            },
-            &mut done,
-        );
+        k.submit(now, &get, &mut sending(&mut sent), &mut done);
         // Someone else's message with our seq is not our answer.
         let mut other = pfkey::error_reply(&sent[0], 0);
         other[12..16].copy_from_slice(&1u32.to_ne_bytes());

@@ -338,7 +338,8 @@ fn check_pfkey(msg: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn set_nonblocking(fd: RawFd) {
+/// Sets O_NONBLOCK on a descriptor the caller owns.
+pub fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on a descriptor the caller owns.
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);

@@ -89,17 +89,8 @@ impl Engine {
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        let mut cookies = [0u8; 16];
-        cookies[..8].copy_from_slice(&s.icookie);
-        cookies[8..].copy_from_slice(&s.rcookie);
         log::info!("sending notification {ty} to {}", s.remote);
-        self.send_protected_info(sa, PayloadType::NOTIFY, |w| {
-            w.u32(Doi::IPSEC.0)?;
-            w.u8(ProtocolId::ISAKMP.0)?;
-            w.u8(16)?;
-            w.u16(ty.0)?;
-            w.bytes(&cookies)
-        });
+        self.send_notify_data(sa, ty, &[]);
     }
 
     /// A protected notification about phase 1 SA `sa` with notification data (DPD).

@@ -896,14 +896,7 @@ impl Engine {
         let Some(sa) = self.ipsec_sas.remove(h) else {
             return;
         };
-        log::info!(
-            "phase 2 SA {} deleted: {} spi in {} out {} with {}",
-            sa.name,
-            sa.protocol,
-            hex(&sa.spi_in),
-            hex(&sa.spi_out),
-            sa.remote
-        );
+        log::info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
         let keep_flows = self.ipsec_sas.iter().any(|(_, o)| {
             o.name == sa.name
                 && o.protocol == sa.protocol

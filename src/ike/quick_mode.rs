@@ -20,7 +20,7 @@ use super::exchange::{Exchange, Kind, P2Choice};
 use super::exchange::{Reply, Resume, Wait};
 use super::main_mode::{attr, same, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
-use super::sa::{hex, Handle, IpsecSa, KernelReply, KernelReq, Part};
+use super::sa::{Handle, IpsecSa, KernelReply, KernelReq, Part};
 use super::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, ExchangeType, GroupDescription, Header,
     IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId,
@@ -1308,14 +1308,7 @@ impl Engine {
         let (initiator, local, remote) = (x.initiator, x.local, x.remote);
         for ih in committed {
             if let Some(sa) = self.ipsec_sas.get(ih) {
-                log::info!(
-                    "phase 2 SA {} up: {} spi in {} out {} with {}",
-                    sa.name,
-                    sa.protocol,
-                    hex(&sa.spi_in),
-                    hex(&sa.spi_out),
-                    sa.remote
-                );
+                log::info!("phase 2 SA {} up: {}", sa.name, sa.describe());
             }
         }
         self.stats.phase2_done += 1;

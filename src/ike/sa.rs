@@ -298,6 +298,19 @@ impl std::fmt::Debug for KernelReq {
     }
 }
 
+impl IpsecSa {
+    /// "<protocol> spi in <spi> out <spi> with <peer>", for the log.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} spi in {} out {} with {}",
+            self.protocol,
+            hex(&self.spi_in),
+            hex(&self.spi_out),
+            self.remote
+        )
+    }
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
