@@ -941,6 +941,7 @@ mod tests {
             soft_expiry: None,
             rekeyed: false,
             spi_from_kernel: false,
+            outbound_pending: false,
         }
     }
 

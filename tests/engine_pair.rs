@@ -1468,3 +1468,215 @@ fn nat_traversal_floats_to_4500_and_encapsulates() {
     assert_eq!(ws.remote.port(), 500);
     assert_eq!(w.e.ipsec_sas().next().unwrap().encap, None);
 }
+
+/// A kernel as ESP sees it: the SPIs it decrypts, and the outbound SAs in the order they
+/// went in (Linux sends on the newest). With `at_message_3` it stands for a peer that
+/// installs a Quick Mode's SAs only when message 3 reaches it (charon, pluto, C
+/// isakmpd): an inbound half becomes usable with the outbound one.
+#[derive(Default)]
+struct EspKernel {
+    at_message_3: bool,
+    inbound: std::collections::HashSet<[u8; 4]>,
+    deferred: std::collections::HashSet<[u8; 4]>,
+    outbound: Vec<[u8; 4]>,
+}
+
+impl EspKernel {
+    fn apply(&mut self, n: &mut Node) {
+        use isakmpd::ike::sa::KernelReq;
+        while let Some(op) = n.e.poll_kernel() {
+            match op.req {
+                KernelReq::AddSa(sa, part) => {
+                    if part.inbound() {
+                        if self.at_message_3 && !part.outbound() {
+                            self.deferred.insert(sa.spi_in);
+                        } else {
+                            self.inbound.insert(sa.spi_in);
+                        }
+                    }
+                    if part.outbound() {
+                        if self.deferred.remove(&sa.spi_in) {
+                            self.inbound.insert(sa.spi_in);
+                        }
+                        self.outbound.push(sa.spi_out);
+                    }
+                }
+                KernelReq::DeleteSa(sa, part, _) => {
+                    if part.inbound() {
+                        self.inbound.remove(&sa.spi_in);
+                        self.deferred.remove(&sa.spi_in);
+                    }
+                    if part.outbound() {
+                        self.outbound.retain(|s| *s != sa.spi_out);
+                    }
+                }
+                KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } => {}
+            }
+        }
+    }
+}
+
+/// The link of [`rekeys_over_a_slow_link`]: delays in ms each way, and how long each
+/// daemon takes to get to an IKE message once it has arrived (ESP is the kernel's and
+/// has no such wait).
+struct SlowLink {
+    one_way_ms: u64,
+    /// Added to west's datagrams (IKE and ESP) once the first phase 2 is up.
+    west_late_ms: u64,
+    east_busy_ms: u64,
+    east_at_message_3: bool,
+}
+
+enum OnLink {
+    Ike(Vec<u8>),
+    Esp([u8; 4]),
+}
+
+/// West rekeys a 10 s phase 2 for `seconds` over `link`, while both kernels send one ESP
+/// packet every 100 ms on their newest outbound SA. After the first negotiation neither
+/// side is ever without an SA to send on, and every ESP packet finds its SA at the other
+/// end when it arrives. Returns how many times west negotiated phase 2.
+fn rekeys_over_a_slow_link(link: SlowLink, seconds: u64, seed: u64) -> u64 {
+    isakmpd::ike::crypto::init();
+    let g = "Default-phase-2-lifetime=10,10:10\n";
+    let c = |me, peer, active| {
+        conf_g(
+            me,
+            peer,
+            "k",
+            active,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        )
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true), seed);
+    let mut e = node(EAST, &c(EAST, WEST, false), seed + 1);
+    let mut kw = EspKernel::default();
+    let mut ke = EspKernel {
+        at_message_3: link.east_at_message_3,
+        ..Default::default()
+    };
+    // (when it arrives, order sent, towards east, what)
+    let mut wire: Vec<(Time, u64, bool, OnLink)> = Vec::new();
+    let mut sent = 0u64;
+    let mut flowing: Option<Time> = None;
+    let mut buf = [0u8; 65535];
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    while now < Time::from_secs(seconds) {
+        // Arrivals, in order.
+        wire.sort_by_key(|(t, n, _, _)| (*t, *n));
+        while wire.first().is_some_and(|(t, ..)| *t <= now) {
+            let (_, n, to_east, what) = wire.remove(0);
+            let from = if to_east { w.addr } else { e.addr };
+            let (to, k) = if to_east {
+                (&mut e, &mut ke)
+            } else {
+                (&mut w, &mut kw)
+            };
+            match what {
+                OnLink::Ike(d) => {
+                    to.e.handle_datagram(now, to.addr, from, &d);
+                    k.apply(to);
+                }
+                OnLink::Esp(spi) => assert!(
+                    k.inbound.contains(&spi),
+                    "at {now}: ESP packet {n} to {} on spi {spi:02x?} found no SA",
+                    to.addr
+                ),
+            }
+        }
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+        kw.apply(&mut w);
+        ke.apply(&mut e);
+        let late = if flowing.is_some() {
+            link.west_late_ms
+        } else {
+            0
+        };
+        let delay = |to_east: bool| {
+            if to_east {
+                link.one_way_ms + late
+            } else {
+                link.one_way_ms
+            }
+        };
+        for to_east in [true, false] {
+            let from = if to_east { &mut w } else { &mut e };
+            while let Some(t) = from.e.poll_transmit(&mut buf) {
+                let busy = if to_east { link.east_busy_ms } else { 0 };
+                sent += 1;
+                let at = now.add_millis(delay(to_east) + busy);
+                wire.push((at, sent, to_east, OnLink::Ike(buf[..t.len].to_vec())));
+            }
+        }
+        if flowing.is_none() && w.e.stats().phase2_done > 0 && e.e.stats().phase2_done > 0 {
+            flowing = Some(now.add_secs(2));
+        }
+        if flowing.is_some_and(|t| t <= now) {
+            for (to_east, k) in [(true, &kw), (false, &ke)] {
+                let spi = *k
+                    .outbound
+                    .last()
+                    .unwrap_or_else(|| panic!("at {now}: no outbound SA (to east: {to_east})"));
+                sent += 1;
+                wire.push((
+                    now.add_millis(delay(to_east)),
+                    sent,
+                    to_east,
+                    OnLink::Esp(spi),
+                ));
+            }
+            assert!(
+                w.e.ipsec_sas().count() <= 3 && e.e.ipsec_sas().count() <= 3,
+                "at {now}: old SAs pile up"
+            );
+        }
+        now = now.add_millis(100);
+    }
+    w.e.stats().phase2_done
+}
+
+#[test]
+fn a_rekeying_initiator_keeps_sending_on_the_old_sa_until_the_responder_has_the_new_one() {
+    // The responder installs at message 3 and gets to it 0.5 s after it arrived.
+    let link = SlowLink {
+        one_way_ms: 50,
+        west_late_ms: 0,
+        east_busy_ms: 500,
+        east_at_message_3: true,
+    };
+    let n = rekeys_over_a_slow_link(link, 60, 92);
+    assert!(n >= 5, "rekeyed {n} times");
+}
+
+#[test]
+fn an_sa_outlives_its_hard_expiry_while_its_replacement_is_negotiated() {
+    // 1.5 s each way: a Quick Mode started at 85-95 % of a 10 s lifetime ends after the
+    // old SA's hard expiry.
+    let link = SlowLink {
+        one_way_ms: 1500,
+        west_late_ms: 0,
+        east_busy_ms: 0,
+        east_at_message_3: false,
+    };
+    let n = rekeys_over_a_slow_link(link, 60, 94);
+    assert!(n >= 4, "rekeyed {n} times");
+}
+
+#[test]
+fn a_responder_keeps_its_sa_past_expiry_until_the_peer_has_rekeyed_it() {
+    // West's datagrams reach east 4 s late once the tunnel is up: its rekeys' message 1
+    // arrives after east's copy of the old SA has expired.
+    let link = SlowLink {
+        one_way_ms: 100,
+        west_late_ms: 4000,
+        east_busy_ms: 0,
+        east_at_message_3: false,
+    };
+    let n = rekeys_over_a_slow_link(link, 60, 95);
+    assert!(n >= 4, "rekeyed {n} times");
+}

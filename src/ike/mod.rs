@@ -143,6 +143,8 @@ pub enum TimerKind {
     IsakmpExpire(Handle),
     IpsecExpire(Handle),
     IpsecSoft(Handle),
+    /// A rekeying initiator's pause is over: the new SA's outbound half goes in.
+    IpsecOutbound(Handle),
     Dpd(Handle),
     Keepalive(Handle),
 }
@@ -189,6 +191,11 @@ pub const IPSEC_SA_CAPACITY: usize = 1024;
 
 /// The smallest ISAKMP message: the fixed header (RFC 2408 3.1).
 pub const ISAKMP_HEADER_LEN: usize = 28;
+/// How long an IPsec SA may outlive its hard expiry for its replacement's sake.
+pub const EXPIRY_GRACE_MS: u64 = 10_000;
+/// A rekeying initiator sends on the old SA for twice message 1's round trip after
+/// message 3, within these bounds (ms), before it switches to the new one.
+pub const REKEY_PAUSE_MS: (u64, u64) = (1000, 5000);
 
 /// Which local address the kernel would use to reach a remote one (a routing lookup
 /// supplied by the event loop; tests give a closure).
@@ -579,15 +586,9 @@ impl Engine {
                         }
                     }
                 }
-                TimerKind::IpsecExpire(h) => {
-                    if let Some(sa) = self.ipsec_sas.get(h) {
-                        if sa.hard_expiry.is_some_and(|t| t <= now) {
-                            log::info!("phase 2 SA {} expired", sa.name);
-                            self.delete_ipsec_sa(now, h, true);
-                        }
-                    }
-                }
+                TimerKind::IpsecExpire(h) => self.expire_ipsec_sa(now, h),
                 TimerKind::IpsecSoft(h) => self.rekey(now, h),
+                TimerKind::IpsecOutbound(h) => self.switch_outbound(now, h),
                 TimerKind::Dpd(h) => self.dpd_timer(now, h),
                 TimerKind::Keepalive(h) => self.keepalive_timer(now, h),
             }
@@ -891,21 +892,27 @@ impl Engine {
         self.outbox.is_empty() && self.kernel.is_empty()
     }
 
-    /// Removes an IPsec SA, telling the kernel and (if `tell`) the peer.
+    /// Removes an IPsec SA, telling the kernel and (if `tell`) the peer. A replacement
+    /// whose outbound half still waits gets it first, so that the flow always has an SA
+    /// to leave by.
     pub(crate) fn delete_ipsec_sa(&mut self, now: Time, h: Handle, tell: bool) {
         let Some(sa) = self.ipsec_sas.remove(h) else {
             return;
         };
+        let waiting: Vec<Handle> = self
+            .ipsec_sas
+            .iter()
+            .filter(|(_, o)| o.outbound_pending && o.same_flows(&sa))
+            .map(|(oh, _)| oh)
+            .collect();
+        for oh in waiting {
+            self.install_outbound(oh);
+        }
         log::info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
-        let keep_flows = self.ipsec_sas.iter().any(|(_, o)| {
-            o.name == sa.name
-                && o.protocol == sa.protocol
-                && o.local_id == sa.local_id
-                && o.remote_id == sa.remote_id
-        });
+        let keep_flows = self.ipsec_sas.iter().any(|(_, o)| o.same_flows(&sa));
         self.kernel_req(KernelReq::DeleteSa(
             Box::new(sa.clone()),
-            Part::Both,
+            sa.installed(),
             keep_flows,
         ));
         if tell {
@@ -1039,6 +1046,110 @@ impl Engine {
         if let Err(e) = self.connect(now, &name) {
             log::warn!("connection {name}: rekey: {e}");
         }
+    }
+
+    /// The hard expiry timer of an IPsec SA: it goes (and the peer is told) unless its
+    /// replacement still needs it, see [`Self::expiry_deadline`].
+    fn expire_ipsec_sa(&mut self, now: Time, h: Handle) {
+        let Some(hard) = self.ipsec_sas.get(h).and_then(|sa| sa.hard_expiry) else {
+            return;
+        };
+        if hard > now {
+            return;
+        }
+        let deadline = self.expiry_deadline(h, hard);
+        if deadline > now {
+            crate::ike_debug!(
+                DebugClass::Sa,
+                10,
+                "phase 2 SA past its hard expiry kept {} ms for its replacement",
+                now.until(deadline)
+            );
+            let _ = self.timers.insert(deadline, TimerKind::IpsecExpire(h));
+            return;
+        }
+        if let Some(sa) = self.ipsec_sas.get(h) {
+            log::info!("phase 2 SA {} expired", sa.name);
+        }
+        self.delete_ipsec_sa(now, h, true);
+    }
+
+    /// When an IPsec SA past its hard expiry `hard` really goes. Both copies of an SA
+    /// expire within a round trip of each other, and a replacement may still be on its
+    /// way, so the SA stays a little longer (at most [`EXPIRY_GRACE_MS`]; the kernel's own
+    /// hard limit is a minute later still):
+    /// - an initiator keeps it while its Quick Mode for the flow is under way, or while
+    ///   the replacement's outbound half waits for the responder;
+    /// - a responder keeps it until the initiator, which decides when traffic moves to
+    ///   the replacement, deletes it, or until the grace after its expiry or after the
+    ///   replacement came, whichever is later.
+    fn expiry_deadline(&self, h: Handle, hard: Time) -> Time {
+        let Some(sa) = self.ipsec_sas.get(h) else {
+            return hard;
+        };
+        let mut others = self
+            .ipsec_sas
+            .iter()
+            .filter(|(oh, o)| *oh != h && o.same_flows(sa));
+        if !sa.initiator {
+            let latest = others.fold(hard, |t, (_, o)| t.max(o.established));
+            return latest.add_millis(EXPIRY_GRACE_MS);
+        }
+        let negotiating = self.exchanges.iter().any(|(_, x)| {
+            !x.done
+                && x.kind == exchange::Kind::Quick
+                && x.connection.as_deref() == Some(sa.name.as_str())
+        });
+        if negotiating || others.any(|(_, o)| o.outbound_pending) {
+            hard.add_millis(EXPIRY_GRACE_MS)
+        } else {
+            hard
+        }
+    }
+
+    /// A rekeying initiator's pause is over: the replacement's outbound half goes in,
+    /// and an SA it replaces that is past its hard expiry goes now.
+    fn switch_outbound(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.ipsec_sas.get(h) else {
+            return;
+        };
+        if !sa.outbound_pending {
+            return;
+        }
+        self.install_outbound(h);
+        let Some(sa) = self.ipsec_sas.get(h) else {
+            return;
+        };
+        let expired: Vec<Handle> = self
+            .ipsec_sas
+            .iter()
+            .filter(|(oh, o)| {
+                *oh != h && o.same_flows(sa) && o.hard_expiry.is_some_and(|t| t <= now)
+            })
+            .map(|(oh, _)| oh)
+            .collect();
+        for oh in expired {
+            self.expire_ipsec_sa(now, oh);
+        }
+    }
+
+    /// The waiting outbound half of an SA to the kernel.
+    fn install_outbound(&mut self, h: Handle) {
+        let Some(sa) = self.ipsec_sas.get_mut(h) else {
+            return;
+        };
+        if !std::mem::take(&mut sa.outbound_pending) {
+            return;
+        }
+        crate::ike_debug!(
+            DebugClass::Sa,
+            10,
+            "phase 2 SA {}: outbound half in: {}",
+            sa.name,
+            sa.describe()
+        );
+        let req = KernelReq::AddSa(Box::new(sa.clone()), Part::Outbound);
+        self.kernel_req(req);
     }
 
     /// Removes an ISAKMP SA (telling the peer if `tell`).

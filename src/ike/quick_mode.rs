@@ -389,6 +389,7 @@ impl Engine {
         let x = self.exchanges.get_mut(handle).ok_or("exchange gone")?;
         x.iv = iv;
         x.step = 1;
+        x.qm.sent1 = Some(now);
         self.send_step_captured(now, handle, clear, buf, true);
         Ok(())
     }
@@ -1226,6 +1227,7 @@ impl Engine {
                 rekeyed: false,
                 spi_from_kernel,
                 encap,
+                outbound_pending: false,
             });
         }
         Ok(made)
@@ -1266,7 +1268,27 @@ impl Engine {
             Part::Outbound
         };
         let name = x.connection.clone().unwrap_or_default();
+        // A rekeying initiator: the responder may install the new SA only when message 3
+        // reaches it (charon, pluto and C isakmpd do), and the kernel sends on the newest
+        // outbound SA at once. So the new outbound half waits for twice message 1's
+        // round trip; the old SA carries the traffic meanwhile.
+        let (lo, hi) = super::REKEY_PAUSE_MS;
+        let pause =
+            x.qm.sent1
+                .filter(|_| x.initiator && part == Part::Both)
+                .map(|t| (2 * t.until(now)).clamp(lo, hi));
         for mut sa in made {
+            let replaces: Vec<u64> = self
+                .ipsec_sas
+                .iter()
+                .filter(|(_, o)| o.same_flows(&sa))
+                .map(|(_, o)| o.kbytes)
+                .collect();
+            // Not for the first SA of a flow (nothing to protect), nor for the
+            // replacement of a byte-limited SA, which the kernel may remove by itself
+            // at any moment.
+            let wait = pause.filter(|_| !replaces.is_empty() && replaces.iter().all(|k| *k == 0));
+            sa.outbound_pending = wait.is_some();
             // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
             // that the two peers do not both rekey at the same instant.
             if sa.lifetime > 0 {
@@ -1276,13 +1298,23 @@ impl Engine {
                 sa.soft_expiry = Some(now.add_millis(sa.lifetime * permille));
             }
             let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
+            let this_part = if sa.outbound_pending {
+                Part::Inbound
+            } else {
+                part
+            };
             self.kernel_wait(
                 h,
                 Wait::Install,
-                KernelReq::AddSa(Box::new(sa.clone()), part),
+                KernelReq::AddSa(Box::new(sa.clone()), this_part),
             );
             match self.ipsec_sas.insert(sa) {
                 Some(ih) => {
+                    if let Some(ms) = wait {
+                        let _ = self
+                            .timers
+                            .insert(now.add_millis(ms), TimerKind::IpsecOutbound(ih));
+                    }
                     if let Some(t) = hard {
                         let _ = self.timers.insert(t, TimerKind::IpsecExpire(ih));
                     }

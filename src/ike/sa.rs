@@ -198,6 +198,10 @@ pub struct IpsecSa {
     pub spi_from_kernel: bool,
     /// UDP encapsulation (NAT-T): our port and the peer's.
     pub encap: Option<(u16, u16)>,
+    /// Initiator of a rekey: the inbound half is in the kernel, the outbound half waits
+    /// until the responder has had time to install the SA from message 3 (see
+    /// `Engine::switch_outbound`).
+    pub outbound_pending: bool,
 }
 
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
@@ -299,6 +303,23 @@ impl std::fmt::Debug for KernelReq {
 }
 
 impl IpsecSa {
+    /// Whether `other` carries the same traffic (a replacement, or the SA it replaces).
+    pub fn same_flows(&self, other: &IpsecSa) -> bool {
+        self.name == other.name
+            && self.protocol == other.protocol
+            && self.local_id == other.local_id
+            && self.remote_id == other.remote_id
+    }
+
+    /// The halves of this SA the kernel holds.
+    pub fn installed(&self) -> Part {
+        if self.outbound_pending {
+            Part::Inbound
+        } else {
+            Part::Both
+        }
+    }
+
     /// "<protocol> spi in <spi> out <spi> with <peer>", for the log.
     pub fn describe(&self) -> String {
         format!(
