@@ -1680,3 +1680,165 @@ fn a_responder_keeps_its_sa_past_expiry_until_the_peer_has_rekeyed_it() {
     let n = rekeys_over_a_slow_link(link, 60, 95);
     assert!(n >= 4, "rekeyed {n} times");
 }
+
+/// A configuration as [`conf_g`] writes it, edited: `peer_extra` goes into the peer
+/// section, `conn_drop` names a tag the connection section loses, `sections` is appended.
+fn conf_cfg(
+    me: &str,
+    peer: &str,
+    active: bool,
+    peer_extra: &str,
+    conn_drop: &str,
+    sections: &str,
+) -> Conf {
+    let (lnet, rnet) = if me == WEST {
+        ("198.51.100.0", "203.0.113.0")
+    } else {
+        ("203.0.113.0", "198.51.100.0")
+    };
+    let conn = if conn_drop.is_empty() {
+        "Local-ID=lnet\nRemote-ID=rnet\n".to_string()
+    } else {
+        "Local-ID=lnet\nRemote-ID=rnet\n".replace(&format!("{conn_drop}="), "#")
+    };
+    let text = format!(
+        "[General]\nRetransmits=3\nExchange-max-time=60\n\
+         [Phase 1]\n{peer}=peer\n\
+         [Phase 2]\n{}=conn\n\
+         [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication=k\n{peer_extra}\
+         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n{conn}\
+         [qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-PFS-SUITE\n\
+         [lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
+         [rnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={rnet}\nNetmask=255.255.255.0\n{sections}",
+        if active {
+            "Connections"
+        } else {
+            "Passive-connections"
+        }
+    );
+    let conf = Conf::parse(&text).unwrap().conf;
+    let errors = isakmpd::ike::policy::Policy::load(&conf).errors;
+    assert!(errors.is_empty(), "{errors:?}");
+    conf
+}
+
+#[test]
+fn mode_config_request_reply_gives_the_client_the_address_its_quick_mode_uses() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::policy::OwnedId;
+    // West is the client: it asks east (the server) for an address, and its connection,
+    // which has no Local-ID, speaks for that address. East answers from [ipv4/<west>] and
+    // its connection, without a Remote-ID, takes the address it gave.
+    let wc = conf_cfg(
+        WEST,
+        EAST,
+        true,
+        "Flags=ikecfg\n",
+        "Local-ID",
+        "[ipv4/192.0.2.2]\nMode=REQUEST\nAttributes=Address,Netmask,Nameserver,Lifetime\n",
+    );
+    let ec = conf_cfg(
+        EAST,
+        WEST,
+        false,
+        "",
+        "Remote-ID",
+        "[ipv4/192.0.2.1]\nAddress=10.99.0.5\nNetmask=255.255.255.0\nNameserver=10.99.0.53\nWINS-server=10.99.0.54\n",
+    );
+    let mut w = node(WEST, &wc, 170);
+    let mut e = node(EAST, &ec, 171);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    let ws = w.e.isakmp_sas().next().expect("phase 1");
+    assert_eq!(ws.cfg_address, Some("10.99.0.5".parse().unwrap()));
+    let es = e.e.isakmp_sas().next().unwrap();
+    assert_eq!(es.cfg_peer_address, Some("10.99.0.5".parse().unwrap()));
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let vip = OwnedId::address("10.99.0.5".parse().unwrap());
+    assert_eq!(w.e.ipsec_sas().next().unwrap().local_id, vip);
+    assert_eq!(e.e.ipsec_sas().next().unwrap().remote_id, vip);
+    assert_eq!(
+        w.e.stats().datagrams_dropped + e.e.stats().datagrams_dropped,
+        0
+    );
+}
+
+#[test]
+fn mode_config_set_pushes_the_section_and_the_client_acknowledges() {
+    isakmpd::ike::crypto::init();
+    // West is the server and pushes [ipv4/<east>]; east takes the address and ACKs;
+    // west's connection starts after the ACK.
+    let wc = conf_cfg(
+        WEST,
+        EAST,
+        true,
+        "Flags=ikecfg\n",
+        "",
+        "[ipv4/192.0.2.2]\nAddress=10.99.0.7\nNetmask=255.255.255.0\nWINS-server=10.99.0.9\nLifetime=600\n",
+    );
+    let ec = conf_cfg(EAST, WEST, false, "", "", "");
+    let mut w = node(WEST, &wc, 172);
+    let mut e = node(EAST, &ec, 173);
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    let es = e.e.isakmp_sas().next().expect("phase 1");
+    assert_eq!(es.cfg_address, Some("10.99.0.7".parse().unwrap()));
+    let ws = w.e.isakmp_sas().next().unwrap();
+    assert_eq!(ws.cfg_peer_address, Some("10.99.0.7".parse().unwrap()));
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    assert_eq!(
+        w.e.stats().datagrams_dropped + e.e.stats().datagrams_dropped,
+        0
+    );
+}
+
+#[test]
+fn mode_config_unanswered_lets_the_connection_start_without_it() {
+    isakmpd::ike::crypto::init();
+    // The client's REQUEST never gets through (a peer that does not speak mode-config,
+    // or a lossy path): after its retransmissions the connection starts anyway, with the
+    // Local-ID it has.
+    let wc = conf_cfg(
+        WEST,
+        EAST,
+        true,
+        "Flags=ikecfg\n",
+        "",
+        "[ipv4/192.0.2.2]\nMode=REQUEST\n",
+    );
+    let ec = conf_cfg(EAST, WEST, false, "", "", "");
+    let mut w = node(WEST, &wc, 174);
+    let mut e = node(EAST, &ec, 175);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    let mut buf = [0u8; 65535];
+    let mut dropped = 0;
+    for _ in 0..120 {
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = w.e.poll_transmit(&mut buf) {
+                // Exchange type is byte 18 of the ISAKMP header: 6 is TRANSACTION.
+                if buf[18] == 6 {
+                    dropped += 1;
+                } else {
+                    e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+                }
+                moved = true;
+            }
+            while let Some(t) = e.e.poll_transmit(&mut buf) {
+                w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        now = now.add_secs(1);
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+    }
+    assert_eq!(dropped, 4, "the REQUEST and its 3 retransmissions");
+    assert_eq!(w.e.isakmp_sas().next().unwrap().cfg_address, None);
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+}

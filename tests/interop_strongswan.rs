@@ -46,27 +46,8 @@ impl Charon {
         pki: Option<&Path>,
         dpd_delay: u32,
     ) -> Charon {
-        assert!(
-            Path::new(CHARON).exists(),
-            "strongSwan is not installed (scripts/setup.sh installs it)"
-        );
         let scratch = Scratch::new(name);
-        let dir = scratch.dir.clone();
-        fs::create_dir_all(dir.join("swanctl")).unwrap();
-        fs::write(
-            dir.join("strongswan.conf"),
-            format!(
-                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
-                 install_virtual_ip = no\n retransmit_tries = 2\n i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n \
-                 filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
-                 plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        fs::write(
-            dir.join("swanctl/swanctl.conf"),
-            format!(
+        let swanctl = format!(
                 "connections {{\n v1 {{\n  version = 1\n  aggressive = {agg}\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  proposals = {ike}\n  dpd_delay = {dpd_delay}\n  \
                  {auth}\
                  children {{\n   net {{\n    mode = tunnel\n    esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
@@ -77,9 +58,37 @@ impl Charon {
                 } else {
                     "local {\n   auth = psk\n   id = 192.0.2.2\n  }\n  remote {\n   auth = psk\n   id = 192.0.2.1\n  }\n  "
                 }
+            );
+        Charon::launch(scratch, &swanctl, netns, pki, "")
+    }
+
+    /// charon in `netns` with `swanctl` as its swanctl.conf.
+    /// `charon_extra` goes into strongswan.conf's charon section.
+    fn launch(
+        scratch: Scratch,
+        swanctl: &str,
+        netns: &str,
+        pki: Option<&Path>,
+        charon_extra: &str,
+    ) -> Charon {
+        assert!(
+            Path::new(CHARON).exists(),
+            "strongSwan is not installed (scripts/setup.sh installs it)"
+        );
+        let dir = scratch.dir.clone();
+        fs::create_dir_all(dir.join("swanctl")).unwrap();
+        fs::write(
+            dir.join("strongswan.conf"),
+            format!(
+                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
+                 install_virtual_ip = no\n retransmit_tries = 2\n i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n {charon_extra}\n \
+                 filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
+                 plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
+                d = dir.display()
             ),
         )
         .unwrap();
+        fs::write(dir.join("swanctl/swanctl.conf"), swanctl).unwrap();
         fs::create_dir_all(dir.join("run")).unwrap();
         if let Some(p) = pki {
             for (sub, f) in [
@@ -636,5 +645,187 @@ fn nat_traversal_with_charon_through_a_masquerading_nat() {
     assert!(
         log.contains("selected proposal: ESP:AES_CBC_128/HMAC_SHA2_256_128"),
         "{log}"
+    );
+}
+
+/// charon's swanctl.conf for the mode-config tests: `conn` goes into the connection, its
+/// child gets `child`; PSK with the IP addresses as IDs.
+fn swanctl_cfg(conn: &str, child: &str, extra: &str) -> String {
+    format!(
+        "connections {{\n v1 {{\n  version = 1\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  \
+         proposals = aes128-sha256-modp2048\n  dpd_delay = 0\n{conn}\n  \
+         local {{\n   auth = psk\n   id = 192.0.2.2\n  }}\n  remote {{\n   auth = psk\n   id = 192.0.2.1\n  }}\n  \
+         children {{\n   net {{\n    mode = tunnel\n    esp_proposals = aes128-sha256\n{child}\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
+         secrets {{\n ike-v1 {{\n  id-1 = 192.0.2.2\n  id-2 = 192.0.2.1\n  secret = \"{PSK}\"\n }}\n}}\n{extra}"
+    )
+}
+
+/// Our configuration for the mode-config tests: `peer_extra` in the peer section, the
+/// connection's ID lines as given, `sections` appended.
+fn our_cfg_conf(active: bool, peer_extra: &str, ids: &str, sections: &str) -> String {
+    format!(
+        "[General]\nRetransmits=2\nExchange-max-time=30\nCheck-interval=3600\n\
+[Phase 1]\n192.0.2.2=peer\n\
+[Phase 2]\n{}=tun\n\
+[peer]\nPhase=1\nAddress=192.0.2.2\nConfiguration=mm\nAuthentication={PSK}\n{peer_extra}\
+[mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-128-SHA2-256-GRP14\n\
+[tun]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n{ids}\
+[qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-128-SHA2-256-SUITE\n\
+[l]\nID-type=IPV4_ADDR_SUBNET\nNetwork=198.51.100.0\nNetmask=255.255.255.0\n\
+[r]\nID-type=IPV4_ADDR_SUBNET\nNetwork=203.0.113.0\nNetmask=255.255.255.0\n{sections}",
+        if active {
+            "Connections"
+        } else {
+            "Passive-connections"
+        }
+    )
+}
+
+#[test]
+fn mode_config_hands_charon_an_address() {
+    // charon is a client asking for a virtual IP (REQUEST); we answer from the section
+    // named after its ID, and take its Quick Mode for that address.
+    let link = Link::new("mc");
+    let charon = Charon::launch(
+        Scratch::new("swan-mc"),
+        &swanctl_cfg("  vips = 0.0.0.0", "    remote_ts = 198.51.100.0/24", ""),
+        &link.b,
+        None,
+        // charon puts the virtual IP on an interface of its namespace, so that it can
+        // route the tunnel's traffic from it.
+        "install_virtual_ip = yes",
+    );
+    let ours = start_in(
+        "swan-mcr",
+        &our_cfg_conf(
+            false,
+            "",
+            "Local-ID=l\n",
+            "[ipv4/192.0.2.2]\nAddress=10.99.0.5\nNetmask=255.255.255.0\nNameserver=10.99.0.53\n",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    let out = charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "15",
+    ]);
+    wait_log(&ours, "quick mode done (as responder)");
+    let ol = ours.log();
+    assert!(
+        ol.contains("mode-config REPLY to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.5"),
+        "{ol}"
+    );
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
+    assert!(
+        log.contains("10.99.0.5"),
+        "charon took the address: {log}\n{out}"
+    );
+    assert!(
+        log.contains("10.99.0.5/32 === 198.51.100.0/24"),
+        "charon's Quick Mode is for its new address: {log}"
+    );
+}
+
+#[test]
+fn mode_config_takes_an_address_from_charon() {
+    // We are the client: REQUEST to charon, which has a pool; our connection has no
+    // Local-ID and speaks for the address charon gave.
+    let link = Link::new("mt");
+    let charon = Charon::launch(
+        Scratch::new("swan-mt"),
+        &swanctl_cfg(
+            "  pools = p",
+            "    local_ts = 203.0.113.0/24",
+            "pools {\n p {\n  addrs = 10.88.0.0/24\n  dns = 10.88.0.53\n }\n}\n",
+        ),
+        &link.b,
+        None,
+        // charon puts the virtual IP on an interface of its namespace, so that it can
+        // route the tunnel's traffic from it.
+        "install_virtual_ip = yes",
+    );
+    let ours = start_in(
+        "swan-mti",
+        &our_cfg_conf(
+            true,
+            "Flags=ikecfg\n",
+            "Remote-ID=r\n",
+            "[ipv4/192.0.2.2]\nMode=REQUEST\nAttributes=Address,Netmask,Nameserver\n",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    wait_log(&ours, "quick mode done (as initiator)");
+    let ol = ours.log();
+    assert!(
+        ol.contains("mode-config REPLY from 192.0.2.2:4500: address 10.88.0.1"),
+        "{ol}"
+    );
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
+    assert!(
+        log.contains("assigning virtual IP 10.88.0.1"),
+        "charon handed out the address: {log}"
+    );
+    assert!(
+        log.contains("203.0.113.0/24 === 10.88.0.1/32"),
+        "our Quick Mode is for the address charon gave: {log}"
+    );
+}
+
+#[test]
+fn mode_config_set_pushes_an_address_to_charon() {
+    // charon is a client in push mode (pull = no): it waits for the server's SET. We
+    // are the phase 1 responder with Flags=ikecfg and push [ipv4/<charon>].
+    let link = Link::new("mp");
+    let charon = Charon::launch(
+        Scratch::new("swan-mp"),
+        &swanctl_cfg(
+            "  vips = 0.0.0.0\n  pull = no",
+            "    remote_ts = 198.51.100.0/24",
+            "",
+        ),
+        &link.b,
+        None,
+        // charon puts the virtual IP on an interface of its namespace, so that it can
+        // route the tunnel's traffic from it.
+        "install_virtual_ip = yes",
+    );
+    let ours = start_in(
+        "swan-mpr",
+        &our_cfg_conf(
+            false,
+            "Flags=ikecfg\n",
+            "Local-ID=l\n",
+            "[ipv4/192.0.2.2]\nAddress=10.99.0.7\nNetmask=255.255.255.0\nWINS-server=10.99.0.9\n",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    let out = charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "15",
+    ]);
+    wait_log(&ours, "mode-config ACK from 192.0.2.2:4500");
+    wait_log(&ours, "quick mode done (as responder)");
+    let ol = ours.log();
+    assert!(
+        ol.contains("mode-config SET to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.7"),
+        "{ol}"
+    );
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
+    assert!(
+        log.contains("10.99.0.7/32 === 198.51.100.0/24"),
+        "charon's Quick Mode is for the address we pushed: {log}\n{out}"
     );
 }

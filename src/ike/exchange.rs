@@ -25,6 +25,8 @@ pub enum Kind {
     Main,
     Aggressive,
     Quick,
+    /// Mode-config (TRANSACTION).
+    Transaction,
 }
 
 /// The phase 1 transform both sides agreed on.
@@ -87,6 +89,16 @@ pub struct QmState {
     pub sent1: Option<Time>,
     /// Responder: what message 2 echoes of the chosen proposal.
     pub reply: Option<Reply>,
+}
+
+/// Mode-config material.
+#[derive(Default)]
+pub struct CfgState {
+    /// What the initiator sent (SET or REQUEST); the answer must carry its identifier.
+    pub ty: super::wire::CfgType,
+    pub id: u16,
+    /// Initiator: the connections to start once the exchange is over, answered or not.
+    pub then: Vec<String>,
 }
 
 /// What a Quick Mode exchange waits for from the kernel.
@@ -155,6 +167,7 @@ pub struct Exchange {
     /// The CBC IV for the next message of this exchange.
     pub iv: Key,
     pub qm: QmState,
+    pub cfg: CfgState,
     pub last_sent: Vec<u8>,
     pub last_recv: Vec<u8>,
     pub xmits: u32,
@@ -200,6 +213,7 @@ impl Exchange {
             ka: Key::new(),
             iv: Key::new(),
             qm: QmState::default(),
+            cfg: CfgState::default(),
             last_sent: Vec::new(),
             last_recv: Vec::new(),
             xmits: 0,
@@ -228,6 +242,7 @@ impl Exchange {
                 Kind::Main => "main mode",
                 Kind::Aggressive => "aggressive mode",
                 Kind::Quick => "quick mode",
+                Kind::Transaction => "mode-config",
             },
             super::sa::hex(&self.icookie),
             super::sa::hex(&self.rcookie),

@@ -27,23 +27,46 @@ impl Engine {
         ty: PayloadType,
         body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) {
-        let Some(s) = self.isakmp_sas.get(sa) else {
-            return;
-        };
-        let (icookie, rcookie, local, remote, hash, cipher) =
-            (s.icookie, s.rcookie, s.local, s.remote, s.hash, s.cipher);
-        let (last, skeyid_a, ka) = (s.last_block.clone(), s.skeyid_a.clone(), s.ka.clone());
         let mut b4 = [0u8; 4];
         self.rng.fill(&mut b4);
         let msgid = u32::from_be_bytes(b4).max(1);
+        let Some(s) = self.isakmp_sas.get(sa) else {
+            return;
+        };
+        let (local, remote) = (s.local, s.remote);
+        let iv = derive::phase2_iv(s.hash, s.last_block.as_bytes(), msgid, s.cipher.block_len());
+        match self.protected_message(sa, ExchangeType::INFO, msgid, &iv, ty, body) {
+            Ok((clear, buf, _)) => {
+                self.capture_msg(local, remote, &clear);
+                self.send_raw(local, remote, buf);
+            }
+            Err(e) => log::error!("informational to {remote}: {e}"),
+        }
+    }
+
+    /// `HDR*, HASH(1), <one payload>` of exchange `exchange` over ISAKMP SA `sa`, with
+    /// HASH(1) = prf(SKEYID_a, M-ID | payload) (informational and mode-config alike),
+    /// encrypted from `iv`. Returns the cleartext (for the capture), the message, and the
+    /// IV that follows it.
+    pub(crate) fn protected_message(
+        &mut self,
+        sa: Handle,
+        exchange: ExchangeType,
+        msgid: u32,
+        iv: &super::crypto::Key,
+        ty: PayloadType,
+        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+    ) -> Result<(Vec<u8>, Vec<u8>, super::crypto::Key), String> {
+        let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
         let hd = Header {
-            icookie,
-            rcookie,
+            icookie: s.icookie,
+            rcookie: s.rcookie,
             major: 1,
-            exchange: ExchangeType::INFO,
+            exchange,
             msgid,
             ..Header::default()
         };
+        let (hash, cipher) = (s.hash, s.cipher);
         let hlen = hash.output_len();
         let mut buf = vec![0u8; 2048];
         let n = (|| {
@@ -51,22 +74,15 @@ impl Engine {
             b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
             b.payload(ty, body)?;
             b.finish()
-        })();
-        let Ok(n) = n else {
-            return;
-        };
+        })()
+        .map_err(|_| "message too large")?;
         buf.truncate(n);
         let start = HEADER_LEN + 4 + hlen;
-        let h1 = derive::info_hash(hash, skeyid_a.as_bytes(), msgid, &buf[start..]);
+        let h1 = derive::info_hash(hash, s.skeyid_a.as_bytes(), msgid, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
         let clear = buf.clone();
-        let iv = derive::phase2_iv(hash, last.as_bytes(), msgid, cipher.block_len());
-        if let Err(e) = Self::encrypt(cipher, &ka, &iv, &mut buf) {
-            log::error!("informational to {remote}: {e}");
-            return;
-        }
-        self.capture_msg(local, remote, &clear);
-        self.send_raw(local, remote, buf);
+        let next = Self::encrypt(cipher, &s.ka, iv, &mut buf)?;
+        Ok((clear, buf, next))
     }
 
     /// DELETE for SPIs of `protocol` (for ISAKMP: the 16 bytes of both cookies).

@@ -1287,6 +1287,8 @@ impl Engine {
             hard_expiry: None,
             dpd: Default::default(),
             nat_t: None,
+            cfg_address: None,
+            cfg_peer_address: None,
         };
         if let Some(sh) = self.isakmp_sas.insert(sa) {
             log::info!("telling {} to delete the phase 1 SA it holds", x.remote);
@@ -1335,6 +1337,8 @@ impl Engine {
                 ..Default::default()
             },
             nat_t: x.nat_t,
+            cfg_address: None,
+            cfg_peer_address: None,
         };
         let (initiator, local, remote, connection, peer) = (
             x.initiator,
@@ -1411,9 +1415,10 @@ impl Engine {
         }
         self.finish_exchange(now, h);
         // Start the connection that asked for this phase 1, and any other wanted
-        // connection to the same peer.
+        // connection to the same peer; after mode-config if the peer is flagged for it.
+        let mut names: Vec<String> = Vec::new();
         if initiator {
-            let mut names: Vec<String> = connection.into_iter().collect();
+            names.extend(connection);
             for c in &self.policy.connections {
                 if !c.passive
                     && c.peer == peer
@@ -1423,14 +1428,14 @@ impl Engine {
                     names.push(c.name.clone());
                 }
             }
-            for n in names {
-                if !self.connection_busy(&n) {
-                    if let Err(e) = self.start_quick_mode(now, sh, &n) {
-                        log::warn!("connection {n}: {e}");
-                    }
-                }
+        }
+        if self.policy.peer(&peer).is_some_and(|p| p.ikecfg) {
+            match self.start_transaction(now, sh, names) {
+                Some(back) => names = back,
+                None => return,
             }
         }
+        self.start_after_cfg(now, sh, names);
     }
 }
 

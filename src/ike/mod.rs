@@ -25,6 +25,7 @@ pub mod dpd;
 pub mod exchange;
 mod informational;
 mod main_mode;
+pub mod mode_cfg;
 pub mod nat_t;
 pub use self::main_mode::Credentials;
 pub mod policy;
@@ -412,6 +413,9 @@ impl Engine {
                 self.quick_mode_input(now, local, remote, &header, data)
             }
             wire::ExchangeType::INFO => self.info_input(now, local, remote, &header, data),
+            wire::ExchangeType::TRANSACTION => {
+                self.transaction_input(now, local, remote, &header, data)
+            }
             _ => Err(Drop::Notify(
                 NotifyType::UNSUPPORTED_EXCHANGE_TYPE,
                 "unsupported exchange type".into(),
@@ -609,7 +613,7 @@ impl Engine {
                 );
                 self.stats.failed += 1;
             }
-            self.free_exchange(h);
+            self.give_up(now, h);
             return;
         }
         if let Some(t) = x.next_retransmit {
@@ -622,7 +626,7 @@ impl Engine {
                         x.xmits
                     );
                     self.stats.failed += 1;
-                    self.free_exchange(h);
+                    self.give_up(now, h);
                     return;
                 }
                 x.xmits += 1;
@@ -633,6 +637,21 @@ impl Engine {
             }
         }
         self.arm(h);
+    }
+
+    /// Frees an exchange that timed out or went unanswered; the connections a
+    /// mode-config exchange held back start without it.
+    fn give_up(&mut self, now: Time, h: Handle) {
+        let waiting = self.exchanges.get_mut(h).and_then(|x| {
+            let then = std::mem::take(&mut x.cfg.then);
+            (x.kind == exchange::Kind::Transaction && !then.is_empty())
+                .then_some((x.sa, x.remote, then))
+        });
+        self.free_exchange(h);
+        if let Some((Some(sa), remote, then)) = waiting {
+            log::warn!("mode-config with {remote}: no answer; its connections start without it");
+            self.start_after_cfg(now, sa, then);
+        }
     }
 
     /// (Re)arms an exchange's timer at its earliest deadline.

@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::conf::{parse_range, Conf};
 
 use super::wire::{
-    AuthAlgorithm, AuthMethod, EncapsulationMode, EncryptionAlgorithm, EspTransform, ExchangeType,
-    GroupDescription, HashAlgorithm, IdType, LifeType, ProtocolId,
+    AuthAlgorithm, AuthMethod, CfgAttr, EncapsulationMode, EncryptionAlgorithm, EspTransform,
+    ExchangeType, GroupDescription, HashAlgorithm, IdType, LifeType, ProtocolId,
 };
 
 /// A number with its accepted range, as `128,128:256` (offer, min:max).
@@ -137,6 +137,83 @@ pub struct Peer {
     pub psk: Option<Vec<u8>>,
     pub id: Option<OwnedId>,
     pub remote_id: Option<OwnedId>,
+    /// `Flags=ikecfg`: a mode-config (TRANSACTION) exchange follows phase 1.
+    pub ikecfg: bool,
+}
+
+/// A mode-config section, named after a peer's phase 1 ID as isakmpd spells it
+/// (`[ipv4/192.0.2.1]`, `[fqdn/gw.example]`, `[ufqdn/u@example]`, `[asn1_dn//C=SE/CN=x]`):
+/// what we push to (SET) or answer (REPLY) that peer, or ask it for (REQUEST).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CfgSection {
+    pub name: String,
+    /// `Mode`: SET (the default: we push the values below and wait for ACK) or
+    /// anything else (we REQUEST `Attributes` and take what the REPLY gives).
+    pub set: bool,
+    /// `Attributes` asked for in REQUEST mode (Address, Netmask, Nameserver, WINS-server,
+    /// DHCP-server, Lifetime).
+    pub request: Vec<CfgAttr>,
+    pub address: Option<IpAddr>,
+    pub netmask: Option<IpAddr>,
+    pub nameserver: Option<IpAddr>,
+    pub wins: Option<IpAddr>,
+    pub dhcp: Option<IpAddr>,
+    /// `Lifetime` of the address, seconds.
+    pub lifetime: Option<u32>,
+}
+
+/// The attribute types of a REQUEST for an isakmpd `Attributes` field (both address
+/// families, as isakmpd asks).
+fn cfg_request_types(field: &str) -> Option<&'static [CfgAttr]> {
+    Some(match field.to_ascii_lowercase().as_str() {
+        "address" => &[CfgAttr::INTERNAL_IP4_ADDRESS, CfgAttr::INTERNAL_IP6_ADDRESS],
+        "netmask" => &[CfgAttr::INTERNAL_IP4_NETMASK, CfgAttr::INTERNAL_IP6_NETMASK],
+        "nameserver" => &[CfgAttr::INTERNAL_IP4_DNS, CfgAttr::INTERNAL_IP6_DNS],
+        "wins-server" => &[CfgAttr::INTERNAL_IP4_NBNS, CfgAttr::INTERNAL_IP6_NBNS],
+        "dhcp-server" => &[CfgAttr::INTERNAL_IP4_DHCP, CfgAttr::INTERNAL_IP6_DHCP],
+        "lifetime" => &[CfgAttr::INTERNAL_ADDRESS_EXPIRY],
+        _ => return None,
+    })
+}
+
+fn cfg_section(conf: &Conf, name: &str) -> Result<CfgSection, String> {
+    let addr = |tag: &str| -> Result<Option<IpAddr>, String> {
+        match get(conf, name, tag) {
+            None => Ok(None),
+            Some(a) => a
+                .parse::<IpAddr>()
+                .map(Some)
+                .map_err(|_| format!("{tag} {a} is not an address")),
+        }
+    };
+    let set = get(conf, name, "Mode").map_or(true, |m| m.eq_ignore_ascii_case("SET"));
+    let mut request = Vec::new();
+    let fields = match get(conf, name, "Attributes") {
+        Some(_) => conf.get_list(name, "Attributes"),
+        // Without a list a client asks for what a VPN client needs.
+        None => ["Address", "Netmask", "Nameserver", "WINS-server"]
+            .map(String::from)
+            .to_vec(),
+    };
+    for f in fields {
+        let t = cfg_request_types(&f).ok_or_else(|| format!("unknown attribute {f}"))?;
+        request.extend_from_slice(t);
+    }
+    let lifetime = match get(conf, name, "Lifetime") {
+        None => None,
+        Some(l) => Some(l.parse().map_err(|_| format!("bad Lifetime {l}"))?),
+    };
+    Ok(CfgSection {
+        name: name.to_string(),
+        set,
+        request,
+        address: addr("Address")?,
+        netmask: addr("Netmask")?,
+        nameserver: addr("Nameserver")?,
+        wins: addr("WINS-server")?,
+        dhcp: addr("DHCP-server")?,
+        lifetime,
+    })
 }
 
 /// One IPsec-transform section.
@@ -186,6 +263,8 @@ pub struct Policy {
     /// [Phase 1] Default.
     pub default_peer: Option<usize>,
     pub connections: Vec<Connection>,
+    /// The mode-config sections (`[ipv4/...]` and kin).
+    pub mode_cfg: Vec<CfgSection>,
     pub retransmits: u32,
     pub exchange_max_time: u32,
     /// [General] DPD-check-interval: seconds of silence before R-U-THERE (0: off).
@@ -259,6 +338,18 @@ impl Policy {
             let d = d.into_owned();
             p.default_peer = peer_index(&mut p, &d);
         }
+        for sec in conf.sections() {
+            let n = sec.name.to_ascii_lowercase();
+            if ["ipv4/", "ipv6/", "fqdn/", "ufqdn/", "asn1_dn/"]
+                .iter()
+                .any(|pre| n.starts_with(pre))
+            {
+                match cfg_section(conf, &sec.name) {
+                    Ok(c) => p.mode_cfg.push(c),
+                    Err(e) => p.errors.push(format!("[{}]: {e}", sec.name)),
+                }
+            }
+        }
         let active = conf.get_list("Phase 2", "Connections");
         let passive = conf.get_list("Phase 2", "Passive-connections");
         for (name, is_passive) in active
@@ -299,6 +390,13 @@ impl Policy {
                     .iter()
                     .find(|p| p.address.map(canonical) == Some(addr))
             })
+    }
+
+    /// The mode-config section for a peer's ID string (see [`CfgSection`]).
+    pub fn cfg_section(&self, id: &str) -> Option<&CfgSection> {
+        self.mode_cfg
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(id))
     }
 
     pub fn peer(&self, name: &str) -> Option<&Peer> {
@@ -499,6 +597,10 @@ fn peer(conf: &Conf, name: &str) -> Result<Peer, String> {
         Some(p) => p.parse().map_err(|_| format!("bad Port {p}"))?,
         None => 500,
     };
+    let ikecfg = conf
+        .get_list(name, "Flags")
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case("ikecfg"));
     Ok(Peer {
         name: name.to_string(),
         address,
@@ -509,6 +611,7 @@ fn peer(conf: &Conf, name: &str) -> Result<Peer, String> {
         psk,
         id,
         remote_id,
+        ikecfg,
     })
 }
 

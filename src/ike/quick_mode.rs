@@ -288,9 +288,15 @@ impl Engine {
                 spis.push((i as u8 + 1, p.protocol, [0u8; 4]));
             }
         }
-        x.qm.local_id = conn.local_id.clone();
+        // Without a Local-ID of its own, a connection over an SA whose peer gave us an
+        // address by mode-config speaks for that address.
+        let assigned = self.isakmp_sas.get(sa).and_then(|s| s.cfg_address);
+        x.qm.local_id = conn
+            .local_id
+            .clone()
+            .or_else(|| assigned.map(OwnedId::address));
         x.qm.remote_id = conn.remote_id.clone();
-        if let (Some(l), Some(r)) = (&conn.local_id, &conn.remote_id) {
+        if let (Some(l), Some(r)) = (&x.qm.local_id, &conn.remote_id) {
             x.qm.idci = Some(l.body());
             x.qm.idcr = Some(r.body());
         }
@@ -569,16 +575,23 @@ impl Engine {
         let addr_id = |a: SocketAddr| OwnedId::address(a.ip()).body();
         let want_ci = idci.clone().unwrap_or_else(|| addr_id(remote));
         let want_cr = idcr.clone().unwrap_or_else(|| addr_id(local));
+        // A client we gave an address by mode-config speaks for it: a connection without
+        // a Remote-ID takes it as well as the client's own address.
+        let given = self
+            .isakmp_sas
+            .get(sa)
+            .and_then(|s| s.cfg_peer_address)
+            .map(|a| OwnedId::address(a).body());
         let conn = self
             .policy
             .connections
             .iter()
             .find(|c| {
                 c.peer.eq_ignore_ascii_case(&peer_name)
-                    && c.remote_id
-                        .as_ref()
-                        .map_or_else(|| addr_id(remote), |i| i.body())
-                        == want_ci
+                    && c.remote_id.as_ref().map_or_else(
+                        || addr_id(remote) == want_ci || given.as_ref() == Some(&want_ci),
+                        |i| i.body() == want_ci,
+                    )
                     && c.local_id
                         .as_ref()
                         .map_or_else(|| addr_id(local), |i| i.body())

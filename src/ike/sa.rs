@@ -145,6 +145,12 @@ pub struct IsakmpSa {
     pub dpd: Dpd,
     /// NAT traversal with this peer, if both support it.
     pub nat_t: Option<super::nat_t::NatT>,
+    /// The internal address the peer gave us by mode-config (REPLY or SET): the
+    /// Local-ID of connections over this SA that configure none.
+    pub cfg_address: Option<std::net::IpAddr>,
+    /// The internal address we gave the peer by mode-config (REPLY or SET): a connection
+    /// without Remote-ID accepts it as the peer's client ID.
+    pub cfg_peer_address: Option<std::net::IpAddr>,
 }
 
 /// Dead peer detection state of an ISAKMP SA.

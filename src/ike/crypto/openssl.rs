@@ -461,6 +461,22 @@ pub struct CertNames {
     pub emails: Vec<String>,
 }
 
+/// A DER distinguished name as OpenSSL's one-line form, `/C=SE/O=Org/CN=host`
+/// (isakmpd's `x509_DN_string`, which names mode-config sections `[asn1_dn//C=SE/...]`).
+pub fn dn_oneline(der: &[u8]) -> Option<String> {
+    let name = openssl::x509::X509Name::from_der(der).ok()?;
+    let mut out = String::new();
+    for e in name.entries() {
+        let key = e.object().nid().short_name().ok()?;
+        let value = e.data().to_string().ok()?;
+        out.push('/');
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&value);
+    }
+    Some(out)
+}
+
 impl Certificate {
     /// From DER (as in a CERT payload) or PEM (as in files).
     pub fn parse(b: &[u8]) -> Result<Certificate, CryptoError> {
