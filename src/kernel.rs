@@ -309,6 +309,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         hard_secs: hard,
                         // The state's own direction: the peer's port to ours inbound.
                         encap: sa.encap.map(|(l, r)| if inbound { (r, l) } else { (l, r) }),
+                        encap_oa: sa.peer_oa,
                         update: inbound && sa.spi_from_kernel,
                         soft_bytes,
                         hard_bytes,
@@ -942,6 +943,7 @@ mod tests {
             rekeyed: false,
             spi_from_kernel: false,
             outbound_pending: false,
+            peer_oa: None,
         }
     }
 

@@ -89,6 +89,8 @@ pub struct SaSpec<'a> {
     pub hard_bytes: u64,
     /// UDP encapsulation (NAT-T): source and destination ports.
     pub encap: Option<(u16, u16)>,
+    /// UDP-encapsulated transport: the peer's original address (its NAT-OA).
+    pub encap_oa: Option<std::net::IpAddr>,
     /// XFRM_MSG_UPDSA: fill in the larval state an ALLOCSPI left with this SPI.
     pub update: bool,
 }
@@ -245,6 +247,12 @@ pub fn new_sa(out: &mut Vec<u8>, seq: u32, sa: &SaSpec<'_>) {
         m.put(at, &UDP_ENCAP_ESPINUDP.to_ne_bytes());
         m.put(at + 2, &sport.to_be_bytes());
         m.put(at + 4, &dport.to_be_bytes());
+        // struct xfrm_encap_tmpl: encap_oa (xfrm_address_t) after the two ports.
+        match sa.encap_oa {
+            Some(std::net::IpAddr::V4(a)) => m.put(at + 8, &a.octets()),
+            Some(std::net::IpAddr::V6(a)) => m.put(at + 8, &a.octets()),
+            None => {}
+        }
     }
     m.finish();
 }
@@ -539,6 +547,7 @@ mod tests {
                 soft_secs: 1080,
                 hard_secs: 1200,
                 encap: None,
+                encap_oa: None,
                 update: false,
                 soft_bytes: 0,
                 hard_bytes: 0,
@@ -563,12 +572,40 @@ mod tests {
                 soft_secs: 0,
                 hard_secs: 0,
                 encap: Some((4500, 4500)),
+                encap_oa: None,
                 update: false,
                 soft_bytes: 0,
                 hard_bytes: 0,
             },
         );
         assert_eq!(out, fixture("newsa_esp_gcm_udpencap"));
+        // Transport through a NAT: the peer's original address (NAT-OA) in encap_oa.
+        let enc: Vec<u8> = (0..16).collect();
+        let auth: Vec<u8> = (0x80..0x94).collect();
+        let mut out = Vec::new();
+        new_sa(
+            &mut out,
+            6,
+            &SaSpec {
+                src: ip("192.0.2.1"),
+                dst: ip("192.0.2.2"),
+                spi: [0x0b, 0xad, 0xca, 0xfe],
+                proto: 50,
+                mode: MODE_TRANSPORT,
+                reqid: 5,
+                enc: Some(("cbc(aes)", &enc)),
+                auth: Some(("hmac(sha1)", &auth, 96)),
+                aead: None,
+                soft_secs: 0,
+                hard_secs: 0,
+                encap: Some((4500, 4500)),
+                encap_oa: Some(ip("198.51.100.7")),
+                update: false,
+                soft_bytes: 0,
+                hard_bytes: 0,
+            },
+        );
+        assert_eq!(out, fixture("newsa_esp_transport_udpencap_oa"));
     }
 
     #[test]

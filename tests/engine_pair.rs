@@ -1842,3 +1842,105 @@ fn mode_config_unanswered_lets_the_connection_start_without_it() {
     assert_eq!(w.e.isakmp_sas().next().unwrap().cfg_address, None);
     assert_eq!(check_matching(&w.e, &e.e), 1);
 }
+
+#[test]
+fn nat_traversal_in_aggressive_mode() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::wire::EncapsulationMode;
+    // As in Main Mode, but the NAT-D payloads ride in messages 2 and 3 and the initiator
+    // floats to port 4500 for message 3 (RFC 3947 §3.2, §4).
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let am = "AGGRESSIVE";
+    let mut w = node(WEST, &conf_x(WEST, EAST, "k", true, "AES-SHA", qm, am), 180);
+    let mut e = node(
+        EAST,
+        &conf_x(EAST, NAT_IP, "k", false, "AES-SHA", qm, am),
+        181,
+    );
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    let mut keepalives = 0;
+    for _ in 0..45 {
+        keepalives += nat_tick(&mut w, &mut e, now);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let ws = w.e.isakmp_sas().next().unwrap();
+    let es = e.e.isakmp_sas().next().unwrap();
+    let (wn, en) = (ws.nat_t.unwrap(), es.nat_t.unwrap());
+    assert!(wn.rfc && wn.local_behind && !wn.peer_behind, "{wn:?}");
+    assert!(en.rfc && !en.local_behind && en.peer_behind, "{en:?}");
+    assert_eq!((ws.local.port(), ws.remote.port()), (4500, 4500));
+    assert_eq!(es.remote, format!("{NAT_IP}:44500").parse().unwrap());
+    let wi = w.e.ipsec_sas().next().unwrap();
+    let ei = e.e.ipsec_sas().next().unwrap();
+    assert_eq!(wi.encapsulation, EncapsulationMode::UDP_ENCAP_TUNNEL);
+    assert_eq!(ei.encap, Some((4500, 44500)));
+    assert!(keepalives >= 2, "{keepalives}");
+    assert_eq!(
+        e.e.stats().datagrams_dropped + w.e.stats().datagrams_dropped,
+        0
+    );
+    // Without a NAT, Aggressive Mode stays on port 500.
+    let mut w = node(WEST, &conf_x(WEST, EAST, "k", true, "AES-SHA", qm, am), 182);
+    let mut e = node(
+        EAST,
+        &conf_x(EAST, WEST, "k", false, "AES-SHA", qm, am),
+        183,
+    );
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    let ws = w.e.isakmp_sas().next().unwrap();
+    assert!(!ws.nat_t.unwrap().detected());
+    assert_eq!(ws.remote.port(), 500);
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+}
+
+#[test]
+fn nat_oa_in_transport_mode_through_a_nat() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::wire::EncapsulationMode;
+    // Transport mode through the NAT: UDP-encapsulated transport, and each side learns
+    // the other's original address from its NAT-OA payloads (RFC 3947 §5.2): east learns
+    // west's private address, west east's own.
+    let qm = "QM-ESP-TRP-AES-SHA-SUITE";
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", qm), 184);
+    let mut e = node(EAST, &conf(EAST, NAT_IP, "k", false, "AES-SHA", qm), 185);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..30 {
+        nat_tick(&mut w, &mut e, now);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    let wi = w.e.ipsec_sas().next().unwrap();
+    let ei = e.e.ipsec_sas().next().unwrap();
+    assert_eq!(wi.encapsulation, EncapsulationMode::UDP_ENCAP_TRANSPORT);
+    assert_eq!(ei.encapsulation, EncapsulationMode::UDP_ENCAP_TRANSPORT);
+    assert_eq!(
+        ei.peer_oa,
+        Some(WEST.parse().unwrap()),
+        "west's original address"
+    );
+    assert_eq!(
+        wi.peer_oa,
+        Some(EAST.parse().unwrap()),
+        "east's own address"
+    );
+    assert_eq!(
+        e.e.stats().datagrams_dropped + w.e.stats().datagrams_dropped,
+        0
+    );
+    // Tunnel mode carries none.
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", qm), 186);
+    let mut e = node(EAST, &conf(EAST, NAT_IP, "k", false, "AES-SHA", qm), 187);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..30 {
+        nat_tick(&mut w, &mut e, now);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    assert_eq!(e.e.ipsec_sas().next().unwrap().peer_oa, None);
+}

@@ -387,10 +387,23 @@ fn aggressive_mode_both_ways() {
     wait_log(&ours, "quick mode done (as initiator)");
     let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
-        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID V ]"),
+        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID V V V V V ]"),
         "{log}"
     );
     assert!(log.contains("IKE_SA v1[1] established"), "{log}");
+    // charon with kernel-libipsec always claims to be behind a NAT (to get UDP
+    // encapsulation): NAT-D rides in messages 2 and 3, and message 3 already goes over
+    // port 4500 (RFC 3947 §4).
+    let ol = ours.log();
+    assert!(
+        ol.contains("NAT detected; aggressive mode with 192.0.2.2 continues on port 4500"),
+        "{ol}"
+    );
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ HASH NAT-D NAT-D ]")
+            && log.contains("received packet: from 192.0.2.1[4500]"),
+        "{log}"
+    );
     drop(ours);
     drop(charon);
     drop(link);
@@ -429,6 +442,11 @@ fn aggressive_mode_both_ways() {
     let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(log.contains("parsed AGGRESSIVE response 0"), "{log}");
     assert!(sas(&ours).contains("(Phase 1/Responder)"));
+    assert!(
+        ours.log().contains("NAT-T: the peer is behind a NAT"),
+        "{}",
+        ours.log()
+    );
 }
 
 #[test]

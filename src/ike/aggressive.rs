@@ -61,6 +61,7 @@ impl Engine {
         x.dh = Some(dh);
         x.ni = self.random(NONCE_LEN);
         let id = self.our_id(&x);
+        let nat_t_on = self.nat_t_on();
         let h = header(&x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 8192];
         let n = (|| {
@@ -70,6 +71,11 @@ impl Engine {
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
             b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
+            if nat_t_on {
+                for v in &super::nat_t::OUR_VIDS {
+                    b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+                }
+            }
             b.finish()
         })()
         .map_err(|_| "message too large")?;
@@ -111,7 +117,7 @@ impl Engine {
                 };
                 let r = match (initiator, step) {
                     (true, 1) => self.am_i2(now, h, hd, data),
-                    (false, 2) => self.am_r3(now, h, data),
+                    (false, 2) => self.am_r3(now, h, local, remote, data),
                     _ => Err(Drop::Silent(format!(
                         "unexpected aggressive mode message at step {step}"
                     ))),
@@ -224,6 +230,12 @@ impl Engine {
             .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
         let mut x = Exchange::new(Kind::Aggressive, false, local, remote);
         x.peer_dpd = super::dpd::offers_dpd(&m);
+        if self.nat_t_on() {
+            x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
+                rfc,
+                ..Default::default()
+            });
+        }
         x.icookie = hd.icookie;
         x.rcookie = self.new_cookie();
         x.peer = peer.name.clone();
@@ -260,6 +272,9 @@ impl Engine {
             &x.sai_b,
             &id,
         );
+        // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
+        let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
+        let nat_d = super::main_mode::nat_d_payloads(x, choice.hash);
         let h = header(x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 8192];
         let n = (|| {
@@ -290,6 +305,12 @@ impl Engine {
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
             b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
             b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
+            if let Some(v) = &nat_vid {
+                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+            }
+            for (ty, d) in &nat_d {
+                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+            }
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 2 too large".into()))?;
@@ -312,8 +333,15 @@ impl Engine {
     /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
     fn am_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        let nat_t_on = self.nat_t_on();
         if let Some(x) = self.exchanges.get_mut(h) {
             x.peer_dpd = super::dpd::offers_dpd(&m);
+            if nat_t_on {
+                x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
+                    rfc,
+                    ..Default::default()
+                });
+            }
         }
         let peer = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
@@ -412,8 +440,22 @@ impl Engine {
         }
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
+        self.nat_detect(h, data)?;
+        // RFC 3947 §4: through a NAT, message 3 and all after it go over the NAT-T port.
+        let nat_port = self.nat_port();
+        if let Some(x) = self.exchanges.get_mut(h) {
+            if x.nat_t.is_some_and(|n| n.detected()) {
+                x.local.set_port(nat_port);
+                x.remote.set_port(4500);
+                log::info!(
+                    "NAT detected; aggressive mode with {} continues on port 4500",
+                    x.remote.ip()
+                );
+            }
+        }
         let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
         let id = self.our_id(x);
+        let nat_d = super::main_mode::nat_d_payloads(x, choice.hash);
         let x = self
             .exchanges
             .get_mut(h)
@@ -433,6 +475,9 @@ impl Engine {
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &hh)?;
             b.payload(PayloadType::HASH, |w| w.bytes(hash_i.as_bytes()))?;
+            for (ty, d) in &nat_d {
+                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+            }
             b.finish()
         })()
         .map_err(|_| Drop::Silent("message 3 too large".into()))?;
@@ -447,7 +492,15 @@ impl Engine {
     }
 
     /// Responder, message 3: verify HASH_I, done.
-    fn am_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    fn am_r3(
+        &mut self,
+        now: Time,
+        h: Handle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        let nat_port = self.nat_port();
         let x = self
             .exchanges
             .get_mut(h)
@@ -490,6 +543,31 @@ impl Engine {
         }
         if let Some(iv) = next_iv {
             x.iv = iv;
+        }
+        if let Some(mut n) = x.nat_t {
+            match super::nat_t::detect(&m, c.hash, &x.icookie, &x.rcookie, local, remote) {
+                Some((local_behind, peer_behind)) => {
+                    n.local_behind = local_behind;
+                    n.peer_behind = peer_behind;
+                    x.nat_t = Some(n);
+                    if n.detected() {
+                        log::info!(
+                            "NAT-T: {} behind a NAT",
+                            match (local_behind, peer_behind) {
+                                (true, true) => "both sides are",
+                                (true, false) => "we are",
+                                _ => "the peer is",
+                            }
+                        );
+                        if local.port() == nat_port {
+                            // The initiator floated (the NAT may have mapped its port).
+                            x.local = local;
+                            x.remote = remote;
+                        }
+                    }
+                }
+                None => x.nat_t = None,
+            }
         }
         x.step = 3;
         x.resend_on_dup = false;

@@ -85,6 +85,8 @@ pub struct QmState {
     /// Inbound SPIs the kernel reserved for us that no SA uses yet (given back if the
     /// exchange ends without using them).
     pub reserved: Vec<(ProtocolId, [u8; 4])>,
+    /// Through a NAT in transport mode: the peer's original address from its NAT-OA.
+    pub peer_oa: Option<std::net::IpAddr>,
     /// Initiator: when message 1 first left (its round trip sets the rekey pause).
     pub sent1: Option<Time>,
     /// Responder: what message 2 echoes of the chosen proposal.

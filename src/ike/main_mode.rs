@@ -1441,7 +1441,7 @@ impl Engine {
 
 /// Our NAT-D payloads for a message of exchange `x`: the hash of where it goes, then of
 /// where it comes from (none unless both sides announced NAT-T).
-fn nat_d_payloads(x: &Exchange, h: HashAlg) -> Vec<(PayloadType, Key)> {
+pub(crate) fn nat_d_payloads(x: &Exchange, h: HashAlg) -> Vec<(PayloadType, Key)> {
     let Some(n) = x.nat_t else {
         return Vec::new();
     };
@@ -1454,7 +1454,7 @@ fn nat_d_payloads(x: &Exchange, h: HashAlg) -> Vec<(PayloadType, Key)> {
 
 impl Engine {
     /// The peer's NAT-D payloads in message 3 or 4: who is behind a NAT.
-    fn nat_detect(&mut self, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn nat_detect(&mut self, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let Some(x) = self.exchanges.get(h) else {
             return Ok(());
         };

@@ -44,6 +44,14 @@ impl NatT {
         }
     }
 
+    pub fn nat_oa_type(self) -> PayloadType {
+        if self.rfc {
+            PayloadType::NAT_OA
+        } else {
+            PayloadType::NAT_OA_DRAFT
+        }
+    }
+
     /// The encapsulation mode to negotiate for `mode` (tunnel or transport) through a NAT.
     pub fn encapsulation(self, mode: EncapsulationMode) -> EncapsulationMode {
         let transport = mode == EncapsulationMode::TRANSPORT;
@@ -123,4 +131,35 @@ pub fn detect(
     let local_behind = *first != ours.as_bytes();
     let peer_behind = !rest.iter().any(|d| *d == theirs.as_bytes());
     Some((local_behind, peer_behind))
+}
+
+/// Whether `mode` is UDP-encapsulated transport (RFC or draft number), the mode whose
+/// Quick Mode carries NAT-OA payloads.
+pub fn udp_transport(mode: EncapsulationMode) -> bool {
+    mode == EncapsulationMode::UDP_ENCAP_TRANSPORT
+        || mode == EncapsulationMode::UDP_ENCAP_TRANSPORT_DRAFT
+}
+
+/// A NAT-OA payload body for `a` (RFC 3947 §5.2): ID type, 3 reserved bytes, address.
+pub fn nat_oa_body(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => [&[wire::IdType::IPV4_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
+        IpAddr::V6(a) => [&[wire::IdType::IPV6_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
+    }
+}
+
+/// The addresses of a message's NAT-OA payloads, in order (the initiator's, then the
+/// responder's).
+pub fn nat_oas(m: &Message<'_>) -> Vec<IpAddr> {
+    m.payloads
+        .iter()
+        .filter_map(|p| match p.payload {
+            Payload::NatOa(o) => match o.address.len() {
+                4 => <[u8; 4]>::try_from(o.address).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(o.address).ok().map(IpAddr::from),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }

@@ -368,6 +368,21 @@ impl Engine {
             ..Header::default()
         };
         let hlen = hash.output_len();
+        // RFC 3947 §5.2: UDP-encapsulated transport carries the original addresses, ours
+        // and the responder's as we know them.
+        let nat_oa = self
+            .isakmp_sas
+            .get(sa)
+            .and_then(|s| s.nat_t)
+            .filter(|n| {
+                n.detected()
+                    && suites
+                        .iter()
+                        .flat_map(|s| s.protocols.iter())
+                        .flat_map(|p| p.transforms.iter())
+                        .any(|t| super::nat_t::udp_transport(t.encapsulation))
+            })
+            .map(|n| (n.nat_oa_type(), [x.local.ip(), x.remote.ip()]));
         let mut buf = vec![0u8; 8192];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
@@ -382,6 +397,11 @@ impl Engine {
             if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
                 b.payload(PayloadType::ID, |w| w.bytes(ci))?;
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
+            }
+            if let Some((ty, addrs)) = &nat_oa {
+                for a in addrs {
+                    b.payload(*ty, |w| w.bytes(&super::nat_t::nat_oa_body(*a)))?;
+                }
             }
             b.finish()
         })()
@@ -666,6 +686,7 @@ impl Engine {
         x.nr = self.random(NONCE_LEN);
         x.qm.idci = idci.clone();
         x.qm.idcr = idcr.clone();
+        x.qm.peer_oa = super::nat_t::nat_oas(&m).first().copied();
         x.qm.local_id = Some(OwnedId {
             ty: super::wire::IdType(want_cr[0]),
             protocol: want_cr[1],
@@ -770,6 +791,20 @@ impl Engine {
             ..Header::default()
         };
         let hlen = hash.output_len();
+        // RFC 3947 §5.2: the responder answers with the initiator's address as it sees it
+        // and its own.
+        let nat_oa = self
+            .isakmp_sas
+            .get(sa)
+            .and_then(|s| s.nat_t)
+            .filter(|n| {
+                n.detected()
+                    && x.qm
+                        .chosen
+                        .iter()
+                        .any(|c| super::nat_t::udp_transport(c.encapsulation))
+            })
+            .map(|n| (n.nat_oa_type(), [x.remote.ip(), x.local.ip()]));
         let mut buf = vec![0u8; 8192];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
@@ -825,6 +860,11 @@ impl Engine {
             if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
                 b.payload(PayloadType::ID, |w| w.bytes(ci))?;
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
+            }
+            if let Some((ty, addrs)) = &nat_oa {
+                for a in addrs {
+                    b.payload(*ty, |w| w.bytes(&super::nat_t::nat_oa_body(*a)))?;
+                }
             }
             b.finish()
         })()
@@ -909,6 +949,10 @@ impl Engine {
             return Err(Drop::Silent("quick mode HASH(2) does not verify".into()));
         }
         let m = Self::parse(&clear, true)?;
+        let peer_oa = super::nat_t::nat_oas(&m).get(1).copied();
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.peer_oa = peer_oa;
+        }
         let Some(Payload::Sa(sa_p)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
@@ -1241,6 +1285,10 @@ impl Engine {
                 spi_from_kernel,
                 encap,
                 outbound_pending: false,
+                peer_oa: x
+                    .qm
+                    .peer_oa
+                    .filter(|_| super::nat_t::udp_transport(c.encapsulation)),
             });
         }
         Ok(made)

@@ -204,6 +204,8 @@ pub struct IpsecSa {
     pub spi_from_kernel: bool,
     /// UDP encapsulation (NAT-T): our port and the peer's.
     pub encap: Option<(u16, u16)>,
+    /// UDP-encapsulated transport: the peer's original address (its NAT-OA).
+    pub peer_oa: Option<std::net::IpAddr>,
     /// Initiator of a rekey: the inbound half is in the kernel, the outbound half waits
     /// until the responder has had time to install the SA from message 3 (see
     /// `Engine::switch_outbound`).

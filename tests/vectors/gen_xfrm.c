@@ -72,6 +72,30 @@ int main(void) {
 	en->encap_sport = htons(4500); en->encap_dport = htons(4500);
 	done("newsa_esp_gcm_udpencap");
 
+	/* AES-CBC/HMAC-SHA1 transport SA 192.0.2.1 -> 192.0.2.2 through a NAT: UDP-encapsulated
+	 * 4500 -> 4500, the peer's original address (NAT-OA) 198.51.100.7, reqid 5. */
+	hdr(XFRM_MSG_NEWSA, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 6);
+	sa = put(sizeof *sa);
+	sa->sel.family = AF_INET;
+	v4(&sa->id.daddr, "192.0.2.2");
+	sa->id.spi = htonl(0x0badcafe);
+	sa->id.proto = IPPROTO_ESP;
+	v4(&sa->saddr, "192.0.2.1");
+	sa->lft.soft_byte_limit = XFRM_INF; sa->lft.hard_byte_limit = XFRM_INF;
+	sa->lft.soft_packet_limit = XFRM_INF; sa->lft.hard_packet_limit = XFRM_INF;
+	sa->reqid = 5; sa->family = AF_INET; sa->mode = XFRM_MODE_TRANSPORT; sa->replay_window = 32;
+	struct xfrm_algo *e2 = attr(XFRMA_ALG_CRYPT, sizeof *e2 + 16);
+	strcpy(e2->alg_name, "cbc(aes)"); e2->alg_key_len = 128;
+	for (int i = 0; i < 16; i++) e2->alg_key[i] = i;
+	struct xfrm_algo_auth *a2 = attr(XFRMA_ALG_AUTH_TRUNC, sizeof *a2 + 20);
+	strcpy(a2->alg_name, "hmac(sha1)"); a2->alg_key_len = 160; a2->alg_trunc_len = 96;
+	for (int i = 0; i < 20; i++) a2->alg_key[i] = 0x80 + i;
+	en = attr(XFRMA_ENCAP, sizeof *en);
+	en->encap_type = 2; /* UDP_ENCAP_ESPINUDP */
+	en->encap_sport = htons(4500); en->encap_dport = htons(4500);
+	v4(&en->encap_oa, "198.51.100.7");
+	done("newsa_esp_transport_udpencap_oa");
+
 	hdr(XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK, 3);
 	struct xfrm_usersa_id *id = put(sizeof *id);
 	v4(&id->daddr, "192.0.2.2"); id->spi = htonl(0x11223344); id->family = AF_INET; id->proto = IPPROTO_ESP;
