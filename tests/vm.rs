@@ -14,6 +14,10 @@ fn tunnel_with_real_esp_in_a_vm() {
         .expect("bash");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    if out.status.success() && text.starts_with("SKIP vm:") {
+        // run.sh found too little of the suite's time budget left to boot a VM at all.
+        return;
+    }
     assert!(out.status.success(), "VM test failed:\n{text}");
     assert!(
         text.contains("PASS ping 198.51.100.1 -> 203.0.113.1 through the tunnel"),

@@ -4,7 +4,8 @@
 # in each talking to the kernel through XFRM netlink: tunnel 198.51.100.0/24 <->
 # 203.0.113.0/24 between 192.0.2.1 and 192.0.2.2, ping through it, ESP counters rising on
 # both sides, teardown removing every state and policy.
-#   $1 = OUT (host directory shared read-write), $2 = the isakmpd binary
+#   $1 = OUT (host directory shared read-write), $2 = the isakmpd binary,
+#   $3 = seconds this guest may take from qemu's launch (optional)
 OUT=$1; BIN=$2
 exec > >(tee -a "$OUT/guest.log") 2>&1
 export LC_ALL=C
@@ -12,6 +13,29 @@ up() { cut -d' ' -f1 /proc/uptime; }
 ok()  { echo "PASS $*"; echo "PASS $*" >> "$OUT/results"; }
 bad() { echo "FAIL $*"; echo "FAIL $*" >> "$OUT/results"; }
 echo "GUEST-READY uptime $(up) kernel $(uname -r)"
+
+# The time this guest has ($3: seconds from qemu's launch, from the test suite's budget;
+# none: no limit) and how fast it runs. CI hosts differ more than tenfold in how fast they
+# emulate a CPU, and some scenarios last fixed minutes (90 s of pings), so after the core
+# scenarios (our pair, charon) each one runs only if the time left covers what it should
+# take here: FIXED seconds plus VAR seconds of work at the reference speed, scaled by this
+# guest's speed (a 20000-step shell loop takes 3.3 s at the reference speed, under TCG on
+# an idle 2-core host). A scenario left out is reported as SKIP, with the numbers.
+BUDGET=${3:-}
+t=$(up); i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done
+SLOW=$(awk -v a=$t -v b=$(up) 'BEGIN { printf "%d", (b - a) * 100 / 3.3 }')
+echo "SPEED loop 20000 took $(awk -v a=$t -v b=$(up) 'BEGIN { printf "%.1f", b - a }') s: ${SLOW}% of the reference time; budget ${BUDGET:-none} s"
+skip() { echo "SKIP $*"; echo "SKIP $*" >> "$OUT/results"; }
+budget() { # NAME FIXED VAR: may the scenario NAME start?
+    local need=$(($2 + $3 * SLOW / 100)) left
+    T_SC=$(up)
+    [ -z "$BUDGET" ] && return 0
+    left=$(awk -v b=$BUDGET -v u=$(up) 'BEGIN { printf "%d", b - u }')
+    [ "$left" -ge "$need" ] && return 0
+    skip "$1: about $need s needed at this guest's speed, $left s left of the budget"
+    return 1
+}
+took() { echo "TIME $1 $(awk -v a=$T_SC -v b=$(up) 'BEGIN { printf "%.0f", b - a }') s"; }
 
 nics=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2}' | tr '\n' ' ')
 [ -z "$nics" ] && ok "no network device besides lo" || bad "unexpected devices: $nics"
@@ -72,6 +96,7 @@ start() { # name ns conf-args...   ($FLAGS: extra isakmpd flags)
     ip netns exec $ns unshare -m --propagation private sh -c \
         "mount --bind $W/$n/run /run && exec $BIN -d -v -D 5=20 ${FLAGS:-} -c $W/$n/isakmpd.conf" > $W/$n/log 2>&1 &
 }
+T_SC=$(up)
 start east right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
 sleep 1
 T0=$(up)
@@ -128,8 +153,10 @@ for ns in left right; do
     [ "$st" = 0 ] && [ "$po" = 0 ] && ok "$ns: shutdown removed every state and policy" || bad "$ns: after shutdown $st states, $po policies"
 done
 cp $W/west/log "$OUT/west.log"; cp $W/east/log "$OUT/east.log"; cp $W/ping.txt "$OUT/" 2>/dev/null
+took pair
 
 # ---- our daemon (left, initiator) against strongSwan's charon (right, kernel-netlink)
+T_SC=$(up)
 S=$W/charon; mkdir -p $S/swanctl $S/run
 cat > $S/strongswan.conf <<EOT
 charon {
@@ -225,8 +252,9 @@ kill $CHARON 2>/dev/null
 # The next responder needs port 500 in right.
 for i in $(seq 1 50); do ip netns exec right ss -uln | grep -q ':500 ' || break; sleep 0.2; done
 cp $W/west2/log "$OUT/west2.log"; cp $S/charon.log "$OUT/charon.log" 2>/dev/null
+took charon
 
-# ---- rekeying: a 40 s phase 2 lifetime, 90 s of pings. No packet may meet a gap: the
+# Rekey scenarios: no packet may meet a gap. The
 # kernel counts every ESP packet that arrived for an SA it no longer (or not yet) had, and
 # every packet that left with no SA to take it (/proc/net/xfrm_stat, per namespace).
 GAPS='XfrmInNoStates|XfrmOutNoStates|XfrmInStateExpired|XfrmOutStateExpired|XfrmInStateInvalid|XfrmOutStateInvalid|XfrmInTmplMismatch|XfrmInNoPols|XfrmOutPolBlock'
@@ -242,148 +270,8 @@ ping_gaps() {
     [ -z "$g" ] && ok "$1: no packet met a missing SA in either kernel (xfrm_stat)" || bad "$1: packets met a gap: $g"
     grep -q " 0% packet loss" $2 && ok "$1: no ping lost across the rekeys ($(grep transmitted $2))" || bad "$1: pings lost across rekeys: $(grep transmitted $2)"
 }
-start east3 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Default-phase-2-lifetime=40,10:40"
-sleep 1
-grep -q "isakmpd started" $W/east3/log && ! grep -q "Address already in use" $W/east3/log \
-    && ok "our responder listens for the rekey test" || bad "responder: $(tail -2 $W/east3/log)"
-start west3 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
-for i in $(seq 1 150); do grep -q "quick mode done" $W/west3/log && break; sleep 0.2; done
-wait_kernel left 2 3; wait_kernel right 2 3
-xstat left; xstat right
-ip netns exec left ping -D -c 180 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping3.txt 2>&1
-n=$(grep -c "quick mode done" $W/west3/log)
-[ "$n" -ge 3 ] && ok "phase 2 rekeyed $((n - 1)) times in 90 s" || bad "only $n quick modes in 90 s"
-ping_gaps "our pair" $W/ping3.txt
-echo Q > $W/west3/run/isakmpd.fifo; echo Q > $W/east3/run/isakmpd.fifo
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "rekeyed SAs all removed at shutdown" || bad "left over after rekeys: $(ip -n left xfrm state | grep -c '^src') states"
-cp $W/west3/log "$OUT/west3.log"; cp $W/east3/log "$OUT/east3.log"; cp $W/ping3.txt "$OUT/"
 
-# ---- rekeying against charon: we initiate every rekey (charon would rekey only after 100 s),
-# charon installs each new SA when our message 3 reaches it.
-sed -i -e 's/^\( *\)esp_proposals = .*/&\n\1rekey_time = 100s\n\1rand_time = 0s\n\1life_time = 120s/' $S/swanctl/swanctl.conf
-STRONGSWAN_CONF=$S/strongswan.conf ip netns exec right unshare -m --propagation private sh -c \
-    "mount --bind $S/run /run && exec /usr/lib/ipsec/charon" > $S/stdout9 2>&1 &
-CHARON=$!
-rm -f $S/charon.vici
-for i in $(seq 1 100); do [ -S $S/charon.vici ] && break; sleep 0.2; done
-SWANCTL_DIR=$S/swanctl swanctl --load-all --uri unix://$S/charon.vici > $S/load9.txt 2>&1 \
-    && ok "charon up for the rekey test" || bad "charon: $(cat $S/load9.txt $S/stdout9 | tail -3)"
-start west9 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
-for i in $(seq 1 150); do grep -q "quick mode done" $W/west9/log && break; sleep 0.2; done
-wait_kernel left 2 3; wait_kernel right 2 3
-xstat left; xstat right
-ip netns exec left ping -D -c 180 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping9.txt 2>&1
-n=$(grep -c "quick mode done" $W/west9/log)
-[ "$n" -ge 3 ] && ok "charon: phase 2 rekeyed $((n - 1)) times in 90 s" || bad "charon: only $n quick modes in 90 s"
-ping_gaps "charon" $W/ping9.txt
-echo Q > $W/west9/run/isakmpd.fifo
-wait_kernel left 0 0 && ok "charon rekeys: our SAs all removed at shutdown" || bad "charon rekeys: $(ip -n left xfrm state | grep -c '^src') states left"
-kill $CHARON 2>/dev/null
-for i in $(seq 1 50); do ip netns exec right ss -uln | grep -q ':500 ' || break; sleep 0.2; done
-ip -n right xfrm state flush; ip -n right xfrm policy flush
-cp $W/west9/log "$OUT/west9.log"; cp $S/charon.log "$OUT/charon9.log" 2>/dev/null; cp $W/ping9.txt "$OUT/"
-
-# ---- kernel-triggered: flows set up by hand (as ipsecctl would), the daemon with -a
-# (installs no flows) and the connection passive: the first ping's ACQUIRE starts it.
-ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
-    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
-ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
-    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
-ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir fwd \
-    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
-start east4 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
-sleep 1
-FLAGS=-a start west4 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections
-sleep 2
-grep -q "quick mode done" $W/west4/log && bad "passive connection started without traffic" || ok "nothing negotiated before traffic"
-ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping4.txt 2>&1
-grep -q "kernel ACQUIRE for 198.51.100.1 -> 203.0.113.1: starting connection tun" $W/west4/log \
-    && ok "kernel ACQUIRE started the connection" || bad "no ACQUIRE start: $(grep -i acquire $W/west4/log | head -2)"
-rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping4.txt)
-[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the ACQUIRE ($rcv of 15)" || bad "after ACQUIRE only ${rcv:-0} of 15 pings"
-[ "$(npol left)" = 3 ] && ok "-a: the daemon added no flows of its own" || bad "-a: $(npol left) policies"
-echo Q > $W/west4/run/isakmpd.fifo; echo Q > $W/east4/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west4/log && grep -q "exiting" $W/east4/log && break; sleep 0.2; done
-for d in out in fwd; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
-    ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "ACQUIRE scenario left nothing behind" || bad "after the ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
-cp $W/west4/log "$OUT/west4.log"; cp $W/east4/log "$OUT/east4.log"
-
-# ---- PF_KEY v2 (af_key) instead of XFRM: HMAC-SHA1, since af_key would give HMAC-SHA2 a
-# 96-bit ICV and the daemon refuses to offer it there.
-T1=$(up)
-modprobe af_key && ok "modprobe af_key ($(awk -v a=$T1 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s)" || bad "modprobe af_key"
-SUITE=QM-ESP-AES-SHA-PFS-SUITE start east5 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Kernel-interface=PF_KEY"
-sleep 1
-T0=$(up)
-SUITE=QM-ESP-AES-SHA-PFS-SUITE start west5 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Kernel-interface=PF_KEY"
-for i in $(seq 1 150); do grep -q "quick mode done" $W/west5/log && grep -q "quick mode done" $W/east5/log && break; sleep 0.2; done
-grep -q "kernel: PF_KEY v2" $W/west5/log && ok "PF_KEY backend selected" || bad "backend: $(grep 'kernel:' $W/west5/log | head -1)"
-grep -q "quick mode done" $W/east5/log && ok "PF_KEY: tunnel negotiated in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "PF_KEY: no tunnel"
-for ns in left right; do
-    wait_kernel $ns 2 3 && ok "PF_KEY $ns: 2 ESP states and 3 policies" || bad "PF_KEY $ns: $(ip -n $ns xfrm state | grep -c '^src') states, $(npol $ns) policies; $(grep -i 'kernel:.*\(error\|refus\|errno\|Invalid\|denied\)' $W/west5/log $W/east5/log | head -2)"
-done
-ip -n left xfrm state | grep -q "auth-trunc hmac(sha1) 0x[0-9a-f]* 96" && ok "PF_KEY: hmac(sha1) with its 96-bit ICV" || bad "PF_KEY ICV: $(ip -n left xfrm state | grep auth)"
-ip netns exec left ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping5.txt 2>&1
-grep -q " 0% packet loss" $W/ping5.txt && ok "PF_KEY: ping through the tunnel" || bad "PF_KEY ping: $(tail -2 $W/ping5.txt | tr '\n' ' ')"
-for ns in left right; do
-    c=$(counts $ns); set -- $c
-    [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "PF_KEY $ns: ESP counters $c" || bad "PF_KEY $ns: ESP counters '$c'"
-done
-echo "t quick tun" > $W/west5/run/isakmpd.fifo
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY: teardown removed every state and policy" || bad "PF_KEY teardown: left $(ip -n left xfrm state | grep -c '^src')/$(npol left), right $(ip -n right xfrm state | grep -c '^src')/$(npol right)"
-echo "c tun" > $W/west5/run/isakmpd.fifo
-wait_kernel left 2 3 && wait_kernel right 2 3 && ok "PF_KEY: c brings it back" || bad "PF_KEY: no second tunnel"
-echo Q > $W/west5/run/isakmpd.fifo; echo Q > $W/east5/run/isakmpd.fifo
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY: shutdown removed every state and policy" || bad "PF_KEY shutdown: $(ip -n left xfrm state | grep -c '^src') states left"
-cp $W/west5/log "$OUT/west5.log"; cp $W/east5/log "$OUT/east5.log"
-
-# ---- ACQUIRE over PF_KEY: the parent's PF_KEY socket is registered for ESP, so the
-# kernel's SADB_ACQUIRE for a hand-made policy reaches the daemon and starts the passive
-# connection to that peer.
-ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
-    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
-ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
-    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
-SUITE=QM-ESP-AES-SHA-PFS-SUITE start east6 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Kernel-interface=PF_KEY"
-sleep 1
-SUITE=QM-ESP-AES-SHA-PFS-SUITE FLAGS=-a start west6 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections "Kernel-interface=PF_KEY"
-# SADB_REGISTER makes af_key probe (modprobe) every algorithm it knows: seconds under TCG,
-# before the daemon is ready.
-T0=$(up)
-for i in $(seq 1 150); do grep -q "PF_KEY socket registered" $W/west6/log && break; sleep 0.2; done
-grep -q "PF_KEY socket registered" $W/west6/log && ok "PF_KEY socket registered in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "PF_KEY socket not registered"
-ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping6.txt 2>&1
-grep -q "kernel ACQUIRE for peer 192.0.2.2: starting connection tun" $W/west6/log \
-    && ok "PF_KEY ACQUIRE started the connection" || bad "no PF_KEY ACQUIRE start: $(grep -i acquire $W/west6/log | head -2)"
-rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping6.txt)
-[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the PF_KEY ACQUIRE ($rcv of 15)" || bad "after the PF_KEY ACQUIRE only ${rcv:-0} of 15 pings"
-echo Q > $W/west6/run/isakmpd.fifo; echo Q > $W/east6/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west6/log && grep -q "exiting" $W/east6/log && break; sleep 0.2; done
-for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
-    ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
-cp $W/west6/log "$OUT/west6.log"; cp $W/east6/log "$OUT/east6.log"
-
-# ---- a kilobyte lifetime: 200 KB per SA, counted by the kernel; its soft EXPIRE (at
-# 90 %) makes the initiator rekey before the hard limit removes the state.
-KB=$'[kb-suite]\nProtocols=kb-esp\n[kb-esp]\nPROTOCOL_ID=IPSEC_ESP\nTransforms=kb-xf\n[kb-xf]\nTRANSFORM_ID=AES\nKEY_LENGTH=128,128:256\nENCAPSULATION_MODE=TUNNEL\nAUTHENTICATION_ALGORITHM=HMAC_SHA2_256\nLife=LIFE_KB\n[LIFE_KB]\nLIFE_TYPE=KILOBYTES\nLIFE_DURATION=200,10:200'
-SUITE=kb-suite start east7 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "$KB"
-sleep 1
-SUITE=kb-suite start west7 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "$KB"
-for i in $(seq 1 150); do grep -q "quick mode done" $W/west7/log && break; sleep 0.2; done
-wait_kernel left 2 3
-ip -n left -s xfrm state | grep -q "soft 184320(bytes), hard 204800(bytes)" && ok "KILOBYTES: byte limits in the kernel" || bad "byte limits: $(ip -n left -s xfrm state | grep -i limit | head -2)"
-ip netns exec left ping -c 250 -i 0.08 -s 1200 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping7.txt 2>&1
-grep -q "kernel soft expiry" $W/west7/log && ok "KILOBYTES: the kernel's soft EXPIRE came" || bad "no soft EXPIRE: $(grep -i expir $W/west7/log | head -2)"
-n=$(grep -c "quick mode done" $W/west7/log)
-[ "$n" -ge 2 ] && ok "KILOBYTES: rekeyed on the byte count ($n quick modes)" || bad "KILOBYTES: only $n quick modes"
-rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping7.txt)
-[ "${rcv:-0}" -ge 245 ] && ok "KILOBYTES: pings across the rekey ($rcv of 250)" || bad "KILOBYTES: only ${rcv:-0} of 250 pings"
-echo Q > $W/west7/run/isakmpd.fifo; echo Q > $W/east7/run/isakmpd.fifo
-wait_kernel left 0 0 && wait_kernel right 0 0 && ok "KILOBYTES: shutdown left nothing" || bad "KILOBYTES: left $(ip -n left xfrm state | grep -c '^src') states"
-cp $W/west7/log "$OUT/west7.log"; cp $W/east7/log "$OUT/east7.log"
-
+if budget NAT-T 5 25; then
 # ---- NAT-T: west behind a masquerading NAT (nftables in namespace "nat"), real
 # ESP-in-UDP on port 4500. nl 192.0.2.65 -- .66 nat .129 -- .130 nr.
 ip netns add nl; ip netns add nat; ip netns add nr
@@ -420,4 +308,169 @@ for i in $(seq 1 50); do grep -q "exiting" $W/west8/log && grep -q "exiting" $W/
 [ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
     && ok "NAT-T: shutdown left nothing" || bad "NAT-T: states left"
 cp $W/west8/log "$OUT/west8.log"; cp $W/east8/log "$OUT/east8.log"
+took NAT-T
+fi
+
+if budget rekey 95 20; then
+# ---- rekeying: a 40 s phase 2 lifetime, 90 s of pings; no packet may meet a gap.
+start east3 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Default-phase-2-lifetime=40,10:40"
+sleep 1
+grep -q "isakmpd started" $W/east3/log && ! grep -q "Address already in use" $W/east3/log \
+    && ok "our responder listens for the rekey test" || bad "responder: $(tail -2 $W/east3/log)"
+start west3 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west3/log && break; sleep 0.2; done
+wait_kernel left 2 3; wait_kernel right 2 3
+xstat left; xstat right
+ip netns exec left ping -D -c 180 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping3.txt 2>&1
+n=$(grep -c "quick mode done" $W/west3/log)
+[ "$n" -ge 3 ] && ok "phase 2 rekeyed $((n - 1)) times in 90 s" || bad "only $n quick modes in 90 s"
+ping_gaps "our pair" $W/ping3.txt
+echo Q > $W/west3/run/isakmpd.fifo; echo Q > $W/east3/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "rekeyed SAs all removed at shutdown" || bad "left over after rekeys: $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west3/log "$OUT/west3.log"; cp $W/east3/log "$OUT/east3.log"; cp $W/ping3.txt "$OUT/"
+took rekey
+fi
+
+if budget charon-rekey 95 25; then
+# ---- rekeying against charon: we initiate every rekey (charon would rekey only after 100 s),
+# charon installs each new SA when our message 3 reaches it.
+sed -i -e 's/^\( *\)esp_proposals = .*/&\n\1rekey_time = 100s\n\1rand_time = 0s\n\1life_time = 120s/' $S/swanctl/swanctl.conf
+STRONGSWAN_CONF=$S/strongswan.conf ip netns exec right unshare -m --propagation private sh -c \
+    "mount --bind $S/run /run && exec /usr/lib/ipsec/charon" > $S/stdout9 2>&1 &
+CHARON=$!
+rm -f $S/charon.vici
+for i in $(seq 1 100); do [ -S $S/charon.vici ] && break; sleep 0.2; done
+SWANCTL_DIR=$S/swanctl swanctl --load-all --uri unix://$S/charon.vici > $S/load9.txt 2>&1 \
+    && ok "charon up for the rekey test" || bad "charon: $(cat $S/load9.txt $S/stdout9 | tail -3)"
+start west9 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west9/log && break; sleep 0.2; done
+wait_kernel left 2 3; wait_kernel right 2 3
+xstat left; xstat right
+ip netns exec left ping -D -c 180 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping9.txt 2>&1
+n=$(grep -c "quick mode done" $W/west9/log)
+[ "$n" -ge 3 ] && ok "charon: phase 2 rekeyed $((n - 1)) times in 90 s" || bad "charon: only $n quick modes in 90 s"
+ping_gaps "charon" $W/ping9.txt
+echo Q > $W/west9/run/isakmpd.fifo
+wait_kernel left 0 0 && ok "charon rekeys: our SAs all removed at shutdown" || bad "charon rekeys: $(ip -n left xfrm state | grep -c '^src') states left"
+kill $CHARON 2>/dev/null
+for i in $(seq 1 50); do ip netns exec right ss -uln | grep -q ':500 ' || break; sleep 0.2; done
+ip -n right xfrm state flush; ip -n right xfrm policy flush
+cp $W/west9/log "$OUT/west9.log"; cp $S/charon.log "$OUT/charon9.log" 2>/dev/null; cp $W/ping9.txt "$OUT/"
+took charon-rekey
+fi
+
+if budget KILOBYTES 25 20; then
+# ---- a kilobyte lifetime: 200 KB per SA, counted by the kernel; its soft EXPIRE (at
+# 90 %) makes the initiator rekey before the hard limit removes the state.
+KB=$'[kb-suite]\nProtocols=kb-esp\n[kb-esp]\nPROTOCOL_ID=IPSEC_ESP\nTransforms=kb-xf\n[kb-xf]\nTRANSFORM_ID=AES\nKEY_LENGTH=128,128:256\nENCAPSULATION_MODE=TUNNEL\nAUTHENTICATION_ALGORITHM=HMAC_SHA2_256\nLife=LIFE_KB\n[LIFE_KB]\nLIFE_TYPE=KILOBYTES\nLIFE_DURATION=200,10:200'
+SUITE=kb-suite start east7 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "$KB"
+sleep 1
+SUITE=kb-suite start west7 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "$KB"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west7/log && break; sleep 0.2; done
+wait_kernel left 2 3
+ip -n left -s xfrm state | grep -q "soft 184320(bytes), hard 204800(bytes)" && ok "KILOBYTES: byte limits in the kernel" || bad "byte limits: $(ip -n left -s xfrm state | grep -i limit | head -2)"
+ip netns exec left ping -c 250 -i 0.08 -s 1200 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping7.txt 2>&1
+grep -q "kernel soft expiry" $W/west7/log && ok "KILOBYTES: the kernel's soft EXPIRE came" || bad "no soft EXPIRE: $(grep -i expir $W/west7/log | head -2)"
+n=$(grep -c "quick mode done" $W/west7/log)
+[ "$n" -ge 2 ] && ok "KILOBYTES: rekeyed on the byte count ($n quick modes)" || bad "KILOBYTES: only $n quick modes"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping7.txt)
+[ "${rcv:-0}" -ge 245 ] && ok "KILOBYTES: pings across the rekey ($rcv of 250)" || bad "KILOBYTES: only ${rcv:-0} of 250 pings"
+echo Q > $W/west7/run/isakmpd.fifo; echo Q > $W/east7/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "KILOBYTES: shutdown left nothing" || bad "KILOBYTES: left $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west7/log "$OUT/west7.log"; cp $W/east7/log "$OUT/east7.log"
+took KILOBYTES
+fi
+
+if budget ACQUIRE 10 30; then
+# ---- kernel-triggered: flows set up by hand (as ipsecctl would), the daemon with -a
+# (installs no flows) and the connection passive: the first ping's ACQUIRE starts it.
+ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir fwd \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+start east4 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections
+sleep 1
+FLAGS=-a start west4 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections
+sleep 2
+grep -q "quick mode done" $W/west4/log && bad "passive connection started without traffic" || ok "nothing negotiated before traffic"
+ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping4.txt 2>&1
+grep -q "kernel ACQUIRE for 198.51.100.1 -> 203.0.113.1: starting connection tun" $W/west4/log \
+    && ok "kernel ACQUIRE started the connection" || bad "no ACQUIRE start: $(grep -i acquire $W/west4/log | head -2)"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping4.txt)
+[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the ACQUIRE ($rcv of 15)" || bad "after ACQUIRE only ${rcv:-0} of 15 pings"
+[ "$(npol left)" = 3 ] && ok "-a: the daemon added no flows of its own" || bad "-a: $(npol left) policies"
+echo Q > $W/west4/run/isakmpd.fifo; echo Q > $W/east4/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "exiting" $W/west4/log && grep -q "exiting" $W/east4/log && break; sleep 0.2; done
+for d in out in fwd; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
+    ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "ACQUIRE scenario left nothing behind" || bad "after the ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west4/log "$OUT/west4.log"; cp $W/east4/log "$OUT/east4.log"
+took ACQUIRE
+fi
+
+if budget PF_KEY 5 60; then
+# ---- PF_KEY v2 (af_key) instead of XFRM: HMAC-SHA1, since af_key would give HMAC-SHA2 a
+# 96-bit ICV and the daemon refuses to offer it there.
+T1=$(up)
+modprobe af_key && ok "modprobe af_key ($(awk -v a=$T1 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s)" || bad "modprobe af_key"
+SUITE=QM-ESP-AES-SHA-PFS-SUITE start east5 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Kernel-interface=PF_KEY"
+sleep 1
+T0=$(up)
+SUITE=QM-ESP-AES-SHA-PFS-SUITE start west5 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Kernel-interface=PF_KEY"
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west5/log && grep -q "quick mode done" $W/east5/log && break; sleep 0.2; done
+grep -q "kernel: PF_KEY v2" $W/west5/log && ok "PF_KEY backend selected" || bad "backend: $(grep 'kernel:' $W/west5/log | head -1)"
+grep -q "quick mode done" $W/east5/log && ok "PF_KEY: tunnel negotiated in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "PF_KEY: no tunnel"
+for ns in left right; do
+    wait_kernel $ns 2 3 && ok "PF_KEY $ns: 2 ESP states and 3 policies" || bad "PF_KEY $ns: $(ip -n $ns xfrm state | grep -c '^src') states, $(npol $ns) policies; $(grep -i 'kernel:.*\(error\|refus\|errno\|Invalid\|denied\)' $W/west5/log $W/east5/log | head -2)"
+done
+ip -n left xfrm state | grep -q "auth-trunc hmac(sha1) 0x[0-9a-f]* 96" && ok "PF_KEY: hmac(sha1) with its 96-bit ICV" || bad "PF_KEY ICV: $(ip -n left xfrm state | grep auth)"
+ip netns exec left ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping5.txt 2>&1
+grep -q " 0% packet loss" $W/ping5.txt && ok "PF_KEY: ping through the tunnel" || bad "PF_KEY ping: $(tail -2 $W/ping5.txt | tr '\n' ' ')"
+for ns in left right; do
+    c=$(counts $ns); set -- $c
+    [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "PF_KEY $ns: ESP counters $c" || bad "PF_KEY $ns: ESP counters '$c'"
+done
+echo "t quick tun" > $W/west5/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY: teardown removed every state and policy" || bad "PF_KEY teardown: left $(ip -n left xfrm state | grep -c '^src')/$(npol left), right $(ip -n right xfrm state | grep -c '^src')/$(npol right)"
+echo "c tun" > $W/west5/run/isakmpd.fifo
+wait_kernel left 2 3 && wait_kernel right 2 3 && ok "PF_KEY: c brings it back" || bad "PF_KEY: no second tunnel"
+echo Q > $W/west5/run/isakmpd.fifo; echo Q > $W/east5/run/isakmpd.fifo
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY: shutdown removed every state and policy" || bad "PF_KEY shutdown: $(ip -n left xfrm state | grep -c '^src') states left"
+cp $W/west5/log "$OUT/west5.log"; cp $W/east5/log "$OUT/east5.log"
+took PF_KEY
+fi
+
+if budget PF_KEY-ACQUIRE 10 45; then
+modprobe af_key || bad "modprobe af_key"
+# ---- ACQUIRE over PF_KEY: the parent's PF_KEY socket is registered for ESP, so the
+# kernel's SADB_ACQUIRE for a hand-made policy reaches the daemon and starts the passive
+# connection to that peer.
+ip -n left xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+    tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required
+ip -n left xfrm policy add src 203.0.113.0/24 dst 198.51.100.0/24 dir in \
+    tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel level required
+SUITE=QM-ESP-AES-SHA-PFS-SUITE start east6 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Kernel-interface=PF_KEY"
+sleep 1
+SUITE=QM-ESP-AES-SHA-PFS-SUITE FLAGS=-a start west6 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Passive-connections "Kernel-interface=PF_KEY"
+# SADB_REGISTER makes af_key probe (modprobe) every algorithm it knows: seconds under TCG,
+# before the daemon is ready.
+T0=$(up)
+for i in $(seq 1 150); do grep -q "PF_KEY socket registered" $W/west6/log && break; sleep 0.2; done
+grep -q "PF_KEY socket registered" $W/west6/log && ok "PF_KEY socket registered in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "PF_KEY socket not registered"
+ip netns exec left ping -c 15 -i 0.5 -W 2 -I 198.51.100.1 203.0.113.1 > $W/ping6.txt 2>&1
+grep -q "kernel ACQUIRE for peer 192.0.2.2: starting connection tun" $W/west6/log \
+    && ok "PF_KEY ACQUIRE started the connection" || bad "no PF_KEY ACQUIRE start: $(grep -i acquire $W/west6/log | head -2)"
+rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping6.txt)
+[ "${rcv:-0}" -ge 8 ] && ok "pings flow after the PF_KEY ACQUIRE ($rcv of 15)" || bad "after the PF_KEY ACQUIRE only ${rcv:-0} of 15 pings"
+echo Q > $W/west6/run/isakmpd.fifo; echo Q > $W/east6/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "exiting" $W/west6/log && grep -q "exiting" $W/east6/log && break; sleep 0.2; done
+for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
+    ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
+cp $W/west6/log "$OUT/west6.log"; cp $W/east6/log "$OUT/east6.log"
+took PF_KEY-ACQUIRE
+fi
+
 echo "GUEST-DONE uptime $(up)"
