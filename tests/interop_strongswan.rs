@@ -167,7 +167,7 @@ impl Charon {
                 return l;
             }
             assert!(
-                t0.elapsed() < Duration::from_secs(15),
+                t0.elapsed() < Duration::from_secs(30),
                 "charon never logged {what:?}:\n{l}"
             );
             std::thread::sleep(Duration::from_millis(100));
