@@ -11,7 +11,7 @@ bash scripts/setup.sh
 chmod 600 examples/isakmpd.conf
 start=$(date +%s)
 set +e
-cargo test --release --all-targets --no-fail-fast -- --test-threads=2 2>&1 | tee /tmp/isakmpd-test.out
+cargo test --release --all-targets --no-fail-fast -- --test-threads=2 --show-output 2>&1 | tee /tmp/isakmpd-test.out
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' /tmp/isakmpd-test.out | awk '{s+=$1} END {print s+0}')

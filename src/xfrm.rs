@@ -530,29 +530,26 @@ mod tests {
     fn newsa_matches_the_kernel_headers() {
         let enc: Vec<u8> = (0..16).collect();
         let auth: Vec<u8> = (0x80..0xa0).collect();
+        let tunnel = SaSpec {
+            src: ip("192.0.2.1"),
+            dst: ip("192.0.2.2"),
+            spi: [0x11, 0x22, 0x33, 0x44],
+            proto: 50,
+            mode: MODE_TUNNEL,
+            reqid: 7,
+            enc: Some(("cbc(aes)", &enc)),
+            auth: Some(("hmac(sha256)", &auth, 128)),
+            aead: None,
+            soft_secs: 1080,
+            hard_secs: 1200,
+            encap: None,
+            encap_oa: None,
+            update: false,
+            soft_bytes: 0,
+            hard_bytes: 0,
+        };
         let mut out = Vec::new();
-        new_sa(
-            &mut out,
-            1,
-            &SaSpec {
-                src: ip("192.0.2.1"),
-                dst: ip("192.0.2.2"),
-                spi: [0x11, 0x22, 0x33, 0x44],
-                proto: 50,
-                mode: MODE_TUNNEL,
-                reqid: 7,
-                enc: Some(("cbc(aes)", &enc)),
-                auth: Some(("hmac(sha256)", &auth, 128)),
-                aead: None,
-                soft_secs: 1080,
-                hard_secs: 1200,
-                encap: None,
-                encap_oa: None,
-                update: false,
-                soft_bytes: 0,
-                hard_bytes: 0,
-            },
-        );
+        new_sa(&mut out, 1, &tunnel);
         assert_eq!(out, fixture("newsa_esp_tunnel_aes_sha256"));
         let key: Vec<u8> = (0x40..0x54).collect();
         let mut out = Vec::new();
@@ -563,8 +560,6 @@ mod tests {
                 src: ip("192.0.2.2"),
                 dst: ip("192.0.2.1"),
                 spi: [0xca, 0xfe, 0, 1],
-                proto: 50,
-                mode: MODE_TUNNEL,
                 reqid: 9,
                 enc: None,
                 auth: None,
@@ -572,37 +567,26 @@ mod tests {
                 soft_secs: 0,
                 hard_secs: 0,
                 encap: Some((4500, 4500)),
-                encap_oa: None,
-                update: false,
-                soft_bytes: 0,
-                hard_bytes: 0,
+                ..tunnel
             },
         );
         assert_eq!(out, fixture("newsa_esp_gcm_udpencap"));
         // Transport through a NAT: the peer's original address (NAT-OA) in encap_oa.
-        let enc: Vec<u8> = (0..16).collect();
         let auth: Vec<u8> = (0x80..0x94).collect();
         let mut out = Vec::new();
         new_sa(
             &mut out,
             6,
             &SaSpec {
-                src: ip("192.0.2.1"),
-                dst: ip("192.0.2.2"),
                 spi: [0x0b, 0xad, 0xca, 0xfe],
-                proto: 50,
                 mode: MODE_TRANSPORT,
                 reqid: 5,
-                enc: Some(("cbc(aes)", &enc)),
                 auth: Some(("hmac(sha1)", &auth, 96)),
-                aead: None,
                 soft_secs: 0,
                 hard_secs: 0,
                 encap: Some((4500, 4500)),
                 encap_oa: Some(ip("198.51.100.7")),
-                update: false,
-                soft_bytes: 0,
-                hard_bytes: 0,
+                ..tunnel
             },
         );
         assert_eq!(out, fixture("newsa_esp_transport_udpencap_oa"));

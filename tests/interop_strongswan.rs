@@ -703,10 +703,40 @@ fn our_cfg_conf(active: bool, peer_extra: &str, ids: &str, sections: &str) -> St
 fn mode_config_hands_charon_an_address() {
     // charon is a client asking for a virtual IP (REQUEST); we answer from the section
     // named after its ID, and take its Quick Mode for that address.
-    let link = Link::new("mc");
+    let (ours, log) = charon_client(
+        "mc",
+        "",
+        "",
+        "[ipv4/192.0.2.2]\nAddress=10.99.0.5\nNetmask=255.255.255.0\nNameserver=10.99.0.53\n",
+    );
+    let ol = ours.log();
+    assert!(
+        ol.contains("mode-config REPLY to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.5"),
+        "{ol}"
+    );
+    assert!(
+        log.contains("10.99.0.5/32 === 198.51.100.0/24"),
+        "charon's Quick Mode is for its new address: {log}"
+    );
+}
+
+/// charon in `link` as a mode-config client (a virtual IP, `conn_extra` more in its
+/// connection) initiating to our passive responder (`peer_extra` in our peer section,
+/// `sections` appended); returns our daemon and charon's log once both have the tunnel.
+fn charon_client(
+    tag: &str,
+    conn_extra: &str,
+    peer_extra: &str,
+    sections: &str,
+) -> (Daemon, String) {
+    let link = Link::new(tag);
     let charon = Charon::launch(
-        Scratch::new("swan-mc"),
-        &swanctl_cfg("  vips = 0.0.0.0", "    remote_ts = 198.51.100.0/24", ""),
+        Scratch::new(&format!("swan-{tag}")),
+        &swanctl_cfg(
+            &format!("  vips = 0.0.0.0{conn_extra}"),
+            "    remote_ts = 198.51.100.0/24",
+            "",
+        ),
         &link.b,
         None,
         // charon puts the virtual IP on an interface of its namespace, so that it can
@@ -714,13 +744,8 @@ fn mode_config_hands_charon_an_address() {
         "install_virtual_ip = yes",
     );
     let ours = start_in(
-        "swan-mcr",
-        &our_cfg_conf(
-            false,
-            "",
-            "Local-ID=l\n",
-            "[ipv4/192.0.2.2]\nAddress=10.99.0.5\nNetmask=255.255.255.0\nNameserver=10.99.0.53\n",
-        ),
+        &format!("swan-{tag}r"),
+        &our_cfg_conf(false, peer_extra, "Local-ID=l\n", sections),
         &[],
         Some(&link.a),
     );
@@ -734,20 +759,11 @@ fn mode_config_hands_charon_an_address() {
         "15",
     ]);
     wait_log(&ours, "quick mode done (as responder)");
-    let ol = ours.log();
-    assert!(
-        ol.contains("mode-config REPLY to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.5"),
-        "{ol}"
-    );
     let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
-    assert!(
-        log.contains("10.99.0.5"),
-        "charon took the address: {log}\n{out}"
-    );
-    assert!(
-        log.contains("10.99.0.5/32 === 198.51.100.0/24"),
-        "charon's Quick Mode is for its new address: {log}"
-    );
+    assert!(log.contains("CHILD_SA net{1} established"), "{log}\n{out}");
+    drop(charon);
+    drop(link);
+    (ours, log)
 }
 
 #[test]
@@ -800,50 +816,20 @@ fn mode_config_takes_an_address_from_charon() {
 fn mode_config_set_pushes_an_address_to_charon() {
     // charon is a client in push mode (pull = no): it waits for the server's SET. We
     // are the phase 1 responder with Flags=ikecfg and push [ipv4/<charon>].
-    let link = Link::new("mp");
-    let charon = Charon::launch(
-        Scratch::new("swan-mp"),
-        &swanctl_cfg(
-            "  vips = 0.0.0.0\n  pull = no",
-            "    remote_ts = 198.51.100.0/24",
-            "",
-        ),
-        &link.b,
-        None,
-        // charon puts the virtual IP on an interface of its namespace, so that it can
-        // route the tunnel's traffic from it.
-        "install_virtual_ip = yes",
+    let (ours, log) = charon_client(
+        "mp",
+        "\n  pull = no",
+        "Flags=ikecfg\n",
+        "[ipv4/192.0.2.2]\nAddress=10.99.0.7\nNetmask=255.255.255.0\nWINS-server=10.99.0.9\n",
     );
-    let ours = start_in(
-        "swan-mpr",
-        &our_cfg_conf(
-            false,
-            "Flags=ikecfg\n",
-            "Local-ID=l\n",
-            "[ipv4/192.0.2.2]\nAddress=10.99.0.7\nNetmask=255.255.255.0\nWINS-server=10.99.0.9\n",
-        ),
-        &[],
-        Some(&link.a),
-    );
-    let out = charon.swanctl(&[
-        "--initiate",
-        "--ike",
-        "v1",
-        "--child",
-        "net",
-        "--timeout",
-        "15",
-    ]);
-    wait_log(&ours, "mode-config ACK from 192.0.2.2:4500");
-    wait_log(&ours, "quick mode done (as responder)");
     let ol = ours.log();
     assert!(
-        ol.contains("mode-config SET to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.7"),
+        ol.contains("mode-config SET to 192.0.2.2:4500 ([ipv4/192.0.2.2]): address 10.99.0.7")
+            && ol.contains("mode-config ACK from 192.0.2.2:4500"),
         "{ol}"
     );
-    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
         log.contains("10.99.0.7/32 === 198.51.100.0/24"),
-        "charon's Quick Mode is for the address we pushed: {log}\n{out}"
+        "charon's Quick Mode is for the address we pushed: {log}"
     );
 }

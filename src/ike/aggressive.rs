@@ -441,18 +441,8 @@ impl Engine {
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
         self.nat_detect(h, data)?;
-        // RFC 3947 §4: through a NAT, message 3 and all after it go over the NAT-T port.
-        let nat_port = self.nat_port();
-        if let Some(x) = self.exchanges.get_mut(h) {
-            if x.nat_t.is_some_and(|n| n.detected()) {
-                x.local.set_port(nat_port);
-                x.remote.set_port(4500);
-                log::info!(
-                    "NAT detected; aggressive mode with {} continues on port 4500",
-                    x.remote.ip()
-                );
-            }
-        }
+        // Message 3 already goes over the NAT-T port.
+        self.float_to_nat_t(h, "aggressive mode");
         let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
         let id = self.our_id(x);
         let nat_d = super::main_mode::nat_d_payloads(x, choice.hash);
@@ -544,35 +534,20 @@ impl Engine {
         if let Some(iv) = next_iv {
             x.iv = iv;
         }
-        if let Some(mut n) = x.nat_t {
-            match super::nat_t::detect(&m, c.hash, &x.icookie, &x.rcookie, local, remote) {
-                Some((local_behind, peer_behind)) => {
-                    n.local_behind = local_behind;
-                    n.peer_behind = peer_behind;
-                    x.nat_t = Some(n);
-                    if n.detected() {
-                        log::info!(
-                            "NAT-T: {} behind a NAT",
-                            match (local_behind, peer_behind) {
-                                (true, true) => "both sides are",
-                                (true, false) => "we are",
-                                _ => "the peer is",
-                            }
-                        );
-                        if local.port() == nat_port {
-                            // The initiator floated (the NAT may have mapped its port).
-                            x.local = local;
-                            x.remote = remote;
-                        }
-                    }
-                }
-                None => x.nat_t = None,
-            }
-        }
         x.step = 3;
         x.resend_on_dup = false;
         x.last_sent.clear();
         x.qm.idci = None;
+        // NAT-D rides in this message; the initiator may have floated already.
+        self.nat_detect_in(h, &m, local, remote);
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return Ok(());
+        };
+        if x.nat_t.is_some_and(|n| n.detected()) && local.port() == nat_port {
+            // The NAT may have mapped the initiator's port to any of its own.
+            x.local = local;
+            x.remote = remote;
+        }
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &buf);
         if let Some(want) = self

@@ -1016,18 +1016,7 @@ impl Engine {
             (x.local, x.remote)
         };
         self.capture_msg(remote, local, data);
-        // RFC 3947 §4: through a NAT, the rest goes over the NAT-T port.
-        let nat_port = self.nat_port();
-        if let Some(x) = self.exchanges.get_mut(h) {
-            if x.nat_t.is_some_and(|n| n.detected()) {
-                x.local.set_port(nat_port);
-                x.remote.set_port(4500);
-                log::info!(
-                    "NAT detected; main mode with {} continues on port 4500",
-                    x.remote.ip()
-                );
-            }
-        }
+        self.float_to_nat_t(h, "main mode");
         let initial_contact = !self
             .isakmp_sas
             .iter()
@@ -1453,19 +1442,53 @@ pub(crate) fn nat_d_payloads(x: &Exchange, h: HashAlg) -> Vec<(PayloadType, Key)
 }
 
 impl Engine {
+    /// RFC 3947 §4: through a NAT, the initiator sends the rest of the exchange (and all
+    /// after it) from the NAT-T port to port 4500.
+    pub(crate) fn float_to_nat_t(&mut self, h: Handle, exchange: &str) {
+        let nat_port = self.nat_port();
+        if let Some(x) = self.exchanges.get_mut(h) {
+            if x.nat_t.is_some_and(|n| n.detected()) {
+                x.local.set_port(nat_port);
+                x.remote.set_port(4500);
+                log::info!(
+                    "NAT detected; {exchange} with {} continues on port 4500",
+                    x.remote.ip()
+                );
+            }
+        }
+    }
+
     /// The peer's NAT-D payloads in message 3 or 4: who is behind a NAT.
     pub(crate) fn nat_detect(&mut self, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let Some(x) = self.exchanges.get(h) else {
             return Ok(());
         };
-        let (Some(mut n), Some(c)) = (x.nat_t, x.p1) else {
-            return Ok(());
-        };
+        let (local, remote) = (x.local, x.remote);
         let m = Self::parse(data, false)?;
-        match super::nat_t::detect(&m, c.hash, &x.icookie, &x.rcookie, x.local, x.remote) {
+        self.nat_detect_in(h, &m, local, remote);
+        Ok(())
+    }
+
+    /// The NAT-D payloads of message `m`, which came from `remote` to `local`: who is
+    /// behind a NAT (no NAT-D after announcing NAT-T: no NAT-T after all).
+    pub(crate) fn nat_detect_in(
+        &mut self,
+        h: Handle,
+        m: &super::wire::Message<'_>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let (Some(mut n), Some(c)) = (x.nat_t, x.p1) else {
+            return;
+        };
+        match super::nat_t::detect(m, c.hash, &x.icookie, &x.rcookie, local, remote) {
             Some((local_behind, peer_behind)) => {
                 n.local_behind = local_behind;
                 n.peer_behind = peer_behind;
+                x.nat_t = Some(n);
                 if n.detected() {
                     log::info!(
                         "NAT-T: {} behind a NAT",
@@ -1477,17 +1500,7 @@ impl Engine {
                     );
                 }
             }
-            None => {
-                // Announced but no NAT-D: no NAT-T after all.
-                if let Some(x) = self.exchanges.get_mut(h) {
-                    x.nat_t = None;
-                }
-                return Ok(());
-            }
+            None => x.nat_t = None,
         }
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.nat_t = Some(n);
-        }
-        Ok(())
     }
 }

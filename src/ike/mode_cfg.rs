@@ -278,15 +278,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let Some(sa) = self
-            .isakmp_sas
-            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
-        else {
-            return Err(Drop::Silent("mode-config for no known phase 1 SA".into()));
-        };
-        if hd.msgid == 0 {
-            return Err(Drop::Silent("mode-config with message ID 0".into()));
-        }
+        let sa = self.phase2_sa(hd, "mode-config")?;
         match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),

@@ -140,12 +140,21 @@ pub fn udp_transport(mode: EncapsulationMode) -> bool {
         || mode == EncapsulationMode::UDP_ENCAP_TRANSPORT_DRAFT
 }
 
-/// A NAT-OA payload body for `a` (RFC 3947 §5.2): ID type, 3 reserved bytes, address.
-pub fn nat_oa_body(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(a) => [&[wire::IdType::IPV4_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
-        IpAddr::V6(a) => [&[wire::IdType::IPV6_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
+/// NAT-OA payloads of type `ty` for `addrs` (RFC 3947 §5.2): ID type, 3 reserved bytes,
+/// address.
+pub fn write_nat_oa(
+    b: &mut wire::MessageBuilder<'_>,
+    ty: PayloadType,
+    addrs: &[IpAddr],
+) -> Result<(), wire::NoRoom> {
+    for a in addrs {
+        let body = match a {
+            IpAddr::V4(a) => [&[wire::IdType::IPV4_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
+            IpAddr::V6(a) => [&[wire::IdType::IPV6_ADDR.0, 0, 0, 0][..], &a.octets()].concat(),
+        };
+        b.payload(ty, |w| w.bytes(&body))?;
     }
+    Ok(())
 }
 
 /// The addresses of a message's NAT-OA payloads, in order (the initiator's, then the

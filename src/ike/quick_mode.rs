@@ -13,7 +13,7 @@
 //! sides derive KEYMAT per SA (the SPI is the receiver's) and hand both directions to the
 //! kernel: the initiator after sending message 3, the responder after receiving it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::crypto::{derive, DhPrivate, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P2Choice};
@@ -370,19 +370,12 @@ impl Engine {
         let hlen = hash.output_len();
         // RFC 3947 §5.2: UDP-encapsulated transport carries the original addresses, ours
         // and the responder's as we know them.
-        let nat_oa = self
-            .isakmp_sas
-            .get(sa)
-            .and_then(|s| s.nat_t)
-            .filter(|n| {
-                n.detected()
-                    && suites
-                        .iter()
-                        .flat_map(|s| s.protocols.iter())
-                        .flat_map(|p| p.transforms.iter())
-                        .any(|t| super::nat_t::udp_transport(t.encapsulation))
-            })
-            .map(|n| (n.nat_oa_type(), [x.local.ip(), x.remote.ip()]));
+        let transport = suites
+            .iter()
+            .flat_map(|s| s.protocols.iter())
+            .flat_map(|p| p.transforms.iter())
+            .any(|t| super::nat_t::udp_transport(t.encapsulation));
+        let nat_oa = self.nat_oa(sa, transport, [x.local.ip(), x.remote.ip()]);
         let mut buf = vec![0u8; 8192];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
@@ -399,9 +392,7 @@ impl Engine {
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
             }
             if let Some((ty, addrs)) = &nat_oa {
-                for a in addrs {
-                    b.payload(*ty, |w| w.bytes(&super::nat_t::nat_oa_body(*a)))?;
-                }
+                super::nat_t::write_nat_oa(&mut b, *ty, addrs)?;
             }
             b.finish()
         })()
@@ -458,6 +449,32 @@ impl Engine {
         Ok((buf, next, start..end, hash))
     }
 
+    /// The ISAKMP SA a message of a phase 2 exchange (Quick Mode, mode-config) runs
+    /// over; such a message needs a message ID.
+    pub(crate) fn phase2_sa(&self, hd: &Header, what: &str) -> Result<Handle, Drop> {
+        let sa = self
+            .isakmp_sas
+            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
+            .ok_or_else(|| Drop::Silent(format!("{what} for no known phase 1 SA")))?;
+        if hd.msgid == 0 {
+            return Err(Drop::Silent(format!("{what} with message ID 0")));
+        }
+        Ok(sa)
+    }
+
+    /// NAT-OA payloads for a Quick Mode message over `sa` (RFC 3947 §5.2): through a NAT,
+    /// when UDP-encapsulated transport is offered or chosen, the initiator's address and
+    /// the responder's, as the sender knows them.
+    fn nat_oa(
+        &self,
+        sa: Handle,
+        transport: bool,
+        addrs: [IpAddr; 2],
+    ) -> Option<(PayloadType, [IpAddr; 2])> {
+        let n = self.isakmp_sas.get(sa)?.nat_t?;
+        (n.detected() && transport).then_some((n.nat_oa_type(), addrs))
+    }
+
     pub(crate) fn quick_mode_input(
         &mut self,
         now: Time,
@@ -466,15 +483,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let Some(sa) = self
-            .isakmp_sas
-            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
-        else {
-            return Err(Drop::Silent("quick mode for no known phase 1 SA".into()));
-        };
-        if hd.msgid == 0 {
-            return Err(Drop::Silent("quick mode with message ID 0".into()));
-        }
+        let sa = self.phase2_sa(hd, "quick mode")?;
         match self.lookup_exchange(Kind::Quick, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => {
@@ -793,18 +802,11 @@ impl Engine {
         let hlen = hash.output_len();
         // RFC 3947 §5.2: the responder answers with the initiator's address as it sees it
         // and its own.
-        let nat_oa = self
-            .isakmp_sas
-            .get(sa)
-            .and_then(|s| s.nat_t)
-            .filter(|n| {
-                n.detected()
-                    && x.qm
-                        .chosen
-                        .iter()
-                        .any(|c| super::nat_t::udp_transport(c.encapsulation))
-            })
-            .map(|n| (n.nat_oa_type(), [x.remote.ip(), x.local.ip()]));
+        let transport =
+            x.qm.chosen
+                .iter()
+                .any(|c| super::nat_t::udp_transport(c.encapsulation));
+        let nat_oa = self.nat_oa(sa, transport, [x.remote.ip(), x.local.ip()]);
         let mut buf = vec![0u8; 8192];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
@@ -862,9 +864,7 @@ impl Engine {
                 b.payload(PayloadType::ID, |w| w.bytes(cr))?;
             }
             if let Some((ty, addrs)) = &nat_oa {
-                for a in addrs {
-                    b.payload(*ty, |w| w.bytes(&super::nat_t::nat_oa_body(*a)))?;
-                }
+                super::nat_t::write_nat_oa(&mut b, *ty, addrs)?;
             }
             b.finish()
         })()
