@@ -693,6 +693,44 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Lets IKE through whatever IPsec policies cover our own addresses (a transport-mode
+/// flow between two gateways covers their IKE traffic too): a bypass policy on the
+/// socket, both ways. Without it only a warning: IKE still works where no flow covers it.
+fn bypass_ipsec(fd: RawFd, addr: SocketAddr) {
+    #[cfg(target_os = "linux")]
+    {
+        const IP_XFRM_POLICY: libc::c_int = 17;
+        const IPV6_XFRM_POLICY: libc::c_int = 35;
+        let (level, name, family) = if addr.is_ipv4() {
+            (libc::IPPROTO_IP, IP_XFRM_POLICY, libc::AF_INET)
+        } else {
+            (libc::IPPROTO_IPV6, IPV6_XFRM_POLICY, libc::AF_INET6)
+        };
+        for dir in [crate::xfrm::XFRM_POLICY_IN, crate::xfrm::XFRM_POLICY_OUT] {
+            let p = crate::xfrm::socket_bypass(family as u16, dir);
+            // SAFETY: `p` is a valid struct xfrm_userpolicy_info of the stated size.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    name,
+                    p.as_ptr().cast(),
+                    p.len() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                log::warn!(
+                    "{addr}: no IPsec bypass for IKE: {}",
+                    io::Error::last_os_error()
+                );
+                return;
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (fd, addr);
+}
+
 /// Creates and binds a UDP socket, after the port check.
 pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
     if !port_allowed(addr.port()) {
@@ -758,6 +796,7 @@ pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
         }
     };
     cvt(r).map_err(|e| format!("bind {addr}: {e}"))?;
+    bypass_ipsec(fd, addr);
     Ok(owned)
 }
 

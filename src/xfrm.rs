@@ -310,6 +310,18 @@ pub fn del_sa(out: &mut Vec<u8>, seq: u32, dst: IpAddr, spi: [u8; 4], proto: u8)
     m.finish();
 }
 
+/// A per-socket policy for setsockopt(IP_XFRM_POLICY / IPV6_XFRM_POLICY): a struct
+/// xfrm_userpolicy_info that lets the socket's traffic in direction `dir` pass without
+/// IPsec (as strongSwan and, with IPSEC_LEVEL_BYPASS, isakmpd's sysdep_cleartext do), so
+/// that IKE between two hosts is not caught by their own transport-mode policy.
+pub fn socket_bypass(family: u16, dir: u8) -> [u8; USERPOLICY_INFO_LEN] {
+    let mut p = [0u8; USERPOLICY_INFO_LEN];
+    // struct xfrm_selector: family after the addresses and ports.
+    p[40..42].copy_from_slice(&family.to_ne_bytes());
+    p[160] = dir; // then action XFRM_POLICY_ALLOW (0)
+    p
+}
+
 /// XFRM_MSG_NEWPOLICY with one template.
 pub fn new_policy(out: &mut Vec<u8>, seq: u32, p: &PolicySpec) {
     let mut m = Msg::new(

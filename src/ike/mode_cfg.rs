@@ -279,11 +279,19 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let sa = self.phase2_sa(hd, "mode-config")?;
-        match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
+        let r = match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),
             None => self.cfg_respond(now, local, remote, sa, hd, data),
+        };
+        // As isakmp_cfg.c's message_drop: the peer hears of it in a protected notification.
+        if let Err(Drop::Notify(n, why)) = &r {
+            log::warn!("mode-config with {remote}: {why}");
+            self.stats.datagrams_dropped += 1;
+            self.send_notify(now, sa, *n);
+            return Ok(());
         }
+        r
     }
 
     /// Decrypts a mode-config message and checks its HASH; returns its ATTRIBUTE payload's

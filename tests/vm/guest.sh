@@ -89,10 +89,15 @@ Network=		$4
 Netmask=		255.255.255.0
 EOT
 }
-start() { # name ns conf-args...   ($FLAGS: extra isakmpd flags)
+start() { # name ns conf-args...   ($FLAGS: extra isakmpd flags; NOIDS=1: no client IDs)
     local n=$1 ns=$2; shift 2
     mkdir -p $W/$n/run
-    conf "$@" > $W/$n/isakmpd.conf; chmod 600 $W/$n/isakmpd.conf
+    if [ -n "${NOIDS:-}" ]; then
+        conf "$@" | grep -v '^\(Local\|Remote\)-ID=' > $W/$n/isakmpd.conf
+    else
+        conf "$@" > $W/$n/isakmpd.conf
+    fi
+    chmod 600 $W/$n/isakmpd.conf
     ip netns exec $ns unshare -m --propagation private sh -c \
         "mount --bind $W/$n/run /run && exec $BIN -d -v -D 5=20 ${FLAGS:-} -c $W/$n/isakmpd.conf" > $W/$n/log 2>&1 &
 }
@@ -264,6 +269,11 @@ gaps() { # NS: the gap counters that rose since xstat NS
         BEGIN { while ((getline l < f) > 0) { split(l, a); b[a[1]] = a[2] } }
         $1 ~ re && $2 != b[$1] { printf "%s+%d ", $1, $2 - b[$1] }'
 }
+xdiff() { # NS: every xfrm_stat counter that changed since xstat NS
+    ip netns exec $1 cat /proc/net/xfrm_stat | awk -v f=$W/xstat-$1 '
+        BEGIN { while ((getline l < f) > 0) { split(l, a); b[a[1]] = a[2] } }
+        $2 != b[$1] { printf "%s+%d ", $1, $2 - b[$1] }'
+}
 # ping_gaps NAME FILE: the gap checks and the ping count after a rekey scenario.
 ping_gaps() {
     local g="$(gaps left)$(gaps right)"
@@ -309,6 +319,35 @@ for i in $(seq 1 50); do grep -q "exiting" $W/west8/log && grep -q "exiting" $W/
     && ok "NAT-T: shutdown left nothing" || bad "NAT-T: states left"
 cp $W/west8/log "$OUT/west8.log"; cp $W/east8/log "$OUT/east8.log"
 took NAT-T
+fi
+
+if [ -n "$(ip netns list | grep -w nat)" ] && budget NAT-T-transport 5 25; then
+# ---- NAT-T in transport mode, host to host through the same NAT: UDP-encapsulated
+# transport SAs, each side's original address (NAT-OA) in the other's encap_oa, ping
+# from west's own address to east's.
+NOIDS=1 SUITE=QM-ESP-TRP-AES-SHA2-256-SUITE start east10 nr 192.0.2.130 192.0.2.129 203.0.113.0 198.51.100.0 Passive-connections
+sleep 1
+NOIDS=1 SUITE=QM-ESP-TRP-AES-SHA2-256-SUITE start west10 nl 192.0.2.65 192.0.2.130 198.51.100.0 203.0.113.0 Connections
+for i in $(seq 1 150); do grep -q "quick mode done" $W/west10/log && grep -q "quick mode done" $W/east10/log && break; sleep 0.2; done
+grep -q "quick mode done" $W/east10/log && ok "NAT-T transport: negotiated through the NAT" || bad "NAT-T transport: no SAs: $(tail -3 $W/west10/log)"
+ip -n nr xfrm state | grep -q "mode transport" && ip -n nr xfrm state | grep -q "encap type espinudp .* addr 192.0.2.65" \
+    && ok "NAT-T transport: east's SAs are UDP-encapsulated transport with west's original address" \
+    || bad "NAT-T transport: east's states: $(ip -n nr xfrm state | grep -E 'mode|encap' | head -4 | tr '\n' ' ')"
+ip -n nl xfrm state | grep -q "encap type espinudp .* addr 192.0.2.130" \
+    && ok "NAT-T transport: west's SAs carry east's address as theirs" || bad "NAT-T transport: west's states: $(ip -n nl xfrm state | grep encap | head -2 | tr '\n' ' ')"
+xstat nl; xstat nr
+ip netns exec nl ping -c 5 -i 0.3 -W 2 192.0.2.130 > $W/ping10.txt 2>&1
+grep -q " 0% packet loss" $W/ping10.txt && ok "NAT-T transport: ping west -> east in ESP-in-UDP" \
+    || bad "NAT-T transport ping: $(tail -2 $W/ping10.txt | tr '\n' ' ') west: $(xdiff nl) east: $(xdiff nr)"
+c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '); set -- $c
+[ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T transport: east's ESP counters $c" \
+    || bad "NAT-T transport: east's ESP counters '$c'; its policies: $(ip -n nr xfrm policy | tr '\n' ' '); its states: $(ip -n nr xfrm state | grep -vE 'enc |auth|aead' | tr '\n' ' ')"
+echo Q > $W/west10/run/isakmpd.fifo; echo Q > $W/east10/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "exiting" $W/west10/log && grep -q "exiting" $W/east10/log && break; sleep 0.2; done
+[ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
+    && ok "NAT-T transport: shutdown left nothing" || bad "NAT-T transport: states left"
+cp $W/west10/log "$OUT/west10.log"; cp $W/east10/log "$OUT/east10.log"
+took NAT-T-transport
 fi
 
 if budget rekey 95 20; then
