@@ -14,8 +14,8 @@ set +e
 cargo test --release --all-targets --no-fail-fast -- --test-threads=2 --show-output 2>&1 | tee /tmp/isakmpd-test.out
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -Eo '[0-9]+ passed' /tmp/isakmpd-test.out | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' /tmp/isakmpd-test.out | awk '{s+=$1} END {print s+0}')
+passed=$(grep -E '^test result' /tmp/isakmpd-test.out | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^test result' /tmp/isakmpd-test.out | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo "test suite took $(( $(date +%s) - start )) s"
 echo "$passed passed, $failed failed"
 exit "$status"
