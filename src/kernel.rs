@@ -273,12 +273,17 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 quiet: true,
             });
         }
-        KernelReq::AddSa(sa, part) => {
+        KernelReq::AddSa(..) | KernelReq::UpdateSa(..) => {
+            let (sa, part, update) = match req {
+                KernelReq::AddSa(sa, part) => (sa, *part, false),
+                KernelReq::UpdateSa(sa) => (sa, Part::Both, true),
+                _ => return Ok(out),
+            };
             // With -a the flows are the administrator's (ipsecctl, ip xfrm policy): their
             // templates carry no reqid, and the kernel matches an outbound template only
             // to a state of the same reqid, so the states get none either.
             let state_reqid = if flows_too { reqid(sa) } else { 0 };
-            let flows_too = flows_too && part.outbound();
+            let flows_too = flows_too && part.outbound() && !update;
             let proto = ipproto(sa.protocol);
             let hard = kernel_hard_secs(sa);
             let (soft_bytes, hard_bytes) = byte_limits(sa);
@@ -288,7 +293,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 keymat: km,
                 src,
                 dst,
-            } in halves(sa, *part)
+            } in halves(sa, part)
             {
                 let (enc, auth, aead) = algorithms(sa, km)?;
                 let mut b = Vec::new();
@@ -310,13 +315,17 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                         // The state's own direction: the peer's port to ours inbound.
                         encap: sa.encap.map(|(l, r)| if inbound { (r, l) } else { (l, r) }),
                         encap_oa: sa.peer_oa,
-                        update: inbound && sa.spi_from_kernel,
+                        update: update || (inbound && sa.spi_from_kernel),
                         soft_bytes,
                         hard_bytes,
                     },
                 );
                 out.push(Message {
-                    what: format!("add SA {src}->{dst} spi {}", hex(&spi)),
+                    what: format!(
+                        "{} SA {src}->{dst} spi {}",
+                        if update { "update" } else { "add" },
+                        hex(&spi)
+                    ),
                     bytes: b,
                     quiet: false,
                 });
@@ -400,6 +409,9 @@ pub fn pfkey_messages(
     let (sa, part, adding, keep_flows) = match req {
         KernelReq::AddSa(sa, part) => (sa, *part, true, false),
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
+        KernelReq::UpdateSa(_) => {
+            return Err("UDP-encapsulated (NAT-T) SAs go through XFRM, not PF_KEY".into())
+        }
         KernelReq::GetSpi { protocol, src, dst } => {
             let mut b = Vec::new();
             let proto = ipproto(*protocol);
@@ -1018,6 +1030,35 @@ mod tests {
         let mut s = sa();
         s.transform = 99;
         assert!(messages(&KernelReq::AddSa(Box::new(s), Part::Both), &mut 0, true).is_err());
+    }
+
+    #[test]
+    fn an_encapsulated_sa_follows_the_peer_in_place() {
+        // UpdateSa: both states through XFRM_MSG_UPDSA with the new ports, no flows.
+        let mut s = sa();
+        s.encap = Some((4500, 45500));
+        let m = messages(&KernelReq::UpdateSa(Box::new(s.clone())), &mut 0, true).unwrap();
+        assert_eq!(m.len(), 2, "two states, no flows");
+        for msg in &m {
+            let ty = u16::from_ne_bytes([msg.bytes[4], msg.bytes[5]]);
+            assert_eq!(ty, xfrm::XFRM_MSG_UPDSA, "{}", msg.what);
+            assert!(msg.what.starts_with("update SA"), "{}", msg.what);
+        }
+        // The inbound state's encapsulation runs from the peer's new port to ours.
+        let find = |b: &[u8], sport: u16, dport: u16| {
+            let want = [2u16.to_ne_bytes(), sport.to_be_bytes(), dport.to_be_bytes()].concat();
+            b.windows(6).any(|w| w == want.as_slice())
+        };
+        assert!(find(&m[0].bytes, 45500, 4500));
+        assert!(find(&m[1].bytes, 4500, 45500));
+        // PF_KEY carries no encapsulated SAs to update.
+        assert!(pfkey_messages(
+            &KernelReq::UpdateSa(Box::new(s)),
+            &mut 0,
+            true,
+            crate::pfkey::Platform::Linux
+        )
+        .is_err());
     }
 
     #[test]

@@ -920,7 +920,7 @@ fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
                     k.outbound.remove(&sa.spi_out);
                 }
             }
-            KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } => {}
+            KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } | KernelReq::UpdateSa(_) => {}
         }
     }
 }
@@ -1396,8 +1396,16 @@ const NAT_IP: &str = "198.51.100.200";
 /// One round of traffic through the NAT: west's datagrams leave with the NAT's address
 /// and a mapped port, east's answers to that are mapped back; returns west's keepalives.
 fn nat_tick(w: &mut Node, e: &mut Node, now: Time) -> usize {
+    nat_tick_at(w, e, now, 40000).0
+}
+
+/// One step through the NAT, which maps west's port p to p + `offset`; what east sends
+/// to a port the NAT does not map (any more) is lost. Returns (west's keepalives, east's
+/// datagrams lost).
+fn nat_tick_at(w: &mut Node, e: &mut Node, now: Time, offset: u16) -> (usize, usize) {
     let nat: std::net::IpAddr = NAT_IP.parse().unwrap();
     let mut keepalives = 0;
+    let mut lost = 0;
     let mut buf = [0u8; 65535];
     for _ in 0..100 {
         let mut moved = false;
@@ -1406,15 +1414,24 @@ fn nat_tick(w: &mut Node, e: &mut Node, now: Time) -> usize {
             if t.len == 1 && buf[0] == 0xff {
                 keepalives += 1;
             }
-            let public = SocketAddr::new(nat, src.port() + 40000);
+            let public = SocketAddr::new(nat, src.port() + offset);
             e.e.handle_datagram(now, t.remote, public, &buf[..t.len]);
             moved = true;
         }
         while let Some(t) = e.e.poll_transmit(&mut buf) {
             assert_eq!(t.remote.ip(), nat, "east answers the NAT");
-            let inside = SocketAddr::new(w.addr.ip(), t.remote.port() - 40000);
-            w.e.handle_datagram(now, inside, t.local.unwrap(), &buf[..t.len]);
             moved = true;
+            let Some(port) = t
+                .remote
+                .port()
+                .checked_sub(offset)
+                .filter(|p| [500, 4500].contains(p))
+            else {
+                lost += 1;
+                continue;
+            };
+            let inside = SocketAddr::new(w.addr.ip(), port);
+            w.e.handle_datagram(now, inside, t.local.unwrap(), &buf[..t.len]);
         }
         if !moved {
             break;
@@ -1422,7 +1439,7 @@ fn nat_tick(w: &mut Node, e: &mut Node, now: Time) -> usize {
     }
     w.e.handle_timeout(now);
     e.e.handle_timeout(now);
-    keepalives
+    (keepalives, lost)
 }
 
 #[test]
@@ -1510,7 +1527,8 @@ impl EspKernel {
                         self.outbound.retain(|s| *s != sa.spi_out);
                     }
                 }
-                KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } => {}
+                KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } | KernelReq::UpdateSa(_) => {
+                }
             }
         }
     }
@@ -1942,4 +1960,69 @@ fn nat_oa_in_transport_mode_through_a_nat() {
     }
     assert_eq!(check_matching(&w.e, &e.e), 1);
     assert_eq!(e.e.ipsec_sas().next().unwrap().peer_oa, None);
+}
+
+#[test]
+fn a_nat_that_moves_the_peer_to_another_port_is_followed() {
+    isakmpd::ike::crypto::init();
+    use isakmpd::ike::sa::KernelReq;
+    // West sits behind a NAT that, once the tunnel is up, maps it to another port (the
+    // NAT rebooted, or its mapping timed out): east hears west's next authenticated
+    // message (a DPD R-U-THERE) from the new port, and its IKE and its SAs' UDP
+    // encapsulation follow (RFC 3947 §7).
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let g = "DPD-check-interval=5\n";
+    let mut w = node(
+        WEST,
+        &conf_g(WEST, EAST, "k", true, "AES-SHA", qm, "ID_PROT", g),
+        188,
+    );
+    // East only answers: whatever it sent to the old mapping on its own would be lost
+    // until west spoke again, as with a real NAT.
+    let mut e = node(
+        EAST,
+        &conf_g(EAST, NAT_IP, "k", false, "AES-SHA", qm, "ID_PROT", ""),
+        189,
+    );
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..20 {
+        nat_tick_at(&mut w, &mut e, now, 40000);
+        now = now.add_secs(1);
+    }
+    assert_eq!(check_matching(&w.e, &e.e), 1);
+    assert_eq!(e.e.ipsec_sas().next().unwrap().encap, Some((4500, 44500)));
+    let cookies = e.e.isakmp_sas().next().map(|s| (s.icookie, s.rcookie));
+    let spi = e.e.ipsec_sas().next().map(|s| s.spi_in);
+    while e.e.poll_kernel().is_some() {}
+    let mut lost = 0;
+    for _ in 0..40 {
+        lost += nat_tick_at(&mut w, &mut e, now, 41000).1;
+        now = now.add_secs(1);
+    }
+    let es = e.e.isakmp_sas().next().expect("phase 1 kept");
+    assert_eq!(
+        Some((es.icookie, es.rcookie)),
+        cookies,
+        "the same phase 1 SA"
+    );
+    assert_eq!(es.remote, format!("{NAT_IP}:45500").parse().unwrap());
+    let ei = e.e.ipsec_sas().next().expect("phase 2 kept");
+    assert_eq!(Some(ei.spi_in), spi, "the same phase 2 SA");
+    assert_eq!(ei.encap, Some((4500, 45500)));
+    assert_eq!(ei.remote, format!("{NAT_IP}:45500").parse().unwrap());
+    let mut updated = 0;
+    while let Some(op) = e.e.poll_kernel() {
+        if let KernelReq::UpdateSa(sa) = op.req {
+            assert_eq!(sa.encap, Some((4500, 45500)));
+            updated += 1;
+        }
+    }
+    assert_eq!(updated, 1, "east's kernel SA pair follows once");
+    assert_eq!(lost, 0, "east never answers the old mapping");
+    assert_eq!(check_matching(&w.e, &e.e), 1, "DPD keeps the tunnel");
+    assert_eq!(
+        e.e.stats().datagrams_dropped + w.e.stats().datagrams_dropped,
+        0
+    );
 }

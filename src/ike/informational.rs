@@ -180,7 +180,7 @@ impl Engine {
             return Err(Drop::Silent("informational HASH(1) does not verify".into()));
         }
         self.capture_msg(remote, local, &clear);
-        self.dpd_heard(now, sa);
+        self.peer_heard(now, sa, local, remote);
         let m = Self::parse(&clear, true)?;
         let mut delete_p1 = false;
         let mut delete_p2 = Vec::new();

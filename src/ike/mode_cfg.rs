@@ -280,10 +280,13 @@ impl Engine {
     ) -> Result<(), Drop> {
         let sa = self.phase2_sa(hd, "mode-config")?;
         let r = match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
-            Some(Err(())) => Ok(()),
+            Some(Err(())) => return Ok(()),
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),
             None => self.cfg_respond(now, local, remote, sa, hd, data),
         };
+        if r.is_ok() {
+            self.peer_heard(now, sa, local, remote);
+        }
         // As isakmp_cfg.c's message_drop: the peer hears of it in a protected notification.
         if let Err(Drop::Notify(n, why)) = &r {
             log::warn!("mode-config with {remote}: {why}");
@@ -360,7 +363,6 @@ impl Engine {
         } else {
             log::info!("mode-config ACK from {remote}: {}", describe(&attrs));
         }
-        self.dpd_heard(now, sa);
         let then = match self.exchanges.get_mut(h) {
             Some(x) => {
                 x.last_recv = data.to_vec();
@@ -433,7 +435,6 @@ impl Engine {
                 ))
             }
         };
-        self.dpd_heard(now, sa);
         let body = attr_body(answer_ty, id, &answer);
         let (clear, msg, _) = self
             .protected_message(

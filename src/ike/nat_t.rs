@@ -172,3 +172,52 @@ pub fn nat_oas(m: &Message<'_>) -> Vec<IpAddr> {
         })
         .collect()
 }
+
+impl super::Engine {
+    /// A fresh authenticated message over ISAKMP SA `h` came from `remote` to `local`:
+    /// the peer is alive (DPD), and if it sits behind a NAT whose mapping changed (its
+    /// messages now come from another port of the NAT, RFC 3947 §7), our IKE messages
+    /// and its UDP-encapsulated SAs follow it there. A NAT that changed its address too
+    /// is only followed by IKE: a kernel SA cannot change its peer's address in place, so
+    /// those SAs last until their replacement.
+    pub(crate) fn peer_heard(
+        &mut self,
+        now: crate::timer::Time,
+        h: super::sa::Handle,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.dpd_heard(now, h);
+        let nat_port = self.nat_port();
+        let Some(sa) = self.isakmp_sas.get_mut(h) else {
+            return;
+        };
+        if sa.remote == remote
+            || local.port() != nat_port
+            || !sa.nat_t.is_some_and(|n| n.peer_behind)
+        {
+            return;
+        }
+        let (old, cookies) = (sa.remote, (sa.icookie, sa.rcookie));
+        sa.remote = remote;
+        log::info!("NAT-T: the peer's NAT moved it from {old} to {remote}; following it");
+        if old.ip() != remote.ip() {
+            return;
+        }
+        let moved: Vec<super::sa::Handle> = self
+            .ipsec_sas
+            .iter()
+            .filter(|(_, s)| (s.icookie, s.rcookie) == cookies && s.encap.is_some())
+            .map(|(ih, _)| ih)
+            .collect();
+        for ih in moved {
+            let Some(s) = self.ipsec_sas.get_mut(ih) else {
+                continue;
+            };
+            s.remote = remote;
+            s.encap = s.encap.map(|(ours, _)| (ours, remote.port()));
+            let req = super::sa::KernelReq::UpdateSa(Box::new(s.clone()));
+            self.kernel_req(req);
+        }
+    }
+}

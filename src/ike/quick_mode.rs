@@ -503,7 +503,7 @@ impl Engine {
                         if let Some(x) = self.exchanges.get_mut(h) {
                             x.last_recv = data.to_vec();
                         }
-                        self.dpd_heard(now, sa);
+                        self.peer_heard(now, sa, local, remote);
                     }
                     Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
                         log::warn!("quick mode with {remote}: {why}");
@@ -519,7 +519,7 @@ impl Engine {
             None => {
                 let r = self.qm_r1(now, local, remote, sa, hd, data);
                 if r.is_ok() {
-                    self.dpd_heard(now, sa);
+                    self.peer_heard(now, sa, local, remote);
                 }
                 if let Err(Drop::Notify(n, why)) = &r {
                     log::warn!("quick mode with {remote}: {why}");

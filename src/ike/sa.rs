@@ -236,6 +236,9 @@ pub enum KernelReq {
     /// unless `keep_flows` (another SA of the same connection, e.g. its replacement
     /// after a rekey, still uses them).
     DeleteSa(Box<IpsecSa>, Part, bool),
+    /// Update both directions of an installed UDP-encapsulated SA in place (its
+    /// encapsulation ports followed the peer's NAT): XFRM_MSG_UPDSA, flows untouched.
+    UpdateSa(Box<IpsecSa>),
 }
 
 /// A kernel request with the ticket its answer will carry; 0 when no exchange waits for
@@ -305,6 +308,15 @@ impl std::fmt::Debug for KernelReq {
                 sa.protocol,
                 hex(&sa.spi_in),
                 hex(&sa.spi_out)
+            ),
+            KernelReq::UpdateSa(sa) => write!(
+                f,
+                "UpdateSa {} {} spi in {} out {} encap {:?}",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out),
+                sa.encap
             ),
         }
     }
