@@ -284,17 +284,7 @@ impl Engine {
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),
             None => self.cfg_respond(now, local, remote, sa, hd, data),
         };
-        if r.is_ok() {
-            self.peer_heard(now, sa, local, remote);
-        }
-        // As isakmp_cfg.c's message_drop: the peer hears of it in a protected notification.
-        if let Err(Drop::Notify(n, why)) = &r {
-            log::warn!("mode-config with {remote}: {why}");
-            self.stats.datagrams_dropped += 1;
-            self.send_notify(now, sa, *n);
-            return Ok(());
-        }
-        r
+        self.phase2_outcome(now, sa, (local, remote), "mode-config", r)
     }
 
     /// Decrypts a mode-config message and checks its HASH; returns its ATTRIBUTE payload's

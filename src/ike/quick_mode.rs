@@ -462,6 +462,32 @@ impl Engine {
         Ok(sa)
     }
 
+    /// What a fresh phase 2 message over `sa` (from `addrs.1` to `addrs.0`) came to: the
+    /// peer was heard if it was good; a refusal with a notification is logged and told to
+    /// the peer in a protected one (isakmpd's message_drop), and ends there.
+    pub(crate) fn phase2_outcome(
+        &mut self,
+        now: Time,
+        sa: Handle,
+        (local, remote): (SocketAddr, SocketAddr),
+        what: &str,
+        r: Result<(), Drop>,
+    ) -> Result<(), Drop> {
+        match r {
+            Ok(()) => {
+                self.peer_heard(now, sa, local, remote);
+                Ok(())
+            }
+            Err(Drop::Notify(n, why)) => {
+                log::warn!("{what} with {remote}: {why}");
+                self.stats.failed += 1;
+                self.send_notify(now, sa, n);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// NAT-OA payloads for a Quick Mode message over `sa` (RFC 3947 §5.2): through a NAT,
     /// when UDP-encapsulated transport is offered or chosen, the initiator's address and
     /// the responder's, as the sender knows them.
@@ -518,16 +544,7 @@ impl Engine {
             }
             None => {
                 let r = self.qm_r1(now, local, remote, sa, hd, data);
-                if r.is_ok() {
-                    self.peer_heard(now, sa, local, remote);
-                }
-                if let Err(Drop::Notify(n, why)) = &r {
-                    log::warn!("quick mode with {remote}: {why}");
-                    self.stats.failed += 1;
-                    self.send_notify(now, sa, *n);
-                    return Ok(());
-                }
-                r
+                self.phase2_outcome(now, sa, (local, remote), "quick mode", r)
             }
         }
     }
