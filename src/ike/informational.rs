@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 
 use super::crypto::derive;
 use super::exchange::Kind;
-use super::main_mode::same;
 use super::sa::{hex, Handle};
 use super::wire::{
     Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
@@ -169,17 +168,23 @@ impl Engine {
                 "encrypted informational for no known phase 1 SA".into(),
             ));
         };
-        let (hash, cipher, last, skeyid_a) = {
+        let iv = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (s.hash, s.cipher, s.last_block.clone(), s.skeyid_a.clone())
+            derive::phase2_iv(
+                s.hash,
+                s.last_block.as_bytes(),
+                hd.msgid,
+                s.cipher.block_len(),
+            )
         };
-        let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
-        let (clear, _, range, got) = self.open_protected(sa, &iv, data)?;
-        let want = derive::info_hash(hash, skeyid_a.as_bytes(), hd.msgid, &clear[range]);
-        if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent("informational HASH(1) does not verify".into()));
-        }
-        self.capture_msg(remote, local, &clear);
+        let (clear, _) = self.open_hash1(
+            sa,
+            &iv,
+            hd.msgid,
+            (local, remote),
+            data,
+            "informational HASH(1)",
+        )?;
         self.peer_heard(now, sa, local, remote);
         let m = Self::parse(&clear, true)?;
         let mut delete_p1 = false;

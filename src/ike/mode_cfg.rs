@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::crypto::derive;
 use super::crypto::openssl::dn_oneline;
 use super::exchange::{Exchange, Kind};
-use super::main_mode::same;
 use super::policy::CfgSection;
 use super::sa::Handle;
 use super::wire::{
@@ -298,16 +297,8 @@ impl Engine {
         remote: SocketAddr,
         data: &[u8],
     ) -> Result<(CfgType, u16, Vec<(CfgAttr, Vec<u8>)>, super::crypto::Key), Drop> {
-        let (hash, skeyid_a) = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (s.hash, s.skeyid_a.clone())
-        };
-        let (clear, next, range, got) = self.open_protected(sa, iv, data)?;
-        let want = derive::info_hash(hash, skeyid_a.as_bytes(), msgid, &clear[range]);
-        if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent("mode-config HASH does not verify".into()));
-        }
-        self.capture_msg(remote, local, &clear);
+        let (clear, next) =
+            self.open_hash1(sa, iv, msgid, (local, remote), data, "mode-config HASH")?;
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Attr(p)) = m.find(PayloadType::ATTRIBUTE) else {
             return Err(Drop::Notify(

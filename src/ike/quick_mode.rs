@@ -462,6 +462,31 @@ impl Engine {
         Ok(sa)
     }
 
+    /// A protected message whose first payload is HASH(1) = prf(SKEYID_a, M-ID | the
+    /// rest) (Quick Mode's message 1, informational, mode-config): decrypted from `iv`,
+    /// checked and captured. Returns the cleartext and the IV that follows it.
+    pub(crate) fn open_hash1(
+        &mut self,
+        sa: Handle,
+        iv: &Key,
+        msgid: u32,
+        (local, remote): (SocketAddr, SocketAddr),
+        data: &[u8],
+        what: &str,
+    ) -> Result<(Vec<u8>, Key), Drop> {
+        let (hash, skeyid_a) = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
+            (s.hash, s.skeyid_a.clone())
+        };
+        let (clear, next, range, got) = self.open_protected(sa, iv, data)?;
+        let want = derive::qm_hash1(hash, skeyid_a.as_bytes(), msgid, &clear[range]);
+        if !same(want.as_bytes(), &got) {
+            return Err(Drop::Silent(format!("{what} does not verify")));
+        }
+        self.capture_msg(remote, local, &clear);
+        Ok((clear, next))
+    }
+
     /// What a fresh phase 2 message over `sa` (from `addrs.1` to `addrs.0`) came to: the
     /// peer was heard if it was good; a refusal with a notification is logged and told to
     /// the peer in a protected one (isakmpd's message_drop), and ends there.
@@ -559,23 +584,19 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let (hash, cipher, last, skeyid_a, peer_name) = {
+        let (hash, cipher, last, peer_name) = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (
-                s.hash,
-                s.cipher,
-                s.last_block.clone(),
-                s.skeyid_a.clone(),
-                s.peer.clone(),
-            )
+            (s.hash, s.cipher, s.last_block.clone(), s.peer.clone())
         };
         let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
-        let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
-        let want = derive::qm_hash1(hash, skeyid_a.as_bytes(), hd.msgid, &clear[range]);
-        if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent("quick mode HASH(1) does not verify".into()));
-        }
-        self.capture_msg(remote, local, &clear);
+        let (clear, next_iv) = self.open_hash1(
+            sa,
+            &iv,
+            hd.msgid,
+            (local, remote),
+            data,
+            "quick mode HASH(1)",
+        )?;
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
