@@ -14,6 +14,22 @@ use isakmpd::ike::{Credentials, Engine, EngineConfig, Request};
 use isakmpd::timer::Time;
 
 const WEST: &str = "192.0.2.1";
+
+thread_local! {
+    /// When set, every datagram the harness moves is written here (the seeded-wire
+    /// fixture, see `seeded_wire_matches_the_recorded_fixture`).
+    static WIRE: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Notes a datagram on the wire recorder, if one is running.
+fn record(now: Time, from: SocketAddr, to: SocketAddr, d: &[u8]) {
+    WIRE.with(|w| {
+        if let Some(v) = w.borrow_mut().as_mut() {
+            let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+            v.push(format!("{} {from} > {to} {} {hex}", now.millis(), d.len()));
+        }
+    });
+}
 const EAST: &str = "192.0.2.2";
 
 fn conf(me: &str, peer: &str, psk: &str, active: bool, mm: &str, qm: &str) -> Conf {
@@ -172,6 +188,7 @@ fn drive(
             let mut out = Vec::new();
             while let Some(t) = from.e.poll_transmit(&mut buf) {
                 assert_eq!(t.remote, to.addr);
+                record(now, from.addr, to.addr, &buf[..t.len]);
                 out.push(buf[..t.len].to_vec());
             }
             for d in out {
@@ -1162,12 +1179,14 @@ fn tick(w: &mut Node, e: &mut Node, now: Time, e_alive: bool) {
     for _ in 0..100 {
         let mut moved = false;
         while let Some(t) = w.e.poll_transmit(&mut buf) {
+            record(now, w.addr, t.remote, &buf[..t.len]);
             if e_alive {
                 e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
             }
             moved = true;
         }
         while let Some(t) = e.e.poll_transmit(&mut buf) {
+            record(now, e.addr, t.remote, &buf[..t.len]);
             if e_alive {
                 w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
             }
@@ -1411,6 +1430,7 @@ fn nat_tick_at(w: &mut Node, e: &mut Node, now: Time, offset: u16) -> (usize, us
         let mut moved = false;
         while let Some(t) = w.e.poll_transmit(&mut buf) {
             let src = t.local.unwrap();
+            record(now, src, t.remote, &buf[..t.len]);
             if t.len == 1 && buf[0] == 0xff {
                 keepalives += 1;
             }
@@ -1419,6 +1439,7 @@ fn nat_tick_at(w: &mut Node, e: &mut Node, now: Time, offset: u16) -> (usize, us
             moved = true;
         }
         while let Some(t) = e.e.poll_transmit(&mut buf) {
+            record(now, t.local.unwrap(), t.remote, &buf[..t.len]);
             assert_eq!(t.remote.ip(), nat, "east answers the NAT");
             moved = true;
             let Some(port) = t
@@ -2025,4 +2046,175 @@ fn a_nat_that_moves_the_peer_to_another_port_is_followed() {
         e.e.stats().datagrams_dropped + w.e.stats().datagrams_dropped,
         0
     );
+}
+
+/// The refactoring safety net: seeded runs of the main scenarios (Main and Aggressive
+/// Mode, PSK and RSA signatures, PFS, a kernel that answers, duplicates, loss, DPD, NAT-T,
+/// mode-config, DELETE both phases) must put the same bytes on the wire as when
+/// `tests/vectors/wire-seeded.txt` was recorded. `ISAKMPD_RECORD_WIRE=1` rewrites it
+/// (only when the wire is meant to change).
+#[test]
+fn seeded_wire_matches_the_recorded_fixture() {
+    isakmpd::ike::crypto::init();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/wire-seeded.txt");
+    WIRE.with(|w| *w.borrow_mut() = Some(Vec::new()));
+    let mark = |name: &str| {
+        WIRE.with(|w| w.borrow_mut().as_mut().unwrap().push(format!("# {name}")));
+    };
+
+    mark("main mode PSK, quick mode with PFS, teardown of both phases");
+    let (mut w, mut e) = pair("AES-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE");
+    w.e.start_connections(Time(0));
+    let t = drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+    let quick = Request::Teardown {
+        phase: isakmpd::fifo::Phase::Quick,
+        name: "conn".into(),
+    };
+    e.e.handle_command(t, quick).unwrap();
+    let t = drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
+    let main = Request::Teardown {
+        phase: isakmpd::fifo::Phase::Main,
+        name: "peer".into(),
+    };
+    w.e.handle_command(t, main).unwrap();
+    drive(&mut w, &mut e, t, 5, &mut |_| Fate::Deliver);
+
+    mark("main mode, duplicates of every datagram, message 4 lost once");
+    let (mut w, mut e) = pair("3DES-SHA", "QM-ESP-3DES-SHA-SUITE");
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 60, &mut |n| match n {
+        4 => Fate::Drop,
+        _ => Fate::Duplicate,
+    });
+    check_matching(&w.e, &e.e);
+
+    mark("aggressive mode PSK, message 2 lost once");
+    let qm = "QM-ESP-AES-SHA-PFS-SUITE";
+    let mut w = node(
+        WEST,
+        &conf_x(WEST, EAST, "k", true, "AES-SHA", qm, "AGGRESSIVE"),
+        7,
+    );
+    let mut e = node(
+        EAST,
+        &conf_x(EAST, WEST, "k", false, "AES-SHA", qm, "AGGRESSIVE"),
+        8,
+    );
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 60, &mut |n| {
+        if n == 2 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    check_matching(&w.e, &e.e);
+
+    mark("main mode RSA signatures (raw public keys)");
+    let vec = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/");
+    let key = std::fs::read(format!("{vec}rsa-key.pem")).unwrap();
+    let public = std::fs::read(format!("{vec}rsa-pub.pem")).unwrap();
+    let rsa = |me: &str, peer: &str, active: bool, seed: u64| {
+        let c = conf(
+            me,
+            peer,
+            "unused",
+            active,
+            "3DES-SHA-RSA_SIG",
+            "QM-ESP-3DES-SHA-SUITE",
+        );
+        let mut n = node(me, &c, seed);
+        let mut cr = Credentials::load(Some(&key), &[], &[]).unwrap();
+        cr.add_pubkey("ipv4", peer, &public).unwrap();
+        n.e.set_credentials(cr);
+        n
+    };
+    let (mut w, mut e) = (rsa(WEST, EAST, true, 9), rsa(EAST, WEST, false, 10));
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 60, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+
+    mark("a kernel that answers: SPIs and installs");
+    let (mut w, mut e) = kpair(Some(KernelSim::new(0x1000)), Some(KernelSim::new(0x2000)));
+    w.e.start_connections(Time(0));
+    drive(&mut w, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    check_matching(&w.e, &e.e);
+
+    mark("DPD both ways after aggressive mode");
+    let g = "DPD-check-interval=5\n";
+    let c = |me, peer, active| {
+        conf_g(
+            me,
+            peer,
+            "k",
+            active,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-SUITE",
+            "AGGRESSIVE",
+            g,
+        )
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true), 120);
+    let mut e = node(EAST, &c(EAST, WEST, false), 121);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..20 {
+        tick(&mut w, &mut e, now, true);
+        now = now.add_secs(1);
+    }
+    check_matching(&w.e, &e.e);
+
+    mark("NAT-T: float to 4500, keepalives");
+    let mut w = node(WEST, &conf(WEST, EAST, "k", true, "AES-SHA", qm), 160);
+    let mut e = node(EAST, &conf(EAST, NAT_IP, "k", false, "AES-SHA", qm), 161);
+    w.e.start_connections(Time(0));
+    let mut now = Time(0);
+    for _ in 0..45 {
+        nat_tick(&mut w, &mut e, now);
+        now = now.add_secs(1);
+    }
+    check_matching(&w.e, &e.e);
+
+    mark("mode-config REQUEST/REPLY");
+    let wc = conf_cfg(
+        WEST,
+        EAST,
+        true,
+        "Flags=ikecfg\n",
+        "Local-ID",
+        "[ipv4/192.0.2.2]\nMode=REQUEST\nAttributes=Address,Netmask,Nameserver,Lifetime\n",
+    );
+    let ec = conf_cfg(
+        EAST,
+        WEST,
+        false,
+        "",
+        "Remote-ID",
+        "[ipv4/192.0.2.1]\nAddress=10.99.0.5\nNetmask=255.255.255.0\nNameserver=10.99.0.53\n",
+    );
+    negotiated(&wc, &ec, 170);
+
+    let got = WIRE.with(|w| w.borrow_mut().take().unwrap()).join("\n") + "\n";
+    if std::env::var_os("ISAKMPD_RECORD_WIRE").is_some() {
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(path).expect("tests/vectors/wire-seeded.txt");
+    if got != want {
+        let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+        let first = g
+            .iter()
+            .zip(&w)
+            .position(|(a, b)| a != b)
+            .unwrap_or(g.len().min(w.len()));
+        panic!(
+            "the wire changed at line {} of {path} ({} lines now, {} recorded):\n now: {}\n was: {}",
+            first + 1,
+            g.len(),
+            w.len(),
+            g.get(first).unwrap_or(&"(end)"),
+            w.get(first).unwrap_or(&"(end)")
+        );
+    }
 }
