@@ -16,6 +16,7 @@
 use std::io;
 use std::net::IpAddr;
 
+use crate::ike::ipsec_alg;
 use crate::ike::policy::OwnedId;
 use crate::ike::sa::{hex, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
@@ -103,32 +104,29 @@ fn algorithms<'k>(
         return Err("KEYMAT shorter than the keys".into());
     }
     let (ek, ak) = (&keymat[..el], &keymat[el..el + al]);
-    let auth = |a: u16| {
-        xfrm::auth_alg(a)
-            .map(|(n, icv)| (n, ak, icv))
-            .ok_or_else(|| format!("authentication algorithm {a} not supported by XFRM"))
-    };
-    if sa.protocol == ProtocolId::IPSEC_AH {
-        let a = match (sa.auth, sa.transform) {
-            (Some(a), _) => a.0,
-            (None, 2) => 1,
-            (None, 3) => 2,
-            (None, t @ 5..=7) => u16::from(t),
-            (None, 8) => 8,
-            (None, t) => return Err(format!("AH transform {t} not supported")),
+    let integrity = ipsec_alg::integrity_of(sa.protocol, sa.transform, sa.auth)
+        .map_err(|()| format!("integrity of transform {} not supported", sa.transform))?;
+    let auth =
+        match integrity {
+            Some(i) => Some(i.xfrm.map(|n| (n, ak, i.icv_bits)).ok_or_else(|| {
+                format!("authentication algorithm {} not supported by XFRM", i.id)
+            })?),
+            None => None,
         };
-        return Ok((None, Some(auth(a)?), None));
+    if sa.protocol == ProtocolId::IPSEC_AH {
+        return match auth {
+            Some(a) => Ok((None, Some(a), None)),
+            None => Err(format!("AH transform {} not supported", sa.transform)),
+        };
     }
-    let (name, aead) = xfrm::esp_cipher(sa.transform)
+    let c = ipsec_alg::cipher_by_id(sa.transform)
+        .filter(|c| c.xfrm.is_some())
         .ok_or_else(|| format!("ESP transform {} not supported by XFRM", sa.transform))?;
-    if aead {
-        return Ok((None, None, Some((name, ek, 128))));
+    let name = c.xfrm.unwrap_or_default();
+    if let Some(icv) = c.aead_icv_bits {
+        return Ok((None, None, Some((name, ek, icv))));
     }
-    let a = match sa.auth {
-        Some(a) => Some(auth(a.0)?),
-        None => None,
-    };
-    Ok((Some((name, ek)), a, None))
+    Ok((Some((name, ek)), auth, None))
 }
 
 /// One message with what it is for (for the log).
@@ -572,30 +570,23 @@ pub fn pfkey_messages(
 
 /// PF_KEY's numbers for an SA's cipher and authentication (0: none).
 fn pfkey_algorithms(sa: &IpsecSa, platform: pfkey::Platform) -> Result<(u8, u8), String> {
-    let auth_id = if sa.protocol == ProtocolId::IPSEC_AH {
-        match (sa.auth, sa.transform) {
-            (Some(a), _) => Some(a.0),
-            (None, 2) => Some(1),
-            (None, 3) => Some(2),
-            (None, t @ 5..=8) => Some(u16::from(t)),
-            (None, t) => return Err(format!("AH transform {t} not supported")),
-        }
-    } else {
-        sa.auth.map(|a| a.0)
-    };
-    if platform == pfkey::Platform::Linux && matches!(auth_id, Some(5..=7)) {
+    let integrity = ipsec_alg::integrity_of(sa.protocol, sa.transform, sa.auth)
+        .map_err(|()| format!("integrity of transform {} not supported", sa.transform))?;
+    if platform == pfkey::Platform::Linux && integrity.is_some_and(|i| !i.pfkey_linux) {
         // af_key would install a 96-bit ICV where RFC 4868 wants 128: never mismatch.
         return Err("HMAC-SHA2 through Linux PF_KEY gets a 96-bit ICV; use XFRM".into());
     }
-    let auth = match auth_id {
-        Some(a) => pfkey::auth_alg(a)
-            .ok_or_else(|| format!("authentication algorithm {a} not supported by PF_KEY"))?,
+    let auth = match integrity {
+        Some(i) => i
+            .pfkey
+            .ok_or_else(|| format!("authentication algorithm {} not supported by PF_KEY", i.id))?,
         None => 0,
     };
     if sa.protocol == ProtocolId::IPSEC_AH {
         return Ok((0, auth));
     }
-    let enc = pfkey::esp_alg(sa.transform)
+    let enc = ipsec_alg::cipher_by_id(sa.transform)
+        .and_then(|c| c.pfkey)
         .ok_or_else(|| format!("ESP transform {} not supported by PF_KEY", sa.transform))?;
     Ok((enc, auth))
 }

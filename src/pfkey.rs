@@ -17,7 +17,7 @@
 //!
 //! A trap: Linux af_key installs HMAC-SHA2 with a 96-bit ICV (RFC 4868 wants half the
 //! hash), and it has no AEAD; [`crate::ike::Backend::PfkeyLinux`] therefore never offers
-//! or accepts those (see `Backend::installable`).
+//! or accepts those (see `crate::ike::ipsec_alg`).
 
 use std::net::IpAddr;
 
@@ -108,23 +108,6 @@ impl Platform {
     }
 }
 
-/// The PF_KEY algorithm number of an ESP transform (IPsec DOI) or `None`.
-pub fn esp_alg(transform: u8) -> Option<u8> {
-    // 3DES, CAST, Blowfish, NULL, AES-CBC, AES-CTR: RFC 2367 and both kernels use the
-    // DOI numbers here.
-    matches!(transform, 3 | 6 | 7 | 11 | 12 | 13).then_some(transform)
-}
-
-/// The PF_KEY algorithm number of an authentication algorithm (IPsec DOI attribute 5).
-pub fn auth_alg(auth: u16) -> Option<u8> {
-    match auth {
-        1 => Some(2),              // HMAC-MD5
-        2 => Some(3),              // HMAC-SHA1
-        5..=8 => Some(auth as u8), // SHA2-256/384/512, RIPEMD-160
-        _ => None,
-    }
-}
-
 /// One SA to add.
 #[derive(Debug, Clone)]
 pub struct SaParams<'a> {
@@ -133,7 +116,7 @@ pub struct SaParams<'a> {
     pub spi: [u8; 4],
     /// IP protocol: 50 ESP, 51 AH.
     pub proto: u8,
-    /// PF_KEY numbers (see [`esp_alg`], [`auth_alg`]); 0 for none.
+    /// PF_KEY numbers (the `pfkey` column of `crate::ike::ipsec_alg`); 0 for none.
     pub enc: u8,
     pub auth: u8,
     pub enc_key: &'a [u8],
@@ -784,8 +767,8 @@ mod tests {
             dst: ip("192.0.2.2"),
             spi: [0x11, 0x22, 0x33, 0x44],
             proto: 50,
-            enc: esp_alg(12).unwrap(),
-            auth: auth_alg(2).unwrap(),
+            enc: 12,
+            auth: 3,
             enc_key: enc,
             auth_key: auth,
             tunnel: true,

@@ -489,35 +489,6 @@ pub fn events(buf: &[u8]) -> Vec<Event> {
     out
 }
 
-/// The kernel's name for an ESP cipher by IPsec DOI transform ID, and whether it is an
-/// AEAD (GCM) whose ICV goes with it.
-pub fn esp_cipher(id: u8) -> Option<(&'static str, bool)> {
-    Some(match id {
-        3 => ("cbc(des3_ede)", false),
-        6 => ("cbc(cast5)", false),
-        7 => ("cbc(blowfish)", false),
-        11 => ("ecb(cipher_null)", false),
-        12 => ("cbc(aes)", false),
-        13 => ("rfc3686(ctr(aes))", false),
-        20 => ("rfc4106(gcm(aes))", true),
-        _ => return None,
-    })
-}
-
-/// The kernel's name for an integrity algorithm (IPsec DOI AUTHENTICATION_ALGORITHM) and
-/// its ICV length in bits (RFC 2404, RFC 4868).
-pub fn auth_alg(a: u16) -> Option<(&'static str, u32)> {
-    Some(match a {
-        1 => ("hmac(md5)", 96),
-        2 => ("hmac(sha1)", 96),
-        5 => ("hmac(sha256)", 128),
-        6 => ("hmac(sha384)", 192),
-        7 => ("hmac(sha512)", 256),
-        8 => ("hmac(rmd160)", 96),
-        _ => return None,
-    })
-}
-
 #[cfg(all(test, target_endian = "little"))]
 mod tests {
     use super::*;

@@ -24,9 +24,11 @@ pub mod crypto;
 pub mod dpd;
 pub mod exchange;
 mod informational;
+pub mod ipsec_alg;
 mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
+pub use self::ipsec_alg::Backend;
 pub use self::main_mode::Credentials;
 pub mod policy;
 mod quick_mode;
@@ -63,62 +65,6 @@ pub struct EngineConfig {
     pub nat_t_port: Option<u16>,
     /// What the kernel backend can install; proposals are filtered by it.
     pub backend: Backend,
-}
-
-/// The kernel backend in force, as far as proposals are concerned: a transform is offered
-/// (initiator) or accepted (responder) only if the backend can install it, so that the
-/// peer never believes in a tunnel our kernel does not carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Backend {
-    /// `-n`: nothing is installed, everything the engine knows may be negotiated.
-    #[default]
-    Record,
-    /// Linux XFRM netlink.
-    Xfrm,
-    /// Linux PF_KEY v2 (af_key): no AEAD, and HMAC-SHA2 would get a 96-bit ICV.
-    PfkeyLinux,
-    /// OpenBSD PF_KEY v2: the RFC 2367 algorithms and HMAC-SHA2 (no AEAD through this
-    /// daemon yet).
-    PfkeyOpenBsd,
-}
-
-impl Backend {
-    pub fn installable(
-        self,
-        protocol: wire::ProtocolId,
-        transform: u8,
-        auth: Option<wire::AuthAlgorithm>,
-    ) -> bool {
-        let auth_ok = |a: Option<wire::AuthAlgorithm>| match a {
-            None => true,
-            Some(a) => crate::xfrm::auth_alg(a.0).is_some(),
-        };
-        match self {
-            Backend::Record => true,
-            Backend::Xfrm => {
-                if protocol == wire::ProtocolId::IPSEC_AH {
-                    matches!(transform, 2 | 3 | 5..=8)
-                } else {
-                    crate::xfrm::esp_cipher(transform).is_some() && auth_ok(auth)
-                }
-            }
-            Backend::PfkeyOpenBsd => {
-                if protocol == wire::ProtocolId::IPSEC_AH {
-                    matches!(transform, 2 | 3 | 5..=8)
-                } else {
-                    matches!(transform, 3 | 6 | 7 | 11 | 12 | 13) && auth_ok(auth)
-                }
-            }
-            Backend::PfkeyLinux => {
-                let sha2 = |a: Option<wire::AuthAlgorithm>| matches!(a.map(|a| a.0), Some(5..=7));
-                if protocol == wire::ProtocolId::IPSEC_AH {
-                    matches!(transform, 2 | 3 | 8)
-                } else {
-                    matches!(transform, 3 | 6 | 7 | 11 | 12 | 13) && auth_ok(auth) && !sha2(auth)
-                }
-            }
-        }
-    }
 }
 
 /// Administrative requests routed to the engine (from the FIFO).
@@ -1266,13 +1212,13 @@ impl Engine {
             let _ = writeln!(
                 out,
                 "Encryption algorithm: {}",
-                quick_mode::esp_name(s.protocol, s.transform)
+                ipsec_alg::cipher_name(s.protocol, s.transform)
             );
             if let Some(a) = s.auth {
                 let _ = writeln!(
                     out,
                     "Authentication algorithm: {}",
-                    quick_mode::auth_name(a)
+                    ipsec_alg::integrity_name(a)
                 );
             }
             let _ = writeln!(out);

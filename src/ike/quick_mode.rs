@@ -22,85 +22,12 @@ use super::main_mode::{attr, same, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
 use super::sa::{Handle, IpsecSa, KernelReply, KernelReq, Part};
 use super::wire::{
-    AuthAlgorithm, EncapsulationMode, EspTransform, ExchangeType, GroupDescription, Header,
-    IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId,
-    Transform, Writer, HEADER_LEN,
+    AuthAlgorithm, EncapsulationMode, ExchangeType, GroupDescription, Header, IpsecAttr, LifeType,
+    MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId, Transform, Writer,
+    HEADER_LEN,
 };
 use super::{Drop, Engine, TimerKind};
 use crate::timer::Time;
-
-/// The key lengths of an ESP transform: (encryption bytes, from KEY_LENGTH or the fixed
-/// size; plus the 4-byte salt/nonce of CTR and GCM, RFC 3686/4106).
-fn enc_key_len(protocol: ProtocolId, id: u8, key_bits: Option<u16>) -> Option<usize> {
-    if protocol != ProtocolId::IPSEC_ESP {
-        return Some(0);
-    }
-    let bits = |default: u16| usize::from(key_bits.unwrap_or(default)) / 8;
-    Some(match EspTransform(id) {
-        EspTransform::TRIPLEDES => 24,
-        EspTransform::AES => bits(128),
-        EspTransform::AES_CTR | EspTransform::AES_GCM_16 | EspTransform::AES_GMAC => bits(128) + 4,
-        EspTransform::BLOWFISH => bits(128),
-        EspTransform::CAST => bits(128),
-        EspTransform::NULL => 0,
-        _ => return None,
-    })
-}
-
-fn auth_key_len(protocol: ProtocolId, id: u8, auth: Option<AuthAlgorithm>) -> Option<usize> {
-    let from_auth = |a: AuthAlgorithm| match a {
-        AuthAlgorithm::HMAC_MD5 => Some(16),
-        AuthAlgorithm::HMAC_SHA => Some(20),
-        AuthAlgorithm::HMAC_RIPEMD => Some(20),
-        AuthAlgorithm::HMAC_SHA2_256 => Some(32),
-        AuthAlgorithm::HMAC_SHA2_384 => Some(48),
-        AuthAlgorithm::HMAC_SHA2_512 => Some(64),
-        _ => None,
-    };
-    match auth {
-        Some(a) => from_auth(a),
-        None if protocol == ProtocolId::IPSEC_AH => from_auth(match id {
-            2 => AuthAlgorithm::HMAC_MD5,
-            3 => AuthAlgorithm::HMAC_SHA,
-            5 => AuthAlgorithm::HMAC_SHA2_256,
-            6 => AuthAlgorithm::HMAC_SHA2_384,
-            7 => AuthAlgorithm::HMAC_SHA2_512,
-            8 => AuthAlgorithm::HMAC_RIPEMD,
-            _ => return None,
-        }),
-        None => Some(0),
-    }
-}
-
-/// isakmpd sa.c report names.
-pub(crate) fn esp_name(protocol: ProtocolId, id: u8) -> &'static str {
-    if protocol == ProtocolId::IPSEC_AH {
-        return "none";
-    }
-    match EspTransform(id) {
-        EspTransform::TRIPLEDES => "3DES",
-        EspTransform::AES => "AES (CBC)",
-        EspTransform::AES_CTR => "AES (CTR)",
-        EspTransform::AES_GCM_16 => "AES (GCM)",
-        EspTransform::AES_GMAC => "AES (GMAC)",
-        EspTransform::CAST => "Cast-128",
-        EspTransform::BLOWFISH => "Blowfish",
-        EspTransform::NULL => "NULL",
-        _ => "unknown",
-    }
-}
-
-pub(crate) fn auth_name(a: AuthAlgorithm) -> &'static str {
-    match a {
-        AuthAlgorithm::HMAC_MD5 => "HMAC-MD5",
-        AuthAlgorithm::HMAC_SHA => "HMAC-SHA1",
-        AuthAlgorithm::HMAC_RIPEMD => "HMAC-RIPEMD-160",
-        AuthAlgorithm::HMAC_SHA2_256 => "HMAC-SHA2-256",
-        AuthAlgorithm::HMAC_SHA2_384 => "HMAC-SHA2-384",
-        AuthAlgorithm::HMAC_SHA2_512 => "HMAC-SHA2-512",
-        _ => "unknown",
-    }
-}
 
 fn write_transform(
     w: &mut Writer<'_>,
@@ -1260,14 +1187,18 @@ impl Engine {
         let name = x.connection.clone().unwrap_or_default();
         let mut made = Vec::new();
         for c in &x.qm.chosen {
-            let el = enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "transform not supported".into(),
-            ))?;
-            let al = auth_key_len(c.protocol, c.transform, c.auth).ok_or(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "authentication algorithm not supported".into(),
-            ))?;
+            let el = super::ipsec_alg::enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(
+                Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "transform not supported".into(),
+                ),
+            )?;
+            let al = super::ipsec_alg::auth_key_len(c.protocol, c.transform, c.auth).ok_or(
+                Drop::Notify(
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    "authentication algorithm not supported".into(),
+                ),
+            )?;
             let g = gxy.as_ref().map(|g| g.as_bytes());
             let km = |spi: &[u8; 4]| {
                 derive::keymat(
