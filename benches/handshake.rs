@@ -31,6 +31,7 @@ fn engine(me: &str, peer: &str, mm: &str, qm: &str, seed: u64) -> Engine {
         },
         &conf(me, peer, mm, qm),
         Time(0),
+        isakmpd::ike::crypto::random_source(Some(seed)),
     );
     let ip: std::net::IpAddr = me.parse().unwrap();
     e.set_route_lookup(Box::new(move |_| Some(ip)));

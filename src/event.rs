@@ -128,6 +128,7 @@ impl Daemon {
             },
             &conf,
             Time(0),
+            crate::ike::crypto::random_source(opts.seed),
         );
         Daemon {
             opts,

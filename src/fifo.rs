@@ -53,12 +53,8 @@ pub enum DebugCmd {
     Toggle,
 }
 
-/// Which SA `t` tears down: phase 1 (`main`) or phase 2 (`quick`, the default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Main,
-    Quick,
-}
+/// Which SA `t` tears down (the engine's request type).
+pub use crate::ike::Phase;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {

@@ -142,6 +142,7 @@ fn node(me: &str, c: &Conf, seed: u64) -> Node {
         },
         c,
         Time(0),
+        isakmpd::ike::crypto::random_source(Some(seed)),
     );
     let ip: std::net::IpAddr = me.parse().unwrap();
     e.set_route_lookup(Box::new(move |_| Some(ip)));
@@ -775,6 +776,7 @@ fn only_what_the_kernel_backend_installs_is_offered_or_accepted() {
             },
             &conf(WEST, EAST, "k", true, "AES-SHA", qw),
             Time(0),
+            isakmpd::ike::crypto::random_source(Some(70)),
         );
         let mut e = Engine::new(
             EngineConfig {
@@ -785,6 +787,7 @@ fn only_what_the_kernel_backend_installs_is_offered_or_accepted() {
             },
             &conf(EAST, WEST, "k", false, "AES-SHA", qe),
             Time(0),
+            isakmpd::ike::crypto::random_source(Some(71)),
         );
         let (wi, ei): (std::net::IpAddr, std::net::IpAddr) =
             (WEST.parse().unwrap(), EAST.parse().unwrap());
@@ -1042,6 +1045,7 @@ fn knode(me: &str, c: &Conf, seed: u64, kernel: Option<KernelSim>) -> Node {
         },
         c,
         Time(0),
+        isakmpd::ike::crypto::random_source(Some(seed)),
     );
     let ip: std::net::IpAddr = me.parse().unwrap();
     e.set_route_lookup(Box::new(move |_| Some(ip)));

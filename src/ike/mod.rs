@@ -39,13 +39,12 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, OsRandom, Random, SeededRandom};
+use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
 use self::exchange::{retransmit_delay_secs, Exchange};
 use self::policy::Policy;
 use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part, Slab};
 use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
-use crate::fifo::Phase;
 use crate::log::DebugClass;
 use crate::timer::{Time, TimerWheel};
 
@@ -65,6 +64,13 @@ pub struct EngineConfig {
     pub nat_t_port: Option<u16>,
     /// What the kernel backend can install; proposals are filtered by it.
     pub backend: Backend,
+}
+
+/// Which SA a teardown names: phase 1 (`t main`) or phase 2 (`t quick`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Main,
+    Quick,
 }
 
 /// Administrative requests routed to the engine (from the FIFO).
@@ -127,15 +133,6 @@ pub struct Stats {
     pub dpd_dead: u64,
 }
 
-/// Maximum number of armed timers.
-pub const TIMER_CAPACITY: usize = 4096;
-/// Exchanges in flight at once.
-pub const EXCHANGE_CAPACITY: usize = 256;
-/// ISAKMP SAs.
-pub const ISAKMP_SA_CAPACITY: usize = 512;
-/// IPsec SAs (one per protocol per negotiation).
-pub const IPSEC_SA_CAPACITY: usize = 1024;
-
 /// The smallest ISAKMP message: the fixed header (RFC 2408 3.1).
 pub const ISAKMP_HEADER_LEN: usize = 28;
 /// How long an IPsec SA may outlive its hard expiry for its replacement's sake.
@@ -170,18 +167,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig, conf: &Conf, now: Time) -> Engine {
-        let rng: Box<dyn Random> = match cfg.seed {
-            Some(s) => Box::new(SeededRandom::new(s)),
-            None => Box::new(OsRandom),
-        };
+    /// A new engine. `rng` is its only source of randomness (cookies, nonces, DH
+    /// secrets, SPIs without a kernel): the event loop passes the OS generator, tests and
+    /// `-r` a seeded one. The tables are sized once, here, from `[General]`.
+    pub fn new(cfg: EngineConfig, conf: &Conf, now: Time, rng: Box<dyn Random>) -> Engine {
+        let limits = policy::Limits::load(conf);
         let mut e = Engine {
             cfg,
             policy: Policy::default(),
-            timers: TimerWheel::new(TIMER_CAPACITY, now),
-            exchanges: Slab::with_capacity(EXCHANGE_CAPACITY),
-            isakmp_sas: Slab::with_capacity(ISAKMP_SA_CAPACITY),
-            ipsec_sas: Slab::with_capacity(IPSEC_SA_CAPACITY),
+            timers: TimerWheel::new(limits.timers(), now),
+            exchanges: Slab::with_capacity(limits.exchanges),
+            isakmp_sas: Slab::with_capacity(limits.isakmp_sas),
+            ipsec_sas: Slab::with_capacity(limits.ipsec_sas),
             outbox: VecDeque::new(),
             kernel: VecDeque::new(),
             ticket: 0,
@@ -213,6 +210,19 @@ impl Engine {
         self.policy = Policy::load(conf);
         for e in &self.policy.errors {
             log::warn!("conf: {e}: section skipped");
+        }
+        let l = self.policy.limits;
+        if (l.exchanges, l.isakmp_sas, l.ipsec_sas)
+            != (
+                self.exchanges.capacity(),
+                self.isakmp_sas.capacity(),
+                self.ipsec_sas.capacity(),
+            )
+            && self.exchanges.capacity() > 0
+        {
+            log::warn!(
+                "conf: Max-exchanges, Max-phase1-SAs and Max-phase2-SAs take effect at the next start"
+            );
         }
         self.wanted = self
             .policy
@@ -1408,7 +1418,8 @@ mod tests {
         let conf = Conf::parse("[Phase 2]\nConnections=a,b\nPassive-connections=p\n")
             .unwrap()
             .conf;
-        let mut e = Engine::new(EngineConfig::default(), &conf, Time(0));
+        let rng = Box::new(crypto::SeededRandom::new(1));
+        let mut e = Engine::new(EngineConfig::default(), &conf, Time(0), rng);
         e.handle_datagram(
             Time(1),
             addr("192.0.2.1:500"),

@@ -254,6 +254,50 @@ pub struct Connection {
     pub passive: bool,
 }
 
+/// How many of each thing the engine keeps at most. The tables are allocated once, at
+/// startup, for these numbers (their pages are touched only as slots come into use); a
+/// full table drops what would need a new slot and counts it. `[General]` tags of this
+/// daemon (isakmpd has no fixed tables): Max-exchanges, Max-phase1-SAs, Max-phase2-SAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub exchanges: usize,
+    pub isakmp_sas: usize,
+    pub ipsec_sas: usize,
+}
+
+impl Default for Limits {
+    /// Sized for a small router: some hundreds of peers, each with a few connections.
+    fn default() -> Limits {
+        Limits {
+            exchanges: 512,
+            isakmp_sas: 1024,
+            ipsec_sas: 2048,
+        }
+    }
+}
+
+impl Limits {
+    /// Bounds: at least 16 of each, at most 1,000,000 (4 GB of slots, a typo's worth).
+    pub fn load(conf: &Conf) -> Limits {
+        let d = Limits::default();
+        let n = |tag: &str, def: usize| {
+            conf.get_num("General", tag, def as u64)
+                .clamp(16, 1_000_000) as usize
+        };
+        Limits {
+            exchanges: n("Max-exchanges", d.exchanges),
+            isakmp_sas: n("Max-phase1-SAs", d.isakmp_sas),
+            ipsec_sas: n("Max-phase2-SAs", d.ipsec_sas),
+        }
+    }
+
+    /// Timers: one per exchange, three per phase 1 SA (expiry, DPD, NAT keepalive),
+    /// three per phase 2 SA (soft, hard, the rekey pause), and room for stale hints.
+    pub fn timers(&self) -> usize {
+        2 * (self.exchanges + 3 * self.isakmp_sas + 3 * self.ipsec_sas)
+    }
+}
+
 /// Everything the engine reads from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -273,6 +317,8 @@ pub struct Policy {
     pub nat_t_keepalive: u64,
     /// [General] Delete-SAs: DELETE every SA at shutdown (default yes).
     pub delete_sas: bool,
+    /// Table capacities (tags of this daemon, not isakmpd's); read at startup only.
+    pub limits: Limits,
     /// Names of sections that did not resolve, with the reason (for the log and report).
     pub errors: Vec<String>,
     /// Every name of [Phase 2] Connections and Passive-connections: (name, passive,
@@ -292,6 +338,7 @@ impl Policy {
             delete_sas: !conf
                 .get("General", "Delete-SAs")
                 .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("no")),
+            limits: Limits::load(conf),
             ..Policy::default()
         };
         let peer_index = |p: &mut Policy, name: &str| -> Option<usize> {

@@ -315,6 +315,14 @@ impl fmt::Display for CryptoError {
 }
 
 /// Where random bytes come from: cookies, nonces, SPIs, IVs, DH private values.
+/// The engine's randomness: seeded (`-r`, tests) or OpenSSL's generator.
+pub fn random_source(seed: Option<u64>) -> Box<dyn Random> {
+    match seed {
+        Some(s) => Box::new(SeededRandom::new(s)),
+        None => Box::new(OsRandom),
+    }
+}
+
 pub trait Random {
     fn fill(&mut self, buf: &mut [u8]);
 }
