@@ -112,15 +112,16 @@ impl Engine {
                         .exchanges
                         .get_mut(h)
                         .ok_or(Drop::Silent("gone".into()))?;
-                    x.last_recv = data.to_vec();
+                    x.last_recv.clear();
+                    x.last_recv.extend_from_slice(data);
                     (x.initiator, x.step)
                 };
                 let r = match (initiator, step) {
                     (true, 1) => self.am_i2(now, h, hd, data),
                     (false, 2) => self.am_r3(now, h, local, remote, data),
-                    _ => Err(Drop::Silent(format!(
-                        "unexpected aggressive mode message at step {step}"
-                    ))),
+                    _ => Err(Drop::Silent(
+                        "unexpected aggressive mode message at this step",
+                    )),
                 };
                 if let Err(Drop::Notify(n, why)) = &r {
                     if *n != NotifyType::PAYLOAD_MALFORMED {
@@ -194,13 +195,13 @@ impl Engine {
         let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
             Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("no [Phase 1] peer for {}", remote.ip()),
+                "no [Phase 1] peer for this address",
             )
         })?;
         if peer.psk.is_none() {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("[{}] has no Authentication (pre-shared key)", peer.name),
+                "the [Phase 1] peer section has no Authentication (pre-shared key)",
             ));
         }
         let mut chosen = None;
@@ -220,14 +221,11 @@ impl Engine {
         let Some((pnum, t, choice)) = chosen else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!(
-                    "no proposal chosen: no offered transform of the KE's group matches [{}]",
-                    peer.name
-                ),
+                "no proposal chosen: no offered transform of the KE's group matches the peer section",
             ));
         };
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
-            .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+            .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let mut x = Exchange::new(Kind::Aggressive, false, local, remote);
         x.peer_dpd = super::dpd::offers_dpd(&m);
         if self.nat_t_on() {
@@ -242,7 +240,8 @@ impl Engine {
         x.p1 = Some(choice);
         x.sai_b = sa_body(&sa);
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
-        x.last_recv = data.to_vec();
+        x.last_recv.clear();
+        x.last_recv.extend_from_slice(data);
         x.gxi = ke.to_vec();
         x.ni = ni.to_vec();
         x.gxr = dh.public_value().to_vec();
@@ -473,7 +472,8 @@ impl Engine {
         .map_err(|_| Drop::Silent("message 3 too large".into()))?;
         buf.truncate(n);
         let clear = buf.clone();
-        x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
+            .map_err(|_| Drop::Silent("encryption failed"))?;
         x.step = 3;
         x.resend_on_dup = true;
         self.send_step_captured(now, h, clear, buf, false);

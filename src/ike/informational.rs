@@ -32,15 +32,57 @@ impl Engine {
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        let (local, remote) = (s.local, s.remote);
-        let iv = derive::phase2_iv(s.hash, s.last_block.as_bytes(), msgid, s.cipher.block_len());
-        match self.protected_message(sa, ExchangeType::INFO, msgid, &iv, ty, body) {
-            Ok((clear, buf, _)) => {
-                self.capture_msg(local, remote, &clear);
-                self.send_raw(local, remote, buf);
-            }
+        let (local, remote, cipher) = (s.local, s.remote, s.cipher);
+        let iv = derive::phase2_iv(s.hash, s.last_block.as_bytes(), msgid, cipher.block_len());
+        // Built in the engine's scratch buffer: DPD and DELETE allocate nothing.
+        let mut buf = std::mem::take(&mut self.scratch);
+        let r = self.build_protected(&mut buf, sa, ExchangeType::INFO, msgid, ty, body);
+        let r = r.and_then(|ka| {
+            self.capture_msg(local, remote, &buf);
+            Self::encrypt(cipher, &ka, &iv, &mut buf).map_err(|_| "encryption failed")
+        });
+        match r {
+            Ok(_) => self.send_raw(local, remote, &buf),
             Err(e) => log::error!("informational to {remote}: {e}"),
         }
+        self.scratch = buf;
+    }
+
+    /// `HDR, HASH(1), <one payload>` in the clear into `buf`, HASH(1) = prf(SKEYID_a,
+    /// M-ID | payload); returns the key to encrypt it with.
+    fn build_protected(
+        &self,
+        buf: &mut Vec<u8>,
+        sa: Handle,
+        exchange: ExchangeType,
+        msgid: u32,
+        ty: PayloadType,
+        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+    ) -> Result<super::crypto::Key, &'static str> {
+        let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
+        let hd = Header {
+            icookie: s.icookie,
+            rcookie: s.rcookie,
+            major: 1,
+            exchange,
+            msgid,
+            ..Header::default()
+        };
+        let hlen = s.hash.output_len();
+        buf.clear();
+        buf.resize(2048, 0);
+        let n = (|| {
+            let mut b = MessageBuilder::new(buf, &hd)?;
+            b.payload(PayloadType::HASH, |w| w.bytes(&[0u8; 64][..hlen]))?;
+            b.payload(ty, body)?;
+            b.finish()
+        })()
+        .map_err(|_| "message too large")?;
+        buf.truncate(n);
+        let start = HEADER_LEN + 4 + hlen;
+        let h1 = derive::info_hash(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[start..]);
+        buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
+        Ok(s.ka.clone())
     }
 
     /// `HDR*, HASH(1), <one payload>` of exchange `exchange` over ISAKMP SA `sa`, with
@@ -56,31 +98,11 @@ impl Engine {
         ty: PayloadType,
         body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) -> Result<(Vec<u8>, Vec<u8>, super::crypto::Key), String> {
-        let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
-        let hd = Header {
-            icookie: s.icookie,
-            rcookie: s.rcookie,
-            major: 1,
-            exchange,
-            msgid,
-            ..Header::default()
-        };
-        let (hash, cipher) = (s.hash, s.cipher);
-        let hlen = hash.output_len();
-        let mut buf = vec![0u8; 2048];
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &hd)?;
-            b.payload(PayloadType::HASH, |w| w.bytes(&vec![0u8; hlen]))?;
-            b.payload(ty, body)?;
-            b.finish()
-        })()
-        .map_err(|_| "message too large")?;
-        buf.truncate(n);
-        let start = HEADER_LEN + 4 + hlen;
-        let h1 = derive::info_hash(hash, s.skeyid_a.as_bytes(), msgid, &buf[start..]);
-        buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
+        let cipher = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?.cipher;
+        let mut buf = Vec::new();
+        let ka = self.build_protected(&mut buf, sa, exchange, msgid, ty, body)?;
         let clear = buf.clone();
-        let next = Self::encrypt(cipher, &s.ka, iv, &mut buf)?;
+        let next = Self::encrypt(cipher, &ka, iv, &mut buf)?;
         Ok((clear, buf, next))
     }
 
@@ -177,16 +199,27 @@ impl Engine {
                 s.cipher.block_len(),
             )
         };
-        let (clear, _) = self.open_hash1(
-            sa,
-            &iv,
-            hd.msgid,
-            (local, remote),
-            data,
-            "informational HASH(1)",
-        )?;
+        // Decrypted in the engine's receive scratch: DPD and DELETE allocate nothing.
+        let mut clear = std::mem::take(&mut self.rx);
+        let r = self
+            .open_hash1_into(&mut clear, sa, &iv, hd.msgid, (local, remote), data)
+            .and_then(|_| self.info_protected(now, local, remote, hd, sa, &clear));
+        self.rx = clear;
+        r
+    }
+
+    /// The payloads of an informational message that came protected by ISAKMP SA `sa`.
+    fn info_protected(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        sa: Handle,
+        clear: &[u8],
+    ) -> Result<(), Drop> {
         self.peer_heard(now, sa, local, remote);
-        let m = Self::parse(&clear, true)?;
+        let m = Self::parse(clear, true)?;
         let mut delete_p1 = false;
         let mut delete_p2 = Vec::new();
         for p in &m.payloads {

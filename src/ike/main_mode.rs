@@ -406,11 +406,13 @@ impl Engine {
             return;
         };
         let (local, remote) = (x.local, x.remote);
-        x.last_sent = msg.clone();
         x.xmits = 0;
         x.next_retransmit = retransmit.then(|| now.add_secs(retransmit_delay_secs(0)));
         self.capture_msg(local, remote, &clear);
-        self.send_raw(local, remote, msg);
+        self.send_raw(local, remote, &msg);
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.last_sent = msg;
+        }
         self.arm(h);
     }
 
@@ -438,14 +440,16 @@ impl Engine {
             // message answered means that message was lost: send it again. Any other
             // repeat is dropped; our retransmission timer covers the rest. (Answering
             // every repeat would let two peers echo each other forever.)
-            let (local, msg) = (x.local, x.last_sent.clone());
-            if x.resend_on_dup && !msg.is_empty() {
+            if x.resend_on_dup && !x.last_sent.is_empty() {
                 crate::ike_debug!(
                     crate::log::DebugClass::Message,
                     20,
                     "duplicate from {remote}: resending our last message"
                 );
-                self.send_raw(local, remote, msg);
+                let prefix = self.tx_prefix(x.local);
+                if !self.cfg.passive {
+                    self.outbox.push(x.local, remote, prefix, &x.last_sent);
+                }
             }
             return Some(Err(()));
         }
@@ -488,7 +492,8 @@ impl Engine {
                     x.local = local;
                     x.remote = remote;
                 }
-                x.last_recv = data.to_vec();
+                x.last_recv.clear();
+                x.last_recv.extend_from_slice(data);
                 let (initiator, step) = (x.initiator, x.step);
                 let r = match (initiator, step) {
                     (true, 1) => self.mm_i2(now, h, hd, data),
@@ -504,7 +509,7 @@ impl Engine {
                         }
                         r
                     }
-                    _ => Err(Drop::Silent(format!("unexpected message at step {step}"))),
+                    _ => Err(Drop::Silent("unexpected message at this step")),
                 };
                 if let Err(e) = &r {
                     // A message that fails after the exchange accepted it ends the
@@ -567,7 +572,7 @@ impl Engine {
         let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
             Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("no [Phase 1] peer for {}", remote.ip()),
+                "no [Phase 1] peer for this address",
             )
         })?;
         let mut chosen = None;
@@ -585,16 +590,13 @@ impl Engine {
         let Some((pnum, t, choice)) = chosen else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!(
-                    "no proposal chosen: none of the offered transforms matches [{}]",
-                    peer.name
-                ),
+                "no proposal chosen: none of the offered transforms matches the peer section",
             ));
         };
         if choice.auth == AuthMethod::PRE_SHARED && peer.psk.is_none() {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("[{}] has no Authentication (pre-shared key)", peer.name),
+                "the [Phase 1] peer section has no Authentication (pre-shared key)",
             ));
         }
         let mut x = Exchange::new(Kind::Main, false, local, remote);
@@ -604,7 +606,8 @@ impl Engine {
         x.p1 = Some(choice);
         x.sai_b = sa_body(&sa);
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
-        x.last_recv = data.to_vec();
+        x.last_recv.clear();
+        x.last_recv.extend_from_slice(data);
         x.peer_dpd = super::dpd::offers_dpd(&m);
         if self.nat_t_on() {
             x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
@@ -709,7 +712,7 @@ impl Engine {
                 "responder chose a transform we did not offer".into(),
             ))?;
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
-            .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+            .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let ni = self.random(NONCE_LEN);
         let crs = self.creds.cert_requests();
         let x = self
@@ -768,7 +771,7 @@ impl Engine {
         if ke.len() != group.public_len() {
             return Err(Drop::Notify(
                 NotifyType::INVALID_KEY_INFORMATION,
-                format!("KE of {} bytes for group {}", ke.len(), group.number()),
+                "KE of the wrong size for the group",
             ));
         }
         if n.len() < 8 || n.len() > 256 {
@@ -789,10 +792,10 @@ impl Engine {
         let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
         let peer_ke = if x.initiator { &x.gxr } else { &x.gxi };
         let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH".into()))?;
-        let gxy = dh.shared_secret(peer_ke).map_err(|e| {
+        let gxy = dh.shared_secret(peer_ke).map_err(|_| {
             Drop::Notify(
                 NotifyType::INVALID_KEY_INFORMATION,
-                format!("peer's KE: {e}"),
+                "peer's KE is not a valid public value",
             )
         })?;
         x.skeyid = if c.auth == AuthMethod::RSA_SIG {
@@ -831,7 +834,7 @@ impl Engine {
             .group;
         let (ke, ni) = self.ke_nonce(data, group)?;
         let dh = DhPrivate::generate(group, &mut *self.rng)
-            .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+            .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let nr = self.random(NONCE_LEN);
         {
             let x = self
@@ -943,7 +946,7 @@ impl Engine {
                 .ok_or(Drop::Silent("no private key".into()))?;
             let n = key
                 .sign_raw(hash.as_bytes(), &mut sig)
-                .map_err(|e| Drop::Silent(format!("signing: {e}")))?;
+                .map_err(|_| Drop::Silent("signing failed"))?;
             sig.truncate(n);
             cert = self
                 .creds
@@ -988,7 +991,8 @@ impl Engine {
         .map_err(|_| Drop::Silent("message too large".into()))?;
         buf.truncate(n);
         let clear = buf.clone();
-        x.iv = Self::encrypt(c.cipher, &x.ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.iv = Self::encrypt(c.cipher, &x.ka, &x.iv, &mut buf)
+            .map_err(|_| Drop::Silent("encryption failed"))?;
         Ok((clear, buf))
     }
 
@@ -1126,9 +1130,10 @@ impl Engine {
                     .pubkey_for(&identity)
                     .ok_or(Drop::Silent("gone".into()))?;
                 key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    Drop::Notify(
+                    super::refused(
                         NotifyType::INVALID_SIGNATURE,
-                        format!("authentication failed: signature over {which} does not verify with the public key of {identity}"),
+                        "authentication failed: the signature does not verify",
+                        format_args!("signature over {which}, public key of {identity}"),
                     )
                 })?;
                 log::info!(
@@ -1137,17 +1142,22 @@ impl Engine {
                 );
             } else {
                 let cert = certs
-                .iter()
-                .find(|c| cert_names_id(c, &identity))
-                .ok_or_else(|| {
-                    Drop::Notify(
-                        NotifyType::INVALID_ID_INFORMATION,
-                        format!(
-                            "authentication failed: no certificate from the peer names its ID {identity}{}",
-                            if certs.is_empty() { " (it sent none)" } else { "" }
-                        ),
-                    )
-                })?;
+                    .iter()
+                    .find(|c| cert_names_id(c, &identity))
+                    .ok_or_else(|| {
+                        super::refused(
+                            NotifyType::INVALID_ID_INFORMATION,
+                            "authentication failed: no certificate from the peer names its ID",
+                            format_args!(
+                                "ID {identity}{}",
+                                if certs.is_empty() {
+                                    " (it sent none)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        )
+                    })?;
                 let trust = creds.trust.as_ref().ok_or(Drop::Notify(
                     NotifyType::INVALID_CERTIFICATE,
                     "authentication failed: no CA certificates configured".into(),
@@ -1158,24 +1168,24 @@ impl Engine {
                     .cloned()
                     .collect();
                 trust.verify(cert, &others).map_err(|e| {
-                    Drop::Notify(
+                    super::refused(
                         NotifyType::INVALID_CERTIFICATE,
-                        format!(
-                            "authentication failed: certificate \"{}\" not trusted: {e}",
-                            cert.subject()
-                        ),
+                        "authentication failed: certificate not trusted",
+                        format_args!("\"{}\": {e}", cert.subject()),
                     )
                 })?;
                 let key = cert.public_key().map_err(|e| {
-                    Drop::Notify(
+                    super::refused(
                         NotifyType::INVALID_CERTIFICATE,
-                        format!("certificate key: {e}"),
+                        "certificate key unusable",
+                        format_args!("{e}"),
                     )
                 })?;
                 key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    Drop::Notify(
+                    super::refused(
                         NotifyType::INVALID_SIGNATURE,
-                        format!("authentication failed: signature over {which} does not verify"),
+                        "authentication failed: the signature does not verify",
+                        format_args!("signature over {which}"),
                     )
                 })?;
                 log::info!(
@@ -1192,11 +1202,10 @@ impl Engine {
                 ));
             };
             if !same(want.as_bytes(), hash) {
-                return Err(Drop::Notify(
+                return Err(super::refused(
                     NotifyType::INVALID_HASH_INFORMATION,
-                    format!(
-                        "authentication failed: {which} does not verify (pre-shared keys differ?)"
-                    ),
+                    "authentication failed: the hash does not verify (pre-shared keys differ?)",
+                    format_args!("{which}"),
                 ));
             }
         }

@@ -28,6 +28,7 @@ pub mod ipsec_alg;
 mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
+mod outbox;
 pub use self::ipsec_alg::Backend;
 pub use self::main_mode::Credentials;
 pub mod policy;
@@ -133,6 +134,9 @@ pub struct Stats {
     pub dpd_dead: u64,
 }
 
+/// The largest IKE message we take (a UDP datagram's payload).
+pub const MAX_MESSAGE: usize = 65535;
+
 /// The smallest ISAKMP message: the fixed header (RFC 2408 3.1).
 pub const ISAKMP_HEADER_LEN: usize = 28;
 /// How long an IPsec SA may outlive its hard expiry for its replacement's sake.
@@ -152,7 +156,13 @@ pub struct Engine {
     pub(crate) exchanges: Slab<Exchange>,
     pub(crate) isakmp_sas: Slab<IsakmpSa>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
-    outbox: VecDeque<(Transmit, Vec<u8>)>,
+    outbox: outbox::Outbox,
+    /// Timers fired in one `handle_timeout`, kept to reuse its room.
+    fired: Vec<TimerKind>,
+    /// Where protected informational messages are built (transmit scratch) and where
+    /// received protected messages are decrypted: allocated once, reused.
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) rx: Vec<u8>,
     kernel: VecDeque<KernelOp>,
     /// The last ticket handed out with a kernel request.
     ticket: u32,
@@ -164,6 +174,7 @@ pub struct Engine {
     /// Connections to (re)start when nothing carries them: started at load and by `c`.
     wanted: Vec<String>,
     pub(crate) creds: main_mode::Credentials,
+    drop_log: LogLimit,
 }
 
 impl Engine {
@@ -179,7 +190,10 @@ impl Engine {
             exchanges: Slab::with_capacity(limits.exchanges),
             isakmp_sas: Slab::with_capacity(limits.isakmp_sas),
             ipsec_sas: Slab::with_capacity(limits.ipsec_sas),
-            outbox: VecDeque::new(),
+            outbox: outbox::Outbox::new(),
+            fired: Vec::with_capacity(64),
+            scratch: Vec::with_capacity(8192),
+            rx: Vec::with_capacity(crate::ike::MAX_MESSAGE),
             kernel: VecDeque::new(),
             ticket: 0,
             capture: VecDeque::new(),
@@ -189,6 +203,7 @@ impl Engine {
             stats: Stats::default(),
             wanted: Vec::new(),
             creds: main_mode::Credentials::default(),
+            drop_log: LogLimit::default(),
         };
         e.configure(conf);
         e
@@ -346,13 +361,13 @@ impl Engine {
             Err(e) => {
                 // message.c: a bad length is dropped without a reply.
                 self.stats.datagrams_dropped += 1;
-                self.drop_msg(remote, e.reason);
+                self.drop_msg(now, remote, wire::ExchangeType(data[18]), e.reason);
                 return;
             }
         };
         if let Err(e) = header.check() {
             self.stats.datagrams_dropped += 1;
-            self.drop_msg(remote, e.reason);
+            self.drop_msg(now, remote, header.exchange, e.reason);
             if header.rcookie == [0; 8] {
                 return;
             }
@@ -380,9 +395,9 @@ impl Engine {
         if let Err(d) = r {
             self.stats.datagrams_dropped += 1;
             match d {
-                Drop::Silent(why) => self.drop_msg(remote, &why),
+                Drop::Silent(why) => self.drop_msg(now, remote, header.exchange, why),
                 Drop::Notify(n, why) => {
-                    self.drop_msg(remote, &why);
+                    self.drop_msg(now, remote, header.exchange, why);
                     if header.rcookie != [0; 8]
                         || header.exchange == wire::ExchangeType::ID_PROT
                         || header.exchange == wire::ExchangeType::AGGRESSIVE
@@ -394,8 +409,18 @@ impl Engine {
         }
     }
 
-    fn drop_msg(&mut self, remote: SocketAddr, why: &str) {
-        log::warn!("dropped message from {remote}: {why}");
+    /// The warning for a dropped message, rate limited: anyone can send us garbage, and
+    /// the log must not become their amplifier.
+    fn drop_msg(&mut self, now: Time, remote: SocketAddr, exchange: wire::ExchangeType, why: &str) {
+        if let Some(suppressed) = self.drop_log.allow(now) {
+            if suppressed > 0 {
+                log::warn!("{suppressed} further dropped messages not logged");
+            }
+            log::warn!(
+                "dropped {} message from {remote}: {why}",
+                exchange_name(exchange)
+            );
+        }
     }
 
     /// Our address towards `remote` when the socket is bound to a wildcard.
@@ -528,9 +553,10 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
-        let mut fired = Vec::new();
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
         self.timers.expire(now, |_, kind| fired.push(kind));
-        for k in fired {
+        for &k in &fired {
             match k {
                 TimerKind::Exchange(h) => self.exchange_timer(now, h),
                 TimerKind::IsakmpExpire(h) => {
@@ -553,9 +579,18 @@ impl Engine {
                 TimerKind::Keepalive(h) => self.keepalive_timer(now, h),
             }
         }
+        self.fired = fired;
     }
 
     fn exchange_timer(&mut self, now: Time, h: Handle) {
+        let (nat_port, passive) = (self.nat_port(), self.cfg.passive);
+        let prefix = |l: SocketAddr| -> &'static [u8] {
+            if l.port() == nat_port {
+                &nat_t::NON_ESP_MARKER
+            } else {
+                &[]
+            }
+        };
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
@@ -587,9 +622,11 @@ impl Engine {
                 }
                 x.xmits += 1;
                 x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
-                let (local, remote, msg) = (x.local, x.remote, x.last_sent.clone());
-                crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {remote}");
-                self.send_raw(local, remote, msg);
+                crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {}", x.remote);
+                if !passive {
+                    self.outbox
+                        .push(x.local, x.remote, prefix(x.local), &x.last_sent);
+                }
             }
         }
         self.arm(h);
@@ -671,21 +708,21 @@ impl Engine {
     }
 
     /// Queues a datagram (already encrypted if it should be).
-    pub(crate) fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
-        if self.cfg.passive {
-            return;
+    pub(crate) fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let prefix = self.tx_prefix(local);
+        if !self.cfg.passive {
+            self.outbox.push(local, remote, prefix, data);
         }
-        let data = if local.port() == self.nat_port() {
-            [&nat_t::NON_ESP_MARKER[..], &data].concat()
+    }
+
+    /// What goes before an IKE message sent from `local`: the non-ESP marker on the
+    /// NAT-T port (RFC 3948 §2.2).
+    pub(crate) fn tx_prefix(&self, local: SocketAddr) -> &'static [u8] {
+        if local.port() == self.nat_port() {
+            &nat_t::NON_ESP_MARKER
         } else {
-            data
-        };
-        let t = Transmit {
-            local: Some(local),
-            remote,
-            len: data.len(),
-        };
-        self.outbox.push_back((t, data));
+            &[]
+        }
     }
 
     pub(crate) fn capture_msg(&mut self, src: SocketAddr, dst: SocketAddr, clear: &[u8]) {
@@ -762,7 +799,7 @@ impl Engine {
         }
         let next = Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default();
         cbc_decrypt(cipher, ka.as_bytes(), iv.as_bytes(), &mut msg[HEADER_LEN..])
-            .map_err(|e| Drop::Silent(format!("decryption failed: {e}")))?;
+            .map_err(|_| Drop::Silent("decryption failed"))?;
         Ok(next)
     }
 
@@ -798,9 +835,8 @@ impl Engine {
         })();
         if let Ok(n) = n {
             log::info!("sending notification {ty} to {remote}");
-            let msg = buf[..n].to_vec();
-            self.capture_msg(local, remote, &msg);
-            self.send_raw(local, remote, msg);
+            self.capture_msg(local, remote, &buf[..n]);
+            self.send_raw(local, remote, &buf[..n]);
         }
     }
 
@@ -811,11 +847,7 @@ impl Engine {
             self.outbox.clear();
             return None;
         }
-        let (mut t, data) = self.outbox.pop_front()?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        t.len = n;
-        Some(t)
+        self.outbox.pop(buf)
     }
 
     /// The next kernel request (with `-n`, the event loop only logs them). A request
@@ -1347,12 +1379,7 @@ impl Engine {
             return;
         }
         if !self.cfg.passive {
-            let t = Transmit {
-                local: Some(s.local),
-                remote: s.remote,
-                len: 1,
-            };
-            self.outbox.push_back((t, nat_t::KEEPALIVE.to_vec()));
+            self.outbox.push(s.local, s.remote, &[], &nat_t::KEEPALIVE);
         }
         let _ = self
             .timers
@@ -1388,11 +1415,65 @@ impl Engine {
 
     /// Parses a (decrypted) message.
     pub(crate) fn parse<'a>(buf: &'a [u8], padded: bool) -> Result<Message<'a>, Drop> {
-        let m = Message::parse(buf, padded)
-            .map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
+        let m = Message::parse(buf, padded).map_err(|e| Drop::Notify(e.notify, e.reason))?;
         m.check_payload_types()
-            .map_err(|e| Drop::Notify(e.notify, e.reason.to_string()))?;
+            .map_err(|e| Drop::Notify(e.notify, e.reason))?;
         Ok(m)
+    }
+}
+
+/// A refusal whose particulars matter to an administrator (an authentication that
+/// failed, a configuration that does not match): they are logged here, once, and the
+/// static reason travels on. Only for messages from a peer that has shown it receives
+/// at its address (after Main Mode message 3, or inside phase 1 protection), so that
+/// nobody can make us format at flood rate.
+pub(crate) fn refused(
+    ty: NotifyType,
+    reason: &'static str,
+    detail: std::fmt::Arguments<'_>,
+) -> Drop {
+    log::warn!("{reason}: {detail}");
+    Drop::Notify(ty, reason)
+}
+
+/// isakmpd's names of the exchange types, for log lines.
+fn exchange_name(t: wire::ExchangeType) -> &'static str {
+    match t {
+        wire::ExchangeType::ID_PROT => "main mode",
+        wire::ExchangeType::AGGRESSIVE => "aggressive mode",
+        wire::ExchangeType::QUICK_MODE => "quick mode",
+        wire::ExchangeType::INFO => "informational",
+        wire::ExchangeType::TRANSACTION => "mode-config",
+        _ => "ISAKMP",
+    }
+}
+
+/// Warnings per second before they are counted instead of logged.
+const LOG_BURST: u32 = 10;
+
+/// A burst of [`LOG_BURST`] lines per second; what goes over is counted and reported
+/// with the next line that passes.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    second: u64,
+    count: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// `Some(n)`: log now, after saying that `n` lines were held back; `None`: held back.
+    pub(crate) fn allow(&mut self, now: Time) -> Option<u64> {
+        let s = now.millis() / 1000;
+        if s != self.second {
+            self.second = s;
+            self.count = 0;
+        }
+        if self.count >= LOG_BURST {
+            self.suppressed += 1;
+            return None;
+        }
+        self.count += 1;
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -1400,9 +1481,9 @@ impl Engine {
 #[derive(Debug)]
 pub(crate) enum Drop {
     /// Log and drop.
-    Silent(String),
+    Silent(&'static str),
     /// Log, drop, and tell the peer (unprotected, only where isakmpd does).
-    Notify(NotifyType, String),
+    Notify(NotifyType, &'static str),
 }
 
 #[cfg(test)]

@@ -277,7 +277,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let sa = self.phase2_sa(hd, "mode-config")?;
+        let sa = self.phase2_sa(hd)?;
         let r = match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
             Some(Err(())) => return Ok(()),
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),
@@ -297,8 +297,7 @@ impl Engine {
         remote: SocketAddr,
         data: &[u8],
     ) -> Result<(CfgType, u16, Vec<(CfgAttr, Vec<u8>)>, super::crypto::Key), Drop> {
-        let (clear, next) =
-            self.open_hash1(sa, iv, msgid, (local, remote), data, "mode-config HASH")?;
+        let (clear, next) = self.open_hash1(sa, iv, msgid, (local, remote), data)?;
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Attr(p)) = m.find(PayloadType::ATTRIBUTE) else {
             return Err(Drop::Notify(
@@ -334,9 +333,10 @@ impl Engine {
             CfgType::REPLY
         };
         if got_id != id || ty != expected {
-            return Err(Drop::Notify(
+            return Err(super::refused(
                 NotifyType::PAYLOAD_MALFORMED,
-                format!("mode-config {ty} (identifier {got_id}) does not answer our {sent} ({id})"),
+                "mode-config answer does not match our request",
+                format_args!("{ty} (identifier {got_id}) does not answer our {sent} ({id})"),
             ));
         }
         if ty == CfgType::REPLY {
@@ -346,7 +346,8 @@ impl Engine {
         }
         let then = match self.exchanges.get_mut(h) {
             Some(x) => {
-                x.last_recv = data.to_vec();
+                x.last_recv.clear();
+                x.last_recv.extend_from_slice(data);
                 std::mem::take(&mut x.cfg.then)
             }
             None => Vec::new(),
@@ -410,9 +411,10 @@ impl Engine {
                 )
             }
             other => {
-                return Err(Drop::Notify(
+                return Err(super::refused(
                     NotifyType::PAYLOAD_MALFORMED,
-                    format!("mode-config {other} opens no exchange"),
+                    "mode-config message opens no exchange",
+                    format_args!("{other}"),
                 ))
             }
         };
@@ -426,14 +428,15 @@ impl Engine {
                 PayloadType::ATTRIBUTE,
                 |w| w.bytes(&body),
             )
-            .map_err(Drop::Silent)?;
+            .map_err(|_| Drop::Silent("encryption failed"))?;
         let mut x = Exchange::new(Kind::Transaction, false, local, remote);
         x.icookie = hd.icookie;
         x.rcookie = hd.rcookie;
         x.msgid = hd.msgid;
         x.sa = Some(sa);
         x.step = 2;
-        x.last_recv = data.to_vec();
+        x.last_recv.clear();
+        x.last_recv.extend_from_slice(data);
         x.resend_on_dup = true;
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         let h = self

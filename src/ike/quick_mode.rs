@@ -346,45 +346,61 @@ impl Engine {
         iv: &Key,
         data: &[u8],
     ) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
+        let mut buf = Vec::new();
+        let (next, range, hash) = self.open_protected_into(&mut buf, sa, iv, data)?;
+        let got = buf[hash].to_vec();
+        Ok((buf, next, range, got))
+    }
+
+    /// [`Self::open_protected`] into `buf` (its room reused): returns the next IV, the
+    /// range of the hashed data and the range of the HASH payload's data.
+    pub(crate) fn open_protected_into(
+        &self,
+        buf: &mut Vec<u8>,
+        sa: Handle,
+        iv: &Key,
+        data: &[u8],
+    ) -> Result<(Key, std::ops::Range<usize>, std::ops::Range<usize>), Drop> {
         let s = self
             .isakmp_sas
             .get(sa)
-            .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            .ok_or(Drop::Silent("phase 1 SA gone"))?;
         if data[19] & super::wire::FLAG_ENCRYPTION == 0 {
             return Err(Drop::Silent(
-                "cleartext message where encryption is required".into(),
+                "cleartext message where encryption is required",
             ));
         }
-        let mut buf = data.to_vec();
-        let next = Self::decrypt(s.cipher, &s.ka, iv, &mut buf)?;
-        let (hash, trailing) = {
-            let m = Self::parse(&buf, true)?;
-            let first = m.payloads.first().ok_or(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "empty message".into(),
-            ))?;
+        buf.clear();
+        buf.extend_from_slice(data);
+        let next = Self::decrypt(s.cipher, &s.ka, iv, buf)?;
+        let (hash_len, trailing) = {
+            let m = Self::parse(buf, true)?;
+            let first = m
+                .payloads
+                .first()
+                .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "empty message"))?;
             let Payload::Hash(hash) = first.payload else {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_HASH_INFORMATION,
-                    "first payload is not HASH".into(),
+                    "first payload is not HASH",
                 ));
             };
-            (hash.to_vec(), m.trailing.len())
+            (hash.len(), m.trailing.len())
         };
-        let start = HEADER_LEN + 4 + hash.len();
+        let start = HEADER_LEN + 4 + hash_len;
         let end = buf.len() - trailing;
-        Ok((buf, next, start..end, hash))
+        Ok((next, start..end, HEADER_LEN + 4..start))
     }
 
     /// The ISAKMP SA a message of a phase 2 exchange (Quick Mode, mode-config) runs
     /// over; such a message needs a message ID.
-    pub(crate) fn phase2_sa(&self, hd: &Header, what: &str) -> Result<Handle, Drop> {
+    pub(crate) fn phase2_sa(&self, hd: &Header) -> Result<Handle, Drop> {
         let sa = self
             .isakmp_sas
             .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
-            .ok_or_else(|| Drop::Silent(format!("{what} for no known phase 1 SA")))?;
+            .ok_or_else(|| Drop::Silent("message for no known phase 1 SA"))?;
         if hd.msgid == 0 {
-            return Err(Drop::Silent(format!("{what} with message ID 0")));
+            return Err(Drop::Silent("phase 2 message with message ID 0"));
         }
         Ok(sa)
     }
@@ -397,21 +413,32 @@ impl Engine {
         sa: Handle,
         iv: &Key,
         msgid: u32,
+        addrs: (SocketAddr, SocketAddr),
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Key), Drop> {
+        let mut buf = Vec::new();
+        let next = self.open_hash1_into(&mut buf, sa, iv, msgid, addrs, data)?;
+        Ok((buf, next))
+    }
+
+    /// [`Self::open_hash1`] into `buf` (its room reused).
+    pub(crate) fn open_hash1_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        sa: Handle,
+        iv: &Key,
+        msgid: u32,
         (local, remote): (SocketAddr, SocketAddr),
         data: &[u8],
-        what: &str,
-    ) -> Result<(Vec<u8>, Key), Drop> {
-        let (hash, skeyid_a) = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (s.hash, s.skeyid_a.clone())
-        };
-        let (clear, next, range, got) = self.open_protected(sa, iv, data)?;
-        let want = derive::qm_hash1(hash, skeyid_a.as_bytes(), msgid, &clear[range]);
-        if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent(format!("{what} does not verify")));
+    ) -> Result<Key, Drop> {
+        let (next, range, got) = self.open_protected_into(buf, sa, iv, data)?;
+        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
+        let want = derive::qm_hash1(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[range]);
+        if !same(want.as_bytes(), &buf[got]) {
+            return Err(Drop::Silent("HASH(1) does not verify"));
         }
-        self.capture_msg(remote, local, &clear);
-        Ok((clear, next))
+        self.capture_msg(remote, local, buf);
+        Ok(next)
     }
 
     /// What a fresh phase 2 message over `sa` (from `addrs.1` to `addrs.0`) came to: the
@@ -461,7 +488,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let sa = self.phase2_sa(hd, "quick mode")?;
+        let sa = self.phase2_sa(hd)?;
         match self.lookup_exchange(Kind::Quick, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => {
@@ -472,14 +499,13 @@ impl Engine {
                 let r = match (initiator, step) {
                     (true, 1) => self.qm_i2(now, h, data),
                     (false, 2) => self.qm_r3(now, h, data),
-                    _ => Err(Drop::Silent(format!(
-                        "unexpected quick mode message at step {step}"
-                    ))),
+                    _ => Err(Drop::Silent("unexpected quick mode message at this step")),
                 };
                 match &r {
                     Ok(()) => {
                         if let Some(x) = self.exchanges.get_mut(h) {
-                            x.last_recv = data.to_vec();
+                            x.last_recv.clear();
+                            x.last_recv.extend_from_slice(data);
                         }
                         self.peer_heard(now, sa, local, remote);
                     }
@@ -516,14 +542,7 @@ impl Engine {
             (s.hash, s.cipher, s.last_block.clone(), s.peer.clone())
         };
         let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
-        let (clear, next_iv) = self.open_hash1(
-            sa,
-            &iv,
-            hd.msgid,
-            (local, remote),
-            data,
-            "quick mode HASH(1)",
-        )?;
+        let (clear, next_iv) = self.open_hash1(sa, &iv, hd.msgid, (local, remote), data)?;
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
@@ -593,9 +612,10 @@ impl Engine {
             })
             .cloned()
             .ok_or_else(|| {
-                Drop::Notify(
+                super::refused(
                     NotifyType::INVALID_ID_INFORMATION,
-                    format!("no connection with [{peer_name}] for these client IDs"),
+                    "no connection for these client IDs",
+                    format_args!("peer [{peer_name}]"),
                 )
             })?;
         // Proposals: group the payloads by number, take the first a suite accepts.
@@ -618,9 +638,10 @@ impl Engine {
             }
         }
         let (pnum, chosen) = chosen.ok_or_else(|| {
-            Drop::Notify(
+            super::refused(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                format!("no proposal chosen for connection {}", conn.name),
+                "no proposal chosen",
+                format_args!("connection {}", conn.name),
             )
         })?;
         let pfs_group = chosen.iter().find_map(|(_, _, m)| m.group);
@@ -676,7 +697,7 @@ impl Engine {
         x.qm.pfs = pfs;
         if let (Some(g), Some(k)) = (pfs, &ke) {
             let dh = DhPrivate::generate(g, &mut *self.rng)
-                .map_err(|e| Drop::Silent(format!("DH: {e}")))?;
+                .map_err(|_| Drop::Silent("DH key generation failed"))?;
             x.gxi = k.clone();
             x.gxr = dh.public_value().to_vec();
             x.dh = Some(dh);
@@ -716,7 +737,8 @@ impl Engine {
         }
         x.qm.reply = Some(reply);
         x.step = 1;
-        x.last_recv = data.to_vec();
+        x.last_recv.clear();
+        x.last_recv.extend_from_slice(data);
         let from_kernel = self.kernel_answers();
         if !from_kernel {
             for i in 0..x.qm.chosen.len() {
@@ -839,7 +861,8 @@ impl Engine {
         let h2 = derive::qm_hash2(hash, skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h2.as_bytes());
         let clear = buf.clone();
-        let iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        let iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf)
+            .map_err(|_| Drop::Silent("encryption failed"))?;
         let x = self.exchanges.get_mut(handle).ok_or_else(gone)?;
         x.iv = iv;
         x.step = 2;
@@ -1081,7 +1104,8 @@ impl Engine {
         .map_err(|_| Drop::Silent("message 3 too large".into()))?;
         buf.truncate(n);
         let clear = buf.clone();
-        x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf).map_err(Drop::Silent)?;
+        x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf)
+            .map_err(|_| Drop::Silent("encryption failed"))?;
         // Message 2 is in: no more retransmissions of message 1, and a repeat of
         // message 2 while the kernel works is dropped.
         x.step = 2;
@@ -1172,8 +1196,11 @@ impl Engine {
         if x.qm.gxy.is_none() {
             if let Some(dh) = &x.dh {
                 let peer = if x.initiator { &x.gxr } else { &x.gxi };
-                x.qm.gxy = Some(dh.shared_secret(peer).map_err(|e| {
-                    Drop::Notify(NotifyType::INVALID_KEY_INFORMATION, format!("PFS KE: {e}"))
+                x.qm.gxy = Some(dh.shared_secret(peer).map_err(|_| {
+                    Drop::Notify(
+                        NotifyType::INVALID_KEY_INFORMATION,
+                        "PFS KE is not a valid public value",
+                    )
                 })?);
             }
         }
