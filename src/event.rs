@@ -118,12 +118,12 @@ impl Daemon {
                 backend: match dialect {
                     None => crate::ike::Backend::Record,
                     Some(crate::kernel::Dialect::Xfrm) => crate::ike::Backend::Xfrm,
-                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => {
+                    Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux)) => {
                         crate::ike::Backend::PfkeyLinux
                     }
-                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => {
-                        crate::ike::Backend::PfkeyOpenBsd
-                    }
+                    Some(crate::kernel::Dialect::Pfkey(
+                        crate::kernel::pfkey::Platform::OpenBsd,
+                    )) => crate::ike::Backend::PfkeyOpenBsd,
                 },
             },
             &conf,
@@ -912,11 +912,14 @@ fn choose_kernel(conf: &Conf, no_kernel: bool) -> Option<crate::kernel::Dialect>
     }
     #[cfg(target_os = "openbsd")]
     let (native, pfkey) = (
-        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
-        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd),
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd),
     );
     #[cfg(not(target_os = "openbsd"))]
-    let (native, pfkey) = (Dialect::Xfrm, Dialect::Pfkey(crate::pfkey::Platform::Linux));
+    let (native, pfkey) = (
+        Dialect::Xfrm,
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux),
+    );
     match conf.get("General", "Kernel-interface").as_deref() {
         Some(v) if v.eq_ignore_ascii_case("XFRM") && native == Dialect::Xfrm => {
             return Some(Dialect::Xfrm)
@@ -947,8 +950,10 @@ fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
     match d {
         None => "none (SAs are recorded, not installed)",
         Some(crate::kernel::Dialect::Xfrm) => "XFRM netlink",
-        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => "PF_KEY v2 (Linux)",
-        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
+        Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux)) => {
+            "PF_KEY v2 (Linux)"
+        }
+        Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
     }
 }
 

@@ -297,7 +297,7 @@ pub type Answer = Result<Option<OwnedFd>, String>;
 /// Why the parent will not pass an XFRM request on, if it will not: only well-formed
 /// messages of the types the daemon sends.
 fn check_xfrm(msg: &[u8]) -> Result<(), String> {
-    use crate::xfrm::*;
+    use crate::kernel::xfrm::*;
     if msg.len() < 16 || msg.len() > 4096 {
         return Err("malformed XFRM request".into());
     }
@@ -321,7 +321,7 @@ fn check_xfrm(msg: &[u8]) -> Result<(), String> {
 
 /// The same for PF_KEY: a whole message (version, length) of an SA or flow type.
 fn check_pfkey(msg: &[u8]) -> Result<(), String> {
-    use crate::pfkey::*;
+    use crate::kernel::pfkey::*;
     #[cfg(target_os = "openbsd")]
     const FLOWS: [u8; 2] = [SADB_X_ADDFLOW, SADB_X_DELFLOW];
     #[cfg(not(target_os = "openbsd"))]
@@ -362,7 +362,7 @@ impl Server {
         let sock = if pfkey {
             open_pfkey()?
         } else {
-            open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE)?
+            open_xfrm_groups(crate::kernel::xfrm::GROUPS_ACQUIRE_EXPIRE)?
         };
         let (ours, theirs) = socketpair().map_err(|e| format!("socketpair: {e}"))?;
         set_nonblocking(sock.as_raw_fd());
@@ -390,12 +390,12 @@ impl Server {
         };
         r.unregistered = false;
         #[cfg(target_os = "openbsd")]
-        let platform = crate::pfkey::Platform::OpenBsd;
+        let platform = crate::kernel::pfkey::Platform::OpenBsd;
         #[cfg(not(target_os = "openbsd"))]
-        let platform = crate::pfkey::Platform::Linux;
+        let platform = crate::kernel::pfkey::Platform::Linux;
         for (seq, proto) in [(1u32, 50u8), (2, 51)] {
             let mut m = Vec::new();
-            crate::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
+            crate::kernel::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
             // SAFETY: writing a buffer we own to our PF_KEY socket.
             if unsafe { libc::write(r.sock.as_raw_fd(), m.as_ptr().cast(), m.len()) } < 0 {
                 log::warn!("kernel: PF_KEY register: {}", io::Error::last_os_error());
@@ -457,9 +457,9 @@ impl Server {
             };
             if errno != 0 {
                 let reply = if r.pfkey {
-                    crate::pfkey::error_reply(msg, errno as u8)
+                    crate::kernel::pfkey::error_reply(msg, errno as u8)
                 } else {
-                    crate::xfrm::error_reply(msg, errno)
+                    crate::kernel::xfrm::error_reply(msg, errno)
                 };
                 if r.queue.len() < RELAY_QUEUE {
                     r.queue.push_back(reply);
@@ -593,7 +593,7 @@ pub fn open_pfkey() -> Result<OwnedFd, String> {
         libc::socket(
             libc::PF_KEY,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(crate::pfkey::PF_KEY_V2),
+            i32::from(crate::kernel::pfkey::PF_KEY_V2),
         )
     };
     if fd < 0 {
@@ -610,7 +610,7 @@ pub fn open_xfrm_groups(groups: u32) -> Result<OwnedFd, String> {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            crate::xfrm::NETLINK_XFRM,
+            crate::kernel::xfrm::NETLINK_XFRM,
         )
     };
     if fd < 0 {
@@ -706,8 +706,11 @@ fn bypass_ipsec(fd: RawFd, addr: SocketAddr) {
         } else {
             (libc::IPPROTO_IPV6, IPV6_XFRM_POLICY, libc::AF_INET6)
         };
-        for dir in [crate::xfrm::XFRM_POLICY_IN, crate::xfrm::XFRM_POLICY_OUT] {
-            let p = crate::xfrm::socket_bypass(family as u16, dir);
+        for dir in [
+            crate::kernel::xfrm::XFRM_POLICY_IN,
+            crate::kernel::xfrm::XFRM_POLICY_OUT,
+        ] {
+            let p = crate::kernel::xfrm::socket_bypass(family as u16, dir);
             // SAFETY: `p` is a valid struct xfrm_userpolicy_info of the stated size.
             let r = unsafe {
                 libc::setsockopt(

@@ -523,7 +523,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let text = include_str!("../tests/vectors/xfrm.txt");
+        let text = include_str!("../../tests/vectors/xfrm.txt");
         let line = text
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name} = ")))
