@@ -8,6 +8,8 @@
 //! Order per wake-up (STYLE §10.5): signals, monitor, FIFO, sockets (bounded reads), timers,
 //! then the engine's outputs.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -22,6 +24,7 @@ use crate::log::{self as ilog, DebugClass};
 use crate::monitor::{Client, WriteKind};
 use crate::pcap::Capture;
 use crate::signal::SignalPipe;
+use crate::sys;
 use crate::timer::Time;
 use crate::udp::{Transport, MAX_DATAGRAM};
 
@@ -247,7 +250,7 @@ impl Daemon {
             match self.monitor.kernel_channel(pfkey) {
                 Ok(fd) => {
                     use std::os::fd::AsRawFd;
-                    crate::monitor::set_nonblocking(fd.as_raw_fd());
+                    sys::set_nonblocking(fd.as_raw_fd());
                     self.kernel_chan = Some(fd);
                 }
                 Err(e) => {
@@ -323,10 +326,7 @@ impl Daemon {
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
             }
-            // SAFETY: pfds is a valid array of pollfd of the given length.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
+            if let Err(e) = sys::poll(&mut pfds, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("poll: {e}");
                     return 1;
@@ -649,12 +649,11 @@ impl Daemon {
         let mut buf = vec![0u8; 65536];
         let (mut done, mut events) = (Vec::new(), Vec::new());
         for _ in 0..64 {
-            // SAFETY: receiving into a buffer we own.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                break;
-            }
-            k.receive(&buf[..n as usize], &mut done, &mut events);
+            let n = match sys::recv(fd, &mut buf, 0) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            k.receive(&buf[..n], &mut done, &mut events);
         }
         for (ticket, reply) in done {
             self.engine.kernel_reply(now, ticket, reply);
@@ -804,8 +803,7 @@ impl Daemon {
         let mut o = String::new();
         let _ = writeln!(o, "isakmpd {} report", env!("CARGO_PKG_VERSION"));
         crate::report::heading(&mut o, "daemon");
-        // SAFETY: getpid cannot fail.
-        let _ = writeln!(o, "pid: {}", unsafe { libc::getpid() });
+        let _ = writeln!(o, "pid: {}", sys::getpid());
         let _ = writeln!(o, "uptime: {} s", now.millis() / 1000);
         let _ = writeln!(
             o,
@@ -962,22 +960,19 @@ fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
 /// for room, a second at most.
 fn send_to_parent(fd: std::os::fd::RawFd, msg: &[u8]) -> Result<(), String> {
     for _ in 0..2 {
-        // SAFETY: sending a buffer we own.
-        let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
+        match sys::send(fd, msg, libc::MSG_NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                return Err(format!("kernel channel: {e}"))
+            }
+            Err(_) => {}
         }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(format!("kernel channel: {e}"));
-        }
-        let mut pfd = libc::pollfd {
+        let mut pfd = [libc::pollfd {
             fd,
             events: libc::POLLOUT,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 1000) };
+        }];
+        let _ = sys::poll(&mut pfd, 1000);
     }
     Err("kernel channel: the privileged process does not take requests".into())
 }

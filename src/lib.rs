@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod pcap;
 pub mod report;
 pub mod signal;
+pub mod sys;
 pub mod timer;
 pub mod udp;
 pub use kernel::xfrm; // XXX: until src/ike stops naming it

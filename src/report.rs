@@ -4,6 +4,8 @@
 //! lines, then the running configuration as isakmpd.conf text. Tests and people read the
 //! same file. Secrets never appear: pre-shared keys (`Authentication` tags) are masked.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 
 use crate::conf::defaults;

@@ -4,9 +4,13 @@
 //! to the child, which only reads and writes them. Reads are bounded per wake-up so that a
 //! flood on one socket cannot starve the FIFO, the signals or the other sockets.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::sys;
 
 /// Largest IKE datagram we accept (isakmpd uses a 64 KiB receive buffer too).
 pub const MAX_DATAGRAM: usize = 65535;
@@ -34,22 +38,11 @@ impl Transport {
             {
                 const UDP_ENCAP: libc::c_int = 100;
                 const UDP_ENCAP_ESPINUDP: libc::c_int = 2;
-                let v = UDP_ENCAP_ESPINUDP;
-                // SAFETY: setsockopt on our socket with a valid int.
-                let r = unsafe {
-                    libc::setsockopt(
-                        std::os::fd::AsRawFd::as_raw_fd(&sock),
-                        libc::IPPROTO_UDP,
-                        UDP_ENCAP,
-                        (&v as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                if r < 0 {
-                    log::warn!(
-                        "{local}: UDP_ENCAP: {}; ESP-in-UDP will not be decapsulated",
-                        io::Error::last_os_error()
-                    );
+                let fd = sock.as_raw_fd();
+                if let Err(e) =
+                    sys::setsockopt_int(fd, libc::IPPROTO_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+                {
+                    log::warn!("{local}: UDP_ENCAP: {e}; ESP-in-UDP will not be decapsulated");
                 }
             }
         }
@@ -84,13 +77,4 @@ impl Transport {
     pub fn send(&self, to: SocketAddr, data: &[u8]) -> io::Result<usize> {
         self.sock.send_to(data, to)
     }
-}
-
-/// Wraps a descriptor received from the monitor.
-///
-/// # Safety
-/// `fd` must be an open descriptor that nothing else owns.
-pub unsafe fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: guaranteed by the caller.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }

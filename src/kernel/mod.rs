@@ -13,6 +13,8 @@
 //! Lifetimes: the engine expires SAs itself; the kernel gets the hard lifetime plus a
 //! margin as a backstop, so that a daemon that died does not leave keys in force forever.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::IpAddr;
 

@@ -19,6 +19,8 @@
 //! hash), and it has no AEAD; [`crate::ike::Backend::PfkeyLinux`] therefore never offers
 //! or accepts those (see `Backend::installable`).
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 
 pub const PF_KEY_V2: u8 = 2;

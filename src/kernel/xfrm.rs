@@ -9,6 +9,8 @@
 //! Linux installs `hmac(sha256)` with a 96-bit ICV unless told otherwise; RFC 4868 wants
 //! 128, so integrity always goes as XFRMA_ALG_AUTH_TRUNC with the RFC's length.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 
 pub const NETLINK_XFRM: i32 = 6;
