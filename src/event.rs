@@ -355,9 +355,10 @@ impl Daemon {
             }
             for (k, t) in self.transports.iter().enumerate() {
                 if pfds[first_sock + k].revents != 0 {
+                    // Our address is the datagram's own destination (IP_PKTINFO), so the
+                    // engine has no routing lookup to do per datagram.
                     let engine = &mut self.engine;
-                    let local = t.local;
-                    t.recv_bounded(&mut self.buf[..], |from, data| {
+                    t.recv_bounded(&mut self.buf[..], |local, from, data| {
                         engine.handle_datagram(now, local, from, data)
                     });
                 }
@@ -436,7 +437,7 @@ impl Daemon {
                 .or_else(|| self.transports.iter().filter(family).find(|s| !s.encap));
             match sock {
                 Some(s) => {
-                    if let Err(e) = s.send(t.remote, &out[..t.len]) {
+                    if let Err(e) = s.send(t.local, t.remote, &out[..t.len]) {
                         log::warn!("send to {}: {e}", t.remote);
                     }
                 }
@@ -978,7 +979,8 @@ fn send_to_parent(fd: std::os::fd::RawFd, msg: &[u8]) -> Result<(), String> {
 }
 
 /// Which local address the kernel would use towards `dst`: a connected UDP socket tells
-/// without sending anything.
+/// without sending anything. The engine asks when it starts an exchange without a
+/// Local-address; received datagrams bring their own (IP_PKTINFO, see udp.rs).
 fn route_lookup(dst: IpAddr) -> Option<IpAddr> {
     let any: SocketAddr = if dst.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
