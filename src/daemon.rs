@@ -11,9 +11,10 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::admin::apply_debug;
 use crate::args::Options;
 use crate::conf::Conf;
-use crate::event::{apply_debug, Daemon};
+use crate::event::Daemon;
 use crate::fifo::Fifo;
 use crate::monitor::{self, Client, Server, PRIVSEP_DIR, PRIVSEP_USER};
 use crate::signal::{self, SignalPipe};

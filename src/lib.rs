@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod admin;
 pub mod args;
 pub mod conf;
 pub mod daemon;
@@ -19,6 +20,7 @@ pub mod kernel;
 pub mod log;
 pub mod monitor;
 pub mod pcap;
+pub mod pki;
 pub mod report;
 pub mod signal;
 pub mod sys;
