@@ -7,6 +7,8 @@
 //! no operands are accepted. Any error is a [`UsageError`]; `main` prints it and the usage
 //! line to stderr and exits 1.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 use crate::log::{DebugClass, MAX_DEBUG_LEVEL};

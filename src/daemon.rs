@@ -5,16 +5,20 @@
 //! its permissions, a missing privsep user or jail, a pid file of a running daemon, a path
 //! in the FIFO's place that is not a FIFO.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::admin::apply_debug;
 use crate::args::Options;
 use crate::conf::Conf;
-use crate::event::{apply_debug, Daemon};
+use crate::event::Daemon;
 use crate::fifo::Fifo;
 use crate::monitor::{self, Client, Server, PRIVSEP_DIR, PRIVSEP_USER};
 use crate::signal::{self, SignalPipe};
+use crate::sys;
 
 fn fatal(msg: &str) -> i32 {
     log::error!("{msg}");
@@ -55,14 +59,13 @@ fn cstring(s: &str) -> Result<CString, String> {
 fn write_pid_file(path: &str) -> Result<(), String> {
     if let Ok(old) = std::fs::read_to_string(path) {
         if let Ok(pid) = old.trim().parse::<i32>() {
-            // SAFETY: kill with signal 0 only checks for existence.
-            if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 && pid != unsafe { libc::getpid() } {
+            // Signal 0 only checks for existence.
+            if pid > 0 && sys::kill(pid, 0).is_ok() && pid != sys::getpid() {
                 return Err(format!("{path}: isakmpd already running as pid {pid}"));
             }
         }
     }
-    // SAFETY: getpid cannot fail.
-    let pid = unsafe { libc::getpid() };
+    let pid = sys::getpid();
     std::fs::write(path, format!("{pid}\n")).map_err(|e| format!("{path}: {e}"))
 }
 
@@ -78,29 +81,16 @@ fn open_fifo(path: &str) -> Result<OwnedFd, String> {
             }
         }
         Err(_) => {
-            // SAFETY: c is a valid C string.
-            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } < 0 {
-                return Err(format!(
-                    "{path}: mkfifo: {}",
-                    std::io::Error::last_os_error()
-                ));
+            if let Err(e) = sys::mkfifo(&c, 0o600) {
+                return Err(format!("{path}: mkfifo: {e}"));
             }
         }
     }
-    // SAFETY: c is valid; the result is checked.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("{path}: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd is valid; make the mode exact whatever the umask or an old FIFO said.
-    unsafe { libc::fchmod(fd, 0o600) };
-    // SAFETY: fd was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC, 0)
+        .map_err(|e| format!("{path}: {e}"))?;
+    // Make the mode exact whatever the umask or an old FIFO said.
+    let _ = sys::fchmod(fd.as_raw_fd(), 0o600);
+    Ok(fd)
 }
 
 /// Runs the daemon; returns the exit status.
@@ -110,8 +100,7 @@ pub fn run(opts: Options) -> i32 {
     for &(sel, level) in &opts.debug {
         apply_debug(sel, level);
     }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if sys::geteuid() != 0 {
         return fatal("need root privileges");
     }
     // The monitor enforces this for every bind; checking here too reports it before
@@ -150,9 +139,9 @@ pub fn run(opts: Options) -> i32 {
         Err(e) => return fatal(&e),
     };
     if !opts.foreground {
-        // SAFETY: daemon(3) forks and detaches; nothing else runs yet.
-        if unsafe { libc::daemon(0, 0) } < 0 {
-            return fatal(&format!("daemon: {}", std::io::Error::last_os_error()));
+        // daemon(3) forks and detaches; nothing else runs yet.
+        if let Err(e) = sys::daemon() {
+            return fatal(&format!("daemon: {e}"));
         }
     }
     if let Err(e) = write_pid_file(&opts.pid_file) {
@@ -196,12 +185,15 @@ pub fn run(opts: Options) -> i32 {
             return fatal(&format!("signals: {e}"));
         }
     };
-    // SAFETY: single-threaded at this point; the child continues with its own copy.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        cleanup(&opts);
-        return fatal(&format!("fork: {}", std::io::Error::last_os_error()));
-    }
+    // Single-threaded at this point; the child continues with its own copy.
+    let pid = match sys::fork() {
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Ok(sys::Forked::Child) => 0,
+        Err(e) => {
+            cleanup(&opts);
+            return fatal(&format!("fork: {e}"));
+        }
+    };
     if pid == 0 {
         drop(parent_end);
         drop(parent_signals);
@@ -248,11 +240,7 @@ fn child_main(
         Some(fd) => Some(Fifo::new(fd.into_raw())),
         None => {
             // -f -: commands come from stdin.
-            // SAFETY: fcntl on fd 0 with valid flags.
-            unsafe {
-                let fl = libc::fcntl(0, libc::F_GETFL);
-                libc::fcntl(0, libc::F_SETFL, fl | libc::O_NONBLOCK);
-            }
+            sys::set_nonblocking(0);
             Some(Fifo::new(0))
         }
     };
@@ -293,10 +281,8 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
             fds.push(pfd(chan, libc::POLLIN | out));
             fds.push(pfd(sock, libc::POLLIN));
         }
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+        if let Err(e) = sys::poll(&mut fds, -1) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
             break;
@@ -320,8 +306,7 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
                 if s == libc::SIGCHLD {
                     exited = true;
                 } else {
-                    // SAFETY: forwarding a signal to our own child.
-                    unsafe { libc::kill(child, s) };
+                    let _ = sys::kill(child, s);
                 }
             });
             if exited {
@@ -345,22 +330,18 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
 }
 
 fn reap(child: libc::pid_t) -> Option<i32> {
-    let mut st = 0;
-    // SAFETY: st is a valid out-pointer.
-    let r = unsafe { libc::waitpid(child, &mut st, libc::WNOHANG) };
-    (r == child).then(|| exit_status(st))
+    match sys::waitpid(child, libc::WNOHANG) {
+        Ok((r, st)) if r == child => Some(exit_status(st)),
+        _ => None,
+    }
 }
 
 fn wait_child(child: libc::pid_t) -> i32 {
-    let mut st = 0;
     loop {
-        // SAFETY: st is a valid out-pointer.
-        let r = unsafe { libc::waitpid(child, &mut st, 0) };
-        if r == child {
-            return exit_status(st);
-        }
-        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return 1;
+        match sys::waitpid(child, 0) {
+            Ok((r, st)) if r == child => return exit_status(st),
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => return 1,
+            _ => {}
         }
     }
 }

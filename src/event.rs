@@ -7,28 +7,29 @@
 //!
 //! Order per wake-up (STYLE §10.5): signals, monitor, FIFO, sockets (bounded reads), timers,
 //! then the engine's outputs.
+//!
+//! What the loop dispatches to lives elsewhere: FIFO commands and reloads in `admin`, key
+//! material in `pki`, the report and result files in `report`.
 
-use std::fmt::Write as _;
+#![forbid(unsafe_code)]
+
 use std::fs::File;
-use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use crate::args::{DebugSelector, Options, DEFAULT_PCAP, RESULT_FILE};
-use crate::conf::{Conf, ConfError, EditError};
-use crate::fifo::{Command, ConfCmd, DebugCmd, Fifo, Line};
-use crate::ike::{Engine, EngineConfig, Request};
-use crate::log::{self as ilog, DebugClass};
+use crate::admin::RateLimit;
+use crate::args::Options;
+use crate::conf::Conf;
+use crate::fifo::Fifo;
+use crate::ike::{Engine, EngineConfig};
+use crate::log::DebugClass;
 use crate::monitor::{Client, WriteKind};
 use crate::pcap::Capture;
 use crate::signal::SignalPipe;
+use crate::sys;
 use crate::timer::Time;
 use crate::udp::{Transport, MAX_DATAGRAM};
 
-/// FIFO reads per wake-up (4 KiB each).
-const FIFO_READS_PER_WAKE: usize = 16;
-/// Garbled-line warnings per second before they are summarised.
-const WARN_BURST: u32 = 10;
 /// How long a shutdown may wait for the engine's last messages.
 const SHUTDOWN_GRACE_MS: u64 = 2000;
 
@@ -42,53 +43,25 @@ pub struct Counters {
     pub reports: u64,
 }
 
-/// Limits repeated warnings (garbled FIFO lines) to a burst per second.
-struct RateLimit {
-    window: u64,
-    count: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn allow(&mut self, now: Time) -> bool {
-        let w = now.millis() / 1000;
-        if w != self.window {
-            if self.suppressed > 0 {
-                log::warn!("{} further garbled FIFO lines not logged", self.suppressed);
-            }
-            self.window = w;
-            self.count = 0;
-            self.suppressed = 0;
-        }
-        self.count += 1;
-        if self.count <= WARN_BURST {
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
-    }
-}
-
 pub struct Daemon {
-    opts: Options,
-    conf: Conf,
-    engine: Engine,
-    monitor: Client,
-    fifo: Option<Fifo>,
-    transports: Vec<Transport>,
+    pub(crate) opts: Options,
+    pub(crate) conf: Conf,
+    pub(crate) engine: Engine,
+    pub(crate) monitor: Client,
+    pub(crate) fifo: Option<Fifo>,
+    pub(crate) transports: Vec<Transport>,
     signals: SignalPipe,
     start: Instant,
-    capture: Option<Capture>,
-    counters: Counters,
-    limiter: RateLimit,
-    quit: bool,
+    pub(crate) capture: Option<Capture>,
+    pub(crate) counters: Counters,
+    pub(crate) limiter: RateLimit,
+    pub(crate) quit: bool,
     /// The configuration changed: check the connections at once.
-    reinit: bool,
+    pub(crate) reinit: bool,
     /// What talks to the kernel, unless -n.
     kernel: Option<crate::kernel::Kernel>,
     /// The interface chosen at startup (`None` with -n).
-    dialect: Option<crate::kernel::Dialect>,
+    pub(crate) dialect: Option<crate::kernel::Dialect>,
     /// The XFRM ACQUIRE/EXPIRE subscription, unless -n.
     /// The channel to the kernel through the parent (see monitor::Client::kernel_channel).
     kernel_chan: Option<std::os::fd::OwnedFd>,
@@ -118,12 +91,12 @@ impl Daemon {
                 backend: match dialect {
                     None => crate::ike::Backend::Record,
                     Some(crate::kernel::Dialect::Xfrm) => crate::ike::Backend::Xfrm,
-                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => {
+                    Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux)) => {
                         crate::ike::Backend::PfkeyLinux
                     }
-                    Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => {
-                        crate::ike::Backend::PfkeyOpenBsd
-                    }
+                    Some(crate::kernel::Dialect::Pfkey(
+                        crate::kernel::pfkey::Platform::OpenBsd,
+                    )) => crate::ike::Backend::PfkeyOpenBsd,
                 },
             },
             &conf,
@@ -141,11 +114,7 @@ impl Daemon {
             start,
             capture: None,
             counters: Counters::default(),
-            limiter: RateLimit {
-                window: 0,
-                count: 0,
-                suppressed: 0,
-            },
+            limiter: RateLimit::default(),
             quit: false,
             reinit: false,
             kernel: None,
@@ -248,7 +217,7 @@ impl Daemon {
             match self.monitor.kernel_channel(pfkey) {
                 Ok(fd) => {
                     use std::os::fd::AsRawFd;
-                    crate::monitor::set_nonblocking(fd.as_raw_fd());
+                    sys::set_nonblocking(fd.as_raw_fd());
                     self.kernel_chan = Some(fd);
                 }
                 Err(e) => {
@@ -324,10 +293,7 @@ impl Daemon {
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
             }
-            // SAFETY: pfds is a valid array of pollfd of the given length.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
+            if let Err(e) = sys::poll(&mut pfds, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("poll: {e}");
                     return 1;
@@ -356,9 +322,10 @@ impl Daemon {
             }
             for (k, t) in self.transports.iter().enumerate() {
                 if pfds[first_sock + k].revents != 0 {
+                    // Our address is the datagram's own destination (IP_PKTINFO), so the
+                    // engine has no routing lookup to do per datagram.
                     let engine = &mut self.engine;
-                    let local = t.local;
-                    t.recv_bounded(&mut self.buf[..], |from, data| {
+                    t.recv_bounded(&mut self.buf[..], |local, from, data| {
                         engine.handle_datagram(now, local, from, data)
                     });
                 }
@@ -437,7 +404,7 @@ impl Daemon {
                 .or_else(|| self.transports.iter().filter(family).find(|s| !s.encap));
             match sock {
                 Some(s) => {
-                    if let Err(e) = s.send(t.remote, &out[..t.len]) {
+                    if let Err(e) = s.send(t.local, t.remote, &out[..t.len]) {
                         log::warn!("send to {}: {e}", t.remote);
                     }
                 }
@@ -473,170 +440,6 @@ impl Daemon {
         }
     }
 
-    fn read_fifo(&mut self, now: Time) {
-        let Some(mut fifo) = self.fifo.take() else {
-            return;
-        };
-        let mut lines: Vec<Result<String, &'static str>> = Vec::new();
-        fifo.read_lines(FIFO_READS_PER_WAKE, |l| match l {
-            Line::Text(t) => lines.push(Ok(t.to_owned())),
-            Line::Garbled(g) => lines.push(Err(g)),
-        });
-        if !fifo.open {
-            crate::ike_debug!(DebugClass::Ui, 10, "end of command input");
-        }
-        self.fifo = Some(fifo);
-        for l in lines {
-            match l {
-                Ok(text) => match crate::fifo::parse_command(&text) {
-                    Ok(Some(cmd)) => {
-                        self.counters.fifo_commands += 1;
-                        crate::ike_debug!(DebugClass::Ui, 30, "command: {}", redact(&text));
-                        self.handle_command(now, cmd);
-                    }
-                    Ok(None) => {}
-                    Err(e) => self.garbled(now, &format!("{e}: \"{}\"", printable(&redact(&text)))),
-                },
-                Err(reason) => self.garbled(now, reason),
-            }
-        }
-    }
-
-    fn garbled(&mut self, now: Time, what: &str) {
-        self.counters.fifo_errors += 1;
-        if self.limiter.allow(now) {
-            log::warn!("ui: ignoring command: {what}");
-        }
-    }
-
-    pub fn handle_command(&mut self, now: Time, cmd: Command) {
-        match cmd {
-            Command::Quit => {
-                log::info!("ui: shutdown requested");
-                self.quit = true;
-            }
-            Command::Reload => self.reload(),
-            Command::Report => self.write_report(now),
-            Command::SaReport => {
-                let mut out = String::new();
-                self.engine.sa_report(now, &mut out);
-                self.write_result(&out);
-            }
-            Command::Debug(DebugCmd::Toggle) => ilog::toggle_debug(),
-            Command::Debug(DebugCmd::Set(sel, level)) => apply_debug(sel, level),
-            Command::Passive(p) => {
-                self.engine.set_passive(p);
-                log::info!(
-                    "ui: switched to {} mode",
-                    if p { "passive" } else { "active" }
-                );
-            }
-            Command::Capture(None) => self.stop_capture(),
-            Command::Capture(Some(path)) => {
-                self.stop_capture();
-                self.start_capture(path.unwrap_or_else(|| DEFAULT_PCAP.to_string()));
-            }
-            Command::Conf(c) => self.conf_command(c),
-            Command::Connect(name) => self.engine_request(now, Request::Connect(name)),
-            Command::Teardown { phase, name } => {
-                self.engine_request(now, Request::Teardown { phase, name })
-            }
-            Command::TeardownAll => self.engine_request(now, Request::TeardownAll),
-            Command::Delete {
-                icookie,
-                rcookie,
-                msgid,
-            } => self.engine_request(
-                now,
-                Request::Delete {
-                    icookie,
-                    rcookie,
-                    msgid,
-                },
-            ),
-        }
-    }
-
-    fn engine_request(&mut self, now: Time, r: Request) {
-        match self.engine.handle_command(now, r) {
-            Ok(msg) => log::info!("ui: {msg}"),
-            Err(msg) => log::warn!("ui: {msg}"),
-        }
-    }
-
-    fn conf_command(&mut self, c: ConfCmd) {
-        let r: Result<(), EditError> = match &c {
-            ConfCmd::Get { section, tag } => {
-                let v = self.conf.get(section, tag).map(|v| v.into_owned());
-                match v {
-                    Some(v) => {
-                        self.write_result(&format!("{v}\n"));
-                        Ok(())
-                    }
-                    None => {
-                        self.write_result("");
-                        Err(EditError::NoSuchTag)
-                    }
-                }
-            }
-            ConfCmd::Set {
-                section,
-                tag,
-                value,
-                force,
-            } => self.conf.set(section, tag, value, *force),
-            ConfCmd::Add {
-                section,
-                tag,
-                value,
-            } => self.conf.add(section, tag, value),
-            ConfCmd::Rmv {
-                section,
-                tag,
-                value,
-            } => self.conf.rmv(section, tag, value),
-            ConfCmd::Rm { section, tag } => self.conf.rm(section, tag),
-            ConfCmd::Rms { section } => self.conf.rms(section),
-        };
-        let what = describe_conf_cmd(&c);
-        match r {
-            Ok(()) => {
-                crate::ike_debug!(DebugClass::Ui, 10, "ui: {what}: done");
-                if !matches!(c, ConfCmd::Get { .. }) {
-                    self.engine.configure(&self.conf);
-                    self.reinit = true;
-                }
-            }
-            Err(e) => log::warn!("ui: {what}: {e}"),
-        }
-    }
-
-    /// SIGHUP and FIFO `R`: read the file again through the monitor. All or nothing: a file
-    /// that does not parse leaves the running configuration (and FIFO edits) in force.
-    pub fn reload(&mut self) {
-        let path = self.opts.config.clone();
-        match self
-            .read_config()
-            .and_then(|text| Conf::parse(&text).map_err(|e: ConfError| format!("{path}: {e}")))
-        {
-            Ok(p) => {
-                for w in &p.warnings {
-                    log::warn!("{path}: {w}");
-                }
-                self.conf = p.conf;
-                self.engine.configure(&self.conf);
-                self.load_credentials();
-                self.reinit = true;
-                self.counters.reloads += 1;
-                log::info!("reloaded configuration from {path}");
-            }
-            Err(e) => {
-                self.counters.reload_failures += 1;
-                log::error!("reload failed, keeping the running configuration: {e}");
-            }
-        }
-    }
-
     /// What the kernel said, through the parent: answers resume exchanges, ACQUIREs start
     /// negotiations, EXPIREs rekey or delete; a bounded number of datagrams per wake-up.
     fn read_kernel(&mut self, now: Time) {
@@ -650,12 +453,11 @@ impl Daemon {
         let mut buf = vec![0u8; 65536];
         let (mut done, mut events) = (Vec::new(), Vec::new());
         for _ in 0..64 {
-            // SAFETY: receiving into a buffer we own.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                break;
-            }
-            k.receive(&buf[..n as usize], &mut done, &mut events);
+            let n = match sys::recv(fd, &mut buf, 0) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            k.receive(&buf[..n], &mut done, &mut events);
         }
         for (ticket, reply) in done {
             self.engine.kernel_reply(now, ticket, reply);
@@ -675,210 +477,14 @@ impl Daemon {
         }
     }
 
-    /// Reads our private key, our certificates and the CA certificates through the
-    /// monitor ([X509-certificates] Private-key, Cert-directory, CA-directory; all under
-    /// /etc/isakmpd) and hands them to the engine for RSA_SIG authentication.
+    /// Our key, certificates and CAs, read through the monitor (see `pki`), for RSA_SIG.
     pub fn load_credentials(&mut self) {
-        let get = |tag: &str, default: &str| {
-            self.conf
-                .get("X509-certificates", tag)
-                .map_or(default.to_string(), |v| v.trim().to_string())
-        };
-        let key_path = get("Private-key", "/etc/isakmpd/private/local.key");
-        let read = |path: &str| -> Result<Vec<u8>, String> {
-            let fd = self.monitor.open_pki(path)?;
-            let mut b = Vec::new();
-            File::from(fd)
-                .read_to_end(&mut b)
-                .map_err(|e| format!("{path}: {e}"))?;
-            Ok(b)
-        };
-        let read_dir = |dir: &str| -> Vec<Vec<u8>> {
-            let dir = dir.trim_end_matches('/');
-            match self.monitor.list_pki(dir) {
-                Ok(names) => names
-                    .iter()
-                    .filter_map(|n| match read(&format!("{dir}/{n}")) {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            log::warn!("x509: {e}");
-                            None
-                        }
-                    })
-                    .collect(),
-                Err(e) => {
-                    crate::ike_debug!(DebugClass::Crypto, 10, "x509: {e}");
-                    Vec::new()
-                }
-            }
-        };
-        let key = match read(&key_path) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                crate::ike_debug!(DebugClass::Crypto, 10, "x509: no private key: {e}");
-                None
-            }
-        };
-        let certs = read_dir(&get("Cert-directory", "/etc/isakmpd/certs/"));
-        let cas = read_dir(&get("CA-directory", "/etc/isakmpd/ca/"));
-        let pubdir = self
-            .conf
-            .get("General", "Pubkey-directory")
-            .map_or("/etc/isakmpd/pubkeys".to_string(), |v| {
-                v.trim().trim_end_matches('/').to_string()
-            });
-        let mut pubkeys = Vec::new();
-        for kind in ["ipv4", "ipv6", "fqdn", "ufqdn"] {
-            let dir = format!("{pubdir}/{kind}");
-            if let Ok(names) = self.monitor.list_pki(&dir) {
-                for n in names {
-                    match read(&format!("{dir}/{n}")) {
-                        Ok(b) => pubkeys.push((kind, n, b)),
-                        Err(e) => log::warn!("pubkeys: {e}"),
-                    }
-                }
-            }
-        }
-        match crate::ike::Credentials::load(key.as_deref(), &certs, &cas) {
-            Ok(mut c) => {
-                for (kind, n, b) in &pubkeys {
-                    if let Err(e) = c.add_pubkey(kind, n, b) {
-                        log::warn!("{e}");
-                    }
-                }
-                if !pubkeys.is_empty() {
-                    log::info!("pubkeys: {} raw public key(s) of peers", c.pubkeys.len());
-                }
-                if key.is_some() || !certs.is_empty() || !cas.is_empty() {
-                    log::info!(
-                        "x509: {} CA certificate(s), our certificate: {}",
-                        c.cas.len(),
-                        c.cert.as_ref().map_or_else(
-                            || "none matching the private key".to_string(),
-                            |c| format!("\"{}\"", c.subject())
-                        )
-                    );
-                }
-                self.engine.set_credentials(c);
-            }
-            Err(e) => log::error!("x509: {e}; RSA signature authentication disabled"),
+        if let Some(c) = crate::pki::load(&self.monitor, &self.conf) {
+            self.engine.set_credentials(c);
         }
     }
 
-    fn read_config(&self) -> Result<String, String> {
-        let fd = self.monitor.open_config()?;
-        let mut f = File::from(fd);
-        let mut text = String::new();
-        f.read_to_string(&mut text)
-            .map_err(|e| format!("{}: {e}", self.opts.config))?;
-        Ok(text)
-    }
-
-    fn write_result(&mut self, text: &str) {
-        match self.monitor.open_write(WriteKind::Result, RESULT_FILE) {
-            Ok(fd) => {
-                if let Err(e) = File::from(fd).write_all(text.as_bytes()) {
-                    log::error!("{RESULT_FILE}: {e}");
-                }
-            }
-            Err(e) => log::error!("{e}"),
-        }
-    }
-
-    fn write_report(&mut self, now: Time) {
-        let text = self.report(now);
-        let path = self.opts.report_file.clone();
-        match self.monitor.open_write(WriteKind::Report, &path) {
-            Ok(fd) => match File::from(fd).write_all(text.as_bytes()) {
-                Ok(()) => {
-                    self.counters.reports += 1;
-                    log::info!("report written to {path}");
-                }
-                Err(e) => log::error!("{path}: {e}"),
-            },
-            Err(e) => log::error!("{e}"),
-        }
-    }
-
-    /// The report text (SIGUSR1, `r`).
-    pub fn report(&self, now: Time) -> String {
-        let mut o = String::new();
-        let _ = writeln!(o, "isakmpd {} report", env!("CARGO_PKG_VERSION"));
-        crate::report::heading(&mut o, "daemon");
-        // SAFETY: getpid cannot fail.
-        let _ = writeln!(o, "pid: {}", unsafe { libc::getpid() });
-        let _ = writeln!(o, "uptime: {} s", now.millis() / 1000);
-        let _ = writeln!(
-            o,
-            "mode: {}",
-            if self.engine.passive() {
-                "passive"
-            } else {
-                "active"
-            }
-        );
-        let _ = writeln!(o, "config: {}", self.opts.config);
-        let _ = writeln!(o, "kernel: {}", dialect_name(self.dialect));
-        let _ = writeln!(
-            o,
-            "flows: {}",
-            if self.opts.acquire_only {
-                "manual (-a)"
-            } else {
-                "automatic"
-            }
-        );
-        let _ = writeln!(
-            o,
-            "keynote: {}",
-            if self.opts.no_keynote {
-                "off (-K)"
-            } else {
-                "on"
-            }
-        );
-        let _ = writeln!(
-            o,
-            "nat-t: {}",
-            if self.opts.no_nat_t {
-                "off (-T)".to_string()
-            } else {
-                format!("port {}", self.opts.udpencap_port)
-            }
-        );
-        let _ = writeln!(
-            o,
-            "capture: {}",
-            self.capture.as_ref().map_or("off", |c| c.path.as_str())
-        );
-        let _ = writeln!(o, "verbose: {}", if ilog::verbose() { "yes" } else { "no" });
-        let levels: Vec<String> = DebugClass::ALL
-            .iter()
-            .map(|c| format!("{}={}", *c as u8, ilog::debug_level(*c)))
-            .collect();
-        let _ = writeln!(o, "debug: {}", levels.join(" "));
-        for t in &self.transports {
-            let _ = writeln!(
-                o,
-                "listen: udp {}{}",
-                t.local,
-                if t.encap { " (nat-t)" } else { "" }
-            );
-        }
-        crate::report::heading(&mut o, "counters");
-        let c = self.counters;
-        let _ = writeln!(o, "fifo-commands: {}", c.fifo_commands);
-        let _ = writeln!(o, "fifo-errors: {}", c.fifo_errors);
-        let _ = writeln!(o, "reloads: {}", c.reloads);
-        let _ = writeln!(o, "reload-failures: {}", c.reload_failures);
-        crate::report::heading(&mut o, "engine");
-        self.engine.report(now, &mut o);
-        crate::report::heading(&mut o, "configuration");
-        crate::report::conf_dump(&self.conf, &mut o);
-        o
-    }
-
-    fn start_capture(&mut self, path: String) {
+    pub(crate) fn start_capture(&mut self, path: String) {
         let r = self
             .monitor
             .open_write(WriteKind::Capture, &path)
@@ -895,7 +501,7 @@ impl Daemon {
         }
     }
 
-    fn stop_capture(&mut self) {
+    pub(crate) fn stop_capture(&mut self) {
         self.engine.set_capture(false);
         if let Some(c) = self.capture.take() {
             log::info!("packet capture to {} stopped", c.path);
@@ -913,11 +519,14 @@ fn choose_kernel(conf: &Conf, no_kernel: bool) -> Option<crate::kernel::Dialect>
     }
     #[cfg(target_os = "openbsd")]
     let (native, pfkey) = (
-        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
-        Dialect::Pfkey(crate::pfkey::Platform::OpenBsd),
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd),
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd),
     );
     #[cfg(not(target_os = "openbsd"))]
-    let (native, pfkey) = (Dialect::Xfrm, Dialect::Pfkey(crate::pfkey::Platform::Linux));
+    let (native, pfkey) = (
+        Dialect::Xfrm,
+        Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux),
+    );
     match conf.get("General", "Kernel-interface").as_deref() {
         Some(v) if v.eq_ignore_ascii_case("XFRM") && native == Dialect::Xfrm => {
             return Some(Dialect::Xfrm)
@@ -944,12 +553,14 @@ fn xfrm_present() -> bool {
     crate::monitor::open_xfrm().is_ok()
 }
 
-fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
+pub(crate) fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
     match d {
         None => "none (SAs are recorded, not installed)",
         Some(crate::kernel::Dialect::Xfrm) => "XFRM netlink",
-        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::Linux)) => "PF_KEY v2 (Linux)",
-        Some(crate::kernel::Dialect::Pfkey(crate::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
+        Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::Linux)) => {
+            "PF_KEY v2 (Linux)"
+        }
+        Some(crate::kernel::Dialect::Pfkey(crate::kernel::pfkey::Platform::OpenBsd)) => "PF_KEY v2",
     }
 }
 
@@ -958,28 +569,26 @@ fn dialect_name(d: Option<crate::kernel::Dialect>) -> &'static str {
 /// for room, a second at most.
 fn send_to_parent(fd: std::os::fd::RawFd, msg: &[u8]) -> Result<(), String> {
     for _ in 0..2 {
-        // SAFETY: sending a buffer we own.
-        let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
+        match sys::send(fd, msg, libc::MSG_NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                return Err(format!("kernel channel: {e}"))
+            }
+            Err(_) => {}
         }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(format!("kernel channel: {e}"));
-        }
-        let mut pfd = libc::pollfd {
+        let mut pfd = [libc::pollfd {
             fd,
             events: libc::POLLOUT,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 1000) };
+        }];
+        let _ = sys::poll(&mut pfd, 1000);
     }
     Err("kernel channel: the privileged process does not take requests".into())
 }
 
 /// Which local address the kernel would use towards `dst`: a connected UDP socket tells
-/// without sending anything.
+/// without sending anything. The engine asks when it starts an exchange without a
+/// Local-address; received datagrams bring their own (IP_PKTINFO, see udp.rs).
 fn route_lookup(dst: IpAddr) -> Option<IpAddr> {
     let any: SocketAddr = if dst.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -989,98 +598,4 @@ fn route_lookup(dst: IpAddr) -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind(any).ok()?;
     s.connect((dst, 9)).ok()?;
     s.local_addr().ok().map(|a| a.ip())
-}
-
-pub fn apply_debug(sel: DebugSelector, level: u8) {
-    match sel {
-        DebugSelector::All => ilog::set_all_debug_levels(level),
-        DebugSelector::One(c) => ilog::set_debug_level(c, level),
-    }
-}
-
-fn describe_conf_cmd(c: &ConfCmd) -> String {
-    match c {
-        ConfCmd::Set {
-            section,
-            tag,
-            force,
-            ..
-        } => {
-            format!(
-                "C set [{section}]:{tag}{}",
-                if *force { " force" } else { "" }
-            )
-        }
-        ConfCmd::Add {
-            section,
-            tag,
-            value,
-        } => format!("C add [{section}]:{tag}={value}"),
-        ConfCmd::Rmv {
-            section,
-            tag,
-            value,
-        } => format!("C rmv [{section}]:{tag}={value}"),
-        ConfCmd::Rm { section, tag } => format!("C rm [{section}]:{tag}"),
-        ConfCmd::Rms { section } => format!("C rms [{section}]"),
-        ConfCmd::Get { section, tag } => format!("C get [{section}]:{tag}"),
-    }
-}
-
-/// Masks the value of `C set/add [..]:Authentication=...` before a line is logged.
-fn redact(line: &str) -> String {
-    if let Some(i) = line.find(':') {
-        let tail = &line[i + 1..];
-        let tag = tail.split('=').next().unwrap_or("");
-        if tail.contains('=') && crate::report::is_secret(tag.trim()) {
-            return format!("{}:{}={}", &line[..i], tag, crate::report::MASK);
-        }
-    }
-    line.to_string()
-}
-
-/// Escapes control characters so a garbled line cannot forge log lines.
-fn printable(s: &str) -> String {
-    let mut o = String::with_capacity(s.len().min(200));
-    for ch in s.chars().take(200) {
-        if ch.is_control() {
-            let _ = write!(o, "\\x{:02x}", ch as u32);
-        } else {
-            o.push(ch);
-        }
-    }
-    if s.chars().count() > 200 {
-        o.push_str("...");
-    }
-    o
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_and_escaping() {
-        assert_eq!(
-            redact("C set [peer]:Authentication=secret force"),
-            "C set [peer]:Authentication=<hidden>"
-        );
-        assert_eq!(
-            redact("C set [peer]:Address=192.0.2.1"),
-            "C set [peer]:Address=192.0.2.1"
-        );
-        assert_eq!(printable("a\u{1b}[2Jb"), "a\\x1b[2Jb");
-    }
-
-    #[test]
-    fn rate_limit() {
-        let mut r = RateLimit {
-            window: 0,
-            count: 0,
-            suppressed: 0,
-        };
-        let allowed = (0..100).filter(|_| r.allow(Time(500))).count();
-        assert_eq!(allowed, WARN_BURST as usize);
-        assert!(r.allow(Time(1500)));
-    }
 }

@@ -11,6 +11,8 @@
 //! `M active|passive` · `p on[=path]` · `p off` · `Q` · `R` · `r` · `S` · `T` ·
 //! `t [main|quick] name`. Values are single words, as ui.c reads them with `%s`.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::os::fd::RawFd;
 
@@ -394,18 +396,14 @@ impl Fifo {
     pub fn read_lines(&mut self, max_reads: usize, mut f: impl FnMut(Line<'_>)) {
         let mut chunk = [0u8; 4096];
         for _ in 0..max_reads {
-            // SAFETY: chunk is a valid writable buffer of the given length.
-            let n = unsafe { libc::read(self.fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-            if n > 0 {
-                self.reader.feed(&chunk[..n as usize], &mut f);
-            } else if n == 0 {
-                self.open = false;
-                return;
-            } else {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return; // EAGAIN: drained
+            match crate::sys::read(self.fd, &mut chunk) {
+                Ok(0) => {
+                    self.open = false;
+                    return;
                 }
+                Ok(n) => self.reader.feed(&chunk[..n], &mut f),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return, // EAGAIN: drained
             }
         }
     }

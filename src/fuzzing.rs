@@ -3,6 +3,8 @@
 //!
 //! Each function must return normally on every input: a panic is the bug being hunted.
 
+#![forbid(unsafe_code)]
+
 use crate::ike::wire::{Message, Payload};
 
 /// Parses a datagram as a message (cleartext and decrypted forms). Whatever parses must

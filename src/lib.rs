@@ -1,12 +1,14 @@
 //! isakmpd: an ISAKMP/IKEv1 key management daemon, after OpenBSD's isakmpd(8).
 //!
 //! Layout (see STYLE §10.1): `event` is the poll loop and the only clock reader; `timer`
-//! the wheel; `ike` the sans-IO protocol engine; `udp`, `fifo`, `monitor`, `pfkey` the
-//! descriptors it multiplexes; `conf` isakmpd.conf(5); `report` the report and result
-//! files; `daemon` startup and the privileged parent.
+//! the wheel; `ike` the sans-IO protocol engine; `udp`, `fifo`, `monitor` the descriptors
+//! it multiplexes; `kernel` (with `kernel::xfrm` and `kernel::pfkey`) the kernel's IPsec
+//! tables; `conf` isakmpd.conf(5); `report` the report and result files; `daemon` startup
+//! and the privileged parent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod admin;
 pub mod args;
 pub mod conf;
 pub mod daemon;
@@ -18,12 +20,13 @@ pub mod kernel;
 pub mod log;
 pub mod monitor;
 pub mod pcap;
-pub mod pfkey;
+pub mod pki;
 pub mod report;
 pub mod signal;
+pub mod sys;
 pub mod timer;
 pub mod udp;
-pub mod xfrm;
+pub use kernel::xfrm; // XXX: until src/ike stops naming it
 
 static STDERR_LOG: AtomicBool = AtomicBool::new(false);
 

@@ -8,6 +8,8 @@
 //!
 //! Nothing here ever formats key material: callers pass only public values.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::CString;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -138,14 +140,11 @@ pub fn init(to_syslog: bool, verbose: bool) {
     SYSLOG.store(to_syslog, Ordering::Relaxed);
     set_verbose(verbose);
     if to_syslog {
-        // SAFETY: the ident is a static C string that lives for the whole process.
-        unsafe {
-            libc::openlog(
-                c"isakmpd".as_ptr(),
-                libc::LOG_PID | libc::LOG_NDELAY,
-                libc::LOG_DAEMON,
-            )
-        };
+        crate::sys::openlog(
+            c"isakmpd",
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_DAEMON,
+        );
     }
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
@@ -186,8 +185,7 @@ impl log::Log for Logger {
             let Ok(c) = CString::new(msg.replace('\0', " ")) else {
                 return;
             };
-            // SAFETY: both pointers are valid NUL-terminated strings; "%s" consumes one.
-            unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+            crate::sys::syslog(prio, &c);
         } else {
             let stamp = timestamp();
             let mut e = std::io::stderr().lock();
@@ -204,24 +202,8 @@ impl log::Log for Logger {
 
 /// `HHMMSS.uuuuuu` in local time, the stamp isakmpd -d puts on each line.
 fn timestamp() -> String {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; CLOCK_REALTIME is always available.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    // SAFETY: tm is fully written by localtime_r on success; zeroed is a valid tm.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t = ts.tv_sec;
-    // SAFETY: both pointers are valid for the call.
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    format!(
-        "{:02}{:02}{:02}.{:06}",
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        ts.tv_nsec / 1000
-    )
+    let (hour, min, sec, usec) = crate::sys::local_time_of_day();
+    format!("{:02}{:02}{:02}.{:06}", hour, min, sec, usec)
 }
 
 #[cfg(test)]

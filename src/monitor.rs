@@ -19,12 +19,15 @@
 //! Messages are tiny: a request byte with fixed fields, and a reply of one status byte, a
 //! text (the error, or empty) and at most one descriptor.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::CString;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::args::{is_run_path, RESULT_FILE};
+use crate::sys;
 
 /// The unprivileged user and its jail.
 pub const PRIVSEP_USER: &str = "_isakmpd";
@@ -77,85 +80,23 @@ pub fn check_secrecy(path: &str, uid: u32, mode: u32, my_uid: u32) -> Result<(),
 // Descriptor passing.
 
 fn send_msg(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut _,
-        iov_len: data.len(),
-    };
-    // Room for one descriptor, aligned for cmsghdr.
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points at cbuf, which is large enough for one cmsghdr
-        // carrying one int; CMSG_FIRSTHDR therefore returns a valid pointer into it.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-        }
-    }
     loop {
-        // SAFETY: msg and everything it points to are valid for the call.
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match sys::sendmsg_fd(sock, data, fd, libc::MSG_NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// Receives one message; returns its length (0 = peer closed) and a passed descriptor.
 fn recv_msg(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: zeroed msghdr is valid; we fill the pointers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    let n = loop {
-        // SAFETY: msg points at live buffers of the declared sizes.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fd = None;
-    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR/NXTHDR walk only within it.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-                if fd.is_none() {
-                    fd = Some(OwnedFd::from_raw_fd(raw));
-                } else {
-                    libc::close(raw);
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
+    loop {
+        match sys::recvmsg_fd(sock, buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
         }
     }
-    Ok((n, fd))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -297,7 +238,7 @@ pub type Answer = Result<Option<OwnedFd>, String>;
 /// Why the parent will not pass an XFRM request on, if it will not: only well-formed
 /// messages of the types the daemon sends.
 fn check_xfrm(msg: &[u8]) -> Result<(), String> {
-    use crate::xfrm::*;
+    use crate::kernel::xfrm::*;
     if msg.len() < 16 || msg.len() > 4096 {
         return Err("malformed XFRM request".into());
     }
@@ -321,7 +262,7 @@ fn check_xfrm(msg: &[u8]) -> Result<(), String> {
 
 /// The same for PF_KEY: a whole message (version, length) of an SA or flow type.
 fn check_pfkey(msg: &[u8]) -> Result<(), String> {
-    use crate::pfkey::*;
+    use crate::kernel::pfkey::*;
     #[cfg(target_os = "openbsd")]
     const FLOWS: [u8; 2] = [SADB_X_ADDFLOW, SADB_X_DELFLOW];
     #[cfg(not(target_os = "openbsd"))]
@@ -336,15 +277,6 @@ fn check_pfkey(msg: &[u8]) -> Result<(), String> {
         return Err(format!("refusing PF_KEY message type {}", m.ty));
     }
     Ok(())
-}
-
-/// Sets O_NONBLOCK on a descriptor the caller owns.
-pub fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor the caller owns.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
 }
 
 impl Server {
@@ -362,11 +294,11 @@ impl Server {
         let sock = if pfkey {
             open_pfkey()?
         } else {
-            open_xfrm_groups(crate::xfrm::GROUPS_ACQUIRE_EXPIRE)?
+            open_xfrm_groups(crate::kernel::xfrm::GROUPS_ACQUIRE_EXPIRE)?
         };
         let (ours, theirs) = socketpair().map_err(|e| format!("socketpair: {e}"))?;
-        set_nonblocking(sock.as_raw_fd());
-        set_nonblocking(ours.as_raw_fd());
+        sys::set_nonblocking(sock.as_raw_fd());
+        sys::set_nonblocking(ours.as_raw_fd());
         *slot = Some(Relay {
             chan: ours,
             sock,
@@ -390,15 +322,14 @@ impl Server {
         };
         r.unregistered = false;
         #[cfg(target_os = "openbsd")]
-        let platform = crate::pfkey::Platform::OpenBsd;
+        let platform = crate::kernel::pfkey::Platform::OpenBsd;
         #[cfg(not(target_os = "openbsd"))]
-        let platform = crate::pfkey::Platform::Linux;
+        let platform = crate::kernel::pfkey::Platform::Linux;
         for (seq, proto) in [(1u32, 50u8), (2, 51)] {
             let mut m = Vec::new();
-            crate::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
-            // SAFETY: writing a buffer we own to our PF_KEY socket.
-            if unsafe { libc::write(r.sock.as_raw_fd(), m.as_ptr().cast(), m.len()) } < 0 {
-                log::warn!("kernel: PF_KEY register: {}", io::Error::last_os_error());
+            crate::kernel::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
+            if let Err(e) = sys::write(r.sock.as_raw_fd(), &m) {
+                log::warn!("kernel: PF_KEY register: {e}");
                 return;
             }
         }
@@ -425,31 +356,21 @@ impl Server {
         };
         let mut buf = [0u8; 8192];
         for _ in 0..256 {
-            // SAFETY: receiving into a buffer we own.
-            let n =
-                unsafe { libc::recv(r.chan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                break;
-            }
-            let msg = &buf[..n as usize];
+            let n = match sys::recv(r.chan.as_raw_fd(), &mut buf, 0) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            let msg = &buf[..n];
             let checked = if r.pfkey {
                 check_pfkey(msg)
             } else {
                 check_xfrm(msg)
             };
             let errno = match checked {
-                Ok(()) => {
-                    // SAFETY: writing a buffer we own to our kernel socket.
-                    let w =
-                        unsafe { libc::write(r.sock.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
-                    if w < 0 {
-                        io::Error::last_os_error()
-                            .raw_os_error()
-                            .unwrap_or(libc::EIO)
-                    } else {
-                        0
-                    }
-                }
+                Ok(()) => match sys::write(r.sock.as_raw_fd(), msg) {
+                    Ok(_) => 0,
+                    Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                },
                 Err(e) => {
                     log::warn!("monitor: {e}");
                     libc::EPERM
@@ -457,9 +378,9 @@ impl Server {
             };
             if errno != 0 {
                 let reply = if r.pfkey {
-                    crate::pfkey::error_reply(msg, errno as u8)
+                    crate::kernel::pfkey::error_reply(msg, errno as u8)
                 } else {
-                    crate::xfrm::error_reply(msg, errno)
+                    crate::kernel::xfrm::error_reply(msg, errno)
                 };
                 if r.queue.len() < RELAY_QUEUE {
                     r.queue.push_back(reply);
@@ -477,13 +398,12 @@ impl Server {
         };
         let mut buf = vec![0u8; 65536];
         for _ in 0..256 {
-            // SAFETY: reading into a buffer we own.
-            let n = unsafe { libc::read(r.sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
+            let n = match sys::read(r.sock.as_raw_fd(), &mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
             if r.queue.len() < RELAY_QUEUE {
-                r.queue.push_back(buf[..n as usize].to_vec());
+                r.queue.push_back(buf[..n].to_vec());
             } else {
                 log::warn!("monitor: child not reading; kernel message dropped");
             }
@@ -500,10 +420,7 @@ impl Server {
 
     fn flush_relay(r: &mut Relay) {
         while let Some(m) = r.queue.front() {
-            // SAFETY: sending a buffer we own on our end of the channel.
-            let n = unsafe { libc::send(r.chan.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = sys::send(r.chan.as_raw_fd(), m, 0) {
                 if e.kind() != io::ErrorKind::WouldBlock {
                     r.queue.clear();
                 }
@@ -588,53 +505,23 @@ pub fn open_xfrm() -> Result<OwnedFd, String> {
 
 /// A PF_KEY v2 socket (needs CAP_NET_ADMIN on Linux, root on OpenBSD).
 pub fn open_pfkey() -> Result<OwnedFd, String> {
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::PF_KEY,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(crate::pfkey::PF_KEY_V2),
-        )
-    };
-    if fd < 0 {
-        return Err(format!("PF_KEY socket: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    sys::socket(
+        libc::PF_KEY,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+        i32::from(crate::kernel::pfkey::PF_KEY_V2),
+    )
+    .map_err(|e| format!("PF_KEY socket: {e}"))
 }
 
 /// A NETLINK_XFRM socket bound to the multicast `groups`.
 pub fn open_xfrm_groups(groups: u32) -> Result<OwnedFd, String> {
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            crate::xfrm::NETLINK_XFRM,
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "XFRM netlink socket: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: a zeroed sockaddr_nl is valid; we set the family and bind with its size.
-    let r = unsafe {
-        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        sa.nl_groups = groups;
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(format!("XFRM netlink bind: {}", io::Error::last_os_error()));
-    }
+    let fd = sys::socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+        crate::kernel::xfrm::NETLINK_XFRM,
+    )
+    .map_err(|e| format!("XFRM netlink socket: {e}"))?;
+    sys::bind_netlink(fd.as_raw_fd(), groups).map_err(|e| format!("XFRM netlink bind: {e}"))?;
     Ok(fd)
 }
 
@@ -685,14 +572,6 @@ fn decode_bind(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// Lets IKE through whatever IPsec policies cover our own addresses (a transport-mode
 /// flow between two gateways covers their IKE traffic too): a bypass policy on the
 /// socket, both ways. Without it only a warning: IKE still works where no flow covers it.
@@ -706,23 +585,13 @@ fn bypass_ipsec(fd: RawFd, addr: SocketAddr) {
         } else {
             (libc::IPPROTO_IPV6, IPV6_XFRM_POLICY, libc::AF_INET6)
         };
-        for dir in [crate::xfrm::XFRM_POLICY_IN, crate::xfrm::XFRM_POLICY_OUT] {
-            let p = crate::xfrm::socket_bypass(family as u16, dir);
-            // SAFETY: `p` is a valid struct xfrm_userpolicy_info of the stated size.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd,
-                    level,
-                    name,
-                    p.as_ptr().cast(),
-                    p.len() as libc::socklen_t,
-                )
-            };
-            if r < 0 {
-                log::warn!(
-                    "{addr}: no IPsec bypass for IKE: {}",
-                    io::Error::last_os_error()
-                );
+        for dir in [
+            crate::kernel::xfrm::XFRM_POLICY_IN,
+            crate::kernel::xfrm::XFRM_POLICY_OUT,
+        ] {
+            let p = crate::kernel::xfrm::socket_bypass(family as u16, dir);
+            if let Err(e) = sys::setsockopt_bytes(fd, level, name, &p) {
+                log::warn!("{addr}: no IPsec bypass for IKE: {e}");
                 return;
             }
         }
@@ -743,59 +612,16 @@ pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
     } else {
         libc::AF_INET6
     };
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+    let owned = sys::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
         .map_err(|e| format!("socket: {e}"))?;
-    // SAFETY: fd was just created and is owned by nobody else.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    let setopt = |level, name| {
-        // SAFETY: `one` is a valid c_int for the duration of the call.
-        cvt(unsafe { libc::setsockopt(fd, level, name, (&one as *const libc::c_int).cast(), 4) })
-    };
-    setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| format!("SO_REUSEADDR: {e}"))?;
-    let r = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sin is a valid sockaddr_in of the stated size.
-            unsafe {
-                libc::bind(
-                    fd,
-                    (&sin as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of_val(&sin) as u32,
-                )
-            }
-        }
-        SocketAddr::V6(a) => {
-            setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
-                .map_err(|e| format!("IPV6_V6ONLY: {e}"))?;
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sin6 is a valid sockaddr_in6 of the stated size.
-            unsafe {
-                libc::bind(
-                    fd,
-                    (&sin6 as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of_val(&sin6) as u32,
-                )
-            }
-        }
-    };
-    cvt(r).map_err(|e| format!("bind {addr}: {e}"))?;
+    let fd = owned.as_raw_fd();
+    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+        .map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+    if addr.is_ipv6() {
+        sys::setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
+            .map_err(|e| format!("IPV6_V6ONLY: {e}"))?;
+    }
+    sys::bind_inet(fd, addr).map_err(|e| format!("bind {addr}: {e}"))?;
     bypass_ipsec(fd, addr);
     Ok(owned)
 }
@@ -807,24 +633,13 @@ fn cstr(path: &str) -> Result<CString, String> {
 /// Opens the configuration file read-only and checks its owner and mode.
 pub fn open_config(path: &str) -> Result<OwnedFd, String> {
     let c = cstr(path)?;
-    // SAFETY: c is a valid C string.
-    let fd = cvt(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
-        )
-    })
-    .map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: fd was just opened by us.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: st is a valid out-pointer for fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstat(fd, &mut st) }).map_err(|e| format!("{path}: {e}"))?;
+    let owned = sys::open(&c, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY, 0)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let st = sys::fstat(owned.as_raw_fd()).map_err(|e| format!("{path}: {e}"))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(format!("{path}: not a regular file"));
     }
-    // SAFETY: getuid cannot fail.
-    check_secrecy(path, st.st_uid, st.st_mode, unsafe { libc::getuid() })?;
+    check_secrecy(path, st.st_uid, st.st_mode, sys::getuid())?;
     Ok(owned)
 }
 
@@ -844,14 +659,9 @@ pub fn open_run_file(path: &str) -> Result<OwnedFd, String> {
     }
     let c = cstr(path)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: c is a valid C string.
-    let fd = cvt(unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) })
-        .map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: fd was just opened by us.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = sys::open(&c, flags, 0o600).map_err(|e| format!("{path}: {e}"))?;
     // An existing file keeps its old mode through O_CREAT; make sure it is private.
-    // SAFETY: fd is valid.
-    unsafe { libc::fchmod(fd, 0o600) };
+    let _ = sys::fchmod(owned.as_raw_fd(), 0o600);
     Ok(owned)
 }
 
@@ -864,15 +674,11 @@ pub struct PrivsepUser {
 
 pub fn lookup_user(name: &str) -> Result<PrivsepUser, String> {
     let c = cstr(name)?;
-    // SAFETY: getpwnam returns a pointer to static storage or NULL; we copy out at once.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
+    let Some((uid, gid)) = sys::getpwnam(&c) else {
         return Err(format!(
             "privilege separation: user '{name}' does not exist (create it, e.g. useradd -r -d {PRIVSEP_DIR} -s /usr/sbin/nologin {name})"
         ));
-    }
-    // SAFETY: pw is non-null and points at a valid passwd struct.
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    };
     if uid == 0 {
         return Err(format!(
             "privilege separation: user '{name}' must not be root"
@@ -894,37 +700,20 @@ pub fn check_jail(dir: &str) -> Result<(), String> {
 /// In the child: chroot to the jail and become the unprivileged user, for good.
 pub fn drop_privileges(user: PrivsepUser, dir: &str) -> Result<(), String> {
     let c = cstr(dir)?;
-    // SAFETY: plain system calls with valid arguments; each result is checked.
-    unsafe {
-        cvt(libc::chroot(c.as_ptr())).map_err(|e| format!("chroot {dir}: {e}"))?;
-        cvt(libc::chdir(c"/".as_ptr())).map_err(|e| format!("chdir /: {e}"))?;
-        let groups = [user.gid];
-        cvt(libc::setgroups(1, groups.as_ptr())).map_err(|e| format!("setgroups: {e}"))?;
-        cvt(libc::setresgid(user.gid, user.gid, user.gid))
-            .map_err(|e| format!("setresgid: {e}"))?;
-        cvt(libc::setresuid(user.uid, user.uid, user.uid))
-            .map_err(|e| format!("setresuid: {e}"))?;
-        if libc::setuid(0) == 0 {
-            return Err("privilege separation: could regain root after dropping it".into());
-        }
+    sys::chroot(&c).map_err(|e| format!("chroot {dir}: {e}"))?;
+    sys::chdir(c"/").map_err(|e| format!("chdir /: {e}"))?;
+    sys::setgroups(&[user.gid]).map_err(|e| format!("setgroups: {e}"))?;
+    sys::setresgid(user.gid).map_err(|e| format!("setresgid: {e}"))?;
+    sys::setresuid(user.uid).map_err(|e| format!("setresuid: {e}"))?;
+    if sys::setuid(0).is_ok() {
+        return Err("privilege separation: could regain root after dropping it".into());
     }
     Ok(())
 }
 
 /// A connected pair: (parent end, child end).
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::socketpair(libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC)
 }
 
 #[cfg(test)]

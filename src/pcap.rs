@@ -5,6 +5,8 @@
 //! decryption. This module writes the file header and records; the exchanges call
 //! [`Capture::record`] for every message sent and received.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;

@@ -3,11 +3,22 @@
 //! The report is plain text in a fixed layout: `== part ==` headings, then `key: value`
 //! lines, then the running configuration as isakmpd.conf text. Tests and people read the
 //! same file. Secrets never appear: pre-shared keys (`Authentication` tags) are masked.
+//! Both files are opened by the privileged parent (monitor.rs `open_run_file`).
+
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
 
+use crate::args::RESULT_FILE;
 use crate::conf::defaults;
 use crate::conf::Conf;
+use crate::event::{dialect_name, Daemon};
+use crate::log::{self as ilog, DebugClass};
+use crate::monitor::WriteKind;
+use crate::sys;
+use crate::timer::Time;
 
 /// Tags whose values are secrets and are masked in reports.
 const SECRET_TAGS: &[&str] = &["Authentication"];
@@ -41,6 +52,111 @@ pub fn conf_dump(conf: &Conf, out: &mut String) {
         out,
         "# plus isakmpd's generated defaults ({mm} main mode transforms, {qm} quick mode suites), resolved on demand"
     );
+}
+
+impl Daemon {
+    pub(crate) fn write_result(&mut self, text: &str) {
+        match self.monitor.open_write(WriteKind::Result, RESULT_FILE) {
+            Ok(fd) => {
+                if let Err(e) = File::from(fd).write_all(text.as_bytes()) {
+                    log::error!("{RESULT_FILE}: {e}");
+                }
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    pub(crate) fn write_report(&mut self, now: Time) {
+        let text = self.report(now);
+        let path = self.opts.report_file.clone();
+        match self.monitor.open_write(WriteKind::Report, &path) {
+            Ok(fd) => match File::from(fd).write_all(text.as_bytes()) {
+                Ok(()) => {
+                    self.counters.reports += 1;
+                    log::info!("report written to {path}");
+                }
+                Err(e) => log::error!("{path}: {e}"),
+            },
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    /// The report text (SIGUSR1, `r`).
+    pub fn report(&self, now: Time) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "isakmpd {} report", env!("CARGO_PKG_VERSION"));
+        crate::report::heading(&mut o, "daemon");
+        let _ = writeln!(o, "pid: {}", sys::getpid());
+        let _ = writeln!(o, "uptime: {} s", now.millis() / 1000);
+        let _ = writeln!(
+            o,
+            "mode: {}",
+            if self.engine.passive() {
+                "passive"
+            } else {
+                "active"
+            }
+        );
+        let _ = writeln!(o, "config: {}", self.opts.config);
+        let _ = writeln!(o, "kernel: {}", dialect_name(self.dialect));
+        let _ = writeln!(
+            o,
+            "flows: {}",
+            if self.opts.acquire_only {
+                "manual (-a)"
+            } else {
+                "automatic"
+            }
+        );
+        let _ = writeln!(
+            o,
+            "keynote: {}",
+            if self.opts.no_keynote {
+                "off (-K)"
+            } else {
+                "on"
+            }
+        );
+        let _ = writeln!(
+            o,
+            "nat-t: {}",
+            if self.opts.no_nat_t {
+                "off (-T)".to_string()
+            } else {
+                format!("port {}", self.opts.udpencap_port)
+            }
+        );
+        let _ = writeln!(
+            o,
+            "capture: {}",
+            self.capture.as_ref().map_or("off", |c| c.path.as_str())
+        );
+        let _ = writeln!(o, "verbose: {}", if ilog::verbose() { "yes" } else { "no" });
+        let levels: Vec<String> = DebugClass::ALL
+            .iter()
+            .map(|c| format!("{}={}", *c as u8, ilog::debug_level(*c)))
+            .collect();
+        let _ = writeln!(o, "debug: {}", levels.join(" "));
+        for t in &self.transports {
+            let _ = writeln!(
+                o,
+                "listen: udp {}{}",
+                t.local,
+                if t.encap { " (nat-t)" } else { "" }
+            );
+        }
+        crate::report::heading(&mut o, "counters");
+        let c = self.counters;
+        let _ = writeln!(o, "fifo-commands: {}", c.fifo_commands);
+        let _ = writeln!(o, "fifo-errors: {}", c.fifo_errors);
+        let _ = writeln!(o, "reloads: {}", c.reloads);
+        let _ = writeln!(o, "reload-failures: {}", c.reload_failures);
+        crate::report::heading(&mut o, "engine");
+        self.engine.report(now, &mut o);
+        crate::report::heading(&mut o, "configuration");
+        crate::report::conf_dump(&self.conf, &mut o);
+        o
+    }
 }
 
 #[cfg(test)]

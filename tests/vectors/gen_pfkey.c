@@ -1,5 +1,5 @@
 /* Builds PF_KEY v2 messages with Linux's own struct definitions (linux/pfkeyv2.h,
- * linux/ipsec.h) and prints them as hex: the byte fixtures for src/pfkey.rs
+ * linux/ipsec.h) and prints them as hex: the byte fixtures for src/kernel/pfkey.rs
  * (tests/vectors/pfkey.txt).  cc -o gen_pfkey gen_pfkey.c && ./gen_pfkey > pfkey.txt */
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Builds XFRM netlink messages with the kernel's own struct definitions (linux/xfrm.h)
- * and prints them as hex: the byte fixtures for src/xfrm.rs (tests/vectors/xfrm.txt).
+ * and prints them as hex: the byte fixtures for src/kernel/xfrm.rs (tests/vectors/xfrm.txt).
  * cc -o gen_xfrm gen_xfrm.c && ./gen_xfrm > xfrm.txt */
 #include <stdio.h>
 #include <string.h>

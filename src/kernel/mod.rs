@@ -1,5 +1,5 @@
 //! The kernel side of the engine's requests: each [`KernelReq`] becomes XFRM netlink
-//! messages (src/xfrm.rs) or PF_KEY v2 messages (src/pfkey.rs), which the privileged
+//! messages ([`xfrm`]) or PF_KEY v2 messages ([`pfkey`]), which the privileged
 //! parent relays for us.
 //!
 //! An SA pair becomes two states (inbound with our SPI and keys, outbound with the
@@ -13,6 +13,8 @@
 //! Lifetimes: the engine expires SAs itself; the kernel gets the hard lifetime plus a
 //! margin as a backstop, so that a daemon that died does not leave keys in force forever.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::IpAddr;
 
@@ -20,9 +22,12 @@ use crate::ike::ipsec_alg;
 use crate::ike::policy::OwnedId;
 use crate::ike::sa::{hex, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
-use crate::pfkey;
 use crate::timer::Time;
-use crate::xfrm::{self, PolicySpec, SaSpec, Selector};
+
+pub mod pfkey;
+pub mod xfrm;
+
+use xfrm::{PolicySpec, SaSpec, Selector};
 
 /// Seconds the kernel's hard lifetime outlasts the engine's.
 const KERNEL_LIFETIME_MARGIN: u64 = 60;
@@ -1047,14 +1052,14 @@ mod tests {
             &KernelReq::UpdateSa(Box::new(s)),
             &mut 0,
             true,
-            crate::pfkey::Platform::Linux
+            crate::kernel::pfkey::Platform::Linux
         )
         .is_err());
     }
 
     #[test]
     fn pfkey_translation_for_linux_and_openbsd() {
-        use crate::pfkey::{parse, Platform};
+        use crate::kernel::pfkey::{parse, Platform};
         let mut seq = 0;
         // HMAC-SHA2-256 through Linux af_key would get a 96-bit ICV: refused, not sent.
         let e = pfkey_messages(
@@ -1086,17 +1091,17 @@ mod tests {
         // offset 16 of the policy extension, reqid at +8), and af_key keeps it only
         // up to 0x3fff.
         let add = parse(&m[0].bytes).unwrap();
-        let sa2 = add.ext(crate::pfkey::LINUX_EXT_X_SA2).unwrap();
+        let sa2 = add.ext(crate::kernel::pfkey::LINUX_EXT_X_SA2).unwrap();
         let sa_reqid = u32::from_ne_bytes(sa2[12..16].try_into().unwrap());
         let pol = parse(&m[2].bytes).unwrap();
-        let x = pol.ext(crate::pfkey::LINUX_EXT_X_POLICY).unwrap();
+        let x = pol.ext(crate::kernel::pfkey::LINUX_EXT_X_POLICY).unwrap();
         let pol_reqid = u32::from_ne_bytes(x[24..28].try_into().unwrap());
         assert_eq!(sa_reqid, pol_reqid);
         assert!((1..=0x3fff).contains(&sa_reqid), "{sa_reqid:#x}");
         assert!(m[1].what.ends_with("spi 00000304"));
         let out = parse(&m[1].bytes).unwrap();
         // The outbound SA carries the outbound keys: AES key then the HMAC key.
-        let k = out.ext(crate::pfkey::SADB_EXT_KEY_ENCRYPT).unwrap();
+        let k = out.ext(crate::kernel::pfkey::SADB_EXT_KEY_ENCRYPT).unwrap();
         assert_eq!(&k[8..24], &[2; 16]);
         let m = pfkey_messages(
             &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
@@ -1254,7 +1259,7 @@ mod tests {
         answer[4..6].copy_from_slice(&4u16.to_ne_bytes());
         k.receive(&answer, &mut done, &mut events);
         assert_eq!(done, vec![(3, KernelReply::Spi([0, 0, 0x12, 0x34]))]);
-        let acquire = include_str!("../tests/vectors/pfkey.txt")
+        let acquire = include_str!("../../tests/vectors/pfkey.txt")
             .lines()
             .find_map(|l| l.strip_prefix("linux_acquire = "))
             .unwrap();

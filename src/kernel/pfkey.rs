@@ -19,6 +19,8 @@
 //! hash), and it has no AEAD; [`crate::ike::Backend::PfkeyLinux`] therefore never offers
 //! or accepts those (see `crate::ike::ipsec_alg`).
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 
 pub const PF_KEY_V2: u8 = 2;
@@ -746,7 +748,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let text = include_str!("../tests/vectors/pfkey.txt");
+        let text = include_str!("../../tests/vectors/pfkey.txt");
         let line = text
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name} = ")))

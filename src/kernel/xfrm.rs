@@ -9,6 +9,8 @@
 //! Linux installs `hmac(sha256)` with a 96-bit ICV unless told otherwise; RFC 4868 wants
 //! 128, so integrity always goes as XFRMA_ALG_AUTH_TRUNC with the RFC's length.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 
 pub const NETLINK_XFRM: i32 = 6;
@@ -494,7 +496,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let text = include_str!("../tests/vectors/xfrm.txt");
+        let text = include_str!("../../tests/vectors/xfrm.txt");
         let line = text
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name} = ")))
