@@ -26,7 +26,6 @@ pub mod signal;
 pub mod sys;
 pub mod timer;
 pub mod udp;
-pub use kernel::xfrm; // XXX: until src/ike stops naming it
 
 static STDERR_LOG: AtomicBool = AtomicBool::new(false);
 

@@ -12,6 +12,8 @@
 //! The ~40,800 bindings isakmpd generates (transforms, suites, lifetimes, [General]
 //! defaults) are not stored: [`Conf::get`] falls back to [`defaults::lookup`].
 
+#![forbid(unsafe_code)]
+
 pub mod defaults;
 
 use std::borrow::Cow;

@@ -96,7 +96,7 @@ impl<const N: usize> Drop for Secret<N> {
 impl<const N: usize> PartialEq for Secret<N> {
     fn eq(&self, other: &Self) -> bool {
         // Constant time over the bytes; the lengths are not secret.
-        self.len == other.len && ::openssl::memcmp::eq(self.as_bytes(), other.as_bytes())
+        self.len == other.len && openssl::constant_time_eq(self.as_bytes(), other.as_bytes())
     }
 }
 

@@ -105,6 +105,12 @@ pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Key {
 }
 
 /// prf(key, parts[0] | parts[1] | ...) = HMAC with the negotiated hash (RFC 2409 §4).
+/// Equality of two equally long byte strings in time that does not depend on where they
+/// differ (CRYPTO_memcmp).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
 pub fn prf(h: HashAlg, key: &[u8], parts: &[&[u8]]) -> Key {
     let run = || -> Result<Key, openssl::error::ErrorStack> {
         let pkey = PKey::hmac(key)?;

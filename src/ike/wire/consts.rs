@@ -458,8 +458,8 @@ mod tests {
 
     #[test]
     fn vendor_ids_are_md5_of_their_strings() {
-        use openssl::hash::{hash, MessageDigest};
-        let md5 = |s: &str| hash(MessageDigest::md5(), s.as_bytes()).unwrap().to_vec();
+        use crate::ike::crypto::{hash, HashAlg};
+        let md5 = |s: &str| hash(HashAlg::Md5, &[s.as_bytes()]).as_bytes().to_vec();
         assert_eq!(md5("RFC 3947"), VID_NAT_T_RFC3947);
         assert_eq!(md5("draft-ietf-ipsec-nat-t-ike-02\n"), VID_NAT_T_DRAFT_02);
         assert_eq!(md5("draft-ietf-ipsec-nat-t-ike-03"), VID_NAT_T_DRAFT_03);
