@@ -78,8 +78,11 @@ impl Daemon {
     ) -> Daemon {
         let start = Instant::now();
         let dialect = choose_kernel(&conf, opts.no_kernel);
+        let mut hash_key = [0u8; 16];
+        crate::ike::crypto::random_source(None).fill(&mut hash_key);
         let engine = Engine::new(
             EngineConfig {
+                hash_key,
                 passive: opts.passive,
                 keep_sas_at_exit: opts.passive,
                 seed: opts.seed,

@@ -182,10 +182,7 @@ impl Engine {
             }
             return Ok(());
         }
-        let Some(sa) = self
-            .isakmp_sas
-            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
-        else {
+        let Some(sa) = self.isakmp_sas.by_cookies(hd.icookie, hd.rcookie) else {
             return Err(Drop::Silent(
                 "encrypted informational for no known phase 1 SA".into(),
             ));

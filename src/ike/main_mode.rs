@@ -425,10 +425,8 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Option<Result<Handle, ()>> {
-        let h = self.exchanges.find(|x| {
+        let h = self.exchanges.find_by(&(hd.icookie, hd.msgid), |x| {
             x.kind == kind
-                && x.icookie == hd.icookie
-                && x.msgid == hd.msgid
                 && (x.rcookie == hd.rcookie
                     || (x.initiator && x.rcookie == [0; 8])
                     // a repeated message 1: the responder's exchange already exists

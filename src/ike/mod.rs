@@ -29,6 +29,7 @@ mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
 mod outbox;
+pub mod router;
 pub use self::ipsec_alg::Backend;
 pub use self::main_mode::Credentials;
 pub mod policy;
@@ -43,6 +44,7 @@ use std::net::{IpAddr, SocketAddr};
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
 use self::exchange::{retransmit_delay_secs, Exchange};
 use self::policy::Policy;
+use self::router::{Keyed, Table};
 use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part, Slab};
 use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
@@ -65,6 +67,9 @@ pub struct EngineConfig {
     pub nat_t_port: Option<u16>,
     /// What the kernel backend can install; proposals are filtered by it.
     pub backend: Backend,
+    /// The key of the hash indexes over peer-chosen values (cookies); random in the
+    /// daemon, so that nobody can aim at one bucket.
+    pub hash_key: [u8; 16],
 }
 
 /// Which SA a teardown names: phase 1 (`t main`) or phase 2 (`t quick`, the default).
@@ -153,8 +158,10 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) policy: Policy,
     pub(crate) timers: TimerWheel<TimerKind>,
-    pub(crate) exchanges: Slab<Exchange>,
-    pub(crate) isakmp_sas: Slab<IsakmpSa>,
+    /// Exchanges by initiator cookie and message ID.
+    pub(crate) exchanges: Table<Exchange, ([u8; 8], u32)>,
+    /// ISAKMP SAs by their cookies.
+    pub(crate) isakmp_sas: Table<IsakmpSa, ([u8; 8], [u8; 8])>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
     outbox: outbox::Outbox,
     /// Timers fired in one `handle_timeout`, kept to reuse its room.
@@ -183,12 +190,21 @@ impl Engine {
     /// `-r` a seeded one. The tables are sized once, here, from `[General]`.
     pub fn new(cfg: EngineConfig, conf: &Conf, now: Time, rng: Box<dyn Random>) -> Engine {
         let limits = policy::Limits::load(conf);
+        let hash_key = cfg.hash_key;
         let mut e = Engine {
             cfg,
             policy: Policy::default(),
             timers: TimerWheel::new(limits.timers(), now),
-            exchanges: Slab::with_capacity(limits.exchanges),
-            isakmp_sas: Slab::with_capacity(limits.isakmp_sas),
+            exchanges: Table::with_capacity(
+                limits.exchanges,
+                |x| (x.icookie, x.msgid),
+                Keyed(hash_key),
+            ),
+            isakmp_sas: Table::with_capacity(
+                limits.isakmp_sas,
+                |s| (s.icookie, s.rcookie),
+                Keyed(hash_key),
+            ),
             ipsec_sas: Slab::with_capacity(limits.ipsec_sas),
             outbox: outbox::Outbox::new(),
             fired: Vec::with_capacity(64),
@@ -473,9 +489,7 @@ impl Engine {
                 rcookie,
                 msgid,
             } => {
-                let sa = self
-                    .isakmp_sas
-                    .find(|s| s.icookie == icookie && s.rcookie == rcookie);
+                let sa = self.isakmp_sas.by_cookies(icookie, rcookie);
                 match (sa, msgid) {
                     (Some(h), None) => {
                         self.delete_isakmp_sa(now, h, true);
@@ -923,10 +937,7 @@ impl Engine {
             keep_flows,
         ));
         if tell {
-            if let Some(p1) = self
-                .isakmp_sas
-                .find(|s| s.icookie == sa.icookie && s.rcookie == sa.rcookie)
-            {
+            if let Some(p1) = self.isakmp_sas.by_cookies(sa.icookie, sa.rcookie) {
                 self.send_delete(now, p1, sa.protocol, &sa.spi_in);
             }
         }

@@ -397,7 +397,7 @@ impl Engine {
     pub(crate) fn phase2_sa(&self, hd: &Header) -> Result<Handle, Drop> {
         let sa = self
             .isakmp_sas
-            .find(|s| s.icookie == hd.icookie && s.rcookie == hd.rcookie)
+            .by_cookies(hd.icookie, hd.rcookie)
             .ok_or_else(|| Drop::Silent("message for no known phase 1 SA"))?;
         if hd.msgid == 0 {
             return Err(Drop::Silent("phase 2 message with message ID 0"));
@@ -537,12 +537,21 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let (hash, cipher, last, peer_name) = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
-            (s.hash, s.cipher, s.last_block.clone(), s.peer.clone())
+        let iv = {
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
+            derive::phase2_iv(
+                s.hash,
+                s.last_block.as_bytes(),
+                hd.msgid,
+                s.cipher.block_len(),
+            )
         };
-        let iv = derive::phase2_iv(hash, last.as_bytes(), hd.msgid, cipher.block_len());
         let (clear, next_iv) = self.open_hash1(sa, &iv, hd.msgid, (local, remote), data)?;
+        let peer_name = self
+            .isakmp_sas
+            .get(sa)
+            .map(|s| s.peer.clone())
+            .ok_or(Drop::Silent("gone"))?;
         let m = Self::parse(&clear, true)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
