@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use super::crypto::{derive, DhPrivate, Group};
 use super::exchange::{Exchange, Kind};
-use super::main_mode::{accept_transform, header, offer_body, sa_body, same, NONCE_LEN};
+use super::main_mode::{accept_transform, header, offer_body, sa_body, NONCE_LEN};
 use super::policy::Peer;
 use super::sa::Handle;
 use super::wire::{
@@ -431,12 +431,7 @@ impl Engine {
             &x.sai_b,
             &idir,
         );
-        if !same(want.as_bytes(), hash) {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_HASH_INFORMATION,
-                "authentication failed: HASH_R does not verify (pre-shared keys differ?)".into(),
-            ));
-        }
+        let auth = super::auth::check_hash(&want, hash, "HASH_R", idir, false)?;
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
         self.nat_detect(h, data)?;
@@ -477,7 +472,7 @@ impl Engine {
         x.step = 3;
         x.resend_on_dup = true;
         self.send_step_captured(now, h, clear, buf, false);
-        self.phase1_done(now, h, idir, false);
+        self.phase1_done(now, h, auth);
         Ok(())
     }
 
@@ -525,12 +520,7 @@ impl Engine {
             &x.sai_b,
             &idii,
         );
-        if !same(want.as_bytes(), hash) {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_HASH_INFORMATION,
-                "authentication failed: HASH_I does not verify (pre-shared keys differ?)".into(),
-            ));
-        }
+        let auth = super::auth::check_hash(&want, hash, "HASH_I", idii, false)?;
         if let Some(iv) = next_iv {
             x.iv = iv;
         }
@@ -561,14 +551,14 @@ impl Engine {
             )
             .and_then(|p| p.remote_id.clone())
         {
-            if want.body() != idii {
+            if want.body() != auth.peer_id {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_ID_INFORMATION,
                     "peer's ID differs from its configured Remote-ID".into(),
                 ));
             }
         }
-        self.phase1_done(now, h, idii, false);
+        self.phase1_done(now, h, auth);
         Ok(())
     }
 }

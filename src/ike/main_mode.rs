@@ -15,9 +15,7 @@
 use std::net::SocketAddr;
 
 use super::crypto::Key;
-use super::crypto::{
-    derive, Certificate, CipherAlg, DhPrivate, Group, HashAlg, RsaPrivate, RsaPublic, TrustStore,
-};
+use super::crypto::{derive, CipherAlg, DhPrivate, Group, HashAlg};
 use super::exchange::{retransmit_delay_secs, Exchange, Kind, P1Choice};
 use super::policy::{OwnedId, P1Transform, Peer};
 use super::sa::{hex, Handle, IsakmpSa};
@@ -198,117 +196,6 @@ pub(crate) fn header(x: &Exchange, exchange: ExchangeType) -> Header {
         exchange,
         msgid: x.msgid,
         ..Header::default()
-    }
-}
-
-/// Constant-time comparison for hashes.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Does the certificate name this identity (isakmpd x509.c `x509_check_subjectaltname`)?
-fn cert_names_id(c: &Certificate, id: &wire::Identity<'_>) -> bool {
-    let n = c.names();
-    match id {
-        wire::Identity::Ipv4(a) => n.ips.contains(&std::net::IpAddr::V4(*a)),
-        wire::Identity::Ipv6(a) => n.ips.contains(&std::net::IpAddr::V6(*a)),
-        wire::Identity::Fqdn(f) => n.dns.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(f)),
-        wire::Identity::UserFqdn(u) => n
-            .emails
-            .iter()
-            .any(|e| e.as_bytes().eq_ignore_ascii_case(u)),
-        wire::Identity::DerAsn1Dn(dn) => n.subject_der == *dn,
-        _ => false,
-    }
-}
-
-/// Our key, certificate and the CAs we trust, for RSA_SIG (read through the monitor from
-/// [X509-certificates]'s directories; given directly by tests).
-#[derive(Default)]
-pub struct Credentials {
-    pub key: Option<RsaPrivate>,
-    pub cert: Option<Certificate>,
-    pub cas: Vec<Certificate>,
-    pub trust: Option<TrustStore>,
-    /// Raw public keys of peers, from the pubkeys/ directory: (kind, name, key) where kind
-    /// is the subdirectory (ipv4, ipv6, fqdn, ufqdn) and name the file, i.e. the peer's ID.
-    pub pubkeys: Vec<(String, String, RsaPublic)>,
-}
-
-impl Credentials {
-    /// Adds the raw public key in `pem` for the ID `name` of kind `kind` (isakmpd(8):
-    /// /etc/isakmpd/pubkeys/{ipv4,ipv6,fqdn,ufqdn}/<ID>).
-    pub fn add_pubkey(&mut self, kind: &str, name: &str, pem: &[u8]) -> Result<(), String> {
-        let k = RsaPublic::from_pem(pem).map_err(|e| format!("pubkeys/{kind}/{name}: {e}"))?;
-        self.pubkeys.push((kind.to_string(), name.to_string(), k));
-        Ok(())
-    }
-
-    /// The raw public key for a peer's ID, if pubkeys/ has one.
-    fn pubkey_for(&self, id: &wire::Identity<'_>) -> Option<&RsaPublic> {
-        let (kind, name) = match id {
-            wire::Identity::Ipv4(a) => ("ipv4", a.to_string()),
-            wire::Identity::Ipv6(a) => ("ipv6", a.to_string()),
-            wire::Identity::Fqdn(f) => ("fqdn", String::from_utf8_lossy(f).into_owned()),
-            wire::Identity::UserFqdn(u) => ("ufqdn", String::from_utf8_lossy(u).into_owned()),
-            _ => return None,
-        };
-        self.pubkeys
-            .iter()
-            .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
-            .map(|(_, _, key)| key)
-    }
-
-    /// From PEM/DER blobs: the private key, our certificates (the one holding the key is
-    /// ours) and the CA certificates.
-    pub fn load(
-        key: Option<&[u8]>,
-        certs: &[Vec<u8>],
-        cas: &[Vec<u8>],
-    ) -> Result<Credentials, String> {
-        let key = match key {
-            Some(k) => Some(RsaPrivate::from_pem(k).map_err(|e| format!("private key: {e}"))?),
-            None => None,
-        };
-        let certs: Vec<Certificate> = certs
-            .iter()
-            .filter_map(|c| Certificate::parse(c).ok())
-            .collect();
-        let cert = key
-            .as_ref()
-            .and_then(|k| certs.iter().find(|c| c.matches_key(k)).cloned());
-        let cas: Vec<Certificate> = cas
-            .iter()
-            .filter_map(|c| Certificate::parse(c).ok())
-            .collect();
-        let trust = if cas.is_empty() {
-            None
-        } else {
-            Some(TrustStore::new(&cas).map_err(|e| format!("CA store: {e}"))?)
-        };
-        Ok(Credentials {
-            key,
-            cert,
-            cas,
-            trust,
-            pubkeys: Vec::new(),
-        })
-    }
-
-    /// RSA_SIG can be offered and accepted.
-    pub fn usable(&self) -> bool {
-        // Without a certificate of ours the peer needs our public key (pubkeys/).
-        self.key.is_some()
-    }
-
-    /// The CA names for CERT_REQ payloads (one empty request when we have no CAs).
-    pub fn cert_requests(&self) -> Vec<Vec<u8>> {
-        let v: Vec<Vec<u8>> = self.cas.iter().map(|c| c.names().subject_der).collect();
-        if v.is_empty() {
-            vec![Vec::new()]
-        } else {
-            v
-        }
     }
 }
 
@@ -1031,200 +918,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Decrypts message 5 or 6 and checks the peer's HASH; returns the peer's ID body and
-    /// whether it carried INITIAL-CONTACT.
-    fn mm_verify(&mut self, h: Handle, data: &[u8]) -> Result<(Vec<u8>, bool), Drop> {
-        let creds = std::mem::take(&mut self.creds);
-        let r = self.mm_verify_with(h, data, &creds);
-        self.creds = creds;
-        r
-    }
-
-    fn mm_verify_with(
-        &mut self,
-        h: Handle,
-        data: &[u8],
-        creds: &Credentials,
-    ) -> Result<(Vec<u8>, bool), Drop> {
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
-        let mut buf = data.to_vec();
-        if buf[19] & wire::FLAG_ENCRYPTION == 0 {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_FLAGS,
-                "cleartext where encryption is required".into(),
-            ));
-        }
-        let next_iv = Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
-        let m = Self::parse(&buf, true).map_err(|_| {
-            Drop::Silent(
-                "message does not decrypt to a valid message (wrong pre-shared key?)".into(),
-            )
-        })?;
-        // It decrypted to a well-formed message: the CBC chain moves on even if what it
-        // says does not authenticate (a DELETE may follow under these keys).
-        x.iv = next_iv.clone();
-        let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no ID payload".into(),
-            ));
-        };
-        let mut idb = vec![id.id_type.0, id.protocol];
-        idb.extend_from_slice(&id.port.to_be_bytes());
-        idb.extend_from_slice(id.data);
-        let want = if x.initiator {
-            derive::hash_r(
-                c.hash,
-                x.skeyid.as_bytes(),
-                &x.gxi,
-                &x.gxr,
-                &x.icookie,
-                &x.rcookie,
-                &x.sai_b,
-                &idb,
-            )
-        } else {
-            derive::hash_i(
-                c.hash,
-                x.skeyid.as_bytes(),
-                &x.gxi,
-                &x.gxr,
-                &x.icookie,
-                &x.rcookie,
-                &x.sai_b,
-                &idb,
-            )
-        };
-        let which = if x.initiator { "HASH_R" } else { "HASH_I" };
-        if c.auth == AuthMethod::RSA_SIG {
-            // The peer's certificate: it must chain to one of our CAs, name the peer's ID
-            // in its subjectAltName (or subject, for a DN), and its key must verify SIG.
-            let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
-                return Err(Drop::Notify(
-                    NotifyType::PAYLOAD_MALFORMED,
-                    "no SIG payload".into(),
-                ));
-            };
-            let certs: Vec<Certificate> = m
-                .payloads
-                .iter()
-                .filter_map(|p| match p.payload {
-                    Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
-                        Certificate::parse(data).ok()
-                    }
-                    _ => None,
-                })
-                .collect();
-            let identity = id
-                .identity()
-                .map_err(|e| Drop::Notify(e.notify, e.reason.into()))?;
-            if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
-                // No certificate: the peer's raw public key from pubkeys/, by its ID.
-                let key = creds
-                    .pubkey_for(&identity)
-                    .ok_or(Drop::Silent("gone".into()))?;
-                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    super::refused(
-                        NotifyType::INVALID_SIGNATURE,
-                        "authentication failed: the signature does not verify",
-                        format_args!("signature over {which}, public key of {identity}"),
-                    )
-                })?;
-                log::info!(
-                    "peer {} authenticated by its public key for {identity}",
-                    x.remote
-                );
-            } else {
-                let cert = certs
-                    .iter()
-                    .find(|c| cert_names_id(c, &identity))
-                    .ok_or_else(|| {
-                        super::refused(
-                            NotifyType::INVALID_ID_INFORMATION,
-                            "authentication failed: no certificate from the peer names its ID",
-                            format_args!(
-                                "ID {identity}{}",
-                                if certs.is_empty() {
-                                    " (it sent none)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        )
-                    })?;
-                let trust = creds.trust.as_ref().ok_or(Drop::Notify(
-                    NotifyType::INVALID_CERTIFICATE,
-                    "authentication failed: no CA certificates configured".into(),
-                ))?;
-                let others: Vec<Certificate> = certs
-                    .iter()
-                    .filter(|c| !std::ptr::eq(*c, cert))
-                    .cloned()
-                    .collect();
-                trust.verify(cert, &others).map_err(|e| {
-                    super::refused(
-                        NotifyType::INVALID_CERTIFICATE,
-                        "authentication failed: certificate not trusted",
-                        format_args!("\"{}\": {e}", cert.subject()),
-                    )
-                })?;
-                let key = cert.public_key().map_err(|e| {
-                    super::refused(
-                        NotifyType::INVALID_CERTIFICATE,
-                        "certificate key unusable",
-                        format_args!("{e}"),
-                    )
-                })?;
-                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    super::refused(
-                        NotifyType::INVALID_SIGNATURE,
-                        "authentication failed: the signature does not verify",
-                        format_args!("signature over {which}"),
-                    )
-                })?;
-                log::info!(
-                    "peer {} authenticated by certificate \"{}\"",
-                    x.remote,
-                    cert.subject()
-                );
-            }
-        } else {
-            let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-                return Err(Drop::Notify(
-                    NotifyType::PAYLOAD_MALFORMED,
-                    "no HASH payload".into(),
-                ));
-            };
-            if !same(want.as_bytes(), hash) {
-                return Err(super::refused(
-                    NotifyType::INVALID_HASH_INFORMATION,
-                    "authentication failed: the hash does not verify (pre-shared keys differ?)",
-                    format_args!("{which}"),
-                ));
-            }
-        }
-        let ic = m.payloads.iter().any(
-            |p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT),
-        );
-        let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, &buf);
-        Ok((idb, ic))
-    }
-
     /// Responder, message 5: verify, answer with message 6, create the SA.
     fn mm_r5(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let (peer_id, ic) = self.mm_verify(h, data)?;
+        let auth = self.verify_auth_message(h, data)?;
         if let Some(want) = self
             .exchanges
             .get(h)
             .and_then(|x| self.policy.peer(&x.peer))
             .and_then(|p| p.remote_id.clone())
         {
-            if want.body() != peer_id {
+            if want.body() != auth.peer_id {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_ID_INFORMATION,
                     "peer's ID differs from its configured Remote-ID".into(),
@@ -1237,17 +940,17 @@ impl Engine {
             x.resend_on_dup = true;
         }
         self.send_step_captured(now, h, clear, msg, false);
-        self.phase1_done(now, h, peer_id, ic);
+        self.phase1_done(now, h, auth);
         Ok(())
     }
 
     /// Initiator, message 6: verify, create the SA, start the connection.
     fn mm_i6(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let (peer_id, ic) = self.mm_verify(h, data)?;
+        let auth = self.verify_auth_message(h, data)?;
         if let Some(x) = self.exchanges.get_mut(h) {
             x.step = 6;
         }
-        self.phase1_done(now, h, peer_id, ic);
+        self.phase1_done(now, h, auth);
         Ok(())
     }
 
@@ -1292,13 +995,12 @@ impl Engine {
         }
     }
 
-    pub(crate) fn phase1_done(
-        &mut self,
-        now: Time,
-        h: Handle,
-        peer_id: Vec<u8>,
-        initial_contact: bool,
-    ) {
+    pub(crate) fn phase1_done(&mut self, now: Time, h: Handle, auth: super::auth::Authenticated) {
+        let super::auth::Authenticated {
+            peer_id,
+            initial_contact,
+            ..
+        } = auth;
         let Some(x) = self.exchanges.get(h) else {
             return;
         };

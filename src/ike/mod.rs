@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod aggressive;
+pub mod auth;
 pub mod crypto;
 pub mod dpd;
 pub mod exchange;
@@ -30,8 +31,8 @@ pub mod mode_cfg;
 pub mod nat_t;
 mod outbox;
 pub mod router;
+pub use self::auth::Credentials;
 pub use self::ipsec_alg::Backend;
-pub use self::main_mode::Credentials;
 pub mod policy;
 mod quick_mode;
 pub mod sa;
@@ -180,7 +181,7 @@ pub struct Engine {
     pub(crate) stats: Stats,
     /// Connections to (re)start when nothing carries them: started at load and by `c`.
     wanted: Vec<String>,
-    pub(crate) creds: main_mode::Credentials,
+    pub(crate) creds: auth::Credentials,
     drop_log: LogLimit,
 }
 
@@ -218,7 +219,7 @@ impl Engine {
             route: Box::new(|_| None),
             stats: Stats::default(),
             wanted: Vec::new(),
-            creds: main_mode::Credentials::default(),
+            creds: auth::Credentials::default(),
             drop_log: LogLimit::default(),
         };
         e.configure(conf);
