@@ -13,13 +13,13 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{derive, DhPrivate, Group};
+use super::crypto::{DhPrivate, Group};
 use super::exchange::{Exchange, Kind};
-use super::main_mode::{accept_transform, header, offer_body, sa_body, NONCE_LEN};
+use super::phase1::{choose, header, nat_d_payloads, offer_body, write_sa_echo, NONCE_LEN};
 use super::policy::Peer;
 use super::sa::Handle;
 use super::wire::{
-    self, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
+    self, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType,
 };
 use super::{Drop, Engine};
 use crate::timer::Time;
@@ -204,21 +204,7 @@ impl Engine {
                 "the [Phase 1] peer section has no Authentication (pre-shared key)",
             ));
         }
-        let mut chosen = None;
-        'outer: for p in sa.proposals() {
-            if p.protocol != ProtocolId::ISAKMP {
-                continue;
-            }
-            for t in p.transforms() {
-                if let Some(c) = accept_transform(&peer.transforms, &t, false) {
-                    if c.group.public_len() == ke.len() {
-                        chosen = Some((p.number, t, c));
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        let Some((pnum, t, choice)) = chosen else {
+        let Some((pnum, t, choice)) = choose(&peer, &sa, false, Some(ke.len())) else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "no proposal chosen: no offered transform of the KE's group matches the peer section",
@@ -226,22 +212,17 @@ impl Engine {
         };
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let mut x = Exchange::new(Kind::Aggressive, false, local, remote);
-        x.peer_dpd = super::dpd::offers_dpd(&m);
-        if self.nat_t_on() {
-            x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
-                rfc,
-                ..Default::default()
-            });
-        }
-        x.icookie = hd.icookie;
-        x.rcookie = self.new_cookie();
-        x.peer = peer.name.clone();
-        x.p1 = Some(choice);
-        x.sai_b = sa_body(&sa);
-        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
-        x.last_recv.clear();
-        x.last_recv.extend_from_slice(data);
+        let addrs = (local, remote);
+        let mut x = self.responder_exchange(
+            Kind::Aggressive,
+            now,
+            addrs,
+            hd,
+            &m,
+            &peer,
+            (choice, &sa),
+            data,
+        );
         x.gxi = ke.to_vec();
         x.ni = ni.to_vec();
         x.gxr = dh.public_value().to_vec();
@@ -261,44 +242,15 @@ impl Engine {
             .get(handle)
             .ok_or(Drop::Silent("gone".into()))?;
         let id = self.our_id(x);
-        let hash_r = derive::hash_r(
-            choice.hash,
-            x.skeyid.as_bytes(),
-            &x.gxi,
-            &x.gxr,
-            &x.icookie,
-            &x.rcookie,
-            &x.sai_b,
-            &id,
-        );
+        let hash_r = x.auth_hash(false, &id);
         // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
         let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
-        let nat_d = super::main_mode::nat_d_payloads(x, choice.hash);
+        let nat_d = nat_d_payloads(x, choice.hash);
         let h = header(x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 8192];
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
-            b.payload(PayloadType::SA, |w| {
-                w.u32(Doi::IPSEC.0)?;
-                w.u32(wire::SIT_IDENTITY_ONLY)?;
-                let ps = w.pos();
-                w.u8(0)?;
-                w.u8(0)?;
-                w.u16(0)?;
-                w.u8(pnum)?;
-                w.u8(ProtocolId::ISAKMP.0)?;
-                w.u8(0)?;
-                w.u8(1)?;
-                w.u8(0)?;
-                w.u8(0)?;
-                w.u16((8 + t.attributes.raw().len()) as u16)?;
-                w.u8(t.number)?;
-                w.u8(t.id)?;
-                w.u16(0)?;
-                w.bytes(t.attributes.raw())?;
-                let len = (w.pos() - ps) as u16;
-                w.patch_u16(ps + 2, len)
-            })?;
+            b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
@@ -332,47 +284,7 @@ impl Engine {
     /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
     fn am_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
-        let nat_t_on = self.nat_t_on();
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.peer_dpd = super::dpd::offers_dpd(&m);
-            if nat_t_on {
-                x.nat_t = super::nat_t::announced(&m).map(|rfc| super::nat_t::NatT {
-                    rfc,
-                    ..Default::default()
-                });
-            }
-        }
-        let peer = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
-            self.policy
-                .peer(&x.peer)
-                .cloned()
-                .ok_or(Drop::Silent("peer section gone".into()))?
-        };
-        let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload".into(),
-            ));
-        };
-        let mut props = sa.proposals();
-        let (Some(p), None) = (props.next(), props.next()) else {
-            return Err(Drop::Notify(
-                NotifyType::BAD_PROPOSAL_SYNTAX,
-                "responder must choose exactly one proposal".into(),
-            ));
-        };
-        let mut ts = p.transforms();
-        let (Some(t), None) = (ts.next(), ts.next()) else {
-            return Err(Drop::Notify(
-                NotifyType::BAD_PROPOSAL_SYNTAX,
-                "responder must choose exactly one transform".into(),
-            ));
-        };
-        let choice = accept_transform(&peer.transforms, &t, false).ok_or(Drop::Notify(
-            NotifyType::NO_PROPOSAL_CHOSEN,
-            "responder chose a transform we did not offer".into(),
-        ))?;
+        let choice = self.initiator_reply(h, &m, false)?;
         let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
             (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
         else {
@@ -421,16 +333,7 @@ impl Engine {
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
-        let want = derive::hash_r(
-            choice.hash,
-            x.skeyid.as_bytes(),
-            &x.gxi,
-            &x.gxr,
-            &x.icookie,
-            &x.rcookie,
-            &x.sai_b,
-            &idir,
-        );
+        let want = x.auth_hash(false, &idir);
         let auth = super::auth::check_hash(&want, hash, "HASH_R", idir, false)?;
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
@@ -439,21 +342,12 @@ impl Engine {
         self.float_to_nat_t(h, "aggressive mode");
         let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
         let id = self.our_id(x);
-        let nat_d = super::main_mode::nat_d_payloads(x, choice.hash);
+        let nat_d = nat_d_payloads(x, choice.hash);
         let x = self
             .exchanges
             .get_mut(h)
             .ok_or(Drop::Silent("gone".into()))?;
-        let hash_i = derive::hash_i(
-            choice.hash,
-            x.skeyid.as_bytes(),
-            &x.gxi,
-            &x.gxr,
-            &x.icookie,
-            &x.rcookie,
-            &x.sai_b,
-            &id,
-        );
+        let hash_i = x.auth_hash(true, &id);
         let hh = header(x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 512];
         let n = (|| {
@@ -510,16 +404,7 @@ impl Engine {
             ));
         };
         let idii = x.qm.idci.clone().unwrap_or_default();
-        let want = derive::hash_i(
-            c.hash,
-            x.skeyid.as_bytes(),
-            &x.gxi,
-            &x.gxr,
-            &x.icookie,
-            &x.rcookie,
-            &x.sai_b,
-            &idii,
-        );
+        let want = x.auth_hash(true, &idii);
         let auth = super::auth::check_hash(&want, hash, "HASH_I", idii, false)?;
         if let Some(iv) = next_iv {
             x.iv = iv;

@@ -6,7 +6,7 @@
 //! it, and an ISAKMP SA comes into being only from one (`phase1_done` takes it), so no path
 //! through Main or Aggressive Mode can establish an SA without verifying the peer.
 
-use super::crypto::{derive, Certificate, Key, RsaPrivate, RsaPublic, TrustStore};
+use super::crypto::{Certificate, Key, RsaPrivate, RsaPublic, TrustStore};
 use super::sa::Handle;
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
 use super::{Drop, Engine};
@@ -206,27 +206,9 @@ impl Engine {
         idb.extend_from_slice(&id.port.to_be_bytes());
         idb.extend_from_slice(id.data);
         let want = if x.initiator {
-            derive::hash_r(
-                c.hash,
-                x.skeyid.as_bytes(),
-                &x.gxi,
-                &x.gxr,
-                &x.icookie,
-                &x.rcookie,
-                &x.sai_b,
-                &idb,
-            )
+            x.auth_hash(false, &idb)
         } else {
-            derive::hash_i(
-                c.hash,
-                x.skeyid.as_bytes(),
-                &x.gxi,
-                &x.gxr,
-                &x.icookie,
-                &x.rcookie,
-                &x.sai_b,
-                &idb,
-            )
+            x.auth_hash(true, &idb)
         };
         let which = if x.initiator { "HASH_R" } else { "HASH_I" };
         if c.auth == AuthMethod::RSA_SIG {

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use super::crypto::{CipherAlg, DhPrivate, Group, HashAlg, Key, SharedSecret};
 use super::policy::OwnedId;
 use super::sa::{Handle, IpsecSa};
-use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
+use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, Header, ProtocolId};
 use crate::timer::{Time, TimerHandle};
 
 /// How long a finished exchange stays to answer duplicates.
@@ -256,4 +256,75 @@ impl Exchange {
 /// isakmpd transport.c: the delay before retransmission number `xmits` (0-based).
 pub fn retransmit_delay_secs(xmits: u32) -> u64 {
     u64::from(xmits + 1) * 2 + 5
+}
+
+impl super::Engine {
+    /// Sends a cleartext or already-encrypted message of an exchange, remembering it for
+    /// retransmission. `clear` is the capture copy when the message went out encrypted.
+    pub(crate) fn send_step(&mut self, now: Time, h: Handle, msg: Vec<u8>, retransmit: bool) {
+        self.send_step_captured(now, h, msg.clone(), msg, retransmit);
+    }
+
+    pub(crate) fn send_step_captured(
+        &mut self,
+        now: Time,
+        h: Handle,
+        clear: Vec<u8>,
+        msg: Vec<u8>,
+        retransmit: bool,
+    ) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let (local, remote) = (x.local, x.remote);
+        x.xmits = 0;
+        x.next_retransmit = retransmit.then(|| now.add_secs(retransmit_delay_secs(0)));
+        self.capture_msg(local, remote, &clear);
+        self.send_raw(local, remote, &msg);
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.last_sent = msg;
+        }
+        self.arm(h);
+    }
+
+    /// Finds the exchange a message belongs to and handles exact duplicates: `Ok(None)`
+    /// when the message was a duplicate (answered with our last message) or stale.
+    pub(crate) fn lookup_exchange(
+        &mut self,
+        kind: Kind,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Option<Result<Handle, ()>> {
+        let h = self.exchanges.find_by(&(hd.icookie, hd.msgid), |x| {
+            x.kind == kind
+                && (x.rcookie == hd.rcookie
+                    || (x.initiator && x.rcookie == [0; 8])
+                    // a repeated message 1: the responder's exchange already exists
+                    || (!x.initiator && hd.rcookie == [0; 8] && x.remote == remote))
+        })?;
+        let x = self.exchanges.get(h)?;
+        if x.last_recv == data {
+            // message.c `message_check_duplicate`: a repeat of the message our final
+            // message answered means that message was lost: send it again. Any other
+            // repeat is dropped; our retransmission timer covers the rest. (Answering
+            // every repeat would let two peers echo each other forever.)
+            if x.resend_on_dup && !x.last_sent.is_empty() {
+                crate::ike_debug!(
+                    crate::log::DebugClass::Message,
+                    20,
+                    "duplicate from {remote}: resending our last message"
+                );
+                let prefix = self.tx_prefix(x.local);
+                if !self.cfg.passive {
+                    self.outbox.push(x.local, remote, prefix, &x.last_sent);
+                }
+            }
+            return Some(Err(()));
+        }
+        if x.done {
+            return Some(Err(()));
+        }
+        Some(Ok(h))
+    }
 }

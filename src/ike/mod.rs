@@ -30,6 +30,7 @@ mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
 mod outbox;
+mod phase1;
 pub mod router;
 pub use self::auth::Credentials;
 pub use self::ipsec_alg::Backend;

@@ -19,7 +19,7 @@ use super::auth::same;
 use super::crypto::{derive, DhPrivate, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P2Choice};
 use super::exchange::{Reply, Resume, Wait};
-use super::main_mode::{attr, NONCE_LEN};
+use super::phase1::{attr, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
 use super::sa::{Handle, IpsecSa, KernelReply, KernelReq, Part};
 use super::wire::{
