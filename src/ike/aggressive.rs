@@ -90,67 +90,8 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn aggressive_input(
-        &mut self,
-        now: Time,
-        local: SocketAddr,
-        remote: SocketAddr,
-        hd: &Header,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        if hd.msgid != 0 {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_MESSAGE_ID,
-                "aggressive mode message with a message ID".into(),
-            ));
-        }
-        match self.lookup_exchange(Kind::Aggressive, remote, hd, data) {
-            Some(Err(())) => Ok(()),
-            Some(Ok(h)) => {
-                let (initiator, step) = {
-                    let x = self
-                        .exchanges
-                        .get_mut(h)
-                        .ok_or(Drop::Silent("gone".into()))?;
-                    x.last_recv.clear();
-                    x.last_recv.extend_from_slice(data);
-                    (x.initiator, x.step)
-                };
-                let r = match (initiator, step) {
-                    (true, 1) => self.am_i2(now, h, hd, data),
-                    (false, 2) => self.am_r3(now, h, local, remote, data),
-                    _ => Err(Drop::Silent(
-                        "unexpected aggressive mode message at this step",
-                    )),
-                };
-                if let Err(Drop::Notify(n, why)) = &r {
-                    if *n != NotifyType::PAYLOAD_MALFORMED {
-                        log::warn!("aggressive mode with {remote}: {why}");
-                        self.stats.failed += 1;
-                        self.free_exchange(h);
-                    }
-                }
-                if r.is_err() {
-                    if let Some(x) = self.exchanges.get_mut(h) {
-                        x.last_recv.clear();
-                    }
-                }
-                r
-            }
-            None => {
-                if hd.rcookie != [0; 8] {
-                    return Err(Drop::Notify(
-                        NotifyType::INVALID_COOKIE,
-                        "aggressive mode message for no known exchange".into(),
-                    ));
-                }
-                self.am_r1(now, local, remote, hd, data)
-            }
-        }
-    }
-
     /// Responder, message 1: choose, compute the keys, answer with message 2.
-    fn am_r1(
+    pub(crate) fn am_r1(
         &mut self,
         now: Time,
         local: SocketAddr,
@@ -282,7 +223,13 @@ impl Engine {
     }
 
     /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
-    fn am_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn am_i2(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
         let choice = self.initiator_reply(h, &m, false)?;
         let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
@@ -371,7 +318,7 @@ impl Engine {
     }
 
     /// Responder, message 3: verify HASH_I, done.
-    fn am_r3(
+    pub(crate) fn am_r3(
         &mut self,
         now: Time,
         h: Handle,

@@ -70,90 +70,8 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn main_mode_input(
-        &mut self,
-        now: Time,
-        local: SocketAddr,
-        remote: SocketAddr,
-        hd: &Header,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        if hd.msgid != 0 {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_MESSAGE_ID,
-                "main mode message with a message ID".into(),
-            ));
-        }
-        let nat_port = self.nat_port();
-        match self.lookup_exchange(Kind::Main, remote, hd, data) {
-            Some(Err(())) => return Ok(()),
-            Some(Ok(h)) => {
-                let x = self
-                    .exchanges
-                    .get_mut(h)
-                    .ok_or(Drop::Silent("gone".into()))?;
-                if x.remote.ip() != remote.ip() {
-                    return Err(Drop::Silent(
-                        "message for an exchange with another peer".into(),
-                    ));
-                }
-                if x.nat_t.is_some_and(|n| n.detected()) && local.port() == nat_port {
-                    // The initiator floated to the NAT-T port (the NAT may have mapped it
-                    // to any port of its own).
-                    x.local = local;
-                    x.remote = remote;
-                }
-                x.last_recv.clear();
-                x.last_recv.extend_from_slice(data);
-                let (initiator, step) = (x.initiator, x.step);
-                let r = match (initiator, step) {
-                    (true, 1) => self.mm_i2(now, h, hd, data),
-                    (false, 2) => self.mm_r3(now, h, data),
-                    (true, 3) => self.mm_i4(now, h, data),
-                    (false, 4) => self.mm_r5(now, h, data),
-                    (true, 5) => {
-                        let r = self.mm_i6(now, h, data);
-                        if let Err(Drop::Notify(n, _)) = &r {
-                            if *n != NotifyType::PAYLOAD_MALFORMED {
-                                self.delete_unauthenticated(now, h);
-                            }
-                        }
-                        r
-                    }
-                    _ => Err(Drop::Silent("unexpected message at this step")),
-                };
-                if let Err(e) = &r {
-                    // A message that fails after the exchange accepted it ends the
-                    // exchange (bad hash, no proposal); others (garbage) leave it waiting.
-                    if let Drop::Notify(n, why) = e {
-                        if *n != NotifyType::PAYLOAD_MALFORMED {
-                            if let Some(x) = self.exchanges.get(h) {
-                                log::warn!("{} with {remote}: {why}", x.name());
-                            }
-                            self.stats.failed += 1;
-                            self.free_exchange(h);
-                        }
-                    }
-                    if let Some(x) = self.exchanges.get_mut(h) {
-                        x.last_recv.clear();
-                    }
-                }
-                r
-            }
-            None => {
-                if hd.rcookie != [0; 8] {
-                    return Err(Drop::Notify(
-                        NotifyType::INVALID_COOKIE,
-                        "main mode message for no known exchange".into(),
-                    ));
-                }
-                self.mm_r1(now, local, remote, hd, data)
-            }
-        }
-    }
-
     /// Responder, message 1: pick a transform, answer with message 2.
-    fn mm_r1(
+    pub(crate) fn mm_r1(
         &mut self,
         now: Time,
         local: SocketAddr,
@@ -233,7 +151,13 @@ impl Engine {
     }
 
     /// Initiator, message 2: check the chosen transform, send KE and Ni.
-    fn mm_i2(&mut self, now: Time, h: Handle, hd: &Header, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_i2(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
         let choice = self.initiator_reply(h, &m, self.creds.usable())?;
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
@@ -279,7 +203,7 @@ impl Engine {
     }
 
     /// Responder, message 3: KE and Ni in, KE and Nr out, keys computed.
-    fn mm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let group = self
             .exchanges
             .get(h)
@@ -425,7 +349,7 @@ impl Engine {
     }
 
     /// Initiator, message 4: keys, then message 5.
-    fn mm_i4(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_i4(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let group = self
             .exchanges
             .get(h)
@@ -462,7 +386,7 @@ impl Engine {
     }
 
     /// Responder, message 5: verify, answer with message 6, create the SA.
-    fn mm_r5(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_r5(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let auth = self.verify_auth_message(h, data)?;
         if let Some(want) = self
             .exchanges
@@ -488,7 +412,7 @@ impl Engine {
     }
 
     /// Initiator, message 6: verify, create the SA, start the connection.
-    fn mm_i6(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_i6(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let auth = self.verify_auth_message(h, data)?;
         if let Some(x) = self.exchanges.get_mut(h) {
             x.step = 6;
@@ -500,7 +424,7 @@ impl Engine {
     /// The responder finished phase 1 when it sent message 6, but message 6 did not
     /// authenticate it to us: DELETE its ISAKMP SA under the exchange's keys, so that
     /// neither side keeps an SA.
-    fn delete_unauthenticated(&mut self, now: Time, h: Handle) {
+    pub(crate) fn delete_unauthenticated(&mut self, now: Time, h: Handle) {
         let Some(x) = self.exchanges.get(h) else {
             return;
         };

@@ -394,10 +394,17 @@ impl Engine {
         }
         let local = self.local_for(local, remote);
         let r = match header.exchange {
-            wire::ExchangeType::ID_PROT => self.main_mode_input(now, local, remote, &header, data),
-            wire::ExchangeType::AGGRESSIVE => {
-                self.aggressive_input(now, local, remote, &header, data)
+            wire::ExchangeType::ID_PROT => {
+                self.phase1_input(exchange::Kind::Main, now, local, remote, &header, data)
             }
+            wire::ExchangeType::AGGRESSIVE => self.phase1_input(
+                exchange::Kind::Aggressive,
+                now,
+                local,
+                remote,
+                &header,
+                data,
+            ),
             wire::ExchangeType::QUICK_MODE => {
                 self.quick_mode_input(now, local, remote, &header, data)
             }

@@ -319,6 +319,84 @@ impl Exchange {
 }
 
 impl Engine {
+    /// A Main Mode or Aggressive Mode message (isakmpd exchange.c `exchange_run` over
+    /// the two scripts): its exchange, or a new one for a message 1; then the step the
+    /// exchange has reached. A message that fails after the exchange accepted it ends
+    /// the exchange (bad hash, no proposal); garbage leaves it waiting.
+    pub(crate) fn phase1_input(
+        &mut self,
+        kind: Kind,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hd: &Header,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        if hd.msgid != 0 {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_MESSAGE_ID,
+                "phase 1 message with a message ID",
+            ));
+        }
+        let nat_port = self.nat_port();
+        let h = match self.lookup_exchange(kind, remote, hd, data) {
+            Some(Err(())) => return Ok(()),
+            Some(Ok(h)) => h,
+            None if hd.rcookie != [0; 8] => {
+                return Err(Drop::Notify(
+                    NotifyType::INVALID_COOKIE,
+                    "phase 1 message for no known exchange",
+                ))
+            }
+            None if kind == Kind::Main => return self.mm_r1(now, local, remote, hd, data),
+            None => return self.am_r1(now, local, remote, hd, data),
+        };
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        if x.remote.ip() != remote.ip() {
+            return Err(Drop::Silent("message for an exchange with another peer"));
+        }
+        if x.nat_t.is_some_and(|n| n.detected()) && local.port() == nat_port {
+            // The initiator floated to the NAT-T port (the NAT may have mapped it to any
+            // port of its own).
+            x.local = local;
+            x.remote = remote;
+        }
+        x.last_recv.clear();
+        x.last_recv.extend_from_slice(data);
+        // The steps: Main Mode (RFC 2409 §5, six messages), Aggressive Mode (three).
+        let r = match (kind, x.initiator, x.step) {
+            (Kind::Main, true, 1) => self.mm_i2(now, h, hd, data),
+            (Kind::Main, false, 2) => self.mm_r3(now, h, data),
+            (Kind::Main, true, 3) => self.mm_i4(now, h, data),
+            (Kind::Main, false, 4) => self.mm_r5(now, h, data),
+            (Kind::Main, true, 5) => {
+                let r = self.mm_i6(now, h, data);
+                if matches!(&r, Err(Drop::Notify(n, _)) if *n != NotifyType::PAYLOAD_MALFORMED) {
+                    self.delete_unauthenticated(now, h);
+                }
+                r
+            }
+            (Kind::Aggressive, true, 1) => self.am_i2(now, h, hd, data),
+            (Kind::Aggressive, false, 2) => self.am_r3(now, h, local, remote, data),
+            _ => Err(Drop::Silent("unexpected message at this step")),
+        };
+        if let Err(e) = &r {
+            if let Drop::Notify(n, why) = e {
+                if *n != NotifyType::PAYLOAD_MALFORMED {
+                    if let Some(x) = self.exchanges.get(h) {
+                        log::warn!("{} with {remote}: {why}", x.name());
+                    }
+                    self.stats.failed += 1;
+                    self.free_exchange(h);
+                }
+            }
+            if let Some(x) = self.exchanges.get_mut(h) {
+                x.last_recv.clear();
+            }
+        }
+        r
+    }
+
     /// Initiator, the responder's first answer `m`: what its vendor IDs announce, and the
     /// transform it chose.
     pub(crate) fn initiator_reply(
