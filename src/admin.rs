@@ -101,7 +101,7 @@ impl Daemon {
             Command::Report => self.write_report(now),
             Command::SaReport => {
                 let mut out = String::new();
-                self.engine.sa_report(now, &mut out);
+                crate::report::sa_report(&self.engine, now, &mut out);
                 self.write_result(&out);
             }
             Command::Debug(DebugCmd::Toggle) => ilog::toggle_debug(),

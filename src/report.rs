@@ -15,6 +15,8 @@ use crate::args::RESULT_FILE;
 use crate::conf::defaults;
 use crate::conf::Conf;
 use crate::event::{dialect_name, Daemon};
+use crate::ike::sa::hex;
+use crate::ike::Engine;
 use crate::log::{self as ilog, DebugClass};
 use crate::monitor::WriteKind;
 use crate::sys;
@@ -152,11 +154,177 @@ impl Daemon {
         let _ = writeln!(o, "reloads: {}", c.reloads);
         let _ = writeln!(o, "reload-failures: {}", c.reload_failures);
         crate::report::heading(&mut o, "engine");
-        self.engine.report(now, &mut o);
+        engine_report(&self.engine, now, &mut o);
         crate::report::heading(&mut o, "configuration");
         crate::report::conf_dump(&self.conf, &mut o);
         o
     }
+}
+
+/// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_report_all`).
+pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
+    let now_ms = |t: Time| t.millis() / 1000;
+    let left = |t: Option<Time>| t.map_or(0, |t| now.until(t) / 1000);
+    for s in e.isakmp_sas() {
+        let _ = writeln!(
+            out,
+            "SA name: {} (Phase 1/{})",
+            s.peer,
+            if s.initiator {
+                "Initiator"
+            } else {
+                "Responder"
+            }
+        );
+        let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
+        let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+        if s.hard_expiry.is_some() {
+            let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+        }
+        let _ = writeln!(
+            out,
+            "icookie {} rcookie {}",
+            hex(&s.icookie),
+            hex(&s.rcookie)
+        );
+        let _ = writeln!(
+            out,
+            "Transform: {} {} group {}",
+            s.cipher.name(),
+            s.hash.name(),
+            s.group.number()
+        );
+        let _ = writeln!(out, "Established: {} s", now_ms(s.established));
+        let _ = writeln!(out);
+    }
+    for s in e.ipsec_sas() {
+        let _ = writeln!(
+            out,
+            "SA name: {} (Phase 2/{})",
+            s.name,
+            if s.initiator {
+                "Initiator"
+            } else {
+                "Responder"
+            }
+        );
+        let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
+        let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+        if s.hard_expiry.is_some() {
+            let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+        }
+        let _ = writeln!(
+            out,
+            "icookie {} rcookie {}",
+            hex(&s.icookie),
+            hex(&s.rcookie)
+        );
+        let _ = writeln!(out, "SPI 0: {}", hex(&s.spi_out));
+        let _ = writeln!(out, "SPI 1: {}", hex(&s.spi_in));
+        let _ = writeln!(
+            out,
+            "Transform: IPsec {}",
+            if s.protocol == crate::ike::wire::ProtocolId::IPSEC_AH {
+                "AH"
+            } else {
+                "ESP"
+            }
+        );
+        let _ = writeln!(out, "Encryption key length: {}", s.enc_key_len);
+        let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
+        let _ = writeln!(
+            out,
+            "Encryption algorithm: {}",
+            crate::ike::ipsec_alg::cipher_name(s.protocol, s.transform)
+        );
+        if let Some(a) = s.auth {
+            let _ = writeln!(
+                out,
+                "Authentication algorithm: {}",
+                crate::ike::ipsec_alg::integrity_name(a)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// The engine's part of the SIGUSR1 report.
+pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
+    let s = e.stats();
+    let _ = writeln!(out, "datagrams-received: {}", s.datagrams_received);
+    let _ = writeln!(out, "datagrams-dropped: {}", s.datagrams_dropped);
+    let _ = writeln!(out, "bytes-received: {}", s.bytes_received);
+    let _ = writeln!(out, "phase1-done: {}", s.phase1_done);
+    let _ = writeln!(out, "phase2-done: {}", s.phase2_done);
+    let _ = writeln!(out, "exchanges-failed: {}", s.failed);
+    let _ = writeln!(out, "exchanges: {}", e.exchanges().count());
+    for x in e.exchanges() {
+        let _ = writeln!(
+            out,
+            "exchange: {} {} step {} peer {}{}",
+            x.name(),
+            if x.initiator {
+                "initiator"
+            } else {
+                "responder"
+            },
+            x.step,
+            x.remote,
+            if x.done { " (finished)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "sas: {}",
+        e.isakmp_sas().count() + e.ipsec_sas().count()
+    );
+    for sa in e.isakmp_sas() {
+        let _ = writeln!(
+            out,
+            "sa: phase 1 {} icookie {} rcookie {} peer {} life {} s",
+            sa.peer,
+            hex(&sa.icookie),
+            hex(&sa.rcookie),
+            sa.remote,
+            sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
+        );
+    }
+    for sa in e.ipsec_sas() {
+        let _ = writeln!(
+            out,
+            "sa: phase 2 {} {} spi in {} out {} peer {} life {} s",
+            sa.name,
+            sa.protocol,
+            hex(&sa.spi_in),
+            hex(&sa.spi_out),
+            sa.remote,
+            sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
+        );
+    }
+    for (name, passive, why) in e.listed_connections() {
+        let up = e.ipsec_sas().any(|s| &s.name == name);
+        let state = match why {
+            Some(w) => format!("not usable: {w}"),
+            None if up => "established".into(),
+            None => "not established".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{}connection: {name} ({state})",
+            if *passive { "passive-" } else { "" },
+        );
+    }
+    for (deadline, kind) in e.timers() {
+        let _ = writeln!(out, "timer: {kind:?} in {} ms", now.until(deadline));
+    }
+    let _ = writeln!(
+        out,
+        "random: {}",
+        match e.seed() {
+            Some(s) => format!("deterministic (seed {s})"),
+            None => "system".into(),
+        }
+    );
 }
 
 #[cfg(test)]

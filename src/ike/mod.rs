@@ -40,7 +40,6 @@ pub mod sa;
 pub mod wire;
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
@@ -318,6 +317,27 @@ impl Engine {
 
     pub fn isakmp_sas(&self) -> impl Iterator<Item = &IsakmpSa> {
         self.isakmp_sas.iter().map(|(_, s)| s)
+    }
+
+    /// The exchanges in flight or lingering (for the report).
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.exchanges.iter().map(|(_, x)| x)
+    }
+
+    /// Every name of [Phase 2] Connections and Passive-connections: (name, passive, why
+    /// it cannot be used).
+    pub fn listed_connections(&self) -> &[(String, bool, Option<String>)] {
+        &self.policy.listed
+    }
+
+    /// The armed timers: (deadline, what).
+    pub fn timers(&self) -> impl Iterator<Item = (Time, TimerKind)> + '_ {
+        self.timers.iter()
+    }
+
+    /// The `-r` seed, if randomness is deterministic.
+    pub fn seed(&self) -> Option<u64> {
+        self.cfg.seed
     }
 
     pub fn exchanges_in_flight(&self) -> usize {
@@ -1200,168 +1220,6 @@ impl Engine {
         }
     }
 
-    /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_report_all`).
-    pub fn sa_report(&self, now: Time, out: &mut String) {
-        let now_ms = |t: Time| t.millis() / 1000;
-        let left = |t: Option<Time>| t.map_or(0, |t| now.until(t) / 1000);
-        for (_, s) in self.isakmp_sas.iter() {
-            let _ = writeln!(
-                out,
-                "SA name: {} (Phase 1/{})",
-                s.peer,
-                if s.initiator {
-                    "Initiator"
-                } else {
-                    "Responder"
-                }
-            );
-            let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
-            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-            if s.hard_expiry.is_some() {
-                let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
-            }
-            let _ = writeln!(
-                out,
-                "icookie {} rcookie {}",
-                hex(&s.icookie),
-                hex(&s.rcookie)
-            );
-            let _ = writeln!(
-                out,
-                "Transform: {} {} group {}",
-                s.cipher.name(),
-                s.hash.name(),
-                s.group.number()
-            );
-            let _ = writeln!(out, "Established: {} s", now_ms(s.established));
-            let _ = writeln!(out);
-        }
-        for (_, s) in self.ipsec_sas.iter() {
-            let _ = writeln!(
-                out,
-                "SA name: {} (Phase 2/{})",
-                s.name,
-                if s.initiator {
-                    "Initiator"
-                } else {
-                    "Responder"
-                }
-            );
-            let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
-            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-            if s.hard_expiry.is_some() {
-                let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
-            }
-            let _ = writeln!(
-                out,
-                "icookie {} rcookie {}",
-                hex(&s.icookie),
-                hex(&s.rcookie)
-            );
-            let _ = writeln!(out, "SPI 0: {}", hex(&s.spi_out));
-            let _ = writeln!(out, "SPI 1: {}", hex(&s.spi_in));
-            let _ = writeln!(
-                out,
-                "Transform: IPsec {}",
-                if s.protocol == wire::ProtocolId::IPSEC_AH {
-                    "AH"
-                } else {
-                    "ESP"
-                }
-            );
-            let _ = writeln!(out, "Encryption key length: {}", s.enc_key_len);
-            let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
-            let _ = writeln!(
-                out,
-                "Encryption algorithm: {}",
-                ipsec_alg::cipher_name(s.protocol, s.transform)
-            );
-            if let Some(a) = s.auth {
-                let _ = writeln!(
-                    out,
-                    "Authentication algorithm: {}",
-                    ipsec_alg::integrity_name(a)
-                );
-            }
-            let _ = writeln!(out);
-        }
-    }
-
-    /// The engine's part of the SIGUSR1 report.
-    pub fn report(&self, now: Time, out: &mut String) {
-        let s = &self.stats;
-        let _ = writeln!(out, "datagrams-received: {}", s.datagrams_received);
-        let _ = writeln!(out, "datagrams-dropped: {}", s.datagrams_dropped);
-        let _ = writeln!(out, "bytes-received: {}", s.bytes_received);
-        let _ = writeln!(out, "phase1-done: {}", s.phase1_done);
-        let _ = writeln!(out, "phase2-done: {}", s.phase2_done);
-        let _ = writeln!(out, "exchanges-failed: {}", s.failed);
-        let _ = writeln!(out, "exchanges: {}", self.exchanges.len());
-        for (_, x) in self.exchanges.iter() {
-            let _ = writeln!(
-                out,
-                "exchange: {} {} step {} peer {}{}",
-                x.name(),
-                if x.initiator {
-                    "initiator"
-                } else {
-                    "responder"
-                },
-                x.step,
-                x.remote,
-                if x.done { " (finished)" } else { "" }
-            );
-        }
-        let _ = writeln!(out, "sas: {}", self.isakmp_sas.len() + self.ipsec_sas.len());
-        for (_, sa) in self.isakmp_sas.iter() {
-            let _ = writeln!(
-                out,
-                "sa: phase 1 {} icookie {} rcookie {} peer {} life {} s",
-                sa.peer,
-                hex(&sa.icookie),
-                hex(&sa.rcookie),
-                sa.remote,
-                sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
-            );
-        }
-        for (_, sa) in self.ipsec_sas.iter() {
-            let _ = writeln!(
-                out,
-                "sa: phase 2 {} {} spi in {} out {} peer {} life {} s",
-                sa.name,
-                sa.protocol,
-                hex(&sa.spi_in),
-                hex(&sa.spi_out),
-                sa.remote,
-                sa.hard_expiry.map_or(0, |t| now.until(t) / 1000)
-            );
-        }
-        for (name, passive, why) in &self.policy.listed {
-            let up = self.ipsec_sas.iter().any(|(_, s)| &s.name == name);
-            let state = match why {
-                Some(w) => format!("not usable: {w}"),
-                None if up => "established".into(),
-                None => "not established".into(),
-            };
-            let _ = writeln!(
-                out,
-                "{}connection: {name} ({state})",
-                if *passive { "passive-" } else { "" },
-            );
-        }
-        for (deadline, kind) in self.timers.iter() {
-            let _ = writeln!(out, "timer: {kind:?} in {} ms", now.until(deadline));
-        }
-        let _ = writeln!(
-            out,
-            "random: {}",
-            match self.cfg.seed {
-                Some(s) => format!("deterministic (seed {s})"),
-                None => "system".into(),
-            }
-        );
-    }
-
     /// Fresh random bytes.
     pub(crate) fn random(&mut self, n: usize) -> Vec<u8> {
         let mut v = vec![0u8; n];
@@ -1556,7 +1414,7 @@ mod tests {
             "b is listed but does not resolve"
         );
         let mut r = String::new();
-        e.report(Time(3), &mut r);
+        crate::report::engine_report(&e, Time(3), &mut r);
         assert!(r.contains("exchanges: 0"));
         assert!(r.contains("datagrams-dropped: 2"));
     }
