@@ -21,7 +21,7 @@ use super::exchange::{Exchange, Kind, P2Choice};
 use super::exchange::{Reply, Resume, Wait};
 use super::phase1::{attr, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
-use super::sa::{Handle, IpsecSa, KernelReply, KernelReq, Part};
+use super::sa::{Handle, IpsecSa, KernelReq, Part};
 use super::wire::{
     AuthAlgorithm, EncapsulationMode, ExchangeType, GroupDescription, Header, IpsecAttr, LifeType,
     MessageBuilder, NotifyType, Payload, PayloadType, Proposal, ProtocolId, Transform, Writer,
@@ -268,7 +268,7 @@ impl Engine {
     }
 
     /// Initiator, message 1, once its SPIs are known.
-    fn qm_send_1(&mut self, now: Time, handle: Handle) -> Result<(), String> {
+    pub(crate) fn qm_send_1(&mut self, now: Time, handle: Handle) -> Result<(), String> {
         let x = self.exchanges.get(handle).ok_or("exchange gone")?;
         let (sa, icookie, rcookie, msgid, name) = (
             x.sa.ok_or("no phase 1 SA")?,
@@ -776,7 +776,7 @@ impl Engine {
 
     /// Responder, message 2, once its SPIs are known: built, and sent once the inbound
     /// SAs are in the kernel.
-    fn qm_send_2(&mut self, now: Time, handle: Handle) -> Result<(), Drop> {
+    pub(crate) fn qm_send_2(&mut self, now: Time, handle: Handle) -> Result<(), Drop> {
         let gone = || Drop::Silent("exchange gone".into());
         let x = self.exchanges.get(handle).ok_or_else(gone)?;
         let sa = x.sa.ok_or_else(gone)?;
@@ -905,7 +905,14 @@ impl Engine {
     }
 
     /// Sends message 2 or 3 once what it announces is installed.
-    fn send_held(&mut self, now: Time, h: Handle, then: Resume, clear: Vec<u8>, msg: Vec<u8>) {
+    pub(crate) fn send_held(
+        &mut self,
+        now: Time,
+        h: Handle,
+        then: Resume,
+        clear: Vec<u8>,
+        msg: Vec<u8>,
+    ) {
         match then {
             Resume::SendMessage2 => self.send_step_captured(now, h, clear, msg, true),
             _ => {
@@ -1321,7 +1328,7 @@ impl Engine {
 
     /// Both sides, on the last message: KEYMAT, the SAs into the table and to the kernel
     /// (the exchange waits for the kernel's confirmation when it gives one).
-    fn phase2_commit(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
+    pub(crate) fn phase2_commit(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
         let made = self.agreed_sas(now, h)?;
         let x = self
             .exchanges
@@ -1423,122 +1430,6 @@ impl Engine {
             crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
         }
         self.finish_exchange(now, h);
-    }
-
-    /// The kernel's answer to a request an exchange waits for: the exchange continues
-    /// once every answer is in, or fails on the first refusal (see
-    /// [`Self::kernel_refused`]). An answer nobody waits for any more is ignored.
-    pub fn kernel_reply(&mut self, now: Time, ticket: u32, reply: KernelReply) {
-        let Some(h) = self
-            .exchanges
-            .find(|x| x.qm.waiting.iter().any(|(t, _)| *t == ticket))
-        else {
-            crate::ike_debug!(
-                crate::log::DebugClass::Sysdep,
-                30,
-                "kernel: answer {ticket} for no exchange: {reply:?}"
-            );
-            if let KernelReply::Spi(_) = reply {
-                // An SPI reserved for an exchange that has gone: the kernel drops the
-                // larval state by itself (its acquire timeout).
-            }
-            return;
-        };
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        let Some(pos) = x.qm.waiting.iter().position(|(t, _)| *t == ticket) else {
-            return;
-        };
-        let (_, wait) = x.qm.waiting.remove(pos);
-        match (wait, reply) {
-            (Wait::Spi(i), KernelReply::Spi(spi)) => {
-                let protocol = if x.initiator {
-                    x.qm.offered_spis.get_mut(i).map(|s| {
-                        s.2 = spi;
-                        s.1
-                    })
-                } else {
-                    x.qm.chosen.get_mut(i).map(|c| {
-                        c.spi_in = spi;
-                        c.protocol
-                    })
-                };
-                match protocol {
-                    Some(p) => x.qm.reserved.push((p, spi)),
-                    None => {
-                        x.qm.kernel_error
-                            .get_or_insert("SPI for no proposal".into());
-                    }
-                }
-            }
-            (Wait::Install, KernelReply::Done) => {}
-            (_, KernelReply::Failed(e)) => {
-                x.qm.kernel_error.get_or_insert(e);
-            }
-            (w, r) => {
-                x.qm.kernel_error
-                    .get_or_insert(format!("kernel answered {r:?} to {w:?}"));
-            }
-        }
-        if !x.qm.waiting.is_empty() {
-            return;
-        }
-        if let Some(e) = x.qm.kernel_error.take() {
-            self.kernel_refused(now, h, &e);
-            return;
-        }
-        let held = x.qm.held.take();
-        match (x.qm.resume.take(), held) {
-            (Some(Resume::SendMessage1), _) => {
-                if let Err(e) = self.qm_send_1(now, h) {
-                    log::warn!("quick mode: {e}");
-                    self.stats.failed += 1;
-                    self.free_exchange(h);
-                }
-            }
-            (Some(Resume::BuildMessage2), _) => {
-                if let Err(e) = self.qm_send_2(now, h) {
-                    let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
-                    log::warn!("quick mode: {e}");
-                    self.stats.failed += 1;
-                    self.free_exchange(h);
-                }
-            }
-            (Some(then @ (Resume::SendMessage2 | Resume::SendMessage3)), Some((c, m))) => {
-                self.send_held(now, h, then, c, m)
-            }
-            (Some(Resume::Finish), _) => self.phase2_up(now, h),
-            (r, _) => {
-                crate::ike_debug!(
-                    crate::log::DebugClass::Sysdep,
-                    10,
-                    "kernel: nothing to resume ({r:?})"
-                );
-            }
-        }
-    }
-
-    /// The kernel refused (or never answered) something an exchange needs: the exchange
-    /// ends without sending the message that would make the peer believe in SAs we do
-    /// not have. SAs already entered go (the responder of a finished exchange tells its
-    /// peer, which believes in them); whatever reached the kernel is taken back.
-    fn kernel_refused(&mut self, now: Time, h: Handle, why: &str) {
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        log::error!(
-            "{} with {}: kernel: {why}; exchange abandoned",
-            x.name(),
-            x.remote
-        );
-        let committed = std::mem::take(&mut x.qm.committed);
-        let tell = !x.initiator;
-        self.stats.failed += 1;
-        for ih in committed {
-            self.delete_ipsec_sa(now, ih, tell);
-        }
-        self.free_exchange(h);
     }
 }
 

@@ -1,0 +1,156 @@
+//! What the engine asks of the kernel and what becomes of the answers: requests nobody
+//! waits for (deletions), requests an exchange waits for (SPIs, installs; the exchange
+//! resumes when the last answer is in), and failures (the exchange is abandoned and the
+//! peer never hears of an SA our kernel does not carry).
+
+use super::exchange::{self, Resume, Wait};
+use super::sa::{Handle, KernelOp, KernelReply, KernelReq};
+use super::{Backend, Drop, Engine};
+use crate::log::DebugClass;
+use crate::timer::Time;
+
+impl Engine {
+    /// A kernel request nobody waits for (deletions).
+    pub(crate) fn kernel_req(&mut self, req: KernelReq) {
+        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?}");
+        self.kernel.push_back(KernelOp { ticket: 0, req });
+    }
+
+    /// Whether a kernel answers our requests (reserves SPIs, confirms installs), so that
+    /// exchanges wait for it; with `-n` nothing answers and the engine picks SPIs itself.
+    pub(crate) fn kernel_answers(&self) -> bool {
+        self.cfg.backend != Backend::Record
+    }
+
+    /// A kernel request exchange `h` waits for; without a kernel that answers, it counts
+    /// as done at once.
+    pub(crate) fn kernel_wait(&mut self, h: Handle, wait: exchange::Wait, req: KernelReq) {
+        if !self.kernel_answers() {
+            self.kernel_req(req);
+            return;
+        }
+        self.ticket = self.ticket.wrapping_add(1).max(1);
+        let ticket = self.ticket;
+        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?} (ticket {ticket})");
+        if let Some(x) = self.exchanges.get_mut(h) {
+            x.qm.waiting.push((ticket, wait));
+        }
+        self.kernel.push_back(KernelOp { ticket, req });
+    }
+
+    /// The kernel's answer to a request an exchange waits for: the exchange continues
+    /// once every answer is in, or fails on the first refusal (see
+    /// [`Self::kernel_refused`]). An answer nobody waits for any more is ignored.
+    pub fn kernel_reply(&mut self, now: Time, ticket: u32, reply: KernelReply) {
+        let Some(h) = self
+            .exchanges
+            .find(|x| x.qm.waiting.iter().any(|(t, _)| *t == ticket))
+        else {
+            crate::ike_debug!(
+                crate::log::DebugClass::Sysdep,
+                30,
+                "kernel: answer {ticket} for no exchange: {reply:?}"
+            );
+            if let KernelReply::Spi(_) = reply {
+                // An SPI reserved for an exchange that has gone: the kernel drops the
+                // larval state by itself (its acquire timeout).
+            }
+            return;
+        };
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let Some(pos) = x.qm.waiting.iter().position(|(t, _)| *t == ticket) else {
+            return;
+        };
+        let (_, wait) = x.qm.waiting.remove(pos);
+        match (wait, reply) {
+            (Wait::Spi(i), KernelReply::Spi(spi)) => {
+                let protocol = if x.initiator {
+                    x.qm.offered_spis.get_mut(i).map(|s| {
+                        s.2 = spi;
+                        s.1
+                    })
+                } else {
+                    x.qm.chosen.get_mut(i).map(|c| {
+                        c.spi_in = spi;
+                        c.protocol
+                    })
+                };
+                match protocol {
+                    Some(p) => x.qm.reserved.push((p, spi)),
+                    None => {
+                        x.qm.kernel_error
+                            .get_or_insert("SPI for no proposal".into());
+                    }
+                }
+            }
+            (Wait::Install, KernelReply::Done) => {}
+            (_, KernelReply::Failed(e)) => {
+                x.qm.kernel_error.get_or_insert(e);
+            }
+            (w, r) => {
+                x.qm.kernel_error
+                    .get_or_insert(format!("kernel answered {r:?} to {w:?}"));
+            }
+        }
+        if !x.qm.waiting.is_empty() {
+            return;
+        }
+        if let Some(e) = x.qm.kernel_error.take() {
+            self.kernel_refused(now, h, &e);
+            return;
+        }
+        let held = x.qm.held.take();
+        match (x.qm.resume.take(), held) {
+            (Some(Resume::SendMessage1), _) => {
+                if let Err(e) = self.qm_send_1(now, h) {
+                    log::warn!("quick mode: {e}");
+                    self.stats.failed += 1;
+                    self.free_exchange(h);
+                }
+            }
+            (Some(Resume::BuildMessage2), _) => {
+                if let Err(e) = self.qm_send_2(now, h) {
+                    let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
+                    log::warn!("quick mode: {e}");
+                    self.stats.failed += 1;
+                    self.free_exchange(h);
+                }
+            }
+            (Some(then @ (Resume::SendMessage2 | Resume::SendMessage3)), Some((c, m))) => {
+                self.send_held(now, h, then, c, m)
+            }
+            (Some(Resume::Finish), _) => self.phase2_up(now, h),
+            (r, _) => {
+                crate::ike_debug!(
+                    crate::log::DebugClass::Sysdep,
+                    10,
+                    "kernel: nothing to resume ({r:?})"
+                );
+            }
+        }
+    }
+
+    /// The kernel refused (or never answered) something an exchange needs: the exchange
+    /// ends without sending the message that would make the peer believe in SAs we do
+    /// not have. SAs already entered go (the responder of a finished exchange tells its
+    /// peer, which believes in them); whatever reached the kernel is taken back.
+    fn kernel_refused(&mut self, now: Time, h: Handle, why: &str) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        log::error!(
+            "{} with {}: kernel: {why}; exchange abandoned",
+            x.name(),
+            x.remote
+        );
+        let committed = std::mem::take(&mut x.qm.committed);
+        let tell = !x.initiator;
+        self.stats.failed += 1;
+        for ih in committed {
+            self.delete_ipsec_sa(now, ih, tell);
+        }
+        self.free_exchange(h);
+    }
+}
