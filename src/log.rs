@@ -144,6 +144,10 @@ static LOGGER: Logger = Logger;
 pub fn init(to_syslog: bool, verbose: bool) {
     SYSLOG.store(to_syslog, Ordering::Relaxed);
     set_verbose(verbose);
+    // The first localtime_r loads the time zone (glibc: reads /etc/localtime and
+    // allocates, once per process). Do it now, before the chroot, where the file is
+    // missing and the stamps would silently turn to UTC, and off the packet path.
+    let _ = crate::sys::local_time_of_day();
     if to_syslog {
         crate::sys::openlog(
             c"isakmpd",
