@@ -271,17 +271,18 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
         revents: 0,
     };
     loop {
-        let mut fds = vec![
-            pfd(server.sock.as_raw_fd(), libc::POLLIN),
-            pfd(signals.fd(), libc::POLLIN),
-        ];
+        // A fixed array: the parent wakes for every kernel message and allocates nothing.
+        let mut all = [pfd(-1, 0); 4];
+        all[0] = pfd(server.sock.as_raw_fd(), libc::POLLIN);
+        all[1] = pfd(signals.fd(), libc::POLLIN);
         let relay = server.relay_fds();
         if let Some((chan, writing, sock)) = relay {
             let out = if writing { libc::POLLOUT } else { 0 };
-            fds.push(pfd(chan, libc::POLLIN | out));
-            fds.push(pfd(sock, libc::POLLIN));
+            all[2] = pfd(chan, libc::POLLIN | out);
+            all[3] = pfd(sock, libc::POLLIN);
         }
-        if let Err(e) = sys::poll(&mut fds, -1) {
+        let fds = &mut all[..if relay.is_some() { 4 } else { 2 }];
+        if let Err(e) = sys::poll(fds, -1) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }

@@ -8,6 +8,11 @@
 //! Order per wake-up (STYLE §10.5): signals, monitor, FIFO, sockets (bounded reads), timers,
 //! then the engine's outputs.
 //!
+//! After startup the loop allocates nothing per datagram or per wake-up beyond what the
+//! engine does: one receive and one transmit buffer are allocated with the daemon and
+//! reused, as are the vectors that carry kernel answers and events (tests/alloc.rs counts
+//! the engine's part, and the logger's).
+//!
 //! What the loop dispatches to lives elsewhere: FIFO commands and reloads in `admin`, key
 //! material in `pki`, the report and result files in `report`.
 
@@ -32,6 +37,10 @@ use crate::udp::{Transport, MAX_DATAGRAM};
 
 /// How long a shutdown may wait for the engine's last messages.
 const SHUTDOWN_GRACE_MS: u64 = 2000;
+
+/// The receive buffer: a UDP datagram ([`MAX_DATAGRAM`]) or a kernel message relayed by
+/// the parent, which reads those into 64 KiB.
+const RX_BUF: usize = 65536;
 
 /// Counts of what the daemon did, for the report.
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,7 +74,13 @@ pub struct Daemon {
     /// The XFRM ACQUIRE/EXPIRE subscription, unless -n.
     /// The channel to the kernel through the parent (see monitor::Client::kernel_channel).
     kernel_chan: Option<std::os::fd::OwnedFd>,
-    buf: Box<[u8; MAX_DATAGRAM]>,
+    /// Datagrams and kernel messages are read into this, one at a time.
+    rx: Box<[u8]>,
+    /// The engine's datagrams are written into this, one at a time.
+    tx: Box<[u8]>,
+    /// Kernel answers and events, emptied after each use; kept for their capacity.
+    kernel_done: Vec<(u32, crate::ike::sa::KernelReply)>,
+    kernel_events: Vec<crate::kernel::Event>,
 }
 
 impl Daemon {
@@ -123,7 +138,10 @@ impl Daemon {
             kernel: None,
             dialect,
             kernel_chan: None,
-            buf: Box::new([0; MAX_DATAGRAM]),
+            rx: vec![0; RX_BUF].into_boxed_slice(),
+            tx: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            kernel_done: Vec::new(),
+            kernel_events: Vec::new(),
         }
     }
 
@@ -305,10 +323,19 @@ impl Daemon {
             }
             let now = self.now();
             if pfds[0].revents != 0 {
-                let mut sigs = Vec::new();
-                self.signals.drain(|s| sigs.push(s));
-                for s in sigs {
-                    self.handle_signal(now, s);
+                // A set of signal numbers rather than a list: no allocation, and a
+                // signal sent twice before we woke is handled once (isakmpd's handlers
+                // set a flag too).
+                let mut pending = 0u64;
+                self.signals.drain(|s| {
+                    if (0..64).contains(&s) {
+                        pending |= 1 << s;
+                    }
+                });
+                for s in 0..64 {
+                    if pending & (1 << s) != 0 {
+                        self.handle_signal(now, s);
+                    }
                 }
             }
             if pfds[1].revents != 0 {
@@ -328,15 +355,14 @@ impl Daemon {
                     // Our address is the datagram's own destination (IP_PKTINFO), so the
                     // engine has no routing lookup to do per datagram.
                     let engine = &mut self.engine;
-                    t.recv_bounded(&mut self.buf[..], |local, from, data| {
+                    t.recv_bounded(&mut self.rx, |local, from, data| {
                         engine.handle_datagram(now, local, from, data)
                     });
                 }
             }
             if let Some(k) = self.kernel.as_mut() {
-                let mut done = Vec::new();
-                k.expire(now, &mut done);
-                for (ticket, reply) in done {
+                k.expire(now, &mut self.kernel_done);
+                for (ticket, reply) in self.kernel_done.drain(..) {
                     self.engine.kernel_reply(now, ticket, reply);
                 }
             }
@@ -353,7 +379,7 @@ impl Daemon {
         // The kernel first: an exchange whose next message announces SAs holds it until
         // the kernel has confirmed them (see ike::sa::Part).
         let now = self.now();
-        let mut done = Vec::new();
+        let mut done = std::mem::take(&mut self.kernel_done);
         loop {
             while let Some(op) = self.engine.poll_kernel() {
                 match (self.kernel.as_mut(), self.kernel_chan.as_ref()) {
@@ -385,12 +411,12 @@ impl Daemon {
             if done.is_empty() {
                 break;
             }
-            for (ticket, reply) in std::mem::take(&mut done) {
+            for (ticket, reply) in done.drain(..) {
                 self.engine.kernel_reply(now, ticket, reply);
             }
         }
-        let mut out = [0u8; MAX_DATAGRAM];
-        while let Some(t) = self.engine.poll_transmit(&mut out) {
+        self.kernel_done = done;
+        while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
             // The socket bound to the message's source address, else the wildcard socket
             // of its port and family, else any IKE socket of the family.
             let family = |s: &&Transport| s.local.is_ipv4() == t.remote.is_ipv4();
@@ -407,7 +433,7 @@ impl Daemon {
                 .or_else(|| self.transports.iter().filter(family).find(|s| !s.encap));
             match sock {
                 Some(s) => {
-                    if let Err(e) = s.send(t.local, t.remote, &out[..t.len]) {
+                    if let Err(e) = s.send(t.local, t.remote, &self.tx[..t.len]) {
                         log::warn!("send to {}: {e}", t.remote);
                     }
                 }
@@ -453,19 +479,18 @@ impl Daemon {
         let Some(k) = self.kernel.as_mut() else {
             return;
         };
-        let mut buf = vec![0u8; 65536];
-        let (mut done, mut events) = (Vec::new(), Vec::new());
+        let (done, events) = (&mut self.kernel_done, &mut self.kernel_events);
         for _ in 0..64 {
-            let n = match sys::recv(fd, &mut buf, 0) {
+            let n = match sys::recv(fd, &mut self.rx, 0) {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
-            k.receive(&buf[..n], &mut done, &mut events);
+            k.receive(&self.rx[..n], done, events);
         }
-        for (ticket, reply) in done {
+        for (ticket, reply) in self.kernel_done.drain(..) {
             self.engine.kernel_reply(now, ticket, reply);
         }
-        for ev in events {
+        for ev in self.kernel_events.drain(..) {
             match ev {
                 crate::kernel::Event::Acquire { flow, peer } => {
                     self.engine.handle_acquire(now, flow, peer)

@@ -7,11 +7,16 @@
 //! [`debug_enabled`] without any handle; the check is one relaxed load.
 //!
 //! Nothing here ever formats key material: callers pass only public values.
+//!
+//! A line is formatted into a buffer on the stack ([`Line`], 1 KiB, cut with "..." when
+//! longer) and written with one call, so logging allocates nothing: the engine's drop
+//! warnings are on the packet path, and tests/alloc.rs counts them.
 
 #![forbid(unsafe_code)]
 
-use std::ffi::CString;
-use std::io::Write;
+use std::ffi::CStr;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 pub const MAX_DEBUG_LEVEL: u8 = 99;
@@ -139,6 +144,10 @@ static LOGGER: Logger = Logger;
 pub fn init(to_syslog: bool, verbose: bool) {
     SYSLOG.store(to_syslog, Ordering::Relaxed);
     set_verbose(verbose);
+    // The first localtime_r loads the time zone (glibc: reads /etc/localtime and
+    // allocates, once per process). Do it now, before the chroot, where the file is
+    // missing and the stamps would silently turn to UTC, and off the packet path.
+    let _ = crate::sys::local_time_of_day();
     if to_syslog {
         crate::sys::openlog(
             c"isakmpd",
@@ -176,34 +185,102 @@ impl log::Log for Logger {
         } else {
             ""
         };
+        let mut line = Line::new();
         if SYSLOG.load(Ordering::Relaxed) {
-            let msg = if class.is_empty() {
-                format!("{}", r.args())
-            } else {
-                format!("{class} {}", r.args())
-            };
-            let Ok(c) = CString::new(msg.replace('\0', " ")) else {
-                return;
-            };
-            crate::sys::syslog(prio, &c);
-        } else {
-            let stamp = timestamp();
-            let mut e = std::io::stderr().lock();
             let _ = if class.is_empty() {
-                writeln!(e, "{stamp} {}", r.args())
+                line.write_fmt(*r.args())
             } else {
-                writeln!(e, "{stamp} {class:<4} {}", r.args())
+                write!(line, "{class} {}", r.args())
             };
+            if let Some(c) = line.c_str() {
+                crate::sys::syslog(prio, c);
+            }
+        } else {
+            let (hour, min, sec, usec) = crate::sys::local_time_of_day();
+            // `HHMMSS.uuuuuu`, the stamp isakmpd -d puts on each line, in local time.
+            let _ = write!(line, "{hour:02}{min:02}{sec:02}.{usec:06} ");
+            let _ = if class.is_empty() {
+                line.write_fmt(*r.args())
+            } else {
+                write!(line, "{class:<4} {}", r.args())
+            };
+            // One write(2) per line (stderr is unbuffered), so lines from the privileged
+            // parent and the child do not interleave mid-line.
+            let _ = std::io::stderr().write_all(line.terminated(b'\n'));
         }
     }
 
     fn flush(&self) {}
 }
 
-/// `HHMMSS.uuuuuu` in local time, the stamp isakmpd -d puts on each line.
-fn timestamp() -> String {
-    let (hour, min, sec, usec) = crate::sys::local_time_of_day();
-    format!("{:02}{:02}{:02}.{:06}", hour, min, sec, usec)
+/// The longest line we log, terminator included. Longer lines come only from a
+/// pathological argument (a peer's ID string, say); they are cut, not split.
+const LINE_MAX: usize = 1024;
+
+/// A log line being formatted: a fixed buffer that keeps one byte free for the
+/// terminator (NUL for syslog, newline for stderr), replaces NUL bytes with spaces (they
+/// would cut a syslog message short) and, when the text does not fit, ends it in "...".
+struct Line {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    truncated: bool,
+}
+
+impl Line {
+    const CAP: usize = LINE_MAX - 1;
+
+    fn new() -> Self {
+        Self {
+            buf: [0; LINE_MAX],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    /// The text followed by `end`.
+    fn terminated(&mut self, end: u8) -> &[u8] {
+        self.buf[self.len] = end;
+        &self.buf[..=self.len]
+    }
+
+    /// The text as a C string for syslog(3). `None` cannot happen (no NUL is ever stored),
+    /// but costs nothing to handle.
+    fn c_str(&mut self) -> Option<&CStr> {
+        CStr::from_bytes_with_nul(self.terminated(0)).ok()
+    }
+
+    /// Replaces the end of a full buffer with "...", cut on a character boundary.
+    fn mark_truncated(&mut self) {
+        let mut at = Self::CAP - 3;
+        while at > 0 && self.buf[at] & 0xc0 == 0x80 {
+            at -= 1;
+        }
+        self.buf[at..at + 3].copy_from_slice(b"...");
+        self.len = at + 3;
+        self.truncated = true;
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.truncated {
+            return Err(fmt::Error);
+        }
+        let room = Self::CAP - self.len;
+        let take = s.len().min(room);
+        let dst = &mut self.buf[self.len..self.len + take];
+        dst.copy_from_slice(&s.as_bytes()[..take]);
+        for b in dst.iter_mut().filter(|b| **b == 0) {
+            *b = b' ';
+        }
+        self.len += take;
+        if take < s.len() {
+            self.mark_truncated();
+            // Stop formatting: nothing more will fit.
+            return Err(fmt::Error);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -228,5 +305,55 @@ mod tests {
         set_all_debug_levels(0);
         assert_eq!(DebugClass::from_index(10), Some(DebugClass::Ui));
         assert_eq!(DebugClass::from_index(11), None);
+    }
+
+    fn text(l: &mut Line) -> &[u8] {
+        let n = l.len;
+        &l.terminated(b'\n')[..n]
+    }
+
+    #[test]
+    fn line_fits_replaces_nul_and_cuts() {
+        let mut l = Line::new();
+        write!(l, "{:<4} a\0b{}", "SA", 7).unwrap();
+        assert_eq!(text(&mut l), b"SA   a b7");
+        assert_eq!(l.terminated(b'\n'), b"SA   a b7\n");
+        assert_eq!(l.c_str().unwrap().to_bytes(), b"SA   a b7");
+
+        // Exactly full: not cut.
+        let mut l = Line::new();
+        let full = "x".repeat(Line::CAP);
+        l.write_str(&full).unwrap();
+        assert_eq!(text(&mut l), full.as_bytes());
+        assert_eq!(l.terminated(0).len(), LINE_MAX);
+
+        // One byte more, in a later piece: cut, marked, and further pieces ignored.
+        assert!(write!(l, "{}{}", "y", "z").is_err());
+        assert_eq!(l.len, Line::CAP);
+        assert!(text(&mut l).ends_with(b"xxx..."));
+        assert!(l.write_str("more").is_err());
+        assert_eq!(l.len, Line::CAP);
+
+        // A long argument with NULs: cut in one piece.
+        let mut l = Line::new();
+        let long = "\0".repeat(3 * LINE_MAX);
+        assert!(write!(l, "head {long} tail").is_err());
+        let t = text(&mut l);
+        assert_eq!(t.len(), Line::CAP);
+        assert!(t.starts_with(b"head    "));
+        assert!(t.ends_with(b"   ..."));
+        assert!(!t.contains(&0));
+        assert!(l.c_str().is_some());
+
+        // A cut never splits a character: "é" is two bytes.
+        for pad in 0..4 {
+            let mut l = Line::new();
+            let s = "a".repeat(pad) + &"é".repeat(LINE_MAX);
+            assert!(l.write_str(&s).is_err());
+            let t = text(&mut l).to_vec();
+            let s = std::str::from_utf8(&t).expect("valid UTF-8");
+            assert!(s.ends_with("é..."), "{pad}");
+            assert!(t.len() >= Line::CAP - 1);
+        }
     }
 }

@@ -227,7 +227,11 @@ pub struct Relay {
     pub chan: OwnedFd,
     pub sock: OwnedFd,
     pub pfkey: bool,
+    /// What the child could not take yet. A message goes straight through when this is
+    /// empty; only a backlog is copied here.
     pub queue: std::collections::VecDeque<Vec<u8>>,
+    /// Kernel messages are read into this (64 KiB, allocated with the relay).
+    pub buf: Box<[u8]>,
     /// PF_KEY: SADB_REGISTER not yet sent.
     pub unregistered: bool,
 }
@@ -304,6 +308,7 @@ impl Server {
             sock,
             pfkey,
             queue: std::collections::VecDeque::new(),
+            buf: vec![0; 65536].into_boxed_slice(),
             unregistered: pfkey,
         });
         drop(slot);
@@ -390,20 +395,28 @@ impl Server {
         Self::flush_relay(r);
     }
 
-    /// Passes what the kernel says to the child (a bounded number per call).
+    /// Passes what the kernel says to the child (a bounded number per call), without
+    /// allocating unless the child falls behind.
     pub fn relay_from_kernel(&self) {
         let mut slot = self.relay.borrow_mut();
         let Some(r) = slot.as_mut() else {
             return;
         };
-        let mut buf = vec![0u8; 65536];
         for _ in 0..256 {
-            let n = match sys::read(r.sock.as_raw_fd(), &mut buf) {
+            let n = match sys::read(r.sock.as_raw_fd(), &mut r.buf) {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
+            // In order: straight to the child only when nothing is waiting before it.
+            if r.queue.is_empty() {
+                match sys::send(r.chan.as_raw_fd(), &r.buf[..n], 0) {
+                    Ok(_) => continue,
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => continue,
+                    Err(_) => {}
+                }
+            }
             if r.queue.len() < RELAY_QUEUE {
-                r.queue.push_back(buf[..n].to_vec());
+                r.queue.push_back(r.buf[..n].to_vec());
             } else {
                 log::warn!("monitor: child not reading; kernel message dropped");
             }

@@ -2,10 +2,17 @@
 //! setup, a retransmission, a NAT keepalive, a DPD exchange (R-U-THERE and its ACK), a
 //! dropped malformed datagram and an answered duplicate allocate nothing; a whole Main
 //! Mode + Quick Mode handshake allocates a bounded number of times, printed.
+//!
+//! The daemon's logger is installed (stderr, not verbose) and counted with the engine: the
+//! malformed datagrams make the engine log its rate-limited drop warnings, and those too
+//! must not allocate. Stderr goes to a file for the test, which checks that they were
+//! written.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::fs::File;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use isakmpd::conf::Conf;
 use isakmpd::ike::{Engine, EngineConfig};
@@ -171,9 +178,46 @@ fn up(w: &mut Node, e: &mut Node, buf: &mut [u8], nat: bool, secs: u64) -> Time 
     now
 }
 
+/// Stderr (fd 2) sent to a file until dropped; what was written can be read meanwhile.
+struct StderrToFile {
+    path: std::path::PathBuf,
+    saved: i32,
+}
+
+impl StderrToFile {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("isakmpd-alloc-{}.log", std::process::id()));
+        let f = File::create(&path).unwrap();
+        // SAFETY: dup and dup2 on descriptors we own (f) or that the process always has
+        // (2); the saved copy is restored and closed in drop.
+        let saved = unsafe { libc::dup(2) };
+        assert!(saved >= 0);
+        assert!(unsafe { libc::dup2(f.as_raw_fd(), 2) } == 2);
+        Self { path, saved }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap()
+    }
+}
+
+impl Drop for StderrToFile {
+    fn drop(&mut self) {
+        // SAFETY: saved is the descriptor dup'ed in new, still open.
+        unsafe {
+            libc::dup2(self.saved, 2);
+            libc::close(self.saved);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[test]
 fn the_packet_path_allocates_nothing_after_setup() {
     isakmpd::ike::crypto::init();
+    // The logger can be installed once per process: here, before anything logs.
+    let stderr = StderrToFile::new();
+    isakmpd::log::init(false, false);
     let mut buf = vec![0u8; 65535];
     let mut report = Vec::new();
 
@@ -220,13 +264,23 @@ fn the_packet_path_allocates_nothing_after_setup() {
     junk[28 + 2] = 0xff; // first payload's length beyond the message
     let mut bad_version = m1.clone();
     bad_version[17] = 0x30;
+    let logged = stderr.text().lines().count();
     let (drop, _) = counted(|| {
         for d in [&[0u8; 10][..], &bad_version, &junk, &[0u8; 60][..]] {
             e.e.handle_datagram(Time(2), e.addr, w.addr, d);
         }
         while e.e.poll_transmit(&mut buf).is_some() {}
     });
-    report.push(format!("4 dropped malformed datagrams: {drop}"));
+    let text = stderr.text();
+    let warnings: Vec<&str> = text.lines().skip(logged).collect();
+    report.push(format!(
+        "4 dropped malformed datagrams: {drop}, logging {} lines: {warnings:#?}",
+        warnings.len()
+    ));
+    assert!(
+        warnings.iter().filter(|l| l.contains("dropped")).count() >= 2,
+        "the drops are logged: {warnings:#?}"
+    );
 
     // DPD: a quiet tunnel, R-U-THERE after 10 s, answered, the ACK taken.
     let g = "DPD-check-interval=10\n";
