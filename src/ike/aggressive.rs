@@ -100,6 +100,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        super::script::check(super::exchange::Kind::Aggressive, 1, &m)?;
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
@@ -231,6 +232,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        super::script::check(super::exchange::Kind::Aggressive, 2, &m)?;
         let choice = self.initiator_reply(h, &m, false)?;
         let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
             (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
@@ -344,6 +346,7 @@ impl Engine {
                 "message 3 does not decrypt to a valid message (wrong pre-shared key?)".into(),
             )
         })?;
+        super::script::check(super::exchange::Kind::Aggressive, 3, &m)?;
         let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,

@@ -193,6 +193,13 @@ impl Engine {
                 "message does not decrypt to a valid message (wrong pre-shared key?)".into(),
             )
         })?;
+        let auth = if c.auth == AuthMethod::RSA_SIG {
+            super::script::Auth::Sig
+        } else {
+            super::script::Auth::Hash
+        };
+        let n = if x.initiator { 6 } else { 5 };
+        super::script::check_auth(super::exchange::Kind::Main, n, auth, &m)?;
         // It decrypted to a well-formed message: the CBC chain moves on even if what it
         // says does not authenticate (a DELETE may follow under these keys).
         x.iv = next_iv.clone();

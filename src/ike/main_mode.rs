@@ -80,6 +80,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        super::script::check(super::exchange::Kind::Main, 1, &m)?;
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
@@ -159,6 +160,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let m = Self::parse(data, false)?;
+        super::script::check(super::exchange::Kind::Main, 2, &m)?;
         let choice = self.initiator_reply(h, &m, self.creds.usable())?;
         let dh = DhPrivate::generate(choice.group, &mut *self.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
@@ -210,7 +212,7 @@ impl Engine {
             .and_then(|x| x.p1)
             .ok_or(Drop::Silent("gone".into()))?
             .group;
-        let (ke, ni) = self.ke_nonce(data, group)?;
+        let (ke, ni) = self.ke_nonce(3, data, group)?;
         let dh = DhPrivate::generate(group, &mut *self.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let nr = self.random(NONCE_LEN);
@@ -356,7 +358,7 @@ impl Engine {
             .and_then(|x| x.p1)
             .ok_or(Drop::Silent("gone".into()))?
             .group;
-        let (ke, nr) = self.ke_nonce(data, group)?;
+        let (ke, nr) = self.ke_nonce(4, data, group)?;
         {
             let x = self
                 .exchanges

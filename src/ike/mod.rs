@@ -34,6 +34,7 @@ pub mod nat_t;
 mod outbox;
 mod phase1;
 pub mod router;
+pub mod script;
 pub use self::auth::Credentials;
 pub use self::ipsec_alg::Backend;
 pub mod policy;

@@ -299,6 +299,7 @@ impl Engine {
     ) -> Result<(CfgType, u16, Vec<(CfgAttr, Vec<u8>)>, super::crypto::Key), Drop> {
         let (clear, next) = self.open_hash1(sa, iv, msgid, (local, remote), data)?;
         let m = Self::parse(&clear, true)?;
+        super::script::check(super::exchange::Kind::Transaction, 1, &m)?;
         let Some(Payload::Attr(p)) = m.find(PayloadType::ATTRIBUTE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,

@@ -476,8 +476,14 @@ impl Engine {
     }
 
     /// KE and nonce of message 3 or 4.
-    pub(crate) fn ke_nonce(&self, data: &[u8], group: Group) -> Result<(Vec<u8>, Vec<u8>), Drop> {
+    pub(crate) fn ke_nonce(
+        &self,
+        n: u8,
+        data: &[u8],
+        group: Group,
+    ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
         let m = Self::parse(data, false)?;
+        super::script::check(Kind::Main, n, &m)?;
         let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,

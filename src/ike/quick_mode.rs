@@ -554,6 +554,7 @@ impl Engine {
             .map(|s| s.peer.clone())
             .ok_or(Drop::Silent("gone"))?;
         let m = Self::parse(&clear, true)?;
+        super::script::check(super::exchange::Kind::Quick, 1, &m)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
@@ -954,6 +955,7 @@ impl Engine {
             return Err(Drop::Silent("quick mode HASH(2) does not verify".into()));
         }
         let m = Self::parse(&clear, true)?;
+        super::script::check(super::exchange::Kind::Quick, 2, &m)?;
         let peer_oa = super::nat_t::nat_oas(&m).get(1).copied();
         if let Some(x) = self.exchanges.get_mut(h) {
             x.qm.peer_oa = peer_oa;
