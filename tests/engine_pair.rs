@@ -2222,3 +2222,45 @@ fn seeded_wire_matches_the_recorded_fixture() {
         );
     }
 }
+
+/// Deleting an SA disarms its timers: twenty tunnels brought up and torn down leave no
+/// timer behind once the finished exchanges have lingered (a timer left armed would hold
+/// its slot of the wheel for the SA's whole lifetime).
+#[test]
+fn deleted_sas_leave_no_timers_behind() {
+    isakmpd::ike::crypto::init();
+    let g = "DPD-check-interval=30\n";
+    let qm = "QM-ESP-AES-SHA-PFS-SUITE";
+    let mut w = node(
+        WEST,
+        &conf_g(WEST, EAST, "k", true, "AES-SHA", qm, "ID_PROT", g),
+        200,
+    );
+    let mut e = node(
+        EAST,
+        &conf_g(EAST, WEST, "k", false, "AES-SHA", qm, "ID_PROT", g),
+        201,
+    );
+    let mut now = Time(0);
+    for round in 0..20 {
+        w.e.handle_command(now, Request::Connect("conn".into()))
+            .unwrap();
+        now = drive(&mut w, &mut e, now, 5, &mut |_| Fate::Deliver);
+        assert_eq!(check_matching(&w.e, &e.e), 1, "round {round}");
+        w.e.handle_command(now, Request::TeardownAll).unwrap();
+        let main = Request::Teardown {
+            phase: isakmpd::fifo::Phase::Main,
+            name: "peer".into(),
+        };
+        w.e.handle_command(now, main).unwrap();
+        now = drive(&mut w, &mut e, now, 5, &mut |_| Fate::Deliver);
+        assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+        assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    }
+    // Past the finished exchanges' linger, well inside the SAs' lifetimes.
+    now = now.add_secs(60);
+    w.e.handle_timeout(now);
+    e.e.handle_timeout(now);
+    let (tw, te): (Vec<_>, Vec<_>) = (w.e.timers().collect(), e.e.timers().collect());
+    assert!(tw.is_empty() && te.is_empty(), "west {tw:?}\neast {te:?}");
+}

@@ -43,9 +43,7 @@ impl Engine {
         if interval == 0 || !sa.dpd.peer {
             return;
         }
-        let _ = self
-            .timers
-            .insert(now.add_secs(interval), TimerKind::Dpd(h));
+        self.arm_sa_timer(now.add_secs(interval), TimerKind::Dpd(h));
     }
 
     /// A protected message from the peer of `h` was accepted.
@@ -67,15 +65,13 @@ impl Engine {
         if self.cfg.passive {
             // A carp backup neither asks nor buries anybody; look again later.
             sa.dpd.tries = 0;
-            let _ = self
-                .timers
-                .insert(now.add_secs(interval), TimerKind::Dpd(h));
+            self.arm_sa_timer(now.add_secs(interval), TimerKind::Dpd(h));
             return;
         }
         let quiet_since = sa.dpd.heard.add_secs(interval);
         if sa.dpd.tries == 0 && now < quiet_since {
             // Heard from recently: look again when the interval has passed since.
-            let _ = self.timers.insert(quiet_since, TimerKind::Dpd(h));
+            self.arm_sa_timer(quiet_since, TimerKind::Dpd(h));
             return;
         }
         if sa.dpd.tries >= MAX_TRIES {
@@ -112,9 +108,7 @@ impl Engine {
         );
         self.stats.dpd_sent += 1;
         self.send_notify_data(h, NotifyType::R_U_THERE, &seq.to_be_bytes());
-        let _ = self
-            .timers
-            .insert(now.add_secs(RETRY_SECS), TimerKind::Dpd(h));
+        self.arm_sa_timer(now.add_secs(RETRY_SECS), TimerKind::Dpd(h));
     }
 
     /// R-U-THERE and R-U-THERE-ACK on ISAKMP SA `h` (already verified); true when `ty`

@@ -6,12 +6,56 @@
 use std::net::IpAddr;
 
 use super::exchange;
-use super::sa::{hex, Handle, IpsecSa, KernelReq, Part};
+use super::sa::{hex, Handle, IpsecSa, KernelReq, Part, SaTimers};
 use super::{wire, Engine, TimerKind, EXPIRY_GRACE_MS};
 use crate::log::DebugClass;
 use crate::timer::Time;
 
 impl Engine {
+    /// Arms an SA's timer `kind` at `at` and records it in the SA's slot for that kind
+    /// (replacing what the slot held), so that removing the SA disarms it.
+    pub(crate) fn arm_sa_timer(&mut self, at: Time, kind: TimerKind) {
+        let handle = match self.timers.insert(at, kind) {
+            Ok(t) => t,
+            Err(_) => {
+                log::error!("timer table full; {kind:?} not armed");
+                return;
+            }
+        };
+        let slot = |k: TimerKind| match k {
+            TimerKind::IsakmpExpire(_) | TimerKind::IpsecExpire(_) => 0,
+            TimerKind::Dpd(_) | TimerKind::IpsecSoft(_) => 1,
+            _ => 2,
+        };
+        let timers = match kind {
+            TimerKind::IsakmpExpire(h) | TimerKind::Dpd(h) | TimerKind::Keepalive(h) => {
+                self.isakmp_sas.get_mut(h).map(|s| &mut s.timers)
+            }
+            TimerKind::IpsecExpire(h) | TimerKind::IpsecSoft(h) | TimerKind::IpsecOutbound(h) => {
+                self.ipsec_sas.get_mut(h).map(|s| &mut s.timers)
+            }
+            TimerKind::Exchange(_) => None,
+        };
+        let old = match timers {
+            Some(t) => t.0[slot(kind)].replace(handle),
+            None => {
+                // No such SA (any more): the hint would only hold a slot.
+                self.timers.cancel(handle);
+                None
+            }
+        };
+        if let Some(old) = old.filter(|&o| o != handle) {
+            self.timers.cancel(old);
+        }
+    }
+
+    /// Disarms the timers of an SA that has gone.
+    pub(crate) fn disarm(&mut self, timers: SaTimers) {
+        for t in timers.0.into_iter().flatten() {
+            self.timers.cancel(t);
+        }
+    }
+
     /// Removes an IPsec SA, telling the kernel and (if `tell`) the peer. A replacement
     /// whose outbound half still waits gets it first, so that the flow always has an SA
     /// to leave by.
@@ -19,6 +63,7 @@ impl Engine {
         let Some(sa) = self.ipsec_sas.remove(h) else {
             return;
         };
+        self.disarm(sa.timers);
         let waiting: Vec<Handle> = self
             .ipsec_sas
             .iter()
@@ -182,7 +227,7 @@ impl Engine {
                 "phase 2 SA past its hard expiry kept {} ms for its replacement",
                 now.until(deadline)
             );
-            let _ = self.timers.insert(deadline, TimerKind::IpsecExpire(h));
+            self.arm_sa_timer(deadline, TimerKind::IpsecExpire(h));
             return;
         }
         if let Some(sa) = self.ipsec_sas.get(h) {
@@ -281,6 +326,7 @@ impl Engine {
             self.send_delete(now, h, wire::ProtocolId::ISAKMP, &cookies);
         }
         if let Some(sa) = self.isakmp_sas.remove(h) {
+            self.disarm(sa.timers);
             log::info!(
                 "phase 1 SA {}{} with {} deleted",
                 hex(&sa.icookie),

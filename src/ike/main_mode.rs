@@ -434,6 +434,7 @@ impl Engine {
             return;
         };
         let sa = IsakmpSa {
+            timers: Default::default(),
             icookie: x.icookie,
             rcookie: x.rcookie,
             initiator: true,

@@ -727,6 +727,7 @@ impl Engine {
             // SAs entered while the kernel had not yet confirmed them.
             for ih in x.qm.committed {
                 if let Some(sa) = self.ipsec_sas.remove(ih) {
+                    self.disarm(sa.timers);
                     self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, true));
                 }
             }
@@ -956,9 +957,7 @@ impl Engine {
         if !self.cfg.passive {
             self.outbox.push(s.local, s.remote, &[], &nat_t::KEEPALIVE);
         }
-        let _ = self
-            .timers
-            .insert(now.add_secs(every), TimerKind::Keepalive(h));
+        self.arm_sa_timer(now.add_secs(every), TimerKind::Keepalive(h));
     }
 
     /// A fresh SPI: 4 random bytes above the reserved range 0-255 (RFC 4303 §2.1).

@@ -575,6 +575,7 @@ impl Engine {
         let id_local = self.our_id(x);
         let lifetime = c.lifetime;
         let sa = IsakmpSa {
+            timers: Default::default(),
             icookie: x.icookie,
             rcookie: x.rcookie,
             initiator: x.initiator,
@@ -638,7 +639,7 @@ impl Engine {
             return;
         };
         if let Some(t) = hard {
-            let _ = self.timers.insert(t, TimerKind::IsakmpExpire(sh));
+            self.arm_sa_timer(t, TimerKind::IsakmpExpire(sh));
         }
         self.dpd_start(now, sh);
         if self
@@ -648,9 +649,7 @@ impl Engine {
         {
             let every = self.policy.nat_t_keepalive;
             if every > 0 {
-                let _ = self
-                    .timers
-                    .insert(now.add_secs(every), TimerKind::Keepalive(sh));
+                self.arm_sa_timer(now.add_secs(every), TimerKind::Keepalive(sh));
             }
         }
         self.stats.phase1_done += 1;

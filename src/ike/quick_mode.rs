@@ -1263,6 +1263,7 @@ impl Engine {
                 return Err(Drop::Silent("KEYMAT too long".into()));
             };
             made.push(IpsecSa {
+                timers: Default::default(),
                 name: name.clone(),
                 icookie: x.icookie,
                 rcookie: x.rcookie,
@@ -1387,15 +1388,13 @@ impl Engine {
             match self.ipsec_sas.insert(sa) {
                 Some(ih) => {
                     if let Some(ms) = wait {
-                        let _ = self
-                            .timers
-                            .insert(now.add_millis(ms), TimerKind::IpsecOutbound(ih));
+                        self.arm_sa_timer(now.add_millis(ms), TimerKind::IpsecOutbound(ih));
                     }
                     if let Some(t) = hard {
-                        let _ = self.timers.insert(t, TimerKind::IpsecExpire(ih));
+                        self.arm_sa_timer(t, TimerKind::IpsecExpire(ih));
                     }
                     if let Some(t) = soft {
-                        let _ = self.timers.insert(t, TimerKind::IpsecSoft(ih));
+                        self.arm_sa_timer(t, TimerKind::IpsecSoft(ih));
                     }
                     if let Some(x) = self.exchanges.get_mut(h) {
                         x.qm.committed.push(ih);

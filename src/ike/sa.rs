@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::crypto::{CipherAlg, Group, HashAlg, Key, Keymat};
 use super::policy::OwnedId;
 use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
-use crate::timer::Time;
+use crate::timer::{Time, TimerHandle};
 
 /// A slot reference: index plus the generation it was issued for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,8 +117,15 @@ impl<T> Slab<T> {
     }
 }
 
+/// The timers an SA has armed, by slot, so that deleting the SA disarms them: a timer
+/// left behind would hold its slot of the wheel for the rest of the SA's lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaTimers(pub [Option<TimerHandle>; 3]);
+
 /// The phase 1 SA: what protects phase 2 and informational exchanges with one peer.
 pub struct IsakmpSa {
+    /// Its timers (expiry, DPD, NAT keepalive), cancelled when it goes.
+    pub timers: SaTimers,
     pub icookie: [u8; 8],
     pub rcookie: [u8; 8],
     pub initiator: bool,
@@ -169,6 +176,8 @@ pub struct Dpd {
 /// One IPsec SA pair (inbound and outbound) for one protocol of a phase 2 negotiation.
 #[derive(Clone)]
 pub struct IpsecSa {
+    /// Its timers (hard expiry, soft expiry, the rekey pause), cancelled when it goes.
+    pub timers: SaTimers,
     /// The IPsec-connection section, or a generated name for a passive match.
     pub name: String,
     pub icookie: [u8; 8],

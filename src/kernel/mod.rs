@@ -922,6 +922,7 @@ mod tests {
             data: [&net[..], &[255, 255, 255, 0]].concat(),
         };
         IpsecSa {
+            timers: Default::default(),
             name: "t".into(),
             icookie: [1; 8],
             rcookie: [2; 8],
