@@ -2264,3 +2264,102 @@ fn deleted_sas_leave_no_timers_behind() {
     let (tw, te): (Vec<_>, Vec<_>) = (w.e.timers().collect(), e.e.timers().collect());
     assert!(tw.is_empty() && te.is_empty(), "west {tw:?}\neast {te:?}");
 }
+
+/// A responder whose ISAKMP SA table is full does not answer Main Mode message 5: no
+/// peer believes in a phase 1 SA the responder dropped. Once a slot is free, the
+/// initiator's retransmission gets through.
+#[test]
+fn a_full_isakmp_sa_table_answers_no_message_5_until_a_slot_is_free() {
+    isakmpd::ike::crypto::init();
+    let responder = Conf::parse(
+        "[General]\nMax-phase1-SAs=16\nRetransmits=5\nExchange-max-time=120\n\
+         [Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
+         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
+    )
+    .unwrap()
+    .conf;
+    let mut e = node(EAST, &responder, 300);
+    let initiator = |me: &str| {
+        let text = format!(
+            "[General]\nRetransmits=5\nExchange-max-time=120\n[Phase 1]\n{EAST}=peer\n\
+             [Phase 2]\nConnections=conn\n\
+             [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\n\
+             [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+             [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+             [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
+        );
+        let _ = me;
+        Conf::parse(&text).unwrap().conf
+    };
+    let addr = |i: usize| format!("192.0.2.{}", 10 + i);
+    let mut ws: Vec<Node> = (0..17)
+        .map(|i| node(&addr(i), &initiator(&addr(i)), 310 + i as u64))
+        .collect();
+    let mut now = Time(0);
+    let mut buf = vec![0u8; 65535];
+    let mut run = |ws: &mut Vec<Node>, e: &mut Node, now: Time| {
+        for _ in 0..50 {
+            let mut moved = false;
+            for w in ws.iter_mut() {
+                while let Some(t) = w.e.poll_transmit(&mut buf) {
+                    e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+                    moved = true;
+                }
+            }
+            while let Some(t) = e.e.poll_transmit(&mut buf) {
+                if let Some(w) = ws.iter_mut().find(|w| w.addr == t.remote) {
+                    w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+                }
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        for w in ws.iter_mut() {
+            w.e.handle_timeout(now);
+        }
+        e.e.handle_timeout(now);
+    };
+    for w in ws.iter_mut() {
+        w.e.start_connections(now);
+    }
+    for _ in 0..5 {
+        run(&mut ws, &mut e, now);
+        now = now.add_secs(1);
+    }
+    let up = ws.iter().filter(|w| w.e.isakmp_sas().count() == 1).count();
+    assert_eq!(e.e.isakmp_sas().count(), 16, "the table is full");
+    assert_eq!(
+        up, 16,
+        "exactly the initiators the responder holds believe in phase 1"
+    );
+    let waiting = ws
+        .iter()
+        .position(|w| w.e.isakmp_sas().count() == 0)
+        .unwrap();
+    // One SA goes; the waiting initiator's next retransmission of message 5 gets in.
+    let (ic, rc) = {
+        let s = e.e.isakmp_sas().next().unwrap();
+        (s.icookie, s.rcookie)
+    };
+    let del = Request::Delete {
+        icookie: ic,
+        rcookie: rc,
+        msgid: None,
+    };
+    e.e.handle_command(now, del).unwrap();
+    for _ in 0..30 {
+        run(&mut ws, &mut e, now);
+        now = now.add_secs(1);
+    }
+    assert_eq!(
+        ws[waiting].e.isakmp_sas().count(),
+        1,
+        "through after a slot freed"
+    );
+    assert_eq!(e.e.isakmp_sas().count(), 16);
+}

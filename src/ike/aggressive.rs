@@ -99,6 +99,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
+        self.phase1_room()?;
         let m = Self::parse(data, false)?;
         super::script::check(super::exchange::Kind::Aggressive, 1, &m)?;
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
@@ -231,6 +232,7 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
+        self.phase1_room()?;
         let m = Self::parse(data, false)?;
         super::script::check(super::exchange::Kind::Aggressive, 2, &m)?;
         let choice = self.initiator_reply(h, &m, false)?;

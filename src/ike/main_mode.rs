@@ -352,6 +352,7 @@ impl Engine {
 
     /// Initiator, message 4: keys, then message 5.
     pub(crate) fn mm_i4(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        self.phase1_room()?;
         let group = self
             .exchanges
             .get(h)
@@ -389,6 +390,7 @@ impl Engine {
 
     /// Responder, message 5: verify, answer with message 6, create the SA.
     pub(crate) fn mm_r5(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+        self.phase1_room()?;
         let auth = self.verify_auth_message(h, data)?;
         if let Some(want) = self
             .exchanges

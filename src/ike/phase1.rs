@@ -319,6 +319,20 @@ impl Exchange {
 }
 
 impl Engine {
+    /// Room for one more ISAKMP SA. Checked before the message that makes the peer
+    /// believe in phase 1 (Main Mode 5 and 6, Aggressive Mode 2 and 3), and before
+    /// anything of the message it answers is taken in: with the table full the message
+    /// goes unanswered, the peer retransmits it, and a slot freed meanwhile lets it
+    /// through; the peer never holds a phase 1 SA we dropped.
+    pub(crate) fn phase1_room(&self) -> Result<(), Drop> {
+        if self.isakmp_sas.len() < self.isakmp_sas.capacity() {
+            return Ok(());
+        }
+        Err(Drop::Silent(
+            "ISAKMP SA table full (Max-phase1-SAs): not answered",
+        ))
+    }
+
     /// A Main Mode or Aggressive Mode message (isakmpd exchange.c `exchange_run` over
     /// the two scripts): its exchange, or a new one for a message 1; then the step the
     /// exchange has reached. A message that fails after the exchange accepted it ends
