@@ -2363,3 +2363,79 @@ fn a_full_isakmp_sa_table_answers_no_message_5_until_a_slot_is_free() {
     );
     assert_eq!(e.e.isakmp_sas().count(), 16);
 }
+
+/// INITIAL-CONTACT clears what the sender itself held (its identity at its address and
+/// port), not every SA of its IP address: two peers behind one NAT address, with their
+/// own IDs and ports, do not evict each other; the same peer coming back does evict its
+/// old SAs.
+#[test]
+fn initial_contact_clears_only_the_senders_own_sas() {
+    isakmpd::ike::crypto::init();
+    let responder = Conf::parse(
+        "[Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
+         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
+    )
+    .unwrap()
+    .conf;
+    let mut e = node(EAST, &responder, 400);
+    let initiator = |name: &str, port: u16, seed: u64| {
+        let text = format!(
+            "[Phase 1]\n{EAST}=peer\n[Phase 2]\nConnections=conn\n\
+             [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\nID=me\n\
+             [me]\nID-type=FQDN\nName={name}.example\n\
+             [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+             [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+             [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
+        );
+        let mut en = Engine::new(
+            EngineConfig {
+                seed: Some(seed),
+                no_kernel: true,
+                port: Some(port),
+                ..Default::default()
+            },
+            &Conf::parse(&text).unwrap().conf,
+            Time(0),
+            isakmpd::ike::crypto::random_source(Some(seed)),
+        );
+        let ip: std::net::IpAddr = NAT_IP.parse().unwrap();
+        en.set_route_lookup(Box::new(move |_| Some(ip)));
+        Node {
+            e: en,
+            addr: SocketAddr::new(ip, port),
+            kernel: None,
+        }
+    };
+    let mut a = initiator("a", 40001, 401);
+    let mut b = initiator("b", 40002, 402);
+    a.e.start_connections(Time(0));
+    let t = drive(&mut a, &mut e, Time(0), 30, &mut |_| Fate::Deliver);
+    b.e.start_connections(t);
+    let t = drive(&mut b, &mut e, t, 30, &mut |_| Fate::Deliver);
+    assert_eq!(
+        e.e.isakmp_sas().count(),
+        2,
+        "b's INITIAL-CONTACT left a's phase 1"
+    );
+    assert_eq!(e.e.ipsec_sas().count(), 2, "and a's phase 2");
+    // A rebooted: same identity, address and port, no SAs; its INITIAL-CONTACT clears
+    // what the responder held for the old a, and only that.
+    let mut a2 = initiator("a", 40001, 403);
+    a2.e.start_connections(t);
+    drive(&mut a2, &mut e, t, 30, &mut |_| Fate::Deliver);
+    assert_eq!(
+        e.e.isakmp_sas().count(),
+        2,
+        "the old a's phase 1 replaced by the new"
+    );
+    assert_eq!(e.e.ipsec_sas().count(), 2);
+    let a_remote: SocketAddr = format!("{NAT_IP}:40001").parse().unwrap();
+    let old_gone =
+        e.e.isakmp_sas()
+            .filter(|s| s.remote == a_remote)
+            .all(|s| a2.e.isakmp_sas().any(|n| n.icookie == s.icookie));
+    assert!(old_gone, "only the new a's phase 1 remains at a's address");
+}

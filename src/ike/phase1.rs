@@ -626,23 +626,35 @@ impl Engine {
             x.peer.clone(),
         );
         if initial_contact {
-            // RFC 2407 §4.6.3.3: the peer rebooted; what we hold with it is stale.
+            // RFC 2407 §4.6.3.3: the peer rebooted; what we hold with it is stale. "It"
+            // is this identity at this address and port: other peers behind the same
+            // NAT address, or other identities of one host, keep their SAs.
             let old: Vec<Handle> = self
                 .isakmp_sas
                 .iter()
-                .filter(|(_, s)| s.remote.ip() == remote.ip())
+                .filter(|(_, s)| s.remote == remote && s.id_remote == peer_id)
                 .map(|(h, _)| h)
+                .collect();
+            let cookies: Vec<([u8; 8], [u8; 8])> = old
+                .iter()
+                .filter_map(|&o| self.isakmp_sas.get(o).map(|s| (s.icookie, s.rcookie)))
                 .collect();
             for o in old {
                 self.delete_isakmp_sa(now, o, false);
             }
-            let old: Vec<Handle> = self
+            // Its phase 2 SAs: those of the phase 1 SAs just gone, and those at the same
+            // address and port whose phase 1 SA had already expired.
+            let stale: Vec<Handle> = self
                 .ipsec_sas
                 .iter()
-                .filter(|(_, s)| s.remote.ip() == remote.ip())
+                .filter(|(_, s)| {
+                    cookies.contains(&(s.icookie, s.rcookie))
+                        || (s.remote == remote
+                            && self.isakmp_sas.by_cookies(s.icookie, s.rcookie).is_none())
+                })
                 .map(|(h, _)| h)
                 .collect();
-            for o in old {
+            for o in stale {
                 self.delete_ipsec_sa(now, o, false);
             }
         }
