@@ -2439,3 +2439,44 @@ fn initial_contact_clears_only_the_senders_own_sas() {
             .all(|s| a2.e.isakmp_sas().any(|n| n.icookie == s.icookie));
     assert!(old_gone, "only the new a's phase 1 remains at a's address");
 }
+
+/// Garbage that looks like ISAKMP is not answered at flood rate: unprotected
+/// notifications (to senders that have proven nothing) go out at most ten a second.
+#[test]
+fn unprotected_notifications_are_rate_limited() {
+    isakmpd::ike::crypto::init();
+    let (mut w, mut e) = pair("AES-SHA", "QM-ESP-AES-SHA-SUITE");
+    w.e.start_connections(Time(0));
+    let m1 = {
+        let mut buf = [0u8; 65535];
+        let t = w.e.poll_transmit(&mut buf).unwrap();
+        buf[..t.len].to_vec()
+    };
+    let mut buf = [0u8; 65535];
+    let mut sent = 0;
+    for i in 0..1000u32 {
+        // Main Mode message 1 from a new cookie whose SA payload is cut short.
+        let mut d = m1.clone();
+        d[..4].copy_from_slice(&i.to_be_bytes());
+        d[28 + 8..28 + 12].copy_from_slice(&[0, 0, 0, 0]);
+        let from = SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                198,
+                18,
+                (i / 250) as u8,
+                (i % 250) as u8,
+            )),
+            500,
+        );
+        e.e.handle_datagram(Time(u64::from(i)), e.addr, from, &d);
+        while e.e.poll_transmit(&mut buf).is_some() {
+            sent += 1;
+        }
+    }
+    // 1000 datagrams over one second: one burst of ten.
+    let s = e.e.stats();
+    assert_eq!(s.datagrams_dropped, 1000, "{s:?}");
+    assert_eq!(sent, 10, "{s:?}");
+    assert_eq!(s.notifies_suppressed, 990);
+    let _ = w;
+}

@@ -141,6 +141,8 @@ pub struct Stats {
     pub dpd_acked: u64,
     /// Peers declared dead.
     pub dpd_dead: u64,
+    /// Unprotected notifications not sent because too many went out that second.
+    pub notifies_suppressed: u64,
 }
 
 /// The largest IKE message we take (a UDP datagram's payload).
@@ -186,6 +188,8 @@ pub struct Engine {
     wanted: Vec<String>,
     pub(crate) creds: auth::Credentials,
     drop_log: LogLimit,
+    /// Unprotected notifications sent, by the second.
+    notify_limit: LogLimit,
 }
 
 impl Engine {
@@ -224,6 +228,7 @@ impl Engine {
             wanted: Vec::new(),
             creds: auth::Credentials::default(),
             drop_log: LogLimit::default(),
+            notify_limit: LogLimit::default(),
         };
         e.configure(conf);
         e
@@ -412,7 +417,7 @@ impl Engine {
             if header.rcookie == [0; 8] {
                 return;
             }
-            self.notify_unprotected(local, remote, &header, e.notify);
+            self.notify_unprotected(now, local, remote, &header, e.notify);
             return;
         }
         let local = self.local_for(local, remote);
@@ -450,7 +455,7 @@ impl Engine {
                         || header.exchange == wire::ExchangeType::ID_PROT
                         || header.exchange == wire::ExchangeType::AGGRESSIVE
                     {
-                        self.notify_unprotected(local, remote, &header, n);
+                        self.notify_unprotected(now, local, remote, &header, n);
                     }
                 }
             }
@@ -824,13 +829,22 @@ impl Engine {
 
     /// An unprotected notification about a message we could not accept (message.c
     /// `message_drop` with a notify): only before keys exist, so it carries no hash.
+    ///
+    /// At most [`LOG_BURST`] a second in all: the sender of a message we refuse before
+    /// keys exist has proven nothing, not even its address, and answering every piece of
+    /// ISAKMP-shaped garbage would make us a reflector.
     pub(crate) fn notify_unprotected(
         &mut self,
+        now: Time,
         local: SocketAddr,
         remote: SocketAddr,
         about: &Header,
         ty: NotifyType,
     ) {
+        if self.notify_limit.allow(now).is_none() {
+            self.stats.notifies_suppressed += 1;
+            return;
+        }
         let mut buf = [0u8; 256];
         let h = Header {
             icookie: about.icookie,
