@@ -258,7 +258,7 @@ impl Daemon {
                 shutdown_deadline = Some(now.add_millis(SHUTDOWN_GRACE_MS));
             }
             if let Some(d) = shutdown_deadline {
-                let kernel_idle = self.kernel.as_ref().map_or(true, |k| k.idle());
+                let kernel_idle = self.kernel.as_ref().is_none_or(|k| k.idle());
                 if (self.engine.is_drained() && kernel_idle) || now >= d {
                     break;
                 }

@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(l.terminated(0).len(), LINE_MAX);
 
         // One byte more, in a later piece: cut, marked, and further pieces ignored.
-        assert!(write!(l, "{}{}", "y", "z").is_err());
+        assert!(write!(l, "yz").is_err());
         assert_eq!(l.len, Line::CAP);
         assert!(text(&mut l).ends_with(b"xxx..."));
         assert!(l.write_str("more").is_err());

@@ -256,7 +256,7 @@ pub fn local_time_of_day() -> (i32, i32, i32, i64) {
         libc::localtime_r(&ts.tv_sec, &mut tm);
         tm
     };
-    (tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec as i64 / 1000)
+    (tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000)
 }
 
 // ---------------------------------------------------------------------------------------

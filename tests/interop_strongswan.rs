@@ -243,7 +243,7 @@ fn tshark_clean(pcap: &Path) {
     assert!(text.lines().count() >= 9, "{text}");
     assert!(
         text.lines()
-            .all(|l| l.split('\t').nth(1).map_or(true, str::is_empty)),
+            .all(|l| l.split('\t').nth(1).is_none_or(str::is_empty)),
         "malformed: {text}"
     );
 }

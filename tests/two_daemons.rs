@@ -164,7 +164,7 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
             lines
                 .iter()
                 .all(|l| !l.contains("Malformed")
-                    && l.split('\t').nth(1).map_or(true, |m| m.is_empty())),
+                    && l.split('\t').nth(1).is_none_or(|m| m.is_empty())),
             "{text}"
         );
         assert!(

@@ -103,39 +103,33 @@ impl Engine {
         let m = Self::parse(data, false)?;
         super::script::check(super::exchange::Kind::Aggressive, 1, &m)?;
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload".into(),
-            ));
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload"));
         };
         let (Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) =
             (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
         else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no KE or NONCE payload".into(),
+                "no KE or NONCE payload",
             ));
         };
         let idii = m
             .find(PayloadType::ID)
             .and_then(id_body)
-            .ok_or(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no ID payload".into(),
-            ))?;
+            .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
         if sa.doi != Doi::IPSEC {
             return Err(Drop::Notify(
                 NotifyType::DOI_NOT_SUPPORTED,
-                "DOI is not IPSEC".into(),
+                "DOI is not IPSEC",
             ));
         }
         if ni.len() < 8 || ni.len() > 256 {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "nonce length outside 8-256".into(),
+                "nonce length outside 8-256",
             ));
         }
-        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
+        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or({
             Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "no [Phase 1] peer for this address",
@@ -147,7 +141,7 @@ impl Engine {
                 "the [Phase 1] peer section has no Authentication (pre-shared key)",
             ));
         }
-        let Some((pnum, t, choice)) = choose(&peer, &sa, false, Some(ke.len())) else {
+        let Some((pnum, t, choice)) = choose(&peer, sa, false, Some(ke.len())) else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "no proposal chosen: no offered transform of the KE's group matches the peer section",
@@ -163,7 +157,7 @@ impl Engine {
             hd,
             &m,
             &peer,
-            (choice, &sa),
+            (choice, sa),
             data,
         );
         x.gxi = ke.to_vec();
@@ -175,15 +169,12 @@ impl Engine {
         let handle = self
             .exchanges
             .insert(x)
-            .ok_or(Drop::Silent("exchange table full".into()))?;
+            .ok_or(Drop::Silent("exchange table full"))?;
         if let Err(e) = self.phase1_keys(handle) {
             self.free_exchange(handle);
             return Err(e);
         }
-        let x = self
-            .exchanges
-            .get(handle)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get(handle).ok_or(Drop::Silent("gone"))?;
         let id = self.our_id(x);
         let hash_r = x.auth_hash(false, &id);
         // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
@@ -207,7 +198,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 2 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 2 too large"))?;
         buf.truncate(n);
         if let Some(x) = self.exchanges.get_mut(handle) {
             x.step = 2;
@@ -241,37 +232,31 @@ impl Engine {
         else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no KE or NONCE payload".into(),
+                "no KE or NONCE payload",
             ));
         };
         let idir = m
             .find(PayloadType::ID)
             .and_then(id_body)
-            .ok_or(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no ID payload".into(),
-            ))?;
+            .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
         let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no HASH payload".into(),
+                "no HASH payload",
             ));
         };
         if ke.len() != choice.group.public_len() {
             return Err(Drop::Notify(
                 NotifyType::INVALID_KEY_INFORMATION,
-                "KE length does not match the group".into(),
+                "KE length does not match the group",
             ));
         }
         {
-            let x = self
-                .exchanges
-                .get_mut(h)
-                .ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
             if x.dh.as_ref().map(|d| d.group()) != Some(choice.group) {
                 return Err(Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "responder chose another group than our KE's".into(),
+                    "responder chose another group than our KE's",
                 ));
             }
             x.rcookie = hd.rcookie;
@@ -280,10 +265,7 @@ impl Engine {
             x.nr = nr.to_vec();
         }
         self.phase1_keys(h)?;
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let want = x.auth_hash(false, &idir);
         let auth = super::auth::check_hash(&want, hash, "HASH_R", idir, false)?;
         let (local, remote) = (x.local, x.remote);
@@ -291,13 +273,10 @@ impl Engine {
         self.nat_detect(h, data)?;
         // Message 3 already goes over the NAT-T port.
         self.float_to_nat_t(h, "aggressive mode");
-        let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
         let id = self.our_id(x);
         let nat_d = nat_d_payloads(x, choice.hash);
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let hash_i = x.auth_hash(true, &id);
         let hh = header(x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 512];
@@ -309,7 +288,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 3 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 3 too large"))?;
         buf.truncate(n);
         let clear = buf.clone();
         x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
@@ -331,11 +310,8 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let nat_port = self.nat_port();
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
         let mut buf = data.to_vec();
         let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
         let next_iv = if encrypted {
@@ -344,15 +320,13 @@ impl Engine {
             None
         };
         let m = Self::parse(&buf, encrypted).map_err(|_| {
-            Drop::Silent(
-                "message 3 does not decrypt to a valid message (wrong pre-shared key?)".into(),
-            )
+            Drop::Silent("message 3 does not decrypt to a valid message (wrong pre-shared key?)")
         })?;
         super::script::check(super::exchange::Kind::Aggressive, 3, &m)?;
         let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no HASH payload".into(),
+                "no HASH payload",
             ));
         };
         let idii = x.qm.idci.clone().unwrap_or_default();
@@ -391,7 +365,7 @@ impl Engine {
             if want.body() != auth.peer_id {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_ID_INFORMATION,
-                    "peer's ID differs from its configured Remote-ID".into(),
+                    "peer's ID differs from its configured Remote-ID",
                 ));
             }
         }

@@ -175,23 +175,18 @@ impl Engine {
         data: &[u8],
         creds: &Credentials,
     ) -> Result<Authenticated, Drop> {
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
         let mut buf = data.to_vec();
         if buf[19] & wire::FLAG_ENCRYPTION == 0 {
             return Err(Drop::Notify(
                 NotifyType::INVALID_FLAGS,
-                "cleartext where encryption is required".into(),
+                "cleartext where encryption is required",
             ));
         }
         let next_iv = Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
         let m = Self::parse(&buf, true).map_err(|_| {
-            Drop::Silent(
-                "message does not decrypt to a valid message (wrong pre-shared key?)".into(),
-            )
+            Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)")
         })?;
         let auth = if c.auth == AuthMethod::RSA_SIG {
             super::script::Auth::Sig
@@ -204,10 +199,7 @@ impl Engine {
         // says does not authenticate (a DELETE may follow under these keys).
         x.iv = next_iv.clone();
         let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no ID payload".into(),
-            ));
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"));
         };
         let mut idb = vec![id.id_type.0, id.protocol];
         idb.extend_from_slice(&id.port.to_be_bytes());
@@ -224,7 +216,7 @@ impl Engine {
             let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
                 return Err(Drop::Notify(
                     NotifyType::PAYLOAD_MALFORMED,
-                    "no SIG payload".into(),
+                    "no SIG payload",
                 ));
             };
             let certs: Vec<Certificate> = m
@@ -239,12 +231,10 @@ impl Engine {
                 .collect();
             let identity = id
                 .identity()
-                .map_err(|e| Drop::Notify(e.notify, e.reason.into()))?;
+                .map_err(|e| Drop::Notify(e.notify, e.reason))?;
             if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
                 // No certificate: the peer's raw public key from pubkeys/, by its ID.
-                let key = creds
-                    .pubkey_for(&identity)
-                    .ok_or(Drop::Silent("gone".into()))?;
+                let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone"))?;
                 key.verify_raw(want.as_bytes(), sig).map_err(|_| {
                     super::refused(
                         NotifyType::INVALID_SIGNATURE,
@@ -276,7 +266,7 @@ impl Engine {
                     })?;
                 let trust = creds.trust.as_ref().ok_or(Drop::Notify(
                     NotifyType::INVALID_CERTIFICATE,
-                    "authentication failed: no CA certificates configured".into(),
+                    "authentication failed: no CA certificates configured",
                 ))?;
                 let others: Vec<Certificate> = certs
                     .iter()
@@ -314,7 +304,7 @@ impl Engine {
             let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
                 return Err(Drop::Notify(
                     NotifyType::PAYLOAD_MALFORMED,
-                    "no HASH payload".into(),
+                    "no HASH payload",
                 ));
             };
             if !same(want.as_bytes(), hash) {

@@ -184,11 +184,11 @@ impl Engine {
         }
         let Some(sa) = self.isakmp_sas.by_cookies(hd.icookie, hd.rcookie) else {
             return Err(Drop::Silent(
-                "encrypted informational for no known phase 1 SA".into(),
+                "encrypted informational for no known phase 1 SA",
             ));
         };
         let iv = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
             derive::phase2_iv(
                 s.hash,
                 s.last_block.as_bytes(),

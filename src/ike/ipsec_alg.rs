@@ -189,21 +189,25 @@ pub fn integrity_by_id(a: u16) -> Option<&'static Integrity> {
     INTEGRITY.iter().find(|i| i.id == a)
 }
 
+/// An algorithm this table does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unknown;
+
 /// The integrity algorithm of an IPsec SA: ESP's AUTHENTICATION_ALGORITHM attribute, or
 /// for AH the attribute or else the one its transform implies. `Ok(None)`: ESP without
-/// integrity (or AEAD). `Err`: an algorithm this table does not know.
+/// integrity (or AEAD).
 pub fn integrity_of(
     protocol: ProtocolId,
     transform: u8,
     auth: Option<AuthAlgorithm>,
-) -> Result<Option<&'static Integrity>, ()> {
+) -> Result<Option<&'static Integrity>, Unknown> {
     match auth {
-        Some(a) => integrity_by_id(a.0).map(Some).ok_or(()),
+        Some(a) => integrity_by_id(a.0).map(Some).ok_or(Unknown),
         None if protocol == ProtocolId::IPSEC_AH => INTEGRITY
             .iter()
             .find(|i| i.ah == transform)
             .map(Some)
-            .ok_or(()),
+            .ok_or(Unknown),
         None => Ok(None),
     }
 }
@@ -301,8 +305,8 @@ impl Backend {
                 .any(|i| i.ah == transform && self.has_integrity(i));
         }
         let integrity_ok = match integrity_of(protocol, transform, auth) {
-            Ok(i) => i.map_or(true, |i| self.has_integrity(i)),
-            Err(()) => false,
+            Ok(i) => i.is_none_or(|i| self.has_integrity(i)),
+            Err(Unknown) => false,
         };
         cipher_by_id(transform).is_some_and(|c| self.has_cipher(c)) && integrity_ok
     }

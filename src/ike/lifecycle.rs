@@ -104,9 +104,9 @@ impl Engine {
                 let addr = self.policy.peer(&c.peer).and_then(|p| p.address);
                 match flow {
                     Some((src, dst)) => {
-                        addr.map_or(true, |a| a == peer)
-                            && c.local_id.as_ref().map_or(false, |i| i.covers(src))
-                            && c.remote_id.as_ref().map_or(false, |i| i.covers(dst))
+                        addr.is_none_or(|a| a == peer)
+                            && c.local_id.as_ref().is_some_and(|i| i.covers(src))
+                            && c.remote_id.as_ref().is_some_and(|i| i.covers(dst))
                     }
                     None => addr == Some(peer),
                 }
@@ -188,7 +188,7 @@ impl Engine {
         let Some(sa) = self.ipsec_sas.get_mut(h) else {
             return;
         };
-        if sa.rekeyed || !sa.soft_expiry.is_some_and(|t| t <= now) {
+        if sa.rekeyed || sa.soft_expiry.is_none_or(|t| t > now) {
             return;
         }
         sa.rekeyed = true;

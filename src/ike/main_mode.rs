@@ -84,28 +84,28 @@ impl Engine {
         let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload in main mode message 1".into(),
+                "no SA payload in main mode message 1",
             ));
         };
         if sa.doi != Doi::IPSEC {
             return Err(Drop::Notify(
                 NotifyType::DOI_NOT_SUPPORTED,
-                "DOI is not IPSEC".into(),
+                "DOI is not IPSEC",
             ));
         }
         if sa.situation != wire::SIT_IDENTITY_ONLY {
             return Err(Drop::Notify(
                 NotifyType::SITUATION_NOT_SUPPORTED,
-                "situation not supported".into(),
+                "situation not supported",
             ));
         }
-        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or_else(|| {
+        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or({
             Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "no [Phase 1] peer for this address",
             )
         })?;
-        let Some((pnum, t, choice)) = choose(&peer, &sa, self.creds.usable(), None) else {
+        let Some((pnum, t, choice)) = choose(&peer, sa, self.creds.usable(), None) else {
             return Err(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 "no proposal chosen: none of the offered transforms matches the peer section",
@@ -119,7 +119,7 @@ impl Engine {
         }
         let addrs = (local, remote);
         let mut x =
-            self.responder_exchange(Kind::Main, now, addrs, hd, &m, &peer, (choice, &sa), data);
+            self.responder_exchange(Kind::Main, now, addrs, hd, &m, &peer, (choice, sa), data);
         let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
         // Message 2: the chosen transform, echoed.
         let h = header(&x, ExchangeType::ID_PROT);
@@ -133,14 +133,14 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 2 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 2 too large"))?;
         buf.truncate(n);
         x.step = 2;
         x.resend_on_dup = true;
         let handle = self
             .exchanges
             .insert(x)
-            .ok_or(Drop::Silent("exchange table full".into()))?;
+            .ok_or(Drop::Silent("exchange table full"))?;
         self.capture_msg(remote, local, data);
         log::info!(
             "main mode with {remote} ({}) started as responder",
@@ -166,10 +166,7 @@ impl Engine {
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let ni = self.random(NONCE_LEN);
         let crs = self.creds.cert_requests();
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.rcookie = hd.rcookie;
         x.p1 = Some(choice);
         x.gxi = dh.public_value().to_vec();
@@ -195,7 +192,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 3 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 3 too large"))?;
         buf.truncate(n);
         x.step = 3;
         let (local, remote) = (x.local, x.remote);
@@ -210,17 +207,14 @@ impl Engine {
             .exchanges
             .get(h)
             .and_then(|x| x.p1)
-            .ok_or(Drop::Silent("gone".into()))?
+            .ok_or(Drop::Silent("gone"))?
             .group;
         let (ke, ni) = self.ke_nonce(3, data, group)?;
         let dh = DhPrivate::generate(group, &mut *self.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let nr = self.random(NONCE_LEN);
         {
-            let x = self
-                .exchanges
-                .get_mut(h)
-                .ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
             x.resend_on_dup = false;
             x.gxi = ke;
             x.ni = ni;
@@ -231,10 +225,7 @@ impl Engine {
         self.phase1_keys(h)?;
         self.nat_detect(h, data)?;
         let crs = self.creds.cert_requests();
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let rsa = x.p1.map(|c| c.auth) == Some(AuthMethod::RSA_SIG);
         let nat_d = match x.p1 {
             Some(c) => nat_d_payloads(x, c.hash),
@@ -259,7 +250,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 4 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 4 too large"))?;
         buf.truncate(n);
         x.step = 4;
         let (local, remote) = (x.local, x.remote);
@@ -275,14 +266,11 @@ impl Engine {
         initial_contact: bool,
     ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
         let id = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             self.our_id(x)
         };
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
         let hash = if x.initiator {
             x.auth_hash(true, &id)
         } else {
@@ -297,7 +285,7 @@ impl Engine {
                 .creds
                 .key
                 .as_ref()
-                .ok_or(Drop::Silent("no private key".into()))?;
+                .ok_or(Drop::Silent("no private key"))?;
             let n = key
                 .sign_raw(hash.as_bytes(), &mut sig)
                 .map_err(|_| Drop::Silent("signing failed"))?;
@@ -309,10 +297,7 @@ impl Engine {
                 .and_then(|c| c.der().ok())
                 .unwrap_or_default();
         }
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let mut buf = vec![0u8; 8192];
         let hh = header(x, ExchangeType::ID_PROT);
         let (ic, rc) = (x.icookie, x.rcookie);
@@ -342,7 +327,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message too large".into()))?;
+        .map_err(|_| Drop::Silent("message too large"))?;
         buf.truncate(n);
         let clear = buf.clone();
         x.iv = Self::encrypt(c.cipher, &x.ka, &x.iv, &mut buf)
@@ -357,21 +342,18 @@ impl Engine {
             .exchanges
             .get(h)
             .and_then(|x| x.p1)
-            .ok_or(Drop::Silent("gone".into()))?
+            .ok_or(Drop::Silent("gone"))?
             .group;
         let (ke, nr) = self.ke_nonce(4, data, group)?;
         {
-            let x = self
-                .exchanges
-                .get_mut(h)
-                .ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
             x.gxr = ke;
             x.nr = nr;
         }
         self.phase1_keys(h)?;
         self.nat_detect(h, data)?;
         let (local, remote) = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             (x.local, x.remote)
         };
         self.capture_msg(remote, local, data);
@@ -401,7 +383,7 @@ impl Engine {
             if want.body() != auth.peer_id {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_ID_INFORMATION,
-                    "peer's ID differs from its configured Remote-ID".into(),
+                    "peer's ID differs from its configured Remote-ID",
                 ));
             }
         }

@@ -442,7 +442,7 @@ impl Engine {
             }
             _ => Err(Drop::Notify(
                 NotifyType::UNSUPPORTED_EXCHANGE_TYPE,
-                "unsupported exchange type".into(),
+                "unsupported exchange type",
             )),
         };
         if let Err(d) = r {
@@ -816,9 +816,9 @@ impl Engine {
     ) -> Result<Key, Drop> {
         let bl = cipher.block_len();
         let body = msg.len() - HEADER_LEN;
-        if body == 0 || body % bl != 0 {
+        if body == 0 || !body.is_multiple_of(bl) {
             return Err(Drop::Silent(
-                "encrypted message is not a whole number of cipher blocks".into(),
+                "encrypted message is not a whole number of cipher blocks",
             ));
         }
         let next = Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default();

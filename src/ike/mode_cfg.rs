@@ -303,16 +303,16 @@ impl Engine {
         let Some(Payload::Attr(p)) = m.find(PayloadType::ATTRIBUTE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "mode-config without an ATTRIBUTE payload".into(),
+                "mode-config without an ATTRIBUTE payload",
             ));
         };
-        Ok((p.ty, p.identifier, attributes(&p), next))
+        Ok((p.ty, p.identifier, attributes(p), next))
     }
 
     /// Initiator: the REPLY to our REQUEST, or the ACK of our SET.
     fn cfg_answer(&mut self, now: Time, sa: Handle, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let (iv, msgid, local, remote, sent, id, step, initiator) = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             (
                 x.iv.clone(),
                 x.msgid,
@@ -325,7 +325,7 @@ impl Engine {
             )
         };
         if !initiator || step != 1 {
-            return Err(Drop::Silent("unexpected mode-config message".into()));
+            return Err(Drop::Silent("unexpected mode-config message"));
         }
         let (ty, got_id, attrs, _) = self.cfg_open(sa, &iv, msgid, local, remote, data)?;
         let expected = if sent == CfgType::SET {
@@ -370,7 +370,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let iv = {
-            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone".into()))?;
+            let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
             derive::phase2_iv(
                 s.hash,
                 s.last_block.as_bytes(),
@@ -443,7 +443,7 @@ impl Engine {
         let h = self
             .exchanges
             .insert(x)
-            .ok_or(Drop::Silent("exchange table full".into()))?;
+            .ok_or(Drop::Silent("exchange table full"))?;
         self.send_step_captured(now, h, clear, msg, false);
         self.finish_exchange(now, h);
         Ok(())

@@ -122,10 +122,8 @@ pub(crate) fn accept_transform(
     for x in a.iter() {
         match IkeAttr(x.ty) {
             IkeAttr::LIFE_TYPE => pending_type = x.as_u64(),
-            IkeAttr::LIFE_DURATION => {
-                if pending_type == Some(u64::from(LifeType::SECONDS.0)) {
-                    life_secs = x.as_u64();
-                }
+            IkeAttr::LIFE_DURATION if pending_type == Some(u64::from(LifeType::SECONDS.0)) => {
+                life_secs = x.as_u64();
             }
             _ => {}
         }
@@ -218,7 +216,7 @@ pub(crate) fn choose<'a>(
         }
         for t in p.transforms() {
             if let Some(c) = accept_transform(&peer.transforms, &t, rsa_ok) {
-                if ke_len.map_or(true, |l| c.group.public_len() == l) {
+                if ke_len.is_none_or(|l| c.group.public_len() == l) {
                     return Some((p.number, t, c));
                 }
             }
@@ -499,15 +497,12 @@ impl Engine {
         let m = Self::parse(data, false)?;
         super::script::check(Kind::Main, n, &m)?;
         let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no KE payload".into(),
-            ));
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no KE payload"));
         };
         let Some(Payload::Nonce(n)) = m.find(PayloadType::NONCE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no NONCE payload".into(),
+                "no NONCE payload",
             ));
         };
         if ke.len() != group.public_len() {
@@ -519,7 +514,7 @@ impl Engine {
         if n.len() < 8 || n.len() > 256 {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "nonce length outside 8-256".into(),
+                "nonce length outside 8-256",
             ));
         }
         Ok((ke.to_vec(), n.to_vec()))
@@ -527,13 +522,10 @@ impl Engine {
 
     /// Computes g^xy, SKEYID and its children, Ka and the first IV.
     pub(crate) fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
         let peer_ke = if x.initiator { &x.gxr } else { &x.gxi };
-        let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH".into()))?;
+        let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH"))?;
         let gxy = dh.shared_secret(peer_ke).map_err(|_| {
             Drop::Notify(
                 NotifyType::INVALID_KEY_INFORMATION,
@@ -548,7 +540,7 @@ impl Engine {
                 .policy
                 .peer(&x.peer)
                 .and_then(|p| p.psk.clone())
-                .ok_or(Drop::Silent("no pre-shared key".into()))?;
+                .ok_or(Drop::Silent("no pre-shared key"))?;
             derive::skeyid_psk(c.hash, &psk, &x.ni, &x.nr)
         };
         let k = derive::phase1_keys(

@@ -186,7 +186,7 @@ fn cfg_section(conf: &Conf, name: &str) -> Result<CfgSection, String> {
                 .map_err(|_| format!("{tag} {a} is not an address")),
         }
     };
-    let set = get(conf, name, "Mode").map_or(true, |m| m.eq_ignore_ascii_case("SET"));
+    let set = get(conf, name, "Mode").is_none_or(|m| m.eq_ignore_ascii_case("SET"));
     let mut request = Vec::new();
     let fields = match get(conf, name, "Attributes") {
         Some(_) => conf.get_list(name, "Attributes"),
@@ -626,12 +626,11 @@ fn peer(conf: &Conf, name: &str) -> Result<Peer, String> {
     if transforms.is_empty() {
         return Err(format!("[{cfg}]: no Transforms"));
     }
-    let psk = get(conf, name, "Authentication").map(|a| {
-        match a.strip_prefix("0x").and_then(|h| unhex(h)) {
+    let psk =
+        get(conf, name, "Authentication").map(|a| match a.strip_prefix("0x").and_then(unhex) {
             Some(b) => b,
             None => a.into_bytes(),
-        }
-    });
+        });
     let id = match get(conf, name, "ID") {
         Some(s) => Some(id_section(conf, &s)?),
         None => None,
@@ -663,7 +662,7 @@ fn peer(conf: &Conf, name: &str) -> Result<Peer, String> {
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 || h.is_empty() {
+    if !h.len().is_multiple_of(2) || h.is_empty() {
         return None;
     }
     (0..h.len())
@@ -675,18 +674,14 @@ fn unhex(h: &str) -> Option<Vec<u8>> {
 fn p2_transform(conf: &Conf, name: &str, protocol: ProtocolId) -> Result<P2Transform, String> {
     let tid = need(conf, name, "TRANSFORM_ID")?;
     let id = if protocol == ProtocolId::IPSEC_ESP {
-        constant(
-            &tid,
-            |s| EspTransform::from_name(s),
-            |n| u8::try_from(n).ok().map(EspTransform),
-        )
+        constant(&tid, EspTransform::from_name, |n| {
+            u8::try_from(n).ok().map(EspTransform)
+        })
         .map(|t| t.0)
     } else {
-        constant(
-            &tid,
-            |s| super::wire::AhTransform::from_name(s),
-            |n| u8::try_from(n).ok().map(super::wire::AhTransform),
-        )
+        constant(&tid, super::wire::AhTransform::from_name, |n| {
+            u8::try_from(n).ok().map(super::wire::AhTransform)
+        })
         .map(|t| t.0)
     }
     .ok_or(format!("unknown TRANSFORM_ID {tid}"))?;

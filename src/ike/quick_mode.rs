@@ -399,7 +399,7 @@ impl Engine {
         let sa = self
             .isakmp_sas
             .by_cookies(hd.icookie, hd.rcookie)
-            .ok_or_else(|| Drop::Silent("message for no known phase 1 SA"))?;
+            .ok_or(Drop::Silent("message for no known phase 1 SA"))?;
         if hd.msgid == 0 {
             return Err(Drop::Silent("phase 2 message with message ID 0"));
         }
@@ -494,7 +494,7 @@ impl Engine {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => {
                 let (initiator, step) = {
-                    let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+                    let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
                     (x.initiator, x.step)
                 };
                 let r = match (initiator, step) {
@@ -556,15 +556,12 @@ impl Engine {
         let m = Self::parse(&clear, true)?;
         super::script::check(super::exchange::Kind::Quick, 1, &m)?;
         let Some(Payload::Sa(offer)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload".into(),
-            ));
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload"));
         };
         let Some(Payload::Nonce(ni)) = m.find(PayloadType::NONCE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no NONCE payload".into(),
+                "no NONCE payload",
             ));
         };
         let ke = match m.find(PayloadType::KE) {
@@ -590,7 +587,7 @@ impl Engine {
             _ => {
                 return Err(Drop::Notify(
                     NotifyType::INVALID_ID_INFORMATION,
-                    "quick mode needs two client IDs or none".into(),
+                    "quick mode needs two client IDs or none",
                 ))
             }
         };
@@ -660,12 +657,12 @@ impl Engine {
             (Some(g), Some(k)) => {
                 let g = Group::from_ike(g).ok_or(Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "PFS group not supported".into(),
+                    "PFS group not supported",
                 ))?;
                 if k.len() != g.public_len() {
                     return Err(Drop::Notify(
                         NotifyType::INVALID_KEY_INFORMATION,
-                        "KE length does not match the PFS group".into(),
+                        "KE length does not match the PFS group",
                     ));
                 }
                 Some(g)
@@ -675,7 +672,7 @@ impl Engine {
             (Some(_), None) => {
                 return Err(Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "PFS suite chosen but no KE payload".into(),
+                    "PFS suite chosen but no KE payload",
                 ))
             }
         };
@@ -722,10 +719,7 @@ impl Engine {
         for (p, t, m) in &chosen {
             let mut spi_out = [0u8; 4];
             if p.spi.len() != 4 {
-                return Err(Drop::Notify(
-                    NotifyType::INVALID_SPI,
-                    "SPI is not 4 bytes".into(),
-                ));
+                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes"));
             }
             spi_out.copy_from_slice(p.spi);
             x.qm.chosen.push(P2Choice {
@@ -759,7 +753,7 @@ impl Engine {
         let handle = self
             .exchanges
             .insert(x)
-            .ok_or(Drop::Silent("exchange table full".into()))?;
+            .ok_or(Drop::Silent("exchange table full"))?;
         log::info!(
             "quick mode {} with {remote} started as responder",
             conn.name
@@ -778,14 +772,14 @@ impl Engine {
     /// Responder, message 2, once its SPIs are known: built, and sent once the inbound
     /// SAs are in the kernel.
     pub(crate) fn qm_send_2(&mut self, now: Time, handle: Handle) -> Result<(), Drop> {
-        let gone = || Drop::Silent("exchange gone".into());
+        let gone = || Drop::Silent("exchange gone");
         let x = self.exchanges.get(handle).ok_or_else(gone)?;
         let sa = x.sa.ok_or_else(gone)?;
         let (hash, cipher, skeyid_a, ka) = {
             let s = self
                 .isakmp_sas
                 .get(sa)
-                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+                .ok_or(Drop::Silent("phase 1 SA gone"))?;
             (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
         };
         let reply = x.qm.reply.clone().unwrap_or_default();
@@ -866,7 +860,7 @@ impl Engine {
             }
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("quick mode message 2 too large".into()))?;
+        .map_err(|_| Drop::Silent("quick mode message 2 too large"))?;
         buf.truncate(n);
         let start = HEADER_LEN + 4 + hlen;
         let h2 = derive::qm_hash2(hash, skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
@@ -930,18 +924,14 @@ impl Engine {
     /// Initiator, message 2: verify, take the responder's choice, send message 3, install.
     fn qm_i2(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let (sa, iv, msgid) = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
-            (
-                x.sa.ok_or(Drop::Silent("no SA".into()))?,
-                x.iv.clone(),
-                x.msgid,
-            )
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
+            (x.sa.ok_or(Drop::Silent("no SA"))?, x.iv.clone(), x.msgid)
         };
         let (hash, cipher, skeyid_a, ka) = {
             let s = self
                 .isakmp_sas
                 .get(sa)
-                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+                .ok_or(Drop::Silent("phase 1 SA gone"))?;
             (s.hash, s.cipher, s.skeyid_a.clone(), s.ka.clone())
         };
         let (clear, next_iv, range, got) = self.open_protected(sa, &iv, data)?;
@@ -952,7 +942,7 @@ impl Engine {
             .unwrap_or_default();
         let want = derive::qm_hash2(hash, skeyid_a.as_bytes(), msgid, &ni, &clear[range]);
         if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent("quick mode HASH(2) does not verify".into()));
+            return Err(Drop::Silent("quick mode HASH(2) does not verify"));
         }
         let m = Self::parse(&clear, true)?;
         super::script::check(super::exchange::Kind::Quick, 2, &m)?;
@@ -961,15 +951,12 @@ impl Engine {
             x.qm.peer_oa = peer_oa;
         }
         let Some(Payload::Sa(sa_p)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload".into(),
-            ));
+            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload"));
         };
         let Some(Payload::Nonce(nr)) = m.find(PayloadType::NONCE) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
-                "no NONCE payload".into(),
+                "no NONCE payload",
             ));
         };
         let responder_lifetimes: Vec<(Vec<u8>, u64)> = m
@@ -1005,32 +992,29 @@ impl Engine {
             .policy
             .connection(&conn_name)
             .cloned()
-            .ok_or(Drop::Silent("connection gone".into()))?;
+            .ok_or(Drop::Silent("connection gone"))?;
         let offered = self.qm_suites(&conn.suites, sa, true);
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let props: Vec<Proposal<'_>> = sa_p.proposals().collect();
-        let pnum = props.first().map(|p| p.number).ok_or(Drop::Notify(
-            NotifyType::BAD_PROPOSAL_SYNTAX,
-            "no proposal".into(),
-        ))?;
+        let pnum = props
+            .first()
+            .map(|p| p.number)
+            .ok_or(Drop::Notify(NotifyType::BAD_PROPOSAL_SYNTAX, "no proposal"))?;
         if props.iter().any(|p| p.number != pnum) {
             return Err(Drop::Notify(
                 NotifyType::BAD_PROPOSAL_SYNTAX,
-                "responder chose more than one proposal".into(),
+                "responder chose more than one proposal",
             ));
         }
         let suite = offered
             .get(usize::from(pnum).wrapping_sub(1))
             .ok_or(Drop::Notify(
                 NotifyType::NO_PROPOSAL_CHOSEN,
-                "responder chose a proposal we did not offer".into(),
+                "responder chose a proposal we did not offer",
             ))?;
         let chosen = accept_suite(suite, &props, self.cfg.backend).ok_or(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
-            "responder chose transforms we did not offer".into(),
+            "responder chose transforms we did not offer",
         ))?;
         x.qm.chosen.clear();
         for (p, t, m) in &chosen {
@@ -1041,13 +1025,10 @@ impl Engine {
                     .map(|s| s.2)
                     .ok_or(Drop::Notify(
                         NotifyType::INVALID_SPI,
-                        "no SPI offered for that protocol".into(),
+                        "no SPI offered for that protocol",
                     ))?;
             if p.spi.len() != 4 {
-                return Err(Drop::Notify(
-                    NotifyType::INVALID_SPI,
-                    "SPI is not 4 bytes".into(),
-                ));
+                return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes"));
             }
             let mut spi_out = [0u8; 4];
             spi_out.copy_from_slice(p.spi);
@@ -1077,7 +1058,7 @@ impl Engine {
             _ => {
                 return Err(Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "PFS KE missing or of another group".into(),
+                    "PFS KE missing or of another group",
                 ))
             }
         }
@@ -1101,10 +1082,7 @@ impl Engine {
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, &clear);
         // Message 3.
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let h3 = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &x.ni, &x.nr);
         let hd = Header {
             icookie: x.icookie,
@@ -1120,7 +1098,7 @@ impl Engine {
             b.payload(PayloadType::HASH, |w| w.bytes(h3.as_bytes()))?;
             b.finish()
         })()
-        .map_err(|_| Drop::Silent("message 3 too large".into()))?;
+        .map_err(|_| Drop::Silent("message 3 too large"))?;
         buf.truncate(n);
         let clear = buf.clone();
         x.iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf)
@@ -1155,9 +1133,9 @@ impl Engine {
     /// Responder, message 3: verify HASH(3), install.
     fn qm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let (sa, iv, msgid, ni, nr) = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone".into()))?;
+            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             (
-                x.sa.ok_or(Drop::Silent("no SA".into()))?,
+                x.sa.ok_or(Drop::Silent("no SA"))?,
                 x.iv.clone(),
                 x.msgid,
                 x.ni.clone(),
@@ -1168,18 +1146,15 @@ impl Engine {
             let s = self
                 .isakmp_sas
                 .get(sa)
-                .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+                .ok_or(Drop::Silent("phase 1 SA gone"))?;
             (s.hash, s.skeyid_a.clone())
         };
         let (clear, next_iv, _, got) = self.open_protected(sa, &iv, data)?;
         let want = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &ni, &nr);
         if !same(want.as_bytes(), &got) {
-            return Err(Drop::Silent("quick mode HASH(3) does not verify".into()));
+            return Err(Drop::Silent("quick mode HASH(3) does not verify"));
         }
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.iv = next_iv;
         x.step = 3;
         x.next_retransmit = None;
@@ -1201,11 +1176,8 @@ impl Engine {
     /// calls it for message 2 and again for message 3).
     fn agreed_sas(&mut self, now: Time, h: Handle) -> Result<Vec<IpsecSa>, Drop> {
         let spi_from_kernel = self.kernel_answers();
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
-        let sa = x.sa.ok_or(Drop::Silent("no SA".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let sa = x.sa.ok_or(Drop::Silent("no SA"))?;
         let encap = self
             .isakmp_sas
             .get(sa)
@@ -1228,21 +1200,18 @@ impl Engine {
         let s = self
             .isakmp_sas
             .get(sa)
-            .ok_or(Drop::Silent("phase 1 SA gone".into()))?;
+            .ok_or(Drop::Silent("phase 1 SA gone"))?;
         let hash: HashAlg = s.hash;
         let name = x.connection.clone().unwrap_or_default();
         let mut made = Vec::new();
         for c in &x.qm.chosen {
             let el = super::ipsec_alg::enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(
-                Drop::Notify(
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    "transform not supported".into(),
-                ),
+                Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "transform not supported"),
             )?;
             let al = super::ipsec_alg::auth_key_len(c.protocol, c.transform, c.auth).ok_or(
                 Drop::Notify(
                     NotifyType::NO_PROPOSAL_CHOSEN,
-                    "authentication algorithm not supported".into(),
+                    "authentication algorithm not supported",
                 ),
             )?;
             let g = gxy.as_ref().map(|g| g.as_bytes());
@@ -1260,7 +1229,7 @@ impl Engine {
             };
             let (kin, kout) = (km(&c.spi_in), km(&c.spi_out));
             let (Some(kin), Some(kout)) = (kin, kout) else {
-                return Err(Drop::Silent("KEYMAT too long".into()));
+                return Err(Drop::Silent("KEYMAT too long"));
             };
             made.push(IpsecSa {
                 timers: Default::default(),
@@ -1333,10 +1302,7 @@ impl Engine {
     /// (the exchange waits for the kernel's confirmation when it gives one).
     pub(crate) fn phase2_commit(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
         let made = self.agreed_sas(now, h)?;
-        let x = self
-            .exchanges
-            .get_mut(h)
-            .ok_or(Drop::Silent("gone".into()))?;
+        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.qm.gxy = None;
         x.qm.reserved.clear();
         let part = if std::mem::take(&mut x.qm.pending_in).is_empty() {

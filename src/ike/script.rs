@@ -119,7 +119,7 @@ const TRANSACTION: Script = script(&[P::HASH, P::ATTRIBUTE], &[]);
 pub fn of(kind: Kind, n: u8, auth: Auth) -> Option<Script> {
     let i = usize::from(n).checked_sub(1)?;
     match kind {
-        Kind::Main if n >= 5 && n <= 6 => Some(match auth {
+        Kind::Main if (5..=6).contains(&n) => Some(match auth {
             Auth::Hash => MAIN_AUTH_HASH,
             Auth::Sig => MAIN_AUTH_SIG,
         }),

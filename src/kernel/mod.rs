@@ -110,7 +110,7 @@ fn algorithms<'k>(
     }
     let (ek, ak) = (&keymat[..el], &keymat[el..el + al]);
     let integrity = ipsec_alg::integrity_of(sa.protocol, sa.transform, sa.auth)
-        .map_err(|()| format!("integrity of transform {} not supported", sa.transform))?;
+        .map_err(|_| format!("integrity of transform {} not supported", sa.transform))?;
     let auth =
         match integrity {
             Some(i) => Some(i.xfrm.map(|n| (n, ak, i.icv_bits)).ok_or_else(|| {
@@ -522,7 +522,7 @@ pub fn pfkey_messages(
             });
         }
     }
-    if flows_too && part.outbound() && !(keep_flows && !adding) {
+    if flows_too && part.outbound() && (!keep_flows || adding) {
         for (sel, dir, src, dst) in flows(sa) {
             let dir = match (platform, dir) {
                 (pfkey::Platform::Linux, xfrm::XFRM_POLICY_OUT) => pfkey::IPSEC_DIR_OUTBOUND,
@@ -576,7 +576,7 @@ pub fn pfkey_messages(
 /// PF_KEY's numbers for an SA's cipher and authentication (0: none).
 fn pfkey_algorithms(sa: &IpsecSa, platform: pfkey::Platform) -> Result<(u8, u8), String> {
     let integrity = ipsec_alg::integrity_of(sa.protocol, sa.transform, sa.auth)
-        .map_err(|()| format!("integrity of transform {} not supported", sa.transform))?;
+        .map_err(|_| format!("integrity of transform {} not supported", sa.transform))?;
     if platform == pfkey::Platform::Linux && integrity.is_some_and(|i| !i.pfkey_linux) {
         // af_key would install a 96-bit ICV where RFC 4868 wants 128: never mismatch.
         return Err("HMAC-SHA2 through Linux PF_KEY gets a 96-bit ICV; use XFRM".into());

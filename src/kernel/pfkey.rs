@@ -181,7 +181,7 @@ impl<'a> Writer<'a> {
     }
 
     fn close(&mut self, at: usize) {
-        while (self.out.len() - at) % 8 != 0 {
+        while !(self.out.len() - at).is_multiple_of(8) {
             self.out.push(0);
         }
         let words = ((self.out.len() - at) / 8) as u16;

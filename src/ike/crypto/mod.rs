@@ -167,7 +167,7 @@ impl CipherAlg {
     /// The cipher for an IKE algorithm and KEY_LENGTH attribute (in bits; `None` means the
     /// default: the cipher's fixed size, or isakmpd's choice of the maximum otherwise).
     pub fn from_ike(e: EncryptionAlgorithm, key_bits: Option<u16>) -> Option<CipherAlg> {
-        let bytes = |bits: u16| (bits % 8 == 0).then_some(bits as usize / 8);
+        let bytes = |bits: u16| bits.is_multiple_of(8).then_some(bits as usize / 8);
         Some(match e {
             EncryptionAlgorithm::DES_CBC => CipherAlg::Des,
             EncryptionAlgorithm::TRIPLEDES_CBC => CipherAlg::TripleDes,

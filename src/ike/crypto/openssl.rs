@@ -146,7 +146,7 @@ fn cbc(
     data: &mut [u8],
 ) -> Result<(), CryptoError> {
     let bs = c.block_len();
-    if key.len() != c.key_len() || iv.len() != bs || data.len() % bs != 0 {
+    if key.len() != c.key_len() || iv.len() != bs || !data.len().is_multiple_of(bs) {
         return Err(CryptoError::BadLength);
     }
     let mut cr = Crypter::new(cipher(c), mode, key, Some(iv))
