@@ -261,7 +261,7 @@ pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
     for x in e.exchanges() {
         let _ = writeln!(
             out,
-            "exchange: {} {} step {} peer {}{}",
+            "exchange: {} {} step {} peer {}",
             x.name(),
             if x.initiator {
                 "initiator"
@@ -270,7 +270,6 @@ pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
             },
             x.step,
             x.remote,
-            if x.done { " (finished)" } else { "" }
         );
     }
     let _ = writeln!(

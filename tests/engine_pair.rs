@@ -2480,3 +2480,44 @@ fn unprotected_notifications_are_rate_limited() {
     assert_eq!(s.notifies_suppressed, 990);
     let _ = w;
 }
+
+/// A finished exchange gives its slot back at once (what answers a late duplicate moves
+/// to a small cache): forty Quick Modes in a row over one phase 1 fit in a table of
+/// sixteen exchanges, where each used to hold its slot for thirty seconds.
+#[test]
+fn finished_exchanges_free_their_slots_at_once() {
+    isakmpd::ike::crypto::init();
+    let g = "Max-exchanges=16\n";
+    let qm = "QM-ESP-AES-SHA-SUITE";
+    let mut w = node(
+        WEST,
+        &conf_g(WEST, EAST, "k", true, "AES-SHA", qm, "ID_PROT", g),
+        500,
+    );
+    let mut e = node(
+        EAST,
+        &conf_g(EAST, WEST, "k", false, "AES-SHA", qm, "ID_PROT", g),
+        501,
+    );
+    let mut now = Time(0);
+    for round in 0..40 {
+        w.e.handle_command(now, Request::Connect("conn".into()))
+            .unwrap();
+        now = drive(&mut w, &mut e, now, 5, &mut |_| Fate::Deliver);
+        assert_eq!(check_matching(&w.e, &e.e), 1, "round {round}");
+        let quick = Request::Teardown {
+            phase: isakmpd::fifo::Phase::Quick,
+            name: "conn".into(),
+        };
+        w.e.handle_command(now, quick).unwrap();
+        now = drive(&mut w, &mut e, now, 5, &mut |_| Fate::Deliver);
+        assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    }
+    assert!(
+        now < Time(30_000),
+        "all within the old linger time: {now:?}"
+    );
+    assert_eq!(w.e.stats().phase2_done, 40);
+    assert_eq!(e.e.stats().phase2_done, 40);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+}

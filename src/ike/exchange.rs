@@ -17,8 +17,37 @@ use super::sa::{Handle, IpsecSa};
 use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, Header, ProtocolId};
 use crate::timer::{Time, TimerHandle};
 
-/// How long a finished exchange stays to answer duplicates.
+/// How long what is left of a finished exchange stays to answer duplicates.
 pub const LINGER_SECS: u64 = 30;
+
+/// What stays of a finished exchange for [`LINGER_SECS`]: enough to recognise a
+/// retransmission of the peer's last message and, where our last message answered it,
+/// to send that again (our final message may have been lost). isakmpd keeps the whole
+/// exchange; here the exchange's slot is free at once, so that the exchange table holds
+/// only negotiations in progress.
+pub struct Finished {
+    pub kind: Kind,
+    pub initiator: bool,
+    pub icookie: [u8; 8],
+    pub rcookie: [u8; 8],
+    pub msgid: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub last_recv: Vec<u8>,
+    pub last_sent: Vec<u8>,
+    pub resend_on_dup: bool,
+    pub until: Time,
+}
+
+impl Finished {
+    /// Whether a message of `kind` with header `hd` from `remote` belongs to this one
+    /// (the test [`super::Engine::lookup_exchange`] applies to live exchanges).
+    fn matches(&self, kind: Kind, remote: SocketAddr, hd: &Header) -> bool {
+        self.kind == kind
+            && (self.rcookie == hd.rcookie
+                || (!self.initiator && hd.rcookie == [0; 8] && self.remote == remote))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -175,8 +204,6 @@ pub struct Exchange {
     pub xmits: u32,
     pub next_retransmit: Option<Time>,
     pub deadline: Time,
-    /// Finished: only answers duplicates until `deadline`.
-    pub done: bool,
     /// Our last message answered the peer's last one and has no retransmission timer
     /// (responder's message 2 and 6, initiator's Quick Mode 3): resent when the peer
     /// repeats the message it answered.
@@ -221,7 +248,6 @@ impl Exchange {
             xmits: 0,
             next_retransmit: None,
             deadline: Time(0),
-            done: false,
             resend_on_dup: false,
             timer: None,
             peer_dpd: false,
@@ -289,42 +315,115 @@ impl super::Engine {
 
     /// Finds the exchange a message belongs to and handles exact duplicates: `Ok(None)`
     /// when the message was a duplicate (answered with our last message) or stale.
+    /// Finds the exchange a message belongs to and handles exact duplicates: `None`
+    /// when no exchange (live or finished) has it, `Some(Err(()))` when it was a
+    /// duplicate (answered with our last message where that answered it) or belongs to
+    /// a finished exchange.
     pub(crate) fn lookup_exchange(
         &mut self,
+        now: Time,
         kind: Kind,
         remote: SocketAddr,
         hd: &Header,
         data: &[u8],
     ) -> Option<Result<Handle, ()>> {
-        let h = self.exchanges.find_by(&(hd.icookie, hd.msgid), |x| {
+        let key = (hd.icookie, hd.msgid);
+        if let Some(h) = self.exchanges.find_by(&key, |x| {
             x.kind == kind
                 && (x.rcookie == hd.rcookie
                     || (x.initiator && x.rcookie == [0; 8])
                     // a repeated message 1: the responder's exchange already exists
                     || (!x.initiator && hd.rcookie == [0; 8] && x.remote == remote))
-        })?;
-        let x = self.exchanges.get(h)?;
-        if x.last_recv == data {
-            // message.c `message_check_duplicate`: a repeat of the message our final
-            // message answered means that message was lost: send it again. Any other
-            // repeat is dropped; our retransmission timer covers the rest. (Answering
-            // every repeat would let two peers echo each other forever.)
-            if x.resend_on_dup && !x.last_sent.is_empty() {
-                crate::ike_debug!(
-                    crate::log::DebugClass::Message,
-                    20,
-                    "duplicate from {remote}: resending our last message"
-                );
-                let prefix = self.tx_prefix(x.local);
-                if !self.cfg.passive {
-                    self.outbox.push(x.local, remote, prefix, &x.last_sent);
+        }) {
+            let x = self.exchanges.get(h)?;
+            if x.last_recv == data {
+                // message.c `message_check_duplicate`: a repeat of the message our
+                // final message answered means that message was lost: send it again.
+                // Any other repeat is dropped; our retransmission timer covers the
+                // rest. (Answering every repeat would let two peers echo each other
+                // forever.)
+                let (local, resend) = (x.local, x.resend_on_dup && !x.last_sent.is_empty());
+                if resend {
+                    self.resend_last(local, remote, Some(h), None);
+                }
+                return Some(Err(()));
+            }
+            return Some(Ok(h));
+        }
+        let f = self
+            .finished
+            .find_by(&key, |f| f.matches(kind, remote, hd))?;
+        let e = self.finished.get(f)?;
+        if e.until <= now {
+            self.finished.remove(f);
+            return None;
+        }
+        if e.last_recv == data && e.resend_on_dup && !e.last_sent.is_empty() {
+            let local = e.local;
+            self.resend_last(local, remote, None, Some(f));
+        }
+        Some(Err(()))
+    }
+
+    /// Sends again the last message of a live exchange `x` or of a finished one `f`.
+    fn resend_last(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        x: Option<Handle>,
+        f: Option<Handle>,
+    ) {
+        crate::ike_debug!(
+            crate::log::DebugClass::Message,
+            20,
+            "duplicate from {remote}: resending our last message"
+        );
+        if self.cfg.passive {
+            return;
+        }
+        let prefix = self.tx_prefix(local);
+        let msg = match (x, f) {
+            (Some(x), _) => self.exchanges.get(x).map(|x| &x.last_sent),
+            (_, Some(f)) => self.finished.get(f).map(|f| &f.last_sent),
+            _ => None,
+        };
+        if let Some(msg) = msg {
+            self.outbox.push(local, remote, prefix, msg);
+        }
+    }
+
+    /// The exchange is over: what answers a retransmission of the peer's last message
+    /// moves to the finished cache for [`LINGER_SECS`], and the exchange's slot is free.
+    pub(crate) fn finish_exchange(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        let f = Finished {
+            kind: x.kind,
+            initiator: x.initiator,
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            msgid: x.msgid,
+            local: x.local,
+            remote: x.remote,
+            last_recv: std::mem::take(&mut x.last_recv),
+            last_sent: std::mem::take(&mut x.last_sent),
+            resend_on_dup: x.resend_on_dup,
+            until: now.add_secs(LINGER_SECS),
+        };
+        self.free_exchange(h);
+        // The oldest entry makes room (entries that expired unseen are still queued).
+        if self.finished_order.len() == self.finished_order.capacity()
+            || self.finished.len() == self.finished.capacity()
+        {
+            while let Some(old) = self.finished_order.pop_front() {
+                if self.finished.remove(old).is_some() {
+                    break;
                 }
             }
-            return Some(Err(()));
         }
-        if x.done {
-            return Some(Err(()));
+        if let Some(fh) = self.finished.insert(f) {
+            self.finished_order.push_back(fh);
         }
-        Some(Ok(h))
     }
 }

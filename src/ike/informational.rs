@@ -168,7 +168,6 @@ impl Engine {
                     if n.ty.0 < 8192 {
                         if let Some(h) = self.exchanges.find(|x| {
                             x.kind != Kind::Quick
-                                && !x.done
                                 && x.icookie == hd.icookie
                                 && (x.rcookie == hd.rcookie || x.rcookie == [0; 8])
                                 && x.remote.ip() == remote.ip()
@@ -260,7 +259,6 @@ impl Engine {
                             .iter()
                             .filter(|(_, x)| {
                                 x.kind == Kind::Quick
-                                    && !x.done
                                     && x.icookie == hd.icookie
                                     && x.rcookie == hd.rcookie
                             })

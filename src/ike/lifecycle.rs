@@ -200,7 +200,7 @@ impl Engine {
         if self
             .exchanges
             .iter()
-            .any(|(_, x)| !x.done && x.connection.as_deref() == Some(name.as_str()))
+            .any(|(_, x)| x.connection.as_deref() == Some(name.as_str()))
         {
             return;
         }
@@ -258,9 +258,7 @@ impl Engine {
             return latest.add_millis(EXPIRY_GRACE_MS);
         }
         let negotiating = self.exchanges.iter().any(|(_, x)| {
-            !x.done
-                && x.kind == exchange::Kind::Quick
-                && x.connection.as_deref() == Some(sa.name.as_str())
+            x.kind == exchange::Kind::Quick && x.connection.as_deref() == Some(sa.name.as_str())
         });
         if negotiating || others.any(|(_, o)| o.outbound_pending) {
             hard.add_millis(EXPIRY_GRACE_MS)

@@ -166,6 +166,10 @@ pub struct Engine {
     pub(crate) timers: TimerWheel<TimerKind>,
     /// Exchanges by initiator cookie and message ID.
     pub(crate) exchanges: Table<Exchange, ([u8; 8], u32)>,
+    /// What is left of finished exchanges, to answer duplicates, and the order they
+    /// came in (the oldest makes room).
+    pub(crate) finished: Table<exchange::Finished, ([u8; 8], u32)>,
+    finished_order: VecDeque<Handle>,
     /// ISAKMP SAs by their cookies.
     pub(crate) isakmp_sas: Table<IsakmpSa, ([u8; 8], [u8; 8])>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
@@ -208,6 +212,12 @@ impl Engine {
                 |x| (x.icookie, x.msgid),
                 Keyed(hash_key),
             ),
+            finished: Table::with_capacity(
+                limits.exchanges,
+                |f| (f.icookie, f.msgid),
+                Keyed(hash_key),
+            ),
+            finished_order: VecDeque::with_capacity(limits.exchanges),
             isakmp_sas: Table::with_capacity(
                 limits.isakmp_sas,
                 |s| (s.icookie, s.rcookie),
@@ -296,7 +306,7 @@ impl Engine {
             || self
                 .exchanges
                 .iter()
-                .any(|(_, x)| !x.done && x.connection.as_deref() == Some(name))
+                .any(|(_, x)| x.connection.as_deref() == Some(name))
     }
 
     pub fn set_passive(&mut self, passive: bool) {
@@ -349,7 +359,7 @@ impl Engine {
     }
 
     pub fn exchanges_in_flight(&self) -> usize {
-        self.exchanges.iter().filter(|(_, x)| !x.done).count()
+        self.exchanges.len()
     }
 
     /// One received datagram.
@@ -647,14 +657,12 @@ impl Engine {
         };
         x.timer = None;
         if now >= x.deadline {
-            if !x.done {
-                log::warn!(
-                    "{} with {}: exchange timed out (Exchange-max-time)",
-                    x.name(),
-                    x.remote
-                );
-                self.stats.failed += 1;
-            }
+            log::warn!(
+                "{} with {}: exchange timed out (Exchange-max-time)",
+                x.name(),
+                x.remote
+            );
+            self.stats.failed += 1;
             self.give_up(now, h);
             return;
         }
@@ -746,17 +754,6 @@ impl Engine {
                 });
             }
         }
-    }
-
-    /// Marks an exchange finished: it lingers to answer duplicates.
-    pub(crate) fn finish_exchange(&mut self, now: Time, h: Handle) {
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.done = true;
-            x.next_retransmit = None;
-            x.deadline = now.add_secs(exchange::LINGER_SECS);
-            x.dh = None;
-        }
-        self.arm(h);
     }
 
     /// Queues a datagram (already encrypted if it should be).

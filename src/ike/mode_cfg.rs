@@ -278,7 +278,7 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let sa = self.phase2_sa(hd)?;
-        let r = match self.lookup_exchange(Kind::Transaction, remote, hd, data) {
+        let r = match self.lookup_exchange(now, Kind::Transaction, remote, hd, data) {
             Some(Err(())) => return Ok(()),
             Some(Ok(h)) => self.cfg_answer(now, sa, h, data),
             None => self.cfg_respond(now, local, remote, sa, hd, data),

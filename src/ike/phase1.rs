@@ -351,7 +351,7 @@ impl Engine {
             ));
         }
         let nat_port = self.nat_port();
-        let h = match self.lookup_exchange(kind, remote, hd, data) {
+        let h = match self.lookup_exchange(now, kind, remote, hd, data) {
             Some(Err(())) => return Ok(()),
             Some(Ok(h)) => h,
             None if hd.rcookie != [0; 8] => {
@@ -480,7 +480,7 @@ impl Engine {
         if self
             .exchanges
             .iter()
-            .any(|(_, x)| !x.done && x.kind != Kind::Quick && x.peer == peer.name)
+            .any(|(_, x)| x.kind != Kind::Quick && x.peer == peer.name)
         {
             return Ok(()); // phase 1 in progress; the connection starts when it is done
         }

@@ -490,11 +490,15 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Drop> {
         let sa = self.phase2_sa(hd)?;
-        match self.lookup_exchange(Kind::Quick, remote, hd, data) {
+        match self.lookup_exchange(now, Kind::Quick, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => {
                 let (initiator, step) = {
-                    let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
+                    let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+                    // Recorded before the step runs: a step that ends the exchange hands
+                    // it to the finished cache, which answers its duplicates.
+                    x.last_recv.clear();
+                    x.last_recv.extend_from_slice(data);
                     (x.initiator, x.step)
                 };
                 let r = match (initiator, step) {
@@ -502,14 +506,13 @@ impl Engine {
                     (false, 2) => self.qm_r3(now, h, data),
                     _ => Err(Drop::Silent("unexpected quick mode message at this step")),
                 };
-                match &r {
-                    Ok(()) => {
-                        if let Some(x) = self.exchanges.get_mut(h) {
-                            x.last_recv.clear();
-                            x.last_recv.extend_from_slice(data);
-                        }
-                        self.peer_heard(now, sa, local, remote);
+                if r.is_err() {
+                    if let Some(x) = self.exchanges.get_mut(h) {
+                        x.last_recv.clear();
                     }
+                }
+                match &r {
+                    Ok(()) => self.peer_heard(now, sa, local, remote),
                     Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
                         log::warn!("quick mode with {remote}: {why}");
                         self.stats.failed += 1;
