@@ -360,7 +360,8 @@ fi
 if [ -n "$CORE" ] && budget rekey 95 20; then
 # ---- rekeying: a 40 s phase 2 lifetime, 90 s of pings; no packet may meet a gap.
 start east3 right 192.0.2.2 192.0.2.1 203.0.113.0 198.51.100.0 Passive-connections "Default-phase-2-lifetime=40,10:40"
-sleep 1
+# A slow (emulated, loaded) guest may take more than a second to start it.
+for i in $(seq 1 50); do grep -q "isakmpd started" $W/east3/log && break; sleep 0.2; done
 grep -q "isakmpd started" $W/east3/log && ! grep -q "Address already in use" $W/east3/log \
     && ok "our responder listens for the rekey test" || bad "responder: $(tail -2 $W/east3/log)"
 start west3 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections "Default-phase-2-lifetime=40,10:40"
