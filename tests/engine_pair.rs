@@ -2521,3 +2521,81 @@ fn finished_exchanges_free_their_slots_at_once() {
     assert_eq!(e.e.stats().phase2_done, 40);
     assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
 }
+
+/// Half-open responder exchanges only replace each other: during a flood of Main Mode
+/// message 1 from 2,000 spoofed addresses (2,000 a second for 10 s, far more than the
+/// exchange table holds), a real peer that answers our message 2 completes Main Mode and
+/// Quick Mode within two seconds, and nothing of the flood is logged per datagram.
+#[test]
+fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
+    isakmpd::ike::crypto::init();
+    let responder = Conf::parse(
+        "[Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
+         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
+    )
+    .unwrap()
+    .conf;
+    let initiator = Conf::parse(&format!(
+        "[Phase 1]\n{EAST}=peer\n[Phase 2]\nConnections=conn\n\
+         [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
+    ))
+    .unwrap()
+    .conf;
+    let mut e = node(EAST, &responder, 600);
+    let mut w = node(WEST, &initiator, 601);
+    // The flood's template: a real message 1 (from a throwaway initiator).
+    let mut t = node("192.0.2.9", &initiator, 602);
+    t.e.start_connections(Time(0));
+    let mut buf = vec![0u8; 65535];
+    let n = t.e.poll_transmit(&mut buf).unwrap().len;
+    let template = buf[..n].to_vec();
+    let mut up_at = None;
+    let mut flood = 0u32;
+    for ms in 0..10_000u64 {
+        let now = Time(ms);
+        for _ in 0..2 {
+            let mut d = template.clone();
+            d[..4].copy_from_slice(&flood.to_be_bytes());
+            let i = flood % 2000;
+            let from = SocketAddr::new(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    198,
+                    18,
+                    (i / 200) as u8,
+                    (i % 200) as u8 + 1,
+                )),
+                500,
+            );
+            e.e.handle_datagram(now, e.addr, from, &d);
+            flood += 1;
+        }
+        if ms == 2000 {
+            w.e.start_connections(now);
+        }
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            if t.remote == w.addr {
+                w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+            }
+        }
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+        if up_at.is_none() && w.e.ipsec_sas().count() == 1 {
+            up_at = Some(ms);
+        }
+        assert!(e.e.exchanges_in_flight() <= 512);
+    }
+    let up_at = up_at.expect("the real peer got through");
+    assert!(up_at < 4000, "up {} ms after it started", up_at - 2000);
+    let s = e.e.stats();
+    assert!(s.half_open_evicted > 10_000, "{s:?}");
+    assert_eq!(e.e.ipsec_sas().count(), 1);
+}

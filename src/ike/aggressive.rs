@@ -166,10 +166,7 @@ impl Engine {
         x.dh = Some(dh);
         x.nr = self.random(NONCE_LEN);
         x.qm.idci = Some(idii);
-        let handle = self
-            .exchanges
-            .insert(x)
-            .ok_or(Drop::Silent("exchange table full"))?;
+        let handle = self.insert_half_open(now, x)?;
         if let Err(e) = self.phase1_keys(handle) {
             self.free_exchange(handle);
             return Err(e);

@@ -20,6 +20,9 @@ use crate::timer::{Time, TimerHandle};
 /// How long what is left of a finished exchange stays to answer duplicates.
 pub const LINGER_SECS: u64 = 30;
 
+/// How long a half-open responder exchange waits for message 3.
+pub const HALF_OPEN_SECS: u64 = 10;
+
 /// What stays of a finished exchange for [`LINGER_SECS`]: enough to recognise a
 /// retransmission of the peer's last message and, where our last message answered it,
 /// to send that again (our final message may have been lost). isakmpd keeps the whole
@@ -209,6 +212,9 @@ pub struct Exchange {
     /// repeats the message it answered.
     pub resend_on_dup: bool,
     pub timer: Option<TimerHandle>,
+    /// A responder's Main or Aggressive Mode before message 3: the peer has not shown
+    /// that it receives at its address (it may be anybody's spoofed datagram).
+    pub half_open: bool,
     /// The peer sent the DPD vendor ID (RFC 3706).
     pub peer_dpd: bool,
     /// NAT traversal, once both sides announced it (phase 1).
@@ -250,6 +256,7 @@ impl Exchange {
             deadline: Time(0),
             resend_on_dup: false,
             timer: None,
+            half_open: false,
             peer_dpd: false,
             nat_t: None,
         }

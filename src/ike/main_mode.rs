@@ -137,10 +137,7 @@ impl Engine {
         buf.truncate(n);
         x.step = 2;
         x.resend_on_dup = true;
-        let handle = self
-            .exchanges
-            .insert(x)
-            .ok_or(Drop::Silent("exchange table full"))?;
+        let handle = self.insert_half_open(now, x)?;
         self.capture_msg(remote, local, data);
         log::info!(
             "main mode with {remote} ({}) started as responder",

@@ -143,6 +143,10 @@ pub struct Stats {
     pub dpd_dead: u64,
     /// Unprotected notifications not sent because too many went out that second.
     pub notifies_suppressed: u64,
+    /// Half-open responder exchanges dropped to make room for newer ones, and those
+    /// whose peer never answered.
+    pub half_open_evicted: u64,
+    pub half_open_expired: u64,
 }
 
 /// The largest IKE message we take (a UDP datagram's payload).
@@ -170,6 +174,10 @@ pub struct Engine {
     /// came in (the oldest makes room).
     pub(crate) finished: Table<exchange::Finished, ([u8; 8], u32)>,
     finished_order: VecDeque<Handle>,
+    /// Half-open responder exchanges, oldest first (entries that made progress or went
+    /// are skipped), and how many there are.
+    pub(crate) half_open: VecDeque<Handle>,
+    pub(crate) half_open_count: usize,
     /// ISAKMP SAs by their cookies.
     pub(crate) isakmp_sas: Table<IsakmpSa, ([u8; 8], [u8; 8])>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
@@ -218,6 +226,8 @@ impl Engine {
                 Keyed(hash_key),
             ),
             finished_order: VecDeque::with_capacity(limits.exchanges),
+            half_open: VecDeque::with_capacity(2 * limits.half_open),
+            half_open_count: 0,
             isakmp_sas: Table::with_capacity(
                 limits.isakmp_sas,
                 |s| (s.icookie, s.rcookie),
@@ -356,6 +366,11 @@ impl Engine {
     /// The `-r` seed, if randomness is deterministic.
     pub fn seed(&self) -> Option<u64> {
         self.cfg.seed
+    }
+
+    /// Responder exchanges still waiting for the peer's message 3.
+    pub fn half_open_exchanges(&self) -> usize {
+        self.half_open_count
     }
 
     pub fn exchanges_in_flight(&self) -> usize {
@@ -656,6 +671,19 @@ impl Engine {
             return;
         };
         x.timer = None;
+        if now >= x.deadline && x.half_open {
+            // Nobody answered our message 2: most likely a spoofed message 1, not
+            // worth a log line each.
+            crate::ike_debug!(
+                DebugClass::Exchange,
+                10,
+                "half-open exchange from {} expired",
+                x.remote
+            );
+            self.stats.half_open_expired += 1;
+            self.give_up(now, h);
+            return;
+        }
         if now >= x.deadline {
             log::warn!(
                 "{} with {}: exchange timed out (Exchange-max-time)",
@@ -727,6 +755,9 @@ impl Engine {
         if let Some(x) = self.exchanges.remove(h) {
             if let Some(t) = x.timer {
                 self.timers.cancel(t);
+            }
+            if x.half_open {
+                self.half_open_count -= 1;
             }
             for sa in x.qm.pending_in {
                 log::info!(

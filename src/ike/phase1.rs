@@ -317,6 +317,70 @@ impl Exchange {
 }
 
 impl Engine {
+    /// Stores a responder's new exchange as half-open: it expires in
+    /// [`HALF_OPEN_SECS`], and when the half-open exchanges of its source address, or all
+    /// of them, or the whole exchange table are at their limit, the oldest half-open one
+    /// (of that address, else of all) makes room. A flood of message 1 from spoofed
+    /// addresses thus only ever replaces itself, and cannot lock out a peer that
+    /// answers our message 2.
+    pub(crate) fn insert_half_open(&mut self, now: Time, mut x: Exchange) -> Result<Handle, Drop> {
+        let limits = self.policy.limits;
+        let ip = x.remote.ip();
+        let (mut from_source, mut oldest_of_source) = (0, None);
+        for &h in &self.half_open {
+            if let Some(e) = self.exchanges.get(h) {
+                if e.half_open && e.remote.ip() == ip {
+                    from_source += 1;
+                    oldest_of_source.get_or_insert(h);
+                }
+            }
+        }
+        let victim = if from_source >= limits.half_open_per_source {
+            oldest_of_source
+        } else if self.half_open_count >= limits.half_open
+            || self.exchanges.len() == self.exchanges.capacity()
+        {
+            self.oldest_half_open()
+        } else {
+            None
+        };
+        if let Some(v) = victim {
+            self.stats.half_open_evicted += 1;
+            self.free_exchange(v);
+        }
+        // The queue keeps room: stale entries go first, a live one at its head is the
+        // oldest half-open exchange and goes too.
+        while self.half_open.len() >= self.half_open.capacity() {
+            match self.half_open.pop_front() {
+                Some(h) if self.exchanges.get(h).is_some_and(|e| e.half_open) => {
+                    self.stats.half_open_evicted += 1;
+                    self.free_exchange(h);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        x.half_open = true;
+        x.deadline = now.add_secs(super::exchange::HALF_OPEN_SECS);
+        let h = self
+            .exchanges
+            .insert(x)
+            .ok_or(Drop::Silent("exchange table full"))?;
+        self.half_open_count += 1;
+        self.half_open.push_back(h);
+        Ok(h)
+    }
+
+    /// Takes the oldest live half-open exchange off the queue.
+    fn oldest_half_open(&mut self) -> Option<Handle> {
+        while let Some(h) = self.half_open.pop_front() {
+            if self.exchanges.get(h).is_some_and(|e| e.half_open) {
+                return Some(h);
+            }
+        }
+        None
+    }
+
     /// Room for one more ISAKMP SA. Checked before the message that makes the peer
     /// believe in phase 1 (Main Mode 5 and 6, Aggressive Mode 2 and 3), and before
     /// anything of the message it answers is taken in: with the table full the message
@@ -392,6 +456,16 @@ impl Engine {
             (Kind::Aggressive, false, 2) => self.am_r3(now, h, local, remote, data),
             _ => Err(Drop::Silent("unexpected message at this step")),
         };
+        if r.is_ok() {
+            // The peer answered our message 2 with our cookie: no longer half-open.
+            let max = self.policy.exchange_max_time.into();
+            if let Some(x) = self.exchanges.get_mut(h).filter(|x| x.half_open) {
+                x.half_open = false;
+                x.deadline = now.add_secs(max);
+                self.half_open_count -= 1;
+                self.arm(h);
+            }
+        }
         if let Err(e) = &r {
             if let Drop::Notify(n, why) = e {
                 if *n != NotifyType::PAYLOAD_MALFORMED {

@@ -257,10 +257,15 @@ pub struct Connection {
 /// How many of each thing the engine keeps at most. The tables are allocated once, at
 /// startup, for these numbers (their pages are touched only as slots come into use); a
 /// full table drops what would need a new slot and counts it. `[General]` tags of this
-/// daemon (isakmpd has no fixed tables): Max-exchanges, Max-phase1-SAs, Max-phase2-SAs.
+/// daemon (isakmpd has no fixed tables): Max-exchanges, Max-phase1-SAs, Max-phase2-SAs,
+/// Max-half-open (default half the exchanges), Max-half-open-per-source (8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub exchanges: usize,
+    /// Responder exchanges whose peer has not yet shown that it receives at its address
+    /// (Main and Aggressive Mode before message 3), in all and from one IP address.
+    pub half_open: usize,
+    pub half_open_per_source: usize,
     pub isakmp_sas: usize,
     pub ipsec_sas: usize,
 }
@@ -270,6 +275,8 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             exchanges: 512,
+            half_open: 256,
+            half_open_per_source: 8,
             isakmp_sas: 1024,
             ipsec_sas: 2048,
         }
@@ -284,8 +291,20 @@ impl Limits {
             conf.get_num("General", tag, def as u64)
                 .clamp(16, 1_000_000) as usize
         };
+        let exchanges = n("Max-exchanges", d.exchanges);
+        let half_open = conf
+            .get_num("General", "Max-half-open", (exchanges / 2) as u64)
+            .clamp(1, exchanges as u64) as usize;
         Limits {
-            exchanges: n("Max-exchanges", d.exchanges),
+            exchanges,
+            half_open,
+            half_open_per_source: conf
+                .get_num(
+                    "General",
+                    "Max-half-open-per-source",
+                    d.half_open_per_source as u64,
+                )
+                .clamp(1, half_open as u64) as usize,
             isakmp_sas: n("Max-phase1-SAs", d.isakmp_sas),
             ipsec_sas: n("Max-phase2-SAs", d.ipsec_sas),
         }
