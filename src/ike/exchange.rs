@@ -103,15 +103,8 @@ pub struct QmState {
     /// Responder: the SAs whose inbound half is in the kernel, waiting for message 3.
     /// Taken back if the exchange dies without it.
     pub pending_in: Vec<IpsecSa>,
-    /// Kernel requests this exchange waits for, by ticket.
-    pub waiting: Vec<(u32, Wait)>,
-    /// What to do once `waiting` is empty.
-    pub resume: Option<Resume>,
-    /// The first failure the kernel reported while we waited.
-    pub kernel_error: Option<String>,
-    /// A message (cleartext for the capture, and as sent) held until the kernel has
-    /// installed what it announces.
-    pub held: Option<(Vec<u8>, Vec<u8>)>,
+    /// What the exchange waits for from the kernel, and where it goes on.
+    pub kernel: KernelWait,
     /// IPsec SAs entered in the table whose installation the kernel has not yet confirmed.
     pub committed: Vec<Handle>,
     /// Inbound SPIs the kernel reserved for us that no SA uses yet (given back if the
@@ -144,19 +137,44 @@ pub enum Wait {
     Install,
 }
 
-/// Where a Quick Mode exchange continues once the kernel has answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A Quick Mode exchange's business with the kernel: the requests not yet answered, the
+/// first failure reported, and where the exchange goes once the last answer is in (one
+/// value, where a resume point, a held message, a ticket list and an error had to agree).
+#[derive(Default)]
+pub struct KernelWait {
+    /// Requests not yet answered, by ticket.
+    pub pending: Vec<(u32, Wait)>,
+    pub error: Option<String>,
+    pub then: Option<Resume>,
+}
+
+/// Where a Quick Mode exchange continues once the kernel has answered; a message that
+/// announces SAs travels with it until they are installed.
 pub enum Resume {
     /// Initiator: the SPIs are reserved; send message 1.
     SendMessage1,
     /// Responder: the SPIs are reserved; build message 2, install the inbound SAs.
     BuildMessage2,
-    /// Responder: the inbound SAs are in; send message 2.
-    SendMessage2,
+    /// Responder: the inbound SAs are in; send message 2 (cleartext for the capture, and
+    /// as sent).
+    SendMessage2 { clear: Vec<u8>, msg: Vec<u8> },
     /// Initiator: both directions are in; send message 3, done.
-    SendMessage3,
+    SendMessage3 { clear: Vec<u8>, msg: Vec<u8> },
     /// Responder: the outbound SAs and flows are in; done.
     Finish,
+}
+
+impl std::fmt::Debug for Resume {
+    /// The step only: the held messages stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resume::SendMessage1 => "SendMessage1",
+            Resume::BuildMessage2 => "BuildMessage2",
+            Resume::SendMessage2 { .. } => "SendMessage2",
+            Resume::SendMessage3 { .. } => "SendMessage3",
+            Resume::Finish => "Finish",
+        })
+    }
 }
 
 /// The responder's copy of the proposal it chose, for message 2.

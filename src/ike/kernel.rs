@@ -33,7 +33,7 @@ impl Engine {
         let ticket = self.ticket;
         crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?} (ticket {ticket})");
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.qm.waiting.push((ticket, wait));
+            x.qm.kernel.pending.push((ticket, wait));
         }
         self.kernel.push_back(KernelOp { ticket, req });
     }
@@ -44,7 +44,7 @@ impl Engine {
     pub fn kernel_reply(&mut self, now: Time, ticket: u32, reply: KernelReply) {
         let Some(h) = self
             .exchanges
-            .find(|x| x.qm.waiting.iter().any(|(t, _)| *t == ticket))
+            .find(|x| x.qm.kernel.pending.iter().any(|(t, _)| *t == ticket))
         else {
             crate::ike_debug!(
                 crate::log::DebugClass::Sysdep,
@@ -60,10 +60,10 @@ impl Engine {
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
-        let Some(pos) = x.qm.waiting.iter().position(|(t, _)| *t == ticket) else {
+        let Some(pos) = x.qm.kernel.pending.iter().position(|(t, _)| *t == ticket) else {
             return;
         };
-        let (_, wait) = x.qm.waiting.remove(pos);
+        let (_, wait) = x.qm.kernel.pending.remove(pos);
         match (wait, reply) {
             (Wait::Spi(i), KernelReply::Spi(spi)) => {
                 let protocol = if x.initiator {
@@ -80,37 +80,38 @@ impl Engine {
                 match protocol {
                     Some(p) => x.qm.reserved.push((p, spi)),
                     None => {
-                        x.qm.kernel_error
+                        x.qm.kernel
+                            .error
                             .get_or_insert("SPI for no proposal".into());
                     }
                 }
             }
             (Wait::Install, KernelReply::Done) => {}
             (_, KernelReply::Failed(e)) => {
-                x.qm.kernel_error.get_or_insert(e);
+                x.qm.kernel.error.get_or_insert(e);
             }
             (w, r) => {
-                x.qm.kernel_error
+                x.qm.kernel
+                    .error
                     .get_or_insert(format!("kernel answered {r:?} to {w:?}"));
             }
         }
-        if !x.qm.waiting.is_empty() {
+        if !x.qm.kernel.pending.is_empty() {
             return;
         }
-        if let Some(e) = x.qm.kernel_error.take() {
+        if let Some(e) = x.qm.kernel.error.take() {
             self.kernel_refused(now, h, &e);
             return;
         }
-        let held = x.qm.held.take();
-        match (x.qm.resume.take(), held) {
-            (Some(Resume::SendMessage1), _) => {
+        match x.qm.kernel.then.take() {
+            Some(Resume::SendMessage1) => {
                 if let Err(e) = self.qm_send_1(now, h) {
                     log::warn!("quick mode: {e}");
                     self.stats.failed += 1;
                     self.free_exchange(h);
                 }
             }
-            (Some(Resume::BuildMessage2), _) => {
+            Some(Resume::BuildMessage2) => {
                 if let Err(e) = self.qm_send_2(now, h) {
                     let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
                     log::warn!("quick mode: {e}");
@@ -118,11 +119,11 @@ impl Engine {
                     self.free_exchange(h);
                 }
             }
-            (Some(then @ (Resume::SendMessage2 | Resume::SendMessage3)), Some((c, m))) => {
-                self.send_held(now, h, then, c, m)
+            Some(then @ (Resume::SendMessage2 { .. } | Resume::SendMessage3 { .. })) => {
+                self.send_held(now, h, then)
             }
-            (Some(Resume::Finish), _) => self.phase2_up(now, h),
-            (r, _) => {
+            Some(Resume::Finish) => self.phase2_up(now, h),
+            r => {
                 crate::ike_debug!(
                     crate::log::DebugClass::Sysdep,
                     10,

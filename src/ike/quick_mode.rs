@@ -261,7 +261,7 @@ impl Engine {
             self.kernel_wait(h, Wait::Spi(i), KernelReq::GetSpi { protocol, src, dst });
         }
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.qm.resume = Some(then);
+            x.qm.kernel.then = Some(then);
         }
         self.arm(h);
         let _ = now;
@@ -875,45 +875,33 @@ impl Engine {
         x.iv = iv;
         x.step = 2;
         self.install_inbound(now, handle)?;
-        self.send_when_installed(now, handle, clear, buf, Resume::SendMessage2);
+        let then = Resume::SendMessage2 { clear, msg: buf };
+        self.send_when_installed(now, handle, then);
         Ok(())
     }
 
     /// Sends a message that announces SAs at once if nothing is pending in the kernel,
     /// else holds it until the kernel confirms (then [`Self::kernel_reply`] sends it).
-    fn send_when_installed(
-        &mut self,
-        now: Time,
-        h: Handle,
-        clear: Vec<u8>,
-        msg: Vec<u8>,
-        then: Resume,
-    ) {
+    fn send_when_installed(&mut self, now: Time, h: Handle, then: Resume) {
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
-        if x.qm.waiting.is_empty() {
-            self.send_held(now, h, then, clear, msg);
+        if x.qm.kernel.pending.is_empty() {
+            self.send_held(now, h, then);
         } else {
-            x.qm.held = Some((clear, msg));
-            x.qm.resume = Some(then);
+            x.qm.kernel.then = Some(then);
             x.next_retransmit = None;
             self.arm(h);
         }
     }
 
     /// Sends message 2 or 3 once what it announces is installed.
-    pub(crate) fn send_held(
-        &mut self,
-        now: Time,
-        h: Handle,
-        then: Resume,
-        clear: Vec<u8>,
-        msg: Vec<u8>,
-    ) {
+    pub(crate) fn send_held(&mut self, now: Time, h: Handle, then: Resume) {
         match then {
-            Resume::SendMessage2 => self.send_step_captured(now, h, clear, msg, true),
-            _ => {
+            Resume::SendMessage2 { clear, msg } => {
+                self.send_step_captured(now, h, clear, msg, true)
+            }
+            Resume::SendMessage3 { clear, msg } => {
                 if let Some(x) = self.exchanges.get_mut(h) {
                     x.step = 3;
                     x.resend_on_dup = true;
@@ -921,6 +909,7 @@ impl Engine {
                 self.send_step_captured(now, h, clear, msg, false);
                 self.phase2_up(now, h);
             }
+            _ => {}
         }
     }
 
@@ -1129,7 +1118,8 @@ impl Engine {
             });
         }
         self.phase2_commit(now, h)?;
-        self.send_when_installed(now, h, clear, buf, Resume::SendMessage3);
+        let then = Resume::SendMessage3 { clear, msg: buf };
+        self.send_when_installed(now, h, then);
         Ok(())
     }
 
@@ -1166,8 +1156,8 @@ impl Engine {
         self.capture_msg(remote, local, &clear);
         self.phase2_commit(now, h)?;
         match self.exchanges.get_mut(h) {
-            Some(x) if !x.qm.waiting.is_empty() => {
-                x.qm.resume = Some(Resume::Finish);
+            Some(x) if !x.qm.kernel.pending.is_empty() => {
+                x.qm.kernel.then = Some(Resume::Finish);
                 self.arm(h);
             }
             _ => self.phase2_up(now, h),
