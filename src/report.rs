@@ -261,6 +261,9 @@ pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
     let _ = writeln!(out, "half-open-evicted: {}", s.half_open_evicted);
     let _ = writeln!(out, "half-open-expired: {}", s.half_open_expired);
     let _ = writeln!(out, "notifies-suppressed: {}", s.notifies_suppressed);
+    for (k, n) in crate::ike::DropKind::ALL.iter().zip(s.drops) {
+        let _ = writeln!(out, "dropped-{}: {n}", k.name().replace(' ', "-"));
+    }
     let _ = writeln!(out, "exchanges: {}", e.exchanges().count());
     for x in e.exchanges() {
         let _ = writeln!(

@@ -43,6 +43,7 @@ pub mod sa;
 pub mod wire;
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
@@ -143,6 +144,8 @@ pub struct Stats {
     pub dpd_dead: u64,
     /// Unprotected notifications not sent because too many went out that second.
     pub notifies_suppressed: u64,
+    /// Dropped datagrams by reason ([`DropKind`]).
+    pub drops: [u64; DropKind::ALL.len()],
     /// Half-open responder exchanges dropped to make room for newer ones, and those
     /// whose peer never answered.
     pub half_open_evicted: u64,
@@ -199,7 +202,12 @@ pub struct Engine {
     /// Connections to (re)start when nothing carries them: started at load and by `c`.
     wanted: Vec<String>,
     pub(crate) creds: auth::Credentials,
-    drop_log: LogLimit,
+    drop_log: [LogLimit; DropKind::ALL.len()],
+    /// A drop warning was held back since the last summary, which was at
+    /// `drop_summary_at` and had seen `drops_summed`.
+    drop_held_back: bool,
+    drop_summary_at: Time,
+    drops_summed: [u64; DropKind::ALL.len()],
     /// Unprotected notifications sent, by the second.
     notify_limit: LogLimit,
 }
@@ -247,7 +255,12 @@ impl Engine {
             stats: Stats::default(),
             wanted: Vec::new(),
             creds: auth::Credentials::default(),
-            drop_log: LogLimit::default(),
+            // Five warnings per reason per summary period: a flood shows as a few lines
+            // and one summary every ten seconds.
+            drop_log: [LogLimit::new(5, DROP_SUMMARY_SECS * 1000); DropKind::ALL.len()],
+            drop_held_back: false,
+            drop_summary_at: now,
+            drops_summed: [0; DropKind::ALL.len()],
             notify_limit: LogLimit::default(),
         };
         e.configure(conf);
@@ -389,7 +402,7 @@ impl Engine {
         self.stats.bytes_received += data.len() as u64;
         if self.cfg.passive {
             // isakmpd(8) -S: no incoming traffic is processed until `M active`.
-            self.stats.datagrams_dropped += 1;
+            self.count_drop(DropKind::Passive);
             crate::ike_debug!(
                 DebugClass::Message,
                 30,
@@ -405,7 +418,7 @@ impl Engine {
             match data.strip_prefix(&nat_t::NON_ESP_MARKER) {
                 Some(d) => d,
                 None => {
-                    self.stats.datagrams_dropped += 1;
+                    self.count_drop(DropKind::NotIsakmp);
                     crate::ike_debug!(
                         DebugClass::Message,
                         10,
@@ -418,7 +431,7 @@ impl Engine {
             data
         };
         if data.len() < ISAKMP_HEADER_LEN {
-            self.stats.datagrams_dropped += 1;
+            self.count_drop(DropKind::NotIsakmp);
             crate::ike_debug!(
                 DebugClass::Message,
                 10,
@@ -431,14 +444,20 @@ impl Engine {
             Ok(h) => h,
             Err(e) => {
                 // message.c: a bad length is dropped without a reply.
-                self.stats.datagrams_dropped += 1;
-                self.drop_msg(now, remote, wire::ExchangeType(data[18]), e.reason);
+                self.count_drop(DropKind::BadHeader);
+                self.drop_msg(
+                    now,
+                    remote,
+                    wire::ExchangeType(data[18]),
+                    DropKind::BadHeader,
+                    e.reason,
+                );
                 return;
             }
         };
         if let Err(e) = header.check() {
-            self.stats.datagrams_dropped += 1;
-            self.drop_msg(now, remote, header.exchange, e.reason);
+            self.count_drop(DropKind::BadHeader);
+            self.drop_msg(now, remote, header.exchange, DropKind::BadHeader, e.reason);
             if header.rcookie == [0; 8] {
                 return;
             }
@@ -471,11 +490,12 @@ impl Engine {
             )),
         };
         if let Err(d) = r {
-            self.stats.datagrams_dropped += 1;
+            let kind = DropKind::of(&d);
+            self.count_drop(kind);
             match d {
-                Drop::Silent(why) => self.drop_msg(now, remote, header.exchange, why),
+                Drop::Silent(why) => self.drop_msg(now, remote, header.exchange, kind, why),
                 Drop::Notify(n, why) => {
-                    self.drop_msg(now, remote, header.exchange, why);
+                    self.drop_msg(now, remote, header.exchange, kind, why);
                     if header.rcookie != [0; 8]
                         || header.exchange == wire::ExchangeType::ID_PROT
                         || header.exchange == wire::ExchangeType::AGGRESSIVE
@@ -487,18 +507,56 @@ impl Engine {
         }
     }
 
-    /// The warning for a dropped message, rate limited: anyone can send us garbage, and
-    /// the log must not become their amplifier.
-    fn drop_msg(&mut self, now: Time, remote: SocketAddr, exchange: wire::ExchangeType, why: &str) {
-        if let Some(suppressed) = self.drop_log.allow(now) {
-            if suppressed > 0 {
-                log::warn!("{suppressed} further dropped messages not logged");
-            }
+    fn count_drop(&mut self, kind: DropKind) {
+        self.stats.datagrams_dropped += 1;
+        self.stats.drops[kind as usize] += 1;
+    }
+
+    /// The warning for a dropped message, rate limited per reason (a flood of one kind
+    /// does not hide the others): anyone can send us garbage, and the log must not
+    /// become their amplifier. What was held back is summed up every
+    /// [`DROP_SUMMARY_SECS`] by [`Self::drop_summary`].
+    fn drop_msg(
+        &mut self,
+        now: Time,
+        remote: SocketAddr,
+        exchange: wire::ExchangeType,
+        kind: DropKind,
+        why: &str,
+    ) {
+        if self.drop_log[kind as usize].allow(now).is_some() {
             log::warn!(
                 "dropped {} message from {remote}: {why}",
                 exchange_name(exchange)
             );
+        } else {
+            self.drop_held_back = true;
         }
+        self.drop_summary(now);
+    }
+
+    /// Every [`DROP_SUMMARY_SECS`], if warnings were held back: one line with what was
+    /// dropped since the last summary, by reason.
+    fn drop_summary(&mut self, now: Time) {
+        if !self.drop_held_back || now < self.drop_summary_at.add_secs(DROP_SUMMARY_SECS) {
+            return;
+        }
+        let mut line = heapless::String::<256>::new();
+        let mut total = 0;
+        for (i, k) in DropKind::ALL.iter().enumerate() {
+            let n = self.stats.drops[i] - self.drops_summed[i];
+            if n > 0 {
+                total += n;
+                let _ = write!(line, ", {n} {}", k.name());
+            }
+        }
+        log::warn!(
+            "{total} datagrams dropped in the last {} s{line}",
+            self.drop_summary_at.until(now) / 1000
+        );
+        self.drops_summed = self.stats.drops;
+        self.drop_summary_at = now;
+        self.drop_held_back = false;
     }
 
     /// Our address towards `remote` when the socket is bound to a wildcard.
@@ -629,6 +687,7 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
+        self.drop_summary(now);
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
         self.timers.expire(now, |_, kind| fired.push(kind));
@@ -858,7 +917,7 @@ impl Engine {
     /// An unprotected notification about a message we could not accept (message.c
     /// `message_drop` with a notify): only before keys exist, so it carries no hash.
     ///
-    /// At most [`LOG_BURST`] a second in all: the sender of a message we refuse before
+    /// At most ten a second in all: the sender of a message we refuse before
     /// keys exist has proven nothing, not even its address, and answering every piece of
     /// ISAKMP-shaped garbage would make us a reflector.
     pub(crate) fn notify_unprotected(
@@ -1052,6 +1111,73 @@ pub(crate) fn refused(
     Drop::Notify(ty, reason)
 }
 
+/// How often held-back drop warnings are summed up.
+pub const DROP_SUMMARY_SECS: u64 = 10;
+
+/// Why a datagram was dropped, for the counters and the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropKind {
+    /// Not IKE at all: shorter than a header, or no non-ESP marker on the NAT-T port.
+    NotIsakmp,
+    /// A header that does not hold (length, version, flags).
+    BadHeader,
+    UnknownExchange,
+    /// Cookies or a message ID nobody here knows.
+    NoSuchExchange,
+    /// Payloads that do not parse or a message its script does not allow.
+    Malformed,
+    /// A well-formed message we refuse: no proposal, authentication, IDs, tables full.
+    Refused,
+    /// Passive mode (-S): nothing is processed.
+    Passive,
+    Other,
+}
+
+impl DropKind {
+    pub const ALL: [DropKind; 8] = [
+        DropKind::NotIsakmp,
+        DropKind::BadHeader,
+        DropKind::UnknownExchange,
+        DropKind::NoSuchExchange,
+        DropKind::Malformed,
+        DropKind::Refused,
+        DropKind::Passive,
+        DropKind::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropKind::NotIsakmp => "not ISAKMP",
+            DropKind::BadHeader => "bad header",
+            DropKind::UnknownExchange => "unknown exchange type",
+            DropKind::NoSuchExchange => "no such exchange or SA",
+            DropKind::Malformed => "malformed",
+            DropKind::Refused => "refused",
+            DropKind::Passive => "passive",
+            DropKind::Other => "other",
+        }
+    }
+
+    fn of(d: &Drop) -> DropKind {
+        match d {
+            Drop::Notify(n, _) => match *n {
+                NotifyType::UNSUPPORTED_EXCHANGE_TYPE => DropKind::UnknownExchange,
+                NotifyType::INVALID_COOKIE | NotifyType::INVALID_MESSAGE_ID => {
+                    DropKind::NoSuchExchange
+                }
+                NotifyType::PAYLOAD_MALFORMED
+                | NotifyType::INVALID_PAYLOAD_TYPE
+                | NotifyType::BAD_PROPOSAL_SYNTAX
+                | NotifyType::INVALID_FLAGS => DropKind::Malformed,
+                _ => DropKind::Refused,
+            },
+            Drop::Silent(why) if why.contains("no known") => DropKind::NoSuchExchange,
+            Drop::Silent(why) if why.contains("table full") => DropKind::Refused,
+            Drop::Silent(_) => DropKind::Other,
+        }
+    }
+}
+
 /// isakmpd's names of the exchange types, for log lines.
 fn exchange_name(t: wire::ExchangeType) -> &'static str {
     match t {
@@ -1064,27 +1190,42 @@ fn exchange_name(t: wire::ExchangeType) -> &'static str {
     }
 }
 
-/// Warnings per second before they are counted instead of logged.
-const LOG_BURST: u32 = 10;
-
-/// A burst of [`LOG_BURST`] lines per second; what goes over is counted and reported
-/// with the next line that passes.
-#[derive(Debug, Default)]
+/// So many events per window (the first ones pass, the rest are counted).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct LogLimit {
-    second: u64,
+    burst: u32,
+    window_ms: u64,
+    window: u64,
     count: u32,
     suppressed: u64,
 }
 
+impl Default for LogLimit {
+    /// Ten a second: unprotected notifications.
+    fn default() -> LogLimit {
+        LogLimit::new(10, 1000)
+    }
+}
+
 impl LogLimit {
-    /// `Some(n)`: log now, after saying that `n` lines were held back; `None`: held back.
+    pub(crate) const fn new(burst: u32, window_ms: u64) -> LogLimit {
+        LogLimit {
+            burst,
+            window_ms,
+            window: 0,
+            count: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: go ahead, `n` were held back before; `None`: held back.
     pub(crate) fn allow(&mut self, now: Time) -> Option<u64> {
-        let s = now.millis() / 1000;
-        if s != self.second {
-            self.second = s;
+        let w = now.millis() / self.window_ms;
+        if w != self.window {
+            self.window = w;
             self.count = 0;
         }
-        if self.count >= LOG_BURST {
+        if self.count >= self.burst {
             self.suppressed += 1;
             return None;
         }
@@ -1135,6 +1276,8 @@ mod tests {
                 datagrams_received: 2,
                 datagrams_dropped: 2,
                 bytes_received: 70,
+                // One too short to be ISAKMP, one whose header does not hold.
+                drops: [1, 1, 0, 0, 0, 0, 0, 0],
                 ..Stats::default()
             }
         );
