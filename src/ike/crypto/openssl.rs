@@ -360,9 +360,14 @@ impl DhPrivate {
                 enc[1..1 + peer.len()].copy_from_slice(peer);
                 let pt = EcPoint::from_bytes(&g, &enc[..1 + peer.len()], &mut ctx)
                     .map_err(|_| CryptoError::BadPublicValue)?;
+                // On the curve (and so, the NIST prime curves having cofactor 1, in the
+                // group of prime order: SP 800-56A partial validation is full validation
+                // here). OpenSSL's key check would add a multiplication by the order.
+                if !pt.is_on_curve(&g, &mut ctx).map_err(lib)? {
+                    return Err(CryptoError::BadPublicValue);
+                }
                 let ec =
                     EcKey::from_public_key(&g, &pt).map_err(|_| CryptoError::BadPublicValue)?;
-                ec.check_key().map_err(|_| CryptoError::BadPublicValue)?;
                 PKey::from_ec_key(ec).map_err(lib)?
             }
             Group::X25519 => PKey::public_key_from_raw_bytes(peer, Id::X25519)
@@ -372,9 +377,9 @@ impl DhPrivate {
         // The peer's value was checked above: 1 < y < p-1 for the safe-prime MODP groups
         // (RFC 2409 peers and isakmpd do exactly this; NIST SP 800-56A's partial
         // validation), on the curve for ECP. OpenSSL's own full check would add a modular
-        // exponentiation per negotiation (y^q mod p, some 2.3 ms for MODP2048) and tells
-        // a safe-prime group nothing the range check has not.
-        let validate = !matches!(self.group, Group::Modp(_));
+        // exponentiation (y^q mod p, some 2.3 ms for MODP2048) or a point multiplication
+        // per negotiation and tell these groups nothing the checks above have not.
+        let validate = matches!(self.group, Group::X25519);
         d.set_peer_ex(&peer_key, validate)
             .map_err(|_| CryptoError::BadPublicValue)?;
         let mut out = [0u8; 1024];
