@@ -2271,29 +2271,10 @@ fn deleted_sas_leave_no_timers_behind() {
 #[test]
 fn a_full_isakmp_sa_table_answers_no_message_5_until_a_slot_is_free() {
     isakmpd::ike::crypto::init();
-    let responder = Conf::parse(
-        "[General]\nMax-phase1-SAs=16\nRetransmits=5\nExchange-max-time=120\n\
-         [Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
-         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
-         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
-    )
-    .unwrap()
-    .conf;
+    let general = "Retransmits=5\nExchange-max-time=120\n";
+    let responder = any_peer_responder(&format!("Max-phase1-SAs=16\n{general}"));
     let mut e = node(EAST, &responder, 300);
-    let initiator = |me: &str| {
-        let text = format!(
-            "[General]\nRetransmits=5\nExchange-max-time=120\n[Phase 1]\n{EAST}=peer\n\
-             [Phase 2]\nConnections=conn\n\
-             [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\n\
-             [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-             [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-             [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
-        );
-        let _ = me;
-        Conf::parse(&text).unwrap().conf
-    };
+    let initiator = |_me: &str| initiator_to_east(general, "", "");
     let addr = |i: usize| format!("192.0.2.{}", 10 + i);
     let mut ws: Vec<Node> = (0..17)
         .map(|i| node(&addr(i), &initiator(&addr(i)), 310 + i as u64))
@@ -2371,25 +2352,10 @@ fn a_full_isakmp_sa_table_answers_no_message_5_until_a_slot_is_free() {
 #[test]
 fn initial_contact_clears_only_the_senders_own_sas() {
     isakmpd::ike::crypto::init();
-    let responder = Conf::parse(
-        "[Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
-         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
-         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
-    )
-    .unwrap()
-    .conf;
-    let mut e = node(EAST, &responder, 400);
+    let mut e = node(EAST, &any_peer_responder(""), 400);
     let initiator = |name: &str, port: u16, seed: u64| {
-        let text = format!(
-            "[Phase 1]\n{EAST}=peer\n[Phase 2]\nConnections=conn\n\
-             [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\nID=me\n\
-             [me]\nID-type=FQDN\nName={name}.example\n\
-             [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-             [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-             [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
-        );
+        let id = format!("[me]\nID-type=FQDN\nName={name}.example\n");
+        let conf = initiator_to_east("", "ID=me\n", &id);
         let mut en = Engine::new(
             EngineConfig {
                 seed: Some(seed),
@@ -2397,7 +2363,7 @@ fn initial_contact_clears_only_the_senders_own_sas() {
                 port: Some(port),
                 ..Default::default()
             },
-            &Conf::parse(&text).unwrap().conf,
+            &conf,
             Time(0),
             isakmpd::ike::crypto::random_source(Some(seed)),
         );
@@ -2529,24 +2495,8 @@ fn finished_exchanges_free_their_slots_at_once() {
 #[test]
 fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
     isakmpd::ike::crypto::init();
-    let responder = Conf::parse(
-        "[Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
-         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
-         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n",
-    )
-    .unwrap()
-    .conf;
-    let initiator = Conf::parse(&format!(
-        "[Phase 1]\n{EAST}=peer\n[Phase 2]\nConnections=conn\n\
-         [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\n\
-         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
-         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
-         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
-    ))
-    .unwrap()
-    .conf;
+    let responder = any_peer_responder("");
+    let initiator = initiator_to_east("", "", "");
     let mut e = node(EAST, &responder, 600);
     let mut w = node(WEST, &initiator, 601);
     // The flood's template: a real message 1 (from a throwaway initiator).
@@ -2598,4 +2548,30 @@ fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
     let s = e.e.stats();
     assert!(s.half_open_evicted > 10_000, "{s:?}");
     assert_eq!(e.e.ipsec_sas().count(), 1);
+}
+
+/// A responder that takes any peer address ([Phase 1] Default) and a passive connection
+/// without client IDs; `general` goes into [General].
+fn any_peer_responder(general: &str) -> Conf {
+    let text = format!(
+        "[General]\n{general}[Phase 1]\nDefault=peer\n[Phase 2]\nPassive-connections=conn\n\
+         [peer]\nPhase=1\nConfiguration=mm\nAuthentication=k\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n"
+    );
+    Conf::parse(&text).unwrap().conf
+}
+
+/// An initiator of the connection `conn` to EAST (no client IDs): `general` goes into
+/// [General], `peer_extra` into the peer section, `sections` after the rest.
+fn initiator_to_east(general: &str, peer_extra: &str, sections: &str) -> Conf {
+    let text = format!(
+        "[General]\n{general}[Phase 1]\n{EAST}=peer\n[Phase 2]\nConnections=conn\n\
+         [peer]\nPhase=1\nAddress={EAST}\nConfiguration=mm\nAuthentication=k\n{peer_extra}\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n{sections}"
+    );
+    Conf::parse(&text).unwrap().conf
 }
