@@ -275,7 +275,7 @@ pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
             } else {
                 "responder"
             },
-            x.step,
+            x.message(),
             x.remote,
         );
     }

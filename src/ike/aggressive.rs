@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 
 use super::crypto::{DhPrivate, Group};
-use super::exchange::{Exchange, Kind};
+use super::exchange::{Exchange, Kind, P1Step};
 use super::phase1::{choose, header, nat_d_payloads, offer_body, write_sa_echo, NONCE_LEN};
 use super::policy::Peer;
 use super::sa::Handle;
@@ -80,7 +80,6 @@ impl Engine {
         })()
         .map_err(|_| "message too large")?;
         buf.truncate(n);
-        x.step = 1;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
         log::info!(
             "aggressive mode with {remote} ({}) started as initiator",
@@ -198,7 +197,7 @@ impl Engine {
         .map_err(|_| Drop::Silent("message 2 too large"))?;
         buf.truncate(n);
         if let Some(x) = self.exchanges.get_mut(handle) {
-            x.step = 2;
+            x.p1_to(P1Step::AwaitAuth);
             x.resend_on_dup = true;
         }
         self.capture_msg(remote, local, data);
@@ -257,7 +256,7 @@ impl Engine {
                 ));
             }
             x.rcookie = hd.rcookie;
-            x.p1 = Some(choice);
+            x.set_p1(P1Step::AwaitAuth(choice));
             x.gxr = ke.to_vec();
             x.nr = nr.to_vec();
         }
@@ -290,7 +289,7 @@ impl Engine {
         let clear = buf.clone();
         x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
             .map_err(|_| Drop::Silent("encryption failed"))?;
-        x.step = 3;
+        x.set_p1(P1Step::Done(choice));
         x.resend_on_dup = true;
         self.send_step_captured(now, h, clear, buf, false);
         self.phase1_done(now, h, auth);
@@ -308,7 +307,7 @@ impl Engine {
     ) -> Result<(), Drop> {
         let nat_port = self.nat_port();
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
+        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
         let mut buf = data.to_vec();
         let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
         let next_iv = if encrypted {
@@ -332,7 +331,7 @@ impl Engine {
         if let Some(iv) = next_iv {
             x.iv = iv;
         }
-        x.step = 3;
+        x.p1_to(P1Step::Done);
         x.resend_on_dup = false;
         x.last_sent.clear();
         x.qm.idci = None;

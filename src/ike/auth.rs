@@ -176,7 +176,7 @@ impl Engine {
         creds: &Credentials,
     ) -> Result<Authenticated, Drop> {
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
+        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
         let mut buf = data.to_vec();
         if buf[19] & wire::FLAG_ENCRYPTION == 0 {
             return Err(Drop::Notify(

@@ -189,11 +189,77 @@ pub struct Reply {
     pub shortened: Vec<(ProtocolId, [u8; 4], u64)>,
 }
 
+/// What a phase 1 exchange (Main or Aggressive Mode) waits for next, with what its
+/// earlier steps settled: the transform, once both sides agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P1Step {
+    /// Initiator, message 1 sent: the responder's choice of transform (Aggressive Mode's
+    /// message 2 brings the rest of its half with it).
+    AwaitSa,
+    /// Main Mode, the transform agreed: KE and nonce (responder: message 3, initiator:
+    /// message 4).
+    AwaitKe(P1Choice),
+    /// The keys are computed: the peer's ID and HASH or SIG (Main Mode messages 5 and 6,
+    /// Aggressive Mode message 3).
+    AwaitAuth(P1Choice),
+    /// The peer is authenticated; the ISAKMP SA is made from the exchange.
+    Done(P1Choice),
+}
+
+/// What a Quick Mode exchange waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QmStep {
+    /// Initiator: its inbound SPIs from the kernel, before message 1.
+    Reserve,
+    /// Initiator, message 1 sent: message 2.
+    AwaitReply,
+    /// Responder, message 1 taken: SPIs and the inbound SAs from the kernel, before
+    /// message 2.
+    Prepare,
+    /// Responder, message 2 sent: message 3.
+    AwaitAck,
+    /// Initiator, message 2 taken: both directions into the kernel, before message 3.
+    Install,
+    /// The last message is through (initiator: 3 sent; responder: 3 taken); the kernel
+    /// may still be installing the outbound half.
+    Done,
+}
+
+/// What a mode-config (TRANSACTION) exchange waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CfgStep {
+    /// Initiator, SET or REQUEST sent: the ACK or REPLY.
+    AwaitAnswer,
+    /// Responder: answered; the exchange stays only to answer a repeated request.
+    Answered,
+}
+
+/// Where an exchange stands; each kind has its own steps, and a message is taken only
+/// by the step that expects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Phase1(P1Step),
+    Quick(QmStep),
+    Transaction(CfgStep),
+}
+
+impl State {
+    /// The state of a new exchange of `kind`.
+    fn new(kind: Kind, initiator: bool) -> State {
+        match kind {
+            Kind::Main | Kind::Aggressive => State::Phase1(P1Step::AwaitSa),
+            Kind::Quick if initiator => State::Quick(QmStep::Reserve),
+            Kind::Quick => State::Quick(QmStep::Prepare),
+            Kind::Transaction if initiator => State::Transaction(CfgStep::AwaitAnswer),
+            Kind::Transaction => State::Transaction(CfgStep::Answered),
+        }
+    }
+}
+
 pub struct Exchange {
     pub kind: Kind,
     pub initiator: bool,
-    /// The number of the last message sent or received (1-based, as the RFC numbers them).
-    pub step: u8,
+    pub state: State,
     pub icookie: [u8; 8],
     pub rcookie: [u8; 8],
     pub msgid: u32,
@@ -205,7 +271,6 @@ pub struct Exchange {
     pub connection: Option<String>,
     /// Quick Mode: the ISAKMP SA that protects it.
     pub sa: Option<Handle>,
-    pub p1: Option<P1Choice>,
     pub sai_b: Vec<u8>,
     pub dh: Option<DhPrivate>,
     pub ni: Vec<u8>,
@@ -244,7 +309,7 @@ impl Exchange {
         Exchange {
             kind,
             initiator,
-            step: 0,
+            state: State::new(kind, initiator),
             icookie: [0; 8],
             rcookie: [0; 8],
             msgid: 0,
@@ -253,7 +318,6 @@ impl Exchange {
             peer: String::new(),
             connection: None,
             sa: None,
-            p1: None,
             sai_b: Vec::new(),
             dh: None,
             ni: Vec::new(),
@@ -277,6 +341,55 @@ impl Exchange {
             half_open: false,
             peer_dpd: false,
             nat_t: None,
+        }
+    }
+
+    /// The phase 1 transform, once both sides agree on it.
+    pub fn choice(&self) -> Option<P1Choice> {
+        match self.state {
+            State::Phase1(
+                P1Step::AwaitKe(c) | P1Step::AwaitAuth(c) | P1Step::Done(c),
+            ) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Sets the phase 1 step.
+    pub fn set_p1(&mut self, step: P1Step) {
+        self.state = State::Phase1(step);
+    }
+
+    /// Moves a phase 1 exchange on to `step`, keeping the agreed transform.
+    pub fn p1_to(&mut self, step: fn(P1Choice) -> P1Step) {
+        if let Some(c) = self.choice() {
+            self.state = State::Phase1(step(c));
+        }
+    }
+
+    /// Sets the Quick Mode step.
+    pub fn set_qm(&mut self, step: QmStep) {
+        self.state = State::Quick(step);
+    }
+
+    /// The number of the last message sent or received, as the RFC numbers them (what
+    /// isakmpd's report calls the step).
+    pub fn message(&self) -> u8 {
+        let main = self.kind == Kind::Main;
+        match (self.state, self.initiator) {
+            (State::Phase1(P1Step::AwaitSa), _) => 1,
+            (State::Phase1(P1Step::AwaitKe(_)), true) => 3,
+            (State::Phase1(P1Step::AwaitKe(_)), false) => 2,
+            (State::Phase1(P1Step::AwaitAuth(_)), true) => 5,
+            (State::Phase1(P1Step::AwaitAuth(_)), false) if main => 4,
+            (State::Phase1(P1Step::AwaitAuth(_)), false) => 2,
+            (State::Phase1(P1Step::Done(_)), _) if main => 6,
+            (State::Phase1(P1Step::Done(_)), _) => 3,
+            (State::Quick(QmStep::Reserve), _) => 0,
+            (State::Quick(QmStep::AwaitReply | QmStep::Prepare), _) => 1,
+            (State::Quick(QmStep::AwaitAck | QmStep::Install), _) => 2,
+            (State::Quick(QmStep::Done), _) => 3,
+            (State::Transaction(CfgStep::AwaitAnswer), _) => 1,
+            (State::Transaction(CfgStep::Answered), _) => 2,
         }
     }
 

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 
 use super::crypto::DhPrivate;
-use super::exchange::{Exchange, Kind};
+use super::exchange::{Exchange, Kind, P1Choice, P1Step};
 use super::phase1::{choose, header, nat_d_payloads, offer_body, write_sa_echo, NONCE_LEN};
 use super::policy::Peer;
 use super::sa::{Handle, IsakmpSa};
@@ -60,7 +60,6 @@ impl Engine {
         })()
         .map_err(|_| "message too large")?;
         buf.truncate(n);
-        x.step = 1;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
         log::info!(
             "main mode with {remote} ({}) started as initiator",
@@ -135,7 +134,6 @@ impl Engine {
         })()
         .map_err(|_| Drop::Silent("message 2 too large"))?;
         buf.truncate(n);
-        x.step = 2;
         x.resend_on_dup = true;
         let handle = self.insert_half_open(now, x)?;
         self.capture_msg(remote, local, data);
@@ -165,7 +163,7 @@ impl Engine {
         let crs = self.creds.cert_requests();
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.rcookie = hd.rcookie;
-        x.p1 = Some(choice);
+        x.set_p1(P1Step::AwaitKe(choice));
         x.gxi = dh.public_value().to_vec();
         x.dh = Some(dh);
         x.ni = ni;
@@ -191,7 +189,6 @@ impl Engine {
         })()
         .map_err(|_| Drop::Silent("message 3 too large"))?;
         buf.truncate(n);
-        x.step = 3;
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
         self.send_step(now, h, buf, true);
@@ -199,13 +196,14 @@ impl Engine {
     }
 
     /// Responder, message 3: KE and Ni in, KE and Nr out, keys computed.
-    pub(crate) fn mm_r3(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let group = self
-            .exchanges
-            .get(h)
-            .and_then(|x| x.p1)
-            .ok_or(Drop::Silent("gone"))?
-            .group;
+    pub(crate) fn mm_r3(
+        &mut self,
+        now: Time,
+        h: Handle,
+        c: P1Choice,
+        data: &[u8],
+    ) -> Result<(), Drop> {
+        let group = c.group;
         let (ke, ni) = self.ke_nonce(3, data, group)?;
         let dh = DhPrivate::generate(group, &mut *self.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
@@ -223,11 +221,8 @@ impl Engine {
         self.nat_detect(h, data)?;
         let crs = self.creds.cert_requests();
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let rsa = x.p1.map(|c| c.auth) == Some(AuthMethod::RSA_SIG);
-        let nat_d = match x.p1 {
-            Some(c) => nat_d_payloads(x, c.hash),
-            None => Vec::new(),
-        };
+        let rsa = c.auth == AuthMethod::RSA_SIG;
+        let nat_d = nat_d_payloads(x, c.hash);
         let mut buf = vec![0u8; 4096];
         let hh = header(x, ExchangeType::ID_PROT);
         let n = (|| {
@@ -249,7 +244,7 @@ impl Engine {
         })()
         .map_err(|_| Drop::Silent("message 4 too large"))?;
         buf.truncate(n);
-        x.step = 4;
+        x.p1_to(P1Step::AwaitAuth);
         let (local, remote) = (x.local, x.remote);
         self.capture_msg(remote, local, data);
         self.send_step(now, h, buf, true);
@@ -267,7 +262,7 @@ impl Engine {
             self.our_id(x)
         };
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
+        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
         let hash = if x.initiator {
             x.auth_hash(true, &id)
         } else {
@@ -333,14 +328,15 @@ impl Engine {
     }
 
     /// Initiator, message 4: keys, then message 5.
-    pub(crate) fn mm_i4(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
+    pub(crate) fn mm_i4(
+        &mut self,
+        now: Time,
+        h: Handle,
+        c: P1Choice,
+        data: &[u8],
+    ) -> Result<(), Drop> {
         self.phase1_room()?;
-        let group = self
-            .exchanges
-            .get(h)
-            .and_then(|x| x.p1)
-            .ok_or(Drop::Silent("gone"))?
-            .group;
+        let group = c.group;
         let (ke, nr) = self.ke_nonce(4, data, group)?;
         {
             let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
@@ -361,7 +357,7 @@ impl Engine {
             .any(|(_, s)| s.remote.ip() == remote.ip());
         let (clear, msg) = self.mm_auth_message(h, initial_contact)?;
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.step = 5;
+            x.p1_to(P1Step::AwaitAuth);
         }
         self.send_step_captured(now, h, clear, msg, true);
         Ok(())
@@ -386,7 +382,7 @@ impl Engine {
         }
         let (clear, msg) = self.mm_auth_message(h, false)?;
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.step = 6;
+            x.p1_to(P1Step::Done);
             x.resend_on_dup = true;
         }
         self.send_step_captured(now, h, clear, msg, false);
@@ -398,7 +394,7 @@ impl Engine {
     pub(crate) fn mm_i6(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
         let auth = self.verify_auth_message(h, data)?;
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.step = 6;
+            x.p1_to(P1Step::Done);
         }
         self.phase1_done(now, h, auth);
         Ok(())
@@ -411,7 +407,7 @@ impl Engine {
         let Some(x) = self.exchanges.get(h) else {
             return;
         };
-        let Some(c) = x.p1 else {
+        let Some(c) = x.choice() else {
             return;
         };
         let sa = IsakmpSa {

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::crypto::derive;
 use super::crypto::openssl::dn_oneline;
-use super::exchange::{Exchange, Kind};
+use super::exchange::{CfgStep, Exchange, Kind, State};
 use super::policy::CfgSection;
 use super::sa::Handle;
 use super::wire::{
@@ -253,7 +253,6 @@ impl Engine {
             .unwrap_or_default();
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.iv = next;
-        x.step = 1;
         x.cfg.ty = ty;
         x.cfg.id = cfg_id;
         x.cfg.then = then;
@@ -311,7 +310,7 @@ impl Engine {
 
     /// Initiator: the REPLY to our REQUEST, or the ACK of our SET.
     fn cfg_answer(&mut self, now: Time, sa: Handle, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let (iv, msgid, local, remote, sent, id, step, initiator) = {
+        let (iv, msgid, local, remote, sent, id, state) = {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             (
                 x.iv.clone(),
@@ -320,11 +319,10 @@ impl Engine {
                 x.remote,
                 x.cfg.ty,
                 x.cfg.id,
-                x.step,
-                x.initiator,
+                x.state,
             )
         };
-        if !initiator || step != 1 {
+        if state != State::Transaction(CfgStep::AwaitAnswer) {
             return Err(Drop::Silent("unexpected mode-config message"));
         }
         let (ty, got_id, attrs, _) = self.cfg_open(sa, &iv, msgid, local, remote, data)?;
@@ -435,7 +433,6 @@ impl Engine {
         x.rcookie = hd.rcookie;
         x.msgid = hd.msgid;
         x.sa = Some(sa);
-        x.step = 2;
         x.last_recv.clear();
         x.last_recv.extend_from_slice(data);
         x.resend_on_dup = true;

@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 
 use super::crypto::{derive, CipherAlg, Group, HashAlg, Key};
-use super::exchange::{Exchange, Kind, P1Choice};
+use super::exchange::{Exchange, Kind, P1Choice, P1Step, State};
+use P1Step::{AwaitAuth, AwaitKe, AwaitSa};
 use super::policy::{OwnedId, P1Transform, Peer};
 use super::sa::{hex, Handle, IsakmpSa};
 use super::wire::{
@@ -283,7 +284,7 @@ impl Exchange {
     /// HASH_I (`of_initiator`) or HASH_R over the ID payload body `id` (RFC 2409 §5).
     pub(crate) fn auth_hash(&self, of_initiator: bool, id: &[u8]) -> Key {
         let (hash, skeyid) = (
-            self.p1.map_or(HashAlg::Sha1, |c| c.hash),
+            self.choice().map_or(HashAlg::Sha1, |c| c.hash),
             self.skeyid.as_bytes(),
         );
         let f = if of_initiator {
@@ -440,20 +441,22 @@ impl Engine {
         x.last_recv.clear();
         x.last_recv.extend_from_slice(data);
         // The steps: Main Mode (RFC 2409 §5, six messages), Aggressive Mode (three).
-        let r = match (kind, x.initiator, x.step) {
-            (Kind::Main, true, 1) => self.mm_i2(now, h, hd, data),
-            (Kind::Main, false, 2) => self.mm_r3(now, h, data),
-            (Kind::Main, true, 3) => self.mm_i4(now, h, data),
-            (Kind::Main, false, 4) => self.mm_r5(now, h, data),
-            (Kind::Main, true, 5) => {
+        let r = match (kind, x.initiator, x.state) {
+            (Kind::Main, true, State::Phase1(AwaitSa)) => self.mm_i2(now, h, hd, data),
+            (Kind::Main, false, State::Phase1(AwaitKe(c))) => self.mm_r3(now, h, c, data),
+            (Kind::Main, true, State::Phase1(AwaitKe(c))) => self.mm_i4(now, h, c, data),
+            (Kind::Main, false, State::Phase1(AwaitAuth(_))) => self.mm_r5(now, h, data),
+            (Kind::Main, true, State::Phase1(AwaitAuth(_))) => {
                 let r = self.mm_i6(now, h, data);
                 if matches!(&r, Err(Drop::Notify(n, _)) if *n != NotifyType::PAYLOAD_MALFORMED) {
                     self.delete_unauthenticated(now, h);
                 }
                 r
             }
-            (Kind::Aggressive, true, 1) => self.am_i2(now, h, hd, data),
-            (Kind::Aggressive, false, 2) => self.am_r3(now, h, local, remote, data),
+            (Kind::Aggressive, true, State::Phase1(AwaitSa)) => self.am_i2(now, h, hd, data),
+            (Kind::Aggressive, false, State::Phase1(AwaitAuth(_))) => {
+                self.am_r3(now, h, local, remote, data)
+            }
             _ => Err(Drop::Silent("unexpected message at this step")),
         };
         if r.is_ok() {
@@ -519,7 +522,7 @@ impl Engine {
         x.icookie = hd.icookie;
         x.rcookie = self.new_cookie();
         x.peer = peer.name.clone();
-        x.p1 = Some(choice);
+        x.set_p1(P1Step::AwaitKe(choice));
         x.sai_b = sa_body(sa);
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.last_recv.clear();
@@ -597,7 +600,7 @@ impl Engine {
     /// Computes g^xy, SKEYID and its children, Ka and the first IV.
     pub(crate) fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.p1.ok_or(Drop::Silent("no transform"))?;
+        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
         let peer_ke = if x.initiator { &x.gxr } else { &x.gxi };
         let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH"))?;
         let gxy = dh.shared_secret(peer_ke).map_err(|_| {
@@ -649,7 +652,7 @@ impl Engine {
         let Some(x) = self.exchanges.get(h) else {
             return;
         };
-        let Some(c) = x.p1 else {
+        let Some(c) = x.choice() else {
             return;
         };
         let id_local = self.our_id(x);
@@ -830,7 +833,7 @@ impl Engine {
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
-        let (Some(mut n), Some(c)) = (x.nat_t, x.p1) else {
+        let (Some(mut n), Some(c)) = (x.nat_t, x.choice()) else {
             return;
         };
         match super::nat_t::detect(m, c.hash, &x.icookie, &x.rcookie, local, remote) {

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::auth::same;
 use super::crypto::{derive, DhPrivate, Group, HashAlg, Key};
-use super::exchange::{Exchange, Kind, P2Choice};
+use super::exchange::{Exchange, Kind, P2Choice, QmStep, State};
 use super::exchange::{Reply, Resume, Wait};
 use super::phase1::{attr, NONCE_LEN};
 use super::policy::{OwnedId, P2Transform, Suite};
@@ -235,7 +235,6 @@ impl Engine {
             }
         }
         x.qm.offered_spis = spis;
-        x.step = 0;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
         log::info!("quick mode {name} with {remote} started as initiator");
         if from_kernel {
@@ -333,7 +332,7 @@ impl Engine {
         let iv = Self::encrypt(cipher, &ka, &x.iv, &mut buf)?;
         let x = self.exchanges.get_mut(handle).ok_or("exchange gone")?;
         x.iv = iv;
-        x.step = 1;
+        x.set_qm(QmStep::AwaitReply);
         x.qm.sent1 = Some(now);
         self.send_step_captured(now, handle, clear, buf, true);
         Ok(())
@@ -493,17 +492,17 @@ impl Engine {
         match self.lookup_exchange(now, Kind::Quick, remote, hd, data) {
             Some(Err(())) => Ok(()),
             Some(Ok(h)) => {
-                let (initiator, step) = {
+                let state = {
                     let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
                     // Recorded before the step runs: a step that ends the exchange hands
                     // it to the finished cache, which answers its duplicates.
                     x.last_recv.clear();
                     x.last_recv.extend_from_slice(data);
-                    (x.initiator, x.step)
+                    x.state
                 };
-                let r = match (initiator, step) {
-                    (true, 1) => self.qm_i2(now, h, data),
-                    (false, 2) => self.qm_r3(now, h, data),
+                let r = match state {
+                    State::Quick(QmStep::AwaitReply) => self.qm_i2(now, h, data),
+                    State::Quick(QmStep::AwaitAck) => self.qm_r3(now, h, data),
                     _ => Err(Drop::Silent("unexpected quick mode message at this step")),
                 };
                 if r.is_err() {
@@ -744,7 +743,7 @@ impl Engine {
             }
         }
         x.qm.reply = Some(reply);
-        x.step = 1;
+        x.set_qm(QmStep::Prepare);
         x.last_recv.clear();
         x.last_recv.extend_from_slice(data);
         let from_kernel = self.kernel_answers();
@@ -873,7 +872,7 @@ impl Engine {
             .map_err(|_| Drop::Silent("encryption failed"))?;
         let x = self.exchanges.get_mut(handle).ok_or_else(gone)?;
         x.iv = iv;
-        x.step = 2;
+        x.set_qm(QmStep::AwaitAck);
         self.install_inbound(now, handle)?;
         let then = Resume::SendMessage2 { clear, msg: buf };
         self.send_when_installed(now, handle, then);
@@ -903,7 +902,7 @@ impl Engine {
             }
             Resume::SendMessage3 { clear, msg } => {
                 if let Some(x) = self.exchanges.get_mut(h) {
-                    x.step = 3;
+                    x.set_qm(QmStep::Done);
                     x.resend_on_dup = true;
                 }
                 self.send_step_captured(now, h, clear, msg, false);
@@ -1097,7 +1096,7 @@ impl Engine {
             .map_err(|_| Drop::Silent("encryption failed"))?;
         // Message 2 is in: no more retransmissions of message 1, and a repeat of
         // message 2 while the kernel works is dropped.
-        x.step = 2;
+        x.set_qm(QmStep::Install);
         x.next_retransmit = None;
         // The SPIs of the proposals the responder did not choose go back.
         let used: Vec<[u8; 4]> = x.qm.chosen.iter().map(|c| c.spi_in).collect();
@@ -1149,7 +1148,7 @@ impl Engine {
         }
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.iv = next_iv;
-        x.step = 3;
+        x.set_qm(QmStep::Done);
         x.next_retransmit = None;
         x.last_sent.clear(); // nothing to resend for a duplicate of message 3
         let (local, remote) = (x.local, x.remote);
