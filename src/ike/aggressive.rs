@@ -51,15 +51,15 @@ impl Engine {
         }
         let local = self.our_addr(peer, remote);
         let mut x = Exchange::new(Kind::Aggressive, true, local, remote);
-        x.icookie = self.new_cookie();
+        x.icookie = self.io.new_cookie();
         x.peer = peer.name.clone();
         x.connection = connection;
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.sai_b = offer_body(peer).map_err(|_| "proposal too large")?;
-        let dh = DhPrivate::generate(group, &mut *self.rng).map_err(|e| e.to_string())?;
+        let dh = DhPrivate::generate(group, &mut *self.io.rng).map_err(|e| e.to_string())?;
         x.gxi = dh.public_value().to_vec();
         x.dh = Some(dh);
-        x.ni = self.random(NONCE_LEN);
+        x.ni = self.io.random(NONCE_LEN);
         let id = self.our_id(&x);
         let nat_t_on = self.nat_t_on();
         let h = header(&x, ExchangeType::AGGRESSIVE);
@@ -146,7 +146,7 @@ impl Engine {
                 "no proposal chosen: no offered transform of the KE's group matches the peer section",
             ));
         };
-        let dh = DhPrivate::generate(choice.group, &mut *self.rng)
+        let dh = DhPrivate::generate(choice.group, &mut *self.io.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
         let addrs = (local, remote);
         let mut x = self.responder_exchange(
@@ -163,7 +163,7 @@ impl Engine {
         x.ni = ni.to_vec();
         x.gxr = dh.public_value().to_vec();
         x.dh = Some(dh);
-        x.nr = self.random(NONCE_LEN);
+        x.nr = self.io.random(NONCE_LEN);
         x.qm.idci = Some(idii);
         let handle = self.insert_half_open(now, x)?;
         if let Err(e) = self.phase1_keys(handle) {
@@ -200,7 +200,7 @@ impl Engine {
             x.p1_to(P1Step::AwaitAuth);
             x.resend_on_dup = true;
         }
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         log::info!(
             "aggressive mode with {remote} ({}) started as responder",
             peer.name
@@ -265,7 +265,7 @@ impl Engine {
         let want = x.auth_hash(false, &idir);
         let auth = super::auth::check_hash(&want, hash, "HASH_R", idir, false)?;
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         self.nat_detect(h, data)?;
         // Message 3 already goes over the NAT-T port.
         self.float_to_nat_t(h, "aggressive mode");
@@ -346,7 +346,7 @@ impl Engine {
             x.remote = remote;
         }
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, &buf);
+        self.io.capture(remote, local, &buf);
         if let Some(want) = self
             .policy
             .peer(

@@ -319,7 +319,7 @@ impl Engine {
             |p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT),
         );
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, &buf);
+        self.io.capture(remote, local, &buf);
         Ok(Authenticated {
             peer_id: idb,
             initial_contact: ic,

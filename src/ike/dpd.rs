@@ -62,7 +62,7 @@ impl Engine {
             sa.dpd.tries = 0;
             return;
         }
-        if self.cfg.passive {
+        if self.io.passive {
             // A carp backup neither asks nor buries anybody; look again later.
             sa.dpd.tries = 0;
             self.arm_sa_timer(now.add_secs(interval), TimerKind::Dpd(h));
@@ -80,7 +80,7 @@ impl Engine {
                 "dead peer detection: {remote} did not answer {MAX_TRIES} R-U-THERE messages; \
                  deleting its SAs"
             );
-            self.stats.dpd_dead += 1;
+            self.io.stats.dpd_dead += 1;
             self.peer_dead(now, h);
             return;
         }
@@ -88,7 +88,7 @@ impl Engine {
         // the top bit clear, leaving room to count).
         if sa.dpd.tries == 0 && sa.dpd.seq == 0 {
             let mut b = [0u8; 4];
-            self.rng.fill(&mut b);
+            self.io.rng.fill(&mut b);
             let Some(sa) = self.isakmp_sas.get_mut(h) else {
                 return;
             };
@@ -106,7 +106,7 @@ impl Engine {
             10,
             "dead peer detection: R-U-THERE {seq} to {remote} (try {tries})"
         );
-        self.stats.dpd_sent += 1;
+        self.io.stats.dpd_sent += 1;
         self.send_notify_data(h, NotifyType::R_U_THERE, &seq.to_be_bytes());
         self.arm_sa_timer(now.add_secs(RETRY_SECS), TimerKind::Dpd(h));
     }
@@ -142,7 +142,7 @@ impl Engine {
         if sa.dpd.tries > 0 && seq.wrapping_sub(first) < u32::from(sa.dpd.tries) {
             sa.dpd.tries = 0;
             sa.dpd.heard = now;
-            self.stats.dpd_acked += 1;
+            self.io.stats.dpd_acked += 1;
         } else {
             crate::ike_debug!(
                 DebugClass::Exchange,

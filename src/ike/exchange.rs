@@ -347,9 +347,7 @@ impl Exchange {
     /// The phase 1 transform, once both sides agree on it.
     pub fn choice(&self) -> Option<P1Choice> {
         match self.state {
-            State::Phase1(
-                P1Step::AwaitKe(c) | P1Step::AwaitAuth(c) | P1Step::Done(c),
-            ) => Some(c),
+            State::Phase1(P1Step::AwaitKe(c) | P1Step::AwaitAuth(c) | P1Step::Done(c)) => Some(c),
             _ => None,
         }
     }
@@ -423,12 +421,14 @@ pub fn retransmit_delay_secs(xmits: u32) -> u64 {
 }
 
 impl super::Engine {
-    /// Sends a cleartext or already-encrypted message of an exchange, remembering it for
-    /// retransmission. `clear` is the capture copy when the message went out encrypted.
+    /// Sends a cleartext message of an exchange, remembering it for retransmission.
     pub(crate) fn send_step(&mut self, now: Time, h: Handle, msg: Vec<u8>, retransmit: bool) {
-        self.send_step_captured(now, h, msg.clone(), msg, retransmit);
+        if let Some(x) = self.exchanges.get_mut(h) {
+            self.io.send_step(now, (h, x), None, msg, retransmit);
+        }
     }
 
+    /// Sends an encrypted message of an exchange; `clear` is its capture copy.
     pub(crate) fn send_step_captured(
         &mut self,
         now: Time,
@@ -437,18 +437,10 @@ impl super::Engine {
         msg: Vec<u8>,
         retransmit: bool,
     ) {
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        let (local, remote) = (x.local, x.remote);
-        x.xmits = 0;
-        x.next_retransmit = retransmit.then(|| now.add_secs(retransmit_delay_secs(0)));
-        self.capture_msg(local, remote, &clear);
-        self.send_raw(local, remote, &msg);
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.last_sent = msg;
+            self.io
+                .send_step(now, (h, x), Some(&clear), msg, retransmit);
         }
-        self.arm(h);
     }
 
     /// Finds the exchange a message belongs to and handles exact duplicates: `Ok(None)`
@@ -516,17 +508,16 @@ impl super::Engine {
             20,
             "duplicate from {remote}: resending our last message"
         );
-        if self.cfg.passive {
+        if self.io.passive {
             return;
         }
-        let prefix = self.tx_prefix(local);
         let msg = match (x, f) {
             (Some(x), _) => self.exchanges.get(x).map(|x| &x.last_sent),
             (_, Some(f)) => self.finished.get(f).map(|f| &f.last_sent),
             _ => None,
         };
         if let Some(msg) = msg {
-            self.outbox.push(local, remote, prefix, msg);
+            self.io.send(local, remote, msg);
         }
     }
 

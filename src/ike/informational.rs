@@ -27,7 +27,7 @@ impl Engine {
         body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) {
         let mut b4 = [0u8; 4];
-        self.rng.fill(&mut b4);
+        self.io.rng.fill(&mut b4);
         let msgid = u32::from_be_bytes(b4).max(1);
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
@@ -38,11 +38,11 @@ impl Engine {
         let mut buf = std::mem::take(&mut self.scratch);
         let r = self.build_protected(&mut buf, sa, ExchangeType::INFO, msgid, ty, body);
         let r = r.and_then(|ka| {
-            self.capture_msg(local, remote, &buf);
+            self.io.capture(local, remote, &buf);
             Self::encrypt(cipher, &ka, &iv, &mut buf).map_err(|_| "encryption failed")
         });
         match r {
-            Ok(_) => self.send_raw(local, remote, &buf),
+            Ok(_) => self.io.send(local, remote, &buf),
             Err(e) => log::error!("informational to {remote}: {e}"),
         }
         self.scratch = buf;
@@ -161,7 +161,7 @@ impl Engine {
             // exchange they name (isakmpd logs them and lets the exchange time out; we
             // end it at once so that both sides agree there is no SA).
             let m = Self::parse(data, false)?;
-            self.capture_msg(remote, local, data);
+            self.io.capture(remote, local, data);
             for p in &m.payloads {
                 if let Payload::Notify(n) = p.payload {
                     log::warn!("peer {remote} says {} (unprotected)", n.ty);
@@ -173,7 +173,7 @@ impl Engine {
                                 && x.remote.ip() == remote.ip()
                         }) {
                             log::warn!("main mode with {remote} ended by the peer's notification");
-                            self.stats.failed += 1;
+                            self.io.stats.failed += 1;
                             self.free_exchange(h);
                         }
                     }
@@ -265,7 +265,7 @@ impl Engine {
                             .map(|(h, _)| h)
                             .collect();
                         for q in qs {
-                            self.stats.failed += 1;
+                            self.io.stats.failed += 1;
                             self.free_exchange(q);
                         }
                     }

@@ -4,38 +4,28 @@
 //! peer never hears of an SA our kernel does not carry).
 
 use super::exchange::{self, Resume, Wait};
-use super::sa::{Handle, KernelOp, KernelReply, KernelReq};
-use super::{Backend, Drop, Engine};
-use crate::log::DebugClass;
+use super::sa::{Handle, KernelReply, KernelReq};
+use super::{Drop, Engine};
 use crate::timer::Time;
 
 impl Engine {
-    /// A kernel request nobody waits for (deletions).
-    pub(crate) fn kernel_req(&mut self, req: KernelReq) {
-        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?}");
-        self.kernel.push_back(KernelOp { ticket: 0, req });
-    }
-
     /// Whether a kernel answers our requests (reserves SPIs, confirms installs), so that
     /// exchanges wait for it; with `-n` nothing answers and the engine picks SPIs itself.
     pub(crate) fn kernel_answers(&self) -> bool {
-        self.cfg.backend != Backend::Record
+        self.io.kernel_answers
     }
 
     /// A kernel request exchange `h` waits for; without a kernel that answers, it counts
     /// as done at once.
     pub(crate) fn kernel_wait(&mut self, h: Handle, wait: exchange::Wait, req: KernelReq) {
         if !self.kernel_answers() {
-            self.kernel_req(req);
+            self.io.kernel_req(req);
             return;
         }
-        self.ticket = self.ticket.wrapping_add(1).max(1);
-        let ticket = self.ticket;
-        crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?} (ticket {ticket})");
+        let ticket = self.io.kernel_ticket(req);
         if let Some(x) = self.exchanges.get_mut(h) {
             x.qm.kernel.pending.push((ticket, wait));
         }
-        self.kernel.push_back(KernelOp { ticket, req });
     }
 
     /// The kernel's answer to a request an exchange waits for: the exchange continues
@@ -107,7 +97,7 @@ impl Engine {
             Some(Resume::SendMessage1) => {
                 if let Err(e) = self.qm_send_1(now, h) {
                     log::warn!("quick mode: {e}");
-                    self.stats.failed += 1;
+                    self.io.stats.failed += 1;
                     self.free_exchange(h);
                 }
             }
@@ -115,7 +105,7 @@ impl Engine {
                 if let Err(e) = self.qm_send_2(now, h) {
                     let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
                     log::warn!("quick mode: {e}");
-                    self.stats.failed += 1;
+                    self.io.stats.failed += 1;
                     self.free_exchange(h);
                 }
             }
@@ -148,7 +138,7 @@ impl Engine {
         );
         let committed = std::mem::take(&mut x.qm.committed);
         let tell = !x.initiator;
-        self.stats.failed += 1;
+        self.io.stats.failed += 1;
         for ih in committed {
             self.delete_ipsec_sa(now, ih, tell);
         }

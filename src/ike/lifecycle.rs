@@ -15,7 +15,7 @@ impl Engine {
     /// Arms an SA's timer `kind` at `at` and records it in the SA's slot for that kind
     /// (replacing what the slot held), so that removing the SA disarms it.
     pub(crate) fn arm_sa_timer(&mut self, at: Time, kind: TimerKind) {
-        let handle = match self.timers.insert(at, kind) {
+        let handle = match self.io.timers.insert(at, kind) {
             Ok(t) => t,
             Err(_) => {
                 log::error!("timer table full; {kind:?} not armed");
@@ -40,19 +40,19 @@ impl Engine {
             Some(t) => t.0[slot(kind)].replace(handle),
             None => {
                 // No such SA (any more): the hint would only hold a slot.
-                self.timers.cancel(handle);
+                self.io.timers.cancel(handle);
                 None
             }
         };
         if let Some(old) = old.filter(|&o| o != handle) {
-            self.timers.cancel(old);
+            self.io.timers.cancel(old);
         }
     }
 
     /// Disarms the timers of an SA that has gone.
     pub(crate) fn disarm(&mut self, timers: SaTimers) {
         for t in timers.0.into_iter().flatten() {
-            self.timers.cancel(t);
+            self.io.timers.cancel(t);
         }
     }
 
@@ -75,7 +75,7 @@ impl Engine {
         }
         log::info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
         let keep_flows = self.ipsec_sas.iter().any(|(_, o)| o.same_flows(&sa));
-        self.kernel_req(KernelReq::DeleteSa(
+        self.io.kernel_req(KernelReq::DeleteSa(
             Box::new(sa.clone()),
             sa.installed(),
             keep_flows,
@@ -91,7 +91,7 @@ impl Engine {
     /// peer `peer`. Starts the configured connection (active or passive) whose client IDs
     /// include the two addresses (isakmpd pf_key_v2.c `pf_key_v2_acquire`).
     pub fn handle_acquire(&mut self, now: Time, flow: Option<(IpAddr, IpAddr)>, peer: IpAddr) {
-        if self.cfg.passive {
+        if self.io.passive {
             return;
         }
         // Without the flow (Linux PF_KEY names only the SA's endpoints), every
@@ -194,7 +194,7 @@ impl Engine {
         sa.rekeyed = true;
         let name = sa.name.clone();
         let wanted = self.wanted.iter().any(|w| w.eq_ignore_ascii_case(&name));
-        if !wanted || !sa.initiator || self.cfg.passive {
+        if !wanted || !sa.initiator || self.io.passive {
             return;
         }
         if self
@@ -309,7 +309,7 @@ impl Engine {
             sa.describe()
         );
         let req = KernelReq::AddSa(Box::new(sa.clone()), Part::Outbound);
-        self.kernel_req(req);
+        self.io.kernel_req(req);
     }
 
     /// Removes an ISAKMP SA (telling the peer if `tell`).

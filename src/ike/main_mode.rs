@@ -39,7 +39,7 @@ impl Engine {
         }
         let local = self.our_addr(peer, remote);
         let mut x = Exchange::new(Kind::Main, true, local, remote);
-        x.icookie = self.new_cookie();
+        x.icookie = self.io.new_cookie();
         x.peer = peer.name.clone();
         x.connection = connection;
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
@@ -136,7 +136,7 @@ impl Engine {
         buf.truncate(n);
         x.resend_on_dup = true;
         let handle = self.insert_half_open(now, x)?;
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         log::info!(
             "main mode with {remote} ({}) started as responder",
             peer.name
@@ -157,9 +157,9 @@ impl Engine {
         let m = Self::parse(data, false)?;
         super::script::check(super::exchange::Kind::Main, 2, &m)?;
         let choice = self.initiator_reply(h, &m, self.creds.usable())?;
-        let dh = DhPrivate::generate(choice.group, &mut *self.rng)
+        let dh = DhPrivate::generate(choice.group, &mut *self.io.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let ni = self.random(NONCE_LEN);
+        let ni = self.io.random(NONCE_LEN);
         let crs = self.creds.cert_requests();
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         x.rcookie = hd.rcookie;
@@ -190,7 +190,7 @@ impl Engine {
         .map_err(|_| Drop::Silent("message 3 too large"))?;
         buf.truncate(n);
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         self.send_step(now, h, buf, true);
         Ok(())
     }
@@ -205,9 +205,9 @@ impl Engine {
     ) -> Result<(), Drop> {
         let group = c.group;
         let (ke, ni) = self.ke_nonce(3, data, group)?;
-        let dh = DhPrivate::generate(group, &mut *self.rng)
+        let dh = DhPrivate::generate(group, &mut *self.io.rng)
             .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let nr = self.random(NONCE_LEN);
+        let nr = self.io.random(NONCE_LEN);
         {
             let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
             x.resend_on_dup = false;
@@ -246,7 +246,7 @@ impl Engine {
         buf.truncate(n);
         x.p1_to(P1Step::AwaitAuth);
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         self.send_step(now, h, buf, true);
         Ok(())
     }
@@ -349,7 +349,7 @@ impl Engine {
             let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
             (x.local, x.remote)
         };
-        self.capture_msg(remote, local, data);
+        self.io.capture(remote, local, data);
         self.float_to_nat_t(h, "main mode");
         let initial_contact = !self
             .isakmp_sas

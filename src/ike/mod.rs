@@ -25,6 +25,7 @@ pub mod crypto;
 pub mod dpd;
 pub mod exchange;
 mod informational;
+mod io;
 pub mod ipsec_alg;
 mod kernel;
 mod lifecycle;
@@ -173,7 +174,6 @@ pub type RouteLookup = Box<dyn FnMut(IpAddr) -> Option<IpAddr>>;
 pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) policy: Policy,
-    pub(crate) timers: TimerWheel<TimerKind>,
     /// Exchanges by initiator cookie and message ID.
     pub(crate) exchanges: Table<Exchange, ([u8; 8], u32)>,
     /// What is left of finished exchanges, to answer duplicates, and the order they
@@ -187,21 +187,15 @@ pub struct Engine {
     /// ISAKMP SAs by their cookies.
     pub(crate) isakmp_sas: Table<IsakmpSa, ([u8; 8], [u8; 8])>,
     pub(crate) ipsec_sas: Slab<IpsecSa>,
-    outbox: outbox::Outbox,
+    /// The queues out, the timers, the random source and the counters.
+    pub(crate) io: io::Io,
     /// Timers fired in one `handle_timeout`, kept to reuse its room.
     fired: Vec<TimerKind>,
     /// Where protected informational messages are built (transmit scratch) and where
     /// received protected messages are decrypted: allocated once, reused.
     pub(crate) scratch: Vec<u8>,
     pub(crate) rx: Vec<u8>,
-    kernel: VecDeque<KernelOp>,
-    /// The last ticket handed out with a kernel request.
-    ticket: u32,
-    capture: VecDeque<Captured>,
-    pub(crate) capture_on: bool,
-    pub(crate) rng: Box<dyn Random>,
     route: RouteLookup,
-    pub(crate) stats: Stats,
     /// Connections to (re)start when nothing carries them: started at load and by `c`.
     wanted: Vec<String>,
     pub(crate) creds: auth::Credentials,
@@ -222,10 +216,16 @@ impl Engine {
     pub fn new(cfg: EngineConfig, conf: &Conf, now: Time, rng: Box<dyn Random>) -> Engine {
         let limits = policy::Limits::load(conf);
         let hash_key = cfg.hash_key;
+        let io = io::Io::new(
+            cfg.passive,
+            cfg.nat_t_port.unwrap_or(4500),
+            cfg.backend != Backend::Record,
+            rng,
+            TimerWheel::new(limits.timers(), now),
+        );
         let mut e = Engine {
             cfg,
             policy: Policy::default(),
-            timers: TimerWheel::new(limits.timers(), now),
             exchanges: Table::with_capacity(
                 limits.exchanges,
                 |x| (x.icookie, x.msgid),
@@ -245,17 +245,11 @@ impl Engine {
                 Keyed(hash_key),
             ),
             ipsec_sas: Slab::with_capacity(limits.ipsec_sas),
-            outbox: outbox::Outbox::new(),
+            io,
             fired: Vec::with_capacity(64),
             scratch: Vec::with_capacity(8192),
             rx: Vec::with_capacity(crate::ike::MAX_MESSAGE),
-            kernel: VecDeque::new(),
-            ticket: 0,
-            capture: VecDeque::new(),
-            capture_on: false,
-            rng,
             route: Box::new(|_| None),
-            stats: Stats::default(),
             wanted: Vec::new(),
             creds: auth::Credentials::default(),
             // Five warnings per reason per summary period: a flood shows as a few lines
@@ -311,7 +305,7 @@ impl Engine {
 
     /// Starts every configured active connection that has no phase 2 SA or exchange.
     pub fn start_connections(&mut self, now: Time) {
-        if self.cfg.passive {
+        if self.io.passive {
             return;
         }
         for name in self.wanted.clone() {
@@ -336,22 +330,19 @@ impl Engine {
     }
 
     pub fn set_passive(&mut self, passive: bool) {
-        self.cfg.passive = passive;
+        self.io.passive = passive;
     }
 
     pub fn passive(&self) -> bool {
-        self.cfg.passive
+        self.io.passive
     }
 
     pub fn set_capture(&mut self, on: bool) {
-        self.capture_on = on;
-        if !on {
-            self.capture.clear();
-        }
+        self.io.set_capture(on);
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.io.stats
     }
 
     /// The IPsec SAs in force (for tests and the report).
@@ -376,7 +367,7 @@ impl Engine {
 
     /// The armed timers: (deadline, what).
     pub fn timers(&self) -> impl Iterator<Item = (Time, TimerKind)> + '_ {
-        self.timers.iter()
+        self.io.timers.iter()
     }
 
     /// The `-r` seed, if randomness is deterministic.
@@ -401,9 +392,9 @@ impl Engine {
         remote: SocketAddr,
         data: &[u8],
     ) {
-        self.stats.datagrams_received += 1;
-        self.stats.bytes_received += data.len() as u64;
-        if self.cfg.passive {
+        self.io.stats.datagrams_received += 1;
+        self.io.stats.bytes_received += data.len() as u64;
+        if self.io.passive {
             // isakmpd(8) -S: no incoming traffic is processed until `M active`.
             self.count_drop(DropKind::Passive);
             crate::ike_debug!(
@@ -511,8 +502,8 @@ impl Engine {
     }
 
     fn count_drop(&mut self, kind: DropKind) {
-        self.stats.datagrams_dropped += 1;
-        self.stats.drops[kind as usize] += 1;
+        self.io.stats.datagrams_dropped += 1;
+        self.io.stats.drops[kind as usize] += 1;
     }
 
     /// The warning for a dropped message, rate limited per reason (a flood of one kind
@@ -547,7 +538,7 @@ impl Engine {
         let mut line = heapless::String::<256>::new();
         let mut total = 0;
         for (i, k) in DropKind::ALL.iter().enumerate() {
-            let n = self.stats.drops[i] - self.drops_summed[i];
+            let n = self.io.stats.drops[i] - self.drops_summed[i];
             if n > 0 {
                 total += n;
                 let _ = write!(line, ", {n} {}", k.name());
@@ -557,7 +548,7 @@ impl Engine {
             "{total} datagrams dropped in the last {} s{line}",
             self.drop_summary_at.until(now) / 1000
         );
-        self.drops_summed = self.stats.drops;
+        self.drops_summed = self.io.stats.drops;
         self.drop_summary_at = now;
         self.drop_held_back = false;
     }
@@ -693,7 +684,7 @@ impl Engine {
         self.drop_summary(now);
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
-        self.timers.expire(now, |_, kind| fired.push(kind));
+        self.io.timers.expire(now, |_, kind| fired.push(kind));
         for &k in &fired {
             match k {
                 TimerKind::Exchange(h) => self.exchange_timer(now, h),
@@ -721,14 +712,6 @@ impl Engine {
     }
 
     fn exchange_timer(&mut self, now: Time, h: Handle) {
-        let (nat_port, passive) = (self.nat_port(), self.cfg.passive);
-        let prefix = |l: SocketAddr| -> &'static [u8] {
-            if l.port() == nat_port {
-                &nat_t::NON_ESP_MARKER
-            } else {
-                &[]
-            }
-        };
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
@@ -742,7 +725,7 @@ impl Engine {
                 "half-open exchange from {} expired",
                 x.remote
             );
-            self.stats.half_open_expired += 1;
+            self.io.stats.half_open_expired += 1;
             self.give_up(now, h);
             return;
         }
@@ -752,7 +735,7 @@ impl Engine {
                 x.name(),
                 x.remote
             );
-            self.stats.failed += 1;
+            self.io.stats.failed += 1;
             self.give_up(now, h);
             return;
         }
@@ -765,17 +748,14 @@ impl Engine {
                         x.remote,
                         x.xmits
                     );
-                    self.stats.failed += 1;
+                    self.io.stats.failed += 1;
                     self.give_up(now, h);
                     return;
                 }
                 x.xmits += 1;
                 x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
                 crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {}", x.remote);
-                if !passive {
-                    self.outbox
-                        .push(x.local, x.remote, prefix(x.local), &x.last_sent);
-                }
+                self.io.send(x.local, x.remote, &x.last_sent);
             }
         }
         self.arm(h);
@@ -798,16 +778,8 @@ impl Engine {
 
     /// (Re)arms an exchange's timer at its earliest deadline.
     pub(crate) fn arm(&mut self, h: Handle) {
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        if let Some(t) = x.timer.take() {
-            self.timers.cancel(t);
-        }
-        let when = x.next_deadline();
-        match self.timers.insert(when, TimerKind::Exchange(h)) {
-            Ok(t) => x.timer = Some(t),
-            Err(_) => log::error!("timer table full; exchange {} has no timer", x.name()),
+        if let Some(x) = self.exchanges.get_mut(h) {
+            self.io.arm(h, x);
         }
     }
 
@@ -816,7 +788,7 @@ impl Engine {
     pub(crate) fn free_exchange(&mut self, h: Handle) {
         if let Some(x) = self.exchanges.remove(h) {
             if let Some(t) = x.timer {
-                self.timers.cancel(t);
+                self.io.timers.cancel(t);
             }
             if x.half_open {
                 self.half_open_count -= 1;
@@ -828,52 +800,26 @@ impl Engine {
                     sa.remote,
                     hex(&sa.spi_in)
                 );
-                self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Inbound, false));
+                self.io
+                    .kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Inbound, false));
             }
             // SAs entered while the kernel had not yet confirmed them.
             for ih in x.qm.committed {
                 if let Some(sa) = self.ipsec_sas.remove(ih) {
                     self.disarm(sa.timers);
-                    self.kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, true));
+                    self.io
+                        .kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, true));
                 }
             }
             let (src, dst) = (x.remote.ip(), x.local.ip());
             for (protocol, spi) in x.qm.reserved {
-                self.kernel_req(KernelReq::DeleteSpi {
+                self.io.kernel_req(KernelReq::DeleteSpi {
                     protocol,
                     src,
                     dst,
                     spi,
                 });
             }
-        }
-    }
-
-    /// Queues a datagram (already encrypted if it should be).
-    pub(crate) fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let prefix = self.tx_prefix(local);
-        if !self.cfg.passive {
-            self.outbox.push(local, remote, prefix, data);
-        }
-    }
-
-    /// What goes before an IKE message sent from `local`: the non-ESP marker on the
-    /// NAT-T port (RFC 3948 §2.2).
-    pub(crate) fn tx_prefix(&self, local: SocketAddr) -> &'static [u8] {
-        if local.port() == self.nat_port() {
-            &nat_t::NON_ESP_MARKER
-        } else {
-            &[]
-        }
-    }
-
-    pub(crate) fn capture_msg(&mut self, src: SocketAddr, dst: SocketAddr, clear: &[u8]) {
-        if self.capture_on && self.capture.len() < 1024 {
-            self.capture.push_back(Captured {
-                src,
-                dst,
-                data: clear.to_vec(),
-            });
         }
     }
 
@@ -932,7 +878,7 @@ impl Engine {
         ty: NotifyType,
     ) {
         if self.notify_limit.allow(now).is_none() {
-            self.stats.notifies_suppressed += 1;
+            self.io.stats.notifies_suppressed += 1;
             return;
         }
         let mut buf = [0u8; 256];
@@ -958,34 +904,29 @@ impl Engine {
         })();
         if let Ok(n) = n {
             log::info!("sending notification {ty} to {remote}");
-            self.capture_msg(local, remote, &buf[..n]);
-            self.send_raw(local, remote, &buf[..n]);
+            self.io.capture(local, remote, &buf[..n]);
+            self.io.send(local, remote, &buf[..n]);
         }
     }
 
     /// The next datagram to send, copied into `buf`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if self.cfg.passive {
-            // Passive mode (-S, `M passive`): nothing is sent.
-            self.outbox.clear();
-            return None;
-        }
-        self.outbox.pop(buf)
+        self.io.poll_transmit(buf)
     }
 
     /// The next kernel request (with `-n`, the event loop only logs them). A request
     /// with a ticket is answered with [`Engine::kernel_reply`].
     pub fn poll_kernel(&mut self) -> Option<KernelOp> {
-        self.kernel.pop_front()
+        self.io.poll_kernel()
     }
 
     /// The next cleartext message for the capture file.
     pub fn poll_capture(&mut self) -> Option<Captured> {
-        self.capture.pop_front()
+        self.io.poll_capture()
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next_deadline()
+        self.io.timers.next_deadline()
     }
 
     /// Starts a clean shutdown: every SA out of the kernel and a DELETE for it to its
@@ -994,7 +935,7 @@ impl Engine {
     /// taking over from us needs them.
     pub fn shutdown(&mut self, now: Time) {
         self.wanted.clear();
-        if self.cfg.passive || self.cfg.keep_sas_at_exit || !self.policy.delete_sas {
+        if self.io.passive || self.cfg.keep_sas_at_exit || !self.policy.delete_sas {
             log::info!(
                 "shutdown: {} phase 1 and {} phase 2 SAs left in place ({})",
                 self.isakmp_sas.len(),
@@ -1019,29 +960,12 @@ impl Engine {
 
     /// True once nothing is left to send.
     pub fn is_drained(&self) -> bool {
-        self.outbox.is_empty() && self.kernel.is_empty()
-    }
-
-    /// Fresh random bytes.
-    pub(crate) fn random(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0u8; n];
-        self.rng.fill(&mut v);
-        v
-    }
-
-    pub(crate) fn new_cookie(&mut self) -> [u8; 8] {
-        loop {
-            let mut c = [0u8; 8];
-            self.rng.fill(&mut c);
-            if c != [0; 8] {
-                return c;
-            }
-        }
+        self.io.is_drained()
     }
 
     /// Our NAT-T port.
     pub(crate) fn nat_port(&self) -> u16 {
-        self.cfg.nat_t_port.unwrap_or(4500)
+        self.io.nat_port
     }
 
     /// NAT-T on: we announce it and answer it.
@@ -1058,9 +982,7 @@ impl Engine {
         if every == 0 || !s.nat_t.is_some_and(|n| n.local_behind) {
             return;
         }
-        if !self.cfg.passive {
-            self.outbox.push(s.local, s.remote, &[], &nat_t::KEEPALIVE);
-        }
+        self.io.send_bare(s.local, s.remote, &nat_t::KEEPALIVE);
         self.arm_sa_timer(now.add_secs(every), TimerKind::Keepalive(h));
     }
 
@@ -1068,7 +990,7 @@ impl Engine {
     pub(crate) fn new_spi(&mut self) -> [u8; 4] {
         loop {
             let mut s = [0u8; 4];
-            self.rng.fill(&mut s);
+            self.io.rng.fill(&mut s);
             if u32::from_be_bytes(s) > 255 && !self.ipsec_sas.iter().any(|(_, x)| x.spi_in == s) {
                 return s;
             }

@@ -217,7 +217,7 @@ impl Engine {
             return Some(then);
         }
         let mut r = [0u8; 6];
-        self.rng.fill(&mut r);
+        self.io.rng.fill(&mut r);
         let msgid = u32::from_be_bytes([r[0], r[1], r[2], r[3]]).max(1);
         let cfg_id = u16::from_be_bytes([r[4], r[5]]);
         let s = self.isakmp_sas.get(sa)?;

@@ -217,7 +217,7 @@ impl super::Engine {
             s.remote = remote;
             s.encap = s.encap.map(|(ours, _)| (ours, remote.port()));
             let req = super::sa::KernelReq::UpdateSa(Box::new(s.clone()));
-            self.kernel_req(req);
+            self.io.kernel_req(req);
         }
     }
 }

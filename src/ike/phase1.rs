@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use super::crypto::{derive, CipherAlg, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P1Choice, P1Step, State};
-use P1Step::{AwaitAuth, AwaitKe, AwaitSa};
 use super::policy::{OwnedId, P1Transform, Peer};
 use super::sa::{hex, Handle, IsakmpSa};
 use super::wire::{
@@ -18,6 +17,7 @@ use super::wire::{
 };
 use super::{Drop, Engine, TimerKind};
 use crate::timer::Time;
+use P1Step::{AwaitAuth, AwaitKe, AwaitSa};
 
 /// Nonce length we send (RFC 2409 allows 8-256 bytes).
 pub const NONCE_LEN: usize = 32;
@@ -346,7 +346,7 @@ impl Engine {
             None
         };
         if let Some(v) = victim {
-            self.stats.half_open_evicted += 1;
+            self.io.stats.half_open_evicted += 1;
             self.free_exchange(v);
         }
         // The queue keeps room: stale entries go first, a live one at its head is the
@@ -354,7 +354,7 @@ impl Engine {
         while self.half_open.len() >= self.half_open.capacity() {
             match self.half_open.pop_front() {
                 Some(h) if self.exchanges.get(h).is_some_and(|e| e.half_open) => {
-                    self.stats.half_open_evicted += 1;
+                    self.io.stats.half_open_evicted += 1;
                     self.free_exchange(h);
                 }
                 Some(_) => {}
@@ -475,7 +475,7 @@ impl Engine {
                     if let Some(x) = self.exchanges.get(h) {
                         log::warn!("{} with {remote}: {why}", x.name());
                     }
-                    self.stats.failed += 1;
+                    self.io.stats.failed += 1;
                     self.free_exchange(h);
                 }
             }
@@ -520,7 +520,7 @@ impl Engine {
         let mut x = Exchange::new(kind, false, local, remote);
         x.note_peer_features(m, self.nat_t_on());
         x.icookie = hd.icookie;
-        x.rcookie = self.new_cookie();
+        x.rcookie = self.io.new_cookie();
         x.peer = peer.name.clone();
         x.set_p1(P1Step::AwaitKe(choice));
         x.sai_b = sa_body(sa);
@@ -747,7 +747,7 @@ impl Engine {
                 self.arm_sa_timer(now.add_secs(every), TimerKind::Keepalive(sh));
             }
         }
-        self.stats.phase1_done += 1;
+        self.io.stats.phase1_done += 1;
         let show = |b: &[u8]| {
             wire::IdPayload::parse(b)
                 .ok()

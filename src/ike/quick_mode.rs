@@ -169,7 +169,7 @@ impl Engine {
         };
         let msgid = loop {
             let mut b = [0u8; 4];
-            self.rng.fill(&mut b);
+            self.io.rng.fill(&mut b);
             let m = u32::from_be_bytes(b);
             if m != 0
                 && !self
@@ -189,7 +189,7 @@ impl Engine {
         x.connection = Some(conn.name.clone());
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.iv = derive::phase2_iv(hash, last.as_bytes(), msgid, cipher.block_len());
-        x.ni = self.random(NONCE_LEN);
+        x.ni = self.io.random(NONCE_LEN);
         // PFS: one KE for the whole offer, of the first group any transform names
         // (isakmpd refuses offers whose transforms name differing groups; we offer ours).
         let suites = self.qm_suites(&conn.suites, sa, true);
@@ -205,7 +205,7 @@ impl Engine {
             .find_map(|t| t.group);
         if let Some(g) = pfs {
             let g = Group::from_ike(g).ok_or("PFS group not supported")?;
-            let dh = DhPrivate::generate(g, &mut *self.rng).map_err(|e| e.to_string())?;
+            let dh = DhPrivate::generate(g, &mut *self.io.rng).map_err(|e| e.to_string())?;
             x.gxi = dh.public_value().to_vec();
             x.dh = Some(dh);
             x.qm.pfs = Some(g);
@@ -437,7 +437,7 @@ impl Engine {
         if !same(want.as_bytes(), &buf[got]) {
             return Err(Drop::Silent("HASH(1) does not verify"));
         }
-        self.capture_msg(remote, local, buf);
+        self.io.capture(remote, local, buf);
         Ok(next)
     }
 
@@ -459,7 +459,7 @@ impl Engine {
             }
             Err(Drop::Notify(n, why)) => {
                 log::warn!("{what} with {remote}: {why}");
-                self.stats.failed += 1;
+                self.io.stats.failed += 1;
                 self.send_notify(now, sa, n);
                 Ok(())
             }
@@ -514,7 +514,7 @@ impl Engine {
                     Ok(()) => self.peer_heard(now, sa, local, remote),
                     Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
                         log::warn!("quick mode with {remote}: {why}");
-                        self.stats.failed += 1;
+                        self.io.stats.failed += 1;
                         self.free_exchange(h);
                         self.send_notify(now, sa, *n);
                         return Ok(());
@@ -688,7 +688,7 @@ impl Engine {
         x.deadline = now.add_secs(self.policy.exchange_max_time.into());
         x.iv = next_iv;
         x.ni = ni.to_vec();
-        x.nr = self.random(NONCE_LEN);
+        x.nr = self.io.random(NONCE_LEN);
         x.qm.idci = idci.clone();
         x.qm.idcr = idcr.clone();
         x.qm.peer_oa = super::nat_t::nat_oas(&m).first().copied();
@@ -706,7 +706,7 @@ impl Engine {
         });
         x.qm.pfs = pfs;
         if let (Some(g), Some(k)) = (pfs, &ke) {
-            let dh = DhPrivate::generate(g, &mut *self.rng)
+            let dh = DhPrivate::generate(g, &mut *self.io.rng)
                 .map_err(|_| Drop::Silent("DH key generation failed"))?;
             x.gxi = k.clone();
             x.gxr = dh.public_value().to_vec();
@@ -1071,7 +1071,7 @@ impl Engine {
         }
         x.iv = next_iv;
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, &clear);
+        self.io.capture(remote, local, &clear);
         // Message 3.
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
         let h3 = derive::qm_hash3(hash, skeyid_a.as_bytes(), msgid, &x.ni, &x.nr);
@@ -1109,7 +1109,7 @@ impl Engine {
                 .collect();
         x.qm.reserved.retain(|(_, s)| used.contains(s));
         for (protocol, spi) in unused {
-            self.kernel_req(KernelReq::DeleteSpi {
+            self.io.kernel_req(KernelReq::DeleteSpi {
                 protocol,
                 src,
                 dst,
@@ -1152,7 +1152,7 @@ impl Engine {
         x.next_retransmit = None;
         x.last_sent.clear(); // nothing to resend for a duplicate of message 3
         let (local, remote) = (x.local, x.remote);
-        self.capture_msg(remote, local, &clear);
+        self.io.capture(remote, local, &clear);
         self.phase2_commit(now, h)?;
         match self.exchanges.get_mut(h) {
             Some(x) if !x.qm.kernel.pending.is_empty() => {
@@ -1328,7 +1328,7 @@ impl Engine {
             // that the two peers do not both rekey at the same instant.
             if sa.lifetime > 0 {
                 let mut r = [0u8; 2];
-                self.rng.fill(&mut r);
+                self.io.rng.fill(&mut r);
                 let permille = 850 + u64::from(u16::from_be_bytes(r) % 100);
                 sa.soft_expiry = Some(now.add_millis(sa.lifetime * permille));
             }
@@ -1376,7 +1376,7 @@ impl Engine {
                 log::info!("phase 2 SA {} up: {}", sa.name, sa.describe());
             }
         }
-        self.stats.phase2_done += 1;
+        self.io.stats.phase2_done += 1;
         let line = format!(
             "isakmpd: quick mode done (as {}): src: {} dst: {}",
             if initiator { "initiator" } else { "responder" },
