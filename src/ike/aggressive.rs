@@ -10,12 +10,18 @@
 //! first one, and the responder may only choose a transform of that group. Message 3 is
 //! sent encrypted (as isakmpd, strongSwan and most vendors do); a cleartext message 3, as
 //! the RFC's figure shows it, is accepted too.
+//!
+//! As in `main_mode.rs`, each step is a function of its exchange and a [`Cx`].
 
 use std::net::SocketAddr;
 
+use super::auth::check_hash;
 use super::crypto::{DhPrivate, Group};
-use super::exchange::{Exchange, Kind, P1Step};
-use super::phase1::{choose, header, nat_d_payloads, offer_body, write_sa_echo, NONCE_LEN};
+use super::exchange::{Exchange, Kind, P1Choice, P1Step};
+use super::phase1::{
+    choose, header, initiator_reply, nat_d_payloads, offer_body, our_id, responder_exchange,
+    write_sa_echo, Cx, Next, NONCE_LEN,
+};
 use super::policy::Peer;
 use super::sa::Handle;
 use super::wire::{
@@ -60,7 +66,7 @@ impl Engine {
         x.gxi = dh.public_value().to_vec();
         x.dh = Some(dh);
         x.ni = self.io.random(NONCE_LEN);
-        let id = self.our_id(&x);
+        let id = our_id(&self.policy, &x);
         let nat_t_on = self.nat_t_on();
         let h = header(&x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 8192];
@@ -89,283 +95,252 @@ impl Engine {
         Ok(())
     }
 
-    /// Responder, message 1: choose, compute the keys, answer with message 2.
+    /// Responder, message 1: choose, compute the keys, answer with message 2; the
+    /// exchange starts half-open.
     pub(crate) fn am_r1(
         &mut self,
         now: Time,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): (SocketAddr, SocketAddr),
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        self.phase1_room()?;
-        let m = Self::parse(data, false)?;
-        super::script::check(super::exchange::Kind::Aggressive, 1, &m)?;
-        let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload"));
-        };
-        let (Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) =
-            (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
-        else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no KE or NONCE payload",
-            ));
-        };
-        let idii = m
-            .find(PayloadType::ID)
-            .and_then(id_body)
-            .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
-        if sa.doi != Doi::IPSEC {
-            return Err(Drop::Notify(
-                NotifyType::DOI_NOT_SUPPORTED,
-                "DOI is not IPSEC",
-            ));
-        }
-        if ni.len() < 8 || ni.len() > 256 {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "nonce length outside 8-256",
-            ));
-        }
-        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or({
-            Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "no [Phase 1] peer for this address",
-            )
-        })?;
-        if peer.psk.is_none() {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "the [Phase 1] peer section has no Authentication (pre-shared key)",
-            ));
-        }
-        let Some((pnum, t, choice)) = choose(&peer, sa, false, Some(ke.len())) else {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "no proposal chosen: no offered transform of the KE's group matches the peer section",
-            ));
-        };
-        let dh = DhPrivate::generate(choice.group, &mut *self.io.rng)
-            .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let addrs = (local, remote);
-        let mut x = self.responder_exchange(
-            Kind::Aggressive,
-            now,
-            addrs,
-            hd,
-            &m,
-            &peer,
-            (choice, sa),
-            data,
-        );
-        x.gxi = ke.to_vec();
-        x.ni = ni.to_vec();
-        x.gxr = dh.public_value().to_vec();
-        x.dh = Some(dh);
-        x.nr = self.io.random(NONCE_LEN);
-        x.qm.idci = Some(idii);
+        let (x, buf) = r1(&mut self.cx(now), (local, remote), hd, data)?;
+        let peer = x.peer.clone();
         let handle = self.insert_half_open(now, x)?;
-        if let Err(e) = self.phase1_keys(handle) {
-            self.free_exchange(handle);
-            return Err(e);
-        }
-        let x = self.exchanges.get(handle).ok_or(Drop::Silent("gone"))?;
-        let id = self.our_id(x);
-        let hash_r = x.auth_hash(false, &id);
-        // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
-        let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
-        let nat_d = nat_d_payloads(x, choice.hash);
-        let h = header(x, ExchangeType::AGGRESSIVE);
-        let mut buf = vec![0u8; 8192];
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &h)?;
-            b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
-            b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
-            b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
-            b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-            b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
-            b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
-            if let Some(v) = &nat_vid {
-                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
-            }
-            for (ty, d) in &nat_d {
-                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message 2 too large"))?;
-        buf.truncate(n);
-        if let Some(x) = self.exchanges.get_mut(handle) {
-            x.p1_to(P1Step::AwaitAuth);
-            x.resend_on_dup = true;
-        }
         self.io.capture(remote, local, data);
-        log::info!(
-            "aggressive mode with {remote} ({}) started as responder",
-            peer.name
-        );
+        log::info!("aggressive mode with {remote} ({peer}) started as responder");
         // Unlike Main Mode's message 2, this one is retransmitted: it is the only message
         // that can make a lost message 3 be sent again, and the DH work is already done.
         self.send_step(now, handle, buf, true);
         Ok(())
     }
+}
 
-    /// Initiator, message 2: keys, verify HASH_R, send HASH_I, done.
-    pub(crate) fn am_i2(
-        &mut self,
-        now: Time,
-        h: Handle,
-        hd: &Header,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        self.phase1_room()?;
-        let m = Self::parse(data, false)?;
-        super::script::check(super::exchange::Kind::Aggressive, 2, &m)?;
-        let choice = self.initiator_reply(h, &m, false)?;
-        let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
-            (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
-        else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no KE or NONCE payload",
-            ));
-        };
-        let idir = m
-            .find(PayloadType::ID)
-            .and_then(id_body)
-            .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
-        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no HASH payload",
-            ));
-        };
-        if ke.len() != choice.group.public_len() {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_KEY_INFORMATION,
-                "KE length does not match the group",
-            ));
-        }
-        {
-            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-            if x.dh.as_ref().map(|d| d.group()) != Some(choice.group) {
-                return Err(Drop::Notify(
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    "responder chose another group than our KE's",
-                ));
-            }
-            x.rcookie = hd.rcookie;
-            x.set_p1(P1Step::AwaitAuth(choice));
-            x.gxr = ke.to_vec();
-            x.nr = nr.to_vec();
-        }
-        self.phase1_keys(h)?;
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let want = x.auth_hash(false, &idir);
-        let auth = super::auth::check_hash(&want, hash, "HASH_R", idir, false)?;
-        let (local, remote) = (x.local, x.remote);
-        self.io.capture(remote, local, data);
-        self.nat_detect(h, data)?;
-        // Message 3 already goes over the NAT-T port.
-        self.float_to_nat_t(h, "aggressive mode");
-        let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
-        let id = self.our_id(x);
-        let nat_d = nat_d_payloads(x, choice.hash);
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let hash_i = x.auth_hash(true, &id);
-        let hh = header(x, ExchangeType::AGGRESSIVE);
-        let mut buf = vec![0u8; 512];
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &hh)?;
-            b.payload(PayloadType::HASH, |w| w.bytes(hash_i.as_bytes()))?;
-            for (ty, d) in &nat_d {
-                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message 3 too large"))?;
-        buf.truncate(n);
-        let clear = buf.clone();
-        x.iv = Self::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
-            .map_err(|_| Drop::Silent("encryption failed"))?;
-        x.set_p1(P1Step::Done(choice));
-        x.resend_on_dup = true;
-        self.send_step_captured(now, h, clear, buf, false);
-        self.phase1_done(now, h, auth);
-        Ok(())
+/// Responder, message 1: choose a transform of the KE's group, compute the keys; the
+/// new exchange and message 2.
+fn r1(
+    cx: &mut Cx<'_>,
+    (local, remote): (SocketAddr, SocketAddr),
+    hd: &Header,
+    data: &[u8],
+) -> Result<(Exchange, Vec<u8>), Drop> {
+    cx.phase1_room()?;
+    let m = Engine::parse(data, false)?;
+    super::script::check(Kind::Aggressive, 1, &m)?;
+    let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
+        return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no SA payload"));
+    };
+    let (Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) =
+        (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
+    else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no KE or NONCE payload",
+        ));
+    };
+    let idii = m
+        .find(PayloadType::ID)
+        .and_then(id_body)
+        .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
+    if sa.doi != Doi::IPSEC {
+        return Err(Drop::Notify(
+            NotifyType::DOI_NOT_SUPPORTED,
+            "DOI is not IPSEC",
+        ));
     }
+    if ni.len() < 8 || ni.len() > 256 {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "nonce length outside 8-256",
+        ));
+    }
+    let peer = cx.policy.peer_for(remote.ip()).ok_or({
+        Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "no [Phase 1] peer for this address",
+        )
+    })?;
+    if peer.psk.is_none() {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "the [Phase 1] peer section has no Authentication (pre-shared key)",
+        ));
+    }
+    let Some((pnum, t, choice)) = choose(peer, sa, false, Some(ke.len())) else {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "no proposal chosen: no offered transform of the KE's group matches the peer section",
+        ));
+    };
+    let dh = DhPrivate::generate(choice.group, &mut *cx.io.rng)
+        .map_err(|_| Drop::Silent("DH key generation failed"))?;
+    let addrs = (local, remote);
+    let mut x = responder_exchange(
+        cx,
+        Kind::Aggressive,
+        addrs,
+        hd,
+        &m,
+        peer,
+        (choice, sa),
+        data,
+    );
+    x.gxi = ke.to_vec();
+    x.ni = ni.to_vec();
+    x.gxr = dh.public_value().to_vec();
+    x.dh = Some(dh);
+    x.nr = cx.io.random(NONCE_LEN);
+    x.peer_id = idii;
+    x.phase1_keys(cx.policy)?;
+    let id = cx.our_id(&x);
+    let hash_r = x.auth_hash(false, &id);
+    // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
+    let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
+    let nat_d = nat_d_payloads(&x, choice.hash);
+    let h = header(&x, ExchangeType::AGGRESSIVE);
+    let mut buf = vec![0u8; 8192];
+    let n = (|| {
+        let mut b = MessageBuilder::new(&mut buf, &h)?;
+        b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
+        b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
+        b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
+        b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+        b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
+        b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
+        if let Some(v) = &nat_vid {
+            b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+        }
+        for (ty, d) in &nat_d {
+            b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+        }
+        b.finish()
+    })()
+    .map_err(|_| Drop::Silent("message 2 too large"))?;
+    buf.truncate(n);
+    x.p1_to(P1Step::AwaitAuth);
+    x.resend_on_dup = true;
+    Ok((x, buf))
+}
 
-    /// Responder, message 3: verify HASH_I, done.
-    pub(crate) fn am_r3(
-        &mut self,
-        now: Time,
-        h: Handle,
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        let nat_port = self.nat_port();
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
-        let mut buf = data.to_vec();
-        let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
-        let next_iv = if encrypted {
-            Some(Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?)
-        } else {
-            None
-        };
-        let m = Self::parse(&buf, encrypted).map_err(|_| {
-            Drop::Silent("message 3 does not decrypt to a valid message (wrong pre-shared key?)")
-        })?;
-        super::script::check(super::exchange::Kind::Aggressive, 3, &m)?;
-        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no HASH payload",
-            ));
-        };
-        let idii = x.qm.idci.clone().unwrap_or_default();
-        let want = x.auth_hash(true, &idii);
-        let auth = super::auth::check_hash(&want, hash, "HASH_I", idii, false)?;
-        if let Some(iv) = next_iv {
-            x.iv = iv;
-        }
-        x.p1_to(P1Step::Done);
-        x.resend_on_dup = false;
-        x.last_sent.clear();
-        x.qm.idci = None;
-        // NAT-D rides in this message; the initiator may have floated already.
-        self.nat_detect_in(h, &m, local, remote);
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return Ok(());
-        };
-        if x.nat_t.is_some_and(|n| n.detected()) && local.port() == nat_port {
-            // The NAT may have mapped the initiator's port to any of its own.
-            x.local = local;
-            x.remote = remote;
-        }
-        let (local, remote) = (x.local, x.remote);
-        self.io.capture(remote, local, &buf);
-        if let Some(want) = self
-            .policy
-            .peer(
-                &self
-                    .exchanges
-                    .get(h)
-                    .map(|x| x.peer.clone())
-                    .unwrap_or_default(),
-            )
-            .and_then(|p| p.remote_id.clone())
-        {
-            if want.body() != auth.peer_id {
-                return Err(Drop::Notify(
-                    NotifyType::INVALID_ID_INFORMATION,
-                    "peer's ID differs from its configured Remote-ID",
-                ));
-            }
-        }
-        self.phase1_done(now, h, auth);
-        Ok(())
+/// Initiator, message 2: keys, verify HASH_R, send HASH_I; done.
+pub(crate) fn i2(
+    x: &mut Exchange,
+    h: Handle,
+    cx: &mut Cx<'_>,
+    hd: &Header,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    cx.phase1_room()?;
+    let m = Engine::parse(data, false)?;
+    super::script::check(Kind::Aggressive, 2, &m)?;
+    let choice = initiator_reply(x, cx, &m, false)?;
+    let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
+        (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
+    else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no KE or NONCE payload",
+        ));
+    };
+    let idir = m
+        .find(PayloadType::ID)
+        .and_then(id_body)
+        .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
+    let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no HASH payload",
+        ));
+    };
+    if ke.len() != choice.group.public_len() {
+        return Err(Drop::Notify(
+            NotifyType::INVALID_KEY_INFORMATION,
+            "KE length does not match the group",
+        ));
     }
+    if x.dh.as_ref().map(|d| d.group()) != Some(choice.group) {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "responder chose another group than our KE's",
+        ));
+    }
+    x.rcookie = hd.rcookie;
+    x.set_p1(P1Step::AwaitAuth(choice));
+    x.gxr = ke.to_vec();
+    x.nr = nr.to_vec();
+    x.phase1_keys(cx.policy)?;
+    let want = x.auth_hash(false, &idir);
+    let auth = check_hash(&want, hash, "HASH_R", idir, false)?;
+    cx.io.capture(x.remote, x.local, data);
+    x.nat_detect(&m, x.local, x.remote);
+    // Message 3 already goes over the NAT-T port.
+    x.float_to_nat_t(cx.io.nat_port, "aggressive mode");
+    let id = cx.our_id(x);
+    let nat_d = nat_d_payloads(x, choice.hash);
+    let hash_i = x.auth_hash(true, &id);
+    let hh = header(x, ExchangeType::AGGRESSIVE);
+    let mut buf = vec![0u8; 512];
+    let n = (|| {
+        let mut b = MessageBuilder::new(&mut buf, &hh)?;
+        b.payload(PayloadType::HASH, |w| w.bytes(hash_i.as_bytes()))?;
+        for (ty, d) in &nat_d {
+            b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+        }
+        b.finish()
+    })()
+    .map_err(|_| Drop::Silent("message 3 too large"))?;
+    buf.truncate(n);
+    let clear = buf.clone();
+    x.iv = Engine::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
+        .map_err(|_| Drop::Silent("encryption failed"))?;
+    x.set_p1(P1Step::Done(choice));
+    x.resend_on_dup = true;
+    cx.io.send_step(cx.now, (h, x), Some(&clear), buf, false);
+    Ok(Next::Done(auth))
+}
+
+/// Responder, message 3: verify HASH_I; done.
+pub(crate) fn r3(
+    x: &mut Exchange,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    (local, remote): (SocketAddr, SocketAddr),
+    data: &[u8],
+) -> Result<Next, Drop> {
+    let mut buf = data.to_vec();
+    let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
+    let next_iv = if encrypted {
+        Some(Engine::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?)
+    } else {
+        None
+    };
+    let m = Engine::parse(&buf, encrypted).map_err(|_| {
+        Drop::Silent("message 3 does not decrypt to a valid message (wrong pre-shared key?)")
+    })?;
+    super::script::check(Kind::Aggressive, 3, &m)?;
+    let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no HASH payload",
+        ));
+    };
+    let idii = std::mem::take(&mut x.peer_id);
+    let want = x.auth_hash(true, &idii);
+    let auth = check_hash(&want, hash, "HASH_I", idii, false)?;
+    if let Some(iv) = next_iv {
+        x.iv = iv;
+    }
+    x.p1_to(P1Step::Done);
+    x.resend_on_dup = false;
+    x.last_sent.clear();
+    // NAT-D rides in this message; the initiator may have floated already.
+    x.nat_detect(&m, local, remote);
+    if x.nat_t.is_some_and(|n| n.detected()) && local.port() == cx.io.nat_port {
+        // The NAT may have mapped the initiator's port to any of its own.
+        x.local = local;
+        x.remote = remote;
+    }
+    cx.io.capture(x.remote, x.local, &buf);
+    cx.check_remote_id(x, &auth)?;
+    Ok(Next::Done(auth))
 }

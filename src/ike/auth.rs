@@ -7,7 +7,8 @@
 //! through Main or Aggressive Mode can establish an SA without verifying the peer.
 
 use super::crypto::{Certificate, Key, RsaPrivate, RsaPublic, TrustStore};
-use super::sa::Handle;
+use super::exchange::{Exchange, P1Choice};
+use super::phase1::Cx;
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
 use super::{Drop, Engine};
 
@@ -155,175 +156,163 @@ impl Credentials {
     }
 }
 
-impl Engine {
-    /// Decrypts message 5 or 6 and checks the peer's HASH; returns the peer's ID body and
-    /// whether it carried INITIAL-CONTACT.
-    pub(crate) fn verify_auth_message(
-        &mut self,
-        h: Handle,
-        data: &[u8],
-    ) -> Result<Authenticated, Drop> {
-        let creds = std::mem::take(&mut self.creds);
-        let r = self.verify_auth_message_with(h, data, &creds);
-        self.creds = creds;
-        r
+/// Main Mode message 5 or 6: decrypts it and checks the peer's HASH or SIG against
+/// exchange `x` (transform `c`); the proof carries the peer's ID body and whether it
+/// said INITIAL-CONTACT.
+pub(crate) fn verify_auth_message(
+    x: &mut Exchange,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    data: &[u8],
+) -> Result<Authenticated, Drop> {
+    let creds = cx.creds;
+    let mut buf = data.to_vec();
+    if buf[19] & wire::FLAG_ENCRYPTION == 0 {
+        return Err(Drop::Notify(
+            NotifyType::INVALID_FLAGS,
+            "cleartext where encryption is required",
+        ));
     }
-
-    fn verify_auth_message_with(
-        &mut self,
-        h: Handle,
-        data: &[u8],
-        creds: &Credentials,
-    ) -> Result<Authenticated, Drop> {
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
-        let mut buf = data.to_vec();
-        if buf[19] & wire::FLAG_ENCRYPTION == 0 {
+    let next_iv = Engine::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
+    let m = Engine::parse(&buf, true).map_err(|_| {
+        Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)")
+    })?;
+    let auth = if c.auth == AuthMethod::RSA_SIG {
+        super::script::Auth::Sig
+    } else {
+        super::script::Auth::Hash
+    };
+    let n = if x.initiator { 6 } else { 5 };
+    super::script::check_auth(super::exchange::Kind::Main, n, auth, &m)?;
+    // It decrypted to a well-formed message: the CBC chain moves on even if what it
+    // says does not authenticate (a DELETE may follow under these keys).
+    x.iv = next_iv.clone();
+    let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
+        return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"));
+    };
+    let mut idb = vec![id.id_type.0, id.protocol];
+    idb.extend_from_slice(&id.port.to_be_bytes());
+    idb.extend_from_slice(id.data);
+    let want = if x.initiator {
+        x.auth_hash(false, &idb)
+    } else {
+        x.auth_hash(true, &idb)
+    };
+    let which = if x.initiator { "HASH_R" } else { "HASH_I" };
+    if c.auth == AuthMethod::RSA_SIG {
+        // The peer's certificate: it must chain to one of our CAs, name the peer's ID
+        // in its subjectAltName (or subject, for a DN), and its key must verify SIG.
+        let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
             return Err(Drop::Notify(
-                NotifyType::INVALID_FLAGS,
-                "cleartext where encryption is required",
+                NotifyType::PAYLOAD_MALFORMED,
+                "no SIG payload",
+            ));
+        };
+        let certs: Vec<Certificate> = m
+            .payloads
+            .iter()
+            .filter_map(|p| match p.payload {
+                Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
+                    Certificate::parse(data).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        let identity = id
+            .identity()
+            .map_err(|e| Drop::Notify(e.notify, e.reason))?;
+        if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
+            // No certificate: the peer's raw public key from pubkeys/, by its ID.
+            let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone"))?;
+            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+                super::refused(
+                    NotifyType::INVALID_SIGNATURE,
+                    "authentication failed: the signature does not verify",
+                    format_args!("signature over {which}, public key of {identity}"),
+                )
+            })?;
+            log::info!(
+                "peer {} authenticated by its public key for {identity}",
+                x.remote
+            );
+        } else {
+            let cert = certs
+                .iter()
+                .find(|c| cert_names_id(c, &identity))
+                .ok_or_else(|| {
+                    super::refused(
+                        NotifyType::INVALID_ID_INFORMATION,
+                        "authentication failed: no certificate from the peer names its ID",
+                        format_args!(
+                            "ID {identity}{}",
+                            if certs.is_empty() {
+                                " (it sent none)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                })?;
+            let trust = creds.trust.as_ref().ok_or(Drop::Notify(
+                NotifyType::INVALID_CERTIFICATE,
+                "authentication failed: no CA certificates configured",
+            ))?;
+            let others: Vec<Certificate> = certs
+                .iter()
+                .filter(|c| !std::ptr::eq(*c, cert))
+                .cloned()
+                .collect();
+            trust.verify(cert, &others).map_err(|e| {
+                super::refused(
+                    NotifyType::INVALID_CERTIFICATE,
+                    "authentication failed: certificate not trusted",
+                    format_args!("\"{}\": {e}", cert.subject()),
+                )
+            })?;
+            let key = cert.public_key().map_err(|e| {
+                super::refused(
+                    NotifyType::INVALID_CERTIFICATE,
+                    "certificate key unusable",
+                    format_args!("{e}"),
+                )
+            })?;
+            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+                super::refused(
+                    NotifyType::INVALID_SIGNATURE,
+                    "authentication failed: the signature does not verify",
+                    format_args!("signature over {which}"),
+                )
+            })?;
+            log::info!(
+                "peer {} authenticated by certificate \"{}\"",
+                x.remote,
+                cert.subject()
+            );
+        }
+    } else {
+        let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
+            return Err(Drop::Notify(
+                NotifyType::PAYLOAD_MALFORMED,
+                "no HASH payload",
+            ));
+        };
+        if !same(want.as_bytes(), hash) {
+            return Err(super::refused(
+                NotifyType::INVALID_HASH_INFORMATION,
+                "authentication failed: the hash does not verify (pre-shared keys differ?)",
+                format_args!("{which}"),
             ));
         }
-        let next_iv = Self::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
-        let m = Self::parse(&buf, true).map_err(|_| {
-            Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)")
-        })?;
-        let auth = if c.auth == AuthMethod::RSA_SIG {
-            super::script::Auth::Sig
-        } else {
-            super::script::Auth::Hash
-        };
-        let n = if x.initiator { 6 } else { 5 };
-        super::script::check_auth(super::exchange::Kind::Main, n, auth, &m)?;
-        // It decrypted to a well-formed message: the CBC chain moves on even if what it
-        // says does not authenticate (a DELETE may follow under these keys).
-        x.iv = next_iv.clone();
-        let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"));
-        };
-        let mut idb = vec![id.id_type.0, id.protocol];
-        idb.extend_from_slice(&id.port.to_be_bytes());
-        idb.extend_from_slice(id.data);
-        let want = if x.initiator {
-            x.auth_hash(false, &idb)
-        } else {
-            x.auth_hash(true, &idb)
-        };
-        let which = if x.initiator { "HASH_R" } else { "HASH_I" };
-        if c.auth == AuthMethod::RSA_SIG {
-            // The peer's certificate: it must chain to one of our CAs, name the peer's ID
-            // in its subjectAltName (or subject, for a DN), and its key must verify SIG.
-            let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
-                return Err(Drop::Notify(
-                    NotifyType::PAYLOAD_MALFORMED,
-                    "no SIG payload",
-                ));
-            };
-            let certs: Vec<Certificate> = m
-                .payloads
-                .iter()
-                .filter_map(|p| match p.payload {
-                    Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
-                        Certificate::parse(data).ok()
-                    }
-                    _ => None,
-                })
-                .collect();
-            let identity = id
-                .identity()
-                .map_err(|e| Drop::Notify(e.notify, e.reason))?;
-            if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
-                // No certificate: the peer's raw public key from pubkeys/, by its ID.
-                let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone"))?;
-                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    super::refused(
-                        NotifyType::INVALID_SIGNATURE,
-                        "authentication failed: the signature does not verify",
-                        format_args!("signature over {which}, public key of {identity}"),
-                    )
-                })?;
-                log::info!(
-                    "peer {} authenticated by its public key for {identity}",
-                    x.remote
-                );
-            } else {
-                let cert = certs
-                    .iter()
-                    .find(|c| cert_names_id(c, &identity))
-                    .ok_or_else(|| {
-                        super::refused(
-                            NotifyType::INVALID_ID_INFORMATION,
-                            "authentication failed: no certificate from the peer names its ID",
-                            format_args!(
-                                "ID {identity}{}",
-                                if certs.is_empty() {
-                                    " (it sent none)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        )
-                    })?;
-                let trust = creds.trust.as_ref().ok_or(Drop::Notify(
-                    NotifyType::INVALID_CERTIFICATE,
-                    "authentication failed: no CA certificates configured",
-                ))?;
-                let others: Vec<Certificate> = certs
-                    .iter()
-                    .filter(|c| !std::ptr::eq(*c, cert))
-                    .cloned()
-                    .collect();
-                trust.verify(cert, &others).map_err(|e| {
-                    super::refused(
-                        NotifyType::INVALID_CERTIFICATE,
-                        "authentication failed: certificate not trusted",
-                        format_args!("\"{}\": {e}", cert.subject()),
-                    )
-                })?;
-                let key = cert.public_key().map_err(|e| {
-                    super::refused(
-                        NotifyType::INVALID_CERTIFICATE,
-                        "certificate key unusable",
-                        format_args!("{e}"),
-                    )
-                })?;
-                key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                    super::refused(
-                        NotifyType::INVALID_SIGNATURE,
-                        "authentication failed: the signature does not verify",
-                        format_args!("signature over {which}"),
-                    )
-                })?;
-                log::info!(
-                    "peer {} authenticated by certificate \"{}\"",
-                    x.remote,
-                    cert.subject()
-                );
-            }
-        } else {
-            let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-                return Err(Drop::Notify(
-                    NotifyType::PAYLOAD_MALFORMED,
-                    "no HASH payload",
-                ));
-            };
-            if !same(want.as_bytes(), hash) {
-                return Err(super::refused(
-                    NotifyType::INVALID_HASH_INFORMATION,
-                    "authentication failed: the hash does not verify (pre-shared keys differ?)",
-                    format_args!("{which}"),
-                ));
-            }
-        }
-        let ic = m.payloads.iter().any(
-            |p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT),
-        );
-        let (local, remote) = (x.local, x.remote);
-        self.io.capture(remote, local, &buf);
-        Ok(Authenticated {
-            peer_id: idb,
-            initial_contact: ic,
-            _proof: Proof,
-        })
     }
+    let ic = m
+        .payloads
+        .iter()
+        .any(|p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT));
+    let (local, remote) = (x.local, x.remote);
+    cx.io.capture(remote, local, &buf);
+    Ok(Authenticated {
+        peer_id: idb,
+        initial_contact: ic,
+        _proof: Proof,
+    })
 }

@@ -272,6 +272,9 @@ pub struct Exchange {
     /// Quick Mode: the ISAKMP SA that protects it.
     pub sa: Option<Handle>,
     pub sai_b: Vec<u8>,
+    /// Aggressive Mode responder: the initiator's ID payload body from message 1, which
+    /// its HASH_I in message 3 covers.
+    pub peer_id: Vec<u8>,
     pub dh: Option<DhPrivate>,
     pub ni: Vec<u8>,
     pub nr: Vec<u8>,
@@ -319,6 +322,7 @@ impl Exchange {
             connection: None,
             sa: None,
             sai_b: Vec::new(),
+            peer_id: Vec::new(),
             dh: None,
             ni: Vec::new(),
             nr: Vec::new(),

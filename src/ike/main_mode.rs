@@ -11,12 +11,20 @@
 //! Transforms accepts (same algorithms and group, key length and lifetime inside the
 //! configured ranges) and echoes it. Keys come from `crypto::derive`; HASH_I/HASH_R are
 //! checked in constant time before any SA exists.
+//!
+//! Each step is a function of its exchange and a [`Cx`], the narrow context of a phase 1
+//! step; `phase1.rs` routes a message to the step its exchange waits for, and makes the
+//! ISAKMP SA when a step returns [`Next::Done`].
 
 use std::net::SocketAddr;
 
+use super::auth::{self, Authenticated};
 use super::crypto::DhPrivate;
 use super::exchange::{Exchange, Kind, P1Choice, P1Step};
-use super::phase1::{choose, header, nat_d_payloads, offer_body, write_sa_echo, NONCE_LEN};
+use super::phase1::{
+    choose, header, initiator_reply, ke_nonce, nat_d_payloads, offer_body, responder_exchange,
+    write_sa_echo, Cx, Next, NONCE_LEN,
+};
 use super::policy::Peer;
 use super::sa::{Handle, IsakmpSa};
 use super::wire::{
@@ -69,334 +77,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Responder, message 1: pick a transform, answer with message 2.
+    /// Responder, message 1: the exchange is made, half-open, and message 2 sent only if
+    /// the offer is acceptable.
     pub(crate) fn mm_r1(
         &mut self,
         now: Time,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): (SocketAddr, SocketAddr),
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
-        let m = Self::parse(data, false)?;
-        super::script::check(super::exchange::Kind::Main, 1, &m)?;
-        let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SA payload in main mode message 1",
-            ));
-        };
-        if sa.doi != Doi::IPSEC {
-            return Err(Drop::Notify(
-                NotifyType::DOI_NOT_SUPPORTED,
-                "DOI is not IPSEC",
-            ));
-        }
-        if sa.situation != wire::SIT_IDENTITY_ONLY {
-            return Err(Drop::Notify(
-                NotifyType::SITUATION_NOT_SUPPORTED,
-                "situation not supported",
-            ));
-        }
-        let peer = self.policy.peer_for(remote.ip()).cloned().ok_or({
-            Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "no [Phase 1] peer for this address",
-            )
-        })?;
-        let Some((pnum, t, choice)) = choose(&peer, sa, self.creds.usable(), None) else {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "no proposal chosen: none of the offered transforms matches the peer section",
-            ));
-        };
-        if choice.auth == AuthMethod::PRE_SHARED && peer.psk.is_none() {
-            return Err(Drop::Notify(
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                "the [Phase 1] peer section has no Authentication (pre-shared key)",
-            ));
-        }
-        let addrs = (local, remote);
-        let mut x =
-            self.responder_exchange(Kind::Main, now, addrs, hd, &m, &peer, (choice, sa), data);
-        let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
-        // Message 2: the chosen transform, echoed.
-        let h = header(&x, ExchangeType::ID_PROT);
-        let mut buf = vec![0u8; 2048];
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &h)?;
-            b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
-            b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
-            if let Some(v) = &nat_vid {
-                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message 2 too large"))?;
-        buf.truncate(n);
-        x.resend_on_dup = true;
+        let (x, buf) = r1(&mut self.cx(now), (local, remote), hd, data)?;
+        let peer = x.peer.clone();
         let handle = self.insert_half_open(now, x)?;
         self.io.capture(remote, local, data);
-        log::info!(
-            "main mode with {remote} ({}) started as responder",
-            peer.name
-        );
+        log::info!("main mode with {remote} ({peer}) started as responder");
         // isakmpd: the responder never retransmits message 2 on a timer (MSG_DONTRETRANSMIT).
         self.send_step(now, handle, buf, false);
-        Ok(())
-    }
-
-    /// Initiator, message 2: check the chosen transform, send KE and Ni.
-    pub(crate) fn mm_i2(
-        &mut self,
-        now: Time,
-        h: Handle,
-        hd: &Header,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        let m = Self::parse(data, false)?;
-        super::script::check(super::exchange::Kind::Main, 2, &m)?;
-        let choice = self.initiator_reply(h, &m, self.creds.usable())?;
-        let dh = DhPrivate::generate(choice.group, &mut *self.io.rng)
-            .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let ni = self.io.random(NONCE_LEN);
-        let crs = self.creds.cert_requests();
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        x.rcookie = hd.rcookie;
-        x.set_p1(P1Step::AwaitKe(choice));
-        x.gxi = dh.public_value().to_vec();
-        x.dh = Some(dh);
-        x.ni = ni;
-        let nat_d = nat_d_payloads(x, choice.hash);
-        let mut buf = vec![0u8; 2048];
-        let hh = header(x, ExchangeType::ID_PROT);
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &hh)?;
-            b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
-            b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
-            for (ty, d) in &nat_d {
-                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
-            }
-            if choice.auth == AuthMethod::RSA_SIG {
-                for ca in &crs {
-                    b.payload(PayloadType::CERT_REQ, |w| {
-                        w.u8(CertEncoding::X509_SIG.0)?;
-                        w.bytes(ca)
-                    })?;
-                }
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message 3 too large"))?;
-        buf.truncate(n);
-        let (local, remote) = (x.local, x.remote);
-        self.io.capture(remote, local, data);
-        self.send_step(now, h, buf, true);
-        Ok(())
-    }
-
-    /// Responder, message 3: KE and Ni in, KE and Nr out, keys computed.
-    pub(crate) fn mm_r3(
-        &mut self,
-        now: Time,
-        h: Handle,
-        c: P1Choice,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        let group = c.group;
-        let (ke, ni) = self.ke_nonce(3, data, group)?;
-        let dh = DhPrivate::generate(group, &mut *self.io.rng)
-            .map_err(|_| Drop::Silent("DH key generation failed"))?;
-        let nr = self.io.random(NONCE_LEN);
-        {
-            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-            x.resend_on_dup = false;
-            x.gxi = ke;
-            x.ni = ni;
-            x.gxr = dh.public_value().to_vec();
-            x.dh = Some(dh);
-            x.nr = nr;
-        }
-        self.phase1_keys(h)?;
-        self.nat_detect(h, data)?;
-        let crs = self.creds.cert_requests();
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let rsa = c.auth == AuthMethod::RSA_SIG;
-        let nat_d = nat_d_payloads(x, c.hash);
-        let mut buf = vec![0u8; 4096];
-        let hh = header(x, ExchangeType::ID_PROT);
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &hh)?;
-            b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
-            b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
-            for (ty, d) in &nat_d {
-                b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
-            }
-            if rsa {
-                for ca in &crs {
-                    b.payload(PayloadType::CERT_REQ, |w| {
-                        w.u8(CertEncoding::X509_SIG.0)?;
-                        w.bytes(ca)
-                    })?;
-                }
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message 4 too large"))?;
-        buf.truncate(n);
-        x.p1_to(P1Step::AwaitAuth);
-        let (local, remote) = (x.local, x.remote);
-        self.io.capture(remote, local, data);
-        self.send_step(now, h, buf, true);
-        Ok(())
-    }
-
-    /// Builds and encrypts message 5 or 6 (ID, HASH [, INITIAL-CONTACT]).
-    fn mm_auth_message(
-        &mut self,
-        h: Handle,
-        initial_contact: bool,
-    ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
-        let id = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
-            self.our_id(x)
-        };
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
-        let hash = if x.initiator {
-            x.auth_hash(true, &id)
-        } else {
-            x.auth_hash(false, &id)
-        };
-        // RSA_SIG: our certificate and SIG = the hash, PKCS#1-padded and signed.
-        let rsa = c.auth == AuthMethod::RSA_SIG;
-        let mut sig = vec![0u8; 1024];
-        let mut cert = Vec::new();
-        if rsa {
-            let key = self
-                .creds
-                .key
-                .as_ref()
-                .ok_or(Drop::Silent("no private key"))?;
-            let n = key
-                .sign_raw(hash.as_bytes(), &mut sig)
-                .map_err(|_| Drop::Silent("signing failed"))?;
-            sig.truncate(n);
-            cert = self
-                .creds
-                .cert
-                .as_ref()
-                .and_then(|c| c.der().ok())
-                .unwrap_or_default();
-        }
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let mut buf = vec![0u8; 8192];
-        let hh = header(x, ExchangeType::ID_PROT);
-        let (ic, rc) = (x.icookie, x.rcookie);
-        let n = (|| {
-            let mut b = MessageBuilder::new(&mut buf, &hh)?;
-            b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-            if rsa {
-                if !cert.is_empty() {
-                    b.payload(PayloadType::CERT, |w| {
-                        w.u8(CertEncoding::X509_SIG.0)?;
-                        w.bytes(&cert)
-                    })?;
-                }
-                b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
-            } else {
-                b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
-            }
-            if initial_contact {
-                b.payload(PayloadType::NOTIFY, |w| {
-                    w.u32(Doi::IPSEC.0)?;
-                    w.u8(ProtocolId::ISAKMP.0)?;
-                    w.u8(16)?;
-                    w.u16(NotifyType::INITIAL_CONTACT.0)?;
-                    w.bytes(&ic)?;
-                    w.bytes(&rc)
-                })?;
-            }
-            b.finish()
-        })()
-        .map_err(|_| Drop::Silent("message too large"))?;
-        buf.truncate(n);
-        let clear = buf.clone();
-        x.iv = Self::encrypt(c.cipher, &x.ka, &x.iv, &mut buf)
-            .map_err(|_| Drop::Silent("encryption failed"))?;
-        Ok((clear, buf))
-    }
-
-    /// Initiator, message 4: keys, then message 5.
-    pub(crate) fn mm_i4(
-        &mut self,
-        now: Time,
-        h: Handle,
-        c: P1Choice,
-        data: &[u8],
-    ) -> Result<(), Drop> {
-        self.phase1_room()?;
-        let group = c.group;
-        let (ke, nr) = self.ke_nonce(4, data, group)?;
-        {
-            let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-            x.gxr = ke;
-            x.nr = nr;
-        }
-        self.phase1_keys(h)?;
-        self.nat_detect(h, data)?;
-        let (local, remote) = {
-            let x = self.exchanges.get(h).ok_or(Drop::Silent("gone"))?;
-            (x.local, x.remote)
-        };
-        self.io.capture(remote, local, data);
-        self.float_to_nat_t(h, "main mode");
-        let initial_contact = !self
-            .isakmp_sas
-            .iter()
-            .any(|(_, s)| s.remote.ip() == remote.ip());
-        let (clear, msg) = self.mm_auth_message(h, initial_contact)?;
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.p1_to(P1Step::AwaitAuth);
-        }
-        self.send_step_captured(now, h, clear, msg, true);
-        Ok(())
-    }
-
-    /// Responder, message 5: verify, answer with message 6, create the SA.
-    pub(crate) fn mm_r5(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        self.phase1_room()?;
-        let auth = self.verify_auth_message(h, data)?;
-        if let Some(want) = self
-            .exchanges
-            .get(h)
-            .and_then(|x| self.policy.peer(&x.peer))
-            .and_then(|p| p.remote_id.clone())
-        {
-            if want.body() != auth.peer_id {
-                return Err(Drop::Notify(
-                    NotifyType::INVALID_ID_INFORMATION,
-                    "peer's ID differs from its configured Remote-ID",
-                ));
-            }
-        }
-        let (clear, msg) = self.mm_auth_message(h, false)?;
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.p1_to(P1Step::Done);
-            x.resend_on_dup = true;
-        }
-        self.send_step_captured(now, h, clear, msg, false);
-        self.phase1_done(now, h, auth);
-        Ok(())
-    }
-
-    /// Initiator, message 6: verify, create the SA, start the connection.
-    pub(crate) fn mm_i6(&mut self, now: Time, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let auth = self.verify_auth_message(h, data)?;
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.p1_to(P1Step::Done);
-        }
-        self.phase1_done(now, h, auth);
         Ok(())
     }
 
@@ -441,4 +137,283 @@ impl Engine {
             self.delete_isakmp_sa(now, sh, true);
         }
     }
+}
+
+/// Responder, message 1: pick a transform; the new exchange and message 2.
+fn r1(
+    cx: &mut Cx<'_>,
+    (local, remote): (SocketAddr, SocketAddr),
+    hd: &Header,
+    data: &[u8],
+) -> Result<(Exchange, Vec<u8>), Drop> {
+    let m = Engine::parse(data, false)?;
+    super::script::check(Kind::Main, 1, &m)?;
+    let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no SA payload in main mode message 1",
+        ));
+    };
+    if sa.doi != Doi::IPSEC {
+        return Err(Drop::Notify(
+            NotifyType::DOI_NOT_SUPPORTED,
+            "DOI is not IPSEC",
+        ));
+    }
+    if sa.situation != wire::SIT_IDENTITY_ONLY {
+        return Err(Drop::Notify(
+            NotifyType::SITUATION_NOT_SUPPORTED,
+            "situation not supported",
+        ));
+    }
+    let peer = cx.policy.peer_for(remote.ip()).ok_or({
+        Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "no [Phase 1] peer for this address",
+        )
+    })?;
+    let Some((pnum, t, choice)) = choose(peer, sa, cx.creds.usable(), None) else {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "no proposal chosen: none of the offered transforms matches the peer section",
+        ));
+    };
+    if choice.auth == AuthMethod::PRE_SHARED && peer.psk.is_none() {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "the [Phase 1] peer section has no Authentication (pre-shared key)",
+        ));
+    }
+    let addrs = (local, remote);
+    let mut x = responder_exchange(cx, Kind::Main, addrs, hd, &m, peer, (choice, sa), data);
+    let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
+    // Message 2: the chosen transform, echoed.
+    let h = header(&x, ExchangeType::ID_PROT);
+    let mut buf = vec![0u8; 2048];
+    let n = (|| {
+        let mut b = MessageBuilder::new(&mut buf, &h)?;
+        b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
+        b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
+        if let Some(v) = &nat_vid {
+            b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
+        }
+        b.finish()
+    })()
+    .map_err(|_| Drop::Silent("message 2 too large"))?;
+    buf.truncate(n);
+    x.resend_on_dup = true;
+    Ok((x, buf))
+}
+
+/// KE and nonce out (message 3 or 4), with NAT-D and, for signatures, CERT_REQs.
+fn ke_message(
+    cx: &Cx<'_>,
+    x: &Exchange,
+    c: P1Choice,
+    which: &'static str,
+) -> Result<Vec<u8>, Drop> {
+    let (ke, nonce) = if x.initiator {
+        (&x.gxi, &x.ni)
+    } else {
+        (&x.gxr, &x.nr)
+    };
+    let nat_d = nat_d_payloads(x, c.hash);
+    let crs = if c.auth == AuthMethod::RSA_SIG {
+        cx.creds.cert_requests()
+    } else {
+        Vec::new()
+    };
+    let mut buf = vec![0u8; 4096];
+    let hh = header(x, ExchangeType::ID_PROT);
+    let n = (|| {
+        let mut b = MessageBuilder::new(&mut buf, &hh)?;
+        b.payload(PayloadType::KE, |w| w.bytes(ke))?;
+        b.payload(PayloadType::NONCE, |w| w.bytes(nonce))?;
+        for (ty, d) in &nat_d {
+            b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
+        }
+        for ca in &crs {
+            b.payload(PayloadType::CERT_REQ, |w| {
+                w.u8(CertEncoding::X509_SIG.0)?;
+                w.bytes(ca)
+            })?;
+        }
+        b.finish()
+    })()
+    .map_err(|_| Drop::Silent(which))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Initiator, message 2: check the chosen transform, send KE and Ni.
+pub(crate) fn i2(
+    x: &mut Exchange,
+    h: Handle,
+    cx: &mut Cx<'_>,
+    hd: &Header,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    let m = Engine::parse(data, false)?;
+    super::script::check(Kind::Main, 2, &m)?;
+    let choice = initiator_reply(x, cx, &m, cx.creds.usable())?;
+    let dh = DhPrivate::generate(choice.group, &mut *cx.io.rng)
+        .map_err(|_| Drop::Silent("DH key generation failed"))?;
+    x.ni = cx.io.random(NONCE_LEN);
+    x.rcookie = hd.rcookie;
+    x.set_p1(P1Step::AwaitKe(choice));
+    x.gxi = dh.public_value().to_vec();
+    x.dh = Some(dh);
+    let buf = ke_message(cx, x, choice, "message 3 too large")?;
+    cx.io.capture(x.remote, x.local, data);
+    cx.io.send_step(cx.now, (h, x), None, buf, true);
+    Ok(Next::Wait)
+}
+
+/// Responder, message 3: KE and Ni in, KE and Nr out, keys computed.
+pub(crate) fn r3(
+    x: &mut Exchange,
+    h: Handle,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    let m = Engine::parse(data, false)?;
+    let (ke, ni) = ke_nonce(Kind::Main, 3, &m, c.group)?;
+    let dh = DhPrivate::generate(c.group, &mut *cx.io.rng)
+        .map_err(|_| Drop::Silent("DH key generation failed"))?;
+    x.nr = cx.io.random(NONCE_LEN);
+    x.resend_on_dup = false;
+    x.gxi = ke;
+    x.ni = ni;
+    x.gxr = dh.public_value().to_vec();
+    x.dh = Some(dh);
+    x.phase1_keys(cx.policy)?;
+    x.nat_detect(&m, x.local, x.remote);
+    let buf = ke_message(cx, x, c, "message 4 too large")?;
+    x.p1_to(P1Step::AwaitAuth);
+    cx.io.capture(x.remote, x.local, data);
+    cx.io.send_step(cx.now, (h, x), None, buf, true);
+    Ok(Next::Wait)
+}
+
+/// Initiator, message 4: keys, then message 5.
+pub(crate) fn i4(
+    x: &mut Exchange,
+    h: Handle,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    cx.phase1_room()?;
+    let m = Engine::parse(data, false)?;
+    let (ke, nr) = ke_nonce(Kind::Main, 4, &m, c.group)?;
+    x.gxr = ke;
+    x.nr = nr;
+    x.phase1_keys(cx.policy)?;
+    x.nat_detect(&m, x.local, x.remote);
+    cx.io.capture(x.remote, x.local, data);
+    x.float_to_nat_t(cx.io.nat_port, "main mode");
+    let initial_contact = !cx.sas.iter().any(|(_, s)| s.remote.ip() == x.remote.ip());
+    let (clear, msg) = auth_message(x, cx, c, initial_contact)?;
+    x.p1_to(P1Step::AwaitAuth);
+    cx.io.send_step(cx.now, (h, x), Some(&clear), msg, true);
+    Ok(Next::Wait)
+}
+
+/// Responder, message 5: verify, answer with message 6; the SA follows.
+pub(crate) fn r5(
+    x: &mut Exchange,
+    h: Handle,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    cx.phase1_room()?;
+    let auth = auth::verify_auth_message(x, cx, c, data)?;
+    cx.check_remote_id(x, &auth)?;
+    let (clear, msg) = auth_message(x, cx, c, false)?;
+    x.p1_to(P1Step::Done);
+    x.resend_on_dup = true;
+    cx.io.send_step(cx.now, (h, x), Some(&clear), msg, false);
+    Ok(Next::Done(auth))
+}
+
+/// Initiator, message 6: verify; the SA follows, and the connection.
+pub(crate) fn i6(
+    x: &mut Exchange,
+    cx: &mut Cx<'_>,
+    c: P1Choice,
+    data: &[u8],
+) -> Result<Next, Drop> {
+    let auth: Authenticated = auth::verify_auth_message(x, cx, c, data)?;
+    x.p1_to(P1Step::Done);
+    Ok(Next::Done(auth))
+}
+
+/// Builds and encrypts message 5 or 6 (ID, HASH or CERT and SIG [, INITIAL-CONTACT]):
+/// the cleartext for the capture and the message.
+fn auth_message(
+    x: &mut Exchange,
+    cx: &Cx<'_>,
+    c: P1Choice,
+    initial_contact: bool,
+) -> Result<(Vec<u8>, Vec<u8>), Drop> {
+    let id = cx.our_id(x);
+    let hash = x.auth_hash(x.initiator, &id);
+    // RSA_SIG: our certificate and SIG = the hash, PKCS#1-padded and signed.
+    let rsa = c.auth == AuthMethod::RSA_SIG;
+    let mut sig = vec![0u8; 1024];
+    let mut cert = Vec::new();
+    if rsa {
+        let key = cx
+            .creds
+            .key
+            .as_ref()
+            .ok_or(Drop::Silent("no private key"))?;
+        let n = key
+            .sign_raw(hash.as_bytes(), &mut sig)
+            .map_err(|_| Drop::Silent("signing failed"))?;
+        sig.truncate(n);
+        cert = cx
+            .creds
+            .cert
+            .as_ref()
+            .and_then(|c| c.der().ok())
+            .unwrap_or_default();
+    }
+    let mut buf = vec![0u8; 8192];
+    let hh = header(x, ExchangeType::ID_PROT);
+    let (ic, rc) = (x.icookie, x.rcookie);
+    let n = (|| {
+        let mut b = MessageBuilder::new(&mut buf, &hh)?;
+        b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+        if rsa {
+            if !cert.is_empty() {
+                b.payload(PayloadType::CERT, |w| {
+                    w.u8(CertEncoding::X509_SIG.0)?;
+                    w.bytes(&cert)
+                })?;
+            }
+            b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
+        } else {
+            b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
+        }
+        if initial_contact {
+            b.payload(PayloadType::NOTIFY, |w| {
+                w.u32(Doi::IPSEC.0)?;
+                w.u8(ProtocolId::ISAKMP.0)?;
+                w.u8(16)?;
+                w.u16(NotifyType::INITIAL_CONTACT.0)?;
+                w.bytes(&ic)?;
+                w.bytes(&rc)
+            })?;
+        }
+        b.finish()
+    })()
+    .map_err(|_| Drop::Silent("message too large"))?;
+    buf.truncate(n);
+    let clear = buf.clone();
+    x.iv = Engine::encrypt(c.cipher, &x.ka, &x.iv, &mut buf)
+        .map_err(|_| Drop::Silent("encryption failed"))?;
+    Ok((clear, buf))
 }

@@ -6,16 +6,20 @@
 
 use std::net::SocketAddr;
 
+use super::auth::{Authenticated, Credentials};
 use super::crypto::{derive, CipherAlg, Group, HashAlg, Key};
 use super::exchange::{Exchange, Kind, P1Choice, P1Step, State};
+use super::io::Io;
+use super::policy::Policy;
 use super::policy::{OwnedId, P1Transform, Peer};
+use super::router::Table;
 use super::sa::{hex, Handle, IsakmpSa};
 use super::wire::{
     self, AuthMethod, Doi, EncryptionAlgorithm, ExchangeType, GroupDescription, HashAlgorithm,
     Header, IkeAttr, LifeType, Message, NotifyType, Payload, PayloadType, ProtocolId, SaPayload,
     Transform, Writer,
 };
-use super::{Drop, Engine, TimerKind};
+use super::{aggressive, main_mode, Drop, Engine, TimerKind};
 use crate::timer::Time;
 use P1Step::{AwaitAuth, AwaitKe, AwaitSa};
 
@@ -280,6 +284,235 @@ pub(crate) fn write_sa_echo(
     w.patch_u16(ps + 2, len)
 }
 
+/// What a phase 1 step may use besides its own exchange: the queues out, the policy,
+/// our credentials, and the ISAKMP SAs to read. The tables are the router's: a step
+/// neither finds nor frees exchanges, and the ISAKMP SA that comes of it is made by the
+/// router when the step returns [`Next::Done`].
+pub(crate) struct Cx<'a> {
+    pub now: Time,
+    pub io: &'a mut Io,
+    pub policy: &'a Policy,
+    pub creds: &'a Credentials,
+    pub sas: &'a Table<IsakmpSa, ([u8; 8], [u8; 8])>,
+    pub nat_t_on: bool,
+}
+
+/// Builds the [`Cx`] of engine `$e` from its fields, so that it can be had beside a
+/// borrowed exchange.
+macro_rules! cx {
+    ($e:ident, $now:expr) => {
+        Cx {
+            now: $now,
+            io: &mut $e.io,
+            policy: &$e.policy,
+            creds: &$e.creds,
+            sas: &$e.isakmp_sas,
+            nat_t_on: !$e.cfg.no_nat_t,
+        }
+    };
+}
+
+/// Where a phase 1 step leaves its exchange.
+pub(crate) enum Next {
+    /// Waiting for the peer's next message.
+    Wait,
+    /// The peer is authenticated: the ISAKMP SA is to be made.
+    Done(Authenticated),
+}
+
+impl Cx<'_> {
+    /// Room for one more ISAKMP SA. Checked before the message that makes the peer
+    /// believe in phase 1 (Main Mode 5 and 6, Aggressive Mode 2 and 3), and before
+    /// anything of the message it answers is taken in: with the table full the message
+    /// goes unanswered, the peer retransmits it, and a slot freed meanwhile lets it
+    /// through; the peer never holds a phase 1 SA we dropped.
+    pub(crate) fn phase1_room(&self) -> Result<(), Drop> {
+        if self.sas.len() < self.sas.capacity() {
+            return Ok(());
+        }
+        Err(Drop::Silent(
+            "ISAKMP SA table full (Max-phase1-SAs): not answered",
+        ))
+    }
+
+    /// Our ID payload body for exchange `x`.
+    pub(crate) fn our_id(&self, x: &Exchange) -> Vec<u8> {
+        our_id(self.policy, x)
+    }
+
+    /// The authenticated peer's ID must be its section's Remote-ID, where one is set.
+    pub(crate) fn check_remote_id(&self, x: &Exchange, auth: &Authenticated) -> Result<(), Drop> {
+        match self.policy.peer(&x.peer).and_then(|p| p.remote_id.as_ref()) {
+            Some(want) if want.body() != auth.peer_id => Err(Drop::Notify(
+                NotifyType::INVALID_ID_INFORMATION,
+                "peer's ID differs from its configured Remote-ID",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Our ID payload body for exchange `x`: the peer section's ID, else our address.
+pub(crate) fn our_id(policy: &Policy, x: &Exchange) -> Vec<u8> {
+    policy
+        .peer(&x.peer)
+        .and_then(|p| p.id.clone())
+        .unwrap_or_else(|| OwnedId::address(x.local.ip()))
+        .body()
+}
+
+/// Initiator, the responder's first answer `m`: what its vendor IDs announce, and the
+/// transform it chose.
+pub(crate) fn initiator_reply(
+    x: &mut Exchange,
+    cx: &Cx<'_>,
+    m: &Message<'_>,
+    rsa_ok: bool,
+) -> Result<P1Choice, Drop> {
+    x.note_peer_features(m, cx.nat_t_on);
+    let peer = cx
+        .policy
+        .peer(&x.peer)
+        .ok_or(Drop::Silent("peer section gone"))?;
+    accepted(peer, m, rsa_ok)
+}
+
+/// A responder's exchange from the peer's message 1 `data` (parsed: `m`), with the
+/// transform it chose from the offer `sa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn responder_exchange(
+    cx: &mut Cx<'_>,
+    kind: Kind,
+    (local, remote): (SocketAddr, SocketAddr),
+    hd: &Header,
+    m: &Message<'_>,
+    peer: &Peer,
+    (choice, sa): (P1Choice, &SaPayload<'_>),
+    data: &[u8],
+) -> Exchange {
+    let mut x = Exchange::new(kind, false, local, remote);
+    x.note_peer_features(m, cx.nat_t_on);
+    x.icookie = hd.icookie;
+    x.rcookie = cx.io.new_cookie();
+    x.peer = peer.name.clone();
+    x.set_p1(P1Step::AwaitKe(choice));
+    x.sai_b = sa_body(sa);
+    x.deadline = cx.now.add_secs(cx.policy.exchange_max_time.into());
+    x.last_recv.clear();
+    x.last_recv.extend_from_slice(data);
+    x
+}
+
+/// KE and nonce of Main Mode message 3 or 4 (`n`).
+pub(crate) fn ke_nonce(
+    kind: Kind,
+    n: u8,
+    m: &Message<'_>,
+    group: Group,
+) -> Result<(Vec<u8>, Vec<u8>), Drop> {
+    super::script::check(kind, n, m)?;
+    let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
+        return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no KE payload"));
+    };
+    let Some(Payload::Nonce(n)) = m.find(PayloadType::NONCE) else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no NONCE payload",
+        ));
+    };
+    if ke.len() != group.public_len() {
+        return Err(Drop::Notify(
+            NotifyType::INVALID_KEY_INFORMATION,
+            "KE of the wrong size for the group",
+        ));
+    }
+    if n.len() < 8 || n.len() > 256 {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "nonce length outside 8-256",
+        ));
+    }
+    Ok((ke.to_vec(), n.to_vec()))
+}
+
+impl Exchange {
+    /// Computes g^xy, SKEYID and its children, Ka and the first IV (the pre-shared key
+    /// from the peer's section in `policy`).
+    pub(crate) fn phase1_keys(&mut self, policy: &Policy) -> Result<(), Drop> {
+        let c = self.choice().ok_or(Drop::Silent("no transform"))?;
+        let peer_ke = if self.initiator { &self.gxr } else { &self.gxi };
+        let dh = self.dh.as_ref().ok_or(Drop::Silent("no DH"))?;
+        let gxy = dh.shared_secret(peer_ke).map_err(|_| {
+            Drop::Notify(
+                NotifyType::INVALID_KEY_INFORMATION,
+                "peer's KE is not a valid public value",
+            )
+        })?;
+        self.skeyid = if c.auth == AuthMethod::RSA_SIG {
+            // RFC 2409 §5.1: SKEYID = prf(Ni_b | Nr_b, g^xy) for signatures.
+            derive::skeyid_sig(c.hash, &self.ni, &self.nr, gxy.as_bytes())
+        } else {
+            let psk = policy
+                .peer(&self.peer)
+                .and_then(|p| p.psk.as_ref())
+                .ok_or(Drop::Silent("no pre-shared key"))?;
+            derive::skeyid_psk(c.hash, psk, &self.ni, &self.nr)
+        };
+        let k = derive::phase1_keys(
+            c.hash,
+            self.skeyid.as_bytes(),
+            gxy.as_bytes(),
+            &self.icookie,
+            &self.rcookie,
+        );
+        self.ka = derive::encryption_key(c.hash, k.e.as_bytes(), c.cipher.key_len());
+        self.skeyid_d = k.d;
+        self.skeyid_a = k.a;
+        self.iv = derive::phase1_iv(c.hash, &self.gxi, &self.gxr, c.cipher.block_len());
+        self.dh = None;
+        Ok(())
+    }
+
+    /// RFC 3947 §4: through a NAT, the initiator sends the rest of the exchange (and all
+    /// after it) from the NAT-T port to port 4500.
+    pub(crate) fn float_to_nat_t(&mut self, nat_port: u16, exchange: &str) {
+        if self.nat_t.is_some_and(|n| n.detected()) {
+            self.local.set_port(nat_port);
+            self.remote.set_port(4500);
+            log::info!(
+                "NAT detected; {exchange} with {} continues on port 4500",
+                self.remote.ip()
+            );
+        }
+    }
+
+    /// The NAT-D payloads of message `m`, which came from `remote` to `local`: who is
+    /// behind a NAT (no NAT-D after announcing NAT-T: no NAT-T after all).
+    pub(crate) fn nat_detect(&mut self, m: &Message<'_>, local: SocketAddr, remote: SocketAddr) {
+        let (Some(mut n), Some(c)) = (self.nat_t, self.choice()) else {
+            return;
+        };
+        match super::nat_t::detect(m, c.hash, &self.icookie, &self.rcookie, local, remote) {
+            Some((local_behind, peer_behind)) => {
+                n.local_behind = local_behind;
+                n.peer_behind = peer_behind;
+                self.nat_t = Some(n);
+                if n.detected() {
+                    log::info!(
+                        "NAT-T: {} behind a NAT",
+                        match (local_behind, peer_behind) {
+                            (true, true) => "both sides are",
+                            (true, false) => "we are",
+                            _ => "the peer is",
+                        }
+                    );
+                }
+            }
+            None => self.nat_t = None,
+        }
+    }
+}
+
 impl Exchange {
     /// HASH_I (`of_initiator`) or HASH_R over the ID payload body `id` (RFC 2409 §5).
     pub(crate) fn auth_hash(&self, of_initiator: bool, id: &[u8]) -> Key {
@@ -382,20 +615,6 @@ impl Engine {
         None
     }
 
-    /// Room for one more ISAKMP SA. Checked before the message that makes the peer
-    /// believe in phase 1 (Main Mode 5 and 6, Aggressive Mode 2 and 3), and before
-    /// anything of the message it answers is taken in: with the table full the message
-    /// goes unanswered, the peer retransmits it, and a slot freed meanwhile lets it
-    /// through; the peer never holds a phase 1 SA we dropped.
-    pub(crate) fn phase1_room(&self) -> Result<(), Drop> {
-        if self.isakmp_sas.len() < self.isakmp_sas.capacity() {
-            return Ok(());
-        }
-        Err(Drop::Silent(
-            "ISAKMP SA table full (Max-phase1-SAs): not answered",
-        ))
-    }
-
     /// A Main Mode or Aggressive Mode message (isakmpd exchange.c `exchange_run` over
     /// the two scripts): its exchange, or a new one for a message 1; then the step the
     /// exchange has reached. A message that fails after the exchange accepted it ends
@@ -425,10 +644,12 @@ impl Engine {
                     "phase 1 message for no known exchange",
                 ))
             }
-            None if kind == Kind::Main => return self.mm_r1(now, local, remote, hd, data),
-            None => return self.am_r1(now, local, remote, hd, data),
+            None if kind == Kind::Main => return self.mm_r1(now, (local, remote), hd, data),
+            None => return self.am_r1(now, (local, remote), hd, data),
         };
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let Some((x, mut cx)) = self.split(now, h) else {
+            return Err(Drop::Silent("gone"));
+        };
         if x.remote.ip() != remote.ip() {
             return Err(Drop::Silent("message for an exchange with another peer"));
         }
@@ -441,23 +662,36 @@ impl Engine {
         x.last_recv.clear();
         x.last_recv.extend_from_slice(data);
         // The steps: Main Mode (RFC 2409 §5, six messages), Aggressive Mode (three).
-        let r = match (kind, x.initiator, x.state) {
-            (Kind::Main, true, State::Phase1(AwaitSa)) => self.mm_i2(now, h, hd, data),
-            (Kind::Main, false, State::Phase1(AwaitKe(c))) => self.mm_r3(now, h, c, data),
-            (Kind::Main, true, State::Phase1(AwaitKe(c))) => self.mm_i4(now, h, c, data),
-            (Kind::Main, false, State::Phase1(AwaitAuth(_))) => self.mm_r5(now, h, data),
-            (Kind::Main, true, State::Phase1(AwaitAuth(_))) => {
-                let r = self.mm_i6(now, h, data);
-                if matches!(&r, Err(Drop::Notify(n, _)) if *n != NotifyType::PAYLOAD_MALFORMED) {
-                    self.delete_unauthenticated(now, h);
-                }
-                r
-            }
-            (Kind::Aggressive, true, State::Phase1(AwaitSa)) => self.am_i2(now, h, hd, data),
-            (Kind::Aggressive, false, State::Phase1(AwaitAuth(_))) => {
-                self.am_r3(now, h, local, remote, data)
+        let cx = &mut cx;
+        let step = (kind, x.initiator, x.state);
+        let r = match step {
+            (Kind::Main, true, State::Phase1(AwaitSa)) => main_mode::i2(x, h, cx, hd, data),
+            (Kind::Main, false, State::Phase1(AwaitKe(c))) => main_mode::r3(x, h, cx, c, data),
+            (Kind::Main, true, State::Phase1(AwaitKe(c))) => main_mode::i4(x, h, cx, c, data),
+            (Kind::Main, false, State::Phase1(AwaitAuth(c))) => main_mode::r5(x, h, cx, c, data),
+            (Kind::Main, true, State::Phase1(AwaitAuth(c))) => main_mode::i6(x, cx, c, data),
+            (Kind::Aggressive, true, State::Phase1(AwaitSa)) => aggressive::i2(x, h, cx, hd, data),
+            (Kind::Aggressive, false, State::Phase1(AwaitAuth(c))) => {
+                aggressive::r3(x, cx, c, (local, remote), data)
             }
             _ => Err(Drop::Silent("unexpected message at this step")),
+        };
+        let r = match r {
+            Ok(Next::Wait) => Ok(()),
+            Ok(Next::Done(auth)) => {
+                self.phase1_done(now, h, auth);
+                Ok(())
+            }
+            Err(e) => {
+                // Message 6 did not authenticate the responder, which believes phase 1
+                // is done: it is told to forget it.
+                if matches!(step, (Kind::Main, true, State::Phase1(AwaitAuth(_))))
+                    && matches!(&e, Drop::Notify(n, _) if *n != NotifyType::PAYLOAD_MALFORMED)
+                {
+                    self.delete_unauthenticated(now, h);
+                }
+                Err(e)
+            }
         };
         if r.is_ok() {
             // The peer answered our message 2 with our cookie: no longer half-open.
@@ -486,51 +720,17 @@ impl Engine {
         r
     }
 
-    /// Initiator, the responder's first answer `m`: what its vendor IDs announce, and the
-    /// transform it chose.
-    pub(crate) fn initiator_reply(
-        &mut self,
-        h: Handle,
-        m: &Message<'_>,
-        rsa_ok: bool,
-    ) -> Result<P1Choice, Drop> {
-        let nat_t_on = self.nat_t_on();
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        x.note_peer_features(m, nat_t_on);
-        let peer = self
-            .policy
-            .peer(&x.peer)
-            .ok_or(Drop::Silent("peer section gone"))?;
-        accepted(peer, m, rsa_ok)
+    /// The narrow context of a phase 1 step, without an exchange (message 1).
+    pub(crate) fn cx(&mut self, now: Time) -> Cx<'_> {
+        cx!(self, now)
     }
 
-    /// A responder's exchange from the peer's message 1 `data`, with the transform it
-    /// chose from the offer `sa`.
-    pub(crate) fn responder_exchange(
-        &mut self,
-        kind: Kind,
-        now: Time,
-        (local, remote): (SocketAddr, SocketAddr),
-        hd: &Header,
-        m: &Message<'_>,
-        peer: &Peer,
-        (choice, sa): (P1Choice, &SaPayload<'_>),
-        data: &[u8],
-    ) -> Exchange {
-        let mut x = Exchange::new(kind, false, local, remote);
-        x.note_peer_features(m, self.nat_t_on());
-        x.icookie = hd.icookie;
-        x.rcookie = self.io.new_cookie();
-        x.peer = peer.name.clone();
-        x.set_p1(P1Step::AwaitKe(choice));
-        x.sai_b = sa_body(sa);
-        x.deadline = now.add_secs(self.policy.exchange_max_time.into());
-        x.last_recv.clear();
-        x.last_recv.extend_from_slice(data);
-        x
+    /// Exchange `h` and the narrow context its step runs in.
+    pub(crate) fn split(&mut self, now: Time, h: Handle) -> Option<(&mut Exchange, Cx<'_>)> {
+        let x = self.exchanges.get_mut(h)?;
+        Some((x, cx!(self, now)))
     }
 }
-
 impl Engine {
     /// Starts a connection: Quick Mode over an existing ISAKMP SA with its peer, else Main
     /// Mode first (the connection follows when phase 1 is done).
@@ -564,85 +764,6 @@ impl Engine {
         self.start_main_mode(now, &peer, remote, Some(c.name.clone()))
     }
 
-    /// KE and nonce of message 3 or 4.
-    pub(crate) fn ke_nonce(
-        &self,
-        n: u8,
-        data: &[u8],
-        group: Group,
-    ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
-        let m = Self::parse(data, false)?;
-        super::script::check(Kind::Main, n, &m)?;
-        let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
-            return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no KE payload"));
-        };
-        let Some(Payload::Nonce(n)) = m.find(PayloadType::NONCE) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no NONCE payload",
-            ));
-        };
-        if ke.len() != group.public_len() {
-            return Err(Drop::Notify(
-                NotifyType::INVALID_KEY_INFORMATION,
-                "KE of the wrong size for the group",
-            ));
-        }
-        if n.len() < 8 || n.len() > 256 {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "nonce length outside 8-256",
-            ));
-        }
-        Ok((ke.to_vec(), n.to_vec()))
-    }
-
-    /// Computes g^xy, SKEYID and its children, Ka and the first IV.
-    pub(crate) fn phase1_keys(&mut self, h: Handle) -> Result<(), Drop> {
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let c = x.choice().ok_or(Drop::Silent("no transform"))?;
-        let peer_ke = if x.initiator { &x.gxr } else { &x.gxi };
-        let dh = x.dh.as_ref().ok_or(Drop::Silent("no DH"))?;
-        let gxy = dh.shared_secret(peer_ke).map_err(|_| {
-            Drop::Notify(
-                NotifyType::INVALID_KEY_INFORMATION,
-                "peer's KE is not a valid public value",
-            )
-        })?;
-        x.skeyid = if c.auth == AuthMethod::RSA_SIG {
-            // RFC 2409 §5.1: SKEYID = prf(Ni_b | Nr_b, g^xy) for signatures.
-            derive::skeyid_sig(c.hash, &x.ni, &x.nr, gxy.as_bytes())
-        } else {
-            let psk = self
-                .policy
-                .peer(&x.peer)
-                .and_then(|p| p.psk.clone())
-                .ok_or(Drop::Silent("no pre-shared key"))?;
-            derive::skeyid_psk(c.hash, &psk, &x.ni, &x.nr)
-        };
-        let k = derive::phase1_keys(
-            c.hash,
-            x.skeyid.as_bytes(),
-            gxy.as_bytes(),
-            &x.icookie,
-            &x.rcookie,
-        );
-        x.ka = derive::encryption_key(c.hash, k.e.as_bytes(), c.cipher.key_len());
-        x.skeyid_d = k.d;
-        x.skeyid_a = k.a;
-        x.iv = derive::phase1_iv(c.hash, &x.gxi, &x.gxr, c.cipher.block_len());
-        x.dh = None;
-        Ok(())
-    }
-
-    pub(crate) fn our_id(&self, x: &Exchange) -> Vec<u8> {
-        self.policy
-            .peer(&x.peer)
-            .and_then(|p| p.id.clone())
-            .unwrap_or_else(|| OwnedId::address(x.local.ip()))
-            .body()
-    }
-
     pub(crate) fn phase1_done(&mut self, now: Time, h: Handle, auth: super::auth::Authenticated) {
         let super::auth::Authenticated {
             peer_id,
@@ -655,7 +776,7 @@ impl Engine {
         let Some(c) = x.choice() else {
             return;
         };
-        let id_local = self.our_id(x);
+        let id_local = our_id(&self.policy, x);
         let lifetime = c.lifetime;
         let sa = IsakmpSa {
             timers: Default::default(),
@@ -793,66 +914,5 @@ impl Engine {
             }
         }
         self.start_after_cfg(now, sh, names);
-    }
-    /// RFC 3947 §4: through a NAT, the initiator sends the rest of the exchange (and all
-    /// after it) from the NAT-T port to port 4500.
-    pub(crate) fn float_to_nat_t(&mut self, h: Handle, exchange: &str) {
-        let nat_port = self.nat_port();
-        if let Some(x) = self.exchanges.get_mut(h) {
-            if x.nat_t.is_some_and(|n| n.detected()) {
-                x.local.set_port(nat_port);
-                x.remote.set_port(4500);
-                log::info!(
-                    "NAT detected; {exchange} with {} continues on port 4500",
-                    x.remote.ip()
-                );
-            }
-        }
-    }
-
-    /// The peer's NAT-D payloads in message 3 or 4: who is behind a NAT.
-    pub(crate) fn nat_detect(&mut self, h: Handle, data: &[u8]) -> Result<(), Drop> {
-        let Some(x) = self.exchanges.get(h) else {
-            return Ok(());
-        };
-        let (local, remote) = (x.local, x.remote);
-        let m = Self::parse(data, false)?;
-        self.nat_detect_in(h, &m, local, remote);
-        Ok(())
-    }
-
-    /// The NAT-D payloads of message `m`, which came from `remote` to `local`: who is
-    /// behind a NAT (no NAT-D after announcing NAT-T: no NAT-T after all).
-    pub(crate) fn nat_detect_in(
-        &mut self,
-        h: Handle,
-        m: &super::wire::Message<'_>,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) {
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        let (Some(mut n), Some(c)) = (x.nat_t, x.choice()) else {
-            return;
-        };
-        match super::nat_t::detect(m, c.hash, &x.icookie, &x.rcookie, local, remote) {
-            Some((local_behind, peer_behind)) => {
-                n.local_behind = local_behind;
-                n.peer_behind = peer_behind;
-                x.nat_t = Some(n);
-                if n.detected() {
-                    log::info!(
-                        "NAT-T: {} behind a NAT",
-                        match (local_behind, peer_behind) {
-                            (true, true) => "both sides are",
-                            (true, false) => "we are",
-                            _ => "the peer is",
-                        }
-                    );
-                }
-            }
-            None => x.nat_t = None,
-        }
     }
 }
