@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::crypto::Random;
-use super::exchange::{retransmit_delay_secs, Exchange};
+use super::exchange::{retransmit_delay_secs, Exchange, Wait};
 use super::outbox::Outbox;
 use super::sa::{Handle, KernelOp, KernelReq};
 use super::{nat_t, Captured, Stats, TimerKind, Transmit};
@@ -167,6 +167,17 @@ impl Io {
         crate::ike_debug!(DebugClass::Sysdep, 10, "kernel: {req:?} (ticket {ticket})");
         self.kernel.push_back(KernelOp { ticket, req });
         ticket
+    }
+
+    /// A kernel request exchange `x` waits for (its ticket joins the exchange's pending
+    /// ones); without a kernel that answers, it counts as done at once.
+    pub(crate) fn kernel_wait(&mut self, x: &mut Exchange, wait: Wait, req: KernelReq) {
+        if self.kernel_answers {
+            let ticket = self.kernel_ticket(req);
+            x.qm.kernel.pending.push((ticket, wait));
+        } else {
+            self.kernel_req(req);
+        }
     }
 
     pub(crate) fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {

@@ -18,13 +18,8 @@ impl Engine {
     /// A kernel request exchange `h` waits for; without a kernel that answers, it counts
     /// as done at once.
     pub(crate) fn kernel_wait(&mut self, h: Handle, wait: exchange::Wait, req: KernelReq) {
-        if !self.kernel_answers() {
-            self.io.kernel_req(req);
-            return;
-        }
-        let ticket = self.io.kernel_ticket(req);
         if let Some(x) = self.exchanges.get_mut(h) {
-            x.qm.kernel.pending.push((ticket, wait));
+            self.io.kernel_wait(x, wait, req);
         }
     }
 

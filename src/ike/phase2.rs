@@ -8,68 +8,15 @@ use std::net::SocketAddr;
 
 use super::auth::same;
 use super::crypto::{derive, HashAlg, Key};
-use super::exchange::Wait;
+use super::exchange::{Exchange, Wait};
+use super::io::Io;
 use super::policy::OwnedId;
-use super::sa::{Handle, IpsecSa, KernelReq, Part};
+use super::sa::{Handle, IpsecSa, IsakmpSa, KernelReq, Part};
 use super::wire::{Header, NotifyType, Payload, HEADER_LEN};
 use super::{Drop, Engine, TimerKind};
 use crate::timer::Time;
 
 impl Engine {
-    /// Decrypts a protected message of an exchange or an SA and checks that HASH comes
-    /// first; returns the cleartext, the hash and where the hashed data starts and ends.
-    pub(crate) fn open_protected(
-        &mut self,
-        sa: Handle,
-        iv: &Key,
-        data: &[u8],
-    ) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
-        let mut buf = Vec::new();
-        let (next, range, hash) = self.open_protected_into(&mut buf, sa, iv, data)?;
-        let got = buf[hash].to_vec();
-        Ok((buf, next, range, got))
-    }
-
-    /// [`Self::open_protected`] into `buf` (its room reused): returns the next IV, the
-    /// range of the hashed data and the range of the HASH payload's data.
-    pub(crate) fn open_protected_into(
-        &self,
-        buf: &mut Vec<u8>,
-        sa: Handle,
-        iv: &Key,
-        data: &[u8],
-    ) -> Result<(Key, std::ops::Range<usize>, std::ops::Range<usize>), Drop> {
-        let s = self
-            .isakmp_sas
-            .get(sa)
-            .ok_or(Drop::Silent("phase 1 SA gone"))?;
-        if data[19] & super::wire::FLAG_ENCRYPTION == 0 {
-            return Err(Drop::Silent(
-                "cleartext message where encryption is required",
-            ));
-        }
-        buf.clear();
-        buf.extend_from_slice(data);
-        let next = Self::decrypt(s.cipher, &s.ka, iv, buf)?;
-        let (hash_len, trailing) = {
-            let m = Self::parse(buf, true)?;
-            let first = m
-                .payloads
-                .first()
-                .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "empty message"))?;
-            let Payload::Hash(hash) = first.payload else {
-                return Err(Drop::Notify(
-                    NotifyType::INVALID_HASH_INFORMATION,
-                    "first payload is not HASH",
-                ));
-            };
-            (hash.len(), m.trailing.len())
-        };
-        let start = HEADER_LEN + 4 + hash_len;
-        let end = buf.len() - trailing;
-        Ok((next, start..end, HEADER_LEN + 4..start))
-    }
-
     /// The ISAKMP SA a message of a phase 2 exchange (Quick Mode, mode-config) runs
     /// over; such a message needs a message ID.
     pub(crate) fn phase2_sa(&self, hd: &Header) -> Result<Handle, Drop> {
@@ -106,17 +53,14 @@ impl Engine {
         sa: Handle,
         iv: &Key,
         msgid: u32,
-        (local, remote): (SocketAddr, SocketAddr),
+        addrs: (SocketAddr, SocketAddr),
         data: &[u8],
     ) -> Result<Key, Drop> {
-        let (next, range, got) = self.open_protected_into(buf, sa, iv, data)?;
-        let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
-        let want = derive::qm_hash1(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[range]);
-        if !same(want.as_bytes(), &buf[got]) {
-            return Err(Drop::Silent("HASH(1) does not verify"));
-        }
-        self.io.capture(remote, local, buf);
-        Ok(next)
+        let s = self
+            .isakmp_sas
+            .get(sa)
+            .ok_or(Drop::Silent("phase 1 SA gone"))?;
+        open_hash1_into(s, &mut self.io, buf, (iv, msgid), addrs, data)
     }
 
     /// What a fresh phase 2 message over `sa` (from `addrs.1` to `addrs.0`) came to: the
@@ -145,137 +89,15 @@ impl Engine {
         }
     }
 
-    /// KEYMAT and the IPsec SAs an exchange has agreed on (both sides; the responder
-    /// calls it for message 2 and again for message 3).
-    fn agreed_sas(&mut self, now: Time, h: Handle) -> Result<Vec<IpsecSa>, Drop> {
-        let spi_from_kernel = self.kernel_answers();
-        let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
-        let sa = x.sa.ok_or(Drop::Silent("no SA"))?;
-        let encap = self
-            .isakmp_sas
-            .get(sa)
-            .and_then(|s| s.nat_t)
-            .filter(|n| n.detected())
-            .map(|_| (x.local.port(), x.remote.port()));
-        if x.qm.gxy.is_none() {
-            if let Some(dh) = &x.dh {
-                let peer = if x.initiator { &x.gxr } else { &x.gxi };
-                x.qm.gxy = Some(dh.shared_secret(peer).map_err(|_| {
-                    Drop::Notify(
-                        NotifyType::INVALID_KEY_INFORMATION,
-                        "PFS KE is not a valid public value",
-                    )
-                })?);
-            }
-        }
-        x.dh = None;
-        let gxy = x.qm.gxy.as_ref();
-        let s = self
-            .isakmp_sas
-            .get(sa)
-            .ok_or(Drop::Silent("phase 1 SA gone"))?;
-        let hash: HashAlg = s.hash;
-        let name = x.connection.clone().unwrap_or_default();
-        let mut made = Vec::new();
-        for c in &x.qm.chosen {
-            let el = super::ipsec_alg::enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(
-                Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "transform not supported"),
-            )?;
-            let al = super::ipsec_alg::auth_key_len(c.protocol, c.transform, c.auth).ok_or(
-                Drop::Notify(
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    "authentication algorithm not supported",
-                ),
-            )?;
-            let g = gxy.as_ref().map(|g| g.as_bytes());
-            let km = |spi: &[u8; 4]| {
-                derive::keymat(
-                    hash,
-                    s.skeyid_d.as_bytes(),
-                    g,
-                    c.protocol.0,
-                    spi,
-                    &x.ni,
-                    &x.nr,
-                    el + al,
-                )
-            };
-            let (kin, kout) = (km(&c.spi_in), km(&c.spi_out));
-            let (Some(kin), Some(kout)) = (kin, kout) else {
-                return Err(Drop::Silent("KEYMAT too long"));
-            };
-            made.push(IpsecSa {
-                timers: Default::default(),
-                name: name.clone(),
-                icookie: x.icookie,
-                rcookie: x.rcookie,
-                initiator: x.initiator,
-                local: x.local,
-                remote: x.remote,
-                protocol: c.protocol,
-                transform: c.transform,
-                auth: c.auth,
-                encapsulation: c.encapsulation,
-                key_bits: c.key_bits,
-                pfs: x.qm.pfs,
-                spi_in: c.spi_in,
-                spi_out: c.spi_out,
-                keymat_in: kin,
-                keymat_out: kout,
-                enc_key_len: el,
-                auth_key_len: al,
-                local_id: x
-                    .qm
-                    .local_id
-                    .clone()
-                    .unwrap_or_else(|| OwnedId::address(x.local.ip())),
-                remote_id: x
-                    .qm
-                    .remote_id
-                    .clone()
-                    .unwrap_or_else(|| OwnedId::address(x.remote.ip())),
-                established: now,
-                lifetime: c.lifetime,
-                kbytes: c.kbytes,
-                hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
-                soft_expiry: None,
-                rekeyed: false,
-                spi_from_kernel,
-                encap,
-                outbound_pending: false,
-                peer_oa: x
-                    .qm
-                    .peer_oa
-                    .filter(|_| super::nat_t::udp_transport(c.encapsulation)),
-            });
-        }
-        Ok(made)
-    }
-
-    /// Responder, as it sends message 2: the inbound halves to the kernel, so that the
-    /// initiator, which may send on the new SAs as soon as message 2 arrives, never
-    /// sends what we cannot decrypt.
-    pub(crate) fn install_inbound(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
-        let made = self.agreed_sas(now, h)?;
-        for sa in &made {
-            self.kernel_wait(
-                h,
-                Wait::Install,
-                KernelReq::AddSa(Box::new(sa.clone()), Part::Inbound),
-            );
-        }
-        if let Some(x) = self.exchanges.get_mut(h) {
-            x.qm.reserved.clear();
-            x.qm.pending_in = made;
-        }
-        Ok(())
-    }
-
     /// Both sides, on the last message: KEYMAT, the SAs into the table and to the kernel
     /// (the exchange waits for the kernel's confirmation when it gives one).
     pub(crate) fn phase2_commit(&mut self, now: Time, h: Handle) -> Result<(), Drop> {
-        let made = self.agreed_sas(now, h)?;
+        let spi_from_kernel = self.kernel_answers();
         let x = self.exchanges.get_mut(h).ok_or(Drop::Silent("gone"))?;
+        let s =
+            x.sa.and_then(|sa| self.isakmp_sas.get(sa))
+                .ok_or(Drop::Silent("phase 1 SA gone"))?;
+        let made = agreed_sas(x, s, now, spi_from_kernel)?;
         x.qm.gxy = None;
         x.qm.reserved.clear();
         let part = if std::mem::take(&mut x.qm.pending_in).is_empty() {
@@ -371,4 +193,197 @@ impl Engine {
         }
         self.finish_exchange(now, h);
     }
+}
+
+/// Decrypts a protected message under ISAKMP SA `s` from `iv` into `buf` (its room
+/// reused) and checks that HASH comes first: returns the next IV, the range of the hashed
+/// data and the range of the HASH payload's data.
+pub(crate) fn open_protected_into(
+    s: &IsakmpSa,
+    buf: &mut Vec<u8>,
+    iv: &Key,
+    data: &[u8],
+) -> Result<(Key, std::ops::Range<usize>, std::ops::Range<usize>), Drop> {
+    if data[19] & super::wire::FLAG_ENCRYPTION == 0 {
+        return Err(Drop::Silent(
+            "cleartext message where encryption is required",
+        ));
+    }
+    buf.clear();
+    buf.extend_from_slice(data);
+    let next = Engine::decrypt(s.cipher, &s.ka, iv, buf)?;
+    let (hash_len, trailing) = {
+        let m = Engine::parse(buf, true)?;
+        let first = m
+            .payloads
+            .first()
+            .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "empty message"))?;
+        let Payload::Hash(hash) = first.payload else {
+            return Err(Drop::Notify(
+                NotifyType::INVALID_HASH_INFORMATION,
+                "first payload is not HASH",
+            ));
+        };
+        (hash.len(), m.trailing.len())
+    };
+    let start = HEADER_LEN + 4 + hash_len;
+    let end = buf.len() - trailing;
+    Ok((next, start..end, HEADER_LEN + 4..start))
+}
+
+/// [`open_protected_into`] a new buffer: the cleartext, the next IV, the range of the
+/// hashed data and the hash.
+pub(crate) fn open_protected(
+    s: &IsakmpSa,
+    iv: &Key,
+    data: &[u8],
+) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
+    let mut buf = Vec::new();
+    let (next, range, hash) = open_protected_into(s, &mut buf, iv, data)?;
+    let got = buf[hash].to_vec();
+    Ok((buf, next, range, got))
+}
+
+/// Quick Mode: KEYMAT and the IPsec SAs exchange `x` agreed on over ISAKMP SA `s` (both
+/// sides; the responder makes them for message 2 and again for message 3).
+pub(crate) fn agreed_sas(
+    x: &mut Exchange,
+    s: &IsakmpSa,
+    now: Time,
+    spi_from_kernel: bool,
+) -> Result<Vec<IpsecSa>, Drop> {
+    let encap = s
+        .nat_t
+        .filter(|n| n.detected())
+        .map(|_| (x.local.port(), x.remote.port()));
+    if x.qm.gxy.is_none() {
+        if let Some(dh) = &x.dh {
+            let peer = if x.initiator { &x.gxr } else { &x.gxi };
+            x.qm.gxy = Some(dh.shared_secret(peer).map_err(|_| {
+                Drop::Notify(
+                    NotifyType::INVALID_KEY_INFORMATION,
+                    "PFS KE is not a valid public value",
+                )
+            })?);
+        }
+    }
+    x.dh = None;
+    let gxy = x.qm.gxy.as_ref();
+    let hash: HashAlg = s.hash;
+    let name = x.connection.clone().unwrap_or_default();
+    let mut made = Vec::new();
+    for c in &x.qm.chosen {
+        let el = super::ipsec_alg::enc_key_len(c.protocol, c.transform, c.key_bits).ok_or(
+            Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, "transform not supported"),
+        )?;
+        let al =
+            super::ipsec_alg::auth_key_len(c.protocol, c.transform, c.auth).ok_or(Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                "authentication algorithm not supported",
+            ))?;
+        let g = gxy.as_ref().map(|g| g.as_bytes());
+        let km = |spi: &[u8; 4]| {
+            derive::keymat(
+                hash,
+                s.skeyid_d.as_bytes(),
+                g,
+                c.protocol.0,
+                spi,
+                &x.ni,
+                &x.nr,
+                el + al,
+            )
+        };
+        let (kin, kout) = (km(&c.spi_in), km(&c.spi_out));
+        let (Some(kin), Some(kout)) = (kin, kout) else {
+            return Err(Drop::Silent("KEYMAT too long"));
+        };
+        made.push(IpsecSa {
+            timers: Default::default(),
+            name: name.clone(),
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            initiator: x.initiator,
+            local: x.local,
+            remote: x.remote,
+            protocol: c.protocol,
+            transform: c.transform,
+            auth: c.auth,
+            encapsulation: c.encapsulation,
+            key_bits: c.key_bits,
+            pfs: x.qm.pfs,
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            keymat_in: kin,
+            keymat_out: kout,
+            enc_key_len: el,
+            auth_key_len: al,
+            local_id: x
+                .qm
+                .local_id
+                .clone()
+                .unwrap_or_else(|| OwnedId::address(x.local.ip())),
+            remote_id: x
+                .qm
+                .remote_id
+                .clone()
+                .unwrap_or_else(|| OwnedId::address(x.remote.ip())),
+            established: now,
+            lifetime: c.lifetime,
+            kbytes: c.kbytes,
+            hard_expiry: (c.lifetime > 0).then(|| now.add_secs(c.lifetime)),
+            soft_expiry: None,
+            rekeyed: false,
+            spi_from_kernel,
+            encap,
+            outbound_pending: false,
+            peer_oa: x
+                .qm
+                .peer_oa
+                .filter(|_| super::nat_t::udp_transport(c.encapsulation)),
+        });
+    }
+    Ok(made)
+}
+
+/// Responder, as it sends message 2: the inbound halves to the kernel, so that the
+/// initiator, which may send on the new SAs as soon as message 2 arrives, never
+/// sends what we cannot decrypt.
+pub(crate) fn install_inbound(
+    x: &mut Exchange,
+    s: &IsakmpSa,
+    io: &mut Io,
+    now: Time,
+) -> Result<(), Drop> {
+    let made = agreed_sas(x, s, now, io.kernel_answers)?;
+    for sa in &made {
+        io.kernel_wait(
+            x,
+            Wait::Install,
+            KernelReq::AddSa(Box::new(sa.clone()), Part::Inbound),
+        );
+    }
+    x.qm.reserved.clear();
+    x.qm.pending_in = made;
+    Ok(())
+}
+
+/// A protected message under ISAKMP SA `s` whose first payload is HASH(1) = prf(SKEYID_a,
+/// M-ID | the rest) (Quick Mode's message 1, informational, mode-config): decrypted from
+/// `iv` into `buf`, checked, and captured. Returns the IV that follows it.
+pub(crate) fn open_hash1_into(
+    s: &IsakmpSa,
+    io: &mut Io,
+    buf: &mut Vec<u8>,
+    (iv, msgid): (&Key, u32),
+    (local, remote): (SocketAddr, SocketAddr),
+    data: &[u8],
+) -> Result<Key, Drop> {
+    let (next, range, got) = open_protected_into(s, buf, iv, data)?;
+    let want = derive::qm_hash1(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[range]);
+    if !same(want.as_bytes(), &buf[got]) {
+        return Err(Drop::Silent("HASH(1) does not verify"));
+    }
+    io.capture(remote, local, buf);
+    Ok(next)
 }
