@@ -221,7 +221,16 @@ impl Daemon {
         if let Some(path) = self.opts.pcap.clone() {
             self.start_capture(path);
         }
-        self.engine.set_route_lookup(Box::new(route_lookup));
+        // Sockets bound to Listen-on addresses: exchanges we start leave from one of
+        // them, not from whatever address the route would pick.
+        let bound: Vec<IpAddr> = self
+            .transports
+            .iter()
+            .map(|t| t.local.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        self.engine
+            .set_route_lookup(Box::new(move |dst| source_for(&bound, dst)));
         self.load_credentials();
         if let Some(dialect) = self.dialect {
             log::info!(
@@ -612,6 +621,19 @@ fn send_to_parent(fd: std::os::fd::RawFd, msg: &[u8]) -> Result<(), String> {
         let _ = sys::poll(&mut pfd, 1000);
     }
     Err("kernel channel: the privileged process does not take requests".into())
+}
+
+/// Our address towards `dst` for an exchange we start without a Local-address: the
+/// route's source address, unless the daemon listens on given addresses of that family
+/// (Listen-on) and the route's is not one of them: then the first of those (a Listen-on
+/// address is often a secondary address of its interface, which the route never picks).
+fn source_for(bound: &[IpAddr], dst: IpAddr) -> Option<IpAddr> {
+    let mut ours = bound.iter().filter(|a| a.is_ipv4() == dst.is_ipv4());
+    let first = ours.clone().next().copied();
+    match route_lookup(dst) {
+        Some(r) if first.is_none() || ours.any(|a| *a == r) => Some(r),
+        r => first.or(r),
+    }
 }
 
 /// Which local address the kernel would use towards `dst`: a connected UDP socket tells

@@ -271,3 +271,54 @@ fn a_kernel_that_refuses_the_sas_leaves_no_tunnel_claimed() {
     let ws = ip(&link.a, "state");
     assert!(!ws.contains(&spi), "{spi} released: {ws}");
 }
+
+/// A daemon that listens on a secondary address of its interface (Listen-on) starts its
+/// exchanges from that address and names it in its phase 1 ID and its NAT-D hashes, not
+/// the address the route picks: its peer sees the ID it expects and no NAT.
+#[test]
+fn an_initiator_speaks_from_its_listen_on_address() {
+    let link = Link::new("l");
+    let st = Command::new("ip")
+        .args(["-n", &link.a, "addr", "add", "192.0.2.11/24", "dev", "vla"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let east_conf = conf(
+        "192.0.2.2",
+        "192.0.2.11",
+        "203.0.113.0",
+        "198.51.100.0",
+        "Passive-connections",
+    )
+    .replace(
+        "Authentication=two-daemon-test-key\n",
+        "Authentication=two-daemon-test-key\nRemote-ID=west-id\n",
+    ) + "[west-id]\nID-type=IPV4_ADDR\nAddress=192.0.2.11\n";
+    let east = start_in(
+        "listen-east",
+        &east_conf,
+        &[],
+        Some(&link.b),
+    );
+    let west = start_in(
+        "listen-west",
+        &conf(
+            "192.0.2.11",
+            "192.0.2.2",
+            "198.51.100.0",
+            "203.0.113.0",
+            "Connections",
+        )
+        .replace("Local-address=192.0.2.11\n", "")
+        .replace("[General]\n", "[General]\nListen-on=192.0.2.11\n"),
+        &[],
+        Some(&link.a),
+    );
+    wait_until(&east, "phase 2 on east", |s| {
+        s.contains("(Phase 2/Responder)")
+    });
+    let log = east.log();
+    assert!(log.contains("initiator id 192.0.2.11"), "{log}");
+    assert!(!log.contains("behind a NAT"), "{log}");
+    assert!(!west.log().contains("behind a NAT"), "{}", west.log());
+}
