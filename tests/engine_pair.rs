@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use isakmpd::conf::Conf;
 use isakmpd::ike::sa::IpsecSa;
-use isakmpd::ike::{Credentials, Engine, EngineConfig, Request};
+use isakmpd::ike::{Credentials, DropKind, Engine, EngineConfig, Request};
 use isakmpd::timer::Time;
 
 const WEST: &str = "192.0.2.1";
@@ -2574,4 +2574,77 @@ fn initiator_to_east(general: &str, peer_extra: &str, sections: &str) -> Conf {
          [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA-SUITE\n{sections}"
     );
     Conf::parse(&text).unwrap().conf
+}
+
+/// Aggressive Mode message 1 costs the responder a DH computation before the peer has
+/// shown that it receives at its address. During a flood of it from spoofed addresses
+/// that only the [Phase 1] Default section matches (5,000 a second for 3 s), the
+/// responder does that work for at most Aggressive-default-rate of them a second, and a
+/// peer its configuration names completes Aggressive Mode and Quick Mode at once.
+#[test]
+fn an_aggressive_mode_flood_from_unnamed_peers_is_rate_limited() {
+    isakmpd::ike::crypto::init();
+    let am = |c: Conf| {
+        let mut c = c;
+        c.set("mm", "EXCHANGE_TYPE", "AGGRESSIVE", true).unwrap();
+        c
+    };
+    let mut responder = am(any_peer_responder("Aggressive-default-rate=50\n"));
+    responder.set("Phase 1", WEST, "peer", false).unwrap();
+    let initiator = am(initiator_to_east("", "", ""));
+    let mut e = node(EAST, &responder, 700);
+    let mut w = node(WEST, &initiator, 701);
+    let mut t = node("192.0.2.9", &initiator, 702);
+    t.e.start_connections(Time(0));
+    let mut buf = vec![0u8; 65535];
+    let n = t.e.poll_transmit(&mut buf).unwrap().len;
+    let template = buf[..n].to_vec();
+    let (mut up_at, mut answered, mut flood) = (None, 0u32, 0u32);
+    for ms in 0..3_000u64 {
+        let now = Time(ms);
+        for _ in 0..5 {
+            let mut d = template.clone();
+            d[..4].copy_from_slice(&flood.to_be_bytes());
+            let i = flood % 2000;
+            let from = SocketAddr::new(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    198,
+                    18,
+                    (i / 200) as u8,
+                    (i % 200) as u8 + 1,
+                )),
+                500,
+            );
+            e.e.handle_datagram(now, e.addr, from, &d);
+            flood += 1;
+        }
+        if ms == 1000 {
+            w.e.start_connections(now);
+        }
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            if t.remote == w.addr {
+                w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+            } else {
+                answered += 1;
+            }
+        }
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+        if up_at.is_none() && w.e.ipsec_sas().count() == 1 {
+            up_at = Some(ms);
+        }
+    }
+    let up_at = up_at.expect("the named peer got through");
+    assert!(up_at <= 1001, "up {} ms after it started", up_at - 1000);
+    // 50 a second, counted by the tenth of a second: 5 per 100 ms over 3 s.
+    assert!(answered <= 150, "{answered} of {flood} answered");
+    assert!(answered >= 100, "{answered} of {flood} answered");
+    let s = e.e.stats();
+    assert!(
+        s.drops[DropKind::OverRate as usize] >= u64::from(flood - 200),
+        "{s:?}"
+    );
 }

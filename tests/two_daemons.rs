@@ -294,12 +294,7 @@ fn an_initiator_speaks_from_its_listen_on_address() {
         "Authentication=two-daemon-test-key\n",
         "Authentication=two-daemon-test-key\nRemote-ID=west-id\n",
     ) + "[west-id]\nID-type=IPV4_ADDR\nAddress=192.0.2.11\n";
-    let east = start_in(
-        "listen-east",
-        &east_conf,
-        &[],
-        Some(&link.b),
-    );
+    let east = start_in("listen-east", &east_conf, &[], Some(&link.b));
     let west = start_in(
         "listen-west",
         &conf(

@@ -104,6 +104,12 @@ impl Engine {
         hd: &Header,
         data: &[u8],
     ) -> Result<(), Drop> {
+        // Message 1 costs a DH computation before the peer has shown that it receives at
+        // its address: for peers the configuration does not name, only so many a second,
+        // so that a flood from spoofed addresses cannot starve the named ones.
+        if !self.policy.names(remote.ip()) && self.aggressive_default.allow(now).is_none() {
+            return Err(Drop::Silent(super::OVER_RATE));
+        }
         let (x, buf) = r1(&mut self.cx(now), (local, remote), hd, data)?;
         let peer = x.peer.clone();
         let handle = self.insert_half_open(now, x)?;

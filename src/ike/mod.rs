@@ -43,7 +43,9 @@ pub mod script;
 pub use self::auth::Credentials;
 pub use self::ipsec_alg::Backend;
 pub use self::reject::DropKind;
-pub(crate) use self::reject::{exchange_name, refused, Drop, LogLimit, DROP_SUMMARY_SECS};
+pub(crate) use self::reject::{
+    exchange_name, refused, Drop, LogLimit, DROP_SUMMARY_SECS, OVER_RATE,
+};
 pub mod policy;
 mod quick_mode;
 pub mod sa;
@@ -210,6 +212,8 @@ pub struct Engine {
     drops_summed: [u64; DropKind::ALL.len()],
     /// Unprotected notifications sent, by the second.
     notify_limit: LogLimit,
+    /// Aggressive Mode responders started with unnamed peers, by the tenth of a second.
+    aggressive_default: LogLimit,
 }
 
 impl Engine {
@@ -262,6 +266,7 @@ impl Engine {
             drop_summary_at: now,
             drops_summed: [0; DropKind::ALL.len()],
             notify_limit: LogLimit::default(),
+            aggressive_default: LogLimit::new((limits.aggressive_default_rate / 10).max(1), 100),
         };
         e.configure(conf);
         e
@@ -917,7 +922,7 @@ mod tests {
                 datagrams_dropped: 2,
                 bytes_received: 70,
                 // One too short to be ISAKMP, one whose header does not hold.
-                drops: [1, 1, 0, 0, 0, 0, 0, 0],
+                drops: [1, 1, 0, 0, 0, 0, 0, 0, 0],
                 ..Stats::default()
             }
         );

@@ -8,6 +8,7 @@
 //! Transforms), `Local-ID` and `Remote-ID`. A section that does not resolve is logged with
 //! its name and reason and left out; the rest of the configuration still works.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::conf::{parse_range, Conf};
@@ -266,6 +267,10 @@ pub struct Limits {
     /// (Main and Aggressive Mode before message 3), in all and from one IP address.
     pub half_open: usize,
     pub half_open_per_source: usize,
+    /// Aggressive Mode negotiations a second a responder starts with peers that only the
+    /// [Phase 1] Default section matches (each costs a Diffie-Hellman computation before
+    /// the peer has shown that it receives at its address).
+    pub aggressive_default_rate: u32,
     pub isakmp_sas: usize,
     pub ipsec_sas: usize,
 }
@@ -277,6 +282,7 @@ impl Default for Limits {
             exchanges: 512,
             half_open: 256,
             half_open_per_source: 8,
+            aggressive_default_rate: 100,
             isakmp_sas: 1024,
             ipsec_sas: 2048,
         }
@@ -305,6 +311,13 @@ impl Limits {
                     d.half_open_per_source as u64,
                 )
                 .clamp(1, half_open as u64) as usize,
+            aggressive_default_rate: conf
+                .get_num(
+                    "General",
+                    "Aggressive-default-rate",
+                    d.aggressive_default_rate.into(),
+                )
+                .clamp(1, 1_000_000) as u32,
             isakmp_sas: n("Max-phase1-SAs", d.isakmp_sas),
             ipsec_sas: n("Max-phase2-SAs", d.ipsec_sas),
         }
@@ -321,8 +334,13 @@ impl Limits {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub peers: Vec<Peer>,
-    /// [Phase 1] address bindings: (address, index into `peers`).
-    pub by_address: Vec<(IpAddr, usize)>,
+    /// [Phase 1] address bindings: address (IPv4-mapped IPv6 as IPv4) to an index into
+    /// `peers`; the first binding of an address counts.
+    pub by_address: HashMap<IpAddr, usize>,
+    /// The peers' Address tags, the same way (the first peer with an address counts).
+    pub by_peer_address: HashMap<IpAddr, usize>,
+    /// The peers by their section names as written.
+    pub by_name: HashMap<String, usize>,
     /// [Phase 1] Default.
     pub default_peer: Option<usize>,
     pub connections: Vec<Connection>,
@@ -391,7 +409,7 @@ impl Policy {
                 match b.tag.parse::<IpAddr>() {
                     Ok(a) => {
                         if let Some(i) = peer_index(&mut p, &b.value) {
-                            p.by_address.push((a, i));
+                            p.by_address.entry(canonical(a)).or_insert(i);
                         }
                     }
                     Err(_) => p
@@ -439,23 +457,31 @@ impl Policy {
                 }
             }
         }
+        for (i, peer) in p.peers.iter().enumerate() {
+            p.by_name.entry(peer.name.clone()).or_insert(i);
+            if let Some(a) = peer.address {
+                p.by_peer_address.entry(canonical(a)).or_insert(i);
+            }
+        }
         p
     }
 
     /// The peer section for a remote address: its [Phase 1] binding, else Default.
+    /// Whether a [Phase 1] line or a peer's Address names `addr` (else only Default,
+    /// if anything, matches it).
+    pub fn names(&self, addr: IpAddr) -> bool {
+        let addr = canonical(addr);
+        self.by_address.contains_key(&addr) || self.by_peer_address.contains_key(&addr)
+    }
+
     pub fn peer_for(&self, addr: IpAddr) -> Option<&Peer> {
         let addr = canonical(addr);
         self.by_address
-            .iter()
-            .find(|(a, _)| canonical(*a) == addr)
-            .map(|(_, i)| *i)
+            .get(&addr)
+            .copied()
             .or(self.default_peer)
+            .or_else(|| self.by_peer_address.get(&addr).copied())
             .map(|i| &self.peers[i])
-            .or_else(|| {
-                self.peers
-                    .iter()
-                    .find(|p| p.address.map(canonical) == Some(addr))
-            })
     }
 
     /// The mode-config section for a peer's ID string (see [`CfgSection`]).
@@ -466,9 +492,15 @@ impl Policy {
     }
 
     pub fn peer(&self, name: &str) -> Option<&Peer> {
-        self.peers
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
+        // The engine's own references carry the section name as written; a name from
+        // elsewhere (an ISAKMP-peer tag) may differ in case.
+        match self.by_name.get(name) {
+            Some(&i) => self.peers.get(i),
+            None => self
+                .peers
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(name)),
+        }
     }
 
     pub fn connection(&self, name: &str) -> Option<&Connection> {

@@ -23,6 +23,10 @@ pub(crate) fn refused(
 /// How often held-back drop warnings are summed up.
 pub const DROP_SUMMARY_SECS: u64 = 10;
 
+/// Why an Aggressive Mode message 1 from an unnamed peer went unanswered.
+pub(crate) const OVER_RATE: &str =
+    "aggressive mode from a peer only Default matches: over Aggressive-default-rate";
+
 /// Why a datagram was dropped, for the counters and the summary line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropKind {
@@ -39,11 +43,14 @@ pub enum DropKind {
     Refused,
     /// Passive mode (-S): nothing is processed.
     Passive,
+    /// Over a rate for work asked by peers that have proven nothing (Aggressive Mode
+    /// message 1 from unnamed peers: Aggressive-default-rate).
+    OverRate,
     Other,
 }
 
 impl DropKind {
-    pub const ALL: [DropKind; 8] = [
+    pub const ALL: [DropKind; 9] = [
         DropKind::NotIsakmp,
         DropKind::BadHeader,
         DropKind::UnknownExchange,
@@ -51,6 +58,7 @@ impl DropKind {
         DropKind::Malformed,
         DropKind::Refused,
         DropKind::Passive,
+        DropKind::OverRate,
         DropKind::Other,
     ];
 
@@ -63,6 +71,7 @@ impl DropKind {
             DropKind::Malformed => "malformed",
             DropKind::Refused => "refused",
             DropKind::Passive => "passive",
+            DropKind::OverRate => "over rate",
             DropKind::Other => "other",
         }
     }
@@ -82,6 +91,7 @@ impl DropKind {
             },
             Drop::Silent(why) if why.contains("no known") => DropKind::NoSuchExchange,
             Drop::Silent(why) if why.contains("table full") => DropKind::Refused,
+            Drop::Silent(OVER_RATE) => DropKind::OverRate,
             Drop::Silent(_) => DropKind::Other,
         }
     }

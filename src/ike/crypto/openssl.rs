@@ -204,14 +204,32 @@ fn modp_prime(n: u16) -> Result<BigNum, CryptoError> {
     .map_err(lib)
 }
 
-fn ec_group(n: u16) -> Result<EcGroup, CryptoError> {
-    let nid = match n {
-        19 => Nid::X9_62_PRIME256V1,
-        20 => Nid::SECP384R1,
-        21 => Nid::SECP521R1,
+/// A NIST prime curve and its order, built once per process: OpenSSL builds a curve's
+/// group afresh on every `EC_GROUP_new_by_curve_name`, and a handshake needs it twice.
+struct Curve {
+    group: EcGroup,
+    order: BigNum,
+}
+
+fn ec_group(n: u16) -> Result<&'static Curve, CryptoError> {
+    static CURVES: [OnceLock<Option<Curve>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (i, nid) = match n {
+        19 => (0, Nid::X9_62_PRIME256V1),
+        20 => (1, Nid::SECP384R1),
+        21 => (2, Nid::SECP521R1),
         _ => return Err(CryptoError::Unavailable("ECP group")),
     };
-    EcGroup::from_curve_name(nid).map_err(lib)
+    CURVES[i]
+        .get_or_init(|| {
+            let group = EcGroup::from_curve_name(nid).ok()?;
+            let mut ctx = BigNumContext::new().ok()?;
+            let mut order = BigNum::new().ok()?;
+            group.order(&mut order, &mut ctx).ok()?;
+            Some(Curve { group, order })
+        })
+        .as_ref()
+        .ok_or(CryptoError::Library("EC group".into()))
 }
 
 /// Our half of a Diffie-Hellman exchange.
@@ -293,23 +311,22 @@ impl DhPrivate {
                 PKey::from_dh(dh).map_err(lib)?
             }
             Group::Ecp(n) => {
-                let g = ec_group(n)?;
+                let c = ec_group(n)?;
+                let g = &c.group;
                 let mut ctx = BigNumContext::new().map_err(lib)?;
-                let mut order = BigNum::new().map_err(lib)?;
-                g.order(&mut order, &mut ctx).map_err(lib)?;
                 let d = BigNum::from_slice(private).map_err(lib)?;
-                if d.num_bits() == 0 || d >= order {
+                if d.num_bits() == 0 || d >= c.order {
                     return Err(CryptoError::BadPublicValue);
                 }
-                let mut q = EcPoint::new(&g).map_err(lib)?;
-                q.mul_generator2(&g, &d, &mut ctx).map_err(lib)?;
+                let mut q = EcPoint::new(g).map_err(lib)?;
+                q.mul_generator2(g, &d, &mut ctx).map_err(lib)?;
                 let (mut x, mut y) = (BigNum::new().map_err(lib)?, BigNum::new().map_err(lib)?);
-                q.affine_coordinates(&g, &mut x, &mut y, &mut ctx)
+                q.affine_coordinates(g, &mut x, &mut y, &mut ctx)
                     .map_err(lib)?;
                 let half = group.public_len() as i32 / 2;
                 public.extend(&x.to_vec_padded(half).map_err(lib)?);
                 public.extend(&y.to_vec_padded(half).map_err(lib)?);
-                let ec = EcKey::from_private_components(&g, &d, &q).map_err(lib)?;
+                let ec = EcKey::from_private_components(g, &d, &q).map_err(lib)?;
                 PKey::from_ec_key(ec).map_err(lib)?
             }
             Group::X25519 => {
@@ -353,21 +370,20 @@ impl DhPrivate {
                 PKey::from_dh(dh.set_public_key(y).map_err(lib)?).map_err(lib)?
             }
             Group::Ecp(n) => {
-                let g = ec_group(n)?;
+                let g = &ec_group(n)?.group;
                 let mut ctx = BigNumContext::new().map_err(lib)?;
                 let mut enc = [0u8; 1 + 132];
                 enc[0] = 0x04;
                 enc[1..1 + peer.len()].copy_from_slice(peer);
-                let pt = EcPoint::from_bytes(&g, &enc[..1 + peer.len()], &mut ctx)
+                let pt = EcPoint::from_bytes(g, &enc[..1 + peer.len()], &mut ctx)
                     .map_err(|_| CryptoError::BadPublicValue)?;
                 // On the curve (and so, the NIST prime curves having cofactor 1, in the
                 // group of prime order: SP 800-56A partial validation is full validation
                 // here). OpenSSL's key check would add a multiplication by the order.
-                if !pt.is_on_curve(&g, &mut ctx).map_err(lib)? {
+                if !pt.is_on_curve(g, &mut ctx).map_err(lib)? {
                     return Err(CryptoError::BadPublicValue);
                 }
-                let ec =
-                    EcKey::from_public_key(&g, &pt).map_err(|_| CryptoError::BadPublicValue)?;
+                let ec = EcKey::from_public_key(g, &pt).map_err(|_| CryptoError::BadPublicValue)?;
                 PKey::from_ec_key(ec).map_err(lib)?
             }
             Group::X25519 => PKey::public_key_from_raw_bytes(peer, Id::X25519)
