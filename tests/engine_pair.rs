@@ -2648,3 +2648,80 @@ fn an_aggressive_mode_flood_from_unnamed_peers_is_rate_limited() {
         "{s:?}"
     );
 }
+
+/// A responder that lost its half of Main Mode (a half-open exchange evicted by a flood,
+/// or a restart) answers the initiator's message 3 with INVALID-COOKIE: the initiator
+/// starts over at once (once), instead of waiting for the next Check-interval.
+#[test]
+fn an_initiator_whose_responder_lost_the_exchange_starts_over_at_once() {
+    isakmpd::ike::crypto::init();
+    let responder = any_peer_responder("");
+    let initiator = initiator_to_east("", "", "");
+    let mut e = node(EAST, &responder, 800);
+    let mut w = node(WEST, &initiator, 801);
+    let mut buf = vec![0u8; 65535];
+    w.e.start_connections(Time(0));
+    let t = w.e.poll_transmit(&mut buf).unwrap();
+    e.e.handle_datagram(Time(1), e.addr, w.addr, &buf[..t.len]);
+    let t = e.e.poll_transmit(&mut buf).unwrap();
+    w.e.handle_datagram(Time(2), w.addr, e.addr, &buf[..t.len]);
+    // Message 3 is on its way; the responder forgets everything.
+    e = node(EAST, &responder, 802);
+    let mut up_at = None;
+    for ms in 3..2000u64 {
+        let now = Time(ms);
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+        }
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+        if up_at.is_none() && w.e.ipsec_sas().count() == 1 {
+            up_at = Some(ms);
+        }
+    }
+    let up_at = up_at.expect("the second try got through");
+    assert!(up_at < 100, "up at {up_at} ms");
+    assert_eq!(w.e.stats().failed, 1);
+    assert_eq!(e.e.ipsec_sas().count(), 1);
+}
+
+/// A half-open responder sends its Aggressive Mode message 2 twice at most (once, and one
+/// retransmission for a lost message 3): a spoofed message 1 gets no more than that from
+/// us, and its exchange goes quietly after the half-open time.
+#[test]
+fn a_spoofed_aggressive_mode_message_1_is_answered_twice_at_most() {
+    isakmpd::ike::crypto::init();
+    let mut responder = any_peer_responder("");
+    responder
+        .set("mm", "EXCHANGE_TYPE", "AGGRESSIVE", true)
+        .unwrap();
+    let mut initiator = initiator_to_east("", "", "");
+    initiator
+        .set("mm", "EXCHANGE_TYPE", "AGGRESSIVE", true)
+        .unwrap();
+    let mut e = node(EAST, &responder, 900);
+    let mut t = node("192.0.2.9", &initiator, 901);
+    t.e.start_connections(Time(0));
+    let mut buf = vec![0u8; 65535];
+    let n = t.e.poll_transmit(&mut buf).unwrap().len;
+    let spoofed: SocketAddr = "198.18.0.1:500".parse().unwrap();
+    e.e.handle_datagram(Time(0), e.addr, spoofed, &buf[..n].to_vec());
+    let mut sent = 0;
+    for ms in 0..60_000u64 {
+        e.e.handle_timeout(Time(ms));
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            assert_eq!(t.remote, spoofed);
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 2);
+    assert_eq!(e.e.exchanges_in_flight(), 0);
+    assert_eq!(
+        e.e.stats().failed,
+        0,
+        "no failure logged for a spoofed peer"
+    );
+}

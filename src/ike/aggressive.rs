@@ -49,7 +49,7 @@ impl Engine {
         peer: &Peer,
         remote: SocketAddr,
         connection: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<Handle, String> {
         let first = peer.transforms.first().ok_or("no transforms")?;
         let group = Group::from_ike(first.group).ok_or("group not supported")?;
         if peer.transforms.iter().any(|t| t.group != first.group) {
@@ -92,7 +92,7 @@ impl Engine {
             peer.name
         );
         self.send_step(now, handle, buf, true);
-        Ok(())
+        Ok(handle)
     }
 
     /// Responder, message 1: choose, compute the keys, answer with message 2; the
@@ -114,7 +114,11 @@ impl Engine {
         let peer = x.peer.clone();
         let handle = self.insert_half_open(now, x)?;
         self.io.capture(remote, local, data);
-        log::info!("aggressive mode with {remote} ({peer}) started as responder");
+        crate::ike_debug!(
+            crate::log::DebugClass::Exchange,
+            10,
+            "aggressive mode with {remote} ({peer}): message 1 answered"
+        );
         // Unlike Main Mode's message 2, this one is retransmitted: it is the only message
         // that can make a lost message 3 be sent again, and the DH work is already done.
         self.send_step(now, handle, buf, true);

@@ -301,6 +301,9 @@ pub struct Exchange {
     /// A responder's Main or Aggressive Mode before message 3: the peer has not shown
     /// that it receives at its address (it may be anybody's spoofed datagram).
     pub half_open: bool,
+    /// Initiator: this phase 1 is a second try, after the responder had lost the first
+    /// one's state (INVALID-COOKIE); it gets no third.
+    pub restarted: bool,
     /// The peer sent the DPD vendor ID (RFC 3706).
     pub peer_dpd: bool,
     /// NAT traversal, once both sides announced it (phase 1).
@@ -343,6 +346,7 @@ impl Exchange {
             resend_on_dup: false,
             timer: None,
             half_open: false,
+            restarted: false,
             peer_dpd: false,
             nat_t: None,
         }

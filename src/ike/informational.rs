@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use super::crypto::derive;
-use super::exchange::Kind;
+use super::exchange::{Kind, P1Step, State};
 use super::sa::{hex, Handle};
 use super::wire::{
     Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
@@ -164,7 +164,10 @@ impl Engine {
             self.io.capture(remote, local, data);
             for p in &m.payloads {
                 if let Payload::Notify(n) = p.payload {
-                    log::warn!("peer {remote} says {} (unprotected)", n.ty);
+                    // Anybody can send these: a few lines, not one per datagram.
+                    if self.unprotected_log.allow(now).is_some() {
+                        log::warn!("peer {remote} says {} (unprotected)", n.ty);
+                    }
                     if n.ty.0 < 8192 {
                         if let Some(h) = self.exchanges.find(|x| {
                             x.kind != Kind::Quick
@@ -172,9 +175,7 @@ impl Engine {
                                 && (x.rcookie == hd.rcookie || x.rcookie == [0; 8])
                                 && x.remote.ip() == remote.ip()
                         }) {
-                            log::warn!("main mode with {remote} ended by the peer's notification");
-                            self.io.stats.failed += 1;
-                            self.free_exchange(h);
+                            self.phase1_refused(now, h, n.ty);
                         }
                     }
                 }
@@ -285,5 +286,45 @@ impl Engine {
             self.delete_isakmp_sa(now, sa, false);
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The peer refused phase 1 exchange `h` in an unprotected notification: the exchange
+    /// ends. INVALID-COOKIE past message 1 means the responder lost its half of the
+    /// exchange (a half-open one evicted under a flood of spoofed message 1, or a
+    /// restart): an initiator starts over at once, once, rather than at the next
+    /// Check-interval.
+    fn phase1_refused(&mut self, now: Time, h: Handle, ty: NotifyType) {
+        let Some(x) = self.exchanges.get(h) else {
+            return;
+        };
+        let again = ty == NotifyType::INVALID_COOKIE
+            && x.initiator
+            && x.state != State::Phase1(P1Step::AwaitSa)
+            && !x.restarted;
+        log::warn!(
+            "{} with {} ended by the peer's notification{}",
+            x.name(),
+            x.remote,
+            if again { "; starting again" } else { "" }
+        );
+        let (peer, remote, connection) = (x.peer.clone(), x.remote, x.connection.clone());
+        self.io.stats.failed += 1;
+        self.free_exchange(h);
+        if !again {
+            return;
+        }
+        let Some(p) = self.policy.peer(&peer).cloned() else {
+            return;
+        };
+        match self.start_main_mode(now, &p, remote, connection) {
+            Ok(nh) => {
+                if let Some(x) = self.exchanges.get_mut(nh) {
+                    x.restarted = true;
+                }
+            }
+            Err(e) => log::warn!("phase 1 with {remote}: {e}"),
+        }
     }
 }

@@ -41,7 +41,7 @@ impl Engine {
         peer: &Peer,
         remote: SocketAddr,
         connection: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<Handle, String> {
         if peer.exchange == ExchangeType::AGGRESSIVE {
             return self.start_aggressive(now, peer, remote, connection);
         }
@@ -74,7 +74,7 @@ impl Engine {
             peer.name
         );
         self.send_step(now, handle, buf, true);
-        Ok(())
+        Ok(handle)
     }
 
     /// Responder, message 1: the exchange is made, half-open, and message 2 sent only if
@@ -90,7 +90,11 @@ impl Engine {
         let peer = x.peer.clone();
         let handle = self.insert_half_open(now, x)?;
         self.io.capture(remote, local, data);
-        log::info!("main mode with {remote} ({peer}) started as responder");
+        crate::ike_debug!(
+            crate::log::DebugClass::Exchange,
+            10,
+            "main mode with {remote} ({peer}): message 1 answered"
+        );
         // isakmpd: the responder never retransmits message 2 on a timer (MSG_DONTRETRANSMIT).
         self.send_step(now, handle, buf, false);
         Ok(())

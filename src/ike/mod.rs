@@ -214,6 +214,8 @@ pub struct Engine {
     notify_limit: LogLimit,
     /// Aggressive Mode responders started with unnamed peers, by the tenth of a second.
     aggressive_default: LogLimit,
+    /// Warnings about unprotected notifications (anybody can send them).
+    unprotected_log: LogLimit,
 }
 
 impl Engine {
@@ -267,6 +269,7 @@ impl Engine {
             drops_summed: [0; DropKind::ALL.len()],
             notify_limit: LogLimit::default(),
             aggressive_default: LogLimit::new((limits.aggressive_default_rate / 10).max(1), 100),
+            unprotected_log: LogLimit::new(5, DROP_SUMMARY_SECS * 1000),
         };
         e.configure(conf);
         e
@@ -606,7 +609,12 @@ impl Engine {
             return;
         }
         if let Some(t) = x.next_retransmit {
-            if now >= t {
+            if now >= t && x.half_open && x.xmits >= 1 {
+                // A half-open responder (Aggressive Mode's message 2) resends once: its
+                // peer may be a spoofed address, which must not get more from us than
+                // it sent. The exchange then waits out its half-open time quietly.
+                x.next_retransmit = None;
+            } else if now >= t {
                 if x.xmits >= self.policy.retransmits {
                     log::warn!(
                         "{} with {}: no answer after {} retransmissions, giving up",

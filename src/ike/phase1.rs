@@ -664,6 +664,7 @@ impl Engine {
         // The steps: Main Mode (RFC 2409 §5, six messages), Aggressive Mode (three).
         let cx = &mut cx;
         let step = (kind, x.initiator, x.state);
+        let was_half_open = x.half_open;
         let r = match step {
             (Kind::Main, true, State::Phase1(AwaitSa)) => main_mode::i2(x, h, cx, hd, data),
             (Kind::Main, false, State::Phase1(AwaitKe(c))) => main_mode::r3(x, h, cx, c, data),
@@ -679,6 +680,9 @@ impl Engine {
         let r = match r {
             Ok(Next::Wait) => Ok(()),
             Ok(Next::Done(auth)) => {
+                if was_half_open {
+                    self.log_opened(kind, h);
+                }
                 self.phase1_done(now, h, auth);
                 Ok(())
             }
@@ -693,10 +697,11 @@ impl Engine {
                 Err(e)
             }
         };
-        if r.is_ok() {
+        if r.is_ok() && self.exchanges.get(h).is_some_and(|x| x.half_open) {
             // The peer answered our message 2 with our cookie: no longer half-open.
+            self.log_opened(kind, h);
             let max = self.policy.exchange_max_time.into();
-            if let Some(x) = self.exchanges.get_mut(h).filter(|x| x.half_open) {
+            if let Some(x) = self.exchanges.get_mut(h) {
                 x.half_open = false;
                 x.deadline = now.add_secs(max);
                 self.half_open_count -= 1;
@@ -718,6 +723,19 @@ impl Engine {
             }
         }
         r
+    }
+
+    /// A responder's exchange is worth a log line once the peer has answered our message
+    /// 2 (before, it may be anybody's spoofed message 1).
+    fn log_opened(&self, kind: Kind, h: Handle) {
+        if let Some(x) = self.exchanges.get(h) {
+            log::info!(
+                "{} with {} ({}) started as responder",
+                exchange_kind_name(kind),
+                x.remote,
+                x.peer
+            );
+        }
     }
 
     /// The narrow context of a phase 1 step, without an exchange (message 1).
@@ -762,6 +780,7 @@ impl Engine {
             return Ok(()); // phase 1 in progress; the connection starts when it is done
         }
         self.start_main_mode(now, &peer, remote, Some(c.name.clone()))
+            .map(|_| ())
     }
 
     pub(crate) fn phase1_done(&mut self, now: Time, h: Handle, auth: super::auth::Authenticated) {
@@ -914,5 +933,14 @@ impl Engine {
             }
         }
         self.start_after_cfg(now, sh, names);
+    }
+}
+
+/// "main mode" or "aggressive mode", for log lines.
+fn exchange_kind_name(kind: Kind) -> &'static str {
+    if kind == Kind::Main {
+        "main mode"
+    } else {
+        "aggressive mode"
     }
 }
