@@ -2708,7 +2708,8 @@ fn a_spoofed_aggressive_mode_message_1_is_answered_twice_at_most() {
     let mut buf = vec![0u8; 65535];
     let n = t.e.poll_transmit(&mut buf).unwrap().len;
     let spoofed: SocketAddr = "198.18.0.1:500".parse().unwrap();
-    e.e.handle_datagram(Time(0), e.addr, spoofed, &buf[..n].to_vec());
+    let m1 = buf[..n].to_vec();
+    e.e.handle_datagram(Time(0), e.addr, spoofed, &m1);
     let mut sent = 0;
     for ms in 0..60_000u64 {
         e.e.handle_timeout(Time(ms));

@@ -231,13 +231,16 @@ pub(crate) fn open_protected_into(
     Ok((next, start..end, HEADER_LEN + 4..start))
 }
 
-/// [`open_protected_into`] a new buffer: the cleartext, the next IV, the range of the
-/// hashed data and the hash.
+/// A protected message opened: the cleartext, the next IV, the range of the hashed data
+/// and the hash.
+pub(crate) type Opened = (Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>);
+
+/// [`open_protected_into`] a new buffer.
 pub(crate) fn open_protected(
     s: &IsakmpSa,
     iv: &Key,
     data: &[u8],
-) -> Result<(Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>), Drop> {
+) -> Result<Opened, Drop> {
     let mut buf = Vec::new();
     let (next, range, hash) = open_protected_into(s, &mut buf, iv, data)?;
     let got = buf[hash].to_vec();
