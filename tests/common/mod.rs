@@ -17,6 +17,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_isakmpd");
 
+/// The daemon that [`start`] and its kin run: [`BIN`] (the build of the test profile,
+/// unoptimized under plain `cargo test`), or `ISAKMPD_TEST_BIN` when set (to measure a
+/// release build, say).
+pub fn daemon_bin() -> String {
+    std::env::var("ISAKMPD_TEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| BIN.to_string())
+}
+
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.
     assert_eq!(
@@ -174,7 +184,7 @@ pub fn spawn_etc(
         .args(["--propagation", "private", "sh", "-c", WRAP, "sh"])
         .arg(scratch.dir.join("run"))
         .arg(real_run())
-        .arg(BIN)
+        .arg(daemon_bin())
         // "+kernel" in `extra` means: talk to the kernel (no -n); "+quiet": no -v (the
         // daemon's default log level, warnings and errors only).
         .arg("-d")
