@@ -1,9 +1,12 @@
 //! Handshake cost: full Main Mode (PSK) + Quick Mode negotiations between two engines in
 //! memory (no sockets, no kernel), for MODP2048 and ECP256 like the strongSwan figures in
 //! the project notes. Prints milliseconds of CPU per handshake for both sides together,
-//! and the responder's share. Run with `cargo bench --bench handshake`.
+//! and the responder's share; next to it, what a spoofed message 1 costs the responder
+//! (Main Mode: parse, choose, answer, keep half-open; Aggressive Mode: that and a DH key
+//! pair and g^xy), the figure behind tests/flood_daemon.rs. Run with
+//! `cargo bench --bench handshake`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use isakmpd::conf::Conf;
@@ -77,6 +80,70 @@ fn run(label: &str, mm: &str, qm: &str, n: usize) {
     );
 }
 
+/// The responder's CPU per spoofed message 1 (`exchange` ID_PROT or AGGRESSIVE) offering
+/// `mm`: `n` copies of our initiator's message 1, each from another address of
+/// 198.18.0.0/15 with another initiator cookie, 5,500 a second of engine time; every one
+/// is answered (checked).
+fn flood(label: &str, exchange: &str, mm: &str, n: u32) {
+    let text = |default: &str, peer: &str| {
+        format!(
+            "[Phase 1]\n{peer}=peer\n{default}[Phase 2]\nPassive-connections=conn\n\
+             [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication=bench-key\n\
+             [mm]\nEXCHANGE_TYPE={exchange}\nTransforms={mm}\n\
+             [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\n\
+             [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-128-SHA2-256-SUITE\n"
+        )
+    };
+    let with = |text: &str, me: &str, seed: u64| {
+        let mut e = Engine::new(
+            EngineConfig {
+                seed: Some(seed),
+                no_kernel: true,
+                ..Default::default()
+            },
+            &Conf::parse(text).unwrap().conf,
+            Time(0),
+            isakmpd::ike::crypto::random_source(Some(seed)),
+        );
+        let ip: IpAddr = me.parse().unwrap();
+        e.set_route_lookup(Box::new(move |_| Some(ip)));
+        e
+    };
+    let mut buf = vec![0u8; 65535];
+    // Message 1 as our initiator writes it.
+    let mut i = with(&text("", "192.0.2.2"), "198.18.0.1", 1);
+    i.handle_command(Time(0), Request::Connect("conn".into()))
+        .unwrap();
+    let t = i.poll_transmit(&mut buf).unwrap();
+    let mut msg = buf[..t.len].to_vec();
+    let mut r = with(&text("Default=peer\n", "192.0.2.1"), "192.0.2.2", 2);
+    let ra: SocketAddr = "192.0.2.2:500".parse().unwrap();
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+    let mut answered = 0u32;
+    let t0 = Instant::now();
+    for k in 0..n {
+        let now = Time(u64::from(k) * 1000 / 5500);
+        msg[..8].copy_from_slice(&(0xf100_0000_0000_0000u64 | u64::from(k)).to_be_bytes());
+        let from = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(base + (k.wrapping_mul(40_503) & 0x1_ffff))),
+            500,
+        );
+        r.handle_datagram(now, ra, from, &msg);
+        r.handle_timeout(now);
+        while r.poll_transmit(&mut buf).is_some() {
+            answered += 1;
+        }
+    }
+    let el = t0.elapsed();
+    assert_eq!(answered, n, "every message 1 answered");
+    println!(
+        "{label:<44} {:>8.1} us/message 1 (responder alone), {:>6.0} a second on one core  ({n} messages, {} half-open at the end)",
+        el.as_secs_f64() * 1e6 / f64::from(n),
+        f64::from(n) / el.as_secs_f64(),
+        r.half_open_exchanges()
+    );
+}
+
 fn main() {
     isakmpd::ike::crypto::init();
     run(
@@ -96,5 +163,29 @@ fn main() {
         "AES-128-SHA2-256-GRP19",
         "QM-ESP-AES-128-SHA2-256-PFS-GRP19-SUITE",
         500,
+    );
+    flood(
+        "spoofed MM1 AES-128/SHA2-256 MODP2048",
+        "ID_PROT",
+        "AES-128-SHA2-256-GRP14",
+        50_000,
+    );
+    flood(
+        "spoofed MM1 AES-128/SHA2-256 ECP256",
+        "ID_PROT",
+        "AES-128-SHA2-256-GRP19",
+        50_000,
+    );
+    flood(
+        "spoofed AM1 AES-128/SHA2-256 MODP2048",
+        "AGGRESSIVE",
+        "AES-128-SHA2-256-GRP14",
+        1_000,
+    );
+    flood(
+        "spoofed AM1 AES-128/SHA2-256 ECP256",
+        "AGGRESSIVE",
+        "AES-128-SHA2-256-GRP19",
+        5_000,
     );
 }

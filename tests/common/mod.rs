@@ -17,6 +17,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_isakmpd");
 
+/// The daemon that [`start`] and its kin run: [`BIN`] (the build of the test profile,
+/// unoptimized under plain `cargo test`), or `ISAKMPD_TEST_BIN` when set (to measure a
+/// release build, say).
+pub fn daemon_bin() -> String {
+    std::env::var("ISAKMPD_TEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| BIN.to_string())
+}
+
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.
     assert_eq!(
@@ -119,10 +129,16 @@ pub fn start_with_etc(
         || d.run_file("isakmpd.fifo").exists() && d.child_pid().is_some(),
         "daemon start",
     );
-    d.wait_for(
-        || d.log().contains("isakmpd started") || !d.alive(),
-        "listening",
-    );
+    if extra.contains(&"+quiet") {
+        // No info lines: the first FIFO report comes from the main loop, which runs
+        // once the transports are open.
+        d.fifo_sync("");
+    } else {
+        d.wait_for(
+            || d.log().contains("isakmpd started") || !d.alive(),
+            "listening",
+        );
+    }
     d
 }
 
@@ -168,9 +184,15 @@ pub fn spawn_etc(
         .args(["--propagation", "private", "sh", "-c", WRAP, "sh"])
         .arg(scratch.dir.join("run"))
         .arg(real_run())
-        .arg(BIN)
-        // "+kernel" in `extra` means: talk to the kernel (no -n).
-        .args(["-d", "-v"])
+        .arg(daemon_bin())
+        // "+kernel" in `extra` means: talk to the kernel (no -n); "+quiet": no -v (the
+        // daemon's default log level, warnings and errors only).
+        .arg("-d")
+        .args(if extra.contains(&"+quiet") {
+            &[][..]
+        } else {
+            &["-v"][..]
+        })
         .args(if extra.contains(&"+kernel") {
             &[][..]
         } else {
@@ -178,7 +200,7 @@ pub fn spawn_etc(
         })
         .arg("-c")
         .arg(conf)
-        .args(extra.iter().filter(|a| **a != "+kernel"))
+        .args(extra.iter().filter(|a| **a != "+kernel" && **a != "+quiet"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(logf)
@@ -277,6 +299,22 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// VmRSS of the privileged parent and of the unprivileged child, in kB.
+    pub fn rss_kb(&self) -> (u64, u64) {
+        let of = |pid: i32| {
+            fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        (of(self.pid), self.child_pid().map_or(0, of))
     }
 
     /// A /proc/<pid>/status field of the child, as a number.
