@@ -236,11 +236,7 @@ pub(crate) fn open_protected_into(
 pub(crate) type Opened = (Vec<u8>, Key, std::ops::Range<usize>, Vec<u8>);
 
 /// [`open_protected_into`] a new buffer.
-pub(crate) fn open_protected(
-    s: &IsakmpSa,
-    iv: &Key,
-    data: &[u8],
-) -> Result<Opened, Drop> {
+pub(crate) fn open_protected(s: &IsakmpSa, iv: &Key, data: &[u8]) -> Result<Opened, Drop> {
     let mut buf = Vec::new();
     let (next, range, hash) = open_protected_into(s, &mut buf, iv, data)?;
     let got = buf[hash].to_vec();
