@@ -2500,11 +2500,8 @@ fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
     let mut e = node(EAST, &responder, 600);
     let mut w = node(WEST, &initiator, 601);
     // The flood's template: a real message 1 (from a throwaway initiator).
-    let mut t = node("192.0.2.9", &initiator, 602);
-    t.e.start_connections(Time(0));
+    let template = first_message(&initiator, 602);
     let mut buf = vec![0u8; 65535];
-    let n = t.e.poll_transmit(&mut buf).unwrap().len;
-    let template = buf[..n].to_vec();
     let mut up_at = None;
     let mut flood = 0u32;
     for ms in 0..10_000u64 {
@@ -2512,16 +2509,7 @@ fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
         for _ in 0..2 {
             let mut d = template.clone();
             d[..4].copy_from_slice(&flood.to_be_bytes());
-            let i = flood % 2000;
-            let from = SocketAddr::new(
-                std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                    198,
-                    18,
-                    (i / 200) as u8,
-                    (i % 200) as u8 + 1,
-                )),
-                500,
-            );
+            let from = spoofed(flood % 2000);
             e.e.handle_datagram(now, e.addr, from, &d);
             flood += 1;
         }
@@ -2548,6 +2536,29 @@ fn a_message_1_flood_from_spoofed_addresses_does_not_lock_out_a_real_peer() {
     let s = e.e.stats();
     assert!(s.half_open_evicted > 10_000, "{s:?}");
     assert_eq!(e.e.ipsec_sas().count(), 1);
+}
+
+/// The `i`th of 2,000 spoofed flood sources in 198.18.0.0/15.
+fn spoofed(i: u32) -> SocketAddr {
+    SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            198,
+            18,
+            (i / 200) as u8,
+            (i % 200) as u8 + 1,
+        )),
+        500,
+    )
+}
+
+/// Message 1 as a throwaway initiator with configuration `c` sends it: a flood's
+/// template.
+fn first_message(c: &Conf, seed: u64) -> Vec<u8> {
+    let mut t = node("192.0.2.9", c, seed);
+    t.e.start_connections(Time(0));
+    let mut buf = vec![0u8; 65535];
+    let n = t.e.poll_transmit(&mut buf).unwrap().len;
+    buf[..n].to_vec()
 }
 
 /// A responder that takes any peer address ([Phase 1] Default) and a passive connection
@@ -2594,27 +2605,15 @@ fn an_aggressive_mode_flood_from_unnamed_peers_is_rate_limited() {
     let initiator = am(initiator_to_east("", "", ""));
     let mut e = node(EAST, &responder, 700);
     let mut w = node(WEST, &initiator, 701);
-    let mut t = node("192.0.2.9", &initiator, 702);
-    t.e.start_connections(Time(0));
+    let template = first_message(&initiator, 702);
     let mut buf = vec![0u8; 65535];
-    let n = t.e.poll_transmit(&mut buf).unwrap().len;
-    let template = buf[..n].to_vec();
     let (mut up_at, mut answered, mut flood) = (None, 0u32, 0u32);
     for ms in 0..3_000u64 {
         let now = Time(ms);
         for _ in 0..5 {
             let mut d = template.clone();
             d[..4].copy_from_slice(&flood.to_be_bytes());
-            let i = flood % 2000;
-            let from = SocketAddr::new(
-                std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                    198,
-                    18,
-                    (i / 200) as u8,
-                    (i % 200) as u8 + 1,
-                )),
-                500,
-            );
+            let from = spoofed(flood % 2000);
             e.e.handle_datagram(now, e.addr, from, &d);
             flood += 1;
         }
@@ -2703,12 +2702,9 @@ fn a_spoofed_aggressive_mode_message_1_is_answered_twice_at_most() {
         .set("mm", "EXCHANGE_TYPE", "AGGRESSIVE", true)
         .unwrap();
     let mut e = node(EAST, &responder, 900);
-    let mut t = node("192.0.2.9", &initiator, 901);
-    t.e.start_connections(Time(0));
+    let m1 = first_message(&initiator, 901);
     let mut buf = vec![0u8; 65535];
-    let n = t.e.poll_transmit(&mut buf).unwrap().len;
-    let spoofed: SocketAddr = "198.18.0.1:500".parse().unwrap();
-    let m1 = buf[..n].to_vec();
+    let spoofed = spoofed(0);
     e.e.handle_datagram(Time(0), e.addr, spoofed, &m1);
     let mut sent = 0;
     for ms in 0..60_000u64 {

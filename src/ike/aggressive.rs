@@ -32,12 +32,7 @@ use crate::timer::Time;
 
 fn id_body(p: &Payload<'_>) -> Option<Vec<u8>> {
     match p {
-        Payload::Id(id) => {
-            let mut b = vec![id.id_type.0, id.protocol];
-            b.extend_from_slice(&id.port.to_be_bytes());
-            b.extend_from_slice(id.data);
-            Some(b)
-        }
+        Payload::Id(id) => Some(id.body()),
         _ => None,
     }
 }

@@ -190,9 +190,7 @@ pub(crate) fn verify_auth_message(
     let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
         return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"));
     };
-    let mut idb = vec![id.id_type.0, id.protocol];
-    idb.extend_from_slice(&id.port.to_be_bytes());
-    idb.extend_from_slice(id.data);
+    let idb = id.body();
     let want = if x.initiator {
         x.auth_hash(false, &idb)
     } else {

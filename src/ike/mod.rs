@@ -896,6 +896,16 @@ impl Engine {
     }
 }
 
+/// isakmpd's "phase 1 done" and "quick mode done" lines: at info level with -v, else at
+/// debug level (Exchange class, 10).
+pub(crate) fn log_done(line: std::fmt::Arguments<'_>) {
+    if crate::log::verbose() {
+        log::info!("{line}");
+    } else {
+        crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -899,17 +899,12 @@ impl Engine {
         } else {
             (show(&peer_id), show(&id_local))
         };
-        let line = format!(
+        super::log_done(format_args!(
             "isakmpd: phase 1 done (as {}): initiator id {iid}, responder id {rid}, src: {} dst: {}",
             if initiator { "initiator" } else { "responder" },
             local.ip(),
             remote.ip()
-        );
-        if crate::log::verbose() {
-            log::info!("{line}");
-        } else {
-            crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
-        }
+        ));
         self.finish_exchange(now, h);
         // Start the connection that asked for this phase 1, and any other wanted
         // connection to the same peer; after mode-config if the peer is flagged for it.

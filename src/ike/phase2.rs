@@ -180,17 +180,12 @@ impl Engine {
             }
         }
         self.io.stats.phase2_done += 1;
-        let line = format!(
+        super::log_done(format_args!(
             "isakmpd: quick mode done (as {}): src: {} dst: {}",
             if initiator { "initiator" } else { "responder" },
             local.ip(),
             remote.ip()
-        );
-        if crate::log::verbose() {
-            log::info!("{line}");
-        } else {
-            crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
-        }
+        ));
         self.finish_exchange(now, h);
     }
 }

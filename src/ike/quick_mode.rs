@@ -397,6 +397,23 @@ fn nat_oa(
     (n.detected() && transport).then_some((n.nat_oa_type(), addrs))
 }
 
+/// The tail of Quick Mode message 1 and 2: the client IDs, if any, and NAT-OA, if
+/// needed.
+fn write_ids_nat_oa(
+    b: &mut MessageBuilder<'_>,
+    x: &Exchange,
+    nat_oa: &Option<(PayloadType, [IpAddr; 2])>,
+) -> Result<(), super::wire::NoRoom> {
+    if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
+        b.payload(PayloadType::ID, |w| w.bytes(ci))?;
+        b.payload(PayloadType::ID, |w| w.bytes(cr))?;
+    }
+    if let Some((ty, addrs)) = nat_oa {
+        super::nat_t::write_nat_oa(b, *ty, addrs)?;
+    }
+    Ok(())
+}
+
 /// Initiator, message 1 (HASH(1), SA, Ni [, KE] [, IDci, IDcr] [, NAT-OA]), once its
 /// SPIs are known.
 fn send_1(x: &mut Exchange, h: Handle, cx: &mut QmCx<'_>) -> Result<(), String> {
@@ -434,13 +451,7 @@ fn send_1(x: &mut Exchange, h: Handle, cx: &mut QmCx<'_>) -> Result<(), String> 
         if x.qm.pfs.is_some() {
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
         }
-        if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
-            b.payload(PayloadType::ID, |w| w.bytes(ci))?;
-            b.payload(PayloadType::ID, |w| w.bytes(cr))?;
-        }
-        if let Some((ty, addrs)) = &nat_oa {
-            super::nat_t::write_nat_oa(&mut b, *ty, addrs)?;
-        }
+        write_ids_nat_oa(&mut b, x, &nat_oa)?;
         b.finish()
     })()
     .map_err(|_| "quick mode message 1 too large")?;
@@ -503,12 +514,7 @@ fn r1(
         .payloads
         .iter()
         .filter_map(|p| match p.payload {
-            Payload::Id(id) => {
-                let mut b = vec![id.id_type.0, id.protocol];
-                b.extend_from_slice(&id.port.to_be_bytes());
-                b.extend_from_slice(id.data);
-                Some(b)
-            }
+            Payload::Id(id) => Some(id.body()),
             _ => None,
         })
         .collect();
@@ -747,13 +753,7 @@ fn build_2(x: &mut Exchange, cx: &mut QmCx<'_>) -> Result<Resume, Drop> {
         if x.dh.is_some() {
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
         }
-        if let (Some(ci), Some(cr)) = (&x.qm.idci, &x.qm.idcr) {
-            b.payload(PayloadType::ID, |w| w.bytes(ci))?;
-            b.payload(PayloadType::ID, |w| w.bytes(cr))?;
-        }
-        if let Some((ty, addrs)) = &nat_oa {
-            super::nat_t::write_nat_oa(&mut b, *ty, addrs)?;
-        }
+        write_ids_nat_oa(&mut b, x, &nat_oa)?;
         b.finish()
     })()
     .map_err(|_| Drop::Silent("quick mode message 2 too large"))?;

@@ -47,6 +47,17 @@ fn v6(b: &[u8]) -> Ipv6Addr {
 }
 
 impl<'a> IdPayload<'a> {
+    /// The payload body as received (what HASH_I/HASH_R and the client ID checks
+    /// cover): type, protocol, port, data.
+    pub fn body(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(4 + self.data.len());
+        b.push(self.id_type.0);
+        b.push(self.protocol);
+        b.extend_from_slice(&self.port.to_be_bytes());
+        b.extend_from_slice(self.data);
+        b
+    }
+
     pub fn parse(body: &'a [u8]) -> Result<IdPayload<'a>, Error> {
         if body.len() < 4 {
             return Err(Error::malformed("ID payload truncated"));
