@@ -649,22 +649,9 @@ fn r1(
         ..Reply::default()
     };
     for (p, t, m) in &chosen {
-        let mut spi_out = [0u8; 4];
-        if p.spi.len() != 4 {
-            return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes"));
-        }
-        spi_out.copy_from_slice(p.spi);
-        x.qm.chosen.push(P2Choice {
-            protocol: p.protocol,
-            transform: t.id,
-            auth: m.auth,
-            encapsulation: m.encapsulation,
-            key_bits: m.key_bits,
-            lifetime: m.lifetime,
-            kbytes: m.kbytes,
-            spi_in: [0; 4],
-            spi_out,
-        });
+        let c = p2_choice(p, t, m, [0; 4])?;
+        let spi_out = c.spi_out;
+        x.qm.chosen.push(c);
         reply
             .transforms
             .push((t.number, t.id, t.attributes.raw().to_vec()));
@@ -853,22 +840,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
                     NotifyType::INVALID_SPI,
                     "no SPI offered for that protocol",
                 ))?;
-        if p.spi.len() != 4 {
-            return Err(Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes"));
-        }
-        let mut spi_out = [0u8; 4];
-        spi_out.copy_from_slice(p.spi);
-        x.qm.chosen.push(P2Choice {
-            protocol: p.protocol,
-            transform: t.id,
-            auth: m.auth,
-            encapsulation: m.encapsulation,
-            key_bits: m.key_bits,
-            lifetime: m.lifetime,
-            kbytes: m.kbytes,
-            spi_in,
-            spi_out,
-        });
+        x.qm.chosen.push(p2_choice(p, t, m, spi_in)?);
     }
     let chosen_group = chosen
         .iter()
@@ -967,4 +939,29 @@ fn r3(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<(), Drop> {
     x.last_sent.clear(); // nothing to resend for a duplicate of message 3
     cx.io.capture(x.remote, x.local, &clear);
     Ok(())
+}
+
+/// One protocol of the agreed proposal: the peer's SPI from its proposal payload `p`,
+/// the transform `t` as matched (`m`), and our SPI.
+fn p2_choice(
+    p: &Proposal<'_>,
+    t: &Transform<'_>,
+    m: &Matched,
+    spi_in: [u8; 4],
+) -> Result<P2Choice, Drop> {
+    let spi_out: [u8; 4] = p
+        .spi
+        .try_into()
+        .map_err(|_| Drop::Notify(NotifyType::INVALID_SPI, "SPI is not 4 bytes"))?;
+    Ok(P2Choice {
+        protocol: p.protocol,
+        transform: t.id,
+        auth: m.auth,
+        encapsulation: m.encapsulation,
+        key_bits: m.key_bits,
+        lifetime: m.lifetime,
+        kbytes: m.kbytes,
+        spi_in,
+        spi_out,
+    })
 }
