@@ -238,6 +238,18 @@ struct Shard {
     engine: Engine,
     /// Handshakes in flight by source address index.
     flying: HashMap<usize, VecDeque<usize>>,
+    /// The engine's next deadline, None once a call into the engine may have changed
+    /// it: `poll_timeout` walks the timer wheel, which costs in proportion to the
+    /// timers armed (see LOADBENCH-RESULTS.md), so it is asked only when needed.
+    deadline: Option<Option<Time>>,
+}
+
+impl Shard {
+    fn next_deadline(&mut self) -> Option<Time> {
+        *self
+            .deadline
+            .get_or_insert_with(|| self.engine.poll_timeout())
+    }
 }
 
 fn conn_name(i: usize) -> String {
@@ -517,6 +529,8 @@ impl Gen<'_> {
             let e = &mut self.shards[s].engine;
             let before = e.stats();
             e.handle_datagram(now, SocketAddr::new(dst, self.o.port), r.from, data);
+            self.shards[s].deadline = None;
+            let e = &self.shards[s].engine;
             let after = e.stats();
             for _ in before.phase2_done..after.phase2_done {
                 self.finish(s, a, true);
@@ -568,12 +582,14 @@ impl Gen<'_> {
     fn timers(&mut self, force_sweep: bool) {
         let now = self.now();
         for s in 0..self.shards.len() {
+            let due = self.shards[s].next_deadline().is_some_and(|t| t <= now);
             let e = &mut self.shards[s].engine;
-            let due = e.poll_timeout().is_some_and(|t| t <= now);
             let before = e.stats().failed;
             if due {
                 e.handle_timeout(now);
+                self.shards[s].deadline = None;
             }
+            let e = &self.shards[s].engine;
             if force_sweep || e.stats().failed != before {
                 self.sweep(s);
             }
@@ -583,8 +599,8 @@ impl Gen<'_> {
     fn wait(&mut self, max: Duration) {
         let now = self.now();
         let mut ms = max.as_millis() as u64;
-        for s in &self.shards {
-            if let Some(t) = s.engine.poll_timeout() {
+        for s in &mut self.shards {
+            if let Some(t) = s.next_deadline() {
                 ms = ms.min(now.until(t));
             }
         }
@@ -684,6 +700,7 @@ fn main() {
             Shard {
                 engine: e,
                 flying: HashMap::new(),
+                deadline: None,
             }
         })
         .collect();
@@ -731,6 +748,7 @@ fn main() {
     let (mut peak_rss, mut peak_pss) = (rss0, pss0);
     let mut cpu_end = cpu0;
     let mut self_end = self0;
+    let (mut cpu_at_print, mut done_at_print) = (cpu0, 0usize);
     loop {
         let now_i = Instant::now();
         if now_i >= deadline {
@@ -743,10 +761,11 @@ fn main() {
             let a = i % sources;
             let s = a / o.shard;
             let now = g.now();
-            match g.shards[s]
+            let r = g.shards[s]
                 .engine
-                .handle_command(now, Request::Connect(conn_name(i)))
-            {
+                .handle_command(now, Request::Connect(conn_name(i)));
+            g.shards[s].deadline = None;
+            match r {
                 Ok(_) => {
                     g.states[i] = St::Flying(Instant::now());
                     g.flying += 1;
@@ -782,15 +801,29 @@ fn main() {
         }
         if last_print.elapsed() >= Duration::from_secs(5) {
             last_print = Instant::now();
+            // The responder's CPU per handshake over the last interval: it should not
+            // grow with the number of SAs it holds.
+            let cpu = cpu_ms(&tree);
+            let interval = if tree.is_empty() || g.c.done == done_at_print {
+                String::new()
+            } else {
+                format!(
+                    ", responder {:.3} ms/handshake in the last 5 s",
+                    (cpu - cpu_at_print) / (g.c.done - done_at_print) as f64
+                )
+            };
             println!(
-                "load: {:5.1} s: {} started, {} done, {} failed, {} in flight, {} retransmits",
+                "load: {:5.1} s: {} started, {} done, {} failed, {} in flight, {} retransmits, {} tunnels{interval}",
                 g.t0.elapsed().as_secs_f64(),
                 g.c.started,
                 g.c.done,
                 g.c.failed,
                 g.flying,
-                g.c.retransmits
+                g.c.retransmits,
+                g.tunnels()
             );
+            cpu_at_print = cpu;
+            done_at_print = g.c.done;
         }
         if g.c.done + g.c.failed == o.count {
             break;
@@ -815,6 +848,7 @@ fn main() {
         let now = g.now();
         for s in &mut g.shards {
             s.engine.shutdown(now);
+            s.deadline = None;
         }
         let sent0 = g.c.sent;
         // Paced at --delete-rate: the responder's socket buffer is finite, and a DELETE

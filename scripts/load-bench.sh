@@ -9,7 +9,11 @@
 # Knobs (environment): COUNT (2000), CONC (16), MAXTIME (120 s per run), GROUPS_TO_RUN
 # ("modp2048 ecp256"), RESPONDERS ("isakmpd charon"), SOURCES (COUNT), OUT (a results
 # directory, default /tmp/load-bench.<pid>; kept), CARGO_TARGET_DIR (target),
-# ISAKMPD_LIMITS ("raise": Max-phase1-SAs and Max-phase2-SAs = COUNT + 1024; "default").
+# ISAKMPD_LIMITS ("raise": Max-phase1-SAs and Max-phase2-SAs = COUNT + 1024; "default"),
+# CHARON_EXTRA (lines for strongswan.conf's charon section, e.g.
+# "dh_exponent_ansi_x9_42 = no" for short MODP exponents as isakmpd uses),
+# ISAKMPD_BIN (another isakmpd binary, e.g. one built with symbols for perf),
+# GEN_EXTRA (more generator options, e.g. "--no-teardown" or "--delete-rate 100000").
 # Only 192.0.2.0/24 and 198.18.0.0/15 are used, inside the namespaces; both are removed,
 # and the responders stopped, on exit.
 set -eu
@@ -47,7 +51,7 @@ trap 'exit 130' INT TERM
 echo "== build (CARGO_TARGET_DIR=$TGT)"
 cargo build --release 2>&1 | tail -1
 GEN=$(cargo bench --bench load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
-BIN=$TGT/release/isakmpd
+BIN=${ISAKMPD_BIN:-$TGT/release/isakmpd}
 [ -x "$GEN" ] && [ -x "$BIN" ] || { echo "load-bench: build failed ($GEN, $BIN)" >&2; exit 1; }
 GEN=$(readlink -f "$GEN")
 BIN=$(readlink -f "$BIN")
@@ -135,6 +139,7 @@ charon {
  install_virtual_ip = no
  ikesa_table_size = 4096
  ikesa_table_segments = 16
+ ${CHARON_EXTRA:-}
  filelog { main { path = $2/responder.log
   time_format = %T
   append = no
@@ -221,7 +226,7 @@ for group in $GROUPS_TO_RUN; do
 		ip netns exec $NS_G timeout $((MAXTIME + 60)) "$GEN" --target 192.0.2.1 \
 			--count "$COUNT" --sources "$SOURCES" --concurrency "$CONC" --group "$group" \
 			--max-time "$MAXTIME" --psk "$PSK" --responder-pid "$RESP_PID" --label "$resp" \
-			--linger 3 | tee "$dir/generator.txt"
+			--linger 3 ${GEN_EXTRA:-} | tee "$dir/generator.txt"
 		left=$(leftovers "$resp" "$dir")
 		drops="resp_rcvbuf_drops=$(($(rcvbuf_drops $NS_R) - rd0)) gen_rcvbuf_drops=$(($(rcvbuf_drops $NS_G) - gd0))"
 		echo "   left at the responder 3 s after the DELETEs: $left; UDP receive buffer drops: $drops"
