@@ -32,6 +32,22 @@ fn main() {
             black_box(w.next_deadline());
         }
     });
+    // The event loop's pattern with many SAs: far-future expiry timers (hours), and per
+    // datagram an exchange timer re-armed and the next deadline asked for.
+    for far in [100u32, 100_000] {
+        let mut big: TimerWheel<u32> = TimerWheel::new(far as usize + 16, Time(0));
+        for i in 0..far {
+            big.insert(Time(3_600_000 + u64::from(i) * 7), i).unwrap();
+        }
+        let label = format!("timer re-arm + next_deadline ({far} far-future armed)");
+        per_op(&label, 100_000, || {
+            for i in 0..100_000u64 {
+                let h = big.insert(Time(20_000 + i % 5_000), 0).unwrap();
+                black_box(big.next_deadline());
+                big.cancel(h);
+            }
+        });
+    }
     let mut fired = 0u64;
     per_op("timer expire, 1 ms steps over 60 s", 60_000, || {
         for t in 0..60_000u64 {

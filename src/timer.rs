@@ -7,6 +7,13 @@
 //! revolution simply stay in their slot until the cursor has passed them enough times; the
 //! stored tick tells whether an entry is due in the revolution being looked at.
 //!
+//! The earliest deadline comes from a min-heap of (deadline, entry, generation) beside the
+//! wheel, cleaned lazily: a cancelled or fired entry's heap item is recognised by its
+//! generation and dropped when it reaches the top, and the heap is rebuilt from the live
+//! entries when it fills (after at least `capacity` insertions). So asking for the next
+//! deadline costs O(log n) however many far-future timers (SA lifetimes) wait; walking the
+//! wheel for it cost O(n) once nothing was due within a revolution.
+//!
 //! A [`TimerHandle`] carries the slot index and a generation. Cancelling or expiring an entry
 //! bumps the generation, so a stale handle (say, held by an exchange that was freed and whose
 //! slot was reused) can never cancel somebody else's timer. Unlike isakmpd's `timer.c`, which
@@ -14,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt;
 
 /// Milliseconds on the daemon's monotonic clock.
@@ -88,6 +97,8 @@ pub struct TimerWheel<T: Copy> {
     len: usize,
     /// Scratch space for `expire`, allocated once so firing timers never allocates.
     scratch: Vec<(Time, u32)>,
+    /// (deadline, entry, generation) of every armed timer, and of some gone ones.
+    heap: BinaryHeap<Reverse<(Time, u32, u32)>>,
 }
 
 impl<T: Copy> TimerWheel<T> {
@@ -111,6 +122,7 @@ impl<T: Copy> TimerWheel<T> {
             cursor: now.0 / TICK_MS,
             len: 0,
             scratch: Vec::with_capacity(capacity),
+            heap: BinaryHeap::with_capacity(2 * capacity + 16),
         }
     }
 
@@ -148,6 +160,10 @@ impl<T: Copy> TimerWheel<T> {
         }
         self.heads[slot] = idx;
         self.len += 1;
+        if self.heap.len() == self.heap.capacity() {
+            self.rebuild_heap();
+        }
+        self.heap.push(Reverse((deadline, idx, gen)));
         Ok(TimerHandle { idx, gen })
     }
 
@@ -223,34 +239,28 @@ impl<T: Copy> TimerWheel<T> {
         self.scratch = due;
     }
 
-    /// The earliest deadline of any armed timer.
-    pub fn next_deadline(&self) -> Option<Time> {
-        if self.len == 0 {
-            return None;
-        }
-        // Walk one revolution from the cursor: the first slot holding an entry due in this
-        // revolution holds the earliest deadline.
-        for d in 0..SLOTS as u64 {
-            let tick = self.cursor + d;
-            let mut i = self.heads[(tick % SLOTS as u64) as usize];
-            let mut best: Option<Time> = None;
-            while i != NIL {
-                let e = &self.entries[i as usize];
-                if e.tick <= tick {
-                    best = Some(best.map_or(e.deadline, |b| b.min(e.deadline)));
-                }
-                i = e.next;
+    /// The earliest deadline of any armed timer (items of timers that are gone leave the
+    /// heap's top on the way).
+    pub fn next_deadline(&mut self) -> Option<Time> {
+        while let Some(&Reverse((deadline, idx, gen))) = self.heap.peek() {
+            let e = &self.entries[idx as usize];
+            if e.gen == gen && e.payload.is_some() {
+                return Some(deadline);
             }
-            if best.is_some() {
-                return best;
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// The heap from the live entries only (it held as many gone ones as live ones, or
+    /// more).
+    fn rebuild_heap(&mut self) {
+        self.heap.clear();
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.payload.is_some() {
+                self.heap.push(Reverse((e.deadline, i as u32, e.gen)));
             }
         }
-        // Only far-future timers are left: take the minimum over all of them.
-        self.entries
-            .iter()
-            .filter(|e| e.payload.is_some())
-            .map(|e| e.deadline)
-            .min()
     }
 
     /// Every armed timer as (deadline, payload), for reports.

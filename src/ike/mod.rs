@@ -799,7 +799,7 @@ impl Engine {
         self.io.poll_capture()
     }
 
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&mut self) -> Option<Time> {
         self.io.timers.next_deadline()
     }
 
