@@ -613,6 +613,9 @@ fn bypass_ipsec(fd: RawFd, addr: SocketAddr) {
     let _ = (fd, addr);
 }
 
+/// The IKE sockets' receive buffer.
+const RCVBUF_BYTES: i32 = 4 << 20;
+
 /// Creates and binds a UDP socket, after the port check.
 pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
     if !port_allowed(addr.port()) {
@@ -633,6 +636,13 @@ pub fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
     if addr.is_ipv6() {
         sys::setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
             .map_err(|e| format!("IPV6_V6ONLY: {e}"))?;
+    }
+    // A burst (thousands of peers' DELETEs at a shutdown, a rekey wave) must not
+    // overflow the receive queue while the engine works: 4 MB of kernel memory at most,
+    // used only while datagrams wait. Root may exceed net.core.rmem_max.
+    let rcvbuf = RCVBUF_BYTES;
+    if sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
+        let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf);
     }
     sys::bind_inet(fd, addr).map_err(|e| format!("bind {addr}: {e}"))?;
     bypass_ipsec(fd, addr);

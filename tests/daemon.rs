@@ -87,6 +87,21 @@ fn starts_with_privsep_and_manual_files() {
     assert!(rep.contains("listen: udp 127.0.0.1:4501 (nat-t)"), "{rep}");
     let socks = fs::read_dir(format!("/proc/{child}/fd")).unwrap().count();
     assert!(socks >= 5, "child fds: {socks}");
+    // The IKE sockets have a receive queue for bursts: 4 MB (the kernel shows it doubled).
+    let ss = std::process::Command::new("nsenter")
+        .args(["-t", &child.to_string(), "-n", "ss", "-uamnH"])
+        .output()
+        .unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout).into_owned();
+    let rbs: Vec<u64> = ss
+        .split(",rb")
+        .skip(1)
+        .filter_map(|r| r.split(',').next()?.parse().ok())
+        .collect();
+    assert!(
+        rbs.len() >= 2 && rbs.iter().all(|&rb| rb >= 4 << 20),
+        "receive buffers: {ss}"
+    );
 }
 
 #[test]
