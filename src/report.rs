@@ -257,6 +257,7 @@ pub fn engine_report(e: &Engine, now: Time, out: &mut String) {
     let _ = writeln!(out, "phase1-done: {}", s.phase1_done);
     let _ = writeln!(out, "phase2-done: {}", s.phase2_done);
     let _ = writeln!(out, "exchanges-failed: {}", s.failed);
+    let _ = writeln!(out, "retransmits: {}", s.retransmits);
     let _ = writeln!(out, "half-open: {}", e.half_open_exchanges());
     let _ = writeln!(out, "half-open-evicted: {}", s.half_open_evicted);
     let _ = writeln!(out, "half-open-expired: {}", s.half_open_expired);

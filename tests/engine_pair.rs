@@ -1881,6 +1881,7 @@ fn mode_config_unanswered_lets_the_connection_start_without_it() {
         e.e.handle_timeout(now);
     }
     assert_eq!(dropped, 4, "the REQUEST and its 3 retransmissions");
+    assert_eq!(w.e.stats().retransmits, 3, "counted");
     assert_eq!(w.e.isakmp_sas().next().unwrap().cfg_address, None);
     assert_eq!(check_matching(&w.e, &e.e), 1);
 }
@@ -2343,6 +2344,16 @@ fn a_full_isakmp_sa_table_answers_no_message_5_until_a_slot_is_free() {
         "through after a slot freed"
     );
     assert_eq!(e.e.isakmp_sas().count(), 16);
+    // A newcomer while the table is full: its message 1 goes unanswered (no DH work for a
+    // peer that could not be kept).
+    let mut late = node(&addr(20), &initiator(&addr(20)), 330);
+    late.e.start_connections(now);
+    let t = late.e.poll_transmit(&mut buf).unwrap();
+    e.e.handle_datagram(now, e.addr, late.addr, &buf[..t.len]);
+    assert!(
+        e.e.poll_transmit(&mut buf).is_none(),
+        "message 1 unanswered"
+    );
 }
 
 /// INITIAL-CONTACT clears what the sender itself held (its identity at its address and

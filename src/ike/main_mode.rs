@@ -150,6 +150,9 @@ fn r1(
     hd: &Header,
     data: &[u8],
 ) -> Result<(Exchange, Vec<u8>), Drop> {
+    // With the table full, no DH work for a peer that could not be kept: message 1 goes
+    // unanswered, and the peer's retransmission may find a free slot.
+    cx.phase1_room()?;
     let m = Engine::parse(data, false)?;
     super::script::check(Kind::Main, 1, &m)?;
     let Some(Payload::Sa(sa)) = m.find(PayloadType::SA) else {

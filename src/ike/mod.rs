@@ -159,6 +159,8 @@ pub struct Stats {
     /// whose peer never answered.
     pub half_open_evicted: u64,
     pub half_open_expired: u64,
+    /// Messages sent again because no answer came in time.
+    pub retransmits: u64,
 }
 
 /// The largest IKE message we take (a UDP datagram's payload).
@@ -627,6 +629,7 @@ impl Engine {
                     return;
                 }
                 x.xmits += 1;
+                self.io.stats.retransmits += 1;
                 x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
                 crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {}", x.remote);
                 self.io.send(x.local, x.remote, &x.last_sent);
