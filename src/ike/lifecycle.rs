@@ -66,15 +66,15 @@ impl Engine {
         self.disarm(sa.timers);
         let waiting: Vec<Handle> = self
             .ipsec_sas
-            .iter()
-            .filter(|(_, o)| o.outbound_pending && o.same_flows(&sa))
+            .same_flows(&sa)
+            .filter(|(_, o)| o.outbound_pending)
             .map(|(oh, _)| oh)
             .collect();
         for oh in waiting {
             self.install_outbound(oh);
         }
         log::info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
-        let keep_flows = self.ipsec_sas.iter().any(|(_, o)| o.same_flows(&sa));
+        let keep_flows = self.ipsec_sas.same_flows(&sa).next().is_some();
         self.io.kernel_req(KernelReq::DeleteSa(
             Box::new(sa.clone()),
             sa.installed(),
@@ -249,10 +249,7 @@ impl Engine {
         let Some(sa) = self.ipsec_sas.get(h) else {
             return hard;
         };
-        let mut others = self
-            .ipsec_sas
-            .iter()
-            .filter(|(oh, o)| *oh != h && o.same_flows(sa));
+        let mut others = self.ipsec_sas.same_flows(sa).filter(|(oh, _)| *oh != h);
         if !sa.initiator {
             let latest = others.fold(hard, |t, (_, o)| t.max(o.established));
             return latest.add_millis(EXPIRY_GRACE_MS);
@@ -282,10 +279,8 @@ impl Engine {
         };
         let expired: Vec<Handle> = self
             .ipsec_sas
-            .iter()
-            .filter(|(oh, o)| {
-                *oh != h && o.same_flows(sa) && o.hard_expiry.is_some_and(|t| t <= now)
-            })
+            .same_flows(sa)
+            .filter(|(oh, o)| *oh != h && o.hard_expiry.is_some_and(|t| t <= now))
             .map(|(oh, _)| oh)
             .collect();
         for oh in expired {

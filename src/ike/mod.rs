@@ -59,7 +59,7 @@ use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
 use self::exchange::{retransmit_delay_secs, Exchange};
 use self::policy::Policy;
 use self::router::{Keyed, Table};
-use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part, Slab};
+use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part};
 use self::wire::{Header, Message, NotifyType, HEADER_LEN};
 use crate::conf::Conf;
 use crate::log::DebugClass;
@@ -193,7 +193,8 @@ pub struct Engine {
     pub(crate) half_open_count: usize,
     /// ISAKMP SAs by their cookies.
     pub(crate) isakmp_sas: Table<IsakmpSa, ([u8; 8], [u8; 8])>,
-    pub(crate) ipsec_sas: Slab<IpsecSa>,
+    /// IPsec SAs by their flows (connection, protocol, client IDs).
+    pub(crate) ipsec_sas: Table<IpsecSa, u64>,
     /// The queues out, the timers, the random source and the counters.
     pub(crate) io: io::Io,
     /// Timers fired in one `handle_timeout`, kept to reuse its room.
@@ -255,7 +256,7 @@ impl Engine {
                 |s| (s.icookie, s.rcookie),
                 Keyed(hash_key),
             ),
-            ipsec_sas: Slab::with_capacity(limits.ipsec_sas),
+            ipsec_sas: Table::with_capacity(limits.ipsec_sas, IpsecSa::flow_key, Keyed(hash_key)),
             io,
             fired: Vec::with_capacity(64),
             scratch: Vec::with_capacity(8192),

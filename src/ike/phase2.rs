@@ -118,8 +118,7 @@ impl Engine {
         for mut sa in made {
             let replaces: Vec<u64> = self
                 .ipsec_sas
-                .iter()
-                .filter(|(_, o)| o.same_flows(&sa))
+                .same_flows(&sa)
                 .map(|(_, o)| o.kbytes)
                 .collect();
             // Not for the first SA of a flow (nothing to protect), nor for the

@@ -136,6 +136,19 @@ impl<T, K: Hash + Eq + Copy> Table<T, K> {
     }
 }
 
+impl Table<super::sa::IpsecSa, u64> {
+    /// The IPsec SAs for the same flows as `sa` (the same connection, protocol and client
+    /// IDs): its predecessors and replacements, and `sa` itself if it is in.
+    pub fn same_flows<'a>(
+        &'a self,
+        sa: &'a super::sa::IpsecSa,
+    ) -> impl Iterator<Item = (Handle, &'a super::sa::IpsecSa)> + 'a {
+        self.lookup(&sa.flow_key())
+            .filter_map(move |h| Some((h, self.get(h)?)))
+            .filter(move |(_, o)| o.same_flows(sa))
+    }
+}
+
 impl Table<super::sa::IsakmpSa, ([u8; 8], [u8; 8])> {
     /// The ISAKMP SA with these cookies.
     pub fn by_cookies(&self, icookie: [u8; 8], rcookie: [u8; 8]) -> Option<Handle> {

@@ -333,6 +333,27 @@ impl std::fmt::Debug for KernelReq {
 
 impl IpsecSa {
     /// Whether `other` carries the same traffic (a replacement, or the SA it replaces).
+    /// A digest of what [`Self::same_flows`] compares: the IPsec SA table's index key.
+    /// (FNV-1a: the client IDs are an authenticated peer's; SAs whose digests collide
+    /// only share a chain, which `same_flows` sorts out.)
+    pub fn flow_key(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: &[u8]| {
+            for &x in b {
+                h = (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        eat(self.name.as_bytes());
+        eat(&[self.protocol.0]);
+        for id in [&self.local_id, &self.remote_id] {
+            eat(&[id.ty.0, id.protocol]);
+            eat(&id.port.to_be_bytes());
+            eat(&id.data);
+        }
+        h
+    }
+
     pub fn same_flows(&self, other: &IpsecSa) -> bool {
         self.name == other.name
             && self.protocol == other.protocol
