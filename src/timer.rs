@@ -89,7 +89,10 @@ struct Entry<T> {
 }
 
 pub struct TimerWheel<T: Copy> {
+    /// Entries ever used (up to `cap`, reserved at construction but touched only as the
+    /// wheel first needs them), and the free list through them.
     entries: Vec<Entry<T>>,
+    cap: usize,
     heads: Vec<u32>,
     free: u32,
     /// The last tick expired; slots before it (in this revolution) hold no due entries.
@@ -102,27 +105,19 @@ pub struct TimerWheel<T: Copy> {
 }
 
 impl<T: Copy> TimerWheel<T> {
-    /// A wheel holding at most `capacity` timers, all memory allocated now.
+    /// A wheel holding at most `capacity` timers, all memory reserved now (its pages are
+    /// touched only as timers come into use).
     pub fn new(capacity: usize, now: Time) -> Self {
         let capacity = capacity.min(NIL as usize - 1);
-        let entries = (0..capacity)
-            .map(|i| Entry {
-                deadline: Time(0),
-                tick: 0,
-                prev: NIL,
-                next: if i + 1 < capacity { i as u32 + 1 } else { NIL },
-                gen: 0,
-                payload: None,
-            })
-            .collect();
         TimerWheel {
-            entries,
+            entries: Vec::with_capacity(capacity),
+            cap: capacity,
             heads: vec![NIL; SLOTS],
-            free: if capacity > 0 { 0 } else { NIL },
+            free: NIL,
             cursor: now.0 / TICK_MS,
             len: 0,
             scratch: Vec::with_capacity(capacity),
-            heap: BinaryHeap::with_capacity(2 * capacity + 16),
+            heap: BinaryHeap::with_capacity(capacity + capacity / 4 + 16),
         }
     }
 
@@ -135,11 +130,22 @@ impl<T: Copy> TimerWheel<T> {
     }
 
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.cap
     }
 
     /// Arms a timer for `deadline`; a deadline in the past fires at the next `expire`.
     pub fn insert(&mut self, deadline: Time, payload: T) -> Result<TimerHandle, Full> {
+        if self.free == NIL && self.entries.len() < self.cap {
+            self.entries.push(Entry {
+                deadline: Time(0),
+                tick: 0,
+                prev: NIL,
+                next: NIL,
+                gen: 0,
+                payload: None,
+            });
+            self.free = (self.entries.len() - 1) as u32;
+        }
         let idx = self.free;
         if idx == NIL {
             return Err(Full);
