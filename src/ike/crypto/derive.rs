@@ -54,8 +54,8 @@ pub fn encryption_key(h: HashAlg, skeyid_e: &[u8], len: usize) -> Key {
     }
     let mut out = Key::new();
     let mut k = prf(h, skeyid_e, &[&[0]]);
-    while out.len() < len {
-        out.extend(k.as_bytes());
+    // (A block that does not fit ends the expansion: never a loop without end.)
+    while out.len() < len && out.extend(k.as_bytes()) {
         k = prf(h, skeyid_e, &[k.as_bytes()]);
     }
     out.truncate(len);
@@ -146,8 +146,7 @@ pub fn keymat(
     let g = pfs_gxy.unwrap_or(&[]);
     let mut out = Keymat::new();
     let mut k = prf(h, skeyid_d, &[g, &[protocol], spi, ni_b, nr_b]);
-    while out.len() < len {
-        out.extend(k.as_bytes());
+    while out.len() < len && out.extend(k.as_bytes()) {
         k = prf(
             h,
             skeyid_d,
