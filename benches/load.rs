@@ -628,6 +628,12 @@ impl Gen<'_> {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benches as tests with libtest's flags
+    // (--test-threads, --show-output, --bench): without --target there is nothing to do.
+    if !std::env::args().any(|a| a == "--target" || a.starts_with("--target=")) {
+        println!("load: no --target given, nothing to do (see scripts/load-bench.sh)");
+        return;
+    }
     let o = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
