@@ -15,10 +15,8 @@ pub fn skeyid_psk(h: HashAlg, psk: &[u8], ni_b: &[u8], nr_b: &[u8]) -> Key {
 
 /// SKEYID for signatures: prf(Ni_b | Nr_b, g^xy).
 pub fn skeyid_sig(h: HashAlg, ni_b: &[u8], nr_b: &[u8], gxy: &[u8]) -> Key {
-    let mut k = Key::new();
-    k.extend(ni_b);
-    k.extend(nr_b);
-    prf(h, k.as_bytes(), &[gxy])
+    // Nonces are up to 256 bytes each: the key is their concatenation, whatever its length.
+    prf(h, &[ni_b, nr_b].concat(), &[gxy])
 }
 
 /// SKEYID_d, SKEYID_a, SKEYID_e.
@@ -54,8 +52,11 @@ pub fn encryption_key(h: HashAlg, skeyid_e: &[u8], len: usize) -> Key {
     }
     let mut out = Key::new();
     let mut k = prf(h, skeyid_e, &[&[0]]);
-    // (A block that does not fit ends the expansion: never a loop without end.)
-    while out.len() < len && out.extend(k.as_bytes()) {
+    while out.len() < len {
+        let take = (len - out.len()).min(k.len());
+        if !out.extend(&k.as_bytes()[..take]) {
+            break; // longer than any cipher's key: never a loop without end
+        }
         k = prf(h, skeyid_e, &[k.as_bytes()]);
     }
     out.truncate(len);
@@ -146,7 +147,11 @@ pub fn keymat(
     let g = pfs_gxy.unwrap_or(&[]);
     let mut out = Keymat::new();
     let mut k = prf(h, skeyid_d, &[g, &[protocol], spi, ni_b, nr_b]);
-    while out.len() < len && out.extend(k.as_bytes()) {
+    while out.len() < len {
+        let take = (len - out.len()).min(k.len());
+        if !out.extend(&k.as_bytes()[..take]) {
+            break;
+        }
         k = prf(
             h,
             skeyid_d,

@@ -30,9 +30,9 @@ pub struct Secret<const N: usize> {
 }
 
 /// Keys and PRF outputs (SKEYID and friends, cipher keys, IVs).
-pub type Key = Secret<128>;
+pub type Key = Secret<64>;
 /// KEYMAT for one SA direction: encryption plus integrity key, expanded.
-pub type Keymat = Secret<256>;
+pub type Keymat = Secret<128>;
 /// A Diffie-Hellman shared secret (MODP 8192 is 1024 bytes).
 pub type SharedSecret = Secret<1024>;
 
