@@ -56,6 +56,28 @@ fn main() {
     });
     assert_eq!(fired, 4000);
 
+    // The PRF (HMAC) and hash as a handshake calls them some 20 times each.
+    isakmpd::ike::crypto::init();
+    let key = [7u8; 32];
+    let data = [9u8; 100];
+    per_op("prf HMAC-SHA2-256, 32-byte key, 100 bytes", 100_000, || {
+        for _ in 0..100_000 {
+            black_box(isakmpd::ike::crypto::prf(
+                isakmpd::ike::crypto::HashAlg::Sha256,
+                &key,
+                &[&data],
+            ));
+        }
+    });
+    per_op("hash SHA2-256, 100 bytes", 100_000, || {
+        for _ in 0..100_000 {
+            black_box(isakmpd::ike::crypto::hash(
+                isakmpd::ike::crypto::HashAlg::Sha256,
+                &[&data],
+            ));
+        }
+    });
+
     let conf = Conf::parse("[General]\nRetransmits=5\n").unwrap().conf;
     let names = [
         "AES-256-SHA2-256-GRP14-RSA_SIG",
