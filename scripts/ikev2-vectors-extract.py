@@ -20,7 +20,19 @@ for line in open(f"{out}/udp.txt"):
         assert b[:4] == b"\0\0\0\0", "non-ESP marker"
         b = b[4:]
     frames.append((src, port, b))
-assert len(frames) == len(names), f"{len(frames)} datagrams, expected {len(names)}"
+if len(frames) != len(names):
+    # Another run (other proposals, an extra INFORMATIONAL such as charon's MOBIKE
+    # NO_ADDITIONAL_ADDRESSES update): name each datagram from its header instead, as
+    # <exchange><message id>-<request|response>[-fragN].
+    kinds = {34: "init", 35: "auth", 36: "child", 37: "info"}
+    names = []
+    for src, port, b in frames:
+        n = f"{kinds.get(b[18], 'x' + str(b[18]))}{int.from_bytes(b[20:24], 'big')}"
+        n += "-response" if b[19] & 0x20 else "-request"
+        if b[16] == 53:  # SKF: fragment number after the generic payload header
+            n += f"-frag{int.from_bytes(b[32:34], 'big')}"
+        names.append(n)
+    print("datagrams named from their headers:", " ".join(names))
 
 # Plaintexts from the initiator's log.
 lines = open(f"{out}/east/charon.log").read().splitlines()
