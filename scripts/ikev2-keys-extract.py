@@ -19,7 +19,7 @@ labels = {
     "octets = message + nonce + prf(Sk_px, IDx')": "auth-octets",
     "secret": "psk", "prf(secret, keypad)": "psk-keypad",
     "AUTH = prf(prf(secret, keypad), octets)": "auth",
-    "seed": "child-seed",
+    "seed": "child-seed", "DH secret": "child-dh-secret",
     "encryption initiator key": "child-encr-i", "encryption responder key": "child-encr-r",
     "integrity initiator key": "child-integ-i", "integrity responder key": "child-integ-r",
 }

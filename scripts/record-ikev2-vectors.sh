@@ -9,9 +9,10 @@
 # keys (scripts/ikev2-keys-extract.py collects those into a *-keys.txt file).
 # Run as root, once: [IKE_PROPOSALS=...] [HEAD=file] scripts/record-ikev2-vectors.sh OUTDIR
 # IKE_PROPOSALS replaces the IKE proposal list of both ends (e.g. aes128gcm16-prfsha256-ecp256
-# for an AEAD IKE SA); HEAD is the comment block the extracted fixture starts with.
+# for an AEAD IKE SA), ESP_PROPOSALS the CHILD_SA's (with a DH group for PFS); HEAD is the comment block the extracted fixture starts with.
 set -eu
 out=${1:-/tmp/ikev2-rec}
+esp_proposals=${ESP_PROPOSALS:-aes128gcm16, aes256-sha256-esn-noesn}
 proposals=${IKE_PROPOSALS:-aes256-aes128-sha256-sha384-modp3072-modp2048, aes128gcm16-chacha20poly1305-prfsha256-prfsha512-ecp256-curve25519}
 head=${HEAD:-$(dirname "$0")/ikev2-vectors-head.txt}
 mkdir -p "$out"
@@ -76,7 +77,7 @@ connections {
   remote { auth = psk
    id = $3 }
   children { net { mode = tunnel
-   esp_proposals = aes128gcm16, aes256-sha256-esn-noesn
+   esp_proposals = $esp_proposals
    local_ts = $5
    remote_ts = $6
    start_action = none } }

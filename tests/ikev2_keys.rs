@@ -8,7 +8,10 @@
 //! - tests/vectors/ikev2-charon-gcm.txt: AES-GCM-16-128, PRF-HMAC-SHA2-256, ECP-256, with
 //!   a CREATE_CHILD_SA rekey of the CHILD_SA and one of the IKE SA;
 //! - tests/vectors/ikev2-charon-chacha.txt: ChaCha20-Poly1305, PRF-HMAC-SHA2-512,
-//!   Curve25519.
+//!   Curve25519;
+//! - tests/vectors/ikev2-charon-sha1.txt: AES-CBC-128, HMAC-SHA1-96, PRF-HMAC-SHA1,
+//!   MODP-2048, ESP with AES-CBC-256/HMAC-SHA2-256-128 and a CHILD_SA rekey with PFS (its
+//!   request in three fragments).
 //!
 //! From the recorded messages and the logged DH shared secret (the private values are
 //! charon's), each test derives SKEYSEED, the seven keys, the AUTH octets and AUTH values
@@ -359,17 +362,25 @@ impl Run {
 
     /// The CHILD_SA keys: the first from IKE_AUTH's (IKE_SA_INIT's nonces), the rekeyed
     /// one from a CREATE_CHILD_SA request and response (their nonces, no PFS).
-    fn check_child(&self, n: u32, ni: &[u8], nr: &[u8], sa_payload: &Payload<'_>) {
+    fn check_child(
+        &self,
+        n: u32,
+        gir: Option<&[u8]>,
+        ni: &[u8],
+        nr: &[u8],
+        sa_payload: &Payload<'_>,
+    ) {
         let (suite, spi) = chosen(sa_payload);
         assert_eq!(spi.len(), 4);
         let sa = &self.sas[0];
-        let mut seed = ni.to_vec();
+        let mut seed = gir.unwrap_or_default().to_vec();
+        seed.extend_from_slice(ni);
         seed.extend_from_slice(nr);
         assert_eq!(&seed[..], self.v.both(&format!("child-seed.{n}")));
         let k = ChildKeys::derive(
             sa.suite.prf,
             sa.keys.d.as_bytes(),
-            None,
+            gir,
             ni,
             nr,
             suite.encr,
@@ -400,6 +411,12 @@ impl Run {
         );
         if suite.integ.is_none() {
             assert!(k.integ_i.is_empty() && k.integ_r.is_empty());
+        } else {
+            for side in ["east", "west"] {
+                let logged = |d: &str| self.v.get(&format!("{side}.child-integ-{d}.{n}"));
+                key_eq(&k.integ_i, logged("i"), "ESP integ i");
+                key_eq(&k.integ_r, logged("r"), "ESP integ r");
+            }
         }
     }
 }
@@ -485,10 +502,11 @@ fn aes_gcm_16_ecp256_with_rekeys() {
     r.check_auth("auth1-request-frag2", "auth1-response");
     let (ni0, nr0) = (r.ni.clone(), r.nr.clone());
     let auth = r.message("auth1-response");
-    r.check_child(1, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
+    r.check_child(1, None, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
     let (creq, cresp) = (r.message("child3-request"), r.message("child3-response"));
     r.check_child(
         2,
+        None,
         nonce(&creq),
         nonce(&cresp),
         cresp.find(PayloadType::SA).unwrap(),
@@ -515,10 +533,45 @@ fn chacha20_poly1305_sha512_curve25519() {
     r.check_auth("auth1-request-frag2", "auth1-response");
     let (ni0, nr0) = (r.ni.clone(), r.nr.clone());
     let auth = r.message("auth1-response");
-    r.check_child(1, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
+    r.check_child(1, None, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
     let (creq, cresp) = (r.message("child3-request"), r.message("child3-response"));
     r.check_child(
         2,
+        None,
+        nonce(&creq),
+        nonce(&cresp),
+        cresp.find(PayloadType::SA).unwrap(),
+    );
+}
+
+#[test]
+fn aes_cbc_sha1_modp2048_child_pfs() {
+    let mut r = Run::new(
+        &["ikev2-charon-sha1.txt"],
+        ["init0-request", "init0-response"],
+    );
+    assert_eq!(
+        r.sas[0].suite,
+        Suite::new(Encr::AesCbc(16), Some(Integ::HmacSha1_96), Prf::HMAC_SHA1).unwrap()
+    );
+    r.open_all();
+    r.check_auth("auth1-request-frag2", "auth1-response");
+    let (ni0, nr0) = (r.ni.clone(), r.nr.clone());
+    let auth = r.message("auth1-response");
+    r.check_child(1, None, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
+    // The rekey with PFS: KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr).
+    let (creq, cresp) = (r.message("child3-request"), r.message("child3-response"));
+    for m in [&creq, &cresp] {
+        let Some(Payload::Ke(ke)) = m.find(PayloadType::KE) else {
+            panic!("no KE in the PFS rekey")
+        };
+        assert_eq!(ke.group, DhGroup::MODP_2048);
+    }
+    let gir = r.v.both("child-dh-secret.1");
+    assert_eq!(gir.len(), 256);
+    r.check_child(
+        2,
+        Some(gir),
         nonce(&creq),
         nonce(&cresp),
         cresp.find(PayloadType::SA).unwrap(),
