@@ -11,7 +11,9 @@
 //!   Curve25519;
 //! - tests/vectors/ikev2-charon-sha1.txt: AES-CBC-128, HMAC-SHA1-96, PRF-HMAC-SHA1,
 //!   MODP-2048, ESP with AES-CBC-256/HMAC-SHA2-256-128 and a CHILD_SA rekey with PFS (its
-//!   request in three fragments).
+//!   request in three fragments);
+//! - tests/vectors/ikev2-charon-sha2.txt: AES-CBC-192, HMAC-SHA2-512-256,
+//!   PRF-HMAC-SHA2-384, ECP-384, ESP with AES-CBC-128/HMAC-SHA2-384-192.
 //!
 //! From the recorded messages and the logged DH shared secret (the private values are
 //! charon's), each test derives SKEYSEED, the seven keys, the AUTH octets and AUTH values
@@ -572,6 +574,36 @@ fn aes_cbc_sha1_modp2048_child_pfs() {
     r.check_child(
         2,
         Some(gir),
+        nonce(&creq),
+        nonce(&cresp),
+        cresp.find(PayloadType::SA).unwrap(),
+    );
+}
+
+#[test]
+fn aes_cbc_192_sha512_prf_sha384_ecp384() {
+    let mut r = Run::new(
+        &["ikev2-charon-sha2.txt"],
+        ["init-request", "init-response"],
+    );
+    assert_eq!(
+        r.sas[0].suite,
+        Suite::new(
+            Encr::AesCbc(24),
+            Some(Integ::HmacSha2_512_256),
+            Prf::HMAC_SHA2_384
+        )
+        .unwrap()
+    );
+    r.open_all();
+    r.check_auth("auth-request-frag2", "auth-response");
+    let (ni0, nr0) = (r.ni.clone(), r.nr.clone());
+    let auth = r.message("auth-response");
+    r.check_child(1, None, &ni0, &nr0, auth.find(PayloadType::SA).unwrap());
+    let (creq, cresp) = (r.message("child-request"), r.message("child-response"));
+    r.check_child(
+        2,
+        None,
         nonce(&creq),
         nonce(&cresp),
         cresp.find(PayloadType::SA).unwrap(),
