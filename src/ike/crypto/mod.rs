@@ -1,5 +1,7 @@
-//! The IKEv1 crypto core: algorithms by their IKE numbers, secrets that wipe themselves,
-//! the random source, and the RFC 2409 derivations.
+//! The crypto core: algorithms by their IKE numbers, secrets that wipe themselves, the
+//! random source, and the RFC 2409 derivations. IKEv2 (`crate::ikev2::keys` and `sk`)
+//! builds on the same primitives, plus the AEAD ciphers ([`AeadAlg`], [`aead_seal`],
+//! [`aead_open`]).
 //!
 //! Primitives come from OpenSSL through `openssl.rs`, the only file here that names it; the
 //! derivations in `derive.rs` are compositions of the negotiated PRF and hash exactly as
