@@ -9,7 +9,7 @@
 //! - CHILD_SA KEYMAT (§2.17) = prf+(SK_d, [g^ir (new) |] Ni | Nr), the initiator-to-
 //!   responder keys first, each direction's encryption key before its integrity key.
 //! - AUTH for a shared key (§2.15): prf(prf(Shared Secret, "Key Pad for IKEv2"),
-//!   <SignedOctets>), the signed octets being the signer's IKE_SA_INIT message, the peer's
+//!   `<SignedOctets>`), the signed octets being the signer's IKE_SA_INIT message, the peer's
 //!   nonce data and prf(SK_px, the signer's ID payload body).
 //!
 //! Key lengths per transform: an AES-CBC key is as long as its Key Length attribute says;
@@ -88,12 +88,12 @@ impl Prf {
         self.0.output_len()
     }
 
-    /// prf(key, parts[0] | parts[1] | ...).
+    /// `prf(key, parts[0] | parts[1] | ...)`.
     pub fn prf(self, key: &[u8], parts: &[&[u8]]) -> Key {
         prf(self.0, key, parts)
     }
 
-    /// prf+(key, seed[0] | seed[1] | ...), `len` bytes of it (§2.13).
+    /// `prf+(key, seed[0] | seed[1] | ...)`, `len` bytes of it (§2.13).
     pub fn prf_plus<const N: usize>(
         self,
         key: &[u8],
@@ -468,7 +468,7 @@ impl<'a> SignedOctets<'a> {
     }
 }
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (§2.15).
+/// `AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)` (§2.15).
 pub fn psk_auth(prf: Prf, psk: &[u8], octets: &SignedOctets<'_>) -> Key {
     let pad = prf.prf(psk, &[KEY_PAD]);
     prf.prf(pad.as_bytes(), &octets.parts())
