@@ -91,7 +91,7 @@ fn md(h: HashAlg) -> MessageDigest {
     }
 }
 
-/// hash(parts[0] | parts[1] | ...).
+/// `hash(parts[0] | parts[1] | ...)`.
 pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Key {
     let run = || -> Result<Key, openssl::error::ErrorStack> {
         let mut hs = Hasher::new(md(h))?;
@@ -111,7 +111,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
 
-/// prf(key, parts[0] | parts[1] | ...) = HMAC with the negotiated hash (RFC 2409 §4; the
+/// `prf(key, parts[0] | parts[1] | ...)` = HMAC with the negotiated hash (RFC 2409 §4; the
 /// PRF_HMAC_* and the AUTH_HMAC_* of IKEv2 before truncation).
 pub fn prf(h: HashAlg, key: &[u8], parts: &[&[u8]]) -> Key {
     let run = || -> Result<Key, openssl::error::ErrorStack> {
