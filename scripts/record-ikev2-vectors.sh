@@ -4,10 +4,17 @@
 # responder "west"; documentation addresses, nothing leaves the host), tshark on the
 # responder's end of the link. The initiator has a small fragment_size, so its IKE_AUTH
 # request goes out as RFC 7383 SKF fragments; the responder answers with a plain SK.
-# charon logs at enc/ike level 4, which includes the decrypted inner payloads.
-# Run as root, once: scripts/record-ikev2-vectors.sh OUTDIR
+# charon logs at enc/ike/chd level 4, which includes the decrypted inner payloads, the
+# IVs and ICVs, the DH secret, SKEYSEED and the SK_* keys, the AUTH octets and the CHILD_SA
+# keys (scripts/ikev2-keys-extract.py collects those into a *-keys.txt file).
+# Run as root, once: [IKE_PROPOSALS=...] [HEAD=file] scripts/record-ikev2-vectors.sh OUTDIR
+# IKE_PROPOSALS replaces the IKE proposal list of both ends (e.g. aes128gcm16-prfsha256-ecp256
+# for an AEAD IKE SA), ESP_PROPOSALS the CHILD_SA's (with a DH group for PFS); HEAD is the comment block the extracted fixture starts with.
 set -eu
 out=${1:-/tmp/ikev2-rec}
+esp_proposals=${ESP_PROPOSALS:-aes128gcm16, aes256-sha256-esn-noesn}
+proposals=${IKE_PROPOSALS:-aes256-aes128-sha256-sha384-modp3072-modp2048, aes128gcm16-chacha20poly1305-prfsha256-prfsha512-ecp256-curve25519}
+head=${HEAD:-$(dirname "$0")/ikev2-vectors-head.txt}
 mkdir -p "$out"
 A=v2rec-west B=v2rec-east
 cleanup() {
@@ -49,6 +56,7 @@ charon {
   default = 1
   ike = 4
   enc = 4
+  chd = 4
   cfg = 2 } }
  plugins { vici { socket = unix://$d/charon.vici }
   kernel-netlink { fwmark = !0x42 }
@@ -63,13 +71,13 @@ connections {
   local_addrs = $2
   remote_addrs = $3
   fragmentation = yes
-  proposals = aes256-aes128-sha256-sha384-modp3072-modp2048, aes128gcm16-chacha20poly1305-prfsha256-prfsha512-ecp256-curve25519
+  proposals = $proposals
   local { auth = psk
    id = $2 }
   remote { auth = psk
    id = $3 }
   children { net { mode = tunnel
-   esp_proposals = aes128gcm16, aes256-sha256-esn-noesn
+   esp_proposals = $esp_proposals
    local_ts = $5
    remote_ts = $6
    start_action = none } }
@@ -100,9 +108,13 @@ SWANCTL_DIR=$out/east/swanctl swanctl --initiate --child net --uri unix://$out/e
 sleep 1
 SWANCTL_DIR=$out/east/swanctl swanctl --rekey --child net --uri unix://$out/east/charon.vici || true
 sleep 1
+if [ -n "${IKE_REKEY:-}" ]; then
+    SWANCTL_DIR=$out/east/swanctl swanctl --rekey --ike v2 --uri unix://$out/east/charon.vici || true
+    sleep 1
+fi
 SWANCTL_DIR=$out/east/swanctl swanctl --terminate --ike v2 --uri unix://$out/east/charon.vici || true
 sleep 2
 kill "$(cat "$out/tshark.pid")"; rm "$out/tshark.pid"; sleep 1
 tshark -r "$out/cap.pcapng" -T fields -e frame.number -e ip.src -e udp.srcport -e udp.payload > "$out/udp.txt"
-"$(dirname "$0")"/ikev2-vectors-extract.py "$out" "$(dirname "$0")"/ikev2-vectors-head.txt
+"$(dirname "$0")"/ikev2-vectors-extract.py "$out" "$head"
 cat "$out/udp.txt" | cut -c1-80

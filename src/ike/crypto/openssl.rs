@@ -1,6 +1,7 @@
 //! The OpenSSL binding: the only file of the engine that names `openssl`.
 //!
-//! Hashes and HMAC PRFs; CBC ciphers without padding (IKE pads itself); Diffie-Hellman over
+//! Hashes and HMAC PRFs; CBC ciphers without padding (IKE pads itself); the AEAD ciphers of
+//! IKEv2 (AES-GCM, ChaCha20-Poly1305) in place with a detached tag; Diffie-Hellman over
 //! the MODP groups of RFC 2409/3526, the ECP groups of RFC 5903 (public value x|y, shared
 //! secret x) and Curve25519 (RFC 8031); RSA signatures as IKEv1 makes them (PKCS#1 v1.5
 //! type 1 padding over the raw HASH, no DigestInfo: RFC 2409 §5.1, isakmpd's
@@ -26,7 +27,7 @@ use openssl::rsa::{Padding, Rsa};
 use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
 
-use super::{CipherAlg, CryptoError, Group, HashAlg, Key, Random, SharedSecret};
+use super::{AeadAlg, CipherAlg, CryptoError, Group, HashAlg, Key, Random, SharedSecret};
 
 fn lib(e: openssl::error::ErrorStack) -> CryptoError {
     CryptoError::Library(e.to_string())
@@ -116,7 +117,7 @@ fn fetched(h: HashAlg) -> Option<&'static Md> {
         .as_ref()
 }
 
-/// hash(parts[0] | parts[1] | ...).
+/// `hash(parts[0] | parts[1] | ...)`.
 pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Key {
     let run = || -> Result<Key, openssl::error::ErrorStack> {
         if let Some(m) = fetched(h) {
@@ -140,13 +141,14 @@ pub fn hash(h: HashAlg, parts: &[&[u8]]) -> Key {
     run().expect("digest failed")
 }
 
-/// prf(key, parts[0] | parts[1] | ...) = HMAC with the negotiated hash (RFC 2409 §4).
 /// Equality of two equally long byte strings in time that does not depend on where they
 /// differ (CRYPTO_memcmp).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
 
+/// `prf(key, parts[0] | parts[1] | ...)` = HMAC with the negotiated hash (RFC 2409 §4; the
+/// PRF_HMAC_* and the AUTH_HMAC_* of IKEv2 before truncation).
 pub fn prf(h: HashAlg, key: &[u8], parts: &[&[u8]]) -> Key {
     if let Some(m) = fetched(h) {
         // NOTE(expect): a fetched built-in digest cannot fail.
@@ -280,6 +282,90 @@ pub fn cbc_decrypt(
     data: &mut [u8],
 ) -> Result<(), CryptoError> {
     cbc(c, Mode::Decrypt, key, iv, data)
+}
+
+fn aead_cipher(a: AeadAlg) -> Result<Cipher, CryptoError> {
+    Ok(match a {
+        AeadAlg::AesGcm(16) => Cipher::aes_128_gcm(),
+        AeadAlg::AesGcm(24) => Cipher::aes_192_gcm(),
+        AeadAlg::AesGcm(32) => Cipher::aes_256_gcm(),
+        AeadAlg::AesGcm(_) => return Err(CryptoError::BadLength),
+        AeadAlg::ChaCha20Poly1305 => Cipher::chacha20_poly1305(),
+    })
+}
+
+/// The shared half of [`aead_seal`] and [`aead_open`]: key, nonce and AAD set, `data`
+/// transformed in place. Returns the crypter for the tag step.
+fn aead(
+    a: AeadAlg,
+    mode: Mode,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &mut [u8],
+) -> Result<Crypter, CryptoError> {
+    if key.len() != a.key_len() || nonce.len() != AeadAlg::NONCE_LEN {
+        return Err(CryptoError::BadLength);
+    }
+    let mut cr = Crypter::new(aead_cipher(a)?, mode, key, Some(nonce))
+        .map_err(|_| CryptoError::Unavailable(a.name()))?;
+    cr.aad_update(aad).map_err(lib)?;
+    // Stream modes: each update emits exactly as many bytes as it takes.
+    let mut out = [0u8; 4096 + 16];
+    for chunk in data.chunks_mut(4096) {
+        let n = cr.update(chunk, &mut out).map_err(lib)?;
+        if n != chunk.len() {
+            return Err(CryptoError::Library("short AEAD update".into()));
+        }
+        chunk.copy_from_slice(&out[..n]);
+    }
+    zeroize::Zeroize::zeroize(&mut out[..]);
+    Ok(cr)
+}
+
+/// Encrypts `data` in place under `key` and the 12-byte `nonce`, authenticating `aad`
+/// too; the 16-byte tag goes to `tag`.
+pub fn aead_seal(
+    a: AeadAlg,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &mut [u8],
+) -> Result<(), CryptoError> {
+    if tag.len() != AeadAlg::TAG_LEN {
+        return Err(CryptoError::BadLength);
+    }
+    let mut cr = aead(a, Mode::Encrypt, key, nonce, aad, data)?;
+    let mut out = [0u8; 16];
+    if cr.finalize(&mut out).map_err(lib)? != 0 {
+        return Err(CryptoError::Library("unexpected AEAD trailer".into()));
+    }
+    cr.get_tag(tag).map_err(lib)
+}
+
+/// Checks `tag` over `aad` and the ciphertext `data` and decrypts `data` in place. A tag
+/// that does not verify is [`CryptoError::BadTag`]; `data` is then garbage (the caller
+/// drops the message). OpenSSL compares the tag in constant time.
+pub fn aead_open(
+    a: AeadAlg,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<(), CryptoError> {
+    if tag.len() != AeadAlg::TAG_LEN {
+        return Err(CryptoError::BadLength);
+    }
+    let mut cr = aead(a, Mode::Decrypt, key, nonce, aad, data)?;
+    cr.set_tag(tag).map_err(lib)?;
+    let mut out = [0u8; 16];
+    match cr.finalize(&mut out) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(CryptoError::Library("unexpected AEAD trailer".into())),
+        Err(_) => Err(CryptoError::BadTag),
+    }
 }
 
 fn modp_prime(n: u16) -> Result<BigNum, CryptoError> {
