@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Measures the idle memory of both isakmpd processes (the privileged parent and the
+# unprivileged child) on the bundled example configuration, in a scratch network namespace:
+# Rss and Pss per process from /proc/<pid>/smaps_rollup, the total, and each process's
+# largest mappings by Pss. Run as root after `cargo build --release`; the binary is taken
+# from $CARGO_TARGET_DIR (default ./target). Issue 14's target: total Pss at most 1.5 MB.
+#   usage: scripts/idle-memory.sh [settle-seconds] [top-mappings]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+settle=${1:-3}
+top=${2:-8}
+bin=${CARGO_TARGET_DIR:-target}/release/isakmpd
+[ -x "$bin" ] || { echo "idle-memory.sh: $bin missing; cargo build --release" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "idle-memory.sh: run as root" >&2; exit 1; }
+
+dir=$(mktemp -d /tmp/idle-memory.XXXXXX)
+ns=idlemem$$
+cp examples/isakmpd.conf "$dir/"
+chmod 600 "$dir/isakmpd.conf"
+ip netns add "$ns"
+ip netns exec "$ns" ip link set lo up
+ip netns exec "$ns" "$bin" -d -n -c "$dir/isakmpd.conf" -p 1500 -N 4501 \
+    -f "$dir/fifo" -R "/var/run/$ns.report" -i "/var/run/$ns.pid" 2>"$dir/log" &
+cleanup() {
+    [ -n "${parent:-}" ] && kill "$parent" 2>/dev/null || true
+    sleep 0.5
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$dir" "/var/run/$ns.report" "/var/run/$ns.pid"
+}
+trap cleanup EXIT
+sleep "$settle"
+
+# ip netns exec runs the daemon in place (exec), so $! is the parent.
+parent=$!
+child=$(pgrep -P "$parent" | head -1 || true)
+if [ -z "$child" ]; then
+    echo "idle-memory.sh: no child process; log:" >&2
+    cat "$dir/log" >&2
+    exit 1
+fi
+
+field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/smaps_rollup"; }
+total_rss=0
+total_pss=0
+printf '%-8s %8s %8s %8s\n' process pid 'Rss kB' 'Pss kB'
+for p in parent child; do
+    pid=${!p}
+    rss=$(field Rss "$pid")
+    pss=$(field Pss "$pid")
+    total_rss=$((total_rss + rss))
+    total_pss=$((total_pss + pss))
+    printf '%-8s %8s %8s %8s\n' "$p" "$pid" "$rss" "$pss"
+done
+printf '%-8s %8s %8s %8s\n' total '' "$total_rss" "$total_pss"
+
+# Pss depends on who else maps the same library pages (other daemons, test runs), so it
+# moves with the machine's load. The pair's own footprint does not: every resident page of
+# either process counted once, as if no other process shared any of them (the Pss total
+# on a machine where nothing else uses these libraries). From the page frame numbers in
+# /proc/<pid>/pagemap, which root can read.
+if command -v python3 >/dev/null; then
+    python3 - "$parent" "$child" <<'PY'
+import struct, sys
+frames = set()
+for pid in sys.argv[1:]:
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pm:
+        for line in maps:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo >= 1 << 47:
+                continue  # [vsyscall]
+            pm.seek(lo // 4096 * 8)
+            data = pm.read((hi - lo) // 4096 * 8)
+            for (e,) in struct.iter_unpack("<Q", data):
+                if e >> 63:  # present
+                    frames.add(e & ((1 << 55) - 1))
+print(f"pair's own pages (each resident page once, no outside sharing): {len(frames) * 4} kB")
+PY
+fi
+
+for p in parent child; do
+    pid=${!p}
+    echo
+    echo "$p: top mappings by Pss (kB: Pss Rss Private_Dirty)"
+    awk '
+        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; next }
+        $1 == "Pss:" { pss[name] += $2 }
+        $1 == "Rss:" { rss[name] += $2 }
+        $1 == "Private_Dirty:" { dirty[name] += $2 }
+        END { for (n in pss) printf "%8d %8d %8d  %s\n", pss[n], rss[n], dirty[n], n }
+    ' "/proc/$pid/smaps" | sort -rn | head -n "$top"
+done
