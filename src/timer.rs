@@ -2,7 +2,9 @@
 //!
 //! This is a pure data structure. It never reads a clock: every call takes `now` as a
 //! [`Time`], which the event loop derives from CLOCK_MONOTONIC (and tests from a virtual
-//! clock). Entries live in a slab allocated once at construction (`capacity`), linked into
+//! clock). Entries live in a slab reserved once at construction (`capacity`) and filled in as
+//! the number of armed timers first reaches each index (so the reserved but never used part
+//! of a large wheel costs no memory until it is needed), linked into
 //! `SLOTS` doubly-linked slot lists by deadline tick. Deadlines further away than one
 //! revolution simply stay in their slot until the cursor has passed them enough times; the
 //! stored tick tells whether an entry is due in the revolution being looked at.
@@ -80,7 +82,9 @@ struct Entry<T> {
 }
 
 pub struct TimerWheel<T: Copy> {
+    /// Grows up to `cap` without reallocating; freed entries go to the `free` list.
     entries: Vec<Entry<T>>,
+    cap: usize,
     heads: Vec<u32>,
     free: u32,
     /// The last tick expired; slots before it (in this revolution) hold no due entries.
@@ -91,23 +95,16 @@ pub struct TimerWheel<T: Copy> {
 }
 
 impl<T: Copy> TimerWheel<T> {
-    /// A wheel holding at most `capacity` timers, all memory allocated now.
+    /// A wheel holding at most `capacity` timers, all memory reserved now (and written only
+    /// as timers are armed).
     pub fn new(capacity: usize, now: Time) -> Self {
         let capacity = capacity.min(NIL as usize - 1);
-        let entries = (0..capacity)
-            .map(|i| Entry {
-                deadline: Time(0),
-                tick: 0,
-                prev: NIL,
-                next: if i + 1 < capacity { i as u32 + 1 } else { NIL },
-                gen: 0,
-                payload: None,
-            })
-            .collect();
         TimerWheel {
-            entries,
+            // Reserved, not written: a large wheel's pages stay untouched until used.
+            entries: Vec::with_capacity(capacity),
+            cap: capacity,
             heads: vec![NIL; SLOTS],
-            free: if capacity > 0 { 0 } else { NIL },
+            free: NIL,
             cursor: now.0 / TICK_MS,
             len: 0,
             scratch: Vec::with_capacity(capacity),
@@ -123,14 +120,26 @@ impl<T: Copy> TimerWheel<T> {
     }
 
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.cap
     }
 
     /// Arms a timer for `deadline`; a deadline in the past fires at the next `expire`.
     pub fn insert(&mut self, deadline: Time, payload: T) -> Result<TimerHandle, Full> {
-        let idx = self.free;
+        let mut idx = self.free;
         if idx == NIL {
-            return Err(Full);
+            if self.entries.len() == self.cap {
+                return Err(Full);
+            }
+            // Within the reserved capacity: never reallocates.
+            idx = self.entries.len() as u32;
+            self.entries.push(Entry {
+                deadline: Time(0),
+                tick: 0,
+                prev: NIL,
+                next: NIL,
+                gen: 0,
+                payload: None,
+            });
         }
         let tick = (deadline.0 / TICK_MS).max(self.cursor);
         let slot = (tick % SLOTS as u64) as usize;
