@@ -115,19 +115,6 @@ pub fn run(opts: Options) -> i32 {
             ));
         }
     }
-    // OpenSSL loads its providers from disk: do it before the child is jailed, and say
-    // which phase 1 ciphers this build of OpenSSL cannot do.
-    let missing: Vec<&str> = crate::ike::crypto::init()
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(c, _)| c.name())
-        .collect();
-    if !missing.is_empty() {
-        log::warn!(
-            "unavailable in the linked OpenSSL, never offered or accepted: {}",
-            missing.join(", ")
-        );
-    }
     let conf = match load_config(&opts.config) {
         Ok(c) => c,
         Err(e) => return fatal(&e),
@@ -233,6 +220,21 @@ fn child_main(
             Ok(s) => s,
             Err(e) => return fatal(&format!("signals: {e}")),
         };
+    // OpenSSL loads its providers from disk: do it before the jail, and say which phase 1
+    // ciphers this build of OpenSSL cannot do. Only the child uses OpenSSL: the parent never
+    // touches libcrypto beyond what the dynamic loader does, so none of its pages (nor its
+    // providers' heap) are the parent's.
+    let missing: Vec<&str> = crate::ike::crypto::init()
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(c, _)| c.name())
+        .collect();
+    if !missing.is_empty() {
+        log::warn!(
+            "unavailable in the linked OpenSSL, never offered or accepted: {}",
+            missing.join(", ")
+        );
+    }
     if let Err(e) = monitor::drop_privileges(user, PRIVSEP_DIR) {
         return fatal(&e);
     }
