@@ -203,6 +203,8 @@ pub fn run(opts: Options) -> i32 {
         report_path: opts.report_file.clone(),
         relay: std::cell::RefCell::new(None),
     };
+    // The parent never runs OpenSSL (or most of the binary) again.
+    release_startup_memory(std::fs::File::open("/proc/self/smaps").ok());
     let status = parent_loop(&server, &parent_signals, pid);
     cleanup(&opts);
     status
@@ -235,6 +237,8 @@ fn child_main(
             missing.join(", ")
         );
     }
+    // Kept for after startup (see release_startup_memory): /proc is outside the jail.
+    let smaps = std::fs::File::open("/proc/self/smaps").ok();
     if let Err(e) = monitor::drop_privileges(user, PRIVSEP_DIR) {
         return fatal(&e);
     }
@@ -251,7 +255,24 @@ fn child_main(
         return fatal(&e);
     }
     log::info!("isakmpd started");
+    release_startup_memory(smaps);
     d.run()
+}
+
+/// Startup ran code that an idle daemon does not run again (OpenSSL's initialisation and
+/// provider loading, the configuration parser, the engine's set-up) and the dynamic loader
+/// read the libraries' symbol tables: the kernel keeps all those file pages mapped (and
+/// 64 kB around each one touched), counted in the process's resident set and in its share
+/// of the libraries. Unmap them (they stay in the page cache; what the daemon runs later
+/// is mapped again on first use), and give the heap's free pages back.
+fn release_startup_memory(smaps: Option<std::fs::File>) {
+    if let Some(mut f) = smaps {
+        match sys::release_file_pages(&mut f) {
+            Ok(kb) => log::debug!("released {kb} kB of file pages mapped during startup"),
+            Err(e) => log::debug!("/proc/self/smaps: {e}"),
+        }
+    }
+    sys::malloc_trim();
 }
 
 trait IntoRaw {
