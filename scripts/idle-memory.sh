@@ -5,6 +5,8 @@
 # largest mappings by Pss. Run as root after `cargo build --release`; the binary is taken
 # from $CARGO_TARGET_DIR (default ./target). Issue 14's target: total Pss at most 1.5 MB.
 #   usage: scripts/idle-memory.sh [settle-seconds] [top-mappings]
+# IDLE_SHOW_LOG=1 prints the daemon's stderr at the end; IDLE_HOOK='command' runs a command
+# while both processes idle, with PARENT set to the parent's pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 settle=${1:-3}
@@ -24,11 +26,14 @@ ip netns exec "$ns" "$bin" -d -n -c "$dir/isakmpd.conf" -p 1500 -N 4501 \
 cleanup() {
     [ -n "${parent:-}" ] && kill "$parent" 2>/dev/null || true
     sleep 0.5
+    # IDLE_SHOW_LOG=1: the daemon's stderr too.
+    [ -n "${IDLE_SHOW_LOG:-}" ] && { echo; echo "log:"; cat "$dir/log"; }
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "$dir" "/var/run/$ns.report" "/var/run/$ns.pid"
 }
 trap cleanup EXIT
 sleep "$settle"
+[ -n "${IDLE_HOOK:-}" ] && PARENT=$! bash -c "$IDLE_HOOK"
 
 # ip netns exec runs the daemon in place (exec), so $! is the parent.
 parent=$!
