@@ -203,9 +203,10 @@ pub fn run(opts: Options) -> i32 {
         report_path: opts.report_file.clone(),
         relay: std::cell::RefCell::new(None),
     };
-    // The parent never runs OpenSSL (or most of the binary) again.
-    release_startup_memory(std::fs::File::open("/proc/self/smaps").ok());
-    let status = parent_loop(&server, &parent_signals, pid);
+    // Released once the child's requests at startup are served (the parent never runs
+    // OpenSSL, nor most of the binary, again).
+    let smaps = std::fs::File::open("/proc/self/smaps").ok();
+    let status = parent_loop(&server, &parent_signals, pid, smaps);
     cleanup(&opts);
     status
 }
@@ -255,25 +256,33 @@ fn child_main(
         return fatal(&e);
     }
     log::info!("isakmpd started");
-    release_startup_memory(smaps);
+    d.release_startup_memory(smaps);
     d.run()
 }
 
 /// Startup ran code that an idle daemon does not run again (OpenSSL's initialisation and
 /// provider loading, the configuration parser, the engine's set-up) and the dynamic loader
 /// read the libraries' symbol tables: the kernel keeps all those file pages mapped (and
-/// 64 kB around each one touched), counted in the process's resident set and in its share
-/// of the libraries. Unmap them (they stay in the page cache; what the daemon runs later
-/// is mapped again on first use), and give the heap's free pages back.
-fn release_startup_memory(smaps: Option<std::fs::File>) {
-    if let Some(mut f) = smaps {
-        match sys::release_file_pages(&mut f) {
-            Ok(kb) => log::debug!("released {kb} kB of file pages mapped during startup"),
-            Err(e) => log::debug!("/proc/self/smaps: {e}"),
-        }
+/// the folio or 64 kB around each one touched), counted in the process's resident set and
+/// in its share of the libraries. This gives the heap's free pages back and unmaps those
+/// file pages (they stay in the page cache; what the daemon runs later is mapped again on
+/// first use) and waits in poll(2) like [`sys::poll`]. `smaps` is the process's
+/// /proc/self/smaps. Called once, when startup is over and the process is about to wait.
+pub(crate) fn poll_releasing_startup_memory(
+    smaps: &mut std::fs::File,
+    fds: &mut [libc::pollfd],
+    timeout_ms: i32,
+) -> std::io::Result<usize> {
+    let (released, polled) = sys::poll_after_releasing_file_pages(smaps, fds, timeout_ms);
+    match released {
+        Ok(kb) => log::debug!("released {kb} kB of file pages mapped during startup"),
+        Err(e) => log::debug!("/proc/self/smaps: {e}"),
     }
-    sys::malloc_trim();
+    polled
 }
+
+/// How long the parent waits without a request before it counts startup as over.
+const PARENT_SETTLE_MS: i32 = 500;
 
 trait IntoRaw {
     fn into_raw(self) -> i32;
@@ -287,7 +296,13 @@ impl IntoRaw for OwnedFd {
 }
 
 /// The privileged parent: serve the child, forward signals, and leave when it does.
-fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32 {
+fn parent_loop(
+    server: &Server,
+    signals: &SignalPipe,
+    child: libc::pid_t,
+    mut smaps: Option<std::fs::File>,
+) -> i32 {
+    let mut settled = false;
     let pfd = |fd, events| libc::pollfd {
         fd,
         events,
@@ -305,11 +320,25 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
             all[3] = pfd(sock, libc::POLLIN);
         }
         let fds = &mut all[..if relay.is_some() { 4 } else { 2 }];
-        if let Err(e) = sys::poll(fds, -1) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
+        // Until the child's startup requests are served, wake once after a quiet spell to
+        // release startup's memory; then only for work.
+        let polled = match (settled, smaps.as_mut()) {
+            (true, Some(f)) => {
+                let r = poll_releasing_startup_memory(f, fds, -1);
+                smaps = None;
+                r
+            }
+            (false, Some(_)) => sys::poll(fds, PARENT_SETTLE_MS),
+            (_, None) => sys::poll(fds, -1),
+        };
+        match polled {
+            Ok(0) if smaps.is_some() => {
+                settled = true;
                 continue;
             }
-            break;
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
         if relay.is_some() {
             // The kernel traffic first: a child that is exiting has sent its last

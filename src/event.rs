@@ -81,6 +81,9 @@ pub struct Daemon {
     /// Kernel answers and events, emptied after each use; kept for their capacity.
     kernel_done: Vec<(u32, crate::ike::sa::KernelReply)>,
     kernel_events: Vec<crate::kernel::Event>,
+    /// /proc/self/smaps, opened before the jail: startup's pages are released as the loop
+    /// first waits (see [`crate::daemon::poll_releasing_startup_memory`]).
+    release_before_wait: Option<File>,
 }
 
 impl Daemon {
@@ -142,7 +145,14 @@ impl Daemon {
             tx: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             kernel_done: Vec::new(),
             kernel_events: Vec::new(),
+            release_before_wait: None,
         }
+    }
+
+    /// Releases the memory only startup used once startup is over, through `smaps` (this
+    /// process's /proc/self/smaps).
+    pub fn release_startup_memory(&mut self, smaps: Option<File>) {
+        self.release_before_wait = smaps;
     }
 
     fn now(&self) -> Time {
@@ -323,7 +333,13 @@ impl Daemon {
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
             }
-            if let Err(e) = sys::poll(&mut pfds, timeout) {
+            let polled = match self.release_before_wait.take() {
+                Some(mut smaps) => {
+                    crate::daemon::poll_releasing_startup_memory(&mut smaps, &mut pfds, timeout)
+                }
+                None => sys::poll(&mut pfds, timeout),
+            };
+            if let Err(e) = polled {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("poll: {e}");
                     return 1;

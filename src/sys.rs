@@ -694,25 +694,42 @@ fn releasable_mappings(smaps: &str) -> Vec<Mapping> {
     out
 }
 
-/// Drops from this process's page tables the resident pages of read-only private file
-/// mappings that hold no page of the process's own (no copy-on-write page, nothing
-/// locked): the code and constants of the binary and the shared libraries that startup
-/// ran and that an idle daemon does not need. Every access after this maps the page
-/// again from the page cache (a minor fault), so nothing changes but the process's
-/// resident set (and its share of the libraries' pages, its Pss). `smaps` is
-/// /proc/self/smaps, opened while /proc was reachable. Returns the kB released.
+/// poll(2), after dropping from this process's page tables the resident pages of
+/// read-only private file mappings that hold no page of the process's own (no
+/// copy-on-write page, nothing locked): the code and constants of the binary and the
+/// shared libraries that startup ran and that an idle daemon does not need. Every access
+/// after this maps the page again from the page cache (a minor fault), so nothing changes
+/// but the process's resident set (and its share of the libraries' pages, its Pss).
+/// `smaps` is /proc/self/smaps, opened while /proc was reachable. The heap's free pages
+/// go back too (malloc_trim).
+///
+/// One function, and poll right after the last madvise: what the process touches before
+/// it sleeps (and maps again, with the folio or 64 kB around each page) is this function
+/// and libc's poll, not the rest of a loop. Returns the kB released (or why none) and
+/// poll's result.
 ///
 /// Only for a single-threaded process: no mapping may change between reading smaps and
 /// the madvise calls.
-pub fn release_file_pages(smaps: &mut std::fs::File) -> io::Result<u64> {
+#[inline(never)]
+pub fn poll_after_releasing_file_pages(
+    smaps: &mut std::fs::File,
+    fds: &mut [pollfd],
+    timeout_ms: c_int,
+) -> (io::Result<u64>, io::Result<usize>) {
     use std::io::{Read, Seek, SeekFrom};
-    smaps.seek(SeekFrom::Start(0))?;
     let mut text = String::new();
-    smaps.read_to_string(&mut text)?;
+    let read = smaps
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| smaps.read_to_string(&mut text));
+    if let Err(e) = read {
+        return (Err(e), poll(fds, timeout_ms));
+    }
     let maps = releasable_mappings(&text);
     drop(text);
+    // The heap's free pages too (startup's garbage, and the smaps text just read).
+    malloc_trim();
     let mut released = 0;
-    for m in maps {
+    for m in &maps {
         // SAFETY: [m.lo, m.hi) is a whole mapping that smaps has just shown to be a
         // private, read-only mapping of a regular file without one anonymous (private,
         // copied-on-write) page: MADV_DONTNEED then only unmaps page cache pages, which
@@ -725,7 +742,12 @@ pub fn release_file_pages(smaps: &mut std::fs::File) -> io::Result<u64> {
             released += m.rss_kb;
         }
     }
-    Ok(released)
+    // SAFETY: the pointer and the length describe the slice.
+    let polled =
+        cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) })
+            .map(|n| n as usize);
+    drop(maps);
+    (Ok(released), polled)
 }
 
 #[cfg(test)]
