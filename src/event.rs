@@ -75,9 +75,9 @@ pub struct Daemon {
     /// The channel to the kernel through the parent (see monitor::Client::kernel_channel).
     kernel_chan: Option<std::os::fd::OwnedFd>,
     /// Datagrams and kernel messages are read into this, one at a time.
-    rx: Box<[u8]>,
+    rx: sys::PageBuf,
     /// The engine's datagrams are written into this, one at a time.
-    tx: Box<[u8]>,
+    tx: sys::PageBuf,
     /// Kernel answers and events, emptied after each use; kept for their capacity.
     kernel_done: Vec<(u32, crate::ike::sa::KernelReply)>,
     kernel_events: Vec<crate::kernel::Event>,
@@ -141,8 +141,9 @@ impl Daemon {
             kernel: None,
             dialect,
             kernel_chan: None,
-            rx: vec![0; RX_BUF].into_boxed_slice(),
-            tx: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            // Mapped, not calloc'd: the pages no datagram has reached are never resident.
+            rx: sys::PageBuf::new(RX_BUF),
+            tx: sys::PageBuf::new(MAX_DATAGRAM),
             kernel_done: Vec::new(),
             kernel_events: Vec::new(),
             release_before_wait: None,

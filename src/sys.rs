@@ -609,6 +609,84 @@ pub fn malloc_trim() -> bool {
     unsafe { libc::malloc_trim(0) == 1 }
 }
 
+/// A zero-filled byte buffer in an anonymous mapping of its own: until a page is written it
+/// is the kernel's zero page, so a large buffer that is mostly unused (a 64 KiB receive
+/// buffer that sees 1 kB datagrams) costs only the pages used. calloc would clear the
+/// pages of a heap chunk, making them all resident at once. (Should mmap fail, the buffer
+/// is an ordinary boxed slice.)
+pub struct PageBuf(PageMem);
+
+enum PageMem {
+    Mapped {
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+    },
+    Heap(Box<[u8]>),
+}
+
+impl PageBuf {
+    pub fn new(len: usize) -> PageBuf {
+        if len == 0 {
+            return PageBuf(PageMem::Heap(Box::default()));
+        }
+        // SAFETY: a new private anonymous mapping; no existing memory is named.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(p.cast::<u8>()) {
+            Some(ptr) if p != libc::MAP_FAILED => PageBuf(PageMem::Mapped { ptr, len }),
+            _ => PageBuf(PageMem::Heap(vec![0; len].into_boxed_slice())),
+        }
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            // SAFETY: the mapping is `len` readable bytes (zero-filled when new), owned by
+            // self and alive until drop.
+            PageMem::Mapped { ptr, len } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+            PageMem::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            // SAFETY: as for deref; &mut self makes the borrow unique.
+            PageMem::Mapped { ptr, len } => unsafe {
+                std::slice::from_raw_parts_mut(ptr.as_ptr(), *len)
+            },
+            PageMem::Heap(b) => b,
+        }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        if let PageMem::Mapped { ptr, len } = self.0 {
+            // SAFETY: the mapping made in `new`, no longer borrowed.
+            unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+        }
+    }
+}
+
+// SAFETY: the buffer is owned memory like a Box<[u8]>; nothing is shared.
+unsafe impl Send for PageBuf {}
+// SAFETY: shared access is read-only through Deref.
+unsafe impl Sync for PageBuf {}
+
 /// One mapping from /proc/self/smaps, as far as [`release_file_pages`] needs it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Mapping {
@@ -842,5 +920,15 @@ Anonymous:           ? kB
         let m = releasable_mappings(&text);
         let here = own_smaps_has_releasable_code as fn() as usize;
         assert!(m.iter().any(|m| m.lo <= here && here < m.hi), "{m:?}");
+    }
+
+    #[test]
+    fn page_buffer_is_zeroed_and_writable() {
+        let mut b = PageBuf::new(65536);
+        assert_eq!(b.len(), 65536);
+        assert!(b.iter().all(|&x| x == 0));
+        b[65535] = 7;
+        b[..3].copy_from_slice(b"abc");
+        assert_eq!((&b[..3], b[65535]), (&b"abc"[..], 7));
     }
 }
