@@ -6,7 +6,10 @@
 # from $CARGO_TARGET_DIR (default ./target). Issue 14's target: total Pss at most 1.5 MB.
 #   usage: scripts/idle-memory.sh [settle-seconds] [top-mappings]
 # IDLE_SHOW_LOG=1 prints the daemon's stderr at the end; IDLE_HOOK='command' runs a command
-# while both processes idle, with PARENT set to the parent's pid.
+# while both processes idle, with PARENT set to the parent's pid. IDLE_PEER=1 measures
+# after a negotiation instead: a second daemon (192.0.2.2, in its own namespace, on a veth
+# pair) brings up the example's tunnel with the measured one (192.0.2.1, ports 500/4500),
+# then both idle for settle-seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 settle=${1:-3}
@@ -21,22 +24,58 @@ cp examples/isakmpd.conf "$dir/"
 chmod 600 "$dir/isakmpd.conf"
 ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" "$bin" -d -n -c "$dir/isakmpd.conf" -p 1500 -N 4501 \
+ports=(-p 1500 -N 4501)
+if [ -n "${IDLE_PEER:-}" ]; then
+    # The peer: the example mirrored (it initiates the example's passive connection).
+    ip netns add "$ns"p
+    ip netns exec "$ns"p ip link set lo up
+    ip link add "$ns"a netns "$ns" type veth peer name "$ns"b netns "$ns"p
+    ip netns exec "$ns" ip addr add 192.0.2.1/24 dev "$ns"a
+    ip netns exec "$ns" ip link set "$ns"a up
+    ip netns exec "$ns"p ip addr add 192.0.2.2/24 dev "$ns"b
+    ip netns exec "$ns"p ip link set "$ns"b up
+    sed -e 's/^192\.0\.2\.2=/192.0.2.1=/; s/^Address=\(\s*\)192\.0\.2\.2/Address=\1192.0.2.1/' \
+        -e 's/^Passive-connections=/Connections=/' \
+        -e 's/^Local-ID=\(\s*\)Net-west/Local-ID=\1Net-east/; s/^Remote-ID=\(\s*\)Net-east/Remote-ID=\1Net-west/' \
+        examples/isakmpd.conf >"$dir/peer.conf"
+    chmod 600 "$dir/peer.conf"
+    ports=()
+fi
+ip netns exec "$ns" "$bin" -d -n -c "$dir/isakmpd.conf" "${ports[@]}" \
     -f "$dir/fifo" -R "/var/run/$ns.report" -i "/var/run/$ns.pid" 2>"$dir/log" &
+daemon=$!
+if [ -n "${IDLE_PEER:-}" ]; then
+    ip netns exec "$ns"p "$bin" -d -n -c "$dir/peer.conf" -f "$dir/peer.fifo" \
+        -R "/var/run/$ns.peer.report" -i "/var/run/$ns.peer.pid" 2>"$dir/peer.log" &
+    peer=$!
+fi
 cleanup() {
-    [ -n "${parent:-}" ] && kill "$parent" 2>/dev/null || true
+    [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null || true
+    [ -n "${peer:-}" ] && kill "$peer" 2>/dev/null || true
     sleep 0.5
     # IDLE_SHOW_LOG=1: the daemon's stderr too.
     [ -n "${IDLE_SHOW_LOG:-}" ] && { echo; echo "log:"; cat "$dir/log"; }
     ip netns del "$ns" 2>/dev/null || true
-    rm -rf "$dir" "/var/run/$ns.report" "/var/run/$ns.pid"
+    ip netns del "$ns"p 2>/dev/null || true
+    rm -rf "$dir" /var/run/"$ns".*
 }
 trap cleanup EXIT
+if [ -n "${IDLE_PEER:-}" ]; then
+    # Until the peer has done phase 2 (asking the peer: the measured daemon only negotiates).
+    done2() { grep -q "phase2-done: [1-9]" "/var/run/$ns.peer.report" 2>/dev/null; }
+    for _ in $(seq 100); do
+        sleep 0.2
+        [ -p "$dir/peer.fifo" ] && echo r >"$dir/peer.fifo" && sleep 0.1
+        done2 && break
+    done
+    done2 || { echo "idle-memory.sh: no tunnel with the peer" >&2; cat "$dir/log" "$dir/peer.log" >&2; exit 1; }
+    echo "(after a negotiation: phase 1 and phase 2 SAs up with the peer)"
+fi
 sleep "$settle"
-[ -n "${IDLE_HOOK:-}" ] && PARENT=$! bash -c "$IDLE_HOOK"
+[ -n "${IDLE_HOOK:-}" ] && PARENT=$daemon bash -c "$IDLE_HOOK"
 
-# ip netns exec runs the daemon in place (exec), so $! is the parent.
-parent=$!
+# ip netns exec runs the daemon in place (exec), so $daemon is the parent.
+parent=$daemon
 child=$(pgrep -P "$parent" | head -1 || true)
 if [ -z "$child" ]; then
     echo "idle-memory.sh: no child process; log:" >&2
