@@ -238,7 +238,7 @@ fn child_main(
             missing.join(", ")
         );
     }
-    // Kept for after startup (see release_startup_memory): /proc is outside the jail.
+    // Kept for after startup (see poll_releasing_memory): /proc is outside the jail.
     let smaps = std::fs::File::open("/proc/self/smaps").ok();
     if let Err(e) = monitor::drop_privileges(user, PRIVSEP_DIR) {
         return fatal(&e);
@@ -256,26 +256,27 @@ fn child_main(
         return fatal(&e);
     }
     log::info!("isakmpd started");
-    d.release_startup_memory(smaps);
+    d.release_idle_memory(smaps);
     d.run()
 }
 
 /// Startup ran code that an idle daemon does not run again (OpenSSL's initialisation and
 /// provider loading, the configuration parser, the engine's set-up) and the dynamic loader
-/// read the libraries' symbol tables: the kernel keeps all those file pages mapped (and
-/// the folio or 64 kB around each one touched), counted in the process's resident set and
-/// in its share of the libraries. This gives the heap's free pages back and unmaps those
-/// file pages (they stay in the page cache; what the daemon runs later is mapped again on
-/// first use) and waits in poll(2) like [`sys::poll`]. `smaps` is the process's
-/// /proc/self/smaps. Called once, when startup is over and the process is about to wait.
-pub(crate) fn poll_releasing_startup_memory(
+/// read the libraries' symbol tables; a negotiation runs much of OpenSSL. The kernel keeps
+/// all those file pages mapped (and the folio or 64 kB around each one touched), counted
+/// in the process's resident set and in its share of the libraries. This gives the heap's
+/// free pages back and unmaps those file pages (they stay in the page cache; what the
+/// daemon runs later is mapped again on first use, a minor fault), then waits in poll(2)
+/// like [`sys::poll`]. `smaps` is the process's /proc/self/smaps. Called when startup is
+/// over, and in the child also after work once it has been quiet for a while.
+pub(crate) fn poll_releasing_memory(
     smaps: &mut std::fs::File,
     fds: &mut [libc::pollfd],
     timeout_ms: i32,
 ) -> std::io::Result<usize> {
     let (released, polled) = sys::poll_after_releasing_file_pages(smaps, fds, timeout_ms);
     match released {
-        Ok(kb) => log::debug!("released {kb} kB of file pages mapped during startup"),
+        Ok(kb) => log::debug!("released {kb} kB of file pages mapped while working"),
         Err(e) => log::debug!("/proc/self/smaps: {e}"),
     }
     polled
@@ -324,7 +325,7 @@ fn parent_loop(
         // release startup's memory; then only for work.
         let polled = match (settled, smaps.as_mut()) {
             (true, Some(f)) => {
-                let r = poll_releasing_startup_memory(f, fds, -1);
+                let r = poll_releasing_memory(f, fds, -1);
                 smaps = None;
                 r
             }

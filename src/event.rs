@@ -38,6 +38,10 @@ use crate::udp::{Transport, MAX_DATAGRAM};
 /// How long a shutdown may wait for the engine's last messages.
 const SHUTDOWN_GRACE_MS: u64 = 2000;
 
+/// How long the loop must have had no work before it releases the memory that the work
+/// left mapped (see [`crate::daemon::poll_releasing_memory`]).
+const RELEASE_AFTER_QUIET_MS: u64 = 10_000;
+
 /// The receive buffer: a UDP datagram ([`MAX_DATAGRAM`]) or a kernel message relayed by
 /// the parent, which reads those into 64 KiB.
 const RX_BUF: usize = 65536;
@@ -81,9 +85,13 @@ pub struct Daemon {
     /// Kernel answers and events, emptied after each use; kept for their capacity.
     kernel_done: Vec<(u32, crate::ike::sa::KernelReply)>,
     kernel_events: Vec<crate::kernel::Event>,
-    /// /proc/self/smaps, opened before the jail: startup's pages are released as the loop
-    /// first waits (see [`crate::daemon::poll_releasing_startup_memory`]).
-    release_before_wait: Option<File>,
+    /// /proc/self/smaps, opened before the jail: what startup, and later each burst of
+    /// work, left mapped is released as the loop waits (see
+    /// [`crate::daemon::poll_releasing_memory`]).
+    smaps: Option<File>,
+    /// When to release: the first wait, then [`RELEASE_AFTER_QUIET_MS`] after the last
+    /// wake-up that had work.
+    release_due: Option<Time>,
 }
 
 impl Daemon {
@@ -146,14 +154,17 @@ impl Daemon {
             tx: sys::PageBuf::new(MAX_DATAGRAM),
             kernel_done: Vec::new(),
             kernel_events: Vec::new(),
-            release_before_wait: None,
+            smaps: None,
+            release_due: None,
         }
     }
 
-    /// Releases the memory only startup used once startup is over, through `smaps` (this
-    /// process's /proc/self/smaps).
-    pub fn release_startup_memory(&mut self, smaps: Option<File>) {
-        self.release_before_wait = smaps;
+    /// Releases the memory only startup used once startup is over, and what a burst of work
+    /// touched once it has been quiet for a while, through `smaps` (this process's
+    /// /proc/self/smaps).
+    pub fn release_idle_memory(&mut self, smaps: Option<File>) {
+        self.release_due = smaps.as_ref().map(|_| Time(0));
+        self.smaps = smaps;
     }
 
     fn now(&self) -> Time {
@@ -296,11 +307,17 @@ impl Daemon {
                 next_check = now.add_secs(every);
                 self.flush_transmit();
             }
+            // Due now: this wait releases (and must not wake at once for it).
+            let release = self.release_due.is_some_and(|d| now >= d);
+            if release {
+                self.release_due = None;
+            }
             let next = [
                 self.engine.poll_timeout(),
                 self.kernel.as_ref().and_then(|k| k.next_deadline()),
                 shutdown_deadline,
                 shutdown_deadline.is_none().then_some(next_check),
+                self.release_due,
             ]
             .into_iter()
             .flatten()
@@ -334,11 +351,11 @@ impl Daemon {
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
             }
-            let polled = match self.release_before_wait.take() {
-                Some(mut smaps) => {
-                    crate::daemon::poll_releasing_startup_memory(&mut smaps, &mut pfds, timeout)
+            let polled = match self.smaps.as_mut() {
+                Some(smaps) if release => {
+                    crate::daemon::poll_releasing_memory(smaps, &mut pfds, timeout)
                 }
-                None => sys::poll(&mut pfds, timeout),
+                _ => sys::poll(&mut pfds, timeout),
             };
             if let Err(e) = polled {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -348,6 +365,12 @@ impl Daemon {
                 continue;
             }
             let now = self.now();
+            // Work (a datagram, a command, a kernel message, a signal) maps code and fills
+            // caches: release once it has been quiet for a while. Timers alone do not count,
+            // or the periodic ones would keep the daemon releasing.
+            if self.smaps.is_some() && matches!(polled, Ok(n) if n > 0) {
+                self.release_due = Some(now.add_millis(RELEASE_AFTER_QUIET_MS));
+            }
             if pfds[0].revents != 0 {
                 // A set of signal numbers rather than a list: no allocation, and a
                 // signal sent twice before we woke is handled once (isakmpd's handlers
