@@ -41,7 +41,7 @@ if [ -n "${IDLE_PEER:-}" ]; then
     chmod 600 "$dir/peer.conf"
     ports=()
 fi
-ip netns exec "$ns" "$bin" -d -n -c "$dir/isakmpd.conf" "${ports[@]}" \
+ip netns exec "$ns" "$bin" -d -n ${IDLE_ARGS:-} -c "$dir/isakmpd.conf" "${ports[@]}" \
     -f "$dir/fifo" -R "/var/run/$ns.report" -i "/var/run/$ns.pid" 2>"$dir/log" &
 daemon=$!
 if [ -n "${IDLE_PEER:-}" ]; then
