@@ -204,7 +204,7 @@ pub fn run(opts: Options) -> i32 {
         relay: std::cell::RefCell::new(None),
     };
     // Released once the child's requests at startup are served (the parent never runs
-    // OpenSSL, nor most of the binary, again).
+    // OpenSSL, nor most of the binary, again), and after later work.
     let smaps = std::fs::File::open("/proc/self/smaps").ok();
     let status = parent_loop(&server, &parent_signals, pid, smaps);
     cleanup(&opts);
@@ -268,7 +268,7 @@ fn child_main(
 /// free pages back and unmaps those file pages (they stay in the page cache; what the
 /// daemon runs later is mapped again on first use, a minor fault), then waits in poll(2)
 /// like [`sys::poll`]. `smaps` is the process's /proc/self/smaps. Called when startup is
-/// over, and in the child also after work once it has been quiet for a while.
+/// over, and after work once it has been quiet for [`RELEASE_AFTER_QUIET_MS`].
 pub(crate) fn poll_releasing_memory(
     smaps: &mut std::fs::File,
     fds: &mut [libc::pollfd],
@@ -284,6 +284,10 @@ pub(crate) fn poll_releasing_memory(
 
 /// How long the parent waits without a request before it counts startup as over.
 const PARENT_SETTLE_MS: i32 = 500;
+
+/// How long a process must have had no work before it releases the memory that the work
+/// left mapped (see [`poll_releasing_memory`]).
+pub(crate) const RELEASE_AFTER_QUIET_MS: u64 = 10_000;
 
 trait IntoRaw {
     fn into_raw(self) -> i32;
@@ -303,7 +307,10 @@ fn parent_loop(
     child: libc::pid_t,
     mut smaps: Option<std::fs::File>,
 ) -> i32 {
-    let mut settled = false;
+    // A quiet spell this long (ms) releases: PARENT_SETTLE_MS at startup, then
+    // RELEASE_AFTER_QUIET_MS after work; none while nothing happened since the last release.
+    let mut quiet_for: Option<i32> = smaps.as_ref().map(|_| PARENT_SETTLE_MS);
+    let mut release_now = false;
     let pfd = |fd, events| libc::pollfd {
         fd,
         events,
@@ -321,23 +328,26 @@ fn parent_loop(
             all[3] = pfd(sock, libc::POLLIN);
         }
         let fds = &mut all[..if relay.is_some() { 4 } else { 2 }];
-        // Until the child's startup requests are served, wake once after a quiet spell to
-        // release startup's memory; then only for work.
-        let polled = match (settled, smaps.as_mut()) {
-            (true, Some(f)) => {
-                let r = poll_releasing_memory(f, fds, -1);
-                smaps = None;
-                r
+        // Wake once after a quiet spell that follows work, to release what the work left
+        // mapped; otherwise only for work.
+        let polled = match smaps.as_mut() {
+            Some(f) if release_now => {
+                release_now = false;
+                poll_releasing_memory(f, fds, -1)
             }
-            (false, Some(_)) => sys::poll(fds, PARENT_SETTLE_MS),
-            (_, None) => sys::poll(fds, -1),
+            _ => sys::poll(fds, quiet_for.unwrap_or(-1)),
         };
         match polled {
-            Ok(0) if smaps.is_some() => {
-                settled = true;
+            Ok(0) if quiet_for.is_some() => {
+                quiet_for = None;
+                release_now = true;
                 continue;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if smaps.is_some() && quiet_for.is_none() {
+                    quiet_for = Some(RELEASE_AFTER_QUIET_MS as i32);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }

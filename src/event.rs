@@ -38,10 +38,6 @@ use crate::udp::{Transport, MAX_DATAGRAM};
 /// How long a shutdown may wait for the engine's last messages.
 const SHUTDOWN_GRACE_MS: u64 = 2000;
 
-/// How long the loop must have had no work before it releases the memory that the work
-/// left mapped (see [`crate::daemon::poll_releasing_memory`]).
-const RELEASE_AFTER_QUIET_MS: u64 = 10_000;
-
 /// The receive buffer: a UDP datagram ([`MAX_DATAGRAM`]) or a kernel message relayed by
 /// the parent, which reads those into 64 KiB.
 const RX_BUF: usize = 65536;
@@ -89,7 +85,7 @@ pub struct Daemon {
     /// work, left mapped is released as the loop waits (see
     /// [`crate::daemon::poll_releasing_memory`]).
     smaps: Option<File>,
-    /// When to release: the first wait, then [`RELEASE_AFTER_QUIET_MS`] after the last
+    /// When to release: the first wait, then [`crate::daemon::RELEASE_AFTER_QUIET_MS`] after the last
     /// wake-up that had work.
     release_due: Option<Time>,
 }
@@ -369,7 +365,7 @@ impl Daemon {
             // caches: release once it has been quiet for a while. Timers alone do not count,
             // or the periodic ones would keep the daemon releasing.
             if self.smaps.is_some() && matches!(polled, Ok(n) if n > 0) {
-                self.release_due = Some(now.add_millis(RELEASE_AFTER_QUIET_MS));
+                self.release_due = Some(now.add_millis(crate::daemon::RELEASE_AFTER_QUIET_MS));
             }
             if pfds[0].revents != 0 {
                 // A set of signal numbers rather than a list: no allocation, and a
