@@ -9,12 +9,13 @@
 # while both processes idle, with PARENT set to the parent's pid. IDLE_PEER=1 measures
 # after a negotiation instead: a second daemon (192.0.2.2, in its own namespace, on a veth
 # pair) brings up the example's tunnel with the measured one (192.0.2.1, ports 500/4500),
-# then both idle for settle-seconds.
+# then both idle for settle-seconds. IDLE_ARGS adds daemon flags (-v logs the releases);
+# IDLE_BIN measures another binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 settle=${1:-3}
 top=${2:-8}
-bin=${CARGO_TARGET_DIR:-target}/release/isakmpd
+bin=${IDLE_BIN:-${CARGO_TARGET_DIR:-target}/release/isakmpd}
 [ -x "$bin" ] || { echo "idle-memory.sh: $bin missing; cargo build --release" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "idle-memory.sh: run as root" >&2; exit 1; }
 
