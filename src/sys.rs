@@ -687,7 +687,7 @@ unsafe impl Send for PageBuf {}
 // SAFETY: shared access is read-only through Deref.
 unsafe impl Sync for PageBuf {}
 
-/// One mapping from /proc/self/smaps, as far as [`release_file_pages`] needs it.
+/// One mapping from /proc/self/smaps, as far as [`poll_after_releasing_file_pages`] needs it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Mapping {
     lo: usize,
@@ -735,7 +735,7 @@ fn smaps_header(line: &str) -> Option<Mapping> {
     })
 }
 
-/// The mappings of an smaps text whose pages [`release_file_pages`] may drop.
+/// The mappings of an smaps text whose pages [`poll_after_releasing_file_pages`] may drop.
 fn releasable_mappings(smaps: &str) -> Vec<Mapping> {
     let mut out = Vec::new();
     let mut cur: Option<Mapping> = None;
@@ -772,6 +772,24 @@ fn releasable_mappings(smaps: &str) -> Vec<Mapping> {
     out
 }
 
+/// The main thread's stack mapping in an smaps text.
+fn stack_mapping(smaps: &str) -> Option<(usize, usize)> {
+    let line = smaps.lines().find(|l| l.ends_with(" [stack]"))?;
+    let (lo, hi) = line.split_ascii_whitespace().next()?.split_once('-')?;
+    Some((
+        usize::from_str_radix(lo, 16).ok()?,
+        usize::from_str_radix(hi, 16).ok()?,
+    ))
+}
+
+/// An address in a frame below the caller's whole frame (this function's, dead once it
+/// returns): every live stack byte of the caller and its callers lies above it.
+#[inline(never)]
+fn below_the_callers_frame() -> usize {
+    let x = 0u8;
+    std::hint::black_box(&x) as *const u8 as usize
+}
+
 /// poll(2), after dropping from this process's page tables the resident pages of
 /// read-only private file mappings that hold no page of the process's own (no
 /// copy-on-write page, nothing locked): the code and constants of the binary and the
@@ -779,7 +797,8 @@ fn releasable_mappings(smaps: &str) -> Vec<Mapping> {
 /// after this maps the page again from the page cache (a minor fault), so nothing changes
 /// but the process's resident set (and its share of the libraries' pages, its Pss).
 /// `smaps` is /proc/self/smaps, opened while /proc was reachable. The heap's free pages
-/// go back too (malloc_trim).
+/// go back too (malloc_trim), and so do the stack's pages below the current frames (deep
+/// calls during the work; they come back zero-filled when a call goes that deep again).
 ///
 /// One function, and poll right after the last madvise: what the process touches before
 /// it sleeps (and maps again, with the folio or 64 kB around each page) is this function
@@ -803,9 +822,22 @@ pub fn poll_after_releasing_file_pages(
         return (Err(e), poll(fds, timeout_ms));
     }
     let maps = releasable_mappings(&text);
+    let stack = stack_mapping(&text);
     drop(text);
     // The heap's free pages too (startup's garbage, and the smaps text just read).
     malloc_trim();
+    // The stack's dead part, worked out before anything is released: what runs between the
+    // first madvise and poll (and so is mapped again) is only this function and libc's.
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let dead_stack = match (stack, usize::try_from(page)) {
+        (Some((lo, hi)), Ok(page @ 1..)) => {
+            // A page of margin under a frame that is below this one: nothing live is there.
+            let end = (below_the_callers_frame() & !(page - 1)).saturating_sub(page);
+            (lo < end && end <= hi).then_some((lo, end))
+        }
+        _ => None,
+    };
     let mut released = 0;
     for m in &maps {
         // SAFETY: [m.lo, m.hi) is a whole mapping that smaps has just shown to be a
@@ -819,6 +851,12 @@ pub fn poll_after_releasing_file_pages(
         if r == 0 {
             released += m.rss_kb;
         }
+    }
+    if let Some((lo, end)) = dead_stack {
+        // SAFETY: [lo, end) is the part of this thread's stack mapping below every live
+        // frame (see below_the_callers_frame) by more than a page; its contents are dead,
+        // and MADV_DONTNEED makes them zero-filled pages on the next use.
+        unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) };
     }
     // SAFETY: the pointer and the length describe the slice.
     let polled =
@@ -908,6 +946,17 @@ Anonymous:           ? kB
                 (0x55d0c0a00000, 0x55d0c0a28000, 112),
                 (0x7f62232c5000, 0x7f6223542000, 1908)
             ]
+        );
+    }
+
+    #[test]
+    fn stack_mapping_found() {
+        let text =
+            "7ffd1000-7ffd3000 rw-p 00000000 00:00 0                          [stack]\nRss: 8 kB\n";
+        assert_eq!(stack_mapping(text), Some((0x7ffd1000, 0x7ffd3000)));
+        assert_eq!(
+            stack_mapping("7ffd1000-7ffd3000 rw-p 00000000 00:00 0\n"),
+            None
         );
     }
 
