@@ -115,19 +115,6 @@ pub fn run(opts: Options) -> i32 {
             ));
         }
     }
-    // OpenSSL loads its providers from disk: do it before the child is jailed, and say
-    // which phase 1 ciphers this build of OpenSSL cannot do.
-    let missing: Vec<&str> = crate::ike::crypto::init()
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(c, _)| c.name())
-        .collect();
-    if !missing.is_empty() {
-        log::warn!(
-            "unavailable in the linked OpenSSL, never offered or accepted: {}",
-            missing.join(", ")
-        );
-    }
     let conf = match load_config(&opts.config) {
         Ok(c) => c,
         Err(e) => return fatal(&e),
@@ -216,7 +203,10 @@ pub fn run(opts: Options) -> i32 {
         report_path: opts.report_file.clone(),
         relay: std::cell::RefCell::new(None),
     };
-    let status = parent_loop(&server, &parent_signals, pid);
+    // Released once the child's requests at startup are served (the parent never runs
+    // OpenSSL, nor most of the binary, again), and after later work.
+    let smaps = std::fs::File::open("/proc/self/smaps").ok();
+    let status = parent_loop(&server, &parent_signals, pid, smaps);
     cleanup(&opts);
     status
 }
@@ -233,6 +223,23 @@ fn child_main(
             Ok(s) => s,
             Err(e) => return fatal(&format!("signals: {e}")),
         };
+    // OpenSSL loads its providers from disk: do it before the jail, and say which phase 1
+    // ciphers this build of OpenSSL cannot do. Only the child uses OpenSSL: the parent never
+    // touches libcrypto beyond what the dynamic loader does, so none of its pages (nor its
+    // providers' heap) are the parent's.
+    let missing: Vec<&str> = crate::ike::crypto::init()
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(c, _)| c.name())
+        .collect();
+    if !missing.is_empty() {
+        log::warn!(
+            "unavailable in the linked OpenSSL, never offered or accepted: {}",
+            missing.join(", ")
+        );
+    }
+    // Kept for after startup (see poll_releasing_memory): /proc is outside the jail.
+    let smaps = std::fs::File::open("/proc/self/smaps").ok();
     if let Err(e) = monitor::drop_privileges(user, PRIVSEP_DIR) {
         return fatal(&e);
     }
@@ -249,8 +256,38 @@ fn child_main(
         return fatal(&e);
     }
     log::info!("isakmpd started");
+    d.release_idle_memory(smaps);
     d.run()
 }
+
+/// Startup ran code that an idle daemon does not run again (OpenSSL's initialisation and
+/// provider loading, the configuration parser, the engine's set-up) and the dynamic loader
+/// read the libraries' symbol tables; a negotiation runs much of OpenSSL. The kernel keeps
+/// all those file pages mapped (and the folio or 64 kB around each one touched), counted
+/// in the process's resident set and in its share of the libraries. This gives the heap's
+/// free pages back and unmaps those file pages (they stay in the page cache; what the
+/// daemon runs later is mapped again on first use, a minor fault), then waits in poll(2)
+/// like [`sys::poll`]. `smaps` is the process's /proc/self/smaps. Called when startup is
+/// over, and after work once it has been quiet for [`RELEASE_AFTER_QUIET_MS`].
+pub(crate) fn poll_releasing_memory(
+    smaps: &mut std::fs::File,
+    fds: &mut [libc::pollfd],
+    timeout_ms: i32,
+) -> std::io::Result<usize> {
+    let (released, polled) = sys::poll_after_releasing_file_pages(smaps, fds, timeout_ms);
+    match released {
+        Ok(kb) => log::debug!("released {kb} kB of file pages mapped while working"),
+        Err(e) => log::debug!("/proc/self/smaps: {e}"),
+    }
+    polled
+}
+
+/// How long the parent waits without a request before it counts startup as over.
+const PARENT_SETTLE_MS: i32 = 500;
+
+/// How long a process must have had no work before it releases the memory that the work
+/// left mapped (see [`poll_releasing_memory`]).
+pub(crate) const RELEASE_AFTER_QUIET_MS: u64 = 10_000;
 
 trait IntoRaw {
     fn into_raw(self) -> i32;
@@ -264,7 +301,16 @@ impl IntoRaw for OwnedFd {
 }
 
 /// The privileged parent: serve the child, forward signals, and leave when it does.
-fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32 {
+fn parent_loop(
+    server: &Server,
+    signals: &SignalPipe,
+    child: libc::pid_t,
+    mut smaps: Option<std::fs::File>,
+) -> i32 {
+    // A quiet spell this long (ms) releases: PARENT_SETTLE_MS at startup, then
+    // RELEASE_AFTER_QUIET_MS after work; none while nothing happened since the last release.
+    let mut quiet_for: Option<i32> = smaps.as_ref().map(|_| PARENT_SETTLE_MS);
+    let mut release_now = false;
     let pfd = |fd, events| libc::pollfd {
         fd,
         events,
@@ -282,11 +328,28 @@ fn parent_loop(server: &Server, signals: &SignalPipe, child: libc::pid_t) -> i32
             all[3] = pfd(sock, libc::POLLIN);
         }
         let fds = &mut all[..if relay.is_some() { 4 } else { 2 }];
-        if let Err(e) = sys::poll(fds, -1) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
+        // Wake once after a quiet spell that follows work, to release what the work left
+        // mapped; otherwise only for work.
+        let polled = match smaps.as_mut() {
+            Some(f) if release_now => {
+                release_now = false;
+                poll_releasing_memory(f, fds, -1)
+            }
+            _ => sys::poll(fds, quiet_for.unwrap_or(-1)),
+        };
+        match polled {
+            Ok(0) if quiet_for.is_some() => {
+                quiet_for = None;
+                release_now = true;
                 continue;
             }
-            break;
+            Ok(_) => {
+                if smaps.is_some() && quiet_for.is_none() {
+                    quiet_for = Some(RELEASE_AFTER_QUIET_MS as i32);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
         if relay.is_some() {
             // The kernel traffic first: a child that is exiting has sent its last

@@ -75,12 +75,19 @@ pub struct Daemon {
     /// The channel to the kernel through the parent (see monitor::Client::kernel_channel).
     kernel_chan: Option<std::os::fd::OwnedFd>,
     /// Datagrams and kernel messages are read into this, one at a time.
-    rx: Box<[u8]>,
+    rx: sys::PageBuf,
     /// The engine's datagrams are written into this, one at a time.
-    tx: Box<[u8]>,
+    tx: sys::PageBuf,
     /// Kernel answers and events, emptied after each use; kept for their capacity.
     kernel_done: Vec<(u32, crate::ike::sa::KernelReply)>,
     kernel_events: Vec<crate::kernel::Event>,
+    /// /proc/self/smaps, opened before the jail: what startup, and later each burst of
+    /// work, left mapped is released as the loop waits (see
+    /// [`crate::daemon::poll_releasing_memory`]).
+    smaps: Option<File>,
+    /// When to release: the first wait, then [`crate::daemon::RELEASE_AFTER_QUIET_MS`] after the last
+    /// wake-up that had work.
+    release_due: Option<Time>,
 }
 
 impl Daemon {
@@ -138,11 +145,22 @@ impl Daemon {
             kernel: None,
             dialect,
             kernel_chan: None,
-            rx: vec![0; RX_BUF].into_boxed_slice(),
-            tx: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            // Mapped, not calloc'd: the pages no datagram has reached are never resident.
+            rx: sys::PageBuf::new(RX_BUF),
+            tx: sys::PageBuf::new(MAX_DATAGRAM),
             kernel_done: Vec::new(),
             kernel_events: Vec::new(),
+            smaps: None,
+            release_due: None,
         }
+    }
+
+    /// Releases the memory only startup used once startup is over, and what a burst of work
+    /// touched once it has been quiet for a while, through `smaps` (this process's
+    /// /proc/self/smaps).
+    pub fn release_idle_memory(&mut self, smaps: Option<File>) {
+        self.release_due = smaps.as_ref().map(|_| Time(0));
+        self.smaps = smaps;
     }
 
     fn now(&self) -> Time {
@@ -285,11 +303,17 @@ impl Daemon {
                 next_check = now.add_secs(every);
                 self.flush_transmit();
             }
+            // Due now: this wait releases (and must not wake at once for it).
+            let release = self.release_due.is_some_and(|d| now >= d);
+            if release {
+                self.release_due = None;
+            }
             let next = [
                 self.engine.poll_timeout(),
                 self.kernel.as_ref().and_then(|k| k.next_deadline()),
                 shutdown_deadline,
                 shutdown_deadline.is_none().then_some(next_check),
+                self.release_due,
             ]
             .into_iter()
             .flatten()
@@ -323,7 +347,13 @@ impl Daemon {
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
             }
-            if let Err(e) = sys::poll(&mut pfds, timeout) {
+            let polled = match self.smaps.as_mut() {
+                Some(smaps) if release => {
+                    crate::daemon::poll_releasing_memory(smaps, &mut pfds, timeout)
+                }
+                _ => sys::poll(&mut pfds, timeout),
+            };
+            if let Err(e) = polled {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("poll: {e}");
                     return 1;
@@ -331,6 +361,12 @@ impl Daemon {
                 continue;
             }
             let now = self.now();
+            // Work (a datagram, a command, a kernel message, a signal) maps code and fills
+            // caches: release once it has been quiet for a while. Timers alone do not count,
+            // or the periodic ones would keep the daemon releasing.
+            if self.smaps.is_some() && matches!(polled, Ok(n) if n > 0) {
+                self.release_due = Some(now.add_millis(crate::daemon::RELEASE_AFTER_QUIET_MS));
+            }
             if pfds[0].revents != 0 {
                 // A set of signal numbers rather than a list: no allocation, and a
                 // signal sent twice before we woke is handled once (isakmpd's handlers

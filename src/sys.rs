@@ -599,6 +599,273 @@ fn sockaddr_to(ss: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Memory: what startup leaves behind.
+
+/// malloc_trim(3) with no padding: glibc returns the heap's free pages (at its top and,
+/// with MADV_DONTNEED, inside it) to the kernel. True if any memory was released.
+pub fn malloc_trim() -> bool {
+    // SAFETY: no pointers; glibc takes its own arena locks.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// A zero-filled byte buffer in an anonymous mapping of its own: until a page is written it
+/// is the kernel's zero page, so a large buffer that is mostly unused (a 64 KiB receive
+/// buffer that sees 1 kB datagrams) costs only the pages used. calloc would clear the
+/// pages of a heap chunk, making them all resident at once. (Should mmap fail, the buffer
+/// is an ordinary boxed slice.)
+pub struct PageBuf(PageMem);
+
+enum PageMem {
+    Mapped {
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+    },
+    Heap(Box<[u8]>),
+}
+
+impl PageBuf {
+    pub fn new(len: usize) -> PageBuf {
+        if len == 0 {
+            return PageBuf(PageMem::Heap(Box::default()));
+        }
+        // SAFETY: a new private anonymous mapping; no existing memory is named.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(p.cast::<u8>()) {
+            Some(ptr) if p != libc::MAP_FAILED => PageBuf(PageMem::Mapped { ptr, len }),
+            _ => PageBuf(PageMem::Heap(vec![0; len].into_boxed_slice())),
+        }
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            // SAFETY: the mapping is `len` readable bytes (zero-filled when new), owned by
+            // self and alive until drop.
+            PageMem::Mapped { ptr, len } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+            PageMem::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            // SAFETY: as for deref; &mut self makes the borrow unique.
+            PageMem::Mapped { ptr, len } => unsafe {
+                std::slice::from_raw_parts_mut(ptr.as_ptr(), *len)
+            },
+            PageMem::Heap(b) => b,
+        }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        if let PageMem::Mapped { ptr, len } = self.0 {
+            // SAFETY: the mapping made in `new`, no longer borrowed.
+            unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+        }
+    }
+}
+
+// SAFETY: the buffer is owned memory like a Box<[u8]>; nothing is shared.
+unsafe impl Send for PageBuf {}
+// SAFETY: shared access is read-only through Deref.
+unsafe impl Sync for PageBuf {}
+
+/// One mapping from /proc/self/smaps, as far as [`poll_after_releasing_file_pages`] needs it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Mapping {
+    lo: usize,
+    hi: usize,
+    /// Read-only, private, and backed by a regular file (a path, not a device or a
+    /// pseudo-mapping such as [heap] or [vdso]).
+    file_ro_private: bool,
+    rss_kb: u64,
+    /// Copied-on-write (or otherwise anonymous) pages, and locked ones.
+    anon_kb: u64,
+    locked_kb: u64,
+}
+
+impl Mapping {
+    /// Its pages are exactly the file's: dropping them from the page tables loses nothing,
+    /// the next access maps them again from the page cache.
+    fn releasable(&self) -> bool {
+        self.file_ro_private
+            && self.rss_kb > 0
+            && self.anon_kb == 0
+            && self.locked_kb == 0
+            && self.lo < self.hi
+    }
+}
+
+fn smaps_header(line: &str) -> Option<Mapping> {
+    let mut f = line.split_ascii_whitespace();
+    let (lo, hi) = f.next()?.split_once('-')?;
+    let lo = usize::from_str_radix(lo, 16).ok()?;
+    let hi = usize::from_str_radix(hi, 16).ok()?;
+    let perms = f.next()?.as_bytes();
+    let path = f.nth(3).unwrap_or("");
+    if perms.len() != 4 {
+        return None;
+    }
+    Some(Mapping {
+        lo,
+        hi,
+        file_ro_private: perms[0] == b'r'
+            && perms[1] == b'-'
+            && perms[3] == b'p'
+            && path.starts_with('/')
+            && !path.starts_with("/dev/"),
+        ..Mapping::default()
+    })
+}
+
+/// The mappings of an smaps text whose pages [`poll_after_releasing_file_pages`] may drop.
+fn releasable_mappings(smaps: &str) -> Vec<Mapping> {
+    let mut out = Vec::new();
+    let mut cur: Option<Mapping> = None;
+    for line in smaps.lines() {
+        // Field lines are "Name:  value kB"; a header starts with the address range.
+        let field = line.split_once(':').filter(|(k, _)| !k.contains('-'));
+        match field {
+            Some((key, rest)) => {
+                let Some(m) = cur.as_mut() else { continue };
+                let kb = rest
+                    .split_ascii_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok());
+                match (key, kb) {
+                    ("Rss", Some(v)) => m.rss_kb = v,
+                    ("Anonymous", Some(v)) => m.anon_kb = v,
+                    ("Locked", Some(v)) => m.locked_kb = v,
+                    // Unknown or unparsable: be safe, keep the mapping.
+                    ("Anonymous" | "Locked", None) => m.anon_kb = u64::MAX,
+                    _ => {}
+                }
+            }
+            None => {
+                if let Some(m) = cur.take().filter(Mapping::releasable) {
+                    out.push(m);
+                }
+                cur = smaps_header(line);
+            }
+        }
+    }
+    if let Some(m) = cur.filter(Mapping::releasable) {
+        out.push(m);
+    }
+    out
+}
+
+/// The main thread's stack mapping in an smaps text.
+fn stack_mapping(smaps: &str) -> Option<(usize, usize)> {
+    let line = smaps.lines().find(|l| l.ends_with(" [stack]"))?;
+    let (lo, hi) = line.split_ascii_whitespace().next()?.split_once('-')?;
+    Some((
+        usize::from_str_radix(lo, 16).ok()?,
+        usize::from_str_radix(hi, 16).ok()?,
+    ))
+}
+
+/// An address in a frame below the caller's whole frame (this function's, dead once it
+/// returns): every live stack byte of the caller and its callers lies above it.
+#[inline(never)]
+fn below_the_callers_frame() -> usize {
+    let x = 0u8;
+    std::hint::black_box(&x) as *const u8 as usize
+}
+
+/// poll(2), after dropping from this process's page tables the resident pages of
+/// read-only private file mappings that hold no page of the process's own (no
+/// copy-on-write page, nothing locked): the code and constants of the binary and the
+/// shared libraries that startup ran and that an idle daemon does not need. Every access
+/// after this maps the page again from the page cache (a minor fault), so nothing changes
+/// but the process's resident set (and its share of the libraries' pages, its Pss).
+/// `smaps` is /proc/self/smaps, opened while /proc was reachable. The heap's free pages
+/// go back too (malloc_trim), and so do the stack's pages below the current frames (deep
+/// calls during the work; they come back zero-filled when a call goes that deep again).
+///
+/// One function, and poll right after the last madvise: what the process touches before
+/// it sleeps (and maps again, with the folio or 64 kB around each page) is this function
+/// and libc's poll, not the rest of a loop. Returns the kB released (or why none) and
+/// poll's result.
+///
+/// Only for a single-threaded process: no mapping may change between reading smaps and
+/// the madvise calls.
+#[inline(never)]
+pub fn poll_after_releasing_file_pages(
+    smaps: &mut std::fs::File,
+    fds: &mut [pollfd],
+    timeout_ms: c_int,
+) -> (io::Result<u64>, io::Result<usize>) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let read = smaps
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| smaps.read_to_string(&mut text));
+    if let Err(e) = read {
+        return (Err(e), poll(fds, timeout_ms));
+    }
+    let maps = releasable_mappings(&text);
+    let stack = stack_mapping(&text);
+    drop(text);
+    // The heap's free pages too (startup's garbage, and the smaps text just read).
+    malloc_trim();
+    // The stack's dead part, worked out before anything is released: what runs between the
+    // first madvise and poll (and so is mapped again) is only this function and libc's.
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let dead_stack = match (stack, usize::try_from(page)) {
+        (Some((lo, hi)), Ok(page @ 1..)) => {
+            // A page of margin under a frame that is below this one: nothing live is there.
+            let end = (below_the_callers_frame() & !(page - 1)).saturating_sub(page);
+            (lo < end && end <= hi).then_some((lo, end))
+        }
+        _ => None,
+    };
+    let mut released = 0;
+    for m in &maps {
+        // SAFETY: [m.lo, m.hi) is a whole mapping that smaps has just shown to be a
+        // private, read-only mapping of a regular file without one anonymous (private,
+        // copied-on-write) page: MADV_DONTNEED then only unmaps page cache pages, which
+        // the next access maps again with the same contents. The process has one thread
+        // and nothing between the read and this call maps, unmaps or writes any file
+        // mapping, so the range is still that mapping.
+        let r =
+            unsafe { libc::madvise(m.lo as *mut libc::c_void, m.hi - m.lo, libc::MADV_DONTNEED) };
+        if r == 0 {
+            released += m.rss_kb;
+        }
+    }
+    if let Some((lo, end)) = dead_stack {
+        // SAFETY: [lo, end) is the part of this thread's stack mapping below every live
+        // frame (see below_the_callers_frame) by more than a page; its contents are dead,
+        // and MADV_DONTNEED makes them zero-filled pages on the next use.
+        unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) };
+    }
+    // SAFETY: the pointer and the length describe the slice.
+    let polled =
+        cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) })
+            .map(|n| n as usize);
+    drop(maps);
+    (Ok(released), polled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,5 +896,88 @@ mod tests {
         assert_eq!(&b[..3], b"abc");
         let e = read(r.as_raw_fd(), &mut b).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn smaps_selection() {
+        let text = "\
+55d0c0a00000-55d0c0a28000 r--p 00000000 fe:01 1234   /usr/sbin/isakmpd
+Size:                160 kB
+Rss:                 112 kB
+Anonymous:             0 kB
+Locked:                0 kB
+VmFlags: rd mr mw me dw sd
+7f6223620000-7f6223682000 r--p 00420000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+Rss:                 392 kB
+Anonymous:           392 kB
+Locked:                0 kB
+7f6223682000-7f6223685000 rw-p 00482000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+Rss:                  12 kB
+Anonymous:             0 kB
+7f62232c5000-7f6223542000 r-xp 000c5000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+Rss:                1908 kB
+Anonymous:             0 kB
+Locked:                0 kB
+7f62232c6000-7f62232c7000 r-xp 00000000 00:00 0      [vdso]
+Rss:                   4 kB
+Anonymous:             0 kB
+7f62232c8000-7f62232c9000 r--p 00000000 00:05 7      /dev/zero
+Rss:                   4 kB
+Anonymous:             0 kB
+7f62232d0000-7f62232d1000 r--s 00000000 00:05 8      /usr/share/x
+Rss:                   4 kB
+Anonymous:             0 kB
+7f62232e0000-7f62232e1000 r-xp 00000000 00:05 9      /usr/lib/locked.so
+Rss:                   4 kB
+Anonymous:             0 kB
+Locked:                4 kB
+7f62232f0000-7f62232f1000 r-xp 00000000 00:05 9      /usr/lib/empty.so
+Rss:                   0 kB
+Anonymous:             0 kB
+7f6223300000-7f6223301000 r-xp 00000000 00:05 9      /usr/lib/odd.so
+Rss:                   4 kB
+Anonymous:           ? kB
+";
+        let m = releasable_mappings(text);
+        let ranges: Vec<_> = m.iter().map(|m| (m.lo, m.hi, m.rss_kb)).collect();
+        assert_eq!(
+            ranges,
+            vec![
+                (0x55d0c0a00000, 0x55d0c0a28000, 112),
+                (0x7f62232c5000, 0x7f6223542000, 1908)
+            ]
+        );
+    }
+
+    #[test]
+    fn stack_mapping_found() {
+        let text =
+            "7ffd1000-7ffd3000 rw-p 00000000 00:00 0                          [stack]\nRss: 8 kB\n";
+        assert_eq!(stack_mapping(text), Some((0x7ffd1000, 0x7ffd3000)));
+        assert_eq!(
+            stack_mapping("7ffd1000-7ffd3000 rw-p 00000000 00:00 0\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn own_smaps_has_releasable_code() {
+        // Parsing only: the test harness has other threads, so nothing is released here.
+        let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
+            return;
+        };
+        let m = releasable_mappings(&text);
+        let here = own_smaps_has_releasable_code as fn() as usize;
+        assert!(m.iter().any(|m| m.lo <= here && here < m.hi), "{m:?}");
+    }
+
+    #[test]
+    fn page_buffer_is_zeroed_and_writable() {
+        let mut b = PageBuf::new(65536);
+        assert_eq!(b.len(), 65536);
+        assert!(b.iter().all(|&x| x == 0));
+        b[65535] = 7;
+        b[..3].copy_from_slice(b"abc");
+        assert_eq!((&b[..3], b[65535]), (&b"abc"[..], 7));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! This is a pure data structure. It never reads a clock: every call takes `now` as a
 //! [`Time`], which the event loop derives from CLOCK_MONOTONIC (and tests from a virtual
-//! clock). Entries live in a slab allocated once at construction (`capacity`), linked into
+//! clock). Entries live in a slab reserved once at construction (`capacity`) and filled in as
+//! the number of armed timers first reaches each index (so the reserved but never used part
+//! of a large wheel costs no memory until it is needed), linked into
 //! `SLOTS` doubly-linked slot lists by deadline tick. Deadlines further away than one
 //! revolution simply stay in their slot until the cursor has passed them enough times; the
 //! stored tick tells whether an entry is due in the revolution being looked at.
@@ -89,8 +91,7 @@ struct Entry<T> {
 }
 
 pub struct TimerWheel<T: Copy> {
-    /// Entries ever used (up to `cap`, reserved at construction but touched only as the
-    /// wheel first needs them), and the free list through them.
+    /// Grows up to `cap` without reallocating; freed entries go to the `free` list.
     entries: Vec<Entry<T>>,
     cap: usize,
     heads: Vec<u32>,
@@ -105,11 +106,12 @@ pub struct TimerWheel<T: Copy> {
 }
 
 impl<T: Copy> TimerWheel<T> {
-    /// A wheel holding at most `capacity` timers, all memory reserved now (its pages are
-    /// touched only as timers come into use).
+    /// A wheel holding at most `capacity` timers, all memory reserved now (and written only
+    /// as timers are armed).
     pub fn new(capacity: usize, now: Time) -> Self {
         let capacity = capacity.min(NIL as usize - 1);
         TimerWheel {
+            // Reserved, not written: a large wheel's pages stay untouched until used.
             entries: Vec::with_capacity(capacity),
             cap: capacity,
             heads: vec![NIL; SLOTS],
@@ -135,7 +137,13 @@ impl<T: Copy> TimerWheel<T> {
 
     /// Arms a timer for `deadline`; a deadline in the past fires at the next `expire`.
     pub fn insert(&mut self, deadline: Time, payload: T) -> Result<TimerHandle, Full> {
-        if self.free == NIL && self.entries.len() < self.cap {
+        let mut idx = self.free;
+        if idx == NIL {
+            if self.entries.len() == self.cap {
+                return Err(Full);
+            }
+            // Within the reserved capacity: never reallocates.
+            idx = self.entries.len() as u32;
             self.entries.push(Entry {
                 deadline: Time(0),
                 tick: 0,
@@ -144,11 +152,6 @@ impl<T: Copy> TimerWheel<T> {
                 gen: 0,
                 payload: None,
             });
-            self.free = (self.entries.len() - 1) as u32;
-        }
-        let idx = self.free;
-        if idx == NIL {
-            return Err(Full);
         }
         let tick = (deadline.0 / TICK_MS).max(self.cursor);
         let slot = (tick % SLOTS as u64) as usize;

@@ -7,9 +7,10 @@
 //! type 1 padding over the raw HASH, no DigestInfo: RFC 2409 §5.1, isakmpd's
 //! `RSA_private_encrypt`).
 //!
-//! [`init`] runs before the privileged fork and chroot: it loads OpenSSL's legacy provider
-//! (DES, Blowfish and CAST live there in OpenSSL 3) while the module files are reachable,
-//! and probes every cipher so that the daemon can say at startup which are unavailable.
+//! [`init`] runs in the unprivileged child before its chroot (the privileged parent never
+//! uses OpenSSL): it loads OpenSSL's legacy provider (DES, Blowfish and CAST live there in
+//! OpenSSL 3) while the module files are reachable, and probes every cipher so that the
+//! daemon can say at startup which are unavailable.
 
 use std::sync::OnceLock;
 
