@@ -59,6 +59,8 @@ use super::wire::{
     SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
 };
 
+/// The peer's NAT-T port (RFC 3948).
+const NAT_T_PORT: u16 = 4500;
 /// Nonce length we send (§2.10: at least half the PRF key size, and 16 bytes).
 const NONCE_LEN: usize = 32;
 /// IKE_SA_INIT retries after INVALID_KE_PAYLOAD or COOKIE before giving up.
@@ -571,7 +573,7 @@ impl Engine {
                     if hd.response() {
                         self.response(now, h, &hd, &inner);
                     } else {
-                        self.request(now, h, &hd, &inner);
+                        self.request(now, h, &hd, &inner, (local, remote));
                     }
                 }
                 Err(e) => self.dropped(remote, e.reason),
@@ -855,6 +857,12 @@ impl Engine {
         sa.nr = nr.to_vec();
         sa.init_r = data.to_vec();
         nat_detect(sa, pl);
+        if (sa.info.nat_local || sa.info.nat_remote) && sa.info.local.port() != config.nat_port {
+            // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH. XXX: the
+            // CHILD_SA is not yet marked for UDP encapsulation.
+            sa.info.local.set_port(config.nat_port);
+            sa.info.remote.set_port(NAT_T_PORT);
+        }
         let dh = sa.dh.take().ok_or("no DH value")?;
         if ke.group != chosen.dh || dh.group().number() != chosen.dh.0 {
             return Err("KE group differs from the chosen one");
@@ -876,11 +884,21 @@ impl Engine {
     }
 
     /// A request on an SA: check the window, answer a repeat from the kept response.
-    fn request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+    fn request(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+        (local, remote): (SocketAddr, SocketAddr),
+    ) {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        let remote = sa.info.remote;
+        // A response goes back where its (authenticated) request came from (§2.11): the
+        // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23).
+        sa.info.local = local;
+        sa.info.remote = remote;
         if hd.msgid != sa.peer_msgid {
             match &sa.response {
                 Some((m, r)) if *m == hd.msgid => {
