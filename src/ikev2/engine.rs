@@ -896,19 +896,20 @@ impl Engine {
             return;
         };
         // A response goes back where its (authenticated) request came from (§2.11): the
-        // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23).
-        sa.info.local = local;
-        sa.info.remote = remote;
+        // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23). Only a new
+        // request moves the SA; a repeated one is answered where it came from.
         if hd.msgid != sa.peer_msgid {
             match &sa.response {
                 Some((m, r)) if *m == hd.msgid => {
-                    self.io.send(sa.info.local, remote, r);
+                    self.io.send(local, remote, r);
                     self.io.stats.responses_resent += 1;
                 }
                 _ => self.io.dropped(remote, "request outside the window"),
             }
             return;
         }
+        sa.info.local = local;
+        sa.info.remote = remote;
         match (sa.info.state, hd.exchange) {
             (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
