@@ -34,7 +34,7 @@ mod lifecycle;
 mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
-mod outbox;
+pub(crate) mod outbox;
 mod phase1;
 mod phase2;
 mod reject;

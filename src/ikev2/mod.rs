@@ -7,15 +7,22 @@
 //! - [`keys`]: the key schedule (prf, prf+, SKEYSEED, the seven SK_* keys, IKE SA rekey,
 //!   CHILD_SA KEYMAT) and the shared-key AUTH of §2.15, on top of `crate::ike::crypto`;
 //! - [`sk`]: SK and SKF payload protection in place (AES-CBC with HMAC, AES-GCM-16 and
-//!   ChaCha20-Poly1305 per RFC 5282 / RFC 7634) and fragment reassembly (RFC 7383 §2.6).
+//!   ChaCha20-Poly1305 per RFC 5282 / RFC 7634) and fragment reassembly (RFC 7383 §2.6);
+//! - [`policy`]: what to negotiate with whom (peers, PSKs, identities, IKE and ESP suites,
+//!   traffic selectors) as plain values, with proposal matching and selector narrowing;
+//! - [`engine`]: the sans-IO engine with the `handle_*`/`poll_*` shape of STYLE §10.2:
+//!   IKE_SA_INIT (INVALID_KE_PAYLOAD retry, NAT detection) and IKE_AUTH with a shared key,
+//!   both roles, the first CHILD_SA's keys, message IDs and retransmission (§2.1),
+//!   sharing the timer wheel, the outbox, the tables and the crypto with `crate::ike`.
 //!
-//! What comes later: the exchanges (IKE_SA_INIT with COOKIE and
-//! INVALID_KE_PAYLOAD, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL) as a sans-IO engine with
-//! the `handle_*`/`poll_*` shape of STYLE §10.2, sharing the timer wheel, the kernel
-//! interface and the configuration with the IKEv1 engine in `crate::ike`.
+//! What comes later: CREATE_CHILD_SA, INFORMATIONAL (DELETE, liveness), the COOKIE
+//! challenge, the kernel interface, certificates, NAT-T and fragmentation in the engine,
+//! and iked.conf(5) (issue 17).
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod keys;
+pub mod policy;
 pub mod sk;
 pub mod wire;

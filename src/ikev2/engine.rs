@@ -1,0 +1,1575 @@
+//! The IKEv2 engine, sans-IO (STYLE §10.2): IKE_SA_INIT and IKE_AUTH with a pre-shared
+//! key, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
+//!
+//! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`] and
+//! [`Engine::connect`], each with the time; outputs are [`Engine::poll_transmit`] and
+//! [`Engine::poll_timeout`]. Nothing here reads a clock or touches a socket.
+//!
+//! - IKE_SA_INIT: the initiator offers its IKE suites, a KE for the first suite's group,
+//!   a nonce and the NAT_DETECTION_* notifies (§2.23: SHA-1 of SPIi | SPIr | address |
+//!   port). The responder picks the first offered proposal that matches one of its
+//!   suites; a KE for another group is answered with INVALID_KE_PAYLOAD naming the chosen
+//!   group (the initiator retries with it, §1.2), no match with NO_PROPOSAL_CHOSEN. Both
+//!   answers are stateless. A COOKIE notify is returned with the next request (§2.6).
+//! - IKE_AUTH: IDi, AUTH (shared key, method 2), the ESP SA with the initiator's SPI, TSi
+//!   and TSr in an SK payload; the responder checks AUTH (constant time), picks an ESP
+//!   suite, intersects the selectors (§2.9, simply: the answer is what both allow) and
+//!   answers IDr, AUTH, SA, TSi, TSr. A wrong AUTH is AUTHENTICATION_FAILED in the
+//!   protected response and the IKE SA is gone on both sides (§2.21.2). The CHILD_SA's
+//!   KEYMAT comes from the IKE_SA_INIT nonces (§2.17); SPIs, keys and selectors are kept
+//!   in [`Engine::child_sas`]. Nothing is installed in a kernel yet.
+//! - Message IDs (§2.1-§2.3, window 1): only the initiator of an exchange retransmits, on
+//!   a timer with exponential back-off and a bounded count; a responder answers a repeated
+//!   request from the response it kept; duplicate responses and requests outside the
+//!   window are dropped silently, as are messages whose ICV does not verify (§2.21.2).
+//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire.
+//!
+//! TODO (issue 16): the responder's COOKIE challenge when half-open SAs pass a threshold
+//! (§2.6; today a request over the limit is dropped), CREATE_CHILD_SA, DELETE and liveness
+//! in INFORMATIONAL, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! announced before it is installed), certificates and signatures, NAT-T (the move to
+//! port 4500; detection is done), fragmentation, the capture file.
+//!
+//! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
+//! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
+//! the shared pieces: the outbox, the timer wheel, the random source.
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::ike::crypto::{hash, DhPrivate, Group, HashAlg, Key, Random};
+use crate::ike::outbox::Outbox;
+use crate::ike::router::{Keyed, Table};
+use crate::ike::sa::{hex, Handle, Slab};
+use crate::ike::wire::GroupDescription;
+use crate::ike::Transmit;
+use crate::timer::{Time, TimerHandle, TimerWheel};
+
+use super::keys::{
+    psk_auth, skeyseed, verify_psk_auth, ChildKeys, Encr, IkeKeys, Integ, KeyError, SignedOctets,
+    Suite,
+};
+use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Selector};
+use super::sk::{SkError, SkKeys};
+use super::wire::ts::emit_ts;
+use super::wire::{
+    parse_payloads, AuthMethod, AuthPayload, DhGroup, ExchangeType, Header, KePayload, Message,
+    MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads, ProposalRepr, ProtocolId,
+    SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
+};
+
+/// The peer's NAT-T port (RFC 3948).
+const NAT_T_PORT: u16 = 4500;
+/// Nonce length we send (§2.10: at least half the PRF key size, and 16 bytes).
+const NONCE_LEN: usize = 32;
+/// IKE_SA_INIT retries after INVALID_KE_PAYLOAD or COOKIE before giving up.
+const INIT_RETRIES: u8 = 3;
+/// Largest message we build (a MODP-8192 KE is 1 KiB).
+const BUILD_MAX: usize = 8192;
+
+/// Where an IKE SA stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeState {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, IKE_AUTH awaited.
+    HalfOpen,
+    /// Both AUTHs verified.
+    Established,
+}
+
+/// What a test or a report may see of an IKE SA.
+#[derive(Debug, Clone)]
+pub struct IkeSaInfo {
+    pub peer: String,
+    pub initiator: bool,
+    pub spi_i: [u8; 8],
+    pub spi_r: [u8; 8],
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: IkeState,
+    pub suite: Option<Suite>,
+    /// NAT detection (§2.23): our address or the peer's is not what the other side saw.
+    pub nat_local: bool,
+    pub nat_remote: bool,
+}
+
+/// A negotiated CHILD_SA (ESP, tunnel mode) with its keys; `in` is what we receive
+/// (under `spi_in`, our SPI), `out` what we send (under the peer's `spi_out`).
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    pub ike: Handle,
+    pub peer: String,
+    pub initiator: bool,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub encr: Encr,
+    pub integ: Option<Integ>,
+    pub encr_in: Key,
+    pub integ_in: Key,
+    pub encr_out: Key,
+    pub integ_out: Key,
+    pub ts_local: Vec<Selector>,
+    pub ts_remote: Vec<Selector>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub datagrams_received: u64,
+    pub datagrams_dropped: u64,
+    /// Requests answered again from the kept response.
+    pub responses_resent: u64,
+    pub retransmits: u64,
+    pub ike_sas_established: u64,
+    pub child_sas_established: u64,
+    pub failed: u64,
+    pub half_open_refused: u64,
+    pub half_open_expired: u64,
+}
+
+/// Why a connect failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    UnknownPeer,
+    TableFull,
+    Local(&'static str),
+}
+
+/// A local failure while building or deriving: our bug or bad configuration, never the
+/// peer's doing (those are notifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fail(&'static str);
+
+impl From<NoRoom> for Fail {
+    fn from(_: NoRoom) -> Fail {
+        Fail("message does not fit the buffer")
+    }
+}
+
+impl From<SkError> for Fail {
+    fn from(_: SkError) -> Fail {
+        Fail("SK protection failed")
+    }
+}
+
+impl From<KeyError> for Fail {
+    fn from(_: KeyError) -> Fail {
+        Fail("key derivation failed")
+    }
+}
+
+/// The request we wait an answer for.
+struct Pending {
+    msgid: u32,
+    data: Vec<u8>,
+    xmits: u32,
+    at: Time,
+}
+
+struct IkeSa {
+    info: IkeSaInfo,
+    /// Index of the peer in the policy.
+    peer: usize,
+    keys: Option<IkeKeys>,
+    dh: Option<DhPrivate>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response as sent (RealMessage1/2 of §2.15).
+    init_i: Vec<u8>,
+    init_r: Vec<u8>,
+    /// Initiator: retries of IKE_SA_INIT, and the COOKIE to return.
+    init_retries: u8,
+    cookie: Option<Vec<u8>>,
+    /// Initiator: our inbound ESP SPI, offered in IKE_AUTH.
+    child_spi: u32,
+    /// Our next request's message ID, and the next request's we expect.
+    next_msgid: u32,
+    peer_msgid: u32,
+    /// The last response we sent, for a repeated request.
+    response: Option<(u32, Vec<u8>)>,
+    request: Option<Pending>,
+    /// A half-open responder SA goes at this time.
+    expires: Option<Time>,
+    timer: Option<TimerHandle>,
+    /// Responder: the (SPIi, address) index entry.
+    init_index: Option<Handle>,
+    /// AEAD IVs: a counter, unique per key (RFC 5282 §3).
+    iv_counter: u64,
+}
+
+impl IkeSa {
+    fn our_spi(&self) -> [u8; 8] {
+        if self.info.initiator {
+            self.info.spi_i
+        } else {
+            self.info.spi_r
+        }
+    }
+
+    fn header(&self, exchange: ExchangeType, msgid: u32, response: bool) -> Header {
+        Header {
+            spi_i: self.info.spi_i,
+            spi_r: self.info.spi_r,
+            exchange,
+            flags: if self.info.initiator {
+                FLAG_INITIATOR
+            } else {
+                0
+            } | if response { FLAG_RESPONSE } else { 0 },
+            msgid,
+            ..Header::default()
+        }
+    }
+
+    /// Earliest deadline: retransmission or half-open expiry.
+    fn deadline(&self) -> Option<Time> {
+        match (self.request.as_ref().map(|r| r.at), self.expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The shared pieces a handler touches beside the SA it holds (the IKEv2 sibling of
+/// `crate::ike::io::Io`).
+struct Io {
+    outbox: Outbox,
+    timers: TimerWheel<Handle>,
+    rng: Box<dyn Random>,
+    stats: Stats,
+    nat_port: u16,
+}
+
+impl Io {
+    fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let prefix: &[u8] = if local.port() == self.nat_port {
+            &[0; 4]
+        } else {
+            &[]
+        };
+        self.outbox.push(local, remote, prefix, data);
+    }
+
+    fn dropped(&mut self, remote: SocketAddr, why: &str) {
+        self.stats.datagrams_dropped += 1;
+        log::debug!("ikev2: {remote}: dropped: {why}");
+    }
+
+    fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.rng.fill(&mut b);
+        b
+    }
+
+    fn spi(&mut self) -> [u8; 8] {
+        loop {
+            let s = self.random::<8>();
+            if s != [0; 8] {
+                return s;
+            }
+        }
+    }
+
+    /// An ESP SPI outside the reserved 0-255 (RFC 4303 §2.1).
+    fn esp_spi(&mut self) -> u32 {
+        loop {
+            let s = u32::from_be_bytes(self.random::<4>());
+            if s > 255 {
+                return s;
+            }
+        }
+    }
+
+    fn arm(&mut self, h: Handle, sa: &mut IkeSa) {
+        if let Some(t) = sa.timer.take() {
+            self.timers.cancel(t);
+        }
+        if let Some(d) = sa.deadline() {
+            match self.timers.insert(d, h) {
+                Ok(t) => sa.timer = Some(t),
+                Err(_) => log::error!("ikev2: timer table full; IKE SA has no timer"),
+            }
+        }
+    }
+
+    /// Sends a request and keeps it for retransmission.
+    fn request(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        h: Handle,
+        sa: &mut IkeSa,
+        msgid: u32,
+        data: Vec<u8>,
+    ) {
+        self.send(sa.info.local, sa.info.remote, &data);
+        sa.request = Some(Pending {
+            msgid,
+            data,
+            xmits: 0,
+            at: now.add_millis(cfg.retransmit_ms),
+        });
+        self.arm(h, sa);
+    }
+
+    /// Sends a response and keeps it for a repeated request.
+    fn respond(&mut self, sa: &mut IkeSa, msgid: u32, data: Vec<u8>) {
+        self.send(sa.info.local, sa.info.remote, &data);
+        sa.response = Some((msgid, data));
+    }
+
+    /// The IV of the next SK payload: random for CBC, a counter for AEAD.
+    fn iv(&mut self, sa: &mut IkeSa, sk: &SkKeys) -> Vec<u8> {
+        let mut iv = vec![0u8; sk.iv_len()];
+        if sk.iv_len() == 8 {
+            sa.iv_counter += 1;
+            iv.copy_from_slice(&sa.iv_counter.to_be_bytes());
+        } else {
+            self.rng.fill(&mut iv);
+        }
+        iv
+    }
+}
+
+/// A responder SA's IKE_SA_INIT: the initiator's SPI and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct InitKey([u8; 8], SocketAddr);
+
+/// The IKEv2 engine.
+pub struct Engine {
+    config: Config,
+    policy: Policy,
+    /// IKE SAs by our SPI.
+    sas: Table<IkeSa, [u8; 8]>,
+    /// Responder SAs by (SPIi, peer address), to tell a repeated IKE_SA_INIT (§2.1).
+    by_init: Table<(InitKey, Handle), InitKey>,
+    half_open: usize,
+    children: Slab<ChildSa>,
+    io: Io,
+    /// Scratch for decrypting in place.
+    rx: Vec<u8>,
+    fired: Vec<Handle>,
+}
+
+impl Engine {
+    pub fn new(config: Config, policy: Policy, now: Time, mut rng: Box<dyn Random>) -> Engine {
+        let mut key = [0u8; 16];
+        rng.fill(&mut key);
+        let n = config.max_ike_sas.max(1);
+        Engine {
+            sas: Table::with_capacity(n, IkeSa::our_spi, Keyed(key)),
+            by_init: Table::with_capacity(n, |e| e.0, Keyed(key)),
+            half_open: 0,
+            children: Slab::with_capacity(2 * n),
+            io: Io {
+                outbox: Outbox::new(),
+                timers: TimerWheel::new(2 * n, now),
+                rng,
+                stats: Stats::default(),
+                nat_port: config.nat_port,
+            },
+            rx: Vec::with_capacity(65535),
+            fired: Vec::new(),
+            config,
+            policy,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.io.stats
+    }
+
+    /// The IKE SAs, in any state.
+    pub fn ike_sas(&self) -> impl Iterator<Item = (Handle, &IkeSaInfo)> {
+        self.sas.iter().map(|(h, sa)| (h, &sa.info))
+    }
+
+    pub fn child_sas(&self) -> impl Iterator<Item = &ChildSa> {
+        self.children.iter().map(|(_, c)| c)
+    }
+
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        self.io.outbox.pop(buf)
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        self.io.timers.next_deadline()
+    }
+
+    /// Starts an IKE SA with the peer named `name`.
+    pub fn connect(&mut self, now: Time, name: &str) -> Result<(), ConnectError> {
+        let p = self
+            .policy
+            .peers
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or(ConnectError::UnknownPeer)?;
+        let peer = &self.policy.peers[p];
+        let first = *peer
+            .ike
+            .first()
+            .ok_or(ConnectError::Local("no IKE proposal"))?;
+        let spi_i = self.io.spi();
+        let sa = IkeSa {
+            info: IkeSaInfo {
+                peer: peer.name.clone(),
+                initiator: true,
+                spi_i,
+                spi_r: [0; 8],
+                local: peer.local,
+                remote: peer.remote,
+                state: IkeState::InitSent,
+                suite: None,
+                nat_local: false,
+                nat_remote: false,
+            },
+            peer: p,
+            keys: None,
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_i: Vec::new(),
+            init_r: Vec::new(),
+            init_retries: 0,
+            cookie: None,
+            child_spi: 0,
+            next_msgid: 0,
+            peer_msgid: 0,
+            response: None,
+            request: None,
+            expires: None,
+            timer: None,
+            init_index: None,
+            iv_counter: 0,
+        };
+        let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
+        let Engine {
+            sas,
+            io,
+            policy,
+            config,
+            ..
+        } = self;
+        let peer = &policy.peers[p];
+        let res = match sas.get_mut(h) {
+            Some(sa) => send_init(io, config, now, h, sa, peer, first.dh),
+            None => Err(Fail("IKE SA table")),
+        };
+        if let Err(Fail(why)) = res {
+            self.delete(h, why);
+            return Err(ConnectError::Local(why));
+        }
+        log::info!(
+            "ikev2: {} {}: IKE_SA_INIT sent, SPIi {}",
+            peer.name,
+            peer.remote,
+            hex(&spi_i)
+        );
+        Ok(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        self.io.timers.expire(now, |_, h| fired.push(h));
+        for &h in &fired {
+            let Some(sa) = self.sas.get_mut(h) else {
+                continue;
+            };
+            sa.timer = None;
+            if sa.expires.is_some_and(|t| t <= now) {
+                self.io.stats.half_open_expired += 1;
+                self.delete(h, "no IKE_AUTH in time");
+                continue;
+            }
+            if let Some(r) = sa.request.as_mut().filter(|r| r.at <= now) {
+                if r.xmits >= self.config.retransmits {
+                    self.io.stats.failed += 1;
+                    self.delete(h, "no answer from the peer");
+                    continue;
+                }
+                r.xmits += 1;
+                let delay = self
+                    .config
+                    .retransmit_ms
+                    .saturating_mul(1 << r.xmits.min(16));
+                r.at = now.add_millis(delay);
+                self.io.stats.retransmits += 1;
+                let (local, remote) = (sa.info.local, sa.info.remote);
+                let data = std::mem::take(&mut r.data);
+                self.io.send(local, remote, &data);
+                r.data = data;
+            }
+            self.io.arm(h, sa);
+        }
+        self.fired = fired;
+    }
+
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.io.stats.datagrams_received += 1;
+        let data = if local.port() == self.config.nat_port {
+            // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive.
+            match data.strip_prefix(&[0u8; 4][..]) {
+                Some(d) => d,
+                None => return self.dropped(remote, "no non-ESP marker"),
+            }
+        } else {
+            data
+        };
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => return self.dropped(remote, e.reason),
+        };
+        let hd = msg.header;
+        if hd.exchange == ExchangeType::IKE_SA_INIT && !hd.response() {
+            if hd.spi_r != [0; 8] || hd.msgid != 0 || !hd.initiator() {
+                return self.dropped(remote, "IKE_SA_INIT request with a responder SPI");
+            }
+            return self.init_request(now, local, remote, data, &msg);
+        }
+        // The I flag says who sent it: the original initiator's messages are for our
+        // responder SAs, keyed by SPIr (§2.6).
+        let ours = if hd.initiator() { hd.spi_r } else { hd.spi_i };
+        let Some(h) = self.sas.find_by(&ours, |sa| {
+            sa.info.initiator != hd.initiator()
+                && sa.info.remote.ip() == remote.ip()
+                && (sa.info.state == IkeState::InitSent
+                    || (if hd.initiator() {
+                        sa.info.spi_i
+                    } else {
+                        sa.info.spi_r
+                    }) == (if hd.initiator() { hd.spi_i } else { hd.spi_r }))
+        }) else {
+            return self.dropped(remote, "no IKE SA for its SPIs");
+        };
+        if hd.exchange == ExchangeType::IKE_SA_INIT {
+            return self.init_response(now, h, data, &msg);
+        }
+        // Everything after IKE_SA_INIT is in an SK payload; one that does not verify is
+        // dropped before anything else looks at it (§2.21.2).
+        let Some(sa) = self.sas.get(h) else { return };
+        let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+            return self.dropped(remote, "encrypted message before the keys");
+        };
+        let Ok(sk) = SkKeys::for_sender(&suite, keys, hd.initiator()) else {
+            return;
+        };
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.clear();
+        rx.extend_from_slice(data);
+        match sk.open(&mut rx) {
+            Ok(o) if o.fragment.is_none() => match parse_payloads(o.first, &rx[o.plain.clone()]) {
+                Ok(inner) => {
+                    if hd.response() {
+                        self.response(now, h, &hd, &inner);
+                    } else {
+                        self.request(now, h, &hd, &inner, (local, remote));
+                    }
+                }
+                Err(e) => self.dropped(remote, e.reason),
+            },
+            // XXX: fragments (RFC 7383) are not reassembled yet.
+            Ok(_) => self.dropped(remote, "IKE fragment"),
+            Err(e) => {
+                log::debug!("ikev2: {remote}: dropped: {e}");
+                self.io.stats.datagrams_dropped += 1;
+            }
+        }
+        self.rx = rx;
+    }
+
+    fn dropped(&mut self, remote: SocketAddr, why: &str) {
+        self.io.dropped(remote, why);
+    }
+
+    /// Removes an IKE SA with its CHILD_SAs and timer.
+    fn delete(&mut self, h: Handle, why: &str) {
+        let Some(mut sa) = self.sas.remove(h) else {
+            return;
+        };
+        if let Some(t) = sa.timer.take() {
+            self.io.timers.cancel(t);
+        }
+        if let Some(i) = sa.init_index.take() {
+            self.by_init.remove(i);
+        }
+        if sa.info.state == IkeState::HalfOpen {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        let gone: Vec<Handle> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.ike == h)
+            .map(|(ch, _)| ch)
+            .collect();
+        for ch in gone {
+            self.children.remove(ch);
+        }
+        let level = if sa.info.state == IkeState::Established {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "ikev2: {} {}: IKE SA {}/{} deleted: {why}",
+            sa.info.peer,
+            sa.info.remote,
+            hex(&sa.info.spi_i),
+            hex(&sa.info.spi_r)
+        );
+    }
+
+    /// Responder: an IKE_SA_INIT request (§1.2).
+    fn init_request(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        msg: &Message<'_>,
+    ) {
+        let hd = msg.header;
+        if let Some(i) = self.by_init.find_by(&InitKey(hd.spi_i, remote), |_| true) {
+            // A repeated request: answer from the kept response while half-open, drop
+            // once IKE_AUTH has been answered.
+            let h = self.by_init.get(i).map(|e| e.1);
+            if let Some(sa) = h.and_then(|h| self.sas.get_mut(h)) {
+                if sa.info.state == IkeState::HalfOpen {
+                    if let Some((0, r)) = &sa.response {
+                        self.io.send(local, remote, r);
+                        self.io.stats.responses_resent += 1;
+                        return;
+                    }
+                }
+            }
+            return self.dropped(remote, "repeated IKE_SA_INIT");
+        }
+        let Some(p) = self
+            .policy
+            .peers
+            .iter()
+            .position(|p| p.remote.ip() == remote.ip())
+        else {
+            return self.dropped(remote, "IKE_SA_INIT from an unknown peer");
+        };
+        if self.half_open >= self.config.max_half_open {
+            // TODO: answer with a COOKIE challenge instead (§2.6).
+            self.io.stats.half_open_refused += 1;
+            return self.dropped(remote, "too many half-open IKE SAs");
+        }
+        let peer = &self.policy.peers[p];
+        let pl = &msg.payloads;
+        let (Some(Payload::Sa(offer)), Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) = (
+            pl.find(PayloadType::SA),
+            pl.find(PayloadType::KE),
+            pl.find(PayloadType::NONCE),
+        ) else {
+            return self.dropped(remote, "IKE_SA_INIT without SA, KE or Nonce");
+        };
+        let reply = |io: &mut Io, ty: NotifyType, data: &[u8]| {
+            let hdr = Header {
+                spi_i: hd.spi_i,
+                flags: FLAG_RESPONSE,
+                ..Header::default()
+            };
+            let mut buf = [0u8; 128];
+            let n = MessageBuilder::new(&mut buf, &hdr).and_then(|mut b| {
+                b.notify(ty, data)?;
+                b.finish()
+            });
+            if let Ok(n) = n {
+                io.send(local, remote, &buf[..n]);
+            }
+        };
+        let Some((chosen, number)) = choose_ike(offer, &peer.ike) else {
+            log::warn!(
+                "ikev2: {} {remote}: IKE_SA_INIT: no proposal chosen",
+                peer.name
+            );
+            self.io.stats.failed += 1;
+            return reply(&mut self.io, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
+        };
+        if ke.group != chosen.dh {
+            log::info!(
+                "ikev2: {} {remote}: KE for {}, asking for {} (INVALID_KE_PAYLOAD)",
+                peer.name,
+                ke.group,
+                chosen.dh
+            );
+            return reply(
+                &mut self.io,
+                NotifyType::INVALID_KE_PAYLOAD,
+                &chosen.dh.0.to_be_bytes(),
+            );
+        }
+        let spi_r = self.io.spi();
+        let nr = self.io.random::<NONCE_LEN>().to_vec();
+        let mut sa = IkeSa {
+            info: IkeSaInfo {
+                peer: peer.name.clone(),
+                initiator: false,
+                spi_i: hd.spi_i,
+                spi_r,
+                local,
+                remote,
+                state: IkeState::HalfOpen,
+                suite: None,
+                nat_local: false,
+                nat_remote: false,
+            },
+            peer: p,
+            keys: None,
+            dh: None,
+            ni: ni.to_vec(),
+            nr,
+            init_i: data.to_vec(),
+            init_r: Vec::new(),
+            init_retries: 0,
+            cookie: None,
+            child_spi: 0,
+            next_msgid: 0,
+            peer_msgid: 1,
+            response: None,
+            request: None,
+            expires: Some(now.add_secs(self.config.half_open_secs)),
+            timer: None,
+            init_index: None,
+            iv_counter: 0,
+        };
+        nat_detect(&mut sa, &msg.payloads);
+        let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)
+            .and_then(|dh| build_init_response(&sa, &chosen, number, &dh));
+        let resp = match res {
+            Ok(r) => r,
+            Err(Fail(why)) => {
+                log::warn!("ikev2: {} {remote}: IKE_SA_INIT: {why}", peer.name);
+                self.io.stats.failed += 1;
+                return reply(&mut self.io, NotifyType::INVALID_SYNTAX, &[]);
+            }
+        };
+        sa.init_r = resp.clone();
+        let Some(h) = self.sas.insert(sa) else {
+            return self.dropped(remote, "IKE SA table full");
+        };
+        self.half_open += 1;
+        let idx = self.by_init.insert((InitKey(hd.spi_i, remote), h));
+        if let Some(sa) = self.sas.get_mut(h) {
+            sa.init_index = idx;
+            self.io.respond(sa, 0, resp);
+            self.io.arm(h, sa);
+            log::info!(
+                "ikev2: {} {remote}: IKE_SA_INIT answered, SPIs {}/{}",
+                sa.info.peer,
+                hex(&sa.info.spi_i),
+                hex(&sa.info.spi_r)
+            );
+        }
+    }
+
+    /// Initiator: the answer to IKE_SA_INIT.
+    fn init_response(&mut self, now: Time, h: Handle, data: &[u8], msg: &Message<'_>) {
+        if let Err(why) = self.init_response_inner(now, h, data, msg) {
+            self.fail(h, why);
+        }
+    }
+
+    fn init_response_inner(
+        &mut self,
+        now: Time,
+        h: Handle,
+        data: &[u8],
+        msg: &Message<'_>,
+    ) -> Result<(), &'static str> {
+        let Engine {
+            sas,
+            io,
+            policy,
+            config,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else {
+            return Ok(());
+        };
+        let remote = sa.info.remote;
+        if sa.info.state != IkeState::InitSent || sa.request.as_ref().map(|r| r.msgid) != Some(0) {
+            io.dropped(remote, "unexpected IKE_SA_INIT response");
+            return Ok(());
+        }
+        let peer = &policy.peers[sa.peer];
+        let pl = &msg.payloads;
+        // INVALID_KE_PAYLOAD and COOKIE: try again, as the responder asks (§1.2, §2.6).
+        let mut retry = None;
+        if let Some(n) = pl.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let g =
+                (n.data.len() == 2).then(|| DhGroup(u16::from_be_bytes([n.data[0], n.data[1]])));
+            let g = g
+                .filter(|g| peer.ike.iter().any(|p| p.dh == *g))
+                .ok_or("INVALID_KE_PAYLOAD for a group we did not offer")?;
+            log::info!("ikev2: {} {remote}: the peer wants group {g}", peer.name);
+            retry = Some(g);
+        } else if let Some(n) = pl.notify(NotifyType::COOKIE) {
+            sa.cookie = Some(n.data.to_vec());
+            retry = sa.dh.as_ref().map(|d| DhGroup(d.group().number()));
+        }
+        if let Some(g) = retry {
+            if sa.init_retries >= INIT_RETRIES {
+                return Err("too many IKE_SA_INIT retries");
+            }
+            sa.init_retries += 1;
+            return send_init(io, config, now, h, sa, peer, g).map_err(|Fail(why)| why);
+        }
+        if let Some(n) = pl.notifies().find(|n| n.ty.is_error()) {
+            log::warn!(
+                "ikev2: {} {remote}: IKE_SA_INIT refused: {}",
+                peer.name,
+                n.ty
+            );
+            return Err("IKE_SA_INIT refused");
+        }
+        let (Some(Payload::Sa(answer)), Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) = (
+            pl.find(PayloadType::SA),
+            pl.find(PayloadType::KE),
+            pl.find(PayloadType::NONCE),
+        ) else {
+            return Err("IKE_SA_INIT response without SA, KE or Nonce");
+        };
+        let mut props = answer.proposals();
+        let chosen = match (props.next(), props.next()) {
+            (Some(p), None) => peer.ike.iter().find(|o| o.is(&p)).copied(),
+            _ => None,
+        }
+        .ok_or("the responder chose a proposal we did not offer")?;
+        if msg.header.spi_r == [0; 8] {
+            return Err("zero responder SPI");
+        }
+        sa.info.spi_r = msg.header.spi_r;
+        sa.nr = nr.to_vec();
+        sa.init_r = data.to_vec();
+        nat_detect(sa, pl);
+        if (sa.info.nat_local || sa.info.nat_remote) && sa.info.local.port() != config.nat_port {
+            // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH. XXX: the
+            // CHILD_SA is not yet marked for UDP encapsulation.
+            sa.info.local.set_port(config.nat_port);
+            sa.info.remote.set_port(NAT_T_PORT);
+        }
+        let dh = sa.dh.take().ok_or("no DH value")?;
+        if ke.group != chosen.dh || dh.group().number() != chosen.dh.0 {
+            return Err("KE group differs from the chosen one");
+        }
+        keys_from(sa, &chosen, &dh, ke.data).map_err(|Fail(why)| why)?;
+        sa.request = None;
+        sa.info.state = IkeState::AuthSent;
+        sa.child_spi = io.esp_spi();
+        let msgid = sa.next_msgid;
+        let m = build_auth_request(io, sa, peer).map_err(|Fail(why)| why)?;
+        io.request(now, config, h, sa, msgid, m);
+        sa.next_msgid = msgid.wrapping_add(1);
+        Ok(())
+    }
+
+    fn fail(&mut self, h: Handle, why: &str) {
+        self.io.stats.failed += 1;
+        self.delete(h, why);
+    }
+
+    /// A request on an SA: check the window, answer a repeat from the kept response.
+    fn request(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+        (local, remote): (SocketAddr, SocketAddr),
+    ) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        // A response goes back where its (authenticated) request came from (§2.11): the
+        // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23). Only a new
+        // request moves the SA; a repeated one is answered where it came from.
+        if hd.msgid != sa.peer_msgid {
+            match &sa.response {
+                Some((m, r)) if *m == hd.msgid => {
+                    self.io.send(local, remote, r);
+                    self.io.stats.responses_resent += 1;
+                }
+                _ => self.io.dropped(remote, "request outside the window"),
+            }
+            return;
+        }
+        sa.info.local = local;
+        sa.info.remote = remote;
+        match (sa.info.state, hd.exchange) {
+            (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
+            (IkeState::Established, ExchangeType::INFORMATIONAL) => {
+                self.informational(h, hd, inner)
+            }
+            _ => self.io.dropped(remote, "request not handled in this state"),
+        }
+    }
+
+    fn response(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.as_ref().map(|r| r.msgid) != Some(hd.msgid) {
+            return self
+                .io
+                .dropped(sa.info.remote, "response to no request of ours");
+        }
+        sa.request = None;
+        self.io.arm(h, sa);
+        if sa.info.state == IkeState::AuthSent && hd.exchange == ExchangeType::IKE_AUTH {
+            self.auth_response(now, h, inner);
+        }
+    }
+
+    /// Responder: IKE_AUTH (§1.2, §2.15).
+    fn auth_request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        match self.auth_request_inner(now, h, hd, inner) {
+            Ok(Some(c)) => self.add_child(c),
+            Ok(None) => {}
+            Err(why) => self.fail(h, why),
+        }
+    }
+
+    fn auth_request_inner(
+        &mut self,
+        _now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+    ) -> Result<Option<ChildSa>, &'static str> {
+        let Engine {
+            sas,
+            io,
+            policy,
+            half_open,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else {
+            return Ok(None);
+        };
+        let peer = &policy.peers[sa.peer];
+        let remote = sa.info.remote;
+        let msgid = hd.msgid;
+        sa.peer_msgid = msgid.wrapping_add(1);
+        if let Err(why) = check_auth(sa, peer, inner, PayloadType::IDI) {
+            log::warn!("ikev2: {} {remote}: IKE_AUTH: {why}", peer.name);
+            let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
+                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
+            });
+            if let Ok(m) = m {
+                io.respond(sa, msgid, m);
+            }
+            return Err("authentication failed");
+        }
+        // The CHILD_SA: an ESP suite and the selectors both sides allow.
+        let child = choose_child(io, peer, inner);
+        let idr = peer.local_id.body();
+        let auth = own_auth(sa, peer, &idr);
+        let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
+            b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
+            b.add(
+                PayloadType::AUTH,
+                false,
+                &Payload::Auth(AuthPayload {
+                    method: AuthMethod::SHARED_KEY_MIC,
+                    data: auth.as_bytes(),
+                }),
+            )?;
+            match &child {
+                Ok(c) => {
+                    let t = c.esp.transforms();
+                    b.sa(&[ProposalRepr {
+                        number: c.number,
+                        protocol: ProtocolId::ESP,
+                        spi: &c.spi_in.to_be_bytes(),
+                        transforms: &t,
+                    }])?;
+                    ts_payload(b, PayloadType::TSI, &c.tsi)?;
+                    ts_payload(b, PayloadType::TSR, &c.tsr)
+                }
+                Err(n) => b.notify(*n, &[]),
+            }
+        })
+        .map_err(|Fail(why)| why)?;
+        io.respond(sa, msgid, m);
+        sa.info.state = IkeState::Established;
+        sa.expires = None;
+        *half_open = half_open.saturating_sub(1);
+        io.arm(h, sa);
+        io.stats.ike_sas_established += 1;
+        log::info!(
+            "ikev2: {} {remote}: IKE SA {}/{} established (responder)",
+            peer.name,
+            hex(&sa.info.spi_i),
+            hex(&sa.info.spi_r)
+        );
+        match child {
+            // TSi is the initiator's side, our remote one.
+            Ok(c) => Ok(Some(child_sa(
+                sa, h, &c.esp, c.spi_in, c.spi_out, c.tsr, c.tsi,
+            ))),
+            Err(n) => {
+                log::warn!("ikev2: {} {remote}: no CHILD_SA: {n}", peer.name);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Initiator: the IKE_AUTH response.
+    fn auth_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        match self.auth_response_inner(now, h, inner) {
+            Ok(Some(c)) => self.add_child(c),
+            Ok(None) => {}
+            Err(why) => self.fail(h, why),
+        }
+    }
+
+    fn auth_response_inner(
+        &mut self,
+        _now: Time,
+        h: Handle,
+        inner: &Payloads<'_>,
+    ) -> Result<Option<ChildSa>, &'static str> {
+        let Engine {
+            sas, io, policy, ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else {
+            return Ok(None);
+        };
+        let peer = &policy.peers[sa.peer];
+        let remote = sa.info.remote;
+        if inner.notify(NotifyType::AUTHENTICATION_FAILED).is_some() {
+            log::warn!("ikev2: {} {remote}: the peer refused our AUTH", peer.name);
+            return Err("AUTHENTICATION_FAILED from the peer");
+        }
+        if let Err(why) = check_auth(sa, peer, inner, PayloadType::IDR) {
+            log::warn!("ikev2: {} {remote}: IKE_AUTH response: {why}", peer.name);
+            // §2.21.2: tell the responder in an INFORMATIONAL of its own; we do not wait.
+            let msgid = sa.next_msgid;
+            let m = build_protected(io, sa, ExchangeType::INFORMATIONAL, msgid, false, |b| {
+                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
+            });
+            if let Ok(m) = m {
+                io.send(sa.info.local, remote, &m);
+            }
+            return Err("authentication failed");
+        }
+        sa.info.state = IkeState::Established;
+        io.stats.ike_sas_established += 1;
+        log::info!(
+            "ikev2: {} {remote}: IKE SA {}/{} established (initiator)",
+            peer.name,
+            hex(&sa.info.spi_i),
+            hex(&sa.info.spi_r)
+        );
+        match accept_child(peer, inner) {
+            Ok((esp, spi_out, tsi, tsr)) => {
+                Ok(Some(child_sa(sa, h, &esp, sa.child_spi, spi_out, tsi, tsr)))
+            }
+            // XXX: a CHILD_SA we cannot accept should be deleted with an INFORMATIONAL.
+            Err(why) => {
+                log::warn!("ikev2: {} {remote}: no CHILD_SA: {why}", peer.name);
+                Ok(None)
+            }
+        }
+    }
+
+    fn add_child(&mut self, c: ChildSa) {
+        log::info!(
+            "ikev2: {}: CHILD_SA established, SPIs in {:08x} out {:08x}",
+            c.peer,
+            c.spi_in,
+            c.spi_out
+        );
+        if self.children.insert(c).is_some() {
+            self.io.stats.child_sas_established += 1;
+        } else {
+            log::error!("ikev2: CHILD_SA table full");
+        }
+    }
+
+    /// An INFORMATIONAL request: AUTHENTICATION_FAILED or a Delete of the IKE SA ends it;
+    /// anything else (liveness) gets an empty answer.
+    fn informational(&mut self, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        let ends = inner.notify(NotifyType::AUTHENTICATION_FAILED).is_some()
+            || inner
+                .iter()
+                .any(|e| matches!(e.payload, Payload::Delete(d) if d.protocol == ProtocolId::IKE));
+        let m = build_protected(
+            &mut self.io,
+            sa,
+            ExchangeType::INFORMATIONAL,
+            hd.msgid,
+            true,
+            |_| Ok(()),
+        );
+        if let Ok(m) = m {
+            self.io.respond(sa, hd.msgid, m);
+        }
+        if ends {
+            self.delete(h, "ended by the peer");
+        }
+    }
+}
+
+/// NAT_DETECTION_*_IP data (§2.23): SHA-1(SPIi | SPIr | IP address | port).
+fn natd(spi_i: &[u8; 8], spi_r: &[u8; 8], a: SocketAddr) -> [u8; 20] {
+    let ip = match a.ip() {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    };
+    let k = hash(HashAlg::Sha1, &[spi_i, spi_r, &ip, &a.port().to_be_bytes()]);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&k.as_bytes()[..20]);
+    out
+}
+
+/// Compares the peer's NAT-D notifies with our addresses: its DESTINATION with ours,
+/// its SOURCE(s) with its address as we see it. No notifies, no finding.
+fn nat_detect(sa: &mut IkeSa, pl: &Payloads<'_>) {
+    let (i, r) = (&sa.info.spi_i, &sa.info.spi_r);
+    let r = if sa.info.initiator { r } else { &[0u8; 8] };
+    if let Some(d) = pl.notify(NotifyType::NAT_DETECTION_DESTINATION_IP) {
+        sa.info.nat_local = d.data != natd(i, r, sa.info.local);
+    }
+    let mut sources = pl
+        .notifies()
+        .filter(|n| n.ty == NotifyType::NAT_DETECTION_SOURCE_IP)
+        .peekable();
+    if sources.peek().is_some() {
+        let want = natd(i, r, sa.info.remote);
+        sa.info.nat_remote = !sources.any(|n| n.data == want);
+    }
+}
+
+/// Initiator: builds and sends IKE_SA_INIT with a fresh DH value for `group` (also the
+/// retry after INVALID_KE_PAYLOAD or COOKIE, §1.2: same SPIi, message ID 0).
+fn send_init(
+    io: &mut Io,
+    cfg: &Config,
+    now: Time,
+    h: Handle,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    group: DhGroup,
+) -> Result<(), Fail> {
+    let g = Group::from_ike(GroupDescription(group.0)).ok_or(Fail("DH group not implemented"))?;
+    let dh = DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?;
+    sa.ni = io.random::<NONCE_LEN>().to_vec();
+    // The proposals: those for `group` first, since our KE is for it.
+    let mut order: Vec<&IkeProposal> = peer.ike.iter().filter(|p| p.dh == group).collect();
+    order.extend(peer.ike.iter().filter(|p| p.dh != group));
+    let trs: Vec<_> = order.iter().map(|p| p.transforms()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::IKE,
+            spi: &[],
+            transforms: t,
+        })
+        .collect();
+    let hdr = sa.header(ExchangeType::IKE_SA_INIT, 0, false);
+    let mut buf = vec![0u8; BUILD_MAX];
+    let mut b = MessageBuilder::new(&mut buf, &hdr)?;
+    if let Some(c) = &sa.cookie {
+        // §2.6: the COOKIE notify comes first.
+        b.notify(NotifyType::COOKIE, c)?;
+    }
+    b.sa(&props)?;
+    b.add(
+        PayloadType::KE,
+        false,
+        &Payload::Ke(KePayload {
+            group,
+            data: dh.public_value(),
+        }),
+    )?;
+    b.add(PayloadType::NONCE, false, &Payload::Nonce(&sa.ni))?;
+    let (i, r) = (sa.info.spi_i, [0u8; 8]);
+    b.notify(
+        NotifyType::NAT_DETECTION_SOURCE_IP,
+        &natd(&i, &r, sa.info.local),
+    )?;
+    b.notify(
+        NotifyType::NAT_DETECTION_DESTINATION_IP,
+        &natd(&i, &r, sa.info.remote),
+    )?;
+    let n = b.finish()?;
+    buf.truncate(n);
+    sa.dh = Some(dh);
+    sa.init_i = buf.clone();
+    io.request(now, cfg, h, sa, 0, buf);
+    sa.next_msgid = 1;
+    Ok(())
+}
+
+/// Responder: the first offered proposal one of our suites matches (§2.7), with its
+/// number.
+fn choose_ike(offer: &SaPayload<'_>, ours: &[IkeProposal]) -> Option<(IkeProposal, u8)> {
+    offer.proposals().find_map(|p| {
+        ours.iter()
+            .find(|o| o.offered_in(&p) && o.suite().is_ok())
+            .map(|o| (*o, p.number))
+    })
+}
+
+/// Responder: our DH value, g^ir and the keys from the initiator's KE.
+fn derive_ike(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    chosen: &IkeProposal,
+    ke: &KePayload<'_>,
+) -> Result<DhPrivate, Fail> {
+    let g =
+        Group::from_ike(GroupDescription(chosen.dh.0)).ok_or(Fail("DH group not implemented"))?;
+    let dh = DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?;
+    keys_from(sa, chosen, &dh, ke.data)?;
+    Ok(dh)
+}
+
+/// SKEYSEED and the seven keys (§2.14) once both nonces, both SPIs and g^ir are known.
+fn keys_from(
+    sa: &mut IkeSa,
+    chosen: &IkeProposal,
+    dh: &DhPrivate,
+    peer_ke: &[u8],
+) -> Result<(), Fail> {
+    let suite = chosen.suite()?;
+    let gir = dh
+        .shared_secret(peer_ke)
+        .map_err(|_| Fail("invalid KE public value"))?;
+    let seed = skeyseed(suite.prf, &sa.ni, &sa.nr, gir.as_bytes())?;
+    let keys = IkeKeys::derive(
+        &suite,
+        seed.as_bytes(),
+        &sa.ni,
+        &sa.nr,
+        &sa.info.spi_i,
+        &sa.info.spi_r,
+    )?;
+    sa.keys = Some(keys);
+    sa.info.suite = Some(suite);
+    Ok(())
+}
+
+fn build_init_response(
+    sa: &IkeSa,
+    chosen: &IkeProposal,
+    number: u8,
+    dh: &DhPrivate,
+) -> Result<Vec<u8>, Fail> {
+    let hdr = sa.header(ExchangeType::IKE_SA_INIT, 0, true);
+    let mut buf = vec![0u8; BUILD_MAX];
+    let mut b = MessageBuilder::new(&mut buf, &hdr)?;
+    let t = chosen.transforms();
+    b.sa(&[ProposalRepr {
+        number,
+        protocol: ProtocolId::IKE,
+        spi: &[],
+        transforms: &t,
+    }])?;
+    b.add(
+        PayloadType::KE,
+        false,
+        &Payload::Ke(KePayload {
+            group: chosen.dh,
+            data: dh.public_value(),
+        }),
+    )?;
+    b.add(PayloadType::NONCE, false, &Payload::Nonce(&sa.nr))?;
+    let (i, r) = (sa.info.spi_i, sa.info.spi_r);
+    b.notify(
+        NotifyType::NAT_DETECTION_SOURCE_IP,
+        &natd(&i, &r, sa.info.local),
+    )?;
+    b.notify(
+        NotifyType::NAT_DETECTION_DESTINATION_IP,
+        &natd(&i, &r, sa.info.remote),
+    )?;
+    let n = b.finish()?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// A message whose payloads `inner` writes into an SK payload (§3.14).
+fn build_protected(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    exchange: ExchangeType,
+    msgid: u32,
+    response: bool,
+    inner: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), NoRoom>,
+) -> Result<Vec<u8>, Fail> {
+    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let sk = SkKeys::for_sender(&suite, keys, sa.info.initiator)?;
+    let mut plain = vec![0u8; BUILD_MAX];
+    let mut ib = MessageBuilder::inner(&mut plain);
+    inner(&mut ib)?;
+    let first = ib.first();
+    let pn = ib.finish()?;
+    let iv = io.iv(sa, &sk);
+    let hdr = sa.header(exchange, msgid, response);
+    let mut out = vec![0u8; HEADER_LEN + 4 + sk.body_len(pn)];
+    let mut b = MessageBuilder::new(&mut out, &hdr)?;
+    b.encrypted(first, None, |w| {
+        sk.write_body(w, &plain[..pn], &iv).map_err(|_| NoRoom)
+    })?;
+    let n = b.finish()?;
+    out.truncate(n);
+    sk.seal(&mut out)?;
+    Ok(out)
+}
+
+fn ts_payload(b: &mut MessageBuilder<'_>, ty: PayloadType, ts: &[Selector]) -> Result<(), NoRoom> {
+    let wire: Vec<TrafficSelector<'static>> = ts.iter().map(Selector::to_wire).collect();
+    b.payload(ty, |w| emit_ts(w, &wire))
+}
+
+/// Our AUTH (§2.15): over our IKE_SA_INIT message, the peer's nonce and prf(SK_px, our
+/// ID payload body).
+fn own_auth(sa: &IkeSa, peer: &Peer, id_body: &[u8]) -> Key {
+    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Key::new();
+    };
+    let (msg, nonce, skp) = if sa.info.initiator {
+        (&sa.init_i, &sa.nr, &keys.pi)
+    } else {
+        (&sa.init_r, &sa.ni, &keys.pr)
+    };
+    let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), id_body);
+    psk_auth(suite.prf, &peer.psk, &o)
+}
+
+/// Checks the peer's ID payload (`id_ty`, IDi or IDr) against the policy and its AUTH.
+fn check_auth(
+    sa: &IkeSa,
+    peer: &Peer,
+    inner: &Payloads<'_>,
+    id_ty: PayloadType,
+) -> Result<(), &'static str> {
+    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err("no keys");
+    };
+    let Some((id, body)) = inner.iter().find_map(|e| match e.payload {
+        Payload::Id(id) if e.ty == id_ty => Some((id, e.body)),
+        _ => None,
+    }) else {
+        return Err("no ID payload");
+    };
+    let Some(Payload::Auth(auth)) = inner.find(PayloadType::AUTH) else {
+        return Err("no AUTH payload");
+    };
+    if auth.method != AuthMethod::SHARED_KEY_MIC {
+        return Err("AUTH method is not a shared key");
+    }
+    if let Some(want) = &peer.remote_id {
+        if id.ty != want.ty || *id.data != want.data[..] {
+            return Err("peer identity does not match the policy");
+        }
+    }
+    // The peer's octets: its IKE_SA_INIT message, our nonce, its SK_px.
+    let (msg, nonce, skp) = if sa.info.initiator {
+        (&sa.init_r, &sa.ni, &keys.pr)
+    } else {
+        (&sa.init_i, &sa.nr, &keys.pi)
+    };
+    let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), body);
+    verify_psk_auth(suite.prf, &peer.psk, &o, auth.data).map_err(|_| "AUTH does not verify")
+}
+
+/// The responder's CHILD_SA: suite, the proposal's number, SPIs, narrowed selectors.
+struct ChildChoice {
+    esp: EspProposal,
+    number: u8,
+    spi_in: u32,
+    spi_out: u32,
+    tsi: Vec<Selector>,
+    tsr: Vec<Selector>,
+}
+
+/// Responder: the ESP suite (first offered proposal we accept) and the narrowed
+/// selectors, or the notify that says why there is no CHILD_SA.
+fn choose_child(io: &mut Io, peer: &Peer, inner: &Payloads<'_>) -> Result<ChildChoice, NotifyType> {
+    let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
+        return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+    };
+    let Some((esp, number, spi_out)) = offer.proposals().find_map(|p| {
+        peer.esp
+            .iter()
+            .find(|o| o.offered_in(&p) && o.algorithms().is_some())
+            .map(|o| {
+                (
+                    *o,
+                    p.number,
+                    u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]),
+                )
+            })
+    }) else {
+        return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+    };
+    let (Some(tsi), Some(tsr)) = (
+        selectors(inner, PayloadType::TSI),
+        selectors(inner, PayloadType::TSR),
+    ) else {
+        return Err(NotifyType::TS_UNACCEPTABLE);
+    };
+    // TSi is the initiator's side: our remote selectors; TSr ours.
+    let tsi = narrow(&tsi, &peer.remote_ts);
+    let tsr = narrow(&tsr, &peer.local_ts);
+    if tsi.is_empty() || tsr.is_empty() {
+        return Err(NotifyType::TS_UNACCEPTABLE);
+    }
+    Ok(ChildChoice {
+        esp,
+        number,
+        spi_in: io.esp_spi(),
+        spi_out,
+        tsi,
+        tsr,
+    })
+}
+
+fn selectors(inner: &Payloads<'_>, ty: PayloadType) -> Option<Vec<Selector>> {
+    let ts: &TsPayload<'_> = inner.iter().find_map(|e| match &e.payload {
+        Payload::Ts(t) if e.ty == ty => Some(t),
+        _ => None,
+    })?;
+    let v: Vec<Selector> = ts
+        .selectors()
+        .filter_map(|t| Selector::from_wire(&t))
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Initiator: the responder's CHILD_SA answer must be one of our suites, and its
+/// selectors within what we proposed.
+fn accept_child(
+    peer: &Peer,
+    inner: &Payloads<'_>,
+) -> Result<(EspProposal, u32, Vec<Selector>, Vec<Selector>), String> {
+    if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
+        return Err(format!("{}", n.ty));
+    }
+    let Some(Payload::Sa(answer)) = inner.find(PayloadType::SA) else {
+        return Err("no SA payload".into());
+    };
+    let mut props = answer.proposals();
+    let (Some(p), None) = (props.next(), props.next()) else {
+        return Err("not one proposal".into());
+    };
+    let Some(esp) = peer.esp.iter().find(|o| o.is(&p)).copied() else {
+        return Err("a proposal we did not offer".into());
+    };
+    let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+    let (Some(tsi), Some(tsr)) = (
+        selectors(inner, PayloadType::TSI),
+        selectors(inner, PayloadType::TSR),
+    ) else {
+        return Err("no traffic selectors".into());
+    };
+    let inside =
+        |got: &[Selector], ours: &[Selector]| got.iter().all(|g| ours.iter().any(|o| g.within(o)));
+    if !inside(&tsi, &peer.local_ts) || !inside(&tsr, &peer.remote_ts) {
+        return Err("traffic selectors wider than proposed".into());
+    }
+    Ok((esp, spi, tsi, tsr))
+}
+
+/// The CHILD_SA record with its KEYMAT (§2.17: from SK_d and the IKE_SA_INIT nonces,
+/// initiator-to-responder keys first).
+fn child_sa(
+    sa: &IkeSa,
+    h: Handle,
+    esp: &EspProposal,
+    spi_in: u32,
+    spi_out: u32,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> ChildSa {
+    let (encr, integ) = esp.algorithms().unwrap_or((Encr::AesCbc(16), None));
+    let keys = match (sa.keys.as_ref(), sa.info.suite) {
+        (Some(k), Some(s)) => {
+            ChildKeys::derive(s.prf, k.d.as_bytes(), None, &sa.ni, &sa.nr, encr, integ).ok()
+        }
+        _ => None,
+    };
+    let (ei, ai, er, ar) = match keys {
+        Some(k) => (k.encr_i, k.integ_i, k.encr_r, k.integ_r),
+        None => Default::default(),
+    };
+    let (encr_in, integ_in, encr_out, integ_out) = if sa.info.initiator {
+        (er, ar, ei, ai)
+    } else {
+        (ei, ai, er, ar)
+    };
+    ChildSa {
+        ike: h,
+        peer: sa.info.peer.clone(),
+        initiator: sa.info.initiator,
+        spi_in,
+        spi_out,
+        encr,
+        integ,
+        encr_in,
+        integ_in,
+        encr_out,
+        integ_out,
+        ts_local,
+        ts_remote,
+    }
+}
+
+/// Initiator: IKE_AUTH (§1.2): IDi, AUTH, SA (ESP, our SPI), TSi, TSr.
+fn build_auth_request(io: &mut Io, sa: &mut IkeSa, peer: &Peer) -> Result<Vec<u8>, Fail> {
+    let idi = peer.local_id.body();
+    let auth = own_auth(sa, peer, &idi);
+    let spi = sa.child_spi.to_be_bytes();
+    let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::ESP,
+            spi: &spi,
+            transforms: t,
+        })
+        .collect();
+    let msgid = sa.next_msgid;
+    build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
+        b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
+        b.add(
+            PayloadType::AUTH,
+            false,
+            &Payload::Auth(AuthPayload {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: auth.as_bytes(),
+            }),
+        )?;
+        b.sa(&props)?;
+        ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
+        ts_payload(b, PayloadType::TSR, &peer.remote_ts)
+    })
+}

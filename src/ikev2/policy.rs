@@ -1,0 +1,411 @@
+//! What the IKEv2 engine is told to negotiate: the peers, with their addresses, shared
+//! keys, identities, IKE and ESP proposals and traffic selectors, as plain Rust values.
+//! Reading them from iked.conf(5) is issue 17; this module is what that parser will fill.
+//!
+//! It also holds the matching rules that only depend on the policy: whether a received
+//! proposal (RFC 7296 §3.3) carries the transforms of one of ours (§2.7: "the responder
+//! MUST choose a single suite"), and traffic selector intersection for the simple
+//! narrowing of §2.9 (answer with what both sides allow, or TS_UNACCEPTABLE).
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use heapless::Vec as HVec;
+
+use super::keys::{Encr, Integ, KeyError, Prf, Suite};
+use super::wire::{
+    DhGroup, EncrId, EsnId, IdType, IntegId, PrfId, Proposal, ProtocolId, TrafficSelector,
+    TransformRepr, TransformType,
+};
+
+/// The engine's settings (not per peer).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// IKE SAs held at most, half-open ones included; a full table drops new requests.
+    pub max_ike_sas: usize,
+    /// Responder SAs between IKE_SA_INIT and IKE_AUTH held at most (§2.6's concern);
+    /// an IKE_SA_INIT beyond it is dropped and counted.
+    pub max_half_open: usize,
+    /// How long a half-open responder SA waits for IKE_AUTH.
+    pub half_open_secs: u64,
+    /// The first retransmission of a request after this long, then twice as long each
+    /// time (§2.1 "the retransmission policy ... exponential back-off").
+    pub retransmit_ms: u64,
+    /// Retransmissions of a request before the IKE SA is given up.
+    pub retransmits: u32,
+    /// Our NAT-T port: datagrams to and from it carry the non-ESP marker.
+    pub nat_port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_ike_sas: 1024,
+            max_half_open: 64,
+            half_open_secs: 30,
+            retransmit_ms: 2000,
+            retransmits: 5,
+            nat_port: 4500,
+        }
+    }
+}
+
+/// The peers.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub peers: Vec<Peer>,
+}
+
+/// One peer: where it is, how both sides authenticate, what to propose and accept.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    /// Our address and port for this peer, and the peer's. A responder takes a request
+    /// from the peer whose address is the datagram's source address.
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    pub psk: Vec<u8>,
+    pub local_id: Identity,
+    /// The identity the peer must show in IDi/IDr; any, when None.
+    pub remote_id: Option<Identity>,
+    /// IKE SA suites, most preferred first. The initiator's KE is for the first one's
+    /// group.
+    pub ike: Vec<IkeProposal>,
+    /// CHILD_SA (ESP, tunnel mode) suites, most preferred first.
+    pub esp: Vec<EspProposal>,
+    pub local_ts: Vec<Selector>,
+    pub remote_ts: Vec<Selector>,
+}
+
+/// An identity (RFC 7296 §3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub ty: IdType,
+    pub data: Vec<u8>,
+}
+
+impl Identity {
+    pub fn addr(ip: IpAddr) -> Identity {
+        match ip {
+            IpAddr::V4(a) => Identity {
+                ty: IdType::IPV4_ADDR,
+                data: a.octets().to_vec(),
+            },
+            IpAddr::V6(a) => Identity {
+                ty: IdType::IPV6_ADDR,
+                data: a.octets().to_vec(),
+            },
+        }
+    }
+
+    pub fn fqdn(name: &str) -> Identity {
+        Identity {
+            ty: IdType::FQDN,
+            data: name.as_bytes().to_vec(),
+        }
+    }
+
+    /// The ID payload body: type, three reserved bytes, data (what AUTH signs, §2.15).
+    pub fn body(&self) -> Vec<u8> {
+        let mut b = vec![self.ty.0, 0, 0, 0];
+        b.extend_from_slice(&self.data);
+        b
+    }
+}
+
+/// One IKE SA suite: a transform of each type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IkeProposal {
+    pub encr: EncrId,
+    /// Key Length attribute in bits (AES requires one, §3.3.5).
+    pub key_bits: Option<u16>,
+    /// None with an AEAD cipher (RFC 5282 §8).
+    pub integ: Option<IntegId>,
+    pub prf: PrfId,
+    pub dh: DhGroup,
+}
+
+impl IkeProposal {
+    pub fn transforms(&self) -> HVec<TransformRepr, 4> {
+        let mut t = HVec::new();
+        // NOTE(unwrap-free): four pushes into a capacity of four cannot fail.
+        let _ = t.push(TransformRepr::encr(self.encr, self.key_bits));
+        let _ = t.push(TransformRepr::prf(self.prf));
+        if let Some(i) = self.integ {
+            let _ = t.push(TransformRepr::integ(i));
+        }
+        let _ = t.push(TransformRepr::dh(self.dh));
+        t
+    }
+
+    /// The algorithms, if this code implements them all.
+    pub fn suite(&self) -> Result<Suite, KeyError> {
+        let encr = Encr::from_id(self.encr, self.key_bits).ok_or(KeyError::BadSuite)?;
+        let integ = match self.integ {
+            Some(i) => Some(Integ::from_id(i).ok_or(KeyError::BadSuite)?),
+            None => None,
+        };
+        let prf = Prf::from_id(self.prf).ok_or(KeyError::BadSuite)?;
+        Suite::new(encr, integ, prf)
+    }
+
+    /// `p` (an IKE proposal for the initial IKE SA, so without SPI, §3.3.1) offers this
+    /// suite among its transforms.
+    pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
+        p.protocol == ProtocolId::IKE
+            && p.spi.is_empty()
+            && has_encr(p, self.encr, self.key_bits)
+            && has(p, TransformType::PRF, self.prf.0)
+            && integ_ok(p, self.integ)
+            && has(p, TransformType::DH, self.dh.0)
+    }
+
+    /// `p` is exactly this suite: what a responder's answer must be (§3.3.6).
+    pub fn is(&self, p: &Proposal<'_>) -> bool {
+        self.offered_in(p) && p.transforms().count() == self.transforms().len()
+    }
+}
+
+/// One ESP suite (tunnel mode, no extended sequence numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspProposal {
+    pub encr: EncrId,
+    pub key_bits: Option<u16>,
+    pub integ: Option<IntegId>,
+}
+
+impl EspProposal {
+    pub fn transforms(&self) -> HVec<TransformRepr, 3> {
+        let mut t = HVec::new();
+        let _ = t.push(TransformRepr::encr(self.encr, self.key_bits));
+        if let Some(i) = self.integ {
+            let _ = t.push(TransformRepr::integ(i));
+        }
+        let _ = t.push(TransformRepr::esn(EsnId::NO_ESN));
+        t
+    }
+
+    /// The cipher and integrity algorithm, if this code knows them (for KEYMAT).
+    pub fn algorithms(&self) -> Option<(Encr, Option<Integ>)> {
+        let encr = Encr::from_id(self.encr, self.key_bits)?;
+        let integ = match self.integ {
+            Some(i) => Some(Integ::from_id(i)?),
+            None => None,
+        };
+        (encr.is_aead() == integ.is_none()).then_some((encr, integ))
+    }
+
+    /// `p` is an ESP proposal with a 4-byte SPI that offers this suite; an ESN transform,
+    /// if present, must allow NO_ESN.
+    pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
+        p.protocol == ProtocolId::ESP
+            && p.spi.len() == 4
+            && has_encr(p, self.encr, self.key_bits)
+            && integ_ok(p, self.integ)
+            && (p.of_type(TransformType::ESN).next().is_none()
+                || has(p, TransformType::ESN, EsnId::NO_ESN.0))
+    }
+
+    pub fn is(&self, p: &Proposal<'_>) -> bool {
+        self.offered_in(p) && p.transforms().count() == self.transforms().len()
+    }
+}
+
+fn has(p: &Proposal<'_>, ty: TransformType, id: u16) -> bool {
+    p.of_type(ty).any(|t| t.id == id)
+}
+
+fn has_encr(p: &Proposal<'_>, id: EncrId, bits: Option<u16>) -> bool {
+    p.of_type(TransformType::ENCR)
+        .any(|t| t.encr() == Some(id) && t.key_length() == bits)
+}
+
+/// With an integrity algorithm, the proposal offers it; without (AEAD), the proposal has
+/// no integrity transform other than NONE.
+fn integ_ok(p: &Proposal<'_>, integ: Option<IntegId>) -> bool {
+    match integ {
+        Some(i) => has(p, TransformType::INTEG, i.0),
+        None => p
+            .of_type(TransformType::INTEG)
+            .all(|t| t.id == IntegId::NONE.0),
+    }
+}
+
+/// A traffic selector (§3.13.1): an address range, a protocol (0 for any) and a port
+/// range. Both ends of a range are in the same address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selector {
+    pub protocol: u8,
+    pub start_port: u16,
+    pub end_port: u16,
+    pub start: IpAddr,
+    pub end: IpAddr,
+}
+
+impl Selector {
+    /// `net/prefix`, any protocol and port.
+    pub fn subnet(net: IpAddr, prefix: u8) -> Selector {
+        let (start, end) = match net {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix.min(32)))
+                    .unwrap_or(0);
+                let s = u32::from(a) & mask;
+                (
+                    IpAddr::V4(Ipv4Addr::from(s)),
+                    IpAddr::V4(Ipv4Addr::from(s | !mask)),
+                )
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(prefix.min(128)))
+                    .unwrap_or(0);
+                let s = u128::from(a) & mask;
+                (
+                    IpAddr::V6(Ipv6Addr::from(s)),
+                    IpAddr::V6(Ipv6Addr::from(s | !mask)),
+                )
+            }
+        };
+        Selector {
+            protocol: 0,
+            start_port: 0,
+            end_port: 0xffff,
+            start,
+            end,
+        }
+    }
+
+    /// One host, any protocol and port.
+    pub fn host(a: IpAddr) -> Selector {
+        Selector::subnet(a, if a.is_ipv4() { 32 } else { 128 })
+    }
+
+    /// The selector both allow, if any. Protocol 0 is "any"; OPAQUE ports (start 65535,
+    /// end 0) intersect with nothing here.
+    pub fn intersect(&self, o: &Selector) -> Option<Selector> {
+        if self.start.is_ipv4() != o.start.is_ipv4() {
+            return None;
+        }
+        let protocol = match (self.protocol, o.protocol) {
+            (0, p) | (p, 0) => p,
+            (a, b) if a == b => a,
+            _ => return None,
+        };
+        let s = Selector {
+            protocol,
+            start_port: self.start_port.max(o.start_port),
+            end_port: self.end_port.min(o.end_port),
+            start: self.start.max(o.start),
+            end: self.end.min(o.end),
+        };
+        (s.start_port <= s.end_port && s.start <= s.end).then_some(s)
+    }
+
+    /// Within `o` (their intersection is `self`).
+    pub fn within(&self, o: &Selector) -> bool {
+        self.intersect(o) == Some(*self)
+    }
+
+    pub fn from_wire(t: &TrafficSelector<'_>) -> Option<Selector> {
+        Some(match *t {
+            TrafficSelector::Ipv4 {
+                protocol,
+                start_port,
+                end_port,
+                start,
+                end,
+            } => Selector {
+                protocol,
+                start_port,
+                end_port,
+                start: start.into(),
+                end: end.into(),
+            },
+            TrafficSelector::Ipv6 {
+                protocol,
+                start_port,
+                end_port,
+                start,
+                end,
+            } => Selector {
+                protocol,
+                start_port,
+                end_port,
+                start: start.into(),
+                end: end.into(),
+            },
+            TrafficSelector::Other { .. } => return None,
+        })
+    }
+
+    pub fn to_wire(&self) -> TrafficSelector<'static> {
+        match (self.start, self.end) {
+            (IpAddr::V4(start), IpAddr::V4(end)) => TrafficSelector::Ipv4 {
+                protocol: self.protocol,
+                start_port: self.start_port,
+                end_port: self.end_port,
+                start,
+                end,
+            },
+            (IpAddr::V6(start), IpAddr::V6(end)) => TrafficSelector::Ipv6 {
+                protocol: self.protocol,
+                start_port: self.start_port,
+                end_port: self.end_port,
+                start,
+                end,
+            },
+            // A mixed range is no selector; emit the empty IPv4 range 255.255.255.255 -
+            // 0.0.0.0, which nothing matches, rather than panic.
+            _ => TrafficSelector::Ipv4 {
+                protocol: self.protocol,
+                start_port: self.start_port,
+                end_port: self.end_port,
+                start: Ipv4Addr::BROADCAST,
+                end: Ipv4Addr::UNSPECIFIED,
+            },
+        }
+    }
+}
+
+/// The narrowing of §2.9, simply: every intersection of a proposed selector with one of
+/// ours. Empty when nothing overlaps.
+pub fn narrow(proposed: &[Selector], ours: &[Selector]) -> Vec<Selector> {
+    let mut out = Vec::new();
+    for p in proposed {
+        for o in ours {
+            if let Some(s) = p.intersect(o) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_intersect() {
+        let a = Selector::subnet("198.51.100.0".parse().unwrap(), 24);
+        let b = Selector::subnet("198.51.100.128".parse().unwrap(), 25);
+        assert_eq!(a.intersect(&b), Some(b));
+        assert!(b.within(&a) && !a.within(&b));
+        let c = Selector::subnet("203.0.113.0".parse().unwrap(), 24);
+        assert_eq!(a.intersect(&c), None);
+        let mut tcp = a;
+        tcp.protocol = 6;
+        tcp.start_port = 80;
+        tcp.end_port = 80;
+        assert_eq!(a.intersect(&tcp), Some(tcp));
+        let v6 = Selector::subnet("2001:db8::".parse().unwrap(), 32);
+        assert_eq!(a.intersect(&v6), None);
+        assert_eq!(narrow(&[a, c], &[b]), vec![b]);
+        assert_eq!(Selector::from_wire(&a.to_wire()), Some(a));
+        assert_eq!(Selector::from_wire(&v6.to_wire()), Some(v6));
+    }
+}

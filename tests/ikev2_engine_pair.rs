@@ -1,0 +1,506 @@
+//! Two IKEv2 engines in memory (issue 16): a virtual clock that jumps to the next deadline,
+//! seeded randomness, and a network between them that can lose or duplicate any message.
+//! IKE_SA_INIT and IKE_AUTH with a pre-shared key must end with the same IKE SA and the
+//! same CHILD_SA (keys and SPIs mirrored) on both sides, and a failure with nothing on
+//! either side.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use isakmpd::ike::crypto::SeededRandom;
+use isakmpd::ikev2::engine::{ChildSa, Engine, IkeState, Stats};
+use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use isakmpd::ikev2::wire::{
+    DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, PrfId, FLAG_RESPONSE,
+};
+use isakmpd::timer::Time;
+
+const WEST: &str = "192.0.2.1:500";
+const EAST: &str = "192.0.2.2:500";
+
+const CBC_MODP2048: IkeProposal = IkeProposal {
+    encr: EncrId::AES_CBC,
+    key_bits: Some(256),
+    integ: Some(IntegId::HMAC_SHA2_256_128),
+    prf: PrfId::HMAC_SHA2_256,
+    dh: DhGroup::MODP_2048,
+};
+const GCM_ECP256: IkeProposal = IkeProposal {
+    encr: EncrId::AES_GCM_16,
+    key_bits: Some(256),
+    integ: None,
+    prf: PrfId::HMAC_SHA2_256,
+    dh: DhGroup::ECP_256,
+};
+const ESP_CBC: EspProposal = EspProposal {
+    encr: EncrId::AES_CBC,
+    key_bits: Some(256),
+    integ: Some(IntegId::HMAC_SHA2_256_128),
+};
+const ESP_GCM: EspProposal = EspProposal {
+    encr: EncrId::AES_GCM_16,
+    key_bits: Some(256),
+    integ: None,
+};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> Selector {
+    let (a, p) = s.split_once('/').unwrap();
+    Selector::subnet(a.parse::<IpAddr>().unwrap(), p.parse().unwrap())
+}
+
+fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
+    let (local, remote, lnet, rnet) = if me == WEST {
+        (WEST, EAST, "198.51.100.0/24", "203.0.113.0/24")
+    } else {
+        (EAST, WEST, "203.0.113.0/24", "198.51.100.0/24")
+    };
+    Peer {
+        name: "peer".into(),
+        local: addr(local),
+        remote: addr(remote),
+        psk: psk.as_bytes().to_vec(),
+        local_id: Identity::addr(addr(local).ip()),
+        remote_id: Some(Identity::addr(addr(remote).ip())),
+        ike: ike.to_vec(),
+        esp: esp.to_vec(),
+        local_ts: vec![net(lnet)],
+        remote_ts: vec![net(rnet)],
+    }
+}
+
+fn engine(p: Peer, seed: u64) -> Engine {
+    Engine::new(
+        Config::default(),
+        Policy { peers: vec![p] },
+        Time(0),
+        Box::new(SeededRandom::new(seed)),
+    )
+}
+
+/// What the network does with a datagram.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+}
+
+/// A datagram on the wire: from west, source, destination, bytes.
+struct Datagram {
+    from_west: bool,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// Which of the four messages a datagram is: 0 IKE_SA_INIT request, 1 its response,
+/// 2 IKE_AUTH request, 3 its response; 4 anything else.
+fn kind(d: &[u8]) -> usize {
+    let Ok(m) = Message::parse(d) else { return 4 };
+    let r = usize::from(m.header.flags & FLAG_RESPONSE != 0);
+    match m.header.exchange {
+        ExchangeType::IKE_SA_INIT => r,
+        ExchangeType::IKE_AUTH => 2 + r,
+        _ => 4,
+    }
+}
+
+struct Pair {
+    west: Engine,
+    east: Engine,
+    now: Time,
+    wire: VecDeque<Datagram>,
+    /// Everything that was sent, in order.
+    sent: Vec<Datagram>,
+    fate: Box<dyn FnMut(&Datagram) -> Fate>,
+}
+
+impl Pair {
+    fn new(west: Peer, east: Peer) -> Pair {
+        Pair {
+            west: engine(west, 1),
+            east: engine(east, 2),
+            now: Time(0),
+            wire: VecDeque::new(),
+            sent: Vec::new(),
+            fate: Box::new(|_| Fate::Deliver),
+        }
+    }
+
+    fn collect(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        for from_west in [true, false] {
+            let e = if from_west {
+                &mut self.west
+            } else {
+                &mut self.east
+            };
+            while let Some(t) = e.poll_transmit(&mut buf) {
+                let d = Datagram {
+                    from_west,
+                    src: t.local.unwrap(),
+                    dst: t.remote,
+                    data: buf[..t.len].to_vec(),
+                };
+                self.sent.push(Datagram {
+                    data: d.data.clone(),
+                    ..d
+                });
+                self.wire.push_back(d);
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: &Datagram) {
+        let e = if d.from_west {
+            &mut self.east
+        } else {
+            &mut self.west
+        };
+        e.handle_datagram(self.now, d.dst, d.src, &d.data);
+    }
+
+    /// One datagram delivered, or the clock moved to the next deadline; false when idle.
+    fn step(&mut self) -> bool {
+        self.collect();
+        if let Some(d) = self.wire.pop_front() {
+            match (self.fate)(&d) {
+                Fate::Deliver => self.deliver(&d),
+                Fate::Drop => {}
+                Fate::Duplicate => {
+                    self.deliver(&d);
+                    self.collect();
+                    self.deliver(&d);
+                }
+            }
+            return true;
+        }
+        let next = match (self.west.poll_timeout(), self.east.poll_timeout()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        self.now = self.now.max(next);
+        self.west.handle_timeout(self.now);
+        self.east.handle_timeout(self.now);
+        true
+    }
+
+    fn drive(&mut self) {
+        for _ in 0..10_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the pair never went idle");
+    }
+
+    fn connect(&mut self) {
+        self.west.connect(self.now, "peer").unwrap();
+        self.drive();
+    }
+
+    /// Notifies of a type in cleartext messages sent by east.
+    fn east_sent_notify(&self, ty: NotifyType) -> Vec<Vec<u8>> {
+        self.sent
+            .iter()
+            .filter(|d| !d.from_west)
+            .filter_map(|d| Message::parse(&d.data).ok().map(|m| (m, d)))
+            .flat_map(|(m, _)| {
+                m.payloads
+                    .notifies()
+                    .filter(|n| n.ty == ty)
+                    .map(|n| n.data.to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn count(&self, k: usize) -> usize {
+        self.sent.iter().filter(|d| kind(&d.data) == k).count()
+    }
+}
+
+fn children(e: &Engine) -> Vec<ChildSa> {
+    e.child_sas().cloned().collect()
+}
+
+/// Both sides hold one established IKE SA with the same SPIs and mirrored roles, and one
+/// CHILD_SA whose inbound half is the other's outbound half.
+fn assert_established(p: &Pair) {
+    let w: Vec<_> = p.west.ike_sas().map(|(_, i)| i.clone()).collect();
+    let e: Vec<_> = p.east.ike_sas().map(|(_, i)| i.clone()).collect();
+    assert_eq!((w.len(), e.len()), (1, 1), "one IKE SA on each side");
+    let (w, e) = (&w[0], &e[0]);
+    assert_eq!(
+        (w.state, e.state),
+        (IkeState::Established, IkeState::Established)
+    );
+    assert!(w.initiator && !e.initiator);
+    assert_eq!((w.spi_i, w.spi_r), (e.spi_i, e.spi_r));
+    assert_ne!(w.spi_r, [0; 8]);
+    assert_eq!(w.suite, e.suite);
+    assert!(!w.nat_local && !w.nat_remote && !e.nat_local && !e.nat_remote);
+
+    let (wc, ec) = (children(&p.west), children(&p.east));
+    assert_eq!((wc.len(), ec.len()), (1, 1), "one CHILD_SA on each side");
+    let (wc, ec) = (&wc[0], &ec[0]);
+    assert_eq!((wc.spi_in, wc.spi_out), (ec.spi_out, ec.spi_in));
+    assert_eq!((wc.encr, wc.integ), (ec.encr, ec.integ));
+    assert_eq!(wc.encr_in, ec.encr_out);
+    assert_eq!(wc.encr_out, ec.encr_in);
+    assert_eq!(wc.integ_in, ec.integ_out);
+    assert_eq!(wc.integ_out, ec.integ_in);
+    assert_ne!(wc.encr_in, wc.encr_out);
+    assert_eq!(wc.encr_in.len(), wc.encr.key_material_len());
+    assert_eq!(wc.integ_in.len(), wc.integ.map_or(0, |i| i.key_len()));
+    assert_eq!((&wc.ts_local, &wc.ts_remote), (&ec.ts_remote, &ec.ts_local));
+    assert_eq!(wc.ts_local, vec![net("198.51.100.0/24")]);
+    assert_eq!(wc.ts_remote, vec![net("203.0.113.0/24")]);
+    assert_eq!(p.west.stats().ike_sas_established, 1);
+    assert_eq!(p.east.stats().ike_sas_established, 1);
+}
+
+fn assert_nothing(p: &Pair) {
+    assert_eq!(p.west.ike_sas().count(), 0, "no IKE SA west");
+    assert_eq!(p.east.ike_sas().count(), 0, "no IKE SA east");
+    assert_eq!(p.west.child_sas().count(), 0, "no CHILD_SA west");
+    assert_eq!(p.east.child_sas().count(), 0, "no CHILD_SA east");
+}
+
+fn stats(e: &Engine) -> Stats {
+    *e.stats()
+}
+
+#[test]
+fn establish_aes_cbc_sha256_modp2048() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+    );
+    p.connect();
+    assert_established(&p);
+    assert_eq!(
+        (p.count(0), p.count(1), p.count(2), p.count(3)),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(stats(&p.west).retransmits, 0);
+    // Both ends must agree on the IKE suite (AES-CBC-256, HMAC-SHA2-256-128).
+    let (_, w) = p.west.ike_sas().next().unwrap();
+    let s = w.suite.unwrap();
+    assert_eq!(
+        (s.encr.key_len(), s.integ.map(|i| i.icv_len())),
+        (32, Some(16))
+    );
+}
+
+#[test]
+fn establish_aes_gcm_ecp256() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(
+            EAST,
+            "secret",
+            &[GCM_ECP256, CBC_MODP2048],
+            &[ESP_CBC, ESP_GCM],
+        ),
+    );
+    p.connect();
+    assert_established(&p);
+    let c = children(&p.west);
+    assert!(c[0].encr.is_aead() && c[0].integ.is_none());
+    assert_eq!(c[0].encr_in.len(), 36, "AES-256 key and 4-byte salt");
+}
+
+#[test]
+fn loss_of_each_message_once_is_recovered_by_retransmission() {
+    for k in 0..4 {
+        let mut p = Pair::new(
+            peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        );
+        let mut lost = false;
+        p.fate = Box::new(move |d| {
+            if !lost && kind(&d.data) == k {
+                lost = true;
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        p.connect();
+        assert_established(&p);
+        // Only the initiator retransmits (§2.1), once, after the loss.
+        assert_eq!(stats(&p.west).retransmits, 1, "message {k}");
+        assert_eq!(stats(&p.east).retransmits, 0, "message {k}");
+        let request = k & !1;
+        assert_eq!(p.count(request), 2, "message {k}: the request twice");
+        if k % 2 == 1 {
+            // The lost response came again from the responder's cache.
+            assert_eq!(stats(&p.east).responses_resent, 1, "message {k}");
+        }
+    }
+}
+
+#[test]
+fn duplicated_messages_are_answered_from_the_cache_and_make_no_second_sa() {
+    for k in 0..4 {
+        let mut p = Pair::new(
+            peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+            peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        );
+        p.fate = Box::new(move |d| {
+            if kind(&d.data) == k {
+                Fate::Duplicate
+            } else {
+                Fate::Deliver
+            }
+        });
+        p.connect();
+        assert_established(&p);
+        let (w, e) = (stats(&p.west), stats(&p.east));
+        assert_eq!((w.retransmits, e.retransmits), (0, 0), "message {k}");
+        if k % 2 == 0 {
+            // A repeated request: the same response again, no new state.
+            assert_eq!(e.responses_resent, 1, "message {k}");
+            assert_eq!(p.count(k + 1), 2, "message {k}");
+            assert_eq!(w.datagrams_dropped, 1, "the second response is dropped");
+        } else {
+            assert_eq!(
+                w.datagrams_dropped, 1,
+                "message {k}: duplicate response dropped"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_psk_fails_cleanly_on_both_sides() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "other secret", &[CBC_MODP2048], &[ESP_CBC]),
+    );
+    p.connect();
+    assert_nothing(&p);
+    assert_eq!(stats(&p.west).failed, 1);
+    assert_eq!(stats(&p.east).failed, 1);
+    // The responder said so in its protected IKE_AUTH response, at once: no
+    // retransmission, no timeout.
+    assert_eq!(p.count(3), 1);
+    assert_eq!(stats(&p.west).retransmits, 0);
+    assert_eq!(p.now, Time(0));
+}
+
+#[test]
+fn wrong_identity_fails_cleanly_on_both_sides() {
+    let mut east = peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]);
+    east.remote_id = Some(Identity::fqdn("somebody.example"));
+    let mut p = Pair::new(peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]), east);
+    p.connect();
+    assert_nothing(&p);
+}
+
+#[test]
+fn no_common_proposal_is_no_proposal_chosen() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.connect();
+    assert_nothing(&p);
+    assert_eq!(p.east_sent_notify(NotifyType::NO_PROPOSAL_CHOSEN).len(), 1);
+    assert_eq!(stats(&p.west).failed, 1);
+    assert_eq!(p.count(0), 1, "no retry after NO_PROPOSAL_CHOSEN");
+}
+
+#[test]
+fn no_common_esp_proposal_leaves_the_ike_sa_without_a_child() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[CBC_MODP2048], &[ESP_GCM]),
+    );
+    p.connect();
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.east.ike_sas().count(), 1);
+    assert_eq!(
+        (p.west.child_sas().count(), p.east.child_sas().count()),
+        (0, 0)
+    );
+}
+
+#[test]
+fn disjoint_traffic_selectors_are_ts_unacceptable() {
+    let mut east = peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]);
+    east.remote_ts = vec![net("192.0.2.128/25")];
+    let mut p = Pair::new(peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]), east);
+    p.connect();
+    assert_eq!(
+        (p.west.child_sas().count(), p.east.child_sas().count()),
+        (0, 0)
+    );
+}
+
+#[test]
+fn traffic_selectors_are_narrowed_to_the_intersection() {
+    let mut east = peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]);
+    east.remote_ts = vec![net("198.51.100.64/26")];
+    let mut p = Pair::new(peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]), east);
+    p.connect();
+    let (w, e) = (children(&p.west), children(&p.east));
+    assert_eq!(w[0].ts_local, vec![net("198.51.100.64/26")]);
+    assert_eq!(e[0].ts_remote, vec![net("198.51.100.64/26")]);
+}
+
+#[test]
+fn invalid_ke_payload_makes_the_initiator_retry_with_the_named_group() {
+    let mut ecp_first = CBC_MODP2048;
+    ecp_first.dh = DhGroup::ECP_256;
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[ecp_first, CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+    );
+    p.connect();
+    assert_established(&p);
+    assert_eq!(
+        p.east_sent_notify(NotifyType::INVALID_KE_PAYLOAD),
+        vec![vec![0, 14]]
+    );
+    assert_eq!(p.count(0), 2, "IKE_SA_INIT again with MODP-2048");
+}
+
+#[test]
+fn a_silent_peer_is_given_up_after_bounded_retransmissions() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+    );
+    // Nothing east sends arrives: east keeps its half-open SA until it expires, west
+    // retransmits IKE_SA_INIT and gives up.
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Deliver
+        } else {
+            Fate::Drop
+        }
+    });
+    p.connect();
+    assert_nothing(&p);
+    let retransmits = Config::default().retransmits;
+    assert_eq!(stats(&p.west).retransmits, u64::from(retransmits));
+    assert_eq!(p.count(0), 1 + retransmits as usize);
+    // West retries for longer than east keeps a half-open SA (62 s against 30 s), so
+    // east answers from its cache, forgets, and starts again.
+    let e = stats(&p.east);
+    assert!(e.half_open_expired >= 2, "{e:?}");
+    assert_eq!(
+        e.responses_resent + e.half_open_expired,
+        1 + u64::from(retransmits),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,273 @@
+//! The IKEv2 engine against strongSwan 5.9 (Debian's charon) over real UDP in network
+//! namespaces (documentation addresses only): IKE_SA_INIT and IKE_AUTH with a pre-shared
+//! key, charon as responder and as initiator, and the first CHILD_SA on both sides.
+//!
+//! The engine runs in this test process: a thread enters our namespace to bind UDP ports
+//! 500 and 4500 (sockets stay in the namespace they were made in), and the test loop
+//! moves datagrams between them and the engine on the real clock. charon uses its
+//! userspace ESP (kernel-libipsec), which needs UDP encapsulation, so charon fakes a NAT
+//! in its NAT_DETECTION_SOURCE_IP (see tests/vectors/ikev2-charon.txt): the engine sees
+//! "the peer is behind a NAT", and IKE_AUTH runs on port 4500 with the non-ESP marker.
+//! charon's `swanctl --list-sas` must show the IKE SA ESTABLISHED and the CHILD_SA
+//! INSTALLED with the SPIs our engine recorded.
+
+mod common;
+
+#[path = "common/charon.rs"]
+mod charon;
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use charon::{Charon, PSK};
+use common::{Link, Scratch};
+use isakmpd::ike::crypto::random_source;
+use isakmpd::ikev2::engine::{Engine, IkeState};
+use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use isakmpd::ikev2::wire::{DhGroup, EncrId, IntegId, PrfId};
+use isakmpd::timer::Time;
+
+const US: &str = "192.0.2.1";
+const CHARON_ADDR: &str = "192.0.2.2";
+
+/// A UDP socket bound in network namespace `netns`.
+fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let f = File::open(&path).unwrap();
+        // SAFETY: setns on a file descriptor we own, for this thread only.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        let s = UdpSocket::bind(addr).unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    })
+    .join()
+    .unwrap()
+}
+
+struct Ours {
+    engine: Engine,
+    socks: Vec<UdpSocket>,
+    t0: Instant,
+}
+
+impl Ours {
+    fn new(netns: &str, ike: IkeProposal, esp: EspProposal) -> Ours {
+        let ip = US.parse().unwrap();
+        let peer = Peer {
+            name: "charon".into(),
+            local: SocketAddr::new(ip, 500),
+            remote: format!("{CHARON_ADDR}:500").parse().unwrap(),
+            psk: PSK.as_bytes().to_vec(),
+            local_id: Identity::addr(ip),
+            remote_id: Some(Identity::addr(CHARON_ADDR.parse().unwrap())),
+            ike: vec![ike],
+            esp: vec![esp],
+            local_ts: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
+            remote_ts: vec![Selector::subnet("203.0.113.0".parse().unwrap(), 24)],
+        };
+        Ours {
+            engine: Engine::new(
+                Config::default(),
+                Policy { peers: vec![peer] },
+                Time(0),
+                random_source(None),
+            ),
+            socks: [500, 4500]
+                .iter()
+                .map(|&p| socket_in(netns, SocketAddr::new(ip, p)))
+                .collect(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time(self.t0.elapsed().as_millis() as u64)
+    }
+
+    /// Runs the engine until `done` or 20 s.
+    fn run_until(&mut self, mut done: impl FnMut(&Engine) -> bool) {
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.engine) {
+            assert!(
+                Instant::now() < deadline,
+                "engine did not get there in 20 s"
+            );
+            while let Some(t) = self.engine.poll_transmit(&mut buf) {
+                let port = t.local.map_or(500, |l| l.port());
+                let s = self
+                    .socks
+                    .iter()
+                    .find(|s| s.local_addr().unwrap().port() == port)
+                    .unwrap();
+                s.send_to(&buf[..t.len], t.remote).unwrap();
+            }
+            let now = self.now();
+            for s in &self.socks {
+                let local = s.local_addr().unwrap();
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    self.engine.handle_datagram(now, local, from, &buf[..n]);
+                }
+            }
+            self.engine.handle_timeout(now);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Whatever the last input made the engine say.
+        while let Some(t) = self.engine.poll_transmit(&mut buf) {
+            let port = t.local.map_or(500, |l| l.port());
+            if let Some(s) = self
+                .socks
+                .iter()
+                .find(|s| s.local_addr().unwrap().port() == port)
+            {
+                let _ = s.send_to(&buf[..t.len], t.remote);
+            }
+        }
+    }
+}
+
+fn charon(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
+    let swanctl = format!(
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+         proposals = {ike}\n  local {{\n   auth = psk\n   id = {CHARON_ADDR}\n  }}\n  \
+         remote {{\n   auth = psk\n   id = {US}\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
+         esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
+         start_action = none\n   }}\n  }}\n }}\n}}\n\
+         secrets {{\n ike-1 {{\n  id-1 = {CHARON_ADDR}\n  id-2 = {US}\n  secret = \"{PSK}\"\n }}\n}}\n"
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        None,
+        "install_routes = no",
+    )
+}
+
+fn link(tag: &str) -> Link {
+    common::require_root();
+    let l = Link::new(tag);
+    // The selectors' own ends, so that kernel-libipsec has source addresses.
+    for (ns, a) in [(&l.a, "198.51.100.1/32"), (&l.b, "203.0.113.1/32")] {
+        let st = Command::new("ip")
+            .args(["-n", ns, "addr", "add", a, "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    l
+}
+
+/// charon's view must match ours: IKE SA up, CHILD_SA installed, SPIs mirrored.
+fn check_charon(c: &Charon, ours: &Ours, aead: bool) {
+    let (_, info) = ours.engine.ike_sas().next().expect("our IKE SA");
+    assert_eq!(info.state, IkeState::Established);
+    assert!(info.nat_remote, "charon fakes a NAT for kernel-libipsec");
+    let child = ours
+        .engine
+        .child_sas()
+        .next()
+        .expect("our CHILD_SA")
+        .clone();
+    let t0 = Instant::now();
+    let sas = loop {
+        let s = c.swanctl(&["--list-sas"]);
+        if s.contains("INSTALLED") || t0.elapsed() > Duration::from_secs(5) {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("charon --list-sas:\n{sas}");
+    assert!(sas.contains("ESTABLISHED, IKEv2"), "{sas}\n{}", c.log());
+    let spi_hex = |s: &[u8; 8]| s.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert!(sas.contains(&spi_hex(&info.spi_i)), "{sas}");
+    assert!(sas.contains(&spi_hex(&info.spi_r)), "{sas}");
+    assert!(sas.contains("INSTALLED"), "{sas}\n{}", c.log());
+    // charon's inbound SPI is our outbound one and the other way round.
+    assert!(
+        sas.contains(&format!("in  {:08x}", child.spi_out)),
+        "{sas} / ours {child:?}"
+    );
+    assert!(
+        sas.contains(&format!("out {:08x}", child.spi_in)),
+        "{sas} / ours {child:?}"
+    );
+    let alg = if aead {
+        "ESP:AES_GCM_16-256"
+    } else {
+        "ESP:AES_CBC-256/HMAC_SHA2_256_128"
+    };
+    assert!(sas.contains(alg), "{sas}");
+    assert!(
+        sas.contains("203.0.113.0/24") && sas.contains("198.51.100.0/24"),
+        "{sas}"
+    );
+}
+
+#[test]
+fn we_initiate_ikev2_psk_with_charon() {
+    let l = link("v2i");
+    let c = charon(
+        "v2-charon-resp",
+        &l.b,
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+    );
+    let mut ours = Ours::new(
+        &l.a,
+        IkeProposal {
+            encr: EncrId::AES_CBC,
+            key_bits: Some(256),
+            integ: Some(IntegId::HMAC_SHA2_256_128),
+            prf: PrfId::HMAC_SHA2_256,
+            dh: DhGroup::MODP_2048,
+        },
+        EspProposal {
+            encr: EncrId::AES_CBC,
+            key_bits: Some(256),
+            integ: Some(IntegId::HMAC_SHA2_256_128),
+        },
+    );
+    let now = ours.now();
+    ours.engine.connect(now, "charon").unwrap();
+    ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+    check_charon(&c, &ours, false);
+}
+
+#[test]
+fn charon_initiates_ikev2_psk_aes_gcm_ecp256() {
+    let l = link("v2r");
+    let c = charon(
+        "v2-charon-init",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+    );
+    let mut ours = Ours::new(
+        &l.a,
+        IkeProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            prf: PrfId::HMAC_SHA2_256,
+            dh: DhGroup::ECP_256,
+        },
+        EspProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+        },
+    );
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        ours.run_until(|e| e.child_sas().count() == 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+    check_charon(&c, &ours, true);
+}
