@@ -11,7 +11,8 @@ use isakmpd::ike::crypto::SeededRandom;
 use isakmpd::ikev2::engine::{ChildSa, Engine, IkeState, Stats};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
-    DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, PrfId, FLAG_RESPONSE,
+    DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
+    FLAG_RESPONSE,
 };
 use isakmpd::timer::Time;
 
@@ -503,4 +504,133 @@ fn a_silent_peer_is_given_up_after_bounded_retransmissions() {
         1 + u64::from(retransmits),
         "{e:?}"
     );
+}
+
+/// The spoofed initiators: addresses in 198.18.0.0/15 (RFC 2544's benchmarking block).
+fn spoofed(i: usize) -> SocketAddr {
+    addr(&format!("198.{}.{}.{}:500", 18 + i % 2, i / 7, i + 1))
+}
+
+fn spoofed_peer(i: usize) -> Peer {
+    let mut p = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    p.name = format!("spoof{i}");
+    p.local = spoofed(i);
+    p.local_id = Identity::addr(spoofed(i).ip());
+    p
+}
+
+/// Payload kinds of a cleartext message, in order: notify types for notifies, "other"
+/// for anything else.
+fn cleartext_notifies(d: &[u8]) -> Vec<Option<NotifyType>> {
+    let m = Message::parse(d).unwrap();
+    m.payloads
+        .iter()
+        .map(|e| match e.payload {
+            Payload::Notify(n) => Some(n.ty),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_spoofed_ike_sa_inits_gets_cookies_and_a_real_initiator_gets_through() {
+    const SPOOFED: usize = 12;
+    let config = Config {
+        max_half_open: 8,
+        cookie_threshold: 4,
+        ..Config::default()
+    };
+    // East answers the real west and, as far as its policy knows, the addresses the
+    // flood comes from.
+    let mut peers = vec![peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])];
+    for i in 0..SPOOFED {
+        let mut p = peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+        p.name = format!("spoof{i}");
+        p.remote = spoofed(i);
+        p.remote_id = None;
+        peers.push(p);
+    }
+    let east = Engine::new(
+        config,
+        Policy { peers },
+        Time(0),
+        Box::new(SeededRandom::new(2)),
+    );
+    // The flood: IKE_SA_INITs from the spoofed addresses, whose answers go nowhere.
+    let mut attacker = Engine::new(
+        Config::default(),
+        Policy {
+            peers: (0..SPOOFED).map(spoofed_peer).collect(),
+        },
+        Time(0),
+        Box::new(SeededRandom::new(3)),
+    );
+    let mut p = Pair {
+        west: engine(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), 1),
+        east,
+        now: Time(0),
+        wire: VecDeque::new(),
+        sent: Vec::new(),
+        fate: Box::new(|_| Fate::Deliver),
+    };
+    let mut buf = vec![0u8; 65536];
+    let mut answers = Vec::new();
+    for i in 0..SPOOFED {
+        attacker.connect(Time(0), &format!("spoof{i}")).unwrap();
+        let t = attacker.poll_transmit(&mut buf).unwrap();
+        assert_eq!(t.local, Some(spoofed(i)));
+        p.east
+            .handle_datagram(Time(0), addr(EAST), spoofed(i), &buf[..t.len]);
+        let t = p.east.poll_transmit(&mut buf).expect("an answer");
+        assert_eq!(t.remote, spoofed(i));
+        answers.push(buf[..t.len].to_vec());
+        assert!(p.east.poll_transmit(&mut buf).is_none());
+    }
+    // The first four were answered in full and are half-open; from the threshold on, a
+    // COOKIE notify alone, and no state.
+    for (i, a) in answers.iter().enumerate() {
+        let n = cleartext_notifies(a);
+        if i < 4 {
+            assert!(
+                n.contains(&None),
+                "request {i}: a real IKE_SA_INIT response"
+            );
+        } else {
+            assert_eq!(n, vec![Some(NotifyType::COOKIE)], "request {i}");
+            let m = Message::parse(a).unwrap();
+            assert_eq!(m.header.spi_r, [0; 8], "request {i}: no responder SPI");
+        }
+    }
+    assert_eq!(p.east.ike_sas().count(), 4);
+    assert_eq!(stats(&p.east).cookies_sent, (SPOOFED - 4) as u64);
+    assert_eq!(stats(&p.east).half_open_refused, 0);
+
+    // The real initiator goes through the COOKIE round trip.
+    p.connect();
+    assert_eq!(stats(&p.east).cookies_sent, (SPOOFED - 4) as u64 + 1);
+    assert_eq!(stats(&p.east).cookies_invalid, 0);
+    assert_eq!(p.count(0), 2, "IKE_SA_INIT, then again with the cookie");
+    let inits: Vec<_> = p.sent.iter().filter(|d| kind(&d.data) == 0).collect();
+    let (first, second) = (
+        Message::parse(&inits[0].data).unwrap(),
+        Message::parse(&inits[1].data).unwrap(),
+    );
+    let cookie = p.east_sent_notify(NotifyType::COOKIE);
+    assert_eq!(cookie.len(), 1);
+    assert_eq!(cookie[0].len(), 17, "a version byte and 16 bytes of HMAC");
+    let e = second.payloads.iter().next().unwrap();
+    assert!(
+        matches!(e.payload, Payload::Notify(n) if n.ty == NotifyType::COOKIE && n.data == cookie[0])
+    );
+    // Everything else unchanged (§2.6): the cookie covers Ni.
+    let nonce = |m: &Message<'_>| match m.payloads.find(PayloadType::NONCE) {
+        Some(Payload::Nonce(n)) => n.to_vec(),
+        _ => panic!("no nonce"),
+    };
+    assert_eq!(nonce(&first), nonce(&second));
+    assert_eq!(first.header.spi_i, second.header.spi_i);
+    // The half-open spoofed SAs have expired by now (the pair ran until idle); the real
+    // IKE SA and its CHILD_SA remain.
+    assert_established(&p);
+    assert_eq!(stats(&p.east).half_open_expired, 4);
 }

@@ -22,10 +22,15 @@
 //!   a timer with exponential back-off and a bounded count; a responder answers a repeated
 //!   request from the response it kept; duplicate responses and requests outside the
 //!   window are dropped silently, as are messages whose ICV does not verify (§2.21.2).
-//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire.
+//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire. From
+//!   [`Config::cookie_threshold`] on, an IKE_SA_INIT must return our COOKIE (§2.6): one
+//!   without (or with a stale one) is answered with a COOKIE notify only, and nothing is
+//!   kept. The cookie is a version byte and a truncated HMAC-SHA-256 of Ni, the source
+//!   address and SPIi under a secret that changes every [`Config::cookie_secret_secs`]
+//!   (the one before stays good). The initiator resends with the cookie first and its Ni
+//!   and KE unchanged.
 //!
-//! TODO (issue 16): the responder's COOKIE challenge when half-open SAs pass a threshold
-//! (§2.6; today a request over the limit is dropped), CREATE_CHILD_SA, DELETE and liveness
+//! TODO (issue 16): CREATE_CHILD_SA, DELETE and liveness
 //! in INFORMATIONAL, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
@@ -38,7 +43,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::ike::crypto::{hash, DhPrivate, Group, HashAlg, Key, Random};
+use crate::ike::crypto::{constant_time_eq, hash, prf, DhPrivate, Group, HashAlg, Key, Random};
 use crate::ike::outbox::Outbox;
 use crate::ike::router::{Keyed, Table};
 use crate::ike::sa::{hex, Handle, Slab};
@@ -67,6 +72,10 @@ const NONCE_LEN: usize = 32;
 const INIT_RETRIES: u8 = 3;
 /// Largest message we build (a MODP-8192 KE is 1 KiB).
 const BUILD_MAX: usize = 8192;
+/// Our COOKIE (§2.6): a version byte naming the secret, then this much of
+/// HMAC-SHA-256(secret, Ni | IPi | SPIi).
+const COOKIE_HASH_LEN: usize = 16;
+const COOKIE_LEN: usize = 1 + COOKIE_HASH_LEN;
 
 /// Where an IKE SA stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +138,10 @@ pub struct Stats {
     pub failed: u64,
     pub half_open_refused: u64,
     pub half_open_expired: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE challenge and nothing else (§2.6).
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests whose COOKIE did not verify (answered with a new one).
+    pub cookies_invalid: u64,
 }
 
 /// Why a connect failed.
@@ -335,6 +348,79 @@ impl Io {
     }
 }
 
+/// The COOKIE secrets (§2.6): the current one and, for cookies handed out just before a
+/// change, the one before it. The secret changes every `Config::cookie_secret_secs`; the
+/// clock is looked at whenever a cookie is made or checked rather than on a timer of its
+/// own, which would keep the engine from ever going idle.
+struct CookieSecrets {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+    version: u8,
+    change_at: Time,
+}
+
+impl CookieSecrets {
+    fn new(rng: &mut dyn Random, now: Time, secs: u64) -> CookieSecrets {
+        let mut current = [0u8; 32];
+        rng.fill(&mut current);
+        CookieSecrets {
+            current,
+            previous: None,
+            version: 0,
+            change_at: now.add_secs(secs),
+        }
+    }
+
+    /// A new secret when the current one's time is up; after two periods without one,
+    /// the old one is not kept either.
+    fn rotate(&mut self, rng: &mut dyn Random, now: Time, secs: u64) {
+        if now < self.change_at {
+            return;
+        }
+        self.previous = (now < self.change_at.add_secs(secs)).then_some(self.current);
+        rng.fill(&mut self.current);
+        self.version = self.version.wrapping_add(1);
+        self.change_at = now.add_secs(secs);
+    }
+
+    fn make(
+        secret: &[u8; 32],
+        version: u8,
+        ni: &[u8],
+        ip: IpAddr,
+        spi_i: &[u8; 8],
+    ) -> [u8; COOKIE_LEN] {
+        let ip = match ip {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        let mac = prf(HashAlg::Sha256, secret, &[ni, &ip, spi_i]);
+        let mut c = [0u8; COOKIE_LEN];
+        c[0] = version;
+        c[1..].copy_from_slice(&mac.as_bytes()[..COOKIE_HASH_LEN]);
+        c
+    }
+
+    fn cookie(&self, ni: &[u8], ip: IpAddr, spi_i: &[u8; 8]) -> [u8; COOKIE_LEN] {
+        CookieSecrets::make(&self.current, self.version, ni, ip, spi_i)
+    }
+
+    /// Whether `c` is a cookie we made, with the current secret or the one before, for
+    /// this Ni, address and SPIi.
+    fn valid(&self, c: &[u8], ni: &[u8], ip: IpAddr, spi_i: &[u8; 8]) -> bool {
+        let secret = match c.first() {
+            Some(&v) if v == self.version => &self.current,
+            Some(&v) if v == self.version.wrapping_sub(1) => match &self.previous {
+                Some(p) => p,
+                None => return false,
+            },
+            _ => return false,
+        };
+        let want = CookieSecrets::make(secret, c[0], ni, ip, spi_i);
+        constant_time_eq(c, &want)
+    }
+}
+
 /// A responder SA's IKE_SA_INIT: the initiator's SPI and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct InitKey([u8; 8], SocketAddr);
@@ -348,6 +434,7 @@ pub struct Engine {
     /// Responder SAs by (SPIi, peer address), to tell a repeated IKE_SA_INIT (§2.1).
     by_init: Table<(InitKey, Handle), InitKey>,
     half_open: usize,
+    cookies: CookieSecrets,
     children: Slab<ChildSa>,
     io: Io,
     /// Scratch for decrypting in place.
@@ -364,6 +451,7 @@ impl Engine {
             sas: Table::with_capacity(n, IkeSa::our_spi, Keyed(key)),
             by_init: Table::with_capacity(n, |e| e.0, Keyed(key)),
             half_open: 0,
+            cookies: CookieSecrets::new(rng.as_mut(), now, config.cookie_secret_secs),
             children: Slab::with_capacity(2 * n),
             io: Io {
                 outbox: Outbox::new(),
@@ -663,12 +751,6 @@ impl Engine {
         else {
             return self.dropped(remote, "IKE_SA_INIT from an unknown peer");
         };
-        if self.half_open >= self.config.max_half_open {
-            // TODO: answer with a COOKIE challenge instead (§2.6).
-            self.io.stats.half_open_refused += 1;
-            return self.dropped(remote, "too many half-open IKE SAs");
-        }
-        let peer = &self.policy.peers[p];
         let pl = &msg.payloads;
         let (Some(Payload::Sa(offer)), Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) = (
             pl.find(PayloadType::SA),
@@ -692,6 +774,30 @@ impl Engine {
                 io.send(local, remote, &buf[..n]);
             }
         };
+        if self.half_open >= self.config.cookie_threshold {
+            // §2.6: under load, only a request that returns our COOKIE goes on; the
+            // others get a COOKIE and nothing is kept.
+            self.cookies
+                .rotate(self.io.rng.as_mut(), now, self.config.cookie_secret_secs);
+            let ip = remote.ip();
+            match pl.notify(NotifyType::COOKIE) {
+                Some(c) if self.cookies.valid(c.data, ni, ip, &hd.spi_i) => {}
+                got => {
+                    if got.is_some() {
+                        self.io.stats.cookies_invalid += 1;
+                    }
+                    self.io.stats.cookies_sent += 1;
+                    log::debug!("ikev2: {remote}: IKE_SA_INIT answered with a COOKIE");
+                    let c = self.cookies.cookie(ni, ip, &hd.spi_i);
+                    return reply(&mut self.io, NotifyType::COOKIE, &c);
+                }
+            }
+        }
+        if self.half_open >= self.config.max_half_open {
+            self.io.stats.half_open_refused += 1;
+            return self.dropped(remote, "too many half-open IKE SAs");
+        }
+        let peer = &self.policy.peers[p];
         let Some((chosen, number)) = choose_ike(offer, &peer.ike) else {
             log::warn!(
                 "ikev2: {} {remote}: IKE_SA_INIT: no proposal chosen",
@@ -1171,9 +1277,19 @@ fn send_init(
     peer: &Peer,
     group: DhGroup,
 ) -> Result<(), Fail> {
-    let g = Group::from_ike(GroupDescription(group.0)).ok_or(Fail("DH group not implemented"))?;
-    let dh = DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?;
-    sa.ni = io.random::<NONCE_LEN>().to_vec();
+    // A retry after COOKIE keeps Ni and the KE (§2.6: "all other payloads unchanged";
+    // the cookie covers Ni); after INVALID_KE_PAYLOAD only the KE is new.
+    let dh = match sa.dh.take() {
+        Some(d) if d.group().number() == group.0 => d,
+        _ => {
+            let g = Group::from_ike(GroupDescription(group.0))
+                .ok_or(Fail("DH group not implemented"))?;
+            DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?
+        }
+    };
+    if sa.ni.is_empty() {
+        sa.ni = io.random::<NONCE_LEN>().to_vec();
+    }
     // The proposals: those for `group` first, since our KE is for it.
     let mut order: Vec<&IkeProposal> = peer.ike.iter().filter(|p| p.dh == group).collect();
     order.extend(peer.ike.iter().filter(|p| p.dh != group));
@@ -1572,4 +1688,44 @@ fn build_auth_request(io: &mut Io, sa: &mut IkeSa, peer: &Peer) -> Result<Vec<u8
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
         ts_payload(b, PayloadType::TSR, &peer.remote_ts)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::crypto::SeededRandom;
+
+    #[test]
+    fn cookies_are_bound_to_ni_address_and_spi_and_outlive_one_secret_change() {
+        let mut rng = SeededRandom::new(7);
+        let mut c = CookieSecrets::new(&mut rng, Time(0), 300);
+        let (ni, ip, spi) = ([1u8; 32], "192.0.2.1".parse().unwrap(), [2u8; 8]);
+        let k = c.cookie(&ni, ip, &spi);
+        assert!(c.valid(&k, &ni, ip, &spi));
+        assert!(!c.valid(&k, &[3u8; 32], ip, &spi), "another Ni");
+        assert!(
+            !c.valid(&k, &ni, "192.0.2.9".parse().unwrap(), &spi),
+            "another address"
+        );
+        assert!(!c.valid(&k, &ni, ip, &[9u8; 8]), "another SPIi");
+        assert!(!c.valid(&k[..16], &ni, ip, &spi), "truncated");
+        let mut bad = k;
+        bad[5] ^= 1;
+        assert!(!c.valid(&bad, &ni, ip, &spi));
+        // Before its time the secret stays; after it, the old cookie is still good once.
+        c.rotate(&mut rng, Time(0).add_secs(299), 300);
+        assert_eq!(c.cookie(&ni, ip, &spi), k);
+        c.rotate(&mut rng, Time(0).add_secs(300), 300);
+        assert_ne!(c.cookie(&ni, ip, &spi), k);
+        assert!(
+            c.valid(&k, &ni, ip, &spi),
+            "the previous secret is accepted"
+        );
+        c.rotate(&mut rng, Time(0).add_secs(600), 300);
+        assert!(!c.valid(&k, &ni, ip, &spi), "two changes later it is not");
+        // A long idle time changes both.
+        let k2 = c.cookie(&ni, ip, &spi);
+        c.rotate(&mut rng, Time(0).add_secs(10_000), 300);
+        assert!(!c.valid(&k2, &ni, ip, &spi));
+    }
 }
