@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use isakmpd::ike::crypto::SeededRandom;
-use isakmpd::ikev2::engine::{ChildSa, Engine, IkeState, Stats};
+use isakmpd::ikev2::engine::{ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
     DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
@@ -633,4 +633,153 @@ fn a_flood_of_spoofed_ike_sa_inits_gets_cookies_and_a_real_initiator_gets_throug
     // IKE SA and its CHILD_SA remain.
     assert_established(&p);
     assert_eq!(stats(&p.east).half_open_expired, 4);
+}
+
+fn established_pair() -> Pair {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.connect();
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+/// INFORMATIONAL messages sent since the last `sent.clear()`: (from west, response, length).
+fn informationals(p: &Pair) -> Vec<(bool, bool, usize)> {
+    p.sent
+        .iter()
+        .filter_map(|d| {
+            let m = Message::parse(&d.data).ok()?;
+            (m.header.exchange == ExchangeType::INFORMATIONAL).then_some((
+                d.from_west,
+                m.header.flags & FLAG_RESPONSE != 0,
+                d.data.len(),
+            ))
+        })
+        .collect()
+}
+
+fn assert_ike_sas_only(p: &Pair) {
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.east.ike_sas().count(), 1);
+    assert_eq!(p.west.child_sas().count(), 0, "no CHILD_SA west");
+    assert_eq!(p.east.child_sas().count(), 0, "no CHILD_SA east");
+}
+
+#[test]
+fn deleting_a_child_sa_from_the_initiator_removes_both_halves_and_keeps_the_ike_sa() {
+    let mut p = established_pair();
+    let spi = children(&p.west)[0].spi_in;
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Spi(spi)), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    assert_eq!(stats(&p.west).child_sas_deleted, 1);
+    assert_eq!(stats(&p.east).child_sas_deleted, 1);
+    let info = informationals(&p);
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert_eq!((info[0].0, info[0].1), (true, false), "west's request");
+    assert_eq!((info[1].0, info[1].1), (false, true), "east's response");
+    // East's answer carries its own Delete (§1.4.1): 12 bytes (payload header, protocol,
+    // SPI size, count, one SPI) more than the empty answer to a Delete of the IKE SA.
+    let with_delete = info[1].2;
+    p.sent.clear();
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+    let info = informationals(&p);
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert_eq!(with_delete, info[1].2 + 12);
+    assert_eq!(stats(&p.west).retransmits, 0);
+}
+
+#[test]
+fn deleting_a_child_sa_from_the_responder_removes_both_halves() {
+    let mut p = established_pair();
+    let spi = children(&p.west)[0].spi_in;
+    // East names the CHILD_SA by its outbound SPI, west's inbound one.
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Spi(spi)), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        vec![(false, false), (true, true)]
+    );
+    // The IKE SA still works both ways.
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 0);
+    assert_eq!(p.east.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+}
+
+#[test]
+fn crossed_child_sa_deletes_leave_nothing_and_no_error() {
+    let mut p = established_pair();
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    let (w, e) = (stats(&p.west), stats(&p.east));
+    assert_eq!((w.child_sas_deleted, e.child_sas_deleted), (1, 1));
+    assert_eq!(
+        (w.failed, e.failed, w.retransmits, e.retransmits),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(informationals(&p).len(), 4);
+}
+
+#[test]
+fn deleting_the_ike_sa_from_either_side_leaves_nothing() {
+    for from_west in [true, false] {
+        let mut p = established_pair();
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        let (h, _) = e.ike_sas().next().unwrap();
+        assert_eq!(e.delete_ike(Time(0), IkeRef::Handle(h)), 1);
+        p.drive();
+        assert_nothing(&p);
+        let info = informationals(&p);
+        assert_eq!(
+            info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+            vec![(from_west, false), (!from_west, true)]
+        );
+        assert_eq!((stats(&p.west).failed, stats(&p.east).failed), (0, 0));
+    }
+}
+
+#[test]
+fn requests_wait_for_the_one_in_flight() {
+    let mut p = established_pair();
+    // Both at once: the Delete of the IKE SA goes after the CHILD_SA's is answered
+    // (window 1, §2.3).
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        vec![(true, false), (false, true), (true, false), (false, true)]
+    );
+}
+
+#[test]
+fn an_unanswered_ike_sa_delete_still_ends_the_ike_sa() {
+    let mut p = established_pair();
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_eq!(p.west.ike_sas().count(), 0);
+    assert_eq!(p.west.child_sas().count(), 0);
+    assert_eq!(
+        stats(&p.west).retransmits,
+        u64::from(Config::default().retransmits)
+    );
 }

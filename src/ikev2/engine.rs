@@ -30,7 +30,14 @@
 //!   (the one before stays good). The initiator resends with the cookie first and its Ni
 //!   and KE unchanged.
 //!
-//! TODO (issue 16): CREATE_CHILD_SA, DELETE and liveness
+//! - INFORMATIONAL (§1.4): [`Engine::delete_child`] sends a Delete of our inbound ESP
+//!   SPIs and the CHILD_SAs go when the peer answers with a Delete of its halves
+//!   (§1.4.1); [`Engine::delete_ike`] sends a Delete of the IKE SA, which goes with its
+//!   CHILD_SAs on the answer or when the retransmissions run out. As responder, the same
+//!   the other way round; crossed CHILD_SA deletes are left out of the answer. Our
+//!   requests wait for the one in flight (window 1).
+//!
+//! TODO (issue 16): CREATE_CHILD_SA, liveness
 //! in INFORMATIONAL, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
@@ -59,9 +66,10 @@ use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Sele
 use super::sk::{SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
-    parse_payloads, AuthMethod, AuthPayload, DhGroup, ExchangeType, Header, KePayload, Message,
-    MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads, ProposalRepr, ProtocolId,
-    SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
+    parse_payloads, AuthMethod, AuthPayload, DeletePayload, DhGroup, ExchangeType, Header,
+    KePayload, Message, MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads,
+    ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE,
+    HEADER_LEN,
 };
 
 /// The peer's NAT-T port (RFC 3948).
@@ -142,6 +150,8 @@ pub struct Stats {
     pub cookies_sent: u64,
     /// IKE_SA_INIT requests whose COOKIE did not verify (answered with a new one).
     pub cookies_invalid: u64,
+    /// CHILD_SAs removed: deleted by either side, or with their IKE SA.
+    pub child_sas_deleted: u64,
 }
 
 /// Why a connect failed.
@@ -175,12 +185,41 @@ impl From<KeyError> for Fail {
     }
 }
 
+/// What a request of ours is, for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Req {
+    Init,
+    Auth,
+    /// INFORMATIONAL with a Delete of these CHILD_SAs (our inbound SPIs).
+    DeleteChild(Vec<u32>),
+    /// INFORMATIONAL with a Delete of the IKE SA.
+    DeleteIke,
+}
+
 /// The request we wait an answer for.
 struct Pending {
     msgid: u32,
     data: Vec<u8>,
     xmits: u32,
     at: Time,
+    what: Req,
+}
+
+/// Which CHILD_SAs [`Engine::delete_child`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    /// The one with this SPI, ours (inbound) or the peer's (outbound).
+    Spi(u32),
+}
+
+/// Which IKE SAs [`Engine::delete_ike`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    Handle(Handle),
 }
 
 struct IkeSa {
@@ -205,6 +244,8 @@ struct IkeSa {
     /// The last response we sent, for a repeated request.
     response: Option<(u32, Vec<u8>)>,
     request: Option<Pending>,
+    /// Requests of ours waiting for the one in flight to be answered (window 1, §2.3).
+    queued: Vec<Req>,
     /// A half-open responder SA goes at this time.
     expires: Option<Time>,
     timer: Option<TimerHandle>,
@@ -316,8 +357,8 @@ impl Io {
         cfg: &Config,
         h: Handle,
         sa: &mut IkeSa,
-        msgid: u32,
-        data: Vec<u8>,
+        (msgid, data): (u32, Vec<u8>),
+        what: Req,
     ) {
         self.send(sa.info.local, sa.info.remote, &data);
         sa.request = Some(Pending {
@@ -325,6 +366,7 @@ impl Io {
             data,
             xmits: 0,
             at: now.add_millis(cfg.retransmit_ms),
+            what,
         });
         self.arm(h, sa);
     }
@@ -529,6 +571,7 @@ impl Engine {
             peer_msgid: 0,
             response: None,
             request: None,
+            queued: Vec::new(),
             expires: None,
             timer: None,
             init_index: None,
@@ -694,15 +737,7 @@ impl Engine {
         if sa.info.state == IkeState::HalfOpen {
             self.half_open = self.half_open.saturating_sub(1);
         }
-        let gone: Vec<Handle> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.ike == h)
-            .map(|(ch, _)| ch)
-            .collect();
-        for ch in gone {
-            self.children.remove(ch);
-        }
+        self.remove_children(|c| c.ike == h);
         let level = if sa.info.state == IkeState::Established {
             log::Level::Info
         } else {
@@ -848,6 +883,7 @@ impl Engine {
             peer_msgid: 1,
             response: None,
             request: None,
+            queued: Vec::new(),
             expires: Some(now.add_secs(self.config.half_open_secs)),
             timer: None,
             init_index: None,
@@ -979,7 +1015,7 @@ impl Engine {
         sa.child_spi = io.esp_spi();
         let msgid = sa.next_msgid;
         let m = build_auth_request(io, sa, peer).map_err(|Fail(why)| why)?;
-        io.request(now, config, h, sa, msgid, m);
+        io.request(now, config, h, sa, (msgid, m), Req::Auth);
         sa.next_msgid = msgid.wrapping_add(1);
         Ok(())
     }
@@ -1019,7 +1055,7 @@ impl Engine {
         match (sa.info.state, hd.exchange) {
             (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
-                self.informational(h, hd, inner)
+                self.informational(now, h, hd, inner)
             }
             _ => self.io.dropped(remote, "request not handled in this state"),
         }
@@ -1029,16 +1065,157 @@ impl Engine {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        if sa.request.as_ref().map(|r| r.msgid) != Some(hd.msgid) {
+        let Some(req) = sa.request.take_if(|r| r.msgid == hd.msgid) else {
             return self
                 .io
                 .dropped(sa.info.remote, "response to no request of ours");
-        }
-        sa.request = None;
+        };
         self.io.arm(h, sa);
-        if sa.info.state == IkeState::AuthSent && hd.exchange == ExchangeType::IKE_AUTH {
-            self.auth_response(now, h, inner);
+        match (req.what, hd.exchange) {
+            (Req::Auth, ExchangeType::IKE_AUTH) if sa.info.state == IkeState::AuthSent => {
+                self.auth_response(now, h, inner)
+            }
+            (Req::DeleteChild(spis), ExchangeType::INFORMATIONAL) => {
+                // Ours go now; the peer's Delete names its halves of the same pairs
+                // (§1.4.1), or nothing for those it had deleted itself.
+                let gone = self.remove_children(|c| c.ike == h && spis.contains(&c.spi_in));
+                log::info!(
+                    "ikev2: {}: {gone} CHILD_SA(s) deleted",
+                    self.sas.get(h).map_or("?", |sa| sa.info.peer.as_str())
+                );
+            }
+            (Req::DeleteIke, ExchangeType::INFORMATIONAL) => {
+                return self.delete(h, "deleted by us");
+            }
+            (_, x) => {
+                let remote = sa.info.remote;
+                return self.io.dropped(remote, &format!("unexpected {x} response"));
+            }
         }
+        self.next_request(now, h);
+    }
+
+    /// Deletes CHILD_SAs (RFC 7296 §1.4.1): an INFORMATIONAL with a Delete of our inbound
+    /// SPIs to each IKE SA's peer; the CHILD_SAs go when the peer answers (or with the
+    /// IKE SA if it never does). Returns how many are being deleted.
+    pub fn delete_child(&mut self, now: Time, which: ChildRef<'_>) -> usize {
+        let mut by_ike: Vec<(Handle, Vec<u32>)> = Vec::new();
+        for (_, c) in self.children.iter() {
+            let hit = match which {
+                ChildRef::Peer(p) => c.peer == p,
+                ChildRef::Spi(s) => c.spi_in == s || c.spi_out == s,
+            };
+            if !hit {
+                continue;
+            }
+            match by_ike.iter_mut().find(|(h, _)| *h == c.ike) {
+                Some((_, v)) => v.push(c.spi_in),
+                None => by_ike.push((c.ike, vec![c.spi_in])),
+            }
+        }
+        let n = by_ike.iter().map(|(_, v)| v.len()).sum();
+        for (h, spis) in by_ike {
+            self.start_request(now, h, Req::DeleteChild(spis));
+        }
+        n
+    }
+
+    /// Deletes IKE SAs with their CHILD_SAs: an established one with an INFORMATIONAL
+    /// holding a Delete of the IKE SA (§1.4.1), gone when the peer answers or the
+    /// retransmissions run out; one still being set up at once. Returns how many.
+    pub fn delete_ike(&mut self, now: Time, which: IkeRef<'_>) -> usize {
+        let picked: Vec<(Handle, bool)> = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| match which {
+                IkeRef::Peer(p) => sa.info.peer == p,
+                IkeRef::Handle(x) => *h == x,
+            })
+            .map(|(h, sa)| (h, sa.info.state == IkeState::Established))
+            .collect();
+        for &(h, established) in &picked {
+            if established {
+                self.start_request(now, h, Req::DeleteIke);
+            } else {
+                self.delete(h, "deleted before it was established");
+            }
+        }
+        picked.len()
+    }
+
+    /// Sends a request of ours on an established SA, or queues it behind the one in
+    /// flight.
+    fn start_request(&mut self, now: Time, h: Handle, what: Req) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_some() {
+            if !sa.queued.contains(&what) {
+                sa.queued.push(what);
+            }
+            return;
+        }
+        let msgid = sa.next_msgid;
+        let mut spis = Vec::new();
+        let m = build_protected(
+            &mut self.io,
+            sa,
+            ExchangeType::INFORMATIONAL,
+            msgid,
+            false,
+            |b| match &what {
+                Req::DeleteChild(s) => {
+                    spis.extend(s.iter().flat_map(|s| s.to_be_bytes()));
+                    let d = DeletePayload::new(ProtocolId::ESP, 4, &spis);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::DeleteIke => {
+                    let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::Init | Req::Auth => Ok(()),
+            },
+        );
+        match m {
+            Ok(m) => {
+                self.io.request(now, &self.config, h, sa, (msgid, m), what);
+                sa.next_msgid = msgid.wrapping_add(1);
+            }
+            Err(Fail(why)) => log::error!("ikev2: {}: INFORMATIONAL: {why}", sa.info.peer),
+        }
+    }
+
+    /// The next queued request, once the one in flight is answered.
+    fn next_request(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_none() && !sa.queued.is_empty() {
+            let what = sa.queued.remove(0);
+            self.start_request(now, h, what);
+        }
+    }
+
+    /// Removes the CHILD_SAs `pick` chooses; returns how many.
+    fn remove_children(&mut self, pick: impl Fn(&ChildSa) -> bool) -> usize {
+        let gone: Vec<Handle> = self
+            .children
+            .iter()
+            .filter(|(_, c)| pick(c))
+            .map(|(ch, _)| ch)
+            .collect();
+        for &ch in &gone {
+            if let Some(c) = self.children.remove(ch) {
+                log::info!(
+                    "ikev2: {}: CHILD_SA deleted, SPIs in {:08x} out {:08x}",
+                    c.peer,
+                    c.spi_in,
+                    c.spi_out
+                );
+            }
+        }
+        self.io.stats.child_sas_deleted += gone.len() as u64;
+        gone.len()
     }
 
     /// Responder: IKE_AUTH (§1.2, §2.15).
@@ -1208,9 +1385,13 @@ impl Engine {
         }
     }
 
-    /// An INFORMATIONAL request: AUTHENTICATION_FAILED or a Delete of the IKE SA ends it;
-    /// anything else (liveness) gets an empty answer.
-    fn informational(&mut self, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+    /// An INFORMATIONAL request (§1.4): AUTHENTICATION_FAILED or a Delete of the IKE SA
+    /// ends it (an empty answer, then nothing is left); a Delete of CHILD_SAs names the
+    /// peer's inbound SPIs, our outbound ones, and is answered with a Delete of our
+    /// halves of those pairs (§1.4.1), leaving out the ones we are deleting ourselves
+    /// (crossed requests); SPIs we do not know are ignored (§3.11); anything else
+    /// (liveness) gets an empty answer.
+    fn informational(&mut self, _now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
@@ -1219,19 +1400,57 @@ impl Engine {
             || inner
                 .iter()
                 .any(|e| matches!(e.payload, Payload::Delete(d) if d.protocol == ProtocolId::IKE));
+        let deleting: &[u32] = match sa.request.as_ref().map(|r| &r.what) {
+            Some(Req::DeleteChild(s)) => s,
+            _ => &[],
+        };
+        let mut theirs = Vec::new();
+        let mut ours = Vec::new();
+        if !ends {
+            for e in inner.iter() {
+                let Payload::Delete(d) = e.payload else {
+                    continue;
+                };
+                if d.protocol != ProtocolId::ESP || d.spi_size != 4 {
+                    continue;
+                }
+                for spi in d.spis() {
+                    let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+                    if let Some((_, c)) = self
+                        .children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_out == spi)
+                    {
+                        theirs.push(spi);
+                        if !deleting.contains(&c.spi_in) {
+                            ours.extend(c.spi_in.to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
         let m = build_protected(
             &mut self.io,
             sa,
             ExchangeType::INFORMATIONAL,
             hd.msgid,
             true,
-            |_| Ok(()),
+            |b| {
+                if ours.is_empty() {
+                    return Ok(());
+                }
+                let d = DeletePayload::new(ProtocolId::ESP, 4, &ours);
+                b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+            },
         );
         if let Ok(m) = m {
             self.io.respond(sa, hd.msgid, m);
         }
         if ends {
-            self.delete(h, "ended by the peer");
+            return self.delete(h, "ended by the peer");
+        }
+        if !theirs.is_empty() {
+            self.remove_children(|c| c.ike == h && theirs.contains(&c.spi_out));
         }
     }
 }
@@ -1334,7 +1553,7 @@ fn send_init(
     buf.truncate(n);
     sa.dh = Some(dh);
     sa.init_i = buf.clone();
-    io.request(now, cfg, h, sa, 0, buf);
+    io.request(now, cfg, h, sa, (0, buf), Req::Init);
     sa.next_msgid = 1;
     Ok(())
 }
