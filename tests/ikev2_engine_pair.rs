@@ -783,3 +783,110 @@ fn an_unanswered_ike_sa_delete_still_ends_the_ike_sa() {
         u64::from(Config::default().retransmits)
     );
 }
+
+impl Pair {
+    /// Like `drive`, but stops the clock at `end` (a pair checking liveness is never idle).
+    fn drive_until(&mut self, end: Time) {
+        for _ in 0..100_000 {
+            self.collect();
+            if !self.wire.is_empty() {
+                self.step();
+                continue;
+            }
+            let next = [self.west.poll_timeout(), self.east.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+        panic!("the pair never reached {end:?}");
+    }
+}
+
+fn liveness_pair(secs: u64) -> Pair {
+    let config = Config {
+        liveness_secs: secs,
+        ..Config::default()
+    };
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.west = Engine::new(
+        config,
+        Policy {
+            peers: vec![peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])],
+        },
+        Time(0),
+        Box::new(SeededRandom::new(1)),
+    );
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time(0).add_secs(1));
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+#[test]
+fn an_idle_peer_that_answers_is_checked_every_interval_and_kept() {
+    let mut p = liveness_pair(30);
+    p.drive_until(Time(0).add_secs(100));
+    assert_eq!(stats(&p.west).liveness_checks, 3, "at 30, 60 and 90 s");
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        [(true, false), (false, true)].repeat(3)
+    );
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.west.child_sas().count(), 1);
+    assert_eq!(stats(&p.west).retransmits, 0);
+    // East does not check (its interval is 0) but each of its answers is fresh.
+    assert_eq!(stats(&p.east).liveness_checks, 0);
+    assert_eq!(stats(&p.east).responses_resent, 0);
+}
+
+#[test]
+fn a_request_from_the_peer_counts_as_a_sign_of_life() {
+    let mut p = liveness_pair(30);
+    // East deletes its CHILD_SA at 20 s: west's next check is 30 s after that.
+    p.drive_until(Time(0).add_secs(20));
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive_until(Time(0).add_secs(45));
+    assert_eq!(stats(&p.west).liveness_checks, 0);
+    p.drive_until(Time(0).add_secs(51));
+    assert_eq!(stats(&p.west).liveness_checks, 1);
+}
+
+#[test]
+fn a_silent_peer_is_declared_dead_and_its_sas_deleted() {
+    let mut p = liveness_pair(30);
+    // From now on nothing east sends arrives.
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Deliver
+        } else {
+            Fate::Drop
+        }
+    });
+    p.drive_until(Time(0).add_secs(600));
+    assert_eq!(p.west.ike_sas().count(), 0, "IKE SA gone");
+    assert_eq!(p.west.child_sas().count(), 0, "CHILD_SA gone");
+    let w = stats(&p.west);
+    let retransmits = Config::default().retransmits;
+    assert_eq!(w.liveness_checks, 1);
+    assert_eq!(w.retransmits, u64::from(retransmits));
+    assert_eq!((w.failed, w.dead_peers, w.child_sas_deleted), (1, 1, 1));
+    // The check and its retransmissions, each answered by east into the void.
+    let info = informationals(&p);
+    let requests = info.iter().filter(|i| i.0 && !i.1).count();
+    assert_eq!(requests, 1 + retransmits as usize);
+    assert_eq!(stats(&p.east).responses_resent, u64::from(retransmits));
+}

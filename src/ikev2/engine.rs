@@ -36,9 +36,12 @@
 //!   CHILD_SAs on the answer or when the retransmissions run out. As responder, the same
 //!   the other way round; crossed CHILD_SA deletes are left out of the answer. Our
 //!   requests wait for the one in flight (window 1).
+//! - Liveness (iked's dpd): when nothing authenticated has come from the peer of an
+//!   established SA for [`Config::liveness_secs`], an empty INFORMATIONAL request asks;
+//!   if its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
+//!   Only IKE messages count as signs of life (no ESP counters from a kernel yet).
 //!
-//! TODO (issue 16): CREATE_CHILD_SA, liveness
-//! in INFORMATIONAL, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! TODO (issue 16): CREATE_CHILD_SA, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
 //!
@@ -152,6 +155,10 @@ pub struct Stats {
     pub cookies_invalid: u64,
     /// CHILD_SAs removed: deleted by either side, or with their IKE SA.
     pub child_sas_deleted: u64,
+    /// Empty INFORMATIONAL requests sent to an idle peer.
+    pub liveness_checks: u64,
+    /// IKE SAs deleted because a liveness check went unanswered.
+    pub dead_peers: u64,
 }
 
 /// Why a connect failed.
@@ -194,6 +201,8 @@ enum Req {
     DeleteChild(Vec<u32>),
     /// INFORMATIONAL with a Delete of the IKE SA.
     DeleteIke,
+    /// An empty INFORMATIONAL: is the peer alive?
+    Liveness,
 }
 
 /// The request we wait an answer for.
@@ -248,6 +257,8 @@ struct IkeSa {
     queued: Vec<Req>,
     /// A half-open responder SA goes at this time.
     expires: Option<Time>,
+    /// An established SA's liveness check is due at this time.
+    idle: Option<Time>,
     timer: Option<TimerHandle>,
     /// Responder: the (SPIi, address) index entry.
     init_index: Option<Handle>,
@@ -279,12 +290,12 @@ impl IkeSa {
         }
     }
 
-    /// Earliest deadline: retransmission or half-open expiry.
+    /// Earliest deadline: retransmission, half-open expiry or liveness check.
     fn deadline(&self) -> Option<Time> {
-        match (self.request.as_ref().map(|r| r.at), self.expires) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.request.as_ref().map(|r| r.at), self.expires, self.idle]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -573,6 +584,7 @@ impl Engine {
             request: None,
             queued: Vec::new(),
             expires: None,
+            idle: None,
             timer: None,
             init_index: None,
             iv_counter: 0,
@@ -617,9 +629,23 @@ impl Engine {
                 self.delete(h, "no IKE_AUTH in time");
                 continue;
             }
+            if sa.idle.is_some_and(|t| t <= now) {
+                // Nothing from the peer for a while: ask, unless a request of ours is
+                // already waiting for an answer (which asks the same).
+                sa.idle = None;
+                if sa.request.is_none() && sa.queued.is_empty() {
+                    self.io.stats.liveness_checks += 1;
+                    log::debug!("ikev2: {} {}: liveness check", sa.info.peer, sa.info.remote);
+                    self.start_request(now, h, Req::Liveness);
+                    continue;
+                }
+            }
             if let Some(r) = sa.request.as_mut().filter(|r| r.at <= now) {
                 if r.xmits >= self.config.retransmits {
                     self.io.stats.failed += 1;
+                    if r.what == Req::Liveness {
+                        self.io.stats.dead_peers += 1;
+                    }
                     self.delete(h, "no answer from the peer");
                     continue;
                 }
@@ -706,6 +732,7 @@ impl Engine {
                     } else {
                         self.request(now, h, &hd, &inner, (local, remote));
                     }
+                    self.heard_from(now, h);
                 }
                 Err(e) => self.dropped(remote, e.reason),
             },
@@ -721,6 +748,18 @@ impl Engine {
 
     fn dropped(&mut self, remote: SocketAddr, why: &str) {
         self.io.dropped(remote, why);
+    }
+
+    /// An authenticated message came: the liveness check of an established SA moves.
+    fn heard_from(&mut self, now: Time, h: Handle) {
+        let secs = self.config.liveness_secs;
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if secs > 0 && sa.info.state == IkeState::Established {
+            sa.idle = Some(now.add_secs(secs));
+            self.io.arm(h, sa);
+        }
     }
 
     /// Removes an IKE SA with its CHILD_SAs and timer.
@@ -885,6 +924,7 @@ impl Engine {
             request: None,
             queued: Vec::new(),
             expires: Some(now.add_secs(self.config.half_open_secs)),
+            idle: None,
             timer: None,
             init_index: None,
             iv_counter: 0,
@@ -1087,6 +1127,7 @@ impl Engine {
             (Req::DeleteIke, ExchangeType::INFORMATIONAL) => {
                 return self.delete(h, "deleted by us");
             }
+            (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
             (_, x) => {
                 let remote = sa.info.remote;
                 return self.io.dropped(remote, &format!("unexpected {x} response"));
@@ -1173,7 +1214,7 @@ impl Engine {
                     let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
                     b.add(PayloadType::DELETE, false, &Payload::Delete(d))
                 }
-                Req::Init | Req::Auth => Ok(()),
+                Req::Init | Req::Auth | Req::Liveness => Ok(()),
             },
         );
         match m {

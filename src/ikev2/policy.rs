@@ -42,6 +42,11 @@ pub struct Config {
     pub retransmits: u32,
     /// Our NAT-T port: datagrams to and from it carry the non-ESP marker.
     pub nat_port: u16,
+    /// An established IKE SA from whose peer nothing authenticated has come for this
+    /// long is checked with an empty INFORMATIONAL request (iked's dpd_check_interval);
+    /// when its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
+    /// 0 turns the check off (the default here; the daemon's configuration sets it).
+    pub liveness_secs: u64,
 }
 
 impl Default for Config {
@@ -55,6 +60,7 @@ impl Default for Config {
             retransmit_ms: 2000,
             retransmits: 5,
             nat_port: 4500,
+            liveness_secs: 0,
         }
     }
 }
