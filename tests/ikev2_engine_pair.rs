@@ -8,10 +8,11 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use isakmpd::ike::crypto::SeededRandom;
-use isakmpd::ikev2::engine::{ChildSa, Engine, IkeState, Stats};
+use isakmpd::ikev2::engine::{ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
-    DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, PrfId, FLAG_RESPONSE,
+    DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
+    FLAG_RESPONSE,
 };
 use isakmpd::timer::Time;
 
@@ -503,4 +504,389 @@ fn a_silent_peer_is_given_up_after_bounded_retransmissions() {
         1 + u64::from(retransmits),
         "{e:?}"
     );
+}
+
+/// The spoofed initiators: addresses in 198.18.0.0/15 (RFC 2544's benchmarking block).
+fn spoofed(i: usize) -> SocketAddr {
+    addr(&format!("198.{}.{}.{}:500", 18 + i % 2, i / 7, i + 1))
+}
+
+fn spoofed_peer(i: usize) -> Peer {
+    let mut p = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    p.name = format!("spoof{i}");
+    p.local = spoofed(i);
+    p.local_id = Identity::addr(spoofed(i).ip());
+    p
+}
+
+/// Payload kinds of a cleartext message, in order: notify types for notifies, "other"
+/// for anything else.
+fn cleartext_notifies(d: &[u8]) -> Vec<Option<NotifyType>> {
+    let m = Message::parse(d).unwrap();
+    m.payloads
+        .iter()
+        .map(|e| match e.payload {
+            Payload::Notify(n) => Some(n.ty),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_spoofed_ike_sa_inits_gets_cookies_and_a_real_initiator_gets_through() {
+    const SPOOFED: usize = 12;
+    let config = Config {
+        max_half_open: 8,
+        cookie_threshold: 4,
+        ..Config::default()
+    };
+    // East answers the real west and, as far as its policy knows, the addresses the
+    // flood comes from.
+    let mut peers = vec![peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])];
+    for i in 0..SPOOFED {
+        let mut p = peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+        p.name = format!("spoof{i}");
+        p.remote = spoofed(i);
+        p.remote_id = None;
+        peers.push(p);
+    }
+    let east = Engine::new(
+        config,
+        Policy { peers },
+        Time(0),
+        Box::new(SeededRandom::new(2)),
+    );
+    // The flood: IKE_SA_INITs from the spoofed addresses, whose answers go nowhere.
+    let mut attacker = Engine::new(
+        Config::default(),
+        Policy {
+            peers: (0..SPOOFED).map(spoofed_peer).collect(),
+        },
+        Time(0),
+        Box::new(SeededRandom::new(3)),
+    );
+    let mut p = Pair {
+        west: engine(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), 1),
+        east,
+        now: Time(0),
+        wire: VecDeque::new(),
+        sent: Vec::new(),
+        fate: Box::new(|_| Fate::Deliver),
+    };
+    let mut buf = vec![0u8; 65536];
+    let mut answers = Vec::new();
+    for i in 0..SPOOFED {
+        attacker.connect(Time(0), &format!("spoof{i}")).unwrap();
+        let t = attacker.poll_transmit(&mut buf).unwrap();
+        assert_eq!(t.local, Some(spoofed(i)));
+        p.east
+            .handle_datagram(Time(0), addr(EAST), spoofed(i), &buf[..t.len]);
+        let t = p.east.poll_transmit(&mut buf).expect("an answer");
+        assert_eq!(t.remote, spoofed(i));
+        answers.push(buf[..t.len].to_vec());
+        assert!(p.east.poll_transmit(&mut buf).is_none());
+    }
+    // The first four were answered in full and are half-open; from the threshold on, a
+    // COOKIE notify alone, and no state.
+    for (i, a) in answers.iter().enumerate() {
+        let n = cleartext_notifies(a);
+        if i < 4 {
+            assert!(
+                n.contains(&None),
+                "request {i}: a real IKE_SA_INIT response"
+            );
+        } else {
+            assert_eq!(n, vec![Some(NotifyType::COOKIE)], "request {i}");
+            let m = Message::parse(a).unwrap();
+            assert_eq!(m.header.spi_r, [0; 8], "request {i}: no responder SPI");
+        }
+    }
+    assert_eq!(p.east.ike_sas().count(), 4);
+    assert_eq!(stats(&p.east).cookies_sent, (SPOOFED - 4) as u64);
+    assert_eq!(stats(&p.east).half_open_refused, 0);
+
+    // The real initiator goes through the COOKIE round trip.
+    p.connect();
+    assert_eq!(stats(&p.east).cookies_sent, (SPOOFED - 4) as u64 + 1);
+    assert_eq!(stats(&p.east).cookies_invalid, 0);
+    assert_eq!(p.count(0), 2, "IKE_SA_INIT, then again with the cookie");
+    let inits: Vec<_> = p.sent.iter().filter(|d| kind(&d.data) == 0).collect();
+    let (first, second) = (
+        Message::parse(&inits[0].data).unwrap(),
+        Message::parse(&inits[1].data).unwrap(),
+    );
+    let cookie = p.east_sent_notify(NotifyType::COOKIE);
+    assert_eq!(cookie.len(), 1);
+    assert_eq!(cookie[0].len(), 17, "a version byte and 16 bytes of HMAC");
+    let e = second.payloads.iter().next().unwrap();
+    assert!(
+        matches!(e.payload, Payload::Notify(n) if n.ty == NotifyType::COOKIE && n.data == cookie[0])
+    );
+    // Everything else unchanged (§2.6): the cookie covers Ni.
+    let nonce = |m: &Message<'_>| match m.payloads.find(PayloadType::NONCE) {
+        Some(Payload::Nonce(n)) => n.to_vec(),
+        _ => panic!("no nonce"),
+    };
+    assert_eq!(nonce(&first), nonce(&second));
+    assert_eq!(first.header.spi_i, second.header.spi_i);
+    // The half-open spoofed SAs have expired by now (the pair ran until idle); the real
+    // IKE SA and its CHILD_SA remain.
+    assert_established(&p);
+    assert_eq!(stats(&p.east).half_open_expired, 4);
+}
+
+fn established_pair() -> Pair {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.connect();
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+/// INFORMATIONAL messages sent since the last `sent.clear()`: (from west, response, length).
+fn informationals(p: &Pair) -> Vec<(bool, bool, usize)> {
+    p.sent
+        .iter()
+        .filter_map(|d| {
+            let m = Message::parse(&d.data).ok()?;
+            (m.header.exchange == ExchangeType::INFORMATIONAL).then_some((
+                d.from_west,
+                m.header.flags & FLAG_RESPONSE != 0,
+                d.data.len(),
+            ))
+        })
+        .collect()
+}
+
+fn assert_ike_sas_only(p: &Pair) {
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.east.ike_sas().count(), 1);
+    assert_eq!(p.west.child_sas().count(), 0, "no CHILD_SA west");
+    assert_eq!(p.east.child_sas().count(), 0, "no CHILD_SA east");
+}
+
+#[test]
+fn deleting_a_child_sa_from_the_initiator_removes_both_halves_and_keeps_the_ike_sa() {
+    let mut p = established_pair();
+    let spi = children(&p.west)[0].spi_in;
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Spi(spi)), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    assert_eq!(stats(&p.west).child_sas_deleted, 1);
+    assert_eq!(stats(&p.east).child_sas_deleted, 1);
+    let info = informationals(&p);
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert_eq!((info[0].0, info[0].1), (true, false), "west's request");
+    assert_eq!((info[1].0, info[1].1), (false, true), "east's response");
+    // East's answer carries its own Delete (§1.4.1): 12 bytes (payload header, protocol,
+    // SPI size, count, one SPI) more than the empty answer to a Delete of the IKE SA.
+    let with_delete = info[1].2;
+    p.sent.clear();
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+    let info = informationals(&p);
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert_eq!(with_delete, info[1].2 + 12);
+    assert_eq!(stats(&p.west).retransmits, 0);
+}
+
+#[test]
+fn deleting_a_child_sa_from_the_responder_removes_both_halves() {
+    let mut p = established_pair();
+    let spi = children(&p.west)[0].spi_in;
+    // East names the CHILD_SA by its outbound SPI, west's inbound one.
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Spi(spi)), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        vec![(false, false), (true, true)]
+    );
+    // The IKE SA still works both ways.
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 0);
+    assert_eq!(p.east.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+}
+
+#[test]
+fn crossed_child_sa_deletes_leave_nothing_and_no_error() {
+    let mut p = established_pair();
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    let (w, e) = (stats(&p.west), stats(&p.east));
+    assert_eq!((w.child_sas_deleted, e.child_sas_deleted), (1, 1));
+    assert_eq!(
+        (w.failed, e.failed, w.retransmits, e.retransmits),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(informationals(&p).len(), 4);
+}
+
+#[test]
+fn deleting_the_ike_sa_from_either_side_leaves_nothing() {
+    for from_west in [true, false] {
+        let mut p = established_pair();
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        let (h, _) = e.ike_sas().next().unwrap();
+        assert_eq!(e.delete_ike(Time(0), IkeRef::Handle(h)), 1);
+        p.drive();
+        assert_nothing(&p);
+        let info = informationals(&p);
+        assert_eq!(
+            info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+            vec![(from_west, false), (!from_west, true)]
+        );
+        assert_eq!((stats(&p.west).failed, stats(&p.east).failed), (0, 0));
+    }
+}
+
+#[test]
+fn requests_wait_for_the_one_in_flight() {
+    let mut p = established_pair();
+    // Both at once: the Delete of the IKE SA goes after the CHILD_SA's is answered
+    // (window 1, §2.3).
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_nothing(&p);
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        vec![(true, false), (false, true), (true, false), (false, true)]
+    );
+}
+
+#[test]
+fn an_unanswered_ike_sa_delete_still_ends_the_ike_sa() {
+    let mut p = established_pair();
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    p.drive();
+    assert_eq!(p.west.ike_sas().count(), 0);
+    assert_eq!(p.west.child_sas().count(), 0);
+    assert_eq!(
+        stats(&p.west).retransmits,
+        u64::from(Config::default().retransmits)
+    );
+}
+
+impl Pair {
+    /// Like `drive`, but stops the clock at `end` (a pair checking liveness is never idle).
+    fn drive_until(&mut self, end: Time) {
+        for _ in 0..100_000 {
+            self.collect();
+            if !self.wire.is_empty() {
+                self.step();
+                continue;
+            }
+            let next = [self.west.poll_timeout(), self.east.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+        panic!("the pair never reached {end:?}");
+    }
+}
+
+fn liveness_pair(secs: u64) -> Pair {
+    let config = Config {
+        liveness_secs: secs,
+        ..Config::default()
+    };
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.west = Engine::new(
+        config,
+        Policy {
+            peers: vec![peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])],
+        },
+        Time(0),
+        Box::new(SeededRandom::new(1)),
+    );
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time(0).add_secs(1));
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+#[test]
+fn an_idle_peer_that_answers_is_checked_every_interval_and_kept() {
+    let mut p = liveness_pair(30);
+    p.drive_until(Time(0).add_secs(100));
+    assert_eq!(stats(&p.west).liveness_checks, 3, "at 30, 60 and 90 s");
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        [(true, false), (false, true)].repeat(3)
+    );
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.west.child_sas().count(), 1);
+    assert_eq!(stats(&p.west).retransmits, 0);
+    // East does not check (its interval is 0) but each of its answers is fresh.
+    assert_eq!(stats(&p.east).liveness_checks, 0);
+    assert_eq!(stats(&p.east).responses_resent, 0);
+}
+
+#[test]
+fn a_request_from_the_peer_counts_as_a_sign_of_life() {
+    let mut p = liveness_pair(30);
+    // East deletes its CHILD_SA at 20 s: west's next check is 30 s after that.
+    p.drive_until(Time(0).add_secs(20));
+    assert_eq!(p.east.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive_until(Time(0).add_secs(45));
+    assert_eq!(stats(&p.west).liveness_checks, 0);
+    p.drive_until(Time(0).add_secs(51));
+    assert_eq!(stats(&p.west).liveness_checks, 1);
+}
+
+#[test]
+fn a_silent_peer_is_declared_dead_and_its_sas_deleted() {
+    let mut p = liveness_pair(30);
+    // From now on nothing east sends arrives.
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Deliver
+        } else {
+            Fate::Drop
+        }
+    });
+    p.drive_until(Time(0).add_secs(600));
+    assert_eq!(p.west.ike_sas().count(), 0, "IKE SA gone");
+    assert_eq!(p.west.child_sas().count(), 0, "CHILD_SA gone");
+    let w = stats(&p.west);
+    let retransmits = Config::default().retransmits;
+    assert_eq!(w.liveness_checks, 1);
+    assert_eq!(w.retransmits, u64::from(retransmits));
+    assert_eq!((w.failed, w.dead_peers, w.child_sas_deleted), (1, 1, 1));
+    // The check and its retransmissions, each answered by east into the void.
+    let info = informationals(&p);
+    let requests = info.iter().filter(|i| i.0 && !i.1).count();
+    assert_eq!(requests, 1 + retransmits as usize);
+    assert_eq!(stats(&p.east).responses_resent, u64::from(retransmits));
 }

@@ -9,7 +9,9 @@
 //! in its NAT_DETECTION_SOURCE_IP (see tests/vectors/ikev2-charon.txt): the engine sees
 //! "the peer is behind a NAT", and IKE_AUTH runs on port 4500 with the non-ESP marker.
 //! charon's `swanctl --list-sas` must show the IKE SA ESTABLISHED and the CHILD_SA
-//! INSTALLED with the SPIs our engine recorded.
+//! INSTALLED with the SPIs our engine recorded. Then INFORMATIONAL Deletes both ways:
+//! `swanctl --terminate --child` and `--ike` against our responder side of the exchange,
+//! and our `delete_child` and `delete_ike` against charon's.
 
 mod common;
 
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use charon::{Charon, PSK};
 use common::{Link, Scratch};
 use isakmpd::ike::crypto::random_source;
-use isakmpd::ikev2::engine::{Engine, IkeState};
+use isakmpd::ikev2::engine::{ChildRef, Engine, IkeRef, IkeState};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IntegId, PrfId};
 use isakmpd::timer::Time;
@@ -270,4 +272,112 @@ fn charon_initiates_ikev2_psk_aes_gcm_ecp256() {
         assert!(out.contains("initiate completed successfully"), "{out}");
     });
     check_charon(&c, &ours, true);
+}
+
+/// We initiate an AES-GCM/ECP-256 IKE SA with charon and check both views.
+fn established(tag: &str, name: &str) -> (Link, Charon, Ours) {
+    let l = link(tag);
+    let c = charon(name, &l.b, "aes256gcm16-prfsha256-ecp256", "aes256gcm16");
+    let mut ours = Ours::new(
+        &l.a,
+        IkeProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            prf: PrfId::HMAC_SHA2_256,
+            dh: DhGroup::ECP_256,
+        },
+        EspProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+        },
+    );
+    let now = ours.now();
+    ours.engine.connect(now, "charon").unwrap();
+    ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+    check_charon(&c, &ours, true);
+    (l, c, ours)
+}
+
+/// charon's `--list-sas` once `done` holds for it, or after 5 s.
+fn charon_sas(c: &Charon, done: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = c.swanctl(&["--list-sas"]);
+        if done(&s) || t0.elapsed() > Duration::from_secs(5) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn charon_terminates_the_child_sa_then_the_ike_sa() {
+    let (_l, c, mut ours) = established("v2dc", "v2-charon-del");
+    let child = ours.engine.child_sas().next().unwrap();
+    let (spi_in, spi_out) = (child.spi_in, child.spi_out);
+    // charon's Delete names its inbound SPI, our outbound one; we answer with ours.
+    std::thread::scope(|s| {
+        let t = s.spawn(|| c.swanctl(&["--terminate", "--child", "net", "--timeout", "10"]));
+        ours.run_until(|e| e.child_sas().count() == 0);
+        let out = t.join().unwrap();
+        assert!(out.contains("terminate completed successfully"), "{out}");
+    });
+    assert_eq!(ours.engine.ike_sas().count(), 1, "the IKE SA stays");
+    let sas = charon_sas(&c, |s| !s.contains("INSTALLED"));
+    assert!(!sas.contains("INSTALLED"), "{sas}");
+    assert!(!sas.contains(&format!("{spi_out:08x}")), "{sas}");
+    assert!(sas.contains("ESTABLISHED, IKEv2"), "{sas}\n{}", c.log());
+    // charon's log names our answer's Delete with our inbound SPI (§1.4.1).
+    let log = c.log();
+    assert!(
+        log.contains(&format!(
+            "received DELETE for ESP CHILD_SA with SPI {spi_in:08x}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("received DELETE for ESP CHILD_SA") || log.contains("CHILD_SA closed"),
+        "{log}"
+    );
+    // Then the IKE SA: an empty answer, and nothing left on our side.
+    std::thread::scope(|s| {
+        let t = s.spawn(|| c.swanctl(&["--terminate", "--ike", "v2", "--timeout", "10"]));
+        ours.run_until(|e| e.ike_sas().count() == 0);
+        let out = t.join().unwrap();
+        assert!(out.contains("terminate completed successfully"), "{out}");
+    });
+    assert_eq!(ours.engine.child_sas().count(), 0);
+    assert_eq!(ours.engine.stats().failed, 0);
+    let sas = charon_sas(&c, |s| !s.contains("ESTABLISHED"));
+    assert!(!sas.contains("ESTABLISHED"), "{sas}");
+}
+
+#[test]
+fn we_delete_the_child_sa_then_the_ike_sa_at_charon() {
+    let (_l, c, mut ours) = established("v2dw", "v2-charon-delw");
+    let spi_in = ours.engine.child_sas().next().unwrap().spi_in;
+    let now = ours.now();
+    assert_eq!(ours.engine.delete_child(now, ChildRef::Peer("charon")), 1);
+    ours.run_until(|e| e.child_sas().count() == 0);
+    let sas = charon_sas(&c, |s| !s.contains("INSTALLED"));
+    assert!(!sas.contains("INSTALLED"), "{sas}\n{}", c.log());
+    assert!(sas.contains("ESTABLISHED, IKEv2"), "{sas}\n{}", c.log());
+    let log = c.log();
+    assert!(
+        log.contains(&format!(
+            "received DELETE for ESP CHILD_SA with SPI {spi_in:08x}"
+        )),
+        "{log}"
+    );
+    let now = ours.now();
+    assert_eq!(ours.engine.delete_ike(now, IkeRef::Peer("charon")), 1);
+    ours.run_until(|e| e.ike_sas().count() == 0);
+    assert_eq!(ours.engine.stats().failed, 0, "charon answered");
+    assert_eq!(ours.engine.stats().retransmits, 0);
+    let sas = charon_sas(&c, |s| !s.contains("ESTABLISHED"));
+    assert!(!sas.contains("ESTABLISHED"), "{sas}\n{}", c.log());
+    let log = c.log();
+    assert!(log.contains("received DELETE for IKE_SA v2"), "{log}");
 }

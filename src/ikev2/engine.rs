@@ -22,11 +22,26 @@
 //!   a timer with exponential back-off and a bounded count; a responder answers a repeated
 //!   request from the response it kept; duplicate responses and requests outside the
 //!   window are dropped silently, as are messages whose ICV does not verify (§2.21.2).
-//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire.
+//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire. From
+//!   [`Config::cookie_threshold`] on, an IKE_SA_INIT must return our COOKIE (§2.6): one
+//!   without (or with a stale one) is answered with a COOKIE notify only, and nothing is
+//!   kept. The cookie is a version byte and a truncated HMAC-SHA-256 of Ni, the source
+//!   address and SPIi under a secret that changes every [`Config::cookie_secret_secs`]
+//!   (the one before stays good). The initiator resends with the cookie first and its Ni
+//!   and KE unchanged.
 //!
-//! TODO (issue 16): the responder's COOKIE challenge when half-open SAs pass a threshold
-//! (§2.6; today a request over the limit is dropped), CREATE_CHILD_SA, DELETE and liveness
-//! in INFORMATIONAL, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! - INFORMATIONAL (§1.4): [`Engine::delete_child`] sends a Delete of our inbound ESP
+//!   SPIs and the CHILD_SAs go when the peer answers with a Delete of its halves
+//!   (§1.4.1); [`Engine::delete_ike`] sends a Delete of the IKE SA, which goes with its
+//!   CHILD_SAs on the answer or when the retransmissions run out. As responder, the same
+//!   the other way round; crossed CHILD_SA deletes are left out of the answer. Our
+//!   requests wait for the one in flight (window 1).
+//! - Liveness (iked's dpd): when nothing authenticated has come from the peer of an
+//!   established SA for [`Config::liveness_secs`], an empty INFORMATIONAL request asks;
+//!   if its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
+//!   Only IKE messages count as signs of life (no ESP counters from a kernel yet).
+//!
+//! TODO (issue 16): CREATE_CHILD_SA, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
 //!
@@ -38,7 +53,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::ike::crypto::{hash, DhPrivate, Group, HashAlg, Key, Random};
+use crate::ike::crypto::{constant_time_eq, hash, prf, DhPrivate, Group, HashAlg, Key, Random};
 use crate::ike::outbox::Outbox;
 use crate::ike::router::{Keyed, Table};
 use crate::ike::sa::{hex, Handle, Slab};
@@ -54,9 +69,10 @@ use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Sele
 use super::sk::{SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
-    parse_payloads, AuthMethod, AuthPayload, DhGroup, ExchangeType, Header, KePayload, Message,
-    MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads, ProposalRepr, ProtocolId,
-    SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
+    parse_payloads, AuthMethod, AuthPayload, DeletePayload, DhGroup, ExchangeType, Header,
+    KePayload, Message, MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads,
+    ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE,
+    HEADER_LEN,
 };
 
 /// The peer's NAT-T port (RFC 3948).
@@ -67,6 +83,10 @@ const NONCE_LEN: usize = 32;
 const INIT_RETRIES: u8 = 3;
 /// Largest message we build (a MODP-8192 KE is 1 KiB).
 const BUILD_MAX: usize = 8192;
+/// Our COOKIE (§2.6): a version byte naming the secret, then this much of
+/// HMAC-SHA-256(secret, Ni | IPi | SPIi).
+const COOKIE_HASH_LEN: usize = 16;
+const COOKIE_LEN: usize = 1 + COOKIE_HASH_LEN;
 
 /// Where an IKE SA stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +149,16 @@ pub struct Stats {
     pub failed: u64,
     pub half_open_refused: u64,
     pub half_open_expired: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE challenge and nothing else (§2.6).
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests whose COOKIE did not verify (answered with a new one).
+    pub cookies_invalid: u64,
+    /// CHILD_SAs removed: deleted by either side, or with their IKE SA.
+    pub child_sas_deleted: u64,
+    /// Empty INFORMATIONAL requests sent to an idle peer.
+    pub liveness_checks: u64,
+    /// IKE SAs deleted because a liveness check went unanswered.
+    pub dead_peers: u64,
 }
 
 /// Why a connect failed.
@@ -162,12 +192,43 @@ impl From<KeyError> for Fail {
     }
 }
 
+/// What a request of ours is, for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Req {
+    Init,
+    Auth,
+    /// INFORMATIONAL with a Delete of these CHILD_SAs (our inbound SPIs).
+    DeleteChild(Vec<u32>),
+    /// INFORMATIONAL with a Delete of the IKE SA.
+    DeleteIke,
+    /// An empty INFORMATIONAL: is the peer alive?
+    Liveness,
+}
+
 /// The request we wait an answer for.
 struct Pending {
     msgid: u32,
     data: Vec<u8>,
     xmits: u32,
     at: Time,
+    what: Req,
+}
+
+/// Which CHILD_SAs [`Engine::delete_child`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    /// The one with this SPI, ours (inbound) or the peer's (outbound).
+    Spi(u32),
+}
+
+/// Which IKE SAs [`Engine::delete_ike`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    Handle(Handle),
 }
 
 struct IkeSa {
@@ -192,8 +253,12 @@ struct IkeSa {
     /// The last response we sent, for a repeated request.
     response: Option<(u32, Vec<u8>)>,
     request: Option<Pending>,
+    /// Requests of ours waiting for the one in flight to be answered (window 1, §2.3).
+    queued: Vec<Req>,
     /// A half-open responder SA goes at this time.
     expires: Option<Time>,
+    /// An established SA's liveness check is due at this time.
+    idle: Option<Time>,
     timer: Option<TimerHandle>,
     /// Responder: the (SPIi, address) index entry.
     init_index: Option<Handle>,
@@ -225,12 +290,12 @@ impl IkeSa {
         }
     }
 
-    /// Earliest deadline: retransmission or half-open expiry.
+    /// Earliest deadline: retransmission, half-open expiry or liveness check.
     fn deadline(&self) -> Option<Time> {
-        match (self.request.as_ref().map(|r| r.at), self.expires) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.request.as_ref().map(|r| r.at), self.expires, self.idle]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -303,8 +368,8 @@ impl Io {
         cfg: &Config,
         h: Handle,
         sa: &mut IkeSa,
-        msgid: u32,
-        data: Vec<u8>,
+        (msgid, data): (u32, Vec<u8>),
+        what: Req,
     ) {
         self.send(sa.info.local, sa.info.remote, &data);
         sa.request = Some(Pending {
@@ -312,6 +377,7 @@ impl Io {
             data,
             xmits: 0,
             at: now.add_millis(cfg.retransmit_ms),
+            what,
         });
         self.arm(h, sa);
     }
@@ -335,6 +401,79 @@ impl Io {
     }
 }
 
+/// The COOKIE secrets (§2.6): the current one and, for cookies handed out just before a
+/// change, the one before it. The secret changes every `Config::cookie_secret_secs`; the
+/// clock is looked at whenever a cookie is made or checked rather than on a timer of its
+/// own, which would keep the engine from ever going idle.
+struct CookieSecrets {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+    version: u8,
+    change_at: Time,
+}
+
+impl CookieSecrets {
+    fn new(rng: &mut dyn Random, now: Time, secs: u64) -> CookieSecrets {
+        let mut current = [0u8; 32];
+        rng.fill(&mut current);
+        CookieSecrets {
+            current,
+            previous: None,
+            version: 0,
+            change_at: now.add_secs(secs),
+        }
+    }
+
+    /// A new secret when the current one's time is up; after two periods without one,
+    /// the old one is not kept either.
+    fn rotate(&mut self, rng: &mut dyn Random, now: Time, secs: u64) {
+        if now < self.change_at {
+            return;
+        }
+        self.previous = (now < self.change_at.add_secs(secs)).then_some(self.current);
+        rng.fill(&mut self.current);
+        self.version = self.version.wrapping_add(1);
+        self.change_at = now.add_secs(secs);
+    }
+
+    fn make(
+        secret: &[u8; 32],
+        version: u8,
+        ni: &[u8],
+        ip: IpAddr,
+        spi_i: &[u8; 8],
+    ) -> [u8; COOKIE_LEN] {
+        let ip = match ip {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        let mac = prf(HashAlg::Sha256, secret, &[ni, &ip, spi_i]);
+        let mut c = [0u8; COOKIE_LEN];
+        c[0] = version;
+        c[1..].copy_from_slice(&mac.as_bytes()[..COOKIE_HASH_LEN]);
+        c
+    }
+
+    fn cookie(&self, ni: &[u8], ip: IpAddr, spi_i: &[u8; 8]) -> [u8; COOKIE_LEN] {
+        CookieSecrets::make(&self.current, self.version, ni, ip, spi_i)
+    }
+
+    /// Whether `c` is a cookie we made, with the current secret or the one before, for
+    /// this Ni, address and SPIi.
+    fn valid(&self, c: &[u8], ni: &[u8], ip: IpAddr, spi_i: &[u8; 8]) -> bool {
+        let secret = match c.first() {
+            Some(&v) if v == self.version => &self.current,
+            Some(&v) if v == self.version.wrapping_sub(1) => match &self.previous {
+                Some(p) => p,
+                None => return false,
+            },
+            _ => return false,
+        };
+        let want = CookieSecrets::make(secret, c[0], ni, ip, spi_i);
+        constant_time_eq(c, &want)
+    }
+}
+
 /// A responder SA's IKE_SA_INIT: the initiator's SPI and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct InitKey([u8; 8], SocketAddr);
@@ -348,6 +487,7 @@ pub struct Engine {
     /// Responder SAs by (SPIi, peer address), to tell a repeated IKE_SA_INIT (§2.1).
     by_init: Table<(InitKey, Handle), InitKey>,
     half_open: usize,
+    cookies: CookieSecrets,
     children: Slab<ChildSa>,
     io: Io,
     /// Scratch for decrypting in place.
@@ -364,6 +504,7 @@ impl Engine {
             sas: Table::with_capacity(n, IkeSa::our_spi, Keyed(key)),
             by_init: Table::with_capacity(n, |e| e.0, Keyed(key)),
             half_open: 0,
+            cookies: CookieSecrets::new(rng.as_mut(), now, config.cookie_secret_secs),
             children: Slab::with_capacity(2 * n),
             io: Io {
                 outbox: Outbox::new(),
@@ -441,7 +582,9 @@ impl Engine {
             peer_msgid: 0,
             response: None,
             request: None,
+            queued: Vec::new(),
             expires: None,
+            idle: None,
             timer: None,
             init_index: None,
             iv_counter: 0,
@@ -486,9 +629,23 @@ impl Engine {
                 self.delete(h, "no IKE_AUTH in time");
                 continue;
             }
+            if sa.idle.is_some_and(|t| t <= now) {
+                // Nothing from the peer for a while: ask, unless a request of ours is
+                // already waiting for an answer (which asks the same).
+                sa.idle = None;
+                if sa.request.is_none() && sa.queued.is_empty() {
+                    self.io.stats.liveness_checks += 1;
+                    log::debug!("ikev2: {} {}: liveness check", sa.info.peer, sa.info.remote);
+                    self.start_request(now, h, Req::Liveness);
+                    continue;
+                }
+            }
             if let Some(r) = sa.request.as_mut().filter(|r| r.at <= now) {
                 if r.xmits >= self.config.retransmits {
                     self.io.stats.failed += 1;
+                    if r.what == Req::Liveness {
+                        self.io.stats.dead_peers += 1;
+                    }
                     self.delete(h, "no answer from the peer");
                     continue;
                 }
@@ -575,6 +732,7 @@ impl Engine {
                     } else {
                         self.request(now, h, &hd, &inner, (local, remote));
                     }
+                    self.heard_from(now, h);
                 }
                 Err(e) => self.dropped(remote, e.reason),
             },
@@ -592,6 +750,18 @@ impl Engine {
         self.io.dropped(remote, why);
     }
 
+    /// An authenticated message came: the liveness check of an established SA moves.
+    fn heard_from(&mut self, now: Time, h: Handle) {
+        let secs = self.config.liveness_secs;
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if secs > 0 && sa.info.state == IkeState::Established {
+            sa.idle = Some(now.add_secs(secs));
+            self.io.arm(h, sa);
+        }
+    }
+
     /// Removes an IKE SA with its CHILD_SAs and timer.
     fn delete(&mut self, h: Handle, why: &str) {
         let Some(mut sa) = self.sas.remove(h) else {
@@ -606,15 +776,7 @@ impl Engine {
         if sa.info.state == IkeState::HalfOpen {
             self.half_open = self.half_open.saturating_sub(1);
         }
-        let gone: Vec<Handle> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.ike == h)
-            .map(|(ch, _)| ch)
-            .collect();
-        for ch in gone {
-            self.children.remove(ch);
-        }
+        self.remove_children(|c| c.ike == h);
         let level = if sa.info.state == IkeState::Established {
             log::Level::Info
         } else {
@@ -663,12 +825,6 @@ impl Engine {
         else {
             return self.dropped(remote, "IKE_SA_INIT from an unknown peer");
         };
-        if self.half_open >= self.config.max_half_open {
-            // TODO: answer with a COOKIE challenge instead (§2.6).
-            self.io.stats.half_open_refused += 1;
-            return self.dropped(remote, "too many half-open IKE SAs");
-        }
-        let peer = &self.policy.peers[p];
         let pl = &msg.payloads;
         let (Some(Payload::Sa(offer)), Some(Payload::Ke(ke)), Some(Payload::Nonce(ni))) = (
             pl.find(PayloadType::SA),
@@ -692,6 +848,30 @@ impl Engine {
                 io.send(local, remote, &buf[..n]);
             }
         };
+        if self.half_open >= self.config.cookie_threshold {
+            // §2.6: under load, only a request that returns our COOKIE goes on; the
+            // others get a COOKIE and nothing is kept.
+            self.cookies
+                .rotate(self.io.rng.as_mut(), now, self.config.cookie_secret_secs);
+            let ip = remote.ip();
+            match pl.notify(NotifyType::COOKIE) {
+                Some(c) if self.cookies.valid(c.data, ni, ip, &hd.spi_i) => {}
+                got => {
+                    if got.is_some() {
+                        self.io.stats.cookies_invalid += 1;
+                    }
+                    self.io.stats.cookies_sent += 1;
+                    log::debug!("ikev2: {remote}: IKE_SA_INIT answered with a COOKIE");
+                    let c = self.cookies.cookie(ni, ip, &hd.spi_i);
+                    return reply(&mut self.io, NotifyType::COOKIE, &c);
+                }
+            }
+        }
+        if self.half_open >= self.config.max_half_open {
+            self.io.stats.half_open_refused += 1;
+            return self.dropped(remote, "too many half-open IKE SAs");
+        }
+        let peer = &self.policy.peers[p];
         let Some((chosen, number)) = choose_ike(offer, &peer.ike) else {
             log::warn!(
                 "ikev2: {} {remote}: IKE_SA_INIT: no proposal chosen",
@@ -742,7 +922,9 @@ impl Engine {
             peer_msgid: 1,
             response: None,
             request: None,
+            queued: Vec::new(),
             expires: Some(now.add_secs(self.config.half_open_secs)),
+            idle: None,
             timer: None,
             init_index: None,
             iv_counter: 0,
@@ -873,7 +1055,7 @@ impl Engine {
         sa.child_spi = io.esp_spi();
         let msgid = sa.next_msgid;
         let m = build_auth_request(io, sa, peer).map_err(|Fail(why)| why)?;
-        io.request(now, config, h, sa, msgid, m);
+        io.request(now, config, h, sa, (msgid, m), Req::Auth);
         sa.next_msgid = msgid.wrapping_add(1);
         Ok(())
     }
@@ -913,7 +1095,7 @@ impl Engine {
         match (sa.info.state, hd.exchange) {
             (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
-                self.informational(h, hd, inner)
+                self.informational(now, h, hd, inner)
             }
             _ => self.io.dropped(remote, "request not handled in this state"),
         }
@@ -923,16 +1105,158 @@ impl Engine {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        if sa.request.as_ref().map(|r| r.msgid) != Some(hd.msgid) {
+        let Some(req) = sa.request.take_if(|r| r.msgid == hd.msgid) else {
             return self
                 .io
                 .dropped(sa.info.remote, "response to no request of ours");
-        }
-        sa.request = None;
+        };
         self.io.arm(h, sa);
-        if sa.info.state == IkeState::AuthSent && hd.exchange == ExchangeType::IKE_AUTH {
-            self.auth_response(now, h, inner);
+        match (req.what, hd.exchange) {
+            (Req::Auth, ExchangeType::IKE_AUTH) if sa.info.state == IkeState::AuthSent => {
+                self.auth_response(now, h, inner)
+            }
+            (Req::DeleteChild(spis), ExchangeType::INFORMATIONAL) => {
+                // Ours go now; the peer's Delete names its halves of the same pairs
+                // (§1.4.1), or nothing for those it had deleted itself.
+                let gone = self.remove_children(|c| c.ike == h && spis.contains(&c.spi_in));
+                log::info!(
+                    "ikev2: {}: {gone} CHILD_SA(s) deleted",
+                    self.sas.get(h).map_or("?", |sa| sa.info.peer.as_str())
+                );
+            }
+            (Req::DeleteIke, ExchangeType::INFORMATIONAL) => {
+                return self.delete(h, "deleted by us");
+            }
+            (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
+            (_, x) => {
+                let remote = sa.info.remote;
+                return self.io.dropped(remote, &format!("unexpected {x} response"));
+            }
         }
+        self.next_request(now, h);
+    }
+
+    /// Deletes CHILD_SAs (RFC 7296 §1.4.1): an INFORMATIONAL with a Delete of our inbound
+    /// SPIs to each IKE SA's peer; the CHILD_SAs go when the peer answers (or with the
+    /// IKE SA if it never does). Returns how many are being deleted.
+    pub fn delete_child(&mut self, now: Time, which: ChildRef<'_>) -> usize {
+        let mut by_ike: Vec<(Handle, Vec<u32>)> = Vec::new();
+        for (_, c) in self.children.iter() {
+            let hit = match which {
+                ChildRef::Peer(p) => c.peer == p,
+                ChildRef::Spi(s) => c.spi_in == s || c.spi_out == s,
+            };
+            if !hit {
+                continue;
+            }
+            match by_ike.iter_mut().find(|(h, _)| *h == c.ike) {
+                Some((_, v)) => v.push(c.spi_in),
+                None => by_ike.push((c.ike, vec![c.spi_in])),
+            }
+        }
+        let n = by_ike.iter().map(|(_, v)| v.len()).sum();
+        for (h, spis) in by_ike {
+            self.start_request(now, h, Req::DeleteChild(spis));
+        }
+        n
+    }
+
+    /// Deletes IKE SAs with their CHILD_SAs: an established one with an INFORMATIONAL
+    /// holding a Delete of the IKE SA (§1.4.1), gone when the peer answers or the
+    /// retransmissions run out; one still being set up at once. Returns how many.
+    pub fn delete_ike(&mut self, now: Time, which: IkeRef<'_>) -> usize {
+        let picked: Vec<(Handle, bool)> = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| match which {
+                IkeRef::Peer(p) => sa.info.peer == p,
+                IkeRef::Handle(x) => *h == x,
+            })
+            .map(|(h, sa)| (h, sa.info.state == IkeState::Established))
+            .collect();
+        for &(h, established) in &picked {
+            if established {
+                self.start_request(now, h, Req::DeleteIke);
+            } else {
+                self.delete(h, "deleted before it was established");
+            }
+        }
+        picked.len()
+    }
+
+    /// Sends a request of ours on an established SA, or queues it behind the one in
+    /// flight.
+    fn start_request(&mut self, now: Time, h: Handle, what: Req) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_some() {
+            if !sa.queued.contains(&what) {
+                sa.queued.push(what);
+            }
+            return;
+        }
+        let msgid = sa.next_msgid;
+        let mut spis = Vec::new();
+        let m = build_protected(
+            &mut self.io,
+            sa,
+            ExchangeType::INFORMATIONAL,
+            msgid,
+            false,
+            |b| match &what {
+                Req::DeleteChild(s) => {
+                    spis.extend(s.iter().flat_map(|s| s.to_be_bytes()));
+                    let d = DeletePayload::new(ProtocolId::ESP, 4, &spis);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::DeleteIke => {
+                    let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::Init | Req::Auth | Req::Liveness => Ok(()),
+            },
+        );
+        match m {
+            Ok(m) => {
+                self.io.request(now, &self.config, h, sa, (msgid, m), what);
+                sa.next_msgid = msgid.wrapping_add(1);
+            }
+            Err(Fail(why)) => log::error!("ikev2: {}: INFORMATIONAL: {why}", sa.info.peer),
+        }
+    }
+
+    /// The next queued request, once the one in flight is answered.
+    fn next_request(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_none() && !sa.queued.is_empty() {
+            let what = sa.queued.remove(0);
+            self.start_request(now, h, what);
+        }
+    }
+
+    /// Removes the CHILD_SAs `pick` chooses; returns how many.
+    fn remove_children(&mut self, pick: impl Fn(&ChildSa) -> bool) -> usize {
+        let gone: Vec<Handle> = self
+            .children
+            .iter()
+            .filter(|(_, c)| pick(c))
+            .map(|(ch, _)| ch)
+            .collect();
+        for &ch in &gone {
+            if let Some(c) = self.children.remove(ch) {
+                log::info!(
+                    "ikev2: {}: CHILD_SA deleted, SPIs in {:08x} out {:08x}",
+                    c.peer,
+                    c.spi_in,
+                    c.spi_out
+                );
+            }
+        }
+        self.io.stats.child_sas_deleted += gone.len() as u64;
+        gone.len()
     }
 
     /// Responder: IKE_AUTH (§1.2, §2.15).
@@ -1102,9 +1426,13 @@ impl Engine {
         }
     }
 
-    /// An INFORMATIONAL request: AUTHENTICATION_FAILED or a Delete of the IKE SA ends it;
-    /// anything else (liveness) gets an empty answer.
-    fn informational(&mut self, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+    /// An INFORMATIONAL request (§1.4): AUTHENTICATION_FAILED or a Delete of the IKE SA
+    /// ends it (an empty answer, then nothing is left); a Delete of CHILD_SAs names the
+    /// peer's inbound SPIs, our outbound ones, and is answered with a Delete of our
+    /// halves of those pairs (§1.4.1), leaving out the ones we are deleting ourselves
+    /// (crossed requests); SPIs we do not know are ignored (§3.11); anything else
+    /// (liveness) gets an empty answer.
+    fn informational(&mut self, _now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
@@ -1113,19 +1441,57 @@ impl Engine {
             || inner
                 .iter()
                 .any(|e| matches!(e.payload, Payload::Delete(d) if d.protocol == ProtocolId::IKE));
+        let deleting: &[u32] = match sa.request.as_ref().map(|r| &r.what) {
+            Some(Req::DeleteChild(s)) => s,
+            _ => &[],
+        };
+        let mut theirs = Vec::new();
+        let mut ours = Vec::new();
+        if !ends {
+            for e in inner.iter() {
+                let Payload::Delete(d) = e.payload else {
+                    continue;
+                };
+                if d.protocol != ProtocolId::ESP || d.spi_size != 4 {
+                    continue;
+                }
+                for spi in d.spis() {
+                    let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+                    if let Some((_, c)) = self
+                        .children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_out == spi)
+                    {
+                        theirs.push(spi);
+                        if !deleting.contains(&c.spi_in) {
+                            ours.extend(c.spi_in.to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
         let m = build_protected(
             &mut self.io,
             sa,
             ExchangeType::INFORMATIONAL,
             hd.msgid,
             true,
-            |_| Ok(()),
+            |b| {
+                if ours.is_empty() {
+                    return Ok(());
+                }
+                let d = DeletePayload::new(ProtocolId::ESP, 4, &ours);
+                b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+            },
         );
         if let Ok(m) = m {
             self.io.respond(sa, hd.msgid, m);
         }
         if ends {
-            self.delete(h, "ended by the peer");
+            return self.delete(h, "ended by the peer");
+        }
+        if !theirs.is_empty() {
+            self.remove_children(|c| c.ike == h && theirs.contains(&c.spi_out));
         }
     }
 }
@@ -1171,9 +1537,19 @@ fn send_init(
     peer: &Peer,
     group: DhGroup,
 ) -> Result<(), Fail> {
-    let g = Group::from_ike(GroupDescription(group.0)).ok_or(Fail("DH group not implemented"))?;
-    let dh = DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?;
-    sa.ni = io.random::<NONCE_LEN>().to_vec();
+    // A retry after COOKIE keeps Ni and the KE (§2.6: "all other payloads unchanged";
+    // the cookie covers Ni); after INVALID_KE_PAYLOAD only the KE is new.
+    let dh = match sa.dh.take() {
+        Some(d) if d.group().number() == group.0 => d,
+        _ => {
+            let g = Group::from_ike(GroupDescription(group.0))
+                .ok_or(Fail("DH group not implemented"))?;
+            DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))?
+        }
+    };
+    if sa.ni.is_empty() {
+        sa.ni = io.random::<NONCE_LEN>().to_vec();
+    }
     // The proposals: those for `group` first, since our KE is for it.
     let mut order: Vec<&IkeProposal> = peer.ike.iter().filter(|p| p.dh == group).collect();
     order.extend(peer.ike.iter().filter(|p| p.dh != group));
@@ -1218,7 +1594,7 @@ fn send_init(
     buf.truncate(n);
     sa.dh = Some(dh);
     sa.init_i = buf.clone();
-    io.request(now, cfg, h, sa, 0, buf);
+    io.request(now, cfg, h, sa, (0, buf), Req::Init);
     sa.next_msgid = 1;
     Ok(())
 }
@@ -1572,4 +1948,44 @@ fn build_auth_request(io: &mut Io, sa: &mut IkeSa, peer: &Peer) -> Result<Vec<u8
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
         ts_payload(b, PayloadType::TSR, &peer.remote_ts)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::crypto::SeededRandom;
+
+    #[test]
+    fn cookies_are_bound_to_ni_address_and_spi_and_outlive_one_secret_change() {
+        let mut rng = SeededRandom::new(7);
+        let mut c = CookieSecrets::new(&mut rng, Time(0), 300);
+        let (ni, ip, spi) = ([1u8; 32], "192.0.2.1".parse().unwrap(), [2u8; 8]);
+        let k = c.cookie(&ni, ip, &spi);
+        assert!(c.valid(&k, &ni, ip, &spi));
+        assert!(!c.valid(&k, &[3u8; 32], ip, &spi), "another Ni");
+        assert!(
+            !c.valid(&k, &ni, "192.0.2.9".parse().unwrap(), &spi),
+            "another address"
+        );
+        assert!(!c.valid(&k, &ni, ip, &[9u8; 8]), "another SPIi");
+        assert!(!c.valid(&k[..16], &ni, ip, &spi), "truncated");
+        let mut bad = k;
+        bad[5] ^= 1;
+        assert!(!c.valid(&bad, &ni, ip, &spi));
+        // Before its time the secret stays; after it, the old cookie is still good once.
+        c.rotate(&mut rng, Time(0).add_secs(299), 300);
+        assert_eq!(c.cookie(&ni, ip, &spi), k);
+        c.rotate(&mut rng, Time(0).add_secs(300), 300);
+        assert_ne!(c.cookie(&ni, ip, &spi), k);
+        assert!(
+            c.valid(&k, &ni, ip, &spi),
+            "the previous secret is accepted"
+        );
+        c.rotate(&mut rng, Time(0).add_secs(600), 300);
+        assert!(!c.valid(&k, &ni, ip, &spi), "two changes later it is not");
+        // A long idle time changes both.
+        let k2 = c.cookie(&ni, ip, &spi);
+        c.rotate(&mut rng, Time(0).add_secs(10_000), 300);
+        assert!(!c.valid(&k2, &ni, ip, &spi));
+    }
 }

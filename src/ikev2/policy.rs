@@ -27,6 +27,12 @@ pub struct Config {
     /// Responder SAs between IKE_SA_INIT and IKE_AUTH held at most (§2.6's concern);
     /// an IKE_SA_INIT beyond it is dropped and counted.
     pub max_half_open: usize,
+    /// With this many half-open responder SAs or more, an IKE_SA_INIT without a valid
+    /// COOKIE is answered with a COOKIE challenge only, and no state is kept (§2.6).
+    pub cookie_threshold: usize,
+    /// The COOKIE secret is replaced after this long; cookies made with the one before
+    /// are still accepted.
+    pub cookie_secret_secs: u64,
     /// How long a half-open responder SA waits for IKE_AUTH.
     pub half_open_secs: u64,
     /// The first retransmission of a request after this long, then twice as long each
@@ -36,6 +42,11 @@ pub struct Config {
     pub retransmits: u32,
     /// Our NAT-T port: datagrams to and from it carry the non-ESP marker.
     pub nat_port: u16,
+    /// An established IKE SA from whose peer nothing authenticated has come for this
+    /// long is checked with an empty INFORMATIONAL request (iked's dpd_check_interval);
+    /// when its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
+    /// 0 turns the check off (the default here; the daemon's configuration sets it).
+    pub liveness_secs: u64,
 }
 
 impl Default for Config {
@@ -43,10 +54,13 @@ impl Default for Config {
         Config {
             max_ike_sas: 1024,
             max_half_open: 64,
+            cookie_threshold: 32,
+            cookie_secret_secs: 300,
             half_open_secs: 30,
             retransmit_ms: 2000,
             retransmits: 5,
             nat_port: 4500,
+            liveness_secs: 0,
         }
     }
 }
