@@ -10,7 +10,7 @@ cross_target "${1:-}"
 start=$(date +%s)
 cross_install file
 cross_env
-echo "cross: $($RUSTC --version), $(cargo --version), linker $CROSS_CC"
+echo "cross: $(${RUSTC:-rustc} --version), $(cargo --version), linker $CROSS_CC"
 cargo build --release --locked --target "$TARGET" --bin isakmpd
 out=dist/$TARGET
 mkdir -p "$out"

@@ -1,7 +1,8 @@
 # Sourced by cross/build.sh and cross/test.sh: what a target needs and how cargo reaches it.
-# Only Debian 12 packages: rustc-web (rustc 1.96 from bookworm-security, /usr/bin/rustc) with
-# its standard library for the target (libstd-rust-web-dev:ARCH, multiarch), the C cross
-# compiler, OpenSSL for the target (libssl-dev:ARCH: static libcrypto.a) and qemu-user-static.
+# Only Debian 12 packages: for a foreign target, rustc-web (rustc 1.96 from bookworm-security,
+# /usr/bin/rustc) with its standard library for the target (libstd-rust-web-dev:ARCH,
+# multiarch), the C cross compiler, OpenSSL for the target (libssl-dev:ARCH: static
+# libcrypto.a) and qemu-user-static; for the host's own target, the machine's toolchain.
 
 cross_target() {
     TARGET=${1:-}
@@ -19,10 +20,13 @@ cross_target() {
     esac
     HOST_ARCH=$(dpkg --print-architecture)
     if [ "$DEB_ARCH" = "$HOST_ARCH" ]; then
-        CROSS_CC=gcc
-        PKGS="rustc-web libstd-rust-web-dev libssl-dev libc6-dev gcc"
+        # The machine's own toolchain has this target's std: no rustc-web needed.
+        CROSS_CC=gcc CROSS_RUSTC=
+        PKGS="libssl-dev libc6-dev gcc"
     else
-        CROSS_CC=$TRIPLET-gcc
+        # rustup cannot fetch a foreign std here, and Debian's std (1.96) only fits
+        # Debian's rustc: cargo drives /usr/bin/rustc for these targets.
+        CROSS_CC=$TRIPLET-gcc CROSS_RUSTC=/usr/bin/rustc
         PKGS="rustc-web libstd-rust-web-dev:$DEB_ARCH libssl-dev:$DEB_ARCH libc6-dev:$DEB_ARCH gcc-$TRIPLET qemu-user-static"
     fi
 }
@@ -48,7 +52,7 @@ cross_install() {
 cross_env() {
     local T=${TARGET//-/_}
     local TU=${T^^}
-    export RUSTC=/usr/bin/rustc
+    if [ -n "$CROSS_RUSTC" ]; then export RUSTC=$CROSS_RUSTC; fi
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}/cross
     export "CARGO_TARGET_${TU}_LINKER=$CROSS_CC"
     export "CARGO_TARGET_${TU}_RUSTFLAGS=-C target-feature=+crt-static"
