@@ -695,9 +695,16 @@ pub struct PrivsepUser {
     pub gid: u32,
 }
 
+/// The password file that [`lookup_user`] reads.
+pub const PASSWD_FILE: &str = "/etc/passwd";
+
+/// Looks the privsep user up in /etc/passwd itself, not through getpwnam(3): in a static
+/// glibc build, getpwnam wants the shared NSS modules at run time, and firmware (busybox)
+/// keeps its users in /etc/passwd anyway. A system user made by `useradd -r` is there too.
 pub fn lookup_user(name: &str) -> Result<PrivsepUser, String> {
-    let c = cstr(name)?;
-    let Some((uid, gid)) = sys::getpwnam(&c) else {
+    let text = std::fs::read(PASSWD_FILE)
+        .map_err(|e| format!("privilege separation: {PASSWD_FILE}: {e}"))?;
+    let Some((uid, gid)) = passwd_ids(&text, name) else {
         return Err(format!(
             "privilege separation: user '{name}' does not exist (create it, e.g. useradd -r -d {PRIVSEP_DIR} -s /usr/sbin/nologin {name})"
         ));
@@ -708,6 +715,30 @@ pub fn lookup_user(name: &str) -> Result<PrivsepUser, String> {
         ));
     }
     Ok(PrivsepUser { uid, gid })
+}
+
+/// The uid and gid of `name` in passwd(5) text: the first well-formed entry for it
+/// (`name:password:uid:gid:gecos:home:shell`). NIS markers (`+`/`-` lines), comments and
+/// malformed lines are skipped, as glibc's files backend skips them.
+pub fn passwd_ids(text: &[u8], name: &str) -> Option<(u32, u32)> {
+    if name.is_empty() {
+        return None;
+    }
+    let num = |f: &[u8]| -> Option<u32> {
+        if f.is_empty() || !f.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(f).ok()?.parse().ok()
+    };
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut f = line.split(|&b| b == b':');
+        if f.next()? != name.as_bytes() {
+            return None;
+        }
+        let _password = f.next()?;
+        Some((num(f.next()?)?, num(f.next()?)?))
+    })
 }
 
 pub fn check_jail(dir: &str) -> Result<(), String> {
@@ -742,6 +773,32 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_entries() {
+        let text = b"root:x:0:0:root:/root:/bin/bash\n\
+# a comment:x:1:1::/:\n\
++_isakmpd::::::\n\
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+broken:x:12a:5::/:\n\
+broken:x:77:78::/:/bin/false\n\
+_isakmpd:x:998:997:isakmpd privsep:/var/empty:/usr/sbin/nologin\r\n\
+_isakmpd:x:1:1::/:\n\
+nogid:x:5\n\
+odd:*:4294967295:65534:\xe9t\xe9:/:";
+        assert_eq!(passwd_ids(text, "_isakmpd"), Some((998, 997)));
+        assert_eq!(passwd_ids(text, "root"), Some((0, 0)));
+        assert_eq!(passwd_ids(text, "daemon"), Some((1, 1)));
+        // A malformed entry is skipped; a later good one for the same name counts.
+        assert_eq!(passwd_ids(text, "broken"), Some((77, 78)));
+        assert_eq!(passwd_ids(text, "odd"), Some((u32::MAX, 65534)));
+        assert_eq!(passwd_ids(text, "nogid"), None);
+        assert_eq!(passwd_ids(text, "_isakmp"), None);
+        assert_eq!(passwd_ids(text, "isakmpd"), None);
+        assert_eq!(passwd_ids(text, "+_isakmpd"), None);
+        assert_eq!(passwd_ids(text, ""), None);
+        assert_eq!(passwd_ids(b"", "root"), None);
+    }
 
     #[test]
     fn ports() {

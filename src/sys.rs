@@ -98,20 +98,6 @@ pub fn waitpid(pid: pid_t, flags: c_int) -> io::Result<(pid_t, c_int)> {
     Ok((r, st))
 }
 
-/// The uid and gid of a user, or `None` if there is no such user.
-pub fn getpwnam(name: &CStr) -> Option<(u32, u32)> {
-    // SAFETY: name is NUL-terminated; getpwnam returns NULL or a pointer to static storage
-    // that stays valid until the next getpw* call, and we copy the two ids out at once.
-    unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            None
-        } else {
-            Some(((*pw).pw_uid, (*pw).pw_gid))
-        }
-    }
-}
-
 pub fn chroot(dir: &CStr) -> io::Result<()> {
     // SAFETY: dir is NUL-terminated.
     cvt(unsafe { libc::chroot(dir.as_ptr()) }).map(drop)
@@ -256,7 +242,10 @@ pub fn local_time_of_day() -> (i32, i32, i32, i64) {
         libc::localtime_r(&ts.tv_sec, &mut tm);
         tm
     };
-    (tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000)
+    // tv_nsec is a C long: 32 bits on armv7 and other 32-bit targets.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let micros = i64::from(ts.tv_nsec / 1000);
+    (tm.tm_hour, tm.tm_min, tm.tm_sec, micros)
 }
 
 // ---------------------------------------------------------------------------------------

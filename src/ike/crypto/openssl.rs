@@ -42,7 +42,15 @@ pub fn init() -> Vec<(CipherAlg, bool)> {
     PROVIDERS.get_or_init(|| {
         // The default provider must be loaded explicitly once another one is. Both stay
         // loaded for the life of the process (the handles are deliberately leaked).
-        for name in ["default", "legacy"] {
+        // The legacy provider is a shared module (ossl-modules/legacy.so): a static binary
+        // must not dlopen it (it would map the shared libcrypto and libc beside the static
+        // ones), so there DES, Blowfish and CAST are reported unavailable.
+        let names: &[&str] = if cfg!(target_feature = "crt-static") {
+            &["default"]
+        } else {
+            &["default", "legacy"]
+        };
+        for &name in names {
             if let Ok(p) = openssl::provider::Provider::try_load(None, name, true) {
                 std::mem::forget(p);
             }

@@ -1,0 +1,66 @@
+# Sourced by cross/build.sh and cross/test.sh: what a target needs and how cargo reaches it.
+# Only Debian 12 packages: for a foreign target, rustc-web (rustc 1.96 from bookworm-security,
+# /usr/bin/rustc) with its standard library for the target (libstd-rust-web-dev:ARCH,
+# multiarch), the C cross compiler, OpenSSL for the target (libssl-dev:ARCH: static
+# libcrypto.a) and qemu-user-static; for the host's own target, the machine's toolchain.
+
+cross_target() {
+    TARGET=${1:-}
+    case "$TARGET" in
+    armv7-unknown-linux-gnueabihf)
+        DEB_ARCH=armhf TRIPLET=arm-linux-gnueabihf QEMU=qemu-arm-static ;;
+    aarch64-unknown-linux-gnu)
+        DEB_ARCH=arm64 TRIPLET=aarch64-linux-gnu QEMU=qemu-aarch64-static ;;
+    x86_64-unknown-linux-gnu)
+        DEB_ARCH=amd64 TRIPLET=x86_64-linux-gnu QEMU= ;;
+    *)
+        echo "usage: $0 armv7-unknown-linux-gnueabihf|aarch64-unknown-linux-gnu|x86_64-unknown-linux-gnu" >&2
+        echo "(mips: Debian 12 has no Rust standard library for it; see cross/README.md)" >&2
+        exit 2 ;;
+    esac
+    HOST_ARCH=$(dpkg --print-architecture)
+    if [ "$DEB_ARCH" = "$HOST_ARCH" ]; then
+        # The machine's own toolchain has this target's std: no rustc-web needed.
+        CROSS_CC=gcc CROSS_RUSTC=
+        PKGS="libssl-dev libc6-dev gcc"
+    else
+        # rustup cannot fetch a foreign std here, and Debian's std (1.96) only fits
+        # Debian's rustc: cargo drives /usr/bin/rustc for these targets.
+        CROSS_CC=$TRIPLET-gcc CROSS_RUSTC=/usr/bin/rustc
+        PKGS="rustc-web libstd-rust-web-dev:$DEB_ARCH libssl-dev:$DEB_ARCH libc6-dev:$DEB_ARCH gcc-$TRIPLET qemu-user-static"
+    fi
+}
+
+# Installs the missing packages (nothing, and no apt-get update, when all are there).
+cross_install() {
+    local missing=() p
+    for p in $PKGS "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "cross: installing ${missing[*]}"
+    if [ "$DEB_ARCH" != "$HOST_ARCH" ] && ! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
+        dpkg --add-architecture "$DEB_ARCH"
+    fi
+    # A third-party list that cannot be reached makes update exit non-zero; the install
+    # below fails loudly if Debian's own lists are missing.
+    apt-get update -qq || echo "cross: apt-get update reported errors (continuing)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Exports what cargo, rustc, the cc crate and openssl-sys need for a static build.
+cross_env() {
+    local T=${TARGET//-/_}
+    local TU=${T^^}
+    if [ -n "$CROSS_RUSTC" ]; then export RUSTC=$CROSS_RUSTC; fi
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}/cross
+    export "CARGO_TARGET_${TU}_LINKER=$CROSS_CC"
+    export "CARGO_TARGET_${TU}_RUSTFLAGS=-C target-feature=+crt-static"
+    export "CC_${T}=$CROSS_CC"
+    export OPENSSL_STATIC=1 OPENSSL_NO_VENDOR=1
+    export OPENSSL_LIB_DIR=/usr/lib/$TRIPLET OPENSSL_INCLUDE_DIR=/usr/include
+    export PKG_CONFIG_ALLOW_CROSS=1
+    if [ -n "$QEMU" ]; then
+        export "CARGO_TARGET_${TU}_RUNNER=$QEMU"
+    fi
+}
