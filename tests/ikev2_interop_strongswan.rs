@@ -233,6 +233,7 @@ fn we_initiate_ikev2_psk_with_charon() {
             encr: EncrId::AES_CBC,
             key_bits: Some(256),
             integ: Some(IntegId::HMAC_SHA2_256_128),
+            pfs: None,
         },
     );
     let now = ours.now();
@@ -263,6 +264,7 @@ fn charon_initiates_ikev2_psk_aes_gcm_ecp256() {
             encr: EncrId::AES_GCM_16,
             key_bits: Some(256),
             integ: None,
+            pfs: None,
         },
     );
     std::thread::scope(|s| {
@@ -291,6 +293,7 @@ fn established(tag: &str, name: &str) -> (Link, Charon, Ours) {
             encr: EncrId::AES_GCM_16,
             key_bits: Some(256),
             integ: None,
+            pfs: None,
         },
     );
     let now = ours.now();
