@@ -41,7 +41,17 @@
 //!   if its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
 //!   Only IKE messages count as signs of life (no ESP counters from a kernel yet).
 //!
-//! TODO (issue 16): CREATE_CHILD_SA, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! - CREATE_CHILD_SA (§1.3.1, §1.3.3, §2.8): [`Engine::create_child`] adds a CHILD_SA,
+//!   [`Engine::rekey_child`] replaces one (N(REKEY_SA) with our inbound SPI), both with
+//!   PFS when the ESP suite names a group ([`EspProposal::pfs`]: KEi/KEr, KEYMAT from
+//!   g^ir too, keys of the exchange's initiator first). After a rekey its initiator
+//!   deletes the old CHILD_SA with an INFORMATIONAL; the responder keeps it until then.
+//!   Simultaneous rekeys of one CHILD_SA (§2.8.1): the new CHILD_SA of the exchange with
+//!   the lowest of the four nonces is deleted by its creator, the old one by the other.
+//!   No soft or hard lifetimes start a rekey yet; INVALID_KE_PAYLOAD in CREATE_CHILD_SA
+//!   is not retried.
+//!
+//! TODO (issue 16): IKE SA rekey, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
 //!
@@ -70,9 +80,9 @@ use super::sk::{SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
     parse_payloads, AuthMethod, AuthPayload, DeletePayload, DhGroup, ExchangeType, Header,
-    KePayload, Message, MessageBuilder, NoRoom, NotifyType, Payload, PayloadType, Payloads,
-    ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE,
-    HEADER_LEN,
+    KePayload, Message, MessageBuilder, NoRoom, NotifyPayload, NotifyType, Payload, PayloadType,
+    Payloads, ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR,
+    FLAG_RESPONSE, HEADER_LEN,
 };
 
 /// The peer's NAT-T port (RFC 3948).
@@ -123,7 +133,11 @@ pub struct IkeSaInfo {
 pub struct ChildSa {
     pub ike: Handle,
     pub peer: String,
+    /// We initiated the exchange that made it (IKE_AUTH or CREATE_CHILD_SA); its KEYMAT
+    /// has that side's keys first (§2.17).
     pub initiator: bool,
+    /// Replaced by a rekey (§2.8): its Delete is on the way, and it is not rekeyed again.
+    pub rekeyed: bool,
     pub spi_in: u32,
     pub spi_out: u32,
     pub encr: Encr,
@@ -159,6 +173,8 @@ pub struct Stats {
     pub liveness_checks: u64,
     /// IKE SAs deleted because a liveness check went unanswered.
     pub dead_peers: u64,
+    /// CHILD_SAs replaced by a rekey, either side's (§2.8).
+    pub child_sas_rekeyed: u64,
 }
 
 /// Why a connect failed.
@@ -203,6 +219,24 @@ enum Req {
     DeleteIke,
     /// An empty INFORMATIONAL: is the peer alive?
     Liveness,
+    /// CREATE_CHILD_SA (§1.3): a new CHILD_SA, or the rekey of the one with our inbound
+    /// SPI.
+    CreateChild(Option<u32>),
+}
+
+/// Our CREATE_CHILD_SA in flight.
+struct Creating {
+    /// Rekey: our inbound SPI of the CHILD_SA being replaced.
+    rekey: Option<u32>,
+    spi_in: u32,
+    ni: Vec<u8>,
+    /// PFS: our DH value.
+    dh: Option<DhPrivate>,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+    /// The peer rekeyed the same CHILD_SA meanwhile (§2.8.1): its new CHILD_SA's inbound
+    /// SPI (ours) and the lower nonce of its exchange.
+    crossed: Option<(u32, Vec<u8>)>,
 }
 
 /// The request we wait an answer for.
@@ -264,6 +298,8 @@ struct IkeSa {
     init_index: Option<Handle>,
     /// AEAD IVs: a counter, unique per key (RFC 5282 §3).
     iv_counter: u64,
+    /// Our CREATE_CHILD_SA in flight.
+    creating: Option<Creating>,
 }
 
 impl IkeSa {
@@ -588,6 +624,7 @@ impl Engine {
             timer: None,
             init_index: None,
             iv_counter: 0,
+            creating: None,
         };
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
@@ -928,6 +965,7 @@ impl Engine {
             timer: None,
             init_index: None,
             iv_counter: 0,
+            creating: None,
         };
         nat_detect(&mut sa, &msg.payloads);
         let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)
@@ -1097,6 +1135,9 @@ impl Engine {
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
                 self.informational(now, h, hd, inner)
             }
+            (IkeState::Established, ExchangeType::CREATE_CHILD_SA) => {
+                self.create_child_request(now, h, hd, inner)
+            }
             _ => self.io.dropped(remote, "request not handled in this state"),
         }
     }
@@ -1128,6 +1169,9 @@ impl Engine {
                 return self.delete(h, "deleted by us");
             }
             (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
+            (Req::CreateChild(_), ExchangeType::CREATE_CHILD_SA) => {
+                self.create_child_response(now, h, inner)
+            }
             (_, x) => {
                 let remote = sa.info.remote;
                 return self.io.dropped(remote, &format!("unexpected {x} response"));
@@ -1184,6 +1228,266 @@ impl Engine {
         picked.len()
     }
 
+    /// Rekeys CHILD_SAs (§1.3.3, §2.8): a CREATE_CHILD_SA with N(REKEY_SA) naming our
+    /// inbound SPI, the same selectors, our ESP suites (with KEi when the first one has a
+    /// PFS group); when the answer comes, the new CHILD_SA is added and the old one
+    /// deleted with an INFORMATIONAL. CHILD_SAs already replaced are left alone. Returns
+    /// how many rekeys were started or queued.
+    pub fn rekey_child(&mut self, now: Time, which: ChildRef<'_>) -> usize {
+        let picked: Vec<(Handle, u32)> = self
+            .children
+            .iter()
+            .filter(|(_, c)| !c.rekeyed)
+            .filter(|(_, c)| match which {
+                ChildRef::Peer(p) => c.peer == p,
+                ChildRef::Spi(s) => c.spi_in == s || c.spi_out == s,
+            })
+            .map(|(_, c)| (c.ike, c.spi_in))
+            .collect();
+        for &(h, spi) in &picked {
+            self.start_request(now, h, Req::CreateChild(Some(spi)));
+        }
+        picked.len()
+    }
+
+    /// Another CHILD_SA with the peer named `peer`, for its selectors, on its first
+    /// established IKE SA (§1.3.1). Returns whether one was started or queued.
+    pub fn create_child(&mut self, now: Time, peer: &str) -> bool {
+        let h = self
+            .sas
+            .iter()
+            .find(|(_, sa)| sa.info.peer == peer && sa.info.state == IkeState::Established)
+            .map(|(h, _)| h);
+        if let Some(h) = h {
+            self.start_request(now, h, Req::CreateChild(None));
+        }
+        h.is_some()
+    }
+
+    /// Responder: CREATE_CHILD_SA for a CHILD_SA (§1.3.1, §1.3.3): with N(REKEY_SA) the
+    /// CHILD_SA it names (by the peer's inbound SPI, our outbound one) is replaced and
+    /// stays until the peer deletes it; with PFS, KEi must be for our group
+    /// (INVALID_KE_PAYLOAD otherwise). A rekey of a CHILD_SA we are rekeying ourselves
+    /// is answered too, and remembered for §2.8.1 when our answer comes.
+    fn create_child_request(&mut self, _now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        let Engine {
+            sas,
+            io,
+            policy,
+            children,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        let peer = &policy.peers[sa.peer];
+        let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
+        let mut made = None;
+        let res = (|| -> Result<Vec<u8>, Fail> {
+            let old = match inner.notify(NotifyType::REKEY_SA) {
+                Some(n) if n.protocol == ProtocolId::ESP && n.spi.len() == 4 => {
+                    let spi = u32::from_be_bytes([n.spi[0], n.spi[1], n.spi[2], n.spi[3]]);
+                    let Some((ch, c)) = children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_out == spi)
+                    else {
+                        notify.0 = NotifyType::CHILD_SA_NOT_FOUND;
+                        return Err(Fail("rekey of an unknown CHILD_SA"));
+                    };
+                    if c.rekeyed {
+                        notify.0 = NotifyType::TEMPORARY_FAILURE;
+                        return Err(Fail("rekey of a CHILD_SA already replaced"));
+                    }
+                    Some((ch, c.spi_in))
+                }
+                Some(_) => return Err(Fail("REKEY_SA not for an ESP SPI")),
+                None => None,
+            };
+            let c = choose_child(io, peer, inner, true).map_err(|n| {
+                notify.0 = n;
+                Fail("no acceptable CHILD_SA")
+            })?;
+            let Some(Payload::Nonce(ni)) = inner.find(PayloadType::NONCE) else {
+                return Err(Fail("no Ni"));
+            };
+            let (dh, gir) = match c.esp.pfs {
+                Some(g) => {
+                    let ke = match inner.find(PayloadType::KE) {
+                        Some(Payload::Ke(ke)) if ke.group == g => ke,
+                        _ => {
+                            notify = (NotifyType::INVALID_KE_PAYLOAD, g.0.to_be_bytes().to_vec());
+                            return Err(Fail("KEi missing or for another group"));
+                        }
+                    };
+                    let dh = new_dh(io, g)?;
+                    let gir = dh
+                        .shared_secret(ke.data)
+                        .map_err(|_| Fail("invalid KE public value"))?;
+                    (Some(dh), Some(gir))
+                }
+                None => (None, None),
+            };
+            let nr = io.random::<NONCE_LEN>().to_vec();
+            let t = c.esp.transforms_pfs();
+            let m = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                b.sa(&[ProposalRepr {
+                    number: c.number,
+                    protocol: ProtocolId::ESP,
+                    spi: &c.spi_in.to_be_bytes(),
+                    transforms: &t,
+                }])?;
+                b.add(PayloadType::NONCE, false, &Payload::Nonce(&nr))?;
+                if let Some(dh) = &dh {
+                    b.add(
+                        PayloadType::KE,
+                        false,
+                        &Payload::Ke(KePayload {
+                            group: DhGroup(dh.group().number()),
+                            data: dh.public_value(),
+                        }),
+                    )?;
+                }
+                ts_payload(b, PayloadType::TSI, &c.tsi)?;
+                ts_payload(b, PayloadType::TSR, &c.tsr)
+            })?;
+            let mut child = bare_child(sa, h, &c.esp, c.spi_in, c.spi_out, c.tsr, c.tsi);
+            child.initiator = false;
+            set_keys(sa, &mut child, gir.as_ref().map(|g| g.as_bytes()), ni, &nr)?;
+            made = Some((child, old, (*ni).min(&nr[..]).to_vec()));
+            Ok(m)
+        })();
+        let m = match res {
+            Ok(m) => m,
+            Err(Fail(why)) => {
+                log::warn!(
+                    "ikev2: {} {}: CREATE_CHILD_SA refused: {why} ({})",
+                    peer.name,
+                    sa.info.remote,
+                    notify.0
+                );
+                let (ty, data) = notify;
+                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                    b.notify(ty, &data)
+                }) {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+        };
+        io.respond(sa, hd.msgid, m);
+        let Some((child, old, low)) = made else {
+            return;
+        };
+        if let Some((ch, old_in)) = old {
+            if let Some(c) = children.get_mut(ch) {
+                c.rekeyed = true;
+            }
+            io.stats.child_sas_rekeyed += 1;
+            if let Some(cr) = sa.creating.as_mut().filter(|cr| cr.rekey == Some(old_in)) {
+                cr.crossed = Some((child.spi_in, low));
+            }
+        }
+        self.add_child(child);
+    }
+
+    /// Initiator: the answer to our CREATE_CHILD_SA. The new CHILD_SA is added; after a
+    /// rekey the old one is deleted, or, when the peer rekeyed it at the same time
+    /// (§2.8.1), whichever new CHILD_SA came from the exchange with the lowest of the
+    /// four nonces is deleted by its creator and the old one by the other's creator.
+    fn create_child_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        let Engine {
+            sas,
+            policy,
+            children,
+            io,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let Some(cr) = sa.creating.take() else { return };
+        let peer = &policy.peers[sa.peer];
+        let remote = sa.info.remote;
+        let res = (|| -> Result<ChildSa, String> {
+            let (esp, spi_out, tsi, tsr) = accept_child(peer, inner, true)?;
+            let Some(Payload::Nonce(nr)) = inner.find(PayloadType::NONCE) else {
+                return Err("no Nr".into());
+            };
+            if !tsi.iter().all(|g| cr.ts_local.iter().any(|o| g.within(o)))
+                || !tsr.iter().all(|g| cr.ts_remote.iter().any(|o| g.within(o)))
+            {
+                return Err("traffic selectors wider than proposed".into());
+            }
+            let gir = match esp.pfs {
+                Some(g) => {
+                    let Some(Payload::Ke(ke)) = inner.find(PayloadType::KE) else {
+                        return Err("no KEr".into());
+                    };
+                    let dh = cr
+                        .dh
+                        .as_ref()
+                        .filter(|d| d.group().number() == g.0 && ke.group == g)
+                        .ok_or("KEr for another group than our KEi")?;
+                    Some(
+                        dh.shared_secret(ke.data)
+                            .map_err(|_| "invalid KE public value")?,
+                    )
+                }
+                None => None,
+            };
+            let mut c = bare_child(sa, h, &esp, cr.spi_in, spi_out, tsi, tsr);
+            c.initiator = true;
+            set_keys(sa, &mut c, gir.as_ref().map(|g| g.as_bytes()), &cr.ni, nr)
+                .map_err(|Fail(why)| why)?;
+            Ok(c)
+        })();
+        let mut c = match res {
+            Ok(c) => c,
+            // XXX: an answer we cannot accept should get its CHILD_SA deleted.
+            Err(why) => {
+                log::warn!("ikev2: {} {remote}: CREATE_CHILD_SA: {why}", peer.name);
+                return;
+            }
+        };
+        let mut delete = Vec::new();
+        if let Some(old) = cr.rekey {
+            let ours_low = match inner.find(PayloadType::NONCE) {
+                Some(Payload::Nonce(nr)) => cr.ni.as_slice().min(nr).to_vec(),
+                _ => cr.ni.clone(),
+            };
+            match &cr.crossed {
+                Some((_, theirs_low)) if ours_low < *theirs_low => {
+                    log::info!(
+                        "ikev2: {}: simultaneous rekey: ours is redundant, deleted",
+                        peer.name
+                    );
+                    c.rekeyed = true;
+                    delete.push(c.spi_in);
+                }
+                crossed => {
+                    let ch = children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_in == old)
+                        .map(|(ch, _)| ch);
+                    if let Some(c) = ch.and_then(|ch| children.get_mut(ch)) {
+                        if !c.rekeyed {
+                            io.stats.child_sas_rekeyed += 1;
+                        }
+                        c.rekeyed = true;
+                        delete.push(old);
+                    }
+                    if crossed.is_some() {
+                        log::info!(
+                            "ikev2: {}: simultaneous rekey: the peer's is redundant",
+                            peer.name
+                        );
+                    }
+                }
+            }
+        }
+        self.add_child(c);
+        if !delete.is_empty() {
+            self.start_request(now, h, Req::DeleteChild(delete));
+        }
+    }
+
     /// Sends a request of ours on an established SA, or queues it behind the one in
     /// flight.
     fn start_request(&mut self, now: Time, h: Handle, what: Req) {
@@ -1197,6 +1501,42 @@ impl Engine {
             return;
         }
         let msgid = sa.next_msgid;
+        if let Req::CreateChild(old) = what {
+            let Engine {
+                sas,
+                io,
+                policy,
+                children,
+                config,
+                ..
+            } = self;
+            let Some(sa) = sas.get_mut(h) else { return };
+            let peer = &policy.peers[sa.peer];
+            let ts = match old {
+                Some(spi) => children
+                    .iter()
+                    .find(|(_, c)| c.ike == h && c.spi_in == spi && !c.rekeyed)
+                    .map(|(_, c)| (c.ts_local.clone(), c.ts_remote.clone())),
+                None => Some((peer.local_ts.clone(), peer.remote_ts.clone())),
+            };
+            let Some((ts_local, ts_remote)) = ts else {
+                log::info!("ikev2: {}: no CHILD_SA to rekey", peer.name);
+                return;
+            };
+            let m = new_creating(io, peer, old, ts_local, ts_remote).and_then(|c| {
+                let m = build_create_child(io, sa, peer, msgid, &c)?;
+                sa.creating = Some(c);
+                Ok(m)
+            });
+            match m {
+                Ok(m) => {
+                    io.request(now, config, h, sa, (msgid, m), what);
+                    sa.next_msgid = msgid.wrapping_add(1);
+                }
+                Err(Fail(why)) => log::error!("ikev2: {}: CREATE_CHILD_SA: {why}", peer.name),
+            }
+            return;
+        }
         let mut spis = Vec::new();
         let m = build_protected(
             &mut self.io,
@@ -1214,7 +1554,7 @@ impl Engine {
                     let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
                     b.add(PayloadType::DELETE, false, &Payload::Delete(d))
                 }
-                Req::Init | Req::Auth | Req::Liveness => Ok(()),
+                Req::Init | Req::Auth | Req::Liveness | Req::CreateChild(_) => Ok(()),
             },
         );
         match m {
@@ -1300,7 +1640,7 @@ impl Engine {
             return Err("authentication failed");
         }
         // The CHILD_SA: an ESP suite and the selectors both sides allow.
-        let child = choose_child(io, peer, inner);
+        let child = choose_child(io, peer, inner, false);
         let idr = peer.local_id.body();
         let auth = own_auth(sa, peer, &idr);
         let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
@@ -1400,7 +1740,7 @@ impl Engine {
             hex(&sa.info.spi_i),
             hex(&sa.info.spi_r)
         );
-        match accept_child(peer, inner) {
+        match accept_child(peer, inner, false) {
             Ok((esp, spi_out, tsi, tsr)) => {
                 Ok(Some(child_sa(sa, h, &esp, sa.child_spi, spi_out, tsi, tsr)))
             }
@@ -1786,15 +2126,21 @@ struct ChildChoice {
 }
 
 /// Responder: the ESP suite (first offered proposal we accept) and the narrowed
-/// selectors, or the notify that says why there is no CHILD_SA.
-fn choose_child(io: &mut Io, peer: &Peer, inner: &Payloads<'_>) -> Result<ChildChoice, NotifyType> {
+/// selectors, or the notify that says why there is no CHILD_SA. In CREATE_CHILD_SA
+/// (`create`), the proposal's DH transform must be our PFS group, or absent without one.
+fn choose_child(
+    io: &mut Io,
+    peer: &Peer,
+    inner: &Payloads<'_>,
+    create: bool,
+) -> Result<ChildChoice, NotifyType> {
     let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
         return Err(NotifyType::NO_PROPOSAL_CHOSEN);
     };
     let Some((esp, number, spi_out)) = offer.proposals().find_map(|p| {
         peer.esp
             .iter()
-            .find(|o| o.offered_in(&p) && o.algorithms().is_some())
+            .find(|o| o.offered_in(&p) && (!create || o.pfs_in(&p)) && o.algorithms().is_some())
             .map(|o| {
                 (
                     *o,
@@ -1839,11 +2185,12 @@ fn selectors(inner: &Payloads<'_>, ty: PayloadType) -> Option<Vec<Selector>> {
     (!v.is_empty()).then_some(v)
 }
 
-/// Initiator: the responder's CHILD_SA answer must be one of our suites, and its
-/// selectors within what we proposed.
+/// Initiator: the responder's CHILD_SA answer must be one of our suites (with its PFS
+/// group in CREATE_CHILD_SA, `create`), and its selectors within what we proposed.
 fn accept_child(
     peer: &Peer,
     inner: &Payloads<'_>,
+    create: bool,
 ) -> Result<(EspProposal, u32, Vec<Selector>, Vec<Selector>), String> {
     if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
         return Err(format!("{}", n.ty));
@@ -1855,7 +2202,12 @@ fn accept_child(
     let (Some(p), None) = (props.next(), props.next()) else {
         return Err("not one proposal".into());
     };
-    let Some(esp) = peer.esp.iter().find(|o| o.is(&p)).copied() else {
+    let Some(esp) = peer
+        .esp
+        .iter()
+        .find(|o| if create { o.is_pfs(&p) } else { o.is(&p) })
+        .copied()
+    else {
         return Err("a proposal we did not offer".into());
     };
     let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
@@ -1873,8 +2225,8 @@ fn accept_child(
     Ok((esp, spi, tsi, tsr))
 }
 
-/// The CHILD_SA record with its KEYMAT (§2.17: from SK_d and the IKE_SA_INIT nonces,
-/// initiator-to-responder keys first).
+/// The CHILD_SA of IKE_AUTH with its KEYMAT (§2.17: from SK_d and the IKE_SA_INIT
+/// nonces, initiator-to-responder keys first).
 fn child_sa(
     sa: &IkeSa,
     h: Handle,
@@ -1884,37 +2236,140 @@ fn child_sa(
     ts_local: Vec<Selector>,
     ts_remote: Vec<Selector>,
 ) -> ChildSa {
+    let mut c = bare_child(sa, h, esp, spi_in, spi_out, ts_local, ts_remote);
+    if set_keys(sa, &mut c, None, &sa.ni, &sa.nr).is_err() {
+        log::error!("ikev2: {}: CHILD_SA KEYMAT failed", sa.info.peer);
+    }
+    c
+}
+
+/// A CHILD_SA record without keys yet, made by the IKE SA's initiator.
+fn bare_child(
+    sa: &IkeSa,
+    h: Handle,
+    esp: &EspProposal,
+    spi_in: u32,
+    spi_out: u32,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> ChildSa {
     let (encr, integ) = esp.algorithms().unwrap_or((Encr::AesCbc(16), None));
-    let keys = match (sa.keys.as_ref(), sa.info.suite) {
-        (Some(k), Some(s)) => {
-            ChildKeys::derive(s.prf, k.d.as_bytes(), None, &sa.ni, &sa.nr, encr, integ).ok()
-        }
-        _ => None,
-    };
-    let (ei, ai, er, ar) = match keys {
-        Some(k) => (k.encr_i, k.integ_i, k.encr_r, k.integ_r),
-        None => Default::default(),
-    };
-    let (encr_in, integ_in, encr_out, integ_out) = if sa.info.initiator {
-        (er, ar, ei, ai)
-    } else {
-        (ei, ai, er, ar)
-    };
     ChildSa {
         ike: h,
         peer: sa.info.peer.clone(),
         initiator: sa.info.initiator,
+        rekeyed: false,
         spi_in,
         spi_out,
         encr,
         integ,
-        encr_in,
-        integ_in,
-        encr_out,
-        integ_out,
+        encr_in: Key::new(),
+        integ_in: Key::new(),
+        encr_out: Key::new(),
+        integ_out: Key::new(),
         ts_local,
         ts_remote,
     }
+}
+
+/// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) (§2.17) with the nonces of the exchange
+/// that made `c`; the keys of that exchange's initiator (`c.initiator`) come first.
+fn set_keys(
+    sa: &IkeSa,
+    c: &mut ChildSa,
+    gir: Option<&[u8]>,
+    ni: &[u8],
+    nr: &[u8],
+) -> Result<(), Fail> {
+    let (Some(k), Some(s)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let keys = ChildKeys::derive(s.prf, k.d.as_bytes(), gir, ni, nr, c.encr, c.integ)?;
+    let (ei, ai, er, ar) = (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r);
+    (c.encr_in, c.integ_in, c.encr_out, c.integ_out) = if c.initiator {
+        (er, ar, ei, ai)
+    } else {
+        (ei, ai, er, ar)
+    };
+    Ok(())
+}
+
+fn new_dh(io: &mut Io, g: DhGroup) -> Result<DhPrivate, Fail> {
+    let g = Group::from_ike(GroupDescription(g.0)).ok_or(Fail("DH group not implemented"))?;
+    DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))
+}
+
+/// Initiator: the state of a CREATE_CHILD_SA: a new inbound SPI, Ni, and a DH value
+/// for the first suite's PFS group.
+fn new_creating(
+    io: &mut Io,
+    peer: &Peer,
+    rekey: Option<u32>,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> Result<Creating, Fail> {
+    let dh = match peer.esp.first().and_then(|e| e.pfs) {
+        Some(g) => Some(new_dh(io, g)?),
+        None => None,
+    };
+    Ok(Creating {
+        rekey,
+        spi_in: io.esp_spi(),
+        ni: io.random::<NONCE_LEN>().to_vec(),
+        dh,
+        ts_local,
+        ts_remote,
+        crossed: None,
+    })
+}
+
+/// Initiator: CREATE_CHILD_SA (§1.3.1, §1.3.3): [N(REKEY_SA)], SA (ESP, our new SPI,
+/// with the PFS group), Ni, [KEi], TSi, TSr.
+fn build_create_child(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    msgid: u32,
+    c: &Creating,
+) -> Result<Vec<u8>, Fail> {
+    let spi = c.spi_in.to_be_bytes();
+    let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms_pfs()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::ESP,
+            spi: &spi,
+            transforms: t,
+        })
+        .collect();
+    build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, msgid, false, |b| {
+        if let Some(old) = c.rekey {
+            let old = old.to_be_bytes();
+            let n = Payload::Notify(NotifyPayload {
+                protocol: ProtocolId::ESP,
+                ty: NotifyType::REKEY_SA,
+                spi: &old,
+                data: &[],
+            });
+            b.add(PayloadType::NOTIFY, false, &n)?;
+        }
+        b.sa(&props)?;
+        b.add(PayloadType::NONCE, false, &Payload::Nonce(&c.ni))?;
+        if let Some(dh) = &c.dh {
+            b.add(
+                PayloadType::KE,
+                false,
+                &Payload::Ke(KePayload {
+                    group: DhGroup(dh.group().number()),
+                    data: dh.public_value(),
+                }),
+            )?;
+        }
+        ts_payload(b, PayloadType::TSI, &c.ts_local)?;
+        ts_payload(b, PayloadType::TSR, &c.ts_remote)
+    })
 }
 
 /// Initiator: IKE_AUTH (§1.2): IDi, AUTH, SA (ESP, our SPI), TSi, TSr.
