@@ -1141,3 +1141,100 @@ fn simultaneous_rekeys_of_one_child_sa_leave_one_pair() {
         "each side's rekey is the redundant one in some run"
     );
 }
+
+// IKE SA rekey (§1.3.2, §2.18).
+
+/// The one IKE SA on each side: (handle, info).
+fn one_ike(e: &Engine) -> (isakmpd::ike::sa::Handle, isakmpd::ikev2::engine::IkeSaInfo) {
+    let v: Vec<_> = e.ike_sas().map(|(h, i)| (h, i.clone())).collect();
+    assert_eq!(v.len(), 1, "one IKE SA");
+    v.into_iter().next().unwrap()
+}
+
+#[test]
+fn rekeying_the_ike_sa_from_either_side_moves_the_child_sa_and_deletes_the_old_one() {
+    for from_west in [true, false] {
+        for lost in [None, Some(0usize), Some(1), Some(2), Some(3)] {
+            let mut p = established_pair();
+            let mut seen = [false; 4];
+            p.fate = Box::new(move |d| {
+                let Ok(m) = Message::parse(&d.data) else {
+                    return Fate::Deliver;
+                };
+                let r = usize::from(m.header.flags & FLAG_RESPONSE != 0);
+                let k = match m.header.exchange {
+                    ExchangeType::CREATE_CHILD_SA => r,
+                    ExchangeType::INFORMATIONAL => 2 + r,
+                    _ => return Fate::Deliver,
+                };
+                if Some(k) == lost && !seen[k] {
+                    seen[k] = true;
+                    return Fate::Drop;
+                }
+                Fate::Deliver
+            });
+            let (_, old) = one_ike(&p.west);
+            let (child, _) = child_pairs(&p).remove(0);
+            let e = if from_west { &mut p.west } else { &mut p.east };
+            assert_eq!(e.rekey_ike(p.now, IkeRef::Peer("peer")), 1);
+            p.drive();
+            let ((wh, w), (eh, e)) = (one_ike(&p.west), one_ike(&p.east));
+            assert_eq!((w.spi_i, w.spi_r), (e.spi_i, e.spi_r), "lost {lost:?}");
+            assert!(w.spi_i != old.spi_i && w.spi_r != old.spi_r, "new SPIs");
+            assert_eq!((w.initiator, e.initiator), (from_west, !from_west));
+            assert_eq!(
+                (w.state, e.state),
+                (IkeState::Established, IkeState::Established)
+            );
+            // The CHILD_SA is the same one, now under the new IKE SA.
+            let pairs = child_pairs(&p);
+            assert_eq!(pairs.len(), 1);
+            assert_eq!(pairs[0].0.spi_in, child.spi_in);
+            assert_eq!((pairs[0].0.ike, pairs[0].1.ike), (wh, eh));
+            for (s, rekeyer) in [(stats(&p.west), from_west), (stats(&p.east), !from_west)] {
+                assert_eq!(s.ike_sas_rekeyed, 1);
+                assert_eq!(s.child_sas_deleted, 0);
+                // The answer to the Delete of the old IKE SA lost: the peer has nothing
+                // left to answer a retransmission from, and the rekey's initiator gives
+                // the old IKE SA up after its retransmissions (as for any IKE SA Delete);
+                // the CHILD_SA is not with it any more.
+                let gave_up = u64::from(rekeyer && lost == Some(3));
+                assert_eq!(s.failed, gave_up, "lost {lost:?} from west {from_west}");
+            }
+            if lost.is_some() && lost != Some(3) {
+                let r = stats(&p.west).retransmits + stats(&p.east).retransmits;
+                assert_eq!(r, 1, "lost {lost:?}");
+            }
+            // The new IKE SA works: its keys agree for a CHILD_SA rekey, then a delete.
+            p.fate = Box::new(|_| Fate::Deliver);
+            p.sent.clear();
+            rekey_once_more(&mut p);
+            assert_eq!(p.east.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+            p.drive();
+            assert_nothing(&p);
+        }
+    }
+}
+
+fn rekey_once_more(p: &mut Pair) {
+    let (old, _) = child_pairs(p).remove(0);
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    let pairs = child_pairs(p);
+    assert_eq!(pairs.len(), 1);
+    assert_ne!(pairs[0].0.spi_in, old.spi_in);
+}
+
+#[test]
+fn an_ike_sa_rekey_twice_in_a_row_keeps_working() {
+    let mut p = established_with(ESP_GCM_PFS, ESP_GCM_PFS);
+    for from_west in [true, false, true] {
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        assert_eq!(e.rekey_ike(p.now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        one_ike(&p.west);
+        one_ike(&p.east);
+        rekey_once_more(&mut p);
+    }
+    assert_eq!(stats(&p.west).ike_sas_rekeyed, 3);
+}

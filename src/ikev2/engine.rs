@@ -48,10 +48,15 @@
 //!   deletes the old CHILD_SA with an INFORMATIONAL; the responder keeps it until then.
 //!   Simultaneous rekeys of one CHILD_SA (§2.8.1): the new CHILD_SA of the exchange with
 //!   the lowest of the four nonces is deleted by its creator, the old one by the other.
-//!   No soft or hard lifetimes start a rekey yet; INVALID_KE_PAYLOAD in CREATE_CHILD_SA
-//!   is not retried.
+//! - IKE SA rekey (§1.3.2, §2.18): [`Engine::rekey_ike`] sends a CREATE_CHILD_SA with
+//!   our IKE suites under a new SPI, Ni and KEi; SKEYSEED comes from the old SK_d, the
+//!   rekey's initiator is the new IKE SA's, message IDs start over, the CHILD_SAs move
+//!   to the new IKE SA and the initiator deletes the old one with an INFORMATIONAL.
+//! - Not yet: soft or hard lifetimes that start rekeys; INVALID_KE_PAYLOAD retries in
+//!   CREATE_CHILD_SA; simultaneous IKE SA rekeys (§2.8.2) and a CHILD_SA rekey crossing
+//!   an IKE SA rekey.
 //!
-//! TODO (issue 16): IKE SA rekey, SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! TODO (issue 16): SA lifetimes, the kernel interface (SPIs from the kernel, nothing
 //! announced before it is installed), certificates and signatures, NAT-T (the move to
 //! port 4500; detection is done), fragmentation, the capture file.
 //!
@@ -72,8 +77,8 @@ use crate::ike::Transmit;
 use crate::timer::{Time, TimerHandle, TimerWheel};
 
 use super::keys::{
-    psk_auth, skeyseed, verify_psk_auth, ChildKeys, Encr, IkeKeys, Integ, KeyError, SignedOctets,
-    Suite,
+    psk_auth, rekey_skeyseed, skeyseed, verify_psk_auth, ChildKeys, Encr, IkeKeys, Integ, KeyError,
+    SignedOctets, Suite,
 };
 use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Selector};
 use super::sk::{SkError, SkKeys};
@@ -175,6 +180,8 @@ pub struct Stats {
     pub dead_peers: u64,
     /// CHILD_SAs replaced by a rekey, either side's (§2.8).
     pub child_sas_rekeyed: u64,
+    /// IKE SAs replaced by a rekey, either side's (§1.3.2).
+    pub ike_sas_rekeyed: u64,
 }
 
 /// Why a connect failed.
@@ -222,6 +229,15 @@ enum Req {
     /// CREATE_CHILD_SA (§1.3): a new CHILD_SA, or the rekey of the one with our inbound
     /// SPI.
     CreateChild(Option<u32>),
+    /// CREATE_CHILD_SA rekeying the IKE SA (§1.3.2).
+    RekeyIke,
+}
+
+/// Our IKE SA rekey in flight: the new IKE SA's SPI (ours), Ni and DH value.
+struct IkeRekey {
+    spi: [u8; 8],
+    ni: Vec<u8>,
+    dh: DhPrivate,
 }
 
 /// Our CREATE_CHILD_SA in flight.
@@ -300,6 +316,8 @@ struct IkeSa {
     iv_counter: u64,
     /// Our CREATE_CHILD_SA in flight.
     creating: Option<Creating>,
+    /// Our IKE SA rekey in flight.
+    rekeying: Option<IkeRekey>,
 }
 
 impl IkeSa {
@@ -625,6 +643,7 @@ impl Engine {
             init_index: None,
             iv_counter: 0,
             creating: None,
+            rekeying: None,
         };
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
@@ -966,6 +985,7 @@ impl Engine {
             init_index: None,
             iv_counter: 0,
             creating: None,
+            rekeying: None,
         };
         nat_detect(&mut sa, &msg.payloads);
         let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)
@@ -1136,7 +1156,15 @@ impl Engine {
                 self.informational(now, h, hd, inner)
             }
             (IkeState::Established, ExchangeType::CREATE_CHILD_SA) => {
-                self.create_child_request(now, h, hd, inner)
+                let ike = match inner.find(PayloadType::SA) {
+                    Some(Payload::Sa(o)) => o.proposals().any(|p| p.protocol == ProtocolId::IKE),
+                    _ => false,
+                };
+                if ike {
+                    self.rekey_ike_request(now, h, hd, inner)
+                } else {
+                    self.create_child_request(now, h, hd, inner)
+                }
             }
             _ => self.io.dropped(remote, "request not handled in this state"),
         }
@@ -1171,6 +1199,9 @@ impl Engine {
             (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
             (Req::CreateChild(_), ExchangeType::CREATE_CHILD_SA) => {
                 self.create_child_response(now, h, inner)
+            }
+            (Req::RekeyIke, ExchangeType::CREATE_CHILD_SA) => {
+                return self.rekey_ike_response(now, h, inner);
             }
             (_, x) => {
                 let remote = sa.info.remote;
@@ -1488,6 +1519,203 @@ impl Engine {
         }
     }
 
+    /// Rekeys IKE SAs (§1.3.2, §2.18): a CREATE_CHILD_SA with our IKE suites, a new
+    /// SPI, Ni and KEi for the first suite's group; on the answer the new IKE SA takes
+    /// over the CHILD_SAs and the old one is deleted with an INFORMATIONAL. Returns how
+    /// many rekeys were started or queued.
+    pub fn rekey_ike(&mut self, now: Time, which: IkeRef<'_>) -> usize {
+        let picked: Vec<Handle> = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| match which {
+                IkeRef::Peer(p) => sa.info.peer == p,
+                IkeRef::Handle(x) => *h == x,
+            })
+            .filter(|(_, sa)| sa.info.state == IkeState::Established)
+            .map(|(h, _)| h)
+            .collect();
+        for &h in &picked {
+            self.start_request(now, h, Req::RekeyIke);
+        }
+        picked.len()
+    }
+
+    /// Responder: an IKE SA rekey (§1.3.2): the first offered suite we have, a KEi for
+    /// its group (INVALID_KE_PAYLOAD otherwise), SKEYSEED from the old SK_d (§2.18); the
+    /// new IKE SA (the peer its initiator) takes the CHILD_SAs; the old one stays until
+    /// the peer deletes it.
+    fn rekey_ike_request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        let Engine {
+            sas, io, policy, ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        let peer = &policy.peers[sa.peer];
+        let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
+        let mut made = None;
+        let res = (|| -> Result<Vec<u8>, Fail> {
+            let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
+                return Err(Fail("no SA"));
+            };
+            let Some((chosen, number, spi_i)) = offer.proposals().find_map(|p| {
+                let o = peer
+                    .ike
+                    .iter()
+                    .find(|o| o.offered_in_rekey(&p) && o.suite().is_ok())?;
+                let spi: [u8; 8] = p.spi.try_into().ok()?;
+                (spi != [0; 8]).then_some((*o, p.number, spi))
+            }) else {
+                notify.0 = NotifyType::NO_PROPOSAL_CHOSEN;
+                return Err(Fail("no IKE proposal chosen"));
+            };
+            let ke = match inner.find(PayloadType::KE) {
+                Some(Payload::Ke(ke)) if ke.group == chosen.dh => ke,
+                _ => {
+                    notify = (
+                        NotifyType::INVALID_KE_PAYLOAD,
+                        chosen.dh.0.to_be_bytes().to_vec(),
+                    );
+                    return Err(Fail("KEi missing or for another group"));
+                }
+            };
+            let Some(Payload::Nonce(ni)) = inner.find(PayloadType::NONCE) else {
+                return Err(Fail("no Ni"));
+            };
+            let dh = new_dh(io, chosen.dh)?;
+            let gir = dh
+                .shared_secret(ke.data)
+                .map_err(|_| Fail("invalid KE public value"))?;
+            let spi_r = io.spi();
+            let nr = io.random::<NONCE_LEN>().to_vec();
+            let new = rekeyed_sa(sa, &chosen, gir.as_bytes(), (spi_i, spi_r), ni, &nr, false)?;
+            let t = chosen.transforms();
+            let m = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                b.sa(&[ProposalRepr {
+                    number,
+                    protocol: ProtocolId::IKE,
+                    spi: &spi_r,
+                    transforms: &t,
+                }])?;
+                b.add(PayloadType::NONCE, false, &Payload::Nonce(&nr))?;
+                b.add(
+                    PayloadType::KE,
+                    false,
+                    &Payload::Ke(KePayload {
+                        group: chosen.dh,
+                        data: dh.public_value(),
+                    }),
+                )
+            })?;
+            made = Some(new);
+            Ok(m)
+        })();
+        let m = match res {
+            Ok(m) => m,
+            Err(Fail(why)) => {
+                log::warn!(
+                    "ikev2: {} {}: IKE SA rekey refused: {why} ({})",
+                    peer.name,
+                    sa.info.remote,
+                    notify.0
+                );
+                let (ty, data) = notify;
+                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                    b.notify(ty, &data)
+                }) {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+        };
+        io.respond(sa, hd.msgid, m);
+        if let Some(new) = made {
+            self.take_over(now, h, new);
+        }
+    }
+
+    /// Initiator: the answer to our IKE SA rekey; the new IKE SA takes the CHILD_SAs and
+    /// the old one is deleted.
+    fn rekey_ike_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        let Engine { sas, policy, .. } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let Some(r) = sa.rekeying.take() else { return };
+        let peer = &policy.peers[sa.peer];
+        let res = (|| -> Result<IkeSa, &'static str> {
+            if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
+                log::warn!("ikev2: {}: IKE SA rekey refused: {}", peer.name, n.ty);
+                return Err("refused");
+            }
+            let Some(Payload::Sa(answer)) = inner.find(PayloadType::SA) else {
+                return Err("no SA payload");
+            };
+            let mut props = answer.proposals();
+            let (Some(p), None) = (props.next(), props.next()) else {
+                return Err("not one proposal");
+            };
+            let chosen = peer
+                .ike
+                .iter()
+                .find(|o| o.is_rekey(&p))
+                .copied()
+                .ok_or("a proposal we did not offer")?;
+            let spi_r: [u8; 8] = p.spi.try_into().map_err(|_| "bad SPI")?;
+            if spi_r == [0; 8] {
+                return Err("zero SPI");
+            }
+            let (Some(Payload::Nonce(nr)), Some(Payload::Ke(ke))) =
+                (inner.find(PayloadType::NONCE), inner.find(PayloadType::KE))
+            else {
+                return Err("no Nr or KEr");
+            };
+            if ke.group != chosen.dh || r.dh.group().number() != chosen.dh.0 {
+                return Err("KEr for another group than our KEi");
+            }
+            let gir =
+                r.dh.shared_secret(ke.data)
+                    .map_err(|_| "invalid KE public value")?;
+            rekeyed_sa(sa, &chosen, gir.as_bytes(), (r.spi, spi_r), &r.ni, nr, true)
+                .map_err(|Fail(why)| why)
+        })();
+        match res {
+            Ok(new) => {
+                self.take_over(now, h, new);
+                self.start_request(now, h, Req::DeleteIke);
+            }
+            // XXX: an answer we cannot take should get its IKE SA deleted.
+            Err(why) => {
+                log::warn!("ikev2: {}: IKE SA rekey: {why}", peer.name);
+                self.next_request(now, h);
+            }
+        }
+    }
+
+    /// The new IKE SA of a rekey goes in the table and takes the old one's CHILD_SAs.
+    fn take_over(&mut self, now: Time, old: Handle, new: IkeSa) {
+        let (spi_i, spi_r, name) = (new.info.spi_i, new.info.spi_r, new.info.peer.clone());
+        let Some(nh) = self.sas.insert(new) else {
+            log::error!("ikev2: {name}: IKE SA table full; rekey dropped");
+            return;
+        };
+        let moving: Vec<Handle> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.ike == old)
+            .map(|(ch, _)| ch)
+            .collect();
+        for ch in moving {
+            if let Some(c) = self.children.get_mut(ch) {
+                c.ike = nh;
+            }
+        }
+        self.io.stats.ike_sas_rekeyed += 1;
+        log::info!(
+            "ikev2: {name}: IKE SA rekeyed, new SPIs {}/{}",
+            hex(&spi_i),
+            hex(&spi_r)
+        );
+        self.heard_from(now, nh);
+    }
+
     /// Sends a request of ours on an established SA, or queues it behind the one in
     /// flight.
     fn start_request(&mut self, now: Time, h: Handle, what: Req) {
@@ -1501,6 +1729,30 @@ impl Engine {
             return;
         }
         let msgid = sa.next_msgid;
+        if what == Req::RekeyIke {
+            let Engine {
+                sas,
+                io,
+                policy,
+                config,
+                ..
+            } = self;
+            let Some(sa) = sas.get_mut(h) else { return };
+            let peer = &policy.peers[sa.peer];
+            let m = new_ike_rekey(io, peer).and_then(|r| {
+                let m = build_rekey_ike(io, sa, peer, msgid, &r)?;
+                sa.rekeying = Some(r);
+                Ok(m)
+            });
+            match m {
+                Ok(m) => {
+                    io.request(now, config, h, sa, (msgid, m), what);
+                    sa.next_msgid = msgid.wrapping_add(1);
+                }
+                Err(Fail(why)) => log::error!("ikev2: {}: IKE SA rekey: {why}", peer.name),
+            }
+            return;
+        }
         if let Req::CreateChild(old) = what {
             let Engine {
                 sas,
@@ -1554,7 +1806,9 @@ impl Engine {
                     let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
                     b.add(PayloadType::DELETE, false, &Payload::Delete(d))
                 }
-                Req::Init | Req::Auth | Req::Liveness | Req::CreateChild(_) => Ok(()),
+                Req::Init | Req::Auth | Req::Liveness | Req::CreateChild(_) | Req::RekeyIke => {
+                    Ok(())
+                }
             },
         );
         match m {
@@ -2292,6 +2546,105 @@ fn set_keys(
         (ei, ai, er, ar)
     };
     Ok(())
+}
+
+/// The IKE SA that replaces `old` after a rekey (§1.3.2, §2.18): SKEYSEED =
+/// prf(SK_d (old), g^ir (new) | Ni | Nr), then the seven keys with the new SPIs; the
+/// rekey's initiator is the new SA's; message IDs start over.
+fn rekeyed_sa(
+    old: &IkeSa,
+    chosen: &IkeProposal,
+    gir: &[u8],
+    (spi_i, spi_r): ([u8; 8], [u8; 8]),
+    ni: &[u8],
+    nr: &[u8],
+    initiator: bool,
+) -> Result<IkeSa, Fail> {
+    let (Some(k), Some(s)) = (old.keys.as_ref(), old.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let suite = chosen.suite()?;
+    let seed = rekey_skeyseed(s.prf, k.d.as_bytes(), gir, ni, nr)?;
+    let keys = IkeKeys::derive(&suite, seed.as_bytes(), ni, nr, &spi_i, &spi_r)?;
+    Ok(IkeSa {
+        info: IkeSaInfo {
+            initiator,
+            spi_i,
+            spi_r,
+            suite: Some(suite),
+            ..old.info.clone()
+        },
+        peer: old.peer,
+        keys: Some(keys),
+        dh: None,
+        ni: ni.to_vec(),
+        nr: nr.to_vec(),
+        init_i: Vec::new(),
+        init_r: Vec::new(),
+        init_retries: 0,
+        cookie: None,
+        child_spi: 0,
+        next_msgid: 0,
+        peer_msgid: 0,
+        response: None,
+        request: None,
+        queued: Vec::new(),
+        expires: None,
+        idle: None,
+        timer: None,
+        init_index: None,
+        iv_counter: 0,
+        creating: None,
+        rekeying: None,
+    })
+}
+
+/// Initiator: the state of an IKE SA rekey: our new SPI, Ni, a DH value for the first
+/// suite's group.
+fn new_ike_rekey(io: &mut Io, peer: &Peer) -> Result<IkeRekey, Fail> {
+    let first = peer.ike.first().ok_or(Fail("no IKE proposal"))?;
+    Ok(IkeRekey {
+        spi: io.spi(),
+        ni: io.random::<NONCE_LEN>().to_vec(),
+        dh: new_dh(io, first.dh)?,
+    })
+}
+
+/// Initiator: CREATE_CHILD_SA rekeying the IKE SA (§1.3.2): SA (our IKE suites with
+/// our new SPI; those for the KE's group first), Ni, KEi.
+fn build_rekey_ike(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    msgid: u32,
+    r: &IkeRekey,
+) -> Result<Vec<u8>, Fail> {
+    let group = DhGroup(r.dh.group().number());
+    let mut order: Vec<&IkeProposal> = peer.ike.iter().filter(|p| p.dh == group).collect();
+    order.extend(peer.ike.iter().filter(|p| p.dh != group));
+    let trs: Vec<_> = order.iter().map(|p| p.transforms()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::IKE,
+            spi: &r.spi,
+            transforms: t,
+        })
+        .collect();
+    build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, msgid, false, |b| {
+        b.sa(&props)?;
+        b.add(PayloadType::NONCE, false, &Payload::Nonce(&r.ni))?;
+        b.add(
+            PayloadType::KE,
+            false,
+            &Payload::Ke(KePayload {
+                group,
+                data: r.dh.public_value(),
+            }),
+        )
+    })
 }
 
 fn new_dh(io: &mut Io, g: DhGroup) -> Result<DhPrivate, Fail> {

@@ -15,10 +15,10 @@
 //!   both roles, the first CHILD_SA's keys, message IDs and retransmission (§2.1), the
 //!   COOKIE challenge (§2.6), INFORMATIONAL Deletes of CHILD_SAs and the IKE SA (§1.4),
 //!   liveness checks, and CREATE_CHILD_SA for new and rekeyed CHILD_SAs with optional
-//!   PFS and simultaneous rekeys (§1.3, §2.8), sharing the timer wheel, the outbox, the tables and the crypto
+//!   PFS and simultaneous rekeys, and IKE SA rekeys (§1.3, §2.8, §2.18), sharing the timer wheel, the outbox, the tables and the crypto
 //!   with `crate::ike`.
 //!
-//! What comes later: IKE SA rekey, lifetimes, the kernel interface, certificates, NAT-T and fragmentation in the engine,
+//! What comes later: lifetimes, the kernel interface, certificates, NAT-T and fragmentation in the engine,
 //! and iked.conf(5) (issue 17).
 
 #![forbid(unsafe_code)]

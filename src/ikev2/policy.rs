@@ -167,9 +167,22 @@ impl IkeProposal {
     /// `p` (an IKE proposal for the initial IKE SA, so without SPI, §3.3.1) offers this
     /// suite among its transforms.
     pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
-        p.protocol == ProtocolId::IKE
-            && p.spi.is_empty()
-            && has_encr(p, self.encr, self.key_bits)
+        p.protocol == ProtocolId::IKE && p.spi.is_empty() && self.transforms_in(p)
+    }
+
+    /// `p` is an IKE proposal of a rekey (CREATE_CHILD_SA, §1.3.2: with the sender's new
+    /// 8-byte SPI) that offers this suite.
+    pub fn offered_in_rekey(&self, p: &Proposal<'_>) -> bool {
+        p.protocol == ProtocolId::IKE && p.spi.len() == 8 && self.transforms_in(p)
+    }
+
+    /// `p` is exactly this suite, in a rekey's answer.
+    pub fn is_rekey(&self, p: &Proposal<'_>) -> bool {
+        self.offered_in_rekey(p) && p.transforms().count() == self.transforms().len()
+    }
+
+    fn transforms_in(&self, p: &Proposal<'_>) -> bool {
+        has_encr(p, self.encr, self.key_bits)
             && has(p, TransformType::PRF, self.prf.0)
             && integ_ok(p, self.integ)
             && has(p, TransformType::DH, self.dh.0)
