@@ -37,11 +37,13 @@ const ESP_CBC: EspProposal = EspProposal {
     encr: EncrId::AES_CBC,
     key_bits: Some(256),
     integ: Some(IntegId::HMAC_SHA2_256_128),
+    pfs: None,
 };
 const ESP_GCM: EspProposal = EspProposal {
     encr: EncrId::AES_GCM_16,
     key_bits: Some(256),
     integ: None,
+    pfs: None,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -889,4 +891,350 @@ fn a_silent_peer_is_declared_dead_and_its_sas_deleted() {
     let requests = info.iter().filter(|i| i.0 && !i.1).count();
     assert_eq!(requests, 1 + retransmits as usize);
     assert_eq!(stats(&p.east).responses_resent, u64::from(retransmits));
+}
+
+// CREATE_CHILD_SA (§1.3, §2.8).
+
+const ESP_GCM_PFS: EspProposal = EspProposal {
+    pfs: Some(DhGroup::ECP_256),
+    ..ESP_GCM
+};
+
+fn established_with(esp_w: EspProposal, esp_e: EspProposal) -> Pair {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[esp_w]),
+        peer(EAST, "secret", &[GCM_ECP256], &[esp_e]),
+    );
+    p.connect();
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+/// The pairs of CHILD_SAs: each of west's with east's mirror, keys agreeing.
+fn child_pairs(p: &Pair) -> Vec<(ChildSa, ChildSa)> {
+    let (wc, ec) = (children(&p.west), children(&p.east));
+    assert_eq!(wc.len(), ec.len(), "as many CHILD_SAs on each side");
+    wc.into_iter()
+        .map(|w| {
+            let e = ec
+                .iter()
+                .find(|e| e.spi_in == w.spi_out)
+                .unwrap_or_else(|| panic!("no mirror of {:08x}", w.spi_in))
+                .clone();
+            assert_eq!(e.spi_out, w.spi_in);
+            assert_eq!((w.encr, w.integ), (e.encr, e.integ));
+            assert_eq!((&w.encr_in, &w.integ_in), (&e.encr_out, &e.integ_out));
+            assert_eq!((&w.encr_out, &w.integ_out), (&e.encr_in, &e.integ_in));
+            assert_ne!(w.encr_in, w.encr_out);
+            assert_eq!(w.encr_in.len(), w.encr.key_material_len());
+            assert_eq!((&w.ts_local, &w.ts_remote), (&e.ts_remote, &e.ts_local));
+            assert!(!w.rekeyed && !e.rekeyed);
+            (w, e)
+        })
+        .collect()
+}
+
+/// CREATE_CHILD_SA messages sent since the last `sent.clear()`: (from west, response,
+/// length).
+fn create_childs(p: &Pair) -> Vec<(bool, bool, usize)> {
+    p.sent
+        .iter()
+        .filter_map(|d| {
+            let m = Message::parse(&d.data).ok()?;
+            (m.header.exchange == ExchangeType::CREATE_CHILD_SA).then_some((
+                d.from_west,
+                m.header.flags & FLAG_RESPONSE != 0,
+                d.data.len(),
+            ))
+        })
+        .collect()
+}
+
+/// Rekeys the one CHILD_SA from west or east; afterwards there is again exactly one,
+/// with new SPIs and new keys that agree. Returns the CREATE_CHILD_SA request's length.
+fn rekey_once(p: &mut Pair, from_west: bool) -> usize {
+    let (old, _) = child_pairs(p).remove(0);
+    let e = if from_west { &mut p.west } else { &mut p.east };
+    assert_eq!(e.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    let pairs = child_pairs(p);
+    assert_eq!(pairs.len(), 1, "exactly one CHILD_SA after the rekey");
+    let (w, e) = &pairs[0];
+    assert!(
+        w.spi_in != old.spi_in && w.spi_out != old.spi_out,
+        "new SPIs"
+    );
+    assert_ne!(w.encr_in, old.encr_in, "new keys");
+    assert_ne!(w.encr_out, old.encr_out, "new keys");
+    assert_eq!((w.initiator, e.initiator), (from_west, !from_west));
+    for s in [stats(&p.west), stats(&p.east)] {
+        assert_eq!(s.child_sas_rekeyed, 1);
+        assert_eq!(s.child_sas_deleted, 1);
+        assert_eq!(s.child_sas_established, 2);
+        assert_eq!(s.failed, 0);
+    }
+    let cc = create_childs(p);
+    assert_eq!(cc.len(), 2, "{cc:?}");
+    assert_eq!(
+        (cc[0].0, cc[0].1, cc[1].0, cc[1].1),
+        (from_west, false, !from_west, true)
+    );
+    // The rekey's initiator deletes the old CHILD_SA (§2.8).
+    let info = informationals(p);
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert_eq!((info[0].0, info[0].1), (from_west, false));
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.east.ike_sas().count(), 1);
+    cc[0].2
+}
+
+#[test]
+fn rekeying_a_child_sa_without_pfs_from_either_side_leaves_one_with_new_spis_and_keys() {
+    for from_west in [true, false] {
+        let mut p = established_pair();
+        rekey_once(&mut p, from_west);
+        // And again: the new one rekeys like the first.
+        p.sent.clear();
+        let (before, _) = child_pairs(&p).remove(0);
+        assert_eq!(p.west.rekey_child(p.now, ChildRef::Spi(before.spi_in)), 1);
+        p.drive();
+        let pairs = child_pairs(&p);
+        assert_eq!(pairs.len(), 1);
+        assert_ne!(pairs[0].0.spi_in, before.spi_in);
+        assert_eq!(stats(&p.west).retransmits + stats(&p.east).retransmits, 0);
+    }
+}
+
+#[test]
+fn rekeying_a_child_sa_with_pfs_sends_ke_payloads_and_the_keys_agree() {
+    let mut plain = established_pair();
+    let plain_len = rekey_once(&mut plain, true);
+    for from_west in [true, false] {
+        let mut p = established_with(ESP_GCM_PFS, ESP_GCM_PFS);
+        let len = rekey_once(&mut p, from_west);
+        // KEi for ECP-256: a 4-byte payload header, group and reserved, 64 bytes; the
+        // SA proposal has one more transform (8 bytes).
+        assert_eq!(len, plain_len + 8 + 64 + 8, "with KEi and the DH transform");
+        let cc = create_childs(&p);
+        assert!(cc[1].2 >= 8 + 64 + 8, "the answer has KEr");
+    }
+}
+
+#[test]
+fn pfs_on_one_side_only_is_no_proposal_chosen_and_the_old_child_sa_stays() {
+    let mut p = established_with(ESP_GCM, ESP_GCM_PFS);
+    let (old, _) = child_pairs(&p).remove(0);
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    let pairs = child_pairs(&p);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].0.spi_in, old.spi_in, "the old CHILD_SA is kept");
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(stats(&p.east).child_sas_rekeyed, 0);
+}
+
+#[test]
+fn loss_of_each_rekey_message_once_is_recovered() {
+    // 0: CREATE_CHILD_SA request, 1: its response, 2: the Delete, 3: its answer.
+    for lost in 0..4usize {
+        for pfs in [false, true] {
+            let esp = if pfs { ESP_GCM_PFS } else { ESP_GCM };
+            let mut p = established_with(esp, esp);
+            let mut seen = [false; 4];
+            p.fate = Box::new(move |d| {
+                let Ok(m) = Message::parse(&d.data) else {
+                    return Fate::Deliver;
+                };
+                let r = usize::from(m.header.flags & FLAG_RESPONSE != 0);
+                let k = match m.header.exchange {
+                    ExchangeType::CREATE_CHILD_SA => r,
+                    ExchangeType::INFORMATIONAL => 2 + r,
+                    _ => return Fate::Deliver,
+                };
+                if k == lost && !seen[k] {
+                    seen[k] = true;
+                    return Fate::Drop;
+                }
+                Fate::Deliver
+            });
+            let (old, _) = child_pairs(&p).remove(0);
+            assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+            p.drive();
+            let pairs = child_pairs(&p);
+            assert_eq!(pairs.len(), 1, "lost {lost}, pfs {pfs}");
+            assert_ne!(pairs[0].0.spi_in, old.spi_in);
+            assert_eq!(stats(&p.west).retransmits, 1, "lost {lost}");
+            assert_eq!(stats(&p.west).child_sas_rekeyed, 1);
+            assert_eq!(stats(&p.east).child_sas_rekeyed, 1);
+            if lost % 2 == 1 {
+                assert_eq!(stats(&p.east).responses_resent, 1, "lost {lost}");
+            }
+        }
+    }
+}
+
+#[test]
+fn create_child_adds_a_second_child_sa_for_the_same_selectors() {
+    for esp in [ESP_GCM, ESP_GCM_PFS] {
+        let mut p = established_with(esp, esp);
+        assert!(p.east.create_child(p.now, "peer"));
+        p.drive();
+        let pairs = child_pairs(&p);
+        assert_eq!(pairs.len(), 2);
+        assert_ne!(pairs[0].0.encr_in, pairs[1].0.encr_in);
+        assert_eq!(stats(&p.west).child_sas_established, 2);
+        assert_eq!(stats(&p.east).child_sas_rekeyed, 0);
+        assert!(informationals(&p).is_empty(), "nothing deleted");
+        assert!(!p.west.create_child(p.now, "nobody"));
+    }
+}
+
+#[test]
+fn a_rekey_of_an_unknown_spi_starts_nothing() {
+    let mut p = established_pair();
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Spi(12345)), 0);
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("nobody")), 0);
+    p.drive();
+    assert!(p.sent.is_empty());
+}
+
+#[test]
+fn simultaneous_rekeys_of_one_child_sa_leave_one_pair() {
+    let mut survivors = Vec::new();
+    for (esp, seed) in [
+        (ESP_GCM, 0u64),
+        (ESP_GCM_PFS, 0),
+        (ESP_GCM, 5),
+        (ESP_GCM_PFS, 9),
+    ] {
+        let mut p = established_with(esp, esp);
+        // Other seeds give other nonces, so either side's rekey may be the redundant one.
+        for _ in 0..seed {
+            assert!(p.west.create_child(p.now, "peer"));
+            p.drive();
+            let extra = children(&p.west).last().unwrap().spi_in;
+            p.west.delete_child(p.now, ChildRef::Spi(extra));
+            p.drive();
+        }
+        p.sent.clear();
+        let (old, _) = child_pairs(&p).remove(0);
+        assert_eq!(p.west.rekey_child(p.now, ChildRef::Spi(old.spi_in)), 1);
+        assert_eq!(p.east.rekey_child(p.now, ChildRef::Spi(old.spi_out)), 1);
+        p.drive();
+        let pairs = child_pairs(&p);
+        assert_eq!(pairs.len(), 1, "one CHILD_SA left ({esp:?}, {seed})");
+        assert_ne!(pairs[0].0.spi_in, old.spi_in);
+        // Both rekeys completed; one new CHILD_SA and the old one went on each side.
+        let cc = create_childs(&p);
+        assert_eq!(cc.len(), 4, "{cc:?}");
+        for s in [stats(&p.west), stats(&p.east)] {
+            assert_eq!(s.child_sas_established, 3 + seed);
+            assert_eq!(s.child_sas_deleted, 2 + seed);
+            assert_eq!(s.failed, 0);
+        }
+        survivors.push(pairs[0].0.initiator);
+    }
+    eprintln!("west's rekey survived: {survivors:?}");
+    assert!(
+        survivors.contains(&true) && survivors.contains(&false),
+        "each side's rekey is the redundant one in some run"
+    );
+}
+
+// IKE SA rekey (§1.3.2, §2.18).
+
+/// The one IKE SA on each side: (handle, info).
+fn one_ike(e: &Engine) -> (isakmpd::ike::sa::Handle, isakmpd::ikev2::engine::IkeSaInfo) {
+    let v: Vec<_> = e.ike_sas().map(|(h, i)| (h, i.clone())).collect();
+    assert_eq!(v.len(), 1, "one IKE SA");
+    v.into_iter().next().unwrap()
+}
+
+#[test]
+fn rekeying_the_ike_sa_from_either_side_moves_the_child_sa_and_deletes_the_old_one() {
+    for from_west in [true, false] {
+        for lost in [None, Some(0usize), Some(1), Some(2), Some(3)] {
+            let mut p = established_pair();
+            let mut seen = [false; 4];
+            p.fate = Box::new(move |d| {
+                let Ok(m) = Message::parse(&d.data) else {
+                    return Fate::Deliver;
+                };
+                let r = usize::from(m.header.flags & FLAG_RESPONSE != 0);
+                let k = match m.header.exchange {
+                    ExchangeType::CREATE_CHILD_SA => r,
+                    ExchangeType::INFORMATIONAL => 2 + r,
+                    _ => return Fate::Deliver,
+                };
+                if Some(k) == lost && !seen[k] {
+                    seen[k] = true;
+                    return Fate::Drop;
+                }
+                Fate::Deliver
+            });
+            let (_, old) = one_ike(&p.west);
+            let (child, _) = child_pairs(&p).remove(0);
+            let e = if from_west { &mut p.west } else { &mut p.east };
+            assert_eq!(e.rekey_ike(p.now, IkeRef::Peer("peer")), 1);
+            p.drive();
+            let ((wh, w), (eh, e)) = (one_ike(&p.west), one_ike(&p.east));
+            assert_eq!((w.spi_i, w.spi_r), (e.spi_i, e.spi_r), "lost {lost:?}");
+            assert!(w.spi_i != old.spi_i && w.spi_r != old.spi_r, "new SPIs");
+            assert_eq!((w.initiator, e.initiator), (from_west, !from_west));
+            assert_eq!(
+                (w.state, e.state),
+                (IkeState::Established, IkeState::Established)
+            );
+            // The CHILD_SA is the same one, now under the new IKE SA.
+            let pairs = child_pairs(&p);
+            assert_eq!(pairs.len(), 1);
+            assert_eq!(pairs[0].0.spi_in, child.spi_in);
+            assert_eq!((pairs[0].0.ike, pairs[0].1.ike), (wh, eh));
+            for (s, rekeyer) in [(stats(&p.west), from_west), (stats(&p.east), !from_west)] {
+                assert_eq!(s.ike_sas_rekeyed, 1);
+                assert_eq!(s.child_sas_deleted, 0);
+                // The answer to the Delete of the old IKE SA lost: the peer has nothing
+                // left to answer a retransmission from, and the rekey's initiator gives
+                // the old IKE SA up after its retransmissions (as for any IKE SA Delete);
+                // the CHILD_SA is not with it any more.
+                let gave_up = u64::from(rekeyer && lost == Some(3));
+                assert_eq!(s.failed, gave_up, "lost {lost:?} from west {from_west}");
+            }
+            if lost.is_some() && lost != Some(3) {
+                let r = stats(&p.west).retransmits + stats(&p.east).retransmits;
+                assert_eq!(r, 1, "lost {lost:?}");
+            }
+            // The new IKE SA works: its keys agree for a CHILD_SA rekey, then a delete.
+            p.fate = Box::new(|_| Fate::Deliver);
+            p.sent.clear();
+            rekey_once_more(&mut p);
+            assert_eq!(p.east.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+            p.drive();
+            assert_nothing(&p);
+        }
+    }
+}
+
+fn rekey_once_more(p: &mut Pair) {
+    let (old, _) = child_pairs(p).remove(0);
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    let pairs = child_pairs(p);
+    assert_eq!(pairs.len(), 1);
+    assert_ne!(pairs[0].0.spi_in, old.spi_in);
+}
+
+#[test]
+fn an_ike_sa_rekey_twice_in_a_row_keeps_working() {
+    let mut p = established_with(ESP_GCM_PFS, ESP_GCM_PFS);
+    for from_west in [true, false, true] {
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        assert_eq!(e.rekey_ike(p.now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        one_ike(&p.west);
+        one_ike(&p.east);
+        rekey_once_more(&mut p);
+    }
+    assert_eq!(stats(&p.west).ike_sas_rekeyed, 3);
 }

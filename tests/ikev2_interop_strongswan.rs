@@ -11,7 +11,10 @@
 //! charon's `swanctl --list-sas` must show the IKE SA ESTABLISHED and the CHILD_SA
 //! INSTALLED with the SPIs our engine recorded. Then INFORMATIONAL Deletes both ways:
 //! `swanctl --terminate --child` and `--ike` against our responder side of the exchange,
-//! and our `delete_child` and `delete_ike` against charon's.
+//! and our `delete_child` and `delete_ike` against charon's. Then rekeys both ways:
+//! `swanctl --rekey --child` (with and without PFS) and `--rekey --ike` answered by our
+//! engine, and our `rekey_child` and `rekey_ike` answered by charon; charon must show
+//! one CHILD_SA installed with the new SPIs (and the PFS group), or the new IKE SA.
 
 mod common;
 
@@ -233,6 +236,7 @@ fn we_initiate_ikev2_psk_with_charon() {
             encr: EncrId::AES_CBC,
             key_bits: Some(256),
             integ: Some(IntegId::HMAC_SHA2_256_128),
+            pfs: None,
         },
     );
     let now = ours.now();
@@ -263,6 +267,7 @@ fn charon_initiates_ikev2_psk_aes_gcm_ecp256() {
             encr: EncrId::AES_GCM_16,
             key_bits: Some(256),
             integ: None,
+            pfs: None,
         },
     );
     std::thread::scope(|s| {
@@ -276,8 +281,18 @@ fn charon_initiates_ikev2_psk_aes_gcm_ecp256() {
 
 /// We initiate an AES-GCM/ECP-256 IKE SA with charon and check both views.
 fn established(tag: &str, name: &str) -> (Link, Charon, Ours) {
+    established_pfs(tag, name, false)
+}
+
+/// The same, with PFS (ECP-256) for CREATE_CHILD_SA on both sides when `pfs`.
+fn established_pfs(tag: &str, name: &str, pfs: bool) -> (Link, Charon, Ours) {
     let l = link(tag);
-    let c = charon(name, &l.b, "aes256gcm16-prfsha256-ecp256", "aes256gcm16");
+    let esp = if pfs {
+        "aes256gcm16-ecp256"
+    } else {
+        "aes256gcm16"
+    };
+    let c = charon(name, &l.b, "aes256gcm16-prfsha256-ecp256", esp);
     let mut ours = Ours::new(
         &l.a,
         IkeProposal {
@@ -291,6 +306,7 @@ fn established(tag: &str, name: &str) -> (Link, Charon, Ours) {
             encr: EncrId::AES_GCM_16,
             key_bits: Some(256),
             integ: None,
+            pfs: pfs.then_some(DhGroup::ECP_256),
         },
     );
     let now = ours.now();
@@ -380,4 +396,163 @@ fn we_delete_the_child_sa_then_the_ike_sa_at_charon() {
     assert!(!sas.contains("ESTABLISHED"), "{sas}\n{}", c.log());
     let log = c.log();
     assert!(log.contains("received DELETE for IKE_SA v2"), "{log}");
+}
+
+// Rekeys (§1.3.2, §1.3.3, §2.8) both ways.
+
+/// One CHILD_SA on our side, not the one with `old_in`, and charon's view of it: one
+/// CHILD_SA installed with our SPIs mirrored and the old ones gone. Returns charon's
+/// `--list-sas`.
+fn check_rekeyed_child(c: &Charon, ours: &Ours, old_in: u32, old_out: u32) -> String {
+    let children: Vec<_> = ours.engine.child_sas().cloned().collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let n = &children[0];
+    assert!(n.spi_in != old_in && n.spi_out != old_out, "new SPIs");
+    let want_in = format!("in  {:08x}", n.spi_out);
+    let sas = charon_sas(c, |s| {
+        s.contains(&want_in) && !s.contains(&format!("{old_out:08x}"))
+    });
+    eprintln!("charon --list-sas after the rekey:\n{sas}");
+    assert_eq!(sas.matches("INSTALLED").count(), 1, "{sas}\n{}", c.log());
+    assert!(sas.contains(&want_in), "{sas}\n{}", c.log());
+    assert!(sas.contains(&format!("out {:08x}", n.spi_in)), "{sas}");
+    assert!(!sas.contains(&format!("{old_out:08x}")), "{sas}");
+    assert!(!sas.contains(&format!("{old_in:08x}")), "{sas}");
+    sas
+}
+
+/// charon names the PFS group of a CHILD_SA made with one after the ESP suite.
+fn check_pfs(sas: &str, pfs: bool) {
+    assert_eq!(sas.contains("ESP:AES_GCM_16-256/ECP_256"), pfs, "{sas}");
+}
+
+#[test]
+fn charon_rekeys_the_child_sa_with_and_without_pfs() {
+    for pfs in [false, true] {
+        let (_l, c, mut ours) =
+            established_pfs(if pfs { "v2rcp" } else { "v2rc" }, "v2-charon-rekey", pfs);
+        let old = ours.engine.child_sas().next().unwrap().clone();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| c.swanctl(&["--rekey", "--child", "net"]));
+            // charon's rekey, then its Delete of the old CHILD_SA.
+            ours.run_until(|e| {
+                e.child_sas().count() == 1 && e.child_sas().all(|n| n.spi_in != old.spi_in)
+            });
+            let out = t.join().unwrap();
+            assert!(out.contains("rekey completed successfully"), "{out}");
+        });
+        let sas = check_rekeyed_child(&c, &ours, old.spi_in, old.spi_out);
+        check_pfs(&sas, pfs);
+        assert!(!ours.engine.child_sas().next().unwrap().initiator);
+        assert_eq!(ours.engine.stats().child_sas_rekeyed, 1);
+        assert_eq!(ours.engine.stats().failed, 0);
+    }
+}
+
+#[test]
+fn we_rekey_the_child_sa_at_charon_with_and_without_pfs() {
+    for pfs in [false, true] {
+        let (_l, c, mut ours) =
+            established_pfs(if pfs { "v2rwp" } else { "v2rw" }, "v2-charon-rekeyw", pfs);
+        let old = ours.engine.child_sas().next().unwrap().clone();
+        let now = ours.now();
+        assert_eq!(ours.engine.rekey_child(now, ChildRef::Peer("charon")), 1);
+        ours.run_until(|e| {
+            e.child_sas().count() == 1 && e.child_sas().all(|n| n.spi_in != old.spi_in)
+        });
+        // Our Delete of the old one answered too.
+        let t0 = Instant::now();
+        while ours.engine.stats().child_sas_deleted == 0 && t0.elapsed().as_secs() < 10 {
+            let stop = Instant::now() + Duration::from_millis(100);
+            ours.run_until(|_| Instant::now() > stop);
+        }
+        let sas = check_rekeyed_child(&c, &ours, old.spi_in, old.spi_out);
+        check_pfs(&sas, pfs);
+        assert!(ours.engine.child_sas().next().unwrap().initiator);
+        assert_eq!(ours.engine.stats().failed, 0);
+        assert_eq!(ours.engine.stats().retransmits, 0);
+        let log = c.log();
+        assert!(
+            log.contains(&format!(
+                "received DELETE for ESP CHILD_SA with SPI {:08x}",
+                old.spi_in
+            )),
+            "{log}"
+        );
+    }
+}
+
+fn ike_spis(ours: &Ours) -> ([u8; 8], [u8; 8]) {
+    let v: Vec<_> = ours
+        .engine
+        .ike_sas()
+        .map(|(_, i)| (i.spi_i, i.spi_r))
+        .collect();
+    assert_eq!(v.len(), 1, "one IKE SA");
+    v[0]
+}
+
+fn check_rekeyed_ike(c: &Charon, ours: &Ours, old: ([u8; 8], [u8; 8])) {
+    let hex = |s: &[u8; 8]| s.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let new = ike_spis(ours);
+    assert!(new.0 != old.0 && new.1 != old.1, "new SPIs");
+    let sas = charon_sas(c, |s| s.contains(&hex(&new.0)) && !s.contains(&hex(&old.0)));
+    eprintln!("charon --list-sas after the IKE SA rekey:\n{sas}");
+    assert!(
+        sas.contains(&hex(&new.0)) && sas.contains(&hex(&new.1)),
+        "{sas}\n{}",
+        c.log()
+    );
+    assert!(!sas.contains(&hex(&old.0)), "{sas}");
+    assert_eq!(sas.matches("ESTABLISHED").count(), 1, "{sas}");
+    assert_eq!(
+        sas.matches("INSTALLED").count(),
+        1,
+        "the CHILD_SA moved: {sas}"
+    );
+}
+
+#[test]
+fn charon_rekeys_the_ike_sa() {
+    let (_l, c, mut ours) = established("v2ri", "v2-charon-ikerekey");
+    let old = ike_spis(&ours);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| c.swanctl(&["--rekey", "--ike", "v2"]));
+        ours.run_until(|e| e.ike_sas().count() == 1 && e.ike_sas().all(|(_, i)| i.spi_i != old.0));
+        let out = t.join().unwrap();
+        assert!(out.contains("rekey completed successfully"), "{out}");
+    });
+    check_rekeyed_ike(&c, &ours, old);
+    assert_eq!(ours.engine.child_sas().count(), 1);
+    assert_eq!(ours.engine.stats().ike_sas_rekeyed, 1);
+    // The new IKE SA works: we rekey the CHILD_SA on it.
+    let child = ours.engine.child_sas().next().unwrap().clone();
+    let now = ours.now();
+    assert_eq!(ours.engine.rekey_child(now, ChildRef::Peer("charon")), 1);
+    ours.run_until(|e| e.stats().child_sas_deleted == 1);
+    check_rekeyed_child(&c, &ours, child.spi_in, child.spi_out);
+    assert_eq!(ours.engine.stats().failed, 0);
+}
+
+#[test]
+fn we_rekey_the_ike_sa_at_charon() {
+    let (_l, c, mut ours) = established("v2rj", "v2-charon-ikerekeyw");
+    let old = ike_spis(&ours);
+    let now = ours.now();
+    assert_eq!(ours.engine.rekey_ike(now, IkeRef::Peer("charon")), 1);
+    // Rekeyed, then our Delete of the old IKE SA answered.
+    ours.run_until(|e| e.ike_sas().count() == 1 && e.ike_sas().all(|(_, i)| i.spi_i != old.0));
+    check_rekeyed_ike(&c, &ours, old);
+    assert_eq!(ours.engine.child_sas().count(), 1);
+    assert_eq!(ours.engine.stats().failed, 0);
+    assert_eq!(ours.engine.stats().retransmits, 0);
+    // And the new IKE SA works both ways: charon rekeys the CHILD_SA on it.
+    let child = ours.engine.child_sas().next().unwrap().clone();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| c.swanctl(&["--rekey", "--child", "net"]));
+        ours.run_until(|e| e.stats().child_sas_deleted == 1);
+        let out = t.join().unwrap();
+        assert!(out.contains("rekey completed successfully"), "{out}");
+    });
+    check_rekeyed_child(&c, &ours, child.spi_in, child.spi_out);
 }

@@ -13,11 +13,12 @@
 //! - [`engine`]: the sans-IO engine with the `handle_*`/`poll_*` shape of STYLE §10.2:
 //!   IKE_SA_INIT (INVALID_KE_PAYLOAD retry, NAT detection) and IKE_AUTH with a shared key,
 //!   both roles, the first CHILD_SA's keys, message IDs and retransmission (§2.1), the
-//!   COOKIE challenge (§2.6), INFORMATIONAL Deletes of CHILD_SAs and the IKE SA (§1.4)
-//!   and liveness checks, sharing the timer wheel, the outbox, the tables and the crypto
+//!   COOKIE challenge (§2.6), INFORMATIONAL Deletes of CHILD_SAs and the IKE SA (§1.4),
+//!   liveness checks, and CREATE_CHILD_SA for new and rekeyed CHILD_SAs with optional
+//!   PFS and simultaneous rekeys, and IKE SA rekeys (§1.3, §2.8, §2.18), sharing the timer wheel, the outbox, the tables and the crypto
 //!   with `crate::ike`.
 //!
-//! What comes later: CREATE_CHILD_SA, the kernel interface, certificates, NAT-T and fragmentation in the engine,
+//! What comes later: lifetimes, the kernel interface, certificates, NAT-T and fragmentation in the engine,
 //! and iked.conf(5) (issue 17).
 
 #![forbid(unsafe_code)]

@@ -167,9 +167,22 @@ impl IkeProposal {
     /// `p` (an IKE proposal for the initial IKE SA, so without SPI, §3.3.1) offers this
     /// suite among its transforms.
     pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
-        p.protocol == ProtocolId::IKE
-            && p.spi.is_empty()
-            && has_encr(p, self.encr, self.key_bits)
+        p.protocol == ProtocolId::IKE && p.spi.is_empty() && self.transforms_in(p)
+    }
+
+    /// `p` is an IKE proposal of a rekey (CREATE_CHILD_SA, §1.3.2: with the sender's new
+    /// 8-byte SPI) that offers this suite.
+    pub fn offered_in_rekey(&self, p: &Proposal<'_>) -> bool {
+        p.protocol == ProtocolId::IKE && p.spi.len() == 8 && self.transforms_in(p)
+    }
+
+    /// `p` is exactly this suite, in a rekey's answer.
+    pub fn is_rekey(&self, p: &Proposal<'_>) -> bool {
+        self.offered_in_rekey(p) && p.transforms().count() == self.transforms().len()
+    }
+
+    fn transforms_in(&self, p: &Proposal<'_>) -> bool {
+        has_encr(p, self.encr, self.key_bits)
             && has(p, TransformType::PRF, self.prf.0)
             && integ_ok(p, self.integ)
             && has(p, TransformType::DH, self.dh.0)
@@ -187,6 +200,10 @@ pub struct EspProposal {
     pub encr: EncrId,
     pub key_bits: Option<u16>,
     pub integ: Option<IntegId>,
+    /// The DH group for perfect forward secrecy in CREATE_CHILD_SA (§1.3.1: KEi and KEr,
+    /// KEYMAT from g^ir too); None for none. IKE_AUTH has no KE, so its SA payloads
+    /// leave the DH transform out (§1.2) and this is not looked at there.
+    pub pfs: Option<DhGroup>,
 }
 
 impl EspProposal {
@@ -223,6 +240,34 @@ impl EspProposal {
 
     pub fn is(&self, p: &Proposal<'_>) -> bool {
         self.offered_in(p) && p.transforms().count() == self.transforms().len()
+    }
+
+    /// The transforms in CREATE_CHILD_SA: those of IKE_AUTH and the PFS group, if any.
+    pub fn transforms_pfs(&self) -> HVec<TransformRepr, 4> {
+        let mut t = HVec::new();
+        for x in self.transforms() {
+            let _ = t.push(x);
+        }
+        if let Some(g) = self.pfs {
+            let _ = t.push(TransformRepr::dh(g));
+        }
+        t
+    }
+
+    /// `p`'s DH transforms agree with our PFS setting: our group among them, or none
+    /// (other than NONE) when we have none.
+    pub fn pfs_in(&self, p: &Proposal<'_>) -> bool {
+        match self.pfs {
+            Some(g) => has(p, TransformType::DH, g.0),
+            None => p.of_type(TransformType::DH).all(|t| t.id == 0),
+        }
+    }
+
+    /// `p` is exactly this suite as CREATE_CHILD_SA answers it, PFS group included.
+    pub fn is_pfs(&self, p: &Proposal<'_>) -> bool {
+        self.offered_in(p)
+            && self.pfs_in(p)
+            && p.transforms().count() == self.transforms_pfs().len()
     }
 }
 
