@@ -890,40 +890,40 @@ mod tests {
     #[test]
     fn smaps_selection() {
         let text = "\
-55d0c0a00000-55d0c0a28000 r--p 00000000 fe:01 1234   /usr/sbin/isakmpd
+c0a00000-c0a28000 r--p 00000000 fe:01 1234   /usr/sbin/isakmpd
 Size:                160 kB
 Rss:                 112 kB
 Anonymous:             0 kB
 Locked:                0 kB
 VmFlags: rd mr mw me dw sd
-7f6223620000-7f6223682000 r--p 00420000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+23620000-23682000 r--p 00420000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
 Rss:                 392 kB
 Anonymous:           392 kB
 Locked:                0 kB
-7f6223682000-7f6223685000 rw-p 00482000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+23682000-23685000 rw-p 00482000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
 Rss:                  12 kB
 Anonymous:             0 kB
-7f62232c5000-7f6223542000 r-xp 000c5000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+232c5000-23542000 r-xp 000c5000 fe:01 99     /usr/lib/x86_64-linux-gnu/libcrypto.so.3
 Rss:                1908 kB
 Anonymous:             0 kB
 Locked:                0 kB
-7f62232c6000-7f62232c7000 r-xp 00000000 00:00 0      [vdso]
+232c6000-232c7000 r-xp 00000000 00:00 0      [vdso]
 Rss:                   4 kB
 Anonymous:             0 kB
-7f62232c8000-7f62232c9000 r--p 00000000 00:05 7      /dev/zero
+232c8000-232c9000 r--p 00000000 00:05 7      /dev/zero
 Rss:                   4 kB
 Anonymous:             0 kB
-7f62232d0000-7f62232d1000 r--s 00000000 00:05 8      /usr/share/x
+232d0000-232d1000 r--s 00000000 00:05 8      /usr/share/x
 Rss:                   4 kB
 Anonymous:             0 kB
-7f62232e0000-7f62232e1000 r-xp 00000000 00:05 9      /usr/lib/locked.so
+232e0000-232e1000 r-xp 00000000 00:05 9      /usr/lib/locked.so
 Rss:                   4 kB
 Anonymous:             0 kB
 Locked:                4 kB
-7f62232f0000-7f62232f1000 r-xp 00000000 00:05 9      /usr/lib/empty.so
+232f0000-232f1000 r-xp 00000000 00:05 9      /usr/lib/empty.so
 Rss:                   0 kB
 Anonymous:             0 kB
-7f6223300000-7f6223301000 r-xp 00000000 00:05 9      /usr/lib/odd.so
+23300000-23301000 r-xp 00000000 00:05 9      /usr/lib/odd.so
 Rss:                   4 kB
 Anonymous:           ? kB
 ";
@@ -932,8 +932,8 @@ Anonymous:           ? kB
         assert_eq!(
             ranges,
             vec![
-                (0x55d0c0a00000, 0x55d0c0a28000, 112),
-                (0x7f62232c5000, 0x7f6223542000, 1908)
+                (0xc0a00000, 0xc0a28000, 112),
+                (0x232c5000, 0x23542000, 1908)
             ]
         );
     }
