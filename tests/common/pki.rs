@@ -92,6 +92,7 @@ pub fn host(dir: &Path, ca: &str, host: &str, ip: &str) {
 }
 
 /// A bare RSA key pair: `<name>.key` (private, PEM) and `<name>.pub` (public, PEM).
+#[allow(dead_code)]
 pub fn raw_key(dir: &Path, name: &str) {
     std::fs::create_dir_all(dir).unwrap();
     run(

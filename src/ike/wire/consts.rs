@@ -46,6 +46,8 @@ macro_rules! open_type {
         }
     };
 }
+/// The IKEv2 codec's constants are open types too (`crate::ikev2::wire::consts`).
+pub(crate) use open_type;
 
 open_type! {
     /// Next-payload values (RFC 2408 §3.1, RFC 3947 §3, isakmp_num.cst).

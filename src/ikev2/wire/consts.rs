@@ -10,45 +10,7 @@
 
 use std::fmt;
 
-macro_rules! open_type {
-    ($(#[$m:meta])* $name:ident($ty:ty) { $($variant:ident = $val:expr, $text:expr;)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-        pub struct $name(pub $ty);
-
-        #[allow(dead_code)]
-        impl $name {
-            $(pub const $variant: $name = $name($val);)*
-
-            /// The registered name, if this value is known.
-            pub fn name(self) -> Option<&'static str> {
-                match self.0 {
-                    $($val => Some($text),)*
-                    _ => None,
-                }
-            }
-
-            /// Looks a value up by its registered name (case-insensitive).
-            pub fn from_name(s: &str) -> Option<$name> {
-                $(if s.eq_ignore_ascii_case($text) { return Some($name($val)); })*
-                None
-            }
-
-            pub fn is_known(self) -> bool {
-                self.name().is_some()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self.name() {
-                    Some(n) => f.write_str(n),
-                    None => write!(f, "{}", self.0),
-                }
-            }
-        }
-    };
-}
+use crate::ike::wire::consts::open_type;
 
 open_type! {
     /// Next-payload values (RFC 7296 §3.2, RFC 7383 §2.5 for SKF).

@@ -1,0 +1,833 @@
+#![forbid(unsafe_code)]
+
+//! CREATE_CHILD_SA (RFC 7296 §1.3, §2.8, §2.17, §2.18): new CHILD_SAs, CHILD_SA rekeys
+//! with and without PFS (and the simultaneous-rekey rule of §2.8.1), and IKE SA rekeys.
+
+use super::*;
+
+impl Engine {
+    /// Rekeys CHILD_SAs (§1.3.3, §2.8): a CREATE_CHILD_SA with N(REKEY_SA) naming our
+    /// inbound SPI, the same selectors, our ESP suites (with KEi when the first one has a
+    /// PFS group); when the answer comes, the new CHILD_SA is added and the old one
+    /// deleted with an INFORMATIONAL. CHILD_SAs already replaced are left alone. Returns
+    /// how many rekeys were started or queued.
+    pub fn rekey_child(&mut self, now: Time, which: ChildRef<'_>) -> usize {
+        let picked: Vec<(Handle, u32)> = self
+            .children
+            .iter()
+            .filter(|(_, c)| !c.rekeyed)
+            .filter(|(_, c)| match which {
+                ChildRef::Peer(p) => c.peer == p,
+                ChildRef::Spi(s) => c.spi_in == s || c.spi_out == s,
+            })
+            .map(|(_, c)| (c.ike, c.spi_in))
+            .collect();
+        for &(h, spi) in &picked {
+            self.start_request(now, h, Req::CreateChild(Some(spi)));
+        }
+        picked.len()
+    }
+
+    /// Another CHILD_SA with the peer named `peer`, for its selectors, on its first
+    /// established IKE SA (§1.3.1). Returns whether one was started or queued.
+    pub fn create_child(&mut self, now: Time, peer: &str) -> bool {
+        let h = self
+            .sas
+            .iter()
+            .find(|(_, sa)| sa.info.peer == peer && sa.info.state == IkeState::Established)
+            .map(|(h, _)| h);
+        if let Some(h) = h {
+            self.start_request(now, h, Req::CreateChild(None));
+        }
+        h.is_some()
+    }
+
+    /// Responder: CREATE_CHILD_SA for a CHILD_SA (§1.3.1, §1.3.3): with N(REKEY_SA) the
+    /// CHILD_SA it names (by the peer's inbound SPI, our outbound one) is replaced and
+    /// stays until the peer deletes it; with PFS, KEi must be for our group
+    /// (INVALID_KE_PAYLOAD otherwise). A rekey of a CHILD_SA we are rekeying ourselves
+    /// is answered too, and remembered for §2.8.1 when our answer comes.
+    pub(super) fn create_child_request(
+        &mut self,
+        _now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+    ) {
+        let Engine {
+            sas,
+            io,
+            policy,
+            children,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        let peer = &policy.peers[sa.peer];
+        let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
+        let mut made = None;
+        let res = (|| -> Result<Vec<u8>, Fail> {
+            let old = match inner.notify(NotifyType::REKEY_SA) {
+                Some(n) if n.protocol == ProtocolId::ESP && n.spi.len() == 4 => {
+                    let spi = u32::from_be_bytes([n.spi[0], n.spi[1], n.spi[2], n.spi[3]]);
+                    let Some((ch, c)) = children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_out == spi)
+                    else {
+                        notify.0 = NotifyType::CHILD_SA_NOT_FOUND;
+                        return Err(Fail("rekey of an unknown CHILD_SA"));
+                    };
+                    if c.rekeyed {
+                        notify.0 = NotifyType::TEMPORARY_FAILURE;
+                        return Err(Fail("rekey of a CHILD_SA already replaced"));
+                    }
+                    Some((ch, c.spi_in))
+                }
+                Some(_) => return Err(Fail("REKEY_SA not for an ESP SPI")),
+                None => None,
+            };
+            let c = choose_child(io, peer, inner, true).map_err(|n| {
+                notify.0 = n;
+                Fail("no acceptable CHILD_SA")
+            })?;
+            let Some(Payload::Nonce(ni)) = inner.find(PayloadType::NONCE) else {
+                return Err(Fail("no Ni"));
+            };
+            let (dh, gir) = match c.esp.pfs {
+                Some(g) => {
+                    let ke = match inner.find(PayloadType::KE) {
+                        Some(Payload::Ke(ke)) if ke.group == g => ke,
+                        _ => {
+                            notify = (NotifyType::INVALID_KE_PAYLOAD, g.0.to_be_bytes().to_vec());
+                            return Err(Fail("KEi missing or for another group"));
+                        }
+                    };
+                    let dh = new_dh(io, g)?;
+                    let gir = dh
+                        .shared_secret(ke.data)
+                        .map_err(|_| Fail("invalid KE public value"))?;
+                    (Some(dh), Some(gir))
+                }
+                None => (None, None),
+            };
+            let nr = io.random::<NONCE_LEN>().to_vec();
+            let t = c.esp.transforms_pfs();
+            let m = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                b.sa(&[ProposalRepr {
+                    number: c.number,
+                    protocol: ProtocolId::ESP,
+                    spi: &c.spi_in.to_be_bytes(),
+                    transforms: &t,
+                }])?;
+                b.add(PayloadType::NONCE, false, &Payload::Nonce(&nr))?;
+                if let Some(dh) = &dh {
+                    b.add(
+                        PayloadType::KE,
+                        false,
+                        &Payload::Ke(KePayload {
+                            group: DhGroup(dh.group().number()),
+                            data: dh.public_value(),
+                        }),
+                    )?;
+                }
+                ts_payload(b, PayloadType::TSI, &c.tsi)?;
+                ts_payload(b, PayloadType::TSR, &c.tsr)
+            })?;
+            let mut child = bare_child(sa, h, &c.esp, c.spi_in, c.spi_out, c.tsr, c.tsi);
+            child.initiator = false;
+            set_keys(sa, &mut child, gir.as_ref().map(|g| g.as_bytes()), ni, &nr)?;
+            made = Some((child, old, (*ni).min(&nr[..]).to_vec()));
+            Ok(m)
+        })();
+        let m = match res {
+            Ok(m) => m,
+            Err(Fail(why)) => {
+                log::warn!(
+                    "ikev2: {} {}: CREATE_CHILD_SA refused: {why} ({})",
+                    peer.name,
+                    sa.info.remote,
+                    notify.0
+                );
+                let (ty, data) = notify;
+                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                    b.notify(ty, &data)
+                }) {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+        };
+        io.respond(sa, hd.msgid, m);
+        let Some((child, old, low)) = made else {
+            return;
+        };
+        if let Some((ch, old_in)) = old {
+            if let Some(c) = children.get_mut(ch) {
+                c.rekeyed = true;
+            }
+            io.stats.child_sas_rekeyed += 1;
+            if let Some(cr) = sa.creating.as_mut().filter(|cr| cr.rekey == Some(old_in)) {
+                cr.crossed = Some((child.spi_in, low));
+            }
+        }
+        self.add_child(child);
+    }
+
+    /// Initiator: the answer to our CREATE_CHILD_SA. The new CHILD_SA is added; after a
+    /// rekey the old one is deleted, or, when the peer rekeyed it at the same time
+    /// (§2.8.1), whichever new CHILD_SA came from the exchange with the lowest of the
+    /// four nonces is deleted by its creator and the old one by the other's creator.
+    pub(super) fn create_child_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        let Engine {
+            sas,
+            policy,
+            children,
+            io,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let Some(cr) = sa.creating.take() else { return };
+        let peer = &policy.peers[sa.peer];
+        let remote = sa.info.remote;
+        let res = (|| -> Result<ChildSa, String> {
+            let (esp, spi_out, tsi, tsr) = accept_child(peer, inner, true)?;
+            let Some(Payload::Nonce(nr)) = inner.find(PayloadType::NONCE) else {
+                return Err("no Nr".into());
+            };
+            if !tsi.iter().all(|g| cr.ts_local.iter().any(|o| g.within(o)))
+                || !tsr.iter().all(|g| cr.ts_remote.iter().any(|o| g.within(o)))
+            {
+                return Err("traffic selectors wider than proposed".into());
+            }
+            let gir = match esp.pfs {
+                Some(g) => {
+                    let Some(Payload::Ke(ke)) = inner.find(PayloadType::KE) else {
+                        return Err("no KEr".into());
+                    };
+                    let dh = cr
+                        .dh
+                        .as_ref()
+                        .filter(|d| d.group().number() == g.0 && ke.group == g)
+                        .ok_or("KEr for another group than our KEi")?;
+                    Some(
+                        dh.shared_secret(ke.data)
+                            .map_err(|_| "invalid KE public value")?,
+                    )
+                }
+                None => None,
+            };
+            let mut c = bare_child(sa, h, &esp, cr.spi_in, spi_out, tsi, tsr);
+            c.initiator = true;
+            set_keys(sa, &mut c, gir.as_ref().map(|g| g.as_bytes()), &cr.ni, nr)
+                .map_err(|Fail(why)| why)?;
+            Ok(c)
+        })();
+        let mut c = match res {
+            Ok(c) => c,
+            // XXX: an answer we cannot accept should get its CHILD_SA deleted.
+            Err(why) => {
+                log::warn!("ikev2: {} {remote}: CREATE_CHILD_SA: {why}", peer.name);
+                return;
+            }
+        };
+        let mut delete = Vec::new();
+        if let Some(old) = cr.rekey {
+            let ours_low = match inner.find(PayloadType::NONCE) {
+                Some(Payload::Nonce(nr)) => cr.ni.as_slice().min(nr).to_vec(),
+                _ => cr.ni.clone(),
+            };
+            match &cr.crossed {
+                Some((_, theirs_low)) if ours_low < *theirs_low => {
+                    log::info!(
+                        "ikev2: {}: simultaneous rekey: ours is redundant, deleted",
+                        peer.name
+                    );
+                    c.rekeyed = true;
+                    delete.push(c.spi_in);
+                }
+                crossed => {
+                    let ch = children
+                        .iter()
+                        .find(|(_, c)| c.ike == h && c.spi_in == old)
+                        .map(|(ch, _)| ch);
+                    if let Some(c) = ch.and_then(|ch| children.get_mut(ch)) {
+                        if !c.rekeyed {
+                            io.stats.child_sas_rekeyed += 1;
+                        }
+                        c.rekeyed = true;
+                        delete.push(old);
+                    }
+                    if crossed.is_some() {
+                        log::info!(
+                            "ikev2: {}: simultaneous rekey: the peer's is redundant",
+                            peer.name
+                        );
+                    }
+                }
+            }
+        }
+        self.add_child(c);
+        if !delete.is_empty() {
+            self.start_request(now, h, Req::DeleteChild(delete));
+        }
+    }
+
+    /// Rekeys IKE SAs (§1.3.2, §2.18): a CREATE_CHILD_SA with our IKE suites, a new
+    /// SPI, Ni and KEi for the first suite's group; on the answer the new IKE SA takes
+    /// over the CHILD_SAs and the old one is deleted with an INFORMATIONAL. Returns how
+    /// many rekeys were started or queued.
+    pub fn rekey_ike(&mut self, now: Time, which: IkeRef<'_>) -> usize {
+        let picked: Vec<Handle> = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| match which {
+                IkeRef::Peer(p) => sa.info.peer == p,
+                IkeRef::Handle(x) => *h == x,
+            })
+            .filter(|(_, sa)| sa.info.state == IkeState::Established)
+            .map(|(h, _)| h)
+            .collect();
+        for &h in &picked {
+            self.start_request(now, h, Req::RekeyIke);
+        }
+        picked.len()
+    }
+
+    /// Responder: an IKE SA rekey (§1.3.2): the first offered suite we have, a KEi for
+    /// its group (INVALID_KE_PAYLOAD otherwise), SKEYSEED from the old SK_d (§2.18); the
+    /// new IKE SA (the peer its initiator) takes the CHILD_SAs; the old one stays until
+    /// the peer deletes it.
+    pub(super) fn rekey_ike_request(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+    ) {
+        let Engine {
+            sas, io, policy, ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        let peer = &policy.peers[sa.peer];
+        let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
+        let mut made = None;
+        let res = (|| -> Result<Vec<u8>, Fail> {
+            let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
+                return Err(Fail("no SA"));
+            };
+            let Some((chosen, number, spi_i)) = offer.proposals().find_map(|p| {
+                let o = peer
+                    .ike
+                    .iter()
+                    .find(|o| o.offered_in_rekey(&p) && o.suite().is_ok())?;
+                let spi: [u8; 8] = p.spi.try_into().ok()?;
+                (spi != [0; 8]).then_some((*o, p.number, spi))
+            }) else {
+                notify.0 = NotifyType::NO_PROPOSAL_CHOSEN;
+                return Err(Fail("no IKE proposal chosen"));
+            };
+            let ke = match inner.find(PayloadType::KE) {
+                Some(Payload::Ke(ke)) if ke.group == chosen.dh => ke,
+                _ => {
+                    notify = (
+                        NotifyType::INVALID_KE_PAYLOAD,
+                        chosen.dh.0.to_be_bytes().to_vec(),
+                    );
+                    return Err(Fail("KEi missing or for another group"));
+                }
+            };
+            let Some(Payload::Nonce(ni)) = inner.find(PayloadType::NONCE) else {
+                return Err(Fail("no Ni"));
+            };
+            let dh = new_dh(io, chosen.dh)?;
+            let gir = dh
+                .shared_secret(ke.data)
+                .map_err(|_| Fail("invalid KE public value"))?;
+            let spi_r = io.spi();
+            let nr = io.random::<NONCE_LEN>().to_vec();
+            let new = rekeyed_sa(sa, &chosen, gir.as_bytes(), (spi_i, spi_r), ni, &nr, false)?;
+            let t = chosen.transforms();
+            let m = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                b.sa(&[ProposalRepr {
+                    number,
+                    protocol: ProtocolId::IKE,
+                    spi: &spi_r,
+                    transforms: &t,
+                }])?;
+                b.add(PayloadType::NONCE, false, &Payload::Nonce(&nr))?;
+                b.add(
+                    PayloadType::KE,
+                    false,
+                    &Payload::Ke(KePayload {
+                        group: chosen.dh,
+                        data: dh.public_value(),
+                    }),
+                )
+            })?;
+            made = Some(new);
+            Ok(m)
+        })();
+        let m = match res {
+            Ok(m) => m,
+            Err(Fail(why)) => {
+                log::warn!(
+                    "ikev2: {} {}: IKE SA rekey refused: {why} ({})",
+                    peer.name,
+                    sa.info.remote,
+                    notify.0
+                );
+                let (ty, data) = notify;
+                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
+                    b.notify(ty, &data)
+                }) {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+        };
+        io.respond(sa, hd.msgid, m);
+        if let Some(new) = made {
+            self.take_over(now, h, new);
+        }
+    }
+
+    /// Initiator: the answer to our IKE SA rekey; the new IKE SA takes the CHILD_SAs and
+    /// the old one is deleted.
+    pub(super) fn rekey_ike_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        let Engine { sas, policy, .. } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let Some(r) = sa.rekeying.take() else { return };
+        let peer = &policy.peers[sa.peer];
+        let res = (|| -> Result<IkeSa, &'static str> {
+            if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
+                log::warn!("ikev2: {}: IKE SA rekey refused: {}", peer.name, n.ty);
+                return Err("refused");
+            }
+            let Some(Payload::Sa(answer)) = inner.find(PayloadType::SA) else {
+                return Err("no SA payload");
+            };
+            let mut props = answer.proposals();
+            let (Some(p), None) = (props.next(), props.next()) else {
+                return Err("not one proposal");
+            };
+            let chosen = peer
+                .ike
+                .iter()
+                .find(|o| o.is_rekey(&p))
+                .copied()
+                .ok_or("a proposal we did not offer")?;
+            let spi_r: [u8; 8] = p.spi.try_into().map_err(|_| "bad SPI")?;
+            if spi_r == [0; 8] {
+                return Err("zero SPI");
+            }
+            let (Some(Payload::Nonce(nr)), Some(Payload::Ke(ke))) =
+                (inner.find(PayloadType::NONCE), inner.find(PayloadType::KE))
+            else {
+                return Err("no Nr or KEr");
+            };
+            if ke.group != chosen.dh || r.dh.group().number() != chosen.dh.0 {
+                return Err("KEr for another group than our KEi");
+            }
+            let gir =
+                r.dh.shared_secret(ke.data)
+                    .map_err(|_| "invalid KE public value")?;
+            rekeyed_sa(sa, &chosen, gir.as_bytes(), (r.spi, spi_r), &r.ni, nr, true)
+                .map_err(|Fail(why)| why)
+        })();
+        match res {
+            Ok(new) => {
+                self.take_over(now, h, new);
+                self.start_request(now, h, Req::DeleteIke);
+            }
+            // XXX: an answer we cannot take should get its IKE SA deleted.
+            Err(why) => {
+                log::warn!("ikev2: {}: IKE SA rekey: {why}", peer.name);
+                self.next_request(now, h);
+            }
+        }
+    }
+
+    /// The new IKE SA of a rekey goes in the table and takes the old one's CHILD_SAs.
+    pub(super) fn take_over(&mut self, now: Time, old: Handle, new: IkeSa) {
+        let (spi_i, spi_r, name) = (new.info.spi_i, new.info.spi_r, new.info.peer.clone());
+        let Some(nh) = self.sas.insert(new) else {
+            log::error!("ikev2: {name}: IKE SA table full; rekey dropped");
+            return;
+        };
+        let moving: Vec<Handle> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.ike == old)
+            .map(|(ch, _)| ch)
+            .collect();
+        for ch in moving {
+            if let Some(c) = self.children.get_mut(ch) {
+                c.ike = nh;
+            }
+        }
+        self.io.stats.ike_sas_rekeyed += 1;
+        log::info!(
+            "ikev2: {name}: IKE SA rekeyed, new SPIs {}/{}",
+            hex(&spi_i),
+            hex(&spi_r)
+        );
+        self.heard_from(now, nh);
+    }
+}
+
+/// The responder's CHILD_SA: suite, the proposal's number, SPIs, narrowed selectors.
+pub(super) struct ChildChoice {
+    pub(super) esp: EspProposal,
+    pub(super) number: u8,
+    pub(super) spi_in: u32,
+    pub(super) spi_out: u32,
+    pub(super) tsi: Vec<Selector>,
+    pub(super) tsr: Vec<Selector>,
+}
+
+/// Responder: the ESP suite (first offered proposal we accept) and the narrowed
+/// selectors, or the notify that says why there is no CHILD_SA. In CREATE_CHILD_SA
+/// (`create`), the proposal's DH transform must be our PFS group, or absent without one.
+pub(super) fn choose_child(
+    io: &mut Io,
+    peer: &Peer,
+    inner: &Payloads<'_>,
+    create: bool,
+) -> Result<ChildChoice, NotifyType> {
+    let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
+        return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+    };
+    let Some((esp, number, spi_out)) = offer.proposals().find_map(|p| {
+        peer.esp
+            .iter()
+            .find(|o| o.offered_in(&p) && (!create || o.pfs_in(&p)) && o.algorithms().is_some())
+            .map(|o| {
+                (
+                    *o,
+                    p.number,
+                    u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]),
+                )
+            })
+    }) else {
+        return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+    };
+    let (Some(tsi), Some(tsr)) = (
+        selectors(inner, PayloadType::TSI),
+        selectors(inner, PayloadType::TSR),
+    ) else {
+        return Err(NotifyType::TS_UNACCEPTABLE);
+    };
+    // TSi is the initiator's side: our remote selectors; TSr ours.
+    let tsi = narrow(&tsi, &peer.remote_ts);
+    let tsr = narrow(&tsr, &peer.local_ts);
+    if tsi.is_empty() || tsr.is_empty() {
+        return Err(NotifyType::TS_UNACCEPTABLE);
+    }
+    Ok(ChildChoice {
+        esp,
+        number,
+        spi_in: io.esp_spi(),
+        spi_out,
+        tsi,
+        tsr,
+    })
+}
+
+pub(super) fn selectors(inner: &Payloads<'_>, ty: PayloadType) -> Option<Vec<Selector>> {
+    let ts: &TsPayload<'_> = inner.iter().find_map(|e| match &e.payload {
+        Payload::Ts(t) if e.ty == ty => Some(t),
+        _ => None,
+    })?;
+    let v: Vec<Selector> = ts
+        .selectors()
+        .filter_map(|t| Selector::from_wire(&t))
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Initiator: the responder's CHILD_SA answer must be one of our suites (with its PFS
+/// group in CREATE_CHILD_SA, `create`), and its selectors within what we proposed.
+pub(super) fn accept_child(
+    peer: &Peer,
+    inner: &Payloads<'_>,
+    create: bool,
+) -> Result<(EspProposal, u32, Vec<Selector>, Vec<Selector>), String> {
+    if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
+        return Err(format!("{}", n.ty));
+    }
+    let Some(Payload::Sa(answer)) = inner.find(PayloadType::SA) else {
+        return Err("no SA payload".into());
+    };
+    let mut props = answer.proposals();
+    let (Some(p), None) = (props.next(), props.next()) else {
+        return Err("not one proposal".into());
+    };
+    let Some(esp) = peer
+        .esp
+        .iter()
+        .find(|o| if create { o.is_pfs(&p) } else { o.is(&p) })
+        .copied()
+    else {
+        return Err("a proposal we did not offer".into());
+    };
+    let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+    let (Some(tsi), Some(tsr)) = (
+        selectors(inner, PayloadType::TSI),
+        selectors(inner, PayloadType::TSR),
+    ) else {
+        return Err("no traffic selectors".into());
+    };
+    let inside =
+        |got: &[Selector], ours: &[Selector]| got.iter().all(|g| ours.iter().any(|o| g.within(o)));
+    if !inside(&tsi, &peer.local_ts) || !inside(&tsr, &peer.remote_ts) {
+        return Err("traffic selectors wider than proposed".into());
+    }
+    Ok((esp, spi, tsi, tsr))
+}
+
+/// The CHILD_SA of IKE_AUTH with its KEYMAT (§2.17: from SK_d and the IKE_SA_INIT
+/// nonces, initiator-to-responder keys first).
+pub(super) fn child_sa(
+    sa: &IkeSa,
+    h: Handle,
+    esp: &EspProposal,
+    spi_in: u32,
+    spi_out: u32,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> ChildSa {
+    let mut c = bare_child(sa, h, esp, spi_in, spi_out, ts_local, ts_remote);
+    if set_keys(sa, &mut c, None, &sa.ni, &sa.nr).is_err() {
+        log::error!("ikev2: {}: CHILD_SA KEYMAT failed", sa.info.peer);
+    }
+    c
+}
+
+/// A CHILD_SA record without keys yet, made by the IKE SA's initiator.
+pub(super) fn bare_child(
+    sa: &IkeSa,
+    h: Handle,
+    esp: &EspProposal,
+    spi_in: u32,
+    spi_out: u32,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> ChildSa {
+    let (encr, integ) = esp.algorithms().unwrap_or((Encr::AesCbc(16), None));
+    ChildSa {
+        ike: h,
+        peer: sa.info.peer.clone(),
+        initiator: sa.info.initiator,
+        rekeyed: false,
+        spi_in,
+        spi_out,
+        encr,
+        integ,
+        encr_in: Key::new(),
+        integ_in: Key::new(),
+        encr_out: Key::new(),
+        integ_out: Key::new(),
+        ts_local,
+        ts_remote,
+    }
+}
+
+/// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) (§2.17) with the nonces of the exchange
+/// that made `c`; the keys of that exchange's initiator (`c.initiator`) come first.
+pub(super) fn set_keys(
+    sa: &IkeSa,
+    c: &mut ChildSa,
+    gir: Option<&[u8]>,
+    ni: &[u8],
+    nr: &[u8],
+) -> Result<(), Fail> {
+    let (Some(k), Some(s)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let keys = ChildKeys::derive(s.prf, k.d.as_bytes(), gir, ni, nr, c.encr, c.integ)?;
+    let (ei, ai, er, ar) = (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r);
+    (c.encr_in, c.integ_in, c.encr_out, c.integ_out) = if c.initiator {
+        (er, ar, ei, ai)
+    } else {
+        (ei, ai, er, ar)
+    };
+    Ok(())
+}
+
+/// The IKE SA that replaces `old` after a rekey (§1.3.2, §2.18): SKEYSEED =
+/// prf(SK_d (old), g^ir (new) | Ni | Nr), then the seven keys with the new SPIs; the
+/// rekey's initiator is the new SA's; message IDs start over.
+pub(super) fn rekeyed_sa(
+    old: &IkeSa,
+    chosen: &IkeProposal,
+    gir: &[u8],
+    (spi_i, spi_r): ([u8; 8], [u8; 8]),
+    ni: &[u8],
+    nr: &[u8],
+    initiator: bool,
+) -> Result<IkeSa, Fail> {
+    let (Some(k), Some(s)) = (old.keys.as_ref(), old.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let suite = chosen.suite()?;
+    let seed = rekey_skeyseed(s.prf, k.d.as_bytes(), gir, ni, nr)?;
+    let keys = IkeKeys::derive(&suite, seed.as_bytes(), ni, nr, &spi_i, &spi_r)?;
+    Ok(IkeSa {
+        info: IkeSaInfo {
+            initiator,
+            spi_i,
+            spi_r,
+            suite: Some(suite),
+            ..old.info.clone()
+        },
+        peer: old.peer,
+        keys: Some(keys),
+        dh: None,
+        ni: ni.to_vec(),
+        nr: nr.to_vec(),
+        init_i: Vec::new(),
+        init_r: Vec::new(),
+        init_retries: 0,
+        cookie: None,
+        child_spi: 0,
+        next_msgid: 0,
+        peer_msgid: 0,
+        response: None,
+        request: None,
+        queued: Vec::new(),
+        expires: None,
+        idle: None,
+        timer: None,
+        init_index: None,
+        iv_counter: 0,
+        creating: None,
+        rekeying: None,
+    })
+}
+
+/// Initiator: the state of an IKE SA rekey: our new SPI, Ni, a DH value for the first
+/// suite's group.
+pub(super) fn new_ike_rekey(io: &mut Io, peer: &Peer) -> Result<IkeRekey, Fail> {
+    let first = peer.ike.first().ok_or(Fail("no IKE proposal"))?;
+    Ok(IkeRekey {
+        spi: io.spi(),
+        ni: io.random::<NONCE_LEN>().to_vec(),
+        dh: new_dh(io, first.dh)?,
+    })
+}
+
+/// Initiator: CREATE_CHILD_SA rekeying the IKE SA (§1.3.2): SA (our IKE suites with
+/// our new SPI; those for the KE's group first), Ni, KEi.
+pub(super) fn build_rekey_ike(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    msgid: u32,
+    r: &IkeRekey,
+) -> Result<Vec<u8>, Fail> {
+    let group = DhGroup(r.dh.group().number());
+    let mut order: Vec<&IkeProposal> = peer.ike.iter().filter(|p| p.dh == group).collect();
+    order.extend(peer.ike.iter().filter(|p| p.dh != group));
+    let trs: Vec<_> = order.iter().map(|p| p.transforms()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::IKE,
+            spi: &r.spi,
+            transforms: t,
+        })
+        .collect();
+    build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, msgid, false, |b| {
+        b.sa(&props)?;
+        b.add(PayloadType::NONCE, false, &Payload::Nonce(&r.ni))?;
+        b.add(
+            PayloadType::KE,
+            false,
+            &Payload::Ke(KePayload {
+                group,
+                data: r.dh.public_value(),
+            }),
+        )
+    })
+}
+
+pub(super) fn new_dh(io: &mut Io, g: DhGroup) -> Result<DhPrivate, Fail> {
+    let g = Group::from_ike(GroupDescription(g.0)).ok_or(Fail("DH group not implemented"))?;
+    DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))
+}
+
+/// Initiator: the state of a CREATE_CHILD_SA: a new inbound SPI, Ni, and a DH value
+/// for the first suite's PFS group.
+pub(super) fn new_creating(
+    io: &mut Io,
+    peer: &Peer,
+    rekey: Option<u32>,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+) -> Result<Creating, Fail> {
+    let dh = match peer.esp.first().and_then(|e| e.pfs) {
+        Some(g) => Some(new_dh(io, g)?),
+        None => None,
+    };
+    Ok(Creating {
+        rekey,
+        spi_in: io.esp_spi(),
+        ni: io.random::<NONCE_LEN>().to_vec(),
+        dh,
+        ts_local,
+        ts_remote,
+        crossed: None,
+    })
+}
+
+/// Initiator: CREATE_CHILD_SA (§1.3.1, §1.3.3): [N(REKEY_SA)], SA (ESP, our new SPI,
+/// with the PFS group), Ni, [KEi], TSi, TSr.
+pub(super) fn build_create_child(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    msgid: u32,
+    c: &Creating,
+) -> Result<Vec<u8>, Fail> {
+    let spi = c.spi_in.to_be_bytes();
+    let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms_pfs()).collect();
+    let props: Vec<ProposalRepr<'_>> = trs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProposalRepr {
+            number: (i + 1) as u8,
+            protocol: ProtocolId::ESP,
+            spi: &spi,
+            transforms: t,
+        })
+        .collect();
+    build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, msgid, false, |b| {
+        if let Some(old) = c.rekey {
+            let old = old.to_be_bytes();
+            let n = Payload::Notify(NotifyPayload {
+                protocol: ProtocolId::ESP,
+                ty: NotifyType::REKEY_SA,
+                spi: &old,
+                data: &[],
+            });
+            b.add(PayloadType::NOTIFY, false, &n)?;
+        }
+        b.sa(&props)?;
+        b.add(PayloadType::NONCE, false, &Payload::Nonce(&c.ni))?;
+        if let Some(dh) = &c.dh {
+            b.add(
+                PayloadType::KE,
+                false,
+                &Payload::Ke(KePayload {
+                    group: DhGroup(dh.group().number()),
+                    data: dh.public_value(),
+                }),
+            )?;
+        }
+        ts_payload(b, PayloadType::TSI, &c.ts_local)?;
+        ts_payload(b, PayloadType::TSR, &c.ts_remote)
+    })
+}

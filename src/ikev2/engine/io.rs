@@ -1,0 +1,109 @@
+#![forbid(unsafe_code)]
+
+//! What the IKEv2 engine sends and arms: the outbox, the timer wheel, the random source
+//! and the counters, with the request/response bookkeeping of RFC 7296 §2.1 (only the
+//! initiator of an exchange retransmits; a responder keeps its last response).
+
+use super::*;
+
+/// The shared pieces a handler touches beside the SA it holds (the IKEv2 sibling of
+/// `crate::ike::io::Io`).
+pub(super) struct Io {
+    pub(super) outbox: Outbox,
+    pub(super) timers: TimerWheel<Handle>,
+    pub(super) rng: Box<dyn Random>,
+    pub(super) stats: Stats,
+    pub(super) nat_port: u16,
+}
+
+impl Io {
+    pub(super) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let prefix: &[u8] = if local.port() == self.nat_port {
+            &[0; 4]
+        } else {
+            &[]
+        };
+        self.outbox.push(local, remote, prefix, data);
+    }
+
+    pub(super) fn dropped(&mut self, remote: SocketAddr, why: &str) {
+        self.stats.datagrams_dropped += 1;
+        log::debug!("ikev2: {remote}: dropped: {why}");
+    }
+
+    pub(super) fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.rng.fill(&mut b);
+        b
+    }
+
+    pub(super) fn spi(&mut self) -> [u8; 8] {
+        loop {
+            let s = self.random::<8>();
+            if s != [0; 8] {
+                return s;
+            }
+        }
+    }
+
+    /// An ESP SPI outside the reserved 0-255 (RFC 4303 §2.1).
+    pub(super) fn esp_spi(&mut self) -> u32 {
+        loop {
+            let s = u32::from_be_bytes(self.random::<4>());
+            if s > 255 {
+                return s;
+            }
+        }
+    }
+
+    pub(super) fn arm(&mut self, h: Handle, sa: &mut IkeSa) {
+        if let Some(t) = sa.timer.take() {
+            self.timers.cancel(t);
+        }
+        if let Some(d) = sa.deadline() {
+            match self.timers.insert(d, h) {
+                Ok(t) => sa.timer = Some(t),
+                Err(_) => log::error!("ikev2: timer table full; IKE SA has no timer"),
+            }
+        }
+    }
+
+    /// Sends a request and keeps it for retransmission.
+    pub(super) fn request(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        h: Handle,
+        sa: &mut IkeSa,
+        (msgid, data): (u32, Vec<u8>),
+        what: Req,
+    ) {
+        self.send(sa.info.local, sa.info.remote, &data);
+        sa.request = Some(Pending {
+            msgid,
+            data,
+            xmits: 0,
+            at: now.add_millis(cfg.retransmit_ms),
+            what,
+        });
+        self.arm(h, sa);
+    }
+
+    /// Sends a response and keeps it for a repeated request.
+    pub(super) fn respond(&mut self, sa: &mut IkeSa, msgid: u32, data: Vec<u8>) {
+        self.send(sa.info.local, sa.info.remote, &data);
+        sa.response = Some((msgid, data));
+    }
+
+    /// The IV of the next SK payload: random for CBC, a counter for AEAD.
+    pub(super) fn iv(&mut self, sa: &mut IkeSa, sk: &SkKeys) -> Vec<u8> {
+        let mut iv = vec![0u8; sk.iv_len()];
+        if sk.iv_len() == 8 {
+            sa.iv_counter += 1;
+            iv.copy_from_slice(&sa.iv_counter.to_be_bytes());
+        } else {
+            self.rng.fill(&mut iv);
+        }
+        iv
+    }
+}

@@ -1,0 +1,985 @@
+//! The IKEv2 engine, sans-IO (STYLE §10.2): IKE_SA_INIT and IKE_AUTH with a pre-shared
+//! key, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
+//!
+//! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`] and
+//! [`Engine::connect`], each with the time; outputs are [`Engine::poll_transmit`] and
+//! [`Engine::poll_timeout`]. Nothing here reads a clock or touches a socket.
+//!
+//! - IKE_SA_INIT: the initiator offers its IKE suites, a KE for the first suite's group,
+//!   a nonce and the NAT_DETECTION_* notifies (§2.23: SHA-1 of SPIi | SPIr | address |
+//!   port). The responder picks the first offered proposal that matches one of its
+//!   suites; a KE for another group is answered with INVALID_KE_PAYLOAD naming the chosen
+//!   group (the initiator retries with it, §1.2), no match with NO_PROPOSAL_CHOSEN. Both
+//!   answers are stateless. A COOKIE notify is returned with the next request (§2.6).
+//! - IKE_AUTH: IDi, AUTH (shared key, method 2), the ESP SA with the initiator's SPI, TSi
+//!   and TSr in an SK payload; the responder checks AUTH (constant time), picks an ESP
+//!   suite, intersects the selectors (§2.9, simply: the answer is what both allow) and
+//!   answers IDr, AUTH, SA, TSi, TSr. A wrong AUTH is AUTHENTICATION_FAILED in the
+//!   protected response and the IKE SA is gone on both sides (§2.21.2). The CHILD_SA's
+//!   KEYMAT comes from the IKE_SA_INIT nonces (§2.17); SPIs, keys and selectors are kept
+//!   in [`Engine::child_sas`]. Nothing is installed in a kernel yet.
+//! - Message IDs (§2.1-§2.3, window 1): only the initiator of an exchange retransmits, on
+//!   a timer with exponential back-off and a bounded count; a responder answers a repeated
+//!   request from the response it kept; duplicate responses and requests outside the
+//!   window are dropped silently, as are messages whose ICV does not verify (§2.21.2).
+//! - Half-open responder SAs are bounded ([`Config::max_half_open`]) and expire. From
+//!   [`Config::cookie_threshold`] on, an IKE_SA_INIT must return our COOKIE (§2.6): one
+//!   without (or with a stale one) is answered with a COOKIE notify only, and nothing is
+//!   kept. The cookie is a version byte and a truncated HMAC-SHA-256 of Ni, the source
+//!   address and SPIi under a secret that changes every [`Config::cookie_secret_secs`]
+//!   (the one before stays good). The initiator resends with the cookie first and its Ni
+//!   and KE unchanged.
+//!
+//! - INFORMATIONAL (§1.4): [`Engine::delete_child`] sends a Delete of our inbound ESP
+//!   SPIs and the CHILD_SAs go when the peer answers with a Delete of its halves
+//!   (§1.4.1); [`Engine::delete_ike`] sends a Delete of the IKE SA, which goes with its
+//!   CHILD_SAs on the answer or when the retransmissions run out. As responder, the same
+//!   the other way round; crossed CHILD_SA deletes are left out of the answer. Our
+//!   requests wait for the one in flight (window 1).
+//! - Liveness (iked's dpd): when nothing authenticated has come from the peer of an
+//!   established SA for [`Config::liveness_secs`], an empty INFORMATIONAL request asks;
+//!   if its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
+//!   Only IKE messages count as signs of life (no ESP counters from a kernel yet).
+//!
+//! - CREATE_CHILD_SA (§1.3.1, §1.3.3, §2.8): [`Engine::create_child`] adds a CHILD_SA,
+//!   [`Engine::rekey_child`] replaces one (N(REKEY_SA) with our inbound SPI), both with
+//!   PFS when the ESP suite names a group ([`EspProposal::pfs`]: KEi/KEr, KEYMAT from
+//!   g^ir too, keys of the exchange's initiator first). After a rekey its initiator
+//!   deletes the old CHILD_SA with an INFORMATIONAL; the responder keeps it until then.
+//!   Simultaneous rekeys of one CHILD_SA (§2.8.1): the new CHILD_SA of the exchange with
+//!   the lowest of the four nonces is deleted by its creator, the old one by the other.
+//! - IKE SA rekey (§1.3.2, §2.18): [`Engine::rekey_ike`] sends a CREATE_CHILD_SA with
+//!   our IKE suites under a new SPI, Ni and KEi; SKEYSEED comes from the old SK_d, the
+//!   rekey's initiator is the new IKE SA's, message IDs start over, the CHILD_SAs move
+//!   to the new IKE SA and the initiator deletes the old one with an INFORMATIONAL.
+//! - Not yet: soft or hard lifetimes that start rekeys; INVALID_KE_PAYLOAD retries in
+//!   CREATE_CHILD_SA; simultaneous IKE SA rekeys (§2.8.2) and a CHILD_SA rekey crossing
+//!   an IKE SA rekey.
+//!
+//! TODO (issue 16): SA lifetimes, the kernel interface (SPIs from the kernel, nothing
+//! announced before it is installed), certificates and signatures, NAT-T (the move to
+//! port 4500; detection is done), fragmentation, the capture file.
+//!
+//! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
+//! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
+//! the shared pieces: the outbox, the timer wheel, the random source.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod child;
+mod cookie;
+mod info;
+mod init;
+mod io;
+
+use self::auth::*;
+use self::child::*;
+use self::cookie::*;
+use self::init::*;
+use self::io::*;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::ike::crypto::{constant_time_eq, hash, prf, DhPrivate, Group, HashAlg, Key, Random};
+use crate::ike::outbox::Outbox;
+use crate::ike::router::{Keyed, Table};
+use crate::ike::sa::{hex, Handle, Slab};
+use crate::ike::wire::GroupDescription;
+use crate::ike::Transmit;
+use crate::timer::{Time, TimerHandle, TimerWheel};
+
+use super::keys::{
+    psk_auth, rekey_skeyseed, skeyseed, verify_psk_auth, ChildKeys, Encr, IkeKeys, Integ, KeyError,
+    SignedOctets, Suite,
+};
+use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Selector};
+use super::sk::{SkError, SkKeys};
+use super::wire::ts::emit_ts;
+use super::wire::{
+    parse_payloads, AuthMethod, AuthPayload, DeletePayload, DhGroup, ExchangeType, Header,
+    KePayload, Message, MessageBuilder, NoRoom, NotifyPayload, NotifyType, Payload, PayloadType,
+    Payloads, ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR,
+    FLAG_RESPONSE, HEADER_LEN,
+};
+
+/// The peer's NAT-T port (RFC 3948).
+const NAT_T_PORT: u16 = 4500;
+/// Nonce length we send (§2.10: at least half the PRF key size, and 16 bytes).
+const NONCE_LEN: usize = 32;
+/// IKE_SA_INIT retries after INVALID_KE_PAYLOAD or COOKIE before giving up.
+const INIT_RETRIES: u8 = 3;
+/// Largest message we build (a MODP-8192 KE is 1 KiB).
+const BUILD_MAX: usize = 8192;
+/// Our COOKIE (§2.6): a version byte naming the secret, then this much of
+/// HMAC-SHA-256(secret, Ni | IPi | SPIi).
+const COOKIE_HASH_LEN: usize = 16;
+const COOKIE_LEN: usize = 1 + COOKIE_HASH_LEN;
+
+/// Where an IKE SA stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeState {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, IKE_AUTH awaited.
+    HalfOpen,
+    /// Both AUTHs verified.
+    Established,
+}
+
+/// What a test or a report may see of an IKE SA.
+#[derive(Debug, Clone)]
+pub struct IkeSaInfo {
+    pub peer: String,
+    pub initiator: bool,
+    pub spi_i: [u8; 8],
+    pub spi_r: [u8; 8],
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: IkeState,
+    pub suite: Option<Suite>,
+    /// NAT detection (§2.23): our address or the peer's is not what the other side saw.
+    pub nat_local: bool,
+    pub nat_remote: bool,
+}
+
+/// A negotiated CHILD_SA (ESP, tunnel mode) with its keys; `in` is what we receive
+/// (under `spi_in`, our SPI), `out` what we send (under the peer's `spi_out`).
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    pub ike: Handle,
+    pub peer: String,
+    /// We initiated the exchange that made it (IKE_AUTH or CREATE_CHILD_SA); its KEYMAT
+    /// has that side's keys first (§2.17).
+    pub initiator: bool,
+    /// Replaced by a rekey (§2.8): its Delete is on the way, and it is not rekeyed again.
+    pub rekeyed: bool,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub encr: Encr,
+    pub integ: Option<Integ>,
+    pub encr_in: Key,
+    pub integ_in: Key,
+    pub encr_out: Key,
+    pub integ_out: Key,
+    pub ts_local: Vec<Selector>,
+    pub ts_remote: Vec<Selector>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub datagrams_received: u64,
+    pub datagrams_dropped: u64,
+    /// Requests answered again from the kept response.
+    pub responses_resent: u64,
+    pub retransmits: u64,
+    pub ike_sas_established: u64,
+    pub child_sas_established: u64,
+    pub failed: u64,
+    pub half_open_refused: u64,
+    pub half_open_expired: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE challenge and nothing else (§2.6).
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests whose COOKIE did not verify (answered with a new one).
+    pub cookies_invalid: u64,
+    /// CHILD_SAs removed: deleted by either side, or with their IKE SA.
+    pub child_sas_deleted: u64,
+    /// Empty INFORMATIONAL requests sent to an idle peer.
+    pub liveness_checks: u64,
+    /// IKE SAs deleted because a liveness check went unanswered.
+    pub dead_peers: u64,
+    /// CHILD_SAs replaced by a rekey, either side's (§2.8).
+    pub child_sas_rekeyed: u64,
+    /// IKE SAs replaced by a rekey, either side's (§1.3.2).
+    pub ike_sas_rekeyed: u64,
+}
+
+/// Why a connect failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    UnknownPeer,
+    TableFull,
+    Local(&'static str),
+}
+
+/// A local failure while building or deriving: our bug or bad configuration, never the
+/// peer's doing (those are notifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fail(&'static str);
+
+impl From<NoRoom> for Fail {
+    fn from(_: NoRoom) -> Fail {
+        Fail("message does not fit the buffer")
+    }
+}
+
+impl From<SkError> for Fail {
+    fn from(_: SkError) -> Fail {
+        Fail("SK protection failed")
+    }
+}
+
+impl From<KeyError> for Fail {
+    fn from(_: KeyError) -> Fail {
+        Fail("key derivation failed")
+    }
+}
+
+/// What a request of ours is, for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Req {
+    Init,
+    Auth,
+    /// INFORMATIONAL with a Delete of these CHILD_SAs (our inbound SPIs).
+    DeleteChild(Vec<u32>),
+    /// INFORMATIONAL with a Delete of the IKE SA.
+    DeleteIke,
+    /// An empty INFORMATIONAL: is the peer alive?
+    Liveness,
+    /// CREATE_CHILD_SA (§1.3): a new CHILD_SA, or the rekey of the one with our inbound
+    /// SPI.
+    CreateChild(Option<u32>),
+    /// CREATE_CHILD_SA rekeying the IKE SA (§1.3.2).
+    RekeyIke,
+}
+
+/// Our IKE SA rekey in flight: the new IKE SA's SPI (ours), Ni and DH value.
+struct IkeRekey {
+    spi: [u8; 8],
+    ni: Vec<u8>,
+    dh: DhPrivate,
+}
+
+/// Our CREATE_CHILD_SA in flight.
+struct Creating {
+    /// Rekey: our inbound SPI of the CHILD_SA being replaced.
+    rekey: Option<u32>,
+    spi_in: u32,
+    ni: Vec<u8>,
+    /// PFS: our DH value.
+    dh: Option<DhPrivate>,
+    ts_local: Vec<Selector>,
+    ts_remote: Vec<Selector>,
+    /// The peer rekeyed the same CHILD_SA meanwhile (§2.8.1): its new CHILD_SA's inbound
+    /// SPI (ours) and the lower nonce of its exchange.
+    crossed: Option<(u32, Vec<u8>)>,
+}
+
+/// The request we wait an answer for.
+struct Pending {
+    msgid: u32,
+    data: Vec<u8>,
+    xmits: u32,
+    at: Time,
+    what: Req,
+}
+
+/// Which CHILD_SAs [`Engine::delete_child`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    /// The one with this SPI, ours (inbound) or the peer's (outbound).
+    Spi(u32),
+}
+
+/// Which IKE SAs [`Engine::delete_ike`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeRef<'a> {
+    /// All of a peer's.
+    Peer(&'a str),
+    Handle(Handle),
+}
+
+struct IkeSa {
+    info: IkeSaInfo,
+    /// Index of the peer in the policy.
+    peer: usize,
+    keys: Option<IkeKeys>,
+    dh: Option<DhPrivate>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response as sent (RealMessage1/2 of §2.15).
+    init_i: Vec<u8>,
+    init_r: Vec<u8>,
+    /// Initiator: retries of IKE_SA_INIT, and the COOKIE to return.
+    init_retries: u8,
+    cookie: Option<Vec<u8>>,
+    /// Initiator: our inbound ESP SPI, offered in IKE_AUTH.
+    child_spi: u32,
+    /// Our next request's message ID, and the next request's we expect.
+    next_msgid: u32,
+    peer_msgid: u32,
+    /// The last response we sent, for a repeated request.
+    response: Option<(u32, Vec<u8>)>,
+    request: Option<Pending>,
+    /// Requests of ours waiting for the one in flight to be answered (window 1, §2.3).
+    queued: Vec<Req>,
+    /// A half-open responder SA goes at this time.
+    expires: Option<Time>,
+    /// An established SA's liveness check is due at this time.
+    idle: Option<Time>,
+    timer: Option<TimerHandle>,
+    /// Responder: the (SPIi, address) index entry.
+    init_index: Option<Handle>,
+    /// AEAD IVs: a counter, unique per key (RFC 5282 §3).
+    iv_counter: u64,
+    /// Our CREATE_CHILD_SA in flight.
+    creating: Option<Creating>,
+    /// Our IKE SA rekey in flight.
+    rekeying: Option<IkeRekey>,
+}
+
+impl IkeSa {
+    fn our_spi(&self) -> [u8; 8] {
+        if self.info.initiator {
+            self.info.spi_i
+        } else {
+            self.info.spi_r
+        }
+    }
+
+    fn header(&self, exchange: ExchangeType, msgid: u32, response: bool) -> Header {
+        Header {
+            spi_i: self.info.spi_i,
+            spi_r: self.info.spi_r,
+            exchange,
+            flags: if self.info.initiator {
+                FLAG_INITIATOR
+            } else {
+                0
+            } | if response { FLAG_RESPONSE } else { 0 },
+            msgid,
+            ..Header::default()
+        }
+    }
+
+    /// Earliest deadline: retransmission, half-open expiry or liveness check.
+    fn deadline(&self) -> Option<Time> {
+        [self.request.as_ref().map(|r| r.at), self.expires, self.idle]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// A responder SA's IKE_SA_INIT: the initiator's SPI and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct InitKey([u8; 8], SocketAddr);
+
+/// The IKEv2 engine.
+pub struct Engine {
+    config: Config,
+    policy: Policy,
+    /// IKE SAs by our SPI.
+    sas: Table<IkeSa, [u8; 8]>,
+    /// Responder SAs by (SPIi, peer address), to tell a repeated IKE_SA_INIT (§2.1).
+    by_init: Table<(InitKey, Handle), InitKey>,
+    half_open: usize,
+    cookies: CookieSecrets,
+    children: Slab<ChildSa>,
+    io: Io,
+    /// Scratch for decrypting in place.
+    rx: Vec<u8>,
+    fired: Vec<Handle>,
+}
+
+impl Engine {
+    pub fn new(config: Config, policy: Policy, now: Time, mut rng: Box<dyn Random>) -> Engine {
+        let mut key = [0u8; 16];
+        rng.fill(&mut key);
+        let n = config.max_ike_sas.max(1);
+        Engine {
+            sas: Table::with_capacity(n, IkeSa::our_spi, Keyed(key)),
+            by_init: Table::with_capacity(n, |e| e.0, Keyed(key)),
+            half_open: 0,
+            cookies: CookieSecrets::new(rng.as_mut(), now, config.cookie_secret_secs),
+            children: Slab::with_capacity(2 * n),
+            io: Io {
+                outbox: Outbox::new(),
+                timers: TimerWheel::new(2 * n, now),
+                rng,
+                stats: Stats::default(),
+                nat_port: config.nat_port,
+            },
+            rx: Vec::with_capacity(65535),
+            fired: Vec::new(),
+            config,
+            policy,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.io.stats
+    }
+
+    /// The IKE SAs, in any state.
+    pub fn ike_sas(&self) -> impl Iterator<Item = (Handle, &IkeSaInfo)> {
+        self.sas.iter().map(|(h, sa)| (h, &sa.info))
+    }
+
+    pub fn child_sas(&self) -> impl Iterator<Item = &ChildSa> {
+        self.children.iter().map(|(_, c)| c)
+    }
+
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        self.io.outbox.pop(buf)
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        self.io.timers.next_deadline()
+    }
+
+    /// Starts an IKE SA with the peer named `name`.
+    pub fn connect(&mut self, now: Time, name: &str) -> Result<(), ConnectError> {
+        let p = self
+            .policy
+            .peers
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or(ConnectError::UnknownPeer)?;
+        let peer = &self.policy.peers[p];
+        let first = *peer
+            .ike
+            .first()
+            .ok_or(ConnectError::Local("no IKE proposal"))?;
+        let spi_i = self.io.spi();
+        let sa = IkeSa {
+            info: IkeSaInfo {
+                peer: peer.name.clone(),
+                initiator: true,
+                spi_i,
+                spi_r: [0; 8],
+                local: peer.local,
+                remote: peer.remote,
+                state: IkeState::InitSent,
+                suite: None,
+                nat_local: false,
+                nat_remote: false,
+            },
+            peer: p,
+            keys: None,
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_i: Vec::new(),
+            init_r: Vec::new(),
+            init_retries: 0,
+            cookie: None,
+            child_spi: 0,
+            next_msgid: 0,
+            peer_msgid: 0,
+            response: None,
+            request: None,
+            queued: Vec::new(),
+            expires: None,
+            idle: None,
+            timer: None,
+            init_index: None,
+            iv_counter: 0,
+            creating: None,
+            rekeying: None,
+        };
+        let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
+        let Engine {
+            sas,
+            io,
+            policy,
+            config,
+            ..
+        } = self;
+        let peer = &policy.peers[p];
+        let res = match sas.get_mut(h) {
+            Some(sa) => send_init(io, config, now, h, sa, peer, first.dh),
+            None => Err(Fail("IKE SA table")),
+        };
+        if let Err(Fail(why)) = res {
+            self.delete(h, why);
+            return Err(ConnectError::Local(why));
+        }
+        log::info!(
+            "ikev2: {} {}: IKE_SA_INIT sent, SPIi {}",
+            peer.name,
+            peer.remote,
+            hex(&spi_i)
+        );
+        Ok(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        self.io.timers.expire(now, |_, h| fired.push(h));
+        for &h in &fired {
+            let Some(sa) = self.sas.get_mut(h) else {
+                continue;
+            };
+            sa.timer = None;
+            if sa.expires.is_some_and(|t| t <= now) {
+                self.io.stats.half_open_expired += 1;
+                self.delete(h, "no IKE_AUTH in time");
+                continue;
+            }
+            if sa.idle.is_some_and(|t| t <= now) {
+                // Nothing from the peer for a while: ask, unless a request of ours is
+                // already waiting for an answer (which asks the same).
+                sa.idle = None;
+                if sa.request.is_none() && sa.queued.is_empty() {
+                    self.io.stats.liveness_checks += 1;
+                    log::debug!("ikev2: {} {}: liveness check", sa.info.peer, sa.info.remote);
+                    self.start_request(now, h, Req::Liveness);
+                    continue;
+                }
+            }
+            if let Some(r) = sa.request.as_mut().filter(|r| r.at <= now) {
+                if r.xmits >= self.config.retransmits {
+                    self.io.stats.failed += 1;
+                    if r.what == Req::Liveness {
+                        self.io.stats.dead_peers += 1;
+                    }
+                    self.delete(h, "no answer from the peer");
+                    continue;
+                }
+                r.xmits += 1;
+                let delay = self
+                    .config
+                    .retransmit_ms
+                    .saturating_mul(1 << r.xmits.min(16));
+                r.at = now.add_millis(delay);
+                self.io.stats.retransmits += 1;
+                let (local, remote) = (sa.info.local, sa.info.remote);
+                let data = std::mem::take(&mut r.data);
+                self.io.send(local, remote, &data);
+                r.data = data;
+            }
+            self.io.arm(h, sa);
+        }
+        self.fired = fired;
+    }
+
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.io.stats.datagrams_received += 1;
+        let data = if local.port() == self.config.nat_port {
+            // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive.
+            match data.strip_prefix(&[0u8; 4][..]) {
+                Some(d) => d,
+                None => return self.dropped(remote, "no non-ESP marker"),
+            }
+        } else {
+            data
+        };
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => return self.dropped(remote, e.reason),
+        };
+        let hd = msg.header;
+        if hd.exchange == ExchangeType::IKE_SA_INIT && !hd.response() {
+            if hd.spi_r != [0; 8] || hd.msgid != 0 || !hd.initiator() {
+                return self.dropped(remote, "IKE_SA_INIT request with a responder SPI");
+            }
+            return self.init_request(now, local, remote, data, &msg);
+        }
+        // The I flag says who sent it: the original initiator's messages are for our
+        // responder SAs, keyed by SPIr (§2.6).
+        let ours = if hd.initiator() { hd.spi_r } else { hd.spi_i };
+        let Some(h) = self.sas.find_by(&ours, |sa| {
+            sa.info.initiator != hd.initiator()
+                && sa.info.remote.ip() == remote.ip()
+                && (sa.info.state == IkeState::InitSent
+                    || (if hd.initiator() {
+                        sa.info.spi_i
+                    } else {
+                        sa.info.spi_r
+                    }) == (if hd.initiator() { hd.spi_i } else { hd.spi_r }))
+        }) else {
+            return self.dropped(remote, "no IKE SA for its SPIs");
+        };
+        if hd.exchange == ExchangeType::IKE_SA_INIT {
+            return self.init_response(now, h, data, &msg);
+        }
+        // Everything after IKE_SA_INIT is in an SK payload; one that does not verify is
+        // dropped before anything else looks at it (§2.21.2).
+        let Some(sa) = self.sas.get(h) else { return };
+        let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+            return self.dropped(remote, "encrypted message before the keys");
+        };
+        let Ok(sk) = SkKeys::for_sender(&suite, keys, hd.initiator()) else {
+            return;
+        };
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.clear();
+        rx.extend_from_slice(data);
+        match sk.open(&mut rx) {
+            Ok(o) if o.fragment.is_none() => match parse_payloads(o.first, &rx[o.plain.clone()]) {
+                Ok(inner) => {
+                    if hd.response() {
+                        self.response(now, h, &hd, &inner);
+                    } else {
+                        self.request(now, h, &hd, &inner, (local, remote));
+                    }
+                    self.heard_from(now, h);
+                }
+                Err(e) => self.dropped(remote, e.reason),
+            },
+            // XXX: fragments (RFC 7383) are not reassembled yet.
+            Ok(_) => self.dropped(remote, "IKE fragment"),
+            Err(e) => {
+                log::debug!("ikev2: {remote}: dropped: {e}");
+                self.io.stats.datagrams_dropped += 1;
+            }
+        }
+        self.rx = rx;
+    }
+
+    fn dropped(&mut self, remote: SocketAddr, why: &str) {
+        self.io.dropped(remote, why);
+    }
+
+    /// An authenticated message came: the liveness check of an established SA moves.
+    fn heard_from(&mut self, now: Time, h: Handle) {
+        let secs = self.config.liveness_secs;
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if secs > 0 && sa.info.state == IkeState::Established {
+            sa.idle = Some(now.add_secs(secs));
+            self.io.arm(h, sa);
+        }
+    }
+
+    /// Removes an IKE SA with its CHILD_SAs and timer.
+    fn delete(&mut self, h: Handle, why: &str) {
+        let Some(mut sa) = self.sas.remove(h) else {
+            return;
+        };
+        if let Some(t) = sa.timer.take() {
+            self.io.timers.cancel(t);
+        }
+        if let Some(i) = sa.init_index.take() {
+            self.by_init.remove(i);
+        }
+        if sa.info.state == IkeState::HalfOpen {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        self.remove_children(|c| c.ike == h);
+        let level = if sa.info.state == IkeState::Established {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "ikev2: {} {}: IKE SA {}/{} deleted: {why}",
+            sa.info.peer,
+            sa.info.remote,
+            hex(&sa.info.spi_i),
+            hex(&sa.info.spi_r)
+        );
+    }
+
+    fn fail(&mut self, h: Handle, why: &str) {
+        self.io.stats.failed += 1;
+        self.delete(h, why);
+    }
+
+    /// A request on an SA: check the window, answer a repeat from the kept response.
+    fn request(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        inner: &Payloads<'_>,
+        (local, remote): (SocketAddr, SocketAddr),
+    ) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        // A response goes back where its (authenticated) request came from (§2.11): the
+        // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23). Only a new
+        // request moves the SA; a repeated one is answered where it came from.
+        if hd.msgid != sa.peer_msgid {
+            match &sa.response {
+                Some((m, r)) if *m == hd.msgid => {
+                    self.io.send(local, remote, r);
+                    self.io.stats.responses_resent += 1;
+                }
+                _ => self.io.dropped(remote, "request outside the window"),
+            }
+            return;
+        }
+        sa.info.local = local;
+        sa.info.remote = remote;
+        match (sa.info.state, hd.exchange) {
+            (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
+            (IkeState::Established, ExchangeType::INFORMATIONAL) => {
+                self.informational(now, h, hd, inner)
+            }
+            (IkeState::Established, ExchangeType::CREATE_CHILD_SA) => {
+                let ike = match inner.find(PayloadType::SA) {
+                    Some(Payload::Sa(o)) => o.proposals().any(|p| p.protocol == ProtocolId::IKE),
+                    _ => false,
+                };
+                if ike {
+                    self.rekey_ike_request(now, h, hd, inner)
+                } else {
+                    self.create_child_request(now, h, hd, inner)
+                }
+            }
+            _ => self.io.dropped(remote, "request not handled in this state"),
+        }
+    }
+
+    fn response(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        let Some(req) = sa.request.take_if(|r| r.msgid == hd.msgid) else {
+            return self
+                .io
+                .dropped(sa.info.remote, "response to no request of ours");
+        };
+        self.io.arm(h, sa);
+        match (req.what, hd.exchange) {
+            (Req::Auth, ExchangeType::IKE_AUTH) if sa.info.state == IkeState::AuthSent => {
+                self.auth_response(now, h, inner)
+            }
+            (Req::DeleteChild(spis), ExchangeType::INFORMATIONAL) => {
+                // Ours go now; the peer's Delete names its halves of the same pairs
+                // (§1.4.1), or nothing for those it had deleted itself.
+                let gone = self.remove_children(|c| c.ike == h && spis.contains(&c.spi_in));
+                log::info!(
+                    "ikev2: {}: {gone} CHILD_SA(s) deleted",
+                    self.sas.get(h).map_or("?", |sa| sa.info.peer.as_str())
+                );
+            }
+            (Req::DeleteIke, ExchangeType::INFORMATIONAL) => {
+                return self.delete(h, "deleted by us");
+            }
+            (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
+            (Req::CreateChild(_), ExchangeType::CREATE_CHILD_SA) => {
+                self.create_child_response(now, h, inner)
+            }
+            (Req::RekeyIke, ExchangeType::CREATE_CHILD_SA) => {
+                return self.rekey_ike_response(now, h, inner);
+            }
+            (_, x) => {
+                let remote = sa.info.remote;
+                return self.io.dropped(remote, &format!("unexpected {x} response"));
+            }
+        }
+        self.next_request(now, h);
+    }
+
+    /// Sends a request of ours on an established SA, or queues it behind the one in
+    /// flight.
+    fn start_request(&mut self, now: Time, h: Handle, what: Req) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_some() {
+            if !sa.queued.contains(&what) {
+                sa.queued.push(what);
+            }
+            return;
+        }
+        let msgid = sa.next_msgid;
+        if what == Req::RekeyIke {
+            let Engine {
+                sas,
+                io,
+                policy,
+                config,
+                ..
+            } = self;
+            let Some(sa) = sas.get_mut(h) else { return };
+            let peer = &policy.peers[sa.peer];
+            let m = new_ike_rekey(io, peer).and_then(|r| {
+                let m = build_rekey_ike(io, sa, peer, msgid, &r)?;
+                sa.rekeying = Some(r);
+                Ok(m)
+            });
+            match m {
+                Ok(m) => {
+                    io.request(now, config, h, sa, (msgid, m), what);
+                    sa.next_msgid = msgid.wrapping_add(1);
+                }
+                Err(Fail(why)) => log::error!("ikev2: {}: IKE SA rekey: {why}", peer.name),
+            }
+            return;
+        }
+        if let Req::CreateChild(old) = what {
+            let Engine {
+                sas,
+                io,
+                policy,
+                children,
+                config,
+                ..
+            } = self;
+            let Some(sa) = sas.get_mut(h) else { return };
+            let peer = &policy.peers[sa.peer];
+            let ts = match old {
+                Some(spi) => children
+                    .iter()
+                    .find(|(_, c)| c.ike == h && c.spi_in == spi && !c.rekeyed)
+                    .map(|(_, c)| (c.ts_local.clone(), c.ts_remote.clone())),
+                None => Some((peer.local_ts.clone(), peer.remote_ts.clone())),
+            };
+            let Some((ts_local, ts_remote)) = ts else {
+                log::info!("ikev2: {}: no CHILD_SA to rekey", peer.name);
+                return;
+            };
+            let m = new_creating(io, peer, old, ts_local, ts_remote).and_then(|c| {
+                let m = build_create_child(io, sa, peer, msgid, &c)?;
+                sa.creating = Some(c);
+                Ok(m)
+            });
+            match m {
+                Ok(m) => {
+                    io.request(now, config, h, sa, (msgid, m), what);
+                    sa.next_msgid = msgid.wrapping_add(1);
+                }
+                Err(Fail(why)) => log::error!("ikev2: {}: CREATE_CHILD_SA: {why}", peer.name),
+            }
+            return;
+        }
+        let mut spis = Vec::new();
+        let m = build_protected(
+            &mut self.io,
+            sa,
+            ExchangeType::INFORMATIONAL,
+            msgid,
+            false,
+            |b| match &what {
+                Req::DeleteChild(s) => {
+                    spis.extend(s.iter().flat_map(|s| s.to_be_bytes()));
+                    let d = DeletePayload::new(ProtocolId::ESP, 4, &spis);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::DeleteIke => {
+                    let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
+                    b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::Init | Req::Auth | Req::Liveness | Req::CreateChild(_) | Req::RekeyIke => {
+                    Ok(())
+                }
+            },
+        );
+        match m {
+            Ok(m) => {
+                self.io.request(now, &self.config, h, sa, (msgid, m), what);
+                sa.next_msgid = msgid.wrapping_add(1);
+            }
+            Err(Fail(why)) => log::error!("ikev2: {}: INFORMATIONAL: {why}", sa.info.peer),
+        }
+    }
+
+    /// The next queued request, once the one in flight is answered.
+    fn next_request(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.request.is_none() && !sa.queued.is_empty() {
+            let what = sa.queued.remove(0);
+            self.start_request(now, h, what);
+        }
+    }
+
+    fn add_child(&mut self, c: ChildSa) {
+        log::info!(
+            "ikev2: {}: CHILD_SA established, SPIs in {:08x} out {:08x}",
+            c.peer,
+            c.spi_in,
+            c.spi_out
+        );
+        if self.children.insert(c).is_some() {
+            self.io.stats.child_sas_established += 1;
+        } else {
+            log::error!("ikev2: CHILD_SA table full");
+        }
+    }
+}
+
+/// A message whose payloads `inner` writes into an SK payload (§3.14).
+fn build_protected(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    exchange: ExchangeType,
+    msgid: u32,
+    response: bool,
+    inner: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), NoRoom>,
+) -> Result<Vec<u8>, Fail> {
+    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    let sk = SkKeys::for_sender(&suite, keys, sa.info.initiator)?;
+    let mut plain = vec![0u8; BUILD_MAX];
+    let mut ib = MessageBuilder::inner(&mut plain);
+    inner(&mut ib)?;
+    let first = ib.first();
+    let pn = ib.finish()?;
+    let iv = io.iv(sa, &sk);
+    let hdr = sa.header(exchange, msgid, response);
+    let mut out = vec![0u8; HEADER_LEN + 4 + sk.body_len(pn)];
+    let mut b = MessageBuilder::new(&mut out, &hdr)?;
+    b.encrypted(first, None, |w| {
+        sk.write_body(w, &plain[..pn], &iv).map_err(|_| NoRoom)
+    })?;
+    let n = b.finish()?;
+    out.truncate(n);
+    sk.seal(&mut out)?;
+    Ok(out)
+}
+
+fn ts_payload(b: &mut MessageBuilder<'_>, ty: PayloadType, ts: &[Selector]) -> Result<(), NoRoom> {
+    let wire: Vec<TrafficSelector<'static>> = ts.iter().map(Selector::to_wire).collect();
+    b.payload(ty, |w| emit_ts(w, &wire))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::crypto::SeededRandom;
+
+    #[test]
+    fn cookies_are_bound_to_ni_address_and_spi_and_outlive_one_secret_change() {
+        let mut rng = SeededRandom::new(7);
+        let mut c = CookieSecrets::new(&mut rng, Time(0), 300);
+        let (ni, ip, spi) = ([1u8; 32], "192.0.2.1".parse().unwrap(), [2u8; 8]);
+        let k = c.cookie(&ni, ip, &spi);
+        assert!(c.valid(&k, &ni, ip, &spi));
+        assert!(!c.valid(&k, &[3u8; 32], ip, &spi), "another Ni");
+        assert!(
+            !c.valid(&k, &ni, "192.0.2.9".parse().unwrap(), &spi),
+            "another address"
+        );
+        assert!(!c.valid(&k, &ni, ip, &[9u8; 8]), "another SPIi");
+        assert!(!c.valid(&k[..16], &ni, ip, &spi), "truncated");
+        let mut bad = k;
+        bad[5] ^= 1;
+        assert!(!c.valid(&bad, &ni, ip, &spi));
+        // Before its time the secret stays; after it, the old cookie is still good once.
+        c.rotate(&mut rng, Time(0).add_secs(299), 300);
+        assert_eq!(c.cookie(&ni, ip, &spi), k);
+        c.rotate(&mut rng, Time(0).add_secs(300), 300);
+        assert_ne!(c.cookie(&ni, ip, &spi), k);
+        assert!(
+            c.valid(&k, &ni, ip, &spi),
+            "the previous secret is accepted"
+        );
+        c.rotate(&mut rng, Time(0).add_secs(600), 300);
+        assert!(!c.valid(&k, &ni, ip, &spi), "two changes later it is not");
+        // A long idle time changes both.
+        let k2 = c.cookie(&ni, ip, &spi);
+        c.rotate(&mut rng, Time(0).add_secs(10_000), 300);
+        assert!(!c.valid(&k2, &ni, ip, &spi));
+    }
+}
