@@ -1,0 +1,404 @@
+#![forbid(unsafe_code)]
+
+//! Tests of the kernel translations (XFRM and PF_KEY messages from engine requests) and
+//! of the kernel channel's bookkeeping.
+
+use super::*;
+use crate::ike::crypto::Keymat;
+use crate::ike::wire::AuthAlgorithm;
+
+fn sa() -> IpsecSa {
+    let id = |net: [u8; 4]| OwnedId {
+        ty: IdType::IPV4_ADDR_SUBNET,
+        protocol: 0,
+        port: 0,
+        data: [&net[..], &[255, 255, 255, 0]].concat(),
+    };
+    IpsecSa {
+        timers: Default::default(),
+        name: "t".into(),
+        icookie: [1; 8],
+        rcookie: [2; 8],
+        initiator: true,
+        local: "192.0.2.1:500".parse().unwrap(),
+        remote: "192.0.2.2:500".parse().unwrap(),
+        protocol: ProtocolId::IPSEC_ESP,
+        transform: 12,
+        auth: Some(AuthAlgorithm::HMAC_SHA2_256),
+        encapsulation: EncapsulationMode::TUNNEL,
+        key_bits: Some(128),
+        pfs: None,
+        spi_in: [0, 0, 1, 2],
+        spi_out: [0, 0, 3, 4],
+        keymat_in: Keymat::from_slice(&[1; 48]).unwrap(),
+        keymat_out: Keymat::from_slice(&[2; 48]).unwrap(),
+        enc_key_len: 16,
+        auth_key_len: 32,
+        local_id: id([198, 51, 100, 0]),
+        remote_id: id([203, 0, 113, 0]),
+        established: crate::timer::Time(0),
+        lifetime: 1200,
+        kbytes: 0,
+        encap: None,
+        hard_expiry: None,
+        soft_expiry: None,
+        rekeyed: false,
+        spi_from_kernel: false,
+        outbound_pending: false,
+        peer_oa: None,
+    }
+}
+
+#[test]
+fn an_sa_pair_becomes_two_states_and_three_tunnel_policies() {
+    let mut seq = 0;
+    let m = messages(
+        &KernelReq::AddSa(Box::new(sa()), Part::Both),
+        &mut seq,
+        true,
+    )
+    .unwrap();
+    let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+    assert_eq!(
+        what,
+        [
+            "add SA 192.0.2.2->192.0.2.1 spi 00000102",
+            "add SA 192.0.2.1->192.0.2.2 spi 00000304",
+            "add flow 198.51.100.0/24 -> 203.0.113.0/24 dir 1",
+            "add flow 203.0.113.0/24 -> 198.51.100.0/24 dir 0",
+            "add flow 203.0.113.0/24 -> 198.51.100.0/24 dir 2",
+        ]
+    );
+    // The outbound state carries the outbound keys, split into cipher and HMAC.
+    let out = &m[1].bytes;
+    let crypt = out.windows(8).position(|w| w == b"cbc(aes)").unwrap();
+    assert_eq!(&out[crypt + 68..crypt + 84], &[2; 16]);
+    assert!(out.windows(12).any(|w| w == b"hmac(sha256)"));
+    let m = messages(
+        &KernelReq::DeleteSa(Box::new(sa()), Part::Both, false),
+        &mut seq,
+        false,
+    )
+    .unwrap();
+    assert_eq!(m.len(), 2, "-a: no flows to remove");
+    assert_eq!(seq, 7);
+}
+
+#[test]
+fn a_responder_installs_inbound_first_then_outbound_with_flows() {
+    let mut seq = 0;
+    let m = messages(
+        &KernelReq::AddSa(Box::new(sa()), Part::Inbound),
+        &mut seq,
+        true,
+    )
+    .unwrap();
+    let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+    assert_eq!(what, ["add SA 192.0.2.2->192.0.2.1 spi 00000102"]);
+    let m = messages(
+        &KernelReq::AddSa(Box::new(sa()), Part::Outbound),
+        &mut seq,
+        true,
+    )
+    .unwrap();
+    let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+    assert_eq!(what[0], "add SA 192.0.2.1->192.0.2.2 spi 00000304");
+    assert_eq!(what.len(), 4, "outbound brings the flows: {what:?}");
+    // An exchange that never got message 3 takes back only what it installed.
+    let m = messages(
+        &KernelReq::DeleteSa(Box::new(sa()), Part::Inbound, false),
+        &mut seq,
+        true,
+    )
+    .unwrap();
+    let what: Vec<&str> = m.iter().map(|m| m.what.as_str()).collect();
+    assert_eq!(what, ["delete SA 192.0.2.1 spi 00000102"]);
+}
+
+#[test]
+fn unsupported_transforms_are_refused_not_mangled() {
+    let mut s = sa();
+    s.transform = 99;
+    assert!(messages(&KernelReq::AddSa(Box::new(s), Part::Both), &mut 0, true).is_err());
+}
+
+#[test]
+fn an_encapsulated_sa_follows_the_peer_in_place() {
+    // UpdateSa: both states through XFRM_MSG_UPDSA with the new ports, no flows.
+    let mut s = sa();
+    s.encap = Some((4500, 45500));
+    let m = messages(&KernelReq::UpdateSa(Box::new(s.clone())), &mut 0, true).unwrap();
+    assert_eq!(m.len(), 2, "two states, no flows");
+    for msg in &m {
+        let ty = u16::from_ne_bytes([msg.bytes[4], msg.bytes[5]]);
+        assert_eq!(ty, xfrm::XFRM_MSG_UPDSA, "{}", msg.what);
+        assert!(msg.what.starts_with("update SA"), "{}", msg.what);
+    }
+    // The inbound state's encapsulation runs from the peer's new port to ours.
+    let find = |b: &[u8], sport: u16, dport: u16| {
+        let want = [2u16.to_ne_bytes(), sport.to_be_bytes(), dport.to_be_bytes()].concat();
+        b.windows(6).any(|w| w == want.as_slice())
+    };
+    assert!(find(&m[0].bytes, 45500, 4500));
+    assert!(find(&m[1].bytes, 4500, 45500));
+    // PF_KEY carries no encapsulated SAs to update.
+    assert!(pfkey_messages(
+        &KernelReq::UpdateSa(Box::new(s)),
+        &mut 0,
+        true,
+        crate::kernel::pfkey::Platform::Linux
+    )
+    .is_err());
+}
+
+#[test]
+fn pfkey_translation_for_linux_and_openbsd() {
+    use crate::kernel::pfkey::{parse, Platform};
+    let mut seq = 0;
+    // HMAC-SHA2-256 through Linux af_key would get a 96-bit ICV: refused, not sent.
+    let e = pfkey_messages(
+        &KernelReq::AddSa(Box::new(sa()), Part::Both),
+        &mut seq,
+        true,
+        Platform::Linux,
+    );
+    assert!(e.err().is_some_and(|e| e.contains("96-bit")));
+    let mut s = sa();
+    s.auth = Some(AuthAlgorithm(2)); // HMAC-SHA1
+    s.auth_key_len = 20;
+    s.keymat_in = Keymat::from_slice(&[1; 36]).unwrap();
+    s.keymat_out = Keymat::from_slice(&[2; 36]).unwrap();
+    let m = pfkey_messages(
+        &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+        &mut seq,
+        true,
+        Platform::Linux,
+    )
+    .unwrap();
+    let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+    assert_eq!(
+        types,
+        [3, 3, 14, 14, 14],
+        "two SADB_ADD, three SADB_X_SPDADD"
+    );
+    // The SA's reqid (sadb_x_sa2, last 4 bytes) is the policy's (ipsecrequest at
+    // offset 16 of the policy extension, reqid at +8), and af_key keeps it only
+    // up to 0x3fff.
+    let add = parse(&m[0].bytes).unwrap();
+    let sa2 = add.ext(crate::kernel::pfkey::LINUX_EXT_X_SA2).unwrap();
+    let sa_reqid = u32::from_ne_bytes(sa2[12..16].try_into().unwrap());
+    let pol = parse(&m[2].bytes).unwrap();
+    let x = pol.ext(crate::kernel::pfkey::LINUX_EXT_X_POLICY).unwrap();
+    let pol_reqid = u32::from_ne_bytes(x[24..28].try_into().unwrap());
+    assert_eq!(sa_reqid, pol_reqid);
+    assert!((1..=0x3fff).contains(&sa_reqid), "{sa_reqid:#x}");
+    assert!(m[1].what.ends_with("spi 00000304"));
+    let out = parse(&m[1].bytes).unwrap();
+    // The outbound SA carries the outbound keys: AES key then the HMAC key.
+    let k = out.ext(crate::kernel::pfkey::SADB_EXT_KEY_ENCRYPT).unwrap();
+    assert_eq!(&k[8..24], &[2; 16]);
+    let m = pfkey_messages(
+        &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+        &mut seq,
+        true,
+        Platform::OpenBsd,
+    )
+    .unwrap();
+    let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+    assert_eq!(types, [3, 3, 12, 12], "OpenBSD: ADDFLOW out and in, no fwd");
+    let m = pfkey_messages(
+        &KernelReq::DeleteSa(Box::new(s), Part::Both, true),
+        &mut seq,
+        true,
+        Platform::Linux,
+    )
+    .unwrap();
+    let types: Vec<u8> = m.iter().map(|m| parse(&m.bytes).unwrap().ty).collect();
+    assert_eq!(types, [4, 4], "flows kept for the SA that replaced it");
+}
+
+/// A channel that keeps what is sent.
+fn sending(sent: &mut Vec<Vec<u8>>) -> impl FnMut(&[u8]) -> Result<(), String> + '_ {
+    |b| {
+        sent.push(b.to_vec());
+        Ok(())
+    }
+}
+
+/// An XFRM ack (or error) for request `seq`, as the kernel sends it.
+fn ack(seq: u32, errno: i32) -> Vec<u8> {
+    let mut req = vec![0u8; 16];
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    xfrm::error_reply(&req, errno)
+}
+
+#[test]
+fn requests_are_answered_asynchronously_by_sequence_number() {
+    let now = Time(0);
+    let mut k = Kernel::new(true, Dialect::Xfrm);
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut done = Vec::new();
+    let mut s = sa();
+    s.spi_from_kernel = true;
+    let add = KernelOp {
+        ticket: 7,
+        req: KernelReq::AddSa(Box::new(s), Part::Both),
+    };
+    k.submit(now, &add, &mut sending(&mut sent), &mut done);
+    assert!(done.is_empty() && !k.idle());
+    // The inbound state updates the larval one, the outbound is new; three policies.
+    let types: Vec<u16> = sent
+        .iter()
+        .map(|m| u16::from_ne_bytes([m[4], m[5]]))
+        .collect();
+    assert_eq!(
+        types,
+        [xfrm::XFRM_MSG_UPDSA, xfrm::XFRM_MSG_NEWSA, 0x13, 0x13, 0x13]
+    );
+    let seqs: Vec<u32> = sent
+        .iter()
+        .map(|m| u32::from_ne_bytes([m[8], m[9], m[10], m[11]]))
+        .collect();
+    // Answers in any order; a policy another pair installed already (EEXIST) is no
+    // failure; the request is done with its last answer.
+    let mut events = Vec::new();
+    for &q in seqs.iter().skip(1).rev() {
+        let errno = if q == seqs[2] { libc::EEXIST } else { 0 };
+        k.receive(&ack(q, errno), &mut done, &mut events);
+    }
+    assert!(done.is_empty());
+    k.receive(&ack(seqs[0], 0), &mut done, &mut events);
+    assert_eq!(done, vec![(7, KernelReply::Done)]);
+    assert!(k.idle() && events.is_empty());
+
+    // ALLOCSPI: the state with the SPI, then the ack.
+    done.clear();
+    sent.clear();
+    let get = KernelOp {
+        ticket: 8,
+        req: KernelReq::GetSpi {
+            protocol: ProtocolId::IPSEC_ESP,
+            src: "192.0.2.2".parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+        },
+    };
+    k.submit(now, &get, &mut sending(&mut sent), &mut done);
+    let q = u32::from_ne_bytes([sent[0][8], sent[0][9], sent[0][10], sent[0][11]]);
+    let mut answer = vec![0u8; 16 + 224];
+    answer[..4].copy_from_slice(&240u32.to_ne_bytes());
+    answer[4..6].copy_from_slice(&xfrm::XFRM_MSG_NEWSA.to_ne_bytes());
+    answer[8..12].copy_from_slice(&q.to_ne_bytes());
+    answer[16 + 72..16 + 76].copy_from_slice(&[0, 0, 0xc0, 0xde]);
+    k.receive(&answer, &mut done, &mut events);
+    k.receive(&ack(q, 0), &mut done, &mut events);
+    assert_eq!(done, vec![(8, KernelReply::Spi([0, 0, 0xc0, 0xde]))]);
+
+    // A refusal fails the request; silence fails it after the timeout.
+    done.clear();
+    k.submit(now, &get, &mut sending(&mut sent), &mut done);
+    let q = u32::from_ne_bytes([sent[1][8], sent[1][9], sent[1][10], sent[1][11]]);
+    k.receive(&ack(q, libc::ENOENT), &mut done, &mut events);
+    assert!(
+        matches!(&done[..], [(8, KernelReply::Failed(_))]),
+        "{done:?}"
+    );
+    done.clear();
+    k.submit(now, &get, &mut |_| Ok(()), &mut done);
+    assert_eq!(k.next_deadline(), Some(now.add_millis(ANSWER_TIMEOUT_MS)));
+    k.expire(now.add_millis(ANSWER_TIMEOUT_MS - 1), &mut done);
+    assert!(done.is_empty());
+    k.expire(now.add_millis(ANSWER_TIMEOUT_MS), &mut done);
+    assert!(
+        matches!(&done[..], [(8, KernelReply::Failed(_))]),
+        "{done:?}"
+    );
+    assert!(k.idle());
+    // A channel that will not take the request fails it at once.
+    done.clear();
+    k.submit(now, &get, &mut |_| Err("full".into()), &mut done);
+    assert!(
+        matches!(&done[..], [(8, KernelReply::Failed(_))]),
+        "{done:?}"
+    );
+    assert!(k.idle());
+}
+
+#[test]
+fn pfkey_answers_match_by_pid_seq_and_type_and_acquires_become_events() {
+    let now = Time(0);
+    let mut k = Kernel::new(true, Dialect::Pfkey(pfkey::Platform::Linux));
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut done = Vec::new();
+    let mut events = Vec::new();
+    let get = KernelOp {
+        ticket: 3,
+        req: KernelReq::GetSpi {
+            protocol: ProtocolId::IPSEC_ESP,
+            src: "192.0.2.2".parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+        },
+    };
+    k.submit(now, &get, &mut sending(&mut sent), &mut done);
+    // Someone else's message with our seq is not our answer.
+    let mut other = pfkey::error_reply(&sent[0], 0);
+    other[12..16].copy_from_slice(&1u32.to_ne_bytes());
+    k.receive(&other, &mut done, &mut events);
+    assert!(done.is_empty());
+    // The kernel's answer: our header, the SA extension with the SPI.
+    let mut answer = pfkey::error_reply(&sent[0], 0);
+    answer.extend_from_slice(&2u16.to_ne_bytes());
+    answer.extend_from_slice(&pfkey::SADB_EXT_SA.to_ne_bytes());
+    answer.extend_from_slice(&[0, 0, 0x12, 0x34]);
+    answer.extend_from_slice(&[0; 8]);
+    answer[4..6].copy_from_slice(&4u16.to_ne_bytes());
+    k.receive(&answer, &mut done, &mut events);
+    assert_eq!(done, vec![(3, KernelReply::Spi([0, 0, 0x12, 0x34]))]);
+    let acquire = include_str!("../../tests/vectors/pfkey.txt")
+        .lines()
+        .find_map(|l| l.strip_prefix("linux_acquire = "))
+        .unwrap();
+    let acquire: Vec<u8> = (0..acquire.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&acquire[i..i + 2], 16).unwrap())
+        .collect();
+    k.receive(&acquire, &mut done, &mut events);
+    assert!(
+        matches!(events[..], [Event::Acquire { flow: None, .. }]),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_kilobyte_lifetime_becomes_the_kernels_byte_limits() {
+    let mut s = sa();
+    s.kbytes = 100;
+    s.auth = Some(AuthAlgorithm::HMAC_SHA);
+    s.auth_key_len = 20;
+    let m = messages(
+        &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+        &mut 0,
+        true,
+    )
+    .unwrap();
+    let u64_at = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+    // struct xfrm_usersa_info after the netlink header: lft at 96, soft then hard bytes.
+    assert_eq!(u64_at(&m[0].bytes, 16 + 96), 92_160);
+    assert_eq!(u64_at(&m[0].bytes, 16 + 104), 102_400);
+    let m = pfkey_messages(
+        &KernelReq::AddSa(Box::new(s), Part::Both),
+        &mut 0,
+        true,
+        pfkey::Platform::Linux,
+    )
+    .unwrap();
+    let p = pfkey::parse(&m[0].bytes).unwrap();
+    // struct sadb_lifetime: header, allocations, then bytes.
+    assert_eq!(
+        u64_at(p.ext(pfkey::SADB_EXT_LIFETIME_HARD).unwrap(), 8),
+        102_400
+    );
+    assert_eq!(
+        u64_at(p.ext(pfkey::SADB_EXT_LIFETIME_SOFT).unwrap(), 8),
+        92_160
+    );
+}
