@@ -142,18 +142,9 @@ impl Engine {
         let m = match res {
             Ok(m) => m,
             Err(Fail(why)) => {
-                log::warn!(
-                    "ikev2: {} {}: CREATE_CHILD_SA refused: {why} ({})",
-                    peer.name,
-                    sa.info.remote,
-                    notify.0
-                );
-                let (ty, data) = notify;
-                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
-                    b.notify(ty, &data)
-                }) {
-                    Ok(m) => m,
-                    Err(_) => return,
+                match refusal(io, sa, &peer.name, hd.msgid, "CREATE_CHILD_SA", why, notify) {
+                    Some(m) => m,
+                    None => return,
                 }
             }
         };
@@ -371,18 +362,9 @@ impl Engine {
         let m = match res {
             Ok(m) => m,
             Err(Fail(why)) => {
-                log::warn!(
-                    "ikev2: {} {}: IKE SA rekey refused: {why} ({})",
-                    peer.name,
-                    sa.info.remote,
-                    notify.0
-                );
-                let (ty, data) = notify;
-                match build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
-                    b.notify(ty, &data)
-                }) {
-                    Ok(m) => m,
-                    Err(_) => return,
+                match refusal(io, sa, &peer.name, hd.msgid, "IKE SA rekey", why, notify) {
+                    Some(m) => m,
+                    None => return,
                 }
             }
         };
@@ -674,35 +656,19 @@ pub(super) fn rekeyed_sa(
     let seed = rekey_skeyseed(s.prf, k.d.as_bytes(), gir, ni, nr)?;
     let keys = IkeKeys::derive(&suite, seed.as_bytes(), ni, nr, &spi_i, &spi_r)?;
     Ok(IkeSa {
-        info: IkeSaInfo {
-            initiator,
-            spi_i,
-            spi_r,
-            suite: Some(suite),
-            ..old.info.clone()
-        },
-        peer: old.peer,
         keys: Some(keys),
-        dh: None,
         ni: ni.to_vec(),
         nr: nr.to_vec(),
-        init_i: Vec::new(),
-        init_r: Vec::new(),
-        init_retries: 0,
-        cookie: None,
-        child_spi: 0,
-        next_msgid: 0,
-        peer_msgid: 0,
-        response: None,
-        request: None,
-        queued: Vec::new(),
-        expires: None,
-        idle: None,
-        timer: None,
-        init_index: None,
-        iv_counter: 0,
-        creating: None,
-        rekeying: None,
+        ..IkeSa::new(
+            IkeSaInfo {
+                initiator,
+                spi_i,
+                spi_r,
+                suite: Some(suite),
+                ..old.info.clone()
+            },
+            old.peer,
+        )
     })
 }
 
@@ -830,4 +796,26 @@ pub(super) fn build_create_child(
         ts_payload(b, PayloadType::TSI, &c.ts_local)?;
         ts_payload(b, PayloadType::TSR, &c.ts_remote)
     })
+}
+
+/// A CREATE_CHILD_SA request refused: the log line, and the protected response carrying
+/// `notify` (`None` if it cannot be built).
+fn refusal(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &str,
+    msgid: u32,
+    what: &str,
+    why: &str,
+    (ty, data): (NotifyType, Vec<u8>),
+) -> Option<Vec<u8>> {
+    log::warn!(
+        "ikev2: {peer} {}: {what} refused: {why} ({})",
+        sa.info.remote,
+        ty.0
+    );
+    build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, msgid, true, |b| {
+        b.notify(ty, &data)
+    })
+    .ok()
 }

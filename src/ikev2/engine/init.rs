@@ -110,40 +110,26 @@ impl Engine {
         let spi_r = self.io.spi();
         let nr = self.io.random::<NONCE_LEN>().to_vec();
         let mut sa = IkeSa {
-            info: IkeSaInfo {
-                peer: peer.name.clone(),
-                initiator: false,
-                spi_i: hd.spi_i,
-                spi_r,
-                local,
-                remote,
-                state: IkeState::HalfOpen,
-                suite: None,
-                nat_local: false,
-                nat_remote: false,
-            },
-            peer: p,
-            keys: None,
-            dh: None,
             ni: ni.to_vec(),
             nr,
             init_i: data.to_vec(),
-            init_r: Vec::new(),
-            init_retries: 0,
-            cookie: None,
-            child_spi: 0,
-            next_msgid: 0,
             peer_msgid: 1,
-            response: None,
-            request: None,
-            queued: Vec::new(),
             expires: Some(now.add_secs(self.config.half_open_secs)),
-            idle: None,
-            timer: None,
-            init_index: None,
-            iv_counter: 0,
-            creating: None,
-            rekeying: None,
+            ..IkeSa::new(
+                IkeSaInfo {
+                    peer: peer.name.clone(),
+                    initiator: false,
+                    spi_i: hd.spi_i,
+                    spi_r,
+                    local,
+                    remote,
+                    state: IkeState::HalfOpen,
+                    suite: None,
+                    nat_local: false,
+                    nat_remote: false,
+                },
+                p,
+            )
         };
         nat_detect(&mut sa, &msg.payloads);
         let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)

@@ -333,6 +333,36 @@ struct IkeSa {
 }
 
 impl IkeSa {
+    /// An IKE SA with the peer at index `peer` of the policy, before anything is
+    /// negotiated (the caller sets what it already knows).
+    fn new(info: IkeSaInfo, peer: usize) -> IkeSa {
+        IkeSa {
+            info,
+            peer,
+            keys: None,
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_i: Vec::new(),
+            init_r: Vec::new(),
+            init_retries: 0,
+            cookie: None,
+            child_spi: 0,
+            next_msgid: 0,
+            peer_msgid: 0,
+            response: None,
+            request: None,
+            queued: Vec::new(),
+            expires: None,
+            idle: None,
+            timer: None,
+            init_index: None,
+            iv_counter: 0,
+            creating: None,
+            rekeying: None,
+        }
+    }
+
     fn our_spi(&self) -> [u8; 8] {
         if self.info.initiator {
             self.info.spi_i
@@ -446,42 +476,19 @@ impl Engine {
             .first()
             .ok_or(ConnectError::Local("no IKE proposal"))?;
         let spi_i = self.io.spi();
-        let sa = IkeSa {
-            info: IkeSaInfo {
-                peer: peer.name.clone(),
-                initiator: true,
-                spi_i,
-                spi_r: [0; 8],
-                local: peer.local,
-                remote: peer.remote,
-                state: IkeState::InitSent,
-                suite: None,
-                nat_local: false,
-                nat_remote: false,
-            },
-            peer: p,
-            keys: None,
-            dh: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            init_i: Vec::new(),
-            init_r: Vec::new(),
-            init_retries: 0,
-            cookie: None,
-            child_spi: 0,
-            next_msgid: 0,
-            peer_msgid: 0,
-            response: None,
-            request: None,
-            queued: Vec::new(),
-            expires: None,
-            idle: None,
-            timer: None,
-            init_index: None,
-            iv_counter: 0,
-            creating: None,
-            rekeying: None,
+        let info = IkeSaInfo {
+            peer: peer.name.clone(),
+            initiator: true,
+            spi_i,
+            spi_r: [0; 8],
+            local: peer.local,
+            remote: peer.remote,
+            state: IkeState::InitSent,
+            suite: None,
+            nat_local: false,
+            nat_remote: false,
         };
+        let sa = IkeSa::new(info, p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
             sas,
