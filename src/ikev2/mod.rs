@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conf;
 pub mod engine;
 pub mod keys;
 pub mod policy;

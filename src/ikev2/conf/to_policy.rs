@@ -1,0 +1,727 @@
+//! From iked.conf to the engine's [`Policy`]: one [`Peer`] per usable `ikev2` rule, and a
+//! warning string for everything the engine cannot do yet, naming the rule and the
+//! clause (nothing is dropped silently).
+//!
+//! - Name: the rule's name or iked's `policyN`. Names must be unique (the daemon starts
+//!   exchanges by peer name), so a repeated name is an error.
+//! - Endpoints: `local` and `peer`, or the single flow's source and destination when
+//!   neither is given (as `create_ike()`), port 500. `any`, a missing one, `dynamic`
+//!   and a local network become the unspecified address of the rule's family (the engine
+//!   takes an unspecified remote as "any peer"). A `peer` network becomes its network
+//!   address, with a warning: the engine's `Peer` has no prefix yet. Host names are not
+//!   resolved: such a rule is skipped.
+//! - Identities: `srcid` (or else the local address), `dstid` (or else any). ASN.1 DNs
+//!   need certificates: such a rule is skipped.
+//! - Proposals: each `ikesa`/`childsa` clause is split as `create_ike()` splits it (an
+//!   AEAD proposal and a non-AEAD one, types left out taken from iked's defaults in
+//!   `ikev2_default_*_transforms`), and each of those is expanded into the engine's
+//!   one-transform-per-type suites, keeping only what [`IkeProposal::suite`] /
+//!   [`EspProposal::algorithms`] and the DH code accept. Suites are ordered by the sum
+//!   of their transforms' places in the lists (so the first suite is the first of every
+//!   list, and each list's runners-up come before combinations of several), at most
+//!   [`MAX_SUITES`]. Transforms written in the file and dropped are warned about;
+//!   iked's defaults the engine lacks (3DES, MODP-1024, …) are left out quietly.
+//! - `group` in a `childsa` becomes [`EspProposal::pfs`] (`none`: no PFS).
+//! - Selectors: `from` is ours, `to` the peer's, each `proto` applied; `any` stands for
+//!   the whole of the other end's family (both families when neither has one).
+//! - A rule without a `psk` is skipped: the engine authenticates with shared keys only.
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::ike::crypto::Group;
+use crate::ike::wire::GroupDescription;
+use crate::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use crate::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
+
+use super::parse::endpoints;
+use super::{
+    lookup_xf, Af, Auth, Eval, Host, Id, IkedConf, IkedPolicy, Mode, SaProto, TMode, Transforms,
+    Xf, AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC, PRF,
+};
+
+/// Engine suites made from one rule's IKE (and ESP) proposals, at most: each is a
+/// proposal of its own in the SA payload, which must fit an unfragmented IKE_SA_INIT.
+pub const MAX_SUITES: usize = 16;
+
+/// The IKE port.
+const IKE_PORT: u16 = 500;
+
+// iked's defaults (parse.y, `ikev2_default_ike_transforms{,_noauth}` and
+// `ikev2_default_esp_transforms{,_noauth}`), most preferred first.
+const DEF_IKE_ENC: &[&str] = &["aes-256", "aes-192", "aes-128", "3des"];
+const DEF_IKE_ENC_AEAD: &[&str] = &["aes-128-gcm", "aes-256-gcm"];
+const DEF_PRF: &[&str] = &[
+    "hmac-sha2-256",
+    "hmac-sha2-384",
+    "hmac-sha2-512",
+    "hmac-sha1",
+];
+const DEF_AUTH: &[&str] = &[
+    "hmac-sha2-256",
+    "hmac-sha2-384",
+    "hmac-sha2-512",
+    "hmac-sha1",
+];
+const DEF_IKE_GROUP: &[&str] = &[
+    "curve25519",
+    "ecp521",
+    "ecp384",
+    "ecp256",
+    "modp4096",
+    "modp3072",
+    "modp2048",
+    "modp1536",
+    "modp1024",
+];
+const DEF_ESP_ENC: &[&str] = &["aes-256", "aes-192", "aes-128"];
+const DEF_ESP_ENC_AEAD: &[&str] = &["aes-128-gcm", "aes-256-gcm"];
+const DEF_ESP_GROUP: &[&str] = &["none"];
+
+fn table(t: &[Xf], names: &[&str]) -> Vec<Xf> {
+    names.iter().filter_map(|n| lookup_xf(t, n)).collect()
+}
+
+/// One proposal as iked sends it: several transforms of each type.
+struct Prop {
+    enc: Vec<Xf>,
+    /// Empty with AEAD ciphers.
+    auth: Vec<Xf>,
+    prf: Vec<Xf>,
+    group: Vec<Xf>,
+    /// From the file (not a default), so dropped transforms are warned about.
+    explicit: bool,
+}
+
+/// `create_ike()`'s split of the `ikesa`/`childsa` clauses into proposals; no clause
+/// gives iked's two default proposals (AEAD first).
+fn proposals(clauses: &[Transforms], ike: bool) -> Vec<Prop> {
+    let enc_t = if ike { IKE_ENC } else { ESP_ENC };
+    let (def_enc, def_aead, def_group) = if ike {
+        (DEF_IKE_ENC, DEF_IKE_ENC_AEAD, DEF_IKE_GROUP)
+    } else {
+        (DEF_ESP_ENC, DEF_ESP_ENC_AEAD, DEF_ESP_GROUP)
+    };
+    let pick = |given: &Vec<Xf>, t: &[Xf], def: &[&str]| {
+        if given.is_empty() {
+            table(t, def)
+        } else {
+            given.clone()
+        }
+    };
+    let default = Transforms::default();
+    let list: Vec<&Transforms> = if clauses.is_empty() {
+        vec![&default]
+    } else {
+        clauses.iter().collect()
+    };
+    let mut out = Vec::new();
+    for c in list {
+        let noauth = c.enc.iter().filter(|e| e.aead).count();
+        let auth = c.enc.len() - noauth + usize::from(!c.auth.is_empty());
+        let explicit = !clauses.is_empty();
+        if auth == 0 {
+            out.push(Prop {
+                enc: pick(&c.enc, enc_t, def_aead),
+                auth: Vec::new(),
+                prf: pick(&c.prf, PRF, DEF_PRF),
+                group: pick(&c.group, GROUP, def_group),
+                explicit,
+            });
+        }
+        if noauth == 0 {
+            out.push(Prop {
+                enc: pick(&c.enc, enc_t, def_enc),
+                auth: pick(&c.auth, AUTH, DEF_AUTH),
+                prf: pick(&c.prf, PRF, DEF_PRF),
+                group: pick(&c.group, GROUP, def_group),
+                explicit,
+            });
+        }
+    }
+    out
+}
+
+fn group_ok(id: u16) -> bool {
+    Group::from_ike(GroupDescription(id)).is_some()
+}
+
+/// The wire key length of a cipher: none for ChaCha20-Poly1305 (RFC 7634 §2).
+fn key_bits(x: &Xf) -> Option<u16> {
+    if x.id == EncrId::CHACHA20_POLY1305.0 {
+        None
+    } else {
+        x.key_bits
+    }
+}
+
+/// Keeps the transforms `ok` accepts, once each; returns them with their places.
+fn usable(
+    list: &[Xf],
+    ok: impl Fn(&Xf) -> bool,
+    dropped: &mut Vec<&'static str>,
+) -> Vec<(usize, Xf)> {
+    let mut out: Vec<(usize, Xf)> = Vec::new();
+    for (i, x) in list.iter().enumerate() {
+        if !ok(x) {
+            if !dropped.contains(&x.name) {
+                dropped.push(x.name);
+            }
+        } else if !out
+            .iter()
+            .any(|(_, y)| y.id == x.id && y.key_bits == x.key_bits)
+        {
+            out.push((i, *x));
+        }
+    }
+    out
+}
+
+fn ike_suites(
+    clauses: &[Transforms],
+    dropped: &mut Vec<&'static str>,
+) -> (Vec<IkeProposal>, usize) {
+    let mut all: Vec<(usize, usize, IkeProposal)> = Vec::new();
+    for (pi, p) in proposals(clauses, true).iter().enumerate() {
+        let mut d = Vec::new();
+        let enc = usable(
+            &p.enc,
+            |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
+            &mut d,
+        );
+        let integ: Vec<(usize, Option<Xf>)> = if p.auth.is_empty() {
+            vec![(0, None)]
+        } else {
+            usable(
+                &p.auth,
+                |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
+                &mut d,
+            )
+            .into_iter()
+            .map(|(i, x)| (i, Some(x)))
+            .collect()
+        };
+        let prf = usable(
+            &p.prf,
+            |x| crate::ikev2::keys::Prf::from_id(PrfId(x.id)).is_some(),
+            &mut d,
+        );
+        let dh = usable(&p.group, |x| group_ok(x.id), &mut d);
+        if p.explicit {
+            for n in d {
+                if !dropped.contains(&n) {
+                    dropped.push(n);
+                }
+            }
+        }
+        for (ei, e) in &enc {
+            for (ii, i) in &integ {
+                for (fi, f) in &prf {
+                    for (gi, g) in &dh {
+                        let s = IkeProposal {
+                            encr: EncrId(e.id),
+                            key_bits: key_bits(e),
+                            integ: i.map(|i| IntegId(i.id)),
+                            prf: PrfId(f.id),
+                            dh: DhGroup(g.id),
+                        };
+                        if s.suite().is_ok() {
+                            all.push((ei + ii + fi + gi, pi, s));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rank(all)
+}
+
+fn esp_suites(
+    clauses: &[Transforms],
+    dropped: &mut Vec<&'static str>,
+) -> (Vec<EspProposal>, usize) {
+    let mut all: Vec<(usize, usize, EspProposal)> = Vec::new();
+    for (pi, p) in proposals(clauses, false).iter().enumerate() {
+        let mut d = Vec::new();
+        let enc = usable(
+            &p.enc,
+            |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
+            &mut d,
+        );
+        let integ: Vec<(usize, Option<Xf>)> = if p.auth.is_empty() {
+            vec![(0, None)]
+        } else {
+            usable(
+                &p.auth,
+                |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
+                &mut d,
+            )
+            .into_iter()
+            .map(|(i, x)| (i, Some(x)))
+            .collect()
+        };
+        let dh = usable(&p.group, |x| x.id == 0 || group_ok(x.id), &mut d);
+        if p.explicit {
+            for n in d {
+                if !dropped.contains(&n) {
+                    dropped.push(n);
+                }
+            }
+        }
+        for (ei, e) in &enc {
+            for (ii, i) in &integ {
+                for (gi, g) in &dh {
+                    let s = EspProposal {
+                        encr: EncrId(e.id),
+                        key_bits: key_bits(e),
+                        integ: i.map(|i| IntegId(i.id)),
+                        pfs: (g.id != 0).then_some(DhGroup(g.id)),
+                    };
+                    if s.algorithms().is_some() {
+                        all.push((ei + ii + gi, pi, s));
+                    }
+                }
+            }
+        }
+    }
+    rank(all)
+}
+
+/// Sorts by (sum of places, proposal), drops repeats, keeps [`MAX_SUITES`]; also says
+/// how many were cut.
+fn rank<T: PartialEq + Copy>(mut all: Vec<(usize, usize, T)>) -> (Vec<T>, usize) {
+    // A stable sort keeps the nesting order (cipher, integrity, prf, group) among equals.
+    all.sort_by_key(|(sum, prop, _)| (*sum, *prop));
+    let mut out: Vec<T> = Vec::new();
+    let mut cut = 0;
+    for (_, _, s) in all {
+        if out.contains(&s) {
+            continue;
+        }
+        if out.len() < MAX_SUITES {
+            out.push(s);
+        } else {
+            cut += 1;
+        }
+    }
+    (out, cut)
+}
+
+fn identity(id: &Id) -> Option<Identity> {
+    Some(match id {
+        Id::Ipv4(a) => Identity::addr(IpAddr::V4(*a)),
+        Id::Ipv6(a) => Identity::addr(IpAddr::V6(*a)),
+        Id::Fqdn(s) => Identity::fqdn(s),
+        Id::Ufqdn(s) => Identity {
+            ty: IdType::RFC822_ADDR,
+            data: s.as_bytes().to_vec(),
+        },
+        Id::Asn1Dn(_) => return None,
+    })
+}
+
+fn unspecified(af: Af) -> IpAddr {
+    match af {
+        Af::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Af::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// The network address of `a/prefix`.
+fn network(a: IpAddr, prefix: u8) -> IpAddr {
+    Selector::subnet(a, prefix).start
+}
+
+/// The selectors for one flow end; `other` is the other end's family, for `any`.
+fn selectors(h: &Host, other: Option<Af>, protos: &[u8], port: Option<u16>) -> Vec<Selector> {
+    let nets: Vec<Selector> = match h {
+        Host::Addr(a) => vec![Selector::host(*a)],
+        Host::Net(a, p) => vec![Selector::subnet(*a, *p)],
+        Host::Any => match other {
+            Some(af) => vec![Selector::subnet(unspecified(af), 0)],
+            None => vec![
+                Selector::subnet(unspecified(Af::Inet), 0),
+                Selector::subnet(unspecified(Af::Inet6), 0),
+            ],
+        },
+        Host::Dynamic | Host::Name(_) => Vec::new(),
+    };
+    let protos: &[u8] = if protos.is_empty() { &[0] } else { protos };
+    let mut out = Vec::new();
+    for n in nets {
+        for &pr in protos {
+            let mut s = n;
+            s.protocol = pr;
+            if let Some(p) = port {
+                s.start_port = p;
+                s.end_port = p;
+            }
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn push_new(v: &mut Vec<Selector>, s: Vec<Selector>) {
+    for x in s {
+        if !v.contains(&x) {
+            v.push(x);
+        }
+    }
+}
+
+impl IkedConf {
+    /// The engine's policy, and the warnings: what it leaves out, by rule and clause.
+    /// An error only for what makes the whole policy ambiguous (two rules of one name).
+    pub fn to_engine(&self) -> Result<(Policy, Vec<String>), String> {
+        let mut warns = Vec::new();
+        let s = &self.settings;
+        let mut set = |on: bool, what: &str| {
+            if on {
+                warns.push(format!("set {what}: not implemented, ignored"));
+            }
+        };
+        set(s.passive, "passive");
+        set(s.decouple, "decouple");
+        set(s.fragmentation, "fragmentation");
+        set(s.mobike, "mobike (the default)");
+        set(s.enforce_single_ikesa, "enforcesingleikesa");
+        set(s.sticky_address, "stickyaddress");
+        set(
+            s.vendor_id,
+            "vendorid (the default): no Vendor ID payload is sent",
+        );
+        set(s.cert_partial_chain, "cert_partial_chain");
+        set(s.ocsp.is_some(), "ocsp");
+        if !self.users.is_empty() {
+            warns.push(format!(
+                "user: EAP is not implemented, {} user(s) ignored",
+                self.users.len()
+            ));
+        }
+        for at in &self.skipped {
+            warns.push(format!("{at}: ipsec.conf(5) rule skipped, as iked does"));
+        }
+        let mut policy = Policy::default();
+        for p in &self.policies {
+            if let Some(peer) = convert(p, &mut warns) {
+                if policy.peers.iter().any(|q| q.name == peer.name) {
+                    return Err(format!(
+                        "policy \"{}\" ({}): a policy of this name is already defined",
+                        p.name, p.origin
+                    ));
+                }
+                policy.peers.push(peer);
+            }
+        }
+        Ok((policy, warns))
+    }
+
+    /// The engine settings iked.conf has: `dpd_check_interval` as the liveness check.
+    pub fn apply_settings(&self, cfg: &mut Config) {
+        cfg.liveness_secs = u64::from(self.settings.dpd_check_interval);
+    }
+}
+
+/// One rule, or None (with the reason among the warnings).
+fn convert(p: &IkedPolicy, warns: &mut Vec<String>) -> Option<Peer> {
+    let head = format!("policy \"{}\" ({})", p.name, p.origin);
+    let mut w = |msg: String| warns.push(format!("{head}: {msg}"));
+    let psk = match &p.auth {
+        Auth::Psk(k) => k.as_bytes().to_vec(),
+        Auth::Default => {
+            w("no psk: signature authentication is not implemented; skipped".into());
+            return None;
+        }
+        Auth::EapMschapV2 => {
+            w("eap \"mschap-v2\": EAP is not implemented; skipped".into());
+            return None;
+        }
+        Auth::Method(m) => {
+            w(format!("{}: only psk is implemented; skipped", m.name()));
+            return None;
+        }
+    };
+    if p.sa_proto == SaProto::Ah {
+        w("ah: only ESP is implemented; skipped".into());
+        return None;
+    }
+    match p.eval {
+        Eval::Normal => {}
+        Eval::Quick => w("quick: policy evaluation order is not implemented, ignored".into()),
+        Eval::Skip => w("skip: not implemented, incoming requests still match".into()),
+        Eval::Default => w("default: a default policy is not implemented, ignored".into()),
+    }
+    if p.mode == Mode::Active {
+        w("active: the engine starts no exchange by itself; the daemon must connect".into());
+    }
+    if p.ipcomp {
+        w("ipcomp: not implemented, ignored".into());
+    }
+    if p.tmode == TMode::Transport {
+        w("transport: not implemented, negotiated in tunnel mode".into());
+    }
+    if p.natt {
+        w("natt: forced UDP encapsulation is not implemented, ignored".into());
+    }
+    if let Some(r) = p.rdomain {
+        w(format!("rdomain {r}: not implemented, ignored"));
+    }
+    if let Some(t) = p.ikelifetime {
+        w(format!(
+            "ikelifetime {t}: IKE SA lifetimes are not implemented, ignored"
+        ));
+    }
+    if let Some(l) = p.lifetime {
+        if l.seconds != DEFAULT_LIFETIME_SECS
+            || l.bytes.is_some_and(|b| b != DEFAULT_LIFETIME_BYTES)
+        {
+            w("lifetime: CHILD_SA lifetimes are not implemented, ignored".into());
+        }
+    }
+    for c in &p.cfg {
+        let kw = if c.request { "request" } else { "config" };
+        w(format!(
+            "{kw} {} {}: configuration payloads are not implemented, ignored",
+            c.kind.name(),
+            c.addr
+        ));
+    }
+    if let Some(i) = &p.iface {
+        w(format!("iface {i}: not implemented, ignored"));
+    }
+    if let Some(t) = &p.tag {
+        w(format!("tag \"{t}\": not implemented, ignored"));
+    }
+    if let Some(t) = p.tap {
+        w(format!("tap enc{t}: not implemented, ignored"));
+    }
+
+    // Endpoints.
+    let (local, peer) = endpoints(p);
+    let first_flow_af = p.flows.iter().find_map(|f| f.src.af().or(f.dst.af()));
+    let af =
+        p.af.or(local.and_then(Host::af))
+            .or(peer.and_then(Host::af))
+            .or(first_flow_af)
+            .unwrap_or(Af::Inet);
+    let remote = match peer {
+        Some(Host::Addr(a)) => *a,
+        Some(Host::Net(a, n)) => {
+            let net = network(*a, *n);
+            w(format!(
+                "peer {a}/{n}: a network; the engine gets its network address {net} (no prefix yet)"
+            ));
+            net
+        }
+        Some(Host::Name(n)) => {
+            w(format!(
+                "peer {n}: host names are not resolved, give an address; skipped"
+            ));
+            return None;
+        }
+        Some(Host::Any) | Some(Host::Dynamic) | None => unspecified(af),
+    };
+    let local_ip = match local {
+        Some(Host::Addr(a)) => *a,
+        Some(Host::Net(a, n)) => {
+            w(format!(
+                "local {a}/{n}: a network; any local address is used"
+            ));
+            unspecified(af)
+        }
+        Some(Host::Name(n)) => {
+            w(format!(
+                "local {n}: host and interface names are not resolved; skipped"
+            ));
+            return None;
+        }
+        Some(Host::Any) | Some(Host::Dynamic) | None => unspecified(af),
+    };
+
+    // Identities.
+    let local_id = match &p.srcid {
+        Some(id) => match identity(id) {
+            Some(i) => i,
+            None => {
+                w("srcid: an ASN.1 DN needs certificates, not implemented; skipped".into());
+                return None;
+            }
+        },
+        None => {
+            if local_ip.is_unspecified() {
+                w(format!(
+                    "no srcid and no local address: the local ID is {local_ip} (iked uses the \
+                     host name)"
+                ));
+            }
+            Identity::addr(local_ip)
+        }
+    };
+    let remote_id = match &p.dstid {
+        Some(id) => match identity(id) {
+            Some(i) => Some(i),
+            None => {
+                w("dstid: an ASN.1 DN needs certificates, not implemented; skipped".into());
+                return None;
+            }
+        },
+        None => None,
+    };
+
+    // Proposals.
+    let mut dropped = Vec::new();
+    let (ike, cut) = ike_suites(&p.ikesa, &mut dropped);
+    if !dropped.is_empty() {
+        w(format!(
+            "ikesa: {} not implemented, left out",
+            dropped.join(", ")
+        ));
+    }
+    if cut > 0 {
+        w(format!(
+            "ikesa: {cut} more combinations beyond the first {MAX_SUITES} left out"
+        ));
+    }
+    if ike.is_empty() {
+        w("ikesa: no IKE suite the engine implements; skipped".into());
+        return None;
+    }
+    let mut dropped = Vec::new();
+    let (esp, cut) = esp_suites(&p.childsa, &mut dropped);
+    if !dropped.is_empty() {
+        w(format!(
+            "childsa: {} not implemented, left out",
+            dropped.join(", ")
+        ));
+    }
+    if cut > 0 {
+        w(format!(
+            "childsa: {cut} more combinations beyond the first {MAX_SUITES} left out"
+        ));
+    }
+    if p.childsa.iter().any(|c| !c.prf.is_empty()) {
+        w("childsa: prf has no meaning for ESP, ignored (as iked does)".into());
+    }
+    if p.childsa
+        .iter()
+        .any(|c| !c.esn.is_empty() && !c.esn.contains(&false))
+    {
+        w("childsa: esn: extended sequence numbers are not implemented, noesn offered".into());
+    }
+    if esp.is_empty() {
+        w("childsa: no ESP suite the engine implements; skipped".into());
+        return None;
+    }
+
+    // Traffic selectors.
+    let mut local_ts = Vec::new();
+    let mut remote_ts = Vec::new();
+    for f in &p.flows {
+        let mut skip = |h: &Host, side: &str| -> bool {
+            match h {
+                Host::Dynamic => {
+                    w(format!(
+                        "{side} dynamic: needs config address, not implemented; flow left out"
+                    ));
+                    true
+                }
+                Host::Name(n) => {
+                    w(format!(
+                        "{side} {n}: host names are not resolved; flow left out"
+                    ));
+                    true
+                }
+                _ => false,
+            }
+        };
+        if skip(&f.src, "from") || skip(&f.dst, "to") {
+            continue;
+        }
+        if let Some(n) = &f.src_nat {
+            w(format!(
+                "from {} ({n}): the NAT network is not installed, {} is negotiated",
+                f.src, f.src
+            ));
+        }
+        push_new(
+            &mut local_ts,
+            selectors(&f.src, f.dst.af(), &p.protos, f.src_port),
+        );
+        push_new(
+            &mut remote_ts,
+            selectors(&f.dst, f.src.af(), &p.protos, f.dst_port),
+        );
+    }
+    if local_ts.is_empty() || remote_ts.is_empty() {
+        w("no flow the engine can negotiate; skipped".into());
+        return None;
+    }
+
+    Some(Peer {
+        name: p.name.clone(),
+        local: SocketAddr::new(local_ip, IKE_PORT),
+        remote: SocketAddr::new(remote, IKE_PORT),
+        psk,
+        local_id,
+        remote_id,
+        ike,
+        esp,
+        local_ts,
+        remote_ts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+    use super::*;
+
+    #[test]
+    fn default_proposals_start_with_iked_first_choice() {
+        let mut d = Vec::new();
+        let (ike, _) = ike_suites(&[], &mut d);
+        assert!(d.is_empty());
+        assert_eq!(ike.len(), MAX_SUITES);
+        // The AEAD default proposal's first of everything: aes-128-gcm, sha2-256, x25519.
+        assert_eq!(
+            ike[0],
+            IkeProposal {
+                encr: EncrId::AES_GCM_16,
+                key_bits: Some(128),
+                integ: None,
+                prf: PrfId::HMAC_SHA2_256,
+                dh: DhGroup::CURVE25519,
+            }
+        );
+        // The CBC default's first comes right after.
+        assert_eq!(ike[1].encr, EncrId::AES_CBC);
+        assert_eq!(ike[1].key_bits, Some(256));
+        assert_eq!(ike[1].integ, Some(IntegId::HMAC_SHA2_256_128));
+        let (esp, cut) = esp_suites(&[], &mut d);
+        assert_eq!(cut, 0);
+        assert_eq!(esp[0].encr, EncrId::AES_GCM_16);
+        assert_eq!(esp[0].pfs, None);
+        assert!(esp.iter().all(|e| e.algorithms().is_some()));
+    }
+
+    #[test]
+    fn unsupported_transforms_are_named() {
+        let c = parse_str(
+            "t",
+            "ikev2 from 10.0.0.1 to 10.0.0.2 ikesa enc 3des auth hmac-md5 group ecp256 \
+             childsa enc aes-128-ctr childsa enc aes-128 auth hmac-sha1 group brainpool256 \
+             psk x\n",
+        )
+        .unwrap();
+        let (pol, warns) = c.to_engine().unwrap();
+        assert!(pol.peers.is_empty(), "{warns:?}");
+        assert!(
+            warns
+                .iter()
+                .any(|w| w.contains("ikesa: 3des, hmac-md5 not implemented")),
+            "{warns:?}"
+        );
+    }
+}
