@@ -762,8 +762,7 @@ impl Parser<'_, '_> {
     fn transforms(&mut self, ike: bool, kw: &PTok) -> PResult<Transforms> {
         let mut x = Transforms::default();
         let sa = if ike { "ikesa" } else { "childsa" };
-        loop {
-            let Some(w) = self.peek_word() else { break };
+        while let Some(w) = self.peek_word() {
             let (table, list, what): (&[Xf], _, _) = match w.as_str() {
                 "enc" => (if ike { IKE_ENC } else { ESP_ENC }, &mut x.enc, "cipher"),
                 "auth" => (AUTH, &mut x.auth, "integrity algorithm"),
