@@ -552,10 +552,15 @@ fn error_missing_to() {
     let (line, msg) = error("# c\nikev2 esp \\\n  from 10.0.0.1 \\\n  peer 10.0.0.2\n");
     assert_eq!(line, 4);
     assert_eq!(msg, "expected `to` after `from 10.0.0.1`, found `peer`");
-    let (line, msg) = error("ikev2 esp peer 10.0.0.2\n");
-    assert_eq!(line, 1);
+    let (line, msg) = error("ikev2 esp\\\n peer 10.0.0.2\n");
+    assert_eq!(line, 2);
+    assert_eq!(
+        msg,
+        "expected `from SRC to DST` before `peer`: every ikev2 rule needs a flow"
+    );
+    let (_, msg) = error("ikev2 esp proto tcp passive from any to any\n");
     assert!(
-        msg.contains("`peer` cannot come after `esp`") || msg.contains("expected `from"),
+        msg.starts_with("`passive` cannot come after `proto`"),
         "{msg}"
     );
 }
@@ -909,7 +914,12 @@ fn mutated_fixtures_never_panic() {
     let mut rng = Rng(0x01ce_dc0f_f1e5);
     let start = Instant::now();
     let (mut ok, mut err, mut runs) = (0, 0, 0);
-    for round in 0..4000 {
+    // IKED_CONF_FUZZ_ROUNDS=1000000 for a longer run by hand.
+    let rounds: usize = std::env::var("IKED_CONF_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    for round in 0..rounds {
         let base = texts[round % texts.len()].as_bytes();
         let mut b = base.to_vec();
         for _ in 0..=rng.below(4) {
@@ -953,10 +963,10 @@ fn mutated_fixtures_never_panic() {
             }
         }
     }
-    assert_eq!(runs, 4000);
+    assert_eq!(runs, rounds);
     assert!(ok > 100 && err > 100, "ok {ok} err {err}");
     assert!(
-        start.elapsed() < Duration::from_secs(60),
+        rounds > 4000 || start.elapsed() < Duration::from_secs(60),
         "{:?}",
         start.elapsed()
     );
@@ -974,6 +984,23 @@ fn big_and_odd_inputs_are_bounded() {
     assert!(parse_str("c", &"\\\n".repeat(100_000)).is_ok());
     let e = parse_str("m", &"bogus\n".repeat(1000)).unwrap_err();
     assert_eq!(e.0.len(), isakmpd::ikev2::conf::MAX_ERRORS);
+    // An overlong string is one error, and the next line is read as usual.
+    let e = parse_str("l", &format!("tag \"{}\"\nbogus\n", "x".repeat(9000))).unwrap_err();
+    assert_eq!(
+        e.0.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [1, 2],
+        "{e}"
+    );
+    // A long macro used many times stops at the expansion budget.
+    let text = format!(
+        "m = \"{}\"\n{}",
+        "x".repeat(8000),
+        "set $m $m $m $m $m $m $m $m\n".repeat(1000)
+    );
+    let t0 = Instant::now();
+    let e = parse_str("x", &text).unwrap_err();
+    assert_eq!(e.0.len(), isakmpd::ikev2::conf::MAX_ERRORS);
+    assert!(t0.elapsed() < Duration::from_secs(20));
     let big = "#".repeat(isakmpd::ikev2::conf::MAX_INPUT + 1);
     assert!(parse_str("big", &big).unwrap_err().0[0]
         .msg

@@ -17,10 +17,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
 /// Longest token (iked's `buf[8096]`).
 pub const MAX_TOKEN: usize = 8096;
+/// Bytes of macro values expanded in one parse, at most: a short file must not make the
+/// lexer read gigabytes by using a long macro many times.
+pub const MAX_EXPANSION: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokKind {
@@ -48,6 +52,8 @@ pub struct Tok {
 #[derive(Debug, Default, Clone)]
 pub struct Macros {
     map: HashMap<String, (String, bool)>,
+    /// Bytes expanded so far (see [`MAX_EXPANSION`]).
+    expanded: Cell<usize>,
 }
 
 impl Macros {
@@ -74,6 +80,13 @@ impl Macros {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Counts `n` more bytes of expansion; false once over [`MAX_EXPANSION`].
+    fn spend(&self, n: usize) -> bool {
+        let total = self.expanded.get().saturating_add(n);
+        self.expanded.set(total);
+        total <= MAX_EXPANSION
     }
 }
 
@@ -203,6 +216,11 @@ impl Lexer {
                 let Some(value) = macros.get(&name) else {
                     return tok(TokKind::Error(format!("macro '{name}' not defined")));
                 };
+                if !macros.spend(value.len()) {
+                    return tok(TokKind::Error(format!(
+                        "macro '{name}' not expanded: macro expansions exceed {MAX_EXPANSION} bytes"
+                    )));
+                }
                 let mut sub = Lexer::expansion(value, line);
                 loop {
                     let t = sub.next(macros);
@@ -221,19 +239,23 @@ impl Lexer {
                 return self.quoted(ch, line);
             }
             if ch == b'-' || ch.is_ascii_digit() {
-                let begin = self.pos - 1;
+                let (begin, begin_line) = (self.pos - 1, self.line);
                 let mut n = 1;
+                // The character after the digits, read through any `\`-newline as iked's
+                // lgetc() does (so `24 \` and `24\` end a line alike), then put back.
+                let mut next = None;
                 loop {
+                    let before = (self.pos, self.line);
                     match self.getc() {
                         Some(d) if d.is_ascii_digit() => n += 1,
-                        Some(_) => {
-                            self.unget();
+                        Some(d) => {
+                            (self.pos, self.line) = before;
+                            next = Some(d);
                             break;
                         }
                         None => break,
                     }
                 }
-                let next = self.src.get(self.pos).copied();
                 let only_minus = ch == b'-' && n == 1;
                 if !only_minus && next.is_none_or(allowed_to_end_number) {
                     // The digits with any `\`-newline inside them dropped.
@@ -248,7 +270,7 @@ impl Lexer {
                     };
                 }
                 // Not a number: read it again as a string (or a lone `-`).
-                self.pos = begin + 1;
+                (self.pos, self.line) = (begin + 1, begin_line);
                 if ch == b'-' {
                     return tok(TokKind::Punct(b'-'));
                 }
@@ -259,6 +281,7 @@ impl Lexer {
                     match self.getc() {
                         Some(n) if allowed_in_string(n) => {
                             if s.len() >= MAX_TOKEN {
+                                self.skip_word();
                                 return tok(TokKind::Error("string too long".into()));
                             }
                             s.push(n);
@@ -282,8 +305,11 @@ impl Lexer {
         }
     }
 
+    /// A quoted string. An overlong string or a NUL byte is an error, reported once the
+    /// closing quote is found, so the lexer goes on after the string and not inside it.
     fn quoted(&mut self, q: u8, line: u32) -> Tok {
         let mut s = Vec::new();
+        let mut error = None;
         loop {
             let Some(c) = self.raw() else {
                 return Tok {
@@ -317,33 +343,29 @@ impl Lexer {
                 },
                 c if c == q => break,
                 0 => {
-                    return Tok {
-                        kind: TokKind::Error("NUL byte in a quoted string".into()),
-                        line,
-                    }
+                    error.get_or_insert("NUL byte in a quoted string");
+                    continue;
                 }
                 c => c,
             };
             if s.len() >= MAX_TOKEN {
-                return Tok {
-                    kind: TokKind::Error("string too long".into()),
-                    line,
-                };
+                error.get_or_insert("string too long");
+                continue;
             }
             s.push(c);
         }
-        Tok {
-            kind: TokKind::Quoted(String::from_utf8_lossy(&s).into_owned()),
-            line,
-        }
+        let kind = match error {
+            Some(e) => TokKind::Error(e.into()),
+            None => TokKind::Quoted(String::from_utf8_lossy(&s).into_owned()),
+        };
+        Tok { kind, line }
     }
 
-    /// Drops the rest of the line (after an error), and the pending expansion.
-    pub fn skip_line(&mut self) {
-        self.pending.clear();
+    /// Reads over the rest of an overlong unquoted string.
+    fn skip_word(&mut self) {
         while let Some(c) = self.getc() {
-            if c == b'\n' {
-                self.line += 1;
+            if !allowed_in_string(c) {
+                self.unget();
                 return;
             }
         }
@@ -616,6 +638,50 @@ mod tests {
         let t = l.next(&m);
         assert_eq!(t.line, 3);
         assert!(matches!(t.kind, TokKind::Error(ref e) if e.contains("unterminated")));
+    }
+
+    #[test]
+    fn a_number_before_a_continuation() {
+        let m = Macros::default();
+        let mut l = Lexer::new(b"10.0.0.0/24\\\n\tpeer 12x");
+        let kinds: Vec<(TokKind, u32)> = (0..6)
+            .map(|_| l.next(&m))
+            .map(|t| (t.kind, t.line))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (w("10.0.0.0"), 1),
+                (TokKind::Punct(b'/'), 1),
+                (TokKind::Num(24), 1),
+                (w("peer"), 2),
+                (w("12x"), 2),
+                (TokKind::Newline, 2),
+            ]
+        );
+        assert_eq!(
+            all("99999999999999999999 ", &m)[0],
+            TokKind::Error("\"99999999999999999999\" invalid number".into())
+        );
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        let mut m = Macros::default();
+        m.set("m", &"x".repeat(8000), false);
+        let mut l = Lexer::new("$m ".repeat(MAX_EXPANSION / 8000 + 10).as_bytes());
+        let mut errors = 0;
+        for _ in 0..10_000_000 {
+            match l.next(&m).kind {
+                TokKind::Eof => break,
+                TokKind::Error(e) => {
+                    assert!(e.contains("exceed"), "{e}");
+                    errors += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(errors > 0);
     }
 
     #[test]

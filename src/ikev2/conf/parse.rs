@@ -127,6 +127,7 @@ fn describe(k: &TokKind) -> String {
         TokKind::Quoted(s) => format!("\"{s}\""),
         TokKind::Num(n) => format!("number {n}"),
         TokKind::Punct(c) if c.is_ascii_graphic() => format!("`{}`", *c as char),
+        TokKind::Punct(b'\r') => "a carriage return (DOS line ends are not allowed)".into(),
         TokKind::Punct(c) => format!("byte 0x{c:02x}"),
         TokKind::Newline => "end of line".into(),
         TokKind::Eof => "end of file".into(),
@@ -966,7 +967,7 @@ impl Parser<'_, '_> {
             } else if self.at_kw("to") {
                 true
             } else if p.flows.is_empty() {
-                return Err(self.out_of_order(&last, "`from SRC to DST` (the flow)"));
+                return Err(self.no_flow(&last));
             } else {
                 break;
             };
@@ -1071,8 +1072,8 @@ impl Parser<'_, '_> {
         }
         // ikeauth
         if self.at_kw("psk") {
-            let t = self.bump();
-            p.auth = Auth::Psk(self.keyspec(&t)?);
+            self.bump();
+            p.auth = Auth::Psk(self.keyspec()?);
             step!(17, "psk");
         } else if self.eat_kw("eap") {
             let (m, t) = self.string("an EAP method after `eap` (\"mschap-v2\")")?;
@@ -1198,6 +1199,22 @@ impl Parser<'_, '_> {
         Ok(())
     }
 
+    /// The error for a rule without `from … to …` where it should be.
+    fn no_flow(&mut self, last: &(u8, String)) -> ConfError {
+        let t = self.peek().clone();
+        if let TokKind::Word(w) = &t.kind {
+            if stage_of(w).is_some_and(|s| s > 10) {
+                return self.error_at(
+                    &t,
+                    format!(
+                        "expected `from SRC to DST` before `{w}`: every ikev2 rule needs a flow"
+                    ),
+                );
+            }
+        }
+        self.out_of_order(last, "`from SRC to DST` (the flow)")
+    }
+
     /// The error for a token the rule cannot take where it is.
     fn out_of_order(&mut self, last: &(u8, String), wanted: &str) -> ConfError {
         let t = self.peek().clone();
@@ -1228,7 +1245,7 @@ impl Parser<'_, '_> {
     }
 
     /// `psk STRING`, `psk 0xHEX`, `psk file "path"`.
-    fn keyspec(&mut self, kw: &PTok) -> PResult<Secret> {
+    fn keyspec(&mut self) -> PResult<Secret> {
         let (text, t) = if self.eat_kw("file") {
             let (path, t) = self.string("a key file name after `psk file`")?;
             match (self.loader)(&path) {
@@ -1240,7 +1257,6 @@ impl Parser<'_, '_> {
         } else {
             self.string("a pre-shared key after `psk`")?
         };
-        let _ = kw;
         let key = match text.strip_prefix("0x") {
             Some(hex) => {
                 if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -385,7 +385,9 @@ impl IkedConf {
         set(s.passive, "passive");
         set(s.decouple, "decouple");
         set(s.fragmentation, "fragmentation");
-        set(s.mobike, "mobike (the default)");
+        // On in iked by default: said even without a `set` line, since the engine does
+        // otherwise.
+        set(s.mobike, "mobike (iked's default)");
         set(s.enforce_single_ikesa, "enforcesingleikesa");
         set(s.sticky_address, "stickyaddress");
         set(
