@@ -373,9 +373,28 @@ fn etc_psk_converts() {
         .esp
         .iter()
         .any(|s| s.encr == EncrId::AES_CBC && s.key_bits == Some(256)));
-    // The defaults' 3DES, MODP-1024 ... are left out without a word; the default
-    // `set mobike`/`vendorid` are said to be ignored.
-    assert!(!warns.iter().any(|w| w.contains("3des")), "{warns:?}");
+    // The defaults' 3DES is left out with one note for all rules, not a warning about
+    // this rule; so is the cut to 16 suites.
+    assert!(!warns.iter().any(|w| w.starts_with("policy")), "{warns:?}");
+    let two = format!("{}\n{}", fixture("etc-psk.conf"), fixture("etc-psk.conf"));
+    let (pol, warns) = parse_str("two", &two).unwrap().to_engine().unwrap();
+    assert_eq!(pol.peers.len(), 2);
+    assert_eq!(pol.peers[1].name, "policy2");
+    let notes: Vec<&String> = warns
+        .iter()
+        .filter(|w| w.contains("iked's default"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "set mobike (iked's default): not implemented, ignored",
+            "set vendorid (iked's default): not implemented, ignored",
+            "ikesa: iked's default transforms 3des not implemented, left out",
+            "ikesa: iked's default proposals give more combinations than the engine's 16; \
+             the first 16 are offered",
+        ],
+        "{warns:?}"
+    );
 }
 
 // ----- settings -----

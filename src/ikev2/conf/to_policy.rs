@@ -90,8 +90,6 @@ struct Prop {
     auth: Vec<Xf>,
     prf: Vec<Xf>,
     group: Vec<Xf>,
-    /// From the file (not a default), so dropped transforms are warned about.
-    explicit: bool,
 }
 
 /// `create_ike()`'s split of the `ikesa`/`childsa` clauses into proposals; no clause
@@ -120,14 +118,12 @@ fn proposals(clauses: &[Transforms], ike: bool) -> Vec<Prop> {
     for c in list {
         let noauth = c.enc.iter().filter(|e| e.aead).count();
         let auth = c.enc.len() - noauth + usize::from(!c.auth.is_empty());
-        let explicit = !clauses.is_empty();
         if auth == 0 {
             out.push(Prop {
                 enc: pick(&c.enc, enc_t, def_aead),
                 auth: Vec::new(),
                 prf: pick(&c.prf, PRF, DEF_PRF),
                 group: pick(&c.group, GROUP, def_group),
-                explicit,
             });
         }
         if noauth == 0 {
@@ -136,7 +132,6 @@ fn proposals(clauses: &[Transforms], ike: bool) -> Vec<Prop> {
                 auth: pick(&c.auth, AUTH, DEF_AUTH),
                 prf: pick(&c.prf, PRF, DEF_PRF),
                 group: pick(&c.group, GROUP, def_group),
-                explicit,
             });
         }
     }
@@ -208,11 +203,9 @@ fn ike_suites(
             &mut d,
         );
         let dh = usable(&p.group, |x| group_ok(x.id), &mut d);
-        if p.explicit {
-            for n in d {
-                if !dropped.contains(&n) {
-                    dropped.push(n);
-                }
+        for n in d {
+            if !dropped.contains(&n) {
+                dropped.push(n);
             }
         }
         for (ei, e) in &enc {
@@ -262,11 +255,9 @@ fn esp_suites(
             .collect()
         };
         let dh = usable(&p.group, |x| x.id == 0 || group_ok(x.id), &mut d);
-        if p.explicit {
-            for n in d {
-                if !dropped.contains(&n) {
-                    dropped.push(n);
-                }
+        for n in d {
+            if !dropped.contains(&n) {
+                dropped.push(n);
             }
         }
         for (ei, e) in &enc {
@@ -390,10 +381,7 @@ impl IkedConf {
         set(s.mobike, "mobike (iked's default)");
         set(s.enforce_single_ikesa, "enforcesingleikesa");
         set(s.sticky_address, "stickyaddress");
-        set(
-            s.vendor_id,
-            "vendorid (the default): no Vendor ID payload is sent",
-        );
+        set(s.vendor_id, "vendorid (iked's default)");
         set(s.cert_partial_chain, "cert_partial_chain");
         set(s.ocsp.is_some(), "ocsp");
         if !self.users.is_empty() {
@@ -406,8 +394,9 @@ impl IkedConf {
             warns.push(format!("{at}: ipsec.conf(5) rule skipped, as iked does"));
         }
         let mut policy = Policy::default();
+        let mut notes = Vec::new();
         for p in &self.policies {
-            if let Some(peer) = convert(p, &mut warns) {
+            if let Some(peer) = convert(p, &mut warns, &mut notes) {
                 if policy.peers.iter().any(|q| q.name == peer.name) {
                     return Err(format!(
                         "policy \"{}\" ({}): a policy of this name is already defined",
@@ -417,6 +406,7 @@ impl IkedConf {
                 policy.peers.push(peer);
             }
         }
+        warns.extend(notes);
         Ok((policy, warns))
     }
 
@@ -426,8 +416,57 @@ impl IkedConf {
     }
 }
 
+/// Says which transforms were left out and how many suites were cut: about the rule when
+/// its clauses named them, once in `notes` when they are iked's defaults.
+fn transform_notes(
+    kw: &str,
+    clauses: &[Transforms],
+    dropped: &[&'static str],
+    cut: usize,
+    w: &mut impl FnMut(String),
+    notes: &mut Vec<String>,
+) {
+    let written = |n: &str| {
+        clauses.iter().any(|c| {
+            [&c.enc, &c.auth, &c.prf, &c.group]
+                .iter()
+                .any(|l| l.iter().any(|x| x.name == n))
+        })
+    };
+    let (mine, defaults): (Vec<&str>, Vec<&str>) = dropped.iter().partition(|n| written(n));
+    if !mine.is_empty() {
+        w(format!(
+            "{kw}: {} not implemented, left out",
+            mine.join(", ")
+        ));
+    }
+    let mut note = |n: String| {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    };
+    if !defaults.is_empty() {
+        note(format!(
+            "{kw}: iked's default transforms {} not implemented, left out",
+            defaults.join(", ")
+        ));
+    }
+    if cut > 0 && clauses.is_empty() {
+        note(format!(
+            "{kw}: iked's default proposals give more combinations than the engine's {MAX_SUITES}; the first {MAX_SUITES} are offered"
+        ));
+    } else if cut > 0 {
+        w(format!(
+            "{kw}: {cut} more combinations beyond the first {MAX_SUITES} left out"
+        ));
+    }
+}
+
 /// One rule, or None (with the reason among the warnings).
-fn convert(p: &IkedPolicy, warns: &mut Vec<String>) -> Option<Peer> {
+///
+/// What comes of iked's defaults rather than of the rule goes to `notes`, once for all
+/// rules: a rule without `ikesa` should not repeat that the defaults' 3DES is left out.
+fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> Option<Peer> {
     let head = format!("policy \"{}\" ({})", p.name, p.origin);
     let mut w = |msg: String| warns.push(format!("{head}: {msg}"));
     let psk = match &p.auth {
@@ -575,34 +614,14 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>) -> Option<Peer> {
     // Proposals.
     let mut dropped = Vec::new();
     let (ike, cut) = ike_suites(&p.ikesa, &mut dropped);
-    if !dropped.is_empty() {
-        w(format!(
-            "ikesa: {} not implemented, left out",
-            dropped.join(", ")
-        ));
-    }
-    if cut > 0 {
-        w(format!(
-            "ikesa: {cut} more combinations beyond the first {MAX_SUITES} left out"
-        ));
-    }
+    transform_notes("ikesa", &p.ikesa, &dropped, cut, &mut w, notes);
     if ike.is_empty() {
         w("ikesa: no IKE suite the engine implements; skipped".into());
         return None;
     }
     let mut dropped = Vec::new();
     let (esp, cut) = esp_suites(&p.childsa, &mut dropped);
-    if !dropped.is_empty() {
-        w(format!(
-            "childsa: {} not implemented, left out",
-            dropped.join(", ")
-        ));
-    }
-    if cut > 0 {
-        w(format!(
-            "childsa: {cut} more combinations beyond the first {MAX_SUITES} left out"
-        ));
-    }
+    transform_notes("childsa", &p.childsa, &dropped, cut, &mut w, notes);
     if p.childsa.iter().any(|c| !c.prf.is_empty()) {
         w("childsa: prf has no meaning for ESP, ignored (as iked does)".into());
     }
@@ -684,7 +703,8 @@ mod tests {
     fn default_proposals_start_with_iked_first_choice() {
         let mut d = Vec::new();
         let (ike, _) = ike_suites(&[], &mut d);
-        assert!(d.is_empty());
+        // Of iked's defaults only 3DES is not implemented.
+        assert_eq!(d, ["3des"]);
         assert_eq!(ike.len(), MAX_SUITES);
         // The AEAD default proposal's first of everything: aes-128-gcm, sha2-256, x25519.
         assert_eq!(
