@@ -59,6 +59,8 @@ pub struct Macros {
 impl Macros {
     /// Defines `name`; a command-line definition stays.
     pub fn set(&mut self, name: &str, value: &str, cmdline: bool) {
+        // symset() with `persist`: a -D definition is kept when the file defines the
+        // same name, so `iked -D` can override a file without editing it.
         if let Some((_, true)) = self.map.get(name) {
             if !cmdline {
                 return;
@@ -96,6 +98,9 @@ pub struct Lexer {
     pos: usize,
     line: u32,
     /// Tokens of a macro expansion, handed out before reading on.
+    // iked pushes the value back into its input (lungetc) between START_EXPAND and
+    // DONE_EXPAND markers; we lex the value at once and queue its tokens, which is
+    // the same as long as expansions do not nest, and they do not.
     pending: VecDeque<Tok>,
     /// Lexing a macro's value: `$` is not special.
     expanding: bool,
@@ -154,6 +159,8 @@ impl Lexer {
     }
 
     /// iked's `lgetc(0)`: one character, `\`-newline joined, `\x` read as `x`.
+    // Every character outside quotes goes through here, comments included: that is
+    // why a comment ending in `\` swallows the next line.
     fn getc(&mut self) -> Option<u8> {
         loop {
             let c = self.raw()?;
@@ -167,6 +174,7 @@ impl Lexer {
                     }
                 }
                 Some(n) => return Some(n),
+                // A `\` at the very end of the file stands for itself.
                 None => return Some(b'\\'),
             }
         }
@@ -179,6 +187,8 @@ impl Lexer {
         }
         loop {
             let mut c = self.getc();
+            // Blanks are only spaces and tabs: a carriage return is a token of its own (and
+            // then a syntax error), as in iked.
             while matches!(c, Some(b' ') | Some(b'\t')) {
                 c = self.getc();
             }
@@ -193,12 +203,16 @@ impl Lexer {
                 }
             }
             let Some(ch) = c else {
+                // The first end of the file is an end of line, so a last line without a newline
+                // still ends its statement (iked's `eof_reached`); a macro value ends without one.
                 if self.expanding || self.eof_newline {
                     return tok(TokKind::Eof);
                 }
                 self.eof_newline = true;
                 return tok(TokKind::Newline);
             };
+            // `$` followed by no name character expands the macro named "", which cannot be
+            // defined: an error, as in iked.
             if ch == b'$' && !self.expanding {
                 let mut name = Vec::new();
                 while let Some(n) = self.getc() {
@@ -256,6 +270,7 @@ impl Lexer {
                         None => break,
                     }
                 }
+                // `-` alone is punctuation (parse.y has no use for it, so an error later).
                 let only_minus = ch == b'-' && n == 1;
                 if !only_minus && next.is_none_or(allowed_to_end_number) {
                     // The digits with any `\`-newline inside them dropped.
@@ -295,6 +310,7 @@ impl Lexer {
                 }
                 return tok(TokKind::Word(String::from_utf8_lossy(&s).into_owned()));
             }
+            // Newlines inside a macro value do not count as lines of the file.
             if ch == b'\n' {
                 if !self.expanding {
                     self.line += 1;
@@ -328,6 +344,7 @@ impl Lexer {
                     b'\n'
                 }
                 b'\\' => match self.raw() {
+                    // Only the quote, a space and a tab are escaped; `\n` stays backslash and n.
                     Some(n) if n == q || n == b' ' || n == b'\t' => n,
                     Some(b'\n') => {
                         if !self.expanding {

@@ -58,6 +58,8 @@ pub fn parse_with(
     defines: &[&str],
     loader: &mut Loader<'_>,
 ) -> Result<IkedConf, ConfErrors> {
+    // The macro table is shared by every file: an included file's definitions are
+    // seen by the including file after the `include` line, as in iked (one `symhead`).
     let mut p = Parser {
         names: vec![name.to_string()],
         stack: Vec::new(),
@@ -70,6 +72,7 @@ pub fn parse_with(
     };
     for d in defines {
         match d.rfind('=') {
+            // cmdline_symset() splits at the last `=`: `-D a=b=c` defines `a=b`.
             Some(i) if i > 0 => p.macros.set(&d[..i], &d[i + 1..], true),
             _ => p.errors.push(ConfError {
                 file: "-D".into(),
@@ -208,6 +211,8 @@ impl Parser<'_, '_> {
             };
             let t: Tok = lex.next(&self.macros);
             let file = *file;
+            // The end of an included file: back to the includer (parse.y's popfile()). The
+            // included file's faked end of line has ended its last statement already.
             if t.kind == TokKind::Eof && self.stack.len() > 1 {
                 self.stack.pop();
                 continue;
@@ -228,6 +233,8 @@ impl Parser<'_, '_> {
         &self.peeked[0]
     }
 
+    // Only `name =` needs two tokens of lookahead, and both are on the same line, so
+    // a definition is in the table before the next line is lexed.
     fn peek2(&mut self) -> &PTok {
         while self.peeked.len() < 2 {
             let t = self.next_raw();
@@ -289,6 +296,8 @@ impl Parser<'_, '_> {
                 self.bump();
                 Ok((s.clone(), t))
             }
+            // An unquoted keyword is never a STRING in parse.y (lookup() turns it into its
+            // token), so `psk esp` is an error there and here; `psk "esp"` is fine.
             TokKind::Word(w) if !is_keyword(w) => {
                 self.bump();
                 Ok((w.clone(), t))
@@ -334,6 +343,8 @@ impl Parser<'_, '_> {
     }
 
     /// Skips to the next line after an error.
+    // parse.y's `grammar error '\n'`: drop the rest of the line, go on with the next.
+    // Lexer errors met on the way are not reported again.
     fn recover(&mut self) {
         loop {
             match self.bump().kind {
@@ -360,6 +371,8 @@ impl Parser<'_, '_> {
                     "user" => self.user(),
                     "ikev2" => self.ikev2(),
                     // ipsec.conf(5) rules: parse.y's `otherrule skipline`.
+                    // iked reads ipsec.conf(5) too, so it skips the lines of isakmpd and manual
+                    // keying rules instead of failing on them.
                     "ike" | "flow" | "tcpmd5" | "sa" | "from" | "to" | "tunnel" | "transport" => {
                         let at = format!(
                             "{}:{}: {w}",
@@ -372,6 +385,7 @@ impl Parser<'_, '_> {
                         self.recover();
                         continue;
                     }
+                    // `name = value`: any other word at the start of a line is an error.
                     _ if !is_keyword(w) && self.peek2().kind == TokKind::Punct(b'=') => {
                         self.varset()
                     }
@@ -414,6 +428,9 @@ impl Parser<'_, '_> {
             let k = self.peek().kind.clone();
             match k {
                 TokKind::Newline | TokKind::Eof if !parts.is_empty() => break,
+                // parse.y's `string` takes STRINGs only, so `x = 5` is a syntax error there;
+                // here the number's text is the value (a superset that cannot change a file
+                // iked accepts).
                 TokKind::Num(n) => {
                     self.bump();
                     parts.push(n.to_string());
@@ -441,6 +458,8 @@ impl Parser<'_, '_> {
             p.errors.push(e);
             Ok(())
         };
+        // iked has no limit on nesting and no loop check: a file including itself makes
+        // it open files until it runs out of descriptors.
         if self.stack.len() > MAX_INCLUDE_DEPTH {
             return err(
                 self,
@@ -510,6 +529,7 @@ impl Parser<'_, '_> {
                 self.conf.settings.ocsp = Some(ocsp);
                 return self.expect_eol("set ocsp URL [tolerate TIME [maxage TIME]]");
             }
+            // NUMBER only (no unit), and iked checks `< 0` only; ours must fit a u32.
             "dpd_check_interval" => {
                 self.bump();
                 let (n, nt) = self.number("the DPD interval in seconds")?;
@@ -548,6 +568,7 @@ impl Parser<'_, '_> {
             ));
         }
         self.expect_eol("user NAME PASSWORD")?;
+        // create_user() replaces the password of a user defined again.
         if let Some(u) = self.conf.users.iter_mut().find(|u| u.name == name) {
             u.password = password;
         } else if self.conf.users.len() < MAX_POLICIES {
@@ -589,6 +610,8 @@ impl Parser<'_, '_> {
 
     fn scaled(&mut self, what: &str, unit: impl Fn(u8) -> Option<u64>) -> PResult<u64> {
         let t = self.peek().clone();
+        // iked: `sscanf("%llu%c")`, so `10mx` is 600 s there; here the unit must be
+        // the last character, and an overflow is an error instead of a wrap.
         let v = match &t.kind {
             TokKind::Num(n) if *n >= 0 => Some(*n as u64),
             TokKind::Word(w) if w.len() >= 2 => {
@@ -640,6 +663,9 @@ impl Parser<'_, '_> {
             None => s.clone(),
         };
         let bad = |why: &str| format!("bad address `{shown}`: {why}");
+        // iked's host(): an address (inet_pton), then an interface or group name, then
+        // DNS. Without those here: what looks like an address must be one (so
+        // `10.0.0.300` is an error, not a host name to look up), and a name is kept.
         let ip: IpAddr = if s.contains(':') {
             match s.parse::<Ipv6Addr>() {
                 Ok(a) => a.into(),
@@ -778,6 +804,8 @@ impl Parser<'_, '_> {
             };
             self.bump();
             let (name, t) = self.string(&format!("a {what} after `{w}`"))?;
+            // iked's `%s not a valid transform` names the transform only; ours also says
+            // which table it was looked up in, and that an ESP cipher is not an IKE one.
             let Some(xf) = lookup_xf(table, &name) else {
                 let other = if ike { ESP_ENC } else { IKE_ENC };
                 let msg = if w == "enc" && lookup_xf(other, &name).is_some() {
@@ -799,6 +827,9 @@ impl Parser<'_, '_> {
             }
             list.push(xf);
         }
+        // create_ike()'s checks, made here so the error points at the clause. AEAD
+        // ciphers (iked's `noauth`) and others cannot share one proposal, since an AEAD
+        // proposal has no integrity transform (RFC 5282 §8, RFC 7296 §3.3).
         let aead = x.enc.iter().filter(|e| e.aead).count();
         if ike && x.group.iter().any(|g| g.id == 0) {
             return Err(self.error_at(kw, "IKE group can not be \"none\"".into()));
@@ -832,6 +863,8 @@ impl Parser<'_, '_> {
                 format!("too many policies (at most {MAX_POLICIES})"),
             ));
         }
+        // Counted for every rule. A file with an error gives no configuration at all, so
+        // in a good file the numbers are create_ike()'s `policy_id`.
         self.policy_id += 1;
         let origin = format!(
             "{}:{}",
@@ -839,6 +872,8 @@ impl Parser<'_, '_> {
             start.line
         );
         // The name: a string right after `ikev2`.
+        // parse.y's `name: /* empty */ | STRING`: any non-keyword string, so a typo of
+        // a keyword right after `ikev2` becomes the rule's name (iked alike).
         let name = match &self.peek().kind {
             TokKind::Quoted(s) => Some(s.clone()),
             TokKind::Word(w) if !is_keyword(w) => Some(w.clone()),
@@ -886,6 +921,8 @@ impl Parser<'_, '_> {
             };
         }
 
+        // ikeflags is `ikematch ikemode ipcomp tmode natt_force`, then satype and af: each
+        // optional, in this order.
         // ikeflags satype af
         if let Some(w) = self.peek_word() {
             let e = match w.as_str() {
@@ -960,6 +997,8 @@ impl Parser<'_, '_> {
             );
             step!(9, "rdomain");
         }
+        // `to DST from SRC` is accepted too (parse.y's second `hosts` rule); the comma
+        // between flows is optional (`comma: ',' | /* empty */`).
         // hosts_list: one or more `from … to …` (or `to … from …`), commas optional.
         loop {
             let reversed = if self.at_kw("from") {
@@ -1012,6 +1051,7 @@ impl Parser<'_, '_> {
             step!(10, "to");
             self.punct(b',');
         }
+        // `peer` and `local` in either order, each at most once.
         // peers
         for _ in 0..2 {
             if p.peer.is_none() && self.eat_kw("peer") {
@@ -1070,6 +1110,8 @@ impl Parser<'_, '_> {
             p.lifetime = Some(Lifetime { seconds, bytes });
             step!(16, "lifetime");
         }
+        // One method at most; without one iked accepts any signature method
+        // (IKEV2_AUTH_SIG_ANY).
         // ikeauth
         if self.at_kw("psk") {
             self.bump();
@@ -1077,6 +1119,7 @@ impl Parser<'_, '_> {
             step!(17, "psk");
         } else if self.eat_kw("eap") {
             let (m, t) = self.string("an EAP method after `eap` (\"mschap-v2\")")?;
+            // iked turns `-` into `_` and compares without case: "MSCHAP-V2" is fine.
             if !m.replace('-', "_").eq_ignore_ascii_case("mschap_v2") {
                 return Err(self.error_at(
                     &t,
@@ -1109,6 +1152,8 @@ impl Parser<'_, '_> {
                 step!(17, a.name());
             }
         }
+        // `config` serves an option to the peer (CFG_REPLY), `request` asks for one
+        // (CFG_REQUEST); the attribute depends on the address family (cpxfs).
         // ikecfg
         loop {
             let request = if self.at_kw("config") {
@@ -1175,6 +1220,7 @@ impl Parser<'_, '_> {
                 step!(20, "tag");
             } else if self.eat_kw("tap") {
                 let (s, t) = self.string("an enc(4) interface after `tap`")?;
+                // `tap encN`: iked checks the `enc` prefix and the unit with strtonum().
                 let unit = s
                     .strip_prefix("enc")
                     .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()));
@@ -1190,6 +1236,7 @@ impl Parser<'_, '_> {
                 break;
             }
         }
+        // Anything left is out of order or unknown; say which.
         if !matches!(self.peek().kind, TokKind::Newline | TokKind::Eof) {
             return Err(self.out_of_order(&last, "end of line"));
         }
@@ -1257,6 +1304,7 @@ impl Parser<'_, '_> {
         } else {
             self.string("a pre-shared key after `psk`")?
         };
+        // parsekey(): two hex digits a byte; iked ignores a last odd digit, we refuse it.
         let key = match text.strip_prefix("0x") {
             Some(hex) => {
                 if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -1282,6 +1330,8 @@ impl Parser<'_, '_> {
 
     /// The checks of `create_ike()` on the endpoints.
     fn check_peers(&mut self, p: &IkedPolicy, start: &PTok) -> PResult<()> {
+        // iked's create_ike() fails with fatalx() on a family mismatch, taking the
+        // daemon down; here it is an ordinary error at the rule.
         let (local, peer) = endpoints(p);
         if local.is_none() && peer.is_none() {
             return Err(self.error_at(
@@ -1311,6 +1361,8 @@ impl Parser<'_, '_> {
             }
         }
         if p.mode == Mode::Active {
+            // An active rule initiates, so it needs one peer to send to (a name resolves to
+            // one in iked), and a local address that is not a network.
             let peer_ok = matches!(peer, Some(Host::Addr(_)) | Some(Host::Name(_)));
             let local_ok = !matches!(local, Some(Host::Net(..)));
             if !peer_ok || !local_ok {

@@ -94,6 +94,9 @@ struct Prop {
 
 /// `create_ike()`'s split of the `ikesa`/`childsa` clauses into proposals; no clause
 /// gives iked's two default proposals (AEAD first).
+// noauth/auth as in create_ike(): a clause with AEAD ciphers only gives an AEAD
+// proposal, one with other ciphers or an `auth` a non-AEAD one, and one with
+// neither (only `group`, say) both, the AEAD one first.
 fn proposals(clauses: &[Transforms], ike: bool) -> Vec<Prop> {
     let enc_t = if ike { IKE_ENC } else { ESP_ENC };
     let (def_enc, def_aead, def_group) = if ike {
@@ -138,6 +141,8 @@ fn proposals(clauses: &[Transforms], ike: bool) -> Vec<Prop> {
     out
 }
 
+// The DH groups the crypto code computes (MODP, ECP 256/384/521, Curve25519): the
+// same test the engine makes before generating a KE (init.rs).
 fn group_ok(id: u16) -> bool {
     Group::from_ike(GroupDescription(id)).is_some()
 }
@@ -152,6 +157,7 @@ fn key_bits(x: &Xf) -> Option<u16> {
 }
 
 /// Keeps the transforms `ok` accepts, once each; returns them with their places.
+// A transform named twice (`group ecp256 group grp19`) is offered once.
 fn usable(
     list: &[Xf],
     ok: impl Fn(&Xf) -> bool,
@@ -219,6 +225,9 @@ fn ike_suites(
                             prf: PrfId(f.id),
                             dh: DhGroup(g.id),
                         };
+                        // suite() also refuses an AEAD cipher with an integrity algorithm and a CBC one
+                        // without; proposals() never builds those, but the engine's test is the one
+                        // that counts.
                         if s.suite().is_ok() {
                             all.push((ei + ii + fi + gi, pi, s));
                         }
@@ -254,6 +263,7 @@ fn esp_suites(
             .map(|(i, x)| (i, Some(x)))
             .collect()
         };
+        // `group none` in a childsa is iked's IKEV2_XFORMDH_NONE: no PFS.
         let dh = usable(&p.group, |x| x.id == 0 || group_ok(x.id), &mut d);
         for n in d {
             if !dropped.contains(&n) {
@@ -283,6 +293,9 @@ fn esp_suites(
 /// how many were cut.
 fn rank<T: PartialEq + Copy>(mut all: Vec<(usize, usize, T)>) -> (Vec<T>, usize) {
     // A stable sort keeps the nesting order (cipher, integrity, prf, group) among equals.
+    // Rank sums rather than the nesting order: nested loops would give 16 suites
+    // that differ in the group only, and a peer that lacks the first cipher would
+    // find nothing it takes; this way every list's second choice comes early.
     all.sort_by_key(|(sum, prop, _)| (*sum, *prop));
     let mut out: Vec<T> = Vec::new();
     let mut cut = 0;
@@ -304,10 +317,12 @@ fn identity(id: &Id) -> Option<Identity> {
         Id::Ipv4(a) => Identity::addr(IpAddr::V4(*a)),
         Id::Ipv6(a) => Identity::addr(IpAddr::V6(*a)),
         Id::Fqdn(s) => Identity::fqdn(s),
+        // RFC 7296 §3.5: ID_RFC822_ADDR is iked's UFQDN.
         Id::Ufqdn(s) => Identity {
             ty: IdType::RFC822_ADDR,
             data: s.as_bytes().to_vec(),
         },
+        // A DN must be sent DER-encoded, which needs the certificate code.
         Id::Asn1Dn(_) => return None,
     })
 }
@@ -336,6 +351,7 @@ fn selectors(h: &Host, other: Option<Af>, protos: &[u8], port: Option<u16>) -> V
                 Selector::subnet(unspecified(Af::Inet6), 0),
             ],
         },
+        // The caller warns about these.
         Host::Dynamic | Host::Name(_) => Vec::new(),
     };
     let protos: &[u8] = if protos.is_empty() { &[0] } else { protos };
@@ -541,6 +557,8 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> 
 
     // Endpoints.
     let (local, peer) = endpoints(p);
+    // The family of the IKE endpoints when neither `local` nor `peer` has one (both
+    // `any`): the rule's inet/inet6, or the first flow's, or IPv4.
     let first_flow_af = p.flows.iter().find_map(|f| f.src.af().or(f.dst.af()));
     let af =
         p.af.or(local.and_then(Host::af))
@@ -591,6 +609,7 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> 
             }
         },
         None => {
+            // iked sends its host name as an FQDN here; the engine cannot know it.
             if local_ip.is_unspecified() {
                 w(format!(
                     "no srcid and no local address: the local ID is {local_ip} (iked uses the \
@@ -637,6 +656,9 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> 
     }
 
     // Traffic selectors.
+    // The engine narrows each side on its own (§2.9), so the flows' pairing is not
+    // kept: the sides' unions are offered. A flow with a NATed source negotiates
+    // the visible source; the real network only matters to the local SA.
     let mut local_ts = Vec::new();
     let mut remote_ts = Vec::new();
     for f in &p.flows {
