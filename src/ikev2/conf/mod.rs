@@ -26,8 +26,31 @@
 //! - lifetimes also take `s` and `d` units (iked takes `m` and `h` only), and a
 //!   hexadecimal `psk 0x…` must have an even number of digits (iked drops the odd one).
 //!
+//! Use:
+//!
+//! ```
+//! use isakmpd::ikev2::conf::parse_with;
+//!
+//! let text = "gw = \"192.0.2.2\"\n\
+//!             ikev2 \"site\" active esp from 10.1.0.0/16 to 10.2.0.0/16 \\\n\
+//!             peer $gw psk \"secret\"\n";
+//! let mut loader = |name: &str| -> Result<String, String> { Err(format!("no {name}")) };
+//! let conf = parse_with("/etc/iked.conf", text, &["gw=192.0.2.9"], &mut loader).unwrap();
+//! let (policy, warnings) = conf.to_engine().unwrap();
+//! assert_eq!(policy.peers[0].remote.to_string(), "192.0.2.9:500");
+//! assert!(warnings.iter().any(|w| w.contains("active")));
+//! ```
+//!
+//! Errors come as [`ConfErrors`], one [`ConfError`] per bad line, shown as
+//! `file:line: message`, for example:
+//!
+//! ```text
+//! /etc/iked.conf:3: expected `to` after `from 10.0.0.1`, found `peer`
+//! ```
+//!
 //! Bounds (no input panics or runs away): [`MAX_INPUT`] bytes per file, tokens of at
-//! most [`lex::MAX_TOKEN`] bytes, [`MAX_INCLUDE_DEPTH`] nested includes, [`MAX_LIST`]
+//! most [`lex::MAX_TOKEN`] bytes, [`lex::MAX_EXPANSION`] bytes of macro expansion,
+//! [`MAX_INCLUDE_DEPTH`] nested includes (and no include loops), [`MAX_LIST`]
 //! entries in any list of a rule, [`MAX_POLICIES`] rules, and at most
 //! [`to_policy::MAX_SUITES`] engine suites per policy.
 
@@ -517,7 +540,8 @@ pub struct CfgOption {
     pub request: bool,
     pub kind: CfgKind,
     pub addr: Host,
-    /// The RFC 7296 §3.15.1 attribute type, by the address family (iked's `cpxfs`).
+    /// The RFC 7296 §3.15.1 attribute type, by the address family (iked's `cpxfs`;
+    /// access-server is Microsoft's MS-IKEE 23456/23457).
     pub attr: u16,
 }
 

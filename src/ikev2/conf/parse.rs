@@ -923,7 +923,6 @@ impl Parser<'_, '_> {
 
         // ikeflags is `ikematch ikemode ipcomp tmode natt_force`, then satype and af: each
         // optional, in this order.
-        // ikeflags satype af
         if let Some(w) = self.peek_word() {
             let e = match w.as_str() {
                 "quick" => Some(Eval::Quick),
