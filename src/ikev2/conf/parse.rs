@@ -1,4 +1,4 @@
-//! The iked.conf(5) grammar (iked's `parse.y`), by recursive descent over [`lex`] tokens.
+//! The iked.conf(5) grammar (iked's `parse.y`), by recursive descent over [`super::lex`] tokens.
 //!
 //! A file is a list of lines: `include`, `set`, `user`, `ikev2` rules and macro
 //! definitions; ipsec.conf(5) rules are skipped. The clauses of an `ikev2` rule come in
