@@ -540,6 +540,51 @@ fn include_through_the_loader() {
 }
 
 #[test]
+fn psk_forms() {
+    let key = |line: &str, files: &[(&str, &str)]| {
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let mut loader = |f: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == f)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| "not found".to_string())
+        };
+        let text = format!("ikev2 from any to any peer any {line}\n");
+        match parse_with("k", &text, &[], &mut loader) {
+            Ok(c) => match &c.policies[0].auth {
+                Auth::Psk(k) => Ok(k.as_bytes().to_vec()),
+                a => panic!("{a:?}"),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    assert_eq!(key("psk \"foobar\"", &[]), Ok(b"foobar".to_vec()));
+    assert_eq!(key("psk foobar", &[]), Ok(b"foobar".to_vec()));
+    assert_eq!(key("psk 0x00ff10", &[]), Ok(vec![0, 0xff, 0x10]));
+    assert_eq!(key("psk \"0x4142\"", &[]), Ok(b"AB".to_vec()));
+    // A key file holds hex digits (parsekeyfile()), read through the loader.
+    assert_eq!(
+        key("psk file \"/etc/iked/k\"", &[("/etc/iked/k", "4142\n")]),
+        Ok(b"AB".to_vec())
+    );
+    let e = key("psk file \"/etc/iked/k\"", &[("/etc/iked/k", "not hex")]).unwrap_err();
+    assert!(
+        e.starts_with("k:1: keys need to be specified in hex digits"),
+        "{e}"
+    );
+    let e = key("psk file \"/nope\"", &[]).unwrap_err();
+    assert_eq!(e, "k:1: cannot read key file /nope: not found");
+    let e = key(&format!("psk {}", "a".repeat(1025)), &[]).unwrap_err();
+    assert!(e.contains("psk empty or too long"), "{e}");
+    let e = key("psk \"\"", &[]).unwrap_err();
+    assert!(e.contains("psk empty or too long"), "{e}");
+}
+
+#[test]
 fn include_loop_and_depth() {
     let mut loader = |f: &str| match f {
         "a" => Ok("set passive\ninclude \"b\"\n".to_string()),

@@ -1292,39 +1292,52 @@ impl Parser<'_, '_> {
 
     /// `psk STRING`, `psk 0xHEX`, `psk file "path"`.
     fn keyspec(&mut self) -> PResult<Secret> {
-        let (text, t) = if self.eat_kw("file") {
+        // `psk file PATH`: parsekeyfile() reads the file as hex digits, without `0x`
+        // (what ikectl and openssl rand -hex write); a trailing newline is allowed here.
+        let (hex, t) = if self.eat_kw("file") {
             let (path, t) = self.string("a key file name after `psk file`")?;
             match (self.loader)(&path) {
-                Ok(s) => (s.trim_end().to_string(), t),
+                Ok(s) => {
+                    let s = s.trim();
+                    (Some(s.strip_prefix("0x").unwrap_or(s).to_string()), t)
+                }
                 Err(why) => {
                     return Err(self.error_at(&t, format!("cannot read key file {path}: {why}")))
                 }
             }
         } else {
-            self.string("a pre-shared key after `psk`")?
+            let (text, t) = self.string("a pre-shared key after `psk`")?;
+            match text.strip_prefix("0x") {
+                Some(h) => (Some(h.to_string()), t),
+                None => {
+                    let key = text.into_bytes();
+                    return self.psk_len(key, &t);
+                }
+            }
         };
         // parsekey(): two hex digits a byte; iked ignores a last odd digit, we refuse it.
-        let key = match text.strip_prefix("0x") {
-            Some(hex) => {
-                if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(self.error_at(
-                        &t,
-                        "keys need to be specified in hex digits (an even number after 0x)".into(),
-                    ));
-                }
-                (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
-                    .collect()
-            }
-            None => text.into_bytes(),
-        };
-        if key.is_empty() || key.len() > MAX_PSK {
+        let hex = hex.unwrap_or_default();
+        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.error_at(
                 &t,
+                "keys need to be specified in hex digits (an even number of them)".into(),
+            ));
+        }
+        let key = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect();
+        self.psk_len(key, &t)
+    }
+
+    fn psk_len(&self, key: Vec<u8>, t: &PTok) -> PResult<Secret> {
+        let key = Secret::new(key);
+        if key.is_empty() || key.len() > MAX_PSK {
+            return Err(self.error_at(
+                t,
                 format!("psk empty or too long (at most {MAX_PSK} bytes)"),
             ));
         }
-        Ok(Secret::new(key))
+        Ok(key)
     }
 
     /// The checks of `create_ike()` on the endpoints.
