@@ -791,10 +791,10 @@ impl Parser<'_, '_> {
         let sa = if ike { "ikesa" } else { "childsa" };
         while let Some(w) = self.peek_word() {
             let (table, list, what): (&[Xf], _, _) = match w.as_str() {
-                "enc" => (if ike { IKE_ENC } else { ESP_ENC }, &mut x.enc, "cipher"),
-                "auth" => (AUTH, &mut x.auth, "integrity algorithm"),
-                "prf" => (PRF, &mut x.prf, "pseudo-random function"),
-                "group" => (GROUP, &mut x.group, "group"),
+                "enc" => (if ike { IKE_ENC } else { ESP_ENC }, &mut x.enc, "a cipher"),
+                "auth" => (AUTH, &mut x.auth, "an integrity algorithm"),
+                "prf" => (PRF, &mut x.prf, "a pseudo-random function"),
+                "group" => (GROUP, &mut x.group, "a group"),
                 "esn" | "noesn" => {
                     self.bump();
                     x.esn.push(w == "esn");
@@ -803,7 +803,7 @@ impl Parser<'_, '_> {
                 _ => break,
             };
             self.bump();
-            let (name, t) = self.string(&format!("a {what} after `{w}`"))?;
+            let (name, t) = self.string(&format!("{what} after `{w}`"))?;
             // iked's `%s not a valid transform` names the transform only; ours also says
             // which table it was looked up in, and that an ESP cipher is not an IKE one.
             let Some(xf) = lookup_xf(table, &name) else {
@@ -816,7 +816,7 @@ impl Parser<'_, '_> {
                 } else {
                     let names: Vec<&str> = table.iter().map(|x| x.name).collect();
                     format!(
-                        "{name} not a valid transform: expected a {what}: {}",
+                        "{name} not a valid transform: expected {what}: {}",
                         names.join(", ")
                     )
                 };
