@@ -219,7 +219,7 @@ impl Daemon {
         }
     }
 
-    fn read_config(&self) -> Result<String, String> {
+    pub(crate) fn read_config(&self) -> Result<String, String> {
         let fd = self.monitor.open_config()?;
         let mut f = File::from(fd);
         let mut text = String::new();

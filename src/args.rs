@@ -69,6 +69,8 @@ pub struct Options {
     pub no_nat_t: bool,
     /// -v: log completed exchanges.
     pub verbose: bool,
+    /// Started as iked(8): its control socket and macros (see `crate::iked`).
+    pub iked: Option<crate::iked::IkedOpts>,
 }
 
 /// The class part of `-D class=level` and of FIFO `D`.
@@ -102,6 +104,7 @@ impl Default for Options {
             passive: false,
             no_nat_t: false,
             verbose: false,
+            iked: None,
         }
     }
 }
@@ -126,9 +129,49 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
     let mut o = Options::default();
     let (mut saw4, mut saw6) = (false, false);
+    getopt(args, PLAIN, WITH_VALUE, |flag, value| {
+        match (flag, value) {
+            (b'4', None) => saw4 = true,
+            (b'6', None) => saw6 = true,
+            (b'a', None) => o.acquire_only = true,
+            (b'd', None) => o.foreground = true,
+            (b'K', None) => o.no_keynote = true,
+            (b'L', None) => o.pcap = Some(DEFAULT_PCAP.into()),
+            (b'n', None) => o.no_kernel = true,
+            (b'S', None) => o.passive = true,
+            (b'T', None) => o.no_nat_t = true,
+            (b'v', None) => o.verbose = true,
+            (_, Some(v)) => apply_value(&mut o, flag, v)?,
+            _ => unreachable!("getopt passes only the flags of PLAIN and WITH_VALUE"),
+        }
+        Ok(())
+    })?;
+    if saw4 || saw6 {
+        o.families = Families {
+            inet: saw4,
+            inet6: saw6,
+        };
+    }
+    Ok(o)
+}
+
+/// getopt(3) over the arguments after the program name: flags may be bundled (`-dv`), a
+/// value attached (`-p1500`) or the next word (`-p 1500`), `--` ends the options, and no
+/// operands are accepted. `on_flag` gets each flag of `plain` with None and each flag of
+/// `with_value` with its value, in order.
+pub fn getopt<I, S>(
+    args: I,
+    plain: &[u8],
+    with_value: &[u8],
+    mut on_flag: impl FnMut(u8, Option<&str>) -> Result<(), UsageError>,
+) -> Result<(), UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -144,23 +187,11 @@ where
         while j < bytes.len() {
             let flag = bytes[j];
             j += 1;
-            if PLAIN.contains(&flag) {
-                match flag {
-                    b'4' => saw4 = true,
-                    b'6' => saw6 = true,
-                    b'a' => o.acquire_only = true,
-                    b'd' => o.foreground = true,
-                    b'K' => o.no_keynote = true,
-                    b'L' => o.pcap = Some(DEFAULT_PCAP.into()),
-                    b'n' => o.no_kernel = true,
-                    b'S' => o.passive = true,
-                    b'T' => o.no_nat_t = true,
-                    b'v' => o.verbose = true,
-                    _ => unreachable!("PLAIN lists only the flags matched above"),
-                }
+            if plain.contains(&flag) {
+                on_flag(flag, None)?;
                 continue;
             }
-            if !WITH_VALUE.contains(&flag) {
+            if !with_value.contains(&flag) {
                 return Err(UsageError(format!("unknown option -- {}", flag as char)));
             }
             // The value is the rest of this word, or else the next word.
@@ -177,19 +208,13 @@ where
                     flag as char
                 )));
             };
-            apply_value(&mut o, flag, &value)?;
+            on_flag(flag, Some(&value))?;
         }
     }
     if i < args.len() {
         return Err(UsageError(format!("unexpected argument '{}'", args[i])));
     }
-    if saw4 || saw6 {
-        o.families = Families {
-            inet: saw4,
-            inet6: saw6,
-        };
-    }
-    Ok(o)
+    Ok(())
 }
 
 fn apply_value(o: &mut Options, flag: u8, value: &str) -> Result<(), UsageError> {
@@ -221,7 +246,7 @@ fn nonempty(flag: u8, value: &str) -> Result<&str, UsageError> {
 }
 
 /// A port number; 0 is refused.
-fn port(flag: u8, value: &str) -> Result<u16, UsageError> {
+pub fn port(flag: u8, value: &str) -> Result<u16, UsageError> {
     match value.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(UsageError(format!(

@@ -24,9 +24,26 @@ fn fatal(msg: &str) -> i32 {
     log::error!("{msg}");
     // Under syslog the message would be invisible to whoever ran the command.
     if !crate::log_to_stderr() {
-        eprintln!("isakmpd: {msg}");
+        eprintln!("{}: {msg}", program());
     }
     1
+}
+
+/// The program's name in messages: isakmpd, or iked when started as iked(8).
+fn program() -> &'static str {
+    if IKED.load(std::sync::atomic::Ordering::Relaxed) {
+        "iked"
+    } else {
+        "isakmpd"
+    }
+}
+
+static IKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What iked(8) sets up before the fork: its policies and its control socket.
+pub struct IkedStart {
+    pub setup: crate::iked::runtime::Setup,
+    pub control: OwnedFd,
 }
 
 /// Reads and parses the configuration at startup. A missing file means isakmpd's defaults
@@ -115,11 +132,31 @@ pub fn run(opts: Options) -> i32 {
             ));
         }
     }
-    let conf = match load_config(&opts.config) {
-        Ok(c) => c,
-        Err(e) => return fatal(&e),
+    IKED.store(opts.iked.is_some(), std::sync::atomic::Ordering::Relaxed);
+    // iked reads iked.conf(5); isakmpd's own configuration stays empty then.
+    let (conf, setup) = match &opts.iked {
+        Some(i) => match crate::iked::runtime::load(&opts.config, &i.macros) {
+            Ok(s) => {
+                for w in &s.warnings {
+                    log::warn!("{}: {w}", opts.config);
+                }
+                (Conf::new(), Some(s))
+            }
+            Err(e) => return fatal(&e),
+        },
+        None => match load_config(&opts.config) {
+            Ok(c) => (c, None),
+            Err(e) => return fatal(&e),
+        },
     };
-    let user = match monitor::lookup_user(PRIVSEP_USER)
+    // iked's user, else isakmpd's (one binary may serve both).
+    let privsep_user = match &opts.iked {
+        Some(_) if monitor::lookup_user(crate::iked::PRIVSEP_USER).is_ok() => {
+            crate::iked::PRIVSEP_USER
+        }
+        _ => PRIVSEP_USER,
+    };
+    let user = match monitor::lookup_user(privsep_user)
         .and_then(|u| monitor::check_jail(PRIVSEP_DIR).map(|_| u))
     {
         Ok(u) => u,
@@ -131,10 +168,20 @@ pub fn run(opts: Options) -> i32 {
             return fatal(&format!("daemon: {e}"));
         }
     }
-    if let Err(e) = write_pid_file(&opts.pid_file) {
-        return fatal(&e);
+    if !opts.pid_file.is_empty() {
+        if let Err(e) = write_pid_file(&opts.pid_file) {
+            return fatal(&e);
+        }
     }
-    let fifo_fd = if opts.fifo == "-" {
+    let iked = match (setup, &opts.iked) {
+        (Some(setup), Some(i)) => match crate::iked::control::open(&i.socket) {
+            Ok(control) => Some(IkedStart { setup, control }),
+            Err(e) => return fatal(&e),
+        },
+        _ => None,
+    };
+    // iked has its control socket instead; `-f -` reads commands from stdin.
+    let fifo_fd = if opts.iked.is_some() || opts.fifo == "-" {
         None
     } else {
         match open_fifo(&opts.fifo) {
@@ -146,10 +193,14 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let cleanup = |opts: &Options| {
-        if opts.fifo != "-" {
+        if let Some(i) = &opts.iked {
+            let _ = std::fs::remove_file(&i.socket);
+        } else if opts.fifo != "-" {
             let _ = std::fs::remove_file(&opts.fifo);
         }
-        let _ = std::fs::remove_file(&opts.pid_file);
+        if !opts.pid_file.is_empty() {
+            let _ = std::fs::remove_file(&opts.pid_file);
+        }
     };
     let (parent_end, child_end) = match monitor::socketpair() {
         Ok(p) => p,
@@ -193,13 +244,16 @@ pub fn run(opts: Options) -> i32 {
             Client::new(child_end),
             fifo_fd,
             user,
+            iked,
         ));
     }
     drop(child_end);
     drop(fifo_fd);
+    let includes = iked.map(|i| i.setup.includes.clone()).unwrap_or_default();
     let server = Server {
         sock: parent_end,
         config_path: opts.config.clone(),
+        includes,
         report_path: opts.report_file.clone(),
         relay: std::cell::RefCell::new(None),
     };
@@ -217,6 +271,7 @@ fn child_main(
     client: Client,
     fifo_fd: Option<OwnedFd>,
     user: monitor::PrivsepUser,
+    iked: Option<IkedStart>,
 ) -> i32 {
     let signals =
         match SignalPipe::install(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT]) {
@@ -245,6 +300,7 @@ fn child_main(
     }
     let fifo = match fifo_fd {
         Some(fd) => Some(Fifo::new(fd.into_raw())),
+        None if iked.is_some() => None,
         None => {
             // -f -: commands come from stdin.
             sys::set_nonblocking(0);
@@ -252,10 +308,13 @@ fn child_main(
         }
     };
     let mut d = Daemon::new(opts, conf, client, fifo, signals);
+    if let Some(i) = iked {
+        d.start_iked(i.setup, i.control);
+    }
     if let Err(e) = d.open_transports() {
         return fatal(&e);
     }
-    log::info!("isakmpd started");
+    log::info!("{} started", program());
     d.release_idle_memory(smaps);
     d.run()
 }

@@ -85,6 +85,8 @@ pub struct Daemon {
     /// work, left mapped is released as the loop waits (see
     /// [`crate::daemon::poll_releasing_memory`]).
     smaps: Option<File>,
+    /// Started as iked(8): the IKEv2 engine, its policies and the control socket.
+    pub(crate) v2: Option<crate::iked::runtime::V2>,
     /// When to release: the first wait, then [`crate::daemon::RELEASE_AFTER_QUIET_MS`] after the last
     /// wake-up that had work.
     release_due: Option<Time>,
@@ -152,7 +154,24 @@ impl Daemon {
             kernel_events: Vec::new(),
             smaps: None,
             release_due: None,
+            v2: None,
         }
+    }
+
+    /// Makes this daemon iked(8): IKEv2 datagrams go to an IKEv2 engine with `setup`'s
+    /// policies, and ikectl's commands come through `control`.
+    pub fn start_iked(
+        &mut self,
+        setup: crate::iked::runtime::Setup,
+        control: std::os::fd::OwnedFd,
+    ) {
+        let now = self.now();
+        self.v2 = Some(crate::iked::runtime::V2::new(
+            setup,
+            &self.opts,
+            Some(control),
+            now,
+        ));
     }
 
     /// Releases the memory only startup used once startup is over, and what a burst of work
@@ -170,7 +189,13 @@ impl Daemon {
     /// Asks the monitor for the listening sockets: each address of [General]:Listen-on (or
     /// the wildcard of each enabled family), on the IKE port and, unless -T, the NAT-T port.
     pub fn open_transports(&mut self) -> Result<(), String> {
-        let mut ports = vec![(self.opts.listen_port, false)];
+        // iked -t (or -p): NAT-T enforced, only the encapsulation port.
+        let natt_only = self.opts.iked.as_ref().is_some_and(|i| i.natt_only);
+        let mut ports = if natt_only {
+            Vec::new()
+        } else {
+            vec![(self.opts.listen_port, false)]
+        };
         if !self.opts.no_nat_t && self.opts.udpencap_port != self.opts.listen_port {
             ports.push((self.opts.udpencap_port, true));
         }
@@ -247,6 +272,11 @@ impl Daemon {
             .map(|t| t.local.ip())
             .filter(|ip| !ip.is_unspecified())
             .collect();
+        if let Some(v2) = self.v2.as_mut() {
+            let bound = bound.clone();
+            v2.engine
+                .set_route_lookup(Box::new(move |dst| source_for(&bound, dst)));
+        }
         self.engine
             .set_route_lookup(Box::new(move |dst| source_for(&bound, dst)));
         self.load_credentials();
@@ -273,7 +303,11 @@ impl Daemon {
                 }
             }
         }
-        self.engine.start_connections(self.now());
+        let now = self.now();
+        self.engine.start_connections(now);
+        if let Some(v2) = self.v2.as_mut() {
+            v2.start_policies(now);
+        }
         let mut next_check = self.now();
         let mut shutdown_deadline: Option<Time> = None;
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4 + self.transports.len());
@@ -281,12 +315,19 @@ impl Daemon {
             let now = self.now();
             if self.quit && shutdown_deadline.is_none() {
                 self.engine.shutdown(now);
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.delete_all(now);
+                }
                 self.flush_transmit();
                 shutdown_deadline = Some(now.add_millis(SHUTDOWN_GRACE_MS));
             }
             if let Some(d) = shutdown_deadline {
                 let kernel_idle = self.kernel.as_ref().is_none_or(|k| k.idle());
-                if (self.engine.is_drained() && kernel_idle) || now >= d {
+                let v2_idle = self
+                    .v2
+                    .as_ref()
+                    .is_none_or(|v| v.engine.ike_sas().next().is_none());
+                if (self.engine.is_drained() && kernel_idle && v2_idle) || now >= d {
                     break;
                 }
             }
@@ -296,6 +337,9 @@ impl Daemon {
             // isakmpd's connection checker: bring up configured connections that are down.
             if now >= next_check && shutdown_deadline.is_none() {
                 self.engine.start_connections(now);
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.start_policies(now);
+                }
                 let every = self
                     .conf
                     .get_num("General", "Check-interval", 60)
@@ -310,6 +354,7 @@ impl Daemon {
             }
             let next = [
                 self.engine.poll_timeout(),
+                self.v2.as_mut().and_then(|v| v.engine.poll_timeout()),
                 self.kernel.as_ref().and_then(|k| k.next_deadline()),
                 shutdown_deadline,
                 shutdown_deadline.is_none().then_some(next_check),
@@ -341,6 +386,10 @@ impl Daemon {
             let events_idx = self.kernel_chan.as_ref().map(|f| {
                 use std::os::fd::AsRawFd;
                 pfds.push(pfd(f.as_raw_fd()));
+                pfds.len() - 1
+            });
+            let control_idx = self.v2.as_ref().and_then(|v| v.control.as_ref()).map(|l| {
+                pfds.push(pfd(crate::iked::control::fd(l)));
                 pfds.len() - 1
             });
             let first_sock = pfds.len();
@@ -395,14 +444,29 @@ impl Daemon {
             if events_idx.is_some_and(|i| pfds[i].revents != 0) {
                 self.read_kernel(now);
             }
+            if control_idx.is_some_and(|i| pfds[i].revents != 0) {
+                self.serve_control(now);
+            }
             for (k, t) in self.transports.iter().enumerate() {
                 if pfds[first_sock + k].revents != 0 {
                     // Our address is the datagram's own destination (IP_PKTINFO), so the
                     // engine has no routing lookup to do per datagram.
                     let engine = &mut self.engine;
-                    t.recv_bounded(&mut self.rx, |local, from, data| {
-                        engine.handle_datagram(now, local, from, data)
-                    });
+                    match self.v2.as_mut() {
+                        // iked: IKEv2 only; nothing is taken in passive mode.
+                        Some(v2) => t.recv_bounded(&mut self.rx, |local, from, data| {
+                            match crate::iked::runtime::ike_major(data, t.encap) {
+                                Some(2) if !v2.passive => {
+                                    v2.engine.handle_datagram(now, local, from, data)
+                                }
+                                Some(2) => {}
+                                _ => v2.v1_dropped += 1,
+                            }
+                        }),
+                        None => t.recv_bounded(&mut self.rx, |local, from, data| {
+                            engine.handle_datagram(now, local, from, data)
+                        }),
+                    }
                 }
             }
             if let Some(k) = self.kernel.as_mut() {
@@ -412,11 +476,17 @@ impl Daemon {
                 }
             }
             self.engine.handle_timeout(now);
+            if let Some(v2) = self.v2.as_mut() {
+                v2.engine.handle_timeout(now);
+            }
             self.flush_transmit();
         }
         self.stop_capture();
         self.monitor.shutdown();
-        log::info!("isakmpd: exiting");
+        log::info!(
+            "{}: exiting",
+            if self.v2.is_some() { "iked" } else { "isakmpd" }
+        );
         0
     }
 
@@ -462,27 +532,14 @@ impl Daemon {
         }
         self.kernel_done = done;
         while let Some(t) = self.engine.poll_transmit(&mut self.tx) {
-            // The socket bound to the message's source address, else the wildcard socket
-            // of its port and family, else any IKE socket of the family.
-            let family = |s: &&Transport| s.local.is_ipv4() == t.remote.is_ipv4();
-            let sock = self
-                .transports
-                .iter()
-                .find(|s| Some(s.local) == t.local)
-                .or_else(|| {
-                    self.transports.iter().filter(family).find(|s| {
-                        s.local.ip().is_unspecified()
-                            && t.local.map_or(!s.encap, |l| l.port() == s.local.port())
-                    })
-                })
-                .or_else(|| self.transports.iter().filter(family).find(|s| !s.encap));
-            match sock {
-                Some(s) => {
-                    if let Err(e) = s.send(t.local, t.remote, &self.tx[..t.len]) {
-                        log::warn!("send to {}: {e}", t.remote);
-                    }
+            send_datagram(&self.transports, &t, &self.tx[..t.len]);
+        }
+        if let Some(v2) = self.v2.as_mut() {
+            while let Some(t) = v2.engine.poll_transmit(&mut self.tx) {
+                // Passive (iked's sense): no packets are sent to peers.
+                if !v2.passive {
+                    send_datagram(&self.transports, &t, &self.tx[..t.len]);
                 }
-                None => log::warn!("no socket to send to {}", t.remote),
             }
         }
         while let Some(c) = self.engine.poll_capture() {
@@ -504,7 +561,11 @@ impl Daemon {
 
     fn handle_signal(&mut self, now: Time, sig: libc::c_int) {
         match sig {
+            libc::SIGHUP if self.v2.is_some() => {
+                let _ = self.reload_iked(now);
+            }
             libc::SIGHUP => self.reload(),
+            libc::SIGUSR1 if self.v2.is_some() => {}
             libc::SIGUSR1 => self.write_report(now),
             libc::SIGTERM | libc::SIGINT => {
                 log::info!("received signal {sig}, shutting down");
@@ -579,6 +640,30 @@ impl Daemon {
         if let Some(c) = self.capture.take() {
             log::info!("packet capture to {} stopped", c.path);
         }
+    }
+}
+
+/// Sends one datagram from the socket bound to its source address, else the wildcard
+/// socket of its port and family, else any IKE socket of the family.
+fn send_datagram(transports: &[Transport], t: &crate::ike::Transmit, data: &[u8]) {
+    let family = |s: &&Transport| s.local.is_ipv4() == t.remote.is_ipv4();
+    let sock = transports
+        .iter()
+        .find(|s| Some(s.local) == t.local)
+        .or_else(|| {
+            transports.iter().filter(family).find(|s| {
+                s.local.ip().is_unspecified()
+                    && t.local.map_or(!s.encap, |l| l.port() == s.local.port())
+            })
+        })
+        .or_else(|| transports.iter().filter(family).find(|s| !s.encap));
+    match sock {
+        Some(s) => {
+            if let Err(e) = s.send(t.local, t.remote, data) {
+                log::warn!("send to {}: {e}", t.remote);
+            }
+        }
+        None => log::warn!("no socket to send to {}", t.remote),
     }
 }
 

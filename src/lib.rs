@@ -16,6 +16,7 @@ pub mod event;
 pub mod fifo;
 pub mod fuzzing;
 pub mod ike;
+pub mod iked;
 pub mod ikev2;
 pub mod kernel;
 pub mod log;

@@ -1,13 +1,44 @@
-//! isakmpd(8): parse the command line and run the daemon.
+//! One binary, three programs: isakmpd(8), iked(8) or ikectl(8) by the name it is started
+//! under (a hard or symbolic link), or by a first argument `--iked` / `--ikectl` for a
+//! binary that cannot be linked under another name.
 
 fn main() {
-    let opts = match isakmpd::args::parse(std::env::args().skip(1)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("isakmpd: {e}");
-            eprintln!("{}", isakmpd::args::USAGE);
-            std::process::exit(1);
-        }
+    let mut args: Vec<String> = std::env::args().collect();
+    let name = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned())
+        .unwrap_or_default();
+    let mut rest = if args.is_empty() {
+        Vec::new()
+    } else {
+        args.split_off(1)
     };
-    std::process::exit(isakmpd::daemon::run(opts));
+    let personality = match name.as_str() {
+        "iked" => "iked",
+        "ikectl" => "ikectl",
+        _ => match rest.first().map(String::as_str) {
+            Some("--iked") => {
+                rest.remove(0);
+                "iked"
+            }
+            Some("--ikectl") => {
+                rest.remove(0);
+                "ikectl"
+            }
+            _ => "isakmpd",
+        },
+    };
+    let status = match personality {
+        "iked" => isakmpd::iked::main(rest),
+        "ikectl" => isakmpd::iked::ikectl::main(rest),
+        _ => match isakmpd::args::parse(rest) {
+            Ok(o) => isakmpd::daemon::run(o),
+            Err(e) => {
+                eprintln!("isakmpd: {e}");
+                eprintln!("{}", isakmpd::args::USAGE);
+                1
+            }
+        },
+    };
+    std::process::exit(status);
 }

@@ -39,6 +39,7 @@ const REQ_OPEN_WRITE: u8 = 3;
 const REQ_SHUTDOWN: u8 = 4;
 const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
+const REQ_OPEN_INCLUDE: u8 = 7;
 const REQ_KERNEL: u8 = 10;
 
 /// Messages the relay holds for a child that is not reading, at most.
@@ -155,6 +156,14 @@ impl Client {
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
+    /// A file the configuration included at startup, checked for secrecy, read-only.
+    pub fn open_include(&self, path: &str) -> Result<OwnedFd, String> {
+        let mut req = vec![REQ_OPEN_INCLUDE];
+        req.extend_from_slice(path.as_bytes());
+        self.call(&req)?
+            .ok_or_else(|| "monitor: no descriptor".into())
+    }
+
     /// A file under /var/run, created or truncated, mode 0600.
     pub fn open_write(&self, kind: WriteKind, path: &str) -> Result<OwnedFd, String> {
         let mut req = vec![REQ_OPEN_WRITE, kind as u8];
@@ -216,6 +225,9 @@ impl Client {
 pub struct Server {
     pub sock: OwnedFd,
     pub config_path: String,
+    /// The files the configuration included at startup (iked.conf `include`): a reload
+    /// may open these again, and no others.
+    pub includes: Vec<String>,
     pub report_path: String,
     /// The kernel relay, once the child asked for it.
     pub relay: std::cell::RefCell<Option<Relay>>,
@@ -480,6 +492,16 @@ impl Server {
                 bind_udp(addr).map(Some)
             }
             Some(&REQ_OPEN_CONFIG) => open_config(&self.config_path).map(Some),
+            Some(&REQ_OPEN_INCLUDE) => {
+                let path =
+                    std::str::from_utf8(&req[1..]).map_err(|_| "monitor: path is not UTF-8")?;
+                if !self.includes.iter().any(|p| p == path) {
+                    return Err(format!(
+                        "{path}: not included at startup; restart the daemon to read it"
+                    ));
+                }
+                open_config(path).map(Some)
+            }
             Some(&REQ_OPEN_WRITE) if req.len() >= 2 => {
                 let path =
                     std::str::from_utf8(&req[2..]).map_err(|_| "monitor: path is not UTF-8")?;

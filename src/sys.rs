@@ -51,6 +51,20 @@ pub fn getpid() -> pid_t {
     unsafe { libc::getpid() }
 }
 
+/// The host's name (gethostname(3)), if it has one that is UTF-8.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..n].to_vec())
+        .ok()
+        .filter(|h| !h.is_empty())
+}
+
 pub fn getuid() -> u32 {
     // SAFETY: getuid has no arguments and cannot fail.
     unsafe { libc::getuid() }

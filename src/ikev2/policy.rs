@@ -428,6 +428,34 @@ impl Selector {
     }
 }
 
+/// A selector as iked prints it: `net/prefix` when the range is one, else
+/// `start-end`, then ` port N` or ` port A-B` unless any port.
+pub fn selector_text(s: &Selector) -> String {
+    let (lo, hi, bits) = match (s.start, s.end) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => (1, 0, 0),
+    };
+    let span = hi.wrapping_sub(lo).wrapping_add(1);
+    let mut o = if lo > hi {
+        format!("{}-{}", s.start, s.end)
+    } else if span == 0 && bits == 128 && lo == 0 {
+        format!("{}/0", s.start)
+    } else if span.is_power_of_two() && lo & (span - 1) == 0 {
+        format!("{}/{}", s.start, bits - span.trailing_zeros())
+    } else {
+        format!("{}-{}", s.start, s.end)
+    };
+    if (s.start_port, s.end_port) != (0, 0xffff) {
+        if s.start_port == s.end_port {
+            o.push_str(&format!(" port {}", s.start_port));
+        } else {
+            o.push_str(&format!(" port {}-{}", s.start_port, s.end_port));
+        }
+    }
+    o
+}
+
 /// The narrowing of §2.9, simply: every intersection of a proposed selector with one of
 /// ours. Empty when nothing overlaps.
 pub fn narrow(proposed: &[Selector], ours: &[Selector]) -> Vec<Selector> {
@@ -466,5 +494,14 @@ mod tests {
         assert_eq!(narrow(&[a, c], &[b]), vec![b]);
         assert_eq!(Selector::from_wire(&a.to_wire()), Some(a));
         assert_eq!(Selector::from_wire(&v6.to_wire()), Some(v6));
+        assert_eq!(selector_text(&a), "198.51.100.0/24");
+        assert_eq!(selector_text(&v6), "2001:db8::/32");
+        assert_eq!(selector_text(&tcp), "198.51.100.0/24 port 80");
+        let any4 = Selector::subnet("0.0.0.0".parse().unwrap(), 0);
+        assert_eq!(selector_text(&any4), "0.0.0.0/0");
+        let any6 = Selector::subnet("::".parse().unwrap(), 0);
+        assert_eq!(selector_text(&any6), "::/0");
+        let host = Selector::host("192.0.2.1".parse().unwrap());
+        assert_eq!(selector_text(&host), "192.0.2.1/32");
     }
 }

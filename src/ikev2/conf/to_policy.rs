@@ -37,8 +37,8 @@ use crate::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
 
 use super::parse::endpoints;
 use super::{
-    lookup_xf, Af, Auth, Eval, Host, Id, IkedConf, IkedPolicy, Mode, SaProto, TMode, Transforms,
-    Xf, AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC, PRF,
+    lookup_xf, Af, Auth, Eval, Host, Id, IkedConf, IkedPolicy, SaProto, TMode, Transforms, Xf,
+    AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC, PRF,
 };
 
 /// Engine suites made from one rule's IKE (and ESP) proposals, at most: each is a
@@ -382,6 +382,13 @@ impl IkedConf {
     /// The engine's policy, and the warnings: what it leaves out, by rule and clause.
     /// An error only for what makes the whole policy ambiguous (two rules of one name).
     pub fn to_engine(&self) -> Result<(Policy, Vec<String>), String> {
+        self.to_engine_as(None)
+    }
+
+    /// [`Self::to_engine`] on a host called `hostname`: a rule without `srcid` shows it
+    /// as an FQDN identity, as iked does (`parse.y` takes gethostname(3)); without one,
+    /// the local address.
+    pub fn to_engine_as(&self, hostname: Option<&str>) -> Result<(Policy, Vec<String>), String> {
         let mut warns = Vec::new();
         let s = &self.settings;
         let mut set = |on: bool, what: &str| {
@@ -389,15 +396,12 @@ impl IkedConf {
                 warns.push(format!("set {what}: not implemented, ignored"));
             }
         };
-        set(s.passive, "passive");
-        set(s.decouple, "decouple");
+        // `passive` and `decouple` are the daemon's (crate::iked); `mobike` and `vendorid`
+        // are on in iked by default, so a warning about them would come with every file:
+        // the README says they are not done.
         set(s.fragmentation, "fragmentation");
-        // On in iked by default: said even without a `set` line, since the engine does
-        // otherwise.
-        set(s.mobike, "mobike (iked's default)");
         set(s.enforce_single_ikesa, "enforcesingleikesa");
         set(s.sticky_address, "stickyaddress");
-        set(s.vendor_id, "vendorid (iked's default)");
         set(s.cert_partial_chain, "cert_partial_chain");
         set(s.ocsp.is_some(), "ocsp");
         if !self.users.is_empty() {
@@ -412,7 +416,7 @@ impl IkedConf {
         let mut policy = Policy::default();
         let mut notes = Vec::new();
         for p in &self.policies {
-            if let Some(peer) = convert(p, &mut warns, &mut notes) {
+            if let Some(peer) = convert(p, hostname, &mut warns, &mut notes) {
                 if policy.peers.iter().any(|q| q.name == peer.name) {
                     return Err(format!(
                         "policy \"{}\" ({}): a policy of this name is already defined",
@@ -482,7 +486,12 @@ fn transform_notes(
 ///
 /// What comes of iked's defaults rather than of the rule goes to `notes`, once for all
 /// rules: a rule without `ikesa` should not repeat that the defaults' 3DES is left out.
-fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> Option<Peer> {
+fn convert(
+    p: &IkedPolicy,
+    hostname: Option<&str>,
+    warns: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Option<Peer> {
     let head = format!("policy \"{}\" ({})", p.name, p.origin);
     let mut w = |msg: String| warns.push(format!("{head}: {msg}"));
     let psk = match &p.auth {
@@ -509,9 +518,6 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> 
         Eval::Quick => w("quick: policy evaluation order is not implemented, ignored".into()),
         Eval::Skip => w("skip: not implemented, incoming requests still match".into()),
         Eval::Default => w("default: a default policy is not implemented, ignored".into()),
-    }
-    if p.mode == Mode::Active {
-        w("active: the engine starts no exchange by itself; the daemon must connect".into());
     }
     if p.ipcomp {
         w("ipcomp: not implemented, ignored".into());
@@ -608,8 +614,10 @@ fn convert(p: &IkedPolicy, warns: &mut Vec<String>, notes: &mut Vec<String>) -> 
                 return None;
             }
         },
+        None if hostname.is_some_and(|h| !h.is_empty()) => {
+            Identity::fqdn(hostname.unwrap_or_default())
+        }
         None => {
-            // iked sends its host name as an FQDN here; the engine cannot know it.
             if local_ip.is_unspecified() {
                 w(format!(
                     "no srcid and no local address: the local ID is {local_ip} (iked uses the \

@@ -31,11 +31,15 @@ impl Engine {
             }
             return self.dropped(remote, "repeated IKE_SA_INIT");
         }
-        let Some(p) = self
-            .policy
-            .peers
-            .iter()
-            .position(|p| p.remote.ip() == remote.ip())
+        // The peer with this address, else one that takes any address (`peer any`).
+        let ip = remote.ip();
+        let Some(p) = (self.policy.peers.iter())
+            .position(|p| p.remote.ip() == ip)
+            .or_else(|| {
+                self.policy.peers.iter().position(|p| {
+                    p.remote.ip().is_unspecified() && p.remote.is_ipv4() == ip.is_ipv4()
+                })
+            })
         else {
             return self.dropped(remote, "IKE_SA_INIT from an unknown peer");
         };

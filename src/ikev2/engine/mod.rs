@@ -414,7 +414,13 @@ pub struct Engine {
     /// Scratch for decrypting in place.
     rx: Vec<u8>,
     fired: Vec<Handle>,
+    /// Our address toward a peer, for a policy whose local address is unspecified
+    /// (iked.conf without `local`): the host's routing lookup.
+    route: Option<RouteLookup>,
 }
+
+/// The host's routing lookup: our source address toward a destination.
+pub type RouteLookup = Box<dyn FnMut(IpAddr) -> Option<IpAddr>>;
 
 impl Engine {
     pub fn new(config: Config, policy: Policy, now: Time, mut rng: Box<dyn Random>) -> Engine {
@@ -436,6 +442,7 @@ impl Engine {
             },
             rx: Vec::with_capacity(65535),
             fired: Vec::new(),
+            route: None,
             config,
             policy,
         }
@@ -443,6 +450,49 @@ impl Engine {
 
     pub fn stats(&self) -> &Stats {
         &self.io.stats
+    }
+
+    /// Sets the routing lookup that picks our address toward a peer whose policy leaves
+    /// the local address unspecified.
+    pub fn set_route_lookup(&mut self, f: RouteLookup) {
+        self.route = Some(f);
+    }
+
+    /// The peers, as configured.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Takes new peers (a reload). IKE SAs keep running under the peer of the same name,
+    /// with its new settings; those whose peer is gone are deleted: an established one
+    /// with a Delete sent once (no retransmission: nothing is left to answer it). Returns
+    /// how many were deleted.
+    pub fn set_policy(&mut self, now: Time, policy: Policy) -> usize {
+        let gone: Vec<Handle> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| !policy.peers.iter().any(|p| p.name == sa.info.peer))
+            .map(|(h, _)| h)
+            .collect();
+        for &h in &gone {
+            self.delete_ike(now, IkeRef::Handle(h));
+            self.delete(h, "its policy was removed");
+        }
+        let remap: Vec<(Handle, usize)> = self
+            .sas
+            .iter()
+            .filter_map(|(h, sa)| {
+                let p = policy.peers.iter().position(|p| p.name == sa.info.peer)?;
+                Some((h, p))
+            })
+            .collect();
+        for (h, p) in remap {
+            if let Some(sa) = self.sas.get_mut(h) {
+                sa.peer = p;
+            }
+        }
+        self.policy = policy;
+        gone.len()
     }
 
     /// The IKE SAs, in any state.
@@ -475,13 +525,28 @@ impl Engine {
             .ike
             .first()
             .ok_or(ConnectError::Local("no IKE proposal"))?;
+        if peer.remote.ip().is_unspecified() {
+            return Err(ConnectError::Local(
+                "the peer's address is not known (peer any)",
+            ));
+        }
+        let local = if peer.local.ip().is_unspecified() {
+            let ip = self
+                .route
+                .as_mut()
+                .and_then(|r| r(peer.remote.ip()))
+                .ok_or(ConnectError::Local("no route to the peer"))?;
+            SocketAddr::new(ip, peer.local.port())
+        } else {
+            peer.local
+        };
         let spi_i = self.io.spi();
         let info = IkeSaInfo {
             peer: peer.name.clone(),
             initiator: true,
             spi_i,
             spi_r: [0; 8],
-            local: peer.local,
+            local,
             remote: peer.remote,
             state: IkeState::InitSent,
             suite: None,

@@ -1,0 +1,248 @@
+//! iked's control socket (default /var/run/iked.sock, mode 0600, root's): ikectl(8)
+//! connects, writes one command line (for `load`, the file's text follows the line),
+//! closes its writing side, and reads the answer: a first line `ok` or `error: why`, then
+//! the text. One connection at a time, with a short timeout, served from the event loop.
+
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use crate::event::Daemon;
+use crate::ikev2::engine::IkeRef;
+use crate::timer::Time;
+
+/// A request (command line and any file text) is at most this long.
+const MAX_REQUEST: usize = 1 << 20;
+/// How long a client may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served per wake-up.
+const PER_WAKE: usize = 8;
+
+/// Creates the control socket (replacing a stale one), mode 0600, listening and
+/// non-blocking. Called by the privileged parent before the fork.
+pub fn open(path: &str) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(format!("{path}: exists and is not a socket"));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("{path}: another daemon is listening on it"));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("{path}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{path}: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(OwnedFd::from(l))
+}
+
+/// The descriptor to poll.
+pub fn fd(l: &OwnedFd) -> i32 {
+    l.as_raw_fd()
+}
+
+impl Daemon {
+    /// Serves the clients waiting on the control socket.
+    pub(crate) fn serve_control(&mut self, now: Time) {
+        for _ in 0..PER_WAKE {
+            let Some(l) = self.v2.as_ref().and_then(|v| v.control.as_ref()) else {
+                return;
+            };
+            let Ok(dup) = l.try_clone() else { return };
+            let listener = UnixListener::from(dup);
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) => return,
+            };
+            self.serve_client(now, stream);
+        }
+    }
+
+    fn serve_client(&mut self, now: Time, mut s: UnixStream) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = s.set_write_timeout(Some(IO_TIMEOUT));
+        let mut req = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) if req.len() + n <= MAX_REQUEST => req.extend_from_slice(&chunk[..n]),
+                Ok(_) => {
+                    let _ = s.write_all(b"error: request too long\n");
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // A client that stops talking gets no answer.
+                    log::warn!("control: client sent no complete request");
+                    return;
+                }
+            }
+        }
+        let (line, body) = match req.iter().position(|&b| b == b'\n') {
+            Some(i) => (&req[..i], &req[i + 1..]),
+            None => (&req[..], &[][..]),
+        };
+        let line = String::from_utf8_lossy(line).trim().to_owned();
+        let body = String::from_utf8_lossy(body).into_owned();
+        let answer = match self.control_command(now, &line, &body) {
+            Ok(text) => format!("ok\n{text}"),
+            Err(e) => {
+                log::warn!("control: {line}: {e}");
+                format!("error: {e}\n")
+            }
+        };
+        // What the command sent goes out with the loop's next flush.
+        let _ = s.write_all(answer.as_bytes());
+    }
+
+    /// One ikectl(8) command.
+    fn control_command(&mut self, now: Time, line: &str, body: &str) -> Result<String, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let v2 = self.v2.as_mut().ok_or("not running as iked")?;
+        log::info!("control: {}", words.join(" "));
+        match words.as_slice() {
+            ["show", "sa"] => Ok(v2.show_sa()),
+            ["show", "flows"] => Ok(v2.show_flows()),
+            ["show", "stats"] => Ok(v2.show_stats()),
+            ["show", "certstore"] => {
+                Ok("no certificates: certificate authentication is not supported yet\n".into())
+            }
+            ["reload"] => self.reload_iked(now).map(|_| String::new()),
+            ["load", path] => {
+                let setup = self.parse_iked(now, body, path)?;
+                self.apply_iked(now, setup, path);
+                Ok(String::new())
+            }
+            ["reset", what] | ["reset", what, _] => {
+                let n = match (*what, words.get(2)) {
+                    ("sa", None) => v2.delete_all(now),
+                    ("policy", None) => {
+                        v2.apply(
+                            now,
+                            crate::iked::runtime::Setup {
+                                dpd_secs: v2.setup.dpd_secs,
+                                ..Default::default()
+                            },
+                        );
+                        0
+                    }
+                    ("all", None) => {
+                        let n = v2.delete_all(now);
+                        v2.apply(now, crate::iked::runtime::Setup::default());
+                        n
+                    }
+                    ("user", None) => 0,
+                    ("id", Some(id)) => {
+                        let names: Vec<String> = v2
+                            .setup
+                            .policy
+                            .peers
+                            .iter()
+                            .filter(|p| {
+                                p.remote_id
+                                    .as_ref()
+                                    .is_some_and(|r| r.data == id.as_bytes())
+                            })
+                            .map(|p| p.name.clone())
+                            .collect();
+                        names
+                            .iter()
+                            .map(|n| v2.engine.delete_ike(now, IkeRef::Peer(n)))
+                            .sum()
+                    }
+                    _ => return Err(format!("reset {what}: unknown")),
+                };
+                Ok(format!("{n} IKE SA(s) deleted\n"))
+            }
+            ["active"] => {
+                v2.passive = false;
+                v2.start_policies(now);
+                Ok(String::new())
+            }
+            ["passive"] => {
+                v2.passive = true;
+                Ok(String::new())
+            }
+            ["couple"] => {
+                v2.decoupled = false;
+                Ok(String::new())
+            }
+            ["decouple"] => {
+                v2.decoupled = true;
+                Ok(String::new())
+            }
+            ["log", "verbose"] => {
+                crate::log::set_verbose(true);
+                Ok(String::new())
+            }
+            ["log", "brief"] => {
+                crate::log::set_verbose(false);
+                Ok(String::new())
+            }
+            ["monitor"] => Err("monitor: not supported yet".into()),
+            _ => Err(format!("unknown command '{line}'")),
+        }
+    }
+
+    /// SIGHUP and `ikectl reload`: read iked.conf again through the monitor. A file
+    /// that does not parse leaves the running policies in force.
+    pub(crate) fn reload_iked(&mut self, now: Time) -> Result<(), String> {
+        let path = self.opts.config.clone();
+        let text = self.read_config();
+        let r = text.and_then(|t| self.parse_iked(now, &t, &path));
+        match r {
+            Ok(setup) => {
+                self.apply_iked(now, setup, &path);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.reload_failures += 1;
+                log::error!("reload failed, keeping the running configuration: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn parse_iked(
+        &mut self,
+        _now: Time,
+        text: &str,
+        path: &str,
+    ) -> Result<crate::iked::runtime::Setup, String> {
+        let macros = self
+            .opts
+            .iked
+            .as_ref()
+            .map(|i| i.macros.clone())
+            .unwrap_or_default();
+        let monitor = &self.monitor;
+        crate::iked::runtime::from_text(text, path, &macros, &mut |p: &str| {
+            let fd = monitor.open_include(p)?;
+            let mut t = String::new();
+            std::fs::File::from(fd)
+                .read_to_string(&mut t)
+                .map_err(|e| format!("{p}: {e}"))?;
+            Ok(t)
+        })
+    }
+
+    fn apply_iked(&mut self, now: Time, setup: crate::iked::runtime::Setup, path: &str) {
+        for w in &setup.warnings {
+            log::warn!("{path}: {w}");
+        }
+        if let Some(v2) = self.v2.as_mut() {
+            v2.apply(now, setup);
+            v2.start_policies(now);
+        }
+        self.counters.reloads += 1;
+        log::info!("reloaded configuration from {path}");
+    }
+}

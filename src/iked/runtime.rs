@@ -1,0 +1,440 @@
+//! What iked adds to the event loop: the IKEv2 engine with the policies of iked.conf(5),
+//! which of them to start, the control socket, and what ikectl's `show` commands print.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+use crate::args::Options;
+use crate::ike::crypto::AeadAlg;
+use crate::ike::sa::hex;
+use crate::ikev2::conf::Mode;
+use crate::ikev2::engine::{Engine, IkeRef, IkeState};
+use crate::ikev2::keys::{Encr, Integ};
+use crate::ikev2::policy::{Config, Identity, Policy, Selector};
+use crate::ikev2::wire::IdType;
+use crate::timer::Time;
+
+/// What iked.conf(5) says, in the form the daemon uses.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub policy: Policy,
+    /// Policies we start (not `passive`, and with a known peer address).
+    pub active: Vec<String>,
+    /// `set passive`: start nothing.
+    pub passive: bool,
+    /// `set decouple`: flows are not loaded.
+    pub decouple: bool,
+    /// `set dpd_check_interval`; 0 turns liveness checks off.
+    pub dpd_secs: u64,
+    /// The files included, in order (the monitor lets a reload open these and no others).
+    pub includes: Vec<String>,
+    /// What was read but is not used (yet), one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Setup {
+    /// What `iked -nv` prints: the policies as the engine got them.
+    pub fn describe(&self) -> String {
+        let mut o = String::new();
+        for p in &self.policy.peers {
+            let active = self.active.contains(&p.name);
+            let _ = writeln!(
+                o,
+                "ikev2 \"{}\" {} esp local {} peer {}",
+                p.name,
+                if active { "active" } else { "passive" },
+                p.local.ip(),
+                if p.remote.ip().is_unspecified() {
+                    "any".to_string()
+                } else {
+                    p.remote.ip().to_string()
+                }
+            );
+            for (l, r) in p.local_ts.iter().zip(p.remote_ts.iter()) {
+                let _ = writeln!(o, "\tfrom {} to {}", sel(l), sel(r));
+            }
+            for ike in &p.ike {
+                let _ = writeln!(
+                    o,
+                    "\tikesa enc {} {:?} prf {} group {}",
+                    ike.encr, ike.key_bits, ike.prf, ike.dh
+                );
+            }
+            for esp in &p.esp {
+                let _ = writeln!(o, "\tchildsa enc {} {:?}", esp.encr, esp.key_bits);
+            }
+        }
+        o
+    }
+}
+
+/// Reads iked.conf and what it includes, each with the secrecy check of isakmpd.conf
+/// (root's, not writable or readable by others), and turns it into a [`Setup`].
+pub fn load(path: &str, macros: &[(String, String)]) -> Result<Setup, String> {
+    let text = read_secret(path)?;
+    let mut includes = Vec::new();
+    let mut setup = from_text(&text, path, macros, &mut |p: &str| {
+        if includes.len() >= 64 {
+            return Err(format!("{p}: too many includes"));
+        }
+        let t = read_secret(p)?;
+        includes.push(p.to_owned());
+        Ok(t)
+    })?;
+    setup.includes = includes;
+    Ok(setup)
+}
+
+fn read_secret(path: &str) -> Result<String, String> {
+    let fd: OwnedFd = crate::monitor::open_config(path)?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(text)
+}
+
+/// Parses iked.conf text; `include` files come from `loader`.
+pub fn from_text(
+    text: &str,
+    path: &str,
+    macros: &[(String, String)],
+    loader: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Setup, String> {
+    let defines: Vec<String> = macros.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let defines: Vec<&str> = defines.iter().map(String::as_str).collect();
+    let conf = crate::ikev2::conf::parse::parse_with(path, text, &defines, loader)
+        .map_err(|e| e.to_string())?;
+    let (policy, mut warnings) = conf.to_engine_as(crate::sys::hostname().as_deref())?;
+    let s = &conf.settings;
+    let mut active = Vec::new();
+    for p in conf.policies.iter().filter(|p| p.mode == Mode::Active) {
+        let Some(peer) = policy.peers.iter().find(|x| x.name == p.name) else {
+            continue;
+        };
+        if peer.remote.ip().is_unspecified() {
+            warnings.push(format!(
+                "policy \"{}\": active without a peer address, only answered",
+                peer.name
+            ));
+            continue;
+        }
+        active.push(peer.name.clone());
+    }
+    Ok(Setup {
+        active,
+        passive: s.passive,
+        decouple: s.decouple,
+        dpd_secs: u64::from(s.dpd_check_interval),
+        includes: Vec::new(),
+        warnings,
+        policy,
+    })
+}
+
+/// The IKEv2 side of the daemon.
+pub struct V2 {
+    pub engine: Engine,
+    pub setup: Setup,
+    /// -S, `set passive` or `ikectl passive`: nothing is started.
+    pub passive: bool,
+    /// `ikectl decouple` / `set decouple`.
+    pub decoupled: bool,
+    /// The control socket, listening.
+    pub control: Option<OwnedFd>,
+    /// IKEv1 datagrams dropped (iked speaks IKEv2 only).
+    pub v1_dropped: u64,
+}
+
+impl V2 {
+    pub fn new(setup: Setup, opts: &Options, control: Option<OwnedFd>, now: Time) -> V2 {
+        let config = Config {
+            nat_port: opts.udpencap_port,
+            liveness_secs: setup.dpd_secs,
+            ..Config::default()
+        };
+        let engine = Engine::new(
+            config,
+            setup.policy.clone(),
+            now,
+            crate::ike::crypto::random_source(opts.seed),
+        );
+        V2 {
+            engine,
+            passive: opts.passive || setup.passive,
+            decoupled: setup.decouple,
+            setup,
+            control,
+            v1_dropped: 0,
+        }
+    }
+
+    /// Starts the active policies that have no IKE SA, unless passive.
+    pub fn start_policies(&mut self, now: Time) {
+        if self.passive {
+            return;
+        }
+        for name in &self.setup.active {
+            if self.engine.ike_sas().any(|(_, sa)| &sa.peer == name) {
+                continue;
+            }
+            if let Err(e) = self.engine.connect(now, name) {
+                log::warn!("ikev2: policy \"{name}\": not started: {e:?}");
+            }
+        }
+    }
+
+    /// A new configuration (SIGHUP, `ikectl reload` or `load`): the running SAs stay with
+    /// the policies of the same name.
+    pub fn apply(&mut self, now: Time, setup: Setup) {
+        let gone = self.engine.set_policy(now, setup.policy.clone());
+        if gone > 0 {
+            log::info!("ikev2: {gone} IKE SA(s) deleted with their policies");
+        }
+        self.passive = self.passive || setup.passive;
+        self.decoupled = setup.decouple;
+        self.setup = setup;
+    }
+
+    /// Deletes every IKE SA (shutdown, `ikectl reset sa`): the established ones with a
+    /// Delete to the peer.
+    pub fn delete_all(&mut self, now: Time) -> usize {
+        let names: Vec<String> = self
+            .engine
+            .ike_sas()
+            .map(|(_, sa)| sa.peer.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        names
+            .iter()
+            .map(|n| self.engine.delete_ike(now, IkeRef::Peer(n)))
+            .sum()
+    }
+
+    /// `ikectl show sa`, in iked's layout (`iked_sas:`, `sa_childsas:`, `sa_flows:`,
+    /// then `iked_activesas:` and `iked_flows:`), each IKE SA line followed by what iked
+    /// does not print: algorithms and lifetime.
+    pub fn show_sa(&self) -> String {
+        let mut o = String::new();
+        let mut active = String::new();
+        let mut flows = String::new();
+        for (h, sa) in self.engine.ike_sas() {
+            let id = 0x1000 + h.idx as u64;
+            let state = match sa.state {
+                IkeState::InitSent | IkeState::HalfOpen => "SA_INIT",
+                IkeState::AuthSent => "AUTH_REQUEST",
+                IkeState::Established => "ESTABLISHED",
+            };
+            let pol = self
+                .setup
+                .policy
+                .peers
+                .iter()
+                .position(|p| p.name == sa.peer)
+                .unwrap_or(0);
+            // The peer's ID as the policy requires it (dstid), as iked shows it.
+            let dstid = self
+                .setup
+                .policy
+                .peers
+                .get(pol)
+                .and_then(|p| p.remote_id.as_ref())
+                .map(id_text)
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "iked_sas: 0x{id:x} rspi 0x{} ispi 0x{} {}->{}{dstid}[] {state} {}{} nexti 0x0 pol 0x{:x}",
+                hex(&sa.spi_r),
+                hex(&sa.spi_i),
+                sa.local,
+                sa.remote,
+                if sa.initiator { "i" } else { "r" },
+                if sa.nat_local || sa.nat_remote {
+                    " natt"
+                } else {
+                    ""
+                },
+                0x100 + pol
+            );
+            let _ = writeln!(
+                o,
+                "  sa_policy: \"{}\"{}",
+                sa.peer,
+                match &sa.suite {
+                    Some(s) => format!(
+                        " enc {} auth {}",
+                        encr_name(s.encr),
+                        s.integ.map(integ_name).unwrap_or("none")
+                    ),
+                    None => String::new(),
+                }
+            );
+            for (k, c) in self.engine.child_sas().filter(|c| c.ike == h).enumerate() {
+                let cid = (id << 8) + 2 * k as u64;
+                for (dir, spi, from, to, cid, peer_id, flags) in [
+                    ("out", c.spi_out, sa.local, sa.remote, cid, cid + 1, "(L)"),
+                    ("in", c.spi_in, sa.remote, sa.local, cid + 1, cid, "(LA)"),
+                ] {
+                    let line = format!(
+                        "0x{cid:x} ESP 0x{spi:08x} {dir} {from} -> {to} {flags} B=0x0 P=0x{peer_id:x} @0x{id:x}{}",
+                        if c.rekeyed { " rekeyed" } else { "" }
+                    );
+                    let _ = writeln!(o, "  sa_childsas: {line}");
+                    let _ = writeln!(active, "iked_activesas: {line}");
+                }
+                let _ = writeln!(
+                    o,
+                    "  sa_childsas: enc {} auth {}",
+                    encr_name(c.encr),
+                    c.integ.map(integ_name).unwrap_or("none")
+                );
+                for (l, r) in c
+                    .ts_local
+                    .iter()
+                    .flat_map(|l| c.ts_remote.iter().map(move |r| (l, r)))
+                {
+                    for (dir, a, b) in [("out", l, r), ("in", r, l)] {
+                        let line = format!(
+                            "0x{:x} ESP {dir} {} -> {} [{}]@-1 (L) @0x{id:x}",
+                            cid,
+                            sel(a),
+                            sel(b),
+                            a.protocol
+                        );
+                        let _ = writeln!(o, "  sa_flows: {line}");
+                        let _ = writeln!(flows, "iked_flows: {line}");
+                    }
+                }
+            }
+        }
+        o.push_str(&active);
+        o.push_str(&flows);
+        o
+    }
+
+    /// `ikectl show flows`: the flows of the CHILD SAs.
+    pub fn show_flows(&self) -> String {
+        self.show_sa()
+            .lines()
+            .filter(|l| l.starts_with("iked_flows:"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// `ikectl show stats`: the engine's counters, one per line.
+    pub fn show_stats(&self) -> String {
+        let s = self.engine.stats();
+        let mut o = String::new();
+        for (name, v) in [
+            ("datagrams received", s.datagrams_received),
+            ("datagrams dropped", s.datagrams_dropped),
+            ("IKEv1 datagrams dropped", self.v1_dropped),
+            ("responses resent", s.responses_resent),
+            ("retransmits", s.retransmits),
+            ("IKE SAs established", s.ike_sas_established),
+            ("CHILD SAs established", s.child_sas_established),
+            ("exchanges failed", s.failed),
+            ("half-open refused", s.half_open_refused),
+            ("half-open expired", s.half_open_expired),
+            ("cookies sent", s.cookies_sent),
+            ("cookies invalid", s.cookies_invalid),
+            ("CHILD SAs deleted", s.child_sas_deleted),
+            ("liveness checks", s.liveness_checks),
+            ("dead peers", s.dead_peers),
+            ("CHILD SAs rekeyed", s.child_sas_rekeyed),
+            ("IKE SAs rekeyed", s.ike_sas_rekeyed),
+        ] {
+            let _ = writeln!(o, "{name}: {v}");
+        }
+        let _ = writeln!(
+            o,
+            "IKE SAs: {}\nCHILD SAs: {}\nmode: {}, {}",
+            self.engine.ike_sas().count(),
+            self.engine.child_sas().count(),
+            if self.passive { "passive" } else { "active" },
+            if self.decoupled {
+                "decoupled"
+            } else {
+                "coupled"
+            }
+        );
+        o
+    }
+}
+
+/// `<FQDN/gw.example>`, iked's way of printing an ID.
+fn id_text(id: &Identity) -> String {
+    let value = match id.ty {
+        IdType::IPV4_ADDR | IdType::IPV6_ADDR => <[u8; 4]>::try_from(&id.data[..])
+            .map(|a| std::net::IpAddr::from(a).to_string())
+            .or_else(|_| {
+                <[u8; 16]>::try_from(&id.data[..]).map(|a| std::net::IpAddr::from(a).to_string())
+            })
+            .unwrap_or_default(),
+        _ => String::from_utf8_lossy(&id.data).into_owned(),
+    };
+    let ty = match id.ty {
+        IdType::IPV4_ADDR => "IPV4",
+        IdType::IPV6_ADDR => "IPV6",
+        IdType::FQDN => "FQDN",
+        IdType::RFC822_ADDR => "UFQDN",
+        IdType::DER_ASN1_DN => "ASN1_DN",
+        _ => "KEY_ID",
+    };
+    format!("<{ty}/{value}>")
+}
+
+fn sel(s: &Selector) -> String {
+    crate::ikev2::policy::selector_text(s)
+}
+
+fn encr_name(e: Encr) -> String {
+    match e {
+        Encr::AesCbc(n) => format!("aes-{}", n * 8),
+        Encr::Aead(AeadAlg::AesGcm(n)) => format!("aes-{}-gcm", n * 8),
+        Encr::Aead(AeadAlg::ChaCha20Poly1305) => "chacha20-poly1305".into(),
+    }
+}
+
+fn integ_name(i: Integ) -> &'static str {
+    match i {
+        Integ::HmacSha1_96 => "hmac-sha1",
+        Integ::HmacSha2_256_128 => "hmac-sha2-256",
+        Integ::HmacSha2_384_192 => "hmac-sha2-384",
+        Integ::HmacSha2_512_256 => "hmac-sha2-512",
+    }
+}
+
+/// The IKE major version of a datagram (RFC 7296 §3.1: the high nibble of octet 17),
+/// after the non-ESP marker on the NAT-T port; None for a keepalive or a runt.
+pub fn ike_major(data: &[u8], encap: bool) -> Option<u8> {
+    let d = if encap {
+        data.strip_prefix(&[0u8; 4][..])?
+    } else {
+        data
+    };
+    d.get(17).map(|v| v >> 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn major_version() {
+        let mut m = [0u8; 28];
+        m[17] = 0x20;
+        assert_eq!(ike_major(&m, false), Some(2));
+        m[17] = 0x10;
+        assert_eq!(ike_major(&m, false), Some(1));
+        let mut e = vec![0u8; 4];
+        e.extend_from_slice(&m);
+        assert_eq!(ike_major(&e, true), Some(1));
+        assert_eq!(ike_major(&[0xff], true), None);
+        assert_eq!(ike_major(&m[..10], false), None);
+    }
+}

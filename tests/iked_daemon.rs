@@ -1,0 +1,334 @@
+//! The binary as iked(8) and ikectl(8), started under those names (symbolic links):
+//! `iked -n` checks a file, and two iked processes in two network namespaces, configured
+//! only by iked.conf files, bring a tunnel up over IKEv2 that `ikectl show sa` shows on
+//! both sides; `ikectl reset sa`, `passive`/`active`, `reload` and SIGHUP do what
+//! ikectl(8) and iked(8) say. `-X` keeps the kernel's IPsec state untouched (the host
+//! has no ESP).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{real_run, require_root, Link, Scratch, BIN};
+
+/// `iked` and `ikectl` links to the binary in `dir`.
+fn links(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let (iked, ikectl) = (bin.join("iked"), bin.join("ikectl"));
+    for l in [&iked, &ikectl] {
+        let _ = fs::remove_file(l);
+        std::os::unix::fs::symlink(common::daemon_bin(), l).unwrap();
+    }
+    (iked, ikectl)
+}
+
+struct Iked {
+    child: Child,
+    scratch: Scratch,
+    ikectl: PathBuf,
+    conf: PathBuf,
+}
+
+const WRAP: &str = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
+
+impl Iked {
+    fn start(name: &str, netns: &str, conf_text: &str) -> Iked {
+        require_root();
+        let scratch = Scratch::new(name);
+        let conf = scratch.write("iked.conf", conf_text, 0o600);
+        let (iked, ikectl) = links(&scratch.dir);
+        let log = fs::File::create(scratch.dir.join("iked.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", WRAP, "sh"])
+            .arg(scratch.dir.join("run"))
+            .arg(real_run())
+            .arg(&iked)
+            .args(["-d", "-v", "-X", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Iked {
+            child,
+            scratch,
+            ikectl,
+            conf,
+        };
+        d.wait("iked started", || d.log().contains("iked started"));
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.scratch.dir.join("iked.log")).unwrap_or_default()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.scratch.run("iked.sock")
+    }
+
+    /// `ikectl -s SOCKET args...`: (status, stdout, stderr).
+    fn ikectl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(&self.ikectl)
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn show_sa(&self) -> String {
+        let (st, out, err) = self.ikectl(&["show", "sa"]);
+        assert_eq!(st, 0, "ikectl show sa: {err}\n{}", self.log());
+        out
+    }
+
+    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}\n--- log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_sa(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.show_sa();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}; last show sa:\n{s}\n--- log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill with a pid of ours.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Iked {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy(mode: &str, me: &str, peer: &str, lnet: &str, rnet: &str, ids: (&str, &str)) -> String {
+    format!(
+        "# iked.conf of {me}\n\
+         key = \"iked-daemon-test-key\"\n\
+         set dpd_check_interval 30\n\
+         ikev2 \"tun\" {mode} esp \\\n\
+         \tfrom {lnet} to {rnet} \\\n\
+         \tlocal {me} peer {peer} \\\n\
+         \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
+         \tchildsa enc aes-256-gcm \\\n\
+         \tsrcid {} dstid {} \\\n\
+         \tpsk $key\n",
+        ids.0, ids.1
+    )
+}
+
+fn west_conf() -> String {
+    policy(
+        "active",
+        "192.0.2.1",
+        "192.0.2.2",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        ("west.example", "east.example"),
+    )
+}
+
+fn east_conf() -> String {
+    policy(
+        "passive",
+        "192.0.2.2",
+        "192.0.2.1",
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+        ("east.example", "west.example"),
+    )
+}
+
+fn established(s: &str) -> bool {
+    s.lines()
+        .any(|l| l.starts_with("iked_sas:") && l.contains("ESTABLISHED"))
+        && s.contains("sa_childsas:")
+}
+
+#[test]
+fn configtest_checks_the_file_and_its_secrecy() {
+    require_root();
+    let scratch = Scratch::new("iked-n");
+    let (iked, _) = links(&scratch.dir);
+    let run = |conf: &Path, extra: &[&str]| {
+        let out = Command::new(&iked)
+            .args(extra)
+            .arg("-n")
+            .arg("-f")
+            .arg(conf)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = scratch.write("good.conf", &west_conf(), 0o600);
+    let (st, err) = run(&good, &[]);
+    assert_eq!(st, 0, "{err}");
+    assert!(err.contains("configuration OK"), "{err}");
+    // A macro from the command line overrides the file's.
+    let (st, err) = run(&good, &["-D", "key=other"]);
+    assert_eq!(st, 0, "{err}");
+    // Line 4 has the error.
+    let bad = scratch.write(
+        "bad.conf",
+        "# a comment\nset passive\n\nikev2 \"x\" esp from 10.0.0.0/8 too 10.1.0.0/16\n",
+        0o600,
+    );
+    let (st, err) = run(&bad, &[]);
+    assert_eq!(st, 1, "{err}");
+    assert!(err.contains("bad.conf:4"), "{err}");
+    // Readable by others: refused, as iked refuses it.
+    let open = scratch.write("open.conf", &west_conf(), 0o644);
+    let (st, err) = run(&open, &[]);
+    assert_eq!(st, 1, "{err}");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(run(&open, &[]).0, 0);
+    // Flags iked does not have.
+    let out = Command::new(&iked).arg("-K").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: iked"));
+}
+
+#[test]
+fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
+    let link = Link::new("k");
+    let east = Iked::start("iked-east", &link.b, &east_conf());
+    let west = Iked::start("iked-west", &link.a, &west_conf());
+    // The active policy starts at once; both sides show the IKE SA and its CHILD SA.
+    let w = west.wait_sa("west established", established);
+    let e = east.wait_sa("east established", established);
+    assert!(
+        w.contains("192.0.2.1:500->192.0.2.2:500<FQDN/east.example>[] ESTABLISHED"),
+        "{w}"
+    );
+    assert!(w.contains(" i nexti"), "west initiated: {w}");
+    assert!(e.contains(" r nexti"), "east responded: {e}");
+    assert!(w.contains("enc aes-256-gcm"), "{w}");
+    assert!(
+        w.contains("ESP out 198.51.100.0/24 -> 203.0.113.0/24"),
+        "west's outbound flow: {w}"
+    );
+    assert!(
+        e.contains("ESP out 203.0.113.0/24 -> 198.51.100.0/24"),
+        "east's outbound flow: {e}"
+    );
+    // The SPIs match crosswise: west's outbound is east's inbound.
+    let spi = |s: &str, dir: &str| -> String {
+        s.lines()
+            .find(|l| l.starts_with("iked_activesas:") && l.contains(&format!(" {dir} ")))
+            .and_then(|l| l.split_whitespace().nth(3).map(String::from))
+            .unwrap_or_default()
+    };
+    assert_eq!(spi(&w, "out"), spi(&e, "in"), "west:\n{w}\neast:\n{e}");
+    assert_eq!(spi(&w, "in"), spi(&e, "out"), "west:\n{w}\neast:\n{e}");
+    let (st, stats, _) = west.ikectl(&["show", "stats"]);
+    assert_eq!(st, 0);
+    assert!(stats.contains("IKE SAs established: 1"), "{stats}");
+    // No secret in what ikectl shows or the log says.
+    for text in [&w, &e, &stats, &west.log(), &east.log()] {
+        assert!(!text.contains("iked-daemon-test-key"), "{text}");
+    }
+
+    // reset sa: west deletes its SAs and tells east.
+    let (st, out, err) = west.ikectl(&["reset", "sa"]);
+    assert_eq!(st, 0, "{err}");
+    assert!(out.contains("1 IKE SA(s) deleted"), "{out}");
+    east.wait_sa("east's SA deleted by west", |s| !s.contains("iked_sas:"));
+
+    // passive: nothing is started; active: the policy comes up again.
+    west.wait_sa("west's SA gone", |s| !s.contains("iked_sas:"));
+    assert_eq!(west.ikectl(&["passive"]).0, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!west.show_sa().contains("iked_sas:"));
+    assert_eq!(west.ikectl(&["active"]).0, 0);
+    west.wait_sa("west up again after active", established);
+    east.wait_sa("east up again", established);
+
+    // Unknown commands fail with a reason and status 1.
+    let (st, _, err) = west.ikectl(&["show", "everything"]);
+    assert_eq!(st, 1, "{err}");
+    assert!(err.contains("usage: ikectl"), "{err}");
+
+    // A reload with a syntax error keeps the running policies...
+    fs::write(&east.conf, "ikev2 \"tun\" passive esp from\n").unwrap();
+    let (st, _, err) = east.ikectl(&["reload"]);
+    assert_eq!(st, 1, "a bad file must fail the reload");
+    assert!(err.contains("iked.conf:1"), "{err}");
+    assert!(established(&east.show_sa()));
+    // ...and a good one without the policy deletes its SAs, on SIGHUP as with ikectl.
+    fs::write(&east.conf, "set dpd_check_interval 30\n").unwrap();
+    east.signal(libc::SIGHUP);
+    east.wait_sa("east's SA gone with its policy", |s| {
+        !s.contains("iked_sas:")
+    });
+    west.wait_sa("west told of the delete", |s| !s.contains("ESTABLISHED"));
+    assert!(
+        east.log().contains("reloaded configuration"),
+        "{}",
+        east.log()
+    );
+
+    // The SA's policy back through `ikectl load`.
+    let again = east.scratch.write("again.conf", &east_conf(), 0o600);
+    let (st, _, err) = east.ikectl(&["load", again.to_str().unwrap()]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(west.ikectl(&["reset", "sa"]).0, 0);
+    assert_eq!(west.ikectl(&["active"]).0, 0);
+    west.wait_sa("west up after east's load", established);
+    drop(west);
+    drop(east);
+    let _ = BIN;
+}
