@@ -1,0 +1,148 @@
+//! The binary as iked(8) in a network namespace, driven with ikectl(8) (include with
+//! `#[path = "common/iked.rs"] mod iked;` next to `mod common;`).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{real_run, require_root, Scratch};
+
+/// `iked` and `ikectl` links to the binary in `dir`.
+pub fn links(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let (iked, ikectl) = (bin.join("iked"), bin.join("ikectl"));
+    for l in [&iked, &ikectl] {
+        let _ = fs::remove_file(l);
+        std::os::unix::fs::symlink(crate::common::daemon_bin(), l).unwrap();
+    }
+    (iked, ikectl)
+}
+
+pub struct Iked {
+    pub child: Child,
+    pub scratch: Scratch,
+    pub ikectl: PathBuf,
+    pub conf: PathBuf,
+}
+
+const WRAP: &str = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
+
+impl Iked {
+    pub fn start(name: &str, netns: &str, conf_text: &str) -> Iked {
+        require_root();
+        let scratch = Scratch::new(name);
+        let conf = scratch.write("iked.conf", conf_text, 0o600);
+        let (iked, ikectl) = links(&scratch.dir);
+        let log = fs::File::create(scratch.dir.join("iked.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", WRAP, "sh"])
+            .arg(scratch.dir.join("run"))
+            .arg(real_run())
+            .arg(&iked)
+            .args(["-d", "-v", "-X", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Iked {
+            child,
+            scratch,
+            ikectl,
+            conf,
+        };
+        d.wait("iked started", || d.log().contains("iked started"));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.scratch.dir.join("iked.log")).unwrap_or_default()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.scratch.run("iked.sock")
+    }
+
+    /// `ikectl -s SOCKET args...`: (status, stdout, stderr).
+    pub fn ikectl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(&self.ikectl)
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn show_sa(&self) -> String {
+        let (st, out, err) = self.ikectl(&["show", "sa"]);
+        assert_eq!(st, 0, "ikectl show sa: {err}\n{}", self.log());
+        out
+    }
+
+    pub fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}\n--- log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn wait_sa(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.show_sa();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}; last show sa:\n{s}\n--- log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with a pid of ours.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Iked {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
