@@ -54,7 +54,9 @@ impl Engine {
         picked.len()
     }
 
-    /// Removes the CHILD_SAs `pick` chooses; returns how many.
+    /// Removes the CHILD_SAs `pick` chooses, and deletes them from the kernel (one by
+    /// one, so that the last of several with the same selectors takes the flows along);
+    /// returns how many.
     pub(super) fn remove_children(&mut self, pick: impl Fn(&ChildSa) -> bool) -> usize {
         let gone: Vec<Handle> = self
             .children
@@ -70,6 +72,7 @@ impl Engine {
                     c.spi_in,
                     c.spi_out
                 );
+                self.uninstall(&c);
             }
         }
         self.io.stats.child_sas_deleted += gone.len() as u64;
