@@ -212,13 +212,14 @@ impl Engine {
         h: Handle,
         msgid: u32,
         m: Vec<u8>,
-        child: ChildSa,
+        mut child: ChildSa,
         old: Option<(Handle, u32)>,
     ) {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
         self.io.respond(sa, msgid, m);
+        child.replaces = old.map(|(_, spi)| spi);
         if let Some((ch, _)) = old {
             if let Some(c) = self.children.get_mut(ch) {
                 c.rekeyed = true;
@@ -769,6 +770,7 @@ pub(super) fn bare_child(
         peer: sa.info.peer.clone(),
         initiator: sa.info.initiator,
         rekeyed: false,
+        replaces: None,
         spi_in,
         spi_out,
         encr,

@@ -150,6 +150,27 @@ impl Engine {
             return self.delete(h, "ended by the peer");
         }
         if !theirs.is_empty() {
+            // A replacement deleted while the CHILD_SA it replaced is still here (the
+            // peer could not install it, or §2.8.1 found it redundant): that one is in
+            // use again, and may be rekeyed again.
+            let replaced: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.ike == h && theirs.contains(&c.spi_out))
+                .filter_map(|(_, c)| c.replaces)
+                .collect();
+            let restored: Vec<Handle> = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.ike == h && replaced.contains(&c.spi_in))
+                .filter(|(_, c)| !theirs.contains(&c.spi_out))
+                .map(|(ch, _)| ch)
+                .collect();
+            for ch in restored {
+                if let Some(c) = self.children.get_mut(ch) {
+                    c.rekeyed = false;
+                }
+            }
             self.remove_children(|c| c.ike == h && theirs.contains(&c.spi_out));
         }
     }

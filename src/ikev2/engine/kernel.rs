@@ -530,6 +530,7 @@ mod tests {
             peer: "east".into(),
             initiator: true,
             rekeyed: false,
+            replaces: None,
             spi_in: 0x1000_0001,
             spi_out: 0x2000_0002,
             encr,

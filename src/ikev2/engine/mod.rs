@@ -166,6 +166,8 @@ pub struct ChildSa {
     pub initiator: bool,
     /// Replaced by a rekey (§2.8): its Delete is on the way, and it is not rekeyed again.
     pub rekeyed: bool,
+    /// Made by a rekey the peer asked for: our inbound SPI of the CHILD_SA it replaces.
+    pub replaces: Option<u32>,
     pub spi_in: u32,
     pub spi_out: u32,
     pub encr: Encr,
