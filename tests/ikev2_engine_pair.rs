@@ -3,11 +3,18 @@
 //! IKE_SA_INIT and IKE_AUTH with a pre-shared key must end with the same IKE SA and the
 //! same CHILD_SA (keys and SPIs mirrored) on both sides, and a failure with nothing on
 //! either side.
+//!
+//! Each side has a fake kernel that takes the engine's requests (`poll_kernel`) in order
+//! and keeps the states, flows and reserved SPIs they leave; with
+//! `Config::kernel_answers` it answers them (`kernel_reply`), after a delay of virtual
+//! time if asked, and can be told to refuse. Whatever the scenario, each kernel must end
+//! holding exactly the CHILD_SAs its engine has.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use isakmpd::ike::crypto::SeededRandom;
+use isakmpd::ike::sa::{KernelOp, KernelReply, KernelReq};
 use isakmpd::ikev2::engine::{ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
@@ -76,8 +83,12 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
 }
 
 fn engine(p: Peer, seed: u64) -> Engine {
+    engine_with(p, seed, Config::default())
+}
+
+fn engine_with(p: Peer, seed: u64, config: Config) -> Engine {
     Engine::new(
-        Config::default(),
+        config,
         Policy { peers: vec![p] },
         Time(0),
         Box::new(SeededRandom::new(seed)),
@@ -112,6 +123,130 @@ fn kind(d: &[u8]) -> usize {
     }
 }
 
+/// A kernel as the engine sees it: GetSpi answered with SPIs from its own range, AddSa
+/// and DeleteSa kept as states (destination, SPI) and flows (the client IDs), checked the
+/// way XFRM would (an inbound SA on a reserved SPI takes its larval state; no state
+/// twice).
+#[derive(Default)]
+struct FakeKernel {
+    next_spi: u32,
+    /// Every SPI GetSpi handed out.
+    allocated: Vec<u32>,
+    /// Reserved SPIs no SA has taken yet: (our address, SPI).
+    larval: BTreeSet<(IpAddr, u32)>,
+    states: BTreeSet<(IpAddr, u32)>,
+    flows: BTreeSet<(Vec<u8>, Vec<u8>)>,
+    /// Refuse this many of the next AddSa / GetSpi requests.
+    refuse_add: usize,
+    refuse_spi: usize,
+}
+
+impl FakeKernel {
+    fn new(first_spi: u32) -> FakeKernel {
+        FakeKernel {
+            next_spi: first_spi,
+            ..FakeKernel::default()
+        }
+    }
+
+    /// Takes one request; returns the answer and a line for the timeline.
+    fn take(&mut self, req: &KernelReq) -> (KernelReply, String) {
+        let failed = |why: &str| KernelReply::Failed(why.into());
+        match req {
+            KernelReq::GetSpi { dst, .. } => {
+                if self.refuse_spi > 0 {
+                    self.refuse_spi -= 1;
+                    return (failed("refused"), "refused getspi".into());
+                }
+                let spi = self.next_spi;
+                self.next_spi += 1;
+                self.allocated.push(spi);
+                self.larval.insert((*dst, spi));
+                (
+                    KernelReply::Spi(spi.to_be_bytes()),
+                    format!("spi {spi:08x}"),
+                )
+            }
+            KernelReq::DeleteSpi { dst, spi, .. } => {
+                let spi = u32::from_be_bytes(*spi);
+                assert!(self.larval.remove(&(*dst, spi)), "DeleteSpi of {spi:08x}");
+                (KernelReply::Done, format!("delspi {spi:08x}"))
+            }
+            KernelReq::AddSa(sa, part) => {
+                let (i, o) = (
+                    u32::from_be_bytes(sa.spi_in),
+                    u32::from_be_bytes(sa.spi_out),
+                );
+                if self.refuse_add > 0 {
+                    self.refuse_add -= 1;
+                    return (failed("refused"), format!("refused add {i:08x}"));
+                }
+                assert_eq!(*part, isakmpd::ike::sa::Part::Both);
+                let (inb, outb) = ((sa.local.ip(), i), (sa.remote.ip(), o));
+                if sa.spi_from_kernel && !self.larval.remove(&inb) {
+                    return (failed("no larval state"), format!("bad add {i:08x}"));
+                }
+                if self.states.contains(&inb) || self.states.contains(&outb) {
+                    return (failed("File exists"), format!("bad add {i:08x}"));
+                }
+                self.states.insert(inb);
+                self.states.insert(outb);
+                self.flows
+                    .insert((sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                (KernelReply::Done, format!("add {i:08x} {o:08x}"))
+            }
+            KernelReq::DeleteSa(sa, part, keep_flows) => {
+                assert_eq!(*part, isakmpd::ike::sa::Part::Both);
+                let (i, o) = (
+                    u32::from_be_bytes(sa.spi_in),
+                    u32::from_be_bytes(sa.spi_out),
+                );
+                // XFRM's DELSA takes a larval state too.
+                self.larval.remove(&(sa.local.ip(), i));
+                self.states.remove(&(sa.local.ip(), i));
+                self.states.remove(&(sa.remote.ip(), o));
+                if !keep_flows {
+                    self.flows
+                        .remove(&(sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                }
+                (
+                    KernelReply::Done,
+                    format!("del {i:08x} {o:08x} keep {keep_flows}"),
+                )
+            }
+            KernelReq::UpdateSa(_) => (failed("unexpected"), "update".into()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.flows.is_empty() && self.larval.is_empty()
+    }
+}
+
+/// What happened, in order: a datagram sent, or a kernel request taken (with the number
+/// of flows the kernel has afterwards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Sent {
+        from_west: bool,
+        kind: usize,
+        /// The exchange type and whether it is a response.
+        exchange: (u8, bool),
+    },
+    Kernel {
+        west: bool,
+        what: String,
+        flows: usize,
+    },
+}
+
+/// A datagram's exchange type and whether it is a response ((0, false) if unparsable).
+fn exchange(d: &[u8]) -> (u8, bool) {
+    Message::parse(d).map_or((0, false), |m| {
+        (m.header.exchange.0, m.header.flags & FLAG_RESPONSE != 0)
+    })
+}
+
 struct Pair {
     west: Engine,
     east: Engine,
@@ -120,6 +255,13 @@ struct Pair {
     /// Everything that was sent, in order.
     sent: Vec<Datagram>,
     fate: Box<dyn FnMut(&Datagram) -> Fate>,
+    west_kernel: FakeKernel,
+    east_kernel: FakeKernel,
+    /// Kernel requests not yet taken: when, whose (west), the request.
+    kernel_queue: VecDeque<(Time, bool, KernelOp)>,
+    /// How long a kernel takes to answer, in milliseconds of virtual time.
+    kernel_delay: u64,
+    events: Vec<Event>,
 }
 
 impl Pair {
@@ -131,7 +273,25 @@ impl Pair {
             wire: VecDeque::new(),
             sent: Vec::new(),
             fate: Box::new(|_| Fate::Deliver),
+            west_kernel: FakeKernel::new(0x1000_0000),
+            east_kernel: FakeKernel::new(0x2000_0000),
+            kernel_queue: VecDeque::new(),
+            kernel_delay: 0,
+            events: Vec::new(),
         }
+    }
+
+    /// Engines whose kernels answer, after `delay_ms`.
+    fn with_kernels(west: Peer, east: Peer, delay_ms: u64) -> Pair {
+        let config = Config {
+            kernel_answers: true,
+            ..Config::default()
+        };
+        let mut p = Pair::new(west.clone(), east.clone());
+        p.west = engine_with(west, 1, config.clone());
+        p.east = engine_with(east, 2, config);
+        p.kernel_delay = delay_ms;
+        p
     }
 
     fn collect(&mut self) {
@@ -149,13 +309,83 @@ impl Pair {
                     dst: t.remote,
                     data: buf[..t.len].to_vec(),
                 };
+                self.events.push(Event::Sent {
+                    from_west,
+                    kind: kind(&d.data),
+                    exchange: exchange(&d.data),
+                });
                 self.sent.push(Datagram {
                     data: d.data.clone(),
                     ..d
                 });
                 self.wire.push_back(d);
             }
+            while let Some(op) = e.poll_kernel() {
+                let due = self.now.add_millis(self.kernel_delay);
+                self.kernel_queue.push_back((due, from_west, op));
+            }
         }
+    }
+
+    /// The kernel takes its next request, if it is due, and answers it.
+    fn kernel_step(&mut self) -> bool {
+        match self.kernel_queue.front() {
+            Some((due, _, _)) if *due <= self.now => {}
+            _ => return false,
+        }
+        let Some((_, west, op)) = self.kernel_queue.pop_front() else {
+            return false;
+        };
+        let (e, k) = if west {
+            (&mut self.west, &mut self.west_kernel)
+        } else {
+            (&mut self.east, &mut self.east_kernel)
+        };
+        let (reply, what) = k.take(&op.req);
+        self.events.push(Event::Kernel {
+            west,
+            what,
+            flows: k.flows.len(),
+        });
+        if op.ticket != 0 {
+            e.kernel_reply(self.now, op.ticket, reply);
+        }
+        true
+    }
+
+    /// The earliest timer or kernel answer.
+    fn next_deadline(&mut self) -> Option<Time> {
+        [
+            self.west.poll_timeout(),
+            self.east.poll_timeout(),
+            self.kernel_queue.front().map(|k| k.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The kernel timeline of one side: (what, flows afterwards).
+    fn kernel_events(&self, west: bool) -> Vec<(String, usize)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Kernel {
+                    west: w,
+                    what,
+                    flows,
+                } if *w == west => Some((what.clone(), *flows)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Where in the timeline the first event `f` accepts is.
+    fn position(&self, f: impl Fn(&Event) -> bool) -> usize {
+        self.events
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("not in the timeline: {:#?}", self.events))
     }
 
     fn deliver(&mut self, d: &Datagram) {
@@ -167,9 +397,13 @@ impl Pair {
         e.handle_datagram(self.now, d.dst, d.src, &d.data);
     }
 
-    /// One datagram delivered, or the clock moved to the next deadline; false when idle.
+    /// One kernel request taken, one datagram delivered, or the clock moved to the next
+    /// deadline; false when idle.
     fn step(&mut self) -> bool {
         self.collect();
+        if self.kernel_step() {
+            return true;
+        }
         if let Some(d) = self.wire.pop_front() {
             match (self.fate)(&d) {
                 Fate::Deliver => self.deliver(&d),
@@ -182,12 +416,8 @@ impl Pair {
             }
             return true;
         }
-        let next = match (self.west.poll_timeout(), self.east.poll_timeout()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return false,
-            },
+        let Some(next) = self.next_deadline() else {
+            return false;
         };
         self.now = self.now.max(next);
         self.west.handle_timeout(self.now);
@@ -268,6 +498,7 @@ fn assert_established(p: &Pair) {
     assert_eq!(wc.ts_remote, vec![net("203.0.113.0/24")]);
     assert_eq!(p.west.stats().ike_sas_established, 1);
     assert_eq!(p.east.stats().ike_sas_established, 1);
+    assert_kernels_hold_the_child_sas(p);
 }
 
 fn assert_nothing(p: &Pair) {
@@ -275,6 +506,29 @@ fn assert_nothing(p: &Pair) {
     assert_eq!(p.east.ike_sas().count(), 0, "no IKE SA east");
     assert_eq!(p.west.child_sas().count(), 0, "no CHILD_SA west");
     assert_eq!(p.east.child_sas().count(), 0, "no CHILD_SA east");
+    assert!(p.west_kernel.is_empty() && p.east_kernel.is_empty());
+}
+
+/// Each kernel holds exactly its engine's CHILD_SAs: both states of each, their flows,
+/// and no reserved SPI left over (once the pair is idle).
+fn assert_kernels_hold_the_child_sas(p: &Pair) {
+    assert!(p.kernel_queue.is_empty(), "kernel requests still queued");
+    for (e, k, name) in [
+        (&p.west, &p.west_kernel, "west"),
+        (&p.east, &p.east_kernel, "east"),
+    ] {
+        let mut states = BTreeSet::new();
+        let mut flows = BTreeSet::new();
+        for c in e.child_sas() {
+            states.insert((c.local.ip(), c.spi_in));
+            states.insert((c.remote.ip(), c.spi_out));
+            let sa = c.ipsec_sa(false).unwrap();
+            flows.insert((sa.local_id.data, sa.remote_id.data));
+        }
+        assert_eq!(k.states, states, "{name}'s kernel states");
+        assert_eq!(k.flows, flows, "{name}'s kernel flows");
+        assert!(k.larval.is_empty(), "{name}: SPIs left: {:?}", k.larval);
+    }
 }
 
 fn stats(e: &Engine) -> Stats {
@@ -567,14 +821,11 @@ fn a_flood_of_spoofed_ike_sa_inits_gets_cookies_and_a_real_initiator_gets_throug
         Time(0),
         Box::new(SeededRandom::new(3)),
     );
-    let mut p = Pair {
-        west: engine(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), 1),
-        east,
-        now: Time(0),
-        wire: VecDeque::new(),
-        sent: Vec::new(),
-        fate: Box::new(|_| Fate::Deliver),
-    };
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.east = east;
     let mut buf = vec![0u8; 65536];
     let mut answers = Vec::new();
     for i in 0..SPOOFED {
@@ -668,6 +919,7 @@ fn assert_ike_sas_only(p: &Pair) {
     assert_eq!(p.east.ike_sas().count(), 1);
     assert_eq!(p.west.child_sas().count(), 0, "no CHILD_SA west");
     assert_eq!(p.east.child_sas().count(), 0, "no CHILD_SA east");
+    assert!(p.west_kernel.is_empty() && p.east_kernel.is_empty());
 }
 
 #[test]
@@ -795,11 +1047,7 @@ impl Pair {
                 self.step();
                 continue;
             }
-            let next = [self.west.poll_timeout(), self.east.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
+            match self.next_deadline() {
                 Some(t) if t <= end => {
                     self.step();
                 }
@@ -986,6 +1234,7 @@ fn rekey_once(p: &mut Pair, from_west: bool) -> usize {
     assert_eq!((info[0].0, info[0].1), (from_west, false));
     assert_eq!(p.west.ike_sas().count(), 1);
     assert_eq!(p.east.ike_sas().count(), 1);
+    assert_kernels_hold_the_child_sas(p);
     cc[0].2
 }
 
@@ -1223,6 +1472,7 @@ fn rekey_once_more(p: &mut Pair) {
     let pairs = child_pairs(p);
     assert_eq!(pairs.len(), 1);
     assert_ne!(pairs[0].0.spi_in, old.spi_in);
+    assert_kernels_hold_the_child_sas(p);
 }
 
 #[test]
@@ -1237,4 +1487,364 @@ fn an_ike_sa_rekey_twice_in_a_row_keeps_working() {
         rekey_once_more(&mut p);
     }
     assert_eq!(stats(&p.west).ike_sas_rekeyed, 3);
+}
+
+// The kernel side (issue 16): SPIs from the kernel, nothing announced before it is
+// installed, nothing left installed.
+
+/// A pair established with kernels that answer after `delay_ms`.
+fn kernel_pair(esp: EspProposal, delay_ms: u64) -> Pair {
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[esp]),
+        peer(EAST, "secret", &[GCM_ECP256], &[esp]),
+        delay_ms,
+    );
+    p.connect();
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+fn is_kernel(e: &Event, west: bool, prefix: &str) -> bool {
+    matches!(e, Event::Kernel { west: w, what, .. } if *w == west && what.starts_with(prefix))
+}
+
+fn is_sent(e: &Event, west: bool, exchange: ExchangeType, response: bool) -> bool {
+    matches!(e, Event::Sent { from_west, exchange: x, .. }
+        if *from_west == west && *x == (exchange.0, response))
+}
+
+#[test]
+fn the_kernels_spis_go_on_the_wire_and_the_responder_installs_before_it_answers() {
+    for delay in [0, 3] {
+        let p = kernel_pair(ESP_GCM, delay);
+        let (wc, ec) = child_pairs(&p).remove(0);
+        // Each side's inbound SPI is the one its kernel reserved, and the other side has
+        // it as its outbound SPI: that is what went on the wire.
+        assert_eq!(p.west_kernel.allocated, vec![wc.spi_in]);
+        assert_eq!(p.east_kernel.allocated, vec![ec.spi_in]);
+        assert_eq!((wc.spi_out, ec.spi_out), (ec.spi_in, wc.spi_in));
+        // West reserves, then sends IKE_AUTH; east reserves and installs, then answers;
+        // west installs on the answer.
+        let auth = ExchangeType::IKE_AUTH;
+        let order = [
+            p.position(|e| is_kernel(e, true, "spi")),
+            p.position(|e| is_sent(e, true, auth, false)),
+            p.position(|e| is_kernel(e, false, "spi")),
+            p.position(|e| is_kernel(e, false, &format!("add {:08x}", ec.spi_in))),
+            p.position(|e| is_sent(e, false, auth, true)),
+            p.position(|e| is_kernel(e, true, &format!("add {:08x}", wc.spi_in))),
+        ];
+        assert!(order.is_sorted(), "{order:?}: {:#?}", p.events);
+        for west in [true, false] {
+            let k = p.kernel_events(west);
+            assert_eq!(k.len(), 2, "one SPI, one install: {k:?}");
+        }
+        assert_eq!(stats(&p.west).retransmits, 0);
+    }
+}
+
+#[test]
+fn a_child_sa_rekey_installs_the_new_one_before_the_old_one_goes() {
+    for (from_west, delay, esp) in [
+        (true, 0, ESP_GCM),
+        (false, 0, ESP_GCM),
+        (true, 5, ESP_GCM_PFS),
+        (false, 5, ESP_GCM_PFS),
+    ] {
+        let mut p = kernel_pair(esp, delay);
+        let (old, _) = child_pairs(&p).remove(0);
+        let mark = p.events.len();
+        rekey_once(&mut p, from_west);
+        let (new, _) = child_pairs(&p).remove(0);
+        assert!(p.west_kernel.allocated.contains(&new.spi_in));
+        assert!(p.east_kernel.allocated.contains(&new.spi_out));
+        for west in [true, false] {
+            let (old_in, new_in) = if west {
+                (old.spi_in, new.spi_in)
+            } else {
+                (old.spi_out, new.spi_out)
+            };
+            let at = |prefix: String| {
+                p.events[mark..]
+                    .iter()
+                    .position(|e| is_kernel(e, west, &prefix))
+                    .unwrap_or_else(|| panic!("no {prefix}: {:#?}", &p.events[mark..]))
+            };
+            let (add, del) = (
+                at(format!("add {new_in:08x}")),
+                at(format!("del {old_in:08x}")),
+            );
+            assert!(add < del, "west {west}: the new SA first");
+            // The old SA leaves its flows to the new one: never a moment without.
+            for e in &p.events[mark..] {
+                if let Event::Kernel {
+                    west: w,
+                    what,
+                    flows,
+                } = e
+                {
+                    assert!(*w != west || *flows == 1, "{what}: {flows} flows");
+                }
+            }
+        }
+        // The responder installs before its CREATE_CHILD_SA response goes.
+        let resp_in = if from_west { new.spi_out } else { new.spi_in };
+        let x = ExchangeType::CREATE_CHILD_SA;
+        let add = p.position(|e| is_kernel(e, !from_west, &format!("add {resp_in:08x}")));
+        let answer = p.position(|e| is_sent(e, !from_west, x, true));
+        assert!(add < answer);
+    }
+}
+
+#[test]
+fn deleting_the_ike_sa_removes_every_installed_sa_on_both_sides() {
+    for from_west in [true, false] {
+        let mut p = kernel_pair(ESP_GCM, 2);
+        assert!(p.west.create_child(p.now, "peer"));
+        p.drive();
+        assert_eq!(child_pairs(&p).len(), 2);
+        assert_kernels_hold_the_child_sas(&p);
+        assert_eq!(p.west_kernel.states.len(), 4);
+        // One of two CHILD_SAs with the same selectors goes: the flows stay for the other.
+        let spi = children(&p.west)[0].spi_in;
+        assert_eq!(p.east.delete_child(p.now, ChildRef::Spi(spi)), 1);
+        p.drive();
+        assert_eq!(child_pairs(&p).len(), 1);
+        assert_kernels_hold_the_child_sas(&p);
+        assert_eq!(p.west_kernel.flows.len(), 1);
+        // A rekey and another CHILD_SA, then the IKE SA goes with all of them.
+        assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+        p.drive();
+        assert!(p.east.create_child(p.now, "peer"));
+        p.drive();
+        assert_eq!(child_pairs(&p).len(), 2);
+        assert_kernels_hold_the_child_sas(&p);
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        assert_eq!(e.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        assert_nothing(&p);
+    }
+}
+
+#[test]
+fn a_dead_peer_and_a_shutdown_take_the_sas_out_of_the_kernel() {
+    let config = Config {
+        liveness_secs: 30,
+        kernel_answers: true,
+        ..Config::default()
+    };
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        1,
+    );
+    p.west = engine_with(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), 1, config);
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time(0).add_secs(1));
+    assert_established(&p);
+    p.fate = Box::new(|d| {
+        if d.from_west {
+            Fate::Deliver
+        } else {
+            Fate::Drop
+        }
+    });
+    p.drive_until(Time(0).add_secs(600));
+    assert_eq!(stats(&p.west).dead_peers, 1);
+    assert_eq!(p.west.ike_sas().count(), 0);
+    assert!(p.west_kernel.is_empty(), "west's kernel empty");
+    // East never heard of it and keeps its SAs, in its kernel too.
+    assert_eq!(p.east_kernel.states.len(), 2);
+    assert_kernels_hold_the_child_sas(&p);
+
+    // A shutdown: our SAs out of the kernel at once, the peer told.
+    let mut p = kernel_pair(ESP_GCM, 1);
+    assert!(p.east.create_child(p.now, "peer"));
+    p.drive();
+    p.west.shutdown(p.now);
+    assert_eq!(p.west.ike_sas().count(), 0);
+    assert_eq!(p.west.child_sas().count(), 0);
+    p.drive();
+    assert!(p.west.is_drained());
+    assert_nothing(&p);
+}
+
+#[test]
+fn a_refused_install_in_ike_auth_on_either_side_leaves_no_child_sa_and_nothing_installed() {
+    for (refuse_west, delay) in [(true, 0), (false, 0), (true, 4), (false, 4)] {
+        let mut p = Pair::with_kernels(
+            peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            delay,
+        );
+        if refuse_west {
+            p.west_kernel.refuse_add = 1;
+        } else {
+            p.east_kernel.refuse_add = 1;
+        }
+        p.connect();
+        // The IKE SA stands (§1.2: a CHILD_SA that fails does not take it down).
+        assert_ike_sas_only(&p);
+        let states: Vec<_> = p.west.ike_sas().map(|(_, i)| i.state).collect();
+        assert_eq!(states, [IkeState::Established]);
+        let (w, e) = (stats(&p.west), stats(&p.east));
+        assert_eq!(
+            (w.kernel_refused, e.kernel_refused),
+            (refuse_west as u64, !refuse_west as u64)
+        );
+        assert_eq!(w.child_sas_established, 0);
+        let info = informationals(&p);
+        if refuse_west {
+            // West deleted at east what east had installed and announced.
+            assert_eq!(
+                info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+                [(true, false), (false, true)]
+            );
+            assert_eq!((e.child_sas_established, e.child_sas_deleted), (1, 1));
+        } else {
+            // East answered without a CHILD_SA: nothing to delete.
+            assert!(info.is_empty(), "{info:?}");
+            assert_eq!(e.child_sas_established, 0);
+        }
+        // The IKE SA works: the next CHILD_SA goes in on both sides.
+        assert!(p.west.create_child(p.now, "peer"));
+        p.drive();
+        assert_eq!(child_pairs(&p).len(), 1);
+        assert_kernels_hold_the_child_sas(&p);
+        assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        assert_nothing(&p);
+    }
+}
+
+#[test]
+fn a_refused_install_in_create_child_sa_on_either_side_leaves_no_new_child_sa() {
+    for refuse_west in [true, false] {
+        for rekey in [false, true] {
+            let mut p = kernel_pair(ESP_GCM_PFS, 3);
+            let (old, _) = child_pairs(&p).remove(0);
+            if refuse_west {
+                p.west_kernel.refuse_add = 1;
+            } else {
+                p.east_kernel.refuse_add = 1;
+            }
+            if rekey {
+                assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+            } else {
+                assert!(p.west.create_child(p.now, "peer"));
+            }
+            p.drive();
+            // Only the old CHILD_SA, on both sides and in both kernels, not replaced.
+            let pairs = child_pairs(&p);
+            assert_eq!(pairs.len(), 1, "refuse west {refuse_west} rekey {rekey}");
+            assert_eq!(pairs[0].0.spi_in, old.spi_in);
+            assert_kernels_hold_the_child_sas(&p);
+            let refuser = if refuse_west { &p.west } else { &p.east };
+            assert_eq!(stats(refuser).kernel_refused, 1);
+            assert_eq!(stats(&p.west).child_sas_rekeyed, 0);
+            // It can still be rekeyed.
+            rekey_once_more(&mut p);
+        }
+    }
+}
+
+#[test]
+fn a_refused_spi_abandons_the_child_sa_and_gives_nothing_away() {
+    // East's kernel has no SPI for it: the IKE SA without a CHILD_SA.
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        2,
+    );
+    p.east_kernel.refuse_spi = 1;
+    p.connect();
+    assert_ike_sas_only(&p);
+    assert_eq!(stats(&p.east).kernel_refused, 1);
+    // West's kernel has none: no IKE_AUTH goes out, and east's half-open SA expires.
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        2,
+    );
+    p.west_kernel.refuse_spi = 1;
+    p.connect();
+    assert_eq!(p.count(2), 0, "no IKE_AUTH");
+    assert_nothing(&p);
+    assert_eq!(stats(&p.east).half_open_expired, 1);
+    // In CREATE_CHILD_SA: no request (west) or TEMPORARY_FAILURE (east); the IKE SA and
+    // its CHILD_SA stay.
+    for refuse_west in [true, false] {
+        let mut p = kernel_pair(ESP_GCM, 2);
+        if refuse_west {
+            p.west_kernel.refuse_spi = 1;
+        } else {
+            p.east_kernel.refuse_spi = 1;
+        }
+        assert!(p.west.create_child(p.now, "peer"));
+        p.drive();
+        assert_eq!(child_pairs(&p).len(), 1);
+        assert_kernels_hold_the_child_sas(&p);
+        assert_eq!(create_childs(&p).len(), if refuse_west { 0 } else { 2 });
+        rekey_once_more(&mut p);
+    }
+}
+
+#[test]
+fn loss_or_duplication_of_each_message_with_a_slow_kernel_still_ends_in_one_installed_pair() {
+    for k in 0..4 {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            let mut p = Pair::with_kernels(
+                peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+                peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+                7,
+            );
+            let mut done = false;
+            p.fate = Box::new(move |d| {
+                if !done && kind(&d.data) == k {
+                    done = true;
+                    fate
+                } else {
+                    Fate::Deliver
+                }
+            });
+            p.connect();
+            assert_established(&p);
+            // A repeated request takes no second SPI.
+            assert_eq!(p.west_kernel.allocated.len(), 1);
+            assert_eq!(p.east_kernel.allocated.len(), 1);
+        }
+    }
+    // The rekey's messages: CREATE_CHILD_SA request and response, the Delete of the old
+    // CHILD_SA and its answer.
+    let x = [
+        (ExchangeType::CREATE_CHILD_SA.0, false),
+        (ExchangeType::CREATE_CHILD_SA.0, true),
+        (ExchangeType::INFORMATIONAL.0, false),
+        (ExchangeType::INFORMATIONAL.0, true),
+    ];
+    for which in x {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            for from_west in [true, false] {
+                let mut p = kernel_pair(ESP_GCM_PFS, 7);
+                let (old, _) = child_pairs(&p).remove(0);
+                let mut done = false;
+                p.fate = Box::new(move |d| {
+                    if !done && exchange(&d.data) == which {
+                        done = true;
+                        fate
+                    } else {
+                        Fate::Deliver
+                    }
+                });
+                let e = if from_west { &mut p.west } else { &mut p.east };
+                assert_eq!(e.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+                p.drive();
+                let pairs = child_pairs(&p);
+                assert_eq!(pairs.len(), 1, "{which:?}");
+                assert_ne!(pairs[0].0.spi_in, old.spi_in);
+                assert_kernels_hold_the_child_sas(&p);
+            }
+        }
+    }
 }

@@ -15,24 +15,32 @@
 //! `swanctl --rekey --child` (with and without PFS) and `--rekey --ike` answered by our
 //! engine, and our `rekey_child` and `rekey_ike` answered by charon; charon must show
 //! one CHILD_SA installed with the new SPIs (and the PFS group), or the new IKE SA.
+//! Last, with a kernel that answers (`Config::kernel_answers`): a fake one in this
+//! process, and our namespace's XFRM through `isakmpd::kernel::Kernel` where the running
+//! kernel has ESP (it is skipped otherwise): our CHILD_SAs' SPIs come from the kernel,
+//! their states (and policies) are in it while they live, across both rekeys, and gone
+//! with the IKE SA.
 
 mod common;
 
 #[path = "common/charon.rs"]
 mod charon;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use charon::{Charon, PSK};
 use common::{Link, Scratch};
 use isakmpd::ike::crypto::random_source;
+use isakmpd::ike::sa::{KernelReply, KernelReq};
 use isakmpd::ikev2::engine::{ChildRef, Engine, IkeRef, IkeState};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IntegId, PrfId};
+use isakmpd::kernel::{Dialect, Kernel};
 use isakmpd::timer::Time;
 
 const US: &str = "192.0.2.1";
@@ -54,14 +62,54 @@ fn socket_in(netns: &str, addr: SocketAddr) -> UdpSocket {
     .unwrap()
 }
 
+/// A NETLINK_XFRM socket in network namespace `netns`.
+fn xfrm_in(netns: &str) -> OwnedFd {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let f = File::open(&path).unwrap();
+        // SAFETY: setns on a file descriptor we own, for this thread only.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        let fd = isakmpd::monitor::open_xfrm().unwrap();
+        isakmpd::sys::set_nonblocking(fd.as_raw_fd());
+        fd
+    })
+    .join()
+    .unwrap()
+}
+
+/// The kernel that answers the engine's requests.
+enum OurKernel {
+    /// The namespace's XFRM.
+    Xfrm(OwnedFd, Kernel),
+    /// In this process: SPIs from a counter, installs kept as (SPI in, SPI out).
+    Fake {
+        next_spi: u32,
+        larval: BTreeSet<u32>,
+        installed: BTreeSet<(u32, u32)>,
+    },
+}
+
 struct Ours {
     engine: Engine,
     socks: Vec<UdpSocket>,
     t0: Instant,
+    /// None: the engine's kernel does not answer (its requests are dropped).
+    kernel: Option<OurKernel>,
 }
 
 impl Ours {
     fn new(netns: &str, ike: IkeProposal, esp: EspProposal) -> Ours {
+        Ours::with_kernel(netns, ike, esp, None)
+    }
+
+    /// `kernel` answers the engine's kernel requests.
+    fn with_kernel(
+        netns: &str,
+        ike: IkeProposal,
+        esp: EspProposal,
+        kernel: Option<OurKernel>,
+    ) -> Ours {
         let ip = US.parse().unwrap();
         let peer = Peer {
             name: "charon".into(),
@@ -75,9 +123,13 @@ impl Ours {
             local_ts: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
             remote_ts: vec![Selector::subnet("203.0.113.0".parse().unwrap(), 24)],
         };
+        let config = Config {
+            kernel_answers: kernel.is_some(),
+            ..Config::default()
+        };
         Ours {
             engine: Engine::new(
-                Config::default(),
+                config,
                 Policy { peers: vec![peer] },
                 Time(0),
                 random_source(None),
@@ -87,6 +139,72 @@ impl Ours {
                 .map(|&p| socket_in(netns, SocketAddr::new(ip, p)))
                 .collect(),
             t0: Instant::now(),
+            kernel,
+        }
+    }
+
+    /// The engine's kernel requests to XFRM, and XFRM's answers back to the engine.
+    fn kernel_io(&mut self, now: Time) {
+        let (fd, k) = match self.kernel.as_mut() {
+            Some(OurKernel::Xfrm(fd, k)) => (fd.as_raw_fd(), k),
+            Some(OurKernel::Fake {
+                next_spi,
+                larval,
+                installed,
+            }) => {
+                while let Some(op) = self.engine.poll_kernel() {
+                    let reply = match op.req {
+                        KernelReq::GetSpi { .. } => {
+                            *next_spi += 1;
+                            larval.insert(*next_spi);
+                            KernelReply::Spi(next_spi.to_be_bytes())
+                        }
+                        KernelReq::DeleteSpi { spi, .. } => {
+                            assert!(larval.remove(&u32::from_be_bytes(spi)));
+                            KernelReply::Done
+                        }
+                        KernelReq::AddSa(sa, _) => {
+                            let i = u32::from_be_bytes(sa.spi_in);
+                            assert!(larval.remove(&i), "{i:08x} from the kernel");
+                            installed.insert((i, u32::from_be_bytes(sa.spi_out)));
+                            KernelReply::Done
+                        }
+                        KernelReq::DeleteSa(sa, _, _) => {
+                            let i = u32::from_be_bytes(sa.spi_in);
+                            larval.remove(&i);
+                            installed.remove(&(i, u32::from_be_bytes(sa.spi_out)));
+                            KernelReply::Done
+                        }
+                        KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+                    };
+                    if op.ticket != 0 {
+                        self.engine.kernel_reply(now, op.ticket, reply);
+                    }
+                }
+                return;
+            }
+            None => {
+                while self.engine.poll_kernel().is_some() {}
+                return;
+            }
+        };
+        let mut done = Vec::new();
+        let mut events = Vec::new();
+        while let Some(op) = self.engine.poll_kernel() {
+            let mut send = |b: &[u8]| {
+                isakmpd::sys::send(fd, b, 0)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            k.submit(now, &op, &mut send, &mut done);
+        }
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = isakmpd::sys::recv(fd, &mut buf, 0) {
+            k.receive(&buf[..n], &mut done, &mut events);
+        }
+        k.expire(now, &mut done);
+        for (ticket, reply) in done {
+            self.engine.kernel_reply(now, ticket, reply);
         }
     }
 
@@ -120,8 +238,10 @@ impl Ours {
                 }
             }
             self.engine.handle_timeout(now);
+            self.kernel_io(now);
             std::thread::sleep(Duration::from_millis(5));
         }
+        self.kernel_io(self.now());
         // Whatever the last input made the engine say.
         while let Some(t) = self.engine.poll_transmit(&mut buf) {
             let port = t.local.map_or(500, |l| l.port());
@@ -555,4 +675,162 @@ fn we_rekey_the_ike_sa_at_charon() {
         assert!(out.contains("rekey completed successfully"), "{out}");
     });
     check_rekeyed_child(&c, &ours, child.spi_in, child.spi_out);
+}
+
+// With a kernel that answers (issue 16).
+
+/// `ip xfrm state` or `ip xfrm policy` (`what`) in namespace `netns`.
+fn ip_xfrm(netns: &str, what: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", netns, "xfrm", what])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Our kernel holds exactly our CHILD_SA: in XFRM its two states, UDP-encapsulated
+/// (charon's faked NAT), and the flows between the selectors; in the fake, its SPIs.
+fn check_kernel(netns: &str, ours: &Ours) {
+    let children: Vec<_> = ours.engine.child_sas().cloned().collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let c = &children[0];
+    if let Some(OurKernel::Fake {
+        larval, installed, ..
+    }) = &ours.kernel
+    {
+        assert_eq!(*installed, BTreeSet::from([(c.spi_in, c.spi_out)]));
+        assert!(larval.is_empty(), "{larval:?}");
+        return;
+    }
+    let states = ip_xfrm(netns, "state");
+    eprintln!("ip xfrm state:\n{states}");
+    assert_eq!(states.matches("proto esp").count(), 2, "{states}");
+    for spi in [c.spi_in, c.spi_out] {
+        assert!(states.contains(&format!("spi 0x{spi:08x}")), "{states}");
+    }
+    assert_eq!(states.matches("rfc4106(gcm(aes))").count(), 2, "{states}");
+    assert_eq!(states.matches("espinudp sport 4500 dport 4500").count(), 2);
+    let policies = ip_xfrm(netns, "policy");
+    for dir in ["dir out", "dir in", "dir fwd"] {
+        assert!(policies.contains(dir), "{policies}");
+    }
+    assert!(
+        policies.contains("src 198.51.100.0/24 dst 203.0.113.0/24"),
+        "{policies}"
+    );
+}
+
+/// Whether the running kernel can install an ESP SA (XFRM with esp4 and AES-GCM); a
+/// minimal VM kernel may have XFRM (ALLOCSPI works) but not ESP.
+fn kernel_has_esp() -> bool {
+    let ns = format!("isk{}esp", std::process::id() % 100000);
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip netns add {ns} && ip -n {ns} xfrm state add src 192.0.2.2 dst 192.0.2.1 \
+             proto esp spi 0x100 mode tunnel aead 'rfc4106(gcm(aes))' \
+             0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223 128"
+        ))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    ok
+}
+
+#[test]
+fn with_a_kernel_that_answers_the_child_sas_are_in_it_from_the_spi_to_the_ike_sa_delete() {
+    run_with_kernel("v2kf", false);
+    if kernel_has_esp() {
+        run_with_kernel("v2kx", true);
+    } else {
+        eprintln!("this kernel has no ESP: XFRM run skipped");
+    }
+}
+
+fn run_with_kernel(tag: &str, xfrm: bool) {
+    let l = link(tag);
+    let c = charon(
+        "v2-charon-kernel",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16-ecp256",
+    );
+    let kernel = if xfrm {
+        OurKernel::Xfrm(xfrm_in(&l.a), Kernel::new(true, Dialect::Xfrm))
+    } else {
+        OurKernel::Fake {
+            next_spi: 0xc000_0000,
+            larval: BTreeSet::new(),
+            installed: BTreeSet::new(),
+        }
+    };
+    let mut ours = Ours::with_kernel(
+        &l.a,
+        IkeProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            prf: PrfId::HMAC_SHA2_256,
+            dh: DhGroup::ECP_256,
+        },
+        EspProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            pfs: Some(DhGroup::ECP_256),
+        },
+        Some(kernel),
+    );
+    let now = ours.now();
+    ours.engine.connect(now, "charon").unwrap();
+    ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+    check_charon(&c, &ours, true);
+    check_kernel(&l.a, &ours);
+    if !xfrm {
+        let spi = ours.engine.child_sas().next().unwrap().spi_in;
+        assert!(spi > 0xc000_0000, "{spi:08x}: the fake kernel's");
+    }
+
+    // charon rekeys: we answer once our kernel holds the new SA; charon deletes the old.
+    let old = ours.engine.child_sas().next().unwrap().clone();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| c.swanctl(&["--rekey", "--child", "net"]));
+        ours.run_until(|e| {
+            e.child_sas().count() == 1 && e.child_sas().all(|n| n.spi_in != old.spi_in)
+        });
+        let out = t.join().unwrap();
+        assert!(out.contains("rekey completed successfully"), "{out}");
+    });
+    check_rekeyed_child(&c, &ours, old.spi_in, old.spi_out);
+    check_kernel(&l.a, &ours);
+
+    // We rekey: our new SA is in before the old one goes.
+    let old = ours.engine.child_sas().next().unwrap().clone();
+    let now = ours.now();
+    assert_eq!(ours.engine.rekey_child(now, ChildRef::Peer("charon")), 1);
+    let deleted = ours.engine.stats().child_sas_deleted;
+    ours.run_until(|e| {
+        e.child_sas().count() == 1
+            && e.child_sas().all(|n| n.spi_in != old.spi_in)
+            && e.stats().child_sas_deleted > deleted
+    });
+    check_rekeyed_child(&c, &ours, old.spi_in, old.spi_out);
+    check_kernel(&l.a, &ours);
+    assert_eq!(ours.engine.stats().kernel_refused, 0);
+
+    // The IKE SA goes, and everything with it.
+    let now = ours.now();
+    assert_eq!(ours.engine.delete_ike(now, IkeRef::Peer("charon")), 1);
+    ours.run_until(|e| e.ike_sas().count() == 0);
+    match &ours.kernel {
+        Some(OurKernel::Fake {
+            larval, installed, ..
+        }) => assert!(larval.is_empty() && installed.is_empty()),
+        _ => {
+            assert_eq!(ip_xfrm(&l.a, "state").trim(), "", "no state left");
+            assert_eq!(ip_xfrm(&l.a, "policy").trim(), "", "no policy left");
+        }
+    }
+    assert_eq!(ours.engine.stats().failed, 0);
 }

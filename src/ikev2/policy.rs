@@ -47,6 +47,11 @@ pub struct Config {
     /// when its retransmissions go unanswered, the IKE SA and its CHILD_SAs are deleted.
     /// 0 turns the check off (the default here; the daemon's configuration sets it).
     pub liveness_secs: u64,
+    /// A kernel answers the engine's requests (`Engine::poll_kernel`): our inbound SPIs
+    /// are reserved with GetSpi, and a CHILD_SA waits for its install before it is
+    /// announced or counted as made. Without one (the default here, and the daemon's -n)
+    /// SPIs come from the random source and installs count as done at once.
+    pub kernel_answers: bool,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             retransmits: 5,
             nat_port: 4500,
             liveness_secs: 0,
+            kernel_answers: false,
         }
     }
 }

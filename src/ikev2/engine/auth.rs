@@ -1,40 +1,47 @@
 #![forbid(unsafe_code)]
 
 //! IKE_AUTH (RFC 7296 §1.2, §2.15): IDs and the shared-key AUTH both ways, and the
-//! first CHILD_SA.
+//! first CHILD_SA: the responder answers once the kernel holds it, the initiator counts
+//! it as made once its kernel does (kernel.rs).
 
 use super::*;
 
 impl Engine {
-    /// Responder: IKE_AUTH (§1.2, §2.15).
+    /// Responder: IKE_AUTH (§1.2, §2.15). A wrong AUTH ends the IKE SA; otherwise the
+    /// CHILD_SA's suite and selectors are chosen, our inbound SPI reserved and the
+    /// CHILD_SA installed before the answer goes ([`Self::auth_answer`]). Repeats of the
+    /// request meanwhile are outside the window and dropped.
     pub(super) fn auth_request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
-        match self.auth_request_inner(now, h, hd, inner) {
-            Ok(Some(c)) => self.add_child(c),
-            Ok(None) => {}
+        let msgid = hd.msgid;
+        match self.auth_check(h, msgid, inner) {
             Err(why) => self.fail(h, why),
+            Ok(Err(n)) => {
+                self.auth_answer(h, msgid, Err(n));
+            }
+            Ok(Ok(choice)) if self.io.kernel_answers => {
+                self.wait_spi(h, Step::AuthAnswerSpi { msgid, choice })
+            }
+            Ok(Ok(choice)) => self.auth_child(now, h, msgid, choice),
         }
     }
 
-    pub(super) fn auth_request_inner(
+    /// Responder: the peer's AUTH (a wrong one is answered with AUTHENTICATION_FAILED
+    /// and ends the IKE SA), then the CHILD_SA it asks for, or the notify that says why
+    /// there is none.
+    fn auth_check(
         &mut self,
-        _now: Time,
         h: Handle,
-        hd: &Header,
+        msgid: u32,
         inner: &Payloads<'_>,
-    ) -> Result<Option<ChildSa>, &'static str> {
+    ) -> Result<Result<ChildChoice, NotifyType>, &'static str> {
         let Engine {
-            sas,
-            io,
-            policy,
-            half_open,
-            ..
+            sas, io, policy, ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
-            return Ok(None);
+            return Err("IKE SA gone");
         };
         let peer = &policy.peers[sa.peer];
         let remote = sa.info.remote;
-        let msgid = hd.msgid;
         sa.peer_msgid = msgid.wrapping_add(1);
         if let Err(why) = check_auth(sa, peer, inner, PayloadType::IDI) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH: {why}", peer.name);
@@ -46,8 +53,52 @@ impl Engine {
             }
             return Err("authentication failed");
         }
-        // The CHILD_SA: an ESP suite and the selectors both sides allow.
-        let child = choose_child(io, peer, inner, false);
+        // The CHILD_SA: an ESP suite and the selectors both sides allow; our SPI from the
+        // random source when no kernel reserves one.
+        Ok(choose_child(peer, inner, false).map(|mut c| {
+            if !io.kernel_answers {
+                c.spi_in = io.esp_spi();
+            }
+            c
+        }))
+    }
+
+    /// Responder: the IKE_AUTH CHILD_SA, with our inbound SPI, goes to the kernel; the
+    /// answer announces it once it is in.
+    pub(super) fn auth_child(&mut self, now: Time, h: Handle, msgid: u32, choice: ChildChoice) {
+        let Some(sa) = self.sas.get(h) else { return };
+        // TSi is the initiator's side, our remote one.
+        let (tsr, tsi) = (choice.tsr.clone(), choice.tsi.clone());
+        let child = child_sa(sa, h, &choice.esp, choice.spi_in, choice.spi_out, tsr, tsi);
+        let step = Step::AuthAnswerInstall {
+            msgid,
+            choice,
+            child,
+        };
+        self.install(now, h, step);
+    }
+
+    /// Responder: the IKE_AUTH response: IDr, AUTH, and the CHILD_SA (`Ok`, installed)
+    /// or the notify that says why there is none; the IKE SA is established. False when
+    /// the response could not be built (the IKE SA is gone then).
+    pub(super) fn auth_answer(
+        &mut self,
+        h: Handle,
+        msgid: u32,
+        child: Result<&ChildChoice, NotifyType>,
+    ) -> bool {
+        let Engine {
+            sas,
+            io,
+            policy,
+            half_open,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else {
+            return false;
+        };
+        let peer = &policy.peers[sa.peer];
+        let remote = sa.info.remote;
         let idr = peer.local_id.body();
         let auth = own_auth(sa, peer, &idr);
         let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
@@ -60,7 +111,7 @@ impl Engine {
                     data: auth.as_bytes(),
                 }),
             )?;
-            match &child {
+            match child {
                 Ok(c) => {
                     let t = c.esp.transforms();
                     b.sa(&[ProposalRepr {
@@ -72,10 +123,16 @@ impl Engine {
                     ts_payload(b, PayloadType::TSI, &c.tsi)?;
                     ts_payload(b, PayloadType::TSR, &c.tsr)
                 }
-                Err(n) => b.notify(*n, &[]),
+                Err(n) => b.notify(n, &[]),
             }
-        })
-        .map_err(|Fail(why)| why)?;
+        });
+        let m = match m {
+            Ok(m) => m,
+            Err(Fail(why)) => {
+                self.fail(h, why);
+                return false;
+            }
+        };
         io.respond(sa, msgid, m);
         sa.info.state = IkeState::Established;
         sa.expires = None;
@@ -88,22 +145,40 @@ impl Engine {
             hex(&sa.info.spi_i),
             hex(&sa.info.spi_r)
         );
-        match child {
-            // TSi is the initiator's side, our remote one.
-            Ok(c) => Ok(Some(child_sa(
-                sa, h, &c.esp, c.spi_in, c.spi_out, c.tsr, c.tsi,
-            ))),
-            Err(n) => {
-                log::warn!("ikev2: {} {remote}: no CHILD_SA: {n}", peer.name);
-                Ok(None)
-            }
+        if let Err(n) = child {
+            log::warn!("ikev2: {} {remote}: no CHILD_SA: {n}", peer.name);
+        }
+        true
+    }
+
+    /// Initiator: the kernel reserved our inbound SPI; IKE_AUTH goes out with it.
+    pub(super) fn auth_spi(&mut self, now: Time, h: Handle, spi: u32) {
+        let Engine {
+            sas,
+            io,
+            policy,
+            config,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        sa.child_spi = spi;
+        let peer = &policy.peers[sa.peer];
+        if let Err(Fail(why)) = send_auth(io, config, now, h, sa, peer) {
+            self.fail(h, why);
         }
     }
 
     /// Initiator: the IKE_AUTH response.
     pub(super) fn auth_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
         match self.auth_response_inner(now, h, inner) {
-            Ok(Some(c)) => self.add_child(c),
+            Ok(Some(child)) => {
+                let step = Step::Install {
+                    child,
+                    rekey: None,
+                    redundant: false,
+                };
+                self.install(now, h, step);
+            }
             Ok(None) => {}
             Err(why) => self.fail(h, why),
         }
@@ -147,13 +222,16 @@ impl Engine {
             hex(&sa.info.spi_i),
             hex(&sa.info.spi_r)
         );
+        // Our inbound SPI goes to the CHILD_SA, or back to the kernel.
+        let spi_in = std::mem::take(&mut sa.child_spi);
         match accept_child(peer, inner, false) {
             Ok((esp, spi_out, tsi, tsr)) => {
-                Ok(Some(child_sa(sa, h, &esp, sa.child_spi, spi_out, tsi, tsr)))
+                Ok(Some(child_sa(sa, h, &esp, spi_in, spi_out, tsi, tsr)))
             }
             // XXX: a CHILD_SA we cannot accept should be deleted with an INFORMATIONAL.
             Err(why) => {
                 log::warn!("ikev2: {} {remote}: no CHILD_SA: {why}", peer.name);
+                io.release_spi(sa.info.local, remote, spi_in);
                 Ok(None)
             }
         }
@@ -210,6 +288,23 @@ pub(super) fn check_auth(
     };
     let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), body);
     verify_psk_auth(suite.prf, &peer.psk, &o, auth.data).map_err(|_| "AUTH does not verify")
+}
+
+/// Initiator: sends IKE_AUTH with our inbound SPI (`sa.child_spi`) and waits for the
+/// answer.
+pub(super) fn send_auth(
+    io: &mut Io,
+    cfg: &Config,
+    now: Time,
+    h: Handle,
+    sa: &mut IkeSa,
+    peer: &Peer,
+) -> Result<(), Fail> {
+    let msgid = sa.next_msgid;
+    let m = build_auth_request(io, sa, peer)?;
+    io.request(now, cfg, h, sa, (msgid, m), Req::Auth);
+    sa.next_msgid = msgid.wrapping_add(1);
+    Ok(())
 }
 
 /// Initiator: IKE_AUTH (§1.2): IDi, AUTH, SA (ESP, our SPI), TSi, TSr.

@@ -2,6 +2,8 @@
 
 //! CREATE_CHILD_SA (RFC 7296 §1.3, §2.8, §2.17, §2.18): new CHILD_SAs, CHILD_SA rekeys
 //! with and without PFS (and the simultaneous-rekey rule of §2.8.1), and IKE SA rekeys.
+//! A new CHILD_SA is announced (responder) or taken as made (initiator) only once the
+//! kernel holds it, and after a rekey the old one goes only then (kernel.rs).
 
 use super::*;
 
@@ -46,10 +48,13 @@ impl Engine {
     /// CHILD_SA it names (by the peer's inbound SPI, our outbound one) is replaced and
     /// stays until the peer deletes it; with PFS, KEi must be for our group
     /// (INVALID_KE_PAYLOAD otherwise). A rekey of a CHILD_SA we are rekeying ourselves
-    /// is answered too, and remembered for §2.8.1 when our answer comes.
+    /// is answered too, and remembered for §2.8.1. The answer is decided here; it goes
+    /// once our inbound SPI is reserved and the new CHILD_SA installed
+    /// ([`Self::answer_child`], [`Self::child_answered`]). Repeats of the request
+    /// meanwhile are outside the window and dropped.
     pub(super) fn create_child_request(
         &mut self,
-        _now: Time,
+        now: Time,
         h: Handle,
         hd: &Header,
         inner: &Payloads<'_>,
@@ -65,8 +70,7 @@ impl Engine {
         sa.peer_msgid = hd.msgid.wrapping_add(1);
         let peer = &policy.peers[sa.peer];
         let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
-        let mut made = None;
-        let res = (|| -> Result<Vec<u8>, Fail> {
+        let res = (|| -> Result<ChildAnswer, Fail> {
             let old = match inner.notify(NotifyType::REKEY_SA) {
                 Some(n) if n.protocol == ProtocolId::ESP && n.spi.len() == 4 => {
                     let spi = u32::from_be_bytes([n.spi[0], n.spi[1], n.spi[2], n.spi[3]]);
@@ -86,14 +90,17 @@ impl Engine {
                 Some(_) => return Err(Fail("REKEY_SA not for an ESP SPI")),
                 None => None,
             };
-            let c = choose_child(io, peer, inner, true).map_err(|n| {
+            let mut choice = choose_child(peer, inner, true).map_err(|n| {
                 notify.0 = n;
                 Fail("no acceptable CHILD_SA")
             })?;
+            if !io.kernel_answers {
+                choice.spi_in = io.esp_spi();
+            }
             let Some(Payload::Nonce(ni)) = inner.find(PayloadType::NONCE) else {
                 return Err(Fail("no Ni"));
             };
-            let (dh, gir) = match c.esp.pfs {
+            let (dh, gir) = match choice.esp.pfs {
                 Some(g) => {
                     let ke = match inner.find(PayloadType::KE) {
                         Some(Payload::Ke(ke)) if ke.group == g => ke,
@@ -110,71 +117,198 @@ impl Engine {
                 }
                 None => (None, None),
             };
-            let nr = io.random::<NONCE_LEN>().to_vec();
-            let t = c.esp.transforms_pfs();
-            let m = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, hd.msgid, true, |b| {
-                b.sa(&[ProposalRepr {
-                    number: c.number,
-                    protocol: ProtocolId::ESP,
-                    spi: &c.spi_in.to_be_bytes(),
-                    transforms: &t,
-                }])?;
-                b.add(PayloadType::NONCE, false, &Payload::Nonce(&nr))?;
-                if let Some(dh) = &dh {
-                    b.add(
-                        PayloadType::KE,
-                        false,
-                        &Payload::Ke(KePayload {
-                            group: DhGroup(dh.group().number()),
-                            data: dh.public_value(),
-                        }),
-                    )?;
-                }
-                ts_payload(b, PayloadType::TSI, &c.tsi)?;
-                ts_payload(b, PayloadType::TSR, &c.tsr)
-            })?;
-            let mut child = bare_child(sa, h, &c.esp, c.spi_in, c.spi_out, c.tsr, c.tsi);
-            child.initiator = false;
-            set_keys(sa, &mut child, gir.as_ref().map(|g| g.as_bytes()), ni, &nr)?;
-            made = Some((child, old, (*ni).min(&nr[..]).to_vec()));
-            Ok(m)
+            Ok(ChildAnswer {
+                msgid: hd.msgid,
+                old,
+                choice,
+                ni: ni.to_vec(),
+                nr: io.random::<NONCE_LEN>().to_vec(),
+                dh,
+                gir,
+            })
         })();
-        let m = match res {
-            Ok(m) => m,
+        let a = match res {
+            Ok(a) => a,
             Err(Fail(why)) => {
-                match refusal(io, sa, &peer.name, hd.msgid, "CREATE_CHILD_SA", why, notify) {
-                    Some(m) => m,
-                    None => return,
+                let name = &peer.name;
+                if let Some(m) = refusal(io, sa, name, hd.msgid, "CREATE_CHILD_SA", why, notify) {
+                    io.respond(sa, hd.msgid, m);
                 }
+                return;
             }
         };
-        io.respond(sa, hd.msgid, m);
-        let Some((child, old, low)) = made else {
+        // §2.8.1: our own rekey of the same CHILD_SA crosses this one.
+        if let Some((_, old_in)) = a.old {
+            if let Some(cr) = sa.creating.as_mut().filter(|cr| cr.rekey == Some(old_in)) {
+                cr.crossed = Some(a.ni.as_slice().min(&a.nr).to_vec());
+            }
+        }
+        if io.kernel_answers {
+            self.wait_spi(h, Step::CreateAnswerSpi(Box::new(a)));
+        } else {
+            self.answer_child(now, h, a);
+        }
+    }
+
+    /// Responder: the CREATE_CHILD_SA answer with our inbound SPI is built, and its
+    /// CHILD_SA goes to the kernel; the answer is sent once it is in.
+    pub(super) fn answer_child(&mut self, now: Time, h: Handle, a: ChildAnswer) {
+        let Engine { sas, io, .. } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let c = &a.choice;
+        let t = c.esp.transforms_pfs();
+        let res = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, a.msgid, true, |b| {
+            b.sa(&[ProposalRepr {
+                number: c.number,
+                protocol: ProtocolId::ESP,
+                spi: &c.spi_in.to_be_bytes(),
+                transforms: &t,
+            }])?;
+            b.add(PayloadType::NONCE, false, &Payload::Nonce(&a.nr))?;
+            if let Some(dh) = &a.dh {
+                b.add(
+                    PayloadType::KE,
+                    false,
+                    &Payload::Ke(KePayload {
+                        group: DhGroup(dh.group().number()),
+                        data: dh.public_value(),
+                    }),
+                )?;
+            }
+            ts_payload(b, PayloadType::TSI, &c.tsi)?;
+            ts_payload(b, PayloadType::TSR, &c.tsr)
+        })
+        .and_then(|m| {
+            let (tsr, tsi) = (c.tsr.clone(), c.tsi.clone());
+            let mut child = bare_child(sa, h, &c.esp, c.spi_in, c.spi_out, tsr, tsi);
+            child.initiator = false;
+            child.pfs = c.esp.pfs;
+            let gir = a.gir.as_ref().map(|g| g.as_bytes());
+            set_keys(sa, &mut child, gir, &a.ni, &a.nr)?;
+            Ok((m, child))
+        });
+        match res {
+            Ok((message, child)) => {
+                let step = Step::CreateAnswerInstall {
+                    msgid: a.msgid,
+                    message,
+                    child,
+                    old: a.old,
+                };
+                self.install(now, h, step);
+            }
+            Err(Fail(why)) => {
+                let (local, remote) = (sa.info.local, sa.info.remote);
+                io.release_spi(local, remote, a.choice.spi_in);
+                self.refuse_answer(h, a.msgid, a.old, why);
+            }
+        }
+    }
+
+    /// Responder: the new CHILD_SA is in the kernel; the answer announces it, and the
+    /// CHILD_SA it replaces, if any, is marked so.
+    pub(super) fn child_answered(
+        &mut self,
+        h: Handle,
+        msgid: u32,
+        m: Vec<u8>,
+        mut child: ChildSa,
+        old: Option<(Handle, u32)>,
+    ) {
+        let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        if let Some((ch, old_in)) = old {
-            if let Some(c) = children.get_mut(ch) {
+        self.io.respond(sa, msgid, m);
+        child.replaces = old.map(|(_, spi)| spi);
+        if let Some((ch, _)) = old {
+            if let Some(c) = self.children.get_mut(ch) {
                 c.rekeyed = true;
             }
-            io.stats.child_sas_rekeyed += 1;
-            if let Some(cr) = sa.creating.as_mut().filter(|cr| cr.rekey == Some(old_in)) {
-                cr.crossed = Some((child.spi_in, low));
-            }
+            self.io.stats.child_sas_rekeyed += 1;
         }
         self.add_child(child);
     }
 
-    /// Initiator: the answer to our CREATE_CHILD_SA. The new CHILD_SA is added; after a
-    /// rekey the old one is deleted, or, when the peer rekeyed it at the same time
+    /// Responder: a CREATE_CHILD_SA decided on cannot be had after all (the kernel
+    /// refused, or the answer could not be built): TEMPORARY_FAILURE (§2.25), and our
+    /// own rekey of the same CHILD_SA is no longer crossed.
+    pub(super) fn refuse_answer(
+        &mut self,
+        h: Handle,
+        msgid: u32,
+        old: Option<(Handle, u32)>,
+        why: &str,
+    ) {
+        let Engine {
+            sas, io, policy, ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        if let Some((_, old_in)) = old {
+            if let Some(cr) = sa.creating.as_mut().filter(|cr| cr.rekey == Some(old_in)) {
+                cr.crossed = None;
+            }
+        }
+        let name = &policy.peers[sa.peer].name;
+        let n = (NotifyType::TEMPORARY_FAILURE, Vec::new());
+        if let Some(m) = refusal(io, sa, name, msgid, "CREATE_CHILD_SA", why, n) {
+            io.respond(sa, msgid, m);
+        }
+    }
+
+    /// Initiator: the kernel reserved the inbound SPI of our CREATE_CHILD_SA; the
+    /// request goes out with it, unless the CHILD_SA it was to rekey has gone or was
+    /// rekeyed by the peer meanwhile (then the SPI goes back).
+    pub(super) fn create_spi(&mut self, now: Time, h: Handle, spi: u32) {
+        let Engine {
+            sas,
+            io,
+            policy,
+            children,
+            config,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else { return };
+        let (local, remote) = (sa.info.local, sa.info.remote);
+        let Some(mut cr) = sa.creating.take() else {
+            return io.release_spi(local, remote, spi);
+        };
+        cr.spi_in = spi;
+        let peer = &policy.peers[sa.peer];
+        let stale = cr.crossed.is_some()
+            || cr.rekey.is_some_and(|old| {
+                !children
+                    .iter()
+                    .any(|(_, c)| c.ike == h && c.spi_in == old && !c.rekeyed)
+            });
+        let msgid = sa.next_msgid;
+        let m = if stale {
+            Err(Fail("the CHILD_SA to rekey was replaced meanwhile"))
+        } else {
+            build_create_child(io, sa, peer, msgid, &cr)
+        };
+        match m {
+            Ok(m) => {
+                let what = Req::CreateChild(cr.rekey);
+                sa.creating = Some(cr);
+                io.request(now, config, h, sa, (msgid, m), what);
+                sa.next_msgid = msgid.wrapping_add(1);
+            }
+            Err(Fail(why)) => {
+                log::info!("ikev2: {}: CREATE_CHILD_SA not sent: {why}", peer.name);
+                io.release_spi(local, remote, spi);
+                self.next_request(now, h);
+            }
+        }
+    }
+
+    /// Initiator: the answer to our CREATE_CHILD_SA. The new CHILD_SA goes to the
+    /// kernel and is taken as made once it is in ([`Self::child_made`]); after a rekey
+    /// the old one is deleted then, or, when the peer rekeyed it at the same time
     /// (§2.8.1), whichever new CHILD_SA came from the exchange with the lowest of the
     /// four nonces is deleted by its creator and the old one by the other's creator.
     pub(super) fn create_child_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
         let Engine {
-            sas,
-            policy,
-            children,
-            io,
-            ..
+            sas, policy, io, ..
         } = self;
         let Some(sa) = sas.get_mut(h) else { return };
         let Some(cr) = sa.creating.take() else { return };
@@ -209,52 +343,77 @@ impl Engine {
             };
             let mut c = bare_child(sa, h, &esp, cr.spi_in, spi_out, tsi, tsr);
             c.initiator = true;
+            c.pfs = esp.pfs;
             set_keys(sa, &mut c, gir.as_ref().map(|g| g.as_bytes()), &cr.ni, nr)
                 .map_err(|Fail(why)| why)?;
             Ok(c)
         })();
-        let mut c = match res {
+        let c = match res {
             Ok(c) => c,
             // XXX: an answer we cannot accept should get its CHILD_SA deleted.
             Err(why) => {
                 log::warn!("ikev2: {} {remote}: CREATE_CHILD_SA: {why}", peer.name);
+                io.release_spi(sa.info.local, remote, cr.spi_in);
                 return;
             }
         };
-        let mut delete = Vec::new();
-        if let Some(old) = cr.rekey {
+        let mut redundant = false;
+        if cr.rekey.is_some() {
             let ours_low = match inner.find(PayloadType::NONCE) {
                 Some(Payload::Nonce(nr)) => cr.ni.as_slice().min(nr).to_vec(),
                 _ => cr.ni.clone(),
             };
             match &cr.crossed {
-                Some((_, theirs_low)) if ours_low < *theirs_low => {
+                Some(theirs_low) if ours_low < *theirs_low => {
                     log::info!(
                         "ikev2: {}: simultaneous rekey: ours is redundant, deleted",
                         peer.name
                     );
-                    c.rekeyed = true;
-                    delete.push(c.spi_in);
+                    redundant = true;
                 }
-                crossed => {
-                    let ch = children
-                        .iter()
-                        .find(|(_, c)| c.ike == h && c.spi_in == old)
-                        .map(|(ch, _)| ch);
-                    if let Some(c) = ch.and_then(|ch| children.get_mut(ch)) {
-                        if !c.rekeyed {
-                            io.stats.child_sas_rekeyed += 1;
-                        }
-                        c.rekeyed = true;
-                        delete.push(old);
-                    }
-                    if crossed.is_some() {
-                        log::info!(
-                            "ikev2: {}: simultaneous rekey: the peer's is redundant",
-                            peer.name
-                        );
-                    }
+                Some(_) => log::info!(
+                    "ikev2: {}: simultaneous rekey: the peer's is redundant",
+                    peer.name
+                ),
+                None => {}
+            }
+        }
+        let step = Step::Install {
+            child: c,
+            rekey: cr.rekey,
+            redundant,
+        };
+        self.install(now, h, step);
+    }
+
+    /// Initiator: the CHILD_SA of our IKE_AUTH or CREATE_CHILD_SA is in the kernel and
+    /// taken as made. After a rekey (`rekey`: the old CHILD_SA's inbound SPI) the old one
+    /// is marked replaced and deleted, or, `redundant` after a simultaneous rekey
+    /// (§2.8.1), the new one is.
+    pub(super) fn child_made(
+        &mut self,
+        now: Time,
+        h: Handle,
+        mut c: ChildSa,
+        rekey: Option<u32>,
+        redundant: bool,
+    ) {
+        let mut delete = Vec::new();
+        if redundant {
+            c.rekeyed = true;
+            delete.push(c.spi_in);
+        } else if let Some(old) = rekey {
+            let ch = self
+                .children
+                .iter()
+                .find(|(_, c)| c.ike == h && c.spi_in == old)
+                .map(|(ch, _)| ch);
+            if let Some(o) = ch.and_then(|ch| self.children.get_mut(ch)) {
+                if !o.rekeyed {
+                    self.io.stats.child_sas_rekeyed += 1;
                 }
+                o.rekeyed = true;
+                delete.push(old);
             }
         }
         self.add_child(c);
@@ -448,6 +607,14 @@ impl Engine {
                 c.ike = nh;
             }
         }
+        // CHILD_SAs the kernel is installing for our exchanges go along. XXX: one the
+        // peer asked for on the old IKE SA is answered there and stays with it.
+        for w in self.waits.iter_mut().filter(|w| w.ike == old) {
+            if let Step::Install { child, .. } = &mut w.step {
+                child.ike = nh;
+                w.ike = nh;
+            }
+        }
         self.io.stats.ike_sas_rekeyed += 1;
         log::info!(
             "ikev2: {name}: IKE SA rekeyed, new SPIs {}/{}",
@@ -458,7 +625,8 @@ impl Engine {
     }
 }
 
-/// The responder's CHILD_SA: suite, the proposal's number, SPIs, narrowed selectors.
+/// The responder's CHILD_SA: suite, the proposal's number, SPIs (ours 0 until the kernel
+/// reserves it), narrowed selectors.
 pub(super) struct ChildChoice {
     pub(super) esp: EspProposal,
     pub(super) number: u8,
@@ -471,8 +639,8 @@ pub(super) struct ChildChoice {
 /// Responder: the ESP suite (first offered proposal we accept) and the narrowed
 /// selectors, or the notify that says why there is no CHILD_SA. In CREATE_CHILD_SA
 /// (`create`), the proposal's DH transform must be our PFS group, or absent without one.
+/// Our inbound SPI is left 0 for the caller.
 pub(super) fn choose_child(
-    io: &mut Io,
     peer: &Peer,
     inner: &Payloads<'_>,
     create: bool,
@@ -509,7 +677,7 @@ pub(super) fn choose_child(
     Ok(ChildChoice {
         esp,
         number,
-        spi_in: io.esp_spi(),
+        spi_in: 0,
         spi_out,
         tsi,
         tsr,
@@ -602,6 +770,7 @@ pub(super) fn bare_child(
         peer: sa.info.peer.clone(),
         initiator: sa.info.initiator,
         rekeyed: false,
+        replaces: None,
         spi_in,
         spi_out,
         encr,
@@ -612,6 +781,11 @@ pub(super) fn bare_child(
         integ_out: Key::new(),
         ts_local,
         ts_remote,
+        local: sa.info.local,
+        remote: sa.info.remote,
+        encap: (sa.info.nat_local || sa.info.nat_remote)
+            .then(|| (sa.info.local.port(), sa.info.remote.port())),
+        pfs: None,
     }
 }
 
@@ -672,6 +846,19 @@ pub(super) fn rekeyed_sa(
     })
 }
 
+/// Responder: a CREATE_CHILD_SA answer decided on, waiting for our inbound SPI and the
+/// install: the request's message ID and nonce, the CHILD_SA it replaces (and our
+/// inbound SPI of that one), our choice, Nr and the PFS values.
+pub(super) struct ChildAnswer {
+    pub(super) msgid: u32,
+    pub(super) old: Option<(Handle, u32)>,
+    pub(super) choice: ChildChoice,
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    pub(super) dh: Option<DhPrivate>,
+    pub(super) gir: Option<SharedSecret>,
+}
+
 /// Initiator: the state of an IKE SA rekey: our new SPI, Ni, a DH value for the first
 /// suite's group.
 pub(super) fn new_ike_rekey(io: &mut Io, peer: &Peer) -> Result<IkeRekey, Fail> {
@@ -725,8 +912,8 @@ pub(super) fn new_dh(io: &mut Io, g: DhGroup) -> Result<DhPrivate, Fail> {
     DhPrivate::generate(g, io.rng.as_mut()).map_err(|_| Fail("DH generation"))
 }
 
-/// Initiator: the state of a CREATE_CHILD_SA: a new inbound SPI, Ni, and a DH value
-/// for the first suite's PFS group.
+/// Initiator: the state of a CREATE_CHILD_SA: a new inbound SPI (0 when the kernel
+/// reserves it), Ni, and a DH value for the first suite's PFS group.
 pub(super) fn new_creating(
     io: &mut Io,
     peer: &Peer,
@@ -740,7 +927,7 @@ pub(super) fn new_creating(
     };
     Ok(Creating {
         rekey,
-        spi_in: io.esp_spi(),
+        spi_in: if io.kernel_answers { 0 } else { io.esp_spi() },
         ni: io.random::<NONCE_LEN>().to_vec(),
         dh,
         ts_local,

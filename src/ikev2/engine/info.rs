@@ -54,7 +54,9 @@ impl Engine {
         picked.len()
     }
 
-    /// Removes the CHILD_SAs `pick` chooses; returns how many.
+    /// Removes the CHILD_SAs `pick` chooses, and deletes them from the kernel (one by
+    /// one, so that the last of several with the same selectors takes the flows along);
+    /// returns how many.
     pub(super) fn remove_children(&mut self, pick: impl Fn(&ChildSa) -> bool) -> usize {
         let gone: Vec<Handle> = self
             .children
@@ -70,6 +72,7 @@ impl Engine {
                     c.spi_in,
                     c.spi_out
                 );
+                self.uninstall(&c);
             }
         }
         self.io.stats.child_sas_deleted += gone.len() as u64;
@@ -147,6 +150,27 @@ impl Engine {
             return self.delete(h, "ended by the peer");
         }
         if !theirs.is_empty() {
+            // A replacement deleted while the CHILD_SA it replaced is still here (the
+            // peer could not install it, or §2.8.1 found it redundant): that one is in
+            // use again, and may be rekeyed again.
+            let replaced: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.ike == h && theirs.contains(&c.spi_out))
+                .filter_map(|(_, c)| c.replaces)
+                .collect();
+            let restored: Vec<Handle> = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.ike == h && replaced.contains(&c.spi_in))
+                .filter(|(_, c)| !theirs.contains(&c.spi_out))
+                .map(|(ch, _)| ch)
+                .collect();
+            for ch in restored {
+                if let Some(c) = self.children.get_mut(ch) {
+                    c.rekeyed = false;
+                }
+            }
             self.remove_children(|c| c.ike == h && theirs.contains(&c.spi_out));
         }
     }

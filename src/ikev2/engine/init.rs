@@ -246,8 +246,8 @@ impl Engine {
         sa.init_r = data.to_vec();
         nat_detect(sa, pl);
         if (sa.info.nat_local || sa.info.nat_remote) && sa.info.local.port() != config.nat_port {
-            // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH. XXX: the
-            // CHILD_SA is not yet marked for UDP encapsulation.
+            // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH; its
+            // CHILD_SAs are UDP-encapsulated (`ChildSa::encap`).
             sa.info.local.set_port(config.nat_port);
             sa.info.remote.set_port(NAT_T_PORT);
         }
@@ -258,12 +258,13 @@ impl Engine {
         keys_from(sa, &chosen, &dh, ke.data).map_err(|Fail(why)| why)?;
         sa.request = None;
         sa.info.state = IkeState::AuthSent;
+        if io.kernel_answers {
+            // IKE_AUTH offers our inbound SPI: the kernel reserves it first.
+            self.wait_spi(h, Step::AuthSpi);
+            return Ok(());
+        }
         sa.child_spi = io.esp_spi();
-        let msgid = sa.next_msgid;
-        let m = build_auth_request(io, sa, peer).map_err(|Fail(why)| why)?;
-        io.request(now, config, h, sa, (msgid, m), Req::Auth);
-        sa.next_msgid = msgid.wrapping_add(1);
-        Ok(())
+        send_auth(io, config, now, h, sa, peer).map_err(|Fail(why)| why)
     }
 }
 

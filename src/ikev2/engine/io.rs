@@ -1,10 +1,12 @@
 #![forbid(unsafe_code)]
 
-//! What the IKEv2 engine sends and arms: the outbox, the timer wheel, the random source
-//! and the counters, with the request/response bookkeeping of RFC 7296 §2.1 (only the
-//! initiator of an exchange retransmits; a responder keeps its last response).
+//! What the IKEv2 engine sends and arms: the outbox, the kernel requests, the timer
+//! wheel, the random source and the counters, with the request/response bookkeeping of
+//! RFC 7296 §2.1 (only the initiator of an exchange retransmits; a responder keeps its
+//! last response).
 
 use super::*;
+use crate::ike::wire::ProtocolId as V1Protocol;
 
 /// The shared pieces a handler touches beside the SA it holds (the IKEv2 sibling of
 /// `crate::ike::io::Io`).
@@ -14,6 +16,14 @@ pub(super) struct Io {
     pub(super) rng: Box<dyn Random>,
     pub(super) stats: Stats,
     pub(super) nat_port: u16,
+    /// A kernel answers our requests (reserves SPIs, confirms installs), so exchanges
+    /// wait for it; without one the engine picks SPIs itself and an install counts as
+    /// done at once ([`Config::kernel_answers`]).
+    pub(super) kernel_answers: bool,
+    /// Kernel requests for the event loop, in order ([`Engine::poll_kernel`]).
+    pub(super) kernel: VecDeque<KernelOp>,
+    /// The last ticket handed out with a kernel request.
+    pub(super) ticket: u32,
 }
 
 impl Io {
@@ -93,6 +103,34 @@ impl Io {
     pub(super) fn respond(&mut self, sa: &mut IkeSa, msgid: u32, data: Vec<u8>) {
         self.send(sa.info.local, sa.info.remote, &data);
         sa.response = Some((msgid, data));
+    }
+
+    /// A kernel request nobody waits for (deletions, SPIs given back): ticket 0.
+    pub(super) fn kernel_req(&mut self, req: KernelReq) {
+        log::debug!("ikev2: kernel: {req:?}");
+        self.kernel.push_back(KernelOp { ticket: 0, req });
+    }
+
+    /// A kernel request a step waits for: its ticket, which the answer carries.
+    pub(super) fn kernel_ticket(&mut self, req: KernelReq) -> u32 {
+        self.ticket = self.ticket.wrapping_add(1).max(1);
+        let ticket = self.ticket;
+        log::debug!("ikev2: kernel: {req:?} (ticket {ticket})");
+        self.kernel.push_back(KernelOp { ticket, req });
+        ticket
+    }
+
+    /// Gives back an inbound SPI the kernel reserved for a CHILD_SA that did not come
+    /// about (from `remote` to `local`); one we picked ourselves was never reserved.
+    pub(super) fn release_spi(&mut self, local: SocketAddr, remote: SocketAddr, spi: u32) {
+        if self.kernel_answers && spi != 0 {
+            self.kernel_req(KernelReq::DeleteSpi {
+                protocol: V1Protocol::IPSEC_ESP,
+                src: remote.ip(),
+                dst: local.ip(),
+                spi: spi.to_be_bytes(),
+            });
+        }
     }
 
     /// The IV of the next SK payload: random for CBC, a counter for AEAD.

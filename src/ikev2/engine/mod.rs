@@ -1,9 +1,10 @@
 //! The IKEv2 engine, sans-IO (STYLE §10.2): IKE_SA_INIT and IKE_AUTH with a pre-shared
 //! key, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
 //!
-//! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`] and
-//! [`Engine::connect`], each with the time; outputs are [`Engine::poll_transmit`] and
-//! [`Engine::poll_timeout`]. Nothing here reads a clock or touches a socket.
+//! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`],
+//! [`Engine::kernel_reply`] and [`Engine::connect`], each with the time; outputs are
+//! [`Engine::poll_transmit`], [`Engine::poll_kernel`] and [`Engine::poll_timeout`].
+//! Nothing here reads a clock or touches a socket.
 //!
 //! - IKE_SA_INIT: the initiator offers its IKE suites, a KE for the first suite's group,
 //!   a nonce and the NAT_DETECTION_* notifies (§2.23: SHA-1 of SPIi | SPIr | address |
@@ -17,7 +18,12 @@
 //!   answers IDr, AUTH, SA, TSi, TSr. A wrong AUTH is AUTHENTICATION_FAILED in the
 //!   protected response and the IKE SA is gone on both sides (§2.21.2). The CHILD_SA's
 //!   KEYMAT comes from the IKE_SA_INIT nonces (§2.17); SPIs, keys and selectors are kept
-//!   in [`Engine::child_sas`]. Nothing is installed in a kernel yet.
+//!   in [`Engine::child_sas`] once the kernel holds the CHILD_SA.
+//! - The kernel (kernel.rs): our inbound SPIs are reserved by the kernel before we send
+//!   them, and a CHILD_SA is installed before the message that announces it goes out
+//!   (responder) or before it counts as made (initiator); a refusal abandons it. The
+//!   requests are the IKEv1 engine's (`crate::ike::sa::KernelReq`), so that the daemon
+//!   drives both engines alike.
 //! - Message IDs (§2.1-§2.3, window 1): only the initiator of an exchange retransmits, on
 //!   a timer with exponential back-off and a bounded count; a responder answers a repeated
 //!   request from the response it kept; duplicate responses and requests outside the
@@ -56,13 +62,13 @@
 //!   CREATE_CHILD_SA; simultaneous IKE SA rekeys (§2.8.2) and a CHILD_SA rekey crossing
 //!   an IKE SA rekey.
 //!
-//! TODO (issue 16): SA lifetimes, the kernel interface (SPIs from the kernel, nothing
-//! announced before it is installed), certificates and signatures, NAT-T (the move to
-//! port 4500; detection is done), fragmentation, the capture file.
+//! TODO (issue 16): SA lifetimes, certificates and signatures, NAT-T (the move to port
+//! 4500 and UDP-encapsulated CHILD_SAs are done; keepalives and NAT rebinding are not),
+//! fragmentation, the capture file.
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
-//! the shared pieces: the outbox, the timer wheel, the random source.
+//! the shared pieces: the outbox, the kernel queue, the timer wheel, the random source.
 
 #![forbid(unsafe_code)]
 
@@ -72,18 +78,23 @@ mod cookie;
 mod info;
 mod init;
 mod io;
+mod kernel;
 
 use self::auth::*;
 use self::child::*;
 use self::cookie::*;
 use self::init::*;
 use self::io::*;
+use self::kernel::*;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::ike::crypto::{constant_time_eq, hash, prf, DhPrivate, Group, HashAlg, Key, Random};
+use crate::ike::crypto::{
+    constant_time_eq, hash, prf, DhPrivate, Group, HashAlg, Key, Random, SharedSecret,
+};
 use crate::ike::outbox::Outbox;
 use crate::ike::router::{Keyed, Table};
-use crate::ike::sa::{hex, Handle, Slab};
+use crate::ike::sa::{hex, Handle, IpsecSa, KernelOp, KernelReply, KernelReq, Part, Slab};
 use crate::ike::wire::GroupDescription;
 use crate::ike::Transmit;
 use crate::timer::{Time, TimerHandle, TimerWheel};
@@ -155,6 +166,8 @@ pub struct ChildSa {
     pub initiator: bool,
     /// Replaced by a rekey (§2.8): its Delete is on the way, and it is not rekeyed again.
     pub rekeyed: bool,
+    /// Made by a rekey the peer asked for: our inbound SPI of the CHILD_SA it replaces.
+    pub replaces: Option<u32>,
     pub spi_in: u32,
     pub spi_out: u32,
     pub encr: Encr,
@@ -165,6 +178,13 @@ pub struct ChildSa {
     pub integ_out: Key,
     pub ts_local: Vec<Selector>,
     pub ts_remote: Vec<Selector>,
+    /// The IKE SA's addresses when it was made: the tunnel's endpoints.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// UDP encapsulation (RFC 3948), our port and the peer's: a NAT was detected (§2.23).
+    pub encap: Option<(u16, u16)>,
+    /// The PFS group of the CREATE_CHILD_SA that made it.
+    pub pfs: Option<DhGroup>,
 }
 
 /// Counters.
@@ -194,6 +214,8 @@ pub struct Stats {
     pub child_sas_rekeyed: u64,
     /// IKE SAs replaced by a rekey, either side's (§1.3.2).
     pub ike_sas_rekeyed: u64,
+    /// CHILD_SAs abandoned because the kernel refused an SPI or an install.
+    pub kernel_refused: u64,
 }
 
 /// Why a connect failed.
@@ -262,9 +284,9 @@ struct Creating {
     dh: Option<DhPrivate>,
     ts_local: Vec<Selector>,
     ts_remote: Vec<Selector>,
-    /// The peer rekeyed the same CHILD_SA meanwhile (§2.8.1): its new CHILD_SA's inbound
-    /// SPI (ours) and the lower nonce of its exchange.
-    crossed: Option<(u32, Vec<u8>)>,
+    /// The peer rekeyed the same CHILD_SA meanwhile (§2.8.1): the lower nonce of its
+    /// exchange.
+    crossed: Option<Vec<u8>>,
 }
 
 /// The request we wait an answer for.
@@ -307,7 +329,8 @@ struct IkeSa {
     /// Initiator: retries of IKE_SA_INIT, and the COOKIE to return.
     init_retries: u8,
     cookie: Option<Vec<u8>>,
-    /// Initiator: our inbound ESP SPI, offered in IKE_AUTH.
+    /// Initiator: our inbound ESP SPI, offered in IKE_AUTH; 0 while the kernel reserves
+    /// it and once the CHILD_SA took it (or it went back).
     child_spi: u32,
     /// Our next request's message ID, and the next request's we expect.
     next_msgid: u32,
@@ -410,6 +433,8 @@ pub struct Engine {
     half_open: usize,
     cookies: CookieSecrets,
     children: Slab<ChildSa>,
+    /// Steps parked until the kernel answers.
+    waits: Vec<Wait>,
     io: Io,
     /// Scratch for decrypting in place.
     rx: Vec<u8>,
@@ -433,12 +458,16 @@ impl Engine {
             half_open: 0,
             cookies: CookieSecrets::new(rng.as_mut(), now, config.cookie_secret_secs),
             children: Slab::with_capacity(2 * n),
+            waits: Vec::new(),
             io: Io {
                 outbox: Outbox::new(),
                 timers: TimerWheel::new(2 * n, now),
                 rng,
                 stats: Stats::default(),
                 nat_port: config.nat_port,
+                kernel_answers: config.kernel_answers,
+                kernel: VecDeque::new(),
+                ticket: 0,
             },
             rx: Vec::with_capacity(65535),
             fired: Vec::new(),
@@ -741,6 +770,12 @@ impl Engine {
         if sa.info.state == IkeState::HalfOpen {
             self.half_open = self.half_open.saturating_sub(1);
         }
+        // SPIs the kernel reserved for CHILD_SAs that will not come now.
+        let (local, remote) = (sa.info.local, sa.info.remote);
+        self.io.release_spi(local, remote, sa.child_spi);
+        if let Some(cr) = &sa.creating {
+            self.io.release_spi(local, remote, cr.spi_in);
+        }
         self.remove_children(|c| c.ike == h);
         let level = if sa.info.state == IkeState::Established {
             log::Level::Info
@@ -853,10 +888,14 @@ impl Engine {
     /// Sends a request of ours on an established SA, or queues it behind the one in
     /// flight.
     fn start_request(&mut self, now: Time, h: Handle, what: Req) {
+        let busy = self
+            .waits
+            .iter()
+            .any(|w| w.ike == h && w.step.holds_window());
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        if sa.request.is_some() {
+        if sa.request.is_some() || busy {
             if !sa.queued.contains(&what) {
                 sa.queued.push(what);
             }
@@ -909,7 +948,15 @@ impl Engine {
                 log::info!("ikev2: {}: no CHILD_SA to rekey", peer.name);
                 return;
             };
-            let m = new_creating(io, peer, old, ts_local, ts_remote).and_then(|c| {
+            let c = match new_creating(io, peer, old, ts_local, ts_remote) {
+                Ok(c) if io.kernel_answers => {
+                    // Our inbound SPI first; the request goes when it comes.
+                    sa.creating = Some(c);
+                    return self.wait_spi(h, Step::CreateSpi);
+                }
+                c => c,
+            };
+            let m = c.and_then(|c| {
                 let m = build_create_child(io, sa, peer, msgid, &c)?;
                 sa.creating = Some(c);
                 Ok(m)
@@ -956,10 +1003,14 @@ impl Engine {
 
     /// The next queued request, once the one in flight is answered.
     fn next_request(&mut self, now: Time, h: Handle) {
+        let busy = self
+            .waits
+            .iter()
+            .any(|w| w.ike == h && w.step.holds_window());
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        if sa.request.is_none() && !sa.queued.is_empty() {
+        if sa.request.is_none() && !busy && !sa.queued.is_empty() {
             let what = sa.queued.remove(0);
             self.start_request(now, h, what);
         }
