@@ -170,6 +170,7 @@ impl Daemon {
             setup,
             &self.opts,
             Some(control),
+            self.dialect.is_some(),
             now,
         ));
     }
@@ -316,17 +317,15 @@ impl Daemon {
             if self.quit && shutdown_deadline.is_none() {
                 self.engine.shutdown(now);
                 if let Some(v2) = self.v2.as_mut() {
-                    v2.delete_all(now);
+                    // Deletes sent once, the kernel's SAs removed (iked does the same).
+                    v2.engine.shutdown(now);
                 }
                 self.flush_transmit();
                 shutdown_deadline = Some(now.add_millis(SHUTDOWN_GRACE_MS));
             }
             if let Some(d) = shutdown_deadline {
                 let kernel_idle = self.kernel.as_ref().is_none_or(|k| k.idle());
-                let v2_idle = self
-                    .v2
-                    .as_ref()
-                    .is_none_or(|v| v.engine.ike_sas().next().is_none());
+                let v2_idle = self.v2.as_ref().is_none_or(|v| v.engine.is_drained());
                 if (self.engine.is_drained() && kernel_idle && v2_idle) || now >= d {
                     break;
                 }
@@ -470,10 +469,12 @@ impl Daemon {
                 }
             }
             if let Some(k) = self.kernel.as_mut() {
-                k.expire(now, &mut self.kernel_done);
-                for (ticket, reply) in self.kernel_done.drain(..) {
-                    self.engine.kernel_reply(now, ticket, reply);
+                let mut done = std::mem::take(&mut self.kernel_done);
+                k.expire(now, &mut done);
+                for (ticket, reply) in done.drain(..) {
+                    self.kernel_reply(now, ticket, reply);
                 }
+                self.kernel_done = done;
             }
             self.engine.handle_timeout(now);
             if let Some(v2) = self.v2.as_mut() {
@@ -496,7 +497,7 @@ impl Daemon {
         let now = self.now();
         let mut done = std::mem::take(&mut self.kernel_done);
         loop {
-            while let Some(op) = self.engine.poll_kernel() {
+            while let Some(op) = self.poll_kernel() {
                 match (self.kernel.as_mut(), self.kernel_chan.as_ref()) {
                     (Some(k), Some(chan)) => {
                         use std::os::fd::AsRawFd;
@@ -527,7 +528,7 @@ impl Daemon {
                 break;
             }
             for (ticket, reply) in done.drain(..) {
-                self.engine.kernel_reply(now, ticket, reply);
+                self.kernel_reply(now, ticket, reply);
             }
         }
         self.kernel_done = done;
@@ -556,6 +557,23 @@ impl Daemon {
                     log::error!("packet capture: {e}");
                 }
             }
+        }
+    }
+
+    /// The next kernel request: the IKEv2 engine's when iked, else the IKEv1 engine's
+    /// (one engine talks to the kernel, so tickets never mix).
+    fn poll_kernel(&mut self) -> Option<crate::ike::sa::KernelOp> {
+        match self.v2.as_mut() {
+            Some(v2) => v2.engine.poll_kernel(),
+            None => self.engine.poll_kernel(),
+        }
+    }
+
+    /// The kernel's answer, to the engine that asked.
+    fn kernel_reply(&mut self, now: Time, ticket: u32, reply: crate::ike::sa::KernelReply) {
+        match self.v2.as_mut() {
+            Some(v2) => v2.engine.kernel_reply(now, ticket, reply),
+            None => self.engine.kernel_reply(now, ticket, reply),
         }
     }
 
@@ -593,8 +611,16 @@ impl Daemon {
             };
             k.receive(&self.rx[..n], done, events);
         }
-        for (ticket, reply) in self.kernel_done.drain(..) {
-            self.engine.kernel_reply(now, ticket, reply);
+        let mut done = std::mem::take(&mut self.kernel_done);
+        for (ticket, reply) in done.drain(..) {
+            self.kernel_reply(now, ticket, reply);
+        }
+        self.kernel_done = done;
+        if self.v2.is_some() {
+            // iked: ACQUIREs and EXPIREs are not acted on yet (issue 16).
+            for ev in self.kernel_events.drain(..) {
+                crate::ike_debug!(DebugClass::Sysdep, 10, "kernel event ignored by iked: {ev:?}");
+            }
         }
         for ev in self.kernel_events.drain(..) {
             match ev {

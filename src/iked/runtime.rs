@@ -150,10 +150,19 @@ pub struct V2 {
 }
 
 impl V2 {
-    pub fn new(setup: Setup, opts: &Options, control: Option<OwnedFd>, now: Time) -> V2 {
+    /// `kernel`: a kernel backend answers (not -X): SPIs come from it and CHILD_SAs wait
+    /// for its installs.
+    pub fn new(
+        setup: Setup,
+        opts: &Options,
+        control: Option<OwnedFd>,
+        kernel: bool,
+        now: Time,
+    ) -> V2 {
         let config = Config {
             nat_port: opts.udpencap_port,
             liveness_secs: setup.dpd_secs,
+            kernel_answers: kernel,
             ..Config::default()
         };
         let engine = Engine::new(
