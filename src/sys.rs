@@ -869,6 +869,38 @@ pub fn poll_after_releasing_file_pages(
     (Ok(released), polled)
 }
 
+/// The static router build links libcrypto alone (cross/env.sh: `OPENSSL_LIBS=crypto` and
+/// `--cfg isakmpd_libcrypto_only`). The `openssl` crate's one-time init calls
+/// `OPENSSL_init_ssl`, and that one symbol pulled 0.3 MiB of libssl (the TLS state
+/// machines, never used here) into the binary. This stands in for it with what OpenSSL
+/// 3.0's `ssl_init.c` asks of libcrypto: all ciphers and digests, and the configuration
+/// file unless told not to. The TLS-only rest (the compression methods, the SSL error
+/// strings) has no user in this process. The host build links libssl and never sees this.
+///
+/// # Safety
+///
+/// As for OpenSSL's own: `settings` is null or points to live `OPENSSL_INIT_SETTINGS`.
+#[cfg(isakmpd_libcrypto_only)]
+#[no_mangle]
+pub unsafe extern "C" fn OPENSSL_init_ssl(opts: u64, settings: *const libc::c_void) -> libc::c_int {
+    extern "C" {
+        fn OPENSSL_init_crypto(opts: u64, settings: *const libc::c_void) -> libc::c_int;
+    }
+    // OPENSSL_INIT_* of crypto.h and ssl.h (OpenSSL 3.0).
+    const ADD_ALL_CIPHERS: u64 = 0x0000_0004;
+    const ADD_ALL_DIGESTS: u64 = 0x0000_0008;
+    const LOAD_CONFIG: u64 = 0x0000_0040;
+    const NO_LOAD_CONFIG: u64 = 0x0000_0080;
+    const SSL_STRINGS: u64 = 0x0010_0000 | 0x0020_0000; // (NO_)LOAD_SSL_STRINGS
+    let mut o = (opts & !SSL_STRINGS) | ADD_ALL_CIPHERS | ADD_ALL_DIGESTS;
+    if o & NO_LOAD_CONFIG == 0 {
+        o |= LOAD_CONFIG;
+    }
+    // SAFETY: OPENSSL_init_crypto takes any option bits, and `settings` is what our caller
+    // vouched for, passed on as libssl's version does.
+    unsafe { OPENSSL_init_crypto(o, settings) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
