@@ -339,9 +339,11 @@ impl Daemon {
                 if let Some(v2) = self.v2.as_mut() {
                     v2.start_policies(now);
                 }
+                // iked checks its active policies more often than isakmpd's default.
+                let default = if self.v2.is_some() { 10 } else { 60 };
                 let every = self
                     .conf
-                    .get_num("General", "Check-interval", 60)
+                    .get_num("General", "Check-interval", default)
                     .clamp(1, 86400);
                 next_check = now.add_secs(every);
                 self.flush_transmit();
@@ -619,7 +621,11 @@ impl Daemon {
         if self.v2.is_some() {
             // iked: ACQUIREs and EXPIREs are not acted on yet (issue 16).
             for ev in self.kernel_events.drain(..) {
-                crate::ike_debug!(DebugClass::Sysdep, 10, "kernel event ignored by iked: {ev:?}");
+                crate::ike_debug!(
+                    DebugClass::Sysdep,
+                    10,
+                    "kernel event ignored by iked: {ev:?}"
+                );
             }
         }
         for ev in self.kernel_events.drain(..) {

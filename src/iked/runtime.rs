@@ -187,11 +187,23 @@ impl V2 {
             return;
         }
         for name in &self.setup.active {
-            if self.engine.ike_sas().any(|(_, sa)| &sa.peer == name) {
-                continue;
-            }
-            if let Err(e) = self.engine.connect(now, name) {
-                log::warn!("ikev2: policy \"{name}\": not started: {e:?}");
+            let ike = self.engine.ike_sas().find(|(_, sa)| &sa.peer == name);
+            match ike {
+                // Up without its CHILD_SA (refused by the peer or our kernel at
+                // IKE_AUTH, or deleted by the peer): ask for one again.
+                Some((_, sa))
+                    if sa.state == IkeState::Established
+                        && !self.engine.child_sas().any(|c| &c.peer == name) =>
+                {
+                    log::info!("ikev2: policy \"{name}\": no CHILD_SA, creating one");
+                    self.engine.create_child(now, name);
+                }
+                Some(_) => {}
+                None => {
+                    if let Err(e) = self.engine.connect(now, name) {
+                        log::warn!("ikev2: policy \"{name}\": not started: {e:?}");
+                    }
+                }
             }
         }
     }
