@@ -1848,3 +1848,33 @@ fn loss_or_duplication_of_each_message_with_a_slow_kernel_still_ends_in_one_inst
         }
     }
 }
+
+#[test]
+fn a_child_sa_the_kernel_interface_cannot_express_is_refused_and_its_spis_given_back() {
+    // TCP ports 1000-2000: one flow holds one port or all of them, so neither side can
+    // install it, and neither widens it.
+    let ports = |mut p: Peer| {
+        for s in p.local_ts.iter_mut().chain(p.remote_ts.iter_mut()) {
+            (s.protocol, s.start_port, s.end_port) = (6, 1000, 2000);
+        }
+        p
+    };
+    let mut p = Pair::with_kernels(
+        ports(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        ports(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        2,
+    );
+    p.connect();
+    assert_ike_sas_only(&p);
+    assert_eq!(stats(&p.east).kernel_refused, 1, "the responder refused");
+    assert_eq!(p.west_kernel.allocated.len(), 1);
+    assert_eq!(p.east_kernel.allocated.len(), 1);
+    // Without a kernel that answers nothing is installed, and the CHILD_SA stands.
+    let mut p = Pair::new(
+        ports(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        ports(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+    );
+    p.connect();
+    assert_eq!(child_pairs(&p).len(), 1);
+    assert!(p.west_kernel.is_empty() && p.east_kernel.is_empty());
+}

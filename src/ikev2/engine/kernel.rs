@@ -293,7 +293,8 @@ impl Engine {
     }
 
     /// Deletes both halves of a CHILD_SA from the kernel; its flows stay while another
-    /// CHILD_SA with the same selectors has them.
+    /// CHILD_SA with the same selectors has them. One that could not be put in a kernel
+    /// request gives its reserved SPI back instead.
     pub(super) fn uninstall(&mut self, c: &ChildSa) {
         let keep_flows = self.children.iter().any(|(_, o)| o.same_flows(c))
             || self
@@ -305,8 +306,11 @@ impl Engine {
             Ok(sa) => self
                 .io
                 .kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, keep_flows)),
-            // It never went to the kernel either.
-            Err(why) => log::debug!("ikev2: {}: not for a kernel: {why}", c.peer),
+            // It never went to the kernel either; only its SPI did.
+            Err(why) => {
+                log::debug!("ikev2: {}: not for a kernel: {why}", c.peer);
+                self.io.release_spi(c.local, c.remote, c.spi_in);
+            }
         }
     }
 
