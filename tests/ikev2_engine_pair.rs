@@ -15,7 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use isakmpd::ike::crypto::SeededRandom;
 use isakmpd::ike::sa::{KernelOp, KernelReply, KernelReq};
-use isakmpd::ikev2::engine::{ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats};
+use isakmpd::ikev2::engine::{
+    ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats, KERNEL_TICKET_BIT,
+};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
     DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
@@ -348,6 +350,7 @@ impl Pair {
             flows: k.flows.len(),
         });
         if op.ticket != 0 {
+            assert_ne!(op.ticket & KERNEL_TICKET_BIT, 0, "an IKEv2 ticket");
             e.kernel_reply(self.now, op.ticket, reply);
         }
         true

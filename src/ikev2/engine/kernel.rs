@@ -43,6 +43,11 @@ use crate::ike::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, IdType as V1IdType, ProtocolId as V1Protocol,
 };
 
+/// Set in every ticket of ours: the IKEv1 engine's count up from 1, so a daemon running
+/// both over one `crate::kernel::Kernel` hands an answer with this bit to this engine.
+/// (The IKEv1 engine's would reach it after 2^31 requests that wait for an answer.)
+pub const KERNEL_TICKET_BIT: u32 = 0x8000_0000;
+
 /// A step of an exchange parked until the kernel answers the request with `ticket`.
 pub(super) struct Wait {
     pub(super) ticket: u32,
