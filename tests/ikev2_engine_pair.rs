@@ -15,7 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use isakmpd::ike::crypto::SeededRandom;
 use isakmpd::ike::sa::{KernelOp, KernelReply, KernelReq};
-use isakmpd::ikev2::engine::{ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats};
+use isakmpd::ikev2::engine::{
+    ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats, KERNEL_TICKET_BIT,
+};
 use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
 use isakmpd::ikev2::wire::{
     DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
@@ -348,6 +350,7 @@ impl Pair {
             flows: k.flows.len(),
         });
         if op.ticket != 0 {
+            assert_ne!(op.ticket & KERNEL_TICKET_BIT, 0, "an IKEv2 ticket");
             e.kernel_reply(self.now, op.ticket, reply);
         }
         true
@@ -1847,4 +1850,34 @@ fn loss_or_duplication_of_each_message_with_a_slow_kernel_still_ends_in_one_inst
             }
         }
     }
+}
+
+#[test]
+fn a_child_sa_the_kernel_interface_cannot_express_is_refused_and_its_spis_given_back() {
+    // TCP ports 1000-2000: one flow holds one port or all of them, so neither side can
+    // install it, and neither widens it.
+    let ports = |mut p: Peer| {
+        for s in p.local_ts.iter_mut().chain(p.remote_ts.iter_mut()) {
+            (s.protocol, s.start_port, s.end_port) = (6, 1000, 2000);
+        }
+        p
+    };
+    let mut p = Pair::with_kernels(
+        ports(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        ports(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        2,
+    );
+    p.connect();
+    assert_ike_sas_only(&p);
+    assert_eq!(stats(&p.east).kernel_refused, 1, "the responder refused");
+    assert_eq!(p.west_kernel.allocated.len(), 1);
+    assert_eq!(p.east_kernel.allocated.len(), 1);
+    // Without a kernel that answers nothing is installed, and the CHILD_SA stands.
+    let mut p = Pair::new(
+        ports(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+        ports(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM])),
+    );
+    p.connect();
+    assert_eq!(child_pairs(&p).len(), 1);
+    assert!(p.west_kernel.is_empty() && p.east_kernel.is_empty());
 }

@@ -111,9 +111,10 @@ impl Io {
         self.kernel.push_back(KernelOp { ticket: 0, req });
     }
 
-    /// A kernel request a step waits for: its ticket, which the answer carries.
+    /// A kernel request a step waits for: its ticket, which the answer carries (never
+    /// 0, always with [`KERNEL_TICKET_BIT`]).
     pub(super) fn kernel_ticket(&mut self, req: KernelReq) -> u32 {
-        self.ticket = self.ticket.wrapping_add(1).max(1);
+        self.ticket = self.ticket.wrapping_add(1) | KERNEL_TICKET_BIT;
         let ticket = self.ticket;
         log::debug!("ikev2: kernel: {req:?} (ticket {ticket})");
         self.kernel.push_back(KernelOp { ticket, req });

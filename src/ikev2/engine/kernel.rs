@@ -43,6 +43,11 @@ use crate::ike::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, IdType as V1IdType, ProtocolId as V1Protocol,
 };
 
+/// Set in every ticket of ours: the IKEv1 engine's count up from 1, so a daemon running
+/// both over one `crate::kernel::Kernel` hands an answer with this bit to this engine.
+/// (The IKEv1 engine's would reach it after 2^31 requests that wait for an answer.)
+pub const KERNEL_TICKET_BIT: u32 = 0x8000_0000;
+
 /// A step of an exchange parked until the kernel answers the request with `ticket`.
 pub(super) struct Wait {
     pub(super) ticket: u32,
@@ -293,7 +298,8 @@ impl Engine {
     }
 
     /// Deletes both halves of a CHILD_SA from the kernel; its flows stay while another
-    /// CHILD_SA with the same selectors has them.
+    /// CHILD_SA with the same selectors has them. One that could not be put in a kernel
+    /// request gives its reserved SPI back instead.
     pub(super) fn uninstall(&mut self, c: &ChildSa) {
         let keep_flows = self.children.iter().any(|(_, o)| o.same_flows(c))
             || self
@@ -305,8 +311,11 @@ impl Engine {
             Ok(sa) => self
                 .io
                 .kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, keep_flows)),
-            // It never went to the kernel either.
-            Err(why) => log::debug!("ikev2: {}: not for a kernel: {why}", c.peer),
+            // It never went to the kernel either; only its SPI did.
+            Err(why) => {
+                log::debug!("ikev2: {}: not for a kernel: {why}", c.peer);
+                self.io.release_spi(c.local, c.remote, c.spi_in);
+            }
         }
     }
 

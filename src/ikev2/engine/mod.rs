@@ -85,6 +85,7 @@ use self::child::*;
 use self::cookie::*;
 use self::init::*;
 use self::io::*;
+pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
