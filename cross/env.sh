@@ -6,15 +6,19 @@
 
 cross_target() {
     TARGET=${1:-}
-    TARGET_RUSTFLAGS=
+    TARGET_RUSTFLAGS= TARGET_OPT=
     case "$TARGET" in
     armv7-unknown-linux-gnueabihf)
         # The 3 MiB budget (libcrypto included): Thumb-2 for our code, as Debian's gcc
         # builds libcrypto and libc (std stays A32 as Debian built it; the linker does the
         # interworking), 140 KB less; rustc calls the feature unstable and warns once per
         # crate. Non-PIC code, as this target links a non-PIE executable: 8 KB less.
+        # The iked personality (issue 17) took it over again (3,333,732 B): optimised for
+        # size, not speed (opt-level z), the budget holds; the handshake's cost is mostly
+        # libcrypto's, which this does not touch.
         DEB_ARCH=armhf TRIPLET=arm-linux-gnueabihf QEMU=qemu-arm-static
-        TARGET_RUSTFLAGS="-C target-feature=+thumb-mode -C relocation-model=static" ;;
+        TARGET_RUSTFLAGS="-C target-feature=+thumb-mode -C relocation-model=static"
+        TARGET_OPT=z ;;
     aarch64-unknown-linux-gnu)
         DEB_ARCH=arm64 TRIPLET=aarch64-linux-gnu QEMU=qemu-aarch64-static ;;
     x86_64-unknown-linux-gnu)
@@ -69,6 +73,7 @@ cross_env() {
     # libcrypto without libssl: src/sys.rs stands in for the one libssl function the
     # openssl crate calls (OPENSSL_init_ssl, at init), which pulled 0.3 MiB of TLS code.
     export "CARGO_TARGET_${TU}_RUSTFLAGS=-C target-feature=+crt-static --cfg isakmpd_libcrypto_only${TARGET_RUSTFLAGS:+ $TARGET_RUSTFLAGS}"
+    if [ -n "$TARGET_OPT" ]; then export CARGO_PROFILE_RELEASE_OPT_LEVEL=$TARGET_OPT; fi
     export "CC_${T}=$CROSS_CC"
     export OPENSSL_STATIC=1 OPENSSL_NO_VENDOR=1 OPENSSL_LIBS=crypto
     export OPENSSL_LIB_DIR=/usr/lib/$TRIPLET OPENSSL_INCLUDE_DIR=/usr/include
