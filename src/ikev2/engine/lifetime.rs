@@ -215,8 +215,10 @@ impl Engine {
     }
 
     /// Sends the peer of established IKE SA `h` a Delete of it, without waiting for the
-    /// answer (shutdown, expiry). XXX: a request of ours still in flight is outside the
-    /// peer's window; that Delete is lost then, as it would be on a lossy path.
+    /// answer (shutdown, expiry). With a request of ours unanswered, the Delete takes its
+    /// message ID: a peer that never got that request takes the Delete as the next one
+    /// (§2.3: the window is 1); XXX one that did takes it for a repeat and answers from
+    /// its cache, and the Delete is lost, as it would be on a lossy path.
     pub(super) fn send_delete_ike_once(&mut self, h: Handle) {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
@@ -224,7 +226,7 @@ impl Engine {
         if sa.info.state != IkeState::Established {
             return;
         }
-        let msgid = sa.next_msgid;
+        let msgid = sa.request.as_ref().map_or(sa.next_msgid, |r| r.msgid);
         let m = build_protected(
             &mut self.io,
             sa,
@@ -237,7 +239,6 @@ impl Engine {
             },
         );
         if let Ok(m) = m {
-            sa.next_msgid = msgid.wrapping_add(1);
             self.io.send(sa.info.local, sa.info.remote, &m);
         }
     }
