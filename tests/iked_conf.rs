@@ -823,8 +823,6 @@ fn every_clause_of_a_rule() {
         "transport:",
         "natt:",
         "rdomain 3:",
-        "ikelifetime 7200:",
-        "lifetime:",
         "request address any:",
         "request name-server any:",
         "iface sec0:",
@@ -838,6 +836,16 @@ fn every_clause_of_a_rule() {
             "{clause} {warns:?}"
         );
     }
+    // The lifetimes are the engine's now: no warning, and the values are kept.
+    assert!(!warns.iter().any(|w| w.contains("lifetime")), "{warns:?}");
+    assert_eq!(
+        (
+            peer.ike_lifetime_secs,
+            peer.child_lifetime_secs,
+            peer.child_lifetime_bytes
+        ),
+        (7200, 1800, 2 << 30)
+    );
     assert_eq!(
         peer.local_id,
         Identity {
@@ -1202,4 +1210,29 @@ fn big_and_odd_inputs_are_bounded() {
     assert!(parse_str("big", &big).unwrap_err().0[0]
         .msg
         .starts_with("file too large"));
+}
+
+#[test]
+fn lifetimes_default_to_iked_s_and_zero_turns_them_off() {
+    let rule = |clauses: &str| {
+        let text = format!("ikev2 from 10.0.0.1 to 10.0.0.2 {clauses} psk x\n");
+        let (pol, warns) = parse_str("l", &text).unwrap().to_engine().unwrap();
+        assert!(!warns.iter().any(|w| w.contains("lifetime")), "{warns:?}");
+        let p = &pol.peers[0];
+        (
+            p.ike_lifetime_secs,
+            p.child_lifetime_secs,
+            p.child_lifetime_bytes,
+        )
+    };
+    // No clause: no IKE SA rekeying, CHILD_SAs 3 h and 4 GiB (iked.conf(5)).
+    assert_eq!(rule(""), (0, 3 * 3600, 4 << 30));
+    // `lifetime T` alone keeps the byte default.
+    assert_eq!(rule("ikelifetime 1h lifetime 10m"), (3600, 600, 4 << 30));
+    assert_eq!(
+        rule("ikelifetime 0 lifetime 0 bytes 0"),
+        (0, 0, 0),
+        "zero disables"
+    );
+    assert_eq!(rule("lifetime 2h bytes 512M"), (0, 7200, 512 << 20));
 }

@@ -81,6 +81,10 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
         esp: esp.to_vec(),
         local_ts: vec![net(lnet)],
         remote_ts: vec![net(rnet)],
+        // No lifetimes unless a test sets them: `drive` runs until nothing is due.
+        ike_lifetime_secs: 0,
+        child_lifetime_secs: 0,
+        child_lifetime_bytes: 0,
     }
 }
 
@@ -1880,4 +1884,218 @@ fn a_child_sa_the_kernel_interface_cannot_express_is_refused_and_its_spis_given_
     p.connect();
     assert_eq!(child_pairs(&p).len(), 1);
     assert!(p.west_kernel.is_empty() && p.east_kernel.is_empty());
+}
+
+// Lifetimes (issue 16): soft expiry rekeys, hard expiry deletes, on a virtual clock.
+
+/// A pair with kernels that answer at once, established by 1 s; `west` and `east` are
+/// each side's (ikelifetime, lifetime, bytes).
+fn lifetime_pair(west: (u64, u64, u64), east: (u64, u64, u64)) -> Pair {
+    let with = |me: &str, (ike, child, bytes): (u64, u64, u64)| Peer {
+        ike_lifetime_secs: ike,
+        child_lifetime_secs: child,
+        child_lifetime_bytes: bytes,
+        ..peer(me, "secret", &[GCM_ECP256], &[ESP_GCM])
+    };
+    let mut p = Pair::with_kernels(with(WEST, west), with(EAST, east), 0);
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time::from_secs(1));
+    assert_established(&p);
+    p.sent.clear();
+    p
+}
+
+/// CREATE_CHILD_SA requests sent since the last `sent.clear()`, by west and by east.
+fn create_child_requests(p: &Pair) -> (usize, usize) {
+    let cc = create_childs(p);
+    let n = |w: bool| cc.iter().filter(|c| c.0 == w && !c.1).count();
+    (n(true), n(false))
+}
+
+#[test]
+fn a_child_sa_rekeys_by_itself_at_its_soft_lifetime_with_no_gap() {
+    let mut p = lifetime_pair((0, 60, 1 << 20), (0, 0, 0));
+    let (old, _) = child_pairs(&p).remove(0);
+    // West's CHILD_SA: made at about 0 s, rekeyed 5-10 % before 60 s, gone at 60 s; the
+    // kernel gets the lifetime and the byte limit. East has no lifetime.
+    assert_eq!(old.expires_at, Some(old.established.add_secs(60)));
+    let soft = old.rekey_at.unwrap();
+    assert!(
+        soft >= old.established.add_secs(54) && soft <= old.established.add_secs(57),
+        "{soft}"
+    );
+    let sa = old.ipsec_sa(true).unwrap();
+    assert_eq!((sa.lifetime, sa.kbytes), (60, 1024));
+    let (_, east_old) = child_pairs(&p).remove(0);
+    assert_eq!((east_old.rekey_at, east_old.expires_at), (None, None));
+    let mark = p.events.len();
+
+    p.drive_until(Time::from_secs(59));
+    let pairs = child_pairs(&p);
+    assert_eq!(pairs.len(), 1, "exactly one CHILD_SA after the rekey");
+    let (new, _) = &pairs[0];
+    assert!(new.spi_in != old.spi_in && new.spi_out != old.spi_out);
+    assert!(new.initiator, "west rekeyed it");
+    assert_eq!(new.established, soft, "the rekey went at the soft time");
+    assert_eq!(new.expires_at, Some(soft.add_secs(60)));
+    assert_eq!(create_child_requests(&p), (1, 0));
+    for s in [stats(&p.west), stats(&p.east)] {
+        assert_eq!(
+            (s.child_sas_rekeyed, s.child_sas_expired, s.failed),
+            (1, 0, 0)
+        );
+    }
+    // On each side the new SA is in the kernel before the old one goes, and the flows
+    // never go away.
+    for west in [true, false] {
+        let (old_in, new_in) = if west {
+            (old.spi_in, new.spi_in)
+        } else {
+            (old.spi_out, new.spi_out)
+        };
+        let at = |prefix: String| {
+            p.events[mark..]
+                .iter()
+                .position(|e| is_kernel(e, west, &prefix))
+                .unwrap_or_else(|| panic!("no {prefix}: {:#?}", &p.events[mark..]))
+        };
+        assert!(at(format!("add {new_in:08x}")) < at(format!("del {old_in:08x}")));
+        for e in &p.events[mark..] {
+            if let Event::Kernel { west: w, flows, .. } = e {
+                assert!(*w != west || *flows == 1);
+            }
+        }
+    }
+    assert_kernels_hold_the_child_sas(&p);
+
+    // And on: one rekey every 54-57 s, never two CHILD_SAs left, none expired.
+    p.drive_until(Time::from_secs(240));
+    assert_eq!(child_pairs(&p).len(), 1);
+    assert_eq!(stats(&p.west).child_sas_rekeyed, 4);
+    assert_eq!(stats(&p.west).child_sas_expired, 0);
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn both_sides_with_the_same_lifetime_still_end_with_one_child_sa_each() {
+    let mut p = lifetime_pair((0, 60, 0), (0, 60, 0));
+    p.drive_until(Time::from_secs(600));
+    let pairs = child_pairs(&p);
+    assert_eq!(pairs.len(), 1, "one CHILD_SA on each side");
+    let (w, e) = (stats(&p.west), stats(&p.east));
+    assert_eq!((w.failed, e.failed), (0, 0));
+    assert_eq!((w.child_sas_expired, e.child_sas_expired), (0, 0));
+    // Each rekey was started by the side whose soft time came first: ten of them in
+    // ten minutes, counted on both sides.
+    let (by_west, by_east) = create_child_requests(&p);
+    assert!(by_west > 0 && by_east > 0, "{by_west} {by_east}");
+    assert_eq!(w.child_sas_rekeyed, (by_west + by_east) as u64);
+    assert_eq!(w.child_sas_rekeyed, e.child_sas_rekeyed);
+    assert!((10..=11).contains(&w.child_sas_rekeyed), "{w:?}");
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn the_ike_sa_rekeys_by_itself_with_an_ikelifetime() {
+    for east_too in [false, true] {
+        let east = (if east_too { 100 } else { 0 }, 0, 0);
+        let mut p = lifetime_pair((100, 0, 0), east);
+        let (_, old) = one_ike(&p.west);
+        let soft = old.rekey_at.unwrap();
+        assert!(
+            soft >= Time::from_secs(90) && soft <= Time::from_secs(96),
+            "{soft}"
+        );
+        assert_eq!(old.expires_at, Some(old.established.add_secs(100)));
+        let (_, east_old) = one_ike(&p.east);
+        assert_eq!(east_old.rekey_at.is_some(), east_too);
+        let (child, _) = child_pairs(&p).remove(0);
+
+        p.drive_until(Time::from_secs(99));
+        let (_, new) = one_ike(&p.west);
+        let (_, east_new) = one_ike(&p.east);
+        assert_ne!(new.spi_i, old.spi_i, "new IKE SPIs");
+        assert_eq!((new.spi_i, new.spi_r), (east_new.spi_i, east_new.spi_r));
+        assert!(new.established >= Time::from_secs(90));
+        assert_eq!(new.expires_at, Some(new.established.add_secs(100)));
+        assert_eq!(p.west.stats().ike_sas_rekeyed, 1);
+        // The CHILD_SA moved along, untouched.
+        let (moved, _) = child_pairs(&p).remove(0);
+        assert_eq!(moved.spi_in, child.spi_in);
+
+        // It keeps going; never a second IKE SA, nothing expires.
+        p.drive_until(Time::from_secs(500));
+        assert_eq!(p.west.ike_sas().count(), 1);
+        assert_eq!(p.east.ike_sas().count(), 1);
+        let (w, e) = (stats(&p.west), stats(&p.east));
+        assert!(w.ike_sas_rekeyed >= 5, "{w:?}");
+        assert_eq!(w.ike_sas_rekeyed, e.ike_sas_rekeyed);
+        assert_eq!((w.ike_sas_expired, e.ike_sas_expired, w.failed), (0, 0, 0));
+        assert_eq!(child_pairs(&p).len(), 1);
+        assert_kernels_hold_the_child_sas(&p);
+    }
+}
+
+#[test]
+fn hard_expiry_deletes_a_child_sa_the_peer_never_lets_rekey() {
+    let mut p = lifetime_pair((0, 60, 0), (0, 0, 0));
+    // East cannot install anything any more: every rekey is TEMPORARY_FAILURE.
+    p.east_kernel.refuse_add = usize::MAX;
+    p.drive_until(Time::from_secs(59));
+    assert_eq!(create_child_requests(&p), (1, 0), "one try, not repeated");
+    assert_eq!(child_pairs(&p).len(), 1, "the old CHILD_SA stays meanwhile");
+    p.drive_until(Time::from_secs(61));
+    assert_eq!(stats(&p.west).child_sas_expired, 1);
+    assert_eq!(stats(&p.east).child_sas_expired, 0, "east was told");
+    assert_ike_sas_only(&p);
+    let info = informationals(&p);
+    assert_eq!(
+        info.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+        [(true, false), (false, true)],
+        "west's Delete, east's answer"
+    );
+}
+
+#[test]
+fn the_ike_sa_is_deleted_at_its_ikelifetime_if_the_peer_never_lets_it_rekey() {
+    let mut p = lifetime_pair((30, 0, 0), (0, 0, 0));
+    // East drops every CREATE_CHILD_SA request: west's rekey retransmits meanwhile.
+    p.fate = Box::new(|d| {
+        if d.from_west && exchange(&d.data) == (ExchangeType::CREATE_CHILD_SA.0, false) {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.drive_until(Time::from_secs(31));
+    assert_eq!(stats(&p.west).ike_sas_expired, 1);
+    assert_nothing(&p);
+}
+
+#[test]
+fn kernel_expires_rekey_when_soft_and_delete_when_hard() {
+    let mut p = lifetime_pair((0, 0, 0), (0, 0, 0));
+    let (wc, ec) = child_pairs(&p).remove(0);
+    let (w_ip, e_ip) = (addr(WEST).ip(), addr(EAST).ip());
+    // Both of west's states say soft (a byte limit): one rekey.
+    assert!(p.west.handle_expire(p.now, w_ip, wc.spi_in, false));
+    assert!(p.west.handle_expire(p.now, e_ip, wc.spi_out, false));
+    assert!(
+        !p.west.handle_expire(p.now, e_ip, wc.spi_in, false),
+        "wrong dst"
+    );
+    assert!(!p.west.handle_expire(p.now, w_ip, 0x4242_4242, true));
+    p.drive();
+    assert_eq!(create_child_requests(&p), (1, 0));
+    let (wn, en) = child_pairs(&p).remove(0);
+    assert!(wn.spi_in != wc.spi_in && en.spi_in != ec.spi_in);
+    assert_eq!(stats(&p.west).child_sas_rekeyed, 1);
+    assert_kernels_hold_the_child_sas(&p);
+    // A hard EXPIRE on east deletes it on both sides.
+    assert!(p.east.handle_expire(p.now, e_ip, en.spi_in, true));
+    p.drive();
+    assert_eq!(stats(&p.east).child_sas_expired, 1);
+    assert_ike_sas_only(&p);
 }

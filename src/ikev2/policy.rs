@@ -96,6 +96,15 @@ pub struct Peer {
     pub esp: Vec<EspProposal>,
     pub local_ts: Vec<Selector>,
     pub remote_ts: Vec<Selector>,
+    /// iked.conf's `ikelifetime`: the IKE SA is rekeyed 5-10 % before this many seconds
+    /// and deleted at it; 0 (iked's default) is neither.
+    pub ike_lifetime_secs: u64,
+    /// `lifetime TIME`: a CHILD_SA is rekeyed 5-10 % before this many seconds and
+    /// deleted at it; 0 is neither.
+    pub child_lifetime_secs: u64,
+    /// `lifetime ... bytes BYTES`: the kernel's limit for a CHILD_SA (its soft EXPIRE at
+    /// 90 % starts the rekey, its hard one the deletion); 0 is none.
+    pub child_lifetime_bytes: u64,
 }
 
 /// An identity (RFC 7296 §3.5).

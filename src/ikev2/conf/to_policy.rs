@@ -24,6 +24,8 @@
 //! - `group` in a `childsa` becomes [`EspProposal::pfs`] (`none`: no PFS).
 //! - Selectors: `from` is ours, `to` the peer's, each `proto` applied; `any` stands for
 //!   the whole of the other end's family (both families when neither has one).
+//! - Lifetimes: `ikelifetime` (absent or 0: the IKE SA is not rekeyed) and `lifetime`
+//!   with its `bytes` (iked's defaults of 3 h and 4 GiB when absent; 0: no limit).
 //! - A rule without a `psk` is skipped: the engine authenticates with shared keys only.
 
 #![forbid(unsafe_code)]
@@ -531,18 +533,6 @@ fn convert(
     if let Some(r) = p.rdomain {
         w(format!("rdomain {r}: not implemented, ignored"));
     }
-    if let Some(t) = p.ikelifetime {
-        w(format!(
-            "ikelifetime {t}: IKE SA lifetimes are not implemented, ignored"
-        ));
-    }
-    if let Some(l) = p.lifetime {
-        if l.seconds != DEFAULT_LIFETIME_SECS
-            || l.bytes.is_some_and(|b| b != DEFAULT_LIFETIME_BYTES)
-        {
-            w("lifetime: CHILD_SA lifetimes are not implemented, ignored".into());
-        }
-    }
     for c in &p.cfg {
         let kw = if c.request { "request" } else { "config" };
         w(format!(
@@ -721,6 +711,14 @@ fn convert(
         esp,
         local_ts,
         remote_ts,
+        // iked: no ikelifetime (or 0) is no IKE SA rekeying; no lifetime is 3 h and
+        // 4 GiB, and `lifetime T` without `bytes` keeps the 4 GiB.
+        ike_lifetime_secs: p.ikelifetime.unwrap_or(0),
+        child_lifetime_secs: p.lifetime.map_or(DEFAULT_LIFETIME_SECS, |l| l.seconds),
+        child_lifetime_bytes: p
+            .lifetime
+            .and_then(|l| l.bytes)
+            .unwrap_or(DEFAULT_LIFETIME_BYTES),
     })
 }
 

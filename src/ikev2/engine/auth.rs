@@ -16,7 +16,7 @@ impl Engine {
         match self.auth_check(h, msgid, inner) {
             Err(why) => self.fail(h, why),
             Ok(Err(n)) => {
-                self.auth_answer(h, msgid, Err(n));
+                self.auth_answer(now, h, msgid, Err(n));
             }
             Ok(Ok(choice)) if self.io.kernel_answers => {
                 self.wait_spi(h, Step::AuthAnswerSpi { msgid, choice })
@@ -83,6 +83,7 @@ impl Engine {
     /// the response could not be built (the IKE SA is gone then).
     pub(super) fn auth_answer(
         &mut self,
+        now: Time,
         h: Handle,
         msgid: u32,
         child: Result<&ChildChoice, NotifyType>,
@@ -135,6 +136,7 @@ impl Engine {
         };
         io.respond(sa, msgid, m);
         sa.info.state = IkeState::Established;
+        ike_lifetime_starts(io, sa, peer, now);
         sa.expires = None;
         *half_open = half_open.saturating_sub(1);
         io.arm(h, sa);
@@ -186,7 +188,7 @@ impl Engine {
 
     pub(super) fn auth_response_inner(
         &mut self,
-        _now: Time,
+        now: Time,
         h: Handle,
         inner: &Payloads<'_>,
     ) -> Result<Option<ChildSa>, &'static str> {
@@ -215,6 +217,8 @@ impl Engine {
             return Err("authentication failed");
         }
         sa.info.state = IkeState::Established;
+        ike_lifetime_starts(io, sa, peer, now);
+        io.arm(h, sa);
         io.stats.ike_sas_established += 1;
         log::info!(
             "ikev2: {} {remote}: IKE SA {}/{} established (initiator)",

@@ -434,7 +434,7 @@ impl Engine {
                 IkeRef::Peer(p) => sa.info.peer == p,
                 IkeRef::Handle(x) => *h == x,
             })
-            .filter(|(_, sa)| sa.info.state == IkeState::Established)
+            .filter(|(_, sa)| sa.info.state == IkeState::Established && !sa.replaced)
             .map(|(h, _)| h)
             .collect();
         for &h in &picked {
@@ -590,8 +590,10 @@ impl Engine {
     }
 
     /// The new IKE SA of a rekey goes in the table and takes the old one's CHILD_SAs.
-    pub(super) fn take_over(&mut self, now: Time, old: Handle, new: IkeSa) {
+    pub(super) fn take_over(&mut self, now: Time, old: Handle, mut new: IkeSa) {
         let (spi_i, spi_r, name) = (new.info.spi_i, new.info.spi_r, new.info.peer.clone());
+        let p = new.peer;
+        ike_lifetime_starts(&mut self.io, &mut new, &self.policy.peers[p], now);
         let Some(nh) = self.sas.insert(new) else {
             log::error!("ikev2: {name}: IKE SA table full; rekey dropped");
             return;
@@ -615,6 +617,13 @@ impl Engine {
                 w.ike = nh;
             }
         }
+        // The old one is done: not rekeyed again, gone when deleted (or at its expiry).
+        if let Some(sa) = self.sas.get_mut(old) {
+            sa.replaced = true;
+            sa.info.rekey_at = None;
+        }
+        self.rearm(old);
+        self.rearm(nh);
         self.io.stats.ike_sas_rekeyed += 1;
         log::info!(
             "ikev2: {name}: IKE SA rekeyed, new SPIs {}/{}",
@@ -786,6 +795,11 @@ pub(super) fn bare_child(
         encap: (sa.info.nat_local || sa.info.nat_remote)
             .then(|| (sa.info.local.port(), sa.info.remote.port())),
         pfs: None,
+        // Set when it goes to the kernel (`Engine::install`).
+        established: Time(0),
+        rekey_at: None,
+        expires_at: None,
+        lifetime_bytes: 0,
     }
 }
 

@@ -64,6 +64,7 @@ impl Engine {
             .filter(|(_, c)| pick(c))
             .map(|(ch, _)| ch)
             .collect();
+        let mut ikes: Vec<Handle> = Vec::new();
         for &ch in &gone {
             if let Some(c) = self.children.remove(ch) {
                 log::info!(
@@ -73,7 +74,14 @@ impl Engine {
                     c.spi_out
                 );
                 self.uninstall(&c);
+                if !ikes.contains(&c.ike) {
+                    ikes.push(c.ike);
+                }
             }
+        }
+        // Their rekeys and expiries no longer count for their IKE SAs' timers.
+        for h in ikes {
+            self.rearm(h);
         }
         self.io.stats.child_sas_deleted += gone.len() as u64;
         gone.len()

@@ -131,6 +131,9 @@ impl Engine {
                     suite: None,
                     nat_local: false,
                     nat_remote: false,
+                    established: now,
+                    rekey_at: None,
+                    expires_at: None,
                 },
                 p,
             )

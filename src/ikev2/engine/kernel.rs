@@ -116,6 +116,15 @@ impl Step {
             _ => None,
         }
     }
+
+    fn child_mut(&mut self) -> Option<&mut ChildSa> {
+        match self {
+            Step::AuthAnswerInstall { child, .. }
+            | Step::CreateAnswerInstall { child, .. }
+            | Step::Install { child, .. } => Some(child),
+            _ => None,
+        }
+    }
 }
 
 impl Engine {
@@ -180,7 +189,7 @@ impl Engine {
                 self.auth_child(now, h, msgid, choice);
             }
             (Step::AuthAnswerSpi { msgid, .. }, Err(_)) => {
-                self.auth_answer(h, msgid, Err(NotifyType::NO_PROPOSAL_CHOSEN));
+                self.auth_answer(now, h, msgid, Err(NotifyType::NO_PROPOSAL_CHOSEN));
             }
             (
                 Step::AuthAnswerInstall {
@@ -190,7 +199,7 @@ impl Engine {
                 },
                 Ok(_),
             ) => {
-                if self.auth_answer(h, msgid, Ok(&choice)) {
+                if self.auth_answer(now, h, msgid, Ok(&choice)) {
                     self.add_child(child);
                 } else {
                     self.uninstall(&child);
@@ -198,7 +207,7 @@ impl Engine {
             }
             (Step::AuthAnswerInstall { msgid, child, .. }, Err(_)) => {
                 self.uninstall(&child);
-                self.auth_answer(h, msgid, Err(NotifyType::NO_PROPOSAL_CHOSEN));
+                self.auth_answer(now, h, msgid, Err(NotifyType::NO_PROPOSAL_CHOSEN));
             }
             (Step::CreateSpi, Ok(spi)) => self.create_spi(now, h, spi),
             (Step::CreateSpi, Err(_)) => {
@@ -266,7 +275,17 @@ impl Engine {
     /// Installs both halves of the CHILD_SA `step` names; the step goes on when the
     /// kernel confirms, at once when no kernel answers, and as refused when the CHILD_SA
     /// cannot be put in a kernel request at all.
-    pub(super) fn install(&mut self, now: Time, h: Handle, step: Step) {
+    /// The CHILD_SA's lifetime starts here (lifetime.rs): the kernel gets its limits.
+    pub(super) fn install(&mut self, now: Time, h: Handle, mut step: Step) {
+        let (secs, bytes) = self.sas.get(h).map_or((0, 0), |sa| {
+            let p = &self.policy.peers[sa.peer];
+            (p.child_lifetime_secs, p.child_lifetime_bytes)
+        });
+        if let Some(c) = step.child_mut() {
+            (c.rekey_at, c.expires_at) = self.io.lifetime(now, secs);
+            c.established = now;
+            c.lifetime_bytes = bytes;
+        }
         let Some(made) = step.child().map(|c| c.ipsec_sa(self.io.kernel_answers)) else {
             return;
         };
@@ -336,32 +355,11 @@ impl Engine {
 
     /// Ends everything at once (the daemon's SIGTERM): each established IKE SA's peer is
     /// sent a Delete of the IKE SA, which is not waited for, and every IKE SA goes with
-    /// its CHILD_SAs, which leave the kernel. XXX: a request of ours still in flight is
-    /// outside the peer's window; that Delete is lost then, as it would be on a lossy
-    /// path.
+    /// its CHILD_SAs, which leave the kernel ([`Self::send_delete_ike_once`]).
     pub fn shutdown(&mut self, _now: Time) {
         let all: Vec<Handle> = self.sas.iter().map(|(h, _)| h).collect();
         for h in all {
-            let Some(sa) = self.sas.get_mut(h) else {
-                continue;
-            };
-            if sa.info.state == IkeState::Established {
-                let msgid = sa.next_msgid;
-                let m = build_protected(
-                    &mut self.io,
-                    sa,
-                    ExchangeType::INFORMATIONAL,
-                    msgid,
-                    false,
-                    |b| {
-                        let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
-                        b.add(PayloadType::DELETE, false, &Payload::Delete(d))
-                    },
-                );
-                if let Ok(m) = m {
-                    self.io.send(sa.info.local, sa.info.remote, &m);
-                }
-            }
+            self.send_delete_ike_once(h);
             self.delete(h, "shutdown");
         }
         // Installs the kernel has not confirmed yet: deleted after them (the kernel
@@ -454,13 +452,16 @@ impl ChildSa {
             auth_key_len: self.integ_in.len(),
             local_id: selector_id(l)?,
             remote_id: selector_id(r)?,
-            // XXX: CHILD_SA lifetimes are not kept yet (issue 16), so nothing counts from
-            // here and the kernel gets no limits.
-            established: Time(0),
-            lifetime: 0,
-            kbytes: 0,
-            hard_expiry: None,
-            soft_expiry: None,
+            // The engine rekeys and expires by time itself; the kernel gets the hard
+            // lifetime (plus a margin, as a backstop) and the byte limit, whose soft
+            // EXPIRE comes back through `Engine::handle_expire`.
+            established: self.established,
+            lifetime: self
+                .expires_at
+                .map_or(0, |t| self.established.until(t) / 1000),
+            kbytes: self.lifetime_bytes.div_ceil(1024),
+            hard_expiry: self.expires_at,
+            soft_expiry: self.rekey_at,
             rekeyed: self.rekeyed,
             spi_from_kernel,
             encap: self.encap,
@@ -554,6 +555,10 @@ mod tests {
             remote: "192.0.2.2:500".parse().unwrap(),
             encap: None,
             pfs: Some(DhGroup::MODP_2048),
+            established: Time(1000),
+            rekey_at: Some(Time(3_300_000)),
+            expires_at: Some(Time(3_601_000)),
+            lifetime_bytes: 1 << 30,
         }
     }
 
@@ -577,6 +582,9 @@ mod tests {
         assert_eq!(sa.remote_id.data, [203, 0, 113, 7]);
         assert_eq!((sa.local_id.protocol, sa.local_id.port), (0, 0));
         assert_eq!(sa.pfs.map(|g| g.number()), Some(14));
+        // The lifetime in seconds and the byte limit in KiB, for the kernel.
+        assert_eq!((sa.lifetime, sa.kbytes), (3600, 1 << 20));
+        assert_eq!(sa.hard_expiry, Some(Time(3_601_000)));
 
         // Each INTEG id to its DOI authentication algorithm, with the table's key size.
         for (i, a) in [

@@ -79,6 +79,7 @@ mod info;
 mod init;
 mod io;
 mod kernel;
+mod lifetime;
 
 use self::auth::*;
 use self::child::*;
@@ -87,6 +88,7 @@ use self::init::*;
 use self::io::*;
 pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
+use self::lifetime::*;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
@@ -154,6 +156,13 @@ pub struct IkeSaInfo {
     /// NAT detection (§2.23): our address or the peer's is not what the other side saw.
     pub nat_local: bool,
     pub nat_remote: bool,
+    /// When it was established (by IKE_AUTH or a rekey); before that, when it was begun.
+    pub established: Time,
+    /// When we rekey it (`Peer::ike_lifetime_secs`, 5-10 % early); None without a
+    /// lifetime, once the rekey has started, or once it is replaced.
+    pub rekey_at: Option<Time>,
+    /// When it is deleted if still here (its lifetime); None without one.
+    pub expires_at: Option<Time>,
 }
 
 /// A negotiated CHILD_SA (ESP, tunnel mode) with its keys; `in` is what we receive
@@ -186,6 +195,17 @@ pub struct ChildSa {
     pub encap: Option<(u16, u16)>,
     /// The PFS group of the CREATE_CHILD_SA that made it.
     pub pfs: Option<DhGroup>,
+    /// When it went to the kernel (its lifetime counts from there).
+    pub established: Time,
+    /// When we rekey it (`Peer::child_lifetime_secs`, 5-10 % early); None without a
+    /// lifetime and once its rekey has started.
+    pub rekey_at: Option<Time>,
+    /// When it is deleted if still here (its lifetime); None without one.
+    pub expires_at: Option<Time>,
+    /// The kernel's traffic limit in bytes (`Peer::child_lifetime_bytes`, 0: none); the
+    /// kernel's soft EXPIRE at 90 % of it rekeys, its hard one deletes
+    /// ([`Engine::handle_expire`]).
+    pub lifetime_bytes: u64,
 }
 
 /// Counters.
@@ -217,6 +237,10 @@ pub struct Stats {
     pub ike_sas_rekeyed: u64,
     /// CHILD_SAs abandoned because the kernel refused an SPI or an install.
     pub kernel_refused: u64,
+    /// CHILD_SAs deleted at their hard lifetime (ours, or the kernel's hard EXPIRE).
+    pub child_sas_expired: u64,
+    /// IKE SAs deleted at their lifetime.
+    pub ike_sas_expired: u64,
 }
 
 /// Why a connect failed.
@@ -354,6 +378,10 @@ struct IkeSa {
     creating: Option<Creating>,
     /// Our IKE SA rekey in flight.
     rekeying: Option<IkeRekey>,
+    /// Replaced by a rekey (§1.3.2): not rekeyed again, and gone once deleted.
+    replaced: bool,
+    /// The earliest rekey or expiry of its CHILD_SAs ([`Engine::rearm`]).
+    child_due: Option<Time>,
 }
 
 impl IkeSa {
@@ -384,6 +412,8 @@ impl IkeSa {
             iv_counter: 0,
             creating: None,
             rekeying: None,
+            replaced: false,
+            child_due: None,
         }
     }
 
@@ -410,12 +440,20 @@ impl IkeSa {
         }
     }
 
-    /// Earliest deadline: retransmission, half-open expiry or liveness check.
+    /// Earliest deadline: retransmission, half-open expiry, liveness check, the IKE
+    /// SA's rekey or expiry, or one of its CHILD_SAs'. One timer per IKE SA.
     fn deadline(&self) -> Option<Time> {
-        [self.request.as_ref().map(|r| r.at), self.expires, self.idle]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.request.as_ref().map(|r| r.at),
+            self.expires,
+            self.idle,
+            self.info.rekey_at,
+            self.info.expires_at,
+            self.child_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -582,6 +620,9 @@ impl Engine {
             suite: None,
             nat_local: false,
             nat_remote: false,
+            established: now,
+            rekey_at: None,
+            expires_at: None,
         };
         let sa = IkeSa::new(info, p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
@@ -619,6 +660,10 @@ impl Engine {
                 continue;
             };
             sa.timer = None;
+            self.lifetimes(now, h);
+            let Some(sa) = self.sas.get_mut(h) else {
+                continue;
+            };
             if sa.expires.is_some_and(|t| t <= now) {
                 self.io.stats.half_open_expired += 1;
                 self.delete(h, "no IKE_AUTH in time");
@@ -1024,11 +1069,13 @@ impl Engine {
             c.spi_in,
             c.spi_out
         );
+        let h = c.ike;
         if self.children.insert(c).is_some() {
             self.io.stats.child_sas_established += 1;
         } else {
             log::error!("ikev2: CHILD_SA table full");
         }
+        self.rearm(h);
     }
 }
 
