@@ -618,14 +618,26 @@ impl Daemon {
             self.kernel_reply(now, ticket, reply);
         }
         self.kernel_done = done;
-        if self.v2.is_some() {
-            // iked: ACQUIREs and EXPIREs are not acted on yet (issue 16).
+        if let Some(v2) = self.v2.as_mut() {
+            // iked: an EXPIRE rekeys (soft) or deletes (hard) the CHILD_SA; ACQUIREs are
+            // not acted on yet (issue 16).
             for ev in self.kernel_events.drain(..) {
-                crate::ike_debug!(
-                    DebugClass::Sysdep,
-                    10,
-                    "kernel event ignored by iked: {ev:?}"
-                );
+                match ev {
+                    crate::kernel::Event::Expire {
+                        dst,
+                        spi,
+                        proto: 50,
+                        hard,
+                    } => {
+                        v2.engine
+                            .handle_expire(now, dst, u32::from_be_bytes(spi), hard);
+                    }
+                    _ => crate::ike_debug!(
+                        DebugClass::Sysdep,
+                        10,
+                        "kernel event ignored by iked: {ev:?}"
+                    ),
+                }
             }
         }
         for ev in self.kernel_events.drain(..) {

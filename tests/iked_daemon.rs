@@ -30,6 +30,7 @@ fn policy(mode: &str, me: &str, peer: &str, lnet: &str, rnet: &str, ids: (&str, 
          \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
          \tchildsa enc aes-256-gcm \\\n\
          \tsrcid {} dstid {} \\\n\
+         \tikelifetime 2h lifetime 30m \\\n\
          \tpsk $key\n",
         ids.0, ids.1
     )
@@ -124,6 +125,18 @@ fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     assert!(w.contains(" i nexti"), "west initiated: {w}");
     assert!(e.contains(" r nexti"), "east responded: {e}");
     assert!(w.contains("enc aes-256-gcm"), "{w}");
+    // The lifetimes of iked.conf: the CHILD SA goes in 30 minutes (rekeyed 5-10 % before),
+    // the IKE SA is rekeyed within 2 hours.
+    let secs = |line: &str, what: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words.iter().position(|x| *x == what).expect(what);
+        words[i + 1].trim_end_matches('s').parse().unwrap()
+    };
+    let child = w.lines().find(|l| l.contains("sa_childsas: enc")).unwrap();
+    assert!((1700..=1800).contains(&secs(child, "expires")), "{child}");
+    assert!((1600..1800).contains(&secs(child, "rekey")), "{child}");
+    let ike = w.lines().find(|l| l.contains("sa_policy:")).unwrap();
+    assert!((6400..7200).contains(&secs(ike, "rekey")), "{ike}");
     assert!(
         w.contains("ESP out 198.51.100.0/24 -> 203.0.113.0/24"),
         "west's outbound flow: {w}"

@@ -109,8 +109,8 @@ impl Daemon {
         let v2 = self.v2.as_mut().ok_or("not running as iked")?;
         log::info!("control: {}", words.join(" "));
         match words.as_slice() {
-            ["show", "sa"] => Ok(v2.show_sa()),
-            ["show", "flows"] => Ok(v2.show_flows()),
+            ["show", "sa"] => Ok(v2.show_sa(now)),
+            ["show", "flows"] => Ok(v2.show_flows(now)),
             ["show", "stats"] => Ok(v2.show_stats()),
             ["show", "certstore"] => {
                 Ok("no certificates: certificate authentication is not supported yet\n".into())

@@ -239,7 +239,7 @@ impl V2 {
     /// `ikectl show sa`, in iked's layout (`iked_sas:`, `sa_childsas:`, `sa_flows:`,
     /// then `iked_activesas:` and `iked_flows:`), each IKE SA line followed by what iked
     /// does not print: algorithms and lifetime.
-    pub fn show_sa(&self) -> String {
+    pub fn show_sa(&self, now: Time) -> String {
         let mut o = String::new();
         let mut active = String::new();
         let mut flows = String::new();
@@ -283,8 +283,9 @@ impl V2 {
             );
             let _ = writeln!(
                 o,
-                "  sa_policy: \"{}\"{}",
+                "  sa_policy: \"{}\"{}{}",
                 sa.peer,
+                times(now, sa.established, sa.rekey_at, sa.expires_at),
                 match &sa.suite {
                     Some(s) => format!(
                         " enc {} auth {}",
@@ -309,9 +310,10 @@ impl V2 {
                 }
                 let _ = writeln!(
                     o,
-                    "  sa_childsas: enc {} auth {}",
+                    "  sa_childsas: enc {} auth {}{}",
                     encr_name(c.encr),
-                    c.integ.map(integ_name).unwrap_or("none")
+                    c.integ.map(integ_name).unwrap_or("none"),
+                    times(now, c.established, c.rekey_at, c.expires_at)
                 );
                 for (l, r) in c
                     .ts_local
@@ -338,8 +340,8 @@ impl V2 {
     }
 
     /// `ikectl show flows`: the flows of the CHILD SAs.
-    pub fn show_flows(&self) -> String {
-        self.show_sa()
+    pub fn show_flows(&self, now: Time) -> String {
+        self.show_sa(now)
             .lines()
             .filter(|l| l.starts_with("iked_flows:"))
             .map(|l| format!("{l}\n"))
@@ -385,6 +387,19 @@ impl V2 {
         );
         o
     }
+}
+
+/// ` age 12s rekey 3590s expires 3600s`: how old an SA is and when it is rekeyed and
+/// deleted, in seconds from now.
+fn times(now: Time, established: Time, rekey: Option<Time>, expires: Option<Time>) -> String {
+    let mut o = format!(" age {}s", established.until(now) / 1000);
+    if let Some(t) = rekey {
+        let _ = write!(o, " rekey {}s", now.until(t) / 1000);
+    }
+    if let Some(t) = expires {
+        let _ = write!(o, " expires {}s", now.until(t) / 1000);
+    }
+    o
 }
 
 /// `<FQDN/gw.example>`, iked's way of printing an ID.
