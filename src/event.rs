@@ -611,7 +611,7 @@ impl Daemon {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
-            k.receive(&self.rx[..n], done, events);
+            k.receive(now, &self.rx[..n], done, events);
         }
         let mut done = std::mem::take(&mut self.kernel_done);
         for (ticket, reply) in done.drain(..) {

@@ -203,7 +203,7 @@ impl Ours {
         }
         let mut buf = vec![0u8; 65536];
         while let Ok(n) = isakmpd::sys::recv(fd, &mut buf, 0) {
-            k.receive(&buf[..n], &mut done, &mut events);
+            k.receive(now, &buf[..n], &mut done, &mut events);
         }
         k.expire(now, &mut done);
         for (ticket, reply) in done {

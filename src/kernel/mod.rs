@@ -9,6 +9,9 @@
 //! first (ALLOCSPI, GETSPI), so the inbound state updates that larval state. The
 //! translation is a pure function ([`messages`], [`pfkey_messages`]); [`Kernel`] sends
 //! without waiting and matches the answers to the engine's tickets as they come back.
+//! The kernel answers every request, inside the parent's write(2) and in order, so a
+//! request is failed as unanswered only after [`KERNEL_BUSY_MS`] of silence (the kernel
+//! may load modules first), or [`ANSWER_TIMEOUT_MS`] after a later one was answered.
 //!
 //! Lifetimes: the engine expires SAs itself; the kernel gets the hard lifetime plus a
 //! margin as a backstop, so that a daemon that died does not leave keys in force forever.
@@ -596,9 +599,23 @@ fn pfkey_algorithms(sa: &IpsecSa, platform: pfkey::Platform) -> Result<(u8, u8),
     Ok((enc, auth))
 }
 
-/// How long a kernel request may go unanswered before the exchange waiting for it is
-/// told it failed.
+/// How long a kernel request may go unanswered, once the kernel has answered a request
+/// sent after it, before the exchange waiting for it is told it failed: its answer was
+/// lost (the parent's netlink socket overran, the relay's queue was full).
 pub const ANSWER_TIMEOUT_MS: u64 = 5000;
+
+/// How long a kernel request may go unanswered while nothing sent after it has been
+/// answered either. The kernel handles a request inside the parent's write(2), and
+/// answers every one before the write returns; the parent passes requests on in order.
+/// So silence means the parent is still in the kernel, not that the answer was lost:
+/// the first state with an algorithm the running kernel has not used yet (an
+/// `authenc(hmac(sha256),cbc(aes))` or `rfc4106(gcm(aes))` ESP state) makes it load
+/// modules (request_module runs modprobe, several times) and instantiate and self-test
+/// the crypto templates first (authenc, echainiv and the DRBG with jitterentropy behind
+/// it): the VM test's first state kept the parent in write(2) for 7.6 and 12 s under qemu
+/// TCG. The kernel itself gives a crypto algorithm being set up 60 s (crypto_larval_wait);
+/// so do we.
+pub const KERNEL_BUSY_MS: u64 = 60_000;
 
 /// The engine's requests in flight to the kernel, and what comes back. Messages go
 /// through the privileged parent (Linux checks the sending task's CAP_NET_ADMIN for
@@ -616,6 +633,9 @@ pub struct Kernel {
     pid: u32,
     pending: Vec<Pending>,
     tickets: Vec<TicketState>,
+    /// How many messages have been sent: each pending one's place in the parent's
+    /// (first in, first out) order.
+    sent: u64,
 }
 
 /// One message sent and not yet answered.
@@ -626,7 +646,13 @@ struct Pending {
     ticket: u32,
     what: String,
     quiet: bool,
+    /// Its place among the messages sent (see [`Kernel::sent`]).
+    order: u64,
+    /// Past this it fails: [`KERNEL_BUSY_MS`] after it was sent, brought forward to
+    /// [`ANSWER_TIMEOUT_MS`] after an answer to a later message overtook it.
     deadline: Time,
+    /// An answer to a message sent after this one has come.
+    overtaken: bool,
 }
 
 /// An engine request (ticket) whose messages are not all answered yet.
@@ -672,6 +698,7 @@ impl Kernel {
             pid: std::process::id(),
             pending: Vec::new(),
             tickets: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -731,13 +758,16 @@ impl Kernel {
                 Dialect::Xfrm => 0,
                 Dialect::Pfkey(_) => m.bytes[1],
             };
+            self.sent += 1;
             self.pending.push(Pending {
                 seq,
                 ty,
                 ticket: op.ticket,
                 what: m.what,
                 quiet: m.quiet,
-                deadline: now.add_millis(ANSWER_TIMEOUT_MS),
+                order: self.sent,
+                deadline: now.add_millis(KERNEL_BUSY_MS),
+                overtaken: false,
             });
             sent += 1;
         }
@@ -764,10 +794,11 @@ impl Kernel {
         });
     }
 
-    /// One datagram from the kernel (through the parent): answers to our requests go to
-    /// `done` once a request is complete, announcements to `events`.
+    /// One datagram from the kernel (through the parent), at `now`: answers to our
+    /// requests go to `done` once a request is complete, announcements to `events`.
     pub fn receive(
         &mut self,
+        now: Time,
         buf: &[u8],
         done: &mut Vec<(u32, KernelReply)>,
         events: &mut Vec<Event>,
@@ -776,7 +807,7 @@ impl Kernel {
             Dialect::Xfrm => {
                 for r in xfrm::replies(buf) {
                     match r {
-                        xfrm::Reply::Ack { seq, errno } => self.answered(seq, 0, errno, done),
+                        xfrm::Reply::Ack { seq, errno } => self.answered(now, seq, 0, errno, done),
                         xfrm::Reply::Sa { seq, spi } => self.spi_for(seq, spi),
                         xfrm::Reply::Other(_) => {}
                     }
@@ -810,7 +841,7 @@ impl Kernel {
                     if let Some(spi) = pfkey::getspi_answer(&m) {
                         self.spi_for(m.seq, spi);
                     }
-                    self.answered(m.seq, m.ty, i32::from(m.errno), done);
+                    self.answered(now, m.seq, m.ty, i32::from(m.errno), done);
                 } else if let Some(a) = pfkey::acquire(platform, &m) {
                     // af_key names the SA's endpoints, not the flow.
                     events.push(Event::Acquire {
@@ -833,7 +864,7 @@ impl Kernel {
     pub fn expire(&mut self, now: Time, done: &mut Vec<(u32, KernelReply)>) {
         while let Some(p) = self.pending.iter().find(|p| p.deadline <= now) {
             let (seq, ty) = (p.seq, p.ty);
-            self.answered(seq, ty, -1, done);
+            self.answered(now, seq, ty, -1, done);
         }
     }
 
@@ -848,7 +879,14 @@ impl Kernel {
     }
 
     /// The answer to message `seq` (errno 0: accepted; -1: no answer in time).
-    fn answered(&mut self, seq: u32, ty: u8, errno: i32, done: &mut Vec<(u32, KernelReply)>) {
+    fn answered(
+        &mut self,
+        now: Time,
+        seq: u32,
+        ty: u8,
+        errno: i32,
+        done: &mut Vec<(u32, KernelReply)>,
+    ) {
         let Some(i) = self
             .pending
             .iter()
@@ -857,6 +895,18 @@ impl Kernel {
             return;
         };
         let p = self.pending.swap_remove(i);
+        if errno != -1 {
+            // The parent is past every message sent before this one, and the kernel
+            // answered each of those before this: an answer still missing was lost, or
+            // is a moment behind (an error the parent made up for a later message can
+            // overtake it). Those get the short timeout from now on.
+            for q in self.pending.iter_mut() {
+                if q.order < p.order && !q.overtaken {
+                    q.overtaken = true;
+                    q.deadline = q.deadline.min(now.add_millis(ANSWER_TIMEOUT_MS));
+                }
+            }
+        }
         let failure = match errno {
             0 => {
                 self.installed += 1;
