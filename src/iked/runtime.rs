@@ -59,16 +59,32 @@ impl Setup {
             for ike in &p.ike {
                 let _ = writeln!(
                     o,
-                    "\tikesa enc {} {:?} prf {} group {}",
-                    ike.encr, ike.key_bits, ike.prf, ike.dh
+                    "\tikesa enc {}{} auth {} prf {} group {}",
+                    ike.encr,
+                    bits(ike.key_bits),
+                    ike.integ.map_or("none".to_string(), |i| i.to_string()),
+                    ike.prf,
+                    ike.dh
                 );
             }
             for esp in &p.esp {
-                let _ = writeln!(o, "\tchildsa enc {} {:?}", esp.encr, esp.key_bits);
+                let _ = writeln!(
+                    o,
+                    "\tchildsa enc {}{} auth {}{}",
+                    esp.encr,
+                    bits(esp.key_bits),
+                    esp.integ.map_or("none".to_string(), |i| i.to_string()),
+                    esp.pfs.map_or(String::new(), |g| format!(" group {g}"))
+                );
             }
         }
         o
     }
+}
+
+/// `-256` for a key length.
+fn bits(b: Option<u16>) -> String {
+    b.map_or(String::new(), |b| format!("-{b}"))
 }
 
 /// Reads iked.conf and what it includes, each with the secrecy check of isakmpd.conf
