@@ -2099,3 +2099,48 @@ fn kernel_expires_rekey_when_soft_and_delete_when_hard() {
     assert_eq!(stats(&p.east).child_sas_expired, 1);
     assert_ike_sas_only(&p);
 }
+
+#[test]
+fn ike_and_child_sa_lifetimes_together_on_both_sides_with_a_slow_kernel() {
+    for (ike, child, delay) in [
+        (70, 60, 400),
+        (60, 60, 0),
+        (60, 60, 250),
+        (65, 60, 700),
+        (600, 60, 100),
+    ] {
+        let with = |me: &str| Peer {
+            ike_lifetime_secs: ike,
+            child_lifetime_secs: child,
+            child_lifetime_bytes: 0,
+            ..peer(me, "secret", &[GCM_ECP256], &[ESP_GCM_PFS])
+        };
+        let mut p = Pair::with_kernels(with(WEST), with(EAST), delay);
+        p.west.connect(p.now, "peer").unwrap();
+        p.drive_until(Time::from_secs(1200));
+        // Past whatever exchange was under way at the end.
+        p.drive_until(p.now.add_secs(5));
+        let (w, e) = (stats(&p.west), stats(&p.east));
+        let case = format!("{ike} {child} {delay}: {w:?} {e:?}");
+        assert_eq!((w.failed, e.failed), (0, 0), "{case}");
+        assert_eq!((w.child_sas_expired, e.child_sas_expired), (0, 0), "{case}");
+        assert_eq!((w.ike_sas_expired, e.ike_sas_expired), (0, 0), "{case}");
+        // One rekey each 90-95 % of a lifetime, both sides counting each.
+        assert!(
+            w.ike_sas_rekeyed >= 1100 / ike && w.child_sas_rekeyed >= 1100 / child,
+            "{case}"
+        );
+        assert_eq!(
+            (w.ike_sas_rekeyed, w.child_sas_rekeyed),
+            (e.ike_sas_rekeyed, e.child_sas_rekeyed),
+            "{case}"
+        );
+        assert_eq!(p.west.ike_sas().count(), 1, "{case}");
+        assert_eq!(p.east.ike_sas().count(), 1, "{case}");
+        let (_, wi) = one_ike(&p.west);
+        let (_, ei) = one_ike(&p.east);
+        assert_eq!((wi.spi_i, wi.spi_r), (ei.spi_i, ei.spi_r));
+        assert_eq!(child_pairs(&p).len(), 1, "{case}");
+        assert_kernels_hold_the_child_sas(&p);
+    }
+}

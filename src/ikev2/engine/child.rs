@@ -265,6 +265,7 @@ impl Engine {
             policy,
             children,
             config,
+            waits,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else { return };
@@ -274,11 +275,17 @@ impl Engine {
         };
         cr.spi_in = spi;
         let peer = &policy.peers[sa.peer];
+        // The peer's rekey of the same CHILD_SA may have come after ours began, while
+        // our answer to it still waits for the kernel: ours must not go then either
+        // (that one is not crossed, §2.8.1, as ours was not sent yet).
         let stale = cr.crossed.is_some()
             || cr.rekey.is_some_and(|old| {
                 !children
                     .iter()
                     .any(|(_, c)| c.ike == h && c.spi_in == old && !c.rekeyed)
+                    || waits
+                        .iter()
+                        .any(|w| w.ike == h && w.step.answers_rekey_of() == Some(old))
             });
         let msgid = sa.next_msgid;
         let m = if stale {
@@ -631,6 +638,21 @@ impl Engine {
             hex(&spi_r)
         );
         self.heard_from(now, nh);
+        // CREATE_CHILD_SAs of ours queued on the old IKE SA (a lifetime's rekey that came
+        // during this one) go on the new one, where their CHILD_SAs are now.
+        let moving: Vec<Req> = match self.sas.get_mut(old) {
+            Some(sa) => {
+                let (c, rest) = std::mem::take(&mut sa.queued)
+                    .into_iter()
+                    .partition(|r| matches!(r, Req::CreateChild(_)));
+                sa.queued = rest;
+                c
+            }
+            None => Vec::new(),
+        };
+        for r in moving {
+            self.start_request(now, nh, r);
+        }
     }
 }
 

@@ -33,7 +33,10 @@
 //! detected): IKEv2's ENCR ids for ESP are the IPsec DOI's ESP transform ids (AES-CBC 12,
 //! AES-GCM-16 20), its INTEG ids are not the DOI's authentication algorithms and are
 //! converted. XXX: the kernel interface knows one flow per SA, so only the first pair of
-//! traffic selectors gets a policy.
+//! traffic selectors gets a policy. It carries the CHILD_SA's lifetime (lifetime.rs):
+//! `crate::kernel` gives the kernel the hard lifetime plus a margin as a backstop (the
+//! engine rekeys and deletes by time itself) and the byte limit, soft at 90 %; the
+//! kernel's EXPIREs come back through [`Engine::handle_expire`].
 
 use super::*;
 use crate::ike::crypto::{AeadAlg, Keymat};
@@ -113,6 +116,16 @@ impl Step {
             Step::AuthAnswerInstall { child, .. }
             | Step::CreateAnswerInstall { child, .. }
             | Step::Install { child, .. } => Some(child),
+            _ => None,
+        }
+    }
+
+    /// Responder: a rekey answer in the making: our inbound SPI of the CHILD_SA it
+    /// replaces.
+    pub(super) fn answers_rekey_of(&self) -> Option<u32> {
+        match self {
+            Step::CreateAnswerSpi(a) => a.old.map(|(_, spi)| spi),
+            Step::CreateAnswerInstall { old, .. } => old.map(|(_, spi)| spi),
             _ => None,
         }
     }

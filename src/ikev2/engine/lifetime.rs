@@ -112,7 +112,17 @@ impl Engine {
                 || sa.rekeying.is_some()
                 || sa.queued.contains(&Req::RekeyIke)
                 || sa.request.as_ref().is_some_and(|r| r.what == Req::RekeyIke);
-            if !busy {
+            // A CHILD_SA exchange under way either way (ours, or our answer to the
+            // peer's waiting for the kernel) would cross the IKE SA rekey, which is not
+            // handled yet (XXX): the rekey waits a second for it to end.
+            let is_create = |r: &Req| matches!(r, Req::CreateChild(_));
+            let children_busy = sa.creating.is_some()
+                || sa.queued.iter().any(is_create)
+                || sa.request.as_ref().is_some_and(|r| is_create(&r.what))
+                || self.waits.iter().any(|w| w.ike == h);
+            if !busy && children_busy {
+                sa.info.rekey_at = Some(now.add_secs(1));
+            } else if !busy {
                 log::info!(
                     "ikev2: {} {}: IKE SA {}/{}: soft lifetime reached, rekeying",
                     sa.info.peer,
@@ -173,7 +183,8 @@ impl Engine {
             || sa
                 .creating
                 .as_ref()
-                .is_some_and(|cr| cr.rekey == Some(spi_in));
+                .is_some_and(|cr| cr.rekey == Some(spi_in))
+            || (self.waits.iter()).any(|w| w.ike == h && w.step.answers_rekey_of() == Some(spi_in));
         if !pending {
             log::info!("ikev2: {line}: {why} reached, rekeying");
             self.start_request(now, h, what);

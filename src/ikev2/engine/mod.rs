@@ -2,9 +2,9 @@
 //! key, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
 //!
 //! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`],
-//! [`Engine::kernel_reply`] and [`Engine::connect`], each with the time; outputs are
-//! [`Engine::poll_transmit`], [`Engine::poll_kernel`] and [`Engine::poll_timeout`].
-//! Nothing here reads a clock or touches a socket.
+//! [`Engine::kernel_reply`], [`Engine::handle_expire`] and [`Engine::connect`], each with
+//! the time; outputs are [`Engine::poll_transmit`], [`Engine::poll_kernel`] and
+//! [`Engine::poll_timeout`]. Nothing here reads a clock or touches a socket.
 //!
 //! - IKE_SA_INIT: the initiator offers its IKE suites, a KE for the first suite's group,
 //!   a nonce and the NAT_DETECTION_* notifies (§2.23: SHA-1 of SPIi | SPIr | address |
@@ -58,11 +58,15 @@
 //!   our IKE suites under a new SPI, Ni and KEi; SKEYSEED comes from the old SK_d, the
 //!   rekey's initiator is the new IKE SA's, message IDs start over, the CHILD_SAs move
 //!   to the new IKE SA and the initiator deletes the old one with an INFORMATIONAL.
-//! - Not yet: soft or hard lifetimes that start rekeys; INVALID_KE_PAYLOAD retries in
-//!   CREATE_CHILD_SA; simultaneous IKE SA rekeys (§2.8.2) and a CHILD_SA rekey crossing
-//!   an IKE SA rekey.
+//! - Lifetimes (lifetime.rs, §2.8): a CHILD_SA is rekeyed by us at its soft time (5-10 %
+//!   before its lifetime, at random) and deleted at its lifetime if still here; an IKE
+//!   SA with an `ikelifetime` likewise. Byte limits are the kernel's; its EXPIREs come in
+//!   through [`Engine::handle_expire`].
+//! - Not yet: INVALID_KE_PAYLOAD retries in CREATE_CHILD_SA; simultaneous IKE SA rekeys
+//!   (§2.8.2) and a CHILD_SA rekey crossing an IKE SA rekey; a second try of a failed
+//!   lifetime rekey.
 //!
-//! TODO (issue 16): SA lifetimes, certificates and signatures, NAT-T (the move to port
+//! TODO (issue 16): certificates and signatures, NAT-T (the move to port
 //! 4500 and UDP-encapsulated CHILD_SAs are done; keepalives and NAT rebinding are not),
 //! fragmentation, the capture file.
 //!
@@ -992,7 +996,8 @@ impl Engine {
             };
             let Some((ts_local, ts_remote)) = ts else {
                 log::info!("ikev2: {}: no CHILD_SA to rekey", peer.name);
-                return;
+                // Nothing went out: what is queued behind it goes on.
+                return self.next_request(now, h);
             };
             let c = match new_creating(io, peer, old, ts_local, ts_remote) {
                 Ok(c) if io.kernel_answers => {
