@@ -181,6 +181,33 @@ fn usable(
     out
 }
 
+/// The ciphers and integrity algorithms of a clause the engine has, with their ranks
+/// (none for an AEAD-only clause); what it lacks goes to `dropped`.
+#[allow(clippy::type_complexity)]
+fn enc_integ(
+    p: &Prop,
+    dropped: &mut Vec<&'static str>,
+) -> (Vec<(usize, Xf)>, Vec<(usize, Option<Xf>)>) {
+    let enc = usable(
+        &p.enc,
+        |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
+        dropped,
+    );
+    let integ = if p.auth.is_empty() {
+        vec![(0, None)]
+    } else {
+        usable(
+            &p.auth,
+            |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
+            dropped,
+        )
+        .into_iter()
+        .map(|(i, x)| (i, Some(x)))
+        .collect()
+    };
+    (enc, integ)
+}
+
 fn ike_suites(
     clauses: &[Transforms],
     dropped: &mut Vec<&'static str>,
@@ -188,23 +215,7 @@ fn ike_suites(
     let mut all: Vec<(usize, usize, IkeProposal)> = Vec::new();
     for (pi, p) in proposals(clauses, true).iter().enumerate() {
         let mut d = Vec::new();
-        let enc = usable(
-            &p.enc,
-            |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
-            &mut d,
-        );
-        let integ: Vec<(usize, Option<Xf>)> = if p.auth.is_empty() {
-            vec![(0, None)]
-        } else {
-            usable(
-                &p.auth,
-                |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
-                &mut d,
-            )
-            .into_iter()
-            .map(|(i, x)| (i, Some(x)))
-            .collect()
-        };
+        let (enc, integ) = enc_integ(p, &mut d);
         let prf = usable(
             &p.prf,
             |x| crate::ikev2::keys::Prf::from_id(PrfId(x.id)).is_some(),
@@ -248,23 +259,7 @@ fn esp_suites(
     let mut all: Vec<(usize, usize, EspProposal)> = Vec::new();
     for (pi, p) in proposals(clauses, false).iter().enumerate() {
         let mut d = Vec::new();
-        let enc = usable(
-            &p.enc,
-            |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
-            &mut d,
-        );
-        let integ: Vec<(usize, Option<Xf>)> = if p.auth.is_empty() {
-            vec![(0, None)]
-        } else {
-            usable(
-                &p.auth,
-                |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
-                &mut d,
-            )
-            .into_iter()
-            .map(|(i, x)| (i, Some(x)))
-            .collect()
-        };
+        let (enc, integ) = enc_integ(p, &mut d);
         // `group none` in a childsa is iked's IKEV2_XFORMDH_NONE: no PFS.
         let dh = usable(&p.group, |x| x.id == 0 || group_ok(x.id), &mut d);
         for n in d {
