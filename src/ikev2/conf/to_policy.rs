@@ -183,11 +183,10 @@ fn usable(
 
 /// The ciphers and integrity algorithms of a clause the engine has, with their ranks
 /// (none for an AEAD-only clause); what it lacks goes to `dropped`.
-#[allow(clippy::type_complexity)]
-fn enc_integ(
-    p: &Prop,
-    dropped: &mut Vec<&'static str>,
-) -> (Vec<(usize, Xf)>, Vec<(usize, Option<Xf>)>) {
+/// Transforms with their rank in the clause.
+type Ranked<T> = Vec<(usize, T)>;
+
+fn enc_integ(p: &Prop, dropped: &mut Vec<&'static str>) -> (Ranked<Xf>, Ranked<Option<Xf>>) {
     let enc = usable(
         &p.enc,
         |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
