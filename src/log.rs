@@ -130,9 +130,17 @@ pub fn verbose() -> bool {
 macro_rules! ike_debug {
     ($class:expr, $level:expr, $($arg:tt)+) => {
         if $crate::log::debug_enabled($class, $level) {
-            ::log::debug!(target: $class.name(), $($arg)+);
+            $crate::log::debug_line($class, ::std::format_args!($($arg)+));
         }
     };
+}
+
+/// The debug line of [`ike_debug!`], once its class and level passed: one call per site
+/// rather than the `log` macro's record written out at each.
+#[doc(hidden)]
+#[inline(never)]
+pub fn debug_line(class: DebugClass, args: fmt::Arguments<'_>) {
+    log::debug!(target: class.name(), "{args}");
 }
 
 struct Logger;

@@ -585,7 +585,9 @@ fn list_pki(raw: &[u8]) -> Result<Vec<String>, String> {
             }
         }
     }
-    names.sort();
+    // The names of one directory differ: an unstable sort orders them as a stable one
+    // would, with less code.
+    names.sort_unstable();
     Ok(names)
 }
 

@@ -233,7 +233,7 @@ impl Engine {
             msgid,
             &iv,
             PayloadType::ATTRIBUTE,
-            |w| w.bytes(&body),
+            &body,
         ) {
             Ok(m) => m,
             Err(e) => {
@@ -425,7 +425,7 @@ impl Engine {
                 hd.msgid,
                 &next,
                 PayloadType::ATTRIBUTE,
-                |w| w.bytes(&body),
+                &body,
             )
             .map_err(|_| Drop::Silent("encryption failed"))?;
         let mut x = Exchange::new(Kind::Transaction, false, local, remote);
