@@ -43,7 +43,7 @@ impl Engine {
         });
         match r {
             Ok(_) => self.io.send(local, remote, &buf),
-            Err(e) => log::error!("informational to {remote}: {e}"),
+            Err(e) => crate::log_error!("informational to {remote}: {e}"),
         }
         self.scratch = buf;
     }
@@ -110,7 +110,7 @@ impl Engine {
     pub(crate) fn send_delete(&mut self, _now: Time, sa: Handle, protocol: ProtocolId, spi: &[u8]) {
         let spi = spi.to_vec();
         if let Some(s) = self.isakmp_sas.get(sa) {
-            log::info!("sending DELETE {protocol} {} to {}", hex(&spi), s.remote);
+            crate::log_info!("sending DELETE {protocol} {} to {}", hex(&spi), s.remote);
         }
         self.send_protected_info(sa, PayloadType::DELETE, &mut |w| {
             w.u32(Doi::IPSEC.0)?;
@@ -126,7 +126,7 @@ impl Engine {
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        log::info!("sending notification {ty} to {}", s.remote);
+        crate::log_info!("sending notification {ty} to {}", s.remote);
         self.send_notify_data(sa, ty, &[]);
     }
 
@@ -166,7 +166,7 @@ impl Engine {
                 if let Payload::Notify(n) = p.payload {
                     // Anybody can send these: a few lines, not one per datagram.
                     if self.unprotected_log.allow(now).is_some() {
-                        log::warn!("peer {remote} says {} (unprotected)", n.ty);
+                        crate::log_warn!("peer {remote} says {} (unprotected)", n.ty);
                     }
                     if n.ty.0 < 8192 {
                         if let Some(h) = self.exchanges.find(|x| {
@@ -237,7 +237,7 @@ impl Engine {
                             }) {
                                 delete_p2.push(h);
                             } else {
-                                log::info!(
+                                crate::log_info!(
                                     "peer {remote} deletes unknown {} SPI {}",
                                     d.protocol,
                                     hex(spi)
@@ -250,7 +250,7 @@ impl Engine {
                     if self.dpd_notify(now, sa, n.ty, n.data) {
                         continue;
                     }
-                    log::warn!("peer {remote} says {}", n.ty);
+                    crate::log_warn!("peer {remote} says {}", n.ty);
                     // A failed quick mode: end our side of it.
                     if n.ty == NotifyType::NO_PROPOSAL_CHOSEN
                         || n.ty == NotifyType::INVALID_ID_INFORMATION
@@ -278,7 +278,7 @@ impl Engine {
             self.delete_ipsec_sa(now, h, false);
         }
         if delete_p1 {
-            log::info!(
+            crate::log_info!(
                 "peer {remote} deletes phase 1 SA {}{}",
                 hex(&hd.icookie),
                 hex(&hd.rcookie)
@@ -303,7 +303,7 @@ impl Engine {
             && x.initiator
             && x.state != State::Phase1(P1Step::AwaitSa)
             && !x.restarted;
-        log::warn!(
+        crate::log_warn!(
             "{} with {} ended by the peer's notification{}",
             x.name(),
             x.remote,
@@ -324,7 +324,7 @@ impl Engine {
                     x.restarted = true;
                 }
             }
-            Err(e) => log::warn!("phase 1 with {remote}: {e}"),
+            Err(e) => crate::log_warn!("phase 1 with {remote}: {e}"),
         }
     }
 }
