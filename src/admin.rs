@@ -38,7 +38,7 @@ impl RateLimit {
         let w = now.millis() / 1000;
         if w != self.window {
             if self.suppressed > 0 {
-                log::warn!("{} further garbled FIFO lines not logged", self.suppressed);
+                crate::log_warn!("{} further garbled FIFO lines not logged", self.suppressed);
             }
             self.window = w;
             self.count = 0;
@@ -87,14 +87,14 @@ impl Daemon {
     fn garbled(&mut self, now: Time, what: &str) {
         self.counters.fifo_errors += 1;
         if self.limiter.allow(now) {
-            log::warn!("ui: ignoring command: {what}");
+            crate::log_warn!("ui: ignoring command: {what}");
         }
     }
 
     pub fn handle_command(&mut self, now: Time, cmd: Command) {
         match cmd {
             Command::Quit => {
-                log::info!("ui: shutdown requested");
+                crate::log_info!("ui: shutdown requested");
                 self.quit = true;
             }
             Command::Reload => self.reload(),
@@ -108,7 +108,7 @@ impl Daemon {
             Command::Debug(DebugCmd::Set(sel, level)) => apply_debug(sel, level),
             Command::Passive(p) => {
                 self.engine.set_passive(p);
-                log::info!(
+                crate::log_info!(
                     "ui: switched to {} mode",
                     if p { "passive" } else { "active" }
                 );
@@ -141,8 +141,8 @@ impl Daemon {
 
     fn engine_request(&mut self, now: Time, r: Request) {
         match self.engine.handle_command(now, r) {
-            Ok(msg) => log::info!("ui: {msg}"),
-            Err(msg) => log::warn!("ui: {msg}"),
+            Ok(msg) => crate::log_info!("ui: {msg}"),
+            Err(msg) => crate::log_warn!("ui: {msg}"),
         }
     }
 
@@ -189,7 +189,7 @@ impl Daemon {
                     self.reinit = true;
                 }
             }
-            Err(e) => log::warn!("ui: {what}: {e}"),
+            Err(e) => crate::log_warn!("ui: {what}: {e}"),
         }
     }
 
@@ -203,18 +203,18 @@ impl Daemon {
         {
             Ok(p) => {
                 for w in &p.warnings {
-                    log::warn!("{path}: {w}");
+                    crate::log_warn!("{path}: {w}");
                 }
                 self.conf = p.conf;
                 self.engine.configure(&self.conf);
                 self.load_credentials();
                 self.reinit = true;
                 self.counters.reloads += 1;
-                log::info!("reloaded configuration from {path}");
+                crate::log_info!("reloaded configuration from {path}");
             }
             Err(e) => {
                 self.counters.reload_failures += 1;
-                log::error!("reload failed, keeping the running configuration: {e}");
+                crate::log_error!("reload failed, keeping the running configuration: {e}");
             }
         }
     }

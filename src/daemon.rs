@@ -21,7 +21,7 @@ use crate::signal::{self, SignalPipe};
 use crate::sys;
 
 fn fatal(msg: &str) -> i32 {
-    log::error!("{msg}");
+    crate::log_error!("{msg}");
     // Under syslog the message would be invisible to whoever ran the command.
     if !crate::log_to_stderr() {
         eprintln!("{}: {msg}", program());
@@ -52,7 +52,7 @@ pub fn load_config(path: &str) -> Result<Conf, String> {
     let fd = match monitor::open_config(path) {
         Ok(fd) => fd,
         Err(e) if !std::path::Path::new(path).exists() => {
-            log::warn!("{e}; running with the default configuration");
+            crate::log_warn!("{e}; running with the default configuration");
             return Ok(Conf::new());
         }
         Err(e) => return Err(e),
@@ -63,7 +63,7 @@ pub fn load_config(path: &str) -> Result<Conf, String> {
         .map_err(|e| format!("{path}: {e}"))?;
     let parsed = Conf::parse(&text).map_err(|e| format!("{path}: {e}"))?;
     for w in &parsed.warnings {
-        log::warn!("{path}: {w}");
+        crate::log_warn!("{path}: {w}");
     }
     Ok(parsed.conf)
 }
@@ -138,7 +138,7 @@ pub fn run(opts: Options) -> i32 {
         Some(i) => match crate::iked::runtime::load(&opts.config, &i.macros) {
             Ok(s) => {
                 for w in &s.warnings {
-                    log::warn!("{}: {w}", opts.config);
+                    crate::log_warn!("{}: {w}", opts.config);
                 }
                 (Conf::new(), Some(s))
             }
@@ -288,7 +288,7 @@ fn child_main(
         .map(|(c, _)| c.name())
         .collect();
     if !missing.is_empty() {
-        log::warn!(
+        crate::log_warn!(
             "unavailable in the linked OpenSSL, never offered or accepted: {}",
             missing.join(", ")
         );
@@ -314,7 +314,7 @@ fn child_main(
     if let Err(e) = d.open_transports() {
         return fatal(&e);
     }
-    log::info!("{} started", program());
+    crate::log_info!("{} started", program());
     d.release_idle_memory(smaps);
     d.run()
 }
@@ -473,7 +473,7 @@ fn exit_status(st: i32) -> i32 {
     if libc::WIFEXITED(st) {
         libc::WEXITSTATUS(st)
     } else {
-        log::error!("unprivileged child died of signal {}", libc::WTERMSIG(st));
+        crate::log_error!("unprivileged child died of signal {}", libc::WTERMSIG(st));
         1
     }
 }

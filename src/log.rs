@@ -130,9 +130,51 @@ pub fn verbose() -> bool {
 macro_rules! ike_debug {
     ($class:expr, $level:expr, $($arg:tt)+) => {
         if $crate::log::debug_enabled($class, $level) {
-            ::log::debug!(target: $class.name(), $($arg)+);
+            $crate::log::debug_line($class, ::std::format_args!($($arg)+));
         }
     };
+}
+
+/// `log_error!`, `log_warn!` and `log_info!`: `log::error!` and kin through one function,
+/// [`line`], rather than a `log` record (target, module path, source location) and its
+/// level check written out at each site. The logger prints none of those for these
+/// levels (debug lines carry their class as target: [`ike_debug!`]).
+#[macro_export]
+macro_rules! log_error {
+    ($($arg:tt)+) => {
+        $crate::log::line(::log::Level::Error, ::std::format_args!($($arg)+))
+    };
+}
+
+/// See [`log_error!`].
+#[macro_export]
+macro_rules! log_warn {
+    ($($arg:tt)+) => {
+        $crate::log::line(::log::Level::Warn, ::std::format_args!($($arg)+))
+    };
+}
+
+/// See [`log_error!`].
+#[macro_export]
+macro_rules! log_info {
+    ($($arg:tt)+) => {
+        $crate::log::line(::log::Level::Info, ::std::format_args!($($arg)+))
+    };
+}
+
+/// The line of [`log_error!`] and kin.
+#[doc(hidden)]
+#[inline(never)]
+pub fn line(level: log::Level, args: fmt::Arguments<'_>) {
+    log::log!(level, "{args}");
+}
+
+/// The debug line of [`ike_debug!`], once its class and level passed: one call per site
+/// rather than the `log` macro's record written out at each.
+#[doc(hidden)]
+#[inline(never)]
+pub fn debug_line(class: DebugClass, args: fmt::Arguments<'_>) {
+    log::debug!(target: class.name(), "{args}");
 }
 
 struct Logger;

@@ -346,11 +346,11 @@ impl Server {
             let mut m = Vec::new();
             crate::kernel::pfkey::register(&mut m, platform, seq, std::process::id(), proto);
             if let Err(e) = sys::write(r.sock.as_raw_fd(), &m) {
-                log::warn!("kernel: PF_KEY register: {e}");
+                crate::log_warn!("kernel: PF_KEY register: {e}");
                 return;
             }
         }
-        log::info!("kernel: PF_KEY socket registered for ESP and AH (ACQUIREs)");
+        crate::log_info!("kernel: PF_KEY socket registered for ESP and AH (ACQUIREs)");
     }
 
     /// The descriptors the parent loop polls for the relay: (channel, wants to write),
@@ -389,7 +389,7 @@ impl Server {
                     Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
                 },
                 Err(e) => {
-                    log::warn!("monitor: {e}");
+                    crate::log_warn!("monitor: {e}");
                     libc::EPERM
                 }
             };
@@ -430,7 +430,7 @@ impl Server {
             if r.queue.len() < RELAY_QUEUE {
                 r.queue.push_back(r.buf[..n].to_vec());
             } else {
-                log::warn!("monitor: child not reading; kernel message dropped");
+                crate::log_warn!("monitor: child not reading; kernel message dropped");
             }
         }
         Self::flush_relay(r);
@@ -585,7 +585,9 @@ fn list_pki(raw: &[u8]) -> Result<Vec<String>, String> {
             }
         }
     }
-    names.sort();
+    // The names of one directory differ: an unstable sort orders them as a stable one
+    // would, with less code.
+    names.sort_unstable();
     Ok(names)
 }
 
@@ -626,7 +628,7 @@ fn bypass_ipsec(fd: RawFd, addr: SocketAddr) {
         ] {
             let p = crate::kernel::xfrm::socket_bypass(family as u16, dir);
             if let Err(e) = sys::setsockopt_bytes(fd, level, name, &p) {
-                log::warn!("{addr}: no IPsec bypass for IKE: {e}");
+                crate::log_warn!("{addr}: no IPsec bypass for IKE: {e}");
                 return;
             }
         }

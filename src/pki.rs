@@ -39,7 +39,7 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
                 .filter_map(|n| match read(&format!("{dir}/{n}")) {
                     Ok(b) => Some(b),
                     Err(e) => {
-                        log::warn!("x509: {e}");
+                        crate::log_warn!("x509: {e}");
                         None
                     }
                 })
@@ -71,7 +71,7 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
             for n in names {
                 match read(&format!("{dir}/{n}")) {
                     Ok(b) => pubkeys.push((kind, n, b)),
-                    Err(e) => log::warn!("pubkeys: {e}"),
+                    Err(e) => crate::log_warn!("pubkeys: {e}"),
                 }
             }
         }
@@ -80,14 +80,14 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
         Ok(mut c) => {
             for (kind, n, b) in &pubkeys {
                 if let Err(e) = c.add_pubkey(kind, n, b) {
-                    log::warn!("{e}");
+                    crate::log_warn!("{e}");
                 }
             }
             if !pubkeys.is_empty() {
-                log::info!("pubkeys: {} raw public key(s) of peers", c.pubkeys.len());
+                crate::log_info!("pubkeys: {} raw public key(s) of peers", c.pubkeys.len());
             }
             if key.is_some() || !certs.is_empty() || !cas.is_empty() {
-                log::info!(
+                crate::log_info!(
                     "x509: {} CA certificate(s), our certificate: {}",
                     c.cas.len(),
                     c.cert.as_ref().map_or_else(
@@ -99,7 +99,7 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
             Some(c)
         }
         Err(e) => {
-            log::error!("x509: {e}; RSA signature authentication disabled");
+            crate::log_error!("x509: {e}; RSA signature authentication disabled");
             None
         }
     }

@@ -61,10 +61,10 @@ impl Daemon {
         match self.monitor.open_write(WriteKind::Result, RESULT_FILE) {
             Ok(fd) => {
                 if let Err(e) = File::from(fd).write_all(text.as_bytes()) {
-                    log::error!("{RESULT_FILE}: {e}");
+                    crate::log_error!("{RESULT_FILE}: {e}");
                 }
             }
-            Err(e) => log::error!("{e}"),
+            Err(e) => crate::log_error!("{e}"),
         }
     }
 
@@ -75,11 +75,11 @@ impl Daemon {
             Ok(fd) => match File::from(fd).write_all(text.as_bytes()) {
                 Ok(()) => {
                     self.counters.reports += 1;
-                    log::info!("report written to {path}");
+                    crate::log_info!("report written to {path}");
                 }
-                Err(e) => log::error!("{path}: {e}"),
+                Err(e) => crate::log_error!("{path}: {e}"),
             },
-            Err(e) => log::error!("{e}"),
+            Err(e) => crate::log_error!("{e}"),
         }
     }
 

@@ -51,7 +51,9 @@ impl Transport {
                 if let Err(e) =
                     sys::setsockopt_int(fd, libc::IPPROTO_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
                 {
-                    log::warn!("{local}: UDP_ENCAP: {e}; ESP-in-UDP will not be decapsulated");
+                    crate::log_warn!(
+                        "{local}: UDP_ENCAP: {e}; ESP-in-UDP will not be decapsulated"
+                    );
                 }
             }
         }
@@ -69,7 +71,9 @@ impl Transport {
                 )
             };
             if let Err(e) = sys::setsockopt_int(sock.as_raw_fd(), level, name, 1) {
-                log::warn!("{local}: {opt}: {e}; replies leave from the routing table's choice");
+                crate::log_warn!(
+                    "{local}: {opt}: {e}; replies leave from the routing table's choice"
+                );
             }
         }
         Ok(Transport { sock, local, encap })

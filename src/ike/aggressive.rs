@@ -82,7 +82,7 @@ impl Engine {
         .map_err(|_| "message too large")?;
         buf.truncate(n);
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
-        log::info!(
+        crate::log_info!(
             "aggressive mode with {remote} ({}) started as initiator",
             peer.name
         );

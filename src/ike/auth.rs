@@ -229,7 +229,7 @@ pub(crate) fn verify_auth_message(
                     format_args!("signature over {which}, public key of {identity}"),
                 )
             })?;
-            log::info!(
+            crate::log_info!(
                 "peer {} authenticated by its public key for {identity}",
                 x.remote
             );
@@ -281,7 +281,7 @@ pub(crate) fn verify_auth_message(
                     format_args!("signature over {which}"),
                 )
             })?;
-            log::info!(
+            crate::log_info!(
                 "peer {} authenticated by certificate \"{}\"",
                 x.remote,
                 cert.subject()

@@ -17,7 +17,7 @@ impl Engine {
         for name in self.wanted.clone() {
             if !self.connection_busy(&name) {
                 if let Err(e) = self.connect(now, &name) {
-                    log::warn!("connection {name}: {e}");
+                    crate::log_warn!("connection {name}: {e}");
                 }
             }
         }

@@ -76,7 +76,7 @@ impl Engine {
         }
         if sa.dpd.tries >= MAX_TRIES {
             let remote = sa.remote;
-            log::warn!(
+            crate::log_warn!(
                 "dead peer detection: {remote} did not answer {MAX_TRIES} R-U-THERE messages; \
                  deleting its SAs"
             );
@@ -118,7 +118,7 @@ impl Engine {
             return false;
         }
         let Ok(seq) = <[u8; 4]>::try_from(data).map(u32::from_be_bytes) else {
-            log::warn!("dead peer detection: {ty} without a 4-byte sequence number, ignored");
+            crate::log_warn!("dead peer detection: {ty} without a 4-byte sequence number, ignored");
             return true;
         };
         if ty == NotifyType::R_U_THERE {

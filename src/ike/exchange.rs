@@ -311,6 +311,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// Not inlined: the struct is large and seven places start an exchange.
+    #[inline(never)]
     pub fn new(kind: Kind, initiator: bool, local: SocketAddr, remote: SocketAddr) -> Exchange {
         Exchange {
             kind,

@@ -24,7 +24,7 @@ impl Engine {
         &mut self,
         sa: Handle,
         ty: PayloadType,
-        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+        body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) {
         let mut b4 = [0u8; 4];
         self.io.rng.fill(&mut b4);
@@ -43,7 +43,7 @@ impl Engine {
         });
         match r {
             Ok(_) => self.io.send(local, remote, &buf),
-            Err(e) => log::error!("informational to {remote}: {e}"),
+            Err(e) => crate::log_error!("informational to {remote}: {e}"),
         }
         self.scratch = buf;
     }
@@ -57,7 +57,7 @@ impl Engine {
         exchange: ExchangeType,
         msgid: u32,
         ty: PayloadType,
-        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+        body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) -> Result<super::crypto::Key, &'static str> {
         let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
         let hd = Header {
@@ -74,7 +74,7 @@ impl Engine {
         let n = (|| {
             let mut b = MessageBuilder::new(buf, &hd)?;
             b.payload(PayloadType::HASH, |w| w.bytes(&[0u8; 64][..hlen]))?;
-            b.payload(ty, body)?;
+            b.payload(ty, |w| body(w))?;
             b.finish()
         })()
         .map_err(|_| "message too large")?;
@@ -87,7 +87,7 @@ impl Engine {
 
     /// `HDR*, HASH(1), <one payload>` of exchange `exchange` over ISAKMP SA `sa`, with
     /// HASH(1) = prf(SKEYID_a, M-ID | payload) (informational and mode-config alike),
-    /// encrypted from `iv`. Returns the cleartext (for the capture), the message, and the
+    /// encrypted from `iv`; the payload's body is `body`. Returns the cleartext (for the capture), the message, and the
     /// IV that follows it.
     pub(crate) fn protected_message(
         &mut self,
@@ -96,11 +96,11 @@ impl Engine {
         msgid: u32,
         iv: &super::crypto::Key,
         ty: PayloadType,
-        body: impl FnOnce(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+        body: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>, super::crypto::Key), String> {
         let cipher = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?.cipher;
         let mut buf = Vec::new();
-        let ka = self.build_protected(&mut buf, sa, exchange, msgid, ty, body)?;
+        let ka = self.build_protected(&mut buf, sa, exchange, msgid, ty, &mut |w| w.bytes(body))?;
         let clear = buf.clone();
         let next = Self::encrypt(cipher, &ka, iv, &mut buf)?;
         Ok((clear, buf, next))
@@ -110,9 +110,9 @@ impl Engine {
     pub(crate) fn send_delete(&mut self, _now: Time, sa: Handle, protocol: ProtocolId, spi: &[u8]) {
         let spi = spi.to_vec();
         if let Some(s) = self.isakmp_sas.get(sa) {
-            log::info!("sending DELETE {protocol} {} to {}", hex(&spi), s.remote);
+            crate::log_info!("sending DELETE {protocol} {} to {}", hex(&spi), s.remote);
         }
-        self.send_protected_info(sa, PayloadType::DELETE, |w| {
+        self.send_protected_info(sa, PayloadType::DELETE, &mut |w| {
             w.u32(Doi::IPSEC.0)?;
             w.u8(protocol.0)?;
             w.u8(spi.len() as u8)?;
@@ -126,7 +126,7 @@ impl Engine {
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        log::info!("sending notification {ty} to {}", s.remote);
+        crate::log_info!("sending notification {ty} to {}", s.remote);
         self.send_notify_data(sa, ty, &[]);
     }
 
@@ -138,7 +138,7 @@ impl Engine {
         let mut cookies = [0u8; 16];
         cookies[..8].copy_from_slice(&s.icookie);
         cookies[8..].copy_from_slice(&s.rcookie);
-        self.send_protected_info(sa, PayloadType::NOTIFY, |w| {
+        self.send_protected_info(sa, PayloadType::NOTIFY, &mut |w| {
             w.u32(Doi::IPSEC.0)?;
             w.u8(ProtocolId::ISAKMP.0)?;
             w.u8(16)?;
@@ -166,7 +166,7 @@ impl Engine {
                 if let Payload::Notify(n) = p.payload {
                     // Anybody can send these: a few lines, not one per datagram.
                     if self.unprotected_log.allow(now).is_some() {
-                        log::warn!("peer {remote} says {} (unprotected)", n.ty);
+                        crate::log_warn!("peer {remote} says {} (unprotected)", n.ty);
                     }
                     if n.ty.0 < 8192 {
                         if let Some(h) = self.exchanges.find(|x| {
@@ -237,7 +237,7 @@ impl Engine {
                             }) {
                                 delete_p2.push(h);
                             } else {
-                                log::info!(
+                                crate::log_info!(
                                     "peer {remote} deletes unknown {} SPI {}",
                                     d.protocol,
                                     hex(spi)
@@ -250,7 +250,7 @@ impl Engine {
                     if self.dpd_notify(now, sa, n.ty, n.data) {
                         continue;
                     }
-                    log::warn!("peer {remote} says {}", n.ty);
+                    crate::log_warn!("peer {remote} says {}", n.ty);
                     // A failed quick mode: end our side of it.
                     if n.ty == NotifyType::NO_PROPOSAL_CHOSEN
                         || n.ty == NotifyType::INVALID_ID_INFORMATION
@@ -278,7 +278,7 @@ impl Engine {
             self.delete_ipsec_sa(now, h, false);
         }
         if delete_p1 {
-            log::info!(
+            crate::log_info!(
                 "peer {remote} deletes phase 1 SA {}{}",
                 hex(&hd.icookie),
                 hex(&hd.rcookie)
@@ -303,7 +303,7 @@ impl Engine {
             && x.initiator
             && x.state != State::Phase1(P1Step::AwaitSa)
             && !x.restarted;
-        log::warn!(
+        crate::log_warn!(
             "{} with {} ended by the peer's notification{}",
             x.name(),
             x.remote,
@@ -324,7 +324,7 @@ impl Engine {
                     x.restarted = true;
                 }
             }
-            Err(e) => log::warn!("phase 1 with {remote}: {e}"),
+            Err(e) => crate::log_warn!("phase 1 with {remote}: {e}"),
         }
     }
 }

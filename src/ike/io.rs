@@ -114,7 +114,7 @@ impl Io {
             .insert(x.next_deadline(), TimerKind::Exchange(h))
         {
             Ok(t) => x.timer = Some(t),
-            Err(_) => log::error!("timer table full; exchange {} has no timer", x.name()),
+            Err(_) => crate::log_error!("timer table full; exchange {} has no timer", x.name()),
         }
     }
 

@@ -91,7 +91,7 @@ impl Engine {
         match x.qm.kernel.then.take() {
             Some(Resume::SendMessage1) => {
                 if let Err(e) = self.qm_send_1(now, h) {
-                    log::warn!("quick mode: {e}");
+                    crate::log_warn!("quick mode: {e}");
                     self.io.stats.failed += 1;
                     self.free_exchange(h);
                 }
@@ -99,7 +99,7 @@ impl Engine {
             Some(Resume::BuildMessage2) => {
                 if let Err(e) = self.qm_send_2(now, h) {
                     let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
-                    log::warn!("quick mode: {e}");
+                    crate::log_warn!("quick mode: {e}");
                     self.io.stats.failed += 1;
                     self.free_exchange(h);
                 }
@@ -126,7 +126,7 @@ impl Engine {
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
-        log::error!(
+        crate::log_error!(
             "{} with {}: kernel: {why}; exchange abandoned",
             x.name(),
             x.remote

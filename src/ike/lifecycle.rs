@@ -18,7 +18,7 @@ impl Engine {
         let handle = match self.io.timers.insert(at, kind) {
             Ok(t) => t,
             Err(_) => {
-                log::error!("timer table full; {kind:?} not armed");
+                crate::log_error!("timer table full; {kind:?} not armed");
                 return;
             }
         };
@@ -73,7 +73,7 @@ impl Engine {
         for oh in waiting {
             self.install_outbound(oh);
         }
-        log::info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
+        crate::log_info!("phase 2 SA {} deleted: {}", sa.name, sa.describe());
         let keep_flows = self.ipsec_sas.same_flows(&sa).next().is_some();
         self.io.kernel_req(KernelReq::DeleteSa(
             Box::new(sa.clone()),
@@ -119,16 +119,16 @@ impl Engine {
             None => format!("peer {peer}"),
         };
         if found.is_empty() {
-            log::warn!("kernel ACQUIRE for {what} (peer {peer}): no connection covers it");
+            crate::log_warn!("kernel ACQUIRE for {what} (peer {peer}): no connection covers it");
             return;
         }
         for name in found {
             if self.connection_busy(&name) {
                 continue;
             }
-            log::info!("kernel ACQUIRE for {what}: starting connection {name}");
+            crate::log_info!("kernel ACQUIRE for {what}: starting connection {name}");
             if let Err(e) = self.connect(now, &name) {
-                log::warn!("connection {name}: {e}");
+                crate::log_warn!("connection {name}: {e}");
             }
         }
     }
@@ -163,13 +163,13 @@ impl Engine {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         if hard {
-            log::info!(
+            crate::log_info!(
                 "phase 2 SA {name}: kernel hard expiry of spi {} to {dst}",
                 hex(&spi)
             );
             self.delete_ipsec_sa(now, h, true);
         } else {
-            log::info!(
+            crate::log_info!(
                 "phase 2 SA {name}: kernel soft expiry of spi {} to {dst}",
                 hex(&spi)
             );
@@ -204,9 +204,9 @@ impl Engine {
         {
             return;
         }
-        log::info!("phase 2 SA {name}: soft lifetime reached, renegotiating");
+        crate::log_info!("phase 2 SA {name}: soft lifetime reached, renegotiating");
         if let Err(e) = self.connect(now, &name) {
-            log::warn!("connection {name}: rekey: {e}");
+            crate::log_warn!("connection {name}: rekey: {e}");
         }
     }
 
@@ -231,7 +231,7 @@ impl Engine {
             return;
         }
         if let Some(sa) = self.ipsec_sas.get(h) {
-            log::info!("phase 2 SA {} expired", sa.name);
+            crate::log_info!("phase 2 SA {} expired", sa.name);
         }
         self.delete_ipsec_sa(now, h, true);
     }
@@ -320,7 +320,7 @@ impl Engine {
         }
         if let Some(sa) = self.isakmp_sas.remove(h) {
             self.disarm(sa.timers);
-            log::info!(
+            crate::log_info!(
                 "phase 1 SA {}{} with {} deleted",
                 hex(&sa.icookie),
                 hex(&sa.rcookie),

@@ -69,7 +69,7 @@ impl Engine {
         .map_err(|_| "message too large")?;
         buf.truncate(n);
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
-        log::info!(
+        crate::log_info!(
             "main mode with {remote} ({}) started as initiator",
             peer.name
         );
@@ -137,7 +137,7 @@ impl Engine {
             cfg_peer_address: None,
         };
         if let Some(sh) = self.isakmp_sas.insert(sa) {
-            log::info!("telling {} to delete the phase 1 SA it holds", x.remote);
+            crate::log_info!("telling {} to delete the phase 1 SA it holds", x.remote);
             self.delete_isakmp_sa(now, sh, true);
         }
     }

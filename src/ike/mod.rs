@@ -293,7 +293,7 @@ impl Engine {
     pub fn configure(&mut self, conf: &Conf) {
         self.policy = Policy::load(conf);
         for e in &self.policy.errors {
-            log::warn!("conf: {e}: section skipped");
+            crate::log_warn!("conf: {e}: section skipped");
         }
         let l = self.policy.limits;
         if (l.exchanges, l.isakmp_sas, l.ipsec_sas)
@@ -304,7 +304,7 @@ impl Engine {
             )
             && self.exchanges.capacity() > 0
         {
-            log::warn!(
+            crate::log_warn!(
                 "conf: Max-exchanges, Max-phase1-SAs and Max-phase2-SAs take effect at the next start"
             );
         }
@@ -507,7 +507,7 @@ impl Engine {
         why: &str,
     ) {
         if self.drop_log[kind as usize].allow(now).is_some() {
-            log::warn!(
+            crate::log_warn!(
                 "dropped {} message from {remote}: {why}",
                 exchange_name(exchange)
             );
@@ -532,7 +532,7 @@ impl Engine {
                 let _ = write!(line, ", {n} {}", k.name());
             }
         }
-        log::warn!(
+        crate::log_warn!(
             "{total} datagrams dropped in the last {} s{line}",
             self.drop_summary_at.until(now) / 1000
         );
@@ -563,7 +563,7 @@ impl Engine {
                 TimerKind::IsakmpExpire(h) => {
                     if let Some(sa) = self.isakmp_sas.get(h) {
                         if sa.hard_expiry.is_some_and(|t| t <= now) {
-                            log::info!(
+                            crate::log_info!(
                                 "phase 1 SA {}{} with {} expired",
                                 hex(&sa.icookie),
                                 hex(&sa.rcookie),
@@ -602,7 +602,7 @@ impl Engine {
             return;
         }
         if now >= x.deadline {
-            log::warn!(
+            crate::log_warn!(
                 "{} with {}: exchange timed out (Exchange-max-time)",
                 x.name(),
                 x.remote
@@ -619,7 +619,7 @@ impl Engine {
                 x.next_retransmit = None;
             } else if now >= t {
                 if x.xmits >= self.policy.retransmits {
-                    log::warn!(
+                    crate::log_warn!(
                         "{} with {}: no answer after {} retransmissions, giving up",
                         x.name(),
                         x.remote,
@@ -649,7 +649,9 @@ impl Engine {
         });
         self.free_exchange(h);
         if let Some((Some(sa), remote, then)) = waiting {
-            log::warn!("mode-config with {remote}: no answer; its connections start without it");
+            crate::log_warn!(
+                "mode-config with {remote}: no answer; its connections start without it"
+            );
             self.start_after_cfg(now, sa, then);
         }
     }
@@ -672,7 +674,7 @@ impl Engine {
                 self.half_open_count -= 1;
             }
             for sa in x.qm.pending_in {
-                log::info!(
+                crate::log_info!(
                     "quick mode {} with {}: no message 3, inbound SA {} removed",
                     sa.name,
                     sa.remote,
@@ -781,7 +783,7 @@ impl Engine {
             b.finish()
         })();
         if let Ok(n) = n {
-            log::info!("sending notification {ty} to {remote}");
+            crate::log_info!("sending notification {ty} to {remote}");
             self.io.capture(local, remote, &buf[..n]);
             self.io.send(local, remote, &buf[..n]);
         }
@@ -814,7 +816,7 @@ impl Engine {
     pub fn shutdown(&mut self, now: Time) {
         self.wanted.clear();
         if self.io.passive || self.cfg.keep_sas_at_exit || !self.policy.delete_sas {
-            log::info!(
+            crate::log_info!(
                 "shutdown: {} phase 1 and {} phase 2 SAs left in place ({})",
                 self.isakmp_sas.len(),
                 self.ipsec_sas.len(),
@@ -904,7 +906,7 @@ impl Engine {
 /// debug level (Exchange class, 10).
 pub(crate) fn log_done(line: std::fmt::Arguments<'_>) {
     if crate::log::verbose() {
-        log::info!("{line}");
+        crate::log_info!("{line}");
     } else {
         crate::ike_debug!(crate::log::DebugClass::Exchange, 10, "{line}");
     }

@@ -189,11 +189,11 @@ impl Engine {
         };
         let (remote, local, initiator) = (s.remote, s.local, s.initiator);
         let Some(id) = id_string(&s.id_remote) else {
-            log::warn!("mode-config with {remote}: its ID has no section name");
+            crate::log_warn!("mode-config with {remote}: its ID has no section name");
             return Some(then);
         };
         let Some(c) = self.policy.cfg_section(&id).cloned() else {
-            log::warn!("mode-config with {remote}: no [{id}] section; going on without");
+            crate::log_warn!("mode-config with {remote}: no [{id}] section; going on without");
             return Some(then);
         };
         if !initiator && !c.set {
@@ -213,7 +213,9 @@ impl Engine {
             )
         };
         if attrs.is_empty() {
-            log::warn!("mode-config with {remote}: [{id}] gives no attributes; going on without");
+            crate::log_warn!(
+                "mode-config with {remote}: [{id}] gives no attributes; going on without"
+            );
             return Some(then);
         }
         let mut r = [0u8; 6];
@@ -233,11 +235,11 @@ impl Engine {
             msgid,
             &iv,
             PayloadType::ATTRIBUTE,
-            |w| w.bytes(&body),
+            &body,
         ) {
             Ok(m) => m,
             Err(e) => {
-                log::warn!("mode-config with {remote}: {e}");
+                crate::log_warn!("mode-config with {remote}: {e}");
                 return Some(then);
             }
         };
@@ -257,10 +259,10 @@ impl Engine {
         x.cfg.id = cfg_id;
         x.cfg.then = then;
         let Some(h) = self.exchanges.insert(x) else {
-            log::warn!("mode-config with {remote}: exchange table full");
+            crate::log_warn!("mode-config with {remote}: exchange table full");
             return None;
         };
-        log::info!(
+        crate::log_info!(
             "mode-config {ty} to {remote} ([{id}]): {}",
             describe(&attrs)
         );
@@ -341,7 +343,7 @@ impl Engine {
         if ty == CfgType::REPLY {
             self.cfg_take(sa, remote, ty, &attrs);
         } else {
-            log::info!("mode-config ACK from {remote}: {}", describe(&attrs));
+            crate::log_info!("mode-config ACK from {remote}: {}", describe(&attrs));
         }
         let then = match self.exchanges.get_mut(h) {
             Some(x) => {
@@ -394,9 +396,9 @@ impl Engine {
                 };
                 self.cfg_gave(sa, &answer);
                 if section.is_none() {
-                    log::warn!("mode-config REQUEST from {remote}: no [{peer_id}] section");
+                    crate::log_warn!("mode-config REQUEST from {remote}: no [{peer_id}] section");
                 }
-                log::info!(
+                crate::log_info!(
                     "mode-config REPLY to {remote} ([{peer_id}]): {}",
                     describe(&answer)
                 );
@@ -425,7 +427,7 @@ impl Engine {
                 hd.msgid,
                 &next,
                 PayloadType::ATTRIBUTE,
-                |w| w.bytes(&body),
+                &body,
             )
             .map_err(|_| Drop::Silent("encryption failed"))?;
         let mut x = Exchange::new(Kind::Transaction, false, local, remote);
@@ -474,7 +476,7 @@ impl Engine {
         if let (Some(a), Some(s)) = (addr, self.isakmp_sas.get_mut(sa)) {
             s.cfg_address = Some(a);
         }
-        log::info!("mode-config {ty} from {remote}: {}", describe(&kept));
+        crate::log_info!("mode-config {ty} from {remote}: {}", describe(&kept));
         taken
     }
 
@@ -494,7 +496,7 @@ impl Engine {
         for n in then {
             if !self.connection_busy(&n) {
                 if let Err(e) = self.start_quick_mode(now, sa, &n) {
-                    log::warn!("connection {n}: {e}");
+                    crate::log_warn!("connection {n}: {e}");
                 }
             }
         }

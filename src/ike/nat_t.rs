@@ -200,7 +200,7 @@ impl super::Engine {
         }
         let (old, cookies) = (sa.remote, (sa.icookie, sa.rcookie));
         sa.remote = remote;
-        log::info!("NAT-T: the peer's NAT moved it from {old} to {remote}; following it");
+        crate::log_info!("NAT-T: the peer's NAT moved it from {old} to {remote}; following it");
         if old.ip() != remote.ip() {
             return;
         }

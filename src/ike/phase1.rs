@@ -479,7 +479,7 @@ impl Exchange {
         if self.nat_t.is_some_and(|n| n.detected()) {
             self.local.set_port(nat_port);
             self.remote.set_port(4500);
-            log::info!(
+            crate::log_info!(
                 "NAT detected; {exchange} with {} continues on port 4500",
                 self.remote.ip()
             );
@@ -498,7 +498,7 @@ impl Exchange {
                 n.peer_behind = peer_behind;
                 self.nat_t = Some(n);
                 if n.detected() {
-                    log::info!(
+                    crate::log_info!(
                         "NAT-T: {} behind a NAT",
                         match (local_behind, peer_behind) {
                             (true, true) => "both sides are",
@@ -712,7 +712,7 @@ impl Engine {
             if let Drop::Notify(n, why) = e {
                 if *n != NotifyType::PAYLOAD_MALFORMED {
                     if let Some(x) = self.exchanges.get(h) {
-                        log::warn!("{} with {remote}: {why}", x.name());
+                        crate::log_warn!("{} with {remote}: {why}", x.name());
                     }
                     self.io.stats.failed += 1;
                     self.free_exchange(h);
@@ -729,7 +729,7 @@ impl Engine {
     /// 2 (before, it may be anybody's spoofed message 1).
     fn log_opened(&self, kind: Kind, h: Handle) {
         if let Some(x) = self.exchanges.get(h) {
-            log::info!(
+            crate::log_info!(
                 "{} with {} ({}) started as responder",
                 exchange_kind_name(kind),
                 x.remote,
@@ -869,7 +869,7 @@ impl Engine {
         }
         let hard = sa.hard_expiry;
         let Some(sh) = self.isakmp_sas.insert(sa) else {
-            log::error!("ISAKMP SA table full: phase 1 with {remote} dropped");
+            crate::log_error!("ISAKMP SA table full: phase 1 with {remote} dropped");
             self.free_exchange(h);
             return;
         };

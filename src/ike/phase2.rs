@@ -80,7 +80,7 @@ impl Engine {
                 Ok(())
             }
             Err(Drop::Notify(n, why)) => {
-                log::warn!("{what} with {remote}: {why}");
+                crate::log_warn!("{what} with {remote}: {why}");
                 self.io.stats.failed += 1;
                 self.send_notify(now, sa, n);
                 Ok(())
@@ -160,7 +160,7 @@ impl Engine {
                         x.qm.committed.push(ih);
                     }
                 }
-                None => log::error!("IPsec SA table full: SA of {name} not kept"),
+                None => crate::log_error!("IPsec SA table full: SA of {name} not kept"),
             }
         }
         Ok(())
@@ -175,7 +175,7 @@ impl Engine {
         let (initiator, local, remote) = (x.initiator, x.local, x.remote);
         for ih in committed {
             if let Some(sa) = self.ipsec_sas.get(ih) {
-                log::info!("phase 2 SA {} up: {}", sa.name, sa.describe());
+                crate::log_info!("phase 2 SA {} up: {}", sa.name, sa.describe());
             }
         }
         self.io.stats.phase2_done += 1;

@@ -132,7 +132,7 @@ impl Engine {
         }
         x.qm.offered_spis = spis;
         let handle = self.exchanges.insert(x).ok_or("exchange table full")?;
-        log::info!("quick mode {name} with {remote} started as initiator");
+        crate::log_info!("quick mode {name} with {remote} started as initiator");
         if from_kernel {
             self.reserve_spis(now, handle, Resume::SendMessage1);
             return Ok(());
@@ -216,7 +216,7 @@ impl Engine {
                 match &r {
                     Ok(()) => self.peer_heard(now, sa, local, remote),
                     Err(Drop::Notify(n, why)) if *n != NotifyType::PAYLOAD_MALFORMED => {
-                        log::warn!("quick mode with {remote}: {why}");
+                        crate::log_warn!("quick mode with {remote}: {why}");
                         self.io.stats.failed += 1;
                         self.free_exchange(h);
                         self.send_notify(now, sa, *n);
@@ -258,7 +258,7 @@ impl Engine {
             .exchanges
             .insert(x)
             .ok_or(Drop::Silent("exchange table full"))?;
-        log::info!("quick mode {name} with {remote} started as responder");
+        crate::log_info!("quick mode {name} with {remote} started as responder");
         if from_kernel {
             self.reserve_spis(now, handle, Resume::BuildMessage2);
             return Ok(());
@@ -865,7 +865,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
     for (spi, life) in &responder_lifetimes {
         for c in x.qm.chosen.iter_mut() {
             if c.spi_in[..] == spi[..] && *life > 0 && (c.lifetime == 0 || *life < c.lifetime) {
-                log::info!(
+                crate::log_info!(
                     "peer shortens the phase 2 lifetime to {life} seconds (RESPONDER-LIFETIME)"
                 );
                 c.lifetime = *life;

@@ -16,7 +16,7 @@ pub(crate) fn refused(
     reason: &'static str,
     detail: std::fmt::Arguments<'_>,
 ) -> Drop {
-    log::warn!("{reason}: {detail}");
+    crate::log_warn!("{reason}: {detail}");
     Drop::Notify(ty, reason)
 }
 

@@ -81,7 +81,7 @@ impl Daemon {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     // A client that stops talking gets no answer.
-                    log::warn!("control: client sent no complete request");
+                    crate::log_warn!("control: client sent no complete request");
                     return;
                 }
             }
@@ -95,7 +95,7 @@ impl Daemon {
         let answer = match self.control_command(now, &line, &body) {
             Ok(text) => format!("ok\n{text}"),
             Err(e) => {
-                log::warn!("control: {line}: {e}");
+                crate::log_warn!("control: {line}: {e}");
                 format!("error: {e}\n")
             }
         };
@@ -107,7 +107,7 @@ impl Daemon {
     fn control_command(&mut self, now: Time, line: &str, body: &str) -> Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let v2 = self.v2.as_mut().ok_or("not running as iked")?;
-        log::info!("control: {}", words.join(" "));
+        crate::log_info!("control: {}", words.join(" "));
         match words.as_slice() {
             ["show", "sa"] => Ok(v2.show_sa(now)),
             ["show", "flows"] => Ok(v2.show_flows(now)),
@@ -205,7 +205,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.counters.reload_failures += 1;
-                log::error!("reload failed, keeping the running configuration: {e}");
+                crate::log_error!("reload failed, keeping the running configuration: {e}");
                 Err(e)
             }
         }
@@ -236,13 +236,13 @@ impl Daemon {
 
     fn apply_iked(&mut self, now: Time, setup: crate::iked::runtime::Setup, path: &str) {
         for w in &setup.warnings {
-            log::warn!("{path}: {w}");
+            crate::log_warn!("{path}: {w}");
         }
         if let Some(v2) = self.v2.as_mut() {
             v2.apply(now, setup);
             v2.start_policies(now);
         }
         self.counters.reloads += 1;
-        log::info!("reloaded configuration from {path}");
+        crate::log_info!("reloaded configuration from {path}");
     }
 }

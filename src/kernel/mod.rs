@@ -728,7 +728,7 @@ impl Kernel {
         let msgs = match made {
             Ok(m) => m,
             Err(e) => {
-                log::error!("kernel: {:?}: {e}", op.req);
+                crate::log_error!("kernel: {:?}: {e}", op.req);
                 self.errors += 1;
                 if op.ticket != 0 {
                     done.push((op.ticket, KernelReply::Failed(e)));
@@ -741,7 +741,7 @@ impl Kernel {
         for m in msgs {
             if let Err(e) = send(&m.bytes) {
                 self.errors += 1;
-                log::error!("kernel: {}: {e}", m.what);
+                crate::log_error!("kernel: {}: {e}", m.what);
                 failure.get_or_insert(e);
                 continue;
             }
@@ -915,7 +915,7 @@ impl Kernel {
             }
             -1 => {
                 self.errors += 1;
-                log::error!("kernel: {}: no answer", p.what);
+                crate::log_error!("kernel: {}: no answer", p.what);
                 Some("no answer from the kernel".to_string())
             }
             n => {
@@ -930,7 +930,7 @@ impl Kernel {
                     None
                 } else {
                     self.errors += 1;
-                    log::error!("kernel: {}: {text}", p.what);
+                    crate::log_error!("kernel: {}: {text}", p.what);
                     Some(format!("{}: {text}", p.what))
                 }
             }

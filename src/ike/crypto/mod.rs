@@ -91,8 +91,15 @@ impl<const N: usize> Default for Secret<N> {
 
 impl<const N: usize> Drop for Secret<N> {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        wipe(&mut self.buf);
     }
+}
+
+/// Zeroes a dropped [`Secret`]: one function for every size, called where a secret goes
+/// out of scope rather than a volatile loop written out at each of those places.
+#[inline(never)]
+fn wipe(buf: &mut [u8]) {
+    buf.zeroize();
 }
 
 impl<const N: usize> PartialEq for Secret<N> {

@@ -17,18 +17,19 @@ macro_rules! open_type {
         impl $name {
             $(pub const $variant: $name = $name($val);)*
 
+            /// The registered values and their names: one table that the shared lookups
+            /// below walk, rather than a match and a chain of comparisons per type.
+            const NAMES: &'static [(u32, &'static str)] = &[$((($val) as u32, $text),)*];
+
             /// The registered name, if this value is known.
             pub fn name(self) -> Option<&'static str> {
-                match self.0 {
-                    $($val => Some($text),)*
-                    _ => None,
-                }
+                $crate::ike::wire::consts::name_in(Self::NAMES, u32::from(self.0))
             }
 
             /// Looks a value up by its registered name (case-insensitive).
             pub fn from_name(s: &str) -> Option<$name> {
-                $(if s.eq_ignore_ascii_case($text) { return Some($name($val)); })*
-                None
+                // Every value in the table came from a `$ty` literal.
+                $crate::ike::wire::consts::value_in(Self::NAMES, s).map(|v| $name(v as $ty))
             }
 
             pub fn is_known(self) -> bool {
@@ -38,14 +39,37 @@ macro_rules! open_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self.name() {
-                    Some(n) => f.write_str(n),
-                    None => write!(f, "{}", self.0),
-                }
+                $crate::ike::wire::consts::display(Self::NAMES, u32::from(self.0), f)
             }
         }
     };
 }
+
+/// The name of `value` in an [`open_type`]'s table.
+pub(crate) fn name_in(names: &[(u32, &'static str)], value: u32) -> Option<&'static str> {
+    names.iter().find(|(v, _)| *v == value).map(|(_, n)| *n)
+}
+
+/// The value named `name` (case-insensitive) in an [`open_type`]'s table.
+pub(crate) fn value_in(names: &[(u32, &'static str)], name: &str) -> Option<u32> {
+    names
+        .iter()
+        .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        .map(|(v, _)| *v)
+}
+
+/// An [`open_type`] value printed: its name, or the number when it has none.
+pub(crate) fn display(
+    names: &[(u32, &'static str)],
+    value: u32,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    match name_in(names, value) {
+        Some(n) => f.write_str(n),
+        None => write!(f, "{value}"),
+    }
+}
+
 /// The IKEv2 codec's constants are open types too (`crate::ikev2::wire::consts`).
 pub(crate) use open_type;
 

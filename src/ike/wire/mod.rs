@@ -90,6 +90,8 @@ impl<'b> Writer<'b> {
         self.pos
     }
 
+    /// Not inlined: every field of every message we build comes through here.
+    #[inline(never)]
     pub fn bytes(&mut self, b: &[u8]) -> Result<(), NoRoom> {
         let end = self.pos.checked_add(b.len()).ok_or(NoRoom)?;
         self.buf

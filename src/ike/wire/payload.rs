@@ -391,12 +391,28 @@ impl<'b> MessageBuilder<'b> {
         ty: PayloadType,
         body: impl FnOnce(&mut Writer<'_>) -> Result<(), NoRoom>,
     ) -> Result<(), NoRoom> {
+        // Only the body is per caller: the header and the chain are written by two
+        // functions that every payload shares (not copied into each closure's instance).
+        let start = self.begin_payload(ty)?;
+        body(&mut self.w)?;
+        self.end_payload(start)
+    }
+
+    /// Links a payload of type `ty` into the chain and writes its generic header with a
+    /// length of zero; returns where the payload starts.
+    #[inline(never)]
+    fn begin_payload(&mut self, ty: PayloadType) -> Result<usize, NoRoom> {
         let start = self.w.pos();
         self.w.patch_u8(self.next_field, ty.0)?;
         self.w.u8(0)?;
         self.w.u8(0)?;
         self.w.u16(0)?;
-        body(&mut self.w)?;
+        Ok(start)
+    }
+
+    /// Ends the payload that started at `start`: its length, and the next payload's link.
+    #[inline(never)]
+    fn end_payload(&mut self, start: usize) -> Result<(), NoRoom> {
         let len = u16::try_from(self.w.pos() - start).map_err(|_| NoRoom)?;
         if (len as usize) < GENERIC_HEADER_LEN {
             return Err(NoRoom);

@@ -162,7 +162,7 @@ fn key_bits(x: &Xf) -> Option<u16> {
 // A transform named twice (`group ecp256 group grp19`) is offered once.
 fn usable(
     list: &[Xf],
-    ok: impl Fn(&Xf) -> bool,
+    ok: &dyn Fn(&Xf) -> bool,
     dropped: &mut Vec<&'static str>,
 ) -> Vec<(usize, Xf)> {
     let mut out: Vec<(usize, Xf)> = Vec::new();
@@ -189,7 +189,7 @@ type Ranked<T> = Vec<(usize, T)>;
 fn enc_integ(p: &Prop, dropped: &mut Vec<&'static str>) -> (Ranked<Xf>, Ranked<Option<Xf>>) {
     let enc = usable(
         &p.enc,
-        |x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
+        &|x| crate::ikev2::keys::Encr::from_id(EncrId(x.id), key_bits(x)).is_some(),
         dropped,
     );
     let integ = if p.auth.is_empty() {
@@ -197,7 +197,7 @@ fn enc_integ(p: &Prop, dropped: &mut Vec<&'static str>) -> (Ranked<Xf>, Ranked<O
     } else {
         usable(
             &p.auth,
-            |x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
+            &|x| crate::ikev2::keys::Integ::from_id(IntegId(x.id)).is_some(),
             dropped,
         )
         .into_iter()
@@ -217,10 +217,10 @@ fn ike_suites(
         let (enc, integ) = enc_integ(p, &mut d);
         let prf = usable(
             &p.prf,
-            |x| crate::ikev2::keys::Prf::from_id(PrfId(x.id)).is_some(),
+            &|x| crate::ikev2::keys::Prf::from_id(PrfId(x.id)).is_some(),
             &mut d,
         );
-        let dh = usable(&p.group, |x| group_ok(x.id), &mut d);
+        let dh = usable(&p.group, &|x| group_ok(x.id), &mut d);
         for n in d {
             if !dropped.contains(&n) {
                 dropped.push(n);
@@ -260,7 +260,7 @@ fn esp_suites(
         let mut d = Vec::new();
         let (enc, integ) = enc_integ(p, &mut d);
         // `group none` in a childsa is iked's IKEV2_XFORMDH_NONE: no PFS.
-        let dh = usable(&p.group, |x| x.id == 0 || group_ok(x.id), &mut d);
+        let dh = usable(&p.group, &|x| x.id == 0 || group_ok(x.id), &mut d);
         for n in d {
             if !dropped.contains(&n) {
                 dropped.push(n);
@@ -287,15 +287,11 @@ fn esp_suites(
 
 /// Sorts by (sum of places, proposal), drops repeats, keeps [`MAX_SUITES`]; also says
 /// how many were cut.
-fn rank<T: PartialEq + Copy>(mut all: Vec<(usize, usize, T)>) -> (Vec<T>, usize) {
-    // A stable sort keeps the nesting order (cipher, integrity, prf, group) among equals.
-    // Rank sums rather than the nesting order: nested loops would give 16 suites
-    // that differ in the group only, and a peer that lacks the first cipher would
-    // find nothing it takes; this way every list's second choice comes early.
-    all.sort_by_key(|(sum, prop, _)| (*sum, *prop));
+fn rank<T: PartialEq + Copy>(all: Vec<(usize, usize, T)>) -> (Vec<T>, usize) {
     let mut out: Vec<T> = Vec::new();
     let mut cut = 0;
-    for (_, _, s) in all {
+    for i in rank_order(all.iter().map(|(sum, prop, _)| (*sum, *prop)).collect()) {
+        let s = all[i].2;
         if out.contains(&s) {
             continue;
         }
@@ -306,6 +302,23 @@ fn rank<T: PartialEq + Copy>(mut all: Vec<(usize, usize, T)>) -> (Vec<T>, usize)
         }
     }
     (out, cut)
+}
+
+/// The indices of `keys` sorted by (sum of places, proposal).
+///
+/// Among equals the index keeps the nesting order (cipher, integrity, prf, group), as a
+/// stable sort would; sorting indices rather than the suites makes this one function for
+/// both suite types. Rank sums rather than the nesting order: nested loops would give 16
+/// suites that differ in the group only, and a peer that lacks the first cipher would find
+/// nothing it takes; this way every list's second choice comes early.
+fn rank_order(keys: Vec<(usize, usize)>) -> Vec<usize> {
+    let mut order: Vec<(usize, usize, usize)> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, (sum, prop))| (sum, prop, i))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, _, i)| i).collect()
 }
 
 fn identity(id: &Id) -> Option<Identity> {

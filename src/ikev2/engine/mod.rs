@@ -394,6 +394,7 @@ struct IkeSa {
 impl IkeSa {
     /// An IKE SA with the peer at index `peer` of the policy, before anything is
     /// negotiated (the caller sets what it already knows).
+    #[inline(never)]
     fn new(info: IkeSaInfo, peer: usize) -> IkeSa {
         IkeSa {
             info,
@@ -876,21 +877,44 @@ fn build_protected(
     response: bool,
     inner: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), NoRoom>,
 ) -> Result<Vec<u8>, Fail> {
-    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
-        return Err(Fail("no keys"));
-    };
-    let sk = SkKeys::for_sender(&suite, keys, sa.info.initiator)?;
+    // Only the inner payloads are per caller; the keys and the encryption are two
+    // functions for all.
+    let sk = sender_keys(sa)?;
     let mut plain = vec![0u8; BUILD_MAX];
     let mut ib = MessageBuilder::inner(&mut plain);
     inner(&mut ib)?;
     let first = ib.first();
     let pn = ib.finish()?;
-    let iv = io.iv(sa, &sk);
+    seal_protected(io, sa, &sk, exchange, msgid, response, first, &plain[..pn])
+}
+
+/// Our SK_e and SK_a for `sa`'s messages.
+fn sender_keys(sa: &IkeSa) -> Result<SkKeys, Fail> {
+    let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
+        return Err(Fail("no keys"));
+    };
+    Ok(SkKeys::for_sender(&suite, keys, sa.info.initiator)?)
+}
+
+/// The message around the inner payloads `plain` (the first of type `first`).
+#[allow(clippy::too_many_arguments)]
+fn seal_protected(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    sk: &SkKeys,
+    exchange: ExchangeType,
+    msgid: u32,
+    response: bool,
+    first: PayloadType,
+    plain: &[u8],
+) -> Result<Vec<u8>, Fail> {
+    let pn = plain.len();
+    let iv = io.iv(sa, sk);
     let hdr = sa.header(exchange, msgid, response);
     let mut out = vec![0u8; HEADER_LEN + 4 + sk.body_len(pn)];
     let mut b = MessageBuilder::new(&mut out, &hdr)?;
     b.encrypted(first, None, |w| {
-        sk.write_body(w, &plain[..pn], &iv).map_err(|_| NoRoom)
+        sk.write_body(w, plain, &iv).map_err(|_| NoRoom)
     })?;
     let n = b.finish()?;
     out.truncate(n);

@@ -635,6 +635,22 @@ impl<'b> MessageBuilder<'b> {
         encrypted_first: Option<PayloadType>,
         body: impl FnOnce(&mut Writer<'_>) -> Result<(), NoRoom>,
     ) -> Result<(), NoRoom> {
+        // Only the body is per caller: the header and the chain are written by two
+        // functions that every payload shares (not copied into each closure's instance).
+        let start = self.begin_payload(ty, critical, encrypted_first)?;
+        body(&mut self.w)?;
+        self.end_payload(start, encrypted_first.is_some())
+    }
+
+    /// Links a payload of type `ty` into the chain and writes its generic header with a
+    /// length of zero; returns where the payload starts.
+    #[inline(never)]
+    fn begin_payload(
+        &mut self,
+        ty: PayloadType,
+        critical: bool,
+        encrypted_first: Option<PayloadType>,
+    ) -> Result<usize, NoRoom> {
         match self.link {
             Link::Start if self.header => self.w.patch_u8(NEXT_OFFSET, ty.0)?,
             Link::Start => self.first = ty,
@@ -645,11 +661,18 @@ impl<'b> MessageBuilder<'b> {
         self.w.u8(encrypted_first.unwrap_or(PayloadType::NONE).0)?;
         self.w.u8(if critical { CRITICAL } else { 0 })?;
         self.w.u16(0)?;
-        body(&mut self.w)?;
+        Ok(start)
+    }
+
+    /// Ends the payload that started at `start`: its length, and the chain's next link
+    /// (none after SK or SKF, `encrypted`).
+    #[inline(never)]
+    fn end_payload(&mut self, start: usize, encrypted: bool) -> Result<(), NoRoom> {
         self.w.patch_u16(start + 2, len16(self.w.pos() - start)?)?;
-        self.link = match encrypted_first {
-            Some(_) => Link::Closed,
-            None => Link::At(start),
+        self.link = if encrypted {
+            Link::Closed
+        } else {
+            Link::At(start)
         };
         Ok(())
     }

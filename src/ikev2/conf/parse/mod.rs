@@ -110,6 +110,14 @@ struct PTok {
 
 type PResult<T> = Result<T, ConfError>;
 
+/// Notes clause `step` (keyword `kw`) as the last one read in a rule, for the "out of
+/// order" messages: one call at each of the rule parser's clauses.
+fn set_last(last: &mut (u8, String), step: u8, kw: &str) {
+    last.0 = step;
+    last.1.clear();
+    last.1.push_str(kw);
+}
+
 struct Parser<'a, 'l> {
     /// Every file read, by index; errors name them.
     names: Vec<String>,

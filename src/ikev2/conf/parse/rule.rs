@@ -134,7 +134,7 @@ impl Parser<'_, '_> {
         let mut last: (u8, String) = (0, "ikev2".into());
         macro_rules! step {
             ($s:expr, $k:expr) => {
-                last = ($s, $k.to_string())
+                set_last(&mut last, $s, $k)
             };
         }
 
