@@ -3,8 +3,9 @@
 //! the project notes. Prints milliseconds of CPU per handshake for both sides together,
 //! and the responder's share; next to it, what a spoofed message 1 costs the responder
 //! (Main Mode: parse, choose, answer, keep half-open; Aggressive Mode: that and a DH key
-//! pair and g^xy), the figure behind tests/flood_daemon.rs. Run with
-//! `cargo bench --bench handshake`.
+//! pair and g^xy), the figure behind tests/flood_daemon.rs. Beside the IKEv1 figures,
+//! IKEv2's: IKE_SA_INIT + IKE_AUTH with a pre-shared key and the first CHILD_SA between
+//! two IKEv2 engines, the same way. Run with `cargo bench --bench handshake`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -71,6 +72,96 @@ fn run(label: &str, mm: &str, qm: &str, n: usize) {
             }
         }
         assert_eq!(w.ipsec_sas().count(), 1, "handshake {i} completed");
+    }
+    let total = t0.elapsed();
+    println!(
+        "{label:<44} {:>8.3} ms/handshake (both sides), responder {:>7.3} ms  ({n} handshakes)",
+        total.as_secs_f64() * 1000.0 / n as f64,
+        resp.as_secs_f64() * 1000.0 / n as f64
+    );
+}
+
+/// IKEv2: `n` IKE_SA_INIT + IKE_AUTH (PSK) handshakes with the first CHILD_SA
+/// (AES-GCM-256) between two engines in memory, IKE SA suite AES-CBC-128 / HMAC-SHA2-256
+/// / PRF-HMAC-SHA2-256 and `group`.
+fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
+    use isakmpd::ikev2::engine::{Engine as V2, IkeState};
+    use isakmpd::ikev2::policy::{
+        Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector,
+    };
+    use isakmpd::ikev2::wire::{EncrId, IntegId, PrfId};
+    let wa: SocketAddr = "192.0.2.1:500".parse().unwrap();
+    let ea: SocketAddr = "192.0.2.2:500".parse().unwrap();
+    let peer = |me: SocketAddr, them: SocketAddr, l: &str, r: &str| Peer {
+        name: "peer".into(),
+        local: me,
+        remote: them,
+        psk: b"bench-key".to_vec(),
+        local_id: Identity::addr(me.ip()),
+        remote_id: Some(Identity::addr(them.ip())),
+        ike: vec![IkeProposal {
+            encr: EncrId::AES_CBC,
+            key_bits: Some(128),
+            integ: Some(IntegId::HMAC_SHA2_256_128),
+            prf: PrfId::HMAC_SHA2_256,
+            dh: group,
+        }],
+        esp: vec![EspProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            pfs: None,
+        }],
+        local_ts: vec![Selector::subnet(l.parse().unwrap(), 24)],
+        remote_ts: vec![Selector::subnet(r.parse().unwrap(), 24)],
+        ike_lifetime_secs: 0,
+        child_lifetime_secs: 0,
+        child_lifetime_bytes: 0,
+    };
+    let engine = |p: Peer, seed: u64| {
+        V2::new(
+            Config::default(),
+            Policy { peers: vec![p] },
+            Time(0),
+            isakmpd::ike::crypto::random_source(Some(seed)),
+        )
+    };
+    let mut resp = Duration::ZERO;
+    let t0 = Instant::now();
+    let mut buf = vec![0u8; 65535];
+    for i in 0..n {
+        let mut w = engine(
+            peer(wa, ea, "198.51.100.0", "203.0.113.0"),
+            2 * i as u64 + 1,
+        );
+        let mut e = engine(
+            peer(ea, wa, "203.0.113.0", "198.51.100.0"),
+            2 * i as u64 + 2,
+        );
+        w.connect(Time(0), "peer").unwrap();
+        loop {
+            let mut moved = false;
+            while let Some(t) = w.poll_transmit(&mut buf) {
+                let d = buf[..t.len].to_vec();
+                let s = Instant::now();
+                e.handle_datagram(Time(0), ea, wa, &d);
+                resp += s.elapsed();
+                moved = true;
+            }
+            while let Some(t) = e.poll_transmit(&mut buf) {
+                let d = buf[..t.len].to_vec();
+                w.handle_datagram(Time(0), wa, ea, &d);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        assert!(
+            w.ike_sas().any(|(_, sa)| sa.state == IkeState::Established)
+                && w.child_sas().count() == 1,
+            "IKEv2 handshake {i} completed"
+        );
     }
     let total = t0.elapsed();
     println!(
@@ -164,6 +255,16 @@ fn main() {
         "MM+QM(PFS) PSK AES-128/SHA2-256 ECP256",
         "AES-128-SHA2-256-GRP19",
         "QM-ESP-AES-128-SHA2-256-PFS-GRP19-SUITE",
+        500,
+    );
+    run_v2(
+        "IKEv2 INIT+AUTH PSK AES-128/SHA2-256 MODP2048",
+        isakmpd::ikev2::wire::DhGroup::MODP_2048,
+        200,
+    );
+    run_v2(
+        "IKEv2 INIT+AUTH PSK AES-128/SHA2-256 ECP256",
+        isakmpd::ikev2::wire::DhGroup::ECP_256,
         500,
     );
     flood(
