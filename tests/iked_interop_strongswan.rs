@@ -128,7 +128,13 @@ fn our_iked_initiates_to_charon_and_resets() {
     );
     check_same_sas(&ours, &theirs);
 
-    // ikectl reset sa: our Delete takes charon's SAs away too.
+    // ikectl reset sa: our Delete takes charon's SAs away too. The policy is made passive
+    // first (ikectl load), or our next check would start it again.
+    let passive = us
+        .scratch
+        .write("passive.conf", &iked_conf("passive"), 0o600);
+    let (st, _, err) = us.ikectl(&["load", passive.to_str().unwrap()]);
+    assert_eq!(st, 0, "{err}");
     let (st, out, err) = us.ikectl(&["reset", "sa"]);
     assert_eq!(st, 0, "{err}");
     assert!(out.contains("1 IKE SA(s) deleted"), "{out}");
