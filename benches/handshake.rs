@@ -42,6 +42,60 @@ fn engine(me: &str, peer: &str, mm: &str, qm: &str, seed: u64) -> Engine {
     e
 }
 
+/// What the handshake loop needs of an engine, IKEv1's or IKEv2's.
+trait Side {
+    fn transmit(&mut self, buf: &mut [u8]) -> Option<usize>;
+    fn receive(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]);
+}
+
+impl Side for Engine {
+    fn transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit(buf).map(|t| t.len)
+    }
+    fn receive(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.handle_datagram(Time(0), local, remote, data)
+    }
+}
+
+impl Side for isakmpd::ikev2::engine::Engine {
+    fn transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit(buf).map(|t| t.len)
+    }
+    fn receive(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.handle_datagram(Time(0), local, remote, data)
+    }
+}
+
+/// Moves datagrams between initiator `w` (at `wa`) and responder `e` (at `ea`) until
+/// neither has more to send; returns the responder's time.
+fn shuttle(
+    w: &mut impl Side,
+    e: &mut impl Side,
+    wa: SocketAddr,
+    ea: SocketAddr,
+    buf: &mut [u8],
+) -> Duration {
+    let mut resp = Duration::ZERO;
+    loop {
+        let mut moved = false;
+        while let Some(n) = w.transmit(buf) {
+            let d = buf[..n].to_vec();
+            let s = Instant::now();
+            e.receive(ea, wa, &d);
+            resp += s.elapsed();
+            moved = true;
+        }
+        while let Some(n) = e.transmit(buf) {
+            let d = buf[..n].to_vec();
+            w.receive(wa, ea, &d);
+            moved = true;
+        }
+        if !moved {
+            return resp;
+        }
+    }
+}
+
 fn run(label: &str, mm: &str, qm: &str, n: usize) {
     let wa: SocketAddr = "192.0.2.1:500".parse().unwrap();
     let ea: SocketAddr = "192.0.2.2:500".parse().unwrap();
@@ -53,24 +107,7 @@ fn run(label: &str, mm: &str, qm: &str, n: usize) {
         let mut e = engine("192.0.2.2", "192.0.2.1", mm, qm, 2 * i as u64 + 2);
         w.handle_command(Time(0), Request::Connect("conn".into()))
             .unwrap();
-        loop {
-            let mut moved = false;
-            while let Some(t) = w.poll_transmit(&mut buf) {
-                let d = buf[..t.len].to_vec();
-                let s = Instant::now();
-                e.handle_datagram(Time(0), ea, wa, &d);
-                resp += s.elapsed();
-                moved = true;
-            }
-            while let Some(t) = e.poll_transmit(&mut buf) {
-                let d = buf[..t.len].to_vec();
-                w.handle_datagram(Time(0), wa, ea, &d);
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        resp += shuttle(&mut w, &mut e, wa, ea, &mut buf);
         assert_eq!(w.ipsec_sas().count(), 1, "handshake {i} completed");
     }
     let total = t0.elapsed();
@@ -139,24 +176,7 @@ fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
             2 * i as u64 + 2,
         );
         w.connect(Time(0), "peer").unwrap();
-        loop {
-            let mut moved = false;
-            while let Some(t) = w.poll_transmit(&mut buf) {
-                let d = buf[..t.len].to_vec();
-                let s = Instant::now();
-                e.handle_datagram(Time(0), ea, wa, &d);
-                resp += s.elapsed();
-                moved = true;
-            }
-            while let Some(t) = e.poll_transmit(&mut buf) {
-                let d = buf[..t.len].to_vec();
-                w.handle_datagram(Time(0), wa, ea, &d);
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        resp += shuttle(&mut w, &mut e, wa, ea, &mut buf);
         assert!(
             w.ike_sas().any(|(_, sa)| sa.state == IkeState::Established)
                 && w.child_sas().count() == 1,
