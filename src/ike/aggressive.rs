@@ -296,7 +296,7 @@ pub(crate) fn i2(
     .map_err(|_| Drop::Silent("message 3 too large"))?;
     buf.truncate(n);
     let clear = buf.clone();
-    x.iv = Engine::encrypt(choice.cipher, &x.ka, &x.iv, &mut buf)
+    x.iv = Engine::encrypt(choice.cipher, x.ka.as_bytes(), &x.iv, &mut buf)
         .map_err(|_| Drop::Silent("encryption failed"))?;
     x.set_p1(P1Step::Done(choice));
     x.resend_on_dup = true;
@@ -315,7 +315,7 @@ pub(crate) fn r3(
     let mut buf = data.to_vec();
     let encrypted = buf[19] & wire::FLAG_ENCRYPTION != 0;
     let next_iv = if encrypted {
-        Some(Engine::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?)
+        Some(Engine::decrypt(c.cipher, x.ka.as_bytes(), &x.iv, &mut buf)?)
     } else {
         None
     };

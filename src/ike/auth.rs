@@ -173,7 +173,7 @@ pub(crate) fn verify_auth_message(
             "cleartext where encryption is required",
         ));
     }
-    let next_iv = Engine::decrypt(c.cipher, &x.ka, &x.iv, &mut buf)?;
+    let next_iv = Engine::decrypt(c.cipher, x.ka.as_bytes(), &x.iv, &mut buf)?;
     let m = Engine::parse(&buf, true).map_err(|_| {
         Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)")
     })?;

@@ -537,6 +537,14 @@ impl super::Engine {
         let Some(x) = self.exchanges.get_mut(h) else {
             return;
         };
+        // The messages were built in buffers sized for the largest message: a cache of
+        // hundreds of them kept at that size held megabytes (512 x 8 KiB) for nothing.
+        let (mut last_recv, mut last_sent) = (
+            std::mem::take(&mut x.last_recv),
+            std::mem::take(&mut x.last_sent),
+        );
+        last_recv.shrink_to_fit();
+        last_sent.shrink_to_fit();
         let f = Finished {
             kind: x.kind,
             initiator: x.initiator,
@@ -545,8 +553,8 @@ impl super::Engine {
             msgid: x.msgid,
             local: x.local,
             remote: x.remote,
-            last_recv: std::mem::take(&mut x.last_recv),
-            last_sent: std::mem::take(&mut x.last_sent),
+            last_recv,
+            last_sent,
             resend_on_dup: x.resend_on_dup,
             until: now.add_secs(LINGER_SECS),
         };

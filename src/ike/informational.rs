@@ -33,13 +33,13 @@ impl Engine {
             return;
         };
         let (local, remote, cipher) = (s.local, s.remote, s.cipher);
-        let iv = derive::phase2_iv(s.hash, s.last_block.as_bytes(), msgid, cipher.block_len());
+        let iv = derive::phase2_iv(s.hash, s.last_block(), msgid, cipher.block_len());
         // Built in the engine's scratch buffer: DPD and DELETE allocate nothing.
         let mut buf = std::mem::take(&mut self.scratch);
         let r = self.build_protected(&mut buf, sa, ExchangeType::INFO, msgid, ty, body);
         let r = r.and_then(|ka| {
             self.io.capture(local, remote, &buf);
-            Self::encrypt(cipher, &ka, &iv, &mut buf).map_err(|_| "encryption failed")
+            Self::encrypt(cipher, ka.as_bytes(), &iv, &mut buf).map_err(|_| "encryption failed")
         });
         match r {
             Ok(_) => self.io.send(local, remote, &buf),
@@ -80,9 +80,9 @@ impl Engine {
         .map_err(|_| "message too large")?;
         buf.truncate(n);
         let start = HEADER_LEN + 4 + hlen;
-        let h1 = derive::info_hash(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[start..]);
+        let h1 = derive::info_hash(s.hash, s.skeyid_a(), msgid, &buf[start..]);
         buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
-        Ok(s.ka.clone())
+        Ok(super::crypto::Key::from_slice(s.ka()).unwrap_or_default())
     }
 
     /// `HDR*, HASH(1), <one payload>` of exchange `exchange` over ISAKMP SA `sa`, with
@@ -102,7 +102,7 @@ impl Engine {
         let mut buf = Vec::new();
         let ka = self.build_protected(&mut buf, sa, exchange, msgid, ty, &mut |w| w.bytes(body))?;
         let clear = buf.clone();
-        let next = Self::encrypt(cipher, &ka, iv, &mut buf)?;
+        let next = Self::encrypt(cipher, ka.as_bytes(), iv, &mut buf)?;
         Ok((clear, buf, next))
     }
 
@@ -189,12 +189,7 @@ impl Engine {
         };
         let iv = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
-            derive::phase2_iv(
-                s.hash,
-                s.last_block.as_bytes(),
-                hd.msgid,
-                s.cipher.block_len(),
-            )
+            derive::phase2_iv(s.hash, s.last_block(), hd.msgid, s.cipher.block_len())
         };
         // Decrypted in the engine's receive scratch: DPD and DELETE allocate nothing.
         let mut clear = std::mem::take(&mut self.rx);

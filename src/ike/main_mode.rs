@@ -16,6 +16,7 @@
 //! step; `phase1.rs` routes a message to the step its exchange waits for, and makes the
 //! ISAKMP SA when a step returns [`Next::Done`].
 
+use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::{self, Authenticated};
@@ -122,10 +123,12 @@ impl Engine {
             cipher: c.cipher,
             group: c.group,
             auth: c.auth,
-            skeyid_d: x.skeyid_d.clone(),
-            skeyid_a: x.skeyid_a.clone(),
-            ka: x.ka.clone(),
-            last_block: x.iv.clone(),
+            keys: SecretParts::new([
+                x.skeyid_d.as_bytes(),
+                x.skeyid_a.as_bytes(),
+                x.ka.as_bytes(),
+                x.iv.as_bytes(),
+            ]),
             id_local: Vec::new(),
             id_remote: Vec::new(),
             established: now,
@@ -420,7 +423,7 @@ fn auth_message(
     .map_err(|_| Drop::Silent("message too large"))?;
     buf.truncate(n);
     let clear = buf.clone();
-    x.iv = Engine::encrypt(c.cipher, &x.ka, &x.iv, &mut buf)
+    x.iv = Engine::encrypt(c.cipher, x.ka.as_bytes(), &x.iv, &mut buf)
         .map_err(|_| Drop::Silent("encryption failed"))?;
     Ok((clear, buf))
 }

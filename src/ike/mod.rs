@@ -707,7 +707,7 @@ impl Engine {
     /// header with `iv`, sets the length, and returns the new IV (the last cipher block).
     pub(crate) fn encrypt(
         cipher: CipherAlg,
-        ka: &Key,
+        ka: &[u8],
         iv: &Key,
         msg: &mut Vec<u8>,
     ) -> Result<Key, String> {
@@ -718,7 +718,7 @@ impl Engine {
         msg[19] |= wire::FLAG_ENCRYPTION;
         let n = msg.len() as u32;
         msg[24..28].copy_from_slice(&n.to_be_bytes());
-        cbc_encrypt(cipher, ka.as_bytes(), iv.as_bytes(), &mut msg[HEADER_LEN..])
+        cbc_encrypt(cipher, ka, iv.as_bytes(), &mut msg[HEADER_LEN..])
             .map_err(|e| format!("encryption failed: {e}"))?;
         Ok(Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default())
     }
@@ -726,7 +726,7 @@ impl Engine {
     /// Decrypts a received message in place; returns the IV for the next message.
     pub(crate) fn decrypt(
         cipher: CipherAlg,
-        ka: &Key,
+        ka: &[u8],
         iv: &Key,
         msg: &mut [u8],
     ) -> Result<Key, Drop> {
@@ -738,7 +738,7 @@ impl Engine {
             ));
         }
         let next = Key::from_slice(&msg[msg.len() - bl..]).unwrap_or_default();
-        cbc_decrypt(cipher, ka.as_bytes(), iv.as_bytes(), &mut msg[HEADER_LEN..])
+        cbc_decrypt(cipher, ka, iv.as_bytes(), &mut msg[HEADER_LEN..])
             .map_err(|_| Drop::Silent("decryption failed"))?;
         Ok(next)
     }

@@ -223,7 +223,7 @@ impl Engine {
         let msgid = u32::from_be_bytes([r[0], r[1], r[2], r[3]]).max(1);
         let cfg_id = u16::from_be_bytes([r[4], r[5]]);
         let s = self.isakmp_sas.get(sa)?;
-        let iv = derive::phase2_iv(s.hash, s.last_block.as_bytes(), msgid, s.cipher.block_len());
+        let iv = derive::phase2_iv(s.hash, s.last_block(), msgid, s.cipher.block_len());
         let (icookie, rcookie) = (s.icookie, s.rcookie);
         if ty == CfgType::SET {
             self.cfg_gave(sa, &attrs);
@@ -371,12 +371,7 @@ impl Engine {
     ) -> Result<(), Drop> {
         let iv = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
-            derive::phase2_iv(
-                s.hash,
-                s.last_block.as_bytes(),
-                hd.msgid,
-                s.cipher.block_len(),
-            )
+            derive::phase2_iv(s.hash, s.last_block(), hd.msgid, s.cipher.block_len())
         };
         let (ty, id, attrs, next) = self.cfg_open(sa, &iv, hd.msgid, local, remote, data)?;
         let peer_id = self

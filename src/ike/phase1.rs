@@ -4,6 +4,7 @@
 //! ISAKMP SA that comes of an authenticated exchange. The two modes are short lists of
 //! steps over these: `main_mode.rs` and `aggressive.rs`.
 
+use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::{Authenticated, Credentials};
@@ -809,10 +810,12 @@ impl Engine {
             cipher: c.cipher,
             group: c.group,
             auth: c.auth,
-            skeyid_d: x.skeyid_d.clone(),
-            skeyid_a: x.skeyid_a.clone(),
-            ka: x.ka.clone(),
-            last_block: x.iv.clone(),
+            keys: SecretParts::new([
+                x.skeyid_d.as_bytes(),
+                x.skeyid_a.as_bytes(),
+                x.ka.as_bytes(),
+                x.iv.as_bytes(),
+            ]),
             id_local: id_local.clone(),
             id_remote: peer_id.clone(),
             established: now,

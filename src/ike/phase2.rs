@@ -4,6 +4,7 @@
 //! KEYMAT, into the table and to the kernel, and the exchange finished once the kernel
 //! holds them.
 
+use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::same;
@@ -205,7 +206,7 @@ pub(crate) fn open_protected_into(
     }
     buf.clear();
     buf.extend_from_slice(data);
-    let next = Engine::decrypt(s.cipher, &s.ka, iv, buf)?;
+    let next = Engine::decrypt(s.cipher, s.ka(), iv, buf)?;
     let (hash_len, trailing) = {
         let m = Engine::parse(buf, true)?;
         let first = m
@@ -278,7 +279,7 @@ pub(crate) fn agreed_sas(
         let km = |spi: &[u8; 4]| {
             derive::keymat(
                 hash,
-                s.skeyid_d.as_bytes(),
+                s.skeyid_d(),
                 g,
                 c.protocol.0,
                 spi,
@@ -307,8 +308,7 @@ pub(crate) fn agreed_sas(
             pfs: x.qm.pfs,
             spi_in: c.spi_in,
             spi_out: c.spi_out,
-            keymat_in: kin,
-            keymat_out: kout,
+            keymat: SecretParts::new([kin.as_bytes(), kout.as_bytes()]),
             enc_key_len: el,
             auth_key_len: al,
             local_id: x
@@ -373,7 +373,7 @@ pub(crate) fn open_hash1_into(
     data: &[u8],
 ) -> Result<Key, Drop> {
     let (next, range, got) = open_protected_into(s, buf, iv, data)?;
-    let want = derive::qm_hash1(s.hash, s.skeyid_a.as_bytes(), msgid, &buf[range]);
+    let want = derive::qm_hash1(s.hash, s.skeyid_a(), msgid, &buf[range]);
     if !same(want.as_bytes(), &buf[got]) {
         return Err(Drop::Silent("HASH(1) does not verify"));
     }

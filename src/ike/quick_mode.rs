@@ -16,7 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::auth::same;
-use super::crypto::{derive, DhPrivate, Group};
+use super::crypto::{derive, DhPrivate, Group, Key};
 use super::exchange::{Exchange, Kind, P2Choice, QmStep, State};
 use super::exchange::{Reply, Resume, Wait};
 use super::io::Io;
@@ -55,7 +55,7 @@ impl Engine {
                 s.remote,
                 s.hash,
                 s.cipher,
-                s.last_block.clone(),
+                Key::from_slice(s.last_block()).unwrap_or_default(),
             )
         };
         let msgid = loop {
@@ -457,10 +457,10 @@ fn send_1(x: &mut Exchange, h: Handle, cx: &mut QmCx<'_>) -> Result<(), String> 
     .map_err(|_| "quick mode message 1 too large")?;
     buf.truncate(n);
     let start = HEADER_LEN + 4 + hlen;
-    let h1 = derive::qm_hash1(s.hash, s.skeyid_a.as_bytes(), x.msgid, &buf[start..]);
+    let h1 = derive::qm_hash1(s.hash, s.skeyid_a(), x.msgid, &buf[start..]);
     buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
     let clear = buf.clone();
-    x.iv = Engine::encrypt(s.cipher, &s.ka, &x.iv, &mut buf)?;
+    x.iv = Engine::encrypt(s.cipher, s.ka(), &x.iv, &mut buf)?;
     x.set_qm(QmStep::AwaitReply);
     x.qm.sent1 = Some(cx.now);
     cx.io.send_step(cx.now, (h, x), Some(&clear), buf, true);
@@ -478,12 +478,7 @@ fn r1(
 ) -> Result<Exchange, Drop> {
     let iv = {
         let s = cx.sa;
-        derive::phase2_iv(
-            s.hash,
-            s.last_block.as_bytes(),
-            hd.msgid,
-            s.cipher.block_len(),
-        )
+        derive::phase2_iv(s.hash, s.last_block(), hd.msgid, s.cipher.block_len())
     };
     let mut clear = Vec::new();
     let next_iv = open_hash1_into(
@@ -746,10 +741,10 @@ fn build_2(x: &mut Exchange, cx: &mut QmCx<'_>) -> Result<Resume, Drop> {
     .map_err(|_| Drop::Silent("quick mode message 2 too large"))?;
     buf.truncate(n);
     let start = HEADER_LEN + 4 + hlen;
-    let h2 = derive::qm_hash2(s.hash, s.skeyid_a.as_bytes(), x.msgid, &x.ni, &buf[start..]);
+    let h2 = derive::qm_hash2(s.hash, s.skeyid_a(), x.msgid, &x.ni, &buf[start..]);
     buf[HEADER_LEN + 4..start].copy_from_slice(h2.as_bytes());
     let clear = buf.clone();
-    x.iv = Engine::encrypt(s.cipher, &s.ka, &x.iv, &mut buf)
+    x.iv = Engine::encrypt(s.cipher, s.ka(), &x.iv, &mut buf)
         .map_err(|_| Drop::Silent("encryption failed"))?;
     x.set_qm(QmStep::AwaitAck);
     install_inbound(x, s, cx.io, cx.now)?;
@@ -762,7 +757,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
     let s = cx.sa;
     let msgid = x.msgid;
     let (clear, next_iv, range, got) = open_protected(s, &x.iv, data)?;
-    let want = derive::qm_hash2(s.hash, s.skeyid_a.as_bytes(), msgid, &x.ni, &clear[range]);
+    let want = derive::qm_hash2(s.hash, s.skeyid_a(), msgid, &x.ni, &clear[range]);
     if !same(want.as_bytes(), &got) {
         return Err(Drop::Silent("quick mode HASH(2) does not verify"));
     }
@@ -880,7 +875,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
     let (local, remote) = (x.local, x.remote);
     cx.io.capture(remote, local, &clear);
     // Message 3.
-    let h3 = derive::qm_hash3(s.hash, s.skeyid_a.as_bytes(), msgid, &x.ni, &x.nr);
+    let h3 = derive::qm_hash3(s.hash, s.skeyid_a(), msgid, &x.ni, &x.nr);
     let hd = Header {
         icookie: x.icookie,
         rcookie: x.rcookie,
@@ -898,7 +893,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
     .map_err(|_| Drop::Silent("message 3 too large"))?;
     buf.truncate(n);
     let clear = buf.clone();
-    x.iv = Engine::encrypt(s.cipher, &s.ka, &x.iv, &mut buf)
+    x.iv = Engine::encrypt(s.cipher, s.ka(), &x.iv, &mut buf)
         .map_err(|_| Drop::Silent("encryption failed"))?;
     // Message 2 is in: no more retransmissions of message 1, and a repeat of
     // message 2 while the kernel works is dropped.
@@ -929,7 +924,7 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
 fn r3(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<(), Drop> {
     let s = cx.sa;
     let (clear, next_iv, _, got) = open_protected(s, &x.iv, data)?;
-    let want = derive::qm_hash3(s.hash, s.skeyid_a.as_bytes(), x.msgid, &x.ni, &x.nr);
+    let want = derive::qm_hash3(s.hash, s.skeyid_a(), x.msgid, &x.ni, &x.nr);
     if !same(want.as_bytes(), &got) {
         return Err(Drop::Silent("quick mode HASH(3) does not verify"));
     }

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::crypto::{CipherAlg, Group, HashAlg, Key, Keymat};
+use super::crypto::{CipherAlg, Group, HashAlg, SecretParts};
 use super::policy::OwnedId;
 use super::wire::{AuthAlgorithm, AuthMethod, EncapsulationMode, ProtocolId};
 use crate::timer::{Time, TimerHandle};
@@ -137,11 +137,9 @@ pub struct IsakmpSa {
     pub cipher: CipherAlg,
     pub group: Group,
     pub auth: AuthMethod,
-    pub skeyid_d: Key,
-    pub skeyid_a: Key,
-    pub ka: Key,
-    /// The last CBC block of phase 1, from which phase 2 IVs are derived.
-    pub last_block: Key,
+    /// SKEYID_d, SKEYID_a, the encryption key and the last CBC block of phase 1 (see
+    /// the accessors of the same names).
+    pub keys: SecretParts<4>,
     pub id_local: Vec<u8>,
     pub id_remote: Vec<u8>,
     pub established: Time,
@@ -161,6 +159,26 @@ pub struct IsakmpSa {
 }
 
 /// Dead peer detection state of an ISAKMP SA.
+impl IsakmpSa {
+    pub fn skeyid_d(&self) -> &[u8] {
+        self.keys.part(0)
+    }
+
+    pub fn skeyid_a(&self) -> &[u8] {
+        self.keys.part(1)
+    }
+
+    /// The phase 1 encryption key.
+    pub fn ka(&self) -> &[u8] {
+        self.keys.part(2)
+    }
+
+    /// The last CBC block of phase 1, from which phase 2 IVs are derived.
+    pub fn last_block(&self) -> &[u8] {
+        self.keys.part(3)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Dpd {
     /// The peer sent the DPD vendor ID: it answers R-U-THERE.
@@ -193,8 +211,8 @@ pub struct IpsecSa {
     pub pfs: Option<Group>,
     pub spi_in: [u8; 4],
     pub spi_out: [u8; 4],
-    pub keymat_in: Keymat,
-    pub keymat_out: Keymat,
+    /// KEYMAT inbound and outbound (`keymat_in()`, `keymat_out()`).
+    pub keymat: SecretParts<2>,
     pub enc_key_len: usize,
     pub auth_key_len: usize,
     pub local_id: OwnedId,
@@ -332,6 +350,14 @@ impl std::fmt::Debug for KernelReq {
 }
 
 impl IpsecSa {
+    pub fn keymat_in(&self) -> &[u8] {
+        self.keymat.part(0)
+    }
+
+    pub fn keymat_out(&self) -> &[u8] {
+        self.keymat.part(1)
+    }
+
     /// Whether `other` carries the same traffic (a replacement, or the SA it replaces).
     /// A digest of what [`Self::same_flows`] compares: the IPsec SA table's index key.
     /// (FNV-1a: the client IDs are an authenticated peer's; SAs whose digests collide

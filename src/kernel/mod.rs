@@ -208,14 +208,14 @@ fn halves(sa: &IpsecSa, part: Part) -> impl Iterator<Item = Half<'_>> {
     let inbound = Half {
         inbound: true,
         spi: sa.spi_in,
-        keymat: sa.keymat_in.as_bytes(),
+        keymat: sa.keymat_in(),
         src: sa.remote.ip(),
         dst: sa.local.ip(),
     };
     let outbound = Half {
         inbound: false,
         spi: sa.spi_out,
-        keymat: sa.keymat_out.as_bytes(),
+        keymat: sa.keymat_out(),
         src: sa.local.ip(),
         dst: sa.remote.ip(),
     };

@@ -4,7 +4,7 @@
 //! of the kernel channel's bookkeeping.
 
 use super::*;
-use crate::ike::crypto::Keymat;
+use crate::ike::crypto::SecretParts;
 use crate::ike::wire::AuthAlgorithm;
 
 fn sa() -> IpsecSa {
@@ -30,8 +30,7 @@ fn sa() -> IpsecSa {
         pfs: None,
         spi_in: [0, 0, 1, 2],
         spi_out: [0, 0, 3, 4],
-        keymat_in: Keymat::from_slice(&[1; 48]).unwrap(),
-        keymat_out: Keymat::from_slice(&[2; 48]).unwrap(),
+        keymat: SecretParts::new([&[1; 48], &[2; 48]]),
         enc_key_len: 16,
         auth_key_len: 32,
         local_id: id([198, 51, 100, 0]),
@@ -166,8 +165,7 @@ fn pfkey_translation_for_linux_and_openbsd() {
     let mut s = sa();
     s.auth = Some(AuthAlgorithm(2)); // HMAC-SHA1
     s.auth_key_len = 20;
-    s.keymat_in = Keymat::from_slice(&[1; 36]).unwrap();
-    s.keymat_out = Keymat::from_slice(&[2; 36]).unwrap();
+    s.keymat = SecretParts::new([&[1; 36], &[2; 36]]);
     let m = pfkey_messages(
         &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
         &mut seq,

@@ -116,6 +116,59 @@ impl<const N: usize> fmt::Debug for Secret<N> {
     }
 }
 
+/// Secrets an SA keeps for its life, stored together in one allocation of exactly their
+/// length. A [`Secret`] is sized for the longest use: an ISAKMP SA's four keys held 288
+/// bytes where AES-128 with SHA2-256 needs 96, and at 10,000 tunnels that was megabytes.
+/// Zeroed when dropped; never printed.
+#[derive(Clone)]
+pub struct SecretParts<const K: usize> {
+    buf: Box<[u8]>,
+    ends: [u16; K],
+}
+
+impl<const K: usize> SecretParts<K> {
+    /// The parts in order (each at most 64 KiB: keys, IVs and KEYMAT are far shorter).
+    pub fn new(parts: [&[u8]; K]) -> Self {
+        // Exactly the room needed: a vector that grew would leave copies behind.
+        let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len().min(0xffff)).sum());
+        let mut ends = [0u16; K];
+        for (end, p) in ends.iter_mut().zip(parts) {
+            let p = &p[..p.len().min(0xffff)];
+            if buf.len() + p.len() <= buf.capacity() && buf.len() + p.len() <= 0xffff {
+                buf.extend_from_slice(p);
+            }
+            *end = buf.len() as u16;
+        }
+        SecretParts {
+            buf: buf.into_boxed_slice(),
+            ends,
+        }
+    }
+
+    /// Part `i` (empty past the last).
+    pub fn part(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            Some(j) => self.ends.get(j).map_or(0, |&e| usize::from(e)),
+            None => 0,
+        };
+        let end = self.ends.get(i).map_or(start, |&e| usize::from(e));
+        self.buf.get(start..end).unwrap_or(&[])
+    }
+}
+
+impl<const K: usize> Drop for SecretParts<K> {
+    fn drop(&mut self) {
+        wipe(&mut self.buf);
+    }
+}
+
+/// Never prints the bytes: secrets must not reach a log.
+impl<const K: usize> fmt::Debug for SecretParts<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes in {K} parts)", self.buf.len())
+    }
+}
+
 /// The phase 1 hash algorithms and the HMAC PRFs built on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashAlg {
@@ -422,6 +475,20 @@ impl Random for SeededRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_parts_keep_each_part_and_print_none() {
+        let k = SecretParts::new([&[1u8; 32][..], &[2; 32], &[], &[4; 16]]);
+        assert_eq!(k.part(0), [1; 32]);
+        assert_eq!(k.part(1), [2; 32]);
+        assert!(k.part(2).is_empty());
+        assert_eq!(k.part(3), [4; 16]);
+        assert!(k.part(4).is_empty());
+        let c = k.clone();
+        assert_eq!(c.part(3), [4; 16]);
+        let shown = format!("{k:?}");
+        assert_eq!(shown, "Secret(80 bytes in 4 parts)");
+    }
 
     #[test]
     fn secrets_hide_and_bound() {

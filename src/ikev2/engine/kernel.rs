@@ -39,7 +39,7 @@
 //! kernel's EXPIREs come back through [`Engine::handle_expire`].
 
 use super::*;
-use crate::ike::crypto::{AeadAlg, Keymat};
+use crate::ike::crypto::{AeadAlg, Keymat, SecretParts};
 use crate::ike::ipsec_alg;
 use crate::ike::policy::OwnedId;
 use crate::ike::wire::{
@@ -459,8 +459,7 @@ impl ChildSa {
                 .and_then(|g| Group::from_ike(GroupDescription(g.0))),
             spi_in: self.spi_in.to_be_bytes(),
             spi_out: self.spi_out.to_be_bytes(),
-            keymat_in,
-            keymat_out,
+            keymat: SecretParts::new([keymat_in.as_bytes(), keymat_out.as_bytes()]),
             enc_key_len: self.encr_in.len(),
             auth_key_len: self.integ_in.len(),
             local_id: selector_id(l)?,
@@ -584,9 +583,9 @@ mod tests {
         assert_eq!(sa.auth, Some(AuthAlgorithm::HMAC_SHA2_256));
         assert_eq!(sa.encapsulation, EncapsulationMode::TUNNEL);
         assert_eq!((sa.enc_key_len, sa.auth_key_len), (32, 32));
-        assert_eq!(sa.keymat_in.as_bytes()[..32], [1; 32]);
-        assert_eq!(sa.keymat_in.as_bytes()[32..], [2; 32]);
-        assert_eq!(sa.keymat_out.as_bytes()[..32], [3; 32]);
+        assert_eq!(sa.keymat_in()[..32], [1; 32]);
+        assert_eq!(sa.keymat_in()[32..], [2; 32]);
+        assert_eq!(sa.keymat_out()[..32], [3; 32]);
         assert_eq!((sa.spi_in, sa.spi_out), ([0x10, 0, 0, 1], [0x20, 0, 0, 2]));
         assert!(sa.spi_from_kernel && sa.encap.is_none());
         assert_eq!(sa.local_id.ty, V1IdType::IPV4_ADDR_SUBNET);
