@@ -954,15 +954,21 @@ fn main() {
         g.c.peak_tunnels, g.c.peak_p1, g.c.peak_flying
     );
     println!("  generator CPU {gen_ms:.3} ms per handshake");
+    // What each tunnel costs the responder: the growth of its resident memory from
+    // start to peak over the most peers it held at once (phase 1 SAs: a responder
+    // without ESP, as charon here, may keep those and drop the phase 2 ones).
+    let per_tunnel_b = (peak_rss.saturating_sub(rss0) * 1024)
+        .checked_div(g.c.peak_tunnels.max(g.c.peak_p1) as u64)
+        .unwrap_or(0);
     if !tree.is_empty() {
         println!(
-            "  responder pids {tree:?}: CPU {resp_ms:.3} ms per handshake; VmRSS kB start {rss0} peak {peak_rss} end {rss_end} after {rss_after}; Pss kB start {pss0} peak {peak_pss} end {pss_end} after {pss_after}"
+            "  responder pids {tree:?}: CPU {resp_ms:.3} ms per handshake; VmRSS kB start {rss0} peak {peak_rss} end {rss_end} after {rss_after} ({per_tunnel_b} B per tunnel); Pss kB start {pss0} peak {peak_pss} end {pss_end} after {pss_after}"
         );
     }
     println!(
         "LOADBENCH label={} group={} count={} done={n_ok} failed={} unfinished={timed_out} secs={span:.3} rate={rate:.1} \
          retransmits={} dup_received={} peak_tunnels={} peak_p1={} tunnels_end={tunnels_end} resp_cpu_ms={resp_ms:.3} gen_cpu_ms={gen_ms:.3} \
-         rss0_kb={rss0} rss_peak_kb={peak_rss} rss_end_kb={rss_end} rss_after_kb={rss_after} pss0_kb={pss0} pss_peak_kb={peak_pss} pss_end_kb={pss_end} \
+         rss0_kb={rss0} rss_peak_kb={peak_rss} rss_end_kb={rss_end} rss_after_kb={rss_after} per_tunnel_b={per_tunnel_b} pss0_kb={pss0} pss_peak_kb={peak_pss} pss_end_kb={pss_end} \
          lat_p50_ms={:.1} lat_p99_ms={:.1} deletes={deletes} send_errors={}",
         o.label,
         o.group.name(),

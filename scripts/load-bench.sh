@@ -249,7 +249,7 @@ function v(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] 
 	r = v("label"); g = v("group"); key = r SUBSEP g
 	rate[key] = v("rate"); cpu[key] = v("resp_cpu_ms"); peak[key] = v("peak_tunnels")
 	fail[key] = v("failed") + v("unfinished"); rtx[key] = v("retransmits"); rss[key] = v("rss_peak_kb") / 1024
-	rss0[key] = v("rss0_kb") / 1024; pss[key] = v("pss_peak_kb") / 1024; lat[key] = v("lat_p50_ms") "/" v("lat_p99_ms")
+	rss0[key] = v("rss0_kb") / 1024; ptb[key] = v("per_tunnel_b"); pss[key] = v("pss_peak_kb") / 1024; lat[key] = v("lat_p50_ms") "/" v("lat_p99_ms")
 	dup[key] = v("dup_received"); gen[key] = v("gen_cpu_ms"); p1[key] = v("peak_p1"); rdrop[key] = v("resp_rcvbuf_drops"); left[key] = v("left_p1") "/" v("left_p2")
 	if (!(g in seen)) { seen[g] = 1; groups[++ng] = g }
 	if (!(r in rs)) { rs[r] = 1; resps[++nr] = r }
@@ -268,11 +268,11 @@ END {
 			printf "| charon / isakmpd | %s | %.2f | %.2f | | | | %.2f |\n", g, rate[b] / rate[a], cpu[b] / cpu[a], rss[b] / rss[a]
 	}
 	print ""
-	print "| responder | group | peak phase 1 SAs | RSS MB at start | Pss MB peak | latency ms p50/p99 | duplicates received | generator CPU ms per handshake | responder UDP buffer drops | SAs left (phase 1/phase 2) |"
-	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| responder | group | peak phase 1 SAs | RSS MB at start | B per tunnel | Pss MB peak | latency ms p50/p99 | duplicates received | generator CPU ms per handshake | responder UDP buffer drops | SAs left (phase 1/phase 2) |"
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 1; i <= ng; i++) for (j = 1; j <= nr; j++) {
 		k = resps[j] SUBSEP groups[i]
-		if (k in rate) printf "| %s | %s | %d | %.1f | %.1f | %s | %d | %.3f | %s | %s |\n", resps[j], groups[i], p1[k], rss0[k], pss[k], lat[k], dup[k], gen[k], rdrop[k], left[k]
+		if (k in rate) printf "| %s | %s | %d | %.1f | %d | %.1f | %s | %d | %.3f | %s | %s |\n", resps[j], groups[i], p1[k], rss0[k], ptb[k], pss[k], lat[k], dup[k], gen[k], rdrop[k], left[k]
 	}
 }' "$RESULTS" | tee "$OUT/table.md"
 echo
