@@ -187,37 +187,54 @@ impl FakeKernel {
                     self.refuse_add -= 1;
                     return (failed("refused"), format!("refused add {i:08x}"));
                 }
-                assert_eq!(*part, isakmpd::ike::sa::Part::Both);
                 let (inb, outb) = ((sa.local.ip(), i), (sa.remote.ip(), o));
-                if sa.spi_from_kernel && !self.larval.remove(&inb) {
+                let (with_in, with_out) = halves(*part);
+                if with_in && sa.spi_from_kernel && !self.larval.remove(&inb) {
                     return (failed("no larval state"), format!("bad add {i:08x}"));
                 }
-                if self.states.contains(&inb) || self.states.contains(&outb) {
+                if (with_in && self.states.contains(&inb))
+                    || (with_out && self.states.contains(&outb))
+                {
                     return (failed("File exists"), format!("bad add {i:08x}"));
                 }
-                self.states.insert(inb);
-                self.states.insert(outb);
-                self.flows
-                    .insert((sa.local_id.data.clone(), sa.remote_id.data.clone()));
-                (KernelReply::Done, format!("add {i:08x} {o:08x}"))
+                if with_in {
+                    self.states.insert(inb);
+                }
+                if with_out {
+                    self.states.insert(outb);
+                    // The flows go with the outbound half.
+                    self.flows
+                        .insert((sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                }
+                let what = match (with_in, with_out) {
+                    (true, true) => format!("add {i:08x} {o:08x}"),
+                    (true, false) => format!("add {i:08x} in"),
+                    _ => format!("add-out {o:08x}"),
+                };
+                (KernelReply::Done, what)
             }
             KernelReq::DeleteSa(sa, part, keep_flows) => {
-                assert_eq!(*part, isakmpd::ike::sa::Part::Both);
                 let (i, o) = (
                     u32::from_be_bytes(sa.spi_in),
                     u32::from_be_bytes(sa.spi_out),
                 );
-                // XFRM's DELSA takes a larval state too.
-                self.larval.remove(&(sa.local.ip(), i));
-                self.states.remove(&(sa.local.ip(), i));
-                self.states.remove(&(sa.remote.ip(), o));
-                if !keep_flows {
+                let (with_in, with_out) = halves(*part);
+                if with_in {
+                    // XFRM's DELSA takes a larval state too.
+                    self.larval.remove(&(sa.local.ip(), i));
+                    self.states.remove(&(sa.local.ip(), i));
+                }
+                if with_out {
+                    self.states.remove(&(sa.remote.ip(), o));
+                }
+                if with_out && !keep_flows {
                     self.flows
                         .remove(&(sa.local_id.data.clone(), sa.remote_id.data.clone()));
                 }
+                let half = if with_out { "" } else { " in" };
                 (
                     KernelReply::Done,
-                    format!("del {i:08x} {o:08x} keep {keep_flows}"),
+                    format!("del {i:08x} {o:08x}{half} keep {keep_flows}"),
                 )
             }
             KernelReq::UpdateSa(_) => (failed("unexpected"), "update".into()),
@@ -226,6 +243,16 @@ impl FakeKernel {
 
     fn is_empty(&self) -> bool {
         self.states.is_empty() && self.flows.is_empty() && self.larval.is_empty()
+    }
+}
+
+/// Which halves of an SA a request is about: (inbound, outbound).
+fn halves(part: isakmpd::ike::sa::Part) -> (bool, bool) {
+    use isakmpd::ike::sa::Part;
+    match part {
+        Part::Both => (true, true),
+        Part::Inbound => (true, false),
+        Part::Outbound => (false, true),
     }
 }
 
@@ -1598,9 +1625,20 @@ fn a_child_sa_rekey_installs_the_new_one_before_the_old_one_goes() {
         // The responder installs before its CREATE_CHILD_SA response goes.
         let resp_in = if from_west { new.spi_out } else { new.spi_in };
         let x = ExchangeType::CREATE_CHILD_SA;
-        let add = p.position(|e| is_kernel(e, !from_west, &format!("add {resp_in:08x}")));
+        let add = p.position(|e| is_kernel(e, !from_west, &format!("add {resp_in:08x} in")));
         let answer = p.position(|e| is_sent(e, !from_west, x, true));
         assert!(add < answer);
+        // Its outbound half waits until the initiator has the new SA inbound (it deletes
+        // the old one only then), and goes in before the old one leaves: no packet goes
+        // out under an SA the initiator cannot read yet, and never none.
+        let init_in = if from_west { new.spi_in } else { new.spi_out };
+        let resp_old_in = if from_west { old.spi_out } else { old.spi_in };
+        let order = [
+            p.position(|e| is_kernel(e, from_west, &format!("add {init_in:08x}"))),
+            p.position(|e| is_kernel(e, !from_west, &format!("add-out {init_in:08x}"))),
+            p.position(|e| is_kernel(e, !from_west, &format!("del {resp_old_in:08x}"))),
+        ];
+        assert!(order.is_sorted(), "{order:?}: {:#?}", &p.events[mark..]);
     }
 }
 

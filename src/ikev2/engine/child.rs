@@ -576,6 +576,7 @@ pub(super) fn bare_child(
         initiator: sa.info.initiator,
         rekeyed: false,
         replaces: None,
+        outbound_pending: false,
         spi_in,
         spi_out,
         encr,

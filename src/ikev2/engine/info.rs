@@ -67,6 +67,7 @@ impl Engine {
         let mut ikes: Vec<Handle> = Vec::new();
         for &ch in &gone {
             if let Some(c) = self.children.remove(ch) {
+                self.install_pending_outbound(c.spi_in, &gone);
                 log::info!(
                     "ikev2: {}: CHILD_SA deleted, SPIs in {:08x} out {:08x}",
                     c.peer,

@@ -294,10 +294,16 @@ impl Engine {
             let p = &self.policy.peers[sa.peer];
             (p.child_lifetime_secs, p.child_lifetime_bytes)
         });
+        // Responder of a rekey: the inbound half only (see `ChildSa::outbound_pending`).
+        let part = match step {
+            Step::CreateAnswerInstall { old: Some(_), .. } => Part::Inbound,
+            _ => Part::Both,
+        };
         if let Some(c) = step.child_mut() {
             (c.rekey_at, c.expires_at) = self.io.lifetime(now, secs);
             c.established = now;
             c.lifetime_bytes = bytes;
+            c.outbound_pending = part == Part::Inbound;
         }
         let Some(made) = step.child().map(|c| c.ipsec_sa(self.io.kernel_answers)) else {
             return;
@@ -314,7 +320,7 @@ impl Engine {
             }
         };
         let (local, remote) = (sa.local, sa.remote);
-        let req = KernelReq::AddSa(Box::new(sa), Part::Both);
+        let req = KernelReq::AddSa(Box::new(sa), part);
         if !self.io.kernel_answers {
             self.io.kernel_req(req);
             return self.resume(now, h, step, Ok(0));
@@ -340,14 +346,47 @@ impl Engine {
                 .filter_map(|w| w.step.child())
                 .any(|o| o.same_flows(c));
         match c.ipsec_sa(self.io.kernel_answers) {
-            Ok(sa) => self
-                .io
-                .kernel_req(KernelReq::DeleteSa(Box::new(sa), Part::Both, keep_flows)),
+            Ok(sa) => {
+                let part = sa.installed();
+                self.io
+                    .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, keep_flows))
+            }
             // It never went to the kernel either; only its SPI did.
             Err(why) => {
                 log::debug!("ikev2: {}: not for a kernel: {why}", c.peer);
                 self.io.release_spi(c.local, c.remote, c.spi_in);
             }
+        }
+    }
+
+    /// Responder of a rekey: the CHILD_SA whose inbound SPI is `old_in` is going, so the
+    /// outbound half of the one that replaces it goes in now, before the old one leaves
+    /// the kernel (not if that one is going too: `gone`).
+    pub(super) fn install_pending_outbound(&mut self, old_in: u32, gone: &[Handle]) {
+        let Some(ch) = self
+            .children
+            .iter()
+            .find(|(ch, c)| c.outbound_pending && c.replaces == Some(old_in) && !gone.contains(ch))
+            .map(|(ch, _)| ch)
+        else {
+            return;
+        };
+        let Some(c) = self.children.get_mut(ch) else {
+            return;
+        };
+        c.outbound_pending = false;
+        match c.ipsec_sa(self.io.kernel_answers) {
+            Ok(sa) => {
+                log::debug!(
+                    "ikev2: {}: CHILD_SA {:08x}/{:08x}: outbound half in",
+                    c.peer,
+                    c.spi_in,
+                    c.spi_out
+                );
+                self.io
+                    .kernel_req(KernelReq::AddSa(Box::new(sa), Part::Outbound));
+            }
+            Err(why) => log::debug!("ikev2: {}: not for a kernel: {why}", c.peer),
         }
     }
 
@@ -478,7 +517,7 @@ impl ChildSa {
             spi_from_kernel,
             encap: self.encap,
             peer_oa: None,
-            outbound_pending: false,
+            outbound_pending: self.outbound_pending,
         })
     }
 }
@@ -553,6 +592,7 @@ mod tests {
             initiator: true,
             rekeyed: false,
             replaces: None,
+            outbound_pending: false,
             spi_in: 0x1000_0001,
             spi_out: 0x2000_0002,
             encr,

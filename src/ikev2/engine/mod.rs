@@ -185,6 +185,12 @@ pub struct ChildSa {
     pub rekeyed: bool,
     /// Made by a rekey the peer asked for: our inbound SPI of the CHILD_SA it replaces.
     pub replaces: Option<u32>,
+    /// Made by a rekey the peer asked for, and only its inbound half is in the kernel:
+    /// the outbound half goes in when the CHILD_SA it replaces goes. The kernel sends on
+    /// the newest outbound SA at once, and the peer installs its inbound half only when
+    /// our response reaches it; it deletes the old CHILD_SA only after that, so until
+    /// then we keep sending under the old one (charon does the same).
+    pub outbound_pending: bool,
     pub spi_in: u32,
     pub spi_out: u32,
     pub encr: Encr,
