@@ -486,10 +486,11 @@ impl Daemon {
         }
         self.stop_capture();
         self.monitor.shutdown();
-        log::info!(
-            "{}: exiting",
+        // isakmpd's last line (isakmpd.c `daemon_shutdown`), logged whether or not -v.
+        crate::log::print(format_args!(
+            "{}: exit",
             if self.v2.is_some() { "iked" } else { "isakmpd" }
-        );
+        ));
         0
     }
 

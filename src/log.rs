@@ -130,7 +130,7 @@ pub fn verbose() -> bool {
 macro_rules! ike_debug {
     ($class:expr, $level:expr, $($arg:tt)+) => {
         if $crate::log::debug_enabled($class, $level) {
-            $crate::log::debug_line($class, ::std::format_args!($($arg)+));
+            $crate::log::debug_line($class, $level, ::std::format_args!($($arg)+));
         }
     };
 }
@@ -173,8 +173,41 @@ pub fn line(level: log::Level, args: fmt::Arguments<'_>) {
 /// rather than the `log` macro's record written out at each.
 #[doc(hidden)]
 #[inline(never)]
-pub fn debug_line(class: DebugClass, args: fmt::Arguments<'_>) {
-    log::debug!(target: class.name(), "{args}");
+pub fn debug_line(class: DebugClass, level: u8, args: fmt::Arguments<'_>) {
+    emit(libc::LOG_INFO, Some((class.name(), level)), args);
+}
+
+/// isakmpd's `log_print`: a notice logged whether or not -v (startup, exit).
+pub fn print(args: fmt::Arguments<'_>) {
+    emit(libc::LOG_NOTICE, None, args);
+}
+
+/// One line to syslog, or to stderr (-d) as isakmpd's log.c writes it there:
+/// `HHMMSS.uuuuuu Default <message>`, or `HHMMSS.uuuuuu <class> <level> <message>` for a
+/// debug line (its class name and two-digit level), with ` [priv]` after the message in
+/// a process running as root (the privileged parent). Syslog gets the message alone.
+fn emit(prio: libc::c_int, class: Option<(&str, u8)>, args: fmt::Arguments<'_>) {
+    let mut line = Line::new();
+    if SYSLOG.load(Ordering::Relaxed) {
+        let _ = line.write_fmt(args);
+        if let Some(c) = line.c_str() {
+            crate::sys::syslog(prio, c);
+        }
+        return;
+    }
+    let (hour, min, sec, usec) = crate::sys::local_time_of_day();
+    let _ = write!(line, "{hour:02}{min:02}{sec:02}.{usec:06} ");
+    let _ = match class {
+        Some((name, level)) => write!(line, "{name} {level:02} "),
+        None => line.write_str("Default "),
+    };
+    let _ = line.write_fmt(args);
+    if crate::sys::getuid() == 0 {
+        let _ = line.write_str(" [priv]");
+    }
+    // One write(2) per line (stderr is unbuffered), so lines from the privileged parent
+    // and the child do not interleave mid-line.
+    let _ = std::io::stderr().write_all(line.terminated(b'\n'));
 }
 
 struct Logger;
@@ -206,9 +239,10 @@ impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
         match m.level() {
             log::Level::Error | log::Level::Warn => true,
-            log::Level::Info => verbose(),
-            // Debug lines are gated per class by `ike_debug!` before they get here.
-            log::Level::Debug | log::Level::Trace => true,
+            // `log::debug!` lines (the IKEv2 engine's, per dropped datagram among them)
+            // only with -v: unconditional, they would let a flood fill the log. (The
+            // IKEv1 engine's debug lines take `ike_debug!`, gated by class and level.)
+            log::Level::Info | log::Level::Debug | log::Level::Trace => verbose(),
         }
     }
 
@@ -222,34 +256,7 @@ impl log::Log for Logger {
             log::Level::Info => libc::LOG_NOTICE,
             _ => libc::LOG_DEBUG,
         };
-        let class = if matches!(r.level(), log::Level::Debug | log::Level::Trace) {
-            r.target()
-        } else {
-            ""
-        };
-        let mut line = Line::new();
-        if SYSLOG.load(Ordering::Relaxed) {
-            let _ = if class.is_empty() {
-                line.write_fmt(*r.args())
-            } else {
-                write!(line, "{class} {}", r.args())
-            };
-            if let Some(c) = line.c_str() {
-                crate::sys::syslog(prio, c);
-            }
-        } else {
-            let (hour, min, sec, usec) = crate::sys::local_time_of_day();
-            // `HHMMSS.uuuuuu`, the stamp isakmpd -d puts on each line, in local time.
-            let _ = write!(line, "{hour:02}{min:02}{sec:02}.{usec:06} ");
-            let _ = if class.is_empty() {
-                line.write_fmt(*r.args())
-            } else {
-                write!(line, "{class:<4} {}", r.args())
-            };
-            // One write(2) per line (stderr is unbuffered), so lines from the privileged
-            // parent and the child do not interleave mid-line.
-            let _ = std::io::stderr().write_all(line.terminated(b'\n'));
-        }
+        emit(prio, None, *r.args());
     }
 
     fn flush(&self) {}

@@ -161,10 +161,22 @@ impl Daemon {
     }
 }
 
-/// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_report_all`).
+/// isakmpd's SA flags (sa.h), as the result file shows them.
+const SA_FLAG_READY: u32 = 0x01;
+const SA_FLAG_STAYALIVE: u32 = 0x02;
+const SA_FLAG_REPLACED: u32 = 0x08;
+const SA_FLAG_FADING: u32 = 0x10;
+const SA_FLAG_DPD: u32 = 0x80;
+const SA_FLAG_NAT_T_ENABLE: u32 = 0x100;
+const SA_FLAG_NAT_T_KEEPALIVE: u32 = 0x200;
+
+/// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_dump_all`): its lines in its
+/// order, then what we add (after them, never instead). Where isakmpd has state we do
+/// not keep, its line is left out rather than made up: a phase 1 SA has no soft timeout
+/// here (it is renegotiated when a phase 2 needs it), and isakmpd leaves a phase 2 SA's
+/// timeouts to the kernel, so ours follow its algorithm lines.
 pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
-    let now_ms = |t: Time| t.millis() / 1000;
-    let left = |t: Option<Time>| t.map_or(0, |t| now.until(t) / 1000);
+    let left = |t: Time| now.until(t) / 1000;
     for s in e.isakmp_sas() {
         let _ = writeln!(
             out,
@@ -177,16 +189,33 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             }
         );
         let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
-        let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-        if s.hard_expiry.is_some() {
-            let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+        if s.lifetime > 0 {
+            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
         }
+        if let Some(t) = s.hard_expiry {
+            let _ = writeln!(out, "Hard timeout in {} seconds", left(t));
+        }
+        let mut flags = SA_FLAG_READY;
+        if s.initiator {
+            flags |= SA_FLAG_STAYALIVE;
+        }
+        if s.dpd.peer {
+            flags |= SA_FLAG_DPD;
+        }
+        if let Some(n) = s.nat_t.filter(|n| n.detected()) {
+            flags |= SA_FLAG_NAT_T_ENABLE;
+            if n.local_behind {
+                flags |= SA_FLAG_NAT_T_KEEPALIVE;
+            }
+        }
+        let _ = writeln!(out, "Flags 0x{flags:08x}");
         let _ = writeln!(
             out,
             "icookie {} rcookie {}",
             hex(&s.icookie),
             hex(&s.rcookie)
         );
+        // Ours.
         let _ = writeln!(
             out,
             "Transform: {} {} group {}",
@@ -194,24 +223,60 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             s.hash.name(),
             s.group.number()
         );
-        let _ = writeln!(out, "Established: {} s", now_ms(s.established));
+        let _ = writeln!(out, "Established: {} s", s.established.millis() / 1000);
         let _ = writeln!(out);
     }
     for s in e.ipsec_sas() {
+        let _ = writeln!(out, "SA name: {} (Phase 2)", s.name);
+        let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
+        if s.lifetime > 0 {
+            let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
+        }
+        if s.kbytes > 0 {
+            let _ = writeln!(out, "Lifetime: {} kilobytes", s.kbytes);
+        }
+        let mut flags = SA_FLAG_READY;
+        if s.initiator {
+            flags |= SA_FLAG_STAYALIVE;
+        }
+        if s.rekeyed {
+            flags |= SA_FLAG_REPLACED;
+        }
+        if s.soft_expiry.is_some_and(|t| t <= now) {
+            flags |= SA_FLAG_FADING;
+        }
+        if s.encap.is_some() {
+            flags |= SA_FLAG_NAT_T_ENABLE;
+        }
+        let _ = writeln!(out, "Flags 0x{flags:08x}");
+        // isakmpd's report_spi: groups of four bytes, each followed by a blank.
+        let _ = writeln!(out, "SPI 0: {} ", hex(&s.spi_out));
+        let _ = writeln!(out, "SPI 1: {} ", hex(&s.spi_in));
+        if s.protocol == crate::ike::wire::ProtocolId::IPSEC_AH {
+            let _ = writeln!(out, "Transform: IPsec AH");
+            let _ = writeln!(out, "Encryption not used.");
+            let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
+        } else {
+            let _ = writeln!(out, "Transform: IPsec ESP");
+            let _ = writeln!(out, "Encryption key length: {}", s.enc_key_len);
+            let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
+            let _ = writeln!(
+                out,
+                "Encryption algorithm: {}",
+                crate::ike::ipsec_alg::cipher_name(s.protocol, s.transform)
+            );
+        }
         let _ = writeln!(
             out,
-            "SA name: {} (Phase 2/{})",
-            s.name,
-            if s.initiator {
-                "Initiator"
-            } else {
-                "Responder"
-            }
+            "Authentication algorithm: {}",
+            s.auth.map_or("none", crate::ike::ipsec_alg::integrity_name)
         );
-        let _ = writeln!(out, "src: {} dst: {}", s.local.ip(), s.remote.ip());
-        let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
-        if s.hard_expiry.is_some() {
-            let _ = writeln!(out, "Hard timeout in {} seconds", left(s.hard_expiry));
+        // Ours.
+        if let Some(t) = s.soft_expiry.filter(|&t| t > now) {
+            let _ = writeln!(out, "Soft timeout in {} seconds", left(t));
+        }
+        if let Some(t) = s.hard_expiry {
+            let _ = writeln!(out, "Hard timeout in {} seconds", left(t));
         }
         let _ = writeln!(
             out,
@@ -219,31 +284,6 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             hex(&s.icookie),
             hex(&s.rcookie)
         );
-        let _ = writeln!(out, "SPI 0: {}", hex(&s.spi_out));
-        let _ = writeln!(out, "SPI 1: {}", hex(&s.spi_in));
-        let _ = writeln!(
-            out,
-            "Transform: IPsec {}",
-            if s.protocol == crate::ike::wire::ProtocolId::IPSEC_AH {
-                "AH"
-            } else {
-                "ESP"
-            }
-        );
-        let _ = writeln!(out, "Encryption key length: {}", s.enc_key_len);
-        let _ = writeln!(out, "Authentication key length: {}", s.auth_key_len);
-        let _ = writeln!(
-            out,
-            "Encryption algorithm: {}",
-            crate::ike::ipsec_alg::cipher_name(s.protocol, s.transform)
-        );
-        if let Some(a) = s.auth {
-            let _ = writeln!(
-                out,
-                "Authentication algorithm: {}",
-                crate::ike::ipsec_alg::integrity_name(a)
-            );
-        }
         let _ = writeln!(out);
     }
 }

@@ -310,7 +310,7 @@ impl Legit {
     /// our HASH(2) and goes on to install the CHILD_SA.
     fn done(&self) -> bool {
         match self {
-            Legit::Ours(d) => d.log().contains("quick mode done (as initiator)"),
+            Legit::Ours(d) => d.log().contains("quick mode done: src:"),
             Legit::Charon(c) => {
                 let l = c.log();
                 l.contains("IKE_SA v1[1] established")
@@ -326,7 +326,7 @@ impl Legit {
         let find = |what: &str| log.lines().find(|l| l.contains(what)).map(stamp);
         let (a, b) = (
             find("main mode with 192.0.2.2:500 (peer) started as initiator")?,
-            find("quick mode done (as initiator)")?,
+            find("quick mode done: src:")?,
         );
         Some(if b >= a { b - a } else { b + 86400.0 - a })
     }

@@ -102,7 +102,7 @@ fn we_initiate_main_and_quick_mode_with_pfs() {
         &["-L"],
         Some(&link.a),
     );
-    wait_log(&ours, "quick mode done (as initiator)");
+    wait_log(&ours, "quick mode done: src:");
     let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
         log.contains(
@@ -219,7 +219,7 @@ fn aggressive_mode_both_ways() {
         &[],
         Some(&link.a),
     );
-    wait_log(&ours, "quick mode done (as initiator)");
+    wait_log(&ours, "quick mode done: src:");
     let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
     assert!(
         log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID V V V V V ]"),
@@ -333,7 +333,7 @@ fn main_mode_with_x509_certificates_both_ways() {
         wait_log(
             &ours,
             if we_start {
-                "phase 1 done (as initiator)"
+                "phase 1 done: initiator id"
             } else {
                 "phase 1 done (as responder)"
             },
@@ -377,7 +377,7 @@ fn dead_peer_detection_with_charon() {
         "Check-interval=3600\nDPD-check-interval=3\n",
     );
     let ours = start_in("ours-dpd", &conf, &[], Some(&link.a));
-    wait_log(&ours, "quick mode done (as initiator)");
+    wait_log(&ours, "quick mode done: src:");
     // charon asks after 1 s of quiet; we answer.
     let log = charon.wait_log("[ HASH N(DPD_ACK) ]");
     assert!(
@@ -465,7 +465,7 @@ fn nat_traversal_with_charon_through_a_masquerading_nat() {
         Some(&inside),
     );
     let t0 = Instant::now();
-    while !ours.log().contains("quick mode done (as initiator)") {
+    while !ours.log().contains("quick mode done: src:") {
         assert!(
             t0.elapsed() < Duration::from_secs(15),
             "no tunnel through the NAT:\n{}\n--- charon ---\n{}",
@@ -630,7 +630,7 @@ fn mode_config_takes_an_address_from_charon() {
         &[],
         Some(&link.a),
     );
-    wait_log(&ours, "quick mode done (as initiator)");
+    wait_log(&ours, "quick mode done: src:");
     let ol = ours.log();
     assert!(
         ol.contains("mode-config REPLY from 192.0.2.2:4500: address 10.88.0.1"),

@@ -55,6 +55,75 @@ fn field<'a>(s: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// What isakmpd's result file has, line by line, for each SA (sa.c `sa_dump_all`, and
+/// what the C daemon wrote for the same tunnel: ../shared/reference/cisakmpd-outputs/
+/// *.S.C.norm), by the label each line starts with. A phase 1 SA's "Soft timeout" line
+/// is left out here: we keep no soft timeout for phase 1 (README, "Files and formats").
+const PHASE1_LINES: &[&str] = &[
+    "SA name: ",
+    "src: ",
+    "Lifetime: ",
+    "Hard timeout in ",
+    "Flags 0x",
+    "icookie ",
+];
+const PHASE2_LINES: &[&str] = &[
+    "SA name: ",
+    "src: ",
+    "Lifetime: ",
+    "Flags 0x",
+    "SPI 0: ",
+    "SPI 1: ",
+    "Transform: IPsec ESP",
+    "Encryption key length: ",
+    "Authentication key length: ",
+    "Encryption algorithm: ",
+    "Authentication algorithm: ",
+];
+
+/// Each SA block of an `S` result file starts with isakmpd's lines in isakmpd's order
+/// (ours may follow them), with its forms: `(Phase 2)` without a role, `Flags 0x%08x`
+/// with READY set, and SPIs followed by a blank as report_spi writes them.
+fn assert_isakmpd_layout(s: &str) {
+    let blocks: Vec<Vec<&str>> = s
+        .split("\n\n")
+        .filter(|b| b.starts_with("SA name: "))
+        .map(|b| b.lines().collect())
+        .collect();
+    assert!(!blocks.is_empty(), "{s}");
+    for b in &blocks {
+        let phase2 = b[0].ends_with("(Phase 2)");
+        assert!(
+            phase2
+                || b[0].ends_with("(Phase 1/Initiator)")
+                || b[0].ends_with("(Phase 1/Responder)"),
+            "{s}"
+        );
+        let want = if phase2 { PHASE2_LINES } else { PHASE1_LINES };
+        assert!(b.len() >= want.len(), "{s}");
+        for (line, label) in b.iter().zip(want) {
+            assert!(
+                line.starts_with(label),
+                "{line:?} where isakmpd has {label:?}:\n{s}"
+            );
+        }
+        let flags = b
+            .iter()
+            .find_map(|l| l.strip_prefix("Flags 0x"))
+            .unwrap_or_default();
+        assert!(
+            flags.len() == 8 && u32::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1),
+            "{s}"
+        );
+        for l in b.iter().filter(|l| l.starts_with("SPI ")) {
+            assert!(
+                l.len() == "SPI 0: 01234567 ".len() && l.ends_with(' '),
+                "{l:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn two_daemons_bring_up_and_tear_down_a_tunnel() {
     let link = Link::new("t");
@@ -82,15 +151,20 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
         &["-L"],
         Some(&link.a),
     );
-    let w = wait_until(&west, "phase 2 on west", |s| {
-        s.contains("(Phase 2/Initiator)")
-    });
-    let e = wait_until(&east, "phase 2 on east", |s| {
-        s.contains("(Phase 2/Responder)")
-    });
+    let w = wait_until(&west, "phase 2 on west", |s| s.contains("(Phase 2)"));
+    let e = wait_until(&east, "phase 2 on east", |s| s.contains("(Phase 2)"));
     assert!(
         w.contains("SA name: ISAKMP-peer (Phase 1/Initiator)"),
         "{w}"
+    );
+    assert_isakmpd_layout(&w);
+    assert_isakmpd_layout(&e);
+    // isakmpd's flags: READY, and STAYALIVE on the initiator's SAs (the C daemon wrote
+    // 0x00000003 and 0x00000001 for the same tunnel).
+    assert!(w.contains("Flags 0x00000003"), "{w}");
+    assert!(
+        e.contains("Flags 0x00000001") && !e.contains("Flags 0x00000003"),
+        "{e}"
     );
     assert!(
         e.contains("SA name: ISAKMP-peer (Phase 1/Responder)"),
@@ -107,10 +181,12 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
     assert!(w.contains("Encryption algorithm: AES (CBC)"), "{w}");
     assert!(w.contains("Authentication algorithm: HMAC-SHA2-256"), "{w}");
     assert!(
-        west.log().contains("phase 1 done (as initiator)"),
+        west.log().contains("phase 1 done: initiator id"),
         "{}",
         west.log()
     );
+    // isakmpd never writes "(as initiator)".
+    assert!(!west.log().contains("(as initiator)"), "{}", west.log());
     assert!(
         east.log().contains("quick mode done (as responder)"),
         "{}",
@@ -121,15 +197,22 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
     west.fifo("t quick IPsec-tunnel\n");
     wait_until(&east, "phase 2 deleted on east", |s| !s.contains("Phase 2"));
     wait_until(&west, "phase 2 deleted on west", |s| !s.contains("Phase 2"));
+    // isakmpd's line for it, with the connection's client IDs (initiator's first).
+    assert!(
+        east.log().contains(
+            "isakmpd: Peer 192.0.2.1 made us delete live SA IPsec-tunnel for proto 3, \
+             initiator id: 198.51.100.0/255.255.255.0, responder id: 203.0.113.0/255.255.255.0"
+        ),
+        "{}",
+        east.log()
+    );
     // `t main` on the responder: phase 1 gone on both sides.
     east.fifo("t main 192.0.2.1\n");
     wait_until(&west, "phase 1 deleted on west", |s| !s.contains("Phase 1"));
 
     // `c` brings it up again over a new phase 1.
     west.fifo("c IPsec-tunnel\n");
-    wait_until(&east, "phase 2 again", |s| {
-        s.contains("(Phase 2/Responder)")
-    });
+    wait_until(&east, "phase 2 again", |s| s.contains("(Phase 2)"));
 
     // The capture file holds the cleartext messages; tshark decodes them as ISAKMP.
     let pcap = west.run_file("isakmpd.pcap");
@@ -309,9 +392,7 @@ fn an_initiator_speaks_from_its_listen_on_address() {
         &[],
         Some(&link.a),
     );
-    wait_until(&east, "phase 2 on east", |s| {
-        s.contains("(Phase 2/Responder)")
-    });
+    wait_until(&east, "phase 2 on east", |s| s.contains("(Phase 2)"));
     let log = east.log();
     assert!(log.contains("initiator id 192.0.2.11"), "{log}");
     assert!(!log.contains("behind a NAT"), "{log}");

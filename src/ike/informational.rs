@@ -270,6 +270,35 @@ impl Engine {
             }
         }
         for h in delete_p2 {
+            // isakmpd's line (ipsec.c `ipsec_delete_spi_list`), for SAs not yet past
+            // their soft lifetime.
+            if let Some(s) = self
+                .ipsec_sas
+                .get(h)
+                .filter(|s| s.soft_expiry.is_none_or(|t| t > now))
+            {
+                let show = |id: &super::policy::OwnedId| {
+                    let mut b = Vec::with_capacity(4 + id.data.len());
+                    b.extend_from_slice(&[id.ty.0, id.protocol]);
+                    b.extend_from_slice(&id.port.to_be_bytes());
+                    b.extend_from_slice(&id.data);
+                    super::wire::IdPayload::parse(&b)
+                        .ok()
+                        .and_then(|p| p.identity().ok().map(|i| i.to_string()))
+                        .unwrap_or_else(|| "<unknown>".into())
+                };
+                let (iid, rid) = if s.initiator {
+                    (show(&s.local_id), show(&s.remote_id))
+                } else {
+                    (show(&s.remote_id), show(&s.local_id))
+                };
+                crate::log_info!(
+                    "isakmpd: Peer {} made us delete live SA {} for proto {}, initiator id: {iid}, responder id: {rid}",
+                    remote.ip(),
+                    s.name,
+                    s.protocol.0
+                );
+            }
             self.delete_ipsec_sa(now, h, false);
         }
         if delete_p1 {

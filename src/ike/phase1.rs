@@ -902,9 +902,10 @@ impl Engine {
         } else {
             (show(&peer_id), show(&id_local))
         };
+        // isakmpd's wording (ipsec.c): the initiator's line names no role.
         super::log_done(format_args!(
-            "isakmpd: phase 1 done (as {}): initiator id {iid}, responder id {rid}, src: {} dst: {}",
-            if initiator { "initiator" } else { "responder" },
+            "isakmpd: phase 1 done{}: initiator id {iid}, responder id {rid}, src: {} dst: {}",
+            if initiator { "" } else { " (as responder)" },
             local.ip(),
             remote.ip()
         ));

@@ -180,9 +180,10 @@ impl Engine {
             }
         }
         self.io.stats.phase2_done += 1;
+        // isakmpd's wording (ipsec.c): the initiator's line names no role.
         super::log_done(format_args!(
-            "isakmpd: quick mode done (as {}): src: {} dst: {}",
-            if initiator { "initiator" } else { "responder" },
+            "isakmpd: quick mode done{}: src: {} dst: {}",
+            if initiator { "" } else { " (as responder)" },
             local.ip(),
             remote.ip()
         ));
