@@ -229,6 +229,12 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
                 "isakmp.exchangetype",
                 "-e",
                 "_ws.malformed",
+                "-e",
+                "isakmp.flags",
+                "-e",
+                "isakmp.nextpayload",
+                "-e",
+                "udp.checksum.status",
             ])
             .output()
             .unwrap();
@@ -250,6 +256,25 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
                     && l.split('\t').nth(1).is_none_or(|m| m.is_empty())),
             "{text}"
         );
+        // As isakmpd's capture: what went or came encrypted is there decrypted (no
+        // encryption flag, payloads listed), and the UDP checksums are right.
+        for l in &lines {
+            let f: Vec<&str> = l.split('\t').collect();
+            let flags = f.get(2).map_or("", |v| v.trim_start_matches("0x"));
+            assert!(
+                u8::from_str_radix(flags, 16).is_ok_and(|v| v & 1 == 0),
+                "encryption flag: {l}\n{text}"
+            );
+            assert!(
+                f.get(3).is_some_and(|p| !p.is_empty() && *p != "0"),
+                "payloads: {l}\n{text}"
+            );
+            assert_eq!(
+                f.get(4).copied(),
+                Some("2"),
+                "UDP checksum good: {l}\n{text}"
+            );
+        }
         assert!(
             lines.iter().any(|l| l.starts_with("2")),
             "Main Mode: {text}"

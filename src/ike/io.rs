@@ -121,11 +121,16 @@ impl Io {
     /// Keeps a cleartext message for the capture file, if one is written.
     pub(crate) fn capture(&mut self, src: SocketAddr, dst: SocketAddr, clear: &[u8]) {
         if self.capture_on && self.capture.len() < CAPTURE_MAX {
-            self.capture.push_back(Captured {
-                src,
-                dst,
-                data: clear.to_vec(),
-            });
+            let mut data = clear.to_vec();
+            // What arrived encrypted is kept decrypted: as isakmpd's capture, with the
+            // encryption flag cleared and the header's length that of what is kept (the
+            // padding included), so that a reader decodes its payloads.
+            if data.len() >= crate::ike::HEADER_LEN {
+                data[19] &= !super::wire::FLAG_ENCRYPTION;
+                let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                data[24..28].copy_from_slice(&n.to_be_bytes());
+            }
+            self.capture.push_back(Captured { src, dst, data });
         }
     }
 
