@@ -98,7 +98,19 @@ impl Daemon {
                 self.quit = true;
             }
             Command::Reload => self.reload(),
-            Command::Report => self.write_report(now),
+            // Both isakmpd(8)s: the report file (the older manual) and the log (the
+            // current one).
+            Command::Report => {
+                self.write_report(now);
+                let transports: Vec<(i32, std::net::SocketAddr, bool)> = self
+                    .transports
+                    .iter()
+                    .map(|t| (t.fd(), t.local, t.encap))
+                    .collect();
+                crate::report::log_report(&self.engine, now, &transports, &self.conf, |l| {
+                    crate::log::report(l)
+                });
+            }
             Command::SaReport => {
                 let mut out = String::new();
                 crate::report::sa_report(&self.engine, now, &mut out);

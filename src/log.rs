@@ -177,6 +177,12 @@ pub fn debug_line(class: DebugClass, level: u8, args: fmt::Arguments<'_>) {
     emit(libc::LOG_INFO, Some((class.name(), level)), args);
 }
 
+/// isakmpd's LOG_REPORT lines (FIFO `r`): `Report>` where other lines have `Default`,
+/// and LOG_ALERT in syslog, as log.c sends them.
+pub fn report(args: fmt::Arguments<'_>) {
+    emit(libc::LOG_ALERT, Some(("Report>", u8::MAX)), args);
+}
+
 /// isakmpd's `log_print`: a notice logged whether or not -v (startup, exit).
 pub fn print(args: fmt::Arguments<'_>) {
     emit(libc::LOG_NOTICE, None, args);
@@ -198,6 +204,8 @@ fn emit(prio: libc::c_int, class: Option<(&str, u8)>, args: fmt::Arguments<'_>) 
     let (hour, min, sec, usec) = crate::sys::local_time_of_day();
     let _ = write!(line, "{hour:02}{min:02}{sec:02}.{usec:06} ");
     let _ = match class {
+        // Report lines carry no level.
+        Some((name, u8::MAX)) => write!(line, "{name} "),
         Some((name, level)) => write!(line, "{name} {level:02} "),
         None => line.write_str("Default "),
     };

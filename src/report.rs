@@ -170,6 +170,44 @@ const SA_FLAG_DPD: u32 = 0x80;
 const SA_FLAG_NAT_T_ENABLE: u32 = 0x100;
 const SA_FLAG_NAT_T_KEEPALIVE: u32 = 0x200;
 
+/// isakmpd's flags of a phase 1 SA: READY, STAYALIVE on ours (we keep it up),
+/// DPD, NAT_T_ENABLE and NAT_T_KEEPALIVE (we are the one behind the NAT).
+fn isakmp_flags(s: &crate::ike::sa::IsakmpSa) -> u32 {
+    let mut flags = SA_FLAG_READY;
+    if s.initiator {
+        flags |= SA_FLAG_STAYALIVE;
+    }
+    if s.dpd.peer {
+        flags |= SA_FLAG_DPD;
+    }
+    if let Some(n) = s.nat_t.filter(|n| n.detected()) {
+        flags |= SA_FLAG_NAT_T_ENABLE;
+        if n.local_behind {
+            flags |= SA_FLAG_NAT_T_KEEPALIVE;
+        }
+    }
+    flags
+}
+
+/// isakmpd's flags of a phase 2 SA: READY, STAYALIVE on ours, REPLACED after a rekey,
+/// FADING past the soft lifetime (at `now`), NAT_T_ENABLE when UDP-encapsulated.
+fn ipsec_flags(s: &crate::ike::sa::IpsecSa, now: Time) -> u32 {
+    let mut flags = SA_FLAG_READY;
+    if s.initiator {
+        flags |= SA_FLAG_STAYALIVE;
+    }
+    if s.rekeyed {
+        flags |= SA_FLAG_REPLACED;
+    }
+    if s.soft_expiry.is_some_and(|t| t <= now) {
+        flags |= SA_FLAG_FADING;
+    }
+    if s.encap.is_some() {
+        flags |= SA_FLAG_NAT_T_ENABLE;
+    }
+    flags
+}
+
 /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_dump_all`): its lines in its
 /// order, then what we add (after them, never instead). Where isakmpd has state we do
 /// not keep, its line is left out rather than made up: a phase 1 SA has no soft timeout
@@ -195,20 +233,7 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
         if let Some(t) = s.hard_expiry {
             let _ = writeln!(out, "Hard timeout in {} seconds", left(t));
         }
-        let mut flags = SA_FLAG_READY;
-        if s.initiator {
-            flags |= SA_FLAG_STAYALIVE;
-        }
-        if s.dpd.peer {
-            flags |= SA_FLAG_DPD;
-        }
-        if let Some(n) = s.nat_t.filter(|n| n.detected()) {
-            flags |= SA_FLAG_NAT_T_ENABLE;
-            if n.local_behind {
-                flags |= SA_FLAG_NAT_T_KEEPALIVE;
-            }
-        }
-        let _ = writeln!(out, "Flags 0x{flags:08x}");
+        let _ = writeln!(out, "Flags 0x{:08x}", isakmp_flags(s));
         let _ = writeln!(
             out,
             "icookie {} rcookie {}",
@@ -235,20 +260,7 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
         if s.kbytes > 0 {
             let _ = writeln!(out, "Lifetime: {} kilobytes", s.kbytes);
         }
-        let mut flags = SA_FLAG_READY;
-        if s.initiator {
-            flags |= SA_FLAG_STAYALIVE;
-        }
-        if s.rekeyed {
-            flags |= SA_FLAG_REPLACED;
-        }
-        if s.soft_expiry.is_some_and(|t| t <= now) {
-            flags |= SA_FLAG_FADING;
-        }
-        if s.encap.is_some() {
-            flags |= SA_FLAG_NAT_T_ENABLE;
-        }
-        let _ = writeln!(out, "Flags 0x{flags:08x}");
+        let _ = writeln!(out, "Flags 0x{:08x}", ipsec_flags(s, now));
         // isakmpd's report_spi: groups of four bytes, each followed by a blank.
         let _ = writeln!(out, "SPI 0: {} ", hex(&s.spi_out));
         let _ = writeln!(out, "SPI 1: {} ", hex(&s.spi_in));
@@ -285,6 +297,125 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             hex(&s.rcookie)
         );
         let _ = writeln!(out);
+    }
+}
+
+/// FIFO `r` as the current isakmpd(8) does it: the report into the log as `Report>`
+/// lines (ui.c `ui_report`: sa_report, exchange_report, transport_report,
+/// connection_report, conf_report), each line shaped as isakmpd's. Where isakmpd prints
+/// a pointer, the line has the slot's handle; the configuration is dumped with its
+/// secrets masked (isakmpd's dump shows pre-shared keys).
+pub fn log_report(
+    e: &Engine,
+    now: Time,
+    transports: &[(i32, std::net::SocketAddr, bool)],
+    conf: &Conf,
+    mut line: impl FnMut(std::fmt::Arguments<'_>),
+) {
+    let id = |h: crate::ike::sa::Handle| (u64::from(h.gen) << 32) | u64::from(h.idx);
+    for (h, s) in e.isakmp_sa_handles() {
+        let flags = isakmp_flags(s);
+        line(format_args!(
+            "sa_report: 0x{:x} {} phase 1 doi 1 flags 0x{flags:x}",
+            id(h),
+            s.peer
+        ));
+        line(format_args!(
+            "sa_report: icookie {} rcookie {}",
+            hex(&s.icookie),
+            hex(&s.rcookie)
+        ));
+        line(format_args!("sa_report: msgid 00000000"));
+        line(format_args!("sa_report: life secs {} kb 0", s.lifetime));
+        line(format_args!("sa_report: suite 1 proto 1"));
+        line(format_args!(
+            "sa_report: src: {} dst: {}",
+            s.local.ip(),
+            s.remote.ip()
+        ));
+    }
+    for (h, s) in e.ipsec_sa_handles() {
+        line(format_args!(
+            "sa_report: 0x{:x} {} phase 2 doi 1 flags 0x{:x}",
+            id(h),
+            s.name,
+            ipsec_flags(s, now)
+        ));
+        line(format_args!(
+            "sa_report: icookie {} rcookie {}",
+            hex(&s.icookie),
+            hex(&s.rcookie)
+        ));
+        line(format_args!(
+            "sa_report: life secs {} kb {}",
+            s.lifetime, s.kbytes
+        ));
+        line(format_args!("sa_report: suite 1 proto {}", s.protocol.0));
+        line(format_args!(
+            "sa_report: src: {} dst: {}",
+            s.local.ip(),
+            s.remote.ip()
+        ));
+        for (i, spi) in [s.spi_out, s.spi_in].iter().enumerate() {
+            line(format_args!("sa_report: spi[{i}]:"));
+            line(format_args!("{} ", hex(spi)));
+        }
+    }
+    for (h, x) in e.exchange_handles() {
+        let (name, policy) = match (&x.connection, x.kind) {
+            (Some(c), _) => (c.as_str(), "quick-mode"),
+            (None, crate::ike::exchange::Kind::Quick) => (x.peer.as_str(), "quick-mode"),
+            (None, crate::ike::exchange::Kind::Aggressive) => (x.peer.as_str(), "aggressive-mode"),
+            (None, crate::ike::exchange::Kind::Transaction) => (x.peer.as_str(), "mode-config"),
+            (None, crate::ike::exchange::Kind::Main) => (x.peer.as_str(), "main-mode"),
+        };
+        let (phase, ty) = match x.kind {
+            crate::ike::exchange::Kind::Main => (1, 2),
+            crate::ike::exchange::Kind::Aggressive => (1, 4),
+            crate::ike::exchange::Kind::Quick => (2, 32),
+            crate::ike::exchange::Kind::Transaction => (2, 6),
+        };
+        line(format_args!(
+            "exchange_report: 0x{:x} {name} {policy} policy {} phase {phase} doi 1 exchange {ty} step {}",
+            id(h),
+            if x.initiator {
+                "initiator"
+            } else {
+                "responder"
+            },
+            x.message()
+        ));
+        line(format_args!(
+            "exchange_report: icookie {} rcookie {}",
+            hex(&x.icookie),
+            hex(&x.rcookie)
+        ));
+        line(format_args!("exchange_report: msgid {:08x} ", x.msgid));
+    }
+    for (fd, local, encap) in transports {
+        line(format_args!(
+            "transport_report: transport {fd} flags 1 refcnt 1"
+        ));
+        line(format_args!(
+            "{}: fd {fd} src {local} dst <none>:0",
+            if *encap {
+                "udp_encap_report"
+            } else {
+                "udp_report"
+            }
+        ));
+    }
+    for (name, passive, _) in e.listed_connections() {
+        line(format_args!(
+            "connection_report: {}connection {name}",
+            if *passive { "passive " } else { "" }
+        ));
+    }
+    line(format_args!("conf_report: dumping running configuration"));
+    let mut dump = String::new();
+    conf_dump(conf, &mut dump);
+    for l in dump.lines() {
+        line(format_args!("{l}"));
     }
 }
 

@@ -187,6 +187,28 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
     );
     // isakmpd never writes "(as initiator)".
     assert!(!west.log().contains("(as initiator)"), "{}", west.log());
+    // FIFO `r`: the report file, and the report in the log as isakmpd's Report> lines,
+    // without the pre-shared key.
+    west.fifo("r\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !west.log().contains("Report> conf_report: dumping running configuration")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = west.log();
+    for want in [
+        " ISAKMP-peer phase 1 doi 1 flags 0x",
+        " IPsec-tunnel phase 2 doi 1 flags 0x3",
+        "Report> sa_report: icookie ",
+        "Report> udp_report: fd ",
+        "Report> connection_report: connection IPsec-tunnel",
+        "Report> conf_report: dumping running configuration",
+        "Report> [ISAKMP-peer]",
+    ] {
+        assert!(log.contains(want), "{want:?} not in the log:\n{log}");
+    }
+    assert!(!log.contains("two-daemon-test-key"), "{log}");
     assert!(
         east.log().contains("quick mode done (as responder)"),
         "{}",

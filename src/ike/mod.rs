@@ -347,6 +347,19 @@ impl Engine {
         self.exchanges.iter().map(|(_, x)| x)
     }
 
+    /// The same with their handles (the log report names each by it).
+    pub fn exchange_handles(&self) -> impl Iterator<Item = (Handle, &Exchange)> {
+        self.exchanges.iter()
+    }
+
+    pub fn isakmp_sa_handles(&self) -> impl Iterator<Item = (Handle, &IsakmpSa)> {
+        self.isakmp_sas.iter()
+    }
+
+    pub fn ipsec_sa_handles(&self) -> impl Iterator<Item = (Handle, &IpsecSa)> {
+        self.ipsec_sas.iter()
+    }
+
     /// Every name of [Phase 2] Connections and Passive-connections: (name, passive, why
     /// it cannot be used).
     pub fn listed_connections(&self) -> &[(String, bool, Option<String>)] {
