@@ -191,7 +191,9 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
     // without the pre-shared key.
     west.fifo("r\n");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !west.log().contains("Report> conf_report: dumping running configuration")
+    while !west
+        .log()
+        .contains("Report> conf_report: dumping running configuration")
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));

@@ -71,11 +71,8 @@ impl Engine {
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-            b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
-            if nat_t_on {
-                for v in &super::nat_t::OUR_VIDS {
-                    b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
-                }
+            for v in super::nat_t::phase1_vids(nat_t_on) {
+                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
             }
             b.finish()
         })()
@@ -200,7 +197,7 @@ fn r1(
     let id = cx.our_id(&x);
     let hash_r = x.auth_hash(false, &id);
     // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
-    let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
+    let nat_vids = x.nat_t.is_some();
     let nat_d = nat_d_payloads(&x, choice.hash);
     let h = header(&x, ExchangeType::AGGRESSIVE);
     let mut buf = vec![0u8; 8192];
@@ -211,8 +208,7 @@ fn r1(
         b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
         b.payload(PayloadType::ID, |w| w.bytes(&id))?;
         b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
-        b.payload(PayloadType::VENDOR, |w| w.bytes(&super::wire::VID_DPD))?;
-        if let Some(v) = &nat_vid {
+        for v in super::nat_t::phase1_vids(nat_vids) {
             b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
         }
         for (ty, d) in &nat_d {

@@ -59,11 +59,8 @@ impl Engine {
         let n = (|| {
             let mut b = MessageBuilder::new(&mut buf, &h)?;
             b.payload(PayloadType::SA, |w| w.bytes(&x.sai_b))?;
-            b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
-            if nat_t_on {
-                for v in &super::nat_t::OUR_VIDS {
-                    b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
-                }
+            for v in super::nat_t::phase1_vids(nat_t_on) {
+                b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
             }
             b.finish()
         })()
@@ -196,15 +193,14 @@ fn r1(
     }
     let addrs = (local, remote);
     let mut x = responder_exchange(cx, Kind::Main, addrs, hd, &m, peer, (choice, sa), data);
-    let nat_vid = x.nat_t.map(|n| super::nat_t::answer_vid(n.rfc));
+    let nat_vids = x.nat_t.is_some();
     // Message 2: the chosen transform, echoed.
     let h = header(&x, ExchangeType::ID_PROT);
     let mut buf = vec![0u8; 2048];
     let n = (|| {
         let mut b = MessageBuilder::new(&mut buf, &h)?;
         b.payload(PayloadType::SA, |w| write_sa_echo(w, pnum, &t))?;
-        b.payload(PayloadType::VENDOR, |w| w.bytes(&wire::VID_DPD))?;
-        if let Some(v) = &nat_vid {
+        for v in super::nat_t::phase1_vids(nat_vids) {
             b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
         }
         b.finish()

@@ -89,13 +89,19 @@ pub fn announced(m: &Message<'_>) -> Option<bool> {
     found
 }
 
-/// The vendor ID a responder answers with for `rfc`.
-pub fn answer_vid(rfc: bool) -> [u8; 16] {
-    if rfc {
-        wire::VID_NAT_T_RFC3947
-    } else {
-        wire::VID_NAT_T_DRAFT_02_N
-    }
+/// The vendor IDs of a phase 1 first message or its answer, in isakmpd's order
+/// (ike_phase_1.c): its own, the NAT-T ones unless NAT-T is off (nat_traversal.c
+/// `isakmp_nat_t_cap`: draft 02 with its newline, draft 03, RFC 3947), then DPD. A
+/// responder sends the NAT-T ones when the peer announced NAT-T.
+pub fn phase1_vids(nat_t: bool) -> impl Iterator<Item = &'static [u8; 16]> {
+    const NAT_T: [[u8; 16]; 3] = [
+        wire::VID_NAT_T_DRAFT_02,
+        wire::VID_NAT_T_DRAFT_03,
+        wire::VID_NAT_T_RFC3947,
+    ];
+    std::iter::once(&wire::VID_OPENBSD)
+        .chain(NAT_T.iter().filter(move |_| nat_t))
+        .chain(std::iter::once(&wire::VID_DPD))
 }
 
 /// HASH(CKY-I | CKY-R | IP | Port) with the negotiated hash (RFC 3947 §3.2).

@@ -437,6 +437,9 @@ pub const VID_NAT_T_DRAFT_02: [u8; 16] = hex16("90cb80913ebb696e086381b5ec427b1f
 pub const VID_NAT_T_DRAFT_02_N: [u8; 16] = hex16("cd60464335df21f87cfdb2fc68b6a448");
 pub const VID_NAT_T_DRAFT_03: [u8; 16] = hex16("7d9419a65310ca6f2c179d9215529d56");
 pub const VID_DPD: [u8; 16] = hex16("afcad71368a1f1c96b8696fc77570100");
+/// isakmpd's own vendor ID, MD5("OpenBSD-6.3") (vendor.c), which it sends in every
+/// phase 1 first message and answer.
+pub const VID_OPENBSD: [u8; 16] = hex16("9826c552791aa1800ca6ff33aaf1e83b");
 
 const fn hex16(s: &str) -> [u8; 16] {
     let b = s.as_bytes();
@@ -490,5 +493,6 @@ mod tests {
         assert_eq!(md5("draft-ietf-ipsec-nat-t-ike-02\n"), VID_NAT_T_DRAFT_02);
         assert_eq!(md5("draft-ietf-ipsec-nat-t-ike-03"), VID_NAT_T_DRAFT_03);
         assert_eq!(md5("draft-ietf-ipsec-nat-t-ike-02"), VID_NAT_T_DRAFT_02_N);
+        assert_eq!(md5("OpenBSD-6.3"), VID_OPENBSD);
     }
 }
