@@ -252,6 +252,8 @@ fn host_dns(s: &str) -> Option<Vec<Addr>> {
 
 /// `host()`: the addresses a host specification stands for, or an error message for
 /// stderr ("no IP address found for ..."; an invalid netmask is fatal in ipsecctl).
+// XXX ipsecctl first tries the name as an interface or interface group (`host_if`,
+// e.g. `egress`) and takes its addresses; here such a name goes to the resolver.
 pub fn host(s: &str) -> Result<Vec<Addr>, HostError> {
     let (ps, mask): (&str, i32) = match s.rfind('/') {
         Some(i) => {

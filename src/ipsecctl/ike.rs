@@ -428,3 +428,111 @@ pub fn delete_config(r: &Rule, o: &mut String) {
     let _ = writeln!(o, "C rms [{p2}]");
     let _ = writeln!(o, "C rms [phase2-{p2}]");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipsecctl::host::{host, Addr};
+    use crate::ipsecctl::rule::{Phase, Xfs, ENCXFS};
+
+    fn rule(src: &str, dst: &str) -> Rule {
+        let one = |s: &str| {
+            host(s)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .unwrap_or_else(Addr::any)
+        };
+        Rule {
+            nr: 0,
+            proto: 0,
+            sport: 0,
+            dport: 0,
+            src: one(src),
+            dst: one(dst),
+            satype: SaType::Esp,
+            tmode: Tmode::Tunnel,
+            ikemode: IkeMode::Active,
+            p1: Phase {
+                exch: Exch::Main,
+                xfs: None,
+                life: -1,
+            },
+            p2: Phase {
+                exch: Exch::Quick,
+                xfs: None,
+                life: -1,
+            },
+            srcid: None,
+            dstid: None,
+            ikeauth: IkeAuth::Rsa,
+            tag: None,
+            iface: None,
+            local: None,
+            peer: None,
+        }
+    }
+
+    #[test]
+    fn names_and_default_peer() {
+        let mut r = rule("10.0.0.0/8", "10.1.0.0/16");
+        r.proto = 17;
+        r.sport = 500;
+        let n = setup_ids(&r);
+        assert_eq!(n.p1, "peer-default");
+        assert_eq!(n.lid, "from-10.0.0.0/8=17:500");
+        assert_eq!(n.rid, "to-10.1.0.0/16=17");
+        assert_eq!(n.p2, "from-10.0.0.0/8=17:500-to-10.1.0.0/16=17");
+        let mut o = String::new();
+        assert!(gen_config(&mut r, &mut o, &|| "h".into()).is_ok());
+        assert!(
+            o.starts_with("C set [Phase 1]:Default=peer-default force\n"),
+            "{o}"
+        );
+        assert!(
+            o.contains("C set [from-10.0.0.0/8=17:500]:Port=500 force\n"),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn dynamic_rules_default_srcid_to_the_host_name() {
+        let mut r = rule("1.1.1.1", "2.2.2.2");
+        r.ikemode = IkeMode::Dynamic;
+        let mut o = String::new();
+        assert!(gen_config(&mut r, &mut o, &|| "gw.example".into()).is_ok());
+        assert!(
+            o.contains("C set [id-gw.example]:ID-type=FQDN force\n"),
+            "{o}"
+        );
+        let mut d = String::new();
+        delete_config(&r, &mut d);
+        assert_eq!(
+            d,
+            "t from-1.1.1.1-to-2.2.2.2\nC rmv [Phase 2]:Connections=from-1.1.1.1-to-2.2.2.2\n\
+             C rms [from-1.1.1.1-to-2.2.2.2]\nC rms [phase2-from-1.1.1.1-to-2.2.2.2]\n"
+        );
+    }
+
+    #[test]
+    fn rejected_transforms_leave_partial_output_like_ike_c() {
+        let mut r = rule("1.1.1.1", "2.2.2.2");
+        r.satype = SaType::Ipcomp;
+        let mut o = String::new();
+        assert_eq!(
+            gen_config(&mut r, &mut o, &|| "h".into()),
+            Err("illegal satype 3".into())
+        );
+        assert!(o.ends_with("]:PROTOCOL_ID="), "{o}");
+        let mut r = rule("1.1.1.1", "2.2.2.2");
+        r.p2.xfs = Some(Xfs {
+            enc: ENCXFS
+                .iter()
+                .copied()
+                .find(|x| x.name == "chacha20-poly1305"),
+            ..Xfs::default()
+        });
+        let mut o = String::new();
+        assert!(gen_config(&mut r, &mut o, &|| "h".into()).is_err());
+        assert!(o.ends_with("PROTOCOL_ID=IPSEC_ESP force\n"), "{o}");
+    }
+}
