@@ -245,8 +245,9 @@ fn the_stream_goes_to_the_fifo_given_with_i() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Truncated, spliced and byte-flipped versions of every input: any exit status is fine,
-/// a panic (status 101) or a signal is not.
+/// Truncated and byte-flipped versions of every input, parsed in-process (without the
+/// resolver, so that garbled names cost nothing): whatever the result, no panic. A few go
+/// through the binary too, where a panic would be status 101.
 #[test]
 fn garbled_inputs_do_not_panic() {
     let pairs = pairs();
@@ -260,15 +261,10 @@ fn garbled_inputs_do_not_panic() {
     let specials: &[u8] = b"{}()/,=\"'\\$#\n\t -:0123456789";
     let mut inputs: Vec<Vec<u8>> = Vec::new();
     for (_, input, _) in &pairs {
-        for cut in [
-            1,
-            input.len() / 3,
-            input.len() / 2,
-            input.len().saturating_sub(1),
-        ] {
-            inputs.push(input[..cut.min(input.len())].to_vec());
+        for cut in 0..input.len() {
+            inputs.push(input[..cut].to_vec());
         }
-        for _ in 0..3 {
+        for _ in 0..20 {
             let mut g = input.clone();
             for _ in 0..4 {
                 if g.is_empty() {
@@ -284,25 +280,41 @@ fn garbled_inputs_do_not_panic() {
             inputs.push(g);
         }
     }
-    inputs.push(b"A=\"$A $A\"\nike from $A to $A\n".to_vec());
-    inputs.push(b"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\n".to_vec());
-    inputs.push(b"ike from { { { 1.1.1.1 } } } to any peer any local\n".to_vec());
-    inputs.push(b"ike from 1.1.1.1/999 to 2.2.2.2\n".to_vec());
-    inputs.push(b"ike from \"1.1.1.1/x\" to 2.2.2.2 main lifetime \"9q\"\n".to_vec());
-    inputs.push(b"ike interface sec99999999999 peer 1.1.1.1\n".to_vec());
-    inputs.push(b"ike esp from 1.1.1.1 to 2.2.2.2 quick enc chacha group none\n".to_vec());
-    inputs.push(b"ike ah from 1.1.1.1 to 2.2.2.2 quick enc aes\n".to_vec());
-    inputs.push(b"ike ipcomp from 1.1.1.1 to 2.2.2.2\n".to_vec());
-    inputs.push(b"\"unterminated".to_vec());
-    inputs.push(b"-99999999999999999999999999 x\n".to_vec());
-    for (i, input) in inputs.iter().enumerate() {
-        for flags in ["-nvvf", "-dnvf"] {
-            let (st, _, err) = run(None, &[flags, "-"], input);
-            assert!(
-                st == 0 || st == 1,
-                "input {i} {:?} with {flags}: status {st}\n{err}",
-                String::from_utf8_lossy(input)
-            );
+    let odd: &[&[u8]] = &[
+        b"A=\"$A $A\"\nike from $A to $A\n",
+        b"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\n",
+        b"ike from { { { 1.1.1.1 } } } to any peer any local\n",
+        b"ike from 1.1.1.1/999 to 2.2.2.2\n",
+        b"ike from \"1.1.1.1/x\" to 2.2.2.2 main lifetime \"9q\"\n",
+        b"ike interface sec99999999999 peer 1.1.1.1\n",
+        b"ike esp from 1.1.1.1 to 2.2.2.2 quick enc chacha group none\n",
+        b"ike ah from 1.1.1.1 to 2.2.2.2 quick enc aes\n",
+        b"ike ipcomp from 1.1.1.1 to 2.2.2.2\n",
+        b"\"unterminated",
+        b"-99999999999999999999999999 x\n",
+        b"include \"/nonexistent\"\nike from 1.1.1.1 to 2.2.2.2\n",
+    ];
+    inputs.extend(odd.iter().map(|b| b.to_vec()));
+    let host: std::rc::Rc<dyn Fn() -> String> = std::rc::Rc::new(|| "h".to_string());
+    for input in &inputs {
+        for delete in [false, true] {
+            let opts = isakmpd::ipsecctl::Opts {
+                delete,
+                noaction: true,
+                verbose: 2,
+                no_dns: true,
+                ..Default::default()
+            };
+            let _ =
+                isakmpd::ipsecctl::parse_rules("stdin", Some(input.clone()), &opts, host.clone());
         }
+    }
+    for input in odd {
+        let (st, _, err) = run(None, &["-nvvf", "-"], input);
+        assert!(
+            st == 0 || st == 1,
+            "{:?}: status {st}\n{err}",
+            String::from_utf8_lossy(input)
+        );
     }
 }

@@ -255,6 +255,11 @@ fn host_dns(s: &str) -> Option<Vec<Addr>> {
 // XXX ipsecctl first tries the name as an interface or interface group (`host_if`,
 // e.g. `egress`) and takes its addresses; here such a name goes to the resolver.
 pub fn host(s: &str) -> Result<Vec<Addr>, HostError> {
+    host_with(s, true)
+}
+
+/// [`host`], with the resolver left out when `dns` is false (numeric addresses only).
+pub fn host_with(s: &str, dns: bool) -> Result<Vec<Addr>, HostError> {
     let (ps, mask): (&str, i32) = match s.rfind('/') {
         Some(i) => {
             let m = &s[i + 1..];
@@ -284,7 +289,7 @@ pub fn host(s: &str) -> Result<Vec<Addr>, HostError> {
             return Ok(vec![a]);
         }
     }
-    if mask == -1 {
+    if mask == -1 && dns {
         if let Some(v) = host_dns(s) {
             return Ok(v);
         }

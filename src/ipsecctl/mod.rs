@@ -36,6 +36,9 @@ pub struct Opts {
     pub show: Option<&'static str>,
     pub fifo: Option<String>,
     pub macros: Vec<String>,
+    /// Not an ipsecctl option: host names are not resolved (only numeric addresses and
+    /// `any`), for tests that must not wait on a resolver.
+    pub no_dns: bool,
 }
 
 /// An OS error's text without Rust's " (os error N)".
@@ -214,6 +217,7 @@ pub fn parse_rules(
         }
     });
     let mut p = parse::Parser::new(lex, verbose, on_rule);
+    p.dns = !opts.no_dns;
     let res = p.run();
     let mut stderr = std::mem::take(&mut p.lex.stderr);
     let stdout = std::mem::take(&mut p.stdout);

@@ -57,6 +57,8 @@ pub struct Parser {
     pub on_rule: OnRule,
     pub stdout: String,
     default_peer: Option<DefaultPeer>,
+    /// Host names go to the resolver (see [`super::Opts::no_dns`]).
+    pub dns: bool,
     rule_nr: u32,
 }
 
@@ -70,6 +72,7 @@ impl Parser {
             on_rule,
             stdout: String::new(),
             default_peer: None,
+            dns: true,
             rule_nr: 0,
         }
     }
@@ -583,7 +586,7 @@ impl Parser {
     }
 
     fn resolve(&mut self, s: &str) -> R<Vec<Addr>> {
-        match host::host(s) {
+        match host::host_with(s, self.dns) {
             Ok(v) => Ok(v),
             Err(HostError::Fatal(m)) => Err(Fail::Fatal(m)),
             Err(HostError::NotFound(m)) => {
