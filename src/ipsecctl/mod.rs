@@ -9,6 +9,15 @@
 //! the kernel's tables through PF_KEY and are not supported here (message, status 1);
 //! `-F` with `-n` does nothing, as in ipsecctl.
 //!
+//! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
+//! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules program the kernel
+//!   through PF_KEY: they are refused with an error naming the line, and nothing loads.
+//! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
+//!   host name, not as the interface's addresses (`host_if`).
+//! - protocol and port names come from built-in tables (OpenBSD's /etc/protocols and the
+//!   common /etc/services entries), not from the host's files.
+//! - the FIFO is written without first opening PF_KEY (ipsecctl's `pfkey_init`).
+//!
 //! Modules follow the C: `lex` (yylex), `parse` (the grammar), `host` (addresses),
 //! `rule` (the rule and transform tables), `ike` (ike.c).
 
@@ -201,6 +210,7 @@ pub fn parse_rules(
             failed: true,
         };
     }
+    // ipsecctl_add_rule prints rules under -v unless -s is given; varset prints always.
     let verbose = opts.verbose > 0 && opts.show.is_none();
     let (delete, vv) = (opts.delete, opts.verbose > 1);
     let on_rule: parse::OnRule = Box::new(move |r, out, err| {
@@ -216,7 +226,7 @@ pub fn parse_rules(
             err.push_str(&format!("ipsecctl: {w}\n"));
         }
     });
-    let mut p = parse::Parser::new(lex, verbose, on_rule);
+    let mut p = parse::Parser::new(lex, opts.verbose > 0, on_rule);
     p.dns = !opts.no_dns;
     let res = p.run();
     let mut stderr = std::mem::take(&mut p.lex.stderr);
