@@ -15,6 +15,8 @@ use super::rule::{
 
 /// The most rules one file may expand to (a guard against `{ ... } x { ... }` bombs).
 pub const MAX_RULES: usize = 100_000;
+/// The most source/destination pairs one rule may be checked for.
+pub const MAX_PAIRS: usize = 10_000_000;
 
 /// How a statement failed: `Syntax` enters yacc's error recovery, `Fatal` is one of
 /// ipsecctl's err(3) exits.
@@ -395,6 +397,12 @@ impl Parser {
         }
         let srcs = expand_any(p.srcs);
         let dsts = expand_any(p.dsts);
+        // Bounded work: a pair of huge lists of mixed families would otherwise loop
+        // over every combination only to skip most of them.
+        if srcs.len().saturating_mul(dsts.len()) > MAX_PAIRS {
+            self.lex.yyerror("rule expands to too many combinations");
+            return;
+        }
         let mut added = 0;
         for s in &srcs {
             for d in &dsts {
