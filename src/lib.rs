@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod ike;
 pub mod iked;
 pub mod ikev2;
+pub mod ipsecctl;
 pub mod kernel;
 pub mod log;
 pub mod monitor;

@@ -1,6 +1,6 @@
-//! One binary, three programs: isakmpd(8), iked(8) or ikectl(8) by the name it is started
-//! under (a hard or symbolic link), or by a first argument `--iked` / `--ikectl` for a
-//! binary that cannot be linked under another name.
+//! One binary, four programs: isakmpd(8), iked(8), ikectl(8) or ipsecctl(8) by the name
+//! it is started under (a hard or symbolic link), or by a first argument `--iked` /
+//! `--ikectl` / `--ipsecctl` for a binary that cannot be linked under another name.
 
 fn main() {
     let mut args: Vec<String> = std::env::args().collect();
@@ -16,6 +16,7 @@ fn main() {
     let personality = match name.as_str() {
         "iked" => "iked",
         "ikectl" => "ikectl",
+        "ipsecctl" => "ipsecctl",
         _ => match rest.first().map(String::as_str) {
             Some("--iked") => {
                 rest.remove(0);
@@ -25,12 +26,17 @@ fn main() {
                 rest.remove(0);
                 "ikectl"
             }
+            Some("--ipsecctl") => {
+                rest.remove(0);
+                "ipsecctl"
+            }
             _ => "isakmpd",
         },
     };
     let status = match personality {
         "iked" => isakmpd::iked::main(rest),
         "ikectl" => isakmpd::iked::ikectl::main(rest),
+        "ipsecctl" => isakmpd::ipsecctl::main(rest),
         _ => match isakmpd::args::parse(rest) {
             Ok(o) => isakmpd::daemon::run(o),
             Err(e) => {

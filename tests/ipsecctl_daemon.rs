@@ -1,0 +1,99 @@
+//! `isakmpd -K` configured only through `ipsecctl -f`: the stream our ipsecctl writes to
+//! the daemon's FIFO (`-i`, the daemon's private /var/run) makes the connections appear
+//! in the daemon's report with the sections ike.c names, and `ipsecctl -d` removes them
+//! again. Passive rules, so nothing is sent. Needs root (see tests/common).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const CONF: &str = "\
+[General]
+Retransmits=\t5
+Listen-on=\t127.0.0.1
+";
+
+const RULES: &str = "\
+NET=\"{ 10.1.1.0/24, 10.1.3.0/24 }\"
+ike passive esp from $NET to 10.1.2.0/24 peer 192.0.2.2 \\
+\tmain auth hmac-sha2-256 enc aes group modp2048 \\
+\tquick enc aes-256 group none psk \"ipsecctl-test-psk\"
+";
+
+fn ipsecctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("--ipsecctl")
+        .args(args)
+        .output()
+        .expect("run ipsecctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ipsecctl_configures_and_unconfigures_a_daemon() {
+    let d = start("ipsecctl", CONF, &["-K", "-T"]);
+    let rules = d.scratch.write("ipsec.conf", RULES, 0o600);
+    let fifo = d.run_file("isakmpd.fifo");
+    let (st, out, err) = ipsecctl(&[
+        "-i",
+        fifo.to_str().unwrap_or_default(),
+        "-f",
+        rules.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(st, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let c1 = "from-10.1.1.0/24-to-10.1.2.0/24";
+    let c2 = "from-10.1.3.0/24-to-10.1.2.0/24";
+    let rep = d.fifo_sync("");
+    assert!(rep.contains(&format!("passive-connection: {c1}")), "{rep}");
+    assert!(rep.contains(&format!("passive-connection: {c2}")), "{rep}");
+    assert!(
+        !rep.contains("ipsecctl-test-psk"),
+        "the PSK stays hidden: {rep}"
+    );
+    assert_eq!(
+        d.conf_get("[Phase 1]:192.0.2.2"),
+        "peer-192.0.2.2\n",
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.conf_get(&format!("[{c1}]:ISAKMP-peer")),
+        "peer-192.0.2.2\n"
+    );
+    let xf = "phase1-transform-peer-192.0.2.2-PRE_SHARED-SHA2_256-AES128-MODP_2048";
+    assert_eq!(
+        d.conf_get("[phase1-peer-192.0.2.2]:Transforms"),
+        format!("{xf}\n")
+    );
+    assert_eq!(
+        d.conf_get(&format!("[{xf}]:GROUP_DESCRIPTION")),
+        "MODP_2048\n"
+    );
+    assert_eq!(d.conf_get("[from-10.1.3.0/24]:Netmask"), "255.255.255.0\n");
+
+    // The delete stream takes both connections away (ike.c removes the connection and
+    // its phase2 section; the suites and transforms stay, as on OpenBSD).
+    let (st, _, err) = ipsecctl(&[
+        "-d",
+        "-i",
+        fifo.to_str().unwrap_or_default(),
+        "-f",
+        rules.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(st, 0, "{err}");
+    let rep = d.fifo_sync("");
+    assert!(!rep.contains("connection: "), "{rep}");
+    assert!(
+        !rep.contains(&format!("[{c1}]")) && !rep.contains(&format!("[phase2-{c2}]")),
+        "{rep}"
+    );
+    assert_eq!(d.conf_get(&format!("[{c1}]:ISAKMP-peer")), "");
+    assert!(d.alive(), "{}", d.log());
+}
