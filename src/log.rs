@@ -206,7 +206,8 @@ fn emit(prio: libc::c_int, class: Option<(&str, u8)>, args: fmt::Arguments<'_>) 
     let _ = match class {
         // Report lines carry no level.
         Some((name, u8::MAX)) => write!(line, "{name} "),
-        Some((name, level)) => write!(line, "{name} {level:02} "),
+        // Class names padded to four as isakmpd's LOG_CLASSES_TEXT has them ("SA  ").
+        Some((name, level)) => write!(line, "{name:<4} {level:02} "),
         None => line.write_str("Default "),
     };
     let _ = line.write_fmt(args);
