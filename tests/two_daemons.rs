@@ -259,6 +259,8 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
                 "isakmp.nextpayload",
                 "-e",
                 "udp.checksum.status",
+                "-e",
+                "ip.src",
             ])
             .output()
             .unwrap();
@@ -302,6 +304,17 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
         assert!(
             lines.iter().any(|l| l.starts_with("2")),
             "Main Mode: {text}"
+        );
+        // The responder's Main Mode message 6, decrypted: ID, HASH and INITIAL-CONTACT
+        // (a Notification), as the C isakmpd sends it on a first contact.
+        assert!(
+            lines.iter().any(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                f.first() == Some(&"2")
+                    && f.get(3) == Some(&"5,8,11,0")
+                    && f.get(5) == Some(&"192.0.2.2")
+            }),
+            "message 6 with INITIAL-CONTACT: {text}"
         );
         assert!(
             lines.iter().any(|l| l.starts_with("32")),

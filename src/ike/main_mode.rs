@@ -319,7 +319,7 @@ pub(crate) fn i4(
     x.nat_detect(&m, x.local, x.remote);
     cx.io.capture(x.remote, x.local, data);
     x.float_to_nat_t(cx.io.nat_port, "main mode");
-    let initial_contact = !cx.sas.iter().any(|(_, s)| s.remote.ip() == x.remote.ip());
+    let initial_contact = cx.contacted.first(x.remote.ip());
     let (clear, msg) = auth_message(x, cx, c, initial_contact)?;
     x.p1_to(P1Step::AwaitAuth);
     cx.io.send_step(cx.now, (h, x), Some(&clear), msg, true);
@@ -337,7 +337,9 @@ pub(crate) fn r5(
     cx.phase1_room()?;
     let auth = auth::verify_auth_message(x, cx, c, data)?;
     cx.check_remote_id(x, &auth)?;
-    let (clear, msg) = auth_message(x, cx, c, false)?;
+    // isakmpd's responder sends INITIAL-CONTACT in message 6 too (ike_main_mode.c).
+    let initial_contact = cx.contacted.first(x.remote.ip());
+    let (clear, msg) = auth_message(x, cx, c, initial_contact)?;
     x.p1_to(P1Step::Done);
     x.resend_on_dup = true;
     cx.io.send_step(cx.now, (h, x), Some(&clear), msg, false);

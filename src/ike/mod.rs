@@ -197,6 +197,8 @@ pub struct Engine {
     pub(crate) ipsec_sas: Table<IpsecSa, u64>,
     /// The queues out, the timers, the random source and the counters.
     pub(crate) io: io::Io,
+    /// Peer addresses sent INITIAL-CONTACT (isakmpd's contact list).
+    contacted: phase1::Contacts,
     /// Timers fired in one `handle_timeout`, kept to reuse its room.
     fired: Vec<TimerKind>,
     /// Where protected informational messages are built (transmit scratch) and where
@@ -257,6 +259,7 @@ impl Engine {
                 Keyed(hash_key),
             ),
             ipsec_sas: Table::with_capacity(limits.ipsec_sas, IpsecSa::flow_key, Keyed(hash_key)),
+            contacted: phase1::Contacts::new(limits.isakmp_sas, Keyed(hash_key)),
             io,
             fired: Vec::with_capacity(64),
             scratch: Vec::with_capacity(8192),

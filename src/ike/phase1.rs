@@ -296,6 +296,38 @@ pub(crate) struct Cx<'a> {
     pub creds: &'a Credentials,
     pub sas: &'a Table<IsakmpSa, ([u8; 8], [u8; 8])>,
     pub nat_t_on: bool,
+    /// The peer addresses we have sent INITIAL-CONTACT (isakmpd's contact list).
+    pub contacted: &'a mut Contacts,
+}
+
+/// isakmpd's contact list (ipsec.c `ipsec_contacted`/`ipsec_add_contact`): the peer
+/// addresses this daemon has completed a phase 1 with since it started. The last phase 1
+/// message we send to an address not on it, initiator's or responder's, carries
+/// INITIAL-CONTACT. Bounded by the ISAKMP SA table's size (past it, first contacts are
+/// not remembered, so such peers get INITIAL-CONTACT again: harmless).
+pub(crate) struct Contacts {
+    seen: std::collections::HashSet<std::net::IpAddr, super::router::Keyed>,
+    cap: usize,
+}
+
+impl Contacts {
+    pub(crate) fn new(cap: usize, key: super::router::Keyed) -> Contacts {
+        Contacts {
+            seen: std::collections::HashSet::with_hasher(key),
+            cap,
+        }
+    }
+
+    /// Whether `a` is a first contact; it is one no more.
+    pub(crate) fn first(&mut self, a: std::net::IpAddr) -> bool {
+        if self.seen.contains(&a) {
+            return false;
+        }
+        if self.seen.len() < self.cap {
+            self.seen.insert(a);
+        }
+        true
+    }
 }
 
 /// Builds the [`Cx`] of engine `$e` from its fields, so that it can be had beside a
@@ -309,6 +341,7 @@ macro_rules! cx {
             creds: &$e.creds,
             sas: &$e.isakmp_sas,
             nat_t_on: !$e.cfg.no_nat_t,
+            contacted: &mut $e.contacted,
         }
     };
 }
