@@ -2698,6 +2698,49 @@ fn an_initiator_whose_responder_lost_the_exchange_starts_over_at_once() {
     assert_eq!(e.e.ipsec_sas().count(), 1);
 }
 
+/// A C isakmpd responder ignores a repeated message 1: when its message 2 is lost, the
+/// initiator's retransmissions cannot bring it back. After them our initiator starts
+/// over with new cookies at once (once), rather than at the next Check-interval (here an
+/// hour, so only the restart can bring the tunnel up).
+#[test]
+fn an_initiator_whose_message_2_never_comes_starts_over_with_new_cookies() {
+    isakmpd::ike::crypto::init();
+    let responder = any_peer_responder("");
+    let initiator = initiator_to_east("Check-interval=3600\nRetransmits=2\n", "", "");
+    let mut e = node(EAST, &responder, 810);
+    let mut w = node(WEST, &initiator, 811);
+    let mut buf = vec![0u8; 65535];
+    w.e.start_connections(Time(0));
+    let mut first_icookie = None;
+    let mut up_at = None;
+    for s10 in 0..1200u64 {
+        let now = Time(s10 * 100);
+        while let Some(t) = w.e.poll_transmit(&mut buf) {
+            let icookie = buf[..8].to_vec();
+            first_icookie.get_or_insert(icookie);
+            e.e.handle_datagram(now, e.addr, w.addr, &buf[..t.len]);
+        }
+        while let Some(t) = e.e.poll_transmit(&mut buf) {
+            // Everything east says in the first exchange is lost.
+            if first_icookie.as_deref() == Some(&buf[..8]) {
+                continue;
+            }
+            w.e.handle_datagram(now, w.addr, e.addr, &buf[..t.len]);
+        }
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+        if up_at.is_none() && w.e.ipsec_sas().count() == 1 {
+            up_at = Some(now);
+        }
+    }
+    let up_at = up_at.expect("the second exchange, with new cookies, got through");
+    // Message 1 and two retransmissions (7 s and 9 s apart), then 11 s for the last.
+    assert!(up_at.millis() < 40_000, "up at {up_at}");
+    assert_eq!(w.e.stats().failed, 1);
+    assert_eq!(w.e.stats().phase1_done, 1);
+    assert_eq!(e.e.ipsec_sas().count(), 1);
+}
+
 /// A half-open responder sends its Aggressive Mode message 2 twice at most (once, and one
 /// retransmission for a lost message 3): a spoofed message 1 gets no more than that from
 /// us, and its exchange goes quietly after the half-open time.

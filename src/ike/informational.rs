@@ -333,12 +333,22 @@ impl Engine {
             x.remote,
             if again { "; starting again" } else { "" }
         );
-        let (peer, remote, connection) = (x.peer.clone(), x.remote, x.connection.clone());
         self.io.stats.failed += 1;
-        self.free_exchange(h);
-        if !again {
-            return;
+        if again {
+            self.restart_phase1(now, h);
+        } else {
+            self.free_exchange(h);
         }
+    }
+
+    /// Ends phase 1 exchange `h` and starts it over once with new cookies, for the same
+    /// peer and connection (the new exchange is marked so that it is not restarted).
+    pub(crate) fn restart_phase1(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get(h) else {
+            return;
+        };
+        let (peer, remote, connection) = (x.peer.clone(), x.remote, x.connection.clone());
+        self.free_exchange(h);
         let Some(p) = self.policy.peer(&peer).cloned() else {
             return;
         };

@@ -635,14 +635,32 @@ impl Engine {
                 x.next_retransmit = None;
             } else if now >= t {
                 if x.xmits >= self.policy.retransmits {
+                    // An initiator whose message 1 was never answered starts over once
+                    // with new cookies: a C isakmpd responder ignores a repeated
+                    // message 1, so if its message 2 was lost, our retransmissions
+                    // could not bring it back (and the next try would wait for the
+                    // connection check).
+                    let again = x.initiator
+                        && x.kind == exchange::Kind::Main
+                        && x.state == exchange::State::Phase1(exchange::P1Step::AwaitSa)
+                        && !x.restarted;
                     crate::log_warn!(
-                        "{} with {}: no answer after {} retransmissions, giving up",
+                        "{} with {}: no answer after {} retransmissions, {}",
                         x.name(),
                         x.remote,
-                        x.xmits
+                        x.xmits,
+                        if again {
+                            "starting again with new cookies"
+                        } else {
+                            "giving up"
+                        }
                     );
                     self.io.stats.failed += 1;
-                    self.give_up(now, h);
+                    if again {
+                        self.restart_phase1(now, h);
+                    } else {
+                        self.give_up(now, h);
+                    }
                     return;
                 }
                 x.xmits += 1;
