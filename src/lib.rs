@@ -19,6 +19,7 @@ pub mod ike;
 pub mod iked;
 pub mod ikev2;
 pub mod kernel;
+pub mod keynote;
 pub mod log;
 pub mod monitor;
 pub mod pcap;
