@@ -28,8 +28,8 @@ use super::policy::{OwnedId, Suite};
 use super::sa::IsakmpSa;
 use super::sa::{Handle, KernelReq};
 use super::wire::{
-    ExchangeType, Header, IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType,
-    Proposal, ProtocolId, Transform, HEADER_LEN,
+    AuthMethod, ExchangeType, Header, IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload,
+    PayloadType, Proposal, ProtocolId, Transform, HEADER_LEN,
 };
 use super::{Backend, Drop, Engine};
 use crate::timer::Time;
@@ -348,6 +348,9 @@ pub(crate) struct QmCx<'a> {
     pub policy: &'a Policy,
     pub backend: Backend,
     pub sa: &'a IsakmpSa,
+    /// isakmpd.policy, when in force (`check_policy`), and the time for it.
+    pub keynote: Option<&'a dyn super::policy::ProposalPolicy>,
+    pub wall: super::policy::WallClock,
 }
 
 /// Builds the [`QmCx`] of engine `$e` over ISAKMP SA `$sa` from the engine's fields.
@@ -359,6 +362,8 @@ macro_rules! qm_cx {
             policy: &$e.policy,
             backend: $e.cfg.backend,
             sa: $sa,
+            keynote: $e.proposal_policy.as_deref(),
+            wall: $e.wall,
         }
     };
 }
@@ -467,6 +472,63 @@ fn send_1(x: &mut Exchange, h: Handle, cx: &mut QmCx<'_>) -> Result<(), String> 
     Ok(())
 }
 
+/// Why a responder chose no proposal when isakmpd.policy refused those it could.
+pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.policy";
+
+/// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
+/// have the SA `chosen` (always, without a policy). The peer's principals are those of its
+/// pre-shared key; a peer authenticated otherwise has none this daemon can name yet.
+fn check_policy(
+    cx: &QmCx<'_>,
+    chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
+    (idci, idcr): (Option<&[u8]>, Option<&[u8]>),
+    (local, remote): (SocketAddr, SocketAddr),
+) -> bool {
+    let Some(kn) = cx.keynote else {
+        return true;
+    };
+    let peer = cx.policy.peer(&cx.sa.peer);
+    let principals = match peer.and_then(|p| p.psk.as_deref()) {
+        Some(key) if cx.sa.auth == AuthMethod::PRE_SHARED => {
+            super::policy_attrs::psk_principals(key)
+        }
+        _ => Vec::new(),
+    };
+    let phase_1 = match peer.map(|p| p.exchange) {
+        Some(ExchangeType::AGGRESSIVE) => "aggressive",
+        _ => "main",
+    };
+    let attrs = super::policy_attrs::attributes(&super::policy_attrs::Action {
+        sa: cx.sa,
+        phase_1,
+        chosen,
+        idci,
+        idcr,
+        local,
+        remote,
+        initiator: false,
+        wall: cx.wall,
+    });
+    let ok = kn.allows(
+        &|n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+        &principals,
+    );
+    if !ok {
+        crate::ike_debug!(
+            crate::log::DebugClass::Policy,
+            40,
+            "check_policy: proposal refused ({})",
+            attrs
+                .iter()
+                .filter(|(k, _)| k.starts_with("esp_") || k.starts_with("ah_") || k == "pfs")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    ok
+}
+
 /// Responder, message 1: HASH(1) checked, the connection found by the peer and the
 /// client IDs, a proposal chosen; the new exchange (SPIs still to come).
 fn r1(
@@ -556,6 +618,7 @@ fn r1(
     // Proposals: group the payloads by number, take the first a suite accepts.
     let props: Vec<Proposal<'_>> = offer.proposals().collect();
     let mut chosen: Option<(u8, Vec<(Proposal<'_>, Transform<'_>, Matched)>)> = None;
+    let mut refused = false;
     let mut i = 0;
     while i < props.len() && chosen.is_none() {
         let num = props[i].number;
@@ -567,12 +630,19 @@ fn r1(
         i += group.len();
         for suite in &qm_suites(&conn.suites, cx.sa, cx.backend, false) {
             if let Some(c) = accept_suite(suite, &group, cx.backend) {
+                if !check_policy(cx, &c, (idci.as_deref(), idcr.as_deref()), (local, remote)) {
+                    refused = true;
+                    continue;
+                }
                 chosen = Some((num, c));
                 break;
             }
         }
     }
     let (pnum, chosen) = chosen.ok_or_else(|| {
+        if refused {
+            return Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, POLICY_REFUSED);
+        }
         super::refused(
             NotifyType::NO_PROPOSAL_CHOSEN,
             "no proposal chosen",

@@ -17,12 +17,14 @@
 //! sans-IO engine, which sees a policy only through [`crate::ike::policy::ProposalPolicy`].
 
 mod expr;
+pub mod file;
 mod lex;
 mod regex;
 #[cfg(test)]
 mod tests;
 
 use expr::{Clause, Lic, Parser};
+pub use file::{describe, load, off_reason, policy_file, wall_clock, Enforced};
 use std::cell::Cell;
 use std::collections::HashMap;
 
