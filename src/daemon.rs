@@ -166,7 +166,7 @@ pub fn run(opts: Options) -> i32 {
         }
         Some(p) => match crate::keynote::load(p) {
             Ok(k) => {
-                crate::log_info!("policy: {} assertions from {p}", k.policy.len());
+                crate::log_info!("policy: {}", crate::keynote::describe(Some(&k), ""));
                 (Some(std::sync::Arc::new(k)), String::new())
             }
             Err(e) => return fatal(&format!("policy_init: cannot read {e}")),

@@ -197,10 +197,18 @@ impl Daemon {
             .and_then(|fd| crate::keynote::file::read(fd, &path))
         {
             Ok(k) => {
-                crate::log_info!("reloaded policy from {path}: {} assertions", k.policy.len());
+                crate::log_info!(
+                    "reloaded policy: {}",
+                    crate::keynote::describe(Some(&k), "")
+                );
                 self.set_keynote(Some(std::sync::Arc::new(k)), String::new());
             }
-            Err(e) => crate::log_error!("policy reload failed, keeping the running policy: {e}"),
+            // Still no file where there was none at startup: KeyNote stays off.
+            Err(e) if self.keynote.is_none() && e.contains("No such file") => {
+                crate::log_warn!("{path}: no such file: KeyNote policy stays off");
+                self.keynote_off = format!("{path} missing");
+            }
+            Err(e) => crate::log_error!("policy not reloaded, the running one stays: {e}"),
         }
     }
 

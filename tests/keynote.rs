@@ -1,7 +1,11 @@
 //! isakmpd.policy enforced end to end: two engines in memory, the responder (east) with a
 //! KeyNote policy, as isakmpd's check_policy asks it about each Quick Mode proposal.
 
+mod common;
+
+use std::fs;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 
 use isakmpd::conf::Conf;
@@ -228,4 +232,87 @@ Conditions: app_domain == "IPsec policy" && doi == "ipsec" && initiator == "no" 
         let q = ok.replace("198.051.100.000-", "198.051.101.000-");
         assert!(run("QM-ESP-AES-SHA-SUITE", BOTH, Some(&q)).is_empty());
     }
+}
+
+// The daemon: the policy file read at start and on reload, the report's "keynote:" line.
+
+const DAEMON_CONF: &str = "[General]\nListen-on=\t127.0.0.1\nPolicy-file=\tPOLICY\n\
+[Phase 1]\n192.0.2.2=\tpeer-east\n\
+[peer-east]\nPhase=\t1\nAddress=\t192.0.2.2\nAuthentication=\tverysecretpsk\n";
+
+const ACCEPT_ALL: &str = "KeyNote-Version: 2\nAuthorizer: \"POLICY\"\n\
+Conditions: app_domain == \"IPsec policy\" -> \"true\";\n";
+
+#[test]
+fn daemon_reads_the_policy_file_at_start_and_on_reload() {
+    common::require_root();
+    let files = common::Scratch::new("keynote-policy");
+    let path = files.write("isakmpd.policy", AES_ONLY, 0o600);
+    let conf = DAEMON_CONF.replace("POLICY", path.to_str().unwrap());
+    let d = common::start("keynote-on", &conf, &["-p", "1500", "-T"]);
+    let rep = d.fifo_sync("");
+    let want = format!("keynote: on ({}, 1 assertion)\n", path.display());
+    assert!(rep.contains(&want), "{rep}");
+    fs::write(
+        &path,
+        format!("{AES_ONLY}\n{ACCEPT_ALL}\n# a comment\n\nnot an assertion\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for(|| d.log().contains("reloaded policy"), "policy reload");
+    let rep = d.fifo_sync("");
+    assert!(
+        rep.contains(&format!("keynote: on ({}, 2 assertions)", path.display())),
+        "{rep}"
+    );
+    assert!(
+        d.log()
+            .contains("isakmpd.policy: line 14: assertion ignored"),
+        "{}",
+        d.log()
+    );
+    // A file that became group-readable is refused; the running policy stays.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    d.fifo("R\n");
+    d.wait_for(|| d.log().contains("policy not reloaded"), "refused reload");
+    assert!(d.fifo_sync("").contains("2 assertions"));
+}
+
+#[test]
+fn daemon_with_minus_k_or_use_keynote_no_reports_off() {
+    common::require_root();
+    let conf = DAEMON_CONF.replace("POLICY", "/nonexistent/isakmpd.policy");
+    let d = common::start("keynote-k", &conf, &["-p", "1500", "-T", "-K"]);
+    assert!(d.fifo_sync("").contains("keynote: off (-K)\n"));
+    let conf = conf.replace("[General]\n", "[General]\nUse-Keynote=\tno\n");
+    let d = common::start("keynote-no", &conf, &["-p", "1500", "-T"]);
+    assert!(d
+        .fifo_sync("")
+        .contains("keynote: off ([General]:Use-Keynote)\n"));
+    // A missing file: off, and said so (isakmpd would not start).
+    let conf = DAEMON_CONF.replace("POLICY", "/nonexistent/isakmpd.policy");
+    let d = common::start("keynote-missing", &conf, &["-p", "1500", "-T"]);
+    let rep = d.fifo_sync("");
+    assert!(
+        rep.contains("keynote: off (/nonexistent/isakmpd.policy missing)\n"),
+        "{rep}"
+    );
+    assert!(d.log().contains("KeyNote policy off"), "{}", d.log());
+}
+
+#[test]
+fn daemon_refuses_a_group_readable_policy_file() {
+    common::require_root();
+    let s = common::Scratch::new("keynote-perm");
+    let path = s.write("isakmpd.policy", ACCEPT_ALL, 0o644);
+    let conf = s.write(
+        "isakmpd.conf",
+        &DAEMON_CONF.replace("POLICY", path.to_str().unwrap()),
+        0o600,
+    );
+    let (mut child, log) = common::spawn(&s, &conf, &["-p", "1500"]);
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    let log = fs::read_to_string(log).unwrap();
+    assert!(log.contains("policy_init: cannot read"), "{log}");
+    assert!(log.contains("bad permissions 0644"), "{log}");
 }
