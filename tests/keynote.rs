@@ -136,16 +136,28 @@ fn drive(a: &mut (Engine, SocketAddr), b: &mut (Engine, SocketAddr)) {
 /// West offers `west_qm`; east accepts `east_qm` under `policy` (None: -K). Returns the
 /// ESP transform IDs of east's SAs.
 fn run(west_qm: &str, east_qm: &str, policy: Option<&str>) -> Vec<u8> {
+    run2(west_qm, east_qm, None, policy)
+}
+
+fn enforce(e: &mut Engine, text: &str) {
+    let l = Policy::parse(text);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    e.set_proposal_policy(Some(Arc::new(Enforced {
+        path: "test.policy".into(),
+        policy: l.policy,
+    })));
+}
+
+/// Like [`run`], with a policy on either side.
+fn run2(west_qm: &str, east_qm: &str, west: Option<&str>, east: Option<&str>) -> Vec<u8> {
     capture_logs();
     let mut w = engine(WEST, &conf(WEST, EAST, true, west_qm), 1);
     let mut e = engine(EAST, &conf(EAST, WEST, false, east_qm), 2);
-    if let Some(text) = policy {
-        let l = Policy::parse(text);
-        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-        e.0.set_proposal_policy(Some(Arc::new(Enforced {
-            path: "test.policy".into(),
-            policy: l.policy,
-        })));
+    if let Some(text) = west {
+        enforce(&mut w.0, text);
+    }
+    if let Some(text) = east {
+        enforce(&mut e.0, text);
     }
     w.0.start_connections(Time(0));
     drive(&mut w, &mut e);
@@ -196,6 +208,23 @@ fn a_refused_proposal_is_passed_over_for_an_allowed_one() {
     let sas = run(BOTH, BOTH, Some(AES_ONLY));
     assert!(!sas.is_empty());
     assert!(sas.iter().all(|&t| t == ESP_AES), "{sas:?}");
+}
+
+#[test]
+fn the_initiator_puts_the_responders_choice_to_its_policy() {
+    // East, without a policy, takes west's first proposal (3DES); west's policy refuses it
+    // and tells east so.
+    let sas = run2(BOTH, BOTH, Some(AES_ONLY), None);
+    assert!(sas.is_empty(), "{sas:?}");
+    let l = my_lines();
+    assert!(
+        l.iter().any(|x| x.contains("refused by isakmpd.policy")),
+        "{l:#?}"
+    );
+    assert!(
+        l.iter().any(|x| x.contains("says NO_PROPOSAL_CHOSEN")),
+        "{l:#?}"
+    );
 }
 
 #[test]

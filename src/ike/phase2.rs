@@ -83,7 +83,8 @@ impl Engine {
             Err(Drop::Notify(n, why)) => {
                 // An authenticated peer may ask again and again: policy refusals are
                 // logged a few times per period.
-                if why != super::quick_mode::POLICY_REFUSED || self.policy_log.allow(now).is_some()
+                if why != super::policy_attrs::POLICY_REFUSED
+                    || self.policy_log.allow(now).is_some()
                 {
                     crate::log_warn!("{what} with {remote}: {why}");
                 }

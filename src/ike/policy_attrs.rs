@@ -1,4 +1,4 @@
-//! The KeyNote action attributes of a Quick Mode proposal, as isakmpd's policy.c
+//! ike_quick_mode.c `check_policy`, and the KeyNote action attributes of a Quick Mode proposal, as isakmpd's policy.c
 //! `policy_callback` computes them, and the principals ike_quick_mode.c `check_policy` adds
 //! for the peer (isakmpd.policy(5)). Addresses are written as isakmpd writes them: IPv4 as
 //! zero-padded dotted quads (`010.000.000.001`), IPv6 as eight four-digit hex groups.
@@ -9,7 +9,10 @@ use super::crypto::{hash, HashAlg};
 use super::ipsec_proposal::Matched;
 use super::policy::WallClock;
 use super::sa::IsakmpSa;
-use super::wire::{AuthAlgorithm, EncapsulationMode, IdType, Proposal, ProtocolId, Transform};
+use super::wire::{
+    AuthAlgorithm, AuthMethod, EncapsulationMode, ExchangeType, IdType, Proposal, ProtocolId,
+    Transform,
+};
 
 /// The proposal and its setting, from the responder's side.
 pub(crate) struct Action<'a, 'p> {
@@ -325,6 +328,62 @@ pub(crate) fn psk_principals(key: &[u8]) -> Vec<String> {
             hex(hash(HashAlg::Sha1, &[key]).as_bytes())
         ),
     ]
+}
+
+/// Why no proposal was chosen (responder) or the responder's choice refused (initiator).
+pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.policy";
+
+/// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
+/// have the SA `chosen` (always, without a policy). The peer's principals are those of its
+/// pre-shared key; a peer authenticated otherwise has none this daemon can name yet.
+pub(crate) fn check_policy(
+    cx: &super::quick_mode::QmCx<'_>,
+    chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
+    (idci, idcr): (Option<&[u8]>, Option<&[u8]>),
+    (local, remote): (SocketAddr, SocketAddr),
+    initiator: bool,
+) -> bool {
+    let Some(kn) = cx.keynote else {
+        return true;
+    };
+    let peer = cx.policy.peer(&cx.sa.peer);
+    let principals = match peer.and_then(|p| p.psk.as_deref()) {
+        Some(key) if cx.sa.auth == AuthMethod::PRE_SHARED => psk_principals(key),
+        _ => Vec::new(),
+    };
+    let phase_1 = match peer.map(|p| p.exchange) {
+        Some(ExchangeType::AGGRESSIVE) => "aggressive",
+        _ => "main",
+    };
+    let attrs = attributes(&Action {
+        sa: cx.sa,
+        phase_1,
+        chosen,
+        idci,
+        idcr,
+        local,
+        remote,
+        initiator,
+        wall: cx.wall,
+    });
+    let ok = kn.allows(
+        &|n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+        &principals,
+    );
+    if !ok {
+        crate::ike_debug!(
+            crate::log::DebugClass::Policy,
+            40,
+            "check_policy: proposal refused ({})",
+            attrs
+                .iter()
+                .filter(|(k, _)| k.starts_with("esp_") || k.starts_with("ah_") || k == "pfs")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    ok
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use super::policy::{OwnedId, Suite};
 use super::sa::IsakmpSa;
 use super::sa::{Handle, KernelReq};
 use super::wire::{
-    AuthMethod, ExchangeType, Header, IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload,
-    PayloadType, Proposal, ProtocolId, Transform, HEADER_LEN,
+    ExchangeType, Header, IpsecAttr, LifeType, MessageBuilder, NotifyType, Payload, PayloadType,
+    Proposal, ProtocolId, Transform, HEADER_LEN,
 };
 use super::{Backend, Drop, Engine};
 use crate::timer::Time;
@@ -472,63 +472,6 @@ fn send_1(x: &mut Exchange, h: Handle, cx: &mut QmCx<'_>) -> Result<(), String> 
     Ok(())
 }
 
-/// Why a responder chose no proposal when isakmpd.policy refused those it could.
-pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.policy";
-
-/// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
-/// have the SA `chosen` (always, without a policy). The peer's principals are those of its
-/// pre-shared key; a peer authenticated otherwise has none this daemon can name yet.
-fn check_policy(
-    cx: &QmCx<'_>,
-    chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
-    (idci, idcr): (Option<&[u8]>, Option<&[u8]>),
-    (local, remote): (SocketAddr, SocketAddr),
-) -> bool {
-    let Some(kn) = cx.keynote else {
-        return true;
-    };
-    let peer = cx.policy.peer(&cx.sa.peer);
-    let principals = match peer.and_then(|p| p.psk.as_deref()) {
-        Some(key) if cx.sa.auth == AuthMethod::PRE_SHARED => {
-            super::policy_attrs::psk_principals(key)
-        }
-        _ => Vec::new(),
-    };
-    let phase_1 = match peer.map(|p| p.exchange) {
-        Some(ExchangeType::AGGRESSIVE) => "aggressive",
-        _ => "main",
-    };
-    let attrs = super::policy_attrs::attributes(&super::policy_attrs::Action {
-        sa: cx.sa,
-        phase_1,
-        chosen,
-        idci,
-        idcr,
-        local,
-        remote,
-        initiator: false,
-        wall: cx.wall,
-    });
-    let ok = kn.allows(
-        &|n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
-        &principals,
-    );
-    if !ok {
-        crate::ike_debug!(
-            crate::log::DebugClass::Policy,
-            40,
-            "check_policy: proposal refused ({})",
-            attrs
-                .iter()
-                .filter(|(k, _)| k.starts_with("esp_") || k.starts_with("ah_") || k == "pfs")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    ok
-}
-
 /// Responder, message 1: HASH(1) checked, the connection found by the peer and the
 /// client IDs, a proposal chosen; the new exchange (SPIs still to come).
 fn r1(
@@ -630,7 +573,13 @@ fn r1(
         i += group.len();
         for suite in &qm_suites(&conn.suites, cx.sa, cx.backend, false) {
             if let Some(c) = accept_suite(suite, &group, cx.backend) {
-                if !check_policy(cx, &c, (idci.as_deref(), idcr.as_deref()), (local, remote)) {
+                if !super::policy_attrs::check_policy(
+                    cx,
+                    &c,
+                    (idci.as_deref(), idcr.as_deref()),
+                    (local, remote),
+                    false,
+                ) {
                     refused = true;
                     continue;
                 }
@@ -641,7 +590,10 @@ fn r1(
     }
     let (pnum, chosen) = chosen.ok_or_else(|| {
         if refused {
-            return Drop::Notify(NotifyType::NO_PROPOSAL_CHOSEN, POLICY_REFUSED);
+            return Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                super::policy_attrs::POLICY_REFUSED,
+            );
         }
         super::refused(
             NotifyType::NO_PROPOSAL_CHOSEN,
@@ -894,6 +846,14 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
         NotifyType::NO_PROPOSAL_CHOSEN,
         "responder chose transforms we did not offer",
     ))?;
+    // initiator_recv_HASH_SA_NONCE: the responder's choice is put to the policy too.
+    let ids = (x.qm.idci.as_deref(), x.qm.idcr.as_deref());
+    if !super::policy_attrs::check_policy(cx, &chosen, ids, (x.local, x.remote), true) {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            super::policy_attrs::POLICY_REFUSED,
+        ));
+    }
     x.qm.chosen.clear();
     for (p, t, m) in &chosen {
         let spi_in =
