@@ -262,6 +262,47 @@ pub fn local_time_of_day() -> (i32, i32, i32, i64) {
     (tm.tm_hour, tm.tm_min, tm.tm_sec, micros)
 }
 
+/// The local zone's offset from UTC, in seconds, at `unix` (localtime_r's tm_gmtoff; 0 if
+/// it fails).
+pub fn utc_offset(unix: i64) -> i64 {
+    let t = unix as libc::time_t;
+    // SAFETY: a zeroed tm is valid plain data; both pointers are valid for the call.
+    let (ok, tm) = unsafe {
+        let mut tm: libc::tm = zeroed();
+        let ok = !libc::localtime_r(&t, &mut tm).is_null();
+        (ok, tm)
+    };
+    // tm_gmtoff is a C long: 32 bits on armv7 and other 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    if ok {
+        i64::from(tm.tm_gmtoff)
+    } else {
+        0
+    }
+}
+
+/// Whether `subject` matches the POSIX extended regular expression `pattern` (regcomp(3)
+/// with REG_EXTENDED | REG_NOSUB, regexec(3)); `None` when the pattern does not compile.
+pub fn regex_matches(pattern: &CStr, subject: &CStr) -> Option<bool> {
+    // SAFETY: regex_t is plain data that regcomp initialises; both strings are valid and
+    // NUL-terminated for the calls; a compiled r is freed exactly once, and no sub-matches
+    // are asked of regexec (nmatch 0, null pmatch).
+    unsafe {
+        let mut r: libc::regex_t = zeroed();
+        if libc::regcomp(
+            &mut r,
+            pattern.as_ptr(),
+            libc::REG_EXTENDED | libc::REG_NOSUB,
+        ) != 0
+        {
+            return None;
+        }
+        let m = libc::regexec(&r, subject.as_ptr(), 0, std::ptr::null_mut(), 0);
+        libc::regfree(&mut r);
+        Some(m == 0)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Sockets.
 

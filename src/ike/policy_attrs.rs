@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::crypto::openssl::dn_oneline;
 use super::crypto::{hash, HashAlg};
 use super::ipsec_proposal::Matched;
 use super::policy::WallClock;
@@ -207,7 +208,12 @@ fn id_attrs(out: &mut Vec<(String, String)>, prefix: &str, body: &[u8]) {
             String::new(),
             String::new(),
         ),
-        IdType::DER_ASN1_DN => ("ASN1 DN", hex(data), String::new(), String::new()),
+        IdType::DER_ASN1_DN => (
+            "ASN1 DN",
+            dn_oneline(data).unwrap_or_else(|| hex(data)),
+            String::new(),
+            String::new(),
+        ),
         IdType::DER_ASN1_GN => ("ASN1 GN", hex(data), String::new(), String::new()),
         IdType::KEY_ID => ("Key ID", hex(data), String::new(), String::new()),
         _ => ("", String::new(), String::new(), String::new()),
@@ -335,7 +341,8 @@ pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.
 
 /// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
 /// have the SA `chosen` (always, without a policy). The peer's principals are those of its
-/// pre-shared key; a peer authenticated otherwise has none this daemon can name yet.
+/// pre-shared key, or the `DN:` of its certificate when its ID is that DN (isakmpd also
+/// names the certificate's RSA key, `rsa-hex:`, which this daemon does not yet).
 pub(crate) fn check_policy(
     cx: &super::quick_mode::QmCx<'_>,
     chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
@@ -349,7 +356,9 @@ pub(crate) fn check_policy(
     let peer = cx.policy.peer(&cx.sa.peer);
     let principals = match peer.and_then(|p| p.psk.as_deref()) {
         Some(key) if cx.sa.auth == AuthMethod::PRE_SHARED => psk_principals(key),
-        _ => Vec::new(),
+        // A certificate's subject, when the peer's ID is that DN (auth.rs checked that
+        // the certificate names it).
+        _ => dn_principal(cx.sa).into_iter().collect(),
     };
     let phase_1 = match peer.map(|p| p.exchange) {
         Some(ExchangeType::AGGRESSIVE) => "aggressive",
@@ -384,6 +393,14 @@ pub(crate) fn check_policy(
         );
     }
     ok
+}
+
+/// `DN:/C=../CN=..` for a peer authenticated by signature whose phase 1 ID is a DN.
+fn dn_principal(sa: &IsakmpSa) -> Option<String> {
+    if sa.auth != AuthMethod::RSA_SIG || sa.id_remote.first() != Some(&IdType::DER_ASN1_DN.0) {
+        return None;
+    }
+    Some(format!("DN:{}", dn_oneline(sa.id_remote.get(4..)?)?))
 }
 
 #[cfg(test)]

@@ -80,15 +80,9 @@ pub fn wall_clock() -> WallClock {
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let t = unix as libc::time_t;
-    // SAFETY: tm is plain data filled in by localtime_r from a valid time_t.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call.
-    let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
     WallClock {
         unix,
-        #[allow(clippy::useless_conversion)] // c_long is i32 on 32-bit targets
-        utc_offset: if ok { i64::from(tm.tm_gmtoff) } else { 0 },
+        utc_offset: crate::sys::utc_offset(unix),
     }
 }
 

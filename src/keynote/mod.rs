@@ -16,6 +16,8 @@
 //! POSIX regcomp/regexec (REG_EXTENDED), as libkeynote does; this module lives outside the
 //! sans-IO engine, which sees a policy only through [`crate::ike::policy::ProposalPolicy`].
 
+#![forbid(unsafe_code)]
+
 mod expr;
 pub mod file;
 mod lex;
