@@ -174,7 +174,8 @@ fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, St
     let mut seen: Vec<&str> = Vec::new();
     let (mut lic_text, mut cond_text, mut auth_text) = (None, None, None);
     for (i, (name, n, value)) in fields.iter().enumerate() {
-        if name != "comment" && seen.contains(&name.as_str()) {
+        // Every field at most once, Comment included (libkeynote parse_assertion.c).
+        if seen.contains(&name.as_str()) {
             return Err(format!("line {n}: field {name} given twice"));
         }
         seen.push(name);

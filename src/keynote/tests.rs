@@ -51,8 +51,23 @@ fn accept_everything() {
 
 #[test]
 fn sample_policy_file() {
-    // The 1999 sample: a bare password as the licensee, ESP only.
-    let p = load(SAMPLE_POLICY);
+    // The 1999 sample has two Comment fields: libkeynote refuses the assertion (every field
+    // at most once), so isakmpd would refuse every proposal with it; so do we.
+    let l = Policy::parse(SAMPLE_POLICY);
+    assert_eq!(l.policy.len(), 0);
+    assert!(
+        l.warnings[0].contains("field comment given twice"),
+        "{:?}",
+        l.warnings
+    );
+    // With one Comment: a bare password as the licensee, ESP only.
+    let one = SAMPLE_POLICY.replacen("Comment: This policy", "Comment-2: x\nX", 1);
+    assert_eq!(Policy::parse(&one).policy.len(), 0);
+    let fixed = SAMPLE_POLICY.replace(
+        "Comment: This policy accepts ESP SAs from a remote that uses the right password\n",
+        "",
+    );
+    let p = load(&fixed);
     let esp = [IPSEC, ("esp_present", "yes")];
     assert_eq!(q(&p, &esp, &["mekmitasdigoat"]), 1);
     assert_eq!(q(&p, &esp, &["passphrase:mekmitasdigoat"]), 0);
