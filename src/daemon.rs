@@ -155,6 +155,7 @@ pub fn run(opts: Options) -> i32 {
         None => crate::keynote::policy_file(&conf, opts.no_keynote),
     };
     let keynote = match &policy_path {
+        None if opts.iked.is_some() => (None, "iked".to_string()),
         None => (None, crate::keynote::off_reason(opts.no_keynote)),
         // isakmpd stops here (log_fatal); without a file we run as with -K, and say so
         // in the log and the report, so that daemons set up without a policy still start.

@@ -360,3 +360,17 @@ fn garbled_and_truncated_inputs_never_panic() {
         q(&p, &a, &[]);
     }
 }
+
+#[test]
+fn warnings_never_show_a_principal() {
+    for text in [
+        "Authorizer: \"POLICY\"\nLicensees: \"passphrase:topsecret\" \"passphrase:topsecret\"\n",
+        "Authorizer: \"POLICY\"\nLicensees: \"passphrase:topsecret\" ||\n",
+        "Authorizer: \"passphrase:topsecret\" \"x\"\n",
+        "Authorizer: \"POLICY\"\nConditions: \"passphrase:topsecret\" \"x\";\n",
+    ] {
+        let l = Policy::parse(text);
+        assert_eq!(l.policy.len(), 0, "{text}");
+        assert!(!l.warnings.join("\n").contains("topsecret"), "{:?}", l.warnings);
+    }
+}
