@@ -228,6 +228,17 @@ fn the_initiator_puts_the_responders_choice_to_its_policy() {
 }
 
 #[test]
+fn aes_with_pfs_policy_refuses_a_pfs_less_peer() {
+    let policy = AES_ONLY.replace("-> \"true\"", "&& pfs == \"yes\" -> \"true\"");
+    let east = "QM-ESP-AES-SHA-SUITE,QM-ESP-AES-SHA-PFS-SUITE";
+    let sas = run("QM-ESP-AES-SHA-PFS-SUITE", east, Some(&policy));
+    assert!(!sas.is_empty(), "{:#?}", my_lines());
+    let sas = run("QM-ESP-AES-SHA-SUITE", east, Some(&policy));
+    assert!(sas.is_empty(), "{sas:?}");
+    assert!(refused_with_no_proposal_chosen(), "{:#?}", my_lines());
+}
+
+#[test]
 fn licensees_naming_another_passphrase_refuse_the_peer() {
     let other = AES_ONLY.replace("passphrase:mekmitasdigoat", "passphrase:somebodyelse");
     let sas = run("QM-ESP-AES-SHA-SUITE", BOTH, Some(&other));

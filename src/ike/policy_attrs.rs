@@ -27,6 +27,8 @@ pub(crate) struct Action<'a, 'p> {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub initiator: bool,
+    /// The message carried a KE payload (isakmpd sets `ie->pfs` from that).
+    pub pfs: bool,
     pub wall: WallClock,
 }
 
@@ -259,8 +261,7 @@ pub(crate) fn attributes(a: &Action<'_, '_>) -> Vec<(String, String)> {
         "LocalTimeOfDay",
         time_of_day(a.wall.unix + a.wall.utc_offset),
     );
-    let pfs = a.chosen.iter().any(|(_, _, m)| m.group.is_some());
-    put("pfs", yes(pfs));
+    put("pfs", yes(a.pfs));
     for (proto, prefix) in [
         (ProtocolId::IPSEC_ESP, "esp"),
         (ProtocolId::IPSEC_AH, "ah"),
@@ -340,7 +341,8 @@ pub(crate) fn psk_principals(key: &[u8]) -> Vec<String> {
 pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.policy";
 
 /// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
-/// have the SA `chosen` (always, without a policy). The peer's principals are those of its
+/// have the SA `chosen` (always, without a policy), for the initiator or the responder of a
+/// message that did or did not carry a KE payload. The peer's principals are those of its
 /// pre-shared key, or the `DN:` of its certificate when its ID is that DN (isakmpd also
 /// names the certificate's RSA key, `rsa-hex:`, which this daemon does not yet).
 pub(crate) fn check_policy(
@@ -348,7 +350,7 @@ pub(crate) fn check_policy(
     chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
     (idci, idcr): (Option<&[u8]>, Option<&[u8]>),
     (local, remote): (SocketAddr, SocketAddr),
-    initiator: bool,
+    (initiator, pfs): (bool, bool),
 ) -> bool {
     let Some(kn) = cx.keynote else {
         return true;
@@ -373,6 +375,7 @@ pub(crate) fn check_policy(
         local,
         remote,
         initiator,
+        pfs,
         wall: cx.wall,
     });
     let ok = kn.allows(

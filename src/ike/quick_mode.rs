@@ -578,7 +578,7 @@ fn r1(
                     &c,
                     (idci.as_deref(), idcr.as_deref()),
                     (local, remote),
-                    false,
+                    (false, ke.is_some()),
                 ) {
                     refused = true;
                     continue;
@@ -848,7 +848,8 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
     ))?;
     // initiator_recv_HASH_SA_NONCE: the responder's choice is put to the policy too.
     let ids = (x.qm.idci.as_deref(), x.qm.idcr.as_deref());
-    if !super::policy_attrs::check_policy(cx, &chosen, ids, (x.local, x.remote), true) {
+    let how = (true, ke.is_some());
+    if !super::policy_attrs::check_policy(cx, &chosen, ids, (x.local, x.remote), how) {
         return Err(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
             super::policy_attrs::POLICY_REFUSED,

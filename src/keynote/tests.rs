@@ -371,6 +371,10 @@ fn warnings_never_show_a_principal() {
     ] {
         let l = Policy::parse(text);
         assert_eq!(l.policy.len(), 0, "{text}");
-        assert!(!l.warnings.join("\n").contains("topsecret"), "{:?}", l.warnings);
+        assert!(
+            !l.warnings.join("\n").contains("topsecret"),
+            "{:?}",
+            l.warnings
+        );
     }
 }
