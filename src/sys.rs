@@ -281,25 +281,36 @@ pub fn utc_offset(unix: i64) -> i64 {
     }
 }
 
-/// Whether `subject` matches the POSIX extended regular expression `pattern` (regcomp(3)
-/// with REG_EXTENDED | REG_NOSUB, regexec(3)); `None` when the pattern does not compile.
-pub fn regex_matches(pattern: &CStr, subject: &CStr) -> Option<bool> {
-    // SAFETY: regex_t is plain data that regcomp initialises; both strings are valid and
-    // NUL-terminated for the calls; a compiled r is freed exactly once, and no sub-matches
-    // are asked of regexec (nmatch 0, null pmatch).
+/// Most sub-matches [`regex_matches`] reports (the whole match and nine groups).
+pub const REGEX_GROUPS: usize = 10;
+
+/// Matches `subject` against the POSIX extended regular expression `pattern` (regcomp(3)
+/// with REG_EXTENDED, regexec(3)): `None` when the pattern does not compile, else the byte
+/// ranges of the whole match and its groups (empty when it does not match; `None` for a
+/// group that took no part).
+pub fn regex_matches(pattern: &CStr, subject: &CStr) -> Option<Vec<Option<(usize, usize)>>> {
+    // SAFETY: regex_t and regmatch_t are plain data that regcomp/regexec fill in; both
+    // strings are valid and NUL-terminated for the calls; pmatch holds REGEX_GROUPS
+    // entries, as nmatch says; a compiled r is freed exactly once.
     unsafe {
         let mut r: libc::regex_t = zeroed();
-        if libc::regcomp(
-            &mut r,
-            pattern.as_ptr(),
-            libc::REG_EXTENDED | libc::REG_NOSUB,
-        ) != 0
-        {
+        if libc::regcomp(&mut r, pattern.as_ptr(), libc::REG_EXTENDED) != 0 {
             return None;
         }
-        let m = libc::regexec(&r, subject.as_ptr(), 0, std::ptr::null_mut(), 0);
+        let mut pm: [libc::regmatch_t; REGEX_GROUPS] = zeroed();
+        let m = libc::regexec(&r, subject.as_ptr(), REGEX_GROUPS, pm.as_mut_ptr(), 0);
         libc::regfree(&mut r);
-        Some(m == 0)
+        if m != 0 {
+            return Some(Vec::new());
+        }
+        Some(
+            pm.iter()
+                .map(|g| {
+                    (g.rm_so >= 0 && g.rm_eo >= g.rm_so)
+                        .then(|| (g.rm_so as usize, g.rm_eo as usize))
+                })
+                .collect(),
+        )
     }
 }
 

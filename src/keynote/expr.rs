@@ -393,7 +393,8 @@ pub(crate) enum Val {
 pub(crate) trait Env {
     /// An attribute's (or constant's) value; "" when it has none (RFC 2704 §4.6.5).
     fn lookup(&self, name: &str) -> String;
-    /// Whether `s` matches the POSIX extended regular expression `re`.
+    /// Whether `s` matches the POSIX extended regular expression `re`; a match sets `_0`
+    /// (the whole match) to `_9` (its groups) for the rest of the assertion (RFC 2704).
     fn regex(&self, s: &str, re: &str) -> Result<bool, String>;
     /// Counts one step; an error once the budget is spent.
     fn step(&self) -> Result<(), String>;

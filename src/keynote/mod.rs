@@ -288,7 +288,11 @@ impl Query<'_> {
             if best == self.max() {
                 break;
             }
-            let env = AssertionEnv { q: self, a };
+            let env = AssertionEnv {
+                q: self,
+                a,
+                groups: std::cell::RefCell::new(Vec::new()),
+            };
             let cond = self.clauses(&a.conditions, &env).unwrap_or_else(|e| {
                 crate::ike_debug!(
                     crate::log::DebugClass::Policy,
@@ -371,12 +375,22 @@ impl Query<'_> {
 struct AssertionEnv<'q, 'a> {
     q: &'q Query<'a>,
     a: &'q Assertion,
+    /// `_0` to `_9`: the last successful `~=` in this assertion.
+    groups: std::cell::RefCell<Vec<String>>,
 }
 
 impl expr::Env for AssertionEnv<'_, '_> {
     fn lookup(&self, name: &str) -> String {
         if let Some(c) = self.a.constants.get(name) {
             return c.clone();
+        }
+        if let [b'_', d @ b'0'..=b'9'] = name.as_bytes() {
+            return self
+                .groups
+                .borrow()
+                .get(usize::from(d - b'0'))
+                .cloned()
+                .unwrap_or_default();
         }
         match name {
             "_MIN_TRUST" => self.q.values[0].to_string(),
@@ -388,7 +402,13 @@ impl expr::Env for AssertionEnv<'_, '_> {
     }
 
     fn regex(&self, s: &str, re: &str) -> Result<bool, String> {
-        regex::matches(s, re)
+        match regex::matches(s, re)? {
+            Some(groups) => {
+                *self.groups.borrow_mut() = groups;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn step(&self) -> Result<(), String> {
