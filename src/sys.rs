@@ -307,7 +307,7 @@ pub fn regex_matches(pattern: &CStr, subject: &CStr) -> Option<Vec<Option<(usize
             pm.iter()
                 .map(|g| {
                     (g.rm_so >= 0 && g.rm_eo >= g.rm_so)
-                        .then(|| (g.rm_so as usize, g.rm_eo as usize))
+                        .then_some((g.rm_so as usize, g.rm_eo as usize))
                 })
                 .collect(),
         )
