@@ -220,6 +220,7 @@ impl Daemon {
                 self.conf = p.conf;
                 self.engine.configure(&self.conf);
                 self.load_credentials();
+                self.reload_policy();
                 self.reinit = true;
                 self.counters.reloads += 1;
                 crate::log_info!("reloaded configuration from {path}");

@@ -149,6 +149,30 @@ pub fn run(opts: Options) -> i32 {
             Err(e) => return fatal(&e),
         },
     };
+    // isakmpd.policy (policy.c policy_init), read before the jail as isakmpd.conf is.
+    let policy_path = match &opts.iked {
+        Some(_) => None,
+        None => crate::keynote::policy_file(&conf, opts.no_keynote),
+    };
+    let keynote = match &policy_path {
+        None if opts.iked.is_some() => (None, "iked".to_string()),
+        None => (None, crate::keynote::off_reason(opts.no_keynote)),
+        // isakmpd stops here (log_fatal); without a file we run as with -K, and say so
+        // in the log and the report, so that daemons set up without a policy still start.
+        Some(p) if !std::path::Path::new(p).exists() => {
+            crate::log_warn!(
+                "{p}: no such file: KeyNote policy off, as with -K (isakmpd would not start)"
+            );
+            (None, format!("{p} missing"))
+        }
+        Some(p) => match crate::keynote::load(p) {
+            Ok(k) => {
+                crate::log_info!("policy: {}", crate::keynote::describe(Some(&k), ""));
+                (Some(std::sync::Arc::new(k)), String::new())
+            }
+            Err(e) => return fatal(&format!("policy_init: cannot read {e}")),
+        },
+    };
     // iked's user, else isakmpd's (one binary may serve both).
     let privsep_user = match &opts.iked {
         Some(_) if monitor::lookup_user(crate::iked::PRIVSEP_USER).is_ok() => {
@@ -245,11 +269,14 @@ pub fn run(opts: Options) -> i32 {
             fifo_fd,
             user,
             iked,
+            keynote,
         ));
     }
     drop(child_end);
     drop(fifo_fd);
-    let includes = iked.map(|i| i.setup.includes.clone()).unwrap_or_default();
+    let mut includes = iked.map(|i| i.setup.includes.clone()).unwrap_or_default();
+    // The policy file is read again on reload, through the monitor.
+    includes.extend(policy_path);
     let server = Server {
         sock: parent_end,
         config_path: opts.config.clone(),
@@ -272,6 +299,7 @@ fn child_main(
     fifo_fd: Option<OwnedFd>,
     user: monitor::PrivsepUser,
     iked: Option<IkedStart>,
+    keynote: (Option<std::sync::Arc<crate::keynote::Enforced>>, String),
 ) -> i32 {
     let signals =
         match SignalPipe::install(&[libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT]) {
@@ -308,6 +336,7 @@ fn child_main(
         }
     };
     let mut d = Daemon::new(opts, conf, client, fifo, signals);
+    d.set_keynote(keynote.0, keynote.1);
     if let Some(i) = iked {
         d.start_iked(i.setup, i.control);
     }

@@ -90,6 +90,9 @@ pub struct Daemon {
     /// When to release: the first wait, then [`crate::daemon::RELEASE_AFTER_QUIET_MS`] after the last
     /// wake-up that had work.
     release_due: Option<Time>,
+    /// isakmpd.policy in force (KeyNote), or why none is.
+    pub(crate) keynote: Option<std::sync::Arc<crate::keynote::Enforced>>,
+    pub(crate) keynote_off: String,
 }
 
 impl Daemon {
@@ -155,6 +158,57 @@ impl Daemon {
             smaps: None,
             release_due: None,
             v2: None,
+            keynote: None,
+            keynote_off: crate::keynote::off_reason(true),
+        }
+    }
+
+    /// Puts isakmpd.policy in force (`Some`), or takes it away, saying why (`off`).
+    pub fn set_keynote(
+        &mut self,
+        k: Option<std::sync::Arc<crate::keynote::Enforced>>,
+        off: String,
+    ) {
+        self.engine.set_proposal_policy(
+            k.clone()
+                .map(|k| k as std::sync::Arc<dyn crate::ike::policy::ProposalPolicy>),
+        );
+        self.engine.set_wall_clock(crate::keynote::wall_clock());
+        self.keynote = k;
+        self.keynote_off = off;
+    }
+
+    /// Reads isakmpd.policy again after the configuration (SIGHUP, FIFO `R`), as isakmpd's
+    /// reinit calls policy_init. A file that cannot be read keeps the running policy.
+    pub(crate) fn reload_policy(&mut self) {
+        if self.opts.iked.is_some() {
+            return;
+        }
+        let Some(path) = crate::keynote::policy_file(&self.conf, self.opts.no_keynote) else {
+            if self.keynote.is_some() {
+                crate::log_info!("keynote: off ([General]:Use-Keynote)");
+            }
+            self.set_keynote(None, crate::keynote::off_reason(self.opts.no_keynote));
+            return;
+        };
+        match self
+            .monitor
+            .open_include(&path)
+            .and_then(|fd| crate::keynote::file::read(fd, &path))
+        {
+            Ok(k) => {
+                crate::log_info!(
+                    "reloaded policy: {}",
+                    crate::keynote::describe(Some(&k), "")
+                );
+                self.set_keynote(Some(std::sync::Arc::new(k)), String::new());
+            }
+            // Still no file where there was none at startup: KeyNote stays off.
+            Err(e) if self.keynote.is_none() && e.contains("No such file") => {
+                crate::log_warn!("{path}: no such file: KeyNote policy stays off");
+                self.keynote_off = format!("{path} missing");
+            }
+            Err(e) => crate::log_error!("policy not reloaded, the running one stays: {e}"),
         }
     }
 
@@ -411,6 +465,9 @@ impl Daemon {
                 continue;
             }
             let now = self.now();
+            if self.keynote.is_some() {
+                self.engine.set_wall_clock(crate::keynote::wall_clock());
+            }
             // Work (a datagram, a command, a kernel message, a signal) maps code and fills
             // caches: release once it has been quiet for a while. Timers alone do not count,
             // or the periodic ones would keep the daemon releasing.

@@ -20,6 +20,7 @@ pub mod iked;
 pub mod ikev2;
 pub mod ipsecctl;
 pub mod kernel;
+pub mod keynote;
 pub mod log;
 pub mod monitor;
 pub mod pcap;

@@ -113,11 +113,7 @@ impl Daemon {
         let _ = writeln!(
             o,
             "keynote: {}",
-            if self.opts.no_keynote {
-                "off (-K)"
-            } else {
-                "on"
-            }
+            crate::keynote::describe(self.keynote.as_deref(), &self.keynote_off)
         );
         let _ = writeln!(
             o,

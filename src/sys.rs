@@ -262,6 +262,58 @@ pub fn local_time_of_day() -> (i32, i32, i32, i64) {
     (tm.tm_hour, tm.tm_min, tm.tm_sec, micros)
 }
 
+/// The local zone's offset from UTC, in seconds, at `unix` (localtime_r's tm_gmtoff; 0 if
+/// it fails).
+pub fn utc_offset(unix: i64) -> i64 {
+    let t = unix as libc::time_t;
+    // SAFETY: a zeroed tm is valid plain data; both pointers are valid for the call.
+    let (ok, tm) = unsafe {
+        let mut tm: libc::tm = zeroed();
+        let ok = !libc::localtime_r(&t, &mut tm).is_null();
+        (ok, tm)
+    };
+    // tm_gmtoff is a C long: 32 bits on armv7 and other 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    if ok {
+        i64::from(tm.tm_gmtoff)
+    } else {
+        0
+    }
+}
+
+/// Most sub-matches [`regex_matches`] reports (the whole match and nine groups).
+pub const REGEX_GROUPS: usize = 10;
+
+/// Matches `subject` against the POSIX extended regular expression `pattern` (regcomp(3)
+/// with REG_EXTENDED, regexec(3)): `None` when the pattern does not compile, else the byte
+/// ranges of the whole match and its groups (empty when it does not match; `None` for a
+/// group that took no part).
+pub fn regex_matches(pattern: &CStr, subject: &CStr) -> Option<Vec<Option<(usize, usize)>>> {
+    // SAFETY: regex_t and regmatch_t are plain data that regcomp/regexec fill in; both
+    // strings are valid and NUL-terminated for the calls; pmatch holds REGEX_GROUPS
+    // entries, as nmatch says; a compiled r is freed exactly once.
+    unsafe {
+        let mut r: libc::regex_t = zeroed();
+        if libc::regcomp(&mut r, pattern.as_ptr(), libc::REG_EXTENDED) != 0 {
+            return None;
+        }
+        let mut pm: [libc::regmatch_t; REGEX_GROUPS] = zeroed();
+        let m = libc::regexec(&r, subject.as_ptr(), REGEX_GROUPS, pm.as_mut_ptr(), 0);
+        libc::regfree(&mut r);
+        if m != 0 {
+            return Some(Vec::new());
+        }
+        Some(
+            pm.iter()
+                .map(|g| {
+                    (g.rm_so >= 0 && g.rm_eo >= g.rm_so)
+                        .then_some((g.rm_so as usize, g.rm_eo as usize))
+                })
+                .collect(),
+        )
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Sockets.
 

@@ -47,6 +47,7 @@ pub(crate) use self::reject::{
     exchange_name, refused, Drop, LogLimit, DROP_SUMMARY_SECS, OVER_RATE,
 };
 pub mod policy;
+mod policy_attrs;
 mod quick_mode;
 pub mod sa;
 pub mod wire;
@@ -221,6 +222,11 @@ pub struct Engine {
     aggressive_default: LogLimit,
     /// Warnings about unprotected notifications (anybody can send them).
     unprotected_log: LogLimit,
+    /// isakmpd.policy (KeyNote), when in force; the wall clock its time attributes use.
+    pub(crate) proposal_policy: Option<std::sync::Arc<dyn policy::ProposalPolicy>>,
+    pub(crate) wall: policy::WallClock,
+    /// Proposals refused by isakmpd.policy, logged at most this often.
+    pub(crate) policy_log: LogLimit,
 }
 
 impl Engine {
@@ -276,6 +282,9 @@ impl Engine {
             notify_limit: LogLimit::default(),
             aggressive_default: LogLimit::new((limits.aggressive_default_rate / 10).max(1), 100),
             unprotected_log: LogLimit::new(5, DROP_SUMMARY_SECS * 1000),
+            proposal_policy: None,
+            wall: policy::WallClock::default(),
+            policy_log: LogLimit::new(5, DROP_SUMMARY_SECS * 1000),
         };
         e.configure(conf);
         e
@@ -284,6 +293,16 @@ impl Engine {
     /// Our key, certificate and trusted CAs (RSA_SIG).
     pub fn set_credentials(&mut self, c: Credentials) {
         self.creds = c;
+    }
+
+    /// isakmpd.policy: consulted for each Quick Mode proposal (`None`: -K, none).
+    pub fn set_proposal_policy(&mut self, p: Option<std::sync::Arc<dyn policy::ProposalPolicy>>) {
+        self.proposal_policy = p;
+    }
+
+    /// The wall-clock time, for the policy's GMTTimeOfDay and LocalTimeOfDay.
+    pub fn set_wall_clock(&mut self, w: policy::WallClock) {
+        self.wall = w;
     }
 
     /// Sets the routing lookup used to pick our address for IDs and sockets.

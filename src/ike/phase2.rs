@@ -81,7 +81,13 @@ impl Engine {
                 Ok(())
             }
             Err(Drop::Notify(n, why)) => {
-                crate::log_warn!("{what} with {remote}: {why}");
+                // An authenticated peer may ask again and again: policy refusals are
+                // logged a few times per period.
+                if why != super::policy_attrs::POLICY_REFUSED
+                    || self.policy_log.allow(now).is_some()
+                {
+                    crate::log_warn!("{what} with {remote}: {why}");
+                }
                 self.io.stats.failed += 1;
                 self.send_notify(now, sa, n);
                 Ok(())

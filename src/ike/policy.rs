@@ -887,3 +887,21 @@ mod tests {
         }
     }
 }
+
+/// isakmpd.policy(5): asked about each proposal a Quick Mode responder could choose, as
+/// ike_quick_mode.c `check_policy` asks KeyNote. The daemon gives the engine one (built by
+/// [`crate::keynote`]); without one every proposal the configuration accepts is chosen (-K).
+pub trait ProposalPolicy: Send + Sync {
+    /// Whether the peer known by `principals` (its authorizers: `passphrase:...` and kin)
+    /// may have the SA that `attrs` describes (isakmpd's action attributes, policy.c
+    /// `policy_callback`; `None` for an attribute isakmpd leaves empty).
+    fn allows(&self, attrs: &dyn Fn(&str) -> Option<String>, principals: &[String]) -> bool;
+}
+
+/// The wall-clock time for GMTTimeOfDay and LocalTimeOfDay, set by the event loop (the
+/// engine reads no clock): seconds since 1970 UTC and the local zone's offset in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WallClock {
+    pub unix: i64,
+    pub utc_offset: i64,
+}

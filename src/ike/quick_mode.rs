@@ -348,6 +348,9 @@ pub(crate) struct QmCx<'a> {
     pub policy: &'a Policy,
     pub backend: Backend,
     pub sa: &'a IsakmpSa,
+    /// isakmpd.policy, when in force (`check_policy`), and the time for it.
+    pub keynote: Option<&'a dyn super::policy::ProposalPolicy>,
+    pub wall: super::policy::WallClock,
 }
 
 /// Builds the [`QmCx`] of engine `$e` over ISAKMP SA `$sa` from the engine's fields.
@@ -359,6 +362,8 @@ macro_rules! qm_cx {
             policy: &$e.policy,
             backend: $e.cfg.backend,
             sa: $sa,
+            keynote: $e.proposal_policy.as_deref(),
+            wall: $e.wall,
         }
     };
 }
@@ -556,6 +561,7 @@ fn r1(
     // Proposals: group the payloads by number, take the first a suite accepts.
     let props: Vec<Proposal<'_>> = offer.proposals().collect();
     let mut chosen: Option<(u8, Vec<(Proposal<'_>, Transform<'_>, Matched)>)> = None;
+    let mut refused = false;
     let mut i = 0;
     while i < props.len() && chosen.is_none() {
         let num = props[i].number;
@@ -567,12 +573,28 @@ fn r1(
         i += group.len();
         for suite in &qm_suites(&conn.suites, cx.sa, cx.backend, false) {
             if let Some(c) = accept_suite(suite, &group, cx.backend) {
+                if !super::policy_attrs::check_policy(
+                    cx,
+                    &c,
+                    (idci.as_deref(), idcr.as_deref()),
+                    (local, remote),
+                    (false, ke.is_some()),
+                ) {
+                    refused = true;
+                    continue;
+                }
                 chosen = Some((num, c));
                 break;
             }
         }
     }
     let (pnum, chosen) = chosen.ok_or_else(|| {
+        if refused {
+            return Drop::Notify(
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                super::policy_attrs::POLICY_REFUSED,
+            );
+        }
         super::refused(
             NotifyType::NO_PROPOSAL_CHOSEN,
             "no proposal chosen",
@@ -824,6 +846,15 @@ fn i2(x: &mut Exchange, cx: &mut QmCx<'_>, data: &[u8]) -> Result<Resume, Drop> 
         NotifyType::NO_PROPOSAL_CHOSEN,
         "responder chose transforms we did not offer",
     ))?;
+    // initiator_recv_HASH_SA_NONCE: the responder's choice is put to the policy too.
+    let ids = (x.qm.idci.as_deref(), x.qm.idcr.as_deref());
+    let how = (true, ke.is_some());
+    if !super::policy_attrs::check_policy(cx, &chosen, ids, (x.local, x.remote), how) {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            super::policy_attrs::POLICY_REFUSED,
+        ));
+    }
     x.qm.chosen.clear();
     for (p, t, m) in &chosen {
         let spi_in =

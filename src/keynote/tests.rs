@@ -1,0 +1,386 @@
+use super::*;
+
+const TF: [&str; 2] = ["false", "true"];
+
+fn attrs<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |n: &str| {
+        list.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+fn load(text: &str) -> Policy {
+    let l = Policy::parse(text);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    l.policy
+}
+
+fn q(p: &Policy, a: &[(&str, &str)], who: &[&str]) -> usize {
+    let who: Vec<String> = who.iter().map(|s| s.to_string()).collect();
+    p.query(&attrs(a), &who, &TF)
+}
+
+/// OpenBSD's samples/isakmpd.policy.
+const SAMPLE_ACCEPT: &str = "KeyNote-Version: 2
+Comment: This policy essentially accepts everything
+Authorizer: \"POLICY\"
+Conditions: app_domain == \"IPsec policy\" -> \"true\";
+";
+
+/// OpenBSD's samples/policy (1999).
+const SAMPLE_POLICY: &str = "KeyNote-Version: 2
+Comment: $OpenBSD: src/sbin/isakmpd/samples/Attic/policy,v 1.2 1999/08/26 22:29:42 niklas Exp $
+#\t$EOM: policy,v 1.3 1999/08/26 11:51:37 niklas Exp $
+Comment: This policy accepts ESP SAs from a remote that uses the right password
+Authorizer: \"POLICY\"
+Licensees: \"mekmitasdigoat\"
+Conditions: app_domain == \"IPsec policy\" &&
+\t    esp_present == \"yes\" -> \"true\";
+";
+
+const IPSEC: (&str, &str) = ("app_domain", "IPsec policy");
+
+#[test]
+fn accept_everything() {
+    let p = load(SAMPLE_ACCEPT);
+    assert_eq!(p.len(), 1);
+    assert_eq!(q(&p, &[IPSEC], &["passphrase:x"]), 1);
+    assert_eq!(q(&p, &[("app_domain", "other")], &["passphrase:x"]), 0);
+}
+
+#[test]
+fn sample_policy_file() {
+    // The 1999 sample has two Comment fields: libkeynote refuses the assertion (every field
+    // at most once), so isakmpd would refuse every proposal with it; so do we.
+    let l = Policy::parse(SAMPLE_POLICY);
+    assert_eq!(l.policy.len(), 0);
+    assert!(
+        l.warnings[0].contains("field comment given twice"),
+        "{:?}",
+        l.warnings
+    );
+    // With one Comment: a bare password as the licensee, ESP only.
+    let one = SAMPLE_POLICY.replacen("Comment: This policy", "Comment-2: x\nX", 1);
+    assert_eq!(Policy::parse(&one).policy.len(), 0);
+    let fixed = SAMPLE_POLICY.replace(
+        "Comment: This policy accepts ESP SAs from a remote that uses the right password\n",
+        "",
+    );
+    let p = load(&fixed);
+    let esp = [IPSEC, ("esp_present", "yes")];
+    assert_eq!(q(&p, &esp, &["mekmitasdigoat"]), 1);
+    assert_eq!(q(&p, &esp, &["passphrase:mekmitasdigoat"]), 0);
+    assert_eq!(
+        q(&p, &[IPSEC, ("esp_present", "no")], &["mekmitasdigoat"]),
+        0
+    );
+}
+
+const PSK_AES: &str = r#"
+KeyNote-Version: 2
+Comment: only this passphrase, only AES with PFS
+Authorizer: "POLICY"
+Licensees: "passphrase:mekmitasdigoat" || "passphrase-md5-hex:00112233"
+Conditions: app_domain == "IPsec policy" &&
+            esp_present == "yes" &&
+            esp_enc_alg == "aes" && pfs == "yes" -> "true";
+"#;
+
+#[test]
+fn psk_and_aes_restriction() {
+    let p = load(PSK_AES);
+    let ok = [
+        IPSEC,
+        ("esp_present", "yes"),
+        ("esp_enc_alg", "aes"),
+        ("pfs", "yes"),
+    ];
+    assert_eq!(q(&p, &ok, &["passphrase:mekmitasdigoat"]), 1);
+    assert_eq!(q(&p, &ok, &["passphrase-md5-hex:00112233"]), 1);
+    assert_eq!(q(&p, &ok, &["passphrase:other"]), 0);
+    let des = [
+        IPSEC,
+        ("esp_present", "yes"),
+        ("esp_enc_alg", "3des"),
+        ("pfs", "yes"),
+    ];
+    assert_eq!(q(&p, &des, &["passphrase:mekmitasdigoat"]), 0);
+    let nopfs = [
+        IPSEC,
+        ("esp_present", "yes"),
+        ("esp_enc_alg", "aes"),
+        ("pfs", "no"),
+    ];
+    assert_eq!(q(&p, &nopfs, &["passphrase:mekmitasdigoat"]), 0);
+}
+
+#[test]
+fn isakmpd_policy_5_examples() {
+    // isakmpd.policy(5): a nested block, and a policy naming remote IDs.
+    let p = load(
+        r#"Authorizer: "POLICY"
+Licensees: "passphrase:foobar"
+Conditions: app_domain == "IPsec policy" && doi == "ipsec" &&
+            esp_present == "yes" -> {
+                esp_enc_alg != "null" && remote_id_type == "IPv4 address" &&
+                remote_id == "192.168.001.001" -> "true";
+                esp_enc_alg == "null" -> "false"; };
+"#,
+    );
+    let a = [
+        IPSEC,
+        ("doi", "ipsec"),
+        ("esp_present", "yes"),
+        ("esp_enc_alg", "aes"),
+        ("remote_id_type", "IPv4 address"),
+        ("remote_id", "192.168.001.001"),
+    ];
+    assert_eq!(q(&p, &a, &["passphrase:foobar"]), 1);
+    let mut b = a;
+    b[5] = ("remote_id", "192.168.001.002");
+    assert_eq!(q(&p, &b, &["passphrase:foobar"]), 0);
+    let mut c = a;
+    c[3] = ("esp_enc_alg", "null");
+    assert_eq!(q(&p, &c, &["passphrase:foobar"]), 0);
+}
+
+#[test]
+fn rfc2704_delegation_and_k_of() {
+    // RFC 2704 §9-style: POLICY delegates to a key, which delegates onwards; 2-of-3.
+    let p = load(
+        r#"Authorizer: "POLICY"
+Local-Constants: ALICE = "key:alice"
+Licensees: ALICE
+Conditions: app_domain == "IPsec policy";
+
+KeyNote-Version: 2
+Authorizer: "key:alice"
+Licensees: 2-of("key:bob", "key:carol", "key:dave")
+Conditions: esp_enc_alg == "aes" -> "true";
+"#,
+    );
+    let a = [IPSEC, ("esp_enc_alg", "aes")];
+    assert_eq!(q(&p, &a, &["key:alice"]), 1);
+    assert_eq!(q(&p, &a, &["key:bob"]), 0);
+    assert_eq!(q(&p, &a, &["key:bob", "key:dave"]), 1);
+    assert_eq!(
+        q(
+            &p,
+            &[IPSEC, ("esp_enc_alg", "des")],
+            &["key:bob", "key:dave"]
+        ),
+        0
+    );
+    assert_eq!(
+        q(
+            &p,
+            &[("app_domain", "x"), ("esp_enc_alg", "aes")],
+            &["key:alice"]
+        ),
+        0
+    );
+}
+
+#[test]
+fn licensee_and_or_precedence() {
+    let p = load("Authorizer: \"POLICY\"\nLicensees: \"a\" || \"b\" && \"c\"\nConditions: true;\n");
+    assert_eq!(q(&p, &[], &["a"]), 1);
+    assert_eq!(q(&p, &[], &["b"]), 0);
+    assert_eq!(q(&p, &[], &["b", "c"]), 1);
+    let p = load("Authorizer: \"POLICY\"\nLicensees: (\"a\" || \"b\") && \"c\"\n");
+    assert_eq!(q(&p, &[], &["a"]), 0);
+    assert_eq!(q(&p, &[], &["a", "c"]), 1);
+}
+
+fn cond(c: &str, a: &[(&str, &str)]) -> usize {
+    let p = load(&format!("Authorizer: \"POLICY\"\nConditions: {c}\n"));
+    q(&p, a, &[])
+}
+
+#[test]
+fn operators() {
+    let a = [
+        ("n", "42"),
+        ("f", "2.5"),
+        ("s", "abc"),
+        ("name", "s"),
+        ("e", ""),
+    ];
+    for (c, want) in [
+        ("s == \"abc\";", 1),
+        ("s != \"abc\";", 0),
+        (
+            "s < \"abd\" && s > \"abb\" && s <= \"abc\" && s >= \"abc\";",
+            1,
+        ),
+        ("@n == 42 && @n > 41 && @n < 43 && @n >= 42 && @n <= 42;", 1),
+        ("@n != 42;", 0),
+        ("&f > 2.4 && &f < 2.6;", 1),
+        (
+            "@n + 8 == 50 && @n - 2 == 40 && @n * 2 == 84 && @n / 5 == 8 && @n % 5 == 2;",
+            1,
+        ),
+        ("2 ^ 3 ^ 2 == 512;", 1),
+        ("-@n == 0 - 42;", 1),
+        ("1 + 2 * 3 == 7;", 1),
+        ("(1 + 2) * 3 == 9;", 1),
+        ("&f * 2 == 5.0;", 1),
+        ("$name == \"abc\";", 1),
+        ("s . \"def\" == \"abcdef\";", 1),
+        ("s ~= \"^a.c$\";", 1),
+        ("s ~= \"^b\";", 0),
+        ("s ~= \"[\";", 0),
+        (
+            "s ~= \"^(a)(b)?(x)?c$\" && _0 == \"abc\" && _1 == \"a\" && _2 == \"b\" && _3 == \"\";",
+            1,
+        ),
+        ("s ~= \"b\" -> { _0 == \"b\" -> \"true\"; };", 1),
+        ("_1 == \"\";", 1),
+        ("e == \"\" && undefined == \"\";", 1),
+        ("!(s == \"abc\");", 0),
+        ("true || false && false;", 1),
+        ("(true || false) && false;", 0),
+        ("@n / 0 == 1;", 0),
+        ("s == 1;", 0),
+        (
+            "_MAX_TRUST == \"true\" && _MIN_TRUST == \"false\" && _VALUES == \"false,true\";",
+            1,
+        ),
+        ("true -> _MAX_TRUST;", 1),
+        ("true -> \"maybe\";", 0),
+        ("false -> \"true\"; true -> \"false\";", 0),
+        ("false -> \"true\"; true;", 1),
+        ("true -> { false -> \"true\"; };", 0),
+        ("true -> { true -> { true -> \"true\"; }; };", 1),
+        ("@\"  12abc\" == 12 && &\"1.5x\" == 1.5;", 1),
+        ("s == \"a\\142c\";", 1),
+        ("s == \"ab\\\n      c\";", 1),
+    ] {
+        assert_eq!(cond(c, &a), want, "{c}");
+    }
+}
+
+#[test]
+fn compliance_values_ordered_as_queried() {
+    let p = load(
+        "Authorizer: \"POLICY\"\nConditions: a == \"1\" -> \"low\"; b == \"1\" -> \"high\";\n",
+    );
+    let v = ["none", "low", "mid", "high"];
+    let f = attrs(&[("a", "1")]);
+    assert_eq!(p.query(&f, &[], &v), 1);
+    let f = attrs(&[("a", "1"), ("b", "1")]);
+    assert_eq!(p.query(&f, &[], &v), 3);
+}
+
+#[test]
+fn local_constants_in_conditions() {
+    let p = load(
+        "Authorizer: \"POLICY\"\nLocal-Constants: WANT = \"aes\"\n  OTHER = \"x\"\nConditions: esp_enc_alg == WANT;\n",
+    );
+    assert_eq!(q(&p, &[("esp_enc_alg", "aes")], &[]), 1);
+}
+
+#[test]
+fn malformed_assertions_are_skipped_with_their_line() {
+    let text = "Authorizer: \"POLICY\"\nConditions: true\n\n\
+                Authorizer: \"POLICY\"\nConditions: a == -> \"true\";\n\n\
+                KeyNote-Version: 3\nAuthorizer: \"POLICY\"\n\n\
+                Authorizer: \"POLICY\"\nBogus: 1\n\n\
+                Licensees: \"a\"\n\n\
+                Authorizer: \"POLICY\"\nSignature: \"sig-rsa-sha1-hex:00\"\n\n\
+                Authorizer: \"POLICY\"\nLicensees: 4-of(\"a\", \"b\")\n";
+    let l = Policy::parse(text);
+    assert_eq!(l.policy.len(), 1);
+    let w = l.warnings.join("\n");
+    for want in [
+        "line 5", "line 7", "line 11", "line 13:", "line 16", "signed", "line 19",
+    ] {
+        assert!(w.contains(want), "{want} in {w}");
+    }
+}
+
+#[test]
+fn cycles_and_depth_terminate() {
+    let p = load(
+        "Authorizer: \"POLICY\"\nLicensees: \"a\"\n\nAuthorizer: \"a\"\nLicensees: \"b\"\n\nAuthorizer: \"b\"\nLicensees: \"a\"\n",
+    );
+    assert_eq!(q(&p, &[], &["c"]), 0);
+    assert_eq!(q(&p, &[], &["b"]), 1);
+    let deep = format!(
+        "Authorizer: \"POLICY\"\nConditions: {}true{};\n",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    let l = Policy::parse(&deep);
+    assert_eq!(l.policy.len(), 0);
+    assert!(l.warnings[0].contains("deeply"));
+}
+
+#[test]
+fn long_chains_are_flat_or_refused() {
+    let p = load(&format!(
+        "Authorizer: \"POLICY\"\nConditions: {}true;\n",
+        "false || ".repeat(20_000)
+    ));
+    assert_eq!(q(&p, &[], &[]), 1);
+    let l = Policy::parse(&format!(
+        "Authorizer: \"POLICY\"\nConditions: 0{} == 1;\n",
+        " + 1".repeat(500)
+    ));
+    assert_eq!(l.policy.len(), 0);
+}
+
+#[test]
+fn step_budget_bounds_evaluation() {
+    // A long condition with many clauses still ends, within the budget or refused.
+    let c = "a == \"x\" || ".repeat(50_000) + "true;";
+    let p = Policy::parse(&format!("Authorizer: \"POLICY\"\nConditions: {c}\n")).policy;
+    assert!(q(&p, &[], &[]) <= 1);
+}
+
+#[test]
+fn garbled_and_truncated_inputs_never_panic() {
+    let base = format!("{PSK_AES}\n\n{}", SAMPLE_ACCEPT);
+    let a = [IPSEC, ("esp_enc_alg", "aes")];
+    for end in 0..base.len() {
+        if base.is_char_boundary(end) {
+            let p = Policy::parse(&base[..end]).policy;
+            q(&p, &a, &["passphrase:mekmitasdigoat"]);
+        }
+    }
+    // Byte noise from a fixed generator.
+    let mut x: u32 = 12345;
+    let alphabet = b"\"\\(){};:->=!&|@$.~^%*/+ \n\t0123456789abcAuthorizerLicenseesConditions-of,";
+    for _ in 0..2000 {
+        let mut s = String::new();
+        for _ in 0..(x % 200) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            s.push(alphabet[(x >> 16) as usize % alphabet.len()] as char);
+        }
+        let p = Policy::parse(&format!("Authorizer: \"POLICY\"\nConditions: {s}\n")).policy;
+        q(&p, &a, &[]);
+        let p = Policy::parse(&format!("Authorizer: \"POLICY\"\nLicensees: {s}\n")).policy;
+        q(&p, &a, &[]);
+        let p = Policy::parse(&s).policy;
+        q(&p, &a, &[]);
+    }
+}
+
+#[test]
+fn warnings_never_show_a_principal() {
+    for text in [
+        "Authorizer: \"POLICY\"\nLicensees: \"passphrase:topsecret\" \"passphrase:topsecret\"\n",
+        "Authorizer: \"POLICY\"\nLicensees: \"passphrase:topsecret\" ||\n",
+        "Authorizer: \"passphrase:topsecret\" \"x\"\n",
+        "Authorizer: \"POLICY\"\nConditions: \"passphrase:topsecret\" \"x\";\n",
+    ] {
+        let l = Policy::parse(text);
+        assert_eq!(l.policy.len(), 0, "{text}");
+        assert!(
+            !l.warnings.join("\n").contains("topsecret"),
+            "{:?}",
+            l.warnings
+        );
+    }
+}
