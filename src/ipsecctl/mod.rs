@@ -21,6 +21,8 @@
 //! Modules follow the C: `lex` (yylex), `parse` (the grammar), `host` (addresses),
 //! `rule` (the rule and transform tables), `ike` (ike.c).
 
+#![forbid(unsafe_code)]
+
 pub mod host;
 pub mod ike;
 pub mod lex;
