@@ -166,10 +166,18 @@ impl Ours {
                             assert!(larval.remove(&u32::from_be_bytes(spi)));
                             KernelReply::Done
                         }
-                        KernelReq::AddSa(sa, _) => {
-                            let i = u32::from_be_bytes(sa.spi_in);
-                            assert!(larval.remove(&i), "{i:08x} from the kernel");
-                            installed.insert((i, u32::from_be_bytes(sa.spi_out)));
+                        KernelReq::AddSa(sa, part) => {
+                            let (i, o) = (
+                                u32::from_be_bytes(sa.spi_in),
+                                u32::from_be_bytes(sa.spi_out),
+                            );
+                            if part == isakmpd::ike::sa::Part::Outbound {
+                                // A rekey responder's outbound half, after its inbound one.
+                                assert!(installed.contains(&(i, o)), "{i:08x}/{o:08x} half in");
+                            } else {
+                                assert!(larval.remove(&i), "{i:08x} from the kernel");
+                                installed.insert((i, o));
+                            }
                             KernelReply::Done
                         }
                         KernelReq::DeleteSa(sa, _, _) => {

@@ -97,3 +97,83 @@ fn ipsecctl_configures_and_unconfigures_a_daemon() {
     assert_eq!(d.conf_get(&format!("[{c1}]:ISAKMP-peer")), "");
     assert!(d.alive(), "{}", d.log());
 }
+
+/// The OpenBSD administrator's everyday path: two `isakmpd -K` in two namespaces, each
+/// given only an ipsec.conf through our ipsecctl, bring a tunnel up (-n: the kernel is
+/// not touched; tests/vm carries ESP).
+#[test]
+fn two_daemons_configured_only_by_ipsecctl_bring_a_tunnel_up() {
+    let link = Link::new("c");
+    let conf = |me: &str| format!("[General]\nRetransmits=\t3\nListen-on=\t{me}\n");
+    let east = start_in(
+        "ictl-east",
+        &conf("192.0.2.2"),
+        &["-K", "-T", "-n"],
+        Some(&link.b),
+    );
+    let west = start_in(
+        "ictl-west",
+        &conf("192.0.2.1"),
+        &["-K", "-T", "-n"],
+        Some(&link.a),
+    );
+    let rules = [
+        (
+            &east,
+            "ike passive esp from 203.0.113.0/24 to 198.51.100.0/24 local 192.0.2.2 \
+             peer 192.0.2.1 psk \"two-ipsecctl-psk\"\n",
+        ),
+        (
+            &west,
+            "ike esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 \
+             peer 192.0.2.2 psk \"two-ipsecctl-psk\"\n",
+        ),
+    ];
+    for (d, text) in rules {
+        let file = d.scratch.write("ipsec.conf", text, 0o600);
+        let fifo = d.run_file("isakmpd.fifo");
+        let (st, _, err) = ipsecctl(&[
+            "-i",
+            fifo.to_str().unwrap_or_default(),
+            "-f",
+            file.to_str().unwrap_or_default(),
+        ]);
+        assert_eq!(st, 0, "{err}");
+    }
+    let sas = |d: &Daemon| {
+        let res = d.run_file("isakmpd.result");
+        let _ = std::fs::remove_file(&res);
+        d.fifo_sync("S\n");
+        std::fs::read_to_string(res).unwrap_or_default()
+    };
+    let t0 = std::time::Instant::now();
+    let (w, e) = loop {
+        let (w, e) = (sas(&west), sas(&east));
+        if w.contains("(Phase 2)") && e.contains("(Phase 2)") {
+            break (w, e);
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no tunnel:\n{w}\n{e}\n--- west ---\n{}\n--- east ---\n{}",
+            west.log(),
+            east.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // The connection ike.c names, on both sides, with the quick mode defaults of
+    // ipsec.conf(5) (AES, HMAC-SHA2-256).
+    assert!(
+        w.contains("SA name: from-198.51.100.0/24-to-203.0.113.0/24 (Phase 2)"),
+        "{w}"
+    );
+    assert!(
+        e.contains("SA name: from-203.0.113.0/24-to-198.51.100.0/24 (Phase 2)"),
+        "{e}"
+    );
+    assert!(w.contains("Authentication algorithm: HMAC-SHA2-256"), "{w}");
+    assert!(
+        west.log().contains("quick mode done: src: 192.0.2.1"),
+        "{}",
+        west.log()
+    );
+}
