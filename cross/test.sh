@@ -151,7 +151,8 @@ wait_for 60 "the foreign daemon to start" grep -qs "isakmpd started" "$tmp/west.
 phase2() { # NAME ROLE
     local s
     s=$(sas "$1")
-    grep -q "(Phase 2/$2)" <<<"$s" && grep -q "(Phase 1/$2)" <<<"$s"
+    # isakmpd's result file names the role of phase 1 only.
+    grep -q "(Phase 2)" <<<"$s" && grep -q "(Phase 1/$2)" <<<"$s"
 }
 wait_for 120 "phase 2 on the foreign initiator" phase2 west Initiator
 wait_for 30 "phase 2 on the host responder" phase2 east Responder

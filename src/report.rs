@@ -298,7 +298,7 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
 
 /// FIFO `r` as the current isakmpd(8) does it: the report into the log as `Report>`
 /// lines (ui.c `ui_report`: sa_report, exchange_report, transport_report,
-/// connection_report, conf_report), each line shaped as isakmpd's. Where isakmpd prints
+/// connection_report, timer_report, conf_report), each line shaped as isakmpd's. Where isakmpd prints
 /// a pointer, the line has the slot's handle; the configuration is dumped with its
 /// secrets masked (isakmpd's dump shows pre-shared keys).
 pub fn log_report(
@@ -405,6 +405,23 @@ pub fn log_report(
         line(format_args!(
             "connection_report: {}connection {name}",
             if *passive { "passive " } else { "" }
+        ));
+    }
+    // timer_report, with the names of isakmpd's events where it has one.
+    for (deadline, kind) in e.timers() {
+        use crate::ike::TimerKind as K;
+        let (name, h) = match kind {
+            K::Exchange(h) => ("message_send_expire", h),
+            K::IsakmpExpire(h) | K::IpsecExpire(h) => ("sa_hard_expire", h),
+            K::IpsecSoft(h) => ("sa_soft_expire", h),
+            K::IpsecOutbound(h) => ("ipsec_outbound_switch", h),
+            K::Dpd(h) => ("dpd_check_event", h),
+            K::Keepalive(h) => ("nat_t_send_keepalive", h),
+        };
+        line(format_args!(
+            "timer_report: event {name}(0x{:x}) scheduled in {} seconds",
+            id(h),
+            now.until(deadline) / 1000
         ));
     }
     line(format_args!("conf_report: dumping running configuration"));

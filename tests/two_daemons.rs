@@ -205,6 +205,7 @@ fn two_daemons_bring_up_and_tear_down_a_tunnel() {
         "Report> sa_report: icookie ",
         "Report> udp_report: fd ",
         "Report> connection_report: connection IPsec-tunnel",
+        "Report> timer_report: event sa_hard_expire(0x",
         "Report> conf_report: dumping running configuration",
         "Report> [ISAKMP-peer]",
     ] {
