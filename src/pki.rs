@@ -76,8 +76,29 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
             }
         }
     }
+    // The CRLs, by file name for the log (isakmpd: [X509-certificates] CRL-directory).
+    let crl_dir = get("CRL-directory", "/etc/isakmpd/crls/");
+    let crl_dir = crl_dir.trim_end_matches('/');
+    let mut crls = Vec::new();
+    if let Ok(names) = monitor.list_pki(crl_dir) {
+        for n in names {
+            match read(&format!("{crl_dir}/{n}")) {
+                Ok(b) => crls.push((n, b)),
+                Err(e) => crate::log_warn!("x509: {e}"),
+            }
+        }
+    }
     match Credentials::load(key.as_deref(), &certs, &cas) {
         Ok(mut c) => {
+            for w in c.add_crls(&crls) {
+                crate::log_warn!("{w}");
+            }
+            if let Some(t) = c.trust.as_ref() {
+                let used: Vec<&str> = t.crls().collect();
+                if !used.is_empty() {
+                    crate::log_info!("x509: CRL(s) in force: {}", used.join(", "));
+                }
+            }
             for (kind, n, b) in &pubkeys {
                 if let Err(e) = c.add_pubkey(kind, n, b) {
                     crate::log_warn!("{e}");

@@ -607,6 +607,68 @@ fn main_mode_rsa_signatures_and_an_untrusted_certificate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// isakmpd's crls/ directory: a peer certificate its CA has revoked is refused on either
+/// side, and a CRL that revokes somebody else changes nothing.
+#[test]
+fn a_revoked_certificate_is_refused_by_the_crl_of_its_ca() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-crl-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::host(&dir, "ca", "west", WEST);
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "ca", "carol", "192.0.2.99");
+    let crl_of = |revoked: &[&str]| {
+        let p = pki::crl(&dir, "ca", revoked);
+        vec![("ca.crl".to_string(), std::fs::read(p).unwrap())]
+    };
+    let run = |west_crls: Vec<(String, Vec<u8>)>, east_crls: Vec<(String, Vec<u8>)>| {
+        let node_with = |me: &str, peer: &str, init: bool, seed: u64| {
+            node(
+                me,
+                &conf(
+                    me,
+                    peer,
+                    "unused",
+                    init,
+                    "AES-SHA2-256-GRP14-RSA_SIG",
+                    "QM-ESP-AES-SHA2-256-SUITE",
+                ),
+                seed,
+            )
+        };
+        let mut w = node_with(WEST, EAST, true, 40);
+        let mut e = node_with(EAST, WEST, false, 41);
+        let mut cw = creds(&dir, "west", "ca");
+        assert!(cw.add_crls(&west_crls).is_empty());
+        let mut ce = creds(&dir, "east", "ca");
+        assert!(ce.add_crls(&east_crls).is_empty());
+        w.e.set_credentials(cw);
+        e.e.set_credentials(ce);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+        (w, e)
+    };
+    // Somebody else revoked: the tunnel comes up.
+    let (w, e) = run(crl_of(&["carol"]), crl_of(&["carol"]));
+    check_matching(&w.e, &e.e);
+    // East revoked, in west's CRL: west (the initiator) refuses it.
+    let (w, e) = run(crl_of(&["east"]), Vec::new());
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    // West revoked, in east's CRL: east (the responder) refuses it.
+    let (w, e) = run(Vec::new(), crl_of(&["west"]));
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    // A CRL no CA here signed is not used, and says so.
+    pki::ca(&dir, "otherca");
+    let other = pki::crl(&dir, "otherca", &[]);
+    let mut c = creds(&dir, "west", "ca");
+    let warn = c.add_crls(&[("other.crl".to_string(), std::fs::read(other).unwrap())]);
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].contains("signed by no CA here"), "{warn:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn responder_takes_the_first_suite_it_accepts_among_several() {
     isakmpd::ike::crypto::init();

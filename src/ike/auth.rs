@@ -6,7 +6,7 @@
 //! it, and an ISAKMP SA comes into being only from one (`phase1_done` takes it), so no path
 //! through Main or Aggressive Mode can establish an SA without verifying the peer.
 
-use super::crypto::{Certificate, Key, RsaPrivate, RsaPublic, TrustStore};
+use super::crypto::{Certificate, Crl, Key, RsaPrivate, RsaPublic, TrustStore};
 use super::exchange::{Exchange, P1Choice};
 use super::phase1::Cx;
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
@@ -80,6 +80,34 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Adds the certificate revocation lists of the crls/ directory (name, PEM or DER):
+    /// a peer certificate one of them lists is refused. Returns a warning for each that
+    /// does not parse, or that no CA here signed (it is not used).
+    pub fn add_crls(&mut self, crls: &[(String, Vec<u8>)]) -> Vec<String> {
+        let mut warn = Vec::new();
+        let mut parsed = Vec::new();
+        for (n, b) in crls {
+            match Crl::parse(n, b) {
+                Ok(c) => parsed.push(c),
+                Err(e) => warn.push(format!("x509: CRL {n}: {e}")),
+            }
+        }
+        if parsed.is_empty() {
+            return warn;
+        }
+        let names: Vec<String> = parsed.iter().map(|c| c.name.clone()).collect();
+        match TrustStore::with_crls(&self.cas, parsed) {
+            Ok(t) => {
+                for n in names.iter().filter(|n| !t.crls().any(|u| u == n.as_str())) {
+                    warn.push(format!("x509: CRL {n}: signed by no CA here, not used"));
+                }
+                self.trust = Some(t);
+            }
+            Err(e) => warn.push(format!("x509: CA store: {e}")),
+        }
+        warn
+    }
+
     /// Adds the raw public key in `pem` for the ID `name` of kind `kind` (isakmpd(8):
     /// /etc/isakmpd/pubkeys/{ipv4,ipv6,fqdn,ufqdn}/<ID>).
     pub fn add_pubkey(&mut self, kind: &str, name: &str, pem: &[u8]) -> Result<(), String> {

@@ -119,3 +119,42 @@ pub fn raw_key(dir: &Path, name: &str) {
         ],
     );
 }
+
+/// A CRL of CA `ca` (`<ca>.crl`, PEM) that revokes the host certificates `revoked`
+/// (`<host>.crt`), made with `openssl ca` over a scratch database.
+#[allow(dead_code)]
+pub fn crl(dir: &Path, ca: &str, revoked: &[&str]) -> PathBuf {
+    let db = format!("{ca}.index");
+    std::fs::write(dir.join(&db), "").unwrap();
+    std::fs::write(dir.join(format!("{ca}.crlnumber")), "01\n").unwrap();
+    std::fs::write(
+        dir.join(format!("{ca}.cnf")),
+        format!(
+            "[ca]\ndefault_ca=d\n[d]\ndatabase={db}\ncrlnumber={ca}.crlnumber\n\
+             default_md=sha256\ndefault_crl_days=30\n"
+        ),
+    )
+    .unwrap();
+    let (cnf, key, crt) = (
+        format!("{ca}.cnf"),
+        format!("{ca}.key"),
+        format!("{ca}.crt"),
+    );
+    for h in revoked {
+        let cert = format!("{h}.crt");
+        run(
+            dir,
+            &[
+                "ca", "-config", &cnf, "-keyfile", &key, "-cert", &crt, "-revoke", &cert,
+            ],
+        );
+    }
+    let out = format!("{ca}.crl");
+    run(
+        dir,
+        &[
+            "ca", "-config", &cnf, "-keyfile", &key, "-cert", &crt, "-gencrl", "-out", &out,
+        ],
+    );
+    dir.join(out)
+}

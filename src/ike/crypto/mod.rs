@@ -19,7 +19,7 @@ use zeroize::Zeroize;
 
 pub use self::openssl::{
     aead_open, aead_seal, available_ciphers, cbc_decrypt, cbc_encrypt, constant_time_eq, hash,
-    init, prf, CertNames, Certificate, DhPrivate, RsaPrivate, RsaPublic, TrustStore,
+    init, prf, CertNames, Certificate, Crl, DhPrivate, RsaPrivate, RsaPublic, TrustStore,
 };
 
 use super::wire::{EncryptionAlgorithm, GroupDescription, HashAlgorithm};

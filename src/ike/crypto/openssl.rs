@@ -775,16 +775,87 @@ impl Certificate {
     }
 }
 
-/// The CA certificates a peer's certificate must chain to.
-pub struct TrustStore(openssl::x509::store::X509Store);
+/// A certificate revocation list (isakmpd's crls/ directory), with the name it was read
+/// under for the log.
+pub struct Crl {
+    crl: openssl::x509::X509Crl,
+    pub name: String,
+}
+
+impl Crl {
+    /// From PEM or DER.
+    pub fn parse(name: &str, b: &[u8]) -> Result<Crl, CryptoError> {
+        openssl::x509::X509Crl::from_pem(b)
+            .or_else(|_| openssl::x509::X509Crl::from_der(b))
+            .map(|crl| Crl {
+                crl,
+                name: name.to_string(),
+            })
+            .map_err(lib)
+    }
+}
+
+/// The CA certificates a peer's certificate must chain to, and the CRLs that can revoke
+/// it.
+pub struct TrustStore {
+    store: openssl::x509::store::X509Store,
+    cas: Vec<openssl::x509::X509>,
+    crls: Vec<Crl>,
+}
 
 impl TrustStore {
     pub fn new(cas: &[Certificate]) -> Result<TrustStore, CryptoError> {
+        Self::with_crls(cas, Vec::new())
+    }
+
+    /// A CRL counts only when a CA here signed it; others are left out (logged by the
+    /// caller from [`Self::crls`]).
+    pub fn with_crls(cas: &[Certificate], crls: Vec<Crl>) -> Result<TrustStore, CryptoError> {
         let mut b = openssl::x509::store::X509StoreBuilder::new().map_err(lib)?;
         for c in cas {
             b.add_cert(c.0.clone()).map_err(lib)?;
         }
-        Ok(TrustStore(b.build()))
+        let cas: Vec<openssl::x509::X509> = cas.iter().map(|c| c.0.clone()).collect();
+        let signed_by_a_ca = |crl: &Crl| {
+            cas.iter().any(|ca| {
+                ca.subject_name()
+                    .try_cmp(crl.crl.issuer_name())
+                    .is_ok_and(|o| o.is_eq())
+                    && ca
+                        .public_key()
+                        .is_ok_and(|k| crl.crl.verify(&k).unwrap_or(false))
+            })
+        };
+        let crls = crls.into_iter().filter(signed_by_a_ca).collect();
+        Ok(TrustStore {
+            store: b.build(),
+            cas,
+            crls,
+        })
+    }
+
+    /// The CRLs in force (those a CA here signed).
+    pub fn crls(&self) -> impl Iterator<Item = &str> {
+        self.crls.iter().map(|c| c.name.as_str())
+    }
+
+    /// The CRL that revokes `cert`, if any: one from `cert`'s issuer that lists it.
+    fn revoked_by(&self, cert: &openssl::x509::X509) -> Option<&str> {
+        self.crls
+            .iter()
+            .filter(|c| {
+                c.crl
+                    .issuer_name()
+                    .try_cmp(cert.issuer_name())
+                    .is_ok_and(|o| o.is_eq())
+            })
+            .find(|c| {
+                matches!(
+                    c.crl.get_by_cert(cert),
+                    openssl::x509::CrlStatus::Revoked(_)
+                )
+            })
+            .map(|c| c.name.as_str())
     }
 
     /// Verifies `cert` (with `chain` as untrusted intermediates) against the CAs.
@@ -796,20 +867,29 @@ impl TrustStore {
         }
         let mut ctx = openssl::x509::X509StoreContext::new().map_err(|e| e.to_string())?;
         let mut why = String::new();
+        let mut path: Vec<openssl::x509::X509> = Vec::new();
         let ok = ctx
-            .init(&self.0, &cert.0, &st, |c| {
+            .init(&self.store, &cert.0, &st, |c| {
                 let ok = c.verify_cert()?;
                 if !ok {
                     why = c.error().error_string().to_string();
+                } else if let Some(chain) = c.chain() {
+                    path = chain.iter().map(|x| x.to_owned()).collect();
                 }
                 Ok(ok)
             })
             .map_err(|e| e.to_string())?;
-        if ok {
-            Ok(())
-        } else {
-            Err(why)
+        if !ok {
+            return Err(why);
         }
+        // Every certificate of the path below the trusted CA, against its issuer's CRLs
+        // (isakmpd: X509_V_FLAG_CRL_CHECK with the crls/ directory in the store).
+        for c in path.iter().filter(|c| !self.cas.iter().any(|ca| ca == *c)) {
+            if let Some(name) = self.revoked_by(c) {
+                return Err(format!("certificate revoked (CRL {name})"));
+            }
+        }
+        Ok(())
     }
 }
 
