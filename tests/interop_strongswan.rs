@@ -357,6 +357,53 @@ fn main_mode_with_x509_certificates_both_ways() {
     let _ = fs::remove_dir_all(&pkidir);
 }
 
+/// With a CRL of the CA that revokes charon's certificate in our crls/, we refuse charon
+/// (the log names the CRL) and hold no phase 1 SA. (charon 5.9.8 with the same CRL in its
+/// x509crl/ listed it but reported our certificate's status as not available: the other
+/// direction is checked in the engine test only.)
+#[test]
+fn a_revoked_charon_certificate_is_refused() {
+    let pkidir = std::env::temp_dir().join(format!("isakmpd-swan-crl-{}", std::process::id()));
+    pki::ca(&pkidir, "ca");
+    pki::host(&pkidir, "ca", "west", "192.0.2.1");
+    pki::host(&pkidir, "ca", "east", "192.0.2.2");
+    let etc = pkidir.join("etc");
+    for d in ["ca", "certs", "private", "crls"] {
+        fs::create_dir_all(etc.join(d)).unwrap();
+    }
+    fs::copy(pkidir.join("ca.crt"), etc.join("ca/ca.crt")).unwrap();
+    fs::copy(pkidir.join("west.crt"), etc.join("certs/west.crt")).unwrap();
+    fs::copy(pkidir.join("west.key"), etc.join("private/local.key")).unwrap();
+    // East (charon) revoked in our CRL.
+    let crl = pki::crl(&pkidir, "ca", &["east"]);
+    fs::copy(&crl, etc.join("crls/ca.crl")).unwrap();
+    fs::remove_file(&crl).unwrap();
+    let conf = our_conf(
+        true,
+        "AES-256-SHA2-256-GRP14-RSA_SIG",
+        "QM-ESP-AES-128-SHA2-256-SUITE",
+    );
+    {
+        let link = Link::new("cr");
+        let _charon = Charon::start_x(
+            "swan-crc",
+            &link.b,
+            "aes256-sha256-modp2048",
+            "aes128-sha256",
+            false,
+            Some(&pkidir),
+            0,
+        );
+        let ours = start_with_etc("swan-cro", &conf, &[], Some(&link.a), Some(&etc));
+        wait_log(&ours, "certificate revoked (CRL ca.crl)");
+        let ol = ours.log();
+        assert!(ol.contains("x509: CRL(s) in force: ca.crl"), "{ol}");
+        assert!(!ol.contains("phase 1 done"), "{ol}");
+        assert!(!sas(&ours).contains("Phase 1"));
+    }
+    let _ = fs::remove_dir_all(&pkidir);
+}
+
 /// Dead peer detection (RFC 3706) with charon: we answer its R-U-THEREs, it answers ours,
 /// and when it is killed (no DELETE) we notice within DPD-check-interval + 5 x 5 s, drop
 /// its SAs and start the connection again.
