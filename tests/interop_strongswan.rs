@@ -284,9 +284,11 @@ fn aggressive_mode_both_ways() {
     );
 }
 
-#[test]
-fn main_mode_with_x509_certificates_both_ways() {
-    let pkidir = std::env::temp_dir().join(format!("isakmpd-swan-pki-{}", std::process::id()));
+/// A CA with certificates for west (us, 192.0.2.1) and east (charon, 192.0.2.2) in a
+/// scratch directory, and beside them our /etc/isakmpd: the CA, west's certificate and
+/// key. Returns (the directory, our etc).
+fn west_and_east_pki(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pkidir = std::env::temp_dir().join(format!("isakmpd-swan-{tag}-{}", std::process::id()));
     pki::ca(&pkidir, "ca");
     pki::host(&pkidir, "ca", "west", "192.0.2.1");
     pki::host(&pkidir, "ca", "east", "192.0.2.2");
@@ -297,6 +299,12 @@ fn main_mode_with_x509_certificates_both_ways() {
     fs::copy(pkidir.join("ca.crt"), etc.join("ca/ca.crt")).unwrap();
     fs::copy(pkidir.join("west.crt"), etc.join("certs/west.crt")).unwrap();
     fs::copy(pkidir.join("west.key"), etc.join("private/local.key")).unwrap();
+    (pkidir, etc)
+}
+
+#[test]
+fn main_mode_with_x509_certificates_both_ways() {
+    let (pkidir, etc) = west_and_east_pki("pki");
     for (tag, we_start) in [("xi", true), ("xr", false)] {
         let link = Link::new(tag);
         let charon = Charon::start_x(
@@ -363,17 +371,8 @@ fn main_mode_with_x509_certificates_both_ways() {
 /// direction is checked in the engine test only.)
 #[test]
 fn a_revoked_charon_certificate_is_refused() {
-    let pkidir = std::env::temp_dir().join(format!("isakmpd-swan-crl-{}", std::process::id()));
-    pki::ca(&pkidir, "ca");
-    pki::host(&pkidir, "ca", "west", "192.0.2.1");
-    pki::host(&pkidir, "ca", "east", "192.0.2.2");
-    let etc = pkidir.join("etc");
-    for d in ["ca", "certs", "private", "crls"] {
-        fs::create_dir_all(etc.join(d)).unwrap();
-    }
-    fs::copy(pkidir.join("ca.crt"), etc.join("ca/ca.crt")).unwrap();
-    fs::copy(pkidir.join("west.crt"), etc.join("certs/west.crt")).unwrap();
-    fs::copy(pkidir.join("west.key"), etc.join("private/local.key")).unwrap();
+    let (pkidir, etc) = west_and_east_pki("crl");
+    fs::create_dir_all(etc.join("crls")).unwrap();
     // East (charon) revoked in our CRL.
     let crl = pki::crl(&pkidir, "ca", &["east"]);
     fs::copy(&crl, etc.join("crls/ca.crl")).unwrap();

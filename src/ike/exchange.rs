@@ -431,6 +431,104 @@ pub fn retransmit_delay_secs(xmits: u32) -> u64 {
 }
 
 impl super::Engine {
+    /// An exchange's timer: its deadline (half-open or Exchange-max-time), or a
+    /// retransmission of its last message, or after the last of those, giving up (or,
+    /// for an initiator's unanswered Main Mode message 1, starting over once).
+    pub(crate) fn exchange_timer(&mut self, now: Time, h: Handle) {
+        let Some(x) = self.exchanges.get_mut(h) else {
+            return;
+        };
+        x.timer = None;
+        if now >= x.deadline && x.half_open {
+            // Nobody answered our message 2: most likely a spoofed message 1, not
+            // worth a log line each.
+            crate::ike_debug!(
+                crate::log::DebugClass::Exchange,
+                10,
+                "half-open exchange from {} expired",
+                x.remote
+            );
+            self.io.stats.half_open_expired += 1;
+            self.give_up(now, h);
+            return;
+        }
+        if now >= x.deadline {
+            crate::log_warn!(
+                "{} with {}: exchange timed out (Exchange-max-time)",
+                x.name(),
+                x.remote
+            );
+            self.io.stats.failed += 1;
+            self.give_up(now, h);
+            return;
+        }
+        if let Some(t) = x.next_retransmit {
+            if now >= t && x.half_open && x.xmits >= 1 {
+                // A half-open responder (Aggressive Mode's message 2) resends once: its
+                // peer may be a spoofed address, which must not get more from us than
+                // it sent. The exchange then waits out its half-open time quietly.
+                x.next_retransmit = None;
+            } else if now >= t {
+                if x.xmits >= self.policy.retransmits {
+                    // An initiator whose message 1 was never answered starts over once
+                    // with new cookies: a C isakmpd responder ignores a repeated
+                    // message 1, so if its message 2 was lost, our retransmissions
+                    // could not bring it back (and the next try would wait for the
+                    // connection check).
+                    let again = x.initiator
+                        && x.kind == Kind::Main
+                        && x.state == State::Phase1(P1Step::AwaitSa)
+                        && !x.restarted;
+                    crate::log_warn!(
+                        "{} with {}: no answer after {} retransmissions, {}",
+                        x.name(),
+                        x.remote,
+                        x.xmits,
+                        if again {
+                            "starting again with new cookies"
+                        } else {
+                            "giving up"
+                        }
+                    );
+                    self.io.stats.failed += 1;
+                    if again {
+                        self.restart_phase1(now, h);
+                    } else {
+                        self.give_up(now, h);
+                    }
+                    return;
+                }
+                x.xmits += 1;
+                self.io.stats.retransmits += 1;
+                x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
+                crate::ike_debug!(
+                    crate::log::DebugClass::Transport,
+                    30,
+                    "retransmit to {}",
+                    x.remote
+                );
+                self.io.send(x.local, x.remote, &x.last_sent);
+            }
+        }
+        self.arm(h);
+    }
+
+    /// Frees an exchange that timed out or went unanswered; the connections a
+    /// mode-config exchange held back start without it.
+    pub(crate) fn give_up(&mut self, now: Time, h: Handle) {
+        let waiting = self.exchanges.get_mut(h).and_then(|x| {
+            let then = std::mem::take(&mut x.cfg.then);
+            (x.kind == Kind::Transaction && !then.is_empty()).then_some((x.sa, x.remote, then))
+        });
+        self.free_exchange(h);
+        if let Some((Some(sa), remote, then)) = waiting {
+            crate::log_warn!(
+                "mode-config with {remote}: no answer; its connections start without it"
+            );
+            self.start_after_cfg(now, sa, then);
+        }
+    }
+
     /// Sends a cleartext message of an exchange, remembering it for retransmission.
     pub(crate) fn send_step(&mut self, now: Time, h: Handle, msg: Vec<u8>, retransmit: bool) {
         if let Some(x) = self.exchanges.get_mut(h) {

@@ -57,7 +57,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use self::crypto::{cbc_decrypt, cbc_encrypt, CipherAlg, Key, Random};
-use self::exchange::{retransmit_delay_secs, Exchange};
+use self::exchange::Exchange;
 use self::policy::Policy;
 use self::router::{Keyed, Table};
 use self::sa::{hex, Handle, IpsecSa, IsakmpSa, KernelOp, KernelReq, Part};
@@ -616,97 +616,6 @@ impl Engine {
             }
         }
         self.fired = fired;
-    }
-
-    fn exchange_timer(&mut self, now: Time, h: Handle) {
-        let Some(x) = self.exchanges.get_mut(h) else {
-            return;
-        };
-        x.timer = None;
-        if now >= x.deadline && x.half_open {
-            // Nobody answered our message 2: most likely a spoofed message 1, not
-            // worth a log line each.
-            crate::ike_debug!(
-                DebugClass::Exchange,
-                10,
-                "half-open exchange from {} expired",
-                x.remote
-            );
-            self.io.stats.half_open_expired += 1;
-            self.give_up(now, h);
-            return;
-        }
-        if now >= x.deadline {
-            crate::log_warn!(
-                "{} with {}: exchange timed out (Exchange-max-time)",
-                x.name(),
-                x.remote
-            );
-            self.io.stats.failed += 1;
-            self.give_up(now, h);
-            return;
-        }
-        if let Some(t) = x.next_retransmit {
-            if now >= t && x.half_open && x.xmits >= 1 {
-                // A half-open responder (Aggressive Mode's message 2) resends once: its
-                // peer may be a spoofed address, which must not get more from us than
-                // it sent. The exchange then waits out its half-open time quietly.
-                x.next_retransmit = None;
-            } else if now >= t {
-                if x.xmits >= self.policy.retransmits {
-                    // An initiator whose message 1 was never answered starts over once
-                    // with new cookies: a C isakmpd responder ignores a repeated
-                    // message 1, so if its message 2 was lost, our retransmissions
-                    // could not bring it back (and the next try would wait for the
-                    // connection check).
-                    let again = x.initiator
-                        && x.kind == exchange::Kind::Main
-                        && x.state == exchange::State::Phase1(exchange::P1Step::AwaitSa)
-                        && !x.restarted;
-                    crate::log_warn!(
-                        "{} with {}: no answer after {} retransmissions, {}",
-                        x.name(),
-                        x.remote,
-                        x.xmits,
-                        if again {
-                            "starting again with new cookies"
-                        } else {
-                            "giving up"
-                        }
-                    );
-                    self.io.stats.failed += 1;
-                    if again {
-                        self.restart_phase1(now, h);
-                    } else {
-                        self.give_up(now, h);
-                    }
-                    return;
-                }
-                x.xmits += 1;
-                self.io.stats.retransmits += 1;
-                x.next_retransmit = Some(now.add_secs(retransmit_delay_secs(x.xmits)));
-                crate::ike_debug!(DebugClass::Transport, 30, "retransmit to {}", x.remote);
-                self.io.send(x.local, x.remote, &x.last_sent);
-            }
-        }
-        self.arm(h);
-    }
-
-    /// Frees an exchange that timed out or went unanswered; the connections a
-    /// mode-config exchange held back start without it.
-    fn give_up(&mut self, now: Time, h: Handle) {
-        let waiting = self.exchanges.get_mut(h).and_then(|x| {
-            let then = std::mem::take(&mut x.cfg.then);
-            (x.kind == exchange::Kind::Transaction && !then.is_empty())
-                .then_some((x.sa, x.remote, then))
-        });
-        self.free_exchange(h);
-        if let Some((Some(sa), remote, then)) = waiting {
-            crate::log_warn!(
-                "mode-config with {remote}: no answer; its connections start without it"
-            );
-            self.start_after_cfg(now, sa, then);
-        }
     }
 
     /// (Re)arms an exchange's timer at its earliest deadline.
