@@ -124,7 +124,7 @@ fn run(label: &str, mm: &str, qm: &str, n: usize) {
 fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
     use isakmpd::ikev2::engine::{Engine as V2, IkeState};
     use isakmpd::ikev2::policy::{
-        Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector,
+        Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector,
     };
     use isakmpd::ikev2::wire::{EncrId, IntegId, PrfId};
     let wa: SocketAddr = "192.0.2.1:500".parse().unwrap();
@@ -133,7 +133,7 @@ fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
         name: "peer".into(),
         local: me,
         remote: them,
-        psk: b"bench-key".to_vec(),
+        auth: PeerAuth::psk(b"bench-key"),
         local_id: Identity::addr(me.ip()),
         remote_id: Some(Identity::addr(them.ip())),
         ike: vec![IkeProposal {

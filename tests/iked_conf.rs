@@ -11,7 +11,7 @@ use isakmpd::ikev2::conf::{
     parse_str, parse_with, Af, Auth, CfgKind, ConfErrors, Eval, Flow, Host, Id, IkedConf, Mode,
     SaProto, Settings, TMode, DEFAULT_DPD_SECS,
 };
-use isakmpd::ikev2::policy::{Identity, Selector};
+use isakmpd::ikev2::policy::{Identity, PeerAuth, Selector};
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
 
 const FIXTURES: &[&str] = &[
@@ -208,7 +208,7 @@ fn man_psk_big_test_converts() {
     assert_eq!(pol.peers.len(), 1, "{warns:?}");
     let peer = &pol.peers[0];
     assert_eq!(peer.name, "big test");
-    assert_eq!(peer.psk, b"foobar");
+    assert_eq!(peer.auth, PeerAuth::psk(b"foobar"));
     assert_eq!(peer.local, "0.0.0.0:500".parse::<SocketAddr>().unwrap());
     assert_eq!(peer.remote, "0.0.0.0:500".parse::<SocketAddr>().unwrap());
     assert_eq!(peer.local_id, Identity::fqdn("host.example.com"));
@@ -295,7 +295,7 @@ fn man_transport_gre() {
     assert!(pol.peers.is_empty());
     assert!(warns
         .iter()
-        .any(|w| w.starts_with("policy \"policy1\"") && w.contains("no psk")));
+        .any(|w| w.starts_with("policy \"policy1\"") && w.contains("host names are not resolved")));
 }
 
 // ----- /etc/iked.conf -----
@@ -354,7 +354,10 @@ fn etc_psk_converts() {
         peer.remote,
         "192.168.2.1:500".parse::<SocketAddr>().unwrap()
     );
-    assert_eq!(peer.psk, b"you-should-not-use-psk-authentication!");
+    assert_eq!(
+        peer.auth,
+        PeerAuth::psk(b"you-should-not-use-psk-authentication!")
+    );
     assert_eq!(peer.local_id, Identity::addr(ip("192.168.1.1")));
     assert_eq!(peer.remote_id, None);
     // On a host with a name, a rule without srcid shows that name (iked's parse.y).

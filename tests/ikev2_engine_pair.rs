@@ -18,12 +18,17 @@ use isakmpd::ike::sa::{KernelOp, KernelReply, KernelReq};
 use isakmpd::ikev2::engine::{
     ChildRef, ChildSa, Engine, IkeRef, IkeState, Stats, KERNEL_TICKET_BIT,
 };
-use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use isakmpd::ikev2::policy::{
+    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector, SigMethod,
+};
 use isakmpd::ikev2::wire::{
     DhGroup, EncrId, ExchangeType, IntegId, Message, NotifyType, Payload, PayloadType, PrfId,
     FLAG_RESPONSE,
 };
 use isakmpd::timer::Time;
+
+#[path = "common/pki.rs"]
+mod pki;
 
 const WEST: &str = "192.0.2.1:500";
 const EAST: &str = "192.0.2.2:500";
@@ -74,7 +79,7 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
         name: "peer".into(),
         local: addr(local),
         remote: addr(remote),
-        psk: psk.as_bytes().to_vec(),
+        auth: PeerAuth::psk(psk.as_bytes()),
         local_id: Identity::addr(addr(local).ip()),
         remote_id: Some(Identity::addr(addr(remote).ip())),
         ike: ike.to_vec(),
@@ -2180,5 +2185,248 @@ fn ike_and_child_sa_lifetimes_together_on_both_sides_with_a_slow_kernel() {
         assert_eq!((wi.spi_i, wi.spi_r), (ei.spi_i, ei.spi_r));
         assert_eq!(child_pairs(&p).len(), 1, "{case}");
         assert_kernels_hold_the_child_sas(&p);
+    }
+}
+
+// ----- Signature authentication (RFC 7296 §2.15, RFC 4754, RFC 7427) -----
+
+/// Keys and certificates made once for the signature tests: CA `ca` with hosts west and
+/// east (RSA), westec/eastec (P-256), east384 (P-384) for east's and west's addresses;
+/// `otherca` with mallory (east's address); a CRL of `ca` revoking east; bare keys.
+fn sig_pki() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("isakmpd-v2pki-{}", std::process::id()));
+        let (w, e) = (&WEST[..9], &EAST[..9]);
+        pki::ca(&dir, "ca");
+        pki::ca(&dir, "otherca");
+        pki::host(&dir, "ca", "west", w);
+        pki::host(&dir, "ca", "east", e);
+        pki::host_ec(&dir, "ca", "westec", w, "P-256");
+        pki::host_ec(&dir, "ca", "eastec", e, "P-256");
+        pki::host_ec(&dir, "ca", "east384", e, "P-384");
+        pki::host(&dir, "otherca", "mallory", e);
+        let crl = pki::crl(&dir, "ca", &["east"]);
+        std::fs::rename(crl, dir.join("revokes-east.crl")).unwrap();
+        pki::raw_key(&dir, "rawwest");
+        pki::raw_key(&dir, "raweast");
+        dir
+    })
+}
+
+fn pki_file(name: &str) -> Vec<u8> {
+    std::fs::read(sig_pki().join(name)).unwrap()
+}
+
+/// Credentials of host `name` (its key and certificate) trusting `ca`.
+fn creds(name: &str, ca: &str) -> isakmpd::ike::Credentials {
+    isakmpd::ike::Credentials::load(
+        Some(&pki_file(&format!("{name}.key"))),
+        &[pki_file(&format!("{name}.crt"))],
+        &[pki_file(&format!("{ca}.crt"))],
+    )
+    .unwrap()
+}
+
+fn sig_peer(me: &str, m: SigMethod) -> Peer {
+    Peer {
+        auth: PeerAuth::Sig(m),
+        ..peer(me, "", &[GCM_ECP256], &[ESP_GCM])
+    }
+}
+
+fn sig_pair(
+    (wm, wc): (SigMethod, isakmpd::ike::Credentials),
+    (em, ec): (SigMethod, isakmpd::ike::Credentials),
+) -> Pair {
+    let mut p = Pair::new(sig_peer(WEST, wm), sig_peer(EAST, em));
+    p.west.set_credentials(wc);
+    p.east.set_credentials(ec);
+    p.connect();
+    p
+}
+
+/// IKE_AUTH failed: nothing on either side, both counted it, and the responder said so
+/// at once (no retransmission).
+fn auth_fails_cleanly(p: &Pair) {
+    assert_nothing(p);
+    assert_eq!(stats(&p.west).failed, 1);
+    assert_eq!(stats(&p.east).failed, 1);
+    assert_eq!(stats(&p.west).retransmits, 0);
+}
+
+#[test]
+fn rsa_certificates_both_ways_with_every_rsa_method() {
+    for (wm, em) in [
+        (SigMethod::Any, SigMethod::Any),
+        (SigMethod::Rsa, SigMethod::Rsa),
+        (SigMethod::Rfc7427, SigMethod::Rfc7427),
+        (SigMethod::Rfc7427, SigMethod::Any),
+        (SigMethod::Any, SigMethod::Rfc7427),
+    ] {
+        let p = sig_pair((wm, creds("west", "ca")), (em, creds("east", "ca")));
+        assert_established(&p);
+        assert_eq!(stats(&p.west).retransmits, 0, "{wm:?}/{em:?}");
+    }
+}
+
+#[test]
+fn ecdsa_certificates_p256_and_p384_and_mixed_with_rsa() {
+    for (w, e, wm, em) in [
+        ("westec", "eastec", SigMethod::Ecdsa256, SigMethod::Ecdsa256),
+        ("westec", "eastec", SigMethod::Any, SigMethod::Any),
+        ("westec", "east384", SigMethod::Any, SigMethod::Any),
+        ("westec", "east384", SigMethod::Rfc7427, SigMethod::Any),
+        ("west", "eastec", SigMethod::Any, SigMethod::Any),
+        ("west", "east384", SigMethod::Rfc7427, SigMethod::Rfc7427),
+    ] {
+        let p = sig_pair((wm, creds(w, "ca")), (em, creds(e, "ca")));
+        assert_established(&p);
+    }
+}
+
+#[test]
+fn a_method_the_policy_does_not_take_fails_cleanly() {
+    // A method named in the policy is ours and the one we take, as in iked. West signs
+    // with method 1 (rsa); east demands RFC 7427: east refuses west's AUTH.
+    let p = sig_pair(
+        (SigMethod::Rsa, creds("west", "ca")),
+        (SigMethod::Rfc7427, creds("east", "ca")),
+    );
+    auth_fails_cleanly(&p);
+    // West demands method 1; east, allowing any, signs with RFC 7427 since west
+    // announced SHA2-256: west refuses east's AUTH after east has taken west's.
+    let p = sig_pair(
+        (SigMethod::Rsa, creds("west", "ca")),
+        (SigMethod::Any, creds("east", "ca")),
+    );
+    assert_nothing(&p);
+    assert_eq!(stats(&p.west).failed, 1);
+    // P-256 demanded, P-384 used.
+    let p = sig_pair(
+        (SigMethod::Ecdsa256, creds("westec", "ca")),
+        (SigMethod::Ecdsa384, creds("east384", "ca")),
+    );
+    assert_nothing(&p);
+    // East's policy is rsa but its key is ECDSA: it cannot sign and answers nothing
+    // useful; west ends with nothing, and so does east.
+    let p = sig_pair(
+        (SigMethod::Any, creds("west", "ca")),
+        (SigMethod::Rsa, creds("eastec", "ca")),
+    );
+    assert_nothing(&p);
+}
+
+#[test]
+fn a_certificate_from_a_ca_we_do_not_trust_fails_cleanly() {
+    // The responder's certificate chains to otherca, which west does not trust.
+    let p = sig_pair(
+        (SigMethod::Any, creds("west", "ca")),
+        (SigMethod::Any, creds("mallory", "otherca")),
+    );
+    assert_nothing(&p);
+    assert_eq!(stats(&p.west).failed, 1);
+    // And the other way: east does not trust west's.
+    let p = sig_pair(
+        (SigMethod::Any, creds("mallory", "otherca")),
+        (SigMethod::Any, creds("east", "ca")),
+    );
+    // mallory has east's address in its certificate, not west's: refused either way.
+    auth_fails_cleanly(&p);
+}
+
+#[test]
+fn a_certificate_that_does_not_name_the_peers_id_fails_cleanly() {
+    // West's certificate names 192.0.2.1; west claims to be a host name instead.
+    let mut west = sig_peer(WEST, SigMethod::Any);
+    west.local_id = Identity::fqdn("somebody.example");
+    let mut east = sig_peer(EAST, SigMethod::Any);
+    east.remote_id = None;
+    let mut p = Pair::new(west, east);
+    p.west.set_credentials(creds("west", "ca"));
+    p.east.set_credentials(creds("east", "ca"));
+    p.connect();
+    auth_fails_cleanly(&p);
+}
+
+#[test]
+fn a_revoked_certificate_fails_cleanly() {
+    let crl = [("revokes-east.crl".to_string(), pki_file("revokes-east.crl"))];
+    let mut wc = creds("west", "ca");
+    assert!(wc.add_crls(&crl).is_empty());
+    let p = sig_pair((SigMethod::Any, wc), (SigMethod::Any, creds("east", "ca")));
+    assert_nothing(&p);
+    assert_eq!(stats(&p.west).failed, 1);
+    // The same pair without the CRL comes up.
+    let p = sig_pair(
+        (SigMethod::Any, creds("west", "ca")),
+        (SigMethod::Any, creds("east", "ca")),
+    );
+    assert_established(&p);
+}
+
+#[test]
+fn raw_public_keys_from_pubkeys_without_certificates() {
+    let raw = |me: &str, them: &str, them_ip: &str| {
+        let mut c =
+            isakmpd::ike::Credentials::load(Some(&pki_file(&format!("{me}.key"))), &[], &[])
+                .unwrap();
+        c.add_pubkey("ipv4", them_ip, &pki_file(&format!("{them}.pub")))
+            .unwrap();
+        c
+    };
+    let p = sig_pair(
+        (SigMethod::Any, raw("rawwest", "raweast", &EAST[..9])),
+        (SigMethod::Any, raw("raweast", "rawwest", &WEST[..9])),
+    );
+    assert_established(&p);
+    // East holds another key for west's address: refused.
+    let p = sig_pair(
+        (SigMethod::Any, raw("rawwest", "raweast", &EAST[..9])),
+        (SigMethod::Any, raw("raweast", "raweast", &WEST[..9])),
+    );
+    auth_fails_cleanly(&p);
+}
+
+#[test]
+fn a_psk_peer_is_refused_by_a_signature_policy_and_the_other_way() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        sig_peer(EAST, SigMethod::Any),
+    );
+    p.east.set_credentials(creds("east", "ca"));
+    p.connect();
+    auth_fails_cleanly(&p);
+    let mut p = Pair::new(
+        sig_peer(WEST, SigMethod::Any),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.west.set_credentials(creds("west", "ca"));
+    p.connect();
+    assert_nothing(&p);
+}
+
+#[test]
+fn signature_messages_survive_loss_and_duplication() {
+    for k in 0..4 {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            let mut p = Pair::new(
+                sig_peer(WEST, SigMethod::Any),
+                sig_peer(EAST, SigMethod::Any),
+            );
+            p.west.set_credentials(creds("west", "ca"));
+            p.east.set_credentials(creds("eastec", "ca"));
+            let mut done = false;
+            p.fate = Box::new(move |d| {
+                if !done && kind(&d.data) == k {
+                    done = true;
+                    fate
+                } else {
+                    Fate::Deliver
+                }
+            });
+            p.connect();
+            assert_established(&p);
+        }
     }
 }

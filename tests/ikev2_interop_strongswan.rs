@@ -38,7 +38,9 @@ use common::{Link, Scratch};
 use isakmpd::ike::crypto::random_source;
 use isakmpd::ike::sa::{KernelReply, KernelReq};
 use isakmpd::ikev2::engine::{ChildRef, Engine, IkeRef, IkeState};
-use isakmpd::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use isakmpd::ikev2::policy::{
+    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector,
+};
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IntegId, PrfId};
 use isakmpd::kernel::{Dialect, Kernel};
 use isakmpd::timer::Time;
@@ -115,7 +117,7 @@ impl Ours {
             name: "charon".into(),
             local: SocketAddr::new(ip, 500),
             remote: format!("{CHARON_ADDR}:500").parse().unwrap(),
-            psk: PSK.as_bytes().to_vec(),
+            auth: PeerAuth::psk(PSK.as_bytes()),
             local_id: Identity::addr(ip),
             remote_id: Some(Identity::addr(CHARON_ADDR.parse().unwrap())),
             ike: vec![ike],

@@ -6,7 +6,9 @@
 //! it, and an ISAKMP SA comes into being only from one (`phase1_done` takes it), so no path
 //! through Main or Aggressive Mode can establish an SA without verifying the peer.
 
-use super::crypto::{Certificate, Crl, Key, RsaPrivate, RsaPublic, TrustStore};
+use super::crypto::{
+    Certificate, Crl, Key, PrivateKey, PublicKey, RsaPrivate, RsaPublic, TrustStore,
+};
 use super::exchange::{Exchange, P1Choice};
 use super::phase1::Cx;
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
@@ -67,16 +69,21 @@ fn cert_names_id(c: &Certificate, id: &wire::Identity<'_>) -> bool {
 }
 
 /// Our key, certificate and the CAs we trust, for RSA_SIG (read through the monitor from
-/// [X509-certificates]'s directories; given directly by tests).
+/// [X509-certificates]'s directories; given directly by tests), and for IKEv2's
+/// signatures (iked's /etc/iked/ directories).
 #[derive(Default)]
 pub struct Credentials {
+    /// Our private key when it is RSA (IKEv1's RSA_SIG).
     pub key: Option<RsaPrivate>,
+    /// Our private key, of any kind (IKEv2: RSA or ECDSA).
+    pub signer: Option<PrivateKey>,
+    /// Our certificate: the one that holds our private key.
     pub cert: Option<Certificate>,
     pub cas: Vec<Certificate>,
     pub trust: Option<TrustStore>,
     /// Raw public keys of peers, from the pubkeys/ directory: (kind, name, key) where kind
     /// is the subdirectory (ipv4, ipv6, fqdn, ufqdn) and name the file, i.e. the peer's ID.
-    pub pubkeys: Vec<(String, String, RsaPublic)>,
+    pub pubkeys: Vec<(String, String, PublicKey)>,
 }
 
 impl Credentials {
@@ -111,13 +118,34 @@ impl Credentials {
     /// Adds the raw public key in `pem` for the ID `name` of kind `kind` (isakmpd(8):
     /// /etc/isakmpd/pubkeys/{ipv4,ipv6,fqdn,ufqdn}/<ID>).
     pub fn add_pubkey(&mut self, kind: &str, name: &str, pem: &[u8]) -> Result<(), String> {
-        let k = RsaPublic::from_pem(pem).map_err(|e| format!("pubkeys/{kind}/{name}: {e}"))?;
+        let k = PublicKey::from_pem(pem).map_err(|e| format!("pubkeys/{kind}/{name}: {e}"))?;
         self.pubkeys.push((kind.to_string(), name.to_string(), k));
         Ok(())
     }
 
-    /// The raw public key for a peer's ID, if pubkeys/ has one.
-    fn pubkey_for(&self, id: &wire::Identity<'_>) -> Option<&RsaPublic> {
+    /// The raw public key for an ID payload's type and data, if pubkeys/ has one.
+    pub fn pubkey_by_id(&self, ty: u8, data: &[u8]) -> Option<&PublicKey> {
+        let (kind, name) = match ty {
+            1 => (
+                "ipv4",
+                std::net::Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?).to_string(),
+            ),
+            5 => (
+                "ipv6",
+                std::net::Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).to_string(),
+            ),
+            2 => ("fqdn", String::from_utf8_lossy(data).into_owned()),
+            3 => ("ufqdn", String::from_utf8_lossy(data).into_owned()),
+            _ => return None,
+        };
+        self.pubkeys
+            .iter()
+            .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
+            .map(|(_, _, key)| key)
+    }
+
+    /// The raw RSA public key for a peer's ID, if pubkeys/ has one.
+    fn pubkey_for(&self, id: &wire::Identity<'_>) -> Option<RsaPublic> {
         let (kind, name) = match id {
             wire::Identity::Ipv4(a) => ("ipv4", a.to_string()),
             wire::Identity::Ipv6(a) => ("ipv6", a.to_string()),
@@ -128,7 +156,7 @@ impl Credentials {
         self.pubkeys
             .iter()
             .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
-            .map(|(_, _, key)| key)
+            .and_then(|(_, _, key)| key.rsa())
     }
 
     /// From PEM/DER blobs: the private key, our certificates (the one holding the key is
@@ -138,17 +166,18 @@ impl Credentials {
         certs: &[Vec<u8>],
         cas: &[Vec<u8>],
     ) -> Result<Credentials, String> {
-        let key = match key {
-            Some(k) => Some(RsaPrivate::from_pem(k).map_err(|e| format!("private key: {e}"))?),
+        let signer = match key {
+            Some(k) => Some(PrivateKey::from_pem(k).map_err(|e| format!("private key: {e}"))?),
             None => None,
         };
+        let key = signer.as_ref().and_then(|k| k.rsa());
         let certs: Vec<Certificate> = certs
             .iter()
             .filter_map(|c| Certificate::parse(c).ok())
             .collect();
-        let cert = key
+        let cert = signer
             .as_ref()
-            .and_then(|k| certs.iter().find(|c| c.matches_key(k)).cloned());
+            .and_then(|k| certs.iter().find(|c| c.holds(k)).cloned());
         let cas: Vec<Certificate> = cas
             .iter()
             .filter_map(|c| Certificate::parse(c).ok())
@@ -160,6 +189,7 @@ impl Credentials {
         };
         Ok(Credentials {
             key,
+            signer,
             cert,
             cas,
             trust,
@@ -250,6 +280,7 @@ pub(crate) fn verify_auth_message(
         if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
             // No certificate: the peer's raw public key from pubkeys/, by its ID.
             let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone"))?;
+            let key = &key;
             key.verify_raw(want.as_bytes(), sig).map_err(|_| {
                 super::refused(
                     NotifyType::INVALID_SIGNATURE,

@@ -466,6 +466,11 @@ impl<'a> SignedOctets<'a> {
         }
         Some(n)
     }
+
+    /// The octets in one piece, allocated (signatures, once per IKE_AUTH).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
 }
 
 /// `AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)` (§2.15).

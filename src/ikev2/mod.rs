@@ -27,5 +27,6 @@ pub mod conf;
 pub mod engine;
 pub mod keys;
 pub mod policy;
+pub mod sig;
 pub mod sk;
 pub mod wire;

@@ -85,7 +85,8 @@ pub struct Peer {
     /// from the peer whose address is the datagram's source address.
     pub local: std::net::SocketAddr,
     pub remote: std::net::SocketAddr,
-    pub psk: Vec<u8>,
+    /// How both sides authenticate (iked.conf's `ikeauth`).
+    pub auth: PeerAuth,
     pub local_id: Identity,
     /// The identity the peer must show in IDi/IDr; any, when None.
     pub remote_id: Option<Identity>,
@@ -105,6 +106,46 @@ pub struct Peer {
     /// `lifetime ... bytes BYTES`: the kernel's limit for a CHILD_SA (its soft EXPIRE at
     /// 90 % starts the rekey, its hard one the deletion); 0 is none.
     pub child_lifetime_bytes: u64,
+}
+
+/// How we authenticate to a peer and what we take from it (iked.conf(5) `ikeauth`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PeerAuth {
+    /// `psk`: the shared key, both ways (AUTH method 2).
+    Psk(Vec<u8>),
+    /// Signatures: ours with our private key (the engine's credentials), the peer's
+    /// checked against its certificate, which must chain to one of our CAs and name its
+    /// ID, or against its raw public key (pubkeys/).
+    Sig(SigMethod),
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAuth::Psk(_) => f.write_str("Psk(..)"),
+            PeerAuth::Sig(m) => write!(f, "Sig({m:?})"),
+        }
+    }
+}
+
+impl PeerAuth {
+    pub fn psk(key: &[u8]) -> PeerAuth {
+        PeerAuth::Psk(key.to_vec())
+    }
+}
+
+/// The signature methods of iked.conf(5): `rsa` (AUTH method 1, SHA-1), `ecdsa256`,
+/// `ecdsa384`, `ecdsa521` (methods 9-11), `rfc7427` (method 14, SHA2-256), or any
+/// (iked's default): RFC 7427 when the peer announced SIGNATURE_HASH_ALGORITHMS with
+/// SHA2-256, else the method of our key; from the peer, any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigMethod {
+    Any,
+    Rsa,
+    Ecdsa256,
+    Ecdsa384,
+    Ecdsa521,
+    Rfc7427,
 }
 
 /// An identity (RFC 7296 §3.5).

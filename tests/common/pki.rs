@@ -48,21 +48,26 @@ pub fn ca(dir: &Path, name: &str) -> PathBuf {
 
 /// A host key and certificate signed by CA `ca`: `<host>.key`, `<host>.crt`.
 pub fn host(dir: &Path, ca: &str, host: &str, ip: &str) {
-    run(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{host}.key"),
-            "-out",
-            &format!("{host}.csr"),
-            "-subj",
-            &format!("/C=CH/O=isakmpd test/CN={host}"),
-        ],
+    host_with(dir, ca, host, ip, &["-newkey", "rsa:2048"]);
+}
+
+/// As [`host`], with an ECDSA key on `curve` (P-256, P-384, P-521).
+#[allow(dead_code)]
+pub fn host_ec(dir: &Path, ca: &str, host: &str, ip: &str, curve: &str) {
+    let opt = format!("ec_paramgen_curve:{curve}");
+    host_with(dir, ca, host, ip, &["-newkey", "ec", "-pkeyopt", &opt]);
+}
+
+fn host_with(dir: &Path, ca: &str, host: &str, ip: &str, newkey: &[&str]) {
+    let mut args = vec!["req"];
+    args.extend_from_slice(newkey);
+    let (key, csr, subj) = (
+        format!("{host}.key"),
+        format!("{host}.csr"),
+        format!("/C=CH/O=isakmpd test/CN={host}"),
     );
+    args.extend_from_slice(&["-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj]);
+    run(dir, &args);
     std::fs::write(
         dir.join(format!("{host}.ext")),
         format!("subjectAltName=IP:{ip},DNS:{host}\nkeyUsage=digitalSignature\n"),

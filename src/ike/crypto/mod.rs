@@ -18,8 +18,9 @@ use std::fmt;
 use zeroize::Zeroize;
 
 pub use self::openssl::{
-    aead_open, aead_seal, available_ciphers, cbc_decrypt, cbc_encrypt, constant_time_eq, hash,
-    init, prf, CertNames, Certificate, Crl, DhPrivate, RsaPrivate, RsaPublic, TrustStore,
+    aead_open, aead_seal, available_ciphers, cbc_decrypt, cbc_encrypt, constant_time_eq,
+    ecdsa_der_to_raw, ecdsa_raw_to_der, hash, init, prf, CertNames, Certificate, Crl, DhPrivate,
+    KeyKind, PrivateKey, PublicKey, RsaPrivate, RsaPublic, SigPadding, TrustStore,
 };
 
 use super::wire::{EncryptionAlgorithm, GroupDescription, HashAlgorithm};

@@ -669,6 +669,162 @@ impl RsaPublic {
     }
 }
 
+/// What a signing key is, for choosing an AUTH method (IKEv2: RSA for methods 1 and
+/// 14, the NIST curves for 9-11 and 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    EcP521,
+    Other,
+}
+
+/// RSA signature padding: RSASSA-PKCS1-v1_5, or RSASSA-PSS with MGF1 over the same hash
+/// and a salt as long as the hash (RFC 7427's recommended parameters). Ignored for ECDSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigPadding {
+    Pkcs1,
+    Pss,
+}
+
+fn key_kind<T: openssl::pkey::HasPublic>(k: &PKey<T>) -> KeyKind {
+    match k.id() {
+        Id::RSA => KeyKind::Rsa,
+        Id::EC => match k.ec_key().ok().and_then(|e| e.group().curve_name()) {
+            Some(Nid::X9_62_PRIME256V1) => KeyKind::EcP256,
+            Some(Nid::SECP384R1) => KeyKind::EcP384,
+            Some(Nid::SECP521R1) => KeyKind::EcP521,
+            _ => KeyKind::Other,
+        },
+        _ => KeyKind::Other,
+    }
+}
+
+/// A private key of any kind OpenSSL reads (RSA or EC for IKE), for signatures.
+pub struct PrivateKey(PKey<Private>);
+
+/// A public key (from a certificate, or a pubkeys/ file), for checking signatures.
+#[derive(Clone)]
+pub struct PublicKey(PKey<openssl::pkey::Public>);
+
+impl PrivateKey {
+    /// From PEM (PKCS#1, SEC1 or PKCS#8) or DER.
+    pub fn from_pem(pem: &[u8]) -> Result<PrivateKey, CryptoError> {
+        PKey::private_key_from_pem(pem)
+            .or_else(|_| PKey::private_key_from_der(pem))
+            .map(PrivateKey)
+            .map_err(lib)
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        key_kind(&self.0)
+    }
+
+    /// The RSA key, for IKEv1's raw RSA_SIG.
+    pub fn rsa(&self) -> Option<RsaPrivate> {
+        self.0.rsa().ok().map(RsaPrivate)
+    }
+
+    pub fn public(&self) -> Result<PublicKey, CryptoError> {
+        let der = self.0.public_key_to_der().map_err(lib)?;
+        PublicKey::from_der(&der)
+    }
+
+    /// A signature over `data` with hash `h`: PKCS#1 v1.5 or PSS for RSA, DER-encoded
+    /// (r, s) for ECDSA.
+    pub fn sign(&self, h: HashAlg, pad: SigPadding, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut s = Signer::new(md(h), &self.0).map_err(lib)?;
+        if self.0.id() == Id::RSA && pad == SigPadding::Pss {
+            s.set_rsa_padding(Padding::PKCS1_PSS).map_err(lib)?;
+            s.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+                .map_err(lib)?;
+            s.set_rsa_mgf1_md(md(h)).map_err(lib)?;
+        }
+        s.update(data).map_err(lib)?;
+        s.sign_to_vec().map_err(lib)
+    }
+}
+
+impl PublicKey {
+    /// From a PEM public key (SubjectPublicKeyInfo, or PKCS#1 for RSA).
+    pub fn from_pem(pem: &[u8]) -> Result<PublicKey, CryptoError> {
+        if let Ok(k) = PKey::public_key_from_pem(pem) {
+            return Ok(PublicKey(k));
+        }
+        let r = Rsa::public_key_from_pem_pkcs1(pem).map_err(lib)?;
+        PKey::from_rsa(r).map(PublicKey).map_err(lib)
+    }
+
+    /// From a DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<PublicKey, CryptoError> {
+        PKey::public_key_from_der(der).map(PublicKey).map_err(lib)
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        key_kind(&self.0)
+    }
+
+    /// The RSA key, for IKEv1's raw RSA_SIG.
+    pub fn rsa(&self) -> Option<RsaPublic> {
+        self.0.rsa().ok().map(RsaPublic)
+    }
+
+    /// The DER SubjectPublicKeyInfo (IKEv2's CERTREQ names a CA by its SHA-1).
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.0.public_key_to_der().unwrap_or_default()
+    }
+
+    /// Checks a signature made as [`PrivateKey::sign`] makes it.
+    pub fn verify(
+        &self,
+        h: HashAlg,
+        pad: SigPadding,
+        data: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        let mut v = openssl::sign::Verifier::new(md(h), &self.0).map_err(lib)?;
+        if self.0.id() == Id::RSA && pad == SigPadding::Pss {
+            v.set_rsa_padding(Padding::PKCS1_PSS).map_err(lib)?;
+            v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+                .map_err(lib)?;
+            v.set_rsa_mgf1_md(md(h)).map_err(lib)?;
+        }
+        v.update(data).map_err(lib)?;
+        match v.verify(sig) {
+            Ok(true) => Ok(()),
+            _ => Err(CryptoError::BadSignature),
+        }
+    }
+}
+
+/// An ECDSA signature from DER to r | s, each left-padded to `n` bytes (RFC 4754, the
+/// form of IKEv2's AUTH methods 9-11).
+pub fn ecdsa_der_to_raw(der: &[u8], n: usize) -> Result<Vec<u8>, CryptoError> {
+    let sig = openssl::ecdsa::EcdsaSig::from_der(der).map_err(|_| CryptoError::BadSignature)?;
+    let (r, s) = (sig.r().to_vec(), sig.s().to_vec());
+    if r.len() > n || s.len() > n {
+        return Err(CryptoError::BadSignature);
+    }
+    let mut out = vec![0u8; 2 * n];
+    out[n - r.len()..n].copy_from_slice(&r);
+    out[2 * n - s.len()..].copy_from_slice(&s);
+    Ok(out)
+}
+
+/// An ECDSA signature from r | s (two halves of equal length) to DER.
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
+        return Err(CryptoError::BadSignature);
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let r = BigNum::from_slice(r).map_err(|_| CryptoError::BadSignature)?;
+    let s = BigNum::from_slice(s).map_err(|_| CryptoError::BadSignature)?;
+    let sig = openssl::ecdsa::EcdsaSig::from_private_components(r, s)
+        .map_err(|_| CryptoError::BadSignature)?;
+    sig.to_der().map_err(|_| CryptoError::BadSignature)
+}
+
 /// An X.509 certificate (CERT payloads, the certs/ and ca/ directories).
 #[derive(Clone)]
 pub struct Certificate(openssl::x509::X509);
@@ -680,6 +836,31 @@ pub struct CertNames {
     pub ips: Vec<std::net::IpAddr>,
     pub dns: Vec<String>,
     pub emails: Vec<String>,
+}
+
+impl CertNames {
+    /// Does the certificate name this identity (an ID payload's type and data, the same
+    /// numbers in IKEv1 and IKEv2): an address, FQDN or e-mail address among its
+    /// subjectAltNames, or a DER DN equal to its subject (isakmpd x509.c
+    /// `x509_check_subjectaltname`, iked ca.c `ca_validate_pubkey`)?
+    pub fn matches_id(&self, ty: u8, data: &[u8]) -> bool {
+        match ty {
+            1 => <[u8; 4]>::try_from(data)
+                .is_ok_and(|a| self.ips.contains(&std::net::IpAddr::from(a))),
+            5 => <[u8; 16]>::try_from(data)
+                .is_ok_and(|a| self.ips.contains(&std::net::IpAddr::from(a))),
+            2 => self
+                .dns
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(data)),
+            3 => self
+                .emails
+                .iter()
+                .any(|e| e.as_bytes().eq_ignore_ascii_case(data)),
+            9 => self.subject_der == data,
+            _ => false,
+        }
+    }
 }
 
 /// A DER distinguished name as OpenSSL's one-line form, `/C=SE/O=Org/CN=host`
@@ -761,6 +942,16 @@ impl Certificate {
         Ok(RsaPublic(k.rsa().map_err(|_| {
             CryptoError::Unavailable("non-RSA certificate key")
         })?))
+    }
+
+    /// The certificate's public key, of any kind.
+    pub fn public(&self) -> Result<PublicKey, CryptoError> {
+        self.0.public_key().map(PublicKey).map_err(lib)
+    }
+
+    /// Does this certificate hold the public half of `key` (of any kind)?
+    pub fn holds(&self, key: &PrivateKey) -> bool {
+        self.0.public_key().is_ok_and(|k| k.public_eq(&key.0))
     }
 
     /// Does this certificate hold the public half of `key`?

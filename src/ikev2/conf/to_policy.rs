@@ -26,7 +26,8 @@
 //!   the whole of the other end's family (both families when neither has one).
 //! - Lifetimes: `ikelifetime` (absent or 0: the IKE SA is not rekeyed) and `lifetime`
 //!   with its `bytes` (iked's defaults of 3 h and 4 GiB when absent; 0: no limit).
-//! - A rule without a `psk` is skipped: the engine authenticates with shared keys only.
+//! - A rule without a `psk` authenticates with signatures: our key and certificate, the
+//!   peer's checked against the CAs (iked(8)'s /etc/iked/ directories, read by the daemon).
 
 #![forbid(unsafe_code)]
 
@@ -34,13 +35,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::ike::crypto::Group;
 use crate::ike::wire::GroupDescription;
-use crate::ikev2::policy::{Config, EspProposal, Identity, IkeProposal, Peer, Policy, Selector};
+use crate::ikev2::policy::{
+    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector, SigMethod,
+};
 use crate::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
 
 use super::parse::endpoints;
 use super::{
-    lookup_xf, Af, Auth, Eval, Host, Id, IkedConf, IkedPolicy, SaProto, TMode, Transforms, Xf,
-    AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC, PRF,
+    lookup_xf, Af, Auth, AuthMethod, Eval, Host, Id, IkedConf, IkedPolicy, SaProto, TMode,
+    Transforms, Xf, AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC,
+    PRF,
 };
 
 /// Engine suites made from one rule's IKE (and ESP) proposals, at most: each is a
@@ -503,20 +507,22 @@ fn convert(
 ) -> Option<Peer> {
     let head = format!("policy \"{}\" ({})", p.name, p.origin);
     let mut w = |msg: String| warns.push(format!("{head}: {msg}"));
-    let psk = match &p.auth {
-        Auth::Psk(k) => k.as_bytes().to_vec(),
-        Auth::Default => {
-            w("no psk: signature authentication is not implemented; skipped".into());
-            return None;
-        }
+    let auth = match &p.auth {
+        Auth::Psk(k) => PeerAuth::psk(k.as_bytes()),
+        // iked.conf(5): "The default is to allow any signature authentication."
+        Auth::Default => PeerAuth::Sig(SigMethod::Any),
         Auth::EapMschapV2 => {
             w("eap \"mschap-v2\": EAP is not implemented; skipped".into());
             return None;
         }
-        Auth::Method(m) => {
-            w(format!("{}: only psk is implemented; skipped", m.name()));
-            return None;
-        }
+        Auth::Method(m) => PeerAuth::Sig(match m {
+            AuthMethod::Rsa => SigMethod::Rsa,
+            AuthMethod::Ecdsa256 => SigMethod::Ecdsa256,
+            AuthMethod::Ecdsa384 => SigMethod::Ecdsa384,
+            AuthMethod::Ecdsa521 => SigMethod::Ecdsa521,
+            AuthMethod::Rfc7427 => SigMethod::Rfc7427,
+            AuthMethod::Signature => SigMethod::Any,
+        }),
     };
     if p.sa_proto == SaProto::Ah {
         w("ah: only ESP is implemented; skipped".into());
@@ -711,7 +717,7 @@ fn convert(
         name: p.name.clone(),
         local: SocketAddr::new(local_ip, IKE_PORT),
         remote: SocketAddr::new(remote, IKE_PORT),
-        psk,
+        auth,
         local_id,
         remote_id,
         ike,

@@ -35,7 +35,11 @@ impl Engine {
         inner: &Payloads<'_>,
     ) -> Result<Result<ChildChoice, NotifyType>, &'static str> {
         let Engine {
-            sas, io, policy, ..
+            sas,
+            io,
+            policy,
+            creds,
+            ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
             return Err("IKE SA gone");
@@ -43,7 +47,7 @@ impl Engine {
         let peer = &policy.peers[sa.peer];
         let remote = sa.info.remote;
         sa.peer_msgid = msgid.wrapping_add(1);
-        if let Err(why) = check_auth(sa, peer, inner, PayloadType::IDI) {
+        if let Err(why) = check_auth(sa, peer, creds, inner, PayloadType::IDI) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH: {why}", peer.name);
             let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
                 b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
@@ -93,6 +97,7 @@ impl Engine {
             io,
             policy,
             half_open,
+            creds,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
@@ -101,31 +106,34 @@ impl Engine {
         let peer = &policy.peers[sa.peer];
         let remote = sa.info.remote;
         let idr = peer.local_id.body();
-        let auth = own_auth(sa, peer, &idr);
-        let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-            b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
-            b.add(
-                PayloadType::AUTH,
-                false,
-                &Payload::Auth(AuthPayload {
-                    method: AuthMethod::SHARED_KEY_MIC,
-                    data: auth.as_bytes(),
-                }),
-            )?;
-            match child {
-                Ok(c) => {
-                    let t = c.esp.transforms();
-                    b.sa(&[ProposalRepr {
-                        number: c.number,
-                        protocol: ProtocolId::ESP,
-                        spi: &c.spi_in.to_be_bytes(),
-                        transforms: &t,
-                    }])?;
-                    ts_payload(b, PayloadType::TSI, &c.tsi)?;
-                    ts_payload(b, PayloadType::TSR, &c.tsr)
+        let cert = own_cert(peer, creds);
+        let m = own_auth(sa, peer, creds, &idr).and_then(|(method, auth)| {
+            build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
+                b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
+                add_cert(b, PayloadType::CERT, &cert)?;
+                b.add(
+                    PayloadType::AUTH,
+                    false,
+                    &Payload::Auth(AuthPayload {
+                        method,
+                        data: &auth,
+                    }),
+                )?;
+                match child {
+                    Ok(c) => {
+                        let t = c.esp.transforms();
+                        b.sa(&[ProposalRepr {
+                            number: c.number,
+                            protocol: ProtocolId::ESP,
+                            spi: &c.spi_in.to_be_bytes(),
+                            transforms: &t,
+                        }])?;
+                        ts_payload(b, PayloadType::TSI, &c.tsi)?;
+                        ts_payload(b, PayloadType::TSR, &c.tsr)
+                    }
+                    Err(n) => b.notify(n, &[]),
                 }
-                Err(n) => b.notify(n, &[]),
-            }
+            })
         });
         let m = match m {
             Ok(m) => m,
@@ -160,12 +168,13 @@ impl Engine {
             io,
             policy,
             config,
+            creds,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else { return };
         sa.child_spi = spi;
         let peer = &policy.peers[sa.peer];
-        if let Err(Fail(why)) = send_auth(io, config, now, h, sa, peer) {
+        if let Err(Fail(why)) = send_auth(io, config, creds, now, h, sa, peer) {
             self.fail(h, why);
         }
     }
@@ -193,7 +202,11 @@ impl Engine {
         inner: &Payloads<'_>,
     ) -> Result<Option<ChildSa>, &'static str> {
         let Engine {
-            sas, io, policy, ..
+            sas,
+            io,
+            policy,
+            creds,
+            ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
             return Ok(None);
@@ -204,7 +217,7 @@ impl Engine {
             log::warn!("ikev2: {} {remote}: the peer refused our AUTH", peer.name);
             return Err("AUTHENTICATION_FAILED from the peer");
         }
-        if let Err(why) = check_auth(sa, peer, inner, PayloadType::IDR) {
+        if let Err(why) = check_auth(sa, peer, creds, inner, PayloadType::IDR) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH response: {why}", peer.name);
             // §2.21.2: tell the responder in an INFORMATIONAL of its own; we do not wait.
             let msgid = sa.next_msgid;
@@ -242,11 +255,16 @@ impl Engine {
     }
 }
 
-/// Our AUTH (§2.15): over our IKE_SA_INIT message, the peer's nonce and prf(SK_px, our
-/// ID payload body).
-pub(super) fn own_auth(sa: &IkeSa, peer: &Peer, id_body: &[u8]) -> Key {
+/// Our AUTH (§2.15): its method and data, over our IKE_SA_INIT message, the peer's
+/// nonce and prf(SK_px, our ID payload body): the shared-key MIC, or our signature.
+pub(super) fn own_auth(
+    sa: &IkeSa,
+    peer: &Peer,
+    creds: &Credentials,
+    id_body: &[u8],
+) -> Result<(AuthMethod, Vec<u8>), Fail> {
     let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
-        return Key::new();
+        return Err(Fail("no keys"));
     };
     let (msg, nonce, skp) = if sa.info.initiator {
         (&sa.init_i, &sa.nr, &keys.pi)
@@ -254,34 +272,80 @@ pub(super) fn own_auth(sa: &IkeSa, peer: &Peer, id_body: &[u8]) -> Key {
         (&sa.init_r, &sa.ni, &keys.pr)
     };
     let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), id_body);
-    psk_auth(suite.prf, &peer.psk, &o)
+    match &peer.auth {
+        PeerAuth::Psk(k) => Ok((
+            AuthMethod::SHARED_KEY_MIC,
+            psk_auth(suite.prf, k, &o).as_bytes().to_vec(),
+        )),
+        PeerAuth::Sig(m) => {
+            let key = creds
+                .signer
+                .as_ref()
+                .ok_or(Fail("no private key for signature authentication"))?;
+            sig::sign(key, *m, sa.peer_hashes, &o.to_vec()).map_err(Fail)
+        }
+    }
 }
 
-/// Checks the peer's ID payload (`id_ty`, IDi or IDr) against the policy and its AUTH.
+/// Our certificate (DER), when we sign and have one (§3.6; iked sends it whether asked
+/// or not).
+pub(super) fn own_cert(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
+    match (&peer.auth, &creds.cert) {
+        (PeerAuth::Sig(_), Some(c)) => c.der().ok(),
+        _ => None,
+    }
+}
+
+/// CERTREQ data naming our CAs, when the peer signs and we have CAs (§3.7).
+pub(super) fn own_certreq(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
+    (matches!(peer.auth, PeerAuth::Sig(_)) && !creds.cas.is_empty())
+        .then(|| sig::certreq(&creds.cas))
+}
+
+/// A CERT or CERTREQ payload of X.509 signature certificates, if there is `data`.
+pub(super) fn add_cert(
+    b: &mut MessageBuilder<'_>,
+    ty: PayloadType,
+    data: &Option<Vec<u8>>,
+) -> Result<(), NoRoom> {
+    let Some(data) = data else { return Ok(()) };
+    let c = CertPayload {
+        encoding: CertEncoding::X509_SIGNATURE,
+        data,
+    };
+    let p = if ty == PayloadType::CERT {
+        Payload::Cert(c)
+    } else {
+        Payload::CertReq(c)
+    };
+    b.add(ty, false, &p)
+}
+
+/// Checks the peer's ID payload (`id_ty`, IDi or IDr) against the policy and its AUTH:
+/// the shared-key MIC, or a signature by the key of its certificate (which must chain
+/// to our CAs and name its ID) or of pubkeys/.
 pub(super) fn check_auth(
     sa: &IkeSa,
     peer: &Peer,
+    creds: &Credentials,
     inner: &Payloads<'_>,
     id_ty: PayloadType,
-) -> Result<(), &'static str> {
+) -> Result<(), String> {
     let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
-        return Err("no keys");
+        return Err("no keys".into());
     };
     let Some((id, body)) = inner.iter().find_map(|e| match e.payload {
         Payload::Id(id) if e.ty == id_ty => Some((id, e.body)),
         _ => None,
     }) else {
-        return Err("no ID payload");
+        return Err("no ID payload".into());
     };
     let Some(Payload::Auth(auth)) = inner.find(PayloadType::AUTH) else {
-        return Err("no AUTH payload");
+        return Err("no AUTH payload".into());
     };
-    if auth.method != AuthMethod::SHARED_KEY_MIC {
-        return Err("AUTH method is not a shared key");
-    }
     if let Some(want) = &peer.remote_id {
         if id.ty != want.ty || *id.data != want.data[..] {
-            return Err("peer identity does not match the policy");
+            return Err("peer identity does not match the policy".into());
         }
     }
     // The peer's octets: its IKE_SA_INIT message, our nonce, its SK_px.
@@ -291,7 +355,40 @@ pub(super) fn check_auth(
         (&sa.init_i, &sa.nr, &keys.pi)
     };
     let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), body);
-    verify_psk_auth(suite.prf, &peer.psk, &o, auth.data).map_err(|_| "AUTH does not verify")
+    match &peer.auth {
+        PeerAuth::Psk(k) => {
+            if auth.method != AuthMethod::SHARED_KEY_MIC {
+                return Err(format!(
+                    "AUTH method {} where a shared key is configured",
+                    auth.method
+                ));
+            }
+            verify_psk_auth(suite.prf, k, &o, auth.data)
+                .map_err(|_| "AUTH does not verify (shared keys differ?)".into())
+        }
+        PeerAuth::Sig(m) => {
+            if auth.method == AuthMethod::SHARED_KEY_MIC {
+                return Err("AUTH with a shared key where signatures are configured".into());
+            }
+            let certs: Vec<&[u8]> = inner
+                .iter()
+                .filter_map(|e| match e.payload {
+                    Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data),
+                    _ => None,
+                })
+                .collect();
+            let (key, who) = sig::peer_key(creds, &certs, id.ty, id.data)?;
+            sig::verify(&key, *m, auth.method, auth.data, &o.to_vec())
+                .map_err(|e| format!("{e} ({who})"))?;
+            log::info!(
+                "ikev2: {} {}: peer authenticated by {who}, AUTH method {}",
+                peer.name,
+                sa.info.remote,
+                auth.method
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Initiator: sends IKE_AUTH with our inbound SPI (`sa.child_spi`) and waits for the
@@ -299,26 +396,28 @@ pub(super) fn check_auth(
 pub(super) fn send_auth(
     io: &mut Io,
     cfg: &Config,
+    creds: &Credentials,
     now: Time,
     h: Handle,
     sa: &mut IkeSa,
     peer: &Peer,
 ) -> Result<(), Fail> {
     let msgid = sa.next_msgid;
-    let m = build_auth_request(io, sa, peer)?;
+    let m = build_auth_request(io, sa, peer, creds)?;
     io.request(now, cfg, h, sa, (msgid, m), Req::Auth);
     sa.next_msgid = msgid.wrapping_add(1);
     Ok(())
 }
 
-/// Initiator: IKE_AUTH (§1.2): IDi, AUTH, SA (ESP, our SPI), TSi, TSr.
+/// Initiator: IKE_AUTH (§1.2): IDi, [CERT, CERTREQ,] AUTH, SA (ESP, our SPI), TSi, TSr.
 pub(super) fn build_auth_request(
     io: &mut Io,
     sa: &mut IkeSa,
     peer: &Peer,
+    creds: &Credentials,
 ) -> Result<Vec<u8>, Fail> {
     let idi = peer.local_id.body();
-    let auth = own_auth(sa, peer, &idi);
+    let (method, auth) = own_auth(sa, peer, creds, &idi)?;
     let spi = sa.child_spi.to_be_bytes();
     let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms()).collect();
     let props: Vec<ProposalRepr<'_>> = trs
@@ -331,15 +430,18 @@ pub(super) fn build_auth_request(
             transforms: t,
         })
         .collect();
+    let (cert, certreq) = (own_cert(peer, creds), own_certreq(peer, creds));
     let msgid = sa.next_msgid;
     build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
+        add_cert(b, PayloadType::CERT, &cert)?;
+        add_cert(b, PayloadType::CERTREQ, &certreq)?;
         b.add(
             PayloadType::AUTH,
             false,
             &Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.as_bytes(),
+                method,
+                data: &auth,
             }),
         )?;
         b.sa(&props)?;

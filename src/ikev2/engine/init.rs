@@ -139,8 +139,10 @@ impl Engine {
             )
         };
         nat_detect(&mut sa, &msg.payloads);
+        sa.peer_hashes = peer_hashes(&msg.payloads);
+        let certreq = own_certreq(peer, &self.creds);
         let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)
-            .and_then(|dh| build_init_response(&sa, &chosen, number, &dh));
+            .and_then(|dh| build_init_response(&sa, peer, &chosen, number, &dh, &certreq));
         let resp = match res {
             Ok(r) => r,
             Err(Fail(why)) => {
@@ -187,6 +189,7 @@ impl Engine {
             io,
             policy,
             config,
+            creds,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
@@ -248,6 +251,7 @@ impl Engine {
         sa.nr = nr.to_vec();
         sa.init_r = data.to_vec();
         nat_detect(sa, pl);
+        sa.peer_hashes = peer_hashes(pl);
         if (sa.info.nat_local || sa.info.nat_remote) && sa.info.local.port() != config.nat_port {
             // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH; its
             // CHILD_SAs are UDP-encapsulated (`ChildSa::encap`).
@@ -267,7 +271,7 @@ impl Engine {
             return Ok(());
         }
         sa.child_spi = io.esp_spi();
-        send_auth(io, config, now, h, sa, peer).map_err(|Fail(why)| why)
+        send_auth(io, config, creds, now, h, sa, peer).map_err(|Fail(why)| why)
     }
 }
 
@@ -299,6 +303,12 @@ pub(super) fn nat_detect(sa: &mut IkeSa, pl: &Payloads<'_>) {
         let want = natd(i, r, sa.info.remote);
         sa.info.nat_remote = !sources.any(|n| n.data == want);
     }
+}
+
+/// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4), a bit per hash; 0 without.
+pub(super) fn peer_hashes(pl: &Payloads<'_>) -> u8 {
+    pl.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS)
+        .map_or(0, |n| sig::hash_set(n.data))
 }
 
 /// Initiator: builds and sends IKE_SA_INIT with a fresh DH value for `group` (also the
@@ -365,6 +375,9 @@ pub(super) fn send_init(
         NotifyType::NAT_DETECTION_DESTINATION_IP,
         &natd(&i, &r, sa.info.remote),
     )?;
+    if matches!(peer.auth, PeerAuth::Sig(_)) {
+        b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
+    }
     let n = b.finish()?;
     buf.truncate(n);
     sa.dh = Some(dh);
@@ -423,11 +436,15 @@ pub(super) fn keys_from(
     Ok(())
 }
 
+/// Responder: IKE_SA_INIT's answer: SA, KE, Nonce, the NAT-D notifies, and for a peer
+/// that signs, CERTREQ (our CAs) and SIGNATURE_HASH_ALGORITHMS.
 pub(super) fn build_init_response(
     sa: &IkeSa,
+    peer: &Peer,
     chosen: &IkeProposal,
     number: u8,
     dh: &DhPrivate,
+    certreq: &Option<Vec<u8>>,
 ) -> Result<Vec<u8>, Fail> {
     let hdr = sa.header(ExchangeType::IKE_SA_INIT, 0, true);
     let mut buf = vec![0u8; BUILD_MAX];
@@ -457,6 +474,10 @@ pub(super) fn build_init_response(
         NotifyType::NAT_DETECTION_DESTINATION_IP,
         &natd(&i, &r, sa.info.remote),
     )?;
+    add_cert(&mut b, PayloadType::CERTREQ, certreq)?;
+    if matches!(peer.auth, PeerAuth::Sig(_)) {
+        b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
+    }
     let n = b.finish()?;
     buf.truncate(n);
     Ok(buf)

@@ -106,6 +106,7 @@ use crate::ike::outbox::Outbox;
 use crate::ike::router::{Keyed, Table};
 use crate::ike::sa::{hex, Handle, IpsecSa, KernelOp, KernelReply, KernelReq, Part, Slab};
 use crate::ike::wire::GroupDescription;
+use crate::ike::Credentials;
 use crate::ike::Transmit;
 use crate::timer::{Time, TimerHandle, TimerWheel};
 
@@ -113,14 +114,15 @@ use super::keys::{
     psk_auth, rekey_skeyseed, skeyseed, verify_psk_auth, ChildKeys, Encr, IkeKeys, Integ, KeyError,
     SignedOctets, Suite,
 };
-use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, Policy, Selector};
+use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, PeerAuth, Policy, Selector};
+use super::sig;
 use super::sk::{SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
-    parse_payloads, AuthMethod, AuthPayload, DeletePayload, DhGroup, ExchangeType, Header,
-    KePayload, Message, MessageBuilder, NoRoom, NotifyPayload, NotifyType, Payload, PayloadType,
-    Payloads, ProposalRepr, ProtocolId, SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR,
-    FLAG_RESPONSE, HEADER_LEN,
+    parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, DeletePayload, DhGroup,
+    ExchangeType, Header, KePayload, Message, MessageBuilder, NoRoom, NotifyPayload, NotifyType,
+    Payload, PayloadType, Payloads, ProposalRepr, ProtocolId, SaPayload, TrafficSelector,
+    TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
 };
 
 /// The peer's NAT-T port (RFC 3948).
@@ -395,6 +397,9 @@ struct IkeSa {
     replaced: bool,
     /// The earliest rekey or expiry of its CHILD_SAs ([`Engine::rearm`]).
     child_due: Option<Time>,
+    /// The hashes of the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4), a bit each
+    /// (`sig::hash_set`).
+    peer_hashes: u8,
 }
 
 impl IkeSa {
@@ -428,6 +433,7 @@ impl IkeSa {
             rekeying: None,
             replaced: false,
             child_due: None,
+            peer_hashes: 0,
         }
     }
 
@@ -495,6 +501,9 @@ pub struct Engine {
     /// Our address toward a peer, for a policy whose local address is unspecified
     /// (iked.conf without `local`): the host's routing lookup.
     route: Option<RouteLookup>,
+    /// Our private key and certificate, the CAs and CRLs, the peers' raw public keys:
+    /// for peers that authenticate with signatures ([`PeerAuth::Sig`]).
+    creds: Credentials,
 }
 
 /// The host's routing lookup: our source address toward a destination.
@@ -525,9 +534,16 @@ impl Engine {
             rx: Vec::with_capacity(65535),
             fired: Vec::new(),
             route: None,
+            creds: Credentials::default(),
             config,
             policy,
         }
+    }
+
+    /// Our key, certificates and trusted CAs for signature authentication (iked(8):
+    /// /etc/iked/private/local.key, certs/, ca/, crls/, pubkeys/, read by the daemon).
+    pub fn set_credentials(&mut self, c: Credentials) {
+        self.creds = c;
     }
 
     pub fn stats(&self) -> &Stats {
