@@ -2263,6 +2263,9 @@ fn rsa_certificates_both_ways_with_every_rsa_method() {
         (SigMethod::Rfc7427, SigMethod::Rfc7427),
         (SigMethod::Rfc7427, SigMethod::Any),
         (SigMethod::Any, SigMethod::Rfc7427),
+        // rsa takes RFC 7427 signatures by RSA keys: east signs so (west announced
+        // SIGNATURE_HASH_ALGORITHMS), west with method 1.
+        (SigMethod::Rsa, SigMethod::Any),
     ] {
         let p = sig_pair((wm, creds("west", "ca")), (em, creds("east", "ca")));
         assert_established(&p);
@@ -2294,11 +2297,11 @@ fn a_method_the_policy_does_not_take_fails_cleanly() {
         (SigMethod::Rfc7427, creds("east", "ca")),
     );
     auth_fails_cleanly(&p);
-    // West demands method 1; east, allowing any, signs with RFC 7427 since west
-    // announced SHA2-256: west refuses east's AUTH after east has taken west's.
+    // West's policy is rsa; east, allowing any, signs with its ECDSA key: west refuses
+    // east's AUTH after east has taken west's.
     let p = sig_pair(
         (SigMethod::Rsa, creds("west", "ca")),
-        (SigMethod::Any, creds("east", "ca")),
+        (SigMethod::Any, creds("eastec", "ca")),
     );
     assert_nothing(&p);
     assert_eq!(stats(&p.west).failed, 1);

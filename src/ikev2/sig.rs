@@ -119,7 +119,8 @@ pub fn sign(
 }
 
 /// Checks the peer's AUTH payload (`method`, `data`) over `octets` with its public key;
-/// the method must be one the policy allows (`Any`: 1, 9-11 or 14).
+/// the method must be one the policy allows (`Any`: 1, 9-11 or 14; `rfc7427`: 14; a
+/// named kind: a key of that kind, with its own method or 14).
 pub fn verify(
     key: &PublicKey,
     want: SigMethod,
@@ -127,15 +128,22 @@ pub fn verify(
     data: &[u8],
     octets: &[u8],
 ) -> Result<(), &'static str> {
+    // `rsa`, `ecdsa256`...: the key must be of that kind, signing with its own method or
+    // RFC 7427's (which a peer uses once we announce SIGNATURE_HASH_ALGORITHMS);
+    // `rfc7427`: method 14 only.
+    let kind = key.kind();
     let allowed = match want {
         SigMethod::Any => true,
         SigMethod::Rfc7427 => method == AuthMethod::DIGITAL_SIGNATURE,
-        m => method_kind(m).and_then(native).map(|x| x.0) == Some(method),
+        m => {
+            method_kind(m) == Some(kind)
+                && (method == AuthMethod::DIGITAL_SIGNATURE
+                    || native(kind).map(|x| x.0) == Some(method))
+        }
     };
     if !allowed {
-        return Err("AUTH method not the policy's");
+        return Err("AUTH method or key not the policy's");
     }
-    let kind = key.kind();
     let bad = |_| "AUTH signature does not verify";
     if method == AuthMethod::DIGITAL_SIGNATURE {
         let (&len, rest) = data.split_first().ok_or("AUTH data empty")?;
@@ -317,7 +325,12 @@ mod tests {
         assert_eq!(data.len(), 64);
         let p = keys[1].public().unwrap();
         assert!(verify(&p, SigMethod::Rsa, m, &data, octets).is_err());
+        assert!(verify(&p, SigMethod::Ecdsa384, m, &data, octets).is_err());
         assert!(verify(&p, SigMethod::Rfc7427, m, &data, octets).is_err());
+        // A named kind takes RFC 7427 signatures by a key of that kind.
+        let (m, data) = sign(&keys[1], SigMethod::Rfc7427, 0, octets).unwrap();
+        verify(&p, SigMethod::Ecdsa256, m, &data, octets).unwrap();
+        assert!(verify(&p, SigMethod::Rsa, m, &data, octets).is_err());
         let (m, data) = sign(&keys[3], SigMethod::Ecdsa521, 0, octets).unwrap();
         assert_eq!((m, data.len()), (AuthMethod::ECDSA_SHA512_P521, 132));
         // A signature by another key of the same kind does not verify.
