@@ -19,12 +19,16 @@
 //! process, and our namespace's XFRM through `isakmpd::kernel::Kernel` where the running
 //! kernel has ESP (it is skipped otherwise): our CHILD_SAs' SPIs come from the kernel,
 //! their states (and policies) are in it while they live, across both rekeys, and gone
-//! with the IKE SA.
+//! with the IKE SA. Certificates, RSA and ECDSA, both ways: charon sends its own only
+//! when asked (its default), so our CERTREQ must name its CA; its log says with which
+//! signature scheme it checked ours (RFC 7427 or methods 1 and 9).
 
 mod common;
 
 #[path = "common/charon.rs"]
 mod charon;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -39,7 +43,7 @@ use isakmpd::ike::crypto::random_source;
 use isakmpd::ike::sa::{KernelReply, KernelReq};
 use isakmpd::ikev2::engine::{ChildRef, Engine, IkeRef, IkeState};
 use isakmpd::ikev2::policy::{
-    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector,
+    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector, SigMethod,
 };
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IntegId, PrfId};
 use isakmpd::kernel::{Dialect, Kernel};
@@ -112,12 +116,35 @@ impl Ours {
         esp: EspProposal,
         kernel: Option<OurKernel>,
     ) -> Ours {
+        Ours::build(netns, ike, esp, kernel, PeerAuth::psk(PSK.as_bytes()))
+    }
+
+    /// Signature authentication with `creds`.
+    fn with_sig(
+        netns: &str,
+        ike: IkeProposal,
+        esp: EspProposal,
+        m: SigMethod,
+        creds: isakmpd::ike::Credentials,
+    ) -> Ours {
+        let mut o = Ours::build(netns, ike, esp, None, PeerAuth::Sig(m));
+        o.engine.set_credentials(creds);
+        o
+    }
+
+    fn build(
+        netns: &str,
+        ike: IkeProposal,
+        esp: EspProposal,
+        kernel: Option<OurKernel>,
+        auth: PeerAuth,
+    ) -> Ours {
         let ip = US.parse().unwrap();
         let peer = Peer {
             name: "charon".into(),
             local: SocketAddr::new(ip, 500),
             remote: format!("{CHARON_ADDR}:500").parse().unwrap(),
-            auth: PeerAuth::psk(PSK.as_bytes()),
+            auth,
             local_id: Identity::addr(ip),
             remote_id: Some(Identity::addr(CHARON_ADDR.parse().unwrap())),
             ike: vec![ike],
@@ -846,4 +873,140 @@ fn run_with_kernel(tag: &str, xfrm: bool) {
         }
     }
     assert_eq!(ours.engine.stats().failed, 0);
+}
+
+// ----- Certificates (RSA and ECDSA) -----
+
+const GCM_ECP256: IkeProposal = IkeProposal {
+    encr: EncrId::AES_GCM_16,
+    key_bits: Some(256),
+    integ: None,
+    prf: PrfId::HMAC_SHA2_256,
+    dh: DhGroup::ECP_256,
+};
+const ESP_GCM: EspProposal = EspProposal {
+    encr: EncrId::AES_GCM_16,
+    key_bits: Some(256),
+    integ: None,
+    pfs: None,
+};
+
+/// A CA, our certificate (`us`) and charon's (`east`) for the addresses, RSA or ECDSA
+/// P-256, in a scratch directory laid out as `Charon::launch` takes it.
+fn certs(tag: &str, ec: bool) -> (Scratch, isakmpd::ike::Credentials) {
+    let s = Scratch::new(tag);
+    let d = &s.dir;
+    pki::ca(d, "ca");
+    if ec {
+        pki::host_ec(d, "ca", "us", US, "P-256");
+        pki::host_ec(d, "ca", "east", CHARON_ADDR, "P-256");
+    } else {
+        pki::host(d, "ca", "us", US);
+        pki::host(d, "ca", "east", CHARON_ADDR);
+    }
+    let rd = |f: &str| std::fs::read(d.join(f)).unwrap();
+    let c = isakmpd::ike::Credentials::load(Some(&rd("us.key")), &[rd("us.crt")], &[rd("ca.crt")])
+        .unwrap();
+    (s, c)
+}
+
+/// charon with `auth = pubkey` both ways, its certificate sent only when asked (its
+/// default): our CERTREQ must name its CA.
+fn charon_pubkey(name: &str, netns: &str, pki: &std::path::Path) -> Charon {
+    let swanctl = format!(
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+         proposals = aes256gcm16-prfsha256-ecp256\n  \
+         local {{\n   auth = pubkey\n   certs = east.crt\n   id = {CHARON_ADDR}\n  }}\n  \
+         remote {{\n   auth = pubkey\n   id = {US}\n   cacerts = ca.crt\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
+         esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
+         start_action = none\n   }}\n  }}\n }}\n}}\n"
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        Some(pki),
+        "install_routes = no",
+    )
+}
+
+/// charon's log says how it checked our AUTH, e.g. "authentication of '192.0.2.1'
+/// with RSA_EMSA_PKCS1_SHA2_256 successful" (method 14), "with RSA signature" (1).
+fn charon_checked_us_with(c: &Charon, scheme: &str) {
+    let log = c.log();
+    let want = format!("authentication of '{US}' with {scheme} successful");
+    assert!(log.contains(&want), "{want}:\n{log}");
+}
+
+#[test]
+fn we_initiate_ikev2_with_rsa_certificates_to_charon() {
+    let l = link("v2ci");
+    let (pki, _) = certs("v2-certs-rsa", false);
+    let c = charon_pubkey("v2-charon-cert-resp", &l.b, &pki.dir);
+    for (m, scheme) in [
+        (SigMethod::Any, "RSA_EMSA_PKCS1_SHA2_256"),
+        (SigMethod::Rsa, "RSA signature"),
+    ] {
+        let creds = isakmpd::ike::Credentials::load(
+            Some(&std::fs::read(pki.dir.join("us.key")).unwrap()),
+            &[std::fs::read(pki.dir.join("us.crt")).unwrap()],
+            &[std::fs::read(pki.dir.join("ca.crt")).unwrap()],
+        )
+        .unwrap();
+        let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, m, creds);
+        let now = ours.now();
+        ours.engine.connect(now, "charon").unwrap();
+        ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+        check_charon(&c, &ours, true);
+        charon_checked_us_with(&c, scheme);
+        c.swanctl(&["--terminate", "--ike", "v2", "--force"]);
+        drop(ours);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn charon_initiates_ikev2_with_ecdsa_certificates() {
+    let l = link("v2cr");
+    let (pki, creds) = certs("v2-certs-ec", true);
+    let c = charon_pubkey("v2-charon-cert-init", &l.b, &pki.dir);
+    let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Ecdsa256, creds);
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        ours.run_until(|e| e.child_sas().count() == 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+    check_charon(&c, &ours, true);
+    // We signed with method 9 (our policy names ecdsa256); charon with RFC 7427.
+    charon_checked_us_with(&c, "ECDSA-256 signature");
+}
+
+#[test]
+fn charon_with_a_certificate_from_a_ca_we_do_not_trust_is_refused() {
+    let l = link("v2cu");
+    let s = Scratch::new("v2-certs-untrusted");
+    let d = &s.dir;
+    // charon trusts our CA (ca.crt); its own certificate is from otherca.
+    pki::ca(d, "ca");
+    pki::ca(d, "otherca");
+    pki::host(d, "ca", "us", US);
+    pki::host(d, "otherca", "east", CHARON_ADDR);
+    let rd = |f: &str| std::fs::read(d.join(f)).unwrap();
+    let creds =
+        isakmpd::ike::Credentials::load(Some(&rd("us.key")), &[rd("us.crt")], &[rd("ca.crt")])
+            .unwrap();
+    let c = charon_pubkey("v2-charon-untrusted", &l.b, d);
+    let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, creds);
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        ours.run_until(|e| e.stats().failed >= 1 && e.ike_sas().count() == 0);
+        let out = init.join().unwrap();
+        assert!(!out.contains("initiate completed successfully"), "{out}");
+    });
+    assert_eq!(ours.engine.child_sas().count(), 0);
+    let log = c.log();
+    assert!(log.contains("received AUTHENTICATION_FAILED"), "{log}");
+    let sas = c.swanctl(&["--list-sas"]);
+    assert!(!sas.contains("ESTABLISHED"), "{sas}");
 }
