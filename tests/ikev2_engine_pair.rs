@@ -2433,3 +2433,156 @@ fn signature_messages_survive_loss_and_duplication() {
         }
     }
 }
+
+// ----- IKE fragmentation (RFC 7383) -----
+
+/// A pair with certificates (RSA west, ECDSA east: IKE_AUTH is well over 548 bytes)
+/// whose sides have fragmentation as given, fragments of at most `size` bytes (0:
+/// iked's 548 for IPv4).
+fn frag_pair(west_frag: bool, east_frag: bool, size: usize) -> Pair {
+    let mut p = Pair::new(
+        sig_peer(WEST, SigMethod::Any),
+        sig_peer(EAST, SigMethod::Any),
+    );
+    let cfg = |on| Config {
+        fragmentation: on,
+        fragment_size: size,
+        ..Config::default()
+    };
+    p.west = engine_with(sig_peer(WEST, SigMethod::Any), 1, cfg(west_frag));
+    p.east = engine_with(sig_peer(EAST, SigMethod::Any), 2, cfg(east_frag));
+    p.west.set_credentials(creds("west", "ca"));
+    p.east.set_credentials(creds("eastec", "ca"));
+    p
+}
+
+/// Whether a datagram is an SKF fragment: (number, total).
+fn skf(d: &[u8]) -> Option<(u16, u16)> {
+    let m = Message::parse(d).ok()?;
+    let f = m.payloads.iter().find_map(|e| match e.ty {
+        PayloadType::SKF => {
+            let b = e.body;
+            Some((
+                u16::from_be_bytes([b[0], b[1]]),
+                u16::from_be_bytes([b[2], b[3]]),
+            ))
+        }
+        _ => None,
+    });
+    f
+}
+
+#[test]
+fn ike_auth_goes_in_fragments_of_at_most_548_bytes_when_both_support_them() {
+    let mut p = frag_pair(true, true, 0);
+    p.connect();
+    assert_established(&p);
+    for k in [2, 3] {
+        let frags: Vec<(u16, u16)> = p
+            .sent
+            .iter()
+            .filter(|d| kind(&d.data) == k)
+            .map(|d| skf(&d.data).expect("an SKF"))
+            .collect();
+        let total = frags[0].1;
+        assert!(total >= 2, "message {k}: {frags:?}");
+        assert_eq!(frags, (1..=total).map(|n| (n, total)).collect::<Vec<_>>());
+        assert!(p
+            .sent
+            .iter()
+            .filter(|d| kind(&d.data) == k)
+            .all(|d| d.data.len() <= 548));
+    }
+    assert!(stats(&p.west).fragments_sent >= 2 && stats(&p.east).fragments_sent >= 2);
+    assert_eq!(
+        stats(&p.west).fragments_received,
+        stats(&p.east).fragments_sent
+    );
+    assert_eq!(
+        stats(&p.east).fragments_received,
+        stats(&p.west).fragments_sent
+    );
+    // Later exchanges fragment too when they must; a small one goes whole.
+    let now = p.now;
+    assert_eq!(p.west.delete_child(now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    assert!(p
+        .sent
+        .iter()
+        .filter(|d| kind(&d.data) == 4)
+        .all(|d| skf(&d.data).is_none()));
+}
+
+#[test]
+fn without_support_on_one_side_nothing_is_fragmented() {
+    for (w, e) in [(true, false), (false, true)] {
+        let mut p = frag_pair(w, e, 0);
+        p.connect();
+        assert_established(&p);
+        assert!(p.sent.iter().all(|d| skf(&d.data).is_none()));
+        assert_eq!(p.count(2), 1);
+        assert_eq!(
+            stats(&p.west).fragments_sent + stats(&p.east).fragments_sent,
+            0
+        );
+    }
+}
+
+#[test]
+fn a_lost_or_duplicated_fragment_is_recovered() {
+    // Each fragment of IKE_AUTH's request, then of its response, lost once; then each
+    // duplicated once.
+    for fate in [Fate::Drop, Fate::Duplicate] {
+        for k in [2, 3] {
+            for n in 1..=3u16 {
+                let mut p = frag_pair(true, true, 300);
+                let mut done = false;
+                p.fate = Box::new(move |d| {
+                    if !done && kind(&d.data) == k && skf(&d.data).map(|f| f.0) == Some(n) {
+                        done = true;
+                        fate
+                    } else {
+                        Fate::Deliver
+                    }
+                });
+                p.connect();
+                assert_established(&p);
+                if fate == Fate::Drop {
+                    // The initiator sent the request again, every fragment of it.
+                    assert_eq!(stats(&p.west).retransmits, 1, "{k}/{n}");
+                    if k == 3 {
+                        // Fragment 1 of the repeated request brought the answer again.
+                        assert_eq!(stats(&p.east).responses_resent, 1, "{k}/{n}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fragments_of_a_psk_pair_in_many_small_pieces() {
+    let cfg = Config {
+        fragmentation: true,
+        fragment_size: 120,
+        ..Config::default()
+    };
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+    );
+    p.west = engine_with(
+        peer(WEST, "secret", &[CBC_MODP2048], &[ESP_CBC]),
+        1,
+        cfg.clone(),
+    );
+    p.east = engine_with(peer(EAST, "secret", &[CBC_MODP2048], &[ESP_CBC]), 2, cfg);
+    p.connect();
+    assert_established(&p);
+    assert!(p.count(2) >= 4, "{}", p.count(2));
+    assert!(p
+        .sent
+        .iter()
+        .filter(|d| kind(&d.data) >= 2)
+        .all(|d| d.data.len() <= 120));
+}

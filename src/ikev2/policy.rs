@@ -52,6 +52,14 @@ pub struct Config {
     /// announced or counted as made. Without one (the default here, and the daemon's -n)
     /// SPIs come from the random source and installs count as done at once.
     pub kernel_answers: bool,
+    /// IKE fragmentation (RFC 7383; iked.conf `set fragmentation`): announced in
+    /// IKE_SA_INIT, and when the peer announces it too, protected messages longer than
+    /// [`Config::fragment_size`] go as SKF fragments; the peer's are reassembled.
+    pub fragmentation: bool,
+    /// The longest IKE message in a fragment, UDP header and non-ESP marker left out; 0
+    /// takes iked's: 576 - 28 bytes to an IPv4 peer, 1280 - 48 to an IPv6 one (RFC 7383
+    /// §2.5.1), 4 less on port 4500.
+    pub fragment_size: usize,
 }
 
 impl Default for Config {
@@ -67,6 +75,8 @@ impl Default for Config {
             nat_port: 4500,
             liveness_secs: 0,
             kernel_answers: false,
+            fragmentation: false,
+            fragment_size: 0,
         }
     }
 }

@@ -412,7 +412,6 @@ impl IkedConf {
         // `passive` and `decouple` are the daemon's (crate::iked); `mobike` and `vendorid`
         // are on in iked by default, so a warning about them would come with every file:
         // the README says they are not done.
-        set(s.fragmentation, "fragmentation");
         set(s.enforce_single_ikesa, "enforcesingleikesa");
         set(s.sticky_address, "stickyaddress");
         set(s.cert_partial_chain, "cert_partial_chain");
@@ -443,9 +442,11 @@ impl IkedConf {
         Ok((policy, warns))
     }
 
-    /// The engine settings iked.conf has: `dpd_check_interval` as the liveness check.
+    /// The engine settings iked.conf has: `dpd_check_interval` as the liveness check,
+    /// `set fragmentation`.
     pub fn apply_settings(&self, cfg: &mut Config) {
         cfg.liveness_secs = u64::from(self.settings.dpd_check_interval);
+        cfg.fragmentation = self.settings.fragmentation;
     }
 }
 

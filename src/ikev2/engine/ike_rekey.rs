@@ -254,6 +254,9 @@ pub(super) fn rekeyed_sa(
         keys: Some(keys),
         ni: ni.to_vec(),
         nr: nr.to_vec(),
+        // What IKE_SA_INIT negotiated holds for the new IKE SA (RFC 7383 §2.3).
+        frag: old.frag,
+        peer_hashes: old.peer_hashes,
         ..IkeSa::new(
             IkeSaInfo {
                 initiator,

@@ -140,6 +140,10 @@ impl Engine {
         };
         nat_detect(&mut sa, &msg.payloads);
         sa.peer_hashes = peer_hashes(&msg.payloads);
+        sa.frag = self.config.fragmentation
+            && pl
+                .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+                .is_some();
         let certreq = own_certreq(peer, &self.creds);
         let res = derive_ike(&mut self.io, &mut sa, &chosen, ke)
             .and_then(|dh| build_init_response(&sa, peer, &chosen, number, &dh, &certreq));
@@ -252,6 +256,10 @@ impl Engine {
         sa.init_r = data.to_vec();
         nat_detect(sa, pl);
         sa.peer_hashes = peer_hashes(pl);
+        sa.frag = config.fragmentation
+            && pl
+                .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+                .is_some();
         if (sa.info.nat_local || sa.info.nat_remote) && sa.info.local.port() != config.nat_port {
             // §2.23: behind a NAT, the initiator moves to port 4500 for IKE_AUTH; its
             // CHILD_SAs are UDP-encapsulated (`ChildSa::encap`).
@@ -378,6 +386,9 @@ pub(super) fn send_init(
     if matches!(peer.auth, PeerAuth::Sig(_)) {
         b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
     }
+    if cfg.fragmentation {
+        b.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, &[])?;
+    }
     let n = b.finish()?;
     buf.truncate(n);
     sa.dh = Some(dh);
@@ -477,6 +488,9 @@ pub(super) fn build_init_response(
     add_cert(&mut b, PayloadType::CERTREQ, certreq)?;
     if matches!(peer.auth, PeerAuth::Sig(_)) {
         b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
+    }
+    if sa.frag {
+        b.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, &[])?;
     }
     let n = b.finish()?;
     buf.truncate(n);

@@ -24,16 +24,29 @@ pub(super) struct Io {
     pub(super) kernel: VecDeque<KernelOp>,
     /// The last ticket handed out with a kernel request.
     pub(super) ticket: u32,
+    /// [`Config::fragment_size`].
+    pub(super) fragment_size: usize,
 }
 
 impl Io {
+    /// Sends a message, or the fragments of one (RFC 7383), which are kept one after the
+    /// other, each with its own header and length.
     pub(super) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let prefix: &[u8] = if local.port() == self.nat_port {
             &[0; 4]
         } else {
             &[]
         };
-        self.outbox.push(local, remote, prefix, data);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = rest
+                .get(24..28)
+                .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                .filter(|&n| n >= HEADER_LEN && n <= rest.len())
+                .unwrap_or(rest.len());
+            self.outbox.push(local, remote, prefix, &rest[..n]);
+            rest = &rest[n..];
+        }
     }
 
     pub(super) fn dropped(&mut self, remote: SocketAddr, why: &str) {

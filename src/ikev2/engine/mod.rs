@@ -116,7 +116,7 @@ use super::keys::{
 };
 use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, PeerAuth, Policy, Selector};
 use super::sig;
-use super::sk::{SkError, SkKeys};
+use super::sk::{Progress, Reassembly, SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
     parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, DeletePayload, DhGroup,
@@ -230,6 +230,9 @@ pub struct Stats {
     pub datagrams_dropped: u64,
     /// Requests answered again from the kept response.
     pub responses_resent: u64,
+    /// IKE fragments (RFC 7383) sent and authenticated ones received.
+    pub fragments_sent: u64,
+    pub fragments_received: u64,
     pub retransmits: u64,
     pub ike_sas_established: u64,
     pub child_sas_established: u64,
@@ -400,7 +403,16 @@ struct IkeSa {
     /// The hashes of the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4), a bit each
     /// (`sig::hash_set`).
     peer_hashes: u8,
+    /// Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    frag: bool,
+    /// The fragments of the peer's message being reassembled: its message ID, whether it
+    /// is a response, what came so far (allocated for the first fragment, gone with the
+    /// message).
+    reassembly: Option<(u32, bool, Box<Fragments>)>,
 }
+
+/// The peer's fragments of one message: at most 64 and 64 KiB of plaintext.
+type Fragments = Reassembly<65536, 64>;
 
 impl IkeSa {
     /// An IKE SA with the peer at index `peer` of the policy, before anything is
@@ -434,6 +446,8 @@ impl IkeSa {
             replaced: false,
             child_due: None,
             peer_hashes: 0,
+            frag: false,
+            reassembly: None,
         }
     }
 
@@ -530,6 +544,7 @@ impl Engine {
                 kernel_answers: config.kernel_answers,
                 kernel: VecDeque::new(),
                 ticket: 0,
+                fragment_size: config.fragment_size,
             },
             rx: Vec::with_capacity(65535),
             fired: Vec::new(),
@@ -806,8 +821,19 @@ impl Engine {
                 }
                 Err(e) => self.dropped(remote, e.reason),
             },
-            // XXX: fragments (RFC 7383) are not reassembled yet.
-            Ok(_) => self.dropped(remote, "IKE fragment"),
+            Ok(o) => {
+                let (first, plain) = (o.first, o.plain.clone());
+                let (number, total) = o.fragment.unwrap_or((1, 1));
+                self.fragment(
+                    now,
+                    h,
+                    &hd,
+                    (local, remote),
+                    (number, total),
+                    first,
+                    &rx[plain],
+                );
+            }
             Err(e) => {
                 log::debug!("ikev2: {remote}: dropped: {e}");
                 self.io.stats.datagrams_dropped += 1;
@@ -818,6 +844,82 @@ impl Engine {
 
     fn dropped(&mut self, remote: SocketAddr, why: &str) {
         self.io.dropped(remote, why);
+    }
+
+    /// An authenticated fragment (RFC 7383 §2.6) of the peer's message: kept until all
+    /// are here, then the message is handled as if it had come whole. Only with
+    /// fragmentation negotiated, and only for the request we expect or the response we
+    /// wait for; fragment 1 of a request we have answered brings our answer again.
+    #[allow(clippy::too_many_arguments)]
+    fn fragment(
+        &mut self,
+        now: Time,
+        h: Handle,
+        hd: &Header,
+        (local, remote): (SocketAddr, SocketAddr),
+        (number, total): (u16, u16),
+        first: PayloadType,
+        plain: &[u8],
+    ) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if !sa.frag {
+            return self
+                .io
+                .dropped(remote, "IKE fragment, fragmentation not negotiated");
+        }
+        let response = hd.response();
+        let expected = if response {
+            sa.request.as_ref().map(|r| r.msgid) == Some(hd.msgid)
+        } else {
+            hd.msgid == sa.peer_msgid
+        };
+        if !expected {
+            if !response && number == 1 {
+                if let Some((m, r)) = &sa.response {
+                    if *m == hd.msgid {
+                        self.io.send(local, remote, r);
+                        self.io.stats.responses_resent += 1;
+                        return;
+                    }
+                }
+            }
+            return self.io.dropped(remote, "IKE fragment outside the window");
+        }
+        let r = match &mut sa.reassembly {
+            Some((m, resp, r)) if *m == hd.msgid && *resp == response => r,
+            slot => &mut slot.insert((hd.msgid, response, Box::default())).2,
+        };
+        self.io.stats.fragments_received += 1;
+        match r.add(number, total, first, plain) {
+            Ok(Progress::Complete) => {}
+            Ok(Progress::Incomplete | Progress::Duplicate) => return,
+            Err(e) => {
+                sa.reassembly = None;
+                return self.io.dropped(remote, &format!("IKE fragment: {e:?}"));
+            }
+        }
+        let Some((_, _, r)) = sa.reassembly.take() else {
+            return;
+        };
+        let mut whole = vec![0u8; 65536];
+        let Ok((first, n)) = r.assemble(&mut whole) else {
+            return self.io.dropped(remote, "IKE fragments do not assemble");
+        };
+        drop(r);
+        match parse_payloads(first, &whole[..n]) {
+            Ok(inner) => {
+                if response {
+                    self.response(now, h, hd, &inner);
+                } else {
+                    self.request(now, h, hd, &inner, (local, remote));
+                }
+                self.heard_from(now, h);
+            }
+            Err(e) => self.io.dropped(remote, e.reason),
+        }
+        zeroize::Zeroize::zeroize(&mut whole[..n]);
     }
 
     /// An authenticated message came: the liveness check of an established SA moves.
@@ -931,9 +1033,14 @@ fn seal_protected(
     plain: &[u8],
 ) -> Result<Vec<u8>, Fail> {
     let pn = plain.len();
-    let iv = io.iv(sa, sk);
     let hdr = sa.header(exchange, msgid, response);
-    let mut out = vec![0u8; HEADER_LEN + 4 + sk.body_len(pn)];
+    let whole = HEADER_LEN + 4 + sk.body_len(pn);
+    let limit = fragment_limit(io, sa);
+    if sa.frag && whole > limit {
+        return seal_fragments(io, sa, sk, &hdr, first, plain, limit);
+    }
+    let iv = io.iv(sa, sk);
+    let mut out = vec![0u8; whole];
     let mut b = MessageBuilder::new(&mut out, &hdr)?;
     b.encrypted(first, None, |w| {
         sk.write_body(w, plain, &iv).map_err(|_| NoRoom)
@@ -941,6 +1048,69 @@ fn seal_protected(
     let n = b.finish()?;
     out.truncate(n);
     sk.seal(&mut out)?;
+    Ok(out)
+}
+
+/// The longest message to the peer of `sa` before it is fragmented (RFC 7383 §2.5.1).
+fn fragment_limit(io: &Io, sa: &IkeSa) -> usize {
+    if io.fragment_size > 0 {
+        return io.fragment_size;
+    }
+    let ip = if sa.info.remote.is_ipv4() {
+        576 - 28
+    } else {
+        1280 - 48
+    };
+    if sa.info.local.port() == io.nat_port {
+        ip - 4
+    } else {
+        ip
+    }
+}
+
+/// The fragments of a message (RFC 7383 §2.5), one after the other: each an SKF of
+/// its own under the same header, each at most `limit` bytes; the first carries the
+/// first inner payload's type, the others none.
+fn seal_fragments(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    sk: &SkKeys,
+    hdr: &Header,
+    first: PayloadType,
+    plain: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, Fail> {
+    // The largest plaintext a fragment of `limit` bytes carries.
+    let room = |n: usize| HEADER_LEN + 8 + sk.body_len(n) <= limit;
+    let mut chunk = limit.saturating_sub(HEADER_LEN + 8);
+    while chunk > 0 && !room(chunk) {
+        chunk -= 1;
+    }
+    if chunk == 0 {
+        return Err(Fail("fragment size too small"));
+    }
+    let total = plain.len().div_ceil(chunk);
+    let total = u16::try_from(total).map_err(|_| Fail("too many fragments"))?;
+    let mut out = Vec::with_capacity(usize::from(total) * limit);
+    for (i, part) in plain.chunks(chunk).enumerate() {
+        let number = i as u16 + 1;
+        let iv = io.iv(sa, sk);
+        let mut frag = vec![0u8; HEADER_LEN + 8 + sk.body_len(part.len())];
+        let mut b = MessageBuilder::new(&mut frag, hdr)?;
+        let next = if number == 1 {
+            first
+        } else {
+            PayloadType::NONE
+        };
+        b.encrypted(next, Some((number, total)), |w| {
+            sk.write_body(w, part, &iv).map_err(|_| NoRoom)
+        })?;
+        let n = b.finish()?;
+        frag.truncate(n);
+        sk.seal(&mut frag)?;
+        out.extend_from_slice(&frag);
+    }
+    io.stats.fragments_sent += u64::from(total);
     Ok(out)
 }
 
