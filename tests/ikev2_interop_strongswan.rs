@@ -21,7 +21,8 @@
 //! their states (and policies) are in it while they live, across both rekeys, and gone
 //! with the IKE SA. Certificates, RSA and ECDSA, both ways: charon sends its own only
 //! when asked (its default), so our CERTREQ must name its CA; its log says with which
-//! signature scheme it checked ours (RFC 7427 or methods 1 and 9).
+//! signature scheme it checked ours (RFC 7427 or methods 1 and 9). And IKE_AUTH in
+//! fragments (RFC 7383) both ways, charon splitting at 576 bytes and we at 544.
 
 mod common;
 
@@ -1009,4 +1010,76 @@ fn charon_with_a_certificate_from_a_ca_we_do_not_trust_is_refused() {
     assert!(log.contains("received AUTHENTICATION_FAILED"), "{log}");
     let sas = c.swanctl(&["--list-sas"]);
     assert!(!sas.contains("ESTABLISHED"), "{sas}");
+}
+
+/// charon with certificates and IKE fragments of at most 576 bytes (its
+/// `fragment_size`), as ours are at most 544 (548 for IPv4, less the non-ESP marker).
+fn charon_fragmenting(name: &str, netns: &str, pki: &std::path::Path) -> Charon {
+    let swanctl = format!(
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+         proposals = aes256gcm16-prfsha256-ecp256\n  fragmentation = yes\n  send_cert = always\n  \
+         local {{\n   auth = pubkey\n   certs = east.crt\n   id = {CHARON_ADDR}\n  }}\n  \
+         remote {{\n   auth = pubkey\n   id = {US}\n   cacerts = ca.crt\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
+         esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
+         start_action = none\n   }}\n  }}\n }}\n}}\n"
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        Some(pki),
+        "install_routes = no\n fragment_size = 576",
+    )
+}
+
+#[test]
+fn ike_auth_with_rsa_certificates_in_fragments_both_ways_with_charon() {
+    let l = link("v2cf");
+    let (pki, _) = certs("v2-certs-frag", false);
+    let c = charon_fragmenting("v2-charon-frag", &l.b, &pki.dir);
+    let load = || {
+        let rd = |f: &str| std::fs::read(pki.dir.join(f)).unwrap();
+        isakmpd::ike::Credentials::load(Some(&rd("us.key")), &[rd("us.crt")], &[rd("ca.crt")])
+            .unwrap()
+    };
+    let fragmenting = |o: &mut Ours| {
+        let peers = o.engine.policy().clone();
+        let cfg = Config {
+            fragmentation: true,
+            ..Config::default()
+        };
+        o.engine = Engine::new(cfg, peers, Time(0), random_source(None));
+        o.engine.set_credentials(load());
+    };
+    // We initiate: our IKE_AUTH request and charon's answer both in fragments.
+    let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, load());
+    fragmenting(&mut ours);
+    let now = ours.now();
+    ours.engine.connect(now, "charon").unwrap();
+    ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+    check_charon(&c, &ours, true);
+    let st = *ours.engine.stats();
+    assert!(st.fragments_sent >= 3, "{st:?}");
+    assert!(st.fragments_received >= 2, "{st:?}");
+    let log = c.log();
+    assert!(log.contains("reassembled fragmented IKE message"), "{log}");
+    assert!(log.contains("splitting IKE message"), "{log}");
+    c.swanctl(&["--terminate", "--ike", "v2", "--force"]);
+    drop(ours);
+    std::thread::sleep(Duration::from_millis(300));
+    // charon initiates.
+    let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, load());
+    fragmenting(&mut ours);
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        ours.run_until(|e| e.child_sas().count() == 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+    check_charon(&c, &ours, true);
+    let st = *ours.engine.stats();
+    assert!(
+        st.fragments_sent >= 2 && st.fragments_received >= 2,
+        "{st:?}"
+    );
 }
