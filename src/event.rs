@@ -603,7 +603,12 @@ impl Daemon {
                 }
             }
         }
-        while let Some(c) = self.engine.poll_capture() {
+        let mut v2_capture = self.v2.as_mut().map(|v| &mut v.engine);
+        let mut next = || match self.engine.poll_capture() {
+            Some(c) => Some(c),
+            None => v2_capture.as_mut().and_then(|e| e.poll_capture()),
+        };
+        while let Some(c) = next() {
             if let Some(cap) = self.capture.as_mut() {
                 let wall = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -732,6 +737,9 @@ impl Daemon {
                 log::info!("packet capture to {path} started");
                 self.capture = Some(c);
                 self.engine.set_capture(true);
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.engine.set_capture(true);
+                }
             }
             Err(e) => log::error!("packet capture: {e}"),
         }
@@ -739,6 +747,9 @@ impl Daemon {
 
     pub(crate) fn stop_capture(&mut self) {
         self.engine.set_capture(false);
+        if let Some(v2) = self.v2.as_mut() {
+            v2.engine.set_capture(false);
+        }
         if let Some(c) = self.capture.take() {
             log::info!("packet capture to {} stopped", c.path);
         }

@@ -114,7 +114,8 @@ fn configtest_checks_the_file_and_its_secrecy() {
 fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     let link = Link::new("k");
     let east = Iked::start("iked-east", &link.b, &east_conf());
-    let west = Iked::start("iked-west", &link.a, &west_conf());
+    // West keeps a capture file (-L, ours): every message, decrypted.
+    let west = Iked::start_with("iked-west", &link.a, &west_conf(), &["-L"]);
     // The active policy starts at once; both sides show the IKE SA and its CHILD SA.
     let w = west.wait_sa("west established", established);
     let e = east.wait_sa("east established", established);
@@ -157,6 +158,7 @@ fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     let (st, stats, _) = west.ikectl(&["show", "stats"]);
     assert_eq!(st, 0);
     assert!(stats.contains("IKE SAs established: 1"), "{stats}");
+    capture_holds_the_exchanges_in_clear(&west.run_file("iked.pcap"));
     // No secret in what ikectl shows or the log says.
     for text in [&w, &e, &stats, &west.log(), &east.log()] {
         assert!(!text.contains("iked-daemon-test-key"), "{text}");
@@ -224,4 +226,68 @@ fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     drop(west);
     drop(east);
     let _ = BIN;
+}
+
+/// The capture file of `-L`: tshark reads IKE_SA_INIT (34) and IKE_AUTH (35) both ways,
+/// IKE_AUTH decrypted: no Encrypted payload (46), its payloads listed (IDi 35, AUTH 39,
+/// SA 33, TSi 44, TSr 45, and IDr 36 in the answer), nothing malformed.
+fn capture_holds_the_exchanges_in_clear(pcap: &std::path::Path) {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "isakmp.exchangetype",
+            "-e",
+            "isakmp.version",
+            "-e",
+            "isakmp.typepayload",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "ip.src",
+        ])
+        .output()
+        .expect("tshark (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(lines.len() >= 4, "{text}");
+    for f in &lines {
+        assert_eq!(f.get(1).copied(), Some("0x20"), "IKEv2: {text}");
+        assert!(f.get(3).is_none_or(|m| m.is_empty()), "malformed: {text}");
+        assert!(
+            !f[2].split(',').any(|p| p == "46"),
+            "still encrypted: {text}"
+        );
+    }
+    let has = |exch: &str, src: &str, payloads: &[&str]| {
+        lines.iter().any(|f| {
+            f[0] == exch
+                && f.get(4) == Some(&src)
+                && payloads.iter().all(|p| f[2].split(',').any(|x| x == *p))
+        })
+    };
+    assert!(
+        has("34", "192.0.2.1", &["33", "34", "40"]),
+        "IKE_SA_INIT: {text}"
+    );
+    assert!(
+        has("34", "192.0.2.2", &["33", "34", "40"]),
+        "its answer: {text}"
+    );
+    assert!(
+        has("35", "192.0.2.1", &["35", "39", "33", "44", "45"]),
+        "IKE_AUTH: {text}"
+    );
+    assert!(
+        has("35", "192.0.2.2", &["36", "39", "33", "44", "45"]),
+        "its answer: {text}"
+    );
 }

@@ -22,6 +22,9 @@ use crate::args::{getopt, port, Options, UsageError};
 
 pub const DEFAULT_CONFIG: &str = "/etc/iked.conf";
 pub const DEFAULT_SOCKET: &str = "/var/run/iked.sock";
+
+/// The default capture file of `-L` (ours: iked(8) has no capture).
+pub const DEFAULT_PCAP: &str = "/var/run/iked.pcap";
 /// iked(8)'s privilege separation user, and the one isakmpd uses when it does not exist.
 pub const PRIVSEP_USER: &str = "_iked";
 
@@ -66,7 +69,7 @@ where
         socket: DEFAULT_SOCKET.into(),
         ..IkedOpts::default()
     };
-    getopt(args, b"dnSTtVvX", b"Dfps", |flag, value| {
+    getopt(args, b"dLnSTtVvX", b"Dflps", |flag, value| {
         match (flag, value) {
             (b'd', None) => o.foreground = true,
             (b'n', None) => mode.configtest = true,
@@ -76,6 +79,9 @@ where
             (b'V', None) => mode.version = true,
             (b'v', None) => o.verbose = true,
             (b'X', None) => o.no_kernel = true,
+            // Ours, as isakmpd's: the capture file, IKEv2 messages decrypted.
+            (b'L', None) => o.pcap = Some(DEFAULT_PCAP.into()),
+            (b'l', Some(v)) => o.pcap = Some(crate::args::run_path(flag, v)?),
             (b'D', Some(v)) => {
                 let (k, val) = v
                     .split_once('=')

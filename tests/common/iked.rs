@@ -33,6 +33,11 @@ const WRAP: &str = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
 
 impl Iked {
     pub fn start(name: &str, netns: &str, conf_text: &str) -> Iked {
+        Iked::start_with(name, netns, conf_text, &[])
+    }
+
+    /// With more flags (e.g. `-L`).
+    pub fn start_with(name: &str, netns: &str, conf_text: &str, extra: &[&str]) -> Iked {
         require_root();
         let scratch = Scratch::new(name);
         let conf = scratch.write("iked.conf", conf_text, 0o600);
@@ -52,7 +57,9 @@ impl Iked {
             .arg(scratch.dir.join("run"))
             .arg(real_run())
             .arg(&iked)
-            .args(["-d", "-v", "-X", "-f"])
+            .args(["-d", "-v", "-X"])
+            .args(extra)
+            .arg("-f")
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,6 +78,11 @@ impl Iked {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.scratch.dir.join("iked.log")).unwrap_or_default()
+    }
+
+    /// A file of the daemon's private /var/run.
+    pub fn run_file(&self, name: &str) -> PathBuf {
+        self.scratch.run(name)
     }
 
     pub fn socket(&self) -> PathBuf {

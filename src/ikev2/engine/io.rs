@@ -26,7 +26,14 @@ pub(super) struct Io {
     pub(super) ticket: u32,
     /// [`Config::fragment_size`].
     pub(super) fragment_size: usize,
+    /// Messages for the capture file, in clear ([`Engine::poll_capture`]), while on.
+    pub(super) capture_on: bool,
+    pub(super) capture: VecDeque<Captured>,
 }
+
+/// Cleartext messages held for the capture file at most (the event loop takes them
+/// after every input).
+const CAPTURE_MAX: usize = 1024;
 
 impl Io {
     /// Sends a message, or the fragments of one (RFC 7383), which are kept one after the
@@ -37,6 +44,11 @@ impl Io {
         } else {
             &[]
         };
+        if data.get(18) == Some(&ExchangeType::IKE_SA_INIT.0) {
+            // In clear on the wire; protected messages are captured where they are
+            // sealed, before encryption.
+            self.capture(local, remote, data);
+        }
         let mut rest = data;
         while !rest.is_empty() {
             let n = rest
@@ -47,6 +59,44 @@ impl Io {
             self.outbox.push(local, remote, prefix, &rest[..n]);
             rest = &rest[n..];
         }
+    }
+
+    /// Keeps a message for the capture file.
+    pub(super) fn capture(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+        if self.capture_on && self.capture.len() < CAPTURE_MAX {
+            self.capture.push_back(Captured {
+                src,
+                dst,
+                data: data.to_vec(),
+            });
+        }
+    }
+
+    /// Keeps a protected message for the capture file as it reads in clear: its header
+    /// (`hdr`, the first 28 bytes as on the wire) with the SK payload replaced by the
+    /// inner payloads `plain`, the first of type `first`, and the length fixed; a reader
+    /// decodes its payloads. Fragments are kept once, reassembled.
+    pub(super) fn capture_clear(
+        &mut self,
+        (src, dst): (SocketAddr, SocketAddr),
+        hdr: &Header,
+        first: PayloadType,
+        plain: &[u8],
+    ) {
+        if !self.capture_on || self.capture.len() >= CAPTURE_MAX {
+            return;
+        }
+        let mut h = [0u8; HEADER_LEN];
+        if MessageBuilder::new(&mut h, hdr).is_err() {
+            return;
+        }
+        let mut data = Vec::with_capacity(HEADER_LEN + plain.len());
+        data.extend_from_slice(&h);
+        data[16] = first.0;
+        let n = u32::try_from(HEADER_LEN + plain.len()).unwrap_or(u32::MAX);
+        data[24..28].copy_from_slice(&n.to_be_bytes());
+        data.extend_from_slice(plain);
+        self.capture.push_back(Captured { src, dst, data });
     }
 
     pub(super) fn dropped(&mut self, remote: SocketAddr, why: &str) {

@@ -1,5 +1,5 @@
 //! The IKEv2 engine, sans-IO (STYLE §10.2): IKE_SA_INIT and IKE_AUTH with a pre-shared
-//! key, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
+//! key or signatures, both roles, and the first CHILD_SA (RFC 7296 §1.2, §2.9, §2.15, §2.17).
 //!
 //! Inputs are [`Engine::handle_datagram`], [`Engine::handle_timeout`],
 //! [`Engine::kernel_reply`], [`Engine::handle_expire`] and [`Engine::connect`], each with
@@ -66,9 +66,19 @@
 //!   (§2.8.2) and a CHILD_SA rekey crossing an IKE SA rekey; a second try of a failed
 //!   lifetime rekey.
 //!
-//! TODO (issue 16): certificates and signatures, NAT-T (the move to port
-//! 4500 and UDP-encapsulated CHILD_SAs are done; keepalives and NAT rebinding are not),
-//! fragmentation, the capture file.
+//! - Signatures (sig.rs, RFC 7296 §2.15, RFC 4754, RFC 7427): with [`PeerAuth::Sig`]
+//!   we announce SIGNATURE_HASH_ALGORITHMS and name our CAs in CERTREQ (IKE_SA_INIT
+//!   response, IKE_AUTH request), send our certificate and sign with our key (RSA or
+//!   ECDSA, method 1, 9-11 or 14); the peer's first CERT must chain to our CAs (CRLs
+//!   checked), name its ID and verify its AUTH, or without one its key comes from
+//!   pubkeys/.
+//! - Fragmentation (RFC 7383, [`Config::fragmentation`]): announced in IKE_SA_INIT;
+//!   when both sides did, protected messages longer than iked's 548/1232 bytes go as
+//!   SKF fragments, and the peer's (authenticated) fragments are reassembled.
+//! - Capture ([`Engine::poll_capture`]): every message sent and received, protected ones
+//!   in clear (the SK payload replaced by its inner payloads).
+//!
+//! TODO (issue 16): NAT keepalives and rebinding, MOBIKE, CP, EAP.
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
@@ -107,7 +117,7 @@ use crate::ike::router::{Keyed, Table};
 use crate::ike::sa::{hex, Handle, IpsecSa, KernelOp, KernelReply, KernelReq, Part, Slab};
 use crate::ike::wire::GroupDescription;
 use crate::ike::Credentials;
-use crate::ike::Transmit;
+use crate::ike::{Captured, Transmit};
 use crate::timer::{Time, TimerHandle, TimerWheel};
 
 use super::keys::{
@@ -545,6 +555,8 @@ impl Engine {
                 kernel: VecDeque::new(),
                 ticket: 0,
                 fragment_size: config.fragment_size,
+                capture_on: false,
+                capture: VecDeque::new(),
             },
             rx: Vec::with_capacity(65535),
             fired: Vec::new(),
@@ -553,6 +565,21 @@ impl Engine {
             config,
             policy,
         }
+    }
+
+    /// Turns the capture of messages in clear on or off ([`Self::poll_capture`]).
+    pub fn set_capture(&mut self, on: bool) {
+        self.io.capture_on = on;
+        if !on {
+            self.io.capture.clear();
+        }
+    }
+
+    /// The next message for the capture file: IKE_SA_INIT as on the wire, the others
+    /// decrypted, the SK payload replaced by its inner payloads (RFC 7383 fragments
+    /// once, reassembled); sent and received.
+    pub fn poll_capture(&mut self) -> Option<Captured> {
+        self.io.capture.pop_front()
     }
 
     /// Our key, certificates and trusted CAs for signature authentication (iked(8):
@@ -773,6 +800,9 @@ impl Engine {
             Err(e) => return self.dropped(remote, e.reason),
         };
         let hd = msg.header;
+        if hd.exchange == ExchangeType::IKE_SA_INIT {
+            self.io.capture(remote, local, data);
+        }
         if hd.exchange == ExchangeType::IKE_SA_INIT && !hd.response() {
             if hd.spi_r != [0; 8] || hd.msgid != 0 || !hd.initiator() {
                 return self.dropped(remote, "IKE_SA_INIT request with a responder SPI");
@@ -812,6 +842,8 @@ impl Engine {
         match sk.open(&mut rx) {
             Ok(o) if o.fragment.is_none() => match parse_payloads(o.first, &rx[o.plain.clone()]) {
                 Ok(inner) => {
+                    self.io
+                        .capture_clear((remote, local), &hd, o.first, &rx[o.plain.clone()]);
                     if hd.response() {
                         self.response(now, h, &hd, &inner);
                     } else {
@@ -910,6 +942,8 @@ impl Engine {
         drop(r);
         match parse_payloads(first, &whole[..n]) {
             Ok(inner) => {
+                self.io
+                    .capture_clear((remote, local), hd, first, &whole[..n]);
                 if response {
                     self.response(now, h, hd, &inner);
                 } else {
@@ -1034,6 +1068,7 @@ fn seal_protected(
 ) -> Result<Vec<u8>, Fail> {
     let pn = plain.len();
     let hdr = sa.header(exchange, msgid, response);
+    io.capture_clear((sa.info.local, sa.info.remote), &hdr, first, plain);
     let whole = HEADER_LEN + 4 + sk.body_len(pn);
     let limit = fragment_limit(io, sa);
     if sa.frag && whole > limit {
