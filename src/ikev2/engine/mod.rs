@@ -424,6 +424,11 @@ struct IkeSa {
 /// The peer's fragments of one message: at most 64 and 64 KiB of plaintext.
 type Fragments = Reassembly<65536, 64>;
 
+/// Messages being reassembled at once, over all IKE SAs: a fragment that would start
+/// one more is dropped (a peer that finished IKE_SA_INIT has keys, so the ICV alone does
+/// not bound this memory).
+const REASSEMBLIES_MAX: usize = 16;
+
 impl IkeSa {
     /// An IKE SA with the peer at index `peer` of the policy, before anything is
     /// negotiated (the caller sets what it already knows).
@@ -521,6 +526,8 @@ pub struct Engine {
     io: Io,
     /// Scratch for decrypting in place.
     rx: Vec<u8>,
+    /// IKE SAs with a reassembly under way ([`REASSEMBLIES_MAX`]).
+    reassemblies: usize,
     fired: Vec<Handle>,
     /// Our address toward a peer, for a policy whose local address is unspecified
     /// (iked.conf without `local`): the host's routing lookup.
@@ -559,6 +566,7 @@ impl Engine {
                 capture: VecDeque::new(),
             },
             rx: Vec::with_capacity(65535),
+            reassemblies: 0,
             fired: Vec::new(),
             route: None,
             creds: Credentials::default(),
@@ -921,7 +929,17 @@ impl Engine {
         }
         let r = match &mut sa.reassembly {
             Some((m, resp, r)) if *m == hd.msgid && *resp == response => r,
-            slot => &mut slot.insert((hd.msgid, response, Box::default())).2,
+            slot => {
+                if slot.is_none() {
+                    if self.reassemblies >= REASSEMBLIES_MAX {
+                        return self
+                            .io
+                            .dropped(remote, "IKE fragment: too many reassemblies");
+                    }
+                    self.reassemblies += 1;
+                }
+                &mut slot.insert((hd.msgid, response, Box::default())).2
+            }
         };
         self.io.stats.fragments_received += 1;
         match r.add(number, total, first, plain) {
@@ -929,12 +947,14 @@ impl Engine {
             Ok(Progress::Incomplete | Progress::Duplicate) => return,
             Err(e) => {
                 sa.reassembly = None;
+                self.reassemblies -= 1;
                 return self.io.dropped(remote, &format!("IKE fragment: {e:?}"));
             }
         }
         let Some((_, _, r)) = sa.reassembly.take() else {
             return;
         };
+        self.reassemblies -= 1;
         let mut whole = vec![0u8; 65536];
         let Ok((first, n)) = r.assemble(&mut whole) else {
             return self.io.dropped(remote, "IKE fragments do not assemble");
@@ -981,6 +1001,9 @@ impl Engine {
         }
         if sa.info.state == IkeState::HalfOpen {
             self.half_open = self.half_open.saturating_sub(1);
+        }
+        if sa.reassembly.take().is_some() {
+            self.reassemblies = self.reassemblies.saturating_sub(1);
         }
         // SPIs the kernel reserved for CHILD_SAs that will not come now.
         let (local, remote) = (sa.info.local, sa.info.remote);
