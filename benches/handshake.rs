@@ -154,6 +154,7 @@ fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,
         child_lifetime_bytes: 0,
+        cp: Default::default(),
     };
     let engine = |p: Peer, seed: u64| {
         V2::new(

@@ -828,8 +828,6 @@ fn every_clause_of_a_rule() {
         "transport:",
         "natt:",
         "rdomain 3:",
-        "request address any:",
-        "request name-server any:",
         "iface sec0:",
         "tag \"t\":",
         "tap enc2:",
@@ -843,6 +841,15 @@ fn every_clause_of_a_rule() {
     }
     // The lifetimes are the engine's now: no warning, and the values are kept.
     assert!(!warns.iter().any(|w| w.contains("lifetime")), "{warns:?}");
+    // So are configuration payloads: the requests are asked for in IKE_AUTH.
+    assert!(!warns.iter().any(|w| w.contains("request")), "{warns:?}");
+    assert_eq!(
+        peer.cp.request,
+        [
+            isakmpd::ikev2::wire::CfgAttrType::INTERNAL_IP4_ADDRESS,
+            isakmpd::ikev2::wire::CfgAttrType::INTERNAL_IP4_DNS
+        ]
+    );
     assert_eq!(
         (
             peer.ike_lifetime_secs,
@@ -1240,4 +1247,38 @@ fn lifetimes_default_to_iked_s_and_zero_turns_them_off() {
         "zero disables"
     );
     assert_eq!(rule("lifetime 2h bytes 512M"), (0, 7200, 512 << 20));
+}
+
+#[test]
+fn config_address_is_a_pool_for_dynamic_peers_and_request_address_asks_from_any() {
+    use isakmpd::ikev2::wire::CfgAttrType;
+    let server = "ikev2 \"rw\" passive esp from 203.0.113.0/24 to dynamic \\\n\
+                  \tlocal 192.0.2.1 peer any psk \"k\" \\\n\
+                  \tconfig address 198.51.100.128/28 config name-server 203.0.113.53\n";
+    let (pol, warns) = parse_str("s", server).unwrap().to_engine().unwrap();
+    assert_eq!(pol.peers.len(), 1, "{warns:?}");
+    let p = &pol.peers[0];
+    assert_eq!(p.cp.pool, Some((ip("198.51.100.128"), 28)));
+    assert_eq!(
+        p.cp.serve,
+        vec![(CfgAttrType::INTERNAL_IP4_DNS, vec![203, 0, 113, 53])]
+    );
+    assert_eq!(
+        p.remote_ts,
+        vec![Selector::subnet(ip("198.51.100.128"), 28)]
+    );
+    let client = "ikev2 \"rw\" active esp from dynamic to 203.0.113.0/24 \\\n\
+                  \tlocal 192.0.2.2 peer 192.0.2.1 psk \"k\" request address any\n";
+    let (pol, warns) = parse_str("c", client).unwrap().to_engine().unwrap();
+    assert_eq!(pol.peers.len(), 1, "{warns:?}");
+    let p = &pol.peers[0];
+    assert_eq!(p.cp.request, [CfgAttrType::INTERNAL_IP4_ADDRESS]);
+    assert_eq!(p.local_ts, vec![Selector::subnet(ip("0.0.0.0"), 0)]);
+    // `dynamic` with neither: the flow is left out, and said why.
+    let neither = "ikev2 \"x\" esp from dynamic to 203.0.113.0/24 peer 192.0.2.1 psk \"k\"\n";
+    let (_, warns) = parse_str("n", neither).unwrap().to_engine().unwrap();
+    assert!(
+        warns.iter().any(|w| w.contains("from dynamic: needs")),
+        "{warns:?}"
+    );
 }

@@ -90,6 +90,7 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,
         child_lifetime_bytes: 0,
+        cp: Default::default(),
     }
 }
 
@@ -2156,6 +2157,7 @@ fn ike_and_child_sa_lifetimes_together_on_both_sides_with_a_slow_kernel() {
             ike_lifetime_secs: ike,
             child_lifetime_secs: child,
             child_lifetime_bytes: 0,
+            cp: Default::default(),
             ..peer(me, "secret", &[GCM_ECP256], &[ESP_GCM_PFS])
         };
         let mut p = Pair::with_kernels(with(WEST), with(EAST), delay);
@@ -2585,4 +2587,92 @@ fn fragments_of_a_psk_pair_in_many_small_pieces() {
         .iter()
         .filter(|d| kind(&d.data) >= 2)
         .all(|d| d.data.len() <= 120));
+}
+
+// ----- Configuration payloads (RFC 7296 §2.19, §3.15) -----
+
+/// West asks for an address and a name server from any address of its own; east
+/// serves them from `pool` for the peer's side of its CHILD_SAs.
+fn cp_pair(pool: (&str, u8)) -> Pair {
+    use isakmpd::ikev2::policy::CpConfig;
+    use isakmpd::ikev2::wire::CfgAttrType;
+    let mut west = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    west.local_ts = vec![net("0.0.0.0/0")];
+    west.cp = CpConfig {
+        request: vec![
+            CfgAttrType::INTERNAL_IP4_ADDRESS,
+            CfgAttrType::INTERNAL_IP4_DNS,
+        ],
+        ..CpConfig::default()
+    };
+    let mut east = peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    let base: IpAddr = pool.0.parse().unwrap();
+    east.remote_ts = vec![Selector::subnet(base, pool.1)];
+    east.cp = CpConfig {
+        pool: Some((base, pool.1)),
+        serve: vec![(CfgAttrType::INTERNAL_IP4_DNS, vec![203, 0, 113, 53])],
+        ..CpConfig::default()
+    };
+    Pair::new(west, east)
+}
+
+fn vips(e: &Engine) -> Vec<(Option<IpAddr>, Option<IpAddr>)> {
+    e.ike_sas().map(|(_, i)| (i.own_vip, i.peer_vip)).collect()
+}
+
+#[test]
+fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_it() {
+    let mut p = cp_pair(("198.51.100.128", 28));
+    p.connect();
+    let a: IpAddr = "198.51.100.129".parse().unwrap();
+    assert_eq!(vips(&p.west), vec![(Some(a), None)]);
+    assert_eq!(vips(&p.east), vec![(None, Some(a))]);
+    let (wc, ec) = (children(&p.west), children(&p.east));
+    assert_eq!((wc.len(), ec.len()), (1, 1));
+    assert_eq!(wc[0].ts_local, vec![Selector::host(a)]);
+    assert_eq!(ec[0].ts_remote, vec![Selector::host(a)]);
+    assert_eq!(wc[0].ts_remote, vec![net("203.0.113.0/24")]);
+    assert_kernels_hold_the_child_sas(&p);
+    // A rekeyed CHILD_SA and a rekeyed IKE SA keep the address.
+    let now = p.now;
+    assert!(p.west.rekey_child(now, ChildRef::Spi(wc[0].spi_in)) > 0);
+    p.drive();
+    let now = p.now;
+    assert!(p.east.rekey_ike(now, IkeRef::Peer("peer")) > 0);
+    p.drive();
+    assert_eq!(vips(&p.east), vec![(None, Some(a))]);
+    assert_eq!(children(&p.east)[0].ts_remote, vec![Selector::host(a)]);
+}
+
+#[test]
+fn an_exhausted_pool_is_internal_address_failure_and_a_deleted_sa_gives_its_address_back() {
+    // One address: the second IKE SA of the same peer finds none.
+    let mut p = cp_pair(("198.51.100.77", 32));
+    p.connect();
+    let a: IpAddr = "198.51.100.77".parse().unwrap();
+    assert_eq!(vips(&p.east), vec![(None, Some(a))]);
+    p.connect();
+    assert_eq!(p.east.ike_sas().count(), 2);
+    assert_eq!(children(&p.east).len(), 1, "no CHILD_SA for the second");
+    assert_eq!(
+        vips(&p.east).iter().filter(|v| v.1.is_none()).count(),
+        1,
+        "the second has no address"
+    );
+    // The first goes; its address is free again for the next.
+    let first = p
+        .west
+        .ike_sas()
+        .find(|(_, i)| i.own_vip == Some(a))
+        .map(|(h, _)| h)
+        .unwrap();
+    let now = p.now;
+    assert_eq!(p.west.delete_ike(now, IkeRef::Handle(first)), 1);
+    p.drive();
+    p.connect();
+    assert!(
+        vips(&p.east).contains(&(None, Some(a))),
+        "{:?}",
+        vips(&p.east)
+    );
 }

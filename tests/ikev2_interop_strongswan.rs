@@ -155,6 +155,7 @@ impl Ours {
             ike_lifetime_secs: 0,
             child_lifetime_secs: 0,
             child_lifetime_bytes: 0,
+            cp: Default::default(),
         };
         let config = Config {
             kernel_answers: kernel.is_some(),

@@ -15,8 +15,8 @@ use heapless::Vec as HVec;
 
 use super::keys::{Encr, Integ, KeyError, Prf, Suite};
 use super::wire::{
-    DhGroup, EncrId, EsnId, IdType, IntegId, PrfId, Proposal, ProtocolId, TrafficSelector,
-    TransformRepr, TransformType,
+    CfgAttrType, DhGroup, EncrId, EsnId, IdType, IntegId, PrfId, Proposal, ProtocolId,
+    TrafficSelector, TransformRepr, TransformType,
 };
 
 /// The engine's settings (not per peer).
@@ -116,6 +116,57 @@ pub struct Peer {
     /// `lifetime ... bytes BYTES`: the kernel's limit for a CHILD_SA (its soft EXPIRE at
     /// 90 % starts the rekey, its hard one the deletion); 0 is none.
     pub child_lifetime_bytes: u64,
+    /// Configuration payloads (iked.conf `config` and `request`).
+    pub cp: CpConfig,
+}
+
+/// Configuration payloads (RFC 7296 §3.15, §2.19): what a responder serves (an address
+/// from a pool, name servers...) and what an initiator asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpConfig {
+    /// `config address a/prefix`: the pool a peer's INTERNAL_IP4/6_ADDRESS request is
+    /// given an address from (`config address a`: that one address). The CHILD_SAs of
+    /// such a peer are narrowed to its address on its side.
+    pub pool: Option<(IpAddr, u8)>,
+    /// Other `config` options: attribute type and value, answered when asked for.
+    pub serve: Vec<(CfgAttrType, Vec<u8>)>,
+    /// `request` options: the attribute types asked for in IKE_AUTH.
+    pub request: Vec<CfgAttrType>,
+}
+
+impl CpConfig {
+    /// The first address of the pool that `taken` does not hold: the network and
+    /// broadcast addresses of an IPv4 pool wider than /31 are left out, and at most
+    /// 65,536 addresses are looked at.
+    pub fn lease(&self, taken: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+        let (base, prefix) = self.pool?;
+        let (bits, net) = match base {
+            IpAddr::V4(a) => (32u32, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (128, u128::from(a)),
+        };
+        let host_bits = bits.saturating_sub(u32::from(prefix).min(bits));
+        let size: u128 = if host_bits >= 127 {
+            u128::MAX
+        } else {
+            1 << host_bits
+        };
+        let net = if host_bits >= 128 {
+            0
+        } else {
+            net & !(size - 1)
+        };
+        let (first, count) = if bits == 32 && host_bits > 1 {
+            (1, size - 2)
+        } else {
+            (0, size)
+        };
+        (first..first + count.min(65_536))
+            .map(|i| match base {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((net + i) as u32)),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net + i)),
+            })
+            .find(|a| !taken(a))
+    }
 }
 
 /// How we authenticate to a peer and what we take from it (iked.conf(5) `ikeauth`).
@@ -540,6 +591,38 @@ pub fn narrow(proposed: &[Selector], ours: &[Selector]) -> Vec<Selector> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pool_leases_skip_network_broadcast_and_taken_addresses() {
+        let pool = |a: &str, n| CpConfig {
+            pool: Some((a.parse().unwrap(), n)),
+            ..CpConfig::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = pool("198.51.100.130", 30);
+        assert_eq!(p.lease(|_| false), Some(ip("198.51.100.129")));
+        assert_eq!(
+            p.lease(|a| *a == ip("198.51.100.129")),
+            Some(ip("198.51.100.130"))
+        );
+        assert_eq!(p.lease(|_| true), None);
+        assert_eq!(
+            pool("192.0.2.7", 32).lease(|_| false),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            pool("192.0.2.6", 31).lease(|_| false),
+            Some(ip("192.0.2.6"))
+        );
+        assert_eq!(
+            pool("2001:db8::1", 120).lease(|_| false),
+            Some(ip("2001:db8::"))
+        );
+        // A /0 is bounded in what is looked at.
+        assert_eq!(pool("0.0.0.0", 0).lease(|_| true), None);
+        assert_eq!(CpConfig::default().lease(|_| false), None);
+    }
+
     use super::*;
 
     #[test]

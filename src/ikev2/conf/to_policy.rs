@@ -36,15 +36,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::ike::crypto::Group;
 use crate::ike::wire::GroupDescription;
 use crate::ikev2::policy::{
-    Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector, SigMethod,
+    Config, CpConfig, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector,
+    SigMethod,
 };
-use crate::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
+use crate::ikev2::wire::{CfgAttrType, DhGroup, EncrId, IdType, IntegId, PrfId};
 
 use super::parse::endpoints;
 use super::{
-    lookup_xf, Af, Auth, AuthMethod, Eval, Host, Id, IkedConf, IkedPolicy, SaProto, TMode,
-    Transforms, Xf, AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP, IKE_ENC,
-    PRF,
+    lookup_xf, Af, Auth, AuthMethod, CfgKind, Eval, Flow, Host, Id, IkedConf, IkedPolicy, SaProto,
+    TMode, Transforms, Xf, AUTH, DEFAULT_LIFETIME_BYTES, DEFAULT_LIFETIME_SECS, ESP_ENC, GROUP,
+    IKE_ENC, PRF,
 };
 
 /// Engine suites made from one rule's IKE (and ESP) proposals, at most: each is a
@@ -547,13 +548,58 @@ fn convert(
     if let Some(r) = p.rdomain {
         w(format!("rdomain {r}: not implemented, ignored"));
     }
+    // Configuration payloads: `config address` is the pool, other `config` options are
+    // served as they are; `request` options are asked for.
+    let mut cp = CpConfig::default();
     for c in &p.cfg {
         let kw = if c.request { "request" } else { "config" };
-        w(format!(
-            "{kw} {} {}: configuration payloads are not implemented, ignored",
-            c.kind.name(),
-            c.addr
-        ));
+        let ty = CfgAttrType(c.attr);
+        if c.request {
+            if !cp.request.contains(&ty) {
+                cp.request.push(ty);
+            }
+            continue;
+        }
+        let (a, prefix) = match &c.addr {
+            Host::Addr(a) => (*a, if a.is_ipv4() { 32 } else { 128 }),
+            Host::Net(a, n) => (*a, *n),
+            h => {
+                w(format!(
+                    "{kw} {} {h}: needs an address, ignored",
+                    c.kind.name()
+                ));
+                continue;
+            }
+        };
+        if c.kind == CfgKind::Address {
+            if cp.pool.is_some() {
+                w(format!(
+                    "{kw} address {}: one pool per policy, ignored",
+                    c.addr
+                ));
+            } else {
+                cp.pool = Some((a, prefix));
+            }
+            continue;
+        }
+        let mut v = match a {
+            IpAddr::V4(x) => x.octets().to_vec(),
+            IpAddr::V6(x) => x.octets().to_vec(),
+        };
+        if c.kind == CfgKind::ProtectedSubnet {
+            // INTERNAL_IP4_SUBNET: address and netmask; INTERNAL_IP6_SUBNET: address,
+            // prefix length.
+            match a {
+                IpAddr::V4(_) => v.extend_from_slice(
+                    &(u32::MAX
+                        .checked_shl(32 - u32::from(prefix.min(32)))
+                        .unwrap_or(0))
+                    .to_be_bytes(),
+                ),
+                IpAddr::V6(_) => v.push(prefix),
+            }
+        }
+        cp.serve.push((ty, v));
     }
     if let Some(i) = &p.iface {
         w(format!("iface {i}: not implemented, ignored"));
@@ -674,11 +720,37 @@ fn convert(
     let mut local_ts = Vec::new();
     let mut remote_ts = Vec::new();
     for f in &p.flows {
+        // `dynamic`: ours is the address the peer gives us (we ask, from any address);
+        // the peer's is one from our pool.
+        let ask = cp.request.iter().any(|t| {
+            *t == CfgAttrType::INTERNAL_IP4_ADDRESS || *t == CfgAttrType::INTERNAL_IP6_ADDRESS
+        });
+        let dynamic = |side: &str| -> Option<Host> {
+            match (side, cp.pool) {
+                ("from", _) if ask => Some(Host::Any),
+                ("to", Some((a, n))) => Some(Host::Net(a, n)),
+                _ => None,
+            }
+        };
+        let src = match &f.src {
+            Host::Dynamic => dynamic("from").unwrap_or(Host::Dynamic),
+            h => h.clone(),
+        };
+        let dst = match &f.dst {
+            Host::Dynamic => dynamic("to").unwrap_or(Host::Dynamic),
+            h => h.clone(),
+        };
+        let f = &Flow {
+            src,
+            dst,
+            ..f.clone()
+        };
         let mut skip = |h: &Host, side: &str| -> bool {
             match h {
                 Host::Dynamic => {
                     w(format!(
-                        "{side} dynamic: needs config address, not implemented; flow left out"
+                        "{side} dynamic: needs `request address` (from) or `config address` \
+                         (to); flow left out"
                     ));
                     true
                 }
@@ -715,6 +787,7 @@ fn convert(
     }
 
     Some(Peer {
+        cp,
         name: p.name.clone(),
         local: SocketAddr::new(local_ip, IKE_PORT),
         remote: SocketAddr::new(remote, IKE_PORT),

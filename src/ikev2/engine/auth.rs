@@ -39,6 +39,7 @@ impl Engine {
             io,
             policy,
             creds,
+            leases,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
@@ -57,14 +58,27 @@ impl Engine {
             }
             return Err("authentication failed");
         }
-        // The CHILD_SA: an ESP suite and the selectors both sides allow; our SPI from the
-        // random source when no kernel reserves one.
-        Ok(choose_child(peer, inner, false).map(|mut c| {
-            if !io.kernel_answers {
-                c.spi_in = io.esp_spi();
-            }
-            c
-        }))
+        // A configuration request (§2.19): an address from our pool, and what else we
+        // serve of what it asks; with no address left, no CHILD_SA.
+        if let Err(n) = configuration(sa, peer, leases, inner) {
+            log::warn!(
+                "ikev2: {} {remote}: IKE_AUTH: {n}: address pool exhausted",
+                peer.name
+            );
+            return Ok(Err(n));
+        }
+        // The CHILD_SA: an ESP suite and the selectors both sides allow (the peer's side
+        // is its pool address when it has one); our SPI from the random source when no
+        // kernel reserves one.
+        let pool_ts = sa.info.peer_vip.map(|a| vec![Selector::host(a)]);
+        Ok(
+            choose_child(peer, inner, false, pool_ts.as_deref()).map(|mut c| {
+                if !io.kernel_answers {
+                    c.spi_in = io.esp_spi();
+                }
+                c
+            }),
+        )
     }
 
     /// Responder: the IKE_AUTH CHILD_SA, with our inbound SPI, goes to the kernel; the
@@ -107,6 +121,7 @@ impl Engine {
         let remote = sa.info.remote;
         let idr = peer.local_id.body();
         let cert = own_cert(peer, creds);
+        let cp_reply = std::mem::take(&mut sa.cp_reply);
         let m = own_auth(sa, peer, creds, &idr).and_then(|(method, auth)| {
             build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
                 b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
@@ -119,6 +134,7 @@ impl Engine {
                         data: &auth,
                     }),
                 )?;
+                add_cp(b, CfgType::REPLY, &cp_reply)?;
                 match child {
                     Ok(c) => {
                         let t = c.esp.transforms();
@@ -228,6 +244,13 @@ impl Engine {
                 io.send(sa.info.local, remote, &m);
             }
             return Err("authentication failed");
+        }
+        sa.info.own_vip = given_address(inner);
+        if let Some(a) = sa.info.own_vip {
+            log::info!(
+                "ikev2: {} {remote}: the peer gave us address {a}",
+                peer.name
+            );
         }
         sa.info.state = IkeState::Established;
         ike_lifetime_starts(io, sa, peer, now);
@@ -431,6 +454,8 @@ pub(super) fn build_auth_request(
         })
         .collect();
     let (cert, certreq) = (own_cert(peer, creds), own_certreq(peer, creds));
+    let asked: Vec<(CfgAttrType, Vec<u8>)> =
+        peer.cp.request.iter().map(|t| (*t, Vec::new())).collect();
     let msgid = sa.next_msgid;
     build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
@@ -444,8 +469,118 @@ pub(super) fn build_auth_request(
                 data: &auth,
             }),
         )?;
+        add_cp(b, CfgType::REQUEST, &asked)?;
         b.sa(&props)?;
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
         ts_payload(b, PayloadType::TSR, &peer.remote_ts)
+    })
+}
+
+/// Responder: the peer's CFG_REQUEST (§3.15.4): an address from the pool of its policy
+/// when it asks for one of that family (kept in `sa.info.peer_vip`, the pool's lease),
+/// and the `config` attributes it asks for, into `sa.cp_reply`. No request, or no pool
+/// and nothing served: nothing. Err: no address left (INTERNAL_ADDRESS_FAILURE).
+pub(super) fn configuration(
+    sa: &mut IkeSa,
+    peer: &Peer,
+    leases: &mut std::collections::BTreeSet<IpAddr>,
+    inner: &Payloads<'_>,
+) -> Result<(), NotifyType> {
+    let Some(Payload::Cp(req)) = inner.find(PayloadType::CP) else {
+        return Ok(());
+    };
+    if req.ty != CfgType::REQUEST {
+        return Ok(());
+    }
+    let asked: Vec<CfgAttrType> = req.attributes().map(|a| a.ty).collect();
+    let mut reply = Vec::new();
+    if let Some((base, prefix)) = peer.cp.pool {
+        let (addr_ty, mask_ty) = if base.is_ipv4() {
+            (
+                CfgAttrType::INTERNAL_IP4_ADDRESS,
+                CfgAttrType::INTERNAL_IP4_NETMASK,
+            )
+        } else {
+            (CfgAttrType::INTERNAL_IP6_ADDRESS, CfgAttrType(0))
+        };
+        if asked.contains(&addr_ty) {
+            let a = match sa.info.peer_vip {
+                Some(a) => a,
+                None => {
+                    let a = peer
+                        .cp
+                        .lease(|a| leases.contains(a))
+                        .ok_or(NotifyType::INTERNAL_ADDRESS_FAILURE)?;
+                    leases.insert(a);
+                    sa.info.peer_vip = Some(a);
+                    log::info!(
+                        "ikev2: {} {}: address {a} from the pool",
+                        peer.name,
+                        sa.info.remote
+                    );
+                    a
+                }
+            };
+            match a {
+                IpAddr::V4(v) => {
+                    reply.push((addr_ty, v.octets().to_vec()));
+                    if asked.contains(&mask_ty) {
+                        let m = u32::MAX
+                            .checked_shl(32 - u32::from(prefix.min(32)))
+                            .unwrap_or(0);
+                        reply.push((mask_ty, m.to_be_bytes().to_vec()));
+                    }
+                }
+                IpAddr::V6(v) => {
+                    let mut b = v.octets().to_vec();
+                    b.push(prefix);
+                    reply.push((addr_ty, b));
+                }
+            }
+        }
+    }
+    for (t, v) in &peer.cp.serve {
+        if asked.contains(t) {
+            reply.push((*t, v.clone()));
+        }
+    }
+    sa.cp_reply = reply;
+    Ok(())
+}
+
+/// Initiator: the address in the peer's CFG_REPLY, if any.
+pub(super) fn given_address(inner: &Payloads<'_>) -> Option<IpAddr> {
+    let Some(Payload::Cp(r)) = inner.find(PayloadType::CP) else {
+        return None;
+    };
+    if r.ty != CfgType::REPLY {
+        return None;
+    }
+    r.attributes().find_map(|a| match (a.ty, a.value.len()) {
+        (CfgAttrType::INTERNAL_IP4_ADDRESS, 4) => {
+            Some(IpAddr::from(<[u8; 4]>::try_from(a.value).ok()?))
+        }
+        (CfgAttrType::INTERNAL_IP6_ADDRESS, 17) => {
+            Some(IpAddr::from(<[u8; 16]>::try_from(&a.value[..16]).ok()?))
+        }
+        _ => None,
+    })
+}
+
+/// A CP payload of `ty` with `attrs`, if there are any.
+pub(super) fn add_cp(
+    b: &mut MessageBuilder<'_>,
+    ty: CfgType,
+    attrs: &[(CfgAttrType, Vec<u8>)],
+) -> Result<(), NoRoom> {
+    if attrs.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<CpAttribute<'_>> = attrs
+        .iter()
+        .map(|(t, v)| CpAttribute { ty: *t, value: v })
+        .collect();
+    b.payload(PayloadType::CP, |w| {
+        super::super::wire::payload::emit_cp(w, ty, &list)
     })
 }

@@ -69,6 +69,8 @@ impl Engine {
         let Some(sa) = sas.get_mut(h) else { return };
         sa.peer_msgid = hd.msgid.wrapping_add(1);
         let peer = &policy.peers[sa.peer];
+        // A peer with an address from our pool has only that on its side (§2.19).
+        let pool_ts = sa.info.peer_vip.map(|a| vec![Selector::host(a)]);
         let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
         let res = (|| -> Result<ChildAnswer, Fail> {
             let old = match inner.notify(NotifyType::REKEY_SA) {
@@ -90,7 +92,7 @@ impl Engine {
                 Some(_) => return Err(Fail("REKEY_SA not for an ESP SPI")),
                 None => None,
             };
-            let mut choice = choose_child(peer, inner, true).map_err(|n| {
+            let mut choice = choose_child(peer, inner, true, pool_ts.as_deref()).map_err(|n| {
                 notify.0 = n;
                 Fail("no acceptable CHILD_SA")
             })?;
@@ -449,6 +451,7 @@ pub(super) fn choose_child(
     peer: &Peer,
     inner: &Payloads<'_>,
     create: bool,
+    remote_ts: Option<&[Selector]>,
 ) -> Result<ChildChoice, NotifyType> {
     let Some(Payload::Sa(offer)) = inner.find(PayloadType::SA) else {
         return Err(NotifyType::NO_PROPOSAL_CHOSEN);
@@ -474,7 +477,7 @@ pub(super) fn choose_child(
         return Err(NotifyType::TS_UNACCEPTABLE);
     };
     // TSi is the initiator's side: our remote selectors; TSr ours.
-    let tsi = narrow(&tsi, &peer.remote_ts);
+    let tsi = narrow(&tsi, remote_ts.unwrap_or(&peer.remote_ts));
     let tsr = narrow(&tsr, &peer.local_ts);
     if tsi.is_empty() || tsr.is_empty() {
         return Err(NotifyType::TS_UNACCEPTABLE);

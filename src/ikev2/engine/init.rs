@@ -134,6 +134,8 @@ impl Engine {
                     established: now,
                     rekey_at: None,
                     expires_at: None,
+                    peer_vip: None,
+                    own_vip: None,
                 },
                 p,
             )

@@ -129,10 +129,10 @@ use super::sig;
 use super::sk::{Progress, Reassembly, SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
-    parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, DeletePayload, DhGroup,
-    ExchangeType, Header, KePayload, Message, MessageBuilder, NoRoom, NotifyPayload, NotifyType,
-    Payload, PayloadType, Payloads, ProposalRepr, ProtocolId, SaPayload, TrafficSelector,
-    TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
+    parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, CfgAttrType, CfgType,
+    CpAttribute, DeletePayload, DhGroup, ExchangeType, Header, KePayload, Message, MessageBuilder,
+    NoRoom, NotifyPayload, NotifyType, Payload, PayloadType, Payloads, ProposalRepr, ProtocolId,
+    SaPayload, TrafficSelector, TsPayload, FLAG_INITIATOR, FLAG_RESPONSE, HEADER_LEN,
 };
 
 /// The peer's NAT-T port (RFC 3948).
@@ -182,6 +182,10 @@ pub struct IkeSaInfo {
     pub rekey_at: Option<Time>,
     /// When it is deleted if still here (its lifetime); None without one.
     pub expires_at: Option<Time>,
+    /// The address our pool gave the peer (§2.19), kept across rekeys.
+    pub peer_vip: Option<IpAddr>,
+    /// The address the peer gave us in its CFG_REPLY.
+    pub own_vip: Option<IpAddr>,
 }
 
 /// A negotiated CHILD_SA (ESP, tunnel mode) with its keys; `in` is what we receive
@@ -415,6 +419,8 @@ struct IkeSa {
     peer_hashes: u8,
     /// Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
     frag: bool,
+    /// Responder: the CFG_REPLY attributes of our IKE_AUTH answer (§3.15).
+    cp_reply: Vec<(CfgAttrType, Vec<u8>)>,
     /// The fragments of the peer's message being reassembled: its message ID, whether it
     /// is a response, what came so far (allocated for the first fragment, gone with the
     /// message).
@@ -462,6 +468,7 @@ impl IkeSa {
             child_due: None,
             peer_hashes: 0,
             frag: false,
+            cp_reply: Vec::new(),
             reassembly: None,
         }
     }
@@ -528,6 +535,8 @@ pub struct Engine {
     rx: Vec<u8>,
     /// IKE SAs with a reassembly under way ([`REASSEMBLIES_MAX`]).
     reassemblies: usize,
+    /// Addresses our pools gave to peers (`CpConfig::pool`), while an IKE SA holds them.
+    leases: std::collections::BTreeSet<IpAddr>,
     fired: Vec<Handle>,
     /// Our address toward a peer, for a policy whose local address is unspecified
     /// (iked.conf without `local`): the host's routing lookup.
@@ -567,6 +576,7 @@ impl Engine {
             },
             rx: Vec::with_capacity(65535),
             reassemblies: 0,
+            leases: Default::default(),
             fired: Vec::new(),
             route: None,
             creds: Credentials::default(),
@@ -703,6 +713,8 @@ impl Engine {
             established: now,
             rekey_at: None,
             expires_at: None,
+            peer_vip: None,
+            own_vip: None,
         };
         let sa = IkeSa::new(info, p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
@@ -1004,6 +1016,12 @@ impl Engine {
         }
         if sa.reassembly.take().is_some() {
             self.reassemblies = self.reassemblies.saturating_sub(1);
+        }
+        // A pool address goes back once no IKE SA holds it (a rekey's new one does).
+        if let Some(a) = sa.info.peer_vip {
+            if !self.sas.iter().any(|(_, o)| o.info.peer_vip == Some(a)) {
+                self.leases.remove(&a);
+            }
         }
         // SPIs the kernel reserved for CHILD_SAs that will not come now.
         let (local, remote) = (sa.info.local, sa.info.remote);
