@@ -282,6 +282,12 @@ pub fn run(opts: Options) -> i32 {
         config_path: opts.config.clone(),
         includes,
         report_path: opts.report_file.clone(),
+        // iked(8) reads its key material from /etc/iked, isakmpd from /etc/isakmpd.
+        pki_root: if opts.iked.is_some() {
+            monitor::IKED_PKI_ROOT
+        } else {
+            monitor::ISAKMPD_PKI_ROOT
+        },
         relay: std::cell::RefCell::new(None),
     };
     // Released once the child's requests at startup are served (the parent never runs

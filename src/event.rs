@@ -718,8 +718,17 @@ impl Daemon {
         }
     }
 
-    /// Our key, certificates and CAs, read through the monitor (see `pki`), for RSA_SIG.
+    /// Our key, certificates and CAs, read through the monitor (see `pki`): isakmpd's
+    /// from the paths of isakmpd.conf, for RSA_SIG; iked's from /etc/iked, for the IKEv2
+    /// engine's signatures (with a warning for each rule that cannot sign).
     pub fn load_credentials(&mut self) {
+        if let Some(v2) = self.v2.as_mut() {
+            v2.set_credentials(crate::pki::load_from(
+                &self.monitor,
+                &crate::pki::Paths::iked(),
+            ));
+            return;
+        }
         if let Some(c) = crate::pki::load(&self.monitor, &self.conf) {
             self.engine.set_credentials(c);
         }

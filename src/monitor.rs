@@ -2,10 +2,12 @@
 //!
 //! At startup the daemon forks. The privileged parent keeps root, and does on the child's
 //! behalf the few things that need it: opening the configuration file (after checking that
-//! no group or other user can read it), opening the report, result and capture files under
-//! /var/run, and binding UDP ports (500, 4500 or above 1024 only). Descriptors travel back
-//! over a SOCK_SEQPACKET socketpair with SCM_RIGHTS. The child chroots to /var/empty, drops
-//! to the `_isakmpd` user and never opens a path itself.
+//! no group or other user can read it), opening key material read-only (regular files
+//! under the personality's root only: /etc/isakmpd, or /etc/iked for iked), opening the
+//! report, result and capture files under /var/run, and binding UDP ports (500, 4500 or
+//! above 1024 only). Descriptors travel back over a SOCK_SEQPACKET socketpair with
+//! SCM_RIGHTS. The child chroots to /var/empty, drops to the `_isakmpd` user and never
+//! opens a path itself.
 //!
 //! For the kernel the parent opens one socket (XFRM netlink joined to the ACQUIRE and
 //! EXPIRE groups, or PF_KEY registered for ESP and AH) and relays between it and a second
@@ -45,8 +47,10 @@ const REQ_KERNEL: u8 = 10;
 /// Messages the relay holds for a child that is not reading, at most.
 const RELAY_QUEUE: usize = 1024;
 
-/// isakmpd's ISAKMPD_ROOT: the only tree the child may read key material from.
-pub const PKI_ROOT: &str = "/etc/isakmpd/";
+/// isakmpd's ISAKMPD_ROOT: the only tree isakmpd's child may read key material from.
+pub const ISAKMPD_PKI_ROOT: &str = "/etc/isakmpd/";
+/// iked(8)'s: private/local.key, certs/, ca/, crls/ and pubkeys/ are under it.
+pub const IKED_PKI_ROOT: &str = "/etc/iked/";
 
 /// Which file the child wants written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +176,7 @@ impl Client {
             .ok_or_else(|| "monitor: no descriptor".into())
     }
 
-    /// The regular files of a directory under /etc/isakmpd (names only).
+    /// The regular files of a directory under the PKI root (names only).
     pub fn list_pki(&self, dir: &str) -> Result<Vec<String>, String> {
         let mut req = vec![REQ_LIST_PKI];
         req.extend_from_slice(dir.as_bytes());
@@ -193,7 +197,7 @@ impl Client {
             .collect())
     }
 
-    /// A file under /etc/isakmpd, opened read-only.
+    /// A regular file under the PKI root, opened read-only.
     pub fn open_pki(&self, path: &str) -> Result<OwnedFd, String> {
         let mut req = vec![REQ_OPEN_PKI];
         req.extend_from_slice(path.as_bytes());
@@ -229,6 +233,9 @@ pub struct Server {
     /// may open these again, and no others.
     pub includes: Vec<String>,
     pub report_path: String,
+    /// The only tree the child may read key material from: [`ISAKMPD_PKI_ROOT`], or
+    /// [`IKED_PKI_ROOT`] when the daemon is iked; fixed at startup.
+    pub pki_root: &'static str,
     /// The kernel relay, once the child asked for it.
     pub relay: std::cell::RefCell<Option<Relay>>,
 }
@@ -465,7 +472,7 @@ impl Server {
         }
         if buf[0] == REQ_LIST_PKI {
             // Answered with text, not a descriptor.
-            let (status, text) = match list_pki(&buf[1..n]) {
+            let (status, text) = match list_pki(self.pki_root, &buf[1..n]) {
                 Ok(names) => (0u8, names.join("\n")),
                 Err(e) => (1u8, e),
             };
@@ -518,15 +525,7 @@ impl Server {
             }
             Some(&REQ_SHUTDOWN) => Ok(None),
             Some(&REQ_KERNEL) if req.len() == 2 => self.open_relay(req[1]),
-            Some(&REQ_OPEN_PKI) => {
-                let path = pki_path(&req[1..])?;
-                if !path.is_file() {
-                    return Err(format!("monitor: {} is not a regular file", path.display()));
-                }
-                std::fs::File::open(&path)
-                    .map(|f| Some(OwnedFd::from(f)))
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            }
+            Some(&REQ_OPEN_PKI) => open_pki(self.pki_root, &req[1..]).map(Some),
             _ => Err("monitor: unknown request".into()),
         }
     }
@@ -561,21 +560,30 @@ pub fn open_xfrm_groups(groups: u32) -> Result<OwnedFd, String> {
 }
 
 /// A path the child may read: it must resolve (symlinks and `..` followed) to something
-/// under [`PKI_ROOT`] (isakmpd monitor.c `m_priv_check_path`).
-fn pki_path(raw: &[u8]) -> Result<std::path::PathBuf, String> {
+/// under `root` (isakmpd monitor.c `m_priv_check_path`).
+fn pki_path(root: &str, raw: &[u8]) -> Result<std::path::PathBuf, String> {
     let p = std::str::from_utf8(raw).map_err(|_| "monitor: path is not UTF-8")?;
     let real = std::fs::canonicalize(p).map_err(|e| format!("{p}: {e}"))?;
-    let root = std::fs::canonicalize(PKI_ROOT).map_err(|e| format!("{PKI_ROOT}: {e}"))?;
-    if !real.starts_with(&root) {
-        return Err(format!(
-            "monitor: refusing to read '{p}': not under {PKI_ROOT}"
-        ));
+    let real_root = std::fs::canonicalize(root).map_err(|e| format!("{root}: {e}"))?;
+    if !real.starts_with(&real_root) {
+        return Err(format!("monitor: refusing to read '{p}': not under {root}"));
     }
     Ok(real)
 }
 
-fn list_pki(raw: &[u8]) -> Result<Vec<String>, String> {
-    let dir = pki_path(raw)?;
+/// A regular file under `root`, opened read-only.
+fn open_pki(root: &str, raw: &[u8]) -> Result<OwnedFd, String> {
+    let path = pki_path(root, raw)?;
+    if !path.is_file() {
+        return Err(format!("monitor: {} is not a regular file", path.display()));
+    }
+    std::fs::File::open(&path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn list_pki(root: &str, raw: &[u8]) -> Result<Vec<String>, String> {
+    let dir = pki_path(root, raw)?;
     let mut names = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let e = e.map_err(|e| e.to_string())?;
@@ -883,6 +891,41 @@ odd:*:4294967295:65534:\xe9t\xe9:/:";
         drop(a);
         let (n, fd) = recv_msg(b.as_raw_fd(), &mut buf).unwrap();
         assert_eq!((n, fd.is_none()), (0, true));
+    }
+
+    /// Only regular files that resolve under the root (symlinks and `..` followed) are
+    /// opened, read-only; a listing names the directory's files (opening each is checked
+    /// again).
+    #[test]
+    fn pki_reads_stay_under_the_root() {
+        use std::io::Write as _;
+        let base = std::env::temp_dir().join(format!("isakmpd-pki-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("etc/iked");
+        std::fs::create_dir_all(root.join("ca/sub")).unwrap();
+        std::fs::write(root.join("ca/ca.crt"), b"ca").unwrap();
+        std::fs::write(base.join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(base.join("secret"), root.join("ca/escape")).unwrap();
+        let root_s = format!("{}/", root.display());
+        let at = |p: &str| format!("{}/{p}", root.display()).into_bytes();
+
+        assert_eq!(list_pki(&root_s, &at("ca")).unwrap(), ["ca.crt", "escape"]);
+        let mut f = std::fs::File::from(open_pki(&root_s, &at("ca/ca.crt")).unwrap());
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).unwrap();
+        assert_eq!(text, "ca");
+        // Read-only.
+        assert!(f.write_all(b"x").is_err());
+        for bad in ["ca/escape", "ca/../../../secret", "ca/sub", "ca/none"] {
+            assert!(open_pki(&root_s, &at(bad)).is_err(), "{bad}");
+        }
+        let e = open_pki(&root_s, &at("ca/../../../secret")).unwrap_err();
+        assert!(e.contains("not under"), "{e}");
+        assert!(list_pki(&root_s, &at("..")).is_err());
+        assert!(open_pki(&root_s, b"/etc/passwd").is_err());
+        // Another root does not let these through.
+        assert!(open_pki(ISAKMPD_PKI_ROOT, &at("ca/ca.crt")).is_err());
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

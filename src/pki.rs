@@ -1,7 +1,9 @@
-//! Key material for RSA signature authentication (isakmpd's x509.c and the raw public
-//! keys of policy.c): our private key, our certificates, the trusted CA certificates and
-//! the peers' public keys, read through the privileged parent, which only opens files
-//! under /etc/isakmpd (monitor.rs `pki_path`), since the daemon itself runs jailed.
+//! Key material for signature authentication: our private key, our certificates, the
+//! trusted CA certificates, the CRLs and the peers' raw public keys, read through the
+//! privileged parent, which only opens regular files under the personality's root
+//! (monitor.rs `pki_path`: /etc/isakmpd, or /etc/iked for iked), since the daemon itself
+//! runs jailed. isakmpd takes the paths from isakmpd.conf (x509.c and the raw public keys
+//! of policy.c); iked(8) has them fixed (its FILES).
 
 #![forbid(unsafe_code)]
 
@@ -9,20 +11,75 @@ use std::fs::File;
 use std::io::Read;
 
 use crate::conf::Conf;
+use crate::ike::crypto::KeyKind;
 use crate::ike::Credentials;
 use crate::log::DebugClass;
 use crate::monitor::Client;
 
-/// Reads our private key, our certificates and the CA certificates through the
-/// monitor ([X509-certificates] Private-key, Cert-directory, CA-directory; all under
-/// /etc/isakmpd), with the peers' raw public keys ([General] Pubkey-directory), for
-/// RSA_SIG authentication; `None` (logged) when they do not make credentials.
+/// Where the key material is: our private key, and the directories of our certificates
+/// (the one holding the key's public half is ours), of the CAs, of the CRLs, and of the
+/// peers' raw public keys (with the subdirectories ipv4, ipv6, fqdn and ufqdn, each file
+/// named by the peer's ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub key: String,
+    pub certs: String,
+    pub cas: String,
+    pub crls: String,
+    pub pubkeys: String,
+}
+
+impl Paths {
+    /// isakmpd's: [X509-certificates] Private-key, Cert-directory, CA-directory,
+    /// CRL-directory and [General] Pubkey-directory, by default under /etc/isakmpd.
+    pub fn isakmpd(conf: &Conf) -> Paths {
+        let get = |section: &str, tag: &str, default: &str| {
+            conf.get(section, tag)
+                .map_or(default.to_string(), |v| v.trim().to_string())
+        };
+        let x509 = |tag: &str, default: &str| get("X509-certificates", tag, default);
+        Paths {
+            key: x509("Private-key", "/etc/isakmpd/private/local.key"),
+            certs: x509("Cert-directory", "/etc/isakmpd/certs/"),
+            cas: x509("CA-directory", "/etc/isakmpd/ca/"),
+            crls: x509("CRL-directory", "/etc/isakmpd/crls/"),
+            pubkeys: get("General", "Pubkey-directory", "/etc/isakmpd/pubkeys"),
+        }
+    }
+
+    /// iked(8)'s FILES: /etc/iked/private/local.key, certs/, ca/, crls/, pubkeys/.
+    pub fn iked() -> Paths {
+        Paths {
+            key: "/etc/iked/private/local.key".into(),
+            certs: "/etc/iked/certs/".into(),
+            cas: "/etc/iked/ca/".into(),
+            crls: "/etc/iked/crls/".into(),
+            pubkeys: "/etc/iked/pubkeys/".into(),
+        }
+    }
+}
+
+/// How a key kind is named in logs (and ikectl's `show certstore`).
+pub fn key_kind_name(k: KeyKind) -> &'static str {
+    match k {
+        KeyKind::Rsa => "RSA",
+        KeyKind::EcP256 => "ECDSA P-256",
+        KeyKind::EcP384 => "ECDSA P-384",
+        KeyKind::EcP521 => "ECDSA P-521",
+        KeyKind::Other => "neither RSA nor ECDSA",
+    }
+}
+
+/// isakmpd: the key material at the paths isakmpd.conf gives ([`Paths::isakmpd`]).
 pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
-    let get = |tag: &str, default: &str| {
-        conf.get("X509-certificates", tag)
-            .map_or(default.to_string(), |v| v.trim().to_string())
-    };
-    let key_path = get("Private-key", "/etc/isakmpd/private/local.key");
+    load_from(monitor, &Paths::isakmpd(conf))
+}
+
+/// Reads our private key, our certificates, the CA certificates, the CRLs and the peers'
+/// raw public keys at `paths` through the monitor, and logs what was read (names and
+/// subjects, never key material); `None` (logged) when they do not make credentials.
+/// A missing file or directory is no error: there is simply nothing of that kind.
+pub fn load_from(monitor: &Client, paths: &Paths) -> Option<Credentials> {
     let read = |path: &str| -> Result<Vec<u8>, String> {
         let fd = monitor.open_pki(path)?;
         let mut b = Vec::new();
@@ -31,63 +88,47 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
             .map_err(|e| format!("{path}: {e}"))?;
         Ok(b)
     };
-    let read_dir = |dir: &str| -> Vec<Vec<u8>> {
+    // The files of a directory, by name.
+    let read_dir = |dir: &str, what: &str| -> Vec<(String, Vec<u8>)> {
         let dir = dir.trim_end_matches('/');
         match monitor.list_pki(dir) {
             Ok(names) => names
-                .iter()
+                .into_iter()
                 .filter_map(|n| match read(&format!("{dir}/{n}")) {
-                    Ok(b) => Some(b),
+                    Ok(b) => Some((n, b)),
                     Err(e) => {
-                        crate::log_warn!("x509: {e}");
+                        crate::log_warn!("{what}: {e}");
                         None
                     }
                 })
                 .collect(),
             Err(e) => {
-                crate::ike_debug!(DebugClass::Crypto, 10, "x509: {e}");
+                crate::ike_debug!(DebugClass::Crypto, 10, "{what}: {e}");
                 Vec::new()
             }
         }
     };
-    let key = match read(&key_path) {
+    let key = match read(&paths.key) {
         Ok(k) => Some(k),
         Err(e) => {
             crate::ike_debug!(DebugClass::Crypto, 10, "x509: no private key: {e}");
             None
         }
     };
-    let certs = read_dir(&get("Cert-directory", "/etc/isakmpd/certs/"));
-    let cas = read_dir(&get("CA-directory", "/etc/isakmpd/ca/"));
-    let pubdir = conf
-        .get("General", "Pubkey-directory")
-        .map_or("/etc/isakmpd/pubkeys".to_string(), |v| {
-            v.trim().trim_end_matches('/').to_string()
-        });
+    let blobs =
+        |v: Vec<(String, Vec<u8>)>| -> Vec<Vec<u8>> { v.into_iter().map(|(_, b)| b).collect() };
+    let certs = blobs(read_dir(&paths.certs, "x509"));
+    let cas = blobs(read_dir(&paths.cas, "x509"));
+    let pubdir = paths.pubkeys.trim_end_matches('/');
     let mut pubkeys = Vec::new();
     for kind in ["ipv4", "ipv6", "fqdn", "ufqdn"] {
         let dir = format!("{pubdir}/{kind}");
-        if let Ok(names) = monitor.list_pki(&dir) {
-            for n in names {
-                match read(&format!("{dir}/{n}")) {
-                    Ok(b) => pubkeys.push((kind, n, b)),
-                    Err(e) => crate::log_warn!("pubkeys: {e}"),
-                }
-            }
+        for (n, b) in read_dir(&dir, "pubkeys") {
+            pubkeys.push((kind, n, b));
         }
     }
-    // The CRLs, by file name for the log (isakmpd: [X509-certificates] CRL-directory).
-    let crl_dir = get("CRL-directory", "/etc/isakmpd/crls/");
-    let crl_dir = crl_dir.trim_end_matches('/');
-    let mut crls = Vec::new();
-    if let Ok(names) = monitor.list_pki(crl_dir) {
-        for n in names {
-            match read(&format!("{crl_dir}/{n}")) {
-                Ok(b) => crls.push((n, b)),
-                Err(e) => crate::log_warn!("x509: {e}"),
-            }
-        }
-    }
+    // The CRLs, by file name for the log.
+    let crls = read_dir(&paths.crls, "x509");
     match Credentials::load(key.as_deref(), &certs, &cas) {
         Ok(mut c) => {
             for w in c.add_crls(&crls) {
@@ -109,18 +150,21 @@ pub fn load(monitor: &Client, conf: &Conf) -> Option<Credentials> {
             }
             if key.is_some() || !certs.is_empty() || !cas.is_empty() {
                 crate::log_info!(
-                    "x509: {} CA certificate(s), our certificate: {}",
+                    "x509: {} CA certificate(s), our certificate: {}; private key: {}",
                     c.cas.len(),
                     c.cert.as_ref().map_or_else(
                         || "none matching the private key".to_string(),
                         |c| format!("\"{}\"", c.subject())
-                    )
+                    ),
+                    c.signer
+                        .as_ref()
+                        .map_or("none", |k| key_kind_name(k.kind()))
                 );
             }
             Some(c)
         }
         Err(e) => {
-            crate::log_error!("x509: {e}; RSA signature authentication disabled");
+            crate::log_error!("x509: {e}; signature authentication disabled");
             None
         }
     }

@@ -3,12 +3,15 @@
 //! only by iked.conf files, bring a tunnel up over IKEv2 that `ikectl show sa` shows on
 //! both sides; `ikectl reset sa`, `passive`/`active`, `reload` and SIGHUP do what
 //! ikectl(8) and iked(8) say. `-X` keeps the kernel's IPsec state untouched (the host
-//! has no ESP).
+//! has no ESP). With certificates, the key material of /etc/iked (a tree of the test's,
+//! mounted over it in the daemon's mount namespace) is read at startup and on reload.
 
 mod common;
 
 #[path = "common/iked.rs"]
 mod iked;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -290,4 +293,165 @@ fn capture_holds_the_exchanges_in_clear(pcap: &std::path::Path) {
         has("35", "192.0.2.2", &["36", "39", "33", "44", "45"]),
         "its answer: {text}"
     );
+}
+
+/// Certificates read through the monitor from /etc/iked, at startup and on reload: west
+/// starts without a private key (its rule without `psk` is loaded with a warning, and
+/// its IKE_AUTH fails, logged), then `ikectl reload` reads the key, certificate and CA
+/// that were put in its /etc/iked meanwhile, and the tunnel comes up; `ikectl show
+/// certstore` says what was read, and `ikectl reset ca` reads it again.
+#[test]
+fn certificates_read_at_startup_and_on_reload() {
+    require_root();
+    let scratch = Scratch::new("iked-pki");
+    let d = scratch.dir.join("pki");
+    pki::ca(&d, "ca");
+    pki::host(&d, "ca", "west.example", "192.0.2.1");
+    pki::host_ec(&d, "ca", "east.example", "192.0.2.2", "P-256");
+    // east's tree is complete; west's is empty for now.
+    let etc = |who: &str| {
+        let e = scratch.dir.join(format!("etc-{who}"));
+        for sub in ["private", "certs", "ca", "crls", "pubkeys/fqdn"] {
+            fs::create_dir_all(e.join(sub)).unwrap();
+        }
+        e
+    };
+    let put = |e: &Path, host: &str| {
+        fs::copy(d.join(format!("{host}.key")), e.join("private/local.key")).unwrap();
+        fs::set_permissions(
+            e.join("private/local.key"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        fs::copy(d.join(format!("{host}.crt")), e.join("certs/local.crt")).unwrap();
+        fs::copy(d.join("ca.crt"), e.join("ca/ca.crt")).unwrap();
+    };
+    let (west_etc, east_etc) = (etc("west"), etc("east"));
+    put(&east_etc, "east.example");
+    let conf = |mode: &str, me: &str, peer: &str, lnet: &str, rnet: &str, ids: (&str, &str)| {
+        format!(
+            "ikev2 \"tun\" {mode} esp from {lnet} to {rnet} local {me} peer {peer} \\\n\
+             \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
+             \tchildsa enc aes-256-gcm srcid {} dstid {}\n",
+            ids.0, ids.1
+        )
+    };
+    let link = Link::new("p");
+    let east = Iked::start_with_etc(
+        "iked-pki-east",
+        &link.b,
+        &conf(
+            "passive",
+            "192.0.2.2",
+            "192.0.2.1",
+            "203.0.113.0/24",
+            "198.51.100.0/24",
+            ("east.example", "west.example"),
+        ),
+        Some(&east_etc),
+    );
+    let west = Iked::start_with_etc(
+        "iked-pki-west",
+        &link.a,
+        &conf(
+            "active",
+            "192.0.2.1",
+            "192.0.2.2",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            ("west.example", "east.example"),
+        ),
+        Some(&west_etc),
+    );
+    let el = east.log();
+    assert!(
+        el.contains(
+            "x509: 1 CA certificate(s), our certificate: \"C=CH, O=isakmpd test, \
+             CN=east.example\"; private key: ECDSA P-256"
+        ),
+        "{el}"
+    );
+    assert!(!el.contains("IKE_AUTH will fail"), "{el}");
+    // West: the rule is loaded, with a warning, and fails when negotiated.
+    west.wait("the warning about west's rule", || {
+        west.log().contains(
+            "policy \"tun\": signature authentication, but no private key is loaded \
+             (/etc/iked/private/local.key): its IKE_AUTH will fail",
+        )
+    });
+    west.wait("west's IKE_AUTH failing", || {
+        west.log()
+            .contains("no private key for signature authentication")
+    });
+    let (st, out, err) = west.ikectl(&["show", "certstore"]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(
+        out,
+        "local: no certificate holding our private key\nkey: none (no private/local.key)\n"
+    );
+    assert!(!established(&west.show_sa()));
+
+    // The key material arrives; a reload reads it and starts the policy again.
+    put(&west_etc, "west.example");
+    let (st, _, err) = west.ikectl(&["reload"]);
+    assert_eq!(st, 0, "{err}");
+    let w = west.wait_sa("west established with certificates", established);
+    east.wait_sa("east established", established);
+    assert!(
+        w.contains("192.0.2.1:500->192.0.2.2:500<FQDN/east.example>[] ESTABLISHED"),
+        "{w}"
+    );
+    let wl = west.log();
+    assert!(
+        wl.contains(
+            "x509: 1 CA certificate(s), our certificate: \"C=CH, O=isakmpd test, \
+             CN=west.example\"; private key: RSA"
+        ),
+        "{wl}"
+    );
+    assert!(
+        wl.contains("peer authenticated by certificate \"C=CH, O=isakmpd test, CN=east.example\""),
+        "{wl}"
+    );
+    assert!(
+        east.log().contains(
+            "peer authenticated by certificate \"C=CH, O=isakmpd test, CN=west.example\""
+        ),
+        "{}",
+        east.log()
+    );
+    assert_eq!(
+        wl.matches("IKE_AUTH will fail").count(),
+        1,
+        "warned once, before the key came: {wl}"
+    );
+    let (st, out, err) = west.ikectl(&["show", "certstore"]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(
+        out,
+        "ca: C=CH, O=isakmpd test, CN=ca\n\
+         local: C=CH, O=isakmpd test, CN=west.example\n\
+         local: subjectAltName IP:192.0.2.1, DNS:west.example\n\
+         key: RSA\n"
+    );
+    // reset ca: the tree is read again (a raw public key added meanwhile shows up).
+    fs::copy(
+        d.join("east.example.crt"),
+        west_etc.join("pubkeys/fqdn/not-a-key"),
+    )
+    .unwrap();
+    let (st, _, err) = west.ikectl(&["reset", "ca"]);
+    assert_eq!(st, 0, "{err}");
+    west.wait("reset ca read the tree again", || {
+        west.log().matches("x509: 1 CA certificate(s)").count() == 2
+    });
+    assert!(
+        west.log().contains("pubkeys/fqdn/not-a-key:"),
+        "a file that is no public key is named: {}",
+        west.log()
+    );
+    // Private keys stay out of the log and of ikectl's answers.
+    for text in [&west.log(), &east.log(), &out] {
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+    }
 }

@@ -5,6 +5,11 @@
 //! show the same SPIs (`ikectl show sa`, `swanctl --list-sas`), and `ikectl reset sa`
 //! must delete charon's SAs too. charon uses its userspace ESP (kernel-libipsec), which
 //! fakes a NAT, so IKE_AUTH runs on port 4500; `-X` keeps our kernel state untouched.
+//!
+//! With a pre-shared key, and with certificates both ways (RSA, and ECDSA P-256 with
+//! `ecdsa256` and `rfc7427`): our key, certificate and CA in /etc/iked (a tree of the
+//! test's mounted over it in our daemon's mount namespace), charon's in its swanctl
+//! directories.
 
 mod common;
 
@@ -12,22 +17,36 @@ mod common;
 mod charon;
 #[path = "common/iked.rs"]
 mod iked;
+#[path = "common/pki.rs"]
+mod pki;
 
+use std::fs;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use charon::{Charon, PSK};
 use common::{Link, Scratch};
 use iked::Iked;
 
-fn iked_conf(mode: &str) -> String {
+/// Our rule: `auth` is its authentication clause (`psk "..."`, `ecdsa256`, or nothing:
+/// iked's default, any signature), `ids` our srcid and dstid.
+fn iked_conf_with(mode: &str, ids: (&str, &str), auth: &str) -> String {
     format!(
         "ikev2 \"to-charon\" {mode} esp \\\n\
          \tfrom 198.51.100.0/24 to 203.0.113.0/24 \\\n\
          \tlocal 192.0.2.1 peer 192.0.2.2 \\\n\
          \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
          \tchildsa enc aes-256-gcm \\\n\
-         \tsrcid west.example dstid east.example \\\n\
-         \tpsk \"{PSK}\"\n"
+         \tsrcid {} dstid {} {auth}\n",
+        ids.0, ids.1
+    )
+}
+
+fn iked_conf(mode: &str) -> String {
+    iked_conf_with(
+        mode,
+        ("west.example", "east.example"),
+        &format!("\\\n\tpsk \"{PSK}\""),
     )
 }
 
@@ -46,13 +65,25 @@ fn link(tag: &str) -> Link {
     l
 }
 
-fn charon(name: &str, netns: &str) -> Charon {
-    let swanctl = format!(
+/// charon's swanctl.conf: connection `v2` with the contents of its `local` and `remote`
+/// blocks, and the `secrets` section's.
+fn swanctl_conf(local: &str, remote: &str, secrets: &str) -> String {
+    format!(
         "connections {{\n v2 {{\n  version = 2\n  local_addrs = 192.0.2.2\n  remote_addrs = 192.0.2.1\n  \
          proposals = aes256-sha256-ecp256\n  \
-         local {{\n   auth = psk\n   id = east.example\n  }}\n  remote {{\n   auth = psk\n   id = west.example\n  }}\n  \
+         local {{\n{local}  }}\n  remote {{\n{remote}  }}\n  \
          children {{\n   net {{\n    mode = tunnel\n    esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    start_action = none\n   }}\n  }}\n }}\n}}\n\
-         secrets {{\n ike-1 {{\n  id-1 = east.example\n  id-2 = west.example\n  secret = \"{PSK}\"\n }}\n}}\n"
+         secrets {{\n{secrets}}}\n"
+    )
+}
+
+fn charon(name: &str, netns: &str) -> Charon {
+    let swanctl = swanctl_conf(
+        "   auth = psk\n   id = east.example\n",
+        "   auth = psk\n   id = west.example\n",
+        &format!(
+            " ike-1 {{\n  id-1 = east.example\n  id-2 = west.example\n  secret = \"{PSK}\"\n }}\n"
+        ),
     );
     Charon::launch(
         Scratch::new(name),
@@ -168,4 +199,208 @@ fn charon_initiates_to_our_passive_policy() {
     let out = c.swanctl(&["--terminate", "--ike", "v2", "--timeout", "20"]);
     assert!(out.contains("terminate completed successfully"), "{out}");
     us.wait_sa("our SA deleted by charon", |s| !s.contains("iked_sas:"));
+}
+
+/// One CA's certificates for west (us: 192.0.2.1, west.example) and east (charon:
+/// 192.0.2.2, east.example), each naming its address and FQDN in subjectAltName, with
+/// RSA or ECDSA P-256 host keys: laid out as our /etc/iked (`etc`: private/local.key,
+/// certs/, ca/) and as the files `Charon::launch` puts in charon's swanctl directories
+/// (`charon`: ca.crt, east.crt, east.key).
+struct Certs {
+    _dir: Scratch,
+    etc: PathBuf,
+    charon: PathBuf,
+}
+
+fn certs(name: &str, ec: bool) -> Certs {
+    let dir = Scratch::new(name);
+    let d = dir.dir.join("pki");
+    pki::ca(&d, "ca");
+    for (host, ip) in [("west.example", "192.0.2.1"), ("east.example", "192.0.2.2")] {
+        if ec {
+            pki::host_ec(&d, "ca", host, ip, "P-256");
+        } else {
+            pki::host(&d, "ca", host, ip);
+        }
+    }
+    let etc = dir.dir.join("etc");
+    for sub in ["private", "certs", "ca", "crls", "pubkeys"] {
+        fs::create_dir_all(etc.join(sub)).unwrap();
+    }
+    fs::copy(d.join("west.example.key"), etc.join("private/local.key")).unwrap();
+    fs::copy(d.join("west.example.crt"), etc.join("certs/west.crt")).unwrap();
+    fs::copy(d.join("ca.crt"), etc.join("ca/ca.crt")).unwrap();
+    let charon = dir.dir.join("charon");
+    fs::create_dir_all(&charon).unwrap();
+    for (from, to) in [
+        ("ca.crt", "ca.crt"),
+        ("east.example.crt", "east.crt"),
+        ("east.example.key", "east.key"),
+    ] {
+        fs::copy(d.join(from), charon.join(to)).unwrap();
+    }
+    Certs {
+        _dir: dir,
+        etc,
+        charon,
+    }
+}
+
+/// charon authenticating with its certificate and key (`auth = pubkey`), taking ours
+/// if it chains to the CA; `ids` are charon's and ours. `extra` goes into
+/// strongswan.conf's charon section.
+fn charon_certs(name: &str, netns: &str, c: &Certs, ids: (&str, &str), extra: &str) -> Charon {
+    let swanctl = swanctl_conf(
+        &format!("   auth = pubkey\n   certs = east.crt\n   id = {}\n", ids.0),
+        &format!("   auth = pubkey\n   id = {}\n   cacerts = ca.crt\n", ids.1),
+        "",
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        Some(&c.charon),
+        &format!("install_routes = no\n {extra}"),
+    )
+}
+
+/// What our log and charon's say once the tunnel is up with certificates: both loaded
+/// and checked the other's, named by its ID, with the AUTH methods `methods` (charon's as
+/// we name it, ours as charon names it).
+fn check_cert_auth(us: &Iked, c: &Charon, our_id: &str, key: &str, methods: (&str, &str)) {
+    let ol = us.log();
+    assert!(
+        ol.contains(&format!(
+            "x509: 1 CA certificate(s), our certificate: \"C=CH, O=isakmpd test, CN=west.example\"; private key: {key}"
+        )),
+        "{ol}"
+    );
+    assert!(
+        ol.contains(&format!(
+            "peer authenticated by certificate \"C=CH, O=isakmpd test, CN=east.example\", AUTH method {}",
+            methods.0
+        )),
+        "{ol}"
+    );
+    assert!(!ol.contains("IKE_AUTH will fail"), "{ol}");
+    let cl = c.log();
+    assert!(
+        cl.contains(&format!(
+            "authentication of '{our_id}' with {} successful",
+            methods.1
+        )),
+        "{cl}"
+    );
+    assert!(
+        cl.contains("CN=west.example"),
+        "charon had our certificate: {cl}"
+    );
+    // ikectl show certstore: the CA, our certificate and key.
+    let (st, out, err) = us.ikectl(&["show", "certstore"]);
+    assert_eq!(st, 0, "{err}");
+    assert!(
+        out.contains("ca: C=CH, O=isakmpd test, CN=ca\n")
+            && out.contains("local: C=CH, O=isakmpd test, CN=west.example\n")
+            && out.contains("local: subjectAltName IP:192.0.2.1, DNS:west.example\n")
+            && out.contains(&format!("key: {key}\n")),
+        "{out}"
+    );
+}
+
+/// Our active policy with certificates, charon responding; then charon initiating to our
+/// passive one. `auth`: our rules' clause for each (nothing: any signature); `extra`:
+/// charon's strongswan.conf lines for each; `methods`: the AUTH methods each way for
+/// each (see [`check_cert_auth`]).
+fn certificates_both_ways(
+    tag: &str,
+    ec: bool,
+    ids: (&str, &str),
+    auth: [&str; 2],
+    extra: [&str; 2],
+    methods: [(&str, &str); 2],
+) {
+    let c = certs(&format!("ikedc-pki-{tag}"), ec);
+    let key = if ec { "ECDSA P-256" } else { "RSA" };
+    let (ours, theirs) = (ids.0, ids.1);
+    {
+        let link = link(&format!("{tag}i"));
+        let ch = charon_certs(
+            &format!("ikedc-{tag}-charon-r"),
+            &link.b,
+            &c,
+            (theirs, ours),
+            extra[0],
+        );
+        let us = Iked::start_with_etc(
+            &format!("ikedc-{tag}-us-i"),
+            &link.a,
+            &iked_conf_with("active", ids, auth[0]),
+            Some(&c.etc),
+        );
+        let mine = us.wait_sa("our IKE SA with charon", established);
+        let sas = charon_sas(&ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
+        assert!(sas.contains("ESTABLISHED"), "{sas}");
+        assert!(mine.contains(" i natt nexti"), "{mine}");
+        check_same_sas(&mine, &sas);
+        check_cert_auth(&us, &ch, ours, key, methods[0]);
+    }
+    {
+        let link = link(&format!("{tag}r"));
+        let us = Iked::start_with_etc(
+            &format!("ikedc-{tag}-us-r"),
+            &link.a,
+            &iked_conf_with("passive", ids, auth[1]),
+            Some(&c.etc),
+        );
+        let ch = charon_certs(
+            &format!("ikedc-{tag}-charon-i"),
+            &link.b,
+            &c,
+            (theirs, ours),
+            extra[1],
+        );
+        let out = ch.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+        assert!(
+            out.contains("initiate completed successfully"),
+            "{out}\n{}",
+            us.log()
+        );
+        let mine = us.wait_sa("our responder SA", established);
+        assert!(mine.contains(" r natt nexti"), "{mine}");
+        let sas = charon_sas(&ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
+        check_same_sas(&mine, &sas);
+        check_cert_auth(&us, &ch, ours, key, methods[1]);
+    }
+}
+
+/// RSA certificates, IDs the FQDNs of the certificates, our rules without `psk` (iked's
+/// default: any signature; we sign as RFC 7427 asks when charon announces its hashes).
+#[test]
+fn rsa_certificates_both_ways() {
+    certificates_both_ways(
+        "rs",
+        false,
+        ("west.example", "east.example"),
+        ["", ""],
+        ["", ""],
+        [("Digital Signature", "RSA_EMSA_PKCS1_SHA2_256"); 2],
+    );
+}
+
+/// ECDSA P-256 certificates, IDs the addresses: `ecdsa256` (AUTH method 9, so charon
+/// must not use RFC 7427 signatures) when we initiate, `rfc7427` (method 14) when charon
+/// does.
+#[test]
+fn ecdsa_p256_certificates_both_ways() {
+    certificates_both_ways(
+        "ec",
+        true,
+        ("192.0.2.1", "192.0.2.2"),
+        ["ecdsa256", "rfc7427"],
+        ["signature_authentication = no", ""],
+        [
+            ("ECDSA with SHA-256 on P-256", "ECDSA-256 signature"),
+            ("Digital Signature", "ECDSA_WITH_SHA256_DER"),
+        ],
+    );
 }

@@ -112,13 +112,16 @@ impl Daemon {
             ["show", "sa"] => Ok(v2.show_sa(now)),
             ["show", "flows"] => Ok(v2.show_flows(now)),
             ["show", "stats"] => Ok(v2.show_stats()),
-            ["show", "certstore"] => {
-                Ok("no certificates: certificate authentication is not supported yet\n".into())
-            }
+            ["show", "certstore"] => Ok(v2.certstore.show()),
             ["reload"] => self.reload_iked(now).map(|_| String::new()),
             ["load", path] => {
                 let setup = self.parse_iked(now, body, path)?;
-                self.apply_iked(now, setup, path);
+                self.apply_iked(now, setup, path, false);
+                Ok(String::new())
+            }
+            // iked(8) reloads its CA store (and our key and certificate) on `reset ca`.
+            ["reset", "ca"] => {
+                self.load_credentials();
                 Ok(String::new())
             }
             ["reset", what] | ["reset", what, _] => {
@@ -192,15 +195,16 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP and `ikectl reload`: read iked.conf again through the monitor. A file
-    /// that does not parse leaves the running policies in force.
+    /// SIGHUP and `ikectl reload`: read iked.conf again through the monitor, and the key
+    /// material of /etc/iked. A file that does not parse leaves the running policies (and
+    /// credentials) in force.
     pub(crate) fn reload_iked(&mut self, now: Time) -> Result<(), String> {
         let path = self.opts.config.clone();
         let text = self.read_config();
         let r = text.and_then(|t| self.parse_iked(now, &t, &path));
         match r {
             Ok(setup) => {
-                self.apply_iked(now, setup, &path);
+                self.apply_iked(now, setup, &path, true);
                 Ok(())
             }
             Err(e) => {
@@ -234,12 +238,28 @@ impl Daemon {
         })
     }
 
-    fn apply_iked(&mut self, now: Time, setup: crate::iked::runtime::Setup, path: &str) {
+    /// Puts a new configuration in force; with `credentials`, reads /etc/iked again too
+    /// (else only warns about the new rules that cannot sign), before the active
+    /// policies start.
+    fn apply_iked(
+        &mut self,
+        now: Time,
+        setup: crate::iked::runtime::Setup,
+        path: &str,
+        credentials: bool,
+    ) {
         for w in &setup.warnings {
             crate::log_warn!("{path}: {w}");
         }
         if let Some(v2) = self.v2.as_mut() {
             v2.apply(now, setup);
+        }
+        if credentials {
+            self.load_credentials();
+        } else if let Some(v2) = self.v2.as_ref() {
+            v2.warn_signers();
+        }
+        if let Some(v2) = self.v2.as_mut() {
             v2.start_policies(now);
         }
         self.counters.reloads += 1;

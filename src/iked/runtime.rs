@@ -8,13 +8,15 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 
 use crate::args::Options;
-use crate::ike::crypto::AeadAlg;
+use crate::ike::crypto::{AeadAlg, KeyKind};
 use crate::ike::sa::hex;
+use crate::ike::Credentials;
 use crate::ikev2::conf::Mode;
 use crate::ikev2::engine::{Engine, IkeRef, IkeState};
 use crate::ikev2::keys::{Encr, Integ};
-use crate::ikev2::policy::{Config, Identity, Policy, Selector};
+use crate::ikev2::policy::{Config, Identity, PeerAuth, Policy, Selector, SigMethod};
 use crate::ikev2::wire::IdType;
+use crate::pki::key_kind_name;
 use crate::timer::Time;
 
 /// What iked.conf(5) says, in the form the daemon uses.
@@ -29,6 +31,8 @@ pub struct Setup {
     pub decouple: bool,
     /// `set dpd_check_interval`; 0 turns liveness checks off.
     pub dpd_secs: u64,
+    /// `set fragmentation` (RFC 7383), taken at startup.
+    pub fragmentation: bool,
     /// The files included, in order (the monitor lets a reload open these and no others).
     pub includes: Vec<String>,
     /// What was read but is not used (yet), one line each.
@@ -145,16 +149,133 @@ pub fn from_text(
         passive: s.passive,
         decouple: s.decouple,
         dpd_secs: u64::from(s.dpd_check_interval),
+        fragmentation: s.fragmentation,
         includes: Vec::new(),
         warnings,
         policy,
     })
 }
 
+/// What was loaded from /etc/iked (the engine holds the credentials themselves): for
+/// `ikectl show certstore` and the warnings about rules that cannot sign.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertStore {
+    /// Our private key's kind, when one is loaded.
+    pub key: Option<KeyKind>,
+    /// Our certificate (the one holding the private key): its subject and the
+    /// subjectAltNames a peer may know us by.
+    pub cert: Option<(String, Vec<String>)>,
+    /// The subjects of the trusted CAs.
+    pub cas: Vec<String>,
+    /// The CRLs in force, by file name.
+    pub crls: Vec<String>,
+    /// The peers' raw public keys: `kind/ID` (pubkeys/ipv4/192.0.2.2, ...).
+    pub pubkeys: Vec<String>,
+}
+
+impl CertStore {
+    pub fn of(c: &Credentials) -> CertStore {
+        CertStore {
+            key: c.signer.as_ref().map(|k| k.kind()),
+            cert: c.cert.as_ref().map(|cert| {
+                let n = cert.names();
+                let alt = n
+                    .ips
+                    .iter()
+                    .map(|a| format!("IP:{a}"))
+                    .chain(n.dns.iter().map(|d| format!("DNS:{d}")))
+                    .chain(n.emails.iter().map(|e| format!("email:{e}")))
+                    .collect();
+                (cert.subject(), alt)
+            }),
+            cas: c.cas.iter().map(|ca| ca.subject()).collect(),
+            crls: c
+                .trust
+                .as_ref()
+                .map(|t| t.crls().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            pubkeys: c
+                .pubkeys
+                .iter()
+                .map(|(kind, name, _)| format!("{kind}/{name}"))
+                .collect(),
+        }
+    }
+
+    /// `ikectl show certstore`: one line per CA, then our certificate and key, the CRLs
+    /// and the raw public keys.
+    pub fn show(&self) -> String {
+        let mut o = String::new();
+        for ca in &self.cas {
+            let _ = writeln!(o, "ca: {ca}");
+        }
+        match &self.cert {
+            Some((subject, alt)) => {
+                let _ = writeln!(o, "local: {subject}");
+                if !alt.is_empty() {
+                    let _ = writeln!(o, "local: subjectAltName {}", alt.join(", "));
+                }
+            }
+            None => o.push_str("local: no certificate holding our private key\n"),
+        }
+        let _ = writeln!(
+            o,
+            "key: {}",
+            self.key
+                .map_or("none (no private/local.key)", key_kind_name)
+        );
+        for c in &self.crls {
+            let _ = writeln!(o, "crl: {c}");
+        }
+        for p in &self.pubkeys {
+            let _ = writeln!(o, "pubkey: {p}");
+        }
+        o
+    }
+}
+
+/// The rules that authenticate with signatures but cannot sign with our private key
+/// (`key`: its kind, None without one), one warning each. The rule stays loaded: its
+/// IKE_AUTH fails, and the engine logs why, when it is negotiated.
+pub fn signature_warnings(policy: &Policy, key: Option<KeyKind>) -> Vec<String> {
+    let mut w = Vec::new();
+    for p in &policy.peers {
+        let PeerAuth::Sig(m) = p.auth else { continue };
+        let (word, wants) = match m {
+            SigMethod::Any => ("signature authentication", None),
+            SigMethod::Rfc7427 => ("rfc7427", None),
+            SigMethod::Rsa => ("rsa", Some(KeyKind::Rsa)),
+            SigMethod::Ecdsa256 => ("ecdsa256", Some(KeyKind::EcP256)),
+            SigMethod::Ecdsa384 => ("ecdsa384", Some(KeyKind::EcP384)),
+            SigMethod::Ecdsa521 => ("ecdsa521", Some(KeyKind::EcP521)),
+        };
+        let why = match (key, wants) {
+            (None, _) => format!(
+                "no private key is loaded ({})",
+                crate::pki::Paths::iked().key
+            ),
+            (Some(KeyKind::Other), _) => "our private key is neither RSA nor ECDSA".into(),
+            (Some(k), Some(want)) if k != want => format!(
+                "our private key is {}, not {}",
+                key_kind_name(k),
+                key_kind_name(want)
+            ),
+            _ => continue,
+        };
+        w.push(format!(
+            "policy \"{}\": {word}, but {why}: its IKE_AUTH will fail",
+            p.name
+        ));
+    }
+    w
+}
+
 /// The IKEv2 side of the daemon.
 pub struct V2 {
     pub engine: Engine,
     pub setup: Setup,
+    /// What the credentials the engine holds are made of.
+    pub certstore: CertStore,
     /// -S, `set passive` or `ikectl passive`: nothing is started.
     pub passive: bool,
     /// `ikectl decouple` / `set decouple`.
@@ -178,6 +299,7 @@ impl V2 {
         let config = Config {
             nat_port: opts.udpencap_port,
             liveness_secs: setup.dpd_secs,
+            fragmentation: setup.fragmentation,
             kernel_answers: kernel,
             ..Config::default()
         };
@@ -192,8 +314,27 @@ impl V2 {
             passive: opts.passive || setup.passive,
             decoupled: setup.decouple,
             setup,
+            certstore: CertStore::default(),
             control,
             v1_dropped: 0,
+        }
+    }
+
+    /// Our key material, read from /etc/iked (startup and reload), for the engine; None
+    /// (it did not make credentials, logged) keeps the running ones. Then warns about the
+    /// rules that cannot sign with what we have.
+    pub fn set_credentials(&mut self, c: Option<Credentials>) {
+        if let Some(c) = c {
+            self.certstore = CertStore::of(&c);
+            self.engine.set_credentials(c);
+        }
+        self.warn_signers();
+    }
+
+    /// Logs [`signature_warnings`] for the policies in force.
+    pub fn warn_signers(&self) {
+        for w in signature_warnings(&self.setup.policy, self.certstore.key) {
+            crate::log_warn!("{w}");
         }
     }
 
@@ -475,6 +616,69 @@ pub fn ike_major(data: &[u8], encap: bool) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn setup(text: &str) -> Setup {
+        from_text(text, "t.conf", &[], &mut |p: &str| {
+            Err(format!("{p}: no include"))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn rules_that_cannot_sign_are_named() {
+        let s = setup(
+            "ikev2 \"p\" esp from 10.0.0.0/24 to 10.0.1.0/24 peer 192.0.2.2 psk \"k\"\n\
+             ikev2 \"any\" esp from 10.0.0.0/24 to 10.0.2.0/24 peer 192.0.2.3\n\
+             ikev2 \"ec\" esp from 10.0.0.0/24 to 10.0.3.0/24 peer 192.0.2.4 ecdsa256\n\
+             ikev2 \"r\" esp from 10.0.0.0/24 to 10.0.4.0/24 peer 192.0.2.5 rfc7427\n",
+        );
+        assert_eq!(s.policy.peers.len(), 4, "{:?}", s.warnings);
+        let w = signature_warnings(&s.policy, None);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(
+            w[0],
+            "policy \"any\": signature authentication, but no private key is loaded \
+             (/etc/iked/private/local.key): its IKE_AUTH will fail"
+        );
+        assert!(w[1].starts_with("policy \"ec\": ecdsa256, but no private key"));
+        assert!(w[2].starts_with("policy \"r\": rfc7427, but no private key"));
+        // An RSA key signs for any signature and RFC 7427, not for ecdsa256.
+        let w = signature_warnings(&s.policy, Some(KeyKind::Rsa));
+        assert_eq!(
+            w,
+            [
+                "policy \"ec\": ecdsa256, but our private key is RSA, not ECDSA P-256: \
+              its IKE_AUTH will fail"
+            ]
+        );
+        assert!(signature_warnings(&s.policy, Some(KeyKind::EcP256)).is_empty());
+        let w = signature_warnings(&s.policy, Some(KeyKind::Other));
+        assert_eq!(w.len(), 3);
+        assert!(w[0].contains("neither RSA nor ECDSA"), "{w:?}");
+    }
+
+    #[test]
+    fn certstore_lines() {
+        assert_eq!(
+            CertStore::default().show(),
+            "local: no certificate holding our private key\nkey: none (no private/local.key)\n"
+        );
+        let c = CertStore {
+            key: Some(KeyKind::EcP256),
+            cert: Some((
+                "CN=west".into(),
+                vec!["IP:192.0.2.1".into(), "DNS:west".into()],
+            )),
+            cas: vec!["CN=ca".into()],
+            crls: vec!["ca.crl".into()],
+            pubkeys: vec!["fqdn/east.example".into()],
+        };
+        assert_eq!(
+            c.show(),
+            "ca: CN=ca\nlocal: CN=west\nlocal: subjectAltName IP:192.0.2.1, DNS:west\n\
+             key: ECDSA P-256\ncrl: ca.crl\npubkey: fqdn/east.example\n"
+        );
+    }
 
     #[test]
     fn major_version() {

@@ -27,18 +27,71 @@ pub struct Iked {
     pub scratch: Scratch,
     pub ikectl: PathBuf,
     pub conf: PathBuf,
+    /// Held while our /etc/iked tree is mounted (dropped after the daemon).
+    _etc: Option<EtcIked>,
 }
 
-const WRAP: &str = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
+/// /etc/iked as the mount point of a test's own tree: made when it is missing, and
+/// removed again (if still empty) when the last daemon of this test binary that used
+/// it is gone. The tree itself is mounted in the daemon's private mount namespace only,
+/// so the host's /etc/iked is never written.
+pub struct EtcIked;
+
+/// (daemons using /etc/iked as a mount point, whether we made it).
+static ETC_IKED: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+
+impl EtcIked {
+    pub fn take() -> EtcIked {
+        let mut u = ETC_IKED.lock().unwrap_or_else(|e| e.into_inner());
+        if u.0 == 0 && !Path::new("/etc/iked").exists() {
+            fs::create_dir("/etc/iked").unwrap();
+            u.1 = true;
+        }
+        u.0 += 1;
+        EtcIked
+    }
+}
+
+impl Drop for EtcIked {
+    fn drop(&mut self) {
+        let mut u = ETC_IKED.lock().unwrap_or_else(|e| e.into_inner());
+        u.0 -= 1;
+        if u.0 == 0 && u.1 {
+            let _ = fs::remove_dir("/etc/iked");
+            u.1 = false;
+        }
+    }
+}
+
+/// With `IKED_TEST_ETC` set, that directory is bind-mounted over /etc/iked too (the key
+/// material the monitor serves to iked).
+const WRAP: &str = r#"mount --bind "$1" "$2" && { [ -z "$IKED_TEST_ETC" ] || mount --bind "$IKED_TEST_ETC" /etc/iked; } && shift 2 && exec "$@""#;
 
 impl Iked {
     pub fn start(name: &str, netns: &str, conf_text: &str) -> Iked {
-        Iked::start_with(name, netns, conf_text, &[])
+        Iked::start_full(name, netns, conf_text, None, &[])
     }
 
     /// With more flags (e.g. `-L`).
     pub fn start_with(name: &str, netns: &str, conf_text: &str, extra: &[&str]) -> Iked {
+        Iked::start_full(name, netns, conf_text, None, extra)
+    }
+
+    /// Like [`Iked::start`], with `etc` mounted over /etc/iked (private/local.key, certs/,
+    /// ca/, crls/, pubkeys/).
+    pub fn start_with_etc(name: &str, netns: &str, conf_text: &str, etc: Option<&Path>) -> Iked {
+        Iked::start_full(name, netns, conf_text, etc, &[])
+    }
+
+    pub fn start_full(
+        name: &str,
+        netns: &str,
+        conf_text: &str,
+        etc: Option<&Path>,
+        extra: &[&str],
+    ) -> Iked {
         require_root();
+        let etc_guard = etc.map(|_| EtcIked::take());
         let scratch = Scratch::new(name);
         let conf = scratch.write("iked.conf", conf_text, 0o600);
         let (iked, ikectl) = links(&scratch.dir);
@@ -53,6 +106,10 @@ impl Iked {
                 "--propagation",
                 "private",
             ])
+            .env(
+                "IKED_TEST_ETC",
+                etc.map(|p| p.as_os_str().to_owned()).unwrap_or_default(),
+            )
             .args(["sh", "-c", WRAP, "sh"])
             .arg(scratch.dir.join("run"))
             .arg(real_run())
@@ -71,6 +128,7 @@ impl Iked {
             scratch,
             ikectl,
             conf,
+            _etc: etc_guard,
         };
         d.wait("iked started", || d.log().contains("iked started"));
         d
