@@ -22,7 +22,9 @@
 //! with the IKE SA. Certificates, RSA and ECDSA, both ways: charon sends its own only
 //! when asked (its default), so our CERTREQ must name its CA; its log says with which
 //! signature scheme it checked ours (RFC 7427 or methods 1 and 9). And IKE_AUTH in
-//! fragments (RFC 7383) both ways, charon splitting at 576 bytes and we at 544.
+//! fragments (RFC 7383) both ways, charon splitting at 576 bytes and we at 544. And
+//! configuration payloads (§2.19): charon as road warrior gets an address from our pool,
+//! and we get one from charon's, each side's CHILD_SA narrowed to it.
 
 mod common;
 
@@ -1082,5 +1084,138 @@ fn ike_auth_with_rsa_certificates_in_fragments_both_ways_with_charon() {
     assert!(
         st.fragments_sent >= 2 && st.fragments_received >= 2,
         "{st:?}"
+    );
+}
+
+// ----- Configuration payloads (RFC 7296 §2.19) -----
+
+/// Ours with its one peer changed by `f` (PSK, AES-GCM, ECP-256).
+fn ours_with(netns: &str, f: impl FnOnce(&mut Peer)) -> Ours {
+    let mut o = Ours::new(netns, GCM_ECP256, ESP_GCM);
+    let mut pol = o.engine.policy().clone();
+    f(&mut pol.peers[0]);
+    o.engine = Engine::new(Config::default(), pol, Time(0), random_source(None));
+    o
+}
+
+/// charon with PSK, `extra` in its connection, its CHILD_SA's selectors, and `tail`
+/// after the connections (pools).
+fn charon_cp(name: &str, netns: &str, extra: &str, ts: (&str, &str), tail: &str) -> Charon {
+    let (local_ts, remote_ts) = ts;
+    let swanctl = format!(
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+         proposals = aes256gcm16-prfsha256-ecp256\n  {extra}\n  local {{\n   auth = psk\n   id = {CHARON_ADDR}\n  }}\n  \
+         remote {{\n   auth = psk\n   id = {US}\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
+         esp_proposals = aes256gcm16\n    local_ts = {local_ts}\n    remote_ts = {remote_ts}\n    \
+         start_action = none\n   }}\n  }}\n }}\n}}\n\
+         secrets {{\n ike-1 {{\n  id-1 = {CHARON_ADDR}\n  id-2 = {US}\n  secret = \"{PSK}\"\n }}\n}}\n{tail}"
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        None,
+        "install_routes = no",
+    )
+}
+
+#[test]
+fn charon_as_road_warrior_gets_an_address_from_our_pool() {
+    use isakmpd::ikev2::policy::CpConfig;
+    use isakmpd::ikev2::wire::CfgAttrType;
+    let l = link("v2cp");
+    let c = charon_cp(
+        "v2-charon-vip",
+        &l.b,
+        "vips = 0.0.0.0",
+        ("dynamic", "198.51.100.0/24"),
+        "",
+    );
+    // charon does not put the address on an interface here (install_virtual_ip = no),
+    // but kernel-libipsec's route needs it as a source: it goes on charon's loopback.
+    let st = Command::new("ip")
+        .args(["-n", &l.b, "addr", "add", "203.0.113.129/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pool: std::net::IpAddr = "203.0.113.128".parse().unwrap();
+    let mut ours = ours_with(&l.a, |p| {
+        p.remote_ts = vec![Selector::subnet(pool, 28)];
+        p.cp = CpConfig {
+            pool: Some((pool, 28)),
+            serve: vec![(CfgAttrType::INTERNAL_IP4_DNS, vec![198, 51, 100, 53])],
+            ..CpConfig::default()
+        };
+    });
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        ours.run_until(|e| e.child_sas().count() == 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+    let vip: std::net::IpAddr = "203.0.113.129".parse().unwrap();
+    let (_, info) = ours.engine.ike_sas().next().unwrap();
+    assert_eq!(info.peer_vip, Some(vip));
+    let child = ours.engine.child_sas().next().unwrap().clone();
+    assert_eq!(child.ts_remote, vec![Selector::host(vip)]);
+    let log = c.log();
+    assert!(log.contains("CPRP(ADDR)"), "{log}");
+    assert!(
+        log.contains("installing new virtual IP 203.0.113.129"),
+        "{log}"
+    );
+    let sas = c.swanctl(&["--list-sas"]);
+    assert!(sas.contains("INSTALLED"), "{sas}");
+    assert!(sas.contains("local  203.0.113.129/32"), "{sas}");
+    assert!(sas.contains(&format!("in  {:08x}", child.spi_out)), "{sas}");
+}
+
+#[test]
+fn we_ask_charon_for_an_address_and_our_side_is_narrowed_to_it() {
+    use isakmpd::ikev2::policy::CpConfig;
+    use isakmpd::ikev2::wire::CfgAttrType;
+    let l = link("v2cq");
+    let c = charon_cp(
+        "v2-charon-pool",
+        &l.b,
+        "pools = rw",
+        ("203.0.113.0/24", "dynamic"),
+        "pools {\n rw {\n  addrs = 198.51.100.192/28\n  dns = 203.0.113.53\n }\n}\n",
+    );
+    let mut ours = ours_with(&l.a, |p| {
+        p.local_ts = vec![Selector::subnet("0.0.0.0".parse().unwrap(), 0)];
+        p.cp = CpConfig {
+            request: vec![
+                CfgAttrType::INTERNAL_IP4_ADDRESS,
+                CfgAttrType::INTERNAL_IP4_DNS,
+            ],
+            ..CpConfig::default()
+        };
+    });
+    let now = ours.now();
+    ours.engine.connect(now, "charon").unwrap();
+    ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+    let (_, info) = ours.engine.ike_sas().next().expect("our IKE SA");
+    let vip = info.own_vip.expect("an address from charon");
+    let v4 = match vip {
+        std::net::IpAddr::V4(a) => a.octets(),
+        _ => panic!("{vip}"),
+    };
+    assert_eq!(&v4[..3], &[198, 51, 100], "{vip}");
+    assert!((192..208).contains(&v4[3]), "{vip}");
+    let child = ours
+        .engine
+        .child_sas()
+        .next()
+        .expect("our CHILD_SA")
+        .clone();
+    assert_eq!(child.ts_local, vec![Selector::host(vip)]);
+    let sas = c.swanctl(&["--list-sas"]);
+    assert!(sas.contains("INSTALLED"), "{sas}");
+    assert!(sas.contains(&format!("remote {vip}/32")), "{sas}");
+    let log = c.log();
+    assert!(
+        log.contains(&format!("assigning virtual IP {vip}")),
+        "{log}"
     );
 }
