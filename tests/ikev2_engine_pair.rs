@@ -2676,3 +2676,42 @@ fn an_exhausted_pool_is_internal_address_failure_and_a_deleted_sa_gives_its_addr
         vips(&p.east)
     );
 }
+
+#[test]
+fn invalid_ke_in_create_child_sa_makes_the_initiator_retry_with_the_named_group() {
+    // West offers PFS with MODP-2048 first (its KEi is for it) and ECP-256 second; east
+    // takes only ECP-256: INVALID_KE_PAYLOAD naming it, and west asks again with it.
+    let modp = EspProposal {
+        pfs: Some(DhGroup::MODP_2048),
+        ..ESP_GCM
+    };
+    let ecp = EspProposal {
+        pfs: Some(DhGroup::ECP_256),
+        ..ESP_GCM
+    };
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[modp, ecp]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ecp]),
+    );
+    p.connect();
+    assert_eq!(children(&p.west).len(), 1);
+    p.sent.clear();
+    let spi = children(&p.west)[0].spi_in;
+    let now = p.now;
+    assert_eq!(p.west.rekey_child(now, ChildRef::Spi(spi)), 1);
+    p.drive();
+    let requests = p
+        .sent
+        .iter()
+        .filter(|d| d.from_west && exchange(&d.data) == (36, false))
+        .count();
+    assert_eq!(
+        requests, 2,
+        "the CREATE_CHILD_SA request, then again with ECP-256"
+    );
+    let pairs = child_pairs(&p);
+    assert_eq!(pairs.len(), 1, "the rekeyed CHILD_SA replaced the old one");
+    assert_eq!(pairs[0].0.pfs, Some(DhGroup::ECP_256));
+    assert_ne!(pairs[0].0.spi_in, spi);
+    assert_kernels_hold_the_child_sas(&p);
+}

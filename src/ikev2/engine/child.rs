@@ -317,12 +317,61 @@ impl Engine {
     /// four nonces is deleted by its creator and the old one by the other's creator.
     pub(super) fn create_child_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
         let Engine {
-            sas, policy, io, ..
+            sas,
+            policy,
+            io,
+            config,
+            ..
         } = self;
         let Some(sa) = sas.get_mut(h) else { return };
-        let Some(cr) = sa.creating.take() else { return };
+        let Some(mut cr) = sa.creating.take() else {
+            return;
+        };
         let peer = &policy.peers[sa.peer];
         let remote = sa.info.remote;
+        // INVALID_KE_PAYLOAD (§1.3): once, again with the group it names if one of our
+        // PFS suites has it; same SPI, nonce and selectors, a new message ID.
+        if let Some(n) = inner.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let g = <[u8; 2]>::try_from(n.data)
+                .ok()
+                .map(|b| DhGroup(u16::from_be_bytes(b)))
+                .filter(|g| peer.esp.iter().any(|e| e.pfs == Some(*g)));
+            match g {
+                Some(g) if !cr.ke_retried => {
+                    log::info!(
+                        "ikev2: {} {remote}: CREATE_CHILD_SA: the peer wants group {g}",
+                        peer.name
+                    );
+                    let msgid = sa.next_msgid;
+                    let m = new_dh(io, g).and_then(|dh| {
+                        cr.dh = Some(dh);
+                        cr.ke_retried = true;
+                        build_create_child(io, sa, peer, msgid, &cr)
+                    });
+                    match m {
+                        Ok(m) => {
+                            let what = Req::CreateChild(cr.rekey);
+                            sa.creating = Some(cr);
+                            io.request(now, config, h, sa, (msgid, m), what);
+                            sa.next_msgid = msgid.wrapping_add(1);
+                        }
+                        Err(Fail(why)) => {
+                            log::warn!("ikev2: {} {remote}: CREATE_CHILD_SA: {why}", peer.name);
+                            io.release_spi(sa.info.local, remote, cr.spi_in);
+                        }
+                    }
+                    return;
+                }
+                _ => {
+                    log::warn!(
+                        "ikev2: {} {remote}: CREATE_CHILD_SA: INVALID_KE_PAYLOAD for no group of ours",
+                        peer.name
+                    );
+                    io.release_spi(sa.info.local, remote, cr.spi_in);
+                    return;
+                }
+            }
+        }
         let res = (|| -> Result<ChildSa, String> {
             let (esp, spi_out, tsi, tsr) = accept_child(peer, inner, true)?;
             let Some(Payload::Nonce(nr)) = inner.find(PayloadType::NONCE) else {
@@ -664,6 +713,7 @@ pub(super) fn new_creating(
         ts_local,
         ts_remote,
         crossed: None,
+        ke_retried: false,
     })
 }
 
@@ -677,7 +727,12 @@ pub(super) fn build_create_child(
     c: &Creating,
 ) -> Result<Vec<u8>, Fail> {
     let spi = c.spi_in.to_be_bytes();
-    let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms_pfs()).collect();
+    // The suites of our KE's group first (after INVALID_KE_PAYLOAD it is not the first
+    // suite's).
+    let group = c.dh.as_ref().map(|d| DhGroup(d.group().number()));
+    let mut order: Vec<&EspProposal> = peer.esp.iter().filter(|e| e.pfs == group).collect();
+    order.extend(peer.esp.iter().filter(|e| e.pfs != group));
+    let trs: Vec<_> = order.iter().map(|p| p.transforms_pfs()).collect();
     let props: Vec<ProposalRepr<'_>> = trs
         .iter()
         .enumerate()

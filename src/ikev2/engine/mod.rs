@@ -62,7 +62,9 @@
 //!   before its lifetime, at random) and deleted at its lifetime if still here; an IKE
 //!   SA with an `ikelifetime` likewise. Byte limits are the kernel's; its EXPIREs come in
 //!   through [`Engine::handle_expire`].
-//! - Not yet: INVALID_KE_PAYLOAD retries in CREATE_CHILD_SA; simultaneous IKE SA rekeys
+//! - INVALID_KE_PAYLOAD in answer to our CREATE_CHILD_SA: asked once more with the
+//!   group it names, when one of our PFS suites has it.
+//! - Not yet: simultaneous IKE SA rekeys
 //!   (§2.8.2) and a CHILD_SA rekey crossing an IKE SA rekey; a second try of a failed
 //!   lifetime rekey.
 //!
@@ -344,6 +346,8 @@ struct Creating {
     /// The peer rekeyed the same CHILD_SA meanwhile (§2.8.1): the lower nonce of its
     /// exchange.
     crossed: Option<Vec<u8>>,
+    /// Sent again with the group the peer's INVALID_KE_PAYLOAD named (once).
+    ke_retried: bool,
 }
 
 /// The request we wait an answer for.
