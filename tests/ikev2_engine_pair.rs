@@ -2212,6 +2212,20 @@ fn sig_pki() -> &'static std::path::Path {
         std::fs::rename(crl, dir.join("revokes-east.crl")).unwrap();
         pki::raw_key(&dir, "rawwest");
         pki::raw_key(&dir, "raweast");
+        let st = std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-in",
+                "mallory.crt",
+                "-pubkey",
+                "-noout",
+                "-out",
+                "mallory.pub",
+            ])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
         dir
     })
 }
@@ -2714,4 +2728,32 @@ fn invalid_ke_in_create_child_sa_makes_the_initiator_retry_with_the_named_group(
     assert_eq!(pairs[0].0.pfs, Some(DhGroup::ECP_256));
     assert_ne!(pairs[0].0.spi_in, spi);
     assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn a_certificate_whose_key_is_in_pubkeys_is_taken_without_a_ca() {
+    // East's certificate is from otherca, which west does not trust; but west holds its
+    // key in pubkeys/ for east's address (iked looks there first).
+    let mut wc = creds("west", "ca");
+    wc.add_pubkey("ipv4", &EAST[..9], &pki_file("mallory.pub"))
+        .unwrap();
+    let mut ec = creds("mallory", "otherca");
+    ec.cas = vec![isakmpd::ike::crypto::Certificate::parse(&pki_file("ca.crt")).unwrap()];
+    ec.trust = Some(isakmpd::ike::crypto::TrustStore::new(&ec.cas).unwrap());
+    let p = sig_pair((SigMethod::Any, wc), (SigMethod::Any, ec));
+    assert_established(&p);
+}
+
+#[test]
+fn a_peer_without_a_pool_address_cannot_claim_one() {
+    // West asks for nothing and proposes a pool address as its side: east has no
+    // address to narrow to and takes nothing of the pool: no CHILD_SA.
+    let mut p = cp_pair(("198.51.100.128", 28));
+    let mut west = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    west.local_ts = vec![net("198.51.100.130/32")];
+    p.west = engine(west, 1);
+    p.connect();
+    assert_eq!(p.east.ike_sas().count(), 1);
+    assert!(children(&p.east).is_empty() && children(&p.west).is_empty());
+    assert_eq!(vips(&p.east), vec![(None, None)]);
 }

@@ -145,7 +145,7 @@ impl CpConfig {
             IpAddr::V6(a) => (128, u128::from(a)),
         };
         let host_bits = bits.saturating_sub(u32::from(prefix).min(bits));
-        let size: u128 = if host_bits >= 127 {
+        let size: u128 = if host_bits >= 128 {
             u128::MAX
         } else {
             1 << host_bits

@@ -153,8 +153,17 @@ pub fn verify(
         }
         let (alg, sig) = rest.split_at(len);
         let (h, pad, ecdsa) = algorithm(alg).ok_or("AUTH signature algorithm not supported")?;
-        if ecdsa != matches!(kind, KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::EcP521) {
+        let fits = match kind {
+            KeyKind::Rsa => !ecdsa,
+            KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::EcP521 => ecdsa,
+            KeyKind::Other => false,
+        };
+        if !fits {
             return Err("AUTH signature algorithm does not fit the peer's key");
+        }
+        // Only the hashes we announced (RFC 7427 §4: SHA2-256, -384, -512).
+        if h == HashAlg::Sha1 {
+            return Err("AUTH signed with SHA-1, which we did not announce");
         }
         return key.verify(h, pad, octets, sig).map_err(bad);
     }
@@ -247,6 +256,13 @@ pub fn peer_key(
         };
     };
     let cert = Certificate::parse(first).map_err(|_| "the peer's certificate does not parse")?;
+    // A certificate whose key is the one pubkeys/ holds for the ID is taken as that key
+    // (iked's ca_getcert looks there first), CA or not.
+    if let (Some(k), Ok(c)) = (creds.pubkey_by_id(id_ty.0, id), cert.public()) {
+        if k.spki_der() == c.spki_der() {
+            return Ok((k.clone(), "its public key in pubkeys/".into()));
+        }
+    }
     if !cert.names().matches_id(id_ty.0, id) {
         return Err(format!(
             "certificate \"{}\" does not name the peer's ID",
@@ -400,6 +416,17 @@ mod tests {
             octets
         )
         .is_err());
+        // sha1WithRSAEncryption: a hash we did not announce.
+        let alg: &[u8] = &[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05,
+            0x00,
+        ];
+        let sig = k.sign(HashAlg::Sha1, SigPadding::Pkcs1, octets).unwrap();
+        let mut data = vec![alg.len() as u8];
+        data.extend_from_slice(alg);
+        data.extend_from_slice(&sig);
+        let m = AuthMethod::DIGITAL_SIGNATURE;
+        assert!(verify(&p, SigMethod::Any, m, &data, octets).is_err());
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Engine {
         // The CHILD_SA: an ESP suite and the selectors both sides allow (the peer's side
         // is its pool address when it has one); our SPI from the random source when no
         // kernel reserves one.
-        let pool_ts = sa.info.peer_vip.map(|a| vec![Selector::host(a)]);
+        let pool_ts = peer_side(sa, peer);
         Ok(
             choose_child(peer, inner, false, pool_ts.as_deref()).map(|mut c| {
                 if !io.kernel_answers {
@@ -583,4 +583,22 @@ pub(super) fn add_cp(
     b.payload(PayloadType::CP, |w| {
         super::super::wire::payload::emit_cp(w, ty, &list)
     })
+}
+
+/// What the peer's side of its CHILD_SAs may be when its policy has a pool: the address
+/// it was given, or without one what the policy allows outside the pool (no peer takes
+/// another's address). None: the policy's selectors as they are.
+pub(super) fn peer_side(sa: &IkeSa, peer: &Peer) -> Option<Vec<Selector>> {
+    if let Some(a) = sa.info.peer_vip {
+        return Some(vec![Selector::host(a)]);
+    }
+    let (base, prefix) = peer.cp.pool?;
+    let pool = Selector::subnet(base, prefix);
+    Some(
+        peer.remote_ts
+            .iter()
+            .filter(|s| s.intersect(&pool).is_none())
+            .copied()
+            .collect(),
+    )
 }

@@ -70,7 +70,7 @@ impl Engine {
         sa.peer_msgid = hd.msgid.wrapping_add(1);
         let peer = &policy.peers[sa.peer];
         // A peer with an address from our pool has only that on its side (§2.19).
-        let pool_ts = sa.info.peer_vip.map(|a| vec![Selector::host(a)]);
+        let pool_ts = peer_side(sa, peer);
         let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
         let res = (|| -> Result<ChildAnswer, Fail> {
             let old = match inner.notify(NotifyType::REKEY_SA) {

@@ -128,7 +128,7 @@ use super::keys::{
 };
 use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, PeerAuth, Policy, Selector};
 use super::sig;
-use super::sk::{Progress, Reassembly, SkError, SkKeys};
+use super::sk::{Progress, Reassembly, ReassemblyError, SkError, SkKeys};
 use super::wire::ts::emit_ts;
 use super::wire::{
     parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, CfgAttrType, CfgType,
@@ -249,6 +249,8 @@ pub struct Stats {
     /// IKE fragments (RFC 7383) sent and authenticated ones received.
     pub fragments_sent: u64,
     pub fragments_received: u64,
+    /// Reassemblies given up for newer ones ([`REASSEMBLIES_MAX`]).
+    pub reassemblies_evicted: u64,
     pub retransmits: u64,
     pub ike_sas_established: u64,
     pub child_sas_established: u64,
@@ -428,15 +430,25 @@ struct IkeSa {
     /// The fragments of the peer's message being reassembled: its message ID, whether it
     /// is a response, what came so far (allocated for the first fragment, gone with the
     /// message).
-    reassembly: Option<(u32, bool, Box<Fragments>)>,
+    reassembly: Option<Reassembling>,
 }
 
 /// The peer's fragments of one message: at most 64 and 64 KiB of plaintext.
 type Fragments = Reassembly<65536, 64>;
 
-/// Messages being reassembled at once, over all IKE SAs: a fragment that would start
-/// one more is dropped (a peer that finished IKE_SA_INIT has keys, so the ICV alone does
-/// not bound this memory).
+/// A message of the peer's being reassembled: its message ID, whether it is a response,
+/// when its first fragment came, what came so far.
+struct Reassembling {
+    msgid: u32,
+    response: bool,
+    since: Time,
+    frags: Box<Fragments>,
+}
+
+/// Messages being reassembled at once, over all IKE SAs (a peer that finished
+/// IKE_SA_INIT has keys, so the ICV alone does not bound this memory): one more takes
+/// the place of the oldest, so that stale ones (a peer that never sends the rest) cannot
+/// keep a real peer's IKE_AUTH out.
 const REASSEMBLIES_MAX: usize = 16;
 
 impl IkeSa {
@@ -902,6 +914,25 @@ impl Engine {
         self.io.dropped(remote, why);
     }
 
+    /// Gives up the reassembly that began first, over all IKE SAs, for a new one.
+    fn evict_oldest_reassembly(&mut self) {
+        let oldest = self
+            .sas
+            .iter()
+            .filter_map(|(h, sa)| sa.reassembly.as_ref().map(|r| (r.since, h)))
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, h)| h);
+        if let Some(sa) = oldest.and_then(|h| self.sas.get_mut(h)) {
+            sa.reassembly = None;
+            self.reassemblies = self.reassemblies.saturating_sub(1);
+            self.io.stats.reassemblies_evicted += 1;
+            log::debug!(
+                "ikev2: {}: an IKE fragment reassembly given up for a newer one",
+                sa.info.remote
+            );
+        }
+    }
+
     /// An authenticated fragment (RFC 7383 §2.6) of the peer's message: kept until all
     /// are here, then the message is handled as if it had come whole. Only with
     /// fragmentation negotiated, and only for the request we expect or the response we
@@ -943,31 +974,49 @@ impl Engine {
             }
             return self.io.dropped(remote, "IKE fragment outside the window");
         }
-        let r = match &mut sa.reassembly {
-            Some((m, resp, r)) if *m == hd.msgid && *resp == response => r,
-            slot => {
-                if slot.is_none() {
-                    if self.reassemblies >= REASSEMBLIES_MAX {
-                        return self
-                            .io
-                            .dropped(remote, "IKE fragment: too many reassemblies");
-                    }
-                    self.reassemblies += 1;
-                }
-                &mut slot.insert((hd.msgid, response, Box::default())).2
+        let ongoing = sa
+            .reassembly
+            .as_ref()
+            .is_some_and(|r| r.msgid == hd.msgid && r.response == response);
+        if !ongoing {
+            let had = sa.reassembly.take().is_some();
+            if !had && self.reassemblies >= REASSEMBLIES_MAX {
+                self.evict_oldest_reassembly();
             }
+            if !had {
+                self.reassemblies += 1;
+            }
+            let Some(sa) = self.sas.get_mut(h) else {
+                return;
+            };
+            sa.reassembly = Some(Reassembling {
+                msgid: hd.msgid,
+                response,
+                since: now,
+                frags: Box::default(),
+            });
+        }
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        let Some(r) = sa.reassembly.as_mut() else {
+            return;
         };
         self.io.stats.fragments_received += 1;
-        match r.add(number, total, first, plain) {
+        match r.frags.add(number, total, first, plain) {
             Ok(Progress::Complete) => {}
             Ok(Progress::Incomplete | Progress::Duplicate) => return,
+            // RFC 7383 §2.6: a fragment of an older fragmentation is dropped alone.
+            Err(ReassemblyError::Stale) => {
+                return self.io.dropped(remote, "IKE fragment: stale");
+            }
             Err(e) => {
                 sa.reassembly = None;
                 self.reassemblies -= 1;
                 return self.io.dropped(remote, &format!("IKE fragment: {e:?}"));
             }
         }
-        let Some((_, _, r)) = sa.reassembly.take() else {
+        let Some(Reassembling { frags: r, .. }) = sa.reassembly.take() else {
             return;
         };
         self.reassemblies -= 1;
