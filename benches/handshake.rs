@@ -122,9 +122,98 @@ fn run(label: &str, mm: &str, qm: &str, n: usize) {
 /// (AES-GCM-256) between two engines in memory, IKE SA suite AES-CBC-128 / HMAC-SHA2-256
 /// / PRF-HMAC-SHA2-256 and `group`.
 fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
+    run_v2_auth(label, group, n, None);
+}
+
+/// The PEM private keys and certificates of two hosts (192.0.2.1, 192.0.2.2) and their
+/// CA, RSA-2048 or ECDSA P-256, made with OpenSSL.
+struct BenchPki {
+    ca: Vec<u8>,
+    hosts: [(Vec<u8>, Vec<u8>); 2],
+}
+
+fn bench_pki(ec: bool) -> BenchPki {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
+    use openssl::x509::{X509Name, X509NameBuilder, X509};
+    let key = || -> PKey<Private> {
+        if ec {
+            let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+            PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
+        } else {
+            PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+        }
+    };
+    let name = |cn: &str| -> X509Name {
+        let mut b = X509NameBuilder::new().unwrap();
+        b.append_entry_by_text("CN", cn).unwrap();
+        b.build()
+    };
+    let cert = |cn: &str, k: &PKey<Private>, serial: u32| {
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let sn = BigNum::from_u32(serial).unwrap().to_asn1_integer().unwrap();
+        b.set_serial_number(&sn).unwrap();
+        b.set_subject_name(&name(cn)).unwrap();
+        b.set_issuer_name(&name("bench ca")).unwrap();
+        b.set_pubkey(k).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b
+    };
+    let ca_key = key();
+    let mut b = cert("bench ca", &ca_key, 1);
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let ca = b.build();
+    let host = |ip: &str, serial| {
+        let k = key();
+        let mut b = cert(ip, &k, serial);
+        let san = SubjectAlternativeName::new()
+            .ip(ip)
+            .build(&b.x509v3_context(Some(&ca), None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        (
+            k.private_key_to_pem_pkcs8().unwrap(),
+            b.build().to_pem().unwrap(),
+        )
+    };
+    BenchPki {
+        ca: ca.to_pem().unwrap(),
+        hosts: [host("192.0.2.1", 2), host("192.0.2.2", 3)],
+    }
+}
+
+/// As [`run_v2`], authenticating with certificates of `pki` (signatures, RFC 7427).
+fn run_v2_auth(
+    label: &str,
+    group: isakmpd::ikev2::wire::DhGroup,
+    n: usize,
+    pki: Option<&BenchPki>,
+) {
     use isakmpd::ikev2::engine::{Engine as V2, IkeState};
     use isakmpd::ikev2::policy::{
-        Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector,
+        Config, EspProposal, Identity, IkeProposal, Peer, PeerAuth, Policy, Selector, SigMethod,
     };
     use isakmpd::ikev2::wire::{EncrId, IntegId, PrfId};
     let wa: SocketAddr = "192.0.2.1:500".parse().unwrap();
@@ -133,7 +222,10 @@ fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
         name: "peer".into(),
         local: me,
         remote: them,
-        auth: PeerAuth::psk(b"bench-key"),
+        auth: match pki {
+            Some(_) => PeerAuth::Sig(SigMethod::Any),
+            None => PeerAuth::psk(b"bench-key"),
+        },
         local_id: Identity::addr(me.ip()),
         remote_id: Some(Identity::addr(them.ip())),
         ike: vec![IkeProposal {
@@ -157,12 +249,18 @@ fn run_v2(label: &str, group: isakmpd::ikev2::wire::DhGroup, n: usize) {
         cp: Default::default(),
     };
     let engine = |p: Peer, seed: u64| {
-        V2::new(
+        let mut e = V2::new(
             Config::default(),
             Policy { peers: vec![p] },
             Time(0),
             isakmpd::ike::crypto::random_source(Some(seed)),
-        )
+        );
+        if let Some(pki) = pki {
+            let (k, c) = &pki.hosts[(seed as usize + 1) % 2];
+            let creds = isakmpd::ike::Credentials::load(Some(k), &[c.clone()], &[pki.ca.clone()]);
+            e.set_credentials(creds.unwrap());
+        }
+        e
     };
     let mut resp = Duration::ZERO;
     let t0 = Instant::now();
@@ -287,6 +385,18 @@ fn main() {
         "IKEv2 INIT+AUTH PSK AES-128/SHA2-256 ECP256",
         isakmpd::ikev2::wire::DhGroup::ECP_256,
         500,
+    );
+    run_v2_auth(
+        "IKEv2 INIT+AUTH RSA-2048 certs ECP256",
+        isakmpd::ikev2::wire::DhGroup::ECP_256,
+        200,
+        Some(&bench_pki(false)),
+    );
+    run_v2_auth(
+        "IKEv2 INIT+AUTH ECDSA-P256 certs ECP256",
+        isakmpd::ikev2::wire::DhGroup::ECP_256,
+        300,
+        Some(&bench_pki(true)),
     );
     flood(
         "spoofed MM1 AES-128/SHA2-256 MODP2048",

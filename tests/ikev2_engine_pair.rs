@@ -2757,3 +2757,46 @@ fn a_peer_without_a_pool_address_cannot_claim_one() {
     assert!(children(&p.east).is_empty() && children(&p.west).is_empty());
     assert_eq!(vips(&p.east), vec![(None, None)]);
 }
+
+#[test]
+fn simultaneous_ike_sa_rekeys_leave_one_ike_sa_with_the_child_sa() {
+    // Both ends rekey the IKE SA at once (§2.8.2); the seeds vary the nonces, so that
+    // either side's new IKE SA is the redundant one in some of the runs.
+    let mut redundant_west = 0;
+    for seed in 0..8u64 {
+        let mut p = Pair::new(
+            peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        );
+        p.west = engine(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), 100 + seed);
+        p.east = engine(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]), 200 + seed);
+        p.connect();
+        assert_established(&p);
+        let (_, old) = one_ike(&p.west);
+        let (child, _) = child_pairs(&p).remove(0);
+        let now = p.now;
+        assert_eq!(p.west.rekey_ike(now, IkeRef::Peer("peer")), 1);
+        assert_eq!(p.east.rekey_ike(now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        let ((wh, w), (eh, e)) = (one_ike(&p.west), one_ike(&p.east));
+        assert_eq!((w.spi_i, w.spi_r), (e.spi_i, e.spi_r), "seed {seed}");
+        assert!(w.spi_i != old.spi_i && w.spi_r != old.spi_r, "new SPIs");
+        assert_eq!(w.initiator, !e.initiator);
+        redundant_west += usize::from(!w.initiator);
+        let pairs = child_pairs(&p);
+        assert_eq!(pairs.len(), 1, "seed {seed}");
+        assert_eq!(pairs[0].0.spi_in, child.spi_in);
+        assert_eq!((pairs[0].0.ike, pairs[0].1.ike), (wh, eh));
+        assert_eq!(stats(&p.west).child_sas_deleted, 0);
+        assert_eq!(stats(&p.west).failed + stats(&p.east).failed, 0);
+        // The survivor works.
+        rekey_once_more(&mut p);
+        assert_eq!(p.east.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+        p.drive();
+        assert_nothing(&p);
+    }
+    assert!(
+        (1..8).contains(&redundant_west),
+        "each side's rekey was the redundant one in some run: {redundant_west}"
+    );
+}

@@ -111,7 +111,33 @@ impl Engine {
             }
         };
         io.respond(sa, hd.msgid, m);
-        if let Some(new) = made {
+        let Some(new) = made else { return };
+        // §2.8.2: both ends rekeyed this IKE SA at once. Of the two new IKE SAs, the one
+        // whose exchange has the lowest of the four nonces is redundant and is deleted
+        // by the end that made it; the other takes the CHILD_SAs, and its initiator
+        // deletes the old one.
+        let low = new.ni.as_slice().min(new.nr.as_slice()).to_vec();
+        let (ours_in_flight, ours_done) = (sa.rekeying.is_some(), sa.rekeyed_to.clone());
+        if ours_in_flight {
+            // Decided when our answer comes.
+            if let Some(b) = self.adopt(now, new) {
+                if let Some(sa) = self.sas.get_mut(h) {
+                    sa.crossed_ike = Some((b, low));
+                }
+            }
+        } else if let Some((a, a_low)) = ours_done {
+            let Some(b) = self.adopt(now, new) else {
+                return;
+            };
+            if a_low < low {
+                log::info!(
+                    "ikev2: {}: simultaneous IKE SA rekey: ours is redundant",
+                    peer_name(self, h)
+                );
+                self.hand_over(now, a, b);
+                self.start_request(now, a, Req::DeleteIke);
+            }
+        } else {
             self.take_over(now, h, new);
         }
     }
@@ -159,26 +185,72 @@ impl Engine {
             rekeyed_sa(sa, &chosen, gir.as_bytes(), (r.spi, spi_r), &r.ni, nr, true)
                 .map_err(|Fail(why)| why)
         })();
+        let crossed = self.sas.get_mut(h).and_then(|sa| sa.crossed_ike.take());
         match res {
             Ok(new) => {
-                self.take_over(now, h, new);
-                self.start_request(now, h, Req::DeleteIke);
+                let low = new.ni.as_slice().min(new.nr.as_slice()).to_vec();
+                let Some(a) = self.adopt(now, new) else {
+                    return;
+                };
+                match crossed {
+                    // §2.8.2, ours redundant: the peer's takes the CHILD_SAs and deletes
+                    // the old IKE SA; we delete ours.
+                    Some((b, b_low)) if low < b_low => {
+                        log::info!(
+                            "ikev2: {}: simultaneous IKE SA rekey: ours is redundant",
+                            peer_name(self, h)
+                        );
+                        self.hand_over(now, h, b);
+                        self.start_request(now, a, Req::DeleteIke);
+                    }
+                    // Ours survives (the peer deletes its redundant one, if any).
+                    _ => {
+                        self.hand_over(now, h, a);
+                        if let Some(sa) = self.sas.get_mut(h) {
+                            sa.rekeyed_to = Some((a, low));
+                        }
+                        self.start_request(now, h, Req::DeleteIke);
+                    }
+                }
             }
             // XXX: an answer we cannot take should get its IKE SA deleted.
             Err(why) => {
                 log::warn!("ikev2: {}: IKE SA rekey: {why}", peer.name);
+                // The peer's crossing rekey, if any, is the one left.
+                if let Some((b, _)) = crossed {
+                    self.hand_over(now, h, b);
+                }
                 self.next_request(now, h);
             }
         }
     }
 
     /// The new IKE SA of a rekey goes in the table and takes the old one's CHILD_SAs.
-    pub(super) fn take_over(&mut self, now: Time, old: Handle, mut new: IkeSa) {
-        let (spi_i, spi_r, name) = (new.info.spi_i, new.info.spi_r, new.info.peer.clone());
+    pub(super) fn take_over(&mut self, now: Time, old: Handle, new: IkeSa) {
+        if let Some(nh) = self.adopt(now, new) {
+            self.hand_over(now, old, nh);
+        }
+    }
+
+    /// The new IKE SA of a rekey goes in the table, its lifetime counting from now.
+    pub(super) fn adopt(&mut self, now: Time, mut new: IkeSa) -> Option<Handle> {
         let p = new.peer;
         ike_lifetime_starts(&mut self.io, &mut new, &self.policy.peers[p], now);
-        let Some(nh) = self.sas.insert(new) else {
+        let name = new.info.peer.clone();
+        let nh = self.sas.insert(new);
+        if nh.is_none() {
             log::error!("ikev2: {name}: IKE SA table full; rekey dropped");
+        }
+        nh
+    }
+
+    /// IKE SA `nh` takes IKE SA `old`'s CHILD_SAs; `old` is replaced.
+    pub(super) fn hand_over(&mut self, now: Time, old: Handle, nh: Handle) {
+        let Some((spi_i, spi_r, name)) = self
+            .sas
+            .get(nh)
+            .map(|n| (n.info.spi_i, n.info.spi_r, n.info.peer.clone()))
+        else {
             return;
         };
         let moving: Vec<Handle> = self
@@ -230,6 +302,13 @@ impl Engine {
             self.start_request(now, nh, r);
         }
     }
+}
+
+/// The name of IKE SA `h`'s peer, for logs.
+fn peer_name(e: &Engine, h: Handle) -> String {
+    e.sas
+        .get(h)
+        .map_or_else(String::new, |sa| sa.info.peer.clone())
 }
 
 /// The IKE SA that replaces `old` after a rekey (§1.3.2, §2.18): SKEYSEED =

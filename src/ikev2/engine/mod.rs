@@ -64,9 +64,13 @@
 //!   through [`Engine::handle_expire`].
 //! - INVALID_KE_PAYLOAD in answer to our CREATE_CHILD_SA: asked once more with the
 //!   group it names, when one of our PFS suites has it.
-//! - Not yet: simultaneous IKE SA rekeys
-//!   (§2.8.2) and a CHILD_SA rekey crossing an IKE SA rekey; a second try of a failed
-//!   lifetime rekey.
+//! - Simultaneous IKE SA rekeys (§2.8.2): the peer's rekey that comes while ours is in
+//!   flight waits for our answer; the new IKE SA whose exchange has the lowest nonce is
+//!   deleted by its maker, the other takes the CHILD_SAs and its initiator deletes the
+//!   old one. A crossing seen only after our rekey finished is decided the same way.
+//! - Not yet: a crossing where the Delete of the old IKE SA overtakes the peer's rekey
+//!   request (loss or reordering); a CHILD_SA rekey crossing an IKE SA rekey; a second
+//!   try of a failed lifetime rekey.
 //!
 //! - Signatures (sig.rs, RFC 7296 §2.15, RFC 4754, RFC 7427): with [`PeerAuth::Sig`]
 //!   we announce SIGNATURE_HASH_ALGORITHMS and name our CAs in CERTREQ (IKE_SA_INIT
@@ -425,6 +429,10 @@ struct IkeSa {
     peer_hashes: u8,
     /// Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
     frag: bool,
+    /// §2.8.2: the peer's rekey of this IKE SA that came while ours was in flight (its
+    /// new IKE SA, the lower nonce of its exchange), and ours once done (the same).
+    crossed_ike: Option<(Handle, Vec<u8>)>,
+    rekeyed_to: Option<(Handle, Vec<u8>)>,
     /// Responder: the CFG_REPLY attributes of our IKE_AUTH answer (§3.15).
     cp_reply: Vec<(CfgAttrType, Vec<u8>)>,
     /// The fragments of the peer's message being reassembled: its message ID, whether it
@@ -485,6 +493,8 @@ impl IkeSa {
             peer_hashes: 0,
             frag: false,
             cp_reply: Vec::new(),
+            crossed_ike: None,
+            rekeyed_to: None,
             reassembly: None,
         }
     }
