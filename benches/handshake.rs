@@ -257,7 +257,11 @@ fn run_v2_auth(
         );
         if let Some(pki) = pki {
             let (k, c) = &pki.hosts[(seed as usize + 1) % 2];
-            let creds = isakmpd::ike::Credentials::load(Some(k), &[c.clone()], &[pki.ca.clone()]);
+            let creds = isakmpd::ike::Credentials::load(
+                Some(k),
+                std::slice::from_ref(c),
+                std::slice::from_ref(&pki.ca),
+            );
             e.set_credentials(creds.unwrap());
         }
         e

@@ -450,9 +450,7 @@ fn every_set_option() {
     assert_eq!(cfg.liveness_secs, 30);
     assert!(cfg.fragmentation);
     let (_, warns) = c.to_engine().unwrap();
-    for w in ["set ocsp"] {
-        assert!(warns.iter().any(|x| x.starts_with(w)), "{w}: {warns:?}");
-    }
+    assert!(warns.iter().any(|x| x.starts_with("set ocsp")), "{warns:?}");
     // passive and decouple are the daemon's (crate::iked), not the engine's; the engine
     // does fragmentation: no warning.
     for w in ["set passive", "set decouple", "set fragmentation"] {

@@ -95,6 +95,7 @@
 mod auth;
 mod child;
 mod cookie;
+mod frag;
 mod ike_rekey;
 mod info;
 mod init;
@@ -106,6 +107,7 @@ mod window;
 use self::auth::*;
 use self::child::*;
 use self::cookie::*;
+use self::frag::*;
 use self::ike_rekey::*;
 use self::init::*;
 use self::io::*;
@@ -440,24 +442,6 @@ struct IkeSa {
     /// message).
     reassembly: Option<Reassembling>,
 }
-
-/// The peer's fragments of one message: at most 64 and 64 KiB of plaintext.
-type Fragments = Reassembly<65536, 64>;
-
-/// A message of the peer's being reassembled: its message ID, whether it is a response,
-/// when its first fragment came, what came so far.
-struct Reassembling {
-    msgid: u32,
-    response: bool,
-    since: Time,
-    frags: Box<Fragments>,
-}
-
-/// Messages being reassembled at once, over all IKE SAs (a peer that finished
-/// IKE_SA_INIT has keys, so the ICV alone does not bound this memory): one more takes
-/// the place of the oldest, so that stale ones (a peer that never sends the rest) cannot
-/// keep a real peer's IKE_AUTH out.
-const REASSEMBLIES_MAX: usize = 16;
 
 impl IkeSa {
     /// An IKE SA with the peer at index `peer` of the policy, before anything is
@@ -924,133 +908,6 @@ impl Engine {
         self.io.dropped(remote, why);
     }
 
-    /// Gives up the reassembly that began first, over all IKE SAs, for a new one.
-    fn evict_oldest_reassembly(&mut self) {
-        let oldest = self
-            .sas
-            .iter()
-            .filter_map(|(h, sa)| sa.reassembly.as_ref().map(|r| (r.since, h)))
-            .min_by_key(|(t, _)| *t)
-            .map(|(_, h)| h);
-        if let Some(sa) = oldest.and_then(|h| self.sas.get_mut(h)) {
-            sa.reassembly = None;
-            self.reassemblies = self.reassemblies.saturating_sub(1);
-            self.io.stats.reassemblies_evicted += 1;
-            log::debug!(
-                "ikev2: {}: an IKE fragment reassembly given up for a newer one",
-                sa.info.remote
-            );
-        }
-    }
-
-    /// An authenticated fragment (RFC 7383 §2.6) of the peer's message: kept until all
-    /// are here, then the message is handled as if it had come whole. Only with
-    /// fragmentation negotiated, and only for the request we expect or the response we
-    /// wait for; fragment 1 of a request we have answered brings our answer again.
-    #[allow(clippy::too_many_arguments)]
-    fn fragment(
-        &mut self,
-        now: Time,
-        h: Handle,
-        hd: &Header,
-        (local, remote): (SocketAddr, SocketAddr),
-        (number, total): (u16, u16),
-        first: PayloadType,
-        plain: &[u8],
-    ) {
-        let Some(sa) = self.sas.get_mut(h) else {
-            return;
-        };
-        if !sa.frag {
-            return self
-                .io
-                .dropped(remote, "IKE fragment, fragmentation not negotiated");
-        }
-        let response = hd.response();
-        let expected = if response {
-            sa.request.as_ref().map(|r| r.msgid) == Some(hd.msgid)
-        } else {
-            hd.msgid == sa.peer_msgid
-        };
-        if !expected {
-            if !response && number == 1 {
-                if let Some((m, r)) = &sa.response {
-                    if *m == hd.msgid {
-                        self.io.send(local, remote, r);
-                        self.io.stats.responses_resent += 1;
-                        return;
-                    }
-                }
-            }
-            return self.io.dropped(remote, "IKE fragment outside the window");
-        }
-        let ongoing = sa
-            .reassembly
-            .as_ref()
-            .is_some_and(|r| r.msgid == hd.msgid && r.response == response);
-        if !ongoing {
-            let had = sa.reassembly.take().is_some();
-            if !had && self.reassemblies >= REASSEMBLIES_MAX {
-                self.evict_oldest_reassembly();
-            }
-            if !had {
-                self.reassemblies += 1;
-            }
-            let Some(sa) = self.sas.get_mut(h) else {
-                return;
-            };
-            sa.reassembly = Some(Reassembling {
-                msgid: hd.msgid,
-                response,
-                since: now,
-                frags: Box::default(),
-            });
-        }
-        let Some(sa) = self.sas.get_mut(h) else {
-            return;
-        };
-        let Some(r) = sa.reassembly.as_mut() else {
-            return;
-        };
-        self.io.stats.fragments_received += 1;
-        match r.frags.add(number, total, first, plain) {
-            Ok(Progress::Complete) => {}
-            Ok(Progress::Incomplete | Progress::Duplicate) => return,
-            // RFC 7383 §2.6: a fragment of an older fragmentation is dropped alone.
-            Err(ReassemblyError::Stale) => {
-                return self.io.dropped(remote, "IKE fragment: stale");
-            }
-            Err(e) => {
-                sa.reassembly = None;
-                self.reassemblies -= 1;
-                return self.io.dropped(remote, &format!("IKE fragment: {e:?}"));
-            }
-        }
-        let Some(Reassembling { frags: r, .. }) = sa.reassembly.take() else {
-            return;
-        };
-        self.reassemblies -= 1;
-        let mut whole = vec![0u8; 65536];
-        let Ok((first, n)) = r.assemble(&mut whole) else {
-            return self.io.dropped(remote, "IKE fragments do not assemble");
-        };
-        drop(r);
-        match parse_payloads(first, &whole[..n]) {
-            Ok(inner) => {
-                self.io
-                    .capture_clear((remote, local), hd, first, &whole[..n]);
-                if response {
-                    self.response(now, h, hd, &inner);
-                } else {
-                    self.request(now, h, hd, &inner, (local, remote));
-                }
-                self.heard_from(now, h);
-            }
-            Err(e) => self.io.dropped(remote, e.reason),
-        }
-        zeroize::Zeroize::zeroize(&mut whole[..n]);
-    }
-
     /// An authenticated message came: the liveness check of an established SA moves.
     fn heard_from(&mut self, now: Time, h: Handle) {
         let secs = self.config.liveness_secs;
@@ -1187,69 +1044,6 @@ fn seal_protected(
     let n = b.finish()?;
     out.truncate(n);
     sk.seal(&mut out)?;
-    Ok(out)
-}
-
-/// The longest message to the peer of `sa` before it is fragmented (RFC 7383 §2.5.1).
-fn fragment_limit(io: &Io, sa: &IkeSa) -> usize {
-    if io.fragment_size > 0 {
-        return io.fragment_size;
-    }
-    let ip = if sa.info.remote.is_ipv4() {
-        576 - 28
-    } else {
-        1280 - 48
-    };
-    if sa.info.local.port() == io.nat_port {
-        ip - 4
-    } else {
-        ip
-    }
-}
-
-/// The fragments of a message (RFC 7383 §2.5), one after the other: each an SKF of
-/// its own under the same header, each at most `limit` bytes; the first carries the
-/// first inner payload's type, the others none.
-fn seal_fragments(
-    io: &mut Io,
-    sa: &mut IkeSa,
-    sk: &SkKeys,
-    hdr: &Header,
-    first: PayloadType,
-    plain: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, Fail> {
-    // The largest plaintext a fragment of `limit` bytes carries.
-    let room = |n: usize| HEADER_LEN + 8 + sk.body_len(n) <= limit;
-    let mut chunk = limit.saturating_sub(HEADER_LEN + 8);
-    while chunk > 0 && !room(chunk) {
-        chunk -= 1;
-    }
-    if chunk == 0 {
-        return Err(Fail("fragment size too small"));
-    }
-    let total = plain.len().div_ceil(chunk);
-    let total = u16::try_from(total).map_err(|_| Fail("too many fragments"))?;
-    let mut out = Vec::with_capacity(usize::from(total) * limit);
-    for (i, part) in plain.chunks(chunk).enumerate() {
-        let number = i as u16 + 1;
-        let iv = io.iv(sa, sk);
-        let mut frag = vec![0u8; HEADER_LEN + 8 + sk.body_len(part.len())];
-        let mut b = MessageBuilder::new(&mut frag, hdr)?;
-        let next = if number == 1 {
-            first
-        } else {
-            PayloadType::NONE
-        };
-        b.encrypted(next, Some((number, total)), |w| {
-            sk.write_body(w, part, &iv).map_err(|_| NoRoom)
-        })?;
-        let n = b.finish()?;
-        frag.truncate(n);
-        sk.seal(&mut frag)?;
-        out.extend_from_slice(&frag);
-    }
-    io.stats.fragments_sent += u64::from(total);
     Ok(out)
 }
 
