@@ -300,6 +300,9 @@ struct Pair {
     kernel_queue: VecDeque<(Time, bool, KernelOp)>,
     /// How long a kernel takes to answer, in milliseconds of virtual time.
     kernel_delay: u64,
+    /// West is behind a NAT with this public address: its ports 500 and 4500 show as
+    /// 40500 and 44500.
+    nat: Option<IpAddr>,
     events: Vec<Event>,
 }
 
@@ -316,6 +319,7 @@ impl Pair {
             east_kernel: FakeKernel::new(0x2000_0000),
             kernel_queue: VecDeque::new(),
             kernel_delay: 0,
+            nat: None,
             events: Vec::new(),
         }
     }
@@ -429,12 +433,25 @@ impl Pair {
     }
 
     fn deliver(&mut self, d: &Datagram) {
+        let (src, dst) = match (self.nat, d.from_west) {
+            (Some(public), true) => (SocketAddr::new(public, 40_000 + d.src.port()), d.dst),
+            (Some(public), false) => {
+                if d.dst.ip() != public || d.dst.port() < 40_000 {
+                    return;
+                }
+                (
+                    d.src,
+                    SocketAddr::new(addr(WEST).ip(), d.dst.port() - 40_000),
+                )
+            }
+            (None, _) => (d.src, d.dst),
+        };
         let e = if d.from_west {
             &mut self.east
         } else {
             &mut self.west
         };
-        e.handle_datagram(self.now, d.dst, d.src, &d.data);
+        e.handle_datagram(self.now, dst, src, &d.data);
     }
 
     /// One kernel request taken, one datagram delivered, or the clock moved to the next
@@ -2799,4 +2816,52 @@ fn simultaneous_ike_sa_rekeys_leave_one_ike_sa_with_the_child_sa() {
         (1..8).contains(&redundant_west),
         "each side's rekey was the redundant one in some run: {redundant_west}"
     );
+}
+
+#[test]
+fn behind_a_nat_the_initiator_moves_to_4500_and_keeps_the_mapping_open() {
+    // West is behind a NAT (203.0.113.99, ports 40500 and 44500); east takes any peer.
+    let mut east = peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    east.remote = addr("0.0.0.0:500");
+    let mut p = Pair::new(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), east);
+    p.nat = Some("203.0.113.99".parse().unwrap());
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time(5_000));
+    let ((_, w), (_, e)) = (one_ike(&p.west), one_ike(&p.east));
+    assert_eq!(
+        (w.state, e.state),
+        (IkeState::Established, IkeState::Established)
+    );
+    assert!(
+        w.nat_local && !w.nat_remote,
+        "west sees itself behind a NAT"
+    );
+    assert!(e.nat_remote && !e.nat_local, "east sees west behind one");
+    assert_eq!(w.local.port(), 4500);
+    assert_eq!(e.remote, addr("203.0.113.99:44500"));
+    let (wc, ec) = (children(&p.west), children(&p.east));
+    assert_eq!((wc.len(), ec.len()), (1, 1));
+    assert_eq!(wc[0].encap, Some((4500, 4500)));
+    assert_eq!(ec[0].encap, Some((4500, 44500)));
+    // Keepalives: west, behind the NAT, every 20 s from port 4500; east none.
+    p.sent.clear();
+    p.drive_until(Time(5_000 + 61_000));
+    let ka: Vec<&Datagram> = p.sent.iter().filter(|d| d.data == [0xff]).collect();
+    assert_eq!(ka.len(), 3, "three in 61 s");
+    assert!(ka
+        .iter()
+        .all(|d| d.from_west && d.src.port() == 4500 && d.dst.port() == 4500));
+    assert_eq!(stats(&p.west).nat_keepalives, 3);
+    assert_eq!(stats(&p.east).nat_keepalives, 0);
+    // They do not disturb the IKE SA: a CHILD_SA rekey and the delete still work.
+    let spi = wc[0].spi_in;
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Spi(spi)), 1);
+    let end = Time(p.now.0 + 5_000);
+    p.drive_until(end);
+    assert_eq!(children(&p.west).len(), 1);
+    assert_ne!(children(&p.west)[0].spi_in, spi);
+    assert_eq!(p.west.delete_ike(p.now, IkeRef::Peer("peer")), 1);
+    let end = Time(p.now.0 + 5_000);
+    p.drive_until(end);
+    assert_eq!(p.west.ike_sas().count() + p.east.ike_sas().count(), 0);
 }

@@ -60,6 +60,9 @@ pub struct Config {
     /// takes iked's: 576 - 28 bytes to an IPv4 peer, 1280 - 48 to an IPv6 one (RFC 7383
     /// §2.5.1), 4 less on port 4500.
     pub fragment_size: usize,
+    /// Behind a NAT (§2.23), an established IKE SA sends a NAT-keepalive (RFC 3948 §2.3)
+    /// on port 4500 this often, as iked does every 20 s; 0 sends none.
+    pub nat_keepalive_secs: u64,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             kernel_answers: false,
             fragmentation: false,
             fragment_size: 0,
+            nat_keepalive_secs: 20,
         }
     }
 }

@@ -160,6 +160,7 @@ impl Engine {
         };
         io.respond(sa, msgid, m);
         sa.info.state = IkeState::Established;
+        io.keepalive_starts(sa, now);
         ike_lifetime_starts(io, sa, peer, now);
         sa.expires = None;
         *half_open = half_open.saturating_sub(1);
@@ -254,6 +255,7 @@ impl Engine {
         }
         sa.info.state = IkeState::Established;
         ike_lifetime_starts(io, sa, peer, now);
+        io.keepalive_starts(sa, now);
         io.arm(h, sa);
         io.stats.ike_sas_established += 1;
         log::info!(

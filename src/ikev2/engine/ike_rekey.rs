@@ -236,6 +236,7 @@ impl Engine {
     pub(super) fn adopt(&mut self, now: Time, mut new: IkeSa) -> Option<Handle> {
         let p = new.peer;
         ike_lifetime_starts(&mut self.io, &mut new, &self.policy.peers[p], now);
+        self.io.keepalive_starts(&mut new, now);
         let name = new.info.peer.clone();
         let nh = self.sas.insert(new);
         if nh.is_none() {
@@ -275,6 +276,7 @@ impl Engine {
         // The old one is done: not rekeyed again, gone when deleted (or at its expiry).
         if let Some(sa) = self.sas.get_mut(old) {
             sa.replaced = true;
+            sa.keepalive_at = None;
             sa.info.rekey_at = None;
         }
         self.rearm(old);

@@ -26,6 +26,8 @@ pub(super) struct Io {
     pub(super) ticket: u32,
     /// [`Config::fragment_size`].
     pub(super) fragment_size: usize,
+    /// [`Config::nat_keepalive_secs`].
+    pub(super) keepalive_secs: u64,
     /// Messages for the capture file, in clear ([`Engine::poll_capture`]), while on.
     pub(super) capture_on: bool,
     pub(super) capture: VecDeque<Captured>,
@@ -59,6 +61,12 @@ impl Io {
             self.outbox.push(local, remote, prefix, &rest[..n]);
             rest = &rest[n..];
         }
+    }
+
+    /// An IKE SA behind a NAT keeps its mapping open from now on (RFC 3948 §2.3).
+    pub(super) fn keepalive_starts(&self, sa: &mut IkeSa, now: Time) {
+        sa.keepalive_at = (sa.info.nat_local && self.keepalive_secs > 0)
+            .then(|| now.add_secs(self.keepalive_secs));
     }
 
     /// Keeps a message for the capture file.

@@ -84,7 +84,12 @@
 //! - Capture ([`Engine::poll_capture`]): every message sent and received, protected ones
 //!   in clear (the SK payload replaced by its inner payloads).
 //!
-//! TODO (issue 16): NAT keepalives and rebinding, MOBIKE, CP, EAP.
+//! - NAT-keepalives (RFC 3948 §2.3): behind a NAT, one 0xFF byte on port 4500 every
+//!   [`Config::nat_keepalive_secs`] while the IKE SA lives.
+//! - Configuration payloads (§2.19): an address from the policy's pool, and what else
+//!   it serves, for a peer that asks; the address the peer gives, when we ask.
+//!
+//! TODO (issue 16): NAT rebinding, MOBIKE, EAP.
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
@@ -257,6 +262,8 @@ pub struct Stats {
     pub fragments_received: u64,
     /// Reassemblies given up for newer ones ([`REASSEMBLIES_MAX`]).
     pub reassemblies_evicted: u64,
+    /// NAT-keepalives sent (RFC 3948 §2.3).
+    pub nat_keepalives: u64,
     pub retransmits: u64,
     pub ike_sas_established: u64,
     pub child_sas_established: u64,
@@ -413,6 +420,8 @@ struct IkeSa {
     expires: Option<Time>,
     /// An established SA's liveness check is due at this time.
     idle: Option<Time>,
+    /// Behind a NAT: the next NAT-keepalive.
+    keepalive_at: Option<Time>,
     timer: Option<TimerHandle>,
     /// Responder: the (SPIi, address) index entry.
     init_index: Option<Handle>,
@@ -467,6 +476,7 @@ impl IkeSa {
             queued: Vec::new(),
             expires: None,
             idle: None,
+            keepalive_at: None,
             timer: None,
             init_index: None,
             iv_counter: 0,
@@ -513,6 +523,7 @@ impl IkeSa {
             self.request.as_ref().map(|r| r.at),
             self.expires,
             self.idle,
+            self.keepalive_at,
             self.info.rekey_at,
             self.info.expires_at,
             self.child_due,
@@ -581,6 +592,7 @@ impl Engine {
                 kernel: VecDeque::new(),
                 ticket: 0,
                 fragment_size: config.fragment_size,
+                keepalive_secs: config.nat_keepalive_secs,
                 capture_on: false,
                 capture: VecDeque::new(),
             },
@@ -766,6 +778,14 @@ impl Engine {
             let Some(sa) = self.sas.get_mut(h) else {
                 continue;
             };
+            if sa.keepalive_at.is_some_and(|t| t <= now) {
+                // RFC 3948 §2.3: one 0xFF byte, no non-ESP marker.
+                sa.keepalive_at = Some(now.add_secs(self.config.nat_keepalive_secs));
+                self.io
+                    .outbox
+                    .push(sa.info.local, sa.info.remote, &[], &[0xff]);
+                self.io.stats.nat_keepalives += 1;
+            }
             if sa.expires.is_some_and(|t| t <= now) {
                 self.io.stats.half_open_expired += 1;
                 self.delete(h, "no IKE_AUTH in time");
