@@ -2845,7 +2845,13 @@ fn behind_a_nat_the_initiator_moves_to_4500_and_keeps_the_mapping_open() {
     assert_eq!(ec[0].encap, Some((4500, 44500)));
     // Keepalives: west, behind the NAT, every 20 s from port 4500; east none.
     p.sent.clear();
+    let dropped = stats(&p.east).datagrams_dropped;
     p.drive_until(Time(5_000 + 61_000));
+    assert_eq!(
+        stats(&p.east).datagrams_dropped,
+        dropped,
+        "keepalives are not drops"
+    );
     let ka: Vec<&Datagram> = p.sent.iter().filter(|d| d.data == [0xff]).collect();
     assert_eq!(ka.len(), 3, "three in 61 s");
     assert!(ka

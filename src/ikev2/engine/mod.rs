@@ -837,7 +837,11 @@ impl Engine {
     ) {
         self.io.stats.datagrams_received += 1;
         let data = if local.port() == self.config.nat_port {
-            // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive.
+            // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive,
+            // which only keeps the peer's NAT mapping open (§2.3): nothing to do.
+            if data == [0xff] {
+                return;
+            }
             match data.strip_prefix(&[0u8; 4][..]) {
                 Some(d) => d,
                 None => return self.dropped(remote, "no non-ESP marker"),
