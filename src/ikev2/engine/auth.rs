@@ -126,14 +126,7 @@ impl Engine {
             build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
                 b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
                 add_cert(b, PayloadType::CERT, &cert)?;
-                b.add(
-                    PayloadType::AUTH,
-                    false,
-                    &Payload::Auth(AuthPayload {
-                        method,
-                        data: &auth,
-                    }),
-                )?;
+                add_auth(b, method, &auth)?;
                 add_cp(b, CfgType::REPLY, &cp_reply)?;
                 match child {
                     Ok(c) => {
@@ -327,6 +320,19 @@ pub(super) fn own_certreq(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
         .then(|| sig::certreq(&creds.cas))
 }
 
+/// The AUTH payload (§3.8).
+pub(super) fn add_auth(
+    b: &mut MessageBuilder<'_>,
+    method: AuthMethod,
+    data: &[u8],
+) -> Result<(), NoRoom> {
+    b.add(
+        PayloadType::AUTH,
+        false,
+        &Payload::Auth(AuthPayload { method, data }),
+    )
+}
+
 /// A CERT or CERTREQ payload of X.509 signature certificates, if there is `data`.
 pub(super) fn add_cert(
     b: &mut MessageBuilder<'_>,
@@ -463,14 +469,7 @@ pub(super) fn build_auth_request(
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
         add_cert(b, PayloadType::CERT, &cert)?;
         add_cert(b, PayloadType::CERTREQ, &certreq)?;
-        b.add(
-            PayloadType::AUTH,
-            false,
-            &Payload::Auth(AuthPayload {
-                method,
-                data: &auth,
-            }),
-        )?;
+        add_auth(b, method, &auth)?;
         add_cp(b, CfgType::REQUEST, &asked)?;
         b.sa(&props)?;
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
