@@ -1,25 +1,22 @@
 # Sourced by cross/build.sh and cross/test.sh: what a target needs and how cargo reaches it.
 # Only Debian 12 packages: for a foreign target, rustc-web (rustc 1.96 from bookworm-security,
 # /usr/bin/rustc) with its standard library for the target (libstd-rust-web-dev:ARCH,
-# multiarch), the C cross compiler, OpenSSL for the target (libssl-dev:ARCH: static
-# libcrypto.a) and qemu-user-static; for the host's own target, the machine's toolchain.
+# multiarch), the C cross compiler and qemu-user-static; for the host's own target, the
+# machine's toolchain. libcrypto is built from source for the target (cross/openssl.sh).
 
 cross_target() {
     TARGET=${1:-}
-    TARGET_RUSTFLAGS= TARGET_OPT=
+    TARGET_RUSTFLAGS=
     case "$TARGET" in
     armv7-unknown-linux-gnueabihf)
-        # The 3 MiB budget (libcrypto included): Thumb-2 for our code, as Debian's gcc
-        # builds libcrypto and libc (std stays A32 as Debian built it; the linker does the
-        # interworking), 140 KB less; rustc calls the feature unstable and warns once per
-        # crate. Non-PIC code, as this target links a non-PIE executable: 8 KB less.
-        # The iked personality (issue 17) took it over again (3,333,732 B): optimised for
-        # size, not speed (opt-level z), 3,243,620 B, and 3,214,948 B after the code
-        # changes of cross/README.md ("Our code"): still over the budget. The handshake's
-        # cost is mostly libcrypto's, which this does not touch.
+        # The 3 MiB budget (libcrypto included): Thumb-2 for our code, as gcc builds C for
+        # this target (std stays A32 as Debian built it; the linker does the interworking),
+        # 140 KB less; rustc calls the feature unstable and warns once per crate. Non-PIC
+        # code, as this target links a non-PIE executable: 8 KB less. With our own
+        # libcrypto (cross/openssl.sh) the release profile's opt-level s fits again
+        # (2,935,348 B; opt-level z, 2,824,756 B, made the handshakes 9-29 % slower).
         DEB_ARCH=armhf TRIPLET=arm-linux-gnueabihf QEMU=qemu-arm-static
-        TARGET_RUSTFLAGS="-C target-feature=+thumb-mode -C relocation-model=static"
-        TARGET_OPT=z ;;
+        TARGET_RUSTFLAGS="-C target-feature=+thumb-mode -C relocation-model=static" ;;
     aarch64-unknown-linux-gnu)
         DEB_ARCH=arm64 TRIPLET=aarch64-linux-gnu QEMU=qemu-aarch64-static ;;
     x86_64-unknown-linux-gnu)
@@ -33,12 +30,12 @@ cross_target() {
     if [ "$DEB_ARCH" = "$HOST_ARCH" ]; then
         # The machine's own toolchain has this target's std: no rustc-web needed.
         CROSS_CC=gcc CROSS_RUSTC=
-        PKGS="libssl-dev libc6-dev gcc"
+        PKGS="libc6-dev gcc"
     else
         # rustup cannot fetch a foreign std here, and Debian's std (1.96) only fits
         # Debian's rustc: cargo drives /usr/bin/rustc for these targets.
         CROSS_CC=$TRIPLET-gcc CROSS_RUSTC=/usr/bin/rustc
-        PKGS="rustc-web libstd-rust-web-dev:$DEB_ARCH libssl-dev:$DEB_ARCH libc6-dev:$DEB_ARCH gcc-$TRIPLET qemu-user-static"
+        PKGS="rustc-web libstd-rust-web-dev:$DEB_ARCH libc6-dev:$DEB_ARCH gcc-$TRIPLET qemu-user-static"
     fi
 }
 
@@ -70,16 +67,20 @@ cross_env() {
     local TU=${T^^}
     if [ -n "$CROSS_RUSTC" ]; then export RUSTC=$CROSS_RUSTC; fi
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}/cross
+    # Our own libcrypto (cross/openssl.sh), built on first use.
+    openssl_build "$CARGO_TARGET_DIR"
     export "CARGO_TARGET_${TU}_LINKER=$CROSS_CC"
     # libcrypto without libssl: src/sys.rs stands in for the one libssl function the
     # openssl crate calls (OPENSSL_init_ssl, at init), which pulled 0.3 MiB of TLS code.
-    export "CARGO_TARGET_${TU}_RUSTFLAGS=-C target-feature=+crt-static --cfg isakmpd_libcrypto_only${TARGET_RUSTFLAGS:+ $TARGET_RUSTFLAGS}"
-    if [ -n "$TARGET_OPT" ]; then export CARGO_PROFILE_RELEASE_OPT_LEVEL=$TARGET_OPT; fi
+    # That libcrypto has the legacy provider (DES, Blowfish, CAST, MD4) built in.
+    export "CARGO_TARGET_${TU}_RUSTFLAGS=-C target-feature=+crt-static --cfg isakmpd_libcrypto_only --cfg isakmpd_static_legacy${TARGET_RUSTFLAGS:+ $TARGET_RUSTFLAGS}"
     export "CC_${T}=$CROSS_CC"
     export OPENSSL_STATIC=1 OPENSSL_NO_VENDOR=1 OPENSSL_LIBS=crypto
-    export OPENSSL_LIB_DIR=/usr/lib/$TRIPLET OPENSSL_INCLUDE_DIR=/usr/include
+    export OPENSSL_LIB_DIR=$OPENSSL_PREFIX/lib OPENSSL_INCLUDE_DIR=$OPENSSL_PREFIX/include
     export PKG_CONFIG_ALLOW_CROSS=1
     if [ -n "$QEMU" ]; then
         export "CARGO_TARGET_${TU}_RUNNER=$QEMU"
     fi
 }
+
+. "$(dirname "${BASH_SOURCE[0]}")/openssl.sh"

@@ -44,8 +44,11 @@ pub fn init() -> Vec<(CipherAlg, bool)> {
         // loaded for the life of the process (the handles are deliberately leaked).
         // The legacy provider is a shared module (ossl-modules/legacy.so): a static binary
         // must not dlopen it (it would map the shared libcrypto and libc beside the static
-        // ones), so there DES, Blowfish and CAST are reported unavailable.
-        let names: &[&str] = if cfg!(target_feature = "crt-static") {
+        // ones), so there DES, Blowfish and CAST are reported unavailable, unless it is
+        // linked against a libcrypto that has the legacy provider built in (the router
+        // builds' own, cross/openssl.sh: `--cfg isakmpd_static_legacy`).
+        let names: &[&str] = if cfg!(target_feature = "crt-static") && !cfg!(isakmpd_static_legacy)
+        {
             &["default"]
         } else {
             &["default", "legacy"]
@@ -1087,6 +1090,17 @@ impl TrustStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host's shared libcrypto loads the legacy provider as a module, and the router
+    /// builds link one with it built in (cross/openssl.sh): every phase 1 cipher of
+    /// isakmpd.conf(5) works in both.
+    #[test]
+    #[cfg(any(not(target_feature = "crt-static"), isakmpd_static_legacy))]
+    fn every_phase1_cipher_is_available() {
+        for (c, ok) in init() {
+            assert!(ok, "{c:?} is unavailable");
+        }
+    }
 
     #[test]
     fn hmac_over_the_digest_is_openssls_hmac() {
