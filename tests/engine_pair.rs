@@ -607,6 +607,69 @@ fn main_mode_rsa_signatures_and_an_untrusted_certificate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Aggressive Mode with RSA signatures (RFC 2409 §5.1): CERT_REQ in messages 1 and 2, the
+/// responder's certificate and SIG_R in message 2, the initiator's and SIG_I in message 3
+/// (encrypted). A certificate from a CA the other side does not trust is refused by the
+/// initiator (message 2) and by the responder (message 3), and neither side keeps an SA.
+#[test]
+fn aggressive_mode_rsa_signatures_and_untrusted_certificates_on_either_side() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-am-pki-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::ca(&dir, "otherca");
+    pki::host(&dir, "ca", "west", WEST);
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "otherca", "mallory", EAST);
+    pki::host(&dir, "otherca", "mallet", WEST);
+    let mk = |west_host: &str, east_host: &str, seed: u64| {
+        let side = |me: &str, peer: &str, init: bool, host: &str, seed: u64| {
+            let mut n = node(
+                me,
+                &conf_x(
+                    me,
+                    peer,
+                    "unused",
+                    init,
+                    "AES-SHA2-256-GRP14-RSA_SIG",
+                    "QM-ESP-AES-SHA2-256-SUITE",
+                    "AGGRESSIVE",
+                ),
+                seed,
+            );
+            n.e.set_credentials(creds(&dir, host, "ca"));
+            n
+        };
+        let mut w = side(WEST, EAST, true, west_host, seed);
+        let mut e = side(EAST, WEST, false, east_host, seed + 1);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+        (w, e)
+    };
+    let (w, e) = mk("west", "east", 50);
+    check_matching(&w.e, &e.e);
+    for n in [&w, &e] {
+        let s = n.e.isakmp_sas().next().unwrap();
+        assert_eq!(s.auth, isakmpd::ike::wire::AuthMethod::RSA_SIG);
+    }
+    // East's certificate is from a CA west does not trust: west refuses message 2.
+    let (w, e) = mk("west", "mallory", 52);
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert!(w.e.stats().failed >= 1);
+    // West's certificate is from a CA east does not trust: east refuses message 3.
+    let (w, e) = mk("mallet", "east", 54);
+    assert_eq!(
+        w.e.isakmp_sas().count() + e.e.isakmp_sas().count(),
+        0,
+        "the responder refused message 3, and the initiator gave up its SA"
+    );
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert!(e.e.stats().failed >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// isakmpd's crls/ directory: a peer certificate its CA has revoked is refused on either
 /// side, and a CRL that revokes somebody else changes nothing.
 #[test]

@@ -29,7 +29,7 @@ use super::phase1::{
 use super::policy::Peer;
 use super::sa::{Handle, IsakmpSa};
 use super::wire::{
-    self, AuthMethod, CertEncoding, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload,
+    self, AuthMethod, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload,
     PayloadType, ProtocolId,
 };
 use super::{Drop, Engine};
@@ -238,12 +238,7 @@ fn ke_message(
         for (ty, d) in &nat_d {
             b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
         }
-        for ca in &crs {
-            b.payload(PayloadType::CERT_REQ, |w| {
-                w.u8(CertEncoding::X509_SIG.0)?;
-                w.bytes(ca)
-            })?;
-        }
+        auth::write_cert_requests(&mut b, &crs)?;
         b.finish()
     })()
     .map_err(|_| Drop::Silent(which))?;
@@ -367,45 +362,14 @@ fn auth_message(
     initial_contact: bool,
 ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
     let id = cx.our_id(x);
-    let hash = x.auth_hash(x.initiator, &id);
-    // RSA_SIG: our certificate and SIG = the hash, PKCS#1-padded and signed.
-    let rsa = c.auth == AuthMethod::RSA_SIG;
-    let mut sig = vec![0u8; 1024];
-    let mut cert = Vec::new();
-    if rsa {
-        let key = cx
-            .creds
-            .key
-            .as_ref()
-            .ok_or(Drop::Silent("no private key"))?;
-        let n = key
-            .sign_raw(hash.as_bytes(), &mut sig)
-            .map_err(|_| Drop::Silent("signing failed"))?;
-        sig.truncate(n);
-        cert = cx
-            .creds
-            .cert
-            .as_ref()
-            .and_then(|c| c.der().ok())
-            .unwrap_or_default();
-    }
+    let ours = auth::OurAuth::new(x, cx.creds, c, &id)?;
     let mut buf = vec![0u8; 8192];
     let hh = header(x, ExchangeType::ID_PROT);
     let (ic, rc) = (x.icookie, x.rcookie);
     let n = (|| {
         let mut b = MessageBuilder::new(&mut buf, &hh)?;
         b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-        if rsa {
-            if !cert.is_empty() {
-                b.payload(PayloadType::CERT, |w| {
-                    w.u8(CertEncoding::X509_SIG.0)?;
-                    w.bytes(&cert)
-                })?;
-            }
-            b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
-        } else {
-            b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
-        }
+        ours.write(&mut b)?;
         if initial_contact {
             b.payload(PayloadType::NOTIFY, |w| {
                 w.u32(Doi::IPSEC.0)?;
