@@ -16,7 +16,6 @@
 //! step; `phase1.rs` routes a message to the step its exchange waits for, and makes the
 //! ISAKMP SA when a step returns [`Next::Done`].
 
-use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::{self, Authenticated};
@@ -27,7 +26,7 @@ use super::phase1::{
     write_sa_echo, Cx, Next, NONCE_LEN,
 };
 use super::policy::Peer;
-use super::sa::{Handle, IsakmpSa};
+use super::sa::Handle;
 use super::wire::{
     self, AuthMethod, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload,
     PayloadType, ProtocolId,
@@ -98,46 +97,20 @@ impl Engine {
         Ok(())
     }
 
-    /// The responder finished phase 1 when it sent message 6, but message 6 did not
-    /// authenticate it to us: DELETE its ISAKMP SA under the exchange's keys, so that
-    /// neither side keeps an SA.
+    /// The peer finished phase 1 when it sent its last message (Main Mode 6, Aggressive
+    /// Mode 3), but that message did not authenticate it to us: DELETE its ISAKMP SA
+    /// under the exchange's keys, so that neither side keeps an SA.
     pub(crate) fn delete_unauthenticated(&mut self, now: Time, h: Handle) {
-        let Some(x) = self.exchanges.get(h) else {
+        let Some(sa) = self
+            .exchanges
+            .get(h)
+            .and_then(|x| super::p1_refusal::provisional_sa(x, now))
+        else {
             return;
         };
-        let Some(c) = x.choice() else {
-            return;
-        };
-        let sa = IsakmpSa {
-            timers: Default::default(),
-            icookie: x.icookie,
-            rcookie: x.rcookie,
-            initiator: true,
-            local: x.local,
-            remote: x.remote,
-            peer: x.peer.clone(),
-            hash: c.hash,
-            cipher: c.cipher,
-            group: c.group,
-            auth: c.auth,
-            keys: SecretParts::new([
-                x.skeyid_d.as_bytes(),
-                x.skeyid_a.as_bytes(),
-                x.ka.as_bytes(),
-                x.iv.as_bytes(),
-            ]),
-            id_local: Vec::new(),
-            id_remote: Vec::new(),
-            established: now,
-            lifetime: 0,
-            hard_expiry: None,
-            dpd: Default::default(),
-            nat_t: None,
-            cfg_address: None,
-            cfg_peer_address: None,
-        };
+        let remote = sa.remote;
         if let Some(sh) = self.isakmp_sas.insert(sa) {
-            crate::log_info!("telling {} to delete the phase 1 SA it holds", x.remote);
+            crate::log_info!("telling {remote} to delete the phase 1 SA it holds");
             self.delete_isakmp_sa(now, sh, true);
         }
     }
