@@ -304,24 +304,48 @@ fn west_and_east_pki(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
 
 #[test]
 fn main_mode_with_x509_certificates_both_ways() {
-    let (pkidir, etc) = west_and_east_pki("pki");
-    for (tag, we_start) in [("xi", true), ("xr", false)] {
+    x509_both_ways("ID_PROT", ["xi", "xr"]);
+}
+
+/// Aggressive Mode with RSA signatures (RFC 2409 §5.1) against charon's `aggressive =
+/// yes`: certificates requested and sent both ways, each side's SIG verified.
+#[test]
+fn aggressive_mode_with_x509_certificates_both_ways() {
+    let log = x509_both_ways("AGGRESSIVE", ["ai", "ar"]);
+    // Our message 1 asks for a certificate, and our message 3 carries ours.
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID CERTREQ"),
+        "{log}"
+    );
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ CERT SIG"),
+        "{log}"
+    );
+}
+
+/// A tunnel with RSA signatures in exchange `exch` with charon, we initiating (tag
+/// `tags[0]`), then charon (`tags[1]`); returns charon's log of the first.
+fn x509_both_ways(exch: &str, tags: [&str; 2]) -> String {
+    let (pkidir, etc) = west_and_east_pki(tags[0]);
+    let mut first = None;
+    for (tag, we_start) in [(tags[0], true), (tags[1], false)] {
         let link = Link::new(tag);
         let charon = Charon::start_x(
             &format!("swan-{tag}c"),
             &link.b,
             "aes256-sha256-modp2048",
             "aes128-sha256",
-            false,
+            exch == "AGGRESSIVE",
             Some(&pkidir),
             0,
         );
         let ours = start_with_etc(
             &format!("swan-{tag}o"),
-            &our_conf(
+            &our_conf_x(
                 we_start,
                 "AES-256-SHA2-256-GRP14-RSA_SIG",
                 "QM-ESP-AES-128-SHA2-256-SUITE",
+                exch,
             ),
             &[],
             Some(&link.a),
@@ -361,7 +385,62 @@ fn main_mode_with_x509_certificates_both_ways() {
             ol.contains("x509: 1 CA certificate(s), our certificate:"),
             "{ol}"
         );
+        first.get_or_insert(log);
     }
+    let _ = fs::remove_dir_all(&pkidir);
+    first.unwrap_or_default()
+}
+
+/// charon presents a certificate from a CA we do not trust: we refuse its Main Mode
+/// message 5 and say so under the phase 1 keys, which charon decrypts and reads.
+#[test]
+fn an_untrusted_charon_certificate_is_refused_in_a_notification_charon_reads() {
+    let (pkidir, etc) = west_and_east_pki("ut");
+    pki::ca(&pkidir, "otherca");
+    fs::copy(pkidir.join("otherca.crt"), etc.join("ca/ca.crt")).unwrap();
+    let link = Link::new("ut");
+    let charon = Charon::start_x(
+        "swan-utc",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+        false,
+        Some(&pkidir),
+        0,
+    );
+    let ours = start_with_etc(
+        "swan-uto",
+        &our_conf(
+            false,
+            "AES-256-SHA2-256-GRP14-RSA_SIG",
+            "QM-ESP-AES-128-SHA2-256-SUITE",
+        ),
+        &[],
+        Some(&link.a),
+        Some(&etc),
+    );
+    charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "10",
+    ]);
+    wait_log(&ours, "authentication failed: certificate not trusted");
+    let log = charon.wait_log("received INVALID_CERTIFICATE error notify");
+    assert!(
+        log.contains("parsed INFORMATIONAL_V1 request") && log.contains("[ HASH N(INVAL_CERT) ]"),
+        "{log}"
+    );
+    assert!(!log.contains("IKE_SA v1[1] established"), "{log}");
+    let ol = ours.log();
+    assert!(
+        ol.contains("sending notification INVALID_CERTIFICATE to 192.0.2.2:4500 (protected by the phase 1 keys)"),
+        "{ol}"
+    );
+    assert!(!sas(&ours).contains("Phase 1"));
     let _ = fs::remove_dir_all(&pkidir);
 }
 
