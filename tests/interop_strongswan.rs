@@ -793,3 +793,93 @@ fn mode_config_set_pushes_an_address_to_charon() {
         "charon's Quick Mode is for the address we pushed: {log}"
     );
 }
+
+/// Our daemon configured only by an ipsec.conf(5) file: `isakmpd -K` and our ipsecctl
+/// personality (`ipsecctl -f FILE` into the daemon's FIFO), as an OpenBSD administrator
+/// does it; it brings a tunnel up with charon (Main Mode with a pre-shared key, Quick
+/// Mode with PFS), and both sides hold the SAs.
+#[test]
+fn a_daemon_configured_only_by_ipsec_conf_brings_a_tunnel_up_with_charon() {
+    let link = Link::new("ic");
+    // An address of charon's subnet in its namespace, so that it can route the tunnel
+    // and keep the CHILD_SA (else it deletes it: "no local address found in traffic
+    // selector").
+    let st = Command::new("ip")
+        .args(["-n", &link.b, "addr", "add", "203.0.113.1/32", "dev", "lo"])
+        .status()
+        .expect("ip");
+    assert!(st.success());
+    let charon = Charon::start(
+        "swan-icc",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256-modp2048",
+    );
+    let ours = start_in(
+        "swan-ico",
+        "[General]\nRetransmits=\t3\nListen-on=\t192.0.2.1\n",
+        &["-K"],
+        Some(&link.a),
+    );
+    let rules = ours.scratch.write(
+        "ipsec.conf",
+        &format!(
+            "ike esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 peer 192.0.2.2 \\\n\
+             \tmain auth hmac-sha2-256 enc aes-256 group modp2048 \\\n\
+             \tquick auth hmac-sha2-256 enc aes-128 group modp2048 \\\n\
+             \tpsk \"{PSK}\"\n"
+        ),
+        0o600,
+    );
+    let fifo = ours.run_file("isakmpd.fifo");
+    let out = Command::new(common::BIN)
+        .args(["--ipsecctl", "-i"])
+        .arg(&fifo)
+        .arg("-f")
+        .arg(&rules)
+        .output()
+        .expect("run ipsecctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log(&ours, "quick mode done: src:");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
+    assert!(
+        log.contains(
+            "IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1[192.0.2.1]"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("selected proposal: ESP:AES_CBC_128/HMAC_SHA2_256_128/MODP_2048"),
+        "{log}"
+    );
+    let s = sas(&ours);
+    assert!(
+        s.contains("SA name: from-198.51.100.0/24-to-203.0.113.0/24 (Phase 2)"),
+        "{s}\n{}\n{}",
+        ours.log(),
+        charon.log()
+    );
+    assert!(s.contains("(Phase 1/Initiator)"), "{s}");
+    // charon holds the IKE SA and the CHILD_SA with our SPIs.
+    let listed = charon.swanctl(&["--list-sas"]);
+    assert!(
+        listed.contains("v1: #1, ESTABLISHED, IKEv1") && listed.contains("net: #1"),
+        "{listed}\n{log}"
+    );
+    let ol = ours.log();
+    let up = ol
+        .lines()
+        .find(|l| l.contains("phase 2 SA from-198.51.100.0/24-to-203.0.113.0/24 up:"))
+        .expect("phase 2 up line");
+    let words: Vec<&str> = up.split_whitespace().collect();
+    let at = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let (spi_in, spi_out) = (at("in"), at("out"));
+    assert!(
+        listed.contains(&format!("in  {spi_out}")) && listed.contains(&format!("out {spi_in}")),
+        "SPIs {spi_in}/{spi_out}:\n{listed}"
+    );
+}
