@@ -771,7 +771,11 @@ fn a_refused_certificate_is_told_under_the_phase_1_keys_and_as_isakmpd_tells_it(
     assert_eq!(&isakmpd[8..16], &[0; 8]);
     assert_eq!((isakmpd[16], isakmpd[18], isakmpd[19]), (11, 5, 0));
     assert_eq!(&isakmpd[20..24], &[0; 4]);
-    assert_eq!(&isakmpd[32..38], &[0, 0, 0, 1, 1, 16], "DOI IPSEC, ISAKMP, SPI of 16");
+    assert_eq!(
+        &isakmpd[32..38],
+        &[0, 0, 0, 1, 1, 16],
+        "DOI IPSEC, ISAKMP, SPI of 16"
+    );
     assert_eq!(&isakmpd[38..40], &20u16.to_be_bytes());
     assert_eq!(&isakmpd[40..56], cookies);
     // The initiator decrypted the protected one and logged the reason.

@@ -28,8 +28,8 @@ use super::phase1::{
 use super::policy::Peer;
 use super::sa::Handle;
 use super::wire::{
-    self, AuthMethod, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload,
-    PayloadType, ProtocolId,
+    self, AuthMethod, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType,
+    ProtocolId,
 };
 use super::{Drop, Engine};
 use crate::timer::Time;

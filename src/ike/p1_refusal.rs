@@ -34,7 +34,11 @@ use crate::timer::Time;
 /// before (or instead of) a real one; `None` before the exchange has its keys.
 pub(crate) fn provisional_sa(x: &Exchange, now: Time) -> Option<IsakmpSa> {
     let c = x.choice()?;
-    if x.ka.is_empty() || !matches!(x.state, State::Phase1(P1Step::AwaitAuth(_) | P1Step::Done(_)))
+    if x.ka.is_empty()
+        || !matches!(
+            x.state,
+            State::Phase1(P1Step::AwaitAuth(_) | P1Step::Done(_))
+        )
     {
         return None;
     }
