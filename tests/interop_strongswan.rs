@@ -391,29 +391,39 @@ fn x509_both_ways(exch: &str, tags: [&str; 2]) -> String {
     first.unwrap_or_default()
 }
 
-/// charon presents a certificate from a CA we do not trust: we refuse its Main Mode
-/// message 5 and say so under the phase 1 keys, which charon decrypts and reads.
+/// charon initiates with a certificate from a CA we do not trust: we refuse its Main
+/// Mode message 5, or its Aggressive Mode message 3, and say so under the phase 1 keys,
+/// which charon decrypts and reads (in Main Mode in the middle of its exchange).
+/// (charon as an Aggressive Mode responder only queues an Informational exchange that
+/// comes before its message 3, "as tasks still active": a refusal of its message 2 it
+/// does not read before it gives up.)
 #[test]
 fn an_untrusted_charon_certificate_is_refused_in_a_notification_charon_reads() {
-    let (pkidir, etc) = west_and_east_pki("ut");
+    refused_by_us("ut", "ID_PROT");
+    refused_by_us("ua", "AGGRESSIVE");
+}
+
+fn refused_by_us(tag: &str, exch: &str) {
+    let (pkidir, etc) = west_and_east_pki(tag);
     pki::ca(&pkidir, "otherca");
     fs::copy(pkidir.join("otherca.crt"), etc.join("ca/ca.crt")).unwrap();
-    let link = Link::new("ut");
+    let link = Link::new(tag);
     let charon = Charon::start_x(
-        "swan-utc",
+        &format!("swan-{tag}c"),
         &link.b,
         "aes256-sha256-modp2048",
         "aes128-sha256",
-        false,
+        exch == "AGGRESSIVE",
         Some(&pkidir),
         0,
     );
     let ours = start_with_etc(
-        "swan-uto",
-        &our_conf(
+        &format!("swan-{tag}o"),
+        &our_conf_x(
             false,
             "AES-256-SHA2-256-GRP14-RSA_SIG",
             "QM-ESP-AES-128-SHA2-256-SUITE",
+            exch,
         ),
         &[],
         Some(&link.a),
@@ -434,10 +444,17 @@ fn an_untrusted_charon_certificate_is_refused_in_a_notification_charon_reads() {
         log.contains("parsed INFORMATIONAL_V1 request") && log.contains("[ HASH N(INVAL_CERT) ]"),
         "{log}"
     );
-    assert!(!log.contains("IKE_SA v1[1] established"), "{log}");
+    if exch == "AGGRESSIVE" {
+        // charon held the SA since our message 2; it is told to delete it.
+        let log = charon.wait_log("received DELETE for IKE_SA v1[1]");
+        assert!(log.contains("[ HASH D ]"), "{log}");
+    } else {
+        assert!(!log.contains("IKE_SA v1[1] established"), "{log}");
+    }
     let ol = ours.log();
     assert!(
-        ol.contains("sending notification INVALID_CERTIFICATE to 192.0.2.2:4500 (protected by the phase 1 keys)"),
+        ol.contains("sending notification INVALID_CERTIFICATE to 192.0.2.2:")
+            && ol.contains("(protected by the phase 1 keys)"),
         "{ol}"
     );
     assert!(!sas(&ours).contains("Phase 1"));
