@@ -201,6 +201,15 @@ mod tests {
             .unwrap()
             .required
             .contains(P::ID));
+        let am2 = of(Kind::Aggressive, 2, Auth::Sig).unwrap();
+        assert!(am2.required.contains(P::SIG) && !am2.required.contains(P::HASH));
+        assert!(am2.allowed.contains(P::CERT) && am2.allowed.contains(P::CERT_REQ));
+        let am3 = of(Kind::Aggressive, 3, Auth::Sig).unwrap();
+        assert!(am3.required.contains(P::SIG) && am3.allowed.contains(P::CERT));
+        assert!(of(Kind::Aggressive, 1, Auth::Sig)
+            .unwrap()
+            .required
+            .contains(P::ID));
     }
 
     fn message(buf: &mut [u8], types: &[PayloadType]) -> usize {
