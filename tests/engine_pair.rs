@@ -607,6 +607,195 @@ fn main_mode_rsa_signatures_and_an_untrusted_certificate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Aggressive Mode with RSA signatures (RFC 2409 §5.1): CERT_REQ in messages 1 and 2, the
+/// responder's certificate and SIG_R in message 2, the initiator's and SIG_I in message 3
+/// (encrypted). A certificate from a CA the other side does not trust is refused by the
+/// initiator (message 2) and by the responder (message 3), and neither side keeps an SA.
+#[test]
+fn aggressive_mode_rsa_signatures_and_untrusted_certificates_on_either_side() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-am-pki-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::ca(&dir, "otherca");
+    pki::host(&dir, "ca", "west", WEST);
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "otherca", "mallory", EAST);
+    pki::host(&dir, "otherca", "mallet", WEST);
+    let mk = |west_host: &str, east_host: &str, seed: u64| {
+        let side = |me: &str, peer: &str, init: bool, host: &str, seed: u64| {
+            let mut n = node(
+                me,
+                &conf_x(
+                    me,
+                    peer,
+                    "unused",
+                    init,
+                    "AES-SHA2-256-GRP14-RSA_SIG",
+                    "QM-ESP-AES-SHA2-256-SUITE",
+                    "AGGRESSIVE",
+                ),
+                seed,
+            );
+            n.e.set_credentials(creds(&dir, host, "ca"));
+            n
+        };
+        let mut w = side(WEST, EAST, true, west_host, seed);
+        let mut e = side(EAST, WEST, false, east_host, seed + 1);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+        (w, e)
+    };
+    let (w, e) = mk("west", "east", 50);
+    check_matching(&w.e, &e.e);
+    for n in [&w, &e] {
+        let s = n.e.isakmp_sas().next().unwrap();
+        assert_eq!(s.auth, isakmpd::ike::wire::AuthMethod::RSA_SIG);
+    }
+    // East's certificate is from a CA west does not trust: west refuses message 2.
+    let (w, e) = mk("west", "mallory", 52);
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert!(w.e.stats().failed >= 1);
+    // West's certificate is from a CA east does not trust: east refuses message 3.
+    let (w, e) = mk("mallet", "east", 54);
+    assert_eq!(
+        w.e.isakmp_sas().count() + e.e.isakmp_sas().count(),
+        0,
+        "the responder refused message 3, and the initiator gave up its SA"
+    );
+    assert_eq!(w.e.ipsec_sas().count() + e.e.ipsec_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert!(e.e.stats().failed >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The log lines of this test process (engines log through the `log` crate).
+fn log_lines() -> &'static std::sync::Mutex<Vec<String>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if let Some(l) = LINES.get() {
+                l.lock().unwrap().push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    LINES.get_or_init(|| {
+        static CAPTURE: Capture = Capture;
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Info);
+        std::sync::Mutex::new(Vec::new())
+    })
+}
+
+/// The responder refuses the initiator's certificate (Main Mode message 5) after the
+/// keys exist: it says so in an Informational exchange under the exchange's keys, which
+/// the initiator decrypts, logs and ends its exchange on at once; and, as C isakmpd says
+/// it then (message.c `message_send_notification` while the SA is not ready), in an
+/// unprotected Informational exchange of its own, fresh cookie and message ID 0, which a
+/// C initiator takes (it drops a cleartext message with the exchange's cookies as
+/// INVALID-FLAGS). Either alone ends the initiator's exchange.
+#[test]
+fn a_refused_certificate_is_told_under_the_phase_1_keys_and_as_isakmpd_tells_it() {
+    isakmpd::ike::crypto::init();
+    let lines = log_lines();
+    let dir = std::env::temp_dir().join(format!("isakmpd-refusal-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::ca(&dir, "otherca");
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "otherca", "mallet", WEST);
+    let run = |lose: usize, seed: u64| {
+        let side = |me: &str, peer: &str, init: bool, host: &str, seed: u64| {
+            let mut n = node(
+                me,
+                &conf(
+                    me,
+                    peer,
+                    "unused",
+                    init,
+                    "AES-SHA2-256-GRP14-RSA_SIG",
+                    "QM-ESP-AES-SHA2-256-SUITE",
+                ),
+                seed,
+            );
+            n.e.set_credentials(creds(&dir, host, "ca"));
+            n
+        };
+        let mut w = side(WEST, EAST, true, "mallet", seed);
+        let mut e = side(EAST, WEST, false, "east", seed + 1);
+        WIRE.with(|r| *r.borrow_mut() = Some(Vec::new()));
+        w.e.start_connections(Time(0));
+        // Well inside Exchange-max-time and the retransmissions: only the refusal can
+        // end the initiator's exchange.
+        drive(&mut w, &mut e, Time(0), 5, &mut |n| {
+            if n == lose {
+                Fate::Drop
+            } else {
+                Fate::Deliver
+            }
+        });
+        let wire = WIRE.with(|r| r.borrow_mut().take()).unwrap();
+        (w, e, wire)
+    };
+    let (w, e, wire) = run(0, 60);
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    assert!(w.e.stats().failed >= 1 && e.e.stats().failed >= 1);
+    // What east sent after message 4: datagrams 6 and 7 on the wire.
+    let from_east: Vec<Vec<u8>> = wire
+        .iter()
+        .filter(|l| l.split(' ').nth(1) == Some(&format!("{EAST}:500")[..]))
+        .map(|l| {
+            let h = l.rsplit(' ').next().unwrap();
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(from_east.len(), 4, "messages 2 and 4, and the two refusals");
+    let cookies = &from_east[0][..16];
+    let (protected, isakmpd) = (&from_east[2], &from_east[3]);
+    // HDR*(the exchange's cookies, INFO, a message ID) carrying HASH(1).
+    assert_eq!(&protected[..16], cookies);
+    assert_eq!((protected[16], protected[18], protected[19]), (8, 5, 1));
+    assert_ne!(&protected[20..24], &[0; 4]);
+    // HDR(fresh cookie, no responder cookie, INFO, message ID 0, no flags), N(ISAKMP,
+    // SPI = the exchange's cookies, INVALID-CERTIFICATE).
+    assert_ne!(&isakmpd[..8], &cookies[..8]);
+    assert_eq!(&isakmpd[8..16], &[0; 8]);
+    assert_eq!((isakmpd[16], isakmpd[18], isakmpd[19]), (11, 5, 0));
+    assert_eq!(&isakmpd[20..24], &[0; 4]);
+    assert_eq!(
+        &isakmpd[32..38],
+        &[0, 0, 0, 1, 1, 16],
+        "DOI IPSEC, ISAKMP, SPI of 16"
+    );
+    assert_eq!(&isakmpd[38..40], &20u16.to_be_bytes());
+    assert_eq!(&isakmpd[40..56], cookies);
+    // The initiator decrypted the protected one and logged the reason.
+    let said = format!("with {EAST}:500: the peer refused it: INVALID_CERTIFICATE");
+    assert!(
+        lines.lock().unwrap().iter().any(|l| l.contains(&said)),
+        "no line with {said:?}"
+    );
+    // Without the protected one (datagram 6 lost), isakmpd's form alone ends it.
+    let (w, e, _) = run(6, 62);
+    assert_eq!(w.e.isakmp_sas().count() + e.e.isakmp_sas().count(), 0);
+    assert_eq!(w.e.exchanges_in_flight() + e.e.exchanges_in_flight(), 0);
+    let said = format!("peer {EAST}:500 says INVALID_CERTIFICATE (unprotected)");
+    assert!(
+        lines.lock().unwrap().iter().any(|l| l.contains(&said)),
+        "no line with {said:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// isakmpd's crls/ directory: a peer certificate its CA has revoked is refused on either
 /// side, and a CRL that revokes somebody else changes nothing.
 #[test]

@@ -304,24 +304,48 @@ fn west_and_east_pki(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
 
 #[test]
 fn main_mode_with_x509_certificates_both_ways() {
-    let (pkidir, etc) = west_and_east_pki("pki");
-    for (tag, we_start) in [("xi", true), ("xr", false)] {
+    x509_both_ways("ID_PROT", ["xi", "xr"]);
+}
+
+/// Aggressive Mode with RSA signatures (RFC 2409 §5.1) against charon's `aggressive =
+/// yes`: certificates requested and sent both ways, each side's SIG verified.
+#[test]
+fn aggressive_mode_with_x509_certificates_both_ways() {
+    let log = x509_both_ways("AGGRESSIVE", ["ai", "ar"]);
+    // Our message 1 asks for a certificate, and our message 3 carries ours.
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ SA KE No ID CERTREQ"),
+        "{log}"
+    );
+    assert!(
+        log.contains("parsed AGGRESSIVE request 0 [ CERT SIG"),
+        "{log}"
+    );
+}
+
+/// A tunnel with RSA signatures in exchange `exch` with charon, we initiating (tag
+/// `tags[0]`), then charon (`tags[1]`); returns charon's log of the first.
+fn x509_both_ways(exch: &str, tags: [&str; 2]) -> String {
+    let (pkidir, etc) = west_and_east_pki(tags[0]);
+    let mut first = None;
+    for (tag, we_start) in [(tags[0], true), (tags[1], false)] {
         let link = Link::new(tag);
         let charon = Charon::start_x(
             &format!("swan-{tag}c"),
             &link.b,
             "aes256-sha256-modp2048",
             "aes128-sha256",
-            false,
+            exch == "AGGRESSIVE",
             Some(&pkidir),
             0,
         );
         let ours = start_with_etc(
             &format!("swan-{tag}o"),
-            &our_conf(
+            &our_conf_x(
                 we_start,
                 "AES-256-SHA2-256-GRP14-RSA_SIG",
                 "QM-ESP-AES-128-SHA2-256-SUITE",
+                exch,
             ),
             &[],
             Some(&link.a),
@@ -361,7 +385,79 @@ fn main_mode_with_x509_certificates_both_ways() {
             ol.contains("x509: 1 CA certificate(s), our certificate:"),
             "{ol}"
         );
+        first.get_or_insert(log);
     }
+    let _ = fs::remove_dir_all(&pkidir);
+    first.unwrap_or_default()
+}
+
+/// charon initiates with a certificate from a CA we do not trust: we refuse its Main
+/// Mode message 5, or its Aggressive Mode message 3, and say so under the phase 1 keys,
+/// which charon decrypts and reads (in Main Mode in the middle of its exchange).
+/// (charon as an Aggressive Mode responder only queues an Informational exchange that
+/// comes before its message 3, "as tasks still active": a refusal of its message 2 it
+/// does not read before it gives up.)
+#[test]
+fn an_untrusted_charon_certificate_is_refused_in_a_notification_charon_reads() {
+    refused_by_us("ut", "ID_PROT");
+    refused_by_us("ua", "AGGRESSIVE");
+}
+
+fn refused_by_us(tag: &str, exch: &str) {
+    let (pkidir, etc) = west_and_east_pki(tag);
+    pki::ca(&pkidir, "otherca");
+    fs::copy(pkidir.join("otherca.crt"), etc.join("ca/ca.crt")).unwrap();
+    let link = Link::new(tag);
+    let charon = Charon::start_x(
+        &format!("swan-{tag}c"),
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+        exch == "AGGRESSIVE",
+        Some(&pkidir),
+        0,
+    );
+    let ours = start_with_etc(
+        &format!("swan-{tag}o"),
+        &our_conf_x(
+            false,
+            "AES-256-SHA2-256-GRP14-RSA_SIG",
+            "QM-ESP-AES-128-SHA2-256-SUITE",
+            exch,
+        ),
+        &[],
+        Some(&link.a),
+        Some(&etc),
+    );
+    charon.swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1",
+        "--child",
+        "net",
+        "--timeout",
+        "10",
+    ]);
+    wait_log(&ours, "authentication failed: certificate not trusted");
+    let log = charon.wait_log("received INVALID_CERTIFICATE error notify");
+    assert!(
+        log.contains("parsed INFORMATIONAL_V1 request") && log.contains("[ HASH N(INVAL_CERT) ]"),
+        "{log}"
+    );
+    if exch == "AGGRESSIVE" {
+        // charon held the SA since our message 2; it is told to delete it.
+        let log = charon.wait_log("received DELETE for IKE_SA v1[1]");
+        assert!(log.contains("[ HASH D ]"), "{log}");
+    } else {
+        assert!(!log.contains("IKE_SA v1[1] established"), "{log}");
+    }
+    let ol = ours.log();
+    assert!(
+        ol.contains("sending notification INVALID_CERTIFICATE to 192.0.2.2:")
+            && ol.contains("(protected by the phase 1 keys)"),
+        "{ol}"
+    );
+    assert!(!sas(&ours).contains("Phase 1"));
     let _ = fs::remove_dir_all(&pkidir);
 }
 
@@ -712,5 +808,95 @@ fn mode_config_set_pushes_an_address_to_charon() {
     assert!(
         log.contains("10.99.0.7/32 === 198.51.100.0/24"),
         "charon's Quick Mode is for the address we pushed: {log}"
+    );
+}
+
+/// Our daemon configured only by an ipsec.conf(5) file: `isakmpd -K` and our ipsecctl
+/// personality (`ipsecctl -f FILE` into the daemon's FIFO), as an OpenBSD administrator
+/// does it; it brings a tunnel up with charon (Main Mode with a pre-shared key, Quick
+/// Mode with PFS), and both sides hold the SAs.
+#[test]
+fn a_daemon_configured_only_by_ipsec_conf_brings_a_tunnel_up_with_charon() {
+    let link = Link::new("ic");
+    // An address of charon's subnet in its namespace, so that it can route the tunnel
+    // and keep the CHILD_SA (else it deletes it: "no local address found in traffic
+    // selector").
+    let st = Command::new("ip")
+        .args(["-n", &link.b, "addr", "add", "203.0.113.1/32", "dev", "lo"])
+        .status()
+        .expect("ip");
+    assert!(st.success());
+    let charon = Charon::start(
+        "swan-icc",
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256-modp2048",
+    );
+    let ours = start_in(
+        "swan-ico",
+        "[General]\nRetransmits=\t3\nListen-on=\t192.0.2.1\n",
+        &["-K"],
+        Some(&link.a),
+    );
+    let rules = ours.scratch.write(
+        "ipsec.conf",
+        &format!(
+            "ike esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 peer 192.0.2.2 \\\n\
+             \tmain auth hmac-sha2-256 enc aes-256 group modp2048 \\\n\
+             \tquick auth hmac-sha2-256 enc aes-128 group modp2048 \\\n\
+             \tpsk \"{PSK}\"\n"
+        ),
+        0o600,
+    );
+    let fifo = ours.run_file("isakmpd.fifo");
+    let out = Command::new(common::BIN)
+        .args(["--ipsecctl", "-i"])
+        .arg(&fifo)
+        .arg("-f")
+        .arg(&rules)
+        .output()
+        .expect("run ipsecctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log(&ours, "quick mode done: src:");
+    let log = charon.wait_log("CHILD_SA net{1} state change: INSTALLING =>");
+    assert!(
+        log.contains(
+            "IKE_SA v1[1] established between 192.0.2.2[192.0.2.2]...192.0.2.1[192.0.2.1]"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("selected proposal: ESP:AES_CBC_128/HMAC_SHA2_256_128/MODP_2048"),
+        "{log}"
+    );
+    let s = sas(&ours);
+    assert!(
+        s.contains("SA name: from-198.51.100.0/24-to-203.0.113.0/24 (Phase 2)"),
+        "{s}\n{}\n{}",
+        ours.log(),
+        charon.log()
+    );
+    assert!(s.contains("(Phase 1/Initiator)"), "{s}");
+    // charon holds the IKE SA and the CHILD_SA with our SPIs.
+    let listed = charon.swanctl(&["--list-sas"]);
+    assert!(
+        listed.contains("v1: #1, ESTABLISHED, IKEv1") && listed.contains("net: #1"),
+        "{listed}\n{log}"
+    );
+    let ol = ours.log();
+    let up = ol
+        .lines()
+        .find(|l| l.contains("phase 2 SA from-198.51.100.0/24-to-203.0.113.0/24 up:"))
+        .expect("phase 2 up line");
+    let words: Vec<&str> = up.split_whitespace().collect();
+    let at = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let (spi_in, spi_out) = (at("in"), at("out"));
+    assert!(
+        listed.contains(&format!("in  {spi_out}")) && listed.contains(&format!("out {spi_in}")),
+        "SPIs {spi_in}/{spi_out}:\n{listed}"
     );
 }

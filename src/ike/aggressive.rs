@@ -1,10 +1,16 @@
-//! Aggressive Mode with pre-shared keys (RFC 2409 §5, isakmpd ike_aggressive_mode.c):
+//! Aggressive Mode (RFC 2409 §5, isakmpd ike_aggressive.c), with pre-shared keys or RSA
+//! signatures (§5.1):
 //!
 //! ```text
-//!  1 I>R  HDR, SA, KE, Ni, IDii
-//!  2 R>I  HDR, SA, KE, Nr, IDir, HASH_R
-//!  3 I>R  HDR*, HASH_I
+//!  1 I>R  HDR, SA, KE, Ni, IDii [, CERT_REQ]
+//!  2 R>I  HDR, SA, KE, Nr, IDir, HASH_R       | [CERT_REQ,] [CERT,] SIG_R
+//!  3 I>R  HDR*, HASH_I                        | [CERT,] SIG_I
 //! ```
+//!
+//! The authentication payloads and their checks are Main Mode's (`auth.rs`): the peer's
+//! certificate must chain to our CAs, pass our CRLs and name the ID it sent in message 1
+//! or 2. The initiator asks for certificates (CERT_REQ) when one of its transforms uses
+//! signatures, the responder when the one it chose does.
 //!
 //! The KE goes out with the offer, so every offered transform must use the group of the
 //! first one, and the responder may only choose a transform of that group. Message 3 is
@@ -15,7 +21,7 @@
 
 use std::net::SocketAddr;
 
-use super::auth::check_hash;
+use super::auth::{self, check_peer, script_auth, OurAuth};
 use super::crypto::{DhPrivate, Group};
 use super::exchange::{Exchange, Kind, P1Choice, P1Step};
 use super::phase1::{
@@ -62,6 +68,16 @@ impl Engine {
         x.dh = Some(dh);
         x.ni = self.io.random(NONCE_LEN);
         let id = our_id(&self.policy, &x);
+        let crs = if self.creds.usable()
+            && peer
+                .transforms
+                .iter()
+                .any(|t| t.auth == wire::AuthMethod::RSA_SIG)
+        {
+            self.creds.cert_requests()
+        } else {
+            Vec::new()
+        };
         let nat_t_on = self.nat_t_on();
         let h = header(&x, ExchangeType::AGGRESSIVE);
         let mut buf = vec![0u8; 8192];
@@ -71,6 +87,7 @@ impl Engine {
             b.payload(PayloadType::KE, |w| w.bytes(&x.gxi))?;
             b.payload(PayloadType::NONCE, |w| w.bytes(&x.ni))?;
             b.payload(PayloadType::ID, |w| w.bytes(&id))?;
+            auth::write_cert_requests(&mut b, &crs)?;
             for v in super::nat_t::phase1_vids(nat_t_on) {
                 b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
             }
@@ -162,18 +179,18 @@ fn r1(
             "no [Phase 1] peer for this address",
         )
     })?;
-    if peer.psk.is_none() {
-        return Err(Drop::Notify(
-            NotifyType::NO_PROPOSAL_CHOSEN,
-            "the [Phase 1] peer section has no Authentication (pre-shared key)",
-        ));
-    }
-    let Some((pnum, t, choice)) = choose(peer, sa, false, Some(ke.len())) else {
+    let Some((pnum, t, choice)) = choose(peer, sa, cx.creds.usable(), Some(ke.len())) else {
         return Err(Drop::Notify(
             NotifyType::NO_PROPOSAL_CHOSEN,
             "no proposal chosen: no offered transform of the KE's group matches the peer section",
         ));
     };
+    if choice.auth == wire::AuthMethod::PRE_SHARED && peer.psk.is_none() {
+        return Err(Drop::Notify(
+            NotifyType::NO_PROPOSAL_CHOSEN,
+            "the [Phase 1] peer section has no Authentication (pre-shared key)",
+        ));
+    }
     let dh = DhPrivate::generate(choice.group, &mut *cx.io.rng)
         .map_err(|_| Drop::Silent("DH key generation failed"))?;
     let addrs = (local, remote);
@@ -195,7 +212,11 @@ fn r1(
     x.peer_id = idii;
     x.phase1_keys(cx.policy)?;
     let id = cx.our_id(&x);
-    let hash_r = x.auth_hash(false, &id);
+    let ours = OurAuth::new(&x, cx.creds, choice, &id)?;
+    let crs = match ours {
+        OurAuth::Sig { .. } => cx.creds.cert_requests(),
+        OurAuth::Hash(_) => Vec::new(),
+    };
     // RFC 3947 §3.2: in Aggressive Mode the NAT-D payloads are in messages 2 and 3.
     let nat_vids = x.nat_t.is_some();
     let nat_d = nat_d_payloads(&x, choice.hash);
@@ -207,7 +228,8 @@ fn r1(
         b.payload(PayloadType::KE, |w| w.bytes(&x.gxr))?;
         b.payload(PayloadType::NONCE, |w| w.bytes(&x.nr))?;
         b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-        b.payload(PayloadType::HASH, |w| w.bytes(hash_r.as_bytes()))?;
+        auth::write_cert_requests(&mut b, &crs)?;
+        ours.write(&mut b)?;
         for v in super::nat_t::phase1_vids(nat_vids) {
             b.payload(PayloadType::VENDOR, |w| w.bytes(v))?;
         }
@@ -233,8 +255,8 @@ pub(crate) fn i2(
 ) -> Result<Next, Drop> {
     cx.phase1_room()?;
     let m = Engine::parse(data, false)?;
-    super::script::check(Kind::Aggressive, 2, &m)?;
-    let choice = initiator_reply(x, cx, &m, false)?;
+    let choice = initiator_reply(x, cx, &m, cx.creds.usable())?;
+    super::script::check_auth(Kind::Aggressive, 2, script_auth(choice), &m)?;
     let (Some(Payload::Ke(ke)), Some(Payload::Nonce(nr))) =
         (m.find(PayloadType::KE), m.find(PayloadType::NONCE))
     else {
@@ -247,12 +269,6 @@ pub(crate) fn i2(
         .find(PayloadType::ID)
         .and_then(id_body)
         .ok_or(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"))?;
-    let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-        return Err(Drop::Notify(
-            NotifyType::PAYLOAD_MALFORMED,
-            "no HASH payload",
-        ));
-    };
     if ke.len() != choice.group.public_len() {
         return Err(Drop::Notify(
             NotifyType::INVALID_KEY_INFORMATION,
@@ -270,20 +286,19 @@ pub(crate) fn i2(
     x.gxr = ke.to_vec();
     x.nr = nr.to_vec();
     x.phase1_keys(cx.policy)?;
-    let want = x.auth_hash(false, &idir);
-    let auth = check_hash(&want, hash, "HASH_R", idir, false)?;
+    let auth = check_peer(x, cx.creds, choice, &m, idir, false)?;
     cx.io.capture(x.remote, x.local, data);
     x.nat_detect(&m, x.local, x.remote);
     // Message 3 already goes over the NAT-T port.
     x.float_to_nat_t(cx.io.nat_port, "aggressive mode");
     let id = cx.our_id(x);
     let nat_d = nat_d_payloads(x, choice.hash);
-    let hash_i = x.auth_hash(true, &id);
+    let ours = OurAuth::new(x, cx.creds, choice, &id)?;
     let hh = header(x, ExchangeType::AGGRESSIVE);
-    let mut buf = vec![0u8; 512];
+    let mut buf = vec![0u8; 8192];
     let n = (|| {
         let mut b = MessageBuilder::new(&mut buf, &hh)?;
-        b.payload(PayloadType::HASH, |w| w.bytes(hash_i.as_bytes()))?;
+        ours.write(&mut b)?;
         for (ty, d) in &nat_d {
             b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
         }
@@ -318,19 +333,14 @@ pub(crate) fn r3(
     let m = Engine::parse(&buf, encrypted).map_err(|_| {
         Drop::Silent("message 3 does not decrypt to a valid message (wrong pre-shared key?)")
     })?;
-    super::script::check(Kind::Aggressive, 3, &m)?;
-    let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
-        return Err(Drop::Notify(
-            NotifyType::PAYLOAD_MALFORMED,
-            "no HASH payload",
-        ));
-    };
-    let idii = std::mem::take(&mut x.peer_id);
-    let want = x.auth_hash(true, &idii);
-    let auth = check_hash(&want, hash, "HASH_I", idii, false)?;
+    super::script::check_auth(Kind::Aggressive, 3, script_auth(c), &m)?;
+    // It decrypted to a well-formed message: the CBC chain moves on even if it does not
+    // authenticate (the refusal goes out under these keys, as the initiator has them).
     if let Some(iv) = next_iv {
         x.iv = iv;
     }
+    let idii = std::mem::take(&mut x.peer_id);
+    let auth = check_peer(x, cx.creds, c, &m, idii, false)?;
     x.p1_to(P1Step::Done);
     x.resend_on_dup = false;
     x.last_sent.clear();

@@ -25,28 +25,6 @@ pub(crate) struct Authenticated {
 /// The private part of [`Authenticated`].
 struct Proof;
 
-/// The pre-shared-key check: the peer's hash against ours, in constant time.
-pub(crate) fn check_hash(
-    want: &Key,
-    got: &[u8],
-    which: &str,
-    peer_id: Vec<u8>,
-    initial_contact: bool,
-) -> Result<Authenticated, Drop> {
-    if !same(want.as_bytes(), got) {
-        return Err(super::refused(
-            NotifyType::INVALID_HASH_INFORMATION,
-            "authentication failed: the hash does not verify (pre-shared keys differ?)",
-            format_args!("{which}"),
-        ));
-    }
-    Ok(Authenticated {
-        peer_id,
-        initial_contact,
-        _proof: Proof,
-    })
-}
-
 /// Constant-time comparison for hashes.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -223,7 +201,6 @@ pub(crate) fn verify_auth_message(
     c: P1Choice,
     data: &[u8],
 ) -> Result<Authenticated, Drop> {
-    let creds = cx.creds;
     let mut buf = data.to_vec();
     if buf[19] & wire::FLAG_ENCRYPTION == 0 {
         return Err(Drop::Notify(
@@ -235,118 +212,51 @@ pub(crate) fn verify_auth_message(
     let m = Engine::parse(&buf, true).map_err(|_| {
         Drop::Silent("message does not decrypt to a valid message (wrong pre-shared key?)")
     })?;
-    let auth = if c.auth == AuthMethod::RSA_SIG {
-        super::script::Auth::Sig
-    } else {
-        super::script::Auth::Hash
-    };
     let n = if x.initiator { 6 } else { 5 };
-    super::script::check_auth(super::exchange::Kind::Main, n, auth, &m)?;
+    super::script::check_auth(super::exchange::Kind::Main, n, script_auth(c), &m)?;
     // It decrypted to a well-formed message: the CBC chain moves on even if what it
     // says does not authenticate (a DELETE may follow under these keys).
-    x.iv = next_iv.clone();
+    x.iv = next_iv;
     let Some(Payload::Id(id)) = m.find(PayloadType::ID) else {
         return Err(Drop::Notify(NotifyType::PAYLOAD_MALFORMED, "no ID payload"));
     };
-    let idb = id.body();
-    let want = if x.initiator {
-        x.auth_hash(false, &idb)
-    } else {
-        x.auth_hash(true, &idb)
-    };
-    let which = if x.initiator { "HASH_R" } else { "HASH_I" };
+    let ic = m
+        .payloads
+        .iter()
+        .any(|p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT));
+    let auth = check_peer(x, cx.creds, c, &m, id.body(), ic)?;
+    let (local, remote) = (x.local, x.remote);
+    cx.io.capture(remote, local, &buf);
+    Ok(auth)
+}
+
+/// The payloads a phase 1 authentication message carries under transform `c`.
+pub(crate) fn script_auth(c: P1Choice) -> super::script::Auth {
     if c.auth == AuthMethod::RSA_SIG {
-        // The peer's certificate: it must chain to one of our CAs, name the peer's ID
-        // in its subjectAltName (or subject, for a DN), and its key must verify SIG.
-        let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
-            return Err(Drop::Notify(
-                NotifyType::PAYLOAD_MALFORMED,
-                "no SIG payload",
-            ));
-        };
-        let certs: Vec<Certificate> = m
-            .payloads
-            .iter()
-            .filter_map(|p| match p.payload {
-                Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
-                    Certificate::parse(data).ok()
-                }
-                _ => None,
-            })
-            .collect();
-        let identity = id
-            .identity()
-            .map_err(|e| Drop::Notify(e.notify, e.reason))?;
-        if certs.is_empty() && creds.pubkey_for(&identity).is_some() {
-            // No certificate: the peer's raw public key from pubkeys/, by its ID.
-            let key = creds.pubkey_for(&identity).ok_or(Drop::Silent("gone"))?;
-            let key = &key;
-            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                super::refused(
-                    NotifyType::INVALID_SIGNATURE,
-                    "authentication failed: the signature does not verify",
-                    format_args!("signature over {which}, public key of {identity}"),
-                )
-            })?;
-            crate::log_info!(
-                "peer {} authenticated by its public key for {identity}",
-                x.remote
-            );
-        } else {
-            let cert = certs
-                .iter()
-                .find(|c| cert_names_id(c, &identity))
-                .ok_or_else(|| {
-                    super::refused(
-                        NotifyType::INVALID_ID_INFORMATION,
-                        "authentication failed: no certificate from the peer names its ID",
-                        format_args!(
-                            "ID {identity}{}",
-                            if certs.is_empty() {
-                                " (it sent none)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    )
-                })?;
-            let trust = creds.trust.as_ref().ok_or(Drop::Notify(
-                NotifyType::INVALID_CERTIFICATE,
-                "authentication failed: no CA certificates configured",
-            ))?;
-            let others: Vec<Certificate> = certs
-                .iter()
-                .filter(|c| !std::ptr::eq(*c, cert))
-                .cloned()
-                .collect();
-            trust.verify(cert, &others).map_err(|e| {
-                super::refused(
-                    NotifyType::INVALID_CERTIFICATE,
-                    "authentication failed: certificate not trusted",
-                    format_args!("\"{}\": {e}", cert.subject()),
-                )
-            })?;
-            let key = cert.public_key().map_err(|e| {
-                super::refused(
-                    NotifyType::INVALID_CERTIFICATE,
-                    "certificate key unusable",
-                    format_args!("{e}"),
-                )
-            })?;
-            key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-                super::refused(
-                    NotifyType::INVALID_SIGNATURE,
-                    "authentication failed: the signature does not verify",
-                    format_args!("signature over {which}"),
-                )
-            })?;
-            crate::log_info!(
-                "peer {} authenticated by certificate \"{}\"",
-                x.remote,
-                cert.subject()
-            );
-        }
+        super::script::Auth::Sig
     } else {
+        super::script::Auth::Hash
+    }
+}
+
+/// The peer's authentication in message `m` of exchange `x` (transform `c`), over its ID
+/// payload body `idb` (Main Mode messages 5 and 6, Aggressive Mode messages 2 and 3):
+/// HASH_I/HASH_R for pre-shared keys; for RSA_SIG the SIG, by the key of a certificate
+/// the peer sent (it must chain to one of our CAs, pass our CRLs and name the peer's ID
+/// in its subjectAltName, or subject for a DN), else by its raw public key from
+/// pubkeys/.
+pub(crate) fn check_peer(
+    x: &Exchange,
+    creds: &Credentials,
+    c: P1Choice,
+    m: &wire::Message<'_>,
+    idb: Vec<u8>,
+    initial_contact: bool,
+) -> Result<Authenticated, Drop> {
+    let want = x.auth_hash(!x.initiator, &idb);
+    let which = if x.initiator { "HASH_R" } else { "HASH_I" };
+    let from = x.remote;
+    if c.auth != AuthMethod::RSA_SIG {
         let Some(Payload::Hash(hash)) = m.find(PayloadType::HASH) else {
             return Err(Drop::Notify(
                 NotifyType::PAYLOAD_MALFORMED,
@@ -357,19 +267,170 @@ pub(crate) fn verify_auth_message(
             return Err(super::refused(
                 NotifyType::INVALID_HASH_INFORMATION,
                 "authentication failed: the hash does not verify (pre-shared keys differ?)",
-                format_args!("{which}"),
+                format_args!("{which} from {from}"),
             ));
         }
+        return Ok(Authenticated {
+            peer_id: idb,
+            initial_contact,
+            _proof: Proof,
+        });
     }
-    let ic = m
+    let Some(Payload::Sig(sig)) = m.find(PayloadType::SIG) else {
+        return Err(Drop::Notify(
+            NotifyType::PAYLOAD_MALFORMED,
+            "no SIG payload",
+        ));
+    };
+    let certs: Vec<Certificate> = m
         .payloads
         .iter()
-        .any(|p| matches!(p.payload, Payload::Notify(n) if n.ty == NotifyType::INITIAL_CONTACT));
-    let (local, remote) = (x.local, x.remote);
-    cx.io.capture(remote, local, &buf);
+        .filter_map(|p| match p.payload {
+            Payload::Cert { encoding, data } if encoding == CertEncoding::X509_SIG => {
+                Certificate::parse(data).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    let id = wire::IdPayload::parse(&idb).map_err(|e| Drop::Notify(e.notify, e.reason))?;
+    let identity = id
+        .identity()
+        .map_err(|e| Drop::Notify(e.notify, e.reason))?;
+    let raw = if certs.is_empty() {
+        creds.pubkey_for(&identity)
+    } else {
+        None
+    };
+    if let Some(key) = raw {
+        // No certificate: the peer's raw public key from pubkeys/, by its ID.
+        key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+            super::refused(
+                NotifyType::INVALID_SIGNATURE,
+                "authentication failed: the signature does not verify",
+                format_args!("signature over {which} from {from}, public key of {identity}"),
+            )
+        })?;
+        crate::log_info!("peer {from} authenticated by its public key for {identity}");
+    } else {
+        let cert = certs
+            .iter()
+            .find(|c| cert_names_id(c, &identity))
+            .ok_or_else(|| {
+                super::refused(
+                    NotifyType::INVALID_ID_INFORMATION,
+                    "authentication failed: no certificate from the peer names its ID",
+                    format_args!(
+                        "{from}: ID {identity}{}",
+                        if certs.is_empty() {
+                            " (it sent none)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            })?;
+        let trust = creds.trust.as_ref().ok_or(Drop::Notify(
+            NotifyType::INVALID_CERTIFICATE,
+            "authentication failed: no CA certificates configured",
+        ))?;
+        let others: Vec<Certificate> = certs
+            .iter()
+            .filter(|c| !std::ptr::eq(*c, cert))
+            .cloned()
+            .collect();
+        trust.verify(cert, &others).map_err(|e| {
+            super::refused(
+                NotifyType::INVALID_CERTIFICATE,
+                "authentication failed: certificate not trusted",
+                format_args!("{from}: \"{}\": {e}", cert.subject()),
+            )
+        })?;
+        let key = cert.public_key().map_err(|e| {
+            super::refused(
+                NotifyType::INVALID_CERTIFICATE,
+                "certificate key unusable",
+                format_args!("{from}: {e}"),
+            )
+        })?;
+        key.verify_raw(want.as_bytes(), sig).map_err(|_| {
+            super::refused(
+                NotifyType::INVALID_SIGNATURE,
+                "authentication failed: the signature does not verify",
+                format_args!("signature over {which} from {from}"),
+            )
+        })?;
+        crate::log_info!(
+            "peer {from} authenticated by certificate \"{}\"",
+            cert.subject()
+        );
+    }
     Ok(Authenticated {
         peer_id: idb,
-        initial_contact: ic,
+        initial_contact,
         _proof: Proof,
     })
+}
+
+/// Our side of a phase 1 authentication: HASH_I/HASH_R, or for RSA_SIG the hash signed
+/// (PKCS#1) and our certificate, if we have one (else the peer knows our public key).
+pub(crate) enum OurAuth {
+    Hash(Key),
+    Sig { sig: Vec<u8>, cert: Vec<u8> },
+}
+
+impl OurAuth {
+    /// Ours in exchange `x` (transform `c`) over our ID payload body `id`.
+    pub(crate) fn new(
+        x: &Exchange,
+        creds: &Credentials,
+        c: P1Choice,
+        id: &[u8],
+    ) -> Result<OurAuth, Drop> {
+        let hash = x.auth_hash(x.initiator, id);
+        if c.auth != AuthMethod::RSA_SIG {
+            return Ok(OurAuth::Hash(hash));
+        }
+        let key = creds.key.as_ref().ok_or(Drop::Silent("no private key"))?;
+        let mut sig = vec![0u8; 1024];
+        let n = key
+            .sign_raw(hash.as_bytes(), &mut sig)
+            .map_err(|_| Drop::Silent("signing failed"))?;
+        sig.truncate(n);
+        let cert = creds
+            .cert
+            .as_ref()
+            .and_then(|c| c.der().ok())
+            .unwrap_or_default();
+        Ok(OurAuth::Sig { sig, cert })
+    }
+
+    /// Its payloads: HASH, or [CERT,] SIG.
+    pub(crate) fn write(&self, b: &mut wire::MessageBuilder<'_>) -> Result<(), wire::NoRoom> {
+        match self {
+            OurAuth::Hash(h) => b.payload(PayloadType::HASH, |w| w.bytes(h.as_bytes())),
+            OurAuth::Sig { sig, cert } => {
+                if !cert.is_empty() {
+                    b.payload(PayloadType::CERT, |w| {
+                        w.u8(CertEncoding::X509_SIG.0)?;
+                        w.bytes(cert)
+                    })?;
+                }
+                b.payload(PayloadType::SIG, |w| w.bytes(sig))
+            }
+        }
+    }
+}
+
+/// CERT_REQ payloads for our CAs (`crs`, from [`Credentials::cert_requests`]).
+pub(crate) fn write_cert_requests(
+    b: &mut wire::MessageBuilder<'_>,
+    crs: &[Vec<u8>],
+) -> Result<(), wire::NoRoom> {
+    for ca in crs {
+        b.payload(PayloadType::CERT_REQ, |w| {
+            w.u8(CertEncoding::X509_SIG.0)?;
+            w.bytes(ca)
+        })?;
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::crypto::derive;
 use super::exchange::{Kind, P1Step, State};
-use super::sa::{hex, Handle};
+use super::sa::{hex, Handle, IsakmpSa};
 use super::wire::{
     Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType, ProtocolId,
     Writer, HEADER_LEN,
@@ -26,63 +26,10 @@ impl Engine {
         ty: PayloadType,
         body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
     ) {
-        let mut b4 = [0u8; 4];
-        self.io.rng.fill(&mut b4);
-        let msgid = u32::from_be_bytes(b4).max(1);
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        let (local, remote, cipher) = (s.local, s.remote, s.cipher);
-        let iv = derive::phase2_iv(s.hash, s.last_block(), msgid, cipher.block_len());
-        // Built in the engine's scratch buffer: DPD and DELETE allocate nothing.
-        let mut buf = std::mem::take(&mut self.scratch);
-        let r = self.build_protected(&mut buf, sa, ExchangeType::INFO, msgid, ty, body);
-        let r = r.and_then(|ka| {
-            self.io.capture(local, remote, &buf);
-            Self::encrypt(cipher, ka.as_bytes(), &iv, &mut buf).map_err(|_| "encryption failed")
-        });
-        match r {
-            Ok(_) => self.io.send(local, remote, &buf),
-            Err(e) => crate::log_error!("informational to {remote}: {e}"),
-        }
-        self.scratch = buf;
-    }
-
-    /// `HDR, HASH(1), <one payload>` in the clear into `buf`, HASH(1) = prf(SKEYID_a,
-    /// M-ID | payload); returns the key to encrypt it with.
-    fn build_protected(
-        &self,
-        buf: &mut Vec<u8>,
-        sa: Handle,
-        exchange: ExchangeType,
-        msgid: u32,
-        ty: PayloadType,
-        body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
-    ) -> Result<super::crypto::Key, &'static str> {
-        let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
-        let hd = Header {
-            icookie: s.icookie,
-            rcookie: s.rcookie,
-            major: 1,
-            exchange,
-            msgid,
-            ..Header::default()
-        };
-        let hlen = s.hash.output_len();
-        buf.clear();
-        buf.resize(2048, 0);
-        let n = (|| {
-            let mut b = MessageBuilder::new(buf, &hd)?;
-            b.payload(PayloadType::HASH, |w| w.bytes(&[0u8; 64][..hlen]))?;
-            b.payload(ty, |w| body(w))?;
-            b.finish()
-        })()
-        .map_err(|_| "message too large")?;
-        buf.truncate(n);
-        let start = HEADER_LEN + 4 + hlen;
-        let h1 = derive::info_hash(s.hash, s.skeyid_a(), msgid, &buf[start..]);
-        buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
-        Ok(super::crypto::Key::from_slice(s.ka()).unwrap_or_default())
+        send_protected_info(s, &mut self.io, &mut self.scratch, ty, body);
     }
 
     /// `HDR*, HASH(1), <one payload>` of exchange `exchange` over ISAKMP SA `sa`, with
@@ -98,9 +45,10 @@ impl Engine {
         ty: PayloadType,
         body: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>, super::crypto::Key), String> {
-        let cipher = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?.cipher;
+        let s = self.isakmp_sas.get(sa).ok_or("phase 1 SA gone")?;
+        let cipher = s.cipher;
         let mut buf = Vec::new();
-        let ka = self.build_protected(&mut buf, sa, exchange, msgid, ty, &mut |w| w.bytes(body))?;
+        let ka = build_protected(s, &mut buf, exchange, msgid, ty, &mut |w| w.bytes(body))?;
         let clear = buf.clone();
         let next = Self::encrypt(cipher, ka.as_bytes(), iv, &mut buf)?;
         Ok((clear, buf, next))
@@ -135,16 +83,9 @@ impl Engine {
         let Some(s) = self.isakmp_sas.get(sa) else {
             return;
         };
-        let mut cookies = [0u8; 16];
-        cookies[..8].copy_from_slice(&s.icookie);
-        cookies[8..].copy_from_slice(&s.rcookie);
+        let cookies = (s.icookie, s.rcookie);
         self.send_protected_info(sa, PayloadType::NOTIFY, &mut |w| {
-            w.u32(Doi::IPSEC.0)?;
-            w.u8(ProtocolId::ISAKMP.0)?;
-            w.u8(16)?;
-            w.u16(ty.0)?;
-            w.bytes(&cookies)?;
-            w.bytes(data)
+            isakmp_notify(w, cookies, ty, data)
         });
     }
 
@@ -169,12 +110,26 @@ impl Engine {
                         crate::log_warn!("peer {remote} says {} (unprotected)", n.ty);
                     }
                     if n.ty.0 < 8192 {
-                        if let Some(h) = self.exchanges.find(|x| {
+                        // About the exchange of these cookies, or (isakmpd's refusal in
+                        // an exchange of its own, fresh cookie and no responder cookie)
+                        // the one its SPI names.
+                        let about = self.exchanges.find(|x| {
                             x.kind != Kind::Quick
                                 && x.icookie == hd.icookie
                                 && (x.rcookie == hd.rcookie || x.rcookie == [0; 8])
                                 && x.remote.ip() == remote.ip()
-                        }) {
+                        });
+                        let named = || {
+                            if hd.rcookie != [0; 8]
+                                || n.protocol != ProtocolId::ISAKMP
+                                || n.spi.len() != 16
+                            {
+                                return None;
+                            }
+                            let (i, r) = n.spi.split_at(8);
+                            self.phase1_exchange_of(remote, i.try_into().ok()?, r.try_into().ok()?)
+                        };
+                        if let Some(h) = about.or_else(named) {
                             self.phase1_refused(now, h, n.ty);
                         }
                     }
@@ -183,9 +138,7 @@ impl Engine {
             return Ok(());
         }
         let Some(sa) = self.isakmp_sas.by_cookies(hd.icookie, hd.rcookie) else {
-            return Err(Drop::Silent(
-                "encrypted informational for no known phase 1 SA",
-            ));
+            return self.info_during_phase1(now, (local, remote), hd, data);
         };
         let iv = {
             let s = self.isakmp_sas.get(sa).ok_or(Drop::Silent("gone"))?;
@@ -319,7 +272,7 @@ impl Engine {
     /// exchange (a half-open one evicted under a flood of spoofed message 1, or a
     /// restart): an initiator starts over at once, once, rather than at the next
     /// Check-interval.
-    fn phase1_refused(&mut self, now: Time, h: Handle, ty: NotifyType) {
+    pub(crate) fn phase1_refused(&mut self, now: Time, h: Handle, ty: NotifyType) {
         let Some(x) = self.exchanges.get(h) else {
             return;
         };
@@ -361,4 +314,82 @@ impl Engine {
             Err(e) => crate::log_warn!("phase 1 with {remote}: {e}"),
         }
     }
+}
+
+/// Sends one protected informational payload under the keys of phase 1 SA `s` (an
+/// established one, or one made of an exchange that has its keys): a fresh message ID,
+/// the IV derived from the last phase 1 block and that ID. Built in `buf` (the engine's
+/// scratch): DPD and DELETE allocate nothing.
+pub(crate) fn send_protected_info(
+    s: &IsakmpSa,
+    io: &mut super::io::Io,
+    buf: &mut Vec<u8>,
+    ty: PayloadType,
+    body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+) {
+    let mut b4 = [0u8; 4];
+    io.rng.fill(&mut b4);
+    let msgid = u32::from_be_bytes(b4).max(1);
+    let (local, remote, cipher) = (s.local, s.remote, s.cipher);
+    let iv = derive::phase2_iv(s.hash, s.last_block(), msgid, cipher.block_len());
+    let r = build_protected(s, buf, ExchangeType::INFO, msgid, ty, body);
+    let r = r.and_then(|ka| {
+        io.capture(local, remote, buf);
+        Engine::encrypt(cipher, ka.as_bytes(), &iv, buf).map_err(|_| "encryption failed")
+    });
+    match r {
+        Ok(_) => io.send(local, remote, buf),
+        Err(e) => crate::log_error!("informational to {remote}: {e}"),
+    }
+}
+
+/// `HDR, HASH(1), <one payload>` in the clear into `buf`, HASH(1) = prf(SKEYID_a,
+/// M-ID | payload), under phase 1 SA `s`; returns the key to encrypt it with.
+fn build_protected(
+    s: &IsakmpSa,
+    buf: &mut Vec<u8>,
+    exchange: ExchangeType,
+    msgid: u32,
+    ty: PayloadType,
+    body: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), super::wire::NoRoom>,
+) -> Result<super::crypto::Key, &'static str> {
+    let hd = Header {
+        icookie: s.icookie,
+        rcookie: s.rcookie,
+        major: 1,
+        exchange,
+        msgid,
+        ..Header::default()
+    };
+    let hlen = s.hash.output_len();
+    buf.clear();
+    buf.resize(2048, 0);
+    let n = (|| {
+        let mut b = MessageBuilder::new(buf, &hd)?;
+        b.payload(PayloadType::HASH, |w| w.bytes(&[0u8; 64][..hlen]))?;
+        b.payload(ty, |w| body(w))?;
+        b.finish()
+    })()
+    .map_err(|_| "message too large")?;
+    buf.truncate(n);
+    let start = HEADER_LEN + 4 + hlen;
+    let h1 = derive::info_hash(s.hash, s.skeyid_a(), msgid, &buf[start..]);
+    buf[HEADER_LEN + 4..start].copy_from_slice(h1.as_bytes());
+    Ok(super::crypto::Key::from_slice(s.ka()).unwrap_or_default())
+}
+
+/// The body of a notification about phase 1 SA `s` (its cookies as the SPI).
+pub(crate) fn isakmp_notify(
+    w: &mut Writer<'_>,
+    (icookie, rcookie): ([u8; 8], [u8; 8]),
+    ty: NotifyType,
+    data: &[u8],
+) -> Result<(), super::wire::NoRoom> {
+    w.u32(Doi::IPSEC.0)?;
+    w.u8(ProtocolId::ISAKMP.0)?;
+    w.u8(16)?;
+    w.u16(ty.0)?;
+    w.bytes(&icookie)?;
+    w.bytes(&rcookie)?;
+    w.bytes(data)
 }

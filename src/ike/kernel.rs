@@ -98,7 +98,7 @@ impl Engine {
             }
             Some(Resume::BuildMessage2) => {
                 if let Err(e) = self.qm_send_2(now, h) {
-                    let (Drop::Silent(e) | Drop::Notify(_, e)) = e;
+                    let (Drop::Silent(e) | Drop::Notify(_, e) | Drop::Told(_, e)) = e;
                     crate::log_warn!("quick mode: {e}");
                     self.io.stats.failed += 1;
                     self.free_exchange(h);

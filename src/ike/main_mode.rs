@@ -16,7 +16,6 @@
 //! step; `phase1.rs` routes a message to the step its exchange waits for, and makes the
 //! ISAKMP SA when a step returns [`Next::Done`].
 
-use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::{self, Authenticated};
@@ -27,10 +26,10 @@ use super::phase1::{
     write_sa_echo, Cx, Next, NONCE_LEN,
 };
 use super::policy::Peer;
-use super::sa::{Handle, IsakmpSa};
+use super::sa::Handle;
 use super::wire::{
-    self, AuthMethod, CertEncoding, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload,
-    PayloadType, ProtocolId,
+    self, AuthMethod, Doi, ExchangeType, Header, MessageBuilder, NotifyType, Payload, PayloadType,
+    ProtocolId,
 };
 use super::{Drop, Engine};
 use crate::timer::Time;
@@ -98,46 +97,20 @@ impl Engine {
         Ok(())
     }
 
-    /// The responder finished phase 1 when it sent message 6, but message 6 did not
-    /// authenticate it to us: DELETE its ISAKMP SA under the exchange's keys, so that
-    /// neither side keeps an SA.
+    /// The peer finished phase 1 when it sent its last message (Main Mode 6, Aggressive
+    /// Mode 3), but that message did not authenticate it to us: DELETE its ISAKMP SA
+    /// under the exchange's keys, so that neither side keeps an SA.
     pub(crate) fn delete_unauthenticated(&mut self, now: Time, h: Handle) {
-        let Some(x) = self.exchanges.get(h) else {
+        let Some(sa) = self
+            .exchanges
+            .get(h)
+            .and_then(|x| super::p1_refusal::provisional_sa(x, now))
+        else {
             return;
         };
-        let Some(c) = x.choice() else {
-            return;
-        };
-        let sa = IsakmpSa {
-            timers: Default::default(),
-            icookie: x.icookie,
-            rcookie: x.rcookie,
-            initiator: true,
-            local: x.local,
-            remote: x.remote,
-            peer: x.peer.clone(),
-            hash: c.hash,
-            cipher: c.cipher,
-            group: c.group,
-            auth: c.auth,
-            keys: SecretParts::new([
-                x.skeyid_d.as_bytes(),
-                x.skeyid_a.as_bytes(),
-                x.ka.as_bytes(),
-                x.iv.as_bytes(),
-            ]),
-            id_local: Vec::new(),
-            id_remote: Vec::new(),
-            established: now,
-            lifetime: 0,
-            hard_expiry: None,
-            dpd: Default::default(),
-            nat_t: None,
-            cfg_address: None,
-            cfg_peer_address: None,
-        };
+        let remote = sa.remote;
         if let Some(sh) = self.isakmp_sas.insert(sa) {
-            crate::log_info!("telling {} to delete the phase 1 SA it holds", x.remote);
+            crate::log_info!("telling {remote} to delete the phase 1 SA it holds");
             self.delete_isakmp_sa(now, sh, true);
         }
     }
@@ -238,12 +211,7 @@ fn ke_message(
         for (ty, d) in &nat_d {
             b.payload(*ty, |w| w.bytes(d.as_bytes()))?;
         }
-        for ca in &crs {
-            b.payload(PayloadType::CERT_REQ, |w| {
-                w.u8(CertEncoding::X509_SIG.0)?;
-                w.bytes(ca)
-            })?;
-        }
+        auth::write_cert_requests(&mut b, &crs)?;
         b.finish()
     })()
     .map_err(|_| Drop::Silent(which))?;
@@ -367,45 +335,14 @@ fn auth_message(
     initial_contact: bool,
 ) -> Result<(Vec<u8>, Vec<u8>), Drop> {
     let id = cx.our_id(x);
-    let hash = x.auth_hash(x.initiator, &id);
-    // RSA_SIG: our certificate and SIG = the hash, PKCS#1-padded and signed.
-    let rsa = c.auth == AuthMethod::RSA_SIG;
-    let mut sig = vec![0u8; 1024];
-    let mut cert = Vec::new();
-    if rsa {
-        let key = cx
-            .creds
-            .key
-            .as_ref()
-            .ok_or(Drop::Silent("no private key"))?;
-        let n = key
-            .sign_raw(hash.as_bytes(), &mut sig)
-            .map_err(|_| Drop::Silent("signing failed"))?;
-        sig.truncate(n);
-        cert = cx
-            .creds
-            .cert
-            .as_ref()
-            .and_then(|c| c.der().ok())
-            .unwrap_or_default();
-    }
+    let ours = auth::OurAuth::new(x, cx.creds, c, &id)?;
     let mut buf = vec![0u8; 8192];
     let hh = header(x, ExchangeType::ID_PROT);
     let (ic, rc) = (x.icookie, x.rcookie);
     let n = (|| {
         let mut b = MessageBuilder::new(&mut buf, &hh)?;
         b.payload(PayloadType::ID, |w| w.bytes(&id))?;
-        if rsa {
-            if !cert.is_empty() {
-                b.payload(PayloadType::CERT, |w| {
-                    w.u8(CertEncoding::X509_SIG.0)?;
-                    w.bytes(&cert)
-                })?;
-            }
-            b.payload(PayloadType::SIG, |w| w.bytes(&sig))?;
-        } else {
-            b.payload(PayloadType::HASH, |w| w.bytes(hash.as_bytes()))?;
-        }
+        ours.write(&mut b)?;
         if initial_contact {
             b.payload(PayloadType::NOTIFY, |w| {
                 w.u32(Doi::IPSEC.0)?;

@@ -35,6 +35,7 @@ mod main_mode;
 pub mod mode_cfg;
 pub mod nat_t;
 pub(crate) mod outbox;
+mod p1_refusal;
 mod phase1;
 mod phase2;
 mod reject;
@@ -511,6 +512,7 @@ impl Engine {
             self.count_drop(kind);
             match d {
                 Drop::Silent(why) => self.drop_msg(now, remote, header.exchange, kind, why),
+                Drop::Told(_, why) => self.drop_msg(now, remote, header.exchange, kind, why),
                 Drop::Notify(n, why) => {
                     self.drop_msg(now, remote, header.exchange, kind, why);
                     if header.rcookie != [0; 8]

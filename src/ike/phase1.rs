@@ -720,16 +720,14 @@ impl Engine {
                 self.phase1_done(now, h, auth);
                 Ok(())
             }
-            Err(e) => {
-                // Message 6 did not authenticate the responder, which believes phase 1
-                // is done: it is told to forget it.
-                if matches!(step, (Kind::Main, true, State::Phase1(AwaitAuth(_))))
-                    && matches!(&e, Drop::Notify(n, _) if *n != NotifyType::PAYLOAD_MALFORMED)
-                {
-                    self.delete_unauthenticated(now, h);
-                }
-                Err(e)
+            // A refusal once the exchange has its keys is told under them (and a peer
+            // that believes phase 1 done is told to forget it): `p1_refusal.rs`.
+            Err(Drop::Notify(n, why))
+                if n != NotifyType::PAYLOAD_MALFORMED && self.refuse_phase1(now, h, n) =>
+            {
+                Err(Drop::Told(n, why))
             }
+            Err(e) => Err(e),
         };
         if r.is_ok() && self.exchanges.get(h).is_some_and(|x| x.half_open) {
             // The peer answered our message 2 with our cookie: no longer half-open.
@@ -743,7 +741,7 @@ impl Engine {
             }
         }
         if let Err(e) = &r {
-            if let Drop::Notify(n, why) = e {
+            if let Drop::Notify(n, why) | Drop::Told(n, why) = e {
                 if *n != NotifyType::PAYLOAD_MALFORMED {
                     if let Some(x) = self.exchanges.get(h) {
                         crate::log_warn!("{} with {remote}: {why}", x.name());

@@ -78,7 +78,7 @@ impl DropKind {
 
     pub(crate) fn of(d: &Drop) -> DropKind {
         match d {
-            Drop::Notify(n, _) => match *n {
+            Drop::Notify(n, _) | Drop::Told(n, _) => match *n {
                 NotifyType::UNSUPPORTED_EXCHANGE_TYPE => DropKind::UnknownExchange,
                 NotifyType::INVALID_COOKIE | NotifyType::INVALID_MESSAGE_ID => {
                     DropKind::NoSuchExchange
@@ -160,4 +160,7 @@ pub(crate) enum Drop {
     Silent(&'static str),
     /// Log, drop, and tell the peer (unprotected, only where isakmpd does).
     Notify(NotifyType, &'static str),
+    /// Log and drop: refused with this notification, which the peer has been told
+    /// already (under phase 1 keys: `p1_refusal.rs`).
+    Told(NotifyType, &'static str),
 }

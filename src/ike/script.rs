@@ -95,7 +95,7 @@ const MAIN: [Script; 4] = [
 ];
 const MAIN_AUTH_HASH: Script = script(&[P::ID, P::HASH], &[P::CERT_REQ]);
 const MAIN_AUTH_SIG: Script = script(&[P::ID, P::SIG], &[P::CERT, P::CERT_REQ]);
-/// Aggressive Mode (RFC 2409 §5, pre-shared keys): messages 1-3.
+/// Aggressive Mode (RFC 2409 §5): messages 1-3; 2 and 3 by authentication method.
 const AGGRESSIVE: [Script; 3] = [
     script(&[P::SA, P::KE, P::NONCE, P::ID], &[P::CERT_REQ]),
     script(
@@ -103,6 +103,14 @@ const AGGRESSIVE: [Script; 3] = [
         &[P::NAT_D, P::CERT_REQ],
     ),
     script(&[P::HASH], &[P::NAT_D]),
+];
+/// Aggressive Mode with signatures (§5.1): messages 2 and 3.
+const AGGRESSIVE_SIG: [Script; 2] = [
+    script(
+        &[P::SA, P::KE, P::NONCE, P::ID, P::SIG],
+        &[P::NAT_D, P::CERT_REQ, P::CERT],
+    ),
+    script(&[P::SIG], &[P::NAT_D, P::CERT]),
 ];
 /// Quick Mode (RFC 2409 §5.5): messages 1-3; KE with PFS, client IDs in pairs, NAT-OA
 /// through a NAT (RFC 3947 §5.2).
@@ -115,7 +123,7 @@ const QUICK: [Script; 3] = [
 const TRANSACTION: Script = script(&[P::HASH, P::ATTRIBUTE], &[]);
 
 /// The script of message `n` (1-based, as RFC 2409 numbers them) of an exchange of
-/// `kind`; `auth` matters for Main Mode's messages 5 and 6.
+/// `kind`; `auth` matters for Main Mode's messages 5 and 6 and Aggressive Mode's 2 and 3.
 pub fn of(kind: Kind, n: u8, auth: Auth) -> Option<Script> {
     let i = usize::from(n).checked_sub(1)?;
     match kind {
@@ -124,6 +132,9 @@ pub fn of(kind: Kind, n: u8, auth: Auth) -> Option<Script> {
             Auth::Sig => MAIN_AUTH_SIG,
         }),
         Kind::Main => MAIN.get(i).copied(),
+        Kind::Aggressive if auth == Auth::Sig && (2..=3).contains(&n) => {
+            AGGRESSIVE_SIG.get(i - 1).copied()
+        }
         Kind::Aggressive => AGGRESSIVE.get(i).copied(),
         Kind::Quick => QUICK.get(i).copied(),
         Kind::Transaction => (n <= 2).then_some(TRANSACTION),
@@ -187,6 +198,15 @@ mod tests {
         assert!(of(Kind::Main, 7, Auth::Hash).is_none());
         assert!(of(Kind::Quick, 0, Auth::Hash).is_none());
         assert!(of(Kind::Aggressive, 2, Auth::Hash)
+            .unwrap()
+            .required
+            .contains(P::ID));
+        let am2 = of(Kind::Aggressive, 2, Auth::Sig).unwrap();
+        assert!(am2.required.contains(P::SIG) && !am2.required.contains(P::HASH));
+        assert!(am2.allowed.contains(P::CERT) && am2.allowed.contains(P::CERT_REQ));
+        let am3 = of(Kind::Aggressive, 3, Auth::Sig).unwrap();
+        assert!(am3.required.contains(P::SIG) && am3.allowed.contains(P::CERT));
+        assert!(of(Kind::Aggressive, 1, Auth::Sig)
             .unwrap()
             .required
             .contains(P::ID));
