@@ -166,12 +166,15 @@ const SA_FLAG_DPD: u32 = 0x80;
 const SA_FLAG_NAT_T_ENABLE: u32 = 0x100;
 const SA_FLAG_NAT_T_KEEPALIVE: u32 = 0x200;
 
-/// isakmpd's flags of a phase 1 SA: READY, STAYALIVE on ours (we keep it up),
-/// DPD, NAT_T_ENABLE and NAT_T_KEEPALIVE (we are the one behind the NAT).
-fn isakmp_flags(s: &crate::ike::sa::IsakmpSa) -> u32 {
+/// isakmpd's flags of a phase 1 SA: READY, STAYALIVE on ours (we keep it up), FADING
+/// past the soft timeout on the side that does not renegotiate it (sa.c
+/// `sa_soft_expire`), DPD, NAT_T_ENABLE and NAT_T_KEEPALIVE (we are the one behind the NAT).
+fn isakmp_flags(s: &crate::ike::sa::IsakmpSa, now: Time) -> u32 {
     let mut flags = SA_FLAG_READY;
     if s.initiator {
         flags |= SA_FLAG_STAYALIVE;
+    } else if s.soft_expiry.is_some_and(|t| t <= now) {
+        flags |= SA_FLAG_FADING;
     }
     if s.dpd.peer {
         flags |= SA_FLAG_DPD;
@@ -205,9 +208,7 @@ fn ipsec_flags(s: &crate::ike::sa::IpsecSa, now: Time) -> u32 {
 }
 
 /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_dump_all`): its lines in its
-/// order, then what we add (after them, never instead). Where isakmpd has state we do
-/// not keep, its line is left out rather than made up: a phase 1 SA has no soft timeout
-/// here (it is renegotiated when a phase 2 needs it), and isakmpd leaves a phase 2 SA's
+/// order, then what we add (after them, never instead). isakmpd leaves a phase 2 SA's
 /// timeouts to the kernel, so ours follow its algorithm lines.
 pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
     let left = |t: Time| now.until(t) / 1000;
@@ -226,10 +227,14 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
         if s.lifetime > 0 {
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
         }
+        // sa.c: the soft timeout's line while it is still to come.
+        if let Some(t) = s.soft_expiry.filter(|&t| t > now) {
+            let _ = writeln!(out, "Soft timeout in {} seconds", left(t));
+        }
         if let Some(t) = s.hard_expiry {
             let _ = writeln!(out, "Hard timeout in {} seconds", left(t));
         }
-        let _ = writeln!(out, "Flags 0x{:08x}", isakmp_flags(s));
+        let _ = writeln!(out, "Flags 0x{:08x}", isakmp_flags(s, now));
         let _ = writeln!(
             out,
             "icookie {} rcookie {}",
@@ -310,7 +315,7 @@ pub fn log_report(
 ) {
     let id = |h: crate::ike::sa::Handle| (u64::from(h.gen) << 32) | u64::from(h.idx);
     for (h, s) in e.isakmp_sa_handles() {
-        let flags = isakmp_flags(s);
+        let flags = isakmp_flags(s, now);
         line(format_args!(
             "sa_report: 0x{:x} {} phase 1 doi 1 flags 0x{flags:x}",
             id(h),
@@ -413,7 +418,7 @@ pub fn log_report(
         let (name, h) = match kind {
             K::Exchange(h) => ("message_send_expire", h),
             K::IsakmpExpire(h) | K::IpsecExpire(h) => ("sa_hard_expire", h),
-            K::IpsecSoft(h) => ("sa_soft_expire", h),
+            K::IsakmpSoft(h) | K::IpsecSoft(h) => ("sa_soft_expire", h),
             K::IpsecOutbound(h) => ("ipsec_outbound_switch", h),
             K::Dpd(h) => ("dpd_check_event", h),
             K::Keepalive(h) => ("nat_t_send_keepalive", h),
