@@ -2871,3 +2871,129 @@ fn behind_a_nat_the_initiator_moves_to_4500_and_keeps_the_mapping_open() {
     p.drive_until(end);
     assert_eq!(p.west.ike_sas().count() + p.east.ike_sas().count(), 0);
 }
+
+// ----- EAP-MSCHAPv2 (RFC 7296 §2.16, RFC 2759) -----
+
+/// The warnings about EAP that the engines log (a logger for this test binary that keeps
+/// only those lines).
+fn eap_log() -> &'static std::sync::Mutex<Vec<String>> {
+    struct Keep(std::sync::Mutex<Vec<String>>);
+    impl log::Log for Keep {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Info
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            let line = r.args().to_string();
+            if line.contains("EAP") {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+        fn flush(&self) {}
+    }
+    static KEEP: std::sync::OnceLock<&'static Keep> = std::sync::OnceLock::new();
+    let k = KEEP.get_or_init(|| {
+        let k: &'static Keep = Box::leak(Box::new(Keep(Default::default())));
+        if log::set_logger(k).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+        k
+    });
+    &k.0
+}
+
+fn logged(what: &str) -> bool {
+    eap_log().lock().unwrap().iter().any(|l| l.contains(what))
+}
+
+/// West the EAP-MSCHAPv2 client as `user` with `password`, checking east's certificate;
+/// east signing and serving `users`, under iked.conf's `eap "mschap-v2"`.
+fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
+    eap_log();
+    let u = |n: &str, pw: &str| isakmpd::iked::users::eap_user(n, pw.as_bytes()).unwrap();
+    let west = Peer {
+        auth: PeerAuth::EapClient(SigMethod::Any, u(user, password)),
+        ..sig_peer(WEST, SigMethod::Any)
+    };
+    let east = Peer {
+        auth: PeerAuth::EapServer(SigMethod::Any),
+        ..sig_peer(EAST, SigMethod::Any)
+    };
+    let mut p = Pair::new(west, east);
+    p.west.set_credentials(creds("west", "ca"));
+    p.east.set_credentials(creds("east", "ca"));
+    p.east
+        .set_eap_users(users.iter().map(|(n, pw)| u(n, pw)).collect());
+    p
+}
+
+#[test]
+fn eap_mschapv2_client_and_server_come_up() {
+    let mut p = eap_pair("alice", "wonder land", &[("bob", "x"), ("alice", "wonder land")]);
+    p.connect();
+    assert_established(&p);
+    // IKE_AUTH without AUTH, Identity, Response, Success response, AUTH with the MSK.
+    assert_eq!((p.count(2), p.count(3)), (5, 5));
+    assert!(logged("EAP-MSCHAPv2: user \"alice\" authenticated"));
+    // A domain in front of the name, as Windows sends it, finds the user too.
+    let mut p = eap_pair("EXAMPLE\\alice", "wonder land", &[("alice", "wonder land")]);
+    p.connect();
+    assert_established(&p);
+}
+
+#[test]
+fn eap_mschapv2_comes_up_through_lost_and_repeated_messages() {
+    // Every IKE_AUTH message once lost, then once duplicated: the client retransmits,
+    // the server answers repeats from the response it kept.
+    for fate in [Fate::Drop, Fate::Duplicate] {
+        for nth in 0..10 {
+            let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+            let mut seen = 0;
+            p.fate = Box::new(move |d| {
+                if kind(&d.data) == 2 || kind(&d.data) == 3 {
+                    seen += 1;
+                    if seen == nth + 1 {
+                        return fate;
+                    }
+                }
+                Fate::Deliver
+            });
+            p.connect();
+            assert_established(&p);
+        }
+    }
+}
+
+#[test]
+fn eap_mschapv2_wrong_password_or_unknown_user_fails_cleanly_on_both_sides() {
+    for (user, pw, why) in [
+        ("alice", "wrong", "user \"alice\": wrong password; EAP Failure"),
+        ("mallory", "pw", "user \"mallory\": unknown user; EAP Failure"),
+    ] {
+        let mut p = eap_pair(user, pw, &[("alice", "pw")]);
+        p.connect();
+        auth_fails_cleanly(&p);
+        assert!(logged(why), "{why}: {:?}", eap_log().lock().unwrap());
+        assert!(logged("the server refused us (EAP Failure)"));
+    }
+    // No users at all (`ikectl reset user`): refused before any EAP.
+    let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+    p.east.set_eap_users(Vec::new());
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert!(logged("IKE_AUTH: no EAP users are configured"));
+}
+
+#[test]
+fn a_peer_with_a_shared_key_or_signature_where_eap_is_wanted_fails_cleanly() {
+    let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+    // West signs instead of using EAP.
+    p.west.set_policy(
+        p.now,
+        Policy {
+            peers: vec![sig_peer(WEST, SigMethod::Any)],
+        },
+    );
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert!(logged("the peer sent AUTH where the policy wants EAP-MSCHAPv2"));
+}
