@@ -404,3 +404,104 @@ fn ecdsa_p256_certificates_both_ways() {
         ],
     );
 }
+
+// ----- EAP-MSCHAPv2 road warrior (RFC 7296 §2.16) -----
+
+/// Our passive rule for road warriors: we sign with west's certificate, the peer
+/// authenticates with EAP-MSCHAPv2 as one of the `user`s.
+fn iked_conf_eap(users: &str) -> String {
+    format!(
+        "{users}\
+         ikev2 \"rw\" passive esp \\\n\
+         \tfrom 198.51.100.0/24 to 203.0.113.0/24 \\\n\
+         \tlocal 192.0.2.1 peer 192.0.2.2 \\\n\
+         \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
+         \tchildsa enc aes-256-gcm \\\n\
+         \tsrcid west.example eap \"mschap-v2\"\n"
+    )
+}
+
+/// charon as the EAP-MSCHAPv2 client `user` with `password` (its eap-mschapv2 plugin;
+/// MD4 and DES from its openssl plugin, i.e. OpenSSL's legacy provider), checking our
+/// certificate against the CA.
+fn charon_eap(name: &str, netns: &str, c: &Certs, user: &str, password: &str) -> Charon {
+    let swanctl = swanctl_conf(
+        &format!("   auth = eap-mschapv2\n   eap_id = {user}\n   id = {user}\n"),
+        "   auth = pubkey\n   id = west.example\n   cacerts = ca.crt\n",
+        &format!(" eap-1 {{\n  id = {user}\n  secret = \"{password}\"\n }}\n"),
+    );
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        Some(&c.charon),
+        "install_routes = no",
+    )
+}
+
+/// charon's `swanctl --initiate`: whether it completed, and what it said.
+fn initiate(c: &Charon) -> (bool, String) {
+    let out = c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+    (out.contains("initiate completed successfully"), out)
+}
+
+#[test]
+fn charon_road_warrior_with_eap_mschapv2() {
+    let c = certs("ikedc-pki-eap", false);
+    let link = link("eap");
+    let us = Iked::start_with_etc(
+        "ikedc-eap-us",
+        &link.a,
+        &iked_conf_eap("user \"bob\" \"builder\"\nuser \"alice\" \"wonder land\"\n"),
+        Some(&c.etc),
+    );
+    // The right password: the tunnel comes up, our SAs are charon's.
+    {
+        let ch = charon_eap("ikedc-eap-ok", &link.b, &c, "alice", "wonder land");
+        let (ok, out) = initiate(&ch);
+        assert!(ok, "{out}\n{}\n{}", us.log(), ch.log());
+        let mine = us.wait_sa("our responder SA", established);
+        let sas = charon_sas(&ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
+        check_same_sas(&mine, &sas);
+        assert!(
+            us.log()
+                .contains("EAP-MSCHAPv2: user \"alice\" authenticated"),
+            "{}",
+            us.log()
+        );
+        let cl = ch.log();
+        assert!(cl.contains("EAP method EAP_MSCHAPV2 succeeded, MSK established"), "{cl}");
+        assert!(cl.contains("authentication of 'west.example' with"), "{cl}");
+        let out = ch.swanctl(&["--terminate", "--ike", "v2", "--timeout", "20"]);
+        assert!(out.contains("terminate completed successfully"), "{out}");
+        us.wait_sa("our SA deleted by charon", |s| !s.contains("iked_sas:"));
+    }
+    // A wrong password: EAP Failure, nothing up on either side, a line in each log.
+    {
+        let ch = charon_eap("ikedc-eap-bad", &link.b, &c, "alice", "wonderland");
+        let (ok, out) = initiate(&ch);
+        assert!(!ok, "{out}");
+        us.wait("the refusal logged", || {
+            us.log()
+                .contains("user \"alice\": wrong password; EAP Failure")
+        });
+        assert!(ch.log().contains("received EAP_FAILURE"), "{}", ch.log());
+        assert!(!us.show_sa().contains("iked_sas:"), "{}", us.show_sa());
+        assert!(!charon_sas(&ch, "nothing", |_| true).contains("ESTABLISHED"));
+        assert!(!us.log().contains("wonder"), "no password in our log");
+    }
+    // `ikectl reset user` drops the users: alice is refused; a reload reads them again.
+    {
+        let (st, _, err) = us.ikectl(&["reset", "user"]);
+        assert_eq!(st, 0, "{err}");
+        let ch = charon_eap("ikedc-eap-reset", &link.b, &c, "alice", "wonder land");
+        let (ok, out) = initiate(&ch);
+        assert!(!ok, "{out}");
+        assert!(us.log().contains("no EAP users are configured"), "{}", us.log());
+        let (st, _, err) = us.ikectl(&["reload"]);
+        assert_eq!(st, 0, "{err}");
+        let (ok, out) = initiate(&ch);
+        assert!(ok, "{out}\n{}", us.log());
+        us.wait_sa("our responder SA after the reload", established);
+    }
+}

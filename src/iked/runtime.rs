@@ -14,7 +14,7 @@ use crate::ike::Credentials;
 use crate::ikev2::conf::Mode;
 use crate::ikev2::engine::{Engine, IkeRef, IkeState};
 use crate::ikev2::keys::{Encr, Integ};
-use crate::ikev2::policy::{Config, Identity, Policy, Selector, SigMethod};
+use crate::ikev2::policy::{Config, Identity, PeerAuth, Policy, Selector, SigMethod};
 use crate::ikev2::wire::IdType;
 use crate::pki::key_kind_name;
 use crate::timer::Time;
@@ -148,6 +148,13 @@ pub fn from_text(
         let Some(peer) = policy.peers.iter().find(|x| x.name == p.name) else {
             continue;
         };
+        if matches!(peer.auth, PeerAuth::EapServer(_)) {
+            warnings.push(format!(
+                "policy \"{}\": active with eap: iked is no EAP client, only answered",
+                peer.name
+            ));
+            continue;
+        }
         if peer.remote.ip().is_unspecified() {
             warnings.push(format!(
                 "policy \"{}\": active without a peer address, only answered",

@@ -47,6 +47,23 @@ pub fn eap_user(name: &str, password: &[u8]) -> Option<EapUser> {
 
 /// The engine's users for `users`, and a warning when MD4 is unavailable (then none).
 pub fn hash_users(users: &[User]) -> (Vec<EapUser>, Option<String>) {
+    if users.is_empty() {
+        return (Vec::new(), None);
+    }
+    // MS-CHAPv2 encrypts with single DES, also a legacy algorithm in OpenSSL 3.
+    let des = crate::ike::crypto::init()
+        .iter()
+        .any(|(c, ok)| *c == crate::ike::crypto::CipherAlg::Des && *ok);
+    if !des {
+        return (
+            Vec::new(),
+            Some(format!(
+                "user: DES is unavailable in the linked OpenSSL (its legacy provider is not \
+                 loaded): EAP-MSCHAPv2 cannot work, {} user(s) not loaded",
+                users.len()
+            )),
+        );
+    }
     let out: Option<Vec<EapUser>> = users
         .iter()
         .map(|u| eap_user(&u.name, u.password.as_bytes()))

@@ -674,3 +674,45 @@ pub(super) fn eap_client_starts(sa: &mut IkeSa, peer: &Peer) -> bool {
     sa.eap = Some(Box::new(Eap::new()));
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::crypto::SeededRandom;
+
+    #[test]
+    fn packets_round_trip_and_garbage_is_refused_without_panic() {
+        let p = mschap(CODE_REQUEST, 7, OP_CHALLENGE, &[&[16], &[1; 16], SERVER_NAME]);
+        let q = parse(&p).unwrap();
+        assert_eq!((q.code, q.id, q.ty), (CODE_REQUEST, 7, TYPE_MSCHAPV2));
+        let (op, rest) = ms_op(q.data).unwrap();
+        assert_eq!((op, rest.len()), (OP_CHALLENGE, 1 + 16 + 4));
+        assert_eq!(u16::from_be_bytes([q.data[2], q.data[3]]) as usize, q.data.len());
+        // Padding after the Length is ignored; a Length past the data is refused.
+        let mut padded = p.clone();
+        padded.extend_from_slice(&[0; 3]);
+        assert_eq!(parse(&padded).unwrap().data, q.data);
+        assert!(parse(&p[..p.len() - 1]).is_err());
+        let s = packet(CODE_SUCCESS, 9, None, &[]);
+        assert_eq!(s, [3, 9, 0, 4]);
+        assert!(parse(&[1, 0, 0, 4]).is_err(), "a request without a type");
+        assert!(parse(&[9, 0, 0, 4]).is_err(), "an unknown code");
+        assert!(parse(&[1, 0, 0, 3, 1]).is_err(), "a Length under 4");
+        // Every prefix, and random bytes with plausible headers: errors, never a panic.
+        for n in 0..p.len() {
+            let _ = parse(&p[..n]).map(|q| ms_op(q.data));
+        }
+        let mut rng = SeededRandom::new(3);
+        for _ in 0..20_000 {
+            let mut b = [0u8; 24];
+            rng.fill(&mut b);
+            b[0] = 1 + b[0] % 4;
+            b[2] = 0;
+            b[3] %= 28;
+            b[4] = if b[4] & 1 == 0 { TYPE_MSCHAPV2 } else { b[4] };
+            if let Ok(q) = parse(&b) {
+                let _ = ms_op(q.data);
+            }
+        }
+    }
+}
