@@ -340,7 +340,9 @@ fn etc_eap() {
     assert_eq!(p.auth, PeerAuth::EapServer(SigMethod::Any));
     assert_eq!(p.cp.pool, Some((ip("10.2.0.1"), 32)));
     assert!(
-        !warns.iter().any(|w| w.contains("EAP") || w.contains("eap \"")),
+        !warns
+            .iter()
+            .any(|w| w.contains("EAP") || w.contains("eap \"")),
         "{warns:?}"
     );
 }

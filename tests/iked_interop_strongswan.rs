@@ -470,7 +470,10 @@ fn charon_road_warrior_with_eap_mschapv2() {
             us.log()
         );
         let cl = ch.log();
-        assert!(cl.contains("EAP method EAP_MSCHAPV2 succeeded, MSK established"), "{cl}");
+        assert!(
+            cl.contains("EAP method EAP_MSCHAPV2 succeeded, MSK established"),
+            "{cl}"
+        );
         assert!(cl.contains("authentication of 'west.example' with"), "{cl}");
         let out = ch.swanctl(&["--terminate", "--ike", "v2", "--timeout", "20"]);
         assert!(out.contains("terminate completed successfully"), "{out}");
@@ -497,7 +500,11 @@ fn charon_road_warrior_with_eap_mschapv2() {
         let ch = charon_eap("ikedc-eap-reset", &link.b, &c, "alice", "wonder land");
         let (ok, out) = initiate(&ch);
         assert!(!ok, "{out}");
-        assert!(us.log().contains("no EAP users are configured"), "{}", us.log());
+        assert!(
+            us.log().contains("no EAP users are configured"),
+            "{}",
+            us.log()
+        );
         let (st, _, err) = us.ikectl(&["reload"]);
         assert_eq!(st, 0, "{err}");
         let (ok, out) = initiate(&ch);

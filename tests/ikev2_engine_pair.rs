@@ -2928,7 +2928,11 @@ fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
 
 #[test]
 fn eap_mschapv2_client_and_server_come_up() {
-    let mut p = eap_pair("alice", "wonder land", &[("bob", "x"), ("alice", "wonder land")]);
+    let mut p = eap_pair(
+        "alice",
+        "wonder land",
+        &[("bob", "x"), ("alice", "wonder land")],
+    );
     p.connect();
     assert_established(&p);
     // IKE_AUTH without AUTH, Identity, Response, Success response, AUTH with the MSK.
@@ -2966,8 +2970,16 @@ fn eap_mschapv2_comes_up_through_lost_and_repeated_messages() {
 #[test]
 fn eap_mschapv2_wrong_password_or_unknown_user_fails_cleanly_on_both_sides() {
     for (user, pw, why) in [
-        ("alice", "wrong", "user \"alice\": wrong password; EAP Failure"),
-        ("mallory", "pw", "user \"mallory\": unknown user; EAP Failure"),
+        (
+            "alice",
+            "wrong",
+            "user \"alice\": wrong password; EAP Failure",
+        ),
+        (
+            "mallory",
+            "pw",
+            "user \"mallory\": unknown user; EAP Failure",
+        ),
     ] {
         let mut p = eap_pair(user, pw, &[("alice", "pw")]);
         p.connect();
@@ -2995,5 +3007,7 @@ fn a_peer_with_a_shared_key_or_signature_where_eap_is_wanted_fails_cleanly() {
     );
     p.connect();
     auth_fails_cleanly(&p);
-    assert!(logged("the peer sent AUTH where the policy wants EAP-MSCHAPv2"));
+    assert!(logged(
+        "the peer sent AUTH where the policy wants EAP-MSCHAPv2"
+    ));
 }

@@ -191,9 +191,7 @@ mod tests {
         };
         assert_eq!(
             r,
-            arr::<24>(
-                "82 30 9E CD 8D 70 8B 5E A0 8F AA 39 81 CD 83 54 42 33 11 4A 3D 85 D6 DF"
-            )
+            arr::<24>("82 30 9E CD 8D 70 8B 5E A0 8F AA 39 81 CD 83 54 42 33 11 4A 3D 85 D6 DF")
         );
         assert_eq!(
             &authenticator_response(&hh, &r, &peer, &auth, user),

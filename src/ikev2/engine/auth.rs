@@ -319,8 +319,7 @@ pub(super) fn own_cert(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
 
 /// CERTREQ data naming our CAs, when the peer signs and we have CAs (§3.7).
 pub(super) fn own_certreq(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
-    (peer.auth.peer_signs() && !creds.cas.is_empty())
-        .then(|| sig::certreq(&creds.cas))
+    (peer.auth.peer_signs() && !creds.cas.is_empty()).then(|| sig::certreq(&creds.cas))
 }
 
 /// The AUTH payload (§3.8).

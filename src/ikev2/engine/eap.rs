@@ -271,6 +271,17 @@ fn lookup<'u>(users: &'u [EapUser], name: &[u8]) -> Option<&'u EapUser> {
 }
 
 impl Engine {
+    /// The users EAP-MSCHAPv2 peers authenticate as (iked.conf `user`; `ikectl reset
+    /// user` empties them). A conversation past its Challenge keeps what it found.
+    pub fn set_eap_users(&mut self, users: Vec<EapUser>) {
+        self.eap_users = users;
+    }
+
+    /// The users of [`Self::set_eap_users`].
+    pub fn eap_users(&self) -> &[EapUser] {
+        &self.eap_users
+    }
+
     /// Responder: IKE_AUTH under an `eap` policy ([`PeerAuth::EapServer`]).
     pub(super) fn eap_server(
         &mut self,
@@ -400,7 +411,10 @@ impl Engine {
                     sa,
                     format_args!("user \"{}\": {why}; EAP Failure", e.user),
                 );
-                (packet(CODE_FAILURE, e.id, None, &[]), Err("EAP authentication failed"))
+                (
+                    packet(CODE_FAILURE, e.id, None, &[]),
+                    Err("EAP authentication failed"),
+                )
             }
         };
         let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
@@ -438,7 +452,9 @@ impl Engine {
         let checked = check_msk_auth(sa, inner);
         let first = first.as_ref().map(|(ty, b)| parse_payloads(*ty, b));
         let (Ok(()), Some(Ok(first))) = (checked, first) else {
-            let why = checked.err().unwrap_or("the first IKE_AUTH request is lost");
+            let why = checked
+                .err()
+                .unwrap_or("the first IKE_AUTH request is lost");
             warn(io, now, sa, format_args!("IKE_AUTH: {why}"));
             let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
                 b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
@@ -539,7 +555,12 @@ fn server_answer(
             e.stage = Stage::Challenge;
             let vs = [16u8];
             Ok((
-                mschap(CODE_REQUEST, e.id, OP_CHALLENGE, &[&vs, &e.challenge, SERVER_NAME]),
+                mschap(
+                    CODE_REQUEST,
+                    e.id,
+                    OP_CHALLENGE,
+                    &[&vs, &e.challenge, SERVER_NAME],
+                ),
                 Ok(()),
             ))
         }
@@ -558,16 +579,21 @@ fn server_answer(
             if !name.is_empty() {
                 e.user = shown(name);
             }
-            let name = if name.is_empty() { e.user.as_bytes() } else { name };
+            let name = if name.is_empty() {
+                e.user.as_bytes()
+            } else {
+                name
+            };
             let Some(u) = lookup(users, name) else {
                 return Err("unknown user".into());
             };
-            let want =
-                mschap::nt_response(&e.challenge, &peer_ch, name, &u.nt_hash).map_err(|x| x.to_string())?;
+            let want = mschap::nt_response(&e.challenge, &peer_ch, name, &u.nt_hash)
+                .map_err(|x| x.to_string())?;
             if !constant_time_eq(&want, &nt) {
                 return Err("wrong password".into());
             }
-            let s = mschap::authenticator_response(&u.nt_hash_hash, &nt, &peer_ch, &e.challenge, name);
+            let s =
+                mschap::authenticator_response(&u.nt_hash_hash, &nt, &peer_ch, &e.challenge, name);
             e.msk = Some(mschap::msk(&u.nt_hash_hash, &nt));
             e.id = e.id.wrapping_add(1);
             e.stage = Stage::Success;
@@ -600,7 +626,10 @@ fn client_answer(
     if sa.eap.as_deref().is_some_and(|e| e.peer_id.is_empty()) {
         // The first answer: the server's signature.
         check_auth(sa, peer, creds, inner, PayloadType::IDR)?;
-        let idr = inner.iter().find(|e| e.ty == PayloadType::IDR).map(|e| e.body);
+        let idr = inner
+            .iter()
+            .find(|e| e.ty == PayloadType::IDR)
+            .map(|e| e.body);
         if let Some(e) = sa.eap.as_deref_mut() {
             e.peer_id = idr.unwrap_or_default().to_vec();
         }
@@ -620,7 +649,12 @@ fn client_answer(
     match (p.code, p.ty) {
         (CODE_REQUEST, TYPE_IDENTITY) => {
             e.id = p.id;
-            Ok(Some(packet(CODE_RESPONSE, p.id, Some(TYPE_IDENTITY), &[name])))
+            Ok(Some(packet(
+                CODE_RESPONSE,
+                p.id,
+                Some(TYPE_IDENTITY),
+                &[name],
+            )))
         }
         (CODE_REQUEST, TYPE_MSCHAPV2) => match ms_op(p.data)? {
             (OP_CHALLENGE, [16, rest @ ..]) if rest.len() >= 16 && e.stage == Stage::Identity => {
@@ -647,12 +681,20 @@ fn client_answer(
                 )))
             }
             (OP_SUCCESS, msg) if e.stage == Stage::Challenge => {
-                if !msg.get(..42).is_some_and(|s| constant_time_eq(s, &e.expect)) {
+                if !msg
+                    .get(..42)
+                    .is_some_and(|s| constant_time_eq(s, &e.expect))
+                {
                     return Err("the server's authenticator response is wrong".into());
                 }
                 e.id = p.id;
                 e.stage = Stage::Success;
-                Ok(Some(packet(CODE_RESPONSE, p.id, Some(TYPE_MSCHAPV2), &[&[OP_SUCCESS]])))
+                Ok(Some(packet(
+                    CODE_RESPONSE,
+                    p.id,
+                    Some(TYPE_MSCHAPV2),
+                    &[&[OP_SUCCESS]],
+                )))
             }
             (OP_FAILURE, msg) => Err(format!("MS-CHAPv2 Failure \"{}\"", shown(msg))),
             (op, _) => Err(format!("unexpected MS-CHAPv2 OpCode {op}")),
@@ -682,12 +724,20 @@ mod tests {
 
     #[test]
     fn packets_round_trip_and_garbage_is_refused_without_panic() {
-        let p = mschap(CODE_REQUEST, 7, OP_CHALLENGE, &[&[16], &[1; 16], SERVER_NAME]);
+        let p = mschap(
+            CODE_REQUEST,
+            7,
+            OP_CHALLENGE,
+            &[&[16], &[1; 16], SERVER_NAME],
+        );
         let q = parse(&p).unwrap();
         assert_eq!((q.code, q.id, q.ty), (CODE_REQUEST, 7, TYPE_MSCHAPV2));
         let (op, rest) = ms_op(q.data).unwrap();
         assert_eq!((op, rest.len()), (OP_CHALLENGE, 1 + 16 + 4));
-        assert_eq!(u16::from_be_bytes([q.data[2], q.data[3]]) as usize, q.data.len());
+        assert_eq!(
+            u16::from_be_bytes([q.data[2], q.data[3]]) as usize,
+            q.data.len()
+        );
         // Padding after the Length is ignored; a Length past the data is refused.
         let mut padded = p.clone();
         padded.extend_from_slice(&[0; 3]);

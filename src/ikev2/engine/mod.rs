@@ -637,18 +637,6 @@ impl Engine {
 
     /// Our key, certificates and trusted CAs for signature authentication (iked(8):
     /// /etc/iked/private/local.key, certs/, ca/, crls/, pubkeys/, read by the daemon).
-    /// The users EAP-MSCHAPv2 peers authenticate as (iked.conf `user`; `ikectl reset
-    /// user` empties them): conversations under way keep going with the users they
-    /// found.
-    pub fn set_eap_users(&mut self, users: Vec<crate::ikev2::mschap::EapUser>) {
-        self.eap_users = users;
-    }
-
-    /// The users of [`Self::set_eap_users`].
-    pub fn eap_users(&self) -> &[crate::ikev2::mschap::EapUser] {
-        &self.eap_users
-    }
-
     pub fn set_credentials(&mut self, c: Credentials) {
         self.creds = c;
     }
