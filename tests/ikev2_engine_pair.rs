@@ -2625,6 +2625,11 @@ fn fragments_of_a_psk_pair_in_many_small_pieces() {
 /// West asks for an address and a name server from any address of its own; east
 /// serves them from `pool` for the peer's side of its CHILD_SAs.
 fn cp_pair(pool: (&str, u8)) -> Pair {
+    let (west, east) = cp_peers(pool);
+    Pair::new(west, east)
+}
+
+fn cp_peers(pool: (&str, u8)) -> (Peer, Peer) {
     use isakmpd::ikev2::policy::CpConfig;
     use isakmpd::ikev2::wire::CfgAttrType;
     let mut west = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
@@ -2644,7 +2649,7 @@ fn cp_pair(pool: (&str, u8)) -> Pair {
         serve: vec![(CfgAttrType::INTERNAL_IP4_DNS, vec![203, 0, 113, 53])],
         ..CpConfig::default()
     };
-    Pair::new(west, east)
+    (west, east)
 }
 
 fn vips(e: &Engine) -> Vec<(Option<IpAddr>, Option<IpAddr>)> {
@@ -2905,24 +2910,31 @@ fn logged(what: &str) -> bool {
     eap_log().lock().unwrap().iter().any(|l| l.contains(what))
 }
 
+fn eap_user(name: &str, password: &str) -> isakmpd::ikev2::mschap::EapUser {
+    isakmpd::iked::users::eap_user(name, password.as_bytes()).unwrap()
+}
+
 /// West the EAP-MSCHAPv2 client as `user` with `password`, checking east's certificate;
 /// east signing and serving `users`, under iked.conf's `eap "mschap-v2"`.
 fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
-    eap_log();
-    let u = |n: &str, pw: &str| isakmpd::iked::users::eap_user(n, pw.as_bytes()).unwrap();
     let west = Peer {
-        auth: PeerAuth::EapClient(SigMethod::Any, u(user, password)),
+        auth: PeerAuth::EapClient(SigMethod::Any, eap_user(user, password)),
         ..sig_peer(WEST, SigMethod::Any)
     };
     let east = Peer {
         auth: PeerAuth::EapServer(SigMethod::Any),
         ..sig_peer(EAST, SigMethod::Any)
     };
-    let mut p = Pair::new(west, east);
+    eap_ready(Pair::new(west, east), users)
+}
+
+/// `p` with west's and east's certificates and east's EAP `users`.
+fn eap_ready(mut p: Pair, users: &[(&str, &str)]) -> Pair {
+    eap_log();
     p.west.set_credentials(creds("west", "ca"));
     p.east.set_credentials(creds("east", "ca"));
     p.east
-        .set_eap_users(users.iter().map(|(n, pw)| u(n, pw)).collect());
+        .set_eap_users(users.iter().map(|(n, pw)| eap_user(n, pw)).collect());
     p
 }
 
@@ -3010,4 +3022,22 @@ fn a_peer_with_a_shared_key_or_signature_where_eap_is_wanted_fails_cleanly() {
     assert!(logged(
         "the peer sent AUTH where the policy wants EAP-MSCHAPv2"
     ));
+}
+
+#[test]
+fn an_eap_road_warrior_gets_its_address_and_child_sa_from_the_first_ike_auth() {
+    // The CP and SA of the first IKE_AUTH request are answered in the last response.
+    let (mut west, mut east) = cp_peers(("198.51.100.128", 28));
+    west.auth = PeerAuth::EapClient(SigMethod::Any, eap_user("alice", "pw"));
+    east.auth = PeerAuth::EapServer(SigMethod::Any);
+    let mut p = eap_ready(Pair::new(west, east), &[("alice", "pw")]);
+    p.connect();
+    let a: IpAddr = "198.51.100.129".parse().unwrap();
+    assert_eq!(vips(&p.west), vec![(Some(a), None)]);
+    assert_eq!(vips(&p.east), vec![(None, Some(a))]);
+    let (wc, ec) = (children(&p.west), children(&p.east));
+    assert_eq!((wc.len(), ec.len()), (1, 1));
+    assert_eq!(wc[0].ts_local, vec![Selector::host(a)]);
+    assert_eq!(ec[0].ts_remote, vec![Selector::host(a)]);
+    assert_kernels_hold_the_child_sas(&p);
 }
