@@ -911,7 +911,7 @@ mod tests {
                 b[0] = CODE_RESPONSE;
                 b[1] = 5;
                 b[2] = 0;
-                b[3] = b[3] % 90;
+                b[3] %= 90;
                 b[4] = [TYPE_IDENTITY, TYPE_MSCHAPV2, b[4]][usize::from(b[5] % 3)];
                 let _ = answer(&mut io, &users, &mut e, &b[..n.max(1)]);
             }
