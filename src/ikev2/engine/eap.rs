@@ -403,7 +403,7 @@ impl Engine {
         };
         let r = server_answer(io, eap_users, &mut e, inner);
         let (out, done) = match r {
-            Ok(x) => x,
+            Ok(x) => (x, Ok(())),
             Err(why) => {
                 warn(
                     io,
@@ -520,15 +520,13 @@ impl Engine {
     }
 }
 
-/// Server: the answer to the peer's EAP response in `inner`, and whether the
-/// conversation is over; Err: why the peer fails.
-#[allow(clippy::type_complexity)]
+/// Server: the answer to the peer's EAP response in `inner`; Err: why the peer fails.
 fn server_answer(
     io: &mut Io,
     users: &[EapUser],
     e: &mut Eap,
     inner: &Payloads<'_>,
-) -> Result<(Vec<u8>, Result<(), &'static str>), String> {
+) -> Result<Vec<u8>, String> {
     e.rounds += 1;
     if e.rounds > MAX_ROUNDS {
         return Err("too many EAP rounds".into());
@@ -554,14 +552,11 @@ fn server_answer(
             e.id = e.id.wrapping_add(1);
             e.stage = Stage::Challenge;
             let vs = [16u8];
-            Ok((
-                mschap(
-                    CODE_REQUEST,
-                    e.id,
-                    OP_CHALLENGE,
-                    &[&vs, &e.challenge, SERVER_NAME],
-                ),
-                Ok(()),
+            Ok(mschap(
+                CODE_REQUEST,
+                e.id,
+                OP_CHALLENGE,
+                &[&vs, &e.challenge, SERVER_NAME],
             ))
         }
         (Stage::Challenge, TYPE_MSCHAPV2) => {
@@ -597,15 +592,12 @@ fn server_answer(
             e.msk = Some(mschap::msk(&u.nt_hash_hash, &nt));
             e.id = e.id.wrapping_add(1);
             e.stage = Stage::Success;
-            Ok((
-                mschap(CODE_REQUEST, e.id, OP_SUCCESS, &[&s, b" M=Welcome"]),
-                Ok(()),
-            ))
+            Ok(mschap(CODE_REQUEST, e.id, OP_SUCCESS, &[&s, b" M=Welcome"]))
         }
         (Stage::Success, TYPE_MSCHAPV2) => match ms_op(p.data)? {
             (OP_SUCCESS, _) => {
                 e.stage = Stage::Done;
-                Ok((packet(CODE_SUCCESS, e.id, None, &[]), Ok(())))
+                Ok(packet(CODE_SUCCESS, e.id, None, &[]))
             }
             _ => Err("no MS-CHAPv2 Success response".into()),
         },
@@ -790,7 +782,7 @@ mod tests {
         chain.extend_from_slice(&((4 + eap.len()) as u16).to_be_bytes());
         chain.extend_from_slice(eap);
         let inner = parse_payloads(PayloadType::EAP, &chain).map_err(|e| e.reason.to_string())?;
-        server_answer(io, users, e, &inner).map(|(out, _)| out)
+        server_answer(io, users, e, &inner)
     }
 
     fn alice() -> EapUser {
