@@ -2917,6 +2917,11 @@ fn eap_user(name: &str, password: &str) -> isakmpd::ikev2::mschap::EapUser {
 /// West the EAP-MSCHAPv2 client as `user` with `password`, checking east's certificate;
 /// east signing and serving `users`, under iked.conf's `eap "mschap-v2"`.
 fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
+    let (west, east) = eap_peers(user, password);
+    eap_ready(Pair::new(west, east), users)
+}
+
+fn eap_peers(user: &str, password: &str) -> (Peer, Peer) {
     let west = Peer {
         auth: PeerAuth::EapClient(SigMethod::Any, eap_user(user, password)),
         ..sig_peer(WEST, SigMethod::Any)
@@ -2925,7 +2930,7 @@ fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
         auth: PeerAuth::EapServer(SigMethod::Any),
         ..sig_peer(EAST, SigMethod::Any)
     };
-    eap_ready(Pair::new(west, east), users)
+    (west, east)
 }
 
 /// `p` with west's and east's certificates and east's EAP `users`.
@@ -2952,6 +2957,11 @@ fn eap_mschapv2_client_and_server_come_up() {
     assert!(logged("EAP-MSCHAPv2: user \"alice\" authenticated"));
     // A domain in front of the name, as Windows sends it, finds the user too.
     let mut p = eap_pair("EXAMPLE\\alice", "wonder land", &[("alice", "wonder land")]);
+    p.connect();
+    assert_established(&p);
+    // With kernels that take their time: the last answer waits for the CHILD_SA.
+    let (west, east) = eap_peers("alice", "pw");
+    let mut p = eap_ready(Pair::with_kernels(west, east, 700), &[("alice", "pw")]);
     p.connect();
     assert_established(&p);
 }
