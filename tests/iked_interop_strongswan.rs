@@ -462,27 +462,41 @@ fn initiate(c: &Charon) -> (bool, String) {
     (out.contains("initiate completed successfully"), out)
 }
 
+/// Certificates, the link and our daemon with [`iked_conf_eap`] (`users`, `extra`).
+fn eap_gateway(tag: &str, users: &str, extra: &str) -> (Certs, Link, Iked) {
+    let c = certs(&format!("ikedc-pki-{tag}"), false);
+    let link = link(tag);
+    let us = Iked::start_with_etc(
+        &format!("ikedc-{tag}-us"),
+        &link.a,
+        &iked_conf_eap(users, extra),
+        Some(&c.etc),
+    );
+    (c, link, us)
+}
+
+/// charon initiates, the tunnel comes up and both sides show the same SAs: charon's
+/// `--list-sas`.
+fn eap_up(us: &Iked, ch: &Charon) -> String {
+    let (ok, out) = initiate(ch);
+    assert!(ok, "{out}\n{}\n{}", us.log(), ch.log());
+    let mine = us.wait_sa("our responder SA", established);
+    let sas = charon_sas(ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
+    check_same_sas(&mine, &sas);
+    sas
+}
+
 #[test]
 fn charon_road_warrior_with_eap_mschapv2() {
-    let c = certs("ikedc-pki-eap", false);
-    let link = link("eap");
-    let us = Iked::start_with_etc(
-        "ikedc-eap-us",
-        &link.a,
-        &iked_conf_eap(
-            "user \"bob\" \"builder\"\nuser \"alice\" \"wonder land\"\n",
-            "",
-        ),
-        Some(&c.etc),
+    let (c, link, us) = eap_gateway(
+        "eap",
+        "user \"bob\" \"builder\"\nuser \"alice\" \"wonder land\"\n",
+        "",
     );
     // The right password: the tunnel comes up, our SAs are charon's.
     {
         let ch = charon_eap("ikedc-eap-ok", &link.b, &c, "alice", "wonder land");
-        let (ok, out) = initiate(&ch);
-        assert!(ok, "{out}\n{}\n{}", us.log(), ch.log());
-        let mine = us.wait_sa("our responder SA", established);
-        let sas = charon_sas(&ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
-        check_same_sas(&mine, &sas);
+        eap_up(&us, &ch);
         assert!(
             us.log()
                 .contains("EAP-MSCHAPv2: user \"alice\" authenticated"),
@@ -537,16 +551,10 @@ fn charon_road_warrior_with_eap_mschapv2() {
 /// from our pool after EAP; its side of the CHILD_SA is that address.
 #[test]
 fn charon_road_warrior_with_eap_mschapv2_gets_a_pool_address() {
-    let c = certs("ikedc-pki-eapcp", false);
-    let link = link("eapcp");
-    let us = Iked::start_with_etc(
-        "ikedc-eapcp-us",
-        &link.a,
-        &iked_conf_eap(
-            "user \"alice\" \"wonder land\"\n",
-            "config address 203.0.113.128/28",
-        ),
-        Some(&c.etc),
+    let (c, link, us) = eap_gateway(
+        "eapcp",
+        "user \"alice\" \"wonder land\"\n",
+        "config address 203.0.113.128/28",
     );
     let ch = charon_eap_with(
         "ikedc-eapcp-charon",
@@ -570,11 +578,7 @@ fn charon_road_warrior_with_eap_mschapv2_gets_a_pool_address() {
         .status()
         .unwrap();
     assert!(st.success());
-    let (ok, out) = initiate(&ch);
-    assert!(ok, "{out}\n{}\n{}", us.log(), ch.log());
-    let mine = us.wait_sa("our responder SA", established);
-    let sas = charon_sas(&ch, "CHILD_SA installed", |s| s.contains("INSTALLED"));
-    check_same_sas(&mine, &sas);
+    let sas = eap_up(&us, &ch);
     assert!(
         us.log().contains("address 203.0.113.129 from the pool"),
         "{}",

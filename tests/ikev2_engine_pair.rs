@@ -2656,11 +2656,10 @@ fn vips(e: &Engine) -> Vec<(Option<IpAddr>, Option<IpAddr>)> {
     e.ike_sas().map(|(_, i)| (i.own_vip, i.peer_vip)).collect()
 }
 
-#[test]
-fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_it() {
-    let mut p = cp_pair(("198.51.100.128", 28));
-    p.connect();
-    let a: IpAddr = "198.51.100.129".parse().unwrap();
+/// West was given `addr` by east's pool, and its one CHILD_SA is narrowed to it on
+/// west's side (east's network on the other).
+fn assert_pool_address(p: &Pair, addr: &str) -> IpAddr {
+    let a: IpAddr = addr.parse().unwrap();
     assert_eq!(vips(&p.west), vec![(Some(a), None)]);
     assert_eq!(vips(&p.east), vec![(None, Some(a))]);
     let (wc, ec) = (children(&p.west), children(&p.east));
@@ -2668,7 +2667,16 @@ fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_
     assert_eq!(wc[0].ts_local, vec![Selector::host(a)]);
     assert_eq!(ec[0].ts_remote, vec![Selector::host(a)]);
     assert_eq!(wc[0].ts_remote, vec![net("203.0.113.0/24")]);
-    assert_kernels_hold_the_child_sas(&p);
+    assert_kernels_hold_the_child_sas(p);
+    a
+}
+
+#[test]
+fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_it() {
+    let mut p = cp_pair(("198.51.100.128", 28));
+    p.connect();
+    let a = assert_pool_address(&p, "198.51.100.129");
+    let wc = children(&p.west);
     // A rekeyed CHILD_SA and a rekeyed IKE SA keep the address.
     let now = p.now;
     assert!(p.west.rekey_child(now, ChildRef::Spi(wc[0].spi_in)) > 0);
@@ -3042,12 +3050,5 @@ fn an_eap_road_warrior_gets_its_address_and_child_sa_from_the_first_ike_auth() {
     east.auth = PeerAuth::EapServer(SigMethod::Any);
     let mut p = eap_ready(Pair::new(west, east), &[("alice", "pw")]);
     p.connect();
-    let a: IpAddr = "198.51.100.129".parse().unwrap();
-    assert_eq!(vips(&p.west), vec![(Some(a), None)]);
-    assert_eq!(vips(&p.east), vec![(None, Some(a))]);
-    let (wc, ec) = (children(&p.west), children(&p.east));
-    assert_eq!((wc.len(), ec.len()), (1, 1));
-    assert_eq!(wc[0].ts_local, vec![Selector::host(a)]);
-    assert_eq!(ec[0].ts_remote, vec![Selector::host(a)]);
-    assert_kernels_hold_the_child_sas(&p);
+    assert_pool_address(&p, "198.51.100.129");
 }

@@ -57,12 +57,7 @@ impl Engine {
         sa.peer_msgid = msgid.wrapping_add(1);
         if let Err(why) = check_auth(sa, peer, creds, inner, PayloadType::IDI) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH: {why}", peer.name);
-            let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
-            });
-            if let Ok(m) = m {
-                io.respond(sa, msgid, m);
-            }
+            answer_auth_failed(io, sa, msgid);
             return Err("authentication failed");
         }
         Ok(child_choice(io, sa, peer, leases, inner))
@@ -266,6 +261,17 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+}
+
+/// Responder: AUTHENTICATION_FAILED in answer to IKE_AUTH request `msgid` (§2.21.2);
+/// the caller ends the IKE SA.
+pub(super) fn answer_auth_failed(io: &mut Io, sa: &mut IkeSa, msgid: u32) {
+    let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
+        b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
+    });
+    if let Ok(m) = m {
+        io.respond(sa, msgid, m);
     }
 }
 

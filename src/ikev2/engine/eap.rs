@@ -350,12 +350,7 @@ impl Engine {
         };
         if let Some(why) = why {
             warn(io, now, sa, format_args!("IKE_AUTH: {why}"));
-            let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
-            });
-            if let Ok(m) = m {
-                io.respond(sa, msgid, m);
-            }
+            answer_auth_failed(io, sa, msgid);
             return Err("authentication failed");
         }
         let mut e = Eap::new();
@@ -456,12 +451,7 @@ impl Engine {
                 .err()
                 .unwrap_or("the first IKE_AUTH request is lost");
             warn(io, now, sa, format_args!("IKE_AUTH: {why}"));
-            let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
-            });
-            if let Ok(m) = m {
-                io.respond(sa, msgid, m);
-            }
+            answer_auth_failed(io, sa, msgid);
             self.fail(h, "authentication failed");
             return EapTurn::Handled;
         };
