@@ -3017,6 +3017,12 @@ fn eap_mschapv2_wrong_password_or_unknown_user_fails_cleanly_on_both_sides() {
         assert!(logged(why), "{why}: {:?}", eap_log().lock().unwrap());
         assert!(logged("the server refused us (EAP Failure)"));
     }
+    // With kernels: the SPI west reserved for the CHILD_SA goes back.
+    let (west, east) = eap_peers("alice", "wrong");
+    let mut p = eap_ready(Pair::with_kernels(west, east, 50), &[("alice", "pw")]);
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert_kernels_hold_the_child_sas(&p);
     // No users at all (`ikectl reset user`): refused before any EAP.
     let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
     p.east.set_eap_users(Vec::new());
