@@ -12,10 +12,12 @@ fi
 
 need=()
 # tshark decodes our capture files; strongSwan (charon with kernel-libipsec, swanctl) is
-# the interop peer of tests/interop; iputils-ping checks the namespaces' links; nftables
+# the interop peer of tests/interop (libcharon-extauth-plugins has its eap-mschapv2 client
+# for the EAP road warrior test); iputils-ping checks the namespaces' links; nftables
 # is the NAT (masquerade) of the VM test's NAT-T scenario.
 for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
-         strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins \
+         strongswan-charon libcharon-extra-plugins libcharon-extauth-plugins \
+         libstrongswan-standard-plugins \
          strongswan-swanctl iputils-ping \
          qemu-system-x86 linux-image-amd64 busybox-static udev kmod nftables; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -31,6 +31,8 @@ pub(super) struct Io {
     /// Messages for the capture file, in clear ([`Engine::poll_capture`]), while on.
     pub(super) capture_on: bool,
     pub(super) capture: VecDeque<Captured>,
+    /// Failed EAP conversations, logged a few a minute (eap.rs).
+    pub(super) eap_log: LogGate,
 }
 
 /// Cleartext messages held for the capture file at most (the event loop takes them
