@@ -4,30 +4,39 @@
 //!
 //! Options as in ipsecctl.c: `-f file` (`-` for stdin), `-n` (parse only), `-v` (print
 //! the stream; `-vv` numbers the rules), `-d` (the stream that deletes the rules),
-//! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo). `-c` and `-k` are
-//! accepted (they only change how flows and SAs are shown). `-F`, `-s` and `-m` work on
-//! the kernel's tables through PF_KEY and are not supported here (message, status 1);
-//! `-F` with `-n` does nothing, as in ipsecctl.
+//! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo), `-k` (print keys),
+//! `-c` (collapse flows), `-s flow|sa|all` (show.rs: the flows and SAs of the running
+//! isakmpd, asked over its FIFO). `-F` and `-m` work on the kernel's tables through
+//! PF_KEY and are not supported here (message, status 1); `-F` with `-n` does nothing,
+//! as in ipsecctl.
 //!
 //! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
-//! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules program the kernel
-//!   through PF_KEY: they are refused with an error naming the line, and nothing loads.
+//! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules are parsed, checked
+//!   and printed as ipsecctl does (`-nv`, sarule.rs, kernel.rs), but loading them needs
+//!   PF_KEY's OpenBSD flows: without `-n` a file with such rules is refused, naming the
+//!   line of each, and nothing loads.
+//! - `-s` shows what isakmpd negotiated (its phase 2 SAs and their flows), not the
+//!   kernel's tables: no keys, no identities, no manual SAs.
 //! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
 //!   host name, not as the interface's addresses (`host_if`).
 //! - protocol and port names come from built-in tables (OpenBSD's /etc/protocols and the
 //!   common /etc/services entries), not from the host's files.
 //! - the FIFO is written without first opening PF_KEY (ipsecctl's `pfkey_init`).
 //!
-//! Modules follow the C: `lex` (yylex), `parse` (the grammar), `host` (addresses),
-//! `rule` (the rule and transform tables), `ike` (ike.c).
+//! Modules follow the C: `lex` (yylex), `parse` and `sarule` (the grammar), `host`
+//! (addresses), `rule` (the rule and transform tables), `ike` (ike.c), `kernel` (the
+//! flow/SA rules and their printers), `show` (`-s`).
 
 #![forbid(unsafe_code)]
 
 pub mod host;
 pub mod ike;
+pub mod kernel;
 pub mod lex;
 pub mod parse;
 pub mod rule;
+mod sarule;
+pub mod show;
 
 use std::io::Write;
 
@@ -44,6 +53,10 @@ pub struct Opts {
     pub verbose: u8,
     pub flush: bool,
     pub monitor: bool,
+    /// `-k`: keys are printed.
+    pub showkey: bool,
+    /// `-c`: flows are collapsed.
+    pub collapse: bool,
     pub show: Option<&'static str>,
     pub fifo: Option<String>,
     pub macros: Vec<String>,
@@ -95,7 +108,8 @@ pub fn options(args: &[String]) -> Result<Opts, String> {
                 }
             };
             match c {
-                b'c' | b'k' => {}
+                b'c' => o.collapse = true,
+                b'k' => o.showkey = true,
                 b'D' => o.macros.push(value()?),
                 b'd' => o.delete = true,
                 b'f' => o.file = Some(value()?),
@@ -172,6 +186,8 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     pub rules: Vec<rule::Rule>,
+    /// `flow`, `sa` and `tcpmd5` rules and bundles.
+    pub kernel: Vec<kernel::KRule>,
     /// Parse errors, or a fatal error: the rules are not to be loaded.
     pub failed: bool,
 }
@@ -209,6 +225,7 @@ pub fn parse_rules(
             ),
             stdout: String::new(),
             rules: Vec::new(),
+            kernel: Vec::new(),
             failed: true,
         };
     }
@@ -230,6 +247,12 @@ pub fn parse_rules(
     });
     let mut p = parse::Parser::new(lex, opts.verbose > 0, on_rule);
     p.dns = !opts.no_dns;
+    p.print_rules = verbose;
+    p.vv = vv;
+    p.popts = kernel::PrintOpts {
+        showkey: opts.showkey,
+        collapse: opts.collapse,
+    };
     let res = p.run();
     let mut stderr = std::mem::take(&mut p.lex.stderr);
     let stdout = std::mem::take(&mut p.stdout);
@@ -239,6 +262,7 @@ pub fn parse_rules(
             stdout,
             stderr,
             rules: Vec::new(),
+            kernel: Vec::new(),
             failed: true,
         };
     }
@@ -255,6 +279,7 @@ pub fn parse_rules(
         stdout,
         stderr,
         rules: std::mem::take(&mut p.rules),
+        kernel: std::mem::take(&mut p.kernel),
         failed,
     }
 }
@@ -303,6 +328,18 @@ pub fn main(args: Vec<String>) -> i32 {
         eprint!("{}", out.stderr);
         if out.failed {
             error = 1;
+        } else if !o.noaction && !out.kernel.is_empty() {
+            // ipsecctl_commit: pfkey_ipsec_establish. No OpenBSD PF_KEY here.
+            let mut lines: Vec<u32> = out.kernel.iter().map(|r| r.line).collect();
+            lines.dedup();
+            for l in lines {
+                eprintln!(
+                    "ipsecctl: {file}: {l}: flow, sa and tcpmd5 rules are not loaded: \
+                     they need OpenBSD's PF_KEY (use ike rules: isakmpd keys the SAs)"
+                );
+            }
+            eprintln!("ipsecctl: nothing loaded");
+            error = 1;
         } else if !o.noaction {
             let fifo = o.fifo.clone().unwrap_or_else(|| DEFAULT_FIFO.to_string());
             for mut r in out.rules {
@@ -327,8 +364,24 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     }
     if let Some(m) = o.show {
-        eprintln!("ipsecctl: -s {m} is not supported: use isakmpd's report (FIFO command r) for the SAs it holds");
-        error = 1;
+        let fifo = o.fifo.clone().unwrap_or_else(|| DEFAULT_FIFO.to_string());
+        match show::ask(&fifo, std::time::Duration::from_secs(5)) {
+            Ok(text) => {
+                let popts = kernel::PrintOpts {
+                    showkey: o.showkey,
+                    collapse: o.collapse,
+                };
+                let p2 = show::parse_result(&text);
+                print!("{}", show::render(m, &p2, popts, o.verbose > 1));
+                if o.showkey {
+                    eprintln!("ipsecctl: -k: isakmpd does not tell the keys; none shown");
+                }
+            }
+            Err(e) => {
+                eprintln!("ipsecctl: -s {m}: {e}");
+                error = 1;
+            }
+        }
     }
     if o.monitor {
         eprintln!("ipsecctl: -m is not supported: this ipsecctl does not open PF_KEY");
