@@ -120,6 +120,8 @@ pub enum KRuleKind {
 #[derive(Clone, Debug)]
 pub struct KRule {
     pub nr: u32,
+    /// Where it was read (file name as in messages, line).
+    pub file: String,
     pub line: u32,
     pub kind: KRuleKind,
 }

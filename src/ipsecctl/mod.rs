@@ -322,19 +322,33 @@ pub fn main(args: Vec<String>) -> i32 {
         let host: std::rc::Rc<dyn Fn() -> String> =
             std::rc::Rc::new(|| crate::sys::hostname().unwrap_or_default());
         let out = parse_rules(file, None, &o, host.clone());
+        // stdio: stderr is unbuffered, stdout is line-buffered on a terminal and
+        // flushed at exit otherwise, so `ipsecctl ... 2>&1 | cat` has the messages
+        // before the rules (as the ipsecfail/ikefail regress files show).
+        use std::io::IsTerminal;
         let mut so = std::io::stdout().lock();
-        let _ = so.write_all(out.stdout.as_bytes());
-        let _ = so.flush();
-        eprint!("{}", out.stderr);
+        if so.is_terminal() {
+            let _ = so.write_all(out.stdout.as_bytes());
+            let _ = so.flush();
+            eprint!("{}", out.stderr);
+        } else {
+            eprint!("{}", out.stderr);
+            let _ = so.write_all(out.stdout.as_bytes());
+            let _ = so.flush();
+        }
         if out.failed {
             error = 1;
         } else if !o.noaction && !out.kernel.is_empty() {
             // ipsecctl_commit: pfkey_ipsec_establish. No OpenBSD PF_KEY here.
-            let mut lines: Vec<u32> = out.kernel.iter().map(|r| r.line).collect();
+            let mut lines: Vec<(&str, u32)> = out
+                .kernel
+                .iter()
+                .map(|r| (r.file.as_str(), r.line))
+                .collect();
             lines.dedup();
-            for l in lines {
+            for (f, l) in lines {
                 eprintln!(
-                    "ipsecctl: {file}: {l}: flow, sa and tcpmd5 rules are not loaded: \
+                    "ipsecctl: {f}: {l}: flow, sa and tcpmd5 rules are not loaded: \
                      they need OpenBSD's PF_KEY (use ike rules: isakmpd keys the SAs)"
                 );
             }

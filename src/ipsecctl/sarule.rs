@@ -27,6 +27,7 @@ impl Parser {
     fn add_krule(&mut self, kind: KRuleKind) {
         let r = KRule {
             nr: self.next_nr(),
+            file: self.lex.file_name().to_string(),
             line: self.lex.lineno,
             kind,
         };
@@ -84,9 +85,10 @@ impl Parser {
 
         // create_flow
         if (sport != 0 || dport != 0) && proto != 6 && proto != 17 {
+            // YYERROR with the newline as lookahead: recovery ends on this line.
             self.lex
                 .yyerror("no protocol supplied with source/destination ports");
-            return Err(Fail::Reported);
+            return Ok(());
         }
         let flowtype = ftype.unwrap_or(match satype {
             KSatype::Ipcomp | KSatype::Ipip => FlowType::Use,
@@ -345,8 +347,9 @@ impl Parser {
             sa.enckey.as_deref(),
             !sa.tunnel,
         ) {
+            // YYERROR with the newline as lookahead: recovery ends on this line.
             self.lex.yyerror(&m);
-            return Err(Fail::Reported);
+            return Ok(());
         }
         let Some((srcs, dsts)) = self.expand_hosts(srcs, dsts) else {
             return Ok(());
