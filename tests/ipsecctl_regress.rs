@@ -243,6 +243,15 @@ fn the_stream_goes_to_the_fifo_given_with_i() {
     );
     assert_eq!(st, 1);
     assert!(err.contains("not a fifo"), "{err}");
+    // -s asks the daemon behind the FIFO; with nobody reading it, that fails at once.
+    let (st, out, err) = run(
+        None,
+        &["-i", fifo.to_str().unwrap_or_default(), "-s", "sa"],
+        b"",
+    );
+    assert_eq!(st, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("is isakmpd running?"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
