@@ -270,7 +270,19 @@ fn garbled_inputs_do_not_panic() {
     };
     let specials: &[u8] = b"{}()/,=\"'\\$#\n\t -:0123456789";
     let mut inputs: Vec<Vec<u8>> = Vec::new();
-    for (_, input, _) in &pairs {
+    // Kernel rules too: flows, SAs with keys and bundles, tcpmd5.
+    let kernel: &[u8] = b"flow esp out proto tcp from { 192.0.2.1 2001:db8::1 } port 22 to any \
+peer 192.0.2.9 local 192.0.2.1 srcid a dstid b type require
+esp transport from 192.0.2.1 to 192.0.2.2 spi 0x1000:0x1001 udpencap port 4500 enc aes \
+auth hmac-sha1 authkey 0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:0xab \
+enckey 0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee bundle x
+ipcomp from 192.0.2.1 to 192.0.2.2 spi 4096 comp deflate bundle x
+tcpmd5 from 192.0.2.1 to 192.0.2.2 spi 0x2000:0x2001 authkey 0xzz:0x
+ah from 192.0.2.1 to 192.0.2.2 spi 0xffffffff:0x100000000 authkey file \"/nonexistent:/\"
+";
+    let mut bases: Vec<Vec<u8>> = pairs.iter().map(|p| p.1.clone()).collect();
+    bases.push(kernel.to_vec());
+    for input in &bases {
         for cut in 0..input.len() {
             inputs.push(input[..cut].to_vec());
         }
