@@ -138,17 +138,15 @@ fn errors_name_the_line_and_exit_1() {
     // The first rule was printed as it was read, as ipsecctl does.
     assert!(String::from_utf8_lossy(&out)
         .contains("C add [Phase 2]:Connections=from-1.1.1.1-to-2.2.2.2"));
-    // A flow rule parses (-n), but is not loaded: no OpenBSD PF_KEY here.
+    // A tcpmd5 rule parses (-n), but is not loaded (a socket option on Linux): refused
+    // before the kernel is touched (tests/ipsecctl_kernel.rs loads flows and SAs).
     let (st, _, err) = run(
         None,
         &["-f", "-"],
-        b"flow esp from 1.1.1.1 to 2.2.2.2 peer 3.3.3.3\n",
+        b"tcpmd5 from 1.1.1.1 to 2.2.2.2 spi 0x1000 authkey 0xabcd\n",
     );
     assert_eq!(st, 1);
-    assert!(
-        err.contains("stdin: 1: flow, sa and tcpmd5 rules are not loaded"),
-        "{err}"
-    );
+    assert!(err.contains("stdin: 1: tcpmd5 SAs"), "{err}");
     let (st, _, err) = run(None, &["-x"], b"");
     assert_eq!(st, 1);
     assert!(err.contains("usage: ipsecctl"), "{err}");
@@ -471,16 +469,18 @@ flow esp out from 192.0.2.1 to 198.51.100.1 peer 198.51.100.1 type require
 flow esp in from 198.51.100.1 to 192.0.2.1 peer 198.51.100.1 type require
 "
     );
-    // Good rules, but loading them needs OpenBSD's PF_KEY: refused, line named.
+    // Good rules, but an SA bundle has no XFRM form: refused with its line before
+    // anything (the ike rule's stream included) is loaded.
     let (st, out, err) = run(
         None,
         &["-f", "-"],
-        b"ike passive from 192.0.2.1 to 192.0.2.2\n\nflow from 192.0.2.1 to 192.0.2.3\n",
+        b"ike passive from 192.0.2.1 to 192.0.2.2\n\n\
+ipip from 192.0.2.1 to 192.0.2.2 spi 0x1000 bundle b\n",
     );
     assert_eq!(st, 1);
     assert!(out.is_empty());
     assert!(
-        err.contains("stdin: 3: flow, sa and tcpmd5 rules are not loaded"),
+        err.contains("stdin: 3: ipip SAs are not loaded here"),
         "{err}"
     );
     assert!(err.contains("nothing loaded"), "{err}");

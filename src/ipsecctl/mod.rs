@@ -6,15 +6,15 @@
 //! the stream; `-vv` numbers the rules), `-d` (the stream that deletes the rules),
 //! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo), `-k` (print keys),
 //! `-c` (collapse flows), `-s flow|sa|all` (show.rs: the flows and SAs of the running
-//! isakmpd, asked over its FIFO). `-F` and `-m` work on the kernel's tables through
-//! PF_KEY and are not supported here (message, status 1); `-F` with `-n` does nothing,
-//! as in ipsecctl.
+//! isakmpd, asked over its FIFO), `-F` (flush the kernel's SAs and policies; with `-n`
+//! nothing, as in ipsecctl). `-m` (PF_KEY monitor) is not supported (message, status 1).
 //!
 //! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
 //! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules are parsed, checked
-//!   and printed as ipsecctl does (`-nv`, sarule.rs, kernel.rs), but loading them needs
-//!   PF_KEY's OpenBSD flows: without `-n` a file with such rules is refused, naming the
-//!   line of each, and nothing loads.
+//!   and printed as ipsecctl does (`-nv`, sarule.rs, kernel.rs). On Linux, flows and
+//!   esp/ah SAs are loaded (and `-d` deleted) through XFRM (load.rs); what XFRM cannot
+//!   express (tcpmd5, ipcomp, ipip, bundles) is refused naming the line, and then
+//!   nothing loads. Elsewhere such a file is refused.
 //! - `-s` shows what isakmpd negotiated (its phase 2 SAs and their flows), not the
 //!   kernel's tables: no keys, no identities, no manual SAs.
 //! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
@@ -33,6 +33,8 @@ pub mod host;
 pub mod ike;
 pub mod kernel;
 pub mod lex;
+#[cfg(target_os = "linux")]
+mod load;
 pub mod parse;
 pub mod rule;
 mod sarule;
@@ -302,6 +304,38 @@ fn establish(fifo: &str, text: &str) -> Result<(), String> {
         .map_err(|e| format!("ike_ipsec_establish: write({fifo}): {}", os_msg(&e)))
 }
 
+/// Loads (or deletes) the flow and SA rules: XFRM on Linux, refused elsewhere.
+fn load_kernel(rules: &[kernel::KRule], delete: bool) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        load::commit(rules, delete)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = delete;
+        for r in rules {
+            eprintln!(
+                "ipsecctl: {}: {}: flow, sa and tcpmd5 rules are not loaded on this system",
+                r.file, r.line
+            );
+        }
+        eprintln!("ipsecctl: nothing loaded");
+        false
+    }
+}
+
+/// `-F`: XFRM's SAs and policies on Linux.
+fn flush_kernel() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        load::flush()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("-F is not supported on this system".into())
+    }
+}
+
 pub fn main(args: Vec<String>) -> i32 {
     let o = match options(&args) {
         Ok(o) => o,
@@ -315,8 +349,10 @@ pub fn main(args: Vec<String>) -> i32 {
     };
     let mut error = 0;
     if o.flush && !o.noaction {
-        eprintln!("ipsecctl: -F is not supported: this ipsecctl does not open PF_KEY (flush SAs through isakmpd)");
-        error = 1;
+        if let Err(e) = flush_kernel() {
+            eprintln!("ipsecctl: {e}");
+            return 1;
+        }
     }
     if let Some(file) = &o.file {
         let host: std::rc::Rc<dyn Fn() -> String> =
@@ -338,21 +374,8 @@ pub fn main(args: Vec<String>) -> i32 {
         }
         if out.failed {
             error = 1;
-        } else if !o.noaction && !out.kernel.is_empty() {
-            // ipsecctl_commit: pfkey_ipsec_establish. No OpenBSD PF_KEY here.
-            let mut lines: Vec<(&str, u32)> = out
-                .kernel
-                .iter()
-                .map(|r| (r.file.as_str(), r.line))
-                .collect();
-            lines.dedup();
-            for (f, l) in lines {
-                eprintln!(
-                    "ipsecctl: {f}: {l}: flow, sa and tcpmd5 rules are not loaded: \
-                     they need OpenBSD's PF_KEY (use ike rules: isakmpd keys the SAs)"
-                );
-            }
-            eprintln!("ipsecctl: nothing loaded");
+        } else if !o.noaction && !out.kernel.is_empty() && !load_kernel(&out.kernel, o.delete) {
+            // ipsecctl_commit: pfkey_ipsec_establish (XFRM on Linux, load.rs).
             error = 1;
         } else if !o.noaction {
             let fifo = o.fifo.clone().unwrap_or_else(|| DEFAULT_FIFO.to_string());
