@@ -196,7 +196,7 @@ fn messages(rules: &[KRule], delete: bool) -> Result<Vec<Msg>, String> {
                 };
                 let peer = f.peer.as_ref();
                 let sa = peer.and_then(|p| sa_for(&sas, f, p));
-                let tunnel = sa.map_or(true, |s| s.tunnel);
+                let tunnel = sa.is_none_or(|s| s.tunnel);
                 if tunnel && f.dir == Dir::Out && f.flowtype == FlowType::Use {
                     return Err(format!(
                         "{}: {}: an out flow of type use in tunnel mode is not loaded here \
