@@ -16,6 +16,7 @@ use crate::conf::defaults;
 use crate::conf::Conf;
 use crate::event::{dialect_name, Daemon};
 use crate::ike::sa::hex;
+use crate::ike::wire::EncapsulationMode;
 use crate::ike::Engine;
 use crate::log::{self as ilog, DebugClass};
 use crate::monitor::WriteKind;
@@ -207,6 +208,46 @@ fn ipsec_flags(s: &crate::ike::sa::IpsecSa, now: Time) -> u32 {
     flags
 }
 
+/// A phase 2 ID as an address, `address/prefix` or `first-last`, then ` proto N` and
+/// ` port N` when it has them; `?` for an ID that is not an address.
+pub fn id_text(id: &crate::ike::policy::OwnedId) -> String {
+    use crate::ike::wire::IdType;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        match b.len() {
+            4 => <[u8; 4]>::try_from(b)
+                .ok()
+                .map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+            16 => <[u8; 16]>::try_from(b)
+                .ok()
+                .map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+            _ => None,
+        }
+    };
+    let d = &id.data;
+    let h = d.len() / 2;
+    let text = match id.ty {
+        IdType::IPV4_ADDR | IdType::IPV6_ADDR => ip(d).map(|a| a.to_string()),
+        IdType::IPV4_ADDR_SUBNET | IdType::IPV6_ADDR_SUBNET => ip(&d[..h]).map(|a| {
+            let bits: u32 = d[h..].iter().map(|b| b.count_ones()).sum();
+            format!("{a}/{bits}")
+        }),
+        IdType::IPV4_ADDR_RANGE | IdType::IPV6_ADDR_RANGE => match (ip(&d[..h]), ip(&d[h..])) {
+            (Some(a), Some(b)) => Some(format!("{a}-{b}")),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut t = text.unwrap_or_else(|| "?".into());
+    if id.protocol != 0 {
+        let _ = write!(t, " proto {}", id.protocol);
+    }
+    if id.port != 0 {
+        let _ = write!(t, " port {}", id.port);
+    }
+    t
+}
+
 /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_dump_all`): its lines in its
 /// order, then what we add (after them, never instead). isakmpd leaves a phase 2 SA's
 /// timeouts to the kernel, so ours follow its algorithm lines.
@@ -284,7 +325,16 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             "Authentication algorithm: {}",
             s.auth.map_or("none", crate::ike::ipsec_alg::integrity_name)
         );
-        // Ours.
+        // Ours. The mode and the traffic selectors, for `ipsecctl -s` (show.rs).
+        let tunnel = matches!(
+            s.encapsulation,
+            EncapsulationMode::TUNNEL
+                | EncapsulationMode::UDP_ENCAP_TUNNEL
+                | EncapsulationMode::UDP_ENCAP_TUNNEL_DRAFT
+        );
+        let _ = writeln!(out, "Mode: {}", if tunnel { "tunnel" } else { "transport" });
+        let _ = writeln!(out, "Local-ID: {}", id_text(&s.local_id));
+        let _ = writeln!(out, "Remote-ID: {}", id_text(&s.remote_id));
         if let Some(t) = s.soft_expiry.filter(|&t| t > now) {
             let _ = writeln!(out, "Soft timeout in {} seconds", left(t));
         }
