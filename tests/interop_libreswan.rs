@@ -1,0 +1,381 @@
+//! Interop with libreswan 4.10 (Debian's pluto) as a third peer, in network namespaces
+//! with documentation addresses only: IKEv2 with our iked (both directions, pre-shared
+//! key and RSA certificates) and IKEv1 Main Mode + Quick Mode with our isakmpd (both
+//! directions, with and without PFS), each ending with a DELETE from one side that the
+//! other honours. Each case compares the ESP SPIs of both sides' views: ours (`ikectl
+//! show sa`, the FIFO's `S` result) against pluto's `whack --showstates`.
+//!
+//! pluto is unpacked from Debian's package into a private directory (it conflicts with
+//! strongSwan's packages; scripts/fetch-libreswan.sh, run by scripts/setup.sh or here on
+//! first use). This kernel has no ESP, so an LD_PRELOAD shim acknowledges pluto's ESP SA
+//! installs instead of the kernel (tests/common/pluto.rs says what exactly is faked);
+//! without it pluto would negotiate everything and then refuse the CHILD SA for lack of
+//! a kernel SA. Our daemons run without the kernel (`-X`, `-n`). When the packages
+//! cannot be fetched at all, each test prints why and returns.
+
+mod common;
+
+#[path = "common/iked.rs"]
+mod iked;
+#[path = "common/pki.rs"]
+mod pki;
+#[path = "common/pluto.rs"]
+mod pluto;
+
+use std::fs;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{start_in, Daemon, Link};
+use iked::Iked;
+use pluto::{Libreswan, Pluto};
+
+const PSK: &str = "libreswan-interop-psk-0123";
+
+/// libreswan, or `None` after printing why the test cannot run.
+fn lsw() -> Option<&'static Libreswan> {
+    common::require_root();
+    match pluto::libreswan() {
+        Ok(l) => Some(l),
+        Err(why) => {
+            println!("SKIPPED: libreswan is not available: {why}");
+            None
+        }
+    }
+}
+
+/// Our side 192.0.2.1 (selectors 198.51.100.0/24), pluto's 192.0.2.2 (203.0.113.0/24).
+fn link(tag: &str) -> Link {
+    let l = Link::new(tag);
+    for (ns, a) in [(&l.a, "198.51.100.1/32"), (&l.b, "203.0.113.1/32")] {
+        let st = Command::new("ip")
+            .args(["-n", ns, "addr", "add", a, "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    l
+}
+
+/// A pluto `conn` for the tunnel 203.0.113.0/24 (pluto) <-> 198.51.100.0/24 (us), with
+/// more `key=value` lines in `extra`.
+fn conn(name: &str, extra: &str) -> String {
+    format!(
+        "conn {name}\n\tleft=192.0.2.2\n\tleftsubnet=203.0.113.0/24\n\tright=192.0.2.1\n\
+         \trightsubnet=198.51.100.0/24\n\tleftupdown=/bin/true\n\tauto=add\n{extra}"
+    )
+}
+
+// ---- IKEv2: our iked ------------------------------------------------------------------
+
+fn v2_conn(auth: &str) -> String {
+    conn(
+        "v2",
+        &format!("\tikev2=insist\n\tike=aes256-sha2_256;dh19\n\tesp=aes_gcm256\n{auth}"),
+    )
+}
+
+fn v2_psk_pluto(lsw: &'static Libreswan, name: &str, netns: &str) -> Pluto {
+    Pluto::start(
+        lsw,
+        name,
+        netns,
+        &v2_conn("\tauthby=secret\n\tleftid=@east.example\n\trightid=@west.example\n"),
+        &format!("@east.example @west.example : PSK \"{PSK}\"\n"),
+        None,
+    )
+}
+
+/// Our rule; `auth`: its authentication clause (empty: any signature).
+fn iked_conf(mode: &str, auth: &str) -> String {
+    format!(
+        "ikev2 \"to-pluto\" {mode} esp from 198.51.100.0/24 to 203.0.113.0/24 \\\n\
+         \tlocal 192.0.2.1 peer 192.0.2.2 \\\n\
+         \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
+         \tchildsa enc aes-256-gcm srcid west.example dstid east.example {auth}\n"
+    )
+}
+
+fn psk_clause() -> String {
+    format!("psk \"{PSK}\"")
+}
+
+fn iked_established(s: &str) -> bool {
+    s.lines()
+        .any(|l| l.starts_with("iked_sas:") && l.contains("ESTABLISHED"))
+        && s.lines()
+            .filter(|l| l.starts_with("iked_activesas:"))
+            .count()
+            == 2
+}
+
+/// (inbound, outbound) ESP SPI of `ikectl show sa`.
+fn iked_spis(s: &str) -> (String, String) {
+    let spi = |dir: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("iked_activesas:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.get(4) == Some(&dir))
+            .and_then(|w| w.get(3).map(|x| x.trim_start_matches("0x").to_string()))
+            .unwrap_or_else(|| panic!("no {dir} SA in\n{s}"))
+    };
+    (spi("in"), spi("out"))
+}
+
+/// Both sides hold the same ESP SAs: our inbound SPI is pluto's SA to us, our outbound
+/// its SA to itself; the shim saw pluto install both; pluto's log names the SPIs and
+/// `xfrm` (the negotiated transform).
+fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
+    let num = |x: &str| u32::from_str_radix(x, 16).unwrap_or_else(|_| panic!("SPI {x}"));
+    let (spi_in, spi_out) = (num(&ours.0), num(&ours.1));
+    let theirs = p.wait_until(
+        "whack --showstates",
+        "two ESP SAs",
+        || p.states(),
+        |s| pluto::esp_sas(s).len() == 2,
+    );
+    let sas = pluto::esp_sas(&theirs);
+    assert!(
+        sas.contains(&(spi_in, "192.0.2.1".into())) && sas.contains(&(spi_out, "192.0.2.2".into())),
+        "ours in {spi_in:08x} out {spi_out:08x}, pluto's:\n{theirs}"
+    );
+    let shim = p.shim_log();
+    for spi in [spi_in, spi_out] {
+        assert!(
+            shim.contains(&format!("SA spi 0x{spi:08x} acknowledged")),
+            "{shim}"
+        );
+    }
+    let log = p.log();
+    assert!(
+        log.contains(&format!("{{ESP=>0x{spi_in:08x} <0x{spi_out:08x} xfrm={xfrm}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn iked_initiates_to_pluto_and_deletes() {
+    let Some(lsw) = lsw() else { return };
+    let t0 = Instant::now();
+    let link = link("Li");
+    let p = v2_psk_pluto(lsw, "lsw-v2r", &link.b);
+    let us = Iked::start("lsw-iked-i", &link.a, &iked_conf("active", &psk_clause()));
+    let ours = us.wait_sa("our IKE SA with pluto", iked_established);
+    assert!(
+        ours.contains("192.0.2.1:500->192.0.2.2:500<FQDN/east.example>"),
+        "{ours}"
+    );
+    p.wait_log("responder established Child SA using #1");
+    let log = p.log();
+    assert!(
+        log.contains(
+            "responder established IKE SA; authenticated peer using authby=secret and ID_FQDN '@west.example'"
+        ),
+        "{log}"
+    );
+    same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+
+    // Our Delete (ikectl reset sa, the rule passive first) ends pluto's SAs too.
+    let passive = us
+        .scratch
+        .write("passive.conf", &iked_conf("passive", &psk_clause()), 0o600);
+    let (st, _, err) = us.ikectl(&["load", passive.to_str().unwrap()]);
+    assert_eq!(st, 0, "{err}");
+    let (st, out, err) = us.ikectl(&["reset", "sa"]);
+    assert_eq!(st, 0, "{err}");
+    assert!(out.contains("1 IKE SA(s) deleted"), "{out}");
+    p.wait_until(
+        "whack --showstates",
+        "no states",
+        || p.states(),
+        |s| !s.contains("STATE_V2"),
+    );
+    us.wait_sa("our SA gone", |s| !s.contains("iked_sas:"));
+    println!("iked -> pluto: {:?}", t0.elapsed());
+}
+
+#[test]
+fn pluto_initiates_to_iked_and_deletes() {
+    let Some(lsw) = lsw() else { return };
+    let link = link("Lr");
+    let us = Iked::start("lsw-iked-r", &link.a, &iked_conf("passive", &psk_clause()));
+    let p = v2_psk_pluto(lsw, "lsw-v2i", &link.b);
+    let out = p.whack(&["--name", "v2", "--initiate"]);
+    assert!(
+        out.contains("initiator established Child SA using #1"),
+        "{out}\n{}",
+        us.log()
+    );
+    let ours = us.wait_sa("our responder SA", iked_established);
+    assert!(ours.contains(" ESTABLISHED r "), "{ours}");
+    same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+    // pluto's Delete ends ours.
+    let out = p.whack(&["--name", "v2", "--terminate"]);
+    assert!(out.contains("sending notification"), "{out}");
+    us.wait_sa("our SA deleted by pluto", |s| !s.contains("iked_sas:"));
+    assert!(us.log().contains("deleted: ended by the peer"), "{}", us.log());
+}
+
+// ---- IKEv1: our isakmpd ---------------------------------------------------------------
+
+/// Our isakmpd.conf: Main Mode with `mm` (a transform name), Quick Mode with `qm` (a
+/// suite name), the tunnel a Connection (`active`) or a Passive-connection.
+fn isakmpd_conf(active: bool, mm: &str, qm: &str) -> String {
+    let list = if active {
+        "Connections"
+    } else {
+        "Passive-connections"
+    };
+    let net = |n: &str, a: &str| {
+        format!("[{n}]\nID-type=IPV4_ADDR_SUBNET\nNetwork={a}\nNetmask=255.255.255.0\n")
+    };
+    format!(
+        "[General]\nRetransmits=2\nExchange-max-time=30\nCheck-interval=3600\n\
+         [Phase 1]\n192.0.2.2=pluto\n[Phase 2]\n{list}=tun\n\
+         [pluto]\nPhase=1\nAddress=192.0.2.2\nConfiguration=mm\nAuthentication={PSK}\n\
+         [mm]\nEXCHANGE_TYPE=ID_PROT\nTransforms={mm}\n\
+         [tun]\nPhase=2\nISAKMP-peer=pluto\nConfiguration=qm\nLocal-ID=ours\nRemote-ID=theirs\n\
+         [qm]\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n{}{}",
+        net("ours", "198.51.100.0"),
+        net("theirs", "203.0.113.0"),
+    )
+}
+
+fn v1_pluto(lsw: &'static Libreswan, name: &str, netns: &str, algs: &str) -> Pluto {
+    Pluto::start(
+        lsw,
+        name,
+        netns,
+        &conn("v1", &format!("\tikev2=no\n\tauthby=secret\n{algs}")),
+        &format!("192.0.2.2 192.0.2.1 : PSK \"{PSK}\"\n"),
+        None,
+    )
+}
+
+/// Our FIFO `S` result.
+fn isakmpd_sas(d: &Daemon) -> String {
+    let res = d.run_file("isakmpd.result");
+    let _ = fs::remove_file(&res);
+    d.fifo_sync("S\n");
+    fs::read_to_string(res).unwrap_or_default()
+}
+
+/// (inbound, outbound) SPI of our phase 2 SA in the `S` result ("SPI 0" is the outbound
+/// one, to the peer; "SPI 1" the inbound one).
+fn isakmpd_spis(s: &str) -> (String, String) {
+    let spi = |n: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(&format!("SPI {n}: ")))
+            .map(|x| x.trim().to_string())
+            .unwrap_or_else(|| panic!("no SPI {n} in\n{s}"))
+    };
+    (spi("1"), spi("0"))
+}
+
+fn wait_log(d: &Daemon, what: &str) {
+    d.wait_for(|| d.log().contains(what), what);
+}
+
+#[test]
+fn isakmpd_main_mode_initiates_to_pluto_with_pfs() {
+    let Some(lsw) = lsw() else { return };
+    let link = link("Lm");
+    let p = v1_pluto(
+        lsw,
+        "lsw-v1r",
+        &link.b,
+        "\tike=aes256-sha2_256;modp2048\n\tesp=aes128-sha2_256;modp2048\n\tpfs=yes\n",
+    );
+    let us = start_in(
+        "lsw-isakmpd-i",
+        &isakmpd_conf(
+            true,
+            "AES-256-SHA2-256-GRP14",
+            "QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    wait_log(&us, "quick mode done: src:");
+    let log = p.wait_log("IPsec SA established tunnel mode");
+    assert!(
+        log.contains(
+            "IKE SA established {auth=PRESHARED_KEY cipher=AES_CBC_256 integ=HMAC_SHA2_256 group=MODP2048}"
+        ),
+        "{log}"
+    );
+    let sas = isakmpd_sas(&us);
+    assert!(sas.contains("(Phase 1/Initiator)"), "{sas}");
+    assert!(
+        sas.contains("Transform: AES-256-CBC SHA2-256 group 14"),
+        "{sas}"
+    );
+    let (spi_in, spi_out) = isakmpd_spis(&sas);
+    same_esp_sas(
+        &p,
+        (spi_in.clone(), spi_out),
+        "AES_CBC_128-HMAC_SHA2_256_128",
+    );
+    let spi_in = u32::from_str_radix(&spi_in, 16).unwrap();
+    assert!(
+        log.contains("responding to Quick Mode proposal"),
+        "pluto took our HASH(1) and PFS KE: {log}"
+    );
+
+    // Our DELETE of the phase 2 SA: pluto drops it (naming our inbound SPI, its
+    // outbound). pluto then deletes its now idle ISAKMP SA, which we honour.
+    us.fifo("t quick tun\n");
+    p.wait_log(&format!("received Delete SA(0x{spi_in:08x}) payload"));
+    p.wait_until(
+        "whack --showstates",
+        "no IPsec SA",
+        || p.states(),
+        |s| !s.contains("STATE_QUICK"),
+    );
+    us.wait_for(
+        || !isakmpd_sas(&us).contains("Phase 1"),
+        "phase 1 SA deleted by pluto's DELETE",
+    );
+    assert!(us.log().contains("deletes phase 1 SA"), "{}", us.log());
+}
+
+#[test]
+fn pluto_main_mode_initiates_to_isakmpd_without_pfs() {
+    let Some(lsw) = lsw() else { return };
+    let link = link("Ln");
+    let us = start_in(
+        "lsw-isakmpd-r",
+        &isakmpd_conf(false, "AES-128-SHA2-256-GRP19", "QM-ESP-AES-256-SHA2-256-SUITE"),
+        &[],
+        Some(&link.a),
+    );
+    let p = v1_pluto(
+        lsw,
+        "lsw-v1i",
+        &link.b,
+        "\tike=aes128-sha2_256;dh19\n\tesp=aes256-sha2_256\n\tpfs=no\n",
+    );
+    let out = p.whack(&["--name", "v1", "--initiate"]);
+    assert!(
+        out.contains("IPsec SA established tunnel mode"),
+        "{out}\n{}",
+        us.log()
+    );
+    assert!(
+        out.contains("cipher=AES_CBC_128 integ=HMAC_SHA2_256 group=DH19"),
+        "{out}"
+    );
+    wait_log(&us, "phase 1 done (as responder)");
+    let sas = isakmpd_sas(&us);
+    assert!(sas.contains("(Phase 1/Responder)"), "{sas}");
+    let spis = isakmpd_spis(&sas);
+    same_esp_sas(&p, spis, "AES_CBC_256-HMAC_SHA2_256_128");
+    // pluto's DELETEs end ours.
+    let out = p.whack(&["--name", "v1", "--terminate"]);
+    assert!(out.contains("sending notification"), "{out}");
+    us.wait_for(
+        || !isakmpd_sas(&us).contains("Phase"),
+        "SAs deleted by pluto's DELETEs",
+    );
+    assert!(us.log().contains("deletes phase 1 SA"), "{}", us.log());
+}
