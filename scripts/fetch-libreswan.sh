@@ -5,7 +5,7 @@
 # `dpkg -x` put it, and the libraries it needs that a strongSwan machine lacks (ldns,
 # libevent's pthreads part) and certutil (libnss3-tools, for pluto's NSS database), under
 # DIR (default /var/cache/isakmpd-tests/libreswan). Run pluto with
-# LD_LIBRARY_PATH=DIR/usr/lib/x86_64-linux-gnu. Idempotent; exits non-zero when the
+# LD_LIBRARY_PATH=DIR/usr/lib/<multiarch triplet>. Idempotent; exits non-zero when the
 # packages cannot be fetched.
 set -euo pipefail
 dir=${1:-/var/cache/isakmpd-tests/libreswan}
@@ -23,5 +23,4 @@ for p in "${pkgs[@]}"; do
     deb=$(ls -t "${p}"_*.deb | head -n1)
     dpkg -x "$deb" "$dir"
 done
-"$dir/usr/libexec/ipsec/pluto" --version >/dev/null 2>&1 ||
-    LD_LIBRARY_PATH="$dir/usr/lib/x86_64-linux-gnu" "$dir/usr/libexec/ipsec/pluto" --version
+LD_LIBRARY_PATH="$(echo "$dir"/usr/lib/*-linux-gnu*)" "$dir/usr/libexec/ipsec/pluto" --version >/dev/null

@@ -43,8 +43,15 @@ impl Libreswan {
         self.root.join("usr/libexec/ipsec").join(name)
     }
 
+    /// The unpacked libraries' directory (usr/lib/<multiarch triplet>).
     fn lib_path(&self) -> PathBuf {
-        self.root.join("usr/lib/x86_64-linux-gnu")
+        fs::read_dir(self.root.join("usr/lib"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-linux-gnu"))
+            .unwrap_or_else(|| self.root.join("usr/lib/x86_64-linux-gnu"))
     }
 
     fn certutil(&self, args: &[&str]) {
