@@ -23,10 +23,10 @@ mod pki;
 mod pluto;
 
 use std::fs;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
-use common::{start_in, Daemon, Link};
+use common::{start_in, Daemon, Link, Scratch};
 use iked::Iked;
 use pluto::{Libreswan, Pluto};
 
@@ -156,7 +156,6 @@ fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
 #[test]
 fn iked_initiates_to_pluto_and_deletes() {
     let Some(lsw) = lsw() else { return };
-    let t0 = Instant::now();
     let link = link("Li");
     let p = v2_psk_pluto(lsw, "lsw-v2r", &link.b);
     let us = Iked::start("lsw-iked-i", &link.a, &iked_conf("active", &psk_clause()));
@@ -191,7 +190,6 @@ fn iked_initiates_to_pluto_and_deletes() {
         |s| !s.contains("STATE_V2"),
     );
     us.wait_sa("our SA gone", |s| !s.contains("iked_sas:"));
-    println!("iked -> pluto: {:?}", t0.elapsed());
 }
 
 #[test]
@@ -214,6 +212,72 @@ fn pluto_initiates_to_iked_and_deletes() {
     assert!(out.contains("sending notification"), "{out}");
     us.wait_sa("our SA deleted by pluto", |s| !s.contains("iked_sas:"));
     assert!(us.log().contains("deleted: ended by the peer"), "{}", us.log());
+}
+
+/// pluto rekeys the CHILD SA (CREATE_CHILD_SA with PFS: pluto's default, on ECP256 as
+/// its IKE SA; our rule asks for the same) and then the IKE SA; both sides end with the
+/// same new SAs and the old ones gone.
+#[test]
+fn pluto_rekeys_child_and_ike_sa() {
+    let Some(lsw) = lsw() else { return };
+    let link = link("Lk");
+    let conf = iked_conf("passive", &psk_clause()).replace(
+        "childsa enc aes-256-gcm",
+        "childsa enc aes-256-gcm group ecp256",
+    );
+    let us = Iked::start("lsw-iked-k", &link.a, &conf);
+    let p = v2_psk_pluto(lsw, "lsw-v2k", &link.b);
+    let out = p.whack(&["--name", "v2", "--initiate"]);
+    assert!(out.contains("initiator established Child SA using #1"), "{out}");
+    let ours = us.wait_sa("our responder SA", iked_established);
+    let (first, first_ike) = (iked_spis(&ours), ike_spis(&ours));
+
+    let out = p.whack(&["--name", "v2", "--rekey-ipsec"]);
+    assert!(
+        out.contains("initiator rekeyed Child SA #2 using #1") && out.contains("-DH19 "),
+        "a rekey with PFS: {out}\n{}",
+        us.log()
+    );
+    let ours = us.wait_sa("the new CHILD SA alone", |s| {
+        iked_established(s) && iked_spis(s) != first
+    });
+    let second = iked_spis(&ours);
+    same_esp_sas(&p, second.clone(), "AES_GCM_16_256-NONE-DH19");
+    p.wait_until(
+        "whack --showstates",
+        "the old CHILD SA gone",
+        || p.states(),
+        |s| !s.contains("#2:"),
+    );
+
+    let out = p.whack(&["--name", "v2", "--rekey-ike"]);
+    assert!(out.contains("initiator rekeyed IKE SA #1"), "{out}\n{}", us.log());
+    let ours = us.wait_sa("one IKE SA again", |s| {
+        s.lines().filter(|l| l.starts_with("iked_sas:")).count() == 1
+            && iked_established(s)
+            && ike_spis(s) != first_ike
+    });
+    p.wait_until(
+        "whack --showstates",
+        "the old IKE SA gone",
+        || p.states(),
+        |s| !s.contains("#1:"),
+    );
+    // The CHILD SA moved to the new IKE SA unchanged.
+    assert_eq!(iked_spis(&ours), second);
+    assert!(p.states().contains("IKE SA #4"), "{}", p.states());
+}
+
+/// (initiator, responder) IKE SPI of our one IKE SA in `ikectl show sa`.
+fn ike_spis(s: &str) -> (String, String) {
+    let w: Vec<&str> = s
+        .lines()
+        .find(|l| l.starts_with("iked_sas:"))
+        .unwrap_or_else(|| panic!("no IKE SA in\n{s}"))
+        .split_whitespace()
+        .collect();
+    let at = |k: &str| w[w.iter().position(|x| *x == k).unwrap() + 1].to_string();
+    (at("ispi"), at("rspi"))
 }
 
 // ---- IKEv1: our isakmpd ---------------------------------------------------------------
@@ -378,4 +442,119 @@ fn pluto_main_mode_initiates_to_isakmpd_without_pfs() {
         "SAs deleted by pluto's DELETEs",
     );
     assert!(us.log().contains("deletes phase 1 SA"), "{}", us.log());
+}
+
+// ---- IKEv2 with RSA certificates -------------------------------------------------------
+
+/// One CA's RSA certificates for west (us: 192.0.2.1, west.example) and east (pluto:
+/// 192.0.2.2, east.example): ours laid out as /etc/iked (`etc`), pluto's key and
+/// certificate as a PKCS#12 file (`p12`, no password) with the CA certificate (`ca`).
+struct Certs {
+    dir: Scratch,
+    etc: PathBuf,
+}
+
+impl Certs {
+    fn new(name: &str) -> Certs {
+        let dir = Scratch::new(name);
+        let d = dir.dir.join("pki");
+        pki::ca(&d, "ca");
+        for (host, ip) in [("west.example", "192.0.2.1"), ("east.example", "192.0.2.2")] {
+            pki::host(&d, "ca", host, ip);
+        }
+        let etc = dir.dir.join("etc");
+        for sub in ["private", "certs", "ca", "crls", "pubkeys"] {
+            fs::create_dir_all(etc.join(sub)).unwrap();
+        }
+        for (from, to) in [
+            ("west.example.key", "private/local.key"),
+            ("west.example.crt", "certs/west.crt"),
+            ("ca.crt", "ca/ca.crt"),
+        ] {
+            fs::copy(d.join(from), etc.join(to)).unwrap();
+        }
+        let st = Command::new("openssl")
+            .args(["pkcs12", "-export", "-inkey", "east.example.key"])
+            .args(["-in", "east.example.crt", "-name", "east", "-out", "east.p12"])
+            .args(["-passout", "pass:"])
+            .current_dir(&d)
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl pkcs12");
+        Certs { dir, etc }
+    }
+
+    fn pluto(&self, lsw: &'static Libreswan, name: &str, netns: &str) -> Pluto {
+        let d = self.dir.dir.join("pki");
+        Pluto::start(
+            lsw,
+            name,
+            netns,
+            &v2_conn(
+                "\tauthby=rsasig\n\tleftcert=east\n\tleftid=@east.example\n\
+                 \trightid=@west.example\n\trightca=%same\n",
+            ),
+            "",
+            Some((&d.join("east.p12"), &d.join("ca.crt"))),
+        )
+    }
+}
+
+/// What pluto's log and ours say once the tunnel is up with certificates.
+fn check_cert_auth(us: &Iked, p: &Pluto) {
+    let ol = us.log();
+    assert!(
+        ol.contains(
+            "peer authenticated by certificate \"C=CH, O=isakmpd test, CN=east.example\""
+        ),
+        "{ol}"
+    );
+    // pluto checked our signature (RFC 7427, PKCS#1 v1.5 with SHA-256) with our
+    // certificate, chained to the CA.
+    let log = p.log();
+    assert!(
+        log.contains(
+            "authenticated peer '2048-bit PKCS#1 1.5 RSA with SHA2_256' digital signature using peer certificate '@west.example' issued by CA 'C=CH, O=isakmpd test, CN=ca'"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn rsa_certificates_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    let c = Certs::new("lsw-pki");
+    {
+        let link = link("Lc");
+        let p = c.pluto(lsw, "lsw-cert-r", &link.b);
+        let us = Iked::start_with_etc(
+            "lsw-cert-i",
+            &link.a,
+            &iked_conf("active", ""),
+            Some(&c.etc),
+        );
+        let ours = us.wait_sa("our IKE SA with pluto", iked_established);
+        p.wait_log("responder established Child SA");
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+        check_cert_auth(&us, &p);
+    }
+    {
+        let link = link("Ld");
+        let us = Iked::start_with_etc(
+            "lsw-cert-r",
+            &link.a,
+            &iked_conf("passive", ""),
+            Some(&c.etc),
+        );
+        let p = c.pluto(lsw, "lsw-cert-i", &link.b);
+        let out = p.whack(&["--name", "v2", "--initiate"]);
+        assert!(
+            out.contains("initiator established Child SA"),
+            "{out}\n{}",
+            us.log()
+        );
+        let ours = us.wait_sa("our responder SA", iked_established);
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+        check_cert_auth(&us, &p);
+    }
 }

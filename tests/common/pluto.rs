@@ -119,26 +119,26 @@ pub struct Pluto {
 }
 
 /// pluto's `config setup`: its files in `dir`, IKEv1 accepted (Debian's default drops
-/// it), larval (SPI-allocated) states kept 600 s in the namespace's kernel.
+/// it).
 fn config_setup(dir: &Path) -> String {
     format!(
         "config setup\n\tlogfile={d}/pluto.log\n\tlogtime=yes\n\tlogappend=no\n\tdumpdir={d}\n\
-         \tprotostack=xfrm\n\txfrmlifetime=600\n\tikev1-policy=accept\n\n",
+         \tprotostack=xfrm\n\tikev1-policy=accept\n\n",
         d = dir.display()
     )
 }
 
 impl Pluto {
     /// pluto in `netns` with the `conn` sections `conns` and `secrets` as ipsec.secrets.
-    /// `certs`: (nickname, PKCS#12 file with the key and certificate, CA certificate) to
-    /// import into its NSS database.
+    /// `certs`: (PKCS#12 file with the key and certificate, CA certificate) to import
+    /// into its NSS database (the nickname is the PKCS#12 friendly name).
     pub fn start(
         lsw: &'static Libreswan,
         name: &str,
         netns: &str,
         conns: &str,
         secrets: &str,
-        certs: Option<(&str, &Path, &Path)>,
+        certs: Option<(&Path, &Path)>,
     ) -> Pluto {
         let scratch = Scratch::new(name);
         let dir = scratch.dir.clone();
@@ -146,7 +146,7 @@ impl Pluto {
         let secrets = scratch.write("ipsec.secrets", secrets, 0o600);
         let nss = format!("sql:{}", dir.display());
         lsw.certutil(&["-N", "-d", &nss, "--empty-password"]);
-        if let Some((nick, p12, ca)) = certs {
+        if let Some((p12, ca)) = certs {
             lsw.certutil(&[
                 "-A",
                 "-d",
@@ -159,7 +159,7 @@ impl Pluto {
                 ca.to_str().unwrap(),
             ]);
             let out = Command::new(lsw.root.join("usr/bin/pk12util"))
-                .args(["-i", p12.to_str().unwrap(), "-d", &nss, "-W", "", "-n", nick])
+                .args(["-i", p12.to_str().unwrap(), "-d", &nss, "-W", ""])
                 .env("LD_LIBRARY_PATH", lsw.lib_path())
                 .output()
                 .unwrap();

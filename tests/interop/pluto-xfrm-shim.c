@@ -8,7 +8,10 @@
  * fails and pluto gives up its CHILD SA. Here such a request never reaches the kernel:
  * it is answered with a success ACK, and the SA (its whole message) is kept so that a
  * later XFRM_MSG_GETSA (traffic counters) is answered with it and XFRM_MSG_DELSA with
- * an ACK. Everything else (policies, ALLOCSPI, flushes) goes to the real kernel, and
+ * an ACK. The SA would have replaced the larval state that XFRM_MSG_ALLOCSPI left in
+ * the kernel; that state is deleted instead (on a socket of our own), or the kernel
+ * would report its expiry (after net.core.xfrm_acq_expires, 30 s) and pluto would
+ * drop the CHILD SA. Everything else (policies, ALLOCSPI, flushes) goes to the real kernel, and
  * everything pluto sends on the wire is pluto's own. Each faked request is logged
  * ("xfrm-shim: ...") to the file named by PLUTO_XFRM_SHIM_LOG (pluto closes its stderr),
  * so the test can see what was faked.
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define MAX_SAS 64
@@ -87,6 +91,38 @@ static void owe_ack(int fd, const struct nlmsghdr *req)
 	owed_fd = fd;
 }
 
+/*
+ * Deletes the kernel's larval state for the SPI that the SA would have filled in (an
+ * inbound SA's SPI comes from ALLOCSPI; for an outbound one there is none, and the
+ * kernel's "no such state" is ignored).
+ */
+static void drop_larval(const struct xfrm_usersa_info *p)
+{
+	struct {
+		struct nlmsghdr n;
+		struct xfrm_usersa_id id;
+	} req;
+	memset(&req, 0, sizeof(req));
+	req.n.nlmsg_len = NLMSG_LENGTH(sizeof(req.id));
+	req.n.nlmsg_type = XFRM_MSG_DELSA;
+	req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	req.id.daddr = p->id.daddr;
+	req.id.spi = p->id.spi;
+	req.id.family = p->family;
+	req.id.proto = p->id.proto;
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_XFRM);
+	if (fd < 0)
+		return;
+	struct sockaddr_nl k = { .nl_family = AF_NETLINK };
+	if (sendto(fd, &req, req.n.nlmsg_len, 0, (struct sockaddr *)&k, sizeof(k)) >= 0) {
+		char ack[512];
+		struct timeval tv = { .tv_sec = 2 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		(void)recv(fd, ack, sizeof(ack), 0);
+	}
+	close(fd);
+}
+
 /* Returns 1 when the request was answered here. */
 static int fake(int fd, const void *buf, size_t len)
 {
@@ -111,6 +147,7 @@ static int fake(int fd, const void *buf, size_t len)
 		s->len = h->nlmsg_len;
 		memcpy(s->msg, h, h->nlmsg_len);
 		note(h->nlmsg_type == XFRM_MSG_NEWSA ? "NEWSA" : "UPDSA", p->id.spi);
+		drop_larval(p);
 		owe_ack(fd, h);
 		return 1;
 	}
