@@ -268,6 +268,49 @@ fn pluto_rekeys_child_and_ike_sa() {
     assert!(p.states().contains("IKE SA #4"), "{}", p.states());
 }
 
+/// Our iked rekeys: the CHILD SA (`lifetime 5`: rekeyed 5-10 % early, with PFS on
+/// ECP256), then, with another daemon, the IKE SA (`ikelifetime 5`); pluto follows both.
+#[test]
+fn iked_rekeys_child_and_ike_sa() {
+    let Some(lsw) = lsw() else { return };
+    let pfs = |life: &str| {
+        iked_conf("active", &format!("{life} {}", psk_clause())).replace(
+            "childsa enc aes-256-gcm",
+            "childsa enc aes-256-gcm group ecp256",
+        )
+    };
+    {
+        let link = link("Lx");
+        let p = v2_psk_pluto(lsw, "lsw-v2x", &link.b);
+        let us = Iked::start("lsw-iked-x", &link.a, &pfs("lifetime 5"));
+        let first = iked_spis(&us.wait_sa("our IKE SA with pluto", iked_established));
+        let ours = us.wait_sa("the CHILD SA rekeyed", |s| {
+            iked_established(s) && iked_spis(s) != first
+        });
+        p.wait_log("responder rekeyed Child SA #2 using #1");
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE-DH19");
+    }
+    let link = link("Ly");
+    let p = v2_psk_pluto(lsw, "lsw-v2y", &link.b);
+    let us = Iked::start("lsw-iked-y", &link.a, &pfs("ikelifetime 5"));
+    let ours = us.wait_sa("our IKE SA with pluto", iked_established);
+    let (child, first_ike) = (iked_spis(&ours), ike_spis(&ours));
+    let ours = us.wait_sa("the IKE SA rekeyed", |s| {
+        s.lines().filter(|l| l.starts_with("iked_sas:")).count() == 1
+            && iked_established(s)
+            && ike_spis(s) != first_ike
+    });
+    p.wait_log("responder rekeyed IKE SA #1");
+    p.wait_until(
+        "whack --showstates",
+        "the old IKE SA gone",
+        || p.states(),
+        |s| !s.contains("#1:"),
+    );
+    assert_eq!(iked_spis(&ours), child);
+    same_esp_sas(&p, child, "AES_GCM_16_256-NONE");
+}
+
 /// (initiator, responder) IKE SPI of our one IKE SA in `ikectl show sa`.
 fn ike_spis(s: &str) -> (String, String) {
     let w: Vec<&str> = s
