@@ -311,6 +311,49 @@ fn iked_rekeys_child_and_ike_sa() {
     same_esp_sas(&p, child, "AES_GCM_16_256-NONE");
 }
 
+/// Both sides with their default proposals (no `ikesa`/`childsa`, no `ike=`/`esp=`),
+/// each direction: they meet on AES-GCM-256 and Curve25519, which pluto as initiator
+/// reaches through our INVALID_KE_PAYLOAD (its first guess is MODP2048).
+#[test]
+fn default_proposals_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    let conf = |mode: &str| {
+        format!(
+            "ikev2 \"to-pluto\" {mode} esp from 198.51.100.0/24 to 203.0.113.0/24 \\\n\
+             \tlocal 192.0.2.1 peer 192.0.2.2 srcid west.example dstid east.example {}\n",
+            psk_clause()
+        )
+    };
+    let pluto_conn = conn(
+        "v2",
+        "\tikev2=insist\n\tauthby=secret\n\tleftid=@east.example\n\trightid=@west.example\n",
+    );
+    let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
+    for we_start in [true, false] {
+        let link = link(if we_start { "Lp" } else { "Lq" });
+        let mode = if we_start { "active" } else { "passive" };
+        let us = Iked::start(&format!("lsw-def-{mode}"), &link.a, &conf(mode));
+        let p = Pluto::start(lsw, &format!("lsw-def-p{mode}"), &link.b, &pluto_conn, &secrets, None);
+        if !we_start {
+            let out = p.whack(&["--name", "v2", "--initiate"]);
+            assert!(out.contains("established Child SA"), "{out}\n{}", us.log());
+        }
+        let ours = us.wait_sa("our SA with pluto", iked_established);
+        let log = p.wait_log("established Child SA");
+        assert!(
+            log.contains("{cipher=AES_GCM_16_256 integ=n/a prf=HMAC_SHA2_256 group=DH31}"),
+            "{log}"
+        );
+        assert_eq!(
+            log.contains("Received unauthenticated INVALID_KE_PAYLOAD response to DH MODP2048; resending with suggested DH DH31"),
+            !we_start,
+            "{log}"
+        );
+        assert!(ours.contains("enc aes-256-gcm auth none"), "{ours}");
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+    }
+}
+
 /// (initiator, responder) IKE SPI of our one IKE SA in `ikectl show sa`.
 fn ike_spis(s: &str) -> (String, String) {
     let w: Vec<&str> = s
