@@ -148,7 +148,9 @@ fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
     }
     let log = p.log();
     assert!(
-        log.contains(&format!("{{ESP=>0x{spi_in:08x} <0x{spi_out:08x} xfrm={xfrm}")),
+        log.contains(&format!(
+            "{{ESP=>0x{spi_in:08x} <0x{spi_out:08x} xfrm={xfrm}"
+        )),
         "{log}"
     );
 }
@@ -211,7 +213,11 @@ fn pluto_initiates_to_iked_and_deletes() {
     let out = p.whack(&["--name", "v2", "--terminate"]);
     assert!(out.contains("sending notification"), "{out}");
     us.wait_sa("our SA deleted by pluto", |s| !s.contains("iked_sas:"));
-    assert!(us.log().contains("deleted: ended by the peer"), "{}", us.log());
+    assert!(
+        us.log().contains("deleted: ended by the peer"),
+        "{}",
+        us.log()
+    );
 }
 
 /// pluto rekeys the CHILD SA (CREATE_CHILD_SA with PFS: pluto's default, on ECP256 as
@@ -228,7 +234,10 @@ fn pluto_rekeys_child_and_ike_sa() {
     let us = Iked::start("lsw-iked-k", &link.a, &conf);
     let p = v2_psk_pluto(lsw, "lsw-v2k", &link.b);
     let out = p.whack(&["--name", "v2", "--initiate"]);
-    assert!(out.contains("initiator established Child SA using #1"), "{out}");
+    assert!(
+        out.contains("initiator established Child SA using #1"),
+        "{out}"
+    );
     let ours = us.wait_sa("our responder SA", iked_established);
     let (first, first_ike) = (iked_spis(&ours), ike_spis(&ours));
 
@@ -251,7 +260,11 @@ fn pluto_rekeys_child_and_ike_sa() {
     );
 
     let out = p.whack(&["--name", "v2", "--rekey-ike"]);
-    assert!(out.contains("initiator rekeyed IKE SA #1"), "{out}\n{}", us.log());
+    assert!(
+        out.contains("initiator rekeyed IKE SA #1"),
+        "{out}\n{}",
+        us.log()
+    );
     let ours = us.wait_sa("one IKE SA again", |s| {
         s.lines().filter(|l| l.starts_with("iked_sas:")).count() == 1
             && iked_established(s)
@@ -333,7 +346,14 @@ fn default_proposals_both_ways() {
         let link = link(if we_start { "Lp" } else { "Lq" });
         let mode = if we_start { "active" } else { "passive" };
         let us = Iked::start(&format!("lsw-def-{mode}"), &link.a, &conf(mode));
-        let p = Pluto::start(lsw, &format!("lsw-def-p{mode}"), &link.b, &pluto_conn, &secrets, None);
+        let p = Pluto::start(
+            lsw,
+            &format!("lsw-def-p{mode}"),
+            &link.b,
+            &pluto_conn,
+            &secrets,
+            None,
+        );
         if !we_start {
             let out = p.whack(&["--name", "v2", "--initiate"]);
             assert!(out.contains("established Child SA"), "{out}\n{}", us.log());
@@ -495,7 +515,11 @@ fn pluto_main_mode_initiates_to_isakmpd_without_pfs() {
     let link = link("Ln");
     let us = start_in(
         "lsw-isakmpd-r",
-        &isakmpd_conf(false, "AES-128-SHA2-256-GRP19", "QM-ESP-AES-256-SHA2-256-SUITE"),
+        &isakmpd_conf(
+            false,
+            "AES-128-SHA2-256-GRP19",
+            "QM-ESP-AES-256-SHA2-256-SUITE",
+        ),
         &[],
         Some(&link.a),
     );
@@ -561,7 +585,14 @@ impl Certs {
         }
         let st = Command::new("openssl")
             .args(["pkcs12", "-export", "-inkey", "east.example.key"])
-            .args(["-in", "east.example.crt", "-name", "east", "-out", "east.p12"])
+            .args([
+                "-in",
+                "east.example.crt",
+                "-name",
+                "east",
+                "-out",
+                "east.p12",
+            ])
             .args(["-passout", "pass:"])
             .current_dir(&d)
             .status()
@@ -590,9 +621,7 @@ impl Certs {
 fn check_cert_auth(us: &Iked, p: &Pluto) {
     let ol = us.log();
     assert!(
-        ol.contains(
-            "peer authenticated by certificate \"C=CH, O=isakmpd test, CN=east.example\""
-        ),
+        ol.contains("peer authenticated by certificate \"C=CH, O=isakmpd test, CN=east.example\""),
         "{ol}"
     );
     // pluto checked our signature (RFC 7427, PKCS#1 v1.5 with SHA-256) with our
@@ -642,5 +671,73 @@ fn rsa_certificates_both_ways() {
         let ours = us.wait_sa("our responder SA", iked_established);
         same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
         check_cert_auth(&us, &p);
+    }
+}
+
+/// Our capture (`-L`: decrypted) as (source, exchange type, notify type) per message,
+/// after checking that tshark finds nothing malformed.
+fn capture(us: &Daemon) -> Vec<(String, String, String)> {
+    us.fifo_sync("p off\n");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(us.run_file("isakmpd.pcap"))
+        .args(["-T", "fields", "-e", "ip.src", "-e", "isakmp.exchangetype"])
+        .args(["-e", "isakmp.notify.msgtype", "-e", "_ws.malformed"])
+        .output()
+        .expect("tshark (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert!(f.get(3).is_none_or(|m| m.is_empty()), "malformed: {text}");
+            let g = |i: usize| f.get(i).unwrap_or(&"").to_string();
+            (g(0), g(1), g(2))
+        })
+        .collect()
+}
+
+/// How many R-U-THERE (36136) from `from` were acknowledged (36137) by the other side.
+fn dpd_pairs(cap: &[(String, String, String)], from: &str) -> usize {
+    cap.windows(2)
+        .filter(|w| w[0].0 == from && w[0].2 == "36136" && w[1].0 != from && w[1].2 == "36137")
+        .count()
+}
+
+/// Dead peer detection (RFC 3706) both ways, seen in our capture: pluto's R-U-THEREs
+/// (`dpddelay=1`: one a second) that we acknowledge, then ours (`DPD-check-interval=1`:
+/// the first after a second of silence, the next 5 s after an answer) that pluto
+/// acknowledges; the SAs stay up on both sides.
+#[test]
+fn ikev1_dpd_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    for (tag, ours, theirs) in [
+        ("Lv", "", "\tdpddelay=1\n\tdpdtimeout=10\n"),
+        ("Lw", "DPD-check-interval=1\n", ""),
+    ] {
+        let link = link(tag);
+        let conf = isakmpd_conf(true, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE")
+            .replace("[Phase 1]", &format!("{ours}[Phase 1]"));
+        let p = v1_pluto(
+            lsw,
+            &format!("lsw-dpd-{tag}p"),
+            &link.b,
+            &format!("\tike=aes256-sha2_256;modp2048\n\tesp=aes128-sha2_256\n\tpfs=no\n{theirs}\tdpdaction=clear\n"),
+        );
+        let us = start_in(&format!("lsw-dpd-{tag}"), &conf, &["-L"], Some(&link.a));
+        wait_log(&us, "quick mode done: src:");
+        p.wait_log("IPsec SA established tunnel mode");
+        std::thread::sleep(std::time::Duration::from_millis(3500));
+        let cap = capture(&us);
+        let (asker, answerer, least) = if ours.is_empty() {
+            ("192.0.2.2", "us", 2)
+        } else {
+            ("192.0.2.1", "pluto", 1)
+        };
+        assert!(
+            dpd_pairs(&cap, asker) >= least,
+            "R-U-THEREs from {asker} acknowledged by {answerer}: {cap:?}"
+        );
+        assert!(p.states().contains("STATE_QUICK_R2"), "{}", p.states());
+        assert!(isakmpd_sas(&us).contains("Phase 2"));
     }
 }

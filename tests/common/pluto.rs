@@ -172,8 +172,21 @@ impl Pluto {
         }
         let stderr = fs::File::create(dir.join("pluto.stderr")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", netns, "unshare", "-m", "--propagation", "private"])
-            .args(["sh", "-c", r#"mount --bind "$1" /usr/libexec && shift && exec "$@""#, "sh"])
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                r#"mount --bind "$1" /usr/libexec && shift && exec "$@""#,
+                "sh",
+            ])
             .arg(lsw.root.join("usr/libexec"))
             .arg(lsw.bin("pluto"))
             .arg("--nofork")
@@ -269,7 +282,6 @@ impl Pluto {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
 }
 
 /// The `esp.SPI@DST` words of `whack --showstates` output (the SPI in hex without
