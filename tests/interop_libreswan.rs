@@ -601,9 +601,21 @@ impl Certs {
         Certs { dir, etc }
     }
 
-    fn pluto(&self, lsw: &'static Libreswan, name: &str, netns: &str) -> Pluto {
+    /// pluto with `conn` authenticating by its certificate.
+    fn pluto_with(&self, lsw: &'static Libreswan, name: &str, netns: &str, conn: &str) -> Pluto {
         let d = self.dir.dir.join("pki");
         Pluto::start(
+            lsw,
+            name,
+            netns,
+            conn,
+            "",
+            Some((&d.join("east.p12"), &d.join("ca.crt"))),
+        )
+    }
+
+    fn pluto(&self, lsw: &'static Libreswan, name: &str, netns: &str) -> Pluto {
+        self.pluto_with(
             lsw,
             name,
             netns,
@@ -611,8 +623,6 @@ impl Certs {
                 "\tauthby=rsasig\n\tleftcert=east\n\tleftid=@east.example\n\
                  \trightid=@west.example\n\trightca=%same\n",
             ),
-            "",
-            Some((&d.join("east.p12"), &d.join("ca.crt"))),
         )
     }
 }
@@ -739,5 +749,58 @@ fn ikev1_dpd_both_ways() {
         );
         assert!(p.states().contains("STATE_QUICK_R2"), "{}", p.states());
         assert!(isakmpd_sas(&us).contains("Phase 2"));
+    }
+}
+
+/// Main Mode with RSA signatures and the same certificates (IDs the addresses, in the
+/// certificates' subjectAltName), each side starting once; our /etc/isakmpd has the
+/// layout of /etc/iked.
+#[test]
+fn ikev1_rsa_certificates_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    let c = Certs::new("lsw-pki1");
+    let pluto_conn = conn(
+        "v1",
+        "\tikev2=no\n\tauthby=rsasig\n\tleftcert=east\n\tleftid=192.0.2.2\n\
+         \trightid=192.0.2.1\n\trightca=%same\n\tike=aes256-sha2_256;modp2048\n\
+         \tesp=aes128-sha2_256\n\tpfs=no\n",
+    );
+    for we_start in [true, false] {
+        let link = link(if we_start { "Le" } else { "Lf" });
+        let p = c.pluto_with(lsw, &format!("lsw-cert1-p{we_start}"), &link.b, &pluto_conn);
+        let us = common::start_with_etc(
+            &format!("lsw-cert1-{we_start}"),
+            &isakmpd_conf(
+                we_start,
+                "AES-256-SHA2-256-GRP14-RSA_SIG",
+                "QM-ESP-AES-SHA2-256-SUITE",
+            ),
+            &[],
+            Some(&link.a),
+            Some(&c.etc),
+        );
+        if !we_start {
+            let out = p.whack(&["--name", "v1", "--initiate"]);
+            assert!(out.contains("IPsec SA established"), "{out}\n{}", us.log());
+        }
+        p.wait_log("IPsec SA established tunnel mode");
+        wait_log(&us, "phase 2 SA tun up");
+        let log = p.log();
+        assert!(
+            log.contains(
+                "authenticated peer '2048-bit RSA with SHA1' signature using peer certificate '192.0.2.1' issued by CA 'C=CH, O=isakmpd test, CN=ca'"
+            ) && log.contains("IKE SA established {auth=RSA_SIG cipher=AES_CBC_256"),
+            "{log}"
+        );
+        let ol = us.log();
+        assert!(
+            ol.contains("authenticated by certificate") && ol.contains("CN=east.example"),
+            "{ol}"
+        );
+        same_esp_sas(
+            &p,
+            isakmpd_spis(&isakmpd_sas(&us)),
+            "AES_CBC_128-HMAC_SHA2_256_128",
+        );
     }
 }
