@@ -124,7 +124,7 @@ fn iked_spis(s: &str) -> (String, String) {
 
 /// Both sides hold the same ESP SAs: our inbound SPI is pluto's SA to us, our outbound
 /// its SA to itself; the shim saw pluto install both; pluto's log names the SPIs and
-/// `xfrm` (the negotiated transform).
+/// `xfrm` (the negotiated transform, and what follows it in pluto's line).
 fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
     let num = |x: &str| u32::from_str_radix(x, 16).unwrap_or_else(|_| panic!("SPI {x}"));
     let (spi_in, spi_out) = (num(&ours.0), num(&ours.1));
@@ -148,9 +148,7 @@ fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
     }
     let log = p.log();
     assert!(
-        log.contains(&format!(
-            "{{ESP=>0x{spi_in:08x} <0x{spi_out:08x} xfrm={xfrm}"
-        )),
+        log.contains(&format!("=>0x{spi_in:08x} <0x{spi_out:08x} xfrm={xfrm}")),
         "{log}"
     );
 }
@@ -801,6 +799,121 @@ fn ikev1_rsa_certificates_both_ways() {
             &p,
             isakmpd_spis(&isakmpd_sas(&us)),
             "AES_CBC_128-HMAC_SHA2_256_128",
+        );
+    }
+}
+
+/// pluto with `encapsulation=yes` (it claims to be behind a NAT, RFC 3947/7296 NAT-D):
+/// IKEv2 both ways moves to port 4500 with UDP-encapsulated ESP; then pluto deletes the
+/// CHILD SA alone and our IKE SA stays.
+#[test]
+fn ikev2_forced_nat_traversal_and_child_delete() {
+    let Some(lsw) = lsw() else { return };
+    let pluto_conn = v2_conn(
+        "\tauthby=secret\n\tleftid=@east.example\n\trightid=@west.example\n\tencapsulation=yes\n",
+    );
+    let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
+    for we_start in [true, false] {
+        let link = link(if we_start { "Na" } else { "Nb" });
+        let mode = if we_start { "active" } else { "passive" };
+        let us = Iked::start(
+            &format!("lsw-nat-{mode}"),
+            &link.a,
+            &iked_conf(mode, &psk_clause()),
+        );
+        let p = Pluto::start(
+            lsw,
+            &format!("lsw-natp-{mode}"),
+            &link.b,
+            &pluto_conn,
+            &secrets,
+            None,
+        );
+        if !we_start {
+            let out = p.whack(&["--name", "v2", "--initiate"]);
+            assert!(out.contains("established Child SA"), "{out}\n{}", us.log());
+        }
+        let ours = us.wait_sa("our SA with pluto", iked_established);
+        assert!(
+            ours.contains("192.0.2.1:4500->192.0.2.2:4500<FQDN/east.example>")
+                && ours.contains(if we_start { " i natt " } else { " r natt " }),
+            "{ours}"
+        );
+        p.wait_log("established Child SA");
+        same_esp_sas(
+            &p,
+            iked_spis(&ours),
+            "AES_GCM_16_256-NONE NATD=192.0.2.1:4500",
+        );
+        assert!(p.log().contains("{ESPinUDP=>"), "{}", p.log());
+        if !we_start {
+            // The CHILD SA alone (pluto's state #2).
+            let out = p.whack(&["--deletestate", "2"]);
+            assert!(
+                out.contains("deleting established Child SA using IKE SA #1"),
+                "{out}"
+            );
+            let ours = us.wait_sa("our CHILD SA deleted", |s| !s.contains("iked_activesas:"));
+            assert!(ours.contains("ESTABLISHED"), "the IKE SA stays: {ours}");
+            assert!(
+                p.states().contains("STATE_V2_ESTABLISHED_IKE_SA"),
+                "{}",
+                p.states()
+            );
+        }
+    }
+}
+
+/// IKEv1 with pluto's `encapsulation=yes`, both ways: NAT-D in Main Mode (RFC 3947),
+/// phase 1 moves to port 4500, Quick Mode negotiates UDP-encapsulated tunnel mode.
+#[test]
+fn ikev1_forced_nat_traversal_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    for we_start in [true, false] {
+        let link = link(if we_start { "Nc" } else { "Nd" });
+        let p = v1_pluto(
+            lsw,
+            &format!("lsw-nat1p-{we_start}"),
+            &link.b,
+            "\tike=aes256-sha2_256;modp2048\n\tesp=aes128-sha2_256\n\tpfs=no\n\tencapsulation=yes\n",
+        );
+        let us = start_in(
+            &format!("lsw-nat1-{we_start}"),
+            &isakmpd_conf(
+                we_start,
+                "AES-256-SHA2-256-GRP14",
+                "QM-ESP-AES-SHA2-256-SUITE",
+            ),
+            &[],
+            Some(&link.a),
+        );
+        if !we_start {
+            let out = p.whack(&["--name", "v1", "--initiate"]);
+            assert!(out.contains("IPsec SA established"), "{out}\n{}", us.log());
+        }
+        p.wait_log("IPsec SA established tunnel mode");
+        wait_log(&us, "phase 2 SA tun up");
+        let ol = us.log();
+        assert!(
+            ol.contains("phase 2 SA tun up: IPSEC_ESP spi in ")
+                && ol.contains(" with 192.0.2.2:4500"),
+            "{ol}"
+        );
+        if we_start {
+            assert!(
+                ol.contains("NAT detected; main mode with 192.0.2.2 continues on port 4500"),
+                "{ol}"
+            );
+        }
+        same_esp_sas(
+            &p,
+            isakmpd_spis(&isakmpd_sas(&us)),
+            "AES_CBC_128-HMAC_SHA2_256_128 NATD=192.0.2.1:4500",
+        );
+        assert!(
+            p.states().contains("\"v1\":4500 STATE_QUICK_"),
+            "{}",
+            p.states()
         );
     }
 }
