@@ -564,11 +564,20 @@ struct Certs {
 
 impl Certs {
     fn new(name: &str) -> Certs {
+        Certs::with_bits(name, 2048)
+    }
+
+    /// With host keys of `bits` bits.
+    fn with_bits(name: &str, bits: u32) -> Certs {
         let dir = Scratch::new(name);
         let d = dir.dir.join("pki");
         pki::ca(&d, "ca");
         for (host, ip) in [("west.example", "192.0.2.1"), ("east.example", "192.0.2.2")] {
-            pki::host(&d, "ca", host, ip);
+            if bits == 2048 {
+                pki::host(&d, "ca", host, ip);
+            } else {
+                pki::host_rsa(&d, "ca", host, ip, bits);
+            }
         }
         let etc = dir.dir.join("etc");
         for sub in ["private", "certs", "ca", "crls", "pubkeys"] {
@@ -915,5 +924,111 @@ fn ikev1_forced_nat_traversal_both_ways() {
             "{}",
             p.states()
         );
+    }
+}
+
+/// dumpcap capturing UDP on `iface` in `netns` into a file, until [`Wire::stop`].
+struct Wire {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl Wire {
+    fn start(netns: &str, iface: &str, file: PathBuf) -> Wire {
+        let _ = fs::remove_file(&file);
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", netns, "dumpcap", "-q", "-i", iface, "-f", "udp", "-w",
+            ])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dumpcap (tshark's, scripts/setup.sh installs it)");
+        // Capturing once the file has its header.
+        let t0 = std::time::Instant::now();
+        while fs::metadata(&file).map_or(true, |m| m.len() == 0) {
+            assert!(t0.elapsed().as_secs() < 10, "dumpcap did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Wire { child, file }
+    }
+
+    /// Stops the capture; per IKE message: (source, exchange type, first payload,
+    /// fragment number, total fragments) (the last two empty for unfragmented ones).
+    fn stop(mut self) -> Vec<[String; 5]> {
+        // What the kernel has queued for dumpcap is read before it stops.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let t0 = std::time::Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if t0.elapsed().as_secs() > 5 {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-T", "fields", "-e", "ip.src", "-e", "isakmp.exchangetype"])
+            .args(["-e", "isakmp.nextpayload", "-e", "isakmp.frag.number"])
+            .args(["-e", "isakmp.frag.total"])
+            .output()
+            .unwrap();
+        let _ = fs::remove_file(&self.file);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                let g = |i: usize| f.get(i).unwrap_or(&"").to_string();
+                let first = g(2).split(',').next().unwrap_or("").to_string();
+                [g(0), g(1), first, g(3), g(4)]
+            })
+            .collect()
+    }
+}
+
+/// IKE fragmentation (RFC 7383) both ways: with 4096-bit RSA certificates IKE_AUTH does
+/// not fit the 1500-byte link; with `set fragmentation` (and pluto's default
+/// `fragmentation=yes`) each side's IKE_AUTH travels as SKF fragments, which the other
+/// reassembles (seen on the wire).
+#[test]
+fn ikev2_fragmentation_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    let c = Certs::with_bits("lsw-pki4k", 4096);
+    for we_start in [true, false] {
+        let tag = if we_start { "Fa" } else { "Fb" };
+        let link = link(tag);
+        let mode = if we_start { "active" } else { "passive" };
+        let wire = Wire::start(
+            &link.b,
+            &format!("v{tag}b"),
+            c.dir.dir.join(format!("{tag}.pcap")),
+        );
+        let p = c.pluto(lsw, &format!("lsw-frag-p{mode}"), &link.b);
+        let conf = format!("set fragmentation\n{}", iked_conf(mode, ""));
+        let us = Iked::start_with_etc(&format!("lsw-frag-{mode}"), &link.a, &conf, Some(&c.etc));
+        if !we_start {
+            let out = p.whack(&["--name", "v2", "--initiate"]);
+            assert!(out.contains("established Child SA"), "{out}\n{}", us.log());
+        }
+        let ours = us.wait_sa("our SA with pluto", iked_established);
+        p.wait_log("established Child SA");
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+        let msgs = wire.stop();
+        for who in ["192.0.2.1", "192.0.2.2"] {
+            let auth: Vec<_> = msgs
+                .iter()
+                .filter(|m| m[0] == who && m[1] == "35")
+                .collect();
+            assert!(
+                auth.len() >= 2
+                    && auth
+                        .iter()
+                        .all(|m| m[2] == "53" && m[4] == auth.len().to_string()),
+                "IKE_AUTH from {who} in SKF fragments: {msgs:?}"
+            );
+        }
     }
 }
