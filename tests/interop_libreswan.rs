@@ -1032,3 +1032,84 @@ fn ikev2_fragmentation_both_ways() {
         }
     }
 }
+
+/// Traffic selector narrowing (RFC 7296 §2.9) both ways: pluto asks for less than our
+/// passive rule allows (203.0.113.64/26 <-> 198.51.100.0/25) and gets it; our active rule
+/// asks for 198.51.100.0/24 and pluto (`narrowing=yes`, its own side /25) narrows it.
+/// Our flows are the narrowed ones.
+#[test]
+fn traffic_selector_narrowing_both_ways() {
+    let Some(lsw) = lsw() else { return };
+    let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
+    let base = v2_conn("\tauthby=secret\n\tleftid=@east.example\n\trightid=@west.example\n")
+        .replace("rightsubnet=198.51.100.0/24", "rightsubnet=198.51.100.0/25");
+    let flows = |s: &str, ours: &str, theirs: &str| {
+        s.contains(&format!("iked_flows: 0x100000 ESP out {ours} -> {theirs} "))
+            && s.contains(&format!("iked_flows: 0x100000 ESP in {theirs} -> {ours} "))
+    };
+    {
+        let link = link("Ta");
+        let us = Iked::start("lsw-ts-r", &link.a, &iked_conf("passive", &psk_clause()));
+        let conn = base.replace("leftsubnet=203.0.113.0/24", "leftsubnet=203.0.113.64/26");
+        let p = Pluto::start(lsw, "lsw-ts-pi", &link.b, &conn, &secrets, None);
+        let out = p.whack(&["--name", "v2", "--initiate"]);
+        assert!(
+            out.contains("IPsec tunnel [203.0.113.64-203.0.113.127:0-65535 0] -> [198.51.100.0-198.51.100.127:0-65535 0]"),
+            "{out}\n{}",
+            us.log()
+        );
+        let ours = us.wait_sa("our SA", iked_established);
+        assert!(flows(&ours, "198.51.100.0/25", "203.0.113.64/26"), "{ours}");
+        same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+    }
+    let link = link("Tb");
+    let p = Pluto::start(
+        lsw,
+        "lsw-ts-pr",
+        &link.b,
+        &format!("{base}\tnarrowing=yes\n"),
+        &secrets,
+        None,
+    );
+    let us = Iked::start("lsw-ts-i", &link.a, &iked_conf("active", &psk_clause()));
+    let ours = us.wait_sa("our SA", iked_established);
+    assert!(flows(&ours, "198.51.100.0/25", "203.0.113.0/24"), "{ours}");
+    p.wait_log("IPsec tunnel [203.0.113.0-203.0.113.255:0-65535 0] -> [198.51.100.0-198.51.100.127:0-65535 0]");
+    same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
+}
+
+/// pluto's IKEv2 liveness checks (`dpddelay=1`, `dpdtimeout=3`: empty INFORMATIONAL
+/// requests) are answered: after 5 s its SAs are still there, and the wire shows its
+/// requests and our responses.
+#[test]
+fn ikev2_liveness_answered() {
+    let Some(lsw) = lsw() else { return };
+    let link = link("Lz");
+    let wire = Wire::start(
+        &link.b,
+        "vLzb",
+        std::env::temp_dir().join(format!("lsw-live-{}.pcap", std::process::id())),
+    );
+    let us = Iked::start("lsw-live", &link.a, &iked_conf("passive", &psk_clause()));
+    let conn = v2_conn(
+        "\tauthby=secret\n\tleftid=@east.example\n\trightid=@west.example\n\tdpddelay=1\n\tdpdtimeout=3\n\tdpdaction=clear\n",
+    );
+    let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
+    let p = Pluto::start(lsw, "lsw-live-p", &link.b, &conn, &secrets, None);
+    let out = p.whack(&["--name", "v2", "--initiate"]);
+    assert!(out.contains("DPD=active"), "{out}");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        p.states().contains("STATE_V2_ESTABLISHED_CHILD_SA"),
+        "{}\n{}",
+        p.states(),
+        p.log()
+    );
+    assert!(iked_established(&us.show_sa()));
+    let msgs = wire.stop();
+    let informational = |who: &str| msgs.iter().filter(|m| m[0] == who && m[1] == "37").count();
+    assert!(
+        informational("192.0.2.2") >= 3 && informational("192.0.2.1") >= 3,
+        "liveness requests and answers: {msgs:?}"
+    );
+}
