@@ -126,6 +126,11 @@ fn iked_spis(s: &str) -> (String, String) {
 /// its SA to itself; the shim saw pluto install both; pluto's log names the SPIs and
 /// `xfrm` (the negotiated transform, and what follows it in pluto's line).
 fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
+    same_esp_sas_at(p, ours, xfrm, ("192.0.2.1", "192.0.2.2"));
+}
+
+/// [`same_esp_sas`] with our address and pluto's.
+fn same_esp_sas_at(p: &Pluto, ours: (String, String), xfrm: &str, addrs: (&str, &str)) {
     let num = |x: &str| u32::from_str_radix(x, 16).unwrap_or_else(|_| panic!("SPI {x}"));
     let (spi_in, spi_out) = (num(&ours.0), num(&ours.1));
     let theirs = p.wait_until(
@@ -136,7 +141,7 @@ fn same_esp_sas(p: &Pluto, ours: (String, String), xfrm: &str) {
     );
     let sas = pluto::esp_sas(&theirs);
     assert!(
-        sas.contains(&(spi_in, "192.0.2.1".into())) && sas.contains(&(spi_out, "192.0.2.2".into())),
+        sas.contains(&(spi_in, addrs.0.into())) && sas.contains(&(spi_out, addrs.1.into())),
         "ours in {spi_in:08x} out {spi_out:08x}, pluto's:\n{theirs}"
     );
     let shim = p.shim_log();
@@ -1111,5 +1116,94 @@ fn ikev2_liveness_answered() {
     assert!(
         informational("192.0.2.2") >= 3 && informational("192.0.2.1") >= 3,
         "liveness requests and answers: {msgs:?}"
+    );
+}
+
+/// Over IPv6 (2001:db8::1 us, 2001:db8::2 pluto; selectors 2001:db8:1::/64 and
+/// 2001:db8:2::/64): IKEv2 from our iked, then IKEv1 Main + Quick Mode from our
+/// isakmpd.
+#[test]
+fn ipv6_ikev2_and_ikev1() {
+    let Some(lsw) = lsw() else { return };
+    let l = link("L6");
+    for (ns, dev, a) in [
+        (&l.a, "vL6a", "2001:db8::1/64"),
+        (&l.b, "vL6b", "2001:db8::2/64"),
+    ] {
+        let st = Command::new("ip")
+            .args(["-n", ns, "addr", "add", a, "dev", dev, "nodad"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let conn = |name: &str, extra: &str| {
+        format!(
+            "conn {name}\n\tleft=2001:db8::2\n\tleftsubnet=2001:db8:2::/64\n\tright=2001:db8::1\n\
+             \trightsubnet=2001:db8:1::/64\n\tleftupdown=/bin/true\n\tauto=add\n\tauthby=secret\n{extra}"
+        )
+    };
+    {
+        let p = Pluto::start(
+            lsw,
+            "lsw-v6-p2",
+            &l.b,
+            &conn(
+                "v6",
+                "\tikev2=insist\n\tleftid=@east.example\n\trightid=@west.example\n",
+            ),
+            &format!("@east.example @west.example : PSK \"{PSK}\"\n"),
+            None,
+        );
+        let conf = iked_conf("active", &psk_clause())
+            .replace(
+                "esp from 198.51.100.0/24 to 203.0.113.0/24",
+                "esp inet6 from 2001:db8:1::/64 to 2001:db8:2::/64",
+            )
+            .replace(
+                "local 192.0.2.1 peer 192.0.2.2",
+                "local 2001:db8::1 peer 2001:db8::2",
+            );
+        let us = Iked::start("lsw-v6-2", &l.a, &conf);
+        let ours = us.wait_sa("our SA over IPv6", iked_established);
+        assert!(
+            ours.contains("[2001:db8::1]:500->[2001:db8::2]:500<FQDN/east.example>")
+                && ours
+                    .contains("iked_flows: 0x100000 ESP out 2001:db8:1::/64 -> 2001:db8:2::/64 "),
+            "{ours}"
+        );
+        p.wait_log("responder established Child SA");
+        same_esp_sas_at(
+            &p,
+            iked_spis(&ours),
+            "AES_GCM_16_256-NONE",
+            ("2001:db8::1", "2001:db8::2"),
+        );
+    }
+    let p = Pluto::start(
+        lsw,
+        "lsw-v6-p1",
+        &l.b,
+        &conn("v16", "\tikev2=no\n\tesp=aes128-sha2_256\n\tpfs=no\n"),
+        &format!("2001:db8::2 2001:db8::1 : PSK \"{PSK}\"\n"),
+        None,
+    );
+    let conf = isakmpd_conf(true, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE")
+        .replace("192.0.2.2", "2001:db8::2")
+        .replace("IPV4_ADDR_SUBNET", "IPV6_ADDR_SUBNET")
+        .replace("Network=198.51.100.0", "Network=2001:db8:1::")
+        .replace("Network=203.0.113.0", "Network=2001:db8:2::")
+        .replace("Netmask=255.255.255.0", "Netmask=ffff:ffff:ffff:ffff::");
+    let us = start_in("lsw-v6-1", &conf, &[], Some(&l.a));
+    wait_log(&us, "quick mode done: src: 2001:db8::1 dst: 2001:db8::2");
+    let log = p.wait_log("IPsec SA established tunnel mode");
+    assert!(
+        log.contains("the peer proposed: 2001:db8:2::/64 -<all>-> 2001:db8:1::/64"),
+        "{log}"
+    );
+    same_esp_sas_at(
+        &p,
+        isakmpd_spis(&isakmpd_sas(&us)),
+        "AES_CBC_128-HMAC_SHA2_256_128",
+        ("2001:db8::1", "2001:db8::2"),
     );
 }

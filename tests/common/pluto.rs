@@ -284,12 +284,12 @@ impl Pluto {
     }
 }
 
-/// The `esp.SPI@DST` words of `whack --showstates` output (the SPI in hex without
-/// leading zeros): (SPI, destination).
+/// The `esp.SPI@DST` words of `whack --showstates` output (`esp:SPI@DST` for IPv6; the
+/// SPI in hex without leading zeros): (SPI, destination).
 pub fn esp_sas(states: &str) -> Vec<(u32, String)> {
     states
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("esp."))
+        .filter_map(|w| w.strip_prefix("esp.").or_else(|| w.strip_prefix("esp:")))
         .filter_map(|w| w.split_once('@'))
         .filter_map(|(spi, dst)| Some((u32::from_str_radix(spi, 16).ok()?, dst.to_string())))
         .collect()
