@@ -543,6 +543,8 @@ fn pluto_main_mode_initiates_to_isakmpd_without_pfs() {
         "{out}"
     );
     wait_log(&us, "phase 1 done (as responder)");
+    // pluto is done once it has sent Quick Mode's third message; we once we have it.
+    wait_log(&us, "quick mode done (as responder)");
     let sas = isakmpd_sas(&us);
     assert!(sas.contains("(Phase 1/Responder)"), "{sas}");
     let spis = isakmpd_spis(&sas);
