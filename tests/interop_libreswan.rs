@@ -44,19 +44,6 @@ fn lsw() -> Option<&'static Libreswan> {
     }
 }
 
-/// Our side 192.0.2.1 (selectors 198.51.100.0/24), pluto's 192.0.2.2 (203.0.113.0/24).
-fn link(tag: &str) -> Link {
-    let l = Link::new(tag);
-    for (ns, a) in [(&l.a, "198.51.100.1/32"), (&l.b, "203.0.113.1/32")] {
-        let st = Command::new("ip")
-            .args(["-n", ns, "addr", "add", a, "dev", "lo"])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    l
-}
-
 /// A pluto `conn` for the tunnel 203.0.113.0/24 (pluto) <-> 198.51.100.0/24 (us), with
 /// more `key=value` lines in `extra`.
 fn conn(name: &str, extra: &str) -> String {
@@ -161,7 +148,7 @@ fn same_esp_sas_at(p: &Pluto, ours: (String, String), xfrm: &str, addrs: (&str, 
 #[test]
 fn iked_initiates_to_pluto_and_deletes() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Li");
+    let link = Link::new("Li");
     let p = v2_psk_pluto(lsw, "lsw-v2r", &link.b);
     let us = Iked::start("lsw-iked-i", &link.a, &iked_conf("active", &psk_clause()));
     let ours = us.wait_sa("our IKE SA with pluto", iked_established);
@@ -200,7 +187,7 @@ fn iked_initiates_to_pluto_and_deletes() {
 #[test]
 fn pluto_initiates_to_iked_and_deletes() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Lr");
+    let link = Link::new("Lr");
     let us = Iked::start("lsw-iked-r", &link.a, &iked_conf("passive", &psk_clause()));
     let p = v2_psk_pluto(lsw, "lsw-v2i", &link.b);
     let out = p.whack(&["--name", "v2", "--initiate"]);
@@ -229,7 +216,7 @@ fn pluto_initiates_to_iked_and_deletes() {
 #[test]
 fn pluto_rekeys_child_and_ike_sa() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Lk");
+    let link = Link::new("Lk");
     let conf = iked_conf("passive", &psk_clause()).replace(
         "childsa enc aes-256-gcm",
         "childsa enc aes-256-gcm group ecp256",
@@ -296,7 +283,7 @@ fn iked_rekeys_child_and_ike_sa() {
         )
     };
     {
-        let link = link("Lx");
+        let link = Link::new("Lx");
         let p = v2_psk_pluto(lsw, "lsw-v2x", &link.b);
         let us = Iked::start("lsw-iked-x", &link.a, &pfs("lifetime 5"));
         let first = iked_spis(&us.wait_sa("our IKE SA with pluto", iked_established));
@@ -306,7 +293,7 @@ fn iked_rekeys_child_and_ike_sa() {
         p.wait_log("responder rekeyed Child SA #2 using #1");
         same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE-DH19");
     }
-    let link = link("Ly");
+    let link = Link::new("Ly");
     let p = v2_psk_pluto(lsw, "lsw-v2y", &link.b);
     let us = Iked::start("lsw-iked-y", &link.a, &pfs("ikelifetime 5"));
     let ours = us.wait_sa("our IKE SA with pluto", iked_established);
@@ -346,7 +333,7 @@ fn default_proposals_both_ways() {
     );
     let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
     for we_start in [true, false] {
-        let link = link(if we_start { "Lp" } else { "Lq" });
+        let link = Link::new(if we_start { "Lp" } else { "Lq" });
         let mode = if we_start { "active" } else { "passive" };
         let us = Iked::start(&format!("lsw-def-{mode}"), &link.a, &conf(mode));
         let p = Pluto::start(
@@ -452,7 +439,7 @@ fn wait_log(d: &Daemon, what: &str) {
 #[test]
 fn isakmpd_main_mode_initiates_to_pluto_with_pfs() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Lm");
+    let link = Link::new("Lm");
     let p = v1_pluto(
         lsw,
         "lsw-v1r",
@@ -515,7 +502,7 @@ fn isakmpd_main_mode_initiates_to_pluto_with_pfs() {
 #[test]
 fn pluto_main_mode_initiates_to_isakmpd_without_pfs() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Ln");
+    let link = Link::new("Ln");
     let us = start_in(
         "lsw-isakmpd-r",
         &isakmpd_conf(
@@ -664,7 +651,7 @@ fn rsa_certificates_both_ways() {
     let Some(lsw) = lsw() else { return };
     let c = Certs::new("lsw-pki");
     {
-        let link = link("Lc");
+        let link = Link::new("Lc");
         let p = c.pluto(lsw, "lsw-cert-r", &link.b);
         let us = Iked::start_with_etc(
             "lsw-cert-i",
@@ -678,7 +665,7 @@ fn rsa_certificates_both_ways() {
         check_cert_auth(&us, &p);
     }
     {
-        let link = link("Ld");
+        let link = Link::new("Ld");
         let us = Iked::start_with_etc(
             "lsw-cert-r",
             &link.a,
@@ -738,7 +725,7 @@ fn ikev1_dpd_both_ways() {
         ("Lv", "", "\tdpddelay=1\n\tdpdtimeout=10\n"),
         ("Lw", "DPD-check-interval=1\n", ""),
     ] {
-        let link = link(tag);
+        let link = Link::new(tag);
         let conf = isakmpd_conf(true, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE")
             .replace("[Phase 1]", &format!("{ours}[Phase 1]"));
         let p = v1_pluto(
@@ -780,7 +767,7 @@ fn ikev1_rsa_certificates_both_ways() {
          \tesp=aes128-sha2_256\n\tpfs=no\n",
     );
     for we_start in [true, false] {
-        let link = link(if we_start { "Le" } else { "Lf" });
+        let link = Link::new(if we_start { "Le" } else { "Lf" });
         let p = c.pluto_with(lsw, &format!("lsw-cert1-p{we_start}"), &link.b, &pluto_conn);
         let us = common::start_with_etc(
             &format!("lsw-cert1-{we_start}"),
@@ -830,7 +817,7 @@ fn ikev2_forced_nat_traversal_and_child_delete() {
     );
     let secrets = format!("@east.example @west.example : PSK \"{PSK}\"\n");
     for we_start in [true, false] {
-        let link = link(if we_start { "Na" } else { "Nb" });
+        let link = Link::new(if we_start { "Na" } else { "Nb" });
         let mode = if we_start { "active" } else { "passive" };
         let us = Iked::start(
             &format!("lsw-nat-{mode}"),
@@ -886,7 +873,7 @@ fn ikev2_forced_nat_traversal_and_child_delete() {
 fn ikev1_forced_nat_traversal_both_ways() {
     let Some(lsw) = lsw() else { return };
     for we_start in [true, false] {
-        let link = link(if we_start { "Nc" } else { "Nd" });
+        let link = Link::new(if we_start { "Nc" } else { "Nd" });
         let p = v1_pluto(
             lsw,
             &format!("lsw-nat1p-{we_start}"),
@@ -1006,7 +993,7 @@ fn ikev2_fragmentation_both_ways() {
     let c = Certs::with_bits("lsw-pki4k", 4096);
     for we_start in [true, false] {
         let tag = if we_start { "Fa" } else { "Fb" };
-        let link = link(tag);
+        let link = Link::new(tag);
         let mode = if we_start { "active" } else { "passive" };
         let wire = Wire::start(
             &link.b,
@@ -1055,7 +1042,7 @@ fn traffic_selector_narrowing_both_ways() {
             && s.contains(&format!("iked_flows: 0x100000 ESP in {theirs} -> {ours} "))
     };
     {
-        let link = link("Ta");
+        let link = Link::new("Ta");
         let us = Iked::start("lsw-ts-r", &link.a, &iked_conf("passive", &psk_clause()));
         let conn = base.replace("leftsubnet=203.0.113.0/24", "leftsubnet=203.0.113.64/26");
         let p = Pluto::start(lsw, "lsw-ts-pi", &link.b, &conn, &secrets, None);
@@ -1069,7 +1056,7 @@ fn traffic_selector_narrowing_both_ways() {
         assert!(flows(&ours, "198.51.100.0/25", "203.0.113.64/26"), "{ours}");
         same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE");
     }
-    let link = link("Tb");
+    let link = Link::new("Tb");
     let p = Pluto::start(
         lsw,
         "lsw-ts-pr",
@@ -1091,7 +1078,7 @@ fn traffic_selector_narrowing_both_ways() {
 #[test]
 fn ikev2_liveness_answered() {
     let Some(lsw) = lsw() else { return };
-    let link = link("Lz");
+    let link = Link::new("Lz");
     let wire = Wire::start(
         &link.b,
         "vLzb",
@@ -1127,7 +1114,7 @@ fn ikev2_liveness_answered() {
 #[test]
 fn ipv6_ikev2_and_ikev1() {
     let Some(lsw) = lsw() else { return };
-    let l = link("L6");
+    let l = Link::new("L6");
     for (ns, dev, a) in [
         (&l.a, "vL6a", "2001:db8::1/64"),
         (&l.b, "vL6b", "2001:db8::2/64"),

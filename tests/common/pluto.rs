@@ -171,16 +171,7 @@ impl Pluto {
             );
         }
         let stderr = fs::File::create(dir.join("pluto.stderr")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-            ])
+        let child = crate::common::in_netns_private_mounts(netns)
             .args([
                 "sh",
                 "-c",
@@ -243,11 +234,7 @@ impl Pluto {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        crate::common::output_text(&out)
     }
 
     /// `whack --showstates`.
@@ -297,16 +284,6 @@ pub fn esp_sas(states: &str) -> Vec<(u32, String)> {
 
 impl Drop for Pluto {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::common::terminate(&mut self.child, Duration::from_secs(5));
     }
 }
