@@ -1196,3 +1196,48 @@ fn ipv6_ikev2_and_ikev1() {
         ("2001:db8::1", "2001:db8::2"),
     );
 }
+
+/// Our phase 2 SA with an 8 s lifetime: at its soft expiry (85-95 %) isakmpd runs a new
+/// Quick Mode with pluto, and at the hard expiry both sides drop the old SA; the new
+/// one is the same on both sides.
+#[test]
+fn isakmpd_renews_phase_2_before_expiry() {
+    let Some(lsw) = lsw() else { return };
+    let link = Link::new("Lq");
+    let p = v1_pluto(
+        lsw,
+        "lsw-renew-p",
+        &link.b,
+        "\tike=aes256-sha2_256;modp2048\n\tesp=aes128-sha2_256\n\tpfs=no\n",
+    );
+    let conf = isakmpd_conf(true, "AES-256-SHA2-256-GRP14", "QM-SHORT")
+        + "[QM-SHORT]\nProtocols=QM-SHORT-P\n[QM-SHORT-P]\nPROTOCOL_ID=IPSEC_ESP\nTransforms=QM-SHORT-X\n\
+           [QM-SHORT-X]\nTRANSFORM_ID=AES\nKEY_LENGTH=128\nENCAPSULATION_MODE=TUNNEL\n\
+           AUTHENTICATION_ALGORITHM=HMAC_SHA2_256\nLife=LIFE_SHORT\n\
+           [LIFE_SHORT]\nLIFE_TYPE=SECONDS\nLIFE_DURATION=8\n";
+    let us = start_in("lsw-renew", &conf, &[], Some(&link.a));
+    wait_log(&us, "quick mode done: src:");
+    let (old_in, old_out) = isakmpd_spis(&isakmpd_sas(&us));
+    wait_log(&us, "phase 2 SA tun: soft lifetime reached, renegotiating");
+    wait_log(
+        &us,
+        &format!("phase 2 SA tun deleted: IPSEC_ESP spi in {old_in} out {old_out}"),
+    );
+    let sas = isakmpd_sas(&us);
+    assert_eq!(sas.matches("(Phase 2)").count(), 1, "{sas}");
+    let new = isakmpd_spis(&sas);
+    assert_ne!(new.0, old_in);
+    p.wait_until(
+        "whack --showstates",
+        "the old IPsec SA gone",
+        || p.states(),
+        |s| !s.contains("#2:"),
+    );
+    same_esp_sas(&p, new, "AES_CBC_128-HMAC_SHA2_256_128");
+    assert_eq!(
+        p.log().matches("responding to Quick Mode proposal").count(),
+        2,
+        "{}",
+        p.log()
+    );
+}
