@@ -1241,3 +1241,34 @@ fn isakmpd_renews_phase_2_before_expiry() {
         p.log()
     );
 }
+
+/// pluto's IKEv1 defaults as initiator (no `ike=`/`esp=`): its Quick Mode proposal is
+/// numbered 0 and offers AES-128-SHA1 and 3DES-SHA1 with MODP2048 PFS; we pick AES.
+#[test]
+fn pluto_ikev1_default_proposals() {
+    let Some(lsw) = lsw() else { return };
+    let link = Link::new("Lo");
+    let us = start_in(
+        "lsw-v1def",
+        &isakmpd_conf(
+            false,
+            "AES-256-SHA2-256-GRP14,AES-128-SHA-GRP14",
+            "QM-ESP-AES-SHA-PFS-GRP14-SUITE",
+        ),
+        &[],
+        Some(&link.a),
+    );
+    let p = v1_pluto(lsw, "lsw-v1def-p", &link.b, "");
+    let out = p.whack(&["--name", "v1", "--initiate"]);
+    assert!(
+        out.contains("proposal=defaults pfsgroup=MODP2048") && out.contains("IPsec SA established"),
+        "{out}\n{}",
+        us.log()
+    );
+    wait_log(&us, "quick mode done (as responder)");
+    same_esp_sas(
+        &p,
+        isakmpd_spis(&isakmpd_sas(&us)),
+        "AES_CBC_128-HMAC_SHA1_96",
+    );
+}
