@@ -1272,3 +1272,48 @@ fn pluto_ikev1_default_proposals() {
         "AES_CBC_128-HMAC_SHA1_96",
     );
 }
+
+/// pluto starts the IKE SA; our iked, its responder, rekeys it (`ikelifetime 5`: the new
+/// IKE SA is ours as initiator) and then the CHILD SA under the new IKE SA (`lifetime
+/// 7`, PFS); pluto follows both.
+#[test]
+fn iked_as_responder_rekeys_ike_sa_then_child() {
+    let Some(lsw) = lsw() else { return };
+    let link = Link::new("Lj");
+    let conf = iked_conf(
+        "passive",
+        &format!("ikelifetime 5 lifetime 7 {}", psk_clause()),
+    )
+    .replace(
+        "childsa enc aes-256-gcm",
+        "childsa enc aes-256-gcm group ecp256",
+    );
+    let us = Iked::start("lsw-rr", &link.a, &conf);
+    let p = v2_psk_pluto(lsw, "lsw-rr-p", &link.b);
+    let out = p.whack(&["--name", "v2", "--initiate"]);
+    assert!(
+        out.contains("initiator established Child SA using #1"),
+        "{out}"
+    );
+    let ours = us.wait_sa("our responder SA", iked_established);
+    assert!(ours.contains(" ESTABLISHED r "), "{ours}");
+    let (child, ike) = (iked_spis(&ours), ike_spis(&ours));
+    let ours = us.wait_sa("the IKE SA rekeyed by us", |s| {
+        s.lines().filter(|l| l.starts_with("iked_sas:")).count() == 1
+            && s.contains(" ESTABLISHED i ")
+            && ike_spis(s) != ike
+    });
+    assert_eq!(iked_spis(&ours), child, "the CHILD SA moved over: {ours}");
+    p.wait_log("#3: responder rekeyed IKE SA #1");
+    let ours = us.wait_sa("the CHILD SA rekeyed", |s| {
+        iked_established(s) && iked_spis(s) != child
+    });
+    p.wait_log("#4: responder rekeyed Child SA #2 using #3");
+    p.wait_until(
+        "whack --showstates",
+        "only the new SAs",
+        || p.states(),
+        |s| !s.contains("#1:") && !s.contains("#2:"),
+    );
+    same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE-DH19");
+}
