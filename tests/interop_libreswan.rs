@@ -1317,3 +1317,57 @@ fn iked_as_responder_rekeys_ike_sa_then_child() {
     );
     same_esp_sas(&p, iked_spis(&ours), "AES_GCM_16_256-NONE-DH19");
 }
+
+/// pluto renews its phase 2 SA early (`salifetime=30s`, `rekeymargin=27s`: a new Quick
+/// Mode after 3 s) while the old one lives on: we answer the second Quick Mode of the
+/// same connection as responder and both sides then hold the same two SAs.
+#[test]
+fn pluto_renews_phase_2_with_isakmpd() {
+    let Some(lsw) = lsw() else { return };
+    let link = Link::new("Lr2");
+    let us = start_in(
+        "lsw-prenew",
+        &isakmpd_conf(false, "AES-256-SHA2-256-GRP14", "QM-ESP-AES-SHA2-256-SUITE"),
+        &[],
+        Some(&link.a),
+    );
+    let p = v1_pluto(
+        lsw,
+        "lsw-prenew-p",
+        &link.b,
+        "\tike=aes256-sha2_256;modp2048\n\tesp=aes128-sha2_256\n\tpfs=no\n\
+         \tsalifetime=30s\n\trekeymargin=27s\n\trekeyfuzz=0%\n",
+    );
+    let out = p.whack(&["--name", "v1", "--initiate"]);
+    assert!(out.contains("IPsec SA established"), "{out}\n{}", us.log());
+    let log = p.wait_log("#3: IPsec SA established tunnel mode");
+    assert!(
+        log.contains("#3: initiating Quick Mode") && log.contains("to replace #2"),
+        "{log}"
+    );
+    us.wait_for(
+        || us.log().matches("quick mode done (as responder)").count() == 2,
+        "our second Quick Mode as responder",
+    );
+    let sas = isakmpd_sas(&us);
+    let ours: Vec<(u32, u32)> = sas
+        .split("\n\n")
+        .filter(|b| b.contains("(Phase 2)"))
+        .map(|b| {
+            let (i, o) = isakmpd_spis(b);
+            (
+                u32::from_str_radix(&i, 16).unwrap(),
+                u32::from_str_radix(&o, 16).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ours.len(), 2, "{sas}");
+    let theirs = pluto::esp_sas(&p.states());
+    for (i, o) in ours {
+        assert!(
+            theirs.contains(&(i, "192.0.2.1".into())) && theirs.contains(&(o, "192.0.2.2".into())),
+            "ours {i:08x}/{o:08x}, pluto's {theirs:?}\n{sas}"
+        );
+    }
+    assert_eq!(theirs.len(), 4, "{theirs:?}");
+}
