@@ -36,6 +36,12 @@ if ! command -v vng >/dev/null 2>&1; then
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
+# libreswan's pluto, the third interop peer (tests/interop_libreswan.rs), conflicts with
+# strongSwan's packages: it is unpacked into /var/cache/isakmpd-tests/libreswan, never
+# installed. Not fatal: the test fetches it again itself, and says so when it cannot.
+bash "$(dirname "$0")/fetch-libreswan.sh" ||
+    echo "setup.sh: could not fetch libreswan; tests/interop_libreswan.rs will skip" >&2
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup.sh: cargo not found; install the Rust toolchain (rustup) first" >&2
     exit 1

@@ -89,18 +89,8 @@ impl Charon {
                 fs::copy(p.join(f), dir.join("swanctl").join(sub).join(f)).unwrap();
             }
         }
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
+        let child = crate::common::in_netns_private_mounts(netns)
+            .args(["sh", "-c"])
             .arg(format!(
                 "mount --bind {}/run /run && exec {CHARON}",
                 dir.display()
@@ -137,11 +127,7 @@ impl Charon {
             .env("SWANCTL_DIR", self.dir.join("swanctl"))
             .output()
             .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        crate::common::output_text(&out)
     }
 
     pub fn log(&self) -> String {
