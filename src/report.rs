@@ -351,6 +351,22 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
     }
 }
 
+/// A phase 1 SA's identities as isakmpd's reports show them: (initiator's, responder's).
+fn phase1_ids(s: &crate::ike::sa::IsakmpSa) -> (String, String) {
+    let show = |b: &[u8]| {
+        crate::ike::wire::IdPayload::parse(b)
+            .ok()
+            .and_then(|p| p.identity().ok().map(|i| i.to_string()))
+            .unwrap_or_else(|| hex(b))
+    };
+    let (l, r) = (show(&s.id_local), show(&s.id_remote));
+    if s.initiator {
+        (l, r)
+    } else {
+        (r, l)
+    }
+}
+
 /// FIFO `r` as the current isakmpd(8) does it: the report into the log as `Report>`
 /// lines (ui.c `ui_report`: sa_report, exchange_report, transport_report,
 /// connection_report, timer_report, conf_report), each line shaped as isakmpd's. Where isakmpd prints
@@ -376,11 +392,23 @@ pub fn log_report(
             hex(&s.icookie),
             hex(&s.rcookie)
         ));
-        line(format_args!("sa_report: msgid 00000000"));
+        // refcnt: what holds the SA here (its table slot and the phase 2 SAs over it).
+        let held = e
+            .ipsec_sas()
+            .filter(|p| p.icookie == s.icookie && p.rcookie == s.rcookie)
+            .count();
+        line(format_args!(
+            "sa_report: msgid 00000000 refcnt {}",
+            1 + held
+        ));
         line(format_args!("sa_report: life secs {} kb 0", s.lifetime));
         line(format_args!("sa_report: suite 1 proto 1"));
         line(format_args!(
-            "sa_report: src: {} dst: {}",
+            "sa_report: spi_sz[0] 0 spi[0] (nil) spi_sz[1] 0 spi[1] (nil)"
+        ));
+        let (i, r) = phase1_ids(s);
+        line(format_args!(
+            "sa_report: initiator id: {i}, responder id: {r}, src: {} dst: {}",
             s.local.ip(),
             s.remote.ip()
         ));
@@ -397,13 +425,33 @@ pub fn log_report(
             hex(&s.icookie),
             hex(&s.rcookie)
         ));
+        line(format_args!("sa_report: msgid {:08x} refcnt 1", s.msgid));
         line(format_args!(
             "sa_report: life secs {} kb {}",
             s.lifetime, s.kbytes
         ));
         line(format_args!("sa_report: suite 1 proto {}", s.protocol.0));
+        // isakmpd prints the addresses of the SPI buffers; the SPIs stand in for them.
         line(format_args!(
-            "sa_report: src: {} dst: {}",
+            "sa_report: spi_sz[0] 4 spi[0] 0x{} spi_sz[1] 4 spi[1] 0x{}",
+            hex(&s.spi_out),
+            hex(&s.spi_in)
+        ));
+        // The identities of the phase 1 SA it was negotiated under, as isakmpd's.
+        let (i, r) = e
+            .isakmp_sas()
+            .find(|p| p.icookie == s.icookie && p.rcookie == s.rcookie)
+            .map(phase1_ids)
+            .unwrap_or_else(|| {
+                let (l, r) = (s.local.ip().to_string(), s.remote.ip().to_string());
+                if s.initiator {
+                    (l, r)
+                } else {
+                    (r, l)
+                }
+            });
+        line(format_args!(
+            "sa_report: initiator id: {i}, responder id: {r}, src: {} dst: {}",
             s.local.ip(),
             s.remote.ip()
         ));

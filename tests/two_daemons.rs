@@ -280,8 +280,61 @@ fn the_result_file_and_log_lines_read_as_the_c_daemons_for_the_same_tunnel() {
                 );
             }
         }
-        let c = fs::read_to_string(format!("{data}/{side}.v.C.norm")).unwrap();
+        // FIFO `r`: the report in the log, `Report> sa_report:` lines as isakmpd's.
+        d.fifo("r\n");
+        let t0 = Instant::now();
+        while !d.log().contains("Report> conf_report") {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no report:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let log = d.log();
+        let ours: Vec<String> = log
+            .lines()
+            .filter_map(|l| l.split_once("Report> ").map(|(_, b)| b))
+            .filter(|b| b.starts_with("sa_report") || (b.len() == 9 && b.ends_with(' ')))
+            .map(normalise)
+            .collect();
+        let c = fs::read_to_string(format!("{data}/{side}.report.C.norm")).unwrap();
+        let c: Vec<&str> = c.lines().collect();
+        let starts = |v: &[&str]| -> Vec<usize> {
+            (0..v.len())
+                .filter(|&i| v[i].starts_with("sa_report: <ptr> "))
+                .collect()
+        };
+        let ours_ref: Vec<&str> = ours.iter().map(String::as_str).collect();
+        let (cs, os) = (starts(&c), starts(&ours_ref));
+        for (n, &ci) in cs.iter().enumerate() {
+            let cend = cs.get(n + 1).copied().unwrap_or(c.len());
+            let want = &c[ci..cend];
+            let oi = os
+                .iter()
+                .copied()
+                .find(|&i| ours_ref[i] == want[0])
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{side}: no SA reported as C's {:?}:\n{}",
+                        want[0],
+                        ours.join("\n")
+                    )
+                });
+            let got = &ours_ref[oi..(oi + want.len()).min(ours_ref.len())];
+            assert_eq!(got.len(), want.len(), "{side}: {got:#?}\nC: {want:#?}");
+            for (g, w) in got.iter().zip(want) {
+                let same = match w.strip_prefix("~ ") {
+                    Some(prefix) => g.starts_with(prefix),
+                    None => g == w,
+                };
+                assert!(
+                    same,
+                    "{side} report: {g:?} where C has {w:?}\nours: {got:#?}\nC: {want:#?}"
+                );
+            }
+        }
+        let c = fs::read_to_string(format!("{data}/{side}.v.C.norm")).unwrap();
         for want in c.lines() {
             let body = want.trim_start_matches("<time> ");
             let found = log.lines().any(|l| {

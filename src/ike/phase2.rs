@@ -301,6 +301,7 @@ pub(crate) fn agreed_sas(
             name: name.clone(),
             icookie: x.icookie,
             rcookie: x.rcookie,
+            msgid: x.msgid,
             initiator: x.initiator,
             local: x.local,
             remote: x.remote,

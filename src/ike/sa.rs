@@ -204,6 +204,8 @@ pub struct IpsecSa {
     pub name: String,
     pub icookie: [u8; 8],
     pub rcookie: [u8; 8],
+    /// The Quick Mode's message ID (isakmpd's report shows it; 0 for IKEv2).
+    pub msgid: u32,
     pub initiator: bool,
     pub local: SocketAddr,
     pub remote: SocketAddr,

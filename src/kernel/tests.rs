@@ -19,6 +19,7 @@ fn sa() -> IpsecSa {
         name: "t".into(),
         icookie: [1; 8],
         rcookie: [2; 8],
+        msgid: 0,
         initiator: true,
         local: "192.0.2.1:500".parse().unwrap(),
         remote: "192.0.2.2:500".parse().unwrap(),

@@ -481,6 +481,7 @@ impl ChildSa {
             // SA rekey, and the kernel does not read them.
             icookie: [0; 8],
             rcookie: [0; 8],
+            msgid: 0,
             initiator: self.initiator,
             local: self.local,
             remote: self.remote,
