@@ -107,6 +107,73 @@ fn configtest_checks_the_file_and_its_secrecy() {
     assert_eq!(st, 1, "{err}");
     fs::set_permissions(&open, fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(run(&open, &[]).0, 0);
+    // A rule that signs: -n says what the daemon would say at startup about
+    // /etc/iked/private/local.key (here a tree of the test's own, mounted privately).
+    let _etc = iked::EtcIked::take();
+    let tree = scratch.dir.join("etc-iked");
+    fs::create_dir_all(tree.join("private")).unwrap();
+    let sig = scratch.write(
+        "sig.conf",
+        "ikev2 \"sig\" active esp from 198.51.100.0/24 to 203.0.113.0/24 \\\n         peer 192.0.2.2 dstid east.example rsa\n",
+        0o600,
+    );
+    let run_etc = |conf: &Path| {
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/iked && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&tree)
+            .arg(&iked)
+            .arg("-n")
+            .arg("-f")
+            .arg(conf)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (st, err) = run_etc(&sig);
+    assert_eq!(st, 0, "{err}");
+    assert!(
+        err.contains(
+            "policy \"sig\": rsa, but no private key is loaded (/etc/iked/private/local.key)"
+        ),
+        "{err}"
+    );
+    let key = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    fs::write(tree.join("private/local.key"), &key.stdout).unwrap();
+    let (st, err) = run_etc(&sig);
+    assert_eq!(st, 0, "{err}");
+    assert!(
+        err.contains("our private key is ECDSA P-256, not RSA"),
+        "{err}"
+    );
+    let key = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .unwrap();
+    fs::write(tree.join("private/local.key"), &key.stdout).unwrap();
+    let (st, err) = run_etc(&sig);
+    assert_eq!(st, 0, "{err}");
+    assert!(!err.contains("IKE_AUTH will fail"), "{err}");
     // Flags iked does not have.
     let out = Command::new(&iked).arg("-K").output().unwrap();
     assert_eq!(out.status.code(), Some(1));

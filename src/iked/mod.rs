@@ -144,6 +144,15 @@ fn configtest(opts: &Options) -> i32 {
             for w in &setup.warnings {
                 eprintln!("iked: {}: {w}", opts.config);
             }
+            // What the daemon would warn about at startup: rules that sign while
+            // /etc/iked/private/local.key is missing, or holds a key of another kind.
+            let key = std::fs::read(crate::pki::Paths::iked().key)
+                .ok()
+                .and_then(|b| crate::ike::crypto::PrivateKey::from_pem(&b).ok())
+                .map(|k| k.kind());
+            for w in runtime::signature_warnings(&setup.policy, key) {
+                eprintln!("iked: {w}");
+            }
             if opts.verbose {
                 print!("{}", setup.describe());
             }
