@@ -51,12 +51,29 @@ fn conf_g(
     exch: &str,
     general: &str,
 ) -> Conf {
+    Conf::parse(&conf_g_text(me, peer, psk, active, mm, qm, exch, general))
+        .unwrap()
+        .conf
+}
+
+/// The text of [`conf_g`]'s configuration.
+#[allow(clippy::too_many_arguments)]
+fn conf_g_text(
+    me: &str,
+    peer: &str,
+    psk: &str,
+    active: bool,
+    mm: &str,
+    qm: &str,
+    exch: &str,
+    general: &str,
+) -> String {
     let (lnet, rnet) = if me == WEST {
         ("198.51.100.0", "203.0.113.0")
     } else {
         ("203.0.113.0", "198.51.100.0")
     };
-    let text = format!(
+    format!(
         "[General]\nRetransmits=3\nExchange-max-time=60\n{general}\
          [Phase 1]\n{peer}=peer\n\
          [Phase 2]\n{}=conn\n\
@@ -71,8 +88,7 @@ fn conf_g(
         } else {
             "Passive-connections"
         }
-    );
-    Conf::parse(&text).unwrap().conf
+    )
 }
 
 struct Node {
@@ -377,6 +393,42 @@ fn wrong_psk_ends_with_no_sa_on_either_side() {
     assert_eq!(e.e.ipsec_sas().count(), 0);
     assert_eq!(w.e.exchanges_in_flight(), 0, "initiator gave up");
     assert!(w.e.stats().failed >= 1);
+}
+
+#[test]
+fn an_initiator_refuses_a_responder_whose_id_is_not_its_remote_id() {
+    isakmpd::ike::crypto::init();
+    // West's peer section names the responder's ID (Remote-ID); east identifies by its
+    // address, which is not that ID: west refuses it after message 6 (Main Mode) or 2
+    // (Aggressive Mode), as isakmpd does, and neither side keeps an SA.
+    for (exch, seed) in [("ID_PROT", 30), ("AGGRESSIVE", 32)] {
+        let text = conf_g_text(WEST, EAST, "k", true, "AES-SHA", "QM-ESP-AES-SHA-SUITE", exch, "")
+            .replace(
+                "[peer]\nPhase=1\n",
+                "[peer]\nPhase=1\nRemote-ID=them\n[them]\nID-type=IPV4_ADDR\nAddress=192.0.2.99\n[peer]\n",
+            );
+        let wc = Conf::parse(&text).unwrap().conf;
+        let ec = conf_x(
+            EAST,
+            WEST,
+            "k",
+            false,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-SUITE",
+            exch,
+        );
+        let mut w = node(WEST, &wc, seed);
+        let mut e = node(EAST, &ec, seed + 1);
+        w.e.start_connections(Time(0));
+        drive(&mut w, &mut e, Time(0), 300, &mut |_| Fate::Deliver);
+        assert_eq!(w.e.isakmp_sas().count(), 0, "{exch}: west refused east");
+        assert_eq!(
+            w.e.ipsec_sas().count() + e.e.ipsec_sas().count(),
+            0,
+            "{exch}"
+        );
+        assert!(w.e.stats().failed >= 1, "{exch}");
+    }
 }
 
 #[test]

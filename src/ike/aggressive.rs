@@ -287,6 +287,8 @@ pub(crate) fn i2(
     x.nr = nr.to_vec();
     x.phase1_keys(cx.policy)?;
     let auth = check_peer(x, cx.creds, choice, &m, idir, false)?;
+    // As isakmpd: the responder's ID must be the peer section's Remote-ID, if it has one.
+    cx.check_remote_id(x, &auth)?;
     cx.io.capture(x.remote, x.local, data);
     x.nat_detect(&m, x.local, x.remote);
     // Message 3 already goes over the NAT-T port.

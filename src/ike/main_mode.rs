@@ -322,6 +322,8 @@ pub(crate) fn i6(
     data: &[u8],
 ) -> Result<Next, Drop> {
     let auth: Authenticated = auth::verify_auth_message(x, cx, c, data)?;
+    // As isakmpd: the responder's ID must be the peer section's Remote-ID, if it has one.
+    cx.check_remote_id(x, &auth)?;
     x.p1_to(P1Step::Done);
     Ok(Next::Done(auth))
 }

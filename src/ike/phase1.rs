@@ -810,9 +810,9 @@ impl Engine {
         if self
             .exchanges
             .iter()
-            .any(|(_, x)| x.kind != Kind::Quick && x.peer == peer.name)
+            .any(|(_, x)| x.kind != Kind::Quick && x.peer == peer.name && x.initiator)
         {
-            return Ok(()); // phase 1 in progress; the connection starts when it is done
+            return Ok(()); // our phase 1 in progress; the connection starts when it is done
         }
         self.start_main_mode(now, &peer, remote, Some(c.name.clone()))
             .map(|_| ())
@@ -856,7 +856,7 @@ impl Engine {
             established: now,
             lifetime,
             hard_expiry: (lifetime > 0).then(|| now.add_secs(lifetime)),
-            soft_expiry: (lifetime > 0).then(|| now.add_millis(lifetime * permille)),
+            soft_expiry: (lifetime > 0).then(|| now.add_millis(lifetime.saturating_mul(permille))),
             dpd: super::sa::Dpd {
                 peer: x.peer_dpd,
                 heard: now,

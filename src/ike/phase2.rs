@@ -136,7 +136,8 @@ impl Engine {
             // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
             // that the two peers do not both rekey at the same instant.
             if sa.lifetime > 0 {
-                sa.soft_expiry = Some(now.add_millis(sa.lifetime * self.soft_permille()));
+                let permille = self.soft_permille();
+                sa.soft_expiry = Some(now.add_millis(sa.lifetime.saturating_mul(permille)));
             }
             let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
             let this_part = if sa.outbound_pending {
