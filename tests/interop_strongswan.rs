@@ -329,28 +329,7 @@ fn x509_both_ways(exch: &str, tags: [&str; 2]) -> String {
     let (pkidir, etc) = west_and_east_pki(tags[0]);
     let mut first = None;
     for (tag, we_start) in [(tags[0], true), (tags[1], false)] {
-        let link = Link::new(tag);
-        let charon = Charon::start_x(
-            &format!("swan-{tag}c"),
-            &link.b,
-            "aes256-sha256-modp2048",
-            "aes128-sha256",
-            exch == "AGGRESSIVE",
-            Some(&pkidir),
-            0,
-        );
-        let ours = start_with_etc(
-            &format!("swan-{tag}o"),
-            &our_conf_x(
-                we_start,
-                "AES-256-SHA2-256-GRP14-RSA_SIG",
-                "QM-ESP-AES-128-SHA2-256-SUITE",
-                exch,
-            ),
-            &[],
-            Some(&link.a),
-            Some(&etc),
-        );
+        let (_link, charon, ours) = cert_pair(tag, &pkidir, &etc, exch, we_start, |_| ());
         if !we_start {
             charon.swanctl(&[
                 "--initiate",
@@ -407,28 +386,7 @@ fn refused_by_us(tag: &str, exch: &str) {
     let (pkidir, etc) = west_and_east_pki(tag);
     pki::ca(&pkidir, "otherca");
     fs::copy(pkidir.join("otherca.crt"), etc.join("ca/ca.crt")).unwrap();
-    let link = Link::new(tag);
-    let charon = Charon::start_x(
-        &format!("swan-{tag}c"),
-        &link.b,
-        "aes256-sha256-modp2048",
-        "aes128-sha256",
-        exch == "AGGRESSIVE",
-        Some(&pkidir),
-        0,
-    );
-    let ours = start_with_etc(
-        &format!("swan-{tag}o"),
-        &our_conf_x(
-            false,
-            "AES-256-SHA2-256-GRP14-RSA_SIG",
-            "QM-ESP-AES-128-SHA2-256-SUITE",
-            exch,
-        ),
-        &[],
-        Some(&link.a),
-        Some(&etc),
-    );
+    let (_link, charon, ours) = cert_pair(tag, &pkidir, &etc, exch, false, |_| ());
     charon.swanctl(&[
         "--initiate",
         "--ike",
@@ -461,10 +419,47 @@ fn refused_by_us(tag: &str, exch: &str) {
     let _ = fs::remove_dir_all(&pkidir);
 }
 
+/// charon (`swan-<tag>c`) with east's certificate from `pkidir` on a new link, made
+/// ready by `prepare`, then our daemon (`swan-<tag>o`, configuration from `etc`) with
+/// RSA signatures in exchange `exch`, initiating if `we_start`.
+fn cert_pair(
+    tag: &str,
+    pkidir: &Path,
+    etc: &Path,
+    exch: &str,
+    we_start: bool,
+    prepare: impl FnOnce(&Charon),
+) -> (Link, Charon, Daemon) {
+    let link = Link::new(tag);
+    let charon = Charon::start_x(
+        &format!("swan-{tag}c"),
+        &link.b,
+        "aes256-sha256-modp2048",
+        "aes128-sha256",
+        exch == "AGGRESSIVE",
+        Some(pkidir),
+        0,
+    );
+    prepare(&charon);
+    let conf = our_conf_x(
+        we_start,
+        "AES-256-SHA2-256-GRP14-RSA_SIG",
+        "QM-ESP-AES-128-SHA2-256-SUITE",
+        exch,
+    );
+    let ours = start_with_etc(
+        &format!("swan-{tag}o"),
+        &conf,
+        &[],
+        Some(&link.a),
+        Some(etc),
+    );
+    (link, charon, ours)
+}
+
 /// With a CRL of the CA that revokes charon's certificate in our crls/, we refuse charon
-/// (the log names the CRL) and hold no phase 1 SA. (charon 5.9.8 with the same CRL in its
-/// x509crl/ listed it but reported our certificate's status as not available: the other
-/// direction is checked in the engine test only.)
+/// (the log names the CRL) and hold no phase 1 SA. (The other direction:
+/// `charon_refuses_our_revoked_certificate`.)
 #[test]
 fn a_revoked_charon_certificate_is_refused() {
     let (pkidir, etc) = west_and_east_pki("crl");
@@ -473,29 +468,50 @@ fn a_revoked_charon_certificate_is_refused() {
     let crl = pki::crl(&pkidir, "ca", &["east"]);
     fs::copy(&crl, etc.join("crls/ca.crl")).unwrap();
     fs::remove_file(&crl).unwrap();
-    let conf = our_conf(
-        true,
-        "AES-256-SHA2-256-GRP14-RSA_SIG",
-        "QM-ESP-AES-128-SHA2-256-SUITE",
-    );
     {
-        let link = Link::new("cr");
-        let _charon = Charon::start_x(
-            "swan-crc",
-            &link.b,
-            "aes256-sha256-modp2048",
-            "aes128-sha256",
-            false,
-            Some(&pkidir),
-            0,
-        );
-        let ours = start_with_etc("swan-cro", &conf, &[], Some(&link.a), Some(&etc));
+        let (_link, _charon, ours) = cert_pair("cr", &pkidir, &etc, "ID_PROT", true, |_| ());
         wait_log(&ours, "certificate revoked (CRL ca.crl)");
         let ol = ours.log();
         assert!(ol.contains("x509: CRL(s) in force: ca.crl"), "{ol}");
         assert!(!ol.contains("phase 1 done"), "{ol}");
         assert!(!sas(&ours).contains("Phase 1"));
     }
+    let _ = fs::remove_dir_all(&pkidir);
+}
+
+/// With a CRL of the CA that revokes our certificate loaded into charon (swanctl's
+/// x509crl/, `--load-creds`), charon finds the CRL by its authorityKeyIdentifier,
+/// refuses our certificate as revoked and tells us AUTHENTICATION_FAILED; neither side
+/// holds an SA and our daemon logs the refusal.
+#[test]
+fn charon_refuses_our_revoked_certificate() {
+    let (pkidir, etc) = west_and_east_pki("crlw");
+    // West (us) revoked in charon's CRL.
+    let crl = pki::crl(&pkidir, "ca", &["west"]);
+    {
+        let (_link, charon, ours) =
+            cert_pair("cw", &pkidir, &etc, "ID_PROT", true, |c| c.load_crl(&crl));
+        wait_log(&ours, "the peer refused it: AUTHENTICATION_FAILED");
+        let log = charon.wait_log("IKE_SA v1[1] state change: CONNECTING => DESTROYING");
+        assert!(
+            log.contains("checking certificate status of \"C=CH, O=isakmpd test, CN=west\"")
+                && log.contains("crl correctly signed by \"C=CH, O=isakmpd test, CN=ca\"")
+                && log.contains("certificate was revoked on")
+                && log.contains("[ HASH N(AUTH_FAILED) ]"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("certificate status is not available"),
+            "{log}"
+        );
+        assert!(!log.contains("established"), "{log}");
+        let sa = charon.swanctl(&["--list-sas"]);
+        assert!(!sa.contains("v1:"), "{sa}");
+        let ol = ours.log();
+        assert!(!ol.contains("phase 1 done"), "{ol}");
+        assert!(!sas(&ours).contains("Phase 1"));
+    }
+    let _ = fs::remove_file(&crl);
     let _ = fs::remove_dir_all(&pkidir);
 }
 

@@ -130,6 +130,15 @@ impl Charon {
         crate::common::output_text(&out)
     }
 
+    /// Puts `crl` into swanctl's x509crl/ and loads it (`--load-creds`).
+    pub fn load_crl(&self, crl: &Path) {
+        let dir = self.dir.join("swanctl/x509crl");
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(crl, dir.join("ca.crl")).unwrap();
+        let out = self.swanctl(&["--load-creds", "--noprompt"]);
+        assert!(out.contains("x509crl/ca.crl'"), "{out}");
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
     }

@@ -132,7 +132,10 @@ pub fn raw_key(dir: &Path, name: &str) {
 }
 
 /// A CRL of CA `ca` (`<ca>.crl`, PEM) that revokes the host certificates `revoked`
-/// (`<host>.crt`), made with `openssl ca` over a scratch database.
+/// (`<host>.crt`), made with `openssl ca` over a scratch database. The CRL carries an
+/// authorityKeyIdentifier (the CA's subjectKeyIdentifier): strongSwan's revocation
+/// plugin looks CRLs up by the issuer's key identifier only, and finds none without it
+/// (the certificate's status is then "not available", and it is accepted).
 #[allow(dead_code)]
 pub fn crl(dir: &Path, ca: &str, revoked: &[&str]) -> PathBuf {
     let db = format!("{ca}.index");
@@ -142,7 +145,8 @@ pub fn crl(dir: &Path, ca: &str, revoked: &[&str]) -> PathBuf {
         dir.join(format!("{ca}.cnf")),
         format!(
             "[ca]\ndefault_ca=d\n[d]\ndatabase={db}\ncrlnumber={ca}.crlnumber\n\
-             default_md=sha256\ndefault_crl_days=30\n"
+             default_md=sha256\ndefault_crl_days=30\ncrl_extensions=x\n\
+             [x]\nauthorityKeyIdentifier=keyid:always\n"
         ),
     )
     .unwrap();
