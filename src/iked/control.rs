@@ -47,6 +47,54 @@ pub fn fd(l: &OwnedFd) -> i32 {
     l.as_raw_fd()
 }
 
+/// A control request: its command line and the text after it (`load`'s file).
+pub fn split_request(req: &[u8]) -> (String, String) {
+    let (line, body) = match req.iter().position(|&b| b == b'\n') {
+        Some(i) => (&req[..i], &req[i + 1..]),
+        None => (req, &[][..]),
+    };
+    let line = String::from_utf8_lossy(line).trim().to_owned();
+    (line, String::from_utf8_lossy(body).into_owned())
+}
+
+/// A control command, as ikectl(8) sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `show sa|flows|stats|certstore` (other words are refused by the caller).
+    Show(&'a str),
+    Reload,
+    Load(&'a str),
+    /// `reset ca|sa|policy|all|user`, `reset id ID`.
+    Reset(&'a str, Option<&'a str>),
+    Active,
+    Passive,
+    Couple,
+    Decouple,
+    /// `log verbose` (true) or `log brief`.
+    Log(bool),
+    Monitor,
+}
+
+/// Parses a command line: words separated by blanks.
+pub fn parse_command(line: &str) -> Result<Command<'_>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        ["show", w] => Command::Show(w),
+        ["reload"] => Command::Reload,
+        ["load", path] => Command::Load(path),
+        ["reset", "id", id] => Command::Reset("id", Some(id)),
+        ["reset", w] => Command::Reset(w, None),
+        ["active"] => Command::Active,
+        ["passive"] => Command::Passive,
+        ["couple"] => Command::Couple,
+        ["decouple"] => Command::Decouple,
+        ["log", "verbose"] => Command::Log(true),
+        ["log", "brief"] => Command::Log(false),
+        ["monitor"] => Command::Monitor,
+        _ => return Err(format!("unknown command '{line}'")),
+    })
+}
+
 impl Daemon {
     /// Serves the clients waiting on the control socket.
     pub(crate) fn serve_control(&mut self, now: Time) {
@@ -86,12 +134,7 @@ impl Daemon {
                 }
             }
         }
-        let (line, body) = match req.iter().position(|&b| b == b'\n') {
-            Some(i) => (&req[..i], &req[i + 1..]),
-            None => (&req[..], &[][..]),
-        };
-        let line = String::from_utf8_lossy(line).trim().to_owned();
-        let body = String::from_utf8_lossy(body).into_owned();
+        let (line, body) = split_request(&req);
         let answer = match self.control_command(now, &line, &body) {
             Ok(text) => format!("ok\n{text}"),
             Err(e) => {
@@ -105,27 +148,31 @@ impl Daemon {
 
     /// One ikectl(8) command.
     fn control_command(&mut self, now: Time, line: &str, body: &str) -> Result<String, String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let cmd = parse_command(line);
         let v2 = self.v2.as_mut().ok_or("not running as iked")?;
-        crate::log_info!("control: {}", words.join(" "));
-        match words.as_slice() {
-            ["show", "sa"] => Ok(v2.show_sa(now)),
-            ["show", "flows"] => Ok(v2.show_flows(now)),
-            ["show", "stats"] => Ok(v2.show_stats()),
-            ["show", "certstore"] => Ok(v2.certstore.show()),
-            ["reload"] => self.reload_iked(now).map(|_| String::new()),
-            ["load", path] => {
+        crate::log_info!(
+            "control: {}",
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let cmd = cmd?;
+        match cmd {
+            Command::Show("sa") => Ok(v2.show_sa(now)),
+            Command::Show("flows") => Ok(v2.show_flows(now)),
+            Command::Show("stats") => Ok(v2.show_stats()),
+            Command::Show("certstore") => Ok(v2.certstore.show()),
+            Command::Reload => self.reload_iked(now).map(|_| String::new()),
+            Command::Load(path) => {
                 let setup = self.parse_iked(now, body, path)?;
                 self.apply_iked(now, setup, path, false);
                 Ok(String::new())
             }
             // iked(8) reloads its CA store (and our key and certificate) on `reset ca`.
-            ["reset", "ca"] => {
+            Command::Reset("ca", None) => {
                 self.load_credentials();
                 Ok(String::new())
             }
-            ["reset", what] | ["reset", what, _] => {
-                let n = match (*what, words.get(2)) {
+            Command::Reset(what, id) => {
+                let n = match (what, id) {
                     ("sa", None) => v2.delete_all(now),
                     ("policy", None) => {
                         v2.apply(
@@ -165,33 +212,29 @@ impl Daemon {
                 };
                 Ok(format!("{n} IKE SA(s) deleted\n"))
             }
-            ["active"] => {
+            Command::Active => {
                 v2.passive = false;
                 v2.start_policies(now);
                 Ok(String::new())
             }
-            ["passive"] => {
+            Command::Passive => {
                 v2.passive = true;
                 Ok(String::new())
             }
-            ["couple"] => {
+            Command::Couple => {
                 v2.decoupled = false;
                 Ok(String::new())
             }
-            ["decouple"] => {
+            Command::Decouple => {
                 v2.decoupled = true;
                 Ok(String::new())
             }
-            ["log", "verbose"] => {
-                crate::log::set_verbose(true);
+            Command::Log(verbose) => {
+                crate::log::set_verbose(verbose);
                 Ok(String::new())
             }
-            ["log", "brief"] => {
-                crate::log::set_verbose(false);
-                Ok(String::new())
-            }
-            ["monitor"] => Err("monitor: not supported yet".into()),
-            _ => Err(format!("unknown command '{line}'")),
+            Command::Monitor => Err("monitor: not supported yet".into()),
+            Command::Show(_) => Err(format!("unknown command '{line}'")),
         }
     }
 
