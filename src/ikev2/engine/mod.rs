@@ -107,6 +107,7 @@ mod init;
 mod io;
 mod kernel;
 mod lifetime;
+mod probe;
 mod window;
 
 use self::auth::*;
@@ -119,6 +120,7 @@ use self::io::*;
 pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
 use self::lifetime::*;
+pub use self::probe::Occupancy;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
