@@ -1,7 +1,14 @@
 //! Replays the fuzz corpora (tests/fuzz/corpus) on stable Rust: every input goes through
 //! the same checks the fuzz targets make (no panic; what parses round-trips), and the
 //! hand-made seeds get their expected verdicts: well-formed messages parse, hostile ones
-//! are refused with the notification isakmpd would send.
+//! are refused with the notification isakmpd would send. Then every target's corpus goes
+//! through a bounded, deterministic mutation pass (`isakmpd::fuzzing::mutate`).
+//!
+//! Two ignored tests: `write_engine_seeds` (re)writes the seeds of `ikev2_engine` and the
+//! engine pair's messages for `ikev2_wire` (the rest come from tests/fuzz/make_seeds.py),
+//! and `campaign` is the long run: `FUZZ_ITERS` mutations per target (default 100000),
+//! `FUZZ_TARGETS` a comma-separated list (default all), `FUZZ_SEED`; a failing input is
+//! written to `FUZZ_OUT` (default /tmp/fuzz-crashes) and the run goes on.
 
 use std::fs;
 use std::path::PathBuf;
@@ -89,4 +96,165 @@ fn mutations_of_the_seeds_never_panic() {
             }
         }
     }
+}
+
+use isakmpd::fuzzing::mutate::{mutate, Kind, Rng};
+use isakmpd::fuzzing::TARGETS;
+
+fn kind(name: &str, text: bool) -> Kind {
+    match (name, text) {
+        ("ikev2_engine", _) => Kind::Records,
+        (_, true) => Kind::Text,
+        _ => Kind::Binary,
+    }
+}
+
+#[test]
+fn every_corpus_replays_cleanly() {
+    for &(name, f, _) in TARGETS {
+        let all = corpus(name);
+        assert!(all.len() >= 5, "{name}: {} seeds", all.len());
+        for (file, d) in &all {
+            let r = std::panic::catch_unwind(|| f(d));
+            assert!(r.is_ok(), "{name}/{file}");
+        }
+    }
+}
+
+/// Mutations per seed, per target, in the stable suite: the engine target builds a pair
+/// of engines for each input (a Curve25519 exchange or two), the others are cheap.
+fn budget(name: &str) -> usize {
+    match name {
+        "ikev2_engine" => 3_000,
+        "ipsec_conf" | "iked_conf" | "keynote" => 6_000,
+        _ => 20_000,
+    }
+}
+
+/// A bounded run of the campaign's mutator over every target's seeds.
+#[test]
+fn mutations_of_every_corpus_never_panic() {
+    for &(name, f, text) in TARGETS {
+        let seeds: Vec<Vec<u8>> = corpus(name).into_iter().map(|(_, d)| d).collect();
+        let start = std::time::Instant::now();
+        let n = run(
+            name,
+            f,
+            kind(name, text),
+            &seeds,
+            budget(name),
+            0x5eed,
+            None,
+        );
+        eprintln!("{name}: {n} inputs in {:.1?}", start.elapsed());
+    }
+}
+
+/// Mutates the seeds `iters` times (chains of up to 8 mutations from a seed); returns
+/// the number of inputs run. With `out`, a panicking input is written there and the
+/// run goes on (returning the failures through the count of files); without, it
+/// panics with the input.
+fn run(
+    name: &str,
+    f: fn(&[u8]),
+    kind: Kind,
+    seeds: &[Vec<u8>],
+    iters: usize,
+    seed: u64,
+    out: Option<&std::path::Path>,
+) -> usize {
+    let mut rng = Rng::new(
+        seed ^ name
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
+    );
+    let max = if kind == Kind::Text {
+        64 * 1024
+    } else {
+        8 * 1024
+    };
+    let mut cur = Vec::new();
+    let mut depth = 0;
+    let mut failures = std::collections::BTreeSet::new();
+    for i in 0..iters {
+        if depth == 0 || rng.below(4) == 0 {
+            cur = seeds[rng.below(seeds.len())].clone();
+            depth = 1 + rng.below(8);
+        }
+        let other = &seeds[rng.below(seeds.len())];
+        mutate(&mut rng, &mut cur, other, kind, max);
+        depth -= 1;
+        let input = cur.clone();
+        match out {
+            None => {
+                if std::panic::catch_unwind(|| f(&input)).is_err() {
+                    panic!("{name}: input {i} panics: {:02x?}", input);
+                }
+            }
+            Some(dir) => {
+                if let Err(e) = std::panic::catch_unwind(|| f(&input)) {
+                    let msg = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    let key: String = msg.chars().take(60).collect();
+                    if failures.insert(key.clone()) {
+                        let p = dir.join(format!("{name}-{i}.bin"));
+                        fs::write(&p, &input).unwrap();
+                        eprintln!("{name}: FAIL {}: {msg}", p.display());
+                    }
+                }
+            }
+        }
+    }
+    iters
+}
+
+#[test]
+#[ignore]
+fn campaign() {
+    let iters: usize = std::env::var("FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let only = std::env::var("FUZZ_TARGETS").unwrap_or_default();
+    let out = PathBuf::from(std::env::var("FUZZ_OUT").unwrap_or("/tmp/fuzz-crashes".into()));
+    fs::create_dir_all(&out).unwrap();
+    // Failures are reported by `run`; the default hook would print every one.
+    std::panic::set_hook(Box::new(|_| {}));
+    for &(name, f, text) in TARGETS {
+        if !only.is_empty() && !only.split(',').any(|t| t == name) {
+            continue;
+        }
+        let seeds: Vec<Vec<u8>> = corpus(name).into_iter().map(|(_, d)| d).collect();
+        let start = std::time::Instant::now();
+        run(name, f, kind(name, text), &seeds, iters, seed, Some(&out));
+        eprintln!("{name}: {iters} inputs in {:.1?}", start.elapsed());
+    }
+}
+
+#[test]
+#[ignore]
+fn write_engine_seeds() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus");
+    for (target, name, data) in isakmpd::fuzzing::engine::seeds() {
+        let dir = root.join(target);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("{name}.bin")), data).unwrap();
+    }
+}
+
+/// Runs one input: `FUZZ_TARGET=name FUZZ_FILE=path` (a campaign's failure).
+#[test]
+#[ignore]
+fn replay_one() {
+    let name = std::env::var("FUZZ_TARGET").expect("FUZZ_TARGET");
+    let data = fs::read(std::env::var("FUZZ_FILE").expect("FUZZ_FILE")).unwrap();
+    let f = TARGETS.iter().find(|t| t.0 == name).expect("a target").1;
+    f(&data);
 }
