@@ -529,6 +529,7 @@ impl IkeSa {
             self.info.rekey_at,
             self.info.expires_at,
             self.child_due,
+            self.reassembly.as_ref().map(Reassembling::due),
         ]
         .into_iter()
         .flatten()
@@ -776,6 +777,7 @@ impl Engine {
                 continue;
             };
             sa.timer = None;
+            self.expire_reassembly(now, h);
             self.lifetimes(now, h);
             let Some(sa) = self.sas.get_mut(h) else {
                 continue;
