@@ -53,7 +53,8 @@ pub fn split_request(req: &[u8]) -> (String, String) {
         Some(i) => (&req[..i], &req[i + 1..]),
         None => (req, &[][..]),
     };
-    let line = String::from_utf8_lossy(line).trim().to_owned();
+    // Not trimmed: blanks may be part of `load`'s or `reset id`'s argument.
+    let line = String::from_utf8_lossy(line).into_owned();
     (line, String::from_utf8_lossy(body).into_owned())
 }
 
@@ -75,14 +76,28 @@ pub enum Command<'a> {
     Monitor,
 }
 
-/// Parses a command line: words separated by blanks.
+/// Parses a command line. Keywords are separated by any blanks (a hand-written
+/// client's `show  sa` is fine); the argument of `load FILE` and `reset id ID` is the
+/// rest of the line after the one blank that follows the keyword, as ikectl(8) joins
+/// its words with one space: a file name or an ID with blanks in it comes through whole.
 pub fn parse_command(line: &str) -> Result<Command<'_>, String> {
+    let unknown = || format!("unknown command '{}'", line.escape_debug());
+    // The rest of `s` after `word` and one blank.
+    fn after<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+        s.trim_start()
+            .strip_prefix(word)?
+            .strip_prefix([' ', '\t'])
+            .filter(|r| !r.is_empty())
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     Ok(match words.as_slice() {
         ["show", w] => Command::Show(w),
         ["reload"] => Command::Reload,
-        ["load", path] => Command::Load(path),
-        ["reset", "id", id] => Command::Reset("id", Some(id)),
+        ["load", ..] => Command::Load(after(line, "load").ok_or_else(unknown)?),
+        ["reset", "id", ..] => {
+            let rest = after(line, "reset").ok_or_else(unknown)?;
+            Command::Reset("id", Some(after(rest, "id").ok_or_else(unknown)?))
+        }
         ["reset", w] => Command::Reset(w, None),
         ["active"] => Command::Active,
         ["passive"] => Command::Passive,
@@ -91,7 +106,7 @@ pub fn parse_command(line: &str) -> Result<Command<'_>, String> {
         ["log", "verbose"] => Command::Log(true),
         ["log", "brief"] => Command::Log(false),
         ["monitor"] => Command::Monitor,
-        _ => return Err(format!("unknown command '{line}'")),
+        _ => return Err(unknown()),
     })
 }
 
@@ -307,5 +322,33 @@ impl Daemon {
         }
         self.counters.reloads += 1;
         crate::log_info!("reloaded configuration from {path}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_with_blanks_come_through_whole() {
+        // What ikectl sends for `ikectl reset id "asn1dn/C=ZZ/CN=two words"`.
+        let (line, _) = split_request(b"reset id asn1dn/C=ZZ/CN=two words\n");
+        assert_eq!(
+            parse_command(&line),
+            Ok(Command::Reset("id", Some("asn1dn/C=ZZ/CN=two words")))
+        );
+        let (line, body) = split_request(b"load /tmp/my iked.conf\nset passive\n");
+        assert_eq!(parse_command(&line), Ok(Command::Load("/tmp/my iked.conf")));
+        assert_eq!(body, "set passive\n");
+        // A hand-written client's blanks around keywords are fine.
+        assert_eq!(parse_command("  show \t sa \r"), Ok(Command::Show("sa")));
+        assert_eq!(
+            parse_command("reset  id x"),
+            Ok(Command::Reset("id", Some("x")))
+        );
+        assert!(parse_command("load").is_err());
+        assert!(parse_command("reset id").is_err());
+        assert!(parse_command("reset id ").is_err());
+        assert!(parse_command("").is_err());
     }
 }
