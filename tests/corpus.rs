@@ -258,3 +258,58 @@ fn replay_one() {
     let f = TARGETS.iter().find(|t| t.0 == name).expect("a target").1;
     f(&data);
 }
+
+/// How much of the seeds and of their mutants the text parsers accept (for the report:
+/// a mutation pass whose inputs all fail at the first token tests little).
+#[test]
+#[ignore]
+fn acceptance() {
+    let iked = |d: &[u8]| {
+        std::str::from_utf8(d).is_ok_and(|t| {
+            let mut none = |f: &str| Err(format!("{f}"));
+            isakmpd::ikev2::conf::parse::parse_with("x", t, &[], &mut none).is_ok()
+        })
+    };
+    let ipsec = |d: &[u8]| {
+        let opts = isakmpd::ipsecctl::Opts {
+            no_dns: true,
+            ..Default::default()
+        };
+        let h: std::rc::Rc<dyn Fn() -> String> = std::rc::Rc::new(|| "h".into());
+        !isakmpd::ipsecctl::parse_rules("x", Some(d.to_vec()), &opts, h).failed
+    };
+    let keynote = |d: &[u8]| {
+        std::str::from_utf8(d).is_ok_and(|t| isakmpd::keynote::Policy::parse(t).warnings.is_empty())
+    };
+    let v1 = |d: &[u8]| Message::parse(d, false).is_ok();
+    let v2 = |d: &[u8]| isakmpd::ikev2::wire::Message::parse(d).is_ok();
+    let checks: [(&str, &dyn Fn(&[u8]) -> bool); 5] = [
+        ("iked_conf", &iked),
+        ("ipsec_conf", &ipsec),
+        ("keynote", &keynote),
+        ("wire_message", &v1),
+        ("ikev2_wire", &v2),
+    ];
+    for (name, ok) in checks {
+        let kind = if name.contains("wire") {
+            Kind::Binary
+        } else {
+            Kind::Text
+        };
+        let seeds: Vec<Vec<u8>> = corpus(name).into_iter().map(|(_, d)| d).collect();
+        let good = seeds.iter().filter(|d| ok(d)).count();
+        let mut rng = Rng::new(7);
+        let (mut n, mut acc) = (0, 0);
+        for _ in 0..20_000 {
+            let mut d = seeds[rng.below(seeds.len())].clone();
+            let o = &seeds[rng.below(seeds.len())];
+            mutate(&mut rng, &mut d, o, kind, 65536);
+            n += 1;
+            acc += usize::from(ok(&d));
+        }
+        eprintln!(
+            "{name}: seeds accepted {good}/{}, mutants accepted {acc}/{n}",
+            seeds.len()
+        );
+    }
+}

@@ -101,7 +101,7 @@ fn config() -> Config {
         cookie_threshold: 4,
         kernel_answers: true,
         fragmentation: true,
-        fragment_size: 300,
+        fragment_size: 160,
         ..Config::default()
     }
 }

@@ -176,6 +176,114 @@ fn length_fields(d: &[u8], records: bool) -> Vec<(usize, usize)> {
     out
 }
 
+/// The payloads of an ISAKMP/IKEv2 message at `base` whose lengths hold: (offset of
+/// the generic header, length).
+fn payloads_at(d: &[u8], base: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    if d.len() < base + 28 {
+        return out;
+    }
+    let mut at = base + 28;
+    while d.len() >= at + 4 && out.len() < 64 {
+        let len = usize::from(u16::from_be_bytes([d[at + 2], d[at + 3]]));
+        if len < 4 || at + len > d.len() {
+            break;
+        }
+        out.push((at, len));
+        at += len;
+    }
+    out
+}
+
+/// Changes the body of one payload and fixes up its length, the header's and (for the
+/// engine's records) the record's, so that the message still walks and the payload's
+/// own parser gets the change.
+fn mutate_payload(rng: &mut Rng, data: &mut Vec<u8>, kind: Kind) {
+    // The datagram: the whole input, or one record's.
+    let (base, rec_len_at) = if kind == Kind::Records {
+        let mut recs = Vec::new();
+        let mut at = 1;
+        while data.len() >= at + 3 {
+            let len = usize::from(u16::from_be_bytes([data[at + 1], data[at + 2]]));
+            if at + 3 + len > data.len() {
+                break;
+            }
+            recs.push((at + 3, Some(at + 1)));
+            at += 3 + len;
+        }
+        if recs.is_empty() {
+            return;
+        }
+        recs[rng.below(recs.len())]
+    } else {
+        (0, None)
+    };
+    let ps = payloads_at(data, base);
+    if ps.is_empty() {
+        return;
+    }
+    let (at, len) = ps[rng.below(ps.len())];
+    let body = at + 4;
+    let blen = len - 4;
+    let delta: isize = match rng.below(5) {
+        0 if blen > 0 => {
+            let i = body + rng.below(blen);
+            data[i] ^= 1 << rng.below(8);
+            0
+        }
+        1 if blen > 0 => {
+            let i = body + rng.below(blen);
+            data[i] = INTERESTING[rng.below(INTERESTING.len())];
+            0
+        }
+        2 => {
+            let i = body + rng.below(blen + 1);
+            let k = 1 + rng.below(8);
+            let bytes: Vec<u8> = (0..k)
+                .map(|_| INTERESTING[rng.below(INTERESTING.len())])
+                .collect();
+            data.splice(i..i, bytes);
+            k as isize
+        }
+        3 if blen > 0 => {
+            let i = body + rng.below(blen);
+            let k = (1 + rng.below(8)).min(body + blen - i);
+            data.drain(i..i + k);
+            -(k as isize)
+        }
+        _ if blen >= 4 => {
+            // A length inside the body (proposal, transform, selector, attribute).
+            let i = body + rng.below(blen - 1);
+            let v = match rng.below(4) {
+                0 => 0u16,
+                1 => u16::from_be_bytes([data[i], data[i + 1]]).wrapping_add(1),
+                2 => u16::from_be_bytes([data[i], data[i + 1]]).wrapping_sub(1),
+                _ => 0xffff,
+            };
+            data[i..i + 2].copy_from_slice(&v.to_be_bytes());
+            0
+        }
+        _ => 0,
+    };
+    let fix16 = |data: &mut Vec<u8>, at: usize| {
+        let v = u16::from_be_bytes([data[at], data[at + 1]]);
+        let v = (v as isize + delta).clamp(0, 0xffff) as u16;
+        data[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    };
+    fix16(data, at + 2);
+    let t = u32::from_be_bytes([
+        data[base + 24],
+        data[base + 25],
+        data[base + 26],
+        data[base + 27],
+    ]);
+    let t = (t as i64 + delta as i64).clamp(0, u32::MAX as i64) as u32;
+    data[base + 24..base + 28].copy_from_slice(&t.to_be_bytes());
+    if let Some(r) = rec_len_at {
+        fix16(data, r);
+    }
+}
+
 /// What kind of input a target takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -191,7 +299,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], kind: Kind, max: 
     let n = 1 + rng.below(4);
     for _ in 0..n {
         let len = data.len();
-        match rng.below(if kind == Kind::Text { 11 } else { 10 }) {
+        match rng.below(if kind == Kind::Text { 11 } else { 13 }) {
             0 if len > 0 => {
                 let i = rng.below(len);
                 data[i] ^= 1 << rng.below(8);
@@ -266,6 +374,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], kind: Kind, max: 
                 let at = rng.below(len + 1);
                 data.splice(at..at, piece);
             }
+            10..=12 if kind != Kind::Text => mutate_payload(rng, data, kind),
             10 => {
                 let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
                 let at = rng.below(len + 1);
