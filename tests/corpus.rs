@@ -266,7 +266,7 @@ fn replay_one() {
 fn acceptance() {
     let iked = |d: &[u8]| {
         std::str::from_utf8(d).is_ok_and(|t| {
-            let mut none = |f: &str| Err(format!("{f}"));
+            let mut none = |f: &str| Err(f.to_string());
             isakmpd::ikev2::conf::parse::parse_with("x", t, &[], &mut none).is_ok()
         })
     };
@@ -283,7 +283,8 @@ fn acceptance() {
     };
     let v1 = |d: &[u8]| Message::parse(d, false).is_ok();
     let v2 = |d: &[u8]| isakmpd::ikev2::wire::Message::parse(d).is_ok();
-    let checks: [(&str, &dyn Fn(&[u8]) -> bool); 5] = [
+    type Check<'a> = (&'a str, &'a dyn Fn(&[u8]) -> bool);
+    let checks: [Check<'_>; 5] = [
         ("iked_conf", &iked),
         ("ipsec_conf", &ipsec),
         ("keynote", &keynote),

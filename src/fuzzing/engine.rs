@@ -160,6 +160,9 @@ impl Kernel {
     }
 }
 
+/// A datagram in flight: from west?, source, destination, bytes.
+type Datagram = (bool, SocketAddr, SocketAddr, Vec<u8>);
+
 struct Side {
     engine: Engine,
     kernel: Kernel,
@@ -171,7 +174,7 @@ struct Pair {
     /// [west, east].
     sides: [Side; 2],
     /// Datagrams in flight: from west?, source, destination, bytes.
-    wire: Vec<(bool, SocketAddr, SocketAddr, Vec<u8>)>,
+    wire: Vec<Datagram>,
     /// Every datagram either engine sent, as sent: from west?, bytes.
     log: Vec<(bool, Vec<u8>)>,
     buf: Vec<u8>,
@@ -356,7 +359,7 @@ fn records(mut d: &[u8]) -> Vec<Record<'_>> {
 }
 
 /// Setup 1: both sides have the IKE SA's keys; west's IKE_AUTH is kept off the wire.
-fn half_open(p: &mut Pair) -> Vec<(bool, SocketAddr, SocketAddr, Vec<u8>)> {
+fn half_open(p: &mut Pair) -> Vec<Datagram> {
     p.sides[0].engine.connect(p.now, "peer").expect("connect");
     p.collect();
     let init = std::mem::take(&mut p.wire);
@@ -374,7 +377,7 @@ fn half_open(p: &mut Pair) -> Vec<(bool, SocketAddr, SocketAddr, Vec<u8>)> {
 
 /// Builds the setup; returns the pair, the side garbage goes to, and the datagrams
 /// held back.
-fn setup(mode: u8) -> (Pair, usize, Vec<(bool, SocketAddr, SocketAddr, Vec<u8>)>) {
+fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
     let mut p = Pair::new(mode != 3);
     match mode {
         0 => (p, 1, Vec::new()),
@@ -441,8 +444,8 @@ pub fn ikev2_engine(data: &[u8]) {
                 dgram.splice(0..0, [0u8; 4]);
             }
             2 => dst.set_port(4500),
-            3 => match (sa, r.data.get(..6)) {
-                (Some((h, _, _)), Some(hd)) => {
+            3 => {
+                if let (Some((h, _, _)), Some(hd)) = (sa, r.data.get(..6)) {
                     let frag = (hd[1] & 2 != 0).then_some((u16::from(hd[4]), u16::from(hd[5])));
                     let sealed = p.sides[from].engine.seal_as(
                         h,
@@ -458,8 +461,7 @@ pub fn ikev2_engine(data: &[u8]) {
                     authenticated = true;
                     keyed = true;
                 }
-                _ => {}
-            },
+            }
             _ => {}
         }
         // A datagram protected under the real keys (a replay of the real peer's, or

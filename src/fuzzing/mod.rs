@@ -14,9 +14,12 @@ use crate::ike::wire::{Message, Payload};
 
 pub use engine::ikev2_engine;
 
-/// Every target, by its corpus directory's name (tests/fuzz/corpus/NAME), with whether
-/// its inputs are text (for the mutator's dictionary).
-pub const TARGETS: &[(&str, fn(&[u8]), bool)] = &[
+/// A target: its corpus directory's name (tests/fuzz/corpus/NAME), the function, and
+/// whether its inputs are text (for the mutator's dictionary).
+pub type Target = (&'static str, fn(&[u8]), bool);
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("wire_message", wire_message, false),
     ("fifo_command", fifo_command, true),
     ("conf_file", conf_file, true),
