@@ -598,6 +598,9 @@ impl Engine {
                 keepalive_secs: config.nat_keepalive_secs,
                 capture_on: false,
                 capture: VecDeque::new(),
+                now,
+                drop_log: crate::ike::LogLimit::new(5, 10_000),
+                notify_limit: crate::ike::LogLimit::default(),
             },
             rx: Vec::with_capacity(65535),
             reassemblies: 0,
@@ -769,6 +772,7 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
+        self.io.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
         self.io.timers.expire(now, |_, h| fired.push(h));
@@ -839,6 +843,7 @@ impl Engine {
         remote: SocketAddr,
         data: &[u8],
     ) {
+        self.io.now = now;
         self.io.stats.datagrams_received += 1;
         let data = if local.port() == self.config.nat_port {
             // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive,
