@@ -235,6 +235,9 @@ fn campaign() {
         let start = std::time::Instant::now();
         run(name, f, kind(name, text), &seeds, iters, seed, Some(&out));
         eprintln!("{name}: {iters} inputs in {:.1?}", start.elapsed());
+        if name == "ikev2_engine" {
+            eprintln!("{:?}", isakmpd::fuzzing::engine::reached());
+        }
     }
 }
 

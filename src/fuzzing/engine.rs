@@ -395,6 +395,43 @@ fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
     }
 }
 
+/// What the target's inputs reached, summed over the inputs of this thread (for the
+/// campaign's report): the target engine's counters as they stood after the records,
+/// per setup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reached {
+    pub inputs: [u64; 4],
+    pub records: u64,
+    /// Records protected under the real keys (sealed, or replays that verify).
+    pub keyed: u64,
+    pub dropped: u64,
+    pub fragments: u64,
+    pub resent: u64,
+    pub established: u64,
+    pub children: u64,
+    pub cookies: u64,
+    pub half_open_refused: u64,
+    /// Inputs after which the established IKE SA was checked to survive.
+    pub survived: u64,
+}
+
+thread_local! {
+    static REACHED: std::cell::Cell<Reached> = std::cell::Cell::new(Reached::default());
+}
+
+/// The sums so far; see [`Reached`].
+pub fn reached() -> Reached {
+    REACHED.with(|r| r.get())
+}
+
+fn tally(f: impl FnOnce(&mut Reached)) {
+    REACHED.with(|r| {
+        let mut v = r.get();
+        f(&mut v);
+        r.set(v);
+    });
+}
+
 /// The fuzz target: see the module's documentation.
 pub fn ikev2_engine(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -472,6 +509,10 @@ pub fn ikev2_engine(data: &[u8]) {
             keyed = true;
         }
         p.sides[to].engine.handle_datagram(p.now, dst, src, &dgram);
+        tally(|t| {
+            t.records += 1;
+            t.keyed += u64::from(authenticated);
+        });
         let sent = p.collect()[to];
         // What went out in answer is the target's alone; the other side's outbox was
         // empty, so nothing of it is delivered here.
@@ -493,6 +534,17 @@ pub fn ikev2_engine(data: &[u8]) {
             );
         }
     }
+    let st = *p.sides[to].engine.stats();
+    tally(|t| {
+        t.inputs[usize::from(mode)] += 1;
+        t.dropped += st.datagrams_dropped;
+        t.fragments += st.fragments_received;
+        t.resent += st.responses_resent;
+        t.established += st.ike_sas_established;
+        t.children += st.child_sas_established;
+        t.cookies += st.cookies_sent;
+        t.half_open_refused += st.half_open_refused;
+    });
     p.wire.extend(held);
     p.run_out();
     for s in &p.sides {
@@ -502,6 +554,7 @@ pub fn ikev2_engine(data: &[u8]) {
         // The established IKE SA is still there, on both sides, and still works.
         let after = (p.established(0), p.established(1));
         assert_eq!(after, before, "the established IKE SA did not survive");
+        tally(|t| t.survived += 1);
         let children = |p: &Pair| {
             (
                 p.sides[0].engine.child_sas().count(),
@@ -588,6 +641,40 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "lone_init_response".into(),
         input(0, &[record(0, &init_resp)]),
     ));
+    // Five IKE_SA_INIT requests with their own SPIs: past the COOKIE threshold (4
+    // half-open SAs) the fifth is answered with a COOKIE (deterministic: the secret
+    // comes from the seeded random source), which a sixth returns.
+    let mut lone = setup(0).0;
+    let mut recs = Vec::new();
+    for i in 0..5u8 {
+        let mut d = init.clone();
+        d[0] ^= i;
+        recs.push(record(0, &d));
+        lone.sides[1]
+            .engine
+            .handle_datagram(lone.now, addr(EAST), addr(WEST), &d);
+    }
+    lone.collect();
+    let cookie = lone.wire.last().and_then(|(_, _, _, a)| {
+        let m = Message::parse(a).ok()?;
+        let n = m.payloads.notify(crate::ikev2::wire::NotifyType::COOKIE)?;
+        Some(n.data.to_vec())
+    });
+    if let Some(c) = cookie {
+        let mut d = init[..HEADER_LEN].to_vec();
+        d[0] ^= 4;
+        let first = d[16];
+        d[16] = 41;
+        d.extend([first, 0]);
+        d.extend(((8 + c.len()) as u16).to_be_bytes());
+        d.extend([0, 0, 0x40, 0x06]);
+        d.extend(&c);
+        d.extend(&init[HEADER_LEN..]);
+        let n = d.len() as u32;
+        d[24..28].copy_from_slice(&n.to_be_bytes());
+        recs.push(record(0, &d));
+    }
+    out.push(("ikev2_engine", "lone_cookie".into(), input(0, &recs)));
     let frags: Vec<Vec<u8>> = held.iter().map(|h| record(0, &h.3)).collect();
     out.push((
         "ikev2_engine",
@@ -640,12 +727,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "half_open_bad_icv".into(),
         input(1, &[spoof]),
     ));
-    for (from_west, d) in &p.log {
-        out.push(("ikev2_wire", format!("pair_{}", out.len()), d.clone()));
-        let _ = from_west;
+    for (i, (_, d)) in p.log.iter().enumerate() {
+        out.push(("ikev2_wire", format!("half_open_{i}"), d.clone()));
     }
-    for c in &clear {
-        out.push(("ikev2_wire", format!("clear_{}", out.len()), c.clone()));
+    for (i, c) in clear.iter().enumerate() {
+        out.push(("ikev2_wire", format!("half_open_clear_{i}"), c.clone()));
     }
     // Setup 2: the established pair's messages, and a CREATE_CHILD_SA and an
     // INFORMATIONAL in clear.
