@@ -5,7 +5,9 @@
 //! - 1: a pair after a real IKE_SA_INIT: east holds a half-open SA with keys, west's
 //!   IKE_AUTH (in fragments) is held back until the records are done;
 //! - 2: an established pair (AES-GCM, fragmentation negotiated), garbage aimed at east;
-//! - 3: the same with AES-CBC/HMAC, garbage aimed at west (the original initiator).
+//! - 3: the same with AES-CBC/HMAC, garbage aimed at west (the original initiator);
+//! - 4: west has sent IKE_SA_INIT (held back): garbage aimed at west, the initiator
+//!   waiting for its answer.
 //!
 //! A record is `[ctl][len: u16 BE][len bytes]` (a short last record takes what is left).
 //! `ctl & 3`: 0 a datagram to port 500, 1 one to port 4500 with the non-ESP marker put in
@@ -206,7 +208,9 @@ impl Pair {
     }
 
     /// Takes what the engines sent (onto the wire) and asked of their kernels (answered
-    /// at once), until neither has more. Returns the datagrams each sent: (count, bytes).
+    /// at once), until neither has more. Returns the answers each sent (count, bytes):
+    /// responses and anything else that is not a request of its own (a request goes to
+    /// the peer the policy names, wherever the datagram that caused it came from).
     fn collect(&mut self) -> [(usize, usize); 2] {
         let mut sent = [(0, 0); 2];
         loop {
@@ -214,8 +218,17 @@ impl Pair {
             for (i, s) in self.sides.iter_mut().enumerate() {
                 while let Some(t) = s.engine.poll_transmit(&mut self.buf) {
                     let src = t.local.expect("the engine names its address");
-                    sent[i].0 += 1;
-                    sent[i].1 += t.len;
+                    let d = &self.buf[..t.len];
+                    let d = if src.port() == 4500 {
+                        d.get(4..).unwrap_or(d)
+                    } else {
+                        d
+                    };
+                    let request = Message::parse(d).is_ok_and(|m| !m.header.response());
+                    if !request {
+                        sent[i].0 += 1;
+                        sent[i].1 += t.len;
+                    }
                     self.log.push((i == 0, self.buf[..t.len].to_vec()));
                     self.wire
                         .push((i == 0, src, t.remote, self.buf[..t.len].to_vec()));
@@ -385,6 +398,12 @@ fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
             let held = half_open(&mut p);
             (p, 1, held)
         }
+        4 => {
+            p.sides[0].engine.connect(p.now, "peer").expect("connect");
+            p.collect();
+            let held = std::mem::take(&mut p.wire);
+            (p, 0, held)
+        }
         _ => {
             p.sides[0].engine.connect(p.now, "peer").expect("connect");
             p.deliver_all(100);
@@ -400,7 +419,7 @@ fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
 /// per setup.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reached {
-    pub inputs: [u64; 4],
+    pub inputs: [u64; 5],
     pub records: u64,
     /// Records protected under the real keys (sealed, or replays that verify).
     pub keyed: u64,
@@ -437,7 +456,7 @@ pub fn ikev2_engine(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let mode = mode % 4;
+    let mode = mode % 5;
     let (mut p, to, held) = setup(mode);
     let from = 1 - to;
     let before = (p.established(0), p.established(1));
@@ -461,14 +480,11 @@ pub fn ikev2_engine(data: &[u8]) {
         } else {
             remote
         };
-        let sa = p.sides[from]
-            .engine
-            .ike_sas()
-            .next()
-            .map(|(h, s)| (h, s.spi_i, s.spi_r));
+        let first_sa = |e: &Engine| e.ike_sas().next().map(|(h, s)| (h, s.spi_i, s.spi_r));
+        let sa = first_sa(&p.sides[from].engine);
         let mut dgram = r.data.to_vec();
         if r.ctl & 4 != 0 && dgram.len() >= 16 {
-            if let Some((_, i, rr)) = sa {
+            if let Some((_, i, rr)) = first_sa(&p.sides[to].engine) {
                 dgram[..8].copy_from_slice(&i);
                 dgram[8..16].copy_from_slice(&rr);
             }
@@ -550,7 +566,7 @@ pub fn ikev2_engine(data: &[u8]) {
     for s in &p.sides {
         check_quiet(s);
     }
-    if mode >= 2 && !keyed {
+    if (2..=3).contains(&mode) && !keyed {
         // The established IKE SA is still there, on both sides, and still works.
         let after = (p.established(0), p.established(1));
         assert_eq!(after, before, "the established IKE SA did not survive");
@@ -675,6 +691,34 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         recs.push(record(0, &d));
     }
     out.push(("ikev2_engine", "lone_cookie".into(), input(0, &recs)));
+    // West waiting for its IKE_SA_INIT answer: the real one, and the notifies a
+    // responder may answer with instead (COOKIE, INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN).
+    out.push((
+        "ikev2_engine",
+        "initiator_init_response".into(),
+        input(4, &[record(0, &init_resp)]),
+    ));
+    for (name, ty, data) in [
+        ("cookie", 16390u16, &[0x5au8; 17][..]),
+        ("invalid_ke", 17, &[0, 19][..]),
+        ("no_proposal", 14, &[][..]),
+    ] {
+        let mut d = init_resp[..HEADER_LEN].to_vec();
+        d[8..16].fill(0);
+        d[16] = 41;
+        d.extend([0, 0]);
+        d.extend(((8 + data.len()) as u16).to_be_bytes());
+        d.extend([0, 0]);
+        d.extend(ty.to_be_bytes());
+        d.extend(data);
+        let n = d.len() as u32;
+        d[24..28].copy_from_slice(&n.to_be_bytes());
+        out.push((
+            "ikev2_engine",
+            format!("initiator_{name}"),
+            input(4, &[record(4, &d)]),
+        ));
+    }
     let frags: Vec<Vec<u8>> = held.iter().map(|h| record(0, &h.3)).collect();
     out.push((
         "ikev2_engine",
