@@ -121,13 +121,14 @@ fn every_corpus_replays_cleanly() {
     }
 }
 
-/// Mutations per seed, per target, in the stable suite: the engine target builds a pair
-/// of engines for each input (a Curve25519 exchange or two), the others are cheap.
+/// Mutated inputs per target in the stable suite (a few seconds in all, in release):
+/// the engine target builds a pair of engines for most inputs (Curve25519 exchanges),
+/// the text parsers take some microseconds, the codecs less.
 fn budget(name: &str) -> usize {
     match name {
-        "ikev2_engine" => 3_000,
-        "ipsec_conf" | "iked_conf" | "keynote" => 6_000,
-        _ => 20_000,
+        "ikev2_engine" => 15_000,
+        "ipsec_conf" | "iked_conf" | "keynote" | "conf_file" => 50_000,
+        _ => 200_000,
     }
 }
 
