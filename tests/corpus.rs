@@ -177,6 +177,8 @@ fn run(
     let mut cur = Vec::new();
     let mut depth = 0;
     let mut failures = std::collections::BTreeSet::new();
+    // The campaign reports its slowest input (a hang would never end the run).
+    let mut slowest = (std::time::Duration::ZERO, Vec::new());
     for i in 0..iters {
         if depth == 0 || rng.below(4) == 0 {
             cur = seeds[rng.below(seeds.len())].clone();
@@ -193,7 +195,12 @@ fn run(
                 }
             }
             Some(dir) => {
-                if let Err(e) = std::panic::catch_unwind(|| f(&input)) {
+                let t = std::time::Instant::now();
+                let r = std::panic::catch_unwind(|| f(&input));
+                if t.elapsed() > slowest.0 {
+                    slowest = (t.elapsed(), input.clone());
+                }
+                if let Err(e) = r {
                     let msg = e
                         .downcast_ref::<String>()
                         .cloned()
@@ -208,6 +215,16 @@ fn run(
                 }
             }
         }
+    }
+    if let Some(dir) = out {
+        let p = dir.join(format!("{name}-slowest.bin"));
+        fs::write(&p, &slowest.1).unwrap();
+        eprintln!(
+            "{name}: slowest input {:.1?} ({} bytes, {})",
+            slowest.0,
+            slowest.1.len(),
+            p.display()
+        );
     }
     iters
 }
