@@ -16,7 +16,9 @@
 //! then the inner payload chain (flags bit 0: a response; bit 1: an SKF fragment with
 //! the given number and total). `ctl & 4`: the real IKE SA's SPIs are written over the
 //! datagram's first 16 bytes (a spoofed message aimed at it). `ctl & 8`: the virtual
-//! clock moves one second first. `ctl & 16`: from a third party's address.
+//! clock moves one second first. `ctl & 16`: from a third party's address. `ctl & 32`:
+//! the target's kernel refuses its next SPI or install. `ctl & 64`: the target's kernel
+//! holds its answers back while this record is handled (until a record without it).
 //!
 //! After each record: the engine's counters agree with its tables, the tables stay
 //! within bounds, and what it sent back to an unauthenticated datagram is at most one
@@ -114,10 +116,16 @@ struct Kernel {
     next_spi: u32,
     larval: BTreeSet<(IpAddr, u32)>,
     states: BTreeSet<(IpAddr, u32)>,
+    /// Refuse this many of the next GetSpi and AddSa requests.
+    refuse: usize,
 }
 
 impl Kernel {
     fn take(&mut self, req: &KernelReq) -> KernelReply {
+        if self.refuse > 0 && matches!(req, KernelReq::GetSpi { .. } | KernelReq::AddSa(..)) {
+            self.refuse -= 1;
+            return KernelReply::Failed("refused".into());
+        }
         match req {
             KernelReq::GetSpi { dst, .. } => {
                 self.next_spi += 1;
@@ -168,6 +176,9 @@ type Datagram = (bool, SocketAddr, SocketAddr, Vec<u8>);
 struct Side {
     engine: Engine,
     kernel: Kernel,
+    /// While set, the kernel's answers wait (in `held`) until it is cleared.
+    hold: bool,
+    held: Vec<crate::ike::sa::KernelOp>,
 }
 
 /// Two engines, a virtual clock and what each sent.
@@ -193,6 +204,8 @@ impl Pair {
                 Time(0),
                 Box::new(SeededRandom::new(seed)),
             ),
+            hold: false,
+            held: Vec::new(),
             kernel: Kernel {
                 next_spi: if west { 0x1000_0000 } else { 0x2000_0000 },
                 ..Kernel::default()
@@ -234,10 +247,15 @@ impl Pair {
                         .push((i == 0, src, t.remote, self.buf[..t.len].to_vec()));
                 }
                 while let Some(op) = s.engine.poll_kernel() {
+                    s.held.push(op);
+                }
+                if !s.hold && !s.held.is_empty() {
                     more = true;
-                    let reply = s.kernel.take(&op.req);
-                    if op.ticket != 0 {
-                        s.engine.kernel_reply(self.now, op.ticket, reply);
+                    for op in std::mem::take(&mut s.held) {
+                        let reply = s.kernel.take(&op.req);
+                        if op.ticket != 0 {
+                            s.engine.kernel_reply(self.now, op.ticket, reply);
+                        }
                     }
                 }
             }
@@ -266,6 +284,10 @@ impl Pair {
     /// Runs the clock to each deadline in turn, the engines talking, until no timer is
     /// left (or a day of virtual time has passed: timers that keep re-arming).
     fn run_out(&mut self) {
+        for s in &mut self.sides {
+            s.hold = false;
+            s.kernel.refuse = 0;
+        }
         let end = self.now.add_secs(86_400);
         for _ in 0..10_000 {
             self.deliver_all(100);
@@ -467,6 +489,15 @@ pub fn ikev2_engine(data: &[u8]) {
     };
     let mut keyed = false;
     for r in records(rest) {
+        // The target's kernel: answers held back during this record (steps stay parked
+        // while more comes), or its next SPI or install refused.
+        p.sides[to].hold = r.ctl & 64 != 0;
+        if r.ctl & 32 != 0 {
+            p.sides[to].kernel.refuse += 1;
+        }
+        // What earlier records left (answers the kernel let out now) is not this one's.
+        p.collect();
+        p.wire.clear();
         if r.ctl & 8 != 0 {
             p.now = p.now.add_secs(1);
             for s in &mut p.sides {
@@ -725,6 +756,12 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "half_open_auth_fragments".into(),
         input(1, &frags),
     ));
+    let mut refused = frags.clone();
+    for r in &mut refused {
+        r[0] |= 32;
+    }
+    let name = "half_open_auth_kernel_refuses".to_string();
+    out.push(("ikev2_engine", name, input(1, &refused)));
     let mut rev = frags.clone();
     rev.reverse();
     out.push((
@@ -813,8 +850,25 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push((
             "ikev2_engine",
             format!("established_sealed_{i}"),
-            input(mode, &[rec]),
+            input(mode, &[rec.clone()]),
         ));
+        if h.exchange == ExchangeType::CREATE_CHILD_SA && !h.response() && h.initiator() {
+            // The kernel refuses the new CHILD_SA's SPI or install; or holds its answers
+            // while the IKE SA is deleted (the answer then comes for an SA that went).
+            let mut refused = rec.clone();
+            refused[0] |= 32;
+            let name = format!("established_kernel_refuses_{i}");
+            out.push(("ikev2_engine", name, input(2, &[refused.clone()])));
+            refused[0] |= 64;
+            let name = format!("established_kernel_refuses_late_{i}");
+            out.push(("ikev2_engine", name, input(2, &[refused])));
+            let mut held = rec;
+            held[0] |= 64;
+            let del = [0, 0, 0, 8, 1, 0, 0, 0];
+            let del_ike = sealed(37, 0, msgid.wrapping_add(1), 42, (0, 0), &del);
+            let name = format!("established_kernel_slow_delete_ike_{i}");
+            out.push(("ikev2_engine", name, input(2, &[held, del_ike])));
+        }
     }
     for (i, (from_west, d)) in p.log.iter().enumerate() {
         out.push(("ikev2_wire", format!("established_{i}"), d.clone()));
