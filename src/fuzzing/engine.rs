@@ -850,7 +850,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push((
             "ikev2_engine",
             format!("established_sealed_{i}"),
-            input(mode, &[rec.clone()]),
+            input(mode, std::slice::from_ref(&rec)),
         ));
         if h.exchange == ExchangeType::CREATE_CHILD_SA && !h.response() && h.initiator() {
             // The kernel refuses the new CHILD_SA's SPI or install; or holds its answers
