@@ -12,10 +12,12 @@ fi
 
 need=()
 # tshark decodes our capture files; strongSwan (charon with kernel-libipsec, swanctl) is
-# the interop peer of tests/interop; iputils-ping checks the namespaces' links; nftables
+# the interop peer of tests/interop (libcharon-extauth-plugins has its eap-mschapv2 client
+# for the EAP road warrior test); iputils-ping checks the namespaces' links; nftables
 # is the NAT (masquerade) of the VM test's NAT-T scenario.
 for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
-         strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins \
+         strongswan-charon libcharon-extra-plugins libcharon-extauth-plugins \
+         libstrongswan-standard-plugins \
          strongswan-swanctl iputils-ping \
          qemu-system-x86 linux-image-amd64 busybox-static udev kmod nftables; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -33,6 +35,12 @@ if ! command -v vng >/dev/null 2>&1; then
         python3 -m pip install --quiet --break-system-packages virtme-ng==1.42
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+
+# libreswan's pluto, the third interop peer (tests/interop_libreswan.rs), conflicts with
+# strongSwan's packages: it is unpacked into /var/cache/isakmpd-tests/libreswan, never
+# installed. Not fatal: the test fetches it again itself, and says so when it cannot.
+bash "$(dirname "$0")/fetch-libreswan.sh" ||
+    echo "setup.sh: could not fetch libreswan; tests/interop_libreswan.rs will skip" >&2
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup.sh: cargo not found; install the Rust toolchain (rustup) first" >&2

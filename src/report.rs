@@ -16,6 +16,7 @@ use crate::conf::defaults;
 use crate::conf::Conf;
 use crate::event::{dialect_name, Daemon};
 use crate::ike::sa::hex;
+use crate::ike::wire::EncapsulationMode;
 use crate::ike::Engine;
 use crate::log::{self as ilog, DebugClass};
 use crate::monitor::WriteKind;
@@ -166,12 +167,15 @@ const SA_FLAG_DPD: u32 = 0x80;
 const SA_FLAG_NAT_T_ENABLE: u32 = 0x100;
 const SA_FLAG_NAT_T_KEEPALIVE: u32 = 0x200;
 
-/// isakmpd's flags of a phase 1 SA: READY, STAYALIVE on ours (we keep it up),
-/// DPD, NAT_T_ENABLE and NAT_T_KEEPALIVE (we are the one behind the NAT).
-fn isakmp_flags(s: &crate::ike::sa::IsakmpSa) -> u32 {
+/// isakmpd's flags of a phase 1 SA: READY, STAYALIVE on ours (we keep it up), FADING
+/// past the soft timeout on the side that does not renegotiate it (sa.c
+/// `sa_soft_expire`), DPD, NAT_T_ENABLE and NAT_T_KEEPALIVE (we are the one behind the NAT).
+fn isakmp_flags(s: &crate::ike::sa::IsakmpSa, now: Time) -> u32 {
     let mut flags = SA_FLAG_READY;
     if s.initiator {
         flags |= SA_FLAG_STAYALIVE;
+    } else if s.soft_expiry.is_some_and(|t| t <= now) {
+        flags |= SA_FLAG_FADING;
     }
     if s.dpd.peer {
         flags |= SA_FLAG_DPD;
@@ -204,10 +208,48 @@ fn ipsec_flags(s: &crate::ike::sa::IpsecSa, now: Time) -> u32 {
     flags
 }
 
+/// A phase 2 ID as an address, `address/prefix` or `first-last`, then ` proto N` and
+/// ` port N` when it has them; `?` for an ID that is not an address.
+pub fn id_text(id: &crate::ike::policy::OwnedId) -> String {
+    use crate::ike::wire::IdType;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        match b.len() {
+            4 => <[u8; 4]>::try_from(b)
+                .ok()
+                .map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+            16 => <[u8; 16]>::try_from(b)
+                .ok()
+                .map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+            _ => None,
+        }
+    };
+    let d = &id.data;
+    let h = d.len() / 2;
+    let text = match id.ty {
+        IdType::IPV4_ADDR | IdType::IPV6_ADDR => ip(d).map(|a| a.to_string()),
+        IdType::IPV4_ADDR_SUBNET | IdType::IPV6_ADDR_SUBNET => ip(&d[..h]).map(|a| {
+            let bits: u32 = d[h..].iter().map(|b| b.count_ones()).sum();
+            format!("{a}/{bits}")
+        }),
+        IdType::IPV4_ADDR_RANGE | IdType::IPV6_ADDR_RANGE => match (ip(&d[..h]), ip(&d[h..])) {
+            (Some(a), Some(b)) => Some(format!("{a}-{b}")),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut t = text.unwrap_or_else(|| "?".into());
+    if id.protocol != 0 {
+        let _ = write!(t, " proto {}", id.protocol);
+    }
+    if id.port != 0 {
+        let _ = write!(t, " port {}", id.port);
+    }
+    t
+}
+
 /// `S`: every SA, in isakmpd's result-file layout (sa.c `sa_dump_all`): its lines in its
-/// order, then what we add (after them, never instead). Where isakmpd has state we do
-/// not keep, its line is left out rather than made up: a phase 1 SA has no soft timeout
-/// here (it is renegotiated when a phase 2 needs it), and isakmpd leaves a phase 2 SA's
+/// order, then what we add (after them, never instead). isakmpd leaves a phase 2 SA's
 /// timeouts to the kernel, so ours follow its algorithm lines.
 pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
     let left = |t: Time| now.until(t) / 1000;
@@ -226,10 +268,14 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
         if s.lifetime > 0 {
             let _ = writeln!(out, "Lifetime: {} seconds", s.lifetime);
         }
+        // sa.c: the soft timeout's line while it is still to come.
+        if let Some(t) = s.soft_expiry.filter(|&t| t > now) {
+            let _ = writeln!(out, "Soft timeout in {} seconds", left(t));
+        }
         if let Some(t) = s.hard_expiry {
             let _ = writeln!(out, "Hard timeout in {} seconds", left(t));
         }
-        let _ = writeln!(out, "Flags 0x{:08x}", isakmp_flags(s));
+        let _ = writeln!(out, "Flags 0x{:08x}", isakmp_flags(s, now));
         let _ = writeln!(
             out,
             "icookie {} rcookie {}",
@@ -279,7 +325,16 @@ pub fn sa_report(e: &Engine, now: Time, out: &mut String) {
             "Authentication algorithm: {}",
             s.auth.map_or("none", crate::ike::ipsec_alg::integrity_name)
         );
-        // Ours.
+        // Ours. The mode and the traffic selectors, for `ipsecctl -s` (show.rs).
+        let tunnel = matches!(
+            s.encapsulation,
+            EncapsulationMode::TUNNEL
+                | EncapsulationMode::UDP_ENCAP_TUNNEL
+                | EncapsulationMode::UDP_ENCAP_TUNNEL_DRAFT
+        );
+        let _ = writeln!(out, "Mode: {}", if tunnel { "tunnel" } else { "transport" });
+        let _ = writeln!(out, "Local-ID: {}", id_text(&s.local_id));
+        let _ = writeln!(out, "Remote-ID: {}", id_text(&s.remote_id));
         if let Some(t) = s.soft_expiry.filter(|&t| t > now) {
             let _ = writeln!(out, "Soft timeout in {} seconds", left(t));
         }
@@ -310,7 +365,7 @@ pub fn log_report(
 ) {
     let id = |h: crate::ike::sa::Handle| (u64::from(h.gen) << 32) | u64::from(h.idx);
     for (h, s) in e.isakmp_sa_handles() {
-        let flags = isakmp_flags(s);
+        let flags = isakmp_flags(s, now);
         line(format_args!(
             "sa_report: 0x{:x} {} phase 1 doi 1 flags 0x{flags:x}",
             id(h),
@@ -413,7 +468,7 @@ pub fn log_report(
         let (name, h) = match kind {
             K::Exchange(h) => ("message_send_expire", h),
             K::IsakmpExpire(h) | K::IpsecExpire(h) => ("sa_hard_expire", h),
-            K::IpsecSoft(h) => ("sa_soft_expire", h),
+            K::IsakmpSoft(h) | K::IpsecSoft(h) => ("sa_soft_expire", h),
             K::IpsecOutbound(h) => ("ipsec_outbound_switch", h),
             K::Dpd(h) => ("dpd_check_event", h),
             K::Keepalive(h) => ("nat_t_send_keepalive", h),

@@ -1638,6 +1638,89 @@ fn phase_1_expires_and_is_negotiated_again_under_a_running_tunnel() {
 }
 
 #[test]
+fn phase_1_is_renegotiated_at_its_soft_timeout_before_it_expires() {
+    isakmpd::ike::crypto::init();
+    // isakmpd sa.c: at 85-95 % of its lifetime the initiator (STAYALIVE) negotiates a new
+    // phase 1; the responder marks its copy FADING. The old SA stays until its hard
+    // expiry, so the peers hold a phase 1 SA all along; the result file shows the soft
+    // timeout while it is to come, as isakmpd's does.
+    let g = "Default-phase-1-lifetime=100,100:100\nDefault-phase-2-lifetime=1000,1000:1000\n";
+    let c = |me, peer, active| {
+        conf_g(
+            me,
+            peer,
+            "k",
+            active,
+            "AES-SHA",
+            "QM-ESP-AES-SHA-PFS-SUITE",
+            "ID_PROT",
+            g,
+        )
+    };
+    let mut w = node(WEST, &c(WEST, EAST, true), 150);
+    let mut e = node(EAST, &c(EAST, WEST, false), 151);
+    let (mut kw, mut ke) = (KernelModel::default(), KernelModel::default());
+    w.e.start_connections(Time(0));
+    let report = |n: &Node, now: Time| {
+        let mut s = String::new();
+        isakmpd::report::sa_report(&n.e, now, &mut s);
+        s
+    };
+    let mut now = Time(0);
+    let mut renegotiated_at = None;
+    while now < Time::from_secs(130) {
+        settle(&mut w, &mut e, &mut kw, &mut ke, now);
+        let secs = now.millis() / 1000;
+        let (wn, en) = (w.e.isakmp_sas().count(), e.e.isakmp_sas().count());
+        assert!(
+            secs < 5 || (wn >= 1 && en >= 1),
+            "a phase 1 SA all along: {secs} s"
+        );
+        assert!(
+            secs < 5 || !kw.outbound.is_empty(),
+            "{secs} s: {:?}",
+            kw.log
+        );
+        if secs == 80 {
+            for r in [report(&w, now), report(&e, now)] {
+                assert!(r.contains("Soft timeout in "), "{r}");
+                assert!(r.contains("Hard timeout in 20 seconds"), "{r}");
+            }
+        }
+        if renegotiated_at.is_none() && w.e.stats().phase1_done == 2 {
+            renegotiated_at = Some(secs);
+            assert_eq!(wn, 2, "the old SA stays until its hard expiry");
+            assert!((85..=96).contains(&secs), "renegotiated at {secs} s");
+        }
+        if secs == 98 {
+            // East's old SA is past its soft timeout (at most 95 s): FADING.
+            let r = report(&e, now);
+            let old = r
+                .split("\n\n")
+                .filter(|b| b.contains("(Phase 1/Responder)"))
+                .find(|b| !b.contains("Soft timeout"))
+                .unwrap_or_else(|| panic!("{r}"));
+            let flags = old
+                .lines()
+                .find_map(|l| l.strip_prefix("Flags 0x"))
+                .and_then(|f| u32::from_str_radix(f, 16).ok())
+                .unwrap_or_default();
+            assert_eq!(flags & 0x10, 0x10, "FADING:\n{r}");
+        }
+        now = now.add_secs(1);
+        w.e.handle_timeout(now);
+        e.e.handle_timeout(now);
+    }
+    assert!(renegotiated_at.is_some(), "{:?}", w.e.stats());
+    let (ws, es) = (w.e.stats(), e.e.stats());
+    assert_eq!((ws.phase1_done, es.phase1_done), (2, 2), "{ws:?} {es:?}");
+    assert_eq!(ws.failed + es.failed, 0, "{ws:?} {es:?}");
+    assert_eq!((w.e.isakmp_sas().count(), e.e.isakmp_sas().count()), (1, 1));
+    assert_eq!(kw.inbound, ke.outbound);
+    assert_eq!(ke.inbound, kw.outbound);
+}
+
+#[test]
 fn kilobyte_lifetimes_are_negotiated_and_go_to_the_kernel() {
     isakmpd::ike::crypto::init();
     // A suite of our own whose transform carries LIFE_TYPE KILOBYTES; the responder

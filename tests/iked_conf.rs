@@ -11,7 +11,7 @@ use isakmpd::ikev2::conf::{
     parse_str, parse_with, Af, Auth, CfgKind, ConfErrors, Eval, Flow, Host, Id, IkedConf, Mode,
     SaProto, Settings, TMode, DEFAULT_DPD_SECS,
 };
-use isakmpd::ikev2::policy::{Identity, PeerAuth, Selector};
+use isakmpd::ikev2::policy::{Identity, PeerAuth, Selector, SigMethod};
 use isakmpd::ikev2::wire::{DhGroup, EncrId, IdType, IntegId, PrfId};
 
 const FIXTURES: &[&str] = &[
@@ -332,11 +332,19 @@ fn etc_eap() {
     assert_eq!(p.cfg.len(), 2);
     assert_eq!((p.cfg[1].kind, p.cfg[1].attr), (CfgKind::NameServer, 3));
     assert_eq!(p.cfg[1].addr, addr("10.1.0.2"));
+    // As in iked: we sign, the road warrior authenticates with EAP-MSCHAPv2, and gets
+    // its address from the pool.
     let (pol, warns) = c.to_engine().unwrap();
-    assert!(pol.peers.is_empty());
-    assert!(warns
-        .iter()
-        .any(|w| w.contains("policy \"win7\" (etc-eap.conf:3)") && w.contains("eap")));
+    assert_eq!(pol.peers.len(), 1, "{warns:?}");
+    let p = &pol.peers[0];
+    assert_eq!(p.auth, PeerAuth::EapServer(SigMethod::Any));
+    assert_eq!(p.cp.pool, Some((ip("10.2.0.1"), 32)));
+    assert!(
+        !warns
+            .iter()
+            .any(|w| w.contains("EAP") || w.contains("eap \"")),
+        "{warns:?}"
+    );
 }
 
 #[test]

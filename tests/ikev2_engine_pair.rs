@@ -2625,6 +2625,11 @@ fn fragments_of_a_psk_pair_in_many_small_pieces() {
 /// West asks for an address and a name server from any address of its own; east
 /// serves them from `pool` for the peer's side of its CHILD_SAs.
 fn cp_pair(pool: (&str, u8)) -> Pair {
+    let (west, east) = cp_peers(pool);
+    Pair::new(west, east)
+}
+
+fn cp_peers(pool: (&str, u8)) -> (Peer, Peer) {
     use isakmpd::ikev2::policy::CpConfig;
     use isakmpd::ikev2::wire::CfgAttrType;
     let mut west = peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]);
@@ -2644,18 +2649,17 @@ fn cp_pair(pool: (&str, u8)) -> Pair {
         serve: vec![(CfgAttrType::INTERNAL_IP4_DNS, vec![203, 0, 113, 53])],
         ..CpConfig::default()
     };
-    Pair::new(west, east)
+    (west, east)
 }
 
 fn vips(e: &Engine) -> Vec<(Option<IpAddr>, Option<IpAddr>)> {
     e.ike_sas().map(|(_, i)| (i.own_vip, i.peer_vip)).collect()
 }
 
-#[test]
-fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_it() {
-    let mut p = cp_pair(("198.51.100.128", 28));
-    p.connect();
-    let a: IpAddr = "198.51.100.129".parse().unwrap();
+/// West was given `addr` by east's pool, and its one CHILD_SA is narrowed to it on
+/// west's side (east's network on the other).
+fn assert_pool_address(p: &Pair, addr: &str) -> IpAddr {
+    let a: IpAddr = addr.parse().unwrap();
     assert_eq!(vips(&p.west), vec![(Some(a), None)]);
     assert_eq!(vips(&p.east), vec![(None, Some(a))]);
     let (wc, ec) = (children(&p.west), children(&p.east));
@@ -2663,7 +2667,16 @@ fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_
     assert_eq!(wc[0].ts_local, vec![Selector::host(a)]);
     assert_eq!(ec[0].ts_remote, vec![Selector::host(a)]);
     assert_eq!(wc[0].ts_remote, vec![net("203.0.113.0/24")]);
-    assert_kernels_hold_the_child_sas(&p);
+    assert_kernels_hold_the_child_sas(p);
+    a
+}
+
+#[test]
+fn a_road_warrior_gets_an_address_from_the_pool_and_its_child_sa_is_narrowed_to_it() {
+    let mut p = cp_pair(("198.51.100.128", 28));
+    p.connect();
+    let a = assert_pool_address(&p, "198.51.100.129");
+    let wc = children(&p.west);
     // A rekeyed CHILD_SA and a rekeyed IKE SA keep the address.
     let now = p.now;
     assert!(p.west.rekey_child(now, ChildRef::Spi(wc[0].spi_in)) > 0);
@@ -2870,4 +2883,178 @@ fn behind_a_nat_the_initiator_moves_to_4500_and_keeps_the_mapping_open() {
     let end = Time(p.now.0 + 5_000);
     p.drive_until(end);
     assert_eq!(p.west.ike_sas().count() + p.east.ike_sas().count(), 0);
+}
+
+// ----- EAP-MSCHAPv2 (RFC 7296 §2.16, RFC 2759) -----
+
+/// The warnings about EAP that the engines log (a logger for this test binary that keeps
+/// only those lines).
+fn eap_log() -> &'static std::sync::Mutex<Vec<String>> {
+    struct Keep(std::sync::Mutex<Vec<String>>);
+    impl log::Log for Keep {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Info
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            let line = r.args().to_string();
+            if line.contains("EAP") {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+        fn flush(&self) {}
+    }
+    static KEEP: std::sync::OnceLock<&'static Keep> = std::sync::OnceLock::new();
+    let k = KEEP.get_or_init(|| {
+        let k: &'static Keep = Box::leak(Box::new(Keep(Default::default())));
+        if log::set_logger(k).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+        k
+    });
+    &k.0
+}
+
+fn logged(what: &str) -> bool {
+    eap_log().lock().unwrap().iter().any(|l| l.contains(what))
+}
+
+fn eap_user(name: &str, password: &str) -> isakmpd::ikev2::mschap::EapUser {
+    isakmpd::iked::users::eap_user(name, password.as_bytes()).unwrap()
+}
+
+/// West the EAP-MSCHAPv2 client as `user` with `password`, checking east's certificate;
+/// east signing and serving `users`, under iked.conf's `eap "mschap-v2"`.
+fn eap_pair(user: &str, password: &str, users: &[(&str, &str)]) -> Pair {
+    let (west, east) = eap_peers(user, password);
+    eap_ready(Pair::new(west, east), users)
+}
+
+fn eap_peers(user: &str, password: &str) -> (Peer, Peer) {
+    let west = Peer {
+        auth: PeerAuth::EapClient(SigMethod::Any, eap_user(user, password)),
+        ..sig_peer(WEST, SigMethod::Any)
+    };
+    let east = Peer {
+        auth: PeerAuth::EapServer(SigMethod::Any),
+        ..sig_peer(EAST, SigMethod::Any)
+    };
+    (west, east)
+}
+
+/// `p` with west's and east's certificates and east's EAP `users`.
+fn eap_ready(mut p: Pair, users: &[(&str, &str)]) -> Pair {
+    eap_log();
+    p.west.set_credentials(creds("west", "ca"));
+    p.east.set_credentials(creds("east", "ca"));
+    p.east
+        .set_eap_users(users.iter().map(|(n, pw)| eap_user(n, pw)).collect());
+    p
+}
+
+#[test]
+fn eap_mschapv2_client_and_server_come_up() {
+    let mut p = eap_pair(
+        "alice",
+        "wonder land",
+        &[("bob", "x"), ("alice", "wonder land")],
+    );
+    p.connect();
+    assert_established(&p);
+    // IKE_AUTH without AUTH, Identity, Response, Success response, AUTH with the MSK.
+    assert_eq!((p.count(2), p.count(3)), (5, 5));
+    assert!(logged("EAP-MSCHAPv2: user \"alice\" authenticated"));
+    // A domain in front of the name, as Windows sends it, finds the user too.
+    let mut p = eap_pair("EXAMPLE\\alice", "wonder land", &[("alice", "wonder land")]);
+    p.connect();
+    assert_established(&p);
+    // With kernels that take their time: the last answer waits for the CHILD_SA.
+    let (west, east) = eap_peers("alice", "pw");
+    let mut p = eap_ready(Pair::with_kernels(west, east, 700), &[("alice", "pw")]);
+    p.connect();
+    assert_established(&p);
+}
+
+#[test]
+fn eap_mschapv2_comes_up_through_lost_and_repeated_messages() {
+    // Every IKE_AUTH message once lost, then once duplicated: the client retransmits,
+    // the server answers repeats from the response it kept.
+    for fate in [Fate::Drop, Fate::Duplicate] {
+        for nth in 0..10 {
+            let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+            let mut seen = 0;
+            p.fate = Box::new(move |d| {
+                if kind(&d.data) == 2 || kind(&d.data) == 3 {
+                    seen += 1;
+                    if seen == nth + 1 {
+                        return fate;
+                    }
+                }
+                Fate::Deliver
+            });
+            p.connect();
+            assert_established(&p);
+        }
+    }
+}
+
+#[test]
+fn eap_mschapv2_wrong_password_or_unknown_user_fails_cleanly_on_both_sides() {
+    for (user, pw, why) in [
+        (
+            "alice",
+            "wrong",
+            "user \"alice\": wrong password; EAP Failure",
+        ),
+        (
+            "mallory",
+            "pw",
+            "user \"mallory\": unknown user; EAP Failure",
+        ),
+    ] {
+        let mut p = eap_pair(user, pw, &[("alice", "pw")]);
+        p.connect();
+        auth_fails_cleanly(&p);
+        assert!(logged(why), "{why}: {:?}", eap_log().lock().unwrap());
+        assert!(logged("the server refused us (EAP Failure)"));
+    }
+    // With kernels: the SPI west reserved for the CHILD_SA goes back.
+    let (west, east) = eap_peers("alice", "wrong");
+    let mut p = eap_ready(Pair::with_kernels(west, east, 50), &[("alice", "pw")]);
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert_kernels_hold_the_child_sas(&p);
+    // No users at all (`ikectl reset user`): refused before any EAP.
+    let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+    p.east.set_eap_users(Vec::new());
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert!(logged("IKE_AUTH: no EAP users are configured"));
+}
+
+#[test]
+fn a_peer_with_a_shared_key_or_signature_where_eap_is_wanted_fails_cleanly() {
+    let mut p = eap_pair("alice", "pw", &[("alice", "pw")]);
+    // West signs instead of using EAP.
+    p.west.set_policy(
+        p.now,
+        Policy {
+            peers: vec![sig_peer(WEST, SigMethod::Any)],
+        },
+    );
+    p.connect();
+    auth_fails_cleanly(&p);
+    assert!(logged(
+        "the peer sent AUTH where the policy wants EAP-MSCHAPv2"
+    ));
+}
+
+#[test]
+fn an_eap_road_warrior_gets_its_address_and_child_sa_from_the_first_ike_auth() {
+    // The CP and SA of the first IKE_AUTH request are answered in the last response.
+    let (mut west, mut east) = cp_peers(("198.51.100.128", 28));
+    west.auth = PeerAuth::EapClient(SigMethod::Any, eap_user("alice", "pw"));
+    east.auth = PeerAuth::EapServer(SigMethod::Any);
+    let mut p = eap_ready(Pair::new(west, east), &[("alice", "pw")]);
+    p.connect();
+    assert_pool_address(&p, "198.51.100.129");
 }

@@ -171,6 +171,58 @@ fn two_daemons_configured_only_by_ipsecctl_bring_a_tunnel_up() {
         "{e}"
     );
     assert!(w.contains("Authentication algorithm: HMAC-SHA2-256"), "{w}");
+
+    // `ipsecctl -s`: the daemons' SAs and flows in ipsecctl's words, asked over the FIFO.
+    // West's outbound SPI is east's inbound one and the other way round.
+    let spi = |text: &str, tag: &str| -> String {
+        let v = text.lines().find_map(|l| l.strip_prefix(tag));
+        v.unwrap_or_else(|| panic!("{tag}: {text}"))
+            .split_whitespace()
+            .collect()
+    };
+    let (w_out, w_in) = (spi(&w, "SPI 0: "), spi(&w, "SPI 1: "));
+    assert_eq!(
+        (spi(&e, "SPI 0: "), spi(&e, "SPI 1: ")),
+        (w_in.clone(), w_out.clone())
+    );
+    let show = |d: &Daemon, what: &str| {
+        let fifo = d.run_file("isakmpd.fifo");
+        let (st, out, err) = ipsecctl(&["-i", fifo.to_str().unwrap_or_default(), "-s", what]);
+        assert_eq!(st, 0, "{err}");
+        out
+    };
+    let sa_out = format!(
+        "esp tunnel from 192.0.2.1 to 192.0.2.2 spi 0x{w_out} auth hmac-sha2-256 enc aes\n"
+    );
+    let sa_in =
+        format!("esp tunnel from 192.0.2.2 to 192.0.2.1 spi 0x{w_in} auth hmac-sha2-256 enc aes\n");
+    let all = show(&west, "all");
+    assert!(all.starts_with("FLOWS:\n"), "{all}");
+    assert!(
+        all.contains(
+            "flow esp in from 203.0.113.0/24 to 198.51.100.0/24 peer 192.0.2.2 type use\n"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "flow esp out from 198.51.100.0/24 to 203.0.113.0/24 peer 192.0.2.2 type require\n"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("\nSAD:\n"), "{all}");
+    assert!(all.contains(&sa_out) && all.contains(&sa_in), "{all}");
+    // -s sa: only the SAs, by SPI; east shows the same two.
+    let sas = show(&east, "sa");
+    let mut want = [sa_out, sa_in];
+    want.sort_by_key(|l| l.split("spi 0x").nth(1).map(|v| v[..8].to_string()));
+    assert_eq!(sas, want.concat());
+    let flows = show(&east, "f");
+    assert_eq!(
+        flows,
+        "flow esp in from 198.51.100.0/24 to 203.0.113.0/24 peer 192.0.2.1 type use\n\
+         flow esp out from 203.0.113.0/24 to 198.51.100.0/24 peer 192.0.2.1 type require\n"
+    );
     assert!(
         west.log().contains("quick mode done: src: 192.0.2.1"),
         "{}",

@@ -138,16 +138,15 @@ fn errors_name_the_line_and_exit_1() {
     // The first rule was printed as it was read, as ipsecctl does.
     assert!(String::from_utf8_lossy(&out)
         .contains("C add [Phase 2]:Connections=from-1.1.1.1-to-2.2.2.2"));
+    // A tcpmd5 rule parses (-n), but is not loaded (a socket option on Linux): refused
+    // before the kernel is touched (tests/ipsecctl_kernel.rs loads flows and SAs).
     let (st, _, err) = run(
         None,
-        &["-nf", "-"],
-        b"flow esp from 1.1.1.1 to 2.2.2.2 peer 3.3.3.3\n",
+        &["-f", "-"],
+        b"tcpmd5 from 1.1.1.1 to 2.2.2.2 spi 0x1000 authkey 0xabcd\n",
     );
     assert_eq!(st, 1);
-    assert!(
-        err.contains("stdin: 1: flow rules are not supported"),
-        "{err}"
-    );
+    assert!(err.contains("stdin: 1: tcpmd5 SAs"), "{err}");
     let (st, _, err) = run(None, &["-x"], b"");
     assert_eq!(st, 1);
     assert!(err.contains("usage: ipsecctl"), "{err}");
@@ -242,6 +241,15 @@ fn the_stream_goes_to_the_fifo_given_with_i() {
     );
     assert_eq!(st, 1);
     assert!(err.contains("not a fifo"), "{err}");
+    // -s asks the daemon behind the FIFO; with nobody reading it, that fails at once.
+    let (st, out, err) = run(
+        None,
+        &["-i", fifo.to_str().unwrap_or_default(), "-s", "sa"],
+        b"",
+    );
+    assert_eq!(st, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("is isakmpd running?"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -260,7 +268,19 @@ fn garbled_inputs_do_not_panic() {
     };
     let specials: &[u8] = b"{}()/,=\"'\\$#\n\t -:0123456789";
     let mut inputs: Vec<Vec<u8>> = Vec::new();
-    for (_, input, _) in &pairs {
+    // Kernel rules too: flows, SAs with keys and bundles, tcpmd5.
+    let kernel: &[u8] = b"flow esp out proto tcp from { 192.0.2.1 2001:db8::1 } port 22 to any \
+peer 192.0.2.9 local 192.0.2.1 srcid a dstid b type require
+esp transport from 192.0.2.1 to 192.0.2.2 spi 0x1000:0x1001 udpencap port 4500 enc aes \
+auth hmac-sha1 authkey 0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:0xab \
+enckey 0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee bundle x
+ipcomp from 192.0.2.1 to 192.0.2.2 spi 4096 comp deflate bundle x
+tcpmd5 from 192.0.2.1 to 192.0.2.2 spi 0x2000:0x2001 authkey 0xzz:0x
+ah from 192.0.2.1 to 192.0.2.2 spi 0xffffffff:0x100000000 authkey file \"/nonexistent:/\"
+";
+    let mut bases: Vec<Vec<u8>> = pairs.iter().map(|p| p.1.clone()).collect();
+    bases.push(kernel.to_vec());
+    for input in &bases {
         for cut in 0..input.len() {
             inputs.push(input[..cut].to_vec());
         }
@@ -317,4 +337,151 @@ fn garbled_inputs_do_not_panic() {
             String::from_utf8_lossy(input)
         );
     }
+}
+
+/// `flow`, `sa` and `tcpmd5` rules (parse.y flowrule/sarule/tcpmd5rule), printed as
+/// ipsecctl.c's ipsecctl_print_flow/print_sa/print_sabundle do. Our own inputs; the
+/// expected text follows the C: a flow without direction is added with its reverse, the
+/// peer defaults to a host destination, deny/bypass flows carry neither peer nor ids,
+/// ipcomp/ipip flows are `use`, SAs get their defaults (esp: aes + hmac-sha2-256, ah:
+/// hmac-sha2-256, ipcomp: deflate), an `spi out:in` adds the reverse SA, keys only with
+/// -k, and SAs of one bundle between the same hosts are grouped.
+#[test]
+fn flow_sa_and_tcpmd5_rules_print_as_ipsecctl() {
+    let flows = b"\
+flow esp from 192.0.2.1 to 198.51.100.7 srcid a.example dstid b@example.org
+flow ah out proto tcp from 192.0.2.0/24 port ssh to 203.0.113.0/24 port 8080 local 192.0.2.1 peer 203.0.113.1 type acquire
+flow in from any to 192.0.2.0/24 type deny
+flow ipip from 2001:db8::1 to 2001:db8:1::/48 peer any srcid x.example
+";
+    let want = "\
+flow esp out from 192.0.2.1 to 198.51.100.7 peer 198.51.100.7 srcid a.example dstid b@example.org type require
+flow esp in from 198.51.100.7 to 192.0.2.1 peer 198.51.100.7 srcid a.example dstid b@example.org type require
+flow ah out proto tcp from 192.0.2.0/24 port ssh to 203.0.113.0/24 port 8080 local 192.0.2.1 peer 203.0.113.1 type acquire
+flow esp in from 0.0.0.0/0 to 192.0.2.0/24 type deny
+flow ipip out from 2001:db8::1 to 2001:db8:1::/48 srcid x.example type use
+flow ipip in from 2001:db8:1::/48 to 2001:db8::1 srcid x.example type use
+";
+    let (st, out, err) = run(None, &["-nvf", "-"], flows);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out), want);
+
+    let a32 = "11".repeat(32);
+    let e16 = "22".repeat(16);
+    let sas = format!(
+        "esp transport from 192.0.2.1 to 192.0.2.2 spi 0x1000:0x1001 authkey 0x{a32}:0x{a32} enckey 0x{e16}:0x{e16} bundle b1
+ah from 192.0.2.1 to 192.0.2.2 spi 4097 auth hmac-sha1 authkey 0x{s} bundle b1
+ipcomp transport from 192.0.2.1 to 192.0.2.2 spi 0x2000:0x2001
+ipip from 2001:db8::1 to 2001:db8::2 spi 0x0badcafe
+tcpmd5 from 192.0.2.1 to 192.0.2.9 spi 0x3000:0x3001 authkey 0xc0ffee:0xbeef
+",
+        s = "33".repeat(20)
+    );
+    let want_keys = format!(
+        "esp transport from 192.0.2.1 to 192.0.2.2 spi 0x00001000 auth hmac-sha2-256 enc aes \\
+\tauthkey 0x{a32} \\
+\tenckey 0x{e16}
+esp transport from 192.0.2.2 to 192.0.2.1 spi 0x00001001 auth hmac-sha2-256 enc aes \\
+\tauthkey 0x{a32} \\
+\tenckey 0x{e16}
+ah tunnel from 192.0.2.1 to 192.0.2.2 spi 0x00001001 auth hmac-sha1 \\
+\tauthkey 0x{s}
+[bundle esp to 192.0.2.2 spi 0x00001000 with ah to 192.0.2.2 spi 0x00001001]
+ipcomp transport from 192.0.2.1 to 192.0.2.2 spi 0x00002000 comp deflate
+ipcomp transport from 192.0.2.2 to 192.0.2.1 spi 0x00002001 comp deflate
+ipip from 2001:db8::1 to 2001:db8::2 spi 0x0badcafe
+tcpmd5 from 192.0.2.1 to 192.0.2.9 spi 0x00003000 authkey 0xc0ffee
+tcpmd5 from 192.0.2.9 to 192.0.2.1 spi 0x00003001 authkey 0xbeef
+",
+        s = "33".repeat(20)
+    );
+    let (st, out, err) = run(None, &["-nkvf", "-"], sas.as_bytes());
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out), want_keys);
+    // Without -k the keys stay out; -vv numbers every rule, bundles too.
+    let (st, out, _) = run(None, &["-nvvf", "-"], sas.as_bytes());
+    assert_eq!(st, 0);
+    let out = String::from_utf8_lossy(&out);
+    assert!(!out.contains("authkey") && !out.contains("enckey"), "{out}");
+    assert!(
+        out.starts_with(
+            "@0 esp transport from 192.0.2.1 to 192.0.2.2 spi 0x00001000 auth hmac-sha2-256 enc aes\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\n@3 [bundle esp to 192.0.2.2 spi 0x00001000 with ah to 192.0.2.2 spi 0x00001001]\n"
+        ),
+        "{out}"
+    );
+}
+
+/// validate_sa's and create_flow's refusals, each on its line, the parse going on with
+/// the next line; messages come before the rules when stdout is a pipe (stdio buffers
+/// it), as in the ipsecfail/safail regress files. Without -n such rules are not loaded.
+#[test]
+fn flow_and_sa_errors_name_their_line() {
+    let conf = format!(
+        "esp from 192.0.2.1 to 192.0.2.2 spi 0x1000 enc aes-128-gcm enckey 0x{k}
+ah from 192.0.2.1 to 192.0.2.2 spi 0x1000 authkey 0x{k}
+esp from 192.0.2.1 to 192.0.2.2 spi 0x1000 enc aes authkey 0x{a} enckey 0x{k}{k}
+ipcomp from 192.0.2.1 to 192.0.2.2 spi 0x1000 auth hmac-sha1
+esp from 192.0.2.1 to 192.0.2.2 spi 0x10 authkey 0x{a} enckey 0x{k}
+flow from 192.0.2.1 to 198.51.100.0/24
+flow from 192.0.2.1 port 53 to 198.51.100.1
+flow from 192.0.2.1 to 198.51.100.1
+",
+        k = "ab".repeat(20),
+        a = "cd".repeat(32)
+    );
+    let mut cmd = Command::new(BIN);
+    let child = cmd
+        .args(["--ipsecctl", "-nvf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // 2>&1 into one pipe, as the regress Makefile does.
+    let (r, w) = std::io::pipe().expect("pipe");
+    child.stdout(w.try_clone().expect("dup")).stderr(w);
+    let mut p = child.spawn().expect("spawn");
+    drop(cmd);
+    if let Some(mut si) = p.stdin.take() {
+        si.write_all(conf.as_bytes()).expect("stdin");
+    }
+    let mut text = String::new();
+    use std::io::Read;
+    let mut r = r;
+    r.read_to_string(&mut text).expect("read");
+    let st = p.wait().expect("wait");
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        text,
+        "stdin: 1: aes-128-gcm is disallowed with static keys
+stdin: 2: wrong authentication key length, needs to be 256 bits
+stdin: 3: encryption key too long (320 bits), maximum 256 bits
+stdin: 4: no encryption or authentication with ipcomp
+stdin: 5: 16 within reserved spi range
+stdin: 6: no peer specified for destination 198.51.100.0/24
+stdin: 7: no protocol supplied with source/destination ports
+ipsecctl: Syntax error in config file: ipsec rules not loaded
+flow esp out from 192.0.2.1 to 198.51.100.1 peer 198.51.100.1 type require
+flow esp in from 198.51.100.1 to 192.0.2.1 peer 198.51.100.1 type require
+"
+    );
+    // Good rules, but an SA bundle has no XFRM form: refused with its line before
+    // anything (the ike rule's stream included) is loaded.
+    let (st, out, err) = run(
+        None,
+        &["-f", "-"],
+        b"ike passive from 192.0.2.1 to 192.0.2.2\n\n\
+ipip from 192.0.2.1 to 192.0.2.2 spi 0x1000 bundle b\n",
+    );
+    assert_eq!(st, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("stdin: 3: ipip SAs are not loaded here"),
+        "{err}"
+    );
+    assert!(err.contains("nothing loaded"), "{err}");
 }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::exchange;
+use super::exchange::{self, Kind};
 use super::sa::{hex, Handle, IpsecSa, KernelReq, Part, SaTimers};
 use super::{wire, Engine, TimerKind, EXPIRY_GRACE_MS};
 use crate::log::DebugClass;
@@ -23,14 +23,15 @@ impl Engine {
             }
         };
         let slot = |k: TimerKind| match k {
-            TimerKind::IsakmpExpire(_) | TimerKind::IpsecExpire(_) => 0,
+            TimerKind::IsakmpExpire(_) | TimerKind::IsakmpSoft(_) | TimerKind::IpsecExpire(_) => 0,
             TimerKind::Dpd(_) | TimerKind::IpsecSoft(_) => 1,
             _ => 2,
         };
         let timers = match kind {
-            TimerKind::IsakmpExpire(h) | TimerKind::Dpd(h) | TimerKind::Keepalive(h) => {
-                self.isakmp_sas.get_mut(h).map(|s| &mut s.timers)
-            }
+            TimerKind::IsakmpExpire(h)
+            | TimerKind::IsakmpSoft(h)
+            | TimerKind::Dpd(h)
+            | TimerKind::Keepalive(h) => self.isakmp_sas.get_mut(h).map(|s| &mut s.timers),
             TimerKind::IpsecExpire(h) | TimerKind::IpsecSoft(h) | TimerKind::IpsecOutbound(h) => {
                 self.ipsec_sas.get_mut(h).map(|s| &mut s.timers)
             }
@@ -177,6 +178,56 @@ impl Engine {
                 sa.soft_expiry = Some(now);
             }
             self.rekey(now, h);
+        }
+    }
+
+    /// Where an SA's soft timeout falls, in thousandths of its lifetime: isakmpd sa.c puts
+    /// it at 85-95 %, random so that the two peers do not both renegotiate at once.
+    pub(crate) fn soft_permille(&mut self) -> u64 {
+        let mut r = [0u8; 2];
+        self.io.rng.fill(&mut r);
+        850 + u64::from(u16::from_be_bytes(r) % 100)
+    }
+
+    /// A phase 1 SA's soft timeout (isakmpd sa.c `sa_soft_expire`): the side that keeps
+    /// it up (the initiator: STAYALIVE) negotiates a new phase 1 with the peer now; on
+    /// either side the SA is FADING, so Quick Modes from now on start over the new one
+    /// (or start a new one first). It stays, and carries what is under way, until its hard
+    /// expiry.
+    pub(crate) fn isakmp_soft_expire(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.isakmp_sas.get(h) else {
+            return;
+        };
+        if sa.soft_expiry.is_none_or(|t| t > now) {
+            return;
+        }
+        let (hard, initiator, remote, name) =
+            (sa.hard_expiry, sa.initiator, sa.remote, sa.peer.clone());
+        let cookies = format!("{}{}", hex(&sa.icookie), hex(&sa.rcookie));
+        if let Some(t) = hard {
+            self.arm_sa_timer(t, TimerKind::IsakmpExpire(h));
+        }
+        if !initiator || self.io.passive {
+            return;
+        }
+        // A newer phase 1 with the peer, done or under way, already replaces this one.
+        let newer = self.isakmp_sas.iter().any(|(o, s)| {
+            o != h && s.peer == name && s.remote == remote && s.soft_expiry.is_none_or(|t| t > now)
+        }) || self
+            .exchanges
+            .iter()
+            .any(|(_, x)| x.kind != Kind::Quick && x.peer == name);
+        if newer {
+            return;
+        }
+        let Some(peer) = self.policy.peer(&name).cloned() else {
+            return;
+        };
+        crate::log_info!(
+            "phase 1 SA {cookies} with {remote}: soft lifetime reached, renegotiating"
+        );
+        if let Err(e) = self.start_main_mode(now, &peer, remote, None) {
+            crate::log_warn!("phase 1 with {remote}: renegotiation: {e}");
         }
     }
 

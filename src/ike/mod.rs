@@ -116,6 +116,9 @@ pub enum Request {
 pub enum TimerKind {
     Exchange(Handle),
     IsakmpExpire(Handle),
+    /// A phase 1 SA's soft timeout (it shares the hard expiry's slot: the hard one is
+    /// armed when this one fires).
+    IsakmpSoft(Handle),
     IpsecExpire(Handle),
     IpsecSoft(Handle),
     /// A rekeying initiator's pause is over: the new SA's outbound half goes in.
@@ -610,6 +613,7 @@ impl Engine {
                         }
                     }
                 }
+                TimerKind::IsakmpSoft(h) => self.isakmp_soft_expire(now, h),
                 TimerKind::IpsecExpire(h) => self.expire_ipsec_sa(now, h),
                 TimerKind::IpsecSoft(h) => self.rekey(now, h),
                 TimerKind::IpsecOutbound(h) => self.switch_outbound(now, h),

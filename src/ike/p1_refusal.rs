@@ -65,6 +65,7 @@ pub(crate) fn provisional_sa(x: &Exchange, now: Time) -> Option<IsakmpSa> {
         established: now,
         lifetime: 0,
         hard_expiry: None,
+        soft_expiry: None,
         dpd: Default::default(),
         nat_t: None,
         cfg_address: None,

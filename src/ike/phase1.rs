@@ -798,10 +798,13 @@ impl Engine {
         let remote = self
             .peer_addr(&peer)
             .ok_or_else(|| format!("[{}] has no Address", peer.name))?;
-        if let Some(sa) = self
-            .isakmp_sas
-            .find(|s| s.remote.ip() == remote.ip() && s.peer == peer.name)
-        {
+        // Not over a FADING SA (past its soft timeout): a new phase 1 first, as isakmpd
+        // renegotiates a fading SA on use.
+        if let Some(sa) = self.isakmp_sas.find(|s| {
+            s.remote.ip() == remote.ip()
+                && s.peer == peer.name
+                && s.soft_expiry.is_none_or(|t| t > now)
+        }) {
             return self.start_quick_mode(now, sa, &c.name);
         }
         if self
@@ -821,6 +824,7 @@ impl Engine {
             initial_contact,
             ..
         } = auth;
+        let permille = self.soft_permille();
         let Some(x) = self.exchanges.get(h) else {
             return;
         };
@@ -852,6 +856,7 @@ impl Engine {
             established: now,
             lifetime,
             hard_expiry: (lifetime > 0).then(|| now.add_secs(lifetime)),
+            soft_expiry: (lifetime > 0).then(|| now.add_millis(lifetime * permille)),
             dpd: super::sa::Dpd {
                 peer: x.peer_dpd,
                 heard: now,
@@ -901,13 +906,15 @@ impl Engine {
                 self.delete_ipsec_sa(now, o, false);
             }
         }
-        let hard = sa.hard_expiry;
+        let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
         let Some(sh) = self.isakmp_sas.insert(sa) else {
             crate::log_error!("ISAKMP SA table full: phase 1 with {remote} dropped");
             self.free_exchange(h);
             return;
         };
-        if let Some(t) = hard {
+        if let Some(t) = soft {
+            self.arm_sa_timer(t, TimerKind::IsakmpSoft(sh));
+        } else if let Some(t) = hard {
             self.arm_sa_timer(t, TimerKind::IsakmpExpire(sh));
         }
         self.dpd_start(now, sh);

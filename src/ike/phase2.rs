@@ -136,10 +136,7 @@ impl Engine {
             // isakmpd sa.c: the soft timeout falls at 85-95 % of the lifetime, random so
             // that the two peers do not both rekey at the same instant.
             if sa.lifetime > 0 {
-                let mut r = [0u8; 2];
-                self.io.rng.fill(&mut r);
-                let permille = 850 + u64::from(u16::from_be_bytes(r) % 100);
-                sa.soft_expiry = Some(now.add_millis(sa.lifetime * permille));
+                sa.soft_expiry = Some(now.add_millis(sa.lifetime * self.soft_permille()));
             }
             let (hard, soft) = (sa.hard_expiry, sa.soft_expiry);
             let this_part = if sa.outbound_pending {

@@ -146,6 +146,10 @@ pub struct IsakmpSa {
     /// Seconds; 0 = none negotiated.
     pub lifetime: u64,
     pub hard_expiry: Option<Time>,
+    /// isakmpd's soft timeout (sa.c `sa_setup_expirations`): at 85-95 % of the lifetime
+    /// the initiator (STAYALIVE) negotiates a new phase 1 with the peer; on either side
+    /// the SA is FADING from then on and new Quick Modes no longer start over it.
+    pub soft_expiry: Option<Time>,
     /// Dead peer detection (RFC 3706) on this SA.
     pub dpd: Dpd,
     /// NAT traversal with this peer, if both support it.

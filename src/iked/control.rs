@@ -190,6 +190,8 @@ impl Daemon {
                 let n = match (what, id) {
                     ("sa", None) => v2.delete_all(now),
                     ("policy", None) => {
+                        // The users stay (iked: `reset user` drops them).
+                        let users = v2.engine.eap_users().to_vec();
                         v2.apply(
                             now,
                             crate::iked::runtime::Setup {
@@ -197,6 +199,7 @@ impl Daemon {
                                 ..Default::default()
                             },
                         );
+                        v2.engine.set_eap_users(users);
                         0
                     }
                     ("all", None) => {
@@ -204,7 +207,13 @@ impl Daemon {
                         v2.apply(now, crate::iked::runtime::Setup::default());
                         n
                     }
-                    ("user", None) => 0,
+                    // iked(8): the users go until the next reload reads them again.
+                    ("user", None) => {
+                        let n = v2.engine.eap_users().len();
+                        v2.engine.set_eap_users(Vec::new());
+                        crate::log_info!("{n} EAP user(s) dropped");
+                        0
+                    }
                     ("id", Some(id)) => {
                         let names: Vec<String> = v2
                             .setup

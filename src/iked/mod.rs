@@ -17,6 +17,7 @@
 pub mod control;
 pub mod ikectl;
 pub mod runtime;
+pub mod users;
 
 use crate::args::{getopt, port, Options, UsageError};
 

@@ -37,6 +37,9 @@ pub struct Setup {
     pub includes: Vec<String>,
     /// What was read but is not used (yet), one line each.
     pub warnings: Vec<String>,
+    /// `user` lines: the EAP-MSCHAPv2 users, as read (the passwords are wiped when
+    /// dropped); hashed for the engine and dropped when the configuration is applied.
+    pub users: Vec<crate::ikev2::conf::User>,
 }
 
 impl Setup {
@@ -84,6 +87,16 @@ impl Setup {
         }
         o
     }
+}
+
+/// The EAP users of `setup` for the engine; the passwords are dropped (and wiped).
+fn eap_users(setup: &mut Setup) -> Vec<crate::ikev2::mschap::EapUser> {
+    let users = std::mem::take(&mut setup.users);
+    let (hashed, warning) = crate::iked::users::hash_users(&users);
+    if let Some(w) = warning {
+        crate::log_warn!("{w}");
+    }
+    hashed
 }
 
 /// `-256` for a key length.
@@ -135,6 +148,13 @@ pub fn from_text(
         let Some(peer) = policy.peers.iter().find(|x| x.name == p.name) else {
             continue;
         };
+        if matches!(peer.auth, PeerAuth::EapServer(_)) {
+            warnings.push(format!(
+                "policy \"{}\": active with eap: iked is no EAP client, only answered",
+                peer.name
+            ));
+            continue;
+        }
         if peer.remote.ip().is_unspecified() {
             warnings.push(format!(
                 "policy \"{}\": active without a peer address, only answered",
@@ -153,6 +173,7 @@ pub fn from_text(
         includes: Vec::new(),
         warnings,
         policy,
+        users: conf.users,
     })
 }
 
@@ -240,7 +261,9 @@ impl CertStore {
 pub fn signature_warnings(policy: &Policy, key: Option<KeyKind>) -> Vec<String> {
     let mut w = Vec::new();
     for p in &policy.peers {
-        let PeerAuth::Sig(m) = p.auth else { continue };
+        let Some(m) = p.auth.sig().filter(|_| p.auth.we_sign()) else {
+            continue;
+        };
         let (word, wants) = match m {
             SigMethod::Any => ("signature authentication", None),
             SigMethod::Rfc7427 => ("rfc7427", None),
@@ -303,12 +326,14 @@ impl V2 {
             kernel_answers: kernel,
             ..Config::default()
         };
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             config,
             setup.policy.clone(),
             now,
             crate::ike::crypto::random_source(opts.seed),
         );
+        let mut setup = setup;
+        engine.set_eap_users(eap_users(&mut setup));
         V2 {
             engine,
             passive: opts.passive || setup.passive,
@@ -368,6 +393,8 @@ impl V2 {
     /// A new configuration (SIGHUP, `ikectl reload` or `load`): the running SAs stay with
     /// the policies of the same name.
     pub fn apply(&mut self, now: Time, setup: Setup) {
+        let mut setup = setup;
+        self.engine.set_eap_users(eap_users(&mut setup));
         let gone = self.engine.set_policy(now, setup.policy.clone());
         if gone > 0 {
             log::info!("ikev2: {gone} IKE SA(s) deleted with their policies");

@@ -26,6 +26,7 @@
 pub mod conf;
 pub mod engine;
 pub mod keys;
+pub mod mschap;
 pub mod policy;
 pub mod sig;
 pub mod sk;

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use heapless::Vec as HVec;
 
 use super::keys::{Encr, Integ, KeyError, Prf, Suite};
+use super::mschap::EapUser;
 use super::wire::{
     CfgAttrType, DhGroup, EncrId, EsnId, IdType, IntegId, PrfId, Proposal, ProtocolId,
     TrafficSelector, TransformRepr, TransformType,
@@ -182,6 +183,15 @@ pub enum PeerAuth {
     /// checked against its certificate, which must chain to one of our CAs and name its
     /// ID, or against its raw public key (pubkeys/).
     Sig(SigMethod),
+    /// `eap "mschap-v2"` (RFC 7296 §2.16): we sign as with `Sig` (iked wants the
+    /// responder to show a certificate), the peer authenticates with EAP-MSCHAPv2 as one
+    /// of the users the engine was given (`Engine::set_eap_users`), and both AUTHs of
+    /// the last IKE_AUTH are keyed with the EAP MSK.
+    EapServer(SigMethod),
+    /// We are the EAP-MSCHAPv2 client, as this user, and check the peer's signature as
+    /// with `Sig`. iked.conf has no such rule (iked is no EAP client); tests and other
+    /// users of the engine set it.
+    EapClient(SigMethod, EapUser),
 }
 
 impl std::fmt::Debug for PeerAuth {
@@ -189,6 +199,8 @@ impl std::fmt::Debug for PeerAuth {
         match self {
             PeerAuth::Psk(_) => f.write_str("Psk(..)"),
             PeerAuth::Sig(m) => write!(f, "Sig({m:?})"),
+            PeerAuth::EapServer(m) => write!(f, "EapServer({m:?})"),
+            PeerAuth::EapClient(m, u) => write!(f, "EapClient({m:?}, {u:?})"),
         }
     }
 }
@@ -196,6 +208,24 @@ impl std::fmt::Debug for PeerAuth {
 impl PeerAuth {
     pub fn psk(key: &[u8]) -> PeerAuth {
         PeerAuth::Psk(key.to_vec())
+    }
+
+    /// The signature method when signatures are involved either way.
+    pub fn sig(&self) -> Option<SigMethod> {
+        match self {
+            PeerAuth::Psk(_) => None,
+            PeerAuth::Sig(m) | PeerAuth::EapServer(m) | PeerAuth::EapClient(m, _) => Some(*m),
+        }
+    }
+
+    /// We sign our AUTH (before any EAP).
+    pub fn we_sign(&self) -> bool {
+        matches!(self, PeerAuth::Sig(_) | PeerAuth::EapServer(_))
+    }
+
+    /// The peer signs its AUTH.
+    pub fn peer_signs(&self) -> bool {
+        matches!(self, PeerAuth::Sig(_) | PeerAuth::EapClient(..))
     }
 }
 

@@ -4,30 +4,41 @@
 //!
 //! Options as in ipsecctl.c: `-f file` (`-` for stdin), `-n` (parse only), `-v` (print
 //! the stream; `-vv` numbers the rules), `-d` (the stream that deletes the rules),
-//! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo). `-c` and `-k` are
-//! accepted (they only change how flows and SAs are shown). `-F`, `-s` and `-m` work on
-//! the kernel's tables through PF_KEY and are not supported here (message, status 1);
-//! `-F` with `-n` does nothing, as in ipsecctl.
+//! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo), `-k` (print keys),
+//! `-c` (collapse flows), `-s flow|sa|all` (show.rs: the flows and SAs of the running
+//! isakmpd, asked over its FIFO), `-F` (flush the kernel's SAs and policies; with `-n`
+//! nothing, as in ipsecctl). `-m` (PF_KEY monitor) is not supported (message, status 1).
 //!
 //! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
-//! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules program the kernel
-//!   through PF_KEY: they are refused with an error naming the line, and nothing loads.
+//! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules are parsed, checked
+//!   and printed as ipsecctl does (`-nv`, sarule.rs, kernel.rs). On Linux, flows and
+//!   esp/ah SAs are loaded (and `-d` deleted) through XFRM (load.rs); what XFRM cannot
+//!   express (tcpmd5, ipcomp, ipip, bundles) is refused naming the line, and then
+//!   nothing loads. Elsewhere such a file is refused.
+//! - `-s` shows what isakmpd negotiated (its phase 2 SAs and their flows), not the
+//!   kernel's tables: no keys, no identities, no manual SAs.
 //! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
 //!   host name, not as the interface's addresses (`host_if`).
 //! - protocol and port names come from built-in tables (OpenBSD's /etc/protocols and the
 //!   common /etc/services entries), not from the host's files.
 //! - the FIFO is written without first opening PF_KEY (ipsecctl's `pfkey_init`).
 //!
-//! Modules follow the C: `lex` (yylex), `parse` (the grammar), `host` (addresses),
-//! `rule` (the rule and transform tables), `ike` (ike.c).
+//! Modules follow the C: `lex` (yylex), `parse` and `sarule` (the grammar), `host`
+//! (addresses), `rule` (the rule and transform tables), `ike` (ike.c), `kernel` (the
+//! flow/SA rules and their printers), `show` (`-s`).
 
 #![forbid(unsafe_code)]
 
 pub mod host;
 pub mod ike;
+pub mod kernel;
 pub mod lex;
+#[cfg(target_os = "linux")]
+mod load;
 pub mod parse;
 pub mod rule;
+mod sarule;
+pub mod show;
 
 use std::io::Write;
 
@@ -44,6 +55,10 @@ pub struct Opts {
     pub verbose: u8,
     pub flush: bool,
     pub monitor: bool,
+    /// `-k`: keys are printed.
+    pub showkey: bool,
+    /// `-c`: flows are collapsed.
+    pub collapse: bool,
     pub show: Option<&'static str>,
     pub fifo: Option<String>,
     pub macros: Vec<String>,
@@ -95,7 +110,8 @@ pub fn options(args: &[String]) -> Result<Opts, String> {
                 }
             };
             match c {
-                b'c' | b'k' => {}
+                b'c' => o.collapse = true,
+                b'k' => o.showkey = true,
                 b'D' => o.macros.push(value()?),
                 b'd' => o.delete = true,
                 b'f' => o.file = Some(value()?),
@@ -172,6 +188,8 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     pub rules: Vec<rule::Rule>,
+    /// `flow`, `sa` and `tcpmd5` rules and bundles.
+    pub kernel: Vec<kernel::KRule>,
     /// Parse errors, or a fatal error: the rules are not to be loaded.
     pub failed: bool,
 }
@@ -209,6 +227,7 @@ pub fn parse_rules(
             ),
             stdout: String::new(),
             rules: Vec::new(),
+            kernel: Vec::new(),
             failed: true,
         };
     }
@@ -230,6 +249,12 @@ pub fn parse_rules(
     });
     let mut p = parse::Parser::new(lex, opts.verbose > 0, on_rule);
     p.dns = !opts.no_dns;
+    p.print_rules = verbose;
+    p.vv = vv;
+    p.popts = kernel::PrintOpts {
+        showkey: opts.showkey,
+        collapse: opts.collapse,
+    };
     let res = p.run();
     let mut stderr = std::mem::take(&mut p.lex.stderr);
     let stdout = std::mem::take(&mut p.stdout);
@@ -239,6 +264,7 @@ pub fn parse_rules(
             stdout,
             stderr,
             rules: Vec::new(),
+            kernel: Vec::new(),
             failed: true,
         };
     }
@@ -255,6 +281,7 @@ pub fn parse_rules(
         stdout,
         stderr,
         rules: std::mem::take(&mut p.rules),
+        kernel: std::mem::take(&mut p.kernel),
         failed,
     }
 }
@@ -277,6 +304,38 @@ fn establish(fifo: &str, text: &str) -> Result<(), String> {
         .map_err(|e| format!("ike_ipsec_establish: write({fifo}): {}", os_msg(&e)))
 }
 
+/// Loads (or deletes) the flow and SA rules: XFRM on Linux, refused elsewhere.
+fn load_kernel(rules: &[kernel::KRule], delete: bool) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        load::commit(rules, delete)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = delete;
+        for r in rules {
+            eprintln!(
+                "ipsecctl: {}: {}: flow, sa and tcpmd5 rules are not loaded on this system",
+                r.file, r.line
+            );
+        }
+        eprintln!("ipsecctl: nothing loaded");
+        false
+    }
+}
+
+/// `-F`: XFRM's SAs and policies on Linux.
+fn flush_kernel() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        load::flush()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("-F is not supported on this system".into())
+    }
+}
+
 pub fn main(args: Vec<String>) -> i32 {
     let o = match options(&args) {
         Ok(o) => o,
@@ -290,18 +349,33 @@ pub fn main(args: Vec<String>) -> i32 {
     };
     let mut error = 0;
     if o.flush && !o.noaction {
-        eprintln!("ipsecctl: -F is not supported: this ipsecctl does not open PF_KEY (flush SAs through isakmpd)");
-        error = 1;
+        if let Err(e) = flush_kernel() {
+            eprintln!("ipsecctl: {e}");
+            return 1;
+        }
     }
     if let Some(file) = &o.file {
         let host: std::rc::Rc<dyn Fn() -> String> =
             std::rc::Rc::new(|| crate::sys::hostname().unwrap_or_default());
         let out = parse_rules(file, None, &o, host.clone());
+        // stdio: stderr is unbuffered, stdout is line-buffered on a terminal and
+        // flushed at exit otherwise, so `ipsecctl ... 2>&1 | cat` has the messages
+        // before the rules (as the ipsecfail/ikefail regress files show).
+        use std::io::IsTerminal;
         let mut so = std::io::stdout().lock();
-        let _ = so.write_all(out.stdout.as_bytes());
-        let _ = so.flush();
-        eprint!("{}", out.stderr);
+        if so.is_terminal() {
+            let _ = so.write_all(out.stdout.as_bytes());
+            let _ = so.flush();
+            eprint!("{}", out.stderr);
+        } else {
+            eprint!("{}", out.stderr);
+            let _ = so.write_all(out.stdout.as_bytes());
+            let _ = so.flush();
+        }
         if out.failed {
+            error = 1;
+        } else if !o.noaction && !out.kernel.is_empty() && !load_kernel(&out.kernel, o.delete) {
+            // ipsecctl_commit: pfkey_ipsec_establish (XFRM on Linux, load.rs).
             error = 1;
         } else if !o.noaction {
             let fifo = o.fifo.clone().unwrap_or_else(|| DEFAULT_FIFO.to_string());
@@ -327,8 +401,24 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     }
     if let Some(m) = o.show {
-        eprintln!("ipsecctl: -s {m} is not supported: use isakmpd's report (FIFO command r) for the SAs it holds");
-        error = 1;
+        let fifo = o.fifo.clone().unwrap_or_else(|| DEFAULT_FIFO.to_string());
+        match show::ask(&fifo, std::time::Duration::from_secs(5)) {
+            Ok(text) => {
+                let popts = kernel::PrintOpts {
+                    showkey: o.showkey,
+                    collapse: o.collapse,
+                };
+                let p2 = show::parse_result(&text);
+                print!("{}", show::render(m, &p2, popts, o.verbose > 1));
+                if o.showkey {
+                    eprintln!("ipsecctl: -k: isakmpd does not tell the keys; none shown");
+                }
+            }
+            Err(e) => {
+                eprintln!("ipsecctl: -s {m}: {e}");
+                error = 1;
+            }
+        }
     }
     if o.monitor {
         eprintln!("ipsecctl: -m is not supported: this ipsecctl does not open PF_KEY");

@@ -3,10 +3,10 @@
 //! actions' checks and messages (`create_ike`, `set_rule_peers`, `expand_rule`), and
 //! yacc's error recovery (report, skip to the end of the line, go on, fail at the end).
 //!
-//! `flow`, `sa` and `tcpmd5` rules program the kernel through PF_KEY, which this
-//! personality does not do: they are reported as unsupported on their line.
+//! `flow`, `sa` and `tcpmd5` rules are read by sarule.rs into kernel rules (kernel.rs).
 
 use super::host::{self, expand_any, Addr, Af, HostError};
+use super::kernel::{KRule, PrintOpts};
 use super::lex::{Kw, Lexer, Tok};
 use super::rule::{
     parse_xf, Exch, IdType, IkeAuth, IkeMode, Phase, Rule, SaType, Tmode, Xfs, AUTHXFS, COMPXFS,
@@ -50,10 +50,17 @@ pub type OnRule = Box<dyn FnMut(&mut Rule, &mut String, &mut String)>;
 
 pub struct Parser {
     pub lex: Lexer,
-    tok: Option<Tok>,
+    pub(super) tok: Option<Tok>,
     /// `-v`: macro definitions and rules are printed as they are read.
     pub verbose: bool,
     pub rules: Vec<Rule>,
+    /// `flow`, `sa`, `tcpmd5` rules and SA bundles, in order.
+    pub kernel: Vec<KRule>,
+    /// `ipsecctl_add_rule` prints kernel rules (`-v` without `-s`), `-vv` numbered.
+    pub print_rules: bool,
+    pub vv: bool,
+    pub popts: PrintOpts,
+    pub(super) bundles: Vec<super::sarule::BundleHead>,
     /// Every rule, as it is added, goes through this (the C's `ipsecctl_add_rule`), with
     /// the parser's stdout and stderr so that what it prints keeps its place.
     pub on_rule: OnRule,
@@ -71,12 +78,28 @@ impl Parser {
             tok: None,
             verbose,
             rules: Vec::new(),
+            kernel: Vec::new(),
+            print_rules: false,
+            vv: false,
+            popts: PrintOpts::default(),
+            bundles: Vec::new(),
             on_rule,
             stdout: String::new(),
             default_peer: None,
             dns: true,
             rule_nr: 0,
         }
+    }
+
+    /// The next rule number (`ipsec->rule_nr++`).
+    pub(super) fn next_nr(&mut self) -> u32 {
+        let n = self.rule_nr;
+        self.rule_nr = self.rule_nr.saturating_add(1);
+        n
+    }
+
+    pub(super) fn unget(&mut self, t: Tok) {
+        self.tok = Some(t);
     }
 
     fn peek(&mut self) -> &Tok {
@@ -86,14 +109,14 @@ impl Parser {
         self.tok.as_ref().unwrap_or(&Tok::Eof)
     }
 
-    fn take(&mut self) -> Tok {
+    pub(super) fn take(&mut self) -> Tok {
         match self.tok.take() {
             Some(t) => t,
             None => self.lex.token(),
         }
     }
 
-    fn accept(&mut self, k: Kw) -> bool {
+    pub(super) fn accept(&mut self, k: Kw) -> bool {
         if *self.peek() == Tok::Kw(k) {
             self.tok = None;
             true
@@ -111,7 +134,7 @@ impl Parser {
         }
     }
 
-    fn string(&mut self) -> R<String> {
+    pub(super) fn string(&mut self) -> R<String> {
         match self.take() {
             Tok::Str(s) => Ok(s),
             t => {
@@ -121,7 +144,7 @@ impl Parser {
         }
     }
 
-    fn expect_nl(&mut self) -> R<()> {
+    pub(super) fn expect_nl(&mut self) -> R<()> {
         if self.accept_ch(b'\n') {
             Ok(())
         } else {
@@ -153,7 +176,7 @@ impl Parser {
                     }
                 }
             }
-            if self.rules.len() > MAX_RULES {
+            if self.rules.len() + self.kernel.len() > MAX_RULES {
                 return Err(format!("more than {MAX_RULES} rules"));
             }
         }
@@ -179,28 +202,24 @@ impl Parser {
                 self.tok = None;
                 self.ikerule()
             }
+            Tok::Kw(Kw::Flow) => {
+                self.tok = None;
+                self.flowrule()
+            }
+            Tok::Kw(Kw::Tcpmd5) => {
+                self.tok = None;
+                self.tcpmd5rule()
+            }
             Tok::Kw(
-                k @ (Kw::Flow
-                | Kw::Tcpmd5
-                | Kw::Esp
+                Kw::Esp
                 | Kw::Ah
                 | Kw::Ipcomp
                 | Kw::Ipip
                 | Kw::Tunnel
                 | Kw::Transport
                 | Kw::From
-                | Kw::To),
-            ) => {
-                let what = match k {
-                    Kw::Flow => "flow",
-                    Kw::Tcpmd5 => "tcpmd5",
-                    _ => "sa",
-                };
-                self.lex.yyerror(&format!(
-                    "{what} rules are not supported: only ike rules are (isakmpd keys the SAs)"
-                ));
-                Err(Fail::Reported)
-            }
+                | Kw::To,
+            ) => self.sarule(),
             Tok::Str(_) => self.varset(),
             _ => Err(Fail::Syntax),
         }
@@ -479,7 +498,7 @@ impl Parser {
     }
 
     /// `proto: /* empty */ | PROTO protoval | PROTO ESP | PROTO AH`.
-    fn proto(&mut self) -> R<u8> {
+    pub(super) fn proto(&mut self) -> R<u8> {
         if !self.accept(Kw::Proto) {
             return Ok(0);
         }
@@ -508,7 +527,7 @@ impl Parser {
     }
 
     /// `hosts: FROM host port TO host port | TO host port FROM host port`.
-    fn hosts(&mut self) -> R<(Vec<Addr>, u16, Vec<Addr>, u16)> {
+    pub(super) fn hosts(&mut self) -> R<(Vec<Addr>, u16, Vec<Addr>, u16)> {
         let from_first = if self.accept(Kw::From) {
             true
         } else if self.accept(Kw::To) {
@@ -634,7 +653,7 @@ impl Parser {
     }
 
     /// `peers`: (local, peer).
-    fn peers(&mut self) -> R<(Option<Addr>, Option<Addr>)> {
+    pub(super) fn peers(&mut self) -> R<(Option<Addr>, Option<Addr>)> {
         if self.accept(Kw::Peer) {
             let p = self.anyhost()?;
             let l = if self.accept(Kw::Local) {
@@ -673,7 +692,7 @@ impl Parser {
     }
 
     /// `transforms`: any of `auth`, `enc`, `comp`, `group`, each once.
-    fn transforms(&mut self) -> R<Xfs> {
+    pub(super) fn transforms(&mut self) -> R<Xfs> {
         let mut x = Xfs::default();
         loop {
             let (slot, table, what) = if self.accept(Kw::Auth) {
@@ -753,7 +772,7 @@ impl Parser {
     }
 
     /// `ids: SRCID id DSTID id | SRCID id | DSTID id | /* empty */`.
-    fn ids(&mut self) -> R<(Option<String>, Option<String>)> {
+    pub(super) fn ids(&mut self) -> R<(Option<String>, Option<String>)> {
         let mut src = None;
         if self.accept(Kw::Srcid) {
             src = Some(self.string()?);
@@ -777,7 +796,7 @@ impl Parser {
 }
 
 /// `validate_af`: true when the families cannot match (unless a side has `any`).
-fn validate_af(src: &[Addr], dst: &[Addr]) -> bool {
+pub(super) fn validate_af(src: &[Addr], dst: &[Addr]) -> bool {
     if src.iter().chain(dst).any(|a| a.af == Af::Unspec) {
         return false;
     }
@@ -884,11 +903,20 @@ mod tests {
             p.lex.stderr
         );
         assert_eq!(p.rules.len(), 1);
+        // A flow becomes two kernel rules (out and in); one without a peer is refused
+        // on its line and the next line still counts.
         let (p, _) = parse("flow esp from 1.1.1.1 to 2.2.2.2\n");
-        assert!(p
-            .lex
-            .stderr
-            .contains("t.conf: 1: flow rules are not supported"));
+        assert_eq!(p.kernel.len(), 2);
+        let (p, _) =
+            parse("flow esp from 1.1.1.0/24 to 2.2.2.0/24\nflow ah from 1.1.1.1 to 2.2.2.2\n");
+        assert!(
+            p.lex
+                .stderr
+                .contains("t.conf: 1: no peer specified for destination 2.2.2.0/24"),
+            "{}",
+            p.lex.stderr
+        );
+        assert_eq!(p.kernel.len(), 2);
         let (p, _) = parse("ike from 1.1.1.1 port 80 to 2.2.2.2\n");
         assert!(p.lex.stderr.contains("no protocol supplied"));
         let (p, _) =

@@ -21,6 +21,10 @@ pub const XFRM_MSG_NEWPOLICY: u16 = 0x13;
 pub const XFRM_MSG_DELPOLICY: u16 = 0x14;
 pub const XFRM_MSG_ALLOCSPI: u16 = 0x16;
 pub const XFRM_MSG_UPDSA: u16 = 0x1a;
+pub const XFRM_MSG_FLUSHSA: u16 = 0x1c;
+pub const XFRM_MSG_FLUSHPOLICY: u16 = 0x1d;
+/// `struct xfrm_usersa_flush`'s protocol for all of them.
+const IPSEC_PROTO_ANY: u8 = 255;
 pub const XFRM_MSG_ACQUIRE: u16 = 0x17;
 pub const XFRM_MSG_EXPIRE: u16 = 0x18;
 /// Multicast groups (bit masks for nl_groups): XFRMNLGRP_ACQUIRE and XFRMNLGRP_EXPIRE.
@@ -324,8 +328,24 @@ pub fn socket_bypass(family: u16, dir: u8) -> [u8; USERPOLICY_INFO_LEN] {
     p
 }
 
+/// What a policy does with the traffic its selector matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// IPsec by the template; `optional`: traffic without an SA passes too.
+    Tmpl { optional: bool },
+    /// Passes without IPsec (no template).
+    Bypass,
+    /// Dropped (XFRM_POLICY_BLOCK).
+    Block,
+}
+
 /// XFRM_MSG_NEWPOLICY with one template.
 pub fn new_policy(out: &mut Vec<u8>, seq: u32, p: &PolicySpec) {
+    new_policy_kind(out, seq, p, PolicyKind::Tmpl { optional: false });
+}
+
+/// XFRM_MSG_NEWPOLICY of any kind (the template fields of `p` serve `Tmpl` only).
+pub fn new_policy_kind(out: &mut Vec<u8>, seq: u32, p: &PolicySpec, kind: PolicyKind) {
     let mut m = Msg::new(
         out,
         XFRM_MSG_NEWPOLICY,
@@ -336,8 +356,14 @@ pub fn new_policy(out: &mut Vec<u8>, seq: u32, p: &PolicySpec) {
     put_selector(&mut m, at, &p.sel);
     put_infinite_lifetimes(&mut m, at + SELECTOR_LEN, 0, 0);
     m.put(at + 152, &p.priority.to_ne_bytes());
-    m.put(at + 160, &[p.dir, 0]); // XFRM_POLICY_ALLOW
+    // Direction, then the action: XFRM_POLICY_ALLOW (0) or XFRM_POLICY_BLOCK (1).
+    m.put(at + 160, &[p.dir, u8::from(kind == PolicyKind::Block)]);
+    let PolicyKind::Tmpl { optional } = kind else {
+        m.finish();
+        return;
+    };
     let t = m.attr(XFRMA_TMPL, USER_TMPL_LEN);
+    m.put(t + 50, &[u8::from(optional)]);
     addr(&mut m.out[t..t + 16], p.tmpl_dst);
     m.put(t + 20, &[p.proto]);
     m.put(t + 24, &family(p.tmpl_src).to_ne_bytes());
@@ -347,6 +373,21 @@ pub fn new_policy(out: &mut Vec<u8>, seq: u32, p: &PolicySpec) {
     for off in [52, 56, 60] {
         m.put(t + off, &u32::MAX.to_ne_bytes());
     }
+    m.finish();
+}
+
+/// XFRM_MSG_FLUSHSA (every protocol) and XFRM_MSG_FLUSHPOLICY: `ipsecctl -F`.
+pub fn flush(out: &mut Vec<u8>, seq: u32) {
+    let mut m = Msg::new(out, XFRM_MSG_FLUSHSA, NLM_F_REQUEST | NLM_F_ACK, seq);
+    let at = m.block(4);
+    m.put(at, &[IPSEC_PROTO_ANY]);
+    m.finish();
+    let m = Msg::new(
+        out,
+        XFRM_MSG_FLUSHPOLICY,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq.wrapping_add(1),
+    );
     m.finish();
 }
 

@@ -69,7 +69,7 @@ impl Charon {
         fs::write(
             dir.join("strongswan.conf"),
             format!(
-                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
+                "charon {{\n load_modular = no\n load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey eap-identity eap-mschapv2 sha1 sha2 hmac aes gmp kdf kernel-libipsec kernel-netlink socket-default vici\n \
                  install_virtual_ip = no\n retransmit_tries = 2\n i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n {charon_extra}\n \
                  filelog {{ main {{ path = {d}/charon.log\n time_format = %T\n append = no\n flush_line = yes\n default = 1\n ike = 2\n chd = 2\n knl = 2\n }} }}\n \
                  plugins {{ vici {{ socket = unix://{d}/charon.vici }}\n kernel-netlink {{ fwmark = !0x42 }}\n socket-default {{ fwmark = 0x42 }}\n kernel-libipsec {{ allow_peer_ts = yes }} }}\n}}\n",
@@ -89,18 +89,8 @@ impl Charon {
                 fs::copy(p.join(f), dir.join("swanctl").join(sub).join(f)).unwrap();
             }
         }
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
+        let child = crate::common::in_netns_private_mounts(netns)
+            .args(["sh", "-c"])
             .arg(format!(
                 "mount --bind {}/run /run && exec {CHARON}",
                 dir.display()
@@ -137,11 +127,7 @@ impl Charon {
             .env("SWANCTL_DIR", self.dir.join("swanctl"))
             .output()
             .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        crate::common::output_text(&out)
     }
 
     pub fn log(&self) -> String {

@@ -96,16 +96,7 @@ impl Iked {
         let conf = scratch.write("iked.conf", conf_text, 0o600);
         let (iked, ikectl) = links(&scratch.dir);
         let log = fs::File::create(scratch.dir.join("iked.log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-            ])
+        let child = crate::common::in_netns_private_mounts(netns)
             .env(
                 "IKED_TEST_ETC",
                 etc.map(|p| p.as_os_str().to_owned()).unwrap_or_default(),

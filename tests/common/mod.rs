@@ -360,6 +360,46 @@ pub fn run_once(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `ip netns exec NETNS unshare -m --propagation private`: a command run in `netns` with
+/// a mount namespace of its own (for bind mounts that only it sees); append the program.
+pub fn in_netns_private_mounts(netns: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        netns,
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+    ]);
+    c
+}
+
+/// A finished command's stdout followed by its stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// SIGTERM to `child` (ours), SIGKILL if it has not exited within `grace`; reaped.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while t0.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A veth pair between two namespaces made for one test, removed on drop.
 pub struct Link {
     pub a: String,

@@ -51,6 +51,12 @@ pub fn host(dir: &Path, ca: &str, host: &str, ip: &str) {
     host_with(dir, ca, host, ip, &["-newkey", "rsa:2048"]);
 }
 
+/// As [`host`], with an RSA key of `bits` bits.
+#[allow(dead_code)]
+pub fn host_rsa(dir: &Path, ca: &str, host: &str, ip: &str, bits: u32) {
+    host_with(dir, ca, host, ip, &["-newkey", &format!("rsa:{bits}")]);
+}
+
 /// As [`host`], with an ECDSA key on `curve` (P-256, P-384, P-521).
 #[allow(dead_code)]
 pub fn host_ec(dir: &Path, ca: &str, host: &str, ip: &str, curve: &str) {

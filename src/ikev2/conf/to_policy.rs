@@ -417,12 +417,6 @@ impl IkedConf {
         set(s.sticky_address, "stickyaddress");
         set(s.cert_partial_chain, "cert_partial_chain");
         set(s.ocsp.is_some(), "ocsp");
-        if !self.users.is_empty() {
-            warns.push(format!(
-                "user: EAP is not implemented, {} user(s) ignored",
-                self.users.len()
-            ));
-        }
         for at in &self.skipped {
             warns.push(format!("{at}: ipsec.conf(5) rule skipped, as iked does"));
         }
@@ -513,10 +507,9 @@ fn convert(
         Auth::Psk(k) => PeerAuth::psk(k.as_bytes()),
         // iked.conf(5): "The default is to allow any signature authentication."
         Auth::Default => PeerAuth::Sig(SigMethod::Any),
-        Auth::EapMschapV2 => {
-            w("eap \"mschap-v2\": EAP is not implemented; skipped".into());
-            return None;
-        }
+        // iked: the responder signs, the peer authenticates with EAP-MSCHAPv2 as one of
+        // the `user`s (the daemon gives them to the engine).
+        Auth::EapMschapV2 => PeerAuth::EapServer(SigMethod::Any),
         Auth::Method(m) => PeerAuth::Sig(match m {
             AuthMethod::Rsa => SigMethod::Rsa,
             AuthMethod::Ecdsa256 => SigMethod::Ecdsa256,

@@ -13,15 +13,22 @@ impl Engine {
     /// request meanwhile are outside the window and dropped.
     pub(super) fn auth_request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
         let msgid = hd.msgid;
-        match self.auth_check(h, msgid, inner) {
-            Err(why) => self.fail(h, why),
-            Ok(Err(n)) => {
+        let checked = match self.eap_server(now, h, msgid, inner) {
+            EapTurn::Off => match self.auth_check(h, msgid, inner) {
+                Ok(c) => c,
+                Err(why) => return self.fail(h, why),
+            },
+            EapTurn::Handled => return,
+            EapTurn::Final(c) => c,
+        };
+        match checked {
+            Err(n) => {
                 self.auth_answer(now, h, msgid, Err(n));
             }
-            Ok(Ok(choice)) if self.io.kernel_answers => {
+            Ok(choice) if self.io.kernel_answers => {
                 self.wait_spi(h, Step::AuthAnswerSpi { msgid, choice })
             }
-            Ok(Ok(choice)) => self.auth_child(now, h, msgid, choice),
+            Ok(choice) => self.auth_child(now, h, msgid, choice),
         }
     }
 
@@ -50,35 +57,10 @@ impl Engine {
         sa.peer_msgid = msgid.wrapping_add(1);
         if let Err(why) = check_auth(sa, peer, creds, inner, PayloadType::IDI) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH: {why}", peer.name);
-            let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-                b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
-            });
-            if let Ok(m) = m {
-                io.respond(sa, msgid, m);
-            }
+            answer_auth_failed(io, sa, msgid);
             return Err("authentication failed");
         }
-        // A configuration request (§2.19): an address from our pool, and what else we
-        // serve of what it asks; with no address left, no CHILD_SA.
-        if let Err(n) = configuration(sa, peer, leases, inner) {
-            log::warn!(
-                "ikev2: {} {remote}: IKE_AUTH: {n}: address pool exhausted",
-                peer.name
-            );
-            return Ok(Err(n));
-        }
-        // The CHILD_SA: an ESP suite and the selectors both sides allow (the peer's side
-        // is its pool address when it has one); our SPI from the random source when no
-        // kernel reserves one.
-        let pool_ts = peer_side(sa, peer);
-        Ok(
-            choose_child(peer, inner, false, pool_ts.as_deref()).map(|mut c| {
-                if !io.kernel_answers {
-                    c.spi_in = io.esp_spi();
-                }
-                c
-            }),
-        )
+        Ok(child_choice(io, sa, peer, leases, inner))
     }
 
     /// Responder: the IKE_AUTH CHILD_SA, with our inbound SPI, goes to the kernel; the
@@ -120,11 +102,15 @@ impl Engine {
         let peer = &policy.peers[sa.peer];
         let remote = sa.info.remote;
         let idr = peer.local_id.body();
-        let cert = own_cert(peer, creds);
+        // After EAP (§2.16) the last answer has AUTH without IDr and CERT.
+        let eap = eap_msk(sa).is_some();
+        let cert = own_cert(peer, creds).filter(|_| !eap);
         let cp_reply = std::mem::take(&mut sa.cp_reply);
         let m = own_auth(sa, peer, creds, &idr).and_then(|(method, auth)| {
             build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
-                b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
+                if !eap {
+                    b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
+                }
                 add_cert(b, PayloadType::CERT, &cert)?;
                 add_auth(b, method, &auth)?;
                 add_cp(b, CfgType::REPLY, &cp_reply)?;
@@ -153,6 +139,7 @@ impl Engine {
         };
         io.respond(sa, msgid, m);
         sa.info.state = IkeState::Established;
+        sa.eap = None;
         io.keepalive_starts(sa, now);
         ike_lifetime_starts(io, sa, peer, now);
         sa.expires = None;
@@ -191,6 +178,9 @@ impl Engine {
 
     /// Initiator: the IKE_AUTH response.
     pub(super) fn auth_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        if let EapTurn::Handled = self.eap_client(now, h, inner) {
+            return;
+        }
         match self.auth_response_inner(now, h, inner) {
             Ok(Some(child)) => {
                 let step = Step::Install {
@@ -239,6 +229,7 @@ impl Engine {
             }
             return Err("authentication failed");
         }
+        sa.eap = None;
         sa.info.own_vip = given_address(inner);
         if let Some(a) = sa.info.own_vip {
             log::info!(
@@ -273,6 +264,17 @@ impl Engine {
     }
 }
 
+/// Responder: AUTHENTICATION_FAILED in answer to IKE_AUTH request `msgid` (§2.21.2);
+/// the caller ends the IKE SA.
+pub(super) fn answer_auth_failed(io: &mut Io, sa: &mut IkeSa, msgid: u32) {
+    let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
+        b.notify(NotifyType::AUTHENTICATION_FAILED, &[])
+    });
+    if let Ok(m) = m {
+        io.respond(sa, msgid, m);
+    }
+}
+
 /// Our AUTH (§2.15): its method and data, over our IKE_SA_INIT message, the peer's
 /// nonce and prf(SK_px, our ID payload body): the shared-key MIC, or our signature.
 pub(super) fn own_auth(
@@ -290,12 +292,19 @@ pub(super) fn own_auth(
         (&sa.init_r, &sa.ni, &keys.pr)
     };
     let o = SignedOctets::new(suite.prf, msg, nonce, skp.as_bytes(), id_body);
-    match &peer.auth {
-        PeerAuth::Psk(k) => Ok((
+    // After EAP (§2.16) both sides MAC with the MSK as the shared key.
+    let key = eap_msk(sa).map(|k| k.as_bytes());
+    match (&peer.auth, key) {
+        (PeerAuth::Psk(k), _) => Ok((
             AuthMethod::SHARED_KEY_MIC,
             psk_auth(suite.prf, k, &o).as_bytes().to_vec(),
         )),
-        PeerAuth::Sig(m) => {
+        (_, Some(k)) => Ok((
+            AuthMethod::SHARED_KEY_MIC,
+            psk_auth(suite.prf, k, &o).as_bytes().to_vec(),
+        )),
+        (PeerAuth::EapClient(..), None) => Err(Fail("no AUTH of ours before EAP succeeded")),
+        (PeerAuth::Sig(m) | PeerAuth::EapServer(m), None) => {
             let key = creds
                 .signer
                 .as_ref()
@@ -308,16 +317,15 @@ pub(super) fn own_auth(
 /// Our certificate (DER), when we sign and have one (§3.6; iked sends it whether asked
 /// or not).
 pub(super) fn own_cert(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
-    match (&peer.auth, &creds.cert) {
-        (PeerAuth::Sig(_), Some(c)) => c.der().ok(),
+    match &creds.cert {
+        Some(c) if peer.auth.we_sign() => c.der().ok(),
         _ => None,
     }
 }
 
 /// CERTREQ data naming our CAs, when the peer signs and we have CAs (§3.7).
 pub(super) fn own_certreq(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
-    (matches!(peer.auth, PeerAuth::Sig(_)) && !creds.cas.is_empty())
-        .then(|| sig::certreq(&creds.cas))
+    (peer.auth.peer_signs() && !creds.cas.is_empty()).then(|| sig::certreq(&creds.cas))
 }
 
 /// The AUTH payload (§3.8).
@@ -362,6 +370,9 @@ pub(super) fn check_auth(
     inner: &Payloads<'_>,
     id_ty: PayloadType,
 ) -> Result<(), String> {
+    if eap_msk(sa).is_some() {
+        return check_msk_auth(sa, inner).map_err(String::from);
+    }
     let (Some(keys), Some(suite)) = (sa.keys.as_ref(), sa.info.suite) else {
         return Err("no keys".into());
     };
@@ -397,7 +408,8 @@ pub(super) fn check_auth(
             verify_psk_auth(suite.prf, k, &o, auth.data)
                 .map_err(|_| "AUTH does not verify (shared keys differ?)".into())
         }
-        PeerAuth::Sig(m) => {
+        PeerAuth::EapServer(_) => Err("the policy wants EAP from the peer".into()),
+        PeerAuth::Sig(m) | PeerAuth::EapClient(m, _) => {
             if auth.method == AuthMethod::SHARED_KEY_MIC {
                 return Err("AUTH with a shared key where signatures are configured".into());
             }
@@ -448,7 +460,12 @@ pub(super) fn build_auth_request(
     creds: &Credentials,
 ) -> Result<Vec<u8>, Fail> {
     let idi = peer.local_id.body();
-    let (method, auth) = own_auth(sa, peer, creds, &idi)?;
+    // An EAP client sends no AUTH now (§2.16).
+    let auth = if eap_client_starts(sa, peer) {
+        None
+    } else {
+        Some(own_auth(sa, peer, creds, &idi)?)
+    };
     let spi = sa.child_spi.to_be_bytes();
     let trs: Vec<_> = peer.esp.iter().map(|p| p.transforms()).collect();
     let props: Vec<ProposalRepr<'_>> = trs
@@ -469,11 +486,42 @@ pub(super) fn build_auth_request(
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
         add_cert(b, PayloadType::CERT, &cert)?;
         add_cert(b, PayloadType::CERTREQ, &certreq)?;
-        add_auth(b, method, &auth)?;
+        if let Some((method, auth)) = &auth {
+            add_auth(b, *method, auth)?;
+        }
         add_cp(b, CfgType::REQUEST, &asked)?;
         b.sa(&props)?;
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
         ts_payload(b, PayloadType::TSR, &peer.remote_ts)
+    })
+}
+
+/// Responder: the CHILD_SA the peer's IKE_AUTH request `inner` asks for, after its
+/// configuration request (§2.19: an address from our pool, and what else we serve of what
+/// it asks; with no address left, no CHILD_SA): an ESP suite and the selectors both
+/// sides allow (the peer's side is its pool address when it has one); our SPI from the
+/// random source when no kernel reserves one.
+pub(super) fn child_choice(
+    io: &mut Io,
+    sa: &mut IkeSa,
+    peer: &Peer,
+    leases: &mut std::collections::BTreeSet<IpAddr>,
+    inner: &Payloads<'_>,
+) -> Result<ChildChoice, NotifyType> {
+    if let Err(n) = configuration(sa, peer, leases, inner) {
+        log::warn!(
+            "ikev2: {} {}: IKE_AUTH: {n}: address pool exhausted",
+            peer.name,
+            sa.info.remote
+        );
+        return Err(n);
+    }
+    let pool_ts = peer_side(sa, peer);
+    choose_child(peer, inner, false, pool_ts.as_deref()).map(|mut c| {
+        if !io.kernel_answers {
+            c.spi_in = io.esp_spi();
+        }
+        c
     })
 }
 

@@ -396,7 +396,7 @@ pub(super) fn send_init(
         NotifyType::NAT_DETECTION_DESTINATION_IP,
         &natd(&i, &r, sa.info.remote),
     )?;
-    if matches!(peer.auth, PeerAuth::Sig(_)) {
+    if peer.auth.sig().is_some() {
         b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
     }
     if cfg.fragmentation {
@@ -499,7 +499,7 @@ pub(super) fn build_init_response(
         &natd(&i, &r, sa.info.remote),
     )?;
     add_cert(&mut b, PayloadType::CERTREQ, certreq)?;
-    if matches!(peer.auth, PeerAuth::Sig(_)) {
+    if peer.auth.sig().is_some() {
         b.notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, &sig::OUR_HASHES)?;
     }
     if sa.frag {

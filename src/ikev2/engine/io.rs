@@ -39,6 +39,8 @@ pub(super) struct Io {
     /// Unprotected error notifications (answers to IKE_SA_INIT requests we refuse) go
     /// at most ten a second: anyone can make us send them to any address.
     pub(super) notify_limit: LogLimit,
+    /// Failed EAP conversations, logged a few a minute (eap.rs).
+    pub(super) eap_log: LogGate,
 }
 
 /// Cleartext messages held for the capture file at most (the event loop takes them

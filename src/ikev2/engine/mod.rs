@@ -89,7 +89,11 @@
 //! - Configuration payloads (§2.19): an address from the policy's pool, and what else
 //!   it serves, for a peer that asks; the address the peer gives, when we ask.
 //!
-//! TODO (issue 16): NAT rebinding, MOBIKE, EAP.
+//! - EAP (eap.rs, §2.16): a responder under `eap "mschap-v2"` signs and has the peer
+//!   authenticate with EAP-MSCHAPv2 inside IKE_AUTH, the last AUTHs keyed with the MSK;
+//!   the client side too ([`PeerAuth::EapClient`]).
+//!
+//! TODO (issue 16): NAT rebinding, MOBIKE.
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
@@ -100,6 +104,7 @@
 mod auth;
 mod child;
 mod cookie;
+mod eap;
 mod frag;
 mod ike_rekey;
 mod info;
@@ -113,6 +118,7 @@ mod window;
 use self::auth::*;
 use self::child::*;
 use self::cookie::*;
+use self::eap::*;
 use self::frag::*;
 use self::ike_rekey::*;
 use self::init::*;
@@ -452,6 +458,8 @@ struct IkeSa {
     /// is a response, what came so far (allocated for the first fragment, gone with the
     /// message).
     reassembly: Option<Reassembling>,
+    /// The EAP conversation of IKE_AUTH (§2.16), while it runs.
+    eap: Option<Box<Eap>>,
 }
 
 impl IkeSa {
@@ -492,6 +500,7 @@ impl IkeSa {
             crossed_ike: None,
             rekeyed_to: None,
             reassembly: None,
+            eap: None,
         }
     }
 
@@ -568,6 +577,8 @@ pub struct Engine {
     /// Our private key and certificate, the CAs and CRLs, the peers' raw public keys:
     /// for peers that authenticate with signatures ([`PeerAuth::Sig`]).
     creds: Credentials,
+    /// The EAP-MSCHAPv2 users (iked.conf `user`) for [`PeerAuth::EapServer`] policies.
+    eap_users: Vec<crate::ikev2::mschap::EapUser>,
 }
 
 /// The host's routing lookup: our source address toward a destination.
@@ -601,6 +612,7 @@ impl Engine {
                 now,
                 drop_log: crate::ike::LogLimit::new(5, 10_000),
                 notify_limit: crate::ike::LogLimit::default(),
+                eap_log: Default::default(),
             },
             rx: Vec::with_capacity(65535),
             reassemblies: 0,
@@ -608,6 +620,7 @@ impl Engine {
             fired: Vec::new(),
             route: None,
             creds: Credentials::default(),
+            eap_users: Vec::new(),
             config,
             policy,
         }

@@ -1,0 +1,230 @@
+//! `ipsecctl -f` with flow and SA rules on Linux: the flows become XFRM policies, the SAs
+//! XFRM states, `-d` takes them away and `-F` flushes everything, checked with `ip xfrm`
+//! in a network namespace of the test's own. Needs root (see tests/common).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// A network namespace for one test, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("ictlk{}{tag}", std::process::id() % 100000);
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip netns add");
+        assert!(st.success());
+        Netns(name)
+    }
+
+    /// Runs a command in the namespace: (status, stdout, stderr).
+    fn run(&self, cmd: &[&str]) -> (i32, String, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(cmd)
+            .output()
+            .expect("ip netns exec");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ipsecctl(&self, args: &[&str]) -> (i32, String, String) {
+        let mut v = vec![BIN, "--ipsecctl"];
+        v.extend_from_slice(args);
+        self.run(&v)
+    }
+
+    fn policies(&self) -> String {
+        self.run(&["ip", "xfrm", "policy"]).1
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_isakmpd");
+
+const FLOWS: &str = "\
+# host to host, in the mode of the SA rule below (transport)
+flow esp from 192.0.2.1 to 192.0.2.2
+# gateway to gateway: tunnel, fwd too for what comes in
+flow esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 peer 192.0.2.2
+flow esp out proto tcp from 2001:db8:1::/48 port 443 to 2001:db8:2::/48 peer 2001:db8::2 type require
+flow esp in proto tcp from 2001:db8:2::/48 to 2001:db8:1::/48 port 443 peer 2001:db8::2 type use
+flow in from 203.0.113.128/25 to 198.51.100.0/24 type bypass
+flow out from 198.51.100.0/24 to 192.0.2.128/25 type deny
+";
+
+#[test]
+fn flows_become_xfrm_policies_and_go_again() {
+    require_root();
+    let ns = Netns::new("p");
+    let scratch = Scratch::new("ipsecctl-kernel");
+    let sa = "esp transport from 192.0.2.1 to 192.0.2.2 spi 0x1001 \
+              authkey 0x1111111111111111111111111111111111111111111111111111111111111111 \
+              enckey 0x22222222222222222222222222222222\n";
+    // The flows alone, with the SA rule's mode known from a file that has it: the SA
+    // goes in a file of its own below (whether the kernel has ESP varies).
+    let flows = scratch.write("flows.conf", FLOWS, 0o600);
+    let (st, out, err) = ns.ipsecctl(&["-f", flows.to_str().unwrap_or_default()]);
+    assert_eq!(st, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let pol = ns.policies();
+    let has = |block: &[&str]| {
+        let text: Vec<&str> = pol.lines().map(str::trim).collect();
+        text.windows(block.len()).any(|w| w == block)
+    };
+    // Without the SA rule in the same file the host-to-host flow is tunnel mode.
+    assert!(
+        has(&[
+            "src 192.0.2.1/32 dst 192.0.2.2/32",
+            "dir out priority 1936 ptype main",
+            "tmpl src 0.0.0.0 dst 192.0.2.2",
+            "proto esp reqid 0 mode tunnel",
+        ]),
+        "{pol}"
+    );
+    assert!(
+        has(&[
+            "src 203.0.113.0/24 dst 198.51.100.0/24",
+            "dir fwd priority 1952 ptype main",
+            "tmpl src 192.0.2.2 dst 192.0.2.1",
+            "proto esp reqid 0 mode tunnel",
+        ]),
+        "{pol}"
+    );
+    assert!(
+        has(&[
+            "src 2001:db8:1::/48 dst 2001:db8:2::/48 proto tcp sport 443",
+            "dir out priority 1904 ptype main",
+            "tmpl src :: dst 2001:db8::2",
+            "proto esp reqid 0 mode tunnel",
+        ]),
+        "{pol}"
+    );
+    assert!(
+        has(&[
+            "src 2001:db8:2::/48 dst 2001:db8:1::/48 proto tcp dport 443",
+            "dir in priority 1904 ptype main",
+            "tmpl src 2001:db8::2 dst ::",
+            "proto esp reqid 0 mode tunnel",
+            "level use",
+        ]),
+        "{pol}"
+    );
+    assert!(
+        has(&[
+            "src 203.0.113.128/25 dst 198.51.100.0/24",
+            "dir in priority 1951 ptype main",
+        ]),
+        "{pol}"
+    );
+    assert!(
+        has(&[
+            "src 198.51.100.0/24 dst 192.0.2.128/25",
+            "dir out action block priority 1951 ptype main",
+        ]),
+        "{pol}"
+    );
+    // Loading again: the kernel has them, each refusal reported as ipsecctl does.
+    let (st, _, err) = ns.ipsecctl(&["-f", flows.to_str().unwrap_or_default()]);
+    assert_eq!(st, 1);
+    assert!(err.contains("ipsecctl: failed to add rule 0\n"), "{err}");
+    // -d takes exactly these away.
+    let (st, _, err) = ns.ipsecctl(&["-d", "-f", flows.to_str().unwrap_or_default()]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(ns.policies().trim(), "", "{}", ns.policies());
+
+    // With the SA rule in the file the host-to-host flow takes its transport mode; the
+    // SA becomes a state when this kernel has ESP, and is refused by it otherwise.
+    let both = scratch.write("both.conf", &format!("{FLOWS}{sa}"), 0o600);
+    let (st, _, err) = ns.ipsecctl(&["-f", both.to_str().unwrap_or_default()]);
+    let pol = ns.policies();
+    assert!(
+        pol.contains("tmpl src 192.0.2.1 dst 192.0.2.2\n\t\tproto esp reqid 0 mode transport"),
+        "{pol}"
+    );
+    let esp = ns.run(&[
+        "ip",
+        "xfrm",
+        "state",
+        "add",
+        "src",
+        "192.0.2.9",
+        "dst",
+        "192.0.2.8",
+        "proto",
+        "esp",
+        "spi",
+        "0x999",
+        "mode",
+        "transport",
+        "enc",
+        "cbc(aes)",
+        "0x00000000000000000000000000000000",
+        "auth-trunc",
+        "hmac(sha256)",
+        "0x0000000000000000000000000000000000000000000000000000000000000000",
+        "128",
+    ]);
+    let state = ns.run(&["ip", "xfrm", "state"]).1;
+    if esp.0 == 0 {
+        assert_eq!(st, 0, "{err}");
+        assert!(state.contains("proto esp spi 0x00001001"), "{state}");
+        assert!(
+            state
+                .contains("0x1111111111111111111111111111111111111111111111111111111111111111 128"),
+            "{state}"
+        );
+    } else {
+        // This kernel has no ESP (the VM test carries it): the refusal is the kernel's.
+        assert_eq!(st, 1);
+        assert!(
+            err.contains(
+                "ipsecctl: rule 8: Protocol not supported\nipsecctl: failed to add rule 8\n"
+            ),
+            "{err}"
+        );
+    }
+    // -F: nothing left.
+    let (st, _, err) = ns.ipsecctl(&["-F"]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(ns.policies().trim(), "");
+    assert_eq!(ns.run(&["ip", "xfrm", "state"]).1.trim(), "");
+
+    // What XFRM cannot take is refused before anything is loaded.
+    let md5 = scratch.write(
+        "md5.conf",
+        "flow esp from 192.0.2.1 to 192.0.2.2\ntcpmd5 from 192.0.2.1 to 192.0.2.2 spi 0x1000 authkey 0xabcd\n",
+        0o600,
+    );
+    let (st, _, err) = ns.ipsecctl(&["-f", md5.to_str().unwrap_or_default()]);
+    assert_eq!(st, 1);
+    assert!(err.contains(": 2: tcpmd5 SAs"), "{err}");
+    assert!(err.contains("nothing loaded"), "{err}");
+    assert_eq!(ns.policies().trim(), "");
+    let usetun = scratch.write(
+        "use.conf",
+        "flow esp from 192.0.2.1 to 192.0.2.2\nflow esp out from 198.51.100.0/24 to 203.0.113.0/24 peer 192.0.2.2 type use\n",
+        0o600,
+    );
+    let (st, _, err) = ns.ipsecctl(&["-f", usetun.to_str().unwrap_or_default()]);
+    assert_eq!(st, 1);
+    assert!(
+        err.contains(": 2: an out flow of type use in tunnel mode"),
+        "{err}"
+    );
+    assert_eq!(ns.policies().trim(), "");
+}
