@@ -47,6 +47,69 @@ pub fn fd(l: &OwnedFd) -> i32 {
     l.as_raw_fd()
 }
 
+/// A control request: its command line and the text after it (`load`'s file).
+pub fn split_request(req: &[u8]) -> (String, String) {
+    let (line, body) = match req.iter().position(|&b| b == b'\n') {
+        Some(i) => (&req[..i], &req[i + 1..]),
+        None => (req, &[][..]),
+    };
+    // Not trimmed: blanks may be part of `load`'s or `reset id`'s argument.
+    let line = String::from_utf8_lossy(line).into_owned();
+    (line, String::from_utf8_lossy(body).into_owned())
+}
+
+/// A control command, as ikectl(8) sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `show sa|flows|stats|certstore` (other words are refused by the caller).
+    Show(&'a str),
+    Reload,
+    Load(&'a str),
+    /// `reset ca|sa|policy|all|user`, `reset id ID`.
+    Reset(&'a str, Option<&'a str>),
+    Active,
+    Passive,
+    Couple,
+    Decouple,
+    /// `log verbose` (true) or `log brief`.
+    Log(bool),
+    Monitor,
+}
+
+/// Parses a command line. Keywords are separated by any blanks (a hand-written
+/// client's `show  sa` is fine); the argument of `load FILE` and `reset id ID` is the
+/// rest of the line after the one blank that follows the keyword, as ikectl(8) joins
+/// its words with one space: a file name or an ID with blanks in it comes through whole.
+pub fn parse_command(line: &str) -> Result<Command<'_>, String> {
+    let unknown = || format!("unknown command '{}'", line.escape_debug());
+    // The rest of `s` after `word` and one blank.
+    fn after<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+        s.trim_start()
+            .strip_prefix(word)?
+            .strip_prefix([' ', '\t'])
+            .filter(|r| !r.is_empty())
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        ["show", w] => Command::Show(w),
+        ["reload"] => Command::Reload,
+        ["load", ..] => Command::Load(after(line, "load").ok_or_else(unknown)?),
+        ["reset", "id", ..] => {
+            let rest = after(line, "reset").ok_or_else(unknown)?;
+            Command::Reset("id", Some(after(rest, "id").ok_or_else(unknown)?))
+        }
+        ["reset", w] => Command::Reset(w, None),
+        ["active"] => Command::Active,
+        ["passive"] => Command::Passive,
+        ["couple"] => Command::Couple,
+        ["decouple"] => Command::Decouple,
+        ["log", "verbose"] => Command::Log(true),
+        ["log", "brief"] => Command::Log(false),
+        ["monitor"] => Command::Monitor,
+        _ => return Err(unknown()),
+    })
+}
+
 impl Daemon {
     /// Serves the clients waiting on the control socket.
     pub(crate) fn serve_control(&mut self, now: Time) {
@@ -86,12 +149,7 @@ impl Daemon {
                 }
             }
         }
-        let (line, body) = match req.iter().position(|&b| b == b'\n') {
-            Some(i) => (&req[..i], &req[i + 1..]),
-            None => (&req[..], &[][..]),
-        };
-        let line = String::from_utf8_lossy(line).trim().to_owned();
-        let body = String::from_utf8_lossy(body).into_owned();
+        let (line, body) = split_request(&req);
         let answer = match self.control_command(now, &line, &body) {
             Ok(text) => format!("ok\n{text}"),
             Err(e) => {
@@ -105,27 +163,31 @@ impl Daemon {
 
     /// One ikectl(8) command.
     fn control_command(&mut self, now: Time, line: &str, body: &str) -> Result<String, String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let cmd = parse_command(line);
         let v2 = self.v2.as_mut().ok_or("not running as iked")?;
-        crate::log_info!("control: {}", words.join(" "));
-        match words.as_slice() {
-            ["show", "sa"] => Ok(v2.show_sa(now)),
-            ["show", "flows"] => Ok(v2.show_flows(now)),
-            ["show", "stats"] => Ok(v2.show_stats()),
-            ["show", "certstore"] => Ok(v2.certstore.show()),
-            ["reload"] => self.reload_iked(now).map(|_| String::new()),
-            ["load", path] => {
+        crate::log_info!(
+            "control: {}",
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let cmd = cmd?;
+        match cmd {
+            Command::Show("sa") => Ok(v2.show_sa(now)),
+            Command::Show("flows") => Ok(v2.show_flows(now)),
+            Command::Show("stats") => Ok(v2.show_stats()),
+            Command::Show("certstore") => Ok(v2.certstore.show()),
+            Command::Reload => self.reload_iked(now).map(|_| String::new()),
+            Command::Load(path) => {
                 let setup = self.parse_iked(now, body, path)?;
                 self.apply_iked(now, setup, path, false);
                 Ok(String::new())
             }
             // iked(8) reloads its CA store (and our key and certificate) on `reset ca`.
-            ["reset", "ca"] => {
+            Command::Reset("ca", None) => {
                 self.load_credentials();
                 Ok(String::new())
             }
-            ["reset", what] | ["reset", what, _] => {
-                let n = match (*what, words.get(2)) {
+            Command::Reset(what, id) => {
+                let n = match (what, id) {
                     ("sa", None) => v2.delete_all(now),
                     ("policy", None) => {
                         // The users stay (iked: `reset user` drops them).
@@ -174,33 +236,29 @@ impl Daemon {
                 };
                 Ok(format!("{n} IKE SA(s) deleted\n"))
             }
-            ["active"] => {
+            Command::Active => {
                 v2.passive = false;
                 v2.start_policies(now);
                 Ok(String::new())
             }
-            ["passive"] => {
+            Command::Passive => {
                 v2.passive = true;
                 Ok(String::new())
             }
-            ["couple"] => {
+            Command::Couple => {
                 v2.decoupled = false;
                 Ok(String::new())
             }
-            ["decouple"] => {
+            Command::Decouple => {
                 v2.decoupled = true;
                 Ok(String::new())
             }
-            ["log", "verbose"] => {
-                crate::log::set_verbose(true);
+            Command::Log(verbose) => {
+                crate::log::set_verbose(verbose);
                 Ok(String::new())
             }
-            ["log", "brief"] => {
-                crate::log::set_verbose(false);
-                Ok(String::new())
-            }
-            ["monitor"] => Err("monitor: not supported yet".into()),
-            _ => Err(format!("unknown command '{line}'")),
+            Command::Monitor => Err("monitor: not supported yet".into()),
+            Command::Show(_) => Err(format!("unknown command '{line}'")),
         }
     }
 
@@ -273,5 +331,33 @@ impl Daemon {
         }
         self.counters.reloads += 1;
         crate::log_info!("reloaded configuration from {path}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_with_blanks_come_through_whole() {
+        // What ikectl sends for `ikectl reset id "asn1dn/C=ZZ/CN=two words"`.
+        let (line, _) = split_request(b"reset id asn1dn/C=ZZ/CN=two words\n");
+        assert_eq!(
+            parse_command(&line),
+            Ok(Command::Reset("id", Some("asn1dn/C=ZZ/CN=two words")))
+        );
+        let (line, body) = split_request(b"load /tmp/my iked.conf\nset passive\n");
+        assert_eq!(parse_command(&line), Ok(Command::Load("/tmp/my iked.conf")));
+        assert_eq!(body, "set passive\n");
+        // A hand-written client's blanks around keywords are fine.
+        assert_eq!(parse_command("  show \t sa \r"), Ok(Command::Show("sa")));
+        assert_eq!(
+            parse_command("reset  id x"),
+            Ok(Command::Reset("id", Some("x")))
+        );
+        assert!(parse_command("load").is_err());
+        assert!(parse_command("reset id").is_err());
+        assert!(parse_command("reset id ").is_err());
+        assert!(parse_command("").is_err());
     }
 }

@@ -58,6 +58,9 @@ pub fn command_line(words: &[String]) -> Result<String, UsageError> {
     if args.iter().any(|a| a.contains('\n')) {
         return Err(UsageError("arguments may not contain newlines".into()));
     }
+    if args.iter().any(|a| a.trim().is_empty()) {
+        return Err(UsageError(format!("{cmd}: empty argument")));
+    }
     Ok(words.join(" "))
 }
 

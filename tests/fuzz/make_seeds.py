@@ -99,3 +99,79 @@ samples = os.path.join(HERE, "..", "..", "samples")
 for n in sorted(os.listdir(samples)):
     if ".conf" in n:
         write("conf_file", n, open(os.path.join(samples, n), "rb").read())
+
+# IKEv2: charon's recorded datagrams (tests/vectors/ikev2-charon*.txt, "= name" then hex;
+# those of port 4500 begin with the non-ESP marker, which the wire target's parse
+# rejects and the engine target's port-4500 records take). The engine pair's own
+# messages (and the engine target's seeds) come from the Rust generator:
+# `cargo test --release --test corpus -- --ignored write_engine_seeds`.
+vec = os.path.join(HERE, "..", "vectors")
+for n in sorted(os.listdir(vec)):
+    if not (n.startswith("ikev2-charon") and n.endswith(".txt")) or "keys" in n:
+        continue
+    name, hexs, items = None, [], []
+    for line in open(os.path.join(vec, n)).read().splitlines() + ["= end"]:
+        if line.startswith("#") or not line.strip():
+            continue
+        if line.startswith("= "):
+            if name and hexs:
+                try:
+                    items.append((name, bytes.fromhex("".join(hexs))))
+                except ValueError:
+                    pass
+            name, hexs = line[2:].strip(), []
+        else:
+            hexs.append(line.strip())
+    stem = n[len("ikev2-"):-len(".txt")]
+    items = [x for x in items if any(k in x[0] for k in ("request", "response", "plain"))]
+    for i, (name, data) in enumerate(items):
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        write("ikev2_wire", f"{stem}_{i:02d}_{safe}.bin", data)
+        if stem != "charon" or "plain" in name:
+            continue  # the engine target: one recording's datagrams are enough
+        rec = (bytes([0]) if data[:4] != b"\0\0\0\0" else bytes([2])) + struct.pack(">H", len(data)) + data
+        write("ikev2_engine", f"{stem}_{i:02d}_{safe}.bin", bytes([0]) + rec)
+
+# iked.conf(5): the manual's and Debian's examples (tests/vectors/iked-conf).
+ikc = os.path.join(vec, "iked-conf")
+for n in sorted(os.listdir(ikc)):
+    if n.endswith(".conf"):
+        write("iked_conf", n, open(os.path.join(ikc, n), "rb").read())
+
+# ipsec.conf(5): OpenBSD's ipsecctl regress inputs (tests/data/ipsecctl/*.in).
+ipc = os.path.join(HERE, "..", "data", "ipsecctl")
+for n in sorted(os.listdir(ipc)):
+    if n.endswith(".in"):
+        write("ipsec_conf", n, open(os.path.join(ipc, n), "rb").read())
+
+# KeyNote: isakmpd's sample policies and the shapes tests/keynote.rs checks.
+for n in ("policy", "isakmpd.policy"):
+    write("keynote", n, open(os.path.join(samples, n), "rb").read())
+keynote = {
+    "aes_only": 'KeyNote-Version: 2\nComment: ESP with AES only\nAuthorizer: "POLICY"\n'
+                'Licensees: "passphrase:fuzz"\nConditions: app_domain == "IPsec policy" && esp_present == "yes" &&\n'
+                '            esp_enc_alg == "aes" -> "true";\n',
+    "filters": 'Authorizer: "POLICY"\nLicensees: "passphrase:fuzz" || "DN:/C=ZZ/CN=fuzz"\n'
+               'Conditions: app_domain == "IPsec policy" && doi == "ipsec" && initiator == "no" &&\n'
+               '            phase_1 == "main" && pfs == "yes" &&\n'
+               '            remote_filter_type == "IPv4 subnet" &&\n'
+               '            remote_filter == "198.051.100.000-198.051.100.255" &&\n'
+               '            local_filter_addr_lower ~= "^203\\\\.000\\\\." -> "true";\n',
+    "delegation": 'Authorizer: "POLICY"\nLicensees: "alice"\nConditions: app_domain == "IPsec policy" -> "true";\n\n'
+                  'Authorizer: "alice"\nLicensees: 2-of("passphrase:fuzz", "bob", "DN:/C=ZZ/CN=fuzz")\n'
+                  'Local-Constants: X = "aes"  Y = "128"\n'
+                  'Conditions: esp_enc_alg == X && @esp_key_length >= @Y -> { esp_present == "yes" -> "maybe"; pfs == "yes" -> "true"; };\n',
+    "arith": 'Authorizer: "POLICY"\nConditions: (@esp_key_length + 2) * 3 % 5 == 4 || &GMTTimeOfDay > 0 || $("app" . "_domain") == "x" -> "true";\n',
+}
+for k, v in keynote.items():
+    write("keynote", k + ".txt", v.encode())
+
+# ikectl(8) control requests: a command line, for `load` the file's text after it.
+for i, req in enumerate([
+    "show sa\n", "show flows\n", "show stats\n", "show certstore\n", "reload\n", "active\n", "passive\n",
+    "couple\n", "decouple\n", "log verbose\n", "log brief\n", "monitor\n", "reset all\n", "reset sa\n",
+    "reset policy\n", "reset ca\n", "reset user\n", "reset id fqdn.example.org\n",
+    "load /etc/iked.conf\nikev2 esp from 10.0.0.0/24 to 10.0.1.0/24 peer 192.0.2.2 psk \"x\"\n",
+    "show\nsa", "reset\nid\nasn1dn/C=ZZ/CN=x", "load\n/tmp/x.conf",
+]):
+    write("ikectl_control", f"req{i:02d}.txt", req.encode())

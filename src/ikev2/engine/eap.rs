@@ -763,6 +763,9 @@ mod tests {
             capture_on: false,
             capture: VecDeque::new(),
             eap_log: LogGate::default(),
+            now: Time(0),
+            drop_log: crate::ike::LogLimit::new(5, 10_000),
+            notify_limit: crate::ike::LogLimit::default(),
         }
     }
 

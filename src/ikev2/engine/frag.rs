@@ -23,6 +23,19 @@ pub(super) struct Reassembling {
 /// keep a real peer's IKE_AUTH out.
 pub(super) const REASSEMBLIES_MAX: usize = 16;
 
+/// A reassembly whose other fragments have not come this long after its first is given
+/// up (RFC 7383 §2.6 leaves the time to us): the peer's retransmissions of a request
+/// come well within it, and an established IKE SA must not hold a slot and its 64 KiB
+/// for the rest of its life.
+pub(super) const REASSEMBLY_SECS: u64 = 30;
+
+impl Reassembling {
+    /// When it is given up.
+    pub(super) fn due(&self) -> Time {
+        self.since.add_secs(REASSEMBLY_SECS)
+    }
+}
+
 impl Engine {
     /// Gives up the reassembly that began first, over all IKE SAs, for a new one.
     pub(super) fn evict_oldest_reassembly(&mut self) {
@@ -39,6 +52,22 @@ impl Engine {
             log::debug!(
                 "ikev2: {}: an IKE fragment reassembly given up for a newer one",
                 sa.info.remote
+            );
+        }
+    }
+
+    /// Gives up the reassembly of IKE SA `h` if its time is past ([`REASSEMBLY_SECS`]).
+    pub(super) fn expire_reassembly(&mut self, now: Time, h: Handle) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        if sa.reassembly.as_ref().is_some_and(|r| r.due() <= now) {
+            sa.reassembly = None;
+            self.reassemblies = self.reassemblies.saturating_sub(1);
+            let remote = sa.info.remote;
+            self.io.dropped(
+                remote,
+                "IKE fragments: the rest never came, reassembly given up",
             );
         }
     }
@@ -105,6 +134,7 @@ impl Engine {
                 since: now,
                 frags: Box::default(),
             });
+            self.io.arm(h, sa);
         }
         let Some(sa) = self.sas.get_mut(h) else {
             return;

@@ -52,6 +52,9 @@ impl Engine {
             return self.dropped(remote, "IKE_SA_INIT without SA, KE or Nonce");
         };
         let reply = |io: &mut Io, ty: NotifyType, data: &[u8]| {
+            if ty != NotifyType::COOKIE && io.notify_limit.allow(now).is_none() {
+                return;
+            }
             let hdr = Header {
                 spi_i: hd.spi_i,
                 flags: FLAG_RESPONSE,
@@ -91,19 +94,23 @@ impl Engine {
         }
         let peer = &self.policy.peers[p];
         let Some((chosen, number)) = choose_ike(offer, &peer.ike) else {
-            log::warn!(
-                "ikev2: {} {remote}: IKE_SA_INIT: no proposal chosen",
-                peer.name
+            self.io.limited_log(
+                log::Level::Warn,
+                format_args!(
+                    "ikev2: {} {remote}: IKE_SA_INIT: no proposal chosen",
+                    peer.name
+                ),
             );
             self.io.stats.failed += 1;
             return reply(&mut self.io, NotifyType::NO_PROPOSAL_CHOSEN, &[]);
         };
         if ke.group != chosen.dh {
-            log::info!(
-                "ikev2: {} {remote}: KE for {}, asking for {} (INVALID_KE_PAYLOAD)",
-                peer.name,
-                ke.group,
-                chosen.dh
+            self.io.limited_log(
+                log::Level::Info,
+                format_args!(
+                    "ikev2: {} {remote}: KE for {}, asking for {} (INVALID_KE_PAYLOAD)",
+                    peer.name, ke.group, chosen.dh
+                ),
             );
             return reply(
                 &mut self.io,
@@ -152,7 +159,11 @@ impl Engine {
         let resp = match res {
             Ok(r) => r,
             Err(Fail(why)) => {
-                log::warn!("ikev2: {} {remote}: IKE_SA_INIT: {why}", peer.name);
+                let name = &self.policy.peers[p].name;
+                self.io.limited_log(
+                    log::Level::Warn,
+                    format_args!("ikev2: {name} {remote}: IKE_SA_INIT: {why}"),
+                );
                 self.io.stats.failed += 1;
                 return reply(&mut self.io, NotifyType::INVALID_SYNTAX, &[]);
             }

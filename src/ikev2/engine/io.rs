@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::ike::wire::ProtocolId as V1Protocol;
+use crate::ike::LogLimit;
 
 /// The shared pieces a handler touches beside the SA it holds (the IKEv2 sibling of
 /// `crate::ike::io::Io`).
@@ -31,6 +32,13 @@ pub(super) struct Io {
     /// Messages for the capture file, in clear ([`Engine::poll_capture`]), while on.
     pub(super) capture_on: bool,
     pub(super) capture: VecDeque<Captured>,
+    /// The time of the input being handled (for the limits below).
+    pub(super) now: Time,
+    /// Dropped datagrams are logged five per ten seconds, with the count held back.
+    pub(super) drop_log: LogLimit,
+    /// Unprotected error notifications (answers to IKE_SA_INIT requests we refuse) go
+    /// at most ten a second: anyone can make us send them to any address.
+    pub(super) notify_limit: LogLimit,
     /// Failed EAP conversations, logged a few a minute (eap.rs).
     pub(super) eap_log: LogGate,
 }
@@ -109,9 +117,25 @@ impl Io {
         self.capture.push_back(Captured { src, dst, data });
     }
 
+    /// A line about an unauthenticated datagram we refuse (IKE_SA_INIT with no
+    /// proposal we take, ...): under the same limit as drops, debug beyond it.
+    pub(super) fn limited_log(&mut self, level: log::Level, line: std::fmt::Arguments<'_>) {
+        match self.drop_log.allow(self.now) {
+            Some(0) => log::log!(level, "{line}"),
+            Some(n) => log::log!(level, "{line} ({n} more not logged)"),
+            None => log::debug!("{line}"),
+        }
+    }
+
+    /// A datagram dropped: counted, and a warning unless too many came lately (a flood
+    /// of garbage shows as a few lines and the count of those held back).
     pub(super) fn dropped(&mut self, remote: SocketAddr, why: &str) {
         self.stats.datagrams_dropped += 1;
-        log::debug!("ikev2: {remote}: dropped: {why}");
+        match self.drop_log.allow(self.now) {
+            Some(0) => log::warn!("ikev2: {remote}: dropped: {why}"),
+            Some(n) => log::warn!("ikev2: {remote}: dropped: {why} ({n} more not logged)"),
+            None => log::debug!("ikev2: {remote}: dropped: {why}"),
+        }
     }
 
     pub(super) fn random<const N: usize>(&mut self) -> [u8; N] {

@@ -345,9 +345,22 @@ impl Engine {
                 .iter()
                 .filter_map(|w| w.step.child())
                 .any(|o| o.same_flows(c));
+        // The outbound state (the peer's address and SPI) of another CHILD_SA is not
+        // ours to delete: a peer that offered an SPI already in use had our install
+        // refused (EEXIST), and taking the half back must not take the other's.
+        let shared_out = self.children.iter().any(|(_, o)| {
+            o.spi_in != c.spi_in
+                && o.spi_out == c.spi_out
+                && o.remote.ip() == c.remote.ip()
+                && !o.outbound_pending
+        });
         match c.ipsec_sa(self.io.kernel_answers) {
             Ok(sa) => {
-                let part = sa.installed();
+                let part = if shared_out {
+                    Part::Inbound
+                } else {
+                    sa.installed()
+                };
                 self.io
                     .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, keep_flows))
             }

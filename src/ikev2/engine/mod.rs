@@ -112,6 +112,7 @@ mod init;
 mod io;
 mod kernel;
 mod lifetime;
+mod probe;
 mod window;
 
 use self::auth::*;
@@ -125,6 +126,7 @@ use self::io::*;
 pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
 use self::lifetime::*;
+pub use self::probe::Occupancy;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
@@ -536,6 +538,7 @@ impl IkeSa {
             self.info.rekey_at,
             self.info.expires_at,
             self.child_due,
+            self.reassembly.as_ref().map(Reassembling::due),
         ]
         .into_iter()
         .flatten()
@@ -606,6 +609,9 @@ impl Engine {
                 keepalive_secs: config.nat_keepalive_secs,
                 capture_on: false,
                 capture: VecDeque::new(),
+                now,
+                drop_log: crate::ike::LogLimit::new(5, 10_000),
+                notify_limit: crate::ike::LogLimit::default(),
                 eap_log: Default::default(),
             },
             rx: Vec::with_capacity(65535),
@@ -779,6 +785,7 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
+        self.io.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
         self.io.timers.expire(now, |_, h| fired.push(h));
@@ -787,6 +794,7 @@ impl Engine {
                 continue;
             };
             sa.timer = None;
+            self.expire_reassembly(now, h);
             self.lifetimes(now, h);
             let Some(sa) = self.sas.get_mut(h) else {
                 continue;
@@ -848,6 +856,7 @@ impl Engine {
         remote: SocketAddr,
         data: &[u8],
     ) {
+        self.io.now = now;
         self.io.stats.datagrams_received += 1;
         let data = if local.port() == self.config.nat_port {
             // RFC 3948 §2.2: IKE after the non-ESP marker; a lone 0xff is a keepalive,
