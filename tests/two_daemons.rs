@@ -134,7 +134,7 @@ fn normalise(line: &str) -> String {
         if i > 0 {
             out.push(' ');
         }
-        let (core, tail) = match w.find(|c: char| c == ',' || c == ':' || c == ')' || c == '/') {
+        let (core, tail) = match w.find([',', ':', ')', '/']) {
             Some(n) if n > 0 => (&w[..n], &w[n..]),
             _ => (*w, ""),
         };
