@@ -23,4 +23,19 @@ for p in "${pkgs[@]}"; do
     deb=$(ls -t "${p}"_*.deb | head -n1)
     dpkg -x "$deb" "$dir"
 done
+# The shared libraries pluto and certutil link (libnss3, libcurl3-nss, libunbound8, ...):
+# installed from Debian like any library (they conflict with nothing), unless present.
+# The packages named above are the ones unpacked here instead; tools pluto's scripts use
+# (host, iptables, dns-root-data) are not needed by the tests.
+need=()
+for deb in libreswan_*.deb libnss3-tools_*.deb; do
+    for d in $(dpkg-deb -f "$(ls -t $deb | head -n1)" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/ //g'); do
+        case " ${pkgs[*]} host iptables dns-root-data iproute2 iproute " in *" $d "*) continue ;; esac
+        dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || need+=("$d")
+    done
+done
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+fi
 LD_LIBRARY_PATH="$(echo "$dir"/usr/lib/*-linux-gnu*)" "$dir/usr/libexec/ipsec/pluto" --version >/dev/null
