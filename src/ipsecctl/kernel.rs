@@ -84,8 +84,8 @@ pub struct Flow {
     pub collapsed_dst: Vec<Addr>,
 }
 
-/// An `sa` or `tcpmd5` rule: one SA in one direction.
-#[derive(Clone, Debug)]
+/// An `sa` or `tcpmd5` rule: one SA in one direction. Its Debug form leaves the keys out.
+#[derive(Clone)]
 pub struct Sa {
     pub satype: KSatype,
     pub tunnel: bool,
@@ -96,6 +96,23 @@ pub struct Sa {
     pub xfs: Option<Xfs>,
     pub authkey: Option<Vec<u8>>,
     pub enckey: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Sa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = |k: &Option<Vec<u8>>| k.as_ref().map(|k| format!("<{} bytes>", k.len()));
+        f.debug_struct("Sa")
+            .field("satype", &self.satype)
+            .field("tunnel", &self.tunnel)
+            .field("src", &self.src)
+            .field("dst", &self.dst)
+            .field("spi", &self.spi)
+            .field("udpencap", &self.udpencap)
+            .field("xfs", &self.xfs)
+            .field("authkey", &key(&self.authkey))
+            .field("enckey", &key(&self.enckey))
+            .finish()
+    }
 }
 
 /// `[bundle ...]`: two SAs grouped (SADB_X_GRPSPIS).
