@@ -569,12 +569,18 @@ fn server_answer(
             } else {
                 name
             };
-            let Some(u) = lookup(users, name) else {
+            // An unknown user costs the same computation as a wrong password, so that the
+            // time of the answer does not tell which names exist.
+            let user = lookup(users, name);
+            let zero = [0; 16];
+            let hash = user.map_or(&zero, |u| &u.nt_hash);
+            let want = mschap::nt_response(&e.challenge, &peer_ch, name, hash)
+                .map_err(|x| x.to_string())?;
+            let right = constant_time_eq(&want, &nt);
+            let Some(u) = user else {
                 return Err("unknown user".into());
             };
-            let want = mschap::nt_response(&e.challenge, &peer_ch, name, &u.nt_hash)
-                .map_err(|x| x.to_string())?;
-            if !constant_time_eq(&want, &nt) {
+            if !right {
                 return Err("wrong password".into());
             }
             let s =
