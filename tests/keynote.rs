@@ -2,6 +2,8 @@
 //! KeyNote policy, as isakmpd's check_policy asks it about each Quick Mode proposal.
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -52,6 +54,11 @@ fn capture_logs() {
 }
 
 fn conf(me: &str, peer: &str, active: bool, qm: &str) -> Conf {
+    conf_p1(me, peer, active, qm, "AES-SHA")
+}
+
+/// As [`conf`], with phase 1 transform `p1`.
+fn conf_p1(me: &str, peer: &str, active: bool, qm: &str, p1: &str) -> Conf {
     let (lnet, rnet) = if me == WEST {
         ("198.51.100.0", "203.0.113.0")
     } else {
@@ -62,7 +69,7 @@ fn conf(me: &str, peer: &str, active: bool, qm: &str) -> Conf {
          [Phase 1]\n{peer}=peer\n\
          [Phase 2]\n{}=conn\n\
          [peer]\nPhase=1\nAddress={peer}\nConfiguration=mm\nAuthentication={PSK}\n\
-         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-SHA\n\
+         [mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms={p1}\n\
          [conn]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=lnet\nRemote-ID=rnet\n\
          [qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites={qm}\n\
          [lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
@@ -355,4 +362,114 @@ fn daemon_refuses_a_group_readable_policy_file() {
     let log = fs::read_to_string(log).unwrap();
     assert!(log.contains("policy_init: cannot read"), "{log}");
     assert!(log.contains("bad permissions 0644"), "{log}");
+}
+
+/// A PKCS#1 public key of `key` (a PEM private key in `dir`), as openssl(1) writes it.
+fn pkcs1(dir: &std::path::Path, key: &str) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in", key])
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Main Mode with RSA signatures; east accepts what `policy` allows. Both sides trust both
+/// CAs, so only the policy tells the peers apart. Returns east's ESP transforms.
+fn run_sig(dir: &std::path::Path, west_host: &str, west_qm: &str, policy: &str) -> Vec<u8> {
+    capture_logs();
+    let rd = |n: &str| fs::read(dir.join(n)).unwrap();
+    let creds = |host: &str| {
+        isakmpd::ike::Credentials::load(
+            Some(&rd(&format!("{host}.key"))),
+            &[rd(&format!("{host}.crt"))],
+            &[rd("ca.crt"), rd("otherca.crt")],
+        )
+        .unwrap()
+    };
+    let p1 = "AES-SHA2-256-GRP14-RSA_SIG";
+    let mut w = engine(WEST, &conf_p1(WEST, EAST, true, west_qm, p1), 7);
+    let mut e = engine(EAST, &conf_p1(EAST, WEST, false, BOTH, p1), 8);
+    w.0.set_credentials(creds(west_host));
+    e.0.set_credentials(creds("east"));
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    e.0.set_wall_clock(isakmpd::ike::policy::WallClock {
+        unix,
+        utc_offset: 0,
+    });
+    enforce(&mut e.0, policy);
+    w.0.start_connections(Time(0));
+    drive(&mut w, &mut e);
+    assert_eq!(
+        e.0.isakmp_sas().count(),
+        1,
+        "phase 1 is up: {:#?}",
+        my_lines()
+    );
+    e.0.ipsec_sas().map(|s| s.transform).collect()
+}
+
+/// isakmpd's principals for a peer that signs (ike_quick_mode.c `check_policy`): its key
+/// as `rsa-hex:` and its certificate's `DN:`, and the assertions x509_generate_kn makes
+/// from its certificate (its CA's key and DN license its own), so a policy may name the
+/// CA that certified a peer, or the peer's own key in any encoding.
+#[test]
+fn policies_naming_a_ca_or_a_peer_key_for_signature_peers() {
+    isakmpd::ike::crypto::init();
+    let dir = std::env::temp_dir().join(format!("isakmpd-kn-pki-{}", std::process::id()));
+    pki::ca(&dir, "ca");
+    pki::ca(&dir, "otherca");
+    pki::host(&dir, "ca", "west", WEST);
+    pki::host(&dir, "ca", "east", EAST);
+    pki::host(&dir, "otherca", "mallory", WEST);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let aes_for = |who: &str| {
+        format!(
+            "Authorizer: \"POLICY\"\nLicensees: {who}\n\
+             Conditions: app_domain == \"IPsec policy\" && esp_enc_alg == \"aes\" -> \"true\";\n"
+        )
+    };
+    let by_ca_key = aes_for(&format!("\"rsa-hex:{}\"", hex(&pkcs1(&dir, "ca.key"))));
+    // Certified by that CA, AES: allowed; 3DES only: refused.
+    let sas = run_sig(&dir, "west", "QM-ESP-AES-SHA-SUITE", &by_ca_key);
+    assert_eq!(sas, [ESP_AES], "{:#?}", my_lines());
+    let sas = run_sig(&dir, "west", "QM-ESP-3DES-SHA-SUITE", &by_ca_key);
+    assert!(sas.is_empty(), "{sas:?}");
+    assert!(refused_with_no_proposal_chosen(), "{:#?}", my_lines());
+    // A peer the other CA certified (trusted for phase 1) is not licensed.
+    let sas = run_sig(&dir, "mallory", "QM-ESP-AES-SHA-SUITE", &by_ca_key);
+    assert!(sas.is_empty(), "{sas:?}");
+    assert!(refused_with_no_proposal_chosen(), "{:#?}", my_lines());
+    // The CA by its DN.
+    let by_ca_dn = aes_for("\"DN:/C=CH/O=isakmpd test/CN=ca\"");
+    let sas = run_sig(&dir, "west", "QM-ESP-AES-SHA-SUITE", &by_ca_dn);
+    assert_eq!(sas, [ESP_AES], "{:#?}", my_lines());
+    let sas = run_sig(&dir, "mallory", "QM-ESP-AES-SHA-SUITE", &by_ca_dn);
+    assert!(sas.is_empty(), "{sas:?}");
+    // The peer's own key, in base64: keys compare as keys.
+    let b64 = base64_of(&pkcs1(&dir, "mallory.key"));
+    let by_key = aes_for(&format!("\"rsa-base64:{b64}\""));
+    let sas = run_sig(&dir, "mallory", "QM-ESP-AES-SHA-SUITE", &by_key);
+    assert_eq!(sas, [ESP_AES], "{:#?}", my_lines());
+    let sas = run_sig(&dir, "west", "QM-ESP-AES-SHA-SUITE", &by_key);
+    assert!(sas.is_empty(), "{sas:?}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Base64 by base64(1), one line.
+fn base64_of(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64");
+    c.stdin.take().unwrap().write_all(b).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -11,14 +11,17 @@ use super::crypto::{
 };
 use super::exchange::{Exchange, P1Choice};
 use super::phase1::Cx;
+use super::policy::PeerCredentials;
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
 use super::{Drop, Engine};
 
-/// What a successful check of the peer's authentication yields: its ID payload body and
-/// whether it said INITIAL-CONTACT. Cannot be made outside this file.
+/// What a successful check of the peer's authentication yields: its ID payload body,
+/// whether it said INITIAL-CONTACT and, for a signature, what KeyNote learns of its key
+/// and certificates. Cannot be made outside this file.
 pub(crate) struct Authenticated {
     pub peer_id: Vec<u8>,
     pub initial_contact: bool,
+    pub peer_creds: Option<Box<PeerCredentials>>,
     _proof: Proof,
 }
 
@@ -273,6 +276,7 @@ pub(crate) fn check_peer(
         return Ok(Authenticated {
             peer_id: idb,
             initial_contact,
+            peer_creds: None,
             _proof: Proof,
         });
     }
@@ -301,6 +305,7 @@ pub(crate) fn check_peer(
     } else {
         None
     };
+    let mut creds_kn = PeerCredentials::default();
     if let Some(key) = raw {
         // No certificate: the peer's raw public key from pubkeys/, by its ID.
         key.verify_raw(want.as_bytes(), sig).map_err(|_| {
@@ -311,6 +316,7 @@ pub(crate) fn check_peer(
             )
         })?;
         crate::log_info!("peer {from} authenticated by its public key for {identity}");
+        creds_kn.principals.extend(key.pkcs1().map(|k| rsa_hex(&k)));
     } else {
         let cert = certs
             .iter()
@@ -338,7 +344,7 @@ pub(crate) fn check_peer(
             .filter(|c| !std::ptr::eq(*c, cert))
             .cloned()
             .collect();
-        trust.verify(cert, &others).map_err(|e| {
+        let path = trust.verify(cert, &others).map_err(|e| {
             super::refused(
                 NotifyType::INVALID_CERTIFICATE,
                 "authentication failed: certificate not trusted",
@@ -363,12 +369,61 @@ pub(crate) fn check_peer(
             "peer {from} authenticated by certificate \"{}\"",
             cert.subject()
         );
+        creds_kn = keynote_credentials(&path);
     }
     Ok(Authenticated {
         peer_id: idb,
         initial_contact,
+        peer_creds: Some(Box::new(creds_kn)),
         _proof: Proof,
     })
+}
+
+/// KeyNote's `rsa-hex:` principal of a PKCS#1 RSA public key (libkeynote `kn_encode_key`).
+fn rsa_hex(pkcs1: &[u8]) -> String {
+    format!("rsa-hex:{}", super::sa::hex(pkcs1))
+}
+
+/// What KeyNote learns from a verified certificate path, leaf first (ike_quick_mode.c
+/// `check_policy`, x509.c `x509_generate_kn`): the leaf's `rsa-hex:` key and `DN:` subject
+/// as principals, and for each certificate of the path that its issuer signed (not a
+/// self-signed root) the two assertions isakmpd makes, issuer to subject by key and by DN,
+/// for the certificate's validity. isakmpd makes them for the leaf only, with its issuer
+/// from the CA directory; one per link lets a policy name a root above intermediates.
+fn keynote_credentials(path: &[Certificate]) -> PeerCredentials {
+    let mut out = PeerCredentials::default();
+    if let Some(leaf) = path.first() {
+        out.principals.extend(leaf.rsa_pkcs1().map(|k| rsa_hex(&k)));
+        out.principals
+            .extend(leaf.subject_issuer().map(|(s, _)| format!("DN:{s}")));
+    }
+    for pair in path.windows(2) {
+        let (cert, issuer) = (&pair[0], &pair[1]);
+        let (Some((subject, issuer_dn)), Some((not_before, not_after))) =
+            (cert.subject_issuer(), cert.validity())
+        else {
+            continue;
+        };
+        if subject == issuer_dn {
+            continue;
+        }
+        let when = format!(
+            "Conditions: GMTTimeOfDay >= \"{}\" && GMTTimeOfDay <= \"{}\";\n",
+            super::policy_attrs::time_of_day(not_before),
+            super::policy_attrs::time_of_day(not_after)
+        );
+        if let (Some(ik), Some(sk)) = (issuer.rsa_pkcs1(), cert.rsa_pkcs1()) {
+            out.assertions.push(format!(
+                "Authorizer: \"{}\"\nLicensees: \"{}\"\n{when}",
+                rsa_hex(&ik),
+                rsa_hex(&sk)
+            ));
+        }
+        out.assertions.push(format!(
+            "Authorizer: \"DN:{issuer_dn}\"\nLicensees: \"DN:{subject}\"\n{when}"
+        ));
+    }
+    out
 }
 
 /// Our side of a phase 1 authentication: HASH_I/HASH_R, or for RSA_SIG the hash signed

@@ -70,6 +70,7 @@ pub(crate) fn provisional_sa(x: &Exchange, now: Time) -> Option<IsakmpSa> {
         nat_t: None,
         cfg_address: None,
         cfg_peer_address: None,
+        peer_creds: None,
     })
 }
 

@@ -822,6 +822,7 @@ impl Engine {
         let super::auth::Authenticated {
             peer_id,
             initial_contact,
+            peer_creds,
             ..
         } = auth;
         let permille = self.soft_permille();
@@ -865,6 +866,7 @@ impl Engine {
             nat_t: x.nat_t,
             cfg_address: None,
             cfg_peer_address: None,
+            peer_creds,
         };
         let (initiator, local, remote, connection, peer) = (
             x.initiator,

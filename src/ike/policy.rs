@@ -894,8 +894,26 @@ mod tests {
 pub trait ProposalPolicy: Send + Sync {
     /// Whether the peer known by `principals` (its authorizers: `passphrase:...` and kin)
     /// may have the SA that `attrs` describes (isakmpd's action attributes, policy.c
-    /// `policy_callback`; `None` for an attribute isakmpd leaves empty).
-    fn allows(&self, attrs: &dyn Fn(&str) -> Option<String>, principals: &[String]) -> bool;
+    /// `policy_callback`; `None` for an attribute isakmpd leaves empty). `assertions` are
+    /// trusted assertions made for this peer's session: those of its verified certificates.
+    fn allows(
+        &self,
+        attrs: &dyn Fn(&str) -> Option<String>,
+        principals: &[String],
+        assertions: &[String],
+    ) -> bool;
+}
+
+/// What KeyNote learns of a peer authenticated by signature (ike_quick_mode.c
+/// `check_policy`, x509.c `x509_generate_kn`): its principals, `rsa-hex:` of its key and
+/// `DN:` of its certificate's subject, and for each link of its verified certificate path
+/// an assertion by which the issuer's key (and DN) licenses the subject's for the
+/// certificate's validity, so that a policy naming a CA's key or DN covers the peers the
+/// CA certified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub principals: Vec<String>,
+    pub assertions: Vec<String>,
 }
 
 /// The wall-clock time for GMTTimeOfDay and LocalTimeOfDay, set by the event loop (the

@@ -125,7 +125,7 @@ fn encapsulation(e: EncapsulationMode) -> &'static str {
 }
 
 /// YYYYMMDDHHmmSS of `unix` seconds (days to civil date: H. Hinnant's algorithm).
-fn time_of_day(unix: i64) -> String {
+pub(crate) fn time_of_day(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let z = days + 719_468;
@@ -343,8 +343,9 @@ pub(crate) const POLICY_REFUSED: &str = "no proposal chosen: refused by isakmpd.
 /// ike_quick_mode.c `check_policy`: whether isakmpd.policy lets the peer of this ISAKMP SA
 /// have the SA `chosen` (always, without a policy), for the initiator or the responder of a
 /// message that did or did not carry a KE payload. The peer's principals are those of its
-/// pre-shared key, or the `DN:` of its certificate when its ID is that DN (isakmpd also
-/// names the certificate's RSA key, `rsa-hex:`, which this daemon does not yet).
+/// pre-shared key, or for a signature its key's `rsa-hex:` and its certificate's `DN:`
+/// (and the `DN:` of its ID when that is a DN), with the assertions its certificate path
+/// makes (see [`super::policy::PeerCredentials`]).
 pub(crate) fn check_policy(
     cx: &super::quick_mode::QmCx<'_>,
     chosen: &[(Proposal<'_>, Transform<'_>, Matched)],
@@ -356,11 +357,19 @@ pub(crate) fn check_policy(
         return true;
     };
     let peer = cx.policy.peer(&cx.sa.peer);
+    let mut assertions: &[String] = &[];
     let principals = match peer.and_then(|p| p.psk.as_deref()) {
         Some(key) if cx.sa.auth == AuthMethod::PRE_SHARED => psk_principals(key),
-        // A certificate's subject, when the peer's ID is that DN (auth.rs checked that
-        // the certificate names it).
-        _ => dn_principal(cx.sa).into_iter().collect(),
+        _ => {
+            let mut p = Vec::new();
+            if let Some(c) = cx.sa.peer_creds.as_deref() {
+                p.extend(c.principals.iter().cloned());
+                assertions = &c.assertions;
+            }
+            // The DN of the peer's ID (auth.rs checked that the certificate names it).
+            p.extend(dn_principal(cx.sa).filter(|d| !p.contains(d)));
+            p
+        }
     };
     let phase_1 = match peer.map(|p| p.exchange) {
         Some(ExchangeType::AGGRESSIVE) => "aggressive",
@@ -381,6 +390,7 @@ pub(crate) fn check_policy(
     let ok = kn.allows(
         &|n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
         &principals,
+        assertions,
     );
     if !ok {
         crate::ike_debug!(

@@ -160,6 +160,8 @@ pub struct IsakmpSa {
     /// The internal address we gave the peer by mode-config (REPLY or SET): a connection
     /// without Remote-ID accepts it as the peer's client ID.
     pub cfg_peer_address: Option<std::net::IpAddr>,
+    /// The peer's KeyNote principals and certificate assertions (signature peers only).
+    pub peer_creds: Option<Box<super::policy::PeerCredentials>>,
 }
 
 /// Dead peer detection state of an ISAKMP SA.

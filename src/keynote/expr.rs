@@ -333,9 +333,9 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| "licensees end early".to_string())?;
         self.pos += 1;
         match t {
-            Tok::Str(s) => Ok(Lic::Principal(s.clone())),
+            Tok::Str(s) => Ok(Lic::Principal(super::sig::canonical(s))),
             Tok::Ident(n) => constant(n)
-                .map(Lic::Principal)
+                .map(|p| Lic::Principal(super::sig::canonical(&p)))
                 .ok_or_else(|| format!("unknown name {n} in Licensees")),
             Tok::Op("(") => {
                 self.enter()?;

@@ -22,8 +22,14 @@ pub struct Enforced {
 }
 
 impl ProposalPolicy for Enforced {
-    fn allows(&self, attrs: &dyn Fn(&str) -> Option<String>, principals: &[String]) -> bool {
-        self.policy.query(attrs, principals, &VALUES) == 1
+    fn allows(
+        &self,
+        attrs: &dyn Fn(&str) -> Option<String>,
+        principals: &[String],
+        assertions: &[String],
+    ) -> bool {
+        let session = Policy::session(assertions);
+        self.policy.query_with(attrs, principals, &VALUES, &session) == 1
     }
 }
 

@@ -8,8 +8,13 @@
 //! separated from the next by a blank line: KeyNote-Version, Comment, Local-Constants,
 //! Authorizer, Licensees, Conditions, Signature. An assertion that is malformed is skipped with
 //! a warning naming its line, as isakmpd does when `kn_add_assertion` fails. A signed
-//! assertion is skipped too: this port does not verify KeyNote signatures, and trusting an
-//! unverified one would be worse than ignoring it.
+//! assertion (a credential) is kept only if its signature verifies by its Authorizer's key
+//! (`sig`: RSA with SHA-1 or MD5); libkeynote trusts every assertion of the local policy
+//! file unchecked, this port checks the ones that carry a signature. Principals that are
+//! keys compare as keys, whatever their encoding.
+//!
+//! A query may add trusted session assertions: those isakmpd makes from a peer's verified
+//! certificates (x509.c `x509_generate_kn`), built by the engine.
 //!
 //! Everything is bounded (file size, assertion count, nesting depth, steps per query) and no
 //! input makes the parser or evaluator panic. Regular expressions (`~=`) use the C library's
@@ -22,6 +27,7 @@ mod expr;
 pub mod file;
 mod lex;
 mod regex;
+mod sig;
 #[cfg(test)]
 mod tests;
 
@@ -62,8 +68,9 @@ pub struct Loaded {
 }
 
 impl Policy {
-    /// Parses a policy file's text. Malformed or signed assertions are skipped with a warning
-    /// (isakmpd logs "kn_add_assertion failed" and goes on).
+    /// Parses a policy file's text. Malformed assertions, and signed ones whose signature
+    /// does not verify, are skipped with a warning (isakmpd logs "kn_add_assertion failed"
+    /// and goes on).
     pub fn parse(text: &str) -> Loaded {
         let mut warnings = Vec::new();
         let mut assertions = Vec::new();
@@ -77,14 +84,14 @@ impl Policy {
         } else {
             text
         };
-        for (line, block) in split_assertions(text) {
+        for (line, block, raw) in split_assertions(text) {
             if assertions.len() >= MAX_ASSERTIONS {
                 warnings.push(format!(
                     "line {line}: more than {MAX_ASSERTIONS} assertions; the rest are ignored"
                 ));
                 break;
             }
-            match parse_assertion(line, &block) {
+            match parse_assertion(line, &block, raw) {
                 Ok(a) => assertions.push(a),
                 Err(e) => warnings.push(format!("line {line}: assertion ignored: {e}")),
             }
@@ -93,6 +100,25 @@ impl Policy {
             policy: Policy { assertions },
             warnings,
         }
+    }
+
+    /// Trusted assertions for one query (made by the engine from a peer's verified
+    /// certificates); one that does not parse is left out.
+    pub fn session(texts: &[String]) -> Policy {
+        let mut assertions = Vec::new();
+        for t in texts {
+            if let Some((line, block, raw)) = split_assertions(t).into_iter().next() {
+                match parse_assertion(line, &block, raw) {
+                    Ok(a) => assertions.push(a),
+                    Err(e) => crate::ike_debug!(
+                        crate::log::DebugClass::Policy,
+                        30,
+                        "keynote: session assertion ignored: {e}"
+                    ),
+                }
+            }
+        }
+        Policy { assertions }
     }
 
     pub fn len(&self) -> usize {
@@ -112,13 +138,26 @@ impl Policy {
         authorizers: &[String],
         values: &[&str],
     ) -> usize {
+        self.query_with(attrs, authorizers, values, &Policy::default())
+    }
+
+    /// [`Policy::query`] with the assertions of `session` beside this policy's.
+    pub fn query_with(
+        &self,
+        attrs: &dyn Fn(&str) -> Option<String>,
+        authorizers: &[String],
+        values: &[&str],
+        session: &Policy,
+    ) -> usize {
         if values.is_empty() {
             return 0;
         }
+        let authorizers: Vec<String> = authorizers.iter().map(|a| sig::canonical(a)).collect();
         let q = Query {
             policy: self,
+            session,
             attrs,
-            authorizers,
+            authorizers: &authorizers,
             values,
             steps: Cell::new(0),
             memo: std::cell::RefCell::new(HashMap::new()),
@@ -127,30 +166,59 @@ impl Policy {
     }
 }
 
+/// One line of an assertion: its number, its text, and where it starts in the
+/// assertion's raw text.
+type Line<'a> = (usize, &'a str, usize);
+
 /// Splits the text into assertions at blank lines; lines beginning with '#' are comments.
-/// Yields each assertion's first line number and its lines.
-fn split_assertions(text: &str) -> Vec<(usize, Vec<(usize, &str)>)> {
+/// Yields each assertion's first line number, its lines, and its raw text from its first
+/// line (a comment included, as libkeynote signs it) to its end.
+fn split_assertions(text: &str) -> Vec<(usize, Vec<Line<'_>>, &str)> {
     let mut out = Vec::new();
-    let mut cur: Vec<(usize, &str)> = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        if l.trim().is_empty() {
-            if !cur.is_empty() {
-                out.push((cur[0].0, std::mem::take(&mut cur)));
-            }
-        } else if !l.starts_with('#') {
-            cur.push((i + 1, l));
+    let mut cur: Vec<Line<'_>> = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut off = 0;
+    fn end<'t>(
+        text: &'t str,
+        out: &mut Vec<(usize, Vec<Line<'t>>, &'t str)>,
+        cur: &mut Vec<Line<'t>>,
+        start: &mut Option<usize>,
+        upto: usize,
+    ) {
+        if let (Some(s), Some(first)) = (start.take(), cur.first()) {
+            let first = first.0;
+            let lines = std::mem::take(cur)
+                .into_iter()
+                .map(|(n, l, o)| (n, l, o - s))
+                .collect();
+            out.push((first, lines, &text[s..upto]));
         }
+        cur.clear();
     }
-    if !cur.is_empty() {
-        out.push((cur[0].0, cur));
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let l = raw.trim_end_matches(['\n', '\r']);
+        if l.trim().is_empty() {
+            end(text, &mut out, &mut cur, &mut start, off);
+        } else {
+            start.get_or_insert(off);
+            if !l.starts_with('#') {
+                cur.push((i + 1, l, off));
+            }
+        }
+        off += raw.len();
     }
+    end(text, &mut out, &mut cur, &mut start, text.len());
     out
 }
 
-fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, String> {
+fn parse_assertion(line: usize, lines: &[Line<'_>], raw: &str) -> Result<Assertion, String> {
     // Fields: a name at the start of a line, its value running on over indented lines.
     let mut fields: Vec<(String, usize, String)> = Vec::new();
-    for &(n, l) in lines {
+    let mut signed_upto = None;
+    for &(n, l, off) in lines {
+        if signed_upto.is_some() {
+            return Err(format!("line {n}: Signature must be the last field"));
+        }
         if l.starts_with([' ', '\t']) {
             let Some(f) = fields.last_mut() else {
                 return Err(format!("line {n}: continuation line without a field"));
@@ -161,7 +229,11 @@ fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, St
             let (name, value) = l
                 .split_once(':')
                 .ok_or_else(|| format!("line {n}: not a 'Field: value' line"))?;
-            fields.push((name.trim().to_ascii_lowercase(), n, value.to_string()));
+            let name = name.trim().to_ascii_lowercase();
+            if name == "signature" {
+                signed_upto = Some(off);
+            }
+            fields.push((name, n, value.to_string()));
         }
     }
     let mut a = Assertion {
@@ -172,7 +244,7 @@ fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, St
         constants: HashMap::new(),
     };
     let mut seen: Vec<&str> = Vec::new();
-    let (mut lic_text, mut cond_text, mut auth_text) = (None, None, None);
+    let (mut lic_text, mut cond_text, mut auth_text, mut sig_text) = (None, None, None, None);
     for (i, (name, n, value)) in fields.iter().enumerate() {
         // Every field at most once, Comment included (libkeynote parse_assertion.c).
         if seen.contains(&name.as_str()) {
@@ -209,24 +281,29 @@ fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, St
             "authorizer" => auth_text = Some((*n, value.as_str())),
             "licensees" => lic_text = Some((*n, value.as_str())),
             "conditions" => cond_text = Some((*n, value.as_str())),
-            "signature" => {
-                return Err(format!(
-                    "line {n}: signed assertions are not verified by this daemon"
-                ))
-            }
+            "signature" => sig_text = Some((*n, value.as_str())),
             other => return Err(format!("line {n}: unknown field '{other}'")),
         }
     }
     let constant = |k: &str| a.constants.get(k).cloned();
     let (n, text) = auth_text.ok_or("no Authorizer field")?;
     let toks = lex::lex(text).map_err(|e| format!("line {n}: {e}"))?;
-    a.authorizer = match toks.as_slice() {
+    a.authorizer = sig::canonical(&match toks.as_slice() {
         [lex::Tok::Str(s)] => s.clone(),
         [lex::Tok::Ident(k)] => {
             constant(k).ok_or_else(|| format!("line {n}: unknown name {k} in Authorizer"))?
         }
         _ => return Err(format!("line {n}: Authorizer must be one principal")),
-    };
+    });
+    if let (Some((n, text)), Some(upto)) = (sig_text, signed_upto) {
+        let toks = lex::lex(text).map_err(|e| format!("line {n}: {e}"))?;
+        let [lex::Tok::Str(s)] = toks.as_slice() else {
+            return Err(format!("line {n}: Signature must be one string"));
+        };
+        let signed = raw.as_bytes().get(..upto).unwrap_or_default();
+        sig::verify(&a.authorizer, signed, s)
+            .map_err(|e| format!("line {n}: signed assertion refused: {e}"))?;
+    }
     if let Some((n, text)) = lic_text {
         let toks = lex::lex(text).map_err(|e| format!("line {n}: {e}"))?;
         if !toks.is_empty() {
@@ -255,6 +332,8 @@ fn parse_assertion(line: usize, lines: &[(usize, &str)]) -> Result<Assertion, St
 
 struct Query<'a> {
     policy: &'a Policy,
+    /// Trusted assertions of this query only.
+    session: &'a Policy,
     attrs: &'a dyn Fn(&str) -> Option<String>,
     authorizers: &'a [String],
     values: &'a [&'a str],
@@ -284,7 +363,12 @@ impl Query<'_> {
         }
         self.memo.borrow_mut().insert(p.to_string(), 0);
         let mut best = 0;
-        for a in self.policy.assertions.iter().filter(|a| a.authorizer == p) {
+        let all = self
+            .policy
+            .assertions
+            .iter()
+            .chain(&self.session.assertions);
+        for a in all.filter(|a| a.authorizer == p) {
             if best == self.max() {
                 break;
             }

@@ -384,3 +384,192 @@ fn warnings_never_show_a_principal() {
         );
     }
 }
+
+/// An RSA key made by openssl(1): (PEM private key path, PKCS#1 public DER).
+fn cli_key(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let pem = dir.join("k.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&pem)
+        .arg("1024")
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl genrsa");
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    (pem, out.stdout)
+}
+
+/// Signs `text` (an assertion ending in `Signature: "ALG`) as libkeynote's
+/// `keynote_sign_assertion` does, with openssl(1): PKCS#1 v1.5 (type 1) over the digest
+/// of the text and the algorithm name, as a DER OCTET STRING.
+fn cli_sign(dir: &std::path::Path, key: &std::path::Path, text: &str, alg: &str) -> String {
+    let signed_upto = text.rfind("Signature:").unwrap();
+    let mut data = text.as_bytes()[..signed_upto].to_vec();
+    data.extend_from_slice(alg.as_bytes());
+    let md = if alg.contains("md5") {
+        openssl::hash::MessageDigest::md5()
+    } else {
+        openssl::hash::MessageDigest::sha1()
+    };
+    let d = openssl::hash::hash(md, &data).unwrap();
+    let mut input = vec![0x04, d.len() as u8];
+    input.extend_from_slice(&d);
+    let inp = dir.join("in.bin");
+    std::fs::write(&inp, &input).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-sign",
+            "-pkeyopt",
+            "rsa_padding_mode:pkcs1",
+            "-inkey",
+        ])
+        .arg(key)
+        .arg("-in")
+        .arg(&inp)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if alg.contains("base64") {
+        openssl::base64::encode_block(&out.stdout)
+    } else {
+        out.stdout.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn signed_credentials_are_kept_only_when_their_signature_verifies() {
+    let dir = std::env::temp_dir().join(format!("kn-sig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pem, pkcs1) = cli_key(&dir);
+    // The policy names the key in base64 and upper-case hex; the credentials in hex:
+    // principals that are keys compare as keys.
+    let policy = format!(
+        "Authorizer: \"POLICY\"\nLicensees: \"rsa-base64:{}\" || \"RSA-HEX:{}\"\n\
+         Conditions: app_domain == \"IPsec policy\";\n\n",
+        openssl::base64::encode_block(&pkcs1),
+        hexs(&pkcs1).to_uppercase()
+    );
+    for alg in [
+        "sig-rsa-sha1-hex:",
+        "sig-rsa-sha1-base64:",
+        "sig-rsa-md5-hex:",
+        "sig-rsa-md5-base64:",
+    ] {
+        let body = format!(
+            "KeyNote-Version: 2\n# signed with the rest\nAuthorizer: \"rsa-hex:{}\"\n\
+             Licensees: \"passphrase:good\"\n\
+             Conditions: esp_enc_alg == \"aes\" -> \"true\";\nSignature: \"{alg}",
+            hexs(&pkcs1)
+        );
+        let sig = cli_sign(&dir, &pem, &body, alg);
+        let cred = format!("{body}{sig}\"\n");
+        let l = Policy::parse(&format!("{policy}{cred}"));
+        assert!(l.warnings.is_empty(), "{alg}: {:?}", l.warnings);
+        assert_eq!(l.policy.len(), 2, "{alg}");
+        let ipsec = [("app_domain", "IPsec policy"), ("esp_enc_alg", "aes")];
+        assert_eq!(q(&l.policy, &ipsec, &["passphrase:good"]), 1, "{alg}");
+        assert_eq!(q(&l.policy, &ipsec, &["passphrase:bad"]), 0, "{alg}");
+        let des = [("app_domain", "IPsec policy"), ("esp_enc_alg", "3des")];
+        assert_eq!(q(&l.policy, &des, &["passphrase:good"]), 0, "{alg}");
+        // One character of the signed text changed: the credential is refused.
+        let forged = cred.replace("\"aes\"", "\"3des\"");
+        let l = Policy::parse(&format!("{policy}{forged}"));
+        assert_eq!(l.policy.len(), 1, "{alg}");
+        assert!(
+            l.warnings.iter().any(|w| w.contains("line 10")
+                && w.contains("signed assertion refused: the signature does not verify")),
+            "{alg}: {:?}",
+            l.warnings
+        );
+        assert_eq!(q(&l.policy, &des, &["passphrase:good"]), 0, "{alg}");
+    }
+    // Signed by another key than its Authorizer's.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (pem2, _) = cli_key(&other);
+    let body = format!(
+        "Authorizer: \"rsa-hex:{}\"\nLicensees: \"passphrase:good\"\nSignature: \"sig-rsa-sha1-hex:",
+        hexs(&pkcs1)
+    );
+    let sig = cli_sign(&dir, &pem2, &body, "sig-rsa-sha1-hex:");
+    let l = Policy::parse(&format!("{policy}{body}{sig}\"\n"));
+    assert_eq!(l.policy.len(), 1);
+    assert!(
+        l.warnings[0].contains("does not verify"),
+        "{:?}",
+        l.warnings
+    );
+    // Unsupported algorithms and non-key Authorizers are named.
+    let l = Policy::parse(
+        "Authorizer: \"POLICY\"\nSignature: \"sig-dsa-sha1-hex:00\"\n\n\
+         Authorizer: \"rsa-hex:00\"\nSignature: \"sig-x509-sha1-base64:AAAA\"\n",
+    );
+    assert!(l.policy.is_empty());
+    assert!(
+        l.warnings[0].contains("sig-dsa-sha1-hex is not supported"),
+        "{:?}",
+        l.warnings
+    );
+    assert!(l.warnings[1].contains("sig-x509-sha1-base64 is not supported"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn session_assertions_chain_a_ca_key_to_the_peer() {
+    // The shape isakmpd's x509_generate_kn gives a peer certificate: the CA's key (and DN)
+    // licenses the peer's for the certificate's validity.
+    let ca = "rsa-hex:3008020300c0ff020103";
+    let peer = "rsa-hex:3008020300beef020103";
+    let p = load(&format!(
+        "Authorizer: \"POLICY\"\nLicensees: \"{ca}\" || \"DN:/O=Example/CN=CA\"\n\
+         Conditions: app_domain == \"IPsec policy\" && esp_enc_alg == \"aes\";\n"
+    ));
+    let session = Policy::session(&[
+        format!(
+            "Authorizer: \"{ca}\"\nLicensees: \"{peer}\"\n\
+             Conditions: GMTTimeOfDay >= \"20260101000000\" && GMTTimeOfDay <= \"20270101000000\";\n"
+        ),
+        "Authorizer: \"DN:/O=Example/CN=CA\"\nLicensees: \"DN:/O=Example/CN=peer\"\n\
+         Conditions: GMTTimeOfDay >= \"20260101000000\" && GMTTimeOfDay <= \"20270101000000\";\n"
+            .to_string(),
+    ]);
+    assert_eq!(session.len(), 2);
+    let at = |t: &'static str, alg: &'static str| {
+        [
+            ("app_domain", "IPsec policy"),
+            ("esp_enc_alg", alg),
+            ("GMTTimeOfDay", t),
+        ]
+    };
+    let who = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let run = |a: &[(&str, &str)], w: &[&str]| p.query_with(&attrs(a), &who(w), &TF, &session);
+    assert_eq!(run(&at("20261203000000", "aes"), &[peer]), 1);
+    assert_eq!(
+        run(&at("20261203000000", "aes"), &["DN:/O=Example/CN=peer"]),
+        1
+    );
+    assert_eq!(run(&at("20261203000000", "3des"), &[peer]), 0);
+    // Outside the certificate's validity, and without the session's assertions.
+    assert_eq!(run(&at("20280101000000", "aes"), &[peer]), 0);
+    assert_eq!(q(&p, &at("20261203000000", "aes"), &[peer]), 0);
+    assert_eq!(
+        run(&at("20261203000000", "aes"), &["DN:/O=Example/CN=other"]),
+        0
+    );
+}

@@ -651,6 +651,11 @@ impl RsaPublic {
         Ok(RsaPublic(Rsa::public_key_from_pem_pkcs1(pem).map_err(lib)?))
     }
 
+    /// The key as a PKCS#1 RSAPublicKey (KeyNote's `rsa-hex:` principals).
+    pub fn pkcs1(&self) -> Option<Vec<u8>> {
+        self.0.public_key_to_der_pkcs1().ok()
+    }
+
     pub fn size(&self) -> usize {
         self.0.size() as usize
     }
@@ -952,6 +957,31 @@ impl Certificate {
         self.0.public_key().map(PublicKey).map_err(lib)
     }
 
+    /// Its RSA key as a PKCS#1 RSAPublicKey (KeyNote's `rsa-hex:` principals), if RSA.
+    pub fn rsa_pkcs1(&self) -> Option<Vec<u8>> {
+        let k = self.0.public_key().ok()?.rsa().ok()?;
+        k.public_key_to_der_pkcs1().ok()
+    }
+
+    /// Subject and issuer as one-line DNs (`/C=../CN=..`, KeyNote's `DN:` principals).
+    pub fn subject_issuer(&self) -> Option<(String, String)> {
+        let s = dn_oneline(&self.0.subject_name().to_der().ok()?)?;
+        let i = dn_oneline(&self.0.issuer_name().to_der().ok()?)?;
+        Some((s, i))
+    }
+
+    /// notBefore and notAfter, in seconds since 1970 UTC.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+        let secs = |t: &openssl::asn1::Asn1TimeRef| {
+            epoch
+                .diff(t)
+                .ok()
+                .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
+        };
+        Some((secs(self.0.not_before())?, secs(self.0.not_after())?))
+    }
+
     /// Does this certificate hold the public half of `key` (of any kind)?
     pub fn holds(&self, key: &PrivateKey) -> bool {
         self.0.public_key().is_ok_and(|k| k.public_eq(&key.0))
@@ -1052,9 +1082,14 @@ impl TrustStore {
             .map(|c| c.name.as_str())
     }
 
-    /// Verifies `cert` (with `chain` as untrusted intermediates) against the CAs.
+    /// Verifies `cert` (with `chain` as untrusted intermediates) against the CAs, and
+    /// returns the path from `cert` to the trusted CA.
     /// XXX: validity is checked against the system clock, inside OpenSSL.
-    pub fn verify(&self, cert: &Certificate, chain: &[Certificate]) -> Result<(), String> {
+    pub fn verify(
+        &self,
+        cert: &Certificate,
+        chain: &[Certificate],
+    ) -> Result<Vec<Certificate>, String> {
         let mut st = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
         for c in chain {
             st.push(c.0.clone()).map_err(|e| e.to_string())?;
@@ -1083,7 +1118,7 @@ impl TrustStore {
                 return Err(format!("certificate revoked (CRL {name})"));
             }
         }
-        Ok(())
+        Ok(path.into_iter().map(Certificate).collect())
     }
 }
 
