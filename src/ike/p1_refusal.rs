@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 
-use super::crypto::{derive, SecretParts};
+use super::crypto::derive;
 use super::exchange::{Exchange, Kind, P1Step, State};
 use super::sa::{Handle, IsakmpSa};
 use super::wire::{self, Header, NotifyType, Payload, PayloadType};
@@ -42,36 +42,7 @@ pub(crate) fn provisional_sa(x: &Exchange, now: Time) -> Option<IsakmpSa> {
     {
         return None;
     }
-    Some(IsakmpSa {
-        timers: Default::default(),
-        icookie: x.icookie,
-        rcookie: x.rcookie,
-        initiator: x.initiator,
-        local: x.local,
-        remote: x.remote,
-        peer: x.peer.clone(),
-        hash: c.hash,
-        cipher: c.cipher,
-        group: c.group,
-        auth: c.auth,
-        keys: SecretParts::new([
-            x.skeyid_d.as_bytes(),
-            x.skeyid_a.as_bytes(),
-            x.ka.as_bytes(),
-            x.iv.as_bytes(),
-        ]),
-        id_local: Vec::new(),
-        id_remote: Vec::new(),
-        established: now,
-        lifetime: 0,
-        hard_expiry: None,
-        soft_expiry: None,
-        dpd: Default::default(),
-        nat_t: None,
-        cfg_address: None,
-        cfg_peer_address: None,
-        peer_creds: None,
-    })
+    Some(IsakmpSa::of_exchange(x, c, now))
 }
 
 /// Whether the peer of exchange `x`, which refused the message it waited for, already

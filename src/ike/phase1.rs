@@ -4,7 +4,6 @@
 //! ISAKMP SA that comes of an authenticated exchange. The two modes are short lists of
 //! steps over these: `main_mode.rs` and `aggressive.rs`.
 
-use crate::ike::crypto::SecretParts;
 use std::net::SocketAddr;
 
 use super::auth::{Authenticated, Credentials};
@@ -835,26 +834,8 @@ impl Engine {
         let id_local = our_id(&self.policy, x);
         let lifetime = c.lifetime;
         let sa = IsakmpSa {
-            timers: Default::default(),
-            icookie: x.icookie,
-            rcookie: x.rcookie,
-            initiator: x.initiator,
-            local: x.local,
-            remote: x.remote,
-            peer: x.peer.clone(),
-            hash: c.hash,
-            cipher: c.cipher,
-            group: c.group,
-            auth: c.auth,
-            keys: SecretParts::new([
-                x.skeyid_d.as_bytes(),
-                x.skeyid_a.as_bytes(),
-                x.ka.as_bytes(),
-                x.iv.as_bytes(),
-            ]),
             id_local: id_local.clone(),
             id_remote: peer_id.clone(),
-            established: now,
             lifetime,
             hard_expiry: (lifetime > 0).then(|| now.add_secs(lifetime)),
             soft_expiry: (lifetime > 0).then(|| now.add_millis(lifetime.saturating_mul(permille))),
@@ -864,9 +845,8 @@ impl Engine {
                 ..Default::default()
             },
             nat_t: x.nat_t,
-            cfg_address: None,
-            cfg_peer_address: None,
             peer_creds,
+            ..IsakmpSa::of_exchange(x, c, now)
         };
         let (initiator, local, remote, connection, peer) = (
             x.initiator,

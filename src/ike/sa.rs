@@ -164,8 +164,47 @@ pub struct IsakmpSa {
     pub peer_creds: Option<Box<super::policy::PeerCredentials>>,
 }
 
-/// Dead peer detection state of an ISAKMP SA.
 impl IsakmpSa {
+    /// The SA exchange `x` (under transform `c`) makes at `now`, with its keys and
+    /// nothing of the peer yet: no IDs, lifetime, DPD or NAT-T state (`phase1_done` adds
+    /// them; a refusal's provisional SA goes without).
+    pub(crate) fn of_exchange(
+        x: &super::exchange::Exchange,
+        c: super::exchange::P1Choice,
+        now: Time,
+    ) -> IsakmpSa {
+        IsakmpSa {
+            timers: Default::default(),
+            icookie: x.icookie,
+            rcookie: x.rcookie,
+            initiator: x.initiator,
+            local: x.local,
+            remote: x.remote,
+            peer: x.peer.clone(),
+            hash: c.hash,
+            cipher: c.cipher,
+            group: c.group,
+            auth: c.auth,
+            keys: SecretParts::new([
+                x.skeyid_d.as_bytes(),
+                x.skeyid_a.as_bytes(),
+                x.ka.as_bytes(),
+                x.iv.as_bytes(),
+            ]),
+            id_local: Vec::new(),
+            id_remote: Vec::new(),
+            established: now,
+            lifetime: 0,
+            hard_expiry: None,
+            soft_expiry: None,
+            dpd: Default::default(),
+            nat_t: None,
+            cfg_address: None,
+            cfg_peer_address: None,
+            peer_creds: None,
+        }
+    }
+
     pub fn skeyid_d(&self) -> &[u8] {
         self.keys.part(0)
     }
