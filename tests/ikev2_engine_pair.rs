@@ -86,6 +86,8 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
         esp: esp.to_vec(),
         local_ts: vec![net(lnet)],
         remote_ts: vec![net(rnet)],
+        flows: Vec::new(),
+        transport: false,
         // No lifetimes unless a test sets them: `drive` runs until nothing is due.
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,

@@ -154,6 +154,8 @@ impl Ours {
             esp: vec![esp],
             local_ts: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
             remote_ts: vec![Selector::subnet("203.0.113.0".parse().unwrap(), 24)],
+            flows: Vec::new(),
+            transport: false,
             ike_lifetime_secs: 0,
             child_lifetime_secs: 0,
             child_lifetime_bytes: 0,

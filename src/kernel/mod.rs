@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use crate::ike::ipsec_alg;
 use crate::ike::policy::OwnedId;
-use crate::ike::sa::{hex, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
+use crate::ike::sa::{hex, FlowSet, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
 use crate::timer::Time;
 
@@ -35,6 +35,9 @@ use xfrm::{PolicySpec, SaSpec, Selector};
 /// Seconds the kernel's hard lifetime outlasts the engine's.
 const KERNEL_LIFETIME_MARGIN: u64 = 60;
 const POLICY_PRIORITY: u32 = 2000;
+/// Flows without an SA (iked's policies): below an SA pair's flows (a larger number
+/// ranks lower), so that narrower selectors negotiated inside them win.
+const ACQUIRE_PRIORITY: u32 = POLICY_PRIORITY + 100;
 /// The SPIs the kernel may hand us: above the range RFC 4303 reserves.
 const SPI_MIN: u32 = 0x100;
 const SPI_MAX: u32 = u32::MAX;
@@ -78,15 +81,26 @@ fn prefix(id: &OwnedId) -> Option<(IpAddr, u8)> {
 /// replacement of a rekeyed SA pair is picked up by the same policies (the kernel prefers
 /// the newest state for a template).
 pub fn reqid(sa: &IpsecSa) -> u32 {
+    reqid_of(&sa.name, &sa.local_id, &sa.remote_id, sa.protocol)
+}
+
+/// [`reqid`] of a flow set: that of the SA pairs negotiated for its first pair.
+fn flows_reqid(fs: &FlowSet) -> u32 {
+    match fs.pairs.first() {
+        Some((l, r)) => reqid_of(&fs.name, l, r, fs.protocol),
+        None => 0,
+    }
+}
+
+fn reqid_of(name: &str, local_id: &OwnedId, remote_id: &OwnedId, protocol: ProtocolId) -> u32 {
     // FNV-1a over the connection's name and client IDs.
     let mut h: u32 = 0x811c_9dc5;
-    for b in sa
-        .name
+    for b in name
         .as_bytes()
         .iter()
-        .chain(&sa.local_id.data)
-        .chain(&sa.remote_id.data)
-        .chain(&[sa.protocol.0])
+        .chain(&local_id.data)
+        .chain(&remote_id.data)
+        .chain(&[protocol.0])
     {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
@@ -145,45 +159,91 @@ pub struct Message {
     pub quiet: bool,
 }
 
-/// The selector and template endpoints of each policy of `sa`: (selector, dir, src, dst).
-fn flows(sa: &IpsecSa) -> Vec<(Selector, u8, IpAddr, IpAddr)> {
-    let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let m = mode(sa.encapsulation);
-    let (lid, rid) = if m == xfrm::MODE_TUNNEL {
-        match (prefix(&sa.local_id), prefix(&sa.remote_id)) {
-            (Some(a), Some(b)) => (a, b),
-            _ => ((l, host_bits(l)), (r, host_bits(r))),
+/// The selector and template endpoints of each policy of a flow set, pair by pair:
+/// (selector, dir, src, dst).
+fn flows(fs: &FlowSet) -> Vec<(Selector, u8, IpAddr, IpAddr)> {
+    let (l, r) = (fs.local, fs.remote);
+    let m = mode(fs.encapsulation);
+    let mut v = Vec::with_capacity(3 * fs.pairs.len());
+    for (local_id, remote_id) in &fs.pairs {
+        let (lid, rid) = if m == xfrm::MODE_TUNNEL {
+            match (prefix(local_id), prefix(remote_id)) {
+                (Some(a), Some(b)) => (a, b),
+                _ => ((l, host_bits(l)), (r, host_bits(r))),
+            }
+        } else {
+            ((l, host_bits(l)), (r, host_bits(r)))
+        };
+        let proto = local_id.protocol;
+        let out = Selector {
+            src: lid.0,
+            src_prefix: lid.1,
+            dst: rid.0,
+            dst_prefix: rid.1,
+            proto,
+            sport: local_id.port,
+            dport: remote_id.port,
+        };
+        let inb = Selector {
+            src: rid.0,
+            src_prefix: rid.1,
+            dst: lid.0,
+            dst_prefix: lid.1,
+            proto,
+            sport: remote_id.port,
+            dport: local_id.port,
+        };
+        v.push((out, xfrm::XFRM_POLICY_OUT, l, r));
+        v.push((inb, xfrm::XFRM_POLICY_IN, r, l));
+        if m == xfrm::MODE_TUNNEL {
+            v.push((inb, xfrm::XFRM_POLICY_FWD, r, l));
         }
-    } else {
-        ((l, host_bits(l)), (r, host_bits(r)))
-    };
-    let proto = sa.local_id.protocol;
-    let out = Selector {
-        src: lid.0,
-        src_prefix: lid.1,
-        dst: rid.0,
-        dst_prefix: rid.1,
-        proto,
-        sport: sa.local_id.port,
-        dport: sa.remote_id.port,
-    };
-    let inb = Selector {
-        src: rid.0,
-        src_prefix: rid.1,
-        dst: lid.0,
-        dst_prefix: lid.1,
-        proto,
-        sport: sa.remote_id.port,
-        dport: sa.local_id.port,
-    };
-    let mut v = vec![
-        (out, xfrm::XFRM_POLICY_OUT, l, r),
-        (inb, xfrm::XFRM_POLICY_IN, r, l),
-    ];
-    if m == xfrm::MODE_TUNNEL {
-        v.push((inb, xfrm::XFRM_POLICY_FWD, r, l));
     }
     v
+}
+
+/// The XFRM policies of a flow set, added (with `priority`) or deleted.
+fn xfrm_flow_messages(
+    fs: &FlowSet,
+    adding: bool,
+    priority: u32,
+    next: &mut dyn FnMut() -> u32,
+    out: &mut Vec<Message>,
+) {
+    let reqid = flows_reqid(fs);
+    for (sel, dir, src, dst) in flows(fs) {
+        let mut b = Vec::new();
+        if adding {
+            xfrm::new_policy(
+                &mut b,
+                next(),
+                &PolicySpec {
+                    sel,
+                    dir,
+                    priority,
+                    tmpl_src: src,
+                    tmpl_dst: dst,
+                    proto: ipproto(fs.protocol),
+                    mode: mode(fs.encapsulation),
+                    reqid,
+                },
+            );
+        } else {
+            xfrm::del_policy(&mut b, next(), &sel, dir);
+        }
+        out.push(Message {
+            what: format!(
+                "{} flow {}/{} -> {}/{} dir {dir}",
+                if adding { "add" } else { "delete" },
+                sel.src,
+                sel.src_prefix,
+                sel.dst,
+                sel.dst_prefix
+            ),
+            bytes: b,
+            quiet: true,
+        });
+    }
 }
 
 fn host_bits(a: IpAddr) -> u8 {
@@ -337,31 +397,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 });
             }
             if flows_too {
-                for (sel, dir, src, dst) in flows(sa) {
-                    let mut b = Vec::new();
-                    xfrm::new_policy(
-                        &mut b,
-                        next(),
-                        &PolicySpec {
-                            sel,
-                            dir,
-                            priority: POLICY_PRIORITY,
-                            tmpl_src: src,
-                            tmpl_dst: dst,
-                            proto,
-                            mode: mode(sa.encapsulation),
-                            reqid: reqid(sa),
-                        },
-                    );
-                    out.push(Message {
-                        what: format!(
-                            "add flow {}/{} -> {}/{} dir {dir}",
-                            sel.src, sel.src_prefix, sel.dst, sel.dst_prefix
-                        ),
-                        bytes: b,
-                        quiet: true,
-                    });
-                }
+                xfrm_flow_messages(&sa.flow_set(), true, POLICY_PRIORITY, &mut next, &mut out);
             }
         }
         KernelReq::DeleteSa(sa, part, keep_flows) => {
@@ -379,18 +415,14 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 });
             }
             if flows_too {
-                for (sel, dir, _, _) in flows(sa) {
-                    let mut b = Vec::new();
-                    xfrm::del_policy(&mut b, next(), &sel, dir);
-                    out.push(Message {
-                        what: format!(
-                            "delete flow {}/{} -> {}/{} dir {dir}",
-                            sel.src, sel.src_prefix, sel.dst, sel.dst_prefix
-                        ),
-                        bytes: b,
-                        quiet: true,
-                    });
-                }
+                xfrm_flow_messages(&sa.flow_set(), false, 0, &mut next, &mut out);
+            }
+        }
+        KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => {
+            // With -a the flows are the administrator's.
+            if flows_too {
+                let adding = matches!(req, KernelReq::AddFlows(_));
+                xfrm_flow_messages(fs, adding, ACQUIRE_PRIORITY, &mut next, &mut out);
             }
         }
     }
@@ -413,6 +445,14 @@ pub fn pfkey_messages(
         *seq
     };
     let (sa, part, adding, keep_flows) = match req {
+        KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => {
+            if flows_too {
+                let adding = matches!(req, KernelReq::AddFlows(_));
+                let p = (platform, pid, ACQUIRE_PRIORITY);
+                pfkey_flow_messages(fs, adding, p, &mut next, &mut out)?;
+            }
+            return Ok(out);
+        }
         KernelReq::AddSa(sa, part) => (sa, *part, true, false),
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
         KernelReq::UpdateSa(_) => {
@@ -526,54 +566,73 @@ pub fn pfkey_messages(
         }
     }
     if flows_too && part.outbound() && (!keep_flows || adding) {
-        for (sel, dir, src, dst) in flows(sa) {
-            let dir = match (platform, dir) {
-                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_OUT) => pfkey::IPSEC_DIR_OUTBOUND,
-                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_IN) => pfkey::IPSEC_DIR_INBOUND,
-                (pfkey::Platform::Linux, _) => pfkey::IPSEC_DIR_FWD,
-                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_OUT) => pfkey::OBSD_DIRECTION_OUT,
-                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_IN) => pfkey::OBSD_DIRECTION_IN,
-                (pfkey::Platform::OpenBsd, _) => continue,
-            };
-            let mut b = Vec::new();
-            pfkey::flow(
-                &mut b,
-                platform,
-                adding,
-                next(),
-                pid,
-                &pfkey::Flow {
-                    src: sel.src,
-                    src_prefix: sel.src_prefix,
-                    dst: sel.dst,
-                    dst_prefix: sel.dst_prefix,
-                    proto: sel.proto,
-                    sport: sel.sport,
-                    dport: sel.dport,
-                    dir,
-                    tmpl_src: src,
-                    tmpl_dst: dst,
-                    tunnel,
-                    sa_proto: proto,
-                    reqid: pf_reqid,
-                    priority: POLICY_PRIORITY,
-                },
-            )?;
-            out.push(Message {
-                what: format!(
-                    "{} flow {}/{} -> {}/{} dir {dir}",
-                    if adding { "add" } else { "delete" },
-                    sel.src,
-                    sel.src_prefix,
-                    sel.dst,
-                    sel.dst_prefix
-                ),
-                bytes: b,
-                quiet: true,
-            });
-        }
+        let p = (platform, pid, POLICY_PRIORITY);
+        pfkey_flow_messages(&sa.flow_set(), adding, p, &mut next, &mut out)?;
     }
     Ok(out)
+}
+
+/// The SPD entries (Linux) or flows (OpenBSD) of a flow set, added or deleted;
+/// `(platform, pid, priority)`.
+fn pfkey_flow_messages(
+    fs: &FlowSet,
+    adding: bool,
+    (platform, pid, priority): (pfkey::Platform, u32, u32),
+    next: &mut dyn FnMut() -> u32,
+    out: &mut Vec<Message>,
+) -> Result<(), String> {
+    // af_key replaces a policy reqid above IPSEC_MANUAL_REQID_MAX (0x3fff) with one of its
+    // own, which no state of ours would carry: PF_KEY reqids stay in 1..=0x3fff.
+    let pf_reqid = flows_reqid(fs) % 0x3fff + 1;
+    let tunnel = mode(fs.encapsulation) == xfrm::MODE_TUNNEL;
+    let proto = ipproto(fs.protocol);
+    for (sel, dir, src, dst) in flows(fs) {
+        let dir = match (platform, dir) {
+            (pfkey::Platform::Linux, xfrm::XFRM_POLICY_OUT) => pfkey::IPSEC_DIR_OUTBOUND,
+            (pfkey::Platform::Linux, xfrm::XFRM_POLICY_IN) => pfkey::IPSEC_DIR_INBOUND,
+            (pfkey::Platform::Linux, _) => pfkey::IPSEC_DIR_FWD,
+            (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_OUT) => pfkey::OBSD_DIRECTION_OUT,
+            (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_IN) => pfkey::OBSD_DIRECTION_IN,
+            (pfkey::Platform::OpenBsd, _) => continue,
+        };
+        let mut b = Vec::new();
+        pfkey::flow(
+            &mut b,
+            platform,
+            adding,
+            next(),
+            pid,
+            &pfkey::Flow {
+                src: sel.src,
+                src_prefix: sel.src_prefix,
+                dst: sel.dst,
+                dst_prefix: sel.dst_prefix,
+                proto: sel.proto,
+                sport: sel.sport,
+                dport: sel.dport,
+                dir,
+                tmpl_src: src,
+                tmpl_dst: dst,
+                tunnel,
+                sa_proto: proto,
+                reqid: pf_reqid,
+                priority,
+            },
+        )?;
+        out.push(Message {
+            what: format!(
+                "{} flow {}/{} -> {}/{} dir {dir}",
+                if adding { "add" } else { "delete" },
+                sel.src,
+                sel.src_prefix,
+                sel.dst,
+                sel.dst_prefix
+            ),
+            bytes: b,
+            quiet: true,
+        });
+    }
+    Ok(())
 }
 
 /// PF_KEY's numbers for an SA's cipher and authentication (0: none).

@@ -639,6 +639,7 @@ pub(super) fn bare_child(
         integ_out: Key::new(),
         ts_local,
         ts_remote,
+        flows: Vec::new(),
         local: sa.info.local,
         remote: sa.info.remote,
         encap: (sa.info.nat_local || sa.info.nat_remote)
