@@ -211,8 +211,9 @@ impl FakeKernel {
                 if with_out {
                     self.states.insert(outb);
                     // The flows go with the outbound half.
-                    self.flows
-                        .insert((sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                    for (l, r) in sa.flow_set().pairs {
+                        self.flows.insert((l.data, r.data));
+                    }
                 }
                 let what = match (with_in, with_out) {
                     (true, true) => format!("add {i:08x} {o:08x}"),
@@ -236,8 +237,9 @@ impl FakeKernel {
                     self.states.remove(&(sa.remote.ip(), o));
                 }
                 if with_out && !keep_flows {
-                    self.flows
-                        .remove(&(sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                    for (l, r) in sa.flow_set().pairs {
+                        self.flows.remove(&(l.data, r.data));
+                    }
                 }
                 let half = if with_out { "" } else { " in" };
                 (
@@ -246,6 +248,18 @@ impl FakeKernel {
                 )
             }
             KernelReq::UpdateSa(_) => (failed("unexpected"), "update".into()),
+            KernelReq::AddFlows(fs) => {
+                for (l, r) in &fs.pairs {
+                    self.flows.insert((l.data.clone(), r.data.clone()));
+                }
+                (KernelReply::Done, format!("flows {}", fs.pairs.len()))
+            }
+            KernelReq::DeleteFlows(fs) => {
+                for (l, r) in &fs.pairs {
+                    self.flows.remove(&(l.data.clone(), r.data.clone()));
+                }
+                (KernelReply::Done, format!("delflows {}", fs.pairs.len()))
+            }
         }
     }
 

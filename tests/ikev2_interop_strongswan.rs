@@ -222,6 +222,7 @@ impl Ours {
                             KernelReply::Done
                         }
                         KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+                        KernelReq::AddFlows(_) | KernelReq::DeleteFlows(_) => KernelReply::Done,
                     };
                     if op.ticket != 0 {
                         self.engine.kernel_reply(now, op.ticket, reply);
