@@ -243,3 +243,67 @@ fn a_ping_into_a_flow_makes_the_kernel_acquire_and_iked_start_the_policy() {
     drop(west);
     assert_eq!(count(&xfrm_policies(&w)), 0, "{}", xfrm_policies(&w));
 }
+
+#[test]
+fn transport_mode_flows_are_between_the_peers_and_its_acquire_negotiates_transport() {
+    let link = Link::new("t");
+    let (w, e) = (link.a.clone(), link.b.clone());
+    let transport = |me: &str, peer: &str| {
+        format!(
+            "ikev2 \"host\" passive transport esp proto icmp \\\n\
+             \tfrom {me} to {peer} local {me} peer {peer} \\\n\
+             \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
+             \tchildsa enc aes-256-gcm psk \"iked-flows-test\"\n"
+        )
+    };
+    // East, in transport mode, takes no CHILD_SA without USE_TRANSPORT_MODE.
+    let east = Iked::start("iked-tm-east", &e, &transport("192.0.2.2", "192.0.2.1"));
+    let west = Iked::start_kernel(
+        "iked-tm-west",
+        &w,
+        &transport("192.0.2.1", "192.0.2.2"),
+        &[],
+    );
+    // Out and in between the peers themselves, no forward policy, transport mode.
+    wait_for(
+        "west's transport flows",
+        || west.log(),
+        || count(&xfrm_policies(&w)) == 2,
+    );
+    let p = xfrm_policies(&w);
+    assert!(
+        p.contains("src 192.0.2.1/32 dst 192.0.2.2/32 proto icmp \n\tdir out priority 2100"),
+        "{p}"
+    );
+    assert!(
+        p.contains("src 192.0.2.2/32 dst 192.0.2.1/32 proto icmp \n\tdir in priority 2100"),
+        "{p}"
+    );
+    assert!(
+        p.contains("mode transport") && !p.contains("mode tunnel"),
+        "{p}"
+    );
+    // A ping to the peer: ACQUIRE, and a CHILD_SA east accepts only in transport mode.
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", &w, "ping", "-q", "-c", "4", "-i", "0.5", "-W", "1",
+        ])
+        .arg("192.0.2.2")
+        .output()
+        .unwrap();
+    assert!(
+        west.log()
+            .contains("kernel ACQUIRE for 192.0.2.1 -> 192.0.2.2: starting policy \"host\""),
+        "{}",
+        west.log()
+    );
+    east.wait_sa("east's IKE SA", |s| s.contains("ESTABLISHED"));
+    let elog = east.log();
+    let child = elog
+        .lines()
+        .find(|l| l.contains("CHILD_SA established"))
+        .unwrap_or_else(|| panic!("no CHILD_SA at east:\n{elog}"));
+    assert!(child.contains("192.0.2.2/32 -> 192.0.2.1/32"), "{child}");
+    drop(west);
+    assert_eq!(count(&xfrm_policies(&w)), 0, "{}", xfrm_policies(&w));
+}

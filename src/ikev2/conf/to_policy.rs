@@ -532,9 +532,6 @@ fn convert(
     if p.ipcomp {
         w("ipcomp: not implemented, ignored".into());
     }
-    if p.tmode == TMode::Transport {
-        w("transport: not implemented, negotiated in tunnel mode".into());
-    }
     if p.natt {
         w("natt: forced UDP encapsulation is not implemented, ignored".into());
     }
@@ -798,7 +795,7 @@ fn convert(
         local_ts,
         remote_ts,
         flows,
-        transport: false,
+        transport: p.tmode == TMode::Transport,
         // iked: no ikelifetime (or 0) is no IKE SA rekeying; no lifetime is 3 h and
         // 4 GiB, and `lifetime T` without `bytes` keeps the 4 GiB.
         ike_lifetime_secs: p.ikelifetime.unwrap_or(0),

@@ -306,9 +306,12 @@ impl Engine {
             Step::CreateAnswerInstall { old: Some(_), .. } => Part::Inbound,
             _ => Part::Both,
         };
-        let pairs = self.sas.get(h).map(|sa| &self.policy.peers[sa.peer].flows);
+        let peer = self.sas.get(h).map(|sa| &self.policy.peers[sa.peer]);
         if let Some(c) = step.child_mut() {
-            c.flows = flow_pairs(pairs.map_or(&[][..], |p| &p[..]), &c.ts_local, &c.ts_remote);
+            let pairs = peer.map_or(&[][..], |p| &p.flows[..]);
+            c.flows = flow_pairs(pairs, &c.ts_local, &c.ts_remote);
+            // Negotiated as the policy says (child.rs: choose_child, accept_child).
+            c.transport = peer.is_some_and(|p| p.transport);
             (c.rekey_at, c.expires_at) = self.io.lifetime(now, secs);
             c.established = now;
             c.lifetime_bytes = bytes;
@@ -431,7 +434,11 @@ impl Engine {
             local,
             remote: p.remote.ip(),
             protocol: V1Protocol::IPSEC_ESP,
-            encapsulation: EncapsulationMode::TUNNEL,
+            encapsulation: if p.transport {
+                EncapsulationMode::TRANSPORT
+            } else {
+                EncapsulationMode::TUNNEL
+            },
             pairs,
         };
         self.io
@@ -680,10 +687,11 @@ impl ChildSa {
             protocol: esp,
             transform: transform.0,
             auth,
-            encapsulation: if self.encap.is_some() {
-                EncapsulationMode::UDP_ENCAP_TUNNEL
-            } else {
-                EncapsulationMode::TUNNEL
+            encapsulation: match (self.encap.is_some(), self.transport) {
+                (true, true) => EncapsulationMode::UDP_ENCAP_TRANSPORT,
+                (true, false) => EncapsulationMode::UDP_ENCAP_TUNNEL,
+                (false, true) => EncapsulationMode::TRANSPORT,
+                (false, false) => EncapsulationMode::TUNNEL,
             },
             key_bits,
             pfs: self
@@ -798,6 +806,7 @@ mod tests {
             ts_local: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
             ts_remote: vec![Selector::host("203.0.113.7".parse().unwrap())],
             flows: Vec::new(),
+            transport: false,
             local: "192.0.2.1:500".parse().unwrap(),
             remote: "192.0.2.2:500".parse().unwrap(),
             encap: None,

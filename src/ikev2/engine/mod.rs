@@ -242,6 +242,8 @@ pub struct ChildSa {
     /// selectors above ([`crate::ikev2::policy::flow_pairs`]), set when it goes to the
     /// kernel.
     pub flows: Vec<(Selector, Selector)>,
+    /// Transport mode (USE_TRANSPORT_MODE, its policy's `transport`), set with `flows`.
+    pub transport: bool,
     /// The IKE SA's addresses when it was made: the tunnel's endpoints.
     pub local: SocketAddr,
     pub remote: SocketAddr,
