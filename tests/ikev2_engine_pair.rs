@@ -842,6 +842,76 @@ fn transport_mode_is_negotiated_and_installed_as_transport() {
 }
 
 #[test]
+fn decoupled_child_sas_leave_the_kernel_and_come_back_when_coupled() {
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        1,
+    );
+    p.connect();
+    assert_established(&p);
+    p.west.set_coupled(false);
+    p.drive();
+    // Out of the kernel, not out of the engine.
+    assert!(p.west_kernel.states.is_empty() && p.west_kernel.flows.is_empty());
+    assert_eq!(p.west.child_sas().count(), 1);
+    // Made while decoupled: only its SPI is reserved (iked still asks for SPIs).
+    assert!(p.west.create_child(p.now, "peer"));
+    p.drive();
+    assert_eq!(p.west.child_sas().count(), 2);
+    assert!(p.west_kernel.states.is_empty());
+    assert_eq!(p.west_kernel.larval.len(), 1, "{:?}", p.kernel_events(true));
+    // Coupled: both back, the old one as new states, the new one on its reserved SPI.
+    p.west.set_coupled(true);
+    p.drive();
+    assert_kernels_hold_the_child_sas(&p);
+    assert_eq!(p.west_kernel.states.len(), 4);
+    // Deleted while decoupled: nothing is left behind in the kernel.
+    p.west.set_coupled(false);
+    p.drive();
+    p.west
+        .delete_child(p.now, isakmpd::ikev2::engine::ChildRef::Peer("peer"));
+    p.drive();
+    assert_ike_sas_only(&p);
+}
+
+#[test]
+fn a_kernel_acquire_starts_the_policy_once_then_a_child_sa_on_its_ike_sa() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (src, dst, east) = (ip("198.51.100.7"), ip("203.0.113.9"), addr(EAST).ip());
+    assert_eq!(
+        p.west.acquire(p.now, src, dst, east).as_deref(),
+        Some("peer")
+    );
+    // Repeated while the IKE SA is being negotiated: nothing more.
+    assert_eq!(p.west.acquire(p.now, src, dst, east), None);
+    p.drive();
+    assert_established(&p);
+    // Traffic the CHILD_SA covers, or no policy covers, or for another peer: nothing.
+    let later = p.now.add_secs(10);
+    assert_eq!(p.west.acquire(later, src, dst, east), None);
+    assert_eq!(p.west.acquire(later, ip("192.0.2.99"), dst, east), None);
+    assert_eq!(p.west.acquire(later, src, dst, ip("192.0.2.3")), None);
+    // The CHILD_SA gone and the IKE SA up: a new CHILD_SA on it, once.
+    p.west
+        .delete_child(p.now, isakmpd::ikev2::engine::ChildRef::Peer("peer"));
+    p.drive();
+    assert_ike_sas_only(&p);
+    p.now = p.now.add_secs(10);
+    assert_eq!(
+        p.west.acquire(p.now, src, dst, east).as_deref(),
+        Some("peer")
+    );
+    assert_eq!(p.west.acquire(p.now, src, dst, east), None);
+    p.drive();
+    assert_established(&p);
+}
+
+#[test]
 fn two_selector_pairs_make_one_child_sa_with_a_flow_each() {
     let two = |me: &str, pairs: [(&str, &str); 2]| {
         let p = pairs.map(|(l, r)| (net(l), net(r)));

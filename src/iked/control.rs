@@ -248,13 +248,11 @@ impl Daemon {
                 Ok(String::new())
             }
             Command::Couple => {
-                v2.decoupled = false;
-                v2.sync_flows();
+                v2.set_decoupled(false);
                 Ok(String::new())
             }
             Command::Decouple => {
-                v2.decoupled = true;
-                v2.sync_flows();
+                v2.set_decoupled(true);
                 Ok(String::new())
             }
             Command::Log(verbose) => {

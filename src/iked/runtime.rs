@@ -335,6 +335,7 @@ impl V2 {
         );
         let mut setup = setup;
         engine.set_eap_users(eap_users(&mut setup));
+        engine.set_coupled(!setup.decouple);
         V2 {
             engine,
             passive: opts.passive || setup.passive,
@@ -394,6 +395,14 @@ impl V2 {
         }
     }
 
+    /// `ikectl couple` / `decouple` (iked.conf's `set decouple`): the negotiated SAs
+    /// and every flow go out of the kernel, or back in.
+    pub fn set_decoupled(&mut self, decoupled: bool) {
+        self.decoupled = decoupled;
+        self.engine.set_coupled(!decoupled);
+        self.sync_flows();
+    }
+
     /// Takes every policy's flows out of the kernel (shutdown, before a new
     /// configuration).
     pub fn unload_flows(&mut self) {
@@ -451,6 +460,7 @@ impl V2 {
         }
         self.passive = self.passive || setup.passive;
         self.decoupled = setup.decouple;
+        self.engine.set_coupled(!self.decoupled);
         self.setup = setup;
         self.sync_flows();
     }

@@ -321,6 +321,8 @@ impl Engine {
             return;
         };
         let sa = match made {
+            // Decoupled: installed when coupled again (`set_coupled`).
+            Ok(_) if self.decoupled => return self.resume(now, h, step, Ok(0)),
             Ok(sa) => sa,
             Err(why) if self.io.kernel_answers => {
                 return self.resume(now, h, step, Err(why.into()))
@@ -351,6 +353,16 @@ impl Engine {
     /// CHILD_SA with the same selectors has them. One that could not be put in a kernel
     /// request gives its reserved SPI back instead.
     pub(super) fn uninstall(&mut self, c: &ChildSa) {
+        if self.decoupled {
+            // Not in the kernel: only a reserved SPI is, unless it went at decoupling.
+            match self.decoupled_gone.iter().position(|s| *s == c.spi_in) {
+                Some(i) => {
+                    self.decoupled_gone.swap_remove(i);
+                }
+                None => self.io.release_spi(c.local, c.remote, c.spi_in),
+            }
+            return;
+        }
         let keep_flows = self.children.iter().any(|(_, o)| o.same_flows(c))
             || self
                 .waits
@@ -543,6 +555,49 @@ impl Engine {
         Some(name)
     }
 
+    /// iked's `couple` (true) and `decouple` (false): decoupled, the CHILD_SAs and their
+    /// flows are taken out of the kernel and new ones are not put in (their inbound SPIs
+    /// are still reserved, as iked still asks the kernel for SPIs); coupled again, every
+    /// CHILD_SA goes back in. The engine's CHILD_SAs stay as they are either way.
+    pub fn set_coupled(&mut self, coupled: bool) {
+        if coupled != self.decoupled {
+            return;
+        }
+        let answers = self.io.kernel_answers;
+        let all: Vec<ChildSa> = self
+            .children
+            .iter()
+            .map(|(_, c)| c.clone())
+            .chain(self.waits.iter().filter_map(|w| w.step.child().cloned()))
+            .collect();
+        if !coupled {
+            for c in &all {
+                if let Ok(sa) = c.ipsec_sa(answers) {
+                    let part = sa.installed();
+                    self.io
+                        .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, false));
+                    self.decoupled_gone.push(c.spi_in);
+                }
+            }
+            self.decoupled = true;
+            return;
+        }
+        self.decoupled = false;
+        let gone = std::mem::take(&mut self.decoupled_gone);
+        for c in self.children.iter().map(|(_, c)| c) {
+            if let Ok(mut sa) = c.ipsec_sa(answers) {
+                // Taken out at decoupling: a new state; made since: its reserved SPI's.
+                sa.spi_from_kernel &= !gone.contains(&c.spi_in);
+                let part = if c.outbound_pending {
+                    Part::Inbound
+                } else {
+                    Part::Both
+                };
+                self.io.kernel_req(KernelReq::AddSa(Box::new(sa), part));
+            }
+        }
+    }
+
     /// The policies whose flows are loaded ([`Self::load_flows`]).
     pub fn loaded_flows(&self) -> impl Iterator<Item = &str> {
         self.loaded_flows.iter().map(|f| f.name.as_str())
@@ -565,6 +620,7 @@ impl Engine {
         };
         c.outbound_pending = false;
         match c.ipsec_sa(self.io.kernel_answers) {
+            Ok(_) if self.decoupled => {}
             Ok(sa) => {
                 log::debug!(
                     "ikev2: {}: CHILD_SA {:08x}/{:08x}: outbound half in",

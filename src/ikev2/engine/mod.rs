@@ -574,6 +574,12 @@ pub struct Engine {
     loaded_flows: Vec<crate::ike::sa::FlowSet>,
     /// When a kernel ACQUIRE last started something for a policy ([`Engine::acquire`]).
     acquired: Vec<(String, Time)>,
+    /// iked's `decouple`: CHILD_SAs and their flows stay out of the kernel
+    /// ([`Engine::set_coupled`]); our inbound SPIs are still reserved.
+    decoupled: bool,
+    /// Decoupled: the CHILD_SAs (our inbound SPIs) taken out of the kernel, whose
+    /// reserved SPIs went with them.
+    decoupled_gone: Vec<u32>,
     io: Io,
     /// Scratch for decrypting in place.
     rx: Vec<u8>,
@@ -609,6 +615,8 @@ impl Engine {
             waits: Vec::new(),
             loaded_flows: Vec::new(),
             acquired: Vec::new(),
+            decoupled: false,
+            decoupled_gone: Vec::new(),
             io: Io {
                 outbox: Outbox::new(),
                 timers: TimerWheel::new(2 * n, now),
