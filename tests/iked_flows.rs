@@ -15,7 +15,7 @@ mod common;
 mod iked;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Link;
 use iked::Iked;
@@ -60,18 +60,6 @@ fn count(policies: &str) -> usize {
     policies.lines().filter(|l| l.starts_with("\tdir ")).count()
 }
 
-fn wait_for(what: &str, log: impl Fn() -> String, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}\n--- log ---\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Both pairs, out, in and fwd each, with the ESP template to the peer.
 fn has_both_pairs(p: &str) -> bool {
     count(p) == 6
@@ -95,8 +83,7 @@ fn flows_are_in_the_kernel_unless_passive_or_decoupled_and_leave_with_the_daemon
         &conf("passive", "192.0.2.1", "192.0.2.2", WEST_PAIRS, ""),
         &[],
     );
-    let log = || west.log();
-    wait_for("the flows of both pairs", log, || {
+    west.wait("the flows of both pairs", || {
         has_both_pairs(&xfrm_policies(&ns))
     });
     let p = xfrm_policies(&ns);
@@ -113,30 +100,24 @@ fn flows_are_in_the_kernel_unless_passive_or_decoupled_and_leave_with_the_daemon
 
     // decouple: out; couple: in again.
     assert_eq!(west.ikectl(&["decouple"]).0, 0);
-    wait_for("no flows when decoupled", log, || {
+    west.wait("no flows when decoupled", || {
         count(&xfrm_policies(&ns)) == 0
     });
     assert_eq!(west.ikectl(&["couple"]).0, 0);
-    wait_for("the flows back", log, || {
-        has_both_pairs(&xfrm_policies(&ns))
-    });
+    west.wait("the flows back", || has_both_pairs(&xfrm_policies(&ns)));
     // passive: nothing may start, so nothing may be acquired; active: back.
     assert_eq!(west.ikectl(&["passive"]).0, 0);
-    wait_for("no flows when passive", log, || {
-        count(&xfrm_policies(&ns)) == 0
-    });
+    west.wait("no flows when passive", || count(&xfrm_policies(&ns)) == 0);
     assert_eq!(west.ikectl(&["active"]).0, 0);
-    wait_for("the flows back", log, || {
-        has_both_pairs(&xfrm_policies(&ns))
-    });
+    west.wait("the flows back", || has_both_pairs(&xfrm_policies(&ns)));
     // reset policy: the policies go, and their flows.
     assert_eq!(west.ikectl(&["reset", "policy"]).0, 0);
-    wait_for("no flows without policies", log, || {
+    west.wait("no flows without policies", || {
         count(&xfrm_policies(&ns)) == 0
     });
     // reload: the file's policies, and their flows, are back.
     assert_eq!(west.ikectl(&["reload"]).0, 0);
-    wait_for("the flows after reload", log, || {
+    west.wait("the flows after reload", || {
         has_both_pairs(&xfrm_policies(&ns))
     });
     // Stopped: nothing is left in the kernel.
@@ -181,11 +162,7 @@ fn a_ping_into_a_flow_makes_the_kernel_acquire_and_iked_start_the_policy() {
         &conf("passive", "192.0.2.1", "192.0.2.2", WEST_PAIRS, ""),
         &[],
     );
-    wait_for(
-        "west's flows",
-        || west.log(),
-        || has_both_pairs(&xfrm_policies(&w)),
-    );
+    west.wait("west's flows", || has_both_pairs(&xfrm_policies(&w)));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !east.show_sa().contains("iked_sas:"),
@@ -193,14 +170,13 @@ fn a_ping_into_a_flow_makes_the_kernel_acquire_and_iked_start_the_policy() {
     );
 
     // Pings for a few seconds: the kernel holds them and asks for an SA.
-    let ping = Command::new("ip")
+    let _ = Command::new("ip")
         .args([
             "netns", "exec", &w, "ping", "-q", "-c", "6", "-i", "0.5", "-W", "1",
         ])
         .args(["-I", "198.51.100.1", "203.0.113.1"])
         .output()
         .unwrap();
-    let _ = ping;
     let wlog = west.log();
     assert!(
         wlog.contains("kernel ACQUIRE for 198.51.100.1 -> 203.0.113.1: starting policy \"tun\""),
@@ -265,11 +241,7 @@ fn transport_mode_flows_are_between_the_peers_and_its_acquire_negotiates_transpo
         &[],
     );
     // Out and in between the peers themselves, no forward policy, transport mode.
-    wait_for(
-        "west's transport flows",
-        || west.log(),
-        || count(&xfrm_policies(&w)) == 2,
-    );
+    west.wait("west's transport flows", || count(&xfrm_policies(&w)) == 2);
     let p = xfrm_policies(&w);
     assert!(
         p.contains("src 192.0.2.1/32 dst 192.0.2.2/32 proto icmp \n\tdir out priority 2100"),

@@ -231,18 +231,24 @@ fn xfrm_flow_messages(
         } else {
             xfrm::del_policy(&mut b, next(), &sel, dir);
         }
-        out.push(Message {
-            what: format!(
-                "{} flow {}/{} -> {}/{} dir {dir}",
-                if adding { "add" } else { "delete" },
-                sel.src,
-                sel.src_prefix,
-                sel.dst,
-                sel.dst_prefix
-            ),
-            bytes: b,
-            quiet: true,
-        });
+        out.push(flow_message(adding, &sel, dir, b));
+    }
+}
+
+/// A flow's message, for the log: quiet, since a flow another SA pair shares may be
+/// there already (or gone).
+fn flow_message(adding: bool, sel: &Selector, dir: u8, bytes: Vec<u8>) -> Message {
+    Message {
+        what: format!(
+            "{} flow {}/{} -> {}/{} dir {dir}",
+            if adding { "add" } else { "delete" },
+            sel.src,
+            sel.src_prefix,
+            sel.dst,
+            sel.dst_prefix
+        ),
+        bytes,
+        quiet: true,
     }
 }
 
@@ -619,18 +625,7 @@ fn pfkey_flow_messages(
                 priority,
             },
         )?;
-        out.push(Message {
-            what: format!(
-                "{} flow {}/{} -> {}/{} dir {dir}",
-                if adding { "add" } else { "delete" },
-                sel.src,
-                sel.src_prefix,
-                sel.dst,
-                sel.dst_prefix
-            ),
-            bytes: b,
-            quiet: true,
-        });
+        out.push(flow_message(adding, &sel, dir, b));
     }
     Ok(())
 }
