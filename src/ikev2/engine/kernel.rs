@@ -495,7 +495,7 @@ impl Engine {
                     .iter()
                     .any(|(l, r)| covers(l, src) && covers(r, dst))
         }) else {
-            crate::log_warn!(
+            log::warn!(
                 "ikev2: kernel ACQUIRE for {src} -> {dst} (peer {peer}): no policy covers it"
             );
             return None;
@@ -537,17 +537,15 @@ impl Engine {
         self.acquired.push((name.clone(), now));
         match up {
             Some(h) => {
-                crate::log_info!(
+                log::info!(
                     "ikev2: kernel ACQUIRE for {src} -> {dst}: new CHILD_SA for policy \"{name}\""
                 );
                 self.start_request(now, h, Req::CreateChild(None));
             }
             None => {
-                crate::log_info!(
-                    "ikev2: kernel ACQUIRE for {src} -> {dst}: starting policy \"{name}\""
-                );
+                log::info!("ikev2: kernel ACQUIRE for {src} -> {dst}: starting policy \"{name}\"");
                 if let Err(e) = self.connect(now, &name) {
-                    crate::log_warn!("ikev2: policy \"{name}\": not started: {e:?}");
+                    log::warn!("ikev2: policy \"{name}\": not started: {e:?}");
                     return None;
                 }
             }
