@@ -361,6 +361,7 @@ impl Daemon {
         let now = self.now();
         self.engine.start_connections(now);
         if let Some(v2) = self.v2.as_mut() {
+            v2.sync_flows();
             v2.start_policies(now);
         }
         let mut next_check = self.now();
@@ -371,7 +372,9 @@ impl Daemon {
             if self.quit && shutdown_deadline.is_none() {
                 self.engine.shutdown(now);
                 if let Some(v2) = self.v2.as_mut() {
-                    // Deletes sent once, the kernel's SAs removed (iked does the same).
+                    // Deletes sent once, the kernel's SAs and flows removed (iked does
+                    // the same).
+                    v2.unload_flows();
                     v2.engine.shutdown(now);
                 }
                 self.flush_transmit();
@@ -682,10 +685,14 @@ impl Daemon {
         }
         self.kernel_done = done;
         if let Some(v2) = self.v2.as_mut() {
-            // iked: an EXPIRE rekeys (soft) or deletes (hard) the CHILD_SA; ACQUIREs are
-            // not acted on yet (issue 16).
+            // iked: an EXPIRE rekeys (soft) or deletes (hard) the CHILD_SA; an ACQUIRE
+            // starts the policy whose flow it names.
             for ev in self.kernel_events.drain(..) {
                 match ev {
+                    crate::kernel::Event::Acquire {
+                        flow: Some((src, dst)),
+                        peer,
+                    } => v2.acquire(now, src, dst, peer),
                     crate::kernel::Event::Expire {
                         dst,
                         spi,

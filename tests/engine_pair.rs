@@ -1243,7 +1243,11 @@ fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
                     k.outbound.remove(&sa.spi_out);
                 }
             }
-            KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } | KernelReq::UpdateSa(_) => {}
+            KernelReq::GetSpi { .. }
+            | KernelReq::DeleteSpi { .. }
+            | KernelReq::UpdateSa(_)
+            | KernelReq::AddFlows(_)
+            | KernelReq::DeleteFlows(_) => {}
         }
     }
 }
@@ -1938,8 +1942,11 @@ impl EspKernel {
                         self.outbound.retain(|s| *s != sa.spi_out);
                     }
                 }
-                KernelReq::GetSpi { .. } | KernelReq::DeleteSpi { .. } | KernelReq::UpdateSa(_) => {
-                }
+                KernelReq::GetSpi { .. }
+                | KernelReq::DeleteSpi { .. }
+                | KernelReq::UpdateSa(_)
+                | KernelReq::AddFlows(_)
+                | KernelReq::DeleteFlows(_) => {}
             }
         }
     }

@@ -831,7 +831,6 @@ fn every_clause_of_a_rule() {
     for clause in [
         "default:",
         "ipcomp:",
-        "transport:",
         "natt:",
         "rdomain 3:",
         "iface sec0:",
@@ -845,6 +844,14 @@ fn every_clause_of_a_rule() {
             "{clause} {warns:?}"
         );
     }
+    // Transport mode is the engine's now (USE_TRANSPORT_MODE); the flows keep their
+    // pairing: each `from ... to ...` with each protocol, not every source with every
+    // destination.
+    assert!(!warns.iter().any(|w| w.contains("transport")), "{warns:?}");
+    assert!(peer.transport);
+    assert_eq!((peer.local_ts.len(), peer.remote_ts.len()), (4, 4));
+    assert_eq!(peer.flows.len(), 4, "{:?}", peer.flows);
+    assert!(peer.flows.iter().all(|(l, r)| l.protocol == r.protocol));
     // The lifetimes are the engine's now: no warning, and the values are kept.
     assert!(!warns.iter().any(|w| w.contains("lifetime")), "{warns:?}");
     // So are configuration payloads: the requests are asked for in IKE_AUTH.

@@ -86,6 +86,8 @@ fn peer(me: &str, psk: &str, ike: &[IkeProposal], esp: &[EspProposal]) -> Peer {
         esp: esp.to_vec(),
         local_ts: vec![net(lnet)],
         remote_ts: vec![net(rnet)],
+        flows: Vec::new(),
+        transport: false,
         // No lifetimes unless a test sets them: `drive` runs until nothing is due.
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,
@@ -148,6 +150,8 @@ struct FakeKernel {
     larval: BTreeSet<(IpAddr, u32)>,
     states: BTreeSet<(IpAddr, u32)>,
     flows: BTreeSet<(Vec<u8>, Vec<u8>)>,
+    /// AddSa requests for transport-mode SAs.
+    transport_adds: usize,
     /// Refuse this many of the next AddSa / GetSpi requests.
     refuse_add: usize,
     refuse_spi: usize,
@@ -206,11 +210,15 @@ impl FakeKernel {
                 if with_in {
                     self.states.insert(inb);
                 }
+                if sa.encapsulation == isakmpd::ike::wire::EncapsulationMode::TRANSPORT {
+                    self.transport_adds += 1;
+                }
                 if with_out {
                     self.states.insert(outb);
                     // The flows go with the outbound half.
-                    self.flows
-                        .insert((sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                    for (l, r) in sa.flow_set().pairs {
+                        self.flows.insert((l.data, r.data));
+                    }
                 }
                 let what = match (with_in, with_out) {
                     (true, true) => format!("add {i:08x} {o:08x}"),
@@ -234,8 +242,9 @@ impl FakeKernel {
                     self.states.remove(&(sa.remote.ip(), o));
                 }
                 if with_out && !keep_flows {
-                    self.flows
-                        .remove(&(sa.local_id.data.clone(), sa.remote_id.data.clone()));
+                    for (l, r) in sa.flow_set().pairs {
+                        self.flows.remove(&(l.data, r.data));
+                    }
                 }
                 let half = if with_out { "" } else { " in" };
                 (
@@ -244,6 +253,18 @@ impl FakeKernel {
                 )
             }
             KernelReq::UpdateSa(_) => (failed("unexpected"), "update".into()),
+            KernelReq::AddFlows(fs) => {
+                for (l, r) in &fs.pairs {
+                    self.flows.insert((l.data.clone(), r.data.clone()));
+                }
+                (KernelReply::Done, format!("flows {}", fs.pairs.len()))
+            }
+            KernelReq::DeleteFlows(fs) => {
+                for (l, r) in &fs.pairs {
+                    self.flows.remove(&(l.data.clone(), r.data.clone()));
+                }
+                (KernelReply::Done, format!("delflows {}", fs.pairs.len()))
+            }
         }
     }
 
@@ -579,8 +600,9 @@ fn assert_kernels_hold_the_child_sas(p: &Pair) {
         for c in e.child_sas() {
             states.insert((c.local.ip(), c.spi_in));
             states.insert((c.remote.ip(), c.spi_out));
-            let sa = c.ipsec_sa(false).unwrap();
-            flows.insert((sa.local_id.data, sa.remote_id.data));
+            for (l, r) in c.ipsec_sa(false).unwrap().flow_set().pairs {
+                flows.insert((l.data, r.data));
+            }
         }
         assert_eq!(k.states, states, "{name}'s kernel states");
         assert_eq!(k.flows, flows, "{name}'s kernel flows");
@@ -769,6 +791,176 @@ fn traffic_selectors_are_narrowed_to_the_intersection() {
     let (w, e) = (children(&p.west), children(&p.east));
     assert_eq!(w[0].ts_local, vec![net("198.51.100.64/26")]);
     assert_eq!(e[0].ts_remote, vec![net("198.51.100.64/26")]);
+}
+
+#[test]
+fn transport_mode_is_negotiated_and_installed_as_transport() {
+    let transport = |me: &str| Peer {
+        transport: true,
+        ..peer(me, "secret", &[GCM_ECP256], &[ESP_GCM])
+    };
+    let mut p = Pair::new(transport(WEST), transport(EAST));
+    p.connect();
+    assert_established(&p);
+    for (e, k) in [(&p.west, &p.west_kernel), (&p.east, &p.east_kernel)] {
+        let c = children(e);
+        assert!(c[0].transport);
+        let sa = c[0].ipsec_sa(true).unwrap();
+        assert_eq!(
+            sa.encapsulation,
+            isakmpd::ike::wire::EncapsulationMode::TRANSPORT
+        );
+        assert_eq!(k.transport_adds, 1, "the kernel got a transport-mode SA");
+    }
+    // A CREATE_CHILD_SA carries USE_TRANSPORT_MODE too.
+    assert!(p.west.create_child(p.now, "peer"));
+    p.drive();
+    assert_eq!((children(&p.west).len(), children(&p.east).len()), (2, 2));
+    assert!(children(&p.east).iter().all(|c| c.transport));
+    assert_eq!(p.east_kernel.transport_adds, 2);
+    assert_kernels_hold_the_child_sas(&p);
+
+    // A tunnel-mode initiator does not get a CHILD_SA from a transport-mode responder
+    // (NO_PROPOSAL_CHOSEN); the IKE SA stays.
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        transport(EAST),
+    );
+    p.connect();
+    assert_ike_sas_only(&p);
+    // A transport-mode initiator answered in tunnel mode keeps no CHILD_SA.
+    let mut p = Pair::new(
+        transport(WEST),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    p.connect();
+    assert_eq!(p.west.child_sas().count(), 0);
+    assert_eq!(
+        p.east.child_sas().map(|c| c.transport).collect::<Vec<_>>(),
+        [false]
+    );
+}
+
+#[test]
+fn decoupled_child_sas_leave_the_kernel_and_come_back_when_coupled() {
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        1,
+    );
+    p.connect();
+    assert_established(&p);
+    p.west.set_coupled(false);
+    p.drive();
+    // Out of the kernel, not out of the engine.
+    assert!(p.west_kernel.states.is_empty() && p.west_kernel.flows.is_empty());
+    assert_eq!(p.west.child_sas().count(), 1);
+    // Made while decoupled: only its SPI is reserved (iked still asks for SPIs).
+    assert!(p.west.create_child(p.now, "peer"));
+    p.drive();
+    assert_eq!(p.west.child_sas().count(), 2);
+    assert!(p.west_kernel.states.is_empty());
+    assert_eq!(p.west_kernel.larval.len(), 1, "{:?}", p.kernel_events(true));
+    // Coupled: both back, the old one as new states, the new one on its reserved SPI.
+    p.west.set_coupled(true);
+    p.drive();
+    assert_kernels_hold_the_child_sas(&p);
+    assert_eq!(p.west_kernel.states.len(), 4);
+    // Deleted while decoupled: nothing is left behind in the kernel.
+    p.west.set_coupled(false);
+    p.drive();
+    p.west
+        .delete_child(p.now, isakmpd::ikev2::engine::ChildRef::Peer("peer"));
+    p.drive();
+    assert_ike_sas_only(&p);
+}
+
+#[test]
+fn a_kernel_acquire_starts_the_policy_once_then_a_child_sa_on_its_ike_sa() {
+    let mut p = Pair::new(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+    );
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (src, dst, east) = (ip("198.51.100.7"), ip("203.0.113.9"), addr(EAST).ip());
+    assert_eq!(
+        p.west.acquire(p.now, src, dst, east).as_deref(),
+        Some("peer")
+    );
+    // Repeated while the IKE SA is being negotiated: nothing more.
+    assert_eq!(p.west.acquire(p.now, src, dst, east), None);
+    p.drive();
+    assert_established(&p);
+    // Traffic the CHILD_SA covers, or no policy covers, or for another peer: nothing.
+    let later = p.now.add_secs(10);
+    assert_eq!(p.west.acquire(later, src, dst, east), None);
+    assert_eq!(p.west.acquire(later, ip("192.0.2.99"), dst, east), None);
+    assert_eq!(p.west.acquire(later, src, dst, ip("192.0.2.3")), None);
+    // The CHILD_SA gone and the IKE SA up: a new CHILD_SA on it, once.
+    p.west
+        .delete_child(p.now, isakmpd::ikev2::engine::ChildRef::Peer("peer"));
+    p.drive();
+    assert_ike_sas_only(&p);
+    p.now = p.now.add_secs(10);
+    assert_eq!(
+        p.west.acquire(p.now, src, dst, east).as_deref(),
+        Some("peer")
+    );
+    assert_eq!(p.west.acquire(p.now, src, dst, east), None);
+    p.drive();
+    assert_established(&p);
+}
+
+#[test]
+fn two_selector_pairs_make_one_child_sa_with_a_flow_each() {
+    let two = |me: &str, pairs: [(&str, &str); 2]| {
+        let p = pairs.map(|(l, r)| (net(l), net(r)));
+        Peer {
+            local_ts: vec![p[0].0, p[1].0],
+            remote_ts: vec![p[0].1, p[1].1],
+            flows: p.to_vec(),
+            ..peer(me, "secret", &[GCM_ECP256], &[ESP_GCM])
+        }
+    };
+    let mut p = Pair::new(
+        two(
+            WEST,
+            [
+                ("198.51.100.0/25", "203.0.113.0/25"),
+                ("198.51.100.128/25", "203.0.113.128/25"),
+            ],
+        ),
+        two(
+            EAST,
+            [
+                ("203.0.113.0/25", "198.51.100.0/25"),
+                ("203.0.113.128/25", "198.51.100.128/25"),
+            ],
+        ),
+    );
+    p.connect();
+    let (w, e) = (children(&p.west), children(&p.east));
+    assert_eq!((w.len(), e.len()), (1, 1), "one CHILD_SA");
+    assert_eq!(
+        w[0].flows,
+        [
+            (net("198.51.100.0/25"), net("203.0.113.0/25")),
+            (net("198.51.100.128/25"), net("203.0.113.128/25"))
+        ]
+    );
+    let mirrored: Vec<_> = e[0].flows.iter().map(|(l, r)| (*r, *l)).collect();
+    assert_eq!(w[0].flows, mirrored);
+    // Both kernels hold both pairs' flows, not the crossed ones.
+    assert_eq!(
+        (p.west_kernel.flows.len(), p.east_kernel.flows.len()),
+        (2, 2)
+    );
+    assert_kernels_hold_the_child_sas(&p);
+    // Deleted, the CHILD_SA takes both away.
+    p.west
+        .delete_child(p.now, isakmpd::ikev2::engine::ChildRef::Peer("peer"));
+    p.drive();
+    assert_ike_sas_only(&p);
 }
 
 #[test]

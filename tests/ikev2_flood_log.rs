@@ -92,6 +92,8 @@ fn an_ikev2_garbage_flood_is_logged_in_a_few_lines_and_answered_at_a_bounded_rat
         }],
         local_ts: vec![],
         remote_ts: vec![],
+        flows: Vec::new(),
+        transport: false,
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,
         child_lifetime_bytes: 0,

@@ -154,6 +154,8 @@ impl Ours {
             esp: vec![esp],
             local_ts: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
             remote_ts: vec![Selector::subnet("203.0.113.0".parse().unwrap(), 24)],
+            flows: Vec::new(),
+            transport: false,
             ike_lifetime_secs: 0,
             child_lifetime_secs: 0,
             child_lifetime_bytes: 0,
@@ -220,6 +222,7 @@ impl Ours {
                             KernelReply::Done
                         }
                         KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+                        KernelReq::AddFlows(_) | KernelReq::DeleteFlows(_) => KernelReply::Done,
                     };
                     if op.ticket != 0 {
                         self.engine.kernel_reply(now, op.ticket, reply);

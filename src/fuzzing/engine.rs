@@ -91,6 +91,8 @@ fn peer(west: bool, gcm: bool) -> Peer {
         }],
         local_ts: vec![net(lnet)],
         remote_ts: vec![net(rnet)],
+        flows: Vec::new(),
+        transport: false,
         ike_lifetime_secs: 0,
         child_lifetime_secs: 0,
         child_lifetime_bytes: 0,
@@ -166,6 +168,7 @@ impl Kernel {
                 KernelReply::Done
             }
             KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+            KernelReq::AddFlows(_) | KernelReq::DeleteFlows(_) => KernelReply::Done,
         }
     }
 }

@@ -336,6 +336,7 @@ pub(crate) fn agreed_sas(
             spi_from_kernel,
             encap,
             outbound_pending: false,
+            more_flows: Vec::new(),
             peer_oa: x
                 .qm
                 .peer_oa

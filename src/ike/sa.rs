@@ -284,6 +284,27 @@ pub struct IpsecSa {
     /// until the responder has had time to install the SA from message 3 (see
     /// `Engine::switch_outbound`).
     pub outbound_pending: bool,
+    /// More pairs of client IDs whose flows go with the SA, after `local_id` and
+    /// `remote_id` (an IKEv2 CHILD_SA negotiated for several traffic selector pairs);
+    /// empty for IKEv1.
+    pub more_flows: Vec<(OwnedId, OwnedId)>,
+}
+
+/// Flows as the kernel interface installs them: with an SA pair (its
+/// [`IpsecSa::flow_set`]), or alone, for iked's policies, whose flows are in the kernel
+/// before any SA so that the traffic they match makes the kernel ask for one (ACQUIRE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSet {
+    /// The connection or policy: with the first pair it makes the reqid that ties the
+    /// flows to the SA pairs negotiated for them.
+    pub name: String,
+    /// The tunnel's endpoints (transport mode: the peers, which are the flows too).
+    pub local: std::net::IpAddr,
+    pub remote: std::net::IpAddr,
+    pub protocol: ProtocolId,
+    pub encapsulation: EncapsulationMode,
+    /// (local, remote) client IDs, one flow each way per pair.
+    pub pairs: Vec<(OwnedId, OwnedId)>,
 }
 
 /// What the engine asks of the kernel. With `-n` the event loop only records these.
@@ -313,6 +334,13 @@ pub enum KernelReq {
     /// Update both directions of an installed UDP-encapsulated SA in place (its
     /// encapsulation ports followed the peer's NAT): XFRM_MSG_UPDSA, flows untouched.
     UpdateSa(Box<IpsecSa>),
+    /// Flows without an SA (iked's policies at startup): traffic they match is held and
+    /// makes the kernel send an ACQUIRE. They rank below an SA pair's flows, so that
+    /// narrower selectors negotiated inside them win.
+    AddFlows(Box<FlowSet>),
+    /// Removes flows by their selectors (those of [`KernelReq::AddFlows`], or an SA
+    /// pair's whose SA was deleted with `keep_flows`).
+    DeleteFlows(Box<FlowSet>),
 }
 
 /// A kernel request with the ticket its answer will carry; 0 when no exchange waits for
@@ -392,6 +420,20 @@ impl std::fmt::Debug for KernelReq {
                 hex(&sa.spi_out),
                 sa.encap
             ),
+            KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => write!(
+                f,
+                "{} {} {} {} -> {}, {} pair(s)",
+                if matches!(self, KernelReq::AddFlows(_)) {
+                    "AddFlows"
+                } else {
+                    "DeleteFlows"
+                },
+                fs.name,
+                fs.protocol,
+                fs.local,
+                fs.remote,
+                fs.pairs.len()
+            ),
         }
     }
 }
@@ -403,6 +445,22 @@ impl IpsecSa {
 
     pub fn keymat_out(&self) -> &[u8] {
         self.keymat.part(1)
+    }
+
+    /// The flows that go with the SA pair: `local_id` to `remote_id`, then
+    /// `more_flows`.
+    pub fn flow_set(&self) -> FlowSet {
+        let mut pairs = Vec::with_capacity(1 + self.more_flows.len());
+        pairs.push((self.local_id.clone(), self.remote_id.clone()));
+        pairs.extend(self.more_flows.iter().cloned());
+        FlowSet {
+            name: self.name.clone(),
+            local: self.local.ip(),
+            remote: self.remote.ip(),
+            protocol: self.protocol,
+            encapsulation: self.encapsulation,
+            pairs,
+        }
     }
 
     /// Whether `other` carries the same traffic (a replacement, or the SA it replaces).

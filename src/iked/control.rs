@@ -239,18 +239,20 @@ impl Daemon {
             Command::Active => {
                 v2.passive = false;
                 v2.start_policies(now);
+                v2.sync_flows();
                 Ok(String::new())
             }
             Command::Passive => {
                 v2.passive = true;
+                v2.sync_flows();
                 Ok(String::new())
             }
             Command::Couple => {
-                v2.decoupled = false;
+                v2.set_decoupled(false);
                 Ok(String::new())
             }
             Command::Decouple => {
-                v2.decoupled = true;
+                v2.set_decoupled(true);
                 Ok(String::new())
             }
             Command::Log(verbose) => {

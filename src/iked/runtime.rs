@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 use crate::args::Options;
@@ -334,6 +335,7 @@ impl V2 {
         );
         let mut setup = setup;
         engine.set_eap_users(eap_users(&mut setup));
+        engine.set_coupled(!setup.decouple);
         V2 {
             engine,
             passive: opts.passive || setup.passive,
@@ -360,6 +362,61 @@ impl V2 {
     pub fn warn_signers(&self) {
         for w in signature_warnings(&self.setup.policy, self.certstore.key) {
             crate::log_warn!("{w}");
+        }
+    }
+
+    /// Puts in the kernel the flows of every policy with a peer address, and takes
+    /// them out again, as the mode asks: none when passive (-S, `set passive`, `ikectl
+    /// passive`: nothing may start) or decoupled. A policy's own `passive` keeps its
+    /// flows: traffic into them makes the kernel ACQUIRE, which starts it (as iked's
+    /// ikev2_acquire_sa starts whatever policy matches).
+    pub fn sync_flows(&mut self) {
+        let want: Vec<String> = if self.passive || self.decoupled {
+            Vec::new()
+        } else {
+            self.setup
+                .policy
+                .peers
+                .iter()
+                .filter(|p| !p.remote.ip().is_unspecified())
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        let loaded: Vec<String> = self.engine.loaded_flows().map(str::to_owned).collect();
+        for name in loaded.iter().filter(|n| !want.contains(n)) {
+            log::info!("ikev2: policy \"{name}\": flows unloaded");
+            self.engine.unload_flows(name);
+        }
+        for name in want.iter().filter(|n| !loaded.contains(n)) {
+            match self.engine.load_flows(name) {
+                Ok(()) => log::info!("ikev2: policy \"{name}\": flows loaded"),
+                Err(e) => crate::log_warn!("ikev2: policy \"{name}\": flows not loaded: {e}"),
+            }
+        }
+    }
+
+    /// `ikectl couple` / `decouple` (iked.conf's `set decouple`): the negotiated SAs
+    /// and every flow go out of the kernel, or back in.
+    pub fn set_decoupled(&mut self, decoupled: bool) {
+        self.decoupled = decoupled;
+        self.engine.set_coupled(!decoupled);
+        self.sync_flows();
+    }
+
+    /// Takes every policy's flows out of the kernel (shutdown, before a new
+    /// configuration).
+    pub fn unload_flows(&mut self) {
+        let loaded: Vec<String> = self.engine.loaded_flows().map(str::to_owned).collect();
+        for name in &loaded {
+            self.engine.unload_flows(name);
+        }
+    }
+
+    /// A kernel ACQUIRE for traffic from `src` to `dst` towards `peer` (see
+    /// `Engine::acquire`); nothing starts when passive.
+    pub fn acquire(&mut self, now: Time, src: IpAddr, dst: IpAddr, peer: IpAddr) {
+        if !self.passive {
+            self.engine.acquire(now, src, dst, peer);
         }
     }
 
@@ -395,13 +452,17 @@ impl V2 {
     pub fn apply(&mut self, now: Time, setup: Setup) {
         let mut setup = setup;
         self.engine.set_eap_users(eap_users(&mut setup));
+        // The flows of the old policies go; those of the new ones come with sync_flows.
+        self.unload_flows();
         let gone = self.engine.set_policy(now, setup.policy.clone());
         if gone > 0 {
             log::info!("ikev2: {gone} IKE SA(s) deleted with their policies");
         }
         self.passive = self.passive || setup.passive;
         self.decoupled = setup.decouple;
+        self.engine.set_coupled(!self.decoupled);
         self.setup = setup;
+        self.sync_flows();
     }
 
     /// Deletes every IKE SA (shutdown, `ikectl reset sa`): the established ones with a
@@ -499,11 +560,12 @@ impl V2 {
                     c.integ.map(integ_name).unwrap_or("none"),
                     times(now, c.established, c.rekey_at, c.expires_at)
                 );
-                for (l, r) in c
-                    .ts_local
-                    .iter()
-                    .flat_map(|l| c.ts_remote.iter().map(move |r| (l, r)))
-                {
+                let pairs = if c.flows.is_empty() {
+                    crate::ikev2::policy::flow_pairs(&[], &c.ts_local, &c.ts_remote)
+                } else {
+                    c.flows.clone()
+                };
+                for (l, r) in &pairs {
                     for (dir, a, b) in [("out", l, r), ("in", r, l)] {
                         let line = format!(
                             "0x{:x} ESP {dir} {} -> {} [{}]@-1 (L) @0x{id:x}",

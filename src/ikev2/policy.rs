@@ -112,6 +112,13 @@ pub struct Peer {
     pub esp: Vec<EspProposal>,
     pub local_ts: Vec<Selector>,
     pub remote_ts: Vec<Selector>,
+    /// The flows as iked.conf pairs them (`from A to B from C to D`): (ours, the
+    /// peer's). One CHILD_SA negotiates the sides' unions above; the kernel gets a flow
+    /// per pair (narrowed to what was negotiated, [`flow_pairs`]). Empty: every
+    /// `local_ts` with every `remote_ts`.
+    pub flows: Vec<(Selector, Selector)>,
+    /// `transport`: CHILD_SAs in transport mode (USE_TRANSPORT_MODE, RFC 7296 §1.3.1).
+    pub transport: bool,
     /// iked.conf's `ikelifetime`: the IKE SA is rekeyed 5-10 % before this many seconds
     /// and deleted at it; 0 (iked's default) is neither.
     pub ike_lifetime_secs: u64,
@@ -442,6 +449,38 @@ fn integ_ok(p: &Proposal<'_>, integ: Option<IntegId>) -> bool {
     }
 }
 
+/// The kernel flows of a CHILD_SA negotiated for `local` and `remote`: each of the
+/// policy's pairs (`policy`) narrowed to what was negotiated, those with something left
+/// on both sides; without pairs, or when none is left (a side narrowed to a leased
+/// address, say), every local selector with every remote one.
+pub fn flow_pairs(
+    policy: &[(Selector, Selector)],
+    local: &[Selector],
+    remote: &[Selector],
+) -> Vec<(Selector, Selector)> {
+    fn push(out: &mut Vec<(Selector, Selector)>, p: (Selector, Selector)) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    let mut out = Vec::new();
+    for (pl, pr) in policy {
+        for a in local.iter().filter_map(|l| l.intersect(pl)) {
+            for b in remote.iter().filter_map(|r| r.intersect(pr)) {
+                push(&mut out, (a, b));
+            }
+        }
+    }
+    if out.is_empty() {
+        for a in local {
+            for b in remote {
+                push(&mut out, (*a, *b));
+            }
+        }
+    }
+    out
+}
+
 /// A traffic selector (§3.13.1): an address range, a protocol (0 for any) and a port
 /// range. Both ends of a range are in the same address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -686,5 +725,34 @@ mod tests {
         assert_eq!(selector_text(&any6), "::/0");
         let host = Selector::host("192.0.2.1".parse().unwrap());
         assert_eq!(selector_text(&host), "192.0.2.1/32");
+    }
+}
+
+#[cfg(test)]
+mod flow_pair_tests {
+    use super::*;
+
+    fn net(s: &str) -> Selector {
+        let (a, p) = s.split_once('/').unwrap();
+        Selector::subnet(a.parse().unwrap(), p.parse().unwrap())
+    }
+
+    #[test]
+    fn pairs_are_kept_and_narrowed_not_crossed() {
+        let pairs = [
+            (net("10.0.0.0/24"), net("10.1.0.0/24")),
+            (net("10.2.0.0/24"), net("10.3.0.0/24")),
+        ];
+        let (l, r) = (
+            [net("10.0.0.0/24"), net("10.2.0.0/24")],
+            [net("10.1.0.0/24"), net("10.3.0.0/24")],
+        );
+        // As configured: the two pairs, not the four combinations of the unions.
+        assert_eq!(flow_pairs(&pairs, &l, &r), pairs.to_vec());
+        // Narrowed by the peer to part of the first pair only.
+        let got = flow_pairs(&pairs, &[net("10.0.0.0/25")], &[net("10.1.0.0/24")]);
+        assert_eq!(got, [(net("10.0.0.0/25"), net("10.1.0.0/24"))]);
+        // Without pairs: every local selector with every remote one.
+        assert_eq!(flow_pairs(&[], &l, &r).len(), 4);
     }
 }

@@ -23,18 +23,24 @@ use std::net::IpAddr;
 
 use crate::ike::ipsec_alg;
 use crate::ike::policy::OwnedId;
-use crate::ike::sa::{hex, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
+use crate::ike::sa::{hex, FlowSet, IpsecSa, KernelOp, KernelReply, KernelReq, Part};
 use crate::ike::wire::{EncapsulationMode, IdType, ProtocolId};
 use crate::timer::Time;
 
+mod flows;
 pub mod pfkey;
 pub mod xfrm;
+
+use flows::{pfkey_flow_messages, xfrm_flow_messages};
 
 use xfrm::{PolicySpec, SaSpec, Selector};
 
 /// Seconds the kernel's hard lifetime outlasts the engine's.
 const KERNEL_LIFETIME_MARGIN: u64 = 60;
 const POLICY_PRIORITY: u32 = 2000;
+/// Flows without an SA (iked's policies): below an SA pair's flows (a larger number
+/// ranks lower), so that narrower selectors negotiated inside them win.
+const ACQUIRE_PRIORITY: u32 = POLICY_PRIORITY + 100;
 /// The SPIs the kernel may hand us: above the range RFC 4303 reserves.
 const SPI_MIN: u32 = 0x100;
 const SPI_MAX: u32 = u32::MAX;
@@ -78,15 +84,18 @@ fn prefix(id: &OwnedId) -> Option<(IpAddr, u8)> {
 /// replacement of a rekeyed SA pair is picked up by the same policies (the kernel prefers
 /// the newest state for a template).
 pub fn reqid(sa: &IpsecSa) -> u32 {
+    reqid_of(&sa.name, &sa.local_id, &sa.remote_id, sa.protocol)
+}
+
+fn reqid_of(name: &str, local_id: &OwnedId, remote_id: &OwnedId, protocol: ProtocolId) -> u32 {
     // FNV-1a over the connection's name and client IDs.
     let mut h: u32 = 0x811c_9dc5;
-    for b in sa
-        .name
+    for b in name
         .as_bytes()
         .iter()
-        .chain(&sa.local_id.data)
-        .chain(&sa.remote_id.data)
-        .chain(&[sa.protocol.0])
+        .chain(&local_id.data)
+        .chain(&remote_id.data)
+        .chain(&[protocol.0])
     {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
@@ -143,47 +152,6 @@ pub struct Message {
     pub bytes: Vec<u8>,
     /// A failure of this one is expected at times (a policy another SA pair shares).
     pub quiet: bool,
-}
-
-/// The selector and template endpoints of each policy of `sa`: (selector, dir, src, dst).
-fn flows(sa: &IpsecSa) -> Vec<(Selector, u8, IpAddr, IpAddr)> {
-    let (l, r) = (sa.local.ip(), sa.remote.ip());
-    let m = mode(sa.encapsulation);
-    let (lid, rid) = if m == xfrm::MODE_TUNNEL {
-        match (prefix(&sa.local_id), prefix(&sa.remote_id)) {
-            (Some(a), Some(b)) => (a, b),
-            _ => ((l, host_bits(l)), (r, host_bits(r))),
-        }
-    } else {
-        ((l, host_bits(l)), (r, host_bits(r)))
-    };
-    let proto = sa.local_id.protocol;
-    let out = Selector {
-        src: lid.0,
-        src_prefix: lid.1,
-        dst: rid.0,
-        dst_prefix: rid.1,
-        proto,
-        sport: sa.local_id.port,
-        dport: sa.remote_id.port,
-    };
-    let inb = Selector {
-        src: rid.0,
-        src_prefix: rid.1,
-        dst: lid.0,
-        dst_prefix: lid.1,
-        proto,
-        sport: sa.remote_id.port,
-        dport: sa.local_id.port,
-    };
-    let mut v = vec![
-        (out, xfrm::XFRM_POLICY_OUT, l, r),
-        (inb, xfrm::XFRM_POLICY_IN, r, l),
-    ];
-    if m == xfrm::MODE_TUNNEL {
-        v.push((inb, xfrm::XFRM_POLICY_FWD, r, l));
-    }
-    v
 }
 
 fn host_bits(a: IpAddr) -> u8 {
@@ -337,31 +305,7 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 });
             }
             if flows_too {
-                for (sel, dir, src, dst) in flows(sa) {
-                    let mut b = Vec::new();
-                    xfrm::new_policy(
-                        &mut b,
-                        next(),
-                        &PolicySpec {
-                            sel,
-                            dir,
-                            priority: POLICY_PRIORITY,
-                            tmpl_src: src,
-                            tmpl_dst: dst,
-                            proto,
-                            mode: mode(sa.encapsulation),
-                            reqid: reqid(sa),
-                        },
-                    );
-                    out.push(Message {
-                        what: format!(
-                            "add flow {}/{} -> {}/{} dir {dir}",
-                            sel.src, sel.src_prefix, sel.dst, sel.dst_prefix
-                        ),
-                        bytes: b,
-                        quiet: true,
-                    });
-                }
+                xfrm_flow_messages(&sa.flow_set(), true, POLICY_PRIORITY, &mut next, &mut out);
             }
         }
         KernelReq::DeleteSa(sa, part, keep_flows) => {
@@ -379,18 +323,14 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 });
             }
             if flows_too {
-                for (sel, dir, _, _) in flows(sa) {
-                    let mut b = Vec::new();
-                    xfrm::del_policy(&mut b, next(), &sel, dir);
-                    out.push(Message {
-                        what: format!(
-                            "delete flow {}/{} -> {}/{} dir {dir}",
-                            sel.src, sel.src_prefix, sel.dst, sel.dst_prefix
-                        ),
-                        bytes: b,
-                        quiet: true,
-                    });
-                }
+                xfrm_flow_messages(&sa.flow_set(), false, 0, &mut next, &mut out);
+            }
+        }
+        KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => {
+            // With -a the flows are the administrator's.
+            if flows_too {
+                let adding = matches!(req, KernelReq::AddFlows(_));
+                xfrm_flow_messages(fs, adding, ACQUIRE_PRIORITY, &mut next, &mut out);
             }
         }
     }
@@ -413,6 +353,14 @@ pub fn pfkey_messages(
         *seq
     };
     let (sa, part, adding, keep_flows) = match req {
+        KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => {
+            if flows_too {
+                let adding = matches!(req, KernelReq::AddFlows(_));
+                let p = (platform, pid, ACQUIRE_PRIORITY);
+                pfkey_flow_messages(fs, adding, p, &mut next, &mut out)?;
+            }
+            return Ok(out);
+        }
         KernelReq::AddSa(sa, part) => (sa, *part, true, false),
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
         KernelReq::UpdateSa(_) => {
@@ -526,52 +474,8 @@ pub fn pfkey_messages(
         }
     }
     if flows_too && part.outbound() && (!keep_flows || adding) {
-        for (sel, dir, src, dst) in flows(sa) {
-            let dir = match (platform, dir) {
-                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_OUT) => pfkey::IPSEC_DIR_OUTBOUND,
-                (pfkey::Platform::Linux, xfrm::XFRM_POLICY_IN) => pfkey::IPSEC_DIR_INBOUND,
-                (pfkey::Platform::Linux, _) => pfkey::IPSEC_DIR_FWD,
-                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_OUT) => pfkey::OBSD_DIRECTION_OUT,
-                (pfkey::Platform::OpenBsd, xfrm::XFRM_POLICY_IN) => pfkey::OBSD_DIRECTION_IN,
-                (pfkey::Platform::OpenBsd, _) => continue,
-            };
-            let mut b = Vec::new();
-            pfkey::flow(
-                &mut b,
-                platform,
-                adding,
-                next(),
-                pid,
-                &pfkey::Flow {
-                    src: sel.src,
-                    src_prefix: sel.src_prefix,
-                    dst: sel.dst,
-                    dst_prefix: sel.dst_prefix,
-                    proto: sel.proto,
-                    sport: sel.sport,
-                    dport: sel.dport,
-                    dir,
-                    tmpl_src: src,
-                    tmpl_dst: dst,
-                    tunnel,
-                    sa_proto: proto,
-                    reqid: pf_reqid,
-                    priority: POLICY_PRIORITY,
-                },
-            )?;
-            out.push(Message {
-                what: format!(
-                    "{} flow {}/{} -> {}/{} dir {dir}",
-                    if adding { "add" } else { "delete" },
-                    sel.src,
-                    sel.src_prefix,
-                    sel.dst,
-                    sel.dst_prefix
-                ),
-                bytes: b,
-                quiet: true,
-            });
-        }
+        let p = (platform, pid, POLICY_PRIORITY);
+        pfkey_flow_messages(&sa.flow_set(), adding, p, &mut next, &mut out)?;
     }
     Ok(out)
 }

@@ -45,6 +45,7 @@ fn sa() -> IpsecSa {
         rekeyed: false,
         spi_from_kernel: false,
         outbound_pending: false,
+        more_flows: Vec::new(),
         peer_oa: None,
     }
 }
@@ -553,4 +554,63 @@ fn a_kilobyte_lifetime_becomes_the_kernels_byte_limits() {
         u64_at(p.ext(pfkey::SADB_EXT_LIFETIME_SOFT).unwrap(), 8),
         92_160
     );
+}
+
+#[test]
+fn more_flows_of_an_sa_and_flows_alone_share_the_first_pairs_reqid() {
+    let mut s = sa();
+    let mut second = (s.local_id.clone(), s.remote_id.clone());
+    second.0.data[2] = 101;
+    second.1.data[2] = 114;
+    s.more_flows.push(second);
+    let m = messages(
+        &KernelReq::AddSa(Box::new(s.clone()), Part::Both),
+        &mut 0,
+        true,
+    )
+    .unwrap();
+    // Two states, then out, in and fwd for each pair.
+    assert_eq!(
+        m.len(),
+        2 + 6,
+        "{:?}",
+        m.iter().map(|x| &x.what).collect::<Vec<_>>()
+    );
+    assert!(
+        m[5].what
+            .contains("198.51.101.0/24 -> 203.0.114.0/24 dir 1"),
+        "{}",
+        m[5].what
+    );
+    // The flows alone (iked's at startup): the same policies, with the same reqid, so
+    // that the SA pair negotiated later is the one their template asks for.
+    let fs = s.flow_set();
+    let alone = messages(&KernelReq::AddFlows(Box::new(fs.clone())), &mut 0, true).unwrap();
+    assert_eq!(alone.len(), 6);
+    let reqid_at = |b: &[u8]| {
+        // struct xfrm_userpolicy_info (168 bytes) after the header, then the
+        // XFRMA_TMPL attribute (4 bytes) and xfrm_user_tmpl: reqid at 44.
+        u32::from_ne_bytes(b[16 + 168 + 4 + 44..16 + 168 + 4 + 48].try_into().unwrap())
+    };
+    for (a, b) in alone.iter().zip(&m[2..]) {
+        assert_eq!(reqid_at(&a.bytes), reqid(&s));
+        assert_eq!(reqid_at(&b.bytes), reqid(&s));
+    }
+    // Deleted by their selectors; nothing without flows (-a).
+    let del = messages(&KernelReq::DeleteFlows(Box::new(fs.clone())), &mut 0, true).unwrap();
+    assert_eq!(del.len(), 6);
+    assert!(del[0].what.starts_with("delete flow"));
+    assert!(
+        messages(&KernelReq::AddFlows(Box::new(fs.clone())), &mut 0, false)
+            .unwrap()
+            .is_empty()
+    );
+    let pf = pfkey_messages(
+        &KernelReq::AddFlows(Box::new(fs)),
+        &mut 0,
+        true,
+        pfkey::Platform::Linux,
+    )
+    .unwrap();
+    assert_eq!(pf.len(), 6);
 }

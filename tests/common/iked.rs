@@ -90,6 +90,23 @@ impl Iked {
         etc: Option<&Path>,
         extra: &[&str],
     ) -> Iked {
+        Iked::spawn(name, netns, conf_text, etc, extra, true)
+    }
+
+    /// Like [`Iked::start_with`], without -X: the daemon installs in the namespace's
+    /// kernel (the host takes flows and reserves SPIs, but has no ESP for states).
+    pub fn start_kernel(name: &str, netns: &str, conf_text: &str, extra: &[&str]) -> Iked {
+        Iked::spawn(name, netns, conf_text, None, extra, false)
+    }
+
+    fn spawn(
+        name: &str,
+        netns: &str,
+        conf_text: &str,
+        etc: Option<&Path>,
+        extra: &[&str],
+        no_kernel: bool,
+    ) -> Iked {
         require_root();
         let etc_guard = etc.map(|_| EtcIked::take());
         let scratch = Scratch::new(name);
@@ -105,7 +122,8 @@ impl Iked {
             .arg(scratch.dir.join("run"))
             .arg(real_run())
             .arg(&iked)
-            .args(["-d", "-v", "-X"])
+            .args(["-d", "-v"])
+            .args(if no_kernel { &["-X"][..] } else { &[] })
             .args(extra)
             .arg("-f")
             .arg(&conf)

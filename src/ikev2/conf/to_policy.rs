@@ -532,9 +532,6 @@ fn convert(
     if p.ipcomp {
         w("ipcomp: not implemented, ignored".into());
     }
-    if p.tmode == TMode::Transport {
-        w("transport: not implemented, negotiated in tunnel mode".into());
-    }
     if p.natt {
         w("natt: forced UDP encapsulation is not implemented, ignored".into());
     }
@@ -712,6 +709,7 @@ fn convert(
     // the visible source; the real network only matters to the local SA.
     let mut local_ts = Vec::new();
     let mut remote_ts = Vec::new();
+    let mut flows = Vec::new();
     for f in &p.flows {
         // `dynamic`: ours is the address the peer gives us (we ask, from any address);
         // the peer's is one from our pool.
@@ -765,14 +763,19 @@ fn convert(
                 f.src, f.src
             ));
         }
-        push_new(
-            &mut local_ts,
-            selectors(&f.src, f.dst.af(), &p.protos, f.src_port),
-        );
-        push_new(
-            &mut remote_ts,
-            selectors(&f.dst, f.src.af(), &p.protos, f.dst_port),
-        );
+        let src = selectors(&f.src, f.dst.af(), &p.protos, f.src_port);
+        let dst = selectors(&f.dst, f.src.af(), &p.protos, f.dst_port);
+        // A flow per pair of one family and protocol (iked installs one per `from ...
+        // to ...`, for each `proto`).
+        for a in &src {
+            for b in dst.iter().filter(|b| b.protocol == a.protocol) {
+                if a.start.is_ipv4() == b.start.is_ipv4() && !flows.contains(&(*a, *b)) {
+                    flows.push((*a, *b));
+                }
+            }
+        }
+        push_new(&mut local_ts, src);
+        push_new(&mut remote_ts, dst);
     }
     if local_ts.is_empty() || remote_ts.is_empty() {
         w("no flow the engine can negotiate; skipped".into());
@@ -791,6 +794,8 @@ fn convert(
         esp,
         local_ts,
         remote_ts,
+        flows,
+        transport: p.tmode == TMode::Transport,
         // iked: no ikelifetime (or 0) is no IKE SA rekeying; no lifetime is 3 h and
         // 4 GiB, and `lifetime T` without `bytes` keeps the 4 GiB.
         ike_lifetime_secs: p.ikelifetime.unwrap_or(0),

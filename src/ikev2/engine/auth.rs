@@ -116,6 +116,9 @@ impl Engine {
                 add_cp(b, CfgType::REPLY, &cp_reply)?;
                 match child {
                     Ok(c) => {
+                        if c.transport {
+                            b.notify(NotifyType::USE_TRANSPORT_MODE, &[])?;
+                        }
                         let t = c.esp.transforms();
                         b.sa(&[ProposalRepr {
                             number: c.number,
@@ -490,6 +493,9 @@ pub(super) fn build_auth_request(
             add_auth(b, *method, auth)?;
         }
         add_cp(b, CfgType::REQUEST, &asked)?;
+        if peer.transport {
+            b.notify(NotifyType::USE_TRANSPORT_MODE, &[])?;
+        }
         b.sa(&props)?;
         ts_payload(b, PayloadType::TSI, &peer.local_ts)?;
         ts_payload(b, PayloadType::TSR, &peer.remote_ts)

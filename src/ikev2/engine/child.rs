@@ -160,6 +160,9 @@ impl Engine {
         let c = &a.choice;
         let t = c.esp.transforms_pfs();
         let res = build_protected(io, sa, ExchangeType::CREATE_CHILD_SA, a.msgid, true, |b| {
+            if c.transport {
+                b.notify(NotifyType::USE_TRANSPORT_MODE, &[])?;
+            }
             b.sa(&[ProposalRepr {
                 number: c.number,
                 protocol: ProtocolId::ESP,
@@ -490,6 +493,8 @@ pub(super) struct ChildChoice {
     pub(super) spi_out: u32,
     pub(super) tsi: Vec<Selector>,
     pub(super) tsr: Vec<Selector>,
+    /// Transport mode (both sides sent USE_TRANSPORT_MODE): the answer carries it too.
+    pub(super) transport: bool,
 }
 
 /// Responder: the ESP suite (first offered proposal we accept) and the narrowed
@@ -531,6 +536,12 @@ pub(super) fn choose_child(
     if tsi.is_empty() || tsr.is_empty() {
         return Err(NotifyType::TS_UNACCEPTABLE);
     }
+    // §1.3.1: a tunnel-mode policy answers a USE_TRANSPORT_MODE request in tunnel mode
+    // (without the notify); a transport-mode one takes nothing else.
+    let transport = peer.transport;
+    if transport && inner.notify(NotifyType::USE_TRANSPORT_MODE).is_none() {
+        return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+    }
     Ok(ChildChoice {
         esp,
         number,
@@ -538,6 +549,7 @@ pub(super) fn choose_child(
         spi_out,
         tsi,
         tsr,
+        transport,
     })
 }
 
@@ -566,6 +578,15 @@ pub(super) fn accept_child(
     let Some(Payload::Sa(answer)) = inner.find(PayloadType::SA) else {
         return Err("no SA payload".into());
     };
+    // Transport mode when we asked for it, and only then (§1.3.1).
+    match (
+        peer.transport,
+        inner.notify(NotifyType::USE_TRANSPORT_MODE).is_some(),
+    ) {
+        (true, false) => return Err("the peer answered in tunnel mode, not transport".into()),
+        (false, true) => return Err("USE_TRANSPORT_MODE we did not ask for".into()),
+        _ => {}
+    }
     let mut props = answer.proposals();
     let (Some(p), None) = (props.next(), props.next()) else {
         return Err("not one proposal".into());
@@ -639,6 +660,8 @@ pub(super) fn bare_child(
         integ_out: Key::new(),
         ts_local,
         ts_remote,
+        flows: Vec::new(),
+        transport: false,
         local: sa.info.local,
         remote: sa.info.remote,
         encap: (sa.info.nat_local || sa.info.nat_remote)
@@ -753,6 +776,9 @@ pub(super) fn build_create_child(
                 data: &[],
             });
             b.add(PayloadType::NOTIFY, false, &n)?;
+        }
+        if peer.transport {
+            b.notify(NotifyType::USE_TRANSPORT_MODE, &[])?;
         }
         b.sa(&props)?;
         b.add(PayloadType::NONCE, false, &Payload::Nonce(&c.ni))?;

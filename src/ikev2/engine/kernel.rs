@@ -32,8 +32,11 @@
 //! A CHILD_SA becomes an [`IpsecSa`] (ESP, tunnel mode; UDP-encapsulated when a NAT was
 //! detected): IKEv2's ENCR ids for ESP are the IPsec DOI's ESP transform ids (AES-CBC 12,
 //! AES-GCM-16 20), its INTEG ids are not the DOI's authentication algorithms and are
-//! converted. XXX: the kernel interface knows one flow per SA, so only the first pair of
-//! traffic selectors gets a policy. It carries the CHILD_SA's lifetime (lifetime.rs):
+//! converted. Its flows are the policy's pairs of selectors (iked.conf's `from ... to ...`)
+//! narrowed to those negotiated, all with the reqid of the first, so that one CHILD_SA
+//! serves them all. A policy's flows can also be loaded without an SA
+//! ([`Engine::load_flows`], iked's flows at startup): a CHILD_SA leaves those in place
+//! when it goes. It carries the CHILD_SA's lifetime (lifetime.rs):
 //! `crate::kernel` gives the kernel the hard lifetime plus a margin as a backstop (the
 //! engine rekeys and deletes by time itself) and the byte limit, soft at 90 %; the
 //! kernel's EXPIREs come back through [`Engine::handle_expire`].
@@ -45,11 +48,15 @@ use crate::ike::policy::OwnedId;
 use crate::ike::wire::{
     AuthAlgorithm, EncapsulationMode, EspTransform, IdType as V1IdType, ProtocolId as V1Protocol,
 };
+use crate::ikev2::policy::flow_pairs;
 
 /// Set in every ticket of ours: the IKEv1 engine's count up from 1, so a daemon running
 /// both over one `crate::kernel::Kernel` hands an answer with this bit to this engine.
 /// (The IKEv1 engine's would reach it after 2^31 requests that wait for an answer.)
 pub const KERNEL_TICKET_BIT: u32 = 0x8000_0000;
+
+/// A kernel ACQUIRE starts nothing for a policy this soon after the last one did.
+pub const ACQUIRE_HOLDOFF_MS: u64 = 5000;
 
 /// A step of an exchange parked until the kernel answers the request with `ticket`.
 pub(super) struct Wait {
@@ -299,7 +306,12 @@ impl Engine {
             Step::CreateAnswerInstall { old: Some(_), .. } => Part::Inbound,
             _ => Part::Both,
         };
+        let peer = self.sas.get(h).map(|sa| &self.policy.peers[sa.peer]);
         if let Some(c) = step.child_mut() {
+            let pairs = peer.map_or(&[][..], |p| &p.flows[..]);
+            c.flows = flow_pairs(pairs, &c.ts_local, &c.ts_remote);
+            // Negotiated as the policy says (child.rs: choose_child, accept_child).
+            c.transport = peer.is_some_and(|p| p.transport);
             (c.rekey_at, c.expires_at) = self.io.lifetime(now, secs);
             c.established = now;
             c.lifetime_bytes = bytes;
@@ -309,6 +321,8 @@ impl Engine {
             return;
         };
         let sa = match made {
+            // Decoupled: installed when coupled again (`set_coupled`).
+            Ok(_) if self.decoupled => return self.resume(now, h, step, Ok(0)),
             Ok(sa) => sa,
             Err(why) if self.io.kernel_answers => {
                 return self.resume(now, h, step, Err(why.into()))
@@ -339,6 +353,16 @@ impl Engine {
     /// CHILD_SA with the same selectors has them. One that could not be put in a kernel
     /// request gives its reserved SPI back instead.
     pub(super) fn uninstall(&mut self, c: &ChildSa) {
+        if self.decoupled {
+            // Not in the kernel: only a reserved SPI is, unless it went at decoupling.
+            match self.decoupled_gone.iter().position(|s| *s == c.spi_in) {
+                Some(i) => {
+                    self.decoupled_gone.swap_remove(i);
+                }
+                None => self.io.release_spi(c.local, c.remote, c.spi_in),
+            }
+            return;
+        }
         let keep_flows = self.children.iter().any(|(_, o)| o.same_flows(c))
             || self
                 .waits
@@ -354,6 +378,8 @@ impl Engine {
                 && o.remote.ip() == c.remote.ip()
                 && !o.outbound_pending
         });
+        // The policy's own flows (loaded at startup) stay: only the CHILD_SA's others go.
+        let loaded = self.loaded_flows.iter().find(|f| f.name == c.peer);
         match c.ipsec_sa(self.io.kernel_answers) {
             Ok(sa) => {
                 let part = if shared_out {
@@ -361,8 +387,20 @@ impl Engine {
                 } else {
                     sa.installed()
                 };
+                let own = match loaded {
+                    Some(l) if !keep_flows && part.outbound() => {
+                        let mut fs = sa.flow_set();
+                        fs.pairs.retain(|p| !l.pairs.contains(p));
+                        Some(fs)
+                    }
+                    _ => None,
+                };
+                let keep = keep_flows || own.is_some();
                 self.io
-                    .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, keep_flows))
+                    .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, keep));
+                if let Some(fs) = own.filter(|fs| !fs.pairs.is_empty()) {
+                    self.io.kernel_req(KernelReq::DeleteFlows(Box::new(fs)));
+                }
             }
             // It never went to the kernel either; only its SPI did.
             Err(why) => {
@@ -370,6 +408,197 @@ impl Engine {
                 self.io.release_spi(c.local, c.remote, c.spi_in);
             }
         }
+    }
+
+    /// Puts the flows of policy `name` in the kernel with no SA behind them (iked's
+    /// flows at startup): the traffic they match makes the kernel send an ACQUIRE
+    /// (`Engine::acquire`). They stay until [`Self::unload_flows`], through the
+    /// CHILD_SAs negotiated for them. Refused for a policy without a peer address, or
+    /// whose selectors a flow cannot express.
+    pub fn load_flows(&mut self, name: &str) -> Result<(), &'static str> {
+        if self.loaded_flows.iter().any(|f| f.name == name) {
+            return Ok(());
+        }
+        let p = self
+            .policy
+            .peers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or("no such policy")?;
+        if p.remote.ip().is_unspecified() {
+            return Err("the peer's address is not known (peer any)");
+        }
+        let local = if p.local.ip().is_unspecified() {
+            let remote = p.remote.ip();
+            self.route
+                .as_mut()
+                .and_then(|r| r(remote))
+                .ok_or("no route to the peer")?
+        } else {
+            p.local.ip()
+        };
+        let mut pairs = Vec::new();
+        for (l, r) in flow_pairs(&p.flows, &p.local_ts, &p.remote_ts) {
+            pairs.push((selector_id(&l)?, selector_id(&r)?));
+        }
+        let fs = crate::ike::sa::FlowSet {
+            name: p.name.clone(),
+            local,
+            remote: p.remote.ip(),
+            protocol: V1Protocol::IPSEC_ESP,
+            encapsulation: if p.transport {
+                EncapsulationMode::TRANSPORT
+            } else {
+                EncapsulationMode::TUNNEL
+            },
+            pairs,
+        };
+        self.io
+            .kernel_req(KernelReq::AddFlows(Box::new(fs.clone())));
+        self.loaded_flows.push(fs);
+        Ok(())
+    }
+
+    /// Takes the flows of policy `name` out of the kernel, those a CHILD_SA of it
+    /// still uses excepted (they go with it).
+    pub fn unload_flows(&mut self, name: &str) {
+        let Some(i) = self.loaded_flows.iter().position(|f| f.name == name) else {
+            return;
+        };
+        let mut fs = self.loaded_flows.remove(i);
+        let used: Vec<(OwnedId, OwnedId)> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.peer == name)
+            .filter_map(|(_, c)| c.ipsec_sa(false).ok())
+            .flat_map(|sa| sa.flow_set().pairs)
+            .collect();
+        fs.pairs.retain(|p| !used.contains(p));
+        if !fs.pairs.is_empty() {
+            self.io.kernel_req(KernelReq::DeleteFlows(Box::new(fs)));
+        }
+    }
+
+    /// A kernel ACQUIRE: traffic from `src` to `dst` hit a flow towards `peer` that has
+    /// no SA. The policy whose flows cover it (and whose peer that is) gets an IKE SA,
+    /// or, when one is up, a new CHILD_SA on it (§1.3.1). One negotiation at a time per
+    /// policy, and none within [`ACQUIRE_HOLDOFF_MS`] of the last one an ACQUIRE started:
+    /// the kernel repeats its ACQUIREs while traffic waits, and a negotiation that fails
+    /// at once must not turn them into a storm. Returns the policy started, if any.
+    pub fn acquire(&mut self, now: Time, src: IpAddr, dst: IpAddr, peer: IpAddr) -> Option<String> {
+        let covers = |s: &Selector, a: IpAddr| {
+            s.start.is_ipv4() == a.is_ipv4() && s.start <= a && a <= s.end
+        };
+        let Some(p) = self.policy.peers.iter().find(|p| {
+            p.remote.ip() == peer
+                && flow_pairs(&p.flows, &p.local_ts, &p.remote_ts)
+                    .iter()
+                    .any(|(l, r)| covers(l, src) && covers(r, dst))
+        }) else {
+            log::warn!(
+                "ikev2: kernel ACQUIRE for {src} -> {dst} (peer {peer}): no policy covers it"
+            );
+            return None;
+        };
+        let name = p.name.clone();
+        if let Some((_, t)) = self.acquired.iter().find(|(n, _)| *n == name) {
+            if now < t.add_millis(ACQUIRE_HOLDOFF_MS) {
+                return None;
+            }
+        }
+        let up = self
+            .sas
+            .iter()
+            .find(|(_, sa)| {
+                sa.info.peer == name && sa.info.state == IkeState::Established && !sa.replaced
+            })
+            .map(|(h, _)| h);
+        let negotiating = self.sas.iter().any(|(h, sa)| {
+            sa.info.peer == name
+                && (sa.info.state != IkeState::Established
+                    || sa.creating.is_some()
+                    || sa
+                        .queued
+                        .iter()
+                        .any(|r| matches!(r, Req::CreateChild(None)))
+                    || self.waits.iter().any(|w| w.ike == h))
+        });
+        let covered = self.children.iter().any(|(_, c)| {
+            c.peer == name
+                && !c.rekeyed
+                && c.flows
+                    .iter()
+                    .any(|(l, r)| covers(l, src) && covers(r, dst))
+        });
+        if negotiating || covered {
+            return None;
+        }
+        self.acquired.retain(|(n, _)| *n != name);
+        self.acquired.push((name.clone(), now));
+        match up {
+            Some(h) => {
+                log::info!(
+                    "ikev2: kernel ACQUIRE for {src} -> {dst}: new CHILD_SA for policy \"{name}\""
+                );
+                self.start_request(now, h, Req::CreateChild(None));
+            }
+            None => {
+                log::info!("ikev2: kernel ACQUIRE for {src} -> {dst}: starting policy \"{name}\"");
+                if let Err(e) = self.connect(now, &name) {
+                    log::warn!("ikev2: policy \"{name}\": not started: {e:?}");
+                    return None;
+                }
+            }
+        }
+        Some(name)
+    }
+
+    /// iked's `couple` (true) and `decouple` (false): decoupled, the CHILD_SAs and their
+    /// flows are taken out of the kernel and new ones are not put in (their inbound SPIs
+    /// are still reserved, as iked still asks the kernel for SPIs); coupled again, every
+    /// CHILD_SA goes back in. The engine's CHILD_SAs stay as they are either way.
+    pub fn set_coupled(&mut self, coupled: bool) {
+        if coupled != self.decoupled {
+            return;
+        }
+        let answers = self.io.kernel_answers;
+        let all: Vec<ChildSa> = self
+            .children
+            .iter()
+            .map(|(_, c)| c.clone())
+            .chain(self.waits.iter().filter_map(|w| w.step.child().cloned()))
+            .collect();
+        if !coupled {
+            for c in &all {
+                if let Ok(sa) = c.ipsec_sa(answers) {
+                    let part = sa.installed();
+                    self.io
+                        .kernel_req(KernelReq::DeleteSa(Box::new(sa), part, false));
+                    self.decoupled_gone.push(c.spi_in);
+                }
+            }
+            self.decoupled = true;
+            return;
+        }
+        self.decoupled = false;
+        let gone = std::mem::take(&mut self.decoupled_gone);
+        for c in self.children.iter().map(|(_, c)| c) {
+            if let Ok(mut sa) = c.ipsec_sa(answers) {
+                // Taken out at decoupling: a new state; made since: its reserved SPI's.
+                sa.spi_from_kernel &= !gone.contains(&c.spi_in);
+                let part = if c.outbound_pending {
+                    Part::Inbound
+                } else {
+                    Part::Both
+                };
+                self.io.kernel_req(KernelReq::AddSa(Box::new(sa), part));
+            }
+        }
+    }
+
+    /// The policies whose flows are loaded ([`Self::load_flows`]).
+    pub fn loaded_flows(&self) -> impl Iterator<Item = &str> {
+        self.loaded_flows.iter().map(|f| f.name.as_str())
     }
 
     /// Responder of a rekey: the CHILD_SA whose inbound SPI is `old_in` is going, so the
@@ -389,6 +618,7 @@ impl Engine {
         };
         c.outbound_pending = false;
         match c.ipsec_sa(self.io.kernel_answers) {
+            Ok(_) if self.decoupled => {}
             Ok(sa) => {
                 log::debug!(
                     "ikev2: {}: CHILD_SA {:08x}/{:08x}: outbound half in",
@@ -444,8 +674,9 @@ impl ChildSa {
     pub fn same_flows(&self, o: &ChildSa) -> bool {
         o.spi_in != self.spi_in
             && o.peer == self.peer
-            && o.ts_local.first() == self.ts_local.first()
-            && o.ts_remote.first() == self.ts_remote.first()
+            && o.ts_local == self.ts_local
+            && o.ts_remote == self.ts_remote
+            && o.flows == self.flows
     }
 
     /// The CHILD_SA as the kernel interface's SA pair: ESP in tunnel mode (UDP
@@ -484,9 +715,18 @@ impl ChildSa {
         ) else {
             return Err("KEYMAT too long");
         };
-        let (Some(l), Some(r)) = (self.ts_local.first(), self.ts_remote.first()) else {
+        let first = (self.ts_local.first(), self.ts_remote.first());
+        let (Some(l), Some(r)) = self
+            .flows
+            .first()
+            .map_or(first, |(l, r)| (Some(l), Some(r)))
+        else {
             return Err("no traffic selectors");
         };
+        let mut more_flows = Vec::new();
+        for (l, r) in self.flows.iter().skip(1) {
+            more_flows.push((selector_id(l)?, selector_id(r)?));
+        }
         Ok(IpsecSa {
             timers: Default::default(),
             name: self.peer.clone(),
@@ -501,10 +741,11 @@ impl ChildSa {
             protocol: esp,
             transform: transform.0,
             auth,
-            encapsulation: if self.encap.is_some() {
-                EncapsulationMode::UDP_ENCAP_TUNNEL
-            } else {
-                EncapsulationMode::TUNNEL
+            encapsulation: match (self.encap.is_some(), self.transport) {
+                (true, true) => EncapsulationMode::UDP_ENCAP_TRANSPORT,
+                (true, false) => EncapsulationMode::UDP_ENCAP_TUNNEL,
+                (false, true) => EncapsulationMode::TRANSPORT,
+                (false, false) => EncapsulationMode::TUNNEL,
             },
             key_bits,
             pfs: self
@@ -532,6 +773,7 @@ impl ChildSa {
             encap: self.encap,
             peer_oa: None,
             outbound_pending: self.outbound_pending,
+            more_flows,
         })
     }
 }
@@ -617,6 +859,8 @@ mod tests {
             integ_out: k(a, 4),
             ts_local: vec![Selector::subnet("198.51.100.0".parse().unwrap(), 24)],
             ts_remote: vec![Selector::host("203.0.113.7".parse().unwrap())],
+            flows: Vec::new(),
+            transport: false,
             local: "192.0.2.1:500".parse().unwrap(),
             remote: "192.0.2.2:500".parse().unwrap(),
             encap: None,

@@ -238,6 +238,12 @@ pub struct ChildSa {
     pub integ_out: Key,
     pub ts_local: Vec<Selector>,
     pub ts_remote: Vec<Selector>,
+    /// Its kernel flows, (ours, the peer's): the policy's pairs narrowed to the
+    /// selectors above ([`crate::ikev2::policy::flow_pairs`]), set when it goes to the
+    /// kernel.
+    pub flows: Vec<(Selector, Selector)>,
+    /// Transport mode (USE_TRANSPORT_MODE, its policy's `transport`), set with `flows`.
+    pub transport: bool,
     /// The IKE SA's addresses when it was made: the tunnel's endpoints.
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -563,6 +569,17 @@ pub struct Engine {
     children: Slab<ChildSa>,
     /// Steps parked until the kernel answers.
     waits: Vec<Wait>,
+    /// The policies whose flows are in the kernel without an SA (iked's flows at
+    /// startup, [`Engine::load_flows`]), as installed.
+    loaded_flows: Vec<crate::ike::sa::FlowSet>,
+    /// When a kernel ACQUIRE last started something for a policy ([`Engine::acquire`]).
+    acquired: Vec<(String, Time)>,
+    /// iked's `decouple`: CHILD_SAs and their flows stay out of the kernel
+    /// ([`Engine::set_coupled`]); our inbound SPIs are still reserved.
+    decoupled: bool,
+    /// Decoupled: the CHILD_SAs (our inbound SPIs) taken out of the kernel, whose
+    /// reserved SPIs went with them.
+    decoupled_gone: Vec<u32>,
     io: Io,
     /// Scratch for decrypting in place.
     rx: Vec<u8>,
@@ -596,6 +613,10 @@ impl Engine {
             cookies: CookieSecrets::new(rng.as_mut(), now, config.cookie_secret_secs),
             children: Slab::with_capacity(2 * n),
             waits: Vec::new(),
+            loaded_flows: Vec::new(),
+            acquired: Vec::new(),
+            decoupled: false,
+            decoupled_gone: Vec::new(),
             io: Io {
                 outbox: Outbox::new(),
                 timers: TimerWheel::new(2 * n, now),
@@ -1017,11 +1038,20 @@ impl Engine {
     }
 
     fn add_child(&mut self, c: ChildSa) {
+        let flows: Vec<String> = c
+            .flows
+            .iter()
+            .map(|(l, r)| {
+                let t = super::policy::selector_text;
+                format!("{} -> {}", t(l), t(r))
+            })
+            .collect();
         log::info!(
-            "ikev2: {}: CHILD_SA established, SPIs in {:08x} out {:08x}",
+            "ikev2: {}: CHILD_SA established, SPIs in {:08x} out {:08x}, flows {}",
             c.peer,
             c.spi_in,
-            c.spi_out
+            c.spi_out,
+            flows.join(", ")
         );
         let h = c.ike;
         if self.children.insert(c).is_some() {
