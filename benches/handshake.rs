@@ -247,6 +247,8 @@ fn run_v2_auth(
         child_lifetime_secs: 0,
         child_lifetime_bytes: 0,
         cp: Default::default(),
+        flows: Vec::new(),
+        transport: false,
     };
     let engine = |p: Peer, seed: u64| {
         let mut e = V2::new(
