@@ -410,7 +410,7 @@ grep -q " 0% packet loss" $W/ping8.txt && ok "NAT-T: ping through the NAT in ESP
 c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '); set -- $c
 [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T: east's ESP counters $c" || bad "NAT-T: east's ESP counters '$c'"
 echo Q > $W/west8/run/isakmpd.fifo; echo Q > $W/east8/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west8/log && grep -q "exiting" $W/east8/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west8/log && grep -q "isakmpd: exit" $W/east8/log && break; sleep 0.2; done
 [ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
     && ok "NAT-T: shutdown left nothing" || bad "NAT-T: states left"
 cp $W/west8/log "$OUT/west8.log"; cp $W/east8/log "$OUT/east8.log"
@@ -439,7 +439,7 @@ c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)
 [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T transport: east's ESP counters $c" \
     || bad "NAT-T transport: east's ESP counters '$c'; its policies: $(ip -n nr xfrm policy | tr '\n' ' '); its states: $(ip -n nr xfrm state | grep -vE 'enc |auth|aead' | tr '\n' ' ')"
 echo Q > $W/west10/run/isakmpd.fifo; echo Q > $W/east10/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west10/log && grep -q "exiting" $W/east10/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west10/log && grep -q "isakmpd: exit" $W/east10/log && break; sleep 0.2; done
 [ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
     && ok "NAT-T transport: shutdown left nothing" || bad "NAT-T transport: states left"
 cp $W/west10/log "$OUT/west10.log"; cp $W/east10/log "$OUT/east10.log"
@@ -538,7 +538,7 @@ rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping4.txt)
 [ "${rcv:-0}" -ge 8 ] && ok "pings flow after the ACQUIRE ($rcv of 15)" || bad "after ACQUIRE only ${rcv:-0} of 15 pings"
 [ "$(npol left)" = 3 ] && ok "-a: the daemon added no flows of its own" || bad "-a: $(npol left) policies"
 echo Q > $W/west4/run/isakmpd.fifo; echo Q > $W/east4/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west4/log && grep -q "exiting" $W/east4/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west4/log && grep -q "isakmpd: exit" $W/east4/log && break; sleep 0.2; done
 for d in out in fwd; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
     ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "ACQUIRE scenario left nothing behind" || bad "after the ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
@@ -601,7 +601,7 @@ grep -q "kernel ACQUIRE for peer 192.0.2.2: starting connection tun" $W/west6/lo
 rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping6.txt)
 [ "${rcv:-0}" -ge 8 ] && ok "pings flow after the PF_KEY ACQUIRE ($rcv of 15)" || bad "after the PF_KEY ACQUIRE only ${rcv:-0} of 15 pings"
 echo Q > $W/west6/run/isakmpd.fifo; echo Q > $W/east6/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west6/log && grep -q "exiting" $W/east6/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west6/log && grep -q "isakmpd: exit" $W/east6/log && break; sleep 0.2; done
 for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
     ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
