@@ -3,7 +3,11 @@
 # system read-only and tmpfs overlays). Two network namespaces joined by veth, one isakmpd
 # in each talking to the kernel through XFRM netlink: tunnel 198.51.100.0/24 <->
 # 203.0.113.0/24 between 192.0.2.1 and 192.0.2.2, ping through it, ESP counters rising on
-# both sides, teardown removing every state and policy.
+# both sides, teardown removing every state and policy. The scenarios: the core ones (our
+# pair over XFRM, two of ours as iked(8) over IKEv2, ours against charon), then rekeying
+# (ours, charon), NAT-T (tunnel, transport), KILOBYTES lifetimes, ACQUIRE, PF_KEY, ACQUIRE
+# over PF_KEY, ours as iked(8) against OpenBSD's iked (openiked, PF_KEY; PSK and RSA
+# certificates, each side initiating), and two `isakmpd -K` configured only by ipsecctl.
 #   $1 = OUT (host directory shared read-write), $2 = the isakmpd binary,
 #   $3 = seconds this guest may take from qemu's launch (optional)
 OUT=$1; BIN=$2
@@ -410,7 +414,7 @@ grep -q " 0% packet loss" $W/ping8.txt && ok "NAT-T: ping through the NAT in ESP
 c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '); set -- $c
 [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T: east's ESP counters $c" || bad "NAT-T: east's ESP counters '$c'"
 echo Q > $W/west8/run/isakmpd.fifo; echo Q > $W/east8/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west8/log && grep -q "exiting" $W/east8/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west8/log && grep -q "isakmpd: exit" $W/east8/log && break; sleep 0.2; done
 [ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
     && ok "NAT-T: shutdown left nothing" || bad "NAT-T: states left"
 cp $W/west8/log "$OUT/west8.log"; cp $W/east8/log "$OUT/east8.log"
@@ -439,7 +443,7 @@ c=$(ip -n nr -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)
 [ "${1:-0}" -ge 5 ] 2>/dev/null && [ "${2:-0}" -ge 5 ] 2>/dev/null && ok "NAT-T transport: east's ESP counters $c" \
     || bad "NAT-T transport: east's ESP counters '$c'; its policies: $(ip -n nr xfrm policy | tr '\n' ' '); its states: $(ip -n nr xfrm state | grep -vE 'enc |auth|aead' | tr '\n' ' ')"
 echo Q > $W/west10/run/isakmpd.fifo; echo Q > $W/east10/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west10/log && grep -q "exiting" $W/east10/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west10/log && grep -q "isakmpd: exit" $W/east10/log && break; sleep 0.2; done
 [ "$(ip -n nl xfrm state | grep -c '^src')" = 0 ] && [ "$(ip -n nr xfrm state | grep -c '^src')" = 0 ] \
     && ok "NAT-T transport: shutdown left nothing" || bad "NAT-T transport: states left"
 cp $W/west10/log "$OUT/west10.log"; cp $W/east10/log "$OUT/east10.log"
@@ -538,7 +542,7 @@ rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping4.txt)
 [ "${rcv:-0}" -ge 8 ] && ok "pings flow after the ACQUIRE ($rcv of 15)" || bad "after ACQUIRE only ${rcv:-0} of 15 pings"
 [ "$(npol left)" = 3 ] && ok "-a: the daemon added no flows of its own" || bad "-a: $(npol left) policies"
 echo Q > $W/west4/run/isakmpd.fifo; echo Q > $W/east4/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west4/log && grep -q "exiting" $W/east4/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west4/log && grep -q "isakmpd: exit" $W/east4/log && break; sleep 0.2; done
 for d in out in fwd; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
     ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "ACQUIRE scenario left nothing behind" || bad "after the ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
@@ -601,12 +605,204 @@ grep -q "kernel ACQUIRE for peer 192.0.2.2: starting connection tun" $W/west6/lo
 rcv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' $W/ping6.txt)
 [ "${rcv:-0}" -ge 8 ] && ok "pings flow after the PF_KEY ACQUIRE ($rcv of 15)" || bad "after the PF_KEY ACQUIRE only ${rcv:-0} of 15 pings"
 echo Q > $W/west6/run/isakmpd.fifo; echo Q > $W/east6/run/isakmpd.fifo
-for i in $(seq 1 50); do grep -q "exiting" $W/west6/log && grep -q "exiting" $W/east6/log && break; sleep 0.2; done
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/west6/log && grep -q "isakmpd: exit" $W/east6/log && break; sleep 0.2; done
 for d in out in; do ip -n left xfrm policy del src 198.51.100.0/24 dst 203.0.113.0/24 dir $d 2>/dev/null
     ip -n left xfrm policy del src 203.0.113.0/24 dst 198.51.100.0/24 dir $d 2>/dev/null; done
 wait_kernel left 0 0 && wait_kernel right 0 0 && ok "PF_KEY ACQUIRE scenario left nothing behind" || bad "after the PF_KEY ACQUIRE scenario: $(ip -n left xfrm state | grep -c '^src') states"
 cp $W/west6/log "$OUT/west6.log"; cp $W/east6/log "$OUT/east6.log"
 took PF_KEY-ACQUIRE
+fi
+
+# xs NS: "SPIS|PACKETS" of NS's SAs, SPIs sorted (without the decimal -s adds), from one
+# ip -s xfrm state (every process costs here).
+xs() {
+    ip -n $1 -s xfrm state | awk '{ for (i = 1; i < NF; i++) if ($i == "spi") { v = $(i+1); sub(/\(.*/, "", v); s[n++] = v } }
+        /lifetime current:/ { getline; sub(/\(packets\)/, ""); p = p $2 " " }
+        END { for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t }
+              for (i = 0; i < n; i++) printf "%s ", s[i]; printf "|%s", p }'
+}
+# xcheck WHAT SPIS: after a 5-ping, both kernels hold SPIS (sorted, as xs prints them) and
+# each of their SAs counted at least 5 packets.
+xcheck() {
+    local l r c
+    l=$(xs left); r=$(xs right)
+    [ -n "$2" ] && [ "$2" = "${l%%|*}" ] && [ "$2" = "${r%%|*}" ] && ok "$1: SPIs $2in both kernels" \
+        || bad "$1: SPIs '$2', kernels '${l%%|*}' / '${r%%|*}'"
+    for c in "left ${l#*|}" "right ${r#*|}"; do
+        set -- $c
+        [ "${2:-0}" -ge 5 ] 2>/dev/null && [ "${3:-0}" -ge 5 ] 2>/dev/null && ok "$WHAT $1: ESP counters $2 $3" || bad "$WHAT $1: ESP counters '$2 $3'"
+    done
+}
+
+if [ -n "$CORE" ] && budget openiked 30 90; then
+# ---- our daemon as iked(8) against OpenBSD's own iked (Debian's openiked 7.2), which talks
+# to the kernel through PF_KEY only: ours in left (XFRM), openiked in right (af_key), each
+# side initiating once with a PSK and once with RSA certificates of one CA. openiked's
+# /etc/iked is a tree of ours, bind-mounted in a mount namespace of its own (the path is
+# compiled in); its control socket is -s. HMAC-SHA1: af_key gives HMAC-SHA2 a 96-bit ICV.
+modprobe af_key || bad "modprobe af_key"
+O=$W/oi; mkdir -p $O/pki; mkdir -p $W/bin; ln -sf $BIN $W/bin/iked; ln -sf $BIN $W/bin/ikectl
+getent passwd _iked > /dev/null && ok "openiked: user _iked exists" || bad "openiked: no _iked user"
+# openiked's /etc/iked and ours: the CA and each side's RSA key and certificate (made by
+# run.sh on the host).
+for n in west east; do
+    e=$O/etc-$n; mkdir -p $e/private $e/certs $e/ca $e/crls $e/pubkeys/fqdn $e/pubkeys/ipv4
+    cp $OUT/pki/$n.key $e/private/local.key && chmod 600 $e/private/local.key \
+        && cp $OUT/pki/$n.pub $e/local.pub && cp $OUT/pki/$n.crt $e/certs/$n.crt && cp $OUT/pki/ca.crt $e/ca/ca.crt \
+        || bad "openiked: no certificates from run.sh in $OUT/pki"
+done
+oiconf() { # me peer lnet rnet mode myid peerid auth
+cat <<EOT
+ikev2 "oi" $5 esp from $3 to $4 local $1 peer $2 \\
+	ikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\
+	childsa enc aes-256 auth hmac-sha1 noesn \\
+	srcid $6 dstid $7 $8
+EOT
+}
+# ESP SPIs by direction as an ikectl shows them (iked_activesas lines), "dir spi" sorted;
+# FLIP=1 swaps in and out (the peer's view).
+oispis() {
+    awk -v flip=${FLIP:-0} '/^iked_activesas:/ { for (i = 1; i < NF; i++) if ($i == "ESP") {
+        d = $(i+2); if (flip) d = (d == "in") ? "out" : "in"; print d, tolower($(i+1)) } }' | sort | tr '\n' ' '
+}
+# oicheck TAG N WHO: the Nth CHILD SA ours logged (WHO initiating), in both kernels: SPIs, ping, counters; then
+# our IKE SA DELETE (ikectl reset sa, ours made passive first), which openiked must honour.
+oicheck() {
+    local t="$1, $3 initiating" d=$O/$1 T0=$(up) mine theirs vals
+    # Up to 40 s by the clock (each ip(8) here takes a while under TCG).
+    while awk -v a=$T0 -v b=$(up) 'BEGIN { exit !(b - a < 40) }'; do
+        [ "$(grep -c "CHILD_SA established" $d/ours.log)" -ge $2 ] && [ "$(ip -n right xfrm state | grep -c '^src')" = 2 ] && break
+        sleep 0.3
+    done
+    if [ "$(grep -c "CHILD_SA established" $d/ours.log)" -ge $2 ] && [ "$(ip -n right xfrm state | grep -c '^src')" = 2 ]; then
+        ok "openiked $t: CHILD SA in both kernels in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s"
+    else
+        bad "openiked $t: no tunnel: ours: $(grep -iE 'error|fail|refus|auth' $d/ours.log | tail -2 | tr '\n' ' ') openiked: $(grep -iE 'error|fail|invalid|auth' $d/openiked.log | tail -3 | tr '\n' ' ')"
+        return 1
+    fi
+    wait_kernel left 2 3 && ok "openiked $t: ours 2 states and 3 policies (openiked's side: $(npol right) policies)" \
+        || bad "openiked $t: ours $(ip -n left xfrm state | grep -c '^src') states, $(npol left) policies"
+    mine=$($W/bin/ikectl -s $d/run/iked.sock show sa | oispis)
+    /usr/sbin/ikectl -s $d/oi.sock show sa > $d/openiked-show-sa.txt 2>&1
+    theirs=$(FLIP=1 oispis < $d/openiked-show-sa.txt)
+    [ -n "$mine" ] && [ "$mine" = "$theirs" ] && ok "openiked $t: SPIs agree: ours ($mine) = openiked's ikectl show sa, reversed" \
+        || bad "openiked $t: SPIs: ours '$mine', openiked's reversed '$theirs'"
+    ip netns exec left ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $d/ping-$2.txt 2>&1
+    grep -q " 0% packet loss" $d/ping-$2.txt && ok "openiked $t: ping through the tunnel" || bad "openiked $t: ping: $(tail -2 $d/ping-$2.txt | tr '\n' ' ')"
+    vals=$(for v in $mine; do case $v in 0x*) echo $v;; esac; done | sort | tr '\n' ' ')
+    WHAT="openiked $t" xcheck "openiked $t" "$vals"
+    $W/bin/ikectl -s $d/run/iked.sock load $d/ours-passive.conf > /dev/null
+    $W/bin/ikectl -s $d/run/iked.sock reset sa > /dev/null
+    wait_kernel right 0 0 && ok "openiked $t: honoured our DELETE, nothing left in its kernel" \
+        || bad "openiked $t: after our DELETE $(ip -n right xfrm state | grep -c '^src') states, $(npol right) policies in openiked's kernel"
+    wait_kernel left 0 0 && ok "openiked $t: nothing left in ours" || bad "openiked $t: ours kept $(ip -n left xfrm state | grep -c '^src') states"
+}
+# oirun AUTH (psk|cert): openiked passive and ours initiating, then openiked (ikectl load
+# of its active rule) initiating to ours, now passive; then both shut down.
+oirun() {
+    local t=$1 d=$O/$1 auth='psk "vm-openiked-psk-0123456789"' ids=(192.0.2.1 192.0.2.2)
+    [ $1 = cert ] && { auth=; ids=(west.example east.example); }
+    mkdir -p $d/run
+    for m in active passive; do
+        oiconf 192.0.2.1 192.0.2.2 198.51.100.0/24 203.0.113.0/24 $m ${ids[0]} ${ids[1]} "$auth" > $d/ours-$m.conf
+        oiconf 192.0.2.2 192.0.2.1 203.0.113.0/24 198.51.100.0/24 $m ${ids[1]} ${ids[0]} "$auth" > $d/theirs-$m.conf
+    done
+    chmod 600 $d/*.conf
+    # openiked registers with af_key for ESP, AH and IPComp at its start; each SADB_REGISTER
+    # makes the kernel look up every algorithm af_key knows, with a modprobe (from the 9p
+    # root, under TCG) for each one not loaded: minutes here. The algorithms of this test
+    # are loaded (oiwarm), and module autoloading is off (an empty
+    # /proc/sys/kernel/modprobe) until openiked is ready.
+    printf '\n' > /proc/sys/kernel/modprobe
+    ip netns exec right unshare -m --propagation private sh -c \
+        "mount --bind $O/etc-east /etc/iked && exec /usr/sbin/iked -d -vv -f $d/theirs-passive.conf -s $d/oi.sock" > $d/openiked.log 2>&1 &
+    local OI=$! T0=$(up)
+    # Ready when its configuration is complete: an IKE SA begun before that is freed by
+    # the end of openiked's start ("sa_free: reload"), and its IKE_AUTH left unanswered.
+    while awk -v a=$T0 -v b=$(up) 'BEGIN { exit !(b - a < 60) }'; do
+        grep -q "^config_getstatic: .*stickyaddress" $d/openiked.log && [ -S $d/oi.sock ] && break; sleep 0.3
+    done
+    echo "$MODPROBE" > /proc/sys/kernel/modprobe
+    grep -q "^config_getstatic: .*stickyaddress" $d/openiked.log && [ -S $d/oi.sock ] \
+        && ok "openiked $t: ready in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" || bad "openiked $t: not ready: $(tail -3 $d/openiked.log)"
+    ip netns exec left unshare -m --propagation private sh -c \
+        "mount --bind $d/run /run && mount --bind $O/etc-west /etc/iked && exec $W/bin/iked -d -v -f $d/ours-active.conf" > $d/ours.log 2>&1 &
+    local US=$!
+    if oicheck $1 1 ours; then
+        /usr/sbin/ikectl -s $d/oi.sock load $d/theirs-active.conf > /dev/null 2>&1
+        oicheck $1 2 openiked
+    fi
+    # With certificates: each side checked the other's against the CA.
+    [ $1 != cert ] || { [ "$(grep -c 'peer authenticated by certificate ".*CN=east.example", AUTH method Digital Signature' $d/ours.log)" = 2 ] \
+        && grep -q "^ca_validate_cert: .*CN=west.example ok" $d/openiked.log \
+        && ok "openiked cert: each side authenticated the other's RSA certificate, both ways" \
+        || bad "openiked cert: certificate authentication: ours: $(grep -c 'authenticated by certificate' $d/ours.log), openiked: $(grep '^ca_validate_cert' $d/openiked.log | tail -2 | tr '\n' ' ')"; }
+    kill -TERM $OI $US 2>/dev/null
+    for i in $(seq 1 50); do kill -0 $OI 2>/dev/null || kill -0 $US 2>/dev/null || break; sleep 0.2; done
+    if wait_kernel left 0 0 && wait_kernel right 0 0; then
+        ok "openiked $t: shutdown left nothing"
+    else
+        bad "openiked $t: after shutdown left $(ip -n left xfrm state | grep -c '^src')/$(npol left), right $(ip -n right xfrm state | grep -c '^src')/$(npol right)"
+        ip -n left xfrm state flush; ip -n left xfrm policy flush; ip -n right xfrm state flush; ip -n right xfrm policy flush
+    fi
+    cp $d/openiked.log "$OUT/openiked-$t.log"; cp $d/ours.log "$OUT/openiked-ours-$t.log"; cp $d/openiked-show-sa.txt "$OUT/openiked-show-sa-$t.txt" 2>/dev/null
+}
+# oiwarm: this test's algorithms (esp4, cbc(aes), hmac(sha1)) in the kernel, by one SA
+# added and deleted in a namespace of its own.
+MODPROBE=$(cat /proc/sys/kernel/modprobe)
+ip netns add oiwarm
+ip -n oiwarm xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode tunnel \
+    enc 'cbc(aes)' 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f \
+    auth-trunc 'hmac(sha1)' 0x000102030405060708090a0b0c0d0e0f10111213 96 \
+    && ok "openiked: cbc(aes) and hmac(sha1) loaded" || bad "openiked: cannot add a cbc(aes)/hmac(sha1) SA"
+ip netns del oiwarm
+oirun psk
+oirun cert
+took openiked
+fi
+
+if [ -n "$CORE" ] && budget ipsecctl 5 25; then
+# ---- OpenBSD's everyday isakmpd path: two `isakmpd -K` (no isakmpd.conf, no policy
+# file), each configured only by `ipsecctl -f ipsec.conf` with one ike rule, which writes
+# to the daemon's /var/run/isakmpd.fifo (its private /run here); real ESP through the
+# tunnel; `ipsecctl -d -f` takes it down again.
+mkdir -p $W/bin; ln -sf $BIN $W/bin/isakmpd; ln -sf $BIN $W/bin/ipsecctl
+inrun() { # NAME NS CMD...: CMD in NS, seeing NAME's /run
+    local n=$1 ns=$2; shift 2
+    ip netns exec $ns unshare -m --propagation private sh -c 'd=$1; shift; mount --bind $d /run && exec "$@"' sh $W/$n/run "$@"
+}
+for n in kwest:left:192.0.2.2:"ike esp from 198.51.100.0/24 to 203.0.113.0/24" \
+         keast:right:192.0.2.1:"ike passive esp from 203.0.113.0/24 to 198.51.100.0/24"; do
+    IFS=: read name ns peer rule <<< "$n"
+    mkdir -p $W/$name/run
+    printf '%s peer %s psk "vm-ipsecctl-psk-0123456789"\n' "$rule" $peer > $W/$name/ipsec.conf; chmod 600 $W/$name/ipsec.conf
+    inrun $name $ns $W/bin/isakmpd -d -v -K > $W/$name/log 2>&1 &
+done
+for i in $(seq 1 100); do [ -p $W/kwest/run/isakmpd.fifo ] && [ -p $W/keast/run/isakmpd.fifo ] && break; sleep 0.2; done
+inrun keast right $W/bin/ipsecctl -f $W/keast/ipsec.conf > $W/keast/ipsecctl.txt 2>&1 \
+    && inrun kwest left $W/bin/ipsecctl -f $W/kwest/ipsec.conf > $W/kwest/ipsecctl.txt 2>&1 \
+    && ok "ipsecctl -f loaded both daemons" || bad "ipsecctl -f: $(cat $W/keast/ipsecctl.txt $W/kwest/ipsecctl.txt)"
+T0=$(up)
+for i in $(seq 1 150); do grep -q "quick mode done" $W/kwest/log && grep -q "quick mode done" $W/keast/log && break; sleep 0.2; done
+grep -q "quick mode done" $W/keast/log && ok "ipsecctl: tunnel negotiated in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s" \
+    || bad "ipsecctl: no tunnel: $(tail -3 $W/kwest/log | tr '\n' ' ')"
+for ns in left right; do
+    wait_kernel $ns 2 3 && ok "ipsecctl $ns: 2 ESP states and 3 policies" || bad "ipsecctl $ns: $(ip -n $ns xfrm state | grep -c '^src') states, $(npol $ns) policies"
+done
+# `ipsecctl -s sa` (asked over the FIFO) names the SPIs the kernels hold.
+sa=$(inrun kwest left $W/bin/ipsecctl -s sa | awk '{for (i = 1; i < NF; i++) if ($i == "spi") print $(i+1)}' | sort | tr '\n' ' ')
+ip netns exec left ping -c 5 -i 0.3 -W 2 -I 198.51.100.1 203.0.113.1 > $W/kwest/ping.txt 2>&1
+grep -q " 0% packet loss" $W/kwest/ping.txt && ok "ipsecctl: ping through the tunnel" || bad "ipsecctl: ping: $(tail -2 $W/kwest/ping.txt | tr '\n' ' ')"
+WHAT=ipsecctl xcheck "ipsecctl -s sa" "$sa"
+inrun kwest left $W/bin/ipsecctl -d -f $W/kwest/ipsec.conf > /dev/null 2>&1
+for ns in left right; do
+    wait_kernel $ns 0 0 && ok "ipsecctl $ns: ipsecctl -d -f removed every state and policy" || bad "ipsecctl $ns: after -d $(ip -n $ns xfrm state | grep -c '^src') states, $(npol $ns) policies"
+done
+echo Q > $W/kwest/run/isakmpd.fifo; echo Q > $W/keast/run/isakmpd.fifo
+for i in $(seq 1 50); do grep -q "isakmpd: exit" $W/kwest/log && grep -q "isakmpd: exit" $W/keast/log && break; sleep 0.2; done
+wait_kernel left 0 0 && wait_kernel right 0 0 && ok "ipsecctl: shutdown left nothing" || bad "ipsecctl: left over after shutdown"
+cp $W/kwest/log "$OUT/ipsecctl-west.log"; cp $W/keast/log "$OUT/ipsecctl-east.log"
+took ipsecctl
 fi
 
 echo "GUEST-DONE uptime $(up)"

@@ -37,6 +37,21 @@ if [ -n "${ISAKMPD_TEST_DEADLINE:-}" ]; then
     [ "$left" -lt "$TIMEOUT" ] && TIMEOUT=$left
     BUDGET=$((TIMEOUT - 45))
 fi
+# The certificates of guest.sh's openiked scenario (a CA, RSA host certificates with the
+# address and name in subjectAltName), made here: RSA key generation takes a minute
+# under TCG.
+mkdir -p "$OUT/pki"
+( cd "$OUT/pki" || exit 1
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 \
+      -subj "/C=CH/O=isakmpd test/CN=ca" -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign || exit 1
+  for h in west:192.0.2.1 east:192.0.2.2; do
+      n=${h%%:*}
+      printf 'subjectAltName=IP:%s,DNS:%s.example\nkeyUsage=digitalSignature\n' "${h#*:}" $n > $n.ext
+      openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr -subj "/C=CH/O=isakmpd test/CN=$n.example" \
+          && openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -sha256 \
+              -extfile $n.ext -out $n.crt && openssl pkey -in $n.key -pubout -out $n.pub || exit 1
+  done ) > "$OUT/pki.log" 2>&1 || { echo "vm: openssl could not make the test certificates"; cat "$OUT/pki.log"; exit 2; }
 VNG=(vng --run "$KERNEL" "${ACCEL[@]}" --memory 1G --cpus 2 --rwdir="$OUT" --exec "bash $here/guest.sh $OUT $BIN $BUDGET")
 "${VNG[@]}" --dry-run > "$OUT/qemu-cmdline.txt" 2>&1 </dev/null
 grep -q -- ' -net none' "$OUT/qemu-cmdline.txt" || { echo "vm: qemu command line lacks -net none"; cat "$OUT/qemu-cmdline.txt"; exit 2; }
@@ -53,7 +68,7 @@ skipped=$(grep -c '^SKIP' "$OUT/results" 2>/dev/null)
 echo "vm: ${pass:-0} passed, ${fail:-0} failed, ${skipped:-0} scenarios left out for time (logs in $OUT)"
 if [ "${fail:-0}" != 0 ] || [ "${pass:-0}" = 0 ] || ! grep -q GUEST-DONE "$OUT/guest.log" 2>/dev/null; then
     tail -40 "$OUT/console.log"
-    for f in west.log east.log west3.log east3.log west9.log; do [ -f "$OUT/$f" ] && { echo "--- $f"; tail -30 "$OUT/$f"; }; done
+    for f in west.log east.log west3.log east3.log west9.log openiked-psk.log openiked-cert.log ipsecctl-west.log; do [ -f "$OUT/$f" ] && { echo "--- $f"; tail -30 "$OUT/$f"; }; done
     exit 1
 fi
 [ -n "${VM_KEEP:-}" ] || rm -rf "$OUT"
