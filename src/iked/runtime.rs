@@ -307,6 +307,8 @@ pub struct V2 {
     pub control: Option<OwnedFd>,
     /// IKEv1 datagrams dropped (iked speaks IKEv2 only).
     pub v1_dropped: u64,
+    /// `ikectl monitor` clients.
+    pub monitors: crate::iked::monitor_ctl::Monitors,
 }
 
 impl V2 {
@@ -342,6 +344,7 @@ impl V2 {
             certstore: CertStore::default(),
             control,
             v1_dropped: 0,
+            monitors: Default::default(),
         }
     }
 
