@@ -225,6 +225,15 @@ fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     };
     assert_eq!(spi(&w, "out"), spi(&e, "in"), "west:\n{w}\neast:\n{e}");
     assert_eq!(spi(&w, "in"), spi(&e, "out"), "west:\n{w}\neast:\n{e}");
+    // The daemons see an empty /etc/iked of the test's, never the host's.
+    for d in [&west, &east] {
+        let (st, store, err) = d.ikectl(&["show", "certstore"]);
+        assert_eq!(st, 0, "{err}");
+        assert_eq!(
+            store,
+            "local: no certificate holding our private key\nkey: none (no private/local.key)\n"
+        );
+    }
     let (st, stats, _) = west.ikectl(&["show", "stats"]);
     assert_eq!(st, 0);
     assert!(stats.contains("IKE SAs established: 1"), "{stats}");
