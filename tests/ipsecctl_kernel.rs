@@ -228,3 +228,72 @@ fn flows_become_xfrm_policies_and_go_again() {
     );
     assert_eq!(ns.policies().trim(), "");
 }
+
+/// Interface names as hosts (ipsecctl's `host_if`): an interface stands for its
+/// addresses (IPv6 link-local left out), `egress` for those of the default route's
+/// interface. `-nv` prints the flows with the addresses, and the ike rules with the
+/// interface's name, as OpenBSD's ipsecctl does (ike.c prints the host's name).
+#[test]
+fn interface_names_as_hosts() {
+    require_root();
+    let ns = Netns::new("i");
+    for cmd in [
+        "ip link add v0 type veth peer name v1",
+        "ip addr add 192.0.2.1/24 dev v0",
+        "ip addr add 2001:db8::1/64 dev v0 nodad",
+        "ip link set v0 up",
+        "ip link set v1 up",
+        "ip addr add 198.51.100.1/24 dev v1",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (st, _, err) = ns.run(&args);
+        assert_eq!(st, 0, "{cmd}: {err}");
+    }
+    let scratch = Scratch::new("ipsecctl-ifnames");
+    let conf = scratch.write(
+        "ifnames.conf",
+        "flow esp from egress to 203.0.113.0/24 peer 192.0.2.2\n\
+         flow esp out from v0 to 2001:db8:2::/48 peer 2001:db8::2\n\
+         flow esp out from v1/16 to 203.0.113.0/24 peer 192.0.2.2\n\
+         ike esp from v0 to 203.0.113.0/24 peer 192.0.2.2\n",
+        0o600,
+    );
+    let conf = conf.to_str().unwrap_or_default();
+    // No default route yet: `egress` is no group, and no host either.
+    let (st, _, err) = ns.ipsecctl(&["-nvf", conf]);
+    assert_eq!(st, 1);
+    assert!(err.contains("no IP address found for egress"), "{err}");
+    let (st, _, err) = ns.run(&["ip", "route", "add", "default", "via", "192.0.2.254"]);
+    assert_eq!(st, 0, "{err}");
+    let (st, out, err) = ns.ipsecctl(&["-nvf", conf]);
+    assert_eq!(st, 0, "{err}");
+    let flows: Vec<&str> = out.lines().filter(|l| l.starts_with("flow")).collect();
+    assert_eq!(
+        flows,
+        [
+            "flow esp out from 192.0.2.1 to 203.0.113.0/24 peer 192.0.2.2 type require",
+            "flow esp in from 203.0.113.0/24 to 192.0.2.1 peer 192.0.2.2 type require",
+            "flow esp out from 2001:db8::1 to 2001:db8:2::/48 peer 2001:db8::2 type require",
+            // An interface's mask is ignored: its addresses are hosts.
+            "flow esp out from 198.51.100.1 to 203.0.113.0/24 peer 192.0.2.2 type require",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("C set [from-v0]:ID-type=IPV4_ADDR force\nC set [from-v0]:Address=v0 force\n"),
+        "{out}"
+    );
+    // The flows load with the addresses (the ike rule would need isakmpd's FIFO).
+    let flows_only = std::fs::read_to_string(conf)
+        .unwrap()
+        .replace("ike esp", "# ike esp");
+    let conf = scratch.write("ifflows.conf", &flows_only, 0o600);
+    let (st, _, err) = ns.ipsecctl(&["-f", conf.to_str().unwrap_or_default()]);
+    assert_eq!(st, 0, "{err}");
+    let pol = ns.policies();
+    assert!(pol.contains("src 192.0.2.1/32 dst 203.0.113.0/24"), "{pol}");
+    assert!(
+        pol.contains("src 2001:db8::1/128 dst 2001:db8:2::/48"),
+        "{pol}"
+    );
+}

@@ -17,8 +17,11 @@
 //!   nothing loads. Elsewhere such a file is refused.
 //! - `-s` shows what isakmpd negotiated (its phase 2 SAs and their flows), not the
 //!   kernel's tables: no keys, no identities, no manual SAs.
-//! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
-//!   host name, not as the interface's addresses (`host_if`).
+//! - an interface name as a host (`em0`, `from eth0 to ...`) stands for the interface's
+//!   addresses, as ipsecctl's `host_if` has it (IPv6 link-local ones left out, each a
+//!   host named after the interface: flows print the addresses, ike rules the name, as
+//!   ike.c does); of the interface groups only `egress` exists on Linux: the interfaces
+//!   of the default routes (/proc/net/route, /proc/net/ipv6_route).
 //! - protocol and port names come from built-in tables (OpenBSD's /etc/protocols and the
 //!   common /etc/services entries), not from the host's files.
 //! - the FIFO is written without first opening PF_KEY (ipsecctl's `pfkey_init`).
