@@ -7,7 +7,8 @@
 //! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo), `-k` (print keys),
 //! `-c` (collapse flows), `-s flow|sa|all` (show.rs: the flows and SAs of the running
 //! isakmpd, asked over its FIFO), `-F` (flush the kernel's SAs and policies; with `-n`
-//! nothing, as in ipsecctl). `-m` (PF_KEY monitor) is not supported (message, status 1).
+//! nothing, as in ipsecctl), `-m` (monitor: on Linux the XFRM netlink groups, printed
+//! in ipsecctl's PF_KEY monitor layout, pfkmon.rs; runs until interrupted).
 //!
 //! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
 //! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules are parsed, checked
@@ -39,6 +40,7 @@ pub mod lex;
 #[cfg(target_os = "linux")]
 mod load;
 pub mod parse;
+mod pfkmon;
 pub mod rule;
 mod sarule;
 pub mod show;
@@ -423,8 +425,7 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         }
     }
-    if o.monitor {
-        eprintln!("ipsecctl: -m is not supported: this ipsecctl does not open PF_KEY");
+    if o.monitor && pfkmon::run(o.verbose > 0) != 0 {
         error = 1;
     }
     error
