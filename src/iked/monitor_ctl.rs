@@ -4,11 +4,11 @@
 //!
 //! ```text
 //! reload: imsg type 5 len 16 peerid 0 pid 0
-//! 	timestamp: 1764750372, Thu Dec  3 08:26:12 2026
-//! 	command: reload
+//!     timestamp: 1764750372, Thu Dec  3 08:26:12 2026
+//!     command: reload
 //! ```
 //!
-//! The third line is ours (iked's imsgs carry binary data that ikectl does not print).
+//! (the second and third lines start with a tab). The third line is ours (iked's imsgs carry binary data that ikectl does not print).
 //! iked forwards to its monitors every imsg another control client sends (control.c
 //! `control_imsg_forward`); we do the same, under iked's imsg types and ikectl's names:
 //! `verbose` (3), `notify` (4, another monitor; ikectl prints `<unknown>`), `reload` (5,
@@ -155,9 +155,12 @@ pub fn command_event(cmd: &super::control::Command<'_>, line: &str) -> Event {
 
 /// What the engine held at the last look: IKE SAs (handle, SPIi, SPIr, established,
 /// peer) and CHILD SAs (SPI in, SPI out, IKE SA, peer).
+/// An IKE SA at a look: handle, SPIi, SPIr, established, peer.
+type IkeLook = (Handle, [u8; 8], [u8; 8], bool, String);
+
 #[derive(Default)]
 struct Snapshot {
-    ike: Vec<(Handle, [u8; 8], [u8; 8], bool, String)>,
+    ike: Vec<IkeLook>,
     child: Vec<(u32, u32, Handle, String)>,
 }
 
