@@ -98,16 +98,7 @@ impl Event {
 pub fn ctime(t: i64) -> String {
     let days = t.div_euclid(86400);
     let secs = t.rem_euclid(86400);
-    // Days to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::ike::civil_date(days);
     const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MON: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -182,6 +173,17 @@ impl Snapshot {
 /// `show sa`'s id of an IKE SA.
 fn sa_id(h: Handle) -> u64 {
     0x1000 + u64::from(h.idx)
+}
+
+/// An SA event (a `show sa` imsg) of the IKE SA `h`.
+fn sa_event(h: Handle, detail: String) -> Event {
+    Event {
+        name: "show sa",
+        ty: imsg::SHOW_SA,
+        data_len: 0,
+        peerid: sa_id(h),
+        detail,
+    }
 }
 
 struct Conn {
@@ -324,12 +326,9 @@ impl Monitors {
             let Some((_, sa)) = engine.ike_sas().find(|(x, _)| x == h) else {
                 continue;
             };
-            events.push(Event {
-                name: "show sa",
-                ty: imsg::SHOW_SA,
-                data_len: 0,
-                peerid: sa_id(*h),
-                detail: format!(
+            events.push(sa_event(
+                *h,
+                format!(
                     "sa: ikesa {} \"{peer}\" {}->{} ispi 0x{} rspi 0x{}",
                     if rekey { "rekeyed" } else { "established" },
                     sa.local,
@@ -337,21 +336,18 @@ impl Monitors {
                     hex(spi_i),
                     hex(spi_r)
                 ),
-            });
+            ));
         }
         for (h, spi_i, spi_r, up, peer) in &self.before.ike {
             if *up && !self.now.ike.iter().any(|(nh, ..)| nh == h) {
-                events.push(Event {
-                    name: "show sa",
-                    ty: imsg::SHOW_SA,
-                    data_len: 0,
-                    peerid: sa_id(*h),
-                    detail: format!(
+                events.push(sa_event(
+                    *h,
+                    format!(
                         "sa: ikesa deleted \"{peer}\" ispi 0x{} rspi 0x{}",
                         hex(spi_i),
                         hex(spi_r)
                     ),
-                });
+                ));
             }
         }
         for (spi_in, spi_out, h, peer) in &self.now.child {
@@ -369,16 +365,13 @@ impl Monitors {
                 || engine
                     .child_sas()
                     .any(|c| c.rekeyed && &c.peer == peer && c.spi_in != *spi_in);
-            events.push(Event {
-                name: "show sa",
-                ty: imsg::SHOW_SA,
-                data_len: 0,
-                peerid: sa_id(*h),
-                detail: format!(
+            events.push(sa_event(
+                *h,
+                format!(
                     "sa: childsa {} \"{peer}\" spi in 0x{spi_in:08x} out 0x{spi_out:08x}",
                     if rekey { "rekeyed" } else { "established" }
                 ),
-            });
+            ));
         }
         for (spi_in, spi_out, h, peer) in &self.before.child {
             if !self
@@ -387,15 +380,12 @@ impl Monitors {
                 .iter()
                 .any(|(i, o, ..)| i == spi_in && o == spi_out)
             {
-                events.push(Event {
-                    name: "show sa",
-                    ty: imsg::SHOW_SA,
-                    data_len: 0,
-                    peerid: sa_id(*h),
-                    detail: format!(
+                events.push(sa_event(
+                    *h,
+                    format!(
                         "sa: childsa deleted \"{peer}\" spi in 0x{spi_in:08x} out 0x{spi_out:08x}"
                     ),
-                });
+                ));
             }
         }
         std::mem::swap(&mut self.before, &mut self.now);
