@@ -450,6 +450,7 @@ impl Daemon {
                 pfds.push(pfd(crate::iked::control::fd(l)));
                 pfds.len() - 1
             });
+            let monitors = self.monitor_poll_fds(&mut pfds);
             let first_sock = pfds.len();
             for t in &self.transports {
                 pfds.push(pfd(t.fd()));
@@ -543,6 +544,7 @@ impl Daemon {
                 v2.engine.handle_timeout(now);
             }
             self.flush_transmit();
+            self.monitor_wakeup(&pfds[monitors]);
         }
         self.stop_capture();
         self.monitor.shutdown();

@@ -654,6 +654,52 @@ fn sockaddr_to(ss: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
     }
 }
 
+/// getifaddrs(3): every interface's name once with None (its link entry, AF_PACKET),
+/// then its IPv4 and IPv6 addresses, in the order the kernel lists them.
+pub fn interface_addrs() -> io::Result<Vec<(String, Option<IpAddr>)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: head is a valid out-pointer; on success the list is freed below, once.
+    cvt(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getifaddrs returned, not yet freed; its name
+        // is a NUL-terminated string and its address, when not null, a sockaddr of the
+        // family it names (sockaddr_to checks the family before reading more).
+        let (name, addr) = unsafe {
+            let ifa = &*p;
+            p = ifa.ifa_next;
+            let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+            if ifa.ifa_addr.is_null() {
+                continue;
+            }
+            let family = c_int::from((*ifa.ifa_addr).sa_family);
+            let len = match family {
+                libc::AF_INET => size_of::<libc::sockaddr_in>(),
+                libc::AF_INET6 => size_of::<libc::sockaddr_in6>(),
+                libc::AF_PACKET => {
+                    out.push((name, None));
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut ss: libc::sockaddr_storage = zeroed();
+            std::ptr::copy_nonoverlapping(
+                ifa.ifa_addr.cast::<u8>(),
+                (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(),
+                len,
+            );
+            (name, sockaddr_to(&ss, len).map(|a| a.ip()))
+        };
+        if let Some(a) = addr {
+            out.push((name, Some(a)));
+        }
+    }
+    // SAFETY: the list getifaddrs returned, freed once, after its last use.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------
 // Memory: what startup leaves behind.
 

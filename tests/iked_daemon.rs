@@ -225,6 +225,15 @@ fn two_ikeds_bring_up_a_tunnel_and_ikectl_drives_them() {
     };
     assert_eq!(spi(&w, "out"), spi(&e, "in"), "west:\n{w}\neast:\n{e}");
     assert_eq!(spi(&w, "in"), spi(&e, "out"), "west:\n{w}\neast:\n{e}");
+    // The daemons see an empty /etc/iked of the test's, never the host's.
+    for d in [&west, &east] {
+        let (st, store, err) = d.ikectl(&["show", "certstore"]);
+        assert_eq!(st, 0, "{err}");
+        assert_eq!(
+            store,
+            "local: no certificate holding our private key\nkey: none (no private/local.key)\n"
+        );
+    }
     let (st, stats, _) = west.ikectl(&["show", "stats"]);
     assert_eq!(st, 0);
     assert!(stats.contains("IKE SAs established: 1"), "{stats}");
@@ -521,4 +530,119 @@ fn certificates_read_at_startup_and_on_reload() {
     for text in [&west.log(), &east.log(), &out] {
         assert!(!text.contains("PRIVATE KEY"), "{text}");
     }
+}
+
+/// A raw control client: sends `line` and returns the answer (no ikectl process, to make
+/// many requests quickly).
+fn control(sock: &Path, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut a = String::new();
+    s.read_to_string(&mut a).unwrap();
+    a
+}
+
+/// `ikectl monitor` on east prints, in ikectl's layout, the tunnel coming up, a reset
+/// deleting it, the commands other clients send and a reload's policies; a monitor that
+/// never reads does not hold the daemon up and is dropped once it falls behind; a ninth
+/// monitor is refused.
+#[test]
+fn ikectl_monitor_follows_the_tunnel() {
+    use std::io::Write;
+    let link = Link::new("m");
+    let east = Iked::start("iked-mon-east", &link.b, &east_conf());
+    let out_path = east.scratch.dir.join("monitor.out");
+    let mut mon = Command::new(&east.ikectl)
+        .arg("-s")
+        .arg(east.socket())
+        .arg("monitor")
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = || fs::read_to_string(&out_path).unwrap_or_default();
+    // A monitor that never reads.
+    let mut stalled = std::os::unix::net::UnixStream::connect(east.socket()).unwrap();
+    stalled.write_all(b"monitor\n").unwrap();
+    stalled.shutdown(std::net::Shutdown::Write).unwrap();
+    east.wait("both monitors connected", || {
+        east.log().matches("control: monitor 2 connected").count() == 1
+    });
+
+    let west = Iked::start("iked-mon-west", &link.a, &west_conf());
+    east.wait_sa("east established", established);
+    east.wait("the monitor saw the tunnel come up", || {
+        let o = out();
+        o.contains("sa: ikesa established \"tun\" 192.0.2.2:500->192.0.2.1:500 ispi 0x")
+            && o.contains("sa: childsa established \"tun\" spi in 0x")
+    });
+    let o = out();
+    let first = o
+        .lines()
+        .find(|l| l.starts_with("show sa: imsg type 12 len 16 peerid 4096 pid 0"));
+    assert!(first.is_some(), "{o}");
+    assert!(o.contains("\n\ttimestamp: "), "{o}");
+
+    // West resets its SAs: east's monitor sees them deleted.
+    let (st, _, err) = west.ikectl(&["reset", "sa"]);
+    assert_eq!(st, 0, "{err}");
+    east.wait("the monitor saw the delete", || {
+        let o = out();
+        o.contains("sa: ikesa deleted \"tun\" ispi 0x") && o.contains("sa: childsa deleted \"tun\"")
+    });
+    // Commands of other clients, as iked forwards them, and the reload's policy.
+    assert_eq!(east.ikectl(&["reload"]).0, 0);
+    east.wait("the monitor saw the reload", || {
+        let o = out();
+        o.contains("reload: imsg type 5 len 16 peerid 0 pid 0\n")
+            && o.contains("cfg policy: imsg type 18 len 16 peerid 0 pid 0\n")
+            && o.contains("\tpolicy \"tun\" passive\n")
+    });
+    assert!(out().contains("\tcommand: show sa\n"), "{}", out());
+
+    // The stalled monitor fills up and is dropped; show sa answers all along.
+    let sock = east.socket();
+    let mut n = 0;
+    // (Which of the two connected first is not known: the other must stay.)
+    let dropped = |l: &str| l.contains("does not read its events, dropped");
+    while !east.log().lines().any(dropped) {
+        for _ in 0..200 {
+            assert!(control(&sock, "show sa").starts_with("ok\n"));
+        }
+        n += 200;
+        assert!(n <= 20_000, "the stalled monitor was never dropped");
+    }
+    // (show_sa asserts ikectl's success.)
+    east.show_sa();
+    assert_eq!(east.log().lines().filter(|l| dropped(l)).count(), 1);
+    // The reading monitor got every one of them.
+    east.wait("the reading monitor kept up", || {
+        out().matches("\tcommand: show sa\n").count() > n
+    });
+
+    // Up to eight at once: a ninth is refused with a reason.
+    let mut more: Vec<_> = (0..7)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(east.socket()).unwrap();
+            s.write_all(b"monitor\n").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            s
+        })
+        .collect();
+    east.wait("eight monitors", || {
+        east.log().contains("control: monitor 9 connected")
+    });
+    let (st, _, err) = east.ikectl(&["monitor"]);
+    assert_eq!(st, 1);
+    assert!(err.contains("too many monitors (8 connected)"), "{err}");
+    more.clear();
+    drop(stalled);
+
+    // When the daemon goes, ikectl monitor ends as ikectl's does.
+    drop(west);
+    drop(east);
+    let st = mon.wait().unwrap();
+    assert_eq!(st.code(), Some(1));
 }

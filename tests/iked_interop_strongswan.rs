@@ -497,6 +497,12 @@ fn charon_road_warrior_with_eap_mschapv2() {
     {
         let ch = charon_eap("ikedc-eap-ok", &link.b, &c, "alice", "wonder land");
         eap_up(&us, &ch);
+        // show sa names the EAP user.
+        let mine = us.show_sa();
+        assert!(
+            mine.contains("  sa_policy: \"rw\" eapid \"alice\" age "),
+            "{mine}"
+        );
         assert!(
             us.log()
                 .contains("EAP-MSCHAPv2: user \"alice\" authenticated"),
@@ -579,6 +585,10 @@ fn charon_road_warrior_with_eap_mschapv2_gets_a_pool_address() {
         .unwrap();
     assert!(st.success());
     let sas = eap_up(&us, &ch);
+    // Our show sa: the leased address where iked prints it, and the EAP user.
+    let mine = us.show_sa();
+    assert!(mine.contains("[203.0.113.129] ESTABLISHED"), "{mine}");
+    assert!(mine.contains("sa_policy: \"rw\" eapid \"alice\""), "{mine}");
     assert!(
         us.log().contains("address 203.0.113.129 from the pool"),
         "{}",

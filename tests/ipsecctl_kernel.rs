@@ -228,3 +228,188 @@ fn flows_become_xfrm_policies_and_go_again() {
     );
     assert_eq!(ns.policies().trim(), "");
 }
+
+/// Interface names as hosts (ipsecctl's `host_if`): an interface stands for its
+/// addresses (IPv6 link-local left out), `egress` for those of the default route's
+/// interface. `-nv` prints the flows with the addresses, and the ike rules with the
+/// interface's name, as OpenBSD's ipsecctl does (ike.c prints the host's name).
+#[test]
+fn interface_names_as_hosts() {
+    require_root();
+    let ns = Netns::new("i");
+    for cmd in [
+        "ip link add v0 type veth peer name v1",
+        "ip addr add 192.0.2.1/24 dev v0",
+        "ip addr add 2001:db8::1/64 dev v0 nodad",
+        "ip link set v0 up",
+        "ip link set v1 up",
+        "ip addr add 198.51.100.1/24 dev v1",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let (st, _, err) = ns.run(&args);
+        assert_eq!(st, 0, "{cmd}: {err}");
+    }
+    let scratch = Scratch::new("ipsecctl-ifnames");
+    let conf = scratch.write(
+        "ifnames.conf",
+        "flow esp from egress to 203.0.113.0/24 peer 192.0.2.2\n\
+         flow esp out from v0 to 2001:db8:2::/48 peer 2001:db8::2\n\
+         flow esp out from v1/16 to 203.0.113.0/24 peer 192.0.2.2\n\
+         ike esp from v0 to 203.0.113.0/24 peer 192.0.2.2\n",
+        0o600,
+    );
+    let conf = conf.to_str().unwrap_or_default();
+    // No default route yet: `egress` is no group, and no host either.
+    let (st, _, err) = ns.ipsecctl(&["-nvf", conf]);
+    assert_eq!(st, 1);
+    assert!(err.contains("no IP address found for egress"), "{err}");
+    let (st, _, err) = ns.run(&["ip", "route", "add", "default", "via", "192.0.2.254"]);
+    assert_eq!(st, 0, "{err}");
+    let (st, out, err) = ns.ipsecctl(&["-nvf", conf]);
+    assert_eq!(st, 0, "{err}");
+    let flows: Vec<&str> = out.lines().filter(|l| l.starts_with("flow")).collect();
+    assert_eq!(
+        flows,
+        [
+            "flow esp out from 192.0.2.1 to 203.0.113.0/24 peer 192.0.2.2 type require",
+            "flow esp in from 203.0.113.0/24 to 192.0.2.1 peer 192.0.2.2 type require",
+            "flow esp out from 2001:db8::1 to 2001:db8:2::/48 peer 2001:db8::2 type require",
+            // An interface's mask is ignored: its addresses are hosts.
+            "flow esp out from 198.51.100.1 to 203.0.113.0/24 peer 192.0.2.2 type require",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("C set [from-v0]:ID-type=IPV4_ADDR force\nC set [from-v0]:Address=v0 force\n"),
+        "{out}"
+    );
+    // The flows load with the addresses (the ike rule would need isakmpd's FIFO).
+    let flows_only = std::fs::read_to_string(conf)
+        .unwrap()
+        .replace("ike esp", "# ike esp");
+    let conf = scratch.write("ifflows.conf", &flows_only, 0o600);
+    let (st, _, err) = ns.ipsecctl(&["-f", conf.to_str().unwrap_or_default()]);
+    assert_eq!(st, 0, "{err}");
+    let pol = ns.policies();
+    assert!(pol.contains("src 192.0.2.1/32 dst 203.0.113.0/24"), "{pol}");
+    assert!(
+        pol.contains("src 2001:db8::1/128 dst 2001:db8:2::/48"),
+        "{pol}"
+    );
+}
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ipsecctl -m`: the kernel's XFRM notifications in ipsecctl's PF_KEY monitor layout,
+/// while another ipsecctl loads flows (`sadb_addflow`), deletes them (`-d`:
+/// `sadb_delflow`) and flushes them (`-F`: `sadb_flush`).
+#[test]
+fn monitor_shows_the_flows_come_and_go() {
+    require_root();
+    let ns = Netns::new("m");
+    let scratch = Scratch::new("ipsecctl-monitor");
+    let out_path = scratch.dir.join("monitor.out");
+    let _mon = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, BIN, "--ipsecctl", "-m"])
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    // The monitor listens once it sees a probe flow come (what came before is left out).
+    let probe = scratch.write(
+        "probe.conf",
+        "flow in from 192.0.2.9 to 192.0.2.8 type bypass\n",
+        0o600,
+    );
+    let t0 = std::time::Instant::now();
+    while !out().contains("sadb_addflow") {
+        assert!(t0.elapsed().as_secs() < 10, "the monitor saw nothing");
+        assert_eq!(
+            ns.ipsecctl(&["-f", probe.to_str().unwrap_or_default()]).0,
+            0
+        );
+        assert_eq!(ns.ipsecctl(&["-F"]).0, 0);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let t0 = std::time::Instant::now();
+    while !out().contains("sadb_flush") {
+        assert!(t0.elapsed().as_secs() < 10, "no flush of the probe");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let start = out().len();
+    let flows = scratch.write(
+        "mflows.conf",
+        "flow esp out from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 peer 192.0.2.2\n\
+         flow out proto tcp from 198.51.100.0/24 to 192.0.2.128/25 port 25 type deny\n",
+        0o600,
+    );
+    let flows = flows.to_str().unwrap_or_default();
+    for args in [
+        &["-f", flows][..],
+        &["-d", "-f", flows],
+        &["-f", flows],
+        &["-F"],
+    ] {
+        let (st, _, err) = ns.ipsecctl(args);
+        assert_eq!(st, 0, "{args:?}: {err}");
+    }
+    let esp = "\taddress_src: 192.0.2.1\n\taddress_dst: 192.0.2.2\n\
+               \tsrc_mask: 255.255.255.0\n\tdst_mask: 255.255.255.0\n\
+               \tprotocol: proto 0 flags 0\n\tflow_type: type require direction out\n\
+               \tsrc_flow: 198.51.100.0\n\tdst_flow: 203.0.113.0\n";
+    let deny = "\tsrc_mask: 255.255.255.0\n\tdst_mask: 255.255.255.128\n\
+                \tprotocol: proto 6 flags 0\n\tflow_type: type deny direction out\n\
+                \tsrc_flow: 198.51.100.0\n\tdst_flow: 192.0.2.128 port 25\n";
+    let t0 = std::time::Instant::now();
+    let text = loop {
+        let t = out().split_off(start);
+        if t.contains("sadb_flush") {
+            break t;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "{t}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Each message: its header line (the length varies with the kernel), its extensions.
+    let msgs: Vec<(&str, &str)> = text
+        .split_inclusive('\n')
+        .fold(Vec::<(usize, usize)>::new(), |mut v, l| {
+            let at = l.as_ptr() as usize - text.as_ptr() as usize;
+            if !l.starts_with('\t') {
+                v.push((at, at + l.len()));
+            } else if let Some(last) = v.last_mut() {
+                last.1 = at + l.len();
+            }
+            v
+        })
+        .into_iter()
+        .map(|(a, b)| {
+            let m = &text[a..b];
+            let (head, rest) = m.split_once('\n').unwrap_or((m, ""));
+            (head.split(" vers 2 len").next().unwrap_or_default(), rest)
+        })
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            ("sadb_addflow: satype esp", esp),
+            ("sadb_addflow: satype unspec", deny),
+            ("sadb_delflow: satype esp", esp),
+            ("sadb_delflow: satype unspec", deny),
+            ("sadb_addflow: satype esp", esp),
+            ("sadb_addflow: satype unspec", deny),
+            ("sadb_flush: satype unspec", ""),
+        ],
+        "{text}"
+    );
+}

@@ -49,6 +49,7 @@ pub(crate) use self::reject::{
 };
 pub mod policy;
 mod policy_attrs;
+pub(crate) use self::policy_attrs::civil_date;
 mod quick_mode;
 pub mod sa;
 pub mod wire;

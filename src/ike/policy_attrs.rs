@@ -124,10 +124,9 @@ fn encapsulation(e: EncapsulationMode) -> &'static str {
     }
 }
 
-/// YYYYMMDDHHmmSS of `unix` seconds (days to civil date: H. Hinnant's algorithm).
-pub(crate) fn time_of_day(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
+/// The civil date (year, month 1-12, day 1-31) of a count of days since 1970-01-01
+/// (H. Hinnant's algorithm).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -136,7 +135,13 @@ pub(crate) fn time_of_day(unix: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// YYYYMMDDHHmmSS of `unix` seconds.
+pub(crate) fn time_of_day(unix: i64) -> String {
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_date(unix.div_euclid(86_400));
     format!(
         "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
         secs / 3600,

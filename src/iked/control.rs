@@ -20,6 +20,8 @@ const MAX_REQUEST: usize = 1 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections served per wake-up.
 const PER_WAKE: usize = 8;
+/// The words of `show`.
+const SHOW: [&str; 4] = ["sa", "flows", "stats", "certstore"];
 
 /// Creates the control socket (replacing a stale one), mode 0600, listening and
 /// non-blocking. Called by the privileged parent before the fork.
@@ -150,6 +152,10 @@ impl Daemon {
             }
         }
         let (line, body) = split_request(&req);
+        if parse_command(&line) == Ok(Command::Monitor) {
+            self.add_monitor(s, &line);
+            return;
+        }
         let answer = match self.control_command(now, &line, &body) {
             Ok(text) => format!("ok\n{text}"),
             Err(e) => {
@@ -161,6 +167,48 @@ impl Daemon {
         let _ = s.write_all(answer.as_bytes());
     }
 
+    /// `ikectl monitor`: the other monitors hear of it (iked forwards the imsg), then
+    /// the client gets `ok` and stays, or is refused when too many are connected.
+    fn add_monitor(&mut self, s: UnixStream, line: &str) {
+        let Some(v2) = self.v2.as_mut() else { return };
+        crate::log_info!("control: monitor");
+        v2.monitors.emit(&crate::iked::monitor_ctl::command_event(
+            &Command::Monitor,
+            line,
+        ));
+        if let Err(e) = v2.monitors.add(s, b"ok\n", &v2.engine) {
+            crate::log_warn!("control: {e}");
+        }
+    }
+
+    /// Adds the monitors' descriptors to `pfds` (POLLOUT when they have something
+    /// waiting); returns where they are.
+    pub(crate) fn monitor_poll_fds(&self, pfds: &mut Vec<libc::pollfd>) -> std::ops::Range<usize> {
+        let first = pfds.len();
+        if let Some(v2) = self.v2.as_ref() {
+            for (fd, out) in v2.monitors.poll_fds() {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: if out { libc::POLLOUT } else { 0 },
+                    revents: 0,
+                });
+            }
+        }
+        first..pfds.len()
+    }
+
+    /// After poll (`polled`: the monitors' entries) and the wake-up's work: hung-up
+    /// monitors go, and the others hear what changed in the engine's SAs.
+    pub(crate) fn monitor_wakeup(&mut self, polled: &[libc::pollfd]) {
+        let Some(v2) = self.v2.as_mut() else { return };
+        if v2.monitors.is_empty() {
+            return;
+        }
+        let revents: Vec<i16> = polled.iter().map(|p| p.revents).collect();
+        v2.monitors.polled(&revents);
+        v2.monitors.observe(&v2.engine);
+    }
+
     /// One ikectl(8) command.
     fn control_command(&mut self, now: Time, line: &str, body: &str) -> Result<String, String> {
         let cmd = parse_command(line);
@@ -170,6 +218,10 @@ impl Daemon {
             line.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         let cmd = cmd?;
+        if !matches!(cmd, Command::Show(w) if !SHOW.contains(&w)) {
+            v2.monitors
+                .emit(&crate::iked::monitor_ctl::command_event(&cmd, line));
+        }
         match cmd {
             Command::Show("sa") => Ok(v2.show_sa(now)),
             Command::Show("flows") => Ok(v2.show_flows(now)),
@@ -259,7 +311,8 @@ impl Daemon {
                 crate::log::set_verbose(verbose);
                 Ok(String::new())
             }
-            Command::Monitor => Err("monitor: not supported yet".into()),
+            // Taken by serve_client.
+            Command::Monitor => Err("monitor: not here".into()),
             Command::Show(_) => Err(format!("unknown command '{line}'")),
         }
     }
@@ -322,6 +375,7 @@ impl Daemon {
         }
         if let Some(v2) = self.v2.as_mut() {
             v2.apply(now, setup);
+            v2.monitors.policies(&v2.setup);
         }
         if credentials {
             self.load_credentials();

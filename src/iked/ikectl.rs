@@ -85,6 +85,9 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         }
     }
+    if line == "monitor" {
+        return monitor(&socket, &request);
+    }
     match exchange(&socket, &request) {
         Ok(answer) => {
             let (status, text) = answer.split_once('\n').unwrap_or((&answer, ""));
@@ -137,6 +140,67 @@ fn options(args: &[String]) -> Result<(String, usize), UsageError> {
         }
     }
     Ok((socket, i))
+}
+
+/// `ikectl monitor`: as ikectl(8), waits for the socket to appear (retrying while it is
+/// missing or refuses), then prints the daemon's events as they come, until it closes
+/// the connection ("pipe closed", status 1, as ikectl's).
+fn monitor(socket: &str, request: &[u8]) -> i32 {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    let mut s = loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => break s,
+            Err(e) if matches!(e.kind(), NotFound | ConnectionRefused) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                eprintln!("ikectl: connect: {socket}: {e}");
+                return 1;
+            }
+        }
+    };
+    if let Err(e) = s
+        .write_all(request)
+        .and_then(|_| s.shutdown(std::net::Shutdown::Write))
+    {
+        eprintln!("ikectl: write error: {e}");
+        return 1;
+    }
+    // The first line says whether the daemon took us; then the events, copied as read.
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut out = std::io::stdout();
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("ikectl: read error: {e}");
+                return 1;
+            }
+        };
+        let mut data = &buf[..n];
+        if first.last() != Some(&b'\n') {
+            let k = data
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(data.len(), |k| k + 1);
+            first.extend_from_slice(&data[..k]);
+            data = &data[k..];
+            if first.last() == Some(&b'\n') && first != b"ok\n" {
+                let e = String::from_utf8_lossy(&first);
+                let e = e.trim_end();
+                eprintln!("ikectl: {}", e.strip_prefix("error: ").unwrap_or(e));
+                return 1;
+            }
+        }
+        if out.write_all(data).and_then(|_| out.flush()).is_err() {
+            return 1;
+        }
+    }
+    eprintln!("ikectl: pipe closed");
+    1
 }
 
 fn exchange(socket: &str, request: &[u8]) -> std::io::Result<String> {

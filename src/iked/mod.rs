@@ -16,6 +16,7 @@
 
 pub mod control;
 pub mod ikectl;
+pub mod monitor_ctl;
 pub mod runtime;
 pub mod users;
 

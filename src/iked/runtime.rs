@@ -308,6 +308,8 @@ pub struct V2 {
     pub control: Option<OwnedFd>,
     /// IKEv1 datagrams dropped (iked speaks IKEv2 only).
     pub v1_dropped: u64,
+    /// `ikectl monitor` clients.
+    pub monitors: crate::iked::monitor_ctl::Monitors,
 }
 
 impl V2 {
@@ -344,6 +346,7 @@ impl V2 {
             certstore: CertStore::default(),
             control,
             v1_dropped: 0,
+            monitors: Default::default(),
         }
     }
 
@@ -483,7 +486,7 @@ impl V2 {
 
     /// `ikectl show sa`, in iked's layout (`iked_sas:`, `sa_childsas:`, `sa_flows:`,
     /// then `iked_activesas:` and `iked_flows:`), each IKE SA line followed by what iked
-    /// does not print: algorithms and lifetime.
+    /// does not print: the EAP user, algorithms and lifetime.
     pub fn show_sa(&self, now: Time) -> String {
         let mut o = String::new();
         let mut active = String::new();
@@ -513,11 +516,13 @@ impl V2 {
                 .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "iked_sas: 0x{id:x} rspi 0x{} ispi 0x{} {}->{}{dstid}[] {state} {}{} nexti 0x0 pol 0x{:x}",
+                "iked_sas: 0x{id:x} rspi 0x{} ispi 0x{} {}->{}{dstid}[{}] {state} {}{} nexti 0x0 pol 0x{:x}",
                 hex(&sa.spi_r),
                 hex(&sa.spi_i),
                 sa.local,
                 sa.remote,
+                // iked: the address its pool leased to the peer.
+                sa.peer_vip.map_or(String::new(), |a| a.to_string()),
                 if sa.initiator { "i" } else { "r" },
                 if sa.nat_local || sa.nat_remote {
                     " natt"
@@ -528,8 +533,12 @@ impl V2 {
             );
             let _ = writeln!(
                 o,
-                "  sa_policy: \"{}\"{}{}",
+                "  sa_policy: \"{}\"{}{}{}",
                 sa.peer,
+                // The EAP user (iked keeps it as sa_eapid, for RADIUS, and does not show it).
+                sa.eap_id
+                    .as_ref()
+                    .map_or(String::new(), |u| format!(" eapid \"{u}\"")),
                 times(now, sa.established, sa.rekey_at, sa.expires_at),
                 match &sa.suite {
                     Some(s) => format!(

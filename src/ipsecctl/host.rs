@@ -24,6 +24,9 @@ pub struct Addr {
     pub bits: u8,
     /// `host_spec '(' host_spec ')'`: the address the flow is NATed to.
     pub srcnat: Option<Box<Addr>>,
+    /// An address of an interface named as a host (`host_if`): `name` is then the
+    /// interface's name, as ipsecctl keeps it (ike.c prints it), and this the address.
+    pub ifaddr: Option<std::net::IpAddr>,
 }
 
 impl Addr {
@@ -35,6 +38,7 @@ impl Addr {
             netaddress: true,
             bits: 0,
             srcnat: None,
+            ifaddr: None,
         }
     }
 
@@ -72,6 +76,7 @@ pub fn expand_any(list: Vec<Addr>) -> Vec<Addr> {
                 netaddress: true,
                 bits: 0,
                 srcnat: a.srcnat.clone(),
+                ifaddr: None,
             });
             out.push(Addr {
                 af: Af::V6,
@@ -79,6 +84,7 @@ pub fn expand_any(list: Vec<Addr>) -> Vec<Addr> {
                 netaddress: true,
                 bits: 0,
                 srcnat: None,
+                ifaddr: None,
             });
         } else {
             out.push(a);
@@ -181,6 +187,7 @@ fn host_v4(s: &str) -> Option<Addr> {
         netaddress: net,
         bits,
         srcnat: None,
+        ifaddr: None,
     })
 }
 
@@ -196,6 +203,7 @@ fn host_v6(s: &str, prefixlen: u8) -> Option<Addr> {
             netaddress: true,
             bits: p,
             srcnat: None,
+            ifaddr: None,
         }
     } else {
         Addr {
@@ -204,6 +212,7 @@ fn host_v6(s: &str, prefixlen: u8) -> Option<Addr> {
             netaddress: false,
             bits: 128,
             srcnat: None,
+            ifaddr: None,
         }
     })
 }
@@ -224,6 +233,7 @@ fn host_dns(s: &str) -> Option<Vec<Addr>> {
                 netaddress: false,
                 bits: 32,
                 srcnat: None,
+                ifaddr: None,
             },
             std::net::SocketAddr::V6(v) => {
                 if v.scope_id() != 0 {
@@ -235,6 +245,7 @@ fn host_dns(s: &str) -> Option<Vec<Addr>> {
                     netaddress: false,
                     bits: 0,
                     srcnat: None,
+                    ifaddr: None,
                 }
             }
         };
@@ -252,13 +263,81 @@ fn host_dns(s: &str) -> Option<Vec<Addr>> {
 
 /// `host()`: the addresses a host specification stands for, or an error message for
 /// stderr ("no IP address found for ..."; an invalid netmask is fatal in ipsecctl).
-// XXX ipsecctl first tries the name as an interface or interface group (`host_if`,
-// e.g. `egress`) and takes its addresses; here such a name goes to the resolver.
 pub fn host(s: &str) -> Result<Vec<Addr>, HostError> {
     host_with(s, true)
 }
 
-/// [`host`], with the resolver left out when `dns` is false (numeric addresses only).
+/// The interfaces of the default routes (IPv4 from /proc/net/route, IPv6 from
+/// /proc/net/ipv6_route): OpenBSD's `egress` group.
+fn egress() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    for l in v4.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+        if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+            out.push(f[0].to_string());
+        }
+    }
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    for l in v6.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // dest plen src splen nexthop metric refcnt use flags iface
+        if f.len() == 10 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && f[9] != "lo" {
+            out.push(f[9].to_string());
+        }
+    }
+    let mut seen = Vec::new();
+    out.retain(|n| {
+        let new = !seen.contains(n);
+        seen.push(n.clone());
+        new
+    });
+    out
+}
+
+/// `host_if`: the addresses of the interface `s`, or of the members of the group `s`
+/// (on Linux only `egress`, the interfaces of the default routes); None when there is no
+/// such interface or group, or it has no address. Each address is a host (/32, /128)
+/// named after its interface; IPv6 link-local addresses are left out, as ipsecctl does.
+fn host_if(s: &str) -> Option<Vec<Addr>> {
+    if s.is_empty() || s.len() >= 16 {
+        return None;
+    }
+    let table = crate::sys::interface_addrs().ok()?;
+    let members = if table.iter().any(|(n, a)| n == s && a.is_none()) {
+        vec![s.to_string()]
+    } else if s == "egress" {
+        egress()
+    } else {
+        return None;
+    };
+    let mut out = Vec::new();
+    for m in &members {
+        for (n, a) in &table {
+            let Some(ip) = a.filter(|_| n == m) else {
+                continue;
+            };
+            let (af, bits) = match ip {
+                std::net::IpAddr::V4(_) => (Af::V4, 32),
+                std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => continue,
+                std::net::IpAddr::V6(_) => (Af::V6, 128),
+            };
+            out.push(Addr {
+                af,
+                name: n.clone(),
+                netaddress: false,
+                bits,
+                srcnat: None,
+                ifaddr: Some(ip),
+            });
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`host`], with the resolver and the interfaces left out when `dns` is false (numeric
+/// addresses only).
 pub fn host_with(s: &str, dns: bool) -> Result<Vec<Addr>, HostError> {
     let (ps, mask): (&str, i32) = match s.rfind('/') {
         Some(i) => {
@@ -276,6 +355,12 @@ pub fn host_with(s: &str, dns: bool) -> Result<Vec<Addr>, HostError> {
         }
         None => (s, -1),
     };
+    // An interface or interface group first (its addresses, whatever the mask).
+    if dns {
+        if let Some(v) = host_if(ps) {
+            return Ok(v);
+        }
+    }
     if let Some(a) = host_v4(s) {
         return Ok(vec![a]);
     }

@@ -152,6 +152,9 @@ pub struct PrintOpts {
 
 /// `ipsecctl_print_addr`: the address (inet_ntop) and `/bits` unless a host.
 pub fn addr_text(a: &Addr) -> String {
+    if let Some(ip) = a.ifaddr {
+        return ip.to_string();
+    }
     let (base, full) = match a.af {
         Af::V6 => (
             a.name.split('/').next().unwrap_or_default().to_string(),

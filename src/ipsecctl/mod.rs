@@ -7,7 +7,8 @@
 //! `-D macro=value`, `-i fifo` (default /var/run/isakmpd.fifo), `-k` (print keys),
 //! `-c` (collapse flows), `-s flow|sa|all` (show.rs: the flows and SAs of the running
 //! isakmpd, asked over its FIFO), `-F` (flush the kernel's SAs and policies; with `-n`
-//! nothing, as in ipsecctl). `-m` (PF_KEY monitor) is not supported (message, status 1).
+//! nothing, as in ipsecctl), `-m` (monitor: on Linux the XFRM netlink groups, printed
+//! in ipsecctl's PF_KEY monitor layout, pfkmon.rs; runs until interrupted).
 //!
 //! Where this ipsecctl differs from OpenBSD's, on purpose or for now:
 //! - `flow`, `sa` (esp/ah/ipcomp/ipip with keys) and `tcpmd5` rules are parsed, checked
@@ -17,8 +18,11 @@
 //!   nothing loads. Elsewhere such a file is refused.
 //! - `-s` shows what isakmpd negotiated (its phase 2 SAs and their flows), not the
 //!   kernel's tables: no keys, no identities, no manual SAs.
-//! - an interface or interface group name as a host (`egress`, `em0`) is looked up as a
-//!   host name, not as the interface's addresses (`host_if`).
+//! - an interface name as a host (`em0`, `from eth0 to ...`) stands for the interface's
+//!   addresses, as ipsecctl's `host_if` has it (IPv6 link-local ones left out, each a
+//!   host named after the interface: flows print the addresses, ike rules the name, as
+//!   ike.c does); of the interface groups only `egress` exists on Linux: the interfaces
+//!   of the default routes (/proc/net/route, /proc/net/ipv6_route).
 //! - protocol and port names come from built-in tables (OpenBSD's /etc/protocols and the
 //!   common /etc/services entries), not from the host's files.
 //! - the FIFO is written without first opening PF_KEY (ipsecctl's `pfkey_init`).
@@ -36,6 +40,7 @@ pub mod lex;
 #[cfg(target_os = "linux")]
 mod load;
 pub mod parse;
+mod pfkmon;
 pub mod rule;
 mod sarule;
 pub mod show;
@@ -420,8 +425,7 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         }
     }
-    if o.monitor {
-        eprintln!("ipsecctl: -m is not supported: this ipsecctl does not open PF_KEY");
+    if o.monitor && pfkmon::run(o.verbose > 0) != 0 {
         error = 1;
     }
     error

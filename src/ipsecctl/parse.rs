@@ -374,6 +374,7 @@ impl Parser {
             netaddress: true,
             bits: 0,
             srcnat: None,
+            ifaddr: None,
         };
         let rule = Rule {
             nr: 0,

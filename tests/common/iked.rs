@@ -63,8 +63,8 @@ impl Drop for EtcIked {
     }
 }
 
-/// With `IKED_TEST_ETC` set, that directory is bind-mounted over /etc/iked too (the key
-/// material the monitor serves to iked).
+/// `IKED_TEST_ETC` is bind-mounted over /etc/iked too (the key material the monitor
+/// serves to iked): the test's tree, or an empty directory.
 const WRAP: &str = r#"mount --bind "$1" "$2" && { [ -z "$IKED_TEST_ETC" ] || mount --bind "$IKED_TEST_ETC" /etc/iked; } && shift 2 && exec "$@""#;
 
 impl Iked {
@@ -108,8 +108,15 @@ impl Iked {
         no_kernel: bool,
     ) -> Iked {
         require_root();
-        let etc_guard = etc.map(|_| EtcIked::take());
+        // Without a tree of the test's, an empty one: the daemon never sees the host's
+        // /etc/iked (whose key and certificates would change what it loads and warns).
+        let etc_guard = EtcIked::take();
         let scratch = Scratch::new(name);
+        let empty = scratch.dir.join("etc-iked-empty");
+        if etc.is_none() {
+            fs::create_dir_all(&empty).unwrap();
+        }
+        let etc = Some(etc.unwrap_or(&empty));
         let conf = scratch.write("iked.conf", conf_text, 0o600);
         let (iked, ikectl) = links(&scratch.dir);
         let log = fs::File::create(scratch.dir.join("iked.log")).unwrap();
@@ -137,7 +144,7 @@ impl Iked {
             scratch,
             ikectl,
             conf,
-            _etc: etc_guard,
+            _etc: Some(etc_guard),
         };
         d.wait("iked started", || d.log().contains("iked started"));
         d

@@ -425,6 +425,7 @@ impl Engine {
                 sa.info.remote,
                 e.user
             );
+            sa.info.eap_id = Some(e.user.clone());
         }
         sa.eap = Some(e);
         done

@@ -143,6 +143,7 @@ impl Engine {
                     expires_at: None,
                     peer_vip: None,
                     own_vip: None,
+                    eap_id: None,
                 },
                 p,
             )

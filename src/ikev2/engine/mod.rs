@@ -207,6 +207,9 @@ pub struct IkeSaInfo {
     pub peer_vip: Option<IpAddr>,
     /// The address the peer gave us in its CFG_REPLY.
     pub own_vip: Option<IpAddr>,
+    /// The user an EAP peer authenticated as (iked's `sa_eapid`), as fit for the log;
+    /// kept across rekeys.
+    pub eap_id: Option<String>,
 }
 
 /// A negotiated CHILD_SA (ESP, tunnel mode) with its keys; `in` is what we receive
@@ -777,6 +780,7 @@ impl Engine {
             expires_at: None,
             peer_vip: None,
             own_vip: None,
+            eap_id: None,
         };
         let sa = IkeSa::new(info, p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
