@@ -3275,3 +3275,92 @@ fn a_child_sa_rekey_crossing_an_ike_sa_rekey_moves_to_the_new_ike_sa_without_a_g
     eprintln!("{refused} TEMPORARY_FAILUREs");
     assert!(refused > 0);
 }
+
+#[test]
+fn raw_rsa_keys_are_sent_in_cert_payloads_and_checked_against_pubkeys_both_ways() {
+    // No certificates: each side signs with its RSA key and sends it raw (CERT encoding
+    // 11, a PKCS#1 RSAPublicKey, as iked does); each holds the other's in pubkeys/.
+    let raw = |me: &str, them: &str, them_ip: &str| {
+        let mut c =
+            isakmpd::ike::Credentials::load(Some(&pki_file(&format!("{me}.key"))), &[], &[])
+                .unwrap();
+        c.add_pubkey("ipv4", them_ip, &pki_file(&format!("{them}.pub")))
+            .unwrap();
+        c
+    };
+    let pkcs1 = |name: &str| {
+        isakmpd::ike::crypto::PublicKey::from_pem(&pki_file(&format!("{name}.pub")))
+            .unwrap()
+            .rsa_pkcs1_der()
+            .unwrap()
+    };
+    for west_starts in [true, false] {
+        let mut p = Pair::new(
+            sig_peer(WEST, SigMethod::Any),
+            sig_peer(EAST, SigMethod::Any),
+        );
+        p.west
+            .set_credentials(raw("rawwest", "raweast", &EAST[..9]));
+        p.east
+            .set_credentials(raw("raweast", "rawwest", &WEST[..9]));
+        p.west.set_capture(true);
+        p.east.set_capture(true);
+        let e = if west_starts {
+            &mut p.west
+        } else {
+            &mut p.east
+        };
+        e.connect(Time(0), "peer").unwrap();
+        p.drive();
+        let ((_, w), (_, e)) = (one_ike(&p.west), one_ike(&p.east));
+        assert_eq!(
+            (w.state, e.state),
+            (IkeState::Established, IkeState::Established)
+        );
+        assert_eq!(w.initiator, west_starts);
+        assert_eq!(child_pairs(&p).len(), 1);
+        // The IKE_AUTH messages each side sent (in clear) carry its key raw.
+        let mut raw_sent = Vec::new();
+        while let Some(c) = p.west.poll_capture() {
+            let Ok(m) = Message::parse(&c.data) else {
+                continue;
+            };
+            if m.header.exchange != ExchangeType::IKE_AUTH || c.src != addr(WEST) {
+                continue;
+            }
+            for e in m.payloads.iter() {
+                if let Payload::Cert(cert) = e.payload {
+                    raw_sent.push((true, cert.encoding, cert.data.to_vec()));
+                }
+            }
+        }
+        while let Some(c) = p.east.poll_capture() {
+            let Ok(m) = Message::parse(&c.data) else {
+                continue;
+            };
+            if m.header.exchange != ExchangeType::IKE_AUTH || c.src != addr(EAST) {
+                continue;
+            }
+            for e in m.payloads.iter() {
+                if let Payload::Cert(cert) = e.payload {
+                    raw_sent.push((false, cert.encoding, cert.data.to_vec()));
+                }
+            }
+        }
+        let eleven = isakmpd::ikev2::wire::CertEncoding::RAW_RSA_KEY;
+        assert_eq!(
+            raw_sent,
+            vec![
+                (true, eleven, pkcs1("rawwest")),
+                (false, eleven, pkcs1("raweast"))
+            ],
+            "west starts {west_starts}"
+        );
+    }
+    // West's raw key is not the one east holds for west's address: refused.
+    let p = sig_pair(
+        (SigMethod::Any, raw("rawwest", "raweast", &EAST[..9])),
+        (SigMethod::Any, raw("raweast", "raweast", &WEST[..9])),
+    );
+    auth_fails_cleanly(&p);
+}
