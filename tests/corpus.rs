@@ -258,6 +258,9 @@ fn campaign() {
         if name == "ikev2_engine" || name == "ikev2_eap" {
             eprintln!("{:?}", isakmpd::fuzzing::engine::reached());
         }
+        if name == "ikev1_engine" {
+            eprintln!("{:?}", isakmpd::fuzzing::ikev1::reached());
+        }
     }
 }
 
@@ -356,4 +359,24 @@ fn eap_seeds_reach_the_server_conversation() {
     assert_eq!(established("conversation.bin"), 1);
     assert_eq!(established("conversation_bad_last.bin"), 0);
     assert_eq!(established("conversation_first_2.bin"), 0);
+}
+
+/// The IKEv1 target's seeds get where they are meant to: the responder's real Main Mode
+/// messages take the waiting initiator through phase 1 and 2; a lone responder given
+/// message 1 finishes nothing.
+#[test]
+fn ikev1_seeds_reach_the_engine() {
+    let all = corpus("ikev1_engine");
+    let done = |file: &str| {
+        let (_, d) = all.iter().find(|(n, _)| n == file).expect(file);
+        let before = isakmpd::fuzzing::ikev1::reached();
+        isakmpd::fuzzing::ikev1_engine(d);
+        let after = isakmpd::fuzzing::ikev1::reached();
+        (
+            after.phase1_done - before.phase1_done,
+            after.phase2_done - before.phase2_done,
+        )
+    };
+    assert_eq!(done("initiator_mm.bin"), (1, 1));
+    assert_eq!(done("lone_mm_1.bin"), (0, 0));
 }

@@ -196,6 +196,27 @@ fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
     }
 }
 
+/// What the inputs of this thread reached (for the campaign's report and the seeds'
+/// test): the target engine's counters after the records, summed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reached {
+    pub inputs: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub phase1_done: u64,
+    pub phase2_done: u64,
+    pub failed: u64,
+}
+
+thread_local! {
+    static REACHED: std::cell::Cell<Reached> = std::cell::Cell::new(Reached::default());
+}
+
+/// The sums so far; see [`Reached`].
+pub fn reached() -> Reached {
+    REACHED.with(|r| r.get())
+}
+
 /// The fuzz target: see the module's documentation.
 pub fn ikev1_engine(data: &[u8]) {
     let Some((&mode, mut rest)) = data.split_first() else {
@@ -250,6 +271,17 @@ pub fn ikev1_engine(data: &[u8]) {
         p.wire.clear();
         check_tables(&p.sides[to]);
     }
+    let st = p.sides[to].stats();
+    REACHED.with(|r| {
+        let mut v = r.get();
+        v.inputs += 1;
+        v.received += st.datagrams_received;
+        v.dropped += st.datagrams_dropped;
+        v.phase1_done += st.phase1_done;
+        v.phase2_done += st.phase2_done;
+        v.failed += st.failed;
+        r.set(v);
+    });
     p.wire.extend(held);
     p.run_for(600);
     for e in &p.sides {
