@@ -103,7 +103,7 @@ use isakmpd::fuzzing::TARGETS;
 
 fn kind(name: &str, text: bool) -> Kind {
     match (name, text) {
-        ("ikev2_engine", _) => Kind::Records,
+        ("ikev2_engine" | "ikev2_eap" | "ikev1_engine", _) => Kind::Records,
         (_, true) => Kind::Text,
         _ => Kind::Binary,
     }
@@ -127,6 +127,8 @@ fn every_corpus_replays_cleanly() {
 fn budget(name: &str) -> usize {
     match name {
         "ikev2_engine" => 15_000,
+        "ikev2_eap" => 3_000,
+        "ikev1_engine" => 3_000,
         "ipsec_conf" | "iked_conf" | "keynote" | "conf_file" => 50_000,
         _ => 200_000,
     }
@@ -253,8 +255,11 @@ fn campaign() {
         let start = std::time::Instant::now();
         run(name, f, kind(name, text), &seeds, iters, seed, Some(&out));
         eprintln!("{name}: {iters} inputs in {:.1?}", start.elapsed());
-        if name == "ikev2_engine" {
+        if name == "ikev2_engine" || name == "ikev2_eap" {
             eprintln!("{:?}", isakmpd::fuzzing::engine::reached());
+        }
+        if name == "ikev1_engine" {
+            eprintln!("{:?}", isakmpd::fuzzing::ikev1::reached());
         }
     }
 }
@@ -263,7 +268,10 @@ fn campaign() {
 #[ignore]
 fn write_engine_seeds() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus");
-    for (target, name, data) in isakmpd::fuzzing::engine::seeds() {
+    let eap = isakmpd::fuzzing::eap::seeds()
+        .into_iter()
+        .chain(isakmpd::fuzzing::ikev1::seeds());
+    for (target, name, data) in isakmpd::fuzzing::engine::seeds().into_iter().chain(eap) {
         let dir = root.join(target);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(format!("{name}.bin")), data).unwrap();
@@ -334,4 +342,41 @@ fn acceptance() {
             seeds.len()
         );
     }
+}
+
+/// The EAP target's seeds get where they are meant to: the client's sealed messages of a
+/// real conversation take the server through EAP-MSCHAPv2 to an established IKE SA, and
+/// with one byte of the last one changed they do not.
+#[test]
+fn eap_seeds_reach_the_server_conversation() {
+    let all = corpus("ikev2_eap");
+    let established = |file: &str| {
+        let (_, d) = all.iter().find(|(n, _)| n == file).expect(file);
+        let before = isakmpd::fuzzing::engine::reached().established;
+        isakmpd::fuzzing::ikev2_eap(d);
+        isakmpd::fuzzing::engine::reached().established - before
+    };
+    assert_eq!(established("conversation.bin"), 1);
+    assert_eq!(established("conversation_bad_last.bin"), 0);
+    assert_eq!(established("conversation_first_2.bin"), 0);
+}
+
+/// The IKEv1 target's seeds get where they are meant to: the responder's real Main Mode
+/// messages take the waiting initiator through phase 1 and 2; a lone responder given
+/// message 1 finishes nothing.
+#[test]
+fn ikev1_seeds_reach_the_engine() {
+    let all = corpus("ikev1_engine");
+    let done = |file: &str| {
+        let (_, d) = all.iter().find(|(n, _)| n == file).expect(file);
+        let before = isakmpd::fuzzing::ikev1::reached();
+        isakmpd::fuzzing::ikev1_engine(d);
+        let after = isakmpd::fuzzing::ikev1::reached();
+        (
+            after.phase1_done - before.phase1_done,
+            after.phase2_done - before.phase2_done,
+        )
+    };
+    assert_eq!(done("initiator_mm.bin"), (1, 1));
+    assert_eq!(done("lone_mm_1.bin"), (0, 0));
 }

@@ -174,10 +174,10 @@ impl Kernel {
 }
 
 /// A datagram in flight: from west?, source, destination, bytes.
-type Datagram = (bool, SocketAddr, SocketAddr, Vec<u8>);
+pub(super) type Datagram = (bool, SocketAddr, SocketAddr, Vec<u8>);
 
-struct Side {
-    engine: Engine,
+pub(super) struct Side {
+    pub(super) engine: Engine,
     kernel: Kernel,
     /// While set, the kernel's answers wait (in `held`) until it is cleared.
     hold: bool,
@@ -185,28 +185,37 @@ struct Side {
 }
 
 /// Two engines, a virtual clock and what each sent.
-struct Pair {
-    now: Time,
+pub(super) struct Pair {
+    pub(super) now: Time,
     /// [west, east].
-    sides: [Side; 2],
+    pub(super) sides: [Side; 2],
     /// Datagrams in flight: from west?, source, destination, bytes.
     wire: Vec<Datagram>,
     /// Every datagram either engine sent, as sent: from west?, bytes.
-    log: Vec<(bool, Vec<u8>)>,
+    pub(super) log: Vec<(bool, Vec<u8>)>,
     buf: Vec<u8>,
 }
 
 impl Pair {
-    fn new(gcm: bool) -> Pair {
+    /// With `eap`, west is an EAP-MSCHAPv2 client and east its server (super::eap).
+    pub(super) fn new(gcm: bool, eap: bool) -> Pair {
         let side = |west: bool, seed: u64| Side {
-            engine: Engine::new(
-                config(),
-                Policy {
-                    peers: vec![peer(west, gcm)],
-                },
-                Time(0),
-                Box::new(SeededRandom::new(seed)),
-            ),
+            engine: {
+                let mut p = peer(west, gcm);
+                if eap {
+                    super::eap::eap_peer(&mut p, west);
+                }
+                let mut e = Engine::new(
+                    config(),
+                    Policy { peers: vec![p] },
+                    Time(0),
+                    Box::new(SeededRandom::new(seed)),
+                );
+                if eap {
+                    super::eap::eap_engine(&mut e, west);
+                }
+                e
+            },
             hold: false,
             held: Vec::new(),
             kernel: Kernel {
@@ -269,7 +278,7 @@ impl Pair {
     }
 
     /// Delivers what is on the wire (and what that brings) between the two engines.
-    fn deliver_all(&mut self, limit: usize) {
+    pub(super) fn deliver_all(&mut self, limit: usize) {
         for _ in 0..limit {
             self.collect();
             if self.wire.is_empty() {
@@ -310,7 +319,7 @@ impl Pair {
     }
 
     /// The established IKE SA of a side: its handle, SPIs.
-    fn established(&self, i: usize) -> Vec<(Handle, [u8; 8], [u8; 8])> {
+    pub(super) fn established(&self, i: usize) -> Vec<(Handle, [u8; 8], [u8; 8])> {
         self.sides[i]
             .engine
             .ike_sas()
@@ -397,7 +406,7 @@ fn records(mut d: &[u8]) -> Vec<Record<'_>> {
 }
 
 /// Setup 1: both sides have the IKE SA's keys; west's IKE_AUTH is kept off the wire.
-fn half_open(p: &mut Pair) -> Vec<Datagram> {
+pub(super) fn half_open(p: &mut Pair) -> Vec<Datagram> {
     p.sides[0].engine.connect(p.now, "peer").expect("connect");
     p.collect();
     let init = std::mem::take(&mut p.wire);
@@ -415,8 +424,8 @@ fn half_open(p: &mut Pair) -> Vec<Datagram> {
 
 /// Builds the setup; returns the pair, the side garbage goes to, and the datagrams
 /// held back.
-fn setup(mode: u8) -> (Pair, usize, Vec<Datagram>) {
-    let mut p = Pair::new(mode != 3);
+fn setup(mode: u8, eap: bool) -> (Pair, usize, Vec<Datagram>) {
+    let mut p = Pair::new(mode != 3, eap);
     match mode {
         0 => (p, 1, Vec::new()),
         1 => {
@@ -478,11 +487,17 @@ fn tally(f: impl FnOnce(&mut Reached)) {
 
 /// The fuzz target: see the module's documentation.
 pub fn ikev2_engine(data: &[u8]) {
+    run(data, false);
+}
+
+/// An input of the `ikev2_engine` format, with the PSK peers or, `eap`, an EAP-MSCHAPv2
+/// client (west) and server (east).
+pub(super) fn run(data: &[u8], eap: bool) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
     let mode = mode % 5;
-    let (mut p, to, held) = setup(mode);
+    let (mut p, to, held) = setup(mode, eap);
     let from = 1 - to;
     let before = (p.established(0), p.established(1));
     let (local, remote) = if to == 1 {
@@ -626,7 +641,7 @@ pub fn ikev2_engine(data: &[u8]) {
 }
 
 /// A record of the input format.
-fn record(ctl: u8, data: &[u8]) -> Vec<u8> {
+pub(super) fn record(ctl: u8, data: &[u8]) -> Vec<u8> {
     let mut v = vec![ctl];
     v.extend_from_slice(&(data.len().min(0xffff) as u16).to_be_bytes());
     v.extend_from_slice(data);
@@ -634,13 +649,20 @@ fn record(ctl: u8, data: &[u8]) -> Vec<u8> {
 }
 
 /// A sealed record: the header fields and the inner payload chain.
-fn sealed(exchange: u8, flags: u8, msgid: u8, first: u8, frag: (u8, u8), plain: &[u8]) -> Vec<u8> {
+pub(super) fn sealed(
+    exchange: u8,
+    flags: u8,
+    msgid: u8,
+    first: u8,
+    frag: (u8, u8),
+    plain: &[u8],
+) -> Vec<u8> {
     let mut d = vec![exchange, flags, msgid, first, frag.0, frag.1];
     d.extend_from_slice(plain);
     record(3, &d)
 }
 
-fn input(mode: u8, records: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn input(mode: u8, records: &[Vec<u8>]) -> Vec<u8> {
     let mut v = vec![mode];
     for r in records {
         v.extend_from_slice(r);
@@ -655,7 +677,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     // Setup 1's messages, and west's IKE_AUTH in clear.
     let (mut p, _, held) = {
-        let mut p = Pair::new(true);
+        let mut p = Pair::new(true, false);
         for s in &mut p.sides {
             s.engine.set_capture(true);
         }
@@ -694,7 +716,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     // Five IKE_SA_INIT requests with their own SPIs: past the COOKIE threshold (4
     // half-open SAs) the fifth is answered with a COOKIE (deterministic: the secret
     // comes from the seeded random source), which a sixth returns.
-    let mut lone = setup(0).0;
+    let mut lone = setup(0, false).0;
     let mut recs = Vec::new();
     for i in 0..5u8 {
         let mut d = init.clone();
@@ -819,7 +841,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     // Setup 2: the established pair's messages, and a CREATE_CHILD_SA and an
     // INFORMATIONAL in clear.
-    let mut p = Pair::new(true);
+    let mut p = Pair::new(true, false);
     for s in &mut p.sides {
         s.engine.set_capture(true);
     }

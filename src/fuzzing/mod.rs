@@ -7,12 +7,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod eap;
 pub mod engine;
+pub mod ikev1;
 pub mod mutate;
 
 use crate::ike::wire::{Message, Payload};
 
+pub use eap::ikev2_eap;
 pub use engine::ikev2_engine;
+pub use ikev1::ikev1_engine;
 
 /// A target: its corpus directory's name (tests/fuzz/corpus/NAME), the function, and
 /// whether its inputs are text (for the mutator's dictionary).
@@ -25,6 +29,8 @@ pub const TARGETS: &[Target] = &[
     ("conf_file", conf_file, true),
     ("ikev2_wire", ikev2_wire, false),
     ("ikev2_engine", ikev2_engine, false),
+    ("ikev2_eap", ikev2_eap, false),
+    ("ikev1_engine", ikev1_engine, false),
     ("iked_conf", iked_conf, true),
     ("ipsec_conf", ipsec_conf, true),
     ("keynote", keynote, true),

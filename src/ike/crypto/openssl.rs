@@ -778,6 +778,18 @@ impl PublicKey {
         self.0.rsa().ok().map(RsaPublic)
     }
 
+    /// An RSA key from a PKCS#1 RSAPublicKey in DER (IKEv2's CERT encoding 11, "Raw
+    /// RSA Key", as iked sends it).
+    pub fn from_rsa_pkcs1_der(der: &[u8]) -> Result<PublicKey, CryptoError> {
+        let r = Rsa::public_key_from_der_pkcs1(der).map_err(lib)?;
+        PKey::from_rsa(r).map(PublicKey).map_err(lib)
+    }
+
+    /// An RSA key as a PKCS#1 RSAPublicKey in DER; None for other kinds.
+    pub fn rsa_pkcs1_der(&self) -> Option<Vec<u8>> {
+        self.0.rsa().ok()?.public_key_to_der_pkcs1().ok()
+    }
+
     /// The DER SubjectPublicKeyInfo (IKEv2's CERTREQ names a CA by its SHA-1).
     pub fn spki_der(&self) -> Vec<u8> {
         self.0.public_key_to_der().unwrap_or_default()

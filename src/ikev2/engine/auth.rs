@@ -111,7 +111,7 @@ impl Engine {
                 if !eap {
                     b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
                 }
-                add_cert(b, PayloadType::CERT, &cert)?;
+                add_own_cert(b, &cert)?;
                 add_auth(b, method, &auth)?;
                 add_cp(b, CfgType::REPLY, &cp_reply)?;
                 match child {
@@ -317,13 +317,36 @@ pub(super) fn own_auth(
     }
 }
 
-/// Our certificate (DER), when we sign and have one (§3.6; iked sends it whether asked
-/// or not).
-pub(super) fn own_cert(peer: &Peer, creds: &Credentials) -> Option<Vec<u8>> {
-    match &creds.cert {
-        Some(c) if peer.auth.we_sign() => c.der().ok(),
-        _ => None,
+/// Our CERT payload when we sign (§3.6; iked sends it whether asked or not): our
+/// certificate (DER), or without one an RSA key raw (encoding 11, a PKCS#1
+/// RSAPublicKey, as iked's ca_pubkey_serialize makes it; the peer holds it in pubkeys/).
+/// An ECDSA key without a certificate goes without CERT: iked's encoding for it is a
+/// private-use number (201) and RFC 7670's (15) is known to neither iked nor strongSwan;
+/// both find the key by our ID (pubkeys/, swanctl `pubkeys`) without one.
+pub(super) fn own_cert(peer: &Peer, creds: &Credentials) -> Option<(CertEncoding, Vec<u8>)> {
+    if !peer.auth.we_sign() {
+        return None;
     }
+    match (&creds.cert, &creds.signer) {
+        (Some(c), _) => Some((CertEncoding::X509_SIGNATURE, c.der().ok()?)),
+        (None, Some(k)) => Some((CertEncoding::RAW_RSA_KEY, k.public().ok()?.rsa_pkcs1_der()?)),
+        (None, None) => None,
+    }
+}
+
+/// Our CERT payload ([`own_cert`]), if any.
+pub(super) fn add_own_cert(
+    b: &mut MessageBuilder<'_>,
+    cert: &Option<(CertEncoding, Vec<u8>)>,
+) -> Result<(), NoRoom> {
+    let Some((encoding, data)) = cert else {
+        return Ok(());
+    };
+    let c = CertPayload {
+        encoding: *encoding,
+        data,
+    };
+    b.add(PayloadType::CERT, false, &Payload::Cert(c))
 }
 
 /// CERTREQ data naming our CAs, when the peer signs and we have CAs (§3.7).
@@ -424,6 +447,19 @@ pub(super) fn check_auth(
                 })
                 .collect();
             let (key, who) = sig::peer_key(creds, &certs, id.ty, id.data)?;
+            // A raw RSA key the peer sent (CERT encoding 11) must be the one we hold for
+            // its ID (iked's ca_validate_pubkey); the signature is checked with ours.
+            let raw = inner.iter().find_map(|e| match e.payload {
+                Payload::Cert(c) if c.encoding == CertEncoding::RAW_RSA_KEY => Some(c.data),
+                _ => None,
+            });
+            if let (Some(raw), true) = (raw, certs.is_empty()) {
+                let sent = crate::ike::crypto::PublicKey::from_rsa_pkcs1_der(raw)
+                    .map_err(|_| "the peer's raw RSA key does not parse")?;
+                if sent.spki_der() != key.spki_der() {
+                    return Err(format!("the peer's raw RSA key is not {who}"));
+                }
+            }
             sig::verify(&key, *m, auth.method, auth.data, &o.to_vec())
                 .map_err(|e| format!("{e} ({who})"))?;
             log::info!(
@@ -487,7 +523,7 @@ pub(super) fn build_auth_request(
     let msgid = sa.next_msgid;
     build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
-        add_cert(b, PayloadType::CERT, &cert)?;
+        add_own_cert(b, &cert)?;
         add_cert(b, PayloadType::CERTREQ, &certreq)?;
         if let Some((method, auth)) = &auth {
             add_auth(b, *method, auth)?;

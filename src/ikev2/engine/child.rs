@@ -59,6 +59,10 @@ impl Engine {
         hd: &Header,
         inner: &Payloads<'_>,
     ) {
+        // §2.25.2: not while the IKE SA is being rekeyed or deleted (collide.rs).
+        if let Some(why) = self.child_request_collides(h) {
+            return self.refuse_for_now(h, hd.msgid, "CREATE_CHILD_SA", why);
+        }
         let Engine {
             sas,
             io,
@@ -374,6 +378,17 @@ impl Engine {
                     return;
                 }
             }
+        }
+        if inner.notify(NotifyType::TEMPORARY_FAILURE).is_some() {
+            io.release_spi(sa.info.local, remote, cr.spi_in);
+            match cr.rekey {
+                Some(old) => self.retry_child_rekey(now, old),
+                None => log::info!(
+                    "ikev2: {} {remote}: CREATE_CHILD_SA refused for now",
+                    peer.name
+                ),
+            }
+            return;
         }
         let res = (|| -> Result<ChildSa, String> {
             let (esp, spi_out, tsi, tsr) = accept_child(peer, inner, true)?;

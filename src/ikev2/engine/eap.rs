@@ -364,7 +364,7 @@ impl Engine {
         let (method, auth) = own_auth(sa, peer, creds, &idr).map_err(|f| f.0)?;
         let m = build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
             b.payload(PayloadType::IDR, |w| w.bytes(&idr))?;
-            add_cert(b, PayloadType::CERT, &cert)?;
+            add_own_cert(b, &cert)?;
             add_auth(b, method, &auth)?;
             b.add(PayloadType::EAP, false, &Payload::Eap(&req))
         })

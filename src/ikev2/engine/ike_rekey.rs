@@ -37,6 +37,11 @@ impl Engine {
         hd: &Header,
         inner: &Payloads<'_>,
     ) {
+        // §2.25.2: not while a CHILD_SA exchange of ours is under way on it, nor once it
+        // is replaced or being deleted (collide.rs).
+        if let Some(why) = self.ike_rekey_collides(h) {
+            return self.refuse_for_now(h, hd.msgid, "IKE SA rekey", why);
+        }
         let Engine {
             sas, io, policy, ..
         } = self;
@@ -115,27 +120,15 @@ impl Engine {
         // §2.8.2: both ends rekeyed this IKE SA at once. Of the two new IKE SAs, the one
         // whose exchange has the lowest of the four nonces is redundant and is deleted
         // by the end that made it; the other takes the CHILD_SAs, and its initiator
-        // deletes the old one.
+        // deletes the old one. (A crossing seen only after our rekey finished was
+        // refused above: our Delete of the old IKE SA is on its way.)
         let low = new.ni.as_slice().min(new.nr.as_slice()).to_vec();
-        let (ours_in_flight, ours_done) = (sa.rekeying.is_some(), sa.rekeyed_to.clone());
-        if ours_in_flight {
+        if sa.rekeying.is_some() {
             // Decided when our answer comes.
             if let Some(b) = self.adopt(now, new) {
                 if let Some(sa) = self.sas.get_mut(h) {
                     sa.crossed_ike = Some((b, low));
                 }
-            }
-        } else if let Some((a, a_low)) = ours_done {
-            let Some(b) = self.adopt(now, new) else {
-                return;
-            };
-            if a_low < low {
-                log::info!(
-                    "ikev2: {}: simultaneous IKE SA rekey: ours is redundant",
-                    peer_name(self, h)
-                );
-                self.hand_over(now, a, b);
-                self.start_request(now, a, Req::DeleteIke);
             }
         } else {
             self.take_over(now, h, new);
@@ -149,6 +142,10 @@ impl Engine {
         let Some(sa) = sas.get_mut(h) else { return };
         let Some(r) = sa.rekeying.take() else { return };
         let peer = &policy.peers[sa.peer];
+        let (deleted, later) = (
+            sa.deleted_by_peer,
+            inner.notify(NotifyType::TEMPORARY_FAILURE).is_some(),
+        );
         let res = (|| -> Result<IkeSa, &'static str> {
             if let Some(n) = inner.notifies().find(|n| n.ty.is_error()) {
                 log::warn!("ikev2: {}: IKE SA rekey refused: {}", peer.name, n.ty);
@@ -185,6 +182,9 @@ impl Engine {
             rekeyed_sa(sa, &chosen, gir.as_bytes(), (r.spi, spi_r), &r.ni, nr, true)
                 .map_err(|Fail(why)| why)
         })();
+        if deleted {
+            return self.rekeyed_after_delete(now, h, res.ok());
+        }
         let crossed = self.sas.get_mut(h).and_then(|sa| sa.crossed_ike.take());
         match res {
             Ok(new) => {
@@ -206,9 +206,6 @@ impl Engine {
                     // Ours survives (the peer deletes its redundant one, if any).
                     _ => {
                         self.hand_over(now, h, a);
-                        if let Some(sa) = self.sas.get_mut(h) {
-                            sa.rekeyed_to = Some((a, low));
-                        }
                         self.start_request(now, h, Req::DeleteIke);
                     }
                 }
@@ -219,6 +216,8 @@ impl Engine {
                 // The peer's crossing rekey, if any, is the one left.
                 if let Some((b, _)) = crossed {
                     self.hand_over(now, h, b);
+                } else if later {
+                    self.retry_ike_rekey(now, h);
                 }
                 self.next_request(now, h);
             }

@@ -156,6 +156,9 @@ impl Engine {
             self.io.respond(sa, hd.msgid, m);
         }
         if ends {
+            if self.deleted_while_rekeying(_now, h) {
+                return;
+            }
             return self.delete(h, "ended by the peer");
         }
         if !theirs.is_empty() {

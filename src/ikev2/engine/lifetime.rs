@@ -8,8 +8,9 @@
 //!   lifetime rarely start the rekey together; when they do, §2.8.1 settles it, see
 //!   child.rs), we rekey it (either side may, §2.8; iked rekeys at its soft lifetime).
 //!   At its hard time it is deleted if it is still here: from the kernel at once, and at
-//!   the peer with an INFORMATIONAL. A CHILD_SA whose rekey failed is not tried again
-//!   (XXX); it goes at its hard time.
+//!   the peer with an INFORMATIONAL. A CHILD_SA whose rekey was refused with
+//!   TEMPORARY_FAILURE is tried again 5-15 s later (collide.rs); one whose rekey failed
+//!   otherwise is not (XXX), and goes at its hard time.
 //! - Byte limits are the kernel's ([`ChildSa::ipsec_sa`]): its soft EXPIRE (at 90 %)
 //!   and hard EXPIRE come in through [`Engine::handle_expire`] and do the same.
 //! - An IKE SA with a lifetime (`ikelifetime`, 0 is none, iked's default) is rekeyed at
@@ -113,8 +114,8 @@ impl Engine {
                 || sa.queued.contains(&Req::RekeyIke)
                 || sa.request.as_ref().is_some_and(|r| r.what == Req::RekeyIke);
             // A CHILD_SA exchange under way either way (ours, or our answer to the
-            // peer's waiting for the kernel) would cross the IKE SA rekey, which is not
-            // handled yet (XXX): the rekey waits a second for it to end.
+            // peer's waiting for the kernel) would cross the IKE SA rekey (the peer
+            // would refuse it, §2.25, collide.rs): the rekey waits a second for it.
             let is_create = |r: &Req| matches!(r, Req::CreateChild(_));
             let children_busy = sa.creating.is_some()
                 || sa.queued.iter().any(is_create)

@@ -67,10 +67,12 @@
 //! - Simultaneous IKE SA rekeys (§2.8.2): the peer's rekey that comes while ours is in
 //!   flight waits for our answer; the new IKE SA whose exchange has the lowest nonce is
 //!   deleted by its maker, the other takes the CHILD_SAs and its initiator deletes the
-//!   old one. A crossing seen only after our rekey finished is decided the same way.
-//! - Not yet: a crossing where the Delete of the old IKE SA overtakes the peer's rekey
-//!   request (loss or reordering); a CHILD_SA rekey crossing an IKE SA rekey; a second
-//!   try of a failed lifetime rekey.
+//!   old one. Collisions (collide.rs, §2.25): a crossing rekey that comes once our
+//!   Delete of the old IKE SA is on its way, an IKE SA rekey while a CHILD_SA exchange is
+//!   under way, and a CREATE_CHILD_SA on an IKE SA being rekeyed are answered with
+//!   TEMPORARY_FAILURE, and we try again 5-15 s after one; a Delete of the old IKE SA
+//!   that overtakes the answer to our crossing rekey hands the CHILD_SAs to the peer's.
+//! - Not yet: a second try of a lifetime rekey that failed otherwise.
 //!
 //! - Signatures (sig.rs, RFC 7296 §2.15, RFC 4754, RFC 7427): with [`PeerAuth::Sig`]
 //!   we announce SIGNATURE_HASH_ALGORITHMS and name our CAs in CERTREQ (IKE_SA_INIT
@@ -103,6 +105,7 @@
 
 mod auth;
 mod child;
+mod collide;
 mod cookie;
 mod eap;
 mod frag;
@@ -460,7 +463,9 @@ struct IkeSa {
     /// §2.8.2: the peer's rekey of this IKE SA that came while ours was in flight (its
     /// new IKE SA, the lower nonce of its exchange), and ours once done (the same).
     crossed_ike: Option<(Handle, Vec<u8>)>,
-    rekeyed_to: Option<(Handle, Vec<u8>)>,
+    /// The peer deleted it while our rekey of it was in flight (collide.rs): kept, empty,
+    /// until that rekey is answered.
+    deleted_by_peer: bool,
     /// Responder: the CFG_REPLY attributes of our IKE_AUTH answer (§3.15).
     cp_reply: Vec<(CfgAttrType, Vec<u8>)>,
     /// The fragments of the peer's message being reassembled: its message ID, whether it
@@ -507,7 +512,7 @@ impl IkeSa {
             frag: false,
             cp_reply: Vec::new(),
             crossed_ike: None,
-            rekeyed_to: None,
+            deleted_by_peer: false,
             reassembly: None,
             eap: None,
         }
@@ -850,7 +855,9 @@ impl Engine {
             }
             if let Some(r) = sa.request.as_mut().filter(|r| r.at <= now) {
                 if r.xmits >= self.config.retransmits {
-                    self.io.stats.failed += 1;
+                    if !sa.deleted_by_peer {
+                        self.io.stats.failed += 1;
+                    }
                     if r.what == Req::Liveness {
                         self.io.stats.dead_peers += 1;
                     }
