@@ -93,7 +93,8 @@
 //!   authenticate with EAP-MSCHAPv2 inside IKE_AUTH, the last AUTHs keyed with the MSK;
 //!   the client side too ([`PeerAuth::EapClient`]).
 //!
-//! TODO (issue 16): NAT rebinding, MOBIKE.
+//! - Restarts and moves (mobike.rs): INITIAL_CONTACT both ways (§2.4), NAT rebinding
+//!   (§2.23) and MOBIKE as responder (RFC 4555).
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
@@ -112,6 +113,7 @@ mod init;
 mod io;
 mod kernel;
 mod lifetime;
+mod mobike;
 mod probe;
 mod window;
 
@@ -126,6 +128,7 @@ use self::io::*;
 pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
 use self::lifetime::*;
+use self::mobike::*;
 pub use self::probe::Occupancy;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -298,6 +301,10 @@ pub struct Stats {
     pub child_sas_expired: u64,
     /// IKE SAs deleted at their lifetime.
     pub ike_sas_expired: u64,
+    /// IKE SAs dropped because their peer came back with INITIAL_CONTACT (§2.4).
+    pub initial_contacts: u64,
+    /// IKE SAs moved to new addresses with their CHILD_SAs (NAT rebinding, MOBIKE).
+    pub peer_moves: u64,
 }
 
 /// Why a connect failed.
@@ -460,6 +467,8 @@ struct IkeSa {
     reassembly: Option<Reassembling>,
     /// The EAP conversation of IKE_AUTH (§2.16), while it runs.
     eap: Option<Box<Eap>>,
+    /// The peer's identity, INITIAL_CONTACT and MOBIKE (mobike.rs).
+    mob: Mobility,
 }
 
 impl IkeSa {
@@ -501,6 +510,7 @@ impl IkeSa {
             rekeyed_to: None,
             reassembly: None,
             eap: None,
+            mob: Mobility::default(),
         }
     }
 
@@ -757,7 +767,8 @@ impl Engine {
             peer_vip: None,
             own_vip: None,
         };
-        let sa = IkeSa::new(info, p);
+        let mut sa = IkeSa::new(info, p);
+        sa.mob.first_contact = !self.has_contact(p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
             sas,
@@ -890,7 +901,7 @@ impl Engine {
         let ours = if hd.initiator() { hd.spi_r } else { hd.spi_i };
         let Some(h) = self.sas.find_by(&ours, |sa| {
             sa.info.initiator != hd.initiator()
-                && sa.info.remote.ip() == remote.ip()
+                && (sa.info.remote.ip() == remote.ip() || sa.may_move_to(remote))
                 && (sa.info.state == IkeState::InitSent
                     || (if hd.initiator() {
                         sa.info.spi_i

@@ -30,8 +30,10 @@ impl Engine {
             }
             return;
         }
-        sa.info.local = local;
-        sa.info.remote = remote;
+        self.follow_peer(h, (local, remote), inner);
+        let Some(sa) = self.sas.get(h) else {
+            return;
+        };
         match (sa.info.state, hd.exchange) {
             (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
