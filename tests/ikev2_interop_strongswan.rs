@@ -1219,3 +1219,47 @@ fn we_ask_charon_for_an_address_and_our_side_is_narrowed_to_it() {
         "{log}"
     );
 }
+
+/// charon initiates its CHILD_SA to our engine and both sides show it.
+fn charon_initiates(c: &Charon, ours: &mut Ours) {
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        let before = ours.engine.stats().ike_sas_established;
+        ours.run_until(|e| e.stats().ike_sas_established > before && e.child_sas().count() >= 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+}
+
+#[test]
+fn a_restarted_charon_sends_initial_contact_and_we_drop_its_old_ike_sa_at_once() {
+    let l = link("v2ic");
+    let c = charon(
+        "v2-charon-ic1",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+    );
+    let mut ours = Ours::new(&l.a, GCM_ECP256, ESP_GCM);
+    charon_initiates(&c, &mut ours);
+    check_charon(&c, &ours, true);
+    let old = ike_spis(&ours);
+    // charon dies without a word (no Delete) and comes back with the same configuration.
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(c.child.id() as i32, libc::SIGKILL) };
+    drop(c);
+    let c = charon(
+        "v2-charon-ic2",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+    );
+    charon_initiates(&c, &mut ours);
+    // Its new IKE_AUTH said INITIAL_CONTACT: the old IKE SA and CHILD_SA are gone now,
+    // not when a liveness check would find them dead (there is none here).
+    ours.run_until(|e| e.ike_sas().count() == 1);
+    assert_ne!(ike_spis(&ours), old);
+    assert_eq!(ours.engine.child_sas().count(), 1);
+    assert_eq!(ours.engine.stats().initial_contacts, 1);
+    check_charon(&c, &ours, true);
+}
