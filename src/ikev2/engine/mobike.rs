@@ -9,11 +9,11 @@
 //!   IKE_AUTH carries it, once the new IKE SA is established the other IKE SAs of the
 //!   same policy whose peer authenticated with the same identity go, with their
 //!   CHILD_SAs and kernel state, without a Delete (the peer has forgotten them).
-//! - NAT rebinding: every new authenticated request (and the answer to ours) moves the
-//!   IKE SA to the addresses it came from (iked does the same); when the peer is behind
-//!   a NAT its UDP-encapsulated CHILD_SAs follow in the kernel: the encapsulation port
-//!   in place when only that changed, the address by replacing the states. A message
-//!   that does not verify, a repeated request and anything before IKE_AUTH move nothing.
+//! - NAT rebinding: every new authenticated request moves the IKE SA to the addresses it
+//!   came from (iked does the same); when the peer is behind a NAT (and without MOBIKE)
+//!   its UDP-encapsulated CHILD_SAs follow in the kernel: the encapsulation port in
+//!   place when only that changed, the address by replacing the states. A message that
+//!   does not verify and a repeated request move nothing.
 //! - MOBIKE: with [`Config::mobike`] we answer MOBIKE_SUPPORTED in IKE_AUTH to a peer
 //!   that announced it (iked's `set mobike`). The peer's INFORMATIONAL with
 //!   UPDATE_SA_ADDRESSES moves the IKE SA and its CHILD_SAs (kernel state) to the
@@ -161,9 +161,10 @@ impl Engine {
             nat_recheck(sa, inner);
             self.io.keepalive_starts(sa, self.io.now);
             self.io.arm(h, sa);
-        } else if !sa.info.nat_remote {
-            // Not behind a NAT and no MOBIKE: the IKE SA answers where it was asked,
-            // the CHILD_SAs stay.
+        } else if !sa.info.nat_remote || sa.mob.mobike {
+            // The IKE SA answers where it was asked; the CHILD_SAs stay unless the
+            // peer's NAT moved it. With MOBIKE only UPDATE_SA_ADDRESSES moves them: a
+            // request from elsewhere may be the peer trying a path (RFC 4555 §3.5).
             return;
         }
         let (peer, nat) = (
