@@ -3078,19 +3078,36 @@ fn an_eap_road_warrior_gets_its_address_and_child_sa_from_the_first_ike_auth() {
 
 // ----- Restarts and moves: INITIAL_CONTACT (§2.4), NAT rebinding (§2.23), MOBIKE -----
 
-/// The notifies of the IKE_AUTH requests an engine sent, read from its capture (in
-/// clear); the capture is emptied.
-fn auth_request_notifies(e: &mut Engine) -> Vec<Vec<NotifyType>> {
+/// The notifies (type, data) of the `exchange` requests or responses an engine sent or
+/// received, read from its capture (in clear); the capture is emptied.
+fn captured_notifies(
+    e: &mut Engine,
+    exchange: ExchangeType,
+    response: bool,
+) -> Vec<Vec<(NotifyType, Vec<u8>)>> {
     let mut out = Vec::new();
     while let Some(c) = e.poll_capture() {
         let Ok(m) = Message::parse(&c.data) else {
             continue;
         };
-        if m.header.exchange == ExchangeType::IKE_AUTH && m.header.flags & FLAG_RESPONSE == 0 {
-            out.push(m.payloads.notifies().map(|n| n.ty).collect());
+        if m.header.exchange == exchange && (m.header.flags & FLAG_RESPONSE != 0) == response {
+            out.push(
+                m.payloads
+                    .notifies()
+                    .map(|n| (n.ty, n.data.to_vec()))
+                    .collect(),
+            );
         }
     }
     out
+}
+
+/// The notify types of the IKE_AUTH requests an engine sent (its capture is emptied).
+fn auth_request_notifies(e: &mut Engine) -> Vec<Vec<NotifyType>> {
+    captured_notifies(e, ExchangeType::IKE_AUTH, false)
+        .into_iter()
+        .map(|v| v.into_iter().map(|(t, _)| t).collect())
+        .collect()
 }
 
 /// One side of an established pair "restarts": a fresh engine with the same
@@ -3164,7 +3181,10 @@ fn a_restarted_initiator_sends_initial_contact_and_the_responder_drops_the_old_s
     assert_established(&p);
     assert_eq!(
         auth_request_notifies(&mut p.west),
-        vec![vec![NotifyType::INITIAL_CONTACT]],
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]],
         "the first contact says so"
     );
     restart(&mut p, true, 3);
@@ -3172,7 +3192,10 @@ fn a_restarted_initiator_sends_initial_contact_and_the_responder_drops_the_old_s
     p.connect();
     assert_eq!(
         auth_request_notifies(&mut p.west),
-        vec![vec![NotifyType::INITIAL_CONTACT]]
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]]
     );
     assert_only_the_new_sa(&p, true);
 }
@@ -3186,7 +3209,10 @@ fn a_restarted_responder_that_initiates_makes_the_old_initiator_drop_its_sa() {
     p.drive();
     assert_eq!(
         auth_request_notifies(&mut p.east),
-        vec![vec![NotifyType::INITIAL_CONTACT]]
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]]
     );
     assert_only_the_new_sa(&p, false);
 }
@@ -3196,7 +3222,10 @@ fn a_second_ike_sa_with_a_peer_we_already_have_says_no_initial_contact_and_both_
     let mut p = kernel_pair(ESP_GCM, 0);
     p.west.set_capture(true);
     p.connect();
-    assert_eq!(auth_request_notifies(&mut p.west), vec![Vec::new()]);
+    assert_eq!(
+        auth_request_notifies(&mut p.west),
+        vec![vec![NotifyType::MOBIKE_SUPPORTED]]
+    );
     assert_eq!(p.west.ike_sas().count(), 2);
     assert_eq!(p.east.ike_sas().count(), 2);
     assert_eq!(stats(&p.east).initial_contacts, 0);
@@ -3222,6 +3251,8 @@ fn nat_kernel_pair() -> Pair {
 
 #[test]
 fn a_nat_rebinding_moves_the_ike_sa_and_its_child_sas_on_an_authenticated_request_only() {
+    // (MOBIKE is on both sides: a new port behind the same NAT address is followed
+    // without UPDATE_SA_ADDRESSES.)
     let mut p = nat_kernel_pair();
     let auth = p
         .sent
@@ -3280,4 +3311,109 @@ fn a_nat_rebinding_moves_the_ike_sa_and_its_child_sas_on_an_authenticated_reques
     assert_eq!(children(&p.east).len(), 1);
     assert_eq!(stats(&p.east).failed + stats(&p.west).failed, 0);
     assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn mobike_the_initiator_moves_and_both_sides_keep_the_ike_sa_and_move_the_child_sa() {
+    let mut p = kernel_pair(ESP_GCM, 0);
+    let (_, before) = one_ike(&p.east);
+    let (wc, ec) = (children(&p.west)[0].clone(), children(&p.east)[0].clone());
+    p.west.set_capture(true);
+    p.east.set_capture(true);
+    let moved: IpAddr = "192.0.2.11".parse().unwrap();
+    assert_eq!(
+        p.west.update_addresses(p.now, IkeRef::Peer("peer"), moved),
+        1
+    );
+    p.drive();
+    // The same IKE SA and CHILD_SA on both sides, between the new addresses.
+    let ((_, w), (_, e)) = (one_ike(&p.west), one_ike(&p.east));
+    assert_eq!((e.spi_i, e.spi_r), (before.spi_i, before.spi_r));
+    assert_eq!(w.local, SocketAddr::new(moved, 500));
+    assert_eq!(e.remote, SocketAddr::new(moved, 500));
+    assert!(!w.nat_local && !w.nat_remote && !e.nat_local && !e.nat_remote);
+    let (wn, en) = (children(&p.west), children(&p.east));
+    assert_eq!((wn.len(), en.len()), (1, 1));
+    assert_eq!((wn[0].spi_in, wn[0].spi_out), (wc.spi_in, wc.spi_out));
+    assert_eq!((en[0].spi_in, en[0].spi_out), (ec.spi_in, ec.spi_out));
+    assert_eq!((wn[0].local.ip(), en[0].remote.ip()), (moved, moved));
+    assert_eq!(
+        (stats(&p.west).peer_moves, stats(&p.east).peer_moves),
+        (1, 1)
+    );
+    // Both kernels hold the CHILD_SA's states at the new addresses (and its flows).
+    assert_kernels_hold_the_child_sas(&p);
+    // The request: UPDATE_SA_ADDRESSES, NAT_DETECTION_* for the new addresses, a
+    // COOKIE2; the answer: east's NAT_DETECTION_* and the same COOKIE2.
+    let req = captured_notifies(&mut p.east, ExchangeType::INFORMATIONAL, false);
+    let types: Vec<NotifyType> = req[0].iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        types,
+        vec![
+            NotifyType::UPDATE_SA_ADDRESSES,
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            NotifyType::COOKIE2
+        ]
+    );
+    let resp = captured_notifies(&mut p.west, ExchangeType::INFORMATIONAL, true);
+    let types: Vec<NotifyType> = resp[0].iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        types,
+        vec![
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            NotifyType::COOKIE2
+        ]
+    );
+    assert_eq!(resp[0][2].1, req[0][3].1, "COOKIE2 returned");
+    assert_eq!(req[0][3].1.len(), 16);
+    // The IKE SA works at the new address: a CHILD_SA rekey from each side.
+    for from_west in [false, true] {
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        assert_eq!(e.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+        p.drive();
+    }
+    let (wn, en) = (children(&p.west), children(&p.east));
+    assert_eq!((wn.len(), en.len()), (1, 1));
+    assert_ne!(wn[0].spi_in, wc.spi_in);
+    assert_eq!((wn[0].local.ip(), en[0].remote.ip()), (moved, moved));
+    assert_eq!(stats(&p.west).failed + stats(&p.east).failed, 0);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn without_mobike_on_the_responder_no_address_update_is_sent_and_a_moved_peer_is_not_followed() {
+    let config = Config {
+        kernel_answers: true,
+        mobike: false,
+        ..Config::default()
+    };
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        0,
+    );
+    p.east = engine_with(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]), 2, config);
+    p.connect();
+    assert_established(&p);
+    // East did not answer MOBIKE_SUPPORTED: west has nothing to update with.
+    let moved: IpAddr = "192.0.2.11".parse().unwrap();
+    assert_eq!(
+        p.west.update_addresses(p.now, IkeRef::Peer("peer"), moved),
+        0
+    );
+    assert_eq!(one_ike(&p.west).1.local, addr(WEST));
+    // A protected request from another address is not even looked at: a Delete from
+    // west, sent as if it had moved, goes unanswered.
+    let before = stats(&p.east).datagrams_dropped;
+    p.sent.clear();
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.collect();
+    let d = p.wire.pop_front().expect("west's INFORMATIONAL request");
+    p.east
+        .handle_datagram(p.now, d.dst, SocketAddr::new(moved, 500), &d.data);
+    assert_eq!(stats(&p.east).datagrams_dropped, before + 1);
+    assert_eq!(one_ike(&p.east).1.remote, addr(WEST));
+    assert_eq!(stats(&p.east).peer_moves, 0);
 }

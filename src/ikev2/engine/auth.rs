@@ -508,7 +508,7 @@ pub(super) fn build_auth_request(
     let asked: Vec<(CfgAttrType, Vec<u8>)> =
         peer.cp.request.iter().map(|t| (*t, Vec::new())).collect();
     let msgid = sa.next_msgid;
-    let first_contact = sa.mob.first_contact;
+    let (first_contact, offer_mobike) = (sa.mob.first_contact, sa.mob.offer);
     build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
         add_cert(b, PayloadType::CERT, &cert)?;
@@ -519,6 +519,9 @@ pub(super) fn build_auth_request(
         if first_contact {
             // §2.4: we hold no other IKE SA with this peer.
             b.notify(NotifyType::INITIAL_CONTACT, &[])?;
+        }
+        if offer_mobike {
+            b.notify(NotifyType::MOBIKE_SUPPORTED, &[])?;
         }
         add_cp(b, CfgType::REQUEST, &asked)?;
         b.sa(&props)?;

@@ -10,16 +10,25 @@
 //!   same policy whose peer authenticated with the same identity go, with their
 //!   CHILD_SAs and kernel state, without a Delete (the peer has forgotten them).
 //! - NAT rebinding: every new authenticated request moves the IKE SA to the addresses it
-//!   came from (iked does the same); when the peer is behind a NAT (and without MOBIKE)
-//!   its UDP-encapsulated CHILD_SAs follow in the kernel: the encapsulation port in
-//!   place when only that changed, the address by replacing the states. A message that
-//!   does not verify and a repeated request move nothing.
+//!   came from (iked does the same); when the peer is behind a NAT its UDP-encapsulated
+//!   CHILD_SAs follow in the kernel: the encapsulation port in place when only that
+//!   changed, the address by replacing the states (with MOBIKE, a new address waits for
+//!   UPDATE_SA_ADDRESSES). A message that does not verify and a repeated request move
+//!   nothing.
 //! - MOBIKE: with [`Config::mobike`] we answer MOBIKE_SUPPORTED in IKE_AUTH to a peer
 //!   that announced it (iked's `set mobike`). The peer's INFORMATIONAL with
 //!   UPDATE_SA_ADDRESSES moves the IKE SA and its CHILD_SAs (kernel state) to the
 //!   message's addresses, with the NAT finding redone from its NAT_DETECTION_* notifies;
 //!   the answer carries ours for the same addresses and the peer's COOKIE2 (§3.8, §3.5).
-//!   We never start an address update (iked as initiator does not either).
+//!   As initiator we announce MOBIKE_SUPPORTED too (iked does not), and
+//!   [`Engine::update_addresses`] moves our side: UPDATE_SA_ADDRESSES from the new
+//!   address, the CHILD_SAs moved once the peer answers with our COOKIE2 (the daemon
+//!   does not watch the host's addresses yet, so only a caller of the engine does).
+//!
+//! Moving a CHILD_SA to a new address replaces its kernel states (XFRM cannot change a
+//! state's addresses in place; XFRM_MSG_MIGRATE would keep the sequence numbers): the
+//! outbound sequence number starts again at 1, and a peer that kept its replay window
+//! across the move drops our first packets until it passes the old count.
 
 use super::*;
 use crate::ikev2::policy::Identity;
@@ -33,6 +42,10 @@ pub(super) struct Mobility {
     pub(super) initial_contact: bool,
     /// Initiator: we send INITIAL_CONTACT in IKE_AUTH.
     pub(super) first_contact: bool,
+    /// Initiator: we announce MOBIKE_SUPPORTED in IKE_AUTH ([`Config::mobike`]).
+    pub(super) offer: bool,
+    /// Our COOKIE2 in the UPDATE_SA_ADDRESSES in flight (RFC 4555 §3.5).
+    pub(super) cookie2: Option<[u8; 16]>,
     /// Both sides announced MOBIKE_SUPPORTED (RFC 4555 §3.3).
     pub(super) mobike: bool,
 }
@@ -61,6 +74,79 @@ impl IkeSa {
 }
 
 impl Engine {
+    /// What a new IKE SA with the peer of policy `p` says in its IKE_AUTH request.
+    pub(super) fn new_contact(&self, p: usize) -> Mobility {
+        Mobility {
+            first_contact: !self.has_contact(p),
+            offer: self.config.mobike,
+            ..Mobility::default()
+        }
+    }
+
+    /// Our address changed (the caller watches the host's addresses): the established
+    /// IKE SAs `which` picks that we initiated with MOBIKE move to `local` (their port
+    /// stays) with an INFORMATIONAL carrying UPDATE_SA_ADDRESSES, NAT_DETECTION_* for the
+    /// new addresses and a COOKIE2 (RFC 4555 §3.5); their CHILD_SAs follow when the
+    /// peer answers. Returns how many.
+    pub fn update_addresses(&mut self, now: Time, which: IkeRef<'_>, local: IpAddr) -> usize {
+        let picked: Vec<Handle> = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| match which {
+                IkeRef::Peer(p) => sa.info.peer == p,
+                IkeRef::Handle(x) => *h == x,
+            })
+            .filter(|(_, sa)| {
+                sa.info.state == IkeState::Established && sa.info.initiator && sa.mob.mobike
+            })
+            .filter(|(_, sa)| sa.info.local.is_ipv4() == local.is_ipv4())
+            .map(|(h, _)| h)
+            .collect();
+        for &h in &picked {
+            let cookie = self.io.random::<16>();
+            let Some(sa) = self.sas.get_mut(h) else {
+                continue;
+            };
+            log::info!(
+                "ikev2: {} {}: our address moves from {} to {local}: UPDATE_SA_ADDRESSES",
+                sa.info.peer,
+                sa.info.remote,
+                sa.info.local.ip()
+            );
+            sa.info.local.set_ip(local);
+            sa.mob.cookie2 = Some(cookie);
+            self.start_request(now, h, Req::UpdateAddresses);
+        }
+        picked.len()
+    }
+
+    /// The answer to our UPDATE_SA_ADDRESSES: with our COOKIE2 back, the NAT finding
+    /// redone from its NAT_DETECTION_* and the CHILD_SAs moved to the IKE SA's addresses.
+    pub(super) fn addresses_updated(&mut self, h: Handle, inner: &Payloads<'_>) {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        let cookie = sa.mob.cookie2.take();
+        let back = inner.notify(NotifyType::COOKIE2).map(|c| c.data);
+        if cookie.is_some() && back != cookie.as_ref().map(|c| &c[..]) {
+            let remote = sa.info.remote;
+            return self
+                .io
+                .dropped(remote, "UPDATE_SA_ADDRESSES answer without our COOKIE2");
+        }
+        nat_recheck(sa, inner);
+        self.io.keepalive_starts(sa, self.io.now);
+        self.io.arm(h, sa);
+        let (local, remote) = (sa.info.local, sa.info.remote);
+        let nat = sa.info.nat_local || sa.info.nat_remote;
+        log::info!(
+            "ikev2: {} {remote}: the peer took our new address {local}",
+            sa.info.peer
+        );
+        self.io.stats.peer_moves += 1;
+        self.move_children(h, local, remote, nat);
+    }
+
     /// Whether an IKE SA with the peer of policy `p` exists, in any state: one the
     /// policy made, or one whose peer authenticated as the policy's remote ID.
     pub(super) fn has_contact(&self, p: usize) -> bool {
@@ -161,10 +247,11 @@ impl Engine {
             nat_recheck(sa, inner);
             self.io.keepalive_starts(sa, self.io.now);
             self.io.arm(h, sa);
-        } else if !sa.info.nat_remote || sa.mob.mobike {
+        } else if !sa.info.nat_remote || (sa.mob.mobike && remote.ip() != old_remote.ip()) {
             // The IKE SA answers where it was asked; the CHILD_SAs stay unless the
-            // peer's NAT moved it. With MOBIKE only UPDATE_SA_ADDRESSES moves them: a
-            // request from elsewhere may be the peer trying a path (RFC 4555 §3.5).
+            // peer's NAT moved it. With MOBIKE a new address takes UPDATE_SA_ADDRESSES:
+            // a request from elsewhere may be the peer trying a path (RFC 4555 §3.5);
+            // a new port behind the same NAT address is the NAT's doing.
             return;
         }
         let (peer, nat) = (
@@ -246,6 +333,27 @@ fn nat_recheck(sa: &mut IkeSa, inner: &Payloads<'_>) {
         let want = natd(i, r, sa.info.remote);
         sa.info.nat_remote = !sources.any(|n| n.data == want);
     }
+}
+
+/// Our UPDATE_SA_ADDRESSES request's notifies (RFC 4555 §3.5): the update, our
+/// NAT_DETECTION_* for the IKE SA's (new) addresses, the COOKIE2.
+pub(super) fn update_request(sa: &IkeSa) -> Vec<(NotifyType, Vec<u8>)> {
+    let (i, r) = (&sa.info.spi_i, &sa.info.spi_r);
+    let mut out = vec![
+        (NotifyType::UPDATE_SA_ADDRESSES, Vec::new()),
+        (
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            natd(i, r, sa.info.local).to_vec(),
+        ),
+        (
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            natd(i, r, sa.info.remote).to_vec(),
+        ),
+    ];
+    if let Some(c) = sa.mob.cookie2 {
+        out.push((NotifyType::COOKIE2, c.to_vec()));
+    }
+    out
 }
 
 /// The notifies our answer to an INFORMATIONAL request carries with MOBIKE: our

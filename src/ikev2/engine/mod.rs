@@ -354,6 +354,8 @@ enum Req {
     CreateChild(Option<u32>),
     /// CREATE_CHILD_SA rekeying the IKE SA (§1.3.2).
     RekeyIke,
+    /// INFORMATIONAL with UPDATE_SA_ADDRESSES: we moved (RFC 4555 §3.5).
+    UpdateAddresses,
 }
 
 /// Our IKE SA rekey in flight: the new IKE SA's SPI (ours), Ni and DH value.
@@ -768,7 +770,7 @@ impl Engine {
             own_vip: None,
         };
         let mut sa = IkeSa::new(info, p);
-        sa.mob.first_contact = !self.has_contact(p);
+        sa.mob = self.new_contact(p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
             sas,
