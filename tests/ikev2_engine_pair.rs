@@ -151,9 +151,12 @@ struct FakeKernel {
     /// Refuse this many of the next AddSa / GetSpi requests.
     refuse_add: usize,
     refuse_spi: usize,
-    /// UpdateSa requests, in order: inbound SPI, the peer's address, the encapsulation.
-    updates: Vec<(u32, SocketAddr, Option<(u16, u16)>)>,
+    /// UpdateSa requests, in order.
+    updates: Vec<Update>,
 }
+
+/// An UpdateSa the fake kernel took: inbound SPI, the peer's address, the encapsulation.
+type Update = (u32, SocketAddr, Option<(u16, u16)>);
 
 impl FakeKernel {
     fn new(first_spi: u32) -> FakeKernel {
