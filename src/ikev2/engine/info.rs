@@ -138,7 +138,7 @@ impl Engine {
                 }
             }
         }
-        let extra = mobike_answer(sa, inner);
+        let extra = mobike_answer(&mut self.io, sa, inner);
         let m = build_protected(
             &mut self.io,
             sa,

@@ -321,18 +321,8 @@ impl Engine {
 /// MOBIKE (RFC 4555 §3.5): the NAT finding redone from the NAT_DETECTION_* notifies of
 /// an INFORMATIONAL (both SPIs in the hashes now); none, no change.
 fn nat_recheck(sa: &mut IkeSa, inner: &Payloads<'_>) {
-    let (i, r) = (&sa.info.spi_i, &sa.info.spi_r);
-    if let Some(d) = inner.notify(NotifyType::NAT_DETECTION_DESTINATION_IP) {
-        sa.info.nat_local = d.data != natd(i, r, sa.info.local);
-    }
-    let mut sources = inner
-        .notifies()
-        .filter(|n| n.ty == NotifyType::NAT_DETECTION_SOURCE_IP)
-        .peekable();
-    if sources.peek().is_some() {
-        let want = natd(i, r, sa.info.remote);
-        sa.info.nat_remote = !sources.any(|n| n.data == want);
-    }
+    let r = sa.info.spi_r;
+    nat_compare(sa, inner, &r);
 }
 
 /// Our UPDATE_SA_ADDRESSES request's notifies (RFC 4555 §3.5): the update, our
@@ -359,7 +349,11 @@ pub(super) fn update_request(sa: &IkeSa) -> Vec<(NotifyType, Vec<u8>)> {
 /// The notifies our answer to an INFORMATIONAL request carries with MOBIKE: our
 /// NAT_DETECTION_* for the addresses it goes between, when the request had an
 /// UPDATE_SA_ADDRESSES or NAT_DETECTION_* (RFC 4555 §3.8), and the peer's COOKIE2 (§3.5).
-pub(super) fn mobike_answer(sa: &IkeSa, inner: &Payloads<'_>) -> Vec<(NotifyType, Vec<u8>)> {
+pub(super) fn mobike_answer(
+    io: &mut Io,
+    sa: &IkeSa,
+    inner: &Payloads<'_>,
+) -> Vec<(NotifyType, Vec<u8>)> {
     let mut out = Vec::new();
     if !sa.mob.mobike {
         return out;
@@ -378,11 +372,19 @@ pub(super) fn mobike_answer(sa: &IkeSa, inner: &Payloads<'_>) -> Vec<(NotifyType
         ));
     }
     // RFC 4555 §3.5: 8 to 64 octets, returned as they came.
-    if let Some(c) = inner
-        .notify(NotifyType::COOKIE2)
-        .filter(|c| (8..=64).contains(&c.data.len()))
-    {
-        out.push((NotifyType::COOKIE2, c.data.to_vec()));
+    if let Some(c) = inner.notify(NotifyType::COOKIE2) {
+        if (8..=64).contains(&c.data.len()) {
+            out.push((NotifyType::COOKIE2, c.data.to_vec()));
+        } else {
+            io.limited_log(
+                log::Level::Warn,
+                format_args!(
+                    "ikev2: {}: COOKIE2 of {} bytes (not 8-64): not returned",
+                    sa.info.remote,
+                    c.data.len()
+                ),
+            );
+        }
     }
     out
 }
