@@ -158,7 +158,12 @@ struct FakeKernel {
     /// Refuse this many of the next AddSa / GetSpi requests.
     refuse_add: usize,
     refuse_spi: usize,
+    /// UpdateSa requests, in order.
+    updates: Vec<Update>,
 }
+
+/// An UpdateSa the fake kernel took: inbound SPI, the peer's address, the encapsulation.
+type Update = (u32, SocketAddr, Option<(u16, u16)>);
 
 impl FakeKernel {
     fn new(first_spi: u32) -> FakeKernel {
@@ -255,7 +260,20 @@ impl FakeKernel {
                     format!("del {i:08x} {o:08x}{half} keep {keep_flows}"),
                 )
             }
-            KernelReq::UpdateSa(_) => (failed("unexpected"), "update".into()),
+            KernelReq::UpdateSa(sa) => {
+                let (i, o) = (
+                    u32::from_be_bytes(sa.spi_in),
+                    u32::from_be_bytes(sa.spi_out),
+                );
+                // XFRM_MSG_UPDSA: both states must be there already.
+                if !self.states.contains(&(sa.local.ip(), i))
+                    || !self.states.contains(&(sa.remote.ip(), o))
+                {
+                    return (failed("No such process"), format!("bad update {i:08x}"));
+                }
+                self.updates.push((i, sa.remote, sa.encap));
+                (KernelReply::Done, format!("update {i:08x} {o:08x}"))
+            }
             KernelReq::AddFlows(fs) => {
                 for (l, r) in &fs.pairs {
                     self.flows.insert((l.data.clone(), r.data.clone()));
@@ -325,8 +343,9 @@ struct Pair {
     /// How long a kernel takes to answer, in milliseconds of virtual time.
     kernel_delay: u64,
     /// West is behind a NAT with this public address: its ports 500 and 4500 show as
-    /// 40500 and 44500.
+    /// `nat_base` + 500 and + 4500 (40500 and 44500 unless a test moves them).
     nat: Option<IpAddr>,
+    nat_base: u16,
     events: Vec<Event>,
     /// Datagrams held back ([`Fate::Hold`]), delivered in order once the wire is empty.
     held: VecDeque<Datagram>,
@@ -346,6 +365,7 @@ impl Pair {
             kernel_queue: VecDeque::new(),
             kernel_delay: 0,
             nat: None,
+            nat_base: 40_000,
             events: Vec::new(),
             held: VecDeque::new(),
         }
@@ -460,16 +480,16 @@ impl Pair {
     }
 
     fn deliver(&mut self, d: &Datagram) {
+        let base = self.nat_base;
         let (src, dst) = match (self.nat, d.from_west) {
-            (Some(public), true) => (SocketAddr::new(public, 40_000 + d.src.port()), d.dst),
+            (Some(public), true) => (SocketAddr::new(public, base + d.src.port()), d.dst),
             (Some(public), false) => {
-                if d.dst.ip() != public || d.dst.port() < 40_000 {
+                // Only the NAT's current mappings lead to west.
+                let port = d.dst.port().wrapping_sub(base);
+                if d.dst.ip() != public || (port != 500 && port != 4500) {
                     return;
                 }
-                (
-                    d.src,
-                    SocketAddr::new(addr(WEST).ip(), d.dst.port() - 40_000),
-                )
+                (d.src, SocketAddr::new(addr(WEST).ip(), port))
             }
             (None, _) => (d.src, d.dst),
         };
@@ -3555,4 +3575,346 @@ fn raw_rsa_keys_are_sent_in_cert_payloads_and_checked_against_pubkeys_both_ways(
         (SigMethod::Any, raw("raweast", "raweast", &WEST[..9])),
     );
     auth_fails_cleanly(&p);
+}
+
+// ----- Restarts and moves: INITIAL_CONTACT (§2.4), NAT rebinding (§2.23), MOBIKE -----
+
+/// The notifies (type, data) of the `exchange` requests or responses an engine sent or
+/// received, read from its capture (in clear); the capture is emptied.
+fn captured_notifies_of(
+    e: &mut Engine,
+    exchange: ExchangeType,
+    response: bool,
+) -> Vec<Vec<(NotifyType, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while let Some(c) = e.poll_capture() {
+        let Ok(m) = Message::parse(&c.data) else {
+            continue;
+        };
+        if m.header.exchange == exchange && (m.header.flags & FLAG_RESPONSE != 0) == response {
+            out.push(
+                m.payloads
+                    .notifies()
+                    .map(|n| (n.ty, n.data.to_vec()))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The notify types of the IKE_AUTH requests an engine sent (its capture is emptied).
+fn auth_request_notifies(e: &mut Engine) -> Vec<Vec<NotifyType>> {
+    captured_notifies_of(e, ExchangeType::IKE_AUTH, false)
+        .into_iter()
+        .map(|v| v.into_iter().map(|(t, _)| t).collect())
+        .collect()
+}
+
+/// One side of an established pair "restarts": a fresh engine with the same
+/// configuration and an empty kernel, the datagrams in flight to it lost.
+fn restart(p: &mut Pair, west: bool, seed: u64) {
+    let config = Config {
+        kernel_answers: true,
+        ..Config::default()
+    };
+    if west {
+        p.west = engine_with(
+            peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            seed,
+            config,
+        );
+        p.west_kernel = FakeKernel::new(0x3000_0000);
+        p.west.set_capture(true);
+    } else {
+        p.east = engine_with(
+            peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+            seed,
+            config,
+        );
+        p.east_kernel = FakeKernel::new(0x4000_0000);
+        p.east.set_capture(true);
+    }
+    p.wire.retain(|d| d.from_west != west);
+    p.kernel_queue.retain(|k| k.1 != west);
+}
+
+/// The side that did not restart holds exactly the new IKE SA (the restarted side's)
+/// and its CHILD_SA, in its kernel too, and deleted the old one without a Delete.
+fn assert_only_the_new_sa(p: &Pair, west_restarted: bool) {
+    let (restarted, survivor) = if west_restarted {
+        (&p.west, &p.east)
+    } else {
+        (&p.east, &p.west)
+    };
+    let (_, new) = one_ike(restarted);
+    let (_, kept) = one_ike(survivor);
+    assert_eq!(
+        (kept.spi_i, kept.spi_r),
+        (new.spi_i, new.spi_r),
+        "the new IKE SA"
+    );
+    assert_eq!(kept.state, IkeState::Established);
+    assert_ne!(kept.initiator, new.initiator);
+    let (rc, sc) = (children(restarted), children(survivor));
+    assert_eq!((rc.len(), sc.len()), (1, 1), "one CHILD_SA each");
+    assert_eq!((rc[0].spi_in, rc[0].spi_out), (sc[0].spi_out, sc[0].spi_in));
+    assert_eq!(stats(survivor).initial_contacts, 1);
+    assert_eq!(stats(survivor).child_sas_deleted, 1, "the old CHILD_SA");
+    assert_kernels_hold_the_child_sas(p);
+    // No Delete for the old SAs: nothing but IKE_SA_INIT and IKE_AUTH went since.
+    assert!(
+        p.sent.iter().all(|d| kind(&d.data) < 4),
+        "only the new IKE SA's exchanges: {:?}",
+        p.sent.iter().map(|d| exchange(&d.data)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_restarted_initiator_sends_initial_contact_and_the_responder_drops_the_old_sa_at_once() {
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        0,
+    );
+    p.west.set_capture(true);
+    p.connect();
+    assert_established(&p);
+    assert_eq!(
+        auth_request_notifies(&mut p.west),
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]],
+        "the first contact says so"
+    );
+    restart(&mut p, true, 3);
+    p.sent.clear();
+    p.connect();
+    assert_eq!(
+        auth_request_notifies(&mut p.west),
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]]
+    );
+    assert_only_the_new_sa(&p, true);
+}
+
+#[test]
+fn a_restarted_responder_that_initiates_makes_the_old_initiator_drop_its_sa() {
+    let mut p = kernel_pair(ESP_GCM, 0);
+    restart(&mut p, false, 4);
+    p.sent.clear();
+    p.east.connect(p.now, "peer").unwrap();
+    p.drive();
+    assert_eq!(
+        auth_request_notifies(&mut p.east),
+        vec![vec![
+            NotifyType::INITIAL_CONTACT,
+            NotifyType::MOBIKE_SUPPORTED
+        ]]
+    );
+    assert_only_the_new_sa(&p, false);
+}
+
+#[test]
+fn a_second_ike_sa_with_a_peer_we_already_have_says_no_initial_contact_and_both_stay() {
+    let mut p = kernel_pair(ESP_GCM, 0);
+    p.west.set_capture(true);
+    p.connect();
+    assert_eq!(
+        auth_request_notifies(&mut p.west),
+        vec![vec![NotifyType::MOBIKE_SUPPORTED]]
+    );
+    assert_eq!(p.west.ike_sas().count(), 2);
+    assert_eq!(p.east.ike_sas().count(), 2);
+    assert_eq!(stats(&p.east).initial_contacts, 0);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+/// West behind a NAT (203.0.113.99, ports 40500 and 44500), kernels on both sides that
+/// answer at once, the IKE SA and its CHILD_SA established; east takes any peer.
+fn nat_kernel_pair() -> Pair {
+    let mut east = peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]);
+    east.remote = addr("0.0.0.0:500");
+    let mut p = Pair::with_kernels(peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]), east, 0);
+    p.nat = Some("203.0.113.99".parse().unwrap());
+    p.west.connect(p.now, "peer").unwrap();
+    p.drive_until(Time(5_000));
+    let (_, e) = one_ike(&p.east);
+    assert_eq!(e.state, IkeState::Established);
+    assert_eq!(e.remote, addr("203.0.113.99:44500"));
+    assert_eq!(children(&p.east)[0].encap, Some((4500, 44500)));
+    assert_kernels_hold_the_child_sas(&p);
+    p
+}
+
+#[test]
+fn a_nat_rebinding_moves_the_ike_sa_and_its_child_sas_on_an_authenticated_request_only() {
+    // (MOBIKE is on both sides: a new port behind the same NAT address is followed
+    // without UPDATE_SA_ADDRESSES.)
+    let mut p = nat_kernel_pair();
+    let auth = p
+        .sent
+        .iter()
+        .find(|d| d.from_west && d.data.starts_with(&[0; 4]) && kind(&d.data[4..]) == 2)
+        .map(|d| d.data.clone())
+        .expect("west's IKE_AUTH request");
+    let old_spi = children(&p.east)[0].spi_in;
+    // The NAT forgets west's mappings and gives it new ports.
+    p.nat_base = 41_000;
+    let (old, moved) = (addr("203.0.113.99:44500"), addr("203.0.113.99:45500"));
+    // West's keepalives come from the new port: they authenticate nothing, move nothing.
+    p.sent.clear();
+    let end = Time(p.now.0 + 21_000);
+    p.drive_until(end);
+    assert!(p.sent.iter().any(|d| d.data == [0xff]), "a keepalive went");
+    // Nor does a replayed request (answered from the kept response, where it came
+    // from) or one that does not verify.
+    let east_local = addr("192.0.2.2:4500");
+    p.east.handle_datagram(p.now, east_local, moved, &auth);
+    let mut forged = auth.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let dropped = stats(&p.east).datagrams_dropped;
+    p.east.handle_datagram(p.now, east_local, moved, &forged);
+    assert_eq!(stats(&p.east).datagrams_dropped, dropped + 1);
+    let end = Time(p.now.0 + 1_000);
+    p.drive_until(end);
+    assert_eq!(one_ike(&p.east).1.remote, old, "not moved");
+    assert_eq!(stats(&p.east).responses_resent, 1);
+    assert!(p.east_kernel.updates.is_empty());
+    assert_eq!(stats(&p.east).peer_moves, 0);
+    // West's next request (a CHILD_SA rekey) is authenticated: east follows, and the
+    // kernel's states get the new encapsulation port before the rekey replaces them.
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    let end = Time(p.now.0 + 5_000);
+    p.drive_until(end);
+    let (_, e) = one_ike(&p.east);
+    assert_eq!(e.remote, moved);
+    assert_eq!(stats(&p.east).peer_moves, 1);
+    assert_eq!(
+        p.east_kernel.updates,
+        vec![(old_spi, moved, Some((4500, 45500)))]
+    );
+    let ec = children(&p.east);
+    assert_eq!(ec.len(), 1);
+    assert_ne!(ec[0].spi_in, old_spi, "rekeyed");
+    assert_eq!((ec[0].remote, ec[0].encap), (moved, Some((4500, 45500))));
+    assert_kernels_hold_the_child_sas(&p);
+    // East's own requests now reach west through the new mapping: a rekey from east.
+    let west_spi = children(&p.west)[0].spi_in;
+    assert_eq!(p.east.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    let end = Time(p.now.0 + 5_000);
+    p.drive_until(end);
+    assert_ne!(children(&p.west)[0].spi_in, west_spi);
+    assert_eq!(children(&p.east).len(), 1);
+    assert_eq!(stats(&p.east).failed + stats(&p.west).failed, 0);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn mobike_the_initiator_moves_and_both_sides_keep_the_ike_sa_and_move_the_child_sa() {
+    let mut p = kernel_pair(ESP_GCM, 0);
+    let (_, before) = one_ike(&p.east);
+    let (wc, ec) = (children(&p.west)[0].clone(), children(&p.east)[0].clone());
+    p.west.set_capture(true);
+    p.east.set_capture(true);
+    let moved: IpAddr = "192.0.2.11".parse().unwrap();
+    assert_eq!(
+        p.west.update_addresses(p.now, IkeRef::Peer("peer"), moved),
+        1
+    );
+    p.drive();
+    // The same IKE SA and CHILD_SA on both sides, between the new addresses.
+    let ((_, w), (_, e)) = (one_ike(&p.west), one_ike(&p.east));
+    assert_eq!((e.spi_i, e.spi_r), (before.spi_i, before.spi_r));
+    assert_eq!(w.local, SocketAddr::new(moved, 500));
+    assert_eq!(e.remote, SocketAddr::new(moved, 500));
+    assert!(!w.nat_local && !w.nat_remote && !e.nat_local && !e.nat_remote);
+    let (wn, en) = (children(&p.west), children(&p.east));
+    assert_eq!((wn.len(), en.len()), (1, 1));
+    assert_eq!((wn[0].spi_in, wn[0].spi_out), (wc.spi_in, wc.spi_out));
+    assert_eq!((en[0].spi_in, en[0].spi_out), (ec.spi_in, ec.spi_out));
+    assert_eq!((wn[0].local.ip(), en[0].remote.ip()), (moved, moved));
+    assert_eq!(
+        (stats(&p.west).peer_moves, stats(&p.east).peer_moves),
+        (1, 1)
+    );
+    // Both kernels hold the CHILD_SA's states at the new addresses (and its flows).
+    assert_kernels_hold_the_child_sas(&p);
+    // The request: UPDATE_SA_ADDRESSES, NAT_DETECTION_* for the new addresses, a
+    // COOKIE2; the answer: east's NAT_DETECTION_* and the same COOKIE2.
+    let req = captured_notifies_of(&mut p.east, ExchangeType::INFORMATIONAL, false);
+    let types: Vec<NotifyType> = req[0].iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        types,
+        vec![
+            NotifyType::UPDATE_SA_ADDRESSES,
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            NotifyType::COOKIE2
+        ]
+    );
+    let resp = captured_notifies_of(&mut p.west, ExchangeType::INFORMATIONAL, true);
+    let types: Vec<NotifyType> = resp[0].iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        types,
+        vec![
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            NotifyType::COOKIE2
+        ]
+    );
+    assert_eq!(resp[0][2].1, req[0][3].1, "COOKIE2 returned");
+    assert_eq!(req[0][3].1.len(), 16);
+    // The IKE SA works at the new address: a CHILD_SA rekey from each side.
+    for from_west in [false, true] {
+        let e = if from_west { &mut p.west } else { &mut p.east };
+        assert_eq!(e.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+        p.drive();
+    }
+    let (wn, en) = (children(&p.west), children(&p.east));
+    assert_eq!((wn.len(), en.len()), (1, 1));
+    assert_ne!(wn[0].spi_in, wc.spi_in);
+    assert_eq!((wn[0].local.ip(), en[0].remote.ip()), (moved, moved));
+    assert_eq!(stats(&p.west).failed + stats(&p.east).failed, 0);
+    assert_kernels_hold_the_child_sas(&p);
+}
+
+#[test]
+fn without_mobike_on_the_responder_no_address_update_is_sent_and_a_moved_peer_is_not_followed() {
+    let config = Config {
+        kernel_answers: true,
+        mobike: false,
+        ..Config::default()
+    };
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        0,
+    );
+    p.east = engine_with(peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]), 2, config);
+    p.connect();
+    assert_established(&p);
+    // East did not answer MOBIKE_SUPPORTED: west has nothing to update with.
+    let moved: IpAddr = "192.0.2.11".parse().unwrap();
+    assert_eq!(
+        p.west.update_addresses(p.now, IkeRef::Peer("peer"), moved),
+        0
+    );
+    assert_eq!(one_ike(&p.west).1.local, addr(WEST));
+    // A protected request from another address is not even looked at: a Delete from
+    // west, sent as if it had moved, goes unanswered.
+    let before = stats(&p.east).datagrams_dropped;
+    p.sent.clear();
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    p.collect();
+    let d = p.wire.pop_front().expect("west's INFORMATIONAL request");
+    p.east
+        .handle_datagram(p.now, d.dst, SocketAddr::new(moved, 500), &d.data);
+    assert_eq!(stats(&p.east).datagrams_dropped, before + 1);
+    assert_eq!(one_ike(&p.east).1.remote, addr(WEST));
+    assert_eq!(stats(&p.east).peer_moves, 0);
 }

@@ -210,7 +210,10 @@ impl Ours {
                                 // A rekey responder's outbound half, after its inbound one.
                                 assert!(installed.contains(&(i, o)), "{i:08x}/{o:08x} half in");
                             } else {
-                                assert!(larval.remove(&i), "{i:08x} from the kernel");
+                                // A CHILD_SA moved to new addresses comes back without
+                                // its larval state.
+                                let larval = larval.remove(&i);
+                                assert!(larval || !sa.spi_from_kernel, "{i:08x} from the kernel");
                                 installed.insert((i, o));
                             }
                             KernelReply::Done
@@ -304,8 +307,14 @@ impl Ours {
 }
 
 fn charon(name: &str, netns: &str, ike: &str, esp: &str) -> Charon {
+    charon_from(name, netns, ike, esp, CHARON_ADDR)
+}
+
+/// charon with `local_addrs` (`%any`: whatever address routes to us, as a roaming
+/// MOBIKE client has).
+fn charon_from(name: &str, netns: &str, ike: &str, esp: &str, local_addrs: &str) -> Charon {
     let swanctl = format!(
-        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {local_addrs}\n  remote_addrs = {US}\n  \
          proposals = {ike}\n  local {{\n   auth = psk\n   id = {CHARON_ADDR}\n  }}\n  \
          remote {{\n   auth = psk\n   id = {US}\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
          esp_proposals = {esp}\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
@@ -328,6 +337,15 @@ fn link(tag: &str) -> Link {
     for (ns, a) in [(&l.a, "198.51.100.1/32"), (&l.b, "203.0.113.1/32")] {
         let st = Command::new("ip")
             .args(["-n", ns, "addr", "add", a, "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // No IPv6 link-local address turning up a second later: charon (with MOBIKE,
+        // which we answer) would announce it in an INFORMATIONAL while a test reads its
+        // view without our engine running to answer.
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw"])
+            .arg("net.ipv6.conf.all.disable_ipv6=1")
             .status()
             .unwrap();
         assert!(st.success());
@@ -1221,4 +1239,170 @@ fn we_ask_charon_for_an_address_and_our_side_is_narrowed_to_it() {
         log.contains(&format!("assigning virtual IP {vip}")),
         "{log}"
     );
+}
+
+/// charon initiates its CHILD_SA to our engine and both sides show it.
+fn charon_initiates(c: &Charon, ours: &mut Ours) {
+    std::thread::scope(|s| {
+        let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+        let before = ours.engine.stats().ike_sas_established;
+        ours.run_until(|e| e.stats().ike_sas_established > before && e.child_sas().count() >= 1);
+        let out = init.join().unwrap();
+        assert!(out.contains("initiate completed successfully"), "{out}");
+    });
+}
+
+#[test]
+fn a_restarted_charon_sends_initial_contact_and_we_drop_its_old_ike_sa_at_once() {
+    let l = link("v2ic");
+    let c = charon(
+        "v2-charon-ic1",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+    );
+    let mut ours = Ours::new(&l.a, GCM_ECP256, ESP_GCM);
+    charon_initiates(&c, &mut ours);
+    check_charon(&c, &ours, true);
+    let old = ike_spis(&ours);
+    // charon dies without a word (no Delete) and comes back with the same configuration.
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(c.child.id() as i32, libc::SIGKILL) };
+    drop(c);
+    let c = charon(
+        "v2-charon-ic2",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+    );
+    charon_initiates(&c, &mut ours);
+    // Its new IKE_AUTH said INITIAL_CONTACT: the old IKE SA and CHILD_SA are gone now,
+    // not when a liveness check would find them dead (there is none here).
+    ours.run_until(|e| e.ike_sas().count() == 1);
+    assert_ne!(ike_spis(&ours), old);
+    assert_eq!(ours.engine.child_sas().count(), 1);
+    assert_eq!(ours.engine.stats().initial_contacts, 1);
+    check_charon(&c, &ours, true);
+}
+
+/// Runs our engine until charon has one CHILD_SA installed and nothing going on (it
+/// may start exchanges of its own: a MOBIKE address list update when an address comes).
+fn settle(c: &Charon, ours: &mut Ours) {
+    let mut last = Instant::now();
+    ours.run_until(|_| {
+        if last.elapsed() < Duration::from_millis(300) {
+            return false;
+        }
+        last = Instant::now();
+        let s = c.swanctl(&["--list-sas"]);
+        s.matches("INSTALLED").count() == 1 && !s.contains("queued:") && !s.contains("active:")
+    });
+}
+
+/// charon's new address after it moves.
+const CHARON_MOVED: &str = "192.0.2.3";
+
+#[test]
+fn charon_moves_to_another_address_with_mobike_and_we_follow_with_the_ike_sa_and_child_sa() {
+    let l = link("v2mo");
+    let dev = format!("v{}b", "v2mo");
+    let sh = |cmd: &str| {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &l.b, "sh", "-c", cmd])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    let xfrm = kernel_has_esp();
+    let kernel = if xfrm {
+        OurKernel::Xfrm(xfrm_in(&l.a), Kernel::new(true, Dialect::Xfrm))
+    } else {
+        eprintln!("this kernel has no ESP: our kernel is the fake");
+        OurKernel::Fake {
+            next_spi: 0xc000_0000,
+            larval: BTreeSet::new(),
+            installed: BTreeSet::new(),
+        }
+    };
+    let c = charon_from(
+        "v2-charon-mobike",
+        &l.b,
+        "aes256gcm16-prfsha256-ecp256",
+        "aes256gcm16",
+        "%any",
+    );
+    let mut ours = Ours::with_kernel(&l.a, GCM_ECP256, ESP_GCM, Some(kernel));
+    charon_initiates(&c, &mut ours);
+    check_charon(&c, &ours, true);
+    check_kernel(&l.a, &ours);
+    assert!(
+        c.log().contains("MOBIKE_SUPPORTED") || c.log().contains("N(MOBIKE_SUP)"),
+        "charon saw our MOBIKE_SUPPORTED:\n{}",
+        c.log()
+    );
+    let spis = ike_spis(&ours);
+    let child = ours.engine.child_sas().next().unwrap().clone();
+    assert_eq!(child.remote.ip().to_string(), CHARON_ADDR);
+    // charon's address changes: a new one comes, the old one goes (the new one takes
+    // over the prefix route). charon notices and sends UPDATE_SA_ADDRESSES from there.
+    sh(&format!(
+        "sysctl -qw net.ipv4.conf.{dev}.promote_secondaries=1"
+    ));
+    sh(&format!("ip addr add {CHARON_MOVED}/24 dev {dev}"));
+    sh(&format!("ip addr del {CHARON_ADDR}/24 dev {dev}"));
+    let moved: std::net::IpAddr = CHARON_MOVED.parse().unwrap();
+    ours.run_until(|e| e.stats().peer_moves >= 1 && e.child_sas().all(|c| c.remote.ip() == moved));
+    let (_, info) = ours.engine.ike_sas().next().unwrap();
+    assert_eq!(info.remote, SocketAddr::new(moved, 4500));
+    assert_eq!(ike_spis(&ours), spis, "the same IKE SA");
+    let now = ours.engine.child_sas().next().unwrap().clone();
+    assert_eq!((now.spi_in, now.spi_out), (child.spi_in, child.spi_out));
+    assert_eq!(now.encap, Some((4500, 4500)), "charon still fakes a NAT");
+    // Our kernel: the same SAs and flows, between the new addresses.
+    check_kernel(&l.a, &ours);
+    if xfrm {
+        let states = ip_xfrm(&l.a, "state");
+        assert!(
+            states.contains(&format!("src {US} dst {CHARON_MOVED}")),
+            "{states}"
+        );
+        assert!(
+            states.contains(&format!("src {CHARON_MOVED} dst {US}")),
+            "{states}"
+        );
+        assert!(!states.contains(CHARON_ADDR), "{states}");
+        let policies = ip_xfrm(&l.a, "policy");
+        assert!(policies.contains(CHARON_MOVED), "{policies}");
+        assert!(!policies.contains(CHARON_ADDR), "{policies}");
+    }
+    // Our answer had our NAT_DETECTION_* for the new addresses and its COOKIE2 back,
+    // which charon checks.
+    let log = c.wait_log("[ N(NATD_S_IP) N(NATD_D_IP) N(COOKIE2) ]");
+    assert!(log.contains("N(UPD_SA_ADDR)"), "{log}");
+    // charon (kernel-libipsec cannot move its SAs) rekeys its CHILD_SA at the new
+    // address; we answer there.
+    settle(&c, &mut ours);
+    let sas = charon_sas(&c, |s| s.contains(CHARON_MOVED));
+    assert!(
+        sas.contains(&format!("{CHARON_MOVED}[4500]")),
+        "{sas}\n{}",
+        c.log()
+    );
+    assert_eq!(ike_spis(&ours), spis, "the same IKE SA");
+    check_charon(&c, &ours, true);
+    check_kernel(&l.a, &ours);
+    // The IKE SA works there: we rekey the CHILD_SA at charon.
+    let child = ours.engine.child_sas().next().unwrap().clone();
+    let t = ours.now();
+    assert_eq!(ours.engine.rekey_child(t, ChildRef::Peer("charon")), 1);
+    let deleted = ours.engine.stats().child_sas_deleted;
+    ours.run_until(|e| {
+        e.child_sas().count() == 1
+            && e.child_sas().all(|n| n.spi_in != child.spi_in)
+            && e.stats().child_sas_deleted > deleted
+    });
+    settle(&c, &mut ours);
+    check_rekeyed_child(&c, &ours, child.spi_in, child.spi_out);
+    check_kernel(&l.a, &ours);
+    assert_eq!(ours.engine.stats().failed, 0);
 }

@@ -34,6 +34,8 @@ pub struct Setup {
     pub dpd_secs: u64,
     /// `set fragmentation` (RFC 7383), taken at startup.
     pub fragmentation: bool,
+    /// `set mobike` (RFC 4555, the default) / `set nomobike`, taken at startup.
+    pub mobike: bool,
     /// The files included, in order (the monitor lets a reload open these and no others).
     pub includes: Vec<String>,
     /// What was read but is not used (yet), one line each.
@@ -171,6 +173,7 @@ pub fn from_text(
         decouple: s.decouple,
         dpd_secs: u64::from(s.dpd_check_interval),
         fragmentation: s.fragmentation,
+        mobike: s.mobike,
         includes: Vec::new(),
         warnings,
         policy,
@@ -326,6 +329,7 @@ impl V2 {
             nat_port: opts.udpencap_port,
             liveness_secs: setup.dpd_secs,
             fragmentation: setup.fragmentation,
+            mobike: setup.mobike,
             kernel_answers: kernel,
             ..Config::default()
         };

@@ -64,6 +64,10 @@ pub struct Config {
     /// Behind a NAT (§2.23), an established IKE SA sends a NAT-keepalive (RFC 3948 §2.3)
     /// on port 4500 this often, as iked does every 20 s; 0 sends none.
     pub nat_keepalive_secs: u64,
+    /// MOBIKE (RFC 4555; iked.conf `set mobike`, the default): a peer that announces
+    /// MOBIKE_SUPPORTED in IKE_AUTH is answered with it, and may move its IKE SA and
+    /// CHILD_SAs with UPDATE_SA_ADDRESSES.
+    pub mobike: bool,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             fragmentation: false,
             fragment_size: 0,
             nat_keepalive_secs: 20,
+            mobike: true,
         }
     }
 }

@@ -410,9 +410,9 @@ impl IkedConf {
                 warns.push(format!("set {what}: not implemented, ignored"));
             }
         };
-        // `passive` and `decouple` are the daemon's (crate::iked); `mobike` and `vendorid`
-        // are on in iked by default, so a warning about them would come with every file:
-        // the README says they are not done.
+        // `passive`, `decouple` and `mobike` are the daemon's (crate::iked); `vendorid` is
+        // on in iked by default, so a warning about it would come with every file: the
+        // README says it is not done.
         set(s.enforce_single_ikesa, "enforcesingleikesa");
         set(s.sticky_address, "stickyaddress");
         set(s.cert_partial_chain, "cert_partial_chain");

@@ -13,13 +13,17 @@ impl Engine {
     /// request meanwhile are outside the window and dropped.
     pub(super) fn auth_request(&mut self, now: Time, h: Handle, hd: &Header, inner: &Payloads<'_>) {
         let msgid = hd.msgid;
+        self.note_auth(h, inner, PayloadType::IDI);
         let checked = match self.eap_server(now, h, msgid, inner) {
             EapTurn::Off => match self.auth_check(h, msgid, inner) {
                 Ok(c) => c,
                 Err(why) => return self.fail(h, why),
             },
             EapTurn::Handled => return,
-            EapTurn::Final(c) => c,
+            EapTurn::Final(c) => {
+                self.contact_made(h);
+                c
+            }
         };
         match checked {
             Err(n) => {
@@ -46,7 +50,6 @@ impl Engine {
             io,
             policy,
             creds,
-            leases,
             ..
         } = self;
         let Some(sa) = sas.get_mut(h) else {
@@ -60,6 +63,20 @@ impl Engine {
             answer_auth_failed(io, sa, msgid);
             return Err("authentication failed");
         }
+        // The IKE SAs the peer forgot go before the new one takes their place (and a
+        // pool address they held).
+        self.contact_made(h);
+        let Engine {
+            sas,
+            io,
+            policy,
+            leases,
+            ..
+        } = self;
+        let Some(sa) = sas.get_mut(h) else {
+            return Err("IKE SA gone");
+        };
+        let peer = &policy.peers[sa.peer];
         Ok(child_choice(io, sa, peer, leases, inner))
     }
 
@@ -106,6 +123,7 @@ impl Engine {
         let eap = eap_msk(sa).is_some();
         let cert = own_cert(peer, creds).filter(|_| !eap);
         let cp_reply = std::mem::take(&mut sa.cp_reply);
+        let mobike = sa.mob.mobike;
         let m = own_auth(sa, peer, creds, &idr).and_then(|(method, auth)| {
             build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, true, |b| {
                 if !eap {
@@ -114,6 +132,9 @@ impl Engine {
                 add_own_cert(b, &cert)?;
                 add_auth(b, method, &auth)?;
                 add_cp(b, CfgType::REPLY, &cp_reply)?;
+                if mobike {
+                    b.notify(NotifyType::MOBIKE_SUPPORTED, &[])?;
+                }
                 match child {
                     Ok(c) => {
                         if c.transport {
@@ -181,10 +202,15 @@ impl Engine {
 
     /// Initiator: the IKE_AUTH response.
     pub(super) fn auth_response(&mut self, now: Time, h: Handle, inner: &Payloads<'_>) {
+        self.note_auth(h, inner, PayloadType::IDR);
         if let EapTurn::Handled = self.eap_client(now, h, inner) {
             return;
         }
-        match self.auth_response_inner(now, h, inner) {
+        let res = self.auth_response_inner(now, h, inner);
+        if res.is_ok() {
+            self.contact_made(h);
+        }
+        match res {
             Ok(Some(child)) => {
                 let step = Step::Install {
                     child,
@@ -521,12 +547,20 @@ pub(super) fn build_auth_request(
     let asked: Vec<(CfgAttrType, Vec<u8>)> =
         peer.cp.request.iter().map(|t| (*t, Vec::new())).collect();
     let msgid = sa.next_msgid;
+    let (first_contact, offer_mobike) = (sa.mob.first_contact, sa.mob.offer);
     build_protected(io, sa, ExchangeType::IKE_AUTH, msgid, false, |b| {
         b.payload(PayloadType::IDI, |w| w.bytes(&idi))?;
         add_own_cert(b, &cert)?;
         add_cert(b, PayloadType::CERTREQ, &certreq)?;
         if let Some((method, auth)) = &auth {
             add_auth(b, *method, auth)?;
+        }
+        if first_contact {
+            // §2.4: we hold no other IKE SA with this peer.
+            b.notify(NotifyType::INITIAL_CONTACT, &[])?;
+        }
+        if offer_mobike {
+            b.notify(NotifyType::MOBIKE_SUPPORTED, &[])?;
         }
         add_cp(b, CfgType::REQUEST, &asked)?;
         if peer.transport {

@@ -337,6 +337,7 @@ pub(super) fn rekeyed_sa(
         // What IKE_SA_INIT negotiated holds for the new IKE SA (RFC 7383 §2.3).
         frag: old.frag,
         peer_hashes: old.peer_hashes,
+        mob: old.mob.inherited(),
         ..IkeSa::new(
             IkeSaInfo {
                 initiator,

@@ -138,6 +138,7 @@ impl Engine {
                 }
             }
         }
+        let extra = mobike_answer(&mut self.io, sa, inner);
         let m = build_protected(
             &mut self.io,
             sa,
@@ -145,6 +146,9 @@ impl Engine {
             hd.msgid,
             true,
             |b| {
+                for (ty, data) in &extra {
+                    b.notify(*ty, data)?;
+                }
                 if ours.is_empty() {
                     return Ok(());
                 }

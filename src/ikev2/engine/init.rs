@@ -312,8 +312,18 @@ pub(super) fn natd(spi_i: &[u8; 8], spi_r: &[u8; 8], a: SocketAddr) -> [u8; 20] 
 /// Compares the peer's NAT-D notifies with our addresses: its DESTINATION with ours,
 /// its SOURCE(s) with its address as we see it. No notifies, no finding.
 pub(super) fn nat_detect(sa: &mut IkeSa, pl: &Payloads<'_>) {
-    let (i, r) = (&sa.info.spi_i, &sa.info.spi_r);
-    let r = if sa.info.initiator { r } else { &[0u8; 8] };
+    let r = if sa.info.initiator {
+        sa.info.spi_r
+    } else {
+        [0u8; 8]
+    };
+    nat_compare(sa, pl, &r);
+}
+
+/// The same with `r` as SPIr in the hashes (after IKE_SA_INIT both SPIs are known:
+/// MOBIKE's INFORMATIONALs, RFC 4555 §3.5).
+pub(super) fn nat_compare(sa: &mut IkeSa, pl: &Payloads<'_>, r: &[u8; 8]) {
+    let i = &sa.info.spi_i;
     if let Some(d) = pl.notify(NotifyType::NAT_DETECTION_DESTINATION_IP) {
         sa.info.nat_local = d.data != natd(i, r, sa.info.local);
     }

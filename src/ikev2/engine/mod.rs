@@ -95,7 +95,8 @@
 //!   authenticate with EAP-MSCHAPv2 inside IKE_AUTH, the last AUTHs keyed with the MSK;
 //!   the client side too ([`PeerAuth::EapClient`]).
 //!
-//! TODO (issue 16): NAT rebinding, MOBIKE.
+//! - Restarts and moves (mobike.rs): INITIAL_CONTACT both ways (§2.4), NAT rebinding
+//!   (§2.23) and MOBIKE as responder (RFC 4555).
 //!
 //! `crate::ike::io::Io` is the IKEv1 engine's (its timer kinds, kernel tickets and
 //! exchange bookkeeping are IKEv1's), so this file has a small sibling, `Io` here, over
@@ -115,6 +116,7 @@ mod init;
 mod io;
 mod kernel;
 mod lifetime;
+mod mobike;
 mod probe;
 mod window;
 
@@ -129,6 +131,7 @@ use self::io::*;
 pub use self::kernel::KERNEL_TICKET_BIT;
 use self::kernel::*;
 use self::lifetime::*;
+use self::mobike::*;
 pub use self::probe::Occupancy;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -310,6 +313,10 @@ pub struct Stats {
     pub child_sas_expired: u64,
     /// IKE SAs deleted at their lifetime.
     pub ike_sas_expired: u64,
+    /// IKE SAs dropped because their peer came back with INITIAL_CONTACT (§2.4).
+    pub initial_contacts: u64,
+    /// IKE SAs moved to new addresses with their CHILD_SAs (NAT rebinding, MOBIKE).
+    pub peer_moves: u64,
 }
 
 /// Why a connect failed.
@@ -359,6 +366,8 @@ enum Req {
     CreateChild(Option<u32>),
     /// CREATE_CHILD_SA rekeying the IKE SA (§1.3.2).
     RekeyIke,
+    /// INFORMATIONAL with UPDATE_SA_ADDRESSES: we moved (RFC 4555 §3.5).
+    UpdateAddresses,
 }
 
 /// Our IKE SA rekey in flight: the new IKE SA's SPI (ours), Ni and DH value.
@@ -474,6 +483,8 @@ struct IkeSa {
     reassembly: Option<Reassembling>,
     /// The EAP conversation of IKE_AUTH (§2.16), while it runs.
     eap: Option<Box<Eap>>,
+    /// The peer's identity, INITIAL_CONTACT and MOBIKE (mobike.rs).
+    mob: Mobility,
 }
 
 impl IkeSa {
@@ -515,6 +526,7 @@ impl IkeSa {
             deleted_by_peer: false,
             reassembly: None,
             eap: None,
+            mob: Mobility::default(),
         }
     }
 
@@ -787,7 +799,8 @@ impl Engine {
             own_vip: None,
             eap_id: None,
         };
-        let sa = IkeSa::new(info, p);
+        let mut sa = IkeSa::new(info, p);
+        sa.mob = self.new_contact(p);
         let h = self.sas.insert(sa).ok_or(ConnectError::TableFull)?;
         let Engine {
             sas,
@@ -922,7 +935,7 @@ impl Engine {
         let ours = if hd.initiator() { hd.spi_r } else { hd.spi_i };
         let Some(h) = self.sas.find_by(&ours, |sa| {
             sa.info.initiator != hd.initiator()
-                && sa.info.remote.ip() == remote.ip()
+                && (sa.info.remote.ip() == remote.ip() || sa.may_move_to(remote))
                 && (sa.info.state == IkeState::InitSent
                     || (if hd.initiator() {
                         sa.info.spi_i

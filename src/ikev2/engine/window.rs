@@ -30,8 +30,10 @@ impl Engine {
             }
             return;
         }
-        sa.info.local = local;
-        sa.info.remote = remote;
+        self.follow_peer(h, (local, remote), inner);
+        let Some(sa) = self.sas.get(h) else {
+            return;
+        };
         match (sa.info.state, hd.exchange) {
             (IkeState::HalfOpen, ExchangeType::IKE_AUTH) => self.auth_request(now, h, hd, inner),
             (IkeState::Established, ExchangeType::INFORMATIONAL) => {
@@ -79,6 +81,7 @@ impl Engine {
                 return self.delete(h, "deleted by us");
             }
             (Req::Liveness, ExchangeType::INFORMATIONAL) => {}
+            (Req::UpdateAddresses, ExchangeType::INFORMATIONAL) => self.addresses_updated(h, inner),
             (Req::CreateChild(_), ExchangeType::CREATE_CHILD_SA) => {
                 self.create_child_response(now, h, inner)
             }
@@ -180,6 +183,10 @@ impl Engine {
             return;
         }
         let mut spis = Vec::new();
+        let update = match what {
+            Req::UpdateAddresses => update_request(sa),
+            _ => Vec::new(),
+        };
         let m = build_protected(
             &mut self.io,
             sa,
@@ -195,6 +202,9 @@ impl Engine {
                 Req::DeleteIke => {
                     let d = DeletePayload::new(ProtocolId::IKE, 0, &[]);
                     b.add(PayloadType::DELETE, false, &Payload::Delete(d))
+                }
+                Req::UpdateAddresses => {
+                    update.iter().try_for_each(|(ty, data)| b.notify(*ty, data))
                 }
                 Req::Init | Req::Auth | Req::Liveness | Req::CreateChild(_) | Req::RekeyIke => {
                     Ok(())
