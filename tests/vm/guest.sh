@@ -5,7 +5,7 @@
 # 203.0.113.0/24 between 192.0.2.1 and 192.0.2.2, ping through it, ESP counters rising on
 # both sides, teardown removing every state and policy. The scenarios: the core ones (our
 # pair over XFRM, two of ours as iked(8) over IKEv2, ours against charon), then rekeying
-# (ours, charon), NAT-T (tunnel, transport), KILOBYTES lifetimes, ACQUIRE, PF_KEY, ACQUIRE
+# (ours, charon), ours as iked(8) against charon over IKEv2, NAT-T (tunnel, transport), KILOBYTES lifetimes, ACQUIRE, PF_KEY, ACQUIRE
 # over PF_KEY, ours as iked(8) against OpenBSD's iked (openiked, PF_KEY; PSK and RSA
 # certificates, each side initiating), and two `isakmpd -K` configured only by ipsecctl.
 #   $1 = OUT (host directory shared read-write), $2 = the isakmpd binary,
@@ -498,6 +498,9 @@ ip -n right xfrm state flush; ip -n right xfrm policy flush
 cp $W/west9/log "$OUT/west9.log"; cp $S/charon.log "$OUT/charon9.log" 2>/dev/null; cp $W/ping9.txt "$OUT/"
 took charon-rekey
 fi
+
+# ---- ours as iked(8) against charon over IKEv2 (tests/vm/ikev2-charon.sh)
+[ -n "$CORE" ] && . "$(dirname "$0")/ikev2-charon.sh"
 
 if [ -n "$CORE" ] && budget KILOBYTES 25 20; then
 # ---- a kilobyte lifetime: 200 KB per SA, counted by the kernel; its soft EXPIRE (at
