@@ -1,7 +1,7 @@
 //! ikectl(8): `ikectl [-q] [-s socket] command [arg ...]` sends one command to iked's
 //! control socket and prints the answer. `load FILE` reads the file here (ikectl runs as
 //! root; the daemon's unprivileged process could not) and sends its text along. The
-//! certificate authority commands (`ca ...`) are not implemented.
+//! certificate authority commands (`ca ...`) say that openssl(1) is the tool for that.
 
 #![forbid(unsafe_code)]
 
@@ -33,7 +33,12 @@ pub fn command_line(words: &[String]) -> Result<String, UsageError> {
     };
     if cmd == "ca" {
         return Err(UsageError(
-            "ca: the certificate authority commands are not implemented".into(),
+            "ca: this ikectl builds no certificate authority; openssl(1) is the tool for \
+             that (openssl req -x509 for the CA, openssl req and openssl x509 -req for \
+             certificates, openssl ca -gencrl for CRLs), then copy the CA to /etc/iked/ca/, \
+             certificates to /etc/iked/certs/, the key to /etc/iked/private/local.key \
+             and CRLs to /etc/iked/crls/"
+                .into(),
         ));
     }
     let &(_, min, max) = COMMANDS
