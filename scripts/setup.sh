@@ -14,18 +14,24 @@ need=()
 # tshark decodes our capture files; strongSwan (charon with kernel-libipsec, swanctl) is
 # the interop peer of tests/interop (libcharon-extauth-plugins has its eap-mschapv2 client
 # for the EAP road warrior test); iputils-ping checks the namespaces' links; nftables
-# is the NAT (masquerade) of the VM test's NAT-T scenario.
+# is the NAT (masquerade) of the VM test's NAT-T scenario; openiked (OpenBSD's iked) is the
+# VM test's IKEv2 peer over PF_KEY, never started on the host (policy-rc.d below).
 for p in build-essential pkg-config libssl-dev iproute2 util-linux procps tshark \
          strongswan-charon libcharon-extra-plugins libcharon-extauth-plugins \
          libstrongswan-standard-plugins \
          strongswan-swanctl iputils-ping \
-         qemu-system-x86 linux-image-amd64 busybox-static udev kmod nftables; do
+         qemu-system-x86 linux-image-amd64 busybox-static udev kmod nftables openiked; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
+    # No package's daemon starts here (openiked's iked, charon): a policy-rc.d of ours
+    # while installing, when the machine has none.
+    rcd=
+    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; rcd=1; }
+    apt-get install -y -qq --no-install-recommends "${need[@]}" || { [ -z "$rcd" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+    [ -z "$rcd" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 # virtme-ng boots Debian's kernel for the VM test (tests/vm) with the host's root file

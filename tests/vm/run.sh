@@ -21,6 +21,7 @@ KERNEL=${VM_KERNEL:-$(ls -v /boot/vmlinuz-* 2>/dev/null | tail -1)}
 command -v vng >/dev/null || { echo "vm: vng missing (pip install virtme-ng)"; exit 2; }
 [ -x "$BIN" ] || { echo "vm: $BIN missing"; exit 2; }
 OUT=$(mktemp -d /tmp/isakmpd-vm.XXXXXX)
+[ -n "${VM_ONLY:-}" ] && echo "$VM_ONLY" > "$OUT/only"   # see guest.sh
 ACCEL=(--disable-kvm)
 [ "${VM_KVM:-0}" = 1 ] && ACCEL=()
 # The test suite's deadline (scripts/test.sh sets ISAKMPD_TEST_DEADLINE, an epoch time):
