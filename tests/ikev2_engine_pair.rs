@@ -1536,6 +1536,58 @@ fn rekeying_a_child_sa_without_pfs_from_either_side_leaves_one_with_new_spis_and
 }
 
 #[test]
+fn a_rekey_answered_child_sa_not_found_replaces_the_child_sa_with_a_new_one() {
+    let mut p = established_pair();
+    let (old_w, old_e) = child_pairs(&p).remove(0);
+    // East's CHILD_SA reaches its hard limit; the Delete it sends west is lost once, so
+    // west still has its half when it rekeys it.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
+    let l = lost.clone();
+    p.fate = Box::new(move |d| {
+        let m = Message::parse(&d.data).ok();
+        let delete_request = m.is_some_and(|m| {
+            m.header.exchange == ExchangeType::INFORMATIONAL && m.header.flags & FLAG_RESPONSE == 0
+        });
+        if !d.from_west && delete_request && !l.get() {
+            l.set(true);
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    assert!(p
+        .east
+        .handle_expire(p.now, addr(EAST).ip(), old_e.spi_in, true));
+    p.collect();
+    assert_eq!(p.west.rekey_child(p.now, ChildRef::Spi(old_w.spi_in)), 1);
+    p.drive();
+    assert!(lost.get(), "east's Delete was sent (and lost)");
+    let notified = p.east_sent_notify(NotifyType::CHILD_SA_NOT_FOUND);
+    assert_eq!(notified.len(), 0, "CHILD_SA_NOT_FOUND travels encrypted");
+    // West took its half out and made a new CHILD_SA from scratch: one pair, new SPIs,
+    // the same selectors, in both kernels; the IKE SA untouched.
+    let pairs = child_pairs(&p);
+    assert_eq!(pairs.len(), 1, "one CHILD_SA after CHILD_SA_NOT_FOUND");
+    let (w, _) = &pairs[0];
+    assert!(w.spi_in != old_w.spi_in && w.spi_out != old_w.spi_out);
+    assert_eq!(
+        (&w.ts_local, &w.ts_remote),
+        (&old_w.ts_local, &old_w.ts_remote)
+    );
+    assert_eq!(p.west.ike_sas().count(), 1);
+    assert_eq!(p.east.ike_sas().count(), 1);
+    assert_kernels_hold_the_child_sas(&p);
+    assert_eq!(stats(&p.west).failed + stats(&p.east).failed, 0);
+    // The new CHILD_SA was made by a CREATE_CHILD_SA without REKEY_SA, after the refused
+    // rekey: two requests from west, two answers from east.
+    let cc = create_childs(&p);
+    assert_eq!(
+        cc.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(),
+        vec![(true, false), (false, true), (true, false), (false, true)]
+    );
+}
+
+#[test]
 fn rekeying_a_child_sa_with_pfs_sends_ke_payloads_and_the_keys_agree() {
     let mut plain = established_pair();
     let plain_len = rekey_once(&mut plain, true);

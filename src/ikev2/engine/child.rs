@@ -390,6 +390,19 @@ impl Engine {
             }
             return;
         }
+        // §2.25: the peer has no CHILD_SA by that SPI (it went at the peer's hard limit,
+        // or a Delete was lost): ours goes too, silently, and a new one is made afresh.
+        if let (Some(old), Some(_)) = (cr.rekey, inner.notify(NotifyType::CHILD_SA_NOT_FOUND)) {
+            io.release_spi(sa.info.local, remote, cr.spi_in);
+            log::warn!(
+                "ikev2: {} {remote}: CHILD_SA {old:08x}: the peer has no such CHILD_SA \
+                 (CHILD_SA_NOT_FOUND): deleted here, a new one negotiated",
+                peer.name
+            );
+            self.remove_children(|c| c.ike == h && c.spi_in == old);
+            self.start_request(now, h, Req::CreateChild(None));
+            return;
+        }
         let res = (|| -> Result<ChildSa, String> {
             let (esp, spi_out, tsi, tsr) = accept_child(peer, inner, true)?;
             let Some(Payload::Nonce(nr)) = inner.find(PayloadType::NONCE) else {

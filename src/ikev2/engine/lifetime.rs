@@ -9,8 +9,9 @@
 //!   child.rs), we rekey it (either side may, §2.8; iked rekeys at its soft lifetime).
 //!   At its hard time it is deleted if it is still here: from the kernel at once, and at
 //!   the peer with an INFORMATIONAL. A CHILD_SA whose rekey was refused with
-//!   TEMPORARY_FAILURE is tried again 5-15 s later (collide.rs); one whose rekey failed
-//!   otherwise is not (XXX), and goes at its hard time.
+//!   TEMPORARY_FAILURE is tried again 5-15 s later (collide.rs); one the peer no longer
+//!   has (CHILD_SA_NOT_FOUND, §2.25) is deleted here and a new one made afresh
+//!   (child.rs); one whose rekey failed otherwise is not (XXX), and goes at its hard time.
 //! - Byte limits are the kernel's ([`ChildSa::ipsec_sa`]): its soft EXPIRE (at 90 %)
 //!   and hard EXPIRE come in through [`Engine::handle_expire`] and do the same.
 //! - An IKE SA with a lifetime (`ikelifetime`, 0 is none, iked's default) is rekeyed at
