@@ -1246,6 +1246,7 @@ fn apply_kernel(n: &mut Node, k: &mut KernelModel, peer: &KernelModel) {
             KernelReq::GetSpi { .. }
             | KernelReq::DeleteSpi { .. }
             | KernelReq::UpdateSa(_)
+            | KernelReq::MigrateSa(..)
             | KernelReq::AddFlows(_)
             | KernelReq::DeleteFlows(_) => {}
         }
@@ -1945,6 +1946,7 @@ impl EspKernel {
                 KernelReq::GetSpi { .. }
                 | KernelReq::DeleteSpi { .. }
                 | KernelReq::UpdateSa(_)
+                | KernelReq::MigrateSa(..)
                 | KernelReq::AddFlows(_)
                 | KernelReq::DeleteFlows(_) => {}
             }

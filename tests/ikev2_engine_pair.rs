@@ -160,6 +160,8 @@ struct FakeKernel {
     refuse_spi: usize,
     /// UpdateSa requests, in order.
     updates: Vec<Update>,
+    /// MigrateSa requests, in order: inbound SPI, the new local and remote addresses.
+    migrations: Vec<(u32, IpAddr, IpAddr)>,
 }
 
 /// An UpdateSa the fake kernel took: inbound SPI, the peer's address, the encapsulation.
@@ -273,6 +275,25 @@ impl FakeKernel {
                 }
                 self.updates.push((i, sa.remote, sa.encap));
                 (KernelReply::Done, format!("update {i:08x} {o:08x}"))
+            }
+            KernelReq::MigrateSa(old, sa, part) => {
+                let (i, o) = (
+                    u32::from_be_bytes(sa.spi_in),
+                    u32::from_be_bytes(sa.spi_out),
+                );
+                // XFRM_MSG_MIGRATE: the states move, the same SPIs (and keys,
+                // counters) at the new addresses; the flows' selectors stay.
+                assert_eq!(*part, isakmpd::ike::sa::Part::Both);
+                assert_eq!((old.spi_in, old.spi_out), (sa.spi_in, sa.spi_out));
+                if !self.states.remove(&(old.local.ip(), i))
+                    || !self.states.remove(&(old.remote.ip(), o))
+                {
+                    return (failed("No such process"), format!("bad migrate {i:08x}"));
+                }
+                self.states.insert((sa.local.ip(), i));
+                self.states.insert((sa.remote.ip(), o));
+                self.migrations.push((i, sa.local.ip(), sa.remote.ip()));
+                (KernelReply::Done, format!("migrate {i:08x} {o:08x}"))
             }
             KernelReq::AddFlows(fs) => {
                 for (l, r) in &fs.pairs {
@@ -3894,8 +3915,12 @@ fn mobike_the_initiator_moves_and_both_sides_keep_the_ike_sa_and_move_the_child_
         (stats(&p.west).peer_moves, stats(&p.east).peer_moves),
         (1, 1)
     );
-    // Both kernels hold the CHILD_SA's states at the new addresses (and its flows).
+    // Both kernels hold the CHILD_SA's states at the new addresses (and its flows),
+    // moved by MIGRATE: the same states, with their sequence numbers, not new ones.
     assert_kernels_hold_the_child_sas(&p);
+    let server: IpAddr = "192.0.2.2".parse().unwrap();
+    assert_eq!(p.west_kernel.migrations, vec![(wc.spi_in, moved, server)]);
+    assert_eq!(p.east_kernel.migrations, vec![(ec.spi_in, server, moved)]);
     // The request: UPDATE_SA_ADDRESSES, NAT_DETECTION_* for the new addresses, a
     // COOKIE2; the answer: east's NAT_DETECTION_* and the same COOKIE2.
     let req = captured_notifies_of(&mut p.east, ExchangeType::INFORMATIONAL, false);

@@ -225,6 +225,15 @@ impl Ours {
                             KernelReply::Done
                         }
                         KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+                        // A CHILD_SA moved to new addresses keeps its SPIs.
+                        KernelReq::MigrateSa(_, sa, _) => {
+                            let (i, o) = (
+                                u32::from_be_bytes(sa.spi_in),
+                                u32::from_be_bytes(sa.spi_out),
+                            );
+                            assert!(installed.contains(&(i, o)), "{i:08x}/{o:08x} migrated");
+                            KernelReply::Done
+                        }
                         KernelReq::AddFlows(_) | KernelReq::DeleteFlows(_) => KernelReply::Done,
                     };
                     if op.ticket != 0 {

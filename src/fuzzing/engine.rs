@@ -168,6 +168,11 @@ impl Kernel {
                 KernelReply::Done
             }
             KernelReq::UpdateSa(_) => KernelReply::Failed("unexpected".into()),
+            // As a kernel without MIGRATE: the old states out, the new in.
+            KernelReq::MigrateSa(old, new, part) => {
+                self.take(&KernelReq::DeleteSa(old.clone(), *part, false));
+                self.take(&KernelReq::AddSa(new.clone(), *part))
+            }
             KernelReq::AddFlows(_) | KernelReq::DeleteFlows(_) => KernelReply::Done,
         }
     }

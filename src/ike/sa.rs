@@ -334,6 +334,11 @@ pub enum KernelReq {
     /// Update both directions of an installed UDP-encapsulated SA in place (its
     /// encapsulation ports followed the peer's NAT): XFRM_MSG_UPDSA, flows untouched.
     UpdateSa(Box<IpsecSa>),
+    /// Move the given directions of an installed SA to new addresses (the second SA:
+    /// the same SPIs and keys, MOBIKE's new addresses and encapsulation), its flows
+    /// along: XFRM_MSG_MIGRATE where the kernel can (the sequence numbers and replay
+    /// window go with it), else the old states and flows deleted and the new added.
+    MigrateSa(Box<IpsecSa>, Box<IpsecSa>, Part),
     /// Flows without an SA (iked's policies at startup): traffic they match is held and
     /// makes the kernel send an ACQUIRE. They rank below an SA pair's flows, so that
     /// narrower selectors negotiated inside them win.
@@ -419,6 +424,18 @@ impl std::fmt::Debug for KernelReq {
                 hex(&sa.spi_in),
                 hex(&sa.spi_out),
                 sa.encap
+            ),
+            KernelReq::MigrateSa(old, sa, part) => write!(
+                f,
+                "MigrateSa {} {part:?} {} spi in {} out {}: {} -> {} to {} -> {}",
+                sa.name,
+                sa.protocol,
+                hex(&sa.spi_in),
+                hex(&sa.spi_out),
+                old.local,
+                old.remote,
+                sa.local,
+                sa.remote
             ),
             KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => write!(
                 f,

@@ -326,6 +326,31 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
                 xfrm_flow_messages(&sa.flow_set(), false, 0, &mut next, &mut out);
             }
         }
+        KernelReq::MigrateSa(old, new, part) => match migrations(old, new, *part, flows_too) {
+            Some(moves) => {
+                for (sel, dir, mv) in moves {
+                    let mut b = Vec::new();
+                    xfrm::migrate(&mut b, next(), &sel, dir, &mv);
+                    out.push(Message {
+                        what: format!(
+                            "migrate {} -> {} to {} -> {} (dir {dir})",
+                            mv.old_src, mv.old_dst, mv.new_src, mv.new_dst
+                        ),
+                        bytes: b,
+                        quiet: false,
+                    });
+                }
+            }
+            None => {
+                let del = KernelReq::DeleteSa(old.clone(), *part, false);
+                out.extend(messages(&del, seq, flows_too)?);
+                out.extend(messages(
+                    &KernelReq::AddSa(new.clone(), *part),
+                    seq,
+                    flows_too,
+                )?);
+            }
+        },
         KernelReq::AddFlows(fs) | KernelReq::DeleteFlows(fs) => {
             // With -a the flows are the administrator's.
             if flows_too {
@@ -335,6 +360,58 @@ pub fn messages(req: &KernelReq, seq: &mut u32, flows_too: bool) -> Result<Vec<M
         }
     }
     Ok(out)
+}
+
+/// The XFRM_MSG_MIGRATEs that move SA pair `old` to `new`'s addresses: one per policy
+/// of its flows (the out and in ones take their state along, fwd only its template).
+/// None where MIGRATE cannot do it and the states are replaced instead: without flows
+/// of ours (-a: no policy to name, and the states carry no reqid), one direction only,
+/// in transport mode or with selectors made of the addresses (the selectors move too),
+/// or when the UDP encapsulation goes away (MIGRATE keeps an old one).
+fn migrations(
+    old: &IpsecSa,
+    new: &IpsecSa,
+    part: Part,
+    flows_too: bool,
+) -> Option<Vec<(xfrm::Selector, u8, xfrm::MigrateSpec)>> {
+    if !flows_too
+        || part != Part::Both
+        || mode(old.encapsulation) != xfrm::MODE_TUNNEL
+        || (old.encap.is_some() && new.encap.is_none())
+    {
+        return None;
+    }
+    let (from, to) = (flows::flows(&old.flow_set()), flows::flows(&new.flow_set()));
+    if from.len() != to.len() || from.iter().zip(&to).any(|(a, b)| (a.0, a.1) != (b.0, b.1)) {
+        return None;
+    }
+    let reqid = reqid(old);
+    let moves = from
+        .into_iter()
+        .zip(to)
+        .map(|((sel, dir, old_src, old_dst), (_, _, new_src, new_dst))| {
+            // The state's own direction: ours to the peer's port outbound.
+            let encap = new.encap.map(|(l, r)| {
+                if dir == xfrm::XFRM_POLICY_OUT {
+                    (l, r)
+                } else {
+                    (r, l)
+                }
+            });
+            let mv = xfrm::MigrateSpec {
+                old_src,
+                old_dst,
+                new_src,
+                new_dst,
+                proto: ipproto(old.protocol),
+                mode: xfrm::MODE_TUNNEL,
+                reqid,
+                encap,
+            };
+            (sel, dir, mv)
+        })
+        .collect();
+    Some(moves)
 }
 
 /// The PF_KEY v2 messages for one request (Linux af_key or OpenBSD), numbered from
@@ -365,6 +442,14 @@ pub fn pfkey_messages(
         KernelReq::DeleteSa(sa, part, keep) => (sa, *part, false, *keep),
         KernelReq::UpdateSa(_) => {
             return Err("UDP-encapsulated (NAT-T) SAs go through XFRM, not PF_KEY".into())
+        }
+        // PF_KEY has no MIGRATE of ours: the states and flows are replaced.
+        KernelReq::MigrateSa(old, new, part) => {
+            let del = KernelReq::DeleteSa(old.clone(), *part, false);
+            let mut out = pfkey_messages(&del, seq, flows_too, platform)?;
+            let add = KernelReq::AddSa(new.clone(), *part);
+            out.extend(pfkey_messages(&add, seq, flows_too, platform)?);
+            return Ok(out);
         }
         KernelReq::GetSpi { protocol, src, dst } => {
             let mut b = Vec::new();

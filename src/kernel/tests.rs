@@ -153,6 +153,104 @@ fn an_encapsulated_sa_follows_the_peer_in_place() {
 }
 
 #[test]
+fn a_moved_sa_pair_migrates_with_its_policies_or_is_replaced() {
+    let old = sa();
+    let mut new = sa();
+    new.local = "192.0.2.11:4500".parse().unwrap();
+    new.remote = "192.0.2.2:4500".parse().unwrap();
+    new.encap = Some((4500, 4500));
+    let req = |o: &IpsecSa, n: &IpsecSa| {
+        KernelReq::MigrateSa(Box::new(o.clone()), Box::new(n.clone()), Part::Both)
+    };
+    let ty = |m: &Message| u16::from_ne_bytes([m.bytes[4], m.bytes[5]]);
+    // Tunnel mode with our flows: one XFRM_MSG_MIGRATE per policy (out, in, fwd), each
+    // naming the old and new template endpoints of its direction, the reqid of the
+    // states, and the new encapsulation the way its state runs.
+    let m = messages(&req(&old, &new), &mut 0, true).unwrap();
+    let whats = |m: &[Message]| m.iter().map(|x| x.what.clone()).collect::<Vec<_>>();
+    assert_eq!(m.len(), 3, "{:?}", whats(&m));
+    let sel = |s: &str, d: &str| xfrm::Selector {
+        src: s.parse().unwrap(),
+        src_prefix: 24,
+        dst: d.parse().unwrap(),
+        dst_prefix: 24,
+        proto: 0,
+        sport: 0,
+        dport: 0,
+    };
+    let (a, b) = ("198.51.100.0", "203.0.113.0");
+    let want = [
+        (
+            sel(a, b),
+            xfrm::XFRM_POLICY_OUT,
+            ("192.0.2.1", "192.0.2.2"),
+            ("192.0.2.11", "192.0.2.2"),
+        ),
+        (
+            sel(b, a),
+            xfrm::XFRM_POLICY_IN,
+            ("192.0.2.2", "192.0.2.1"),
+            ("192.0.2.2", "192.0.2.11"),
+        ),
+        (
+            sel(b, a),
+            xfrm::XFRM_POLICY_FWD,
+            ("192.0.2.2", "192.0.2.1"),
+            ("192.0.2.2", "192.0.2.11"),
+        ),
+    ];
+    for (msg, (sel, dir, (os, od), (ns, nd))) in m.iter().zip(want) {
+        assert_eq!(ty(msg), xfrm::XFRM_MSG_MIGRATE, "{}", msg.what);
+        let mut b = Vec::new();
+        let mv = xfrm::MigrateSpec {
+            old_src: os.parse().unwrap(),
+            old_dst: od.parse().unwrap(),
+            new_src: ns.parse().unwrap(),
+            new_dst: nd.parse().unwrap(),
+            proto: 50,
+            mode: xfrm::MODE_TUNNEL,
+            reqid: reqid(&old),
+            encap: Some((4500, 4500)),
+        };
+        let seq = u32::from_ne_bytes(msg.bytes[8..12].try_into().unwrap());
+        xfrm::migrate(&mut b, seq, &sel, dir, &mv);
+        assert_eq!(msg.bytes, b, "{}", msg.what);
+    }
+    // Where MIGRATE cannot: the old states and flows out, the new in (XFRM: -a, transport
+    // mode, the encapsulation dropped; PF_KEY always).
+    let replaced = |m: &[Message]| {
+        m.iter().any(|x| x.what.starts_with("delete SA"))
+            && m.iter().any(|x| x.what.starts_with("add SA"))
+            && !m.iter().any(|x| ty(x) == xfrm::XFRM_MSG_MIGRATE)
+    };
+    assert!(replaced(
+        &messages(&req(&old, &new), &mut 0, false).unwrap()
+    ));
+    let (mut t_old, mut t_new) = (old.clone(), new.clone());
+    t_old.encapsulation = EncapsulationMode::TRANSPORT;
+    t_new.encapsulation = EncapsulationMode::TRANSPORT;
+    assert!(replaced(
+        &messages(&req(&t_old, &t_new), &mut 0, true).unwrap()
+    ));
+    assert!(replaced(&messages(&req(&new, &old), &mut 0, true).unwrap()));
+    let mut sha1 = old.clone();
+    sha1.auth = Some(AuthAlgorithm::HMAC_SHA);
+    sha1.auth_key_len = 20;
+    let mut sha1_moved = sha1.clone();
+    sha1_moved.local = "192.0.2.11:500".parse().unwrap();
+    let pf = pfkey_messages(
+        &req(&sha1, &sha1_moved),
+        &mut 0,
+        true,
+        crate::kernel::pfkey::Platform::Linux,
+    )
+    .unwrap();
+    let pf = whats(&pf);
+    assert!(pf.iter().any(|x| x.starts_with("delete")), "{pf:?}");
+    assert!(pf.iter().any(|x| x.starts_with("add")), "{pf:?}");
+}
+
+#[test]
 fn pfkey_translation_for_linux_and_openbsd() {
     use crate::kernel::pfkey::{parse, Platform};
     let mut seq = 0;

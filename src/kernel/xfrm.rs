@@ -23,6 +23,7 @@ pub const XFRM_MSG_ALLOCSPI: u16 = 0x16;
 pub const XFRM_MSG_UPDSA: u16 = 0x1a;
 pub const XFRM_MSG_FLUSHSA: u16 = 0x1c;
 pub const XFRM_MSG_FLUSHPOLICY: u16 = 0x1d;
+pub const XFRM_MSG_MIGRATE: u16 = 0x21;
 /// `struct xfrm_usersa_flush`'s protocol for all of them.
 const IPSEC_PROTO_ANY: u8 = 255;
 pub const XFRM_MSG_ACQUIRE: u16 = 0x17;
@@ -39,6 +40,7 @@ const NLM_F_CREATE: u16 = 0x400;
 const XFRMA_ALG_CRYPT: u16 = 2;
 const XFRMA_ENCAP: u16 = 4;
 const XFRMA_TMPL: u16 = 5;
+const XFRMA_MIGRATE: u16 = 17;
 const XFRMA_ALG_AEAD: u16 = 18;
 const XFRMA_ALG_AUTH_TRUNC: u16 = 20;
 
@@ -58,6 +60,7 @@ const USERSA_ID_LEN: usize = 24;
 const USERPOLICY_INFO_LEN: usize = 168;
 const USERPOLICY_ID_LEN: usize = 64;
 const USER_TMPL_LEN: usize = 64;
+const USER_MIGRATE_LEN: usize = 76;
 
 /// Traffic selector: addresses with prefix lengths, protocol and ports (0 = any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,17 +251,61 @@ pub fn new_sa(out: &mut Vec<u8>, seq: u32, sa: &SaSpec<'_>) {
     if let Some((name, key, icv)) = sa.aead {
         put_algo(&mut m, XFRMA_ALG_AEAD, name, key, Some(icv));
     }
-    if let Some((sport, dport)) = sa.encap {
-        let at = m.attr(XFRMA_ENCAP, 24);
-        m.put(at, &UDP_ENCAP_ESPINUDP.to_ne_bytes());
-        m.put(at + 2, &sport.to_be_bytes());
-        m.put(at + 4, &dport.to_be_bytes());
-        // struct xfrm_encap_tmpl: encap_oa (xfrm_address_t) after the two ports.
-        match sa.encap_oa {
-            Some(std::net::IpAddr::V4(a)) => m.put(at + 8, &a.octets()),
-            Some(std::net::IpAddr::V6(a)) => m.put(at + 8, &a.octets()),
-            None => {}
-        }
+    if let Some(ports) = sa.encap {
+        put_encap(&mut m, ports, sa.encap_oa);
+    }
+    m.finish();
+}
+
+/// XFRMA_ENCAP (struct xfrm_encap_tmpl): ESP in UDP between the ports (source,
+/// destination), with the peer's original address when it has one (NAT-OA).
+fn put_encap(m: &mut Msg<'_>, (sport, dport): (u16, u16), oa: Option<IpAddr>) {
+    let at = m.attr(XFRMA_ENCAP, 24);
+    m.put(at, &UDP_ENCAP_ESPINUDP.to_ne_bytes());
+    m.put(at + 2, &sport.to_be_bytes());
+    m.put(at + 4, &dport.to_be_bytes());
+    // encap_oa (xfrm_address_t) after the two ports.
+    if let Some(a) = oa {
+        addr(&mut m.out[at + 8..at + 24], a);
+    }
+}
+
+/// One state moved by [`migrate`] (struct xfrm_user_migrate), found by its old
+/// addresses, protocol, mode and reqid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateSpec {
+    pub old_src: IpAddr,
+    pub old_dst: IpAddr,
+    pub new_src: IpAddr,
+    pub new_dst: IpAddr,
+    pub proto: u8,
+    pub mode: u8,
+    pub reqid: u32,
+    /// The state's UDP encapsulation after the move (source, destination ports); none
+    /// keeps what it had.
+    pub encap: Option<(u16, u16)>,
+}
+
+/// XFRM_MSG_MIGRATE (struct xfrm_userpolicy_id, XFRMA_MIGRATE, XFRMA_ENCAP): the policy
+/// `sel`/`dir` and the state its template names move to new addresses. The kernel
+/// clones the state with its keys, sequence numbers and replay window (what MOBIKE
+/// needs, RFC 4555), and the template follows.
+pub fn migrate(out: &mut Vec<u8>, seq: u32, sel: &Selector, dir: u8, mv: &MigrateSpec) {
+    let mut m = Msg::new(out, XFRM_MSG_MIGRATE, NLM_F_REQUEST | NLM_F_ACK, seq);
+    let at = m.block(USERPOLICY_ID_LEN);
+    put_selector(&mut m, at, sel);
+    m.put(at + 60, &[dir]);
+    let at = m.attr(XFRMA_MIGRATE, USER_MIGRATE_LEN);
+    addr(&mut m.out[at..at + 16], mv.old_dst);
+    addr(&mut m.out[at + 16..at + 32], mv.old_src);
+    addr(&mut m.out[at + 32..at + 48], mv.new_dst);
+    addr(&mut m.out[at + 48..at + 64], mv.new_src);
+    m.put(at + 64, &[mv.proto, mv.mode]);
+    m.put(at + 68, &mv.reqid.to_ne_bytes());
+    m.put(at + 72, &family(mv.old_src).to_ne_bytes());
+    m.put(at + 74, &family(mv.new_src).to_ne_bytes());
+    if let Some(ports) = mv.encap {
+        put_encap(&mut m, ports, None);
     }
     m.finish();
 }
@@ -651,6 +698,19 @@ mod tests {
         let mut out = Vec::new();
         del_policy(&mut out, 5, &sel, XFRM_POLICY_OUT);
         assert_eq!(out, fixture("delpolicy_out"));
+        let mut out = Vec::new();
+        let mv = MigrateSpec {
+            old_src: ip("192.0.2.1"),
+            old_dst: ip("192.0.2.2"),
+            new_src: ip("192.0.2.11"),
+            new_dst: ip("192.0.2.2"),
+            proto: 50,
+            mode: MODE_TUNNEL,
+            reqid: 7,
+            encap: Some((4500, 4500)),
+        };
+        migrate(&mut out, 8, &sel, XFRM_POLICY_OUT, &mv);
+        assert_eq!(out, fixture("migrate_out_udpencap"));
     }
 
     #[test]

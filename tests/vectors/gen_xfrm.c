@@ -122,6 +122,22 @@ int main(void) {
 	pid->dir = XFRM_POLICY_OUT;
 	done("delpolicy_out");
 
+	/* MOBIKE: the outbound tunnel policy's template and its state (reqid 7) move from
+	 * 192.0.2.1 -> 192.0.2.2 to 192.0.2.11 -> 192.0.2.2, now ESP in UDP 4500 <-> 4500. */
+	hdr(XFRM_MSG_MIGRATE, NLM_F_REQUEST | NLM_F_ACK, 8);
+	pid = put(sizeof *pid);
+	v4(&pid->sel.saddr, "198.51.100.0"); v4(&pid->sel.daddr, "203.0.113.0");
+	pid->sel.prefixlen_s = 24; pid->sel.prefixlen_d = 24; pid->sel.family = AF_INET;
+	pid->dir = XFRM_POLICY_OUT;
+	struct xfrm_user_migrate *um = attr(XFRMA_MIGRATE, sizeof *um);
+	v4(&um->old_daddr, "192.0.2.2"); v4(&um->old_saddr, "192.0.2.1");
+	v4(&um->new_daddr, "192.0.2.2"); v4(&um->new_saddr, "192.0.2.11");
+	um->proto = IPPROTO_ESP; um->mode = XFRM_MODE_TUNNEL; um->reqid = 7;
+	um->old_family = AF_INET; um->new_family = AF_INET;
+	struct xfrm_encap_tmpl *me = attr(XFRMA_ENCAP, sizeof *me);
+	me->encap_type = 2; me->encap_sport = htons(4500); me->encap_dport = htons(4500);
+	done("migrate_out_udpencap");
+
 	/* What the kernel multicasts on XFRMNLGRP_ACQUIRE: ICMP from 198.51.100.7 to the
 	 * 203.0.113.0/24 policy, template 192.0.2.1 -> 192.0.2.2. */
 	hdr(XFRM_MSG_ACQUIRE, 0, 0);

@@ -25,10 +25,11 @@
 //!   address, the CHILD_SAs moved once the peer answers with our COOKIE2 (the daemon
 //!   does not watch the host's addresses yet, so only a caller of the engine does).
 //!
-//! Moving a CHILD_SA to a new address replaces its kernel states (XFRM cannot change a
-//! state's addresses in place; XFRM_MSG_MIGRATE would keep the sequence numbers): the
-//! outbound sequence number starts again at 1, and a peer that kept its replay window
-//! across the move drops our first packets until it passes the old count.
+//! A CHILD_SA moves to new addresses by XFRM_MSG_MIGRATE (`KernelReq::MigrateSa`), as
+//! strongSwan moves its own: the kernel keeps its keys, its outbound sequence number and
+//! its replay window, so that a peer which kept its own across the move takes our next
+//! packet. Where MIGRATE cannot (PF_KEY, -a, transport mode) the states are replaced,
+//! and the outbound sequence number starts again at 1.
 
 use super::*;
 use crate::ikev2::policy::Identity;
@@ -286,6 +287,8 @@ impl Engine {
             .filter(|(_, c)| c.ike == h)
             .map(|(ch, _)| ch)
             .collect();
+        // CHILD_SAs moved by MIGRATE, whose flows moved with them.
+        let mut migrated: Vec<ChildSa> = Vec::new();
         for ch in moved {
             let Some(c) = self.children.get_mut(ch) else {
                 continue;
@@ -306,13 +309,22 @@ impl Engine {
                 (Ok(o), Ok(n)) => (o, n),
                 _ => continue,
             };
+            let part = old_sa.installed();
             if in_place {
                 self.io.kernel_req(KernelReq::UpdateSa(Box::new(new_sa)));
-            } else {
-                let part = old_sa.installed();
+            } else if migrated.iter().any(|m| m.same_flows(&new)) {
+                // Its flows moved with an earlier one (a rekey's old and new CHILD_SAs
+                // share them): its states are replaced.
                 self.io
-                    .kernel_req(KernelReq::DeleteSa(Box::new(old_sa), part, false));
+                    .kernel_req(KernelReq::DeleteSa(Box::new(old_sa), part, true));
                 self.io.kernel_req(KernelReq::AddSa(Box::new(new_sa), part));
+            } else {
+                self.io.kernel_req(KernelReq::MigrateSa(
+                    Box::new(old_sa),
+                    Box::new(new_sa),
+                    part,
+                ));
+                migrated.push(new);
             }
         }
     }
