@@ -275,6 +275,7 @@ fn check_xfrm(msg: &[u8]) -> Result<(), String> {
             XFRM_MSG_ALLOCSPI,
             XFRM_MSG_NEWPOLICY,
             XFRM_MSG_DELPOLICY,
+            XFRM_MSG_MIGRATE,
         ]
         .contains(&ty)
     {
