@@ -573,3 +573,34 @@ pub(crate) fn write_cert_requests(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::id_name;
+
+    /// File names of IDs as isakmpd writes them (util_ntoa for addresses, FQDNs as sent).
+    #[test]
+    fn id_names_for_key_files() {
+        assert_eq!(
+            id_name(1, &[192, 0, 2, 1]),
+            Some(("ipv4", "192.0.2.1".to_string()))
+        );
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            id_name(5, &v6.octets()),
+            Some(("ipv6", "2001:db8::1".to_string()))
+        );
+        assert_eq!(
+            id_name(2, b"east.example"),
+            Some(("fqdn", "east.example".to_string()))
+        );
+        assert_eq!(
+            id_name(3, b"ike@east.example"),
+            Some(("ufqdn", "ike@east.example".to_string()))
+        );
+        // Truncated addresses and other types name nothing.
+        assert_eq!(id_name(1, &[192, 0, 2]), None);
+        assert_eq!(id_name(5, &[0; 4]), None);
+        assert_eq!(id_name(9, b"dn"), None);
+    }
+}
