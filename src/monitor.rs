@@ -42,6 +42,7 @@ const REQ_SHUTDOWN: u8 = 4;
 const REQ_LIST_PKI: u8 = 5;
 const REQ_OPEN_PKI: u8 = 6;
 const REQ_OPEN_INCLUDE: u8 = 7;
+const REQ_LIST_PKI_DIRS: u8 = 8;
 const REQ_KERNEL: u8 = 10;
 
 /// Messages the relay holds for a child that is not reading, at most.
@@ -178,7 +179,17 @@ impl Client {
 
     /// The regular files of a directory under the PKI root (names only).
     pub fn list_pki(&self, dir: &str) -> Result<Vec<String>, String> {
-        let mut req = vec![REQ_LIST_PKI];
+        self.list(REQ_LIST_PKI, dir)
+    }
+
+    /// The subdirectories of a directory under the PKI root (names only): KeyNote's
+    /// Credential-directory holds one for each local ID.
+    pub fn list_pki_dirs(&self, dir: &str) -> Result<Vec<String>, String> {
+        self.list(REQ_LIST_PKI_DIRS, dir)
+    }
+
+    fn list(&self, kind: u8, dir: &str) -> Result<Vec<String>, String> {
+        let mut req = vec![kind];
         req.extend_from_slice(dir.as_bytes());
         send_msg(self.fd(), &req, None).map_err(|e| format!("monitor: {e}"))?;
         let mut buf = [0u8; 4096];
@@ -471,9 +482,10 @@ impl Server {
         if n == 0 {
             return Ok(false);
         }
-        if buf[0] == REQ_LIST_PKI {
+        if buf[0] == REQ_LIST_PKI || buf[0] == REQ_LIST_PKI_DIRS {
             // Answered with text, not a descriptor.
-            let (status, text) = match list_pki(self.pki_root, &buf[1..n]) {
+            let dirs = buf[0] == REQ_LIST_PKI_DIRS;
+            let (status, text) = match list_pki(self.pki_root, &buf[1..n], dirs) {
                 Ok(names) => (0u8, names.join("\n")),
                 Err(e) => (1u8, e),
             };
@@ -583,12 +595,14 @@ fn open_pki(root: &str, raw: &[u8]) -> Result<OwnedFd, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn list_pki(root: &str, raw: &[u8]) -> Result<Vec<String>, String> {
+/// The regular files (or, with `dirs`, the directories) of a directory under `root`.
+fn list_pki(root: &str, raw: &[u8], dirs: bool) -> Result<Vec<String>, String> {
     let dir = pki_path(root, raw)?;
     let mut names = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let e = e.map_err(|e| e.to_string())?;
-        if e.path().is_file() {
+        let p = e.path();
+        if (dirs && p.is_dir()) || (!dirs && p.is_file()) {
             if let Some(n) = e.file_name().to_str() {
                 names.push(n.to_string());
             }
@@ -895,8 +909,8 @@ odd:*:4294967295:65534:\xe9t\xe9:/:";
     }
 
     /// Only regular files that resolve under the root (symlinks and `..` followed) are
-    /// opened, read-only; a listing names the directory's files (opening each is checked
-    /// again).
+    /// opened, read-only; a listing names the directory's files, or its directories
+    /// (opening each is checked again).
     #[test]
     fn pki_reads_stay_under_the_root() {
         use std::io::Write as _;
@@ -910,7 +924,12 @@ odd:*:4294967295:65534:\xe9t\xe9:/:";
         let root_s = format!("{}/", root.display());
         let at = |p: &str| format!("{}/{p}", root.display()).into_bytes();
 
-        assert_eq!(list_pki(&root_s, &at("ca")).unwrap(), ["ca.crt", "escape"]);
+        assert_eq!(
+            list_pki(&root_s, &at("ca"), false).unwrap(),
+            ["ca.crt", "escape"]
+        );
+        // The directories alone (KeyNote's Credential-directory).
+        assert_eq!(list_pki(&root_s, &at("ca"), true).unwrap(), ["sub"]);
         let mut f = std::fs::File::from(open_pki(&root_s, &at("ca/ca.crt")).unwrap());
         let mut text = String::new();
         std::io::Read::read_to_string(&mut f, &mut text).unwrap();
@@ -922,7 +941,8 @@ odd:*:4294967295:65534:\xe9t\xe9:/:";
         }
         let e = open_pki(&root_s, &at("ca/../../../secret")).unwrap_err();
         assert!(e.contains("not under"), "{e}");
-        assert!(list_pki(&root_s, &at("..")).is_err());
+        assert!(list_pki(&root_s, &at(".."), false).is_err());
+        assert!(list_pki(&root_s, &at(".."), true).is_err());
         assert!(open_pki(&root_s, b"/etc/passwd").is_err());
         // Another root does not let these through.
         assert!(open_pki(ISAKMPD_PKI_ROOT, &at("ca/ca.crt")).is_err());

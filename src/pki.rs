@@ -1,5 +1,6 @@
 //! Key material for signature authentication: our private key, our certificates, the
-//! trusted CA certificates, the CRLs and the peers' raw public keys, read through the
+//! trusted CA certificates, the CRLs, the peers' raw public keys and (isakmpd) our KeyNote
+//! credentials, read through the
 //! privileged parent, which only opens regular files under the personality's root
 //! (monitor.rs `pki_path`: /etc/isakmpd, or /etc/iked for iked), since the daemon itself
 //! runs jailed. isakmpd takes the paths from isakmpd.conf (x509.c and the raw public keys
@@ -27,6 +28,9 @@ pub struct Paths {
     pub cas: String,
     pub crls: String,
     pub pubkeys: String,
+    /// isakmpd's `[KeyNote] Credential-directory`: a directory for each local ID with
+    /// `private_key` and `credentials` (iked has none).
+    pub keynote: Option<String>,
 }
 
 impl Paths {
@@ -44,6 +48,11 @@ impl Paths {
             cas: x509("CA-directory", "/etc/isakmpd/ca/"),
             crls: x509("CRL-directory", "/etc/isakmpd/crls/"),
             pubkeys: get("General", "Pubkey-directory", "/etc/isakmpd/pubkeys"),
+            keynote: Some(get(
+                "KeyNote",
+                "Credential-directory",
+                "/etc/isakmpd/keynote/",
+            )),
         }
     }
 
@@ -55,6 +64,7 @@ impl Paths {
             cas: "/etc/iked/ca/".into(),
             crls: "/etc/iked/crls/".into(),
             pubkeys: "/etc/iked/pubkeys/".into(),
+            keynote: None,
         }
     }
 }
@@ -148,6 +158,10 @@ pub fn load_from(monitor: &Client, paths: &Paths) -> Option<Credentials> {
             if !pubkeys.is_empty() {
                 crate::log_info!("pubkeys: {} raw public key(s) of peers", c.pubkeys.len());
             }
+            if let Some(dir) = &paths.keynote {
+                c.keynote = keynote_dirs(monitor, dir, &read);
+                c.keynote_check = Some(crate::keynote::peer_credentials);
+            }
             if key.is_some() || !certs.is_empty() || !cas.is_empty() {
                 crate::log_info!(
                     "x509: {} CA certificate(s), our certificate: {}; private key: {}",
@@ -168,4 +182,55 @@ pub fn load_from(monitor: &Client, paths: &Paths) -> Option<Credentials> {
             None
         }
     }
+}
+
+/// The KeyNote directories under `dir`, one for each local ID (ike_auth.c
+/// `ike_auth_get_key`, policy.c `keynote_cert_obtain`): `private_key`, a KeyNote private
+/// RSA key, and `credentials`, signed assertions to send. A file that is missing is no
+/// error; one that does not decode is left out, logged.
+fn keynote_dirs(
+    monitor: &Client,
+    dir: &str,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Vec<crate::ike::auth::LocalKeynote> {
+    let dir = dir.trim_end_matches('/');
+    let ids = match monitor.list_pki_dirs(dir) {
+        Ok(ids) => ids,
+        Err(e) => {
+            crate::ike_debug!(DebugClass::Crypto, 10, "keynote: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let file = |name: &str| read(&format!("{dir}/{id}/{name}")).ok();
+        let key = file("private_key").and_then(|b| {
+            let der = crate::keynote::private_key(&String::from_utf8_lossy(&b));
+            let key = der.and_then(|d| {
+                crate::ike::crypto::PrivateKey::from_pem(&d)
+                    .ok()
+                    .and_then(|k| k.rsa())
+                    .ok_or_else(|| "not an RSA private key".to_string())
+            });
+            key.map_err(|e| crate::log_warn!("keynote: {dir}/{id}/private_key: {e}"))
+                .ok()
+        });
+        let credentials = file("credentials");
+        if key.is_none() && credentials.is_none() {
+            continue;
+        }
+        crate::log_info!(
+            "keynote: local ID {id}: private key: {}, credentials: {}",
+            if key.is_some() { "RSA" } else { "none" },
+            credentials
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |c| format!("{} bytes", c.len()))
+        );
+        out.push(crate::ike::auth::LocalKeynote {
+            id,
+            key,
+            credentials,
+        });
+    }
+    out
 }

@@ -473,3 +473,285 @@ fn base64_of(b: &[u8]) -> String {
     let out = c.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+// KeyNote credentials for RSA signatures, no X.509 (ike_auth.c `rsa_sig_encode_hash` and
+// `rsa_sig_decode_hash` with policy.c's KeyNote certificate handler): two daemons, each
+// with `[KeyNote] Credential-directory/<its address>/{private_key,credentials}` made here
+// with openssl(1), and an isakmpd.policy naming a key.
+
+/// openssl(1) run in `dir`; its standard output.
+fn openssl_out(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    out.stdout
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An RSA key `name`.pem in `dir`; its PKCS#1 public key.
+fn kn_key(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let pem = format!("{name}.pem");
+    openssl_out(dir, &["genrsa", "-out", &pem, "2048"]);
+    pkcs1(dir, &pem)
+}
+
+/// An assertion by key `by` (`by`.pem in `dir`) licensing `lic` for IPsec, signed as
+/// libkeynote's `sig-rsa-sha1-hex` (PKCS#1 v1.5 over the SHA-1 of the text and the
+/// algorithm name as a DER OCTET STRING), by `openssl dgst` and `openssl pkeyutl`.
+fn kn_credential(dir: &std::path::Path, by: &str, lic: &[u8]) -> String {
+    let alg = "sig-rsa-sha1-hex:";
+    let body = format!(
+        "KeyNote-Version: 2\nComment: made by tests/keynote.rs\n\
+         Authorizer: \"rsa-hex:{}\"\nLicensees: \"rsa-hex:{}\"\n\
+         Conditions: app_domain == \"IPsec policy\" -> \"true\";\nSignature: \"",
+        hex(&pkcs1(dir, &format!("{by}.pem"))),
+        hex(lic)
+    );
+    // The text up to the Signature keyword, then the algorithm's name.
+    let upto = body.len() - "Signature: \"".len();
+    fs::write(dir.join("signed.txt"), format!("{}{alg}", &body[..upto])).unwrap();
+    let d = openssl_out(dir, &["dgst", "-sha1", "-binary", "signed.txt"]);
+    let mut octets = vec![0x04, d.len() as u8];
+    octets.extend_from_slice(&d);
+    fs::write(dir.join("digest.der"), octets).unwrap();
+    let inkey = format!("{by}.pem");
+    let sig = openssl_out(
+        dir,
+        &[
+            "pkeyutl",
+            "-sign",
+            "-pkeyopt",
+            "rsa_padding_mode:pkcs1",
+            "-inkey",
+            &inkey,
+            "-in",
+            "digest.der",
+        ],
+    );
+    format!("{body}{alg}{}\"\n", hex(&sig))
+}
+
+/// One side's /etc/isakmpd: keynote/`ip`/private_key (`key`.pem as keynote-keygen writes
+/// a private key: a quoted `private-rsa-hex:` string continued over lines),
+/// keynote/`ip`/credentials, and isakmpd.policy letting the key `trusted` have ESP.
+fn kn_etc(
+    dir: &std::path::Path,
+    ip: &str,
+    key: &str,
+    credentials: &str,
+    trusted: &[u8],
+) -> std::path::PathBuf {
+    let etc = dir.join(format!("etc-{ip}"));
+    let kd = etc.join("keynote").join(ip);
+    fs::create_dir_all(&kd).unwrap();
+    let der = openssl_out(
+        dir,
+        &[
+            "rsa",
+            "-outform",
+            "DER",
+            "-traditional",
+            "-in",
+            &format!("{key}.pem"),
+        ],
+    );
+    let h = hex(&der);
+    let lines: Vec<&str> = (0..h.len())
+        .step_by(64)
+        .map(|i| &h[i..(i + 64).min(h.len())])
+        .collect();
+    fs::write(
+        kd.join("private_key"),
+        format!("\"private-rsa-hex:{}\"\n", lines.join("\\\n  ")),
+    )
+    .unwrap();
+    fs::set_permissions(kd.join("private_key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(kd.join("credentials"), credentials).unwrap();
+    let policy = etc.join("isakmpd.policy");
+    fs::write(
+        &policy,
+        format!(
+            "KeyNote-Version: 2\nAuthorizer: \"POLICY\"\nLicensees: \"rsa-hex:{}\"\n\
+             Conditions: app_domain == \"IPsec policy\" && esp_present == \"yes\" -> \"true\";\n",
+            hex(trusted)
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o600)).unwrap();
+    etc
+}
+
+fn kn_conf(me: &str, peer: &str, lnet: &str, rnet: &str, connections: &str) -> String {
+    format!(
+        "[General]\nRetransmits=3\nExchange-max-time=30\nCheck-interval=5\n\
+[Phase 1]\n{peer}=peer\n\
+[Phase 2]\n{connections}=tun\n\
+[peer]\nPhase=1\nAddress={peer}\nLocal-address={me}\nConfiguration=mm\n\
+[mm]\nDOI=IPSEC\nEXCHANGE_TYPE=ID_PROT\nTransforms=AES-256-SHA2-256-GRP14-RSA_SIG\n\
+[tun]\nPhase=2\nISAKMP-peer=peer\nConfiguration=qm\nLocal-ID=lnet\nRemote-ID=rnet\n\
+[qm]\nDOI=IPSEC\nEXCHANGE_TYPE=QUICK_MODE\nSuites=QM-ESP-AES-SHA2-256-PFS-GRP14-SUITE\n\
+[lnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={lnet}\nNetmask=255.255.255.0\n\
+[rnet]\nID-type=IPV4_ADDR_SUBNET\nNetwork={rnet}\nNetmask=255.255.255.0\n"
+    )
+}
+
+/// `S` through the FIFO: the result file's text.
+fn kn_sas(d: &common::Daemon) -> String {
+    let res = d.run_file("isakmpd.result");
+    let _ = fs::remove_file(&res);
+    d.fifo_sync("S\n");
+    fs::read_to_string(res).unwrap_or_default()
+}
+
+/// West (192.0.2.1, starting) and east (192.0.2.2). West's credentials: a CA's key
+/// licenses west's key, signed by the CA, passed through `west_creds`; east's policy trusts
+/// `east_trusts` (None: the CA's key). East's credentials: east's key licenses itself;
+/// west's policy trusts east's key.
+fn kn_pair(
+    tag: &str,
+    west_creds: impl Fn(String) -> String,
+    east_trusts: Option<&[u8]>,
+) -> (
+    common::Link,
+    common::Daemon,
+    common::Daemon,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("isakmpd-kn-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let ca = kn_key(&dir, "ca");
+    let west = kn_key(&dir, "west");
+    let east = kn_key(&dir, "east");
+    let w_etc = kn_etc(
+        &dir,
+        "192.0.2.1",
+        "west",
+        &west_creds(kn_credential(&dir, "ca", &west)),
+        &east,
+    );
+    let e_etc = kn_etc(
+        &dir,
+        "192.0.2.2",
+        "east",
+        &kn_credential(&dir, "east", &east),
+        east_trusts.unwrap_or(&ca),
+    );
+    let link = common::Link::new(tag);
+    let e = common::start_with_etc(
+        &format!("kn-{tag}-east"),
+        &kn_conf(
+            "192.0.2.2",
+            "192.0.2.1",
+            "203.0.113.0",
+            "198.51.100.0",
+            "Passive-connections",
+        ),
+        &[],
+        Some(&link.b),
+        Some(&e_etc),
+    );
+    let w = common::start_with_etc(
+        &format!("kn-{tag}-west"),
+        &kn_conf(
+            "192.0.2.1",
+            "192.0.2.2",
+            "198.51.100.0",
+            "203.0.113.0",
+            "Connections",
+        ),
+        &[],
+        Some(&link.a),
+        Some(&w_etc),
+    );
+    (link, w, e, dir)
+}
+
+#[test]
+fn daemons_authenticate_by_keynote_credentials_and_policy_admits_them() {
+    let (_link, w, e, dir) = kn_pair("kn", |c| c, None);
+    let t0 = std::time::Instant::now();
+    while !(kn_sas(&w).contains("(Phase 2)") && kn_sas(&e).contains("(Phase 2)")) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no tunnel\n--- west ---\n{}\n--- east ---\n{}",
+            w.log(),
+            e.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (wl, el) = (w.log(), e.log());
+    // Each read its own directory and signed with its KeyNote key.
+    for l in [&wl, &el] {
+        assert!(l.contains("private key: RSA, credentials:"), "{l}");
+        assert!(
+            l.contains("authenticated by its KeyNote credentials (1 assertion(s))"),
+            "{l}"
+        );
+    }
+    assert!(el.contains("keynote: local ID 192.0.2.2"), "{el}");
+    assert!(
+        wl.contains("peer 192.0.2.2:500 authenticated by its KeyNote"),
+        "{wl}"
+    );
+    assert!(
+        el.contains("peer 192.0.2.1:500 authenticated by its KeyNote"),
+        "{el}"
+    );
+    assert!(!el.contains("refused by isakmpd.policy"), "{el}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_credential_with_a_bad_signature_is_refused() {
+    // One character of the signed text changed after signing.
+    let (_link, w, e, dir) = kn_pair("kb", |c| c.replace("IPsec policy", "IPsec pólicy"), None);
+    e.wait_for(
+        || e.log().contains("KeyNote credentials refused"),
+        "east refusing west's credentials",
+    );
+    let el = e.log();
+    assert!(
+        el.contains("signed assertion refused: the signature does not verify"),
+        "{el}"
+    );
+    assert!(!el.contains("authenticated by its KeyNote"), "{el}");
+    assert!(!kn_sas(&e).contains("Phase 2"));
+    assert!(!kn_sas(&w).contains("Phase 2"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_peer_whose_key_the_policy_does_not_trust_gets_no_tunnel() {
+    // East trusts a key that is neither west's nor its CA's.
+    let other = tempkey();
+    let (_link, w, e, dir) = kn_pair("ku", |c| c, Some(&other));
+    e.wait_for(
+        || e.log().contains("refused by isakmpd.policy"),
+        "east refusing west's Quick Mode",
+    );
+    let el = e.log();
+    // Phase 1 passed (the credentials are good); the policy said no.
+    assert!(
+        el.contains("peer 192.0.2.1:500 authenticated by its KeyNote"),
+        "{el}"
+    );
+    assert!(!kn_sas(&e).contains("(Phase 2)"));
+    assert!(!kn_sas(&w).contains("(Phase 2)"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A key of nobody in the test.
+fn tempkey() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("isakmpd-kn-other-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let k = kn_key(&dir, "other");
+    let _ = fs::remove_dir_all(&dir);
+    k
+}

@@ -1,6 +1,6 @@
 //! Phase 1 authentication (RFC 2409 §5.1, §5.4): the peer's HASH_I/HASH_R (pre-shared
-//! keys) or SIG (RSA signatures, over X.509 certificates or raw public keys), and our
-//! credentials for it.
+//! keys) or SIG (RSA signatures, over X.509 certificates, KeyNote credentials or raw
+//! public keys), and our credentials for it.
 //!
 //! [`Authenticated`] is the proof that a check passed: only the functions here construct
 //! it, and an ISAKMP SA comes into being only from one (`phase1_done` takes it), so no path
@@ -11,7 +11,7 @@ use super::crypto::{
 };
 use super::exchange::{Exchange, P1Choice};
 use super::phase1::Cx;
-use super::policy::PeerCredentials;
+use super::policy::{KeynoteCheck, PeerCredentials};
 use super::wire::{self, AuthMethod, CertEncoding, NotifyType, Payload, PayloadType};
 use super::{Drop, Engine};
 
@@ -65,6 +65,41 @@ pub struct Credentials {
     /// Raw public keys of peers, from the pubkeys/ directory: (kind, name, key) where kind
     /// is the subdirectory (ipv4, ipv6, fqdn, ufqdn) and name the file, i.e. the peer's ID.
     pub pubkeys: Vec<(String, String, PublicKey)>,
+    /// Ours under `[KeyNote] Credential-directory`, one for each local ID that has a
+    /// directory there (isakmpd signs with them when it has no X.509 certificate).
+    pub keynote: Vec<LocalKeynote>,
+    /// Checks a peer's KeyNote CERT payload; without it such a payload is refused.
+    pub keynote_check: Option<KeynoteCheck>,
+}
+
+/// The KeyNote directory of one of our IDs (ike_auth.c `ike_auth_get_key`, policy.c
+/// `keynote_cert_obtain`): `<Credential-directory>/<ID>/private_key` and `credentials`,
+/// where the ID is written as [`id_name`] writes it.
+pub struct LocalKeynote {
+    pub id: String,
+    pub key: Option<RsaPrivate>,
+    /// Signed assertions, sent as they are in a CERT payload of the KEYNOTE encoding.
+    pub credentials: Option<Vec<u8>>,
+}
+
+/// How isakmpd names an ID (of an ID payload's type and data) in file names: the
+/// pubkeys/ subdirectory and the name, an address as text or an FQDN or user FQDN as it
+/// is (ike_auth.c `get_raw_key_from_file`, policy.c `keynote_cert_obtain`); other ID
+/// types have none.
+pub fn id_name(ty: u8, data: &[u8]) -> Option<(&'static str, String)> {
+    Some(match ty {
+        1 => (
+            "ipv4",
+            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?).to_string(),
+        ),
+        5 => (
+            "ipv6",
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).to_string(),
+        ),
+        2 => ("fqdn", String::from_utf8_lossy(data).into_owned()),
+        3 => ("ufqdn", String::from_utf8_lossy(data).into_owned()),
+        _ => return None,
+    })
 }
 
 impl Credentials {
@@ -106,38 +141,17 @@ impl Credentials {
 
     /// The raw public key for an ID payload's type and data, if pubkeys/ has one.
     pub fn pubkey_by_id(&self, ty: u8, data: &[u8]) -> Option<&PublicKey> {
-        let (kind, name) = match ty {
-            1 => (
-                "ipv4",
-                std::net::Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?).to_string(),
-            ),
-            5 => (
-                "ipv6",
-                std::net::Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).to_string(),
-            ),
-            2 => ("fqdn", String::from_utf8_lossy(data).into_owned()),
-            3 => ("ufqdn", String::from_utf8_lossy(data).into_owned()),
-            _ => return None,
-        };
+        let (kind, name) = id_name(ty, data)?;
         self.pubkeys
             .iter()
             .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
             .map(|(_, _, key)| key)
     }
 
-    /// The raw RSA public key for a peer's ID, if pubkeys/ has one.
-    fn pubkey_for(&self, id: &wire::Identity<'_>) -> Option<RsaPublic> {
-        let (kind, name) = match id {
-            wire::Identity::Ipv4(a) => ("ipv4", a.to_string()),
-            wire::Identity::Ipv6(a) => ("ipv6", a.to_string()),
-            wire::Identity::Fqdn(f) => ("fqdn", String::from_utf8_lossy(f).into_owned()),
-            wire::Identity::UserFqdn(u) => ("ufqdn", String::from_utf8_lossy(u).into_owned()),
-            _ => return None,
-        };
-        self.pubkeys
-            .iter()
-            .find(|(k, n, _)| k == kind && n.eq_ignore_ascii_case(&name))
-            .and_then(|(_, _, key)| key.rsa())
+    /// Our KeyNote directory for our ID payload body `id`, if there is one.
+    fn keynote_for(&self, id: &[u8]) -> Option<&LocalKeynote> {
+        let (_, name) = id_name(*id.first()?, id.get(4..)?)?;
+        self.keynote.iter().find(|k| k.id == name)
     }
 
     /// From PEM/DER blobs: the private key, our certificates (the one holding the key is
@@ -175,13 +189,16 @@ impl Credentials {
             cas,
             trust,
             pubkeys: Vec::new(),
+            keynote: Vec::new(),
+            keynote_check: None,
         })
     }
 
     /// RSA_SIG can be offered and accepted.
     pub fn usable(&self) -> bool {
-        // Without a certificate of ours the peer needs our public key (pubkeys/).
-        self.key.is_some()
+        // Without a certificate of ours the peer needs our public key (pubkeys/) or
+        // our KeyNote credentials.
+        self.key.is_some() || self.keynote.iter().any(|k| k.key.is_some())
     }
 
     /// The CA names for CERT_REQ payloads (one empty request when we have no CAs).
@@ -300,21 +317,45 @@ pub(crate) fn check_peer(
     let identity = id
         .identity()
         .map_err(|e| Drop::Notify(e.notify, e.reason))?;
-    let raw = if certs.is_empty() {
-        creds.pubkey_for(&identity)
+    // Without X.509 certificates: KeyNote credentials, else the raw key of pubkeys/.
+    let keynote = m.payloads.iter().find_map(|p| match p.payload {
+        Payload::Cert { encoding, data }
+            if certs.is_empty() && encoding == CertEncoding::KEYNOTE =>
+        {
+            Some(data)
+        }
+        _ => None,
+    });
+    let raw = if certs.is_empty() && keynote.is_none() {
+        idb.get(4..)
+            .and_then(|d| creds.pubkey_by_id(idb[0], d))
+            .and_then(|k| k.rsa())
     } else {
         None
     };
     let mut creds_kn = PeerCredentials::default();
-    if let Some(key) = raw {
+    let bad_sig = |whose: std::fmt::Arguments<'_>| {
+        super::refused(
+            NotifyType::INVALID_SIGNATURE,
+            "authentication failed: the signature does not verify",
+            format_args!("signature over {which} from {from}{whose}"),
+        )
+    };
+    if let Some(data) = keynote {
+        let (kn, key) = keynote_peer(creds, data, from)?;
+        key.verify_raw(want.as_bytes(), sig)
+            .map_err(|_| bad_sig(format_args!(", key of its KeyNote credentials")))?;
+        crate::log_info!(
+            "peer {from} authenticated by its KeyNote credentials ({} assertion(s))",
+            kn.assertions.len()
+        );
+        // isakmpd's exchange->keynote_key: the authorizer check_policy adds.
+        creds_kn.principals.push(rsa_hex(&kn.key));
+        creds_kn.assertions = kn.assertions;
+    } else if let Some(key) = raw {
         // No certificate: the peer's raw public key from pubkeys/, by its ID.
-        key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-            super::refused(
-                NotifyType::INVALID_SIGNATURE,
-                "authentication failed: the signature does not verify",
-                format_args!("signature over {which} from {from}, public key of {identity}"),
-            )
-        })?;
+        key.verify_raw(want.as_bytes(), sig)
+            .map_err(|_| bad_sig(format_args!(", public key of {identity}")))?;
         crate::log_info!("peer {from} authenticated by its public key for {identity}");
         creds_kn.principals.extend(key.pkcs1().map(|k| rsa_hex(&k)));
     } else {
@@ -358,13 +399,8 @@ pub(crate) fn check_peer(
                 format_args!("{from}: {e}"),
             )
         })?;
-        key.verify_raw(want.as_bytes(), sig).map_err(|_| {
-            super::refused(
-                NotifyType::INVALID_SIGNATURE,
-                "authentication failed: the signature does not verify",
-                format_args!("signature over {which} from {from}"),
-            )
-        })?;
+        key.verify_raw(want.as_bytes(), sig)
+            .map_err(|_| bad_sig(format_args!("")))?;
         crate::log_info!(
             "peer {from} authenticated by certificate \"{}\"",
             cert.subject()
@@ -377,6 +413,36 @@ pub(crate) fn check_peer(
         peer_creds: Some(Box::new(creds_kn)),
         _proof: Proof,
     })
+}
+
+/// A peer's KeyNote CERT payload checked (policy.c `keynote_cert_validate` and
+/// `keynote_cert_get_key`, which ike_auth.c `rsa_sig_decode_hash` calls): its signed
+/// assertions and the key that must have made the SIG.
+fn keynote_peer(
+    creds: &Credentials,
+    data: &[u8],
+    from: std::net::SocketAddr,
+) -> Result<(super::policy::KeynoteCert, RsaPublic), Drop> {
+    let check = creds.keynote_check.ok_or_else(|| {
+        super::refused(
+            NotifyType::CERT_TYPE_UNSUPPORTED,
+            "authentication failed: KeyNote credentials are not supported here",
+            format_args!("{from}"),
+        )
+    })?;
+    let refused = |e: &str| {
+        super::refused(
+            NotifyType::INVALID_CERTIFICATE,
+            "authentication failed: KeyNote credentials refused",
+            format_args!("{from}: {e}"),
+        )
+    };
+    let kn = check(data).map_err(|e| refused(&e))?;
+    let key = PublicKey::from_rsa_pkcs1_der(&kn.key)
+        .ok()
+        .and_then(|k| k.rsa())
+        .ok_or_else(|| refused("the licensee's RSA key is unusable"))?;
+    Ok((kn, key))
 }
 
 /// KeyNote's `rsa-hex:` principal of a PKCS#1 RSA public key (libkeynote `kn_encode_key`).
@@ -427,14 +493,22 @@ fn keynote_credentials(path: &[Certificate]) -> PeerCredentials {
 }
 
 /// Our side of a phase 1 authentication: HASH_I/HASH_R, or for RSA_SIG the hash signed
-/// (PKCS#1) and our certificate, if we have one (else the peer knows our public key).
+/// (PKCS#1) and our certificate or KeyNote credentials with their encoding, if we have
+/// either (else the peer knows our public key).
 pub(crate) enum OurAuth {
     Hash(Key),
-    Sig { sig: Vec<u8>, cert: Vec<u8> },
+    Sig {
+        sig: Vec<u8>,
+        cert: Option<(CertEncoding, Vec<u8>)>,
+    },
 }
 
 impl OurAuth {
-    /// Ours in exchange `x` (transform `c`) over our ID payload body `id`.
+    /// Ours in exchange `x` (transform `c`) over our ID payload body `id`. With an X.509
+    /// certificate of ours: its key and the certificate. Without one, the KeyNote
+    /// directory of our ID, if there is one, gives the key (else the X.509 private key
+    /// signs) and the credentials to send (ike_auth.c `rsa_sig_encode_hash`, which tries
+    /// KeyNote first).
     pub(crate) fn new(
         x: &Exchange,
         creds: &Credentials,
@@ -445,17 +519,27 @@ impl OurAuth {
         if c.auth != AuthMethod::RSA_SIG {
             return Ok(OurAuth::Hash(hash));
         }
-        let key = creds.key.as_ref().ok_or(Drop::Silent("no private key"))?;
+        let kn = match creds.cert {
+            Some(_) => None,
+            None => creds.keynote_for(id),
+        };
+        let key = kn
+            .and_then(|k| k.key.as_ref())
+            .or(creds.key.as_ref())
+            .ok_or(Drop::Silent("no private key"))?;
         let mut sig = vec![0u8; 1024];
         let n = key
             .sign_raw(hash.as_bytes(), &mut sig)
             .map_err(|_| Drop::Silent("signing failed"))?;
         sig.truncate(n);
-        let cert = creds
-            .cert
-            .as_ref()
-            .and_then(|c| c.der().ok())
-            .unwrap_or_default();
+        let cert = match kn.and_then(|k| k.credentials.as_ref()) {
+            Some(kc) => Some((CertEncoding::KEYNOTE, kc.clone())),
+            None => creds
+                .cert
+                .as_ref()
+                .and_then(|c| c.der().ok())
+                .map(|d| (CertEncoding::X509_SIG, d)),
+        };
         Ok(OurAuth::Sig { sig, cert })
     }
 
@@ -464,10 +548,10 @@ impl OurAuth {
         match self {
             OurAuth::Hash(h) => b.payload(PayloadType::HASH, |w| w.bytes(h.as_bytes())),
             OurAuth::Sig { sig, cert } => {
-                if !cert.is_empty() {
+                if let Some((enc, data)) = cert.as_ref().filter(|(_, d)| !d.is_empty()) {
                     b.payload(PayloadType::CERT, |w| {
-                        w.u8(CertEncoding::X509_SIG.0)?;
-                        w.bytes(cert)
+                        w.u8(enc.0)?;
+                        w.bytes(data)
                     })?;
                 }
                 b.payload(PayloadType::SIG, |w| w.bytes(sig))
@@ -488,4 +572,35 @@ pub(crate) fn write_cert_requests(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_name;
+
+    /// File names of IDs as isakmpd writes them (util_ntoa for addresses, FQDNs as sent).
+    #[test]
+    fn id_names_for_key_files() {
+        assert_eq!(
+            id_name(1, &[192, 0, 2, 1]),
+            Some(("ipv4", "192.0.2.1".to_string()))
+        );
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            id_name(5, &v6.octets()),
+            Some(("ipv6", "2001:db8::1".to_string()))
+        );
+        assert_eq!(
+            id_name(2, b"east.example"),
+            Some(("fqdn", "east.example".to_string()))
+        );
+        assert_eq!(
+            id_name(3, b"ike@east.example"),
+            Some(("ufqdn", "ike@east.example".to_string()))
+        );
+        // Truncated addresses and other types name nothing.
+        assert_eq!(id_name(1, &[192, 0, 2]), None);
+        assert_eq!(id_name(5, &[0; 4]), None);
+        assert_eq!(id_name(9, b"dn"), None);
+    }
 }

@@ -916,6 +916,21 @@ pub struct PeerCredentials {
     pub assertions: Vec<String>,
 }
 
+/// A KeyNote CERT payload (encoding KEYNOTE, isakmpd's isakmp_num.cst) that passed the
+/// check [`Credentials::keynote_check`](super::Credentials) names (policy.c
+/// `keynote_cert_validate`, `keynote_cert_get_key`): its assertions, one a string, each
+/// signed by its Authorizer's key and verified, and the key isakmpd takes as the peer's, a
+/// PKCS#1 RSAPublicKey.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeynoteCert {
+    pub assertions: Vec<String>,
+    pub key: Vec<u8>,
+}
+
+/// Checks a KeyNote CERT payload's bytes (the daemon's is `crate::keynote::peer_credentials`;
+/// the engine names no KeyNote code): the credentials, or why they are refused.
+pub type KeynoteCheck = fn(&[u8]) -> Result<KeynoteCert, String>;
+
 /// The wall-clock time for GMTTimeOfDay and LocalTimeOfDay, set by the event loop (the
 /// engine reads no clock): seconds since 1970 UTC and the local zone's offset in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cred;
 mod expr;
 pub mod file;
 mod lex;
@@ -31,6 +32,7 @@ mod sig;
 #[cfg(test)]
 mod tests;
 
+pub use cred::{peer_credentials, private_key};
 use expr::{Clause, Lic, Parser};
 pub use file::{describe, load, off_reason, policy_file, wall_clock, Enforced};
 use std::cell::Cell;
@@ -53,6 +55,8 @@ struct Assertion {
     licensees: Option<Lic>,
     conditions: Vec<Clause>,
     constants: HashMap<String, String>,
+    /// It carried a Signature, and the signature verified.
+    signed: bool,
 }
 
 /// A parsed set of local assertions.
@@ -242,6 +246,7 @@ fn parse_assertion(line: usize, lines: &[Line<'_>], raw: &str) -> Result<Asserti
         licensees: None,
         conditions: Vec::new(),
         constants: HashMap::new(),
+        signed: false,
     };
     let mut seen: Vec<&str> = Vec::new();
     let (mut lic_text, mut cond_text, mut auth_text, mut sig_text) = (None, None, None, None);
@@ -303,6 +308,7 @@ fn parse_assertion(line: usize, lines: &[Line<'_>], raw: &str) -> Result<Asserti
         let signed = raw.as_bytes().get(..upto).unwrap_or_default();
         sig::verify(&a.authorizer, signed, s)
             .map_err(|e| format!("line {n}: signed assertion refused: {e}"))?;
+        a.signed = true;
     }
     if let Some((n, text)) = lic_text {
         let toks = lex::lex(text).map_err(|e| format!("line {n}: {e}"))?;

@@ -19,21 +19,21 @@
 use openssl::rsa::{Padding, Rsa};
 
 /// The key algorithms' prefixes, lower case (libkeynote matches them without case).
-const RSA_HEX: &str = "rsa-hex:";
-const RSA_B64: &str = "rsa-base64:";
+pub(crate) const RSA_HEX: &str = "rsa-hex:";
+pub(crate) const RSA_B64: &str = "rsa-base64:";
 const X509_HEX: &str = "x509-hex:";
 const X509_B64: &str = "x509-base64:";
 const DSA_HEX: &str = "dsa-hex:";
 const DSA_B64: &str = "dsa-base64:";
 
 /// `s` without `prefix`, compared without case.
-fn strip<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+pub(crate) fn strip<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
     if !s.len().is_multiple_of(2) {
         return None;
@@ -50,7 +50,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unbase64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unbase64(s: &str) -> Option<Vec<u8>> {
     if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
@@ -58,7 +58,7 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The RSA public key a principal names, as PKCS#1 DER, if it names one.
-fn rsa_key(p: &str) -> Option<Vec<u8>> {
+pub(crate) fn rsa_key(p: &str) -> Option<Vec<u8>> {
     let der = if let Some(h) = strip(p, RSA_HEX) {
         unhex(h)?
     } else if let Some(b) = strip(p, RSA_B64) {

@@ -573,3 +573,113 @@ fn session_assertions_chain_a_ca_key_to_the_peer() {
         0
     );
 }
+
+/// A credential: `Authorizer` the key of `pem` (PKCS#1 `by`), licensing `lic`, signed.
+fn credential(dir: &std::path::Path, pem: &std::path::Path, by: &[u8], lic: &str) -> String {
+    let body = format!(
+        "KeyNote-Version: 2\nAuthorizer: \"rsa-hex:{}\"\nLicensees: {lic}\n\
+         Conditions: app_domain == \"IPsec policy\" -> \"true\";\n\
+         Signature: \"sig-rsa-sha1-hex:",
+        hexs(by)
+    );
+    let sig = cli_sign(dir, pem, &body, "sig-rsa-sha1-hex:");
+    format!("{body}{sig}\"\n")
+}
+
+/// isakmpd's `keynote_cert_get_key` on a peer's KeyNote CERT payload: the assertions are
+/// kept only if each is signed and verifies; the peer's key is the last RSA key the last
+/// assertion licenses.
+#[test]
+fn peer_credentials_give_the_last_licensed_key() {
+    let dir = std::env::temp_dir().join(format!("kn-cred-{}", std::process::id()));
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    for d in [&a, &b, &c] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (pa, ka) = cli_key(&a);
+    let (pb, kb) = cli_key(&b);
+    let (_, kc) = cli_key(&c);
+    let first = credential(&dir, &pa, &ka, &format!("\"rsa-hex:{}\"", hexs(&kb)));
+    let second = credential(
+        &dir,
+        &pb,
+        &kb,
+        &format!(
+            "\"DN:/CN=x\" || \"rsa-base64:{}\"",
+            openssl::base64::encode_block(&kc)
+        ),
+    );
+    let text = format!("{first}\n{second}");
+    // With the NUL keynote_serialize sends.
+    let mut wire = text.clone().into_bytes();
+    wire.push(0);
+    let got = super::peer_credentials(&wire).unwrap();
+    assert_eq!(got.key, kc);
+    assert_eq!(got.assertions.len(), 2);
+    // Each comes back as a session assertion that parses (and verifies) again.
+    assert_eq!(Policy::session(&got.assertions).len(), 2);
+    let one = super::peer_credentials(first.as_bytes()).unwrap();
+    assert_eq!(one.key, kb);
+
+    // Refused: a changed character, an unsigned assertion beside a signed one, no key
+    // licensed, no text, not UTF-8.
+    let forged = text.replace("IPsec policy", "IPsec polic_");
+    let e = super::peer_credentials(forged.as_bytes()).unwrap_err();
+    assert!(e.contains("does not verify"), "{e}");
+    let unsigned = format!(
+        "{first}\nAuthorizer: \"POLICY\"\nLicensees: \"rsa-hex:{}\"\n",
+        hexs(&kb)
+    );
+    let e = super::peer_credentials(unsigned.as_bytes()).unwrap_err();
+    assert!(e.contains("line 7 is not signed"), "{e}");
+    let no_key = credential(&dir, &pa, &ka, "\"DN:/CN=x\"");
+    let e = super::peer_credentials(no_key.as_bytes()).unwrap_err();
+    assert!(e.contains("licenses no RSA key"), "{e}");
+    assert!(super::peer_credentials(b"").is_err());
+    assert!(super::peer_credentials(b"\n\n\n").is_err());
+    assert!(super::peer_credentials(&[0xff, 0xfe, b'\n']).is_err());
+    for n in 0..text.len() {
+        let _ = super::peer_credentials(&text.as_bytes()[..n]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `private_key` file as keynote-keygen writes it (a quoted string continued over
+/// lines), bare, and in base64; anything else is refused with a reason.
+#[test]
+fn private_key_files() {
+    let dir = std::env::temp_dir().join(format!("kn-priv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pem, _) = cli_key(&dir);
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-outform", "DER", "-traditional", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    let der = out.stdout;
+    let h = hexs(&der);
+    let wrapped: Vec<String> = h
+        .as_bytes()
+        .chunks(60)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let keygen = format!("\"private-rsa-hex:{}\"\n", wrapped.join("\\\n  "));
+    assert_eq!(super::private_key(&keygen).unwrap(), der);
+    assert_eq!(
+        super::private_key(&format!("PRIVATE-RSA-HEX:{h}\n")).unwrap(),
+        der
+    );
+    let b64 = openssl::base64::encode_block(&der);
+    assert_eq!(
+        super::private_key(&format!("\"private-rsa-base64:{b64}\"")).unwrap(),
+        der
+    );
+    let e = super::private_key(&format!("\"rsa-hex:{h}\"")).unwrap_err();
+    assert!(e.contains("private-"), "{e}");
+    let e = super::private_key(&format!("\"private-dsa-hex:{h}\"")).unwrap_err();
+    assert!(e.contains("not an RSA key"), "{e}");
+    let e = super::private_key("\"private-rsa-hex:0g\"").unwrap_err();
+    assert!(e.contains("does not decode"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

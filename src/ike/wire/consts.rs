@@ -202,7 +202,8 @@ open_type! {
 }
 
 open_type! {
-    /// Certificate encodings (RFC 2408 §3.9).
+    /// Certificate encodings (RFC 2408 §3.9; KEYNOTE is isakmpd's own, isakmp_num.cst:
+    /// KeyNote credentials as text).
     CertEncoding(u8) {
         NONE = 0, "NONE";
         PKCS7 = 1, "PKCS7";
@@ -215,6 +216,7 @@ open_type! {
         ARL = 8, "ARL";
         SPKI = 9, "SPKI";
         X509_ATTR = 10, "X509_ATTR";
+        KEYNOTE = 11, "KEYNOTE";
     }
 }
 
