@@ -330,6 +330,8 @@ impl V2 {
             liveness_secs: setup.dpd_secs,
             fragmentation: setup.fragmentation,
             mobike: setup.mobike,
+            // As iked: MOBIKE_SUPPORTED only in answer (we move no IKE SA of ours).
+            mobike_offer: false,
             kernel_answers: kernel,
             ..Config::default()
         };

@@ -68,6 +68,13 @@ pub struct Config {
     /// MOBIKE_SUPPORTED in IKE_AUTH is answered with it, and may move its IKE SA and
     /// CHILD_SAs with UPDATE_SA_ADDRESSES.
     pub mobike: bool,
+    /// With [`Config::mobike`], announce MOBIKE_SUPPORTED in our own IKE_AUTH requests
+    /// too, which [`crate::ikev2::engine::Engine::update_addresses`] needs to move an IKE
+    /// SA we initiated. iked does not (the daemon leaves it off): a responder that sees
+    /// it moves the IKE SA to port 4500 (RFC 4555 §3.3; iked then turns on UDP
+    /// encapsulation, strongSwan floats), which an initiator that does not move its own
+    /// addresses has no use for.
+    pub mobike_offer: bool,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Default for Config {
             fragment_size: 0,
             nat_keepalive_secs: 20,
             mobike: true,
+            mobike_offer: true,
         }
     }
 }

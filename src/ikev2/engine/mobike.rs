@@ -20,7 +20,8 @@
 //!   UPDATE_SA_ADDRESSES moves the IKE SA and its CHILD_SAs (kernel state) to the
 //!   message's addresses, with the NAT finding redone from its NAT_DETECTION_* notifies;
 //!   the answer carries ours for the same addresses and the peer's COOKIE2 (§3.8, §3.5).
-//!   As initiator we announce MOBIKE_SUPPORTED too (iked does not), and
+//!   As initiator we announce MOBIKE_SUPPORTED too with [`Config::mobike_offer`]
+//!   (iked does not, nor does the daemon: it does not watch its addresses), and
 //!   [`Engine::update_addresses`] moves our side: UPDATE_SA_ADDRESSES from the new
 //!   address, the CHILD_SAs moved once the peer answers with our COOKIE2 (the daemon
 //!   does not watch the host's addresses yet, so only a caller of the engine does).
@@ -79,7 +80,7 @@ impl Engine {
     pub(super) fn new_contact(&self, p: usize) -> Mobility {
         Mobility {
             first_contact: !self.has_contact(p),
-            offer: self.config.mobike,
+            offer: self.config.mobike && self.config.mobike_offer,
             ..Mobility::default()
         }
     }
