@@ -510,12 +510,14 @@ fn established_pfs(tag: &str, name: &str, pfs: bool) -> (Link, Charon, Ours) {
     (l, c, ours)
 }
 
-/// charon's `--list-sas` once `done` holds for it, or after 5 s.
+/// charon's `--list-sas` once `done` holds for it, or after 10 s.
 fn charon_sas(c: &Charon, done: impl Fn(&str) -> bool) -> String {
     let t0 = Instant::now();
     loop {
         let s = c.swanctl(&["--list-sas"]);
-        if done(&s) || t0.elapsed() > Duration::from_secs(5) {
+        // 10 s: charon keeps a rekeyed CHILD_SA's inbound half for its
+        // delete_rekeyed_delay (5 s) after the rekey, listed as DELETED.
+        if done(&s) || t0.elapsed() > Duration::from_secs(10) {
             return s;
         }
         std::thread::sleep(Duration::from_millis(100));
