@@ -1,9 +1,11 @@
-//! iked(8)'s flows in the kernel (issue 16): an iked that talks to the namespace's kernel
-//! (no -X) puts a policy's flows in as XFRM policies with an ESP template and no SA, one
-//! set per `from ... to ...` pair, and takes them out again when passive, decoupled,
-//! reset or stopped. Traffic into a flow makes the kernel ACQUIRE, and the ACQUIRE starts
-//! the policy (declared `passive`, so nothing else can have started it): the peer, a
-//! second iked, shows the IKE SA and the CHILD_SA with both pairs that the ping caused.
+//! iked(8)'s flows in the kernel (issue 17: "flows installed at startup unless passive"):
+//! an iked that talks to the namespace's kernel (no -X) puts an `active` policy's flows in
+//! as XFRM policies with an ESP template and no SA, one set per `from ... to ...` pair,
+//! and takes them out again when passive, decoupled, reset or stopped; a `passive` policy
+//! has none. Traffic into a flow installed by hand (as ipsecctl would) makes the kernel
+//! ACQUIRE, and the ACQUIRE starts the matching policy, `passive` as it is (as iked's
+//! ikev2_child_sa_acquire): the peer, a second iked, shows the IKE SA and the CHILD_SA
+//! with both pairs that the ping caused.
 //!
 //! The host has no ESP: the kernel takes policies and reserves SPIs but refuses states.
 //! So the peer runs with -X, and the initiator's CHILD_SA, refused by its kernel, is
@@ -76,11 +78,11 @@ fn has_both_pairs(p: &str) -> bool {
 fn flows_are_in_the_kernel_unless_passive_or_decoupled_and_leave_with_the_daemon() {
     let link = Link::new("f");
     let ns = link.a.clone();
-    // A `passive` policy has its flows too: traffic into them starts it.
+    // An `active` policy (its peer is not there: it keeps trying) has its flows.
     let west = Iked::start_kernel(
         "iked-flows",
         &ns,
-        &conf("passive", "192.0.2.1", "192.0.2.2", WEST_PAIRS, ""),
+        &conf("active", "192.0.2.1", "192.0.2.2", WEST_PAIRS, ""),
         &[],
     );
     west.wait("the flows of both pairs", || {
@@ -124,18 +126,47 @@ fn flows_are_in_the_kernel_unless_passive_or_decoupled_and_leave_with_the_daemon
     drop(west);
     assert_eq!(count(&xfrm_policies(&ns)), 0, "{}", xfrm_policies(&ns));
 
-    // `set decouple` and `set passive`: no flows at all.
-    for set in ["set decouple\n", "set passive\n"] {
+    // `set decouple`, `set passive` and a `passive` policy: no flows at all.
+    for (mode, set) in [
+        ("active", "set decouple\n"),
+        ("active", "set passive\n"),
+        ("passive", ""),
+    ] {
         let d = Iked::start_kernel(
             "iked-flows-set",
             &ns,
-            &conf("passive", "192.0.2.1", "192.0.2.2", WEST_PAIRS, set),
+            &conf(mode, "192.0.2.1", "192.0.2.2", WEST_PAIRS, set),
             &[],
         );
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(count(&xfrm_policies(&ns)), 0, "{set}: {}", d.log());
-        assert!(!d.log().contains("flows loaded"), "{set}");
+        assert_eq!(count(&xfrm_policies(&ns)), 0, "{mode} {set}: {}", d.log());
+        assert!(!d.log().contains("flows loaded"), "{mode} {set}");
     }
+}
+
+/// `ip xfrm policy add|del` of the outbound flow of WEST_PAIRS' first pair in `netns`,
+/// with an ESP tunnel template to 192.0.2.2: what ipsecctl would install.
+fn hand_flow(netns: &str, add: bool) -> bool {
+    let mut a = vec!["-n", netns, "xfrm", "policy"];
+    a.push(if add { "add" } else { "delete" });
+    a.extend(["src", WEST_PAIRS[0].0, "dst", WEST_PAIRS[0].1, "dir", "out"]);
+    if add {
+        a.extend([
+            "tmpl",
+            "src",
+            "192.0.2.1",
+            "dst",
+            "192.0.2.2",
+            "proto",
+            "esp",
+            "mode",
+            "tunnel",
+            "level",
+            "required",
+        ]);
+    }
+    // (Quiet: the delete finds nothing when the daemon took that flow along.)
+    Command::new("ip").args(&a).output().unwrap().status.success()
 }
 
 #[test]
@@ -155,15 +186,17 @@ fn a_ping_into_a_flow_makes_the_kernel_acquire_and_iked_start_the_policy() {
         &e,
         &conf("passive", "192.0.2.2", "192.0.2.1", east_pairs(), ""),
     );
-    // Both policies passive: only the ACQUIRE can start west's.
+    // Both policies passive: only the ACQUIRE can start west's. West's has no flows of
+    // its own; one goes in by hand.
     let west = Iked::start_kernel(
         "iked-acq-west",
         &w,
         &conf("passive", "192.0.2.1", "192.0.2.2", WEST_PAIRS, ""),
         &[],
     );
-    west.wait("west's flows", || has_both_pairs(&xfrm_policies(&w)));
     std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count(&xfrm_policies(&w)), 0, "{}", xfrm_policies(&w));
+    assert!(hand_flow(&w, true), "ip xfrm policy add");
     assert!(
         !east.show_sa().contains("iked_sas:"),
         "nothing started before the ping"
@@ -217,27 +250,32 @@ fn a_ping_into_a_flow_makes_the_kernel_acquire_and_iked_start_the_policy() {
         east.show_sa()
     );
     drop(west);
+    let _ = hand_flow(&w, false);
     assert_eq!(count(&xfrm_policies(&w)), 0, "{}", xfrm_policies(&w));
 }
 
 #[test]
-fn transport_mode_flows_are_between_the_peers_and_its_acquire_negotiates_transport() {
+fn transport_mode_flows_are_between_the_peers_and_the_policy_negotiates_transport() {
     let link = Link::new("t");
     let (w, e) = (link.a.clone(), link.b.clone());
-    let transport = |me: &str, peer: &str| {
+    let transport = |me: &str, peer: &str, mode: &str| {
         format!(
-            "ikev2 \"host\" passive transport esp proto icmp \\\n\
+            "ikev2 \"host\" {mode} transport esp proto icmp \\\n\
              \tfrom {me} to {peer} local {me} peer {peer} \\\n\
              \tikesa enc aes-256 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256 \\\n\
              \tchildsa enc aes-256-gcm psk \"iked-flows-test\"\n"
         )
     };
     // East, in transport mode, takes no CHILD_SA without USE_TRANSPORT_MODE.
-    let east = Iked::start("iked-tm-east", &e, &transport("192.0.2.2", "192.0.2.1"));
+    let east = Iked::start(
+        "iked-tm-east",
+        &e,
+        &transport("192.0.2.2", "192.0.2.1", "passive"),
+    );
     let west = Iked::start_kernel(
         "iked-tm-west",
         &w,
-        &transport("192.0.2.1", "192.0.2.2"),
+        &transport("192.0.2.1", "192.0.2.2", "active"),
         &[],
     );
     // Out and in between the peers themselves, no forward policy, transport mode.
@@ -255,20 +293,7 @@ fn transport_mode_flows_are_between_the_peers_and_its_acquire_negotiates_transpo
         p.contains("mode transport") && !p.contains("mode tunnel"),
         "{p}"
     );
-    // A ping to the peer: ACQUIRE, and a CHILD_SA east accepts only in transport mode.
-    let _ = Command::new("ip")
-        .args([
-            "netns", "exec", &w, "ping", "-q", "-c", "4", "-i", "0.5", "-W", "1",
-        ])
-        .arg("192.0.2.2")
-        .output()
-        .unwrap();
-    assert!(
-        west.log()
-            .contains("kernel ACQUIRE for 192.0.2.1 -> 192.0.2.2: starting policy \"host\""),
-        "{}",
-        west.log()
-    );
+    // West's active policy: a CHILD_SA east accepts only in transport mode.
     east.wait_sa("east's IKE SA", |s| s.contains("ESTABLISHED"));
     let elog = east.log();
     let child = elog

@@ -374,11 +374,12 @@ impl V2 {
         }
     }
 
-    /// Puts in the kernel the flows of every policy with a peer address, and takes
-    /// them out again, as the mode asks: none when passive (-S, `set passive`, `ikectl
-    /// passive`: nothing may start) or decoupled. A policy's own `passive` keeps its
-    /// flows: traffic into them makes the kernel ACQUIRE, which starts it (as iked's
-    /// ikev2_acquire_sa starts whatever policy matches).
+    /// Puts in the kernel the flows of every `active` policy (it has a peer address),
+    /// and takes them out again, as the mode asks: none when passive (-S, `set
+    /// passive`, `ikectl passive`: nothing may start) or decoupled. A `passive` policy
+    /// has none until its CHILD_SA (as iked, which installs flows only with CHILD SAs);
+    /// an ACQUIRE from flows installed otherwise (ipsecctl, `ip xfrm policy`) still
+    /// starts it, as iked's ikev2_child_sa_acquire starts whatever policy matches.
     pub fn sync_flows(&mut self) {
         let want: Vec<String> = if self.passive || self.decoupled {
             Vec::new()
@@ -388,6 +389,7 @@ impl V2 {
                 .peers
                 .iter()
                 .filter(|p| !p.remote.ip().is_unspecified())
+                .filter(|p| self.setup.active.contains(&p.name))
                 .map(|p| p.name.clone())
                 .collect()
         };
