@@ -166,7 +166,12 @@ fn hand_flow(netns: &str, add: bool) -> bool {
         ]);
     }
     // (Quiet: the delete finds nothing when the daemon took that flow along.)
-    Command::new("ip").args(&a).output().unwrap().status.success()
+    Command::new("ip")
+        .args(&a)
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 #[test]
