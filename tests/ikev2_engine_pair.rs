@@ -880,17 +880,84 @@ fn transport_mode_is_negotiated_and_installed_as_transport() {
     );
     p.connect();
     assert_ike_sas_only(&p);
-    // A transport-mode initiator answered in tunnel mode keeps no CHILD_SA.
+    // A transport-mode initiator answered in tunnel mode keeps no CHILD_SA, and deletes
+    // the responder's (RFC 7296 §1.3.1: "the initiator MUST delete the SA"); the IKE SA
+    // stays.
     let mut p = Pair::new(
         transport(WEST),
         peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
     );
     p.connect();
-    assert_eq!(p.west.child_sas().count(), 0);
-    assert_eq!(
-        p.east.child_sas().map(|c| c.transport).collect::<Vec<_>>(),
-        [false]
+    assert_ike_sas_only(&p);
+    assert!(
+        p.east_kernel.states.is_empty(),
+        "{:?}",
+        p.east_kernel.states
     );
+    assert_eq!(p.east.stats().child_sas_deleted, 1);
+    // The Delete is an INFORMATIONAL request from west, answered.
+    let informational = |from_west: bool, response: bool| {
+        p.sent.iter().any(|d| {
+            d.from_west == from_west
+                && exchange(&d.data) == (ExchangeType::INFORMATIONAL.0, response)
+        })
+    };
+    assert!(informational(true, false) && informational(false, true));
+}
+
+#[test]
+fn a_create_child_sa_answer_we_cannot_take_gets_the_peers_child_sa_deleted() {
+    // West asks for a second CHILD_SA with AES-GCM; before east's answer comes, west's
+    // policy is reloaded with AES-CBC only, so that the suite east picked is no longer
+    // one of west's. East made its CHILD_SA; west deletes it by its SPI (§1.3.1), and
+    // both sides are left with the first CHILD_SA alone.
+    let mut p = Pair::with_kernels(
+        peer(WEST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        peer(EAST, "secret", &[GCM_ECP256], &[ESP_GCM]),
+        1,
+    );
+    p.connect();
+    assert_established(&p);
+    let first = children(&p.east)[0].spi_in;
+    assert!(p.west.create_child(p.now, "peer"));
+    // Until west's request is on the wire (its SPI comes from its kernel first).
+    let asked = |p: &Pair| {
+        p.sent
+            .iter()
+            .any(|d| d.from_west && exchange(&d.data) == (ExchangeType::CREATE_CHILD_SA.0, false))
+    };
+    while !asked(&p) {
+        assert!(p.step());
+        p.collect();
+    }
+    let reloaded = peer(WEST, "secret", &[GCM_ECP256], &[ESP_CBC]);
+    assert_eq!(
+        p.west.set_policy(
+            p.now,
+            Policy {
+                peers: vec![reloaded]
+            }
+        ),
+        0
+    );
+    p.drive();
+    assert_established(&p);
+    assert_eq!(children(&p.east)[0].spi_in, first);
+    assert_eq!(p.east.stats().child_sas_deleted, 1);
+    assert_kernels_hold_the_child_sas(&p);
+    // A CREATE_CHILD_SA answer that makes nothing (NO_PROPOSAL_CHOSEN) is not followed
+    // by a Delete.
+    let infos = |p: &Pair| {
+        p.sent
+            .iter()
+            .filter(|d| exchange(&d.data).0 == ExchangeType::INFORMATIONAL.0)
+            .count()
+    };
+    let before = infos(&p);
+    assert!(p.west.create_child(p.now, "peer"));
+    p.drive();
+    assert_established(&p);
+    assert_eq!(infos(&p), before);
 }
 
 #[test]

@@ -279,17 +279,28 @@ impl Engine {
         );
         // Our inbound SPI goes to the CHILD_SA, or back to the kernel.
         let spi_in = std::mem::take(&mut sa.child_spi);
-        match accept_child(peer, inner, false) {
+        let made = match accept_child(peer, inner, false) {
             Ok((esp, spi_out, tsi, tsr)) => {
-                Ok(Some(child_sa(sa, h, &esp, spi_in, spi_out, tsi, tsr)))
+                return Ok(Some(child_sa(sa, h, &esp, spi_in, spi_out, tsi, tsr)));
             }
-            // XXX: a CHILD_SA we cannot accept should be deleted with an INFORMATIONAL.
+            // The responder made a CHILD_SA (its answer has an SA payload) that we cannot
+            // take, e.g. in tunnel mode when we asked for transport: we delete it with an
+            // INFORMATIONAL (§1.3.1, "the initiator MUST delete the SA"); the IKE SA stays.
             Err(why) => {
-                log::warn!("ikev2: {} {remote}: no CHILD_SA: {why}", peer.name);
+                let made = spi_in != 0 && inner.find(PayloadType::SA).is_some();
+                log::warn!(
+                    "ikev2: {} {remote}: no CHILD_SA: {why}{}",
+                    peer.name,
+                    if made { "; the peer's is deleted" } else { "" }
+                );
                 io.release_spi(sa.info.local, remote, spi_in);
-                Ok(None)
+                made
             }
+        };
+        if made {
+            self.start_request(now, h, Req::DeleteChild(vec![spi_in]));
         }
+        Ok(None)
     }
 }
 

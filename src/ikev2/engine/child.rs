@@ -439,10 +439,24 @@ impl Engine {
         })();
         let c = match res {
             Ok(c) => c,
-            // XXX: an answer we cannot accept should get its CHILD_SA deleted.
+            // An answer with an SA payload means the peer made the CHILD_SA: one we cannot
+            // take is deleted (RFC 7296 §1.3.1, "the initiator MUST delete the SA"), by
+            // our inbound SPI, which the peer holds as its outbound one.
             Err(why) => {
-                log::warn!("ikev2: {} {remote}: CREATE_CHILD_SA: {why}", peer.name);
+                let made = inner.find(PayloadType::SA).is_some();
+                log::warn!(
+                    "ikev2: {} {remote}: CREATE_CHILD_SA: {why}{}",
+                    peer.name,
+                    if made {
+                        "; the peer's CHILD_SA is deleted"
+                    } else {
+                        ""
+                    }
+                );
                 io.release_spi(sa.info.local, remote, cr.spi_in);
+                if made {
+                    self.start_request(now, h, Req::DeleteChild(vec![cr.spi_in]));
+                }
                 return;
             }
         };
