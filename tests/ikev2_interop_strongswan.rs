@@ -949,14 +949,7 @@ fn certs(tag: &str, ec: bool) -> (Scratch, isakmpd::ike::Credentials) {
 /// charon with `auth = pubkey` both ways, its certificate sent only when asked (its
 /// default): our CERTREQ must name its CA.
 fn charon_pubkey(name: &str, netns: &str, pki: &std::path::Path) -> Charon {
-    let swanctl = format!(
-        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
-         proposals = aes256gcm16-prfsha256-ecp256\n  \
-         local {{\n   auth = pubkey\n   certs = east.crt\n   id = {CHARON_ADDR}\n  }}\n  \
-         remote {{\n   auth = pubkey\n   id = {US}\n   cacerts = ca.crt\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
-         esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
-         start_action = none\n   }}\n  }}\n }}\n}}\n"
-    );
+    let swanctl = sig_swanctl("", "certs = east.crt", "cacerts = ca.crt");
     Charon::launch(
         Scratch::new(name),
         &swanctl,
@@ -964,6 +957,98 @@ fn charon_pubkey(name: &str, netns: &str, pki: &std::path::Path) -> Charon {
         Some(pki),
         "install_routes = no",
     )
+}
+
+/// A swanctl.conf for charon at CHARON_ADDR with `auth = pubkey` both ways, AES-GCM and
+/// ECP-256, one tunnel: `conn` goes into the connection (ending in "\n  "), `local` and
+/// `remote` into its auth sections (certificates, CAs or raw `pubkeys`).
+fn sig_swanctl(conn: &str, local: &str, remote: &str) -> String {
+    format!(
+        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
+         proposals = aes256gcm16-prfsha256-ecp256\n  {conn}\
+         local {{\n   auth = pubkey\n   {local}\n   id = {CHARON_ADDR}\n  }}\n  \
+         remote {{\n   auth = pubkey\n   id = {US}\n   {remote}\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
+         esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
+         start_action = none\n   }}\n  }}\n }}\n}}\n"
+    )
+}
+
+/// Raw public keys, no certificate anywhere: our key pair (`us`) and charon's (`east`),
+/// RSA or ECDSA P-256, in a scratch directory.
+fn raw_keys(tag: &str, ec: bool) -> Scratch {
+    let s = Scratch::new(tag);
+    for name in ["us", "east"] {
+        if ec {
+            pki::raw_ec_key(&s.dir, name);
+        } else {
+            pki::raw_key(&s.dir, name);
+        }
+    }
+    s
+}
+
+/// Our credentials from [`raw_keys`]: our private key, and charon's public key for its
+/// address, as pubkeys/ipv4/192.0.2.2 holds it for the daemon.
+fn raw_creds(dir: &std::path::Path) -> isakmpd::ike::Credentials {
+    let rd = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut c = isakmpd::ike::Credentials::load(Some(&rd("us.key")), &[], &[]).unwrap();
+    c.add_pubkey("ipv4", CHARON_ADDR, &rd("east.pub")).unwrap();
+    c
+}
+
+/// charon with raw public keys both ways (swanctl `pubkeys =`): its own, and ours for
+/// our ID.
+fn charon_raw(name: &str, netns: &str, keys: &std::path::Path) -> Charon {
+    let swanctl = sig_swanctl("", "pubkeys = east.pub", "pubkeys = us.pub");
+    Charon::launch(
+        Scratch::new(name),
+        &swanctl,
+        netns,
+        Some(keys),
+        "install_routes = no",
+    )
+}
+
+#[test]
+fn raw_public_keys_with_charon_rsa_and_ecdsa_either_side_starting() {
+    for ec in [false, true] {
+        let kind = if ec { "ecdsa" } else { "rsa" };
+        let l = link(if ec { "v2re" } else { "v2rr" });
+        let keys = raw_keys(&format!("v2-raw-{kind}"), ec);
+        let c = charon_raw(&format!("v2-charon-raw-{kind}"), &l.b, &keys.dir);
+        // We start.
+        let creds = raw_creds(&keys.dir);
+        let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, creds);
+        let now = ours.now();
+        ours.engine.connect(now, "charon").unwrap();
+        ours.run_until(|e| e.child_sas().count() == 1 || e.ike_sas().count() == 0);
+        check_charon(&c, &ours, true);
+        let scheme = if ec {
+            "ECDSA_WITH_SHA256_DER"
+        } else {
+            "RSA_EMSA_PKCS1_SHA2_256"
+        };
+        charon_checked_us_with(&c, scheme);
+        c.swanctl(&["--terminate", "--ike", "v2", "--force"]);
+        drop(ours);
+        std::thread::sleep(Duration::from_millis(300));
+        // charon starts.
+        let creds = raw_creds(&keys.dir);
+        let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, creds);
+        std::thread::scope(|s| {
+            let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
+            ours.run_until(|e| e.child_sas().count() == 1);
+            let out = init.join().unwrap();
+            assert!(out.contains("initiate completed successfully"), "{out}");
+        });
+        check_charon(&c, &ours, true);
+        // Both times charon checked us with the raw key it holds (charon has no CA, nor
+        // have we). Our raw RSA key in a CERT payload (encoding 11, as iked sends it) is
+        // ignored by charon as "not supported".
+        let log = c.log();
+        let ok = format!("authentication of '{US}' with {scheme} successful");
+        assert_eq!(log.matches(&ok).count(), 2, "{ok}:\n{log}");
+    }
 }
 
 /// charon's log says how it checked our AUTH, e.g. "authentication of '192.0.2.1'
@@ -1050,13 +1135,10 @@ fn charon_with_a_certificate_from_a_ca_we_do_not_trust_is_refused() {
 /// charon with certificates and IKE fragments of at most 576 bytes (its
 /// `fragment_size`), as ours are at most 544 (548 for IPv4, less the non-ESP marker).
 fn charon_fragmenting(name: &str, netns: &str, pki: &std::path::Path) -> Charon {
-    let swanctl = format!(
-        "connections {{\n v2 {{\n  version = 2\n  local_addrs = {CHARON_ADDR}\n  remote_addrs = {US}\n  \
-         proposals = aes256gcm16-prfsha256-ecp256\n  fragmentation = yes\n  send_cert = always\n  \
-         local {{\n   auth = pubkey\n   certs = east.crt\n   id = {CHARON_ADDR}\n  }}\n  \
-         remote {{\n   auth = pubkey\n   id = {US}\n   cacerts = ca.crt\n  }}\n  children {{\n   net {{\n    mode = tunnel\n    \
-         esp_proposals = aes256gcm16\n    local_ts = 203.0.113.0/24\n    remote_ts = 198.51.100.0/24\n    \
-         start_action = none\n   }}\n  }}\n }}\n}}\n"
+    let swanctl = sig_swanctl(
+        "fragmentation = yes\n  send_cert = always\n  ",
+        "certs = east.crt",
+        "cacerts = ca.crt",
     );
     Charon::launch(
         Scratch::new(name),

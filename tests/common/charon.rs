@@ -79,14 +79,20 @@ impl Charon {
         .unwrap();
         fs::write(dir.join("swanctl/swanctl.conf"), swanctl).unwrap();
         fs::create_dir_all(dir.join("run")).unwrap();
+        // Those of the CA, charon's certificate and key, and the raw public keys (charon's
+        // own and ours, for `pubkeys =`) that `pki` holds.
         if let Some(p) = pki {
             for (sub, f) in [
                 ("x509ca", "ca.crt"),
                 ("x509", "east.crt"),
                 ("private", "east.key"),
+                ("pubkey", "east.pub"),
+                ("pubkey", "us.pub"),
             ] {
-                fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
-                fs::copy(p.join(f), dir.join("swanctl").join(sub).join(f)).unwrap();
+                if p.join(f).exists() {
+                    fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
+                    fs::copy(p.join(f), dir.join("swanctl").join(sub).join(f)).unwrap();
+                }
             }
         }
         let child = crate::common::in_netns_private_mounts(netns)

@@ -105,19 +105,22 @@ fn host_with(dir: &Path, ca: &str, host: &str, ip: &str, newkey: &[&str]) {
 /// A bare RSA key pair: `<name>.key` (private, PEM) and `<name>.pub` (public, PEM).
 #[allow(dead_code)]
 pub fn raw_key(dir: &Path, name: &str) {
+    raw_key_with(dir, name, &["RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+}
+
+/// A bare ECDSA P-256 key pair, as [`raw_key`].
+#[allow(dead_code)]
+pub fn raw_ec_key(dir: &Path, name: &str) {
+    raw_key_with(dir, name, &["EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+}
+
+fn raw_key_with(dir: &Path, name: &str, algorithm: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
-    run(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
+    let out = format!("{name}.key");
+    let mut args = vec!["genpkey", "-algorithm"];
+    args.extend(algorithm);
+    args.extend(["-out", &out]);
+    run(dir, &args);
     run(
         dir,
         &[
