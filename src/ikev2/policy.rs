@@ -353,7 +353,8 @@ impl IkeProposal {
     }
 
     fn transforms_in(&self, p: &Proposal<'_>) -> bool {
-        has_encr(p, self.encr, self.key_bits)
+        p.types_within(&IKE_TRANSFORM_TYPES)
+            && has_encr(p, self.encr, self.key_bits)
             && has(p, TransformType::PRF, self.prf.0)
             && integ_ok(p, self.integ)
             && has(p, TransformType::DH, self.dh.0)
@@ -403,6 +404,7 @@ impl EspProposal {
     pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
         p.protocol == ProtocolId::ESP
             && p.spi.len() == 4
+            && p.types_within(&ESP_TRANSFORM_TYPES)
             && has_encr(p, self.encr, self.key_bits)
             && integ_ok(p, self.integ)
             && (p.of_type(TransformType::ESN).next().is_none()
@@ -442,13 +444,30 @@ impl EspProposal {
     }
 }
 
+/// The Transform Types an IKE and an ESP proposal may hold (§3.3.2, §3.3.3); a proposal
+/// with another is unacceptable (§3.3.6: "a Transform Type it does not understand").
+const IKE_TRANSFORM_TYPES: [TransformType; 4] = [
+    TransformType::ENCR,
+    TransformType::PRF,
+    TransformType::INTEG,
+    TransformType::DH,
+];
+const ESP_TRANSFORM_TYPES: [TransformType; 4] = [
+    TransformType::ENCR,
+    TransformType::INTEG,
+    TransformType::DH,
+    TransformType::ESN,
+];
+
+/// `p` offers transform `id` of type `ty`, with no attribute we do not understand
+/// (§3.3.6: such a transform is unacceptable, others of its type are looked at).
 fn has(p: &Proposal<'_>, ty: TransformType, id: u16) -> bool {
-    p.of_type(ty).any(|t| t.id == id)
+    p.of_type(ty).any(|t| t.id == id && t.understood())
 }
 
 fn has_encr(p: &Proposal<'_>, id: EncrId, bits: Option<u16>) -> bool {
     p.of_type(TransformType::ENCR)
-        .any(|t| t.encr() == Some(id) && t.key_length() == bits)
+        .any(|t| t.encr() == Some(id) && t.key_length() == bits && t.understood())
 }
 
 /// With an integrity algorithm, the proposal offers it; without (AEAD), the proposal has
@@ -677,6 +696,89 @@ pub fn narrow(proposed: &[Selector], ours: &[Selector]) -> Vec<Selector> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::SaPayload;
+
+    /// An SA payload of one proposal: protocol, SPI, transforms (type, ID, attributes).
+    fn sa(protocol: u8, spi: &[u8], ts: &[(u8, u16, &[u8])]) -> Vec<u8> {
+        let mut t = Vec::new();
+        for (i, (ty, id, attrs)) in ts.iter().enumerate() {
+            let last = if i + 1 == ts.len() { 0 } else { 3 };
+            let len = 8 + attrs.len();
+            t.extend([last, 0, (len >> 8) as u8, len as u8, *ty, 0]);
+            t.extend(id.to_be_bytes());
+            t.extend(*attrs);
+        }
+        let len = 8 + spi.len() + t.len();
+        let mut p = vec![0, 0, (len >> 8) as u8, len as u8, 1, protocol];
+        p.extend([spi.len() as u8, ts.len() as u8]);
+        p.extend(spi);
+        p.extend(t);
+        p
+    }
+
+    #[test]
+    fn unknown_transform_types_and_attributes_make_a_proposal_or_transform_unacceptable() {
+        // §3.3.6. AES-GCM-16 256 (Key Length 256), PRF HMAC-SHA2-256, ECP-256.
+        let ike = IkeProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            prf: PrfId::HMAC_SHA2_256,
+            dh: DhGroup::ECP_256,
+        };
+        let kl: &[u8] = &[0x80, 14, 1, 0];
+        let odd: &[u8] = &[0x80, 14, 1, 0, 0x80, 99, 0, 1];
+        let offered = |ts: &[(u8, u16, &[u8])]| {
+            let b = sa(1, &[], ts);
+            let p = SaPayload::parse(&b).unwrap().proposals().next().unwrap();
+            ike.offered_in(&p)
+        };
+        assert!(offered(&[(1, 20, kl), (2, 5, &[]), (4, 19, &[])]));
+        // Type 6 (RFC 9370's ADDKE1) is not one we understand: the proposal goes.
+        assert!(!offered(&[
+            (1, 20, kl),
+            (2, 5, &[]),
+            (4, 19, &[]),
+            (6, 0, &[])
+        ]));
+        // ESN is not an IKE transform type.
+        assert!(!offered(&[
+            (1, 20, kl),
+            (2, 5, &[]),
+            (4, 19, &[]),
+            (5, 0, &[])
+        ]));
+        // A transform with an attribute we do not understand goes, not its type's others.
+        assert!(!offered(&[(1, 20, odd), (2, 5, &[]), (4, 19, &[])]));
+        assert!(offered(&[
+            (1, 20, odd),
+            (1, 20, kl),
+            (2, 5, &[]),
+            (4, 19, &[])
+        ]));
+        assert!(!offered(&[
+            (1, 20, kl),
+            (2, 5, &[0x80, 99, 0, 1]),
+            (4, 19, &[])
+        ]));
+
+        let esp = EspProposal {
+            encr: EncrId::AES_GCM_16,
+            key_bits: Some(256),
+            integ: None,
+            pfs: None,
+        };
+        let offered = |ts: &[(u8, u16, &[u8])]| {
+            let b = sa(3, &[1, 2, 3, 4], ts);
+            let p = SaPayload::parse(&b).unwrap().proposals().next().unwrap();
+            esp.offered_in(&p)
+        };
+        assert!(offered(&[(1, 20, kl), (5, 0, &[])]));
+        assert!(!offered(&[(1, 20, kl), (5, 0, &[]), (9, 1, &[])]));
+        // PRF is not an ESP transform type.
+        assert!(!offered(&[(1, 20, kl), (2, 5, &[]), (5, 0, &[])]));
+        assert!(!offered(&[(1, 20, kl), (5, 0, &[0x80, 99, 0, 1])]));
+    }
 
     #[test]
     fn pool_leases_skip_network_broadcast_and_taken_addresses() {

@@ -135,10 +135,8 @@ impl<'a> SaPayload<'a> {
 
 impl<'a> Proposal<'a> {
     /// `p` is a whole proposal substructure, its length already checked to be `p.len()`.
+    /// Its RESERVED byte is ignored (§3.3.1: "MUST be ignored on receipt").
     fn parse(p: &'a [u8]) -> Result<Proposal<'a>, Error> {
-        if p[1] != 0 {
-            return Err(Error::syntax("proposal reserved field not zero"));
-        }
         let spi_end = PROPOSAL_HEADER_LEN + p[6] as usize;
         if p.len() < spi_end {
             return Err(Error::syntax("proposal SPI overruns the proposal"));
@@ -172,13 +170,17 @@ impl<'a> Proposal<'a> {
     pub fn of_type(&self, ty: TransformType) -> impl Iterator<Item = Transform<'a>> + 'a {
         self.transforms().filter(move |t| t.ty == ty)
     }
+
+    /// Every transform is of one of `types`: a proposal with a Transform Type we do not
+    /// understand is unacceptable (§3.3.6).
+    pub fn types_within(&self, types: &[TransformType]) -> bool {
+        self.transforms().all(|t| types.contains(&t.ty))
+    }
 }
 
 impl<'a> Transform<'a> {
+    /// Its RESERVED bytes are ignored (§3.3.2).
     fn parse(t: &'a [u8]) -> Result<Transform<'a>, Error> {
-        if t[1] != 0 || t[5] != 0 {
-            return Err(Error::syntax("transform reserved field not zero"));
-        }
         let attributes = &t[TRANSFORM_HEADER_LEN..];
         let mut rest = attributes;
         while !rest.is_empty() {
@@ -199,6 +201,13 @@ impl<'a> Transform<'a> {
             rest = r;
             Some(a)
         })
+    }
+
+    /// Its attributes are all understood, i.e. Key Length at most (the only one RFC 7296
+    /// defines): a transform with another is unacceptable (§3.3.6).
+    pub fn understood(&self) -> bool {
+        self.attributes()
+            .all(|a| matches!(a, Attribute::Tv(AttrType::KEY_LENGTH, _)))
     }
 
     /// The Key Length attribute (§3.3.5), in bits.
@@ -505,8 +514,18 @@ mod tests {
         bad(6, 40, "SPI size overruns");
         bad(11, 13, "transform length overruns the proposal");
         bad(16, 0x00, "TLV attribute overruns the transform");
-        bad(1, 1, "proposal reserved");
-        bad(13, 1, "transform reserved");
         bad(8, 0, "last transform but more follow");
+    }
+
+    #[test]
+    fn reserved_fields_are_ignored_on_receipt() {
+        // §3.3.1, §3.3.2: "MUST be ignored on receipt".
+        for i in [1, 9, 13, 21, 25] {
+            let mut b = SA_BODY;
+            b[i] = 0xa5;
+            let sa = SaPayload::parse(&b).unwrap();
+            let p = sa.proposals().next().unwrap();
+            assert_eq!(p.transforms().count(), 4, "byte {i}");
+        }
     }
 }
