@@ -152,14 +152,14 @@ impl Engine {
             }
             Err(e) => {
                 sa.reassembly = None;
-                self.reassemblies -= 1;
+                self.reassemblies = self.reassemblies.saturating_sub(1);
                 return self.io.dropped(remote, &format!("IKE fragment: {e:?}"));
             }
         }
         let Some(Reassembling { frags: r, .. }) = sa.reassembly.take() else {
             return;
         };
-        self.reassemblies -= 1;
+        self.reassemblies = self.reassemblies.saturating_sub(1);
         let mut whole = vec![0u8; 65536];
         let Ok((first, n)) = r.assemble(&mut whole) else {
             return self.io.dropped(remote, "IKE fragments do not assemble");
@@ -176,7 +176,7 @@ impl Engine {
                 }
                 self.heard_from(now, h);
             }
-            Err(e) => self.io.dropped(remote, e.reason),
+            Err(e) => self.answer_error(h, hd, (local, remote), &e),
         }
         zeroize::Zeroize::zeroize(&mut whole[..n]);
     }

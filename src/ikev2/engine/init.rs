@@ -6,6 +6,43 @@
 use super::*;
 
 impl Engine {
+    /// The peer with this address, else one that takes any address (`peer any`).
+    pub(super) fn peer_for(&self, ip: IpAddr) -> Option<usize> {
+        let peers = &self.policy.peers;
+        peers.iter().position(|p| p.remote.ip() == ip).or_else(|| {
+            peers
+                .iter()
+                .position(|p| p.remote.ip().is_unspecified() && p.remote.is_ipv4() == ip.is_ipv4())
+        })
+    }
+
+    /// An IKE_SA_INIT request that does not parse because of a payload type we do not
+    /// know with its critical bit set: a peer of ours is told so, unprotected (§2.5:
+    /// UNSUPPORTED_CRITICAL_PAYLOAD with the type), and nothing is kept.
+    pub(super) fn init_critical(
+        &mut self,
+        now: Time,
+        (local, remote): (SocketAddr, SocketAddr),
+        data: &[u8],
+        e: &WireError,
+    ) {
+        let request = Header::parse(data).ok().filter(|hd| {
+            hd.exchange == ExchangeType::IKE_SA_INIT
+                && !hd.response()
+                && hd.initiator()
+                && hd.spi_r == [0; 8]
+                && hd.msgid == 0
+        });
+        match (request, e.payload) {
+            (Some(hd), Some(ty)) if self.peer_for(remote.ip()).is_some() => {
+                self.dropped(remote, e.reason);
+                self.io
+                    .init_reply(now, (local, remote), hd.spi_i, e.notify, &[ty.0]);
+            }
+            _ => self.dropped(remote, e.reason),
+        }
+    }
+
     /// Responder: an IKE_SA_INIT request (§1.2).
     pub(super) fn init_request(
         &mut self,
@@ -31,16 +68,7 @@ impl Engine {
             }
             return self.dropped(remote, "repeated IKE_SA_INIT");
         }
-        // The peer with this address, else one that takes any address (`peer any`).
-        let ip = remote.ip();
-        let Some(p) = (self.policy.peers.iter())
-            .position(|p| p.remote.ip() == ip)
-            .or_else(|| {
-                self.policy.peers.iter().position(|p| {
-                    p.remote.ip().is_unspecified() && p.remote.is_ipv4() == ip.is_ipv4()
-                })
-            })
-        else {
+        let Some(p) = self.peer_for(remote.ip()) else {
             return self.dropped(remote, "IKE_SA_INIT from an unknown peer");
         };
         let pl = &msg.payloads;
@@ -52,22 +80,7 @@ impl Engine {
             return self.dropped(remote, "IKE_SA_INIT without SA, KE or Nonce");
         };
         let reply = |io: &mut Io, ty: NotifyType, data: &[u8]| {
-            if ty != NotifyType::COOKIE && io.notify_limit.allow(now).is_none() {
-                return;
-            }
-            let hdr = Header {
-                spi_i: hd.spi_i,
-                flags: FLAG_RESPONSE,
-                ..Header::default()
-            };
-            let mut buf = [0u8; 128];
-            let n = MessageBuilder::new(&mut buf, &hdr).and_then(|mut b| {
-                b.notify(ty, data)?;
-                b.finish()
-            });
-            if let Ok(n) = n {
-                io.send(local, remote, &buf[..n]);
-            }
+            io.init_reply(now, (local, remote), hd.spi_i, ty, data)
         };
         if self.half_open >= self.config.cookie_threshold {
             // §2.6: under load, only a request that returns our COOKIE goes on; the

@@ -197,6 +197,34 @@ impl Io {
     }
 
     /// Sends a response and keeps it for a repeated request.
+    /// An unprotected IKE_SA_INIT response of one notify to the request with `spi_i`
+    /// (§1.2, §2.6), rate-limited but for a COOKIE.
+    pub(super) fn init_reply(
+        &mut self,
+        now: Time,
+        (local, remote): (SocketAddr, SocketAddr),
+        spi_i: [u8; 8],
+        ty: NotifyType,
+        data: &[u8],
+    ) {
+        if ty != NotifyType::COOKIE && self.notify_limit.allow(now).is_none() {
+            return;
+        }
+        let hdr = Header {
+            spi_i,
+            flags: FLAG_RESPONSE,
+            ..Header::default()
+        };
+        let mut buf = [0u8; 128];
+        let n = MessageBuilder::new(&mut buf, &hdr).and_then(|mut b| {
+            b.notify(ty, data)?;
+            b.finish()
+        });
+        if let Ok(n) = n {
+            self.send(local, remote, &buf[..n]);
+        }
+    }
+
     pub(super) fn respond(&mut self, sa: &mut IkeSa, msgid: u32, data: Vec<u8>) {
         self.send(sa.info.local, sa.info.remote, &data);
         sa.response = Some((msgid, data));

@@ -159,6 +159,7 @@ use super::policy::{narrow, Config, EspProposal, IkeProposal, Peer, PeerAuth, Po
 use super::sig;
 use super::sk::{Progress, Reassembly, ReassemblyError, SkError, SkKeys};
 use super::wire::ts::emit_ts;
+use super::wire::Error as WireError;
 use super::wire::{
     parse_payloads, AuthMethod, AuthPayload, CertEncoding, CertPayload, CfgAttrType, CfgType,
     CpAttribute, DeletePayload, DhGroup, ExchangeType, Header, KePayload, Message, MessageBuilder,
@@ -531,7 +532,7 @@ impl Engine {
         };
         let msg = match Message::parse(data) {
             Ok(m) => m,
-            Err(e) => return self.dropped(remote, e.reason),
+            Err(e) => return self.init_critical(now, (local, remote), data, &e),
         };
         let hd = msg.header;
         if hd.exchange == ExchangeType::IKE_SA_INIT {
@@ -585,7 +586,7 @@ impl Engine {
                     }
                     self.heard_from(now, h);
                 }
-                Err(e) => self.dropped(remote, e.reason),
+                Err(e) => self.answer_error(h, &hd, (local, remote), &e),
             },
             Ok(o) => {
                 let (first, plain) = (o.first, o.plain.clone());

@@ -14,20 +14,10 @@ impl Engine {
         inner: &Payloads<'_>,
         (local, remote): (SocketAddr, SocketAddr),
     ) {
-        let Some(sa) = self.sas.get_mut(h) else {
-            return;
-        };
         // A response goes back where its (authenticated) request came from (§2.11): the
         // initiator may have moved to port 4500 after IKE_SA_INIT (§2.23). Only a new
         // request moves the SA; a repeated one is answered where it came from.
-        if hd.msgid != sa.peer_msgid {
-            match &sa.response {
-                Some((m, r)) if *m == hd.msgid => {
-                    self.io.send(local, remote, r);
-                    self.io.stats.responses_resent += 1;
-                }
-                _ => self.io.dropped(remote, "request outside the window"),
-            }
+        if !self.next_in_window(h, hd, (local, remote)) {
             return;
         }
         self.follow_peer(h, (local, remote), inner);
@@ -51,6 +41,75 @@ impl Engine {
                 }
             }
             _ => self.io.dropped(remote, "request not handled in this state"),
+        }
+    }
+
+    /// Whether a request is the next one of the window; a repeated one is answered from
+    /// the kept response, others are dropped.
+    fn next_in_window(
+        &mut self,
+        h: Handle,
+        hd: &Header,
+        (local, remote): (SocketAddr, SocketAddr),
+    ) -> bool {
+        let Some(sa) = self.sas.get_mut(h) else {
+            return false;
+        };
+        if hd.msgid == sa.peer_msgid {
+            return true;
+        }
+        match &sa.response {
+            Some((m, r)) if *m == hd.msgid => {
+                self.io.send(local, remote, r);
+                self.io.stats.responses_resent += 1;
+            }
+            _ => self.io.dropped(remote, "request outside the window"),
+        }
+        false
+    }
+
+    /// A request whose protected payloads (authenticated, so the peer's) we cannot take:
+    /// the next one in the window is answered in its own exchange (a repeat from the kept answer) with the error alone
+    /// (§2.21.2; §2.5: UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type, else
+    /// INVALID_SYNTAX), and the answer is kept for a repeat; a request of IKE_AUTH ends
+    /// the half-made IKE SA, an established one stays. Anything else is dropped.
+    pub(super) fn answer_error(
+        &mut self,
+        h: Handle,
+        hd: &Header,
+        from: (SocketAddr, SocketAddr),
+        e: &WireError,
+    ) {
+        if hd.response() {
+            return self.io.dropped(from.1, e.reason);
+        }
+        if !self.next_in_window(h, hd, from) {
+            return;
+        }
+        let Some(sa) = self.sas.get_mut(h) else {
+            return;
+        };
+        let remote = sa.info.remote;
+        let data: &[u8] = match &e.payload {
+            Some(p) => std::slice::from_ref(&p.0),
+            None => &[],
+        };
+        let m = build_protected(&mut self.io, sa, hd.exchange, hd.msgid, true, |b| {
+            b.notify(e.notify, data)
+        });
+        self.io.limited_log(
+            log::Level::Warn,
+            format_args!(
+                "ikev2: {} {remote}: {} request {}: {e}: answered with {}",
+                sa.info.peer, hd.exchange, hd.msgid, e.notify
+            ),
+        );
+        if let Ok(m) = m {
+            self.io.respond(sa, hd.msgid, m);
+        }
+        sa.peer_msgid = hd.msgid.wrapping_add(1);
+        if sa.info.state != IkeState::Established {
+            self.delete(h, "its IKE_AUTH request was malformed");
         }
     }
 
@@ -233,5 +292,206 @@ impl Engine {
             let what = sa.queued.remove(0);
             self.start_request(now, h, what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::crypto::SeededRandom;
+    use crate::ikev2::policy::Identity;
+
+    const WEST: &str = "192.0.2.1:500";
+    const EAST: &str = "192.0.2.2:500";
+
+    fn engine(me: &str, them: &str, seed: u64) -> Engine {
+        let (local, remote): (SocketAddr, SocketAddr) =
+            (me.parse().unwrap(), them.parse().unwrap());
+        let net = |s: &str| Selector::subnet(s.parse().unwrap(), 24);
+        let (lnet, rnet) = if me == WEST {
+            ("198.51.100.0", "203.0.113.0")
+        } else {
+            ("203.0.113.0", "198.51.100.0")
+        };
+        let peer = Peer {
+            name: "peer".into(),
+            local,
+            remote,
+            auth: PeerAuth::psk(b"secret"),
+            local_id: Identity::addr(local.ip()),
+            remote_id: Some(Identity::addr(remote.ip())),
+            ike: vec![IkeProposal {
+                encr: crate::ikev2::wire::EncrId::AES_GCM_16,
+                key_bits: Some(256),
+                integ: None,
+                prf: crate::ikev2::wire::PrfId::HMAC_SHA2_256,
+                dh: DhGroup::ECP_256,
+            }],
+            esp: vec![EspProposal {
+                encr: crate::ikev2::wire::EncrId::AES_GCM_16,
+                key_bits: Some(256),
+                integ: None,
+                pfs: None,
+            }],
+            local_ts: vec![net(lnet)],
+            remote_ts: vec![net(rnet)],
+            flows: Vec::new(),
+            transport: false,
+            ike_lifetime_secs: 0,
+            child_lifetime_secs: 0,
+            child_lifetime_bytes: 0,
+            cp: Default::default(),
+        };
+        let policy = Policy { peers: vec![peer] };
+        Engine::new(
+            Config::default(),
+            policy,
+            Time(0),
+            Box::new(SeededRandom::new(seed)),
+        )
+    }
+
+    /// What `from` sends (its kernel requests taken and forgotten).
+    fn sent(from: &mut Engine) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while let Some(t) = from.poll_transmit(&mut buf) {
+            out.push(buf[..t.len].to_vec());
+        }
+        while from.poll_kernel().is_some() {}
+        out
+    }
+
+    /// West's and east's messages delivered to the other until neither says more.
+    fn settle(w: &mut Engine, e: &mut Engine) {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        for _ in 0..50 {
+            let (to_e, to_w) = (sent(w), sent(e));
+            if to_e.is_empty() && to_w.is_empty() {
+                return;
+            }
+            to_e.iter()
+                .for_each(|m| e.handle_datagram(Time(1), ea, wa, m));
+            to_w.iter()
+                .for_each(|m| w.handle_datagram(Time(1), wa, ea, m));
+        }
+        panic!("the pair never went quiet");
+    }
+
+    /// West's next request in `exchange`, protected, holding a payload of type 200 (none
+    /// we know) with the critical bit set.
+    fn critical_request(w: &mut Engine, exchange: ExchangeType) -> (u32, Vec<u8>) {
+        let h = w.sas.iter().next().unwrap().0;
+        let sa = w.sas.get_mut(h).unwrap();
+        let msgid = sa.next_msgid;
+        let m = build_protected(&mut w.io, sa, exchange, msgid, false, |b| {
+            b.add(PayloadType(200), true, &Payload::Unknown(b"?"))
+        })
+        .unwrap();
+        sa.next_msgid += 1;
+        (msgid, m)
+    }
+
+    /// East's protected answer, opened with the IKE SA's keys that west holds: its
+    /// header and notifies.
+    fn opened(w: &Engine, m: &[u8]) -> (Header, Vec<(NotifyType, Vec<u8>)>) {
+        let sa = w.sas.iter().next().unwrap().1;
+        let sk =
+            SkKeys::for_sender(&sa.info.suite.unwrap(), sa.keys.as_ref().unwrap(), false).unwrap();
+        let mut m = m.to_vec();
+        let o = sk.open(&mut m).unwrap();
+        let inner = parse_payloads(o.first, &m[o.plain.clone()]).unwrap();
+        let notifies = inner.notifies().map(|n| (n.ty, n.data.to_vec())).collect();
+        (Header::parse(&m).unwrap(), notifies)
+    }
+
+    #[test]
+    fn a_protected_request_with_an_unknown_critical_payload_is_answered_and_the_sa_stays() {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        w.connect(Time(0), "peer").unwrap();
+        settle(&mut w, &mut e);
+        assert_eq!((w.child_sas().count(), e.child_sas().count()), (1, 1));
+
+        let (msgid, m) = critical_request(&mut w, ExchangeType::INFORMATIONAL);
+        e.handle_datagram(Time(2), ea, wa, &m);
+        let answer = sent(&mut e);
+        assert_eq!(answer.len(), 1);
+        let (hd, notifies) = opened(&w, &answer[0]);
+        assert!(hd.response() && hd.msgid == msgid);
+        assert_eq!(hd.exchange, ExchangeType::INFORMATIONAL);
+        // §2.5: the notification data is the payload type.
+        assert_eq!(
+            notifies,
+            [(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![200])]
+        );
+        // A repeat is answered from the kept answer.
+        e.handle_datagram(Time(3), ea, wa, &m);
+        assert_eq!(sent(&mut e), answer);
+        // The window moved on: west's next request (a Delete of the CHILD_SA) is taken.
+        assert_eq!(w.delete_child(Time(4), ChildRef::Peer("peer")), 1);
+        settle(&mut w, &mut e);
+        assert_eq!((w.child_sas().count(), e.child_sas().count()), (0, 0));
+        assert_eq!((w.ike_sas().count(), e.ike_sas().count()), (1, 1));
+    }
+
+    #[test]
+    fn an_ike_auth_request_with_an_unknown_critical_payload_is_answered_and_ends_the_sa() {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        w.connect(Time(0), "peer").unwrap();
+        for m in sent(&mut w) {
+            e.handle_datagram(Time(1), ea, wa, &m);
+        }
+        for m in sent(&mut e) {
+            w.handle_datagram(Time(1), wa, ea, &m);
+        }
+        // West's own IKE_AUTH request is not delivered; ours goes in its place.
+        assert_eq!(sent(&mut w).len(), 1);
+        let h = w.sas.iter().next().unwrap().0;
+        w.sas.get_mut(h).unwrap().next_msgid = 1;
+        let (msgid, m) = critical_request(&mut w, ExchangeType::IKE_AUTH);
+        assert_eq!(msgid, 1);
+        e.handle_datagram(Time(2), ea, wa, &m);
+        let answer = sent(&mut e);
+        assert_eq!(answer.len(), 1);
+        let (hd, notifies) = opened(&w, &answer[0]);
+        assert!(hd.response() && hd.exchange == ExchangeType::IKE_AUTH);
+        assert_eq!(
+            notifies,
+            [(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![200])]
+        );
+        assert_eq!(e.ike_sas().count(), 0);
+    }
+
+    #[test]
+    fn an_ike_sa_init_with_an_unknown_critical_payload_gets_a_notify_from_a_peer_only() {
+        let (wa, ea): (SocketAddr, SocketAddr) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        let mut e = engine(EAST, WEST, 2);
+        let hdr = Header {
+            spi_i: [7; 8],
+            exchange: ExchangeType::IKE_SA_INIT,
+            flags: FLAG_INITIATOR,
+            ..Header::default()
+        };
+        let mut buf = [0u8; 256];
+        let mut b = MessageBuilder::new(&mut buf, &hdr).unwrap();
+        b.add(PayloadType(200), true, &Payload::Unknown(b"?"))
+            .unwrap();
+        let len = b.finish().unwrap();
+        e.handle_datagram(Time(1), ea, wa, &buf[..len]);
+        let answer = sent(&mut e);
+        assert_eq!(answer.len(), 1);
+        let m = Message::parse(&answer[0]).unwrap();
+        assert!(m.header.response() && m.header.spi_i == [7; 8] && m.header.spi_r == [0; 8]);
+        let n = m
+            .payloads
+            .notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD)
+            .unwrap();
+        assert_eq!(n.data, [200]);
+        assert_eq!(e.ike_sas().count(), 0);
+        // Not to an address that is no peer of ours.
+        e.handle_datagram(Time(2), ea, "198.18.0.1:500".parse().unwrap(), &buf[..len]);
+        assert!(sent(&mut e).is_empty());
     }
 }
