@@ -517,11 +517,13 @@ impl Daemon {
                     match self.v2.as_mut() {
                         // iked: IKEv2 only; nothing is taken in passive mode.
                         Some(v2) => t.recv_bounded(&mut self.rx, |local, from, data| {
+                            // A higher major version goes to the engine too, which
+                            // answers INVALID_MAJOR_VERSION (RFC 7296 §2.5).
                             match crate::iked::runtime::ike_major(data, t.encap) {
-                                Some(2) if !v2.passive => {
+                                Some(v) if v >= 2 && !v2.passive => {
                                     v2.engine.handle_datagram(now, local, from, data)
                                 }
-                                Some(2) => {}
+                                Some(v) if v >= 2 => {}
                                 _ => v2.v1_dropped += 1,
                             }
                         }),

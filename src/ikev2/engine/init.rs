@@ -16,10 +16,12 @@ impl Engine {
         })
     }
 
-    /// An IKE_SA_INIT request that does not parse because of a payload type we do not
-    /// know with its critical bit set: a peer of ours is told so, unprotected (§2.5:
-    /// UNSUPPORTED_CRITICAL_PAYLOAD with the type), and nothing is kept.
-    pub(super) fn init_critical(
+    /// A datagram that does not parse. An IKE_SA_INIT request from a peer of ours is
+    /// told why, unprotected and rate-limited, when the reason is a payload type we do
+    /// not know with its critical bit set (§2.5: UNSUPPORTED_CRITICAL_PAYLOAD with the
+    /// type) or a higher major version (§2.5: INVALID_MAJOR_VERSION, our header names
+    /// 2.0); nothing is kept. Anything else is dropped.
+    pub(super) fn unparsed(
         &mut self,
         now: Time,
         (local, remote): (SocketAddr, SocketAddr),
@@ -33,13 +35,17 @@ impl Engine {
                 && hd.spi_r == [0; 8]
                 && hd.msgid == 0
         });
-        match (request, e.payload) {
-            (Some(hd), Some(ty)) if self.peer_for(remote.ip()).is_some() => {
-                self.dropped(remote, e.reason);
-                self.io
-                    .init_reply(now, (local, remote), hd.spi_i, e.notify, &[ty.0]);
+        let data: &[u8] = match (&request, &e.payload, e.notify) {
+            (Some(_), Some(ty), NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD) => {
+                std::slice::from_ref(&ty.0)
             }
-            _ => self.dropped(remote, e.reason),
+            (Some(hd), None, NotifyType::INVALID_MAJOR_VERSION) if hd.major > 2 => &[],
+            _ => return self.dropped(remote, e.reason),
+        };
+        self.dropped(remote, e.reason);
+        if let (Some(hd), Some(_)) = (request, self.peer_for(remote.ip())) {
+            self.io
+                .init_reply(now, (local, remote), hd.spi_i, e.notify, data);
         }
     }
 

@@ -532,7 +532,7 @@ impl Engine {
         };
         let msg = match Message::parse(data) {
             Ok(m) => m,
-            Err(e) => return self.init_critical(now, (local, remote), data, &e),
+            Err(e) => return self.unparsed(now, (local, remote), data, &e),
         };
         let hd = msg.header;
         if hd.exchange == ExchangeType::IKE_SA_INIT {

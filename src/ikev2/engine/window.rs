@@ -465,7 +465,8 @@ mod tests {
     }
 
     #[test]
-    fn an_ike_sa_init_with_an_unknown_critical_payload_gets_a_notify_from_a_peer_only() {
+    fn an_ike_sa_init_with_an_unknown_critical_payload_or_version_3_gets_a_notify_from_a_peer_only()
+    {
         let (wa, ea): (SocketAddr, SocketAddr) = (WEST.parse().unwrap(), EAST.parse().unwrap());
         let mut e = engine(EAST, WEST, 2);
         let hdr = Header {
@@ -491,7 +492,27 @@ mod tests {
         assert_eq!(n.data, [200]);
         assert_eq!(e.ike_sas().count(), 0);
         // Not to an address that is no peer of ours.
-        e.handle_datagram(Time(2), ea, "198.18.0.1:500".parse().unwrap(), &buf[..len]);
+        let stranger = "198.18.0.1:500".parse().unwrap();
+        e.handle_datagram(Time(2), ea, stranger, &buf[..len]);
         assert!(sent(&mut e).is_empty());
+
+        // A higher major version (3.0) is INVALID_MAJOR_VERSION, our header naming 2.0.
+        let mut b = MessageBuilder::new(&mut buf, &hdr).unwrap();
+        b.notify(NotifyType::COOKIE, &[1; 8]).unwrap();
+        let len = b.finish().unwrap();
+        buf[17] = 0x30;
+        e.handle_datagram(Time(3), ea, wa, &buf[..len]);
+        let answer = sent(&mut e);
+        assert_eq!(answer.len(), 1);
+        let m = Message::parse(&answer[0]).unwrap();
+        assert_eq!((m.header.major, m.header.minor), (2, 0));
+        assert!(m.header.response() && m.header.spi_i == [7; 8]);
+        assert!(m
+            .payloads
+            .notify(NotifyType::INVALID_MAJOR_VERSION)
+            .is_some());
+        e.handle_datagram(Time(4), ea, stranger, &buf[..len]);
+        assert!(sent(&mut e).is_empty());
+        assert_eq!(e.ike_sas().count(), 0);
     }
 }
