@@ -1353,6 +1353,21 @@ fn crossed_child_sa_deletes_leave_nothing_and_no_error() {
 }
 
 #[test]
+fn a_rekey_crossing_our_delete_of_the_child_sa_is_refused_for_now_and_nothing_is_left() {
+    // West deletes the CHILD_SA while east rekeys it: west answers the rekey with
+    // TEMPORARY_FAILURE (§2.25.1), east's Delete answer ends it, and no new CHILD_SA
+    // is made by either.
+    let mut p = established_pair();
+    assert_eq!(p.west.delete_child(p.now, ChildRef::Peer("peer")), 1);
+    assert_eq!(p.east.rekey_child(p.now, ChildRef::Peer("peer")), 1);
+    p.drive();
+    assert_ike_sas_only(&p);
+    assert!(p.west_kernel.states.is_empty() && p.east_kernel.states.is_empty());
+    let (w, e) = (stats(&p.west), stats(&p.east));
+    assert_eq!((w.child_sas_established, e.child_sas_established), (1, 1));
+}
+
+#[test]
 fn deleting_the_ike_sa_from_either_side_leaves_nothing() {
     for from_west in [true, false] {
         let mut p = established_pair();

@@ -246,6 +246,19 @@ impl Engine {
             log::warn!("ikev2: {} {remote}: the peer refused our AUTH", peer.name);
             return Err("AUTHENTICATION_FAILED from the peer");
         }
+        // §3.10.1: an error type we do not know in a response means that the request
+        // failed entirely, whatever else the response holds.
+        if let Some(n) = inner
+            .notifies()
+            .find(|n| n.ty.is_error() && !n.ty.is_known())
+        {
+            log::warn!(
+                "ikev2: {} {remote}: IKE_AUTH refused with error {}",
+                peer.name,
+                n.ty
+            );
+            return Err("an error we do not know in the IKE_AUTH response");
+        }
         if let Err(why) = check_auth(sa, peer, creds, inner, PayloadType::IDR) {
             log::warn!("ikev2: {} {remote}: IKE_AUTH response: {why}", peer.name);
             // §2.21.2: tell the responder in an INFORMATIONAL of its own; we do not wait.

@@ -75,6 +75,15 @@ impl Engine {
         let peer = &policy.peers[sa.peer];
         // A peer with an address from our pool has only that on its side (§2.19).
         let pool_ts = peer_side(sa, peer);
+        // Our CHILD_SAs whose Delete is on its way or queued.
+        let deleting: Vec<u32> = (sa.request.iter().map(|r| &r.what))
+            .chain(sa.queued.iter())
+            .flat_map(|w| match w {
+                Req::DeleteChild(s) => s.as_slice(),
+                _ => &[],
+            })
+            .copied()
+            .collect();
         let mut notify: (NotifyType, Vec<u8>) = (NotifyType::INVALID_SYNTAX, Vec::new());
         let res = (|| -> Result<ChildAnswer, Fail> {
             let old = match inner.notify(NotifyType::REKEY_SA) {
@@ -90,6 +99,11 @@ impl Engine {
                     if c.rekeyed {
                         notify.0 = NotifyType::TEMPORARY_FAILURE;
                         return Err(Fail("rekey of a CHILD_SA already replaced"));
+                    }
+                    // §2.25.1: "SHOULD reply with TEMPORARY_FAILURE".
+                    if deleting.contains(&c.spi_in) {
+                        notify.0 = NotifyType::TEMPORARY_FAILURE;
+                        return Err(Fail("rekey of a CHILD_SA we are deleting"));
                     }
                     Some((ch, c.spi_in))
                 }
@@ -378,6 +392,20 @@ impl Engine {
                     return;
                 }
             }
+        }
+        // §3.10.1: an error type we do not know in a response means that the request
+        // failed entirely.
+        if let Some(n) = inner
+            .notifies()
+            .find(|n| n.ty.is_error() && !n.ty.is_known())
+        {
+            log::warn!(
+                "ikev2: {} {remote}: CREATE_CHILD_SA refused with error {}",
+                peer.name,
+                n.ty
+            );
+            io.release_spi(sa.info.local, remote, cr.spi_in);
+            return;
         }
         if inner.notify(NotifyType::TEMPORARY_FAILURE).is_some() {
             io.release_spi(sa.info.local, remote, cr.spi_in);

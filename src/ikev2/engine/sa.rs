@@ -125,6 +125,20 @@ pub(super) enum Req {
     UpdateAddresses,
 }
 
+impl Req {
+    /// The exchange it is made in: a response of another is not its answer.
+    pub(super) fn exchange(&self) -> ExchangeType {
+        match self {
+            Req::Init => ExchangeType::IKE_SA_INIT,
+            Req::Auth => ExchangeType::IKE_AUTH,
+            Req::CreateChild(_) | Req::RekeyIke => ExchangeType::CREATE_CHILD_SA,
+            Req::DeleteChild(_) | Req::DeleteIke | Req::Liveness | Req::UpdateAddresses => {
+                ExchangeType::INFORMATIONAL
+            }
+        }
+    }
+}
+
 /// Our IKE SA rekey in flight: the new IKE SA's SPI (ours), Ni and DH value.
 pub(super) struct IkeRekey {
     pub(super) spi: [u8; 8],

@@ -117,7 +117,10 @@ impl Engine {
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        let Some(req) = sa.request.take_if(|r| r.msgid == hd.msgid) else {
+        let Some(req) = sa
+            .request
+            .take_if(|r| r.msgid == hd.msgid && r.what.exchange() == hd.exchange)
+        else {
             return self
                 .io
                 .dropped(sa.info.remote, "response to no request of ours");
@@ -462,6 +465,88 @@ mod tests {
             [(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![200])]
         );
         assert_eq!(e.ike_sas().count(), 0);
+    }
+
+    /// West and east through IKE_SA_INIT; west's IKE_AUTH request delivered to east;
+    /// east's answer, not delivered.
+    fn to_ike_auth_answer(w: &mut Engine, e: &mut Engine) -> Vec<u8> {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        w.connect(Time(0), "peer").unwrap();
+        for _ in 0..2 {
+            for m in sent(w) {
+                e.handle_datagram(Time(1), ea, wa, &m);
+            }
+            let mut answer = sent(e);
+            if answer.len() == 1 && w.ike_sas().next().unwrap().1.state == IkeState::AuthSent {
+                return answer.remove(0);
+            }
+            for m in answer {
+                w.handle_datagram(Time(1), wa, ea, &m);
+            }
+        }
+        panic!("no IKE_AUTH answer");
+    }
+
+    #[test]
+    fn an_ike_auth_response_with_an_error_type_we_do_not_know_fails_the_request() {
+        // §3.10.1: "MUST assume that the corresponding request has failed entirely".
+        let wa = WEST.parse().unwrap();
+        let ea = EAST.parse().unwrap();
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let answer = to_ike_auth_answer(&mut w, &mut e);
+        // East's answer as it is, with an error notify of type 8000 added.
+        let sa = w.sas.iter().next().unwrap().1;
+        let sk =
+            SkKeys::for_sender(&sa.info.suite.unwrap(), sa.keys.as_ref().unwrap(), false).unwrap();
+        let mut clear = answer.clone();
+        let o = sk.open(&mut clear).unwrap();
+        let inner = parse_payloads(o.first, &clear[o.plain.clone()]).unwrap();
+        let h = e.sas.iter().next().unwrap().0;
+        let esa = e.sas.get_mut(h).unwrap();
+        let forged = build_protected(&mut e.io, esa, ExchangeType::IKE_AUTH, 1, true, |b| {
+            for p in inner.iter() {
+                b.add(p.ty, false, &p.payload)?;
+            }
+            b.notify(NotifyType(8000), &[])
+        })
+        .unwrap();
+        w.handle_datagram(Time(2), wa, ea, &forged);
+        assert_eq!((w.ike_sas().count(), w.child_sas().count()), (0, 0));
+        // The same answer without it establishes.
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let answer = to_ike_auth_answer(&mut w, &mut e);
+        w.handle_datagram(Time(2), wa, ea, &answer);
+        assert_eq!((w.ike_sas().count(), w.child_sas().count()), (1, 1));
+    }
+
+    #[test]
+    fn a_response_of_another_exchange_does_not_take_the_request_in_flight() {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        w.connect(Time(0), "peer").unwrap();
+        settle(&mut w, &mut e);
+        // West asks for a CHILD_SA; east "answers" its message ID with an INFORMATIONAL.
+        assert!(w.create_child(Time(2), "peer"));
+        let asked = sent(&mut w);
+        let msgid = Header::parse(&asked[0]).unwrap().msgid;
+        let h = e.sas.iter().next().unwrap().0;
+        let esa = e.sas.get_mut(h).unwrap();
+        let odd = build_protected(
+            &mut e.io,
+            esa,
+            ExchangeType::INFORMATIONAL,
+            msgid,
+            true,
+            |_| Ok(()),
+        )
+        .unwrap();
+        w.handle_datagram(Time(3), wa, ea, &odd);
+        // The CREATE_CHILD_SA is still awaited: east's real answer makes the CHILD_SA.
+        for m in asked {
+            e.handle_datagram(Time(4), ea, wa, &m);
+        }
+        settle(&mut w, &mut e);
+        assert_eq!((w.child_sas().count(), e.child_sas().count()), (2, 2));
     }
 
     #[test]
