@@ -181,6 +181,40 @@ fn our_iked_initiates_to_charon_and_resets() {
 }
 
 #[test]
+fn our_iked_behind_a_masquerading_nat_reaches_charon() {
+    // We sit behind a real NAT (nftables masquerade in front of 198.51.100.129), charon
+    // sees us as the NAT's 192.0.2.1. Our NAT_DETECTION_DESTINATION_IP hash from charon
+    // names the NAT's address, not ours: we are behind a NAT (RFC 7296 §2.23), move to
+    // port 4500 and send keepalives; charon sees the NAT from our source hash.
+    let link = link("n");
+    let nat = link.nat_inside("n");
+    let c = charon("ikedc-charon-nat", &link.b);
+    let conf = iked_conf("active").replace("local 192.0.2.1", "local 198.51.100.129");
+    let us = Iked::start("ikedc-us-nat", &nat.ns, &conf);
+    let ours = us.wait_sa("our IKE SA with charon through the NAT", established);
+    let theirs = charon_sas(&c, "CHILD_SA installed", |s| s.contains("INSTALLED"));
+    assert!(
+        ours.contains("198.51.100.129:4500->192.0.2.2:4500<FQDN/east.example>"),
+        "{ours}"
+    );
+    check_same_sas(&ours, &theirs);
+    // charon: the remote end is the NAT's address, on port 4500 (masquerade kept ours).
+    assert!(
+        theirs.contains("remote 'west.example' @ 192.0.2.1[4500]"),
+        "{theirs}"
+    );
+    let log = c.log();
+    assert!(log.contains("remote host is behind NAT"), "{log}");
+    // charon with kernel-libipsec fakes its own source hash as well: "both sides".
+    let l = us.log();
+    assert!(
+        l.contains("NAT detected: we are behind a NAT")
+            || l.contains("NAT detected: both sides are behind a NAT"),
+        "{l}"
+    );
+}
+
+#[test]
 fn charon_initiates_to_our_passive_policy() {
     let link = link("d");
     let us = Iked::start("ikedc-us-r", &link.a, &iked_conf("passive"));

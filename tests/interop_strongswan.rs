@@ -577,34 +577,8 @@ fn dead_peer_detection_with_charon() {
 #[test]
 fn nat_traversal_with_charon_through_a_masquerading_nat() {
     let link = Link::new("sn");
-    let inside = format!("{}in", link.a);
-    let sh = |args: &str| {
-        let st = Command::new("sh").arg("-c").arg(args).status().unwrap();
-        assert!(st.success(), "{args}");
-    };
-    let _ = Command::new("ip").args(["netns", "del", &inside]).status();
-    sh(&format!("ip netns add {inside}"));
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _gone = Gone(inside.clone());
-    let a = &link.a;
-    sh(&format!(
-        "ip link add vsni netns {inside} type veth peer name vsno netns {a}"
-    ));
-    sh(&format!(
-        "ip -n {inside} addr add 198.51.100.129/25 dev vsni && ip -n {inside} link set vsni up && \
-         ip -n {inside} link set lo up && ip -n {a} addr add 198.51.100.130/25 dev vsno && \
-         ip -n {a} link set vsno up && ip -n {inside} route add default via 198.51.100.130 && \
-         ip netns exec {a} sysctl -qw net.ipv4.ip_forward=1"
-    ));
-    sh(&format!(
-        "printf 'table ip nat {{\\n chain post {{ type nat hook postrouting priority srcnat; \
-         oifname \"vsna\" masquerade; }}\\n}}\\n' | ip netns exec {a} nft -f -"
-    ));
+    let nat = link.nat_inside("sn");
+    let inside = &nat.ns;
     let charon = Charon::start(
         "swan-nat",
         &link.b,
@@ -620,7 +594,7 @@ fn nat_traversal_with_charon_through_a_masquerading_nat() {
                 .replace("[peer]\nPhase=1\n", "[peer]\nPhase=1\nID=natid\n")
         ),
         &[],
-        Some(&inside),
+        Some(inside),
     );
     let t0 = Instant::now();
     while !ours.log().contains("quick mode done: src:") {

@@ -436,3 +436,50 @@ impl Drop for Link {
         let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
     }
 }
+
+/// A namespace behind a masquerading NAT: 198.51.100.129/25, routed through namespace `a`
+/// of a [`Link`] (198.51.100.130), whose way out to `b` (its link end, 192.0.2.1) is
+/// masqueraded by nftables. Gone when dropped.
+#[allow(dead_code)]
+pub struct NatInside {
+    pub ns: String,
+}
+
+impl Link {
+    /// [`NatInside`] for the link made with `tag`.
+    #[allow(dead_code)]
+    pub fn nat_inside(&self, tag: &str) -> NatInside {
+        let ns = format!("{}in", self.a);
+        let sh = |args: &str| {
+            let st = Command::new("sh").arg("-c").arg(args).status().unwrap();
+            assert!(st.success(), "{args}");
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        sh(&format!("ip netns add {ns}"));
+        let inside = NatInside { ns };
+        let (i, a) = (&inside.ns, &self.a);
+        sh(&format!(
+            "ip link add v{tag}i netns {i} type veth peer name v{tag}o netns {a}"
+        ));
+        sh(&format!(
+            "ip -n {i} addr add 198.51.100.129/25 dev v{tag}i && ip -n {i} link set v{tag}i up && \
+             ip -n {i} link set lo up && ip -n {a} addr add 198.51.100.130/25 dev v{tag}o && \
+             ip -n {a} link set v{tag}o up && ip -n {i} route add default via 198.51.100.130 && \
+             ip netns exec {a} sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        sh(&format!(
+            "printf 'table ip nat {{\\n chain post {{ type nat hook postrouting priority srcnat; \
+             oifname \"v{tag}a\" masquerade; }}\\n}}\\n' | ip netns exec {a} nft -f -"
+        ));
+        inside
+    }
+}
+
+impl Drop for NatInside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}

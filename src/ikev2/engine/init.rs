@@ -337,6 +337,19 @@ pub(super) fn nat_detect(sa: &mut IkeSa, pl: &Payloads<'_>) {
         [0u8; 8]
     };
     nat_compare(sa, pl, &r);
+    let (us, them) = (sa.info.nat_local, sa.info.nat_remote);
+    if us || them {
+        log::info!(
+            "ikev2: {} {}: NAT detected: {}",
+            sa.info.peer,
+            sa.info.remote,
+            match (us, them) {
+                (true, true) => "both sides are behind a NAT",
+                (true, false) => "we are behind a NAT",
+                _ => "the peer is behind a NAT",
+            }
+        );
+    }
 }
 
 /// The same with `r` as SPIr in the hashes (after IKE_SA_INIT both SPIs are known:
