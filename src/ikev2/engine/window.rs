@@ -40,7 +40,11 @@ impl Engine {
                     self.create_child_request(now, h, hd, inner)
                 }
             }
-            _ => self.io.dropped(remote, "request not handled in this state"),
+            // §2.21.3: "all requests having errors MUST result in a response".
+            _ => {
+                let e = WireError::syntax("an exchange not taken in this state");
+                self.answer_error(h, hd, (local, remote), &e)
+            }
         }
     }
 
@@ -431,6 +435,20 @@ mod tests {
         // A repeat is answered from the kept answer.
         e.handle_datagram(Time(3), ea, wa, &m);
         assert_eq!(sent(&mut e), answer);
+        // An exchange type we do not take (IKE_AUTH once established, 43) is answered
+        // INVALID_SYNTAX in the same way; the IKE SA stays.
+        for x in [ExchangeType::IKE_AUTH, ExchangeType(43)] {
+            let h = w.sas.iter().next().unwrap().0;
+            let sa = w.sas.get_mut(h).unwrap();
+            let msgid = sa.next_msgid;
+            let m = build_protected(&mut w.io, sa, x, msgid, false, |_| Ok(())).unwrap();
+            sa.next_msgid += 1;
+            e.handle_datagram(Time(3), ea, wa, &m);
+            let answer = sent(&mut e);
+            let (hd, notifies) = opened(&w, &answer[0]);
+            assert!(hd.response() && hd.msgid == msgid && hd.exchange == x);
+            assert_eq!(notifies, [(NotifyType::INVALID_SYNTAX, vec![])]);
+        }
         // The window moved on: west's next request (a Delete of the CHILD_SA) is taken.
         assert_eq!(w.delete_child(Time(4), ChildRef::Peer("peer")), 1);
         settle(&mut w, &mut e);
