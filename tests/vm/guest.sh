@@ -124,6 +124,80 @@ wait_kernel() {
 }
 counts() { ip -n $1 -s xfrm state | awk '/lifetime current:/ {getline; sub(/\(packets\)/,""); print $2}' | tr '\n' ' '; }
 spis() { ip -n $1 xfrm state | awk '{for (i = 1; i < NF; i++) if ($i == "spi") print $(i+1)}' | sort | tr '\n' ' '; }
+# strongSwan's charon (the core scenario, ikev2-charon.sh, mobike.sh) in right
+# (192.0.2.2, 203.0.113.0/24) against ours in left (192.0.2.1, 198.51.100.0/24), PSK,
+# each in a directory DIR of its own: DIR/strongswan.conf, DIR/swanctl/swanctl.conf,
+# DIR/run (its /run), DIR/charon.log, DIR/charon.vici.
+# charon_conf DIR CONN ESP PSK [PLUGINS [CHILD]] < the connection's own options: the
+# common strongswan.conf (kernel-netlink, no routes, log levels, the vici socket) with
+# PLUGINS loaded after aes (gcm for IKEv2's AES-GCM), and a swanctl.conf of one
+# connection CONN (its options from stdin, then the PSK ids and a tunnel CHILD_SA "net"
+# with esp_proposals ESP and the option line CHILD) and its secret PSK.
+charon_conf() {
+    mkdir -p $1/swanctl $1/run
+    { printf 'connections {\n    %s {\n' $2; cat; cat <<EOT
+        local {
+            auth = psk
+            id = 192.0.2.2
+        }
+        remote {
+            auth = psk
+            id = 192.0.2.1
+        }
+        children {
+            net {
+                mode = tunnel
+                esp_proposals = $3
+                local_ts = 203.0.113.0/24
+                remote_ts = 198.51.100.0/24
+${6:+                $6
+}            }
+        }
+    }
+}
+secrets {
+    ike-$2 {
+        id-1 = 192.0.2.2
+        id-2 = 192.0.2.1
+        secret = "$4"
+    }
+}
+EOT
+    } > $1/swanctl/swanctl.conf
+    cat > $1/strongswan.conf <<EOT
+charon {
+    load_modular = no
+    load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes ${5:+$5 }gmp kdf kernel-netlink socket-default vici
+    install_routes = no
+    filelog {
+        main {
+            path = $1/charon.log
+            default = 1
+            ike = 2
+            chd = 2
+            knl = 2
+        }
+    }
+    plugins {
+        vici {
+            socket = unix://$1/charon.vici
+        }
+    }
+}
+EOT
+}
+# swan DIR ARGS...: swanctl ARGS against DIR's charon.
+swan() { local d=$1; shift; SWANCTL_DIR=$d/swanctl swanctl "$@" --uri unix://$d/charon.vici; }
+# start_charon DIR NS: charon in NS with DIR's configuration (output in DIR/stdout, its pid
+# in CHARON), up to 20 s for its vici socket, then swanctl --load-all (DIR/load.txt); its
+# status is swanctl's.
+start_charon() {
+    STRONGSWAN_CONF=$1/strongswan.conf ip netns exec $2 unshare -m --propagation private sh -c \
+        "mount --bind $1/run /run && exec /usr/lib/ipsec/charon" > $1/stdout 2>&1 &
+    CHARON=$!
+    for i in $(seq 1 100); do [ -S $1/charon.vici ] && break; sleep 0.2; done
+    swan $1 --load-all > $1/load.txt 2>&1
+}
 # The core scenarios (our pair, charon) need minutes on a slow host; when even they do
 # not fit in what is left of the budget, the guest says so and leaves everything out.
 CORE=
@@ -267,68 +341,15 @@ fi
 
 # ---- our daemon (left, initiator) against strongSwan's charon (right, kernel-netlink)
 T_SC=$(up)
-S=$W/charon; mkdir -p $S/swanctl $S/run
-cat > $S/strongswan.conf <<EOT
-charon {
-    load_modular = no
-    load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gmp kdf kernel-netlink socket-default vici
-    install_routes = no
-    filelog {
-        main {
-            path = $S/charon.log
-            default = 1
-            ike = 2
-            chd = 2
-            knl = 2
-        }
-    }
-    plugins {
-        vici {
-            socket = unix://$S/charon.vici
-        }
-    }
-}
-EOT
-cat > $S/swanctl/swanctl.conf <<EOT
-connections {
-    v1 {
+S=$W/charon
+charon_conf $S v1 aes128-sha256-modp2048 vm-test-psk-0123456789 <<EOT
         version = 1
         local_addrs = 192.0.2.2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-modp2048
         dpd_delay = 0
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            net {
-                mode = tunnel
-                esp_proposals = aes128-sha256-modp2048
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-            }
-        }
-    }
-}
-secrets {
-    ike-v1 {
-        id-1 = 192.0.2.2
-        id-2 = 192.0.2.1
-        secret = "vm-test-psk-0123456789"
-    }
-}
 EOT
-STRONGSWAN_CONF=$S/strongswan.conf ip netns exec right unshare -m --propagation private sh -c \
-    "mount --bind $S/run /run && exec /usr/lib/ipsec/charon" > $S/stdout 2>&1 &
-CHARON=$!
-for i in $(seq 1 100); do [ -S $S/charon.vici ] && break; sleep 0.2; done
-SWANCTL_DIR=$S/swanctl swanctl --load-all --uri unix://$S/charon.vici > $S/load.txt 2>&1 \
-    && ok "charon (kernel-netlink) up in right" || bad "charon: $(cat $S/load.txt $S/stdout | tail -3)"
+start_charon $S right && ok "charon (kernel-netlink) up in right" || bad "charon: $(cat $S/load.txt $S/stdout | tail -3)"
 start west2 left 192.0.2.1 192.0.2.2 198.51.100.0 203.0.113.0 Connections
 for i in $(seq 1 150); do grep -q "quick mode done" $W/west2/log && break; sleep 0.2; done
 grep -q "quick mode done" $W/west2/log && ok "our daemon and charon negotiated" || bad "no tunnel with charon"
@@ -346,7 +367,7 @@ wait_kernel right 0 0 && ok "charon honoured our phase 2 DELETE" || bad "charon 
 echo "c tun" > $W/west2/run/isakmpd.fifo
 wait_kernel left 2 3 && wait_kernel right 2 3 && ok "tunnel to charon back after c" || bad "no second tunnel to charon"
 before=$(spis left)
-SWANCTL_DIR=$S/swanctl swanctl --terminate --child net --uri unix://$S/charon.vici --timeout 10 > /dev/null 2>&1
+swan $S --terminate --child net --timeout 10 > /dev/null 2>&1
 # Our connection is active, so the connection checker may bring up a new pair at once: what
 # matters is that the pair charon deleted is gone.
 kept=x

@@ -1,70 +1,22 @@
 # Sourced by tests/vm/guest.sh (its ok/bad/budget/took/wait_kernel/npol/counts/spis/xstat/
-# gaps helpers, $W, $BIN, namespaces left and right): our daemon as iked(8), configured by
-# iked.conf, against strongSwan's charon over IKEv2 with the kernel's ESP. PSK, IKE SA
-# AES-CBC/SHA2-256/ECP-256, CHILD SA AES-GCM; ping with rising counters on both sides, the
-# outbound SPIs of each side the inbound ones of the other, a CHILD SA rekey (ours, by a
-# 20 s lifetime) during a ping with no packet lost or meeting a gap, then `ikectl reset sa`
-# removes every state and policy on both sides (charon honours our Delete).
+# gaps/charon_conf/start_charon/swan helpers, $W, $BIN, namespaces left and right):
+# our daemon as iked(8), configured by iked.conf, against strongSwan's charon over
+# IKEv2 with the kernel's ESP. PSK, IKE SA AES-CBC/SHA2-256/ECP-256, CHILD SA AES-GCM;
+# ping with rising counters on both sides, the outbound SPIs of each side the inbound
+# ones of the other, a CHILD SA rekey (ours, by a 20 s lifetime) during a ping with no
+# packet lost or meeting a gap, then `ikectl reset sa` removes every state and policy
+# on both sides (charon honours our Delete).
 
 if budget ikev2-charon 45 40; then
-C2=$W/charon2; mkdir -p $C2/swanctl $C2/run $C2/iked/run
+C2=$W/charon2; mkdir -p $C2/iked/run
 mkdir -p $W/bin; ln -sf $BIN $W/bin/iked; ln -sf $BIN $W/bin/ikectl
-cat > $C2/strongswan.conf <<EOT
-charon {
-    load_modular = no
-    load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gcm gmp kdf kernel-netlink socket-default vici
-    install_routes = no
-    filelog {
-        main {
-            path = $C2/charon.log
-            default = 1
-            ike = 2
-            chd = 2
-            knl = 2
-        }
-    }
-    plugins {
-        vici {
-            socket = unix://$C2/charon.vici
-        }
-    }
-}
-EOT
-cat > $C2/swanctl/swanctl.conf <<EOT
-connections {
-    v2 {
+charon_conf $C2 v2 aes256gcm16 vm-ikev2-charon-psk-0123456789 gcm "rekey_time = 0" <<EOT
         version = 2
         local_addrs = 192.0.2.2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-ecp256
         dpd_delay = 0
         rekey_time = 0
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            net {
-                mode = tunnel
-                esp_proposals = aes256gcm16
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                rekey_time = 0
-            }
-        }
-    }
-}
-secrets {
-    ike-v2 {
-        id-1 = 192.0.2.2
-        id-2 = 192.0.2.1
-        secret = "vm-ikev2-charon-psk-0123456789"
-    }
-}
 EOT
 v2conf() { # [lifetime]
 cat <<EOT
@@ -75,13 +27,7 @@ ikev2 "c2" active esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 pee
 EOT
 }
 v2conf 20s > $C2/iked/iked.conf; chmod 600 $C2/iked/iked.conf
-swan() { SWANCTL_DIR=$C2/swanctl swanctl "$@" --uri unix://$C2/charon.vici; }
-STRONGSWAN_CONF=$C2/strongswan.conf ip netns exec right unshare -m --propagation private sh -c \
-    "mount --bind $C2/run /run && exec /usr/lib/ipsec/charon" > $C2/stdout 2>&1 &
-CHARON2=$!
-for i in $(seq 1 100); do [ -S $C2/charon.vici ] && break; sleep 0.2; done
-swan --load-all > $C2/load.txt 2>&1 \
-    && ok "ikev2-charon: charon (kernel-netlink) up in right" || bad "ikev2-charon: charon: $(tail -3 $C2/load.txt $C2/stdout)"
+start_charon $C2 right && ok "ikev2-charon: charon (kernel-netlink) up in right" || bad "ikev2-charon: charon: $(tail -3 $C2/load.txt $C2/stdout)"
 T0=$(up)
 ip netns exec left unshare -m --propagation private sh -c \
     "mount --bind $C2/iked/run /run && exec $W/bin/iked -d -v -f $C2/iked/iked.conf" > $C2/iked/log 2>&1 &
@@ -98,7 +44,7 @@ ip -n right xfrm state | grep -q "rfc4106(gcm(aes))" && ok "ikev2-charon: charon
 # Each side's SPIs are the other's: the two kernels hold the same pair.
 [ -n "$(spis left)" ] && [ "$(spis left)" = "$(spis right)" ] && ok "ikev2-charon: both kernels hold SPIs $(spis left)" || bad "ikev2-charon: SPIs differ: left $(spis left), right $(spis right)"
 ospi=$($W/bin/ikectl -s $C2/iked/run/iked.sock show sa | awk '/^iked_activesas:/ && / out / {print $4; exit}')
-swan --list-sas > $C2/sas.txt 2>&1
+swan $C2 --list-sas > $C2/sas.txt 2>&1
 grep -qiE "in +${ospi#0x}," $C2/sas.txt && ok "ikev2-charon: ikectl's outbound SPI $ospi is charon's inbound" || bad "ikev2-charon: SPI '$ospi' not in swanctl --list-sas: $(grep -i spi $C2/sas.txt | head -2)"
 # Five pings, counted by both kernels' SAs (before the rekey: after it, the SAs of a
 # second one may have counted nothing yet).
@@ -130,7 +76,7 @@ for ns in left right; do
 done
 pkill -TERM -f "$C2/iked/iked.conf"
 wait_kernel left 0 0 && ok "ikev2-charon: our shutdown left nothing" || bad "ikev2-charon: after our shutdown $(ip -n left xfrm state | grep -c '^src') states, $(npol left) policies"
-kill $CHARON2 2>/dev/null
+kill $CHARON 2>/dev/null
 for i in $(seq 1 50); do ip netns exec right ss -uln | grep -q ':500 ' || break; sleep 0.2; done
 cp $C2/iked/log "$OUT/iked-charon.log"; cp $C2/charon.log "$OUT/charon2.log" 2>/dev/null
 took ikev2-charon

@@ -1,74 +1,25 @@
-# Sourced by tests/vm/guest.sh (its ok/bad/budget/took/wait_kernel/npol/counts/xstat/
-# gaps helpers, $W, $BIN, namespaces left and right): MOBIKE (RFC 4555) with the kernel's
-# ESP. strongSwan's charon in right initiates to our iked in left (responder, MOBIKE on
-# as iked's default), 45 pings go through, then charon's address moves from 192.0.2.2 to
-# 192.0.2.3 and charon sends UPDATE_SA_ADDRESSES. We move the CHILD SA's states and
-# policies with XFRM_MSG_MIGRATE: the same SPIs at the new address, and our outbound
-# sequence number goes on from where it was (charon keeps its replay window across the
-# move, so states made anew, counting from 1, would see our first packets dropped as
-# replays). Pings after the move: none lost, no replay error on charon's side, our
-# outbound state's sequence number past the 45 of before.
+# Sourced by tests/vm/guest.sh (its ok/bad/budget/took/wait_kernel/npol/counts/spis/xstat/
+# gaps/charon_conf/start_charon/swan helpers, $W, $BIN, namespaces left and right): MOBIKE
+# (RFC 4555) with the kernel's ESP. strongSwan's charon in right initiates to our iked
+# in left (responder, MOBIKE on as iked's default), 45 pings go through, then charon's
+# address moves from 192.0.2.2 to 192.0.2.3 and charon sends UPDATE_SA_ADDRESSES. We
+# move the CHILD SA's states and policies with XFRM_MSG_MIGRATE: the same SPIs at the
+# new address, and our outbound sequence number goes on from where it was (charon keeps
+# its replay window across the move, so states made anew, counting from 1, would see
+# our first packets dropped as replays). Pings after the move: none lost, no replay
+# error on charon's side, our outbound state's sequence number past the 45 of before.
 
 if budget mobike 40 40; then
-M=$W/mobike; mkdir -p $M/swanctl $M/run $M/iked/run
+M=$W/mobike; mkdir -p $M/iked/run
 mkdir -p $W/bin; ln -sf $BIN $W/bin/iked; ln -sf $BIN $W/bin/ikectl
-cat > $M/strongswan.conf <<EOT
-charon {
-    load_modular = no
-    load = random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac aes gcm gmp kdf kernel-netlink socket-default vici
-    install_routes = no
-    filelog {
-        main {
-            path = $M/charon.log
-            default = 1
-            ike = 2
-            chd = 2
-            knl = 2
-        }
-    }
-    plugins {
-        vici {
-            socket = unix://$M/charon.vici
-        }
-    }
-}
-EOT
 # No local_addrs: charon takes whatever address routes to us, and follows its own moves.
-cat > $M/swanctl/swanctl.conf <<EOT
-connections {
-    mo {
+charon_conf $M mo aes256gcm16 vm-mobike-psk-0123456789 gcm "rekey_time = 0" <<EOT
         version = 2
         remote_addrs = 192.0.2.1
         proposals = aes256-sha256-ecp256
         mobike = yes
         dpd_delay = 0
         rekey_time = 0
-        local {
-            auth = psk
-            id = 192.0.2.2
-        }
-        remote {
-            auth = psk
-            id = 192.0.2.1
-        }
-        children {
-            net {
-                mode = tunnel
-                esp_proposals = aes256gcm16
-                local_ts = 203.0.113.0/24
-                remote_ts = 198.51.100.0/24
-                rekey_time = 0
-            }
-        }
-    }
-}
-secrets {
-    ike-mo {
-        id-1 = 192.0.2.2
-        id-2 = 192.0.2.1
-        secret = "vm-mobike-psk-0123456789"
-    }
-}
 EOT
 cat > $M/iked/iked.conf <<EOT
 ikev2 "mo" passive esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 peer 192.0.2.2 \\
@@ -77,7 +28,6 @@ ikev2 "mo" passive esp from 198.51.100.0/24 to 203.0.113.0/24 local 192.0.2.1 pe
 	srcid 192.0.2.1 dstid 192.0.2.2 psk "vm-mobike-psk-0123456789"
 EOT
 chmod 600 $M/iked/iked.conf
-moswan() { SWANCTL_DIR=$M/swanctl swanctl "$@" --uri unix://$M/charon.vici; }
 # oseq NS DST: the outbound sequence number of NS's state towards DST (ip -s prints the
 # anti-replay context).
 oseq() {
@@ -88,13 +38,10 @@ oseq() {
 seqerr() { ip netns exec $1 awk '$1 == "XfrmInStateSeqError" { print $2 }' /proc/net/xfrm_stat; }
 ip netns exec left unshare -m --propagation private sh -c \
     "mount --bind $M/iked/run /run && exec $W/bin/iked -d -v -f $M/iked/iked.conf" > $M/iked/log 2>&1 &
-STRONGSWAN_CONF=$M/strongswan.conf ip netns exec right unshare -m --propagation private sh -c \
-    "mount --bind $M/run /run && exec /usr/lib/ipsec/charon" > $M/stdout 2>&1 &
-MOCHARON=$!
-for i in $(seq 1 100); do [ -S $M/charon.vici ] && [ -S $M/iked/run/iked.sock ] && break; sleep 0.2; done
-moswan --load-all > $M/load.txt 2>&1 || bad "mobike: charon: $(tail -3 $M/load.txt $M/stdout)"
+start_charon $M right || bad "mobike: charon: $(tail -3 $M/load.txt $M/stdout)"
+for i in $(seq 1 100); do [ -S $M/iked/run/iked.sock ] && break; sleep 0.2; done
 T0=$(up)
-moswan --initiate --child net > $M/initiate.txt 2>&1
+swan $M --initiate --child net > $M/initiate.txt 2>&1
 for i in $(seq 1 100); do grep -q "CHILD_SA established" $M/iked/log && break; sleep 0.2; done
 if grep -q "CHILD_SA established" $M/iked/log && wait_kernel left 2 3 && wait_kernel right 2 3; then
     ok "mobike: charon initiated to our iked in $(awk -v a=$T0 -v b=$(up) 'BEGIN{printf "%.1f", b-a}') s"
@@ -136,9 +83,9 @@ after=$(oseq left 192.0.2.3)
     || bad "mobike: outbound sequence number $before -> '$after' (started again?)"
 err1=$(seqerr right)
 [ "${err1:-x}" = "${err0:-y}" ] && ok "mobike: charon's kernel saw no replayed sequence number" || bad "mobike: XfrmInStateSeqError on charon's side $err0 -> $err1"
-moswan --terminate --ike mo > /dev/null 2>&1
+swan $M --terminate --ike mo > /dev/null 2>&1
 pkill -TERM -f "$M/iked/iked.conf"
-kill $MOCHARON 2>/dev/null
+kill $CHARON 2>/dev/null
 for i in $(seq 1 50); do ip netns exec right ss -uln | grep -q ':500 ' || break; sleep 0.2; done
 wait_kernel left 0 0 && ok "mobike: our shutdown left nothing" || bad "mobike: after shutdown $(ip -n left xfrm state | grep -c '^src') states, $(npol left) policies"
 ip -n left xfrm state flush; ip -n left xfrm policy flush; ip -n right xfrm state flush; ip -n right xfrm policy flush
