@@ -287,13 +287,14 @@ impl Engine {
             hex(&spi_r)
         );
         self.heard_from(now, nh);
-        // CREATE_CHILD_SAs of ours queued on the old IKE SA (a lifetime's rekey that came
-        // during this one) go on the new one, where their CHILD_SAs are now.
+        // CREATE_CHILD_SAs and CHILD_SA Deletes of ours queued on the old IKE SA (a
+        // lifetime's rekey that came during this one, or requests behind the last message
+        // ID) go on the new one, where their CHILD_SAs are now.
         let moving: Vec<Req> = match self.sas.get_mut(old) {
             Some(sa) => {
                 let (c, rest) = std::mem::take(&mut sa.queued)
                     .into_iter()
-                    .partition(|r| matches!(r, Req::CreateChild(_)));
+                    .partition(|r| matches!(r, Req::CreateChild(_) | Req::DeleteChild(_)));
                 sa.queued = rest;
                 c
             }

@@ -179,6 +179,15 @@ impl Engine {
             return;
         }
         let msgid = sa.next_msgid;
+        // §2.2: "In the unlikely event that Message IDs grow too large to fit in 32 bits,
+        // the IKE SA MUST be closed or rekeyed": the last ID goes to an IKE SA rekey, and
+        // what was asked waits behind it (and moves to the new IKE SA with its CHILD_SAs).
+        if msgid == u32::MAX && !matches!(what, Req::RekeyIke | Req::DeleteIke) {
+            if !sa.queued.contains(&what) {
+                sa.queued.insert(0, what);
+            }
+            return self.start_request(now, h, Req::RekeyIke);
+        }
         if what == Req::RekeyIke {
             let Engine {
                 sas,
@@ -565,6 +574,36 @@ mod tests {
         }
         settle(&mut w, &mut e);
         assert_eq!((w.child_sas().count(), e.child_sas().count()), (2, 2));
+    }
+
+    #[test]
+    fn the_last_message_id_rekeys_the_ike_sa_and_the_request_goes_on_the_new_one() {
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        w.connect(Time(0), "peer").unwrap();
+        settle(&mut w, &mut e);
+        let old = w.ike_sas().next().unwrap().1.spi_i;
+        // West's next request would take message ID 2^32 - 1 (the peer's own IDs are
+        // the peer's to watch).
+        let h = w.sas.iter().next().unwrap().0;
+        w.sas.get_mut(h).unwrap().next_msgid = u32::MAX;
+        let hw = e.sas.iter().next().unwrap().0;
+        e.sas.get_mut(hw).unwrap().peer_msgid = u32::MAX;
+        assert_eq!(w.delete_child(Time(2), ChildRef::Peer("peer")), 1);
+        let asked = sent(&mut w);
+        let hd = Header::parse(&asked[0]).unwrap();
+        assert_eq!(
+            (hd.exchange, hd.msgid),
+            (ExchangeType::CREATE_CHILD_SA, u32::MAX)
+        );
+        for m in asked {
+            e.handle_datagram(Time(3), EAST.parse().unwrap(), WEST.parse().unwrap(), &m);
+        }
+        settle(&mut w, &mut e);
+        // One IKE SA each, the new one; the Delete went on it: no CHILD_SA left.
+        let (_, info) = w.ike_sas().next().unwrap();
+        assert_ne!(info.spi_i, old);
+        assert_eq!((w.ike_sas().count(), e.ike_sas().count()), (1, 1));
+        assert_eq!((w.child_sas().count(), e.child_sas().count()), (0, 0));
     }
 
     #[test]
