@@ -399,16 +399,18 @@ impl EspProposal {
         (encr.is_aead() == integ.is_none()).then_some((encr, integ))
     }
 
-    /// `p` is an ESP proposal with a 4-byte SPI that offers this suite, NO_ESN among its
-    /// ESN transforms (ESN is a mandatory type for ESP, §3.3.3: a proposal without one
-    /// is unacceptable, §3.3.6).
+    /// `p` is an ESP proposal with a 4-byte SPI that offers this suite; an ESN transform,
+    /// if present, must allow NO_ESN. ESN is a mandatory type for ESP (§3.3.3), but a
+    /// proposal without one is taken as NO_ESN, as strongSwan takes it ("assume not
+    /// supported"): peers that leave it out exist.
     pub fn offered_in(&self, p: &Proposal<'_>) -> bool {
         p.protocol == ProtocolId::ESP
             && p.spi.len() == 4
             && p.types_within(&ESP_TRANSFORM_TYPES)
             && has_encr(p, self.encr, self.key_bits)
             && integ_ok(p, self.integ)
-            && has(p, TransformType::ESN, EsnId::NO_ESN.0)
+            && (p.of_type(TransformType::ESN).next().is_none()
+                || has(p, TransformType::ESN, EsnId::NO_ESN.0))
     }
 
     pub fn is(&self, p: &Proposal<'_>) -> bool {
@@ -775,8 +777,8 @@ mod tests {
         };
         assert!(offered(&[(1, 20, kl), (5, 0, &[])]));
         assert!(offered(&[(1, 20, kl), (5, 1, &[]), (5, 0, &[])]));
-        // ESN is mandatory for ESP (§3.3.3), and we do NO_ESN only.
-        assert!(!offered(&[(1, 20, kl)]));
+        // We do NO_ESN only; a proposal without ESN is taken as NO_ESN.
+        assert!(offered(&[(1, 20, kl)]));
         assert!(!offered(&[(1, 20, kl), (5, 1, &[])]));
         assert!(!offered(&[(1, 20, kl), (5, 0, &[]), (9, 1, &[])]));
         // PRF is not an ESP transform type.

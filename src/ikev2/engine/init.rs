@@ -168,6 +168,13 @@ impl Engine {
             )
         };
         nat_detect(&mut sa, &msg.payloads);
+        if let Some(nat) = nat_found(&sa) {
+            // Before anything is kept: rate-limited.
+            self.io.limited_log(
+                log::Level::Info,
+                format_args!("ikev2: {} {remote}: NAT detected: {nat}", sa.info.peer),
+            );
+        }
         sa.peer_hashes = peer_hashes(&msg.payloads);
         sa.frag = self.config.fragmentation
             && pl
@@ -288,6 +295,9 @@ impl Engine {
         sa.nr = nr.to_vec();
         sa.init_r = data.to_vec();
         nat_detect(sa, pl);
+        if let Some(nat) = nat_found(sa) {
+            log::info!("ikev2: {} {remote}: NAT detected: {nat}", peer.name);
+        }
         sa.peer_hashes = peer_hashes(pl);
         sa.frag = config.fragmentation
             && pl
@@ -337,18 +347,15 @@ pub(super) fn nat_detect(sa: &mut IkeSa, pl: &Payloads<'_>) {
         [0u8; 8]
     };
     nat_compare(sa, pl, &r);
-    let (us, them) = (sa.info.nat_local, sa.info.nat_remote);
-    if us || them {
-        log::info!(
-            "ikev2: {} {}: NAT detected: {}",
-            sa.info.peer,
-            sa.info.remote,
-            match (us, them) {
-                (true, true) => "both sides are behind a NAT",
-                (true, false) => "we are behind a NAT",
-                _ => "the peer is behind a NAT",
-            }
-        );
+}
+
+/// What NAT detection found, for the log line; None for no NAT.
+pub(super) fn nat_found(sa: &IkeSa) -> Option<&'static str> {
+    match (sa.info.nat_local, sa.info.nat_remote) {
+        (true, true) => Some("both sides are behind a NAT"),
+        (true, false) => Some("we are behind a NAT"),
+        (false, true) => Some("the peer is behind a NAT"),
+        (false, false) => None,
     }
 }
 

@@ -87,13 +87,25 @@ impl Engine {
         if hd.response() {
             return self.io.dropped(from.1, e.reason);
         }
+        // Our initiator SA waiting for its IKE_AUTH answer: a request from the peer that
+        // is already established (a DPD, a CREATE_CHILD_SA) has overtaken it; dropped, to
+        // be taken when it comes again.
+        if self
+            .sas
+            .get(h)
+            .is_some_and(|sa| matches!(sa.info.state, IkeState::InitSent | IkeState::AuthSent))
+        {
+            return self
+                .io
+                .dropped(from.1, "request before our IKE SA is established");
+        }
         if !self.next_in_window(h, hd, from) {
             return;
         }
         let Some(sa) = self.sas.get_mut(h) else {
             return;
         };
-        let remote = sa.info.remote;
+        let remote = from.1;
         let data: &[u8] = match &e.payload {
             Some(p) => std::slice::from_ref(&p.0),
             None => &[],
@@ -108,12 +120,14 @@ impl Engine {
                 sa.info.peer, hd.exchange, hd.msgid, e.notify
             ),
         );
+        // Back where the request came from (§2.11), kept for a repeat.
         if let Ok(m) = m {
-            self.io.respond(sa, hd.msgid, m);
+            self.io.send(from.0, from.1, &m);
+            sa.response = Some((hd.msgid, m));
         }
         sa.peer_msgid = hd.msgid.wrapping_add(1);
-        if sa.info.state != IkeState::Established {
-            self.delete(h, "its IKE_AUTH request was malformed");
+        if sa.info.state == IkeState::HalfOpen {
+            self.fail(h, "its IKE_AUTH request was malformed");
         }
     }
 
@@ -180,13 +194,23 @@ impl Engine {
         }
         let msgid = sa.next_msgid;
         // §2.2: "In the unlikely event that Message IDs grow too large to fit in 32 bits,
-        // the IKE SA MUST be closed or rekeyed": the last ID goes to an IKE SA rekey, and
-        // what was asked waits behind it (and moves to the new IKE SA with its CHILD_SAs).
-        if msgid == u32::MAX && !matches!(what, Req::RekeyIke | Req::DeleteIke) {
+        // the IKE SA MUST be closed or rekeyed": the last but one ID goes to an IKE SA
+        // rekey, and what was asked waits behind it (and moves to the new IKE SA with its
+        // CHILD_SAs); the last one is left for the old IKE SA's Delete. Should the rekey
+        // fail, the last ID closes the IKE SA.
+        if msgid == u32::MAX - 1 && !matches!(what, Req::RekeyIke | Req::DeleteIke) {
             if !sa.queued.contains(&what) {
                 sa.queued.insert(0, what);
             }
             return self.start_request(now, h, Req::RekeyIke);
+        }
+        if msgid == u32::MAX && what != Req::DeleteIke {
+            log::warn!(
+                "ikev2: {}: message IDs run out: the IKE SA is deleted",
+                sa.info.peer
+            );
+            sa.queued.clear();
+            return self.start_request(now, h, Req::DeleteIke);
         }
         if what == Req::RekeyIke {
             let Engine {
@@ -547,6 +571,25 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_overtakes_our_ike_auth_answer_is_dropped_and_the_sa_stays() {
+        let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
+        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let answer = to_ike_auth_answer(&mut w, &mut e);
+        // East is established and asks for a new CHILD_SA before west has its answer.
+        assert!(e.create_child(Time(2), "peer"));
+        for m in sent(&mut e) {
+            w.handle_datagram(Time(2), wa, ea, &m);
+        }
+        assert!(
+            sent(&mut w).is_empty(),
+            "no answer while our IKE_AUTH is open"
+        );
+        assert_eq!(w.ike_sas().count(), 1);
+        w.handle_datagram(Time(3), wa, ea, &answer);
+        assert_eq!((w.ike_sas().count(), w.child_sas().count()), (1, 1));
+    }
+
+    #[test]
     fn a_response_of_another_exchange_does_not_take_the_request_in_flight() {
         let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
         let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
@@ -582,18 +625,19 @@ mod tests {
         w.connect(Time(0), "peer").unwrap();
         settle(&mut w, &mut e);
         let old = w.ike_sas().next().unwrap().1.spi_i;
-        // West's next request would take message ID 2^32 - 1 (the peer's own IDs are
-        // the peer's to watch).
+        // West's next request would take message ID 2^32 - 2, the last but one (the
+        // peer's own IDs are the peer's to watch): the rekey takes it, and the old IKE
+        // SA's Delete the last.
         let h = w.sas.iter().next().unwrap().0;
-        w.sas.get_mut(h).unwrap().next_msgid = u32::MAX;
+        w.sas.get_mut(h).unwrap().next_msgid = u32::MAX - 1;
         let hw = e.sas.iter().next().unwrap().0;
-        e.sas.get_mut(hw).unwrap().peer_msgid = u32::MAX;
+        e.sas.get_mut(hw).unwrap().peer_msgid = u32::MAX - 1;
         assert_eq!(w.delete_child(Time(2), ChildRef::Peer("peer")), 1);
         let asked = sent(&mut w);
         let hd = Header::parse(&asked[0]).unwrap();
         assert_eq!(
             (hd.exchange, hd.msgid),
-            (ExchangeType::CREATE_CHILD_SA, u32::MAX)
+            (ExchangeType::CREATE_CHILD_SA, u32::MAX - 1)
         );
         for m in asked {
             e.handle_datagram(Time(3), EAST.parse().unwrap(), WEST.parse().unwrap(), &m);
