@@ -1035,12 +1035,7 @@ fn raw_public_keys_with_charon_rsa_and_ecdsa_either_side_starting() {
         // charon starts.
         let creds = raw_creds(&keys.dir);
         let mut ours = Ours::with_sig(&l.a, GCM_ECP256, ESP_GCM, SigMethod::Any, creds);
-        std::thread::scope(|s| {
-            let init = s.spawn(|| c.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]));
-            ours.run_until(|e| e.child_sas().count() == 1);
-            let out = init.join().unwrap();
-            assert!(out.contains("initiate completed successfully"), "{out}");
-        });
+        charon_initiates(&c, &mut ours);
         check_charon(&c, &ours, true);
         // Both times charon checked us with the raw key it holds (charon has no CA, nor
         // have we). Our raw RSA key in a CERT payload (encoding 11, as iked sends it) is

@@ -68,7 +68,9 @@ fn ike(gcm: bool) -> IkeProposal {
     }
 }
 
-fn peer(west: bool, gcm: bool) -> Peer {
+/// West's or east's policy for the other (PSK, AES-GCM or AES-CBC, the documentation
+/// networks); the engine's unit tests use it too.
+pub(crate) fn peer(west: bool, gcm: bool) -> Peer {
     let (local, remote, lnet, rnet) = if west {
         (WEST, EAST, "198.51.100.0", "203.0.113.0")
     } else {

@@ -339,50 +339,16 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::ike::crypto::SeededRandom;
-    use crate::ikev2::policy::Identity;
 
     const WEST: &str = "192.0.2.1:500";
     const EAST: &str = "192.0.2.2:500";
 
-    fn engine(me: &str, them: &str, seed: u64) -> Engine {
-        let (local, remote): (SocketAddr, SocketAddr) =
-            (me.parse().unwrap(), them.parse().unwrap());
-        let net = |s: &str| Selector::subnet(s.parse().unwrap(), 24);
-        let (lnet, rnet) = if me == WEST {
-            ("198.51.100.0", "203.0.113.0")
-        } else {
-            ("203.0.113.0", "198.51.100.0")
+    /// An engine on WEST or EAST with the fuzzing harness's policy for it (PSK,
+    /// AES-GCM, the documentation networks), the engine's default configuration.
+    fn engine(me: &str, seed: u64) -> Engine {
+        let policy = Policy {
+            peers: vec![crate::fuzzing::engine::peer(me == WEST, true)],
         };
-        let peer = Peer {
-            name: "peer".into(),
-            local,
-            remote,
-            auth: PeerAuth::psk(b"secret"),
-            local_id: Identity::addr(local.ip()),
-            remote_id: Some(Identity::addr(remote.ip())),
-            ike: vec![IkeProposal {
-                encr: crate::ikev2::wire::EncrId::AES_GCM_16,
-                key_bits: Some(256),
-                integ: None,
-                prf: crate::ikev2::wire::PrfId::HMAC_SHA2_256,
-                dh: DhGroup::ECP_256,
-            }],
-            esp: vec![EspProposal {
-                encr: crate::ikev2::wire::EncrId::AES_GCM_16,
-                key_bits: Some(256),
-                integ: None,
-                pfs: None,
-            }],
-            local_ts: vec![net(lnet)],
-            remote_ts: vec![net(rnet)],
-            flows: Vec::new(),
-            transport: false,
-            ike_lifetime_secs: 0,
-            child_lifetime_secs: 0,
-            child_lifetime_bytes: 0,
-            cp: Default::default(),
-        };
-        let policy = Policy { peers: vec![peer] };
         Engine::new(
             Config::default(),
             policy,
@@ -448,7 +414,7 @@ mod tests {
     #[test]
     fn a_protected_request_with_an_unknown_critical_payload_is_answered_and_the_sa_stays() {
         let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         w.connect(Time(0), "peer").unwrap();
         settle(&mut w, &mut e);
         assert_eq!((w.child_sas().count(), e.child_sas().count()), (1, 1));
@@ -492,7 +458,7 @@ mod tests {
     #[test]
     fn an_ike_auth_request_with_an_unknown_critical_payload_is_answered_and_ends_the_sa() {
         let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         w.connect(Time(0), "peer").unwrap();
         for m in sent(&mut w) {
             e.handle_datagram(Time(1), ea, wa, &m);
@@ -543,7 +509,7 @@ mod tests {
         // §3.10.1: "MUST assume that the corresponding request has failed entirely".
         let wa = WEST.parse().unwrap();
         let ea = EAST.parse().unwrap();
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         let answer = to_ike_auth_answer(&mut w, &mut e);
         // East's answer as it is, with an error notify of type 8000 added.
         let sa = w.sas.iter().next().unwrap().1;
@@ -564,7 +530,7 @@ mod tests {
         w.handle_datagram(Time(2), wa, ea, &forged);
         assert_eq!((w.ike_sas().count(), w.child_sas().count()), (0, 0));
         // The same answer without it establishes.
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         let answer = to_ike_auth_answer(&mut w, &mut e);
         w.handle_datagram(Time(2), wa, ea, &answer);
         assert_eq!((w.ike_sas().count(), w.child_sas().count()), (1, 1));
@@ -573,7 +539,7 @@ mod tests {
     #[test]
     fn a_request_that_overtakes_our_ike_auth_answer_is_dropped_and_the_sa_stays() {
         let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         let answer = to_ike_auth_answer(&mut w, &mut e);
         // East is established and asks for a new CHILD_SA before west has its answer.
         assert!(e.create_child(Time(2), "peer"));
@@ -592,7 +558,7 @@ mod tests {
     #[test]
     fn a_response_of_another_exchange_does_not_take_the_request_in_flight() {
         let (wa, ea) = (WEST.parse().unwrap(), EAST.parse().unwrap());
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         w.connect(Time(0), "peer").unwrap();
         settle(&mut w, &mut e);
         // West asks for a CHILD_SA; east "answers" its message ID with an INFORMATIONAL.
@@ -621,7 +587,7 @@ mod tests {
 
     #[test]
     fn the_last_message_id_rekeys_the_ike_sa_and_the_request_goes_on_the_new_one() {
-        let (mut w, mut e) = (engine(WEST, EAST, 1), engine(EAST, WEST, 2));
+        let (mut w, mut e) = (engine(WEST, 1), engine(EAST, 2));
         w.connect(Time(0), "peer").unwrap();
         settle(&mut w, &mut e);
         let old = w.ike_sas().next().unwrap().1.spi_i;
@@ -654,7 +620,7 @@ mod tests {
     fn an_ike_sa_init_with_an_unknown_critical_payload_or_version_3_gets_a_notify_from_a_peer_only()
     {
         let (wa, ea): (SocketAddr, SocketAddr) = (WEST.parse().unwrap(), EAST.parse().unwrap());
-        let mut e = engine(EAST, WEST, 2);
+        let mut e = engine(EAST, 2);
         let hdr = Header {
             spi_i: [7; 8],
             exchange: ExchangeType::IKE_SA_INIT,
